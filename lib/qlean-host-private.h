@@ -1,0 +1,34 @@
+/* qlean-host-private.h: what the host offers: QEMU, KVM, run directories
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#pragma once
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+/* Finds the QEMU binary: @name may be a path or a name in PATH; NULL
+ * means qemu-system-x86_64. The error names the package to install. */
+char     *qlean_host_find_qemu       (const char  *name,
+                                      GError     **error);
+/* Whether KVM really runs guests with @qemu_binary. /dev/kvm existing is
+ * not enough: nested setups open it and create VMs, then QEMU aborts or
+ * hangs. So this boots SeaBIOS under KVM for up to two seconds and looks
+ * for its first words. Checked once per binary per process. */
+gboolean  qlean_host_kvm_usable      (const char  *qemu_binary,
+                                      char       **reason);
+/* The directory all run directories of this user live in, made 0700. */
+char     *qlean_host_run_base        (GError     **error);
+/* A fresh 0700 run directory for a machine, with an owner file naming
+ * this process so that `qlean gc` can tell it from a dead one. */
+char     *qlean_host_make_run_dir    (const char  *name,
+                                      GError     **error);
+/* Whether the process that made @run_dir still runs. */
+gboolean  qlean_host_run_dir_owner_alive (const char *run_dir);
+/* The package-manager command that installs @debian_package, for the
+ * distribution this host runs. */
+char     *qlean_host_install_hint    (const char  *debian_package);
+
+G_END_DECLS

@@ -1,0 +1,320 @@
+/* qlean-host.c: what the host offers: QEMU, KVM, run directories
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <glib/gstdio.h>
+#include <glib/gi18n-lib.h>
+
+#include "qlean-error.h"
+#include "qlean-host-private.h"
+
+#define OWNER_FILE "owner"
+
+char *
+qlean_host_install_hint (const char *debian_package)
+{
+  static const struct { const char *tool; const char *format; } managers[] = {
+    { "/usr/bin/apt-get", "apt-get install %s" },
+    { "/usr/bin/dnf", "dnf install %s" },
+    { "/usr/bin/pacman", "pacman -S %s" },
+    { "/sbin/apk", "apk add %s" },
+  };
+  /* Names differ across distributions; map the few we mention. */
+  static const struct { const char *debian; const char *rpm; const char *arch; const char *alpine; } names[] = {
+    { "qemu-system-x86", "qemu-system-x86", "qemu-system-x86", "qemu-system-x86_64" },
+    { "qemu-guest-agent", "qemu-guest-agent", "qemu-guest-agent", "qemu-guest-agent" },
+    { "busybox-static", "busybox", "busybox", "busybox-static" },
+    { "linux-image-cloud-amd64", "kernel-core", "linux", "linux-virt" },
+    { "qemu-utils", "qemu-img", "qemu-img", "qemu-img" },
+  };
+  const char *package = debian_package;
+
+  for (guint i = 0; i < G_N_ELEMENTS (managers); i++)
+    {
+      if (!g_file_test (managers[i].tool, G_FILE_TEST_IS_EXECUTABLE))
+        continue;
+
+      for (guint j = 0; j < G_N_ELEMENTS (names); j++)
+        if (g_strcmp0 (names[j].debian, debian_package) == 0)
+          package = i == 0 ? names[j].debian : i == 1 ? names[j].rpm : i == 2 ? names[j].arch : names[j].alpine;
+
+      return g_strdup_printf (managers[i].format, package);
+    }
+
+  return g_strdup_printf (_("install the package %s (Debian's name)"), debian_package);
+}
+
+char *
+qlean_host_find_qemu (const char  *name,
+                      GError     **error)
+{
+  g_autofree char *hint = NULL;
+  char *path;
+
+  if (name == NULL)
+    name = "qemu-system-x86_64";
+
+  if (strchr (name, '/') != NULL)
+    path = g_file_test (name, G_FILE_TEST_IS_EXECUTABLE) ? g_strdup (name) : NULL;
+  else
+    path = g_find_program_in_path (name);
+
+  if (path != NULL)
+    return path;
+
+  hint = qlean_host_install_hint ("qemu-system-x86");
+  g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_QEMU_NOT_FOUND,
+               _("QEMU binary “%s” not found or not executable; install QEMU: %s"),
+               name, hint);
+  return NULL;
+}
+
+static gboolean
+probe_kvm (const char  *qemu_binary,
+           char       **reason)
+{
+  g_autoptr(GSubprocess) process = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GInputStream) out = NULL;
+  GString *seen = g_string_new (NULL);
+  gint64 deadline;
+  gboolean ok = FALSE;
+  int fd;
+
+  fd = g_open ("/dev/kvm", O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0)
+    {
+      *reason = g_strdup_printf (_("/dev/kvm: %s"), g_strerror (errno));
+      g_string_free (seen, TRUE);
+      return FALSE;
+    }
+  close (fd);
+
+  process = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE |
+                              G_SUBPROCESS_FLAGS_STDIN_PIPE,
+                              &error,
+                              qemu_binary, "-accel", "kvm", "-cpu", "host", "-machine", "q35",
+                              "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+                              "-m", "32", "-chardev", "stdio,id=probe",
+                              "-device", "isa-debugcon,chardev=probe,iobase=0x402",
+                              NULL);
+  if (process == NULL)
+    {
+      *reason = g_strdup (error->message);
+      g_string_free (seen, TRUE);
+      return FALSE;
+    }
+
+  out = g_object_ref (g_subprocess_get_stdout_pipe (process));
+  deadline = g_get_monotonic_time () + 2 * G_USEC_PER_SEC;
+
+  /* Poll the pipe until SeaBIOS speaks, QEMU dies, or time runs out. */
+  while (g_get_monotonic_time () < deadline)
+    {
+      char buf[512];
+      gssize n;
+
+      if (!g_pollable_input_stream_is_readable (G_POLLABLE_INPUT_STREAM (out)))
+        {
+          g_usleep (5000);
+          continue;
+        }
+
+      n = g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (out),
+                                                    buf, sizeof buf, NULL, NULL);
+      if (n <= 0)
+        break;
+
+      g_string_append_len (seen, buf, n);
+      if (strstr (seen->str, "SeaBIOS") != NULL)
+        {
+          ok = TRUE;
+          break;
+        }
+    }
+
+  g_subprocess_force_exit (process);
+  g_subprocess_wait (process, NULL, NULL);
+
+  if (!ok)
+    {
+      g_strstrip (seen->str);
+      *reason = seen->len > 0 ? g_strdup_printf (_("QEMU could not run a guest under KVM: %s"), seen->str)
+                              : g_strdup (_("QEMU ran no guest code under KVM within 2 s"));
+    }
+
+  g_string_free (seen, TRUE);
+  return ok;
+}
+
+gboolean
+qlean_host_kvm_usable (const char  *qemu_binary,
+                       char       **reason)
+{
+  static GMutex lock;
+  static GHashTable *results;  /* binary -> reason, "" when usable */
+  const char *cached;
+  g_autofree char *why = NULL;
+  gboolean ok;
+
+  g_mutex_lock (&lock);
+  if (results == NULL)
+    results = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+
+  cached = g_hash_table_lookup (results, qemu_binary);
+  if (cached == NULL)
+    {
+      ok = probe_kvm (qemu_binary, &why);
+      g_hash_table_insert (results, g_strdup (qemu_binary), g_strdup (ok ? "" : why));
+      cached = g_hash_table_lookup (results, qemu_binary);
+    }
+  ok = *cached == '\0';
+  if (!ok && reason != NULL)
+    *reason = g_strdup (cached);
+  g_mutex_unlock (&lock);
+
+  return ok;
+}
+
+char *
+qlean_host_run_base (GError **error)
+{
+  const char *runtime = g_getenv ("XDG_RUNTIME_DIR");
+  g_autofree char *base = NULL;
+  struct stat st;
+
+  if (g_getenv ("QLEAN_RUN_DIR") != NULL)
+    base = g_strdup (g_getenv ("QLEAN_RUN_DIR"));
+  else if (runtime != NULL && g_file_test (runtime, G_FILE_TEST_IS_DIR))
+    base = g_build_filename (runtime, "qlean", NULL);
+  else
+    {
+      g_autofree char *name = g_strdup_printf ("qlean-%u", (guint) getuid ());
+
+      base = g_build_filename (g_get_tmp_dir (), name, NULL);
+    }
+
+  if (g_mkdir_with_parents (base, 0700) != 0 && errno != EEXIST)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   _("Could not create the run directory %s: %s"), base, g_strerror (saved_errno));
+      return NULL;
+    }
+
+  /* In a shared /tmp, someone else may have made it first: refuse a
+   * directory we do not own or others can enter. */
+  if (lstat (base, &st) != 0 || !S_ISDIR (st.st_mode) || st.st_uid != getuid ())
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+                   _("The run directory %s is not a directory owned by you; remove it or set QLEAN_RUN_DIR"),
+                   base);
+      return NULL;
+    }
+  if ((st.st_mode & 0077) != 0 && g_chmod (base, 0700) != 0)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+                   _("The run directory %s is open to other users; make it mode 0700"), base);
+      return NULL;
+    }
+
+  return g_steal_pointer (&base);
+}
+
+/* The owner's pid and its start time (field 22 of /proc/PID/stat), so
+ * that a recycled pid is not mistaken for the owner. */
+static char *
+process_start_time (pid_t pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
+  g_autofree char *stat = NULL;
+  g_auto(GStrv) fields = NULL;
+  const char *after_comm;
+
+  if (!g_file_get_contents (path, &stat, NULL, NULL))
+    return NULL;
+
+  after_comm = strrchr (stat, ')');
+  if (after_comm == NULL)
+    return NULL;
+
+  fields = g_strsplit (after_comm + 2, " ", 0);
+  if (g_strv_length (fields) < 20)
+    return NULL;
+
+  /* fields[0] is field 3 (state); field 22 (starttime) is fields[19]. */
+  return g_strdup (fields[19]);
+}
+
+char *
+qlean_host_make_run_dir (const char  *name,
+                         GError     **error)
+{
+  g_autofree char *base = qlean_host_run_base (error);
+  g_autofree char *template = NULL;
+  g_autofree char *owner_path = NULL;
+  g_autofree char *owner = NULL;
+  g_autofree char *start = NULL;
+  char *dir;
+
+  if (base == NULL)
+    return NULL;
+
+  template = g_strdup_printf ("%s/%.32s-XXXXXX", base, name);
+  dir = g_mkdtemp_full (template, 0700);
+  if (dir == NULL)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   _("Could not create a run directory in %s: %s"), base, g_strerror (saved_errno));
+      return NULL;
+    }
+  dir = g_steal_pointer (&template);
+
+  start = process_start_time (getpid ());
+  owner = g_strdup_printf ("%d %s\n", (int) getpid (), start ? start : "0");
+  owner_path = g_build_filename (dir, OWNER_FILE, NULL);
+  if (!g_file_set_contents_full (owner_path, owner, -1, G_FILE_SET_CONTENTS_NONE, 0600, error))
+    {
+      g_rmdir (dir);
+      g_free (dir);
+      return NULL;
+    }
+
+  return dir;
+}
+
+gboolean
+qlean_host_run_dir_owner_alive (const char *run_dir)
+{
+  g_autofree char *owner_path = g_build_filename (run_dir, OWNER_FILE, NULL);
+  g_autofree char *owner = NULL;
+  g_autofree char *start = NULL;
+  g_auto(GStrv) fields = NULL;
+  gint64 pid;
+
+  if (!g_file_get_contents (owner_path, &owner, NULL, NULL))
+    return FALSE;
+
+  fields = g_strsplit (g_strstrip (owner), " ", 2);
+  if (fields[0] == NULL || fields[1] == NULL)
+    return FALSE;
+
+  pid = g_ascii_strtoll (fields[0], NULL, 10);
+  if (pid <= 0 || (kill ((pid_t) pid, 0) != 0 && errno == ESRCH))
+    return FALSE;
+
+  start = process_start_time ((pid_t) pid);
+  return start != NULL && g_strcmp0 (start, fields[1]) == 0;
+}

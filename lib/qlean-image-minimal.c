@@ -1,0 +1,381 @@
+/* qlean-image-minimal.c: building the embedded default image
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <glib/gstdio.h>
+#include <glib/gi18n-lib.h>
+
+#include "qlean-error.h"
+#include "qlean-image-private.h"
+#include "qlean-resources.h"
+#include "qlean-util-private.h"
+
+#define RESOURCE_INIT "/org/qlean/minimal/init"
+#define RESOURCE_BUILDER "/org/qlean/minimal/qlean-build-initramfs.sh"
+
+/* Each parameter trims boot time under TCG, where every initcall and
+ * every probe costs many times what it costs on hardware; measured in
+ * MEASUREMENTS.md and bench/boot. */
+static const char minimal_cmdline[] =
+  "console=ttyS0 quiet loglevel=0 panic=-1 "
+  "mitigations=off tsc=reliable no_timer_check "
+  "i8042.noaux i8042.nokbd i8042.nopnp cryptomgr.notests "
+  "random.trust_cpu=on audit=0 8250.nr_uarts=1 pci=lastbus=0";
+
+const char *
+qlean_minimal_cmdline (void)
+{
+  return minimal_cmdline;
+}
+
+void
+qlean_minimal_inputs_clear (QleanMinimalInputs *inputs)
+{
+  g_clear_pointer (&inputs->kernel, g_free);
+  g_clear_pointer (&inputs->kernel_release, g_free);
+  g_clear_pointer (&inputs->modules_dir, g_free);
+  g_clear_pointer (&inputs->busybox, g_free);
+  g_clear_pointer (&inputs->qemu_ga, g_free);
+}
+
+static int
+compare_versions (gconstpointer a,
+                  gconstpointer b)
+{
+  return strverscmp (*(const char * const *) a, *(const char * const *) b);
+}
+
+/* Debian's cloud kernel boots fastest (fewer drivers to probe), so it
+ * wins when installed; then the running kernel; then the newest. */
+static char *
+find_kernel_release (void)
+{
+  g_autoptr(GDir) dir = g_dir_open ("/boot", 0, NULL);
+  g_autoptr(GPtrArray) releases = g_ptr_array_new_with_free_func (g_free);
+  struct utsname uts;
+  const char *name;
+
+  if (dir != NULL)
+    while ((name = g_dir_read_name (dir)) != NULL)
+      if (g_str_has_prefix (name, "vmlinuz-"))
+        {
+          g_autofree char *path = g_build_filename ("/boot", name, NULL);
+
+          if (g_access (path, R_OK) == 0)
+            g_ptr_array_add (releases, g_strdup (name + strlen ("vmlinuz-")));
+        }
+
+  g_ptr_array_sort (releases, compare_versions);
+
+  for (guint i = releases->len; i > 0; i--)
+    if (g_str_has_suffix (g_ptr_array_index (releases, i - 1), "-cloud-amd64"))
+      return g_strdup (g_ptr_array_index (releases, i - 1));
+
+  if (uname (&uts) == 0)
+    for (guint i = 0; i < releases->len; i++)
+      if (g_strcmp0 (g_ptr_array_index (releases, i), uts.release) == 0)
+        return g_strdup (uts.release);
+
+  if (releases->len > 0)
+    return g_strdup (g_ptr_array_index (releases, releases->len - 1));
+
+  return NULL;
+}
+
+static char *
+find_program (const char *env_name,
+              const char * const *candidates)
+{
+  const char *from_env = g_getenv (env_name);
+
+  if (from_env != NULL && *from_env != '\0')
+    return g_strdup (from_env);
+
+  for (guint i = 0; candidates[i] != NULL; i++)
+    {
+      char *found;
+
+      if (g_path_is_absolute (candidates[i]))
+        {
+          if (g_file_test (candidates[i], G_FILE_TEST_IS_EXECUTABLE))
+            return g_strdup (candidates[i]);
+          continue;
+        }
+
+      found = g_find_program_in_path (candidates[i]);
+      if (found != NULL)
+        return found;
+    }
+
+  return NULL;
+}
+
+gboolean
+qlean_minimal_find_inputs (QleanMinimalInputs  *inputs,
+                           GError             **error)
+{
+  static const char * const busybox_candidates[] = { "/bin/busybox", "/usr/bin/busybox", "busybox", NULL };
+  static const char * const qemu_ga_candidates[] = { "/usr/sbin/qemu-ga", "/usr/bin/qemu-ga", "qemu-ga", NULL };
+  const char *kernel_env = g_getenv ("QLEAN_MINIMAL_KERNEL");
+
+  if (kernel_env != NULL && *kernel_env != '\0')
+    {
+      g_autofree char *base = g_path_get_basename (kernel_env);
+
+      inputs->kernel = g_strdup (kernel_env);
+      inputs->kernel_release = g_strdup (g_getenv ("QLEAN_MINIMAL_KERNEL_RELEASE"));
+      if (inputs->kernel_release == NULL && g_str_has_prefix (base, "vmlinuz-"))
+        inputs->kernel_release = g_strdup (base + strlen ("vmlinuz-"));
+    }
+  else
+    {
+      inputs->kernel_release = find_kernel_release ();
+      if (inputs->kernel_release != NULL)
+        inputs->kernel = g_strdup_printf ("/boot/vmlinuz-%s", inputs->kernel_release);
+    }
+
+  /* Look everything up first, so that a report can show all of it. */
+  if (inputs->kernel_release != NULL)
+    inputs->modules_dir = g_build_filename ("/lib/modules", inputs->kernel_release, NULL);
+  inputs->busybox = find_program ("QLEAN_BUSYBOX", busybox_candidates);
+  inputs->qemu_ga = find_program ("QLEAN_QEMU_GA", qemu_ga_candidates);
+
+  if (inputs->kernel == NULL || g_access (inputs->kernel, R_OK) != 0)
+    {
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
+                   _("The minimal image needs a readable Linux kernel in /boot (%s); "
+                     "install one: apt-get install linux-image-cloud-amd64"),
+                   inputs->kernel ? inputs->kernel : _("none found"));
+      g_clear_pointer (&inputs->kernel, g_free);
+      return FALSE;
+    }
+
+  if (inputs->kernel_release == NULL)
+    {
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
+                   _("Cannot tell the release of kernel %s; set QLEAN_MINIMAL_KERNEL_RELEASE"),
+                   inputs->kernel);
+      return FALSE;
+    }
+
+  if (!g_file_test (inputs->modules_dir, G_FILE_TEST_IS_DIR))
+    {
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
+                   _("The modules of kernel %s are missing (%s); reinstall the package "
+                     "that ships the kernel, e.g. apt-get install --reinstall linux-image-%s"),
+                   inputs->kernel_release, inputs->modules_dir, inputs->kernel_release);
+      g_clear_pointer (&inputs->modules_dir, g_free);
+      return FALSE;
+    }
+
+  if (inputs->busybox == NULL)
+    {
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
+                   _("The minimal image needs a static busybox; "
+                     "install it: apt-get install busybox-static"));
+      return FALSE;
+    }
+
+  if (inputs->qemu_ga == NULL)
+    {
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
+                   _("The minimal image needs the QEMU guest agent on the host; "
+                     "install it: apt-get install qemu-guest-agent"));
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+static void
+checksum_file_identity (GChecksum  *checksum,
+                        const char *path)
+{
+  g_autofree char *line = NULL;
+  struct stat st;
+
+  if (stat (path, &st) != 0)
+    memset (&st, 0, sizeof st);
+
+  line = g_strdup_printf ("%s\n%llu %llu %lld.%09ld\n", path,
+                          (unsigned long long) st.st_ino,
+                          (unsigned long long) st.st_size,
+                          (long long) st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+  g_checksum_update (checksum, (const guchar *) line, strlen (line));
+}
+
+static void
+checksum_resource (GChecksum  *checksum,
+                   const char *resource)
+{
+  g_autoptr(GBytes) bytes = g_resources_lookup_data (resource, 0, NULL);
+  gsize len;
+  const guchar *data;
+
+  g_assert (bytes != NULL);
+  data = g_bytes_get_data (bytes, &len);
+  g_checksum_update (checksum, data, len);
+}
+
+/* Everything the image is made of goes into its name in the cache, so a
+ * kernel, agent or init update builds a new image and never reuses a
+ * stale one. Files are identified by inode, size and mtime: cheap, and
+ * any package upgrade changes them. */
+static char *
+qlean_minimal_cache_key (const QleanMinimalInputs *inputs)
+{
+  g_autoptr(GChecksum) checksum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_autofree char *modules_dep = g_build_filename (inputs->modules_dir, "modules.dep", NULL);
+  const char *digest;
+
+  g_checksum_update (checksum, (const guchar *) PACKAGE_VERSION, -1);
+  checksum_resource (checksum, RESOURCE_INIT);
+  checksum_resource (checksum, RESOURCE_BUILDER);
+  checksum_file_identity (checksum, inputs->kernel);
+  checksum_file_identity (checksum, modules_dep);
+  checksum_file_identity (checksum, inputs->busybox);
+  checksum_file_identity (checksum, inputs->qemu_ga);
+
+  digest = g_checksum_get_string (checksum);
+  return g_strndup (digest, 16);
+}
+
+static gboolean
+write_resource (const char  *resource,
+                const char  *path,
+                int          mode,
+                GError     **error)
+{
+  g_autoptr(GBytes) bytes = g_resources_lookup_data (resource, 0, error);
+  gsize len;
+  const char *data;
+
+  if (bytes == NULL)
+    return FALSE;
+
+  data = g_bytes_get_data (bytes, &len);
+  if (!g_file_set_contents_full (path, data, len, G_FILE_SET_CONTENTS_NONE, mode, error))
+    return FALSE;
+
+  return TRUE;
+}
+
+static gboolean
+run_builder (const QleanMinimalInputs  *inputs,
+             const char                *output,
+             GCancellable              *cancellable,
+             GError                   **error)
+{
+  g_autofree char *tmpdir = NULL;
+  g_autofree char *init = NULL;
+  g_autofree char *builder = NULL;
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GSubprocess) process = NULL;
+  g_autofree char *log = NULL;
+  g_autoptr(GError) local_error = NULL;
+  gboolean ok = FALSE;
+
+  tmpdir = g_dir_make_tmp ("qlean-build-XXXXXX", error);
+  if (tmpdir == NULL)
+    return FALSE;
+
+  init = g_build_filename (tmpdir, "init", NULL);
+  builder = g_build_filename (tmpdir, "qlean-build-initramfs.sh", NULL);
+  if (!write_resource (RESOURCE_INIT, init, 0755, error) ||
+      !write_resource (RESOURCE_BUILDER, builder, 0755, error))
+    goto out;
+
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                                        G_SUBPROCESS_FLAGS_STDERR_MERGE);
+  g_subprocess_launcher_setenv (launcher, "QLEAN_BUSYBOX", inputs->busybox, TRUE);
+  g_subprocess_launcher_setenv (launcher, "QLEAN_QEMU_GA", inputs->qemu_ga, TRUE);
+  process = g_subprocess_launcher_spawn (launcher, error,
+                                         "bash", builder,
+                                         "--kernel-release", inputs->kernel_release,
+                                         "--modules-dir", inputs->modules_dir,
+                                         "--init", init,
+                                         "--output", output,
+                                         NULL);
+  if (process == NULL)
+    goto out;
+
+  if (!g_subprocess_communicate_utf8 (process, NULL, cancellable, &log, NULL, error))
+    {
+      g_subprocess_force_exit (process);
+      goto out;
+    }
+
+  if (!g_subprocess_get_if_exited (process) || g_subprocess_get_exit_status (process) != 0)
+    {
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_BUILD_FAILED,
+                   _("Building the minimal image failed: %s"),
+                   log ? g_strstrip (log) : _("no output"));
+      goto out;
+    }
+
+  ok = TRUE;
+
+out:
+  if (!qlean_rm_rf (tmpdir, &local_error))
+    g_warning ("Could not remove %s: %s", tmpdir, local_error->message);
+
+  return ok;
+}
+
+char *
+qlean_minimal_build (const QleanMinimalInputs  *inputs,
+                     GCancellable              *cancellable,
+                     GError                   **error)
+{
+  g_autofree char *key = qlean_minimal_cache_key (inputs);
+  g_autofree char *dir = g_build_filename (g_get_user_cache_dir (), "qlean", "minimal", key, NULL);
+  g_autofree char *output = g_build_filename (dir, "initramfs.img", NULL);
+  g_autofree char *lock_path = g_build_filename (dir, ".lock", NULL);
+  int lock_fd;
+  gboolean ok;
+
+  if (g_file_test (output, G_FILE_TEST_IS_REGULAR))
+    return g_steal_pointer (&output);
+
+  if (g_mkdir_with_parents (dir, 0700) != 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   _("Could not create the image cache %s: %s"), dir, g_strerror (saved_errno));
+      return NULL;
+    }
+
+  /* Another process may be building the same image: wait for it rather
+   * than build twice. The builder renames into place atomically, so a
+   * reader never sees half an image either way. */
+  lock_fd = g_open (lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   _("Could not create %s: %s"), lock_path, g_strerror (saved_errno));
+      return NULL;
+    }
+
+  while (flock (lock_fd, LOCK_EX) != 0 && errno == EINTR)
+    ;
+
+  ok = g_file_test (output, G_FILE_TEST_IS_REGULAR) ||
+       run_builder (inputs, output, cancellable, error);
+
+  flock (lock_fd, LOCK_UN);
+  close (lock_fd);
+
+  return ok ? g_steal_pointer (&output) : NULL;
+}

@@ -1,0 +1,505 @@
+/* qlean-machine-config.c: what a machine is made of
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include "qlean-enums.h"
+#include "qlean-machine-config.h"
+#include "qlean-util-private.h"
+
+/**
+ * QleanMachineConfig:
+ *
+ * The resources and QEMU settings of a [class@Machine]: cores, memory,
+ * disk size, acceleration, and overrides for the kernel, initrd, kernel
+ * command line and QEMU binary. Every property has a default that works,
+ * so `qlean_machine_config_new()` alone is a valid configuration.
+ *
+ * A machine takes a copy of its configuration when it is created; later
+ * changes to the config do not affect it.
+ */
+
+struct _QleanMachineConfig
+{
+  GObject     parent_instance;
+
+  guint       cores;
+  guint       memory_mib;
+  guint       disk_gib;
+  gboolean    clear;
+  char       *qemu_binary;
+  QleanAccel  accel;
+  char       *kernel;
+  char       *initrd;
+  char       *cmdline;
+  char      **extra_args;
+};
+
+G_DEFINE_FINAL_TYPE (QleanMachineConfig, qlean_machine_config, G_TYPE_OBJECT)
+
+enum {
+  PROP_0,
+  PROP_CORES,
+  PROP_MEMORY_MIB,
+  PROP_DISK_GIB,
+  PROP_CLEAR,
+  PROP_QEMU_BINARY,
+  PROP_ACCEL,
+  PROP_KERNEL,
+  PROP_INITRD,
+  PROP_CMDLINE,
+  PROP_EXTRA_ARGS,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+static void
+qlean_machine_config_finalize (GObject *object)
+{
+  QleanMachineConfig *self = QLEAN_MACHINE_CONFIG (object);
+
+  g_free (self->qemu_binary);
+  g_free (self->kernel);
+  g_free (self->initrd);
+  g_free (self->cmdline);
+  g_strfreev (self->extra_args);
+
+  G_OBJECT_CLASS (qlean_machine_config_parent_class)->finalize (object);
+}
+
+static void
+qlean_machine_config_get_property (GObject    *object,
+                                   guint       prop_id,
+                                   GValue     *value,
+                                   GParamSpec *pspec)
+{
+  QleanMachineConfig *self = QLEAN_MACHINE_CONFIG (object);
+
+  switch (prop_id)
+    {
+    case PROP_CORES: g_value_set_uint (value, self->cores); break;
+    case PROP_MEMORY_MIB: g_value_set_uint (value, self->memory_mib); break;
+    case PROP_DISK_GIB: g_value_set_uint (value, self->disk_gib); break;
+    case PROP_CLEAR: g_value_set_boolean (value, self->clear); break;
+    case PROP_QEMU_BINARY: g_value_set_string (value, self->qemu_binary); break;
+    case PROP_ACCEL: g_value_set_enum (value, self->accel); break;
+    case PROP_KERNEL: g_value_set_string (value, self->kernel); break;
+    case PROP_INITRD: g_value_set_string (value, self->initrd); break;
+    case PROP_CMDLINE: g_value_set_string (value, self->cmdline); break;
+    case PROP_EXTRA_ARGS: g_value_set_boxed (value, self->extra_args); break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+qlean_machine_config_set_property (GObject      *object,
+                                   guint         prop_id,
+                                   const GValue *value,
+                                   GParamSpec   *pspec)
+{
+  QleanMachineConfig *self = QLEAN_MACHINE_CONFIG (object);
+
+  switch (prop_id)
+    {
+    case PROP_CORES: qlean_machine_config_set_cores (self, g_value_get_uint (value)); break;
+    case PROP_MEMORY_MIB: qlean_machine_config_set_memory_mib (self, g_value_get_uint (value)); break;
+    case PROP_DISK_GIB: qlean_machine_config_set_disk_gib (self, g_value_get_uint (value)); break;
+    case PROP_CLEAR: qlean_machine_config_set_clear (self, g_value_get_boolean (value)); break;
+    case PROP_QEMU_BINARY: qlean_machine_config_set_qemu_binary (self, g_value_get_string (value)); break;
+    case PROP_ACCEL: qlean_machine_config_set_accel (self, g_value_get_enum (value)); break;
+    case PROP_KERNEL: qlean_machine_config_set_kernel (self, g_value_get_string (value)); break;
+    case PROP_INITRD: qlean_machine_config_set_initrd (self, g_value_get_string (value)); break;
+    case PROP_CMDLINE: qlean_machine_config_set_cmdline (self, g_value_get_string (value)); break;
+    case PROP_EXTRA_ARGS: qlean_machine_config_set_extra_args (self, g_value_get_boxed (value)); break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+qlean_machine_config_class_init (QleanMachineConfigClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GParamFlags flags = G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS;
+
+  object_class->finalize = qlean_machine_config_finalize;
+  object_class->get_property = qlean_machine_config_get_property;
+  object_class->set_property = qlean_machine_config_set_property;
+
+  /**
+   * QleanMachineConfig:cores:
+   *
+   * Number of virtual CPUs.
+   */
+  properties[PROP_CORES] =
+    g_param_spec_uint ("cores", NULL, NULL, 1, 255, 1, flags);
+
+  /**
+   * QleanMachineConfig:memory-mib:
+   *
+   * Guest memory in MiB; 0 takes the image's default (256 MiB for the
+   * minimal image, 1024 MiB for distribution images).
+   */
+  properties[PROP_MEMORY_MIB] =
+    g_param_spec_uint ("memory-mib", NULL, NULL, 0, 1024 * 1024, 0, flags);
+
+  /**
+   * QleanMachineConfig:disk-gib:
+   *
+   * Size of the machine's disk in GiB; 0 keeps the image's size. The
+   * minimal image has no disk unless this is set, in which case it gets
+   * an empty scratch disk of this size.
+   */
+  properties[PROP_DISK_GIB] =
+    g_param_spec_uint ("disk-gib", NULL, NULL, 0, 64 * 1024, 0, flags);
+
+  /**
+   * QleanMachineConfig:clear:
+   *
+   * Whether the machine's run directory (sockets, logs, overlay disks) is
+   * removed when the machine stops. Turn it off to inspect a failure.
+   */
+  properties[PROP_CLEAR] =
+    g_param_spec_boolean ("clear", NULL, NULL, TRUE, flags);
+
+  /**
+   * QleanMachineConfig:qemu-binary:
+   *
+   * The QEMU system emulator to run, a path or a name looked up in PATH;
+   * %NULL means `qemu-system-x86_64`.
+   */
+  properties[PROP_QEMU_BINARY] =
+    g_param_spec_string ("qemu-binary", NULL, NULL, NULL, flags);
+
+  /**
+   * QleanMachineConfig:accel:
+   *
+   * The accelerator: KVM when usable, else TCG, by default.
+   */
+  properties[PROP_ACCEL] =
+    g_param_spec_enum ("accel", NULL, NULL, QLEAN_TYPE_ACCEL, QLEAN_ACCEL_AUTO, flags);
+
+  /**
+   * QleanMachineConfig:kernel:
+   *
+   * A kernel to boot instead of the image's.
+   */
+  properties[PROP_KERNEL] =
+    g_param_spec_string ("kernel", NULL, NULL, NULL, flags);
+
+  /**
+   * QleanMachineConfig:initrd:
+   *
+   * An initrd to boot instead of the image's.
+   */
+  properties[PROP_INITRD] =
+    g_param_spec_string ("initrd", NULL, NULL, NULL, flags);
+
+  /**
+   * QleanMachineConfig:cmdline:
+   *
+   * Extra kernel command line parameters, appended to the image's.
+   */
+  properties[PROP_CMDLINE] =
+    g_param_spec_string ("cmdline", NULL, NULL, NULL, flags);
+
+  /**
+   * QleanMachineConfig:extra-args:
+   *
+   * Extra arguments appended to QEMU's command line.
+   */
+  properties[PROP_EXTRA_ARGS] =
+    g_param_spec_boxed ("extra-args", NULL, NULL, G_TYPE_STRV, flags);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+}
+
+static void
+qlean_machine_config_init (QleanMachineConfig *self)
+{
+  self->cores = 1;
+  self->clear = TRUE;
+  self->accel = QLEAN_ACCEL_AUTO;
+}
+
+/**
+ * qlean_machine_config_new:
+ *
+ * Creates a configuration with the defaults: 1 core, the image's memory
+ * size, the image's disk size, KVM when usable.
+ *
+ * Returns: (transfer full): a new #QleanMachineConfig
+ */
+QleanMachineConfig *
+qlean_machine_config_new (void)
+{
+  return g_object_new (QLEAN_TYPE_MACHINE_CONFIG, NULL);
+}
+
+/**
+ * qlean_machine_config_copy:
+ * @self: a #QleanMachineConfig
+ *
+ * Returns: (transfer full): a copy of @self
+ */
+QleanMachineConfig *
+qlean_machine_config_copy (QleanMachineConfig *self)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE_CONFIG (self), NULL);
+
+  return g_object_new (QLEAN_TYPE_MACHINE_CONFIG,
+                       "cores", self->cores,
+                       "memory-mib", self->memory_mib,
+                       "disk-gib", self->disk_gib,
+                       "clear", self->clear,
+                       "qemu-binary", self->qemu_binary,
+                       "accel", self->accel,
+                       "kernel", self->kernel,
+                       "initrd", self->initrd,
+                       "cmdline", self->cmdline,
+                       "extra-args", self->extra_args,
+                       NULL);
+}
+
+#define DEFINE_UINT_ACCESSORS(name, PROP)                                      \
+  guint                                                                        \
+  qlean_machine_config_get_##name (QleanMachineConfig *self)                   \
+  {                                                                            \
+    g_return_val_if_fail (QLEAN_IS_MACHINE_CONFIG (self), 0);                  \
+    return self->name;                                                         \
+  }                                                                            \
+  void                                                                         \
+  qlean_machine_config_set_##name (QleanMachineConfig *self, guint value)      \
+  {                                                                            \
+    g_return_if_fail (QLEAN_IS_MACHINE_CONFIG (self));                         \
+    if (self->name == value)                                                   \
+      return;                                                                  \
+    self->name = value;                                                        \
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP]);              \
+  }
+
+#define DEFINE_STRING_ACCESSORS(name, PROP)                                    \
+  const char *                                                                 \
+  qlean_machine_config_get_##name (QleanMachineConfig *self)                   \
+  {                                                                            \
+    g_return_val_if_fail (QLEAN_IS_MACHINE_CONFIG (self), NULL);               \
+    return self->name;                                                         \
+  }                                                                            \
+  void                                                                         \
+  qlean_machine_config_set_##name (QleanMachineConfig *self, const char *value) \
+  {                                                                            \
+    g_return_if_fail (QLEAN_IS_MACHINE_CONFIG (self));                         \
+    if (qlean_set_str (&self->name, value))                                      \
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP]);            \
+  }
+
+/**
+ * qlean_machine_config_get_cores:
+ * @self: a #QleanMachineConfig
+ *
+ * Returns: the number of virtual CPUs
+ */
+/**
+ * qlean_machine_config_set_cores:
+ * @self: a #QleanMachineConfig
+ * @cores: the number of virtual CPUs
+ *
+ * Sets [property@MachineConfig:cores].
+ */
+DEFINE_UINT_ACCESSORS (cores, PROP_CORES)
+
+/**
+ * qlean_machine_config_get_memory_mib:
+ * @self: a #QleanMachineConfig
+ *
+ * Returns: the guest memory in MiB, 0 for the image's default
+ */
+/**
+ * qlean_machine_config_set_memory_mib:
+ * @self: a #QleanMachineConfig
+ * @memory_mib: guest memory in MiB, 0 for the image's default
+ *
+ * Sets [property@MachineConfig:memory-mib].
+ */
+DEFINE_UINT_ACCESSORS (memory_mib, PROP_MEMORY_MIB)
+
+/**
+ * qlean_machine_config_get_disk_gib:
+ * @self: a #QleanMachineConfig
+ *
+ * Returns: the disk size in GiB, 0 for the image's size
+ */
+/**
+ * qlean_machine_config_set_disk_gib:
+ * @self: a #QleanMachineConfig
+ * @disk_gib: the disk size in GiB, 0 for the image's size
+ *
+ * Sets [property@MachineConfig:disk-gib].
+ */
+DEFINE_UINT_ACCESSORS (disk_gib, PROP_DISK_GIB)
+
+/**
+ * qlean_machine_config_get_qemu_binary:
+ * @self: a #QleanMachineConfig
+ *
+ * Returns: (nullable): the QEMU binary, %NULL for the default
+ */
+/**
+ * qlean_machine_config_set_qemu_binary:
+ * @self: a #QleanMachineConfig
+ * @qemu_binary: (nullable): a path or a name in PATH
+ *
+ * Sets [property@MachineConfig:qemu-binary].
+ */
+DEFINE_STRING_ACCESSORS (qemu_binary, PROP_QEMU_BINARY)
+
+/**
+ * qlean_machine_config_get_kernel:
+ * @self: a #QleanMachineConfig
+ *
+ * Returns: (nullable): the kernel override
+ */
+/**
+ * qlean_machine_config_set_kernel:
+ * @self: a #QleanMachineConfig
+ * @kernel: (nullable): a kernel image path
+ *
+ * Sets [property@MachineConfig:kernel].
+ */
+DEFINE_STRING_ACCESSORS (kernel, PROP_KERNEL)
+
+/**
+ * qlean_machine_config_get_initrd:
+ * @self: a #QleanMachineConfig
+ *
+ * Returns: (nullable): the initrd override
+ */
+/**
+ * qlean_machine_config_set_initrd:
+ * @self: a #QleanMachineConfig
+ * @initrd: (nullable): an initrd path
+ *
+ * Sets [property@MachineConfig:initrd].
+ */
+DEFINE_STRING_ACCESSORS (initrd, PROP_INITRD)
+
+/**
+ * qlean_machine_config_get_cmdline:
+ * @self: a #QleanMachineConfig
+ *
+ * Returns: (nullable): the extra kernel parameters
+ */
+/**
+ * qlean_machine_config_set_cmdline:
+ * @self: a #QleanMachineConfig
+ * @cmdline: (nullable): extra kernel parameters
+ *
+ * Sets [property@MachineConfig:cmdline].
+ */
+DEFINE_STRING_ACCESSORS (cmdline, PROP_CMDLINE)
+
+/**
+ * qlean_machine_config_get_clear:
+ * @self: a #QleanMachineConfig
+ *
+ * Returns: whether the run directory is removed when the machine stops
+ */
+gboolean
+qlean_machine_config_get_clear (QleanMachineConfig *self)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE_CONFIG (self), TRUE);
+
+  return self->clear;
+}
+
+/**
+ * qlean_machine_config_set_clear:
+ * @self: a #QleanMachineConfig
+ * @clear: whether to remove the run directory when the machine stops
+ *
+ * Sets [property@MachineConfig:clear].
+ */
+void
+qlean_machine_config_set_clear (QleanMachineConfig *self,
+                                gboolean            clear)
+{
+  g_return_if_fail (QLEAN_IS_MACHINE_CONFIG (self));
+
+  clear = !!clear;
+  if (self->clear == clear)
+    return;
+
+  self->clear = clear;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CLEAR]);
+}
+
+/**
+ * qlean_machine_config_get_accel:
+ * @self: a #QleanMachineConfig
+ *
+ * Returns: the accelerator
+ */
+QleanAccel
+qlean_machine_config_get_accel (QleanMachineConfig *self)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE_CONFIG (self), QLEAN_ACCEL_AUTO);
+
+  return self->accel;
+}
+
+/**
+ * qlean_machine_config_set_accel:
+ * @self: a #QleanMachineConfig
+ * @accel: the accelerator
+ *
+ * Sets [property@MachineConfig:accel].
+ */
+void
+qlean_machine_config_set_accel (QleanMachineConfig *self,
+                                QleanAccel          accel)
+{
+  g_return_if_fail (QLEAN_IS_MACHINE_CONFIG (self));
+
+  if (self->accel == accel)
+    return;
+
+  self->accel = accel;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ACCEL]);
+}
+
+/**
+ * qlean_machine_config_get_extra_args:
+ * @self: a #QleanMachineConfig
+ *
+ * Returns: (transfer none) (nullable) (array zero-terminated=1): extra
+ *   QEMU arguments
+ */
+const char * const *
+qlean_machine_config_get_extra_args (QleanMachineConfig *self)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE_CONFIG (self), NULL);
+
+  return (const char * const *) self->extra_args;
+}
+
+/**
+ * qlean_machine_config_set_extra_args:
+ * @self: a #QleanMachineConfig
+ * @extra_args: (nullable) (array zero-terminated=1): extra QEMU arguments
+ *
+ * Sets [property@MachineConfig:extra-args].
+ */
+void
+qlean_machine_config_set_extra_args (QleanMachineConfig *self,
+                                     const char * const *extra_args)
+{
+  g_return_if_fail (QLEAN_IS_MACHINE_CONFIG (self));
+
+  g_strfreev (self->extra_args);
+  self->extra_args = g_strdupv ((char **) extra_args);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_EXTRA_ARGS]);
+}

@@ -1,0 +1,94 @@
+/* qlean-machine-config.h: what a machine is made of
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#pragma once
+
+#if !defined(QLEAN_INSIDE) && !defined(QLEAN_COMPILATION)
+# error "Only <qlean/qlean.h> can be included directly."
+#endif
+
+#include <glib-object.h>
+
+#include "qlean-version-macros.h"
+
+G_BEGIN_DECLS
+
+/**
+ * QleanAccel:
+ * @QLEAN_ACCEL_AUTO: KVM when /dev/kvm can be opened read-write, else TCG.
+ * @QLEAN_ACCEL_KVM: KVM; starting fails when it is not usable.
+ * @QLEAN_ACCEL_TCG: QEMU's software emulation, which works everywhere.
+ *
+ * How QEMU runs guest code.
+ */
+typedef enum
+{
+  QLEAN_ACCEL_AUTO,
+  QLEAN_ACCEL_KVM,
+  QLEAN_ACCEL_TCG,
+} QleanAccel;
+
+#define QLEAN_TYPE_MACHINE_CONFIG (qlean_machine_config_get_type ())
+
+QLEAN_AVAILABLE_IN_ALL
+G_DECLARE_FINAL_TYPE (QleanMachineConfig, qlean_machine_config, QLEAN, MACHINE_CONFIG, GObject)
+
+QLEAN_AVAILABLE_IN_ALL
+QleanMachineConfig *qlean_machine_config_new            (void);
+QLEAN_AVAILABLE_IN_ALL
+QleanMachineConfig *qlean_machine_config_copy           (QleanMachineConfig *self);
+
+QLEAN_AVAILABLE_IN_ALL
+guint               qlean_machine_config_get_cores      (QleanMachineConfig *self);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_config_set_cores      (QleanMachineConfig *self,
+                                                         guint               cores);
+QLEAN_AVAILABLE_IN_ALL
+guint               qlean_machine_config_get_memory_mib (QleanMachineConfig *self);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_config_set_memory_mib (QleanMachineConfig *self,
+                                                         guint               memory_mib);
+QLEAN_AVAILABLE_IN_ALL
+guint               qlean_machine_config_get_disk_gib   (QleanMachineConfig *self);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_config_set_disk_gib   (QleanMachineConfig *self,
+                                                         guint               disk_gib);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_config_get_clear      (QleanMachineConfig *self);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_config_set_clear      (QleanMachineConfig *self,
+                                                         gboolean            clear);
+QLEAN_AVAILABLE_IN_ALL
+const char         *qlean_machine_config_get_qemu_binary (QleanMachineConfig *self);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_config_set_qemu_binary (QleanMachineConfig *self,
+                                                         const char         *qemu_binary);
+QLEAN_AVAILABLE_IN_ALL
+QleanAccel          qlean_machine_config_get_accel      (QleanMachineConfig *self);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_config_set_accel      (QleanMachineConfig *self,
+                                                         QleanAccel          accel);
+QLEAN_AVAILABLE_IN_ALL
+const char         *qlean_machine_config_get_kernel     (QleanMachineConfig *self);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_config_set_kernel     (QleanMachineConfig *self,
+                                                         const char         *kernel);
+QLEAN_AVAILABLE_IN_ALL
+const char         *qlean_machine_config_get_initrd     (QleanMachineConfig *self);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_config_set_initrd     (QleanMachineConfig *self,
+                                                         const char         *initrd);
+QLEAN_AVAILABLE_IN_ALL
+const char         *qlean_machine_config_get_cmdline    (QleanMachineConfig *self);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_config_set_cmdline    (QleanMachineConfig *self,
+                                                         const char         *cmdline);
+QLEAN_AVAILABLE_IN_ALL
+const char * const *qlean_machine_config_get_extra_args (QleanMachineConfig *self);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_config_set_extra_args (QleanMachineConfig *self,
+                                                         const char * const *extra_args);
+
+G_END_DECLS

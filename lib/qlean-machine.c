@@ -1,0 +1,2078 @@
+/* qlean-machine.c: a throwaway virtual machine
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <glib/gstdio.h>
+#include <glib/gi18n-lib.h>
+#include <gio/gunixsocketaddress.h>
+
+#include "qlean-enums.h"
+#include "qlean-error.h"
+#include "qlean-host-private.h"
+#include "qlean-image-private.h"
+#include "qlean-machine-private.h"
+#include "qlean-qemu-argv-private.h"
+#include "qlean-qga-client-private.h"
+#include "qlean-qga-error.h"
+#include "qlean-qmp-client-private.h"
+#include "qlean-sync-private.h"
+#include "qlean-util-private.h"
+#include "qlean-worker-private.h"
+
+/**
+ * QleanMachine:
+ *
+ * A throwaway virtual machine: one QEMU process, driven only through its
+ * QMP monitor and the QEMU guest agent on a virtio-serial port. No SSH,
+ * no network and no root are needed to control it.
+ *
+ * [method@Machine.spawn] boots it and returns once the agent answers;
+ * [method@Machine.exec] runs a shell command and returns its exit status,
+ * signal and output; [method@Machine.shutdown] powers it off, escalating
+ * from the agent to QMP `quit`, SIGTERM and SIGKILL, each step bounded.
+ * Dropping the last reference kills QEMU and removes the machine's run
+ * directory: a machine never outlives the objects that own it, and with
+ * `PR_SET_PDEATHSIG` QEMU never outlives the process either.
+ *
+ * Every operation comes as `_async`/`_finish` plus a blocking twin. The
+ * blocking calls work from any thread with or without a main loop: the
+ * machine's I/O runs on Qlean's worker thread. Callbacks run on the
+ * thread-default main context of the calling thread, and the machine's
+ * signals and property notifications on the thread-default context of
+ * the thread that created it.
+ */
+
+#define DEFAULT_BOOT_TIMEOUT_MS 60000
+#define DEFAULT_SHUTDOWN_TIMEOUT_MS 20000
+#define ESCALATION_STEP_MS 3000
+#define SYNC_ATTEMPT_MS 3000
+#define QMP_FAILURE_GRACE_MS 1000
+#define TAIL_LINES 20
+
+/* Worker callbacks that outlive an operation (QEMU's exit watch, QMP
+ * events) hold this rather than the machine, so that dropping the last
+ * reference to a running machine still disposes it. */
+typedef struct
+{
+  gatomicrefcount ref_count;
+  GWeakRef        machine;
+} MachineLink;
+
+struct _QleanMachine
+{
+  GObject             parent_instance;
+
+  char               *name;
+  QleanImage         *image;
+  QleanMachineConfig *config;
+  GMainContext       *owner_context;
+  MachineLink        *link;
+  gint                state;
+  guint               boot_timeout_ms;
+  guint               shutdown_timeout_ms;
+  gint                notify_pending;
+
+  /* Written on the worker, read anywhere: under the lock. */
+  GMutex              lock;
+  char               *run_dir;
+  GPid                pid;
+  QleanQmpClient     *qmp;
+  QleanQgaClient     *qga;
+
+  /* Worker only. */
+  GSubprocess        *qemu;
+  gboolean            qemu_exited;
+  gboolean            stop_requested;
+  GTask              *spawn_task;
+  GError             *spawn_error;
+  GSource            *boot_timer;
+  GSource            *spawn_cancel;
+  GSource            *qmp_grace_timer;
+  gboolean            qmp_ready;
+  gboolean            agent_ready;
+  GPtrArray          *exit_waiters;
+  GSource            *shutdown_timer;
+  guint               shutdown_stage;
+};
+
+G_DEFINE_FINAL_TYPE (QleanMachine, qlean_machine, G_TYPE_OBJECT)
+
+G_DEFINE_QUARK (qlean-machine-error-quark, qlean_machine_error)
+
+enum {
+  PROP_0,
+  PROP_NAME,
+  PROP_IMAGE,
+  PROP_CONFIG,
+  PROP_STATE,
+  PROP_BOOT_TIMEOUT,
+  PROP_SHUTDOWN_TIMEOUT,
+  N_PROPS
+};
+
+enum {
+  SIGNAL_READY,
+  SIGNAL_STOPPED,
+  SIGNAL_CRASHED,
+  N_SIGNALS
+};
+
+static GParamSpec *properties[N_PROPS];
+static guint signals[N_SIGNALS];
+
+static void qlean_machine_spawn_fail (QleanMachine *self,
+                                      GError       *error);
+
+/* Machine link */
+
+static MachineLink *
+machine_link_new (QleanMachine *self)
+{
+  MachineLink *link = g_new0 (MachineLink, 1);
+
+  g_atomic_ref_count_init (&link->ref_count);
+  g_weak_ref_init (&link->machine, self);
+
+  return link;
+}
+
+static MachineLink *
+machine_link_ref (MachineLink *link)
+{
+  g_atomic_ref_count_inc (&link->ref_count);
+  return link;
+}
+
+static void
+machine_link_unref (gpointer data)
+{
+  MachineLink *link = data;
+
+  if (g_atomic_ref_count_dec (&link->ref_count))
+    {
+      g_weak_ref_clear (&link->machine);
+      g_free (link);
+    }
+}
+
+static void
+machine_link_closure_notify (gpointer  data,
+                             GClosure *closure)
+{
+  machine_link_unref (data);
+}
+
+/* States and signals */
+
+const char *
+qlean_machine_state_to_string (QleanMachineState state)
+{
+  switch (state)
+    {
+    case QLEAN_MACHINE_STATE_CREATED: return "created";
+    case QLEAN_MACHINE_STATE_STARTING: return "starting";
+    case QLEAN_MACHINE_STATE_RUNNING: return "running";
+    case QLEAN_MACHINE_STATE_PAUSED: return "paused";
+    case QLEAN_MACHINE_STATE_STOPPED: return "stopped";
+    case QLEAN_MACHINE_STATE_CRASHED: return "crashed";
+    default: return "unknown";
+    }
+}
+
+typedef struct
+{
+  MachineLink *link;
+  guint        signal_id;   /* 0 for notify::state */
+} Emission;
+
+static gboolean
+emission_dispatch (gpointer user_data)
+{
+  Emission *emission = user_data;
+  g_autoptr(QleanMachine) self = g_weak_ref_get (&emission->link->machine);
+
+  if (self == NULL)
+    return G_SOURCE_REMOVE;
+
+  if (emission->signal_id == 0)
+    {
+      g_atomic_int_set (&self->notify_pending, FALSE);
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATE]);
+    }
+  else
+    g_signal_emit (self, emission->signal_id, 0);
+
+  return G_SOURCE_REMOVE;
+}
+
+static void
+emission_free (gpointer user_data)
+{
+  Emission *emission = user_data;
+
+  machine_link_unref (emission->link);
+  g_free (emission);
+}
+
+/* Signals go to the creator's context by an idle holding only a weak
+ * reference: a context nobody iterates must not keep a machine alive. */
+static void
+qlean_machine_emit (QleanMachine *self,
+                    guint         signal_id)
+{
+  Emission *emission = g_new0 (Emission, 1);
+  GSource *source;
+
+  emission->link = machine_link_ref (self->link);
+  emission->signal_id = signal_id;
+
+  source = g_idle_source_new ();
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (source, emission_dispatch, emission, emission_free);
+  g_source_set_static_name (source, "[qlean] machine signal");
+  g_source_attach (source, self->owner_context);
+  g_source_unref (source);
+}
+
+static void
+qlean_machine_set_state (QleanMachine      *self,
+                         QleanMachineState  state)
+{
+  if (g_atomic_int_exchange (&self->state, state) == (gint) state)
+    return;
+
+  g_debug ("machine %s: %s", self->name, qlean_machine_state_to_string (state));
+
+  /* Coalesced: listeners read the current state anyway. */
+  if (g_atomic_int_compare_and_exchange (&self->notify_pending, FALSE, TRUE))
+    qlean_machine_emit (self, 0);
+}
+
+gboolean
+qlean_machine_check_running (QleanMachine  *self,
+                             const char    *what,
+                             GError       **error)
+{
+  QleanMachineState state = qlean_machine_get_state (self);
+
+  if (state == QLEAN_MACHINE_STATE_RUNNING)
+    return TRUE;
+
+  g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+               _("Cannot %s on machine “%s”: it is %s, not running"),
+               what, self->name, qlean_machine_state_to_string (state));
+  return FALSE;
+}
+
+/* GObject */
+
+static void
+qlean_machine_get_property (GObject    *object,
+                            guint       prop_id,
+                            GValue     *value,
+                            GParamSpec *pspec)
+{
+  QleanMachine *self = QLEAN_MACHINE (object);
+
+  switch (prop_id)
+    {
+    case PROP_NAME: g_value_set_string (value, self->name); break;
+    case PROP_IMAGE: g_value_set_object (value, self->image); break;
+    case PROP_CONFIG: g_value_set_object (value, self->config); break;
+    case PROP_STATE: g_value_set_enum (value, qlean_machine_get_state (self)); break;
+    case PROP_BOOT_TIMEOUT: g_value_set_uint (value, qlean_machine_get_boot_timeout (self)); break;
+    case PROP_SHUTDOWN_TIMEOUT: g_value_set_uint (value, qlean_machine_get_shutdown_timeout (self)); break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+qlean_machine_set_property (GObject      *object,
+                            guint         prop_id,
+                            const GValue *value,
+                            GParamSpec   *pspec)
+{
+  QleanMachine *self = QLEAN_MACHINE (object);
+
+  switch (prop_id)
+    {
+    case PROP_NAME:
+      self->name = g_value_dup_string (value);
+      break;
+    case PROP_IMAGE:
+      self->image = g_value_dup_object (value);
+      break;
+    case PROP_CONFIG:
+      {
+        QleanMachineConfig *config = g_value_get_object (value);
+
+        self->config = config ? qlean_machine_config_copy (config) : qlean_machine_config_new ();
+      }
+      break;
+    case PROP_BOOT_TIMEOUT:
+      qlean_machine_set_boot_timeout (self, g_value_get_uint (value));
+      break;
+    case PROP_SHUTDOWN_TIMEOUT:
+      qlean_machine_set_shutdown_timeout (self, g_value_get_uint (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+qlean_machine_constructed (GObject *object)
+{
+  QleanMachine *self = QLEAN_MACHINE (object);
+
+  G_OBJECT_CLASS (qlean_machine_parent_class)->constructed (object);
+
+  if (self->name == NULL)
+    self->name = g_strdup_printf ("qlean-%06x", g_random_int () & 0xffffff);
+  if (self->image == NULL)
+    self->image = qlean_image_new_minimal ();
+  if (self->config == NULL)
+    self->config = qlean_machine_config_new ();
+
+  self->owner_context = g_main_context_ref_thread_default ();
+  self->link = machine_link_new (self);
+}
+
+/* Waits, briefly, until a SIGKILLed QEMU is gone or a zombie, so that
+ * "no QEMU process remains after dispose" holds when dispose returns;
+ * GLib's child watch reaps it on the worker. */
+static void
+wait_for_death (GPid pid)
+{
+  for (int i = 0; i < 200; i++)
+    {
+      g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
+      g_autofree char *stat = NULL;
+      const char *state;
+
+      if (!g_file_get_contents (path, &stat, NULL, NULL))
+        return;
+      state = strrchr (stat, ')');
+      if (state == NULL || state[1] == '\0' || state[2] == 'Z' || state[2] == 'X')
+        return;
+      g_usleep (5000);
+    }
+}
+
+static void
+qlean_machine_dispose (GObject *object)
+{
+  QleanMachine *self = QLEAN_MACHINE (object);
+  GPid pid;
+
+  /* No worker callback can reach us any more (the link's weak ref is
+   * cleared), so the fields are ours. */
+  g_mutex_lock (&self->lock);
+  pid = self->qemu_exited ? 0 : self->pid;
+  self->pid = 0;
+  g_mutex_unlock (&self->lock);
+
+  if (pid > 0)
+    {
+      kill (pid, SIGKILL);
+      wait_for_death (pid);
+    }
+
+  if (self->qmp != NULL)
+    qlean_qmp_client_close (self->qmp);
+  if (self->qga != NULL)
+    qlean_qga_client_close (self->qga);
+  g_clear_object (&self->qmp);
+  g_clear_object (&self->qga);
+
+  if (self->run_dir != NULL && qlean_machine_config_get_clear (self->config))
+    qlean_rm_rf (self->run_dir, NULL);
+  g_clear_pointer (&self->run_dir, g_free);
+
+  qlean_clear_source (&self->boot_timer);
+  qlean_clear_source (&self->spawn_cancel);
+  qlean_clear_source (&self->qmp_grace_timer);
+  qlean_clear_source (&self->shutdown_timer);
+  g_clear_object (&self->qemu);
+
+  G_OBJECT_CLASS (qlean_machine_parent_class)->dispose (object);
+}
+
+static void
+qlean_machine_finalize (GObject *object)
+{
+  QleanMachine *self = QLEAN_MACHINE (object);
+
+  g_assert (self->spawn_task == NULL);
+  g_clear_pointer (&self->exit_waiters, g_ptr_array_unref);
+  g_clear_error (&self->spawn_error);
+  g_clear_object (&self->image);
+  g_clear_object (&self->config);
+  g_clear_pointer (&self->owner_context, g_main_context_unref);
+  g_clear_pointer (&self->link, machine_link_unref);
+  g_free (self->name);
+  g_mutex_clear (&self->lock);
+
+  G_OBJECT_CLASS (qlean_machine_parent_class)->finalize (object);
+}
+
+static void
+qlean_machine_class_init (QleanMachineClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->constructed = qlean_machine_constructed;
+  object_class->dispose = qlean_machine_dispose;
+  object_class->finalize = qlean_machine_finalize;
+  object_class->get_property = qlean_machine_get_property;
+  object_class->set_property = qlean_machine_set_property;
+
+  /**
+   * QleanMachine:name:
+   *
+   * The machine's name, also its guest hostname. A random `qlean-XXXXXX`
+   * when not given.
+   */
+  properties[PROP_NAME] =
+    g_param_spec_string ("name", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanMachine:image:
+   *
+   * What the machine boots; the minimal image when not given.
+   */
+  properties[PROP_IMAGE] =
+    g_param_spec_object ("image", NULL, NULL, QLEAN_TYPE_IMAGE,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanMachine:config:
+   *
+   * A copy of the configuration the machine was made with.
+   */
+  properties[PROP_CONFIG] =
+    g_param_spec_object ("config", NULL, NULL, QLEAN_TYPE_MACHINE_CONFIG,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanMachine:state:
+   *
+   * Where the machine is in its life. The getter always returns the
+   * current state; notifications arrive on the creator's main context.
+   */
+  properties[PROP_STATE] =
+    g_param_spec_enum ("state", NULL, NULL, QLEAN_TYPE_MACHINE_STATE,
+                       QLEAN_MACHINE_STATE_CREATED,
+                       G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanMachine:boot-timeout:
+   *
+   * How long, in milliseconds, [method@Machine.spawn] waits for the guest
+   * agent to answer before it fails with
+   * %QLEAN_MACHINE_ERROR_AGENT_TIMEOUT.
+   */
+  properties[PROP_BOOT_TIMEOUT] =
+    g_param_spec_uint ("boot-timeout", NULL, NULL, 1, G_MAXUINT, DEFAULT_BOOT_TIMEOUT_MS,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanMachine:shutdown-timeout:
+   *
+   * How long, in milliseconds, [method@Machine.shutdown] gives the guest
+   * to power off before it asks QEMU to quit, then sends SIGTERM, then
+   * SIGKILL (three seconds apart).
+   */
+  properties[PROP_SHUTDOWN_TIMEOUT] =
+    g_param_spec_uint ("shutdown-timeout", NULL, NULL, 0, G_MAXUINT, DEFAULT_SHUTDOWN_TIMEOUT_MS,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /**
+   * QleanMachine::ready:
+   * @self: the machine
+   *
+   * Emitted when the guest agent first answers after a start.
+   */
+  signals[SIGNAL_READY] =
+    g_signal_new ("ready", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 0);
+
+  /**
+   * QleanMachine::stopped:
+   * @self: the machine
+   *
+   * Emitted when QEMU has exited because it was asked to.
+   */
+  signals[SIGNAL_STOPPED] =
+    g_signal_new ("stopped", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 0);
+
+  /**
+   * QleanMachine::crashed:
+   * @self: the machine
+   *
+   * Emitted when QEMU died unasked.
+   */
+  signals[SIGNAL_CRASHED] =
+    g_signal_new ("crashed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 0);
+}
+
+static void
+qlean_machine_init (QleanMachine *self)
+{
+  g_mutex_init (&self->lock);
+  self->state = QLEAN_MACHINE_STATE_CREATED;
+  self->boot_timeout_ms = DEFAULT_BOOT_TIMEOUT_MS;
+  self->shutdown_timeout_ms = DEFAULT_SHUTDOWN_TIMEOUT_MS;
+  self->exit_waiters = g_ptr_array_new_with_free_func (g_object_unref);
+}
+
+/**
+ * qlean_machine_new:
+ * @image: (nullable): what to boot; %NULL for the minimal image
+ * @config: (nullable): resources and settings; %NULL for the defaults
+ *
+ * Creates a machine with a random name. Nothing runs until
+ * [method@Machine.spawn].
+ *
+ * Returns: (transfer full): a new #QleanMachine
+ */
+QleanMachine *
+qlean_machine_new (QleanImage         *image,
+                   QleanMachineConfig *config)
+{
+  return qlean_machine_new_with_name (NULL, image, config);
+}
+
+/**
+ * qlean_machine_new_with_name:
+ * @name: (nullable): the machine's name and guest hostname
+ * @image: (nullable): what to boot; %NULL for the minimal image
+ * @config: (nullable): resources and settings; %NULL for the defaults
+ *
+ * Creates a machine. Nothing runs until [method@Machine.spawn].
+ *
+ * Returns: (transfer full): a new #QleanMachine
+ */
+QleanMachine *
+qlean_machine_new_with_name (const char         *name,
+                             QleanImage         *image,
+                             QleanMachineConfig *config)
+{
+  g_return_val_if_fail (image == NULL || QLEAN_IS_IMAGE (image), NULL);
+  g_return_val_if_fail (config == NULL || QLEAN_IS_MACHINE_CONFIG (config), NULL);
+
+  return g_object_new (QLEAN_TYPE_MACHINE,
+                       "name", name,
+                       "image", image,
+                       "config", config,
+                       NULL);
+}
+
+/**
+ * qlean_machine_get_name:
+ * @self: a #QleanMachine
+ *
+ * Returns: the machine's name
+ */
+const char *
+qlean_machine_get_name (QleanMachine *self)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+
+  return self->name;
+}
+
+/**
+ * qlean_machine_get_image:
+ * @self: a #QleanMachine
+ *
+ * Returns: (transfer none): the machine's image
+ */
+QleanImage *
+qlean_machine_get_image (QleanMachine *self)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+
+  return self->image;
+}
+
+/**
+ * qlean_machine_get_config:
+ * @self: a #QleanMachine
+ *
+ * Returns: (transfer none): the machine's configuration; changing it has
+ *   no effect on the machine
+ */
+QleanMachineConfig *
+qlean_machine_get_config (QleanMachine *self)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+
+  return self->config;
+}
+
+/**
+ * qlean_machine_get_state:
+ * @self: a #QleanMachine
+ *
+ * Returns: the machine's current state
+ */
+QleanMachineState
+qlean_machine_get_state (QleanMachine *self)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), QLEAN_MACHINE_STATE_CREATED);
+
+  return g_atomic_int_get (&self->state);
+}
+
+/**
+ * qlean_machine_get_run_dir:
+ * @self: a #QleanMachine
+ *
+ * The private directory (mode 0700) holding the machine's sockets, serial
+ * console log, QEMU log and disks while it runs.
+ *
+ * Returns: (nullable): the run directory, or %NULL when not running
+ */
+const char *
+qlean_machine_get_run_dir (QleanMachine *self)
+{
+  const char *run_dir;
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+
+  g_mutex_lock (&self->lock);
+  run_dir = self->run_dir;
+  g_mutex_unlock (&self->lock);
+
+  return run_dir;
+}
+
+/**
+ * qlean_machine_get_console_path:
+ * @self: a #QleanMachine
+ *
+ * Returns: (transfer full) (nullable): the serial console log of the
+ *   running machine
+ */
+char *
+qlean_machine_get_console_path (QleanMachine *self)
+{
+  char *path = NULL;
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+
+  g_mutex_lock (&self->lock);
+  if (self->run_dir != NULL)
+    path = g_build_filename (self->run_dir, QLEAN_CONSOLE_LOG, NULL);
+  g_mutex_unlock (&self->lock);
+
+  return path;
+}
+
+/**
+ * qlean_machine_get_pid:
+ * @self: a #QleanMachine
+ *
+ * Returns: the QEMU process id, or 0 when QEMU is not running
+ */
+GPid
+qlean_machine_get_pid (QleanMachine *self)
+{
+  GPid pid;
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), 0);
+
+  g_mutex_lock (&self->lock);
+  pid = self->pid;
+  g_mutex_unlock (&self->lock);
+
+  return pid;
+}
+
+/**
+ * qlean_machine_get_qmp:
+ * @self: a #QleanMachine
+ *
+ * The machine's QMP connection, for commands Qlean has no call for.
+ *
+ * Returns: (transfer full) (nullable): the QMP client while QEMU runs
+ */
+QleanQmpClient *
+qlean_machine_get_qmp (QleanMachine *self)
+{
+  QleanQmpClient *qmp;
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+
+  g_mutex_lock (&self->lock);
+  qmp = self->qmp ? g_object_ref (self->qmp) : NULL;
+  g_mutex_unlock (&self->lock);
+
+  return qmp;
+}
+
+/**
+ * qlean_machine_get_qga:
+ * @self: a #QleanMachine
+ *
+ * The machine's guest agent connection, for commands Qlean has no call
+ * for.
+ *
+ * Returns: (transfer full) (nullable): the agent client while QEMU runs
+ */
+QleanQgaClient *
+qlean_machine_get_qga (QleanMachine *self)
+{
+  QleanQgaClient *qga;
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+
+  g_mutex_lock (&self->lock);
+  qga = self->qga ? g_object_ref (self->qga) : NULL;
+  g_mutex_unlock (&self->lock);
+
+  return qga;
+}
+
+/**
+ * qlean_machine_get_boot_timeout:
+ * @self: a #QleanMachine
+ *
+ * Returns: the boot timeout in milliseconds
+ */
+guint
+qlean_machine_get_boot_timeout (QleanMachine *self)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), 0);
+
+  return g_atomic_int_get (&self->boot_timeout_ms);
+}
+
+/**
+ * qlean_machine_set_boot_timeout:
+ * @self: a #QleanMachine
+ * @timeout_ms: milliseconds
+ *
+ * Sets [property@Machine:boot-timeout].
+ */
+void
+qlean_machine_set_boot_timeout (QleanMachine *self,
+                                guint         timeout_ms)
+{
+  g_return_if_fail (QLEAN_IS_MACHINE (self));
+
+  if ((guint) g_atomic_int_exchange (&self->boot_timeout_ms, timeout_ms) != timeout_ms)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_BOOT_TIMEOUT]);
+}
+
+/**
+ * qlean_machine_get_shutdown_timeout:
+ * @self: a #QleanMachine
+ *
+ * Returns: the shutdown timeout in milliseconds
+ */
+guint
+qlean_machine_get_shutdown_timeout (QleanMachine *self)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), 0);
+
+  return g_atomic_int_get (&self->shutdown_timeout_ms);
+}
+
+/**
+ * qlean_machine_set_shutdown_timeout:
+ * @self: a #QleanMachine
+ * @timeout_ms: milliseconds
+ *
+ * Sets [property@Machine:shutdown-timeout].
+ */
+void
+qlean_machine_set_shutdown_timeout (QleanMachine *self,
+                                    guint         timeout_ms)
+{
+  g_return_if_fail (QLEAN_IS_MACHINE (self));
+
+  if ((guint) g_atomic_int_exchange (&self->shutdown_timeout_ms, timeout_ms) != timeout_ms)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_SHUTDOWN_TIMEOUT]);
+}
+
+/* The QEMU command line */
+
+typedef struct
+{
+  QleanQemuSpec spec;
+  char         *qemu_binary;
+  char         *cmdline;
+} ResolvedSpec;
+
+static void
+resolved_spec_clear (ResolvedSpec *resolved)
+{
+  g_clear_pointer (&resolved->qemu_binary, g_free);
+  g_clear_pointer (&resolved->cmdline, g_free);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (ResolvedSpec, resolved_spec_clear)
+
+static gboolean
+check_readable (const char  *what,
+                const char  *path,
+                GError     **error)
+{
+  if (path == NULL || g_access (path, R_OK) == 0)
+    return TRUE;
+
+  g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG,
+               _("The %s %s does not exist or cannot be read (%s); fix the machine "
+                 "configuration or the image"),
+               what, path, g_strerror (errno));
+  return FALSE;
+}
+
+/* Everything QEMU's argv depends on, from the config and the prepared
+ * image. Checks the inputs a user can get wrong, so that the error names
+ * the path instead of leaving QEMU to fail later. */
+static gboolean
+qlean_machine_resolve_spec (QleanMachine  *self,
+                            const char    *run_dir,
+                            ResolvedSpec  *resolved,
+                            GError       **error)
+{
+  QleanMachineConfig *config = self->config;
+  QleanQemuSpec *spec = &resolved->spec;
+  const char *extra_cmdline = qlean_machine_config_get_cmdline (config);
+  const char *image_cmdline = qlean_image_get_cmdline (self->image);
+  QleanAccel accel = qlean_machine_config_get_accel (config);
+  g_autofree char *kvm_reason = NULL;
+  GString *cmdline;
+
+  memset (resolved, 0, sizeof *resolved);
+
+  resolved->qemu_binary = qlean_host_find_qemu (qlean_machine_config_get_qemu_binary (config), error);
+  if (resolved->qemu_binary == NULL)
+    return FALSE;
+
+  spec->qemu_binary = resolved->qemu_binary;
+  spec->name = self->name;
+  spec->run_dir = run_dir;
+  spec->cores = qlean_machine_config_get_cores (config);
+  spec->memory_mib = qlean_machine_config_get_memory_mib (config);
+  if (spec->memory_mib == 0)
+    spec->memory_mib = qlean_image_get_default_memory_mib (self->image);
+  spec->kernel = qlean_machine_config_get_kernel (config);
+  if (spec->kernel == NULL)
+    spec->kernel = qlean_image_get_kernel (self->image);
+  spec->initrd = qlean_machine_config_get_initrd (config);
+  if (spec->initrd == NULL)
+    spec->initrd = qlean_image_get_initrd (self->image);
+  spec->extra_args = qlean_machine_config_get_extra_args (config);
+  spec->qmp_fd = spec->qga_fd = spec->data_fd = -1;
+
+  if (!check_readable ("kernel", spec->kernel, error) ||
+      !check_readable ("initrd", spec->initrd, error))
+    return FALSE;
+
+  switch (accel)
+    {
+    case QLEAN_ACCEL_KVM:
+      if (!qlean_host_kvm_usable (resolved->qemu_binary, &kvm_reason))
+        {
+          g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG,
+                       _("KVM was asked for but is not usable: %s; use accel “auto” or “tcg”"),
+                       kvm_reason);
+          return FALSE;
+        }
+      spec->kvm = TRUE;
+      break;
+    case QLEAN_ACCEL_TCG:
+      spec->kvm = FALSE;
+      break;
+    case QLEAN_ACCEL_AUTO:
+    default:
+      spec->kvm = qlean_host_kvm_usable (resolved->qemu_binary, NULL);
+      break;
+    }
+
+  cmdline = g_string_new (image_cmdline);
+  if (extra_cmdline != NULL && *extra_cmdline != '\0')
+    g_string_append_printf (cmdline, " %s", extra_cmdline);
+  g_string_append_printf (cmdline, " qlean.hostname=%s", self->name);
+  resolved->cmdline = g_string_free (cmdline, FALSE);
+  spec->cmdline = resolved->cmdline;
+
+  return TRUE;
+}
+
+/**
+ * qlean_machine_dry_run:
+ * @self: a #QleanMachine
+ * @error: return location for a #GError
+ *
+ * The QEMU command line [method@Machine.spawn] would run, one argument per
+ * string, with sockets given by path in a run directory that does not
+ * exist yet. Prepares the image (which may build the minimal image once)
+ * but starts nothing.
+ *
+ * Returns: (transfer full) (array zero-terminated=1): the argv, or %NULL
+ *   with @error set
+ */
+char **
+qlean_machine_dry_run (QleanMachine  *self,
+                       GError       **error)
+{
+  g_auto(ResolvedSpec) resolved = { { 0 } };
+  g_autofree char *base = NULL;
+  g_autofree char *run_dir = NULL;
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+
+  if (!qlean_image_prepare (self->image, NULL, error))
+    return NULL;
+
+  base = qlean_host_run_base (error);
+  if (base == NULL)
+    return NULL;
+  run_dir = g_strdup_printf ("%s/%s-XXXXXX", base, self->name);
+
+  if (!qlean_machine_resolve_spec (self, run_dir, &resolved, error))
+    return NULL;
+
+  if (qlean_image_get_disk (self->image) != NULL)
+    {
+      g_autofree char *disk = g_build_filename (run_dir, "disk.qcow2", NULL);
+
+      resolved.spec.disk = disk;
+      return qlean_qemu_argv_build (&resolved.spec);
+    }
+
+  return qlean_qemu_argv_build (&resolved.spec);
+}
+
+/* Everything below runs on the worker thread, which owns the machine's
+ * QEMU process, clients and timers. */
+
+static char *
+qlean_machine_run_file_tail (QleanMachine *self,
+                             const char   *file,
+                             guint         n_lines)
+{
+  g_autofree char *path = NULL;
+  char *tail;
+
+  if (self->run_dir == NULL)
+    return g_strdup ("");
+
+  path = g_build_filename (self->run_dir, file, NULL);
+  tail = qlean_file_tail (path, n_lines);
+
+  return tail ? tail : g_strdup ("");
+}
+
+static char *
+describe_wait_status (GSubprocess *process)
+{
+  if (g_subprocess_get_if_signaled (process))
+    return g_strdup_printf (_("was killed by signal %d"), g_subprocess_get_term_sig (process));
+
+  return g_strdup_printf (_("exited with status %d"), g_subprocess_get_exit_status (process));
+}
+
+/* Drops what a run leaves behind: clients, timers, the run directory. */
+static void
+qlean_machine_release_run (QleanMachine *self)
+{
+  g_autoptr(QleanQmpClient) qmp = NULL;
+  g_autoptr(QleanQgaClient) qga = NULL;
+  g_autofree char *run_dir = NULL;
+
+  qlean_clear_source (&self->boot_timer);
+  qlean_clear_source (&self->spawn_cancel);
+  qlean_clear_source (&self->qmp_grace_timer);
+  qlean_clear_source (&self->shutdown_timer);
+
+  g_mutex_lock (&self->lock);
+  qmp = g_steal_pointer (&self->qmp);
+  qga = g_steal_pointer (&self->qga);
+  run_dir = g_steal_pointer (&self->run_dir);
+  self->pid = 0;
+  g_mutex_unlock (&self->lock);
+
+  if (qmp != NULL)
+    qlean_qmp_client_close (qmp);
+  if (qga != NULL)
+    qlean_qga_client_close (qga);
+
+  if (run_dir != NULL && qlean_machine_config_get_clear (self->config))
+    {
+      g_autoptr(GError) error = NULL;
+
+      if (!qlean_rm_rf (run_dir, &error))
+        g_warning ("Could not remove run directory %s: %s", run_dir, error->message);
+    }
+
+  g_clear_object (&self->qemu);
+  self->shutdown_stage = 0;
+  self->qmp_ready = FALSE;
+  self->agent_ready = FALSE;
+}
+
+static void
+qlean_machine_complete_exit_waiters (QleanMachine *self)
+{
+  g_autoptr(GPtrArray) waiters = g_steal_pointer (&self->exit_waiters);
+
+  self->exit_waiters = g_ptr_array_new_with_free_func (g_object_unref);
+  for (guint i = 0; i < waiters->len; i++)
+    g_task_return_boolean (g_ptr_array_index (waiters, i), TRUE);
+}
+
+static void
+qlean_machine_qemu_exited_cb (GObject      *source,
+                              GAsyncResult *result,
+                              gpointer      user_data)
+{
+  MachineLink *link = user_data;
+  g_autoptr(QleanMachine) self = g_weak_ref_get (&link->machine);
+  g_autofree char *status = NULL;
+  GSubprocess *process = G_SUBPROCESS (source);
+
+  g_subprocess_wait_finish (process, result, NULL);
+  machine_link_unref (link);
+
+  if (self == NULL || self->qemu != process)
+    return;
+
+  status = describe_wait_status (process);
+  g_debug ("machine %s: QEMU %s", self->name, status);
+
+  g_mutex_lock (&self->lock);
+  self->qemu_exited = TRUE;
+  g_mutex_unlock (&self->lock);
+
+  if (self->spawn_task != NULL)
+    {
+      g_autoptr(GTask) task = g_steal_pointer (&self->spawn_task);
+      g_autoptr(GError) error = g_steal_pointer (&self->spawn_error);
+
+      if (error == NULL)
+        {
+          g_autofree char *log = qlean_machine_run_file_tail (self, QLEAN_QEMU_LOG, TAIL_LINES);
+
+          error = g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_QEMU_EXITED,
+                               _("QEMU %s while machine “%s” was starting%s%s"),
+                               status, self->name, *log ? ":\n" : "", log);
+        }
+
+      qlean_machine_release_run (self);
+      qlean_machine_set_state (self, QLEAN_MACHINE_STATE_STOPPED);
+      g_task_return_error (task, g_steal_pointer (&error));
+    }
+  else if (self->stop_requested)
+    {
+      qlean_machine_release_run (self);
+      qlean_machine_set_state (self, QLEAN_MACHINE_STATE_STOPPED);
+      qlean_machine_emit (self, signals[SIGNAL_STOPPED]);
+    }
+  else
+    {
+      g_autofree char *log = qlean_machine_run_file_tail (self, QLEAN_QEMU_LOG, TAIL_LINES);
+
+      g_message ("Machine “%s” crashed: QEMU %s%s%s", self->name, status,
+                 *log ? ": " : "", log);
+      qlean_machine_release_run (self);
+      qlean_machine_set_state (self, QLEAN_MACHINE_STATE_CRASHED);
+      qlean_machine_emit (self, signals[SIGNAL_CRASHED]);
+    }
+
+  self->stop_requested = FALSE;
+  qlean_machine_complete_exit_waiters (self);
+}
+
+static void
+qlean_machine_signal_qemu (QleanMachine *self,
+                           int           signum)
+{
+  if (self->qemu != NULL && !self->qemu_exited)
+    g_subprocess_send_signal (self->qemu, signum);
+}
+
+/* Ends a start that cannot complete. The error is returned once QEMU is
+ * gone, so that a caller who sees it finds no process left behind. */
+static void
+qlean_machine_spawn_fail (QleanMachine *self,
+                          GError       *error)
+{
+  if (self->spawn_task == NULL)
+    {
+      g_error_free (error);
+      return;
+    }
+
+  if (self->qemu != NULL && !self->qemu_exited)
+    {
+      if (self->spawn_error == NULL)
+        self->spawn_error = error;
+      else
+        g_error_free (error);
+      self->stop_requested = TRUE;
+      qlean_machine_signal_qemu (self, SIGKILL);
+      return;
+    }
+
+  {
+    g_autoptr(GTask) task = g_steal_pointer (&self->spawn_task);
+
+    g_clear_error (&self->spawn_error);
+    qlean_machine_release_run (self);
+    qlean_machine_set_state (self, QLEAN_MACHINE_STATE_STOPPED);
+    g_task_return_error (task, error);
+  }
+}
+
+static void
+qlean_machine_spawn_maybe_done (QleanMachine *self)
+{
+  g_autoptr(GTask) task = NULL;
+
+  if (self->spawn_task == NULL || self->spawn_error != NULL ||
+      !self->qmp_ready || !self->agent_ready)
+    return;
+
+  task = g_steal_pointer (&self->spawn_task);
+  qlean_clear_source (&self->boot_timer);
+  qlean_clear_source (&self->spawn_cancel);
+  qlean_machine_set_state (self, QLEAN_MACHINE_STATE_RUNNING);
+  qlean_machine_emit (self, signals[SIGNAL_READY]);
+  g_task_return_boolean (task, TRUE);
+}
+
+static void qlean_machine_try_agent (QleanMachine *self);
+
+static void
+qlean_machine_agent_sync_cb (GObject      *source,
+                             GAsyncResult *result,
+                             gpointer      user_data)
+{
+  g_autoptr(QleanMachine) self = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (qlean_qga_client_sync_finish (QLEAN_QGA_CLIENT (source), result, &error))
+    {
+      self->agent_ready = TRUE;
+      qlean_machine_spawn_maybe_done (self);
+      return;
+    }
+
+  if (self->spawn_task == NULL || self->spawn_error != NULL)
+    return;
+
+  /* An agent that is not up yet times out; keep asking until the boot
+   * timer gives up. A closed channel means QEMU is going away: its exit
+   * watch reports that better than we can. */
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+    qlean_machine_try_agent (self);
+}
+
+static void
+qlean_machine_try_agent (QleanMachine *self)
+{
+  qlean_qga_client_sync_async (self->qga, SYNC_ATTEMPT_MS, NULL,
+                               qlean_machine_agent_sync_cb, g_object_ref (self));
+}
+
+static void
+qlean_machine_qmp_event_cb (QleanQmpClient *qmp,
+                            const char     *name,
+                            JsonObject     *data,
+                            gpointer        user_data)
+{
+  MachineLink *link = user_data;
+  g_autoptr(QleanMachine) self = g_weak_ref_get (&link->machine);
+
+  if (self == NULL)
+    return;
+
+  g_debug ("machine %s: QMP event %s", self->name, name);
+
+  if (g_str_equal (name, "SHUTDOWN"))
+    {
+      g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (self);
+
+      if (qga != NULL)
+        qlean_qga_client_notify_shutdown (qga);
+    }
+}
+
+static gboolean
+qlean_machine_qmp_grace_cb (gpointer user_data)
+{
+  QleanMachine *self = user_data;
+  GError *error = g_object_steal_data (G_OBJECT (self), "qlean-qmp-error");
+
+  g_clear_pointer (&self->qmp_grace_timer, g_source_unref);
+  qlean_machine_spawn_fail (self, error);
+
+  return G_SOURCE_REMOVE;
+}
+
+static void
+qlean_machine_qmp_ready_cb (GObject      *source,
+                            GAsyncResult *result,
+                            gpointer      user_data)
+{
+  g_autoptr(QleanMachine) self = user_data;
+  g_autoptr(QleanQmpClient) qmp = NULL;
+  GError *error = NULL;
+
+  qmp = qlean_qmp_client_new_finish (result, &error);
+
+  if (self->spawn_task == NULL || self->spawn_error != NULL)
+    {
+      g_clear_error (&error);
+      if (qmp != NULL)
+        qlean_qmp_client_close (qmp);
+      return;
+    }
+
+  if (qmp == NULL)
+    {
+      GSource *timer;
+
+      /* Most likely QEMU is dying; give its exit watch a moment to say
+       * why, and report the QMP failure only if it does not. */
+      g_object_set_data_full (G_OBJECT (self), "qlean-qmp-error", error,
+                              (GDestroyNotify) g_error_free);
+      timer = g_timeout_source_new (QMP_FAILURE_GRACE_MS);
+      g_source_set_callback (timer, qlean_machine_qmp_grace_cb, self, NULL);
+      g_source_attach (timer, qlean_worker_get_context ());
+      self->qmp_grace_timer = timer;
+      return;
+    }
+
+  g_signal_connect_data (qmp, "event", G_CALLBACK (qlean_machine_qmp_event_cb),
+                         machine_link_ref (self->link), machine_link_closure_notify, 0);
+
+  g_mutex_lock (&self->lock);
+  self->qmp = g_steal_pointer (&qmp);
+  g_mutex_unlock (&self->lock);
+
+  self->qmp_ready = TRUE;
+  qlean_machine_spawn_maybe_done (self);
+}
+
+static gboolean
+qlean_machine_boot_timeout_cb (gpointer user_data)
+{
+  QleanMachine *self = user_data;
+  g_autofree char *console = qlean_machine_run_file_tail (self, QLEAN_CONSOLE_LOG, TAIL_LINES);
+  guint timeout_ms = qlean_machine_get_boot_timeout (self);
+
+  g_clear_pointer (&self->boot_timer, g_source_unref);
+
+  if (!self->qmp_ready)
+    qlean_machine_spawn_fail (self,
+        g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_AGENT_TIMEOUT,
+                     _("QEMU did not answer on its QMP socket within %u ms"), timeout_ms));
+  else
+    qlean_machine_spawn_fail (self,
+        g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_AGENT_TIMEOUT,
+                     _("The guest agent of machine “%s” did not answer within %u ms. "
+                       "Last lines of the serial console:\n%s"),
+                     self->name, timeout_ms, *console ? console : _("(empty)")));
+
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+qlean_machine_spawn_cancelled_cb (gpointer user_data)
+{
+  QleanMachine *self = user_data;
+
+  g_clear_pointer (&self->spawn_cancel, g_source_unref);
+  qlean_machine_spawn_fail (self,
+      g_error_new (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                   _("Starting machine “%s” was cancelled"), self->name));
+
+  return G_SOURCE_REMOVE;
+}
+
+typedef struct
+{
+  pid_t parent;
+} ChildSetup;
+
+/* Runs in the child between fork and exec: async-signal-safe calls only. */
+static void
+qlean_machine_child_setup (gpointer user_data)
+{
+  ChildSetup *setup = user_data;
+
+  /* QEMU dies with the thread that forked it (the worker, which lives
+   * as long as the process), so a runner killed with SIGKILL leaks no
+   * VM; and it leaves the terminal's process group, so that ^C reaches
+   * the owner, which shuts machines down in order. */
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid () != setup->parent)
+    _exit (127);
+  setpgid (0, 0);
+}
+
+static GSocket *
+listen_unix (const char  *path,
+             GError     **error)
+{
+  g_autoptr(GSocket) socket = NULL;
+  g_autoptr(GSocketAddress) address = NULL;
+
+  socket = g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, 0, error);
+  if (socket == NULL)
+    return NULL;
+
+  address = g_unix_socket_address_new (path);
+  if (!g_socket_bind (socket, address, FALSE, error) ||
+      !g_socket_listen (socket, error))
+    return NULL;
+
+  return g_steal_pointer (&socket);
+}
+
+static GIOStream *
+connect_unix (const char  *path,
+              GError     **error)
+{
+  g_autoptr(GSocket) socket = NULL;
+  g_autoptr(GSocketAddress) address = NULL;
+
+  socket = g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, 0, error);
+  if (socket == NULL)
+    return NULL;
+
+  /* The listening socket is already bound, and QEMU holds it: the
+   * connection waits in its backlog until QEMU accepts it. */
+  address = g_unix_socket_address_new (path);
+  if (!g_socket_connect (socket, address, NULL, error))
+    return NULL;
+
+  return G_IO_STREAM (g_socket_connection_factory_create_connection (socket));
+}
+
+static gboolean
+qlean_machine_launch (QleanMachine  *self,
+                      GError       **error)
+{
+  g_auto(ResolvedSpec) resolved = { { 0 } };
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GSocket) qmp_listener = NULL;
+  g_autoptr(GSocket) qga_listener = NULL;
+  g_autoptr(GSocket) data_listener = NULL;
+  g_autoptr(GIOStream) qmp_stream = NULL;
+  g_autoptr(GIOStream) qga_stream = NULL;
+  g_autoptr(GSubprocess) qemu = NULL;
+  g_auto(GStrv) argv = NULL;
+  g_autofree char *run_dir = NULL;
+  g_autofree char *qmp_path = NULL;
+  g_autofree char *qga_path = NULL;
+  g_autofree char *data_path = NULL;
+  g_autofree char *log_path = NULL;
+  ChildSetup *setup;
+  GSource *timer;
+
+  run_dir = qlean_host_make_run_dir (self->name, error);
+  if (run_dir == NULL)
+    return FALSE;
+
+  g_mutex_lock (&self->lock);
+  self->run_dir = g_strdup (run_dir);
+  g_mutex_unlock (&self->lock);
+
+  if (!qlean_machine_resolve_spec (self, run_dir, &resolved, error))
+    return FALSE;
+
+  qmp_path = g_build_filename (run_dir, QLEAN_QMP_SOCKET, NULL);
+  qga_path = g_build_filename (run_dir, QLEAN_QGA_SOCKET, NULL);
+  data_path = g_build_filename (run_dir, QLEAN_DATA_SOCKET, NULL);
+  log_path = g_build_filename (run_dir, QLEAN_QEMU_LOG, NULL);
+
+  /* We make the listening sockets and QEMU inherits them: no polling for
+   * a socket file to appear, and a connect that cannot race QEMU. */
+  if ((qmp_listener = listen_unix (qmp_path, error)) == NULL ||
+      (qga_listener = listen_unix (qga_path, error)) == NULL ||
+      (data_listener = listen_unix (data_path, error)) == NULL)
+    return FALSE;
+
+  resolved.spec.qmp_fd = 3;
+  resolved.spec.qga_fd = 4;
+  resolved.spec.data_fd = 5;
+  argv = qlean_qemu_argv_build (&resolved.spec);
+
+  /* stdin is /dev/null; QEMU's own messages go to qemu.log. */
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDERR_MERGE);
+  g_subprocess_launcher_set_stdout_file_path (launcher, log_path);
+  g_subprocess_launcher_take_fd (launcher, dup (g_socket_get_fd (qmp_listener)), 3);
+  g_subprocess_launcher_take_fd (launcher, dup (g_socket_get_fd (qga_listener)), 4);
+  g_subprocess_launcher_take_fd (launcher, dup (g_socket_get_fd (data_listener)), 5);
+  setup = g_new0 (ChildSetup, 1);
+  setup->parent = getpid ();
+  g_subprocess_launcher_set_child_setup (launcher, qlean_machine_child_setup, setup, g_free);
+
+  if (g_getenv ("QLEAN_DEBUG_ARGV") != NULL)
+    {
+      g_autofree char *joined = g_strjoinv (" ", argv);
+
+      g_message ("machine %s: %s", self->name, joined);
+    }
+
+  qemu = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv, error);
+  if (qemu == NULL)
+    {
+      g_prefix_error (error, _("Could not start QEMU (%s): "), resolved.qemu_binary);
+      return FALSE;
+    }
+
+  self->qemu = g_object_ref (qemu);
+  self->qemu_exited = FALSE;
+  g_mutex_lock (&self->lock);
+  self->pid = g_ascii_strtoll (g_subprocess_get_identifier (qemu), NULL, 10);
+  g_mutex_unlock (&self->lock);
+
+  g_subprocess_wait_async (qemu, NULL, qlean_machine_qemu_exited_cb,
+                           machine_link_ref (self->link));
+
+  timer = g_timeout_source_new (qlean_machine_get_boot_timeout (self));
+  g_source_set_callback (timer, qlean_machine_boot_timeout_cb, self, NULL);
+  g_source_set_static_name (timer, "[qlean] boot timeout");
+  g_source_attach (timer, qlean_worker_get_context ());
+  self->boot_timer = timer;
+
+  qmp_stream = connect_unix (qmp_path, error);
+  qga_stream = connect_unix (qga_path, error);
+  if (qmp_stream == NULL || qga_stream == NULL)
+    return FALSE;
+
+  g_mutex_lock (&self->lock);
+  self->qga = qlean_qga_client_new (qga_stream);
+  g_mutex_unlock (&self->lock);
+
+  qlean_qmp_client_new_async (qmp_stream, NULL, qlean_machine_qmp_ready_cb, g_object_ref (self));
+  qlean_machine_try_agent (self);
+
+  return TRUE;
+}
+
+static void
+qlean_machine_image_prepared_cb (GObject      *source,
+                                 GAsyncResult *result,
+                                 gpointer      user_data)
+{
+  g_autoptr(QleanMachine) self = user_data;
+  GError *error = NULL;
+
+  if (!qlean_image_prepare_finish (QLEAN_IMAGE (source), result, &error))
+    {
+      qlean_machine_spawn_fail (self, error);
+      return;
+    }
+
+  if (self->spawn_task == NULL)
+    return;
+
+  if (!qlean_machine_launch (self, &error))
+    qlean_machine_spawn_fail (self, error);
+}
+
+static gboolean
+qlean_machine_spawn_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  QleanMachineState state = qlean_machine_get_state (self);
+  GCancellable *cancellable = g_task_get_cancellable (task);
+
+  if (state != QLEAN_MACHINE_STATE_CREATED &&
+      state != QLEAN_MACHINE_STATE_STOPPED &&
+      state != QLEAN_MACHINE_STATE_CRASHED)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Cannot start machine “%s”: it is already %s"),
+                               self->name, qlean_machine_state_to_string (state));
+      return G_SOURCE_REMOVE;
+    }
+
+  if (g_task_return_error_if_cancelled (task))
+    return G_SOURCE_REMOVE;
+
+  self->spawn_task = g_object_ref (task);
+  self->stop_requested = FALSE;
+  self->qmp_ready = FALSE;
+  self->agent_ready = FALSE;
+  qlean_machine_set_state (self, QLEAN_MACHINE_STATE_STARTING);
+
+  if (cancellable != NULL)
+    {
+      GSource *source = g_cancellable_source_new (cancellable);
+
+      g_source_set_callback (source, qlean_machine_spawn_cancelled_cb, self, NULL);
+      g_source_attach (source, qlean_worker_get_context ());
+      self->spawn_cancel = source;
+    }
+
+  qlean_image_prepare_async (self->image, cancellable,
+                             qlean_machine_image_prepared_cb, g_object_ref (self));
+
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * qlean_machine_spawn_async:
+ * @self: a #QleanMachine
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called when the machine runs, or failed to start
+ * @user_data: data for @callback
+ *
+ * Boots the machine: prepares its image if needed, starts QEMU in a
+ * private run directory, and completes once the guest agent answers.
+ *
+ * A failure says why: %QLEAN_MACHINE_ERROR_QEMU_EXITED with QEMU's exit
+ * status and the end of its output, %QLEAN_MACHINE_ERROR_AGENT_TIMEOUT
+ * with the last lines of the serial console,
+ * %QLEAN_MACHINE_ERROR_QEMU_NOT_FOUND with the package to install. After
+ * a failure no QEMU process and no run directory are left.
+ */
+void
+qlean_machine_spawn_async (QleanMachine        *self,
+                           GCancellable        *cancellable,
+                           GAsyncReadyCallback  callback,
+                           gpointer             user_data)
+{
+  GTask *task;
+
+  g_return_if_fail (QLEAN_IS_MACHINE (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, qlean_machine_spawn_async);
+  g_task_set_name (task, "[qlean] spawn machine");
+
+  qlean_worker_invoke (qlean_machine_spawn_in_worker, task, g_object_unref);
+}
+
+/**
+ * qlean_machine_spawn_finish:
+ * @self: a #QleanMachine
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes qlean_machine_spawn_async().
+ *
+ * Returns: %TRUE when the machine runs
+ */
+gboolean
+qlean_machine_spawn_finish (QleanMachine  *self,
+                            GAsyncResult  *result,
+                            GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * qlean_machine_spawn:
+ * @self: a #QleanMachine
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_spawn_async().
+ *
+ * Returns: %TRUE when the machine runs
+ */
+gboolean
+qlean_machine_spawn (QleanMachine  *self,
+                     GCancellable  *cancellable,
+                     GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+
+  qlean_sync_call_init (&call);
+  qlean_machine_spawn_async (self, cancellable, qlean_sync_call_done, &call);
+
+  return qlean_machine_spawn_finish (self, qlean_sync_call_wait (&call), error);
+}
+
+/* Running commands */
+
+typedef struct
+{
+  QleanQgaClient *qga;
+  char           *command;
+} ExecData;
+
+static void
+exec_data_free (ExecData *data)
+{
+  g_clear_object (&data->qga);
+  g_free (data->command);
+  g_free (data);
+}
+
+/* An agent error while the machine went down is the machine's failure,
+ * not the agent's: say so. */
+static GError *
+qlean_machine_translate_agent_error (QleanMachine *self,
+                                     GError       *error)
+{
+  if (g_error_matches (error, QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED) &&
+      !self->stop_requested)
+    {
+      GError *translated = g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_CRASHED,
+                                        _("Machine “%s” went away while the command ran: %s"),
+                                        self->name, error->message);
+      g_error_free (error);
+      return translated;
+    }
+
+  return error;
+}
+
+static void
+qlean_machine_exec_wait_cb (GObject      *source,
+                            GAsyncResult *result,
+                            gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  g_autoptr(QleanQgaExecStatus) status = NULL;
+  GError *error = NULL;
+
+  status = qlean_qga_client_exec_wait_finish (QLEAN_QGA_CLIENT (source), result, &error);
+  if (status == NULL)
+    {
+      g_task_return_error (task, qlean_machine_translate_agent_error (self, error));
+      return;
+    }
+
+  g_task_return_pointer (task,
+                         qlean_exec_result_new (status->exit_code, status->signal,
+                                                status->out_data, status->err_data,
+                                                status->out_truncated, status->err_truncated),
+                         g_object_unref);
+}
+
+static void
+qlean_machine_exec_started_cb (GObject      *source,
+                               GAsyncResult *result,
+                               gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  GCancellable *cancellable;
+  GError *error = NULL;
+  gint64 pid;
+
+  pid = qlean_qga_client_exec_finish (QLEAN_QGA_CLIENT (source), result, &error);
+  if (pid < 0)
+    {
+      g_task_return_error (task, qlean_machine_translate_agent_error (self, error));
+      return;
+    }
+
+  cancellable = g_task_get_cancellable (task);
+  qlean_qga_client_exec_wait_async (QLEAN_QGA_CLIENT (source), pid, cancellable,
+                                    qlean_machine_exec_wait_cb, g_steal_pointer (&task));
+}
+
+static gboolean
+qlean_machine_exec_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  ExecData *data = g_task_get_task_data (task);
+  const char * const args[] = { "-c", data->command, NULL };
+
+  qlean_qga_client_exec_async (data->qga, "/bin/sh", args, NULL, NULL, TRUE,
+                               g_task_get_cancellable (task),
+                               qlean_machine_exec_started_cb, g_object_ref (task));
+
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * qlean_machine_exec_async:
+ * @self: a #QleanMachine
+ * @command: a shell command, run by `/bin/sh -c` in the guest as root
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called with the result
+ * @user_data: data for @callback
+ *
+ * Runs @command in the guest through the agent and collects its exit
+ * status, terminating signal and output. A command that fails is not an
+ * error: look at the [class@ExecResult]. Errors are for a machine that is
+ * not running (%QLEAN_MACHINE_ERROR_INVALID_STATE), or that died
+ * meanwhile (%QLEAN_MACHINE_ERROR_CRASHED).
+ */
+void
+qlean_machine_exec_async (QleanMachine        *self,
+                          const char          *command,
+                          GCancellable        *cancellable,
+                          GAsyncReadyCallback  callback,
+                          gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  ExecData *data;
+
+  g_return_if_fail (QLEAN_IS_MACHINE (self));
+  g_return_if_fail (command != NULL);
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, qlean_machine_exec_async);
+  g_task_set_name (task, "[qlean] exec");
+
+  if (!qlean_machine_check_running (self, "run a command", &error))
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  data = g_new0 (ExecData, 1);
+  data->qga = qlean_machine_get_qga (self);
+  data->command = g_strdup (command);
+  g_task_set_task_data (task, data, (GDestroyNotify) exec_data_free);
+
+  if (data->qga == NULL)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Cannot run a command on machine “%s”: it has no agent connection"),
+                               self->name);
+      return;
+    }
+
+  qlean_worker_invoke (qlean_machine_exec_in_worker, g_steal_pointer (&task), g_object_unref);
+}
+
+/**
+ * qlean_machine_exec_finish:
+ * @self: a #QleanMachine
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes qlean_machine_exec_async().
+ *
+ * Returns: (transfer full): the command's result, or %NULL with @error set
+ */
+QleanExecResult *
+qlean_machine_exec_finish (QleanMachine  *self,
+                           GAsyncResult  *result,
+                           GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/**
+ * qlean_machine_exec:
+ * @self: a #QleanMachine
+ * @command: a shell command, run by `/bin/sh -c` in the guest as root
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_exec_async().
+ *
+ * Returns: (transfer full): the command's result, or %NULL with @error set
+ */
+QleanExecResult *
+qlean_machine_exec (QleanMachine  *self,
+                    const char    *command,
+                    GCancellable  *cancellable,
+                    GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+
+  qlean_sync_call_init (&call);
+  qlean_machine_exec_async (self, command, cancellable, qlean_sync_call_done, &call);
+
+  return qlean_machine_exec_finish (self, qlean_sync_call_wait (&call), error);
+}
+
+/* Stopping */
+
+static void qlean_machine_shutdown_stage (QleanMachine *self);
+
+static gboolean
+qlean_machine_shutdown_timer_cb (gpointer user_data)
+{
+  QleanMachine *self = user_data;
+
+  g_clear_pointer (&self->shutdown_timer, g_source_unref);
+  qlean_machine_shutdown_stage (self);
+
+  return G_SOURCE_REMOVE;
+}
+
+static void
+qlean_machine_ignore_result_cb (GObject      *source,
+                                GAsyncResult *result,
+                                gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (QLEAN_IS_QMP_CLIENT (source))
+    {
+      g_autoptr(JsonNode) node = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+    }
+  else
+    qlean_qga_client_shutdown_finish (QLEAN_QGA_CLIENT (source), result, &error);
+
+  if (error != NULL)
+    g_debug ("shutdown step failed: %s", error->message);
+}
+
+/* Each stage asks harder than the last and arms the next one: the agent
+ * (or ACPI) powers the guest off; QMP quit stops QEMU; then signals. */
+static void
+qlean_machine_shutdown_stage (QleanMachine *self)
+{
+  guint delay_ms = ESCALATION_STEP_MS;
+  GSource *timer;
+
+  if (self->qemu == NULL || self->qemu_exited)
+    return;
+
+  switch (self->shutdown_stage++)
+    {
+    case 0:
+      delay_ms = qlean_machine_get_shutdown_timeout (self);
+      if (self->qga != NULL && qlean_machine_get_state (self) == QLEAN_MACHINE_STATE_RUNNING)
+        qlean_qga_client_shutdown_async (self->qga, "powerdown", NULL,
+                                         qlean_machine_ignore_result_cb, NULL);
+      else if (self->qmp != NULL)
+        qlean_qmp_client_execute_async (self->qmp, "system_powerdown", NULL, NULL,
+                                        qlean_machine_ignore_result_cb, NULL);
+      else
+        delay_ms = 0;
+      break;
+    case 1:
+      if (self->qmp != NULL)
+        qlean_qmp_client_execute_async (self->qmp, "quit", NULL, NULL,
+                                        qlean_machine_ignore_result_cb, NULL);
+      else
+        delay_ms = 0;
+      break;
+    case 2:
+      qlean_machine_signal_qemu (self, SIGTERM);
+      break;
+    default:
+      qlean_machine_signal_qemu (self, SIGKILL);
+      return;
+    }
+
+  timer = g_timeout_source_new (delay_ms);
+  g_source_set_callback (timer, qlean_machine_shutdown_timer_cb, self, NULL);
+  g_source_set_static_name (timer, "[qlean] shutdown step");
+  g_source_attach (timer, qlean_worker_get_context ());
+  qlean_clear_source (&self->shutdown_timer);
+  self->shutdown_timer = timer;
+}
+
+typedef enum
+{
+  STOP_GRACEFUL,
+  STOP_KILL,
+} StopMode;
+
+static gboolean
+qlean_machine_stop_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  StopMode mode = GPOINTER_TO_INT (g_task_get_task_data (task));
+
+  if (self->qemu == NULL || self->qemu_exited)
+    {
+      g_task_return_boolean (task, TRUE);
+      return G_SOURCE_REMOVE;
+    }
+
+  g_ptr_array_add (self->exit_waiters, g_object_ref (task));
+  self->stop_requested = TRUE;
+
+  if (self->spawn_task != NULL)
+    {
+      /* Stopping a machine that is still starting ends the start. */
+      qlean_machine_spawn_fail (self,
+          g_error_new (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                       _("Machine “%s” was stopped while starting"), self->name));
+      return G_SOURCE_REMOVE;
+    }
+
+  if (mode == STOP_KILL)
+    qlean_machine_signal_qemu (self, SIGKILL);
+  else if (self->shutdown_stage == 0)
+    qlean_machine_shutdown_stage (self);
+
+  return G_SOURCE_REMOVE;
+}
+
+static void
+qlean_machine_stop_async (QleanMachine        *self,
+                          StopMode             mode,
+                          GCancellable        *cancellable,
+                          gpointer             source_tag,
+                          GAsyncReadyCallback  callback,
+                          gpointer             user_data)
+{
+  GTask *task;
+
+  g_return_if_fail (QLEAN_IS_MACHINE (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, source_tag);
+  g_task_set_name (task, mode == STOP_KILL ? "[qlean] kill machine" : "[qlean] shut down machine");
+  g_task_set_task_data (task, GINT_TO_POINTER (mode), NULL);
+
+  qlean_worker_invoke (qlean_machine_stop_in_worker, task, g_object_unref);
+}
+
+/**
+ * qlean_machine_shutdown_async:
+ * @self: a #QleanMachine
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called once QEMU has exited
+ * @user_data: data for @callback
+ *
+ * Powers the machine off: `guest-shutdown` through the agent (or ACPI
+ * power-down when there is no agent), then, each after a bounded wait,
+ * QMP `quit`, SIGTERM and SIGKILL. Completes when QEMU has exited and the
+ * run directory is gone; the machine is then STOPPED. Shutting down a
+ * machine that does not run succeeds at once.
+ */
+void
+qlean_machine_shutdown_async (QleanMachine        *self,
+                              GCancellable        *cancellable,
+                              GAsyncReadyCallback  callback,
+                              gpointer             user_data)
+{
+  qlean_machine_stop_async (self, STOP_GRACEFUL, cancellable, qlean_machine_shutdown_async,
+                            callback, user_data);
+}
+
+/**
+ * qlean_machine_shutdown_finish:
+ * @self: a #QleanMachine
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes qlean_machine_shutdown_async().
+ *
+ * Returns: %TRUE once QEMU has exited
+ */
+gboolean
+qlean_machine_shutdown_finish (QleanMachine  *self,
+                               GAsyncResult  *result,
+                               GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * qlean_machine_shutdown:
+ * @self: a #QleanMachine
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_shutdown_async().
+ *
+ * Returns: %TRUE once QEMU has exited
+ */
+gboolean
+qlean_machine_shutdown (QleanMachine  *self,
+                        GCancellable  *cancellable,
+                        GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+
+  qlean_sync_call_init (&call);
+  qlean_machine_shutdown_async (self, cancellable, qlean_sync_call_done, &call);
+
+  return qlean_machine_shutdown_finish (self, qlean_sync_call_wait (&call), error);
+}
+
+/**
+ * qlean_machine_kill_async:
+ * @self: a #QleanMachine
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called once QEMU has exited
+ * @user_data: data for @callback
+ *
+ * Kills QEMU with SIGKILL, without asking the guest. Completes when QEMU
+ * has exited and the run directory is gone; the machine is then STOPPED.
+ */
+void
+qlean_machine_kill_async (QleanMachine        *self,
+                          GCancellable        *cancellable,
+                          GAsyncReadyCallback  callback,
+                          gpointer             user_data)
+{
+  qlean_machine_stop_async (self, STOP_KILL, cancellable, qlean_machine_kill_async,
+                            callback, user_data);
+}
+
+/**
+ * qlean_machine_kill_finish:
+ * @self: a #QleanMachine
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes qlean_machine_kill_async().
+ *
+ * Returns: %TRUE once QEMU has exited
+ */
+gboolean
+qlean_machine_kill_finish (QleanMachine  *self,
+                           GAsyncResult  *result,
+                           GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * qlean_machine_kill:
+ * @self: a #QleanMachine
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_kill_async().
+ *
+ * Returns: %TRUE once QEMU has exited
+ */
+gboolean
+qlean_machine_kill (QleanMachine  *self,
+                    GCancellable  *cancellable,
+                    GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+
+  qlean_sync_call_init (&call);
+  qlean_machine_kill_async (self, cancellable, qlean_sync_call_done, &call);
+
+  return qlean_machine_kill_finish (self, qlean_sync_call_wait (&call), error);
+}

@@ -1,0 +1,152 @@
+/* qlean-machine.h: a throwaway virtual machine
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#pragma once
+
+#if !defined(QLEAN_INSIDE) && !defined(QLEAN_COMPILATION)
+# error "Only <qlean/qlean.h> can be included directly."
+#endif
+
+#include <gio/gio.h>
+
+#include "qlean-exec-result.h"
+#include "qlean-image.h"
+#include "qlean-machine-config.h"
+#include "qlean-qga-client.h"
+#include "qlean-qmp-client.h"
+#include "qlean-version-macros.h"
+
+G_BEGIN_DECLS
+
+/**
+ * QleanMachineState:
+ * @QLEAN_MACHINE_STATE_CREATED: made, never started.
+ * @QLEAN_MACHINE_STATE_STARTING: QEMU is running and the guest is booting;
+ *   the agent has not answered yet.
+ * @QLEAN_MACHINE_STATE_RUNNING: the guest agent answers.
+ * @QLEAN_MACHINE_STATE_PAUSED: QEMU stopped the guest's CPUs.
+ * @QLEAN_MACHINE_STATE_STOPPED: QEMU has exited because it was asked to
+ *   (shutdown, kill), or a start failed; the machine can be started again.
+ * @QLEAN_MACHINE_STATE_CRASHED: QEMU died unasked, or the guest panicked.
+ *
+ * The life of a [class@Machine]: CREATED → STARTING → RUNNING ⇄ PAUSED →
+ * STOPPED, and CRASHED from any state in which QEMU runs.
+ */
+typedef enum
+{
+  QLEAN_MACHINE_STATE_CREATED,
+  QLEAN_MACHINE_STATE_STARTING,
+  QLEAN_MACHINE_STATE_RUNNING,
+  QLEAN_MACHINE_STATE_PAUSED,
+  QLEAN_MACHINE_STATE_STOPPED,
+  QLEAN_MACHINE_STATE_CRASHED,
+} QleanMachineState;
+
+#define QLEAN_TYPE_MACHINE (qlean_machine_get_type ())
+
+QLEAN_AVAILABLE_IN_ALL
+G_DECLARE_FINAL_TYPE (QleanMachine, qlean_machine, QLEAN, MACHINE, GObject)
+
+QLEAN_AVAILABLE_IN_ALL
+QleanMachine       *qlean_machine_new                  (QleanImage          *image,
+                                                        QleanMachineConfig  *config);
+QLEAN_AVAILABLE_IN_ALL
+QleanMachine       *qlean_machine_new_with_name        (const char          *name,
+                                                        QleanImage          *image,
+                                                        QleanMachineConfig  *config);
+
+QLEAN_AVAILABLE_IN_ALL
+const char         *qlean_machine_get_name             (QleanMachine        *self);
+QLEAN_AVAILABLE_IN_ALL
+QleanImage         *qlean_machine_get_image            (QleanMachine        *self);
+QLEAN_AVAILABLE_IN_ALL
+QleanMachineConfig *qlean_machine_get_config           (QleanMachine        *self);
+QLEAN_AVAILABLE_IN_ALL
+QleanMachineState   qlean_machine_get_state            (QleanMachine        *self);
+QLEAN_AVAILABLE_IN_ALL
+const char         *qlean_machine_get_run_dir          (QleanMachine        *self);
+QLEAN_AVAILABLE_IN_ALL
+GPid                qlean_machine_get_pid              (QleanMachine        *self);
+QLEAN_AVAILABLE_IN_ALL
+QleanQmpClient     *qlean_machine_get_qmp              (QleanMachine        *self);
+QLEAN_AVAILABLE_IN_ALL
+QleanQgaClient     *qlean_machine_get_qga              (QleanMachine        *self);
+QLEAN_AVAILABLE_IN_ALL
+char               *qlean_machine_get_console_path     (QleanMachine        *self);
+
+QLEAN_AVAILABLE_IN_ALL
+guint               qlean_machine_get_boot_timeout     (QleanMachine        *self);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_set_boot_timeout     (QleanMachine        *self,
+                                                        guint                timeout_ms);
+QLEAN_AVAILABLE_IN_ALL
+guint               qlean_machine_get_shutdown_timeout (QleanMachine        *self);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_set_shutdown_timeout (QleanMachine        *self,
+                                                        guint                timeout_ms);
+
+QLEAN_AVAILABLE_IN_ALL
+char              **qlean_machine_dry_run              (QleanMachine        *self,
+                                                        GError             **error);
+
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_spawn_async          (QleanMachine        *self,
+                                                        GCancellable        *cancellable,
+                                                        GAsyncReadyCallback  callback,
+                                                        gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_spawn_finish         (QleanMachine        *self,
+                                                        GAsyncResult        *result,
+                                                        GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_spawn                (QleanMachine        *self,
+                                                        GCancellable        *cancellable,
+                                                        GError             **error);
+
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_exec_async           (QleanMachine        *self,
+                                                        const char          *command,
+                                                        GCancellable        *cancellable,
+                                                        GAsyncReadyCallback  callback,
+                                                        gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+QleanExecResult    *qlean_machine_exec_finish          (QleanMachine        *self,
+                                                        GAsyncResult        *result,
+                                                        GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+QleanExecResult    *qlean_machine_exec                 (QleanMachine        *self,
+                                                        const char          *command,
+                                                        GCancellable        *cancellable,
+                                                        GError             **error);
+
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_shutdown_async       (QleanMachine        *self,
+                                                        GCancellable        *cancellable,
+                                                        GAsyncReadyCallback  callback,
+                                                        gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_shutdown_finish      (QleanMachine        *self,
+                                                        GAsyncResult        *result,
+                                                        GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_shutdown             (QleanMachine        *self,
+                                                        GCancellable        *cancellable,
+                                                        GError             **error);
+
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_kill_async           (QleanMachine        *self,
+                                                        GCancellable        *cancellable,
+                                                        GAsyncReadyCallback  callback,
+                                                        gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_kill_finish          (QleanMachine        *self,
+                                                        GAsyncResult        *result,
+                                                        GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_kill                 (QleanMachine        *self,
+                                                        GCancellable        *cancellable,
+                                                        GError             **error);
+
+G_END_DECLS

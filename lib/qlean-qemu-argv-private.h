@@ -1,0 +1,43 @@
+/* qlean-qemu-argv-private.h: the QEMU command line of a machine
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* Everything that decides QEMU's argv, already resolved: no defaults are
+ * looked up here, so the same spec always gives the same command. */
+typedef struct
+{
+  const char         *qemu_binary;
+  const char         *name;
+  gboolean            kvm;
+  guint               cores;
+  guint               memory_mib;
+  const char         *kernel;
+  const char         *initrd;
+  const char         *cmdline;
+  const char         *disk;          /* the machine's own qcow2, or NULL */
+  const char         *run_dir;
+  /* Listening sockets QEMU inherits at these fds; -1 makes QEMU create
+   * the socket at its path in run_dir instead (dry runs). */
+  int                 qmp_fd;
+  int                 qga_fd;
+  int                 data_fd;
+  const char * const *extra_args;
+} QleanQemuSpec;
+
+#define QLEAN_QMP_SOCKET "qmp.sock"
+#define QLEAN_QGA_SOCKET "qga.sock"
+#define QLEAN_DATA_SOCKET "data.sock"
+#define QLEAN_CONSOLE_LOG "console.log"
+#define QLEAN_QEMU_LOG "qemu.log"
+#define QLEAN_QGA_PORT_ID "qga0"
+
+GStrv qlean_qemu_argv_build (const QleanQemuSpec *spec);
+
+G_END_DECLS

@@ -1,0 +1,155 @@
+/* qlean-qemu-argv.c: the QEMU command line of a machine
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include "qlean-qemu-argv-private.h"
+
+static void
+add (GPtrArray  *argv,
+     const char *arg)
+{
+  g_ptr_array_add (argv, g_strdup (arg));
+}
+
+static void
+add_printf (GPtrArray  *argv,
+            const char *format,
+            ...) G_GNUC_PRINTF (2, 3);
+
+static void
+add_printf (GPtrArray  *argv,
+            const char *format,
+            ...)
+{
+  va_list args;
+
+  va_start (args, format);
+  g_ptr_array_add (argv, g_strdup_vprintf (format, args));
+  va_end (args);
+}
+
+/* QEMU's option parser splits on commas; a comma inside a value is
+ * written twice. */
+static char *
+escape_commas (const char *value)
+{
+  g_auto(GStrv) parts = g_strsplit (value, ",", -1);
+
+  return g_strjoinv (",,", parts);
+}
+
+static void
+add_socket_chardev (GPtrArray         *argv,
+                    const QleanQemuSpec *spec,
+                    const char        *id,
+                    int                fd,
+                    const char        *socket_name)
+{
+  add (argv, "-chardev");
+  if (fd >= 0)
+    add_printf (argv, "socket,id=%s,fd=%d,server=on,wait=off", id, fd);
+  else
+    {
+      g_autofree char *path = g_build_filename (spec->run_dir, socket_name, NULL);
+      g_autofree char *escaped = escape_commas (path);
+
+      add_printf (argv, "socket,id=%s,path=%s,server=on,wait=off", id, escaped);
+    }
+}
+
+GStrv
+qlean_qemu_argv_build (const QleanQemuSpec *spec)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *console = g_build_filename (spec->run_dir, QLEAN_CONSOLE_LOG, NULL);
+  g_autofree char *console_escaped = escape_commas (console);
+  g_autofree char *pidfile = g_build_filename (spec->run_dir, "qemu.pid", NULL);
+
+  add (argv, spec->qemu_binary);
+  add (argv, "-name");
+  add_printf (argv, "guest=%s,debug-threads=on", spec->name);
+  add (argv, "-nodefaults");
+  add (argv, "-no-user-config");
+  add (argv, "-display");
+  add (argv, "none");
+
+  add (argv, "-machine");
+  add (argv, "q35");
+  if (spec->kvm)
+    {
+      add (argv, "-accel");
+      add (argv, "kvm");
+      add (argv, "-cpu");
+      add (argv, "host");
+    }
+  else
+    {
+      /* A small translation cache keeps each machine's RSS low; the
+       * default (1 GiB on 64-bit hosts) is mostly never touched but
+       * still costs page tables, and guests this size do not need it. */
+      add (argv, "-accel");
+      add (argv, "tcg,tb-size=32");
+      add (argv, "-cpu");
+      add (argv, "max");
+    }
+  add (argv, "-smp");
+  add_printf (argv, "%u", spec->cores);
+  add (argv, "-m");
+  add_printf (argv, "%u", spec->memory_mib);
+
+  if (spec->kernel != NULL)
+    {
+      add (argv, "-kernel");
+      add (argv, spec->kernel);
+      if (spec->initrd != NULL)
+        {
+          add (argv, "-initrd");
+          add (argv, spec->initrd);
+        }
+      if (spec->cmdline != NULL)
+        {
+          add (argv, "-append");
+          add (argv, spec->cmdline);
+        }
+    }
+
+  add (argv, "-chardev");
+  add_printf (argv, "file,id=console,path=%s", console_escaped);
+  add (argv, "-serial");
+  add (argv, "chardev:console");
+
+  add_socket_chardev (argv, spec, "qmp", spec->qmp_fd, QLEAN_QMP_SOCKET);
+  add (argv, "-mon");
+  add (argv, "chardev=qmp,mode=control");
+
+  add (argv, "-device");
+  add (argv, "virtio-serial-pci,id=vser0,max_ports=4");
+  add_socket_chardev (argv, spec, "qga", spec->qga_fd, QLEAN_QGA_SOCKET);
+  add (argv, "-device");
+  add (argv, "virtserialport,bus=vser0.0,chardev=qga,id=" QLEAN_QGA_PORT_ID ",name=org.qemu.guest_agent.0");
+  add_socket_chardev (argv, spec, "data", spec->data_fd, QLEAN_DATA_SOCKET);
+  add (argv, "-device");
+  add (argv, "virtserialport,bus=vser0.0,chardev=data,id=data0,name=org.qlean.data.0");
+
+  if (spec->disk != NULL)
+    {
+      g_autofree char *escaped = escape_commas (spec->disk);
+
+      add (argv, "-blockdev");
+      add_printf (argv, "driver=qcow2,node-name=disk0,file.driver=file,file.filename=%s", escaped);
+      add (argv, "-device");
+      add (argv, "virtio-blk-pci,drive=disk0,id=vda");
+    }
+
+  add (argv, "-pidfile");
+  add (argv, pidfile);
+
+  for (guint i = 0; spec->extra_args != NULL && spec->extra_args[i] != NULL; i++)
+    add (argv, spec->extra_args[i]);
+
+  g_ptr_array_add (argv, NULL);
+  return (GStrv) g_ptr_array_steal (argv, NULL);
+}

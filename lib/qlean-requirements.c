@@ -1,0 +1,180 @@
+/* qlean-requirements.c: can this host run machines?
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <string.h>
+
+#include <glib/gi18n-lib.h>
+
+#include "qlean-host-private.h"
+#include "qlean-image-private.h"
+#include "qlean-requirements.h"
+
+G_DEFINE_BOXED_TYPE (QleanRequirement, qlean_requirement,
+                     qlean_requirement_copy, qlean_requirement_free)
+
+/**
+ * qlean_requirement_copy:
+ * @requirement: a #QleanRequirement
+ *
+ * Returns: (transfer full): a copy of @requirement
+ */
+QleanRequirement *
+qlean_requirement_copy (const QleanRequirement *requirement)
+{
+  QleanRequirement *copy = g_new0 (QleanRequirement, 1);
+
+  copy->name = g_strdup (requirement->name);
+  copy->ok = requirement->ok;
+  copy->required = requirement->required;
+  copy->detail = g_strdup (requirement->detail);
+  copy->hint = g_strdup (requirement->hint);
+
+  return copy;
+}
+
+/**
+ * qlean_requirement_free:
+ * @requirement: (nullable): a #QleanRequirement
+ *
+ * Frees @requirement.
+ */
+void
+qlean_requirement_free (QleanRequirement *requirement)
+{
+  if (requirement == NULL)
+    return;
+
+  g_free (requirement->name);
+  g_free (requirement->detail);
+  g_free (requirement->hint);
+  g_free (requirement);
+}
+
+static void
+add (GPtrArray  *report,
+     const char *name,
+     gboolean    ok,
+     gboolean    required,
+     char       *detail,
+     const char *package)
+{
+  QleanRequirement *requirement = g_new0 (QleanRequirement, 1);
+
+  requirement->name = g_strdup (name);
+  requirement->ok = ok;
+  requirement->required = required;
+  requirement->detail = detail;
+  requirement->hint = ok || package == NULL ? NULL : qlean_host_install_hint (package);
+  g_ptr_array_add (report, requirement);
+}
+
+static char *
+program_version (const char *program)
+{
+  g_autofree char *out = NULL;
+  const char *argv[] = { program, "--version", NULL };
+  char *newline;
+
+  if (!g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL,
+                     NULL, NULL, &out, NULL, NULL, NULL) || out == NULL)
+    return g_strdup (program);
+
+  newline = strchr (out, '\n');
+  if (newline != NULL)
+    *newline = '\0';
+
+  return g_strdup_printf ("%s (%s)", program, out);
+}
+
+/**
+ * qlean_check_requirements:
+ * @qemu_binary: (nullable): the QEMU binary machines will use, %NULL for
+ *   `qemu-system-x86_64`
+ *
+ * Checks what machines need on this host: QEMU, whether KVM works (it
+ * falls back to TCG when it does not), and the inputs of the minimal
+ * image (a kernel, busybox, qemu-ga). Each missing piece comes with the
+ * command that installs it.
+ *
+ * Returns: (transfer full) (element-type QleanRequirement): the report
+ */
+GPtrArray *
+qlean_check_requirements (const char *qemu_binary)
+{
+  GPtrArray *report = g_ptr_array_new_with_free_func ((GDestroyNotify) qlean_requirement_free);
+  g_auto(QleanMinimalInputs) inputs = { 0 };
+  g_autoptr(GError) error = NULL;
+  g_autofree char *qemu = NULL;
+  g_autofree char *qemu_img = NULL;
+
+  qemu = qlean_host_find_qemu (qemu_binary, &error);
+  if (qemu != NULL)
+    {
+      g_autofree char *reason = NULL;
+      gboolean kvm = qlean_host_kvm_usable (qemu, &reason);
+
+      add (report, "qemu", TRUE, TRUE, program_version (qemu), NULL);
+      add (report, "accel", TRUE, TRUE,
+           kvm ? g_strdup (_("KVM"))
+               : g_strdup_printf (_("TCG (software emulation; KVM not usable: %s)"), reason),
+           NULL);
+    }
+  else
+    add (report, "qemu", FALSE, TRUE, g_strdup (error->message), "qemu-system-x86");
+  g_clear_error (&error);
+
+  /* Each input is looked up in turn; report what was found so far. */
+  if (qlean_minimal_find_inputs (&inputs, &error))
+    {
+      add (report, "kernel", TRUE, TRUE, g_strdup (inputs.kernel), NULL);
+      add (report, "busybox", TRUE, TRUE, g_strdup (inputs.busybox), NULL);
+      add (report, "qemu-ga", TRUE, TRUE, program_version (inputs.qemu_ga), NULL);
+    }
+  else
+    {
+      add (report, "kernel", inputs.kernel != NULL && inputs.modules_dir != NULL, TRUE,
+           inputs.kernel ? g_strdup (inputs.kernel) : g_strdup (_("no kernel in /boot")),
+           "linux-image-cloud-amd64");
+      add (report, "busybox", inputs.busybox != NULL, TRUE,
+           inputs.busybox ? g_strdup (inputs.busybox) : g_strdup (_("not found")),
+           "busybox-static");
+      add (report, "qemu-ga", inputs.qemu_ga != NULL, TRUE,
+           inputs.qemu_ga ? g_strdup (inputs.qemu_ga) : g_strdup (_("not found")),
+           "qemu-guest-agent");
+      if (inputs.kernel != NULL && inputs.modules_dir != NULL && inputs.busybox != NULL &&
+          inputs.qemu_ga != NULL)
+        add (report, "minimal-image", FALSE, TRUE, g_strdup (error->message), NULL);
+    }
+
+  qemu_img = g_find_program_in_path ("qemu-img");
+  add (report, "qemu-img", qemu_img != NULL, FALSE,
+       qemu_img ? program_version (qemu_img) : g_strdup (_("not found; needed for disk images")),
+       "qemu-utils");
+
+  return report;
+}
+
+/**
+ * qlean_requirements_met:
+ * @report: (element-type QleanRequirement): a report from
+ *   qlean_check_requirements()
+ *
+ * Returns: whether every required piece is there
+ */
+gboolean
+qlean_requirements_met (GPtrArray *report)
+{
+  for (guint i = 0; i < report->len; i++)
+    {
+      QleanRequirement *requirement = g_ptr_array_index (report, i);
+
+      if (requirement->required && !requirement->ok)
+        return FALSE;
+    }
+
+  return TRUE;
+}

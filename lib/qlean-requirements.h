@@ -1,0 +1,54 @@
+/* qlean-requirements.h: can this host run machines?
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#pragma once
+
+#if !defined(QLEAN_INSIDE) && !defined(QLEAN_COMPILATION)
+# error "Only <qlean/qlean.h> can be included directly."
+#endif
+
+#include <glib-object.h>
+
+#include "qlean-version-macros.h"
+
+G_BEGIN_DECLS
+
+/**
+ * QleanRequirement:
+ * @name: what was checked: `qemu`, `accel`, `kernel`, `busybox`,
+ *   `qemu-ga`, `qemu-img`
+ * @ok: whether it is there and works
+ * @required: whether machines cannot start without it
+ * @detail: what was found: a path and version, or what is wrong
+ * @hint: (nullable): the command that installs it, when it is missing
+ *
+ * One line of the host report made by qlean_check_requirements().
+ */
+typedef struct
+{
+  char     *name;
+  gboolean  ok;
+  gboolean  required;
+  char     *detail;
+  char     *hint;
+} QleanRequirement;
+
+#define QLEAN_TYPE_REQUIREMENT (qlean_requirement_get_type ())
+
+QLEAN_AVAILABLE_IN_ALL
+GType             qlean_requirement_get_type (void) G_GNUC_CONST;
+QLEAN_AVAILABLE_IN_ALL
+QleanRequirement *qlean_requirement_copy     (const QleanRequirement *requirement);
+QLEAN_AVAILABLE_IN_ALL
+void              qlean_requirement_free     (QleanRequirement       *requirement);
+
+QLEAN_AVAILABLE_IN_ALL
+GPtrArray        *qlean_check_requirements   (const char             *qemu_binary);
+QLEAN_AVAILABLE_IN_ALL
+gboolean          qlean_requirements_met     (GPtrArray              *report);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (QleanRequirement, qlean_requirement_free)
+
+G_END_DECLS

@@ -1,0 +1,141 @@
+/* qlean-util.c: small helpers shared by the library
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <glib/gstdio.h>
+
+#include "qlean-util-private.h"
+
+gboolean
+qlean_set_str (char       **str_pointer,
+               const char  *new_str)
+{
+  char *copy;
+
+  if (*str_pointer == new_str || g_strcmp0 (*str_pointer, new_str) == 0)
+    return FALSE;
+
+  copy = g_strdup (new_str);
+  g_free (*str_pointer);
+  *str_pointer = copy;
+
+  return TRUE;
+}
+
+char *
+qlean_file_tail (const char *path,
+                 guint       n_lines)
+{
+  g_autofree char *contents = NULL;
+  gsize len;
+  const char *start;
+  guint seen = 0;
+
+  if (!g_file_get_contents (path, &contents, &len, NULL))
+    return NULL;
+
+  while (len > 0 && (contents[len - 1] == '\n' || contents[len - 1] == '\r'))
+    len--;
+  contents[len] = '\0';
+
+  start = contents + len;
+  while (start > contents)
+    {
+      if (start[-1] == '\n' && ++seen == n_lines)
+        break;
+      start--;
+    }
+
+  return g_utf8_make_valid (start, -1);
+}
+
+char *
+qlean_bytes_to_message (GBytes *bytes)
+{
+  gsize len;
+  const char *data;
+  g_autofree char *valid = NULL;
+
+  if (bytes == NULL)
+    return g_strdup ("");
+
+  data = g_bytes_get_data (bytes, &len);
+  valid = g_utf8_make_valid (data, len);
+
+  return g_strdup (g_strstrip (valid));
+}
+
+static gboolean
+qlean_rm_rf_at (int          parent_fd,
+                const char  *name,
+                GError     **error)
+{
+  int fd;
+  DIR *dir;
+  struct dirent *entry;
+  gboolean ok = TRUE;
+
+  if (unlinkat (parent_fd, name, 0) == 0 || errno == ENOENT)
+    return TRUE;
+
+  if (errno != EISDIR && errno != EPERM)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   "Could not remove %s: %s", name, g_strerror (saved_errno));
+      return FALSE;
+    }
+
+  fd = openat (parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   "Could not open %s: %s", name, g_strerror (saved_errno));
+      return FALSE;
+    }
+
+  dir = fdopendir (fd);
+  if (dir == NULL)
+    {
+      close (fd);
+      return FALSE;
+    }
+
+  while (ok && (entry = readdir (dir)) != NULL)
+    {
+      if (strcmp (entry->d_name, ".") == 0 || strcmp (entry->d_name, "..") == 0)
+        continue;
+      ok = qlean_rm_rf_at (dirfd (dir), entry->d_name, error);
+    }
+  closedir (dir);
+
+  if (ok && unlinkat (parent_fd, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   "Could not remove %s: %s", name, g_strerror (saved_errno));
+      return FALSE;
+    }
+
+  return ok;
+}
+
+gboolean
+qlean_rm_rf (const char  *path,
+             GError     **error)
+{
+  return qlean_rm_rf_at (AT_FDCWD, path, error);
+}

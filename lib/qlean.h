@@ -1,0 +1,24 @@
+/* qlean.h: throwaway QEMU machines for tests and tools
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#pragma once
+
+#define QLEAN_INSIDE
+
+#include "qlean-version.h"
+#include "qlean-version-macros.h"
+#include "qlean-enums.h"
+#include "qlean-error.h"
+#include "qlean-qmp-error.h"
+#include "qlean-qmp-client.h"
+#include "qlean-qga-error.h"
+#include "qlean-qga-client.h"
+#include "qlean-exec-result.h"
+#include "qlean-image.h"
+#include "qlean-machine-config.h"
+#include "qlean-machine.h"
+#include "qlean-requirements.h"
+
+#undef QLEAN_INSIDE

@@ -1,0 +1,27 @@
+/* qlean-qga-client-private.h: what the rest of Qlean may use of the agent client
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#pragma once
+
+#include "qlean-json-channel-private.h"
+#include "qlean-qga-client.h"
+
+G_BEGIN_DECLS
+
+void qlean_qga_client_set_trace (QleanQgaClient            *self,
+                                 QleanJsonChannelTraceFunc  trace_func,
+                                 gpointer                   user_data,
+                                 GDestroyNotify             destroy);
+
+/* For commands that never answer (guest-shutdown): the call completes on
+ * qlean_qga_client_notify_shutdown(), or when the channel closes. */
+void qlean_qga_client_execute_no_reply_async (QleanQgaClient      *self,
+                                              const char          *command,
+                                              JsonObject          *arguments,
+                                              GCancellable        *cancellable,
+                                              GAsyncReadyCallback  callback,
+                                              gpointer             user_data);
+
+G_END_DECLS

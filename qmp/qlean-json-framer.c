@@ -1,0 +1,227 @@
+/* qlean-json-framer.c: newline framing of a JSON message stream
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <string.h>
+
+#include "qlean-json-framer-private.h"
+#include "qlean-qmp-error.h"
+
+struct _QleanJsonFramer
+{
+  GByteArray *buffer;
+  /* Bytes before this offset are consumed lines; they are dropped lazily
+   * so that popping many small lines from one big read stays linear. */
+  gsize       start;
+  /* Bytes between start and scanned are known to hold no newline. */
+  gsize       scanned;
+  gsize       max_line;
+  gboolean    discarding;
+};
+
+QleanJsonFramer *
+qlean_json_framer_new (gsize max_line)
+{
+  QleanJsonFramer *framer = g_new0 (QleanJsonFramer, 1);
+
+  framer->buffer = g_byte_array_new ();
+  framer->max_line = max_line;
+
+  return framer;
+}
+
+void
+qlean_json_framer_free (QleanJsonFramer *framer)
+{
+  if (framer == NULL)
+    return;
+
+  g_byte_array_unref (framer->buffer);
+  g_free (framer);
+}
+
+static void
+qlean_json_framer_compact (QleanJsonFramer *framer)
+{
+  if (framer->start == 0)
+    return;
+
+  g_byte_array_remove_range (framer->buffer, 0, framer->start);
+  framer->scanned -= framer->start;
+  framer->start = 0;
+}
+
+void
+qlean_json_framer_push (QleanJsonFramer *framer,
+                        const guint8    *data,
+                        gsize            len)
+{
+  g_return_if_fail (framer != NULL);
+
+  if (framer->start > 0 && framer->start >= framer->buffer->len / 2)
+    qlean_json_framer_compact (framer);
+
+  g_byte_array_append (framer->buffer, data, len);
+}
+
+/*
+ * qlean_json_framer_pop_line:
+ * @line: (out): the next complete line without its line ending
+ *
+ * Returns: %TRUE with @line set when a line was complete, %TRUE with @line
+ *   %NULL when more input is needed, %FALSE with @error set when a line
+ *   grew past the cap. After the error the framer skips the rest of that
+ *   line, so a caller that can go on (the agent, after a resync) may.
+ */
+gboolean
+qlean_json_framer_pop_line (QleanJsonFramer  *framer,
+                            GBytes          **line,
+                            GError          **error)
+{
+  const guint8 *base;
+  const guint8 *nl;
+  gsize avail;
+
+  g_return_val_if_fail (framer != NULL, FALSE);
+  g_return_val_if_fail (line != NULL, FALSE);
+
+  *line = NULL;
+
+  for (;;)
+    {
+      gsize line_len;
+      gsize end;
+
+      base = framer->buffer->data + framer->start;
+      avail = framer->buffer->len - framer->start;
+
+      nl = NULL;
+      if (framer->scanned < framer->buffer->len)
+        nl = memchr (framer->buffer->data + framer->scanned, '\n',
+                     framer->buffer->len - framer->scanned);
+
+      if (nl == NULL)
+        {
+          framer->scanned = framer->buffer->len;
+
+          if (framer->discarding)
+            {
+              framer->start = framer->buffer->len;
+              qlean_json_framer_compact (framer);
+              return TRUE;
+            }
+
+          if (avail > framer->max_line)
+            {
+              framer->discarding = TRUE;
+              framer->start = framer->buffer->len;
+              qlean_json_framer_compact (framer);
+              g_set_error (error, QLEAN_QMP_ERROR, QLEAN_QMP_ERROR_PROTOCOL,
+                           "Message longer than %" G_GSIZE_FORMAT " bytes",
+                           framer->max_line);
+              return FALSE;
+            }
+
+          return TRUE;
+        }
+
+      end = (gsize) (nl - framer->buffer->data);
+      line_len = end - framer->start;
+      framer->start = end + 1;
+      framer->scanned = framer->start;
+
+      if (framer->discarding)
+        {
+          framer->discarding = FALSE;
+          continue;
+        }
+
+      if (line_len > framer->max_line)
+        {
+          g_set_error (error, QLEAN_QMP_ERROR, QLEAN_QMP_ERROR_PROTOCOL,
+                       "Message longer than %" G_GSIZE_FORMAT " bytes",
+                       framer->max_line);
+          return FALSE;
+        }
+
+      if (line_len > 0 && base[line_len - 1] == '\r')
+        line_len--;
+
+      /* Blank lines carry nothing; skip them rather than report them. */
+      if (line_len == 0)
+        continue;
+
+      *line = g_bytes_new (base, line_len);
+      return TRUE;
+    }
+}
+
+void
+qlean_json_framer_reset (QleanJsonFramer *framer)
+{
+  g_byte_array_set_size (framer->buffer, 0);
+  framer->start = 0;
+  framer->scanned = 0;
+  framer->discarding = FALSE;
+}
+
+gsize
+qlean_json_framer_get_pending (QleanJsonFramer *framer)
+{
+  return framer->buffer->len - framer->start;
+}
+
+JsonObject *
+qlean_json_parse_object (const char  *data,
+                         gsize        len,
+                         GError     **error)
+{
+  g_autoptr(JsonParser) parser = json_parser_new_immutable ();
+  g_autoptr(GError) local_error = NULL;
+  JsonNode *root;
+
+  if (!g_utf8_validate (data, len, NULL))
+    {
+      g_set_error_literal (error, QLEAN_QMP_ERROR, QLEAN_QMP_ERROR_PROTOCOL,
+                           "Message is not valid UTF-8");
+      return NULL;
+    }
+
+  if (!json_parser_load_from_data (parser, data, len, &local_error))
+    {
+      g_set_error (error, QLEAN_QMP_ERROR, QLEAN_QMP_ERROR_PROTOCOL,
+                   "Malformed JSON message: %s", local_error->message);
+      return NULL;
+    }
+
+  root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+    {
+      g_set_error_literal (error, QLEAN_QMP_ERROR, QLEAN_QMP_ERROR_PROTOCOL,
+                           "Message is not a JSON object");
+      return NULL;
+    }
+
+  return json_object_ref (json_node_get_object (root));
+}
+
+char *
+qlean_json_object_to_line (JsonObject *object,
+                           gsize      *len)
+{
+  g_autoptr(JsonNode) node = json_node_init_object (json_node_alloc (), object);
+  g_autoptr(JsonGenerator) generator = json_generator_new ();
+  GString *str;
+
+  json_generator_set_root (generator, node);
+  str = g_string_new (NULL);
+  json_generator_to_gstring (generator, str);
+  g_string_append_c (str, '\n');
+  if (len != NULL)
+    *len = str->len;
+
+  return g_string_free (str, FALSE);
+}

@@ -1,0 +1,32 @@
+/* qlean-sync-private.h: blocking twins of async calls
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#pragma once
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+/* Runs an async call to completion on a private main context pushed as
+ * the thread-default one, the way GIO's own sync wrappers do. It never
+ * iterates the caller's context, so it works with no main loop running
+ * and from any thread, provided the I/O behind the call is bound to a
+ * context that some other thread runs (Qlean's worker thread). */
+typedef struct
+{
+  GMainContext *context;
+  GAsyncResult *result;
+} QleanSyncCall;
+
+void          qlean_sync_call_init  (QleanSyncCall *call);
+void          qlean_sync_call_done  (GObject       *source,
+                                     GAsyncResult  *result,
+                                     gpointer       user_data);
+GAsyncResult *qlean_sync_call_wait  (QleanSyncCall *call);
+void          qlean_sync_call_clear (QleanSyncCall *call);
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (QleanSyncCall, qlean_sync_call_clear)
+
+G_END_DECLS

@@ -1,0 +1,515 @@
+/* qlean-cli.c: the qlean command line
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <locale.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib/gi18n.h>
+#include <glib-unix.h>
+#include <json-glib/json-glib.h>
+
+#include <qlean/qlean.h>
+
+/* Exit codes, documented in qlean(1) and --help:
+ *   0     success (for run: the command's own status is passed through)
+ *   1     an operation failed (the message says which and why)
+ *   2     bad usage
+ *   125   run/exec: the machine could not be started or reached
+ *   128+N run/exec: the command was killed by signal N */
+#define EXIT_FAILED 1
+#define EXIT_USAGE 2
+#define EXIT_MACHINE 125
+
+typedef struct
+{
+  const char *name;
+  const char *summary;
+  int (*run) (int argc, char **argv);
+} Command;
+
+static gboolean opt_version;
+
+static GOptionEntry common_entries[] = {
+  { "version", 0, 0, G_OPTION_ARG_NONE, &opt_version, N_("Print the version and exit"), NULL },
+  { NULL }
+};
+
+static int
+print_version (void)
+{
+  g_print ("qlean %s\n", QLEAN_VERSION_S);
+  return 0;
+}
+
+static void
+print_error (const char *command,
+             GError     *error)
+{
+  g_printerr ("qlean %s: %s\n", command, error->message);
+}
+
+/* Parses a subcommand's options; returns FALSE when the caller must exit
+ * with *status (usage error, or --version handled). */
+static gboolean
+parse_options (const char    *command,
+               const char    *parameter_string,
+               const char    *summary,
+               GOptionEntry  *entries,
+               int           *argc,
+               char        ***argv,
+               int           *status)
+{
+  g_autoptr(GOptionContext) context = g_option_context_new (parameter_string);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *prgname = g_strdup_printf ("qlean %s", command);
+
+  g_set_prgname (prgname);
+  g_option_context_set_summary (context, summary);
+  g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
+  if (entries != NULL)
+    g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+  g_option_context_add_main_entries (context, common_entries, GETTEXT_PACKAGE);
+  /* Everything after the command belongs to the guest. */
+  g_option_context_set_strict_posix (context, TRUE);
+
+  if (!g_option_context_parse (context, argc, argv, &error))
+    {
+      g_printerr ("qlean %s: %s\n", command, error->message);
+      g_printerr (_("Try “qlean %s --help”.\n"), command);
+      *status = EXIT_USAGE;
+      return FALSE;
+    }
+
+  if (opt_version)
+    {
+      *status = print_version ();
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+static void
+print_json (JsonNode *node)
+{
+  g_autoptr(JsonGenerator) generator = json_generator_new ();
+  g_autofree char *text = NULL;
+
+  json_generator_set_root (generator, node);
+  json_generator_set_pretty (generator, TRUE);
+  text = json_generator_to_data (generator, NULL);
+  g_print ("%s\n", text);
+}
+
+/* Machine options shared by run and dry-run */
+
+static char *opt_image;
+static int opt_cores = 0;
+static int opt_memory = 0;
+static char *opt_qemu;
+static char *opt_accel;
+static gboolean opt_json;
+
+static GOptionEntry machine_entries[] = {
+  { "image", 'i', 0, G_OPTION_ARG_STRING, &opt_image, N_("Image to boot: “minimal” (default) or a disk image file"), N_("IMAGE") },
+  { "cores", 'c', 0, G_OPTION_ARG_INT, &opt_cores, N_("Number of virtual CPUs (default 1)"), N_("N") },
+  { "memory", 'm', 0, G_OPTION_ARG_INT, &opt_memory, N_("Guest memory in MiB (default: the image's)"), N_("MIB") },
+  { "qemu", 0, 0, G_OPTION_ARG_FILENAME, &opt_qemu, N_("QEMU binary (default qemu-system-x86_64)"), N_("PATH") },
+  { "accel", 0, 0, G_OPTION_ARG_STRING, &opt_accel, N_("auto, kvm or tcg (default auto)"), N_("ACCEL") },
+  { NULL }
+};
+
+static QleanMachine *
+machine_from_options (GError **error)
+{
+  g_autoptr(QleanImage) image = NULL;
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+
+  if (opt_image == NULL || g_str_equal (opt_image, "minimal"))
+    image = qlean_image_new_minimal ();
+  else
+    image = qlean_image_new_from_file (opt_image);
+
+  if (opt_cores < 0 || opt_cores > 255 || opt_memory < 0)
+    {
+      g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                           _("--cores must be 1 to 255 and --memory positive"));
+      return NULL;
+    }
+  if (opt_cores > 0)
+    qlean_machine_config_set_cores (config, opt_cores);
+  if (opt_memory > 0)
+    qlean_machine_config_set_memory_mib (config, opt_memory);
+  if (opt_qemu != NULL)
+    qlean_machine_config_set_qemu_binary (config, opt_qemu);
+  if (opt_accel != NULL)
+    {
+      if (g_str_equal (opt_accel, "kvm"))
+        qlean_machine_config_set_accel (config, QLEAN_ACCEL_KVM);
+      else if (g_str_equal (opt_accel, "tcg"))
+        qlean_machine_config_set_accel (config, QLEAN_ACCEL_TCG);
+      else if (!g_str_equal (opt_accel, "auto"))
+        {
+          g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                       _("--accel must be auto, kvm or tcg, not “%s”"), opt_accel);
+          return NULL;
+        }
+    }
+
+  return qlean_machine_new (image, config);
+}
+
+/* qlean check */
+
+static int
+cmd_check (int    argc,
+           char **argv)
+{
+  static GOptionEntry entries[] = {
+    { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json, N_("Print the report as JSON"), NULL },
+    { "qemu", 0, 0, G_OPTION_ARG_FILENAME, &opt_qemu, N_("QEMU binary to check"), N_("PATH") },
+    { NULL }
+  };
+  g_autoptr(GPtrArray) report = NULL;
+  gboolean met;
+  int status;
+
+  if (!parse_options ("check", "", _("Check that this host can run Qlean machines.\n\n"
+                                     "Exits with 0 when a machine can be started, 1 otherwise."),
+                      entries, &argc, &argv, &status))
+    return status;
+
+  report = qlean_check_requirements (opt_qemu);
+  met = qlean_requirements_met (report);
+
+  if (opt_json)
+    {
+      g_autoptr(JsonBuilder) builder = json_builder_new ();
+      g_autoptr(JsonNode) root = NULL;
+
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "ok");
+      json_builder_add_boolean_value (builder, met);
+      json_builder_set_member_name (builder, "requirements");
+      json_builder_begin_array (builder);
+      for (guint i = 0; i < report->len; i++)
+        {
+          QleanRequirement *r = g_ptr_array_index (report, i);
+
+          json_builder_begin_object (builder);
+          json_builder_set_member_name (builder, "name");
+          json_builder_add_string_value (builder, r->name);
+          json_builder_set_member_name (builder, "ok");
+          json_builder_add_boolean_value (builder, r->ok);
+          json_builder_set_member_name (builder, "required");
+          json_builder_add_boolean_value (builder, r->required);
+          json_builder_set_member_name (builder, "detail");
+          json_builder_add_string_value (builder, r->detail);
+          json_builder_set_member_name (builder, "hint");
+          if (r->hint != NULL)
+            json_builder_add_string_value (builder, r->hint);
+          else
+            json_builder_add_null_value (builder);
+          json_builder_end_object (builder);
+        }
+      json_builder_end_array (builder);
+      json_builder_end_object (builder);
+      root = json_builder_get_root (builder);
+      print_json (root);
+    }
+  else
+    {
+      for (guint i = 0; i < report->len; i++)
+        {
+          QleanRequirement *r = g_ptr_array_index (report, i);
+
+          g_print ("%-6s %-13s %s\n",
+                   r->ok ? "ok" : r->required ? "MISSING" : "missing",
+                   r->name, r->detail);
+          if (r->hint != NULL)
+            g_print ("       %-13s %s %s\n", "", _("to fix:"), r->hint);
+        }
+      g_print ("%s\n", met ? _("This host can run Qlean machines.")
+                           : _("This host cannot run Qlean machines yet: install what is missing."));
+    }
+
+  return met ? 0 : EXIT_FAILED;
+}
+
+/* qlean run */
+
+static char *
+join_command (int    argc,
+              char **argv)
+{
+  GString *command = g_string_new (NULL);
+
+  /* The agent runs the command through /bin/sh -c: quote every word so
+   * that what the user typed reaches the program unchanged. */
+  for (int i = 0; i < argc; i++)
+    {
+      g_autofree char *quoted = g_shell_quote (argv[i]);
+
+      if (i > 0)
+        g_string_append_c (command, ' ');
+      g_string_append (command, quoted);
+    }
+
+  return g_string_free (command, FALSE);
+}
+
+static gboolean
+write_all (int           fd,
+           GBytes       *bytes)
+{
+  gsize len;
+  const char *data = g_bytes_get_data (bytes, &len);
+
+  while (len > 0)
+    {
+      ssize_t n = write (fd, data, len);
+
+      if (n < 0)
+        return FALSE;
+      data += n;
+      len -= n;
+    }
+
+  return TRUE;
+}
+
+static GCancellable *interrupted;
+
+static gboolean
+on_interrupt (gpointer user_data)
+{
+  g_printerr (_("qlean: interrupted, stopping the machine\n"));
+  g_cancellable_cancel (interrupted);
+  return G_SOURCE_CONTINUE;
+}
+
+typedef struct
+{
+  GMainLoop        *loop;
+  QleanExecResult  *result;
+  GError           *error;
+} RunState;
+
+static void
+run_exec_cb (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  RunState *state = user_data;
+
+  state->result = qlean_machine_exec_finish (QLEAN_MACHINE (source), result, &state->error);
+  g_main_loop_quit (state->loop);
+}
+
+static void
+run_spawn_cb (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  RunState *state = user_data;
+
+  if (!qlean_machine_spawn_finish (QLEAN_MACHINE (source), result, &state->error))
+    g_main_loop_quit (state->loop);
+  else
+    g_main_loop_quit (state->loop);
+}
+
+static int
+cmd_run (int    argc,
+         char **argv)
+{
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GMainLoop) loop = NULL;
+  g_autofree char *command = NULL;
+  RunState state = { 0 };
+  guint sigint, sigterm;
+  int status;
+
+  if (!parse_options ("run", _("[--] COMMAND [ARG...]"),
+                      _("Boot a throwaway machine, run COMMAND in it as root, print its output,\n"
+                        "shut the machine down, and exit with the command's exit status\n"
+                        "(128+N when signal N killed it, 125 when the machine failed)."),
+                      machine_entries, &argc, &argv, &status))
+    return status;
+
+  if (argc > 1 && g_str_equal (argv[1], "--"))
+    {
+      argv++;
+      argc--;
+    }
+  if (argc < 2)
+    {
+      g_printerr (_("qlean run: no command given\nTry “qlean run --help”.\n"));
+      return EXIT_USAGE;
+    }
+
+  machine = machine_from_options (&error);
+  if (machine == NULL)
+    {
+      print_error ("run", error);
+      return EXIT_USAGE;
+    }
+
+  command = join_command (argc - 1, argv + 1);
+  interrupted = g_cancellable_new ();
+  sigint = g_unix_signal_add (SIGINT, on_interrupt, NULL);
+  sigterm = g_unix_signal_add (SIGTERM, on_interrupt, NULL);
+  loop = g_main_loop_new (NULL, FALSE);
+  state.loop = loop;
+
+  qlean_machine_spawn_async (machine, interrupted, run_spawn_cb, &state);
+  g_main_loop_run (loop);
+
+  if (state.error == NULL)
+    {
+      qlean_machine_exec_async (machine, command, interrupted, run_exec_cb, &state);
+      g_main_loop_run (loop);
+    }
+
+  g_source_remove (sigint);
+  g_source_remove (sigterm);
+
+  if (state.error != NULL)
+    {
+      print_error ("run", state.error);
+      g_clear_error (&state.error);
+      qlean_machine_kill (machine, NULL, NULL);
+      g_clear_object (&interrupted);
+      return EXIT_MACHINE;
+    }
+
+  write_all (STDOUT_FILENO, qlean_exec_result_get_stdout (state.result));
+  write_all (STDERR_FILENO, qlean_exec_result_get_stderr (state.result));
+
+  if (!qlean_machine_shutdown (machine, NULL, &error))
+    g_printerr ("qlean run: %s\n", error->message);
+
+  if (qlean_exec_result_get_if_signaled (state.result))
+    status = 128 + qlean_exec_result_get_signal (state.result);
+  else
+    status = qlean_exec_result_get_exit_status (state.result);
+
+  g_clear_object (&state.result);
+  g_clear_object (&interrupted);
+  return status;
+}
+
+/* qlean dry-run */
+
+static int
+cmd_dry_run (int    argc,
+             char **argv)
+{
+  static GOptionEntry entries[] = {
+    { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json, N_("Print the command line as a JSON array"), NULL },
+    { NULL }
+  };
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) qemu_argv = NULL;
+  g_autoptr(GOptionGroup) unused = NULL;
+  GOptionEntry all[G_N_ELEMENTS (machine_entries) + G_N_ELEMENTS (entries)];
+  guint n = 0;
+  int status;
+
+  for (guint i = 0; machine_entries[i].long_name != NULL; i++)
+    all[n++] = machine_entries[i];
+  for (guint i = 0; entries[i].long_name != NULL; i++)
+    all[n++] = entries[i];
+  memset (&all[n], 0, sizeof all[n]);
+
+  if (!parse_options ("dry-run", "",
+                      _("Print the QEMU command line “qlean run” would use, one argument per line.\n"
+                        "Nothing is started, but the minimal image is built if it is not cached."),
+                      all, &argc, &argv, &status))
+    return status;
+
+  machine = machine_from_options (&error);
+  if (machine != NULL)
+    qemu_argv = qlean_machine_dry_run (machine, &error);
+  if (qemu_argv == NULL)
+    {
+      print_error ("dry-run", error);
+      return EXIT_FAILED;
+    }
+
+  if (opt_json)
+    {
+      g_autoptr(JsonArray) array = json_array_new ();
+      g_autoptr(JsonNode) root = json_node_new (JSON_NODE_ARRAY);
+
+      for (guint i = 0; qemu_argv[i] != NULL; i++)
+        json_array_add_string_element (array, qemu_argv[i]);
+      json_node_set_array (root, array);
+      print_json (root);
+    }
+  else
+    for (guint i = 0; qemu_argv[i] != NULL; i++)
+      g_print ("%s\n", qemu_argv[i]);
+
+  return 0;
+}
+
+static const Command commands[] = {
+  { "check", N_("Check that this host can run machines"), cmd_check },
+  { "run", N_("Run a command in a throwaway machine"), cmd_run },
+  { "dry-run", N_("Print the QEMU command line a machine would use"), cmd_dry_run },
+};
+
+static void
+print_usage (FILE *out)
+{
+  fprintf (out, _("Usage:\n  qlean [--version] [--help] COMMAND [OPTION...]\n\n"
+                  "Throwaway QEMU machines, driven through QMP and the guest agent.\n\n"
+                  "Commands:\n"));
+  for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
+    fprintf (out, "  %-10s %s\n", commands[i].name, _(commands[i].summary));
+  fprintf (out, _("\nRun “qlean COMMAND --help” for a command's options.\n\n"
+                  "Exit status: 0 on success, 1 when an operation failed, 2 on bad usage;\n"
+                  "run passes the guest command's status through (128+N for signal N)\n"
+                  "and uses 125 when the machine could not be started.\n"));
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  setlocale (LC_ALL, "");
+  bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
+  bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
+  textdomain (GETTEXT_PACKAGE);
+
+  if (argc < 2)
+    {
+      print_usage (stderr);
+      return EXIT_USAGE;
+    }
+
+  if (g_str_equal (argv[1], "--help") || g_str_equal (argv[1], "-h") || g_str_equal (argv[1], "help"))
+    {
+      print_usage (stdout);
+      return 0;
+    }
+
+  if (g_str_equal (argv[1], "--version"))
+    return print_version ();
+
+  for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
+    if (g_str_equal (argv[1], commands[i].name))
+      return commands[i].run (argc - 1, argv + 1);
+
+  g_printerr (_("qlean: unknown command “%s”\n"), argv[1]);
+  print_usage (stderr);
+  return EXIT_USAGE;
+}
