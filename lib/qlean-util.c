@@ -69,6 +69,8 @@ qlean_bytes_to_message (GBytes *bytes)
     return g_strdup ("");
 
   data = g_bytes_get_data (bytes, &len);
+  if (data == NULL)
+    return g_strdup ("");
   valid = g_utf8_make_valid (data, len);
 
   return g_strdup (g_strstrip (valid));

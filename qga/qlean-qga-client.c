@@ -175,6 +175,9 @@ qlean_qga_client_finish_in_flight (QleanQgaClient *self,
                                    JsonNode       *reply,
                                    GError         *error)
 {
+  /* Completing the task may run its callback here, which may drop the
+   * last other reference to us. */
+  g_autoptr(QleanQgaClient) hold = g_object_ref (self);
   Item *item = g_steal_pointer (&self->in_flight);
 
   g_assert (item != NULL);

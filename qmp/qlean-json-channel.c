@@ -110,6 +110,10 @@ static void qlean_json_channel_read (QleanJsonChannel *channel);
 static void
 qlean_json_channel_dispatch_lines (QleanJsonChannel *channel)
 {
+  /* A line handler completes tasks whose callbacks may run right here and
+   * drop every other reference to the owner. */
+  g_autoptr(GObject) owner = g_object_ref (channel->owner);
+
   while (!g_atomic_int_get (&channel->closed))
     {
       g_autoptr(GBytes) line = NULL;
