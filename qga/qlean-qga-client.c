@@ -227,9 +227,17 @@ qlean_qga_client_closed_cb (GObject      *owner,
                             const GError *error)
 {
   QleanQgaClient *self = QLEAN_QGA_CLIENT (owner);
+  g_autoptr(GError) reason = NULL;
   ClosedEmission *emission;
   Item *item;
   GSource *source;
+
+  /* The shared channel reports in QMP's domain; ::closed is documented
+   * in ours. */
+  if (error->domain == QLEAN_QGA_ERROR)
+    reason = g_error_copy (error);
+  else
+    reason = g_error_new_literal (QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED, error->message);
 
   if ((item = g_steal_pointer (&self->in_flight)) != NULL)
     {
@@ -257,7 +265,7 @@ qlean_qga_client_closed_cb (GObject      *owner,
 
   if (self->signal_context == qlean_json_channel_get_context (self->channel))
     {
-      g_signal_emit (self, signals[SIGNAL_CLOSED], 0, error);
+      g_signal_emit (self, signals[SIGNAL_CLOSED], 0, reason);
       return;
     }
 
@@ -265,7 +273,7 @@ qlean_qga_client_closed_cb (GObject      *owner,
    * g_main_context_invoke(). */
   emission = g_new0 (ClosedEmission, 1);
   emission->self = g_object_ref (self);
-  emission->error = g_error_copy (error);
+  emission->error = g_steal_pointer (&reason);
   source = g_idle_source_new ();
   g_source_set_callback (source, qlean_qga_client_emit_closed_idle,
                          emission, closed_emission_free);
@@ -398,7 +406,9 @@ qlean_qga_client_line_cb (GObject      *owner,
 
   if (json_object_has_member (message, "error"))
     {
-      JsonObject *err = json_object_get_object_member (message, "error");
+      JsonNode *err_node = json_object_get_member (message, "error");
+      /* Never trust the shape: an "error" that is no object is a GenericError. */
+      JsonObject *err = JSON_NODE_HOLDS_OBJECT (err_node) ? json_node_get_object (err_node) : NULL;
       const char *klass = err ? json_object_get_string_member_with_default (err, "class", "GenericError") : "GenericError";
       const char *desc = err ? json_object_get_string_member_with_default (err, "desc", "") : "";
 

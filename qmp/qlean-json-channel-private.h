@@ -66,6 +66,19 @@ GSource          *qlean_json_channel_add_cancel   (QleanJsonChannel          *ch
                                                    GSourceFunc                func,
                                                    gpointer                   data);
 
+/* A timeout on @context; the caller owns the returned reference. */
+GSource          *qlean_add_timeout (GMainContext          *context,
+                                                   guint                  timeout_ms,
+                                                   GSourceFunc            func,
+                                                   gpointer               data);
+/* Calls @func once @cancellable is cancelled, on @context; NULL when
+ * @cancellable is NULL. The caller owns the returned reference. */
+GSource          *qlean_add_cancel  (GMainContext          *context,
+                                     GCancellable          *cancellable,
+                                     GSourceFunc            func,
+                                     gpointer               data);
+/* Destroys @source and drops a reference: a GDestroyNotify. */
+void              qlean_destroy_source (gpointer               source);
 /* Destroys *source, if set, and drops our reference to it. */
 void              qlean_clear_source              (GSource                  **source);
 

@@ -305,18 +305,44 @@ qlean_json_channel_invoke (QleanJsonChannel *channel,
 }
 
 GSource *
+qlean_add_timeout (GMainContext *context,
+                   guint         timeout_ms,
+                   GSourceFunc   func,
+                   gpointer      data)
+{
+  GSource *source = g_timeout_source_new (timeout_ms);
+
+  g_source_set_callback (source, func, data, NULL);
+  g_source_set_static_name (source, "[qlean] timeout");
+  g_source_attach (source, context);
+
+  return source;
+}
+
+GSource *
 qlean_json_channel_add_timeout (QleanJsonChannel *channel,
                                 guint             timeout_ms,
                                 GSourceFunc       func,
                                 gpointer          data)
 {
-  GSource *source = g_timeout_source_new (timeout_ms);
+  return qlean_add_timeout (channel->context, timeout_ms, func, data);
+}
 
-  g_source_set_callback (source, func, data, NULL);
-  g_source_set_static_name (source, "[qlean] call timeout");
-  g_source_attach (source, channel->context);
+/* A cancellable source calls a GCancellableSourceFunc, which takes the
+ * cancellable first; callers give a GSourceFunc. */
+typedef struct
+{
+  GSourceFunc func;
+  gpointer    data;
+} CancelClosure;
 
-  return source;
+static gboolean
+qlean_json_channel_cancelled_cb (GCancellable *cancellable,
+                                 gpointer      user_data)
+{
+  CancelClosure *closure = user_data;
+
+  return closure->func (closure->data);
 }
 
 GSource *
@@ -325,15 +351,30 @@ qlean_json_channel_add_cancel (QleanJsonChannel *channel,
                                GSourceFunc       func,
                                gpointer          data)
 {
+  return qlean_add_cancel (channel->context, cancellable, func, data);
+}
+
+GSource *
+qlean_add_cancel (GMainContext *context,
+                  GCancellable *cancellable,
+                  GSourceFunc   func,
+                  gpointer      data)
+{
+  CancelClosure *closure;
   GSource *source;
 
   if (cancellable == NULL)
     return NULL;
 
+  closure = g_new (CancelClosure, 1);
+  closure->func = func;
+  closure->data = data;
+
   source = g_cancellable_source_new (cancellable);
-  g_source_set_callback (source, func, data, NULL);
-  g_source_set_static_name (source, "[qlean] call cancelled");
-  g_source_attach (source, channel->context);
+  g_source_set_callback (source, G_SOURCE_FUNC (qlean_json_channel_cancelled_cb),
+                         closure, g_free);
+  g_source_set_static_name (source, "[qlean] cancelled");
+  g_source_attach (source, context);
 
   return source;
 }
@@ -346,4 +387,11 @@ qlean_clear_source (GSource **source)
 
   g_source_destroy (*source);
   g_clear_pointer (source, g_source_unref);
+}
+
+void
+qlean_destroy_source (gpointer source)
+{
+  g_source_destroy (source);
+  g_source_unref (source);
 }

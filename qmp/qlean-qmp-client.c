@@ -323,6 +323,9 @@ qlean_qmp_client_handle_reply (QleanQmpClient *self,
 
           error = g_error_new_literal (QLEAN_QMP_ERROR, QLEAN_QMP_ERROR_PROTOCOL,
                                        _("QEMU refused QMP capabilities negotiation"));
+          /* The close below no longer finds the task we just took. */
+          if (init_task != NULL)
+            g_task_return_error (init_task, g_error_copy (error));
           qlean_json_channel_close (self->channel, error);
           return;
         }
@@ -343,7 +346,9 @@ qlean_qmp_client_handle_reply (QleanQmpClient *self,
 
   if (json_object_has_member (message, "error"))
     {
-      JsonObject *err = json_object_get_object_member (message, "error");
+      JsonNode *err_node = json_object_get_member (message, "error");
+      /* Never trust the shape: an "error" that is no object is a GenericError. */
+      JsonObject *err = JSON_NODE_HOLDS_OBJECT (err_node) ? json_node_get_object (err_node) : NULL;
       const char *klass = err ? json_object_get_string_member_with_default (err, "class", "GenericError") : "GenericError";
       const char *desc = err ? json_object_get_string_member_with_default (err, "desc", "") : "";
       const char *command = g_task_get_task_data (task);
@@ -741,11 +746,25 @@ qlean_qmp_client_new (GIOStream     *stream,
                       GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+  g_autoptr(QleanQmpClient) self = NULL;
+
+  g_return_val_if_fail (G_IS_IO_STREAM (stream), NULL);
+
+  /* Made before the private context is pushed, so that signals go to
+   * the caller's thread-default context and not to that one. */
+  self = g_object_new (QLEAN_TYPE_QMP_CLIENT, "stream", stream, NULL);
 
   qlean_sync_call_init (&call);
-  qlean_qmp_client_new_async (stream, cancellable, qlean_sync_call_done, &call);
+  g_async_initable_init_async (G_ASYNC_INITABLE (self), G_PRIORITY_DEFAULT, cancellable,
+                               qlean_sync_call_done, &call);
+  if (!g_async_initable_init_finish (G_ASYNC_INITABLE (self), qlean_sync_call_wait (&call), error))
+    {
+      /* The half-made client still holds its socket open. */
+      qlean_qmp_client_close (self);
+      return NULL;
+    }
 
-  return qlean_qmp_client_new_finish (qlean_sync_call_wait (&call), error);
+  return g_steal_pointer (&self);
 }
 
 /**

@@ -84,7 +84,7 @@ test_framer_across_chunks (void)
   push_str (framer, "1}\n{\"b\"");
   assert_line (framer, "{\"a\":1}");
   assert_no_line (framer);
-  g_assert_cmpuint (qlean_json_framer_get_pending (framer), ==, 5);
+  g_assert_cmpuint (qlean_json_framer_get_pending (framer), ==, 4);
 
   push_str (framer, ":2}");
   assert_no_line (framer);
