@@ -5,6 +5,7 @@
 
 #pragma once
 
+#include "qlean-guest-channel-private.h"
 #include "qlean-machine.h"
 
 G_BEGIN_DECLS
@@ -16,5 +17,14 @@ gboolean qlean_machine_check_running (QleanMachine  *self,
                                       GError       **error);
 
 const char *qlean_machine_state_to_string (QleanMachineState state);
+
+/* The machine's channel to qlean-guest, once it answers. */
+void               qlean_machine_get_guest_channel_async  (QleanMachine        *self,
+                                                           GCancellable        *cancellable,
+                                                           GAsyncReadyCallback  callback,
+                                                           gpointer             user_data);
+QleanGuestChannel *qlean_machine_get_guest_channel_finish (QleanMachine        *self,
+                                                           GAsyncResult        *result,
+                                                           GError             **error);
 
 G_END_DECLS

@@ -17,6 +17,7 @@
 
 #include "qlean-enums.h"
 #include "qlean-error.h"
+#include "qlean-guest-launcher.h"
 #include "qlean-host-private.h"
 #include "qlean-image-private.h"
 #include "qlean-machine-private.h"
@@ -87,6 +88,7 @@ struct _QleanMachine
   GPid                pid;
   QleanQmpClient     *qmp;
   QleanQgaClient     *qga;
+  QleanGuestChannel  *guest;
 
   /* Worker only. */
   GSubprocess        *qemu;
@@ -129,8 +131,11 @@ enum {
 static GParamSpec *properties[N_PROPS];
 static guint signals[N_SIGNALS];
 
-static void qlean_machine_spawn_fail (QleanMachine *self,
-                                      GError       *error);
+static void qlean_machine_spawn_fail     (QleanMachine *self,
+                                          GError       *error);
+static void qlean_machine_guest_hello_cb (GObject      *source,
+                                          GAsyncResult *result,
+                                          gpointer      user_data);
 
 /* Machine link */
 
@@ -392,8 +397,11 @@ qlean_machine_dispose (GObject *object)
     qlean_qmp_client_close (self->qmp);
   if (self->qga != NULL)
     qlean_qga_client_close (self->qga);
+  if (self->guest != NULL)
+    qlean_guest_channel_close (self->guest);
   g_clear_object (&self->qmp);
   g_clear_object (&self->qga);
+  g_clear_object (&self->guest);
 
   if (self->run_dir != NULL && qlean_machine_config_get_clear (self->config))
     qlean_rm_rf (self->run_dir, NULL);
@@ -999,6 +1007,7 @@ qlean_machine_release_run (QleanMachine *self)
 {
   g_autoptr(QleanQmpClient) qmp = NULL;
   g_autoptr(QleanQgaClient) qga = NULL;
+  g_autoptr(QleanGuestChannel) guest = NULL;
   g_autofree char *run_dir = NULL;
 
   qlean_clear_source (&self->boot_timer);
@@ -1009,6 +1018,7 @@ qlean_machine_release_run (QleanMachine *self)
   g_mutex_lock (&self->lock);
   qmp = g_steal_pointer (&self->qmp);
   qga = g_steal_pointer (&self->qga);
+  guest = g_steal_pointer (&self->guest);
   run_dir = g_steal_pointer (&self->run_dir);
   self->pid = 0;
   g_mutex_unlock (&self->lock);
@@ -1017,6 +1027,8 @@ qlean_machine_release_run (QleanMachine *self)
     qlean_qmp_client_close (qmp);
   if (qga != NULL)
     qlean_qga_client_close (qga);
+  if (guest != NULL)
+    qlean_guest_channel_close (guest);
 
   if (run_dir != NULL && qlean_machine_config_get_clear (self->config))
     {
@@ -1252,16 +1264,13 @@ qlean_machine_qmp_ready_cb (GObject      *source,
 
   if (qmp == NULL)
     {
-      GSource *timer;
 
       /* Most likely QEMU is dying; give its exit watch a moment to say
        * why, and report the QMP failure only if it does not. */
       g_object_set_data_full (G_OBJECT (self), "qlean-qmp-error", error,
                               (GDestroyNotify) g_error_free);
-      timer = g_timeout_source_new (QMP_FAILURE_GRACE_MS);
-      g_source_set_callback (timer, qlean_machine_qmp_grace_cb, self, NULL);
-      g_source_attach (timer, qlean_worker_get_context ());
-      self->qmp_grace_timer = timer;
+      self->qmp_grace_timer = qlean_add_timeout (qlean_worker_get_context (), QMP_FAILURE_GRACE_MS,
+                                                 qlean_machine_qmp_grace_cb, self);
       return;
     }
 
@@ -1383,6 +1392,7 @@ qlean_machine_launch (QleanMachine  *self,
   g_autoptr(GSocket) data_listener = NULL;
   g_autoptr(GIOStream) qmp_stream = NULL;
   g_autoptr(GIOStream) qga_stream = NULL;
+  g_autoptr(GIOStream) data_stream = NULL;
   g_autoptr(GSubprocess) qemu = NULL;
   g_auto(GStrv) argv = NULL;
   g_autofree char *run_dir = NULL;
@@ -1391,7 +1401,6 @@ qlean_machine_launch (QleanMachine  *self,
   g_autofree char *data_path = NULL;
   g_autofree char *log_path = NULL;
   ChildSetup *setup;
-  GSource *timer;
 
   run_dir = qlean_host_make_run_dir (self->name, error);
   if (run_dir == NULL)
@@ -1454,25 +1463,39 @@ qlean_machine_launch (QleanMachine  *self,
   g_subprocess_wait_async (qemu, NULL, qlean_machine_qemu_exited_cb,
                            machine_link_ref (self->link));
 
-  timer = g_timeout_source_new (qlean_machine_get_boot_timeout (self));
-  g_source_set_callback (timer, qlean_machine_boot_timeout_cb, self, NULL);
-  g_source_set_static_name (timer, "[qlean] boot timeout");
-  g_source_attach (timer, qlean_worker_get_context ());
-  self->boot_timer = timer;
+  self->boot_timer = qlean_add_timeout (qlean_worker_get_context (),
+                                        qlean_machine_get_boot_timeout (self),
+                                        qlean_machine_boot_timeout_cb, self);
 
-  qmp_stream = connect_unix (qmp_path, error);
-  qga_stream = connect_unix (qga_path, error);
-  if (qmp_stream == NULL || qga_stream == NULL)
+  if ((qmp_stream = connect_unix (qmp_path, error)) == NULL ||
+      (qga_stream = connect_unix (qga_path, error)) == NULL ||
+      (data_stream = connect_unix (data_path, error)) == NULL)
     return FALSE;
 
   g_mutex_lock (&self->lock);
   self->qga = qlean_qga_client_new (qga_stream);
+  self->guest = qlean_guest_channel_new (data_stream);
   g_mutex_unlock (&self->lock);
 
   qlean_qmp_client_new_async (qmp_stream, NULL, qlean_machine_qmp_ready_cb, g_object_ref (self));
   qlean_machine_try_agent (self);
+  /* Say hello to qlean-guest now, so that it is known to answer by the
+   * first command; a guest without it just never answers this one. */
+  qlean_guest_channel_hello_async (self->guest, qlean_machine_get_boot_timeout (self), NULL,
+                                   qlean_machine_guest_hello_cb, NULL);
 
   return TRUE;
+}
+
+static void
+qlean_machine_guest_hello_cb (GObject      *source,
+                              GAsyncResult *result,
+                              gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!qlean_guest_channel_hello_finish (QLEAN_GUEST_CHANNEL (source), result, &error))
+    g_debug ("qlean-guest did not answer: %s", error->message);
 }
 
 static void
@@ -1523,14 +1546,8 @@ qlean_machine_spawn_in_worker (gpointer user_data)
   self->agent_ready = FALSE;
   qlean_machine_set_state (self, QLEAN_MACHINE_STATE_STARTING);
 
-  if (cancellable != NULL)
-    {
-      GSource *source = g_cancellable_source_new (cancellable);
-
-      g_source_set_callback (source, qlean_machine_spawn_cancelled_cb, self, NULL);
-      g_source_attach (source, qlean_worker_get_context ());
-      self->spawn_cancel = source;
-    }
+  self->spawn_cancel = qlean_add_cancel (qlean_worker_get_context (), cancellable,
+                                         qlean_machine_spawn_cancelled_cb, self);
 
   qlean_image_prepare_async (self->image, cancellable,
                              qlean_machine_image_prepared_cb, g_object_ref (self));
@@ -1696,12 +1713,42 @@ qlean_machine_exec_started_cb (GObject      *source,
                                     qlean_machine_exec_wait_cb, g_steal_pointer (&task));
 }
 
+static void
+qlean_machine_exec_run_cb (GObject      *source,
+                           GAsyncResult *result,
+                           gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  GError *error = NULL;
+  QleanExecResult *exec_result;
+
+  exec_result = qlean_guest_launcher_run_finish (QLEAN_GUEST_LAUNCHER (source), result, &error);
+  if (exec_result == NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, exec_result, g_object_unref);
+}
+
 static gboolean
 qlean_machine_exec_in_worker (gpointer user_data)
 {
   GTask *task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
   ExecData *data = g_task_get_task_data (task);
   const char * const args[] = { "-c", data->command, NULL };
+
+  /* qlean-guest streams output without the agent's 16 MiB cap and
+   * reports the exit at once; the agent alone is the fallback for guests
+   * without it. */
+  if (self->guest != NULL && qlean_guest_channel_is_ready (self->guest))
+    {
+      g_autoptr(QleanGuestLauncher) launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_NONE);
+      const char * const argv[] = { "/bin/sh", "-c", data->command, NULL };
+
+      qlean_guest_launcher_run_async (launcher, self, argv, g_task_get_cancellable (task),
+                                      qlean_machine_exec_run_cb, g_object_ref (task));
+      return G_SOURCE_REMOVE;
+    }
 
   qlean_qga_client_exec_async (data->qga, "/bin/sh", args, NULL, NULL, TRUE,
                                g_task_get_cancellable (task),
@@ -1848,7 +1895,6 @@ static void
 qlean_machine_shutdown_stage (QleanMachine *self)
 {
   guint delay_ms = ESCALATION_STEP_MS;
-  GSource *timer;
 
   if (self->qemu == NULL || self->qemu_exited)
     return;
@@ -1881,12 +1927,9 @@ qlean_machine_shutdown_stage (QleanMachine *self)
       return;
     }
 
-  timer = g_timeout_source_new (delay_ms);
-  g_source_set_callback (timer, qlean_machine_shutdown_timer_cb, self, NULL);
-  g_source_set_static_name (timer, "[qlean] shutdown step");
-  g_source_attach (timer, qlean_worker_get_context ());
   qlean_clear_source (&self->shutdown_timer);
-  self->shutdown_timer = timer;
+  self->shutdown_timer = qlean_add_timeout (qlean_worker_get_context (), delay_ms,
+                                            qlean_machine_shutdown_timer_cb, self);
 }
 
 typedef enum
@@ -2075,4 +2118,72 @@ qlean_machine_kill (QleanMachine  *self,
   qlean_machine_kill_async (self, cancellable, qlean_sync_call_done, &call);
 
   return qlean_machine_kill_finish (self, qlean_sync_call_wait (&call), error);
+}
+
+/* The channel to qlean-guest */
+
+static void
+qlean_machine_guest_ready_cb (GObject      *source,
+                              GAsyncResult *result,
+                              gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  GError *error = NULL;
+
+  if (!qlean_guest_channel_hello_finish (QLEAN_GUEST_CHANNEL (source), result, &error))
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                               _("qlean-guest does not answer in machine “%s”: %s"),
+                               self->name, error->message);
+      g_error_free (error);
+      return;
+    }
+
+  g_task_return_pointer (task, g_object_ref (source), g_object_unref);
+}
+
+static gboolean
+qlean_machine_get_guest_channel_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+
+  if (self->guest == NULL)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Machine “%s” is %s, not running"), self->name,
+                               qlean_machine_state_to_string (qlean_machine_get_state (self)));
+      return G_SOURCE_REMOVE;
+    }
+
+  if (qlean_guest_channel_is_ready (self->guest))
+    {
+      g_task_return_pointer (task, g_object_ref (self->guest), g_object_unref);
+      return G_SOURCE_REMOVE;
+    }
+
+  qlean_guest_channel_hello_async (self->guest, 5000, g_task_get_cancellable (task),
+                                   qlean_machine_guest_ready_cb, g_object_ref (task));
+  return G_SOURCE_REMOVE;
+}
+
+void
+qlean_machine_get_guest_channel_async (QleanMachine        *self,
+                                       GCancellable        *cancellable,
+                                       GAsyncReadyCallback  callback,
+                                       gpointer             user_data)
+{
+  GTask *task = g_task_new (self, cancellable, callback, user_data);
+
+  g_task_set_source_tag (task, qlean_machine_get_guest_channel_async);
+  qlean_worker_invoke (qlean_machine_get_guest_channel_in_worker, task, g_object_unref);
+}
+
+QleanGuestChannel *
+qlean_machine_get_guest_channel_finish (QleanMachine  *self,
+                                        GAsyncResult  *result,
+                                        GError       **error)
+{
+  return g_task_propagate_pointer (G_TASK (result), error);
 }

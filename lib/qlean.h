@@ -16,6 +16,8 @@
 #include "qlean-qga-error.h"
 #include "qlean-qga-client.h"
 #include "qlean-exec-result.h"
+#include "qlean-guest-process.h"
+#include "qlean-guest-launcher.h"
 #include "qlean-image.h"
 #include "qlean-machine-config.h"
 #include "qlean-machine.h"

@@ -1,0 +1,1352 @@
+/* qlean-guest-process.c: a process running in a machine
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+#include <glib-unix.h>
+#include <glib/gi18n-lib.h>
+#include <gio/gunixinputstream.h>
+#include <gio/gunixoutputstream.h>
+
+#include "qlean-error.h"
+#include "qlean-guest-process-private.h"
+#include "qlean-json-channel-private.h"
+#include "qlean-sync-private.h"
+#include "qlean-worker-private.h"
+
+/**
+ * QleanGuestProcess:
+ *
+ * A process in a [class@Machine], made by [class@GuestLauncher], used as
+ * one uses a #GSubprocess: its stdout and stderr pipes deliver output
+ * while it runs, its stdin pipe takes input, and it can be waited for,
+ * signalled, or communicated with.
+ *
+ * The pipes are real pipes on the host, fed from the machine's data port
+ * by Qlean's worker thread: they are pollable, work with any GIO stream
+ * API, and the process's output reaches them as the guest writes it.
+ * Nothing is capped: output beyond the guest agent's 16 MiB limit flows
+ * like any other.
+ *
+ * With a timeout (see [method@GuestLauncher.set_timeout]), a process that
+ * outlives it is killed with its whole process group, and waiting for it
+ * fails with %G_IO_ERROR_TIMED_OUT. Cancelling a wait or a communicate
+ * kills it the same way. After such a failure, what
+ * [method@GuestProcess.communicate] had read so far is available from
+ * [method@GuestProcess.get_stdout_bytes] and
+ * [method@GuestProcess.get_stderr_bytes].
+ */
+
+/* Output forwarded from the port to a host pipe, never blocking the
+ * worker: what the pipe does not take now waits for POLLOUT. */
+typedef struct
+{
+  int      fd;
+  GQueue   chunks;
+  gsize    offset;
+  GSource *source;
+  gboolean eof;
+} OutPipe;
+
+struct _QleanGuestProcess
+{
+  GObject                 parent_instance;
+
+  QleanMachine           *machine;
+  char                   *program;
+  QleanGuestProcessFlags  flags;
+  GOutputStream          *stdin_pipe;
+  GInputStream           *stdout_pipe;
+  GInputStream           *stderr_pipe;
+  char                   *identifier;
+
+  GMutex                  lock;
+  gboolean                exited;
+  int                     wait_status;
+  gboolean                timed_out;
+  GError                 *failure;
+  GBytes                 *stdout_bytes;
+  GBytes                 *stderr_bytes;
+
+  /* Worker only. */
+  QleanGuestStream       *stream;
+  OutPipe                 out[3];
+  int                     stdin_fd;
+  GSource                *stdin_source;
+  GPtrArray              *waiters;
+  GTask                  *spawn_task;
+  GSource                *timeout_source;
+  guint                   timeout_ms;
+};
+
+G_DEFINE_FINAL_TYPE (QleanGuestProcess, qlean_guest_process, G_TYPE_OBJECT)
+
+static void
+out_pipe_close (OutPipe *pipe)
+{
+  qlean_clear_source (&pipe->source);
+  g_queue_clear_full (&pipe->chunks, (GDestroyNotify) g_bytes_unref);
+  pipe->offset = 0;
+  if (pipe->fd >= 0)
+    {
+      close (pipe->fd);
+      pipe->fd = -1;
+    }
+}
+
+static gboolean out_pipe_writable_cb (gint fd, GIOCondition condition, gpointer user_data);
+
+static void
+out_pipe_flush (OutPipe *pipe)
+{
+  while (pipe->fd >= 0 && !g_queue_is_empty (&pipe->chunks))
+    {
+      GBytes *head = g_queue_peek_head (&pipe->chunks);
+      gsize len;
+      const guint8 *data = g_bytes_get_data (head, &len);
+      ssize_t n = write (pipe->fd, data + pipe->offset, len - pipe->offset);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+
+      if (n < 0 && errno == EAGAIN)
+        {
+          if (pipe->source == NULL)
+            {
+              pipe->source = g_unix_fd_source_new (pipe->fd, G_IO_OUT | G_IO_ERR);
+              g_source_set_callback (pipe->source, (GSourceFunc) (void (*) (void)) out_pipe_writable_cb,
+                                     pipe, NULL);
+              g_source_set_static_name (pipe->source, "[qlean] guest output pipe");
+              g_source_attach (pipe->source, qlean_worker_get_context ());
+            }
+          return;
+        }
+
+      if (n < 0)
+        {
+          /* The reader went away (EPIPE): drop the rest, like a pipe. */
+          out_pipe_close (pipe);
+          return;
+        }
+
+      pipe->offset += n;
+      if (pipe->offset == len)
+        {
+          g_bytes_unref (g_queue_pop_head (&pipe->chunks));
+          pipe->offset = 0;
+        }
+    }
+
+  qlean_clear_source (&pipe->source);
+  if (pipe->eof && pipe->fd >= 0)
+    out_pipe_close (pipe);
+}
+
+static gboolean
+out_pipe_writable_cb (gint         fd,
+                      GIOCondition condition,
+                      gpointer     user_data)
+{
+  OutPipe *pipe = user_data;
+
+  g_clear_pointer (&pipe->source, g_source_unref);
+  out_pipe_flush (pipe);
+
+  return G_SOURCE_REMOVE;
+}
+
+static void
+qlean_guest_process_finalize (GObject *object)
+{
+  QleanGuestProcess *self = QLEAN_GUEST_PROCESS (object);
+
+  g_assert (self->spawn_task == NULL);
+
+  for (guint i = 1; i < G_N_ELEMENTS (self->out); i++)
+    out_pipe_close (&self->out[i]);
+  qlean_clear_source (&self->stdin_source);
+  qlean_clear_source (&self->timeout_source);
+  if (self->stdin_fd >= 0)
+    close (self->stdin_fd);
+  g_clear_pointer (&self->stream, qlean_guest_stream_unref);
+  g_clear_pointer (&self->waiters, g_ptr_array_unref);
+  g_clear_object (&self->stdin_pipe);
+  g_clear_object (&self->stdout_pipe);
+  g_clear_object (&self->stderr_pipe);
+  g_clear_pointer (&self->stdout_bytes, g_bytes_unref);
+  g_clear_pointer (&self->stderr_bytes, g_bytes_unref);
+  g_clear_error (&self->failure);
+  g_clear_object (&self->machine);
+  g_free (self->identifier);
+  g_free (self->program);
+  g_mutex_clear (&self->lock);
+
+  G_OBJECT_CLASS (qlean_guest_process_parent_class)->finalize (object);
+}
+
+static void
+qlean_guest_process_class_init (QleanGuestProcessClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = qlean_guest_process_finalize;
+}
+
+static void
+qlean_guest_process_init (QleanGuestProcess *self)
+{
+  g_mutex_init (&self->lock);
+  self->stdin_fd = -1;
+  for (guint i = 0; i < G_N_ELEMENTS (self->out); i++)
+    {
+      self->out[i].fd = -1;
+      g_queue_init (&self->out[i].chunks);
+    }
+  self->waiters = g_ptr_array_new_with_free_func (g_object_unref);
+}
+
+/* Makes a pipe whose far end, blocking, goes to the user as a GIO
+ * stream and whose near end, non-blocking, stays with the worker. */
+static gboolean
+make_pipe (int       fds[2],
+           GError  **error)
+{
+  if (!g_unix_open_pipe (fds, O_CLOEXEC, error))
+    return FALSE;
+
+  return TRUE;
+}
+
+/* The end of the process: exit, or the loss of the machine. */
+static void
+qlean_guest_process_complete_waiters (QleanGuestProcess *self)
+{
+  g_autoptr(GPtrArray) waiters = g_steal_pointer (&self->waiters);
+
+  self->waiters = g_ptr_array_new_with_free_func (g_object_unref);
+  qlean_clear_source (&self->timeout_source);
+
+  for (guint i = 0; i < waiters->len; i++)
+    g_task_return_boolean (g_ptr_array_index (waiters, i), TRUE);
+}
+
+static gboolean
+qlean_guest_process_timeout_cb (gpointer user_data)
+{
+  QleanGuestProcess *self = user_data;
+
+  g_clear_pointer (&self->timeout_source, g_source_unref);
+
+  g_mutex_lock (&self->lock);
+  self->timed_out = TRUE;
+  g_mutex_unlock (&self->lock);
+
+  if (self->stream != NULL)
+    qlean_guest_stream_send_signal (self->stream, SIGKILL);
+
+  return G_SOURCE_REMOVE;
+}
+
+static void qlean_guest_process_watch_stdin (QleanGuestProcess *self);
+
+static gboolean
+qlean_guest_process_stdin_writable (gpointer user_data)
+{
+  qlean_guest_process_watch_stdin (user_data);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+qlean_guest_process_stdin_readable_cb (gint         fd,
+                                       GIOCondition condition,
+                                       gpointer     user_data)
+{
+  QleanGuestProcess *self = user_data;
+  guint8 buffer[256 * 1024];
+  ssize_t n;
+
+  do
+    n = read (fd, buffer, sizeof buffer);
+  while (n < 0 && errno == EINTR);
+
+  if (n < 0 && errno == EAGAIN)
+    return G_SOURCE_CONTINUE;
+
+  if (n <= 0)
+    {
+      /* The user closed the pipe: the guest sees EOF. */
+      g_clear_pointer (&self->stdin_source, g_source_unref);
+      close (self->stdin_fd);
+      self->stdin_fd = -1;
+      if (self->stream != NULL)
+        qlean_guest_stream_send_eof (self->stream);
+      return G_SOURCE_REMOVE;
+    }
+
+  if (self->stream != NULL)
+    {
+      g_autoptr(GBytes) bytes = g_bytes_new (buffer, n);
+
+      qlean_guest_stream_send_data (self->stream, bytes);
+
+      /* Stop reading while the guest's window is full; the stream calls
+       * us back when credit returns. */
+      if (qlean_guest_stream_get_unacked (self->stream) >= QLEAN_GUEST_WINDOW)
+        {
+          g_clear_pointer (&self->stdin_source, g_source_unref);
+          return G_SOURCE_REMOVE;
+        }
+    }
+
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+qlean_guest_process_watch_stdin (QleanGuestProcess *self)
+{
+  if (self->stdin_fd < 0 || self->stdin_source != NULL || self->stream == NULL)
+    return;
+
+  self->stdin_source = g_unix_fd_source_new (self->stdin_fd, G_IO_IN | G_IO_HUP | G_IO_ERR);
+  g_source_set_callback (self->stdin_source,
+                         (GSourceFunc) (void (*) (void)) qlean_guest_process_stdin_readable_cb,
+                         self, NULL);
+  g_source_set_static_name (self->stdin_source, "[qlean] guest stdin pipe");
+  g_source_attach (self->stdin_source, qlean_worker_get_context ());
+}
+
+static void
+qlean_guest_process_fail (QleanGuestProcess *self,
+                          GError            *error)
+{
+  g_mutex_lock (&self->lock);
+  if (self->failure == NULL)
+    self->failure = error;
+  else
+    g_error_free (error);
+  g_mutex_unlock (&self->lock);
+}
+
+static void
+qlean_guest_process_stream_cb (QleanGuestStream *stream,
+                               guint8            type,
+                               guint8            fd,
+                               GBytes           *payload,
+                               const GError     *error,
+                               gpointer          user_data)
+{
+  QleanGuestProcess *self = user_data;
+  g_autoptr(QleanGuestProcess) hold = g_object_ref (self);
+
+  switch (type)
+    {
+    case 0:
+      {
+        /* The channel closed: the machine went down or was stopped. */
+        GError *failure = g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_CRASHED,
+                                       _("Lost “%s” in machine “%s”: %s"), self->program,
+                                       qlean_machine_get_name (self->machine), error->message);
+
+        g_clear_pointer (&self->stream, qlean_guest_stream_unref);
+        for (guint i = 1; i < G_N_ELEMENTS (self->out); i++)
+          {
+            self->out[i].eof = TRUE;
+            out_pipe_flush (&self->out[i]);
+          }
+        if (self->spawn_task != NULL)
+          {
+            g_autoptr(GTask) task = g_steal_pointer (&self->spawn_task);
+
+            g_task_return_error (task, failure);
+          }
+        else
+          qlean_guest_process_fail (self, failure);
+        qlean_guest_process_complete_waiters (self);
+        break;
+      }
+
+    case QLEAN_GUEST_FRAME_STARTED:
+      if (self->spawn_task != NULL)
+        {
+          g_autoptr(GTask) task = g_steal_pointer (&self->spawn_task);
+          gsize len;
+          const guint8 *data = g_bytes_get_data (payload, &len);
+
+          self->identifier = g_strdup_printf ("%u", len >= 4 ? qlean_guest_read_u32 (data) : 0);
+          if (self->timeout_ms > 0)
+            self->timeout_source = qlean_add_timeout (qlean_worker_get_context (), self->timeout_ms,
+                                                      qlean_guest_process_timeout_cb, self);
+          qlean_guest_process_watch_stdin (self);
+          g_task_return_pointer (task, g_object_ref (self), g_object_unref);
+        }
+      break;
+
+    case QLEAN_GUEST_FRAME_ERROR:
+      {
+        g_autofree char *what = g_strdup_printf (_("Cannot run “%s” in machine “%s”"), self->program,
+                                                 qlean_machine_get_name (self->machine));
+        GError *failure = qlean_guest_error_from_payload (payload, what);
+
+        qlean_guest_stream_close (stream);
+        g_clear_pointer (&self->stream, qlean_guest_stream_unref);
+        if (self->spawn_task != NULL)
+          {
+            g_autoptr(GTask) task = g_steal_pointer (&self->spawn_task);
+
+            /* A missing or unrunnable program is its own error: a test
+             * must never mistake it for a command that ran. */
+            if (g_error_matches (failure, G_IO_ERROR, G_IO_ERROR_NOT_FOUND) ||
+                g_error_matches (failure, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED))
+              {
+                GError *not_found = g_error_new_literal (QLEAN_MACHINE_ERROR,
+                                                         QLEAN_MACHINE_ERROR_COMMAND_NOT_FOUND,
+                                                         failure->message);
+                g_error_free (failure);
+                failure = not_found;
+              }
+            g_task_return_error (task, failure);
+          }
+        else
+          {
+            qlean_guest_process_fail (self, failure);
+            qlean_guest_process_complete_waiters (self);
+          }
+        break;
+      }
+
+    case QLEAN_GUEST_FRAME_DATA:
+      if (fd < G_N_ELEMENTS (self->out) && self->out[fd].fd >= 0)
+        {
+          g_queue_push_tail (&self->out[fd].chunks, g_bytes_ref (payload));
+          out_pipe_flush (&self->out[fd]);
+        }
+      break;
+
+    case QLEAN_GUEST_FRAME_EOF:
+      if (fd < G_N_ELEMENTS (self->out))
+        {
+          self->out[fd].eof = TRUE;
+          out_pipe_flush (&self->out[fd]);
+        }
+      break;
+
+    case QLEAN_GUEST_FRAME_EXIT:
+      {
+        gsize len;
+        const guint8 *data = g_bytes_get_data (payload, &len);
+
+        g_mutex_lock (&self->lock);
+        self->exited = TRUE;
+        self->wait_status = len >= 4 ? (int) qlean_guest_read_u32 (data) : 0;
+        g_mutex_unlock (&self->lock);
+
+        qlean_guest_stream_close (stream);
+        g_clear_pointer (&self->stream, qlean_guest_stream_unref);
+        qlean_clear_source (&self->stdin_source);
+        for (guint i = 1; i < G_N_ELEMENTS (self->out); i++)
+          {
+            self->out[i].eof = TRUE;
+            out_pipe_flush (&self->out[i]);
+          }
+        qlean_guest_process_complete_waiters (self);
+        break;
+      }
+
+    default:
+      break;
+    }
+}
+
+void
+qlean_guest_process_start (QleanMachine           *machine,
+                           QleanGuestChannel      *channel,
+                           QleanGuestProcessFlags  flags,
+                           const char             *program,
+                           GBytes                 *request,
+                           GBytes                 *stdin_bytes,
+                           guint                   timeout_ms,
+                           GTask                  *task)
+{
+  g_autoptr(QleanGuestProcess) self = g_object_new (QLEAN_TYPE_GUEST_PROCESS, NULL);
+  GError *error = NULL;
+  int fds[2];
+
+  self->machine = g_object_ref (machine);
+  self->program = g_strdup (program);
+  self->flags = flags;
+  self->timeout_ms = timeout_ms;
+
+  if (flags & QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE)
+    {
+      if (!make_pipe (fds, &error))
+        goto fail;
+      self->stdout_pipe = g_unix_input_stream_new (fds[0], TRUE);
+      self->out[1].fd = fds[1];
+      g_unix_set_fd_nonblocking (fds[1], TRUE, NULL);
+    }
+
+  if ((flags & QLEAN_GUEST_PROCESS_FLAGS_STDERR_PIPE) &&
+      !(flags & QLEAN_GUEST_PROCESS_FLAGS_STDERR_MERGE))
+    {
+      if (!make_pipe (fds, &error))
+        goto fail;
+      self->stderr_pipe = g_unix_input_stream_new (fds[0], TRUE);
+      self->out[2].fd = fds[1];
+      g_unix_set_fd_nonblocking (fds[1], TRUE, NULL);
+    }
+
+  if (flags & QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE)
+    {
+      if (!make_pipe (fds, &error))
+        goto fail;
+      self->stdin_pipe = g_unix_output_stream_new (fds[1], TRUE);
+      self->stdin_fd = fds[0];
+      g_unix_set_fd_nonblocking (fds[0], TRUE, NULL);
+    }
+
+  self->spawn_task = g_object_ref (task);
+  self->stream = qlean_guest_channel_open_stream (channel, QLEAN_GUEST_FRAME_EXEC, request,
+                                                  qlean_guest_process_stream_cb,
+                                                  g_object_ref (self), g_object_unref);
+  qlean_guest_stream_set_writable_func (self->stream, qlean_guest_process_stdin_writable, self);
+
+  if (stdin_bytes != NULL)
+    {
+      qlean_guest_stream_send_data (self->stream, stdin_bytes);
+      qlean_guest_stream_send_eof (self->stream);
+    }
+
+  return;
+
+fail:
+  g_task_return_error (task, error);
+}
+
+/**
+ * qlean_guest_process_get_stdin_pipe:
+ * @self: a #QleanGuestProcess
+ *
+ * Returns: (transfer none) (nullable): the process's stdin, with
+ *   %QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE; closing it gives the process
+ *   end-of-file
+ */
+GOutputStream *
+qlean_guest_process_get_stdin_pipe (QleanGuestProcess *self)
+{
+  g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), NULL);
+
+  return self->stdin_pipe;
+}
+
+/**
+ * qlean_guest_process_get_stdout_pipe:
+ * @self: a #QleanGuestProcess
+ *
+ * Returns: (transfer none) (nullable): the process's stdout, live, with
+ *   %QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE
+ */
+GInputStream *
+qlean_guest_process_get_stdout_pipe (QleanGuestProcess *self)
+{
+  g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), NULL);
+
+  return self->stdout_pipe;
+}
+
+/**
+ * qlean_guest_process_get_stderr_pipe:
+ * @self: a #QleanGuestProcess
+ *
+ * Returns: (transfer none) (nullable): the process's stderr, live, with
+ *   %QLEAN_GUEST_PROCESS_FLAGS_STDERR_PIPE
+ */
+GInputStream *
+qlean_guest_process_get_stderr_pipe (QleanGuestProcess *self)
+{
+  g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), NULL);
+
+  return self->stderr_pipe;
+}
+
+/**
+ * qlean_guest_process_get_identifier:
+ * @self: a #QleanGuestProcess
+ *
+ * Returns: the process id in the guest, as a string
+ */
+const char *
+qlean_guest_process_get_identifier (QleanGuestProcess *self)
+{
+  g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), NULL);
+
+  return self->identifier;
+}
+
+typedef struct
+{
+  QleanGuestProcess *self;
+  int                signum;
+} SignalData;
+
+static gboolean
+qlean_guest_process_signal_in_worker (gpointer user_data)
+{
+  SignalData *data = user_data;
+
+  if (data->self->stream != NULL)
+    qlean_guest_stream_send_signal (data->self->stream, data->signum);
+
+  g_object_unref (data->self);
+  g_free (data);
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * qlean_guest_process_send_signal:
+ * @self: a #QleanGuestProcess
+ * @signal_num: a signal number, as in the guest
+ *
+ * Sends @signal_num to the process's process group (it leads its own),
+ * so that what it started goes too. Does nothing once it has exited.
+ */
+void
+qlean_guest_process_send_signal (QleanGuestProcess *self,
+                                 gint               signal_num)
+{
+  SignalData *data;
+
+  g_return_if_fail (QLEAN_IS_GUEST_PROCESS (self));
+
+  data = g_new0 (SignalData, 1);
+  data->self = g_object_ref (self);
+  data->signum = signal_num;
+  qlean_worker_invoke (qlean_guest_process_signal_in_worker, data, NULL);
+}
+
+/**
+ * qlean_guest_process_force_exit:
+ * @self: a #QleanGuestProcess
+ *
+ * Kills the process and its process group with SIGKILL.
+ */
+void
+qlean_guest_process_force_exit (QleanGuestProcess *self)
+{
+  qlean_guest_process_send_signal (self, SIGKILL);
+}
+
+static gboolean
+qlean_guest_process_wait_cancelled_cb (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanGuestProcess *self = g_task_get_source_object (task);
+
+  guint index;
+
+  /* A cancelled wait does what a timeout does: the process goes. The
+   * waiter returns now; its finish reports the cancellation. */
+  if (self->stream != NULL)
+    qlean_guest_stream_send_signal (self->stream, SIGKILL);
+  if (g_ptr_array_find (self->waiters, task, &index))
+    {
+      g_autoptr(GTask) waiter = g_ptr_array_steal_index (self->waiters, index);
+
+      g_task_return_boolean (waiter, TRUE);
+    }
+
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+qlean_guest_process_wait_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanGuestProcess *self = g_task_get_source_object (task);
+  GCancellable *cancellable = g_task_get_cancellable (task);
+  gboolean done;
+
+  g_mutex_lock (&self->lock);
+  done = self->exited || self->failure != NULL;
+  g_mutex_unlock (&self->lock);
+
+  if (done || self->stream == NULL)
+    {
+      g_task_return_boolean (task, TRUE);
+      return G_SOURCE_REMOVE;
+    }
+
+  if (cancellable != NULL)
+    {
+      GSource *source = qlean_add_cancel (qlean_worker_get_context (), cancellable,
+                                          qlean_guest_process_wait_cancelled_cb, task);
+
+      g_task_set_task_data (task, source, (GDestroyNotify) qlean_destroy_source);
+    }
+
+  g_ptr_array_add (self->waiters, g_object_ref (task));
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * qlean_guest_process_wait_async:
+ * @self: a #QleanGuestProcess
+ * @cancellable: (nullable): cancelling kills the process
+ * @callback: called when the process has ended
+ * @user_data: data for @callback
+ *
+ * Waits for the process to end. Finish with
+ * qlean_guest_process_wait_finish().
+ */
+void
+qlean_guest_process_wait_async (QleanGuestProcess   *self,
+                                GCancellable        *cancellable,
+                                GAsyncReadyCallback  callback,
+                                gpointer             user_data)
+{
+  GTask *task;
+
+  g_return_if_fail (QLEAN_IS_GUEST_PROCESS (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, qlean_guest_process_wait_async);
+  g_task_set_name (task, "[qlean] wait for guest process");
+  g_task_set_check_cancellable (task, FALSE);
+  qlean_worker_invoke (qlean_guest_process_wait_in_worker, task, g_object_unref);
+}
+
+/* How a wait ends: success once the process exited, or why not. */
+static gboolean
+qlean_guest_process_check_end (QleanGuestProcess  *self,
+                               GCancellable       *cancellable,
+                               GError            **error)
+{
+  gboolean ok = TRUE;
+
+  g_mutex_lock (&self->lock);
+  if (self->timed_out)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                   _("“%s” in machine “%s” outlived its timeout of %u ms and was killed"),
+                   self->program, qlean_machine_get_name (self->machine), self->timeout_ms);
+      ok = FALSE;
+    }
+  else if (self->failure != NULL)
+    {
+      g_propagate_error (error, g_error_copy (self->failure));
+      ok = FALSE;
+    }
+  else if (g_cancellable_set_error_if_cancelled (cancellable, error))
+    ok = FALSE;
+  else if (!self->exited)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                   _("“%s” in machine “%s” has not ended"), self->program,
+                   qlean_machine_get_name (self->machine));
+      ok = FALSE;
+    }
+  g_mutex_unlock (&self->lock);
+
+  return ok;
+}
+
+/**
+ * qlean_guest_process_wait_finish:
+ * @self: a #QleanGuestProcess
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Returns: %TRUE when the process ended by itself (whatever its status);
+ *   %FALSE with %G_IO_ERROR_TIMED_OUT when its timeout killed it,
+ *   %G_IO_ERROR_CANCELLED, or %QLEAN_MACHINE_ERROR_CRASHED when the
+ *   machine went away
+ */
+gboolean
+qlean_guest_process_wait_finish (QleanGuestProcess  *self,
+                                 GAsyncResult       *result,
+                                 GError            **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  g_task_propagate_boolean (G_TASK (result), NULL);
+  return qlean_guest_process_check_end (self, g_task_get_cancellable (G_TASK (result)), error);
+}
+
+/**
+ * qlean_guest_process_wait:
+ * @self: a #QleanGuestProcess
+ * @cancellable: (nullable): cancelling kills the process
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_guest_process_wait_async().
+ *
+ * Returns: %TRUE when the process ended by itself
+ */
+gboolean
+qlean_guest_process_wait (QleanGuestProcess  *self,
+                          GCancellable       *cancellable,
+                          GError            **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+
+  qlean_sync_call_init (&call);
+  qlean_guest_process_wait_async (self, cancellable, qlean_sync_call_done, &call);
+
+  return qlean_guest_process_wait_finish (self, qlean_sync_call_wait (&call), error);
+}
+
+static gboolean
+qlean_guest_process_check_status (QleanGuestProcess  *self,
+                                  GError            **error)
+{
+  if (qlean_guest_process_get_if_signaled (self))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                   _("“%s” in machine “%s” was killed by signal %d"), self->program,
+                   qlean_machine_get_name (self->machine), qlean_guest_process_get_term_sig (self));
+      return FALSE;
+    }
+
+  if (qlean_guest_process_get_exit_status (self) != 0)
+    {
+      g_set_error (error, G_SPAWN_EXIT_ERROR, qlean_guest_process_get_exit_status (self),
+                   _("“%s” in machine “%s” exited with status %d"), self->program,
+                   qlean_machine_get_name (self->machine), qlean_guest_process_get_exit_status (self));
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/**
+ * qlean_guest_process_wait_check_async:
+ * @self: a #QleanGuestProcess
+ * @cancellable: (nullable): cancelling kills the process
+ * @callback: called when the process has ended
+ * @user_data: data for @callback
+ *
+ * Like qlean_guest_process_wait_async(), and then a status other than
+ * exit 0 is an error (%G_SPAWN_EXIT_ERROR, or %G_IO_ERROR_FAILED for a
+ * signal), as g_subprocess_wait_check_async() does.
+ */
+void
+qlean_guest_process_wait_check_async (QleanGuestProcess   *self,
+                                      GCancellable        *cancellable,
+                                      GAsyncReadyCallback  callback,
+                                      gpointer             user_data)
+{
+  qlean_guest_process_wait_async (self, cancellable, callback, user_data);
+}
+
+/**
+ * qlean_guest_process_wait_check_finish:
+ * @self: a #QleanGuestProcess
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Returns: %TRUE when the process exited with status 0
+ */
+gboolean
+qlean_guest_process_wait_check_finish (QleanGuestProcess  *self,
+                                       GAsyncResult       *result,
+                                       GError            **error)
+{
+  return qlean_guest_process_wait_finish (self, result, error) &&
+         qlean_guest_process_check_status (self, error);
+}
+
+/**
+ * qlean_guest_process_wait_check:
+ * @self: a #QleanGuestProcess
+ * @cancellable: (nullable): cancelling kills the process
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_guest_process_wait_check_async().
+ *
+ * Returns: %TRUE when the process exited with status 0
+ */
+gboolean
+qlean_guest_process_wait_check (QleanGuestProcess  *self,
+                                GCancellable       *cancellable,
+                                GError            **error)
+{
+  return qlean_guest_process_wait (self, cancellable, error) &&
+         qlean_guest_process_check_status (self, error);
+}
+
+/* communicate: splice each output pipe into memory, feed stdin, wait. */
+
+typedef struct
+{
+  GOutputStream *stdout_sink;
+  GOutputStream *stderr_sink;
+  guint          pending;
+  GError        *error;
+} Communicate;
+
+static void
+communicate_free (Communicate *data)
+{
+  g_clear_object (&data->stdout_sink);
+  g_clear_object (&data->stderr_sink);
+  g_clear_error (&data->error);
+  g_free (data);
+}
+
+static GBytes *
+sink_bytes (GOutputStream *sink)
+{
+  if (sink == NULL)
+    return NULL;
+
+  if (!g_output_stream_is_closed (sink))
+    g_output_stream_close (sink, NULL, NULL);
+
+  return g_memory_output_stream_steal_as_bytes (G_MEMORY_OUTPUT_STREAM (sink));
+}
+
+static void
+communicate_step_done (GTask *task)
+{
+  QleanGuestProcess *self = g_task_get_source_object (task);
+  Communicate *data = g_task_get_task_data (task);
+
+  if (--data->pending > 0)
+    return;
+
+  g_mutex_lock (&self->lock);
+  g_clear_pointer (&self->stdout_bytes, g_bytes_unref);
+  g_clear_pointer (&self->stderr_bytes, g_bytes_unref);
+  self->stdout_bytes = sink_bytes (data->stdout_sink);
+  self->stderr_bytes = sink_bytes (data->stderr_sink);
+  g_mutex_unlock (&self->lock);
+
+  if (data->error != NULL)
+    g_task_return_error (task, g_steal_pointer (&data->error));
+  else
+    g_task_return_boolean (task, TRUE);
+  g_object_unref (task);
+}
+
+static void
+communicate_keep_error (Communicate *data,
+                        GError      *error)
+{
+  /* The first error wins, but a timeout or a crash explains a broken
+   * pipe better than the pipe does. */
+  if (data->error == NULL ||
+      (error != NULL && (error->domain == QLEAN_MACHINE_ERROR ||
+                         g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))))
+    {
+      g_clear_error (&data->error);
+      data->error = error;
+    }
+  else
+    g_clear_error (&error);
+}
+
+static void
+communicate_splice_cb (GObject      *source,
+                       GAsyncResult *result,
+                       gpointer      user_data)
+{
+  GTask *task = user_data;
+  Communicate *data = g_task_get_task_data (task);
+  GError *error = NULL;
+
+  if (g_output_stream_splice_finish (G_OUTPUT_STREAM (source), result, &error) < 0)
+    communicate_keep_error (data, error);
+  communicate_step_done (task);
+}
+
+static void
+communicate_write_cb (GObject      *source,
+                      GAsyncResult *result,
+                      gpointer      user_data)
+{
+  GTask *task = user_data;
+  Communicate *data = g_task_get_task_data (task);
+  GError *error = NULL;
+
+  if (!g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), result, NULL, &error))
+    {
+      /* The process may end without reading all of its input. */
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE))
+        communicate_keep_error (data, g_error_copy (error));
+      g_clear_error (&error);
+    }
+  g_output_stream_close (G_OUTPUT_STREAM (source), NULL, NULL);
+  communicate_step_done (task);
+}
+
+static void
+communicate_wait_cb (GObject      *source,
+                     GAsyncResult *result,
+                     gpointer      user_data)
+{
+  GTask *task = user_data;
+  Communicate *data = g_task_get_task_data (task);
+  GError *error = NULL;
+
+  if (!qlean_guest_process_wait_finish (QLEAN_GUEST_PROCESS (source), result, &error))
+    communicate_keep_error (data, error);
+  communicate_step_done (task);
+}
+
+/**
+ * qlean_guest_process_communicate_async:
+ * @self: a #QleanGuestProcess
+ * @stdin_buf: (nullable): input for the process; needs
+ *   %QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE
+ * @cancellable: (nullable): cancelling kills the process
+ * @callback: called once the process ended and its output is read
+ * @user_data: data for @callback
+ *
+ * Feeds @stdin_buf to the process, closes its stdin, reads all of its
+ * piped output and waits for it to end, as g_subprocess_communicate_async()
+ * does.
+ */
+void
+qlean_guest_process_communicate_async (QleanGuestProcess   *self,
+                                       GBytes              *stdin_buf,
+                                       GCancellable        *cancellable,
+                                       GAsyncReadyCallback  callback,
+                                       gpointer             user_data)
+{
+  GTask *task;
+  Communicate *data;
+
+  g_return_if_fail (QLEAN_IS_GUEST_PROCESS (self));
+  g_return_if_fail (stdin_buf == NULL || self->stdin_pipe != NULL);
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, qlean_guest_process_communicate_async);
+  g_task_set_name (task, "[qlean] communicate with guest process");
+  g_task_set_check_cancellable (task, FALSE);
+  data = g_new0 (Communicate, 1);
+  g_task_set_task_data (task, data, (GDestroyNotify) communicate_free);
+
+  /* One reference for the whole operation, dropped by the last step. */
+  data->pending = 1;
+
+  if (self->stdout_pipe != NULL)
+    {
+      data->stdout_sink = g_memory_output_stream_new_resizable ();
+      data->pending++;
+      g_output_stream_splice_async (data->stdout_sink, self->stdout_pipe,
+                                    G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE | G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET,
+                                    G_PRIORITY_DEFAULT, NULL, communicate_splice_cb, task);
+    }
+
+  if (self->stderr_pipe != NULL)
+    {
+      data->stderr_sink = g_memory_output_stream_new_resizable ();
+      data->pending++;
+      g_output_stream_splice_async (data->stderr_sink, self->stderr_pipe,
+                                    G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE | G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET,
+                                    G_PRIORITY_DEFAULT, NULL, communicate_splice_cb, task);
+    }
+
+  if (self->stdin_pipe != NULL)
+    {
+      data->pending++;
+      if (stdin_buf != NULL)
+        {
+          gsize len;
+          gconstpointer bytes = g_bytes_get_data (stdin_buf, &len);
+
+          g_object_set_data_full (G_OBJECT (task), "qlean-stdin", g_bytes_ref (stdin_buf),
+                                  (GDestroyNotify) g_bytes_unref);
+          g_output_stream_write_all_async (self->stdin_pipe, bytes, len, G_PRIORITY_DEFAULT,
+                                           NULL, communicate_write_cb, task);
+        }
+      else
+        {
+          g_output_stream_close (self->stdin_pipe, NULL, NULL);
+          data->pending--;
+        }
+    }
+
+  qlean_guest_process_wait_async (self, cancellable, communicate_wait_cb, task);
+}
+
+/**
+ * qlean_guest_process_communicate_finish:
+ * @self: a #QleanGuestProcess
+ * @result: the result passed to the callback
+ * @stdout_buf: (out) (optional) (transfer full) (nullable): the stdout read
+ * @stderr_buf: (out) (optional) (transfer full) (nullable): the stderr read
+ * @error: return location for a #GError
+ *
+ * Finishes qlean_guest_process_communicate_async(). Unlike
+ * #GSubprocess, the buffers are filled even when it fails (timeout,
+ * cancellation, machine lost), with what was read until then.
+ *
+ * Returns: %TRUE when the process ended by itself and its output was read
+ */
+gboolean
+qlean_guest_process_communicate_finish (QleanGuestProcess  *self,
+                                        GAsyncResult       *result,
+                                        GBytes            **stdout_buf,
+                                        GBytes            **stderr_buf,
+                                        GError            **error)
+{
+  gboolean ok;
+
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  ok = g_task_propagate_boolean (G_TASK (result), error);
+  if (stdout_buf != NULL)
+    *stdout_buf = qlean_guest_process_get_stdout_bytes (self);
+  if (stderr_buf != NULL)
+    *stderr_buf = qlean_guest_process_get_stderr_bytes (self);
+
+  return ok;
+}
+
+/**
+ * qlean_guest_process_communicate:
+ * @self: a #QleanGuestProcess
+ * @stdin_buf: (nullable): input for the process
+ * @cancellable: (nullable): cancelling kills the process
+ * @stdout_buf: (out) (optional) (transfer full) (nullable): the stdout read
+ * @stderr_buf: (out) (optional) (transfer full) (nullable): the stderr read
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_guest_process_communicate_async().
+ *
+ * Returns: %TRUE when the process ended by itself and its output was read
+ */
+gboolean
+qlean_guest_process_communicate (QleanGuestProcess  *self,
+                                 GBytes             *stdin_buf,
+                                 GCancellable       *cancellable,
+                                 GBytes            **stdout_buf,
+                                 GBytes            **stderr_buf,
+                                 GError            **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+
+  qlean_sync_call_init (&call);
+  qlean_guest_process_communicate_async (self, stdin_buf, cancellable, qlean_sync_call_done, &call);
+
+  return qlean_guest_process_communicate_finish (self, qlean_sync_call_wait (&call),
+                                                 stdout_buf, stderr_buf, error);
+}
+
+static char *
+bytes_to_utf8 (GBytes  *bytes,
+               GError **error)
+{
+  gsize len;
+  const char *data;
+
+  if (bytes == NULL)
+    return NULL;
+
+  data = g_bytes_get_data (bytes, &len);
+  if (!g_utf8_validate_len (data ? data : "", len, NULL))
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                           _("The guest process's output is not valid UTF-8"));
+      return NULL;
+    }
+
+  return g_strndup (data ? data : "", len);
+}
+
+/**
+ * qlean_guest_process_communicate_utf8:
+ * @self: a #QleanGuestProcess
+ * @stdin_buf: (nullable): input for the process
+ * @cancellable: (nullable): cancelling kills the process
+ * @stdout_buf: (out) (optional) (transfer full) (nullable): the stdout read
+ * @stderr_buf: (out) (optional) (transfer full) (nullable): the stderr read
+ * @error: return location for a #GError
+ *
+ * Like qlean_guest_process_communicate(), with strings; output that is
+ * not UTF-8 is %G_IO_ERROR_INVALID_DATA.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+qlean_guest_process_communicate_utf8 (QleanGuestProcess  *self,
+                                      const char         *stdin_buf,
+                                      GCancellable       *cancellable,
+                                      char              **stdout_buf,
+                                      char              **stderr_buf,
+                                      GError            **error)
+{
+  g_autoptr(GBytes) in = stdin_buf ? g_bytes_new (stdin_buf, strlen (stdin_buf)) : NULL;
+  g_autoptr(GBytes) out = NULL;
+  g_autoptr(GBytes) err = NULL;
+  g_autofree char *out_text = NULL;
+  g_autofree char *err_text = NULL;
+
+  if (!qlean_guest_process_communicate (self, in, cancellable, &out, &err, error))
+    return FALSE;
+
+  if ((out != NULL && (out_text = bytes_to_utf8 (out, error)) == NULL) ||
+      (err != NULL && (err_text = bytes_to_utf8 (err, error)) == NULL))
+    return FALSE;
+
+  if (stdout_buf != NULL)
+    *stdout_buf = g_steal_pointer (&out_text);
+  if (stderr_buf != NULL)
+    *stderr_buf = g_steal_pointer (&err_text);
+
+  return TRUE;
+}
+
+/**
+ * qlean_guest_process_get_stdout_bytes:
+ * @self: a #QleanGuestProcess
+ *
+ * What the last communicate read from stdout, also after it failed.
+ *
+ * Returns: (transfer full) (nullable): the output, or %NULL
+ */
+GBytes *
+qlean_guest_process_get_stdout_bytes (QleanGuestProcess *self)
+{
+  GBytes *bytes;
+
+  g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), NULL);
+
+  g_mutex_lock (&self->lock);
+  bytes = self->stdout_bytes ? g_bytes_ref (self->stdout_bytes) : NULL;
+  g_mutex_unlock (&self->lock);
+
+  return bytes;
+}
+
+/**
+ * qlean_guest_process_get_stderr_bytes:
+ * @self: a #QleanGuestProcess
+ *
+ * What the last communicate read from stderr, also after it failed.
+ *
+ * Returns: (transfer full) (nullable): the output, or %NULL
+ */
+GBytes *
+qlean_guest_process_get_stderr_bytes (QleanGuestProcess *self)
+{
+  GBytes *bytes;
+
+  g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), NULL);
+
+  g_mutex_lock (&self->lock);
+  bytes = self->stderr_bytes ? g_bytes_ref (self->stderr_bytes) : NULL;
+  g_mutex_unlock (&self->lock);
+
+  return bytes;
+}
+
+static int
+qlean_guest_process_status (QleanGuestProcess *self,
+                            gboolean          *exited)
+{
+  int status;
+
+  g_mutex_lock (&self->lock);
+  *exited = self->exited;
+  status = self->wait_status;
+  g_mutex_unlock (&self->lock);
+
+  return status;
+}
+
+/**
+ * qlean_guest_process_get_if_exited:
+ * @self: a #QleanGuestProcess
+ *
+ * Returns: whether the process ended by calling exit
+ */
+gboolean
+qlean_guest_process_get_if_exited (QleanGuestProcess *self)
+{
+  gboolean exited;
+  int status = qlean_guest_process_status (self, &exited);
+
+  return exited && WIFEXITED (status);
+}
+
+/**
+ * qlean_guest_process_get_exit_status:
+ * @self: a #QleanGuestProcess
+ *
+ * Returns: the exit status, or -1 if the process did not exit normally
+ */
+gint
+qlean_guest_process_get_exit_status (QleanGuestProcess *self)
+{
+  gboolean exited;
+  int status = qlean_guest_process_status (self, &exited);
+
+  return exited && WIFEXITED (status) ? WEXITSTATUS (status) : -1;
+}
+
+/**
+ * qlean_guest_process_get_if_signaled:
+ * @self: a #QleanGuestProcess
+ *
+ * Returns: whether a signal ended the process
+ */
+gboolean
+qlean_guest_process_get_if_signaled (QleanGuestProcess *self)
+{
+  gboolean exited;
+  int status = qlean_guest_process_status (self, &exited);
+
+  return exited && WIFSIGNALED (status);
+}
+
+/**
+ * qlean_guest_process_get_term_sig:
+ * @self: a #QleanGuestProcess
+ *
+ * Returns: the signal that ended the process, or 0
+ */
+gint
+qlean_guest_process_get_term_sig (QleanGuestProcess *self)
+{
+  gboolean exited;
+  int status = qlean_guest_process_status (self, &exited);
+
+  return exited && WIFSIGNALED (status) ? WTERMSIG (status) : 0;
+}
+
+/**
+ * qlean_guest_process_get_successful:
+ * @self: a #QleanGuestProcess
+ *
+ * Returns: whether the process exited with status 0
+ */
+gboolean
+qlean_guest_process_get_successful (QleanGuestProcess *self)
+{
+  return qlean_guest_process_get_exit_status (self) == 0;
+}
+
+/**
+ * qlean_guest_process_get_timed_out:
+ * @self: a #QleanGuestProcess
+ *
+ * Returns: whether the launcher's timeout killed the process
+ */
+gboolean
+qlean_guest_process_get_timed_out (QleanGuestProcess *self)
+{
+  gboolean timed_out;
+
+  g_mutex_lock (&self->lock);
+  timed_out = self->timed_out;
+  g_mutex_unlock (&self->lock);
+
+  return timed_out;
+}

@@ -1,0 +1,134 @@
+/* qlean-guest-process.h: a process running in a machine
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#pragma once
+
+#if !defined(QLEAN_INSIDE) && !defined(QLEAN_COMPILATION)
+# error "Only <qlean/qlean.h> can be included directly."
+#endif
+
+#include <gio/gio.h>
+
+#include "qlean-version-macros.h"
+
+G_BEGIN_DECLS
+
+/**
+ * QleanGuestProcessFlags:
+ * @QLEAN_GUEST_PROCESS_FLAGS_NONE: no pipes: stdin is /dev/null and
+ *   output is discarded.
+ * @QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE: give the process a stdin pipe,
+ *   written through [method@GuestProcess.get_stdin_pipe].
+ * @QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE: read its stdout, live, from
+ *   [method@GuestProcess.get_stdout_pipe].
+ * @QLEAN_GUEST_PROCESS_FLAGS_STDERR_PIPE: read its stderr, live, from
+ *   [method@GuestProcess.get_stderr_pipe].
+ * @QLEAN_GUEST_PROCESS_FLAGS_STDERR_MERGE: send stderr to the same pipe
+ *   as stdout, in the order the process wrote them.
+ *
+ * How a guest process's standard streams are connected, as
+ * #GSubprocessFlags does for local processes.
+ */
+typedef enum /*< flags >*/
+{
+  QLEAN_GUEST_PROCESS_FLAGS_NONE         = 0,
+  QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE   = 1 << 0,
+  QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE  = 1 << 1,
+  QLEAN_GUEST_PROCESS_FLAGS_STDERR_PIPE  = 1 << 2,
+  QLEAN_GUEST_PROCESS_FLAGS_STDERR_MERGE = 1 << 3,
+} QleanGuestProcessFlags;
+
+#define QLEAN_TYPE_GUEST_PROCESS (qlean_guest_process_get_type ())
+
+QLEAN_AVAILABLE_IN_ALL
+G_DECLARE_FINAL_TYPE (QleanGuestProcess, qlean_guest_process, QLEAN, GUEST_PROCESS, GObject)
+
+QLEAN_AVAILABLE_IN_ALL
+GOutputStream *qlean_guest_process_get_stdin_pipe    (QleanGuestProcess   *self);
+QLEAN_AVAILABLE_IN_ALL
+GInputStream  *qlean_guest_process_get_stdout_pipe   (QleanGuestProcess   *self);
+QLEAN_AVAILABLE_IN_ALL
+GInputStream  *qlean_guest_process_get_stderr_pipe   (QleanGuestProcess   *self);
+QLEAN_AVAILABLE_IN_ALL
+const char    *qlean_guest_process_get_identifier    (QleanGuestProcess   *self);
+
+QLEAN_AVAILABLE_IN_ALL
+void           qlean_guest_process_send_signal       (QleanGuestProcess   *self,
+                                                      gint                 signal_num);
+QLEAN_AVAILABLE_IN_ALL
+void           qlean_guest_process_force_exit        (QleanGuestProcess   *self);
+
+QLEAN_AVAILABLE_IN_ALL
+void           qlean_guest_process_wait_async        (QleanGuestProcess   *self,
+                                                      GCancellable        *cancellable,
+                                                      GAsyncReadyCallback  callback,
+                                                      gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+gboolean       qlean_guest_process_wait_finish       (QleanGuestProcess   *self,
+                                                      GAsyncResult        *result,
+                                                      GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+gboolean       qlean_guest_process_wait              (QleanGuestProcess   *self,
+                                                      GCancellable        *cancellable,
+                                                      GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+void           qlean_guest_process_wait_check_async  (QleanGuestProcess   *self,
+                                                      GCancellable        *cancellable,
+                                                      GAsyncReadyCallback  callback,
+                                                      gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+gboolean       qlean_guest_process_wait_check_finish (QleanGuestProcess   *self,
+                                                      GAsyncResult        *result,
+                                                      GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+gboolean       qlean_guest_process_wait_check        (QleanGuestProcess   *self,
+                                                      GCancellable        *cancellable,
+                                                      GError             **error);
+
+QLEAN_AVAILABLE_IN_ALL
+void           qlean_guest_process_communicate_async (QleanGuestProcess   *self,
+                                                      GBytes              *stdin_buf,
+                                                      GCancellable        *cancellable,
+                                                      GAsyncReadyCallback  callback,
+                                                      gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+gboolean       qlean_guest_process_communicate_finish (QleanGuestProcess  *self,
+                                                      GAsyncResult        *result,
+                                                      GBytes             **stdout_buf,
+                                                      GBytes             **stderr_buf,
+                                                      GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+gboolean       qlean_guest_process_communicate       (QleanGuestProcess   *self,
+                                                      GBytes              *stdin_buf,
+                                                      GCancellable        *cancellable,
+                                                      GBytes             **stdout_buf,
+                                                      GBytes             **stderr_buf,
+                                                      GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+gboolean       qlean_guest_process_communicate_utf8  (QleanGuestProcess   *self,
+                                                      const char          *stdin_buf,
+                                                      GCancellable        *cancellable,
+                                                      char               **stdout_buf,
+                                                      char               **stderr_buf,
+                                                      GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+GBytes        *qlean_guest_process_get_stdout_bytes  (QleanGuestProcess   *self);
+QLEAN_AVAILABLE_IN_ALL
+GBytes        *qlean_guest_process_get_stderr_bytes  (QleanGuestProcess   *self);
+
+QLEAN_AVAILABLE_IN_ALL
+gboolean       qlean_guest_process_get_if_exited     (QleanGuestProcess   *self);
+QLEAN_AVAILABLE_IN_ALL
+gint           qlean_guest_process_get_exit_status   (QleanGuestProcess   *self);
+QLEAN_AVAILABLE_IN_ALL
+gboolean       qlean_guest_process_get_if_signaled   (QleanGuestProcess   *self);
+QLEAN_AVAILABLE_IN_ALL
+gint           qlean_guest_process_get_term_sig      (QleanGuestProcess   *self);
+QLEAN_AVAILABLE_IN_ALL
+gboolean       qlean_guest_process_get_successful    (QleanGuestProcess   *self);
+QLEAN_AVAILABLE_IN_ALL
+gboolean       qlean_guest_process_get_timed_out     (QleanGuestProcess   *self);
+
+G_END_DECLS

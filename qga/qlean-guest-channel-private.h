@@ -1,0 +1,115 @@
+/* qlean-guest-channel-private.h: the host end of the qlean-guest protocol
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#pragma once
+
+#include <gio/gio.h>
+
+#include "qlean-guest-protocol.h"
+
+G_BEGIN_DECLS
+
+/* TLV payloads (see qlean-guest-protocol.h). */
+typedef struct _QleanGuestTlv QleanGuestTlv;
+
+QleanGuestTlv *qlean_guest_tlv_new         (void);
+void           qlean_guest_tlv_free        (QleanGuestTlv *tlv);
+void           qlean_guest_tlv_add         (QleanGuestTlv *tlv,
+                                            guint16        tag,
+                                            gconstpointer  data,
+                                            gsize          len);
+void           qlean_guest_tlv_add_string  (QleanGuestTlv *tlv,
+                                            guint16        tag,
+                                            const char    *value);
+void           qlean_guest_tlv_add_u32     (QleanGuestTlv *tlv,
+                                            guint16        tag,
+                                            guint32        value);
+void           qlean_guest_tlv_add_i64     (QleanGuestTlv *tlv,
+                                            guint16        tag,
+                                            gint64         value);
+GBytes        *qlean_guest_tlv_free_to_bytes (QleanGuestTlv *tlv);
+
+/* Walks a TLV payload: returns FALSE at the end or on a malformed entry
+ * (then *malformed is set). */
+typedef struct
+{
+  const guint8 *data;
+  gsize         len;
+  gsize         offset;
+} QleanGuestTlvIter;
+
+void     qlean_guest_tlv_iter_init (QleanGuestTlvIter *iter,
+                                    GBytes            *payload);
+gboolean qlean_guest_tlv_iter_next (QleanGuestTlvIter *iter,
+                                    guint16           *tag,
+                                    const guint8     **value,
+                                    gsize             *len,
+                                    gboolean          *malformed);
+gboolean qlean_guest_decode_stat   (const guint8      *value,
+                                    gsize              len,
+                                    QleanGuestStat    *stat);
+guint32  qlean_guest_read_u32      (const guint8      *p);
+guint64  qlean_guest_read_u64      (const guint8      *p);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (QleanGuestTlv, qlean_guest_tlv_free)
+
+/* The channel: one per machine, on the worker thread. */
+#define QLEAN_TYPE_GUEST_CHANNEL (qlean_guest_channel_get_type ())
+G_DECLARE_FINAL_TYPE (QleanGuestChannel, qlean_guest_channel, QLEAN, GUEST_CHANNEL, GObject)
+
+typedef struct _QleanGuestStream QleanGuestStream;
+
+/* Called on the worker for every frame of the stream, and once with
+ * @type 0 and @error set when the channel closes under it. */
+typedef void (*QleanGuestStreamFunc) (QleanGuestStream *stream,
+                                      guint8            type,
+                                      guint8            fd,
+                                      GBytes           *payload,
+                                      const GError     *error,
+                                      gpointer          user_data);
+
+QleanGuestChannel *qlean_guest_channel_new          (GIOStream           *stream);
+void               qlean_guest_channel_hello_async  (QleanGuestChannel   *self,
+                                                     guint                timeout_ms,
+                                                     GCancellable        *cancellable,
+                                                     GAsyncReadyCallback  callback,
+                                                     gpointer             user_data);
+gboolean           qlean_guest_channel_hello_finish (QleanGuestChannel   *self,
+                                                     GAsyncResult        *result,
+                                                     GError             **error);
+gboolean           qlean_guest_channel_is_ready     (QleanGuestChannel   *self);
+void               qlean_guest_channel_close        (QleanGuestChannel   *self);
+
+/* Worker thread only. */
+QleanGuestStream  *qlean_guest_channel_open_stream  (QleanGuestChannel   *self,
+                                                     guint8               request_type,
+                                                     GBytes              *request,
+                                                     QleanGuestStreamFunc func,
+                                                     gpointer             user_data,
+                                                     GDestroyNotify       destroy);
+
+QleanGuestStream  *qlean_guest_stream_ref           (QleanGuestStream    *stream);
+void               qlean_guest_stream_unref         (QleanGuestStream    *stream);
+/* Stops delivering frames and forgets the stream. */
+void               qlean_guest_stream_close         (QleanGuestStream    *stream);
+/* Queues stdin data; it leaves as the guest's credit allows. */
+void               qlean_guest_stream_send_data     (QleanGuestStream    *stream,
+                                                     GBytes              *data);
+void               qlean_guest_stream_send_eof      (QleanGuestStream    *stream);
+void               qlean_guest_stream_send_signal   (QleanGuestStream    *stream,
+                                                     int                  signum);
+/* Bytes queued or in flight that the guest has not acknowledged. */
+gsize              qlean_guest_stream_get_unacked   (QleanGuestStream    *stream);
+/* Called once the unacknowledged bytes drop below half the window. */
+void               qlean_guest_stream_set_writable_func (QleanGuestStream *stream,
+                                                     GSourceFunc          func,
+                                                     gpointer             user_data);
+
+GError            *qlean_guest_error_from_payload   (GBytes              *payload,
+                                                     const char          *what);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (QleanGuestStream, qlean_guest_stream_unref)
+
+G_END_DECLS

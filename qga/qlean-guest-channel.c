@@ -1,0 +1,845 @@
+/* qlean-guest-channel.c: the host end of the qlean-guest protocol
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <string.h>
+#include <glib/gi18n-lib.h>
+
+#include "qlean-guest-channel-private.h"
+#include "qlean-json-channel-private.h"
+#include "qlean-qga-error.h"
+#include "qlean-worker-private.h"
+
+#define READ_CHUNK (256 * 1024)
+
+/* TLV */
+
+struct _QleanGuestTlv
+{
+  GByteArray *bytes;
+};
+
+QleanGuestTlv *
+qlean_guest_tlv_new (void)
+{
+  QleanGuestTlv *tlv = g_new0 (QleanGuestTlv, 1);
+
+  tlv->bytes = g_byte_array_new ();
+  return tlv;
+}
+
+void
+qlean_guest_tlv_free (QleanGuestTlv *tlv)
+{
+  if (tlv == NULL)
+    return;
+
+  g_byte_array_unref (tlv->bytes);
+  g_free (tlv);
+}
+
+static void
+put_u16 (guint8  *p,
+         guint16  value)
+{
+  p[0] = value & 0xff;
+  p[1] = value >> 8;
+}
+
+static void
+put_u32 (guint8  *p,
+         guint32  value)
+{
+  for (int i = 0; i < 4; i++)
+    p[i] = (value >> (8 * i)) & 0xff;
+}
+
+static void
+put_u64 (guint8  *p,
+         guint64  value)
+{
+  for (int i = 0; i < 8; i++)
+    p[i] = (value >> (8 * i)) & 0xff;
+}
+
+guint32
+qlean_guest_read_u32 (const guint8 *p)
+{
+  return (guint32) p[0] | ((guint32) p[1] << 8) | ((guint32) p[2] << 16) | ((guint32) p[3] << 24);
+}
+
+guint64
+qlean_guest_read_u64 (const guint8 *p)
+{
+  return (guint64) qlean_guest_read_u32 (p) | ((guint64) qlean_guest_read_u32 (p + 4) << 32);
+}
+
+void
+qlean_guest_tlv_add (QleanGuestTlv *tlv,
+                     guint16        tag,
+                     gconstpointer  data,
+                     gsize          len)
+{
+  guint8 head[6];
+
+  g_return_if_fail (len <= G_MAXUINT32);
+
+  put_u16 (head, tag);
+  put_u32 (head + 2, (guint32) len);
+  g_byte_array_append (tlv->bytes, head, sizeof head);
+  g_byte_array_append (tlv->bytes, data, len);
+}
+
+void
+qlean_guest_tlv_add_string (QleanGuestTlv *tlv,
+                            guint16        tag,
+                            const char    *value)
+{
+  qlean_guest_tlv_add (tlv, tag, value, strlen (value));
+}
+
+void
+qlean_guest_tlv_add_u32 (QleanGuestTlv *tlv,
+                         guint16        tag,
+                         guint32        value)
+{
+  guint8 bytes[4];
+
+  put_u32 (bytes, value);
+  qlean_guest_tlv_add (tlv, tag, bytes, sizeof bytes);
+}
+
+void
+qlean_guest_tlv_add_i64 (QleanGuestTlv *tlv,
+                         guint16        tag,
+                         gint64         value)
+{
+  guint8 bytes[8];
+
+  put_u64 (bytes, (guint64) value);
+  qlean_guest_tlv_add (tlv, tag, bytes, sizeof bytes);
+}
+
+GBytes *
+qlean_guest_tlv_free_to_bytes (QleanGuestTlv *tlv)
+{
+  GBytes *bytes = g_byte_array_free_to_bytes (g_steal_pointer (&tlv->bytes));
+
+  g_free (tlv);
+  return bytes;
+}
+
+void
+qlean_guest_tlv_iter_init (QleanGuestTlvIter *iter,
+                           GBytes            *payload)
+{
+  iter->data = payload ? g_bytes_get_data (payload, &iter->len) : NULL;
+  if (iter->data == NULL)
+    iter->len = 0;
+  iter->offset = 0;
+}
+
+gboolean
+qlean_guest_tlv_iter_next (QleanGuestTlvIter  *iter,
+                           guint16            *tag,
+                           const guint8      **value,
+                           gsize              *len,
+                           gboolean           *malformed)
+{
+  guint32 entry_len;
+
+  if (malformed != NULL)
+    *malformed = FALSE;
+
+  if (iter->offset == iter->len)
+    return FALSE;
+
+  if (iter->len - iter->offset < 6)
+    goto bad;
+
+  *tag = (guint16) (iter->data[iter->offset] | (iter->data[iter->offset + 1] << 8));
+  entry_len = qlean_guest_read_u32 (iter->data + iter->offset + 2);
+  if (entry_len > iter->len - iter->offset - 6)
+    goto bad;
+
+  *value = iter->data + iter->offset + 6;
+  *len = entry_len;
+  iter->offset += 6 + entry_len;
+  return TRUE;
+
+bad:
+  if (malformed != NULL)
+    *malformed = TRUE;
+  iter->offset = iter->len;
+  return FALSE;
+}
+
+gboolean
+qlean_guest_decode_stat (const guint8   *value,
+                         gsize           len,
+                         QleanGuestStat *stat)
+{
+  if (len < QLEAN_GUEST_STAT_SIZE)
+    return FALSE;
+
+  stat->ino = qlean_guest_read_u64 (value);
+  stat->size = qlean_guest_read_u64 (value + 8);
+  stat->mode = qlean_guest_read_u32 (value + 16);
+  stat->uid = qlean_guest_read_u32 (value + 20);
+  stat->gid = qlean_guest_read_u32 (value + 24);
+  stat->nlink = qlean_guest_read_u32 (value + 28);
+  stat->atime_ns = (gint64) qlean_guest_read_u64 (value + 32);
+  stat->mtime_ns = (gint64) qlean_guest_read_u64 (value + 40);
+  stat->ctime_ns = (gint64) qlean_guest_read_u64 (value + 48);
+
+  return TRUE;
+}
+
+GError *
+qlean_guest_error_from_payload (GBytes     *payload,
+                                const char *what)
+{
+  gsize len = 0;
+  const guint8 *data = payload ? g_bytes_get_data (payload, &len) : NULL;
+  g_autofree char *message = NULL;
+  int err = 0;
+
+  if (data != NULL && len >= 4)
+    {
+      err = (int) qlean_guest_read_u32 (data);
+      message = g_utf8_make_valid ((const char *) data + 4, len - 4);
+    }
+
+  if (message == NULL || *message == '\0')
+    {
+      g_free (message);
+      message = g_strdup (err ? g_strerror (err) : _("unknown error"));
+    }
+
+  return g_error_new (G_IO_ERROR, err ? g_io_error_from_errno (err) : G_IO_ERROR_FAILED,
+                      "%s: %s", what, message);
+}
+
+/* Streams */
+
+struct _QleanGuestStream
+{
+  gatomicrefcount       ref_count;
+  QleanGuestChannel    *channel;    /* unowned; NULL once closed */
+  guint32               id;
+  QleanGuestStreamFunc  func;
+  gpointer              user_data;
+  GDestroyNotify        destroy;
+  GQueue                pending;    /* GBytes of stdin not yet sent */
+  gboolean              eof_queued;
+  gboolean              eof_sent;
+  gsize                 unacked;    /* sent, not credited */
+  gsize                 queued;     /* in pending */
+  GSourceFunc           writable_func;
+  gpointer              writable_data;
+};
+
+typedef enum
+{
+  CHANNEL_SYNCING,
+  CHANNEL_READY,
+  CHANNEL_CLOSED,
+} ChannelState;
+
+struct _QleanGuestChannel
+{
+  GObject       parent_instance;
+
+  GIOStream    *stream;
+  GCancellable *cancellable;
+  GByteArray   *in;
+  guint8       *read_buffer;
+  GQueue        out;
+  gboolean      writing;
+  ChannelState  state;
+  gint          ready;          /* atomic mirror of state == READY */
+  guint64       nonce;
+  GPtrArray    *hello_tasks;
+  GSource      *hello_timer;
+  GHashTable   *streams;        /* id -> QleanGuestStream */
+  guint32       next_id;
+  guint32       guest_version;
+};
+
+G_DEFINE_FINAL_TYPE (QleanGuestChannel, qlean_guest_channel, G_TYPE_OBJECT)
+
+static void qlean_guest_channel_write_next (QleanGuestChannel *self);
+static void qlean_guest_channel_read (QleanGuestChannel *self);
+
+QleanGuestStream *
+qlean_guest_stream_ref (QleanGuestStream *stream)
+{
+  g_atomic_ref_count_inc (&stream->ref_count);
+  return stream;
+}
+
+void
+qlean_guest_stream_unref (QleanGuestStream *stream)
+{
+  if (!g_atomic_ref_count_dec (&stream->ref_count))
+    return;
+
+  g_queue_clear_full (&stream->pending, (GDestroyNotify) g_bytes_unref);
+  if (stream->destroy != NULL)
+    stream->destroy (stream->user_data);
+  g_free (stream);
+}
+
+static GBytes *
+make_frame (guint8        type,
+            guint8        fd,
+            guint32       stream,
+            gconstpointer payload,
+            gsize         len)
+{
+  guint8 *frame = g_malloc (QLEAN_GUEST_HEADER_SIZE + len);
+
+  put_u32 (frame, QLEAN_GUEST_MAGIC);
+  frame[4] = type;
+  frame[5] = fd;
+  put_u16 (frame + 6, 0);
+  put_u32 (frame + 8, stream);
+  put_u32 (frame + 12, (guint32) len);
+  if (len > 0)
+    memcpy (frame + QLEAN_GUEST_HEADER_SIZE, payload, len);
+
+  return g_bytes_new_take (frame, QLEAN_GUEST_HEADER_SIZE + len);
+}
+
+static void
+qlean_guest_channel_send_frame (QleanGuestChannel *self,
+                                guint8             type,
+                                guint8             fd,
+                                guint32            stream,
+                                gconstpointer      payload,
+                                gsize              len)
+{
+  if (self->state == CHANNEL_CLOSED)
+    return;
+
+  g_queue_push_tail (&self->out, make_frame (type, fd, stream, payload, len));
+  qlean_guest_channel_write_next (self);
+}
+
+/* Sends what the window allows, then the EOF once all data left. */
+static void
+qlean_guest_stream_flush (QleanGuestStream *stream)
+{
+  QleanGuestChannel *self = stream->channel;
+
+  if (self == NULL)
+    return;
+
+  while (!g_queue_is_empty (&stream->pending))
+    {
+      GBytes *head = g_queue_peek_head (&stream->pending);
+      gsize size = g_bytes_get_size (head);
+
+      if (stream->unacked > 0 && stream->unacked + size > QLEAN_GUEST_WINDOW)
+        break;
+
+      g_queue_pop_head (&stream->pending);
+      stream->queued -= size;
+      stream->unacked += size;
+      qlean_guest_channel_send_frame (self, QLEAN_GUEST_FRAME_DATA, 0, stream->id,
+                                      g_bytes_get_data (head, NULL), size);
+      g_bytes_unref (head);
+    }
+
+  if (stream->eof_queued && !stream->eof_sent && g_queue_is_empty (&stream->pending))
+    {
+      stream->eof_sent = TRUE;
+      qlean_guest_channel_send_frame (self, QLEAN_GUEST_FRAME_EOF, 0, stream->id, NULL, 0);
+    }
+}
+
+void
+qlean_guest_stream_send_data (QleanGuestStream *stream,
+                              GBytes           *data)
+{
+  gsize len = g_bytes_get_size (data);
+  gsize offset = 0;
+
+  g_return_if_fail (!stream->eof_queued);
+
+  /* Frames carry at most 256 KiB of stdin so that credits flow back
+   * steadily and other streams are not stuck behind one huge frame. */
+  while (offset < len)
+    {
+      gsize chunk = MIN (len - offset, 256 * 1024);
+
+      g_queue_push_tail (&stream->pending, g_bytes_new_from_bytes (data, offset, chunk));
+      stream->queued += chunk;
+      offset += chunk;
+    }
+
+  qlean_guest_stream_flush (stream);
+}
+
+void
+qlean_guest_stream_send_eof (QleanGuestStream *stream)
+{
+  stream->eof_queued = TRUE;
+  qlean_guest_stream_flush (stream);
+}
+
+void
+qlean_guest_stream_send_signal (QleanGuestStream *stream,
+                                int               signum)
+{
+  guint8 payload[4];
+
+  if (stream->channel == NULL)
+    return;
+
+  put_u32 (payload, (guint32) signum);
+  qlean_guest_channel_send_frame (stream->channel, QLEAN_GUEST_FRAME_SIGNAL, 0, stream->id,
+                                  payload, sizeof payload);
+}
+
+gsize
+qlean_guest_stream_get_unacked (QleanGuestStream *stream)
+{
+  return stream->unacked + stream->queued;
+}
+
+void
+qlean_guest_stream_set_writable_func (QleanGuestStream *stream,
+                                      GSourceFunc       func,
+                                      gpointer          user_data)
+{
+  stream->writable_func = func;
+  stream->writable_data = user_data;
+}
+
+void
+qlean_guest_stream_close (QleanGuestStream *stream)
+{
+  QleanGuestChannel *self = stream->channel;
+
+  if (self == NULL)
+    return;
+
+  stream->channel = NULL;
+  g_hash_table_remove (self->streams, GUINT_TO_POINTER (stream->id));
+}
+
+QleanGuestStream *
+qlean_guest_channel_open_stream (QleanGuestChannel    *self,
+                                 guint8                request_type,
+                                 GBytes               *request,
+                                 QleanGuestStreamFunc  func,
+                                 gpointer              user_data,
+                                 GDestroyNotify        destroy)
+{
+  QleanGuestStream *stream = g_new0 (QleanGuestStream, 1);
+  gsize len;
+  gconstpointer data = g_bytes_get_data (request, &len);
+
+  g_assert (qlean_worker_is_current ());
+
+  g_atomic_ref_count_init (&stream->ref_count);
+  stream->channel = self;
+  stream->func = func;
+  stream->user_data = user_data;
+  stream->destroy = destroy;
+  g_queue_init (&stream->pending);
+
+  do
+    stream->id = self->next_id++;
+  while (stream->id == 0 || g_hash_table_contains (self->streams, GUINT_TO_POINTER (stream->id)));
+
+  g_hash_table_insert (self->streams, GUINT_TO_POINTER (stream->id), qlean_guest_stream_ref (stream));
+  qlean_guest_channel_send_frame (self, request_type, 0, stream->id, data, len);
+
+  return stream;
+}
+
+/* The channel */
+
+static void
+qlean_guest_channel_finish_hellos (QleanGuestChannel *self,
+                                   const GError      *error)
+{
+  g_autoptr(GPtrArray) tasks = g_steal_pointer (&self->hello_tasks);
+
+  self->hello_tasks = g_ptr_array_new_with_free_func (g_object_unref);
+  qlean_clear_source (&self->hello_timer);
+
+  for (guint i = 0; i < tasks->len; i++)
+    {
+      GTask *task = g_ptr_array_index (tasks, i);
+
+      if (error != NULL)
+        g_task_return_error (task, g_error_copy (error));
+      else
+        g_task_return_boolean (task, TRUE);
+    }
+}
+
+static void
+qlean_guest_channel_close_in_worker (QleanGuestChannel *self,
+                                     const GError      *reason)
+{
+  g_autoptr(GHashTable) streams = NULL;
+  g_autoptr(GList) values = NULL;
+
+  if (self->state == CHANNEL_CLOSED)
+    return;
+
+  self->state = CHANNEL_CLOSED;
+  g_atomic_int_set (&self->ready, FALSE);
+  g_cancellable_cancel (self->cancellable);
+  g_io_stream_close (self->stream, NULL, NULL);
+  qlean_guest_channel_finish_hellos (self, reason);
+
+  streams = g_steal_pointer (&self->streams);
+  self->streams = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify) qlean_guest_stream_unref);
+  values = g_hash_table_get_values (streams);
+  for (GList *l = values; l != NULL; l = l->next)
+    {
+      QleanGuestStream *stream = l->data;
+
+      stream->channel = NULL;
+      stream->func (stream, 0, 0, NULL, reason, stream->user_data);
+    }
+
+  /* Drop the reference reading held (see qlean_guest_channel_new). */
+  g_object_unref (self);
+}
+
+static void
+qlean_guest_channel_fail (QleanGuestChannel *self,
+                          const char        *why)
+{
+  g_autoptr(GError) error = g_error_new (QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED,
+                                         _("The data channel to qlean-guest closed: %s"), why);
+
+  qlean_guest_channel_close_in_worker (self, error);
+}
+
+static void
+qlean_guest_channel_dispatch (QleanGuestChannel *self,
+                              guint8             type,
+                              guint8             fd,
+                              guint32            id,
+                              const guint8      *payload,
+                              gsize              len)
+{
+  QleanGuestStream *stream;
+  g_autoptr(GBytes) bytes = NULL;
+
+  if (id == 0)
+    {
+      if (type == QLEAN_GUEST_FRAME_HELLO && len >= 12 &&
+          qlean_guest_read_u64 (payload) == self->nonce)
+        {
+          self->guest_version = qlean_guest_read_u32 (payload + 8);
+          self->state = CHANNEL_READY;
+          g_atomic_int_set (&self->ready, TRUE);
+          qlean_guest_channel_finish_hellos (self, NULL);
+        }
+      return;
+    }
+
+  if (self->state != CHANNEL_READY)
+    return;
+
+  stream = g_hash_table_lookup (self->streams, GUINT_TO_POINTER (id));
+  if (stream == NULL)
+    return;
+
+  if (type == QLEAN_GUEST_FRAME_CREDIT)
+    {
+      guint32 credit = len >= 4 ? qlean_guest_read_u32 (payload) : 0;
+      gboolean was_full = qlean_guest_stream_get_unacked (stream) >= QLEAN_GUEST_WINDOW / 2;
+
+      stream->unacked -= MIN (stream->unacked, credit);
+      qlean_guest_stream_flush (stream);
+      if (was_full && stream->writable_func != NULL &&
+          qlean_guest_stream_get_unacked (stream) < QLEAN_GUEST_WINDOW / 2)
+        stream->writable_func (stream->writable_data);
+      return;
+    }
+
+  bytes = g_bytes_new (payload, len);
+  qlean_guest_stream_ref (stream);
+  stream->func (stream, type, fd, bytes, NULL, stream->user_data);
+  qlean_guest_stream_unref (stream);
+}
+
+/* Parses whole frames out of the input buffer. A bad header means debris
+ * from an earlier peer (or a bug): skip to the next magic. */
+static void
+qlean_guest_channel_parse (QleanGuestChannel *self)
+{
+  gsize offset = 0;
+  g_autoptr(QleanGuestChannel) hold = g_object_ref (self);
+
+  while (self->state != CHANNEL_CLOSED && self->in->len - offset >= QLEAN_GUEST_HEADER_SIZE)
+    {
+      const guint8 *p = self->in->data + offset;
+      guint32 len;
+
+      if (qlean_guest_read_u32 (p) != QLEAN_GUEST_MAGIC ||
+          (len = qlean_guest_read_u32 (p + 12)) > QLEAN_GUEST_MAX_PAYLOAD)
+        {
+          offset++;
+          continue;
+        }
+
+      if (self->in->len - offset - QLEAN_GUEST_HEADER_SIZE < len)
+        break;
+
+      qlean_guest_channel_dispatch (self, p[4], p[5], qlean_guest_read_u32 (p + 8),
+                                    p + QLEAN_GUEST_HEADER_SIZE, len);
+      offset += QLEAN_GUEST_HEADER_SIZE + len;
+    }
+
+  if (self->state != CHANNEL_CLOSED)
+    g_byte_array_remove_range (self->in, 0, offset);
+}
+
+static void
+qlean_guest_channel_read_cb (GObject      *source,
+                             GAsyncResult *result,
+                             gpointer      user_data)
+{
+  g_autoptr(QleanGuestChannel) self = user_data;
+  g_autoptr(GError) error = NULL;
+  gssize n;
+
+  n = g_input_stream_read_finish (G_INPUT_STREAM (source), result, &error);
+  if (self->state == CHANNEL_CLOSED)
+    return;
+
+  if (n <= 0)
+    {
+      qlean_guest_channel_fail (self, n < 0 ? error->message : _("end of stream"));
+      return;
+    }
+
+  g_byte_array_append (self->in, self->read_buffer, n);
+  qlean_guest_channel_parse (self);
+  qlean_guest_channel_read (self);
+}
+
+static void
+qlean_guest_channel_read (QleanGuestChannel *self)
+{
+  if (self->state == CHANNEL_CLOSED)
+    return;
+
+  g_input_stream_read_async (g_io_stream_get_input_stream (self->stream),
+                             self->read_buffer, READ_CHUNK, G_PRIORITY_DEFAULT,
+                             self->cancellable, qlean_guest_channel_read_cb,
+                             g_object_ref (self));
+}
+
+static void
+qlean_guest_channel_write_cb (GObject      *source,
+                              GAsyncResult *result,
+                              gpointer      user_data)
+{
+  g_autoptr(QleanGuestChannel) self = user_data;
+  g_autoptr(GError) error = NULL;
+
+  self->writing = FALSE;
+  if (!g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), result, NULL, &error))
+    {
+      if (self->state != CHANNEL_CLOSED)
+        qlean_guest_channel_fail (self, error->message);
+      return;
+    }
+
+  g_bytes_unref (g_queue_pop_head (&self->out));
+  qlean_guest_channel_write_next (self);
+}
+
+static void
+qlean_guest_channel_write_next (QleanGuestChannel *self)
+{
+  GBytes *head;
+  gsize len;
+  gconstpointer data;
+
+  if (self->writing || self->state == CHANNEL_CLOSED)
+    return;
+
+  head = g_queue_peek_head (&self->out);
+  if (head == NULL)
+    return;
+
+  data = g_bytes_get_data (head, &len);
+  self->writing = TRUE;
+  g_output_stream_write_all_async (g_io_stream_get_output_stream (self->stream),
+                                   data, len, G_PRIORITY_DEFAULT, self->cancellable,
+                                   qlean_guest_channel_write_cb, g_object_ref (self));
+}
+
+static void
+qlean_guest_channel_finalize (GObject *object)
+{
+  QleanGuestChannel *self = QLEAN_GUEST_CHANNEL (object);
+
+  g_queue_clear_full (&self->out, (GDestroyNotify) g_bytes_unref);
+  g_clear_pointer (&self->streams, g_hash_table_unref);
+  g_clear_pointer (&self->hello_tasks, g_ptr_array_unref);
+  g_clear_pointer (&self->in, g_byte_array_unref);
+  g_clear_pointer (&self->read_buffer, g_free);
+  g_clear_object (&self->cancellable);
+  g_clear_object (&self->stream);
+
+  G_OBJECT_CLASS (qlean_guest_channel_parent_class)->finalize (object);
+}
+
+static void
+qlean_guest_channel_class_init (QleanGuestChannelClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = qlean_guest_channel_finalize;
+}
+
+static void
+qlean_guest_channel_init (QleanGuestChannel *self)
+{
+  self->cancellable = g_cancellable_new ();
+  self->in = g_byte_array_new ();
+  self->read_buffer = g_malloc (READ_CHUNK);
+  g_queue_init (&self->out);
+  self->hello_tasks = g_ptr_array_new_with_free_func (g_object_unref);
+  self->streams = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify) qlean_guest_stream_unref);
+  self->next_id = 1;
+}
+
+/* Worker thread only. Starts reading at once, to drain what an earlier
+ * peer left; until closed, the reading keeps the channel alive. */
+QleanGuestChannel *
+qlean_guest_channel_new (GIOStream *stream)
+{
+  QleanGuestChannel *self = g_object_new (QLEAN_TYPE_GUEST_CHANNEL, NULL);
+
+  g_assert (qlean_worker_is_current ());
+
+  self->stream = g_object_ref (stream);
+  g_object_ref (self);
+  qlean_guest_channel_read (self);
+
+  return self;
+}
+
+static gboolean
+qlean_guest_channel_hello_timeout_cb (gpointer user_data)
+{
+  QleanGuestChannel *self = user_data;
+  g_autoptr(GError) error = NULL;
+
+  g_clear_pointer (&self->hello_timer, g_source_unref);
+  error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                               _("qlean-guest did not answer on the data port"));
+  qlean_guest_channel_finish_hellos (self, error);
+
+  return G_SOURCE_REMOVE;
+}
+
+typedef struct
+{
+  QleanGuestChannel *self;
+  GTask             *task;
+  guint              timeout_ms;
+} HelloData;
+
+static gboolean
+qlean_guest_channel_hello_in_worker (gpointer user_data)
+{
+  HelloData *data = user_data;
+  QleanGuestChannel *self = data->self;
+  guint8 payload[8];
+
+  if (self->state == CHANNEL_CLOSED)
+    {
+      g_task_return_new_error (data->task, QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED,
+                               _("The data channel to qlean-guest is closed"));
+      goto out;
+    }
+
+  if (self->state == CHANNEL_READY)
+    {
+      g_task_return_boolean (data->task, TRUE);
+      goto out;
+    }
+
+  g_ptr_array_add (self->hello_tasks, g_steal_pointer (&data->task));
+  if (self->hello_timer == NULL)
+    {
+      /* A fresh nonce for each attempt: an answer to an older one may
+       * still be on its way, from a guest program that has since died. */
+      self->nonce = ((guint64) g_random_int () << 32) | g_random_int ();
+      put_u64 (payload, self->nonce);
+      qlean_guest_channel_send_frame (self, QLEAN_GUEST_FRAME_HELLO, 0, 0, payload, sizeof payload);
+      self->hello_timer = qlean_add_timeout (qlean_worker_get_context (),
+                                                             data->timeout_ms,
+                                                             qlean_guest_channel_hello_timeout_cb,
+                                                             self);
+    }
+
+out:
+  g_clear_object (&data->task);
+  g_object_unref (data->self);
+  g_free (data);
+  return G_SOURCE_REMOVE;
+}
+
+void
+qlean_guest_channel_hello_async (QleanGuestChannel   *self,
+                                 guint                timeout_ms,
+                                 GCancellable        *cancellable,
+                                 GAsyncReadyCallback  callback,
+                                 gpointer             user_data)
+{
+  HelloData *data = g_new0 (HelloData, 1);
+
+  data->self = g_object_ref (self);
+  data->timeout_ms = timeout_ms;
+  data->task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (data->task, qlean_guest_channel_hello_async);
+  qlean_worker_invoke (qlean_guest_channel_hello_in_worker, data, NULL);
+}
+
+gboolean
+qlean_guest_channel_hello_finish (QleanGuestChannel  *self,
+                                  GAsyncResult       *result,
+                                  GError            **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+gboolean
+qlean_guest_channel_is_ready (QleanGuestChannel *self)
+{
+  return g_atomic_int_get (&self->ready);
+}
+
+static gboolean
+qlean_guest_channel_close_cb (gpointer user_data)
+{
+  QleanGuestChannel *self = user_data;
+  g_autoptr(GError) error = g_error_new_literal (QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED,
+                                                 _("The data channel to qlean-guest was closed"));
+
+  qlean_guest_channel_close_in_worker (self, error);
+  return G_SOURCE_REMOVE;
+}
+
+void
+qlean_guest_channel_close (QleanGuestChannel *self)
+{
+  qlean_worker_invoke (qlean_guest_channel_close_cb, g_object_ref (self), g_object_unref);
+}

@@ -1,0 +1,164 @@
+/* qlean-guest-protocol.h: the wire format between the host and qlean-guest
+ *
+ * SPDX-License-Identifier: MIT
+ *
+ * Shared by the host (qga/qlean-guest-channel.c) and the guest program
+ * (tools/qlean-guest.c), so it depends on nothing but <stdint.h>.
+ *
+ * Why a second channel beside the guest agent: QGA has no streaming.
+ * guest-exec returns output only after exit, capped at 16 MiB, and is
+ * polled; guest-file-* moves base64 in JSON at ~4 MB/s. qlean-guest is a
+ * small static program that serves one virtio-serial port
+ * (org.qlean.data.0, a chardev socket on the host) with a multiplexed
+ * binary protocol: live stdout/stderr, stdin, signals, exit status as
+ * soon as the process ends (waited for, not polled), and bulk file data
+ * at the speed of the port. The minimal image starts it from its init;
+ * in other guests the host uploads it through the agent and starts it
+ * with guest-exec, so it needs nothing installed in the guest.
+ *
+ * Framing. Every frame is a 16-byte header followed by `length` payload
+ * bytes. All integers are little-endian.
+ *
+ *   u32 magic   QLEAN_GUEST_MAGIC
+ *   u8  type    QleanGuestFrameType
+ *   u8  fd      DATA/EOF/CREDIT: 0 stdin (host to guest), 1 stdout,
+ *               2 stderr (guest to host); 0 otherwise
+ *   u16 flags   0
+ *   u32 stream  chosen by the host per request, never 0; 0 is the
+ *               connection itself (HELLO)
+ *   u32 length  payload bytes, at most QLEAN_GUEST_MAX_PAYLOAD
+ *
+ * Synchronisation. A port is a byte stream that outlives programs on
+ * either end, so each side may find debris from an earlier peer. The
+ * host starts by sending HELLO with a random 64-bit nonce; the guest
+ * answers HELLO with the same nonce, its protocol version and its pid.
+ * Until the host sees that answer it discards everything; a reader that
+ * finds a bad magic or an over-long frame skips ahead to the next magic.
+ *
+ * Requests (host to guest) carry a TLV list (below) and start a stream:
+ *
+ *   EXEC   ARG+ (argv; ARG[0] is looked up in PATH when it has no
+ *          slash), ENV* ("NAME=value" sets NAME in the environment, or
+ *          in an empty one with FLAG_CLEAR_ENV; a bare "NAME" without '='
+ *          removes NAME), CWD?, USER? (a name or
+ *          a number), FLAGS?.  The guest answers STARTED (u32 pid) or
+ *          ERROR, then DATA/EOF for fds 1 and 2 (only fd 1 with
+ *          FLAG_MERGE_STDERR), and finally EXIT (i32 wait status, as
+ *          waitpid(2) gives it) after both EOFs. The process leads its own
+ *          process group. With FLAG_STDIN the host sends DATA fd 0 and
+ *          then EOF fd 0; without it stdin is /dev/null.
+ *   SIGNAL u32 signal number, sent to the stream's process group.
+ *   PUT    PATH, MODE?, MTIME?, FLAGS?; then DATA fd 0 and EOF fd 0. The
+ *          guest writes a temporary file beside PATH and renames it over
+ *          PATH at EOF (so a failed transfer never leaves a file that
+ *          looks complete), creating missing parents with FLAG_PARENTS.
+ *          Answers DONE (TLV SIZE) or ERROR.
+ *   GET    PATH. The guest answers ERROR, or DONE (TLV SIZE, MODE,
+ *          MTIME) followed by DATA fd 1 chunks and EOF fd 1.
+ *   FS     OP (u32 QleanGuestFsOp), PATH, PATH2?, MODE?, FLAGS?. Answers
+ *          DONE with op-specific TLVs (STAT entries, DIRENT entries,
+ *          TARGET) or ERROR.
+ *
+ * ERROR carries i32 errno then a UTF-8 message, and ends its stream.
+ *
+ * Flow control. Host-to-guest DATA is credit based: per stream, the host
+ * may have at most QLEAN_GUEST_WINDOW bytes the guest has not
+ * acknowledged; the guest sends CREDIT (u32 bytes) as it writes them
+ * out. Guest-to-host DATA is not limited: the host always reads.
+ */
+
+#ifndef QLEAN_GUEST_PROTOCOL_H
+#define QLEAN_GUEST_PROTOCOL_H
+
+#include <stdint.h>
+
+#define QLEAN_GUEST_MAGIC        0x314e4c51u  /* "QLN1" */
+#define QLEAN_GUEST_VERSION      1u
+#define QLEAN_GUEST_HEADER_SIZE  16u
+#define QLEAN_GUEST_MAX_PAYLOAD  (1024u * 1024u)
+#define QLEAN_GUEST_WINDOW       (4u * 1024u * 1024u)
+#define QLEAN_GUEST_PORT_NAME    "org.qlean.data.0"
+
+typedef enum
+{
+  QLEAN_GUEST_FRAME_HELLO   = 1,
+  QLEAN_GUEST_FRAME_EXEC    = 2,
+  QLEAN_GUEST_FRAME_STARTED = 3,
+  QLEAN_GUEST_FRAME_DATA    = 4,
+  QLEAN_GUEST_FRAME_EOF     = 5,
+  QLEAN_GUEST_FRAME_SIGNAL  = 6,
+  QLEAN_GUEST_FRAME_EXIT    = 7,
+  QLEAN_GUEST_FRAME_ERROR   = 8,
+  QLEAN_GUEST_FRAME_PUT     = 9,
+  QLEAN_GUEST_FRAME_GET     = 10,
+  QLEAN_GUEST_FRAME_DONE    = 11,
+  QLEAN_GUEST_FRAME_FS      = 12,
+  QLEAN_GUEST_FRAME_CREDIT  = 13,
+} QleanGuestFrameType;
+
+/* TLV entries: u16 tag, u32 length, then the bytes (no terminator). */
+typedef enum
+{
+  QLEAN_GUEST_TAG_ARG    = 1,   /* bytes */
+  QLEAN_GUEST_TAG_ENV    = 2,   /* "NAME=value" */
+  QLEAN_GUEST_TAG_CWD    = 3,   /* bytes */
+  QLEAN_GUEST_TAG_USER   = 4,   /* name, or decimal uid */
+  QLEAN_GUEST_TAG_FLAGS  = 5,   /* u32 */
+  QLEAN_GUEST_TAG_PATH   = 6,   /* bytes */
+  QLEAN_GUEST_TAG_PATH2  = 7,   /* bytes */
+  QLEAN_GUEST_TAG_MODE   = 8,   /* u32 */
+  QLEAN_GUEST_TAG_MTIME  = 9,   /* i64 nanoseconds since the epoch */
+  QLEAN_GUEST_TAG_SIZE   = 10,  /* u64 */
+  QLEAN_GUEST_TAG_OP     = 11,  /* u32 QleanGuestFsOp */
+  QLEAN_GUEST_TAG_STAT   = 12,  /* QleanGuestStat, packed */
+  QLEAN_GUEST_TAG_DIRENT = 13,  /* QleanGuestStat then the entry's name */
+  QLEAN_GUEST_TAG_TARGET = 14,  /* a symlink's target */
+} QleanGuestTag;
+
+typedef enum
+{
+  QLEAN_GUEST_FLAG_CLEAR_ENV    = 1u << 0,
+  QLEAN_GUEST_FLAG_MERGE_STDERR = 1u << 1,
+  QLEAN_GUEST_FLAG_STDIN        = 1u << 2,
+  QLEAN_GUEST_FLAG_PARENTS      = 1u << 3,  /* PUT, FS MKDIR: create missing parents */
+  QLEAN_GUEST_FLAG_NOFOLLOW     = 1u << 4,  /* FS STAT: lstat */
+  QLEAN_GUEST_FLAG_EXCLUSIVE    = 1u << 5,  /* FS MKDIR: fail if it exists */
+} QleanGuestFlags;
+
+typedef enum
+{
+  QLEAN_GUEST_FS_STAT       = 1,  /* PATH, FLAGS(NOFOLLOW) -> STAT [TARGET] */
+  QLEAN_GUEST_FS_READDIR    = 2,  /* PATH -> DIRENT* (lstat of each, no . ..) */
+  QLEAN_GUEST_FS_MKDIR      = 3,  /* PATH, MODE, FLAGS(PARENTS) */
+  QLEAN_GUEST_FS_UNLINK     = 4,  /* PATH: a non-directory */
+  QLEAN_GUEST_FS_RMDIR      = 5,  /* PATH: an empty directory */
+  QLEAN_GUEST_FS_REMOVE_ALL = 6,  /* PATH: a tree, never following links */
+  QLEAN_GUEST_FS_RENAME     = 7,  /* PATH -> PATH2 */
+  QLEAN_GUEST_FS_LINK       = 8,  /* hard link PATH2 -> PATH */
+  QLEAN_GUEST_FS_SYMLINK    = 9,  /* PATH2 is a symlink whose target is PATH */
+  QLEAN_GUEST_FS_READLINK   = 10, /* PATH -> TARGET */
+  QLEAN_GUEST_FS_CHMOD      = 11, /* PATH, MODE */
+  QLEAN_GUEST_FS_COPY       = 12, /* PATH -> PATH2, contents and mode bits -> SIZE */
+  QLEAN_GUEST_FS_UTIME      = 13, /* PATH, MTIME; never follows a symlink */
+} QleanGuestFsOp;
+
+/* The STAT payload, 56 bytes, fields in this order, each little-endian
+ * (written field by field, never as a struct, so padding cannot creep in):
+ *   u64 ino, u64 size, u32 mode (st_mode with type bits), u32 uid,
+ *   u32 gid, u32 nlink, i64 atime_ns, i64 mtime_ns, i64 ctime_ns */
+typedef struct
+{
+  uint64_t ino;
+  uint64_t size;
+  uint32_t mode;
+  uint32_t uid;
+  uint32_t gid;
+  uint32_t nlink;
+  int64_t  atime_ns;
+  int64_t  mtime_ns;
+  int64_t  ctime_ns;
+} QleanGuestStat;
+
+#define QLEAN_GUEST_STAT_SIZE 56u
+
+#endif /* QLEAN_GUEST_PROTOCOL_H */
