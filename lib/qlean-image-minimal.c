@@ -29,7 +29,8 @@ static const char minimal_cmdline[] =
   "console=ttyS0 quiet loglevel=0 panic=-1 "
   "mitigations=off tsc=reliable no_timer_check "
   "i8042.noaux i8042.nokbd i8042.nopnp cryptomgr.notests "
-  "random.trust_cpu=on audit=0 8250.nr_uarts=1 pci=lastbus=0";
+  "random.trust_cpu=on audit=0 8250.nr_uarts=1 pci=lastbus=0 "
+  "noreplace-smp nokaslr";
 
 const char *
 qlean_minimal_cmdline (void)
@@ -272,6 +273,7 @@ write_resource (const char  *resource,
 static gboolean
 run_builder (const QleanMinimalInputs  *inputs,
              const char                *output,
+             const char                *vmlinux,
              GCancellable              *cancellable,
              GError                   **error)
 {
@@ -304,6 +306,8 @@ run_builder (const QleanMinimalInputs  *inputs,
                                          "--modules-dir", inputs->modules_dir,
                                          "--init", init,
                                          "--output", output,
+                                         "--kernel", inputs->kernel,
+                                         "--vmlinux-output", vmlinux,
                                          NULL);
   if (process == NULL)
     goto out;
@@ -333,18 +337,20 @@ out:
 
 char *
 qlean_minimal_build (const QleanMinimalInputs  *inputs,
+                     char                     **kernel,
                      GCancellable              *cancellable,
                      GError                   **error)
 {
   g_autofree char *key = qlean_minimal_cache_key (inputs);
   g_autofree char *dir = g_build_filename (g_get_user_cache_dir (), "qlean", "minimal", key, NULL);
   g_autofree char *output = g_build_filename (dir, "initramfs.img", NULL);
+  g_autofree char *vmlinux = g_build_filename (dir, "vmlinux", NULL);
   g_autofree char *lock_path = g_build_filename (dir, ".lock", NULL);
   int lock_fd;
   gboolean ok;
 
   if (g_file_test (output, G_FILE_TEST_IS_REGULAR))
-    return g_steal_pointer (&output);
+    goto done;
 
   if (g_mkdir_with_parents (dir, 0700) != 0)
     {
@@ -372,10 +378,17 @@ qlean_minimal_build (const QleanMinimalInputs  *inputs,
     ;
 
   ok = g_file_test (output, G_FILE_TEST_IS_REGULAR) ||
-       run_builder (inputs, output, cancellable, error);
+       run_builder (inputs, output, vmlinux, cancellable, error);
 
   flock (lock_fd, LOCK_UN);
   close (lock_fd);
 
-  return ok ? g_steal_pointer (&output) : NULL;
+  if (!ok)
+    return NULL;
+
+done:
+  /* The builder leaves out the uncompressed kernel when it cannot make
+   * one; the compressed one boots too, a little slower. */
+  *kernel = g_strdup (g_file_test (vmlinux, G_FILE_TEST_IS_REGULAR) ? vmlinux : inputs->kernel);
+  return g_steal_pointer (&output);
 }

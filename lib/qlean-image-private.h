@@ -22,8 +22,10 @@ typedef struct
 void      qlean_minimal_inputs_clear  (QleanMinimalInputs *inputs);
 gboolean  qlean_minimal_find_inputs   (QleanMinimalInputs *inputs,
                                        GError            **error);
-/* Builds (or finds in the cache) the initramfs; returns its path. */
+/* Builds (or finds in the cache) the initramfs; returns its path, and in
+ * @kernel the kernel to boot with it (uncompressed when possible). */
 char     *qlean_minimal_build         (const QleanMinimalInputs *inputs,
+                                       char                    **kernel,
                                        GCancellable             *cancellable,
                                        GError                  **error);
 /* The kernel parameters the minimal image boots with. */

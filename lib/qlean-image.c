@@ -310,11 +310,10 @@ qlean_image_prepare_minimal (QleanImage    *self,
   if (!qlean_minimal_find_inputs (&inputs, error))
     return FALSE;
 
-  initramfs = qlean_minimal_build (&inputs, cancellable, error);
+  initramfs = qlean_minimal_build (&inputs, &self->kernel, cancellable, error);
   if (initramfs == NULL)
     return FALSE;
 
-  self->kernel = g_strdup (inputs.kernel);
   self->initrd = g_steal_pointer (&initramfs);
   self->cmdline = g_strdup (qlean_minimal_cmdline ());
 

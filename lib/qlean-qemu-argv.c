@@ -134,6 +134,11 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
   add (argv, "-device");
   add (argv, "virtserialport,bus=vser0.0,chardev=data,id=data0,name=org.qlean.data.0");
 
+  /* The guest reports a kernel panic here (GUEST_PANICKED), so that a
+   * panic is told apart from QEMU dying. */
+  add (argv, "-device");
+  add (argv, "pvpanic-pci");
+
   if (spec->disk != NULL)
     {
       g_autofree char *escaped = escape_commas (spec->disk);

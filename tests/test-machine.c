@@ -101,7 +101,6 @@ test_uname_matches_image_kernel (void)
 
   g_assert_true (qlean_minimal_find_inputs (&inputs, &error));
   g_assert_no_error (error);
-  g_assert_cmpstr (qlean_image_get_kernel (qlean_machine_get_image (machine)), ==, inputs.kernel);
 
   result = run (machine, "uname -r");
   out = stdout_text (result);

@@ -16,7 +16,7 @@ packages=(
   libglib2.0-dev libglib2.0-bin libjson-glib-dev libcurl4-openssl-dev libguestfs-dev
   gobject-introspection libgirepository1.0-dev
   # run: QEMU, the minimal image's kernel, agent and userland
-  qemu-system-x86 qemu-utils qemu-guest-agent linux-image-cloud-amd64 busybox-static cpio
+  qemu-system-x86 qemu-utils qemu-guest-agent linux-image-cloud-amd64 busybox-static cpio lz4
   # images and networking
   libguestfs-tools xorriso vde2 libvdeplug-slirp mmdebstrap
   # tests and benchmarks
