@@ -65,6 +65,76 @@
  * may have at most QLEAN_GUEST_WINDOW bytes the guest has not
  * acknowledged; the guest sends CREDIT (u32 bytes) as it writes them
  * out. Guest-to-host DATA is not limited: the host always reads.
+ *
+ * Details, as tools/qlean-guest.c implements them (clarifications only;
+ * nothing above changes):
+ *
+ * - Payloads. HELLO host to guest: u64 nonce (longer payloads are
+ *   accepted, the rest ignored); guest to host: u64 nonce, u32 version,
+ *   u32 pid (16 bytes). HELLO is only valid on stream 0. STARTED: u32
+ *   pid. EXIT: i32 wait status. SIGNAL: u32 signal. CREDIT: u32 bytes,
+ *   fd 0. EOF: empty.
+ * - Syncing. Until it has answered a HELLO (and again after the host
+ *   closes the port) the guest ignores everything and sends nothing; it
+ *   looks only for the exact HELLO header (magic, type 1, fd 0, flags 0,
+ *   stream 0, length 8..4096), so lengths in debris cannot swallow it.
+ *   The host must do the same: look for the exact 24 bytes that start
+ *   the answer (its header with length 16, then the nonce) rather than
+ *   parse frames, because what precedes the answer can be the tail of a
+ *   frame meant for an earlier host. The host resends HELLO about every
+ *   500 ms until answered: if the previous host vanished mid-frame and
+ *   the guest never saw the port close, that half frame swallows the
+ *   first HELLO; the guest drops a frame that stays incomplete for
+ *   500 ms once a HELLO header came after it. Every HELLO kills all
+ *   process groups and forgets all streams; queued output is dropped
+ *   (a frame already partly written is finished first).
+ * - Streams. A request on a stream id that is still in use is answered
+ *   ERROR EBUSY; the running stream is unaffected. DATA, EOF, SIGNAL and
+ *   CREDIT for unknown streams (for example one that just ended) are
+ *   ignored. Malformed TLVs give ERROR EPROTO, missing or invalid fields
+ *   EINVAL. A protocol violation on a running stream (DATA beyond the
+ *   window, DATA without FLAG_STDIN, DATA/EOF on fd != 0, an unexpected
+ *   frame type) ends it with ERROR EPROTO; its process group is killed.
+ *   Unknown TLV tags are skipped; a repeated single-valued tag keeps its
+ *   last value. Nothing follows a stream's EXIT or ERROR, nor its DONE
+ *   (except a GET's data, below); CREDIT for the last DATA comes before
+ *   EXIT or DONE.
+ * - EXEC. Without CWD a process runs in "/" (relative paths in every
+ *   request are relative to "/"). PATH (for the lookup of ARG[0], too)
+ *   comes from the process's own environment, defaulting to
+ *   /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin. USER
+ *   also sets HOME, USER and LOGNAME (even with FLAG_CLEAR_ENV; ENV
+ *   entries still override them); an unknown name gives ERROR ENOENT;
+ *   a uid without a passwd entry runs with gid = uid, no supplementary
+ *   groups and HOME=/. An ENV entry without '=' removes that name. A
+ *   failed chdir, user switch or exec is ERROR with its errno (ENOENT,
+ *   EACCES, ...) and no STARTED. Errors of SIGNAL on a process (ESRCH,
+ *   EINVAL) are not reported. When the process stops reading its stdin,
+ *   the rest of DATA fd 0 is credited and dropped. EXIT waits for EOF
+ *   on both pipes, so a background process that keeps stdout open
+ *   delays it. Output DATA frames hold at most 64 KiB.
+ * - PUT. MODE defaults to 0644; modes (here and in MKDIR) are exact, no
+ *   umask. Missing parents are created 0755. PATH that is a directory
+ *   (or a link to one, or ends in '/') gives EISDIR before any data; a
+ *   symlink at PATH is replaced, not written through. MTIME sets the
+ *   modification time only. SIGNAL on a PUT or GET cancels it: ERROR
+ *   ECANCELED, and a PUT leaves no file behind.
+ * - GET. DONE carries SIZE = st_size at open, MODE = permission bits
+ *   (st_mode & 07777) and MTIME; the data is whatever reading gives up to
+ *   EOF (so /proc files have SIZE 0 and data). DATA chunks hold at most
+ *   256 KiB. ERROR may follow DONE and some DATA (a read error, a file
+ *   that shrank meanwhile, a cancel) and ends the stream.
+ * - FS. MKDIR MODE defaults to 0755; FLAG_EXCLUSIVE matters only with
+ *   FLAG_PARENTS (without it MKDIR always fails with EEXIST if anything
+ *   exists there; with it an existing directory, or a link to one, is
+ *   fine and anything else is EEXIST). REMOVE_ALL of a missing PATH is
+ *   ENOENT. CHMOD needs MODE and follows links; UTIME needs MTIME and
+ *   leaves the access time alone. COPY refuses directories (EISDIR),
+ *   other non-regular files and copying a file onto itself (EINVAL).
+ *   READDIR entries that do not fit into one payload come first in DATA
+ *   fd 1 frames, each holding whole DIRENT TLVs; DONE, with the last
+ *   entries (possibly none), always comes last. Entries that vanish
+ *   while being listed are left out.
  */
 
 #ifndef QLEAN_GUEST_PROTOCOL_H
@@ -127,7 +197,7 @@ typedef enum
 
 typedef enum
 {
-  QLEAN_GUEST_FS_STAT       = 1,  /* PATH, FLAGS(NOFOLLOW) -> STAT [TARGET] */
+  QLEAN_GUEST_FS_STAT       = 1,  /* PATH, FLAGS(NOFOLLOW) -> STAT [TARGET when PATH is a link] */
   QLEAN_GUEST_FS_READDIR    = 2,  /* PATH -> DIRENT* (lstat of each, no . ..) */
   QLEAN_GUEST_FS_MKDIR      = 3,  /* PATH, MODE, FLAGS(PARENTS) */
   QLEAN_GUEST_FS_UNLINK     = 4,  /* PATH: a non-directory */
