@@ -55,6 +55,26 @@ guint64  qlean_guest_read_u64      (const guint8      *p);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (QleanGuestTlv, qlean_guest_tlv_free)
 
+/* Frames. The parser calls @func for each whole frame in @data, skipping
+ * debris up to the next magic, until @func returns FALSE; it returns how
+ * many bytes it consumed (the rest is an incomplete frame). */
+typedef gboolean (*QleanGuestFrameFunc) (guint8        type,
+                                         guint8        fd,
+                                         guint32       stream,
+                                         const guint8 *payload,
+                                         gsize         len,
+                                         gpointer      user_data);
+
+gsize    qlean_guest_frames_parse (const guint8        *data,
+                                   gsize                len,
+                                   QleanGuestFrameFunc  func,
+                                   gpointer             user_data);
+GBytes  *qlean_guest_frame_new    (guint8               type,
+                                   guint8               fd,
+                                   guint32              stream,
+                                   gconstpointer        payload,
+                                   gsize                len);
+
 /* The channel: one per machine, on the worker thread. */
 #define QLEAN_TYPE_GUEST_CHANNEL (qlean_guest_channel_get_type ())
 G_DECLARE_FINAL_TYPE (QleanGuestChannel, qlean_guest_channel, QLEAN, GUEST_CHANNEL, GObject)
@@ -80,6 +100,11 @@ gboolean           qlean_guest_channel_hello_finish (QleanGuestChannel   *self,
                                                      GAsyncResult        *result,
                                                      GError             **error);
 gboolean           qlean_guest_channel_is_ready     (QleanGuestChannel   *self);
+/* Worker thread only: after a guest reset, ends all streams with @reason
+ * and syncs again (HELLO) for up to @timeout_ms. */
+void               qlean_guest_channel_reset        (QleanGuestChannel   *self,
+                                                     const GError        *reason,
+                                                     guint                timeout_ms);
 void               qlean_guest_channel_close        (QleanGuestChannel   *self);
 
 /* Worker thread only. */

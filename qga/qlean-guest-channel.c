@@ -14,6 +14,7 @@
 #include "qlean-worker-private.h"
 
 #define READ_CHUNK (256 * 1024)
+#define HELLO_RESEND_MS 500
 
 /* TLV */
 
@@ -264,6 +265,7 @@ struct _QleanGuestChannel
   guint64       nonce;
   GPtrArray    *hello_tasks;
   GSource      *hello_timer;
+  GSource      *hello_resend;
   GHashTable   *streams;        /* id -> QleanGuestStream */
   guint32       next_id;
   guint32       guest_version;
@@ -293,12 +295,12 @@ qlean_guest_stream_unref (QleanGuestStream *stream)
   g_free (stream);
 }
 
-static GBytes *
-make_frame (guint8        type,
-            guint8        fd,
-            guint32       stream,
-            gconstpointer payload,
-            gsize         len)
+GBytes *
+qlean_guest_frame_new (guint8        type,
+                       guint8        fd,
+                       guint32       stream,
+                       gconstpointer payload,
+                       gsize         len)
 {
   guint8 *frame = g_malloc (QLEAN_GUEST_HEADER_SIZE + len);
 
@@ -325,7 +327,7 @@ qlean_guest_channel_send_frame (QleanGuestChannel *self,
   if (self->state == CHANNEL_CLOSED)
     return;
 
-  g_queue_push_tail (&self->out, make_frame (type, fd, stream, payload, len));
+  g_queue_push_tail (&self->out, qlean_guest_frame_new (type, fd, stream, payload, len));
   qlean_guest_channel_write_next (self);
 }
 
@@ -473,6 +475,7 @@ qlean_guest_channel_finish_hellos (QleanGuestChannel *self,
 
   self->hello_tasks = g_ptr_array_new_with_free_func (g_object_unref);
   qlean_clear_source (&self->hello_timer);
+  qlean_clear_source (&self->hello_resend);
 
   for (guint i = 0; i < tasks->len; i++)
     {
@@ -576,36 +579,91 @@ qlean_guest_channel_dispatch (QleanGuestChannel *self,
   qlean_guest_stream_unref (stream);
 }
 
-/* Parses whole frames out of the input buffer. A bad header means debris
- * from an earlier peer (or a bug): skip to the next magic. */
-static void
-qlean_guest_channel_parse (QleanGuestChannel *self)
+gsize
+qlean_guest_frames_parse (const guint8          *data,
+                          gsize                  len,
+                          QleanGuestFrameFunc    func,
+                          gpointer               user_data)
 {
   gsize offset = 0;
-  g_autoptr(QleanGuestChannel) hold = g_object_ref (self);
 
-  while (self->state != CHANNEL_CLOSED && self->in->len - offset >= QLEAN_GUEST_HEADER_SIZE)
+  while (len - offset >= QLEAN_GUEST_HEADER_SIZE)
     {
-      const guint8 *p = self->in->data + offset;
-      guint32 len;
+      const guint8 *p = data + offset;
+      guint32 payload_len;
 
+      /* A bad header is debris from an earlier peer (or a bug): skip
+       * ahead to the next magic. */
       if (qlean_guest_read_u32 (p) != QLEAN_GUEST_MAGIC ||
-          (len = qlean_guest_read_u32 (p + 12)) > QLEAN_GUEST_MAX_PAYLOAD)
+          (payload_len = qlean_guest_read_u32 (p + 12)) > QLEAN_GUEST_MAX_PAYLOAD)
         {
           offset++;
           continue;
         }
 
-      if (self->in->len - offset - QLEAN_GUEST_HEADER_SIZE < len)
+      if (len - offset - QLEAN_GUEST_HEADER_SIZE < payload_len)
         break;
 
-      qlean_guest_channel_dispatch (self, p[4], p[5], qlean_guest_read_u32 (p + 8),
-                                    p + QLEAN_GUEST_HEADER_SIZE, len);
-      offset += QLEAN_GUEST_HEADER_SIZE + len;
+      offset += QLEAN_GUEST_HEADER_SIZE + payload_len;
+      if (!func (p[4], p[5], qlean_guest_read_u32 (p + 8), p + QLEAN_GUEST_HEADER_SIZE,
+                 payload_len, user_data))
+        break;
     }
 
+  return offset;
+}
+
+static gboolean
+qlean_guest_channel_frame_cb (guint8        type,
+                              guint8        fd,
+                              guint32       stream,
+                              const guint8 *payload,
+                              gsize         len,
+                              gpointer      user_data)
+{
+  QleanGuestChannel *self = user_data;
+
+  qlean_guest_channel_dispatch (self, type, fd, stream, payload, len);
+  return self->state != CHANNEL_CLOSED;
+}
+
+/* Until the guest answers our HELLO, the input may hold anything: the
+ * tail of an old frame whose length field would swallow the answer. So
+ * look for the answer's exact first 24 bytes and drop all before them. */
+static void
+qlean_guest_channel_skip_to_answer (QleanGuestChannel *self)
+{
+  guint8 answer[QLEAN_GUEST_HEADER_SIZE + 8];
+  const guint8 *found;
+
+  put_u32 (answer, QLEAN_GUEST_MAGIC);
+  answer[4] = QLEAN_GUEST_FRAME_HELLO;
+  answer[5] = 0;
+  put_u16 (answer + 6, 0);
+  put_u32 (answer + 8, 0);
+  put_u32 (answer + 12, 16);
+  put_u64 (answer + 16, self->nonce);
+
+  found = memmem (self->in->data, self->in->len, answer, sizeof answer);
+  if (found != NULL)
+    g_byte_array_remove_range (self->in, 0, found - self->in->data);
+  else if (self->in->len >= sizeof answer)
+    g_byte_array_remove_range (self->in, 0, self->in->len - (sizeof answer - 1));
+}
+
+static void
+qlean_guest_channel_parse (QleanGuestChannel *self)
+{
+  g_autoptr(QleanGuestChannel) hold = g_object_ref (self);
+  gsize consumed;
+
+  if (self->state == CHANNEL_SYNCING)
+    qlean_guest_channel_skip_to_answer (self);
+
+  consumed = qlean_guest_frames_parse (self->in->data, self->in->len,
+                                       qlean_guest_channel_frame_cb, self);
   if (self->state != CHANNEL_CLOSED)
-    g_byte_array_remove_range (self->in, 0, offset);
+    g_byte_array_remove_range (self->in, 0, consumed);
 }
 
 static void
@@ -749,6 +807,54 @@ qlean_guest_channel_hello_timeout_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+static void
+qlean_guest_channel_send_hello (QleanGuestChannel *self)
+{
+  guint8 payload[8];
+
+  put_u64 (payload, self->nonce);
+  qlean_guest_channel_send_frame (self, QLEAN_GUEST_FRAME_HELLO, 0, 0, payload, sizeof payload);
+}
+
+/* The same HELLO again, until one is answered: the tail of a frame an
+ * earlier host left half-written can swallow one whole. Every repeat is
+ * in the guest's input before anything we send once it answers, so the
+ * answers to the repeats (which reset the guest's streams) can never
+ * overtake a request. */
+static gboolean
+qlean_guest_channel_hello_resend_cb (gpointer user_data)
+{
+  QleanGuestChannel *self = user_data;
+
+  if (self->state != CHANNEL_SYNCING)
+    {
+      g_clear_pointer (&self->hello_resend, g_source_unref);
+      return G_SOURCE_REMOVE;
+    }
+
+  qlean_guest_channel_send_hello (self);
+  return G_SOURCE_CONTINUE;
+}
+
+/* Sends HELLO and keeps resending it until answered or @timeout_ms
+ * passes; any attempt already under way is replaced. */
+static void
+qlean_guest_channel_start_hello (QleanGuestChannel *self,
+                                 guint              timeout_ms)
+{
+  qlean_clear_source (&self->hello_timer);
+  qlean_clear_source (&self->hello_resend);
+
+  /* A fresh nonce for each attempt: an answer to an older one may
+   * still be on its way, from a guest program that has since died. */
+  self->nonce = ((guint64) g_random_int () << 32) | g_random_int ();
+  qlean_guest_channel_send_hello (self);
+  self->hello_timer = qlean_add_timeout (qlean_worker_get_context (), timeout_ms,
+                                         qlean_guest_channel_hello_timeout_cb, self);
+  self->hello_resend = qlean_add_timeout (qlean_worker_get_context (), HELLO_RESEND_MS,
+                                          qlean_guest_channel_hello_resend_cb, self);
+}
+
 typedef struct
 {
   QleanGuestChannel *self;
@@ -761,7 +867,6 @@ qlean_guest_channel_hello_in_worker (gpointer user_data)
 {
   HelloData *data = user_data;
   QleanGuestChannel *self = data->self;
-  guint8 payload[8];
 
   if (self->state == CHANNEL_CLOSED)
     {
@@ -778,17 +883,7 @@ qlean_guest_channel_hello_in_worker (gpointer user_data)
 
   g_ptr_array_add (self->hello_tasks, g_steal_pointer (&data->task));
   if (self->hello_timer == NULL)
-    {
-      /* A fresh nonce for each attempt: an answer to an older one may
-       * still be on its way, from a guest program that has since died. */
-      self->nonce = ((guint64) g_random_int () << 32) | g_random_int ();
-      put_u64 (payload, self->nonce);
-      qlean_guest_channel_send_frame (self, QLEAN_GUEST_FRAME_HELLO, 0, 0, payload, sizeof payload);
-      self->hello_timer = qlean_add_timeout (qlean_worker_get_context (),
-                                                             data->timeout_ms,
-                                                             qlean_guest_channel_hello_timeout_cb,
-                                                             self);
-    }
+    qlean_guest_channel_start_hello (self, data->timeout_ms);
 
 out:
   g_clear_object (&data->task);
@@ -825,6 +920,47 @@ gboolean
 qlean_guest_channel_is_ready (QleanGuestChannel *self)
 {
   return g_atomic_int_get (&self->ready);
+}
+
+/* Worker thread only. The guest was reset (rebooted, or QMP
+ * system_reset): the qlean-guest that knew our streams is gone, and the
+ * one the next boot starts ignores everything until a HELLO. So end
+ * every stream now with @reason (their EXIT or DONE is never coming),
+ * forget what was read, and say HELLO again until the new guest program
+ * answers or @timeout_ms passes. Until then the channel is not ready, and
+ * callers fall back to the agent (see qlean_machine_exec_async()). */
+void
+qlean_guest_channel_reset (QleanGuestChannel *self,
+                           const GError      *reason,
+                           guint              timeout_ms)
+{
+  g_autoptr(QleanGuestChannel) hold = g_object_ref (self);
+  g_autoptr(GHashTable) streams = NULL;
+  g_autoptr(GList) values = NULL;
+
+  g_assert (qlean_worker_is_current ());
+
+  if (self->state == CHANNEL_CLOSED)
+    return;
+
+  self->state = CHANNEL_SYNCING;
+  g_atomic_int_set (&self->ready, FALSE);
+  g_byte_array_set_size (self->in, 0);
+
+  streams = g_steal_pointer (&self->streams);
+  self->streams = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify) qlean_guest_stream_unref);
+  values = g_hash_table_get_values (streams);
+  for (GList *l = values; l != NULL; l = l->next)
+    {
+      QleanGuestStream *stream = l->data;
+
+      stream->channel = NULL;
+      stream->func (stream, 0, 0, NULL, reason, stream->user_data);
+    }
+
+  /* Frames still queued for the old streams are harmless: the new guest
+   * program drops everything it reads before our HELLO. */
+  qlean_guest_channel_start_hello (self, timeout_ms);
 }
 
 static gboolean

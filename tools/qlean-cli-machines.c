@@ -1,0 +1,982 @@
+/* qlean-cli-machines.c: machines that outlive one command
+ *
+ * SPDX-License-Identifier: MIT
+ *
+ * `qlean start NAME` runs a small owner process (this same program with
+ * --foreground) that boots the machine, shares it on a socket and stays
+ * until `qlean stop NAME` (SIGTERM) or the machine dies. `qlean exec` and
+ * `qlean cp` attach to that socket. Each started machine has a directory
+ * RUNBASE/machines/NAME holding state.json, ctl.sock and owner.log.
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <glib-unix.h>
+#include <glib/gi18n.h>
+#include <glib/gstdio.h>
+#include <gio/gunixinputstream.h>
+#include <gio/gunixoutputstream.h>
+
+#include "qlean-cli-private.h"
+
+#define STATE_FILE "state.json"
+#define SOCKET_FILE "ctl.sock"
+#define LOG_FILE "owner.log"
+
+static char *
+machines_dir (GError **error)
+{
+  g_autofree char *base = qlean_get_run_base_dir (error);
+  char *dir;
+
+  if (base == NULL)
+    return NULL;
+
+  dir = g_build_filename (base, "machines", NULL);
+  if (g_mkdir_with_parents (dir, 0700) != 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   _("Cannot create %s: %s"), dir, g_strerror (saved_errno));
+      g_free (dir);
+      return NULL;
+    }
+
+  return dir;
+}
+
+static gboolean
+valid_name (const char  *name,
+            GError     **error)
+{
+  if (name == NULL || *name == '\0' || strlen (name) > 63 || *name == '-' || *name == '.')
+    goto bad;
+
+  for (const char *p = name; *p; p++)
+    if (!g_ascii_isalnum (*p) && *p != '-' && *p != '_' && *p != '.')
+      goto bad;
+
+  return TRUE;
+
+bad:
+  g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+               _("“%s” is not a valid machine name: use 1 to 63 letters, digits, “-”, “_” or “.”, "
+                 "not starting with “-” or “.”"), name ? name : "");
+  return FALSE;
+}
+
+static char *
+machine_dir (const char  *name,
+             GError     **error)
+{
+  g_autofree char *dir = NULL;
+
+  if (!valid_name (name, error) || (dir = machines_dir (error)) == NULL)
+    return NULL;
+
+  return g_build_filename (dir, name, NULL);
+}
+
+typedef struct
+{
+  char    *name;
+  char    *state;
+  gint64   owner;
+  gint64   qemu;
+  char    *image;
+  gint64   started;
+  char    *run_dir;
+} MachineState;
+
+static void
+machine_state_free (MachineState *state)
+{
+  g_free (state->name);
+  g_free (state->state);
+  g_free (state->image);
+  g_free (state->run_dir);
+  g_free (state);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MachineState, machine_state_free)
+
+static gboolean
+process_alive (gint64 pid)
+{
+  return pid > 0 && (kill ((pid_t) pid, 0) == 0 || errno == EPERM);
+}
+
+static MachineState *
+read_state (const char *dir)
+{
+  g_autofree char *path = g_build_filename (dir, STATE_FILE, NULL);
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  MachineState *state;
+  JsonObject *object;
+
+  if (!json_parser_load_from_file (parser, path, NULL) ||
+      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    return NULL;
+
+  object = json_node_get_object (json_parser_get_root (parser));
+  state = g_new0 (MachineState, 1);
+  state->name = g_strdup (json_object_get_string_member_with_default (object, "name", ""));
+  state->state = g_strdup (json_object_get_string_member_with_default (object, "state", "unknown"));
+  state->owner = json_object_get_int_member_with_default (object, "owner-pid", 0);
+  state->qemu = json_object_get_int_member_with_default (object, "qemu-pid", 0);
+  state->image = g_strdup (json_object_get_string_member_with_default (object, "image", ""));
+  state->started = json_object_get_int_member_with_default (object, "started", 0);
+  state->run_dir = g_strdup (json_object_get_string_member_with_default (object, "run-dir", ""));
+
+  /* A state file nobody updates any more tells of an owner that died. */
+  if (g_str_equal (state->state, "running") && !process_alive (state->owner))
+    {
+      g_free (state->state);
+      state->state = g_strdup ("owner-died");
+    }
+
+  return state;
+}
+
+static gboolean
+write_state (const char    *dir,
+             QleanMachine  *machine,
+             const char    *state,
+             GError       **error)
+{
+  g_autoptr(JsonBuilder) builder = json_builder_new ();
+  g_autoptr(JsonGenerator) generator = json_generator_new ();
+  g_autoptr(JsonNode) root = NULL;
+  g_autofree char *path = g_build_filename (dir, STATE_FILE, NULL);
+  g_autofree char *data = NULL;
+  static gint64 started;
+
+  if (started == 0)
+    started = g_get_real_time () / G_USEC_PER_SEC;
+
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "name");
+  json_builder_add_string_value (builder, qlean_machine_get_name (machine));
+  json_builder_set_member_name (builder, "state");
+  json_builder_add_string_value (builder, state);
+  json_builder_set_member_name (builder, "owner-pid");
+  json_builder_add_int_value (builder, getpid ());
+  json_builder_set_member_name (builder, "qemu-pid");
+  json_builder_add_int_value (builder, qlean_machine_get_pid (machine));
+  json_builder_set_member_name (builder, "image");
+  json_builder_add_string_value (builder, qlean_image_get_name (qlean_machine_get_image (machine)));
+  json_builder_set_member_name (builder, "started");
+  json_builder_add_int_value (builder, started);
+  json_builder_set_member_name (builder, "run-dir");
+  json_builder_add_string_value (builder, qlean_machine_get_run_dir (machine)
+                                          ? qlean_machine_get_run_dir (machine) : "");
+  json_builder_end_object (builder);
+
+  root = json_builder_get_root (builder);
+  json_generator_set_root (generator, root);
+  data = json_generator_to_data (generator, NULL);
+
+  return g_file_set_contents_full (path, data, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, error);
+}
+
+static void
+remove_machine_dir (const char *dir)
+{
+  static const char * const files[] = { STATE_FILE, SOCKET_FILE, LOG_FILE };
+
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      g_autofree char *path = g_build_filename (dir, files[i], NULL);
+
+      g_unlink (path);
+    }
+  g_rmdir (dir);
+}
+
+/* qlean start */
+
+static int opt_ready_fd = -1;
+static gboolean opt_foreground;
+
+typedef struct
+{
+  GMainLoop    *loop;
+  QleanMachine *machine;
+  char         *dir;
+  gboolean      stopping;
+  int           status;
+} Owner;
+
+static void
+owner_shutdown_cb (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  Owner *owner = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!qlean_machine_shutdown_finish (QLEAN_MACHINE (source), result, &error))
+    {
+      g_printerr ("qlean: shutting down %s: %s\n", qlean_machine_get_name (owner->machine),
+                  error->message);
+      owner->status = EXIT_FAILED;
+    }
+  g_main_loop_quit (owner->loop);
+}
+
+static gboolean
+owner_signal_cb (gpointer user_data)
+{
+  Owner *owner = user_data;
+
+  if (!owner->stopping)
+    {
+      owner->stopping = TRUE;
+      qlean_machine_shutdown_async (owner->machine, NULL, owner_shutdown_cb, owner);
+    }
+
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+owner_state_cb (QleanMachine *machine,
+                GParamSpec   *pspec,
+                gpointer      user_data)
+{
+  Owner *owner = user_data;
+
+  if (qlean_machine_get_state (machine) == QLEAN_MACHINE_STATE_CRASHED && !owner->stopping)
+    {
+      g_printerr ("qlean: machine %s crashed\n", qlean_machine_get_name (machine));
+      write_state (owner->dir, machine, "crashed", NULL);
+      owner->status = EXIT_FAILED;
+      g_main_loop_quit (owner->loop);
+    }
+}
+
+static void
+report_ready (const char *message)
+{
+  if (opt_ready_fd < 0)
+    return;
+
+  if (write (opt_ready_fd, message, strlen (message)) < 0)
+    g_printerr ("qlean: cannot report to the starting process: %s\n", g_strerror (errno));
+  close (opt_ready_fd);
+  opt_ready_fd = -1;
+}
+
+/* The owner: this process holds the machine until told to stop. */
+static int
+run_owner (const char *name,
+           const char *dir)
+{
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GMainLoop) loop = NULL;
+  g_autofree char *socket_path = g_build_filename (dir, SOCKET_FILE, NULL);
+  Owner owner = { 0 };
+  guint signal_ids[3];
+
+  machine = machine_from_options (name, &error);
+  if (machine == NULL || !qlean_machine_spawn (machine, NULL, &error) ||
+      !qlean_machine_share (machine, socket_path, &error) ||
+      !write_state (dir, machine, "running", &error))
+    {
+      g_autofree char *message = g_strdup_printf ("%s\n", error->message);
+
+      report_ready (message);
+      g_printerr ("qlean: %s", message);
+      if (machine != NULL)
+        qlean_machine_kill (machine, NULL, NULL);
+      remove_machine_dir (dir);
+      return EXIT_FAILED;
+    }
+
+  loop = g_main_loop_new (NULL, FALSE);
+  owner.loop = loop;
+  owner.machine = machine;
+  owner.dir = (char *) dir;
+  g_signal_connect (machine, "notify::state", G_CALLBACK (owner_state_cb), &owner);
+  signal_ids[0] = g_unix_signal_add (SIGTERM, owner_signal_cb, &owner);
+  signal_ids[1] = g_unix_signal_add (SIGINT, owner_signal_cb, &owner);
+  signal_ids[2] = g_unix_signal_add (SIGHUP, owner_signal_cb, &owner);
+
+  report_ready ("ok\n");
+  g_main_loop_run (loop);
+
+  for (guint i = 0; i < G_N_ELEMENTS (signal_ids); i++)
+    g_source_remove (signal_ids[i]);
+  g_signal_handlers_disconnect_by_data (machine, &owner);
+
+  /* A crashed machine's entry stays for `qlean ls` to show; a stopped
+   * one goes. */
+  if (owner.status == 0 || owner.stopping)
+    remove_machine_dir (dir);
+
+  return owner.status;
+}
+
+/* Starts the owner in its own session, with its output in the machine's
+ * directory, and waits for its word that the machine runs. */
+static int
+start_owner (int          argc,
+             char       **argv,
+             const char  *name,
+             const char  *dir)
+{
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GSubprocess) owner = NULL;
+  g_autoptr(GPtrArray) args = g_ptr_array_new ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *log = g_build_filename (dir, LOG_FILE, NULL);
+  g_autofree char *self_path = g_file_read_link ("/proc/self/exe", NULL);
+  GString *answer = g_string_new (NULL);
+  int fds[2];
+  char buf[512];
+  ssize_t n;
+
+  if (!g_unix_open_pipe (fds, FD_CLOEXEC, &error))
+    {
+      print_error ("start", error);
+      return EXIT_FAILED;
+    }
+
+  g_ptr_array_add (args, self_path);
+  g_ptr_array_add (args, (char *) "start");
+  g_ptr_array_add (args, (char *) "--foreground");
+  g_ptr_array_add (args, (char *) "--ready-fd=3");
+  for (int i = 1; i < argc; i++)
+    g_ptr_array_add (args, argv[i]);
+  g_ptr_array_add (args, NULL);
+
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_INHERIT);
+  g_subprocess_launcher_set_stdout_file_path (launcher, log);
+  g_subprocess_launcher_set_stderr_file_path (launcher, log);
+  g_subprocess_launcher_take_fd (launcher, fds[1], 3);
+  g_subprocess_launcher_set_child_setup (launcher, (GSpawnChildSetupFunc) (void (*) (void)) setsid,
+                                         NULL, NULL);
+  owner = g_subprocess_launcher_spawnv (launcher, (const char * const *) args->pdata, &error);
+  if (owner == NULL)
+    {
+      close (fds[0]);
+      print_error ("start", error);
+      remove_machine_dir (dir);
+      return EXIT_FAILED;
+    }
+
+  /* The launcher holds the pipe's write end until freed: without this the
+   * read below would never see end-of-file. */
+  g_clear_object (&launcher);
+
+  while ((n = read (fds[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0)
+      g_string_append_len (answer, buf, n);
+  close (fds[0]);
+
+  if (!g_str_equal (answer->str, "ok\n"))
+    {
+      g_printerr ("qlean start: %s%s", answer->len ? answer->str : _("the owner process died\n"),
+                  answer->len && answer->str[answer->len - 1] != '\n' ? "\n" : "");
+      g_string_free (answer, TRUE);
+      return EXIT_FAILED;
+    }
+
+  g_string_free (answer, TRUE);
+  if (!cli_is_quiet ())
+    g_print (_("%s is running; use “qlean exec %s -- COMMAND”, stop it with “qlean stop %s”\n"),
+             name, name, name);
+  return 0;
+}
+
+int
+cmd_start (int    argc,
+           char **argv)
+{
+  static GOptionEntry extra[] = {
+    { "foreground", 0, 0, G_OPTION_ARG_NONE, &opt_foreground,
+      N_("Stay in the foreground and own the machine until SIGTERM"), NULL },
+    { "ready-fd", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &opt_ready_fd, NULL, NULL },
+    { NULL }
+  };
+  g_autoptr(GPtrArray) entries = g_ptr_array_new ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = NULL;
+  g_autoptr(MachineState) old = NULL;
+  GOptionEntry terminator = { NULL };
+  int original_argc = argc;
+  char **original_argv = g_strdupv (argv);
+  int status;
+
+  for (guint i = 0; machine_entries[i].long_name != NULL; i++)
+    g_ptr_array_add (entries, &machine_entries[i]);
+  for (guint i = 0; extra[i].long_name != NULL; i++)
+    g_ptr_array_add (entries, &extra[i]);
+
+  {
+    GOptionEntry all[16];
+    guint n = 0;
+
+    for (; n < entries->len && n < G_N_ELEMENTS (all) - 1; n++)
+      all[n] = *(GOptionEntry *) g_ptr_array_index (entries, n);
+    all[n] = terminator;
+
+    if (!parse_options ("start", _("NAME"),
+                        _("Boot a machine that stays up after this command returns. It returns once\n"
+                          "the guest agent answers; “qlean exec NAME -- CMD” runs commands in it and\n"
+                          "“qlean stop NAME” shuts it down."),
+                        all, &argc, &argv, &status))
+      {
+        g_strfreev (original_argv);
+        return status;
+      }
+  }
+
+  if (argc != 2)
+    {
+      g_printerr (_("qlean start: give exactly one machine name\nTry “qlean start --help”.\n"));
+      g_strfreev (original_argv);
+      return EXIT_USAGE;
+    }
+
+  dir = machine_dir (argv[1], &error);
+  if (dir == NULL)
+    {
+      print_error ("start", error);
+      g_strfreev (original_argv);
+      return EXIT_USAGE;
+    }
+
+  if (opt_foreground)
+    {
+      /* The starting process made the directory; a user running
+       * --foreground by hand may not have. */
+      g_mkdir (dir, 0700);
+      status = run_owner (argv[1], dir);
+      g_strfreev (original_argv);
+      return status;
+    }
+
+  if (g_mkdir (dir, 0700) != 0)
+    {
+      old = read_state (dir);
+      if (old != NULL && g_str_equal (old->state, "running"))
+        {
+          g_printerr (_("qlean start: a machine named %s is already running (owner pid %" G_GINT64_FORMAT ")\n"),
+                      argv[1], old->owner);
+          g_strfreev (original_argv);
+          return EXIT_FAILED;
+        }
+      /* What a dead owner left behind is ours to reuse. */
+      remove_machine_dir (dir);
+      if (g_mkdir (dir, 0700) != 0)
+        {
+          g_printerr (_("qlean start: cannot create %s: %s\n"), dir, g_strerror (errno));
+          g_strfreev (original_argv);
+          return EXIT_FAILED;
+        }
+    }
+
+  status = start_owner (original_argc, original_argv, argv[1], dir);
+  g_strfreev (original_argv);
+  return status;
+}
+
+/* qlean exec */
+
+static char **opt_env;
+static char *opt_cwd;
+static char *opt_user;
+static gboolean opt_interactive;
+static double opt_timeout;
+
+static QleanMachine *
+attach_by_name (const char  *command,
+                const char  *name,
+                GError     **error)
+{
+  g_autofree char *dir = machine_dir (name, error);
+  g_autofree char *socket_path = NULL;
+  g_autoptr(MachineState) state = NULL;
+
+  if (dir == NULL)
+    return NULL;
+
+  state = read_state (dir);
+  if (state == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                   _("No machine named %s; start one with “qlean start %s”"), name, name);
+      return NULL;
+    }
+  if (!g_str_equal (state->state, "running"))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                   _("Machine %s is %s; “qlean stop %s” clears it"), name, state->state, name);
+      return NULL;
+    }
+
+  socket_path = g_build_filename (dir, SOCKET_FILE, NULL);
+  return qlean_machine_attach (name, socket_path, NULL, error);
+}
+
+typedef struct
+{
+  GMainLoop         *loop;
+  QleanGuestProcess *process;
+  guint              pending;
+  GError            *error;
+} ExecState;
+
+static void
+exec_step_done (ExecState *state)
+{
+  if (--state->pending == 0)
+    g_main_loop_quit (state->loop);
+}
+
+static void
+exec_splice_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  ExecState *state = user_data;
+
+  g_output_stream_splice_finish (G_OUTPUT_STREAM (source), result, NULL);
+  exec_step_done (state);
+}
+
+static void
+exec_wait_cb (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  ExecState *state = user_data;
+
+  qlean_guest_process_wait_finish (QLEAN_GUEST_PROCESS (source), result, &state->error);
+  exec_step_done (state);
+}
+
+static gboolean
+exec_forward_signal_cb (gpointer user_data)
+{
+  ExecState *state = user_data;
+
+  /* ^C in the terminal reaches the guest command, as it would locally. */
+  qlean_guest_process_send_signal (state->process, SIGINT);
+  return G_SOURCE_CONTINUE;
+}
+
+int
+cmd_exec (int    argc,
+          char **argv)
+{
+  static GOptionEntry entries[] = {
+    { "interactive", 'i', 0, G_OPTION_ARG_NONE, &opt_interactive, N_("Forward standard input to the command"), NULL },
+    { "env", 'e', 0, G_OPTION_ARG_STRING_ARRAY, &opt_env, N_("Set an environment variable (repeatable)"), N_("NAME=VALUE") },
+    { "workdir", 'w', 0, G_OPTION_ARG_FILENAME, &opt_cwd, N_("Working directory in the guest"), N_("DIR") },
+    { "user", 'u', 0, G_OPTION_ARG_STRING, &opt_user, N_("Run as this user (name or uid)"), N_("USER") },
+    { "timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_timeout, N_("Kill the command after this many seconds"), N_("S") },
+    { NULL }
+  };
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanGuestProcess) process = NULL;
+  g_autoptr(GMainLoop) loop = NULL;
+  g_autoptr(GOutputStream) out = NULL;
+  g_autoptr(GOutputStream) err = NULL;
+  g_autoptr(GInputStream) in = NULL;
+  g_autoptr(GError) error = NULL;
+  QleanGuestProcessFlags flags = QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE | QLEAN_GUEST_PROCESS_FLAGS_STDERR_PIPE;
+  ExecState state = { 0 };
+  guint sigint;
+  int status;
+
+  if (!parse_options ("exec", _("NAME [--] COMMAND [ARG...]"),
+                      _("Run COMMAND in a machine started with “qlean start”, with its output\n"
+                        "live on this terminal, and exit with its exit status (128+N for signal N,\n"
+                        "125 when the machine cannot be reached)."),
+                      entries, &argc, &argv, &status))
+    return status;
+
+  if (argc > 2 && g_str_equal (argv[2], "--"))
+    {
+      memmove (&argv[2], &argv[3], (argc - 2) * sizeof (char *));
+      argc--;
+    }
+  if (argc < 3)
+    {
+      g_printerr (_("qlean exec: give a machine name and a command\nTry “qlean exec --help”.\n"));
+      return EXIT_USAGE;
+    }
+
+  machine = attach_by_name ("exec", argv[1], &error);
+  if (machine == NULL)
+    {
+      print_error ("exec", error);
+      return EXIT_MACHINE;
+    }
+
+  if (opt_interactive)
+    flags |= QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE;
+  launcher = qlean_guest_launcher_new (flags);
+  for (guint i = 0; opt_env != NULL && opt_env[i] != NULL; i++)
+    {
+      g_auto(GStrv) pair = g_strsplit (opt_env[i], "=", 2);
+
+      if (pair[0] == NULL || pair[1] == NULL || *pair[0] == '\0')
+        {
+          g_printerr (_("qlean exec: --env takes NAME=VALUE, not “%s”\n"), opt_env[i]);
+          return EXIT_USAGE;
+        }
+      qlean_guest_launcher_setenv (launcher, pair[0], pair[1], TRUE);
+    }
+  if (opt_cwd != NULL)
+    qlean_guest_launcher_set_cwd (launcher, opt_cwd);
+  if (opt_user != NULL)
+    qlean_guest_launcher_set_user (launcher, opt_user);
+  if (opt_timeout > 0)
+    qlean_guest_launcher_set_timeout (launcher, (guint) (opt_timeout * 1000));
+
+  process = qlean_guest_launcher_spawnv (launcher, machine, (const char * const *) &argv[2], &error);
+  if (process == NULL)
+    {
+      print_error ("exec", error);
+      return g_error_matches (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_COMMAND_NOT_FOUND)
+             ? 127 : EXIT_MACHINE;
+    }
+
+  loop = g_main_loop_new (NULL, FALSE);
+  state.loop = loop;
+  state.process = process;
+  out = g_unix_output_stream_new (STDOUT_FILENO, FALSE);
+  err = g_unix_output_stream_new (STDERR_FILENO, FALSE);
+
+  state.pending = 3;
+  g_output_stream_splice_async (out, qlean_guest_process_get_stdout_pipe (process),
+                                G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE, G_PRIORITY_DEFAULT, NULL,
+                                exec_splice_cb, &state);
+  g_output_stream_splice_async (err, qlean_guest_process_get_stderr_pipe (process),
+                                G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE, G_PRIORITY_DEFAULT, NULL,
+                                exec_splice_cb, &state);
+  if (opt_interactive)
+    {
+      /* Not counted: the command may end before its input does. */
+      in = g_unix_input_stream_new (STDIN_FILENO, FALSE);
+      g_output_stream_splice_async (qlean_guest_process_get_stdin_pipe (process), in,
+                                    G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET, G_PRIORITY_DEFAULT, NULL,
+                                    NULL, NULL);
+    }
+  qlean_guest_process_wait_async (process, NULL, exec_wait_cb, &state);
+
+  sigint = g_unix_signal_add (SIGINT, exec_forward_signal_cb, &state);
+  g_main_loop_run (loop);
+  g_source_remove (sigint);
+
+  if (state.error != NULL)
+    {
+      print_error ("exec", state.error);
+      status = g_error_matches (state.error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) ? 124 : EXIT_MACHINE;
+      g_clear_error (&state.error);
+      return status;
+    }
+
+  if (qlean_guest_process_get_if_signaled (process))
+    return 128 + qlean_guest_process_get_term_sig (process);
+
+  return qlean_guest_process_get_exit_status (process);
+}
+
+/* qlean stop */
+
+int
+cmd_stop (int    argc,
+          char **argv)
+{
+  g_autoptr(GError) error = NULL;
+  int status;
+  int result = 0;
+
+  if (!parse_options ("stop", _("NAME..."),
+                      _("Shut down machines started with “qlean start”, and forget machines whose\n"
+                        "owner died or that crashed."),
+                      NULL, &argc, &argv, &status))
+    return status;
+
+  if (argc < 2)
+    {
+      g_printerr (_("qlean stop: give a machine name\nTry “qlean stop --help”.\n"));
+      return EXIT_USAGE;
+    }
+
+  for (int i = 1; i < argc; i++)
+    {
+      g_autofree char *dir = machine_dir (argv[i], &error);
+      g_autoptr(MachineState) state = NULL;
+      gint64 deadline;
+
+      if (dir == NULL)
+        {
+          print_error ("stop", error);
+          g_clear_error (&error);
+          result = EXIT_USAGE;
+          continue;
+        }
+
+      state = read_state (dir);
+      if (state == NULL)
+        {
+          g_printerr (_("qlean stop: no machine named %s\n"), argv[i]);
+          result = EXIT_FAILED;
+          continue;
+        }
+
+      if (process_alive (state->owner))
+        {
+          kill ((pid_t) state->owner, SIGTERM);
+          /* The owner shuts the guest down (bounded, with escalation). */
+          deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+          while (process_alive (state->owner) && g_get_monotonic_time () < deadline)
+            g_usleep (20 * 1000);
+          if (process_alive (state->owner))
+            {
+              g_printerr (_("qlean stop: the owner of %s (pid %" G_GINT64_FORMAT ") did not exit; killing it\n"),
+                          argv[i], state->owner);
+              kill ((pid_t) state->owner, SIGKILL);
+            }
+        }
+
+      /* QEMU dies with its owner (PR_SET_PDEATHSIG); make sure. */
+      if (process_alive (state->qemu))
+        {
+          g_autofree char *comm_path = g_strdup_printf ("/proc/%" G_GINT64_FORMAT "/comm", state->qemu);
+          g_autofree char *comm = NULL;
+
+          if (g_file_get_contents (comm_path, &comm, NULL, NULL) && g_str_has_prefix (comm, "qemu"))
+            kill ((pid_t) state->qemu, SIGKILL);
+        }
+
+      remove_machine_dir (dir);
+      if (!cli_is_quiet ())
+        g_print (_("%s stopped\n"), argv[i]);
+    }
+
+  return result;
+}
+
+/* qlean ls */
+
+static char *
+format_uptime (gint64 seconds)
+{
+  if (seconds < 60)
+    return g_strdup_printf ("%" G_GINT64_FORMAT "s", seconds);
+  if (seconds < 3600)
+    return g_strdup_printf ("%" G_GINT64_FORMAT "m", seconds / 60);
+  if (seconds < 86400)
+    return g_strdup_printf ("%" G_GINT64_FORMAT "h%02" G_GINT64_FORMAT "m", seconds / 3600, (seconds / 60) % 60);
+  return g_strdup_printf ("%" G_GINT64_FORMAT "d", seconds / 86400);
+}
+
+static int
+compare_states (gconstpointer a,
+                gconstpointer b)
+{
+  const MachineState *x = *(const MachineState * const *) a;
+  const MachineState *y = *(const MachineState * const *) b;
+
+  return g_strcmp0 (x->name, y->name);
+}
+
+int
+cmd_ls (int    argc,
+        char **argv)
+{
+  static gboolean json;
+  static GOptionEntry entries[] = {
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, N_("Print the list as JSON"), NULL },
+    { NULL }
+  };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) states = g_ptr_array_new_with_free_func ((GDestroyNotify) machine_state_free);
+  g_autofree char *dir = NULL;
+  g_autoptr(GDir) listing = NULL;
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  const char *entry;
+  int status;
+
+  if (!parse_options ("ls", "", _("List machines started with “qlean start”: name, state (running,\n"
+                                  "crashed, or owner-died when its owner process is gone), owner pid,\n"
+                                  "image and uptime."),
+                      entries, &argc, &argv, &status))
+    return status;
+
+  dir = machines_dir (&error);
+  if (dir == NULL)
+    {
+      print_error ("ls", error);
+      return EXIT_FAILED;
+    }
+
+  listing = g_dir_open (dir, 0, NULL);
+  while (listing != NULL && (entry = g_dir_read_name (listing)) != NULL)
+    {
+      g_autofree char *path = g_build_filename (dir, entry, NULL);
+      MachineState *state = read_state (path);
+
+      if (state != NULL)
+        g_ptr_array_add (states, state);
+    }
+  g_ptr_array_sort (states, compare_states);
+
+  if (json)
+    {
+      g_autoptr(JsonBuilder) builder = json_builder_new ();
+      g_autoptr(JsonNode) root = NULL;
+
+      json_builder_begin_array (builder);
+      for (guint i = 0; i < states->len; i++)
+        {
+          MachineState *state = g_ptr_array_index (states, i);
+
+          json_builder_begin_object (builder);
+          json_builder_set_member_name (builder, "name");
+          json_builder_add_string_value (builder, state->name);
+          json_builder_set_member_name (builder, "state");
+          json_builder_add_string_value (builder, state->state);
+          json_builder_set_member_name (builder, "pid");
+          json_builder_add_int_value (builder, state->owner);
+          json_builder_set_member_name (builder, "qemu-pid");
+          json_builder_add_int_value (builder, state->qemu);
+          json_builder_set_member_name (builder, "image");
+          json_builder_add_string_value (builder, state->image);
+          json_builder_set_member_name (builder, "uptime");
+          json_builder_add_int_value (builder, state->started ? now - state->started : 0);
+          json_builder_end_object (builder);
+        }
+      json_builder_end_array (builder);
+      root = json_builder_get_root (builder);
+      print_json (root);
+      return 0;
+    }
+
+  g_print ("%-20s %-11s %8s %-12s %s\n", _("NAME"), _("STATE"), _("PID"), _("IMAGE"), _("UPTIME"));
+  for (guint i = 0; i < states->len; i++)
+    {
+      MachineState *state = g_ptr_array_index (states, i);
+      g_autofree char *uptime = format_uptime (state->started ? now - state->started : 0);
+
+      g_print ("%-20s %-11s %8" G_GINT64_FORMAT " %-12s %s\n", state->name, state->state,
+               state->owner, state->image, uptime);
+    }
+
+  return 0;
+}
+
+/* qlean cp */
+
+/* NAME:/path is a path in a started machine; anything else is local. A
+ * local path with a colon can be written ./a:b. */
+static gboolean
+split_remote (const char  *arg,
+              char       **name,
+              char       **path)
+{
+  const char *colon = strchr (arg, ':');
+
+  if (colon == NULL || colon == arg || strchr (arg, '/') < colon)
+    return FALSE;
+
+  *name = g_strndup (arg, colon - arg);
+  *path = g_strdup (colon + 1);
+  return TRUE;
+}
+
+int
+cmd_cp (int    argc,
+        char **argv)
+{
+  static gboolean recursive;
+  static GOptionEntry entries[] = {
+    { "recursive", 'r', 0, G_OPTION_ARG_NONE, &recursive, N_("Copy directories and their contents"), NULL },
+    { NULL }
+  };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autofree char *src_name = NULL, *src_path = NULL;
+  g_autofree char *dst_name = NULL, *dst_path = NULL;
+  gboolean src_remote, dst_remote, is_dir;
+  int status;
+
+  if (!parse_options ("cp", _("SRC DST"),
+                      _("Copy files and directories between this host and machines started with\n"
+                        "“qlean start”. Either SRC or DST is NAME:/path in a machine. Modes,\n"
+                        "times and symbolic links are kept; onto an existing directory, SRC lands\n"
+                        "inside it, as with cp and scp."),
+                      entries, &argc, &argv, &status))
+    return status;
+
+  if (argc != 3)
+    {
+      g_printerr (_("qlean cp: give a source and a destination\nTry “qlean cp --help”.\n"));
+      return EXIT_USAGE;
+    }
+
+  src_remote = split_remote (argv[1], &src_name, &src_path);
+  dst_remote = split_remote (argv[2], &dst_name, &dst_path);
+  if (src_remote == dst_remote)
+    {
+      g_printerr (_("qlean cp: exactly one of SRC and DST must be NAME:/path in a machine\n"));
+      return EXIT_USAGE;
+    }
+
+  machine = attach_by_name ("cp", src_remote ? src_name : dst_name, &error);
+  if (machine == NULL)
+    {
+      print_error ("cp", error);
+      return EXIT_FAILED;
+    }
+
+  if (src_remote)
+    {
+      g_autoptr(GFileInfo) info = qlean_machine_metadata (machine, src_path, NULL, &error);
+      g_autoptr(GFile) dst = g_file_new_for_commandline_arg (argv[2]);
+
+      if (info == NULL)
+        goto failed;
+      is_dir = g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY;
+      if (is_dir && !recursive)
+        {
+          g_printerr (_("qlean cp: %s is a directory; use -r to copy it\n"), argv[1]);
+          return EXIT_FAILED;
+        }
+      if (!qlean_machine_download (machine, src_path, dst, NULL, &error))
+        goto failed;
+    }
+  else
+    {
+      g_autoptr(GFile) src = g_file_new_for_commandline_arg (argv[1]);
+
+      is_dir = g_file_test (argv[1], G_FILE_TEST_IS_DIR);
+      if (is_dir && !recursive)
+        {
+          g_printerr (_("qlean cp: %s is a directory; use -r to copy it\n"), argv[1]);
+          return EXIT_FAILED;
+        }
+      if (!qlean_machine_upload (machine, src, dst_path, NULL, &error))
+        goto failed;
+    }
+
+  return 0;
+
+failed:
+  print_error ("cp", error);
+  return EXIT_FAILED;
+}

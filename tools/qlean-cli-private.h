@@ -1,0 +1,63 @@
+/* qlean-cli-private.h: what the qlean command's files share
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#pragma once
+
+#include <stdio.h>
+#include <json-glib/json-glib.h>
+#include <qlean/qlean.h>
+
+G_BEGIN_DECLS
+
+/* Exit codes, documented in qlean(1) and --help:
+ *   0     success (for run/exec: the command's own status is passed through)
+ *   1     an operation failed (the message says which and why)
+ *   2     bad usage
+ *   125   run/exec: the machine could not be started or reached
+ *   128+N run/exec: the command was killed by signal N */
+#define EXIT_FAILED 1
+#define EXIT_USAGE 2
+#define EXIT_MACHINE 125
+
+typedef struct
+{
+  const char *name;
+  const char *summary;
+  int (*run) (int argc, char **argv);
+} Command;
+
+/* Options that describe a machine: --image, --cores, --memory, --qemu, --accel. */
+extern GOptionEntry machine_entries[];
+
+gboolean      parse_options        (const char    *command,
+                                    const char    *parameter_string,
+                                    const char    *summary,
+                                    GOptionEntry  *entries,
+                                    int           *argc,
+                                    char        ***argv,
+                                    int           *status);
+void          print_error          (const char    *command,
+                                    GError        *error);
+void          print_json           (JsonNode      *node);
+/* --quiet (and not --verbose): print no progress or status chatter,
+ * only errors and what the command is asked to produce. */
+gboolean      cli_is_quiet         (void);
+QleanMachine *machine_from_options (const char    *name,
+                                    GError       **error);
+
+/* tools/qlean-cli-machines.c: machines that outlive one command. */
+int cmd_start (int argc, char **argv);
+int cmd_exec  (int argc, char **argv);
+int cmd_stop  (int argc, char **argv);
+int cmd_ls    (int argc, char **argv);
+int cmd_cp    (int argc, char **argv);
+
+/* tools/qlean-cli-image.c: qlean image ls|pull|verify. */
+int cmd_image (int argc, char **argv);
+
+/* tools/qlean-cli-gc.c: qlean gc. */
+int cmd_gc (int argc, char **argv);
+
+G_END_DECLS
