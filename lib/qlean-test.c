@@ -1,0 +1,610 @@
+/* qlean-test.c: helpers for g_test suites that use machines
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <glib/gstdio.h>
+#include <glib/gi18n-lib.h>
+
+#include "qlean-test.h"
+#include "qlean-util-private.h"
+
+/* The g_test helpers (documented for users in docs/testing.md).
+ *
+ * A failure is seen in three places, since GLib offers no hook for it:
+ * - a failed g_assert*() prints "**\n...ERROR:..." with g_printerr()
+ *   just before it aborts (or _exit()s, in a test subprocess): the
+ *   printerr hook;
+ * - a test of qlean_test_add_func() (or of the fixture functions) that
+ *   failed without an assertion (g_test_fail()): g_test_failed() at
+ *   teardown;
+ * - a plain g_test_add_func() test that called g_test_fail(): under
+ *   --tap, GLib prints "Bail out!" with g_print() before it aborts the
+ *   run: the print hook.
+ * Each keeps the logs of the test's machines, then kills them, since
+ * the process is about to end (or, with --keep-going, the next test
+ * gets a fresh machine), so that no QEMU and no run directory is left.
+ */
+
+#define ARTIFACTS_ENV "QLEAN_TEST_ARTIFACTS"
+#define ARTIFACTS_DEFAULT "qlean-artifacts"
+
+G_LOCK_DEFINE_STATIC (state);
+
+/* Everything below is under the state lock. */
+static QleanMachine *shared_machine;
+static GError *shared_error;          /* why the shared machine did not boot */
+static int available = -1;            /* -1: not checked yet */
+static char *unavailable_reason;
+static char *current_path;            /* the test the state was reset for */
+static GPtrArray *watched;            /* GWeakRef *, of the current test */
+static char *saved_path;              /* the test whose artifacts were printed */
+static GPrintFunc previous_printerr;
+static GPrintFunc previous_print;
+static gboolean in_hook;
+
+static void
+weak_ref_free (gpointer data)
+{
+  g_weak_ref_clear (data);
+  g_free (data);
+}
+
+static const char *
+test_path (void)
+{
+  const char *path = g_test_get_path ();
+
+  return path != NULL && path[0] != '\0' ? path : NULL;
+}
+
+/* The machines whose logs a failure of the current test keeps. */
+static GPtrArray *
+collect_machines_locked (void)
+{
+  GPtrArray *machines = g_ptr_array_new_with_free_func (g_object_unref);
+
+  if (shared_machine != NULL)
+    g_ptr_array_add (machines, g_object_ref (shared_machine));
+  for (guint i = 0; watched != NULL && i < watched->len; i++)
+    {
+      QleanMachine *machine = g_weak_ref_get (g_ptr_array_index (watched, i));
+
+      if (machine != NULL && !g_ptr_array_find (machines, machine, NULL))
+        g_ptr_array_add (machines, machine);
+      else
+        g_clear_object (&machine);
+    }
+
+  return machines;
+}
+
+/* A path that cannot leave the artifacts root: test paths are
+ * "/suite/case", but they are the test author's text. */
+static char *
+sanitize_test_path (const char *path)
+{
+  g_auto(GStrv) parts = g_strsplit (path, "/", -1);
+  g_autoptr(GPtrArray) kept = g_ptr_array_new ();
+
+  for (guint i = 0; parts[i] != NULL; i++)
+    {
+      char *part = parts[i];
+
+      if (part[0] == '\0' || g_str_equal (part, ".") || g_str_equal (part, ".."))
+        continue;
+      for (char *c = part; *c != '\0'; c++)
+        if (!g_ascii_isalnum (*c) && *c != '-' && *c != '_' && *c != '.')
+          *c = '_';
+      g_ptr_array_add (kept, part);
+    }
+  g_ptr_array_add (kept, NULL);
+
+  return g_build_filenamev ((char **) kept->pdata);
+}
+
+/**
+ * qlean_test_get_artifacts_dir:
+ *
+ * Where a failure of the running test keeps its machines' logs:
+ * `$QLEAN_TEST_ARTIFACTS/<test path>`, by default
+ * `$G_TEST_BUILDDIR/qlean-artifacts/<test path>`. Outside a test, the
+ * root of the artifacts.
+ *
+ * Returns: (transfer full) (type filename): the directory, which may not
+ *   exist yet
+ */
+char *
+qlean_test_get_artifacts_dir (void)
+{
+  const char *root_env = g_getenv (ARTIFACTS_ENV);
+  g_autofree char *root = NULL;
+  g_autofree char *relative = NULL;
+  const char *path = test_path ();
+
+  if (root_env != NULL && root_env[0] != '\0')
+    root = g_strdup (root_env);
+  else if (g_test_initialized ())
+    root = g_test_build_filename (G_TEST_BUILT, ARTIFACTS_DEFAULT, NULL);
+  else   /* not a g_test program: g_test_build_filename() would abort */
+    root = g_build_filename (g_getenv ("G_TEST_BUILDDIR") ? g_getenv ("G_TEST_BUILDDIR") : ".",
+                             ARTIFACTS_DEFAULT, NULL);
+
+  if (path == NULL)
+    return g_steal_pointer (&root);
+
+  relative = sanitize_test_path (path);
+  return g_build_filename (root, relative, NULL);
+}
+
+static char *save_artifacts_of (GPtrArray  *machines,
+                                const char *reason);
+
+/**
+ * qlean_test_save_artifacts:
+ * @reason: (nullable): why, written to `failure.txt` beside the logs
+ *
+ * Copies the logs of the machines the running test used (the shared
+ * machine and those given to [func@test_watch_machine]) into
+ * [func@test_get_artifacts_dir], one directory per machine name, and
+ * prints that directory on standard error. The helpers call this when a
+ * test fails; call it to keep the logs of a test that did not.
+ *
+ * Returns: (transfer full) (nullable) (type filename): the directory, or
+ *   %NULL when no machine was used or nothing could be saved
+ */
+char *
+qlean_test_save_artifacts (const char *reason)
+{
+  g_autoptr(GPtrArray) machines = NULL;
+
+  G_LOCK (state);
+  machines = collect_machines_locked ();
+  G_UNLOCK (state);
+
+  return save_artifacts_of (machines, reason);
+}
+
+static char *
+save_artifacts_of (GPtrArray  *machines,
+                   const char *reason)
+{
+  g_autofree char *dir = qlean_test_get_artifacts_dir ();
+  gboolean print;
+  guint saved = 0;
+
+  G_LOCK (state);
+  print = g_strcmp0 (saved_path, test_path ()) != 0;
+  G_UNLOCK (state);
+
+  for (guint i = 0; i < machines->len; i++)
+    {
+      QleanMachine *machine = g_ptr_array_index (machines, i);
+      g_autofree char *machine_dir = g_build_filename (dir, qlean_machine_get_name (machine), NULL);
+      g_autoptr(GError) error = NULL;
+
+      if (qlean_machine_save_logs (machine, machine_dir, &error))
+        saved++;
+      else if (!g_error_matches (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE))
+        fprintf (stderr, "# qlean: could not keep the logs of %s: %s\n",
+                 qlean_machine_get_name (machine), error->message);
+    }
+
+  if (saved == 0)
+    return NULL;
+
+  if (reason != NULL)
+    {
+      g_autofree char *file = g_build_filename (dir, "failure.txt", NULL);
+      g_autofree char *text = g_strdup_printf ("%s\n%s\n", test_path () ? test_path () : "", reason);
+
+      g_file_set_contents (file, text, -1, NULL);
+    }
+
+  if (print)
+    {
+      /* Straight to stderr: this may run inside our own printerr hook. */
+      fprintf (stderr, "# qlean: console logs and QMP/QGA transcripts of %s are in %s\n",
+               test_path () ? test_path () : "this test", dir);
+      fflush (stderr);
+      G_LOCK (state);
+      g_free (saved_path);
+      saved_path = g_strdup (test_path ());
+      G_UNLOCK (state);
+    }
+
+  return g_steal_pointer (&dir);
+}
+
+/* Ends the machines of a test that is about to die: the process exits
+ * right after a fatal assertion, and no run directory may be left. */
+static void
+end_machines (void)
+{
+  g_autoptr(GPtrArray) machines = NULL;
+
+  G_LOCK (state);
+  machines = collect_machines_locked ();
+  g_clear_object (&shared_machine);
+  g_clear_pointer (&watched, g_ptr_array_unref);
+  G_UNLOCK (state);
+
+  for (guint i = 0; i < machines->len; i++)
+    qlean_machine_kill (g_ptr_array_index (machines, i), NULL, NULL);
+}
+
+/* g_assertion_message() prints "**\n<domain>:ERROR:<file>:<line>:..."
+ * with g_printerr() before it aborts or, in a test subprocess, exits:
+ * the last moment a failed g_assert() lets us keep the logs. */
+static void
+printerr_hook (const char *string)
+{
+  gboolean assertion;
+
+  if (previous_printerr != NULL)
+    previous_printerr (string);
+  else
+    {
+      fputs (string, stderr);
+      fflush (stderr);
+    }
+
+  assertion = g_str_has_prefix (string, "**\n") && strstr (string, "ERROR:") != NULL;
+  if (!assertion || test_path () == NULL)
+    return;
+
+  G_LOCK (state);
+  if (in_hook)
+    {
+      G_UNLOCK (state);
+      return;
+    }
+  in_hook = TRUE;
+  G_UNLOCK (state);
+
+  {
+    g_autofree char *reason = g_strstrip (g_strdup (string + 3));
+
+    g_free (qlean_test_save_artifacts (reason));
+  }
+  end_machines ();
+
+  G_LOCK (state);
+  in_hook = FALSE;
+  G_UNLOCK (state);
+}
+
+/* With --tap, GLib prints "Bail out!" with g_print() before it aborts a
+ * failed test run: the end of a test added with g_test_add_func() that
+ * failed without an assertion (g_test_fail()), which has no teardown. */
+static void
+print_hook (const char *string)
+{
+  if (previous_print != NULL)
+    previous_print (string);
+  else
+    {
+      fputs (string, stdout);
+      fflush (stdout);
+    }
+
+  if (!g_str_has_prefix (string, "Bail out!") || test_path () == NULL)
+    return;
+
+  G_LOCK (state);
+  if (in_hook)
+    {
+      G_UNLOCK (state);
+      return;
+    }
+  in_hook = TRUE;
+  G_UNLOCK (state);
+
+  g_free (qlean_test_save_artifacts (_("The test failed")));
+  end_machines ();
+
+  G_LOCK (state);
+  in_hook = FALSE;
+  G_UNLOCK (state);
+}
+
+static void
+cleanup_at_exit (void)
+{
+  g_autoptr(QleanMachine) machine = NULL;
+
+  G_LOCK (state);
+  machine = g_steal_pointer (&shared_machine);
+  g_clear_pointer (&watched, g_ptr_array_unref);
+  G_UNLOCK (state);
+
+  /* Dropping it kills QEMU and removes the run directory. */
+  if (machine != NULL)
+    qlean_machine_kill (machine, NULL, NULL);
+}
+
+static void
+install_hooks (void)
+{
+  static gsize installed = 0;
+
+  if (g_once_init_enter (&installed))
+    {
+      previous_printerr = g_set_printerr_handler (printerr_hook);
+      previous_print = g_set_print_handler (print_hook);
+      atexit (cleanup_at_exit);
+      g_once_init_leave (&installed, 1);
+    }
+}
+
+/**
+ * qlean_test_skip_unless_available:
+ *
+ * Checks, once per process, that this host can run machines (QEMU, a
+ * kernel, busybox and the guest agent for the minimal image; see
+ * qlean_check_requirements()). When it cannot, the running test is
+ * skipped with g_test_skip() and a message that says what is missing
+ * and which package provides it.
+ *
+ * Returns: %TRUE when machines can run; %FALSE when the test was skipped
+ *   and should return
+ */
+gboolean
+qlean_test_skip_unless_available (void)
+{
+  gboolean ok;
+
+  G_LOCK (state);
+  if (available < 0)
+    {
+      g_autoptr(GPtrArray) report = qlean_check_requirements (NULL);
+      g_autoptr(GString) reason = g_string_new (NULL);
+
+      for (guint i = 0; i < report->len; i++)
+        {
+          QleanRequirement *r = g_ptr_array_index (report, i);
+
+          if (r->ok || !r->required)
+            continue;
+          g_string_append_printf (reason, "%s%s: %s", reason->len ? "; " : "", r->name, r->detail);
+          if (r->hint != NULL)
+            g_string_append_printf (reason, _(" (install %s)"), r->hint);
+        }
+      available = qlean_requirements_met (report);
+      if (!available)
+        unavailable_reason = g_strdup_printf (_("This host cannot run Qlean machines: %s"),
+                                              reason->str);
+    }
+  ok = available;
+  G_UNLOCK (state);
+
+  if (!ok)
+    g_test_skip (unavailable_reason);
+
+  return ok;
+}
+
+/* Makes the shared machine fit for the next test.
+ *
+ * Hook: this is where the machine goes back to a clean state between
+ * tests. Today it is only replaced when a test left it not running;
+ * restoring a snapshot taken after the first boot belongs here once
+ * machines have snapshots (issue 5). */
+static gboolean
+reset_shared_machine_locked (void)
+{
+  if (shared_machine != NULL &&
+      qlean_machine_get_state (shared_machine) != QLEAN_MACHINE_STATE_RUNNING)
+    g_clear_object (&shared_machine);
+
+  return TRUE;
+}
+
+/* Called at the start of every test that uses the helpers. */
+static void
+begin_test_locked (void)
+{
+  const char *path = test_path ();
+  g_autofree char *dir = NULL;
+
+  if (g_strcmp0 (path, current_path) == 0)
+    return;
+
+  g_free (current_path);
+  current_path = g_strdup (path);
+  g_clear_pointer (&watched, g_ptr_array_unref);
+
+  /* Artifacts of an earlier run of this test would mislead. */
+  dir = qlean_test_get_artifacts_dir ();
+  if (path != NULL && g_file_test (dir, G_FILE_TEST_IS_DIR))
+    qlean_rm_rf (dir, NULL);
+
+  reset_shared_machine_locked ();
+}
+
+/**
+ * qlean_test_get_machine:
+ *
+ * The test binary's shared machine: the minimal image with the default
+ * configuration, booted on the first call, reset before each test that
+ * calls this, and killed when the process exits.
+ *
+ * When the host cannot run machines the test is skipped (see
+ * [func@test_skip_unless_available]); when the machine does not boot
+ * the test fails with the reason (once, and every later test fails
+ * fast with it). Either way %NULL is returned and the test should
+ * return.
+ *
+ * Returns: (transfer none) (nullable): the running machine, or %NULL
+ */
+QleanMachine *
+qlean_test_get_machine (void)
+{
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+  QleanMachine *ready;
+
+  install_hooks ();
+
+  if (!qlean_test_skip_unless_available ())
+    return NULL;
+
+  G_LOCK (state);
+  begin_test_locked ();
+  if (shared_machine != NULL)
+    {
+      ready = shared_machine;
+      G_UNLOCK (state);
+      return ready;
+    }
+  if (shared_error != NULL)
+    {
+      g_autofree char *message = g_strdup (shared_error->message);
+
+      G_UNLOCK (state);
+      g_test_fail_printf (_("The shared test machine did not boot: %s"), message);
+      return NULL;
+    }
+  G_UNLOCK (state);
+
+  /* Boot outside the lock: a failed assertion elsewhere may need it. */
+  machine = qlean_machine_new_with_name ("qlean-test", NULL, NULL);
+  if (!qlean_machine_spawn (machine, NULL, &error))
+    {
+      g_autoptr(GPtrArray) machines = g_ptr_array_new_with_free_func (g_object_unref);
+
+      G_LOCK (state);
+      g_clear_error (&shared_error);
+      shared_error = g_error_copy (error);
+      G_UNLOCK (state);
+
+      /* The boot's console log says why the agent never answered. */
+      g_ptr_array_add (machines, g_object_ref (machine));
+      g_free (save_artifacts_of (machines, error->message));
+      g_test_fail_printf (_("The shared test machine did not boot: %s"), error->message);
+      return NULL;
+    }
+
+  G_LOCK (state);
+  shared_machine = g_steal_pointer (&machine);
+  ready = shared_machine;   /* the state keeps the reference */
+  G_UNLOCK (state);
+
+  return ready;
+}
+
+/**
+ * qlean_test_watch_machine:
+ * @machine: a machine the running test made itself
+ *
+ * Keeps @machine's logs, beside the shared machine's, if the running
+ * test fails, and kills it when a failed assertion ends the process.
+ * The watch holds no reference and ends with the test.
+ */
+void
+qlean_test_watch_machine (QleanMachine *machine)
+{
+  GWeakRef *ref;
+
+  g_return_if_fail (QLEAN_IS_MACHINE (machine));
+
+  install_hooks ();
+
+  ref = g_new0 (GWeakRef, 1);
+  g_weak_ref_init (ref, machine);
+
+  G_LOCK (state);
+  begin_test_locked ();
+  if (watched == NULL)
+    watched = g_ptr_array_new_with_free_func (weak_ref_free);
+  g_ptr_array_add (watched, ref);
+  G_UNLOCK (state);
+}
+
+/**
+ * qlean_test_fixture_setup: (skip)
+ * @fixture: the test's fixture
+ * @user_data: the test's data (unused)
+ *
+ * Set-up for g_test_add() with #QleanTestFixture: fills
+ * @fixture->machine with [func@test_get_machine], which may skip or fail
+ * the test and leave it %NULL.
+ */
+void
+qlean_test_fixture_setup (QleanTestFixture *fixture,
+                          gconstpointer     user_data)
+{
+  fixture->machine = qlean_test_get_machine ();
+  if (fixture->machine != NULL)
+    g_object_ref (fixture->machine);
+}
+
+/**
+ * qlean_test_fixture_teardown: (skip)
+ * @fixture: the test's fixture
+ * @user_data: the test's data (unused)
+ *
+ * Tear-down for g_test_add() with #QleanTestFixture: when the test has
+ * failed (g_test_failed()), keeps its machines' logs with
+ * [func@test_save_artifacts] and kills the machines (the next test gets
+ * a fresh shared machine).
+ */
+void
+qlean_test_fixture_teardown (QleanTestFixture *fixture,
+                             gconstpointer     user_data)
+{
+  g_clear_object (&fixture->machine);
+
+  if (!g_test_failed ())
+    return;
+
+  g_free (qlean_test_save_artifacts (_("The test failed (g_test_failed() at teardown)")));
+  /* GLib aborts a failed run right after this, unless it runs with
+   * --keep-going; either way the next test gets a fresh machine. */
+  end_machines ();
+}
+
+static void
+run_test_func (QleanTestFixture *fixture,
+               gconstpointer     user_data)
+{
+  GTestFunc test_func = (GTestFunc) (void (*) (void)) user_data;
+
+  /* Set-up skipped or failed the test. */
+  if (fixture->machine == NULL)
+    return;
+
+  test_func ();
+}
+
+/**
+ * qlean_test_add_func: (skip)
+ * @testpath: the test's path, as for g_test_add_func()
+ * @test_func: the test; it gets the machine from
+ *   [func@test_get_machine]
+ *
+ * Adds a test, as g_test_add_func() does, that uses the shared machine:
+ * the machine is booted or reset before @test_func runs (which is not
+ * called when that skips or fails the test), and the logs are kept when
+ * the test fails.
+ */
+void
+qlean_test_add_func (const char *testpath,
+                     GTestFunc   test_func)
+{
+  g_return_if_fail (testpath != NULL);
+  g_return_if_fail (test_func != NULL);
+
+  install_hooks ();
+
+  g_test_add_vtable (testpath, sizeof (QleanTestFixture),
+                     (gconstpointer) (void (*) (void)) test_func,
+                     (GTestFixtureFunc) qlean_test_fixture_setup,
+                     (GTestFixtureFunc) run_test_func,
+                     (GTestFixtureFunc) qlean_test_fixture_teardown);
+}
