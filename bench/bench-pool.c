@@ -1,0 +1,237 @@
+/* bench-pool.c: time for pools of minimal machines to be ready, and
+ * QEMU's memory per machine
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <qlean/qlean.h>
+
+static int opt_memory = 0;
+static int opt_repeat = 1;
+static gboolean opt_no_network = FALSE;
+
+static const GOptionEntry entries[] = {
+  { "memory", 'm', 0, G_OPTION_ARG_INT, &opt_memory, "Guest memory in MiB (default: the image's)", "MIB" },
+  { "repeat", 'r', 0, G_OPTION_ARG_INT, &opt_repeat, "Runs per pool size; the median is shown (default 1)", "N" },
+  { "no-network", 0, 0, G_OPTION_ARG_NONE, &opt_no_network, "Plain machines started together, no pool network, for comparison", NULL },
+  { NULL }
+};
+
+/* A "Name:  N kB" field of a /proc file of a process, in KiB, or 0. */
+static guint64
+proc_kib (GPid        pid,
+          const char *file,
+          const char *field)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/%s", (int) pid, file);
+  g_autofree char *contents = NULL;
+  g_autofree char *key = g_strdup_printf ("\n%s:", field);
+  const char *line;
+
+  if (pid <= 0 || !g_file_get_contents (path, &contents, NULL, NULL))
+    return 0;
+  line = strstr (contents, key);
+  return line ? g_ascii_strtoull (line + strlen (key), NULL, 10) : 0;
+}
+
+static guint64
+rss_kib (GPid pid)
+{
+  return proc_kib (pid, "status", "VmRSS");
+}
+
+static int
+compare_doubles (const void *a,
+                 const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+
+  return (x > y) - (x < y);
+}
+
+typedef struct
+{
+  double  seconds;
+  guint64 rss_min, rss_max, rss_sum;    /* KiB, QEMU only */
+  guint64 anon_sum, pss_sum;
+  guint64 switch_rss;
+} Run;
+
+static void
+note_rss (Run  *run,
+          GPid  pid)
+{
+  guint64 rss = rss_kib (pid);
+
+  run->rss_min = run->rss_min ? MIN (run->rss_min, rss) : rss;
+  run->rss_max = MAX (run->rss_max, rss);
+  run->rss_sum += rss;
+  /* VmRSS counts the kernel and initramfs pages QEMU maps from the page
+   * cache, which all machines share; these say what one really costs. */
+  run->anon_sum += proc_kib (pid, "status", "RssAnon");
+  run->pss_sum += proc_kib (pid, "smaps_rollup", "Pss");
+}
+
+static Run
+run_pool (QleanImage         *image,
+          QleanMachineConfig *config,
+          guint               n)
+{
+  g_autoptr(QleanPool) pool = qlean_pool_new ();
+  g_autoptr(GError) error = NULL;
+  Run run = { 0 };
+  gint64 start;
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("m%u", i);
+
+      if (!qlean_pool_add (pool, name, image, config, &error))
+        g_error ("%s", error->message);
+    }
+
+  start = g_get_monotonic_time ();
+  if (!qlean_pool_spawn_all (pool, NULL, &error))
+    g_error ("%s", error->message);
+  run.seconds = (g_get_monotonic_time () - start) / 1e6;
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(QleanMachine) machine = g_list_model_get_item (G_LIST_MODEL (pool), i);
+
+      note_rss (&run, qlean_machine_get_pid (machine));
+    }
+  run.switch_rss = rss_kib (qlean_network_get_switch_pid (qlean_pool_get_network (pool)));
+
+  if (!qlean_pool_shutdown_all (pool, NULL, &error))
+    g_error ("%s", error->message);
+
+  return run;
+}
+
+typedef struct
+{
+  guint      pending;
+  GPtrArray *errors;
+} Together;
+
+static void
+spawned_cb (GObject      *source,
+            GAsyncResult *result,
+            gpointer      user_data)
+{
+  Together *together = user_data;
+  GError *error = NULL;
+
+  if (!qlean_machine_spawn_finish (QLEAN_MACHINE (source), result, &error))
+    g_ptr_array_add (together->errors, error);
+  together->pending--;
+}
+
+static Run
+run_plain (QleanImage         *image,
+           QleanMachineConfig *config,
+           guint               n)
+{
+  g_autoptr(GPtrArray) machines = g_ptr_array_new_with_free_func (g_object_unref);
+  g_autoptr(GPtrArray) errors = g_ptr_array_new_with_free_func ((GDestroyNotify) g_error_free);
+  Together together = { n, errors };
+  Run run = { 0 };
+  gint64 start;
+
+  for (guint i = 0; i < n; i++)
+    g_ptr_array_add (machines, qlean_machine_new (image, config));
+
+  start = g_get_monotonic_time ();
+  for (guint i = 0; i < n; i++)
+    qlean_machine_spawn_async (g_ptr_array_index (machines, i), NULL, spawned_cb, &together);
+  while (together.pending > 0)
+    g_main_context_iteration (NULL, TRUE);
+  run.seconds = (g_get_monotonic_time () - start) / 1e6;
+  if (errors->len > 0)
+    g_error ("%s", ((GError *) g_ptr_array_index (errors, 0))->message);
+
+  for (guint i = 0; i < n; i++)
+    {
+      QleanMachine *machine = g_ptr_array_index (machines, i);
+
+      note_rss (&run, qlean_machine_get_pid (machine));
+      qlean_machine_kill (machine, NULL, NULL);
+    }
+
+  return run;
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  g_autoptr(GOptionContext) context = g_option_context_new ("[SIZE...] - time pools of minimal machines");
+  g_autoptr(QleanImage) image = qlean_image_new_minimal ();
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GArray) sizes = g_array_new (FALSE, FALSE, sizeof (guint));
+  g_autofree char *loadavg = NULL;
+  double one = 0;
+
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    g_error ("%s", error->message);
+  for (int i = 1; i < argc; i++)
+    {
+      guint n = atoi (argv[i]);
+
+      g_array_append_val (sizes, n);
+    }
+  if (sizes->len == 0)
+    {
+      const guint defaults[] = { 1, 2, 4, 8 };
+
+      g_array_append_vals (sizes, defaults, G_N_ELEMENTS (defaults));
+    }
+  if (opt_memory > 0)
+    qlean_machine_config_set_memory_mib (config, opt_memory);
+
+  /* Build (or find) the image first: a one-time cost, not a boot's. */
+  if (!qlean_image_prepare (image, NULL, &error))
+    g_error ("%s", error->message);
+
+  g_file_get_contents ("/proc/loadavg", &loadavg, NULL, NULL);
+  g_print ("%s, %u host CPUs, load average before: %s",
+           opt_no_network ? "plain machines, no network" : "pools with their network",
+           g_get_num_processors (), loadavg ? loadavg : "?\n");
+  g_print ("%8s  %9s  %7s  %26s  %9s  %9s  %10s\n", "machines", "ready (s)", "vs one",
+           "VmRSS MiB min/avg/max", "RssAnon", "Pss", "switch KiB");
+
+  for (guint s = 0; s < sizes->len; s++)
+    {
+      guint n = g_array_index (sizes, guint, s);
+      g_autoptr(GArray) times = g_array_new (FALSE, FALSE, sizeof (double));
+      g_autofree char *ratio = NULL;
+      Run last = { 0 };
+      double median;
+
+      for (int r = 0; r < MAX (opt_repeat, 1); r++)
+        {
+          last = opt_no_network ? run_plain (image, config, n) : run_pool (image, config, n);
+          g_array_append_val (times, last.seconds);
+        }
+      qsort (times->data, times->len, sizeof (double), compare_doubles);
+      median = g_array_index (times, double, times->len / 2);
+      if (n == 1)
+        one = median;
+      ratio = one > 0 ? g_strdup_printf ("%.2fx", median / one) : g_strdup ("-");
+
+      g_print ("%8u  %9.2f  %7s  %8.0f / %6.0f / %6.0f  %9.0f  %9.0f  %10" G_GUINT64_FORMAT "\n",
+               n, median, ratio,
+               last.rss_min / 1024.0, last.rss_sum / 1024.0 / n, last.rss_max / 1024.0,
+               last.anon_sum / 1024.0 / n, last.pss_sum / 1024.0 / n, last.switch_rss);
+    }
+
+  return 0;
+}

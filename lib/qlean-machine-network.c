@@ -1,0 +1,717 @@
+/* qlean-machine-network.c: a machine's side of a QleanNetwork
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <string.h>
+#include <glib/gi18n-lib.h>
+
+#include "qlean-error.h"
+#include "qlean-machine-network-private.h"
+#include "qlean-machine-private.h"
+#include "qlean-qga-client.h"
+#include "qlean-qmp-client.h"
+#include "qlean-sync-private.h"
+#include "qlean-worker-private.h"
+
+/* How long a guest may take to show its network card, or an address on
+ * it. The minimal image shows both at once; distribution images may
+ * still be renaming interfaces or running a DHCP client. */
+#define INTERFACE_WAIT_MS 10000
+#define INTERFACE_POLL_MS 50
+
+/* The guest side of the configuration: a fixed script, with every value
+ * passed as an argument, never pasted into shell text. IPv4 addresses are
+ * flushed first, so that a guest restored from a saved state, or with a
+ * DHCP lease, ends up with exactly the network's address. Lines Qlean
+ * adds to /etc/hosts end in "# qlean", so that a new start replaces them
+ * and leaves the image's own lines alone. */
+static const char configure_script[] =
+  "addr=$1 dev=$2 gw=$3\n"
+  "shift 3\n"
+  "ip link set dev \"$dev\" up || exit\n"
+  "ip -f inet addr flush dev \"$dev\" || exit\n"
+  "ip addr add \"$addr\" dev \"$dev\" || exit\n"
+  "if [ -n \"$gw\" ]; then\n"
+  "  ip route replace default via \"$gw\" dev \"$dev\" || exit\n"
+  "  [ -L /etc/resolv.conf ] || echo \"nameserver $gw\" > /etc/resolv.conf\n"
+  "fi\n"
+  "others=$(grep -v ' # qlean$' /etc/hosts 2>/dev/null)\n"
+  "{ [ -z \"$others\" ] || printf '%s\\n' \"$others\"; printf '%s # qlean\\n' \"$@\"; } > /etc/hosts\n";
+
+QleanNetworkLease *
+qlean_machine_network_resolve (QleanMachine  *self,
+                               QleanNetwork  *network,
+                               const char    *mac_address,
+                               GError       **error)
+{
+  const char *name = qlean_machine_get_name (self);
+  QleanNetworkLease *lease;
+
+  if (!qlean_network_attach (network, name, self, error))
+    return NULL;
+
+  lease = qlean_network_lookup (network, name);
+  g_assert (lease != NULL);
+
+  if (mac_address != NULL)
+    {
+      g_free (lease->mac_address);
+      lease->mac_address = g_ascii_strdown (mac_address, -1);
+    }
+
+  return lease;
+}
+
+gboolean
+qlean_machine_network_check_running (QleanMachine  *self,
+                                     QleanNetwork  *network,
+                                     GError       **error)
+{
+  if (qlean_network_is_running (network))
+    return TRUE;
+
+  g_set_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_NOT_RUNNING,
+               _("Cannot start machine “%s”: its network “%s” does not run; start it first "
+                 "with qlean_network_start() (a pool starts its own)"),
+               qlean_machine_get_name (self), qlean_network_get_name (network));
+  return FALSE;
+}
+
+/* Waiting for an interface */
+
+typedef struct
+{
+  QleanQgaClient *qga;
+  char           *mac_address;   /* NULL: any interface but loopback */
+  gboolean        need_ipv4;
+  gint64          deadline;
+  char           *seen;          /* what the guest showed last, for errors */
+} InterfaceWait;
+
+typedef struct
+{
+  char *name;
+  char *ipv4;
+} InterfaceFound;
+
+static void
+interface_wait_free (InterfaceWait *wait)
+{
+  g_clear_object (&wait->qga);
+  g_free (wait->mac_address);
+  g_free (wait->seen);
+  g_free (wait);
+}
+
+static void
+interface_found_free (InterfaceFound *found)
+{
+  g_free (found->name);
+  g_free (found->ipv4);
+  g_free (found);
+}
+
+static const char *
+first_ipv4 (JsonObject *interface)
+{
+  JsonArray *addresses;
+
+  if (!json_object_has_member (interface, "ip-addresses") ||
+      !JSON_NODE_HOLDS_ARRAY (json_object_get_member (interface, "ip-addresses")))
+    return NULL;
+
+  addresses = json_object_get_array_member (interface, "ip-addresses");
+  for (guint i = 0; i < json_array_get_length (addresses); i++)
+    {
+      JsonObject *address = json_array_get_object_element (addresses, i);
+
+      if (address != NULL &&
+          g_strcmp0 (json_object_get_string_member_with_default (address, "ip-address-type", ""), "ipv4") == 0)
+        return json_object_get_string_member_with_default (address, "ip-address", NULL);
+    }
+
+  return NULL;
+}
+
+/* The interface the wait is for, or NULL; notes what it saw. */
+static InterfaceFound *
+match_interface (InterfaceWait *wait,
+                 JsonArray     *interfaces)
+{
+  GString *seen = g_string_new (NULL);
+  InterfaceFound *found = NULL;
+
+  for (guint i = 0; interfaces != NULL && i < json_array_get_length (interfaces); i++)
+    {
+      JsonObject *interface = json_array_get_object_element (interfaces, i);
+      const char *name, *mac, *ipv4;
+
+      if (interface == NULL)
+        continue;
+
+      name = json_object_get_string_member_with_default (interface, "name", "?");
+      mac = json_object_get_string_member_with_default (interface, "hardware-address", "");
+      ipv4 = first_ipv4 (interface);
+      g_string_append_printf (seen, "%s%s (%s, %s)", seen->len ? ", " : "", name,
+                              *mac ? mac : "no MAC", ipv4 ? ipv4 : "no IPv4");
+
+      if (found != NULL)
+        continue;
+      if (wait->mac_address != NULL ? g_ascii_strcasecmp (mac, wait->mac_address) != 0
+                                    : (g_str_equal (name, "lo") || g_str_has_prefix (ipv4 ? ipv4 : "", "127.")))
+        continue;
+      if (wait->need_ipv4 && ipv4 == NULL)
+        continue;
+
+      found = g_new0 (InterfaceFound, 1);
+      found->name = g_strdup (name);
+      found->ipv4 = g_strdup (ipv4);
+    }
+
+  g_free (wait->seen);
+  wait->seen = g_string_free (seen, FALSE);
+  return found;
+}
+
+static void interface_wait_step (GTask *task);
+
+static gboolean
+interface_wait_timer_cb (gpointer user_data)
+{
+  interface_wait_step (G_TASK (user_data));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+interface_wait_reply_cb (GObject      *source,
+                         GAsyncResult *result,
+                         gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  InterfaceWait *wait = g_task_get_task_data (task);
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+  InterfaceFound *found;
+  GSource *timer;
+
+  reply = qlean_qga_client_execute_finish (QLEAN_QGA_CLIENT (source), result, &error);
+  if (reply == NULL)
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  found = match_interface (wait, JSON_NODE_HOLDS_ARRAY (reply) ? json_node_get_array (reply) : NULL);
+  if (found != NULL)
+    {
+      g_task_return_pointer (task, found, (GDestroyNotify) interface_found_free);
+      return;
+    }
+
+  if (g_get_monotonic_time () >= wait->deadline)
+    {
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                               "%s", wait->seen && *wait->seen ? wait->seen : _("no interfaces"));
+      return;
+    }
+
+  timer = g_timeout_source_new (INTERFACE_POLL_MS);
+  g_source_set_callback (timer, interface_wait_timer_cb, g_steal_pointer (&task), g_object_unref);
+  g_source_set_static_name (timer, "[qlean] interface poll");
+  g_source_attach (timer, qlean_worker_get_context ());
+  g_source_unref (timer);
+}
+
+static void
+interface_wait_step (GTask *task)
+{
+  InterfaceWait *wait = g_task_get_task_data (task);
+
+  if (g_task_return_error_if_cancelled (task))
+    return;
+
+  qlean_qga_client_execute_async (wait->qga, "guest-network-get-interfaces", NULL,
+                                  g_task_get_cancellable (task), interface_wait_reply_cb,
+                                  g_object_ref (task));
+}
+
+/* On the worker: polls guest-network-get-interfaces until the interface
+ * with @mac_address (any but loopback when NULL) shows, with an IPv4
+ * address when @need_ipv4. Fails with G_IO_ERROR_TIMED_OUT and what the
+ * guest showed. */
+static void
+interface_wait_async (gpointer             source_object,
+                      QleanQgaClient      *qga,
+                      const char          *mac_address,
+                      gboolean             need_ipv4,
+                      GCancellable        *cancellable,
+                      GAsyncReadyCallback  callback,
+                      gpointer             user_data)
+{
+  g_autoptr(GTask) task = g_task_new (source_object, cancellable, callback, user_data);
+  InterfaceWait *wait = g_new0 (InterfaceWait, 1);
+
+  g_task_set_source_tag (task, interface_wait_async);
+  wait->qga = g_object_ref (qga);
+  wait->mac_address = g_strdup (mac_address);
+  wait->need_ipv4 = need_ipv4;
+  wait->deadline = g_get_monotonic_time () + INTERFACE_WAIT_MS * G_TIME_SPAN_MILLISECOND;
+  g_task_set_task_data (task, wait, (GDestroyNotify) interface_wait_free);
+
+  interface_wait_step (task);
+}
+
+static InterfaceFound *
+interface_wait_finish (GAsyncResult  *result,
+                       GError       **error)
+{
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/* Configuring the guest */
+
+typedef struct
+{
+  QleanQgaClient    *qga;
+  QleanNetworkLease *lease;
+} ConfigureData;
+
+static void
+configure_data_free (ConfigureData *data)
+{
+  g_clear_object (&data->qga);
+  g_clear_pointer (&data->lease, qlean_network_lease_free);
+  g_free (data);
+}
+
+static void
+configure_exec_done_cb (GObject      *source,
+                        GAsyncResult *result,
+                        gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  g_autoptr(QleanQgaExecStatus) status = NULL;
+  g_autofree char *err = NULL;
+  GError *error = NULL;
+
+  status = qlean_qga_client_exec_wait_finish (QLEAN_QGA_CLIENT (source), result, &error);
+  if (status == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  if (status->exit_code == 0)
+    {
+      g_task_return_boolean (task, TRUE);
+      return;
+    }
+
+  err = status->err_data ? g_strndup (g_bytes_get_data (status->err_data, NULL),
+                                      g_bytes_get_size (status->err_data))
+                         : g_strdup ("");
+  g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                           _("Could not set up the network of machine “%s” (the guest needs "
+                             "`ip` from iproute2 or busybox): exit status %d%s%s"),
+                           qlean_machine_get_name (self), status->exit_code,
+                           *g_strstrip (err) ? ": " : "", err);
+}
+
+static void
+configure_exec_started_cb (GObject      *source,
+                           GAsyncResult *result,
+                           gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  GCancellable *cancellable = g_task_get_cancellable (task);
+  GError *error = NULL;
+  gint64 pid;
+
+  pid = qlean_qga_client_exec_finish (QLEAN_QGA_CLIENT (source), result, &error);
+  if (pid < 0)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  qlean_qga_client_exec_wait_async (QLEAN_QGA_CLIENT (source), pid, cancellable,
+                                    configure_exec_done_cb, g_steal_pointer (&task));
+}
+
+static void
+configure_interface_cb (GObject      *source,
+                        GAsyncResult *result,
+                        gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  ConfigureData *data = g_task_get_task_data (task);
+  GCancellable *cancellable = g_task_get_cancellable (task);
+  g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) hosts = NULL;
+  InterfaceFound *found;
+
+  found = interface_wait_finish (result, &error);
+  if (found == NULL)
+    {
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+        g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                                 _("Machine “%s” shows no network interface with MAC address %s "
+                                   "after %u ms (its kernel needs the virtio_net driver); it has: %s"),
+                                 qlean_machine_get_name (self), data->lease->mac_address,
+                                 INTERFACE_WAIT_MS, error->message);
+      else
+        g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  hosts = qlean_network_dup_hosts (qlean_machine_get_network (self));
+
+  g_ptr_array_add (args, g_strdup ("-c"));
+  g_ptr_array_add (args, g_strdup (configure_script));
+  g_ptr_array_add (args, g_strdup ("qlean-network"));
+  g_ptr_array_add (args, g_strdup_printf ("%s/%u", data->lease->address, data->lease->prefix));
+  g_ptr_array_add (args, g_strdup (found->name));
+  g_ptr_array_add (args, g_strdup (data->lease->gateway ? data->lease->gateway : ""));
+  for (guint i = 0; hosts[i] != NULL; i++)
+    g_ptr_array_add (args, g_strdup (hosts[i]));
+  g_ptr_array_add (args, NULL);
+  interface_found_free (found);
+
+  qlean_qga_client_exec_async (data->qga, "/bin/sh", (const char * const *) args->pdata,
+                               NULL, NULL, TRUE, cancellable,
+                               configure_exec_started_cb, g_steal_pointer (&task));
+}
+
+void
+qlean_machine_network_configure_async (QleanMachine        *self,
+                                       QleanQgaClient      *qga,
+                                       GCancellable        *cancellable,
+                                       GAsyncReadyCallback  callback,
+                                       gpointer             user_data)
+{
+  g_autoptr(GTask) task = g_task_new (self, cancellable, callback, user_data);
+  QleanNetwork *network = qlean_machine_get_network (self);
+  ConfigureData *data;
+
+  g_task_set_source_tag (task, qlean_machine_network_configure_async);
+  g_task_set_name (task, "[qlean] configure guest network");
+
+  data = g_new0 (ConfigureData, 1);
+  data->qga = g_object_ref (qga);
+  data->lease = qlean_network_lookup (network, qlean_machine_get_name (self));
+  g_task_set_task_data (task, data, (GDestroyNotify) configure_data_free);
+
+  if (data->lease == NULL)
+    {
+      g_task_return_new_error (task, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_UNKNOWN_MACHINE,
+                               _("Machine “%s” is no longer on network “%s”"),
+                               qlean_machine_get_name (self), qlean_network_get_name (network));
+      return;
+    }
+
+  g_free (data->lease->mac_address);
+  data->lease->mac_address = qlean_machine_dup_mac_address (self);
+
+  interface_wait_async (self, qga, data->lease->mac_address, FALSE, cancellable,
+                        configure_interface_cb, g_steal_pointer (&task));
+}
+
+gboolean
+qlean_machine_network_configure_finish (QleanMachine  *self,
+                                        GAsyncResult  *result,
+                                        GError       **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* Addresses */
+
+static void
+get_ip_interface_cb (GObject      *source,
+                     GAsyncResult *result,
+                     gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  g_autoptr(GError) error = NULL;
+  InterfaceFound *found;
+  char *ipv4;
+
+  found = interface_wait_finish (result, &error);
+  if (found == NULL)
+    {
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+        g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                                 _("Machine “%s” has no IPv4 address after %u ms; its "
+                                   "interfaces: %s"),
+                                 qlean_machine_get_name (self), INTERFACE_WAIT_MS, error->message);
+      else
+        g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  ipv4 = g_steal_pointer (&found->ipv4);
+  interface_found_free (found);
+  g_task_return_pointer (task, ipv4, g_free);
+}
+
+static gboolean
+qlean_machine_get_ip_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  g_autoptr(QleanQgaClient) qga = NULL;
+  g_autofree char *mac_address = NULL;
+  GError *error = NULL;
+
+  if (!qlean_machine_check_running (self, "read the IP address", &error))
+    {
+      g_task_return_error (task, error);
+      return G_SOURCE_REMOVE;
+    }
+
+  qga = qlean_machine_get_qga (self);
+  if (qga == NULL)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Cannot read the IP address of machine “%s”: it has no agent "
+                                 "connection"), qlean_machine_get_name (self));
+      return G_SOURCE_REMOVE;
+    }
+
+  mac_address = qlean_machine_dup_mac_address (self);
+  interface_wait_async (self, qga, mac_address, TRUE, g_task_get_cancellable (task),
+                        get_ip_interface_cb, g_object_ref (task));
+
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * qlean_machine_get_ip_async:
+ * @self: a running #QleanMachine
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called with the address
+ * @user_data: data for @callback
+ *
+ * Reads the guest's IPv4 address through the agent
+ * (`guest-network-get-interfaces`): the address of the interface plugged
+ * into the machine's [property@Machine:network], or of the first
+ * interface other than loopback for a machine without one. Waits up to
+ * ten seconds for an address to show, for guests that get theirs from a
+ * DHCP client; fails with %G_IO_ERROR_TIMED_OUT, listing the guest's
+ * interfaces, if none does.
+ *
+ * Machines on a network have their address from the start: this reads
+ * what the guest really has, as a test would want to check.
+ */
+void
+qlean_machine_get_ip_async (QleanMachine        *self,
+                            GCancellable        *cancellable,
+                            GAsyncReadyCallback  callback,
+                            gpointer             user_data)
+{
+  GTask *task;
+
+  g_return_if_fail (QLEAN_IS_MACHINE (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, qlean_machine_get_ip_async);
+  g_task_set_name (task, "[qlean] get IP address");
+
+  qlean_worker_invoke (qlean_machine_get_ip_in_worker, task, g_object_unref);
+}
+
+/**
+ * qlean_machine_get_ip_finish:
+ * @self: a #QleanMachine
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes qlean_machine_get_ip_async().
+ *
+ * Returns: (transfer full): the IPv4 address in dotted form, or %NULL
+ *   with @error set
+ */
+char *
+qlean_machine_get_ip_finish (QleanMachine  *self,
+                             GAsyncResult  *result,
+                             GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/**
+ * qlean_machine_get_ip:
+ * @self: a running #QleanMachine
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_get_ip_async().
+ *
+ * Returns: (transfer full): the IPv4 address in dotted form, or %NULL
+ *   with @error set
+ */
+char *
+qlean_machine_get_ip (QleanMachine  *self,
+                      GCancellable  *cancellable,
+                      GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+
+  qlean_sync_call_init (&call);
+  qlean_machine_get_ip_async (self, cancellable, qlean_sync_call_done, &call);
+
+  return qlean_machine_get_ip_finish (self, qlean_sync_call_wait (&call), error);
+}
+
+/* Links */
+
+static void
+set_link_done_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  g_autoptr(JsonNode) reply = NULL;
+  GError *error = NULL;
+
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  if (reply == NULL)
+    {
+      g_prefix_error (&error, _("Could not change the network link of machine “%s”: "),
+                      qlean_machine_get_name (self));
+      g_task_return_error (task, error);
+      return;
+    }
+
+  g_task_return_boolean (task, TRUE);
+}
+
+static gboolean
+qlean_machine_set_link_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  gboolean up = GPOINTER_TO_INT (g_task_get_task_data (task));
+  QleanMachineState state = qlean_machine_get_state (self);
+  g_autoptr(QleanQmpClient) qmp = NULL;
+  g_autoptr(JsonObject) arguments = NULL;
+
+  if (qlean_machine_get_network (self) == NULL)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG,
+                               _("Machine “%s” has no network card: give it a network (a pool "
+                                 "does) to cut its link"), qlean_machine_get_name (self));
+      return G_SOURCE_REMOVE;
+    }
+
+  qmp = qlean_machine_get_qmp (self);
+  if ((state != QLEAN_MACHINE_STATE_RUNNING && state != QLEAN_MACHINE_STATE_PAUSED) || qmp == NULL)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Cannot change the network link of machine “%s”: it is %s, "
+                                 "not running"),
+                               qlean_machine_get_name (self), qlean_machine_state_to_string (state));
+      return G_SOURCE_REMOVE;
+    }
+
+  arguments = json_object_new ();
+  json_object_set_string_member (arguments, "name", QLEAN_NETWORK_NIC_ID);
+  json_object_set_boolean_member (arguments, "up", up);
+  qlean_qmp_client_execute_async (qmp, "set_link", arguments, g_task_get_cancellable (task),
+                                  set_link_done_cb, g_object_ref (task));
+
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * qlean_machine_set_link_async:
+ * @self: a running #QleanMachine on a network
+ * @up: %FALSE to unplug the machine's network cable, %TRUE to plug it back
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called once QEMU has changed the link
+ * @user_data: data for @callback
+ *
+ * Cuts or restores the machine's link to its network, through QMP
+ * `set_link` on its network card: while down, nothing goes in or out,
+ * towards any machine, and the guest sees its interface lose carrier.
+ * The guest keeps its address, so traffic resumes once the link is up.
+ * To split a network into groups that still reach each other, use
+ * [method@Pool.partition].
+ */
+void
+qlean_machine_set_link_async (QleanMachine        *self,
+                              gboolean             up,
+                              GCancellable        *cancellable,
+                              GAsyncReadyCallback  callback,
+                              gpointer             user_data)
+{
+  GTask *task;
+
+  g_return_if_fail (QLEAN_IS_MACHINE (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, qlean_machine_set_link_async);
+  g_task_set_name (task, "[qlean] set link");
+  g_task_set_task_data (task, GINT_TO_POINTER (!!up), NULL);
+
+  qlean_worker_invoke (qlean_machine_set_link_in_worker, task, g_object_unref);
+}
+
+/**
+ * qlean_machine_set_link_finish:
+ * @self: a #QleanMachine
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes qlean_machine_set_link_async().
+ *
+ * Returns: %TRUE once the link is changed
+ */
+gboolean
+qlean_machine_set_link_finish (QleanMachine  *self,
+                               GAsyncResult  *result,
+                               GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * qlean_machine_set_link:
+ * @self: a running #QleanMachine on a network
+ * @up: %FALSE to unplug the machine's network cable, %TRUE to plug it back
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_set_link_async().
+ *
+ * Returns: %TRUE once the link is changed
+ */
+gboolean
+qlean_machine_set_link (QleanMachine  *self,
+                        gboolean       up,
+                        GCancellable  *cancellable,
+                        GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+
+  qlean_sync_call_init (&call);
+  qlean_machine_set_link_async (self, up, cancellable, qlean_sync_call_done, &call);
+
+  return qlean_machine_set_link_finish (self, qlean_sync_call_wait (&call), error);
+}
+
+/* Port forwarding (qlean_machine_forward_port) belongs here too: the lead
+ * builds it over the qlean-guest data port, so that it works with and
+ * without a network. */

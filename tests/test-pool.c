@@ -1,0 +1,711 @@
+/* test-pool.c: pools and their network on real QEMU (TCG), with the
+ * minimal image
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <signal.h>
+#include <string.h>
+#include <glib/gstdio.h>
+
+#include <qlean/qlean.h>
+
+#include "qlean-network-private.h"
+
+/* The seed's pair: alice and bob, shared by the tests that only send
+ * traffic. Every boot costs ~2 s of a core under TCG, so the suite
+ * boots seven machines in all. */
+static QleanPool *pair_pool;
+
+static gboolean
+can_run_machines (void)
+{
+  g_autofree char *qemu = g_find_program_in_path ("qemu-system-x86_64");
+  g_autofree char *vde_switch = g_find_program_in_path ("vde_switch");
+
+  if (qemu == NULL)
+    {
+      g_test_skip ("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
+      return FALSE;
+    }
+  if (vde_switch == NULL)
+    {
+      g_test_skip ("vde_switch is not installed (apt-get install vde2)");
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+static QleanMachine *
+pool_machine (QleanPool  *pool,
+              const char *name)
+{
+  g_autoptr(GError) error = NULL;
+  QleanMachine *machine = qlean_pool_get (pool, name, &error);
+
+  g_assert_no_error (error);
+  g_assert_nonnull (machine);
+  /* The pool holds it as long as the test needs it. */
+  g_object_unref (machine);
+  return machine;
+}
+
+static QleanPool *
+get_pair_pool (void)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!can_run_machines ())
+    return NULL;
+
+  if (pair_pool == NULL)
+    {
+      pair_pool = qlean_pool_new ();
+      qlean_pool_add (pair_pool, "alice", NULL, NULL, &error);
+      g_assert_no_error (error);
+      qlean_pool_add (pair_pool, "bob", NULL, NULL, &error);
+      g_assert_no_error (error);
+      qlean_pool_init_all (pair_pool, NULL, &error);
+      g_assert_no_error (error);
+    }
+
+  return pair_pool;
+}
+
+/* Runs a command that must not fail to run; returns its exit status. */
+static int
+run_status (QleanMachine *machine,
+            const char   *command,
+            char        **out)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QleanExecResult) result = qlean_machine_exec (machine, command, NULL, &error);
+
+  g_assert_no_error (error);
+  g_assert_nonnull (result);
+  if (out != NULL)
+    *out = qlean_exec_result_get_stdout_text (result);
+  if (!qlean_exec_result_success (result))
+    {
+      g_autofree char *text = qlean_exec_result_get_stdout_text (result);
+
+      g_test_message ("%s: `%s` exited with status %d: %s", qlean_machine_get_name (machine),
+                      command, qlean_exec_result_get_exit_status (result), text);
+    }
+  return qlean_exec_result_get_exit_status (result);
+}
+
+static char *
+get_ip (QleanMachine *machine)
+{
+  g_autoptr(GError) error = NULL;
+  char *ip = qlean_machine_get_ip (machine, NULL, &error);
+
+  g_assert_no_error (error);
+  g_assert_nonnull (ip);
+  return ip;
+}
+
+static void
+assert_pings (QleanMachine *from,
+              const char   *to,
+              gboolean      expect_reply)
+{
+  /* Four pings as the seed does when they should arrive; two short ones
+   * when they should not, which is enough to tell. */
+  g_autofree char *command = expect_reply ? g_strdup_printf ("ping -c 4 -W 2 %s", to)
+                                          : g_strdup_printf ("ping -c 2 -W 1 %s", to);
+  g_autofree char *out = NULL;
+  int status = run_status (from, command, &out);
+
+  if (expect_reply)
+    {
+      g_assert_cmpint (status, ==, 0);
+      g_assert_nonnull (strstr (out, "4 packets received"));
+    }
+  else
+    g_assert_cmpint (status, !=, 0);
+}
+
+/* No machine needed */
+
+typedef struct
+{
+  guint position, removed, added;
+} Change;
+
+static void
+items_changed_cb (GListModel *model,
+                  guint       position,
+                  guint       removed,
+                  guint       added,
+                  gpointer    user_data)
+{
+  GArray *changes = user_data;
+  Change change = { position, removed, added };
+
+  g_array_append_val (changes, change);
+}
+
+static void
+test_pool_model (void)
+{
+  g_autoptr(QleanPool) pool = qlean_pool_new ();
+  g_autoptr(GArray) changes = g_array_new (FALSE, FALSE, sizeof (Change));
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QleanMachine) missing = NULL;
+  g_autoptr(QleanMachine) second = NULL;
+  g_autoptr(QleanMachine) item = NULL;
+  g_autofree char *address_a = NULL;
+  g_autofree char *address_b = NULL;
+  g_autofree char *mac_a = NULL;
+  g_autofree char *mac_b = NULL;
+  Change *change;
+
+  g_signal_connect (pool, "items-changed", G_CALLBACK (items_changed_cb), changes);
+  g_assert_true (g_list_model_get_item_type (G_LIST_MODEL (pool)) == QLEAN_TYPE_MACHINE);
+
+  g_assert_true (qlean_pool_add (pool, "first", NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_pool_add (pool, "second", NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_pool_add (pool, "third", NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_list_model_get_n_items (G_LIST_MODEL (pool)), ==, 3);
+  g_assert_cmpuint (changes->len, ==, 3);
+  for (guint i = 0; i < 3; i++)
+    {
+      change = &g_array_index (changes, Change, i);
+      g_assert_cmpuint (change->position, ==, i);
+      g_assert_cmpuint (change->removed, ==, 0);
+      g_assert_cmpuint (change->added, ==, 1);
+    }
+
+  /* A duplicate name: a clear error that names it, and no signal. */
+  g_assert_false (qlean_pool_add (pool, "second", NULL, NULL, &error));
+  g_assert_error (error, QLEAN_POOL_ERROR, QLEAN_POOL_ERROR_DUPLICATE_NAME);
+  g_assert_nonnull (strstr (error->message, "“second”"));
+  g_clear_error (&error);
+  g_assert_cmpuint (changes->len, ==, 3);
+
+  /* A name that cannot be a host name. */
+  g_assert_false (qlean_pool_add (pool, "no spaces", NULL, NULL, &error));
+  g_assert_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_INVALID_NAME);
+  g_clear_error (&error);
+
+  /* A missing name: NULL and an error that names it and what there is. */
+  missing = qlean_pool_get (pool, "nobody", &error);
+  g_assert_null (missing);
+  g_assert_error (error, QLEAN_POOL_ERROR, QLEAN_POOL_ERROR_NOT_FOUND);
+  g_assert_nonnull (strstr (error->message, "“nobody”"));
+  g_assert_nonnull (strstr (error->message, "“third”"));
+  g_clear_error (&error);
+  g_assert_false (qlean_pool_remove (pool, "nobody", &error));
+  g_assert_error (error, QLEAN_POOL_ERROR, QLEAN_POOL_ERROR_NOT_FOUND);
+  g_clear_error (&error);
+
+  /* Distinct addresses and MACs, reserved at add time. */
+  address_a = qlean_network_dup_address (qlean_pool_get_network (pool), "first");
+  address_b = qlean_network_dup_address (qlean_pool_get_network (pool), "second");
+  mac_a = qlean_network_dup_mac_address (qlean_pool_get_network (pool), "first");
+  mac_b = qlean_network_dup_mac_address (qlean_pool_get_network (pool), "second");
+  g_assert_nonnull (address_a);
+  g_assert_cmpstr (address_a, !=, address_b);
+  g_assert_cmpstr (mac_a, !=, mac_b);
+  g_assert_true (g_str_has_prefix (mac_a, "02:"));
+
+  second = qlean_pool_get (pool, "second", &error);
+  g_assert_no_error (error);
+  g_assert_true (qlean_machine_get_network (second) == qlean_pool_get_network (pool));
+  {
+    g_autofree char *machine_mac = qlean_machine_dup_mac_address (second);
+
+    g_assert_cmpstr (machine_mac, ==, mac_b);
+  }
+
+  g_assert_true (qlean_pool_remove (pool, "second", &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (changes->len, ==, 4);
+  change = &g_array_index (changes, Change, 3);
+  g_assert_cmpuint (change->position, ==, 1);
+  g_assert_cmpuint (change->removed, ==, 1);
+  g_assert_cmpuint (change->added, ==, 0);
+  g_assert_cmpuint (g_list_model_get_n_items (G_LIST_MODEL (pool)), ==, 2);
+  item = g_list_model_get_item (G_LIST_MODEL (pool), 1);
+  g_assert_cmpstr (qlean_machine_get_name (item), ==, "third");
+  g_assert_null (g_list_model_get_item (G_LIST_MODEL (pool), 2));
+
+  /* The caller still holds "second", so its address stays taken; once
+   * dropped, a new machine of that name may join. */
+  g_clear_object (&second);
+  g_assert_true (qlean_pool_add (pool, "second", NULL, NULL, &error));
+  g_assert_no_error (error);
+}
+
+static void
+test_network_config (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QleanNetwork) network = NULL;
+  g_autoptr(QleanNetwork) bad = NULL;
+  g_autofree char *address = NULL;
+  int owner;
+
+  bad = qlean_network_new_full (NULL, "10.87.0.0/31", FALSE, &error);
+  g_assert_null (bad);
+  g_assert_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_INVALID_SUBNET);
+  g_clear_error (&error);
+  bad = qlean_network_new_full (NULL, "nonsense", FALSE, &error);
+  g_assert_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_INVALID_SUBNET);
+  g_clear_error (&error);
+
+  /* A /29 has six hosts: the gateway and five machines. */
+  network = qlean_network_new_full ("small", "192.168.77.9/29", FALSE, &error);
+  g_assert_no_error (error);
+  for (int i = 0; i < 5; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("m%d", i);
+
+      g_assert_true (qlean_network_attach (network, name, &owner, &error));
+      g_assert_no_error (error);
+    }
+  address = qlean_network_dup_address (network, "m0");
+  g_assert_cmpstr (address, ==, "192.168.77.10");
+  g_assert_false (qlean_network_attach (network, "m5", &owner, &error));
+  g_assert_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_FULL);
+  g_clear_error (&error);
+  g_assert_false (qlean_network_attach (network, "m1", &error, &error));
+  g_assert_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_NAME_IN_USE);
+  g_clear_error (&error);
+  qlean_network_detach (network, "m1", &owner);
+  g_assert_true (qlean_network_attach (network, "m5", &owner, &error));
+  g_clear_pointer (&address, g_free);
+  address = qlean_network_dup_address (network, "m5");
+  g_assert_cmpstr (address, ==, "192.168.77.11");
+
+  /* Partitions need a running switch. */
+  g_assert_false (qlean_network_heal (network, NULL, &error));
+  g_assert_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_NOT_RUNNING);
+}
+
+static void
+test_dry_run_has_nic (void)
+{
+  g_autoptr(QleanNetwork) network = qlean_network_new ();
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) argv = NULL;
+  g_autofree char *joined = NULL;
+  g_autofree char *mac = NULL;
+  g_autofree char *expected = NULL;
+
+  if (!can_run_machines ())
+    return;
+
+  machine = g_object_new (QLEAN_TYPE_MACHINE, "name", "dry", "network", network, NULL);
+  argv = qlean_machine_dry_run (machine, &error);
+  g_assert_no_error (error);
+  joined = g_strjoinv (" ", argv);
+  mac = qlean_machine_dup_mac_address (machine);
+  expected = g_strdup_printf ("virtio-net-pci,netdev=net0,id=nic0,mac=%s,romfile=", mac);
+  g_assert_nonnull (strstr (joined, "-netdev vde,id=net0,sock="));
+  g_assert_nonnull (strstr (joined, expected));
+
+  /* Starting needs the switch running: say so, start nothing. */
+  g_assert_false (qlean_machine_spawn (machine, NULL, &error));
+  g_assert_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_NOT_RUNNING);
+  g_assert_cmpint (qlean_machine_get_pid (machine), ==, 0);
+}
+
+/* The seed's example, and faults */
+
+static void
+test_ping (void)
+{
+  QleanPool *pool = get_pair_pool ();
+  QleanMachine *alice, *bob;
+  g_autofree char *alice_ip = NULL;
+  g_autofree char *bob_ip = NULL;
+  g_autofree char *expected = NULL;
+
+  if (pool == NULL)
+    return;
+
+  alice = pool_machine (pool, "alice");
+  bob = pool_machine (pool, "bob");
+
+  alice_ip = get_ip (alice);
+  bob_ip = get_ip (bob);
+  expected = qlean_network_dup_address (qlean_pool_get_network (pool), "alice");
+  g_assert_cmpstr (alice_ip, ==, expected);
+  g_assert_cmpstr (alice_ip, !=, bob_ip);
+
+  assert_pings (bob, alice_ip, TRUE);
+  assert_pings (alice, bob_ip, TRUE);
+  assert_pings (bob, "alice", TRUE);
+  assert_pings (alice, "bob", TRUE);
+}
+
+static void
+test_set_link (void)
+{
+  QleanPool *pool = get_pair_pool ();
+  g_autoptr(GError) error = NULL;
+  QleanMachine *alice, *bob;
+
+  if (pool == NULL)
+    return;
+
+  alice = pool_machine (pool, "alice");
+  bob = pool_machine (pool, "bob");
+
+  g_assert_true (qlean_machine_set_link (alice, FALSE, NULL, &error));
+  g_assert_no_error (error);
+  assert_pings (bob, "alice", FALSE);
+
+  g_assert_true (qlean_machine_set_link (alice, TRUE, NULL, &error));
+  g_assert_no_error (error);
+  assert_pings (bob, "alice", TRUE);
+}
+
+static void
+test_partition (void)
+{
+  QleanPool *pool = get_pair_pool ();
+  const char *side_a[] = { "alice", NULL };
+  const char *side_b[] = { "bob", NULL };
+  const char *unknown[] = { "mallory", NULL };
+  g_autoptr(GError) error = NULL;
+  QleanMachine *alice, *bob;
+
+  if (pool == NULL)
+    return;
+
+  alice = pool_machine (pool, "alice");
+  bob = pool_machine (pool, "bob");
+
+  g_assert_false (qlean_pool_partition (pool, unknown, NULL, NULL, &error));
+  g_assert_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_UNKNOWN_MACHINE);
+  g_assert_nonnull (strstr (error->message, "“mallory”"));
+  g_clear_error (&error);
+
+  g_assert_true (qlean_pool_partition (pool, side_a, side_b, NULL, &error));
+  g_assert_no_error (error);
+  assert_pings (bob, "alice", FALSE);
+  assert_pings (alice, "bob", FALSE);
+
+  g_assert_true (qlean_pool_heal (pool, NULL, &error));
+  g_assert_no_error (error);
+  assert_pings (bob, "alice", TRUE);
+}
+
+/* A second pool on the same subnet, so that only the switches keep the
+ * two apart: carol gets the address after alice's, as bob did in the
+ * first pool, and asks for alice's. */
+static void
+test_pools_isolated (void)
+{
+  QleanPool *pool = get_pair_pool ();
+  g_autoptr(QleanNetwork) network = NULL;
+  g_autoptr(QleanPool) other = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *alice_ip = NULL;
+  g_autofree char *carol_ip = NULL;
+  g_autofree char *bob_ip = NULL;
+  QleanMachine *carol;
+  int placeholder;
+
+  if (pool == NULL)
+    return;
+
+  alice_ip = get_ip (pool_machine (pool, "alice"));
+  bob_ip = get_ip (pool_machine (pool, "bob"));
+
+  network = qlean_network_new_full (NULL, qlean_network_get_subnet (qlean_pool_get_network (pool)),
+                                    FALSE, &error);
+  g_assert_no_error (error);
+  g_assert_true (qlean_network_attach (network, "placeholder", &placeholder, &error));
+  other = qlean_pool_new_with_network (network);
+  g_assert_true (qlean_pool_add (other, "carol", NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_pool_spawn_all (other, NULL, &error));
+  g_assert_no_error (error);
+
+  carol = pool_machine (other, "carol");
+  carol_ip = get_ip (carol);
+  g_assert_cmpstr (carol_ip, ==, bob_ip);
+  assert_pings (carol, alice_ip, FALSE);
+
+  g_assert_true (qlean_pool_shutdown_all (other, NULL, &error));
+  g_assert_no_error (error);
+  /* The pool does not stop a network it was given. */
+  g_assert_true (qlean_network_is_running (network));
+  g_assert_true (qlean_network_stop (network, NULL, &error));
+  g_assert_no_error (error);
+}
+
+/* With NAT, machines get a gateway and DNS from slirp, but the host's
+ * loopback stays out of reach. */
+static void
+test_nat (void)
+{
+  g_autoptr(QleanNetwork) network = NULL;
+  g_autoptr(QleanPool) pool = NULL;
+  g_autoptr(GSocketListener) listener = NULL;
+  g_autoptr(GInetAddress) loopback = NULL;
+  g_autoptr(GSocketAddress) bind_address = NULL;
+  g_autoptr(GSocketAddress) bound = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *vde_plug = g_find_program_in_path ("vde_plug");
+  g_autofree char *gateway = NULL;
+  g_autofree char *command = NULL;
+  g_autofree char *out = NULL;
+  gboolean have_slirp = FALSE;
+  QleanMachine *machine;
+  const char * const plugin_dirs[] = {
+    "/usr/lib/x86_64-linux-gnu/vdeplug", "/usr/lib64/vdeplug", "/usr/lib/vdeplug", NULL
+  };
+
+  if (!can_run_machines ())
+    return;
+  for (guint i = 0; plugin_dirs[i] != NULL && !have_slirp; i++)
+    {
+      g_autofree char *path = g_build_filename (plugin_dirs[i], "libvdeplug_slirp.so", NULL);
+
+      have_slirp = g_file_test (path, G_FILE_TEST_EXISTS);
+    }
+  if (vde_plug == NULL || !have_slirp)
+    {
+      g_test_skip ("vde_plug with its slirp module is not installed (apt-get install vdeplug libvdeplug-slirp)");
+      return;
+    }
+
+  network = qlean_network_new_full (NULL, "10.87.250.0/24", TRUE, &error);
+  g_assert_no_error (error);
+  pool = qlean_pool_new_with_network (network);
+  g_assert_true (qlean_pool_add (pool, "natty", NULL, NULL, &error));
+  g_assert_true (qlean_pool_spawn_all (pool, NULL, &error));
+  g_assert_no_error (error);
+  machine = pool_machine (pool, "natty");
+
+  gateway = g_strdup ("10.87.250.1");
+  command = g_strdup_printf ("ip route | grep -q '^default via %s ' && grep -q '^nameserver %s$' "
+                             "/etc/resolv.conf", gateway, gateway);
+  g_assert_cmpint (run_status (machine, command, NULL), ==, 0);
+  assert_pings (machine, gateway, TRUE);
+
+  /* A server on the host's loopback: slirp must not take the guest
+   * there (disable_host_loopback). */
+  listener = g_socket_listener_new ();
+  loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  bind_address = g_inet_socket_address_new (loopback, 0);
+  g_assert_true (g_socket_listener_add_address (listener, bind_address, G_SOCKET_TYPE_STREAM,
+                                                G_SOCKET_PROTOCOL_TCP, NULL, &bound, &error));
+  g_assert_no_error (error);
+  g_clear_pointer (&command, g_free);
+  command = g_strdup_printf ("nc -w 2 %s %u </dev/null", gateway,
+                             g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound)));
+  g_assert_cmpint (run_status (machine, command, &out), !=, 0);
+
+  g_assert_true (qlean_pool_shutdown_all (pool, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_network_stop (network, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (qlean_network_get_switch_pid (network), ==, 0);
+}
+
+/* Many at once, and nothing left behind */
+
+static gboolean
+process_alive (GPid pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
+  g_autofree char *stat = NULL;
+  const char *state;
+
+  if (!g_file_get_contents (path, &stat, NULL, NULL))
+    return FALSE;
+  state = strrchr (stat, ')');
+  return state != NULL && state[1] != '\0' && state[2] != 'Z' && state[2] != 'X';
+}
+
+/* Processes whose command line mentions @needle. */
+static guint
+count_processes_mentioning (const char *needle)
+{
+  g_autoptr(GDir) proc = g_dir_open ("/proc", 0, NULL);
+  const char *entry;
+  guint count = 0;
+
+  while (proc != NULL && (entry = g_dir_read_name (proc)) != NULL)
+    {
+      g_autofree char *path = NULL;
+      g_autofree char *cmdline = NULL;
+      gsize len;
+
+      if (!g_ascii_isdigit (entry[0]))
+        continue;
+      path = g_build_filename ("/proc", entry, "cmdline", NULL);
+      if (!g_file_get_contents (path, &cmdline, &len, NULL) || len == 0)
+        continue;
+      for (gsize i = 0; i + 1 < len; i++)
+        if (cmdline[i] == '\0')
+          cmdline[i] = ' ';
+      if (strstr (cmdline, needle) != NULL && process_alive (atoi (entry)))
+        count++;
+    }
+
+  return count;
+}
+
+static void
+test_four_concurrently (void)
+{
+  g_autoptr(QleanPool) pool = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *socket_path = NULL;
+  GPid pids[4];
+  GPid switch_pid;
+  gint64 start;
+  guint n;
+
+  if (!can_run_machines ())
+    return;
+
+  pool = qlean_pool_new ();
+  for (guint i = 0; i < 4; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("node%u", i);
+
+      g_assert_true (qlean_pool_add (pool, name, NULL, NULL, &error));
+      g_assert_no_error (error);
+    }
+
+  start = g_get_monotonic_time ();
+  g_assert_true (qlean_pool_spawn_all (pool, NULL, &error));
+  g_assert_no_error (error);
+  g_test_message ("4 machines ready in %.2f s",
+                  (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC);
+
+  socket_path = qlean_network_dup_socket_path (qlean_pool_get_network (pool));
+  g_assert_nonnull (socket_path);
+  switch_pid = qlean_network_get_switch_pid (qlean_pool_get_network (pool));
+  g_assert_true (process_alive (switch_pid));
+  /* Each QEMU names the switch in its -netdev, and the switch its socket. */
+  g_assert_cmpuint (count_processes_mentioning (socket_path), ==, 5);
+
+  n = g_list_model_get_n_items (G_LIST_MODEL (pool));
+  g_assert_cmpuint (n, ==, 4);
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(QleanMachine) machine = g_list_model_get_item (G_LIST_MODEL (pool), i);
+
+      g_assert_cmpint (qlean_machine_get_state (machine), ==, QLEAN_MACHINE_STATE_RUNNING);
+      pids[i] = qlean_machine_get_pid (machine);
+      g_assert_true (process_alive (pids[i]));
+    }
+
+  /* The last one reaches the first by name: every guest knows them all. */
+  {
+    g_autoptr(QleanMachine) last = g_list_model_get_item (G_LIST_MODEL (pool), 3);
+
+    assert_pings (last, "node0", TRUE);
+  }
+
+  g_assert_true (qlean_pool_shutdown_all (pool, NULL, &error));
+  g_assert_no_error (error);
+
+  for (guint i = 0; i < 4; i++)
+    g_assert_false (process_alive (pids[i]));
+  g_assert_false (process_alive (switch_pid));
+  g_assert_cmpuint (count_processes_mentioning (socket_path), ==, 0);
+  g_assert_false (g_file_test (socket_path, G_FILE_TEST_EXISTS));
+  g_assert_false (qlean_network_is_running (qlean_pool_get_network (pool)));
+}
+
+/* One machine cannot start: the call names it and why, and the other
+ * is not left running. Without it the pool starts; dropping the pool
+ * then stops its machine and its network. */
+static void
+test_spawn_failure_rolls_back (void)
+{
+  g_autoptr(QleanPool) pool = NULL;
+  g_autoptr(QleanMachineConfig) broken = qlean_machine_config_new ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *socket_path = NULL;
+  QleanMachine *good;
+  GPid qemu_pid, switch_pid;
+
+  if (!can_run_machines ())
+    return;
+
+  qlean_machine_config_set_kernel (broken, "/nonexistent/vmlinuz");
+  pool = qlean_pool_new ();
+  g_assert_true (qlean_pool_add (pool, "good", NULL, NULL, &error));
+  g_assert_true (qlean_pool_add (pool, "broken", NULL, broken, &error));
+  g_assert_no_error (error);
+
+  g_assert_false (qlean_pool_spawn_all (pool, NULL, &error));
+  g_assert_error (error, QLEAN_POOL_ERROR, QLEAN_POOL_ERROR_MACHINES_FAILED);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "broken: "));
+  g_assert_nonnull (strstr (error->message, "/nonexistent/vmlinuz"));
+  g_assert_null (strstr (error->message, "good: "));
+
+  good = pool_machine (pool, "good");
+  g_assert_cmpint (qlean_machine_get_state (good), ==, QLEAN_MACHINE_STATE_STOPPED);
+  g_assert_cmpint (qlean_machine_get_pid (good), ==, 0);
+  g_assert_false (qlean_network_is_running (qlean_pool_get_network (pool)));
+  g_clear_error (&error);
+
+  g_assert_true (qlean_pool_remove (pool, "broken", &error));
+  g_assert_true (qlean_pool_spawn_all (pool, NULL, &error));
+  g_assert_no_error (error);
+  qemu_pid = qlean_machine_get_pid (good);
+  switch_pid = qlean_network_get_switch_pid (qlean_pool_get_network (pool));
+  socket_path = qlean_network_dup_socket_path (qlean_pool_get_network (pool));
+  g_assert_true (process_alive (qemu_pid));
+  g_assert_true (process_alive (switch_pid));
+
+  g_clear_object (&pool);
+  g_assert_false (process_alive (qemu_pid));
+  g_assert_false (process_alive (switch_pid));
+  g_assert_cmpuint (count_processes_mentioning (socket_path), ==, 0);
+  g_assert_false (g_file_test (socket_path, G_FILE_TEST_EXISTS));
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  int status;
+
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/pool/model", test_pool_model);
+  g_test_add_func ("/pool/network-config", test_network_config);
+  g_test_add_func ("/pool/dry-run-has-nic", test_dry_run_has_nic);
+  g_test_add_func ("/pool/ping", test_ping);
+  g_test_add_func ("/pool/set-link", test_set_link);
+  g_test_add_func ("/pool/partition", test_partition);
+  g_test_add_func ("/pool/isolated", test_pools_isolated);
+  g_test_add_func ("/pool/nat", test_nat);
+  g_test_add_func ("/pool/four-concurrently", test_four_concurrently);
+  g_test_add_func ("/pool/spawn-failure-rolls-back", test_spawn_failure_rolls_back);
+
+  status = g_test_run ();
+
+  if (pair_pool != NULL)
+    {
+      g_autoptr(GError) error = NULL;
+
+      qlean_pool_shutdown_all (pair_pool, NULL, &error);
+      g_assert_no_error (error);
+      g_clear_object (&pair_pool);
+    }
+
+  return status;
+}
