@@ -1,0 +1,794 @@
+/* qlean-machine-snapshot.c: snapshots, restores and clones of machines
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <glib/gstdio.h>
+#include <glib/gi18n-lib.h>
+
+#include "qlean-error.h"
+#include "qlean-json-channel-private.h"
+#include "qlean-machine-private.h"
+#include "qlean-machine-snapshot.h"
+#include "qlean-sync-private.h"
+#include "qlean-worker-private.h"
+
+/* A snapshot is QEMU's migration stream, saved to a file while the guest
+ * is stopped: memory and device state, so a restore continues the guest
+ * where it was, processes and all. One mechanism serves every use: a
+ * restore starts a fresh QEMU with the same command line and
+ * `-incoming`, a clone starts another machine from a snapshot of this
+ * one, and the minimal image's fast start restores a cached boot. Every
+ * restore then repairs what a frozen guest gets wrong: its clock, and
+ * for a machine with a new name, its hostname, machine-id and random
+ * state (see qlean_machine_fix_identity).
+ *
+ * Restoring into a new QEMU rather than loading into the running one
+ * (snapshot-load) keeps snapshots independent of any disk: the minimal
+ * image has none. */
+
+#define POLL_MS 5
+
+static gboolean
+valid_snapshot_name (const char  *name,
+                     GError     **error)
+{
+  if (name != NULL && *name != '\0' && *name != '.' && strlen (name) <= 64 &&
+      strchr (name, '/') == NULL)
+    return TRUE;
+
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+               _("“%s” is not a valid snapshot name: use up to 64 characters, no “/”, "
+                 "not starting with “.”"), name ? name : "");
+  return FALSE;
+}
+
+static char *
+snapshot_path (QleanMachine  *self,
+               const char    *name,
+               GError       **error)
+{
+  g_autofree char *dir = NULL;
+  g_autofree char *file = NULL;
+
+  if (!valid_snapshot_name (name, error))
+    return NULL;
+
+  dir = qlean_machine_ensure_state_dir (self, "snapshots", error);
+  if (dir == NULL)
+    return NULL;
+
+  file = g_strconcat (name, ".state", NULL);
+  return g_build_filename (dir, file, NULL);
+}
+
+/* Saving: stop, migrate to a file, go on. */
+
+typedef struct
+{
+  QleanQmpClient *qmp;
+  char           *path;
+  char           *tmp_path;
+  gboolean        was_running;
+  gboolean        keep_stopped;
+  GSource        *poll;
+} Save;
+
+static void
+save_free (Save *save)
+{
+  qlean_clear_source (&save->poll);
+  g_clear_object (&save->qmp);
+  if (save->tmp_path != NULL)
+    g_unlink (save->tmp_path);
+  g_free (save->tmp_path);
+  g_free (save->path);
+  g_free (save);
+}
+
+static void save_poll (GTask *task);
+
+static void
+save_cont_cb (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  g_autoptr(JsonNode) reply = NULL;
+  GError *error = NULL;
+
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  if (reply == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  qlean_machine_fix_clock (self);
+  g_task_return_boolean (task, TRUE);
+}
+
+/* Ends the save: the guest runs again if it ran before, whatever
+ * happened; @error (taken) is the result. */
+static void
+save_finish_with (GTask  *task,
+                  GError *error)
+{
+  Save *save = g_task_get_task_data (task);
+
+  if (error == NULL && g_rename (save->tmp_path, save->path) != 0)
+    {
+      int saved_errno = errno;
+
+      error = g_error_new (G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                           _("Cannot store the snapshot %s: %s"), save->path, g_strerror (saved_errno));
+    }
+  if (error == NULL)
+    g_clear_pointer (&save->tmp_path, g_free);
+
+  if (save->was_running && !save->keep_stopped)
+    {
+      if (error != NULL)
+        {
+          /* Report the failure, but do not leave the guest stopped. */
+          qlean_qmp_client_execute_async (save->qmp, "cont", NULL, NULL, NULL, NULL);
+          g_task_return_error (task, error);
+          return;
+        }
+      qlean_qmp_client_execute_async (save->qmp, "cont", NULL, NULL, save_cont_cb, g_object_ref (task));
+      return;
+    }
+
+  if (error != NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_boolean (task, TRUE);
+}
+
+static void
+save_query_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(JsonNode) reply = NULL;
+  GError *error = NULL;
+  JsonObject *object;
+  const char *status;
+
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  if (reply == NULL)
+    {
+      save_finish_with (task, error);
+      return;
+    }
+
+  object = JSON_NODE_HOLDS_OBJECT (reply) ? json_node_get_object (reply) : NULL;
+  status = object ? json_object_get_string_member_with_default (object, "status", "") : "";
+
+  if (g_str_equal (status, "completed"))
+    {
+      save_finish_with (task, NULL);
+      return;
+    }
+
+  if (g_str_equal (status, "failed") || g_str_equal (status, "cancelled"))
+    {
+      save_finish_with (task, g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                                           _("QEMU could not save the machine's state: %s"),
+                                           object ? json_object_get_string_member_with_default (object, "error-desc", status)
+                                                  : status));
+      return;
+    }
+
+  save_poll (task);
+}
+
+static gboolean
+save_poll_cb (gpointer user_data)
+{
+  GTask *task = user_data;
+  Save *save = g_task_get_task_data (task);
+
+  g_clear_pointer (&save->poll, g_source_unref);
+  /* The timer's reference on the task passes to the query. */
+  qlean_qmp_client_execute_async (save->qmp, "query-migrate", NULL, NULL, save_query_cb, task);
+  return G_SOURCE_REMOVE;
+}
+
+/* Takes a reference on @task for the timer. */
+static void
+save_poll (GTask *task)
+{
+  Save *save = g_task_get_task_data (task);
+
+  save->poll = qlean_add_timeout (qlean_worker_get_context (), POLL_MS, save_poll_cb,
+                                  g_object_ref (task));
+}
+
+static void
+save_migrate_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(JsonNode) reply = NULL;
+  GError *error = NULL;
+
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  if (reply == NULL)
+    {
+      save_finish_with (task, error);
+      return;
+    }
+
+  save_poll (task);
+}
+
+static void
+save_stop_cb (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  Save *save = g_task_get_task_data (task);
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(JsonObject) arguments = json_object_new ();
+  g_autofree char *quoted = g_shell_quote (save->tmp_path);
+  g_autofree char *uri = g_strdup_printf ("exec:cat > %s", quoted);
+  GError *error = NULL;
+
+  if (source != NULL)
+    {
+      reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+      if (reply == NULL)
+        {
+          save->was_running = FALSE;
+          save_finish_with (task, error);
+          return;
+        }
+    }
+
+  json_object_set_string_member (arguments, "uri", uri);
+  qlean_qmp_client_execute_async (save->qmp, "migrate", arguments, NULL, save_migrate_cb,
+                                  g_object_ref (task));
+}
+
+/* Worker thread. Saves @self's state to @path; with @keep_stopped the
+ * guest stays stopped afterwards (QEMU is about to go away). */
+void
+qlean_machine_save_state_async (QleanMachine        *self,
+                                const char          *path,
+                                gboolean             keep_stopped,
+                                GCancellable        *cancellable,
+                                GAsyncReadyCallback  callback,
+                                gpointer             user_data)
+{
+  GTask *task = g_task_new (self, cancellable, callback, user_data);
+  Save *save = g_new0 (Save, 1);
+  QleanMachineState state = qlean_machine_get_state (self);
+
+  g_task_set_source_tag (task, qlean_machine_save_state_async);
+  g_task_set_task_data (task, save, (GDestroyNotify) save_free);
+  save->path = g_strdup (path);
+  save->tmp_path = g_strconcat (path, ".part", NULL);
+  save->keep_stopped = keep_stopped;
+  save->qmp = qlean_machine_get_qmp (self);
+
+  if (save->qmp == NULL ||
+      (state != QLEAN_MACHINE_STATE_RUNNING && state != QLEAN_MACHINE_STATE_PAUSED))
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Cannot save machine “%s”: it is %s"), qlean_machine_get_name (self),
+                               qlean_machine_state_to_string (state));
+      g_object_unref (task);
+      return;
+    }
+
+  /* Stopped first, so that the stream is one consistent instant rather
+   * than memory copied while it changes. */
+  save->was_running = state == QLEAN_MACHINE_STATE_RUNNING;
+  if (save->was_running)
+    qlean_qmp_client_execute_async (save->qmp, "stop", NULL, NULL, save_stop_cb, task);
+  else
+    save_stop_cb (NULL, NULL, task);
+}
+
+gboolean
+qlean_machine_save_state_finish (QleanMachine  *self,
+                                 GAsyncResult  *result,
+                                 GError       **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* The public calls */
+
+static void
+snapshot_saved_cb (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  GError *error = NULL;
+
+  if (qlean_machine_save_state_finish (QLEAN_MACHINE (source), result, &error))
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+}
+
+static gboolean
+snapshot_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  const char *name = g_task_get_task_data (task);
+  g_autofree char *path = NULL;
+  GError *error = NULL;
+
+  path = snapshot_path (self, name, &error);
+  if (path == NULL)
+    {
+      g_task_return_error (task, error);
+      return G_SOURCE_REMOVE;
+    }
+
+  qlean_machine_save_state_async (self, path, FALSE, g_task_get_cancellable (task),
+                                  snapshot_saved_cb, g_object_ref (task));
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * qlean_machine_snapshot_async:
+ * @self: a running or paused #QleanMachine
+ * @name: the snapshot's name; an existing one is replaced
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called when saved
+ * @user_data: data for @callback
+ *
+ * Saves the whole state of the machine, memory included, under @name:
+ * [method@Machine.restore] brings it back, running processes and all.
+ * The guest stops while its state is written (about half a second for
+ * the minimal image under TCG) and then runs on, with its clock set.
+ * Snapshots belong to the machine and go away with it.
+ */
+void
+qlean_machine_snapshot_async (QleanMachine        *self,
+                              const char          *name,
+                              GCancellable        *cancellable,
+                              GAsyncReadyCallback  callback,
+                              gpointer             user_data)
+{
+  GTask *task;
+
+  g_return_if_fail (QLEAN_IS_MACHINE (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, qlean_machine_snapshot_async);
+  g_task_set_name (task, "[qlean] snapshot machine");
+  g_task_set_task_data (task, g_strdup (name), g_free);
+  qlean_worker_invoke (snapshot_in_worker, task, g_object_unref);
+}
+
+/**
+ * qlean_machine_snapshot_finish:
+ * @self: a #QleanMachine
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Returns: %TRUE when the snapshot is saved
+ */
+gboolean
+qlean_machine_snapshot_finish (QleanMachine  *self,
+                               GAsyncResult  *result,
+                               GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * qlean_machine_snapshot:
+ * @self: a running or paused #QleanMachine
+ * @name: the snapshot's name
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_snapshot_async().
+ *
+ * Returns: %TRUE when the snapshot is saved
+ */
+gboolean
+qlean_machine_snapshot (QleanMachine  *self,
+                        const char    *name,
+                        GCancellable  *cancellable,
+                        GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+
+  qlean_sync_call_init (&call);
+  qlean_machine_snapshot_async (self, name, cancellable, qlean_sync_call_done, &call);
+
+  return qlean_machine_snapshot_finish (self, qlean_sync_call_wait (&call), error);
+}
+
+static void
+restore_spawned_cb (GObject      *source,
+                    GAsyncResult *result,
+                    gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  GError *error = NULL;
+
+  if (qlean_machine_spawn_finish (QLEAN_MACHINE (source), result, &error))
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+}
+
+static void
+restore_killed_cb (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = QLEAN_MACHINE (source);
+  const char *path = g_task_get_task_data (task);
+  GError *error = NULL;
+
+  if (!qlean_machine_kill_finish (self, result, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  qlean_machine_set_incoming (self, path, FALSE, NULL);
+  qlean_machine_spawn_async (self, g_task_get_cancellable (task), restore_spawned_cb,
+                             g_object_ref (task));
+}
+
+/**
+ * qlean_machine_restore_async:
+ * @self: a #QleanMachine with a snapshot called @name
+ * @name: the snapshot to go back to
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called once the machine runs from the snapshot
+ * @user_data: data for @callback
+ *
+ * Brings the machine back to the snapshot @name: the running QEMU is
+ * replaced by a new one that continues from the saved state, and
+ * everything since the snapshot is gone. The call completes once the
+ * guest agent answers again, with the guest clock set from the host's.
+ * Works on a stopped machine too, which then runs.
+ */
+void
+qlean_machine_restore_async (QleanMachine        *self,
+                             const char          *name,
+                             GCancellable        *cancellable,
+                             GAsyncReadyCallback  callback,
+                             gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  GError *error = NULL;
+  char *path;
+
+  g_return_if_fail (QLEAN_IS_MACHINE (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, qlean_machine_restore_async);
+  g_task_set_name (task, "[qlean] restore machine");
+
+  path = snapshot_path (self, name, &error);
+  if (path != NULL && !g_file_test (path, G_FILE_TEST_IS_REGULAR))
+    {
+      g_set_error (&error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                   _("Machine “%s” has no snapshot named “%s”"), qlean_machine_get_name (self), name);
+      g_clear_pointer (&path, g_free);
+    }
+  if (path == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  g_task_set_task_data (task, path, g_free);
+  qlean_machine_kill_async (self, cancellable, restore_killed_cb, g_steal_pointer (&task));
+}
+
+/**
+ * qlean_machine_restore_finish:
+ * @self: a #QleanMachine
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Returns: %TRUE when the machine runs from the snapshot
+ */
+gboolean
+qlean_machine_restore_finish (QleanMachine  *self,
+                              GAsyncResult  *result,
+                              GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * qlean_machine_restore:
+ * @self: a #QleanMachine with a snapshot called @name
+ * @name: the snapshot to go back to
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_restore_async().
+ *
+ * Returns: %TRUE when the machine runs from the snapshot
+ */
+gboolean
+qlean_machine_restore (QleanMachine  *self,
+                       const char    *name,
+                       GCancellable  *cancellable,
+                       GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+
+  qlean_sync_call_init (&call);
+  qlean_machine_restore_async (self, name, cancellable, qlean_sync_call_done, &call);
+
+  return qlean_machine_restore_finish (self, qlean_sync_call_wait (&call), error);
+}
+
+static int
+compare_names (gconstpointer a,
+               gconstpointer b)
+{
+  return g_strcmp0 (*(const char * const *) a, *(const char * const *) b);
+}
+
+/**
+ * qlean_machine_list_snapshots:
+ * @self: a #QleanMachine
+ *
+ * Returns: (transfer full) (array zero-terminated=1): the names of the
+ *   machine's snapshots, sorted
+ */
+char **
+qlean_machine_list_snapshots (QleanMachine *self)
+{
+  g_autoptr(GPtrArray) names = g_ptr_array_new ();
+  g_autofree char *dir = qlean_machine_ensure_state_dir (self, "snapshots", NULL);
+  g_autoptr(GDir) listing = dir ? g_dir_open (dir, 0, NULL) : NULL;
+  const char *entry;
+
+  while (listing != NULL && (entry = g_dir_read_name (listing)) != NULL)
+    if (g_str_has_suffix (entry, ".state"))
+      g_ptr_array_add (names, g_strndup (entry, strlen (entry) - strlen (".state")));
+
+  g_ptr_array_sort (names, compare_names);
+  g_ptr_array_add (names, NULL);
+  return (char **) g_ptr_array_steal (names, NULL);
+}
+
+/**
+ * qlean_machine_delete_snapshot:
+ * @self: a #QleanMachine
+ * @name: a snapshot's name
+ * @error: return location for a #GError
+ *
+ * Deletes the snapshot @name.
+ *
+ * Returns: %TRUE when deleted; %G_IO_ERROR_NOT_FOUND when there is none
+ */
+gboolean
+qlean_machine_delete_snapshot (QleanMachine  *self,
+                               const char    *name,
+                               GError       **error)
+{
+  g_autofree char *path = snapshot_path (self, name, error);
+
+  if (path == NULL)
+    return FALSE;
+
+  if (g_unlink (path) != 0)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                   _("Machine “%s” has no snapshot named “%s”"), qlean_machine_get_name (self), name);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* Clones */
+
+typedef struct
+{
+  char         *name;
+  char         *path;
+  QleanMachine *clone;
+} Clone;
+
+static void
+clone_free (Clone *clone)
+{
+  if (clone->path != NULL)
+    g_unlink (clone->path);
+  g_free (clone->path);
+  g_free (clone->name);
+  g_clear_object (&clone->clone);
+  g_free (clone);
+}
+
+static QleanMachine *
+clone_new_machine (QleanMachine *self,
+                   const char   *name)
+{
+  return g_object_new (QLEAN_TYPE_MACHINE,
+                       "name", name,
+                       "image", qlean_machine_get_image (self),
+                       "config", qlean_machine_get_config (self),
+                       "network", qlean_machine_get_network (self),
+                       NULL);
+}
+
+static void
+clone_spawned_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  Clone *clone = g_task_get_task_data (task);
+  GError *error = NULL;
+
+  if (!qlean_machine_spawn_finish (QLEAN_MACHINE (source), result, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  g_task_return_pointer (task, g_steal_pointer (&clone->clone), g_object_unref);
+}
+
+static void
+clone_saved_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = QLEAN_MACHINE (source);
+  Clone *clone = g_task_get_task_data (task);
+  g_autofree char *mac = qlean_machine_dup_mac_address (self);
+  GError *error = NULL;
+
+  if (!qlean_machine_save_state_finish (self, result, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  clone->clone = clone_new_machine (self, clone->name);
+  qlean_machine_set_incoming (clone->clone, clone->path, TRUE, mac);
+  qlean_machine_spawn_async (clone->clone, g_task_get_cancellable (task), clone_spawned_cb,
+                             g_object_ref (task));
+}
+
+static gboolean
+clone_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  Clone *clone = g_task_get_task_data (task);
+  QleanMachineState state = qlean_machine_get_state (self);
+  g_autofree char *dir = NULL;
+  g_autofree char *file = NULL;
+  GError *error = NULL;
+
+  if (state != QLEAN_MACHINE_STATE_RUNNING && state != QLEAN_MACHINE_STATE_PAUSED)
+    {
+      /* A machine that does not run has nothing but its image and
+       * configuration to copy. */
+      g_task_return_pointer (task, clone_new_machine (self, clone->name), g_object_unref);
+      return G_SOURCE_REMOVE;
+    }
+
+  dir = qlean_machine_ensure_state_dir (self, "clones", &error);
+  if (dir == NULL)
+    {
+      g_task_return_error (task, error);
+      return G_SOURCE_REMOVE;
+    }
+
+  file = g_strdup_printf ("%s-%08x.state", clone->name, g_random_int ());
+  clone->path = g_build_filename (dir, file, NULL);
+  qlean_machine_save_state_async (self, clone->path, FALSE, g_task_get_cancellable (task),
+                                  clone_saved_cb, g_object_ref (task));
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * qlean_machine_clone_async:
+ * @self: a #QleanMachine
+ * @new_name: the clone's name, also its hostname
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called with the clone
+ * @user_data: data for @callback
+ *
+ * Makes an independent copy of the machine. A running (or paused)
+ * machine stops for the moment it takes to save its state and runs on;
+ * the clone starts from that state, running, with its own hostname,
+ * machine-id, random state, network card address and, on a network, its
+ * own IP address. A machine that does not run gives a clone that does
+ * not run either, with the same image and configuration. Nothing written
+ * in one shows in the other.
+ */
+void
+qlean_machine_clone_async (QleanMachine        *self,
+                           const char          *new_name,
+                           GCancellable        *cancellable,
+                           GAsyncReadyCallback  callback,
+                           gpointer             user_data)
+{
+  GTask *task;
+  Clone *clone;
+
+  g_return_if_fail (QLEAN_IS_MACHINE (self));
+  g_return_if_fail (new_name != NULL);
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, qlean_machine_clone_async);
+  g_task_set_name (task, "[qlean] clone machine");
+  clone = g_new0 (Clone, 1);
+  clone->name = g_strdup (new_name);
+  g_task_set_task_data (task, clone, (GDestroyNotify) clone_free);
+  qlean_worker_invoke (clone_in_worker, task, g_object_unref);
+}
+
+/**
+ * qlean_machine_clone_finish:
+ * @self: a #QleanMachine
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Returns: (transfer full): the clone, or %NULL with @error set
+ */
+QleanMachine *
+qlean_machine_clone_finish (QleanMachine  *self,
+                            GAsyncResult  *result,
+                            GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/**
+ * qlean_machine_clone:
+ * @self: a #QleanMachine
+ * @new_name: the clone's name, also its hostname
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_clone_async().
+ *
+ * Returns: (transfer full): the clone, or %NULL with @error set
+ */
+QleanMachine *
+qlean_machine_clone (QleanMachine  *self,
+                     const char    *new_name,
+                     GCancellable  *cancellable,
+                     GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+
+  qlean_sync_call_init (&call);
+  qlean_machine_clone_async (self, new_name, cancellable, qlean_sync_call_done, &call);
+
+  return qlean_machine_clone_finish (self, qlean_sync_call_wait (&call), error);
+}
