@@ -45,6 +45,10 @@ G_BEGIN_DECLS
  *   kernel path that does not exist, zero cores).
  * @QLEAN_MACHINE_ERROR_COMMAND_NOT_FOUND: the program to run does not
  *   exist in the guest, or is not executable.
+ * @QLEAN_MACHINE_ERROR_BAD_ARCHIVE: a machine archive given to
+ *   qlean_machine_import() is not one, is truncated or damaged (a checksum
+ *   does not match), or holds what an archive must not (paths, links,
+ *   devices, unknown members); nothing of it was kept.
  *
  * Error codes of #QLEAN_MACHINE_ERROR.
  */
@@ -58,6 +62,7 @@ typedef enum
   QLEAN_MACHINE_ERROR_CRASHED,
   QLEAN_MACHINE_ERROR_INVALID_CONFIG,
   QLEAN_MACHINE_ERROR_COMMAND_NOT_FOUND,
+  QLEAN_MACHINE_ERROR_BAD_ARCHIVE,
 } QleanMachineError;
 
 /**
@@ -78,6 +83,26 @@ typedef enum
  *   holds the builder's output.
  * @QLEAN_IMAGE_ERROR_NOT_FOUND: an image file or catalog entry does not
  *   exist.
+ * @QLEAN_IMAGE_ERROR_HTTP: a server answered a download with an HTTP error;
+ *   the message holds the status and the URL.
+ * @QLEAN_IMAGE_ERROR_NETWORK: a download failed for want of a network: the
+ *   host name did not resolve, the connection was refused, dropped or
+ *   stalled; the message names the URL. An interrupted download resumes
+ *   where it stopped on the next try.
+ * @QLEAN_IMAGE_ERROR_CHECKSUM_MISMATCH: a downloaded or cached image does
+ *   not have the checksum its distribution publishes (or the digest that
+ *   was given); the file has been removed.
+ * @QLEAN_IMAGE_ERROR_NO_CHECKSUM: the checksum file could not be read or
+ *   does not list the image.
+ * @QLEAN_IMAGE_ERROR_NO_SPACE: the disk holding the image cache is full;
+ *   the message names the cache directory.
+ * @QLEAN_IMAGE_ERROR_UNSUPPORTED_ARCH: the image is for an architecture
+ *   Qlean cannot run yet (only amd64 for now).
+ * @QLEAN_IMAGE_ERROR_INVALID_SOURCE: a custom image source or digest is
+ *   malformed, or a remote source comes without a digest.
+ * @QLEAN_IMAGE_ERROR_PREPARE_FAILED: the image could not be prepared for
+ *   Qlean (no operating system found in it, no kernel, a libguestfs
+ *   failure); the message says why.
  *
  * Error codes of #QLEAN_IMAGE_ERROR.
  */
@@ -87,10 +112,33 @@ typedef enum
   QLEAN_IMAGE_ERROR_MISSING_INPUT,
   QLEAN_IMAGE_ERROR_BUILD_FAILED,
   QLEAN_IMAGE_ERROR_NOT_FOUND,
+  QLEAN_IMAGE_ERROR_HTTP,
+  QLEAN_IMAGE_ERROR_NETWORK,
+  QLEAN_IMAGE_ERROR_CHECKSUM_MISMATCH,
+  QLEAN_IMAGE_ERROR_NO_CHECKSUM,
+  QLEAN_IMAGE_ERROR_NO_SPACE,
+  QLEAN_IMAGE_ERROR_UNSUPPORTED_ARCH,
+  QLEAN_IMAGE_ERROR_INVALID_SOURCE,
+  QLEAN_IMAGE_ERROR_PREPARE_FAILED,
 } QleanImageError;
 
+/**
+ * qlean_machine_error_quark:
+ *
+ * The function behind #QLEAN_MACHINE_ERROR.
+ *
+ * Returns: the error domain of [class@Machine]
+ */
 QLEAN_AVAILABLE_IN_ALL
 GQuark qlean_machine_error_quark (void);
+
+/**
+ * qlean_image_error_quark:
+ *
+ * The function behind #QLEAN_IMAGE_ERROR.
+ *
+ * Returns: the error domain of [class@Image]
+ */
 QLEAN_AVAILABLE_IN_ALL
 GQuark qlean_image_error_quark   (void);
 

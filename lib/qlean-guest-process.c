@@ -217,7 +217,8 @@ static gboolean
 make_pipe (int       fds[2],
            GError  **error)
 {
-  if (!g_unix_open_pipe (fds, O_CLOEXEC, error))
+  /* GLib before 2.78 takes FD_CLOEXEC here, and rejects O_CLOEXEC. */
+  if (!g_unix_open_pipe (fds, FD_CLOEXEC, error))
     return FALSE;
 
   return TRUE;

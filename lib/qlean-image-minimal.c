@@ -46,6 +46,24 @@ qlean_minimal_inputs_clear (QleanMinimalInputs *inputs)
   g_clear_pointer (&inputs->modules_dir, g_free);
   g_clear_pointer (&inputs->busybox, g_free);
   g_clear_pointer (&inputs->qemu_ga, g_free);
+  g_clear_pointer (&inputs->guest, g_free);
+}
+
+char *
+qlean_find_guest_program (void)
+{
+  const char *candidates[] = {
+    g_getenv ("QLEAN_GUEST_BINARY"),
+    QLEAN_LIBEXECDIR "/qlean/qlean-guest",
+    QLEAN_BUILD_GUEST,
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (candidates); i++)
+    if (candidates[i] != NULL && *candidates[i] != '\0' &&
+        g_file_test (candidates[i], G_FILE_TEST_IS_EXECUTABLE))
+      return g_strdup (candidates[i]);
+
+  return NULL;
 }
 
 static int
@@ -149,6 +167,7 @@ qlean_minimal_find_inputs (QleanMinimalInputs  *inputs,
     inputs->modules_dir = g_build_filename ("/lib/modules", inputs->kernel_release, NULL);
   inputs->busybox = find_program ("QLEAN_BUSYBOX", busybox_candidates);
   inputs->qemu_ga = find_program ("QLEAN_QEMU_GA", qemu_ga_candidates);
+  inputs->guest = qlean_find_guest_program ();
 
   if (inputs->kernel == NULL || g_access (inputs->kernel, R_OK) != 0)
     {
@@ -245,6 +264,8 @@ qlean_minimal_cache_key (const QleanMinimalInputs *inputs)
   checksum_file_identity (checksum, modules_dep);
   checksum_file_identity (checksum, inputs->busybox);
   checksum_file_identity (checksum, inputs->qemu_ga);
+  if (inputs->guest != NULL)
+    checksum_file_identity (checksum, inputs->guest);
 
   digest = g_checksum_get_string (checksum);
   return g_strndup (digest, 16);
@@ -283,7 +304,9 @@ run_builder (const QleanMinimalInputs  *inputs,
   g_autoptr(GSubprocessLauncher) launcher = NULL;
   g_autoptr(GSubprocess) process = NULL;
   g_autofree char *log = NULL;
+  g_autofree char *add_guest = NULL;
   g_autoptr(GError) local_error = NULL;
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
   gboolean ok = FALSE;
 
   tmpdir = g_dir_make_tmp ("qlean-build-XXXXXX", error);
@@ -300,15 +323,29 @@ run_builder (const QleanMinimalInputs  *inputs,
                                         G_SUBPROCESS_FLAGS_STDERR_MERGE);
   g_subprocess_launcher_setenv (launcher, "QLEAN_BUSYBOX", inputs->busybox, TRUE);
   g_subprocess_launcher_setenv (launcher, "QLEAN_QEMU_GA", inputs->qemu_ga, TRUE);
-  process = g_subprocess_launcher_spawn (launcher, error,
-                                         "bash", builder,
-                                         "--kernel-release", inputs->kernel_release,
-                                         "--modules-dir", inputs->modules_dir,
-                                         "--init", init,
-                                         "--output", output,
-                                         "--kernel", inputs->kernel,
-                                         "--vmlinux-output", vmlinux,
-                                         NULL);
+  g_ptr_array_add (argv, (char *) "bash");
+  g_ptr_array_add (argv, builder);
+  g_ptr_array_add (argv, (char *) "--kernel-release");
+  g_ptr_array_add (argv, inputs->kernel_release);
+  g_ptr_array_add (argv, (char *) "--modules-dir");
+  g_ptr_array_add (argv, inputs->modules_dir);
+  g_ptr_array_add (argv, (char *) "--init");
+  g_ptr_array_add (argv, init);
+  g_ptr_array_add (argv, (char *) "--output");
+  g_ptr_array_add (argv, (char *) output);
+  g_ptr_array_add (argv, (char *) "--kernel");
+  g_ptr_array_add (argv, inputs->kernel);
+  g_ptr_array_add (argv, (char *) "--vmlinux-output");
+  g_ptr_array_add (argv, (char *) vmlinux);
+  if (inputs->guest != NULL)
+    {
+      add_guest = g_strdup_printf ("%s:/usr/lib/qlean/qlean-guest", inputs->guest);
+      g_ptr_array_add (argv, (char *) "--add");
+      g_ptr_array_add (argv, add_guest);
+    }
+  g_ptr_array_add (argv, NULL);
+
+  process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, error);
   if (process == NULL)
     goto out;
 

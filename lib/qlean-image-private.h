@@ -17,6 +17,7 @@ typedef struct
   char *modules_dir;
   char *busybox;
   char *qemu_ga;
+  char *guest;      /* qlean-guest, or NULL: then exec falls back to the agent */
 } QleanMinimalInputs;
 
 void      qlean_minimal_inputs_clear  (QleanMinimalInputs *inputs);
@@ -28,9 +29,43 @@ char     *qlean_minimal_build         (const QleanMinimalInputs *inputs,
                                        char                    **kernel,
                                        GCancellable             *cancellable,
                                        GError                  **error);
+/* The static qlean-guest program to put into images, or NULL. */
+char     *qlean_find_guest_program    (void);
 /* The kernel parameters the minimal image boots with. */
 const char *qlean_minimal_cmdline     (void);
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (QleanMinimalInputs, qlean_minimal_inputs_clear)
+
+/* Distribution and custom images (qlean-distro.c). */
+typedef struct _QleanImageSource QleanImageSource;
+
+QleanImage       *qlean_image_new_distro      (const char  *name);
+QleanImageSource *qlean_image_get_source      (QleanImage  *self);
+/* The cache root for this image's downloads and preparations, instead of
+ * $XDG_CACHE_HOME/qlean; tests use it to keep their caches apart. */
+void              qlean_image_set_cache_dir   (QleanImage  *self,
+                                               const char  *dir);
+/* Whether the prepared image runs cloud-init at boot, so that its first
+ * boot (qlean_machine_init) needs a seed and should wait for it. FALSE
+ * for the minimal image and until prepared. A normal boot (spawn) of
+ * such an image should add QLEAN_IMAGE_NORMAL_BOOT_CMDLINE to the kernel
+ * command line: cloud-init then does not run at all (measured: boot done
+ * at 16 s instead of 45 s under TCG), and the first boot's hostname and
+ * users stay. Without it, cloud-init keeps the first boot's instance
+ * (manual_cache_clean in the injected 90-qlean.cfg) but runs every
+ * stage again. */
+#define QLEAN_IMAGE_NORMAL_BOOT_CMDLINE "cloud-init=disabled"
+
+gboolean          qlean_image_has_cloud_init  (QleanImage  *self);
+/* Writes the NoCloud seed of @machine_name's first boot to @path: an
+ * ISO 9660 image labelled "cidata" holding meta-data (a fresh instance-id
+ * and local-hostname = @machine_name) and user-data (#cloud-config that
+ * sets the hostname and skips what a throwaway test machine does not
+ * need: SSH keys, locale, package updates). Attach it read-only, e.g.
+ * as a virtio disk. Blocks for a fraction of a second (xorriso). */
+gboolean          qlean_image_write_seed      (QleanImage  *image,
+                                               const char  *machine_name,
+                                               const char  *path,
+                                               GError     **error);
 
 G_END_DECLS

@@ -7,6 +7,7 @@
 
 #include <glib/gi18n-lib.h>
 
+#include "qlean-distro-private.h"
 #include "qlean-enums.h"
 #include "qlean-error.h"
 #include "qlean-image-private.h"
@@ -37,7 +38,12 @@ struct _QleanImage
   QleanImageKind  kind;
   char           *name;
   char           *source_path;
+  QleanImageSource *source;      /* distribution images (qlean-distro.c) */
 
+  /* Held for the whole preparation, which can take minutes for a
+   * distribution image; `lock` only guards the fields, so that readers
+   * such as is_prepared() never wait for a download. */
+  GMutex          prepare_lock;
   GMutex          lock;
   gboolean        prepared;
   char           *kernel;
@@ -71,6 +77,8 @@ qlean_image_finalize (GObject *object)
   g_free (self->initrd);
   g_free (self->disk);
   g_free (self->cmdline);
+  g_clear_pointer (&self->source, qlean_image_source_free);
+  g_mutex_clear (&self->prepare_lock);
   g_mutex_clear (&self->lock);
 
   G_OBJECT_CLASS (qlean_image_parent_class)->finalize (object);
@@ -89,8 +97,25 @@ qlean_image_get_property (GObject    *object,
     case PROP_KIND: g_value_set_enum (value, self->kind); break;
     case PROP_NAME: g_value_set_string (value, self->name); break;
     default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      if (prop_id >= N_PROPS)
+        qlean_image_source_get_property (self->source, prop_id - N_PROPS, value, pspec);
+      else
+        G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
+}
+
+static void
+qlean_image_set_property (GObject      *object,
+                          guint         prop_id,
+                          const GValue *value,
+                          GParamSpec   *pspec)
+{
+  QleanImage *self = QLEAN_IMAGE (object);
+
+  if (prop_id >= N_PROPS)
+    qlean_image_source_set_property (self->source, prop_id - N_PROPS, value, pspec);
+  else
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
 
 static void
@@ -100,6 +125,7 @@ qlean_image_class_init (QleanImageClass *klass)
 
   object_class->finalize = qlean_image_finalize;
   object_class->get_property = qlean_image_get_property;
+  object_class->set_property = qlean_image_set_property;
 
   /**
    * QleanImage:kind:
@@ -121,12 +147,35 @@ qlean_image_class_init (QleanImageClass *klass)
                          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
+  /* The properties of distribution images: mirror, download-progress... */
+  qlean_image_source_class_init (object_class, N_PROPS);
 }
 
 static void
 qlean_image_init (QleanImage *self)
 {
   g_mutex_init (&self->lock);
+  g_mutex_init (&self->prepare_lock);
+  self->source = qlean_image_source_new (G_OBJECT (self));
+}
+
+/* A distribution or custom image; qlean-distro.c fills in its source. */
+QleanImage *
+qlean_image_new_distro (const char *name)
+{
+  QleanImage *self = g_object_new (QLEAN_TYPE_IMAGE, NULL);
+
+  self->kind = QLEAN_IMAGE_KIND_DISTRO;
+  self->name = g_strdup (name);
+  self->default_memory_mib = 1024;
+
+  return self;
+}
+
+QleanImageSource *
+qlean_image_get_source (QleanImage *self)
+{
+  return self->source;
 }
 
 /**
@@ -350,8 +399,8 @@ qlean_image_prepare_thread (GTask        *task,
 
   /* One preparation at a time per image; callers that raced in find it
    * done when they get the lock. */
-  g_mutex_lock (&self->lock);
-  if (!self->prepared)
+  g_mutex_lock (&self->prepare_lock);
+  if (!qlean_image_is_prepared (self))
     {
       switch (self->kind)
         {
@@ -363,14 +412,15 @@ qlean_image_prepare_thread (GTask        *task,
           break;
         case QLEAN_IMAGE_KIND_DISTRO:
         default:
-          ok = FALSE;
-          g_set_error (&error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_FAILED,
-                       _("Distribution images are not supported yet"));
+          ok = qlean_image_source_prepare (self->source, &self->kernel, &self->initrd,
+                                           &self->disk, &self->cmdline, cancellable, &error);
           break;
         }
+      g_mutex_lock (&self->lock);
       self->prepared = ok;
+      g_mutex_unlock (&self->lock);
     }
-  g_mutex_unlock (&self->lock);
+  g_mutex_unlock (&self->prepare_lock);
 
   if (!ok)
     g_task_return_error (task, g_steal_pointer (&error));

@@ -35,6 +35,7 @@ struct _QleanMachineConfig
   char       *initrd;
   char       *cmdline;
   char      **extra_args;
+  gboolean    fast_start;
 };
 
 G_DEFINE_FINAL_TYPE (QleanMachineConfig, qlean_machine_config, G_TYPE_OBJECT)
@@ -51,6 +52,7 @@ enum {
   PROP_INITRD,
   PROP_CMDLINE,
   PROP_EXTRA_ARGS,
+  PROP_FAST_START,
   N_PROPS
 };
 
@@ -90,6 +92,7 @@ qlean_machine_config_get_property (GObject    *object,
     case PROP_INITRD: g_value_set_string (value, self->initrd); break;
     case PROP_CMDLINE: g_value_set_string (value, self->cmdline); break;
     case PROP_EXTRA_ARGS: g_value_set_boxed (value, self->extra_args); break;
+    case PROP_FAST_START: g_value_set_boolean (value, self->fast_start); break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -115,6 +118,7 @@ qlean_machine_config_set_property (GObject      *object,
     case PROP_INITRD: qlean_machine_config_set_initrd (self, g_value_get_string (value)); break;
     case PROP_CMDLINE: qlean_machine_config_set_cmdline (self, g_value_get_string (value)); break;
     case PROP_EXTRA_ARGS: qlean_machine_config_set_extra_args (self, g_value_get_boxed (value)); break;
+    case PROP_FAST_START: qlean_machine_config_set_fast_start (self, g_value_get_boolean (value)); break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -215,6 +219,20 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
   properties[PROP_EXTRA_ARGS] =
     g_param_spec_boxed ("extra-args", NULL, NULL, G_TYPE_STRV, flags);
 
+  /**
+   * QleanMachineConfig:fast-start:
+   *
+   * Whether a machine of the minimal image starts from a saved boot (a
+   * QEMU state file cached under `$XDG_CACHE_HOME/qlean/boot-states/`,
+   * made by the first machine with the same command line) instead of
+   * booting its kernel: about 0.3 s instead of 1.7 s under TCG. The
+   * guest then gets its own hostname, clock, random state and, on a
+   * network, MAC and address. Machines with a disk or extra QEMU
+   * arguments always boot.
+   */
+  properties[PROP_FAST_START] =
+    g_param_spec_boolean ("fast-start", NULL, NULL, TRUE, flags);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
@@ -223,6 +241,7 @@ qlean_machine_config_init (QleanMachineConfig *self)
 {
   self->cores = 1;
   self->clear = TRUE;
+  self->fast_start = TRUE;
   self->accel = QLEAN_ACCEL_AUTO;
 }
 
@@ -262,6 +281,7 @@ qlean_machine_config_copy (QleanMachineConfig *self)
                        "initrd", self->initrd,
                        "cmdline", self->cmdline,
                        "extra-args", self->extra_args,
+                       "fast-start", self->fast_start,
                        NULL);
 }
 
@@ -502,4 +522,39 @@ qlean_machine_config_set_extra_args (QleanMachineConfig *self,
   g_strfreev (self->extra_args);
   self->extra_args = g_strdupv ((char **) extra_args);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_EXTRA_ARGS]);
+}
+
+/**
+ * qlean_machine_config_get_fast_start:
+ * @self: a #QleanMachineConfig
+ *
+ * Returns: whether minimal-image machines start from a saved boot
+ */
+gboolean
+qlean_machine_config_get_fast_start (QleanMachineConfig *self)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE_CONFIG (self), TRUE);
+
+  return self->fast_start;
+}
+
+/**
+ * qlean_machine_config_set_fast_start:
+ * @self: a #QleanMachineConfig
+ * @fast_start: whether to start from a saved boot when possible
+ *
+ * Sets [property@MachineConfig:fast-start].
+ */
+void
+qlean_machine_config_set_fast_start (QleanMachineConfig *self,
+                                     gboolean            fast_start)
+{
+  g_return_if_fail (QLEAN_IS_MACHINE_CONFIG (self));
+
+  fast_start = !!fast_start;
+  if (self->fast_start == fast_start)
+    return;
+
+  self->fast_start = fast_start;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_FAST_START]);
 }

@@ -91,4 +91,10 @@ QLEAN_AVAILABLE_IN_ALL
 void                qlean_machine_config_set_extra_args (QleanMachineConfig *self,
                                                          const char * const *extra_args);
 
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_config_get_fast_start (QleanMachineConfig *self);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_config_set_fast_start (QleanMachineConfig *self,
+                                                         gboolean            fast_start);
+
 G_END_DECLS

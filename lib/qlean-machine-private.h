@@ -18,6 +18,33 @@ gboolean qlean_machine_check_running (QleanMachine  *self,
 
 const char *qlean_machine_state_to_string (QleanMachineState state);
 
+/* Sets the guest's clock from the host's (worker thread). */
+void qlean_machine_fix_clock (QleanMachine *self);
+
+/* The next start loads @state_path (a saved migration stream) instead of
+ * booting; with @new_identity the guest then gets this machine's name,
+ * a new machine-id and fresh randomness (clones, golden pools), and its
+ * network card, saved with @old_mac, gets this machine's. */
+void  qlean_machine_set_incoming     (QleanMachine  *self,
+                                      const char    *state_path,
+                                      gboolean       new_identity,
+                                      const char    *old_mac);
+/* A directory for state that outlives runs (snapshots), removed with
+ * the machine when its config says clear. */
+char *qlean_machine_ensure_state_dir (QleanMachine  *self,
+                                      const char    *subdir,
+                                      GError       **error);
+/* Worker thread: saves the machine's state (qlean-machine-snapshot.c). */
+void     qlean_machine_save_state_async  (QleanMachine        *self,
+                                          const char          *path,
+                                          gboolean             keep_stopped,
+                                          GCancellable        *cancellable,
+                                          GAsyncReadyCallback  callback,
+                                          gpointer             user_data);
+gboolean qlean_machine_save_state_finish (QleanMachine        *self,
+                                          GAsyncResult        *result,
+                                          GError             **error);
+
 /* The machine's channel to qlean-guest, once it answers. */
 void               qlean_machine_get_guest_channel_async  (QleanMachine        *self,
                                                            GCancellable        *cancellable,

@@ -280,8 +280,11 @@ qlean_machine_save_state_async (QleanMachine        *self,
   save->keep_stopped = keep_stopped;
   save->qmp = qlean_machine_get_qmp (self);
 
+  /* STARTING too: a fast-start machine saves its boot just before it is
+   * declared running. */
   if (save->qmp == NULL ||
-      (state != QLEAN_MACHINE_STATE_RUNNING && state != QLEAN_MACHINE_STATE_PAUSED))
+      (state != QLEAN_MACHINE_STATE_RUNNING && state != QLEAN_MACHINE_STATE_PAUSED &&
+       state != QLEAN_MACHINE_STATE_STARTING))
     {
       g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
                                _("Cannot save machine “%s”: it is %s"), qlean_machine_get_name (self),
@@ -292,7 +295,7 @@ qlean_machine_save_state_async (QleanMachine        *self,
 
   /* Stopped first, so that the stream is one consistent instant rather
    * than memory copied while it changes. */
-  save->was_running = state == QLEAN_MACHINE_STATE_RUNNING;
+  save->was_running = state != QLEAN_MACHINE_STATE_PAUSED;
   if (save->was_running)
     qlean_qmp_client_execute_async (save->qmp, "stop", NULL, NULL, save_stop_cb, task);
   else

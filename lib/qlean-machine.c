@@ -6,9 +6,11 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <glib/gstdio.h>
@@ -18,13 +20,16 @@
 #include "qlean-enums.h"
 #include "qlean-error.h"
 #include "qlean-guest-launcher.h"
+#include "qlean-guest-relay-private.h"
 #include "qlean-host-private.h"
 #include "qlean-image-private.h"
+#include "qlean-machine-network-private.h"
 #include "qlean-machine-private.h"
 #include "qlean-qemu-argv-private.h"
 #include "qlean-qga-client-private.h"
 #include "qlean-qga-error.h"
 #include "qlean-qmp-client-private.h"
+#include "qlean-run-logs-private.h"
 #include "qlean-sync-private.h"
 #include "qlean-util-private.h"
 #include "qlean-worker-private.h"
@@ -81,6 +86,9 @@ struct _QleanMachine
   guint               boot_timeout_ms;
   guint               shutdown_timeout_ms;
   gint                notify_pending;
+  /* Pool network (qlean-machine-network.c); fixed at construction. */
+  QleanNetwork       *network;
+  char               *mac_address;
 
   /* Written on the worker, read anywhere: under the lock. */
   GMutex              lock;
@@ -89,12 +97,27 @@ struct _QleanMachine
   QleanQmpClient     *qmp;
   QleanQgaClient     *qga;
   QleanGuestChannel  *guest;
+  QleanRunLogs       *last_logs;   /* of the last run, for save_logs */
+  QleanGuestRelay    *relay;
+  gboolean            attached;
 
   /* Worker only. */
   GSubprocess        *qemu;
   gboolean            qemu_exited;
   gboolean            stop_requested;
   gboolean            panicked;
+  /* Restoring a saved state (qlean-machine-snapshot.c) */
+  char               *incoming;         /* state file the next start loads */
+  gboolean            incoming_new_identity;
+  char               *incoming_old_mac; /* the saved card's MAC, to replace */
+  gboolean            restoring;        /* this start loads a state */
+  gboolean            restore_fixing;
+  gboolean            restore_fixed;
+  GSource            *incoming_poll;
+  char               *state_dir;        /* snapshots; lives as long as the machine */
+  char               *boot_state_save;  /* fast start: save the boot here once ready */
+  int                 boot_state_lock;  /* fast start: flock held while saving */
+  char               *boot_state_used;  /* fast start: the state this start loads */
   GTask              *spawn_task;
   GError             *spawn_error;
   GSource            *boot_timer;
@@ -102,6 +125,8 @@ struct _QleanMachine
   GSource            *qmp_grace_timer;
   gboolean            qmp_ready;
   gboolean            agent_ready;
+  gboolean            network_configuring;
+  gboolean            network_ready;
   GPtrArray          *exit_waiters;
   GSource            *shutdown_timer;
   guint               shutdown_stage;
@@ -119,6 +144,8 @@ enum {
   PROP_STATE,
   PROP_BOOT_TIMEOUT,
   PROP_SHUTDOWN_TIMEOUT,
+  PROP_NETWORK,
+  PROP_MAC_ADDRESS,
   N_PROPS
 };
 
@@ -134,6 +161,7 @@ static guint signals[N_SIGNALS];
 
 static void qlean_machine_spawn_fail     (QleanMachine *self,
                                           GError       *error);
+static void qlean_machine_spawn_maybe_done (QleanMachine *self);
 static void qlean_machine_guest_hello_cb (GObject      *source,
                                           GAsyncResult *result,
                                           gpointer      user_data);
@@ -297,6 +325,8 @@ qlean_machine_get_property (GObject    *object,
     case PROP_STATE: g_value_set_enum (value, qlean_machine_get_state (self)); break;
     case PROP_BOOT_TIMEOUT: g_value_set_uint (value, qlean_machine_get_boot_timeout (self)); break;
     case PROP_SHUTDOWN_TIMEOUT: g_value_set_uint (value, qlean_machine_get_shutdown_timeout (self)); break;
+    case PROP_NETWORK: g_value_set_object (value, self->network); break;
+    case PROP_MAC_ADDRESS: g_value_take_string (value, qlean_machine_dup_mac_address (self)); break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -330,6 +360,12 @@ qlean_machine_set_property (GObject      *object,
       break;
     case PROP_SHUTDOWN_TIMEOUT:
       qlean_machine_set_shutdown_timeout (self, g_value_get_uint (value));
+      break;
+    case PROP_NETWORK:
+      self->network = g_value_dup_object (value);
+      break;
+    case PROP_MAC_ADDRESS:
+      self->mac_address = g_value_dup_string (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -375,6 +411,13 @@ wait_for_death (GPid pid)
     }
 }
 
+static gboolean
+qlean_machine_close_relay_cb (gpointer user_data)
+{
+  qlean_guest_relay_close (user_data);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 qlean_machine_dispose (GObject *object)
 {
@@ -398,6 +441,8 @@ qlean_machine_dispose (GObject *object)
     qlean_qmp_client_close (self->qmp);
   if (self->qga != NULL)
     qlean_qga_client_close (self->qga);
+  if (self->relay != NULL)
+    qlean_worker_invoke (qlean_machine_close_relay_cb, g_steal_pointer (&self->relay), g_object_unref);
   if (self->guest != NULL)
     qlean_guest_channel_close (self->guest);
   g_clear_object (&self->qmp);
@@ -407,12 +452,21 @@ qlean_machine_dispose (GObject *object)
   if (self->run_dir != NULL && qlean_machine_config_get_clear (self->config))
     qlean_rm_rf (self->run_dir, NULL);
   g_clear_pointer (&self->run_dir, g_free);
+  if (self->state_dir != NULL && qlean_machine_config_get_clear (self->config))
+    qlean_rm_rf (self->state_dir, NULL);
+  g_clear_pointer (&self->state_dir, g_free);
+  qlean_clear_source (&self->incoming_poll);
 
   qlean_clear_source (&self->boot_timer);
   qlean_clear_source (&self->spawn_cancel);
   qlean_clear_source (&self->qmp_grace_timer);
   qlean_clear_source (&self->shutdown_timer);
   g_clear_object (&self->qemu);
+
+  /* QEMU is gone: the machine's address and port are free again. */
+  if (self->network != NULL)
+    qlean_network_detach (self->network, self->name, self);
+  g_clear_object (&self->network);
 
   G_OBJECT_CLASS (qlean_machine_parent_class)->dispose (object);
 }
@@ -425,11 +479,13 @@ qlean_machine_finalize (GObject *object)
   g_assert (self->spawn_task == NULL);
   g_clear_pointer (&self->exit_waiters, g_ptr_array_unref);
   g_clear_error (&self->spawn_error);
+  g_clear_pointer (&self->last_logs, qlean_run_logs_free);
   g_clear_object (&self->image);
   g_clear_object (&self->config);
   g_clear_pointer (&self->owner_context, g_main_context_unref);
   g_clear_pointer (&self->link, machine_link_unref);
   g_free (self->name);
+  g_free (self->mac_address);
   g_mutex_clear (&self->lock);
 
   G_OBJECT_CLASS (qlean_machine_parent_class)->finalize (object);
@@ -507,6 +563,32 @@ qlean_machine_class_init (QleanMachineClass *klass)
     g_param_spec_uint ("shutdown-timeout", NULL, NULL, 0, G_MAXUINT, DEFAULT_SHUTDOWN_TIMEOUT_MS,
                        G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
+  /**
+   * QleanMachine:network:
+   *
+   * The [class@Network] the machine plugs into, or %NULL for a machine
+   * without a network card (the agent needs none). The machine takes an
+   * address on it when it first starts (a [class@Pool] reserves it when
+   * the machine is added), and the network must run by then. Once the
+   * agent answers, Qlean sets the address in the guest and lists every
+   * machine of the network in its `/etc/hosts` before the start completes.
+   */
+  properties[PROP_NETWORK] =
+    g_param_spec_object ("network", NULL, NULL, QLEAN_TYPE_NETWORK,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanMachine:mac-address:
+   *
+   * The MAC address of the machine's network card. Set it to override
+   * the one its [property@Machine:network] derives from the network and
+   * the machine's port; reading it gives the one in use, or %NULL for a
+   * machine without a network.
+   */
+  properties[PROP_MAC_ADDRESS] =
+    g_param_spec_string ("mac-address", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /**
@@ -548,6 +630,7 @@ qlean_machine_init (QleanMachine *self)
   self->boot_timeout_ms = DEFAULT_BOOT_TIMEOUT_MS;
   self->shutdown_timeout_ms = DEFAULT_SHUTDOWN_TIMEOUT_MS;
   self->exit_waiters = g_ptr_array_new_with_free_func (g_object_unref);
+  self->boot_state_lock = -1;
 }
 
 /**
@@ -695,6 +778,58 @@ qlean_machine_get_console_path (QleanMachine *self)
 }
 
 /**
+ * qlean_machine_save_logs:
+ * @self: a #QleanMachine
+ * @directory: (type filename): where to put the logs; made if missing
+ * @error: return location for a #GError
+ *
+ * Copies what the machine's current run has logged so far into the
+ * directory: `console.log` (the serial console), `transcript.log`
+ * (every QMP and guest agent message, timed, with its direction) and
+ * `qemu.log` (QEMU's own output). When the machine is not running, the
+ * logs of its last run are saved: they are kept in memory (the last MiB
+ * of each) when the run ends, since its run directory is removed.
+ *
+ * Test helpers call this when a test fails, so that a failure can be
+ * understood after the machine is gone.
+ *
+ * Returns: %TRUE when the logs were saved; %FALSE with
+ *   %QLEAN_MACHINE_ERROR_INVALID_STATE when the machine never ran, or an
+ *   I/O error
+ */
+gboolean
+qlean_machine_save_logs (QleanMachine  *self,
+                         const char    *directory,
+                         GError       **error)
+{
+  g_autofree char *run_dir = NULL;
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
+  g_return_val_if_fail (directory != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  g_mutex_lock (&self->lock);
+  run_dir = g_strdup (self->run_dir);
+  if (run_dir == NULL && self->last_logs != NULL)
+    {
+      gboolean saved = qlean_run_logs_save (self->last_logs, directory, error);
+
+      g_mutex_unlock (&self->lock);
+      return saved;
+    }
+  g_mutex_unlock (&self->lock);
+
+  if (run_dir == NULL)
+    {
+      g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                   _("Machine “%s” has no logs to save: it has never run"), self->name);
+      return FALSE;
+    }
+
+  return qlean_run_logs_save_dir (run_dir, directory, error);
+}
+
+/**
  * qlean_machine_get_pid:
  * @self: a #QleanMachine
  *
@@ -712,6 +847,44 @@ qlean_machine_get_pid (QleanMachine *self)
   g_mutex_unlock (&self->lock);
 
   return pid;
+}
+
+/**
+ * qlean_machine_get_network:
+ * @self: a #QleanMachine
+ *
+ * Returns: (transfer none) (nullable): the network the machine plugs
+ *   into, or %NULL
+ */
+QleanNetwork *
+qlean_machine_get_network (QleanMachine *self)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+
+  return self->network;
+}
+
+/**
+ * qlean_machine_dup_mac_address:
+ * @self: a #QleanMachine
+ *
+ * The MAC address of the machine's network card: the one set in
+ * [property@Machine:mac-address], or the one its network gives it.
+ *
+ * Returns: (transfer full) (nullable): the MAC address, or %NULL for a
+ *   machine without a network
+ */
+char *
+qlean_machine_dup_mac_address (QleanMachine *self)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+
+  if (self->network == NULL)
+    return NULL;
+  if (self->mac_address != NULL)
+    return g_ascii_strdown (self->mac_address, -1);
+
+  return qlean_network_dup_mac_address (self->network, self->name);
 }
 
 /**
@@ -825,9 +998,10 @@ qlean_machine_set_shutdown_timeout (QleanMachine *self,
 
 typedef struct
 {
-  QleanQemuSpec spec;
-  char         *qemu_binary;
-  char         *cmdline;
+  QleanQemuSpec      spec;
+  char              *qemu_binary;
+  char              *cmdline;
+  QleanNetworkLease *net_lease;
 } ResolvedSpec;
 
 static void
@@ -835,6 +1009,7 @@ resolved_spec_clear (ResolvedSpec *resolved)
 {
   g_clear_pointer (&resolved->qemu_binary, g_free);
   g_clear_pointer (&resolved->cmdline, g_free);
+  g_clear_pointer (&resolved->net_lease, qlean_network_lease_free);
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (ResolvedSpec, resolved_spec_clear)
@@ -892,6 +1067,16 @@ qlean_machine_resolve_spec (QleanMachine  *self,
     spec->initrd = qlean_image_get_initrd (self->image);
   spec->extra_args = qlean_machine_config_get_extra_args (config);
   spec->qmp_fd = spec->qga_fd = spec->data_fd = -1;
+
+  if (self->network != NULL)
+    {
+      resolved->net_lease = qlean_machine_network_resolve (self, self->network, self->mac_address, error);
+      if (resolved->net_lease == NULL)
+        return FALSE;
+      spec->net_socket = resolved->net_lease->socket_path;
+      spec->net_port = resolved->net_lease->port;
+      spec->net_mac = resolved->net_lease->mac_address;
+    }
 
   if (!check_readable ("kernel", spec->kernel, error) ||
       !check_readable ("initrd", spec->initrd, error))
@@ -977,6 +1162,143 @@ qlean_machine_dry_run (QleanMachine  *self,
   return qlean_qemu_argv_build (&resolved.spec);
 }
 
+/* Fast start */
+
+/* Bump when anything changes what a saved boot depends on outside the
+ * command line (the guest's init, the post-restore repairs). */
+#define BOOT_STATE_VERSION "1"
+
+static void
+checksum_identity (GChecksum  *checksum,
+                   const char *path)
+{
+  g_autofree char *line = NULL;
+  GStatBuf st;
+
+  if (path == NULL || g_stat (path, &st) != 0)
+    memset (&st, 0, sizeof st);
+  line = g_strdup_printf ("%s %llu %llu %lld\n", path ? path : "",
+                          (unsigned long long) st.st_ino, (unsigned long long) st.st_size,
+                          (long long) st.st_mtime);
+  g_checksum_update (checksum, (const guchar *) line, -1);
+}
+
+/* Where a saved boot of a machine with this command line lives, or NULL
+ * when the machine must boot: only the minimal image qualifies (its
+ * whole state is in memory), without disk or extra arguments, whose
+ * effects a restored state could not match. The key is the whole
+ * command line with the per-run parts made constant, and the identity
+ * of QEMU, kernel and initrd: anything else gets its own saved boot. */
+static char *
+qlean_machine_boot_state_path (QleanMachine       *self,
+                               const ResolvedSpec *resolved)
+{
+  QleanMachineConfig *config = self->config;
+  const char * const *extra = qlean_machine_config_get_extra_args (config);
+  g_autoptr(GChecksum) checksum = NULL;
+  g_autofree char *cmdline = NULL;
+  g_autofree char *file = NULL;
+  g_auto(GStrv) argv = NULL;
+  QleanQemuSpec spec;
+  const char *hostname;
+
+  if (!qlean_machine_config_get_fast_start (config) ||
+      qlean_image_get_kind (self->image) != QLEAN_IMAGE_KIND_MINIMAL ||
+      (extra != NULL && extra[0] != NULL) ||
+      qlean_machine_config_get_disk_gib (config) > 0 || self->attached)
+    return NULL;
+
+  spec = resolved->spec;
+  spec.name = "template";
+  spec.run_dir = "/run";
+  spec.qmp_fd = 3;
+  spec.qga_fd = 4;
+  spec.data_fd = 5;
+  spec.incoming = FALSE;
+  /* A network card is part of the machine; which switch, port and MAC
+   * it has is not (the restore gives it its own). */
+  if (spec.net_socket != NULL)
+    {
+      spec.net_socket = "/net";
+      spec.net_port = 1;
+      spec.net_mac = "02:00:00:00:00:01";
+    }
+  hostname = strstr (resolved->cmdline, " qlean.hostname=");
+  cmdline = hostname ? g_strndup (resolved->cmdline, hostname - resolved->cmdline)
+                     : g_strdup (resolved->cmdline);
+  spec.cmdline = cmdline;
+  argv = qlean_qemu_argv_build (&spec);
+
+  checksum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_checksum_update (checksum, (const guchar *) BOOT_STATE_VERSION PACKAGE_VERSION, -1);
+  for (guint i = 0; argv[i] != NULL; i++)
+    g_checksum_update (checksum, (const guchar *) argv[i], strlen (argv[i]) + 1);
+  checksum_identity (checksum, spec.qemu_binary);
+  checksum_identity (checksum, spec.kernel);
+  checksum_identity (checksum, spec.initrd);
+
+  file = g_strdup_printf ("%.16s.state", g_checksum_get_string (checksum));
+  return g_build_filename (g_get_user_cache_dir (), "qlean", "boot-states", file, NULL);
+}
+
+/* Of the machines that boot at once with no saved boot yet, one saves
+ * it; the lock goes with its holder, however that ends. */
+static gboolean
+qlean_machine_lock_boot_state (QleanMachine *self,
+                               const char   *path)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autofree char *lock = g_strconcat (path, ".lock", NULL);
+  int fd;
+
+  if (g_mkdir_with_parents (dir, 0700) != 0)
+    return FALSE;
+
+  fd = g_open (lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return FALSE;
+
+  if (flock (fd, LOCK_EX | LOCK_NB) != 0)
+    {
+      close (fd);
+      return FALSE;
+    }
+
+  self->boot_state_lock = fd;
+  return TRUE;
+}
+
+static void
+qlean_machine_unlock_boot_state (QleanMachine *self)
+{
+  if (self->boot_state_lock < 0)
+    return;
+
+  close (self->boot_state_lock);
+  self->boot_state_lock = -1;
+}
+
+static void
+qlean_machine_boot_state_saved_cb (GObject      *source,
+                                   GAsyncResult *result,
+                                   gpointer      user_data)
+{
+  QleanMachine *self = QLEAN_MACHINE (source);
+  g_autoptr(GTask) spawn_task = user_data;
+  g_autoptr(GError) error = NULL;
+
+  /* Without a saved boot, the next start boots: not worth failing for. */
+  if (!qlean_machine_save_state_finish (self, result, &error))
+    g_debug ("machine %s: could not save its boot for fast starts: %s", self->name, error->message);
+
+  qlean_machine_unlock_boot_state (self);
+  if (self->spawn_task != spawn_task)
+    return;
+
+  g_clear_pointer (&self->boot_state_save, g_free);
+  qlean_machine_spawn_maybe_done (self);
+}
+
 /* Everything below runs on the worker thread, which owns the machine's
  * QEMU process, clients and timers. */
 
@@ -1013,27 +1335,56 @@ qlean_machine_release_run (QleanMachine *self)
   g_autoptr(QleanQmpClient) qmp = NULL;
   g_autoptr(QleanQgaClient) qga = NULL;
   g_autoptr(QleanGuestChannel) guest = NULL;
+  g_autoptr(QleanGuestRelay) relay = NULL;
   g_autofree char *run_dir = NULL;
 
   qlean_clear_source (&self->boot_timer);
   qlean_clear_source (&self->spawn_cancel);
   qlean_clear_source (&self->qmp_grace_timer);
   qlean_clear_source (&self->shutdown_timer);
+  qlean_clear_source (&self->incoming_poll);
+  g_clear_pointer (&self->incoming, g_free);
+  g_clear_pointer (&self->boot_state_save, g_free);
+  qlean_machine_unlock_boot_state (self);
+  /* A saved boot that failed to load (QEMU or its machine changed in a
+   * way the key misses) must not fail the next start too. */
+  if (self->boot_state_used != NULL)
+    {
+      g_unlink (self->boot_state_used);
+      g_clear_pointer (&self->boot_state_used, g_free);
+    }
+  self->restoring = FALSE;
+  self->restore_fixing = FALSE;
+  self->restore_fixed = FALSE;
 
   g_mutex_lock (&self->lock);
   qmp = g_steal_pointer (&self->qmp);
   qga = g_steal_pointer (&self->qga);
   guest = g_steal_pointer (&self->guest);
+  relay = g_steal_pointer (&self->relay);
   run_dir = g_steal_pointer (&self->run_dir);
   self->pid = 0;
   g_mutex_unlock (&self->lock);
 
+  if (relay != NULL)
+    qlean_guest_relay_close (relay);
   if (qmp != NULL)
     qlean_qmp_client_close (qmp);
   if (qga != NULL)
     qlean_qga_client_close (qga);
   if (guest != NULL)
     qlean_guest_channel_close (guest);
+
+  /* Logs: keep the last run's in memory (see qlean_machine_save_logs). */
+  if (run_dir != NULL)
+    {
+      QleanRunLogs *logs = qlean_run_logs_capture (run_dir);
+
+      g_mutex_lock (&self->lock);
+      g_clear_pointer (&self->last_logs, qlean_run_logs_free);
+      self->last_logs = logs;
+      g_mutex_unlock (&self->lock);
+    }
 
   if (run_dir != NULL && qlean_machine_config_get_clear (self->config))
     {
@@ -1165,6 +1516,159 @@ qlean_machine_spawn_fail (QleanMachine *self,
   }
 }
 
+static void qlean_machine_spawn_maybe_done (QleanMachine *self);
+
+static void
+qlean_machine_network_configured_cb (GObject      *source,
+                                     GAsyncResult *result,
+                                     gpointer      user_data)
+{
+  QleanMachine *self = QLEAN_MACHINE (source);
+  g_autoptr(GTask) spawn_task = user_data;
+  GError *error = NULL;
+
+  if (self->spawn_task != spawn_task)
+    {
+      /* That start is over; its outcome no longer matters. */
+      qlean_machine_network_configure_finish (self, result, NULL);
+      return;
+    }
+
+  self->network_configuring = FALSE;
+  if (!qlean_machine_network_configure_finish (self, result, &error))
+    {
+      qlean_machine_spawn_fail (self, error);
+      return;
+    }
+
+  self->network_ready = TRUE;
+  qlean_machine_spawn_maybe_done (self);
+}
+
+/* A clone or a member of a golden-snapshot pool starts as a copy of
+ * another machine: give it its own hostname, machine-id (when the guest
+ * has one) and random state. Through the agent, which answers first;
+ * values travel as arguments and stdin, never inside the script. */
+static const char identity_script[] =
+  "printf %s \"$1\" > /proc/sys/kernel/hostname\n"
+  "if [ -f /etc/hostname ]; then printf '%s\\n' \"$1\" > /etc/hostname; fi\n"
+  "if [ -s /etc/machine-id ]; then printf '%s\\n' \"$2\" > /etc/machine-id; fi\n"
+  /* The saved network card keeps the MAC of the machine it came from. */
+  "if [ -n \"$3\" ]; then\n"
+  "  for i in /sys/class/net/*; do\n"
+  "    read -r a < \"$i/address\" && [ \"$a\" = \"$3\" ] && ip link set dev \"${i##*/}\" address \"$4\"\n"
+  "  done\n"
+  "fi\n"
+  "cat > /dev/urandom\n";
+
+static void
+qlean_machine_identity_wait_cb (GObject      *source,
+                                GAsyncResult *result,
+                                gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(QleanQgaExecStatus) status = NULL;
+  GError *error = NULL;
+
+  status = qlean_qga_client_exec_wait_finish (QLEAN_QGA_CLIENT (source), result, &error);
+  if (status == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  if (status->exit_code != 0)
+    {
+      g_autofree char *err = qlean_bytes_to_message (status->err_data);
+
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                               _("Could not give the restored machine its own identity: %s"), err);
+      return;
+    }
+
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+qlean_machine_identity_started_cb (GObject      *source,
+                                   GAsyncResult *result,
+                                   gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  GError *error = NULL;
+  gint64 pid;
+
+  pid = qlean_qga_client_exec_finish (QLEAN_QGA_CLIENT (source), result, &error);
+  if (pid < 0)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  qlean_qga_client_exec_wait_async (QLEAN_QGA_CLIENT (source), pid, NULL,
+                                    qlean_machine_identity_wait_cb, g_steal_pointer (&task));
+}
+
+static void
+qlean_machine_fix_identity_async (QleanMachine        *self,
+                                  gboolean             new_identity,
+                                  GAsyncReadyCallback  callback,
+                                  gpointer             user_data)
+{
+  g_autoptr(GTask) task = g_task_new (self, NULL, callback, user_data);
+  g_autofree char *machine_id = NULL;
+  g_autoptr(GBytes) entropy = NULL;
+  guint32 random[16];
+
+  if (!new_identity)
+    {
+      g_task_return_boolean (task, TRUE);
+      return;
+    }
+
+  for (guint i = 0; i < G_N_ELEMENTS (random); i++)
+    random[i] = g_random_int ();
+  entropy = g_bytes_new (random, sizeof random);
+  machine_id = g_strdup_printf ("%08x%08x%08x%08x", random[0] ^ random[4], random[1] ^ random[5],
+                                random[2] ^ random[6], random[3] ^ random[7]);
+
+  {
+    g_autofree char *new_mac = qlean_machine_dup_mac_address (self);
+    const char *old_mac = self->incoming_old_mac ? self->incoming_old_mac : "";
+    const char *args[] = { "-c", identity_script, "sh", self->name, machine_id, old_mac,
+                           new_mac ? new_mac : "", NULL };
+
+    qlean_qga_client_exec_async (self->qga, "/bin/sh", args, NULL, entropy, TRUE, NULL,
+                                 qlean_machine_identity_started_cb, g_steal_pointer (&task));
+  }
+}
+
+static void
+qlean_machine_identity_fixed_cb (GObject      *source,
+                                 GAsyncResult *result,
+                                 gpointer      user_data)
+{
+  QleanMachine *self = QLEAN_MACHINE (source);
+  g_autoptr(GTask) spawn_task = user_data;
+  GError *error = NULL;
+
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      if (self->spawn_task == spawn_task)
+        qlean_machine_spawn_fail (self, error);
+      else
+        g_error_free (error);
+      return;
+    }
+
+  if (self->spawn_task != spawn_task)
+    return;
+
+  self->restore_fixing = FALSE;
+  self->restore_fixed = TRUE;
+  qlean_machine_spawn_maybe_done (self);
+}
+
 static void
 qlean_machine_spawn_maybe_done (QleanMachine *self)
 {
@@ -1174,9 +1678,65 @@ qlean_machine_spawn_maybe_done (QleanMachine *self)
       !self->qmp_ready || !self->agent_ready)
     return;
 
+  /* A restored guest wakes up with the clock, and the name, of the
+   * moment it was saved. */
+  if (self->restoring && !self->restore_fixed)
+    {
+      if (!self->restore_fixing)
+        {
+          self->restore_fixing = TRUE;
+          qlean_machine_fix_clock (self);
+          qlean_machine_fix_identity_async (self, self->incoming_new_identity,
+                                            qlean_machine_identity_fixed_cb,
+                                            g_object_ref (self->spawn_task));
+        }
+      return;
+    }
+
+  /* A machine on a network is running once its guest has its address
+   * and knows the other machines' names (qlean-machine-network.c). */
+  if (self->network != NULL && !self->network_ready)
+    {
+      if (!self->network_configuring)
+        {
+          self->network_configuring = TRUE;
+          qlean_machine_network_configure_async (self, self->qga,
+                                                 g_task_get_cancellable (self->spawn_task),
+                                                 qlean_machine_network_configured_cb,
+                                                 g_object_ref (self->spawn_task));
+        }
+      return;
+    }
+
+  /* The first machine of its kind saves its fresh boot for the next. */
+  if (self->boot_state_save != NULL)
+    {
+      g_autofree char *dir = g_path_get_dirname (self->boot_state_save);
+
+      if (g_mkdir_with_parents (dir, 0700) == 0)
+        {
+          g_autofree char *mac = qlean_machine_dup_mac_address (self);
+          g_autofree char *mac_file = g_strconcat (self->boot_state_save, ".mac", NULL);
+
+          /* Written first: a state without it must not be loaded with a
+           * stale one (the save renames its file into place last). */
+          if (mac != NULL)
+            g_file_set_contents (mac_file, mac, -1, NULL);
+          else
+            g_unlink (mac_file);
+          qlean_machine_save_state_async (self, self->boot_state_save, FALSE, NULL,
+                                          qlean_machine_boot_state_saved_cb,
+                                          g_object_ref (self->spawn_task));
+          return;
+        }
+      g_clear_pointer (&self->boot_state_save, g_free);
+    }
+
   task = g_steal_pointer (&self->spawn_task);
   qlean_clear_source (&self->boot_timer);
   qlean_clear_source (&self->spawn_cancel);
+  g_clear_pointer (&self->incoming, g_free);
+  g_clear_pointer (&self->boot_state_used, g_free);
   qlean_machine_set_state (self, QLEAN_MACHINE_STATE_RUNNING);
   qlean_machine_emit (self, signals[SIGNAL_READY]);
   g_task_return_boolean (task, TRUE);
@@ -1240,6 +1800,22 @@ qlean_machine_qmp_event_cb (QleanQmpClient *qmp,
       if (qga != NULL)
         qlean_qga_client_notify_shutdown (qga);
     }
+
+  /* The guest rebooted (or QMP system_reset): the agent and qlean-guest
+   * start afresh and will never answer what was sent before. Fail those
+   * calls now, resync the agent before its next command, and say HELLO
+   * to the next qlean-guest; until it answers, exec falls back to the
+   * agent. */
+  if (g_str_equal (name, "RESET"))
+    {
+      g_autoptr(GError) reason = g_error_new_literal (QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED,
+                                                      _("the guest was reset"));
+
+      if (self->qga != NULL)
+        qlean_qga_client_notify_reset (self->qga);
+      if (self->guest != NULL)
+        qlean_guest_channel_reset (self->guest, reason, qlean_machine_get_boot_timeout (self));
+    }
 }
 
 static gboolean
@@ -1252,6 +1828,123 @@ qlean_machine_qmp_grace_cb (gpointer user_data)
   qlean_machine_spawn_fail (self, error);
 
   return G_SOURCE_REMOVE;
+}
+
+/* Loading a saved state: QEMU waits (-incoming defer) until told where
+ * the stream is, loads it, and runs the guest on when told to. */
+
+static void
+qlean_machine_incoming_cont_cb (GObject      *source,
+                                GAsyncResult *result,
+                                gpointer      user_data)
+{
+  g_autoptr(QleanMachine) self = user_data;
+  g_autoptr(JsonNode) reply = NULL;
+  GError *error = NULL;
+
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  if (reply == NULL)
+    {
+      qlean_machine_spawn_fail (self, error);
+      return;
+    }
+
+  self->qmp_ready = TRUE;
+  qlean_machine_spawn_maybe_done (self);
+}
+
+static void qlean_machine_incoming_poll (QleanMachine *self);
+
+static void
+qlean_machine_incoming_query_cb (GObject      *source,
+                                 GAsyncResult *result,
+                                 gpointer      user_data)
+{
+  g_autoptr(QleanMachine) self = user_data;
+  g_autoptr(JsonNode) reply = NULL;
+  GError *error = NULL;
+  JsonObject *object;
+  const char *status;
+
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  if (reply == NULL)
+    {
+      qlean_machine_spawn_fail (self, error);
+      return;
+    }
+  if (self->spawn_task == NULL || self->spawn_error != NULL)
+    return;
+
+  object = JSON_NODE_HOLDS_OBJECT (reply) ? json_node_get_object (reply) : NULL;
+  status = object ? json_object_get_string_member_with_default (object, "status", "") : "";
+
+  if (g_str_equal (status, "completed"))
+    {
+      qlean_qmp_client_execute_async (self->qmp, "cont", NULL, NULL,
+                                      qlean_machine_incoming_cont_cb, g_object_ref (self));
+      return;
+    }
+
+  if (g_str_equal (status, "failed") || g_str_equal (status, "cancelled"))
+    {
+      qlean_machine_spawn_fail (self,
+          g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                       _("QEMU could not load the saved state of machine “%s”: %s"), self->name,
+                       object ? json_object_get_string_member_with_default (object, "error-desc", status)
+                              : status));
+      return;
+    }
+
+  qlean_machine_incoming_poll (self);
+}
+
+static gboolean
+qlean_machine_incoming_poll_cb (gpointer user_data)
+{
+  QleanMachine *self = user_data;
+
+  g_clear_pointer (&self->incoming_poll, g_source_unref);
+  qlean_qmp_client_execute_async (self->qmp, "query-migrate", NULL, NULL,
+                                  qlean_machine_incoming_query_cb, g_object_ref (self));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+qlean_machine_incoming_poll (QleanMachine *self)
+{
+  self->incoming_poll = qlean_add_timeout (qlean_worker_get_context (), 5,
+                                           qlean_machine_incoming_poll_cb, self);
+}
+
+static void
+qlean_machine_incoming_started_cb (GObject      *source,
+                                   GAsyncResult *result,
+                                   gpointer      user_data)
+{
+  g_autoptr(QleanMachine) self = user_data;
+  g_autoptr(JsonNode) reply = NULL;
+  GError *error = NULL;
+
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  if (reply == NULL)
+    {
+      qlean_machine_spawn_fail (self, error);
+      return;
+    }
+
+  qlean_machine_incoming_poll (self);
+}
+
+static void
+qlean_machine_load_incoming (QleanMachine *self)
+{
+  g_autoptr(JsonObject) arguments = json_object_new ();
+  g_autofree char *quoted = g_shell_quote (self->incoming);
+  g_autofree char *uri = g_strdup_printf ("exec:cat %s", quoted);
+
+  json_object_set_string_member (arguments, "uri", uri);
+  qlean_qmp_client_execute_async (self->qmp, "migrate-incoming", arguments, NULL,
+                                  qlean_machine_incoming_started_cb, g_object_ref (self));
 }
 
 static void
@@ -1291,6 +1984,12 @@ qlean_machine_qmp_ready_cb (GObject      *source,
   g_mutex_lock (&self->lock);
   self->qmp = g_steal_pointer (&qmp);
   g_mutex_unlock (&self->lock);
+
+  if (self->restoring)
+    {
+      qlean_machine_load_incoming (self);
+      return;
+    }
 
   self->qmp_ready = TRUE;
   qlean_machine_spawn_maybe_done (self);
@@ -1423,6 +2122,8 @@ qlean_machine_launch (QleanMachine  *self,
 
   if (!qlean_machine_resolve_spec (self, run_dir, &resolved, error))
     return FALSE;
+  if (self->network != NULL && !qlean_machine_network_check_running (self, self->network, error))
+    return FALSE;
 
   qmp_path = g_build_filename (run_dir, QLEAN_QMP_SOCKET, NULL);
   qga_path = g_build_filename (run_dir, QLEAN_QGA_SOCKET, NULL);
@@ -1439,6 +2140,32 @@ qlean_machine_launch (QleanMachine  *self,
   resolved.spec.qmp_fd = 3;
   resolved.spec.qga_fd = 4;
   resolved.spec.data_fd = 5;
+
+  if (self->incoming == NULL)
+    {
+      g_autofree char *boot_state = qlean_machine_boot_state_path (self, &resolved);
+
+      if (boot_state != NULL && g_file_test (boot_state, G_FILE_TEST_IS_REGULAR))
+        {
+          g_autofree char *mac_file = g_strconcat (boot_state, ".mac", NULL);
+          g_autofree char *saved_mac = NULL;
+
+          /* The card in the saved state has its template's MAC. */
+          if (g_file_get_contents (mac_file, &saved_mac, NULL, NULL))
+            g_strstrip (saved_mac);
+          qlean_machine_set_incoming (self, boot_state, TRUE, saved_mac);
+          self->boot_state_used = g_strdup (boot_state);
+        }
+      else if (boot_state != NULL && qlean_machine_lock_boot_state (self, boot_state))
+        self->boot_state_save = g_steal_pointer (&boot_state);
+    }
+
+  /* One start loads a saved state; the next boots afresh. */
+  if (self->incoming != NULL)
+    {
+      self->restoring = TRUE;
+      resolved.spec.incoming = TRUE;
+    }
   argv = qlean_qemu_argv_build (&resolved.spec);
 
   /* stdin is /dev/null; QEMU's own messages go to qemu.log. */
@@ -1488,7 +2215,27 @@ qlean_machine_launch (QleanMachine  *self,
   self->guest = qlean_guest_channel_new (data_stream);
   g_mutex_unlock (&self->lock);
 
-  qlean_qmp_client_new_async (qmp_stream, NULL, qlean_machine_qmp_ready_cb, g_object_ref (self));
+  /* Logs: every QMP and agent line goes to transcript.log; the QMP
+   * client is made by hand so that the trace sees its handshake. */
+  {
+    g_autofree char *transcript_path = g_build_filename (run_dir, QLEAN_TRANSCRIPT_LOG, NULL);
+    g_autoptr(QleanTranscript) transcript = NULL;
+    g_autoptr(QleanQmpClient) qmp = g_object_new (QLEAN_TYPE_QMP_CLIENT, "stream", qmp_stream, NULL);
+    g_autoptr(GError) transcript_error = NULL;
+
+    transcript = qlean_transcript_new (transcript_path, self->name, &transcript_error);
+    if (transcript == NULL)
+      g_debug ("No transcript for machine %s: %s", self->name, transcript_error->message);
+    else
+      {
+        qlean_transcript_attach_qmp (transcript, qmp);
+        qlean_transcript_attach_qga (transcript, self->qga);
+      }
+    /* qlean_qmp_client_new_finish() takes this result as it takes
+     * qlean_qmp_client_new_async()'s. */
+    g_async_initable_init_async (G_ASYNC_INITABLE (qmp), G_PRIORITY_DEFAULT, NULL,
+                                 qlean_machine_qmp_ready_cb, g_object_ref (self));
+  }
   qlean_machine_try_agent (self);
   /* Say hello to qlean-guest now, so that it is known to answer by the
    * first command; a guest without it just never answers this one. */
@@ -1556,6 +2303,8 @@ qlean_machine_spawn_in_worker (gpointer user_data)
   self->panicked = FALSE;
   self->qmp_ready = FALSE;
   self->agent_ready = FALSE;
+  self->network_configuring = FALSE;
+  self->network_ready = FALSE;
   qlean_machine_set_state (self, QLEAN_MACHINE_STATE_STARTING);
 
   self->spawn_cancel = qlean_add_cancel (qlean_worker_get_context (), cancellable,
@@ -1957,6 +2706,15 @@ qlean_machine_stop_in_worker (gpointer user_data)
   QleanMachine *self = g_task_get_source_object (task);
   StopMode mode = GPOINTER_TO_INT (g_task_get_task_data (task));
 
+  if (self->attached)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Machine “%s” belongs to another process; stop it there "
+                                 "(for machines started with “qlean start”: qlean stop %s)"),
+                               self->name, self->name);
+      return G_SOURCE_REMOVE;
+    }
+
   if (self->qemu == NULL || self->qemu_exited)
     {
       g_task_return_boolean (task, TRUE);
@@ -2132,6 +2890,217 @@ qlean_machine_kill (QleanMachine  *self,
   return qlean_machine_kill_finish (self, qlean_sync_call_wait (&call), error);
 }
 
+/* The guest's clock stands still while QEMU is stopped (paused, being
+ * snapshotted, restored): set it from the host's. Fire and forget: a
+ * guest whose agent refuses guest-set-time just keeps its clock. */
+void
+qlean_machine_fix_clock (QleanMachine *self)
+{
+  g_autoptr(JsonObject) arguments = json_object_new ();
+
+  if (self->qga == NULL)
+    return;
+
+  json_object_set_int_member (arguments, "time", g_get_real_time () * 1000);
+  qlean_qga_client_execute_async (self->qga, "guest-set-time", arguments, NULL, NULL, NULL);
+}
+
+/* Pausing */
+
+typedef struct
+{
+  gboolean pause;
+} PauseData;
+
+static void
+qlean_machine_pause_cb (GObject      *source,
+                        GAsyncResult *result,
+                        gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  gboolean pause = GPOINTER_TO_INT (g_task_get_task_data (task));
+  g_autoptr(JsonNode) reply = NULL;
+  GError *error = NULL;
+
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  if (reply == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  qlean_machine_set_state (self, pause ? QLEAN_MACHINE_STATE_PAUSED : QLEAN_MACHINE_STATE_RUNNING);
+  if (!pause)
+    qlean_machine_fix_clock (self);
+  g_task_return_boolean (task, TRUE);
+}
+
+static gboolean
+qlean_machine_pause_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  gboolean pause = GPOINTER_TO_INT (g_task_get_task_data (task));
+  QleanMachineState state = qlean_machine_get_state (self);
+  QleanMachineState wanted = pause ? QLEAN_MACHINE_STATE_RUNNING : QLEAN_MACHINE_STATE_PAUSED;
+
+  if (state != wanted || self->qmp == NULL)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               pause ? _("Cannot pause machine “%s”: it is %s, not running")
+                                     : _("Cannot resume machine “%s”: it is %s, not paused"),
+                               self->name, qlean_machine_state_to_string (state));
+      return G_SOURCE_REMOVE;
+    }
+
+  qlean_qmp_client_execute_async (self->qmp, pause ? "stop" : "cont", NULL,
+                                  g_task_get_cancellable (task),
+                                  qlean_machine_pause_cb, g_object_ref (task));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+qlean_machine_pause_resume_async (QleanMachine        *self,
+                                  gboolean             pause,
+                                  GCancellable        *cancellable,
+                                  gpointer             source_tag,
+                                  GAsyncReadyCallback  callback,
+                                  gpointer             user_data)
+{
+  GTask *task;
+
+  g_return_if_fail (QLEAN_IS_MACHINE (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, source_tag);
+  g_task_set_name (task, pause ? "[qlean] pause machine" : "[qlean] resume machine");
+  g_task_set_task_data (task, GINT_TO_POINTER (pause), NULL);
+  qlean_worker_invoke (qlean_machine_pause_in_worker, task, g_object_unref);
+}
+
+/**
+ * qlean_machine_pause_async:
+ * @self: a running #QleanMachine
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called when paused
+ * @user_data: data for @callback
+ *
+ * Stops the guest's CPUs (QMP `stop`); the machine is then PAUSED and
+ * refuses commands until [method@Machine.resume].
+ */
+void
+qlean_machine_pause_async (QleanMachine        *self,
+                           GCancellable        *cancellable,
+                           GAsyncReadyCallback  callback,
+                           gpointer             user_data)
+{
+  qlean_machine_pause_resume_async (self, TRUE, cancellable, qlean_machine_pause_async,
+                                    callback, user_data);
+}
+
+/**
+ * qlean_machine_pause_finish:
+ * @self: a #QleanMachine
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Returns: %TRUE when paused
+ */
+gboolean
+qlean_machine_pause_finish (QleanMachine  *self,
+                            GAsyncResult  *result,
+                            GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * qlean_machine_pause:
+ * @self: a running #QleanMachine
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_pause_async().
+ *
+ * Returns: %TRUE when paused
+ */
+gboolean
+qlean_machine_pause (QleanMachine  *self,
+                     GCancellable  *cancellable,
+                     GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+
+  qlean_sync_call_init (&call);
+  qlean_machine_pause_async (self, cancellable, qlean_sync_call_done, &call);
+
+  return qlean_machine_pause_finish (self, qlean_sync_call_wait (&call), error);
+}
+
+/**
+ * qlean_machine_resume_async:
+ * @self: a paused #QleanMachine
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called when running again
+ * @user_data: data for @callback
+ *
+ * Lets the guest's CPUs run again (QMP `cont`) and sets its clock, which
+ * stood still while paused.
+ */
+void
+qlean_machine_resume_async (QleanMachine        *self,
+                            GCancellable        *cancellable,
+                            GAsyncReadyCallback  callback,
+                            gpointer             user_data)
+{
+  qlean_machine_pause_resume_async (self, FALSE, cancellable, qlean_machine_resume_async,
+                                    callback, user_data);
+}
+
+/**
+ * qlean_machine_resume_finish:
+ * @self: a #QleanMachine
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Returns: %TRUE when running again
+ */
+gboolean
+qlean_machine_resume_finish (QleanMachine  *self,
+                             GAsyncResult  *result,
+                             GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * qlean_machine_resume:
+ * @self: a paused #QleanMachine
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_resume_async().
+ *
+ * Returns: %TRUE when running again
+ */
+gboolean
+qlean_machine_resume (QleanMachine  *self,
+                      GCancellable  *cancellable,
+                      GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+
+  qlean_sync_call_init (&call);
+  qlean_machine_resume_async (self, cancellable, qlean_sync_call_done, &call);
+
+  return qlean_machine_resume_finish (self, qlean_sync_call_wait (&call), error);
+}
+
 /* The channel to qlean-guest */
 
 static void
@@ -2198,4 +3167,292 @@ qlean_machine_get_guest_channel_finish (QleanMachine  *self,
                                         GError       **error)
 {
   return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/* Sharing a running machine with other processes */
+
+typedef struct
+{
+  char   *path;
+  GError *error;
+  gint    done;
+} ShareData;
+
+static void
+qlean_machine_share_channel_cb (GObject      *source,
+                                GAsyncResult *result,
+                                gpointer      user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  const char *path = g_task_get_task_data (task);
+  g_autoptr(QleanGuestChannel) channel = NULL;
+  GError *error = NULL;
+  QleanGuestRelay *relay;
+
+  channel = qlean_machine_get_guest_channel_finish (self, result, &error);
+  if (channel == NULL)
+    {
+      g_task_return_error (task, error);
+      g_object_unref (task);
+      return;
+    }
+
+  if (self->relay != NULL)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Machine “%s” is already shared"), self->name);
+      g_object_unref (task);
+      return;
+    }
+
+  relay = qlean_guest_relay_new (channel, path, &error);
+  if (relay == NULL)
+    {
+      g_prefix_error (&error, _("Cannot share machine “%s” on %s: "), self->name, path);
+      g_task_return_error (task, error);
+      g_object_unref (task);
+      return;
+    }
+
+  g_mutex_lock (&self->lock);
+  self->relay = relay;
+  g_mutex_unlock (&self->lock);
+  g_task_return_boolean (task, TRUE);
+  g_object_unref (task);
+}
+
+static gboolean
+qlean_machine_share_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+
+  qlean_machine_get_guest_channel_async (self, NULL, qlean_machine_share_channel_cb, task);
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * qlean_machine_share:
+ * @self: a running #QleanMachine
+ * @socket_path: (type filename): where to listen, a unix socket path that
+ *   does not exist yet
+ * @error: return location for a #GError
+ *
+ * Lets other processes use the running machine: each connection to
+ * @socket_path may run processes and move files in it, as
+ * [ctor@Machine.attach] does, while this process keeps owning QEMU. This
+ * is how `qlean start` serves `qlean exec`. The socket is mode 0600 and
+ * goes away when the machine stops.
+ *
+ * Returns: %TRUE when the machine is shared
+ */
+gboolean
+qlean_machine_share (QleanMachine  *self,
+                     const char    *socket_path,
+                     GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+  GTask *task;
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
+  g_return_val_if_fail (socket_path != NULL, FALSE);
+
+  if (!qlean_machine_check_running (self, "share the machine", error))
+    return FALSE;
+
+  qlean_sync_call_init (&call);
+  task = g_task_new (self, NULL, qlean_sync_call_done, &call);
+  g_task_set_source_tag (task, qlean_machine_share);
+  g_task_set_task_data (task, g_strdup (socket_path), g_free);
+  qlean_worker_invoke (qlean_machine_share_in_worker, task, NULL);
+
+  return g_task_propagate_boolean (G_TASK (qlean_sync_call_wait (&call)), error);
+}
+
+static void
+qlean_machine_attach_hello_cb (GObject      *source,
+                               GAsyncResult *result,
+                               gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = g_task_get_task_data (task);
+  GError *error = NULL;
+
+  if (!qlean_guest_channel_hello_finish (QLEAN_GUEST_CHANNEL (source), result, &error))
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                               _("Machine “%s” does not answer: %s"), self->name, error->message);
+      g_error_free (error);
+      return;
+    }
+
+  qlean_machine_set_state (self, QLEAN_MACHINE_STATE_RUNNING);
+  g_task_return_pointer (task, g_object_ref (self), g_object_unref);
+}
+
+static gboolean
+qlean_machine_attach_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_task_data (task);
+  const char *path = g_object_get_data (G_OBJECT (task), "qlean-path");
+  g_autoptr(GIOStream) stream = NULL;
+  GError *error = NULL;
+
+  stream = connect_unix (path, &error);
+  if (stream == NULL)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                               _("Cannot reach machine “%s” at %s: %s"), self->name, path,
+                               error->message);
+      g_error_free (error);
+      return G_SOURCE_REMOVE;
+    }
+
+  g_mutex_lock (&self->lock);
+  self->guest = qlean_guest_channel_new (stream);
+  g_mutex_unlock (&self->lock);
+
+  qlean_guest_channel_hello_async (self->guest, 5000, g_task_get_cancellable (task),
+                                   qlean_machine_attach_hello_cb, g_object_ref (task));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+qlean_machine_attach_start (QleanMachine        *self,
+                            const char          *socket_path,
+                            GCancellable        *cancellable,
+                            GAsyncReadyCallback  callback,
+                            gpointer             user_data)
+{
+  GTask *task;
+
+  self->attached = TRUE;
+  task = g_task_new (NULL, cancellable, callback, user_data);
+  g_task_set_source_tag (task, qlean_machine_attach_async);
+  g_task_set_task_data (task, self, g_object_unref);
+  g_object_set_data_full (G_OBJECT (task), "qlean-path", g_strdup (socket_path), g_free);
+  qlean_worker_invoke (qlean_machine_attach_in_worker, task, g_object_unref);
+}
+
+/**
+ * qlean_machine_attach_async:
+ * @name: the machine's name, for messages
+ * @socket_path: (type filename): a socket made by [method@Machine.share]
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called when attached
+ * @user_data: data for @callback
+ *
+ * Reaches a machine that another process owns and shares. The result
+ * runs processes ([class@GuestLauncher], [method@Machine.exec]) and moves
+ * files like any running machine, but cannot be shut down or killed from
+ * here; dropping it only disconnects.
+ */
+void
+qlean_machine_attach_async (const char          *name,
+                            const char          *socket_path,
+                            GCancellable        *cancellable,
+                            GAsyncReadyCallback  callback,
+                            gpointer             user_data)
+{
+  g_return_if_fail (name != NULL);
+  g_return_if_fail (socket_path != NULL);
+
+  qlean_machine_attach_start (qlean_machine_new_with_name (name, NULL, NULL), socket_path,
+                              cancellable, callback, user_data);
+}
+
+/**
+ * qlean_machine_attach_finish:
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes qlean_machine_attach_async().
+ *
+ * Returns: (transfer full): the attached machine, or %NULL with @error set
+ */
+QleanMachine *
+qlean_machine_attach_finish (GAsyncResult  *result,
+                             GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, NULL), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/**
+ * qlean_machine_attach:
+ * @name: the machine's name, for messages
+ * @socket_path: (type filename): a socket made by [method@Machine.share]
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_attach_async().
+ *
+ * Returns: (transfer full): the attached machine, or %NULL with @error set
+ */
+QleanMachine *
+qlean_machine_attach (const char    *name,
+                      const char    *socket_path,
+                      GCancellable  *cancellable,
+                      GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+  QleanMachine *self;
+
+  g_return_val_if_fail (name != NULL, NULL);
+  g_return_val_if_fail (socket_path != NULL, NULL);
+
+  /* Made before the private context is pushed, so that its signals go to
+   * the caller's context. */
+  self = qlean_machine_new_with_name (name, NULL, NULL);
+  qlean_sync_call_init (&call);
+  qlean_machine_attach_start (self, socket_path, cancellable, qlean_sync_call_done, &call);
+
+  return qlean_machine_attach_finish (qlean_sync_call_wait (&call), error);
+}
+
+/* State kept beyond one run */
+
+void
+qlean_machine_set_incoming (QleanMachine *self,
+                            const char   *state_path,
+                            gboolean      new_identity,
+                            const char   *old_mac)
+{
+  g_free (self->incoming);
+  self->incoming = g_strdup (state_path);
+  self->incoming_new_identity = new_identity;
+  g_free (self->incoming_old_mac);
+  self->incoming_old_mac = g_strdup (old_mac);
+}
+
+char *
+qlean_machine_ensure_state_dir (QleanMachine  *self,
+                                const char    *subdir,
+                                GError       **error)
+{
+  g_autofree char *name = NULL;
+  char *path;
+
+  g_mutex_lock (&self->lock);
+  if (self->state_dir == NULL)
+    {
+      name = g_strconcat (self->name, ".state", NULL);
+      self->state_dir = qlean_host_make_run_dir (name, error);
+    }
+  path = self->state_dir ? g_build_filename (self->state_dir, subdir, NULL) : NULL;
+  g_mutex_unlock (&self->lock);
+
+  if (path != NULL && g_mkdir_with_parents (path, 0700) != 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   _("Cannot create %s: %s"), path, g_strerror (saved_errno));
+      g_clear_pointer (&path, g_free);
+    }
+
+  return path;
 }

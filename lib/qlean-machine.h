@@ -14,6 +14,7 @@
 #include "qlean-exec-result.h"
 #include "qlean-image.h"
 #include "qlean-machine-config.h"
+#include "qlean-network.h"
 #include "qlean-qga-client.h"
 #include "qlean-qmp-client.h"
 #include "qlean-version-macros.h"
@@ -75,6 +76,10 @@ QLEAN_AVAILABLE_IN_ALL
 QleanQgaClient     *qlean_machine_get_qga              (QleanMachine        *self);
 QLEAN_AVAILABLE_IN_ALL
 char               *qlean_machine_get_console_path     (QleanMachine        *self);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_save_logs            (QleanMachine        *self,
+                                                        const char          *directory,
+                                                        GError             **error);
 
 QLEAN_AVAILABLE_IN_ALL
 guint               qlean_machine_get_boot_timeout     (QleanMachine        *self);
@@ -148,5 +153,90 @@ QLEAN_AVAILABLE_IN_ALL
 gboolean            qlean_machine_kill                 (QleanMachine        *self,
                                                         GCancellable        *cancellable,
                                                         GError             **error);
+
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_pause_async          (QleanMachine        *self,
+                                                        GCancellable        *cancellable,
+                                                        GAsyncReadyCallback  callback,
+                                                        gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_pause_finish         (QleanMachine        *self,
+                                                        GAsyncResult        *result,
+                                                        GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_pause                (QleanMachine        *self,
+                                                        GCancellable        *cancellable,
+                                                        GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_resume_async         (QleanMachine        *self,
+                                                        GCancellable        *cancellable,
+                                                        GAsyncReadyCallback  callback,
+                                                        gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_resume_finish        (QleanMachine        *self,
+                                                        GAsyncResult        *result,
+                                                        GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_resume               (QleanMachine        *self,
+                                                        GCancellable        *cancellable,
+                                                        GError             **error);
+
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_share                (QleanMachine        *self,
+                                                        const char          *socket_path,
+                                                        GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_attach_async         (const char          *name,
+                                                        const char          *socket_path,
+                                                        GCancellable        *cancellable,
+                                                        GAsyncReadyCallback  callback,
+                                                        gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+QleanMachine       *qlean_machine_attach_finish        (GAsyncResult        *result,
+                                                        GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+QleanMachine       *qlean_machine_attach               (const char          *name,
+                                                        const char          *socket_path,
+                                                        GCancellable        *cancellable,
+                                                        GError             **error);
+
+/* Networking: qlean-machine-network.c */
+
+QLEAN_AVAILABLE_IN_ALL
+QleanNetwork       *qlean_machine_get_network          (QleanMachine        *self);
+QLEAN_AVAILABLE_IN_ALL
+char               *qlean_machine_dup_mac_address      (QleanMachine        *self);
+
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_get_ip_async         (QleanMachine        *self,
+                                                        GCancellable        *cancellable,
+                                                        GAsyncReadyCallback  callback,
+                                                        gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+char               *qlean_machine_get_ip_finish        (QleanMachine        *self,
+                                                        GAsyncResult        *result,
+                                                        GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+char               *qlean_machine_get_ip               (QleanMachine        *self,
+                                                        GCancellable        *cancellable,
+                                                        GError             **error);
+
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_set_link_async       (QleanMachine        *self,
+                                                        gboolean             up,
+                                                        GCancellable        *cancellable,
+                                                        GAsyncReadyCallback  callback,
+                                                        gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_set_link_finish      (QleanMachine        *self,
+                                                        GAsyncResult        *result,
+                                                        GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_set_link             (QleanMachine        *self,
+                                                        gboolean             up,
+                                                        GCancellable        *cancellable,
+                                                        GError             **error);
+
+/* Port forwarding (qlean_machine_forward_port) goes here. */
 
 G_END_DECLS

@@ -6,7 +6,9 @@
 #include "config.h"
 
 #include <glib/gi18n-lib.h>
+#include <glib/gstdio.h>
 
+#include "qlean-machine-private.h"
 #include "qlean-network-private.h"
 #include "qlean-pool.h"
 #include "qlean-sync-private.h"
@@ -45,6 +47,7 @@ struct _QleanPool
   GPtrArray    *machines;
   QleanNetwork *network;
   gboolean      owns_network;
+  gboolean      golden;
 };
 
 static void qlean_pool_list_model_init (GListModelInterface *iface);
@@ -259,6 +262,40 @@ qlean_pool_new_with_network (QleanNetwork *network)
 }
 
 /**
+ * qlean_pool_set_golden:
+ * @self: a #QleanPool
+ * @golden: whether to start machines from a golden snapshot
+ *
+ * With @golden, [method@Pool.spawn_all] boots only the first machine,
+ * saves its running state once, and starts every other machine with the
+ * same image and configuration from that state: each then gets its own
+ * hostname, machine-id, random state, MAC and address, and the pool is
+ * ready much sooner than with every machine booting.
+ */
+void
+qlean_pool_set_golden (QleanPool *self,
+                       gboolean   golden)
+{
+  g_return_if_fail (QLEAN_IS_POOL (self));
+
+  self->golden = !!golden;
+}
+
+/**
+ * qlean_pool_get_golden:
+ * @self: a #QleanPool
+ *
+ * Returns: whether the pool starts machines from a golden snapshot
+ */
+gboolean
+qlean_pool_get_golden (QleanPool *self)
+{
+  g_return_val_if_fail (QLEAN_IS_POOL (self), FALSE);
+
+  return self->golden;
+}
+
+/**
  * qlean_pool_get_network:
  * @self: a #QleanPool
  *
@@ -453,6 +490,8 @@ typedef struct
   GCancellable *abort;
   GCancellable *caller_cancellable;
   gulong        caller_handler;
+  /* Golden start: the first machine boots, the rest start from its state. */
+  char         *golden_state;
 } GroupData;
 
 static void
@@ -466,6 +505,9 @@ group_data_free (GroupData *data)
   g_ptr_array_unref (data->succeeded);
   g_string_free (data->failures, TRUE);
   g_clear_error (&data->error);
+  if (data->golden_state != NULL)
+    g_unlink (data->golden_state);
+  g_free (data->golden_state);
   g_free (data);
 }
 
@@ -549,6 +591,8 @@ rollback_killed_cb (GObject      *source,
     rollback_finish (task);
 }
 
+static void spawn_one_cb_finish (GTask *task);
+
 static void
 spawn_one_cb (GObject      *source,
               GAsyncResult *result,
@@ -566,6 +610,15 @@ spawn_one_cb (GObject      *source,
       group_note_failure (data, machine, error);
       g_cancellable_cancel (data->abort);
     }
+
+  spawn_one_cb_finish (task);
+}
+
+/* One machine's start is over: when it was the last, the group's is. */
+static void
+spawn_one_cb_finish (GTask *task)
+{
+  GroupData *data = g_task_get_task_data (task);
 
   if (--data->pending > 0)
     return;
@@ -596,6 +649,132 @@ spawn_one_cb (GObject      *source,
     rollback_finish (task);
 }
 
+/* Starts the group's machines from @first on, all at once: under TCG
+ * each boot is mostly one busy vCPU thread, so machines boot in parallel
+ * on as many host cores as there are. */
+static void
+spawn_machines (GTask *task,
+                guint  first)
+{
+  GroupData *data = g_task_get_task_data (task);
+
+  for (guint i = first; i < data->machines->len; i++)
+    {
+      QleanMachine *machine = g_ptr_array_index (data->machines, i);
+
+      /* TODO(init): call qlean_machine_init_async() here for init_all
+       * once the machine has it (first boot with cloud-init); until then
+       * the first boot is a plain spawn. */
+      qlean_machine_spawn_async (machine, data->abort, spawn_one_cb, g_object_ref (task));
+    }
+}
+
+/* Whether the others can start from @first's state: same image and the
+ * same machine (a saved state only fits a QEMU like the one it left). */
+static gboolean
+same_machine (QleanMachine *first,
+              QleanMachine *other)
+{
+  QleanMachineConfig *a = qlean_machine_get_config (first);
+  QleanMachineConfig *b = qlean_machine_get_config (other);
+
+  return qlean_machine_get_image (first) == qlean_machine_get_image (other) &&
+         qlean_machine_config_get_cores (a) == qlean_machine_config_get_cores (b) &&
+         qlean_machine_config_get_memory_mib (a) == qlean_machine_config_get_memory_mib (b) &&
+         qlean_machine_config_get_disk_gib (a) == 0 && qlean_machine_config_get_disk_gib (b) == 0 &&
+         qlean_machine_config_get_accel (a) == qlean_machine_config_get_accel (b) &&
+         g_strcmp0 (qlean_machine_config_get_qemu_binary (a), qlean_machine_config_get_qemu_binary (b)) == 0 &&
+         g_strcmp0 (qlean_machine_config_get_kernel (a), qlean_machine_config_get_kernel (b)) == 0 &&
+         g_strcmp0 (qlean_machine_config_get_initrd (a), qlean_machine_config_get_initrd (b)) == 0 &&
+         g_strcmp0 (qlean_machine_config_get_cmdline (a), qlean_machine_config_get_cmdline (b)) == 0 &&
+         g_strv_equal ((const char * const *) (qlean_machine_config_get_extra_args (a) ? qlean_machine_config_get_extra_args (a) : (const char * const []) { NULL }),
+                       (const char * const *) (qlean_machine_config_get_extra_args (b) ? qlean_machine_config_get_extra_args (b) : (const char * const []) { NULL }));
+}
+
+static void
+golden_saved_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  GroupData *data = g_task_get_task_data (task);
+  QleanMachine *first = QLEAN_MACHINE (source);
+  g_autofree char *mac = qlean_machine_dup_mac_address (first);
+  g_autoptr(GError) error = NULL;
+  guint start_at = 1;
+
+  if (!qlean_machine_save_state_finish (first, result, &error))
+    {
+      /* Boot the rest instead: slower, still correct. */
+      g_debug ("golden pool: saving %s failed, booting the others: %s",
+               qlean_machine_get_name (first), error->message);
+      g_clear_pointer (&data->golden_state, g_free);
+    }
+  else
+    for (guint i = 1; i < data->machines->len; i++)
+      {
+        QleanMachine *machine = g_ptr_array_index (data->machines, i);
+
+        if (same_machine (first, machine))
+          qlean_machine_set_incoming (machine, data->golden_state, TRUE, mac);
+      }
+
+  spawn_machines (task, start_at);
+}
+
+static void
+golden_first_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  GroupData *data = g_task_get_task_data (task);
+  QleanMachine *first = QLEAN_MACHINE (source);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = NULL;
+
+  if (!qlean_machine_spawn_finish (first, result, &error))
+    {
+      /* The others would fail alike: report this one, start none. */
+      group_note_failure (data, first, error);
+      data->pending = 1;
+      spawn_one_cb_finish (task);
+      return;
+    }
+
+  g_ptr_array_add (data->succeeded, g_object_ref (first));
+  data->pending--;
+
+  dir = qlean_machine_ensure_state_dir (first, "golden", NULL);
+  if (dir == NULL)
+    {
+      spawn_machines (task, 1);
+      return;
+    }
+
+  data->golden_state = g_build_filename (dir, "golden.state", NULL);
+  qlean_machine_save_state_async (first, data->golden_state, FALSE, data->abort,
+                                  golden_saved_cb, g_object_ref (task));
+}
+
+/* With golden set and several alike machines to start: the first boots,
+ * its running state is saved once, and the rest start from that state
+ * with their own identities (qlean_machine_set_incoming). */
+static gboolean
+qlean_pool_golden_start (GTask *task)
+{
+  QleanPool *self = g_task_get_source_object (task);
+  GroupData *data = g_task_get_task_data (task);
+  QleanMachine *first;
+
+  if (!self->golden || data->machines->len < 2)
+    return FALSE;
+
+  first = g_ptr_array_index (data->machines, 0);
+  qlean_machine_spawn_async (first, data->abort, golden_first_cb, g_object_ref (task));
+  return TRUE;
+}
+
 static void
 spawn_network_started_cb (GObject      *source,
                           GAsyncResult *result,
@@ -619,17 +798,10 @@ spawn_network_started_cb (GObject      *source,
       return;
     }
 
-  /* All at once: under TCG each boot is mostly one busy vCPU thread, so
-   * machines boot in parallel on as many host cores as there are. */
-  for (guint i = 0; i < data->machines->len; i++)
-    {
-      QleanMachine *machine = g_ptr_array_index (data->machines, i);
+  if (qlean_pool_golden_start (task))
+    return;
 
-      /* TODO(init): call qlean_machine_init_async() here for init_all
-       * once the machine has it (first boot with cloud-init); until then
-       * the first boot is a plain spawn. */
-      qlean_machine_spawn_async (machine, data->abort, spawn_one_cb, g_object_ref (task));
-    }
+  spawn_machines (task, 0);
 }
 
 static void

@@ -68,6 +68,11 @@ QLEAN_AVAILABLE_IN_ALL
 QleanPool    *qlean_pool_new_with_network   (QleanNetwork        *network);
 
 QLEAN_AVAILABLE_IN_ALL
+void          qlean_pool_set_golden         (QleanPool           *self,
+                                             gboolean             golden);
+QLEAN_AVAILABLE_IN_ALL
+gboolean      qlean_pool_get_golden         (QleanPool           *self);
+QLEAN_AVAILABLE_IN_ALL
 QleanNetwork *qlean_pool_get_network        (QleanPool           *self);
 
 QLEAN_AVAILABLE_IN_ALL

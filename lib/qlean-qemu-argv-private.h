@@ -29,6 +29,12 @@ typedef struct
   int                 qga_fd;
   int                 data_fd;
   const char * const *extra_args;
+  /* The network card, when the machine is on a QleanNetwork: the
+   * switch's socket directory (NULL: no card), port and MAC address. */
+  const char         *net_socket;
+  guint               net_port;
+  const char         *net_mac;
+  gboolean            incoming;      /* wait for a saved state (-incoming defer) */
 } QleanQemuSpec;
 
 #define QLEAN_QMP_SOCKET "qmp.sock"

@@ -5,6 +5,7 @@
 
 #include "config.h"
 
+#include "qlean-network-private.h"
 #include "qlean-qemu-argv-private.h"
 
 static void
@@ -139,6 +140,18 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
   add (argv, "-device");
   add (argv, "pvpanic-pci");
 
+  if (spec->net_socket != NULL)
+    {
+      g_autofree char *escaped = escape_commas (spec->net_socket);
+
+      add (argv, "-netdev");
+      add_printf (argv, "vde,id=net0,sock=%s,port=%u", escaped, spec->net_port);
+      /* romfile= (empty) skips the iPXE option ROM: the guest never boots
+       * from the network, and loading the ROM costs boot time. */
+      add (argv, "-device");
+      add_printf (argv, "virtio-net-pci,netdev=net0,id=" QLEAN_NETWORK_NIC_ID ",mac=%s,romfile=", spec->net_mac);
+    }
+
   if (spec->disk != NULL)
     {
       g_autofree char *escaped = escape_commas (spec->disk);
@@ -151,6 +164,12 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
 
   add (argv, "-pidfile");
   add (argv, pidfile);
+
+  if (spec->incoming)
+    {
+      add (argv, "-incoming");
+      add (argv, "defer");
+    }
 
   for (guint i = 0; spec->extra_args != NULL && spec->extra_args[i] != NULL; i++)
     add (argv, spec->extra_args[i]);

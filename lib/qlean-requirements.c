@@ -100,7 +100,8 @@ program_version (const char *program)
  * image (a kernel, busybox, qemu-ga). Each missing piece comes with the
  * command that installs it.
  *
- * Returns: (transfer full) (element-type QleanRequirement): the report
+ * Returns: (transfer container) (element-type QleanRequirement): the
+ *   report; it frees its elements itself (bindings copy them)
  */
 GPtrArray *
 qlean_check_requirements (const char *qemu_binary)
@@ -177,4 +178,21 @@ qlean_requirements_met (GPtrArray *report)
     }
 
   return TRUE;
+}
+
+/**
+ * qlean_get_run_base_dir:
+ * @error: return location for a #GError
+ *
+ * The directory, mode 0700, that holds the run directories of this
+ * user's machines: `$QLEAN_RUN_DIR`, else `$XDG_RUNTIME_DIR/qlean`, else
+ * `/tmp/qlean-UID`. Made when missing.
+ *
+ * Returns: (transfer full) (type filename): the directory, or %NULL with
+ *   @error set
+ */
+char *
+qlean_get_run_base_dir (GError **error)
+{
+  return qlean_host_run_base (error);
 }

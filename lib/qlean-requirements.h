@@ -49,6 +49,9 @@ GPtrArray        *qlean_check_requirements   (const char             *qemu_binar
 QLEAN_AVAILABLE_IN_ALL
 gboolean          qlean_requirements_met     (GPtrArray              *report);
 
+QLEAN_AVAILABLE_IN_ALL
+char             *qlean_get_run_base_dir     (GError                **error);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (QleanRequirement, qlean_requirement_free)
 
 G_END_DECLS

@@ -19,8 +19,14 @@
 #include "qlean-guest-process.h"
 #include "qlean-guest-launcher.h"
 #include "qlean-image.h"
+#include "qlean-distro.h"
 #include "qlean-machine-config.h"
 #include "qlean-machine.h"
+#include "qlean-machine-fs.h"
+#include "qlean-machine-snapshot.h"
+#include "qlean-network.h"
+#include "qlean-pool.h"
 #include "qlean-requirements.h"
+#include "qlean-wait.h"
 
 #undef QLEAN_INSIDE

@@ -125,6 +125,10 @@ void               qlean_guest_stream_send_data     (QleanGuestStream    *stream
 void               qlean_guest_stream_send_eof      (QleanGuestStream    *stream);
 void               qlean_guest_stream_send_signal   (QleanGuestStream    *stream,
                                                      int                  signum);
+/* CONNECT streams: acknowledges @bytes of the guest's DATA fd 1 (see
+ * the protocol header's flow control). */
+void               qlean_guest_stream_send_credit   (QleanGuestStream    *stream,
+                                                     guint32              bytes);
 /* Bytes queued or in flight that the guest has not acknowledged. */
 gsize              qlean_guest_stream_get_unacked   (QleanGuestStream    *stream);
 /* Called once the unacknowledged bytes drop below half the window. */

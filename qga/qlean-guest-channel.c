@@ -407,6 +407,20 @@ qlean_guest_stream_send_signal (QleanGuestStream *stream,
                                   payload, sizeof payload);
 }
 
+void
+qlean_guest_stream_send_credit (QleanGuestStream *stream,
+                                guint32           bytes)
+{
+  guint8 payload[4];
+
+  if (stream->channel == NULL || bytes == 0)
+    return;
+
+  put_u32 (payload, bytes);
+  qlean_guest_channel_send_frame (stream->channel, QLEAN_GUEST_FRAME_CREDIT, 1, stream->id,
+                                  payload, sizeof payload);
+}
+
 gsize
 qlean_guest_stream_get_unacked (QleanGuestStream *stream)
 {

@@ -58,13 +58,27 @@
  *   FS     OP (u32 QleanGuestFsOp), PATH, PATH2?, MODE?, FLAGS?. Answers
  *          DONE with op-specific TLVs (STAT entries, DIRENT entries,
  *          TARGET) or ERROR.
+ *   CONNECT PORT (u32, 1..65535), ADDR? (a numeric IPv4 or IPv6
+ *          address; default 127.0.0.1). The guest connects a TCP socket
+ *          to ADDR:PORT and answers STARTED (empty) or ERROR (its errno:
+ *          ECONNREFUSED, ...). Then the stream is a byte pipe both ways:
+ *          DATA fd 0 (host to guest, credited like stdin) goes to the
+ *          socket and EOF fd 0 shuts down its sending side; what the
+ *          socket gives comes as DATA fd 1, and its end as EOF fd 1.
+ *          DONE (empty) ends the stream once both directions are closed.
+ *          This is how the host forwards a local TCP port to a server in
+ *          the guest without any network between them.
  *
  * ERROR carries i32 errno then a UTF-8 message, and ends its stream.
  *
  * Flow control. Host-to-guest DATA is credit based: per stream, the host
  * may have at most QLEAN_GUEST_WINDOW bytes the guest has not
  * acknowledged; the guest sends CREDIT (u32 bytes) as it writes them
- * out. Guest-to-host DATA is not limited: the host always reads.
+ * out. Guest-to-host DATA is not limited (the host always reads), except
+ * a CONNECT's: there the guest keeps at most QLEAN_GUEST_WINDOW bytes of
+ * DATA fd 1 unacknowledged, and the host sends CREDIT fd 1 as it hands
+ * them on, so a slow reader on the host slows the guest's socket down
+ * instead of filling the host's memory.
  *
  * Details, as tools/qlean-guest.c implements them (clarifications only;
  * nothing above changes):
@@ -135,6 +149,15 @@
  *   fd 1 frames, each holding whole DIRENT TLVs; DONE, with the last
  *   entries (possibly none), always comes last. Entries that vanish
  *   while being listed are left out.
+ * - CONNECT. The socket has TCP_NODELAY. DATA fd 0 that comes before
+ *   STARTED waits for the connection (and is dropped with it if that
+ *   fails). When the guest's peer stops taking data (a write fails), the
+ *   rest of DATA fd 0 is credited and dropped, as for a process that stops
+ *   reading its stdin; a failed read ends the stream with ERROR (errno
+ *   ECONNRESET, say). CREDIT fd 1 beyond what was sent is capped at what
+ *   was sent. SIGNAL (any number) resets the connection (the guest's
+ *   peer sees a reset) and is answered ERROR ECANCELED. A qlean-guest
+ *   older than CONNECT answers ERROR EPROTO ("unexpected frame type").
  */
 
 #ifndef QLEAN_GUEST_PROTOCOL_H
@@ -164,6 +187,7 @@ typedef enum
   QLEAN_GUEST_FRAME_DONE    = 11,
   QLEAN_GUEST_FRAME_FS      = 12,
   QLEAN_GUEST_FRAME_CREDIT  = 13,
+  QLEAN_GUEST_FRAME_CONNECT = 14,
 } QleanGuestFrameType;
 
 /* TLV entries: u16 tag, u32 length, then the bytes (no terminator). */
@@ -183,6 +207,8 @@ typedef enum
   QLEAN_GUEST_TAG_STAT   = 12,  /* QleanGuestStat, packed */
   QLEAN_GUEST_TAG_DIRENT = 13,  /* QleanGuestStat then the entry's name */
   QLEAN_GUEST_TAG_TARGET = 14,  /* a symlink's target */
+  QLEAN_GUEST_TAG_PORT   = 15,  /* u32 TCP port (CONNECT) */
+  QLEAN_GUEST_TAG_ADDR   = 16,  /* a numeric IP address, text (CONNECT) */
 } QleanGuestTag;
 
 typedef enum

@@ -87,7 +87,9 @@ relay_stream_free (RelayStream *rs)
   g_free (rs);
 }
 
-/* Which frame of the guest's ends the request (see the protocol header). */
+/* Which frame of the guest's ends the request (see the protocol header):
+ * EXIT or ERROR for EXEC, DONE or ERROR for the others (a CONNECT's DONE
+ * comes once both directions are closed), except GET. */
 static gboolean
 ends_stream (RelayStream *rs,
              guint8       type,
@@ -176,10 +178,12 @@ relay_client_reset (RelayClient *client)
   GHashTableIter iter;
   RelayStream *rs;
 
-  /* As the guest does on a new HELLO: what the old session started goes. */
+  /* As the guest does on a new HELLO: what the old session started goes
+   * (a signal resets a CONNECT's socket). */
   g_hash_table_iter_init (&iter, client->streams);
   while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &rs))
-    if (rs->stream != NULL && rs->request == QLEAN_GUEST_FRAME_EXEC)
+    if (rs->stream != NULL &&
+        (rs->request == QLEAN_GUEST_FRAME_EXEC || rs->request == QLEAN_GUEST_FRAME_CONNECT))
       qlean_guest_stream_send_signal (rs->stream, SIGKILL);
   g_hash_table_remove_all (client->streams);
 }
@@ -230,6 +234,7 @@ relay_client_frame_cb (guint8        type,
         case QLEAN_GUEST_FRAME_PUT:
         case QLEAN_GUEST_FRAME_GET:
         case QLEAN_GUEST_FRAME_FS:
+        case QLEAN_GUEST_FRAME_CONNECT:
           break;
         default:
           return TRUE;  /* late frames of a finished request */
@@ -267,6 +272,12 @@ relay_client_frame_cb (guint8        type,
     case QLEAN_GUEST_FRAME_SIGNAL:
       if (len >= 4)
         qlean_guest_stream_send_signal (rs->stream, (int) qlean_guest_read_u32 (payload));
+      break;
+    case QLEAN_GUEST_FRAME_CREDIT:
+      /* A CONNECT's client acknowledges its DATA fd 1: passed on, so the
+       * guest's window, not this relay, bounds what is buffered here. */
+      if (fd == 1 && len >= 4 && rs->request == QLEAN_GUEST_FRAME_CONNECT)
+        qlean_guest_stream_send_credit (rs->stream, qlean_guest_read_u32 (payload));
       break;
     default:
       break;

@@ -24,4 +24,8 @@ void qlean_qga_client_execute_no_reply_async (QleanQgaClient      *self,
                                               GAsyncReadyCallback  callback,
                                               gpointer             user_data);
 
+/* The guest was reset (QMP RESET): the call in flight fails now (a
+ * pending guest-shutdown succeeds), and the next one resyncs first. */
+void qlean_qga_client_notify_reset (QleanQgaClient *self);
+
 G_END_DECLS

@@ -859,6 +859,53 @@ qlean_qga_client_notify_shutdown_in_context (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+static gboolean
+qlean_qga_client_notify_reset_in_context (gpointer user_data)
+{
+  QleanQgaClient *self = user_data;
+  Item *item = self->in_flight;
+
+  /* Whatever the old agent had read is lost, and what it wrote may still
+   * come: find the stream's position again before the next command. */
+  self->needs_sync = TRUE;
+
+  if (item == NULL || item->phase == ITEM_QUEUED)
+    return G_SOURCE_REMOVE;
+
+  if (item->phase == ITEM_SYNCING)
+    {
+      /* The old agent may have swallowed the sync; a new one with a fresh
+       * id reaches the agent the next boot starts. */
+      qlean_qga_client_send_sync (self);
+    }
+  else if (item->no_reply)
+    {
+      /* guest-shutdown with mode "reboot": the reset is its success. */
+      qlean_qga_client_finish_in_flight (self, NULL, NULL);
+    }
+  else
+    {
+      /* Its reply is never coming: fail it now, not at its timeout. */
+      qlean_qga_client_finish_in_flight (self, NULL,
+          g_error_new (QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_FAILED,
+                       _("Guest agent command “%s” failed: the guest was reset before the agent answered"),
+                       item_name (item)));
+    }
+
+  return G_SOURCE_REMOVE;
+}
+
+/* Called when QMP reports RESET: the guest rebooted, or was reset, and
+ * its agent restarts with no memory of what we sent. */
+void
+qlean_qga_client_notify_reset (QleanQgaClient *self)
+{
+  g_return_if_fail (QLEAN_IS_QGA_CLIENT (self));
+
+  qlean_json_channel_invoke (self->channel, qlean_qga_client_notify_reset_in_context,
+                             g_object_ref (self), g_object_unref);
+}
+
 /**
  * qlean_qga_client_notify_shutdown:
  * @self: a #QleanQgaClient

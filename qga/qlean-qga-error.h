@@ -46,6 +46,13 @@ typedef enum
   QLEAN_QGA_ERROR_DISCONNECTED,
 } QleanQgaError;
 
+/**
+ * qlean_qga_error_quark:
+ *
+ * The function behind #QLEAN_QGA_ERROR.
+ *
+ * Returns: the error domain of [class@QgaClient]
+ */
 QLEAN_AVAILABLE_IN_ALL
 GQuark qlean_qga_error_quark (void);
 

@@ -400,6 +400,16 @@ qlean_qmp_client_line_cb (GObject      *owner,
           return;
         }
 
+      /* Never trust the shape (found by tests/fuzz/fuzz-qmp-client.c):
+       * json-glib's typed getters warn on a member of another type. */
+      if (!JSON_NODE_HOLDS_OBJECT (json_object_get_member (message, "QMP")))
+        {
+          error = g_error_new_literal (QLEAN_QMP_ERROR, QLEAN_QMP_ERROR_PROTOCOL,
+                                       "the QMP greeting is not an object");
+          qlean_qmp_client_protocol_error (self, error);
+          return;
+        }
+
       self->greeting = json_object_ref (json_object_get_object_member (message, "QMP"));
       self->state = STATE_AWAIT_CAPABILITIES;
       /* Id 0 is reserved for the negotiation; commands count from 1. */
@@ -417,8 +427,19 @@ qlean_qmp_client_line_cb (GObject      *owner,
 
   if (json_object_has_member (message, "event"))
     {
-      Emission *emission = g_new0 (Emission, 1);
+      JsonNode *name_node = json_object_get_member (message, "event");
+      Emission *emission;
       JsonObject *event_data = NULL;
+
+      /* An event without a name string would reach handlers as NULL
+       * (found by tests/fuzz/fuzz-qmp-client.c). */
+      if (json_node_get_value_type (name_node) != G_TYPE_STRING)
+        {
+          g_debug ("QMP event without a name ignored");
+          return;
+        }
+
+      emission = g_new0 (Emission, 1);
 
       if (json_object_has_member (message, "data") &&
           JSON_NODE_HOLDS_OBJECT (json_object_get_member (message, "data")))

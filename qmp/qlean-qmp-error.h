@@ -51,6 +51,13 @@ typedef enum
   QLEAN_QMP_ERROR_DISCONNECTED,
 } QleanQmpError;
 
+/**
+ * qlean_qmp_error_quark:
+ *
+ * The function behind #QLEAN_QMP_ERROR.
+ *
+ * Returns: the error domain of [class@QmpClient]
+ */
 QLEAN_AVAILABLE_IN_ALL
 GQuark qlean_qmp_error_quark (void);
 

@@ -15,29 +15,47 @@
 
 #include <qlean/qlean.h>
 
-/* Exit codes, documented in qlean(1) and --help:
- *   0     success (for run: the command's own status is passed through)
- *   1     an operation failed (the message says which and why)
- *   2     bad usage
- *   125   run/exec: the machine could not be started or reached
- *   128+N run/exec: the command was killed by signal N */
-#define EXIT_FAILED 1
-#define EXIT_USAGE 2
-#define EXIT_MACHINE 125
+#include "qlean-cli-private.h"
 
-typedef struct
-{
-  const char *name;
-  const char *summary;
-  int (*run) (int argc, char **argv);
-} Command;
 
 static gboolean opt_version;
+static gboolean opt_quiet;
+static gboolean opt_verbose;
 
 static GOptionEntry common_entries[] = {
   { "version", 0, 0, G_OPTION_ARG_NONE, &opt_version, N_("Print the version and exit"), NULL },
+  { "quiet", 'q', 0, G_OPTION_ARG_NONE, &opt_quiet, N_("Print only errors and the command's own output"), NULL },
+  { "verbose", 'v', 0, G_OPTION_ARG_NONE, &opt_verbose, N_("Log what happens, with every QMP and guest agent message"), NULL },
   { NULL }
 };
+
+/* --verbose: Qlean's debug messages and its QMP/agent traffic (the
+ * machines' transcripts, as they are written) on stderr. Called before
+ * any machine exists, so before the worker thread: setenv is safe. */
+static void
+apply_verbosity (void)
+{
+  const char *domains[] = { "qlean", "qlean-traffic", "qlean-cli" };
+  g_autofree char *value = g_strdup (g_getenv ("G_MESSAGES_DEBUG"));
+
+  if (!opt_verbose || (value != NULL && g_str_equal (value, "all")))
+    return;
+
+  for (guint i = 0; i < G_N_ELEMENTS (domains); i++)
+    {
+      char *joined = value && *value ? g_strjoin (" ", value, domains[i], NULL) : g_strdup (domains[i]);
+
+      g_free (value);
+      value = joined;
+    }
+  g_setenv ("G_MESSAGES_DEBUG", value, TRUE);
+}
+
+gboolean
+cli_is_quiet (void)
+{
+  return opt_quiet && !opt_verbose;
+}
 
 static int
 print_version (void)
@@ -46,7 +64,7 @@ print_version (void)
   return 0;
 }
 
-static void
+void
 print_error (const char *command,
              GError     *error)
 {
@@ -55,7 +73,7 @@ print_error (const char *command,
 
 /* Parses a subcommand's options; returns FALSE when the caller must exit
  * with *status (usage error, or --version handled). */
-static gboolean
+gboolean
 parse_options (const char    *command,
                const char    *parameter_string,
                const char    *summary,
@@ -91,10 +109,11 @@ parse_options (const char    *command,
       return FALSE;
     }
 
+  apply_verbosity ();
   return TRUE;
 }
 
-static void
+void
 print_json (JsonNode *node)
 {
   g_autoptr(JsonGenerator) generator = json_generator_new ();
@@ -115,7 +134,7 @@ static char *opt_qemu;
 static char *opt_accel;
 static gboolean opt_json;
 
-static GOptionEntry machine_entries[] = {
+GOptionEntry machine_entries[] = {
   { "image", 'i', 0, G_OPTION_ARG_STRING, &opt_image, N_("Image to boot: “minimal” (default) or a disk image file"), N_("IMAGE") },
   { "cores", 'c', 0, G_OPTION_ARG_INT, &opt_cores, N_("Number of virtual CPUs (default 1)"), N_("N") },
   { "memory", 'm', 0, G_OPTION_ARG_INT, &opt_memory, N_("Guest memory in MiB (default: the image's)"), N_("MIB") },
@@ -124,8 +143,9 @@ static GOptionEntry machine_entries[] = {
   { NULL }
 };
 
-static QleanMachine *
-machine_from_options (GError **error)
+QleanMachine *
+machine_from_options (const char  *name,
+                      GError     **error)
 {
   g_autoptr(QleanImage) image = NULL;
   g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
@@ -161,7 +181,7 @@ machine_from_options (GError **error)
         }
     }
 
-  return qlean_machine_new (image, config);
+  return qlean_machine_new_with_name (name, image, config);
 }
 
 /* qlean check */
@@ -222,7 +242,7 @@ cmd_check (int    argc,
       root = json_builder_get_root (builder);
       print_json (root);
     }
-  else
+  else if (!cli_is_quiet ())
     {
       for (guint i = 0; i < report->len; i++)
         {
@@ -288,7 +308,8 @@ static GCancellable *interrupted;
 static gboolean
 on_interrupt (gpointer user_data)
 {
-  g_printerr (_("qlean: interrupted, stopping the machine\n"));
+  if (!cli_is_quiet ())
+    g_printerr (_("qlean: interrupted, stopping the machine\n"));
   g_cancellable_cancel (interrupted);
   return G_SOURCE_CONTINUE;
 }
@@ -324,23 +345,63 @@ run_spawn_cb (GObject      *source,
     g_main_loop_quit (state->loop);
 }
 
+/* run --json: the result as one object; output as text, lossy where it
+ * is not UTF-8, since JSON strings cannot carry arbitrary bytes. */
+static void
+print_result_json (QleanExecResult *result)
+{
+  g_autoptr(JsonBuilder) builder = json_builder_new ();
+  g_autoptr(JsonNode) root = NULL;
+  GBytes *streams[] = { qlean_exec_result_get_stdout (result), qlean_exec_result_get_stderr (result) };
+  const char *names[] = { "stdout", "stderr" };
+
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "exit-status");
+  json_builder_add_int_value (builder, qlean_exec_result_get_exit_status (result));
+  json_builder_set_member_name (builder, "signal");
+  json_builder_add_int_value (builder, qlean_exec_result_get_signal (result));
+  for (guint i = 0; i < G_N_ELEMENTS (streams); i++)
+    {
+      gsize len = 0;
+      const char *data = streams[i] ? g_bytes_get_data (streams[i], &len) : "";
+      g_autofree char *text = g_utf8_make_valid (data, len);
+
+      json_builder_set_member_name (builder, names[i]);
+      json_builder_add_string_value (builder, text);
+    }
+  json_builder_end_object (builder);
+  root = json_builder_get_root (builder);
+  print_json (root);
+}
+
 static int
 cmd_run (int    argc,
          char **argv)
 {
+  static gboolean run_json;
+  static GOptionEntry entries[] = {
+    { "json", 0, 0, G_OPTION_ARG_NONE, &run_json, N_("Print the result as a JSON object instead of the output"), NULL },
+    { NULL }
+  };
   g_autoptr(QleanMachine) machine = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GMainLoop) loop = NULL;
   g_autofree char *command = NULL;
   RunState state = { 0 };
-  guint sigint, sigterm;
+  GOptionEntry all[16];
+  guint sigint, sigterm, n = 0;
   int status;
+
+  for (guint i = 0; machine_entries[i].long_name != NULL && n < G_N_ELEMENTS (all) - 2; i++)
+    all[n++] = machine_entries[i];
+  all[n++] = entries[0];
+  memset (&all[n], 0, sizeof all[n]);
 
   if (!parse_options ("run", _("[--] COMMAND [ARG...]"),
                       _("Boot a throwaway machine, run COMMAND in it as root, print its output,\n"
                         "shut the machine down, and exit with the command's exit status\n"
                         "(128+N when signal N killed it, 125 when the machine failed)."),
-                      machine_entries, &argc, &argv, &status))
+                      all, &argc, &argv, &status))
     return status;
 
   if (argc > 1 && g_str_equal (argv[1], "--"))
@@ -354,7 +415,7 @@ cmd_run (int    argc,
       return EXIT_USAGE;
     }
 
-  machine = machine_from_options (&error);
+  machine = machine_from_options (NULL, &error);
   if (machine == NULL)
     {
       print_error ("run", error);
@@ -389,8 +450,13 @@ cmd_run (int    argc,
       return EXIT_MACHINE;
     }
 
-  write_all (STDOUT_FILENO, qlean_exec_result_get_stdout (state.result));
-  write_all (STDERR_FILENO, qlean_exec_result_get_stderr (state.result));
+  if (run_json)
+    print_result_json (state.result);
+  else
+    {
+      write_all (STDOUT_FILENO, qlean_exec_result_get_stdout (state.result));
+      write_all (STDERR_FILENO, qlean_exec_result_get_stderr (state.result));
+    }
 
   if (!qlean_machine_shutdown (machine, NULL, &error))
     g_printerr ("qlean run: %s\n", error->message);
@@ -435,7 +501,7 @@ cmd_dry_run (int    argc,
                       all, &argc, &argv, &status))
     return status;
 
-  machine = machine_from_options (&error);
+  machine = machine_from_options (NULL, &error);
   if (machine != NULL)
     qemu_argv = qlean_machine_dry_run (machine, &error);
   if (qemu_argv == NULL)
@@ -465,12 +531,19 @@ static const Command commands[] = {
   { "check", N_("Check that this host can run machines"), cmd_check },
   { "run", N_("Run a command in a throwaway machine"), cmd_run },
   { "dry-run", N_("Print the QEMU command line a machine would use"), cmd_dry_run },
+  { "start", N_("Boot a machine that outlives this command"), cmd_start },
+  { "exec", N_("Run a command in a started machine"), cmd_exec },
+  { "stop", N_("Shut a started machine down"), cmd_stop },
+  { "ls", N_("List started machines"), cmd_ls },
+  { "cp", N_("Copy files between the host and a started machine"), cmd_cp },
+  { "image", N_("List, download and verify distribution images"), cmd_image },
+  { "gc", N_("Remove what killed processes left behind"), cmd_gc },
 };
 
 static void
 print_usage (FILE *out)
 {
-  fprintf (out, _("Usage:\n  qlean [--version] [--help] COMMAND [OPTION...]\n\n"
+  fprintf (out, _("Usage:\n  qlean [--version] [--help] [--quiet|--verbose] COMMAND [OPTION...]\n\n"
                   "Throwaway QEMU machines, driven through QMP and the guest agent.\n\n"
                   "Commands:\n"));
   for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
@@ -489,6 +562,24 @@ main (int    argc,
   bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
   textdomain (GETTEXT_PACKAGE);
+
+  /* Logging must not mix with what commands print on stdout. */
+  g_log_writer_default_set_use_stderr (TRUE);
+
+  /* Global options may come before the command, too. */
+  while (argc > 1 && argv[1][0] == '-')
+    {
+      if (g_str_equal (argv[1], "-q") || g_str_equal (argv[1], "--quiet"))
+        opt_quiet = TRUE;
+      else if (g_str_equal (argv[1], "-v") || g_str_equal (argv[1], "--verbose"))
+        opt_verbose = TRUE;
+      else
+        break;
+      argv[1] = argv[0];
+      argv++;
+      argc--;
+    }
+  apply_verbosity ();
 
   if (argc < 2)
     {

@@ -45,6 +45,10 @@
  * - The program keeps umask 0 for itself so that MKDIR and PUT modes are
  *   exact; children get the umask the program was started with. Its
  *   working directory is "/", so relative paths are relative to "/".
+ * - CONNECT streams are non-blocking TCP sockets in the same loop, flow
+ *   controlled both ways: the host's DATA under the usual window, our
+ *   DATA fd 1 under the window the host credits back, so a forwarded port
+ *   never buffers more than a window per connection on either side.
  */
 
 #include "config.h"
@@ -65,8 +69,12 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/sendfile.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -533,6 +541,7 @@ typedef enum
   STREAM_EXEC,
   STREAM_PUT,
   STREAM_GET,
+  STREAM_CONNECT,
 } StreamKind;
 
 typedef struct Chunk Chunk;
@@ -575,6 +584,14 @@ struct Stream
   bool        has_mtime;
   int64_t     mtime_ns;
   uint64_t    size;
+
+  /* CONNECT (stdin's queue and credit carry DATA fd 0 to the socket) */
+  int         sock;
+  bool        connecting;     /* connect() in progress: no STARTED yet */
+  bool        wr_closed;      /* shut down for writing, or the peer stopped taking data */
+  bool        eof_out;        /* EOF fd 1 sent */
+  uint64_t    out_unacked;    /* DATA fd 1 sent, not credited by the host */
+  uint32_t    port;
 };
 
 static Stream *stream_find (uint32_t id)
@@ -603,7 +620,7 @@ static Stream *stream_new (uint32_t id, StreamKind kind)
   memset (s, 0, sizeof *s);
   s->id = id;
   s->kind = kind;
-  s->fd_in = s->fd_out = s->fd_err = s->file_fd = -1;
+  s->fd_in = s->fd_out = s->fd_err = s->file_fd = s->sock = -1;
   if (G.n_streams == G.cap_streams)
     {
       G.cap_streams = G.cap_streams ? G.cap_streams * 2 : 16;
@@ -647,6 +664,7 @@ static void stream_close (Stream *s, bool kill_it)
   close_fd (&s->fd_out);
   close_fd (&s->fd_err);
   close_fd (&s->file_fd);
+  close_fd (&s->sock);
   fileref_unref (s->fref);
   s->fref = NULL;
   stdin_queue_free (s);
@@ -742,9 +760,9 @@ typedef struct
   size_t   n_args, cap_args;
   Span    *envs;
   size_t   n_envs, cap_envs;
-  Span     path, path2, cwd, user;
-  bool     has_path, has_path2, has_cwd, has_user, has_mode, has_mtime, has_op;
-  uint32_t flags, mode, op;
+  Span     path, path2, cwd, user, addr;
+  bool     has_path, has_path2, has_cwd, has_user, has_mode, has_mtime, has_op, has_port, has_addr;
+  uint32_t flags, mode, op, port;
   int64_t  mtime;
 } Req;
 
@@ -814,18 +832,24 @@ static bool req_parse (const unsigned char *p, uint32_t len, Req *r, const char 
         case QLEAN_GUEST_TAG_PATH2:
           r->path2 = sp, r->has_path2 = true;
           break;
+        case QLEAN_GUEST_TAG_ADDR:
+          r->addr = sp, r->has_addr = true;
+          break;
         case QLEAN_GUEST_TAG_FLAGS:
         case QLEAN_GUEST_TAG_MODE:
         case QLEAN_GUEST_TAG_OP:
+        case QLEAN_GUEST_TAG_PORT:
           if (n != 4)
             {
-              *why = "FLAGS, MODE and OP must be 4 bytes";
+              *why = "FLAGS, MODE, OP and PORT must be 4 bytes";
               return false;
             }
           if (tag == QLEAN_GUEST_TAG_FLAGS)
             r->flags = get_u32 (sp.p);
           else if (tag == QLEAN_GUEST_TAG_MODE)
             r->mode = get_u32 (sp.p), r->has_mode = true;
+          else if (tag == QLEAN_GUEST_TAG_PORT)
+            r->port = get_u32 (sp.p), r->has_port = true;
           else
             r->op = get_u32 (sp.p), r->has_op = true;
           break;
@@ -1877,6 +1901,238 @@ static void get_check_sent (void)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Connections (CONNECT)                                                     */
+
+static void connect_maybe_finish (Stream *s)
+{
+  if (s->dead || !s->eof_out || !s->eof_in || !s->wr_closed || s->q_head)
+    return;
+  stream_flush_credit (s);
+  send_frame (QLEAN_GUEST_FRAME_DONE, 0, s->id, NULL, 0);
+  stream_close (s, false);
+}
+
+/* Writes queued DATA fd 0 to the socket; after the host's EOF, shuts
+ * down the sending side. A peer that no longer takes data gets the rest
+ * credited and dropped, as a process that stops reading its stdin. */
+static void connect_flush (Stream *s)
+{
+  while (s->q_head && !s->wr_closed)
+    {
+      Chunk *c = s->q_head;
+      ssize_t n = send (s->sock, c->data + c->off, c->len - c->off, MSG_NOSIGNAL);
+      if (n < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          if (errno == EAGAIN)
+            return;
+          stdin_queue_free (s);
+          s->wr_closed = true;
+          break;
+        }
+      c->off += (size_t) n;
+      s->credit_pending += (uint64_t) n;
+      if (c->off == c->len)
+        {
+          s->q_head = c->next;
+          if (!s->q_head)
+            s->q_tail = NULL;
+          free (c);
+        }
+    }
+  if (s->wr_closed)
+    stdin_queue_free (s);
+  else if (!s->q_head && s->eof_in)
+    {
+      shutdown (s->sock, SHUT_WR);
+      s->wr_closed = true;
+    }
+  connect_maybe_finish (s);
+}
+
+static void connect_data (Stream *s, const unsigned char *p, uint32_t len)
+{
+  Chunk *c;
+
+  if (s->eof_in)
+    {
+      stream_abort (s, EPROTO, "stream %u: DATA after EOF", s->id);
+      return;
+    }
+  if (!window_take (s, len))
+    return;
+  if (s->wr_closed)
+    {
+      s->credit_pending += len;
+      return;
+    }
+  c = xmalloc (sizeof *c + len);
+  c->next = NULL;
+  c->len = len;
+  c->off = 0;
+  memcpy (c->data, p, len);
+  if (s->q_tail)
+    s->q_tail->next = c;
+  else
+    s->q_head = c;
+  s->q_tail = c;
+  if (!s->connecting)
+    connect_flush (s);
+}
+
+/* Reads what the window the host credited allows. */
+static void connect_read (Stream *s)
+{
+  static unsigned char buf[PIPE_CHUNK];
+  uint64_t room = QLEAN_GUEST_WINDOW - s->out_unacked;
+  ssize_t n;
+
+  if (s->eof_out || s->out_unacked >= QLEAN_GUEST_WINDOW)
+    return;
+  n = recv (s->sock, buf, room < sizeof buf ? (size_t) room : sizeof buf, 0);
+  if (n > 0)
+    {
+      s->out_unacked += (uint64_t) n;
+      send_frame (QLEAN_GUEST_FRAME_DATA, 1, s->id, buf, (size_t) n);
+      return;
+    }
+  if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    return;
+  if (n < 0)
+    {
+      int err = errno;
+      stream_abort (s, err, "connection to port %u: %s", s->port, strerror (err));
+      return;
+    }
+  s->eof_out = true;
+  send_frame (QLEAN_GUEST_FRAME_EOF, 1, s->id, NULL, 0);
+  connect_maybe_finish (s);
+}
+
+/* connect() finished: STARTED, then what the host sent meanwhile. */
+static void connect_done (Stream *s)
+{
+  int err = 0;
+  socklen_t len = sizeof err;
+
+  if (getsockopt (s->sock, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+    err = errno;
+  if (err)
+    {
+      stream_abort (s, err, "cannot connect to port %u: %s", s->port, strerror (err));
+      return;
+    }
+  s->connecting = false;
+  send_frame (QLEAN_GUEST_FRAME_STARTED, 0, s->id, NULL, 0);
+  connect_flush (s);
+}
+
+static void connect_event (Stream *s, short revents)
+{
+  if (s->connecting)
+    {
+      connect_done (s);
+      return;
+    }
+  if (s->q_head && (revents & (POLLOUT | POLLERR | POLLHUP)))
+    connect_flush (s);
+  if (!s->dead && (revents & (POLLIN | POLLERR | POLLHUP)))
+    connect_read (s);
+}
+
+/* The host gave up on the connection: the peer sees a reset, not an
+ * orderly end, as it would if a client on the host had died. */
+static void connect_reset (Stream *s)
+{
+  struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+  setsockopt (s->sock, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  stream_abort (s, ECANCELED, "stream %u: cancelled", s->id);
+}
+
+static void handle_connect (uint32_t id, const unsigned char *payload, uint32_t len)
+{
+  Req r;
+  const char *why = NULL;
+  char *addr = NULL;
+  union
+  {
+    struct sockaddr     sa;
+    struct sockaddr_in  in4;
+    struct sockaddr_in6 in6;
+  } sa;
+  socklen_t sa_len;
+  int fd, one = 1;
+  Stream *s;
+
+  memset (&sa, 0, sizeof sa);
+  if (!req_parse (payload, len, &r, &why))
+    {
+      send_error (id, EPROTO, "malformed CONNECT request: %s", why);
+      req_free (&r);
+      return;
+    }
+  if (!r.has_port || r.port == 0 || r.port > 65535)
+    {
+      send_error (id, EINVAL, r.has_port ? "PORT %u is not a TCP port" : "CONNECT request without PORT",
+                  r.port);
+      goto out;
+    }
+  if (r.has_addr && !(addr = span_str (r.addr)))
+    {
+      send_error (id, EINVAL, "ADDR contains a NUL byte");
+      goto out;
+    }
+  if (!addr || inet_pton (AF_INET, addr, &sa.in4.sin_addr) == 1)
+    {
+      sa.in4.sin_family = AF_INET;
+      sa.in4.sin_port = htons ((uint16_t) r.port);
+      if (!addr)
+        sa.in4.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+      sa_len = sizeof sa.in4;
+    }
+  else if (inet_pton (AF_INET6, addr, &sa.in6.sin6_addr) == 1)
+    {
+      sa.in6.sin6_family = AF_INET6;
+      sa.in6.sin6_port = htons ((uint16_t) r.port);
+      sa_len = sizeof sa.in6;
+    }
+  else
+    {
+      send_error (id, EINVAL, "ADDR '%s' is not a numeric IPv4 or IPv6 address", addr);
+      goto out;
+    }
+
+  fd = socket (sa.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    {
+      int err = errno;
+      send_error (id, err, "cannot create a socket: %s", strerror (err));
+      goto out;
+    }
+  /* A forwarded connection carries what the host's client wrote, when it
+   * wrote it: batching is the client's business, not ours. */
+  setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  s = stream_new (id, STREAM_CONNECT);
+  s->sock = fd;
+  s->port = r.port;
+  if (connect (fd, &sa.sa, sa_len) == 0)
+    send_frame (QLEAN_GUEST_FRAME_STARTED, 0, id, NULL, 0);
+  else if (errno == EINPROGRESS || errno == EINTR)
+    s->connecting = true;
+  else
+    {
+      int err = errno;
+      stream_abort (s, err, "cannot connect to port %u: %s", r.port, strerror (err));
+    }
+
+out:
+  free (addr);
+  req_free (&r);
+}
+
+/* ------------------------------------------------------------------------ */
 /* File system operations                                                    */
 
 static void put_stat (unsigned char *p, const struct stat *st)
@@ -2366,6 +2622,7 @@ static void handle_frame (const unsigned char *h, const unsigned char *p, uint32
     case QLEAN_GUEST_FRAME_PUT:
     case QLEAN_GUEST_FRAME_GET:
     case QLEAN_GUEST_FRAME_FS:
+    case QLEAN_GUEST_FRAME_CONNECT:
       if (s)
         {
           send_error (id, EBUSY, "stream %u is already in use", id);
@@ -2377,6 +2634,8 @@ static void handle_frame (const unsigned char *h, const unsigned char *p, uint32
         handle_put (id, p, len);
       else if (type == QLEAN_GUEST_FRAME_GET)
         handle_get (id, p, len);
+      else if (type == QLEAN_GUEST_FRAME_CONNECT)
+        handle_connect (id, p, len);
       else
         handle_fs (id, p, len);
       return;
@@ -2396,6 +2655,8 @@ static void handle_frame (const unsigned char *h, const unsigned char *p, uint32
         {
           if (s->kind == STREAM_EXEC)
             exec_data (s, p, len);
+          else if (s->kind == STREAM_CONNECT)
+            connect_data (s, p, len);
           else
             put_data (s, p, len);
           return;
@@ -2405,6 +2666,11 @@ static void handle_frame (const unsigned char *h, const unsigned char *p, uint32
       s->eof_in = true;
       if (s->kind == STREAM_EXEC)
         exec_stdin_flush (s);
+      else if (s->kind == STREAM_CONNECT)
+        {
+          if (!s->connecting)
+            connect_flush (s);
+        }
       else
         put_finish (s);
       return;
@@ -2424,12 +2690,23 @@ static void handle_frame (const unsigned char *h, const unsigned char *p, uint32
           kill (-s->pid, (int) get_u32 (p));
           return;
         }
+      if (s->kind == STREAM_CONNECT)
+        {
+          connect_reset (s);
+          return;
+        }
       /* A transfer is cancelled: a PUT leaves nothing behind. */
       stream_abort (s, ECANCELED, "stream %u: cancelled", id);
       return;
 
     case QLEAN_GUEST_FRAME_CREDIT:
-      return;   /* guest-to-host data is not flow controlled */
+      /* Guest-to-host data is flow controlled only on connections. */
+      if (s && s->kind == STREAM_CONNECT && fd == 1 && len == 4)
+        {
+          uint32_t n = get_u32 (p);
+          s->out_unacked -= n < s->out_unacked ? n : s->out_unacked;
+        }
+      return;
 
     default:
       if (s)
@@ -2971,6 +3248,7 @@ typedef enum
   EV_ERR,
   EV_IN,
   EV_FILE,
+  EV_SOCK,
 } EvKind;
 
 static void run (void)
@@ -3031,6 +3309,21 @@ static void run (void)
             }
           else if (s->kind == STREAM_GET && !s->wait_sent && G.out_bytes < GET_LOW)
             ADD (s->file_fd, POLLIN, s, EV_FILE);
+          else if (s->kind == STREAM_CONNECT)
+            {
+              short events = 0;
+              if (s->connecting)
+                events = POLLOUT;
+              else
+                {
+                  if (!s->eof_out && s->out_unacked < QLEAN_GUEST_WINDOW && G.out_bytes < OUT_HIGH)
+                    events |= POLLIN;
+                  if (s->q_head && !s->wr_closed)
+                    events |= POLLOUT;
+                }
+              if (events)
+                ADD (s->sock, events, s, EV_SOCK);
+            }
         }
 #undef ADD
 
@@ -3076,6 +3369,10 @@ static void run (void)
               break;
             case EV_FILE:
               get_read (s);
+              break;
+            case EV_SOCK:
+              if (s->sock >= 0)
+                connect_event (s, pfd[i].revents);
               break;
             }
         }

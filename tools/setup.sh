@@ -18,9 +18,10 @@ packages=(
   # run: QEMU, the minimal image's kernel, agent and userland
   qemu-system-x86 qemu-utils qemu-guest-agent linux-image-cloud-amd64 busybox-static cpio lz4
   # images and networking
-  libguestfs-tools xorriso vde2 libvdeplug-slirp mmdebstrap
-  # tests and benchmarks
-  python3-gi python3-pytest dropbear-bin openssh-client
+  libguestfs-tools xorriso vde2 libvdeplug-slirp mmdebstrap fdisk
+  # tests and benchmarks; clang builds the fuzz targets, valgrind runs
+  # `meson test --setup valgrind`
+  python3-gi python3-pytest dropbear-bin openssh-client clang libclang-rt-14-dev valgrind
 )
 
 missing_packages() {

@@ -28,6 +28,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -1717,6 +1719,364 @@ static void test_fs_copy_utime (void)
   free (data);
 }
 
+/* ------------------------------------------------------------------------ */
+/* CONNECT: a listener in this process stands in for a server in the guest */
+
+static int tcp_listener (int family, uint16_t *port)
+{
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int fd = socket (family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+  if (fd < 0)
+    return -1;
+  memset (&ss, 0, sizeof ss);
+  if (family == AF_INET)
+    {
+      struct sockaddr_in *in = (struct sockaddr_in *) &ss;
+      in->sin_family = AF_INET;
+      in->sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+      len = sizeof *in;
+    }
+  else
+    {
+      struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
+      in6->sin6_family = AF_INET6;
+      in6->sin6_addr = in6addr_loopback;
+      len = sizeof *in6;
+    }
+  setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind (fd, (struct sockaddr *) &ss, len) < 0 || listen (fd, 8) < 0
+      || getsockname (fd, (struct sockaddr *) &ss, &len) < 0)
+    {
+      close (fd);
+      return -1;
+    }
+  *port = ntohs (family == AF_INET ? ((struct sockaddr_in *) &ss)->sin_port
+                                   : ((struct sockaddr_in6 *) &ss)->sin6_port);
+  return fd;
+}
+
+static int accept_within (int lfd, int timeout_ms)
+{
+  struct pollfd p = { .fd = lfd, .events = POLLIN };
+  if (poll (&p, 1, timeout_ms) <= 0)
+    return -1;
+  return accept4 (lfd, NULL, NULL, SOCK_CLOEXEC);
+}
+
+static uint32_t send_connect (int64_t port, const char *addr)
+{
+  Buf b = { 0 };
+  uint32_t id = g_next++;
+  if (port >= 0)
+    tlv_u32 (&b, QLEAN_GUEST_TAG_PORT, (uint32_t) port);
+  if (addr)
+    tlv_str (&b, QLEAN_GUEST_TAG_ADDR, addr);
+  send_frame (QLEAN_GUEST_FRAME_CONNECT, 0, id, b.p, b.len);
+  buf_free (&b);
+  return id;
+}
+
+/* The next frame of `id` that is not a CREDIT fd 0 (added to *credit). */
+static Frame *next_conn_frame (uint32_t id, uint64_t *credit, int timeout_ms)
+{
+  for (;;)
+    {
+      Frame *f = next_frame (id, timeout_ms);
+      if (!f || f->type != QLEAN_GUEST_FRAME_CREDIT || f->fd != 0)
+        return f;
+      if (credit)
+        *credit += get_u32 (f->payload);
+      free (f);
+    }
+}
+
+static bool read_exact (int fd, void *d, size_t n, int timeout_ms)
+{
+  unsigned char *p = d;
+  while (n > 0)
+    {
+      struct pollfd pf = { .fd = fd, .events = POLLIN };
+      ssize_t r;
+      if (poll (&pf, 1, timeout_ms) <= 0)
+        return false;
+      r = read (fd, p, n);
+      if (r <= 0)
+        return false;
+      p += r;
+      n -= (size_t) r;
+    }
+  return true;
+}
+
+static void send_credit1 (uint32_t id, uint32_t n)
+{
+  unsigned char c[4];
+  put_u32 (c, n);
+  send_frame (QLEAN_GUEST_FRAME_CREDIT, 1, id, c, 4);
+}
+
+static void test_connect_pipe (void)
+{
+  size_t n = 10 * 1024 * 1024, m = 6 * 1024 * 1024;
+  unsigned char *up = malloc (n), *down = malloc (m), *got = malloc (n);
+  size_t sent = 0, received = 0, written = 0, back = 0, held;
+  uint64_t avail = WINDOW, credit = 0, max_unacked = 0;
+  uint16_t port;
+  int lfd = tcp_listener (AF_INET, &port), cfd;
+  uint32_t id;
+  Frame *f;
+  Buf out = { 0 };
+  bool eof1 = false;
+  int64_t idle_since;
+  char c;
+
+  CHECK (lfd >= 0);
+  rnd_fill (up, n);
+  rnd_fill (down, m);
+  /* DATA right behind the request waits for the connection. */
+  id = send_connect (port, "127.0.0.1");
+  send_frame (QLEAN_GUEST_FRAME_DATA, 0, id, "ping", 4);
+  cfd = accept_within (lfd, TIMEOUT);
+  close (lfd);
+  CHECK (cfd >= 0);
+  f = next_conn_frame (id, &credit, TIMEOUT);
+  CHECK (f);
+  CHECKF (f->type == QLEAN_GUEST_FRAME_STARTED && f->len == 0, "type %u len %u: %s", f->type, f->len,
+          f->type == QLEAN_GUEST_FRAME_ERROR ? (char *) f->payload + 4 : "");
+  free (f);
+  CHECK (read_exact (cfd, got, 4, TIMEOUT) && memcmp (got, "ping", 4) == 0);
+  CHECK (write (cfd, "pong", 4) == 4);
+  f = next_conn_frame (id, &credit, TIMEOUT);
+  CHECK (f && f->type == QLEAN_GUEST_FRAME_DATA && f->fd == 1 && f->len == 4 && memcmp (f->payload, "pong", 4) == 0);
+  free (f);
+  send_credit1 (id, 4);
+  avail -= 4;
+
+  /* 10 MiB host to guest, under the window, read by the server as it comes. */
+  fcntl (cfd, F_SETFL, O_NONBLOCK);
+  while (received < n)
+    {
+      struct pollfd pf[2] = { { .fd = g_fd, .events = POLLIN }, { .fd = cfd, .events = POLLIN } };
+      avail += credit;
+      credit = 0;
+      if (sent < n && avail > 0)
+        {
+          size_t chunk = n - sent < 256 * 1024 ? n - sent : 256 * 1024;
+          if (chunk > avail)
+            chunk = (size_t) avail;
+          send_frame (QLEAN_GUEST_FRAME_DATA, 0, id, up + sent, chunk);
+          sent += chunk;
+          avail -= chunk;
+          if (WINDOW - avail > max_unacked)
+            max_unacked = WINDOW - avail;
+        }
+      CHECK (poll (pf, 2, TIMEOUT) > 0);
+      if (pf[1].revents)
+        {
+          ssize_t r = read (cfd, got + received, n - received);
+          CHECK (r > 0 || (r < 0 && errno == EAGAIN));
+          if (r > 0)
+            received += (size_t) r;
+        }
+      if (pf[0].revents)
+        pump (0);
+      while ((f = next_conn_frame (id, &credit, 0)))
+        {
+          CHECKF (false, "unexpected frame type %u", f->type);
+        }
+    }
+  CHECK (memcmp (got, up, n) == 0);
+  CHECK (max_unacked <= WINDOW);
+  while (avail + credit < WINDOW && (f = next_conn_frame (id, &credit, TIMEOUT)))
+    free (f);
+  CHECKF (avail + credit == WINDOW, "%llu of the window credited back",
+          (unsigned long long) (avail + credit));
+
+  /* 6 MiB guest to host, no credit: the guest stops at the window. */
+  idle_since = now_us ();
+  while (now_us () - idle_since < 500000)
+    {
+      ssize_t w = written < m ? write (cfd, down + written, m - written) : 0;
+      if (w > 0)
+        {
+          written += (size_t) w;
+          idle_since = now_us ();
+        }
+      while ((f = next_conn_frame (id, NULL, 10)))
+        {
+          CHECKF (f->type == QLEAN_GUEST_FRAME_DATA && f->fd == 1, "type %u fd %u", f->type, f->fd);
+          buf_add (&out, f->payload, f->len);
+          idle_since = now_us ();
+          free (f);
+        }
+    }
+  held = out.len;
+  CHECKF (held == WINDOW, "%zu bytes without credit (window %u), %zu written", held, WINDOW, written);
+  /* Credit flows: the rest comes, then EOF fd 1 once the server half-closes. */
+  send_credit1 (id, (uint32_t) held);
+  back = held;
+  while (!eof1)
+    {
+      ssize_t w = written < m ? write (cfd, down + written, m - written) : 0;
+      if (w > 0)
+        written += (size_t) w;
+      if (written == m)
+        {
+          shutdown (cfd, SHUT_WR);
+          written++;
+        }
+      f = next_conn_frame (id, NULL, written > m ? TIMEOUT : 10);
+      if (!f)
+        {
+          CHECK (written <= m);
+          continue;
+        }
+      if (f->type == QLEAN_GUEST_FRAME_EOF && f->fd == 1)
+        eof1 = true;
+      else
+        {
+          CHECKF (f->type == QLEAN_GUEST_FRAME_DATA && f->fd == 1, "type %u fd %u", f->type, f->fd);
+          buf_add (&out, f->payload, f->len);
+          CHECK (out.len - back <= WINDOW);
+          send_credit1 (id, f->len);
+          back += f->len;
+        }
+      free (f);
+    }
+  CHECK (out.len == m && memcmp (out.p, down, m) == 0);
+  /* Our EOF half-closes the guest's socket; then both ways are done. */
+  send_frame (QLEAN_GUEST_FRAME_EOF, 0, id, NULL, 0);
+  fcntl (cfd, F_SETFL, 0);
+  CHECK (read_exact (cfd, &c, 1, TIMEOUT) == false);
+  f = next_conn_frame (id, NULL, TIMEOUT);
+  CHECK (f);
+  CHECKF (f->type == QLEAN_GUEST_FRAME_DONE && f->len == 0, "type %u", f->type);
+  free (f);
+  close (cfd);
+  buf_free (&out);
+  free (up);
+  free (down);
+  free (got);
+}
+
+static void test_connect_errors (void)
+{
+  uint16_t port;
+  int lfd = tcp_listener (AF_INET, &port), cfd;
+  Reply rep;
+  uint32_t id;
+  Frame *f;
+  Buf b = { 0 };
+  char buf[8];
+  struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+  CHECK (lfd >= 0);
+  /* Nobody listens: ECONNREFUSED, and no STARTED. */
+  close (lfd);
+  id = send_connect (port, NULL);
+  CHECK (wait_reply (id, &rep));
+  CHECKF (fs_err (&rep, ECONNREFUSED), "errno %d %s", rep.err, rep.msg);
+  CHECKF (strstr (rep.msg, "connect"), "%s", rep.msg);
+  /* Bad requests. */
+  id = send_connect (-1, NULL);
+  CHECK (wait_reply (id, &rep) && fs_err (&rep, EINVAL));
+  id = send_connect (0, NULL);
+  CHECK (wait_reply (id, &rep) && fs_err (&rep, EINVAL));
+  id = send_connect (70000, NULL);
+  CHECK (wait_reply (id, &rep) && fs_err (&rep, EINVAL));
+  id = send_connect (port, "localhost");
+  CHECK (wait_reply (id, &rep) && fs_err (&rep, EINVAL));
+  CHECKF (strstr (rep.msg, "localhost"), "%s", rep.msg);
+  tlv (&b, QLEAN_GUEST_TAG_PORT, "ab", 2);
+  id = g_next++;
+  send_frame (QLEAN_GUEST_FRAME_CONNECT, 0, id, b.p, b.len);
+  buf_free (&b);
+  CHECK (wait_reply (id, &rep) && fs_err (&rep, EPROTO));
+
+  /* SIGNAL resets the connection: the server sees a reset. */
+  lfd = tcp_listener (AF_INET, &port);
+  CHECK (lfd >= 0);
+  id = send_connect (port, NULL);
+  cfd = accept_within (lfd, TIMEOUT);
+  CHECK (cfd >= 0);
+  f = next_conn_frame (id, NULL, TIMEOUT);
+  CHECK (f && f->type == QLEAN_GUEST_FRAME_STARTED);
+  free (f);
+  {
+    unsigned char sig[4];
+    put_u32 (sig, SIGKILL);
+    send_frame (QLEAN_GUEST_FRAME_SIGNAL, 0, id, sig, 4);
+  }
+  CHECK (wait_reply (id, &rep) && fs_err (&rep, ECANCELED));
+  {
+    struct pollfd pf = { .fd = cfd, .events = POLLIN };
+    ssize_t r;
+    CHECK (poll (&pf, 1, TIMEOUT) == 1);
+    r = read (cfd, buf, sizeof buf);
+    CHECKF (r < 0 && errno == ECONNRESET, "read %zd: %s", r, strerror (errno));
+  }
+  close (cfd);
+
+  /* The server resets: ERROR ECONNRESET ends the stream. */
+  id = send_connect (port, NULL);
+  cfd = accept_within (lfd, TIMEOUT);
+  CHECK (cfd >= 0);
+  f = next_conn_frame (id, NULL, TIMEOUT);
+  CHECK (f && f->type == QLEAN_GUEST_FRAME_STARTED);
+  free (f);
+  setsockopt (cfd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  close (cfd);
+  CHECK (wait_reply (id, &rep));
+  CHECKF (fs_err (&rep, ECONNRESET), "done %d errno %d %s", rep.done, rep.err, rep.msg);
+
+  /* The server closes first: EOF fd 1; data sent after that is credited
+   * and dropped; our EOF then ends the stream with DONE. */
+  id = send_connect (port, NULL);
+  cfd = accept_within (lfd, TIMEOUT);
+  CHECK (cfd >= 0);
+  close (cfd);
+  f = next_conn_frame (id, NULL, TIMEOUT);
+  CHECK (f && f->type == QLEAN_GUEST_FRAME_STARTED);
+  free (f);
+  f = next_conn_frame (id, NULL, TIMEOUT);
+  CHECKF (f && f->type == QLEAN_GUEST_FRAME_EOF && f->fd == 1, "type %u", f ? f->type : 0);
+  free (f);
+  {
+    uint64_t credit = 0;
+    static unsigned char junk[64 * 1024];
+    for (int i = 0; i < 8; i++)
+      send_frame (QLEAN_GUEST_FRAME_DATA, 0, id, junk, sizeof junk);
+    send_frame (QLEAN_GUEST_FRAME_EOF, 0, id, NULL, 0);
+    f = next_conn_frame (id, &credit, TIMEOUT);
+    CHECKF (f && f->type == QLEAN_GUEST_FRAME_DONE, "type %u", f ? f->type : 0);
+    free (f);
+    CHECKF (credit == 8 * sizeof junk, "credited %llu", (unsigned long long) credit);
+  }
+  close (lfd);
+
+  /* IPv6, where the host has it. */
+  lfd = tcp_listener (AF_INET6, &port);
+  if (lfd < 0)
+    SKIP ("no IPv6 loopback here; the rest passed");
+  id = send_connect (port, "::1");
+  cfd = accept_within (lfd, TIMEOUT);
+  close (lfd);
+  CHECK (cfd >= 0);
+  f = next_conn_frame (id, NULL, TIMEOUT);
+  CHECK (f && f->type == QLEAN_GUEST_FRAME_STARTED);
+  free (f);
+  send_frame (QLEAN_GUEST_FRAME_EOF, 0, id, NULL, 0);
+  close (cfd);
+  f = next_conn_frame (id, NULL, TIMEOUT);
+  CHECK (f && f->type == QLEAN_GUEST_FRAME_EOF && f->fd == 1);
+  free (f);
+  f = next_conn_frame (id, NULL, TIMEOUT);
+  CHECK (f && f->type == QLEAN_GUEST_FRAME_DONE);
+  free (f);
+}
+
 static void test_malformed (void)
 {
   Buf b = { 0 };
@@ -1833,7 +2193,7 @@ static void test_garbage (void)
     0, QLEAN_GUEST_FRAME_DATA, QLEAN_GUEST_FRAME_EOF, QLEAN_GUEST_FRAME_SIGNAL,
     QLEAN_GUEST_FRAME_STARTED, QLEAN_GUEST_FRAME_EXIT, QLEAN_GUEST_FRAME_ERROR,
     QLEAN_GUEST_FRAME_DONE, QLEAN_GUEST_FRAME_CREDIT, QLEAN_GUEST_FRAME_GET,
-    QLEAN_GUEST_FRAME_EXEC, 14, 99, 255,
+    QLEAN_GUEST_FRAME_EXEC, 77, 99, 255,   /* not CONNECT: it would reach real local ports */
   };
   ExecResult r;
   const char *argv[] = { "echo", "alive", NULL };
@@ -2140,7 +2500,7 @@ int main (int argc, char **argv)
     }
   else
     {
-      printf ("1..24\n");
+      printf ("1..26\n");
       run_test ("hello and debris", test_hello);
       run_test ("exec: output, status", test_exec_basic);
       run_test ("exec: merged stderr", test_exec_merge);
@@ -2160,6 +2520,8 @@ int main (int argc, char **argv)
       run_test ("fs: unlink, rmdir, remove_all", test_fs_remove);
       run_test ("fs: rename, links, chmod", test_fs_links);
       run_test ("fs: copy, utime", test_fs_copy_utime);
+      run_test ("connect: both ways, flow control, half close", test_connect_pipe);
+      run_test ("connect: refused, bad requests, resets", test_connect_errors);
       run_test ("malformed requests", test_malformed);
       run_test ("garbage", test_garbage);
       run_test ("resync kills", test_resync_kills);

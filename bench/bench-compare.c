@@ -1,0 +1,1168 @@
+/* bench-compare.c: Qlean against SSH, in the same guest, in the same run
+ *
+ * SPDX-License-Identifier: MIT
+ *
+ * The guest is the minimal image plus dropbear, its libraries, the host's
+ * scp (dropbear has none, and no SFTP server: scp runs with -O), a host
+ * key and an authorized key, built with tools/qlean-build-initramfs.sh.
+ * Booted with qlean.ssh=1 and QEMU's user network forwarding a local
+ * port to its port 22, it runs qlean-guest, qemu-ga and dropbear side by
+ * side, so every figure compares two ways into one and the same machine.
+ * bench/run runs this and writes bench/RESULTS.md.
+ */
+
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/utsname.h>
+#include <glib/gstdio.h>
+
+#include <qlean/qlean.h>
+
+#include "qlean-image-private.h"
+
+#define MIB (1024.0 * 1024.0)
+#define SSH_MEMORY_MIB 256
+#define TRANSFER_MEMORY_MIB 1536
+#define QGA_CHUNK (256 * 1024)
+
+static int opt_boots = 5;
+static int opt_execs = 200;
+static int opt_ssh_execs = 30;
+static int opt_pool = 8;
+static char *opt_sizes = NULL;
+static char *opt_results = NULL;
+static char *opt_pool_bench = NULL;
+static char *opt_workdir = NULL;
+
+static const GOptionEntry entries[] = {
+  { "boots", 0, 0, G_OPTION_ARG_INT, &opt_boots, "Cold boots per way (median; default 5)", "N" },
+  { "execs", 0, 0, G_OPTION_ARG_INT, &opt_execs, "Qlean exec round trips (default 200)", "N" },
+  { "ssh-execs", 0, 0, G_OPTION_ARG_INT, &opt_ssh_execs, "SSH commands (default 30)", "N" },
+  { "sizes", 0, 0, G_OPTION_ARG_STRING, &opt_sizes, "Transfer sizes in MiB (default 1,64,512)", "LIST" },
+  { "pool", 0, 0, G_OPTION_ARG_INT, &opt_pool, "Machines started together (default 8; 0 skips)", "N" },
+  { "pool-bench", 0, 0, G_OPTION_ARG_FILENAME, &opt_pool_bench, "bench-pool program to run for QleanPool's figure", "PATH" },
+  { "results", 0, 0, G_OPTION_ARG_FILENAME, &opt_results, "Also write the results as Markdown here", "FILE" },
+  { "workdir", 0, 0, G_OPTION_ARG_FILENAME, &opt_workdir, "Where the SSH image and keys go (default: a temporary directory)", "DIR" },
+  { NULL }
+};
+
+/* Results */
+
+typedef struct
+{
+  char *what;
+  char *qlean;
+  char *ssh;
+  char *ratio;
+  char *target;
+  char *verdict;
+} Row;
+
+static GPtrArray *rows;
+static GString *notes;
+
+static void
+row_free (Row *row)
+{
+  g_free (row->what);
+  g_free (row->qlean);
+  g_free (row->ssh);
+  g_free (row->ratio);
+  g_free (row->target);
+  g_free (row->verdict);
+  g_free (row);
+}
+
+static void
+add_row (const char *what,
+         const char *qlean,
+         const char *ssh,
+         const char *ratio,
+         const char *target,
+         int         met)  /* 1 met, 0 missed, -1 no target */
+{
+  Row *row = g_new0 (Row, 1);
+
+  row->what = g_strdup (what);
+  row->qlean = g_strdup (qlean ? qlean : "");
+  row->ssh = g_strdup (ssh ? ssh : "");
+  row->ratio = g_strdup (ratio ? ratio : "");
+  row->target = g_strdup (target ? target : "");
+  row->verdict = g_strdup (met < 0 ? "" : met ? "met" : "MISSED");
+  g_ptr_array_add (rows, row);
+
+  g_printerr ("  %-44s %-22s %-22s %-9s %s %s\n", what, row->qlean, row->ssh, row->ratio,
+              row->target, row->verdict);
+}
+
+static void
+note (const char *format,
+      ...) G_GNUC_PRINTF (1, 2);
+
+static void
+note (const char *format,
+      ...)
+{
+  va_list args;
+
+  va_start (args, format);
+  g_string_append_vprintf (notes, format, args);
+  va_end (args);
+  g_string_append_c (notes, '\n');
+}
+
+/* Statistics */
+
+static int
+compare_doubles (const void *a,
+                 const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+
+  return (x > y) - (x < y);
+}
+
+static double
+percentile (GArray *values,
+            double  p)
+{
+  guint index;
+
+  g_assert (values->len > 0);
+  qsort (values->data, values->len, sizeof (double), compare_doubles);
+  index = (guint) (p * (values->len - 1) + 0.5);
+  return g_array_index (values, double, index);
+}
+
+static double
+now (void)
+{
+  return g_get_monotonic_time () / 1e6;
+}
+
+/* Host helpers */
+
+static char *
+run_capture (const char * const  *argv,
+             GError             **error)
+{
+  g_autoptr(GSubprocess) process = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  process = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE,
+                               error);
+  if (process == NULL ||
+      !g_subprocess_communicate_utf8 (process, NULL, NULL, &out, &err, error))
+    return NULL;
+
+  if (!g_subprocess_get_successful (process))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s failed: %s", argv[0],
+                   err && *err ? g_strstrip (err) : "no message");
+      return NULL;
+    }
+
+  return g_steal_pointer (&out);
+}
+
+static gboolean
+run_quiet (const char * const *argv)
+{
+  g_autoptr(GSubprocess) process = NULL;
+
+  process = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE,
+                               NULL);
+  return process != NULL && g_subprocess_wait_check (process, NULL, NULL);
+}
+
+static guint
+free_port (void)
+{
+  struct sockaddr_in address = { .sin_family = AF_INET };
+  socklen_t len = sizeof address;
+  int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  guint port;
+
+  address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+  if (fd < 0 || bind (fd, (struct sockaddr *) &address, sizeof address) != 0 ||
+      getsockname (fd, (struct sockaddr *) &address, &len) != 0)
+    g_error ("no free local port");
+  port = ntohs (address.sin_port);
+  close (fd);
+
+  return port;
+}
+
+static guint64
+proc_kib (GPid        pid,
+          const char *file,
+          const char *field)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/%s", (int) pid, file);
+  g_autofree char *contents = NULL;
+  g_autofree char *key = g_strdup_printf ("\n%s:", field);
+  const char *line;
+
+  if (pid <= 0 || !g_file_get_contents (path, &contents, NULL, NULL))
+    return 0;
+  line = strstr (contents, key);
+  return line ? g_ascii_strtoull (line + strlen (key), NULL, 10) : 0;
+}
+
+static char *
+sha256_file (const char *path)
+{
+  g_autoptr(GError) error = NULL;
+  const char *argv[] = { "sha256sum", path, NULL };
+  g_autofree char *out = run_capture (argv, &error);
+
+  if (out == NULL)
+    g_error ("%s", error->message);
+  out[strcspn (out, " ")] = '\0';
+  return g_steal_pointer (&out);
+}
+
+/* The SSH image */
+
+typedef struct
+{
+  char *dir;
+  char *kernel;
+  char *initrd;
+  char *key;
+} SshImage;
+
+static SshImage ssh_image;
+
+static void
+add_libraries (GPtrArray  *adds,
+               const char *program)
+{
+  const char *argv[] = { "ldd", program, NULL };
+  g_autoptr(GError) error = NULL;
+  g_autofree char *out = run_capture (argv, &error);
+  g_auto(GStrv) lines = NULL;
+
+  if (out == NULL)
+    g_error ("ldd %s: %s", program, error->message);
+
+  lines = g_strsplit (out, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      const char *path = strstr (lines[i], "=> /");
+      g_autofree char *lib = NULL;
+
+      if (path != NULL)
+        path += 3;
+      else if (g_str_has_prefix (g_strstrip (lines[i]), "/"))
+        path = lines[i];
+      else
+        continue;
+
+      lib = g_strndup (path, strcspn (path, " "));
+      g_ptr_array_add (adds, g_strdup_printf ("%s:%s", lib, lib));
+    }
+}
+
+static void
+build_ssh_image (void)
+{
+  g_auto(QleanMinimalInputs) inputs = { 0 };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GPtrArray) adds = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GSubprocess) process = NULL;
+  g_autofree char *log = NULL;
+  g_autofree char *host_key = NULL;
+  g_autofree char *authorized = NULL;
+  g_autofree char *public_key = NULL;
+  g_autofree char *vmlinux = NULL;
+  const char *source_root = QLEAN_SOURCE_DATADIR "/..";
+
+  if (!qlean_minimal_find_inputs (&inputs, &error))
+    g_error ("%s", error->message);
+  if (!g_file_test ("/usr/sbin/dropbear", G_FILE_TEST_IS_EXECUTABLE) ||
+      !g_file_test ("/usr/bin/scp", G_FILE_TEST_IS_EXECUTABLE))
+    g_error ("the SSH comparison needs dropbear and scp: apt-get install dropbear-bin openssh-client");
+
+  ssh_image.dir = opt_workdir ? g_strdup (opt_workdir) : g_dir_make_tmp ("qlean-bench-ssh-XXXXXX", &error);
+  if (ssh_image.dir == NULL)
+    g_error ("%s", error->message);
+  g_mkdir_with_parents (ssh_image.dir, 0700);
+
+  host_key = g_build_filename (ssh_image.dir, "dropbear_ed25519_host_key", NULL);
+  ssh_image.key = g_build_filename (ssh_image.dir, "id_ed25519", NULL);
+  public_key = g_strconcat (ssh_image.key, ".pub", NULL);
+  authorized = g_build_filename (ssh_image.dir, "authorized_keys", NULL);
+  ssh_image.initrd = g_build_filename (ssh_image.dir, "initramfs-ssh.img", NULL);
+  vmlinux = g_build_filename (ssh_image.dir, "vmlinux", NULL);
+
+  if (!g_file_test (host_key, G_FILE_TEST_EXISTS))
+    {
+      const char *keygen[] = { "dropbearkey", "-t", "ed25519", "-f", host_key, NULL };
+
+      if (!run_quiet (keygen))
+        g_error ("dropbearkey failed");
+    }
+  if (!g_file_test (ssh_image.key, G_FILE_TEST_EXISTS))
+    {
+      const char *keygen[] = { "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", ssh_image.key, NULL };
+
+      if (!run_quiet (keygen))
+        g_error ("ssh-keygen failed");
+    }
+  {
+    g_autofree char *contents = NULL;
+
+    if (!g_file_get_contents (public_key, &contents, NULL, &error) ||
+        !g_file_set_contents_full (authorized, contents, -1, G_FILE_SET_CONTENTS_NONE, 0600, &error))
+      g_error ("%s", error->message);
+  }
+
+  if (inputs.guest != NULL)
+    g_ptr_array_add (adds, g_strdup_printf ("%s:/usr/lib/qlean/qlean-guest", inputs.guest));
+  g_ptr_array_add (adds, g_strdup ("/usr/sbin/dropbear:/usr/sbin/dropbear"));
+  g_ptr_array_add (adds, g_strdup ("/usr/bin/scp:/usr/bin/scp"));
+  add_libraries (adds, "/usr/sbin/dropbear");
+  add_libraries (adds, "/usr/bin/scp");
+  g_ptr_array_add (adds, g_strdup_printf ("%s:/etc/dropbear/dropbear_ed25519_host_key", host_key));
+  g_ptr_array_add (adds, g_strdup_printf ("%s:/root/.ssh/authorized_keys", authorized));
+
+  /* The image's init from the source tree: it has the qlean.ssh=1 block. */
+  g_ptr_array_add (argv, g_strdup ("bash"));
+  g_ptr_array_add (argv, g_build_filename (source_root, "tools", "qlean-build-initramfs.sh", NULL));
+  g_ptr_array_add (argv, g_strdup ("--kernel-release"));
+  g_ptr_array_add (argv, g_strdup (inputs.kernel_release));
+  g_ptr_array_add (argv, g_strdup ("--modules-dir"));
+  g_ptr_array_add (argv, g_strdup (inputs.modules_dir));
+  g_ptr_array_add (argv, g_strdup ("--init"));
+  g_ptr_array_add (argv, g_build_filename (QLEAN_SOURCE_DATADIR, "minimal", "init", NULL));
+  g_ptr_array_add (argv, g_strdup ("--output"));
+  g_ptr_array_add (argv, g_strdup (ssh_image.initrd));
+  g_ptr_array_add (argv, g_strdup ("--kernel"));
+  g_ptr_array_add (argv, g_strdup (inputs.kernel));
+  g_ptr_array_add (argv, g_strdup ("--vmlinux-output"));
+  g_ptr_array_add (argv, g_strdup (vmlinux));
+  for (guint i = 0; i < adds->len; i++)
+    {
+      g_ptr_array_add (argv, g_strdup ("--add"));
+      g_ptr_array_add (argv, g_strdup (g_ptr_array_index (adds, i)));
+    }
+  g_ptr_array_add (argv, NULL);
+
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE);
+  g_subprocess_launcher_setenv (launcher, "QLEAN_BUSYBOX", inputs.busybox, TRUE);
+  g_subprocess_launcher_setenv (launcher, "QLEAN_QEMU_GA", inputs.qemu_ga, TRUE);
+  process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, &error);
+  if (process == NULL || !g_subprocess_communicate_utf8 (process, NULL, NULL, &log, NULL, &error))
+    g_error ("%s", error->message);
+  if (!g_subprocess_get_successful (process))
+    g_error ("building the SSH image failed: %s", log);
+
+  ssh_image.kernel = g_strdup (g_file_test (vmlinux, G_FILE_TEST_IS_REGULAR) ? vmlinux : inputs.kernel);
+}
+
+static QleanMachine *
+new_ssh_machine (guint memory_mib)
+{
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  guint port = free_port ();
+  g_autofree char *netdev = g_strdup_printf ("user,id=n0,hostfwd=tcp:127.0.0.1:%u-:22", port);
+  const char *extra[] = { "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile=", NULL };
+  QleanMachine *machine;
+
+  qlean_machine_config_set_kernel (config, ssh_image.kernel);
+  qlean_machine_config_set_initrd (config, ssh_image.initrd);
+  qlean_machine_config_set_cmdline (config, "qlean.ssh=1");
+  qlean_machine_config_set_memory_mib (config, memory_mib);
+  qlean_machine_config_set_extra_args (config, extra);
+  machine = qlean_machine_new (NULL, config);
+  g_object_set_data (G_OBJECT (machine), "ssh-port", GUINT_TO_POINTER (port));
+
+  return machine;
+}
+
+static GPtrArray *
+ssh_argv (QleanMachine *machine,
+          gboolean      scp)
+{
+  GPtrArray *argv = g_ptr_array_new_with_free_func (g_free);
+  guint port = GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (machine), "ssh-port"));
+  const char *options[] = {
+    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+    "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
+  };
+
+  g_ptr_array_add (argv, g_strdup (scp ? "scp" : "ssh"));
+  if (scp)
+    g_ptr_array_add (argv, g_strdup ("-O"));  /* dropbear has no SFTP server */
+  g_ptr_array_add (argv, g_strdup (scp ? "-P" : "-p"));
+  g_ptr_array_add (argv, g_strdup_printf ("%u", port));
+  g_ptr_array_add (argv, g_strdup ("-i"));
+  g_ptr_array_add (argv, g_strdup (ssh_image.key));
+  for (guint i = 0; i < G_N_ELEMENTS (options); i++)
+    g_ptr_array_add (argv, g_strdup (options[i]));
+
+  return argv;
+}
+
+static gboolean
+ssh_run (QleanMachine *machine,
+         const char   *command,
+         const char   *control)
+{
+  g_autoptr(GPtrArray) argv = ssh_argv (machine, FALSE);
+
+  if (control != NULL)
+    {
+      g_ptr_array_add (argv, g_strdup ("-S"));
+      g_ptr_array_add (argv, g_strdup (control));
+    }
+  g_ptr_array_add (argv, g_strdup ("root@127.0.0.1"));
+  g_ptr_array_add (argv, g_strdup (command));
+  g_ptr_array_add (argv, NULL);
+
+  return run_quiet ((const char * const *) argv->pdata);
+}
+
+static gboolean
+scp_run (QleanMachine *machine,
+         const char   *from,
+         const char   *to)
+{
+  g_autoptr(GPtrArray) argv = ssh_argv (machine, TRUE);
+
+  g_ptr_array_add (argv, g_strdup (from));
+  g_ptr_array_add (argv, g_strdup (to));
+  g_ptr_array_add (argv, NULL);
+
+  return run_quiet ((const char * const *) argv->pdata);
+}
+
+/* Qlean helpers */
+
+static void
+spawn_or_die (QleanMachine *machine)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!qlean_machine_spawn (machine, NULL, &error))
+    g_error ("%s", error->message);
+}
+
+static char *
+exec_or_die (QleanMachine *machine,
+             const char   *command)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QleanExecResult) result = qlean_machine_exec (machine, command, NULL, &error);
+
+  if (result == NULL || !qlean_exec_result_success (result))
+    g_error ("exec %s failed: %s", command, error ? error->message : "non-zero exit");
+  return g_strstrip (qlean_exec_result_get_stdout_text (result));
+}
+
+static void
+kill_machine (QleanMachine *machine)
+{
+  qlean_machine_kill (machine, NULL, NULL);
+}
+
+typedef struct
+{
+  guint pending;
+  guint failed;
+} Spawns;
+
+static void
+spawned_cb (GObject      *source,
+            GAsyncResult *result,
+            gpointer      user_data)
+{
+  Spawns *spawns = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!qlean_machine_spawn_finish (QLEAN_MACHINE (source), result, &error))
+    {
+      g_printerr ("spawn failed: %s\n", error->message);
+      spawns->failed++;
+    }
+  spawns->pending--;
+}
+
+static void
+wait_spawns (Spawns *spawns)
+{
+  while (spawns->pending > 0)
+    g_main_context_iteration (NULL, TRUE);
+  if (spawns->failed > 0)
+    g_error ("%u machines failed to start", spawns->failed);
+}
+
+/* 1. Cold boot to the first command */
+
+static double
+boot_to_first_exec (QleanMachine *machine)
+{
+  double start = now (), seconds;
+  g_autofree char *out = NULL;
+
+  spawn_or_die (machine);
+  out = exec_or_die (machine, "true");
+  seconds = now () - start;
+  kill_machine (machine);
+  return seconds;
+}
+
+static double
+boot_to_first_ssh (QleanMachine *machine)
+{
+  Spawns spawns = { 1, 0 };
+  double start = now (), seconds = -1;
+
+  qlean_machine_spawn_async (machine, NULL, spawned_cb, &spawns);
+  while (now () - start < 120)
+    {
+      if (ssh_run (machine, "true", NULL))
+        {
+          seconds = now () - start;
+          break;
+        }
+      g_usleep (20000);
+    }
+  wait_spawns (&spawns);
+  kill_machine (machine);
+  if (seconds < 0)
+    g_error ("SSH never answered within 120 s");
+  return seconds;
+}
+
+static void
+bench_boot (void)
+{
+  g_autoptr(GArray) plain = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(GArray) exec = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(GArray) ssh = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autofree char *q = NULL, *s = NULL, *r = NULL, *p = NULL;
+  double exec_median, ssh_median;
+
+  g_printerr ("cold boots (%d each)...\n", opt_boots);
+  /* Interleaved, so that a change in host load hits all three alike. */
+  for (int i = 0; i < opt_boots; i++)
+    {
+      g_autoptr(QleanMachine) a = qlean_machine_new (NULL, NULL);
+      g_autoptr(QleanMachine) b = new_ssh_machine (SSH_MEMORY_MIB);
+      g_autoptr(QleanMachine) c = new_ssh_machine (SSH_MEMORY_MIB);
+      double t;
+
+      t = boot_to_first_exec (a);
+      g_array_append_val (plain, t);
+      t = boot_to_first_exec (b);
+      g_array_append_val (exec, t);
+      t = boot_to_first_ssh (c);
+      g_array_append_val (ssh, t);
+    }
+
+  exec_median = percentile (exec, 0.5);
+  ssh_median = percentile (ssh, 0.5);
+  p = g_strdup_printf ("%.2f s", percentile (plain, 0.5));
+  add_row ("cold boot -> first exec, minimal image (median)", p, "", "", "<= 1.0 s",
+           percentile (plain, 0.5) <= 1.0);
+  q = g_strdup_printf ("%.2f s", exec_median);
+  s = g_strdup_printf ("%.2f s", ssh_median);
+  r = g_strdup_printf ("%.1fx", ssh_median / exec_median);
+  add_row ("cold boot -> first command, SSH image (median)", q, s, r, "<= 1.0 s, >= 3x",
+           exec_median <= 1.0 && ssh_median / exec_median >= 3);
+  note ("Cold boots: %d of each, interleaved; from spawn to the first `true` returning. "
+        "Minimal image: min %.2f, max %.2f s. SSH image via Qlean: min %.2f, max %.2f s; "
+        "via SSH (new connection every 20 ms until one succeeds): min %.2f, max %.2f s.",
+        opt_boots, g_array_index (plain, double, 0), g_array_index (plain, double, plain->len - 1),
+        g_array_index (exec, double, 0), g_array_index (exec, double, exec->len - 1),
+        g_array_index (ssh, double, 0), g_array_index (ssh, double, ssh->len - 1));
+}
+
+/* 2. Command round trip */
+
+static void
+bench_exec (QleanMachine *machine)
+{
+  g_autoptr(GArray) exec = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(GArray) ssh = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(GArray) mux = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autofree char *control = g_build_filename (ssh_image.dir, "control.sock", NULL);
+  g_autofree char *q = NULL, *s = NULL, *r = NULL, *m = NULL, *mr = NULL;
+  double em, sm, mm;
+
+  g_printerr ("exec round trips (%d Qlean, %d SSH)...\n", opt_execs, opt_ssh_execs);
+  for (int i = 0; i < 10; i++)
+    g_free (exec_or_die (machine, "true"));
+  for (int i = 0; i < opt_execs; i++)
+    {
+      double start = now (), ms;
+
+      g_free (exec_or_die (machine, "true"));
+      ms = (now () - start) * 1000;
+      g_array_append_val (exec, ms);
+    }
+
+  ssh_run (machine, "true", NULL);
+  for (int i = 0; i < opt_ssh_execs; i++)
+    {
+      double start = now (), ms;
+
+      if (!ssh_run (machine, "true", NULL))
+        g_error ("ssh true failed");
+      ms = (now () - start) * 1000;
+      g_array_append_val (ssh, ms);
+    }
+
+  /* The fairest SSH can be: one connection, reused (ControlMaster). */
+  {
+    g_autoptr(GPtrArray) argv = ssh_argv (machine, FALSE);
+
+    g_ptr_array_add (argv, g_strdup ("-fNM"));
+    g_ptr_array_add (argv, g_strdup ("-S"));
+    g_ptr_array_add (argv, g_strdup (control));
+    g_ptr_array_add (argv, g_strdup ("root@127.0.0.1"));
+    g_ptr_array_add (argv, NULL);
+    if (!run_quiet ((const char * const *) argv->pdata))
+      g_error ("ssh -M failed");
+  }
+  for (int i = 0; i < opt_ssh_execs; i++)
+    {
+      double start = now (), ms;
+
+      if (!ssh_run (machine, "true", control))
+        g_error ("ssh -S true failed");
+      ms = (now () - start) * 1000;
+      g_array_append_val (mux, ms);
+    }
+  {
+    g_autoptr(GPtrArray) argv = ssh_argv (machine, FALSE);
+
+    g_ptr_array_add (argv, g_strdup ("-S"));
+    g_ptr_array_add (argv, g_strdup (control));
+    g_ptr_array_add (argv, g_strdup ("-O"));
+    g_ptr_array_add (argv, g_strdup ("exit"));
+    g_ptr_array_add (argv, g_strdup ("root@127.0.0.1"));
+    g_ptr_array_add (argv, NULL);
+    run_quiet ((const char * const *) argv->pdata);
+  }
+
+  em = percentile (exec, 0.5);
+  sm = percentile (ssh, 0.5);
+  mm = percentile (mux, 0.5);
+  q = g_strdup_printf ("%.1f ms (p99 %.1f)", em, percentile (exec, 0.99));
+  s = g_strdup_printf ("%.0f ms (p99 %.0f)", sm, percentile (ssh, 0.99));
+  r = g_strdup_printf ("%.0fx", sm / em);
+  add_row ("exec `true` vs ssh on a new connection (median)", q, s, r, ">= 20x", sm / em >= 20);
+  m = g_strdup_printf ("%.0f ms (p99 %.0f)", mm, percentile (mux, 0.99));
+  mr = g_strdup_printf ("%.1fx", mm / em);
+  add_row ("exec `true` vs ssh on a reused connection", q, m, mr, "", -1);
+}
+
+/* 3. Transfers */
+
+static double
+qga_upload (QleanMachine *machine,
+            GBytes       *data,
+            const char   *guest_path)
+{
+  g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (machine);
+  g_autoptr(GError) error = NULL;
+  gsize size = g_bytes_get_size (data);
+  double start = now ();
+  gint64 handle;
+
+  handle = qlean_qga_client_file_open (qga, guest_path, "w", NULL, &error);
+  if (handle < 0)
+    g_error ("%s", error->message);
+  for (gsize offset = 0; offset < size; offset += QGA_CHUNK)
+    {
+      g_autoptr(GBytes) chunk = g_bytes_new_from_bytes (data, offset, MIN (QGA_CHUNK, size - offset));
+
+      if (qlean_qga_client_file_write (qga, handle, chunk, NULL, &error) < 0)
+        g_error ("%s", error->message);
+    }
+  if (!qlean_qga_client_file_close (qga, handle, NULL, &error))
+    g_error ("%s", error->message);
+
+  return now () - start;
+}
+
+static double
+qga_download (QleanMachine *machine,
+              const char   *guest_path,
+              gsize         expected)
+{
+  g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (machine);
+  g_autoptr(GError) error = NULL;
+  gsize got = 0;
+  gboolean eof = FALSE;
+  double start = now ();
+  gint64 handle;
+
+  handle = qlean_qga_client_file_open (qga, guest_path, "r", NULL, &error);
+  if (handle < 0)
+    g_error ("%s", error->message);
+  while (!eof)
+    {
+      g_autoptr(GBytes) chunk = qlean_qga_client_file_read (qga, handle, QGA_CHUNK, &eof, NULL, &error);
+
+      if (chunk == NULL)
+        g_error ("%s", error->message);
+      got += g_bytes_get_size (chunk);
+    }
+  if (!qlean_qga_client_file_close (qga, handle, NULL, &error))
+    g_error ("%s", error->message);
+  if (got != expected)
+    g_error ("guest-file-read got %zu bytes, expected %zu", got, expected);
+
+  return now () - start;
+}
+
+static void
+check_guest_sha (QleanMachine *machine,
+                 const char   *guest_path,
+                 const char   *sha)
+{
+  g_autofree char *command = g_strdup_printf ("sha256sum %s", guest_path);
+  g_autofree char *out = exec_or_die (machine, command);
+
+  if (!g_str_has_prefix (out, sha))
+    g_error ("%s in the guest does not match what was sent", guest_path);
+}
+
+static void
+check_host_sha (const char *path,
+                const char *sha)
+{
+  g_autofree char *got = sha256_file (path);
+
+  if (!g_str_equal (got, sha))
+    g_error ("%s does not match what the guest holds", path);
+  g_unlink (path);
+}
+
+static char *
+rate (gsize  bytes,
+      double seconds)
+{
+  return g_strdup_printf ("%.1f MB/s", bytes / seconds / 1e6);
+}
+
+static void
+bench_transfers (void)
+{
+  g_autoptr(QleanMachine) machine = new_ssh_machine (TRANSFER_MEMORY_MIB);
+  g_autofree char *dir = NULL;
+  g_auto(GStrv) sizes = g_strsplit (opt_sizes ? opt_sizes : "1,64,512", ",", -1);
+  g_autoptr(GError) error = NULL;
+
+  g_printerr ("transfers...\n");
+  spawn_or_die (machine);
+  dir = g_dir_make_tmp ("qlean-bench-files-XXXXXX", &error);
+  if (dir == NULL)
+    g_error ("%s", error->message);
+  /* Wait for dropbear: the first command can come before it listens. */
+  for (int i = 0; i < 500 && !ssh_run (machine, "true", NULL); i++)
+    g_usleep (20000);
+
+  for (guint i = 0; sizes[i] != NULL; i++)
+    {
+      guint mib = atoi (sizes[i]);
+      gsize bytes = (gsize) mib * 1024 * 1024;
+      g_autofree char *file = g_strdup_printf ("%s/data-%u", dir, mib);
+      g_autofree char *back = g_strdup_printf ("%s/back-%u", dir, mib);
+      g_autofree char *count = g_strdup_printf ("count=%u", mib);
+      g_autofree char *of = g_strdup_printf ("of=%s", file);
+      const char *dd[] = { "dd", "if=/dev/urandom", of, "bs=1M", count, "status=none", NULL };
+      g_autofree char *qpath = g_strdup_printf ("/root/qlean-%u", mib);
+      g_autofree char *spath = g_strdup_printf ("/root/scp-%u", mib);
+      g_autofree char *sremote = g_strdup_printf ("root@127.0.0.1:%s", spath);
+      g_autofree char *sha = NULL;
+      g_autofree char *what = NULL, *q = NULL, *s = NULL, *r = NULL;
+      g_autofree char *rm = NULL;
+      g_autoptr(GFile) source = g_file_new_for_path (file);
+      g_autoptr(GFile) destination = g_file_new_for_path (back);
+      double qup, qdown, sup, sdown, start;
+
+      if (!run_quiet (dd))
+        g_error ("making %s failed", file);
+      sha = sha256_file (file);
+
+      start = now ();
+      if (!qlean_machine_upload (machine, source, qpath, NULL, &error))
+        g_error ("%s", error->message);
+      qup = now () - start;
+      check_guest_sha (machine, qpath, sha);
+
+      start = now ();
+      if (!qlean_machine_download (machine, qpath, destination, NULL, &error))
+        g_error ("%s", error->message);
+      qdown = now () - start;
+      check_host_sha (back, sha);
+      rm = g_strdup_printf ("rm -f %s", qpath);
+      g_free (exec_or_die (machine, rm));
+
+      start = now ();
+      if (!scp_run (machine, file, sremote))
+        g_error ("scp upload failed");
+      sup = now () - start;
+      check_guest_sha (machine, spath, sha);
+
+      start = now ();
+      if (!scp_run (machine, sremote, back))
+        g_error ("scp download failed");
+      sdown = now () - start;
+      check_host_sha (back, sha);
+      g_free (rm);
+      rm = g_strdup_printf ("rm -f %s", spath);
+      g_free (exec_or_die (machine, rm));
+
+      what = g_strdup_printf ("upload %u MiB (qlean_machine_upload vs scp)", mib);
+      q = rate (bytes, qup);
+      s = rate (bytes, sup);
+      r = g_strdup_printf ("%.1fx", sup / qup);
+      add_row (what, q, s, r, ">= 2x", sup / qup >= 2);
+      g_free (what); g_free (q); g_free (s); g_free (r);
+      what = g_strdup_printf ("download %u MiB (qlean_machine_download vs scp)", mib);
+      q = rate (bytes, qdown);
+      s = rate (bytes, sdown);
+      r = g_strdup_printf ("%.1fx", sdown / qdown);
+      add_row (what, q, s, r, ">= 2x", sdown / qdown >= 2);
+
+      /* The agent's own file calls, the path for guests without
+       * qlean-guest: small sizes only, they move base64 in JSON. */
+      if (mib <= 1)
+        {
+          g_autofree char *contents = NULL;
+          g_autofree char *gpath = g_strdup_printf ("/root/qga-%u", mib);
+          g_autoptr(GBytes) data = NULL;
+          double gup, gdown;
+          gsize len;
+
+          if (!g_file_get_contents (file, &contents, &len, &error))
+            g_error ("%s", error->message);
+          data = g_bytes_new_take (g_steal_pointer (&contents), len);
+          gup = qga_upload (machine, data, gpath);
+          check_guest_sha (machine, gpath, sha);
+          gdown = qga_download (machine, gpath, len);
+          g_free (rm);
+          rm = g_strdup_printf ("rm -f %s", gpath);
+          g_free (exec_or_die (machine, rm));
+
+          g_free (what); g_free (q); g_free (s); g_free (r);
+          what = g_strdup_printf ("upload %u MiB, agent guest-file-write (fallback)", mib);
+          q = rate (bytes, gup);
+          s = rate (bytes, sup);
+          r = g_strdup_printf ("%.1fx", sup / gup);
+          add_row (what, q, s, r, "", -1);
+          g_free (what); g_free (q); g_free (s); g_free (r);
+          what = g_strdup_printf ("download %u MiB, agent guest-file-read (fallback)", mib);
+          q = rate (bytes, gdown);
+          s = rate (bytes, sdown);
+          r = g_strdup_printf ("%.1fx", sdown / gdown);
+          add_row (what, q, s, r, "", -1);
+        }
+      g_unlink (file);
+    }
+
+  note ("Transfers: one machine with %u MiB (files live in its RAM-backed root), random data, "
+        "each checked with sha256sum on the other side (not timed). scp runs with -O (the SCP "
+        "protocol: dropbear has no SFTP server) and opens a new connection each time, as scp does. "
+        "The agent fallback moves %u KiB per guest-file-read/write call.",
+        TRANSFER_MEMORY_MIB, QGA_CHUNK / 1024);
+  g_rmdir (dir);
+  kill_machine (machine);
+}
+
+/* 4. Memory, 5. many machines */
+
+static void
+rss_of (QleanMachine *machine,
+        double       *rss,
+        double       *anon,
+        double       *pss)
+{
+  GPid pid = qlean_machine_get_pid (machine);
+
+  *rss = proc_kib (pid, "status", "VmRSS") / 1024.0;
+  *anon = proc_kib (pid, "status", "RssAnon") / 1024.0;
+  *pss = proc_kib (pid, "smaps_rollup", "Pss") / 1024.0;
+}
+
+static void
+bench_memory (void)
+{
+  g_autoptr(QleanMachine) plain = qlean_machine_new (NULL, NULL);
+  g_autoptr(QleanMachine) ssh = new_ssh_machine (SSH_MEMORY_MIB);
+  g_autofree char *q = NULL, *s = NULL, *r = NULL;
+  double prss, panon, ppss, srss, sanon, spss;
+
+  g_printerr ("memory...\n");
+  spawn_or_die (plain);
+  g_free (exec_or_die (plain, "true"));
+  spawn_or_die (ssh);
+  g_free (exec_or_die (ssh, "true"));
+  for (int i = 0; i < 500 && !ssh_run (ssh, "true", NULL); i++)
+    g_usleep (20000);
+  rss_of (plain, &prss, &panon, &ppss);
+  rss_of (ssh, &srss, &sanon, &spss);
+
+  q = g_strdup_printf ("%.0f MiB", prss);
+  s = g_strdup_printf ("%.0f MiB", srss);
+  r = g_strdup_printf ("%.2fx", srss / prss);
+  add_row ("QEMU VmRSS per machine, booted and idle", q, s, r, "<= 100 MiB", prss <= 100);
+  note ("Memory: QEMU's VmRSS after boot and one command. Qlean column: the default minimal "
+        "machine (256 MiB guest, no network; RssAnon %.0f, Pss %.0f MiB). SSH column: the same "
+        "guest with dropbear and a user-mode network card (RssAnon %.0f, Pss %.0f MiB).",
+        panon, ppss, sanon, spss);
+  kill_machine (plain);
+  kill_machine (ssh);
+}
+
+static double
+many_ready (guint    n,
+            gboolean by_ssh,
+            double  *rss_avg)
+{
+  g_autoptr(GPtrArray) machines = g_ptr_array_new_with_free_func (g_object_unref);
+  Spawns spawns = { n, 0 };
+  g_autofree gboolean *answered = g_new0 (gboolean, n);
+  guint left = n;
+  double start, seconds;
+
+  for (guint i = 0; i < n; i++)
+    g_ptr_array_add (machines, new_ssh_machine (SSH_MEMORY_MIB));
+
+  start = now ();
+  for (guint i = 0; i < n; i++)
+    qlean_machine_spawn_async (g_ptr_array_index (machines, i), NULL, spawned_cb, &spawns);
+
+  if (by_ssh)
+    {
+      while (left > 0 && now () - start < 300)
+        {
+          for (guint i = 0; i < n; i++)
+            if (!answered[i] && ssh_run (g_ptr_array_index (machines, i), "true", NULL))
+              {
+                answered[i] = TRUE;
+                left--;
+              }
+          g_main_context_iteration (NULL, FALSE);
+        }
+      if (left > 0)
+        g_error ("%u machines never answered SSH", left);
+      seconds = now () - start;
+      wait_spawns (&spawns);
+    }
+  else
+    {
+      wait_spawns (&spawns);
+      for (guint i = 0; i < n; i++)
+        g_free (exec_or_die (g_ptr_array_index (machines, i), "true"));
+      seconds = now () - start;
+    }
+
+  *rss_avg = 0;
+  for (guint i = 0; i < n; i++)
+    {
+      double rss, anon, pss;
+
+      rss_of (g_ptr_array_index (machines, i), &rss, &anon, &pss);
+      *rss_avg += rss / n;
+      kill_machine (g_ptr_array_index (machines, i));
+    }
+
+  return seconds;
+}
+
+static void
+bench_many (void)
+{
+  g_autofree char *q = NULL, *s = NULL, *r = NULL, *what = NULL;
+  double qt, st, qrss, srss;
+
+  if (opt_pool <= 0)
+    return;
+
+  g_printerr ("%d machines at once...\n", opt_pool);
+  qt = many_ready (opt_pool, FALSE, &qrss);
+  st = many_ready (opt_pool, TRUE, &srss);
+  what = g_strdup_printf ("%d machines started together -> all ran a command", opt_pool);
+  q = g_strdup_printf ("%.1f s", qt);
+  s = g_strdup_printf ("%.1f s", st);
+  r = g_strdup_printf ("%.1fx", st / qt);
+  add_row (what, q, s, r, "", -1);
+  g_free (q);
+  q = g_strdup_printf ("%.0f MiB", qrss);
+  g_free (what);
+  what = g_strdup_printf ("QEMU VmRSS per machine, %d running (SSH image)", opt_pool);
+  add_row (what, q, "", "", "<= 100 MiB", qrss <= 100);
+
+  if (opt_pool_bench != NULL && g_file_test (opt_pool_bench, G_FILE_TEST_IS_EXECUTABLE))
+    {
+      g_autofree char *n = g_strdup_printf ("%d", opt_pool);
+      const char *argv[] = { opt_pool_bench, n, NULL };
+      g_autoptr(GError) error = NULL;
+      g_autofree char *out = NULL;
+
+      g_printerr ("QleanPool of %d (bench/pool)...\n", opt_pool);
+      out = run_capture (argv, &error);
+      if (out == NULL)
+        note ("bench/pool %d failed: %s", opt_pool, error->message);
+      else
+        {
+          g_auto(GStrv) lines = g_strsplit (g_strstrip (out), "\n", -1);
+          guint last = g_strv_length (lines) - 1;
+          g_auto(GStrv) fields = g_strsplit_set (g_strstrip (lines[last]), " ", -1);
+          g_autoptr(GPtrArray) words = g_ptr_array_new ();
+
+          for (guint i = 0; fields[i] != NULL; i++)
+            if (*fields[i] != '\0')
+              g_ptr_array_add (words, fields[i]);
+          if (words->len >= 2)
+            {
+              g_autofree char *w = g_strdup_printf ("QleanPool of %d with its network -> spawn_all done "
+                                                    "(bench/pool)", opt_pool);
+              g_autofree char *t = g_strdup_printf ("%s s", (char *) g_ptr_array_index (words, 1));
+
+              add_row (w, t, "", "", "", -1);
+            }
+          note ("bench/pool %d said:\n\n```\n%s\n```\n", opt_pool, out);
+        }
+    }
+}
+
+/* Output */
+
+static char *
+machine_description (void)
+{
+  g_autofree char *cpuinfo = NULL;
+  g_autofree char *model = g_strdup ("unknown CPU");
+  g_autofree char *qemu = NULL;
+  g_autofree char *loadavg = NULL;
+  g_autoptr(GDateTime) date = g_date_time_new_now_local ();
+  g_autofree char *when = g_date_time_format (date, "%F %T %Z");
+  const char *qemu_argv[] = { "qemu-system-x86_64", "--version", NULL };
+  struct utsname uts;
+  const char *line;
+
+  if (g_file_get_contents ("/proc/cpuinfo", &cpuinfo, NULL, NULL) &&
+      (line = strstr (cpuinfo, "model name")) != NULL)
+    {
+      line = strchr (line, ':');
+      if (line != NULL)
+        {
+          g_free (model);
+          model = g_strndup (line + 2, strcspn (line + 2, "\n"));
+        }
+    }
+  qemu = run_capture (qemu_argv, NULL);
+  if (qemu != NULL)
+    qemu[strcspn (qemu, "\n")] = '\0';
+  g_file_get_contents ("/proc/loadavg", &loadavg, NULL, NULL);
+  uname (&uts);
+
+  return g_strdup_printf ("- CPU: %s, %u cores (TCG%s)\n- Kernel: %s %s\n- QEMU: %s\n"
+                          "- Date: %s\n- Load average at the start: %s",
+                          model, g_get_num_processors (),
+                          g_file_test ("/dev/kvm", G_FILE_TEST_EXISTS) ? " unless KVM works" : ", no /dev/kvm",
+                          uts.sysname, uts.release, qemu ? qemu : "unknown",
+                          when, loadavg ? g_strstrip (loadavg) : "?");
+}
+
+static void
+write_results (const char *machine)
+{
+  GString *md = g_string_new (NULL);
+  g_autoptr(GError) error = NULL;
+
+  g_string_append (md, "# Benchmark results\n\n"
+                       "Written by `bench/run` (bench/bench-compare.c): Qlean against SSH into the "
+                       "same guest in the same run. Regenerate with `bench/run`.\n\n## Machine\n\n");
+  g_string_append_printf (md, "%s\n\n## Results\n\n", machine);
+  g_string_append (md, "| Measure | Qlean | SSH | SSH / Qlean | Target | |\n|---|---|---|---|---|---|\n");
+  for (guint i = 0; i < rows->len; i++)
+    {
+      Row *row = g_ptr_array_index (rows, i);
+
+      g_string_append_printf (md, "| %s | %s | %s | %s | %s | %s |\n", row->what, row->qlean,
+                              row->ssh, row->ratio, row->target, row->verdict);
+    }
+  g_string_append_printf (md, "\n## Notes\n\n%s", notes->str);
+
+  if (!g_file_set_contents (opt_results, md->str, md->len, &error))
+    g_error ("%s", error->message);
+  g_string_free (md, TRUE);
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  g_autoptr(GOptionContext) context = g_option_context_new ("- Qlean against SSH in the same guest");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QleanImage) image = qlean_image_new_minimal ();
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autofree char *description = NULL;
+
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    g_error ("%s", error->message);
+
+  rows = g_ptr_array_new_with_free_func ((GDestroyNotify) row_free);
+  notes = g_string_new (NULL);
+  description = machine_description ();
+  g_printerr ("%s\n\n", description);
+
+  /* One-time costs first: building the images is no boot's. */
+  if (!qlean_image_prepare (image, NULL, &error))
+    g_error ("%s", error->message);
+  build_ssh_image ();
+
+  bench_boot ();
+
+  machine = new_ssh_machine (SSH_MEMORY_MIB);
+  spawn_or_die (machine);
+  for (int i = 0; i < 500 && !ssh_run (machine, "true", NULL); i++)
+    g_usleep (20000);
+  bench_exec (machine);
+  kill_machine (machine);
+
+  bench_transfers ();
+  bench_memory ();
+  bench_many ();
+
+  g_print ("\n%-52s | %-22s | %-22s | %-11s | %-16s |\n", "Measure", "Qlean", "SSH", "SSH / Qlean", "Target");
+  for (guint i = 0; i < rows->len; i++)
+    {
+      Row *row = g_ptr_array_index (rows, i);
+
+      g_print ("%-52s | %-22s | %-22s | %-11s | %-16s | %s\n", row->what, row->qlean, row->ssh,
+               row->ratio, row->target, row->verdict);
+    }
+  g_print ("\n%s", notes->str);
+
+  if (opt_results != NULL)
+    write_results (description);
+
+  if (opt_workdir == NULL)
+    {
+      const char *rm[] = { "rm", "-rf", ssh_image.dir, NULL };
+
+      run_quiet (rm);
+    }
+
+  return 0;
+}

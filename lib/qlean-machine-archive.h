@@ -1,0 +1,53 @@
+/* qlean-machine-archive.h: machines exported to, and imported from, one file
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#pragma once
+
+#if !defined(QLEAN_INSIDE) && !defined(QLEAN_COMPILATION)
+# error "Only <qlean/qlean.h> can be included directly."
+#endif
+
+#include <gio/gio.h>
+
+#include "qlean-machine.h"
+#include "qlean-network.h"
+#include "qlean-version-macros.h"
+
+G_BEGIN_DECLS
+
+QLEAN_AVAILABLE_IN_ALL
+void          qlean_machine_export_async  (QleanMachine        *self,
+                                           GFile               *archive,
+                                           GCancellable        *cancellable,
+                                           GAsyncReadyCallback  callback,
+                                           gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+gboolean      qlean_machine_export_finish (QleanMachine        *self,
+                                           GAsyncResult        *result,
+                                           GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+gboolean      qlean_machine_export        (QleanMachine        *self,
+                                           GFile               *archive,
+                                           GCancellable        *cancellable,
+                                           GError             **error);
+
+QLEAN_AVAILABLE_IN_ALL
+void          qlean_machine_import_async  (GFile               *archive,
+                                           const char          *name,
+                                           QleanNetwork        *network,
+                                           GCancellable        *cancellable,
+                                           GAsyncReadyCallback  callback,
+                                           gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+QleanMachine *qlean_machine_import_finish (GAsyncResult        *result,
+                                           GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+QleanMachine *qlean_machine_import        (GFile               *archive,
+                                           const char          *name,
+                                           QleanNetwork        *network,
+                                           GCancellable        *cancellable,
+                                           GError             **error);
+
+G_END_DECLS

@@ -1,0 +1,771 @@
+/* test-faults.c: machines that fail under us, runners that die, and what
+ * they leave behind (real QEMU, TCG, the minimal image)
+ *
+ * SPDX-License-Identifier: MIT
+ *
+ * Protocol faults a fake peer can produce (malformed JSON, foreign ids,
+ * replies over the size cap, a peer closing mid-reply) are covered by
+ * tests/unit/test-qmp-client.c and tests/unit/test-qga-client.c; these
+ * are the faults only a real guest and a real QEMU produce.
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <glib/gstdio.h>
+
+#include <qlean/qlean.h>
+
+#define RUNNER_ARG "--qlean-faults-runner"
+#define RUNNER_MACHINES 3
+
+static gboolean
+have_qemu (void)
+{
+  g_autofree char *qemu = g_find_program_in_path ("qemu-system-x86_64");
+
+  if (qemu == NULL)
+    {
+      g_test_skip ("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+static QleanMachine *
+boot_machine (void)
+{
+  g_autoptr(QleanMachine) machine = qlean_machine_new (NULL, NULL);
+  g_autoptr(GError) error = NULL;
+
+  qlean_machine_spawn (machine, NULL, &error);
+  g_assert_no_error (error);
+
+  return g_steal_pointer (&machine);
+}
+
+static char *
+run_text (QleanMachine *machine,
+          const char   *command)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QleanExecResult) result = qlean_machine_exec (machine, command, NULL, &error);
+
+  g_assert_no_error (error);
+  g_assert_true (qlean_exec_result_success (result));
+  return g_strstrip (qlean_exec_result_get_stdout_text (result));
+}
+
+typedef struct
+{
+  gboolean         done;
+  QleanExecResult *result;
+  GError          *error;
+  gint64           finished;
+} AsyncExec;
+
+static void
+async_exec_done_cb (GObject      *source,
+                    GAsyncResult *result,
+                    gpointer      user_data)
+{
+  AsyncExec *exec = user_data;
+
+  exec->result = qlean_machine_exec_finish (QLEAN_MACHINE (source), result, &exec->error);
+  exec->finished = g_get_monotonic_time ();
+  exec->done = TRUE;
+  g_main_context_wakeup (NULL);
+}
+
+static void
+async_exec_clear (AsyncExec *exec)
+{
+  g_clear_object (&exec->result);
+  g_clear_error (&exec->error);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (AsyncExec, async_exec_clear)
+
+/* Iterates the default context until @exec completes or @timeout_ms
+ * passes; returns whether it completed. */
+static gboolean
+async_exec_wait (AsyncExec *exec,
+                 guint      timeout_ms)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_ms * G_TIME_SPAN_MILLISECOND;
+
+  while (!exec->done && g_get_monotonic_time () < deadline)
+    {
+      if (!g_main_context_iteration (NULL, FALSE))
+        g_usleep (2000);
+    }
+
+  return exec->done;
+}
+
+/* Polls with exec until @command prints something, or gives up. */
+static void
+wait_for_output (QleanMachine *machine,
+                 const char   *command,
+                 guint         timeout_ms)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_ms * G_TIME_SPAN_MILLISECOND;
+
+  for (;;)
+    {
+      g_autofree char *out = run_text (machine, command);
+
+      if (*out != '\0')
+        return;
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (50000);
+    }
+}
+
+/* QEMU killed with SIGKILL while a command runs: the call fails within
+ * a second, as a crash, and the machine says CRASHED. */
+static void
+test_qemu_killed_during_exec (void)
+{
+  g_autoptr(QleanMachine) machine = NULL;
+  g_auto(AsyncExec) exec = { 0 };
+  gint64 killed;
+  GPid pid;
+
+  if (!have_qemu ())
+    return;
+
+  machine = boot_machine ();
+  qlean_machine_exec_async (machine, "sleep 30", NULL, async_exec_done_cb, &exec);
+  wait_for_output (machine, "pidof sleep || true", 10000);
+  g_assert_false (exec.done);
+
+  pid = qlean_machine_get_pid (machine);
+  g_assert_cmpint (pid, >, 0);
+  killed = g_get_monotonic_time ();
+  g_assert_no_errno (kill (pid, SIGKILL));
+
+  g_assert_true (async_exec_wait (&exec, 5000));
+  g_test_message ("exec failed %.1f ms after SIGKILL: %s",
+                  (exec.finished - killed) / 1000.0, exec.error ? exec.error->message : "(no error)");
+  g_assert_null (exec.result);
+  g_assert_error (exec.error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_CRASHED);
+  g_assert_cmpint (exec.finished - killed, <, G_USEC_PER_SEC);
+
+  /* The state follows QEMU's exit, which the worker sees on its own. */
+  while (qlean_machine_get_state (machine) != QLEAN_MACHINE_STATE_CRASHED &&
+         g_get_monotonic_time () - killed < G_USEC_PER_SEC)
+    g_usleep (5000);
+  g_assert_cmpint (qlean_machine_get_state (machine), ==, QLEAN_MACHINE_STATE_CRASHED);
+  g_assert_cmpint (qlean_machine_get_pid (machine), ==, 0);
+}
+
+/* The agent stops answering (SIGSTOP, sent through qlean-guest): an
+ * agent call times out; after SIGCONT the next call resyncs and works. */
+static void
+test_agent_stopped (void)
+{
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(QleanQgaClient) qga = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *out = NULL;
+  guint saved_timeout;
+  gint64 start, elapsed;
+
+  if (!have_qemu ())
+    return;
+
+  machine = boot_machine ();
+  qga = qlean_machine_get_qga (machine);
+  g_assert_nonnull (qga);
+  g_assert_true (qlean_qga_client_ping (qga, NULL, &error));
+  g_assert_no_error (error);
+
+  out = run_text (machine, "kill -STOP $(cat /run/qemu-ga.pid) && echo stopped");
+  g_assert_cmpstr (out, ==, "stopped");
+
+  saved_timeout = qlean_qga_client_get_timeout (qga);
+  qlean_qga_client_set_timeout (qga, 1000);
+  start = g_get_monotonic_time ();
+  g_assert_false (qlean_qga_client_ping (qga, NULL, &error));
+  elapsed = g_get_monotonic_time () - start;
+  g_test_message ("ping with the agent stopped: %s after %.0f ms", error->message, elapsed / 1000.0);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_assert_cmpint (elapsed, >=, 900 * G_TIME_SPAN_MILLISECOND);
+  g_assert_cmpint (elapsed, <, 5 * G_USEC_PER_SEC);
+  g_clear_error (&error);
+
+  /* The data channel is unaffected by a stuck agent. */
+  g_free (out);
+  out = run_text (machine, "kill -CONT $(cat /run/qemu-ga.pid) && echo continued");
+  g_assert_cmpstr (out, ==, "continued");
+
+  qlean_qga_client_set_timeout (qga, 10000);
+  g_assert_true (qlean_qga_client_ping (qga, NULL, &error));
+  g_assert_no_error (error);
+  /* And the one after, with no resync needed. */
+  g_assert_true (qlean_qga_client_ping (qga, NULL, &error));
+  g_assert_no_error (error);
+  qlean_qga_client_set_timeout (qga, saved_timeout);
+
+  g_assert_true (qlean_machine_shutdown (machine, NULL, &error));
+  g_assert_no_error (error);
+}
+
+/* Which program runs the commands: qlean-guest, or qemu-ga as the
+ * fallback; and which boot of the guest this is. */
+static void
+exec_origin (QleanMachine  *machine,
+             char         **parent,
+             char         **boot_id)
+{
+  g_autofree char *out = run_text (machine, "read -r c < /proc/$PPID/comm; "
+                                            "read -r b < /proc/sys/kernel/random/boot_id; echo $c $b");
+  g_auto(GStrv) fields = g_strsplit (out, " ", 2);
+
+  g_assert_cmpuint (g_strv_length (fields), ==, 2);
+  *parent = g_strdup (fields[0]);
+  *boot_id = g_strdup (fields[1]);
+}
+
+/* After a reset the agent answers again at once (exec falls back to it)
+ * and qlean-guest within a bounded wait. Returns the seconds until
+ * qlean-guest ran a command. */
+static double
+wait_for_guest_program (QleanMachine *machine,
+                        const char   *boot_before)
+{
+  g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (machine);
+  g_autoptr(GError) error = NULL;
+  gint64 start = g_get_monotonic_time ();
+  gboolean rebooted = FALSE;
+
+  g_assert_true (qlean_qga_client_ping (qga, NULL, &error));
+  g_assert_no_error (error);
+
+  for (;;)
+    {
+      g_autofree char *parent = NULL;
+      g_autofree char *boot_id = NULL;
+
+      exec_origin (machine, &parent, &boot_id);
+      if (!g_str_equal (boot_id, boot_before))
+        rebooted = TRUE;
+      if (g_str_equal (parent, "qlean-guest"))
+        {
+          g_assert_true (rebooted);
+          return (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
+        }
+      g_assert_cmpstr (parent, ==, "qemu-ga");
+      g_assert_cmpint (g_get_monotonic_time () - start, <, 30 * G_USEC_PER_SEC);
+      g_usleep (100000);
+    }
+}
+
+/* The guest reboots during a session, from inside (`reboot -f`) and from
+ * QMP (system_reset while a command runs): the calls in flight fail, and
+ * the agent and qlean-guest are reached again. */
+static void
+test_guest_reboots (void)
+{
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(QleanQmpClient) qmp = NULL;
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *parent = NULL;
+  g_auto(AsyncExec) reboot = { 0 };
+  g_auto(AsyncExec) sleeper = { 0 };
+  g_autofree char *boot_id = NULL;
+  double seconds;
+
+  if (!have_qemu ())
+    return;
+
+  machine = boot_machine ();
+  exec_origin (machine, &parent, &boot_id);
+  g_assert_cmpstr (parent, ==, "qlean-guest");
+
+  /* From inside: the command that reboots never exits. */
+  qlean_machine_exec_async (machine, "reboot -f", NULL, async_exec_done_cb, &reboot);
+  g_assert_true (async_exec_wait (&reboot, 20000));
+  g_test_message ("reboot -f: %s", reboot.error ? reboot.error->message : "(succeeded)");
+  g_assert_null (reboot.result);
+  g_assert_nonnull (reboot.error);
+  seconds = wait_for_guest_program (machine, boot_id);
+  g_test_message ("qlean-guest answered %.2f s after `reboot -f` failed", seconds);
+  g_assert_cmpint (qlean_machine_get_state (machine), ==, QLEAN_MACHINE_STATE_RUNNING);
+
+  /* From QMP, in the middle of a command. */
+  g_clear_pointer (&parent, g_free);
+  g_clear_pointer (&boot_id, g_free);
+  exec_origin (machine, &parent, &boot_id);
+  qlean_machine_exec_async (machine, "sleep 30", NULL, async_exec_done_cb, &sleeper);
+  wait_for_output (machine, "pidof sleep || true", 10000);
+  qmp = qlean_machine_get_qmp (machine);
+  reply = qlean_qmp_client_execute (qmp, "system_reset", NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (async_exec_wait (&sleeper, 10000));
+  g_test_message ("sleep 30 during system_reset: %s",
+                  sleeper.error ? sleeper.error->message : "(succeeded)");
+  g_assert_null (sleeper.result);
+  g_assert_nonnull (sleeper.error);
+  seconds = wait_for_guest_program (machine, boot_id);
+  g_test_message ("qlean-guest answered %.2f s after system_reset", seconds);
+
+  g_assert_true (qlean_machine_shutdown (machine, NULL, &error));
+  g_assert_no_error (error);
+}
+
+/* Run directories and sockets */
+
+static gboolean
+connect_as (uid_t       uid,
+            const char *path,
+            int        *connect_errno)
+{
+  struct sockaddr_un address = { .sun_family = AF_UNIX };
+  int status;
+  pid_t child;
+
+  g_assert_cmpuint (strlen (path), <, sizeof address.sun_path);
+  strcpy (address.sun_path, path);
+
+  child = fork ();
+  g_assert_cmpint (child, >=, 0);
+  if (child == 0)
+    {
+      int fd;
+
+      if (setgroups (0, NULL) != 0 || setgid (uid) != 0 || setuid (uid) != 0)
+        _exit (100);
+      fd = socket (AF_UNIX, SOCK_STREAM, 0);
+      if (fd < 0)
+        _exit (101);
+      if (connect (fd, (struct sockaddr *) &address, sizeof address) == 0)
+        _exit (0);
+      _exit (errno < 100 ? errno : 102);
+    }
+
+  g_assert_cmpint (waitpid (child, &status, 0), ==, child);
+  g_assert_true (WIFEXITED (status));
+  g_assert_cmpint (WEXITSTATUS (status), <, 100);
+  *connect_errno = WEXITSTATUS (status);
+  return *connect_errno == 0;
+}
+
+static void
+test_run_dir_modes (void)
+{
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *base = NULL;
+  const char *run_dir;
+  const char *sockets[] = { "qmp.sock", "qga.sock", "data.sock" };
+  struct stat st;
+
+  if (!have_qemu ())
+    return;
+
+  machine = boot_machine ();
+  run_dir = qlean_machine_get_run_dir (machine);
+  g_assert_nonnull (run_dir);
+  base = g_path_get_dirname (run_dir);
+
+  g_assert_no_errno (lstat (base, &st));
+  g_assert_true (S_ISDIR (st.st_mode));
+  g_assert_cmpuint (st.st_uid, ==, getuid ());
+  g_assert_cmpuint (st.st_mode & 07777, ==, 0700);
+
+  g_assert_no_errno (lstat (run_dir, &st));
+  g_assert_true (S_ISDIR (st.st_mode));
+  g_assert_cmpuint (st.st_uid, ==, getuid ());
+  g_assert_cmpuint (st.st_mode & 07777, ==, 0700);
+
+  for (guint i = 0; i < G_N_ELEMENTS (sockets); i++)
+    {
+      g_autofree char *path = g_build_filename (run_dir, sockets[i], NULL);
+      int connect_errno = 0;
+
+      g_assert_no_errno (lstat (path, &st));
+      g_assert_true (S_ISSOCK (st.st_mode));
+      g_assert_cmpuint (st.st_uid, ==, getuid ());
+
+      /* As root, really try it as someone else. */
+      if (getuid () == 0)
+        {
+          g_assert_false (connect_as (65534, path, &connect_errno));
+          g_assert_cmpint (connect_errno, ==, EACCES);
+        }
+    }
+  if (getuid () != 0)
+    g_test_message ("not root: checked modes only, not a connection as another user");
+
+  g_assert_true (qlean_machine_shutdown (machine, NULL, &error));
+  g_assert_no_error (error);
+}
+
+/* A runner killed with SIGKILL */
+
+/* The runner: holds a pool (its network's switch and NAT plug, and
+ * RUNNER_MACHINES machines), says "ready" and waits to be killed. */
+static int
+runner_main (void)
+{
+  g_autoptr(QleanPool) pool = qlean_pool_new ();
+  g_autoptr(GError) error = NULL;
+
+  /* Never outlive the test, whatever happens to it. */
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
+
+  for (guint i = 0; i < RUNNER_MACHINES; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("runner%u", i);
+
+      if (!qlean_pool_add (pool, name, NULL, NULL, &error))
+        break;
+    }
+  if (error == NULL)
+    qlean_pool_spawn_all (pool, NULL, &error);
+  if (error != NULL)
+    {
+      g_printerr ("runner: %s\n", error->message);
+      return 1;
+    }
+
+  g_print ("ready\n");
+  fflush (stdout);
+  for (;;)
+    pause ();
+}
+
+/* Processes whose command line mentions @dir, by program name. */
+static GHashTable *
+processes_using (const char *dir)
+{
+  GHashTable *found = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, g_free);
+  g_autoptr(GDir) proc = g_dir_open ("/proc", 0, NULL);
+  const char *name;
+
+  g_assert_nonnull (proc);
+  while ((name = g_dir_read_name (proc)) != NULL)
+    {
+      g_autofree char *path = NULL;
+      g_autofree char *cmdline = NULL;
+      g_autofree char *program = NULL;
+      gsize len;
+      gint64 pid = g_ascii_strtoll (name, NULL, 10);
+
+      if (pid <= 0 || pid == getpid ())
+        continue;
+      path = g_strdup_printf ("/proc/%s/cmdline", name);
+      if (!g_file_get_contents (path, &cmdline, &len, NULL) || len == 0)
+        continue;
+      program = g_path_get_basename (cmdline);
+      for (gsize i = 0; i + 1 < len; i++)
+        if (cmdline[i] == '\0')
+          cmdline[i] = ' ';
+      if (strstr (cmdline, dir) != NULL)
+        g_hash_table_insert (found, GINT_TO_POINTER ((int) pid), g_steal_pointer (&program));
+    }
+
+  return found;
+}
+
+static guint
+count_named (GHashTable *processes,
+             const char *prefix)
+{
+  GHashTableIter iter;
+  gpointer value;
+  guint n = 0;
+
+  g_hash_table_iter_init (&iter, processes);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    if (g_str_has_prefix (value, prefix))
+      n++;
+
+  return n;
+}
+
+static char *
+describe_processes (GHashTable *processes)
+{
+  GString *out = g_string_new (NULL);
+  GHashTableIter iter;
+  gpointer key, value;
+
+  g_hash_table_iter_init (&iter, processes);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    g_string_append_printf (out, "%s%d %s", out->len ? ", " : "", GPOINTER_TO_INT (key),
+                            (const char *) value);
+
+  return g_string_free (out, FALSE);
+}
+
+static char *
+make_test_dir (const char *name)
+{
+  const char *base = g_getenv ("QLEAN_RUN_DIR");
+  g_autofree char *template = NULL;
+
+  g_assert_nonnull (base);
+  g_assert_cmpint (g_mkdir_with_parents (base, 0700), ==, 0);
+  template = g_strdup_printf ("%s/%s-XXXXXX", base, name);
+  g_assert_nonnull (g_mkdtemp_full (template, 0700));
+
+  return g_steal_pointer (&template);
+}
+
+static char *
+own_start_time (void)
+{
+  g_autofree char *stat = NULL;
+  g_auto(GStrv) fields = NULL;
+
+  g_assert_true (g_file_get_contents ("/proc/self/stat", &stat, NULL, NULL));
+  fields = g_strsplit (strrchr (stat, ')') + 2, " ", 0);
+  return g_strdup (fields[19]);
+}
+
+static void
+write_file (const char *dir,
+            const char *name,
+            const char *contents)
+{
+  g_autofree char *path = g_build_filename (dir, name, NULL);
+  g_autoptr(GError) error = NULL;
+
+  g_file_set_contents (path, contents, -1, &error);
+  g_assert_no_error (error);
+}
+
+/* A run directory that looks like a live process's: ours. */
+static char *
+make_live_run_dir (const char *base)
+{
+  g_autofree char *path = g_build_filename (base, "alive-XXXXXX", NULL);
+  g_autofree char *start = own_start_time ();
+  g_autofree char *owner = g_strdup_printf ("%d %s\n", (int) getpid (), start);
+
+  g_assert_nonnull (g_mkdtemp_full (path, 0700));
+  write_file (path, "owner", owner);
+  write_file (path, "console.log", "");
+  return g_steal_pointer (&path);
+}
+
+/* A `qlean start` machine entry owned by @pid. */
+static char *
+make_machine_entry (const char *base,
+                    const char *name,
+                    GPid        pid)
+{
+  g_autofree char *machines = g_build_filename (base, "machines", NULL);
+  g_autofree char *dir = g_build_filename (machines, name, NULL);
+  g_autofree char *state = g_strdup_printf ("{\"name\":\"%s\",\"state\":\"running\",\"owner-pid\":%d,"
+                                            "\"qemu-pid\":0,\"image\":\"minimal\",\"started\":0,"
+                                            "\"run-dir\":\"\"}", name, (int) pid);
+
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0700), ==, 0);
+  write_file (dir, "state.json", state);
+  write_file (dir, "owner.log", "");
+  return g_steal_pointer (&dir);
+}
+
+static char *
+qlean_cli_path (void)
+{
+  char *path = g_test_build_filename (G_TEST_BUILT, "..", "tools", "qlean", NULL);
+
+  if (!g_file_test (path, G_FILE_TEST_IS_EXECUTABLE))
+    g_clear_pointer (&path, g_free);
+  return path;
+}
+
+static GStrv
+run_dirs_in (const char *base)
+{
+  g_autoptr(GDir) dir = g_dir_open (base, 0, NULL);
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+
+  g_assert_nonnull (dir);
+  while ((name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *owner = g_build_filename (base, name, "owner", NULL);
+
+      if (g_file_test (owner, G_FILE_TEST_EXISTS))
+        g_ptr_array_add (names, g_strdup (name));
+    }
+  g_ptr_array_add (names, NULL);
+
+  return (GStrv) g_ptr_array_free (g_steal_pointer (&names), FALSE);
+}
+
+static void
+test_runner_killed (void)
+{
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GSubprocess) runner = NULL;
+  g_autoptr(GDataInputStream) out = NULL;
+  g_autoptr(GHashTable) before = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *base = NULL;
+  g_autofree char *line = NULL;
+  g_autofree char *left = NULL;
+  g_autofree char *live = NULL;
+  g_autofree char *dead_entry = NULL;
+  g_autofree char *live_entry = NULL;
+  g_autofree char *cli = NULL;
+  g_autofree char *vde_switch = NULL;
+  g_autofree char *gc_out = NULL;
+  g_autofree char *gc_err = NULL;
+  g_auto(GStrv) dirs = NULL;
+  g_auto(GStrv) remaining = NULL;
+  const char *self_exe = "/proc/self/exe";
+  g_autofree char *exe = NULL;
+  gint64 killed;
+  GPid runner_pid;
+  int gc_status;
+
+  if (!have_qemu ())
+    return;
+  vde_switch = g_find_program_in_path ("vde_switch");
+  if (vde_switch == NULL)
+    {
+      g_test_skip ("vde_switch is not installed (apt-get install vde2)");
+      return;
+    }
+  cli = qlean_cli_path ();
+  if (cli == NULL)
+    {
+      g_test_skip ("the qlean command is not built");
+      return;
+    }
+
+  /* The runner's own run base: whatever mentions it is the runner's. */
+  base = make_test_dir ("faults-runner");
+  exe = g_file_read_link (self_exe, &error);
+  g_assert_no_error (error);
+
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE);
+  g_subprocess_launcher_setenv (launcher, "QLEAN_RUN_DIR", base, TRUE);
+  runner = g_subprocess_launcher_spawn (launcher, &error, exe, RUNNER_ARG, NULL);
+  g_assert_no_error (error);
+  runner_pid = g_ascii_strtoll (g_subprocess_get_identifier (runner), NULL, 10);
+
+  out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (runner));
+  line = g_data_input_stream_read_line (out, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (line, ==, "ready");
+
+  before = processes_using (base);
+  left = describe_processes (before);
+  g_test_message ("runner %d holds: %s", (int) runner_pid, left);
+  g_assert_cmpuint (count_named (before, "qemu-system"), ==, RUNNER_MACHINES);
+  g_assert_cmpuint (count_named (before, "vde_switch"), ==, 1);
+  g_clear_pointer (&left, g_free);
+
+  killed = g_get_monotonic_time ();
+  g_subprocess_send_signal (runner, SIGKILL);
+  g_subprocess_wait (runner, NULL, &error);
+  g_assert_no_error (error);
+
+  for (;;)
+    {
+      g_autoptr(GHashTable) now = processes_using (base);
+
+      if (g_hash_table_size (now) == 0)
+        break;
+      if (g_get_monotonic_time () - killed > 5 * G_USEC_PER_SEC)
+        {
+          left = describe_processes (now);
+          g_error ("5 s after the runner was killed these remain: %s", left);
+        }
+      g_usleep (20000);
+    }
+  g_test_message ("all of the runner's processes were gone %.0f ms after SIGKILL",
+                  (g_get_monotonic_time () - killed) / 1000.0);
+
+  /* Its run directories remain, with a dead owner; beside them one of a
+   * live owner and `qlean start` entries of a dead and a live owner. */
+  dirs = run_dirs_in (base);
+  g_assert_cmpuint (g_strv_length (dirs), >=, RUNNER_MACHINES + 1);
+  live = make_live_run_dir (base);
+  dead_entry = make_machine_entry (base, "dead", runner_pid);
+  live_entry = make_machine_entry (base, "alive", getpid ());
+
+  {
+    g_autoptr(GSubprocessLauncher) gc = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                                                                   G_SUBPROCESS_FLAGS_STDERR_PIPE);
+    g_autoptr(GSubprocess) process = NULL;
+
+    g_subprocess_launcher_setenv (gc, "QLEAN_RUN_DIR", base, TRUE);
+    process = g_subprocess_launcher_spawn (gc, &error, cli, "gc", NULL);
+    g_assert_no_error (error);
+    g_subprocess_communicate_utf8 (process, NULL, NULL, &gc_out, &gc_err, &error);
+    g_assert_no_error (error);
+    gc_status = g_subprocess_get_exit_status (process);
+    g_test_message ("qlean gc: status %d\n%s%s", gc_status, gc_out, gc_err);
+    g_assert_cmpint (gc_status, ==, 0);
+  }
+
+  for (guint i = 0; dirs[i] != NULL; i++)
+    {
+      g_autofree char *path = g_build_filename (base, dirs[i], NULL);
+
+      g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
+    }
+  g_assert_true (g_file_test (live, G_FILE_TEST_IS_DIR));
+  remaining = run_dirs_in (base);
+  g_assert_cmpuint (g_strv_length (remaining), ==, 1);
+  g_assert_false (g_file_test (dead_entry, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (live_entry, G_FILE_TEST_IS_DIR));
+
+  /* Clean up what the test made. */
+  {
+    g_autoptr(GFile) file = g_file_new_for_path (base);
+    g_autoptr(GFileEnumerator) children = NULL;
+    g_autofree char *machines = g_build_filename (base, "machines", NULL);
+    g_autofree char *state = g_build_filename (live_entry, "state.json", NULL);
+    g_autofree char *log = g_build_filename (live_entry, "owner.log", NULL);
+    g_autofree char *owner = g_build_filename (live, "owner", NULL);
+    g_autofree char *console = g_build_filename (live, "console.log", NULL);
+
+    g_unlink (state);
+    g_unlink (log);
+    g_rmdir (live_entry);
+    g_rmdir (machines);
+    g_unlink (owner);
+    g_unlink (console);
+    g_rmdir (live);
+    g_assert_no_errno (g_rmdir (base));
+  }
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  if (argc == 2 && g_str_equal (argv[1], RUNNER_ARG))
+    return runner_main ();
+
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/faults/qemu-killed-during-exec", test_qemu_killed_during_exec);
+  g_test_add_func ("/faults/agent-stopped", test_agent_stopped);
+  g_test_add_func ("/faults/guest-reboots", test_guest_reboots);
+  g_test_add_func ("/faults/run-dir-modes", test_run_dir_modes);
+  g_test_add_func ("/faults/runner-killed", test_runner_killed);
+
+  return g_test_run ();
+}
