@@ -23,6 +23,7 @@
 #include "qlean-guest-relay-private.h"
 #include "qlean-host-private.h"
 #include "qlean-image-private.h"
+#include "qlean-machine-forward-private.h"
 #include "qlean-machine-network-private.h"
 #include "qlean-machine-private.h"
 #include "qlean-qemu-argv-private.h"
@@ -106,6 +107,7 @@ struct _QleanMachine
   gboolean            qemu_exited;
   gboolean            stop_requested;
   gboolean            panicked;
+  gboolean            first_boot;       /* initialize(): boot with the cloud-init seed */
   /* Restoring a saved state (qlean-machine-snapshot.c) */
   char               *incoming;         /* state file the next start loads */
   gboolean            incoming_new_identity;
@@ -1162,6 +1164,143 @@ qlean_machine_dry_run (QleanMachine  *self,
   return qlean_qemu_argv_build (&resolved.spec);
 }
 
+/* Disks */
+
+static char *
+qlean_machine_disk_format (const char  *path,
+                           GError     **error)
+{
+  g_autofree char *out = NULL;
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  const char *argv[] = { "qemu-img", "info", "--output=json", path, NULL };
+  g_autofree char *err = NULL;
+  int status;
+
+  if (!g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+                     &out, &err, &status, error))
+    {
+      g_prefix_error (error, _("Cannot run qemu-img (apt-get install qemu-utils): "));
+      return NULL;
+    }
+
+  if (!g_spawn_check_wait_status (status, NULL) || !json_parser_load_from_data (parser, out, -1, NULL) ||
+      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    {
+      g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG,
+                   _("%s is not a disk image qemu-img can read: %s"), path, err ? g_strstrip (err) : "");
+      return NULL;
+    }
+
+  return g_strdup (json_object_get_string_member_with_default (
+      json_node_get_object (json_parser_get_root (parser)), "format", "raw"));
+}
+
+/* The machine's own disk: a qcow2 overlay on the image's, made at the
+ * first start and kept, like the rest of the machine's state, until the
+ * machine goes; so what the first boot wrote is there at the next. The
+ * image's disk is never written. */
+static char *
+qlean_machine_ensure_overlay (QleanMachine  *self,
+                              const char    *base,
+                              GError       **error)
+{
+  g_autofree char *dir = qlean_machine_ensure_state_dir (self, "disks", error);
+  g_autofree char *path = NULL;
+  g_autofree char *format = NULL;
+  g_autofree char *err = NULL;
+  g_autofree char *size = NULL;
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  guint disk_gib = qlean_machine_config_get_disk_gib (self->config);
+  int status;
+
+  if (dir == NULL)
+    return NULL;
+
+  path = g_build_filename (dir, "disk.qcow2", NULL);
+  if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
+    return g_steal_pointer (&path);
+
+  format = qlean_machine_disk_format (base, error);
+  if (format == NULL)
+    return NULL;
+
+  g_ptr_array_add (argv, (char *) "qemu-img");
+  g_ptr_array_add (argv, (char *) "create");
+  g_ptr_array_add (argv, (char *) "-q");
+  g_ptr_array_add (argv, (char *) "-f");
+  g_ptr_array_add (argv, (char *) "qcow2");
+  g_ptr_array_add (argv, (char *) "-F");
+  g_ptr_array_add (argv, format);
+  g_ptr_array_add (argv, (char *) "-b");
+  g_ptr_array_add (argv, (char *) base);
+  g_ptr_array_add (argv, path);
+  if (disk_gib > 0)
+    {
+      size = g_strdup_printf ("%uG", disk_gib);
+      g_ptr_array_add (argv, size);
+    }
+  g_ptr_array_add (argv, NULL);
+
+  if (!g_spawn_sync (NULL, (char **) argv->pdata, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL,
+                     NULL, NULL, NULL, &err, &status, error))
+    return NULL;
+
+  if (!g_spawn_check_wait_status (status, NULL))
+    {
+      g_unlink (path);
+      g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG,
+                   _("Cannot make the disk of machine “%s” on %s: %s"), self->name, base,
+                   err ? g_strstrip (err) : "");
+      return NULL;
+    }
+
+  return g_steal_pointer (&path);
+}
+
+/* The disk, the cloud-init seed of a first boot, and the kernel
+ * parameter that keeps cloud-init out of later boots. */
+static gboolean
+qlean_machine_prepare_disks (QleanMachine  *self,
+                             ResolvedSpec  *resolved,
+                             char         **disk,
+                             char         **seed,
+                             GError       **error)
+{
+  const char *base = qlean_image_get_disk (self->image);
+  g_autofree char *seed_dir = NULL;
+
+  if (base == NULL)
+    return TRUE;
+
+  *disk = qlean_machine_ensure_overlay (self, base, error);
+  if (*disk == NULL)
+    return FALSE;
+  resolved->spec.disk = *disk;
+
+  if (!qlean_image_has_cloud_init (self->image))
+    return TRUE;
+
+  if (!self->first_boot)
+    {
+      char *cmdline = g_strconcat (resolved->cmdline, " " QLEAN_IMAGE_NORMAL_BOOT_CMDLINE, NULL);
+
+      g_free (resolved->cmdline);
+      resolved->cmdline = cmdline;
+      resolved->spec.cmdline = cmdline;
+      return TRUE;
+    }
+
+  seed_dir = qlean_machine_ensure_state_dir (self, "disks", error);
+  if (seed_dir == NULL)
+    return FALSE;
+  *seed = g_build_filename (seed_dir, "seed.iso", NULL);
+  if (!qlean_image_write_seed (self->image, self->name, *seed, error))
+    return FALSE;
+  resolved->spec.seed = *seed;
+
+  return TRUE;
+}
+
 /* Fast start */
 
 /* Bump when anything changes what a saved boot depends on outside the
@@ -1205,7 +1344,8 @@ qlean_machine_boot_state_path (QleanMachine       *self,
   if (!qlean_machine_config_get_fast_start (config) ||
       qlean_image_get_kind (self->image) != QLEAN_IMAGE_KIND_MINIMAL ||
       (extra != NULL && extra[0] != NULL) ||
-      qlean_machine_config_get_disk_gib (config) > 0 || self->attached)
+      qlean_machine_config_get_disk_gib (config) > 0 || self->attached ||
+      qlean_image_get_disk (self->image) != NULL)
     return NULL;
 
   spec = resolved->spec;
@@ -1356,6 +1496,10 @@ qlean_machine_release_run (QleanMachine *self)
   self->restoring = FALSE;
   self->restore_fixing = FALSE;
   self->restore_fixed = FALSE;
+
+  /* Port forwards (qlean-machine-forward.c) end with the run: their
+   * ports are free again once this returns. */
+  qlean_machine_forward_release (self);
 
   g_mutex_lock (&self->lock);
   qmp = g_steal_pointer (&self->qmp);
@@ -1816,6 +1960,22 @@ qlean_machine_qmp_event_cb (QleanQmpClient *qmp,
       if (self->guest != NULL)
         qlean_guest_channel_reset (self->guest, reason, qlean_machine_get_boot_timeout (self));
     }
+
+  /* --- qlean-guest exited (the guest closed the data port): its streams
+   * will never end, so end them now and say HELLO to the next one (the
+   * minimal image's init restarts it); until one answers, exec falls
+   * back to the agent. --- */
+  if (g_str_equal (name, "VSERPORT_CHANGE") && data != NULL &&
+      g_strcmp0 (json_object_get_string_member_with_default (data, "id", NULL), "data0") == 0 &&
+      !json_object_get_boolean_member_with_default (data, "open", TRUE) &&
+      self->guest != NULL)
+    {
+      g_autoptr(GError) reason = g_error_new_literal (QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED,
+                                                      _("qlean-guest exited in the guest"));
+
+      qlean_guest_channel_reset (self->guest, reason, qlean_machine_get_boot_timeout (self));
+    }
+  /* --- */
 }
 
 static gboolean
@@ -2110,6 +2270,8 @@ qlean_machine_launch (QleanMachine  *self,
   g_autofree char *qga_path = NULL;
   g_autofree char *data_path = NULL;
   g_autofree char *log_path = NULL;
+  g_autofree char *disk = NULL;
+  g_autofree char *seed = NULL;
   ChildSetup *setup;
 
   run_dir = qlean_host_make_run_dir (self->name, error);
@@ -2123,6 +2285,8 @@ qlean_machine_launch (QleanMachine  *self,
   if (!qlean_machine_resolve_spec (self, run_dir, &resolved, error))
     return FALSE;
   if (self->network != NULL && !qlean_machine_network_check_running (self, self->network, error))
+    return FALSE;
+  if (!qlean_machine_prepare_disks (self, &resolved, &disk, &seed, error))
     return FALSE;
 
   qmp_path = g_build_filename (run_dir, QLEAN_QMP_SOCKET, NULL);
@@ -2903,6 +3067,144 @@ qlean_machine_fix_clock (QleanMachine *self)
 
   json_object_set_int_member (arguments, "time", g_get_real_time () * 1000);
   qlean_qga_client_execute_async (self->qga, "guest-set-time", arguments, NULL, NULL, NULL);
+}
+
+/* First boot */
+
+static void
+qlean_machine_cloud_init_cb (GObject      *source,
+                             GAsyncResult *result,
+                             gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = QLEAN_MACHINE (source);
+  g_autoptr(QleanExecResult) exec_result = NULL;
+  GError *error = NULL;
+
+  self->first_boot = FALSE;
+  exec_result = qlean_machine_exec_finish (self, result, &error);
+  if (exec_result == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  /* 0: done; 2: done with recoverable errors (newer cloud-init), which a
+   * test machine can live with; anything else is a failed first boot. */
+  if (qlean_exec_result_get_exit_status (exec_result) != 0 &&
+      qlean_exec_result_get_exit_status (exec_result) != 2)
+    {
+      g_autofree char *out = qlean_exec_result_get_stdout_text (exec_result);
+      g_autofree char *err = qlean_exec_result_get_stderr_text (exec_result);
+
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                               _("cloud-init failed in machine “%s” (status %d): %s%s"),
+                               self->name, qlean_exec_result_get_exit_status (exec_result),
+                               g_strstrip (out), g_strstrip (err));
+      return;
+    }
+
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+qlean_machine_first_spawn_cb (GObject      *source,
+                              GAsyncResult *result,
+                              gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = QLEAN_MACHINE (source);
+  GError *error = NULL;
+
+  if (!qlean_machine_spawn_finish (self, result, &error))
+    {
+      self->first_boot = FALSE;
+      g_task_return_error (task, error);
+      return;
+    }
+
+  if (!qlean_image_has_cloud_init (self->image))
+    {
+      self->first_boot = FALSE;
+      g_task_return_boolean (task, TRUE);
+      return;
+    }
+
+  qlean_machine_exec_async (self, "cloud-init status --wait --long", g_task_get_cancellable (task),
+                            qlean_machine_cloud_init_cb, g_object_ref (task));
+}
+
+/**
+ * qlean_machine_initialize_async:
+ * @self: a #QleanMachine that has not run yet
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called once the first boot is complete
+ * @user_data: data for @callback
+ *
+ * The machine's first boot, the seed's `init()`. For images with
+ * cloud-init it attaches a NoCloud seed (hostname = the machine's name,
+ * a fresh instance id, no SSH setup needed) and completes only once
+ * `cloud-init status --wait` reports cloud-init done, failing with its
+ * report when it did not succeed. Later boots ([method@Machine.spawn])
+ * keep what the first one did and skip cloud-init. For images without
+ * cloud-init, the same as [method@Machine.spawn].
+ */
+void
+qlean_machine_initialize_async (QleanMachine        *self,
+                                GCancellable        *cancellable,
+                                GAsyncReadyCallback  callback,
+                                gpointer             user_data)
+{
+  GTask *task;
+
+  g_return_if_fail (QLEAN_IS_MACHINE (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, qlean_machine_initialize_async);
+  g_task_set_name (task, "[qlean] first boot");
+  self->first_boot = TRUE;
+  qlean_machine_spawn_async (self, cancellable, qlean_machine_first_spawn_cb, task);
+}
+
+/**
+ * qlean_machine_initialize_finish:
+ * @self: a #QleanMachine
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Returns: %TRUE once the first boot is complete
+ */
+gboolean
+qlean_machine_initialize_finish (QleanMachine  *self,
+                                 GAsyncResult  *result,
+                                 GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * qlean_machine_initialize:
+ * @self: a #QleanMachine that has not run yet
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_initialize_async().
+ *
+ * Returns: %TRUE once the first boot is complete
+ */
+gboolean
+qlean_machine_initialize (QleanMachine  *self,
+                          GCancellable  *cancellable,
+                          GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+
+  qlean_sync_call_init (&call);
+  qlean_machine_initialize_async (self, cancellable, qlean_sync_call_done, &call);
+
+  return qlean_machine_initialize_finish (self, qlean_sync_call_wait (&call), error);
 }
 
 /* Pausing */

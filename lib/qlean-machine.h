@@ -111,6 +111,20 @@ gboolean            qlean_machine_spawn                (QleanMachine        *sel
                                                         GError             **error);
 
 QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_initialize_async     (QleanMachine        *self,
+                                                        GCancellable        *cancellable,
+                                                        GAsyncReadyCallback  callback,
+                                                        gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_initialize_finish    (QleanMachine        *self,
+                                                        GAsyncResult        *result,
+                                                        GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_initialize           (QleanMachine        *self,
+                                                        GCancellable        *cancellable,
+                                                        GError             **error);
+
+QLEAN_AVAILABLE_IN_ALL
 void                qlean_machine_exec_async           (QleanMachine        *self,
                                                         const char          *command,
                                                         GCancellable        *cancellable,
@@ -237,6 +251,27 @@ gboolean            qlean_machine_set_link             (QleanMachine        *sel
                                                         GCancellable        *cancellable,
                                                         GError             **error);
 
-/* Port forwarding (qlean_machine_forward_port) goes here. */
+/* Port forwarding: qlean-machine-forward.c */
+
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_forward_port_async   (QleanMachine        *self,
+                                                        guint16              host_port,
+                                                        guint16              guest_port,
+                                                        GCancellable        *cancellable,
+                                                        GAsyncReadyCallback  callback,
+                                                        gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+guint16             qlean_machine_forward_port_finish  (QleanMachine        *self,
+                                                        GAsyncResult        *result,
+                                                        GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+guint16             qlean_machine_forward_port         (QleanMachine        *self,
+                                                        guint16              host_port,
+                                                        guint16              guest_port,
+                                                        GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_unforward_port       (QleanMachine        *self,
+                                                        guint16              host_port,
+                                                        GError             **error);
 
 G_END_DECLS

@@ -492,6 +492,7 @@ typedef struct
   gulong        caller_handler;
   /* Golden start: the first machine boots, the rest start from its state. */
   char         *golden_state;
+  gboolean      first_boot;    /* init_all: qlean_machine_initialize */
 } GroupData;
 
 static void
@@ -603,7 +604,8 @@ spawn_one_cb (GObject      *source,
   QleanMachine *machine = QLEAN_MACHINE (source);
   g_autoptr(GError) error = NULL;
 
-  if (qlean_machine_spawn_finish (machine, result, &error))
+  /* A spawn or a first boot (initialize): both are boolean tasks. */
+  if (g_task_propagate_boolean (G_TASK (result), &error))
     g_ptr_array_add (data->succeeded, g_object_ref (machine));
   else
     {
@@ -662,10 +664,10 @@ spawn_machines (GTask *task,
     {
       QleanMachine *machine = g_ptr_array_index (data->machines, i);
 
-      /* TODO(init): call qlean_machine_init_async() here for init_all
-       * once the machine has it (first boot with cloud-init); until then
-       * the first boot is a plain spawn. */
-      qlean_machine_spawn_async (machine, data->abort, spawn_one_cb, g_object_ref (task));
+      if (data->first_boot)
+        qlean_machine_initialize_async (machine, data->abort, spawn_one_cb, g_object_ref (task));
+      else
+        qlean_machine_spawn_async (machine, data->abort, spawn_one_cb, g_object_ref (task));
     }
 }
 
@@ -679,6 +681,7 @@ same_machine (QleanMachine *first,
   QleanMachineConfig *b = qlean_machine_get_config (other);
 
   return qlean_machine_get_image (first) == qlean_machine_get_image (other) &&
+         qlean_image_get_disk (qlean_machine_get_image (first)) == NULL &&
          qlean_machine_config_get_cores (a) == qlean_machine_config_get_cores (b) &&
          qlean_machine_config_get_memory_mib (a) == qlean_machine_config_get_memory_mib (b) &&
          qlean_machine_config_get_disk_gib (a) == 0 && qlean_machine_config_get_disk_gib (b) == 0 &&
@@ -733,7 +736,7 @@ golden_first_cb (GObject      *source,
   g_autoptr(GError) error = NULL;
   g_autofree char *dir = NULL;
 
-  if (!qlean_machine_spawn_finish (first, result, &error))
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
       /* The others would fail alike: report this one, start none. */
       group_note_failure (data, first, error);
@@ -771,7 +774,10 @@ qlean_pool_golden_start (GTask *task)
     return FALSE;
 
   first = g_ptr_array_index (data->machines, 0);
-  qlean_machine_spawn_async (first, data->abort, golden_first_cb, g_object_ref (task));
+  if (data->first_boot)
+    qlean_machine_initialize_async (first, data->abort, golden_first_cb, g_object_ref (task));
+  else
+    qlean_machine_spawn_async (first, data->abort, golden_first_cb, g_object_ref (task));
   return TRUE;
 }
 
@@ -817,6 +823,7 @@ qlean_pool_start_all_async (QleanPool           *self,
   g_task_set_source_tag (task, source_tag);
   g_task_set_name (task, "[qlean] start pool");
   g_task_set_task_data (task, data, (GDestroyNotify) group_data_free);
+  data->first_boot = source_tag == (gpointer) qlean_pool_init_all_async;
 
   /* Machines that already run (or are starting) are left as they are. */
   for (guint i = 0; i < self->machines->len; i++)
@@ -918,7 +925,8 @@ qlean_pool_spawn_all (QleanPool     *self,
  * @user_data: data for @callback
  *
  * The first boot of every machine, all at once, as the seed's
- * `init_all`; otherwise as [method@Pool.spawn_all].
+ * `init_all`: each runs [method@Machine.initialize] (cloud-init for
+ * distribution images); otherwise as [method@Pool.spawn_all].
  */
 void
 qlean_pool_init_all_async (QleanPool           *self,

@@ -35,6 +35,7 @@ typedef struct
   guint               net_port;
   const char         *net_mac;
   gboolean            incoming;      /* wait for a saved state (-incoming defer) */
+  const char         *seed;          /* a cloud-init seed image, attached read-only */
 } QleanQemuSpec;
 
 #define QLEAN_QMP_SOCKET "qmp.sock"

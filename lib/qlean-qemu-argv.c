@@ -162,6 +162,18 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
       add (argv, "virtio-blk-pci,drive=disk0,id=vda");
     }
 
+  if (spec->seed != NULL)
+    {
+      g_autofree char *escaped = escape_commas (spec->seed);
+
+      /* After the disk, so that the root disk stays /dev/vda. */
+      add (argv, "-blockdev");
+      add_printf (argv, "driver=raw,node-name=seed0,read-only=on,file.driver=file,file.filename=%s",
+                  escaped);
+      add (argv, "-device");
+      add (argv, "virtio-blk-pci,drive=seed0,id=seed");
+    }
+
   add (argv, "-pidfile");
   add (argv, pidfile);
 

@@ -139,5 +139,21 @@ gboolean
 qlean_rm_rf (const char  *path,
              GError     **error)
 {
-  return qlean_rm_rf_at (AT_FDCWD, path, error);
+  /* A process that dies as we clean up (QEMU, killed a moment ago) may
+   * still drop a file in: when the directory will not go, look again. */
+  for (int attempt = 0; attempt < 5; attempt++)
+    {
+      g_autoptr(GError) local_error = NULL;
+
+      if (qlean_rm_rf_at (AT_FDCWD, path, &local_error))
+        return TRUE;
+      if (!g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_NOT_EMPTY) || attempt == 4)
+        {
+          g_propagate_error (error, g_steal_pointer (&local_error));
+          return FALSE;
+        }
+      g_usleep (20 * 1000);
+    }
+
+  return FALSE;
 }
