@@ -637,7 +637,7 @@ qlean_archive_read (GInputStream                  *input,
   for (;;)
     {
       g_autofree char *name = NULL;
-      guint64 size;
+      guint64 size = 0;
       gboolean eof;
 
       if (!read_exact (&reader, header, BLOCK, &eof, _("a header"), error))

@@ -98,6 +98,7 @@ struct _QleanMachine
   QleanQmpClient     *qmp;
   QleanQgaClient     *qga;
   QleanGuestChannel  *guest;
+  char               *crash_reason;
   QleanRunLogs       *last_logs;   /* of the last run, for save_logs */
   QleanGuestRelay    *relay;
   gboolean            attached;
@@ -617,7 +618,8 @@ qlean_machine_class_init (QleanMachineClass *klass)
    * QleanMachine::crashed:
    * @self: the machine
    *
-   * Emitted when QEMU died unasked.
+   * Emitted when QEMU died unasked or the guest kernel panicked;
+   * qlean_machine_dup_crash_reason() says which, and how.
    */
   signals[SIGNAL_CRASHED] =
     g_signal_new ("crashed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
@@ -932,6 +934,30 @@ qlean_machine_get_qga (QleanMachine *self)
   g_mutex_unlock (&self->lock);
 
   return qga;
+}
+
+/**
+ * qlean_machine_dup_crash_reason:
+ * @self: a #QleanMachine
+ *
+ * Why the machine last crashed: the guest kernel panicked, or how QEMU
+ * ended with the end of its output.
+ *
+ * Returns: (transfer full) (nullable): the reason, or %NULL if the
+ *   machine never crashed
+ */
+char *
+qlean_machine_dup_crash_reason (QleanMachine *self)
+{
+  char *reason;
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+
+  g_mutex_lock (&self->lock);
+  reason = g_strdup (self->crash_reason);
+  g_mutex_unlock (&self->lock);
+
+  return reason;
 }
 
 /**
@@ -1605,11 +1631,17 @@ qlean_machine_qemu_exited_cb (GObject      *source,
     {
       g_autofree char *log = qlean_machine_run_file_tail (self, QLEAN_QEMU_LOG, TAIL_LINES);
 
+      g_autofree char *reason = NULL;
+
       if (self->panicked)
-        g_message ("Machine “%s” crashed: the guest kernel panicked", self->name);
+        reason = g_strdup (_("the guest kernel panicked"));
       else
-        g_message ("Machine “%s” crashed: QEMU %s%s%s", self->name, status,
-                   *log ? ": " : "", log);
+        reason = g_strdup_printf (_("QEMU %s%s%s"), status, *log ? ": " : "", log);
+      g_message ("Machine “%s” crashed: %s", self->name, reason);
+      g_mutex_lock (&self->lock);
+      g_free (self->crash_reason);
+      self->crash_reason = g_steal_pointer (&reason);
+      g_mutex_unlock (&self->lock);
       qlean_machine_release_run (self);
       qlean_machine_set_state (self, QLEAN_MACHINE_STATE_CRASHED);
       qlean_machine_emit (self, signals[SIGNAL_CRASHED]);
@@ -2828,6 +2860,13 @@ qlean_machine_shutdown_stage (QleanMachine *self)
     {
     case 0:
       delay_ms = qlean_machine_get_shutdown_timeout (self);
+      /* A paused guest can do nothing, not even power off: let it run. */
+      if (qlean_machine_get_state (self) == QLEAN_MACHINE_STATE_PAUSED && self->qmp != NULL)
+        {
+          qlean_qmp_client_execute_async (self->qmp, "cont", NULL, NULL,
+                                          qlean_machine_ignore_result_cb, NULL);
+          qlean_machine_set_state (self, QLEAN_MACHINE_STATE_RUNNING);
+        }
       if (self->qga != NULL && qlean_machine_get_state (self) == QLEAN_MACHINE_STATE_RUNNING)
         qlean_qga_client_shutdown_async (self->qga, "powerdown", NULL,
                                          qlean_machine_ignore_result_cb, NULL);

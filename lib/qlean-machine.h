@@ -77,6 +77,8 @@ QleanQgaClient     *qlean_machine_get_qga              (QleanMachine        *sel
 QLEAN_AVAILABLE_IN_ALL
 char               *qlean_machine_get_console_path     (QleanMachine        *self);
 QLEAN_AVAILABLE_IN_ALL
+char               *qlean_machine_dup_crash_reason     (QleanMachine        *self);
+QLEAN_AVAILABLE_IN_ALL
 gboolean            qlean_machine_save_logs            (QleanMachine        *self,
                                                         const char          *directory,
                                                         GError             **error);

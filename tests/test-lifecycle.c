@@ -1,0 +1,1076 @@
+/* test-lifecycle.c: states and signals, crashes, pause, snapshots,
+ * clones, export and import (real QEMU, TCG, the minimal image)
+ *
+ * SPDX-License-Identifier: MIT
+ *
+ * The machine has two cores and other sessions boot VMs too: each test
+ * runs at most two machines at once, and drops them before it returns.
+ * Archive parsing on its own (every malformed header) is in
+ * tests/unit/test-archive.c; here, the import refuses real files and
+ * leaves nothing behind on disk.
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+#include <glib/gstdio.h>
+
+#include <qlean/qlean.h>
+
+static char *fixture_dir;      /* per run, removed at the end */
+static char *running_archive;  /* written by /lifecycle/export-import */
+
+/* Qlean logs with the structured API, which g_test_expect_message()
+ * does not see: messages of the "qlean" domain are kept here too. */
+static GMutex log_lock;
+static GString *log_messages;
+
+static GLogWriterOutput
+log_writer (GLogLevelFlags   level,
+            const GLogField *fields,
+            gsize            n_fields,
+            gpointer         user_data)
+{
+  const char *domain = NULL, *message = NULL;
+
+  for (gsize i = 0; i < n_fields; i++)
+    {
+      if (g_str_equal (fields[i].key, "GLIB_DOMAIN"))
+        domain = fields[i].value;
+      else if (g_str_equal (fields[i].key, "MESSAGE"))
+        message = fields[i].value;
+    }
+
+  if ((level & G_LOG_LEVEL_MESSAGE) && g_strcmp0 (domain, "qlean") == 0 && message != NULL)
+    {
+      g_mutex_lock (&log_lock);
+      g_string_append_printf (log_messages, "%s\n", message);
+      g_mutex_unlock (&log_lock);
+    }
+
+  return g_log_writer_default (level, fields, n_fields, user_data);
+}
+
+/* Whether Qlean logged a message matching @pattern since the last call. */
+static gboolean
+logged (const char *pattern)
+{
+  g_auto(GStrv) lines = NULL;
+  gboolean found = FALSE;
+
+  g_mutex_lock (&log_lock);
+  lines = g_strsplit (log_messages->str, "\n", -1);
+  g_string_truncate (log_messages, 0);
+  g_mutex_unlock (&log_lock);
+
+  for (guint i = 0; lines[i] != NULL && !found; i++)
+    found = g_pattern_match_simple (pattern, lines[i]);
+
+  return found;
+}
+
+static gboolean
+have_qemu (void)
+{
+  g_autofree char *qemu = g_find_program_in_path ("qemu-system-x86_64");
+
+  if (qemu == NULL)
+    {
+      g_test_skip ("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+static char *
+run_text (QleanMachine *machine,
+          const char   *command)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QleanExecResult) result = qlean_machine_exec (machine, command, NULL, &error);
+
+  g_assert_no_error (error);
+  if (!qlean_exec_result_success (result))
+    {
+      g_autofree char *err = qlean_exec_result_get_stderr_text (result);
+
+      g_error ("“%s” failed (exit %d): %s", command, qlean_exec_result_get_exit_status (result), err);
+    }
+  return g_strstrip (qlean_exec_result_get_stdout_text (result));
+}
+
+static void
+iterate_default (void)
+{
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+}
+
+/* What a machine told its creator, on the creator's context. */
+typedef struct
+{
+  GArray *states;
+  guint   ready;
+  guint   stopped;
+  guint   crashed;
+  gint64  crashed_at;
+} Events;
+
+static void
+on_state (QleanMachine *machine,
+          GParamSpec   *pspec,
+          Events       *events)
+{
+  QleanMachineState state = qlean_machine_get_state (machine);
+
+  g_array_append_val (events->states, state);
+}
+
+static void
+on_ready (QleanMachine *machine,
+          Events       *events)
+{
+  events->ready++;
+}
+
+static void
+on_stopped (QleanMachine *machine,
+            Events       *events)
+{
+  events->stopped++;
+}
+
+static void
+on_crashed (QleanMachine *machine,
+            Events       *events)
+{
+  events->crashed++;
+  events->crashed_at = g_get_monotonic_time ();
+}
+
+static void
+events_watch (Events       *events,
+              QleanMachine *machine)
+{
+  memset (events, 0, sizeof *events);
+  events->states = g_array_new (FALSE, FALSE, sizeof (QleanMachineState));
+  g_signal_connect (machine, "notify::state", G_CALLBACK (on_state), events);
+  g_signal_connect (machine, "ready", G_CALLBACK (on_ready), events);
+  g_signal_connect (machine, "stopped", G_CALLBACK (on_stopped), events);
+  g_signal_connect (machine, "crashed", G_CALLBACK (on_crashed), events);
+}
+
+static void
+events_unwatch (Events       *events,
+                QleanMachine *machine)
+{
+  g_signal_handlers_disconnect_by_data (machine, events);
+  g_array_unref (events->states);
+}
+
+static gboolean
+events_saw (Events            *events,
+            QleanMachineState  state)
+{
+  for (guint i = 0; i < events->states->len; i++)
+    if (g_array_index (events->states, QleanMachineState, i) == state)
+      return TRUE;
+
+  return FALSE;
+}
+
+static void
+async_done_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  GAsyncResult **out = user_data;
+
+  *out = g_object_ref (result);
+  g_main_context_wakeup (NULL);
+}
+
+/* Iterates the default context until *@result is set. */
+static void
+wait_result (GAsyncResult **result,
+             guint          timeout_ms)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_ms * G_TIME_SPAN_MILLISECOND;
+
+  while (*result == NULL)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, TRUE);
+    }
+}
+
+/* Iterates the default context until the machine is in @state. */
+static void
+wait_state (QleanMachine      *machine,
+            QleanMachineState  state,
+            guint              timeout_ms)
+{
+  gint64 deadline = g_get_monotonic_time () + timeout_ms * G_TIME_SPAN_MILLISECOND;
+
+  while (qlean_machine_get_state (machine) != state)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      if (!g_main_context_iteration (NULL, FALSE))
+        g_usleep (2000);
+    }
+  iterate_default ();
+}
+
+/* CREATED → STARTING → RUNNING ⇄ PAUSED → STOPPED, each change told by
+ * notify::state, and ready / stopped once each, all on the creator's
+ * context. While paused, commands fail with the state named. */
+static void
+test_states_and_signals (void)
+{
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GAsyncResult) spawned = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QleanExecResult) result = NULL;
+  g_autofree char *out = NULL;
+  Events events;
+
+  if (!have_qemu ())
+    return;
+
+  machine = qlean_machine_new_with_name ("states", NULL, NULL);
+  g_assert_cmpint (qlean_machine_get_state (machine), ==, QLEAN_MACHINE_STATE_CREATED);
+  events_watch (&events, machine);
+
+  /* Illegal before it runs. */
+  g_assert_false (qlean_machine_pause (machine, NULL, &error));
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE);
+  g_assert_nonnull (strstr (error->message, "created"));
+  g_clear_error (&error);
+
+  qlean_machine_spawn_async (machine, NULL, async_done_cb, &spawned);
+  wait_result (&spawned, 120000);
+  g_assert_true (qlean_machine_spawn_finish (machine, spawned, &error));
+  g_assert_no_error (error);
+  iterate_default ();
+  g_assert_true (events_saw (&events, QLEAN_MACHINE_STATE_STARTING));
+  g_assert_cmpint (g_array_index (events.states, QleanMachineState, events.states->len - 1), ==,
+                   QLEAN_MACHINE_STATE_RUNNING);
+  g_assert_cmpuint (events.ready, ==, 1);
+
+  g_assert_true (qlean_machine_pause (machine, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (qlean_machine_get_state (machine), ==, QLEAN_MACHINE_STATE_PAUSED);
+  iterate_default ();
+  g_assert_cmpint (g_array_index (events.states, QleanMachineState, events.states->len - 1), ==,
+                   QLEAN_MACHINE_STATE_PAUSED);
+
+  result = qlean_machine_exec (machine, "echo hi", NULL, &error);
+  g_assert_null (result);
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE);
+  g_test_message ("exec while paused: %s", error->message);
+  g_assert_nonnull (strstr (error->message, "paused"));
+  g_clear_error (&error);
+  g_assert_false (qlean_machine_pause (machine, NULL, &error));
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE);
+  g_clear_error (&error);
+
+  g_assert_true (qlean_machine_resume (machine, NULL, &error));
+  g_assert_no_error (error);
+  out = run_text (machine, "echo hi");
+  g_assert_cmpstr (out, ==, "hi");
+
+  g_assert_true (qlean_machine_shutdown (machine, NULL, &error));
+  g_assert_no_error (error);
+  iterate_default ();
+  g_assert_cmpint (qlean_machine_get_state (machine), ==, QLEAN_MACHINE_STATE_STOPPED);
+  g_assert_cmpint (g_array_index (events.states, QleanMachineState, events.states->len - 1), ==,
+                   QLEAN_MACHINE_STATE_STOPPED);
+  g_assert_cmpuint (events.stopped, ==, 1);
+  g_assert_cmpuint (events.crashed, ==, 0);
+  g_assert_cmpuint (events.ready, ==, 1);
+
+  result = qlean_machine_exec (machine, "echo hi", NULL, &error);
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE);
+  g_assert_nonnull (strstr (error->message, "stopped"));
+
+  events_unwatch (&events, machine);
+}
+
+/* QEMU killed from outside: CRASHED within a second, the crashed
+ * signal (and no stopped), and a call that was waiting fails. */
+static void
+test_sigkill (void)
+{
+  g_autoptr(QleanMachine) machine = qlean_machine_new_with_name ("killed", NULL, NULL);
+  g_autoptr(GAsyncResult) pending = NULL;
+  g_autoptr(QleanExecResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  Events events;
+  gint64 killed;
+
+  if (!have_qemu ())
+    return;
+
+  events_watch (&events, machine);
+  g_assert_true (qlean_machine_spawn (machine, NULL, &error));
+  g_assert_no_error (error);
+
+  qlean_machine_exec_async (machine, "sleep 60", NULL, async_done_cb, &pending);
+  g_usleep (300 * 1000);
+  iterate_default ();
+  g_assert_null (pending);
+
+  logged ("");
+  killed = g_get_monotonic_time ();
+  g_assert_no_errno (kill (qlean_machine_get_pid (machine), SIGKILL));
+  wait_state (machine, QLEAN_MACHINE_STATE_CRASHED, 5000);
+  g_test_message ("CRASHED %.0f ms after SIGKILL", (g_get_monotonic_time () - killed) / 1000.0);
+  g_assert_cmpint (g_get_monotonic_time () - killed, <, G_USEC_PER_SEC);
+  /* The crash is told with QEMU's exit status. */
+  g_assert_true (logged ("*killed*crashed: QEMU was killed by signal 9*"));
+  {
+    g_autofree char *reason = qlean_machine_dup_crash_reason (machine);
+
+    g_assert_nonnull (reason);
+    g_assert_nonnull (strstr (reason, "killed by signal 9"));
+  }
+
+  wait_result (&pending, 5000);
+  result = qlean_machine_exec_finish (machine, pending, &error);
+  g_assert_null (result);
+  g_assert_nonnull (error);
+  g_test_message ("the pending exec: %s", error->message);
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_CRASHED);
+  g_clear_error (&error);
+
+  g_assert_cmpuint (events.crashed, ==, 1);
+  g_assert_cmpint (events.crashed_at - killed, <, G_USEC_PER_SEC);
+  g_assert_cmpuint (events.stopped, ==, 0);
+  g_assert_cmpint (qlean_machine_get_pid (machine), ==, 0);
+
+  /* And new calls are refused with the state. */
+  result = qlean_machine_exec (machine, "true", NULL, &error);
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE);
+  g_assert_nonnull (strstr (error->message, "crashed"));
+
+  events_unwatch (&events, machine);
+}
+
+/* A kernel panic in the guest reaches QEMU through pvpanic: CRASHED,
+ * and reported as a panic rather than as QEMU dying. */
+static void
+test_guest_panic (void)
+{
+  g_autoptr(QleanMachine) machine = qlean_machine_new_with_name ("panics", NULL, NULL);
+  g_autoptr(GAsyncResult) pending = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *out = NULL;
+  Events events;
+
+  if (!have_qemu ())
+    return;
+
+  events_watch (&events, machine);
+  g_assert_true (qlean_machine_spawn (machine, NULL, &error));
+  g_assert_no_error (error);
+
+  /* The device is there and its driver bound, or no panic is reported. */
+  out = run_text (machine, "ls /sys/bus/pci/drivers/ | grep -c pvpanic || true");
+  g_assert_cmpstr (out, ==, "1");
+
+  logged ("");
+  qlean_machine_exec_async (machine, "echo c > /proc/sysrq-trigger", NULL, async_done_cb, &pending);
+  wait_state (machine, QLEAN_MACHINE_STATE_CRASHED, 30000);
+  g_assert_true (logged ("*panics*crashed: the guest kernel panicked*"));
+  {
+    g_autofree char *reason = qlean_machine_dup_crash_reason (machine);
+
+    g_assert_cmpstr (reason, ==, "the guest kernel panicked");
+  }
+  g_assert_cmpuint (events.crashed, ==, 1);
+  g_assert_cmpuint (events.stopped, ==, 0);
+
+  wait_result (&pending, 5000);
+  g_assert_null (qlean_machine_exec_finish (machine, pending, &error));
+  g_assert_nonnull (error);
+
+  events_unwatch (&events, machine);
+}
+
+static gint64
+guest_clock_skew (QleanMachine *machine)
+{
+  g_autofree char *out = run_text (machine, "date +%s");
+  gint64 host = g_get_real_time () / G_USEC_PER_SEC;
+
+  return g_ascii_strtoll (out, NULL, 10) - host;
+}
+
+/* snapshot → write → restore: the write is gone, what came before stays,
+ * and the clock is the host's although the snapshot is seconds old. */
+static void
+test_snapshot_restore (void)
+{
+  g_autoptr(QleanMachine) machine = qlean_machine_new_with_name ("snapper", NULL, NULL);
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) names = NULL;
+  g_autofree char *out = NULL;
+  gint64 skew;
+
+  if (!have_qemu ())
+    return;
+
+  g_assert_true (qlean_machine_spawn (machine, NULL, &error));
+  g_assert_no_error (error);
+
+  g_free (run_text (machine, "echo before > /root/before"));
+  g_assert_true (qlean_machine_snapshot (machine, "clean", NULL, &error));
+  g_assert_no_error (error);
+  names = qlean_machine_list_snapshots (machine);
+  g_assert_cmpstrv (names, ((const char * const[]) { "clean", NULL }));
+
+  g_free (run_text (machine, "echo after > /root/after"));
+  /* Long enough for a clock nobody sets to be visibly wrong. */
+  g_usleep (3 * G_USEC_PER_SEC);
+
+  g_assert_true (qlean_machine_restore (machine, "clean", NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (qlean_machine_get_state (machine), ==, QLEAN_MACHINE_STATE_RUNNING);
+
+  out = run_text (machine, "cat /root/before; test -e /root/after && echo after-is-there || echo after-is-gone");
+  g_assert_cmpstr (out, ==, "before\nafter-is-gone");
+
+  skew = guest_clock_skew (machine);
+  g_test_message ("guest clock after restore: %+" G_GINT64_FORMAT " s from the host's", skew);
+  g_assert_cmpint (ABS (skew), <=, 2);
+
+  g_assert_true (qlean_machine_delete_snapshot (machine, "clean", &error));
+  g_assert_no_error (error);
+  g_assert_false (qlean_machine_restore (machine, "clean", NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
+  g_clear_error (&error);
+
+  g_assert_true (qlean_machine_shutdown (machine, NULL, &error));
+  g_assert_no_error (error);
+}
+
+/* A clone of a running machine on a network: its own MAC (the card it
+ * inherited is renamed), machine-id and hostname, and writes in either
+ * never show in the other. */
+static void
+test_clone_isolation (void)
+{
+  g_autoptr(QleanNetwork) network = NULL;
+  g_autoptr(QleanMachine) original = NULL;
+  g_autoptr(QleanMachine) clone = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *mac_a = NULL, *mac_b = NULL;
+  g_autofree char *id_a = NULL, *id_b = NULL;
+  g_autofree char *host_b = NULL;
+  g_autofree char *out = NULL;
+
+  if (!have_qemu ())
+    return;
+
+  network = qlean_network_new ();
+  if (!qlean_network_start (network, NULL, &error))
+    {
+      g_autofree char *reason = g_strdup_printf ("no network: %s", error->message);
+
+      g_test_skip (reason);
+      return;
+    }
+
+  original = g_object_new (QLEAN_TYPE_MACHINE, "name", "original", "network", network, NULL);
+  g_assert_true (qlean_machine_spawn (original, NULL, &error));
+  g_assert_no_error (error);
+
+  /* The minimal image has no machine-id; a distro image would. */
+  g_free (run_text (original, "echo 0123456789abcdef0123456789abcdef > /etc/machine-id; "
+                              "echo shared > /root/shared"));
+  mac_a = run_text (original, "cat /sys/class/net/eth0/address");
+  id_a = run_text (original, "cat /etc/machine-id");
+
+  clone = qlean_machine_clone (original, "copy", NULL, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (clone);
+  g_assert_cmpint (qlean_machine_get_state (clone), ==, QLEAN_MACHINE_STATE_RUNNING);
+  g_assert_cmpint (qlean_machine_get_state (original), ==, QLEAN_MACHINE_STATE_RUNNING);
+
+  mac_b = run_text (clone, "cat /sys/class/net/eth0/address");
+  id_b = run_text (clone, "cat /etc/machine-id");
+  host_b = run_text (clone, "hostname");
+  g_test_message ("original %s %s, clone %s %s", mac_a, id_a, mac_b, id_b);
+  g_assert_cmpstr (mac_a, !=, mac_b);
+  g_assert_cmpstr (id_a, !=, id_b);
+  g_assert_cmpuint (strlen (id_b), ==, 32);
+  g_assert_cmpstr (host_b, ==, "copy");
+  out = run_text (original, "hostname");
+  g_assert_cmpstr (out, ==, "original");
+  g_clear_pointer (&out, g_free);
+  out = qlean_machine_dup_mac_address (clone);
+  g_assert_cmpstr (mac_b, ==, out);
+  g_clear_pointer (&out, g_free);
+
+  out = run_text (clone, "cat /root/shared");
+  g_assert_cmpstr (out, ==, "shared");
+  g_clear_pointer (&out, g_free);
+
+  g_free (run_text (original, "echo a > /root/only-original"));
+  g_free (run_text (clone, "echo b > /root/only-clone"));
+  out = run_text (original, "ls /root/only-clone 2>/dev/null || echo none");
+  g_assert_cmpstr (out, ==, "none");
+  g_clear_pointer (&out, g_free);
+  out = run_text (clone, "ls /root/only-original 2>/dev/null || echo none");
+  g_assert_cmpstr (out, ==, "none");
+
+  g_assert_true (qlean_machine_shutdown (clone, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_machine_shutdown (original, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_network_stop (network, NULL, &error));
+  g_assert_no_error (error);
+}
+
+/* Export while a guest loop writes files, import, compare: the imported
+ * machine runs on from the moment of the export, with every file the
+ * loop wrote before it. */
+static void
+test_export_import (void)
+{
+  g_autoptr(QleanMachine) machine = qlean_machine_new_with_name ("exporter", NULL, NULL);
+  g_autoptr(QleanMachine) imported = NULL;
+  g_autoptr(GFile) archive = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *before = NULL, *after = NULL, *count = NULL;
+  g_autofree char *mine = NULL, *theirs = NULL, *missing = NULL, *host = NULL;
+  g_autofree char *command = NULL;
+  gint64 n_before, n_after, n_imported;
+  GStatBuf st;
+
+  if (!have_qemu ())
+    return;
+
+  g_assert_true (qlean_machine_spawn (machine, NULL, &error));
+  g_assert_no_error (error);
+
+  g_free (run_text (machine,
+                    "setsid sh -c 'echo $$ > /root/loop.pid; i=0; "
+                    "while :; do i=$((i+1)); date > /root/f.$i; echo $i > /root/n; done' "
+                    "</dev/null >/dev/null 2>&1 & sleep 1; cat /root/n"));
+  before = run_text (machine, "cat /root/n");
+
+  running_archive = g_build_filename (fixture_dir, "running.qlean", NULL);
+  archive = g_file_new_for_path (running_archive);
+  g_assert_true (qlean_machine_export (machine, archive, NULL, &error));
+  g_assert_no_error (error);
+  after = run_text (machine, "cat /root/n");
+  n_before = g_ascii_strtoll (before, NULL, 10);
+  n_after = g_ascii_strtoll (after, NULL, 10);
+  g_test_message ("loop at %" G_GINT64_FORMAT " before the export, %" G_GINT64_FORMAT " after",
+                  n_before, n_after);
+  g_assert_cmpint (n_after, >, n_before);
+  g_assert_cmpint (g_stat (running_archive, &st), ==, 0);
+  g_assert_cmpint (st.st_mode & 0777, ==, 0600);
+  g_test_message ("archive: %.1f MiB", st.st_size / 1048576.0);
+
+  command = g_strdup_printf ("cat /root/f.%" G_GINT64_FORMAT, n_before);
+  mine = run_text (machine, command);
+  g_assert_true (qlean_machine_shutdown (machine, NULL, &error));
+  g_assert_no_error (error);
+
+  imported = qlean_machine_import (archive, "importer", NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (imported);
+  g_assert_cmpint (qlean_machine_get_state (imported), ==, QLEAN_MACHINE_STATE_RUNNING);
+
+  /* The loop runs on in the imported machine: stop it, then look. */
+  count = run_text (imported, "kill $(cat /root/loop.pid) && sleep 0.2 && cat /root/n");
+  n_imported = g_ascii_strtoll (count, NULL, 10);
+  g_test_message ("imported machine's loop at %" G_GINT64_FORMAT, n_imported);
+  g_assert_cmpint (n_imported, >=, n_before);
+
+  theirs = run_text (imported, command);
+  g_assert_cmpstr (theirs, ==, mine);
+  g_free (command);
+  command = g_strdup_printf ("i=1; while [ $i -le %" G_GINT64_FORMAT " ]; do "
+                             "[ -s /root/f.$i ] || echo $i; i=$((i+1)); done", n_before);
+  missing = run_text (imported, command);
+  g_assert_cmpstr (missing, ==, "");
+  host = run_text (imported, "hostname");
+  g_assert_cmpstr (host, ==, "importer");
+
+  g_assert_true (qlean_machine_shutdown (imported, NULL, &error));
+  g_assert_no_error (error);
+}
+
+static int
+compare_names (gconstpointer a,
+               gconstpointer b)
+{
+  return g_strcmp0 (*(const char * const *) a, *(const char * const *) b);
+}
+
+/* A machine with a disk (a file image, booted with the minimal image's
+ * kernel and initramfs): the export carries a self-contained copy of
+ * the disk as it was at the export, and the import runs on it. */
+static void
+test_export_import_disk (void)
+{
+  g_autoptr(QleanImage) minimal = qlean_image_new_minimal ();
+  g_autoptr(QleanImage) image = NULL;
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(QleanMachine) imported = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *disk = g_build_filename (fixture_dir, "blank.qcow2", NULL);
+  g_autofree char *archive_path = g_build_filename (fixture_dir, "disk.qlean", NULL);
+  g_autoptr(GFile) archive = g_file_new_for_path (archive_path);
+  g_autofree char *qemu_img = g_find_program_in_path ("qemu-img");
+  g_autofree char *listing = NULL;
+  g_autofree char *out = NULL;
+  const char *create[] = { "qemu-img", "create", "-q", "-f", "qcow2", disk, "64M", NULL };
+  const char *list[] = { "tar", "-tf", archive_path, NULL };
+  int status;
+
+  if (!have_qemu ())
+    return;
+  if (qemu_img == NULL)
+    {
+      g_test_skip ("qemu-img is not installed (apt-get install qemu-utils)");
+      return;
+    }
+
+  g_assert_true (qlean_image_prepare (minimal, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_spawn_sync (NULL, (char **) create, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+                               NULL, NULL, &status, &error));
+  g_assert_true (g_spawn_check_wait_status (status, &error));
+
+  image = qlean_image_new_from_file (disk);
+  qlean_machine_config_set_kernel (config, qlean_image_get_kernel (minimal));
+  qlean_machine_config_set_initrd (config, qlean_image_get_initrd (minimal));
+  qlean_machine_config_set_memory_mib (config, 256);
+  machine = qlean_machine_new_with_name ("disky", image, config);
+  g_assert_true (qlean_machine_spawn (machine, NULL, &error));
+  g_assert_no_error (error);
+
+  g_free (run_text (machine, "echo before-export | dd of=/dev/vda bs=512 count=1 conv=sync 2>/dev/null; sync"));
+  g_assert_true (qlean_machine_export (machine, archive, NULL, &error));
+  g_assert_no_error (error);
+  g_free (run_text (machine, "echo after-export | dd of=/dev/vda bs=512 seek=1 count=1 conv=sync 2>/dev/null; sync"));
+  g_assert_true (qlean_machine_shutdown (machine, NULL, &error));
+  g_assert_no_error (error);
+  g_clear_object (&machine);
+
+  g_assert_true (g_spawn_sync (NULL, (char **) list, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+                               &listing, NULL, &status, &error));
+  g_assert_cmpstr (listing, ==, "manifest.json\ndisk.qcow2\nstate\nSHA256SUMS\n");
+
+  /* The archive needs nothing of the original disk. */
+  g_assert_no_errno (g_unlink (disk));
+  imported = qlean_machine_import (archive, "disky-again", NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (qlean_machine_get_state (imported), ==, QLEAN_MACHINE_STATE_RUNNING);
+  out = run_text (imported, "dd if=/dev/vda bs=512 count=2 2>/dev/null | tr -d '\\000'");
+  g_assert_cmpstr (out, ==, "before-export");
+
+  g_assert_true (qlean_machine_shutdown (imported, NULL, &error));
+  g_assert_no_error (error);
+  g_unlink (archive_path);
+}
+
+/* The entries of a directory, sorted, as one string. */
+static char *
+list_dir (const char *path)
+{
+  g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    g_ptr_array_add (names, g_strdup (name));
+  g_ptr_array_sort (names, compare_names);
+  g_ptr_array_add (names, NULL);
+
+  return g_strjoinv (" ", (char **) names->pdata);
+}
+
+/* A tar member as bytes: header, data, padding. */
+static void
+add_member (GByteArray *tar,
+            const char *name,
+            char        type,
+            const char *linkname,
+            const void *data,
+            gsize       len)
+{
+  static const guint8 zeros[512];
+  guint8 header[512] = { 0 };
+  guint sum = 0;
+  char field[13];
+
+  g_assert_cmpuint (strlen (name), <, 100);
+  memcpy (header, name, strlen (name));
+  memcpy (header + 100, "0000600", 7);
+  memcpy (header + 108, "0000000", 7);
+  memcpy (header + 116, "0000000", 7);
+  g_snprintf (field, sizeof field, "%011" G_GINT64_MODIFIER "o", (guint64) len);
+  memcpy (header + 124, field, 11);
+  memcpy (header + 136, "00000000000", 11);
+  header[156] = type;
+  if (linkname != NULL)
+    memcpy (header + 157, linkname, strlen (linkname));
+  memcpy (header + 257, "ustar\0" "00", 8);
+  memset (header + 148, ' ', 8);
+  for (gsize i = 0; i < 512; i++)
+    sum += header[i];
+  g_snprintf (field, sizeof field, "%06o", sum);
+  memcpy (header + 148, field, 7);
+
+  g_byte_array_append (tar, header, 512);
+  g_byte_array_append (tar, data, len);
+  g_byte_array_append (tar, zeros, (512 - len % 512) % 512);
+}
+
+static void
+add_sums_and_end (GByteArray *tar,
+                  GString    *sums)
+{
+  static const guint8 zeros[1024];
+
+  add_member (tar, "SHA256SUMS", '0', NULL, sums->str, sums->len);
+  g_byte_array_append (tar, zeros, sizeof zeros);
+}
+
+static void
+add_summed (GByteArray *tar,
+            GString    *sums,
+            const char *name,
+            const void *data,
+            gsize       len)
+{
+  g_autofree char *digest = g_compute_checksum_for_data (G_CHECKSUM_SHA256, data, len);
+
+  add_member (tar, name, '0', NULL, data, len);
+  g_string_append_printf (sums, "%s  %s\n", digest, name);
+}
+
+static void
+assert_import_refused (const char   *what,
+                       GByteArray   *tar,
+                       const char   *sentinel,
+                       const char   *run_base)
+{
+  g_autofree char *path = g_build_filename (fixture_dir, "evil.qlean", NULL);
+  g_autoptr(GFile) file = g_file_new_for_path (path);
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *base_before = list_dir (run_base);
+  g_autofree char *base_after = NULL;
+  g_autofree char *sentinel_after = NULL;
+  g_autofree char *fixture_after = NULL;
+
+  g_assert_true (g_file_set_contents (path, (const char *) tar->data, tar->len, &error));
+  machine = qlean_machine_import (file, "evil", NULL, NULL, &error);
+  g_test_message ("%s: %s", what, error ? error->message : "(accepted)");
+  g_assert_null (machine);
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_BAD_ARCHIVE);
+  g_unlink (path);
+
+  /* Nothing written outside, nothing of the import left inside. */
+  sentinel_after = list_dir (sentinel);
+  g_assert_cmpstr (sentinel_after, ==, "");
+  base_after = list_dir (run_base);
+  g_assert_cmpstr (base_after, ==, base_before);
+  fixture_after = list_dir (fixture_dir);
+  g_assert_null (strstr (fixture_after, "evil"));
+  g_assert_false (g_file_test ("x", G_FILE_TEST_EXISTS));
+}
+
+/* Archives from a stranger: refused, with nothing written outside the
+ * importer's own directory, and that directory gone. */
+static void
+test_malicious_archives (void)
+{
+  g_autofree char *sentinel = g_build_filename (fixture_dir, "sentinel", NULL);
+  g_autofree char *run_base = NULL;
+  g_autofree char *valid_path = g_build_filename (fixture_dir, "stopped.qlean", NULL);
+  g_autofree char *target = NULL;
+  g_autofree char *absolute = NULL;
+  g_autoptr(QleanMachine) stopped = qlean_machine_new_with_name ("stopped", NULL, NULL);
+  g_autoptr(QleanMachine) back = NULL;
+  g_autoptr(GFile) valid = g_file_new_for_path (valid_path);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *contents = NULL;
+  g_autofree char *manifest = NULL;
+  gsize len;
+  guint64 manifest_len;
+  const char *run_dir_env = g_getenv ("QLEAN_RUN_DIR");
+
+  if (!have_qemu ())
+    return;
+
+  g_assert_no_errno (g_mkdir (sentinel, 0700));
+  run_base = run_dir_env ? g_strdup (run_dir_env) : NULL;
+  if (run_base == NULL)
+    {
+      g_test_skip ("QLEAN_RUN_DIR is not set: run this under meson test");
+      return;
+    }
+  g_mkdir_with_parents (run_base, 0700);
+
+  /* A real archive, of a machine that never ran: manifest and sums. */
+  g_assert_true (qlean_machine_export (stopped, valid, NULL, &error));
+  g_assert_no_error (error);
+  back = qlean_machine_import (valid, "stopped-again", NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (qlean_machine_get_state (back), ==, QLEAN_MACHINE_STATE_CREATED);
+  g_clear_object (&back);
+
+  g_assert_true (g_file_get_contents (valid_path, &contents, &len, &error));
+  manifest_len = g_ascii_strtoull (contents + 124, NULL, 8);
+  manifest = g_strndup (contents + 512, manifest_len);
+
+  target = g_build_filename (sentinel, "owned", NULL);
+  absolute = g_build_filename (sentinel, "abs", NULL);
+
+  {
+    g_autoptr(GByteArray) tar = g_byte_array_new ();
+    g_autoptr(GString) sums = g_string_new (NULL);
+
+    add_summed (tar, sums, "manifest.json", manifest, manifest_len);
+    add_summed (tar, sums, "../x", "evil", 4);
+    add_sums_and_end (tar, sums);
+    assert_import_refused ("traversal", tar, sentinel, run_base);
+  }
+  {
+    g_autoptr(GByteArray) tar = g_byte_array_new ();
+    g_autoptr(GString) sums = g_string_new (NULL);
+    g_autofree char *sentinel_relative = g_strconcat ("../../../../../../../../../..", sentinel, "/rel", NULL);
+
+    add_summed (tar, sums, "manifest.json", manifest, manifest_len);
+    if (strlen (sentinel_relative) < 100)
+      add_summed (tar, sums, sentinel_relative, "evil", 4);
+    else
+      add_summed (tar, sums, "../../../x", "evil", 4);
+    add_sums_and_end (tar, sums);
+    assert_import_refused ("deep traversal", tar, sentinel, run_base);
+  }
+  if (strlen (absolute) < 100)
+    {
+      g_autoptr(GByteArray) tar = g_byte_array_new ();
+      g_autoptr(GString) sums = g_string_new (NULL);
+
+      add_summed (tar, sums, "manifest.json", manifest, manifest_len);
+      add_summed (tar, sums, absolute, "evil", 4);
+      add_sums_and_end (tar, sums);
+      assert_import_refused ("absolute", tar, sentinel, run_base);
+    }
+  if (strlen (target) < 100)
+    {
+      /* The classic: a link named like a member, then the member. */
+      g_autoptr(GByteArray) tar = g_byte_array_new ();
+      g_autoptr(GString) sums = g_string_new (NULL);
+
+      add_summed (tar, sums, "manifest.json", manifest, manifest_len);
+      add_member (tar, "state", '2', target, NULL, 0);
+      add_summed (tar, sums, "state", "evil", 4);
+      add_sums_and_end (tar, sums);
+      assert_import_refused ("symlink out", tar, sentinel, run_base);
+    }
+  {
+    g_autoptr(GByteArray) tar = g_byte_array_new ();
+
+    g_byte_array_append (tar, (const guint8 *) contents, len - 700);
+    assert_import_refused ("truncated", tar, sentinel, run_base);
+  }
+  {
+    g_autoptr(GByteArray) tar = g_byte_array_new ();
+    g_autoptr(GString) sums = g_string_new (NULL);
+
+    add_summed (tar, sums, "manifest.json", manifest, manifest_len);
+    add_summed (tar, sums, "state", "the memory of a machine", 23);
+    /* Damaged in transit, after the sums were made. */
+    tar->data[tar->len - 512 + 4] ^= 0x01;
+    add_sums_and_end (tar, sums);
+    assert_import_refused ("checksum mismatch", tar, sentinel, run_base);
+  }
+
+  /* A real export of a running machine, truncated in its state and
+   * damaged in its state: extraction has begun when these are found. */
+  if (running_archive != NULL && g_file_test (running_archive, G_FILE_TEST_IS_REGULAR))
+    {
+      g_autofree char *big = NULL;
+      gsize big_len;
+
+      g_assert_true (g_file_get_contents (running_archive, &big, &big_len, &error));
+      {
+        g_autoptr(GByteArray) tar = g_byte_array_new ();
+
+        g_byte_array_append (tar, (const guint8 *) big, big_len / 2);
+        assert_import_refused ("running, truncated", tar, sentinel, run_base);
+      }
+      {
+        g_autoptr(GByteArray) tar = g_byte_array_new ();
+
+        g_byte_array_append (tar, (const guint8 *) big, big_len);
+        tar->data[big_len / 2] ^= 0x40;
+        assert_import_refused ("running, damaged", tar, sentinel, run_base);
+      }
+    }
+  else
+    g_test_message ("no archive of a running machine (its test did not run): skipped those checks");
+
+  g_unlink (valid_path);
+  g_rmdir (sentinel);
+}
+
+/* Runs the built qlean with @args (shell-quoted); returns
+ * its exit status and, in @out, its standard output and error. */
+static int
+qlean_cli (char       **out,
+           const char  *args)
+{
+  g_autofree char *qlean = g_test_build_filename (G_TEST_BUILT, "..", "tools", "qlean", NULL);
+  g_auto(GStrv) split = NULL;
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *std_out = NULL, *std_err = NULL;
+  int status;
+
+  g_assert_true (g_shell_parse_argv (args, NULL, &split, &error));
+  g_ptr_array_add (argv, qlean);
+  for (guint i = 0; split[i] != NULL; i++)
+    g_ptr_array_add (argv, split[i]);
+  g_ptr_array_add (argv, NULL);
+
+  g_assert_true (g_spawn_sync (NULL, (char **) argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                               &std_out, &std_err, &status, &error));
+  g_assert_no_error (error);
+  g_test_message ("qlean %s: %s%s", args, std_out, std_err);
+  if (out != NULL)
+    *out = g_strstrip (g_strconcat (std_out, std_err, NULL));
+
+  return WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
+}
+
+/* The command line on machines of `qlean start`, which belong to
+ * another process: every command once, two machines at most. */
+static void
+test_cli_body (void)
+{
+  g_autofree char *qlean = g_test_build_filename (G_TEST_BUILT, "..", "tools", "qlean", NULL);
+  g_autofree char *archive = g_build_filename (fixture_dir, "cli.qlean", NULL);
+  g_autofree char *export_args = g_strdup_printf ("-q export lc-one %s", archive);
+  g_autofree char *import_args = g_strdup_printf ("-q import %s lc-three", archive);
+  g_autofree char *ls = NULL;
+  char *out = NULL;
+
+  if (!have_qemu ())
+    return;
+  if (!g_file_test (qlean, G_FILE_TEST_IS_EXECUTABLE) || g_getenv ("QLEAN_RUN_DIR") == NULL)
+    {
+      g_test_skip ("needs the built qlean and QLEAN_RUN_DIR: run this under meson test");
+      return;
+    }
+
+  g_assert_cmpint (qlean_cli (NULL, "-q start lc-one"), ==, 0);
+  g_assert_cmpint (qlean_cli (NULL, "exec lc-one -- sh -c 'echo > /root/kept'"), ==, 0);
+
+  g_assert_cmpint (qlean_cli (NULL, "-q pause lc-one"), ==, 0);
+  g_assert_cmpint (qlean_cli (&out, "ls"), ==, 0);
+  g_assert_nonnull (strstr (out, "paused"));
+  g_clear_pointer (&out, g_free);
+  g_assert_cmpint (qlean_cli (&out, "exec lc-one -- true"), ==, 125);
+  g_assert_nonnull (strstr (out, "paused"));
+  g_clear_pointer (&out, g_free);
+  g_assert_cmpint (qlean_cli (&out, "-q pause lc-one"), ==, 1);
+  g_clear_pointer (&out, g_free);
+  g_assert_cmpint (qlean_cli (NULL, "-q resume lc-one"), ==, 0);
+
+  g_assert_cmpint (qlean_cli (NULL, "-q snapshot lc-one clean"), ==, 0);
+  g_assert_cmpint (qlean_cli (NULL, "exec lc-one -- sh -c 'echo > /root/later'"), ==, 0);
+  g_assert_cmpint (qlean_cli (NULL, "-q restore lc-one clean"), ==, 0);
+  g_assert_cmpint (qlean_cli (&out, "exec lc-one -- ls /root"), ==, 0);
+  g_assert_cmpstr (out, ==, "kept");
+  g_clear_pointer (&out, g_free);
+  g_assert_cmpint (qlean_cli (&out, "-q restore lc-one nonesuch"), ==, 1);
+  g_clear_pointer (&out, g_free);
+
+  g_assert_cmpint (qlean_cli (NULL, "-q clone lc-one lc-two"), ==, 0);
+  g_assert_cmpint (qlean_cli (&out, "exec lc-two -- sh -c 'echo > /root/two'"), ==, 0);
+  g_clear_pointer (&out, g_free);
+  g_assert_cmpint (qlean_cli (&out, "exec lc-two -- hostname"), ==, 0);
+  g_assert_cmpstr (out, ==, "lc-two");
+  g_clear_pointer (&out, g_free);
+  g_assert_cmpint (qlean_cli (&out, "exec lc-one -- ls /root"), ==, 0);
+  g_assert_cmpstr (out, ==, "kept");
+  g_clear_pointer (&out, g_free);
+  g_assert_cmpint (qlean_cli (NULL, "-q stop lc-two"), ==, 0);
+
+  g_assert_cmpint (qlean_cli (NULL, export_args), ==, 0);
+  g_assert_cmpint (qlean_cli (NULL, "-q stop lc-one"), ==, 0);
+  g_assert_cmpint (qlean_cli (NULL, import_args), ==, 0);
+  g_assert_cmpint (qlean_cli (&out, "exec lc-three -- sh -c 'hostname; ls /root'"), ==, 0);
+  g_assert_cmpstr (out, ==, "lc-three\nkept");
+  g_clear_pointer (&out, g_free);
+  g_assert_cmpint (qlean_cli (NULL, "-q stop lc-three"), ==, 0);
+  g_unlink (archive);
+
+  /* Nothing left: no machines, no stray archives of clones. */
+  g_assert_cmpint (qlean_cli (&ls, "ls --json"), ==, 0);
+  g_assert_cmpstr (ls, ==, "[]");
+}
+
+/* In a subprocess, so that the machines, which outlive it by design,
+ * are stopped whatever failed. */
+static void
+test_cli (void)
+{
+  if (!have_qemu ())
+    return;
+
+  g_test_trap_subprocess ("/lifecycle/cli/subprocess", 300 * G_USEC_PER_SEC,
+                          G_TEST_SUBPROCESS_INHERIT_STDOUT | G_TEST_SUBPROCESS_INHERIT_STDERR);
+  qlean_cli (NULL, "-q stop lc-one lc-two lc-three");
+  g_test_trap_assert_passed ();
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  int status;
+
+  g_test_init (&argc, &argv, NULL);
+  log_messages = g_string_new (NULL);
+  g_log_set_writer_func (log_writer, NULL, NULL);
+  fixture_dir = g_dir_make_tmp ("qlean-lifecycle-XXXXXX", NULL);
+  g_assert_nonnull (fixture_dir);
+
+  g_test_add_func ("/lifecycle/states-and-signals", test_states_and_signals);
+  g_test_add_func ("/lifecycle/sigkill", test_sigkill);
+  g_test_add_func ("/lifecycle/guest-panic", test_guest_panic);
+  g_test_add_func ("/lifecycle/snapshot-restore", test_snapshot_restore);
+  g_test_add_func ("/lifecycle/clone-isolation", test_clone_isolation);
+  g_test_add_func ("/lifecycle/export-import", test_export_import);
+  g_test_add_func ("/lifecycle/export-import-disk", test_export_import_disk);
+  g_test_add_func ("/lifecycle/malicious-archives", test_malicious_archives);
+  g_test_add_func ("/lifecycle/cli", test_cli);
+  g_test_add_func ("/lifecycle/cli/subprocess", test_cli_body);
+
+  status = g_test_run ();
+
+  if (running_archive != NULL)
+    g_unlink (running_archive);
+  g_rmdir (fixture_dir);
+  g_free (running_archive);
+  g_free (fixture_dir);
+  return status;
+}
