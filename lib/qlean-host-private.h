@@ -31,4 +31,13 @@ gboolean  qlean_host_run_dir_owner_alive (const char *run_dir);
  * distribution this host runs. */
 char     *qlean_host_install_hint    (const char  *debian_package);
 
+/* A launcher whose children die with this process (PR_SET_PDEATHSIG,
+ * bound to the forking thread: spawn from Qlean's worker, which lives as
+ * long as the process) and leave the terminal's process group, so that
+ * ^C reaches only their owner, which stops them in order. */
+GSubprocessLauncher *qlean_host_child_launcher (GSubprocessFlags flags);
+/* Waits, briefly (up to a second), until a SIGKILLed child is gone or a
+ * zombie: the worker's child watch reaps it later. */
+void      qlean_host_wait_for_death  (GPid         pid);
+
 G_END_DECLS

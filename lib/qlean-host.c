@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <glib/gstdio.h>
 #include <glib/gi18n-lib.h>
@@ -317,4 +318,52 @@ qlean_host_run_dir_owner_alive (const char *run_dir)
 
   start = process_start_time ((pid_t) pid);
   return start != NULL && g_strcmp0 (start, fields[1]) == 0;
+}
+
+typedef struct
+{
+  pid_t parent;
+} ChildSetup;
+
+/* Runs in the child between fork and exec: async-signal-safe calls only. */
+static void
+child_setup (gpointer user_data)
+{
+  ChildSetup *setup = user_data;
+
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
+  /* The parent died before prctl took effect: nobody will kill us. */
+  if (getppid () != setup->parent)
+    _exit (127);
+  setpgid (0, 0);
+}
+
+GSubprocessLauncher *
+qlean_host_child_launcher (GSubprocessFlags flags)
+{
+  GSubprocessLauncher *launcher = g_subprocess_launcher_new (flags);
+  ChildSetup *setup = g_new0 (ChildSetup, 1);
+
+  setup->parent = getpid ();
+  g_subprocess_launcher_set_child_setup (launcher, child_setup, setup, g_free);
+
+  return launcher;
+}
+
+void
+qlean_host_wait_for_death (GPid pid)
+{
+  for (int i = 0; i < 200; i++)
+    {
+      g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
+      g_autofree char *stat = NULL;
+      const char *state;
+
+      if (!g_file_get_contents (path, &stat, NULL, NULL))
+        return;
+      state = strrchr (stat, ')');
+      if (state == NULL || state[1] == '\0' || state[2] == 'Z' || state[2] == 'X')
+        return;
+      g_usleep (5000);
+    }
 }

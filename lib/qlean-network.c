@@ -359,26 +359,6 @@ qlean_network_constructed (GObject *object)
   self->link = network_link_new (self);
 }
 
-/* Waits, briefly, until a SIGKILLed child is gone or a zombie, so that
- * no switch is left when dispose returns; the worker's child watch
- * reaps it. */
-static void
-wait_for_death (GPid pid)
-{
-  for (int i = 0; i < 200; i++)
-    {
-      g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
-      g_autofree char *stat = NULL;
-      const char *state;
-
-      if (!g_file_get_contents (path, &stat, NULL, NULL))
-        return;
-      state = strrchr (stat, ')');
-      if (state == NULL || state[1] == '\0' || state[2] == 'Z' || state[2] == 'X')
-        return;
-      g_usleep (5000);
-    }
-}
 
 static void
 qlean_network_dispose (GObject *object)
@@ -402,9 +382,9 @@ qlean_network_dispose (GObject *object)
   if (switch_pid > 0)
     kill (switch_pid, SIGKILL);
   if (plug_pid > 0)
-    wait_for_death (plug_pid);
+    qlean_host_wait_for_death (plug_pid);
   if (switch_pid > 0)
-    wait_for_death (switch_pid);
+    qlean_host_wait_for_death (switch_pid);
   if (run_dir != NULL)
     qlean_rm_rf (run_dir, NULL);
 
@@ -1092,37 +1072,11 @@ ignore_reply (QleanNetwork *self,
 
 /* Starting and stopping */
 
-typedef struct
-{
-  pid_t parent;
-} ChildSetup;
-
-/* Runs in the child between fork and exec: async-signal-safe calls only. */
-static void
-qlean_network_child_setup (gpointer user_data)
-{
-  ChildSetup *setup = user_data;
-
-  /* As for QEMU (see qlean-machine.c): the switch dies with the worker
-   * thread that forked it, that is with the process, and stays out of
-   * the terminal's process group so that ^C reaches only the owner, which
-   * stops machines before their network. */
-  prctl (PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid () != setup->parent)
-    _exit (127);
-  setpgid (0, 0);
-}
-
+/* The switch and its plug die with the process, as QEMU does. */
 static GSubprocessLauncher *
 child_launcher (GSubprocessFlags flags)
 {
-  GSubprocessLauncher *launcher = g_subprocess_launcher_new (flags);
-  ChildSetup *setup = g_new0 (ChildSetup, 1);
-
-  setup->parent = getpid ();
-  g_subprocess_launcher_set_child_setup (launcher, qlean_network_child_setup, setup, g_free);
-
-  return launcher;
+  return qlean_host_child_launcher (flags);
 }
 
 static char *
