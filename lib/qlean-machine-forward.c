@@ -1,0 +1,773 @@
+/* qlean-machine-forward.c: local TCP ports forwarded to a machine's ports
+ *
+ * SPDX-License-Identifier: MIT
+ *
+ * A forward is a listening socket on 127.0.0.1 of the host, on Qlean's
+ * worker thread. Each connection it accepts becomes one CONNECT stream
+ * of the machine's data channel (qga/qlean-guest-protocol.h): qlean-guest
+ * connects to the port on the guest's own loopback and the two sockets
+ * are pumped into each other. So a forward needs no network card, no
+ * QEMU user networking and no route from the host to the guest: it works
+ * the same with a pool network, without one, and for a machine attached
+ * through `qlean start`'s socket, since the relay passes CONNECT on.
+ *
+ * Buffering is bounded both ways by the protocol's credit window: the
+ * local socket is read only while the guest has room, and what the guest
+ * sends is acknowledged only once the local socket took it.
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <glib/gi18n-lib.h>
+
+#include "qlean-error.h"
+#include "qlean-guest-channel-private.h"
+#include "qlean-json-channel-private.h"
+#include "qlean-machine-forward-private.h"
+#include "qlean-machine-private.h"
+#include "qlean-sync-private.h"
+#include "qlean-worker-private.h"
+
+#define FORWARDS_KEY "qlean-machine-forwards"
+#define READ_CHUNK (64 * 1024)
+/* How long a connection waits for qlean-guest to answer again, after a
+ * guest reboot made the channel say HELLO anew. */
+#define CHANNEL_WAIT_MS 5000
+
+typedef struct _Forward Forward;
+
+/* One accepted connection and its CONNECT stream. */
+typedef struct
+{
+  Forward          *forward;      /* unowned: a forward frees its connections first */
+  GSocket          *socket;
+  QleanGuestStream *stream;       /* NULL until opened, and once the stream ended */
+  gboolean          stream_done;  /* DONE or ERROR came: nothing to reset in the guest */
+  GSource          *read_source;
+  GSource          *write_source;
+  GQueue            out;          /* GBytes from the guest, not yet written here */
+  gsize             out_offset;
+  gboolean          local_eof;    /* the client finished sending: EOF fd 0 queued */
+  gboolean          guest_eof;    /* EOF fd 1 came */
+  gboolean          write_shut;
+} Conn;
+
+struct _Forward
+{
+  int                ref_count;   /* worker only */
+  char              *machine_name;
+  guint16            host_port;
+  guint16            guest_port;
+  QleanGuestChannel *channel;
+  GSocket           *listener;
+  GSource           *accept_source;
+  GPtrArray         *conns;       /* Conn, freed with the forward */
+};
+
+static guint8 read_buffer[READ_CHUNK];   /* worker only */
+
+static void conn_watch_read (Conn *conn);
+static void conn_flush      (Conn *conn);
+
+static Forward *
+forward_ref (Forward *forward)
+{
+  forward->ref_count++;
+  return forward;
+}
+
+static void
+forward_unref (Forward *forward)
+{
+  if (--forward->ref_count > 0)
+    return;
+
+  g_assert (forward->listener == NULL && forward->conns == NULL);
+  g_clear_object (&forward->channel);
+  g_free (forward->machine_name);
+  g_free (forward);
+}
+
+static void
+conn_free (Conn *conn)
+{
+  qlean_clear_source (&conn->read_source);
+  qlean_clear_source (&conn->write_source);
+  if (conn->stream != NULL)
+    {
+      /* A connection given up halfway resets the guest's side too, so
+       * that the server there sees what a client here would have seen. */
+      if (!conn->stream_done)
+        qlean_guest_stream_send_signal (conn->stream, SIGKILL);
+      qlean_guest_stream_close (conn->stream);
+      g_clear_pointer (&conn->stream, qlean_guest_stream_unref);
+    }
+  g_queue_clear_full (&conn->out, (GDestroyNotify) g_bytes_unref);
+  if (conn->socket != NULL)
+    g_socket_close (conn->socket, NULL);
+  g_clear_object (&conn->socket);
+  g_free (conn);
+}
+
+/* Ends the connection now; with @reset the client sees a reset rather
+ * than an orderly end (the guest's server or connection failed). */
+static void
+conn_end (Conn     *conn,
+          gboolean  reset)
+{
+  if (reset && conn->socket != NULL)
+    {
+      struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+      setsockopt (g_socket_get_fd (conn->socket), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+  /* Removing it from its forward frees it. */
+  g_ptr_array_remove_fast (conn->forward->conns, conn);
+}
+
+static void
+conn_maybe_done (Conn *conn)
+{
+  if (conn->stream_done && g_queue_is_empty (&conn->out))
+    conn_end (conn, FALSE);
+}
+
+static gboolean
+conn_write_cb (GSocket      *socket,
+               GIOCondition  condition,
+               gpointer      user_data)
+{
+  Conn *conn = user_data;
+
+  g_clear_pointer (&conn->write_source, g_source_unref);
+  conn_flush (conn);
+  return G_SOURCE_REMOVE;
+}
+
+/* Writes what the guest sent to the client, acknowledging each byte the
+ * socket takes: the guest sends no more than a window ahead of us. Then,
+ * after the guest's EOF, ends our sending side. FALSE when the client
+ * went away; never frees @conn. */
+static gboolean
+conn_write_out (Conn    *conn,
+                GError **error)
+{
+  while (!g_queue_is_empty (&conn->out))
+    {
+      g_autoptr(GError) local_error = NULL;
+      GBytes *head = g_queue_peek_head (&conn->out);
+      gsize len;
+      const guint8 *data = g_bytes_get_data (head, &len);
+      gssize n = g_socket_send (conn->socket, (const char *) data + conn->out_offset,
+                                len - conn->out_offset, NULL, &local_error);
+
+      if (n < 0 && g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        {
+          if (conn->write_source == NULL)
+            {
+              conn->write_source = g_socket_create_source (conn->socket, G_IO_OUT, NULL);
+              g_source_set_callback (conn->write_source,
+                                     (GSourceFunc) (void (*) (void)) conn_write_cb, conn, NULL);
+              g_source_set_static_name (conn->write_source, "[qlean] forward write");
+              g_source_attach (conn->write_source, qlean_worker_get_context ());
+            }
+          return TRUE;
+        }
+
+      if (n < 0)
+        {
+          g_propagate_error (error, g_steal_pointer (&local_error));
+          return FALSE;
+        }
+
+      if (conn->stream != NULL)
+        qlean_guest_stream_send_credit (conn->stream, (guint32) n);
+      conn->out_offset += n;
+      if (conn->out_offset == len)
+        {
+          g_bytes_unref (g_queue_pop_head (&conn->out));
+          conn->out_offset = 0;
+        }
+    }
+
+  if (conn->guest_eof && !conn->write_shut)
+    {
+      conn->write_shut = TRUE;
+      g_socket_shutdown (conn->socket, FALSE, TRUE, NULL);
+    }
+
+  return TRUE;
+}
+
+static void
+conn_flush (Conn *conn)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!conn_write_out (conn, &error))
+    {
+      /* The client went away while the guest still had things to say. */
+      g_debug ("Port %u of machine “%s”: the local client went away: %s",
+               conn->forward->host_port, conn->forward->machine_name, error->message);
+      conn_end (conn, FALSE);
+      return;
+    }
+
+  conn_maybe_done (conn);
+}
+
+static gboolean
+conn_read_cb (GSocket      *socket,
+              GIOCondition  condition,
+              gpointer      user_data)
+{
+  Conn *conn = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) bytes = NULL;
+  gssize n;
+
+  n = g_socket_receive (socket, (char *) read_buffer, sizeof read_buffer, NULL, &error);
+  if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+    return G_SOURCE_CONTINUE;
+
+  if (n < 0)
+    {
+      g_debug ("Port %u of machine “%s”: reading from the local client failed: %s",
+               conn->forward->host_port, conn->forward->machine_name, error->message);
+      g_clear_pointer (&conn->read_source, g_source_unref);
+      conn_end (conn, FALSE);
+      return G_SOURCE_REMOVE;
+    }
+
+  if (n == 0)
+    {
+      g_clear_pointer (&conn->read_source, g_source_unref);
+      conn->local_eof = TRUE;
+      if (conn->stream != NULL)
+        qlean_guest_stream_send_eof (conn->stream);
+      return G_SOURCE_REMOVE;
+    }
+
+  bytes = g_bytes_new (read_buffer, n);
+  qlean_guest_stream_send_data (conn->stream, bytes);
+
+  /* The guest's window is full: wait for its credit (see conn_writable_cb). */
+  if (qlean_guest_stream_get_unacked (conn->stream) >= QLEAN_GUEST_WINDOW)
+    {
+      g_clear_pointer (&conn->read_source, g_source_unref);
+      return G_SOURCE_REMOVE;
+    }
+
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+conn_watch_read (Conn *conn)
+{
+  if (conn->read_source != NULL || conn->local_eof || conn->stream == NULL ||
+      qlean_guest_stream_get_unacked (conn->stream) >= QLEAN_GUEST_WINDOW)
+    return;
+
+  conn->read_source = g_socket_create_source (conn->socket, G_IO_IN | G_IO_HUP | G_IO_ERR, NULL);
+  g_source_set_callback (conn->read_source, (GSourceFunc) (void (*) (void)) conn_read_cb, conn, NULL);
+  g_source_set_static_name (conn->read_source, "[qlean] forward read");
+  g_source_attach (conn->read_source, qlean_worker_get_context ());
+}
+
+static gboolean
+conn_writable_cb (gpointer user_data)
+{
+  conn_watch_read (user_data);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+conn_stream_cb (QleanGuestStream *stream,
+                guint8            type,
+                guint8            fd,
+                GBytes           *payload,
+                const GError     *error,
+                gpointer          user_data)
+{
+  Conn *conn = user_data;
+
+  switch (type)
+    {
+    case 0:
+    case QLEAN_GUEST_FRAME_ERROR:
+      {
+        g_autoptr(GError) failure = error ? g_error_copy (error)
+                                          : qlean_guest_error_from_payload (payload, "CONNECT");
+
+        /* Nothing is left to reset in the guest; the client gets what
+         * the guest had sent, then a reset. */
+        g_debug ("Port %u of machine “%s” (guest port %u): %s", conn->forward->host_port,
+                 conn->forward->machine_name, conn->forward->guest_port, failure->message);
+        conn->stream_done = TRUE;
+        if (conn->write_source == NULL)
+          conn_write_out (conn, NULL);
+        conn_end (conn, TRUE);
+        break;
+      }
+
+    case QLEAN_GUEST_FRAME_DATA:
+      if (fd == 1 && g_bytes_get_size (payload) > 0)
+        {
+          g_queue_push_tail (&conn->out, g_bytes_ref (payload));
+          if (conn->write_source == NULL)
+            conn_flush (conn);
+        }
+      break;
+
+    case QLEAN_GUEST_FRAME_EOF:
+      if (fd == 1)
+        {
+          conn->guest_eof = TRUE;
+          if (conn->write_source == NULL)
+            conn_flush (conn);
+        }
+      break;
+
+    case QLEAN_GUEST_FRAME_DONE:
+      conn->stream_done = TRUE;
+      conn_maybe_done (conn);
+      break;
+
+    default:
+      break;
+    }
+}
+
+static void
+conn_open_stream (Conn *conn)
+{
+  QleanGuestTlv *tlv = qlean_guest_tlv_new ();
+  g_autoptr(GBytes) request = NULL;
+
+  qlean_guest_tlv_add_u32 (tlv, QLEAN_GUEST_TAG_PORT, conn->forward->guest_port);
+  request = qlean_guest_tlv_free_to_bytes (tlv);
+  conn->stream = qlean_guest_channel_open_stream (conn->forward->channel, QLEAN_GUEST_FRAME_CONNECT,
+                                                  request, conn_stream_cb, conn, NULL);
+  qlean_guest_stream_set_writable_func (conn->stream, conn_writable_cb, conn);
+  conn_watch_read (conn);
+}
+
+typedef struct
+{
+  Forward *forward;
+  Conn    *conn;
+} PendingConn;
+
+static void
+conn_channel_ready_cb (GObject      *source,
+                       GAsyncResult *result,
+                       gpointer      user_data)
+{
+  PendingConn *pending = user_data;
+  g_autoptr(GError) error = NULL;
+  gboolean ready = qlean_guest_channel_hello_finish (QLEAN_GUEST_CHANNEL (source), result, &error);
+  Conn *conn = pending->conn;
+
+  /* The forward may have been closed meanwhile, and its connections with it. */
+  if (pending->forward->conns != NULL && g_ptr_array_find (pending->forward->conns, conn, NULL))
+    {
+      if (ready)
+        conn_open_stream (conn);
+      else
+        {
+          g_debug ("Port %u of machine “%s”: qlean-guest does not answer: %s",
+                   conn->forward->host_port, conn->forward->machine_name, error->message);
+          conn->stream_done = TRUE;
+          conn_end (conn, TRUE);
+        }
+    }
+
+  forward_unref (pending->forward);
+  g_free (pending);
+}
+
+static gboolean
+forward_accept_cb (GSocket      *listener,
+                   GIOCondition  condition,
+                   gpointer      user_data)
+{
+  Forward *forward = user_data;
+  g_autoptr(GSocket) socket = NULL;
+  g_autoptr(GError) error = NULL;
+  Conn *conn;
+
+  socket = g_socket_accept (listener, NULL, &error);
+  if (socket == NULL)
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        g_debug ("Port %u of machine “%s”: accept failed: %s", forward->host_port,
+                 forward->machine_name, error->message);
+      return G_SOURCE_CONTINUE;
+    }
+
+  g_socket_set_blocking (socket, FALSE);
+  /* Bytes go on as the client wrote them; batching is the client's call. */
+  g_socket_set_option (socket, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
+
+  conn = g_new0 (Conn, 1);
+  conn->forward = forward;
+  conn->socket = g_steal_pointer (&socket);
+  g_queue_init (&conn->out);
+  g_ptr_array_add (forward->conns, conn);
+
+  if (qlean_guest_channel_is_ready (forward->channel))
+    conn_open_stream (conn);
+  else
+    {
+      PendingConn *pending = g_new0 (PendingConn, 1);
+
+      /* After a guest reboot the channel syncs again: wait for it. */
+      pending->forward = forward_ref (forward);
+      pending->conn = conn;
+      qlean_guest_channel_hello_async (forward->channel, CHANNEL_WAIT_MS, NULL,
+                                       conn_channel_ready_cb, pending);
+    }
+
+  return G_SOURCE_CONTINUE;
+}
+
+/* Stops listening (the port is free at once) and ends every connection. */
+static void
+forward_close (Forward *forward)
+{
+  g_assert (qlean_worker_is_current ());
+
+  qlean_clear_source (&forward->accept_source);
+  if (forward->listener != NULL)
+    g_socket_close (forward->listener, NULL);
+  g_clear_object (&forward->listener);
+  g_clear_pointer (&forward->conns, g_ptr_array_unref);
+  forward_unref (forward);
+}
+
+static gboolean
+forwards_unref_in_worker (gpointer user_data)
+{
+  g_ptr_array_unref (user_data);
+  return G_SOURCE_REMOVE;
+}
+
+/* A machine finalized while it forwarded ports (dropped while running):
+ * its sockets belong to the worker. */
+static void
+forwards_destroy (gpointer data)
+{
+  qlean_worker_invoke (forwards_unref_in_worker, data, NULL);
+}
+
+/* The machine's forwards, created on first use; worker only. */
+static GPtrArray *
+get_forwards (QleanMachine *self,
+              gboolean      create)
+{
+  GPtrArray *forwards = g_object_get_data (G_OBJECT (self), FORWARDS_KEY);
+
+  if (forwards == NULL && create)
+    {
+      forwards = g_ptr_array_new_with_free_func ((GDestroyNotify) forward_close);
+      g_object_set_data_full (G_OBJECT (self), FORWARDS_KEY, forwards, forwards_destroy);
+    }
+
+  return forwards;
+}
+
+void
+qlean_machine_forward_release (QleanMachine *self)
+{
+  GPtrArray *forwards = get_forwards (self, FALSE);
+
+  g_assert (qlean_worker_is_current ());
+
+  if (forwards != NULL)
+    g_ptr_array_set_size (forwards, 0);
+}
+
+/* Public API */
+
+typedef struct
+{
+  guint16 host_port;
+  guint16 guest_port;
+} ForwardRequest;
+
+static Forward *
+forward_listen (QleanMachine       *self,
+                QleanGuestChannel  *channel,
+                guint16             host_port,
+                guint16             guest_port,
+                GError            **error)
+{
+  g_autoptr(GSocket) listener = NULL;
+  g_autoptr(GSocketAddress) address = NULL;
+  g_autoptr(GSocketAddress) bound = NULL;
+  Forward *forward;
+
+  /* Loopback only: a forward is for tests and tools on this host, and a
+   * guest's server must never be reachable from the LAN by accident. */
+  listener = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, error);
+  if (listener == NULL)
+    return NULL;
+  address = g_inet_socket_address_new_from_string ("127.0.0.1", host_port);
+  if (!g_socket_bind (listener, address, TRUE, error) ||
+      !g_socket_listen (listener, error) ||
+      (bound = g_socket_get_local_address (listener, error)) == NULL)
+    return NULL;
+  g_socket_set_blocking (listener, FALSE);
+
+  forward = g_new0 (Forward, 1);
+  forward->ref_count = 1;
+  forward->machine_name = g_strdup (qlean_machine_get_name (self));
+  forward->host_port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+  forward->guest_port = guest_port;
+  forward->channel = g_object_ref (channel);
+  forward->listener = g_steal_pointer (&listener);
+  forward->conns = g_ptr_array_new_with_free_func ((GDestroyNotify) conn_free);
+  forward->accept_source = g_socket_create_source (forward->listener, G_IO_IN, NULL);
+  g_source_set_callback (forward->accept_source,
+                         (GSourceFunc) (void (*) (void)) forward_accept_cb, forward, NULL);
+  g_source_set_static_name (forward->accept_source, "[qlean] forward accept");
+  g_source_attach (forward->accept_source, qlean_worker_get_context ());
+
+  return forward;
+}
+
+static void
+forward_channel_cb (GObject      *source,
+                    GAsyncResult *result,
+                    gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = QLEAN_MACHINE (source);
+  ForwardRequest *request = g_task_get_task_data (task);
+  g_autoptr(QleanGuestChannel) channel = NULL;
+  g_autoptr(GError) error = NULL;
+  Forward *forward;
+
+  channel = qlean_machine_get_guest_channel_finish (self, result, &error);
+  if (channel == NULL)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                               _("Cannot forward a port to machine “%s”: forwarding needs "
+                                 "qlean-guest in the guest, and %s"),
+                               qlean_machine_get_name (self), error->message);
+      return;
+    }
+
+  /* The run may have ended while we waited; its forwards are gone. */
+  if (qlean_machine_get_state (self) != QLEAN_MACHINE_STATE_RUNNING)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Cannot forward a port to machine “%s”: it stopped"),
+                               qlean_machine_get_name (self));
+      return;
+    }
+
+  forward = forward_listen (self, channel, request->host_port, request->guest_port, &error);
+  if (forward == NULL)
+    {
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE))
+        g_prefix_error (&error, _("Cannot forward port %u of 127.0.0.1 (in use: pick another, "
+                                  "or 0 for a free one): "), request->host_port);
+      else
+        g_prefix_error (&error, _("Cannot forward port %u of 127.0.0.1: "), request->host_port);
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  g_ptr_array_add (get_forwards (self, TRUE), forward);
+  g_debug ("Machine “%s”: 127.0.0.1:%u forwards to guest port %u",
+           qlean_machine_get_name (self), forward->host_port, forward->guest_port);
+  g_task_return_int (task, forward->host_port);
+}
+
+static gboolean
+forward_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+
+  qlean_machine_get_guest_channel_async (self, g_task_get_cancellable (task),
+                                         forward_channel_cb, g_object_ref (task));
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * qlean_machine_forward_port_async:
+ * @self: a running #QleanMachine
+ * @host_port: the port to listen on, on 127.0.0.1 of the host; 0 picks a
+ *   free one
+ * @guest_port: the TCP port in the guest to forward to
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called when the port listens, or could not
+ * @user_data: data for @callback
+ *
+ * Forwards a local TCP port to a port of the machine, so that a test or
+ * tool on the host can talk to a server in the guest: each connection to
+ * 127.0.0.1:@host_port becomes a connection to 127.0.0.1:@guest_port in
+ * the guest. The port is bound to the loopback address only.
+ *
+ * Forwarding runs over the machine's data channel (qlean-guest), not
+ * over a network, so it works the same with a pool network and without
+ * any network card. The server in the guest need not listen yet: a
+ * connection made before it does is reset, as a refused connection
+ * would be. Forwards end when the machine stops, or with
+ * [method@Machine.unforward_port].
+ */
+void
+qlean_machine_forward_port_async (QleanMachine        *self,
+                                  guint16              host_port,
+                                  guint16              guest_port,
+                                  GCancellable        *cancellable,
+                                  GAsyncReadyCallback  callback,
+                                  gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  ForwardRequest *request;
+
+  g_return_if_fail (QLEAN_IS_MACHINE (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, qlean_machine_forward_port_async);
+  g_task_set_name (task, "[qlean] forward port");
+
+  if (guest_port == 0)
+    {
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                               _("Cannot forward to port 0 of machine “%s”: give the guest's port"),
+                               qlean_machine_get_name (self));
+      return;
+    }
+
+  if (!qlean_machine_check_running (self, "forward a port", &error))
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  request = g_new0 (ForwardRequest, 1);
+  request->host_port = host_port;
+  request->guest_port = guest_port;
+  g_task_set_task_data (task, request, g_free);
+  qlean_worker_invoke (forward_in_worker, g_steal_pointer (&task), g_object_unref);
+}
+
+/**
+ * qlean_machine_forward_port_finish:
+ * @self: a #QleanMachine
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes qlean_machine_forward_port_async().
+ *
+ * Returns: the port listening on 127.0.0.1 of the host, or 0 with @error
+ *   set
+ */
+guint16
+qlean_machine_forward_port_finish (QleanMachine  *self,
+                                   GAsyncResult  *result,
+                                   GError       **error)
+{
+  gssize port;
+
+  g_return_val_if_fail (g_task_is_valid (result, self), 0);
+
+  port = g_task_propagate_int (G_TASK (result), error);
+  return port < 0 ? 0 : (guint16) port;
+}
+
+/**
+ * qlean_machine_forward_port:
+ * @self: a running #QleanMachine
+ * @host_port: the port to listen on, on 127.0.0.1 of the host; 0 picks a
+ *   free one
+ * @guest_port: the TCP port in the guest to forward to
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_forward_port_async(). A port in use
+ * fails with %G_IO_ERROR_ADDRESS_IN_USE.
+ *
+ * Returns: the port listening on 127.0.0.1 of the host, or 0 with @error
+ *   set
+ */
+guint16
+qlean_machine_forward_port (QleanMachine  *self,
+                            guint16        host_port,
+                            guint16        guest_port,
+                            GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+
+  qlean_sync_call_init (&call);
+  qlean_machine_forward_port_async (self, host_port, guest_port, NULL, qlean_sync_call_done, &call);
+
+  return qlean_machine_forward_port_finish (self, qlean_sync_call_wait (&call), error);
+}
+
+static gboolean
+unforward_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  guint16 host_port = GPOINTER_TO_UINT (g_task_get_task_data (task));
+  GPtrArray *forwards = get_forwards (self, FALSE);
+
+  for (guint i = 0; forwards != NULL && i < forwards->len; i++)
+    {
+      Forward *forward = g_ptr_array_index (forwards, i);
+
+      if (forward->host_port == host_port)
+        {
+          g_ptr_array_remove_index (forwards, i);
+          g_task_return_boolean (task, TRUE);
+          return G_SOURCE_REMOVE;
+        }
+    }
+
+  g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                           _("Machine “%s” forwards no port %u"), qlean_machine_get_name (self),
+                           host_port);
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * qlean_machine_unforward_port:
+ * @self: a #QleanMachine
+ * @host_port: a port that qlean_machine_forward_port() returned
+ * @error: return location for a #GError
+ *
+ * Stops forwarding @host_port: it no longer listens once this returns,
+ * and connections made through it are closed. A port this machine does
+ * not forward fails with %G_IO_ERROR_NOT_FOUND.
+ *
+ * Returns: %TRUE when the forward was removed
+ */
+gboolean
+qlean_machine_unforward_port (QleanMachine  *self,
+                              guint16        host_port,
+                              GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+  GTask *task;
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
+
+  qlean_sync_call_init (&call);
+  task = g_task_new (self, NULL, qlean_sync_call_done, &call);
+  g_task_set_source_tag (task, qlean_machine_unforward_port);
+  g_task_set_task_data (task, GUINT_TO_POINTER (host_port), NULL);
+  qlean_worker_invoke (unforward_in_worker, task, g_object_unref);
+
+  return g_task_propagate_boolean (G_TASK (qlean_sync_call_wait (&call)), error);
+}

@@ -1,0 +1,1152 @@
+/* test-exec.c: running commands in a machine, on real QEMU, with the
+ * minimal image: live output, environment, user, stdin, status and
+ * signal, timeouts, cancellation, concurrency, big output, errors, the
+ * agent fallback, and the `qlean start/exec/stop/ls` cycle
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+
+#include <qlean/qlean.h>
+
+/* One machine for every test but the CLI's, which boots its own through
+ * `qlean start`. Each boot costs seconds of a core under TCG. */
+static QleanMachine *shared_machine;
+
+static QleanMachine *
+get_machine (void)
+{
+  g_autofree char *qemu = g_find_program_in_path ("qemu-system-x86_64");
+  g_autoptr(GError) error = NULL;
+
+  if (qemu == NULL)
+    {
+      g_test_skip ("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
+      return NULL;
+    }
+
+  if (shared_machine == NULL)
+    {
+      shared_machine = qlean_machine_new (NULL, NULL);
+      qlean_machine_spawn (shared_machine, NULL, &error);
+      g_assert_no_error (error);
+    }
+
+  g_assert_cmpint (qlean_machine_get_state (shared_machine), ==, QLEAN_MACHINE_STATE_RUNNING);
+  return shared_machine;
+}
+
+static QleanExecResult *
+run (QleanMachine *machine,
+     const char   *command)
+{
+  g_autoptr(GError) error = NULL;
+  QleanExecResult *result = qlean_machine_exec (machine, command, NULL, &error);
+
+  g_assert_no_error (error);
+  g_assert_nonnull (result);
+  return result;
+}
+
+/* A command's stdout, which must have succeeded. */
+static char *
+run_out (QleanMachine *machine,
+         const char   *command)
+{
+  g_autoptr(QleanExecResult) result = run (machine, command);
+  g_autofree char *err = qlean_exec_result_get_stderr_text (result);
+
+  if (!qlean_exec_result_success (result))
+    g_error ("“%s” failed (status %d, signal %d): %s", command,
+             qlean_exec_result_get_exit_status (result), qlean_exec_result_get_signal (result), err);
+  return qlean_exec_result_get_stdout_text (result);
+}
+
+static QleanGuestProcess *
+spawn (QleanGuestLauncher *launcher,
+       QleanMachine       *machine,
+       const char * const *argv)
+{
+  g_autoptr(GError) error = NULL;
+  QleanGuestProcess *process = qlean_guest_launcher_spawnv (launcher, machine, argv, &error);
+
+  g_assert_no_error (error);
+  g_assert_nonnull (process);
+  return process;
+}
+
+static double
+seconds_since (gint64 start)
+{
+  return (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
+}
+
+/* Waits until no process in the guest has @pattern in its command line
+ * (zombies that init has yet to reap included). */
+static gboolean
+guest_process_gone (QleanMachine *machine,
+                    const char   *pattern)
+{
+  gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autofree char *ps = run_out (machine, "ps");
+
+      if (strstr (ps, pattern) == NULL)
+        return TRUE;
+      g_usleep (100 * 1000);
+    }
+
+  return FALSE;
+}
+
+/* Output */
+
+/* The first line arrives while the command still runs: a second before
+ * the second line, and before the process ended. */
+static void
+test_live_output (void)
+{
+  QleanMachine *machine = get_machine ();
+  const char * const argv[] = { "sh", "-c", "echo a; sleep 1; echo b", NULL };
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanGuestProcess) process = NULL;
+  g_autoptr(GError) error = NULL;
+  GInputStream *out;
+  GString *seen = g_string_new (NULL);
+  gint64 start, first_at = 0, end_at;
+  gboolean running_at_first = FALSE;
+  char buffer[64];
+  gssize n;
+
+  if (machine == NULL)
+    return;
+
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE);
+  start = g_get_monotonic_time ();
+  process = spawn (launcher, machine, argv);
+  out = qlean_guest_process_get_stdout_pipe (process);
+  g_assert_nonnull (out);
+
+  while ((n = g_input_stream_read (out, buffer, sizeof buffer, NULL, &error)) > 0)
+    {
+      g_string_append_len (seen, buffer, n);
+      if (first_at == 0 && strchr (seen->str, '\n') != NULL)
+        {
+          first_at = g_get_monotonic_time ();
+          running_at_first = !qlean_guest_process_get_if_exited (process);
+        }
+    }
+  g_assert_no_error (error);
+  end_at = g_get_monotonic_time ();
+
+  qlean_guest_process_wait_check (process, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (seen->str, ==, "a\nb\n");
+  g_assert_true (running_at_first);
+  /* `sleep 1` separates the lines; output only at exit would not. */
+  g_assert_cmpfloat ((end_at - first_at) / (double) G_USEC_PER_SEC, >=, 0.8);
+  g_test_message ("first line after %.0f ms, the end after %.0f ms",
+                  (first_at - start) / 1000.0, (end_at - start) / 1000.0);
+  g_string_free (seen, TRUE);
+}
+
+/* stdout and stderr apart keep their own order; merged, the order in
+ * which the process wrote them. */
+static void
+test_stderr_order (void)
+{
+  QleanMachine *machine = get_machine ();
+  const char * const argv[] = {
+    "sh", "-c", "echo 1; echo 2 >&2; echo 3; echo 4 >&2; echo 5; echo 6 >&2", NULL
+  };
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanGuestProcess) apart = NULL;
+  g_autoptr(QleanGuestProcess) merged = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  if (machine == NULL)
+    return;
+
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE |
+                                       QLEAN_GUEST_PROCESS_FLAGS_STDERR_PIPE);
+  apart = spawn (launcher, machine, argv);
+  qlean_guest_process_communicate_utf8 (apart, NULL, NULL, &out, &err, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (out, ==, "1\n3\n5\n");
+  g_assert_cmpstr (err, ==, "2\n4\n6\n");
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  qlean_guest_launcher_set_flags (launcher, QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE |
+                                            QLEAN_GUEST_PROCESS_FLAGS_STDERR_MERGE);
+  merged = spawn (launcher, machine, argv);
+  g_assert_null (qlean_guest_process_get_stderr_pipe (merged));
+  qlean_guest_process_communicate_utf8 (merged, NULL, NULL, &out, &err, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (out, ==, "1\n2\n3\n4\n5\n6\n");
+  g_assert_null (err);
+}
+
+/* Environment, working directory, user */
+
+static void
+test_env (void)
+{
+  QleanMachine *machine = get_machine ();
+  const char * const show[] = {
+    "sh", "-c", "printf '%s|%s|%s' \"$FOO\" \"$ODD\" \"${HOME-unset}\"", NULL
+  };
+  const char * const env_argv[] = { "env", NULL };
+  /* argv is passed as is: nothing here is ever seen by a shell. */
+  const char * const verbatim[] = { "printf", "%s|%s", "$(echo pwned) `id`", "a 'b' \"c\"\n\\", NULL };
+  char *only[] = { (char *) "ONLY=1", NULL };
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanExecResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *out = NULL;
+
+  if (machine == NULL)
+    return;
+
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_NONE);
+  qlean_guest_launcher_setenv (launcher, "FOO", "bar", TRUE);
+  qlean_guest_launcher_setenv (launcher, "FOO", "ignored", FALSE);
+  qlean_guest_launcher_setenv (launcher, "ODD", "a b $HOME `x` ;", TRUE);
+  qlean_guest_launcher_unsetenv (launcher, "HOME");
+  result = qlean_guest_launcher_run (launcher, machine, show, NULL, &error);
+  g_assert_no_error (error);
+  out = qlean_exec_result_get_stdout_text (result);
+  g_assert_cmpstr (out, ==, "bar|a b $HOME `x` ;|unset");
+  g_clear_object (&result);
+  g_clear_pointer (&out, g_free);
+
+  qlean_guest_launcher_set_environ (launcher, only);
+  result = qlean_guest_launcher_run (launcher, machine, env_argv, NULL, &error);
+  g_assert_no_error (error);
+  out = qlean_exec_result_get_stdout_text (result);
+  g_assert_nonnull (strstr (out, "ONLY=1\n"));
+  g_assert_null (strstr (out, "FOO="));
+  g_assert_null (strstr (out, "HOME="));
+  g_clear_object (&result);
+  g_clear_pointer (&out, g_free);
+
+  result = qlean_guest_launcher_run (launcher, machine, verbatim, NULL, &error);
+  g_assert_no_error (error);
+  out = qlean_exec_result_get_stdout_text (result);
+  g_assert_cmpstr (out, ==, "$(echo pwned) `id`|a 'b' \"c\"\n\\");
+}
+
+static void
+test_cwd (void)
+{
+  QleanMachine *machine = get_machine ();
+  const char * const pwd[] = { "pwd", NULL };
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanExecResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *out = NULL;
+
+  if (machine == NULL)
+    return;
+
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_NONE);
+  result = qlean_guest_launcher_run (launcher, machine, pwd, NULL, &error);
+  g_assert_no_error (error);
+  out = qlean_exec_result_get_stdout_text (result);
+  g_assert_cmpstr (out, ==, "/\n");
+  g_clear_object (&result);
+  g_clear_pointer (&out, g_free);
+
+  qlean_guest_launcher_set_cwd (launcher, "/tmp");
+  result = qlean_guest_launcher_run (launcher, machine, pwd, NULL, &error);
+  g_assert_no_error (error);
+  out = qlean_exec_result_get_stdout_text (result);
+  g_assert_cmpstr (out, ==, "/tmp\n");
+  g_clear_object (&result);
+
+  /* A missing directory is an error that names it, not a command that ran. */
+  qlean_guest_launcher_set_cwd (launcher, "/nonexistent-dir");
+  result = qlean_guest_launcher_run (launcher, machine, pwd, NULL, &error);
+  g_assert_null (result);
+  g_assert_nonnull (error);
+  g_assert_nonnull (strstr (error->message, "/nonexistent-dir"));
+}
+
+static void
+test_user (void)
+{
+  QleanMachine *machine = get_machine ();
+  const char * const id[] = { "sh", "-c", "echo $(id -u):$(id -g):$HOME:$USER", NULL };
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanExecResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *out = NULL;
+
+  if (machine == NULL)
+    return;
+
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_NONE);
+  qlean_guest_launcher_set_user (launcher, "nobody");
+  result = qlean_guest_launcher_run (launcher, machine, id, NULL, &error);
+  g_assert_no_error (error);
+  out = qlean_exec_result_get_stdout_text (result);
+  g_assert_cmpstr (out, ==, "65534:65534:/nonexistent:nobody\n");
+  g_clear_object (&result);
+  g_clear_pointer (&out, g_free);
+
+  /* By number, too. */
+  qlean_guest_launcher_set_user (launcher, "65534");
+  result = qlean_guest_launcher_run (launcher, machine, id, NULL, &error);
+  g_assert_no_error (error);
+  out = qlean_exec_result_get_stdout_text (result);
+  g_assert_true (g_str_has_prefix (out, "65534:"));
+  g_clear_object (&result);
+
+  qlean_guest_launcher_set_user (launcher, "no-such-user");
+  result = qlean_guest_launcher_run (launcher, machine, id, NULL, &error);
+  g_assert_null (result);
+  g_assert_nonnull (error);
+  g_assert_nonnull (strstr (error->message, "no-such-user"));
+}
+
+/* stdin */
+
+static GBytes *
+random_bytes (gsize   size,
+              guint32 seed)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (seed);
+  guint32 *words = g_malloc (size + 4);
+
+  for (gsize i = 0; i < size / 4 + 1; i++)
+    words[i] = g_rand_int (rand);
+  return g_bytes_new_take (words, size);
+}
+
+/* 10 MiB of binary data through `cat`, by the stdin pipe and as the
+ * launcher's fixed input, compared by checksum on both sides. */
+static void
+test_stdin_round_trip (void)
+{
+  QleanMachine *machine = get_machine ();
+  const char * const cat[] = { "cat", NULL };
+  const char * const sum[] = { "sha256sum", NULL };
+  g_autoptr(GBytes) data = random_bytes (10 * 1024 * 1024, 10);
+  g_autofree char *expected = g_compute_checksum_for_bytes (G_CHECKSUM_SHA256, data);
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanGuestProcess) process = NULL;
+  g_autoptr(QleanExecResult) result = NULL;
+  g_autoptr(GBytes) out = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *got = NULL;
+  g_autofree char *guest_sum = NULL;
+
+  if (machine == NULL)
+    return;
+
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE |
+                                       QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE);
+  process = spawn (launcher, machine, cat);
+  qlean_guest_process_communicate (process, data, NULL, &out, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (qlean_guest_process_get_successful (process));
+  g_assert_cmpuint (g_bytes_get_size (out), ==, g_bytes_get_size (data));
+  got = g_compute_checksum_for_bytes (G_CHECKSUM_SHA256, out);
+  g_assert_cmpstr (got, ==, expected);
+
+  /* The guest sees exactly these bytes. */
+  qlean_guest_launcher_set_flags (launcher, QLEAN_GUEST_PROCESS_FLAGS_NONE);
+  qlean_guest_launcher_set_stdin (launcher, data);
+  result = qlean_guest_launcher_run (launcher, machine, sum, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (qlean_exec_result_success (result));
+  guest_sum = qlean_exec_result_get_stdout_text (result);
+  guest_sum[strcspn (guest_sum, " ")] = '\0';
+  g_assert_cmpstr (guest_sum, ==, expected);
+}
+
+/* Status */
+
+static void
+test_exit_and_signal (void)
+{
+  QleanMachine *machine = get_machine ();
+  const char * const killed[] = { "sh", "-c", "kill -9 $$", NULL };
+  g_autoptr(QleanExecResult) result = NULL;
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanGuestProcess) process = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (machine == NULL)
+    return;
+
+  result = run (machine, "exit 7");
+  g_assert_cmpint (qlean_exec_result_get_exit_status (result), ==, 7);
+  g_assert_cmpint (qlean_exec_result_get_signal (result), ==, 0);
+  g_assert_false (qlean_exec_result_get_if_signaled (result));
+  g_clear_object (&result);
+
+  result = run (machine, "kill -9 $$");
+  g_assert_true (qlean_exec_result_get_if_signaled (result));
+  g_assert_cmpint (qlean_exec_result_get_signal (result), ==, 9);
+  g_assert_cmpint (qlean_exec_result_get_exit_status (result), ==, -1);
+  g_assert_false (qlean_exec_result_success (result));
+
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_NONE);
+  process = spawn (launcher, machine, killed);
+  g_assert_false (qlean_guest_process_wait_check (process, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_FAILED);
+  g_assert_true (qlean_guest_process_get_if_signaled (process));
+  g_assert_false (qlean_guest_process_get_if_exited (process));
+  g_assert_cmpint (qlean_guest_process_get_term_sig (process), ==, 9);
+  g_assert_cmpint (qlean_guest_process_get_exit_status (process), ==, -1);
+}
+
+/* Timeouts and cancellation */
+
+static void
+test_timeout_kills (void)
+{
+  QleanMachine *machine = get_machine ();
+  const char * const argv[] = { "sh", "-c", "echo partial; sleep 101; echo never", NULL };
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanGuestProcess) process = NULL;
+  g_autoptr(GBytes) out = NULL;
+  g_autoptr(GBytes) partial = NULL;
+  g_autoptr(GError) error = NULL;
+  gint64 start;
+  double elapsed;
+
+  if (machine == NULL)
+    return;
+
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE);
+  qlean_guest_launcher_set_timeout (launcher, 1000);
+  start = g_get_monotonic_time ();
+  process = spawn (launcher, machine, argv);
+  g_assert_false (qlean_guest_process_communicate (process, NULL, NULL, &out, NULL, &error));
+  elapsed = seconds_since (start);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_assert_true (qlean_guest_process_get_timed_out (process));
+  g_assert_cmpfloat (elapsed, >=, 0.9);
+  g_assert_cmpfloat (elapsed, <, 10);
+
+  partial = qlean_guest_process_get_stdout_bytes (process);
+  g_assert_nonnull (partial);
+  g_assert_cmpmem (g_bytes_get_data (partial, NULL), g_bytes_get_size (partial), "partial\n", 8);
+  /* The whole process group went: the shell and its sleep. */
+  g_assert_true (guest_process_gone (machine, "sleep 101"));
+}
+
+static gboolean
+cancel_cb (gpointer user_data)
+{
+  g_cancellable_cancel (user_data);
+  return G_SOURCE_REMOVE;
+}
+
+typedef struct
+{
+  GMainLoop *loop;
+  gboolean   ok;
+  GBytes    *out;
+  GError    *error;
+} CommunicateState;
+
+static void
+communicate_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  CommunicateState *state = user_data;
+
+  state->ok = qlean_guest_process_communicate_finish (QLEAN_GUEST_PROCESS (source), result,
+                                                      &state->out, NULL, &state->error);
+  g_main_loop_quit (state->loop);
+}
+
+static void
+exec_cb (GObject      *source,
+         GAsyncResult *result,
+         gpointer      user_data)
+{
+  CommunicateState *state = user_data;
+  g_autoptr(QleanExecResult) exec_result = qlean_machine_exec_finish (QLEAN_MACHINE (source), result,
+                                                                      &state->error);
+
+  state->ok = exec_result != NULL;
+  g_main_loop_quit (state->loop);
+}
+
+/* Cancelling does what a timeout does: the process group dies, the call
+ * fails (G_IO_ERROR_CANCELLED), the partial output is kept. */
+static void
+test_cancel_kills (void)
+{
+  QleanMachine *machine = get_machine ();
+  const char * const argv[] = { "sh", "-c", "echo partial; sleep 102; echo never", NULL };
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  g_autoptr(GMainLoop) loop = g_main_loop_new (context, FALSE);
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanGuestProcess) process = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GCancellable) exec_cancellable = g_cancellable_new ();
+  g_autoptr(GBytes) partial = NULL;
+  g_autoptr(GSource) timer = NULL;
+  CommunicateState state = { loop, FALSE, NULL, NULL };
+  gint64 start;
+
+  if (machine == NULL)
+    return;
+
+  g_main_context_push_thread_default (context);
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE);
+  process = spawn (launcher, machine, argv);
+  start = g_get_monotonic_time ();
+  timer = g_timeout_source_new (1000);
+  g_source_set_callback (timer, cancel_cb, cancellable, NULL);
+  g_source_attach (timer, context);
+  qlean_guest_process_communicate_async (process, NULL, cancellable, communicate_cb, &state);
+  g_main_loop_run (loop);
+  g_assert_false (state.ok);
+  g_assert_error (state.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpfloat (seconds_since (start), <, 10);
+  partial = qlean_guest_process_get_stdout_bytes (process);
+  g_assert_cmpmem (g_bytes_get_data (partial, NULL), g_bytes_get_size (partial), "partial\n", 8);
+  g_clear_error (&state.error);
+  g_assert_true (guest_process_gone (machine, "sleep 102"));
+
+  /* The same through qlean_machine_exec. */
+  g_source_destroy (timer);
+  g_clear_pointer (&timer, g_source_unref);
+  timer = g_timeout_source_new (1000);
+  g_source_set_callback (timer, cancel_cb, exec_cancellable, NULL);
+  g_source_attach (timer, context);
+  start = g_get_monotonic_time ();
+  qlean_machine_exec_async (machine, "sleep 103", exec_cancellable, exec_cb, &state);
+  g_main_loop_run (loop);
+  g_assert_false (state.ok);
+  g_assert_error (state.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpfloat (seconds_since (start), <, 10);
+  g_clear_error (&state.error);
+  g_assert_true (guest_process_gone (machine, "sleep 103"));
+  g_main_context_pop_thread_default (context);
+}
+
+/* Concurrency */
+
+typedef struct
+{
+  GMainLoop *loop;
+  guint      pending;
+  guint      right;
+  GString   *log;
+} Concurrent;
+
+typedef struct
+{
+  Concurrent *all;
+  guint       index;
+} OneExec;
+
+static void
+one_exec_cb (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  OneExec *one = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QleanExecResult) exec_result = qlean_machine_exec_finish (QLEAN_MACHINE (source), result,
+                                                                      &error);
+  g_autofree char *expected = g_strdup_printf ("caller-%u\n", one->index);
+  g_autofree char *out = NULL;
+
+  g_assert_no_error (error);
+  out = qlean_exec_result_get_stdout_text (exec_result);
+  if (g_str_equal (out, expected) && qlean_exec_result_get_exit_status (exec_result) == (int) one->index)
+    one->all->right++;
+  else
+    g_string_append_printf (one->all->log, "caller %u got “%s”, status %d\n", one->index, out,
+                            qlean_exec_result_get_exit_status (exec_result));
+
+  if (--one->all->pending == 0)
+    g_main_loop_quit (one->all->loop);
+  g_free (one);
+}
+
+/* 16 commands in flight, finishing in another order than they started,
+ * each result going to its own caller. */
+static void
+test_concurrent (void)
+{
+  QleanMachine *machine = get_machine ();
+  g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
+  Concurrent all = { loop, 16, 0, g_string_new (NULL) };
+
+  if (machine == NULL)
+    return;
+
+  for (guint i = 0; i < 16; i++)
+    {
+      g_autofree char *command = g_strdup_printf ("sleep 0.%u; echo caller-%u; exit %u", 15 - i, i, i);
+      OneExec *one = g_new0 (OneExec, 1);
+
+      one->all = &all;
+      one->index = i;
+      qlean_machine_exec_async (machine, command, NULL, one_exec_cb, one);
+    }
+  g_main_loop_run (loop);
+
+  g_assert_cmpstr (all.log->str, ==, "");
+  g_assert_cmpuint (all.right, ==, 16);
+  g_string_free (all.log, TRUE);
+}
+
+static void
+slow_cb (GObject      *source,
+         GAsyncResult *result,
+         gpointer      user_data)
+{
+  gint64 *done_at = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QleanExecResult) exec_result = qlean_machine_exec_finish (QLEAN_MACHINE (source), result,
+                                                                      &error);
+
+  g_assert_no_error (error);
+  g_assert_true (qlean_exec_result_success (exec_result));
+  *done_at = g_get_monotonic_time ();
+}
+
+static void
+test_slow_does_not_block_fast (void)
+{
+  QleanMachine *machine = get_machine ();
+  g_autofree char *out = NULL;
+  gint64 start, slow_done = 0;
+  double fast;
+
+  if (machine == NULL)
+    return;
+
+  start = g_get_monotonic_time ();
+  qlean_machine_exec_async (machine, "sleep 3", NULL, slow_cb, &slow_done);
+  out = run_out (machine, "echo fast");
+  fast = seconds_since (start);
+  g_assert_cmpstr (out, ==, "fast\n");
+  g_assert_cmpfloat (fast, <, 1.5);
+  g_assert_cmpint (slow_done, ==, 0);
+
+  while (slow_done == 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpfloat ((slow_done - start) / (double) G_USEC_PER_SEC, >=, 2.9);
+  g_test_message ("fast: %.0f ms while `sleep 3` ran", fast * 1000);
+}
+
+/* Big output */
+
+#define BIG_SIZE (64 * 1024 * 1024)
+#define BIG_BLOCK (1024 * 1024)
+/* 64 blocks of 1 MiB: an 8-digit index, then the same random 1 MiB - 8
+ * bytes. Cheap for the guest even under TCG, and a lost, doubled or
+ * misplaced piece changes the checksum, as blocks do not line up with
+ * the frames that carry them. */
+#define BIG_COMMAND "i=0; while [ $i -lt 64 ]; do printf %08d $i; cat /tmp/qlean-chunk; i=$((i+1)); done"
+
+static char *
+big_checksum (GBytes *chunk)
+{
+  GChecksum *checksum = g_checksum_new (G_CHECKSUM_SHA256);
+  char *result;
+
+  for (guint i = 0; i < BIG_SIZE / BIG_BLOCK; i++)
+    {
+      char index[16];
+
+      g_snprintf (index, sizeof index, "%08u", i);
+      g_checksum_update (checksum, (const guchar *) index, 8);
+      g_checksum_update (checksum, g_bytes_get_data (chunk, NULL), g_bytes_get_size (chunk));
+    }
+  result = g_strdup (g_checksum_get_string (checksum));
+  g_checksum_free (checksum);
+  return result;
+}
+
+static void
+test_big_output (void)
+{
+  QleanMachine *machine = get_machine ();
+  const char * const argv[] = { "sh", "-c", BIG_COMMAND, NULL };
+  g_autoptr(GBytes) chunk = NULL;
+  g_autofree char *expected = NULL;
+  g_autofree char *got = NULL;
+  g_autoptr(QleanExecResult) result = NULL;
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanGuestProcess) process = NULL;
+  g_autoptr(GChecksum) checksum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_autoptr(GError) error = NULL;
+  GInputStream *out;
+  gsize total = 0;
+  gssize n;
+  guint8 *buffer;
+  gint64 start;
+
+  if (machine == NULL)
+    return;
+
+  g_free (run_out (machine, "head -c 1048568 /dev/urandom > /tmp/qlean-chunk"));
+  chunk = qlean_machine_read (machine, "/tmp/qlean-chunk", NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_bytes_get_size (chunk), ==, BIG_BLOCK - 8);
+  expected = big_checksum (chunk);
+
+  /* Four times what the agent could have carried, all of it. */
+  start = g_get_monotonic_time ();
+  result = run (machine, BIG_COMMAND);
+  g_test_message ("64 MiB through qlean_machine_exec in %.2f s", seconds_since (start));
+  g_assert_true (qlean_exec_result_success (result));
+  g_assert_false (qlean_exec_result_get_stdout_truncated (result));
+  g_assert_cmpuint (g_bytes_get_size (qlean_exec_result_get_stdout (result)), ==, BIG_SIZE);
+  got = g_compute_checksum_for_bytes (G_CHECKSUM_SHA256, qlean_exec_result_get_stdout (result));
+  g_assert_cmpstr (got, ==, expected);
+  g_clear_object (&result);
+
+  /* And read live from the launcher's pipe, never held whole. */
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE);
+  process = spawn (launcher, machine, argv);
+  out = qlean_guest_process_get_stdout_pipe (process);
+  buffer = g_malloc (256 * 1024);
+  while ((n = g_input_stream_read (out, buffer, 256 * 1024, NULL, &error)) > 0)
+    {
+      g_checksum_update (checksum, buffer, n);
+      total += n;
+    }
+  g_free (buffer);
+  g_assert_no_error (error);
+  qlean_guest_process_wait_check (process, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (total, ==, BIG_SIZE);
+  g_assert_cmpstr (g_checksum_get_string (checksum), ==, expected);
+  g_free (run_out (machine, "rm /tmp/qlean-chunk"));
+}
+
+/* Errors */
+
+static void
+test_not_found (void)
+{
+  QleanMachine *machine = get_machine ();
+  const char * const missing[] = { "qlean-no-such-program", "--flag", NULL };
+  const char * const missing_path[] = { "/nonexistent/bin/tool", NULL };
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanGuestProcess) process = NULL;
+  g_autoptr(QleanExecResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *err = NULL;
+
+  if (machine == NULL)
+    return;
+
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE);
+  process = qlean_guest_launcher_spawnv (launcher, machine, missing, &error);
+  g_assert_null (process);
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_COMMAND_NOT_FOUND);
+  g_assert_nonnull (strstr (error->message, "qlean-no-such-program"));
+  g_clear_error (&error);
+
+  result = qlean_guest_launcher_run (launcher, machine, missing_path, NULL, &error);
+  g_assert_null (result);
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_COMMAND_NOT_FOUND);
+  g_clear_error (&error);
+
+  /* Through the shell it is the shell's 127, never a success. */
+  result = run (machine, "qlean-no-such-program");
+  g_assert_cmpint (qlean_exec_result_get_exit_status (result), ==, 127);
+  err = qlean_exec_result_get_stderr_text (result);
+  g_assert_nonnull (strstr (err, "not found"));
+}
+
+/* The agent fallback: exec goes through the agent while qlean-guest
+ * does not answer, and back once it does. The minimal image's init
+ * restarts qlean-guest 0.1 s after it exits, so it is first made
+ * unstartable (renamed), then killed; the host learns of its end from
+ * QEMU's VSERPORT_CHANGE event. Runs last: it takes qlean-guest away. */
+static void
+test_agent_fallback (void)
+{
+  QleanMachine *machine = get_machine ();
+  g_autofree char *parent = NULL;
+  gint64 deadline;
+
+  if (machine == NULL)
+    return;
+
+  /* Who runs our shell: qlean-guest, as long as it answers. */
+  parent = run_out (machine, "cat /proc/$PPID/comm");
+  g_assert_cmpstr (parent, ==, "qlean-guest\n");
+  g_free (run_out (machine, "mv /usr/lib/qlean/qlean-guest /usr/lib/qlean/qlean-guest.off && "
+                            "(sleep 0.3; kill -9 $(pidof qlean-guest)) </dev/null >/dev/null 2>&1 &"));
+
+  deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
+  do
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(QleanExecResult) result = NULL;
+
+      g_usleep (200 * 1000);
+      /* A command caught as qlean-guest died fails; the next go round. */
+      result = qlean_machine_exec (machine, "cat /proc/$PPID/comm", NULL, &error);
+      g_clear_pointer (&parent, g_free);
+      if (result != NULL)
+        parent = qlean_exec_result_get_stdout_text (result);
+    }
+  while (g_strcmp0 (parent, "qemu-ga\n") != 0 && g_get_monotonic_time () < deadline);
+  g_assert_cmpstr (parent, ==, "qemu-ga\n");
+
+  /* Output and status come through the agent just as well. */
+  {
+    g_autoptr(QleanExecResult) result = run (machine, "echo via-agent; echo err >&2; exit 3");
+    g_autofree char *out = qlean_exec_result_get_stdout_text (result);
+    g_autofree char *err = qlean_exec_result_get_stderr_text (result);
+
+    g_assert_cmpstr (out, ==, "via-agent\n");
+    g_assert_cmpstr (err, ==, "err\n");
+    g_assert_cmpint (qlean_exec_result_get_exit_status (result), ==, 3);
+  }
+
+  /* Back: init starts it again, and the host's HELLO finds it. */
+  g_free (run_out (machine, "mv /usr/lib/qlean/qlean-guest.off /usr/lib/qlean/qlean-guest"));
+  deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
+  do
+    {
+      g_usleep (200 * 1000);
+      g_clear_pointer (&parent, g_free);
+      parent = run_out (machine, "cat /proc/$PPID/comm");
+    }
+  while (g_strcmp0 (parent, "qlean-guest\n") != 0 && g_get_monotonic_time () < deadline);
+  g_assert_cmpstr (parent, ==, "qlean-guest\n");
+}
+
+/* The command line: qlean start/exec/ls/stop */
+
+static char *
+cli_path (void)
+{
+  return g_test_build_filename (G_TEST_BUILT, "..", "tools", "qlean", NULL);
+}
+
+/* Runs the built qlean; returns its exit status. */
+static int
+cli (GBytes      *input,
+     char       **out,
+     char       **err,
+     const char  *first,
+     ...) G_GNUC_NULL_TERMINATED;
+
+static int
+cli (GBytes      *input,
+     char       **out,
+     char       **err,
+     const char  *first,
+     ...)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GSubprocess) process = NULL;
+  g_autoptr(GBytes) out_bytes = NULL;
+  g_autoptr(GBytes) err_bytes = NULL;
+  g_autoptr(GBytes) no_input = g_bytes_new_static ("", 0);
+  g_autoptr(GError) error = NULL;
+  va_list args;
+
+  g_ptr_array_add (argv, cli_path ());
+  va_start (args, first);
+  for (const char *arg = first; arg != NULL; arg = va_arg (args, const char *))
+    g_ptr_array_add (argv, g_strdup (arg));
+  va_end (args);
+  g_ptr_array_add (argv, NULL);
+
+  process = g_subprocess_newv ((const char * const *) argv->pdata,
+                               G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                               G_SUBPROCESS_FLAGS_STDERR_PIPE, &error);
+  g_assert_no_error (error);
+  g_subprocess_communicate (process, input ? input : no_input, NULL, &out_bytes, &err_bytes, &error);
+  g_assert_no_error (error);
+
+  if (out != NULL)
+    *out = g_strndup (g_bytes_get_data (out_bytes, NULL), g_bytes_get_size (out_bytes));
+  if (err != NULL)
+    *err = g_strndup (g_bytes_get_data (err_bytes, NULL), g_bytes_get_size (err_bytes));
+  if (g_subprocess_get_if_signaled (process))
+    return 128 + g_subprocess_get_term_sig (process);
+  return g_subprocess_get_exit_status (process);
+}
+
+/* `qlean ls --json`'s entry for @name, or NULL. */
+static JsonObject *
+cli_ls_entry (const char *name)
+{
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autofree char *out = NULL;
+  g_autoptr(GError) error = NULL;
+  JsonArray *list;
+
+  g_assert_cmpint (cli (NULL, &out, NULL, "ls", "--json", NULL), ==, 0);
+  json_parser_load_from_data (parser, out, -1, &error);
+  g_assert_no_error (error);
+  g_assert_true (JSON_NODE_HOLDS_ARRAY (json_parser_get_root (parser)));
+  list = json_node_get_array (json_parser_get_root (parser));
+  for (guint i = 0; i < json_array_get_length (list); i++)
+    {
+      JsonObject *entry = json_array_get_object_element (list, i);
+
+      if (g_str_equal (json_object_get_string_member (entry, "name"), name))
+        return json_object_ref (entry);
+    }
+
+  return NULL;
+}
+
+/* One HTTP GET on 127.0.0.1:@port; the body, or NULL. */
+static char *
+http_get (guint16 port)
+{
+  g_autoptr(GSocketClient) client = g_socket_client_new ();
+  g_autoptr(GSocketConnection) connection = NULL;
+  g_autofree char *request = g_strdup ("GET / HTTP/1.0\r\nHost: test\r\n\r\n");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GOutputStream) sink = g_memory_output_stream_new_resizable ();
+  const char *text, *body;
+
+  g_socket_client_set_timeout (client, 10);
+  connection = g_socket_client_connect_to_host (client, "127.0.0.1", port, NULL, &error);
+  if (connection == NULL ||
+      !g_output_stream_write_all (g_io_stream_get_output_stream (G_IO_STREAM (connection)), request,
+                                  strlen (request), NULL, NULL, &error) ||
+      g_output_stream_splice (sink, g_io_stream_get_input_stream (G_IO_STREAM (connection)),
+                              G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET, NULL, &error) < 0)
+    return NULL;
+
+  g_output_stream_write (sink, "", 1, NULL, NULL);
+  text = g_memory_output_stream_get_data (G_MEMORY_OUTPUT_STREAM (sink));
+  if (text == NULL || !g_str_has_prefix (text, "HTTP/1.") || strstr (text, " 200 ") == NULL ||
+      (body = strstr (text, "\r\n\r\n")) == NULL)
+    return NULL;
+  return g_strdup (body + 4);
+}
+
+static gboolean
+process_gone (gint64 pid)
+{
+  g_autofree char *stat_path = g_strdup_printf ("/proc/%" G_GINT64_FORMAT "/stat", pid);
+  g_autofree char *stat = NULL;
+  const char *end;
+
+  if (!g_file_get_contents (stat_path, &stat, NULL, NULL))
+    return TRUE;
+  end = strrchr (stat, ')');
+  return end != NULL && end[1] == ' ' && end[2] == 'Z';
+}
+
+static void
+test_cli_cycle (void)
+{
+  g_autofree char *qlean = cli_path ();
+  g_autofree char *qemu = g_find_program_in_path ("qemu-system-x86_64");
+  g_autofree char *name = g_strdup_printf ("test-exec-%d", (int) getpid ());
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_autofree char *body = NULL;
+  g_autofree char *forwarded = NULL;
+  g_autoptr(JsonObject) entry = NULL;
+  g_autoptr(GBytes) input = random_bytes (1024 * 1024, 7);
+  const char *line;
+  JsonArray *forwards;
+  guint64 port = 0;
+  gint64 owner, start;
+  int status;
+
+  if (qemu == NULL)
+    {
+      g_test_skip ("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
+      return;
+    }
+  if (!g_file_test (qlean, G_FILE_TEST_IS_EXECUTABLE))
+    {
+      g_test_skip ("the qlean command is not built");
+      return;
+    }
+
+  g_assert_cmpint (cli (NULL, NULL, &err, "start", "-p", "nonsense", name, NULL), ==, 2);
+  g_assert_nonnull (strstr (err, "HOST:GUEST"));
+  g_clear_pointer (&err, g_free);
+
+  /* Start, with a forward to a port picked for us. */
+  status = cli (NULL, &out, &err, "start", "--quiet", "-p", "0:8080", name, NULL);
+  g_assert_cmpint (status, ==, 0);
+  forwarded = g_strdup_printf (" forwards to port 8080 of %s\n", name);
+  line = strstr (out, "127.0.0.1:");
+  g_assert_nonnull (line);
+  g_assert_nonnull (strstr (line, forwarded));
+  port = g_ascii_strtoull (line + strlen ("127.0.0.1:"), NULL, 10);
+  g_assert_cmpuint (port, >, 0);
+  g_assert_cmpuint (port, <, 65536);
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  /* exec: statuses propagate, signals as 128+N. */
+  g_assert_cmpint (cli (NULL, NULL, NULL, "exec", name, "--", "sh", "-c", "exit 7", NULL), ==, 7);
+  g_assert_cmpint (cli (NULL, NULL, NULL, "exec", name, "--", "true", NULL), ==, 0);
+  g_assert_cmpint (cli (NULL, NULL, NULL, "exec", name, "--", "sh", "-c", "kill -TERM $$", NULL), ==,
+                   128 + SIGTERM);
+  g_assert_cmpint (cli (NULL, NULL, &err, "exec", name, "--", "qlean-no-such-program", NULL), ==, 127);
+  g_clear_pointer (&err, g_free);
+
+  /* Options, and live output on the terminal's streams. */
+  status = cli (NULL, &out, &err, "exec", "-e", "FOO=b a r", "-w", "/tmp", "-u", "nobody", name, "--",
+                "sh", "-c", "echo \"$FOO|$(pwd)|$(id -u)\"; echo to-err >&2", NULL);
+  g_assert_cmpint (status, ==, 0);
+  g_assert_cmpstr (out, ==, "b a r|/tmp|65534\n");
+  g_assert_cmpstr (err, ==, "to-err\n");
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  /* -i forwards stdin: 1 MiB of binary through cat. */
+  {
+    g_autoptr(GSubprocess) process = NULL;
+    g_autoptr(GBytes) echoed = NULL;
+    g_autoptr(GError) error = NULL;
+    const char *argv[] = { qlean, "exec", "-i", name, "--", "cat", NULL };
+
+    process = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE,
+                                 &error);
+    g_assert_no_error (error);
+    g_subprocess_communicate (process, input, NULL, &echoed, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_cmpint (g_subprocess_get_exit_status (process), ==, 0);
+    g_assert_true (g_bytes_equal (echoed, input));
+  }
+
+  /* --timeout kills the command: 124, as timeout(1) says. */
+  start = g_get_monotonic_time ();
+  g_assert_cmpint (cli (NULL, NULL, &err, "exec", "--timeout", "1", name, "--", "sleep", "100", NULL), ==, 124);
+  g_assert_cmpfloat (seconds_since (start), <, 15);
+  g_clear_pointer (&err, g_free);
+
+  /* The forward reaches a server started in the machine. */
+  g_assert_cmpint (cli (NULL, NULL, NULL, "exec", name, "--", "sh", "-c",
+                        "mkdir -p /www && echo hello-forward > /www/index.html && "
+                        "busybox httpd -p 8080 -h /www", NULL), ==, 0);
+  for (int i = 0; i < 50 && body == NULL; i++)
+    {
+      body = http_get ((guint16) port);
+      if (body == NULL)
+        g_usleep (100 * 1000);
+    }
+  g_assert_cmpstr (body, ==, "hello-forward\n");
+
+  /* ls: running, with its owner, image, forwards, and no network address. */
+  entry = cli_ls_entry (name);
+  g_assert_nonnull (entry);
+  g_assert_cmpstr (json_object_get_string_member (entry, "state"), ==, "running");
+  g_assert_cmpstr (json_object_get_string_member (entry, "image"), ==, "minimal");
+  owner = json_object_get_int_member (entry, "pid");
+  g_assert_cmpint (owner, >, 0);
+  g_assert_true (json_object_get_null_member (entry, "ip"));
+  forwards = json_object_get_array_member (entry, "forwards");
+  g_assert_cmpuint (json_array_get_length (forwards), ==, 1);
+  g_assert_cmpint (json_object_get_int_member (json_array_get_object_element (forwards, 0), "host-port"), ==, port);
+  g_assert_cmpint (json_object_get_int_member (json_array_get_object_element (forwards, 0), "guest-port"), ==, 8080);
+  g_clear_pointer (&entry, json_object_unref);
+  g_assert_cmpint (cli (NULL, &out, NULL, "ls", NULL), ==, 0);
+  {
+    g_autofree char *ports = g_strdup_printf ("127.0.0.1:%u->8080", (guint) port);
+    g_auto(GStrv) lines = g_strsplit (out, "\n", -1);
+    gboolean found = FALSE;
+
+    for (guint i = 0; lines[i] != NULL; i++)
+      if (g_str_has_prefix (lines[i], name))
+        {
+          found = TRUE;
+          g_assert_nonnull (strstr (lines[i], "running"));
+          g_assert_nonnull (strstr (lines[i], ports));
+        }
+    g_assert_true (found);
+  }
+  g_clear_pointer (&out, g_free);
+
+  /* The owner dies unannounced: ls says so, its machine and forward are gone. */
+  g_assert_cmpint (kill ((pid_t) owner, SIGKILL), ==, 0);
+  start = g_get_monotonic_time ();
+  while (!process_gone (owner) && seconds_since (start) < 10)
+    g_usleep (50 * 1000);
+  g_assert_true (process_gone (owner));
+  entry = cli_ls_entry (name);
+  g_assert_nonnull (entry);
+  g_assert_cmpstr (json_object_get_string_member (entry, "state"), ==, "owner-died");
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (entry, "forwards")), ==, 0);
+  g_clear_pointer (&entry, json_object_unref);
+  g_assert_cmpint (cli (NULL, NULL, NULL, "exec", name, "--", "true", NULL), ==, 125);
+  g_clear_pointer (&body, g_free);
+  body = http_get ((guint16) port);
+  g_assert_null (body);
+
+  /* stop clears it; gc removes the run directory its owner left. */
+  g_assert_cmpint (cli (NULL, NULL, NULL, "stop", name, NULL), ==, 0);
+  entry = cli_ls_entry (name);
+  g_assert_null (entry);
+  g_assert_cmpint (cli (NULL, NULL, NULL, "gc", "--quiet", NULL), ==, 0);
+  {
+    const char *run_base = g_getenv ("QLEAN_RUN_DIR");
+    g_autoptr(GDir) dir = run_base ? g_dir_open (run_base, 0, NULL) : NULL;
+    g_autofree char *prefix = g_strconcat (name, "-", NULL);
+    const char *entry_name;
+
+    while (dir != NULL && (entry_name = g_dir_read_name (dir)) != NULL)
+      g_assert_false (g_str_has_prefix (entry_name, prefix));
+  }
+}
+
+int
+main (int argc,
+      char **argv)
+{
+  int status;
+
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/exec/output/live", test_live_output);
+  g_test_add_func ("/exec/output/stderr-order", test_stderr_order);
+  g_test_add_func ("/exec/launcher/env", test_env);
+  g_test_add_func ("/exec/launcher/cwd", test_cwd);
+  g_test_add_func ("/exec/launcher/user", test_user);
+  g_test_add_func ("/exec/stdin/10-mib-round-trip", test_stdin_round_trip);
+  g_test_add_func ("/exec/status/exit-and-signal", test_exit_and_signal);
+  g_test_add_func ("/exec/timeout/kills", test_timeout_kills);
+  g_test_add_func ("/exec/cancel/kills", test_cancel_kills);
+  g_test_add_func ("/exec/concurrent/16", test_concurrent);
+  g_test_add_func ("/exec/concurrent/slow-does-not-block-fast", test_slow_does_not_block_fast);
+  g_test_add_func ("/exec/output/64-mib", test_big_output);
+  g_test_add_func ("/exec/errors/not-found", test_not_found);
+  /* Last but for the CLI's own machine: it takes qlean-guest away a while. */
+  g_test_add_func ("/exec/fallback/agent", test_agent_fallback);
+  g_test_add_func ("/exec/cli/start-exec-ls-stop", test_cli_cycle);
+
+  status = g_test_run ();
+
+  if (shared_machine != NULL)
+    qlean_machine_shutdown (shared_machine, NULL, NULL);
+  g_clear_object (&shared_machine);
+
+  return status;
+}
