@@ -393,27 +393,6 @@ qlean_machine_constructed (GObject *object)
   self->link = machine_link_new (self);
 }
 
-/* Waits, briefly, until a SIGKILLed QEMU is gone or a zombie, so that
- * "no QEMU process remains after dispose" holds when dispose returns;
- * GLib's child watch reaps it on the worker. */
-static void
-wait_for_death (GPid pid)
-{
-  for (int i = 0; i < 200; i++)
-    {
-      g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
-      g_autofree char *stat = NULL;
-      const char *state;
-
-      if (!g_file_get_contents (path, &stat, NULL, NULL))
-        return;
-      state = strrchr (stat, ')');
-      if (state == NULL || state[1] == '\0' || state[2] == 'Z' || state[2] == 'X')
-        return;
-      g_usleep (5000);
-    }
-}
-
 static gboolean
 qlean_machine_close_relay_cb (gpointer user_data)
 {
@@ -437,7 +416,7 @@ qlean_machine_dispose (GObject *object)
   if (pid > 0)
     {
       kill (pid, SIGKILL);
-      wait_for_death (pid);
+      qlean_host_wait_for_death (pid);
     }
 
   if (self->qmp != NULL)
@@ -2223,27 +2202,6 @@ qlean_machine_spawn_cancelled_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
-typedef struct
-{
-  pid_t parent;
-} ChildSetup;
-
-/* Runs in the child between fork and exec: async-signal-safe calls only. */
-static void
-qlean_machine_child_setup (gpointer user_data)
-{
-  ChildSetup *setup = user_data;
-
-  /* QEMU dies with the thread that forked it (the worker, which lives
-   * as long as the process), so a runner killed with SIGKILL leaks no
-   * VM; and it leaves the terminal's process group, so that ^C reaches
-   * the owner, which shuts machines down in order. */
-  prctl (PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid () != setup->parent)
-    _exit (127);
-  setpgid (0, 0);
-}
-
 static GSocket *
 listen_unix (const char  *path,
              GError     **error)
@@ -2304,7 +2262,6 @@ qlean_machine_launch (QleanMachine  *self,
   g_autofree char *log_path = NULL;
   g_autofree char *disk = NULL;
   g_autofree char *seed = NULL;
-  ChildSetup *setup;
 
   run_dir = qlean_host_make_run_dir (self->name, error);
   if (run_dir == NULL)
@@ -2364,15 +2321,13 @@ qlean_machine_launch (QleanMachine  *self,
     }
   argv = qlean_qemu_argv_build (&resolved.spec);
 
-  /* stdin is /dev/null; QEMU's own messages go to qemu.log. */
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDERR_MERGE);
+  /* stdin is /dev/null; QEMU's own messages go to qemu.log. QEMU dies
+   * with this process, so a runner killed with SIGKILL leaks no VM. */
+  launcher = qlean_host_child_launcher (G_SUBPROCESS_FLAGS_STDERR_MERGE);
   g_subprocess_launcher_set_stdout_file_path (launcher, log_path);
   g_subprocess_launcher_take_fd (launcher, dup (g_socket_get_fd (qmp_listener)), 3);
   g_subprocess_launcher_take_fd (launcher, dup (g_socket_get_fd (qga_listener)), 4);
   g_subprocess_launcher_take_fd (launcher, dup (g_socket_get_fd (data_listener)), 5);
-  setup = g_new0 (ChildSetup, 1);
-  setup->parent = getpid ();
-  g_subprocess_launcher_set_child_setup (launcher, qlean_machine_child_setup, setup, g_free);
 
   if (g_getenv ("QLEAN_DEBUG_ARGV") != NULL)
     {

@@ -23,6 +23,7 @@
 #include "qlean-machine-config.h"
 #include "qlean-machine.h"
 #include "qlean-machine-fs.h"
+#include "qlean-machine-archive.h"
 #include "qlean-machine-snapshot.h"
 #include "qlean-network.h"
 #include "qlean-pool.h"

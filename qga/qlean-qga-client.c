@@ -189,7 +189,7 @@ qlean_qga_client_finish_in_flight (QleanQgaClient *self,
     g_task_return_boolean (item->task, TRUE);
   else
     g_task_return_pointer (item->task,
-                           reply ? json_node_copy (reply) : json_node_new (JSON_NODE_NULL),
+                           reply ? json_node_ref (reply) : json_node_new (JSON_NODE_NULL),
                            (GDestroyNotify) json_node_unref);
   item_free (item);
 
@@ -427,7 +427,15 @@ qlean_qga_client_line_cb (GObject      *owner,
       return;
     }
 
-  qlean_qga_client_finish_in_flight (self, json_object_get_member (message, "return"), NULL);
+  {
+    g_autoptr(JsonNode) ret = json_node_copy (json_object_get_member (message, "return"));
+
+    /* The reply goes to the caller's thread: drop the rest of the parse
+     * here first, so that its objects have a single owner there (see
+     * qlean_json_object_copy()). */
+    g_clear_pointer (&message, json_object_unref);
+    qlean_qga_client_finish_in_flight (self, ret, NULL);
+  }
 }
 
 static void
@@ -604,7 +612,9 @@ qlean_qga_client_submit (QleanQgaClient      *self,
   item->phase = ITEM_QUEUED;
   item->command = g_strdup (command);
   item->id = g_strdup_printf ("qlean-%d", g_atomic_int_add (&self->next_id, 1));
-  item->arguments = arguments ? json_object_ref (arguments) : NULL;
+  /* A copy: the worker must not share the caller's objects (see
+   * qlean_json_object_copy()). */
+  item->arguments = arguments ? qlean_json_object_copy (arguments) : NULL;
   item->no_reply = no_reply;
   item->timeout_ms = timeout_ms ? timeout_ms : qlean_qga_client_get_timeout (self);
   item->task = g_task_new (self, cancellable, callback, user_data);

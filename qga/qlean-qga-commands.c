@@ -349,6 +349,26 @@ qlean_qga_client_exec_async (QleanQgaClient      *self,
   qlean_qga_client_execute_async (self, "guest-exec", arguments, cancellable, callback, user_data);
 }
 
+static gint64
+pid_from_reply (JsonNode  *reply,
+                GError   **error)
+{
+  gint64 pid;
+
+  if (reply == NULL || !reply_int_member (reply, "guest-exec", "pid", &pid, error))
+    return -1;
+
+  /* -1 means failure to our callers: never pass the agent's on as a pid
+   * (found by tests/fuzz/fuzz-qga-client.c). */
+  if (pid <= 0)
+    {
+      g_propagate_error (error, reply_shape_error ("guest-exec", "a positive “pid”"));
+      return -1;
+    }
+
+  return pid;
+}
+
 /**
  * qlean_qga_client_exec_finish:
  * @self: a #QleanQgaClient
@@ -363,12 +383,8 @@ qlean_qga_client_exec_finish (QleanQgaClient  *self,
                               GError         **error)
 {
   g_autoptr(JsonNode) reply = qlean_qga_client_execute_finish (self, result, error);
-  gint64 pid;
 
-  if (reply == NULL || !reply_int_member (reply, "guest-exec", "pid", &pid, error))
-    return -1;
-
-  return pid;
+  return pid_from_reply (reply, error);
 }
 
 /**
@@ -398,12 +414,8 @@ qlean_qga_client_exec (QleanQgaClient      *self,
 {
   g_autoptr(JsonObject) arguments = exec_arguments (path, args, env, input, capture_output);
   g_autoptr(JsonNode) reply = run_sync (self, "guest-exec", arguments, cancellable, error);
-  gint64 pid;
 
-  if (reply == NULL || !reply_int_member (reply, "guest-exec", "pid", &pid, error))
-    return -1;
-
-  return pid;
+  return pid_from_reply (reply, error);
 }
 
 static JsonObject *
@@ -677,7 +689,7 @@ file_handle_from_reply (JsonNode  *reply,
   if (reply == NULL)
     return -1;
 
-  if (json_node_get_value_type (reply) != G_TYPE_INT64)
+  if (json_node_get_value_type (reply) != G_TYPE_INT64 || json_node_get_int (reply) < 0)
     {
       g_propagate_error (error, reply_shape_error ("guest-file-open", "a handle"));
       return -1;
@@ -867,6 +879,11 @@ file_write_from_reply (JsonNode  *reply,
 
   if (reply == NULL || !reply_int_member (reply, "guest-file-write", "count", &count, error))
     return -1;
+  if (count < 0)
+    {
+      g_propagate_error (error, reply_shape_error ("guest-file-write", "a count of 0 or more"));
+      return -1;
+    }
 
   return (gssize) count;
 }

@@ -32,6 +32,12 @@ JsonObject      *qlean_json_parse_object     (const char      *data,
                                               GError         **error);
 char            *qlean_json_object_to_line   (JsonObject      *object,
                                               gsize           *len);
+/* json-glib counts references to objects, arrays and values without
+ * atomics, so nothing parsed or built on one thread may be shared with
+ * another: what a caller hands the worker is copied with this (a copy
+ * that shares nothing), and what the worker hands a caller is released
+ * by the worker first. */
+JsonObject      *qlean_json_object_copy      (JsonObject      *object);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (QleanJsonFramer, qlean_json_framer_free)
 

@@ -208,6 +208,21 @@ qlean_json_parse_object (const char  *data,
   return json_object_ref (json_node_get_object (root));
 }
 
+JsonObject *
+qlean_json_object_copy (JsonObject *object)
+{
+  g_autofree char *line = NULL;
+  gsize len;
+  JsonObject *copy;
+
+  /* Through text: every object, array and value of the copy is new. */
+  line = qlean_json_object_to_line (object, &len);
+  copy = qlean_json_parse_object (line, len, NULL);
+  g_assert (copy != NULL);
+
+  return copy;
+}
+
 char *
 qlean_json_object_to_line (JsonObject *object,
                            gsize      *len)

@@ -295,10 +295,13 @@ qlean_qmp_client_send_command (QleanQmpClient *self,
   qlean_json_channel_send (self->channel, line, len);
 }
 
+/* Takes @message: its parse must be gone before the reply reaches the
+ * caller's thread (see qlean_json_object_copy()). */
 static void
 qlean_qmp_client_handle_reply (QleanQmpClient *self,
-                               JsonObject     *message)
+                               JsonObject     *owned_message)
 {
+  g_autoptr(JsonObject) message = owned_message;
   g_autoptr(GTask) task = NULL;
   JsonNode *id_node = json_object_get_member (message, "id");
   guint64 id;
@@ -360,9 +363,14 @@ qlean_qmp_client_handle_reply (QleanQmpClient *self,
       return;
     }
 
-  g_task_return_pointer (task,
-                         json_node_copy (json_object_get_member (message, "return")),
-                         (GDestroyNotify) json_node_unref);
+  {
+    JsonNode *ret = json_node_copy (json_object_get_member (message, "return"));
+
+    /* Drop the parse here, on the worker, so that the reply's objects
+     * have a single owner when the caller's thread gets them. */
+    g_clear_pointer (&message, json_object_unref);
+    g_task_return_pointer (task, ret, (GDestroyNotify) json_node_unref);
+  }
 }
 
 static void
@@ -447,13 +455,16 @@ qlean_qmp_client_line_cb (GObject      *owner,
 
       emission->name = g_strdup (json_object_get_string_member_with_default (message, "event", ""));
       emission->data = event_data ? json_object_ref (event_data) : json_object_new ();
+      /* The event may be handled on another thread: drop the rest of the
+       * parse first, so that its data has a single owner there. */
+      g_clear_pointer (&message, json_object_unref);
       qlean_qmp_client_emit (self, emission);
       return;
     }
 
   if (json_object_has_member (message, "return") || json_object_has_member (message, "error"))
     {
-      qlean_qmp_client_handle_reply (self, message);
+      qlean_qmp_client_handle_reply (self, g_steal_pointer (&message));
       return;
     }
 
@@ -956,7 +967,9 @@ qlean_qmp_client_execute_async (QleanQmpClient      *self,
   data = g_new0 (SubmitData, 1);
   data->self = g_object_ref (self);
   data->command = g_strdup (command);
-  data->arguments = arguments ? json_object_ref (arguments) : NULL;
+  /* A copy: the worker must not share the caller's objects (see
+   * qlean_json_object_copy()). */
+  data->arguments = arguments ? qlean_json_object_copy (arguments) : NULL;
   data->task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (data->task, qlean_qmp_client_execute_async);
   g_task_set_name (data->task, "[qlean] QMP execute");

@@ -49,6 +49,10 @@ process_start_time (gint64 pid)
   fields = g_strsplit (after_comm + 2, " ", 0);
   if (g_strv_length (fields) < 20)
     return NULL;
+  /* A zombie is dead, only not reaped yet (an owner killed after `qlean
+   * start` exited waits for whichever process it was reparented to). */
+  if (g_str_equal (fields[0], "Z"))
+    return NULL;
 
   return g_strdup (fields[19]);
 }

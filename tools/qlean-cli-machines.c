@@ -84,6 +84,15 @@ machine_dir (const char  *name,
   return g_build_filename (dir, name, NULL);
 }
 
+/* --- lifecycle: qlean-cli-lifecycle.c finds machines the same way --- */
+char *
+cli_machine_dir (const char  *name,
+                 GError     **error)
+{
+  return machine_dir (name, error);
+}
+/* --- */
+
 typedef struct
 {
   char    *name;
@@ -93,6 +102,9 @@ typedef struct
   char    *image;
   gint64   started;
   char    *run_dir;
+  /* Port forwards (qlean start -p): host port << 16 | guest port */
+  GArray  *forwards;
+  char    *ip;
 } MachineState;
 
 static void
@@ -102,6 +114,8 @@ machine_state_free (MachineState *state)
   g_free (state->state);
   g_free (state->image);
   g_free (state->run_dir);
+  g_clear_pointer (&state->forwards, g_array_unref);
+  g_free (state->ip);
   g_free (state);
 }
 
@@ -110,7 +124,22 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (MachineState, machine_state_free)
 static gboolean
 process_alive (gint64 pid)
 {
-  return pid > 0 && (kill ((pid_t) pid, 0) == 0 || errno == EPERM);
+  g_autofree char *stat_path = NULL;
+  g_autofree char *stat = NULL;
+  const char *end;
+
+  if (pid <= 0 || (kill ((pid_t) pid, 0) != 0 && errno != EPERM))
+    return FALSE;
+
+  /* A zombie is a dead owner whose parent has not reaped it yet (an
+   * owner is reparented when `qlean start` exits, maybe to a subreaper
+   * that never waits). */
+  stat_path = g_strdup_printf ("/proc/%" G_GINT64_FORMAT "/stat", pid);
+  if (g_file_get_contents (stat_path, &stat, NULL, NULL) &&
+      (end = strrchr (stat, ')')) != NULL && end[1] == ' ' && end[2] == 'Z')
+    return FALSE;
+
+  return TRUE;
 }
 
 static MachineState *
@@ -134,16 +163,51 @@ read_state (const char *dir)
   state->image = g_strdup (json_object_get_string_member_with_default (object, "image", ""));
   state->started = json_object_get_int_member_with_default (object, "started", 0);
   state->run_dir = g_strdup (json_object_get_string_member_with_default (object, "run-dir", ""));
+  /* --- port forwards and address (qlean start -p) --- */
+  state->forwards = g_array_new (FALSE, FALSE, sizeof (guint32));
+  if (json_object_has_member (object, "forwards") &&
+      JSON_NODE_HOLDS_ARRAY (json_object_get_member (object, "forwards")))
+    {
+      JsonArray *forwards = json_object_get_array_member (object, "forwards");
+
+      for (guint i = 0; i < json_array_get_length (forwards); i++)
+        {
+          JsonNode *node = json_array_get_element (forwards, i);
+          JsonObject *forward = JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node) : NULL;
+          guint32 pair;
+
+          if (forward == NULL)
+            continue;
+          pair = (guint32) (json_object_get_int_member_with_default (forward, "host-port", 0) & 0xffff) << 16 |
+                 (guint32) (json_object_get_int_member_with_default (forward, "guest-port", 0) & 0xffff);
+          g_array_append_val (state->forwards, pair);
+        }
+    }
+  if (json_object_has_member (object, "ip") &&
+      JSON_NODE_HOLDS_VALUE (json_object_get_member (object, "ip")))
+    state->ip = g_strdup (json_object_get_string_member (object, "ip"));
+  /* --- */
 
   /* A state file nobody updates any more tells of an owner that died. */
-  if (g_str_equal (state->state, "running") && !process_alive (state->owner))
+  if ((g_str_equal (state->state, "running") || g_str_equal (state->state, "paused")) &&
+      !process_alive (state->owner))
     {
       g_free (state->state);
       state->state = g_strdup ("owner-died");
     }
+  /* --- port forwards live in the owner, on the running machine: a
+   * crashed machine or a dead owner has none --- */
+  if (!g_str_equal (state->state, "running") && !g_str_equal (state->state, "paused"))
+    g_array_set_size (state->forwards, 0);
+  /* --- */
 
   return state;
 }
+
+/* What the owner forwards (host port << 16 | guest port), and the
+ * machine's address on its network, for `qlean ls`. */
+static GArray *owner_forwards;
+static char *owner_ip;
 
 static gboolean
 write_state (const char    *dir,
@@ -177,6 +241,27 @@ write_state (const char    *dir,
   json_builder_set_member_name (builder, "run-dir");
   json_builder_add_string_value (builder, qlean_machine_get_run_dir (machine)
                                           ? qlean_machine_get_run_dir (machine) : "");
+  /* --- port forwards and address (qlean start -p) --- */
+  json_builder_set_member_name (builder, "forwards");
+  json_builder_begin_array (builder);
+  for (guint i = 0; owner_forwards != NULL && i < owner_forwards->len; i++)
+    {
+      guint32 pair = g_array_index (owner_forwards, guint32, i);
+
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "host-port");
+      json_builder_add_int_value (builder, pair >> 16);
+      json_builder_set_member_name (builder, "guest-port");
+      json_builder_add_int_value (builder, pair & 0xffff);
+      json_builder_end_object (builder);
+    }
+  json_builder_end_array (builder);
+  json_builder_set_member_name (builder, "ip");
+  if (owner_ip != NULL)
+    json_builder_add_string_value (builder, owner_ip);
+  else
+    json_builder_add_null_value (builder);
+  /* --- */
   json_builder_end_object (builder);
 
   root = json_builder_get_root (builder);
@@ -189,7 +274,7 @@ write_state (const char    *dir,
 static void
 remove_machine_dir (const char *dir)
 {
-  static const char * const files[] = { STATE_FILE, SOCKET_FILE, LOG_FILE };
+  static const char * const files[] = { STATE_FILE, SOCKET_FILE, LOG_FILE, ADMIN_SOCKET_FILE };
 
   for (guint i = 0; i < G_N_ELEMENTS (files); i++)
     {
@@ -204,6 +289,63 @@ remove_machine_dir (const char *dir)
 
 static int opt_ready_fd = -1;
 static gboolean opt_foreground;
+static char *opt_from_archive;   /* lifecycle: qlean import, qlean clone */
+
+/* --- port forwards (qlean start -p HOST:GUEST) --- */
+static char **opt_forward;
+
+/* Parses every -p into owner_forwards (host 0 = any free port). */
+static gboolean
+parse_forwards (GError **error)
+{
+  g_clear_pointer (&owner_forwards, g_array_unref);
+  owner_forwards = g_array_new (FALSE, FALSE, sizeof (guint32));
+
+  for (guint i = 0; opt_forward != NULL && opt_forward[i] != NULL; i++)
+    {
+      const char *spec = opt_forward[i];
+      const char *colon = strchr (spec, ':');
+      g_autofree char *host_text = colon ? g_strndup (spec, colon - spec) : NULL;
+      guint64 host = 0, guest = 0;
+      guint32 pair;
+
+      if (colon == NULL ||
+          !g_ascii_string_to_unsigned (host_text, 10, 0, 65535, &host, NULL) ||
+          !g_ascii_string_to_unsigned (colon + 1, 10, 1, 65535, &guest, NULL))
+        {
+          g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                       _("--forward takes HOST:GUEST, two port numbers (HOST 0 picks a free "
+                         "port), not “%s”"), spec);
+          return FALSE;
+        }
+      pair = (guint32) host << 16 | (guint32) guest;
+      g_array_append_val (owner_forwards, pair);
+    }
+
+  return TRUE;
+}
+
+/* In the owner: listens on the ports, noting the ones picked for 0. */
+static gboolean
+owner_forward_ports (QleanMachine  *machine,
+                     GError       **error)
+{
+  if (qlean_machine_get_network (machine) != NULL)
+    owner_ip = qlean_machine_get_ip (machine, NULL, NULL);
+
+  for (guint i = 0; owner_forwards != NULL && i < owner_forwards->len; i++)
+    {
+      guint32 *pair = &g_array_index (owner_forwards, guint32, i);
+      guint16 port = qlean_machine_forward_port (machine, *pair >> 16, *pair & 0xffff, error);
+
+      if (port == 0)
+        return FALSE;
+      *pair = (guint32) port << 16 | (*pair & 0xffff);
+    }
+
+  return TRUE;
+}
+/* --- */
 
 typedef struct
 {
@@ -239,6 +381,11 @@ owner_signal_cb (gpointer user_data)
   if (!owner->stopping)
     {
       owner->stopping = TRUE;
+      /* --- lifecycle: a paused guest cannot hear the power button; the
+       * shutdown would wait out its whole timeout --- */
+      if (qlean_machine_get_state (owner->machine) == QLEAN_MACHINE_STATE_PAUSED)
+        qlean_machine_resume (owner->machine, NULL, NULL);
+      /* --- */
       qlean_machine_shutdown_async (owner->machine, NULL, owner_shutdown_cb, owner);
     }
 
@@ -260,6 +407,23 @@ owner_state_cb (QleanMachine *machine,
       g_main_loop_quit (owner->loop);
     }
 }
+
+/* --- lifecycle: the admin socket tells of state changes it made --- */
+static void
+owner_admin_update (gpointer    user_data,
+                    const char *state)
+{
+  Owner *owner = user_data;
+
+  write_state (owner->dir, owner->machine, state, NULL);
+  /* A restore that failed left no machine to own. */
+  if (g_str_equal (state, "crashed") && !owner->stopping)
+    {
+      owner->status = EXIT_FAILED;
+      g_main_loop_quit (owner->loop);
+    }
+}
+/* --- */
 
 static void
 report_ready (const char *message)
@@ -284,10 +448,20 @@ run_owner (const char *name,
   g_autofree char *socket_path = g_build_filename (dir, SOCKET_FILE, NULL);
   Owner owner = { 0 };
   guint signal_ids[3];
+  OwnerAdmin *admin = NULL;
 
-  machine = machine_from_options (name, &error);
-  if (machine == NULL || !qlean_machine_spawn (machine, NULL, &error) ||
+  /* --- lifecycle: qlean import and qlean clone start from an archive,
+   * which gives a running machine when it holds a state --- */
+  if (opt_from_archive != NULL)
+    machine = owner_import_machine (name, opt_from_archive, &error);
+  else
+  /* --- */
+    machine = machine_from_options (name, &error);
+  if (machine == NULL ||
+      (qlean_machine_get_state (machine) != QLEAN_MACHINE_STATE_RUNNING &&
+       !qlean_machine_spawn (machine, NULL, &error)) ||
       !qlean_machine_share (machine, socket_path, &error) ||
+      !owner_forward_ports (machine, &error) ||
       !write_state (dir, machine, "running", &error))
     {
       g_autofree char *message = g_strdup_printf ("%s\n", error->message);
@@ -308,9 +482,15 @@ run_owner (const char *name,
   signal_ids[0] = g_unix_signal_add (SIGTERM, owner_signal_cb, &owner);
   signal_ids[1] = g_unix_signal_add (SIGINT, owner_signal_cb, &owner);
   signal_ids[2] = g_unix_signal_add (SIGHUP, owner_signal_cb, &owner);
+  /* --- lifecycle: pause, resume, snapshot, restore, export --- */
+  admin = owner_admin_start (machine, dir, socket_path, owner_admin_update, &owner, &error);
+  if (admin == NULL)
+    g_printerr ("qlean: %s; pause, snapshot, clone and export will not work\n", error->message);
+  /* --- */
 
   report_ready ("ok\n");
   g_main_loop_run (loop);
+  owner_admin_stop (admin);
 
   for (guint i = 0; i < G_N_ELEMENTS (signal_ids); i++)
     g_source_remove (signal_ids[i]);
@@ -393,6 +573,18 @@ start_owner (int          argc,
   if (!cli_is_quiet ())
     g_print (_("%s is running; use “qlean exec %s -- COMMAND”, stop it with “qlean stop %s”\n"),
              name, name, name);
+  /* --- port forwards: the ports picked for HOST 0 are news even with --quiet --- */
+  {
+    g_autoptr(MachineState) state = read_state (dir);
+
+    for (guint i = 0; state != NULL && i < state->forwards->len; i++)
+      {
+        guint32 pair = g_array_index (state->forwards, guint32, i);
+
+        g_print (_("127.0.0.1:%u forwards to port %u of %s\n"), pair >> 16, pair & 0xffff, name);
+      }
+  }
+  /* --- */
   return 0;
 }
 
@@ -404,6 +596,11 @@ cmd_start (int    argc,
     { "foreground", 0, 0, G_OPTION_ARG_NONE, &opt_foreground,
       N_("Stay in the foreground and own the machine until SIGTERM"), NULL },
     { "ready-fd", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &opt_ready_fd, NULL, NULL },
+    /* --- lifecycle: qlean import FILE NAME is start --from-archive=FILE NAME --- */
+    { "from-archive", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_FILENAME, &opt_from_archive, NULL, NULL },
+    { "forward", 'p', 0, G_OPTION_ARG_STRING_ARRAY, &opt_forward,
+      N_("Forward port HOST of 127.0.0.1 to port GUEST of the machine (repeatable; HOST 0 picks a free port)"),
+      N_("HOST:GUEST") },
     { NULL }
   };
   g_autoptr(GPtrArray) entries = g_ptr_array_new ();
@@ -445,6 +642,15 @@ cmd_start (int    argc,
       g_strfreev (original_argv);
       return EXIT_USAGE;
     }
+
+  /* --- port forwards --- */
+  if (!parse_forwards (&error))
+    {
+      print_error ("start", error);
+      g_strfreev (original_argv);
+      return EXIT_USAGE;
+    }
+  /* --- */
 
   dir = machine_dir (argv[1], &error);
   if (dir == NULL)
@@ -516,6 +722,14 @@ attach_by_name (const char  *command,
                    _("No machine named %s; start one with “qlean start %s”"), name, name);
       return NULL;
     }
+  /* --- lifecycle --- */
+  if (g_str_equal (state->state, "paused"))
+    {
+      g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                   _("Machine %s is paused; “qlean resume %s” lets it run"), name, name);
+      return NULL;
+    }
+  /* --- */
   if (!g_str_equal (state->state, "running"))
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
@@ -814,7 +1028,7 @@ cmd_ls (int    argc,
 
   if (!parse_options ("ls", "", _("List machines started with “qlean start”: name, state (running,\n"
                                   "crashed, or owner-died when its owner process is gone), owner pid,\n"
-                                  "image and uptime."),
+                                  "image, uptime, address on its network and forwarded ports."),
                       entries, &argc, &argv, &status))
     return status;
 
@@ -859,6 +1073,27 @@ cmd_ls (int    argc,
           json_builder_add_string_value (builder, state->image);
           json_builder_set_member_name (builder, "uptime");
           json_builder_add_int_value (builder, state->started ? now - state->started : 0);
+          /* --- port forwards and address --- */
+          json_builder_set_member_name (builder, "ip");
+          if (state->ip != NULL)
+            json_builder_add_string_value (builder, state->ip);
+          else
+            json_builder_add_null_value (builder);
+          json_builder_set_member_name (builder, "forwards");
+          json_builder_begin_array (builder);
+          for (guint j = 0; j < state->forwards->len; j++)
+            {
+              guint32 pair = g_array_index (state->forwards, guint32, j);
+
+              json_builder_begin_object (builder);
+              json_builder_set_member_name (builder, "host-port");
+              json_builder_add_int_value (builder, pair >> 16);
+              json_builder_set_member_name (builder, "guest-port");
+              json_builder_add_int_value (builder, pair & 0xffff);
+              json_builder_end_object (builder);
+            }
+          json_builder_end_array (builder);
+          /* --- */
           json_builder_end_object (builder);
         }
       json_builder_end_array (builder);
@@ -867,14 +1102,27 @@ cmd_ls (int    argc,
       return 0;
     }
 
-  g_print ("%-20s %-11s %8s %-12s %s\n", _("NAME"), _("STATE"), _("PID"), _("IMAGE"), _("UPTIME"));
+  g_print ("%-20s %-11s %8s %-12s %-7s %-15s %s\n", _("NAME"), _("STATE"), _("PID"), _("IMAGE"),
+           _("UPTIME"), _("IP"), _("PORTS"));
   for (guint i = 0; i < states->len; i++)
     {
       MachineState *state = g_ptr_array_index (states, i);
       g_autofree char *uptime = format_uptime (state->started ? now - state->started : 0);
 
-      g_print ("%-20s %-11s %8" G_GINT64_FORMAT " %-12s %s\n", state->name, state->state,
-               state->owner, state->image, uptime);
+      /* --- port forwards and address: 127.0.0.1:HOST->GUEST,... --- */
+      GString *ports = g_string_new (NULL);
+
+      for (guint j = 0; j < state->forwards->len; j++)
+        {
+          guint32 pair = g_array_index (state->forwards, guint32, j);
+
+          g_string_append_printf (ports, "%s127.0.0.1:%u->%u", j ? "," : "", pair >> 16, pair & 0xffff);
+        }
+      g_print ("%-20s %-11s %8" G_GINT64_FORMAT " %-12s %-7s %-15s %s\n", state->name, state->state,
+               state->owner, state->image, uptime, state->ip ? state->ip : "-",
+               ports->len ? ports->str : "-");
+      g_string_free (ports, TRUE);
+      /* --- */
     }
 
   return 0;

@@ -54,6 +54,39 @@ int cmd_stop  (int argc, char **argv);
 int cmd_ls    (int argc, char **argv);
 int cmd_cp    (int argc, char **argv);
 
+/* tools/qlean-cli-lifecycle.c: qlean pause|resume|snapshot|restore|clone|
+ * export|import, and the owner's side of them: a second socket in the
+ * machine's directory for one-line JSON requests. */
+#define ADMIN_SOCKET_FILE "ctl-admin.sock"
+
+typedef struct _OwnerAdmin OwnerAdmin;
+/* Called by the admin when the machine's state changed under it
+ * ("running", "paused", or "crashed" when a restore left it dead). */
+typedef void (*OwnerAdminUpdate) (gpointer    user_data,
+                                  const char *state);
+
+OwnerAdmin   *owner_admin_start    (QleanMachine      *machine,
+                                    const char        *dir,
+                                    const char        *share_path,
+                                    OwnerAdminUpdate   update,
+                                    gpointer           update_data,
+                                    GError           **error);
+void          owner_admin_stop     (OwnerAdmin        *admin);
+QleanMachine *owner_import_machine (const char        *name,
+                                    const char        *archive_path,
+                                    GError           **error);
+/* RUNBASE/machines/NAME, for a valid NAME (qlean-cli-machines.c). */
+char         *cli_machine_dir      (const char        *name,
+                                    GError           **error);
+
+int cmd_pause    (int argc, char **argv);
+int cmd_resume   (int argc, char **argv);
+int cmd_snapshot (int argc, char **argv);
+int cmd_restore  (int argc, char **argv);
+int cmd_clone    (int argc, char **argv);
+int cmd_export   (int argc, char **argv);
+int cmd_import   (int argc, char **argv);
+
 /* tools/qlean-cli-image.c: qlean image ls|pull|verify. */
 int cmd_image (int argc, char **argv);
 

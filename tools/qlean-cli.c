@@ -536,6 +536,13 @@ static const Command commands[] = {
   { "stop", N_("Shut a started machine down"), cmd_stop },
   { "ls", N_("List started machines"), cmd_ls },
   { "cp", N_("Copy files between the host and a started machine"), cmd_cp },
+  { "pause", N_("Stop the CPUs of a started machine"), cmd_pause },
+  { "resume", N_("Let a paused machine run again"), cmd_resume },
+  { "snapshot", N_("Save a started machine's state, memory included"), cmd_snapshot },
+  { "restore", N_("Bring a started machine back to a snapshot"), cmd_restore },
+  { "clone", N_("Start a copy of a started machine"), cmd_clone },
+  { "export", N_("Write a started machine into one archive file"), cmd_export },
+  { "import", N_("Start a machine from an archive of “qlean export”"), cmd_import },
   { "image", N_("List, download and verify distribution images"), cmd_image },
   { "gc", N_("Remove what killed processes left behind"), cmd_gc },
 };

@@ -68,6 +68,18 @@ if "$qlean" --help | grep -q '^  exec '; then
   expect "qlean exec --" --user --env
   expect_none "qlean exec box "
 fi
+if "$qlean" start --help 2>/dev/null | grep -q -- '--forward'; then
+  expect "qlean start --" --forward --foreground
+  expect_none "qlean start -p "
+  expect_none "qlean start --forward "
+fi
+if "$qlean" --help | grep -q '^  export '; then
+  expect "qlean " pause resume snapshot restore clone export import
+  expect "qlean sn" snapshot
+  expect_none "qlean snapshot box "
+  expect_none "qlean clone box "
+  expect_none "qlean import box.qlean "
+fi
 
 [ $status -eq 0 ] && echo "bash completion offers commands, options and values"
 exit $status
