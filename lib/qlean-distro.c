@@ -205,7 +205,7 @@ catalog_load (void)
     if ((catalog = catalog_load_file (files[i])) != NULL)
       return catalog;
 
-  bytes = g_resource_lookup_data (qlean_get_resource (), CATALOG_RESOURCE, 0, &error);
+  bytes = g_resource_lookup_data (qlean_resources (), CATALOG_RESOURCE, 0, &error);
   g_assert_no_error (error);
   data = g_bytes_get_data (bytes, &len);
   catalog = qlean_catalog_parse (data, len, "resource://" CATALOG_RESOURCE, &error);

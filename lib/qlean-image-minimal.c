@@ -237,7 +237,7 @@ static void
 checksum_resource (GChecksum  *checksum,
                    const char *resource)
 {
-  g_autoptr(GBytes) bytes = g_resource_lookup_data (qlean_get_resource (), resource, 0, NULL);
+  g_autoptr(GBytes) bytes = g_resource_lookup_data (qlean_resources (), resource, 0, NULL);
   gsize len;
   const guchar *data;
 
@@ -277,7 +277,7 @@ write_resource (const char  *resource,
                 int          mode,
                 GError     **error)
 {
-  g_autoptr(GBytes) bytes = g_resource_lookup_data (qlean_get_resource (), resource, 0, error);
+  g_autoptr(GBytes) bytes = g_resource_lookup_data (qlean_resources (), resource, 0, error);
   gsize len;
   const char *data;
 

@@ -241,11 +241,11 @@ prepare_key (const char  *input_digest,
   if (qemu_ga != NULL && !checksum_file_contents (checksum, qemu_ga, error))
     return NULL;
 
-  resources = g_resource_enumerate_children (qlean_get_resource (), RESOURCE_DIR, 0, NULL);
+  resources = g_resource_enumerate_children (qlean_resources (), RESOURCE_DIR, 0, NULL);
   for (guint i = 0; resources != NULL && resources[i] != NULL; i++)
     {
       g_autofree char *path = g_strconcat (RESOURCE_DIR, resources[i], NULL);
-      g_autoptr(GBytes) bytes = g_resource_lookup_data (qlean_get_resource (), path, 0, NULL);
+      g_autoptr(GBytes) bytes = g_resource_lookup_data (qlean_resources (), path, 0, NULL);
 
       if (bytes != NULL)
         g_checksum_update (checksum, g_bytes_get_data (bytes, NULL), g_bytes_get_size (bytes));
@@ -359,7 +359,7 @@ guest_write_resource (guestfs_h   *g,
                       GError     **error)
 {
   g_autofree char *full = g_strconcat (RESOURCE_DIR, resource, NULL);
-  g_autoptr(GBytes) bytes = g_resource_lookup_data (qlean_get_resource (), full, 0, error);
+  g_autoptr(GBytes) bytes = g_resource_lookup_data (qlean_resources (), full, 0, error);
 
   if (bytes == NULL)
     return FALSE;
@@ -720,7 +720,7 @@ setup_systemd (guestfs_h         *g,
     {
       g_autofree char *unit_path = g_build_filename (system, "qemu-guest-agent.service", NULL);
       g_autofree char *override = NULL;
-      g_autoptr(GBytes) bytes = g_resource_lookup_data (qlean_get_resource (),
+      g_autoptr(GBytes) bytes = g_resource_lookup_data (qlean_resources (),
                                                         RESOURCE_DIR "qemu-guest-agent-override.conf",
                                                         0, error);
       g_autoptr(GString) text = NULL;

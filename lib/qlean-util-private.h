@@ -20,5 +20,10 @@ char     *qlean_bytes_to_message   (GBytes      *bytes);
 /* Removes a directory tree without following symlinks. */
 gboolean  qlean_rm_rf              (const char  *path,
                                     GError     **error);
+/* The library's embedded resources. Use this, never qlean_get_resource():
+ * GLib registers static resources lazily and two threads asking first at
+ * the same time can get NULL (seen as a crash when two machines prepare
+ * their image at once). */
+GResource *qlean_resources         (void);
 
 G_END_DECLS

@@ -14,6 +14,7 @@
 #include <glib/gstdio.h>
 
 #include "qlean-util-private.h"
+#include "qlean-resources.h"
 
 gboolean
 qlean_set_str (char       **str_pointer,
@@ -156,4 +157,14 @@ qlean_rm_rf (const char  *path,
     }
 
   return FALSE;
+}
+
+GResource *
+qlean_resources (void)
+{
+  static gsize resource;
+
+  if (g_once_init_enter (&resource))
+    g_once_init_leave (&resource, (gsize) qlean_get_resource ());
+  return (GResource *) resource;
 }
