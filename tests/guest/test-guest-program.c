@@ -1498,9 +1498,14 @@ static void test_fs_readdir_big (void)
   while (off + 6 <= rep.payload.len)
     {
       uint32_t len = get_u32 (rep.payload.p + off + 2);
+      char entry[64];
       int i;
       CHECK (get_u16 (rep.payload.p + off) == QLEAN_GUEST_TAG_DIRENT);
-      CHECK (sscanf ((const char *) rep.payload.p + off + 6 + QLEAN_GUEST_STAT_SIZE, "entry-%d", &i) == 1);
+      /* The name is not NUL-terminated: sscanf must not read past it. */
+      CHECK (len >= QLEAN_GUEST_STAT_SIZE && len - QLEAN_GUEST_STAT_SIZE < sizeof entry);
+      memcpy (entry, rep.payload.p + off + 6 + QLEAN_GUEST_STAT_SIZE, len - QLEAN_GUEST_STAT_SIZE);
+      entry[len - QLEAN_GUEST_STAT_SIZE] = '\0';
+      CHECK (sscanf (entry, "entry-%d", &i) == 1);
       CHECK (i >= 0 && i < want && !seen[i]);
       seen[i] = 1;
       n++;
