@@ -36,6 +36,7 @@ struct _QleanMachineConfig
   char       *cmdline;
   char      **extra_args;
   gboolean    fast_start;
+  char       *bridge;
 };
 
 G_DEFINE_FINAL_TYPE (QleanMachineConfig, qlean_machine_config, G_TYPE_OBJECT)
@@ -53,6 +54,7 @@ enum {
   PROP_CMDLINE,
   PROP_EXTRA_ARGS,
   PROP_FAST_START,
+  PROP_BRIDGE,
   N_PROPS
 };
 
@@ -68,6 +70,7 @@ qlean_machine_config_finalize (GObject *object)
   g_free (self->initrd);
   g_free (self->cmdline);
   g_strfreev (self->extra_args);
+  g_free (self->bridge);
 
   G_OBJECT_CLASS (qlean_machine_config_parent_class)->finalize (object);
 }
@@ -93,6 +96,7 @@ qlean_machine_config_get_property (GObject    *object,
     case PROP_CMDLINE: g_value_set_string (value, self->cmdline); break;
     case PROP_EXTRA_ARGS: g_value_set_boxed (value, self->extra_args); break;
     case PROP_FAST_START: g_value_set_boolean (value, self->fast_start); break;
+    case PROP_BRIDGE: g_value_set_string (value, self->bridge); break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -119,6 +123,7 @@ qlean_machine_config_set_property (GObject      *object,
     case PROP_CMDLINE: qlean_machine_config_set_cmdline (self, g_value_get_string (value)); break;
     case PROP_EXTRA_ARGS: qlean_machine_config_set_extra_args (self, g_value_get_boxed (value)); break;
     case PROP_FAST_START: qlean_machine_config_set_fast_start (self, g_value_get_boolean (value)); break;
+    case PROP_BRIDGE: qlean_machine_config_set_bridge (self, g_value_get_string (value)); break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -233,6 +238,22 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
   properties[PROP_FAST_START] =
     g_param_spec_boolean ("fast-start", NULL, NULL, TRUE, flags);
 
+  /**
+   * QleanMachineConfig:bridge:
+   *
+   * A host bridge to plug the machine's network card into, for users
+   * who have root and a bridge of their own (libvirt's setup: a `qlbr0`
+   * bridge with dnsmasq serving DHCP, and `allow qlbr0` in
+   * `/etc/qemu/bridge.conf`). QEMU attaches the card with `-netdev
+   * bridge` through the setuid `qemu-bridge-helper`, the guest asks the
+   * bridge for an address by DHCP, and [method@Machine.get_ip] waits
+   * for it. %NULL (the default) means no bridge: use a
+   * [class@Network] for rootless networking instead; a machine cannot
+   * have both. Machines on a bridge always boot (no fast start).
+   */
+  properties[PROP_BRIDGE] =
+    g_param_spec_string ("bridge", NULL, NULL, NULL, flags);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
@@ -282,6 +303,7 @@ qlean_machine_config_copy (QleanMachineConfig *self)
                        "cmdline", self->cmdline,
                        "extra-args", self->extra_args,
                        "fast-start", self->fast_start,
+                       "bridge", self->bridge,
                        NULL);
 }
 
@@ -421,6 +443,21 @@ DEFINE_STRING_ACCESSORS (initrd, PROP_INITRD)
  * Sets [property@MachineConfig:cmdline].
  */
 DEFINE_STRING_ACCESSORS (cmdline, PROP_CMDLINE)
+
+/**
+ * qlean_machine_config_get_bridge:
+ * @self: a #QleanMachineConfig
+ *
+ * Returns: (nullable): the host bridge the network card plugs into
+ */
+/**
+ * qlean_machine_config_set_bridge:
+ * @self: a #QleanMachineConfig
+ * @bridge: (nullable): a host bridge name such as `qlbr0`, or %NULL
+ *
+ * Sets [property@MachineConfig:bridge].
+ */
+DEFINE_STRING_ACCESSORS (bridge, PROP_BRIDGE)
 
 /**
  * qlean_machine_config_get_clear:

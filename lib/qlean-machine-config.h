@@ -97,4 +97,10 @@ QLEAN_AVAILABLE_IN_ALL
 void                qlean_machine_config_set_fast_start (QleanMachineConfig *self,
                                                          gboolean            fast_start);
 
+QLEAN_AVAILABLE_IN_ALL
+const char         *qlean_machine_config_get_bridge     (QleanMachineConfig *self);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_config_set_bridge     (QleanMachineConfig *self,
+                                                         const char         *bridge);
+
 G_END_DECLS

@@ -388,6 +388,12 @@ qlean_machine_constructed (GObject *object)
     self->image = qlean_image_new_minimal ();
   if (self->config == NULL)
     self->config = qlean_machine_config_new ();
+  /* QEMU's own prefix, as libvirt uses on its bridges; the rest random,
+   * since other hosts' machines may share the bridge. */
+  if (self->mac_address == NULL && self->network == NULL &&
+      qlean_machine_config_get_bridge (self->config) != NULL)
+    self->mac_address = g_strdup_printf ("52:54:00:%02x:%02x:%02x", g_random_int_range (0, 256),
+                                         g_random_int_range (0, 256), g_random_int_range (0, 256));
 
   self->owner_context = g_main_context_ref_thread_default ();
   self->link = machine_link_new (self);
@@ -468,6 +474,7 @@ qlean_machine_finalize (GObject *object)
   g_clear_pointer (&self->link, machine_link_unref);
   g_free (self->name);
   g_free (self->mac_address);
+  g_free (self->crash_reason);
   g_mutex_clear (&self->lock);
 
   G_OBJECT_CLASS (qlean_machine_parent_class)->finalize (object);
@@ -852,17 +859,19 @@ qlean_machine_get_network (QleanMachine *self)
  * @self: a #QleanMachine
  *
  * The MAC address of the machine's network card: the one set in
- * [property@Machine:mac-address], or the one its network gives it.
+ * [property@Machine:mac-address], or the one its network gives it, or,
+ * on a [property@MachineConfig:bridge], a random one picked when the
+ * machine was created.
  *
  * Returns: (transfer full) (nullable): the MAC address, or %NULL for a
- *   machine without a network
+ *   machine without a network card
  */
 char *
 qlean_machine_dup_mac_address (QleanMachine *self)
 {
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
 
-  if (self->network == NULL)
+  if (self->network == NULL && qlean_machine_config_get_bridge (self->config) == NULL)
     return NULL;
   if (self->mac_address != NULL)
     return g_ascii_strdown (self->mac_address, -1);
@@ -1085,6 +1094,30 @@ qlean_machine_resolve_spec (QleanMachine  *self,
       spec->net_mac = resolved->net_lease->mac_address;
     }
 
+  if (qlean_machine_config_get_bridge (config) != NULL)
+    {
+      if (self->network != NULL)
+        {
+          g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG,
+                       _("Machine “%s” has both a network (“%s”) and a bridge (“%s”); "
+                         "give it only one of them"), self->name,
+                       qlean_network_get_name (self->network),
+                       qlean_machine_config_get_bridge (config));
+          return FALSE;
+        }
+      if (!g_file_test (QLEAN_BRIDGE_HELPER, G_FILE_TEST_IS_EXECUTABLE))
+        {
+          g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG,
+                       _("Machine “%s” is to use bridge “%s”, but QEMU's bridge helper %s "
+                         "is missing; install qemu-system-common"), self->name,
+                       qlean_machine_config_get_bridge (config), QLEAN_BRIDGE_HELPER);
+          return FALSE;
+        }
+      spec->net_bridge = qlean_machine_config_get_bridge (config);
+      spec->net_bridge_helper = QLEAN_BRIDGE_HELPER;
+      spec->net_mac = self->mac_address;
+    }
+
   if (!check_readable ("kernel", spec->kernel, error) ||
       !check_readable ("initrd", spec->initrd, error))
     return FALSE;
@@ -1117,6 +1150,9 @@ qlean_machine_resolve_spec (QleanMachine  *self,
    * kernel does without it. */
   if (spec->cores == 1 && qlean_image_get_kind (self->image) == QLEAN_IMAGE_KIND_MINIMAL)
     g_string_append (cmdline, " noapictimer");
+  /* The minimal image's init then asks the bridge for an address. */
+  if (spec->net_bridge != NULL)
+    g_string_append (cmdline, " qlean.dhcp=1");
   g_string_append_printf (cmdline, " qlean.hostname=%s", self->name);
   resolved->cmdline = g_string_free (cmdline, FALSE);
   spec->cmdline = resolved->cmdline;
@@ -1350,6 +1386,7 @@ qlean_machine_boot_state_path (QleanMachine       *self,
       qlean_image_get_kind (self->image) != QLEAN_IMAGE_KIND_MINIMAL ||
       (extra != NULL && extra[0] != NULL) ||
       qlean_machine_config_get_disk_gib (config) > 0 || self->attached ||
+      qlean_machine_config_get_bridge (config) != NULL ||
       qlean_image_get_disk (self->image) != NULL)
     return NULL;
 
@@ -1711,7 +1748,17 @@ static const char identity_script[] =
   /* The saved network card keeps the MAC of the machine it came from. */
   "if [ -n \"$3\" ]; then\n"
   "  for i in /sys/class/net/*; do\n"
-  "    read -r a < \"$i/address\" && [ \"$a\" = \"$3\" ] && ip link set dev \"${i##*/}\" address \"$4\"\n"
+  "    read -r a < \"$i/address\" && [ \"$a\" = \"$3\" ] || continue\n"
+  "    n=${i##*/}\n"
+  "    ip link set dev \"$n\" address \"$4\"\n"
+  /* On a bridge, a new MAC needs a lease of its own: release the old
+   * one (udhcpc drops the address) before asking anew, so that nobody
+   * reads the source machine's address from the clone meanwhile. */
+  "    [ -s /run/qlean/udhcpc.pid ] && read -r p < /run/qlean/udhcpc.pid || continue\n"
+  "    kill -USR2 \"$p\"\n"
+  "    j=0\n"
+  "    while [ -n \"$(ip -4 -o addr show dev \"$n\")\" ] && [ $j -lt 200 ]; do sleep 0.01; j=$((j + 1)); done\n"
+  "    kill -USR1 \"$p\"\n"
   "  done\n"
   "fi\n"
   "cat > /dev/urandom\n";

@@ -34,6 +34,9 @@ typedef struct
   const char         *net_socket;
   guint               net_port;
   const char         *net_mac;
+  /* Or a host bridge, through qemu-bridge-helper, with net_mac. */
+  const char         *net_bridge;
+  const char         *net_bridge_helper;
   gboolean            incoming;      /* wait for a saved state (-incoming defer) */
   const char         *seed;          /* a cloud-init seed image, attached read-only */
 } QleanQemuSpec;

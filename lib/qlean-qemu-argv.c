@@ -146,6 +146,18 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
 
       add (argv, "-netdev");
       add_printf (argv, "vde,id=net0,sock=%s,port=%u", escaped, spec->net_port);
+    }
+  else if (spec->net_bridge != NULL)
+    {
+      g_autofree char *bridge = escape_commas (spec->net_bridge);
+      g_autofree char *helper = escape_commas (spec->net_bridge_helper);
+
+      add (argv, "-netdev");
+      add_printf (argv, "bridge,id=net0,br=%s,helper=%s", bridge, helper);
+    }
+
+  if (spec->net_socket != NULL || spec->net_bridge != NULL)
+    {
       /* romfile= (empty) skips the iPXE option ROM: the guest never boots
        * from the network, and loading the ROM costs boot time. */
       add (argv, "-device");

@@ -320,6 +320,110 @@ test_dry_run_has_nic (void)
   g_assert_cmpint (qlean_machine_get_pid (machine), ==, 0);
 }
 
+/* Bridge mode: the seed's libvirt qlbr0 through qemu-bridge-helper.
+ * Running it needs root, a bridge and a DHCP server on it, none of which
+ * a test may set up on its host; the command line is what Qlean owns. */
+static void
+test_dry_run_bridge (void)
+{
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanNetwork) network = qlean_network_new ();
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(QleanMachine) other = NULL;
+  g_autoptr(QleanMachine) both = NULL;
+  g_autoptr(QleanMachine) fixed = NULL;
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) argv = NULL;
+  g_autofree char *joined = NULL;
+  g_autofree char *mac = NULL;
+  g_autofree char *other_mac = NULL;
+  g_autofree char *fixed_mac = NULL;
+  g_autofree char *expected = NULL;
+
+  if (!can_run_machines ())
+    return;
+
+  qlean_machine_config_set_bridge (config, "qlbr0");
+  machine = g_object_new (QLEAN_TYPE_MACHINE, "name", "bridged", "config", config, NULL);
+  argv = qlean_machine_dry_run (machine, &error);
+  g_assert_no_error (error);
+  joined = g_strjoinv (" ", argv);
+  g_assert_nonnull (strstr (joined, "-netdev bridge,id=net0,br=qlbr0,helper=/usr/lib/qemu/qemu-bridge-helper "));
+  mac = qlean_machine_dup_mac_address (machine);
+  g_assert_nonnull (mac);
+  g_assert_true (g_str_has_prefix (mac, "52:54:00:"));
+  g_assert_cmpuint (strlen (mac), ==, 17);
+  expected = g_strdup_printf ("-device virtio-net-pci,netdev=net0,id=nic0,mac=%s,romfile=", mac);
+  g_assert_nonnull (strstr (joined, expected));
+  /* The guest asks the bridge's DHCP server for its address. */
+  g_assert_nonnull (strstr (joined, " qlean.dhcp=1"));
+  g_assert_null (strstr (joined, "vde"));
+  g_assert_null (strstr (joined, "-incoming"));
+
+  /* Every machine gets its own MAC unless given one. */
+  other = g_object_new (QLEAN_TYPE_MACHINE, "name", "bridged2", "config", config, NULL);
+  other_mac = qlean_machine_dup_mac_address (other);
+  g_assert_cmpstr (other_mac, !=, mac);
+  fixed = g_object_new (QLEAN_TYPE_MACHINE, "name", "bridged3", "config", config,
+                        "mac-address", "52:54:00:AB:CD:EF", NULL);
+  fixed_mac = qlean_machine_dup_mac_address (fixed);
+  g_assert_cmpstr (fixed_mac, ==, "52:54:00:ab:cd:ef");
+
+  /* A bridge and a network at once is a mistake, named as such. */
+  both = g_object_new (QLEAN_TYPE_MACHINE, "name", "both", "config", config, "network", network, NULL);
+  g_clear_pointer (&argv, g_strfreev);
+  argv = qlean_machine_dry_run (both, &error);
+  g_assert_null (argv);
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG);
+  g_assert_nonnull (strstr (error->message, "qlbr0"));
+  g_assert_nonnull (strstr (error->message, "only one"));
+}
+
+/* The same on a real bridge, for those who have one: QLEAN_TEST_BRIDGE
+ * names a bridge that qemu-bridge-helper may use (`allow NAME` in
+ * /etc/qemu/bridge.conf) with a DHCP server on it. A clone must get its
+ * own MAC and its own lease. */
+static void
+test_bridge_live (void)
+{
+  const char *bridge = g_getenv ("QLEAN_TEST_BRIDGE");
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(QleanMachine) clone = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *ip = NULL;
+  g_autofree char *clone_ip = NULL;
+  g_autofree char *mac = NULL;
+  g_autofree char *clone_mac = NULL;
+
+  if (bridge == NULL)
+    {
+      g_test_skip ("set QLEAN_TEST_BRIDGE to a bridge with a DHCP server that "
+                   "/etc/qemu/bridge.conf allows, to run machines on it");
+      return;
+    }
+  if (!can_run_machines ())
+    return;
+
+  qlean_machine_config_set_bridge (config, bridge);
+  machine = g_object_new (QLEAN_TYPE_MACHINE, "name", "bridged", "config", config, NULL);
+  g_assert_true (qlean_machine_spawn (machine, NULL, &error));
+  g_assert_no_error (error);
+  ip = get_ip (machine);
+
+  clone = qlean_machine_clone (machine, "bridged-clone", NULL, &error);
+  g_assert_no_error (error);
+  mac = qlean_machine_dup_mac_address (machine);
+  clone_mac = qlean_machine_dup_mac_address (clone);
+  g_assert_cmpstr (mac, !=, clone_mac);
+  clone_ip = get_ip (clone);
+  g_assert_cmpstr (ip, !=, clone_ip);
+
+  g_assert_true (qlean_machine_shutdown (clone, NULL, &error));
+  g_assert_true (qlean_machine_shutdown (machine, NULL, &error));
+  g_assert_no_error (error);
+}
+
 /* The seed's example, and faults */
 
 static void
@@ -688,6 +792,8 @@ main (int   argc,
   g_test_add_func ("/pool/model", test_pool_model);
   g_test_add_func ("/pool/network-config", test_network_config);
   g_test_add_func ("/pool/dry-run-has-nic", test_dry_run_has_nic);
+  g_test_add_func ("/pool/dry-run-bridge", test_dry_run_bridge);
+  g_test_add_func ("/pool/bridge-live", test_bridge_live);
   g_test_add_func ("/pool/ping", test_ping);
   g_test_add_func ("/pool/set-link", test_set_link);
   g_test_add_func ("/pool/partition", test_partition);
