@@ -1744,6 +1744,12 @@ qlean_machine_network_configured_cb (GObject      *source,
 static const char identity_script[] =
   "printf %s \"$1\" > /proc/sys/kernel/hostname\n"
   "if [ -f /etc/hostname ]; then printf '%s\\n' \"$1\" > /etc/hostname; fi\n"
+  /* Debian's (and our init's) line for the own name: left as it was,
+   * the copy would resolve its source's name to itself. */
+  "if grep -q '^127\\.0\\.1\\.1[[:space:]]' /etc/hosts 2>/dev/null; then\n"
+  "  h=$(grep -v '^127\\.0\\.1\\.1[[:space:]]' /etc/hosts)\n"
+  "  printf '%s\\n127.0.1.1 %s\\n' \"$h\" \"$1\" > /etc/hosts\n"
+  "fi\n"
   "if [ -s /etc/machine-id ]; then printf '%s\\n' \"$2\" > /etc/machine-id; fi\n"
   /* The saved network card keeps the MAC of the machine it came from. */
   "if [ -n \"$3\" ]; then\n"

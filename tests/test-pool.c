@@ -130,6 +130,31 @@ assert_pings (QleanMachine *from,
     g_assert_cmpint (status, !=, 0);
 }
 
+/* Where @name resolves in @machine: @ip, or a loopback address. */
+static void
+assert_resolves (QleanMachine *machine,
+                 const char   *name,
+                 const char   *ip)
+{
+  g_autofree char *command = g_strdup_printf ("ping -c 1 -W 2 %s", name);
+  g_autofree char *out = NULL;
+  g_autofree char *want = NULL;
+  int status = run_status (machine, command, &out);
+
+  g_assert_cmpint (status, ==, 0);
+  want = g_strdup_printf ("PING %s (%s", name, ip != NULL ? ip : "127.");
+  g_test_message ("%s in %s: %.*s", name, qlean_machine_get_name (machine),
+                  (int) strcspn (out, "\n"), out);
+  if (ip != NULL)
+    {
+      g_autofree char *exact = g_strconcat (want, ")", NULL);
+
+      g_assert_nonnull (strstr (out, exact));
+    }
+  else
+    g_assert_true (g_str_has_prefix (out, want));
+}
+
 /* No machine needed */
 
 typedef struct
@@ -451,6 +476,13 @@ test_ping (void)
   assert_pings (alice, bob_ip, TRUE);
   assert_pings (bob, "alice", TRUE);
   assert_pings (alice, "bob", TRUE);
+
+  /* By name means the other machine, not a loopback left from the
+   * machine whose saved state a fast start began from. */
+  assert_resolves (alice, "bob", bob_ip);
+  assert_resolves (bob, "alice", alice_ip);
+  assert_resolves (alice, "alice", NULL);
+  assert_resolves (bob, "bob", NULL);
 }
 
 static void
