@@ -16,60 +16,11 @@
 #include <json-glib/json-glib.h>
 
 #include <qlean/qlean.h>
+#include "test-common.h"
 
 /* One machine for every test but the CLI's, which boots its own through
  * `qlean start`. Each boot costs seconds of a core under TCG. */
-static QleanMachine *shared_machine;
-
-static QleanMachine *
-get_machine (void)
-{
-  g_autofree char *qemu = g_find_program_in_path ("qemu-system-x86_64");
-  g_autoptr(GError) error = NULL;
-
-  if (qemu == NULL)
-    {
-      g_test_skip ("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
-      return NULL;
-    }
-
-  if (shared_machine == NULL)
-    {
-      shared_machine = qlean_machine_new (NULL, NULL);
-      qlean_machine_spawn (shared_machine, NULL, &error);
-      g_assert_no_error (error);
-    }
-
-  g_assert_cmpint (qlean_machine_get_state (shared_machine), ==, QLEAN_MACHINE_STATE_RUNNING);
-  return shared_machine;
-}
-
-static QleanExecResult *
-run (QleanMachine *machine,
-     const char   *command)
-{
-  g_autoptr(GError) error = NULL;
-  QleanExecResult *result = qlean_machine_exec (machine, command, NULL, &error);
-
-  g_assert_no_error (error);
-  g_assert_nonnull (result);
-  return result;
-}
-
 /* A command's stdout, which must have succeeded. */
-static char *
-run_out (QleanMachine *machine,
-         const char   *command)
-{
-  g_autoptr(QleanExecResult) result = run (machine, command);
-  g_autofree char *err = qlean_exec_result_get_stderr_text (result);
-
-  if (!qlean_exec_result_success (result))
-    g_error ("“%s” failed (status %d, signal %d): %s", command,
-             qlean_exec_result_get_exit_status (result), qlean_exec_result_get_signal (result), err);
-  return qlean_exec_result_get_stdout_text (result);
-}
-
 static QleanGuestProcess *
 spawn (QleanGuestLauncher *launcher,
        QleanMachine       *machine,
@@ -99,7 +50,7 @@ guest_process_gone (QleanMachine *machine,
 
   while (g_get_monotonic_time () < deadline)
     {
-      g_autofree char *ps = run_out (machine, "ps");
+      g_autofree char *ps = test_run_out (machine, "ps");
 
       if (strstr (ps, pattern) == NULL)
         return TRUE;
@@ -116,7 +67,7 @@ guest_process_gone (QleanMachine *machine,
 static void
 test_live_output (void)
 {
-  QleanMachine *machine = get_machine ();
+  QleanMachine *machine = test_shared_machine ();
   const char * const argv[] = { "sh", "-c", "echo a; sleep 1; echo b", NULL };
   g_autoptr(QleanGuestLauncher) launcher = NULL;
   g_autoptr(QleanGuestProcess) process = NULL;
@@ -165,7 +116,7 @@ test_live_output (void)
 static void
 test_stderr_order (void)
 {
-  QleanMachine *machine = get_machine ();
+  QleanMachine *machine = test_shared_machine ();
   const char * const argv[] = {
     "sh", "-c", "echo 1; echo 2 >&2; echo 3; echo 4 >&2; echo 5; echo 6 >&2", NULL
   };
@@ -204,7 +155,7 @@ test_stderr_order (void)
 static void
 test_env (void)
 {
-  QleanMachine *machine = get_machine ();
+  QleanMachine *machine = test_shared_machine ();
   const char * const show[] = {
     "sh", "-c", "printf '%s|%s|%s' \"$FOO\" \"$ODD\" \"${HOME-unset}\"", NULL
   };
@@ -251,7 +202,7 @@ test_env (void)
 static void
 test_cwd (void)
 {
-  QleanMachine *machine = get_machine ();
+  QleanMachine *machine = test_shared_machine ();
   const char * const pwd[] = { "pwd", NULL };
   g_autoptr(QleanGuestLauncher) launcher = NULL;
   g_autoptr(QleanExecResult) result = NULL;
@@ -287,7 +238,7 @@ test_cwd (void)
 static void
 test_user (void)
 {
-  QleanMachine *machine = get_machine ();
+  QleanMachine *machine = test_shared_machine ();
   const char * const id[] = { "sh", "-c", "echo $(id -u):$(id -g):$HOME:$USER", NULL };
   g_autoptr(QleanGuestLauncher) launcher = NULL;
   g_autoptr(QleanExecResult) result = NULL;
@@ -340,7 +291,7 @@ random_bytes (gsize   size,
 static void
 test_stdin_round_trip (void)
 {
-  QleanMachine *machine = get_machine ();
+  QleanMachine *machine = test_shared_machine ();
   const char * const cat[] = { "cat", NULL };
   const char * const sum[] = { "sha256sum", NULL };
   g_autoptr(GBytes) data = random_bytes (10 * 1024 * 1024, 10);
@@ -382,7 +333,7 @@ test_stdin_round_trip (void)
 static void
 test_exit_and_signal (void)
 {
-  QleanMachine *machine = get_machine ();
+  QleanMachine *machine = test_shared_machine ();
   const char * const killed[] = { "sh", "-c", "kill -9 $$", NULL };
   g_autoptr(QleanExecResult) result = NULL;
   g_autoptr(QleanGuestLauncher) launcher = NULL;
@@ -392,13 +343,13 @@ test_exit_and_signal (void)
   if (machine == NULL)
     return;
 
-  result = run (machine, "exit 7");
+  result = test_run (machine, "exit 7");
   g_assert_cmpint (qlean_exec_result_get_exit_status (result), ==, 7);
   g_assert_cmpint (qlean_exec_result_get_signal (result), ==, 0);
   g_assert_false (qlean_exec_result_get_if_signaled (result));
   g_clear_object (&result);
 
-  result = run (machine, "kill -9 $$");
+  result = test_run (machine, "kill -9 $$");
   g_assert_true (qlean_exec_result_get_if_signaled (result));
   g_assert_cmpint (qlean_exec_result_get_signal (result), ==, 9);
   g_assert_cmpint (qlean_exec_result_get_exit_status (result), ==, -1);
@@ -419,7 +370,7 @@ test_exit_and_signal (void)
 static void
 test_timeout_kills (void)
 {
-  QleanMachine *machine = get_machine ();
+  QleanMachine *machine = test_shared_machine ();
   const char * const argv[] = { "sh", "-c", "echo partial; sleep 101; echo never", NULL };
   g_autoptr(QleanGuestLauncher) launcher = NULL;
   g_autoptr(QleanGuestProcess) process = NULL;
@@ -495,7 +446,7 @@ exec_cb (GObject      *source,
 static void
 test_cancel_kills (void)
 {
-  QleanMachine *machine = get_machine ();
+  QleanMachine *machine = test_shared_machine ();
   const char * const argv[] = { "sh", "-c", "echo partial; sleep 102; echo never", NULL };
   g_autoptr(GMainContext) context = g_main_context_new ();
   g_autoptr(GMainLoop) loop = g_main_loop_new (context, FALSE);
@@ -591,7 +542,7 @@ one_exec_cb (GObject      *source,
 static void
 test_concurrent (void)
 {
-  QleanMachine *machine = get_machine ();
+  QleanMachine *machine = test_shared_machine ();
   g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
   Concurrent all = { loop, 16, 0, g_string_new (NULL) };
 
@@ -632,7 +583,7 @@ slow_cb (GObject      *source,
 static void
 test_slow_does_not_block_fast (void)
 {
-  QleanMachine *machine = get_machine ();
+  QleanMachine *machine = test_shared_machine ();
   g_autofree char *out = NULL;
   gint64 start, slow_done = 0;
   double fast;
@@ -642,7 +593,7 @@ test_slow_does_not_block_fast (void)
 
   start = g_get_monotonic_time ();
   qlean_machine_exec_async (machine, "sleep 3", NULL, slow_cb, &slow_done);
-  out = run_out (machine, "echo fast");
+  out = test_run_out (machine, "echo fast");
   fast = seconds_since (start);
   g_assert_cmpstr (out, ==, "fast\n");
   g_assert_cmpfloat (fast, <, 1.5);
@@ -686,7 +637,7 @@ big_checksum (GBytes *chunk)
 static void
 test_big_output (void)
 {
-  QleanMachine *machine = get_machine ();
+  QleanMachine *machine = test_shared_machine ();
   const char * const argv[] = { "sh", "-c", BIG_COMMAND, NULL };
   g_autoptr(GBytes) chunk = NULL;
   g_autofree char *expected = NULL;
@@ -705,7 +656,7 @@ test_big_output (void)
   if (machine == NULL)
     return;
 
-  g_free (run_out (machine, "head -c 1048568 /dev/urandom > /tmp/qlean-chunk"));
+  g_free (test_run_out (machine, "head -c 1048568 /dev/urandom > /tmp/qlean-chunk"));
   chunk = qlean_machine_read (machine, "/tmp/qlean-chunk", NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (g_bytes_get_size (chunk), ==, BIG_BLOCK - 8);
@@ -713,7 +664,7 @@ test_big_output (void)
 
   /* Four times what the agent could have carried, all of it. */
   start = g_get_monotonic_time ();
-  result = run (machine, BIG_COMMAND);
+  result = test_run (machine, BIG_COMMAND);
   g_test_message ("64 MiB through qlean_machine_exec in %.2f s", seconds_since (start));
   g_assert_true (qlean_exec_result_success (result));
   g_assert_false (qlean_exec_result_get_stdout_truncated (result));
@@ -738,7 +689,7 @@ test_big_output (void)
   g_assert_no_error (error);
   g_assert_cmpuint (total, ==, BIG_SIZE);
   g_assert_cmpstr (g_checksum_get_string (checksum), ==, expected);
-  g_free (run_out (machine, "rm /tmp/qlean-chunk"));
+  g_free (test_run_out (machine, "rm /tmp/qlean-chunk"));
 }
 
 /* Errors */
@@ -746,7 +697,7 @@ test_big_output (void)
 static void
 test_not_found (void)
 {
-  QleanMachine *machine = get_machine ();
+  QleanMachine *machine = test_shared_machine ();
   const char * const missing[] = { "qlean-no-such-program", "--flag", NULL };
   const char * const missing_path[] = { "/nonexistent/bin/tool", NULL };
   g_autoptr(QleanGuestLauncher) launcher = NULL;
@@ -771,7 +722,7 @@ test_not_found (void)
   g_clear_error (&error);
 
   /* Through the shell it is the shell's 127, never a success. */
-  result = run (machine, "qlean-no-such-program");
+  result = test_run (machine, "qlean-no-such-program");
   g_assert_cmpint (qlean_exec_result_get_exit_status (result), ==, 127);
   err = qlean_exec_result_get_stderr_text (result);
   g_assert_nonnull (strstr (err, "not found"));
@@ -785,7 +736,7 @@ test_not_found (void)
 static void
 test_agent_fallback (void)
 {
-  QleanMachine *machine = get_machine ();
+  QleanMachine *machine = test_shared_machine ();
   g_autofree char *parent = NULL;
   gint64 deadline;
 
@@ -793,9 +744,9 @@ test_agent_fallback (void)
     return;
 
   /* Who runs our shell: qlean-guest, as long as it answers. */
-  parent = run_out (machine, "cat /proc/$PPID/comm");
+  parent = test_run_out (machine, "cat /proc/$PPID/comm");
   g_assert_cmpstr (parent, ==, "qlean-guest\n");
-  g_free (run_out (machine, "mv /usr/lib/qlean/qlean-guest /usr/lib/qlean/qlean-guest.off && "
+  g_free (test_run_out (machine, "mv /usr/lib/qlean/qlean-guest /usr/lib/qlean/qlean-guest.off && "
                             "(sleep 0.3; kill -9 $(pidof qlean-guest)) </dev/null >/dev/null 2>&1 &"));
 
   deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
@@ -816,7 +767,7 @@ test_agent_fallback (void)
 
   /* Output and status come through the agent just as well. */
   {
-    g_autoptr(QleanExecResult) result = run (machine, "echo via-agent; echo err >&2; exit 3");
+    g_autoptr(QleanExecResult) result = test_run (machine, "echo via-agent; echo err >&2; exit 3");
     g_autofree char *out = qlean_exec_result_get_stdout_text (result);
     g_autofree char *err = qlean_exec_result_get_stderr_text (result);
 
@@ -826,13 +777,13 @@ test_agent_fallback (void)
   }
 
   /* Back: init starts it again, and the host's HELLO finds it. */
-  g_free (run_out (machine, "mv /usr/lib/qlean/qlean-guest.off /usr/lib/qlean/qlean-guest"));
+  g_free (test_run_out (machine, "mv /usr/lib/qlean/qlean-guest.off /usr/lib/qlean/qlean-guest"));
   deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
   do
     {
       g_usleep (200 * 1000);
       g_clear_pointer (&parent, g_free);
-      parent = run_out (machine, "cat /proc/$PPID/comm");
+      parent = test_run_out (machine, "cat /proc/$PPID/comm");
     }
   while (g_strcmp0 (parent, "qlean-guest\n") != 0 && g_get_monotonic_time () < deadline);
   g_assert_cmpstr (parent, ==, "qlean-guest\n");
@@ -1144,9 +1095,7 @@ main (int argc,
 
   status = g_test_run ();
 
-  if (shared_machine != NULL)
-    qlean_machine_shutdown (shared_machine, NULL, NULL);
-  g_clear_object (&shared_machine);
+  test_shared_machine_end ();
 
   return status;
 }

@@ -24,23 +24,10 @@
 #include <glib/gstdio.h>
 
 #include <qlean/qlean.h>
+#include "test-common.h"
 
 #define RUNNER_ARG "--qlean-faults-runner"
 #define RUNNER_MACHINES 3
-
-static gboolean
-have_qemu (void)
-{
-  g_autofree char *qemu = g_find_program_in_path ("qemu-system-x86_64");
-
-  if (qemu == NULL)
-    {
-      g_test_skip ("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
-      return FALSE;
-    }
-
-  return TRUE;
-}
 
 static QleanMachine *
 boot_machine (void)
@@ -52,18 +39,6 @@ boot_machine (void)
   g_assert_no_error (error);
 
   return g_steal_pointer (&machine);
-}
-
-static char *
-run_text (QleanMachine *machine,
-          const char   *command)
-{
-  g_autoptr(GError) error = NULL;
-  g_autoptr(QleanExecResult) result = qlean_machine_exec (machine, command, NULL, &error);
-
-  g_assert_no_error (error);
-  g_assert_true (qlean_exec_result_success (result));
-  return g_strstrip (qlean_exec_result_get_stdout_text (result));
 }
 
 typedef struct
@@ -123,7 +98,7 @@ wait_for_output (QleanMachine *machine,
 
   for (;;)
     {
-      g_autofree char *out = run_text (machine, command);
+      g_autofree char *out = test_run_text (machine, command);
 
       if (*out != '\0')
         return;
@@ -142,7 +117,7 @@ test_qemu_killed_during_exec (void)
   gint64 killed;
   GPid pid;
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
 
   machine = boot_machine ();
@@ -182,7 +157,7 @@ test_agent_stopped (void)
   guint saved_timeout;
   gint64 start, elapsed;
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
 
   machine = boot_machine ();
@@ -191,7 +166,7 @@ test_agent_stopped (void)
   g_assert_true (qlean_qga_client_ping (qga, NULL, &error));
   g_assert_no_error (error);
 
-  out = run_text (machine, "kill -STOP $(cat /run/qemu-ga.pid) && echo stopped");
+  out = test_run_text (machine, "kill -STOP $(cat /run/qemu-ga.pid) && echo stopped");
   g_assert_cmpstr (out, ==, "stopped");
 
   saved_timeout = qlean_qga_client_get_timeout (qga);
@@ -207,7 +182,7 @@ test_agent_stopped (void)
 
   /* The data channel is unaffected by a stuck agent. */
   g_free (out);
-  out = run_text (machine, "kill -CONT $(cat /run/qemu-ga.pid) && echo continued");
+  out = test_run_text (machine, "kill -CONT $(cat /run/qemu-ga.pid) && echo continued");
   g_assert_cmpstr (out, ==, "continued");
 
   qlean_qga_client_set_timeout (qga, 10000);
@@ -229,7 +204,7 @@ exec_origin (QleanMachine  *machine,
              char         **parent,
              char         **boot_id)
 {
-  g_autofree char *out = run_text (machine, "read -r c < /proc/$PPID/comm; "
+  g_autofree char *out = test_run_text (machine, "read -r c < /proc/$PPID/comm; "
                                             "read -r b < /proc/sys/kernel/random/boot_id; echo $c $b");
   g_auto(GStrv) fields = g_strsplit (out, " ", 2);
 
@@ -288,7 +263,7 @@ test_guest_reboots (void)
   g_autofree char *boot_id = NULL;
   double seconds;
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
 
   machine = boot_machine ();
@@ -373,7 +348,7 @@ test_run_dir_modes (void)
   const char *sockets[] = { "qmp.sock", "qga.sock", "data.sock" };
   struct stat st;
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
 
   machine = boot_machine ();
@@ -637,7 +612,7 @@ test_runner_killed (void)
   GPid runner_pid;
   int gc_status;
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
   vde_switch = g_find_program_in_path ("vde_switch");
   if (vde_switch == NULL)

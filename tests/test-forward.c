@@ -15,52 +15,9 @@
 #include <glib/gstdio.h>
 
 #include <qlean/qlean.h>
+#include "test-common.h"
 
 /* A machine with no network card at all: forwards go over qlean-guest. */
-static QleanMachine *plain_machine;
-
-static gboolean
-have_qemu (void)
-{
-  g_autofree char *qemu = g_find_program_in_path ("qemu-system-x86_64");
-
-  if (qemu == NULL)
-    {
-      g_test_skip ("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
-      return FALSE;
-    }
-  return TRUE;
-}
-
-static QleanMachine *
-get_plain_machine (void)
-{
-  g_autoptr(GError) error = NULL;
-
-  if (!have_qemu ())
-    return NULL;
-
-  if (plain_machine == NULL)
-    {
-      plain_machine = qlean_machine_new (NULL, NULL);
-      qlean_machine_spawn (plain_machine, NULL, &error);
-      g_assert_no_error (error);
-    }
-  return plain_machine;
-}
-
-static char *
-run_out (QleanMachine *machine,
-         const char   *command)
-{
-  g_autoptr(GError) error = NULL;
-  g_autoptr(QleanExecResult) result = qlean_machine_exec (machine, command, NULL, &error);
-
-  g_assert_no_error (error);
-  g_assert_true (qlean_exec_result_success (result));
-  return qlean_exec_result_get_stdout_text (result);
-}
-
 /* busybox httpd in the foreground, serving /www, as a process we own. */
 static QleanGuestProcess *
 start_httpd (QleanMachine *machine,
@@ -75,7 +32,7 @@ start_httpd (QleanMachine *machine,
   g_autoptr(GError) error = NULL;
   QleanGuestProcess *httpd;
 
-  g_free (run_out (machine, setup));
+  g_free (test_run_out (machine, setup));
   httpd = qlean_guest_launcher_spawnv (launcher, machine, argv, &error);
   g_assert_no_error (error);
   qlean_machine_wait_for_port (machine, port, 10000, NULL, &error);
@@ -185,7 +142,7 @@ listen_addresses (guint16 port)
 static void
 test_forward_plain (void)
 {
-  QleanMachine *machine = get_plain_machine ();
+  QleanMachine *machine = test_shared_machine ();
   g_autoptr(QleanGuestProcess) httpd = NULL;
   g_autoptr(GBytes) body = NULL;
   g_autoptr(GError) error = NULL;
@@ -217,7 +174,7 @@ test_forward_plain (void)
   g_clear_pointer (&body, g_bytes_unref);
 
   /* Bigger than a credit window, checksummed on both sides. */
-  guest_sum = run_out (machine, "sha256sum /www/blob");
+  guest_sum = test_run_out (machine, "sha256sum /www/blob");
   guest_sum[strcspn (guest_sum, " ")] = '\0';
   body = http_get (port, "/blob");
   g_assert_nonnull (body);
@@ -257,7 +214,7 @@ test_forward_plain (void)
 static void
 test_forward_nc (void)
 {
-  QleanMachine *machine = get_plain_machine ();
+  QleanMachine *machine = test_shared_machine ();
   const char * const argv[] = { "sh", "-c", "nc -l -p 9000 | sha256sum", NULL };
   g_autoptr(QleanGuestLauncher) launcher = NULL;
   g_autoptr(QleanGuestProcess) nc = NULL;
@@ -334,7 +291,7 @@ get_in_thread (gpointer data)
 static void
 test_forward_parallel (void)
 {
-  QleanMachine *machine = get_plain_machine ();
+  QleanMachine *machine = test_shared_machine ();
   g_autoptr(QleanGuestProcess) httpd = NULL;
   g_autoptr(GError) error = NULL;
   GThread *threads[8];
@@ -344,7 +301,7 @@ test_forward_parallel (void)
   if (machine == NULL)
     return;
 
-  g_free (run_out (machine, "mkdir -p /www && for i in 0 1 2 3 4 5 6 7; do echo \"file $i\" > /www/n$i.txt; done"));
+  g_free (test_run_out (machine, "mkdir -p /www && for i in 0 1 2 3 4 5 6 7; do echo \"file $i\" > /www/n$i.txt; done"));
   httpd = start_httpd (machine, 8081, "index");
   port = qlean_machine_forward_port (machine, 0, 8081, &error);
   g_assert_no_error (error);
@@ -373,7 +330,7 @@ test_forward_parallel (void)
 static void
 test_forward_attached (void)
 {
-  QleanMachine *machine = get_plain_machine ();
+  QleanMachine *machine = test_shared_machine ();
   g_autoptr(QleanGuestProcess) httpd = NULL;
   g_autoptr(QleanMachine) attached = NULL;
   g_autoptr(GBytes) body = NULL;
@@ -403,7 +360,7 @@ test_forward_attached (void)
   g_clear_pointer (&body, g_bytes_unref);
 
   /* More than a credit window: the client's CREDIT fd 1 reaches the guest. */
-  guest_sum = run_out (machine, "sha256sum /www/blob");
+  guest_sum = test_run_out (machine, "sha256sum /www/blob");
   guest_sum[strcspn (guest_sum, " ")] = '\0';
   body = http_get (port, "/blob");
   g_assert_nonnull (body);
@@ -431,7 +388,7 @@ test_forward_pool (void)
   g_autofree char *ip = NULL;
   guint16 port;
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
   if (vde_switch == NULL)
     {
@@ -487,9 +444,7 @@ main (int    argc,
 
   status = g_test_run ();
 
-  if (plain_machine != NULL)
-    qlean_machine_shutdown (plain_machine, NULL, NULL);
-  g_clear_object (&plain_machine);
+  test_shared_machine_end ();
 
   return status;
 }

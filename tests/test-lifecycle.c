@@ -20,6 +20,7 @@
 #include <glib/gstdio.h>
 
 #include <qlean/qlean.h>
+#include "test-common.h"
 
 static char *fixture_dir;      /* per run, removed at the end */
 static char *running_archive;  /* written by /lifecycle/export-import */
@@ -71,37 +72,6 @@ logged (const char *pattern)
     found = g_pattern_match_simple (pattern, lines[i]);
 
   return found;
-}
-
-static gboolean
-have_qemu (void)
-{
-  g_autofree char *qemu = g_find_program_in_path ("qemu-system-x86_64");
-
-  if (qemu == NULL)
-    {
-      g_test_skip ("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
-      return FALSE;
-    }
-
-  return TRUE;
-}
-
-static char *
-run_text (QleanMachine *machine,
-          const char   *command)
-{
-  g_autoptr(GError) error = NULL;
-  g_autoptr(QleanExecResult) result = qlean_machine_exec (machine, command, NULL, &error);
-
-  g_assert_no_error (error);
-  if (!qlean_exec_result_success (result))
-    {
-      g_autofree char *err = qlean_exec_result_get_stderr_text (result);
-
-      g_error ("“%s” failed (exit %d): %s", command, qlean_exec_result_get_exit_status (result), err);
-    }
-  return g_strstrip (qlean_exec_result_get_stdout_text (result));
 }
 
 static void
@@ -239,7 +209,7 @@ test_states_and_signals (void)
   g_autofree char *out = NULL;
   Events events;
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
 
   machine = qlean_machine_new_with_name ("states", NULL, NULL);
@@ -281,7 +251,7 @@ test_states_and_signals (void)
 
   g_assert_true (qlean_machine_resume (machine, NULL, &error));
   g_assert_no_error (error);
-  out = run_text (machine, "echo hi");
+  out = test_run_text (machine, "echo hi");
   g_assert_cmpstr (out, ==, "hi");
 
   g_assert_true (qlean_machine_shutdown (machine, NULL, &error));
@@ -313,7 +283,7 @@ test_sigkill (void)
   Events events;
   gint64 killed;
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
 
   events_watch (&events, machine);
@@ -372,7 +342,7 @@ test_guest_panic (void)
   g_autofree char *out = NULL;
   Events events;
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
 
   events_watch (&events, machine);
@@ -380,7 +350,7 @@ test_guest_panic (void)
   g_assert_no_error (error);
 
   /* The device is there and its driver bound, or no panic is reported. */
-  out = run_text (machine, "ls /sys/bus/pci/drivers/ | grep -c pvpanic || true");
+  out = test_run_text (machine, "ls /sys/bus/pci/drivers/ | grep -c pvpanic || true");
   g_assert_cmpstr (out, ==, "1");
 
   logged ("");
@@ -405,7 +375,7 @@ test_guest_panic (void)
 static gint64
 guest_clock_skew (QleanMachine *machine)
 {
-  g_autofree char *out = run_text (machine, "date +%s");
+  g_autofree char *out = test_run_text (machine, "date +%s");
   gint64 host = g_get_real_time () / G_USEC_PER_SEC;
 
   return g_ascii_strtoll (out, NULL, 10) - host;
@@ -422,19 +392,19 @@ test_snapshot_restore (void)
   g_autofree char *out = NULL;
   gint64 skew;
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
 
   g_assert_true (qlean_machine_spawn (machine, NULL, &error));
   g_assert_no_error (error);
 
-  g_free (run_text (machine, "echo before > /root/before"));
+  g_free (test_run_text (machine, "echo before > /root/before"));
   g_assert_true (qlean_machine_snapshot (machine, "clean", NULL, &error));
   g_assert_no_error (error);
   names = qlean_machine_list_snapshots (machine);
   g_assert_cmpstrv (names, ((const char * const[]) { "clean", NULL }));
 
-  g_free (run_text (machine, "echo after > /root/after"));
+  g_free (test_run_text (machine, "echo after > /root/after"));
   /* Long enough for a clock nobody sets to be visibly wrong. */
   g_usleep (3 * G_USEC_PER_SEC);
 
@@ -442,7 +412,7 @@ test_snapshot_restore (void)
   g_assert_no_error (error);
   g_assert_cmpint (qlean_machine_get_state (machine), ==, QLEAN_MACHINE_STATE_RUNNING);
 
-  out = run_text (machine, "cat /root/before; test -e /root/after && echo after-is-there || echo after-is-gone");
+  out = test_run_text (machine, "cat /root/before; test -e /root/after && echo after-is-there || echo after-is-gone");
   g_assert_cmpstr (out, ==, "before\nafter-is-gone");
 
   skew = guest_clock_skew (machine);
@@ -474,7 +444,7 @@ test_clone_isolation (void)
   g_autofree char *host_b = NULL;
   g_autofree char *out = NULL;
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
 
   network = qlean_network_new ();
@@ -491,10 +461,10 @@ test_clone_isolation (void)
   g_assert_no_error (error);
 
   /* The minimal image has no machine-id; a distro image would. */
-  g_free (run_text (original, "echo 0123456789abcdef0123456789abcdef > /etc/machine-id; "
+  g_free (test_run_text (original, "echo 0123456789abcdef0123456789abcdef > /etc/machine-id; "
                               "echo shared > /root/shared"));
-  mac_a = run_text (original, "cat /sys/class/net/eth0/address");
-  id_a = run_text (original, "cat /etc/machine-id");
+  mac_a = test_run_text (original, "cat /sys/class/net/eth0/address");
+  id_a = test_run_text (original, "cat /etc/machine-id");
 
   clone = qlean_machine_clone (original, "copy", NULL, &error);
   g_assert_no_error (error);
@@ -502,31 +472,31 @@ test_clone_isolation (void)
   g_assert_cmpint (qlean_machine_get_state (clone), ==, QLEAN_MACHINE_STATE_RUNNING);
   g_assert_cmpint (qlean_machine_get_state (original), ==, QLEAN_MACHINE_STATE_RUNNING);
 
-  mac_b = run_text (clone, "cat /sys/class/net/eth0/address");
-  id_b = run_text (clone, "cat /etc/machine-id");
-  host_b = run_text (clone, "hostname");
+  mac_b = test_run_text (clone, "cat /sys/class/net/eth0/address");
+  id_b = test_run_text (clone, "cat /etc/machine-id");
+  host_b = test_run_text (clone, "hostname");
   g_test_message ("original %s %s, clone %s %s", mac_a, id_a, mac_b, id_b);
   g_assert_cmpstr (mac_a, !=, mac_b);
   g_assert_cmpstr (id_a, !=, id_b);
   g_assert_cmpuint (strlen (id_b), ==, 32);
   g_assert_cmpstr (host_b, ==, "copy");
-  out = run_text (original, "hostname");
+  out = test_run_text (original, "hostname");
   g_assert_cmpstr (out, ==, "original");
   g_clear_pointer (&out, g_free);
   out = qlean_machine_dup_mac_address (clone);
   g_assert_cmpstr (mac_b, ==, out);
   g_clear_pointer (&out, g_free);
 
-  out = run_text (clone, "cat /root/shared");
+  out = test_run_text (clone, "cat /root/shared");
   g_assert_cmpstr (out, ==, "shared");
   g_clear_pointer (&out, g_free);
 
-  g_free (run_text (original, "echo a > /root/only-original"));
-  g_free (run_text (clone, "echo b > /root/only-clone"));
-  out = run_text (original, "ls /root/only-clone 2>/dev/null || echo none");
+  g_free (test_run_text (original, "echo a > /root/only-original"));
+  g_free (test_run_text (clone, "echo b > /root/only-clone"));
+  out = test_run_text (original, "ls /root/only-clone 2>/dev/null || echo none");
   g_assert_cmpstr (out, ==, "none");
   g_clear_pointer (&out, g_free);
-  out = run_text (clone, "ls /root/only-original 2>/dev/null || echo none");
+  out = test_run_text (clone, "ls /root/only-original 2>/dev/null || echo none");
   g_assert_cmpstr (out, ==, "none");
 
   g_assert_true (qlean_machine_shutdown (clone, NULL, &error));
@@ -553,23 +523,23 @@ test_export_import (void)
   gint64 n_before, n_after, n_imported;
   GStatBuf st;
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
 
   g_assert_true (qlean_machine_spawn (machine, NULL, &error));
   g_assert_no_error (error);
 
-  g_free (run_text (machine,
+  g_free (test_run_text (machine,
                     "setsid sh -c 'echo $$ > /root/loop.pid; i=0; "
                     "while :; do i=$((i+1)); date > /root/f.$i; echo $i > /root/n; done' "
                     "</dev/null >/dev/null 2>&1 & sleep 1; cat /root/n"));
-  before = run_text (machine, "cat /root/n");
+  before = test_run_text (machine, "cat /root/n");
 
   running_archive = g_build_filename (fixture_dir, "running.qlean", NULL);
   archive = g_file_new_for_path (running_archive);
   g_assert_true (qlean_machine_export (machine, archive, NULL, &error));
   g_assert_no_error (error);
-  after = run_text (machine, "cat /root/n");
+  after = test_run_text (machine, "cat /root/n");
   n_before = g_ascii_strtoll (before, NULL, 10);
   n_after = g_ascii_strtoll (after, NULL, 10);
   g_test_message ("loop at %" G_GINT64_FORMAT " before the export, %" G_GINT64_FORMAT " after",
@@ -580,7 +550,7 @@ test_export_import (void)
   g_test_message ("archive: %.1f MiB", st.st_size / 1048576.0);
 
   command = g_strdup_printf ("cat /root/f.%" G_GINT64_FORMAT, n_before);
-  mine = run_text (machine, command);
+  mine = test_run_text (machine, command);
   g_assert_true (qlean_machine_shutdown (machine, NULL, &error));
   g_assert_no_error (error);
 
@@ -590,19 +560,19 @@ test_export_import (void)
   g_assert_cmpint (qlean_machine_get_state (imported), ==, QLEAN_MACHINE_STATE_RUNNING);
 
   /* The loop runs on in the imported machine: stop it, then look. */
-  count = run_text (imported, "kill $(cat /root/loop.pid) && sleep 0.2 && cat /root/n");
+  count = test_run_text (imported, "kill $(cat /root/loop.pid) && sleep 0.2 && cat /root/n");
   n_imported = g_ascii_strtoll (count, NULL, 10);
   g_test_message ("imported machine's loop at %" G_GINT64_FORMAT, n_imported);
   g_assert_cmpint (n_imported, >=, n_before);
 
-  theirs = run_text (imported, command);
+  theirs = test_run_text (imported, command);
   g_assert_cmpstr (theirs, ==, mine);
   g_free (command);
   command = g_strdup_printf ("i=1; while [ $i -le %" G_GINT64_FORMAT " ]; do "
                              "[ -s /root/f.$i ] || echo $i; i=$((i+1)); done", n_before);
-  missing = run_text (imported, command);
+  missing = test_run_text (imported, command);
   g_assert_cmpstr (missing, ==, "");
-  host = run_text (imported, "hostname");
+  host = test_run_text (imported, "hostname");
   g_assert_cmpstr (host, ==, "importer");
 
   g_assert_true (qlean_machine_shutdown (imported, NULL, &error));
@@ -638,7 +608,7 @@ test_export_import_disk (void)
   const char *list[] = { "tar", "-tf", archive_path, NULL };
   int status;
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
   if (qemu_img == NULL)
     {
@@ -660,10 +630,10 @@ test_export_import_disk (void)
   g_assert_true (qlean_machine_spawn (machine, NULL, &error));
   g_assert_no_error (error);
 
-  g_free (run_text (machine, "echo before-export | dd of=/dev/vda bs=512 count=1 conv=sync 2>/dev/null; sync"));
+  g_free (test_run_text (machine, "echo before-export | dd of=/dev/vda bs=512 count=1 conv=sync 2>/dev/null; sync"));
   g_assert_true (qlean_machine_export (machine, archive, NULL, &error));
   g_assert_no_error (error);
-  g_free (run_text (machine, "echo after-export | dd of=/dev/vda bs=512 seek=1 count=1 conv=sync 2>/dev/null; sync"));
+  g_free (test_run_text (machine, "echo after-export | dd of=/dev/vda bs=512 seek=1 count=1 conv=sync 2>/dev/null; sync"));
   g_assert_true (qlean_machine_shutdown (machine, NULL, &error));
   g_assert_no_error (error);
   g_clear_object (&machine);
@@ -677,7 +647,7 @@ test_export_import_disk (void)
   imported = qlean_machine_import (archive, "disky-again", NULL, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpint (qlean_machine_get_state (imported), ==, QLEAN_MACHINE_STATE_RUNNING);
-  out = run_text (imported, "dd if=/dev/vda bs=512 count=2 2>/dev/null | tr -d '\\000'");
+  out = test_run_text (imported, "dd if=/dev/vda bs=512 count=2 2>/dev/null | tr -d '\\000'");
   g_assert_cmpstr (out, ==, "before-export");
 
   g_assert_true (qlean_machine_shutdown (imported, NULL, &error));
@@ -813,7 +783,7 @@ test_malicious_archives (void)
   guint64 manifest_len;
   const char *run_dir_env = g_getenv ("QLEAN_RUN_DIR");
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
 
   g_assert_no_errno (g_mkdir (sentinel, 0700));
@@ -972,7 +942,7 @@ test_cli_body (void)
   g_autofree char *ls = NULL;
   char *out = NULL;
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
   if (!g_file_test (qlean, G_FILE_TEST_IS_EXECUTABLE) || g_getenv ("QLEAN_RUN_DIR") == NULL)
     {
@@ -1033,7 +1003,7 @@ test_cli_body (void)
 static void
 test_cli (void)
 {
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
 
   g_test_trap_subprocess ("/lifecycle/cli/subprocess", 300 * G_USEC_PER_SEC,

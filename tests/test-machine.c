@@ -15,55 +15,10 @@
 
 #include "qlean-image-private.h"
 #include "qlean-util-private.h"
+#include "test-common.h"
 
-/* One running machine serves the tests that only run commands; each test
- * that changes a machine's life makes its own. */
-static QleanMachine *shared_machine;
-
-static gboolean
-have_qemu (void)
-{
-  g_autofree char *qemu = g_find_program_in_path ("qemu-system-x86_64");
-
-  if (qemu == NULL)
-    {
-      g_test_skip ("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
-      return FALSE;
-    }
-
-  return TRUE;
-}
-
-static QleanMachine *
-get_shared_machine (void)
-{
-  g_autoptr(GError) error = NULL;
-
-  if (!have_qemu ())
-    return NULL;
-
-  if (shared_machine == NULL)
-    {
-      shared_machine = qlean_machine_new (NULL, NULL);
-      qlean_machine_spawn (shared_machine, NULL, &error);
-      g_assert_no_error (error);
-    }
-
-  g_assert_cmpint (qlean_machine_get_state (shared_machine), ==, QLEAN_MACHINE_STATE_RUNNING);
-  return shared_machine;
-}
-
-static QleanExecResult *
-run (QleanMachine *machine,
-     const char   *command)
-{
-  g_autoptr(GError) error = NULL;
-  QleanExecResult *result = qlean_machine_exec (machine, command, NULL, &error);
-
-  g_assert_no_error (error);
-  g_assert_nonnull (result);
-  return result;
-}
+/* One running machine (test_shared_machine()) serves the tests that only
+ * run commands; each test that changes a machine's life makes its own. */
 
 static char *
 stdout_text (QleanExecResult *result)
@@ -74,14 +29,14 @@ stdout_text (QleanExecResult *result)
 static void
 test_whoami (void)
 {
-  QleanMachine *machine = get_shared_machine ();
+  QleanMachine *machine = test_shared_machine ();
   g_autoptr(QleanExecResult) result = NULL;
   g_autofree char *out = NULL;
 
   if (machine == NULL)
     return;
 
-  result = run (machine, "whoami");
+  result = test_run (machine, "whoami");
   out = stdout_text (result);
   g_assert_true (qlean_exec_result_success (result));
   g_assert_cmpstr (out, ==, "root");
@@ -90,7 +45,7 @@ test_whoami (void)
 static void
 test_uname_matches_image_kernel (void)
 {
-  QleanMachine *machine = get_shared_machine ();
+  QleanMachine *machine = test_shared_machine ();
   g_auto(QleanMinimalInputs) inputs = { 0 };
   g_autoptr(QleanExecResult) result = NULL;
   g_autoptr(GError) error = NULL;
@@ -102,7 +57,7 @@ test_uname_matches_image_kernel (void)
   g_assert_true (qlean_minimal_find_inputs (&inputs, &error));
   g_assert_no_error (error);
 
-  result = run (machine, "uname -r");
+  result = test_run (machine, "uname -r");
   out = stdout_text (result);
   g_assert_cmpstr (out, ==, inputs.kernel_release);
 }
@@ -110,14 +65,14 @@ test_uname_matches_image_kernel (void)
 static void
 test_exit_status (void)
 {
-  QleanMachine *machine = get_shared_machine ();
+  QleanMachine *machine = test_shared_machine ();
   g_autoptr(QleanExecResult) result = NULL;
   g_autoptr(GError) error = NULL;
 
   if (machine == NULL)
     return;
 
-  result = run (machine, "exit 3");
+  result = test_run (machine, "exit 3");
   g_assert_cmpint (qlean_exec_result_get_exit_status (result), ==, 3);
   g_assert_cmpint (qlean_exec_result_get_signal (result), ==, 0);
   g_assert_false (qlean_exec_result_get_if_signaled (result));
@@ -129,13 +84,13 @@ test_exit_status (void)
 static void
 test_signal (void)
 {
-  QleanMachine *machine = get_shared_machine ();
+  QleanMachine *machine = test_shared_machine ();
   g_autoptr(QleanExecResult) result = NULL;
 
   if (machine == NULL)
     return;
 
-  result = run (machine, "kill -9 $$");
+  result = test_run (machine, "kill -9 $$");
   g_assert_true (qlean_exec_result_get_if_signaled (result));
   g_assert_cmpint (qlean_exec_result_get_signal (result), ==, 9);
   g_assert_cmpint (qlean_exec_result_get_exit_status (result), ==, -1);
@@ -145,7 +100,7 @@ test_signal (void)
 static void
 test_stderr_apart (void)
 {
-  QleanMachine *machine = get_shared_machine ();
+  QleanMachine *machine = test_shared_machine ();
   g_autoptr(QleanExecResult) result = NULL;
   g_autofree char *out = NULL;
   g_autofree char *err = NULL;
@@ -153,7 +108,7 @@ test_stderr_apart (void)
   if (machine == NULL)
     return;
 
-  result = run (machine, "echo to-out; echo to-err >&2; echo more-out");
+  result = test_run (machine, "echo to-out; echo to-err >&2; echo more-out");
   out = qlean_exec_result_get_stdout_text (result);
   err = qlean_exec_result_get_stderr_text (result);
   g_assert_cmpstr (out, ==, "to-out\nmore-out\n");
@@ -164,7 +119,7 @@ test_stderr_apart (void)
 static void
 test_binary_output (void)
 {
-  QleanMachine *machine = get_shared_machine ();
+  QleanMachine *machine = test_shared_machine ();
   g_autoptr(QleanExecResult) result = NULL;
   GBytes *out;
   const guint8 *data;
@@ -174,7 +129,7 @@ test_binary_output (void)
     return;
 
   /* Every byte value, including NUL and 0xFF (the agent's sync marker). */
-  result = run (machine, "i=0; while [ $i -lt 256 ]; do printf \"\\\\$(printf %o $i)\"; i=$((i+1)); done");
+  result = test_run (machine, "i=0; while [ $i -lt 256 ]; do printf \"\\\\$(printf %o $i)\"; i=$((i+1)); done");
   out = qlean_exec_result_get_stdout (result);
   data = g_bytes_get_data (out, &len);
   g_assert_cmpuint (len, ==, 256);
@@ -206,7 +161,7 @@ async_exec_done (GObject      *source,
 static void
 test_async_exec_on_main_loop (void)
 {
-  QleanMachine *machine = get_shared_machine ();
+  QleanMachine *machine = test_shared_machine ();
   g_autoptr(GMainLoop) loop = NULL;
   g_autofree char *out = NULL;
   AsyncState state = { 0 };
@@ -238,7 +193,7 @@ exec_in_thread (gpointer data)
 static void
 test_blocking_exec_from_threads (void)
 {
-  QleanMachine *machine = get_shared_machine ();
+  QleanMachine *machine = test_shared_machine ();
   GThread *threads[4];
 
   if (machine == NULL)
@@ -288,7 +243,7 @@ test_shutdown_leaves_nothing (void)
   g_autofree char *run_dir = NULL;
   GPid pid;
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
 
   machine = qlean_machine_new_with_name ("shutdown-test", NULL, NULL);
@@ -328,7 +283,7 @@ test_dispose_leaves_nothing (void)
   g_autofree char *run_dir = NULL;
   GPid pid;
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
 
   machine = qlean_machine_new (NULL, NULL);
@@ -350,7 +305,7 @@ test_kill (void)
   g_autoptr(GError) error = NULL;
   GPid pid;
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
 
   machine = qlean_machine_new (NULL, NULL);
@@ -415,7 +370,7 @@ test_missing_kernel (void)
   g_autoptr(GError) error = NULL;
   guint before = count_run_dirs ();
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
 
   qlean_machine_config_set_kernel (config, "/nonexistent/vmlinuz-0.0");
@@ -436,7 +391,7 @@ test_qemu_exits_during_boot (void)
   const char *extra[] = { "-device", "no-such-device-model", NULL };
   guint before = count_run_dirs ();
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
 
   qlean_machine_config_set_extra_args (config, extra);
@@ -467,7 +422,7 @@ test_agent_never_answers (void)
   gint64 started;
   int status;
 
-  if (!have_qemu ())
+  if (!test_have_qemu ())
     return;
 
   g_assert_true (qlean_minimal_find_inputs (&inputs, &error));
@@ -535,6 +490,6 @@ main (int    argc,
 
   ret = g_test_run ();
 
-  g_clear_object (&shared_machine);
+  test_shared_machine_end ();
   return ret;
 }

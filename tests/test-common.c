@@ -1,0 +1,88 @@
+/* test-common.c: what the integration tests on real QEMU share
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include "test-common.h"
+
+static QleanMachine *shared_machine;
+
+gboolean
+test_have_qemu (void)
+{
+  g_autofree char *qemu = g_find_program_in_path ("qemu-system-x86_64");
+
+  if (qemu == NULL)
+    {
+      g_test_skip ("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+QleanMachine *
+test_shared_machine (void)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!test_have_qemu ())
+    return NULL;
+
+  if (shared_machine == NULL)
+    {
+      shared_machine = qlean_machine_new (NULL, NULL);
+      qlean_machine_spawn (shared_machine, NULL, &error);
+      g_assert_no_error (error);
+    }
+
+  g_assert_cmpint (qlean_machine_get_state (shared_machine), ==, QLEAN_MACHINE_STATE_RUNNING);
+  return shared_machine;
+}
+
+void
+test_shared_machine_end (void)
+{
+  if (shared_machine != NULL &&
+      qlean_machine_get_state (shared_machine) == QLEAN_MACHINE_STATE_RUNNING)
+    qlean_machine_shutdown (shared_machine, NULL, NULL);
+  g_clear_object (&shared_machine);
+}
+
+QleanExecResult *
+test_run (QleanMachine *machine,
+          const char   *command)
+{
+  g_autoptr(GError) error = NULL;
+  QleanExecResult *result = qlean_machine_exec (machine, command, NULL, &error);
+
+  g_assert_no_error (error);
+  g_assert_nonnull (result);
+  return result;
+}
+
+char *
+test_run_out (QleanMachine *machine,
+              const char   *command)
+{
+  g_autoptr(QleanExecResult) result = test_run (machine, command);
+
+  if (!qlean_exec_result_success (result))
+    {
+      g_autofree char *err = qlean_exec_result_get_stderr_text (result);
+
+      g_error ("“%s” failed (status %d, signal %d): %s", command,
+               qlean_exec_result_get_exit_status (result), qlean_exec_result_get_signal (result),
+               err);
+    }
+  return qlean_exec_result_get_stdout_text (result);
+}
+
+char *
+test_run_text (QleanMachine *machine,
+               const char   *command)
+{
+  return g_strstrip (test_run_out (machine, command));
+}

@@ -1,0 +1,37 @@
+/* test-common.h: what the integration tests on real QEMU share
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#pragma once
+
+#include <qlean/qlean.h>
+
+G_BEGIN_DECLS
+
+/* Whether qemu-system-x86_64 is installed; skips the test, saying what
+ * to install, when it is not. */
+gboolean         test_have_qemu            (void);
+
+/* One running machine of the default image for the tests of a binary
+ * that only run commands in it: booted on the first call, checked to be
+ * running on every call. NULL (the test skipped) without QEMU. */
+QleanMachine    *test_shared_machine       (void);
+
+/* Shuts the shared machine down, if one was booted; for the end of main. */
+void             test_shared_machine_end   (void);
+
+/* Runs @command with /bin/sh -c; it must run, whatever its status. */
+QleanExecResult *test_run                  (QleanMachine *machine,
+                                            const char   *command);
+
+/* @command's stdout; the command must succeed, else the test fails
+ * with its status and stderr. */
+char            *test_run_out              (QleanMachine *machine,
+                                            const char   *command);
+
+/* The same, without leading and trailing white space. */
+char            *test_run_text             (QleanMachine *machine,
+                                            const char   *command);
+
+G_END_DECLS
