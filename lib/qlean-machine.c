@@ -48,7 +48,9 @@
  * from the agent to QMP `quit`, SIGTERM and SIGKILL, each step bounded.
  * Dropping the last reference kills QEMU and removes the machine's run
  * directory: a machine never outlives the objects that own it, and with
- * `PR_SET_PDEATHSIG` QEMU never outlives the process either.
+ * `PR_SET_PDEATHSIG` QEMU never outlives the process either. (Right after
+ * an operation completes, Qlean's worker thread may hold the machine for
+ * a few more microseconds; then the cleanup happens there, just after.)
  *
  * Every operation comes as `_async`/`_finish` plus a blocking twin. The
  * blocking calls work from any thread with or without a main loop: the
