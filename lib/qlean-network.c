@@ -117,6 +117,9 @@ struct _QleanNetwork
   guint             n_hosts;
   guint             max_machine_host;
   guint16           tag;
+  /* The switch is another process's (qlean_network_new_for_socket()):
+   * never started, stopped or reconfigured from here. */
+  gboolean          shared;
 
   /* Read anywhere, under the lock. */
   GMutex            lock;
@@ -535,6 +538,136 @@ qlean_network_new_full (const char  *name,
 }
 
 /**
+ * qlean_network_new_for_socket:
+ * @name: the name of the network that runs the switch
+ * @subnet: the subnet of that network, as a CIDR such as `10.87.3.0/24`
+ * @socket_path: the switch's control directory, as
+ *   [method@Network.dup_socket_path] gives it in the process that runs it
+ * @error: return location for a #GError
+ *
+ * Creates a network for a switch that another process runs, so that
+ * machines of several processes can share one network (the `qlean`
+ * command does this for `qlean start --network`). The network runs from
+ * the start; [method@Network.start] does nothing,
+ * [method@Network.stop] only forgets the switch, and partitions need the
+ * process that runs it.
+ *
+ * Each process knows only its own machines, so the processes must agree
+ * on the addresses: give every machine, of this process or another,
+ * its address with [method@Network.add_host] before it starts. The MAC
+ * addresses and switch ports follow from @name and the addresses, and
+ * agree between the processes.
+ *
+ * Returns: (transfer full): a new #QleanNetwork, or %NULL with @error set
+ *   when @subnet is invalid or @socket_path does not exist
+ */
+QleanNetwork *
+qlean_network_new_for_socket (const char  *name,
+                              const char  *subnet,
+                              const char  *socket_path,
+                              GError     **error)
+{
+  g_autoptr(QleanNetwork) self = NULL;
+
+  g_return_val_if_fail (name != NULL, NULL);
+  g_return_val_if_fail (subnet != NULL, NULL);
+  g_return_val_if_fail (socket_path != NULL, NULL);
+
+  self = qlean_network_new_full (name, subnet, FALSE, error);
+  if (self == NULL)
+    return NULL;
+
+  if (!g_file_test (socket_path, G_FILE_TEST_EXISTS))
+    {
+      g_set_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_NOT_RUNNING,
+                   _("The switch of network “%s” is not at %s; is the process that runs "
+                     "it gone?"), name, socket_path);
+      return NULL;
+    }
+
+  self->shared = TRUE;
+  self->socket_path = g_strdup (socket_path);
+  g_atomic_int_set (&self->state, NET_RUNNING);
+
+  return g_steal_pointer (&self);
+}
+
+/**
+ * qlean_network_add_host:
+ * @self: a #QleanNetwork
+ * @machine_name: the name of a machine, a host name label
+ * @address: its IPv4 address in dotted form, a machine address of the
+ *   subnet (host 2 and up)
+ * @error: return location for a #GError
+ *
+ * Gives @machine_name the fixed @address on this network: a machine of
+ * that name that joins the network takes it rather than the next free
+ * one, and every machine that starts lists it in its `/etc/hosts`, also
+ * when it runs in another process (see
+ * [ctor@Network.new_for_socket]). Detaching the machine frees the
+ * address.
+ *
+ * Returns: %TRUE on success; %FALSE with
+ *   %QLEAN_NETWORK_ERROR_NAME_IN_USE when the name or the address is
+ *   taken, %QLEAN_NETWORK_ERROR_INVALID_NAME for a bad name, or
+ *   %QLEAN_NETWORK_ERROR_INVALID_SUBNET for an address outside the subnet
+ */
+gboolean
+qlean_network_add_host (QleanNetwork  *self,
+                        const char    *machine_name,
+                        const char    *address,
+                        GError       **error)
+{
+  g_autoptr(GMutexLocker) locker = NULL;
+  struct in_addr addr;
+  GHashTableIter iter;
+  Member *member;
+  guint32 value;
+  guint host;
+
+  g_return_val_if_fail (QLEAN_IS_NETWORK (self), FALSE);
+  g_return_val_if_fail (address != NULL, FALSE);
+
+  if (self->subnet_error != NULL)
+    {
+      g_propagate_error (error, g_error_copy (self->subnet_error));
+      return FALSE;
+    }
+  if (!qlean_network_check_name (machine_name, error))
+    return FALSE;
+
+  if (inet_pton (AF_INET, address, &addr) != 1 ||
+      ((value = ntohl (addr.s_addr)) & (0xffffffffu << (32 - self->prefix))) != self->base ||
+      (host = value - self->base) < FIRST_MACHINE_HOST || host > self->max_machine_host)
+    {
+      g_set_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_INVALID_SUBNET,
+                   _("“%s” is not a machine address of network “%s” (%s); machines get "
+                     "host 2 and up"), address, self->name, self->subnet);
+      return FALSE;
+    }
+
+  locker = g_mutex_locker_new (&self->lock);
+
+  g_hash_table_iter_init (&iter, self->members);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &member))
+    if (member->host == host || g_str_equal (member->name, machine_name))
+      {
+        g_set_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_NAME_IN_USE,
+                     _("Cannot give %s to “%s” on network “%s”: “%s” already has %s"),
+                     address, machine_name, self->name, member->name,
+                     member->host == host ? address : _("an address"));
+        return FALSE;
+      }
+
+  member = g_new0 (Member, 1);
+  member->name = g_strdup (machine_name);
+  member->host = host;
+  g_hash_table_insert (self->members, member->name, member);
+
+  return TRUE;
+}
+
+/**
  * qlean_network_get_name:
  * @self: a #QleanNetwork
  *
@@ -676,6 +809,10 @@ qlean_network_attach (QleanNetwork  *self,
   member = g_hash_table_lookup (self->members, name);
   if (member != NULL)
     {
+      /* An address given with qlean_network_add_host() waits for its
+       * machine. */
+      if (member->owner == NULL)
+        member->owner = owner;
       if (member->owner == owner)
         return TRUE;
       g_set_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_NAME_IN_USE,
@@ -1843,6 +1980,13 @@ qlean_network_partition_in_worker (gpointer user_data)
       g_task_return_new_error (task, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_NOT_RUNNING,
                                _("Cannot change the partitions of network “%s”: it does not run"),
                                self->name);
+      return G_SOURCE_REMOVE;
+    }
+  if (self->shared)
+    {
+      g_task_return_new_error (task, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_NOT_RUNNING,
+                               _("Cannot change the partitions of network “%s”: another "
+                                 "process runs its switch"), self->name);
       return G_SOURCE_REMOVE;
     }
 

@@ -79,6 +79,16 @@ QleanNetwork *qlean_network_new_full        (const char          *name,
                                              const char          *subnet,
                                              gboolean             nat,
                                              GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+QleanNetwork *qlean_network_new_for_socket  (const char          *name,
+                                             const char          *subnet,
+                                             const char          *socket_path,
+                                             GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+gboolean      qlean_network_add_host        (QleanNetwork        *self,
+                                             const char          *machine_name,
+                                             const char          *address,
+                                             GError             **error);
 
 QLEAN_AVAILABLE_IN_ALL
 const char   *qlean_network_get_name        (QleanNetwork        *self);

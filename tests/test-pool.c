@@ -316,6 +316,77 @@ test_network_config (void)
   g_assert_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_NOT_RUNNING);
 }
 
+/* A network on a switch that another process runs (`qlean start
+ * --network`): nothing to start or stop, and the addresses it is told. */
+static void
+test_shared_network (void)
+{
+  g_autoptr(QleanNetwork) network = NULL;
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) argv = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("qlean-shared-net-XXXXXX", NULL);
+  g_autofree char *socket_path = g_build_filename (dir, "switch", NULL);
+  g_autofree char *joined = NULL;
+  g_autofree char *address = NULL;
+  g_autofree char *mac = NULL;
+  g_autofree char *expected = NULL;
+
+  network = qlean_network_new_for_socket ("shared", "10.89.1.0/24", socket_path, &error);
+  g_assert_null (network);
+  g_assert_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_NOT_RUNNING);
+  g_clear_error (&error);
+
+  g_assert_cmpint (g_mkdir (socket_path, 0700), ==, 0);
+  network = qlean_network_new_for_socket ("shared", "10.89.1.0/24", socket_path, &error);
+  g_assert_no_error (error);
+  g_assert_true (qlean_network_is_running (network));
+  g_assert_true (qlean_network_start (network, NULL, &error));
+
+  /* Machine addresses of the subnet only, each once. */
+  g_assert_false (qlean_network_add_host (network, "x", "10.89.2.5", &error));
+  g_assert_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_INVALID_SUBNET);
+  g_clear_error (&error);
+  g_assert_false (qlean_network_add_host (network, "x", "10.89.1.1", &error));
+  g_assert_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_INVALID_SUBNET);
+  g_clear_error (&error);
+  g_assert_false (qlean_network_add_host (network, "x_y", "10.89.1.5", &error));
+  g_assert_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_INVALID_NAME);
+  g_clear_error (&error);
+  g_assert_true (qlean_network_add_host (network, "other", "10.89.1.2", &error));
+  g_assert_true (qlean_network_add_host (network, "mine", "10.89.1.5", &error));
+  g_assert_false (qlean_network_add_host (network, "third", "10.89.1.5", &error));
+  g_assert_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_NAME_IN_USE);
+  g_clear_error (&error);
+  address = qlean_network_dup_address (network, "mine");
+  g_assert_cmpstr (address, ==, "10.89.1.5");
+
+  /* The machine of that name takes that address, on that switch. */
+  if (can_run_machines ())
+    {
+      machine = g_object_new (QLEAN_TYPE_MACHINE, "name", "mine", "network", network, NULL);
+      argv = qlean_machine_dry_run (machine, &error);
+      g_assert_no_error (error);
+      joined = g_strjoinv (" ", argv);
+      mac = qlean_machine_dup_mac_address (machine);
+      g_assert_true (g_str_has_suffix (mac, ":00:05"));
+      expected = g_strdup_printf ("-netdev vde,id=net0,sock=%s,port=5 ", socket_path);
+      g_assert_nonnull (strstr (joined, expected));
+    }
+
+  /* Partitions are the switch owner's; stopping only lets go of it. */
+  g_assert_false (qlean_network_heal (network, NULL, &error));
+  g_assert_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_NOT_RUNNING);
+  g_clear_error (&error);
+  g_clear_object (&machine);
+  g_assert_true (qlean_network_stop (network, NULL, &error));
+  g_assert_false (qlean_network_is_running (network));
+  g_clear_object (&network);
+  g_assert_true (g_file_test (socket_path, G_FILE_TEST_IS_DIR));
+  g_rmdir (socket_path);
+  g_rmdir (dir);
+}
+
 static void
 test_dry_run_has_nic (void)
 {
@@ -823,6 +894,7 @@ main (int   argc,
 
   g_test_add_func ("/pool/model", test_pool_model);
   g_test_add_func ("/pool/network-config", test_network_config);
+  g_test_add_func ("/pool/shared-network", test_shared_network);
   g_test_add_func ("/pool/dry-run-has-nic", test_dry_run_has_nic);
   g_test_add_func ("/pool/dry-run-bridge", test_dry_run_bridge);
   g_test_add_func ("/pool/bridge-live", test_bridge_live);

@@ -8,7 +8,7 @@
  * STARTTIME" (lib/qlean-host.c writes it), so a directory whose owner no
  * longer runs, or whose pid now belongs to another process, is garbage.
  * `qlean gc` removes exactly those, and the `qlean start` entries under
- * machines/ whose owner died; it leaves everything else alone.
+ * machines/ and networks/ whose owner died; it leaves everything else alone.
  */
 
 #include "config.h"
@@ -354,7 +354,7 @@ cmd_gc (int    argc,
       g_autofree char *path = g_build_filename (base, name, NULL);
       struct stat st;
 
-      if (g_str_equal (name, MACHINES_DIR))
+      if (g_str_equal (name, MACHINES_DIR) || g_str_equal (name, "networks"))
         continue;
       /* Only our own directories, never through a link. */
       if (lstat (path, &st) != 0 || !S_ISDIR (st.st_mode) || st.st_uid != getuid ())
@@ -379,6 +379,9 @@ cmd_gc (int    argc,
           ok &= collect_machine_entry (path, &removed, &kept);
         }
     }
+
+  /* networks/NAME of `qlean start --network` (qlean-cli-network.c). */
+  ok &= cli_network_collect (base, opt_dry_run, &removed, &kept);
 
   if (!cli_is_quiet ())
     g_print (opt_dry_run ? _("%u would be removed, %u in use\n") : _("%u removed, %u in use\n"),

@@ -7,6 +7,8 @@
  * until `qlean stop NAME` (SIGTERM) or the machine dies. `qlean exec` and
  * `qlean cp` attach to that socket. Each started machine has a directory
  * RUNBASE/machines/NAME holding state.json, ctl.sock and owner.log.
+ * Machines started with --network share a switch that has an owner of
+ * its own (qlean-cli-network.c).
  */
 
 #include "config.h"
@@ -28,6 +30,8 @@
 #define STATE_FILE "state.json"
 #define SOCKET_FILE "ctl.sock"
 #define LOG_FILE "owner.log"
+/* Where qemu-bridge-helper looks for the bridges users may use. */
+#define QLEAN_BRIDGE_CONF "/etc/qemu/bridge.conf"
 
 static char *
 machines_dir (GError **error)
@@ -105,6 +109,7 @@ typedef struct
   /* Port forwards (qlean start -p): host port << 16 | guest port */
   GArray  *forwards;
   char    *ip;
+  char    *network;   /* qlean start --network */
 } MachineState;
 
 static void
@@ -116,6 +121,7 @@ machine_state_free (MachineState *state)
   g_free (state->run_dir);
   g_clear_pointer (&state->forwards, g_array_unref);
   g_free (state->ip);
+  g_free (state->network);
   g_free (state);
 }
 
@@ -186,6 +192,9 @@ read_state (const char *dir)
   if (json_object_has_member (object, "ip") &&
       JSON_NODE_HOLDS_VALUE (json_object_get_member (object, "ip")))
     state->ip = g_strdup (json_object_get_string_member (object, "ip"));
+  if (json_object_has_member (object, "network") &&
+      JSON_NODE_HOLDS_VALUE (json_object_get_member (object, "network")))
+    state->network = g_strdup (json_object_get_string_member (object, "network"));
   /* --- */
 
   /* A state file nobody updates any more tells of an owner that died. */
@@ -208,6 +217,8 @@ read_state (const char *dir)
  * machine's address on its network, for `qlean ls`. */
 static GArray *owner_forwards;
 static char *owner_ip;
+/* qlean start --network NAME, --bridge BRIDGE */
+static char *opt_network;
 
 static gboolean
 write_state (const char    *dir,
@@ -261,6 +272,11 @@ write_state (const char    *dir,
     json_builder_add_string_value (builder, owner_ip);
   else
     json_builder_add_null_value (builder);
+  json_builder_set_member_name (builder, "network");
+  if (opt_network != NULL)
+    json_builder_add_string_value (builder, opt_network);
+  else
+    json_builder_add_null_value (builder);
   /* --- */
   json_builder_end_object (builder);
 
@@ -290,6 +306,7 @@ remove_machine_dir (const char *dir)
 static int opt_ready_fd = -1;
 static gboolean opt_foreground;
 static char *opt_from_archive;   /* lifecycle: qlean import, qlean clone */
+static char *opt_network_owner;  /* networks: the owner of a network's switch */
 
 /* --- port forwards (qlean start -p HOST:GUEST) --- */
 static char **opt_forward;
@@ -330,7 +347,8 @@ static gboolean
 owner_forward_ports (QleanMachine  *machine,
                      GError       **error)
 {
-  if (qlean_machine_get_network (machine) != NULL)
+  if (qlean_machine_get_network (machine) != NULL ||
+      qlean_machine_config_get_bridge (qlean_machine_get_config (machine)) != NULL)
     owner_ip = qlean_machine_get_ip (machine, NULL, NULL);
 
   for (guint i = 0; owner_forwards != NULL && i < owner_forwards->len; i++)
@@ -449,6 +467,7 @@ run_owner (const char *name,
   Owner owner = { 0 };
   guint signal_ids[3];
   OwnerAdmin *admin = NULL;
+  const char *network_name = opt_network;
 
   /* --- lifecycle: qlean import and qlean clone start from an archive,
    * which gives a running machine when it holds a state --- */
@@ -457,6 +476,28 @@ run_owner (const char *name,
   else
   /* --- */
     machine = machine_from_options (name, &error);
+  if (machine == NULL)
+    network_name = NULL;
+  /* --- networks: the machine takes its address on the shared switch
+   * before it boots, and gives it back whenever this owner ends --- */
+  if (machine != NULL && opt_network != NULL && opt_from_archive == NULL)
+    {
+      g_autoptr(QleanNetwork) network = cli_network_join (opt_network, name, NULL, &error);
+      QleanMachine *plain = machine;
+
+      machine = NULL;
+      if (network != NULL)
+        machine = g_object_new (QLEAN_TYPE_MACHINE,
+                                "name", name,
+                                "image", qlean_machine_get_image (plain),
+                                "config", qlean_machine_get_config (plain),
+                                "network", network,
+                                NULL);
+      g_object_unref (plain);
+      if (machine == NULL)
+        network_name = NULL;
+    }
+  /* --- */
   if (machine == NULL ||
       (qlean_machine_get_state (machine) != QLEAN_MACHINE_STATE_RUNNING &&
        !qlean_machine_spawn (machine, NULL, &error)) ||
@@ -466,6 +507,14 @@ run_owner (const char *name,
     {
       g_autofree char *message = g_strdup_printf ("%s\n", error->message);
 
+      /* --- networks: gone before `qlean start` returns --- */
+      if (network_name != NULL)
+        {
+          if (machine != NULL)
+            qlean_machine_kill (machine, NULL, NULL);
+          cli_network_leave (network_name, name);
+        }
+      /* --- */
       report_ready (message);
       g_printerr ("qlean: %s", message);
       if (machine != NULL)
@@ -473,6 +522,9 @@ run_owner (const char *name,
       remove_machine_dir (dir);
       return EXIT_FAILED;
     }
+
+  if (network_name != NULL)
+    cli_network_update_hosts (network_name, machine);
 
   loop = g_main_loop_new (NULL, FALSE);
   owner.loop = loop;
@@ -495,6 +547,14 @@ run_owner (const char *name,
   for (guint i = 0; i < G_N_ELEMENTS (signal_ids); i++)
     g_source_remove (signal_ids[i]);
   g_signal_handlers_disconnect_by_data (machine, &owner);
+
+  /* The machine is gone: its address is free, and it may have been the
+   * network's last. */
+  if (network_name != NULL)
+    {
+      qlean_machine_kill (machine, NULL, NULL);
+      cli_network_leave (network_name, name);
+    }
 
   /* A crashed machine's entry stays for `qlean ls` to show; a stopped
    * one goes. */
@@ -588,6 +648,50 @@ start_owner (int          argc,
   return 0;
 }
 
+/* --- networks --- */
+static gboolean
+check_network_options (const char  *name,
+                       GError     **error)
+{
+  const char *bridge = cli_get_bridge_option ();
+
+  if (opt_network != NULL && bridge != NULL)
+    {
+      g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                           _("--network and --bridge exclude each other: a machine has one network card"));
+      return FALSE;
+    }
+
+  if (opt_network != NULL)
+    {
+      if (!cli_network_check_name (opt_network, error))
+        return FALSE;
+      /* Other machines of the network find it by name in /etc/hosts. */
+      for (const char *p = name; *p; p++)
+        if (!g_ascii_isalnum (*p) && *p != '-')
+          {
+            g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                         _("“%s” cannot be a host name on network %s: name machines on a network "
+                           "with letters, digits and “-” only"), name, opt_network);
+            return FALSE;
+          }
+    }
+
+  /* QEMU's bridge helper reads which bridges users may use from here,
+   * and refuses all without it; saying so beats its own message. */
+  if (bridge != NULL && !g_file_test (QLEAN_BRIDGE_CONF, G_FILE_TEST_EXISTS))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                   _("Bridge %s needs %s with the line “allow %s” (as root), and a setuid "
+                     "qemu-bridge-helper; see qemu-bridge-helper(8)"),
+                   bridge, QLEAN_BRIDGE_CONF, bridge);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+/* --- */
+
 int
 cmd_start (int    argc,
            char **argv)
@@ -601,6 +705,12 @@ cmd_start (int    argc,
     { "forward", 'p', 0, G_OPTION_ARG_STRING_ARRAY, &opt_forward,
       N_("Forward port HOST of 127.0.0.1 to port GUEST of the machine (repeatable; HOST 0 picks a free port)"),
       N_("HOST:GUEST") },
+    /* --- networks --- */
+    { "network", 'n', 0, G_OPTION_ARG_STRING, &opt_network,
+      N_("Join the machine to network NAME, shared with the other machines started with it"),
+      N_("NAME") },
+    { "network-owner", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &opt_network_owner, NULL, NULL },
+    /* --- */
     { NULL }
   };
   g_autoptr(GPtrArray) entries = g_ptr_array_new ();
@@ -636,12 +746,30 @@ cmd_start (int    argc,
       }
   }
 
+  /* --- networks: the hidden owner of a network, and what --network and
+   * --bridge need, checked before anything is made --- */
+  if (opt_network_owner != NULL)
+    {
+      g_strfreev (original_argv);
+      return cli_network_owner_run (opt_network_owner, opt_ready_fd);
+    }
+  /* --- */
+
   if (argc != 2)
     {
       g_printerr (_("qlean start: give exactly one machine name\nTry “qlean start --help”.\n"));
       g_strfreev (original_argv);
       return EXIT_USAGE;
     }
+
+  /* --- networks --- */
+  if (!check_network_options (argv[1], &error))
+    {
+      print_error ("start", error);
+      g_strfreev (original_argv);
+      return g_error_matches (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE) ? EXIT_USAGE : EXIT_FAILED;
+    }
+  /* --- */
 
   /* --- port forwards --- */
   if (!parse_forwards (&error))
@@ -1028,7 +1156,9 @@ cmd_ls (int    argc,
 
   if (!parse_options ("ls", "", _("List machines started with “qlean start”: name, state (running,\n"
                                   "crashed, or owner-died when its owner process is gone), owner pid,\n"
-                                  "image, uptime, address on its network and forwarded ports."),
+                                  "image, uptime, address, network (of “qlean start --network”) and\n"
+                                  "forwarded ports. Nothing is asked of the machines: the address is\n"
+                                  "the one their owner noted when they started."),
                       entries, &argc, &argv, &status))
     return status;
 
@@ -1079,6 +1209,11 @@ cmd_ls (int    argc,
             json_builder_add_string_value (builder, state->ip);
           else
             json_builder_add_null_value (builder);
+          json_builder_set_member_name (builder, "network");
+          if (state->network != NULL)
+            json_builder_add_string_value (builder, state->network);
+          else
+            json_builder_add_null_value (builder);
           json_builder_set_member_name (builder, "forwards");
           json_builder_begin_array (builder);
           for (guint j = 0; j < state->forwards->len; j++)
@@ -1102,8 +1237,8 @@ cmd_ls (int    argc,
       return 0;
     }
 
-  g_print ("%-20s %-11s %8s %-12s %-7s %-15s %s\n", _("NAME"), _("STATE"), _("PID"), _("IMAGE"),
-           _("UPTIME"), _("IP"), _("PORTS"));
+  g_print ("%-20s %-11s %8s %-12s %-7s %-15s %-12s %s\n", _("NAME"), _("STATE"), _("PID"), _("IMAGE"),
+           _("UPTIME"), _("IP"), _("NETWORK"), _("PORTS"));
   for (guint i = 0; i < states->len; i++)
     {
       MachineState *state = g_ptr_array_index (states, i);
@@ -1118,9 +1253,9 @@ cmd_ls (int    argc,
 
           g_string_append_printf (ports, "%s127.0.0.1:%u->%u", j ? "," : "", pair >> 16, pair & 0xffff);
         }
-      g_print ("%-20s %-11s %8" G_GINT64_FORMAT " %-12s %-7s %-15s %s\n", state->name, state->state,
+      g_print ("%-20s %-11s %8" G_GINT64_FORMAT " %-12s %-7s %-15s %-12s %s\n", state->name, state->state,
                state->owner, state->image, uptime, state->ip ? state->ip : "-",
-               ports->len ? ports->str : "-");
+               state->network ? state->network : "-", ports->len ? ports->str : "-");
       g_string_free (ports, TRUE);
       /* --- */
     }

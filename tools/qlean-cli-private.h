@@ -28,7 +28,8 @@ typedef struct
   int (*run) (int argc, char **argv);
 } Command;
 
-/* Options that describe a machine: --image, --cores, --memory, --qemu, --accel. */
+/* Options that describe a machine: --image, --cores, --memory, --qemu, --accel,
+ * --bridge. */
 extern GOptionEntry machine_entries[];
 
 gboolean      parse_options        (const char    *command,
@@ -46,6 +47,8 @@ void          print_json           (JsonNode      *node);
 gboolean      cli_is_quiet         (void);
 QleanMachine *machine_from_options (const char    *name,
                                     GError       **error);
+/* --bridge of machine_entries, or NULL. */
+const char   *cli_get_bridge_option (void);
 
 /* tools/qlean-cli-machines.c: machines that outlive one command. */
 int cmd_start (int argc, char **argv);
@@ -89,6 +92,33 @@ int cmd_import   (int argc, char **argv);
 
 /* tools/qlean-cli-image.c: qlean image ls|pull|verify. */
 int cmd_image (int argc, char **argv);
+
+/* tools/qlean-cli-network.c: named networks of `qlean start --network`,
+ * kept in RUNBASE/networks/NAME by an owner process of their own. */
+gboolean      cli_network_check_name   (const char    *name,
+                                        GError       **error);
+char         *cli_network_dir          (const char    *name,
+                                        GError       **error);
+/* In a machine owner, before its machine starts: a network for it on
+ * the switch of network NAME (started when none runs), with its address. */
+QleanNetwork *cli_network_join         (const char    *name,
+                                        const char    *machine,
+                                        char         **address,
+                                        GError       **error);
+/* Once the machine runs: every running member lists all in /etc/hosts. */
+void          cli_network_update_hosts (const char    *name,
+                                        QleanMachine  *self);
+/* When the machine stopped; the last one out ends the network. */
+void          cli_network_leave        (const char    *name,
+                                        const char    *machine);
+/* `qlean start --network-owner=NAME`: runs the network's switch. */
+int           cli_network_owner_run    (const char    *name,
+                                        int            ready_fd);
+/* qlean gc: forgets networks whose owner died. */
+gboolean      cli_network_collect      (const char    *base,
+                                        gboolean       dry_run,
+                                        guint         *removed,
+                                        guint         *kept);
 
 /* tools/qlean-cli-gc.c: qlean gc. */
 int cmd_gc (int argc, char **argv);

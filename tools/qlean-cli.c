@@ -132,6 +132,7 @@ static int opt_cores = 0;
 static int opt_memory = 0;
 static char *opt_qemu;
 static char *opt_accel;
+static char *opt_bridge;
 static gboolean opt_json;
 
 GOptionEntry machine_entries[] = {
@@ -140,8 +141,17 @@ GOptionEntry machine_entries[] = {
   { "memory", 'm', 0, G_OPTION_ARG_INT, &opt_memory, N_("Guest memory in MiB (default: the image's)"), N_("MIB") },
   { "qemu", 0, 0, G_OPTION_ARG_FILENAME, &opt_qemu, N_("QEMU binary (default qemu-system-x86_64)"), N_("PATH") },
   { "accel", 0, 0, G_OPTION_ARG_STRING, &opt_accel, N_("auto, kvm or tcg (default auto)"), N_("ACCEL") },
+  { "bridge", 0, 0, G_OPTION_ARG_STRING, &opt_bridge,
+    N_("Plug the machine into host bridge BRIDGE, where it gets an address by DHCP (needs /etc/qemu/bridge.conf)"),
+    N_("BRIDGE") },
   { NULL }
 };
+
+const char *
+cli_get_bridge_option (void)
+{
+  return opt_bridge;
+}
 
 QleanMachine *
 machine_from_options (const char  *name,
@@ -180,6 +190,9 @@ machine_from_options (const char  *name,
           return NULL;
         }
     }
+
+  if (opt_bridge != NULL)
+    qlean_machine_config_set_bridge (config, opt_bridge);
 
   return qlean_machine_new_with_name (name, image, config);
 }

@@ -35,3 +35,56 @@ grep -q 'qga <- ' "$scratch/err" || { echo "--verbose showed no agent traffic"; 
 [ $? -eq 2 ] && [ -s "$scratch/err" ] || { echo "qlean --quiet hid a usage error"; exit 1; }
 
 echo "qlean --quiet, --verbose and run --json work"
+
+# --- named networks: qlean start --network, --bridge, and ls ---
+run_dir=${QLEAN_RUN_DIR:?the test environment sets QLEAN_RUN_DIR}
+trap '"$qlean" --quiet stop net-a net-b >/dev/null 2>&1; rm -rf "$scratch"' EXIT
+
+# Bad names and bad combinations are usage errors that make nothing.
+"$qlean" start --network 'no/such' net-a 2>"$scratch/err"
+[ $? -eq 2 ] && grep -q 'not a valid network name' "$scratch/err" || { echo "--network with a bad name: $(cat "$scratch/err")"; exit 1; }
+"$qlean" start --network lab net_a 2>"$scratch/err"
+[ $? -eq 2 ] && grep -q 'host name' "$scratch/err" || { echo "--network with a machine name that is no host name: $(cat "$scratch/err")"; exit 1; }
+"$qlean" start --network lab --bridge qlbr0 net-a 2>"$scratch/err"
+[ $? -eq 2 ] || { echo "--network with --bridge was not refused: $(cat "$scratch/err")"; exit 1; }
+
+# --bridge: the QEMU command line, and without bridge.conf a clear refusal.
+"$qlean" dry-run --bridge qlbr0 >"$scratch/argv" 2>"$scratch/err" || { echo "dry-run --bridge failed: $(cat "$scratch/err")"; exit 1; }
+grep -q '^bridge,id=net0,br=qlbr0,helper=' "$scratch/argv" || { echo "dry-run --bridge shows no bridge netdev"; cat "$scratch/argv"; exit 1; }
+if [ ! -e /etc/qemu/bridge.conf ]; then
+  "$qlean" start --bridge qlbr0 net-b 2>"$scratch/err"
+  [ $? -eq 1 ] && grep -q '/etc/qemu/bridge.conf' "$scratch/err" || { echo "start --bridge without bridge.conf: $(cat "$scratch/err")"; exit 1; }
+  [ ! -e "$run_dir/machines/net-b" ] || { echo "start --bridge left machines/net-b behind"; exit 1; }
+fi
+
+# Two machines on one network, started at once (the address allocation
+# is locked), reach each other by address and by name.
+"$qlean" --quiet start --network lab net-a 2>"$scratch/err-a" & pid_a=$!
+"$qlean" --quiet start --network lab net-b 2>"$scratch/err-b" & pid_b=$!
+wait $pid_a || { echo "start --network lab net-a failed: $(cat "$scratch/err-a")"; exit 1; }
+wait $pid_b || { echo "start --network lab net-b failed: $(cat "$scratch/err-b")"; exit 1; }
+"$qlean" ls --json >"$scratch/ls" || { echo "qlean ls --json failed"; exit 1; }
+read -r ip_a ip_b < <(/usr/bin/python3 - "$scratch/ls" <<'PY'
+import json, sys
+entries = {e["name"]: e for e in json.load(open(sys.argv[1]))}
+a, b = entries["net-a"], entries["net-b"]
+for e in (a, b):
+    assert e["network"] == "lab", f"ls --json shows network {e['network']!r} for {e['name']}"
+    assert e["ip"], f"ls --json shows no address for {e['name']}"
+assert a["ip"] != b["ip"], f"both machines got {a['ip']}"
+print(a["ip"], b["ip"])
+PY
+) || { echo "qlean ls --json is wrong:"; cat "$scratch/ls"; exit 1; }
+"$qlean" ls | grep -E "^net-a .* $ip_a +lab " >/dev/null || { echo "qlean ls shows no address and network for net-a"; "$qlean" ls; exit 1; }
+"$qlean" exec net-a -- ping -c 1 -W 10 "$ip_b" >"$scratch/out" 2>&1 || { echo "net-a cannot ping net-b at $ip_b"; cat "$scratch/out"; exit 1; }
+"$qlean" exec net-b -- ping -c 1 -W 10 "$ip_a" >"$scratch/out" 2>&1 || { echo "net-b cannot ping net-a at $ip_a"; cat "$scratch/out"; exit 1; }
+"$qlean" exec net-a -- ping -c 1 -W 10 net-b >"$scratch/out" 2>&1 || { echo "net-a cannot ping net-b by name"; cat "$scratch/out"; exit 1; }
+"$qlean" exec net-b -- ping -c 1 -W 10 net-a >"$scratch/out" 2>&1 || { echo "net-b cannot ping net-a by name"; cat "$scratch/out"; exit 1; }
+
+# The last machine out takes the network with it: no switch, no QEMU, no state.
+"$qlean" --quiet stop net-a net-b || { echo "qlean stop net-a net-b failed"; exit 1; }
+[ ! -e "$run_dir/networks/lab" ] || { echo "network state left behind:"; find "$run_dir/networks"; exit 1; }
+if pgrep -f -- "$run_dir/net-lab-" >/dev/null || pgrep -f -- "$(readlink -f "$qlean") start --network-owner=lab" >/dev/null; then
+  echo "processes of network lab left running:"; pgrep -af -- "$run_dir/net-lab-"; pgrep -af -- "$qlean start --network-owner"; exit 1
+fi
+echo "qlean start --network, --bridge and ls work"

@@ -80,6 +80,17 @@ if "$qlean" --help | grep -q '^  export '; then
   expect_none "qlean clone box "
   expect_none "qlean import box.qlean "
 fi
-
+if "$qlean" start --help 2>/dev/null | grep -q -- '--network'; then
+  expect "qlean start --" --network --bridge
+  expect "qlean dry-run --" --bridge
+  # Network names come from `qlean ls --json`: one entry, made by hand.
+  fake_run=$(mktemp -d "${TMPDIR:-/tmp}/qlean-completion-XXXXXX")
+  mkdir -p "$fake_run/machines/box"
+  echo '{"name": "box", "state": "crashed", "network": "lab"}' >"$fake_run/machines/box/state.json"
+  QLEAN_RUN_DIR=$fake_run expect "qlean start --network " lab
+  QLEAN_RUN_DIR=$fake_run expect "qlean start -n l" lab
+  QLEAN_RUN_DIR=$fake_run expect_none "qlean start --bridge no-such-bridge"
+  rm -rf "$fake_run"
+fi
 [ $status -eq 0 ] && echo "bash completion offers commands, options and values"
 exit $status
