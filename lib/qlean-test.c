@@ -12,6 +12,7 @@
 #include <glib/gi18n-lib.h>
 
 #include "qlean-test.h"
+#include "qlean-machine-private.h"
 #include "qlean-util-private.h"
 
 /* The g_test helpers (documented for users in docs/testing.md).
@@ -33,12 +34,22 @@
 
 #define ARTIFACTS_ENV "QLEAN_TEST_ARTIFACTS"
 #define ARTIFACTS_DEFAULT "qlean-artifacts"
+#define RESET_ENV "QLEAN_TEST_RESET"
+/* Snapshot names may not contain "/"; this one cannot clash with a
+ * test's own snapshots, which restores would otherwise overwrite. */
+#define RESET_SNAPSHOT "qlean-test-ready"
 
 G_LOCK_DEFINE_STATIC (state);
 
 /* Everything below is under the state lock. */
 static QleanMachine *shared_machine;
 static GError *shared_error;          /* why the shared machine did not boot */
+static gboolean shared_snapshot;      /* it has RESET_SNAPSHOT, taken once it was ready */
+static gboolean shared_snapshot_failed;
+static gboolean shared_used;          /* handed to a test since it was ready or reset */
+static char *shared_user;             /* that test's path */
+static int reset_wanted = -1;         /* qlean_test_set_reset(); -1: not called */
+static int reset_env = -2;            /* RESET_ENV: -2 not read yet, -1 unset or invalid */
 static int available = -1;            /* -1: not checked yet */
 static char *unavailable_reason;
 static char *current_path;            /* the test the state was reset for */
@@ -221,21 +232,65 @@ save_artifacts_of (GPtrArray  *machines,
   return g_steal_pointer (&dir);
 }
 
+/* Kills the shared @machine and, when @had_snapshot, removes its state
+ * directory with the reset snapshot. The machine removes it itself only
+ * when its last reference goes, which a worker callback may still hold
+ * when a dying test process exits: the directory would be left behind. */
+static void
+kill_shared_machine (QleanMachine *machine,
+                     gboolean      had_snapshot)
+{
+  g_autofree char *snapshots = NULL;
+  g_autofree char *state_dir = NULL;
+
+  qlean_machine_kill (machine, NULL, NULL);
+  if (!had_snapshot)
+    return;
+
+  snapshots = qlean_machine_ensure_state_dir (machine, "snapshots", NULL);
+  state_dir = snapshots ? g_path_get_dirname (snapshots) : NULL;
+  if (state_dir != NULL)
+    qlean_rm_rf (state_dir, NULL);
+}
+
+/* Its snapshot lives in its state directory, which goes with it (see
+ * kill_shared_machine). */
+static void
+drop_shared_machine_locked (void)
+{
+  g_clear_object (&shared_machine);
+  shared_snapshot = FALSE;
+  shared_snapshot_failed = FALSE;
+  shared_used = FALSE;
+  g_clear_pointer (&shared_user, g_free);
+}
+
 /* Ends the machines of a test that is about to die: the process exits
  * right after a fatal assertion, and no run directory may be left. */
 static void
 end_machines (void)
 {
   g_autoptr(GPtrArray) machines = NULL;
+  g_autoptr(QleanMachine) shared = NULL;
+  gboolean had_snapshot;
 
   G_LOCK (state);
   machines = collect_machines_locked ();
-  g_clear_object (&shared_machine);
+  shared = shared_machine ? g_object_ref (shared_machine) : NULL;
+  had_snapshot = shared_snapshot;
+  drop_shared_machine_locked ();
   g_clear_pointer (&watched, g_ptr_array_unref);
   G_UNLOCK (state);
 
   for (guint i = 0; i < machines->len; i++)
-    qlean_machine_kill (g_ptr_array_index (machines, i), NULL, NULL);
+    {
+      QleanMachine *machine = g_ptr_array_index (machines, i);
+
+      if (machine == shared)
+        kill_shared_machine (machine, had_snapshot);
+      else
+        qlean_machine_kill (machine, NULL, NULL);
+    }
 }
 
 /* g_assertion_message() prints "**\n<domain>:ERROR:<file>:<line>:..."
@@ -317,15 +372,17 @@ static void
 cleanup_at_exit (void)
 {
   g_autoptr(QleanMachine) machine = NULL;
+  gboolean had_snapshot;
 
   G_LOCK (state);
-  machine = g_steal_pointer (&shared_machine);
+  machine = shared_machine ? g_object_ref (shared_machine) : NULL;
+  had_snapshot = shared_snapshot;
+  drop_shared_machine_locked ();
   g_clear_pointer (&watched, g_ptr_array_unref);
   G_UNLOCK (state);
 
-  /* Dropping it kills QEMU and removes the run directory. */
   if (machine != NULL)
-    qlean_machine_kill (machine, NULL, NULL);
+    kill_shared_machine (machine, had_snapshot);
 }
 
 static void
@@ -389,18 +446,105 @@ qlean_test_skip_unless_available (void)
   return ok;
 }
 
-/* Makes the shared machine fit for the next test.
- *
- * Hook: this is where the machine goes back to a clean state between
- * tests. Today it is only replaced when a test left it not running;
- * restoring a snapshot taken after the first boot belongs here once
- * machines have snapshots (issue 5). */
+/* Whether the shared machine is reset between tests: RESET_ENV when set,
+ * else what qlean_test_set_reset() chose, else yes. */
 static gboolean
-reset_shared_machine_locked (void)
+reset_enabled_locked (void)
 {
-  if (shared_machine != NULL &&
-      qlean_machine_get_state (shared_machine) != QLEAN_MACHINE_STATE_RUNNING)
-    g_clear_object (&shared_machine);
+  if (reset_env == -2)
+    {
+      static const char * const off[] = { "0", "no", "false", "off", NULL };
+      static const char * const on[] = { "1", "yes", "true", "on", NULL };
+      const char *value = g_getenv (RESET_ENV);
+
+      reset_env = -1;
+      for (guint i = 0; value != NULL && off[i] != NULL; i++)
+        {
+          if (g_ascii_strcasecmp (value, off[i]) == 0)
+            reset_env = 0;
+          else if (g_ascii_strcasecmp (value, on[i]) == 0)
+            reset_env = 1;
+        }
+      if (value != NULL && *value != '\0' && reset_env < 0)
+        fprintf (stderr, "# qlean: ignoring %s=%s: use 1 to reset the shared machine "
+                 "between tests, 0 not to\n", RESET_ENV, value);
+    }
+
+  if (reset_env >= 0)
+    return reset_env;
+  if (reset_wanted >= 0)
+    return reset_wanted;
+  return TRUE;
+}
+
+/* Makes the shared @machine fit for the running test: when another test
+ * had it since it was ready (or it no longer runs), it goes back to the
+ * snapshot taken once it was first ready, so that no file or process of
+ * one test is seen by the next. A new QEMU continues from the snapshot,
+ * in about a third of a second, where a fresh boot of the minimal image
+ * takes about twice that and of a distribution image far more.
+ *
+ * Runs without the state lock: a restore takes that fraction of a
+ * second, and a failed assertion's hook needs the lock meanwhile.
+ *
+ * Returns: %FALSE when @machine was dropped and the caller must boot a
+ *   new one */
+static gboolean
+reset_shared_machine (QleanMachine *machine)
+{
+  g_autoptr(GError) error = NULL;
+  gboolean running = qlean_machine_get_state (machine) == QLEAN_MACHINE_STATE_RUNNING;
+  gboolean used_by_other;
+  gboolean reset;
+  gboolean have_snapshot;
+  gboolean snapshot_failed;
+  gint64 start;
+
+  G_LOCK (state);
+  used_by_other = shared_used && g_strcmp0 (shared_user, test_path ()) != 0;
+  reset = reset_enabled_locked ();
+  have_snapshot = shared_snapshot;
+  snapshot_failed = shared_snapshot_failed;
+  G_UNLOCK (state);
+
+  if (running && (!reset || !used_by_other))
+    return TRUE;
+
+  /* It was said once, at boot, that this machine cannot be reset. */
+  if (running && !have_snapshot && snapshot_failed)
+    return TRUE;
+
+  /* Stopped and nothing to go back to, or reset turned on after a boot
+   * without a snapshot: a new boot is the clean state. */
+  if (!have_snapshot)
+    {
+      G_LOCK (state);
+      if (shared_machine == machine)
+        drop_shared_machine_locked ();
+      G_UNLOCK (state);
+      qlean_machine_kill (machine, NULL, NULL);
+      return FALSE;
+    }
+
+  start = g_get_monotonic_time ();
+  if (!qlean_machine_restore (machine, RESET_SNAPSHOT, NULL, &error))
+    {
+      fprintf (stderr, "# qlean: could not reset the shared test machine, booting a new one: %s\n",
+               error->message);
+      G_LOCK (state);
+      if (shared_machine == machine)
+        drop_shared_machine_locked ();
+      G_UNLOCK (state);
+      kill_shared_machine (machine, TRUE);
+      return FALSE;
+    }
+  g_debug ("Reset the shared test machine for %s in %.3f s", test_path () ? test_path () : "a test",
+           (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC);
+
+  G_LOCK (state);
+  shared_used = FALSE;
+  g_clear_pointer (&shared_user, g_free);
+  G_UNLOCK (state);
 
   return TRUE;
 }
@@ -423,57 +567,18 @@ begin_test_locked (void)
   dir = qlean_test_get_artifacts_dir ();
   if (path != NULL && g_file_test (dir, G_FILE_TEST_IS_DIR))
     qlean_rm_rf (dir, NULL);
-
-  reset_shared_machine_locked ();
 }
 
-/**
- * qlean_test_get_machine:
- *
- * The test binary's shared machine: the minimal image with the default
- * configuration, booted on the first call, reset before each test that
- * calls this, and killed when the process exits.
- *
- * When the host cannot run machines the test is skipped (see
- * [func@test_skip_unless_available]); when the machine does not boot
- * the test fails with the reason (once, and every later test fails
- * fast with it). Either way %NULL is returned and the test should
- * return.
- *
- * Returns: (transfer none) (nullable): the running machine, or %NULL
- */
-QleanMachine *
-qlean_test_get_machine (void)
+/* Boots the shared machine and, when tests are reset, snapshots it
+ * while it is fresh. Returns a reference, or %NULL with the test failed. */
+static QleanMachine *
+boot_shared_machine (void)
 {
-  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(QleanMachine) machine = qlean_machine_new_with_name ("qlean-test", NULL, NULL);
   g_autoptr(GError) error = NULL;
-  QleanMachine *ready;
+  gboolean reset;
+  gboolean snapshot = FALSE;
 
-  install_hooks ();
-
-  if (!qlean_test_skip_unless_available ())
-    return NULL;
-
-  G_LOCK (state);
-  begin_test_locked ();
-  if (shared_machine != NULL)
-    {
-      ready = shared_machine;
-      G_UNLOCK (state);
-      return ready;
-    }
-  if (shared_error != NULL)
-    {
-      g_autofree char *message = g_strdup (shared_error->message);
-
-      G_UNLOCK (state);
-      g_test_fail_printf (_("The shared test machine did not boot: %s"), message);
-      return NULL;
-    }
-  G_UNLOCK (state);
-
-  /* Boot outside the lock: a failed assertion elsewhere may need it. */
-  machine = qlean_machine_new_with_name ("qlean-test", NULL, NULL);
   if (!qlean_machine_spawn (machine, NULL, &error))
     {
       g_autoptr(GPtrArray) machines = g_ptr_array_new_with_free_func (g_object_unref);
@@ -491,11 +596,145 @@ qlean_test_get_machine (void)
     }
 
   G_LOCK (state);
-  shared_machine = g_steal_pointer (&machine);
-  ready = shared_machine;   /* the state keeps the reference */
+  reset = reset_enabled_locked ();
   G_UNLOCK (state);
 
+  if (reset)
+    {
+      snapshot = qlean_machine_snapshot (machine, RESET_SNAPSHOT, NULL, &error);
+      if (!snapshot)
+        fprintf (stderr, "# qlean: cannot snapshot the shared test machine, so tests will see "
+                 "each other's files and processes in it: %s\n", error->message);
+    }
+
+  G_LOCK (state);
+  drop_shared_machine_locked ();
+  shared_machine = g_object_ref (machine);
+  shared_snapshot = snapshot;
+  shared_snapshot_failed = reset && !snapshot;
+  G_UNLOCK (state);
+
+  return g_steal_pointer (&machine);
+}
+
+/**
+ * qlean_test_get_machine:
+ *
+ * The test binary's shared machine: the minimal image with the default
+ * configuration, booted on the first call, reset before each test that
+ * calls this, and killed when the process exits.
+ *
+ * The reset restores a snapshot taken once the machine was first ready
+ * (see [method@Machine.restore]): files, processes and everything else
+ * an earlier test left in the guest are gone, in about a third of a
+ * second. It happens only when another test used the machine since, and
+ * can be turned off for speed with [func@test_set_reset] or
+ * `QLEAN_TEST_RESET=0`; a machine that a test left not running is
+ * replaced either way.
+ *
+ * When the host cannot run machines the test is skipped (see
+ * [func@test_skip_unless_available]); when the machine does not boot
+ * the test fails with the reason (once, and every later test fails
+ * fast with it). Either way %NULL is returned and the test should
+ * return.
+ *
+ * Returns: (transfer none) (nullable): the running machine, or %NULL
+ */
+QleanMachine *
+qlean_test_get_machine (void)
+{
+  g_autoptr(QleanMachine) machine = NULL;
+  QleanMachine *ready = NULL;
+
+  install_hooks ();
+
+  if (!qlean_test_skip_unless_available ())
+    return NULL;
+
+  G_LOCK (state);
+  begin_test_locked ();
+  if (shared_machine != NULL)
+    machine = g_object_ref (shared_machine);
+  else if (shared_error != NULL)
+    {
+      g_autofree char *message = g_strdup (shared_error->message);
+
+      G_UNLOCK (state);
+      g_test_fail_printf (_("The shared test machine did not boot: %s"), message);
+      return NULL;
+    }
+  G_UNLOCK (state);
+
+  /* Reset and boot outside the lock: a failed assertion elsewhere may
+   * need it. */
+  if (machine != NULL && !reset_shared_machine (machine))
+    g_clear_object (&machine);
+  if (machine == NULL)
+    machine = boot_shared_machine ();
+  if (machine == NULL)
+    return NULL;
+
+  G_LOCK (state);
+  if (shared_machine == machine)
+    {
+      ready = shared_machine;   /* the state keeps the reference */
+      shared_used = TRUE;
+      g_free (shared_user);
+      shared_user = g_strdup (test_path ());
+    }
+  G_UNLOCK (state);
+
+  if (ready == NULL)
+    g_test_fail_printf (_("The shared test machine was killed while this test was getting it"));
+
   return ready;
+}
+
+/**
+ * qlean_test_set_reset:
+ * @reset: %TRUE to reset the shared machine between tests (the
+ *   default), %FALSE to hand each test the machine as the last one left
+ *   it
+ *
+ * Chooses whether [func@test_get_machine] restores the shared machine's
+ * snapshot before a test when an earlier test used it. Resetting keeps
+ * tests apart at about a third of a second per test; a suite whose
+ * tests clean up after themselves may prefer the speed. Without reset
+ * no snapshot is taken either. Call it before the first test that uses
+ * the machine; a change takes effect at the next test.
+ *
+ * The environment variable `QLEAN_TEST_RESET`, when set to `1` or `0`
+ * (also `yes`/`no`, `true`/`false`, `on`/`off`), overrides this choice,
+ * so that one run can trade isolation for speed, or check a suite that
+ * turned reset off, without a rebuild.
+ */
+void
+qlean_test_set_reset (gboolean reset)
+{
+  G_LOCK (state);
+  reset_wanted = !!reset;
+  G_UNLOCK (state);
+}
+
+/**
+ * qlean_test_get_reset:
+ *
+ * Whether [func@test_get_machine] resets the shared machine between
+ * tests: `QLEAN_TEST_RESET` when set, else the choice of
+ * [func@test_set_reset], else %TRUE.
+ *
+ * Returns: %TRUE when tests get the machine reset
+ */
+gboolean
+qlean_test_get_reset (void)
+{
+  gboolean reset;
+
+  G_LOCK (state);
+  reset = reset_enabled_locked ();
+  G_UNLOCK (state);
+
+  return reset;
 }
 
 /**

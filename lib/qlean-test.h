@@ -33,6 +33,11 @@ QLEAN_AVAILABLE_IN_ALL
 void          qlean_test_watch_machine         (QleanMachine     *machine);
 
 QLEAN_AVAILABLE_IN_ALL
+void          qlean_test_set_reset             (gboolean          reset);
+QLEAN_AVAILABLE_IN_ALL
+gboolean      qlean_test_get_reset             (void);
+
+QLEAN_AVAILABLE_IN_ALL
 char         *qlean_test_get_artifacts_dir     (void);
 QLEAN_AVAILABLE_IN_ALL
 char         *qlean_test_save_artifacts        (const char       *reason);

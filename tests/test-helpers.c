@@ -48,10 +48,14 @@ static guint
 count_run_dirs (void)
 {
   g_autoptr(GDir) dir = g_dir_open (run_root, 0, NULL);
+  const char *name;
   guint n = 0;
 
-  while (dir != NULL && g_dir_read_name (dir) != NULL)
-    n++;
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    {
+      g_test_message ("left in %s: %s", run_root, name);
+      n++;
+    }
   return n;
 }
 
@@ -202,7 +206,7 @@ test_save_logs_never_ran (void)
   g_assert_false (g_file_test (dir, G_FILE_TEST_EXISTS));
 }
 
-/* Runs last: it ends the shared machine. */
+/* Runs last but one: it ends the shared machine. */
 static void
 test_save_logs_after_stop (void)
 {
@@ -434,6 +438,138 @@ test_wait_not_running (void)
   g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE);
 }
 
+/* Reset between tests */
+
+#define LEFTOVER "/root/leftover"
+/* Set in the environment of this binary run again as a child that
+ * turned reset off; the child registers only the reset-off tests. */
+#define RESET_CHILD_ENV "QLEAN_TEST_HELPERS_RESET_CHILD"
+
+/* Leaves a file for the next test to find, or not. */
+static void
+test_reset_leave (void)
+{
+  QleanMachine *machine = qlean_test_get_machine ();
+  g_autoptr(GBytes) contents = g_bytes_new_static ("left by an earlier test\n", 24);
+  g_autoptr(GError) error = NULL;
+
+  if (machine == NULL)
+    return;
+
+  g_assert_true (qlean_machine_write (machine, LEFTOVER, contents, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_machine_exists (machine, LEFTOVER, NULL, &error));
+  g_assert_no_error (error);
+}
+
+/* Runs right after test_reset_leave: the file is there exactly when
+ * the machine was not reset in between. The message tells the parent
+ * of a reset-off child which case it saw. */
+static void
+check_leftover (QleanMachine *machine)
+{
+  g_autoptr(GError) error = NULL;
+  gboolean reset = qlean_test_get_reset ();
+  gboolean exists = qlean_machine_exists (machine, LEFTOVER, NULL, &error);
+
+  g_assert_no_error (error);
+  g_test_message ("reset %s: %s %s", reset ? "on" : "off", LEFTOVER,
+                  exists ? "persisted" : "gone");
+  g_assert_cmpint (exists, ==, !reset);
+}
+
+static void
+test_reset_gone (void)
+{
+  QleanMachine *machine = qlean_test_get_machine ();
+
+  if (machine == NULL)
+    return;
+
+  if (!qlean_test_get_reset ())
+    {
+      g_test_skip ("QLEAN_TEST_RESET turns the reset off");
+      return;
+    }
+  check_leftover (machine);
+}
+
+static void
+test_reset_child_check (void)
+{
+  QleanMachine *machine = qlean_test_get_machine ();
+
+  if (machine != NULL)
+    check_leftover (machine);
+}
+
+/* Runs this binary again with qlean_test_set_reset (FALSE) and
+ * QLEAN_TEST_RESET as given; returns its output. A child keeps the
+ * choice from leaking into this binary's other tests. */
+static char *
+run_reset_child (const char *reset_env)
+{
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GSubprocess) child = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *self = g_file_read_link ("/proc/self/exe", &error);
+  char *out = NULL;
+
+  g_assert_no_error (error);
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                                        G_SUBPROCESS_FLAGS_STDERR_MERGE);
+  g_subprocess_launcher_setenv (launcher, RESET_CHILD_ENV, "1", TRUE);
+  if (reset_env != NULL)
+    g_subprocess_launcher_setenv (launcher, "QLEAN_TEST_RESET", reset_env, TRUE);
+  else
+    g_subprocess_launcher_unsetenv (launcher, "QLEAN_TEST_RESET");
+
+  child = g_subprocess_launcher_spawn (launcher, &error, self, "--tap", NULL);
+  g_assert_no_error (error);
+  g_subprocess_communicate_utf8 (child, NULL, NULL, &out, NULL, &error);
+  g_assert_no_error (error);
+  g_test_message ("child with QLEAN_TEST_RESET=%s:\n%s", reset_env ? reset_env : "(unset)", out);
+  g_assert_true (g_subprocess_get_if_exited (child));
+  g_assert_cmpint (g_subprocess_get_exit_status (child), ==, 0);
+
+  return out;
+}
+
+static void
+test_reset_off (void)
+{
+  g_autofree char *off = NULL;
+  g_autofree char *forced = NULL;
+
+  if (!qlean_test_skip_unless_available ())
+    return;
+
+  /* qlean_test_set_reset (FALSE): the file stays for the next test. */
+  off = run_reset_child (NULL);
+  g_assert_nonnull (strstr (off, "# reset off: " LEFTOVER " persisted"));
+  g_assert_nonnull (strstr (off, "ok 2 /helpers/reset-off/check"));
+
+  /* The environment overrides the program's choice. */
+  forced = run_reset_child ("1");
+  g_assert_nonnull (strstr (forced, "# reset on: " LEFTOVER " gone"));
+  g_assert_nonnull (strstr (forced, "ok 2 /helpers/reset-off/check"));
+}
+
+/* After test_save_logs_after_stop killed it, the next test gets the
+ * machine running again. */
+static void
+test_after_kill (void)
+{
+  QleanMachine *machine = qlean_test_get_machine ();
+  g_autoptr(QleanExecResult) result = NULL;
+
+  if (machine == NULL)
+    return;
+
+  g_assert_cmpint (qlean_machine_get_state (machine), ==, QLEAN_MACHINE_STATE_RUNNING);
+  result = run_shell (machine, "true");
+}
+
 static int status;
 
 /* Registered before the helpers' own exit handler, so it runs after it,
@@ -474,6 +610,15 @@ main (int    argc,
       atexit (remove_scratch);
     }
 
+  if (g_getenv (RESET_CHILD_ENV) != NULL)
+    {
+      qlean_test_set_reset (FALSE);
+      qlean_test_add_func ("/helpers/reset-off/leave", test_reset_leave);
+      qlean_test_add_func ("/helpers/reset-off/check", test_reset_child_check);
+      status = g_test_run ();
+      return status;
+    }
+
   g_test_add_func ("/helpers/artifacts/dir", test_artifacts_dir);
   g_test_add_func ("/helpers/artifacts/fatal", test_artifacts_fatal);
   g_test_add_func ("/helpers/artifacts/fatal/subprocess", fatal_assertion_subprocess);
@@ -488,8 +633,13 @@ main (int    argc,
   qlean_test_add_func ("/helpers/wait/until-succeeds", test_wait_until_succeeds);
   qlean_test_add_func ("/helpers/wait/async", test_wait_async);
   g_test_add_func ("/helpers/wait/not-running", test_wait_not_running);
+  /* In this order: the second looks for what the first left. */
+  qlean_test_add_func ("/helpers/reset/leave", test_reset_leave);
+  qlean_test_add_func ("/helpers/reset/gone", test_reset_gone);
+  g_test_add_func ("/helpers/reset/off", test_reset_off);
   /* A suite of its own, registered last, so that it runs last. */
   qlean_test_add_func ("/helpers/stopped/save-logs", test_save_logs_after_stop);
+  qlean_test_add_func ("/helpers/stopped/after-kill", test_after_kill);
 
   status = g_test_run ();
   return status;
