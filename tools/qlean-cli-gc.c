@@ -132,9 +132,11 @@ kill_orphans (const char *dir)
         continue;
 
       /* Arguments are NUL-separated; look at each, and at each
-       * "key=value,..." inside QEMU's options. */
+       * "key=value,..." inside QEMU's options. A QEMU that only plugs
+       * into a switch in @dir (-netdev vde,sock=…) is another owner's
+       * machine on a network whose owner died: it lives on. */
       for (gsize i = 0; i < len && !mentions; i += strlen (cmdline + i) + 1)
-        mentions = strstr (cmdline + i, prefix) != NULL;
+        mentions = !g_str_has_prefix (cmdline + i, "vde,") && strstr (cmdline + i, prefix) != NULL;
 
       if (!mentions)
         continue;

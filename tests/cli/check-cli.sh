@@ -81,6 +81,15 @@ PY
 "$qlean" exec net-a -- ping -c 1 -W 10 net-b >"$scratch/out" 2>&1 || { echo "net-a cannot ping net-b by name"; cat "$scratch/out"; exit 1; }
 "$qlean" exec net-b -- ping -c 1 -W 10 net-a >"$scratch/out" 2>&1 || { echo "net-b cannot ping net-a by name"; cat "$scratch/out"; exit 1; }
 
+# The network's owner killed: gc forgets the network and its switch's run
+# directory, and leaves alone the machines that were plugged into it.
+pkill -KILL -f -- "$(readlink -f "$qlean") start --network-owner=lab" || { echo "no network owner of lab to kill"; exit 1; }
+sleep 0.5
+"$qlean" gc >"$scratch/out" 2>&1 || { echo "qlean gc failed after the network owner died"; cat "$scratch/out"; exit 1; }
+for m in net-a net-b; do
+  "$qlean" exec "$m" -- true || { echo "qlean gc killed $m along with its dead network:"; cat "$scratch/out"; exit 1; }
+done
+
 # The last machine out takes the network with it: no switch, no QEMU, no state.
 "$qlean" --quiet stop net-a net-b || { echo "qlean stop net-a net-b failed"; exit 1; }
 [ ! -e "$run_dir/networks/lab" ] || { echo "network state left behind:"; find "$run_dir/networks"; exit 1; }
