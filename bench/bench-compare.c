@@ -39,6 +39,7 @@ static char *opt_sizes = NULL;
 static char *opt_results = NULL;
 static char *opt_pool_bench = NULL;
 static char *opt_workdir = NULL;
+static char *opt_only = NULL;
 
 static const GOptionEntry entries[] = {
   { "boots", 0, 0, G_OPTION_ARG_INT, &opt_boots, "Cold boots per way (median; default 5)", "N" },
@@ -49,6 +50,7 @@ static const GOptionEntry entries[] = {
   { "pool-bench", 0, 0, G_OPTION_ARG_FILENAME, &opt_pool_bench, "bench-pool program to run for QleanPool's figure", "PATH" },
   { "results", 0, 0, G_OPTION_ARG_FILENAME, &opt_results, "Also write the results as Markdown here", "FILE" },
   { "workdir", 0, 0, G_OPTION_ARG_FILENAME, &opt_workdir, "Where the SSH image and keys go (default: a temporary directory)", "DIR" },
+  { "only", 0, 0, G_OPTION_ARG_STRING, &opt_only, "Run only these parts: boot,exec,transfers,memory,many (default all)", "LIST" },
   { NULL }
 };
 
@@ -1113,6 +1115,17 @@ write_results (const char *machine)
   g_string_free (md, TRUE);
 }
 
+static gboolean
+wanted (const char *part)
+{
+  g_auto(GStrv) parts = NULL;
+
+  if (opt_only == NULL)
+    return TRUE;
+  parts = g_strsplit (opt_only, ",", -1);
+  return g_strv_contains ((const char * const *) parts, part);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -1137,18 +1150,35 @@ main (int    argc,
     g_error ("%s", error->message);
   build_ssh_image ();
 
-  bench_boot ();
+  if (opt_only != NULL)
+    {
+      const char *known[] = { "boot", "exec", "transfers", "memory", "many", NULL };
+      g_auto(GStrv) parts = g_strsplit (opt_only, ",", -1);
 
-  machine = new_ssh_machine (SSH_MEMORY_MIB);
-  spawn_or_die (machine);
-  for (int i = 0; i < 500 && !ssh_run (machine, "true", NULL); i++)
-    g_usleep (20000);
-  bench_exec (machine);
-  kill_machine (machine);
+      for (guint i = 0; parts[i] != NULL; i++)
+        if (!g_strv_contains (known, parts[i]))
+          g_error ("--only: unknown part “%s” (boot, exec, transfers, memory, many)", parts[i]);
+    }
 
-  bench_transfers ();
-  bench_memory ();
-  bench_many ();
+  if (wanted ("boot"))
+    bench_boot ();
+
+  if (wanted ("exec"))
+    {
+      machine = new_ssh_machine (SSH_MEMORY_MIB);
+      spawn_or_die (machine);
+      for (int i = 0; i < 500 && !ssh_run (machine, "true", NULL); i++)
+        g_usleep (20000);
+      bench_exec (machine);
+      kill_machine (machine);
+    }
+
+  if (wanted ("transfers"))
+    bench_transfers ();
+  if (wanted ("memory"))
+    bench_memory ();
+  if (wanted ("many"))
+    bench_many ();
 
   g_print ("\n%-52s | %-22s | %-22s | %-11s | %-16s |\n", "Measure", "Qlean", "SSH", "SSH / Qlean", "Target");
   for (guint i = 0; i < rows->len; i++)

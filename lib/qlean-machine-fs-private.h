@@ -27,4 +27,45 @@ gboolean   qlean_machine_fs_set_mtime (QleanMachine        *machine,
                                        GCancellable        *cancellable,
                                        GError             **error);
 
+/* qlean-machine-agent-files.c: single files through the guest agent's
+ * guest-file-* calls, for when qlean-guest does not answer. Blocking:
+ * call them from a thread of their own, never from the worker. */
+
+/* The channel to qlean-guest when it answers (waiting briefly for a
+ * HELLO already on its way), or NULL: then the agent must do. */
+QleanGuestChannel *qlean_machine_fs_pick_channel (QleanMachine  *self,
+                                                  GCancellable  *cancellable);
+/* @error from the agent as a G_IO_ERROR naming @path, its code read from
+ * the strerror() text the agent puts in its messages. */
+GError    *qlean_machine_agent_error    (QleanMachine   *machine,
+                                         const char     *verb,
+                                         const char     *path,
+                                         const GError   *error);
+/* Streams the guest file into @out, or appends it to @collected. */
+gboolean   qlean_machine_agent_get      (QleanMachine   *machine,
+                                         const char     *guest_path,
+                                         GOutputStream  *out,
+                                         GByteArray     *collected,
+                                         GCancellable   *cancellable,
+                                         GError        **error);
+/* Makes @guest_path hold @in (streamed) or @contents, atomically, with
+ * @mode and, when @mtime_ns >= 0, that modification time. */
+gboolean   qlean_machine_agent_put      (QleanMachine   *machine,
+                                         const char     *guest_path,
+                                         GInputStream   *in,
+                                         GBytes         *contents,
+                                         guint32         mode,
+                                         gint64          mtime_ns,
+                                         GCancellable   *cancellable,
+                                         GError        **error);
+gboolean   qlean_machine_agent_is_dir   (QleanMachine   *machine,
+                                         const char     *guest_path,
+                                         GCancellable   *cancellable);
+/* Best effort: FALSE when the guest cannot tell. */
+gboolean   qlean_machine_agent_get_mode (QleanMachine   *machine,
+                                         const char     *guest_path,
+                                         guint32        *mode,
+                                         gint64         *mtime_ns,
+                                         GCancellable   *cancellable);
+
 G_END_DECLS

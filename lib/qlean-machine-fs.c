@@ -47,6 +47,7 @@ typedef struct
   GBytes     *contents;     /* PUT */
   const char *verb;
   ResultKind  kind;
+  gboolean    port_only;    /* GET, PUT: never through the agent */
 
   /* worker */
   GByteArray *collected;
@@ -192,6 +193,19 @@ fs_channel_cb (GObject      *source,
   GError *error = NULL;
 
   channel = qlean_machine_get_guest_channel_finish (QLEAN_MACHINE (source), result, &error);
+  if (channel == NULL && g_error_matches (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED))
+    {
+      g_autofree char *display = g_filename_display_name (req->path);
+
+      /* qlean-guest does not answer: say what the agent alone can do. */
+      g_task_return_new_error (task, error->domain, error->code,
+                               _("Cannot %s “%s”: this call needs qlean-guest in the guest (with "
+                                 "the guest agent alone, only read, write and single-file upload "
+                                 "and download work): %s"),
+                               _(req->verb), display, error->message);
+      g_error_free (error);
+      return;
+    }
   if (channel == NULL)
     {
       g_task_return_error (task, error);
@@ -219,6 +233,64 @@ fs_in_worker (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+static GTask *fs_request_run (QleanMachine  *self,
+                              FsRequest     *req,
+                              GCancellable  *cancellable,
+                              GError       **error);
+
+/* GET and PUT when qlean-guest is not (yet) answering: once a HELLO on
+ * its way has had its chance, either the data port after all or the
+ * agent's guest-file-* calls. */
+static void
+fs_agent_thread (GTask        *task,
+                 gpointer      source_object,
+                 gpointer      task_data,
+                 GCancellable *cancellable)
+{
+  QleanMachine *self = source_object;
+  FsRequest *req = task_data;
+  g_autoptr(QleanGuestChannel) channel = qlean_machine_fs_pick_channel (self, cancellable);
+  GError *error = NULL;
+  gboolean ok;
+
+  if (channel != NULL)
+    {
+      FsRequest *port = fs_request_new (req->op, req->path, req->path2, req->verb);
+      g_autoptr(GTask) done = NULL;
+
+      port->request = req->request;
+      port->kind = req->kind;
+      port->has_mode = req->has_mode;
+      port->mode = req->mode;
+      port->flags = req->flags;
+      port->contents = req->contents ? g_bytes_ref (req->contents) : NULL;
+      port->port_only = TRUE;
+      done = fs_request_run (self, port, cancellable, &error);
+      if (done == NULL)
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+      port = g_task_get_task_data (done);
+      g_byte_array_unref (req->collected);
+      req->collected = g_steal_pointer (&port->collected);
+      req->done = g_steal_pointer (&port->done);
+      g_task_return_boolean (task, TRUE);
+      return;
+    }
+
+  if (req->request == QLEAN_GUEST_FRAME_GET)
+    ok = qlean_machine_agent_get (self, req->path, NULL, req->collected, cancellable, &error);
+  else
+    ok = qlean_machine_agent_put (self, req->path, NULL, req->contents, req->mode, -1,
+                                  cancellable, &error);
+
+  if (ok)
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+}
+
 static void
 fs_request_async (QleanMachine        *self,
                   FsRequest           *req,
@@ -239,6 +311,19 @@ fs_request_async (QleanMachine        *self,
       g_task_return_error (task, g_steal_pointer (&error));
       g_object_unref (task);
       return;
+    }
+
+  if ((req->request == QLEAN_GUEST_FRAME_GET || req->request == QLEAN_GUEST_FRAME_PUT) &&
+      !req->port_only)
+    {
+      g_autoptr(QleanGuestChannel) channel = qlean_machine_peek_guest_channel (self);
+
+      if (channel != NULL && !qlean_guest_channel_is_ready (channel))
+        {
+          g_task_run_in_thread (task, fs_agent_thread);
+          g_object_unref (task);
+          return;
+        }
     }
 
   qlean_worker_invoke (fs_in_worker, task, g_object_unref);
@@ -1436,7 +1521,10 @@ text_from (QleanMachine  *self,
  * @user_data: data for @callback
  *
  * Reads the whole file @path, like `std::fs::read`. For big files,
- * qlean_machine_download_async() streams to disk instead.
+ * qlean_machine_download_async() streams to disk instead. Where
+ * qlean-guest does not answer, the guest agent's guest-file-* calls read
+ * the file instead (slower; only this, write and single-file transfers
+ * work without qlean-guest).
  */
 void
 qlean_machine_read_async (QleanMachine        *self,
@@ -1580,7 +1668,8 @@ put_request (const char *path,
  * The new file (mode 0644) replaces any old one atomically: readers see
  * the old contents or the new, never a mix, and a failure (the guest's
  * disk full: %G_IO_ERROR_NO_SPACE) leaves the old file as it was. Missing
- * parent directories are an error (%G_IO_ERROR_NOT_FOUND).
+ * parent directories are an error (%G_IO_ERROR_NOT_FOUND). Where
+ * qlean-guest does not answer, the guest agent writes the file instead.
  */
 void
 qlean_machine_write_async (QleanMachine        *self,

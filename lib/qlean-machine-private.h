@@ -53,5 +53,15 @@ void               qlean_machine_get_guest_channel_async  (QleanMachine        *
 QleanGuestChannel *qlean_machine_get_guest_channel_finish (QleanMachine        *self,
                                                            GAsyncResult        *result,
                                                            GError             **error);
+/* qlean_machine_exec_async() with an argument vector (argv[0] absolute),
+ * so that paths never travel inside a shell string; finish with
+ * qlean_machine_exec_finish(). */
+void               qlean_machine_exec_argv_async          (QleanMachine        *self,
+                                                           const char * const  *argv,
+                                                           GCancellable        *cancellable,
+                                                           GAsyncReadyCallback  callback,
+                                                           gpointer             user_data);
+/* Any thread: the channel as it is, answering or not; NULL when stopped. */
+QleanGuestChannel *qlean_machine_peek_guest_channel       (QleanMachine        *self);
 
 G_END_DECLS

@@ -256,19 +256,6 @@ worker_call (Transfer          *t,
   qlean_worker_invoke (worker_call_cb, call, (GDestroyNotify) worker_call_free);
 }
 
-static QleanGuestChannel *
-get_channel (QleanMachine  *machine,
-             GCancellable  *cancellable,
-             GError       **error)
-{
-  g_auto(QleanSyncCall) call = { 0 };
-
-  qlean_sync_call_init (&call);
-  qlean_machine_get_guest_channel_async (machine, cancellable, qlean_sync_call_done, &call);
-
-  return qlean_machine_get_guest_channel_finish (machine, qlean_sync_call_wait (&call), error);
-}
-
 static gboolean
 transfer_wait_done (Transfer      *t,
                     GError       **error)
@@ -505,6 +492,10 @@ upload_file (Ctx         *ctx,
   if (in == NULL)
     return FALSE;
 
+  if (ctx->channel == NULL)
+    return qlean_machine_agent_put (ctx->machine, guest_path, G_INPUT_STREAM (in), NULL,
+                                    info_mode (info), info_mtime_ns (info), ctx->cancellable, error);
+
   return put_stream (ctx->machine, ctx->channel, guest_path, G_INPUT_STREAM (in),
                      info_mode (info), info_mtime_ns (info), QLEAN_GUEST_FLAG_PARENTS,
                      ctx->cancellable, error);
@@ -569,6 +560,21 @@ upload_tree (Ctx         *ctx,
 }
 
 static gboolean
+needs_guest_program (QleanMachine  *machine,
+                     const char    *verb,
+                     const char    *path,
+                     GError       **error)
+{
+  g_autofree char *display = g_filename_display_name (path);
+
+  g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+               _("Cannot %s “%s” with machine “%s”: directories need qlean-guest in the guest, "
+                 "and it does not answer there (the guest agent alone moves single files only)"),
+               _(verb), display, qlean_machine_get_name (machine));
+  return FALSE;
+}
+
+static gboolean
 upload (QleanMachine  *machine,
         GFile         *source,
         const char    *guest_destination,
@@ -593,18 +599,30 @@ upload (QleanMachine  *machine,
       return FALSE;
     }
 
-  channel = get_channel (machine, cancellable, error);
-  if (channel == NULL)
-    return FALSE;
+  /* Without qlean-guest, the agent moves single files (see
+   * qlean-machine-agent-files.c). */
+  channel = qlean_machine_fs_pick_channel (machine, cancellable);
   ctx.channel = channel;
+  if (channel == NULL && g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY)
+    return needs_guest_program (machine, N_("upload the directory"), g_file_peek_path (source), error);
 
   /* Like cp -r and scp -r: onto an existing directory, inside it under
    * the source's name; otherwise the destination is the new name. */
-  dest_info = qlean_machine_metadata (machine, guest_destination, cancellable, NULL);
-  if (dest_info != NULL && g_file_info_get_file_type (dest_info) == G_FILE_TYPE_DIRECTORY)
-    target = g_build_filename (guest_destination, name, NULL);
+  if (channel == NULL)
+    {
+      if (qlean_machine_agent_is_dir (machine, guest_destination, cancellable))
+        target = g_build_filename (guest_destination, name, NULL);
+      else
+        target = g_strdup (guest_destination);
+    }
   else
-    target = g_strdup (guest_destination);
+    {
+      dest_info = qlean_machine_metadata (machine, guest_destination, cancellable, NULL);
+      if (dest_info != NULL && g_file_info_get_file_type (dest_info) == G_FILE_TYPE_DIRECTORY)
+        target = g_build_filename (guest_destination, name, NULL);
+      else
+        target = g_strdup (guest_destination);
+    }
 
   switch (g_file_info_get_file_type (info))
     {
@@ -696,8 +714,24 @@ download_file (Ctx         *ctx,
     {
       g_autoptr(GOutputStream) out = g_unix_output_stream_new (fd, TRUE);
 
-      ok = get_stream (ctx->machine, ctx->channel, guest_path, out, &info, ctx->cancellable, error) &&
-           g_output_stream_close (out, ctx->cancellable, error);
+      if (ctx->channel != NULL)
+        ok = get_stream (ctx->machine, ctx->channel, guest_path, out, &info, ctx->cancellable, error);
+      else
+        {
+          ok = qlean_machine_agent_get (ctx->machine, guest_path, out, NULL, ctx->cancellable, error);
+          if (!ok && g_error_matches (*error, G_IO_ERROR, G_IO_ERROR_IS_DIRECTORY))
+            {
+              g_clear_error (error);
+              needs_guest_program (ctx->machine, N_("download the directory"), guest_path, error);
+            }
+          if (ok && !qlean_machine_agent_get_mode (ctx->machine, guest_path, &info.mode,
+                                                   &info.mtime_ns, ctx->cancellable))
+            {
+              info.mode = 0644;
+              info.mtime_ns = -1;
+            }
+        }
+      ok = ok && g_output_stream_close (out, ctx->cancellable, error);
     }
   }
 
@@ -827,14 +861,16 @@ download (QleanMachine  *machine,
       return FALSE;
     }
 
-  info = qlean_machine_metadata (machine, guest_source, cancellable, error);
-  if (info == NULL)
-    return FALSE;
-
-  channel = get_channel (machine, cancellable, error);
-  if (channel == NULL)
-    return FALSE;
+  /* Without qlean-guest, the agent moves a single file; what is not one
+   * shows when reading it fails. */
+  channel = qlean_machine_fs_pick_channel (machine, cancellable);
   ctx.channel = channel;
+  if (channel != NULL)
+    {
+      info = qlean_machine_metadata (machine, guest_source, cancellable, error);
+      if (info == NULL)
+        return FALSE;
+    }
 
   if (g_file_test (dest, G_FILE_TEST_IS_DIR) && !g_file_test (dest, G_FILE_TEST_IS_SYMLINK))
     target = g_build_filename (dest, name, NULL);
@@ -851,7 +887,7 @@ download (QleanMachine  *machine,
       return FALSE;
     }
 
-  switch (g_file_info_get_file_type (info))
+  switch (info ? g_file_info_get_file_type (info) : G_FILE_TYPE_REGULAR)
     {
     case G_FILE_TYPE_REGULAR:
       return download_file (&ctx, guest_source, target, error);
@@ -958,6 +994,11 @@ run_transfer (QleanMachine        *self,
  * directories are made. Files stream in chunks, so host memory stays
  * bounded whatever their size; each file appears complete or not at all.
  * A @source that does not exist fails before anything is sent.
+ *
+ * Files move over qlean-guest's data port. In a guest where qlean-guest
+ * does not answer, a single file still moves, through the guest agent's
+ * guest-file-* calls (several times slower); a directory then fails with
+ * %QLEAN_MACHINE_ERROR_FAILED, saying it needs qlean-guest.
  */
 void
 qlean_machine_upload_async (QleanMachine        *self,
@@ -1034,7 +1075,9 @@ qlean_machine_upload (QleanMachine  *self,
  * destination rules as qlean_machine_upload_async(). Nothing is ever
  * written outside @destination: entries are plain names, links from the
  * guest are created as links and never followed, and a link already in
- * the way of a file or directory is refused.
+ * the way of a file or directory is refused. Without qlean-guest in the
+ * guest, a single file still comes through the guest agent, as with
+ * qlean_machine_upload_async().
  */
 void
 qlean_machine_download_async (QleanMachine        *self,

@@ -2603,14 +2603,14 @@ qlean_machine_spawn (QleanMachine  *self,
 typedef struct
 {
   QleanQgaClient *qga;
-  char           *command;
+  GStrv           argv;     /* argv[0] is an absolute path */
 } ExecData;
 
 static void
 exec_data_free (ExecData *data)
 {
   g_clear_object (&data->qga);
-  g_free (data->command);
+  g_strfreev (data->argv);
   g_free (data);
 }
 
@@ -2702,7 +2702,6 @@ qlean_machine_exec_in_worker (gpointer user_data)
   GTask *task = user_data;
   QleanMachine *self = g_task_get_source_object (task);
   ExecData *data = g_task_get_task_data (task);
-  const char * const args[] = { "-c", data->command, NULL };
 
   /* qlean-guest streams output without the agent's 16 MiB cap and
    * reports the exit at once; the agent alone is the fallback for guests
@@ -2710,14 +2709,15 @@ qlean_machine_exec_in_worker (gpointer user_data)
   if (self->guest != NULL && qlean_guest_channel_is_ready (self->guest))
     {
       g_autoptr(QleanGuestLauncher) launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_NONE);
-      const char * const argv[] = { "/bin/sh", "-c", data->command, NULL };
 
-      qlean_guest_launcher_run_async (launcher, self, argv, g_task_get_cancellable (task),
+      qlean_guest_launcher_run_async (launcher, self, (const char * const *) data->argv,
+                                      g_task_get_cancellable (task),
                                       qlean_machine_exec_run_cb, g_object_ref (task));
       return G_SOURCE_REMOVE;
     }
 
-  qlean_qga_client_exec_async (data->qga, "/bin/sh", args, NULL, NULL, TRUE,
+  qlean_qga_client_exec_async (data->qga, data->argv[0], (const char * const *) data->argv + 1,
+                               NULL, NULL, TRUE,
                                g_task_get_cancellable (task),
                                qlean_machine_exec_started_cb, g_object_ref (task));
 
@@ -2745,12 +2745,30 @@ qlean_machine_exec_async (QleanMachine        *self,
                           GAsyncReadyCallback  callback,
                           gpointer             user_data)
 {
+  const char * const argv[] = { "/bin/sh", "-c", command, NULL };
+
+  g_return_if_fail (QLEAN_IS_MACHINE (self));
+  g_return_if_fail (command != NULL);
+
+  qlean_machine_exec_argv_async (self, argv, cancellable, callback, user_data);
+}
+
+/* The same with an argument vector, whose first element is an absolute
+ * path: what the agent-only paths use so that no path goes through a
+ * shell string. Finish with qlean_machine_exec_finish(). */
+void
+qlean_machine_exec_argv_async (QleanMachine        *self,
+                               const char * const  *argv,
+                               GCancellable        *cancellable,
+                               GAsyncReadyCallback  callback,
+                               gpointer             user_data)
+{
   g_autoptr(GTask) task = NULL;
   g_autoptr(GError) error = NULL;
   ExecData *data;
 
   g_return_if_fail (QLEAN_IS_MACHINE (self));
-  g_return_if_fail (command != NULL);
+  g_return_if_fail (argv != NULL && argv[0] != NULL && argv[0][0] == '/');
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, qlean_machine_exec_async);
@@ -2764,7 +2782,7 @@ qlean_machine_exec_async (QleanMachine        *self,
 
   data = g_new0 (ExecData, 1);
   data->qga = qlean_machine_get_qga (self);
-  data->command = g_strdup (command);
+  data->argv = g_strdupv ((char **) argv);
   g_task_set_task_data (task, data, (GDestroyNotify) exec_data_free);
 
   if (data->qga == NULL)
@@ -3518,6 +3536,18 @@ qlean_machine_get_guest_channel_finish (QleanMachine  *self,
                                         GError       **error)
 {
   return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+QleanGuestChannel *
+qlean_machine_peek_guest_channel (QleanMachine *self)
+{
+  QleanGuestChannel *channel;
+
+  g_mutex_lock (&self->lock);
+  channel = self->guest ? g_object_ref (self->guest) : NULL;
+  g_mutex_unlock (&self->lock);
+
+  return channel;
 }
 
 /* Sharing a running machine with other processes */

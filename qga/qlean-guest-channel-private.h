@@ -100,6 +100,9 @@ gboolean           qlean_guest_channel_hello_finish (QleanGuestChannel   *self,
                                                      GAsyncResult        *result,
                                                      GError             **error);
 gboolean           qlean_guest_channel_is_ready     (QleanGuestChannel   *self);
+/* Any thread: a HELLO is on its way and may still be answered (at
+ * connect, or after a reset or an exit of qlean-guest). */
+gboolean           qlean_guest_channel_is_syncing   (QleanGuestChannel   *self);
 /* Worker thread only: after a guest reset, ends all streams with @reason
  * and syncs again (HELLO) for up to @timeout_ms. */
 void               qlean_guest_channel_reset        (QleanGuestChannel   *self,

@@ -262,6 +262,7 @@ struct _QleanGuestChannel
   gboolean      writing;
   ChannelState  state;
   gint          ready;          /* atomic mirror of state == READY */
+  gint          hello_pending;  /* atomic: a HELLO awaits its answer */
   guint64       nonce;
   GPtrArray    *hello_tasks;
   GSource      *hello_timer;
@@ -490,6 +491,7 @@ qlean_guest_channel_finish_hellos (QleanGuestChannel *self,
   self->hello_tasks = g_ptr_array_new_with_free_func (g_object_unref);
   qlean_clear_source (&self->hello_timer);
   qlean_clear_source (&self->hello_resend);
+  g_atomic_int_set (&self->hello_pending, FALSE);
 
   for (guint i = 0; i < tasks->len; i++)
     {
@@ -862,6 +864,7 @@ qlean_guest_channel_start_hello (QleanGuestChannel *self,
   /* A fresh nonce for each attempt: an answer to an older one may
    * still be on its way, from a guest program that has since died. */
   self->nonce = ((guint64) g_random_int () << 32) | g_random_int ();
+  g_atomic_int_set (&self->hello_pending, TRUE);
   qlean_guest_channel_send_hello (self);
   self->hello_timer = qlean_add_timeout (qlean_worker_get_context (), timeout_ms,
                                          qlean_guest_channel_hello_timeout_cb, self);
@@ -934,6 +937,12 @@ gboolean
 qlean_guest_channel_is_ready (QleanGuestChannel *self)
 {
   return g_atomic_int_get (&self->ready);
+}
+
+gboolean
+qlean_guest_channel_is_syncing (QleanGuestChannel *self)
+{
+  return g_atomic_int_get (&self->hello_pending);
 }
 
 /* Worker thread only. The guest was reset (rebooted, or QMP
