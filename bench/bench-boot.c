@@ -9,25 +9,7 @@
 
 #include <qlean/qlean.h>
 
-static int
-compare_doubles (const void *a,
-                 const void *b)
-{
-  double x = *(const double *) a, y = *(const double *) b;
-
-  return (x > y) - (x < y);
-}
-
-static double
-percentile (GArray *values,
-            double  p)
-{
-  guint index;
-
-  qsort (values->data, values->len, sizeof (double), compare_doubles);
-  index = (guint) (p * (values->len - 1) + 0.5);
-  return g_array_index (values, double, index);
-}
+#include "bench-common.h"
 
 static void
 run_or_die (QleanMachine *machine,
@@ -72,7 +54,7 @@ static void
 print_starts (const char *what,
               GArray     *times)
 {
-  double median = percentile (times, 0.5);
+  double median = bench_percentile (times, 0.5);
 
   g_print ("%s (median of %u): %.2f s (min %.2f, max %.2f)\n", what, times->len, median,
            g_array_index (times, double, 0), g_array_index (times, double, times->len - 1));
@@ -119,7 +101,7 @@ main (int    argc,
   print_starts ("cold boot -> first exec done (minimal image, kernel boots)", cold);
   print_starts ("fast start -> first exec done (minimal image, saved boot)", fast);
   g_print ("exec round trip of `true` (%d runs): median %.2f ms, p99 %.2f ms\n",
-           execs, percentile (exec_times, 0.5), percentile (exec_times, 0.99));
+           execs, bench_percentile (exec_times, 0.5), bench_percentile (exec_times, 0.99));
 
   qlean_machine_shutdown (machine, NULL, NULL);
   return 0;

@@ -4,7 +4,8 @@
  *
  * The guest is the minimal image plus dropbear, its libraries, the host's
  * scp (dropbear has none, and no SFTP server: scp runs with -O), a host
- * key and an authorized key, built with tools/qlean-build-initramfs.sh.
+ * key and an authorized key, built with tools/qlean-build-initramfs.sh
+ * (bench/bench-ssh.c).
  * Booted with qlean.ssh=1 and QEMU's user network forwarding a local
  * port to its port 22, it runs qlean-guest, qemu-ga and dropbear side by
  * side, so every figure compares two ways into one and the same machine.
@@ -15,16 +16,13 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/utsname.h>
 #include <glib/gstdio.h>
 
 #include <qlean/qlean.h>
 
-#include "qlean-image-private.h"
+#include "bench-common.h"
+#include "bench-ssh.h"
 
 #define MIB (1024.0 * 1024.0)
 #define SSH_MEMORY_MIB 256
@@ -119,111 +117,14 @@ note (const char *format,
   g_string_append_c (notes, '\n');
 }
 
-/* Statistics */
-
-static int
-compare_doubles (const void *a,
-                 const void *b)
-{
-  double x = *(const double *) a, y = *(const double *) b;
-
-  return (x > y) - (x < y);
-}
-
-static double
-percentile (GArray *values,
-            double  p)
-{
-  guint index;
-
-  g_assert (values->len > 0);
-  qsort (values->data, values->len, sizeof (double), compare_doubles);
-  index = (guint) (p * (values->len - 1) + 0.5);
-  return g_array_index (values, double, index);
-}
-
-static double
-now (void)
-{
-  return g_get_monotonic_time () / 1e6;
-}
-
 /* Host helpers */
-
-static char *
-run_capture (const char * const  *argv,
-             GError             **error)
-{
-  g_autoptr(GSubprocess) process = NULL;
-  g_autofree char *out = NULL;
-  g_autofree char *err = NULL;
-
-  process = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE,
-                               error);
-  if (process == NULL ||
-      !g_subprocess_communicate_utf8 (process, NULL, NULL, &out, &err, error))
-    return NULL;
-
-  if (!g_subprocess_get_successful (process))
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s failed: %s", argv[0],
-                   err && *err ? g_strstrip (err) : "no message");
-      return NULL;
-    }
-
-  return g_steal_pointer (&out);
-}
-
-static gboolean
-run_quiet (const char * const *argv)
-{
-  g_autoptr(GSubprocess) process = NULL;
-
-  process = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE,
-                               NULL);
-  return process != NULL && g_subprocess_wait_check (process, NULL, NULL);
-}
-
-static guint
-free_port (void)
-{
-  struct sockaddr_in address = { .sin_family = AF_INET };
-  socklen_t len = sizeof address;
-  int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  guint port;
-
-  address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-  if (fd < 0 || bind (fd, (struct sockaddr *) &address, sizeof address) != 0 ||
-      getsockname (fd, (struct sockaddr *) &address, &len) != 0)
-    g_error ("no free local port");
-  port = ntohs (address.sin_port);
-  close (fd);
-
-  return port;
-}
-
-static guint64
-proc_kib (GPid        pid,
-          const char *file,
-          const char *field)
-{
-  g_autofree char *path = g_strdup_printf ("/proc/%d/%s", (int) pid, file);
-  g_autofree char *contents = NULL;
-  g_autofree char *key = g_strdup_printf ("\n%s:", field);
-  const char *line;
-
-  if (pid <= 0 || !g_file_get_contents (path, &contents, NULL, NULL))
-    return 0;
-  line = strstr (contents, key);
-  return line ? g_ascii_strtoull (line + strlen (key), NULL, 10) : 0;
-}
 
 static char *
 sha256_file (const char *path)
 {
   g_autoptr(GError) error = NULL;
   const char *argv[] = { "sha256sum", path, NULL };
-  g_autofree char *out = run_capture (argv, &error);
+  g_autofree char *out = bench_run_capture (argv, &error);
 
   if (out == NULL)
     g_error ("%s", error->message);
@@ -233,212 +134,14 @@ sha256_file (const char *path)
 
 /* The SSH image */
 
-typedef struct
-{
-  char *dir;
-  char *kernel;
-  char *initrd;
-  char *key;
-} SshImage;
-
-static SshImage ssh_image;
-
-static void
-add_libraries (GPtrArray  *adds,
-               const char *program)
-{
-  const char *argv[] = { "ldd", program, NULL };
-  g_autoptr(GError) error = NULL;
-  g_autofree char *out = run_capture (argv, &error);
-  g_auto(GStrv) lines = NULL;
-
-  if (out == NULL)
-    g_error ("ldd %s: %s", program, error->message);
-
-  lines = g_strsplit (out, "\n", -1);
-  for (guint i = 0; lines[i] != NULL; i++)
-    {
-      const char *path = strstr (lines[i], "=> /");
-      g_autofree char *lib = NULL;
-
-      if (path != NULL)
-        path += 3;
-      else if (g_str_has_prefix (g_strstrip (lines[i]), "/"))
-        path = lines[i];
-      else
-        continue;
-
-      lib = g_strndup (path, strcspn (path, " "));
-      /* The builder copies with cp -a: hand it the file a link such as
-       * /lib64/ld-linux-x86-64.so.2 points to, not the link. */
-      {
-        g_autofree char *real = realpath (lib, NULL);
-
-        g_ptr_array_add (adds, g_strdup_printf ("%s:%s", real ? real : lib, lib));
-      }
-    }
-}
-
-static void
-build_ssh_image (void)
-{
-  g_auto(QleanMinimalInputs) inputs = { 0 };
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(GPtrArray) adds = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(GSubprocessLauncher) launcher = NULL;
-  g_autoptr(GSubprocess) process = NULL;
-  g_autofree char *log = NULL;
-  g_autofree char *host_key = NULL;
-  g_autofree char *authorized = NULL;
-  g_autofree char *public_key = NULL;
-  g_autofree char *vmlinux = NULL;
-  const char *source_root = QLEAN_SOURCE_DATADIR "/..";
-
-  if (!qlean_minimal_find_inputs (&inputs, &error))
-    g_error ("%s", error->message);
-  if (!g_file_test ("/usr/sbin/dropbear", G_FILE_TEST_IS_EXECUTABLE) ||
-      !g_file_test ("/usr/bin/scp", G_FILE_TEST_IS_EXECUTABLE))
-    g_error ("the SSH comparison needs dropbear and scp: apt-get install dropbear-bin openssh-client");
-
-  ssh_image.dir = opt_workdir ? g_strdup (opt_workdir) : g_dir_make_tmp ("qlean-bench-ssh-XXXXXX", &error);
-  if (ssh_image.dir == NULL)
-    g_error ("%s", error->message);
-  g_mkdir_with_parents (ssh_image.dir, 0700);
-
-  host_key = g_build_filename (ssh_image.dir, "dropbear_ed25519_host_key", NULL);
-  ssh_image.key = g_build_filename (ssh_image.dir, "id_ed25519", NULL);
-  public_key = g_strconcat (ssh_image.key, ".pub", NULL);
-  authorized = g_build_filename (ssh_image.dir, "authorized_keys", NULL);
-  ssh_image.initrd = g_build_filename (ssh_image.dir, "initramfs-ssh.img", NULL);
-  vmlinux = g_build_filename (ssh_image.dir, "vmlinux", NULL);
-
-  if (!g_file_test (host_key, G_FILE_TEST_EXISTS))
-    {
-      const char *keygen[] = { "dropbearkey", "-t", "ed25519", "-f", host_key, NULL };
-
-      if (!run_quiet (keygen))
-        g_error ("dropbearkey failed");
-    }
-  if (!g_file_test (ssh_image.key, G_FILE_TEST_EXISTS))
-    {
-      const char *keygen[] = { "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", ssh_image.key, NULL };
-
-      if (!run_quiet (keygen))
-        g_error ("ssh-keygen failed");
-    }
-  {
-    g_autofree char *contents = NULL;
-
-    if (!g_file_get_contents (public_key, &contents, NULL, &error) ||
-        !g_file_set_contents_full (authorized, contents, -1, G_FILE_SET_CONTENTS_NONE, 0600, &error))
-      g_error ("%s", error->message);
-  }
-
-  if (inputs.guest != NULL)
-    g_ptr_array_add (adds, g_strdup_printf ("%s:/usr/lib/qlean/qlean-guest", inputs.guest));
-  g_ptr_array_add (adds, g_strdup ("/usr/sbin/dropbear:/usr/sbin/dropbear"));
-  g_ptr_array_add (adds, g_strdup ("/usr/bin/scp:/usr/bin/scp"));
-  add_libraries (adds, "/usr/sbin/dropbear");
-  add_libraries (adds, "/usr/bin/scp");
-  g_ptr_array_add (adds, g_strdup_printf ("%s:/etc/dropbear/dropbear_ed25519_host_key", host_key));
-  g_ptr_array_add (adds, g_strdup_printf ("%s:/root/.ssh/authorized_keys", authorized));
-
-  /* The image's init from the source tree: it has the qlean.ssh=1 block. */
-  g_ptr_array_add (argv, g_strdup ("bash"));
-  g_ptr_array_add (argv, g_build_filename (source_root, "tools", "qlean-build-initramfs.sh", NULL));
-  g_ptr_array_add (argv, g_strdup ("--kernel-release"));
-  g_ptr_array_add (argv, g_strdup (inputs.kernel_release));
-  g_ptr_array_add (argv, g_strdup ("--modules-dir"));
-  g_ptr_array_add (argv, g_strdup (inputs.modules_dir));
-  g_ptr_array_add (argv, g_strdup ("--init"));
-  g_ptr_array_add (argv, g_build_filename (QLEAN_SOURCE_DATADIR, "minimal", "init", NULL));
-  g_ptr_array_add (argv, g_strdup ("--output"));
-  g_ptr_array_add (argv, g_strdup (ssh_image.initrd));
-  g_ptr_array_add (argv, g_strdup ("--kernel"));
-  g_ptr_array_add (argv, g_strdup (inputs.kernel));
-  g_ptr_array_add (argv, g_strdup ("--vmlinux-output"));
-  g_ptr_array_add (argv, g_strdup (vmlinux));
-  for (guint i = 0; i < adds->len; i++)
-    {
-      g_ptr_array_add (argv, g_strdup ("--add"));
-      g_ptr_array_add (argv, g_strdup (g_ptr_array_index (adds, i)));
-    }
-  g_ptr_array_add (argv, NULL);
-
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE);
-  g_subprocess_launcher_setenv (launcher, "QLEAN_BUSYBOX", inputs.busybox, TRUE);
-  g_subprocess_launcher_setenv (launcher, "QLEAN_QEMU_GA", inputs.qemu_ga, TRUE);
-  process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, &error);
-  if (process == NULL || !g_subprocess_communicate_utf8 (process, NULL, NULL, &log, NULL, &error))
-    g_error ("%s", error->message);
-  if (!g_subprocess_get_successful (process))
-    g_error ("building the SSH image failed: %s", log);
-
-  ssh_image.kernel = g_strdup (g_file_test (vmlinux, G_FILE_TEST_IS_REGULAR) ? vmlinux : inputs.kernel);
-}
-
-static QleanMachine *
-new_ssh_machine (guint memory_mib)
-{
-  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
-  guint port = free_port ();
-  g_autofree char *netdev = g_strdup_printf ("user,id=n0,hostfwd=tcp:127.0.0.1:%u-:22", port);
-  const char *extra[] = { "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile=", NULL };
-  QleanMachine *machine;
-
-  qlean_machine_config_set_kernel (config, ssh_image.kernel);
-  qlean_machine_config_set_initrd (config, ssh_image.initrd);
-  qlean_machine_config_set_cmdline (config, "qlean.ssh=1");
-  qlean_machine_config_set_memory_mib (config, memory_mib);
-  qlean_machine_config_set_extra_args (config, extra);
-  machine = qlean_machine_new (NULL, config);
-  g_object_set_data (G_OBJECT (machine), "ssh-port", GUINT_TO_POINTER (port));
-
-  return machine;
-}
-
-static GPtrArray *
-ssh_argv (QleanMachine *machine,
-          gboolean      scp)
-{
-  GPtrArray *argv = g_ptr_array_new_with_free_func (g_free);
-  guint port = GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (machine), "ssh-port"));
-  const char *options[] = {
-    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-    "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
-  };
-
-  g_ptr_array_add (argv, g_strdup (scp ? "scp" : "ssh"));
-  if (scp)
-    g_ptr_array_add (argv, g_strdup ("-O"));  /* dropbear has no SFTP server */
-  g_ptr_array_add (argv, g_strdup (scp ? "-P" : "-p"));
-  g_ptr_array_add (argv, g_strdup_printf ("%u", port));
-  g_ptr_array_add (argv, g_strdup ("-i"));
-  g_ptr_array_add (argv, g_strdup (ssh_image.key));
-  for (guint i = 0; i < G_N_ELEMENTS (options); i++)
-    g_ptr_array_add (argv, g_strdup (options[i]));
-
-  return argv;
-}
+static BenchSshImage ssh_image;
 
 static gboolean
 ssh_run (QleanMachine *machine,
          const char   *command,
          const char   *control)
 {
-  g_autoptr(GPtrArray) argv = ssh_argv (machine, FALSE);
-
-  if (control != NULL)
-    {
-      g_ptr_array_add (argv, g_strdup ("-S"));
-      g_ptr_array_add (argv, g_strdup (control));
-    }
-  g_ptr_array_add (argv, g_strdup ("root@127.0.0.1"));
-  g_ptr_array_add (argv, g_strdup (command));
-  g_ptr_array_add (argv, NULL);
-
-  return run_quiet ((const char * const *) argv->pdata);
+  return bench_ssh_run (&ssh_image, bench_ssh_machine_get_port (machine), control, NULL, command);
 }
 
 static gboolean
@@ -446,13 +149,13 @@ scp_run (QleanMachine *machine,
          const char   *from,
          const char   *to)
 {
-  g_autoptr(GPtrArray) argv = ssh_argv (machine, TRUE);
+  g_autoptr(GPtrArray) argv = bench_ssh_argv (&ssh_image, bench_ssh_machine_get_port (machine), TRUE);
 
   g_ptr_array_add (argv, g_strdup (from));
   g_ptr_array_add (argv, g_strdup (to));
   g_ptr_array_add (argv, NULL);
 
-  return run_quiet ((const char * const *) argv->pdata);
+  return bench_run_quiet ((const char * const *) argv->pdata);
 }
 
 /* Qlean helpers */
@@ -520,12 +223,12 @@ wait_spawns (Spawns *spawns)
 static double
 boot_to_first_exec (QleanMachine *machine)
 {
-  double start = now (), seconds;
+  double start = bench_now (), seconds;
   g_autofree char *out = NULL;
 
   spawn_or_die (machine);
   out = exec_or_die (machine, "true");
-  seconds = now () - start;
+  seconds = bench_now () - start;
   kill_machine (machine);
   return seconds;
 }
@@ -534,14 +237,14 @@ static double
 boot_to_first_ssh (QleanMachine *machine)
 {
   Spawns spawns = { 1, 0 };
-  double start = now (), seconds = -1;
+  double start = bench_now (), seconds = -1;
 
   qlean_machine_spawn_async (machine, NULL, spawned_cb, &spawns);
-  while (now () - start < 120)
+  while (bench_now () - start < 120)
     {
       if (ssh_run (machine, "true", NULL))
         {
-          seconds = now () - start;
+          seconds = bench_now () - start;
           break;
         }
       g_usleep (20000);
@@ -567,8 +270,8 @@ bench_boot (void)
   for (int i = 0; i < opt_boots; i++)
     {
       g_autoptr(QleanMachine) a = qlean_machine_new (NULL, NULL);
-      g_autoptr(QleanMachine) b = new_ssh_machine (SSH_MEMORY_MIB);
-      g_autoptr(QleanMachine) c = new_ssh_machine (SSH_MEMORY_MIB);
+      g_autoptr(QleanMachine) b = bench_ssh_machine_new (&ssh_image, SSH_MEMORY_MIB);
+      g_autoptr(QleanMachine) c = bench_ssh_machine_new (&ssh_image, SSH_MEMORY_MIB);
       double t;
 
       t = boot_to_first_exec (a);
@@ -579,11 +282,11 @@ bench_boot (void)
       g_array_append_val (ssh, t);
     }
 
-  exec_median = percentile (exec, 0.5);
-  ssh_median = percentile (ssh, 0.5);
-  p = g_strdup_printf ("%.2f s", percentile (plain, 0.5));
+  exec_median = bench_percentile (exec, 0.5);
+  ssh_median = bench_percentile (ssh, 0.5);
+  p = g_strdup_printf ("%.2f s", bench_percentile (plain, 0.5));
   add_row ("cold boot -> first exec, minimal image (median)", p, "", "", "<= 1.0 s",
-           percentile (plain, 0.5) <= 1.0);
+           bench_percentile (plain, 0.5) <= 1.0);
   q = g_strdup_printf ("%.2f s", exec_median);
   s = g_strdup_printf ("%.2f s", ssh_median);
   r = g_strdup_printf ("%.1fx", ssh_median / exec_median);
@@ -607,6 +310,8 @@ bench_exec (QleanMachine *machine)
   g_autoptr(GArray) mux = g_array_new (FALSE, FALSE, sizeof (double));
   g_autofree char *control = g_build_filename (ssh_image.dir, "control.sock", NULL);
   g_autofree char *q = NULL, *s = NULL, *r = NULL, *m = NULL, *mr = NULL;
+  const char *master[] = { "-fNM", NULL };
+  const char *stop[] = { "-O", "exit", NULL };
   double em, sm, mm;
 
   g_printerr ("exec round trips (%d Qlean, %d SSH)...\n", opt_execs, opt_ssh_execs);
@@ -614,65 +319,46 @@ bench_exec (QleanMachine *machine)
     g_free (exec_or_die (machine, "true"));
   for (int i = 0; i < opt_execs; i++)
     {
-      double start = now (), ms;
+      double start = bench_now (), ms;
 
       g_free (exec_or_die (machine, "true"));
-      ms = (now () - start) * 1000;
+      ms = (bench_now () - start) * 1000;
       g_array_append_val (exec, ms);
     }
 
   ssh_run (machine, "true", NULL);
   for (int i = 0; i < opt_ssh_execs; i++)
     {
-      double start = now (), ms;
+      double start = bench_now (), ms;
 
       if (!ssh_run (machine, "true", NULL))
         g_error ("ssh true failed");
-      ms = (now () - start) * 1000;
+      ms = (bench_now () - start) * 1000;
       g_array_append_val (ssh, ms);
     }
 
   /* The fairest SSH can be: one connection, reused (ControlMaster). */
-  {
-    g_autoptr(GPtrArray) argv = ssh_argv (machine, FALSE);
-
-    g_ptr_array_add (argv, g_strdup ("-fNM"));
-    g_ptr_array_add (argv, g_strdup ("-S"));
-    g_ptr_array_add (argv, g_strdup (control));
-    g_ptr_array_add (argv, g_strdup ("root@127.0.0.1"));
-    g_ptr_array_add (argv, NULL);
-    if (!run_quiet ((const char * const *) argv->pdata))
-      g_error ("ssh -M failed");
-  }
+  if (!bench_ssh_run (&ssh_image, bench_ssh_machine_get_port (machine), control, master, NULL))
+    g_error ("ssh -M failed");
   for (int i = 0; i < opt_ssh_execs; i++)
     {
-      double start = now (), ms;
+      double start = bench_now (), ms;
 
       if (!ssh_run (machine, "true", control))
         g_error ("ssh -S true failed");
-      ms = (now () - start) * 1000;
+      ms = (bench_now () - start) * 1000;
       g_array_append_val (mux, ms);
     }
-  {
-    g_autoptr(GPtrArray) argv = ssh_argv (machine, FALSE);
+  bench_ssh_run (&ssh_image, bench_ssh_machine_get_port (machine), control, stop, NULL);
 
-    g_ptr_array_add (argv, g_strdup ("-S"));
-    g_ptr_array_add (argv, g_strdup (control));
-    g_ptr_array_add (argv, g_strdup ("-O"));
-    g_ptr_array_add (argv, g_strdup ("exit"));
-    g_ptr_array_add (argv, g_strdup ("root@127.0.0.1"));
-    g_ptr_array_add (argv, NULL);
-    run_quiet ((const char * const *) argv->pdata);
-  }
-
-  em = percentile (exec, 0.5);
-  sm = percentile (ssh, 0.5);
-  mm = percentile (mux, 0.5);
-  q = g_strdup_printf ("%.1f ms (p99 %.1f)", em, percentile (exec, 0.99));
-  s = g_strdup_printf ("%.0f ms (p99 %.0f)", sm, percentile (ssh, 0.99));
+  em = bench_percentile (exec, 0.5);
+  sm = bench_percentile (ssh, 0.5);
+  mm = bench_percentile (mux, 0.5);
+  q = g_strdup_printf ("%.1f ms (p99 %.1f)", em, bench_percentile (exec, 0.99));
+  s = g_strdup_printf ("%.0f ms (p99 %.0f)", sm, bench_percentile (ssh, 0.99));
   r = g_strdup_printf ("%.0fx", sm / em);
   add_row ("exec `true` vs ssh on a new connection (median)", q, s, r, ">= 20x", sm / em >= 20);
-  m = g_strdup_printf ("%.0f ms (p99 %.0f)", mm, percentile (mux, 0.99));
+  m = g_strdup_printf ("%.0f ms (p99 %.0f)", mm, bench_percentile (mux, 0.99));
   mr = g_strdup_printf ("%.1fx", mm / em);
   add_row ("exec `true` vs ssh on a reused connection", q, m, mr, "", -1);
 }
@@ -687,7 +373,7 @@ qga_upload (QleanMachine *machine,
   g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (machine);
   g_autoptr(GError) error = NULL;
   gsize size = g_bytes_get_size (data);
-  double start = now ();
+  double start = bench_now ();
   gint64 handle;
 
   handle = qlean_qga_client_file_open (qga, guest_path, "w", NULL, &error);
@@ -703,7 +389,7 @@ qga_upload (QleanMachine *machine,
   if (!qlean_qga_client_file_close (qga, handle, NULL, &error))
     g_error ("%s", error->message);
 
-  return now () - start;
+  return bench_now () - start;
 }
 
 static double
@@ -715,7 +401,7 @@ qga_download (QleanMachine *machine,
   g_autoptr(GError) error = NULL;
   gsize got = 0;
   gboolean eof = FALSE;
-  double start = now ();
+  double start = bench_now ();
   gint64 handle;
 
   handle = qlean_qga_client_file_open (qga, guest_path, "r", NULL, &error);
@@ -734,7 +420,7 @@ qga_download (QleanMachine *machine,
   if (got != expected)
     g_error ("guest-file-read got %zu bytes, expected %zu", got, expected);
 
-  return now () - start;
+  return bench_now () - start;
 }
 
 static void
@@ -770,7 +456,7 @@ rate (gsize  bytes,
 static void
 bench_transfers (void)
 {
-  g_autoptr(QleanMachine) machine = new_ssh_machine (TRANSFER_MEMORY_MIB);
+  g_autoptr(QleanMachine) machine = bench_ssh_machine_new (&ssh_image, TRANSFER_MEMORY_MIB);
   g_autofree char *dir = NULL;
   g_auto(GStrv) sizes = g_strsplit (opt_sizes ? opt_sizes : "1,64,512", ",", -1);
   g_autoptr(GError) error = NULL;
@@ -803,34 +489,34 @@ bench_transfers (void)
       g_autoptr(GFile) destination = g_file_new_for_path (back);
       double qup, qdown, sup, sdown, start;
 
-      if (!run_quiet (dd))
+      if (!bench_run_quiet (dd))
         g_error ("making %s failed", file);
       sha = sha256_file (file);
 
-      start = now ();
+      start = bench_now ();
       if (!qlean_machine_upload (machine, source, qpath, NULL, &error))
         g_error ("%s", error->message);
-      qup = now () - start;
+      qup = bench_now () - start;
       check_guest_sha (machine, qpath, sha);
 
-      start = now ();
+      start = bench_now ();
       if (!qlean_machine_download (machine, qpath, destination, NULL, &error))
         g_error ("%s", error->message);
-      qdown = now () - start;
+      qdown = bench_now () - start;
       check_host_sha (back, sha);
       rm = g_strdup_printf ("rm -f %s", qpath);
       g_free (exec_or_die (machine, rm));
 
-      start = now ();
+      start = bench_now ();
       if (!scp_run (machine, file, sremote))
         g_error ("scp upload failed");
-      sup = now () - start;
+      sup = bench_now () - start;
       check_guest_sha (machine, spath, sha);
 
-      start = now ();
+      start = bench_now ();
       if (!scp_run (machine, sremote, back))
         g_error ("scp download failed");
-      sdown = now () - start;
+      sdown = bench_now () - start;
       check_host_sha (back, sha);
       g_free (rm);
       rm = g_strdup_printf ("rm -f %s", spath);
@@ -903,16 +589,16 @@ rss_of (QleanMachine *machine,
 {
   GPid pid = qlean_machine_get_pid (machine);
 
-  *rss = proc_kib (pid, "status", "VmRSS") / 1024.0;
-  *anon = proc_kib (pid, "status", "RssAnon") / 1024.0;
-  *pss = proc_kib (pid, "smaps_rollup", "Pss") / 1024.0;
+  *rss = bench_proc_kib (pid, "status", "VmRSS") / 1024.0;
+  *anon = bench_proc_kib (pid, "status", "RssAnon") / 1024.0;
+  *pss = bench_proc_kib (pid, "smaps_rollup", "Pss") / 1024.0;
 }
 
 static void
 bench_memory (void)
 {
   g_autoptr(QleanMachine) plain = qlean_machine_new (NULL, NULL);
-  g_autoptr(QleanMachine) ssh = new_ssh_machine (SSH_MEMORY_MIB);
+  g_autoptr(QleanMachine) ssh = bench_ssh_machine_new (&ssh_image, SSH_MEMORY_MIB);
   g_autofree char *q = NULL, *s = NULL, *r = NULL;
   double prss, panon, ppss, srss, sanon, spss;
 
@@ -950,15 +636,15 @@ many_ready (guint    n,
   double start, seconds;
 
   for (guint i = 0; i < n; i++)
-    g_ptr_array_add (machines, new_ssh_machine (SSH_MEMORY_MIB));
+    g_ptr_array_add (machines, bench_ssh_machine_new (&ssh_image, SSH_MEMORY_MIB));
 
-  start = now ();
+  start = bench_now ();
   for (guint i = 0; i < n; i++)
     qlean_machine_spawn_async (g_ptr_array_index (machines, i), NULL, spawned_cb, &spawns);
 
   if (by_ssh)
     {
-      while (left > 0 && now () - start < 300)
+      while (left > 0 && bench_now () - start < 300)
         {
           for (guint i = 0; i < n; i++)
             if (!answered[i] && ssh_run (g_ptr_array_index (machines, i), "true", NULL))
@@ -970,7 +656,7 @@ many_ready (guint    n,
         }
       if (left > 0)
         g_error ("%u machines never answered SSH", left);
-      seconds = now () - start;
+      seconds = bench_now () - start;
       wait_spawns (&spawns);
     }
   else
@@ -978,7 +664,7 @@ many_ready (guint    n,
       wait_spawns (&spawns);
       for (guint i = 0; i < n; i++)
         g_free (exec_or_die (g_ptr_array_index (machines, i), "true"));
-      seconds = now () - start;
+      seconds = bench_now () - start;
     }
 
   *rss_avg = 0;
@@ -1025,7 +711,7 @@ bench_many (void)
       g_autofree char *out = NULL;
 
       g_printerr ("QleanPool of %d (bench/pool)...\n", opt_pool);
-      out = run_capture (argv, &error);
+      out = bench_run_capture (argv, &error);
       if (out == NULL)
         note ("bench/pool %d failed: %s", opt_pool, error->message);
       else
@@ -1076,7 +762,7 @@ machine_description (void)
           model = g_strndup (line + 2, strcspn (line + 2, "\n"));
         }
     }
-  qemu = run_capture (qemu_argv, NULL);
+  qemu = bench_run_capture (qemu_argv, NULL);
   if (qemu != NULL)
     qemu[strcspn (qemu, "\n")] = '\0';
   g_file_get_contents ("/proc/loadavg", &loadavg, NULL, NULL);
@@ -1148,7 +834,7 @@ main (int    argc,
   /* One-time costs first: building the images is no boot's. */
   if (!qlean_image_prepare (image, NULL, &error))
     g_error ("%s", error->message);
-  build_ssh_image ();
+  bench_ssh_image_build (&ssh_image, opt_workdir, TRUE);
 
   if (opt_only != NULL)
     {
@@ -1165,7 +851,7 @@ main (int    argc,
 
   if (wanted ("exec"))
     {
-      machine = new_ssh_machine (SSH_MEMORY_MIB);
+      machine = bench_ssh_machine_new (&ssh_image, SSH_MEMORY_MIB);
       spawn_or_die (machine);
       for (int i = 0; i < 500 && !ssh_run (machine, "true", NULL); i++)
         g_usleep (20000);
@@ -1194,11 +880,7 @@ main (int    argc,
     write_results (description);
 
   if (opt_workdir == NULL)
-    {
-      const char *rm[] = { "rm", "-rf", ssh_image.dir, NULL };
-
-      run_quiet (rm);
-    }
+    bench_ssh_image_remove_dir (&ssh_image);
 
   return 0;
 }

@@ -15,25 +15,22 @@
  *     qlean_machine_forward_port() to the guest's port 22.
  *
  * Without dropbear, ssh or a qlean.ssh-aware init it measures Qlean alone
- * and says why. The SSH image is built as bench/bench-compare.c builds
- * it (the same keys and files), in a temporary directory.
+ * and says why. The SSH image is bench/bench-ssh.c's, as bench-compare
+ * uses it (without scp), in a temporary directory.
  *
  *   bench-exec [--execs N] [--ssh-execs N] [--no-ssh]
  */
 
 #include "config.h"
 
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/utsname.h>
 
 #include <qlean/qlean.h>
 
-#include "qlean-image-private.h"
+#include "bench-common.h"
+#include "bench-ssh.h"
 
 #define SSH_MEMORY_MIB 256
 
@@ -48,28 +45,6 @@ static const GOptionEntry entries[] = {
   { NULL }
 };
 
-/* Statistics */
-
-static int
-compare_doubles (const void *a,
-                 const void *b)
-{
-  double x = *(const double *) a, y = *(const double *) b;
-
-  return (x > y) - (x < y);
-}
-
-static double
-percentile (GArray *values,
-            double  p)
-{
-  guint index;
-
-  qsort (values->data, values->len, sizeof (double), compare_doubles);
-  index = (guint) (p * (values->len - 1) + 0.5);
-  return g_array_index (values, double, index);
-}
-
 static char *
 load_average (void)
 {
@@ -81,73 +56,9 @@ load_average (void)
   return g_steal_pointer (&text);
 }
 
-static double
-now_ms (void)
-{
-  return g_get_monotonic_time () / 1000.0;
-}
+/* The SSH image */
 
-/* Host helpers */
-
-static char *
-run_capture (const char * const  *argv,
-             GError             **error)
-{
-  g_autoptr(GSubprocess) process = NULL;
-  g_autofree char *out = NULL;
-  g_autofree char *err = NULL;
-
-  process = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE,
-                               error);
-  if (process == NULL || !g_subprocess_communicate_utf8 (process, NULL, NULL, &out, &err, error))
-    return NULL;
-  if (!g_subprocess_get_successful (process))
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s failed: %s", argv[0],
-                   err && *err ? g_strstrip (err) : "no message");
-      return NULL;
-    }
-  return g_steal_pointer (&out);
-}
-
-static gboolean
-run_quiet (const char * const *argv)
-{
-  g_autoptr(GSubprocess) process = NULL;
-
-  process = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE,
-                               NULL);
-  return process != NULL && g_subprocess_wait_check (process, NULL, NULL);
-}
-
-static guint
-free_port (void)
-{
-  struct sockaddr_in address = { .sin_family = AF_INET };
-  socklen_t len = sizeof address;
-  int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  guint port;
-
-  address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-  if (fd < 0 || bind (fd, (struct sockaddr *) &address, sizeof address) != 0 ||
-      getsockname (fd, (struct sockaddr *) &address, &len) != 0)
-    g_error ("no free local port");
-  port = ntohs (address.sin_port);
-  close (fd);
-  return port;
-}
-
-/* The SSH image (as bench-compare.c builds it) */
-
-typedef struct
-{
-  char *dir;
-  char *kernel;
-  char *initrd;
-  char *key;
-} SshImage;
-
-static SshImage ssh_image;
+static BenchSshImage ssh_image;
 
 /* Why SSH cannot be measured here, or NULL. */
 static char *
@@ -173,180 +84,6 @@ ssh_missing (void)
     return g_strdup ("the minimal image's init has no SSH variant (qlean.ssh=1)");
 
   return NULL;
-}
-
-static void
-add_libraries (GPtrArray  *adds,
-               const char *program)
-{
-  const char *argv[] = { "ldd", program, NULL };
-  g_autoptr(GError) error = NULL;
-  g_autofree char *out = run_capture (argv, &error);
-  g_auto(GStrv) lines = NULL;
-
-  if (out == NULL)
-    g_error ("ldd %s: %s", program, error->message);
-
-  lines = g_strsplit (out, "\n", -1);
-  for (guint i = 0; lines[i] != NULL; i++)
-    {
-      const char *path = strstr (lines[i], "=> /");
-      g_autofree char *lib = NULL;
-
-      if (path != NULL)
-        path += 3;
-      else if (g_str_has_prefix (g_strstrip (lines[i]), "/"))
-        path = lines[i];
-      else
-        continue;
-
-      lib = g_strndup (path, strcspn (path, " "));
-      /* The builder copies with cp -a: a library path that is a symlink
-       * (libz.so.1, /lib64/ld-linux-x86-64.so.2) must bring its target,
-       * or it dangles in the image and nothing dynamic runs. */
-      {
-        g_autofree char *real = realpath (lib, NULL);
-
-        g_ptr_array_add (adds, g_strdup_printf ("%s:%s", real ? real : lib, lib));
-      }
-    }
-}
-
-static void
-build_ssh_image (void)
-{
-  g_auto(QleanMinimalInputs) inputs = { 0 };
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(GPtrArray) adds = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(GSubprocessLauncher) launcher = NULL;
-  g_autoptr(GSubprocess) process = NULL;
-  g_autofree char *log = NULL;
-  g_autofree char *host_key = NULL;
-  g_autofree char *authorized = NULL;
-  g_autofree char *public_key = NULL;
-  g_autofree char *vmlinux = NULL;
-  g_autofree char *contents = NULL;
-  const char *source_root = QLEAN_SOURCE_DATADIR "/..";
-
-  if (!qlean_minimal_find_inputs (&inputs, &error))
-    g_error ("%s", error->message);
-
-  ssh_image.dir = g_dir_make_tmp ("qlean-bench-exec-XXXXXX", &error);
-  if (ssh_image.dir == NULL)
-    g_error ("%s", error->message);
-  host_key = g_build_filename (ssh_image.dir, "dropbear_ed25519_host_key", NULL);
-  ssh_image.key = g_build_filename (ssh_image.dir, "id_ed25519", NULL);
-  public_key = g_strconcat (ssh_image.key, ".pub", NULL);
-  authorized = g_build_filename (ssh_image.dir, "authorized_keys", NULL);
-  ssh_image.initrd = g_build_filename (ssh_image.dir, "initramfs-ssh.img", NULL);
-  vmlinux = g_build_filename (ssh_image.dir, "vmlinux", NULL);
-
-  {
-    const char *dropbearkey[] = { "dropbearkey", "-t", "ed25519", "-f", host_key, NULL };
-    const char *keygen[] = { "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", ssh_image.key, NULL };
-
-    if (!run_quiet (dropbearkey) || !run_quiet (keygen))
-      g_error ("making the SSH keys failed");
-  }
-  if (!g_file_get_contents (public_key, &contents, NULL, &error) ||
-      !g_file_set_contents_full (authorized, contents, -1, G_FILE_SET_CONTENTS_NONE, 0600, &error))
-    g_error ("%s", error->message);
-
-  if (inputs.guest != NULL)
-    g_ptr_array_add (adds, g_strdup_printf ("%s:/usr/lib/qlean/qlean-guest", inputs.guest));
-  g_ptr_array_add (adds, g_strdup ("/usr/sbin/dropbear:/usr/sbin/dropbear"));
-  add_libraries (adds, "/usr/sbin/dropbear");
-  g_ptr_array_add (adds, g_strdup_printf ("%s:/etc/dropbear/dropbear_ed25519_host_key", host_key));
-  g_ptr_array_add (adds, g_strdup_printf ("%s:/root/.ssh/authorized_keys", authorized));
-
-  g_ptr_array_add (argv, g_strdup ("bash"));
-  g_ptr_array_add (argv, g_build_filename (source_root, "tools", "qlean-build-initramfs.sh", NULL));
-  g_ptr_array_add (argv, g_strdup ("--kernel-release"));
-  g_ptr_array_add (argv, g_strdup (inputs.kernel_release));
-  g_ptr_array_add (argv, g_strdup ("--modules-dir"));
-  g_ptr_array_add (argv, g_strdup (inputs.modules_dir));
-  g_ptr_array_add (argv, g_strdup ("--init"));
-  g_ptr_array_add (argv, g_build_filename (QLEAN_SOURCE_DATADIR, "minimal", "init", NULL));
-  g_ptr_array_add (argv, g_strdup ("--output"));
-  g_ptr_array_add (argv, g_strdup (ssh_image.initrd));
-  g_ptr_array_add (argv, g_strdup ("--kernel"));
-  g_ptr_array_add (argv, g_strdup (inputs.kernel));
-  g_ptr_array_add (argv, g_strdup ("--vmlinux-output"));
-  g_ptr_array_add (argv, g_strdup (vmlinux));
-  for (guint i = 0; i < adds->len; i++)
-    {
-      g_ptr_array_add (argv, g_strdup ("--add"));
-      g_ptr_array_add (argv, g_strdup (g_ptr_array_index (adds, i)));
-    }
-  g_ptr_array_add (argv, NULL);
-
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE);
-  g_subprocess_launcher_setenv (launcher, "QLEAN_BUSYBOX", inputs.busybox, TRUE);
-  g_subprocess_launcher_setenv (launcher, "QLEAN_QEMU_GA", inputs.qemu_ga, TRUE);
-  process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, &error);
-  if (process == NULL || !g_subprocess_communicate_utf8 (process, NULL, NULL, &log, NULL, &error))
-    g_error ("%s", error->message);
-  if (!g_subprocess_get_successful (process))
-    g_error ("building the SSH image failed: %s", log);
-
-  ssh_image.kernel = g_strdup (g_file_test (vmlinux, G_FILE_TEST_IS_REGULAR) ? vmlinux : inputs.kernel);
-}
-
-static QleanMachine *
-new_ssh_machine (guint *port)
-{
-  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
-  g_autofree char *netdev = NULL;
-
-  *port = free_port ();
-  netdev = g_strdup_printf ("user,id=n0,hostfwd=tcp:127.0.0.1:%u-:22", *port);
-  {
-    const char *extra[] = { "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile=", NULL };
-
-    qlean_machine_config_set_kernel (config, ssh_image.kernel);
-    qlean_machine_config_set_initrd (config, ssh_image.initrd);
-    qlean_machine_config_set_cmdline (config, "qlean.ssh=1");
-    qlean_machine_config_set_memory_mib (config, SSH_MEMORY_MIB);
-    qlean_machine_config_set_extra_args (config, extra);
-  }
-  return qlean_machine_new (NULL, config);
-}
-
-/* ssh -p @port ... root@127.0.0.1 [@command], with @control for a
- * multiplexed connection and @extra (NULL-terminated) before the host. */
-static gboolean
-ssh_run (guint               port,
-         const char         *control,
-         const char * const *extra,
-         const char         *command)
-{
-  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-  const char *options[] = {
-    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-    "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
-  };
-
-  g_ptr_array_add (argv, g_strdup ("ssh"));
-  g_ptr_array_add (argv, g_strdup ("-p"));
-  g_ptr_array_add (argv, g_strdup_printf ("%u", port));
-  g_ptr_array_add (argv, g_strdup ("-i"));
-  g_ptr_array_add (argv, g_strdup (ssh_image.key));
-  for (guint i = 0; i < G_N_ELEMENTS (options); i++)
-    g_ptr_array_add (argv, g_strdup (options[i]));
-  if (control != NULL)
-    {
-      g_ptr_array_add (argv, g_strdup ("-S"));
-      g_ptr_array_add (argv, g_strdup (control));
-    }
-  for (guint i = 0; extra != NULL && extra[i] != NULL; i++)
-    g_ptr_array_add (argv, g_strdup (extra[i]));
-  g_ptr_array_add (argv, g_strdup ("root@127.0.0.1"));
-  if (command != NULL)
-    g_ptr_array_add (argv, g_strdup (command));
-  g_ptr_array_add (argv, NULL);
-
-  return run_quiet ((const char * const *) argv->pdata);
 }
 
 /* The accelerator the machine really gets ("kvm", "tcg,..."), from its
@@ -403,8 +140,8 @@ figure (const char *what,
 
   for (guint i = 0; i < times->len; i++)
     f.mean += g_array_index (times, double, i) / times->len;
-  f.median = percentile (times, 0.5);
-  f.p99 = percentile (times, 0.99);
+  f.median = bench_percentile (times, 0.5);
+  f.p99 = bench_percentile (times, 0.99);
   return f;
 }
 
@@ -450,8 +187,9 @@ main (int    argc,
     g_error ("%s", error->message);
   if (missing == NULL)
     {
-      build_ssh_image ();
-      machine = new_ssh_machine (&ssh_port);
+      bench_ssh_image_build (&ssh_image, NULL, FALSE);
+      machine = bench_ssh_machine_new (&ssh_image, SSH_MEMORY_MIB);
+      ssh_port = bench_ssh_machine_get_port (machine);
     }
   else
     machine = qlean_machine_new (image, NULL);
@@ -471,18 +209,18 @@ main (int    argc,
     }
   for (int i = 0; i < opt_execs; i++)
     {
-      double start = now_ms (), ms;
+      double start = bench_now (), ms;
 
       exec_true (machine);
-      ms = now_ms () - start;
+      ms = (bench_now () - start) * 1000;
       g_array_append_val (qlean_times, ms);
     }
   for (int i = 0; i < opt_execs; i++)
     {
-      double start = now_ms (), ms;
+      double start = bench_now (), ms;
 
       launch_true (machine, launcher);
-      ms = now_ms () - start;
+      ms = (bench_now () - start) * 1000;
       g_array_append_val (argv_times, ms);
     }
 
@@ -493,33 +231,33 @@ main (int    argc,
 
       control = g_build_filename (ssh_image.dir, "control.sock", NULL);
       /* dropbear starts after the agent answers: wait for it. */
-      for (int i = 0; i < 500 && !ssh_run (ssh_port, NULL, NULL, "true"); i++)
+      for (int i = 0; i < 500 && !bench_ssh_run (&ssh_image, ssh_port, NULL, NULL, "true"); i++)
         g_usleep (20 * 1000);
 
       for (int i = 0; i < opt_ssh_execs; i++)
         {
-          double start = now_ms (), ms;
+          double start = bench_now (), ms;
 
-          if (!ssh_run (ssh_port, NULL, NULL, "true"))
+          if (!bench_ssh_run (&ssh_image, ssh_port, NULL, NULL, "true"))
             g_error ("ssh true failed");
-          ms = now_ms () - start;
+          ms = (bench_now () - start) * 1000;
           g_array_append_val (ssh_times, ms);
         }
 
-      if (!ssh_run (ssh_port, control, master, NULL))
+      if (!bench_ssh_run (&ssh_image, ssh_port, control, master, NULL))
         g_error ("ssh -M failed");
       for (int i = 0; i < 3; i++)
-        ssh_run (ssh_port, control, NULL, "true");
+        bench_ssh_run (&ssh_image, ssh_port, control, NULL, "true");
       for (int i = 0; i < opt_ssh_execs; i++)
         {
-          double start = now_ms (), ms;
+          double start = bench_now (), ms;
 
-          if (!ssh_run (ssh_port, control, NULL, "true"))
+          if (!bench_ssh_run (&ssh_image, ssh_port, control, NULL, "true"))
             g_error ("ssh -S true failed");
-          ms = now_ms () - start;
+          ms = (bench_now () - start) * 1000;
           g_array_append_val (mux_times, ms);
         }
-      ssh_run (ssh_port, control, stop, NULL);
+      bench_ssh_run (&ssh_image, ssh_port, control, stop, NULL);
 
       /* The same SSH, with its TCP carried by a Qlean forward instead of
        * QEMU's user network. */
@@ -528,11 +266,11 @@ main (int    argc,
         g_error ("%s", error->message);
       for (int i = 0; i < opt_ssh_execs; i++)
         {
-          double start = now_ms (), ms;
+          double start = bench_now (), ms;
 
-          if (!ssh_run (fwd_port, NULL, NULL, "true"))
+          if (!bench_ssh_run (&ssh_image, fwd_port, NULL, NULL, "true"))
             g_error ("ssh through the forward failed");
-          ms = now_ms () - start;
+          ms = (bench_now () - start) * 1000;
           g_array_append_val (fwd_times, ms);
         }
     }
@@ -561,11 +299,6 @@ main (int    argc,
   g_print ("Qlean median %.2f ms (target <= 5 ms: %s)\n", q.median, q.median <= 5 ? "met" : "MISSED");
 
   qlean_machine_kill (machine, NULL, NULL);
-  if (ssh_image.dir != NULL)
-    {
-      const char *rm[] = { "rm", "-rf", ssh_image.dir, NULL };
-
-      run_quiet (rm);
-    }
+  bench_ssh_image_remove_dir (&ssh_image);
   return 0;
 }

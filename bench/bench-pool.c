@@ -11,6 +11,8 @@
 
 #include <qlean/qlean.h>
 
+#include "bench-common.h"
+
 static int opt_memory = 0;
 static int opt_repeat = 1;
 static gboolean opt_no_network = FALSE;
@@ -22,36 +24,10 @@ static const GOptionEntry entries[] = {
   { NULL }
 };
 
-/* A "Name:  N kB" field of a /proc file of a process, in KiB, or 0. */
-static guint64
-proc_kib (GPid        pid,
-          const char *file,
-          const char *field)
-{
-  g_autofree char *path = g_strdup_printf ("/proc/%d/%s", (int) pid, file);
-  g_autofree char *contents = NULL;
-  g_autofree char *key = g_strdup_printf ("\n%s:", field);
-  const char *line;
-
-  if (pid <= 0 || !g_file_get_contents (path, &contents, NULL, NULL))
-    return 0;
-  line = strstr (contents, key);
-  return line ? g_ascii_strtoull (line + strlen (key), NULL, 10) : 0;
-}
-
 static guint64
 rss_kib (GPid pid)
 {
-  return proc_kib (pid, "status", "VmRSS");
-}
-
-static int
-compare_doubles (const void *a,
-                 const void *b)
-{
-  double x = *(const double *) a, y = *(const double *) b;
-
-  return (x > y) - (x < y);
+  return bench_proc_kib (pid, "status", "VmRSS");
 }
 
 typedef struct
@@ -73,8 +49,8 @@ note_rss (Run  *run,
   run->rss_sum += rss;
   /* VmRSS counts the kernel and initramfs pages QEMU maps from the page
    * cache, which all machines share; these say what one really costs. */
-  run->anon_sum += proc_kib (pid, "status", "RssAnon");
-  run->pss_sum += proc_kib (pid, "smaps_rollup", "Pss");
+  run->anon_sum += bench_proc_kib (pid, "status", "RssAnon");
+  run->pss_sum += bench_proc_kib (pid, "smaps_rollup", "Pss");
 }
 
 static Run
@@ -221,8 +197,7 @@ main (int    argc,
           last = opt_no_network ? run_plain (image, config, n) : run_pool (image, config, n);
           g_array_append_val (times, last.seconds);
         }
-      qsort (times->data, times->len, sizeof (double), compare_doubles);
-      median = g_array_index (times, double, times->len / 2);
+      median = bench_percentile (times, 0.5);
       if (n == 1)
         one = median;
       ratio = one > 0 ? g_strdup_printf ("%.2fx", median / one) : g_strdup ("-");

@@ -12,6 +12,8 @@
 
 #include <qlean/qlean.h>
 
+#include "bench-common.h"
+
 static int opt_restores = 5;
 static int opt_pool = 4;
 static int opt_repeat = 1;
@@ -23,22 +25,6 @@ static const GOptionEntry entries[] = {
   { NULL }
 };
 
-static int
-compare_doubles (const void *a,
-                 const void *b)
-{
-  double x = *(const double *) a, y = *(const double *) b;
-
-  return (x > y) - (x < y);
-}
-
-static double
-median (GArray *times)
-{
-  qsort (times->data, times->len, sizeof (double), compare_doubles);
-  return g_array_index (times, double, times->len / 2);
-}
-
 static char *
 list_times (GArray *times)
 {
@@ -47,12 +33,6 @@ list_times (GArray *times)
   for (guint i = 0; i < times->len; i++)
     g_string_append_printf (text, "%s%.3f", i ? " " : "", g_array_index (times, double, i));
   return g_string_free (text, FALSE);
-}
-
-static double
-now (void)
-{
-  return g_get_monotonic_time () / 1e6;
 }
 
 static void
@@ -86,21 +66,21 @@ bench_restore (QleanImage         *image,
     g_error ("spawn: %s", error->message);
   exec_true (machine);
 
-  t0 = now ();
+  t0 = bench_now ();
   if (!qlean_machine_snapshot (machine, "bench", NULL, &error))
     g_error ("snapshot: %s", error->message);
-  snapshot_s = now () - t0;
+  snapshot_s = bench_now () - t0;
 
   for (int i = 0; i < MAX (opt_restores, 1); i++)
     {
       double restored, first_exec;
 
-      t0 = now ();
+      t0 = bench_now ();
       if (!qlean_machine_restore (machine, "bench", NULL, &error))
         g_error ("restore: %s", error->message);
-      t1 = now ();
+      t1 = bench_now ();
       exec_true (machine);
-      t2 = now ();
+      t2 = bench_now ();
       restored = t1 - t0;
       first_exec = t2 - t0;
       g_array_append_val (restore_only, restored);
@@ -110,31 +90,31 @@ bench_restore (QleanImage         *image,
   {
     g_autoptr(QleanMachine) clone = NULL;
 
-    t0 = now ();
+    t0 = bench_now ();
     clone = qlean_machine_clone (machine, "bench-clone", NULL, &error);
     if (clone == NULL)
       g_error ("clone: %s", error->message);
     exec_true (clone);
-    clone_s = now () - t0;
+    clone_s = bench_now () - t0;
     qlean_machine_kill (clone, NULL, NULL);
   }
 
-  t0 = now ();
+  t0 = bench_now ();
   if (!qlean_machine_export (machine, archive, NULL, &error))
     g_error ("export: %s", error->message);
-  export_s = now () - t0;
+  export_s = bench_now () - t0;
   qlean_machine_kill (machine, NULL, NULL);
   g_stat (archive_path, &st);
 
   {
     g_autoptr(QleanMachine) imported = NULL;
 
-    t0 = now ();
+    t0 = bench_now ();
     imported = qlean_machine_import (archive, "bench-import", NULL, NULL, &error);
     if (imported == NULL)
       g_error ("import: %s", error->message);
     exec_true (imported);
-    import_s = now () - t0;
+    import_s = bench_now () - t0;
     qlean_machine_kill (imported, NULL, NULL);
   }
   g_unlink (archive_path);
@@ -144,8 +124,9 @@ bench_restore (QleanImage         *image,
   all_restore = list_times (restore_only);
   g_print ("snapshot (guest stopped, state written)   %6.3f s\n", snapshot_s);
   g_print ("restore -> first exec, median of %d       %6.3f s   (%s)\n",
-           restores->len, median (restores), all);
-  g_print ("  of which restore (agent answers again)  %6.3f s   (%s)\n", median (restore_only), all_restore);
+           restores->len, bench_percentile (restores, 0.5), all);
+  g_print ("  of which restore (agent answers again)  %6.3f s   (%s)\n",
+           bench_percentile (restore_only, 0.5), all_restore);
   g_print ("clone of a running machine -> first exec %6.3f s\n", clone_s);
   g_print ("export of a running machine              %6.3f s   (%.1f MiB)\n", export_s, st.st_size / 1048576.0);
   g_print ("import -> first exec                     %6.3f s\n", import_s);
@@ -171,7 +152,7 @@ run_pool (QleanImage         *image,
         g_error ("%s", error->message);
     }
 
-  start = now ();
+  start = bench_now ();
   if (!qlean_pool_spawn_all (pool, NULL, &error))
     g_error ("spawn_all: %s", error->message);
   for (guint i = 0; i < n; i++)
@@ -180,7 +161,7 @@ run_pool (QleanImage         *image,
 
       exec_true (machine);
     }
-  seconds = now () - start;
+  seconds = bench_now () - start;
 
   if (!qlean_pool_shutdown_all (pool, NULL, &error))
     g_error ("shutdown_all: %s", error->message);
@@ -202,7 +183,7 @@ pool_median (QleanImage         *image,
       g_array_append_val (times, seconds);
     }
 
-  return median (times);
+  return bench_percentile (times, 0.5);
 }
 
 int

@@ -1,0 +1,100 @@
+/* bench-common.c: statistics and host helpers the benchmarks share
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <gio/gio.h>
+
+#include "bench-common.h"
+
+/* qsort() comparator for an array of doubles, ascending. */
+int
+bench_compare_doubles (const void *a,
+                       const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+
+  return (x > y) - (x < y);
+}
+
+/* The value at fraction @p (0.5 is the median) of @values, nearest rank.
+ * Sorts @values in place, so its first and last elements are then the
+ * minimum and maximum, which callers print beside the median. */
+double
+bench_percentile (GArray *values,
+                  double  p)
+{
+  guint index;
+
+  g_assert (values->len > 0);
+  qsort (values->data, values->len, sizeof (double), bench_compare_doubles);
+  index = (guint) (p * (values->len - 1) + 0.5);
+  return g_array_index (values, double, index);
+}
+
+/* Monotonic time in seconds, for intervals. */
+double
+bench_now (void)
+{
+  return g_get_monotonic_time () / 1e6;
+}
+
+/* A "Name:  N kB" field of a /proc file of a process, in KiB, or 0. */
+guint64
+bench_proc_kib (GPid        pid,
+                const char *file,
+                const char *field)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/%s", (int) pid, file);
+  g_autofree char *contents = NULL;
+  g_autofree char *key = g_strdup_printf ("\n%s:", field);
+  const char *line;
+
+  if (pid <= 0 || !g_file_get_contents (path, &contents, NULL, NULL))
+    return 0;
+  line = strstr (contents, key);
+  return line ? g_ascii_strtoull (line + strlen (key), NULL, 10) : 0;
+}
+
+/* Runs @argv and returns its standard output; a failed run's error
+ * carries its standard error, so that the caller can say why. */
+char *
+bench_run_capture (const char * const  *argv,
+                   GError             **error)
+{
+  g_autoptr(GSubprocess) process = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  process = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE,
+                               error);
+  if (process == NULL ||
+      !g_subprocess_communicate_utf8 (process, NULL, NULL, &out, &err, error))
+    return NULL;
+
+  if (!g_subprocess_get_successful (process))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s failed: %s", argv[0],
+                   err && *err ? g_strstrip (err) : "no message");
+      return NULL;
+    }
+
+  return g_steal_pointer (&out);
+}
+
+/* Runs @argv with its output dropped: whether it succeeded is all the
+ * benchmarks need (ssh probes, key generation, rm -rf). */
+gboolean
+bench_run_quiet (const char * const *argv)
+{
+  g_autoptr(GSubprocess) process = NULL;
+
+  process = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE,
+                               NULL);
+  return process != NULL && g_subprocess_wait_check (process, NULL, NULL);
+}
