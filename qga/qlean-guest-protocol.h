@@ -236,6 +236,7 @@ typedef enum
   QLEAN_GUEST_FS_CHMOD      = 11, /* PATH, MODE */
   QLEAN_GUEST_FS_COPY       = 12, /* PATH -> PATH2, contents and mode bits -> SIZE */
   QLEAN_GUEST_FS_UTIME      = 13, /* PATH, MTIME; never follows a symlink */
+  QLEAN_GUEST_FS_SET_CLOCK  = 14, /* PATH (ignored), MTIME: sets CLOCK_REALTIME */
 } QleanGuestFsOp;
 
 /* The STAT payload, 56 bytes, fields in this order, each little-endian

@@ -419,6 +419,26 @@ test_snapshot_restore (void)
   g_test_message ("guest clock after restore: %+" G_GINT64_FORMAT " s from the host's", skew);
   g_assert_cmpint (ABS (skew), <=, 2);
 
+  /* Finer: a new file's mtime is the guest's clock, to the tick. */
+  {
+    g_autoptr(GBytes) nothing = g_bytes_new_static ("", 0);
+    g_autoptr(GFileInfo) info = NULL;
+    gint64 before = g_get_real_time ();
+    gint64 after, mtime;
+
+    g_assert_true (qlean_machine_write (machine, "/root/now", nothing, NULL, &error));
+    g_assert_no_error (error);
+    after = g_get_real_time ();
+    info = qlean_machine_metadata (machine, "/root/now", NULL, &error);
+    g_assert_no_error (error);
+    mtime = g_file_info_get_attribute_uint64 (info, G_FILE_ATTRIBUTE_TIME_MODIFIED) * G_USEC_PER_SEC +
+            g_file_info_get_attribute_uint32 (info, G_FILE_ATTRIBUTE_TIME_MODIFIED_USEC);
+    g_test_message ("guest clock after restore, by a file's mtime: %+.3f s (the write took %.3f s)",
+                    (mtime - before) / (double) G_USEC_PER_SEC, (after - before) / (double) G_USEC_PER_SEC);
+    g_assert_cmpint (mtime, >=, before - G_USEC_PER_SEC / 2);
+    g_assert_cmpint (mtime, <=, after + G_USEC_PER_SEC / 2);
+  }
+
   g_assert_true (qlean_machine_delete_snapshot (machine, "clean", &error));
   g_assert_no_error (error);
   g_assert_false (qlean_machine_restore (machine, "clean", NULL, &error));
