@@ -452,7 +452,12 @@ test_big_file (void)
   /* Streamed in chunks: the file's size never shows in host memory. */
   g_test_message ("peak resident memory: %" G_GUINT64_FORMAT " KiB before, %" G_GUINT64_FORMAT
                   " KiB after", hwm_before, hwm_after);
+#ifndef __SANITIZE_ADDRESS__
   g_assert_cmpuint (hwm_after, <=, hwm_before + 64 * 1024);
+#else
+  /* ASan keeps freed memory in quarantine (256 MiB by default): the
+   * peak says nothing about our buffers there. */
+#endif
 
   {
     g_autofree char *cmd = g_strdup_printf ("sha256sum %s %s", src, back);
@@ -631,8 +636,8 @@ test_agent_fallback (void)
   /* write and read */
   sh ("rm -rf /fb && mkdir /fb");
   random = g_malloc (size);
-  for (gsize i = 0; i < size; i += 4)
-    *(guint32 *) (random + i) = g_random_int ();
+  for (gsize i = 0; i < size; i++)
+    random[i] = g_random_int_range (0, 256);
   data = g_bytes_new_take (random, size);
   sum = g_compute_checksum_for_bytes (G_CHECKSUM_SHA256, data);
   g_assert_true (qlean_machine_write (machine, "/fb/w", data, NULL, &error));
