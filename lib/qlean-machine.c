@@ -477,6 +477,10 @@ qlean_machine_finalize (GObject *object)
   g_free (self->name);
   g_free (self->mac_address);
   g_free (self->crash_reason);
+  g_free (self->incoming);
+  g_free (self->incoming_old_mac);
+  g_free (self->boot_state_save);
+  g_free (self->boot_state_used);
   g_mutex_clear (&self->lock);
 
   G_OBJECT_CLASS (qlean_machine_parent_class)->finalize (object);
