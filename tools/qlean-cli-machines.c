@@ -127,27 +127,6 @@ machine_state_free (MachineState *state)
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MachineState, machine_state_free)
 
-static gboolean
-process_alive (gint64 pid)
-{
-  g_autofree char *stat_path = NULL;
-  g_autofree char *stat = NULL;
-  const char *end;
-
-  if (pid <= 0 || (kill ((pid_t) pid, 0) != 0 && errno != EPERM))
-    return FALSE;
-
-  /* A zombie is a dead owner whose parent has not reaped it yet (an
-   * owner is reparented when `qlean start` exits, maybe to a subreaper
-   * that never waits). */
-  stat_path = g_strdup_printf ("/proc/%" G_GINT64_FORMAT "/stat", pid);
-  if (g_file_get_contents (stat_path, &stat, NULL, NULL) &&
-      (end = strrchr (stat, ')')) != NULL && end[1] == ' ' && end[2] == 'Z')
-    return FALSE;
-
-  return TRUE;
-}
-
 static MachineState *
 read_state (const char *dir)
 {
@@ -199,7 +178,7 @@ read_state (const char *dir)
 
   /* A state file nobody updates any more tells of an owner that died. */
   if ((g_str_equal (state->state, "running") || g_str_equal (state->state, "paused")) &&
-      !process_alive (state->owner))
+      !cli_process_alive (state->owner))
     {
       g_free (state->state);
       state->state = g_strdup ("owner-died");
@@ -1080,14 +1059,14 @@ cmd_stop (int    argc,
           continue;
         }
 
-      if (process_alive (state->owner))
+      if (cli_process_alive (state->owner))
         {
           kill ((pid_t) state->owner, SIGTERM);
           /* The owner shuts the guest down (bounded, with escalation). */
           deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
-          while (process_alive (state->owner) && g_get_monotonic_time () < deadline)
+          while (cli_process_alive (state->owner) && g_get_monotonic_time () < deadline)
             g_usleep (20 * 1000);
-          if (process_alive (state->owner))
+          if (cli_process_alive (state->owner))
             {
               g_printerr (_("qlean stop: the owner of %s (pid %" G_GINT64_FORMAT ") did not exit; killing it\n"),
                           argv[i], state->owner);
@@ -1096,7 +1075,7 @@ cmd_stop (int    argc,
         }
 
       /* QEMU dies with its owner (PR_SET_PDEATHSIG); make sure. */
-      if (process_alive (state->qemu))
+      if (cli_process_alive (state->qemu))
         {
           g_autofree char *comm_path = g_strdup_printf ("/proc/%" G_GINT64_FORMAT "/comm", state->qemu);
           g_autofree char *comm = NULL;

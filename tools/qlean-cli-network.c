@@ -135,25 +135,6 @@ address_host (const char *subnet,
   return ntohl (addr.s_addr) - ntohl (base.s_addr);
 }
 
-static gboolean
-pid_alive (gint64 pid)
-{
-  g_autofree char *stat_path = NULL;
-  g_autofree char *stat = NULL;
-  const char *end;
-
-  if (pid <= 0 || (kill ((pid_t) pid, 0) != 0 && errno != EPERM))
-    return FALSE;
-
-  /* A zombie is dead, only not reaped by whoever it was reparented to. */
-  stat_path = g_strdup_printf ("/proc/%" G_GINT64_FORMAT "/stat", pid);
-  if (g_file_get_contents (stat_path, &stat, NULL, NULL) &&
-      (end = strrchr (stat, ')')) != NULL && end[1] == ' ' && end[2] == 'Z')
-    return FALSE;
-
-  return TRUE;
-}
-
 static JsonObject *
 read_object (const char *path)
 {
@@ -270,7 +251,7 @@ live_members (const char *dir)
       Member *member;
 
       if (object == NULL ||
-          !pid_alive (json_object_get_int_member_with_default (object, "owner-pid", 0)))
+          !cli_process_alive (json_object_get_int_member_with_default (object, "owner-pid", 0)))
         {
           g_unlink (path);
           continue;
@@ -511,7 +492,7 @@ cli_network_join (const char  *name,
   state_path = g_build_filename (dir, NETWORK_FILE, NULL);
   state = read_object (state_path);
   if (state == NULL ||
-      !pid_alive (json_object_get_int_member_with_default (state, "owner-pid", 0)))
+      !cli_process_alive (json_object_get_int_member_with_default (state, "owner-pid", 0)))
     {
       g_autofree char *members_dir = g_build_filename (dir, MEMBERS_DIR, NULL);
 
@@ -616,17 +597,17 @@ cli_network_leave (const char *name,
   if (state != NULL && members->len == 0)
     owner = json_object_get_int_member_with_default (state, "owner-pid", 0);
   /* Nobody left to end it (its owner was killed). */
-  if (members->len == 0 && !pid_alive (owner))
+  if (members->len == 0 && !cli_process_alive (owner))
     remove_network_dir (dir);
   close (fd);
 
   /* The last one out waits for the switch to go, so that `qlean stop`
    * leaves nothing running; unless someone joins meanwhile. */
-  if (owner > 0 && pid_alive (owner))
+  if (owner > 0 && cli_process_alive (owner))
     {
       kill ((pid_t) owner, SIGTERM);
       deadline = g_get_monotonic_time () + OWNER_EXIT_WAIT_S * G_USEC_PER_SEC;
-      while (pid_alive (owner) && g_get_monotonic_time () < deadline)
+      while (cli_process_alive (owner) && g_get_monotonic_time () < deadline)
         g_usleep (20 * 1000);
     }
 }
@@ -717,7 +698,7 @@ cli_network_collect (const char *base,
 
       state = read_object (state_path);
       owner = state ? json_object_get_int_member_with_default (state, "owner-pid", 0) : 0;
-      if (pid_alive (owner))
+      if (cli_process_alive (owner))
         (*kept)++;
       else
         {

@@ -45,6 +45,8 @@ void          print_json           (JsonNode      *node);
 /* --quiet (and not --verbose): print no progress or status chatter,
  * only errors and what the command is asked to produce. */
 gboolean      cli_is_quiet         (void);
+/* Whether process @pid lives (a zombie counts as dead). */
+gboolean      cli_process_alive    (gint64         pid);
 QleanMachine *machine_from_options (const char    *name,
                                     GError       **error);
 /* --bridge of machine_entries, or NULL. */

@@ -5,7 +5,9 @@
 
 #include "config.h"
 
+#include <errno.h>
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -55,6 +57,27 @@ gboolean
 cli_is_quiet (void)
 {
   return opt_quiet && !opt_verbose;
+}
+
+gboolean
+cli_process_alive (gint64 pid)
+{
+  g_autofree char *stat_path = NULL;
+  g_autofree char *stat = NULL;
+  const char *end;
+
+  if (pid <= 0 || (kill ((pid_t) pid, 0) != 0 && errno != EPERM))
+    return FALSE;
+
+  /* A zombie is a dead owner whose parent has not reaped it yet (an
+   * owner is reparented when `qlean start` exits, maybe to a subreaper
+   * that never waits). */
+  stat_path = g_strdup_printf ("/proc/%" G_GINT64_FORMAT "/stat", pid);
+  if (g_file_get_contents (stat_path, &stat, NULL, NULL) &&
+      (end = strrchr (stat, ')')) != NULL && end[1] == ' ' && end[2] == 'Z')
+    return FALSE;
+
+  return TRUE;
 }
 
 static int
