@@ -45,6 +45,7 @@ struct _QleanGuestLauncher
   char                   *user;
   GBytes                 *stdin_bytes;
   guint                   timeout_ms;
+  gboolean                starting;   /* Qlean's own, while the machine starts */
 };
 
 G_DEFINE_FINAL_TYPE (QleanGuestLauncher, qlean_guest_launcher, G_TYPE_OBJECT)
@@ -393,7 +394,7 @@ qlean_guest_launcher_spawn_with_flags (QleanGuestLauncher     *self,
       return;
     }
 
-  if (!qlean_machine_check_running (machine, "start a process", &error))
+  if (!self->starting && !qlean_machine_check_running (machine, "start a process", &error))
     {
       g_task_return_error (task, g_steal_pointer (&error));
       return;
@@ -401,6 +402,12 @@ qlean_guest_launcher_spawn_with_flags (QleanGuestLauncher     *self,
 
   g_task_set_task_data (task, start_new (self, machine, argv, flags), (GDestroyNotify) start_free);
   qlean_worker_invoke (spawn_in_worker, g_steal_pointer (&task), g_object_unref);
+}
+
+void
+qlean_guest_launcher_set_starting (QleanGuestLauncher *self)
+{
+  self->starting = TRUE;
 }
 
 /**

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "qlean-guest-channel-private.h"
+#include "qlean-guest-launcher.h"
 #include "qlean-guest-process.h"
 #include "qlean-machine.h"
 
@@ -23,5 +24,10 @@ void qlean_guest_process_start (QleanMachine           *machine,
                                 GBytes                 *stdin_bytes,
                                 guint                   timeout_ms,
                                 GTask                  *task);
+
+/* Lets @self start processes in a machine that is still starting, for
+ * the commands Qlean itself runs before the machine is ready (a restored
+ * machine's new identity). */
+void qlean_guest_launcher_set_starting (QleanGuestLauncher *self);
 
 G_END_DECLS
