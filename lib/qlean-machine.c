@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
+#include <utime.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -1430,6 +1431,98 @@ qlean_machine_boot_state_path (QleanMachine       *self,
   return g_build_filename (g_get_user_cache_dir (), "qlean", "boot-states", file, NULL);
 }
 
+/* How many saved boots (about 80 MB each) the cache keeps: one per
+ * machine shape, QEMU, kernel and initramfs; an upgrade makes new ones. */
+#define BOOT_STATES_KEPT 6
+
+typedef struct
+{
+  char   *path;
+  gint64  mtime;
+} SavedBoot;
+
+static void
+saved_boot_free (SavedBoot *saved)
+{
+  g_free (saved->path);
+  g_free (saved);
+}
+
+static gint
+saved_boot_newer_first (gconstpointer a,
+                        gconstpointer b)
+{
+  const SavedBoot *sa = *(SavedBoot * const *) a;
+  const SavedBoot *sb = *(SavedBoot * const *) b;
+
+  return (sb->mtime > sa->mtime) - (sb->mtime < sa->mtime);
+}
+
+/* Keeps the BOOT_STATES_KEPT saved boots used last (a start touches
+ * the one it loads) and removes the others, except one being saved right
+ * now (its lock is held). Best effort: a start that finds its saved boot
+ * gone just boots. */
+static void
+qlean_machine_prune_boot_states (const char *dir)
+{
+  g_autoptr(GPtrArray) saved = g_ptr_array_new_with_free_func ((GDestroyNotify) saved_boot_free);
+  g_autoptr(GDir) listing = g_dir_open (dir, 0, NULL);
+  const char *name;
+
+  if (listing == NULL)
+    return;
+
+  while ((name = g_dir_read_name (listing)) != NULL)
+    {
+      SavedBoot *entry;
+      GStatBuf st;
+      g_autofree char *path = g_build_filename (dir, name, NULL);
+
+      /* The lock of a save that never finished, if nobody holds it. */
+      if (g_str_has_suffix (name, ".state.lock"))
+        {
+          g_autofree char *state = g_strndup (path, strlen (path) - strlen (".lock"));
+          int fd;
+
+          if (!g_file_test (state, G_FILE_TEST_EXISTS) &&
+              (fd = g_open (path, O_RDWR | O_CLOEXEC, 0)) >= 0)
+            {
+              if (flock (fd, LOCK_EX | LOCK_NB) == 0)
+                g_unlink (path);
+              close (fd);
+            }
+          continue;
+        }
+      if (!g_str_has_suffix (name, ".state") || g_stat (path, &st) != 0 || !S_ISREG (st.st_mode))
+        continue;
+      entry = g_new0 (SavedBoot, 1);
+      entry->path = g_steal_pointer (&path);
+      entry->mtime = st.st_mtime;
+      g_ptr_array_add (saved, entry);
+    }
+
+  g_ptr_array_sort (saved, saved_boot_newer_first);
+  for (guint i = BOOT_STATES_KEPT; i < saved->len; i++)
+    {
+      SavedBoot *entry = g_ptr_array_index (saved, i);
+      g_autofree char *lock = g_strconcat (entry->path, ".lock", NULL);
+      g_autofree char *mac = g_strconcat (entry->path, ".mac", NULL);
+      int fd = g_open (lock, O_RDWR | O_CLOEXEC, 0);
+
+      if (fd >= 0 && flock (fd, LOCK_EX | LOCK_NB) != 0)
+        {
+          close (fd);
+          continue;
+        }
+      g_debug ("Removing the saved boot %s, unused since %" G_GINT64_FORMAT, entry->path, entry->mtime);
+      g_unlink (entry->path);
+      g_unlink (mac);
+      g_unlink (lock);
+      if (fd >= 0)
+        close (fd);
+    }
+}
+
 /* Of the machines that boot at once with no saved boot yet, one saves
  * it; the lock goes with its holder, however that ends. */
 static gboolean
@@ -1479,6 +1572,12 @@ qlean_machine_boot_state_saved_cb (GObject      *source,
   /* Without a saved boot, the next start boots: not worth failing for. */
   if (!qlean_machine_save_state_finish (self, result, &error))
     g_debug ("machine %s: could not save its boot for fast starts: %s", self->name, error->message);
+  else if (self->boot_state_save != NULL)
+    {
+      g_autofree char *dir = g_path_get_dirname (self->boot_state_save);
+
+      qlean_machine_prune_boot_states (dir);
+    }
 
   qlean_machine_unlock_boot_state (self);
   if (self->spawn_task != spawn_task)
@@ -2419,6 +2518,8 @@ qlean_machine_launch (QleanMachine  *self,
             g_strstrip (saved_mac);
           qlean_machine_set_incoming (self, boot_state, TRUE, saved_mac);
           self->boot_state_used = g_strdup (boot_state);
+          /* Its mtime says when it was last used: pruning keeps the newest. */
+          g_utime (boot_state, NULL);
         }
       else if (boot_state != NULL && qlean_machine_lock_boot_state (self, boot_state))
         self->boot_state_save = g_steal_pointer (&boot_state);

@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
+#include <utime.h>
 #include <sys/wait.h>
 #include <glib/gstdio.h>
 
@@ -1032,6 +1033,95 @@ test_cli (void)
   g_test_trap_assert_passed ();
 }
 
+/* Saving a new boot (a machine shape nobody started before) keeps the
+ * cache to the saved boots used last: stale ones go, with their MAC
+ * files, and so do locks of saves that never finished. */
+static void
+test_saved_boots_pruned (void)
+{
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = g_build_filename (g_get_user_cache_dir (), "qlean", "boot-states", NULL);
+  g_autofree char *orphan_lock = g_build_filename (dir, "0000orphan.state.lock", NULL);
+  g_autoptr(GHashTable) before = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr(GDir) listing = NULL;
+  g_autofree char *saved = NULL;
+  const char *name;
+  guint states = 0, stale_left = 0;
+
+  if (!test_have_qemu ())
+    return;
+
+  /* What was saved before: what this start saves is the one new name. */
+  listing = g_dir_open (dir, 0, NULL);
+  while (listing != NULL && (name = g_dir_read_name (listing)) != NULL)
+    g_hash_table_add (before, g_strdup (name));
+  g_clear_pointer (&listing, g_dir_close);
+
+  /* Stale saved boots, older than anything real. */
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0700), ==, 0);
+  for (guint i = 0; i < 8; i++)
+    {
+      g_autofree char *path = g_strdup_printf ("%s/00000000stale%02u.state", dir, i);
+      g_autofree char *mac = g_strconcat (path, ".mac", NULL);
+      struct utimbuf old = { 1000000000 + i, 1000000000 + i };
+
+      g_assert_true (g_file_set_contents (path, "stale", -1, NULL));
+      g_assert_true (g_file_set_contents (mac, "02:00:00:00:00:01", -1, NULL));
+      g_assert_cmpint (utime (path, &old), ==, 0);
+    }
+  g_assert_true (g_file_set_contents (orphan_lock, "", -1, NULL));
+
+  /* A shape of its own, so that this start saves a new boot (random,
+   * so that one left by a run that failed half-way is not reused). */
+  qlean_machine_config_set_memory_mib (config, 260 + 4 * g_random_int_range (0, 32));
+  machine = qlean_machine_new_with_name ("pruner", NULL, config);
+  g_assert_true (qlean_machine_spawn (machine, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_machine_kill (machine, NULL, &error));
+
+  listing = g_dir_open (dir, 0, &error);
+  g_assert_no_error (error);
+  while ((name = g_dir_read_name (listing)) != NULL)
+    {
+      g_autofree char *mac = g_strdup_printf ("%s/%s.mac", dir, name);
+
+      if (!g_str_has_suffix (name, ".state"))
+        continue;
+      states++;
+      if (!g_hash_table_contains (before, name))
+        saved = g_build_filename (dir, name, NULL);
+      if (g_str_has_prefix (name, "00000000stale"))
+        {
+          stale_left++;
+          g_assert_true (g_file_test (mac, G_FILE_TEST_EXISTS));
+        }
+    }
+  g_test_message ("%u saved boots left, %u of them stale", states, stale_left);
+  g_assert_cmpuint (states, <=, 6);
+  g_assert_cmpuint (stale_left, <, 8);
+  g_assert_false (g_file_test (orphan_lock, G_FILE_TEST_EXISTS));
+  g_assert_nonnull (saved);
+
+  /* This shape's saved boot goes too, so that the next run saves one
+   * again; and the stale ones the cache had room for. */
+  {
+    g_autofree char *lock = g_strconcat (saved, ".lock", NULL);
+
+    g_unlink (saved);
+    g_unlink (lock);
+  }
+  for (guint i = 0; i < 8; i++)
+    {
+      g_autofree char *path = g_strdup_printf ("%s/00000000stale%02u.state", dir, i);
+      g_autofree char *mac = g_strconcat (path, ".mac", NULL);
+
+      g_unlink (path);
+      g_unlink (mac);
+    }
+}
+
 int
 main (int    argc,
       char **argv)
@@ -1052,6 +1142,7 @@ main (int    argc,
   g_test_add_func ("/lifecycle/export-import", test_export_import);
   g_test_add_func ("/lifecycle/export-import-disk", test_export_import_disk);
   g_test_add_func ("/lifecycle/malicious-archives", test_malicious_archives);
+  g_test_add_func ("/lifecycle/saved-boots-pruned", test_saved_boots_pruned);
   g_test_add_func ("/lifecycle/cli", test_cli);
   g_test_add_func ("/lifecycle/cli/subprocess", test_cli_body);
 
