@@ -248,6 +248,31 @@ qlean_machine_agent_get_mode (QleanMachine *machine,
 }
 
 gboolean
+qlean_machine_agent_check (QleanMachine  *machine,
+                           const char    *guest_path,
+                           GCancellable  *cancellable,
+                           GError       **error)
+{
+  g_autoptr(QleanQgaClient) qga = get_agent (machine, N_("download"), guest_path, error);
+  g_autoptr(GError) local_error = NULL;
+  gint64 handle;
+
+  if (qga == NULL)
+    return FALSE;
+
+  handle = qlean_qga_client_file_open (qga, guest_path, "r", cancellable, &local_error);
+  if (handle < 0)
+    {
+      g_propagate_error (error, qlean_machine_agent_error (machine, N_("download"), guest_path,
+                                                           local_error));
+      return FALSE;
+    }
+  qlean_qga_client_file_close (qga, handle, NULL, NULL);
+
+  return TRUE;
+}
+
+gboolean
 qlean_machine_agent_is_dir (QleanMachine *machine,
                             const char   *guest_path,
                             GCancellable *cancellable)
@@ -363,15 +388,18 @@ qlean_machine_agent_put (QleanMachine  *machine,
       mtime_text = mtime_ns >= 0 ? g_strdup_printf ("%" G_GINT64_FORMAT,
                                                      mtime_ns / G_GINT64_CONSTANT (1000000000))
                                  : g_strdup ("");
-      /* A time busybox's touch cannot set is no reason to fail. */
+      /* A time busybox's touch cannot set is no reason to fail. mv
+       * would move the file into a directory of the target's name and
+       * succeed: refuse that as rename(2) does. */
       ok = agent_sh (machine, N_("write"), guest_path, cancellable, error,
-                     "chmod \"$1\" \"$2\" && { [ -z \"$3\" ] || touch -c -d \"@$3\" \"$2\" 2>/dev/null || :; } "
-                     "&& mv -f \"$2\" \"$4\"",
+                     "if [ -d \"$4\" ]; then echo \"$4: Is a directory\" >&2; exit 1; fi; "
+                     "chmod -- \"$1\" \"$2\" && { [ -z \"$3\" ] || touch -c -d \"@$3\" -- \"$2\" 2>/dev/null || :; } "
+                     "&& mv -f -- \"$2\" \"$4\"",
                      mode_text, tmp, mtime_text, guest_path, NULL);
     }
 
   if (!ok)
-    agent_sh (machine, N_("write"), guest_path, NULL, NULL, "rm -f \"$1\"", tmp, NULL);
+    agent_sh (machine, N_("write"), guest_path, NULL, NULL, "rm -f -- \"$1\"", tmp, NULL);
 
   return ok;
 }

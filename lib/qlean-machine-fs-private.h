@@ -58,6 +58,12 @@ gboolean   qlean_machine_agent_put      (QleanMachine   *machine,
                                          gint64          mtime_ns,
                                          GCancellable   *cancellable,
                                          GError        **error);
+/* Whether the agent can open @guest_path for reading; the error names
+ * the path, for a download that must fail before it writes anything. */
+gboolean   qlean_machine_agent_check    (QleanMachine   *machine,
+                                         const char     *guest_path,
+                                         GCancellable   *cancellable,
+                                         GError        **error);
 gboolean   qlean_machine_agent_is_dir   (QleanMachine   *machine,
                                          const char     *guest_path,
                                          GCancellable   *cancellable);

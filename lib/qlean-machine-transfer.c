@@ -871,6 +871,8 @@ download (QleanMachine  *machine,
       if (info == NULL)
         return FALSE;
     }
+  else if (!qlean_machine_agent_check (machine, guest_source, cancellable, error))
+    return FALSE;   /* before any local directory is made */
 
   if (g_file_test (dest, G_FILE_TEST_IS_DIR) && !g_file_test (dest, G_FILE_TEST_IS_SYMLINK))
     target = g_build_filename (dest, name, NULL);

@@ -687,10 +687,28 @@ test_agent_fallback (void)
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
   g_assert_nonnull (strstr (error->message, "/fb/missing"));
   g_clear_error (&error);
+  /* ... and before it made any local directory. */
+  {
+    g_autofree char *fresh = g_build_filename (dir, "fresh", "sub", "x", NULL);
+    g_autofree char *fresh_top = g_build_filename (dir, "fresh", NULL);
+    g_autoptr(GFile) fresh_file = g_file_new_for_path (fresh);
+
+    g_assert_false (qlean_machine_download (machine, "/fb/missing", fresh_file, NULL, &error));
+    g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
+    g_clear_error (&error);
+    g_assert_false (g_file_test (fresh_top, G_FILE_TEST_EXISTS));
+  }
   g_assert_false (qlean_machine_write (machine, "/fb/no/such/dir/f", data, NULL, &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
   g_assert_nonnull (strstr (error->message, "/fb/no/such/dir/f"));
   g_clear_error (&error);
+  /* Onto a directory: refused as rename(2) would, nothing left inside. */
+  sh ("mkdir /fb/adir");
+  g_assert_false (qlean_machine_write (machine, "/fb/adir", data, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_IS_DIRECTORY);
+  g_assert_nonnull (strstr (error->message, "/fb/adir"));
+  g_clear_error (&error);
+  sh ("test -z \"$(ls -A /fb/adir)\" && ! ls -A /fb | grep -q qlean");
   /* A failed download leaves the old local file alone. */
   {
     g_autofree char *again = host_sha256 (out);
