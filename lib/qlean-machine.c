@@ -123,7 +123,7 @@ struct _QleanMachine
   GSource            *incoming_poll;
   char               *state_dir;        /* snapshots; lives as long as the machine */
   char               *boot_state_save;  /* fast start: save the boot here once ready */
-  int                 boot_state_lock;  /* fast start: flock held while saving */
+  int                 boot_state_lock;  /* fast start: flock held while saving or loading */
   char               *boot_state_used;  /* fast start: the state this start loads */
   GTask              *spawn_task;
   GError             *spawn_error;
@@ -483,6 +483,8 @@ qlean_machine_finalize (GObject *object)
   g_free (self->incoming_old_mac);
   g_free (self->boot_state_save);
   g_free (self->boot_state_used);
+  if (self->boot_state_lock >= 0)
+    close (self->boot_state_lock);
   g_mutex_clear (&self->lock);
 
   G_OBJECT_CLASS (qlean_machine_parent_class)->finalize (object);
@@ -1459,9 +1461,8 @@ saved_boot_newer_first (gconstpointer a,
 }
 
 /* Keeps the BOOT_STATES_KEPT saved boots used last (a start touches
- * the one it loads) and removes the others, except one being saved right
- * now (its lock is held). Best effort: a start that finds its saved boot
- * gone just boots. */
+ * the one it loads) and removes the others, except those being saved or
+ * loaded right now (their lock is held). Best effort. */
 static void
 qlean_machine_prune_boot_states (const char *dir)
 {
@@ -1523,14 +1524,19 @@ qlean_machine_prune_boot_states (const char *dir)
     }
 }
 
-/* Of the machines that boot at once with no saved boot yet, one saves
- * it; the lock goes with its holder, however that ends. */
+/* The lock of a saved boot: exclusive to save it (of the machines that
+ * boot at once with no saved boot yet, one saves it), shared to load it
+ * (so that pruning, which needs it exclusive, leaves it alone). It goes
+ * with its holder, however that ends. Never waits: a machine that cannot
+ * have it boots the slow way. */
 static gboolean
 qlean_machine_lock_boot_state (QleanMachine *self,
-                               const char   *path)
+                               const char   *path,
+                               gboolean      exclusive)
 {
   g_autofree char *dir = g_path_get_dirname (path);
   g_autofree char *lock = g_strconcat (path, ".lock", NULL);
+  struct stat held, named;
   int fd;
 
   if (g_mkdir_with_parents (dir, 0700) != 0)
@@ -1540,7 +1546,12 @@ qlean_machine_lock_boot_state (QleanMachine *self,
   if (fd < 0)
     return FALSE;
 
-  if (flock (fd, LOCK_EX | LOCK_NB) != 0)
+  /* Pruning unlinks lock files it holds: one opened just before is no
+   * longer the lock, whatever flock() says. */
+  if (flock (fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0 ||
+      fstat (fd, &held) != 0 || stat (lock, &named) != 0 ||
+      held.st_dev != named.st_dev || held.st_ino != named.st_ino ||
+      (!exclusive && !g_file_test (path, G_FILE_TEST_IS_REGULAR)))
     {
       close (fd);
       return FALSE;
@@ -2102,6 +2113,7 @@ qlean_machine_spawn_maybe_done (QleanMachine *self)
   qlean_clear_source (&self->spawn_cancel);
   g_clear_pointer (&self->incoming, g_free);
   g_clear_pointer (&self->boot_state_used, g_free);
+  qlean_machine_unlock_boot_state (self);
   qlean_machine_set_state (self, QLEAN_MACHINE_STATE_RUNNING);
   qlean_machine_emit (self, signals[SIGNAL_READY]);
   g_task_return_boolean (task, TRUE);
@@ -2508,7 +2520,8 @@ qlean_machine_launch (QleanMachine  *self,
     {
       g_autofree char *boot_state = qlean_machine_boot_state_path (self, &resolved);
 
-      if (boot_state != NULL && g_file_test (boot_state, G_FILE_TEST_IS_REGULAR))
+      if (boot_state != NULL && g_file_test (boot_state, G_FILE_TEST_IS_REGULAR) &&
+          qlean_machine_lock_boot_state (self, boot_state, FALSE))
         {
           g_autofree char *mac_file = g_strconcat (boot_state, ".mac", NULL);
           g_autofree char *saved_mac = NULL;
@@ -2521,7 +2534,8 @@ qlean_machine_launch (QleanMachine  *self,
           /* Its mtime says when it was last used: pruning keeps the newest. */
           g_utime (boot_state, NULL);
         }
-      else if (boot_state != NULL && qlean_machine_lock_boot_state (self, boot_state))
+      else if (boot_state != NULL && !g_file_test (boot_state, G_FILE_TEST_EXISTS) &&
+               qlean_machine_lock_boot_state (self, boot_state, TRUE))
         self->boot_state_save = g_steal_pointer (&boot_state);
     }
 
