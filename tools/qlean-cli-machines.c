@@ -640,6 +640,13 @@ check_network_options (const char  *name,
                            _("--network and --bridge exclude each other: a machine has one network card"));
       return FALSE;
     }
+  /* An imported machine keeps the network card its archive describes. */
+  if (opt_network != NULL && opt_from_archive != NULL)
+    {
+      g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                           _("--network does not apply to an imported or cloned machine"));
+      return FALSE;
+    }
 
   if (opt_network != NULL)
     {

@@ -45,6 +45,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -65,11 +66,18 @@
 #define OWNER_EXIT_WAIT_S 5
 #define HOSTS_UPDATE_TIMEOUT_MS 10000
 
-/* The same script as the library's (lib/qlean-machine-network.c): the
- * lines Qlean adds end in "# qlean", the image's own stay. */
+/* As the library's (lib/qlean-machine-network.c): the lines Qlean adds
+ * end in "# qlean", the image's own stay; builtins only. Written beside
+ * and renamed over, so that no reader ever sees half a file. */
 static const char hosts_script[] =
-  "others=$(grep -v ' # qlean$' /etc/hosts 2>/dev/null)\n"
-  "{ [ -z \"$others\" ] || printf '%s\\n' \"$others\"; printf '%s # qlean\\n' \"$@\"; } > /etc/hosts\n";
+  "others=\n"
+  "if [ -f /etc/hosts ]; then\n"
+  "  while IFS= read -r l || [ -n \"$l\" ]; do\n"
+  "    case $l in *' # qlean') ;; *) others=\"$others$l\n\" ;; esac\n"
+  "  done < /etc/hosts\n"
+  "fi\n"
+  "{ printf '%s' \"$others\"; printf '%s # qlean\\n' \"$@\"; } > /etc/hosts.qlean-new &&\n"
+  "  mv -f /etc/hosts.qlean-new /etc/hosts\n";
 
 gboolean
 cli_network_check_name (const char  *name,
@@ -372,12 +380,8 @@ cli_network_owner_run (const char *name,
   if (!write_object (state_path, state, &error))
     goto failed;
 
-  answer = "ok\n";
-  if (ready_fd >= 0 && write (ready_fd, answer, strlen (answer)) < 0)
-    g_printerr ("qlean: cannot report to the starting process: %s\n", g_strerror (errno));
-  if (ready_fd >= 0)
-    close (ready_fd);
-
+  /* Signals are ours before anyone learns we run: a joiner that fails
+   * at once sends SIGTERM, which must stop the switch, not just us. */
   loop = g_main_loop_new (NULL, FALSE);
   owner.loop = loop;
   owner.dir = dir;
@@ -386,6 +390,13 @@ cli_network_owner_run (const char *name,
   sources[1] = g_unix_signal_add (SIGTERM, network_owner_check_cb, &owner);
   sources[2] = g_unix_signal_add (SIGINT, network_owner_check_cb, &owner);
   sources[3] = g_unix_signal_add (SIGHUP, network_owner_check_cb, &owner);
+
+  answer = "ok\n";
+  if (ready_fd >= 0 && write (ready_fd, answer, strlen (answer)) < 0)
+    g_printerr ("qlean: cannot report to the starting process: %s\n", g_strerror (errno));
+  if (ready_fd >= 0)
+    close (ready_fd);
+
   g_main_loop_run (loop);
   for (guint i = 0; i < G_N_ELEMENTS (sources); i++)
     g_source_remove (sources[i]);
@@ -423,6 +434,8 @@ spawn_network_owner (const char  *name,
   g_autofree char *log = g_build_filename (dir, LOG_FILE, NULL);
   g_autoptr(GString) answer = g_string_new (NULL);
   const char *argv[] = { self_path, "start", option, "--ready-fd=3", NULL };
+  gboolean timed_out = FALSE;
+  gint64 deadline;
   int fds[2];
   char buf[512];
   ssize_t n;
@@ -436,9 +449,8 @@ spawn_network_owner (const char  *name,
   if (!g_unix_open_pipe (fds, FD_CLOEXEC, error))
     return FALSE;
 
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_INHERIT);
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDERR_MERGE);
   g_subprocess_launcher_set_stdout_file_path (launcher, log);
-  g_subprocess_launcher_set_stderr_file_path (launcher, log);
   g_subprocess_launcher_take_fd (launcher, fds[1], 3);
   g_subprocess_launcher_set_child_setup (launcher, (GSpawnChildSetupFunc) (void (*) (void)) setsid,
                                          NULL, NULL);
@@ -451,10 +463,39 @@ spawn_network_owner (const char  *name,
       return FALSE;
     }
 
-  while ((n = read (fds[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
-    if (n > 0)
+  /* Bounded: we hold the network's lock, which every start and stop
+   * of its machines waits for. */
+  deadline = g_get_monotonic_time () + OWNER_START_TIMEOUT_S * G_USEC_PER_SEC;
+  for (;;)
+    {
+      struct pollfd pfd = { fds[0], POLLIN, 0 };
+      gint64 left = (deadline - g_get_monotonic_time ()) / 1000;
+      int ready = left > 0 ? poll (&pfd, 1, (int) left) : 0;
+
+      if (ready < 0 && errno == EINTR)
+        continue;
+      if (ready <= 0)
+        {
+          timed_out = ready == 0;
+          break;
+        }
+      n = read (fds[0], buf, sizeof buf);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        break;
       g_string_append_len (answer, buf, n);
+    }
   close (fds[0]);
+
+  if (timed_out)
+    {
+      g_subprocess_force_exit (process);
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                   _("Cannot start network %s: its owner process did not report within %d s (see %s)"),
+                   name, OWNER_START_TIMEOUT_S, log);
+      return FALSE;
+    }
 
   if (!g_str_equal (answer->str, "ok\n"))
     {
@@ -622,10 +663,11 @@ cli_network_update_hosts (const char   *name,
   g_autoptr(QleanGuestLauncher) launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_NONE);
   int fd;
 
+  /* Under the lock throughout: two starts at once update in turn, and
+   * the later one writes the longer list. */
   if (dir == NULL || (fd = lock_network (dir, TRUE, NULL)) < 0)
     return;
   members = live_members (dir);
-  close (fd);
 
   g_ptr_array_add (argv, g_strdup ("/bin/sh"));
   g_ptr_array_add (argv, g_strdup ("-c"));
@@ -666,6 +708,7 @@ cli_network_update_hosts (const char   *name,
         g_printerr ("qlean: cannot list the machines of network %s in /etc/hosts of %s: %s\n",
                     name, member->name, error->message);
     }
+  close (fd);
 }
 
 gboolean
