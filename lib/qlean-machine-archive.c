@@ -127,6 +127,7 @@ build_manifest (QleanMachine *self,
   add_string_or_null (builder, "kernel", qlean_machine_config_get_kernel (config));
   add_string_or_null (builder, "initrd", qlean_machine_config_get_initrd (config));
   add_string_or_null (builder, "cmdline", qlean_machine_config_get_cmdline (config));
+  add_string_or_null (builder, "bridge", qlean_machine_config_get_bridge (config));
   json_builder_set_member_name (builder, "fast-start");
   json_builder_add_boolean_value (builder, qlean_machine_config_get_fast_start (config));
   json_builder_set_member_name (builder, "extra-args");
@@ -469,6 +470,20 @@ qlean_machine_export_async (QleanMachine        *self,
       return;
     }
 
+  /* Its state would hold a card whose address and lease belong to
+   * the host bridge's DHCP server: export it stopped instead. */
+  if ((state == QLEAN_MACHINE_STATE_RUNNING || state == QLEAN_MACHINE_STATE_PAUSED) &&
+      qlean_machine_config_get_bridge (qlean_machine_get_config (self)) != NULL)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Cannot export machine “%s” while it runs on host bridge %s: "
+                                 "shut it down first (the archive then holds its disks and "
+                                 "configuration, bridge included)"),
+                               qlean_machine_get_name (self),
+                               qlean_machine_config_get_bridge (qlean_machine_get_config (self)));
+      return;
+    }
+
   dir = qlean_machine_ensure_state_dir (self, "export", &error);
   if (dir != NULL)
     {
@@ -771,7 +786,7 @@ config_from_manifest (JsonObject  *object,
 {
   g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
   g_autoptr(GPtrArray) extra = g_ptr_array_new ();
-  const char *kernel, *initrd, *cmdline, *accel_nick;
+  const char *kernel, *initrd, *cmdline, *accel_nick, *bridge;
   JsonNode *node;
   guint cores, memory, disk;
   int accel;
@@ -782,7 +797,8 @@ config_from_manifest (JsonObject  *object,
       !get_optional_string (object, "accel", &accel_nick, error) ||
       !get_optional_string (object, "kernel", &kernel, error) ||
       !get_optional_string (object, "initrd", &initrd, error) ||
-      !get_optional_string (object, "cmdline", &cmdline, error))
+      !get_optional_string (object, "cmdline", &cmdline, error) ||
+      !get_optional_string (object, "bridge", &bridge, error))
     return NULL;
 
   if (cores == 0)
@@ -827,6 +843,7 @@ config_from_manifest (JsonObject  *object,
   qlean_machine_config_set_kernel (config, kernel);
   qlean_machine_config_set_initrd (config, initrd);
   qlean_machine_config_set_cmdline (config, cmdline);
+  qlean_machine_config_set_bridge (config, bridge);
   qlean_machine_config_set_extra_args (config, (const char * const *) extra->pdata);
   /* Optional: archives of format 1 may predate it. */
   node = json_object_get_member (object, "fast-start");

@@ -419,6 +419,35 @@ test_dry_run_has_nic (void)
 /* Bridge mode: the seed's libvirt qlbr0 through qemu-bridge-helper.
  * Running it needs root, a bridge and a DHCP server on it, none of which
  * a test may set up on its host; the command line is what Qlean owns. */
+/* An archive keeps the bridge: the imported machine goes back on it. */
+static void
+test_bridge_archive (void)
+{
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(QleanMachine) imported = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("qlean-bridge-archive-XXXXXX", &error);
+  g_autofree char *path = NULL;
+  g_autoptr(GFile) archive = NULL;
+
+  g_assert_no_error (error);
+  path = g_build_filename (dir, "bridged.qlean", NULL);
+  archive = g_file_new_for_path (path);
+
+  qlean_machine_config_set_bridge (config, "qltest0");
+  machine = qlean_machine_new_with_name ("bridged", NULL, config);
+  g_assert_true (qlean_machine_export (machine, archive, NULL, &error));
+  g_assert_no_error (error);
+  imported = qlean_machine_import (archive, "bridged-too", NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (qlean_machine_config_get_bridge (qlean_machine_get_config (imported)), ==, "qltest0");
+
+  g_clear_object (&imported);
+  g_unlink (path);
+  g_rmdir (dir);
+}
+
 static void
 test_dry_run_bridge (void)
 {
@@ -897,6 +926,7 @@ main (int   argc,
   g_test_add_func ("/pool/shared-network", test_shared_network);
   g_test_add_func ("/pool/dry-run-has-nic", test_dry_run_has_nic);
   g_test_add_func ("/pool/dry-run-bridge", test_dry_run_bridge);
+  g_test_add_func ("/pool/bridge-archive", test_bridge_archive);
   g_test_add_func ("/pool/bridge-live", test_bridge_live);
   g_test_add_func ("/pool/ping", test_ping);
   g_test_add_func ("/pool/set-link", test_set_link);
