@@ -9,7 +9,6 @@
 #include <glib/gi18n-lib.h>
 
 #include "qlean-error.h"
-#include "qlean-guest-process-private.h"
 #include "qlean-machine-network-private.h"
 #include "qlean-machine-private.h"
 #include "qlean-qga-client.h"
@@ -295,91 +294,36 @@ configure_data_free (ConfigureData *data)
   g_free (data);
 }
 
-/* Completes @task with the script's outcome; takes @err. */
-static void
-configure_return (GTask *task,
-                  int    exit_code,
-                  char  *err)
-{
-  QleanMachine *self = g_task_get_source_object (task);
-  g_autofree char *text = err ? err : g_strdup ("");
-
-  if (exit_code == 0)
-    {
-      g_task_return_boolean (task, TRUE);
-      return;
-    }
-
-  g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
-                           _("Could not set up the network of machine “%s” (the guest needs "
-                             "`ip` from iproute2 or busybox): exit status %d%s%s"),
-                           qlean_machine_get_name (self), exit_code,
-                           *g_strstrip (text) ? ": " : "", text);
-}
-
-static void
-configure_exec_done_cb (GObject      *source,
-                        GAsyncResult *result,
-                        gpointer      user_data)
-{
-  g_autoptr(GTask) task = user_data;
-  g_autoptr(QleanQgaExecStatus) status = NULL;
-  GError *error = NULL;
-
-  status = qlean_qga_client_exec_wait_finish (QLEAN_QGA_CLIENT (source), result, &error);
-  if (status == NULL)
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-
-  configure_return (task, status->exit_code,
-                    status->err_data ? g_strndup (g_bytes_get_data (status->err_data, NULL),
-                                                  g_bytes_get_size (status->err_data))
-                                     : NULL);
-}
-
 static void
 configure_ran_cb (GObject      *source,
                   GAsyncResult *result,
                   gpointer      user_data)
 {
   g_autoptr(GTask) task = user_data;
+  QleanMachine *self = QLEAN_MACHINE (source);
   g_autoptr(QleanExecResult) ran = NULL;
+  g_autofree char *err = NULL;
   GError *error = NULL;
 
-  ran = qlean_guest_launcher_run_finish (QLEAN_GUEST_LAUNCHER (source), result, &error);
+  ran = qlean_machine_exec_finish (self, result, &error);
   if (ran == NULL)
     {
       g_task_return_error (task, error);
       return;
     }
 
-  configure_return (task,
-                    qlean_exec_result_get_signal (ran) != 0 ? 128 + qlean_exec_result_get_signal (ran)
-                                                            : qlean_exec_result_get_exit_status (ran),
-                    qlean_exec_result_get_stderr_text (ran));
-}
-
-static void
-configure_exec_started_cb (GObject      *source,
-                           GAsyncResult *result,
-                           gpointer      user_data)
-{
-  g_autoptr(GTask) task = user_data;
-  GCancellable *cancellable = g_task_get_cancellable (task);
-  GError *error = NULL;
-  gint64 pid;
-
-  pid = qlean_qga_client_exec_finish (QLEAN_QGA_CLIENT (source), result, &error);
-  if (pid < 0)
+  if (qlean_exec_result_success (ran))
     {
-      g_task_return_error (task, error);
+      g_task_return_boolean (task, TRUE);
       return;
     }
 
-  qlean_qga_client_exec_wait_async (QLEAN_QGA_CLIENT (source), pid, cancellable,
-                                    configure_exec_done_cb, g_steal_pointer (&task));
+  err = qlean_exec_result_get_stderr_text (ran);
+  g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                           _("Could not set up the network of machine “%s” (the guest needs "
+                             "`ip` from iproute2 or busybox): exit status %d%s%s"),
+                           qlean_machine_get_name (self), qlean_exec_result_get_exit_status (ran),
+                           err && *g_strstrip (err) ? ": " : "", err ? err : "");
 }
 
 static void
@@ -394,7 +338,6 @@ configure_interface_cb (GObject      *source,
   g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GError) error = NULL;
   g_auto(GStrv) hosts = NULL;
-  g_autoptr(QleanGuestChannel) channel = NULL;
   InterfaceFound *found;
 
   found = interface_wait_finish (result, &error);
@@ -413,6 +356,7 @@ configure_interface_cb (GObject      *source,
 
   hosts = qlean_network_dup_hosts (qlean_machine_get_network (self));
 
+  g_ptr_array_add (args, g_strdup ("/bin/sh"));
   g_ptr_array_add (args, g_strdup ("-c"));
   g_ptr_array_add (args, g_strdup (configure_script));
   g_ptr_array_add (args, g_strdup ("qlean-network"));
@@ -424,24 +368,8 @@ configure_interface_cb (GObject      *source,
   g_ptr_array_add (args, NULL);
   interface_found_free (found);
 
-  /* Through qlean-guest when it answers: it starts the script with
-   * vfork, where the agent forks itself (about 80 ms of the guest's CPU
-   * under TCG, for every machine of a pool). */
-  channel = qlean_machine_peek_guest_channel (self);
-  if (channel != NULL && qlean_guest_channel_is_ready (channel))
-    {
-      g_autoptr(QleanGuestLauncher) launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_NONE);
-
-      g_ptr_array_insert (args, 0, g_strdup ("/bin/sh"));
-      qlean_guest_launcher_set_starting (launcher);
-      qlean_guest_launcher_run_async (launcher, self, (const char * const *) args->pdata,
-                                      cancellable, configure_ran_cb, g_steal_pointer (&task));
-      return;
-    }
-
-  qlean_qga_client_exec_async (data->qga, "/bin/sh", (const char * const *) args->pdata,
-                               NULL, NULL, TRUE, cancellable,
-                               configure_exec_started_cb, g_steal_pointer (&task));
+  qlean_machine_run_starting_async (self, (const char * const *) args->pdata, NULL, cancellable,
+                                    configure_ran_cb, g_steal_pointer (&task));
 }
 
 void

@@ -1895,34 +1895,6 @@ static const char identity_script[] =
   "cat > /dev/urandom\n";
 
 static void
-qlean_machine_identity_wait_cb (GObject      *source,
-                                GAsyncResult *result,
-                                gpointer      user_data)
-{
-  g_autoptr(GTask) task = user_data;
-  g_autoptr(QleanQgaExecStatus) status = NULL;
-  GError *error = NULL;
-
-  status = qlean_qga_client_exec_wait_finish (QLEAN_QGA_CLIENT (source), result, &error);
-  if (status == NULL)
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-
-  if (status->exit_code != 0)
-    {
-      g_autofree char *err = qlean_bytes_to_message (status->err_data);
-
-      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
-                               _("Could not give the restored machine its own identity: %s"), err);
-      return;
-    }
-
-  g_task_return_boolean (task, TRUE);
-}
-
-static void
 qlean_machine_identity_ran_cb (GObject      *source,
                                GAsyncResult *result,
                                gpointer      user_data)
@@ -1931,7 +1903,7 @@ qlean_machine_identity_ran_cb (GObject      *source,
   g_autoptr(QleanExecResult) ran = NULL;
   GError *error = NULL;
 
-  ran = qlean_guest_launcher_run_finish (QLEAN_GUEST_LAUNCHER (source), result, &error);
+  ran = qlean_machine_exec_finish (QLEAN_MACHINE (source), result, &error);
   if (ran == NULL)
     {
       g_task_return_error (task, error);
@@ -1949,26 +1921,6 @@ qlean_machine_identity_ran_cb (GObject      *source,
     }
 
   g_task_return_boolean (task, TRUE);
-}
-
-static void
-qlean_machine_identity_started_cb (GObject      *source,
-                                   GAsyncResult *result,
-                                   gpointer      user_data)
-{
-  g_autoptr(GTask) task = user_data;
-  GError *error = NULL;
-  gint64 pid;
-
-  pid = qlean_qga_client_exec_finish (QLEAN_QGA_CLIENT (source), result, &error);
-  if (pid < 0)
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-
-  qlean_qga_client_exec_wait_async (QLEAN_QGA_CLIENT (source), pid, NULL,
-                                    qlean_machine_identity_wait_cb, g_steal_pointer (&task));
 }
 
 static void
@@ -2000,22 +1952,8 @@ qlean_machine_fix_identity_async (QleanMachine        *self,
     const char *argv[] = { "/bin/sh", "-c", identity_script, "sh", self->name, machine_id, old_mac,
                            new_mac ? new_mac : "", NULL };
 
-    /* qlean-guest starts it with vfork, the agent with a fork of
-     * itself: about 80 ms of the guest's CPU less under TCG, for every
-     * fast-started or cloned machine. */
-    if (self->guest != NULL && qlean_guest_channel_is_ready (self->guest))
-      {
-        g_autoptr(QleanGuestLauncher) launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_NONE);
-
-        qlean_guest_launcher_set_starting (launcher);
-        qlean_guest_launcher_set_stdin (launcher, entropy);
-        qlean_guest_launcher_run_async (launcher, self, argv, NULL,
-                                        qlean_machine_identity_ran_cb, g_steal_pointer (&task));
-        return;
-      }
-
-    qlean_qga_client_exec_async (self->qga, "/bin/sh", argv + 1, NULL, entropy, TRUE, NULL,
-                                 qlean_machine_identity_started_cb, g_steal_pointer (&task));
+    qlean_machine_run_starting_async (self, argv, entropy, NULL,
+                                      qlean_machine_identity_ran_cb, g_steal_pointer (&task));
   }
 }
 
@@ -2774,7 +2712,9 @@ qlean_machine_spawn (QleanMachine  *self,
 typedef struct
 {
   QleanQgaClient *qga;
-  GStrv           argv;     /* argv[0] is an absolute path */
+  GStrv           argv;         /* argv[0] is an absolute path */
+  GBytes         *stdin_bytes;  /* or NULL */
+  gboolean        starting;     /* Qlean's own command before the machine is ready */
 } ExecData;
 
 static void
@@ -2782,6 +2722,7 @@ exec_data_free (ExecData *data)
 {
   g_clear_object (&data->qga);
   g_strfreev (data->argv);
+  g_clear_pointer (&data->stdin_bytes, g_bytes_unref);
   g_free (data);
 }
 
@@ -2881,6 +2822,10 @@ qlean_machine_exec_in_worker (gpointer user_data)
     {
       g_autoptr(QleanGuestLauncher) launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_NONE);
 
+      if (data->stdin_bytes != NULL)
+        qlean_guest_launcher_set_stdin (launcher, data->stdin_bytes);
+      if (data->starting)
+        qlean_guest_launcher_set_starting (launcher);
       qlean_guest_launcher_run_async (launcher, self, (const char * const *) data->argv,
                                       g_task_get_cancellable (task),
                                       qlean_machine_exec_run_cb, g_object_ref (task));
@@ -2888,7 +2833,7 @@ qlean_machine_exec_in_worker (gpointer user_data)
     }
 
   qlean_qga_client_exec_async (data->qga, data->argv[0], (const char * const *) data->argv + 1,
-                               NULL, NULL, TRUE,
+                               NULL, data->stdin_bytes, TRUE,
                                g_task_get_cancellable (task),
                                qlean_machine_exec_started_cb, g_object_ref (task));
 
@@ -2924,12 +2869,16 @@ qlean_machine_exec_async (QleanMachine        *self,
   qlean_machine_exec_argv_async (self, argv, cancellable, callback, user_data);
 }
 
-/* The same with an argument vector, whose first element is an absolute
- * path: what the agent-only paths use so that no path goes through a
- * shell string. Finish with qlean_machine_exec_finish(). */
-void
-qlean_machine_exec_argv_async (QleanMachine        *self,
+/* Behind qlean_machine_exec_async(), qlean_machine_exec_argv_async() and
+ * qlean_machine_run_starting_async(): @argv (argv[0] an absolute path,
+ * so that no path goes through a shell string), with @stdin_bytes as its
+ * input; @starting lets it run before the machine is ready. Finish with
+ * qlean_machine_exec_finish(). */
+static void
+qlean_machine_exec_full_async (QleanMachine        *self,
                                const char * const  *argv,
+                               GBytes              *stdin_bytes,
+                               gboolean             starting,
                                GCancellable        *cancellable,
                                GAsyncReadyCallback  callback,
                                gpointer             user_data)
@@ -2945,7 +2894,7 @@ qlean_machine_exec_argv_async (QleanMachine        *self,
   g_task_set_source_tag (task, qlean_machine_exec_async);
   g_task_set_name (task, "[qlean] exec");
 
-  if (!qlean_machine_check_running (self, "run a command", &error))
+  if (!starting && !qlean_machine_check_running (self, "run a command", &error))
     {
       g_task_return_error (task, g_steal_pointer (&error));
       return;
@@ -2954,6 +2903,8 @@ qlean_machine_exec_argv_async (QleanMachine        *self,
   data = g_new0 (ExecData, 1);
   data->qga = qlean_machine_get_qga (self);
   data->argv = g_strdupv ((char **) argv);
+  data->stdin_bytes = stdin_bytes ? g_bytes_ref (stdin_bytes) : NULL;
+  data->starting = starting;
   g_task_set_task_data (task, data, (GDestroyNotify) exec_data_free);
 
   if (data->qga == NULL)
@@ -2965,6 +2916,27 @@ qlean_machine_exec_argv_async (QleanMachine        *self,
     }
 
   qlean_worker_invoke (qlean_machine_exec_in_worker, g_steal_pointer (&task), g_object_unref);
+}
+
+void
+qlean_machine_exec_argv_async (QleanMachine        *self,
+                               const char * const  *argv,
+                               GCancellable        *cancellable,
+                               GAsyncReadyCallback  callback,
+                               gpointer             user_data)
+{
+  qlean_machine_exec_full_async (self, argv, NULL, FALSE, cancellable, callback, user_data);
+}
+
+void
+qlean_machine_run_starting_async (QleanMachine        *self,
+                                  const char * const  *argv,
+                                  GBytes              *stdin_bytes,
+                                  GCancellable        *cancellable,
+                                  GAsyncReadyCallback  callback,
+                                  gpointer             user_data)
+{
+  qlean_machine_exec_full_async (self, argv, stdin_bytes, TRUE, cancellable, callback, user_data);
 }
 
 /**
