@@ -69,15 +69,6 @@
 #define QMP_FAILURE_GRACE_MS 1000
 #define TAIL_LINES 20
 
-/* Worker callbacks that outlive an operation (QEMU's exit watch, QMP
- * events) hold this rather than the machine, so that dropping the last
- * reference to a running machine still disposes it. */
-typedef struct
-{
-  gatomicrefcount ref_count;
-  GWeakRef        machine;
-} MachineLink;
-
 struct _QleanMachine
 {
   GObject             parent_instance;
@@ -86,7 +77,7 @@ struct _QleanMachine
   QleanImage         *image;
   QleanMachineConfig *config;
   GMainContext       *owner_context;
-  MachineLink        *link;
+  QleanLink          *link;
   gint                state;
   guint               boot_timeout_ms;
   guint               shutdown_timeout_ms;
@@ -175,41 +166,11 @@ static void qlean_machine_guest_hello_cb (GObject      *source,
 
 /* Machine link */
 
-static MachineLink *
-machine_link_new (QleanMachine *self)
-{
-  MachineLink *link = g_new0 (MachineLink, 1);
-
-  g_atomic_ref_count_init (&link->ref_count);
-  g_weak_ref_init (&link->machine, self);
-
-  return link;
-}
-
-static MachineLink *
-machine_link_ref (MachineLink *link)
-{
-  g_atomic_ref_count_inc (&link->ref_count);
-  return link;
-}
-
-static void
-machine_link_unref (gpointer data)
-{
-  MachineLink *link = data;
-
-  if (g_atomic_ref_count_dec (&link->ref_count))
-    {
-      g_weak_ref_clear (&link->machine);
-      g_free (link);
-    }
-}
-
 static void
 machine_link_closure_notify (gpointer  data,
                              GClosure *closure)
 {
-  machine_link_unref (data);
+  qlean_link_unref (data);
 }
 
 /* States and signals */
@@ -231,7 +192,7 @@ qlean_machine_state_to_string (QleanMachineState state)
 
 typedef struct
 {
-  MachineLink *link;
+  QleanLink *link;
   guint        signal_id;   /* 0 for notify::state */
 } Emission;
 
@@ -239,7 +200,7 @@ static gboolean
 emission_dispatch (gpointer user_data)
 {
   Emission *emission = user_data;
-  g_autoptr(QleanMachine) self = g_weak_ref_get (&emission->link->machine);
+  g_autoptr(QleanMachine) self = qlean_link_get (emission->link);
 
   if (self == NULL)
     return G_SOURCE_REMOVE;
@@ -260,7 +221,7 @@ emission_free (gpointer user_data)
 {
   Emission *emission = user_data;
 
-  machine_link_unref (emission->link);
+  qlean_link_unref (emission->link);
   g_free (emission);
 }
 
@@ -273,7 +234,7 @@ qlean_machine_emit (QleanMachine *self,
   Emission *emission = g_new0 (Emission, 1);
   GSource *source;
 
-  emission->link = machine_link_ref (self->link);
+  emission->link = qlean_link_ref (self->link);
   emission->signal_id = signal_id;
 
   source = g_idle_source_new ();
@@ -400,7 +361,7 @@ qlean_machine_constructed (GObject *object)
                                          g_random_int_range (0, 256), g_random_int_range (0, 256));
 
   self->owner_context = g_main_context_ref_thread_default ();
-  self->link = machine_link_new (self);
+  self->link = qlean_link_new (self);
 }
 
 static gboolean
@@ -475,7 +436,7 @@ qlean_machine_finalize (GObject *object)
   g_clear_object (&self->image);
   g_clear_object (&self->config);
   g_clear_pointer (&self->owner_context, g_main_context_unref);
-  g_clear_pointer (&self->link, machine_link_unref);
+  g_clear_pointer (&self->link, qlean_link_unref);
   g_free (self->name);
   g_free (self->mac_address);
   g_free (self->crash_reason);
@@ -1718,13 +1679,13 @@ qlean_machine_qemu_exited_cb (GObject      *source,
                               GAsyncResult *result,
                               gpointer      user_data)
 {
-  MachineLink *link = user_data;
-  g_autoptr(QleanMachine) self = g_weak_ref_get (&link->machine);
+  QleanLink *link = user_data;
+  g_autoptr(QleanMachine) self = qlean_link_get (link);
   g_autofree char *status = NULL;
   GSubprocess *process = G_SUBPROCESS (source);
 
   g_subprocess_wait_finish (process, result, NULL);
-  machine_link_unref (link);
+  qlean_link_unref (link);
 
   if (self == NULL || self->qemu != process)
     return;
@@ -2097,8 +2058,8 @@ qlean_machine_qmp_event_cb (QleanQmpClient *qmp,
                             JsonObject     *data,
                             gpointer        user_data)
 {
-  MachineLink *link = user_data;
-  g_autoptr(QleanMachine) self = g_weak_ref_get (&link->machine);
+  QleanLink *link = user_data;
+  g_autoptr(QleanMachine) self = qlean_link_get (link);
 
   if (self == NULL)
     return;
@@ -2310,7 +2271,7 @@ qlean_machine_qmp_ready_cb (GObject      *source,
     }
 
   g_signal_connect_data (qmp, "event", G_CALLBACK (qlean_machine_qmp_event_cb),
-                         machine_link_ref (self->link), machine_link_closure_notify, 0);
+                         qlean_link_ref (self->link), machine_link_closure_notify, 0);
 
   g_mutex_lock (&self->lock);
   self->qmp = g_steal_pointer (&qmp);
@@ -2514,7 +2475,7 @@ qlean_machine_launch (QleanMachine  *self,
   g_mutex_unlock (&self->lock);
 
   g_subprocess_wait_async (qemu, NULL, qlean_machine_qemu_exited_cb,
-                           machine_link_ref (self->link));
+                           qlean_link_ref (self->link));
 
   self->boot_timer = qlean_add_timeout (qlean_worker_get_context (),
                                         qlean_machine_get_boot_timeout (self),
@@ -3287,7 +3248,7 @@ qlean_machine_clock_set_cb (QleanGuestStream *stream,
                             const GError     *error,
                             gpointer          user_data)
 {
-  MachineLink *link = user_data;
+  QleanLink *link = user_data;
   g_autoptr(QleanMachine) self = NULL;
 
   if (type != QLEAN_GUEST_FRAME_DONE && type != QLEAN_GUEST_FRAME_ERROR && type != 0)
@@ -3296,15 +3257,15 @@ qlean_machine_clock_set_cb (QleanGuestStream *stream,
   qlean_guest_stream_close (stream);
   /* An older qlean-guest (in an image prepared before it learnt
    * SET_CLOCK) says it does not know the operation: use the agent. */
-  if (type == QLEAN_GUEST_FRAME_ERROR && (self = g_weak_ref_get (&link->machine)) != NULL)
+  if (type == QLEAN_GUEST_FRAME_ERROR && (self = qlean_link_get (link)) != NULL)
     qlean_machine_fix_clock_by_agent (self);
 }
 
 static gboolean
 qlean_machine_fix_clock_in_worker (gpointer user_data)
 {
-  MachineLink *link = user_data;
-  g_autoptr(QleanMachine) self = g_weak_ref_get (&link->machine);
+  QleanLink *link = user_data;
+  g_autoptr(QleanMachine) self = qlean_link_get (link);
   g_autoptr(QleanGuestChannel) channel = NULL;
   g_autoptr(QleanGuestStream) stream = NULL;
   QleanGuestTlv *tlv;
@@ -3328,7 +3289,7 @@ qlean_machine_fix_clock_in_worker (gpointer user_data)
 
     stream = qlean_guest_channel_open_stream (channel, QLEAN_GUEST_FRAME_FS, request,
                                               qlean_machine_clock_set_cb,
-                                              machine_link_ref (self->link), machine_link_unref);
+                                              qlean_link_ref (self->link), qlean_link_unref);
   }
 
   return G_SOURCE_REMOVE;
@@ -3341,8 +3302,8 @@ qlean_machine_fix_clock_in_worker (gpointer user_data)
 void
 qlean_machine_fix_clock (QleanMachine *self)
 {
-  qlean_worker_invoke (qlean_machine_fix_clock_in_worker, machine_link_ref (self->link),
-                       machine_link_unref);
+  qlean_worker_invoke (qlean_machine_fix_clock_in_worker, qlean_link_ref (self->link),
+                       qlean_link_unref);
 }
 
 /* First boot */

@@ -74,14 +74,6 @@ typedef enum
   NET_STOPPING,
 } NetState;
 
-/* Worker callbacks hold this rather than the network, so that dropping
- * the last reference to a running network still disposes it. */
-typedef struct
-{
-  gatomicrefcount ref_count;
-  GWeakRef        network;
-} NetworkLink;
-
 typedef void (*ReplyFunc) (QleanNetwork *self,
                            const char   *data,
                            const GError *error,
@@ -108,7 +100,7 @@ struct _QleanNetwork
   char             *name;
   char             *subnet;
   gboolean          nat;
-  NetworkLink      *link;
+  QleanLink        *link;
 
   /* From the subnet, fixed after construction. */
   GError           *subnet_error;
@@ -170,36 +162,6 @@ static void qlean_network_console_pump (QleanNetwork *self);
 
 /* Links */
 
-static NetworkLink *
-network_link_new (QleanNetwork *self)
-{
-  NetworkLink *link = g_new0 (NetworkLink, 1);
-
-  g_atomic_ref_count_init (&link->ref_count);
-  g_weak_ref_init (&link->network, self);
-
-  return link;
-}
-
-static NetworkLink *
-network_link_ref (NetworkLink *link)
-{
-  g_atomic_ref_count_inc (&link->ref_count);
-  return link;
-}
-
-static void
-network_link_unref (gpointer data)
-{
-  NetworkLink *link = data;
-
-  if (g_atomic_ref_count_dec (&link->ref_count))
-    {
-      g_weak_ref_clear (&link->network);
-      g_free (link);
-    }
-}
-
 /* A worker timer that, like every other worker callback, reaches the
  * network only through its link. */
 static GSource *
@@ -209,7 +171,7 @@ network_add_timeout (QleanNetwork *self,
 {
   GSource *source = g_timeout_source_new (timeout_ms);
 
-  g_source_set_callback (source, func, network_link_ref (self->link), network_link_unref);
+  g_source_set_callback (source, func, qlean_link_ref (self->link), qlean_link_unref);
   g_source_set_static_name (source, "[qlean] network timer");
   g_source_attach (source, qlean_worker_get_context ());
 
@@ -359,7 +321,7 @@ qlean_network_constructed (GObject *object)
       self->max_machine_host = self->nat ? self->n_hosts - NAT_DHCP_CLIENTS : self->n_hosts;
     }
   self->tag = g_str_hash (self->name) & 0xffff;
-  self->link = network_link_new (self);
+  self->link = qlean_link_new (self);
 }
 
 
@@ -416,7 +378,7 @@ qlean_network_finalize (GObject *object)
   g_string_free (self->data, TRUE);
   g_clear_error (&self->start_error);
   g_clear_error (&self->subnet_error);
-  g_clear_pointer (&self->link, network_link_unref);
+  g_clear_pointer (&self->link, qlean_link_unref);
   g_free (self->name);
   g_free (self->subnet);
   g_mutex_clear (&self->lock);
@@ -1096,15 +1058,15 @@ qlean_network_console_read_cb (GObject      *source,
                                GAsyncResult *result,
                                gpointer      user_data)
 {
-  NetworkLink *link = user_data;
-  g_autoptr(QleanNetwork) self = g_weak_ref_get (&link->network);
+  QleanLink *link = user_data;
+  g_autoptr(QleanNetwork) self = qlean_link_get (link);
   g_autofree char *line = NULL;
 
   line = g_data_input_stream_read_line_finish_utf8 (G_DATA_INPUT_STREAM (source), result, NULL, NULL);
 
   if (self == NULL || line == NULL || G_INPUT_STREAM (source) != G_INPUT_STREAM (self->console_out))
     {
-      network_link_unref (link);
+      qlean_link_unref (link);
       return;
     }
 
@@ -1118,11 +1080,11 @@ qlean_network_console_write_cb (GObject      *source,
                                 GAsyncResult *result,
                                 gpointer      user_data)
 {
-  NetworkLink *link = user_data;
-  g_autoptr(QleanNetwork) self = g_weak_ref_get (&link->network);
+  QleanLink *link = user_data;
+  g_autoptr(QleanNetwork) self = qlean_link_get (link);
   g_autoptr(GError) error = NULL;
 
-  network_link_unref (link);
+  qlean_link_unref (link);
   if (!g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), result, NULL, &error))
     {
       /* The switch is going away; its exit watch says why. */
@@ -1156,7 +1118,7 @@ qlean_network_console_pump (QleanNetwork *self)
   g_debug ("network %s: console: %s", self->name, command->line);
   g_output_stream_write_all_async (self->console_in, command->line, strlen (command->line),
                                    G_PRIORITY_DEFAULT, NULL, qlean_network_console_write_cb,
-                                   network_link_ref (self->link));
+                                   qlean_link_ref (self->link));
 }
 
 static void
@@ -1292,7 +1254,7 @@ qlean_network_maybe_stopped (QleanNetwork *self)
 static gboolean
 qlean_network_stop_timeout_cb (gpointer user_data)
 {
-  g_autoptr(QleanNetwork) self = g_weak_ref_get (&((NetworkLink *) user_data)->network);
+  g_autoptr(QleanNetwork) self = qlean_link_get (user_data);
 
   if (self == NULL)
     return G_SOURCE_REMOVE;
@@ -1367,15 +1329,15 @@ qlean_network_switch_exited_cb (GObject      *source,
                                 GAsyncResult *result,
                                 gpointer      user_data)
 {
-  NetworkLink *link = user_data;
-  g_autoptr(QleanNetwork) self = g_weak_ref_get (&link->network);
+  QleanLink *link = user_data;
+  g_autoptr(QleanNetwork) self = qlean_link_get (link);
   GSubprocess *process = G_SUBPROCESS (source);
   g_autofree char *status = NULL;
   g_autofree char *output = NULL;
   g_autoptr(GError) error = NULL;
 
   g_subprocess_wait_finish (process, result, NULL);
-  network_link_unref (link);
+  qlean_link_unref (link);
 
   if (self == NULL || self->vswitch != process)
     return;
@@ -1430,14 +1392,14 @@ qlean_network_plug_exited_cb (GObject      *source,
                               GAsyncResult *result,
                               gpointer      user_data)
 {
-  NetworkLink *link = user_data;
-  g_autoptr(QleanNetwork) self = g_weak_ref_get (&link->network);
+  QleanLink *link = user_data;
+  g_autoptr(QleanNetwork) self = qlean_link_get (link);
   GSubprocess *process = G_SUBPROCESS (source);
   g_autofree char *status = NULL;
   g_autofree char *output = NULL;
 
   g_subprocess_wait_finish (process, result, NULL);
-  network_link_unref (link);
+  qlean_link_unref (link);
 
   if (self == NULL || self->plug != process)
     return;
@@ -1472,7 +1434,7 @@ qlean_network_plug_exited_cb (GObject      *source,
 static gboolean
 qlean_network_start_timeout_cb (gpointer user_data)
 {
-  g_autoptr(QleanNetwork) self = g_weak_ref_get (&((NetworkLink *) user_data)->network);
+  g_autoptr(QleanNetwork) self = qlean_link_get (user_data);
   g_autofree char *output = NULL;
 
   if (self == NULL)
@@ -1493,7 +1455,7 @@ static void qlean_network_poll_plug (QleanNetwork *self);
 static gboolean
 qlean_network_poll_timeout_cb (gpointer user_data)
 {
-  g_autoptr(QleanNetwork) self = g_weak_ref_get (&((NetworkLink *) user_data)->network);
+  g_autoptr(QleanNetwork) self = qlean_link_get (user_data);
 
   if (self == NULL)
     return G_SOURCE_REMOVE;
@@ -1577,7 +1539,7 @@ qlean_network_spawn_plug (QleanNetwork  *self,
   self->plug_pid = g_ascii_strtoll (g_subprocess_get_identifier (self->plug), NULL, 10);
   g_mutex_unlock (&self->lock);
   g_subprocess_wait_async (self->plug, NULL, qlean_network_plug_exited_cb,
-                           network_link_ref (self->link));
+                           qlean_link_ref (self->link));
 
   return TRUE;
 }
@@ -1693,10 +1655,10 @@ qlean_network_launch (QleanNetwork  *self,
 
   qlean_network_set_state (self, NET_STARTING);
   g_subprocess_wait_async (vswitch, NULL, qlean_network_switch_exited_cb,
-                           network_link_ref (self->link));
+                           qlean_link_ref (self->link));
   g_data_input_stream_read_line_async (self->console_out, G_PRIORITY_DEFAULT, NULL,
                                        qlean_network_console_read_cb,
-                                       network_link_ref (self->link));
+                                       qlean_link_ref (self->link));
   self->start_timer = network_add_timeout (self, START_TIMEOUT_MS, qlean_network_start_timeout_cb);
 
   /* The first answer on the console means the switch has made its

@@ -26,4 +26,17 @@ gboolean  qlean_rm_rf              (const char  *path,
  * their image at once). */
 GResource *qlean_resources         (void);
 
+/* A shared, thread-safe weak reference: what worker callbacks that may
+ * outlive an operation (QEMU's exit watch, QMP events, switch timers)
+ * hold instead of their object, so that dropping the last reference to
+ * a running machine or network still disposes it. */
+typedef struct _QleanLink QleanLink;
+
+QleanLink *qlean_link_new            (gpointer   object);
+QleanLink *qlean_link_ref            (QleanLink *link);
+/* A GDestroyNotify. */
+void       qlean_link_unref          (gpointer   link);
+/* The object, with a new reference, or NULL once it is gone. */
+gpointer   qlean_link_get            (QleanLink *link);
+
 G_END_DECLS

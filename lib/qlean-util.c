@@ -168,3 +168,45 @@ qlean_resources (void)
     g_once_init_leave (&resource, (gsize) qlean_get_resource ());
   return (GResource *) resource;
 }
+
+struct _QleanLink
+{
+  gatomicrefcount ref_count;
+  GWeakRef        object;
+};
+
+QleanLink *
+qlean_link_new (gpointer object)
+{
+  QleanLink *link = g_new0 (QleanLink, 1);
+
+  g_atomic_ref_count_init (&link->ref_count);
+  g_weak_ref_init (&link->object, object);
+
+  return link;
+}
+
+QleanLink *
+qlean_link_ref (QleanLink *link)
+{
+  g_atomic_ref_count_inc (&link->ref_count);
+  return link;
+}
+
+void
+qlean_link_unref (gpointer data)
+{
+  QleanLink *link = data;
+
+  if (g_atomic_ref_count_dec (&link->ref_count))
+    {
+      g_weak_ref_clear (&link->object);
+      g_free (link);
+    }
+}
+
+gpointer
+qlean_link_get (QleanLink *link)
+{
+  return g_weak_ref_get (&link->object);
+}
