@@ -913,7 +913,6 @@ static void
 test_cli_cycle (void)
 {
   g_autofree char *qlean = cli_path ();
-  g_autofree char *qemu = g_find_program_in_path ("qemu-system-x86_64");
   g_autofree char *name = g_strdup_printf ("test-exec-%d", (int) getpid ());
   g_autofree char *out = NULL;
   g_autofree char *err = NULL;
@@ -927,11 +926,8 @@ test_cli_cycle (void)
   gint64 owner, start;
   int status;
 
-  if (qemu == NULL)
-    {
-      g_test_skip ("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
-      return;
-    }
+  if (!test_have_qemu ())
+    return;
   if (!g_file_test (qlean, G_FILE_TEST_IS_EXECUTABLE))
     {
       g_test_skip ("the qlean command is not built");

@@ -10,6 +10,7 @@
 #include <glib/gstdio.h>
 
 #include <qlean/qlean.h>
+#include "test-common.h"
 
 static QleanMachine *machine;
 
@@ -17,13 +18,9 @@ static gboolean
 get_machine (void)
 {
   g_autoptr(GError) error = NULL;
-  g_autofree char *qemu = g_find_program_in_path ("qemu-system-x86_64");
 
-  if (qemu == NULL)
-    {
-      g_test_skip ("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
-      return FALSE;
-    }
+  if (!test_have_qemu ())
+    return FALSE;
 
   if (machine == NULL)
     {

@@ -11,6 +11,7 @@
 #include <glib/gstdio.h>
 
 #include <qlean/qlean.h>
+#include "test-common.h"
 
 #include "qlean-network-private.h"
 
@@ -22,14 +23,10 @@ static QleanPool *pair_pool;
 static gboolean
 can_run_machines (void)
 {
-  g_autofree char *qemu = g_find_program_in_path ("qemu-system-x86_64");
   g_autofree char *vde_switch = g_find_program_in_path ("vde_switch");
 
-  if (qemu == NULL)
-    {
-      g_test_skip ("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
-      return FALSE;
-    }
+  if (!test_have_qemu ())
+    return FALSE;
   if (vde_switch == NULL)
     {
       g_test_skip ("vde_switch is not installed (apt-get install vde2)");
