@@ -19,6 +19,7 @@
 #include "qlean-error.h"
 #include "qlean-guest-process-private.h"
 #include "qlean-json-channel-private.h"
+#include "qlean-machine-private.h"
 #include "qlean-sync-private.h"
 #include "qlean-worker-private.h"
 
@@ -248,8 +249,13 @@ qlean_guest_process_timeout_cb (gpointer user_data)
   self->timed_out = TRUE;
   g_mutex_unlock (&self->lock);
 
+  /* The EXIT that follows the kill is due at once; a stopped qlean-guest
+   * never sends it, so that wait is bounded too. */
   if (self->stream != NULL)
-    qlean_guest_stream_send_signal (self->stream, SIGKILL);
+    {
+      qlean_guest_stream_send_signal (self->stream, SIGKILL);
+      qlean_guest_stream_set_timeout (self->stream, qlean_machine_get_guest_timeout (self->machine));
+    }
 
   return G_SOURCE_REMOVE;
 }
@@ -349,8 +355,11 @@ qlean_guest_process_stream_cb (QleanGuestStream *stream,
     {
     case 0:
       {
-        /* The channel closed: the machine went down or was stopped. */
-        GError *failure = g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_CRASHED,
+        /* The channel closed (the machine went down or was stopped), or
+         * qlean-guest let a start or a kill go unanswered. */
+        gboolean timed_out = g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+        GError *failure = g_error_new (timed_out ? G_IO_ERROR : QLEAN_MACHINE_ERROR,
+                                       timed_out ? G_IO_ERROR_TIMED_OUT : QLEAN_MACHINE_ERROR_CRASHED,
                                        _("Lost “%s” in machine “%s”: %s"), self->program,
                                        qlean_machine_get_name (self->machine), error->message);
 
@@ -380,6 +389,9 @@ qlean_guest_process_stream_cb (QleanGuestStream *stream,
           const guint8 *data = g_bytes_get_data (payload, &len);
 
           self->identifier = g_strdup_printf ("%u", len >= 4 ? qlean_guest_read_u32 (data) : 0);
+          /* Started: from now on the process may stay silent as long as
+           * it likes. */
+          qlean_guest_stream_set_timeout (stream, 0);
           if (self->timeout_ms > 0)
             self->timeout_source = qlean_add_timeout (qlean_worker_get_context (), self->timeout_ms,
                                                       qlean_guest_process_timeout_cb, self);
@@ -516,6 +528,8 @@ qlean_guest_process_start (QleanMachine           *machine,
                                                   qlean_guest_process_stream_cb,
                                                   g_object_ref (self), g_object_unref);
   qlean_guest_stream_set_writable_func (self->stream, qlean_guest_process_stdin_writable, self);
+  /* STARTED (or ERROR) is due at once. */
+  qlean_guest_stream_set_timeout (self->stream, qlean_machine_get_guest_timeout (self->machine));
 
   if (stdin_bytes != NULL)
     {

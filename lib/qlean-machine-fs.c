@@ -6,12 +6,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <glib/gi18n-lib.h>
 
 #include "qlean-error.h"
 #include "qlean-guest-channel-private.h"
+#include "qlean-json-channel-private.h"
 #include "qlean-machine-fs.h"
 #include "qlean-machine-fs-private.h"
 #include "qlean-machine-private.h"
@@ -50,14 +52,17 @@ typedef struct
   gboolean    port_only;    /* GET, PUT: never through the agent */
 
   /* worker */
-  GByteArray *collected;
-  GBytes     *done;
-  gboolean    seen_done;
+  GByteArray       *collected;
+  GBytes           *done;
+  gboolean          seen_done;
+  QleanGuestStream *stream;         /* borrowed; open until the task returns */
+  GSource          *cancel_source;  /* holds the task until it returns */
 } FsRequest;
 
 static void
 fs_request_free (FsRequest *req)
 {
+  g_assert (req->cancel_source == NULL);
   g_free (req->path);
   g_free (req->path2);
   g_clear_pointer (&req->contents, g_bytes_unref);
@@ -126,6 +131,45 @@ qlean_machine_fs_error (QleanMachine *machine,
   return qlean_guest_error_from_payload (payload, what);
 }
 
+/* Worker: ends the call, and the stream if it is still open. */
+static void
+fs_return (GTask  *task,
+           GError *error)
+{
+  FsRequest *req = g_task_get_task_data (task);
+  QleanGuestStream *stream = g_steal_pointer (&req->stream);
+
+  g_object_ref (task);
+  qlean_clear_source (&req->cancel_source);
+  if (stream != NULL)
+    qlean_guest_stream_close (stream);
+  if (error != NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_boolean (task, TRUE);
+  g_object_unref (task);
+}
+
+/* Worker: the caller gave up. The guest is told (a GET or PUT stops
+ * there) and whatever it still sends is dropped. */
+static gboolean
+fs_cancelled_cb (GCancellable *cancellable,
+                 gpointer      user_data)
+{
+  GTask *task = user_data;
+  FsRequest *req = g_task_get_task_data (task);
+  GError *error = NULL;
+
+  if (!g_task_get_completed (task) && req->stream != NULL)
+    {
+      qlean_guest_stream_send_signal (req->stream, SIGTERM);
+      g_cancellable_set_error_if_cancelled (cancellable, &error);
+      fs_return (task, error);
+    }
+
+  return G_SOURCE_REMOVE;
+}
+
 static void
 fs_stream_cb (QleanGuestStream *stream,
               guint8            type,
@@ -144,15 +188,21 @@ fs_stream_cb (QleanGuestStream *stream,
   switch (type)
     {
     case 0:
-      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_CRASHED,
-                               _("Cannot %s in machine “%s”: %s"), _(req->verb),
-                               qlean_machine_get_name (machine), error->message);
-      return;
+      {
+        g_autofree char *display = g_filename_display_name (req->path);
+        gboolean timed_out = g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+
+        /* The channel closed (the guest went away), or it lives on and
+         * only this call waited too long. */
+        fs_return (task, g_error_new (timed_out ? G_IO_ERROR : QLEAN_MACHINE_ERROR,
+                                      timed_out ? G_IO_ERROR_TIMED_OUT : QLEAN_MACHINE_ERROR_CRASHED,
+                                      _("Cannot %s “%s” in machine “%s”: %s"), _(req->verb),
+                                      display, qlean_machine_get_name (machine), error->message));
+        return;
+      }
 
     case QLEAN_GUEST_FRAME_ERROR:
-      qlean_guest_stream_close (stream);
-      g_task_return_error (task, qlean_machine_fs_error (machine, req->verb, req->path,
-                                                         req->path2, payload));
+      fs_return (task, qlean_machine_fs_error (machine, req->verb, req->path, req->path2, payload));
       return;
 
     case QLEAN_GUEST_FRAME_DATA:
@@ -176,8 +226,7 @@ fs_stream_cb (QleanGuestStream *stream,
       return;
     }
 
-  qlean_guest_stream_close (stream);
-  g_task_return_boolean (task, TRUE);
+  fs_return (task, NULL);
 }
 
 static void
@@ -215,6 +264,16 @@ fs_channel_cb (GObject      *source,
   request = fs_request_encode (req);
   stream = qlean_guest_channel_open_stream (channel, req->request, request, fs_stream_cb,
                                             g_object_ref (task), g_object_unref);
+  req->stream = stream;
+  qlean_guest_stream_set_timeout (stream, qlean_machine_get_guest_timeout (QLEAN_MACHINE (source)));
+  if (g_task_get_cancellable (task) != NULL)
+    {
+      req->cancel_source = g_cancellable_source_new (g_task_get_cancellable (task));
+      g_source_set_callback (req->cancel_source, G_SOURCE_FUNC (fs_cancelled_cb),
+                             g_object_ref (task), g_object_unref);
+      g_source_set_static_name (req->cancel_source, "[qlean] file call cancelled");
+      g_source_attach (req->cancel_source, qlean_worker_get_context ());
+    }
   if (req->contents != NULL)
     {
       qlean_guest_stream_send_data (stream, req->contents);

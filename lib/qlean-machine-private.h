@@ -74,5 +74,8 @@ void               qlean_machine_run_starting_async       (QleanMachine        *
                                                            gpointer             user_data);
 /* Any thread: the channel as it is, answering or not; NULL when stopped. */
 QleanGuestChannel *qlean_machine_peek_guest_channel       (QleanMachine        *self);
+/* Any thread: how long a data port call waits for each frame of
+ * qlean-guest (the agent client's timeout; 0 = forever). */
+guint              qlean_machine_get_guest_timeout        (QleanMachine        *self);
 
 G_END_DECLS

@@ -138,11 +138,18 @@ transfer_stream_cb (QleanGuestStream *stream,
   switch (type)
     {
     case 0:
-      g_clear_pointer (&t->stream, qlean_guest_stream_unref);
-      transfer_end (t, g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_CRASHED,
-                                    _("Cannot %s “%s” in machine “%s”: %s"), _(t->verb), t->path,
-                                    qlean_machine_get_name (t->machine), error->message));
-      break;
+      {
+        /* The channel closed (the guest went away), or it lives on and
+         * only this stream waited too long. */
+        gboolean timed_out = g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+
+        g_clear_pointer (&t->stream, qlean_guest_stream_unref);
+        transfer_end (t, g_error_new (timed_out ? G_IO_ERROR : QLEAN_MACHINE_ERROR,
+                                      timed_out ? G_IO_ERROR_TIMED_OUT : QLEAN_MACHINE_ERROR_CRASHED,
+                                      _("Cannot %s “%s” in machine “%s”: %s"), _(t->verb), t->path,
+                                      qlean_machine_get_name (t->machine), error->message));
+        break;
+      }
 
     case QLEAN_GUEST_FRAME_ERROR:
       transfer_end (t, qlean_machine_fs_error (t->machine, t->verb, t->path, NULL, payload));
@@ -218,6 +225,7 @@ worker_call_cb (gpointer user_data)
                                                    transfer_stream_cb, transfer_ref (t),
                                                    (GDestroyNotify) transfer_unref);
       qlean_guest_stream_set_writable_func (t->stream, transfer_writable_cb, t);
+      qlean_guest_stream_set_timeout (t->stream, qlean_machine_get_guest_timeout (t->machine));
       break;
     case SEND:
       if (t->stream != NULL)

@@ -895,6 +895,16 @@ qlean_machine_get_qga (QleanMachine *self)
   return qga;
 }
 
+/* One setting, QleanQgaClient:timeout, bounds every wait on the guest's
+ * programs: the agent's answers and qlean-guest's frames alike. */
+guint
+qlean_machine_get_guest_timeout (QleanMachine *self)
+{
+  g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (self);
+
+  return qga != NULL ? qlean_qga_client_get_timeout (qga) : 0;
+}
+
 /**
  * qlean_machine_dup_crash_reason:
  * @self: a #QleanMachine
@@ -3290,6 +3300,7 @@ qlean_machine_fix_clock_in_worker (gpointer user_data)
     stream = qlean_guest_channel_open_stream (channel, QLEAN_GUEST_FRAME_FS, request,
                                               qlean_machine_clock_set_cb,
                                               qlean_link_ref (self->link), qlean_link_unref);
+    qlean_guest_stream_set_timeout (stream, qlean_machine_get_guest_timeout (self));
   }
 
   return G_SOURCE_REMOVE;

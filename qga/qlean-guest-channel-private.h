@@ -132,6 +132,15 @@ void               qlean_guest_stream_send_signal   (QleanGuestStream    *stream
  * the protocol header's flow control). */
 void               qlean_guest_stream_send_credit   (QleanGuestStream    *stream,
                                                      guint32              bytes);
+/* Worker thread only. Ends the stream with G_IO_ERROR_TIMED_OUT (type 0)
+ * when the guest, owing it a frame, sends nothing on it for @timeout_ms
+ * (0, the default: wait forever). The guest owes one except on a PUT
+ * while the host is the one to send. The guest is asked to cancel
+ * (SIGNAL) and what it sends on the stream later is dropped; the channel
+ * and its other streams carry on, so a guest that was only stopped
+ * serves the next call. */
+void               qlean_guest_stream_set_timeout   (QleanGuestStream    *stream,
+                                                     guint                timeout_ms);
 /* Bytes queued or in flight that the guest has not acknowledged. */
 gsize              qlean_guest_stream_get_unacked   (QleanGuestStream    *stream);
 /* Called once the unacknowledged bytes drop below half the window. */

@@ -5,6 +5,7 @@
 
 #include "config.h"
 
+#include <signal.h>
 #include <string.h>
 #include <glib/gi18n-lib.h>
 
@@ -241,6 +242,11 @@ struct _QleanGuestStream
   gsize                 queued;     /* in pending */
   GSourceFunc           writable_func;
   gpointer              writable_data;
+  guint8                request_type;
+  guint                 timeout_ms;  /* 0: wait for the guest forever */
+  gint64                heard;       /* last frame from the guest, or data to it */
+  gboolean              signalled;   /* a SIGNAL went out: an answer is due */
+  GSource              *timer;
 };
 
 typedef enum
@@ -290,6 +296,7 @@ qlean_guest_stream_unref (QleanGuestStream *stream)
   if (!g_atomic_ref_count_dec (&stream->ref_count))
     return;
 
+  qlean_clear_source (&stream->timer);
   g_queue_clear_full (&stream->pending, (GDestroyNotify) g_bytes_unref);
   if (stream->destroy != NULL)
     stream->destroy (stream->user_data);
@@ -352,6 +359,7 @@ qlean_guest_stream_flush (QleanGuestStream *stream)
       g_queue_pop_head (&stream->pending);
       stream->queued -= size;
       stream->unacked += size;
+      stream->heard = g_get_monotonic_time ();
       qlean_guest_channel_send_frame (self, QLEAN_GUEST_FRAME_DATA, 0, stream->id,
                                       g_bytes_get_data (head, NULL), size);
       g_bytes_unref (head);
@@ -404,6 +412,9 @@ qlean_guest_stream_send_signal (QleanGuestStream *stream,
     return;
 
   put_u32 (payload, (guint32) signum);
+  if (!stream->signalled)
+    stream->heard = g_get_monotonic_time ();
+  stream->signalled = TRUE;
   qlean_guest_channel_send_frame (stream->channel, QLEAN_GUEST_FRAME_SIGNAL, 0, stream->id,
                                   payload, sizeof payload);
 }
@@ -446,7 +457,82 @@ qlean_guest_stream_close (QleanGuestStream *stream)
     return;
 
   stream->channel = NULL;
+  qlean_clear_source (&stream->timer);
   g_hash_table_remove (self->streams, GUINT_TO_POINTER (stream->id));
+}
+
+/* Whether the guest owes the stream a frame: always, except on a PUT
+ * while the host is the one to send (nothing unacknowledged, no EOF, no
+ * SIGNAL asking to cancel). */
+static gboolean
+qlean_guest_stream_awaits_guest (QleanGuestStream *stream)
+{
+  return stream->request_type != QLEAN_GUEST_FRAME_PUT || stream->eof_sent ||
+         stream->signalled || qlean_guest_stream_get_unacked (stream) > 0;
+}
+
+static void qlean_guest_stream_arm (QleanGuestStream *stream,
+                                    guint             delay_ms);
+
+static gboolean
+qlean_guest_stream_timeout_cb (gpointer user_data)
+{
+  QleanGuestStream *stream = user_data;
+  gint64 silent_ms = (g_get_monotonic_time () - stream->heard) / G_TIME_SPAN_MILLISECOND;
+  g_autoptr(GError) error = NULL;
+
+  g_clear_pointer (&stream->timer, g_source_unref);
+
+  if (stream->channel == NULL)
+    return G_SOURCE_REMOVE;
+
+  if (!qlean_guest_stream_awaits_guest (stream))
+    {
+      stream->heard = g_get_monotonic_time ();
+      silent_ms = 0;
+    }
+  if (silent_ms < stream->timeout_ms)
+    {
+      qlean_guest_stream_arm (stream, stream->timeout_ms - (guint) silent_ms);
+      return G_SOURCE_REMOVE;
+    }
+
+  /* Ask the guest to drop the request (a GET or PUT stops, a PUT removes
+   * its temporary file) should it wake up; whatever it sends on the
+   * stream after that is ignored. */
+  error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                       _("qlean-guest sent nothing for %u ms (stopped, or too busy?); the wait "
+                         "is the guest agent client's timeout (QleanQgaClient:timeout)"),
+                       stream->timeout_ms);
+  qlean_guest_stream_ref (stream);
+  qlean_guest_stream_send_signal (stream, SIGTERM);
+  qlean_guest_stream_close (stream);
+  stream->func (stream, 0, 0, NULL, error, stream->user_data);
+  qlean_guest_stream_unref (stream);
+
+  return G_SOURCE_REMOVE;
+}
+
+static void
+qlean_guest_stream_arm (QleanGuestStream *stream,
+                        guint             delay_ms)
+{
+  qlean_clear_source (&stream->timer);
+  stream->timer = qlean_add_timeout (qlean_worker_get_context (), delay_ms,
+                                     qlean_guest_stream_timeout_cb, stream);
+}
+
+void
+qlean_guest_stream_set_timeout (QleanGuestStream *stream,
+                                guint             timeout_ms)
+{
+  g_assert (qlean_worker_is_current ());
+
+  stream->timeout_ms = timeout_ms;
+  stream->heard = g_get_monotonic_time ();
+  qlean_clear_source (&stream->timer);
+  if (timeout_ms > 0 && stream->channel != NULL)
+    qlean_guest_stream_arm (stream, timeout_ms);
 }
 
 QleanGuestStream *
@@ -465,6 +551,7 @@ qlean_guest_channel_open_stream (QleanGuestChannel    *self,
 
   g_atomic_ref_count_init (&stream->ref_count);
   stream->channel = self;
+  stream->request_type = request_type;
   stream->func = func;
   stream->user_data = user_data;
   stream->destroy = destroy;
@@ -504,12 +591,30 @@ qlean_guest_channel_finish_hellos (QleanGuestChannel *self,
     }
 }
 
+/* Every open stream gets @reason (type 0) and is forgotten. */
+static void
+qlean_guest_channel_end_streams (QleanGuestChannel *self,
+                                 const GError      *reason)
+{
+  g_autoptr(GHashTable) streams = g_steal_pointer (&self->streams);
+  g_autoptr(GList) values = NULL;
+
+  self->streams = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify) qlean_guest_stream_unref);
+  values = g_hash_table_get_values (streams);
+  for (GList *l = values; l != NULL; l = l->next)
+    {
+      QleanGuestStream *stream = l->data;
+
+      stream->channel = NULL;
+      qlean_clear_source (&stream->timer);
+      stream->func (stream, 0, 0, NULL, reason, stream->user_data);
+    }
+}
+
 static void
 qlean_guest_channel_close_in_worker (QleanGuestChannel *self,
                                      const GError      *reason)
 {
-  g_autoptr(GHashTable) streams = NULL;
-  g_autoptr(GList) values = NULL;
 
   if (self->state == CHANNEL_CLOSED)
     return;
@@ -520,16 +625,7 @@ qlean_guest_channel_close_in_worker (QleanGuestChannel *self,
   g_io_stream_close (self->stream, NULL, NULL);
   qlean_guest_channel_finish_hellos (self, reason);
 
-  streams = g_steal_pointer (&self->streams);
-  self->streams = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify) qlean_guest_stream_unref);
-  values = g_hash_table_get_values (streams);
-  for (GList *l = values; l != NULL; l = l->next)
-    {
-      QleanGuestStream *stream = l->data;
-
-      stream->channel = NULL;
-      stream->func (stream, 0, 0, NULL, reason, stream->user_data);
-    }
+  qlean_guest_channel_end_streams (self, reason);
 
   /* Drop the reference reading held (see qlean_guest_channel_new). */
   g_object_unref (self);
@@ -575,6 +671,8 @@ qlean_guest_channel_dispatch (QleanGuestChannel *self,
   stream = g_hash_table_lookup (self->streams, GUINT_TO_POINTER (id));
   if (stream == NULL)
     return;
+
+  stream->heard = g_get_monotonic_time ();
 
   if (type == QLEAN_GUEST_FRAME_CREDIT)
     {
@@ -958,8 +1056,6 @@ qlean_guest_channel_reset (QleanGuestChannel *self,
                            guint              timeout_ms)
 {
   g_autoptr(QleanGuestChannel) hold = g_object_ref (self);
-  g_autoptr(GHashTable) streams = NULL;
-  g_autoptr(GList) values = NULL;
 
   g_assert (qlean_worker_is_current ());
 
@@ -970,16 +1066,7 @@ qlean_guest_channel_reset (QleanGuestChannel *self,
   g_atomic_int_set (&self->ready, FALSE);
   g_byte_array_set_size (self->in, 0);
 
-  streams = g_steal_pointer (&self->streams);
-  self->streams = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify) qlean_guest_stream_unref);
-  values = g_hash_table_get_values (streams);
-  for (GList *l = values; l != NULL; l = l->next)
-    {
-      QleanGuestStream *stream = l->data;
-
-      stream->channel = NULL;
-      stream->func (stream, 0, 0, NULL, reason, stream->user_data);
-    }
+  qlean_guest_channel_end_streams (self, reason);
 
   /* Frames still queued for the old streams are harmless: the new guest
    * program drops everything it reads before our HELLO. */

@@ -727,6 +727,14 @@ qlean_qga_client_class_init (QleanQgaClientClass *klass)
    * How long, in milliseconds, a command may wait for its reply (counted
    * from when it reaches the head of the queue) before it fails with
    * %G_IO_ERROR_TIMED_OUT; 0 waits forever.
+   *
+   * On the client of a #QleanMachine (qlean_machine_get_qga()) it also
+   * bounds every wait on qlean-guest, the machine's other program in the
+   * guest: a file call (read, write, metadata, uploads, downloads, ...)
+   * fails with %G_IO_ERROR_TIMED_OUT when qlean-guest sends nothing for
+   * it this long, and so does the start of a command. A running command
+   * may stay silent as long as it likes; give it its own timeout with
+   * qlean_guest_launcher_set_timeout().
    */
   properties[PROP_TIMEOUT] =
     g_param_spec_uint ("timeout", NULL, NULL,

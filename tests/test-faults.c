@@ -197,6 +197,152 @@ test_agent_stopped (void)
   g_assert_no_error (error);
 }
 
+/* Runs `sh -c @script` through the agent alone and waits for its end. */
+static void
+agent_sh (QleanMachine *machine,
+          const char   *script)
+{
+  g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (machine);
+  const char *args[] = { "-c", script, NULL };
+  g_autoptr(GError) error = NULL;
+  gint64 pid;
+
+  pid = qlean_qga_client_exec (qga, "/bin/sh", args, NULL, NULL, FALSE, NULL, &error);
+  g_assert_no_error (error);
+  for (;;)
+    {
+      g_autoptr(QleanQgaExecStatus) status = qlean_qga_client_exec_status (qga, pid, NULL, &error);
+
+      g_assert_no_error (error);
+      if (status->exited)
+        {
+          g_assert_cmpint (status->exit_code, ==, 0);
+          return;
+        }
+      g_usleep (10000);
+    }
+}
+
+/* Asserts that @error is a timeout that took about @timeout_ms. */
+static void
+assert_timed_out (const char   *what,
+                  const GError *error,
+                  gint64        start,
+                  guint         timeout_ms)
+{
+  gint64 elapsed = g_get_monotonic_time () - start;
+
+  g_test_message ("%s with qlean-guest stopped: %s after %.0f ms", what,
+                  error ? error->message : "(no error)", elapsed / 1000.0);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_assert_cmpint (elapsed, >=, (timeout_ms - 100) * G_TIME_SPAN_MILLISECOND);
+  g_assert_cmpint (elapsed, <, (timeout_ms + 4000) * G_TIME_SPAN_MILLISECOND);
+}
+
+static gpointer
+cancel_later_thread (gpointer user_data)
+{
+  g_usleep (300000);
+  g_cancellable_cancel (user_data);
+  return NULL;
+}
+
+/* qlean-guest stops answering (SIGSTOP, sent through the agent): file
+ * calls and the start of a command time out after the agent client's
+ * timeout, a cancelled file call returns at once, and after SIGCONT the
+ * next calls work on the same channel. */
+static void
+test_guest_program_stopped (void)
+{
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(QleanQgaClient) qga = NULL;
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanGuestProcess) process = NULL;
+  g_autoptr(GCancellable) cancellable = NULL;
+  g_autoptr(GFileInfo) info = NULL;
+  g_autoptr(GBytes) contents = NULL;
+  g_autoptr(GBytes) data = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GThread) canceller = NULL;
+  g_autofree char *pid = NULL;
+  g_autofree char *script = NULL;
+  g_autofree char *out = NULL;
+  const char *argv[] = { "true", NULL };
+  guint saved_timeout;
+  gint64 start;
+
+  if (!test_have_qemu ())
+    return;
+
+  machine = boot_machine ();
+  qga = qlean_machine_get_qga (machine);
+  pid = test_run_text (machine, "echo $PPID");
+  data = g_bytes_new_static ("kept\n", 5);
+  g_assert_true (qlean_machine_write (machine, "/root/kept", data, NULL, &error));
+  g_assert_no_error (error);
+
+  script = g_strdup_printf ("kill -STOP %s", pid);
+  agent_sh (machine, script);
+  saved_timeout = qlean_qga_client_get_timeout (qga);
+  qlean_qga_client_set_timeout (qga, 1000);
+
+  start = g_get_monotonic_time ();
+  info = qlean_machine_metadata (machine, "/root/kept", NULL, &error);
+  g_assert_null (info);
+  assert_timed_out ("metadata", error, start, 1000);
+  g_clear_error (&error);
+
+  start = g_get_monotonic_time ();
+  contents = qlean_machine_read (machine, "/root/kept", NULL, &error);
+  g_assert_null (contents);
+  assert_timed_out ("read", error, start, 1000);
+  g_clear_error (&error);
+
+  start = g_get_monotonic_time ();
+  g_assert_false (qlean_machine_write (machine, "/root/lost", data, NULL, &error));
+  assert_timed_out ("write", error, start, 1000);
+  g_clear_error (&error);
+
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_NONE);
+  start = g_get_monotonic_time ();
+  process = qlean_guest_launcher_spawnv (launcher, machine, argv, &error);
+  g_assert_null (process);
+  assert_timed_out ("spawn", error, start, 1000);
+  g_clear_error (&error);
+
+  /* Cancelled: back at once, whatever the timeout. */
+  qlean_qga_client_set_timeout (qga, 60000);
+  cancellable = g_cancellable_new ();
+  canceller = g_thread_new ("canceller", cancel_later_thread, cancellable);
+  start = g_get_monotonic_time ();
+  g_assert_false (qlean_machine_exists (machine, "/root/kept", cancellable, &error));
+  g_test_message ("exists, cancelled after 300 ms: %s after %.0f ms", error->message,
+                  (g_get_monotonic_time () - start) / 1000.0);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 5 * G_USEC_PER_SEC);
+  g_clear_error (&error);
+
+  g_free (script);
+  script = g_strdup_printf ("kill -CONT %s", pid);
+  agent_sh (machine, script);
+  qlean_qga_client_set_timeout (qga, saved_timeout);
+
+  /* The same channel serves again; the late answers went nowhere. */
+  g_clear_object (&info);
+  info = qlean_machine_metadata (machine, "/root/kept", NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (g_file_info_get_size (info), ==, 5);
+  g_clear_pointer (&contents, g_bytes_unref);
+  contents = qlean_machine_read (machine, "/root/kept", NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_bytes_equal (contents, data));
+  out = test_run_text (machine, "echo $PPID");
+  g_assert_cmpstr (out, ==, pid);
+
+  g_assert_true (qlean_machine_shutdown (machine, NULL, &error));
+  g_assert_no_error (error);
+}
+
 /* Which program runs the commands: qlean-guest, or qemu-ga as the
  * fallback; and which boot of the guest this is. */
 static void
@@ -738,6 +884,7 @@ main (int    argc,
 
   g_test_add_func ("/faults/qemu-killed-during-exec", test_qemu_killed_during_exec);
   g_test_add_func ("/faults/agent-stopped", test_agent_stopped);
+  g_test_add_func ("/faults/guest-program-stopped", test_guest_program_stopped);
   g_test_add_func ("/faults/guest-reboots", test_guest_reboots);
   g_test_add_func ("/faults/run-dir-modes", test_run_dir_modes);
   g_test_add_func ("/faults/runner-killed", test_runner_killed);
