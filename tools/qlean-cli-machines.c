@@ -110,6 +110,7 @@ typedef struct
   GArray  *forwards;
   char    *ip;
   char    *network;   /* qlean start --network */
+  gboolean network_down;
 } MachineState;
 
 static void
@@ -187,6 +188,16 @@ read_state (const char *dir)
    * crashed machine or a dead owner has none --- */
   if (!g_str_equal (state->state, "running") && !g_str_equal (state->state, "paused"))
     g_array_set_size (state->forwards, 0);
+  /* --- */
+
+  /* --- networks: a network whose owner died (its switch with it) no
+   * longer carries the machine's address --- */
+  if (state->network != NULL && !g_str_equal (state->state, "stopped") &&
+      !cli_network_has_member (state->network, state->name, state->owner))
+    {
+      state->network_down = TRUE;
+      g_clear_pointer (&state->ip, g_free);
+    }
   /* --- */
 
   return state;
@@ -1200,6 +1211,8 @@ cmd_ls (int    argc,
             json_builder_add_string_value (builder, state->network);
           else
             json_builder_add_null_value (builder);
+          json_builder_set_member_name (builder, "network-down");
+          json_builder_add_boolean_value (builder, state->network_down);
           json_builder_set_member_name (builder, "forwards");
           json_builder_begin_array (builder);
           for (guint j = 0; j < state->forwards->len; j++)
@@ -1232,6 +1245,8 @@ cmd_ls (int    argc,
 
       /* --- port forwards and address: 127.0.0.1:HOST->GUEST,... --- */
       GString *ports = g_string_new (NULL);
+      g_autofree char *network = state->network_down ? g_strdup_printf (_("%s(down)"), state->network)
+                                                     : g_strdup (state->network ? state->network : "-");
 
       for (guint j = 0; j < state->forwards->len; j++)
         {
@@ -1241,7 +1256,7 @@ cmd_ls (int    argc,
         }
       g_print ("%-20s %-11s %8" G_GINT64_FORMAT " %-12s %-7s %-15s %-12s %s\n", state->name, state->state,
                state->owner, state->image, uptime, state->ip ? state->ip : "-",
-               state->network ? state->network : "-", ports->len ? ports->str : "-");
+               network, ports->len ? ports->str : "-");
       g_string_free (ports, TRUE);
       /* --- */
     }

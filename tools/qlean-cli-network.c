@@ -32,7 +32,9 @@
  * lock meanwhile sees that the lock file it holds is no longer the one in
  * the directory, and starts over with a new network owner. A network
  * owner killed with SIGKILL takes its switch with it (PR_SET_PDEATHSIG);
- * `qlean gc` then removes its directory.
+ * `qlean gc` then removes its directory. Its machines run on, on no
+ * switch: `qlean ls` shows their network down (cli_network_has_member()),
+ * and the next start on that name makes a new network without them.
  *
  * Names: once a machine runs, it rewrites the Qlean lines of /etc/hosts
  * in every running member (itself included) with all members' addresses,
@@ -276,14 +278,13 @@ live_members (const char *dir)
   return members;
 }
 
-/* Under the lock: everything of the network but the lock, then it. */
+/* Under the lock: forgets every member, live or not. */
 static void
-remove_network_dir (const char *dir)
+remove_members (const char *dir)
 {
   g_autofree char *members_dir = g_build_filename (dir, MEMBERS_DIR, NULL);
   g_autoptr(GDir) listing = g_dir_open (members_dir, 0, NULL);
   const char *entry;
-  static const char * const files[] = { NETWORK_FILE, LOG_FILE, LOCK_FILE };
 
   while (listing != NULL && (entry = g_dir_read_name (listing)) != NULL)
     {
@@ -291,6 +292,16 @@ remove_network_dir (const char *dir)
 
       g_unlink (path);
     }
+}
+
+/* Under the lock: everything of the network but the lock, then it. */
+static void
+remove_network_dir (const char *dir)
+{
+  g_autofree char *members_dir = g_build_filename (dir, MEMBERS_DIR, NULL);
+  static const char * const files[] = { NETWORK_FILE, LOG_FILE, LOCK_FILE };
+
+  remove_members (dir);
   g_rmdir (members_dir);
   for (guint i = 0; i < G_N_ELEMENTS (files); i++)
     {
@@ -537,11 +548,12 @@ cli_network_join (const char  *name,
     {
       g_autofree char *members_dir = g_build_filename (dir, MEMBERS_DIR, NULL);
 
-      /* What a dead network owner left is no network any more. */
+      /* What a dead network owner left is no network any more: its
+       * switch died with it, so even machines that still run are on no
+       * switch, and none of them is on the new one. */
       g_clear_pointer (&state, json_object_unref);
       g_unlink (state_path);
-      members = live_members (dir);
-      g_clear_pointer (&members, g_ptr_array_unref);
+      remove_members (dir);
       if (g_mkdir_with_parents (members_dir, 0700) != 0 ||
           !spawn_network_owner (name, dir, error) ||
           (state = read_object (state_path)) == NULL)
@@ -611,6 +623,32 @@ cli_network_join (const char  *name,
   if (address != NULL)
     *address = g_steal_pointer (&my_address);
   return g_steal_pointer (&network);
+}
+
+gboolean
+cli_network_has_member (const char *name,
+                        const char *machine,
+                        gint64      owner_pid)
+{
+  g_autofree char *dir = cli_network_dir (name, NULL);
+  g_autofree char *state_path = NULL;
+  g_autofree char *member_path = NULL;
+  g_autoptr(JsonObject) state = NULL;
+  g_autoptr(JsonObject) member = NULL;
+
+  if (dir == NULL)
+    return FALSE;
+
+  /* Both files are replaced whole (write_object), so no lock is needed
+   * to read them. */
+  state_path = g_build_filename (dir, NETWORK_FILE, NULL);
+  member_path = g_build_filename (dir, MEMBERS_DIR, machine, NULL);
+  state = read_object (state_path);
+  member = read_object (member_path);
+
+  return state != NULL && member != NULL &&
+         cli_process_alive (json_object_get_int_member_with_default (state, "owner-pid", 0)) &&
+         json_object_get_int_member_with_default (member, "owner-pid", 0) == owner_pid;
 }
 
 void

@@ -110,6 +110,11 @@ QleanNetwork *cli_network_join         (const char    *name,
 /* Once the machine runs: every running member lists all in /etc/hosts. */
 void          cli_network_update_hosts (const char    *name,
                                         QleanMachine  *self);
+/* Whether machine NAME of owner OWNER_PID is still on the switch of
+ * network NAME: its network owner runs, and has it as a member. */
+gboolean      cli_network_has_member   (const char    *name,
+                                        const char    *machine,
+                                        gint64         owner_pid);
 /* When the machine stopped; the last one out ends the network. */
 void          cli_network_leave        (const char    *name,
                                         const char    *machine);

@@ -90,8 +90,23 @@ for m in net-a net-b; do
   "$qlean" exec "$m" -- true || { echo "qlean gc killed $m along with its dead network:"; cat "$scratch/out"; exit 1; }
 done
 
+# ls says their network is down and shows no address; a machine started
+# on lab now gets a new network, which the old ones are not on.
+"$qlean" --quiet start --network lab net-c 2>"$scratch/err" || { echo "start --network lab net-c after the owner died failed: $(cat "$scratch/err")"; exit 1; }
+"$qlean" ls --json >"$scratch/ls" || { echo "qlean ls --json failed"; exit 1; }
+/usr/bin/python3 - "$scratch/ls" <<'PY' || { echo "qlean ls --json after the network owner died is wrong:"; cat "$scratch/ls"; exit 1; }
+import json, sys
+entries = {e["name"]: e for e in json.load(open(sys.argv[1]))}
+for name in ("net-a", "net-b"):
+    e = entries[name]
+    assert e["network"] == "lab" and e["network-down"] is True and e["ip"] is None, e
+c = entries["net-c"]
+assert c["network"] == "lab" and c["network-down"] is False and c["ip"], c
+PY
+"$qlean" ls | grep -E "^net-a .* - +lab\(down\) " >/dev/null || { echo "qlean ls does not show net-a's network down"; "$qlean" ls; exit 1; }
+
 # The last machine out takes the network with it: no switch, no QEMU, no state.
-"$qlean" --quiet stop net-a net-b || { echo "qlean stop net-a net-b failed"; exit 1; }
+"$qlean" --quiet stop net-a net-b net-c || { echo "qlean stop net-a net-b net-c failed"; exit 1; }
 [ ! -e "$run_dir/networks/lab" ] || { echo "network state left behind:"; find "$run_dir/networks"; exit 1; }
 if pgrep -f -- "$run_dir/net-lab-" >/dev/null || pgrep -f -- "$(readlink -f "$qlean") start --network-owner=lab" >/dev/null; then
   echo "processes of network lab left running:"; pgrep -af -- "$run_dir/net-lab-"; pgrep -af -- "$qlean start --network-owner"; exit 1
