@@ -25,8 +25,6 @@ char     *qlean_host_run_base        (GError     **error);
  * this process so that `qlean gc` can tell it from a dead one. */
 char     *qlean_host_make_run_dir    (const char  *name,
                                       GError     **error);
-/* Whether the process that made @run_dir still runs. */
-gboolean  qlean_host_run_dir_owner_alive (const char *run_dir);
 /* The package-manager command that installs @debian_package, for the
  * distribution this host runs. */
 char     *qlean_host_install_hint    (const char  *debian_package);

@@ -17,8 +17,7 @@
 
 #include "qlean-error.h"
 #include "qlean-host-private.h"
-
-#define OWNER_FILE "owner"
+#include "qlean-run-owner-private.h"
 
 char *
 qlean_host_install_hint (const char *debian_package)
@@ -232,31 +231,6 @@ qlean_host_run_base (GError **error)
   return g_steal_pointer (&base);
 }
 
-/* The owner's pid and its start time (field 22 of /proc/PID/stat), so
- * that a recycled pid is not mistaken for the owner. */
-static char *
-process_start_time (pid_t pid)
-{
-  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
-  g_autofree char *stat = NULL;
-  g_auto(GStrv) fields = NULL;
-  const char *after_comm;
-
-  if (!g_file_get_contents (path, &stat, NULL, NULL))
-    return NULL;
-
-  after_comm = strrchr (stat, ')');
-  if (after_comm == NULL)
-    return NULL;
-
-  fields = g_strsplit (after_comm + 2, " ", 0);
-  if (g_strv_length (fields) < 20)
-    return NULL;
-
-  /* fields[0] is field 3 (state); field 22 (starttime) is fields[19]. */
-  return g_strdup (fields[19]);
-}
-
 char *
 qlean_host_make_run_dir (const char  *name,
                          GError     **error)
@@ -283,9 +257,11 @@ qlean_host_make_run_dir (const char  *name,
     }
   dir = g_steal_pointer (&template);
 
-  start = process_start_time (getpid ());
+  /* The owner's pid and start time: `qlean gc` removes the directory
+   * once that process is gone (qlean-run-owner-private.h). */
+  start = qlean_process_start_time (getpid ());
   owner = g_strdup_printf ("%d %s\n", (int) getpid (), start ? start : "0");
-  owner_path = g_build_filename (dir, OWNER_FILE, NULL);
+  owner_path = g_build_filename (dir, QLEAN_RUN_OWNER_FILE, NULL);
   if (!g_file_set_contents_full (owner_path, owner, -1, G_FILE_SET_CONTENTS_NONE, 0600, error))
     {
       g_rmdir (dir);
@@ -294,30 +270,6 @@ qlean_host_make_run_dir (const char  *name,
     }
 
   return dir;
-}
-
-gboolean
-qlean_host_run_dir_owner_alive (const char *run_dir)
-{
-  g_autofree char *owner_path = g_build_filename (run_dir, OWNER_FILE, NULL);
-  g_autofree char *owner = NULL;
-  g_autofree char *start = NULL;
-  g_auto(GStrv) fields = NULL;
-  gint64 pid;
-
-  if (!g_file_get_contents (owner_path, &owner, NULL, NULL))
-    return FALSE;
-
-  fields = g_strsplit (g_strstrip (owner), " ", 2);
-  if (fields[0] == NULL || fields[1] == NULL)
-    return FALSE;
-
-  pid = g_ascii_strtoll (fields[0], NULL, 10);
-  if (pid <= 0 || (kill ((pid_t) pid, 0) != 0 && errno == ESRCH))
-    return FALSE;
-
-  start = process_start_time ((pid_t) pid);
-  return start != NULL && g_strcmp0 (start, fields[1]) == 0;
 }
 
 typedef struct

@@ -9,6 +9,7 @@
 #include <glib/gi18n-lib.h>
 
 #include "qlean-error.h"
+#include "qlean-hosts-script-private.h"
 #include "qlean-machine-network-private.h"
 #include "qlean-machine-private.h"
 #include "qlean-qga-client.h"
@@ -25,9 +26,10 @@
 /* The guest side of the configuration: a fixed script, with every value
  * passed as an argument, never pasted into shell text. IPv4 addresses are
  * flushed first, so that a guest restored from a saved state, or with a
- * DHCP lease, ends up with exactly the network's address. Lines Qlean
- * adds to /etc/hosts end in "# qlean", so that a new start replaces them
- * and leaves the image's own lines alone. */
+ * DHCP lease, ends up with exactly the network's address. Then Qlean's
+ * lines of /etc/hosts are replaced (qlean-hosts-script-private.h), in
+ * place: nothing in the starting guest reads them yet, and a rename
+ * would cost a process. */
 static const char configure_script[] =
   "addr=$1 dev=$2 gw=$3\n"
   "shift 3\n"
@@ -38,15 +40,8 @@ static const char configure_script[] =
   "  ip route replace default via \"$gw\" dev \"$dev\" || exit\n"
   "  [ -L /etc/resolv.conf ] || echo \"nameserver $gw\" > /etc/resolv.conf\n"
   "fi\n"
-  /* Builtins only, not grep: every process costs tens of milliseconds
-   * of the guest's CPU on a fresh TCG translation cache. */
-  "others=\n"
-  "if [ -f /etc/hosts ]; then\n"
-  "  while IFS= read -r l || [ -n \"$l\" ]; do\n"
-  "    case $l in *' # qlean') ;; *) others=\"$others$l\n\" ;; esac\n"
-  "  done < /etc/hosts\n"
-  "fi\n"
-  "{ printf '%s' \"$others\"; printf '%s # qlean\\n' \"$@\"; } > /etc/hosts\n";
+  QLEAN_HOSTS_KEEP_OTHERS
+  QLEAN_HOSTS_PRINT " > /etc/hosts\n";
 
 QleanNetworkLease *
 qlean_machine_network_resolve (QleanMachine  *self,

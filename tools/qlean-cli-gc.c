@@ -5,7 +5,7 @@
  * A process that owns machines and is killed with SIGKILL takes its QEMU
  * and vde processes with it (PR_SET_PDEATHSIG), but cannot remove their
  * run directories. Each run directory holds an `owner` file, "PID
- * STARTTIME" (lib/qlean-host.c writes it), so a directory whose owner no
+ * STARTTIME" (lib/qlean-run-owner-private.h), so a directory whose owner no
  * longer runs, or whose pid now belongs to another process, is garbage.
  * `qlean gc` removes exactly those, and the `qlean start` entries under
  * machines/ and networks/ whose owner died; it leaves everything else alone.
@@ -22,79 +22,11 @@
 #include <glib/gstdio.h>
 
 #include "qlean-cli-private.h"
+#include "qlean-run-owner-private.h"
 
-#define OWNER_FILE "owner"
 #define MACHINES_DIR "machines"
 
 static gboolean opt_dry_run;
-
-/* Field 22 of /proc/PID/stat: when the process started, in clock ticks
- * since boot. With the pid it names one process for the life of the
- * system, which a pid alone does not. */
-static char *
-process_start_time (gint64 pid)
-{
-  g_autofree char *path = g_strdup_printf ("/proc/%" G_GINT64_FORMAT "/stat", pid);
-  g_autofree char *stat = NULL;
-  g_auto(GStrv) fields = NULL;
-  const char *after_comm;
-
-  if (!g_file_get_contents (path, &stat, NULL, NULL))
-    return NULL;
-
-  after_comm = strrchr (stat, ')');
-  if (after_comm == NULL || after_comm[1] == '\0')
-    return NULL;
-
-  fields = g_strsplit (after_comm + 2, " ", 0);
-  if (g_strv_length (fields) < 20)
-    return NULL;
-  /* A zombie is dead, only not reaped yet (an owner killed after `qlean
-   * start` exited waits for whichever process it was reparented to). */
-  if (g_str_equal (fields[0], "Z"))
-    return NULL;
-
-  return g_strdup (fields[19]);
-}
-
-typedef enum
-{
-  OWNER_UNKNOWN,   /* no readable owner file: not ours to judge */
-  OWNER_ALIVE,
-  OWNER_DEAD,
-} OwnerStatus;
-
-static OwnerStatus
-run_dir_owner (const char *dir,
-               gint64     *pid_out)
-{
-  g_autofree char *path = g_build_filename (dir, OWNER_FILE, NULL);
-  g_autofree char *contents = NULL;
-  g_autofree char *start = NULL;
-  g_auto(GStrv) fields = NULL;
-  gint64 pid;
-
-  if (!g_file_get_contents (path, &contents, NULL, NULL))
-    return OWNER_UNKNOWN;
-
-  fields = g_strsplit (g_strstrip (contents), " ", 2);
-  if (fields[0] == NULL || fields[1] == NULL)
-    return OWNER_UNKNOWN;
-
-  pid = g_ascii_strtoll (fields[0], NULL, 10);
-  if (pid <= 0)
-    return OWNER_UNKNOWN;
-  *pid_out = pid;
-
-  if (kill ((pid_t) pid, 0) != 0 && errno == ESRCH)
-    return OWNER_DEAD;
-
-  start = process_start_time (pid);
-  if (start == NULL)
-    return OWNER_DEAD;
-
-  return g_str_equal (start, fields[1]) ? OWNER_ALIVE : OWNER_DEAD;
-}
 
 /* Processes of this user whose command line names a file in @dir: what
  * a dead owner's machines and networks left running, should
@@ -207,19 +139,19 @@ collect_run_dir (const char *dir,
   g_autoptr(GError) error = NULL;
   gint64 pid = 0;
 
-  switch (run_dir_owner (dir, &pid))
+  switch (qlean_run_owner_check (dir, &pid))
     {
-    case OWNER_UNKNOWN:
+    case QLEAN_RUN_OWNER_UNKNOWN:
       /* Being made right now, or not Qlean's. */
       g_debug ("%s has no owner file; left alone", dir);
       return TRUE;
 
-    case OWNER_ALIVE:
+    case QLEAN_RUN_OWNER_ALIVE:
       g_debug ("%s belongs to pid %" G_GINT64_FORMAT ", which runs", dir, pid);
       (*kept)++;
       return TRUE;
 
-    case OWNER_DEAD:
+    case QLEAN_RUN_OWNER_DEAD:
     default:
       break;
     }

@@ -58,6 +58,7 @@
 #include <glib/gstdio.h>
 
 #include "qlean-cli-private.h"
+#include "qlean-hosts-script-private.h"
 
 #define NETWORK_FILE "network.json"
 #define MEMBERS_DIR "members"
@@ -68,17 +69,12 @@
 #define OWNER_EXIT_WAIT_S 5
 #define HOSTS_UPDATE_TIMEOUT_MS 10000
 
-/* As the library's (lib/qlean-machine-network.c): the lines Qlean adds
- * end in "# qlean", the image's own stay; builtins only. Written beside
- * and renamed over, so that no reader ever sees half a file. */
+/* Qlean's lines of /etc/hosts (lib/qlean-hosts-script-private.h), in
+ * machines that run: written beside and renamed over, so that no reader
+ * ever sees half a file. */
 static const char hosts_script[] =
-  "others=\n"
-  "if [ -f /etc/hosts ]; then\n"
-  "  while IFS= read -r l || [ -n \"$l\" ]; do\n"
-  "    case $l in *' # qlean') ;; *) others=\"$others$l\n\" ;; esac\n"
-  "  done < /etc/hosts\n"
-  "fi\n"
-  "{ printf '%s' \"$others\"; printf '%s # qlean\\n' \"$@\"; } > /etc/hosts.qlean-new &&\n"
+  QLEAN_HOSTS_KEEP_OTHERS
+  QLEAN_HOSTS_PRINT " > /etc/hosts.qlean-new &&\n"
   "  mv -f /etc/hosts.qlean-new /etc/hosts\n";
 
 gboolean

@@ -18,6 +18,7 @@
 #include <qlean/qlean.h>
 
 #include "qlean-cli-private.h"
+#include "qlean-run-owner-private.h"
 
 
 static gboolean opt_version;
@@ -62,22 +63,13 @@ cli_is_quiet (void)
 gboolean
 cli_process_alive (gint64 pid)
 {
-  g_autofree char *stat_path = NULL;
-  g_autofree char *stat = NULL;
-  const char *end;
+  g_autofree char *start = NULL;
 
-  if (pid <= 0 || (kill ((pid_t) pid, 0) != 0 && errno != EPERM))
-    return FALSE;
-
-  /* A zombie is a dead owner whose parent has not reaped it yet (an
-   * owner is reparented when `qlean start` exits, maybe to a subreaper
+  /* A zombie counts as dead: an owner whose parent has not reaped it yet
+   * (it is reparented when `qlean start` exits, maybe to a subreaper
    * that never waits). */
-  stat_path = g_strdup_printf ("/proc/%" G_GINT64_FORMAT "/stat", pid);
-  if (g_file_get_contents (stat_path, &stat, NULL, NULL) &&
-      (end = strrchr (stat, ')')) != NULL && end[1] == ' ' && end[2] == 'Z')
-    return FALSE;
-
-  return TRUE;
+  start = pid > 0 ? qlean_process_start_time (pid) : NULL;
+  return start != NULL;
 }
 
 static int
