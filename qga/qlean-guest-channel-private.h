@@ -136,9 +136,12 @@ void               qlean_guest_stream_send_credit   (QleanGuestStream    *stream
  * when the guest, owing it a frame, sends nothing on it for @timeout_ms
  * (0, the default: wait forever). The guest owes one except on a PUT
  * while the host is the one to send. The guest is asked to cancel
- * (SIGNAL) and what it sends on the stream later is dropped; the channel
- * and its other streams carry on, so a guest that was only stopped
- * serves the next call. */
+ * (SIGNAL: SIGKILL for a command, SIGTERM otherwise), which it does if
+ * it is not too late (a PUT whose data all arrived may still complete),
+ * and what it sends on the stream later is dropped; the channel and its
+ * other streams carry on, so a guest that was only stopped serves the
+ * next call. qlean-guest serves one request at a time, so a long COPY or
+ * REMOVE_ALL keeps every stream waiting: give those no timeout. */
 void               qlean_guest_stream_set_timeout   (QleanGuestStream    *stream,
                                                      guint                timeout_ms);
 /* Bytes queued or in flight that the guest has not acknowledged. */

@@ -244,7 +244,7 @@ struct _QleanGuestStream
   gpointer              writable_data;
   guint8                request_type;
   guint                 timeout_ms;  /* 0: wait for the guest forever */
-  gint64                heard;       /* last frame from the guest, or data to it */
+  gint64                heard;       /* last frame from the guest, or since it owes one */
   gboolean              signalled;   /* a SIGNAL went out: an answer is due */
   GSource              *timer;
 };
@@ -368,6 +368,7 @@ qlean_guest_stream_flush (QleanGuestStream *stream)
   if (stream->eof_queued && !stream->eof_sent && g_queue_is_empty (&stream->pending))
     {
       stream->eof_sent = TRUE;
+      stream->heard = g_get_monotonic_time ();
       qlean_guest_channel_send_frame (self, QLEAN_GUEST_FRAME_EOF, 0, stream->id, NULL, 0);
     }
 }
@@ -497,15 +498,16 @@ qlean_guest_stream_timeout_cb (gpointer user_data)
       return G_SOURCE_REMOVE;
     }
 
-  /* Ask the guest to drop the request (a GET or PUT stops, a PUT removes
-   * its temporary file) should it wake up; whatever it sends on the
-   * stream after that is ignored. */
+  /* Ask the guest to drop the request should it wake up: a GET or PUT
+   * stops (though one whose data all arrived may still complete), a
+   * command not yet started is killed. Whatever it sends on the stream
+   * after that is ignored. */
   error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
                        _("qlean-guest sent nothing for %u ms (stopped, or too busy?); the wait "
                          "is the guest agent client's timeout (QleanQgaClient:timeout)"),
                        stream->timeout_ms);
   qlean_guest_stream_ref (stream);
-  qlean_guest_stream_send_signal (stream, SIGTERM);
+  qlean_guest_stream_send_signal (stream, stream->request_type == QLEAN_GUEST_FRAME_EXEC ? SIGKILL : SIGTERM);
   qlean_guest_stream_close (stream);
   stream->func (stream, 0, 0, NULL, error, stream->user_data);
   qlean_guest_stream_unref (stream);
@@ -535,6 +537,19 @@ qlean_guest_stream_set_timeout (QleanGuestStream *stream,
     qlean_guest_stream_arm (stream, timeout_ms);
 }
 
+/* A stream opened on a closed channel ends as if the channel closed
+ * under it, once its opener had the chance to keep it. */
+static gboolean
+qlean_guest_stream_closed_cb (gpointer user_data)
+{
+  QleanGuestStream *stream = user_data;
+  g_autoptr(GError) error = g_error_new_literal (QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED,
+                                                 _("The data channel to qlean-guest was closed"));
+
+  stream->func (stream, 0, 0, NULL, error, stream->user_data);
+  return G_SOURCE_REMOVE;
+}
+
 QleanGuestStream *
 qlean_guest_channel_open_stream (QleanGuestChannel    *self,
                                  guint8                request_type,
@@ -556,6 +571,19 @@ qlean_guest_channel_open_stream (QleanGuestChannel    *self,
   stream->user_data = user_data;
   stream->destroy = destroy;
   g_queue_init (&stream->pending);
+
+  if (self->state == CHANNEL_CLOSED)
+    {
+      GSource *source = g_idle_source_new ();
+
+      stream->channel = NULL;
+      g_source_set_callback (source, qlean_guest_stream_closed_cb, qlean_guest_stream_ref (stream),
+                             (GDestroyNotify) qlean_guest_stream_unref);
+      g_source_set_static_name (source, "[qlean] stream on a closed channel");
+      g_source_attach (source, qlean_worker_get_context ());
+      g_source_unref (source);
+      return stream;
+    }
 
   do
     stream->id = self->next_id++;

@@ -150,6 +150,23 @@ fake_peer_read_line (FakePeer *peer,
     }
 }
 
+/* The next @len bytes the client wrote, whatever they are (binary
+ * protocols); fails the test at end of stream. */
+GBytes *
+fake_peer_read_bytes (FakePeer *peer,
+                      gsize     len)
+{
+  GBytes *bytes;
+
+  while (peer->buffer->len < len)
+    if (!fake_peer_fill (peer, "bytes"))
+      g_error ("The client closed the connection where %" G_GSIZE_FORMAT " bytes were expected", len);
+
+  bytes = g_bytes_new (peer->buffer->data, len);
+  g_byte_array_remove_range (peer->buffer, 0, len);
+  return bytes;
+}
+
 /* The next line, which must be a JSON object. */
 JsonObject *
 fake_peer_read_message (FakePeer *peer)

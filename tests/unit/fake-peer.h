@@ -29,6 +29,8 @@ void        fake_peer_free            (FakePeer    *peer);
 char       *fake_peer_read_line       (FakePeer    *peer,
                                        gsize       *len);
 JsonObject *fake_peer_read_message    (FakePeer    *peer);
+GBytes     *fake_peer_read_bytes      (FakePeer    *peer,
+                                       gsize        len);
 void        fake_peer_write           (FakePeer    *peer,
                                        const char  *data,
                                        gssize       len);
