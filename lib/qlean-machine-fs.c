@@ -160,7 +160,7 @@ fs_cancelled_cb (GCancellable *cancellable,
   FsRequest *req = g_task_get_task_data (task);
   GError *error = NULL;
 
-  if (!g_task_get_completed (task) && req->stream != NULL)
+  if (req->stream != NULL)
     {
       qlean_guest_stream_send_signal (req->stream, SIGTERM);
       g_cancellable_set_error_if_cancelled (cancellable, &error);
@@ -182,7 +182,9 @@ fs_stream_cb (QleanGuestStream *stream,
   FsRequest *req = g_task_get_task_data (task);
   QleanMachine *machine = g_task_get_source_object (task);
 
-  if (g_task_get_completed (task))
+  /* Ended already (fs_return): only a stream opened on a channel that
+   * had just closed still reports that. */
+  if (req->stream == NULL)
     return;
 
   switch (type)
@@ -265,7 +267,11 @@ fs_channel_cb (GObject      *source,
   stream = qlean_guest_channel_open_stream (channel, req->request, request, fs_stream_cb,
                                             g_object_ref (task), g_object_unref);
   req->stream = stream;
-  qlean_guest_stream_set_timeout (stream, qlean_machine_get_guest_timeout (QLEAN_MACHINE (source)));
+  /* qlean-guest copies a file or removes a tree in one go, sending
+   * nothing until it is done, however long that takes. */
+  if (req->request != QLEAN_GUEST_FRAME_FS ||
+      (req->op != QLEAN_GUEST_FS_COPY && req->op != QLEAN_GUEST_FS_REMOVE_ALL))
+    qlean_guest_stream_set_timeout (stream, qlean_machine_get_guest_timeout (QLEAN_MACHINE (source)));
   if (g_task_get_cancellable (task) != NULL)
     {
       req->cancel_source = g_cancellable_source_new (g_task_get_cancellable (task));
