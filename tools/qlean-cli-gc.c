@@ -207,7 +207,7 @@ collect_machine_entry (const char *dir,
   if (pid <= 0)
     return TRUE;
 
-  if (kill ((pid_t) pid, 0) == 0 || errno == EPERM)
+  if (cli_process_alive (pid))
     {
       (*kept)++;
       return TRUE;

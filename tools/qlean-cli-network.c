@@ -10,7 +10,8 @@
  * holds:
  *
  *   lock          flock(2)ed by whoever reads or changes the rest
- *   network.json  {"name", "subnet", "socket", "owner-pid", "switch-pid"}
+ *   network.json  {"name", "subnet", "socket", "owner-pid", "owner-start",
+ *                  "switch-pid"}
  *   members/M     {"address", "owner-pid"}: machine M holds that address
  *   owner.log     what the network owner printed
  *
@@ -59,6 +60,7 @@
 
 #include "qlean-cli-private.h"
 #include "qlean-hosts-script-private.h"
+#include "qlean-run-owner-private.h"
 
 #define NETWORK_FILE "network.json"
 #define MEMBERS_DIR "members"
@@ -241,6 +243,24 @@ compare_members (gconstpointer a,
   return g_strcmp0 (x->name, y->name);
 }
 
+/* The pid of the network's owner process if it still runs, else 0. With
+ * its start time (written by owners since it was added), a recycled pid
+ * does not pass for it. */
+static gint64
+network_owner (JsonObject *state)
+{
+  gint64 pid = state ? json_object_get_int_member_with_default (state, "owner-pid", 0) : 0;
+  const char *start = state ? json_object_get_string_member_with_default (state, "owner-start", NULL) : NULL;
+  g_autofree char *running_since = NULL;
+
+  if (!cli_process_alive (pid))
+    return 0;
+  if (start == NULL)
+    return pid;
+  running_since = qlean_process_start_time (pid);
+  return g_strcmp0 (running_since, start) == 0 ? pid : 0;
+}
+
 /* Under the lock: the members whose owner runs; the others' files go. */
 static GPtrArray *
 live_members (const char *dir)
@@ -383,6 +403,11 @@ cli_network_owner_run (const char *name,
   json_object_set_string_member (state, "subnet", subnet);
   json_object_set_string_member (state, "socket", socket_path);
   json_object_set_int_member (state, "owner-pid", getpid ());
+  {
+    g_autofree char *start = qlean_process_start_time (getpid ());
+
+    json_object_set_string_member (state, "owner-start", start ? start : "");
+  }
   json_object_set_int_member (state, "switch-pid", qlean_network_get_switch_pid (network));
   if (!write_object (state_path, state, &error))
     goto failed;
@@ -539,8 +564,7 @@ cli_network_join (const char  *name,
 
   state_path = g_build_filename (dir, NETWORK_FILE, NULL);
   state = read_object (state_path);
-  if (state == NULL ||
-      !cli_process_alive (json_object_get_int_member_with_default (state, "owner-pid", 0)))
+  if (network_owner (state) == 0)
     {
       g_autofree char *members_dir = g_build_filename (dir, MEMBERS_DIR, NULL);
 
@@ -643,7 +667,7 @@ cli_network_has_member (const char *name,
   member = read_object (member_path);
 
   return state != NULL && member != NULL &&
-         cli_process_alive (json_object_get_int_member_with_default (state, "owner-pid", 0)) &&
+         network_owner (state) != 0 &&
          json_object_get_int_member_with_default (member, "owner-pid", 0) == owner_pid;
 }
 
@@ -669,15 +693,17 @@ cli_network_leave (const char *name,
   members = live_members (dir);
   state_path = g_build_filename (dir, NETWORK_FILE, NULL);
   state = read_object (state_path);
-  if (state != NULL && members->len == 0)
-    owner = json_object_get_int_member_with_default (state, "owner-pid", 0);
+  if (members->len == 0)
+    owner = network_owner (state);
   /* Nobody left to end it (its owner was killed). */
-  if (members->len == 0 && !cli_process_alive (owner))
+  if (members->len == 0 && owner == 0)
     remove_network_dir (dir);
   close (fd);
 
-  /* The last one out waits for the switch to go, so that `qlean stop`
-   * leaves nothing running; unless someone joins meanwhile. */
+  /* The last one out wakes the network owner, which ends the network if
+   * it still has no members (it looks under the lock), and waits for
+   * the switch to go, so that `qlean stop` leaves nothing running;
+   * unless someone joined meanwhile. */
   if (owner > 0 && cli_process_alive (owner))
     {
       kill ((pid_t) owner, SIGTERM);
@@ -774,11 +800,11 @@ cli_network_collect (const char *base,
         }
 
       state = read_object (state_path);
-      owner = state ? json_object_get_int_member_with_default (state, "owner-pid", 0) : 0;
-      if (cli_process_alive (owner))
+      if (network_owner (state) != 0)
         (*kept)++;
       else
         {
+          owner = state ? json_object_get_int_member_with_default (state, "owner-pid", 0) : 0;
           if (!cli_is_quiet ())
             g_print (dry_run ? _("would forget network %s (owner pid %d is gone)\n")
                              : _("forgetting network %s (owner pid %d is gone)\n"),
