@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <gio/gio.h>
 
@@ -59,6 +60,26 @@ bench_proc_kib (GPid        pid,
     return 0;
   line = strstr (contents, key);
   return line ? g_ascii_strtoull (line + strlen (key), NULL, 10) : 0;
+}
+
+double
+bench_proc_cpu_seconds (GPid pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
+  g_autofree char *contents = NULL;
+  g_auto(GStrv) fields = NULL;
+  const char *after_comm;
+
+  if (pid <= 0 || !g_file_get_contents (path, &contents, NULL, NULL) ||
+      (after_comm = strrchr (contents, ')')) == NULL || after_comm[1] == '\0')
+    return 0;
+
+  /* fields[0] is field 3; utime and stime are fields 14 and 15. */
+  fields = g_strsplit (after_comm + 2, " ", 0);
+  if (g_strv_length (fields) < 13)
+    return 0;
+  return (g_ascii_strtoull (fields[11], NULL, 10) + g_ascii_strtoull (fields[12], NULL, 10)) /
+         (double) sysconf (_SC_CLK_TCK);
 }
 
 /* Runs @argv and returns its standard output; a failed run's error

@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <qlean/qlean.h>
 
@@ -36,6 +37,8 @@ typedef struct
   guint64 rss_min, rss_max, rss_sum;    /* KiB, QEMU only */
   guint64 anon_sum, pss_sum;
   guint64 switch_rss;
+  double  qemu_cpu;                     /* seconds, all machines at ready */
+  double  host_cpu;                     /* seconds, this process meanwhile */
 } Run;
 
 static void
@@ -51,6 +54,13 @@ note_rss (Run  *run,
    * cache, which all machines share; these say what one really costs. */
   run->anon_sum += bench_proc_kib (pid, "status", "RssAnon");
   run->pss_sum += bench_proc_kib (pid, "smaps_rollup", "Pss");
+}
+
+/* This process's CPU time so far (the library's threads included). */
+static double
+self_cpu_seconds (void)
+{
+  return bench_proc_cpu_seconds (getpid ());
 }
 
 static Run
@@ -72,14 +82,17 @@ run_pool (QleanImage         *image,
     }
 
   start = g_get_monotonic_time ();
+  run.host_cpu = -self_cpu_seconds ();
   if (!qlean_pool_spawn_all (pool, NULL, &error))
     g_error ("%s", error->message);
   run.seconds = (g_get_monotonic_time () - start) / 1e6;
+  run.host_cpu += self_cpu_seconds ();
 
   for (guint i = 0; i < n; i++)
     {
       g_autoptr(QleanMachine) machine = g_list_model_get_item (G_LIST_MODEL (pool), i);
 
+      run.qemu_cpu += bench_proc_cpu_seconds (qlean_machine_get_pid (machine));
       note_rss (&run, qlean_machine_get_pid (machine));
     }
   run.switch_rss = rss_kib (qlean_network_get_switch_pid (qlean_pool_get_network (pool)));
@@ -124,11 +137,13 @@ run_plain (QleanImage         *image,
     g_ptr_array_add (machines, qlean_machine_new (image, config));
 
   start = g_get_monotonic_time ();
+  run.host_cpu = -self_cpu_seconds ();
   for (guint i = 0; i < n; i++)
     qlean_machine_spawn_async (g_ptr_array_index (machines, i), NULL, spawned_cb, &together);
   while (together.pending > 0)
     g_main_context_iteration (NULL, TRUE);
   run.seconds = (g_get_monotonic_time () - start) / 1e6;
+  run.host_cpu += self_cpu_seconds ();
   if (errors->len > 0)
     g_error ("%s", ((GError *) g_ptr_array_index (errors, 0))->message);
 
@@ -136,6 +151,7 @@ run_plain (QleanImage         *image,
     {
       QleanMachine *machine = g_ptr_array_index (machines, i);
 
+      run.qemu_cpu += bench_proc_cpu_seconds (qlean_machine_get_pid (machine));
       note_rss (&run, qlean_machine_get_pid (machine));
       qlean_machine_kill (machine, NULL, NULL);
     }
@@ -181,8 +197,11 @@ main (int    argc,
   g_print ("%s, %u host CPUs, load average before: %s",
            opt_no_network ? "plain machines, no network" : "pools with their network",
            g_get_num_processors (), loadavg ? loadavg : "?\n");
-  g_print ("%8s  %9s  %7s  %26s  %9s  %9s  %10s\n", "machines", "ready (s)", "vs one",
-           "VmRSS MiB min/avg/max", "RssAnon", "Pss", "switch KiB");
+  /* CPU: what each QEMU used until ready, and what this process (the
+   * library) used meanwhile; with the host's CPUs, a floor for the wall
+   * time of a pool. */
+  g_print ("%8s  %9s  %7s  %26s  %9s  %9s  %10s  %12s  %8s\n", "machines", "ready (s)", "vs one",
+           "VmRSS MiB min/avg/max", "RssAnon", "Pss", "switch KiB", "QEMU CPU (s)", "host CPU");
 
   for (guint s = 0; s < sizes->len; s++)
     {
@@ -202,10 +221,12 @@ main (int    argc,
         one = median;
       ratio = one > 0 ? g_strdup_printf ("%.2fx", median / one) : g_strdup ("-");
 
-      g_print ("%8u  %9.2f  %7s  %8.0f / %6.0f / %6.0f  %9.0f  %9.0f  %10" G_GUINT64_FORMAT "\n",
+      g_print ("%8u  %9.2f  %7s  %8.0f / %6.0f / %6.0f  %9.0f  %9.0f  %10" G_GUINT64_FORMAT
+               "  %12.2f  %8.2f\n",
                n, median, ratio,
                last.rss_min / 1024.0, last.rss_sum / 1024.0 / n, last.rss_max / 1024.0,
-               last.anon_sum / 1024.0 / n, last.pss_sum / 1024.0 / n, last.switch_rss);
+               last.anon_sum / 1024.0 / n, last.pss_sum / 1024.0 / n, last.switch_rss,
+               last.qemu_cpu / n, last.host_cpu);
     }
 
   return 0;
