@@ -1863,7 +1863,9 @@ static const char identity_script[] =
   "    kill -USR1 \"$p\"\n"
   "  done\n"
   "fi\n"
-  "cat > /dev/urandom\n";
+  /* The host's random bytes come on stdin as printf's octal escapes
+   * (private, unlike arguments), so that builtins can pass them on. */
+  "IFS= read -r seed && printf \"$seed\" > /dev/urandom\n";
 
 static void
 qlean_machine_identity_ran_cb (GObject      *source,
@@ -1903,6 +1905,7 @@ qlean_machine_fix_identity_async (QleanMachine        *self,
   g_autoptr(GTask) task = g_task_new (self, NULL, callback, user_data);
   g_autofree char *machine_id = NULL;
   g_autoptr(GBytes) entropy = NULL;
+  GString *escaped = g_string_new (NULL);
   guint32 random[16];
 
   if (!new_identity)
@@ -1913,7 +1916,10 @@ qlean_machine_fix_identity_async (QleanMachine        *self,
 
   for (guint i = 0; i < G_N_ELEMENTS (random); i++)
     random[i] = g_random_int ();
-  entropy = g_bytes_new (random, sizeof random);
+  for (guint i = 0; i < sizeof random; i++)
+    g_string_append_printf (escaped, "\\%03o", ((const guint8 *) random)[i]);
+  g_string_append_c (escaped, '\n');
+  entropy = g_string_free_to_bytes (escaped);
   machine_id = g_strdup_printf ("%08x%08x%08x%08x", random[0] ^ random[4], random[1] ^ random[5],
                                 random[2] ^ random[6], random[3] ^ random[7]);
 
