@@ -129,7 +129,8 @@ fake_peer_read_line (FakePeer *peer,
 {
   for (;;)
     {
-      guint8 *nl = memchr (peer->buffer->data, '\n', peer->buffer->len);
+      /* An empty GByteArray's data may be NULL, which memchr () must not get. */
+      guint8 *nl = peer->buffer->len > 0 ? memchr (peer->buffer->data, '\n', peer->buffer->len) : NULL;
 
       if (nl != NULL)
         {
