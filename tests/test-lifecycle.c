@@ -950,6 +950,9 @@ qlean_cli (char       **out,
                                &std_out, &std_err, &status, &error));
   g_assert_no_error (error);
   g_test_message ("qlean %s: %s%s", args, std_out, std_err);
+  /* In a subprocess test only stderr reaches the parent's report. */
+  if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
+    g_printerr ("qlean %s: status %d: %s%s\n", args, status, std_out, std_err);
   if (out != NULL)
     *out = g_strstrip (g_strconcat (std_out, std_err, NULL));
 
