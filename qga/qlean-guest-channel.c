@@ -537,14 +537,21 @@ qlean_guest_stream_set_timeout (QleanGuestStream *stream,
     qlean_guest_stream_arm (stream, timeout_ms);
 }
 
+/* What the streams of a channel closed on purpose are told. */
+static GError *
+qlean_guest_channel_closed_error (void)
+{
+  return g_error_new_literal (QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED,
+                              _("The data channel to qlean-guest was closed"));
+}
+
 /* A stream opened on a closed channel ends as if the channel closed
  * under it, once its opener had the chance to keep it. */
 static gboolean
 qlean_guest_stream_closed_cb (gpointer user_data)
 {
   QleanGuestStream *stream = user_data;
-  g_autoptr(GError) error = g_error_new_literal (QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED,
-                                                 _("The data channel to qlean-guest was closed"));
+  g_autoptr(GError) error = qlean_guest_channel_closed_error ();
 
   stream->func (stream, 0, 0, NULL, error, stream->user_data);
   return G_SOURCE_REMOVE;
@@ -1105,8 +1112,7 @@ static gboolean
 qlean_guest_channel_close_cb (gpointer user_data)
 {
   QleanGuestChannel *self = user_data;
-  g_autoptr(GError) error = g_error_new_literal (QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED,
-                                                 _("The data channel to qlean-guest was closed"));
+  g_autoptr(GError) error = qlean_guest_channel_closed_error ();
 
   qlean_guest_channel_close_in_worker (self, error);
   return G_SOURCE_REMOVE;
