@@ -164,9 +164,36 @@ qlean_machine_agent_get (QleanMachine   *machine,
   return ok;
 }
 
-/* Runs @script, a constant, with /bin/sh and the remaining arguments
- * as its $1, $2...: through the agent's guest-exec here, as an argument
- * vector, so paths never travel inside a shell string. */
+/* Runs @script, a constant, with /bin/sh and @args as its $1, $2...:
+ * through the agent's guest-exec here, as an argument vector, so paths
+ * never travel inside a shell string. */
+static QleanExecResult *
+agent_sh_run (QleanMachine        *machine,
+              GCancellable        *cancellable,
+              GError             **error,
+              const char          *script,
+              const char * const  *args)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_auto(QleanSyncCall) call = { 0 };
+
+  g_ptr_array_add (argv, (gpointer) "/bin/sh");
+  g_ptr_array_add (argv, (gpointer) "-c");
+  g_ptr_array_add (argv, (gpointer) script);
+  g_ptr_array_add (argv, (gpointer) "sh");
+  for (guint i = 0; args[i] != NULL; i++)
+    g_ptr_array_add (argv, (gpointer) args[i]);
+  g_ptr_array_add (argv, NULL);
+
+  qlean_sync_call_init (&call);
+  qlean_machine_exec_argv_async (machine, (const char * const *) argv->pdata, cancellable,
+                                 qlean_sync_call_done, &call);
+  return qlean_machine_exec_finish (machine, qlean_sync_call_wait (&call), error);
+}
+
+/* agent_sh_run() of @script with the NULL-terminated arguments that
+ * follow, for a command that must succeed: its failure, with its
+ * stderr, is an error about @verb on @path. */
 static gboolean
 agent_sh (QleanMachine  *machine,
           const char    *verb,
@@ -176,27 +203,19 @@ agent_sh (QleanMachine  *machine,
           const char    *script,
           ...)
 {
-  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
-  g_auto(QleanSyncCall) call = { 0 };
+  g_autoptr(GPtrArray) args = g_ptr_array_new ();
   g_autoptr(QleanExecResult) result = NULL;
   g_autoptr(GError) local_error = NULL;
   const char *arg;
-  va_list args;
+  va_list ap;
 
-  g_ptr_array_add (argv, (gpointer) "/bin/sh");
-  g_ptr_array_add (argv, (gpointer) "-c");
-  g_ptr_array_add (argv, (gpointer) script);
-  g_ptr_array_add (argv, (gpointer) "sh");
-  va_start (args, script);
-  while ((arg = va_arg (args, const char *)) != NULL)
-    g_ptr_array_add (argv, (gpointer) arg);
-  va_end (args);
-  g_ptr_array_add (argv, NULL);
+  va_start (ap, script);
+  while ((arg = va_arg (ap, const char *)) != NULL)
+    g_ptr_array_add (args, (gpointer) arg);
+  va_end (ap);
+  g_ptr_array_add (args, NULL);
 
-  qlean_sync_call_init (&call);
-  qlean_machine_exec_argv_async (machine, (const char * const *) argv->pdata, cancellable,
-                                 qlean_sync_call_done, &call);
-  result = qlean_machine_exec_finish (machine, qlean_sync_call_wait (&call), &local_error);
+  result = agent_sh_run (machine, cancellable, &local_error, script, (const char * const *) args->pdata);
   if (result == NULL)
     {
       g_propagate_error (error, qlean_machine_agent_error (machine, verb, path, local_error));
@@ -226,9 +245,9 @@ qlean_machine_agent_get_mode (QleanMachine *machine,
                               gint64       *mtime_ns,
                               GCancellable *cancellable)
 {
-  g_autofree char *quoted = g_shell_quote (guest_path);
-  g_autofree char *command = g_strdup_printf ("stat -c '%%a %%Y' -- %s", quoted);
-  g_autoptr(QleanExecResult) result = qlean_machine_exec (machine, command, cancellable, NULL);
+  const char *args[] = { guest_path, NULL };
+  g_autoptr(QleanExecResult) result = agent_sh_run (machine, cancellable, NULL,
+                                                    "stat -c '%a %Y' -- \"$1\"", args);
   g_autofree char *text = NULL;
   guint64 seconds;
   char *end;
