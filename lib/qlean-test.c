@@ -293,6 +293,134 @@ end_machines (void)
     }
 }
 
+/* QLEAN_TEST_KEEP: set and not "0". */
+static gboolean
+keep_wanted (void)
+{
+  const char *value = g_getenv ("QLEAN_TEST_KEEP");
+
+  return value != NULL && *value != '\0' && !g_str_equal (value, "0");
+}
+
+static char *
+find_cli (void)
+{
+  const char *candidates[] = {
+    g_getenv ("QLEAN_CLI"),
+    QLEAN_BUILD_CLI,
+    QLEAN_BINDIR "/qlean",
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (candidates); i++)
+    if (candidates[i] != NULL && *candidates[i] != '\0' &&
+        g_file_test (candidates[i], G_FILE_TEST_IS_EXECUTABLE))
+      return g_strdup (candidates[i]);
+
+  return g_find_program_in_path ("qlean");
+}
+
+/* A machine name for the kept copy of @machine: "kept-", the test's
+ * path and the machine's name, in the characters machine names allow. */
+static char *
+kept_name (QleanMachine *machine)
+{
+  g_autofree char *raw = g_strdup_printf ("kept-%s-%s", test_path () ? test_path () : "",
+                                          qlean_machine_get_name (machine));
+  GString *name = g_string_new (NULL);
+
+  for (const char *c = raw; *c != '\0' && name->len < 60; c++)
+    {
+      if (g_ascii_isalnum (*c))
+        g_string_append_c (name, *c);
+      else if (name->len > 0 && name->str[name->len - 1] != '-')
+        g_string_append_c (name, '-');
+    }
+  while (name->len > 0 && name->str[name->len - 1] == '-')
+    g_string_truncate (name, name->len - 1);
+
+  return g_string_free (name, FALSE);
+}
+
+/* Hands a copy of @machine, memory and all, to a `qlean` owner process
+ * that keeps it running after this process ends: an export, then
+ * `qlean import`. The kept machine is thus one the command line lists,
+ * steps into and stops, and this process kills its own as usual. */
+static void
+keep_machine (QleanMachine *machine,
+              const char   *cli)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *name = kept_name (machine);
+  g_autofree char *dir = g_dir_make_tmp ("qlean-keep-XXXXXX", &error);
+  g_autofree char *archive = dir ? g_build_filename (dir, "machine.qlean", NULL) : NULL;
+  g_autoptr(GFile) file = archive ? g_file_new_for_path (archive) : NULL;
+  g_autofree char *output = NULL;
+  int status = -1;
+
+  if (dir != NULL && qlean_machine_export (machine, file, NULL, &error))
+    {
+      const char *argv[] = { cli, "import", archive, name, NULL };
+
+      if (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL,
+                        NULL, &output, &status, &error))
+        g_spawn_check_wait_status (status, &error);
+    }
+  if (archive != NULL)
+    g_unlink (archive);
+  if (dir != NULL)
+    g_rmdir (dir);
+
+  if (error != NULL)
+    fprintf (stderr, "# qlean: could not keep %s: %s%s%s\n", qlean_machine_get_name (machine),
+             error->message, output && *output ? ": " : "", output ? g_strstrip (output) : "");
+  else
+    fprintf (stderr, "# qlean: kept %s as “%s”: `qlean exec %s -- sh` to look around, "
+             "`qlean stop %s` when done\n", qlean_machine_get_name (machine), name, name, name);
+  fflush (stderr);
+}
+
+/* With QLEAN_TEST_KEEP, the running machines of the failed test go on
+ * living as machines of the command line. */
+static void
+keep_failed_machines (void)
+{
+  g_autoptr(GPtrArray) machines = NULL;
+  g_autofree char *cli = NULL;
+
+  if (!keep_wanted ())
+    return;
+
+  G_LOCK (state);
+  machines = collect_machines_locked ();
+  G_UNLOCK (state);
+
+  cli = find_cli ();
+  for (guint i = 0; i < machines->len; i++)
+    {
+      QleanMachine *machine = g_ptr_array_index (machines, i);
+
+      if (qlean_machine_get_state (machine) != QLEAN_MACHINE_STATE_RUNNING)
+        continue;
+      if (cli == NULL)
+        {
+          fprintf (stderr, "# qlean: could not keep %s: no `qlean` command found "
+                   "(set QLEAN_CLI)\n", qlean_machine_get_name (machine));
+          continue;
+        }
+      keep_machine (machine, cli);
+    }
+}
+
+/* The end of a failed test, in whichever way GLib let us see it: keep
+ * the logs, keep the machines where asked, then kill them. */
+static void
+end_failed_test (const char *reason)
+{
+  g_free (qlean_test_save_artifacts (reason));
+  keep_failed_machines ();
+  end_machines ();
+}
+
 /* g_assertion_message() prints "**\n<domain>:ERROR:<file>:<line>:..."
  * with g_printerr() before it aborts or, in a test subprocess, exits:
  * the last moment a failed g_assert() lets us keep the logs. */
@@ -325,9 +453,8 @@ printerr_hook (const char *string)
   {
     g_autofree char *reason = g_strstrip (g_strdup (string + 3));
 
-    g_free (qlean_test_save_artifacts (reason));
+    end_failed_test (reason);
   }
-  end_machines ();
 
   G_LOCK (state);
   in_hook = FALSE;
@@ -360,8 +487,7 @@ print_hook (const char *string)
   in_hook = TRUE;
   G_UNLOCK (state);
 
-  g_free (qlean_test_save_artifacts (_("The test failed")));
-  end_machines ();
+  end_failed_test (_("The test failed"));
 
   G_LOCK (state);
   in_hook = FALSE;
@@ -802,10 +928,9 @@ qlean_test_fixture_teardown (QleanTestFixture *fixture,
   if (!g_test_failed ())
     return;
 
-  g_free (qlean_test_save_artifacts (_("The test failed (g_test_failed() at teardown)")));
   /* GLib aborts a failed run right after this, unless it runs with
    * --keep-going; either way the next test gets a fresh machine. */
-  end_machines ();
+  end_failed_test (_("The test failed (g_test_failed() at teardown)"));
 }
 
 static void

@@ -161,6 +161,84 @@ test_artifacts_nonfatal (void)
   g_assert_cmpuint (count_run_dirs (), ==, 0);
 }
 
+/* Keep on failure (QLEAN_TEST_KEEP) */
+
+#define KEEP_SUBPROCESS "/helpers/keep/fatal/subprocess"
+#define KEPT_NAME "kept-helpers-keep-fatal-subprocess-qlean-test"
+
+static void
+keep_fatal_subprocess (void)
+{
+  QleanMachine *machine;
+  g_autoptr(QleanExecResult) result = NULL;
+
+  /* A fresh process with no machine yet, so no thread reads the
+   * environment while it changes. */
+  g_setenv ("QLEAN_TEST_KEEP", "1", TRUE);
+  machine = qlean_test_get_machine ();
+  if (machine == NULL)
+    return;
+
+  result = run_shell (machine, "echo left-by-the-test > /root/kept");
+  g_assert_cmpint (1, ==, 2);   /* the deliberate failure */
+}
+
+/* Runs the built `qlean` with @args; returns its exit status and output. */
+static int
+run_cli (const char  *const *args,
+         char              **output)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr(GError) error = NULL;
+  int status = -1;
+
+  g_ptr_array_add (argv, (char *) QLEAN_BUILD_CLI);
+  for (guint i = 0; args[i] != NULL; i++)
+    g_ptr_array_add (argv, (char *) args[i]);
+  g_ptr_array_add (argv, NULL);
+
+  /* Its output must not reach ours, which is TAP. */
+  g_spawn_sync (NULL, (char **) argv->pdata, NULL,
+                G_SPAWN_STDERR_TO_DEV_NULL | (output == NULL ? G_SPAWN_STDOUT_TO_DEV_NULL : 0),
+                NULL, NULL, output, NULL, &status, &error);
+  g_assert_no_error (error);
+  return g_spawn_check_wait_status (status, NULL) ? 0 : status;
+}
+
+static void
+test_keep_fatal (void)
+{
+  const char *cat[] = { "exec", KEPT_NAME, "--", "cat", "/root/kept", NULL };
+  const char *stop[] = { "stop", KEPT_NAME, NULL };
+  const char *ls[] = { "ls", NULL };
+  g_autofree char *kept = NULL;
+  g_autofree char *listed = NULL;
+  g_autofree char *after = NULL;
+  g_autofree char *machines = g_build_filename (run_root, "machines", NULL);
+  int status;
+
+  if (!qlean_test_skip_unless_available ())
+    return;
+
+  g_test_trap_subprocess (KEEP_SUBPROCESS, 180 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_failed ();
+  g_test_trap_assert_stderr ("*console logs and QMP/QGA transcripts of " KEEP_SUBPROCESS " are in *");
+  g_test_trap_assert_stderr ("*kept qlean-test as “" KEPT_NAME "”*qlean stop " KEPT_NAME "*");
+
+  /* The failed test's machine runs on, with what the test left in it. */
+  status = run_cli (cat, &kept);
+  run_cli (ls, &listed);
+  run_cli (stop, NULL);
+  g_assert_cmpint (status, ==, 0);
+  g_assert_cmpstr (kept, ==, "left-by-the-test\n");
+  g_assert_nonnull (strstr (listed, KEPT_NAME));
+
+  run_cli (ls, &after);
+  g_assert_null (strstr (after, KEPT_NAME));
+  g_rmdir (machines);
+  g_assert_cmpuint (count_run_dirs (), ==, 0);
+}
+
 /* Logs of the shared machine */
 
 static void
@@ -624,6 +702,8 @@ main (int    argc,
   g_test_add_func ("/helpers/artifacts/fatal/subprocess", fatal_assertion_subprocess);
   g_test_add_func ("/helpers/artifacts/nonfatal", test_artifacts_nonfatal);
   qlean_test_add_func ("/helpers/artifacts/nonfatal/subprocess", nonfatal_failure_subprocess);
+  g_test_add_func ("/helpers/keep/fatal", test_keep_fatal);
+  g_test_add_func (KEEP_SUBPROCESS, keep_fatal_subprocess);
   g_test_add_func ("/helpers/logs/never-ran", test_save_logs_never_ran);
   qlean_test_add_func ("/helpers/logs/transcript", test_transcript);
   qlean_test_add_func ("/helpers/wait/file", test_wait_file);
