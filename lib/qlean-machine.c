@@ -388,7 +388,9 @@ qlean_machine_dispose (GObject *object)
 
   if (pid > 0)
     {
-      kill (pid, SIGKILL);
+      /* Through GSubprocess, which knows whether QEMU was reaped: by
+       * now the pid alone may name another process. */
+      g_subprocess_force_exit (self->qemu);
       qlean_host_wait_for_death (pid);
     }
 
@@ -2508,7 +2510,7 @@ qlean_machine_launch (QleanMachine  *self,
   self->qemu = g_object_ref (qemu);
   self->qemu_exited = FALSE;
   g_mutex_lock (&self->lock);
-  self->pid = g_ascii_strtoll (g_subprocess_get_identifier (qemu), NULL, 10);
+  self->pid = qlean_subprocess_get_pid (qemu);
   g_mutex_unlock (&self->lock);
 
   g_subprocess_wait_async (qemu, NULL, qlean_machine_qemu_exited_cb,

@@ -1536,7 +1536,7 @@ qlean_network_spawn_plug (QleanNetwork  *self,
     }
 
   g_mutex_lock (&self->lock);
-  self->plug_pid = g_ascii_strtoll (g_subprocess_get_identifier (self->plug), NULL, 10);
+  self->plug_pid = qlean_subprocess_get_pid (self->plug);
   g_mutex_unlock (&self->lock);
   g_subprocess_wait_async (self->plug, NULL, qlean_network_plug_exited_cb,
                            qlean_link_ref (self->link));
@@ -1638,7 +1638,7 @@ qlean_network_launch (QleanNetwork  *self,
       return FALSE;
     }
 
-  pid = g_ascii_strtoll (g_subprocess_get_identifier (vswitch), NULL, 10);
+  pid = qlean_subprocess_get_pid (vswitch);
   g_mutex_lock (&self->lock);
   self->run_dir = g_steal_pointer (&run_dir);
   self->socket_path = g_steal_pointer (&socket_path);

@@ -15,6 +15,10 @@ gboolean  qlean_set_str            (char       **str_pointer,
 /* The last @n_lines lines of a text file, or NULL if unreadable. */
 char     *qlean_file_tail          (const char  *path,
                                     guint        n_lines);
+/* The pid of a child just spawned, or 0 when it has already exited and
+ * been reaped (GLib then forgets the pid): its exit watch reports that
+ * exit, and there is nothing left to signal. */
+GPid      qlean_subprocess_get_pid (GSubprocess *process);
 /* Bytes as text fit for an error message: lossy UTF-8, trimmed. */
 char     *qlean_bytes_to_message   (GBytes      *bytes);
 /* Removes a directory tree without following symlinks. */

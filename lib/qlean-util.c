@@ -59,6 +59,16 @@ qlean_file_tail (const char *path,
   return g_utf8_make_valid (start, -1);
 }
 
+GPid
+qlean_subprocess_get_pid (GSubprocess *process)
+{
+  /* NULL once GLib's child watch has reaped the child, which may happen
+   * before the spawner gets here when the child exits at once. */
+  const char *identifier = g_subprocess_get_identifier (process);
+
+  return identifier != NULL ? (GPid) g_ascii_strtoll (identifier, NULL, 10) : 0;
+}
+
 char *
 qlean_bytes_to_message (GBytes *bytes)
 {

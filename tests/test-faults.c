@@ -702,6 +702,75 @@ make_machine_entry (const char *base,
   return g_steal_pointer (&dir);
 }
 
+/* A QEMU that exits at once (a bad argument, a missing library, the
+ * wrong binary) may be reaped before the launcher asks for its pid: the
+ * start must fail with QEMU's own words, never crash. Two starts at a
+ * time, as a pool does, make the race likely. */
+#define EXITING_QEMU_STARTS 200
+
+typedef struct
+{
+  guint   pending;
+  guint   failed;
+} ExitingStarts;
+
+static void
+exiting_qemu_spawn_cb (GObject      *source,
+                       GAsyncResult *result,
+                       gpointer      user_data)
+{
+  ExitingStarts *starts = user_data;
+  QleanMachine *machine = QLEAN_MACHINE (source);
+  g_autoptr(GError) error = NULL;
+
+  g_assert_false (qlean_machine_spawn_finish (machine, result, &error));
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_QEMU_EXITED);
+  g_assert_nonnull (strstr (error->message, "exited with status 3"));
+  g_assert_nonnull (strstr (error->message, "stand-in QEMU refuses to start"));
+  g_assert_cmpint (qlean_machine_get_state (machine), ==, QLEAN_MACHINE_STATE_STOPPED);
+  g_assert_cmpint (qlean_machine_get_pid (machine), ==, 0);
+  g_assert_null (qlean_machine_get_run_dir (machine));
+  starts->failed++;
+  starts->pending--;
+  g_main_context_wakeup (NULL);
+}
+
+static void
+test_qemu_exits_at_once (void)
+{
+  g_autofree char *dir = NULL;
+  g_autofree char *fake_qemu = NULL;
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  ExitingStarts starts = { 0 };
+
+  if (!test_have_qemu ())
+    return;
+
+  dir = g_dir_make_tmp ("qlean-exiting-qemu-XXXXXX", NULL);
+  g_assert_nonnull (dir);
+  fake_qemu = g_build_filename (dir, "qemu-system-x86_64", NULL);
+  g_assert_true (g_file_set_contents_full (fake_qemu,
+                                           "#!/bin/sh\necho 'stand-in QEMU refuses to start' >&2\nexit 3\n",
+                                           -1, G_FILE_SET_CONTENTS_NONE, 0755, NULL));
+  qlean_machine_config_set_qemu_binary (config, fake_qemu);
+
+  for (guint i = 0; i < EXITING_QEMU_STARTS / 2; i++)
+    {
+      g_autoptr(QleanMachine) a = qlean_machine_new (NULL, config);
+      g_autoptr(QleanMachine) b = qlean_machine_new (NULL, config);
+
+      starts.pending = 2;
+      qlean_machine_spawn_async (a, NULL, exiting_qemu_spawn_cb, &starts);
+      qlean_machine_spawn_async (b, NULL, exiting_qemu_spawn_cb, &starts);
+      while (starts.pending > 0)
+        g_main_context_iteration (NULL, TRUE);
+    }
+  g_assert_cmpuint (starts.failed, ==, EXITING_QEMU_STARTS);
+
+  g_unlink (fake_qemu);
+  g_assert_no_errno (g_rmdir (dir));
+}
+
 static char *
 qlean_cli_path (void)
 {
@@ -888,6 +957,7 @@ main (int    argc,
   g_test_add_func ("/faults/guest-reboots", test_guest_reboots);
   g_test_add_func ("/faults/run-dir-modes", test_run_dir_modes);
   g_test_add_func ("/faults/runner-killed", test_runner_killed);
+  g_test_add_func ("/faults/qemu-exits-at-once", test_qemu_exits_at_once);
 
   return g_test_run ();
 }
