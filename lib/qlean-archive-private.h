@@ -7,6 +7,8 @@
  *
  *   manifest.json   always, first
  *   disk.qcow2      when the machine has a disk
+ *   kernel          when the machine boots a kernel of its own (format 2)
+ *   initrd          with that kernel's initrd, when it has one (format 2)
  *   state           when the machine was running (a QEMU migration stream)
  *   SHA256SUMS      always, last: `sha256sum` lines over every other member
  *
@@ -25,11 +27,16 @@
 
 G_BEGIN_DECLS
 
-#define QLEAN_ARCHIVE_FORMAT_VERSION 1
+/* Format 2 carries the kernel and initrd a machine boots as members;
+ * format 1 named them as paths on the exporting host, which an import
+ * must not open (see qlean_machine_import_full_async). */
+#define QLEAN_ARCHIVE_FORMAT_VERSION 2
 
 #define QLEAN_ARCHIVE_MANIFEST "manifest.json"
 #define QLEAN_ARCHIVE_DISK     "disk.qcow2"
 #define QLEAN_ARCHIVE_STATE    "state"
+#define QLEAN_ARCHIVE_KERNEL   "kernel"
+#define QLEAN_ARCHIVE_INITRD   "initrd"
 #define QLEAN_ARCHIVE_SUMS     "SHA256SUMS"
 
 /* Caps on what the reader accepts. */

@@ -3,7 +3,7 @@
  * SPDX-License-Identifier: MIT
  *
  * Our own few hundred lines rather than libarchive: the format is fixed
- * (four regular files with short names), and the reader's job is mostly
+ * (a few regular files with short names), and the reader's job is mostly
  * to refuse, which is easier to get right, and to fuzz, when it knows
  * nothing else.
  */
@@ -37,7 +37,8 @@
 #define H_PREFIX    345
 
 static const char * const member_names[] = {
-  QLEAN_ARCHIVE_MANIFEST, QLEAN_ARCHIVE_DISK, QLEAN_ARCHIVE_STATE, QLEAN_ARCHIVE_SUMS,
+  QLEAN_ARCHIVE_MANIFEST, QLEAN_ARCHIVE_DISK, QLEAN_ARCHIVE_KERNEL, QLEAN_ARCHIVE_INITRD,
+  QLEAN_ARCHIVE_STATE, QLEAN_ARCHIVE_SUMS,
 };
 
 gboolean

@@ -47,8 +47,10 @@ G_BEGIN_DECLS
  *   exist in the guest, or is not executable.
  * @QLEAN_MACHINE_ERROR_BAD_ARCHIVE: a machine archive given to
  *   qlean_machine_import() is not one, is truncated or damaged (a checksum
- *   does not match), or holds what an archive must not (paths, links,
- *   devices, unknown members); nothing of it was kept.
+ *   does not match), holds what an archive must not (paths, links,
+ *   devices, unknown members), or asks for what an import does not take
+ *   from a stranger (host files as kernel or initrd; extra QEMU arguments
+ *   without %QLEAN_IMPORT_FLAGS_TRUST_EXTRA_ARGS); nothing of it was kept.
  *
  * Error codes of #QLEAN_MACHINE_ERROR.
  */

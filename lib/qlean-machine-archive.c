@@ -26,6 +26,7 @@
 #include "qlean-enums.h"
 #include "qlean-error.h"
 #include "qlean-host-private.h"
+#include "qlean-json-framer-private.h"
 #include "qlean-machine-archive.h"
 #include "qlean-machine-private.h"
 #include "qlean-sync-private.h"
@@ -77,7 +78,9 @@ add_string_or_null (JsonBuilder *builder,
 static GBytes *
 build_manifest (QleanMachine *self,
                 gboolean      with_state,
-                gboolean      with_disk)
+                gboolean      with_disk,
+                gboolean      with_kernel,
+                gboolean      with_initrd)
 {
   QleanImage *image = qlean_machine_get_image (self);
   QleanMachineConfig *config = qlean_machine_get_config (self);
@@ -104,14 +107,11 @@ build_manifest (QleanMachine *self,
   json_builder_set_member_name (builder, "kind");
   json_builder_add_string_value (builder, enum_nick (QLEAN_TYPE_IMAGE_KIND, qlean_image_get_kind (image)));
   add_string_or_null (builder, "name", qlean_image_get_name (image));
-  /* What a distribution image boots besides its disk: the import of a
-   * saved state needs the same (on this host, where they are cached). */
+  /* The command line that goes with the kernel a distribution image
+   * boots; the kernel and initrd themselves are members of the archive
+   * (see export_boot_files). */
   if (qlean_image_get_kind (image) == QLEAN_IMAGE_KIND_DISTRO)
-    {
-      add_string_or_null (builder, "kernel", qlean_image_get_kernel (image));
-      add_string_or_null (builder, "initrd", qlean_image_get_initrd (image));
-      add_string_or_null (builder, "cmdline", qlean_image_get_cmdline (image));
-    }
+    add_string_or_null (builder, "cmdline", qlean_image_get_cmdline (image));
   json_builder_end_object (builder);
 
   json_builder_set_member_name (builder, "config");
@@ -124,8 +124,6 @@ build_manifest (QleanMachine *self,
   json_builder_add_int_value (builder, qlean_machine_config_get_disk_gib (config));
   json_builder_set_member_name (builder, "accel");
   json_builder_add_string_value (builder, enum_nick (QLEAN_TYPE_ACCEL, qlean_machine_config_get_accel (config)));
-  add_string_or_null (builder, "kernel", qlean_machine_config_get_kernel (config));
-  add_string_or_null (builder, "initrd", qlean_machine_config_get_initrd (config));
   add_string_or_null (builder, "cmdline", qlean_machine_config_get_cmdline (config));
   add_string_or_null (builder, "bridge", qlean_machine_config_get_bridge (config));
   json_builder_set_member_name (builder, "fast-start");
@@ -141,6 +139,10 @@ build_manifest (QleanMachine *self,
   json_builder_add_boolean_value (builder, with_state);
   json_builder_set_member_name (builder, "disk");
   json_builder_add_boolean_value (builder, with_disk);
+  json_builder_set_member_name (builder, "kernel");
+  json_builder_add_boolean_value (builder, with_kernel);
+  json_builder_set_member_name (builder, "initrd");
+  json_builder_add_boolean_value (builder, with_initrd);
   /* A saved state holds the network card, if any: the importing machine
    * needs one too, and the guest's card keeps this address until the
    * new machine's identity replaces it. */
@@ -209,6 +211,8 @@ typedef struct
   char            *state_path;    /* NULL for a machine that does not run */
   char            *disk_source;   /* NULL for none */
   char            *disk_path;
+  char            *kernel_path;   /* the kernel and initrd the machine boots, or NULL */
+  char            *initrd_path;
   gboolean         was_running;
   gboolean         frozen;
   QleanQgaClient  *qga;
@@ -224,6 +228,8 @@ export_free (Export *export)
   g_free (export->state_path);
   g_free (export->disk_source);
   g_free (export->disk_path);
+  g_free (export->kernel_path);
+  g_free (export->initrd_path);
   g_clear_pointer (&export->manifest, g_bytes_unref);
   g_clear_object (&export->archive);
   g_clear_object (&export->qga);
@@ -266,6 +272,10 @@ write_archive (Export        *export,
   ok = qlean_archive_writer_add_bytes (writer, QLEAN_ARCHIVE_MANIFEST, export->manifest, cancellable, error) &&
        (export->disk_path == NULL ||
         qlean_archive_writer_add_file (writer, QLEAN_ARCHIVE_DISK, export->disk_path, cancellable, error)) &&
+       (export->kernel_path == NULL ||
+        qlean_archive_writer_add_file (writer, QLEAN_ARCHIVE_KERNEL, export->kernel_path, cancellable, error)) &&
+       (export->initrd_path == NULL ||
+        qlean_archive_writer_add_file (writer, QLEAN_ARCHIVE_INITRD, export->initrd_path, cancellable, error)) &&
        (export->state_path == NULL ||
         qlean_archive_writer_add_file (writer, QLEAN_ARCHIVE_STATE, export->state_path, cancellable, error)) &&
        qlean_archive_writer_finish (writer, cancellable, error) &&
@@ -407,6 +417,30 @@ export_in_worker (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* The kernel and initrd the machine boots, as QEMU is given them
+ * (qlean_machine_resolve_spec): the configuration's, else a
+ * distribution image's. They go into the archive, so that the import
+ * never opens a path on its host that the archive names. The minimal
+ * image's are left out: the importing host builds its own. */
+static void
+export_boot_files (QleanMachine *self,
+                   Export       *export)
+{
+  QleanMachineConfig *config = qlean_machine_get_config (self);
+  QleanImage *image = qlean_machine_get_image (self);
+  gboolean image_files = qlean_image_get_kind (image) != QLEAN_IMAGE_KIND_MINIMAL;
+  const char *kernel = qlean_machine_config_get_kernel (config);
+  const char *initrd = qlean_machine_config_get_initrd (config);
+
+  if (kernel == NULL && image_files)
+    kernel = qlean_image_get_kernel (image);
+  if (initrd == NULL && image_files)
+    initrd = qlean_image_get_initrd (image);
+
+  export->kernel_path = g_strdup (kernel);
+  export->initrd_path = g_strdup (initrd);
+}
+
 /**
  * qlean_machine_export_async:
  * @self: a #QleanMachine
@@ -525,7 +559,9 @@ qlean_machine_export_async (QleanMachine        *self,
                                qlean_machine_get_name (self));
       return;
     }
-  export->manifest = build_manifest (self, export->state_path != NULL, export->disk_source != NULL);
+  export_boot_files (self, export);
+  export->manifest = build_manifest (self, export->state_path != NULL, export->disk_source != NULL,
+                                     export->kernel_path != NULL, export->initrd_path != NULL);
 
   if (export->state_path != NULL)
     qlean_worker_invoke (export_in_worker, g_steal_pointer (&task), g_object_unref);
@@ -583,10 +619,13 @@ typedef struct
   GFile        *archive;
   char         *name;
   QleanNetwork *network;
+  QleanImportFlags flags;
   QleanMachine *machine;
   GBytes       *manifest;     /* as read first, to compare with the checked one */
   gboolean      has_state;
   gboolean      has_disk;
+  gboolean      has_kernel;
+  gboolean      has_initrd;
   char         *old_mac;
   char         *dir;          /* ours, tied to the machine */
   char         *target;       /* dir/archive: where the members go */
@@ -598,6 +637,8 @@ typedef struct
   GByteArray   *manifest_copy;
   gboolean      seen_state;
   gboolean      seen_disk;
+  gboolean      seen_kernel;
+  gboolean      seen_initrd;
 } Import;
 
 static void
@@ -621,15 +662,17 @@ import_free (Import *import)
 }
 
 static Import *
-import_new (GFile        *archive,
-            const char   *name,
-            QleanNetwork *network)
+import_new (GFile            *archive,
+            const char       *name,
+            QleanNetwork     *network,
+            QleanImportFlags  flags)
 {
   Import *import = g_new0 (Import, 1);
 
   import->archive = g_object_ref (archive);
   import->name = g_strdup (name);
   import->network = network ? g_object_ref (network) : NULL;
+  import->flags = flags;
   import->target_fd = -1;
   import->member_fd = -1;
   return import;
@@ -780,13 +823,96 @@ get_bool_member (JsonObject  *object,
   return TRUE;
 }
 
+static gboolean
+get_optional_bool (JsonObject  *object,
+                   const char  *member,
+                   gboolean    *value,
+                   GError     **error)
+{
+  *value = FALSE;
+  return !json_object_has_member (object, member) || get_bool_member (object, member, value, error);
+}
+
+/* Format 1 named the kernel and initrd by their paths on the exporting
+ * host. An import never opens a host file that an archive names (it
+ * could be anyone's: ~/.ssh/id_rsa as an "initrd" is in the guest's
+ * memory at boot), so a manifest that names one is refused whole rather
+ * than half-used. */
+static gboolean
+refuse_host_paths (JsonObject  *object,
+                   const char  *where,
+                   GError     **error)
+{
+  static const char * const members[] = { "kernel", "initrd" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (members); i++)
+    {
+      JsonNode *node = json_object_get_member (object, members[i]);
+
+      if (node != NULL && !JSON_NODE_HOLDS_NULL (node) &&
+          !(JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_BOOLEAN))
+        {
+          g_autofree char *shown = NULL;
+
+          if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING)
+            shown = g_strescape (json_node_get_string (node), NULL);
+          g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_BAD_ARCHIVE,
+                       _("The machine archive names a file of the host it was made on as the "
+                         "%s of its %s (%s); an import only boots what the archive holds. "
+                         "Export the machine again with this Qlean (%s), which puts the %s "
+                         "into the archive"),
+                       members[i], where, shown ? shown : "?", PACKAGE_VERSION, members[i]);
+          return FALSE;
+        }
+    }
+
+  return TRUE;
+}
+
+/* The extra QEMU arguments are a command line: -drive file=~/.ssh/id_rsa
+ * gives the guest a host file, -chardev file,path=... writes one. The
+ * checksums of an archive prove it whole, not who made it, so an
+ * archive's arguments are used only when the caller says it trusts the
+ * archive. */
+static gboolean
+check_extra_args (GPtrArray         *extra,
+                  QleanImportFlags   flags,
+                  GError           **error)
+{
+  g_autoptr(GString) shown = NULL;
+
+  if (extra->len == 0 || (flags & QLEAN_IMPORT_FLAGS_TRUST_EXTRA_ARGS) != 0)
+    return TRUE;
+
+  shown = g_string_new (NULL);
+  for (guint i = 0; i < extra->len && shown->len < 200; i++)
+    {
+      g_autofree char *escaped = g_strescape (g_ptr_array_index (extra, i), NULL);
+
+      g_string_append_printf (shown, "%s%s", i > 0 ? " " : "", escaped);
+    }
+  if (shown->len > 200)
+    {
+      g_string_truncate (shown, 200);
+      g_string_append (shown, "…");
+    }
+
+  g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_BAD_ARCHIVE,
+               _("The machine archive asks for extra QEMU arguments (%s), which can give the "
+                 "guest any file of this host. Import it with QLEAN_IMPORT_FLAGS_TRUST_EXTRA_ARGS "
+                 "(qlean import --trust-extra-args) only if you trust whoever made it"),
+               shown->str);
+  return FALSE;
+}
+
 static QleanMachineConfig *
-config_from_manifest (JsonObject  *object,
-                      GError     **error)
+config_from_manifest (JsonObject        *object,
+                      QleanImportFlags   flags,
+                      GError           **error)
 {
   g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
   g_autoptr(GPtrArray) extra = g_ptr_array_new ();
-  const char *kernel, *initrd, *cmdline, *accel_nick, *bridge;
+  const char *cmdline, *accel_nick, *bridge;
   JsonNode *node;
   guint cores, memory, disk;
   int accel;
@@ -795,8 +921,7 @@ config_from_manifest (JsonObject  *object,
       !get_uint_member (object, "memory-mib", 16 * 1024 * 1024, &memory, error) ||
       !get_uint_member (object, "disk-gib", 64 * 1024, &disk, error) ||
       !get_optional_string (object, "accel", &accel_nick, error) ||
-      !get_optional_string (object, "kernel", &kernel, error) ||
-      !get_optional_string (object, "initrd", &initrd, error) ||
+      !refuse_host_paths (object, _("configuration"), error) ||
       !get_optional_string (object, "cmdline", &cmdline, error) ||
       !get_optional_string (object, "bridge", &bridge, error))
     return NULL;
@@ -834,14 +959,14 @@ config_from_manifest (JsonObject  *object,
           g_ptr_array_add (extra, (gpointer) json_node_get_string (element));
         }
     }
+  if (!check_extra_args (extra, flags, error))
+    return NULL;
   g_ptr_array_add (extra, NULL);
 
   qlean_machine_config_set_cores (config, cores);
   qlean_machine_config_set_memory_mib (config, memory);
   qlean_machine_config_set_disk_gib (config, disk);
   qlean_machine_config_set_accel (config, accel);
-  qlean_machine_config_set_kernel (config, kernel);
-  qlean_machine_config_set_initrd (config, initrd);
   qlean_machine_config_set_cmdline (config, cmdline);
   qlean_machine_config_set_bridge (config, bridge);
   qlean_machine_config_set_extra_args (config, (const char * const *) extra->pdata);
@@ -872,12 +997,15 @@ import_make_machine (Import  *import,
   g_autoptr(QleanImage) image = NULL;
   JsonObject *root, *image_object, *config_object;
   JsonNode *node;
-  const char *kind_nick, *mac;
+  const char *kind_nick, *mac, *image_cmdline;
   gboolean had_network;
   int kind;
   gsize len;
   const char *data = g_bytes_get_data (import->manifest, &len);
 
+  /* json-glib recurses: a deep manifest would overflow the stack. */
+  if (!qlean_json_check_depth (data, len, NULL))
+    return bad_manifest (error, _("is not plain JSON, or nests deeper than 64 levels"));
   if (!json_parser_load_from_data (parser, data, len, NULL) ||
       !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
     return bad_manifest (error, _("is not a JSON object"));
@@ -886,11 +1014,13 @@ import_make_machine (Import  *import,
   node = json_object_get_member (root, "format");
   if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_INT64)
     return bad_manifest (error, _("has no format version"));
-  if (json_node_get_int (node) != QLEAN_ARCHIVE_FORMAT_VERSION)
+  /* Format 1 differs only in naming the kernel and initrd by host
+   * paths, which refuse_host_paths() refuses: one without is read. */
+  if (json_node_get_int (node) < 1 || json_node_get_int (node) > QLEAN_ARCHIVE_FORMAT_VERSION)
     {
       g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_BAD_ARCHIVE,
                    _("The machine archive has format %" G_GINT64_FORMAT "; this Qlean (%s) reads "
-                     "format %d: import it with the Qlean that made it, or a newer one"),
+                     "formats 1 to %d: import it with the Qlean that made it, or a newer one"),
                    json_node_get_int (node), PACKAGE_VERSION, QLEAN_ARCHIVE_FORMAT_VERSION);
       return FALSE;
     }
@@ -905,6 +1035,10 @@ import_make_machine (Import  *import,
   if (!get_optional_string (image_object, "kind", &kind_nick, error) ||
       !get_bool_member (root, "state", &import->has_state, error) ||
       !get_bool_member (root, "disk", &import->has_disk, error) ||
+      !get_optional_bool (root, "kernel", &import->has_kernel, error) ||
+      !get_optional_bool (root, "initrd", &import->has_initrd, error) ||
+      !refuse_host_paths (image_object, _("image"), error) ||
+      !get_optional_string (image_object, "cmdline", &image_cmdline, error) ||
       !get_bool_member (root, "network", &had_network, error) ||
       !get_optional_string (root, "mac-address", &mac, error))
     return FALSE;
@@ -915,29 +1049,9 @@ import_make_machine (Import  *import,
                                 ? _("gives a disk to the minimal image, which has none")
                                 : _("has no disk for an image that needs one"));
 
-  config = config_from_manifest (config_object, error);
+  config = config_from_manifest (config_object, import->flags, error);
   if (config == NULL)
     return FALSE;
-
-  /* A distribution image's disk comes back as a file image: give it the
-   * kernel and initrd it booted, when they are here. */
-  if (kind == QLEAN_IMAGE_KIND_DISTRO && qlean_machine_config_get_kernel (config) == NULL)
-    {
-      const char *kernel, *initrd, *cmdline;
-
-      if (!get_optional_string (image_object, "kernel", &kernel, error) ||
-          !get_optional_string (image_object, "initrd", &initrd, error) ||
-          !get_optional_string (image_object, "cmdline", &cmdline, error))
-        return FALSE;
-      if (kernel != NULL && g_file_test (kernel, G_FILE_TEST_IS_REGULAR) &&
-          (initrd == NULL || g_file_test (initrd, G_FILE_TEST_IS_REGULAR)))
-        {
-          qlean_machine_config_set_kernel (config, kernel);
-          qlean_machine_config_set_initrd (config, initrd);
-          if (qlean_machine_config_get_cmdline (config) == NULL)
-            qlean_machine_config_set_cmdline (config, cmdline);
-        }
-    }
 
   /* The saved state holds the devices of the machine it came from: a
    * network card exactly when that machine was on a network. */
@@ -972,10 +1086,27 @@ import_make_machine (Import  *import,
       return FALSE;
     }
 
+  /* The kernel and initrd the machine booted, from the archive, where
+   * the extraction puts them before anything starts. A distribution
+   * image's disk comes back as a file image: it keeps the kernel
+   * parameters that went with its kernel. */
+  if (import->has_kernel)
+    {
+      g_autofree char *kernel = g_build_filename (import->target, QLEAN_ARCHIVE_KERNEL, NULL);
+
+      qlean_machine_config_set_kernel (config, kernel);
+      if (kind == QLEAN_IMAGE_KIND_DISTRO && qlean_machine_config_get_cmdline (config) == NULL)
+        qlean_machine_config_set_cmdline (config, image_cmdline);
+    }
+  if (import->has_initrd)
+    {
+      g_autofree char *initrd = g_build_filename (import->target, QLEAN_ARCHIVE_INITRD, NULL);
+
+      qlean_machine_config_set_initrd (config, initrd);
+    }
+
   /* The disk comes as a file image, self-contained (its backing chain
-   * was flattened at the export). A distribution image also boots the
-   * kernel and initrd its preparation extracted, which the archive does
-   * not carry: see above. */
+   * was flattened at the export). */
   if (import->has_disk)
     {
       g_autofree char *disk = g_build_filename (import->target, QLEAN_ARCHIVE_DISK, NULL);
@@ -1022,6 +1153,10 @@ extract_begin (const char  *name,
     import->seen_state = TRUE;
   else if (g_str_equal (name, QLEAN_ARCHIVE_DISK))
     import->seen_disk = TRUE;
+  else if (g_str_equal (name, QLEAN_ARCHIVE_KERNEL))
+    import->seen_kernel = TRUE;
+  else if (g_str_equal (name, QLEAN_ARCHIVE_INITRD))
+    import->seen_initrd = TRUE;
 
   import->member_fd = openat (import->target_fd, name,
                               O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -1143,7 +1278,8 @@ extract_all (Import        *import,
       return FALSE;
     }
 
-  if (import->seen_state != import->has_state || import->seen_disk != import->has_disk)
+  if (import->seen_state != import->has_state || import->seen_disk != import->has_disk ||
+      import->seen_kernel != import->has_kernel || import->seen_initrd != import->has_initrd)
     return bad_manifest (error, _("does not match the members of the archive"));
 
   return TRUE;
@@ -1274,9 +1410,15 @@ manifest_read_cb (GObject      *source,
   Import *import = g_task_get_task_data (outer);
   GError *error = NULL;
 
-  if (!g_task_propagate_boolean (G_TASK (result), &error) ||
-      !import_make_machine (import, &error))
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
+      g_task_return_error (outer, error);
+      g_object_unref (outer);
+      return;
+    }
+  if (!import_make_machine (import, &error))
+    {
+      g_prefix_error (&error, _("Cannot import %s: "), g_file_peek_path (import->archive));
       g_task_return_error (outer, error);
       g_object_unref (outer);
       return;
@@ -1301,11 +1443,12 @@ check_import_name (const char  *name,
 }
 
 /**
- * qlean_machine_import_async:
+ * qlean_machine_import_full_async:
  * @archive: a file written by [method@Machine.export]
  * @name: the new machine's name, also its hostname
  * @network: (nullable): the network to put the machine on; needed exactly
  *   when the exported machine ran on one and its state is in the archive
+ * @flags: what to take from the archive beyond what is always safe
  * @cancellable: (nullable): a #GCancellable
  * @callback: called with the machine
  * @user_data: data for @callback
@@ -1326,17 +1469,23 @@ check_import_name (const char  *name,
  * (%QLEAN_MACHINE_ERROR_BAD_ARCHIVE for a bad archive) that directory is
  * removed and nothing is written anywhere else.
  *
- * The manifest's configuration is used as it is, QEMU arguments and
- * kernel paths included: import archives from sources you would take a
- * QEMU command line from.
+ * The checksums prove an archive whole, not who made it, so the import
+ * takes from its manifest only what cannot reach the host: the machine's
+ * size, kernel parameters and network. The kernel, initrd and disk it
+ * boots are those inside the archive; a manifest that names a file of
+ * the host instead (as archives of format 1 did) is refused. Extra QEMU
+ * arguments ([property@MachineConfig:extra-args]) are a command line
+ * that can give the guest any host file: an archive that has some is
+ * refused unless @flags has %QLEAN_IMPORT_FLAGS_TRUST_EXTRA_ARGS.
  */
 void
-qlean_machine_import_async (GFile               *archive,
-                            const char          *name,
-                            QleanNetwork        *network,
-                            GCancellable        *cancellable,
-                            GAsyncReadyCallback  callback,
-                            gpointer             user_data)
+qlean_machine_import_full_async (GFile               *archive,
+                                 const char          *name,
+                                 QleanNetwork        *network,
+                                 QleanImportFlags     flags,
+                                 GCancellable        *cancellable,
+                                 GAsyncReadyCallback  callback,
+                                 gpointer             user_data)
 {
   GTask *task;
   GTask *read_task;
@@ -1346,9 +1495,9 @@ qlean_machine_import_async (GFile               *archive,
   g_return_if_fail (network == NULL || QLEAN_IS_NETWORK (network));
 
   task = g_task_new (NULL, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_machine_import_async);
+  g_task_set_source_tag (task, qlean_machine_import_full_async);
   g_task_set_name (task, "[qlean] import machine");
-  g_task_set_task_data (task, import_new (archive, name, network), (GDestroyNotify) import_free);
+  g_task_set_task_data (task, import_new (archive, name, network, flags), (GDestroyNotify) import_free);
 
   if (!check_import_name (name, &error))
     {
@@ -1365,15 +1514,15 @@ qlean_machine_import_async (GFile               *archive,
 }
 
 /**
- * qlean_machine_import_finish:
+ * qlean_machine_import_full_finish:
  * @result: the result passed to the callback
  * @error: return location for a #GError
  *
  * Returns: (transfer full): the new machine, or %NULL with @error set
  */
 QleanMachine *
-qlean_machine_import_finish (GAsyncResult  *result,
-                             GError       **error)
+qlean_machine_import_full_finish (GAsyncResult  *result,
+                                  GError       **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, NULL), NULL);
 
@@ -1381,23 +1530,25 @@ qlean_machine_import_finish (GAsyncResult  *result,
 }
 
 /**
- * qlean_machine_import:
+ * qlean_machine_import_full:
  * @archive: a file written by [method@Machine.export]
  * @name: the new machine's name, also its hostname
  * @network: (nullable): the network to put the machine on
+ * @flags: what to take from the archive beyond what is always safe
  * @cancellable: (nullable): a #GCancellable
  * @error: return location for a #GError
  *
- * Blocking twin of qlean_machine_import_async().
+ * Blocking twin of qlean_machine_import_full_async().
  *
  * Returns: (transfer full): the new machine, or %NULL with @error set
  */
 QleanMachine *
-qlean_machine_import (GFile         *archive,
-                      const char    *name,
-                      QleanNetwork  *network,
-                      GCancellable  *cancellable,
-                      GError       **error)
+qlean_machine_import_full (GFile             *archive,
+                           const char        *name,
+                           QleanNetwork      *network,
+                           QleanImportFlags   flags,
+                           GCancellable      *cancellable,
+                           GError           **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
   GTask *task;
@@ -1411,22 +1562,84 @@ qlean_machine_import (GFile         *archive,
 
   /* The machine is made here, before the private context of the wait is
    * pushed, so that its signals go to the caller's context. */
-  import = import_new (archive, name, network);
+  import = import_new (archive, name, network, flags);
   import->manifest = read_manifest (archive, cancellable, error);
   if (import->manifest == NULL || !import_make_machine (import, error))
     {
-      if (error != NULL && *error != NULL && import->manifest == NULL)
-        g_prefix_error (error, _("Cannot import %s: "), g_file_peek_path (archive));
+      g_prefix_error (error, _("Cannot import %s: "), g_file_peek_path (archive));
       import_free (import);
       return NULL;
     }
 
   qlean_sync_call_init (&call);
   task = g_task_new (NULL, cancellable, qlean_sync_call_done, &call);
-  g_task_set_source_tag (task, qlean_machine_import_async);
+  g_task_set_source_tag (task, qlean_machine_import_full_async);
   g_task_set_name (task, "[qlean] import machine");
   g_task_set_task_data (task, import, (GDestroyNotify) import_free);
   import_extract (task);
 
-  return qlean_machine_import_finish (qlean_sync_call_wait (&call), error);
+  return qlean_machine_import_full_finish (qlean_sync_call_wait (&call), error);
+}
+
+/**
+ * qlean_machine_import_async:
+ * @archive: a file written by [method@Machine.export]
+ * @name: the new machine's name, also its hostname
+ * @network: (nullable): the network to put the machine on; needed exactly
+ *   when the exported machine ran on one and its state is in the archive
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called with the machine
+ * @user_data: data for @callback
+ *
+ * qlean_machine_import_full_async() with %QLEAN_IMPORT_FLAGS_NONE: an
+ * archive that asks for extra QEMU arguments is refused.
+ */
+void
+qlean_machine_import_async (GFile               *archive,
+                            const char          *name,
+                            QleanNetwork        *network,
+                            GCancellable        *cancellable,
+                            GAsyncReadyCallback  callback,
+                            gpointer             user_data)
+{
+  qlean_machine_import_full_async (archive, name, network, QLEAN_IMPORT_FLAGS_NONE,
+                                   cancellable, callback, user_data);
+}
+
+/**
+ * qlean_machine_import_finish:
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Returns: (transfer full): the new machine, or %NULL with @error set
+ */
+QleanMachine *
+qlean_machine_import_finish (GAsyncResult  *result,
+                             GError       **error)
+{
+  return qlean_machine_import_full_finish (result, error);
+}
+
+/**
+ * qlean_machine_import:
+ * @archive: a file written by [method@Machine.export]
+ * @name: the new machine's name, also its hostname
+ * @network: (nullable): the network to put the machine on
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_import_async():
+ * qlean_machine_import_full() with %QLEAN_IMPORT_FLAGS_NONE.
+ *
+ * Returns: (transfer full): the new machine, or %NULL with @error set
+ */
+QleanMachine *
+qlean_machine_import (GFile         *archive,
+                      const char    *name,
+                      QleanNetwork  *network,
+                      GCancellable  *cancellable,
+                      GError       **error)
+{
+  return qlean_machine_import_full (archive, name, network, QLEAN_IMPORT_FLAGS_NONE,
+                                    cancellable, error);
 }

@@ -17,6 +17,24 @@
 
 G_BEGIN_DECLS
 
+/**
+ * QleanImportFlags:
+ * @QLEAN_IMPORT_FLAGS_NONE: take from the archive only what cannot reach
+ *   the host.
+ * @QLEAN_IMPORT_FLAGS_TRUST_EXTRA_ARGS: also use the extra QEMU arguments
+ *   of the archived machine's configuration. They are a QEMU command line
+ *   and can give the guest any file of the host: set this only for
+ *   archives whose maker you trust.
+ *
+ * What [func@Machine.import_full] takes from an archive beyond what is
+ * always safe.
+ */
+typedef enum /*< flags >*/
+{
+  QLEAN_IMPORT_FLAGS_NONE = 0,
+  QLEAN_IMPORT_FLAGS_TRUST_EXTRA_ARGS = 1 << 0,
+} QleanImportFlags;
+
 QLEAN_AVAILABLE_IN_ALL
 void          qlean_machine_export_async  (QleanMachine        *self,
                                            GFile               *archive,
@@ -49,5 +67,24 @@ QleanMachine *qlean_machine_import        (GFile               *archive,
                                            QleanNetwork        *network,
                                            GCancellable        *cancellable,
                                            GError             **error);
+
+QLEAN_AVAILABLE_IN_ALL
+void          qlean_machine_import_full_async  (GFile               *archive,
+                                                const char          *name,
+                                                QleanNetwork        *network,
+                                                QleanImportFlags     flags,
+                                                GCancellable        *cancellable,
+                                                GAsyncReadyCallback  callback,
+                                                gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+QleanMachine *qlean_machine_import_full_finish (GAsyncResult        *result,
+                                                GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+QleanMachine *qlean_machine_import_full        (GFile               *archive,
+                                                const char          *name,
+                                                QleanNetwork        *network,
+                                                QleanImportFlags     flags,
+                                                GCancellable        *cancellable,
+                                                GError             **error);
 
 G_END_DECLS

@@ -19,6 +19,7 @@
 #include <utime.h>
 #include <sys/wait.h>
 #include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
 
 #include <qlean/qlean.h>
 #include "test-common.h"
@@ -666,13 +667,22 @@ test_export_import_disk (void)
 
   g_assert_true (g_spawn_sync (NULL, (char **) list, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
                                &listing, NULL, &status, &error));
-  g_assert_cmpstr (listing, ==, "manifest.json\ndisk.qcow2\nstate\nSHA256SUMS\n");
+  /* The kernel and initramfs it boots go with it. */
+  g_assert_cmpstr (listing, ==, "manifest.json\ndisk.qcow2\nkernel\ninitrd\nstate\nSHA256SUMS\n");
 
-  /* The archive needs nothing of the original disk. */
+  /* The archive needs nothing of the original disk, and boots its own
+   * copies of the kernel and initramfs. */
   g_assert_no_errno (g_unlink (disk));
   imported = qlean_machine_import (archive, "disky-again", NULL, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpint (qlean_machine_get_state (imported), ==, QLEAN_MACHINE_STATE_RUNNING);
+  {
+    QleanMachineConfig *imported_config = qlean_machine_get_config (imported);
+
+    g_assert_true (g_str_has_suffix (qlean_machine_config_get_kernel (imported_config), "/archive/kernel"));
+    g_assert_true (g_str_has_suffix (qlean_machine_config_get_initrd (imported_config), "/archive/initrd"));
+    g_assert_cmpstr (qlean_machine_config_get_kernel (imported_config), !=, qlean_image_get_kernel (minimal));
+  }
   out = test_run_text (imported, "dd if=/dev/vda bs=512 count=2 2>/dev/null | tr -d '\\000'");
   g_assert_cmpstr (out, ==, "before-export");
 
@@ -927,6 +937,277 @@ test_malicious_archives (void)
   g_rmdir (sentinel);
 }
 
+/* An archive's members as (name, contents) pairs, SHA256SUMS left out,
+ * and the manifest parsed: what a test rewrites before it sums the
+ * archive again. */
+typedef struct
+{
+  GBytes    *whole;
+  GPtrArray *names;
+  GPtrArray *contents;
+  JsonNode  *manifest;
+} Members;
+
+static void
+members_free (Members *members)
+{
+  g_ptr_array_unref (members->names);
+  g_ptr_array_unref (members->contents);
+  json_node_unref (members->manifest);
+  g_bytes_unref (members->whole);
+  g_free (members);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Members, members_free)
+
+static Members *
+read_members (const char *path)
+{
+  Members *members = g_new0 (Members, 1);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GMappedFile) mapped = g_mapped_file_new (path, FALSE, &error);
+  const char *data;
+  gsize len, offset = 0;
+
+  g_assert_no_error (error);
+  members->whole = g_mapped_file_get_bytes (mapped);
+  data = g_bytes_get_data (members->whole, &len);
+  members->names = g_ptr_array_new_with_free_func (g_free);
+  members->contents = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+
+  while (offset + 512 <= len && data[offset] != '\0')
+    {
+      g_autofree char *name = g_strndup (data + offset, 100);
+      guint64 size = g_ascii_strtoull (data + offset + 124, NULL, 8);
+
+      g_assert_cmpuint (offset + 512 + size, <=, len);
+      if (!g_str_equal (name, "SHA256SUMS"))
+        {
+          g_ptr_array_add (members->contents, g_bytes_new_from_bytes (members->whole, offset + 512, size));
+          g_ptr_array_add (members->names, g_steal_pointer (&name));
+        }
+      offset += 512 + (size + 511) / 512 * 512;
+    }
+
+  g_assert_cmpstr (g_ptr_array_index (members->names, 0), ==, "manifest.json");
+  {
+    gsize manifest_len;
+    const char *manifest = g_bytes_get_data (g_ptr_array_index (members->contents, 0), &manifest_len);
+    g_autofree char *text = g_strndup (manifest, manifest_len);
+
+    members->manifest = json_from_string (text, &error);
+    g_assert_no_error (error);
+  }
+
+  return members;
+}
+
+static JsonObject *
+members_config (Members *members)
+{
+  return json_object_get_object_member (json_node_get_object (members->manifest), "config");
+}
+
+/* The archive again, with the (edited) manifest and checksums that match. */
+static GByteArray *
+members_to_tar (Members *members)
+{
+  GByteArray *tar = g_byte_array_new ();
+  g_autoptr(GString) sums = g_string_new (NULL);
+  g_autofree char *manifest = json_to_string (members->manifest, TRUE);
+
+  add_summed (tar, sums, "manifest.json", manifest, strlen (manifest));
+  for (guint i = 1; i < members->names->len; i++)
+    {
+      gsize len;
+      const void *data = g_bytes_get_data (g_ptr_array_index (members->contents, i), &len);
+
+      add_summed (tar, sums, g_ptr_array_index (members->names, i), data, len);
+    }
+  add_sums_and_end (tar, sums);
+
+  return tar;
+}
+
+static void
+set_extra_args (JsonObject  *config,
+                const char  *sentinel)
+{
+  JsonArray *args = json_array_new ();
+  g_autofree char *chardev = g_strdup_printf ("file,id=evil,path=%s/owned", sentinel);
+
+  json_array_add_string_element (args, "-chardev");
+  json_array_add_string_element (args, chardev);
+  json_object_set_array_member (config, "extra-args", args);
+}
+
+/* An archive decides nothing of QEMU's command line unless the caller
+ * trusts it: extra arguments (here a -chardev that would write a host
+ * file as soon as QEMU starts) are refused, before any QEMU runs, and
+ * taken only with QLEAN_IMPORT_FLAGS_TRUST_EXTRA_ARGS. */
+static void
+test_archive_extra_args (void)
+{
+  g_autofree char *sentinel = g_build_filename (fixture_dir, "sentinel-args", NULL);
+  g_autofree char *owned = g_build_filename (sentinel, "owned", NULL);
+  g_autofree char *valid_path = g_build_filename (fixture_dir, "argsy.qlean", NULL);
+  g_autofree char *chardev = g_strdup_printf ("file,id=evil,path=%s/owned", sentinel);
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanMachine) argsy = NULL;
+  g_autoptr(QleanMachine) back = NULL;
+  g_autoptr(GFile) valid = g_file_new_for_path (valid_path);
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) argv = NULL;
+  const char *extra[] = { "-chardev", chardev, NULL };
+  const char *run_base = g_getenv ("QLEAN_RUN_DIR");
+
+  if (!test_have_qemu ())
+    return;
+  if (run_base == NULL)
+    {
+      g_test_skip ("QLEAN_RUN_DIR is not set: run this under meson test");
+      return;
+    }
+  g_mkdir_with_parents (run_base, 0700);
+  g_assert_no_errno (g_mkdir (sentinel, 0700));
+
+  /* A real export of a machine with such arguments, which never ran. */
+  qlean_machine_config_set_extra_args (config, extra);
+  argsy = qlean_machine_new_with_name ("argsy", NULL, config);
+  g_assert_true (qlean_machine_export (argsy, valid, NULL, &error));
+  g_assert_no_error (error);
+  g_clear_object (&argsy);
+
+  {
+    g_autoptr(Members) members = read_members (valid_path);
+    g_autoptr(GByteArray) tar = members_to_tar (members);
+
+    assert_import_refused ("extra arguments", tar, sentinel, run_base);
+  }
+
+  /* The archive of a running machine with them: the import would start
+   * QEMU at once, and that QEMU would create the file. */
+  if (running_archive != NULL && g_file_test (running_archive, G_FILE_TEST_IS_REGULAR))
+    {
+      g_autoptr(Members) members = read_members (running_archive);
+      g_autoptr(GByteArray) tar = NULL;
+
+      set_extra_args (members_config (members), sentinel);
+      tar = members_to_tar (members);
+      assert_import_refused ("running, extra arguments", tar, sentinel, run_base);
+    }
+  else
+    g_test_message ("no archive of a running machine (its test did not run): skipped that check");
+  g_assert_false (g_file_test (owned, G_FILE_TEST_EXISTS));
+
+  /* Trusted, they are the machine's, on QEMU's command line. */
+  back = qlean_machine_import_full (valid, "argsy-again", NULL, QLEAN_IMPORT_FLAGS_TRUST_EXTRA_ARGS,
+                                    NULL, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (back);
+  g_assert_cmpstrv (qlean_machine_config_get_extra_args (qlean_machine_get_config (back)), extra);
+  argv = qlean_machine_dry_run (back, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_strv_contains ((const char * const *) argv, chardev));
+  g_clear_object (&back);
+
+  g_unlink (valid_path);
+  g_assert_no_errno (g_rmdir (sentinel));
+}
+
+static void
+set_string (JsonObject *object,
+            const char *member,
+            const char *value)
+{
+  json_object_set_string_member (object, member, value);
+}
+
+/* The kernel, initrd and disk come from inside the archive: a manifest
+ * that names a file of the host (a format 1 archive's way, or a forged
+ * one) is refused, whatever the file. */
+static void
+test_archive_host_paths (void)
+{
+  g_autofree char *sentinel = g_build_filename (fixture_dir, "sentinel-paths", NULL);
+  g_autofree char *secret = g_build_filename (fixture_dir, "secret", NULL);
+  g_autofree char *valid_path = g_build_filename (fixture_dir, "pathy.qlean", NULL);
+  g_autoptr(QleanMachine) pathy = qlean_machine_new_with_name ("pathy", NULL, NULL);
+  g_autoptr(GFile) valid = g_file_new_for_path (valid_path);
+  g_autoptr(GError) error = NULL;
+  const char *run_base = g_getenv ("QLEAN_RUN_DIR");
+  struct { const char *what; const char *object; const char *member; int format; } cases[] = {
+    { "config kernel", "config", "kernel", 2 },
+    { "config initrd", "config", "initrd", 2 },
+    { "image kernel", "image", "kernel", 2 },
+    { "image initrd", "image", "initrd", 2 },
+    { "format 1 config kernel", "config", "kernel", 1 },
+    { "format 1 image initrd", "image", "initrd", 1 },
+  };
+
+  if (!test_have_qemu ())
+    return;
+  if (run_base == NULL)
+    {
+      g_test_skip ("QLEAN_RUN_DIR is not set: run this under meson test");
+      return;
+    }
+  g_mkdir_with_parents (run_base, 0700);
+  g_assert_no_errno (g_mkdir (sentinel, 0700));
+  g_assert_true (g_file_set_contents (secret, "host secret\n", -1, &error));
+
+  g_assert_true (qlean_machine_export (pathy, valid, NULL, &error));
+  g_assert_no_error (error);
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr(Members) members = read_members (valid_path);
+      JsonObject *root = json_node_get_object (members->manifest);
+      g_autoptr(GByteArray) tar = NULL;
+
+      json_object_set_int_member (root, "format", cases[i].format);
+      set_string (json_object_get_object_member (root, cases[i].object), cases[i].member, secret);
+      tar = members_to_tar (members);
+      assert_import_refused (cases[i].what, tar, sentinel, run_base);
+    }
+
+  /* Promised as a member, but not there. */
+  {
+    g_autoptr(Members) members = read_members (valid_path);
+    g_autoptr(GByteArray) tar = NULL;
+
+    json_object_set_boolean_member (json_node_get_object (members->manifest), "kernel", TRUE);
+    tar = members_to_tar (members);
+    assert_import_refused ("kernel promised", tar, sentinel, run_base);
+  }
+
+  /* A format 1 archive that names no host file still imports. */
+  {
+    g_autoptr(Members) members = read_members (valid_path);
+    g_autoptr(GByteArray) tar = NULL;
+    g_autoptr(QleanMachine) back = NULL;
+    g_autoptr(GFile) file = NULL;
+    g_autofree char *path = g_build_filename (fixture_dir, "old.qlean", NULL);
+    JsonObject *root = json_node_get_object (members->manifest);
+
+    json_object_set_int_member (root, "format", 1);
+    json_object_remove_member (root, "kernel");
+    json_object_remove_member (root, "initrd");
+    json_object_set_null_member (members_config (members), "kernel");
+    tar = members_to_tar (members);
+    g_assert_true (g_file_set_contents (path, (const char *) tar->data, tar->len, &error));
+    file = g_file_new_for_path (path);
+    back = qlean_machine_import (file, "pathy-old", NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_null (qlean_machine_config_get_kernel (qlean_machine_get_config (back)));
+    g_unlink (path);
+  }
+
+  g_unlink (secret);
+  g_unlink (valid_path);
+  g_assert_no_errno (g_rmdir (sentinel));
+}
+
 /* Runs the built qlean with @args (shell-quoted); returns
  * its exit status and, in @out, its standard output and error. */
 static int
@@ -968,6 +1249,9 @@ test_cli_body (void)
   g_autofree char *archive = g_build_filename (fixture_dir, "cli.qlean", NULL);
   g_autofree char *export_args = g_strdup_printf ("-q export lc-one %s", archive);
   g_autofree char *import_args = g_strdup_printf ("-q import %s lc-three", archive);
+  g_autofree char *args_archive = g_build_filename (fixture_dir, "cli-args.qlean", NULL);
+  g_autofree char *args_refused = g_strdup_printf ("-q import %s lc-four", args_archive);
+  g_autofree char *args_trusted = g_strdup_printf ("-q import --trust-extra-args %s lc-four", args_archive);
   g_autofree char *ls = NULL;
   char *out = NULL;
 
@@ -1022,6 +1306,33 @@ test_cli_body (void)
   g_assert_cmpint (qlean_cli (NULL, "-q stop lc-three"), ==, 0);
   g_unlink (archive);
 
+  /* Extra QEMU arguments in an archive: refused, unless trusted. */
+  {
+    g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+    g_autoptr(QleanMachine) argsy = NULL;
+    g_autoptr(GFile) file = g_file_new_for_path (args_archive);
+    g_autoptr(GError) error = NULL;
+    const char *extra[] = { "-device", "virtio-rng-pci,id=lc-rng", NULL };
+
+    qlean_machine_config_set_extra_args (config, extra);
+    argsy = qlean_machine_new_with_name ("lc-four", NULL, config);
+    g_assert_true (qlean_machine_export (argsy, file, NULL, &error));
+    g_assert_no_error (error);
+  }
+  g_assert_cmpint (qlean_cli (&out, args_refused), !=, 0);
+  g_assert_nonnull (strstr (out, "--trust-extra-args"));
+  g_clear_pointer (&out, g_free);
+  g_assert_cmpint (qlean_cli (&out, "ls --json"), ==, 0);
+  g_assert_cmpstr (out, ==, "[]");
+  g_clear_pointer (&out, g_free);
+  g_assert_cmpint (qlean_cli (NULL, args_trusted), ==, 0);
+  /* The card the arguments asked for (virtio-rng, PCI device 0x1005). */
+  g_assert_cmpint (qlean_cli (&out, "exec lc-four -- sh -c 'cat /sys/bus/pci/devices/*/device'"), ==, 0);
+  g_assert_nonnull (strstr (out, "0x1005"));
+  g_clear_pointer (&out, g_free);
+  g_assert_cmpint (qlean_cli (NULL, "-q stop lc-four"), ==, 0);
+  g_unlink (args_archive);
+
   /* Nothing left: no machines, no stray archives of clones. */
   g_assert_cmpint (qlean_cli (&ls, "ls --json"), ==, 0);
   g_assert_cmpstr (ls, ==, "[]");
@@ -1037,7 +1348,7 @@ test_cli (void)
 
   g_test_trap_subprocess ("/lifecycle/cli/subprocess", 300 * G_USEC_PER_SEC,
                           G_TEST_SUBPROCESS_INHERIT_STDOUT | G_TEST_SUBPROCESS_INHERIT_STDERR);
-  qlean_cli (NULL, "-q stop lc-one lc-two lc-three");
+  qlean_cli (NULL, "-q stop lc-one lc-two lc-three lc-four");
   g_test_trap_assert_passed ();
 }
 
@@ -1150,6 +1461,8 @@ main (int    argc,
   g_test_add_func ("/lifecycle/export-import", test_export_import);
   g_test_add_func ("/lifecycle/export-import-disk", test_export_import_disk);
   g_test_add_func ("/lifecycle/malicious-archives", test_malicious_archives);
+  g_test_add_func ("/lifecycle/archive-extra-args", test_archive_extra_args);
+  g_test_add_func ("/lifecycle/archive-host-paths", test_archive_host_paths);
   g_test_add_func ("/lifecycle/saved-boots-pruned", test_saved_boots_pruned);
   g_test_add_func ("/lifecycle/cli", test_cli);
   g_test_add_func ("/lifecycle/cli/subprocess", test_cli_body);

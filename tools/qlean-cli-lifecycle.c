@@ -381,13 +381,14 @@ owner_admin_stop (OwnerAdmin *admin)
 }
 
 QleanMachine *
-owner_import_machine (const char  *name,
-                      const char  *archive_path,
-                      GError     **error)
+owner_import_machine (const char        *name,
+                      const char        *archive_path,
+                      QleanImportFlags   flags,
+                      GError           **error)
 {
   g_autoptr(GFile) archive = g_file_new_for_path (archive_path);
 
-  return qlean_machine_import (archive, name, NULL, NULL, error);
+  return qlean_machine_import_full (archive, name, NULL, flags, NULL, error);
 }
 
 /* The client's side */
@@ -613,18 +614,31 @@ cmd_export (int    argc,
 /* Starts NAME from an archive, as `qlean start` starts a new machine. */
 static int
 start_from_archive (const char *archive,
-                    const char *name)
+                    const char *name,
+                    gboolean    trust_extra_args)
 {
   g_autofree char *option = g_strconcat ("--from-archive=", archive, NULL);
-  char *args[] = { (char *) "start", option, (char *) name, NULL };
+  char *args[] = { (char *) "start", option, (char *) name, NULL, NULL };
 
-  return cmd_start (3, args);
+  if (trust_extra_args)
+    {
+      args[3] = args[2];
+      args[2] = (char *) "--trust-extra-args";
+    }
+
+  return cmd_start (trust_extra_args ? 4 : 3, args);
 }
 
 int
 cmd_import (int    argc,
             char **argv)
 {
+  static gboolean trust_extra_args;
+  static GOptionEntry entries[] = {
+    { "trust-extra-args", 0, 0, G_OPTION_ARG_NONE, &trust_extra_args,
+      N_("Use the archive's extra QEMU arguments, which can give the guest any host file"), NULL },
+    { NULL }
+  };
   g_autofree char *path = NULL;
   int status;
 
@@ -632,8 +646,10 @@ cmd_import (int    argc,
                       _("Start machine NAME from an archive made by “qlean export”. It runs on\n"
                         "from the moment of the export, with its own hostname and machine-id,\n"
                         "owned like a machine of “qlean start”. The archive is checked first\n"
-                        "(checksums, nothing but its own files) and refused whole otherwise."),
-                      NULL, &argc, &argv, &status))
+                        "(checksums, nothing but its own files) and refused whole otherwise.\n"
+                        "An archive with extra QEMU arguments is refused unless\n"
+                        "--trust-extra-args is given."),
+                      entries, &argc, &argv, &status))
     return status;
 
   if (argc != 3)
@@ -649,7 +665,7 @@ cmd_import (int    argc,
       return EXIT_FAILED;
     }
 
-  return start_from_archive (path, argv[2]);
+  return start_from_archive (path, argv[2], trust_extra_args);
 }
 
 int
@@ -699,8 +715,9 @@ cmd_clone (int    argc,
       return EXIT_FAILED;
     }
 
-  /* The new owner has imported it by the time it reports ready. */
-  status = start_from_archive (archive, argv[2]);
+  /* The new owner has imported it by the time it reports ready. The
+   * archive is NAME's own, just written: its QEMU arguments are NAME's. */
+  status = start_from_archive (archive, argv[2], TRUE);
   g_unlink (archive);
   return status;
 }

@@ -296,6 +296,7 @@ remove_machine_dir (const char *dir)
 static int opt_ready_fd = -1;
 static gboolean opt_foreground;
 static char *opt_from_archive;   /* lifecycle: qlean import, qlean clone */
+static gboolean opt_trust_extra_args;  /* lifecycle: qlean import --trust-extra-args */
 static char *opt_network_owner;  /* networks: the owner of a network's switch */
 
 /* --- port forwards (qlean start -p HOST:GUEST) --- */
@@ -462,7 +463,10 @@ run_owner (const char *name,
   /* --- lifecycle: qlean import and qlean clone start from an archive,
    * which gives a running machine when it holds a state --- */
   if (opt_from_archive != NULL)
-    machine = owner_import_machine (name, opt_from_archive, &error);
+    machine = owner_import_machine (name, opt_from_archive,
+                                    opt_trust_extra_args ? QLEAN_IMPORT_FLAGS_TRUST_EXTRA_ARGS
+                                                         : QLEAN_IMPORT_FLAGS_NONE,
+                                    &error);
   else
   /* --- */
     machine = machine_from_options (name, &error);
@@ -699,6 +703,7 @@ cmd_start (int    argc,
     { "ready-fd", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &opt_ready_fd, NULL, NULL },
     /* --- lifecycle: qlean import FILE NAME is start --from-archive=FILE NAME --- */
     { "from-archive", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_FILENAME, &opt_from_archive, NULL, NULL },
+    { "trust-extra-args", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &opt_trust_extra_args, NULL, NULL },
     { "forward", 'p', 0, G_OPTION_ARG_STRING_ARRAY, &opt_forward,
       N_("Forward port HOST of 127.0.0.1 to port GUEST of the machine (repeatable; HOST 0 picks a free port)"),
       N_("HOST:GUEST") },

@@ -79,6 +79,7 @@ OwnerAdmin   *owner_admin_start    (QleanMachine      *machine,
 void          owner_admin_stop     (OwnerAdmin        *admin);
 QleanMachine *owner_import_machine (const char        *name,
                                     const char        *archive_path,
+                                    QleanImportFlags   flags,
                                     GError           **error);
 /* RUNBASE/machines/NAME, for a valid NAME (qlean-cli-machines.c). */
 char         *cli_machine_dir      (const char        *name,
