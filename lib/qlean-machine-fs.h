@@ -16,6 +16,22 @@
 
 G_BEGIN_DECLS
 
+/**
+ * QleanTransferFlags:
+ * @QLEAN_TRANSFER_FLAGS_NONE: the defaults: a download drops the setuid,
+ *   setgid and sticky bits and the group and world write bits.
+ * @QLEAN_TRANSFER_FLAGS_PRESERVE_MODES: a download keeps the guest's
+ *   exact permission bits, as `tar --same-permissions` does. Only for
+ *   files you trust: they become the host user's.
+ *
+ * How [method@Machine.download_full] treats what comes out of a guest.
+ */
+typedef enum /*< flags >*/
+{
+  QLEAN_TRANSFER_FLAGS_NONE           = 0,
+  QLEAN_TRANSFER_FLAGS_PRESERVE_MODES = 1 << 0,
+} QleanTransferFlags;
+
 QLEAN_AVAILABLE_IN_ALL
 void qlean_machine_copy_async (QleanMachine       *self,
                                const char         *from,
@@ -350,5 +366,24 @@ gboolean qlean_machine_download        (QleanMachine        *self,
                                         GFile               *destination,
                                         GCancellable        *cancellable,
                                         GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+void     qlean_machine_download_full_async  (QleanMachine        *self,
+                                             const char          *guest_source,
+                                             GFile               *destination,
+                                             QleanTransferFlags   flags,
+                                             GCancellable        *cancellable,
+                                             GAsyncReadyCallback  callback,
+                                             gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+gboolean qlean_machine_download_full_finish (QleanMachine        *self,
+                                             GAsyncResult        *result,
+                                             GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+gboolean qlean_machine_download_full        (QleanMachine        *self,
+                                             const char          *guest_source,
+                                             GFile               *destination,
+                                             QleanTransferFlags   flags,
+                                             GCancellable        *cancellable,
+                                             GError             **error);
 
 G_END_DECLS

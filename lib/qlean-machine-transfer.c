@@ -440,9 +440,10 @@ get_stream (QleanMachine       *machine,
 
 typedef struct
 {
-  QleanMachine      *machine;
-  QleanGuestChannel *channel;
-  GCancellable      *cancellable;
+  QleanMachine       *machine;
+  QleanGuestChannel  *channel;
+  GCancellable       *cancellable;
+  QleanTransferFlags  flags;
 } Ctx;
 
 static gint64
@@ -595,7 +596,7 @@ upload (QleanMachine  *machine,
   g_autoptr(GError) local_error = NULL;
   g_autofree char *name = g_file_get_basename (source);
   g_autofree char *target = NULL;
-  Ctx ctx = { machine, NULL, cancellable };
+  Ctx ctx = { machine, NULL, cancellable, QLEAN_TRANSFER_FLAGS_NONE };
 
   /* Check the source before anything reaches the guest. */
   info = g_file_query_info (source, QUERY_ATTRIBUTES, G_FILE_QUERY_INFO_NONE, cancellable, &local_error);
@@ -666,15 +667,32 @@ check_not_link (const char  *path,
   return TRUE;
 }
 
+/* The mode a downloaded file or directory gets on the host. The guest
+ * decides the mode it reports, and the file becomes the host user's: a
+ * setuid bit would make it a setuid program of that user (root in many
+ * CI jobs), a group or world write bit would let other local users
+ * change what a test then runs. So by default only what tar keeps for a
+ * user with the usual umask 022 stays; PRESERVE_MODES asks for all. */
+static guint32
+local_mode (guint32            guest_mode,
+            QleanTransferFlags flags)
+{
+  if (flags & QLEAN_TRANSFER_FLAGS_PRESERVE_MODES)
+    return guest_mode & 07777;
+
+  return guest_mode & 0755;
+}
+
 static gboolean
-set_local_mode_and_time (const char  *path,
+set_local_mode_and_time (Ctx         *ctx,
+                         const char  *path,
                          guint32      mode,
                          gint64       mtime_ns,
                          GError     **error)
 {
   g_autoptr(GFile) file = g_file_new_for_path (path);
 
-  if (!g_file_set_attribute_uint32 (file, G_FILE_ATTRIBUTE_UNIX_MODE, mode & 07777,
+  if (!g_file_set_attribute_uint32 (file, G_FILE_ATTRIBUTE_UNIX_MODE, local_mode (mode, ctx->flags),
                                     G_FILE_QUERY_INFO_NOFOLLOW_SYMLINKS, NULL, error))
     return FALSE;
 
@@ -744,7 +762,7 @@ download_file (Ctx         *ctx,
   }
 
   if (ok)
-    ok = set_local_mode_and_time (tmp_name, info.mode, info.mtime_ns, error);
+    ok = set_local_mode_and_time (ctx, tmp_name, info.mode, info.mtime_ns, error);
 
   if (ok && g_rename (tmp_name, local_path) != 0)
     {
@@ -842,17 +860,18 @@ download_tree (Ctx         *ctx,
         }
     }
 
-  return set_local_mode_and_time (local_dir,
+  return set_local_mode_and_time (ctx, local_dir,
                                   g_file_info_get_attribute_uint32 (guest_info, G_FILE_ATTRIBUTE_UNIX_MODE),
                                   info_mtime_ns (guest_info), error);
 }
 
 static gboolean
-download (QleanMachine  *machine,
-          const char    *guest_source,
-          GFile         *destination,
-          GCancellable  *cancellable,
-          GError       **error)
+download (QleanMachine        *machine,
+          const char          *guest_source,
+          GFile               *destination,
+          QleanTransferFlags   flags,
+          GCancellable        *cancellable,
+          GError             **error)
 {
   g_autoptr(QleanGuestChannel) channel = NULL;
   g_autoptr(GFileInfo) info = NULL;
@@ -860,12 +879,14 @@ download (QleanMachine  *machine,
   g_autofree char *target = NULL;
   g_autofree char *parent = NULL;
   const char *dest = g_file_peek_path (destination);
-  Ctx ctx = { machine, NULL, cancellable };
+  Ctx ctx = { machine, NULL, cancellable, flags };
 
   if (dest == NULL)
     {
+      g_autofree char *uri = g_file_get_uri (destination);
+
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                   _("Downloads go to local files; %s is not one"), g_file_get_uri (destination));
+                   _("Downloads go to local files; %s is not one"), uri);
       return FALSE;
     }
 
@@ -915,8 +936,9 @@ download (QleanMachine  *machine,
 
 typedef struct
 {
-  GFile *file;
-  char  *guest_path;
+  GFile              *file;
+  char               *guest_path;
+  QleanTransferFlags  flags;
 } TransferArgs;
 
 static void
@@ -951,7 +973,7 @@ download_thread (GTask        *task,
   TransferArgs *args = task_data;
   GError *error = NULL;
 
-  if (download (source_object, args->guest_path, args->file, cancellable, &error))
+  if (download (source_object, args->guest_path, args->file, args->flags, cancellable, &error))
     g_task_return_boolean (task, TRUE);
   else
     g_task_return_error (task, error);
@@ -961,6 +983,7 @@ static void
 run_transfer (QleanMachine        *self,
               GFile               *file,
               const char          *guest_path,
+              QleanTransferFlags   flags,
               GTaskThreadFunc      func,
               GCancellable        *cancellable,
               gpointer             source_tag,
@@ -983,6 +1006,7 @@ run_transfer (QleanMachine        *self,
   args = g_new0 (TransferArgs, 1);
   args->file = g_object_ref (file);
   args->guest_path = g_strdup (guest_path);
+  args->flags = flags;
   g_task_set_task_data (task, args, (GDestroyNotify) transfer_args_free);
   g_task_run_in_thread (task, func);
 }
@@ -1022,7 +1046,7 @@ qlean_machine_upload_async (QleanMachine        *self,
   g_return_if_fail (G_IS_FILE (source));
   g_return_if_fail (guest_destination != NULL);
 
-  run_transfer (self, source, guest_destination, upload_thread, cancellable,
+  run_transfer (self, source, guest_destination, QLEAN_TRANSFER_FLAGS_NONE, upload_thread, cancellable,
                 qlean_machine_upload_async, callback, user_data);
 }
 
@@ -1081,13 +1105,22 @@ qlean_machine_upload (QleanMachine  *self,
  * @user_data: data for @callback
  *
  * Copies @guest_source out of the guest, a file or a whole tree, keeping
- * permission bits, modification times and symbolic links, with the same
- * destination rules as qlean_machine_upload_async(). Nothing is ever
- * written outside @destination: entries are plain names, links from the
- * guest are created as links and never followed, and a link already in
- * the way of a file or directory is refused. Without qlean-guest in the
- * guest, a single file still comes through the guest agent, as with
+ * modification times, symbolic links and the permission bits that are
+ * safe on the host, with the same destination rules as
  * qlean_machine_upload_async().
+ *
+ * What comes out of a guest is untrusted, and the files become the host
+ * user's. So, as tar does for a user whose umask is 022, the setuid,
+ * setgid and sticky bits and the group and world write bits are dropped:
+ * a guest's mode 04777 arrives as 0755. Use
+ * qlean_machine_download_full_async() with
+ * %QLEAN_TRANSFER_FLAGS_PRESERVE_MODES for the exact modes.
+ *
+ * Nothing is ever written outside @destination: entries are plain
+ * names, links from the guest are created as links and never followed,
+ * and a link already in the way of a file or directory is refused.
+ * Without qlean-guest in the guest, a single file still comes through
+ * the guest agent, as with qlean_machine_upload_async().
  */
 void
 qlean_machine_download_async (QleanMachine        *self,
@@ -1101,8 +1134,8 @@ qlean_machine_download_async (QleanMachine        *self,
   g_return_if_fail (guest_source != NULL);
   g_return_if_fail (G_IS_FILE (destination));
 
-  run_transfer (self, destination, guest_source, download_thread, cancellable,
-                qlean_machine_download_async, callback, user_data);
+  run_transfer (self, destination, guest_source, QLEAN_TRANSFER_FLAGS_NONE, download_thread,
+                cancellable, qlean_machine_download_async, callback, user_data);
 }
 
 /**
@@ -1142,10 +1175,89 @@ qlean_machine_download (QleanMachine  *self,
                         GCancellable  *cancellable,
                         GError       **error)
 {
+  return qlean_machine_download_full (self, guest_source, destination, QLEAN_TRANSFER_FLAGS_NONE,
+                                      cancellable, error);
+}
+
+/**
+ * qlean_machine_download_full_async:
+ * @self: a running #QleanMachine
+ * @guest_source: (type filename): a file or directory in the guest
+ * @destination: where it goes on the host
+ * @flags: how to download
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called when done
+ * @user_data: data for @callback
+ *
+ * Does what qlean_machine_download_async() does, as @flags say. With
+ * %QLEAN_TRANSFER_FLAGS_PRESERVE_MODES, files and directories get the
+ * guest's exact permission bits, setuid, setgid and sticky bits and
+ * group and world write bits included: only for a guest and files that
+ * you trust, since a setuid program from the guest would then run with
+ * the host user's rights.
+ */
+void
+qlean_machine_download_full_async (QleanMachine        *self,
+                                   const char          *guest_source,
+                                   GFile               *destination,
+                                   QleanTransferFlags   flags,
+                                   GCancellable        *cancellable,
+                                   GAsyncReadyCallback  callback,
+                                   gpointer             user_data)
+{
+  g_return_if_fail (QLEAN_IS_MACHINE (self));
+  g_return_if_fail (guest_source != NULL);
+  g_return_if_fail (G_IS_FILE (destination));
+
+  run_transfer (self, destination, guest_source, flags, download_thread, cancellable,
+                qlean_machine_download_full_async, callback, user_data);
+}
+
+/**
+ * qlean_machine_download_full_finish:
+ * @self: a #QleanMachine
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Returns: %TRUE when everything arrived
+ */
+gboolean
+qlean_machine_download_full_finish (QleanMachine  *self,
+                                    GAsyncResult  *result,
+                                    GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * qlean_machine_download_full:
+ * @self: a running #QleanMachine
+ * @guest_source: (type filename): a file or directory in the guest
+ * @destination: where it goes on the host
+ * @flags: how to download
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_download_full_async().
+ *
+ * Returns: %TRUE when everything arrived
+ */
+gboolean
+qlean_machine_download_full (QleanMachine        *self,
+                             const char          *guest_source,
+                             GFile               *destination,
+                             QleanTransferFlags   flags,
+                             GCancellable        *cancellable,
+                             GError             **error)
+{
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
+  g_return_val_if_fail (guest_source != NULL, FALSE);
+  g_return_val_if_fail (G_IS_FILE (destination), FALSE);
 
   if (!qlean_machine_check_running (self, "transfer files", error))
     return FALSE;
 
-  return download (self, guest_source, destination, cancellable, error);
+  return download (self, guest_source, destination, flags, cancellable, error);
 }

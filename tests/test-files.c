@@ -518,6 +518,78 @@ test_missing_source (void)
   g_assert_no_error (error);
 }
 
+static guint
+local_mode (const char *path)
+{
+  GStatBuf st;
+
+  g_assert_cmpint (g_lstat (path, &st), ==, 0);
+  return st.st_mode & 07777;
+}
+
+/* A guest decides the modes it reports, and downloads become the host
+ * user's files: setuid, setgid, sticky and group/world write bits are
+ * dropped unless asked for. */
+static void
+test_download_modes (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = NULL;
+  g_autofree char *safe = NULL;
+  g_autofree char *exact = NULL;
+  g_autofree char *single = NULL;
+  g_autoptr(GFile) safe_file = NULL;
+  g_autoptr(GFile) exact_file = NULL;
+  g_autoptr(GFile) single_file = NULL;
+
+  if (!get_machine ())
+    return;
+
+  sh ("rm -rf /sm && mkdir -p /sm/tree/ww && printf '#!/bin/sh\\nid\\n' > /sm/tree/suid && "
+      "chmod 6777 /sm/tree/suid && chmod 1777 /sm/tree/ww && chmod 3777 /sm/tree");
+  dir = g_dir_make_tmp ("qlean-modes-XXXXXX", &error);
+  g_assert_no_error (error);
+  safe = g_build_filename (dir, "safe", NULL);
+  exact = g_build_filename (dir, "exact", NULL);
+  single = g_build_filename (dir, "single", NULL);
+  safe_file = g_file_new_for_path (safe);
+  exact_file = g_file_new_for_path (exact);
+  single_file = g_file_new_for_path (single);
+
+  g_assert_true (qlean_machine_download (machine, "/sm/tree", safe_file, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_machine_download (machine, "/sm/tree/suid", single_file, NULL, &error));
+  g_assert_no_error (error);
+  {
+    g_autofree char *suid = g_build_filename (safe, "suid", NULL);
+    g_autofree char *ww = g_build_filename (safe, "ww", NULL);
+
+    g_assert_cmpuint (local_mode (safe), ==, 0755);
+    g_assert_cmpuint (local_mode (suid), ==, 0755);
+    g_assert_cmpuint (local_mode (ww), ==, 0755);
+    g_assert_cmpuint (local_mode (single), ==, 0755);
+  }
+
+  /* Asked for: the exact modes. */
+  g_assert_true (qlean_machine_download_full (machine, "/sm/tree", exact_file,
+                                              QLEAN_TRANSFER_FLAGS_PRESERVE_MODES, NULL, &error));
+  g_assert_no_error (error);
+  {
+    g_autofree char *suid = g_build_filename (exact, "suid", NULL);
+    g_autofree char *ww = g_build_filename (exact, "ww", NULL);
+
+    g_assert_cmpuint (local_mode (exact), ==, 03777);
+    g_assert_cmpuint (local_mode (suid), ==, 06777);
+    g_assert_cmpuint (local_mode (ww), ==, 01777);
+  }
+
+  {
+    g_autofree char *cmd = g_strdup_printf ("rm -rf %s", dir);
+
+    g_spawn_command_line_sync (cmd, NULL, NULL, NULL, NULL);
+  }
+}
+
 static char *
 guest_sha256 (const char *path)
 {
@@ -675,6 +747,24 @@ test_agent_fallback (void)
   g_assert_cmpint (g_stat (out, &st), ==, 0);
   g_assert_cmpint (st.st_mode & 07777, ==, 0750);
 
+  /* The agent's modes are the guest's too: the same bits are dropped,
+   * unless asked for. */
+  sh ("echo x > /fb/suid && chmod 4777 /fb/suid");
+  {
+    g_autofree char *suid = g_build_filename (dir, "suid", NULL);
+    g_autofree char *exact = g_build_filename (dir, "suid-exact", NULL);
+    g_autoptr(GFile) suid_file = g_file_new_for_path (suid);
+    g_autoptr(GFile) exact_file = g_file_new_for_path (exact);
+
+    g_assert_true (qlean_machine_download (machine, "/fb/suid", suid_file, NULL, &error));
+    g_assert_no_error (error);
+    g_assert_cmpuint (local_mode (suid), ==, 0755);
+    g_assert_true (qlean_machine_download_full (machine, "/fb/suid", exact_file,
+                                                QLEAN_TRANSFER_FLAGS_PRESERVE_MODES, NULL, &error));
+    g_assert_no_error (error);
+    g_assert_cmpuint (local_mode (exact), ==, 04777);
+  }
+
   /* Errors keep their codes and name the guest path. */
   g_assert_null (qlean_machine_read (machine, "/fb/missing", NULL, &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
@@ -754,6 +844,7 @@ main (int    argc,
   g_test_add_func ("/files/big-file", test_big_file);
   g_test_add_func ("/files/no-space", test_no_space);
   g_test_add_func ("/files/missing-source", test_missing_source);
+  g_test_add_func ("/files/download-modes", test_download_modes);
   /* Last: it leaves the machine without qlean-guest, and drops it. */
   g_test_add_func ("/files/agent-fallback", test_agent_fallback);
 
