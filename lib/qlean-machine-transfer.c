@@ -436,6 +436,16 @@ get_stream (QleanMachine       *machine,
   return TRUE;
 }
 
+/* Whether @name is one entry of a directory: never "", ".", ".." nor
+ * anything with a slash, which would lead elsewhere once joined to a
+ * directory's path. */
+static gboolean
+is_plain_name (const char *name)
+{
+  return name != NULL && *name != '\0' && strchr (name, '/') == NULL &&
+         !g_str_equal (name, ".") && !g_str_equal (name, "..");
+}
+
 /* Upload */
 
 typedef struct
@@ -596,6 +606,7 @@ upload (QleanMachine  *machine,
   g_autoptr(GError) local_error = NULL;
   g_autofree char *name = g_file_get_basename (source);
   g_autofree char *target = NULL;
+  gboolean into_dir;
   Ctx ctx = { machine, NULL, cancellable, QLEAN_TRANSFER_FLAGS_NONE };
 
   /* Check the source before anything reaches the guest. */
@@ -618,20 +629,28 @@ upload (QleanMachine  *machine,
   /* Like cp -r and scp -r: onto an existing directory, inside it under
    * the source's name; otherwise the destination is the new name. */
   if (channel == NULL)
-    {
-      if (qlean_machine_agent_is_dir (machine, guest_destination, cancellable))
-        target = g_build_filename (guest_destination, name, NULL);
-      else
-        target = g_strdup (guest_destination);
-    }
+    into_dir = qlean_machine_agent_is_dir (machine, guest_destination, cancellable);
   else
     {
       dest_info = qlean_machine_metadata (machine, guest_destination, cancellable, NULL);
-      if (dest_info != NULL && g_file_info_get_file_type (dest_info) == G_FILE_TYPE_DIRECTORY)
-        target = g_build_filename (guest_destination, name, NULL);
-      else
-        target = g_strdup (guest_destination);
+      into_dir = dest_info != NULL && g_file_info_get_file_type (dest_info) == G_FILE_TYPE_DIRECTORY;
     }
+
+  if (into_dir)
+    {
+      /* GFile resolves "." and "..": only "/" is left without a name. */
+      if (!is_plain_name (name))
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_FILENAME,
+                       _("Cannot upload %s into the directory “%s” of machine “%s”: it has no "
+                         "name to take there; give the new directory's path instead"),
+                       g_file_peek_path (source), guest_destination, qlean_machine_get_name (machine));
+          return FALSE;
+        }
+      target = g_build_filename (guest_destination, name, NULL);
+    }
+  else
+    target = g_strdup (guest_destination);
 
   switch (g_file_info_get_file_type (info))
     {
@@ -811,8 +830,7 @@ download_tree (Ctx         *ctx,
       g_autofree char *local_child = NULL;
 
       /* Names come from the guest: nothing in one may lead outside. */
-      if (name == NULL || *name == '\0' || strchr (name, '/') != NULL ||
-          g_str_equal (name, ".") || g_str_equal (name, ".."))
+      if (!is_plain_name (name))
         {
           g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                        _("Refusing the entry “%s” listed in %s: not a plain name"),
@@ -867,7 +885,7 @@ download_tree (Ctx         *ctx,
 
 static gboolean
 download (QleanMachine        *machine,
-          const char          *guest_source,
+          const char          *guest_path,
           GFile               *destination,
           QleanTransferFlags   flags,
           GCancellable        *cancellable,
@@ -875,6 +893,12 @@ download (QleanMachine        *machine,
 {
   g_autoptr(QleanGuestChannel) channel = NULL;
   g_autoptr(GFileInfo) info = NULL;
+  /* Resolved first, as GFile resolves local paths: the name a download
+   * takes inside an existing directory is the last part of the path, and
+   * from "/x/y/.." that would be "..", the directory's parent. Every
+   * request below uses the resolved path, so that the name and the
+   * contents always agree. */
+  g_autofree char *guest_source = g_canonicalize_filename (guest_path, "/");
   g_autofree char *name = g_path_get_basename (guest_source);
   g_autofree char *target = NULL;
   g_autofree char *parent = NULL;
@@ -904,7 +928,18 @@ download (QleanMachine        *machine,
     return FALSE;   /* before any local directory is made */
 
   if (g_file_test (dest, G_FILE_TEST_IS_DIR) && !g_file_test (dest, G_FILE_TEST_IS_SYMLINK))
-    target = g_build_filename (dest, name, NULL);
+    {
+      /* Only "/" is left without a name of its own. */
+      if (!is_plain_name (name))
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_FILENAME,
+                       _("Cannot download “%s” into the directory %s: it has no name to take "
+                         "there; give the new directory's path instead (e.g. %s/root)"),
+                       guest_source, dest, dest);
+          return FALSE;
+        }
+      target = g_build_filename (dest, name, NULL);
+    }
   else
     target = g_strdup (dest);
 
@@ -1119,8 +1154,12 @@ qlean_machine_upload (QleanMachine  *self,
  * Nothing is ever written outside @destination: entries are plain
  * names, links from the guest are created as links and never followed,
  * and a link already in the way of a file or directory is refused.
- * Without qlean-guest in the guest, a single file still comes through
- * the guest agent, as with qlean_machine_upload_async().
+ * @guest_source is resolved as #GFile resolves local paths, by its text:
+ * `/x/y/..` is `/x`, and lands in an existing @destination as
+ * `destination/x`; `/` has no name to take there and is refused with
+ * %G_IO_ERROR_INVALID_FILENAME. Without qlean-guest in the guest, a
+ * single file still comes through the guest agent, as with
+ * qlean_machine_upload_async().
  */
 void
 qlean_machine_download_async (QleanMachine        *self,

@@ -590,6 +590,87 @@ test_download_modes (void)
   }
 }
 
+static int
+compare_names (gconstpointer a,
+               gconstpointer b)
+{
+  return strcmp (*(const char * const *) a, *(const char * const *) b);
+}
+
+/* The names of a directory's entries, sorted, joined with spaces. */
+static char *
+local_listing (const char *path)
+{
+  g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
+  g_autoptr(GPtrArray) names = g_ptr_array_new ();
+  const char *name;
+
+  g_assert_nonnull (dir);
+  while ((name = g_dir_read_name (dir)) != NULL)
+    g_ptr_array_add (names, (gpointer) name);
+  g_ptr_array_sort (names, compare_names);
+  g_ptr_array_add (names, NULL);
+  return g_strjoinv (" ", (char **) names->pdata);
+}
+
+/* "." and ".." at the end of a guest path: the download takes the name
+ * of the directory they mean, inside the destination, never beside it. */
+static void
+test_download_dot_dot (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = NULL;
+  g_autofree char *dest = NULL;
+  g_autofree char *listing = NULL;
+  g_autoptr(GFile) dest_file = NULL;
+
+  if (!get_machine ())
+    return;
+
+  sh ("rm -rf /dd && mkdir -p /dd/x/y && echo f > /dd/x/f");
+  dir = g_dir_make_tmp ("qlean-dotdot-XXXXXX", &error);
+  g_assert_no_error (error);
+  dest = g_build_filename (dir, "dest", NULL);
+  g_assert_cmpint (g_mkdir (dest, 0755), ==, 0);
+  dest_file = g_file_new_for_path (dest);
+
+  g_assert_true (qlean_machine_download (machine, "/dd/x/y/..", dest_file, NULL, &error));
+  g_assert_no_error (error);
+  listing = local_listing (dir);
+  g_assert_cmpstr (listing, ==, "dest");
+  g_clear_pointer (&listing, g_free);
+  listing = local_listing (dest);
+  g_assert_cmpstr (listing, ==, "x");
+  g_clear_pointer (&listing, g_free);
+  {
+    g_autofree char *x = g_build_filename (dest, "x", NULL);
+
+    listing = local_listing (x);
+    g_assert_cmpstr (listing, ==, "f y");
+    g_clear_pointer (&listing, g_free);
+  }
+
+  /* "." means the directory itself, as ".." its parent. */
+  g_assert_true (qlean_machine_download (machine, "/dd/x/y/.", dest_file, NULL, &error));
+  g_assert_no_error (error);
+  listing = local_listing (dest);
+  g_assert_cmpstr (listing, ==, "x y");
+  g_clear_pointer (&listing, g_free);
+
+  /* "/" has no name to take inside a directory. */
+  g_assert_false (qlean_machine_download (machine, "/..", dest_file, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_FILENAME);
+  g_clear_error (&error);
+  listing = local_listing (dir);
+  g_assert_cmpstr (listing, ==, "dest");
+
+  {
+    g_autofree char *cmd = g_strdup_printf ("rm -rf %s", dir);
+
+    g_spawn_command_line_sync (cmd, NULL, NULL, NULL, NULL);
+  }
+}
+
 static char *
 guest_sha256 (const char *path)
 {
@@ -845,6 +926,7 @@ main (int    argc,
   g_test_add_func ("/files/no-space", test_no_space);
   g_test_add_func ("/files/missing-source", test_missing_source);
   g_test_add_func ("/files/download-modes", test_download_modes);
+  g_test_add_func ("/files/download-dot-dot", test_download_dot_dot);
   /* Last: it leaves the machine without qlean-guest, and drops it. */
   g_test_add_func ("/files/agent-fallback", test_agent_fallback);
 
