@@ -35,4 +35,11 @@ gboolean           qlean_machine_network_configure_finish (QleanMachine        *
                                                            GAsyncResult        *result,
                                                            GError             **error);
 
+gboolean           qlean_machine_network_match_interface  (JsonArray           *interfaces,
+                                                           const char          *mac_address,
+                                                           gboolean             need_ipv4,
+                                                           char               **name,
+                                                           char               **ipv4,
+                                                           char               **seen);
+
 G_END_DECLS

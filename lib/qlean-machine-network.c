@@ -10,6 +10,7 @@
 
 #include "qlean-error.h"
 #include "qlean-hosts-script-private.h"
+#include "qlean-json-framer-private.h"
 #include "qlean-machine-network-private.h"
 #include "qlean-machine-private.h"
 #include "qlean-qga-client.h"
@@ -116,26 +117,82 @@ interface_found_free (InterfaceFound *found)
   g_free (found);
 }
 
+/* The guest writes the reply: every member may be missing or of another
+ * type, which the typed getters read as missing. */
 static const char *
 first_ipv4 (JsonObject *interface)
 {
-  JsonArray *addresses;
+  JsonArray *addresses = qlean_json_get_array (interface, "ip-addresses");
 
-  if (!json_object_has_member (interface, "ip-addresses") ||
-      !JSON_NODE_HOLDS_ARRAY (json_object_get_member (interface, "ip-addresses")))
-    return NULL;
-
-  addresses = json_object_get_array_member (interface, "ip-addresses");
-  for (guint i = 0; i < json_array_get_length (addresses); i++)
+  for (guint i = 0; addresses != NULL && i < json_array_get_length (addresses); i++)
     {
-      JsonObject *address = json_array_get_object_element (addresses, i);
+      JsonObject *address = qlean_json_array_get_object (addresses, i);
+      const char *ip = qlean_json_get_string (address, "ip-address");
 
-      if (address != NULL &&
-          g_strcmp0 (json_object_get_string_member_with_default (address, "ip-address-type", ""), "ipv4") == 0)
-        return json_object_get_string_member_with_default (address, "ip-address", NULL);
+      if (ip != NULL && g_strcmp0 (qlean_json_get_string (address, "ip-address-type"), "ipv4") == 0)
+        return ip;
     }
 
   return NULL;
+}
+
+/*
+ * qlean_machine_network_match_interface:
+ * @interfaces: (nullable): the reply to `guest-network-get-interfaces`
+ * @mac_address: (nullable): the MAC address to look for; %NULL for any
+ *   interface but loopback
+ * @need_ipv4: whether the interface must have an IPv4 address
+ * @name: (out): the interface's name
+ * @ipv4: (out) (nullable): its first IPv4 address
+ * @seen: (out): what the guest showed, for an error message
+ *
+ * Returns: whether the interface is there
+ */
+gboolean
+qlean_machine_network_match_interface (JsonArray   *interfaces,
+                                       const char  *mac_address,
+                                       gboolean     need_ipv4,
+                                       char       **name,
+                                       char       **ipv4,
+                                       char       **seen)
+{
+  GString *shown = g_string_new (NULL);
+  gboolean found = FALSE;
+
+  *name = NULL;
+  *ipv4 = NULL;
+
+  for (guint i = 0; interfaces != NULL && i < json_array_get_length (interfaces); i++)
+    {
+      JsonObject *interface = qlean_json_array_get_object (interfaces, i);
+      const char *if_name, *mac, *address;
+
+      if (interface == NULL)
+        continue;
+
+      if_name = qlean_json_get_string (interface, "name");
+      mac = qlean_json_get_string (interface, "hardware-address");
+      address = first_ipv4 (interface);
+      g_string_append_printf (shown, "%s%s (%s, %s)", shown->len ? ", " : "",
+                              if_name ? if_name : "?", mac && *mac ? mac : "no MAC",
+                              address ? address : "no IPv4");
+
+      /* An interface without a name cannot be configured. */
+      if (found || if_name == NULL)
+        continue;
+      if (mac_address != NULL ? g_ascii_strcasecmp (mac ? mac : "", mac_address) != 0
+                              : (g_str_equal (if_name, "lo") || g_str_has_prefix (address ? address : "", "127.")))
+        continue;
+      if (need_ipv4 && address == NULL)
+        continue;
+
+      found = TRUE;
+      *name = g_strdup (if_name);
+      *ipv4 = g_strdup (address);
+    }
+
+  *seen = g_string_free (shown, FALSE);
+  return found;
 }
 
 /* The interface the wait is for, or NULL; notes what it saw. */
@@ -143,38 +200,18 @@ static InterfaceFound *
 match_interface (InterfaceWait *wait,
                  JsonArray     *interfaces)
 {
-  GString *seen = g_string_new (NULL);
-  InterfaceFound *found = NULL;
-
-  for (guint i = 0; interfaces != NULL && i < json_array_get_length (interfaces); i++)
-    {
-      JsonObject *interface = json_array_get_object_element (interfaces, i);
-      const char *name, *mac, *ipv4;
-
-      if (interface == NULL)
-        continue;
-
-      name = json_object_get_string_member_with_default (interface, "name", "?");
-      mac = json_object_get_string_member_with_default (interface, "hardware-address", "");
-      ipv4 = first_ipv4 (interface);
-      g_string_append_printf (seen, "%s%s (%s, %s)", seen->len ? ", " : "", name,
-                              *mac ? mac : "no MAC", ipv4 ? ipv4 : "no IPv4");
-
-      if (found != NULL)
-        continue;
-      if (wait->mac_address != NULL ? g_ascii_strcasecmp (mac, wait->mac_address) != 0
-                                    : (g_str_equal (name, "lo") || g_str_has_prefix (ipv4 ? ipv4 : "", "127.")))
-        continue;
-      if (wait->need_ipv4 && ipv4 == NULL)
-        continue;
-
-      found = g_new0 (InterfaceFound, 1);
-      found->name = g_strdup (name);
-      found->ipv4 = g_strdup (ipv4);
-    }
+  g_autofree char *name = NULL;
+  g_autofree char *ipv4 = NULL;
+  InterfaceFound *found;
 
   g_free (wait->seen);
-  wait->seen = g_string_free (seen, FALSE);
+  if (!qlean_machine_network_match_interface (interfaces, wait->mac_address, wait->need_ipv4,
+                                              &name, &ipv4, &wait->seen))
+    return NULL;
+
+  found = g_new0 (InterfaceFound, 1);
+  found->name = g_steal_pointer (&name);
+  found->ipv4 = g_steal_pointer (&ipv4);
   return found;
 }
 

@@ -406,11 +406,16 @@ qlean_qga_client_line_cb (GObject      *owner,
 
   if (json_object_has_member (message, "error"))
     {
-      JsonNode *err_node = json_object_get_member (message, "error");
-      /* Never trust the shape: an "error" that is no object is a GenericError. */
-      JsonObject *err = JSON_NODE_HOLDS_OBJECT (err_node) ? json_node_get_object (err_node) : NULL;
-      const char *klass = err ? json_object_get_string_member_with_default (err, "class", "GenericError") : "GenericError";
-      const char *desc = err ? json_object_get_string_member_with_default (err, "desc", "") : "";
+      /* Never trust the shape: an "error" that is no object, or a class
+       * or description that is no string, reads as a GenericError. */
+      JsonObject *err = qlean_json_get_object (message, "error");
+      const char *klass = qlean_json_get_string (err, "class");
+      const char *desc = qlean_json_get_string (err, "desc");
+
+      if (klass == NULL)
+        klass = "GenericError";
+      if (desc == NULL)
+        desc = "";
 
       qlean_qga_client_finish_in_flight (self, NULL,
           g_error_new (QLEAN_QGA_ERROR, qlean_qga_error_code_from_reply (klass, desc),

@@ -8,6 +8,7 @@
 #include <glib/gi18n-lib.h>
 
 #include "qlean-json-channel-private.h"
+#include "qlean-json-framer-private.h"
 #include "qlean-qga-client-private.h"
 #include "qlean-qga-error.h"
 #include "qlean-worker-private.h"
@@ -50,13 +51,11 @@ reply_int_member (JsonNode    *reply,
                   GError     **error)
 {
   JsonObject *object = reply_object (reply, command, error);
-  JsonNode *node;
 
   if (object == NULL)
     return FALSE;
 
-  node = json_object_get_member (object, member);
-  if (node == NULL || json_node_get_value_type (node) != G_TYPE_INT64)
+  if (!qlean_json_get_int (object, member, value))
     {
       g_autofree char *what = g_strdup_printf ("an integer “%s”", member);
 
@@ -64,7 +63,6 @@ reply_int_member (JsonNode    *reply,
       return FALSE;
     }
 
-  *value = json_node_get_int (node);
   return TRUE;
 }
 
@@ -72,17 +70,16 @@ static gboolean
 reply_bool_member (JsonObject *object,
                    const char *member)
 {
-  JsonNode *node = json_object_get_member (object, member);
+  gboolean value = FALSE;
 
-  return node != NULL && json_node_get_value_type (node) == G_TYPE_BOOLEAN &&
-         json_node_get_boolean (node);
+  return qlean_json_get_boolean (object, member, &value) && value;
 }
 
 static GBytes *
 reply_base64_member (JsonObject *object,
                      const char *member)
 {
-  const char *encoded = json_object_get_string_member_with_default (object, member, NULL);
+  const char *encoded = qlean_json_get_string (object, member);
   guchar *data;
   gsize len;
 
@@ -91,6 +88,188 @@ reply_base64_member (JsonObject *object,
 
   data = g_base64_decode (encoded, &len);
   return g_bytes_new_take (data, len);
+}
+
+typedef enum
+{
+  SPEC_STRING,
+  SPEC_INT,
+  SPEC_BOOLEAN,
+  SPEC_OBJECT,
+  SPEC_ARRAY,
+} SpecType;
+
+typedef struct
+{
+  const char *member;
+  SpecType    type;
+  gboolean    required;
+} MemberSpec;
+
+static gboolean
+node_has_type (JsonNode *node,
+               SpecType  type)
+{
+  switch (type)
+    {
+    case SPEC_STRING:
+      return json_node_get_value_type (node) == G_TYPE_STRING;
+    case SPEC_INT:
+      return json_node_get_value_type (node) == G_TYPE_INT64;
+    case SPEC_BOOLEAN:
+      return json_node_get_value_type (node) == G_TYPE_BOOLEAN;
+    case SPEC_OBJECT:
+      return JSON_NODE_HOLDS_OBJECT (node);
+    case SPEC_ARRAY:
+      return JSON_NODE_HOLDS_ARRAY (node);
+    default:
+      g_assert_not_reached ();
+    }
+}
+
+/* Checks the members of @object that the agent's schema names, so that
+ * Qlean and callers of the typed calls may read them with json-glib's
+ * getters without a warning. @where says where @object is in the reply. */
+static gboolean
+reply_members_ok (JsonObject        *object,
+                  const char        *command,
+                  const char        *where,
+                  const MemberSpec  *specs,
+                  gsize              n_specs,
+                  GError           **error)
+{
+  static const char * const type_names[] = {
+    [SPEC_STRING] = "a string",
+    [SPEC_INT] = "an integer",
+    [SPEC_BOOLEAN] = "a boolean",
+    [SPEC_OBJECT] = "an object",
+    [SPEC_ARRAY] = "an array",
+  };
+
+  for (gsize i = 0; i < n_specs; i++)
+    {
+      JsonNode *node = json_object_get_member (object, specs[i].member);
+      g_autofree char *what = NULL;
+
+      if (node == NULL && !specs[i].required)
+        continue;
+      if (node != NULL && node_has_type (node, specs[i].type))
+        continue;
+
+      what = g_strdup_printf ("“%s”%s as %s", specs[i].member, where, type_names[specs[i].type]);
+      g_propagate_error (error, reply_shape_error (command, what));
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+/* Every member of guest-get-osinfo's reply is an optional string. */
+static gboolean
+osinfo_ok (JsonObject  *object,
+           GError     **error)
+{
+  JsonObjectIter iter;
+  const char *member;
+  JsonNode *node;
+
+  json_object_iter_init (&iter, object);
+  while (json_object_iter_next (&iter, &member, &node))
+    {
+      MemberSpec spec = { member, SPEC_STRING, FALSE };
+
+      if (!reply_members_ok (object, "guest-get-osinfo", "", &spec, 1, error))
+        return FALSE;
+    }
+
+  return TRUE;
+}
+
+static gboolean
+info_ok (JsonObject  *object,
+         GError     **error)
+{
+  static const MemberSpec info[] = {
+    { "version", SPEC_STRING, TRUE },
+    { "supported_commands", SPEC_ARRAY, TRUE },
+  };
+  static const MemberSpec command[] = {
+    { "name", SPEC_STRING, TRUE },
+    { "enabled", SPEC_BOOLEAN, TRUE },
+    { "success-response", SPEC_BOOLEAN, FALSE },
+  };
+  JsonArray *commands;
+
+  if (!reply_members_ok (object, "guest-info", "", info, G_N_ELEMENTS (info), error))
+    return FALSE;
+
+  commands = json_object_get_array_member (object, "supported_commands");
+  for (guint i = 0; i < json_array_get_length (commands); i++)
+    {
+      JsonObject *element = qlean_json_array_get_object (commands, i);
+
+      if (element == NULL)
+        {
+          g_propagate_error (error, reply_shape_error ("guest-info", "objects in “supported_commands”"));
+          return FALSE;
+        }
+      if (!reply_members_ok (element, "guest-info", " in “supported_commands”", command,
+                             G_N_ELEMENTS (command), error))
+        return FALSE;
+    }
+
+  return TRUE;
+}
+
+static gboolean
+interfaces_ok (JsonArray  *interfaces,
+               GError    **error)
+{
+  static const MemberSpec interface[] = {
+    { "name", SPEC_STRING, TRUE },
+    { "hardware-address", SPEC_STRING, FALSE },
+    { "ip-addresses", SPEC_ARRAY, FALSE },
+    { "statistics", SPEC_OBJECT, FALSE },
+  };
+  static const MemberSpec address[] = {
+    { "ip-address", SPEC_STRING, TRUE },
+    { "ip-address-type", SPEC_STRING, TRUE },
+    { "prefix", SPEC_INT, TRUE },
+  };
+
+  for (guint i = 0; i < json_array_get_length (interfaces); i++)
+    {
+      JsonObject *element = qlean_json_array_get_object (interfaces, i);
+      JsonArray *addresses;
+
+      if (element == NULL)
+        {
+          g_propagate_error (error, reply_shape_error ("guest-network-get-interfaces",
+                                                       "an array of objects"));
+          return FALSE;
+        }
+      if (!reply_members_ok (element, "guest-network-get-interfaces", "", interface,
+                             G_N_ELEMENTS (interface), error))
+        return FALSE;
+
+      addresses = qlean_json_get_array (element, "ip-addresses");
+      for (guint j = 0; addresses != NULL && j < json_array_get_length (addresses); j++)
+        {
+          JsonObject *entry = qlean_json_array_get_object (addresses, j);
+
+          if (entry == NULL)
+            {
+              g_propagate_error (error, reply_shape_error ("guest-network-get-interfaces",
+                                                           "objects in “ip-addresses”"));
+              return FALSE;
+            }
+          if (!reply_members_ok (entry, "guest-network-get-interfaces", " in “ip-addresses”",
+                                 address, G_N_ELEMENTS (address), error))
+            return FALSE;
+        }
+    }
+
+  return TRUE;
 }
 
 static JsonArray *
@@ -197,7 +376,9 @@ run_sync_object (QleanQgaClient  *self,
  * @error: return location for a #GError
  *
  * Runs `guest-info`: the agent's version and the commands it supports
- * (and whether each is enabled).
+ * (and whether each is enabled). A reply whose `version`, or whose
+ * commands' `name`, `enabled` or `success-response`, have other types
+ * than the agent's schema says fails with %QLEAN_QGA_ERROR_PROTOCOL.
  *
  * Returns: (transfer full): the reply, or %NULL with @error set
  */
@@ -206,7 +387,12 @@ qlean_qga_client_info (QleanQgaClient  *self,
                        GCancellable    *cancellable,
                        GError         **error)
 {
-  return run_sync_object (self, "guest-info", cancellable, error);
+  g_autoptr(JsonObject) info = run_sync_object (self, "guest-info", cancellable, error);
+
+  if (info == NULL || !info_ok (info, error))
+    return NULL;
+
+  return g_steal_pointer (&info);
 }
 
 /**
@@ -216,6 +402,8 @@ qlean_qga_client_info (QleanQgaClient  *self,
  * @error: return location for a #GError
  *
  * Runs `guest-get-osinfo`: kernel release, distribution id, version...
+ * Every member of the reply is a string; a reply with a member of
+ * another type fails with %QLEAN_QGA_ERROR_PROTOCOL.
  *
  * Returns: (transfer full): the reply, or %NULL with @error set
  */
@@ -224,7 +412,12 @@ qlean_qga_client_get_osinfo (QleanQgaClient  *self,
                              GCancellable    *cancellable,
                              GError         **error)
 {
-  return run_sync_object (self, "guest-get-osinfo", cancellable, error);
+  g_autoptr(JsonObject) osinfo = run_sync_object (self, "guest-get-osinfo", cancellable, error);
+
+  if (osinfo == NULL || !osinfo_ok (osinfo, error))
+    return NULL;
+
+  return g_steal_pointer (&osinfo);
 }
 
 /**
@@ -233,7 +426,12 @@ qlean_qga_client_get_osinfo (QleanQgaClient  *self,
  * @cancellable: (nullable): a #GCancellable
  * @error: return location for a #GError
  *
- * Runs `guest-network-get-interfaces`.
+ * Runs `guest-network-get-interfaces`. Each interface is an object
+ * with a string `name`; its `hardware-address` (a string),
+ * `ip-addresses` (objects with the strings `ip-address` and
+ * `ip-address-type` and the integer `prefix`) and `statistics` (an
+ * object) may be missing but have no other type: a reply that breaks
+ * this fails with %QLEAN_QGA_ERROR_PROTOCOL.
  *
  * Returns: (transfer full): the interfaces, or %NULL with @error set
  */
@@ -253,6 +451,8 @@ qlean_qga_client_network_get_interfaces (QleanQgaClient  *self,
       g_propagate_error (error, reply_shape_error ("guest-network-get-interfaces", "an array"));
       return NULL;
     }
+  if (!interfaces_ok (json_node_get_array (reply), error))
+    return NULL;
 
   return json_array_ref (json_node_get_array (reply));
 }
@@ -431,22 +631,38 @@ static QleanQgaExecStatus *
 exec_status_from_reply (JsonNode  *reply,
                         GError   **error)
 {
+  static const MemberSpec members[] = {
+    { "exited", SPEC_BOOLEAN, TRUE },
+    { "exitcode", SPEC_INT, FALSE },
+    { "signal", SPEC_INT, FALSE },
+    { "out-data", SPEC_STRING, FALSE },
+    { "err-data", SPEC_STRING, FALSE },
+    { "out-truncated", SPEC_BOOLEAN, FALSE },
+    { "err-truncated", SPEC_BOOLEAN, FALSE },
+  };
   JsonObject *object = reply_object (reply, "guest-exec-status", error);
   QleanQgaExecStatus *status;
+  gint64 exit_code, signal_number;
 
   if (object == NULL)
     return NULL;
 
-  if (json_object_get_member (object, "exited") == NULL)
-    {
-      g_propagate_error (error, reply_shape_error ("guest-exec-status", "“exited”"));
-      return NULL;
-    }
+  if (!reply_members_ok (object, "guest-exec-status", "", members, G_N_ELEMENTS (members), error))
+    return NULL;
+
+  if (!qlean_json_get_int (object, "exitcode", &exit_code))
+    exit_code = -1;
+  else if (exit_code < 0 || exit_code > G_MAXINT)
+    goto out_of_range;
+  if (!qlean_json_get_int (object, "signal", &signal_number))
+    signal_number = 0;
+  else if (signal_number < 0 || signal_number > G_MAXINT)
+    goto out_of_range;
 
   status = g_new0 (QleanQgaExecStatus, 1);
   status->exited = reply_bool_member (object, "exited");
-  status->exit_code = json_object_get_int_member_with_default (object, "exitcode", -1);
-  status->signal = json_object_get_int_member_with_default (object, "signal", 0);
+  status->exit_code = (gint) exit_code;
+  status->signal = (gint) signal_number;
   status->out_data = reply_base64_member (object, "out-data");
   status->err_data = reply_base64_member (object, "err-data");
   status->out_truncated = reply_bool_member (object, "out-truncated");
@@ -456,6 +672,11 @@ exec_status_from_reply (JsonNode  *reply,
     status->exit_code = -1;
 
   return status;
+
+out_of_range:
+  g_propagate_error (error, reply_shape_error ("guest-exec-status",
+                                               "an “exitcode” and “signal” of 0 or more"));
+  return NULL;
 }
 
 /**
@@ -762,6 +983,10 @@ file_read_from_reply (JsonNode  *reply,
                       gboolean  *eof,
                       GError   **error)
 {
+  static const MemberSpec members[] = {
+    { "buf-b64", SPEC_STRING, TRUE },
+    { "eof", SPEC_BOOLEAN, FALSE },
+  };
   JsonObject *object;
   GBytes *data;
 
@@ -772,12 +997,10 @@ file_read_from_reply (JsonNode  *reply,
   if (object == NULL)
     return NULL;
 
+  if (!reply_members_ok (object, "guest-file-read", "", members, G_N_ELEMENTS (members), error))
+    return NULL;
+
   data = reply_base64_member (object, "buf-b64");
-  if (data == NULL)
-    {
-      g_propagate_error (error, reply_shape_error ("guest-file-read", "“buf-b64”"));
-      return NULL;
-    }
 
   if (eof != NULL)
     *eof = reply_bool_member (object, "eof");
@@ -871,21 +1094,45 @@ file_write_arguments (gint64  handle,
   return arguments;
 }
 
+/* The count is the agent's word, and callers slice what is left to
+ * write by it: more than was sent must not get through. */
 static gssize
 file_write_from_reply (JsonNode  *reply,
+                       gsize      sent,
                        GError   **error)
 {
   gint64 count;
 
   if (reply == NULL || !reply_int_member (reply, "guest-file-write", "count", &count, error))
     return -1;
-  if (count < 0)
+  if (count < 0 || (guint64) count > sent)
     {
-      g_propagate_error (error, reply_shape_error ("guest-file-write", "a count of 0 or more"));
+      g_autofree char *what = g_strdup_printf ("a count between 0 and the %" G_GSIZE_FORMAT
+                                               " bytes sent", sent);
+
+      g_propagate_error (error, reply_shape_error ("guest-file-write", what));
       return -1;
     }
 
   return (gssize) count;
+}
+
+static void
+file_write_done_cb (GObject      *source,
+                    GAsyncResult *result,
+                    gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(JsonNode) reply = NULL;
+  GError *error = NULL;
+  gssize count;
+
+  reply = qlean_qga_client_execute_finish (QLEAN_QGA_CLIENT (source), result, &error);
+  count = file_write_from_reply (reply, GPOINTER_TO_SIZE (g_task_get_task_data (task)), &error);
+  if (count < 0)
+    g_task_return_error (task, error);
+  else
+    g_task_return_int (task, count);
 }
 
 /**
@@ -897,7 +1144,8 @@ file_write_from_reply (JsonNode  *reply,
  * @callback: called with the count written
  * @user_data: data for @callback
  *
- * Runs `guest-file-write`.
+ * Runs `guest-file-write`. A count from the agent that is negative or
+ * larger than @data fails with %QLEAN_QGA_ERROR_PROTOCOL.
  */
 void
 qlean_qga_client_file_write_async (QleanQgaClient      *self,
@@ -908,9 +1156,12 @@ qlean_qga_client_file_write_async (QleanQgaClient      *self,
                                    gpointer             user_data)
 {
   g_autoptr(JsonObject) arguments = file_write_arguments (handle, data);
+  GTask *task = g_task_new (self, cancellable, callback, user_data);
 
+  g_task_set_source_tag (task, qlean_qga_client_file_write_async);
+  g_task_set_task_data (task, GSIZE_TO_POINTER (g_bytes_get_size (data)), NULL);
   qlean_qga_client_execute_async (self, "guest-file-write", arguments, cancellable,
-                                  callback, user_data);
+                                  file_write_done_cb, task);
 }
 
 /**
@@ -926,9 +1177,9 @@ qlean_qga_client_file_write_finish (QleanQgaClient  *self,
                                     GAsyncResult    *result,
                                     GError         **error)
 {
-  g_autoptr(JsonNode) reply = qlean_qga_client_execute_finish (self, result, error);
+  g_return_val_if_fail (g_task_is_valid (result, self), -1);
 
-  return file_write_from_reply (reply, error);
+  return g_task_propagate_int (G_TASK (result), error);
 }
 
 /**
@@ -953,7 +1204,7 @@ qlean_qga_client_file_write (QleanQgaClient  *self,
   g_autoptr(JsonObject) arguments = file_write_arguments (handle, data);
   g_autoptr(JsonNode) reply = run_sync (self, "guest-file-write", arguments, cancellable, error);
 
-  return file_write_from_reply (reply, error);
+  return file_write_from_reply (reply, g_bytes_get_size (data), error);
 }
 
 static JsonObject *

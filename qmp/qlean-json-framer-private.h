@@ -27,6 +27,15 @@ gboolean         qlean_json_framer_pop_line  (QleanJsonFramer *framer,
 void             qlean_json_framer_reset     (QleanJsonFramer *framer);
 gsize            qlean_json_framer_get_pending (QleanJsonFramer *framer);
 
+/* json-glib parses recursively, so a message nested deep enough (a few
+ * hundred KB of brackets) overflows the stack. No message Qlean reads
+ * nests beyond a handful of levels; anything deeper than this is refused
+ * before json-glib sees it. */
+#define QLEAN_JSON_MAX_DEPTH 64
+
+gboolean         qlean_json_check_depth      (const char      *data,
+                                              gsize            len,
+                                              GError         **error);
 JsonObject      *qlean_json_parse_object     (const char      *data,
                                               gsize            len,
                                               GError         **error);
@@ -38,6 +47,26 @@ char            *qlean_json_object_to_line   (JsonObject      *object,
  * that shares nothing), and what the worker hands a caller is released
  * by the worker first. */
 JsonObject      *qlean_json_object_copy      (JsonObject      *object);
+
+/* Typed reads of what a peer sent. json-glib's own getters warn (a
+ * critical, fatal in tests) on a member of another type, and return NULL
+ * or 0 for a value of another type; these return NULL or FALSE, without
+ * a warning, when the member is missing, null or of another type, so
+ * that a caller turns a wrong shape into an error of its own. */
+const char      *qlean_json_get_string       (JsonObject      *object,
+                                              const char      *member);
+gboolean         qlean_json_get_int          (JsonObject      *object,
+                                              const char      *member,
+                                              gint64          *value);
+gboolean         qlean_json_get_boolean      (JsonObject      *object,
+                                              const char      *member,
+                                              gboolean        *value);
+JsonObject      *qlean_json_get_object       (JsonObject      *object,
+                                              const char      *member);
+JsonArray       *qlean_json_get_array        (JsonObject      *object,
+                                              const char      *member);
+JsonObject      *qlean_json_array_get_object (JsonArray       *array,
+                                              guint            index);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (QleanJsonFramer, qlean_json_framer_free)
 

@@ -349,12 +349,17 @@ qlean_qmp_client_handle_reply (QleanQmpClient *self,
 
   if (json_object_has_member (message, "error"))
     {
-      JsonNode *err_node = json_object_get_member (message, "error");
-      /* Never trust the shape: an "error" that is no object is a GenericError. */
-      JsonObject *err = JSON_NODE_HOLDS_OBJECT (err_node) ? json_node_get_object (err_node) : NULL;
-      const char *klass = err ? json_object_get_string_member_with_default (err, "class", "GenericError") : "GenericError";
-      const char *desc = err ? json_object_get_string_member_with_default (err, "desc", "") : "";
+      /* Never trust the shape: an "error" that is no object, or a class
+       * or description that is no string, reads as a GenericError. */
+      JsonObject *err = qlean_json_get_object (message, "error");
+      const char *klass = qlean_json_get_string (err, "class");
+      const char *desc = qlean_json_get_string (err, "desc");
       const char *command = g_task_get_task_data (task);
+
+      if (klass == NULL)
+        klass = "GenericError";
+      if (desc == NULL)
+        desc = "";
 
       g_task_return_new_error (task, QLEAN_QMP_ERROR,
                                qlean_qmp_error_code_from_class (klass),
@@ -400,6 +405,8 @@ qlean_qmp_client_line_cb (GObject      *owner,
 
   if (json_object_has_member (message, "QMP"))
     {
+      JsonObject *greeting;
+
       if (self->state != STATE_AWAIT_GREETING)
         {
           error = g_error_new_literal (QLEAN_QMP_ERROR, QLEAN_QMP_ERROR_PROTOCOL,
@@ -410,7 +417,8 @@ qlean_qmp_client_line_cb (GObject      *owner,
 
       /* Never trust the shape (found by tests/fuzz/fuzz-qmp-client.c):
        * json-glib's typed getters warn on a member of another type. */
-      if (!JSON_NODE_HOLDS_OBJECT (json_object_get_member (message, "QMP")))
+      greeting = qlean_json_get_object (message, "QMP");
+      if (greeting == NULL)
         {
           error = g_error_new_literal (QLEAN_QMP_ERROR, QLEAN_QMP_ERROR_PROTOCOL,
                                        "the QMP greeting is not an object");
@@ -418,7 +426,7 @@ qlean_qmp_client_line_cb (GObject      *owner,
           return;
         }
 
-      self->greeting = json_object_ref (json_object_get_object_member (message, "QMP"));
+      self->greeting = json_object_ref (greeting);
       self->state = STATE_AWAIT_CAPABILITIES;
       /* Id 0 is reserved for the negotiation; commands count from 1. */
       qlean_qmp_client_send_command (self, 0, "qmp_capabilities", NULL);
@@ -435,25 +443,21 @@ qlean_qmp_client_line_cb (GObject      *owner,
 
   if (json_object_has_member (message, "event"))
     {
-      JsonNode *name_node = json_object_get_member (message, "event");
+      const char *name = qlean_json_get_string (message, "event");
+      /* Data that is no object reads as none. */
+      JsonObject *event_data = qlean_json_get_object (message, "data");
       Emission *emission;
-      JsonObject *event_data = NULL;
 
       /* An event without a name string would reach handlers as NULL
        * (found by tests/fuzz/fuzz-qmp-client.c). */
-      if (json_node_get_value_type (name_node) != G_TYPE_STRING)
+      if (name == NULL)
         {
           g_debug ("QMP event without a name ignored");
           return;
         }
 
       emission = g_new0 (Emission, 1);
-
-      if (json_object_has_member (message, "data") &&
-          JSON_NODE_HOLDS_OBJECT (json_object_get_member (message, "data")))
-        event_data = json_object_get_object_member (message, "data");
-
-      emission->name = g_strdup (json_object_get_string_member_with_default (message, "event", ""));
+      emission->name = g_strdup (name);
       emission->data = event_data ? json_object_ref (event_data) : json_object_new ();
       /* The event may be handled on another thread: drop the rest of the
        * parse first, so that its data has a single owner there. */

@@ -52,6 +52,23 @@ fake_peer_close (FakePeer *peer)
   peer->fd = -1;
 }
 
+char *
+deep_json (const char *head,
+           guint       depth,
+           const char *tail)
+{
+  GString *json = g_string_sized_new (strlen (head) + 2 * depth + strlen (tail));
+
+  g_string_append (json, head);
+  for (guint i = 0; i < depth; i++)
+    g_string_append_c (json, '[');
+  for (guint i = 0; i < depth; i++)
+    g_string_append_c (json, ']');
+  g_string_append (json, tail);
+
+  return g_string_free (json, FALSE);
+}
+
 void
 fake_peer_free (FakePeer *peer)
 {

@@ -45,6 +45,12 @@ void        fake_peer_assert_quiet    (FakePeer    *peer,
 void        fake_peer_assert_eof      (FakePeer    *peer);
 void        fake_peer_close           (FakePeer    *peer);
 
+/* @head, then @depth arrays nested in each other, then @tail: the shape
+ * that would overflow a recursive JSON parser's stack. */
+char       *deep_json                 (const char  *head,
+                                       guint        depth,
+                                       const char  *tail);
+
 GThread    *fake_peer_run_in_thread   (FakePeer      *peer,
                                        FakePeerScript script,
                                        gpointer       user_data);

@@ -16,6 +16,7 @@
 
 #include "qlean-archive-private.h"
 #include "qlean-error.h"
+#include "qlean-machine-archive.h"
 
 /* An archive under construction, with the writer's rules or none. */
 typedef struct
@@ -465,6 +466,45 @@ test_garbage (void)
   g_string_free (seen.state, TRUE);
 }
 
+/* json-glib parses recursively: a manifest nested 100,000 deep (200 KB,
+ * within the manifest's cap) would overflow the stack of whoever
+ * imports it. The import refuses it before it makes anything. */
+static void
+test_import_deep_manifest (void)
+{
+  g_autoptr(GString) manifest = g_string_new ("{\"format\": 1, \"config\": ");
+  g_autoptr(GFile) file = NULL;
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = NULL;
+  Raw raw;
+  int fd;
+
+  for (guint i = 0; i < 100000; i++)
+    g_string_append_c (manifest, '[');
+  for (guint i = 0; i < 100000; i++)
+    g_string_append_c (manifest, ']');
+  g_string_append_c (manifest, '}');
+
+  raw_init (&raw);
+  raw_member (&raw, QLEAN_ARCHIVE_MANIFEST, manifest->str);
+  raw_sums (&raw);
+  raw_end (&raw);
+  fd = g_file_open_tmp ("qlean-archive-XXXXXX.qlean", &path, &error);
+  g_assert_no_error (error);
+  close (fd);
+  g_assert_true (g_file_set_contents (path, (const char *) raw.bytes->data, raw.bytes->len, &error));
+  raw_clear (&raw);
+
+  file = g_file_new_for_path (path);
+  machine = qlean_machine_import (file, "deep", NULL, NULL, &error);
+  g_unlink (path);
+  g_assert_null (machine);
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_BAD_ARCHIVE);
+  g_assert_nonnull (strstr (error->message, "manifest"));
+  g_assert_nonnull (strstr (error->message, "64"));
+}
+
 int
 main (int    argc,
       char **argv)
@@ -476,6 +516,7 @@ main (int    argc,
   g_test_add_func ("/archive/bad/not-first", test_not_first);
   g_test_add_func ("/archive/bad/truncated", test_truncated);
   g_test_add_func ("/archive/bad/garbage", test_garbage);
+  g_test_add_func ("/archive/import/deep-manifest", test_import_deep_manifest);
   for (guint i = 0; i < G_N_ELEMENTS (bad_cases); i++)
     {
       g_autofree char *path = g_strdup_printf ("/archive/bad/%s", bad_cases[i].path);

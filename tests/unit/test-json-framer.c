@@ -318,6 +318,139 @@ test_parse_object_errors (void)
   assert_parse_fails ("{}\0{", 4, "");
 }
 
+/* @head, @depth arrays and objects in turn nested in each other, @tail */
+static char *
+nested (const char *head,
+        guint       depth,
+        const char *tail)
+{
+  GString *str = g_string_new (head);
+
+  for (guint i = 0; i < depth; i++)
+    g_string_append (str, i % 2 ? "{\"k\": " : "[");
+  g_string_append (str, "0");
+  for (guint i = depth; i > 0; i--)
+    g_string_append_c (str, (i - 1) % 2 ? '}' : ']');
+  g_string_append (str, tail);
+
+  return g_string_free (str, FALSE);
+}
+
+/* json-glib recurses once per level, so a deep message would overflow
+ * the stack; qlean_json_check_depth() refuses it first, and anything
+ * json-glib could read differently than the check and so hide brackets
+ * in. */
+static void
+test_parse_object_depth (void)
+{
+  g_autofree char *at_bound = nested ("{\"a\": ", QLEAN_JSON_MAX_DEPTH - 1, "}");
+  g_autofree char *over_bound = nested ("{\"a\": ", QLEAN_JSON_MAX_DEPTH, "}");
+  g_autofree char *deep = nested ("{\"a\": ", 100000, "}");
+  g_autoptr(JsonObject) object = NULL;
+  g_autoptr(GError) error = NULL;
+  static const char *hiding[] = {
+    /* json-glib 1.6 reads \u12 and the quote after it as the escape... */
+    "{\"a\": \"\\u12\", \"",
+    /* ...and the two characters after a lone surrogate, quote included. */
+    "{\"a\": [\"\\ud800\", \",",
+    "{\"a\": [\"\\udc00x\", \",",
+    /* It skips comments from one / to the next, and takes 'strings'. */
+    "{\"a\": / \" /",
+    "{\"a\": [\'\"\', ",
+  };
+
+  object = qlean_json_parse_object (at_bound, strlen (at_bound), &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (object);
+  g_clear_pointer (&object, json_object_unref);
+
+  assert_parse_fails (over_bound, -1, "deeper than 64 levels");
+  assert_parse_fails (deep, -1, "deeper than 64 levels");
+
+  for (guint i = 0; i < G_N_ELEMENTS (hiding); i++)
+    {
+      g_autofree char *hidden = nested (hiding[i], 100000, "\"]}");
+
+      g_assert_false (qlean_json_check_depth (hidden, strlen (hidden), &error));
+      g_assert_error (error, QLEAN_QMP_ERROR, QLEAN_QMP_ERROR_PROTOCOL);
+      g_clear_error (&error);
+      assert_parse_fails (hidden, -1, "");
+    }
+
+  /* A NUL, where json-glib 1.6 stops reading. */
+  g_assert_false (qlean_json_check_depth ("{\"a\": \"\0\"}", 9, &error));
+  g_assert_error (error, QLEAN_QMP_ERROR, QLEAN_QMP_ERROR_PROTOCOL);
+  g_clear_error (&error);
+
+  /* Brackets in strings are no nesting, behind escaped quotes and
+   * backslashes too; a surrogate pair is a proper escape. */
+  {
+    g_autoptr(GString) in_string = g_string_new ("{\"a\": \"\\\\\\\"\\ud83d\\ude00");
+    const char *value;
+
+    for (guint i = 0; i < 1000; i++)
+      g_string_append (in_string, "[{");
+    g_string_append (in_string, "\"}");
+
+    object = qlean_json_parse_object (in_string->str, in_string->len, &error);
+    g_assert_no_error (error);
+    value = json_object_get_string_member (object, "a");
+    g_assert_true (g_str_has_prefix (value, "\\\"\xf0\x9f\x98\x80[{[{"));
+    g_assert_cmpuint (strlen (value), ==, 2 + 4 + 2000);
+  }
+}
+
+/* The typed getters never warn: a wrong type reads as missing. */
+static void
+test_typed_getters (void)
+{
+  g_autoptr(JsonObject) object = NULL;
+  g_autoptr(GError) error = NULL;
+  const char *data = "{\"s\": \"x\", \"i\": 7, \"b\": true, \"o\": {\"k\": 1}, "
+                     "\"a\": [{\"k\": 2}, 3, null, [], \"s\"], \"n\": null, \"d\": 1.5}";
+  const char *members[] = { "s", "i", "b", "o", "a", "n", "d", "missing" };
+  gint64 value = -1;
+  gboolean flag = FALSE;
+  JsonArray *array;
+
+  object = qlean_json_parse_object (data, strlen (data), &error);
+  g_assert_no_error (error);
+
+  g_assert_cmpstr (qlean_json_get_string (object, "s"), ==, "x");
+  g_assert_true (qlean_json_get_int (object, "i", &value));
+  g_assert_cmpint (value, ==, 7);
+  g_assert_true (qlean_json_get_boolean (object, "b", &flag));
+  g_assert_true (flag);
+  g_assert_nonnull (qlean_json_get_object (object, "o"));
+  array = qlean_json_get_array (object, "a");
+  g_assert_nonnull (array);
+
+  for (guint i = 0; i < G_N_ELEMENTS (members); i++)
+    {
+      const char *member = members[i];
+
+      if (!g_str_equal (member, "s"))
+        g_assert_null (qlean_json_get_string (object, member));
+      if (!g_str_equal (member, "i"))
+        g_assert_false (qlean_json_get_int (object, member, &value));
+      if (!g_str_equal (member, "b"))
+        g_assert_false (qlean_json_get_boolean (object, member, &flag));
+      if (!g_str_equal (member, "o"))
+        g_assert_null (qlean_json_get_object (object, member));
+      if (!g_str_equal (member, "a"))
+        g_assert_null (qlean_json_get_array (object, member));
+    }
+  g_assert_cmpint (value, ==, 7);
+
+  g_assert_nonnull (qlean_json_array_get_object (array, 0));
+  for (guint i = 1; i < 6; i++)
+    g_assert_null (qlean_json_array_get_object (array, i));
+
+  /* A missing parent reads as missing, so lookups chain. */
+  g_assert_null (qlean_json_get_string (qlean_json_get_object (object, "s"), "k"));
+  g_assert_null (qlean_json_array_get_object (NULL, 0));
+}
+
 static void
 test_object_to_line (void)
 {
@@ -363,6 +496,8 @@ main (int   argc,
   g_test_add_func ("/framer/many-lines", test_framer_many_lines);
   g_test_add_func ("/json/parse-object", test_parse_object);
   g_test_add_func ("/json/parse-object/errors", test_parse_object_errors);
+  g_test_add_func ("/json/parse-object/depth", test_parse_object_depth);
+  g_test_add_func ("/json/typed-getters", test_typed_getters);
   g_test_add_func ("/json/object-to-line", test_object_to_line);
 
   return g_test_run ();

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "qlean-json-framer-private.h"
+#include "qlean-machine-network-private.h"
 #include "qlean-qga-client-private.h"
 #include "qlean-qga-error.h"
 
@@ -475,6 +476,100 @@ test_malformed_reply (Fixture       *fixture,
   assert_protocol_error_then_resync (fixture, "{\"return\": 1, \"id\n");
   assert_protocol_error_then_resync (fixture, "[\"not\", \"an\", \"object\"]\n");
   assert_protocol_error_then_resync (fixture, "{\"neither\": \"return nor error\"}\n");
+  g_assert_cmpuint (fixture->closed_count, ==, 0);
+}
+
+/* json-glib parses recursively: a reply nested 100,000 deep, about
+ * 200 KB and far below the line cap, would overflow the worker's stack.
+ * It fails the call like any other broken reply, and a resync brings the
+ * client back in step. Nesting up to the bound still works. */
+static void
+test_deep_reply (Fixture       *fixture,
+                 gconstpointer  data)
+{
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *deep = deep_json ("{\"return\": ", 100000, "}\n");
+  g_autofree char *deep_object = NULL;
+  g_autofree char *at_bound = NULL;
+  g_autofree char *over_bound = NULL;
+  g_autofree char *in_strings = NULL;
+  g_autofree char *id = NULL;
+  AsyncCapture *capture;
+
+  capture = execute_async (fixture, "guest-ping", NULL, NULL);
+  id = agent_sync_then_command (fixture->peer, "guest-ping", NULL);
+  agent_reply (fixture->peer, id, "{}");
+  reply = execute_finish (fixture, capture, &error);
+  g_assert_no_error (error);
+  g_clear_pointer (&reply, json_node_unref);
+  g_clear_pointer (&id, g_free);
+
+  assert_protocol_error_then_resync (fixture, deep);
+
+  /* Objects count as much as arrays. */
+  {
+    GString *str = g_string_new ("{\"return\": ");
+
+    for (guint i = 0; i < 100000; i++)
+      g_string_append (str, "{\"a\":");
+    g_string_append (str, "1");
+    for (guint i = 0; i < 100000; i++)
+      g_string_append_c (str, '}');
+    g_string_append (str, "}\n");
+    deep_object = g_string_free (str, FALSE);
+  }
+  assert_protocol_error_then_resync (fixture, deep_object);
+
+  /* The reply object and 63 arrays in it: 64 levels, the most allowed. */
+  at_bound = deep_json ("{\"return\": ", QLEAN_JSON_MAX_DEPTH - 1, "}\n");
+  capture = execute_async (fixture, "guest-get-time", NULL, NULL);
+  id = agent_expect_command (fixture->peer, "guest-get-time", NULL);
+  fake_peer_write (fixture->peer, at_bound, -1);
+  reply = execute_finish (fixture, capture, &error);
+  g_assert_no_error (error);
+  g_assert_true (JSON_NODE_HOLDS_ARRAY (reply));
+
+  over_bound = deep_json ("{\"return\": ", QLEAN_JSON_MAX_DEPTH, "}\n");
+  assert_protocol_error_then_resync (fixture, over_bound);
+
+  /* Brackets in strings, escaped quotes included, are no nesting. */
+  g_clear_pointer (&reply, json_node_unref);
+  g_clear_pointer (&id, g_free);
+  capture = execute_async (fixture, "guest-get-time", NULL, NULL);
+  id = agent_expect_command (fixture->peer, "guest-get-time", NULL);
+  in_strings = deep_json ("{\"return\": [\"\\\"", 100, "\", \"{{{{\\\\\", \"\\u005b\"]}\n");
+  fake_peer_write (fixture->peer, in_strings, -1);
+  reply = execute_finish (fixture, capture, &error);
+  g_assert_no_error (error);
+  g_assert_true (JSON_NODE_HOLDS_ARRAY (reply));
+  g_assert_cmpuint (json_array_get_length (json_node_get_array (reply)), ==, 3);
+  g_assert_cmpuint (strlen (json_array_get_string_element (json_node_get_array (reply), 0)), ==, 201);
+
+  g_assert_cmpuint (fixture->closed_count, ==, 0);
+}
+
+/* A deep line while the client waits for its sync reply is debris like
+ * any other: dropped, and the real sync reply still counts. */
+static void
+test_deep_sync_line (Fixture       *fixture,
+                     gconstpointer  data)
+{
+  g_autofree char *deep = deep_json ("\xff{\"return\": ", 100000, "}\n");
+  g_autofree char *id = NULL;
+  AsyncCapture *capture;
+  gint64 sync_id;
+
+  capture = execute_async (fixture, "guest-get-time", NULL, NULL);
+  sync_id = agent_expect_sync (fixture->peer);
+  fake_peer_write (fixture->peer, deep, -1);
+  fake_peer_assert_quiet (fixture->peer, 30);
+  g_assert_null (capture->result);
+
+  agent_answer_sync (fixture->peer, sync_id);
+  id = agent_expect_command (fixture->peer, "guest-get-time", NULL);
+  agent_reply (fixture->peer, id, "5");
+  assert_int_reply (fixture, capture, 5);
   g_assert_cmpuint (fixture->closed_count, ==, 0);
 }
 
@@ -968,6 +1063,231 @@ test_typed_calls (Fixture       *fixture,
   g_thread_join (thread);
 }
 
+/* Replies of the right kind whose members have the wrong types: each
+ * typed call fails with a protocol error, never a warning (which tests
+ * make fatal) or a crash. */
+static const struct
+{
+  const char *command;
+  const char *reply;
+} wrong_types[] = {
+  { "guest-network-get-interfaces", "[{\"name\": 5}]" },
+  { "guest-network-get-interfaces", "[{\"name\": \"eth0\", \"hardware-address\": {}}]" },
+  { "guest-network-get-interfaces", "[7]" },
+  { "guest-network-get-interfaces", "[{\"name\": \"eth0\", \"ip-addresses\": {}}]" },
+  { "guest-network-get-interfaces", "[{\"name\": \"eth0\", \"ip-addresses\": [[]]}]" },
+  { "guest-network-get-interfaces", "[{\"name\": \"eth0\", \"ip-addresses\": "
+                                    "[{\"ip-address\": [], \"ip-address-type\": \"ipv4\", \"prefix\": 24}]}]" },
+  { "guest-network-get-interfaces", "[{\"name\": \"eth0\", \"ip-addresses\": "
+                                    "[{\"ip-address\": \"10.0.0.2\", \"ip-address-type\": \"ipv4\", \"prefix\": \"24\"}]}]" },
+  { "guest-get-osinfo", "{\"id\": {}}" },
+  { "guest-get-osinfo", "{\"id\": \"debian\", \"kernel-release\": [\"6.1\"]}" },
+  { "guest-info", "{\"version\": 8, \"supported_commands\": []}" },
+  { "guest-info", "{\"version\": \"8.2.0\"}" },
+  { "guest-info", "{\"version\": \"8.2.0\", \"supported_commands\": [\"guest-ping\"]}" },
+  { "guest-info", "{\"version\": \"8.2.0\", \"supported_commands\": [{\"name\": \"guest-ping\", \"enabled\": \"yes\"}]}" },
+  { "guest-exec-status", "{\"exited\": \"yes\"}" },
+  { "guest-exec-status", "{\"exited\": true, \"exitcode\": {}}" },
+  { "guest-exec-status", "{\"exited\": true, \"exitcode\": \"0\"}" },
+  { "guest-exec-status", "{\"exited\": true, \"signal\": []}" },
+  { "guest-exec-status", "{\"exited\": true, \"exitcode\": -2}" },
+  { "guest-exec-status", "{\"exited\": true, \"exitcode\": 4294967296}" },
+  { "guest-exec-status", "{\"exited\": true, \"signal\": -9}" },
+  { "guest-exec-status", "{\"exited\": true, \"out-data\": {}}" },
+  { "guest-exec-status", "{\"exited\": true, \"err-data\": 3}" },
+  { "guest-exec-status", "{\"exited\": true, \"out-truncated\": {}}" },
+  { "guest-file-read", "{\"count\": 2, \"buf-b64\": {}, \"eof\": true}" },
+  { "guest-file-read", "{\"count\": 2, \"buf-b64\": \"aGk=\", \"eof\": []}" },
+  { "guest-file-write", "{\"count\": 3, \"eof\": false}" },
+  { "guest-file-write", "{\"count\": -1, \"eof\": false}" },
+  { "guest-file-write", "{\"count\": \"2\", \"eof\": false}" },
+  { "guest-file-write", "{\"count\": {}, \"eof\": false}" },
+  { "guest-exec", "{\"pid\": {}}" },
+  { "guest-file-open", "{}" },
+};
+
+static void
+wrong_types_script (FakePeer *peer,
+                    gpointer  user_data)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (wrong_types); i++)
+    {
+      g_autofree char *id = NULL;
+
+      if (i == 0)
+        id = agent_sync_then_command (peer, wrong_types[i].command, NULL);
+      else
+        id = agent_expect_command (peer, wrong_types[i].command, NULL);
+      agent_reply (peer, id, wrong_types[i].reply);
+    }
+}
+
+static void
+test_typed_wrong_types (Fixture       *fixture,
+                        gconstpointer  data)
+{
+  g_autoptr(GBytes) two = g_bytes_new_static ("hi", 2);
+  GThread *thread;
+
+  thread = fake_peer_run_in_thread (fixture->peer, wrong_types_script, NULL);
+
+  for (guint i = 0; i < G_N_ELEMENTS (wrong_types); i++)
+    {
+      const char *command = wrong_types[i].command;
+      g_autoptr(GError) error = NULL;
+      gboolean failed;
+
+      if (g_str_equal (command, "guest-network-get-interfaces"))
+        {
+          g_autoptr(JsonArray) got = qlean_qga_client_network_get_interfaces (fixture->client, NULL, &error);
+
+          failed = got == NULL;
+        }
+      else if (g_str_equal (command, "guest-get-osinfo"))
+        {
+          g_autoptr(JsonObject) got = qlean_qga_client_get_osinfo (fixture->client, NULL, &error);
+
+          failed = got == NULL;
+        }
+      else if (g_str_equal (command, "guest-info"))
+        {
+          g_autoptr(JsonObject) got = qlean_qga_client_info (fixture->client, NULL, &error);
+
+          failed = got == NULL;
+        }
+      else if (g_str_equal (command, "guest-exec-status"))
+        {
+          g_autoptr(QleanQgaExecStatus) got = qlean_qga_client_exec_status (fixture->client, 7, NULL, &error);
+
+          failed = got == NULL;
+        }
+      else if (g_str_equal (command, "guest-file-read"))
+        {
+          g_autoptr(GBytes) got = qlean_qga_client_file_read (fixture->client, 5, 2, NULL, NULL, &error);
+
+          failed = got == NULL;
+        }
+      else if (g_str_equal (command, "guest-file-write"))
+        failed = qlean_qga_client_file_write (fixture->client, 5, two, NULL, &error) == -1;
+      else if (g_str_equal (command, "guest-exec"))
+        failed = qlean_qga_client_exec (fixture->client, "/bin/true", NULL, NULL, NULL, FALSE,
+                                        NULL, &error) == -1;
+      else
+        failed = qlean_qga_client_file_open (fixture->client, "/x", NULL, NULL, &error) == -1;
+
+      if (!failed || !g_error_matches (error, QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_PROTOCOL))
+        g_error ("%s answered with %s did not fail with a protocol error: %s", command,
+                 wrong_types[i].reply, error ? error->message : "no error");
+      g_assert_nonnull (strstr (error->message, command));
+    }
+
+  g_thread_join (thread);
+  g_assert_false (qlean_qga_client_is_closed (fixture->client));
+}
+
+/* The async write checks the count against what it sent, too. */
+static void
+test_file_write_count_async (Fixture       *fixture,
+                             gconstpointer  data)
+{
+  g_autoptr(GBytes) bytes = g_bytes_new_static ("hi", 2);
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *id = NULL;
+  AsyncCapture *capture = g_new0 (AsyncCapture, 1);
+
+  qlean_qga_client_file_write_async (fixture->client, 5, bytes, NULL, async_capture_cb, capture);
+  id = agent_sync_then_command (fixture->peer, "guest-file-write", NULL);
+  agent_reply (fixture->peer, id, "{\"count\": 2, \"eof\": false}");
+  result = wait_result (capture);
+  g_assert_cmpint (qlean_qga_client_file_write_finish (fixture->client, result, &error), ==, 2);
+  g_assert_no_error (error);
+  g_clear_object (&result);
+  g_clear_pointer (&id, g_free);
+
+  capture = g_new0 (AsyncCapture, 1);
+  qlean_qga_client_file_write_async (fixture->client, 5, bytes, NULL, async_capture_cb, capture);
+  id = agent_expect_command (fixture->peer, "guest-file-write", NULL);
+  agent_reply (fixture->peer, id, "{\"count\": 1000000, \"eof\": false}");
+  result = wait_result (capture);
+  g_assert_cmpint (qlean_qga_client_file_write_finish (fixture->client, result, &error), ==, -1);
+  g_assert_error (error, QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_PROTOCOL);
+  g_assert_nonnull (strstr (error->message, "2 bytes sent"));
+}
+
+/* An error reply whose class and description are no strings is a
+ * plain failure, with no warning. */
+static void
+test_error_wrong_types (Fixture       *fixture,
+                        gconstpointer  data)
+{
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *id = NULL;
+  AsyncCapture *capture;
+
+  capture = execute_async (fixture, "guest-exec", NULL, NULL);
+  id = agent_sync_then_command (fixture->peer, "guest-exec", NULL);
+  fake_peer_writef (fixture->peer, "{\"error\": {\"class\": {}, \"desc\": [1]}, \"id\": \"%s\"}\n", id);
+  reply = execute_finish (fixture, capture, &error);
+  g_assert_null (reply);
+  g_assert_error (error, QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_FAILED);
+  g_assert_false (qlean_qga_client_is_closed (fixture->client));
+}
+
+/* The machine's wait for its network card reads the same reply through
+ * qlean_machine_network_match_interface(): members of the wrong type
+ * read as missing (a name that was no string was dereferenced as NULL). */
+static void
+test_network_match_wrong_types (void)
+{
+  const char *data =
+    "{\"return\": [{\"name\": 5, \"hardware-address\": {}}, 7, null, [],"
+    " {\"hardware-address\": \"52:54:00:00:00:01\"},"
+    " {\"name\": \"lo\", \"hardware-address\": 1, \"ip-addresses\": \"x\"},"
+    " {\"name\": \"eth0\", \"hardware-address\": \"52:54:00:12:34:56\","
+    "  \"ip-addresses\": [3, {\"ip-address\": {}, \"ip-address-type\": \"ipv4\"},"
+    "                   {\"ip-address\": \"1.2.3.4\", \"ip-address-type\": []},"
+    "                   {\"ip-address\": \"10.0.0.2\", \"ip-address-type\": \"ipv4\"}]}]}";
+  g_autoptr(JsonObject) message = NULL;
+  g_autoptr(GError) error = NULL;
+  JsonArray *interfaces;
+  g_autofree char *name = NULL;
+  g_autofree char *ipv4 = NULL;
+  g_autofree char *seen = NULL;
+
+  message = qlean_json_parse_object (data, strlen (data), &error);
+  g_assert_no_error (error);
+  interfaces = json_object_get_array_member (message, "return");
+
+  g_assert_true (qlean_machine_network_match_interface (interfaces, "52:54:00:12:34:56", TRUE,
+                                                        &name, &ipv4, &seen));
+  g_assert_cmpstr (name, ==, "eth0");
+  g_assert_cmpstr (ipv4, ==, "10.0.0.2");
+  g_assert_nonnull (strstr (seen, "? (no MAC, no IPv4)"));
+  g_clear_pointer (&name, g_free);
+  g_clear_pointer (&ipv4, g_free);
+  g_clear_pointer (&seen, g_free);
+
+  /* Any card but loopback: the nameless ones cannot be it. */
+  g_assert_true (qlean_machine_network_match_interface (interfaces, NULL, FALSE, &name, &ipv4, &seen));
+  g_assert_cmpstr (name, ==, "eth0");
+  g_clear_pointer (&name, g_free);
+  g_clear_pointer (&ipv4, g_free);
+  g_clear_pointer (&seen, g_free);
+
+  /* A MAC address nobody has, a nameless card's included. */
+  g_assert_false (qlean_machine_network_match_interface (interfaces, "52:54:00:00:00:01", FALSE,
+                                                         &name, &ipv4, &seen));
+  g_assert_null (name);
+  g_assert_null (ipv4);
+  g_assert_nonnull (strstr (seen, "eth0 (52:54:00:12:34:56, 10.0.0.2)"));
+  g_clear_pointer (&seen, g_free);
+
+  g_assert_false (qlean_machine_network_match_interface (NULL, NULL, FALSE, &name, &ipv4, &seen));
+  g_assert_cmpstr (seen, ==, "");
+}
+
 /* guest-shutdown never answers; notify_shutdown completes it. */
 static void
 test_shutdown_notify (Fixture       *fixture,
@@ -1151,6 +1471,8 @@ main (int   argc,
   ADD_FIXTURE_TEST ("/qga/reply/malformed", test_malformed_reply);
   ADD_FIXTURE_TEST ("/qga/reply/errors", test_error_replies);
   ADD_FIXTURE_TEST ("/qga/reply/over-long", test_over_long_reply);
+  ADD_FIXTURE_TEST ("/qga/reply/deep", test_deep_reply);
+  ADD_FIXTURE_TEST ("/qga/sync/deep-line", test_deep_sync_line);
   ADD_FIXTURE_TEST ("/qga/one-in-flight", test_one_in_flight);
   ADD_FIXTURE_TEST ("/qga/cancel", test_cancel);
   ADD_FIXTURE_TEST ("/qga/exec/wait", test_exec_wait);
@@ -1158,6 +1480,10 @@ main (int   argc,
   ADD_FIXTURE_TEST ("/qga/file/read", test_file_read);
   ADD_FIXTURE_TEST ("/qga/file/write-blocking", test_file_write_blocking);
   ADD_FIXTURE_TEST ("/qga/typed-calls", test_typed_calls);
+  ADD_FIXTURE_TEST ("/qga/typed-calls/wrong-types", test_typed_wrong_types);
+  ADD_FIXTURE_TEST ("/qga/file/write-count-async", test_file_write_count_async);
+  ADD_FIXTURE_TEST ("/qga/reply/error-wrong-types", test_error_wrong_types);
+  g_test_add_func ("/qga/network/match-wrong-types", test_network_match_wrong_types);
   ADD_FIXTURE_TEST ("/qga/shutdown/notify", test_shutdown_notify);
   ADD_FIXTURE_TEST ("/qga/shutdown/channel-closes", test_shutdown_channel_closes);
   ADD_FIXTURE_TEST ("/qga/peer-closed", test_peer_closed);

@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "qlean-json-framer-private.h"
 #include "qlean-qmp-client.h"
 #include "qlean-qmp-error.h"
 
@@ -460,6 +461,23 @@ test_execute_error (Fixture       *fixture,
     g_assert_error (error, QLEAN_QMP_ERROR, QLEAN_QMP_ERROR_GENERIC);
   }
 
+  /* Nor is a class or description that is no string: no warning. */
+  {
+    g_autoptr(JsonObject) command = NULL;
+    g_autoptr(JsonNode) reply = NULL;
+    g_autoptr(GError) error = NULL;
+    AsyncCapture *capture;
+    gint64 id;
+
+    capture = execute_async (fixture, "device_del", NULL, NULL);
+    command = peer_expect_command (fixture->peer, "device_del", &id);
+    fake_peer_writef (fixture->peer, "{\"error\": {\"class\": {}, \"desc\": [\"x\"]}, "
+                                     "\"id\": %" G_GINT64_FORMAT "}\n", id);
+    reply = execute_finish (fixture, capture, &error);
+    g_assert_null (reply);
+    g_assert_error (error, QLEAN_QMP_ERROR, QLEAN_QMP_ERROR_GENERIC);
+  }
+
   /* An error reply leaves the connection usable. */
   g_assert_false (qlean_qmp_client_is_closed (fixture->client));
   g_assert_cmpuint (fixture->closed_count, ==, 0);
@@ -515,6 +533,16 @@ test_event (Fixture       *fixture,
   g_assert_cmpstr (all.names->pdata[3], ==, "STOP");
   WAIT_UNTIL (stops.names->len == 2);
   g_assert_cmpint (json_object_get_int_member (stops.data->pdata[1], "reason"), ==, 1);
+
+  /* A name that is no string is no event; data that is no object is none. */
+  fake_peer_write (fixture->peer, "{\"event\": {\"name\": \"STOP\"}}\n"
+                                  "{\"event\": [\"STOP\"], \"data\": {}}\n"
+                                  "{\"event\": \"RESUME\", \"data\": [1, 2]}\n", -1);
+  WAIT_UNTIL (all.names->len == 5);
+  test_spin (10);
+  g_assert_cmpuint (all.names->len, ==, 5);
+  g_assert_cmpstr (all.names->pdata[4], ==, "RESUME");
+  g_assert_cmpuint (json_object_get_size (all.data->pdata[4]), ==, 0);
 
   g_signal_handlers_disconnect_by_data (fixture->client, &all);
   g_signal_handlers_disconnect_by_data (fixture->client, &stops);
@@ -725,6 +753,67 @@ test_not_an_object (Fixture       *fixture,
   reply = execute_finish (fixture, capture, &error);
   g_assert_error (error, QLEAN_QMP_ERROR, QLEAN_QMP_ERROR_PROTOCOL);
   WAIT_UNTIL (fixture->closed_count == 1);
+  g_assert_error (fixture->closed_error, QLEAN_QMP_ERROR, QLEAN_QMP_ERROR_PROTOCOL);
+}
+
+/* json-glib parses recursively: a reply nested 100,000 deep, about
+ * 200 KB and far below the line cap, would overflow the worker's stack.
+ * It is a protocol error like garbage: the call fails, the client closes
+ * once. */
+static void
+test_deep_reply (Fixture       *fixture,
+                 gconstpointer  data)
+{
+  g_autoptr(JsonObject) command = NULL;
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *head = NULL;
+  g_autofree char *deep = NULL;
+  g_autofree char *at_bound = NULL;
+  AsyncCapture *capture;
+  gint64 id;
+
+  /* The reply object and 63 arrays in it: 64 levels, the most allowed. */
+  capture = execute_async (fixture, "query-deep", NULL, NULL);
+  command = peer_expect_command (fixture->peer, "query-deep", &id);
+  head = g_strdup_printf ("{\"id\": %" G_GINT64_FORMAT ", \"return\": ", id);
+  at_bound = deep_json (head, QLEAN_JSON_MAX_DEPTH - 1, "}\n");
+  fake_peer_write (fixture->peer, at_bound, -1);
+  reply = execute_finish (fixture, capture, &error);
+  g_assert_no_error (error);
+  g_assert_true (JSON_NODE_HOLDS_ARRAY (reply));
+  g_clear_pointer (&reply, json_node_unref);
+  g_clear_pointer (&command, json_object_unref);
+  g_clear_pointer (&head, g_free);
+
+  capture = execute_async (fixture, "query-deep", NULL, NULL);
+  command = peer_expect_command (fixture->peer, "query-deep", &id);
+  head = g_strdup_printf ("{\"id\": %" G_GINT64_FORMAT ", \"return\": ", id);
+  deep = deep_json (head, 100000, "}\n");
+  /* The client may close before it read all of it. */
+  fake_peer_try_write (fixture->peer, deep, strlen (deep));
+
+  reply = execute_finish (fixture, capture, &error);
+  g_assert_null (reply);
+  g_assert_error (error, QLEAN_QMP_ERROR, QLEAN_QMP_ERROR_PROTOCOL);
+  g_assert_nonnull (strstr (error->message, "64"));
+
+  WAIT_UNTIL (fixture->closed_count > 0);
+  test_spin (10);
+  g_assert_cmpuint (fixture->closed_count, ==, 1);
+  g_assert_error (fixture->closed_error, QLEAN_QMP_ERROR, QLEAN_QMP_ERROR_PROTOCOL);
+  g_assert_true (qlean_qmp_client_is_closed (fixture->client));
+}
+
+/* The same, as an event with no call pending. */
+static void
+test_deep_event (Fixture       *fixture,
+                 gconstpointer  data)
+{
+  g_autofree char *deep = deep_json ("{\"event\": \"STOP\", \"data\": {\"x\": ", 100000, "}}\n");
+
+  fake_peer_try_write (fixture->peer, deep, strlen (deep));
+  WAIT_UNTIL (fixture->closed_count > 0);
   g_assert_error (fixture->closed_error, QLEAN_QMP_ERROR, QLEAN_QMP_ERROR_PROTOCOL);
 }
 
@@ -1122,6 +1211,8 @@ main (int   argc,
   ADD_FIXTURE_TEST ("/qmp/fault/garbage", test_garbage);
   ADD_FIXTURE_TEST ("/qmp/fault/not-an-object", test_not_an_object);
   ADD_FIXTURE_TEST ("/qmp/fault/over-long-line", test_over_long_line);
+  ADD_FIXTURE_TEST ("/qmp/fault/deep-reply", test_deep_reply);
+  ADD_FIXTURE_TEST ("/qmp/fault/deep-event", test_deep_event);
   ADD_FIXTURE_TEST ("/qmp/fault/long-line-within-cap", test_long_line_within_cap);
   ADD_FIXTURE_TEST ("/qmp/fault/peer-closed-mid-reply", test_peer_closed_mid_reply);
   ADD_FIXTURE_TEST ("/qmp/close", test_close);
