@@ -15,6 +15,16 @@ GError    *qlean_machine_fs_error    (QleanMachine         *machine,
                                       const char           *path,
                                       const char           *path2,
                                       GBytes               *payload);
+/* The end of a stream before its answer (its type 0 @error), about
+ * @verb on the path shown as @display: a timeout or a request too large
+ * to send keep their G_IO_ERROR code, anything else means the guest went
+ * away (QLEAN_MACHINE_ERROR_CRASHED). */
+GError    *qlean_machine_fs_stream_error (QleanMachine     *machine,
+                                          const char       *verb,
+                                          const char       *display,
+                                          const GError     *error);
+/* @path for a message, shortened when too long to read. */
+char      *qlean_machine_fs_display_path (const char       *path);
 GFileInfo *qlean_file_info_from_stat (const QleanGuestStat *st,
                                       const char           *name,
                                       const char           *symlink_target,

@@ -131,6 +131,43 @@ qlean_machine_fs_error (QleanMachine *machine,
   return qlean_guest_error_from_payload (payload, what);
 }
 
+char *
+qlean_machine_fs_display_path (const char *path)
+{
+  g_autofree char *display = g_filename_display_name (path);
+  const char *cut;
+
+  /* A path too long to send at all would fill the message. */
+  if (g_utf8_strlen (display, -1) <= 256)
+    return g_steal_pointer (&display);
+
+  cut = g_utf8_offset_to_pointer (display, 200);
+  return g_strdup_printf ("%.*s… (%" G_GSIZE_FORMAT " bytes)", (int) (cut - display), display,
+                          strlen (path));
+}
+
+GError *
+qlean_machine_fs_stream_error (QleanMachine *machine,
+                               const char   *verb,
+                               const char   *display,
+                               const GError *error)
+{
+  GQuark domain = QLEAN_MACHINE_ERROR;
+  int code = QLEAN_MACHINE_ERROR_CRASHED;
+
+  /* A stream ends early when it waited too long or its request could
+   * not be sent; otherwise the guest went away. */
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) ||
+      g_error_matches (error, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE))
+    {
+      domain = error->domain;
+      code = error->code;
+    }
+
+  return g_error_new (domain, code, _("Cannot %s “%s” in machine “%s”: %s"), _(verb), display,
+                      qlean_machine_get_name (machine), error->message);
+}
+
 /* Worker: ends the call, and the stream if it is still open. */
 static void
 fs_return (GTask  *task,
@@ -191,15 +228,11 @@ fs_stream_cb (QleanGuestStream *stream,
     {
     case 0:
       {
-        g_autofree char *display = g_filename_display_name (req->path);
-        gboolean timed_out = g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+        g_autofree char *display = qlean_machine_fs_display_path (req->path);
 
         /* The channel closed (the guest went away), or it lives on and
-         * only this call waited too long. */
-        fs_return (task, g_error_new (timed_out ? G_IO_ERROR : QLEAN_MACHINE_ERROR,
-                                      timed_out ? G_IO_ERROR_TIMED_OUT : QLEAN_MACHINE_ERROR_CRASHED,
-                                      _("Cannot %s “%s” in machine “%s”: %s"), _(req->verb),
-                                      display, qlean_machine_get_name (machine), error->message));
+         * only this call waited too long or could not be sent. */
+        fs_return (task, qlean_machine_fs_stream_error (machine, req->verb, display, error));
         return;
       }
 

@@ -140,14 +140,11 @@ transfer_stream_cb (QleanGuestStream *stream,
     case 0:
       {
         /* The channel closed (the guest went away), or it lives on and
-         * only this stream waited too long. */
-        gboolean timed_out = g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+         * only this stream waited too long or could not be sent. */
+        g_autofree char *display = qlean_machine_fs_display_path (t->path);
 
         g_clear_pointer (&t->stream, qlean_guest_stream_unref);
-        transfer_end (t, g_error_new (timed_out ? G_IO_ERROR : QLEAN_MACHINE_ERROR,
-                                      timed_out ? G_IO_ERROR_TIMED_OUT : QLEAN_MACHINE_ERROR_CRASHED,
-                                      _("Cannot %s “%s” in machine “%s”: %s"), _(t->verb), t->path,
-                                      qlean_machine_get_name (t->machine), error->message));
+        transfer_end (t, qlean_machine_fs_stream_error (t->machine, t->verb, display, error));
         break;
       }
 

@@ -545,16 +545,48 @@ qlean_guest_channel_closed_error (void)
                               _("The data channel to qlean-guest was closed"));
 }
 
-/* A stream opened on a closed channel ends as if the channel closed
- * under it, once its opener had the chance to keep it. */
-static gboolean
-qlean_guest_stream_closed_cb (gpointer user_data)
+/* A stream that ends before anything was sent: opened on a closed
+ * channel (it ends as if the channel closed under it), or with a request
+ * the guest could not take. It ends with @error once its opener had the
+ * chance to keep it. */
+typedef struct
 {
-  QleanGuestStream *stream = user_data;
-  g_autoptr(GError) error = qlean_guest_channel_closed_error ();
+  QleanGuestStream *stream;
+  GError           *error;
+} EarlyEnd;
 
-  stream->func (stream, 0, 0, NULL, error, stream->user_data);
+static void
+early_end_free (EarlyEnd *end)
+{
+  qlean_guest_stream_unref (end->stream);
+  g_error_free (end->error);
+  g_free (end);
+}
+
+static gboolean
+qlean_guest_stream_early_end_cb (gpointer user_data)
+{
+  EarlyEnd *end = user_data;
+
+  end->stream->func (end->stream, 0, 0, NULL, end->error, end->stream->user_data);
   return G_SOURCE_REMOVE;
+}
+
+static QleanGuestStream *
+qlean_guest_stream_end_early (QleanGuestStream *stream,
+                              GError           *error)
+{
+  GSource *source = g_idle_source_new ();
+  EarlyEnd *end = g_new0 (EarlyEnd, 1);
+
+  stream->channel = NULL;
+  end->stream = qlean_guest_stream_ref (stream);
+  end->error = error;
+  g_source_set_callback (source, qlean_guest_stream_early_end_cb, end, (GDestroyNotify) early_end_free);
+  g_source_set_static_name (source, "[qlean] stream ends before it starts");
+  g_source_attach (source, qlean_worker_get_context ());
+  g_source_unref (source);
+  return stream;
 }
 
 QleanGuestStream *
@@ -580,17 +612,18 @@ qlean_guest_channel_open_stream (QleanGuestChannel    *self,
   g_queue_init (&stream->pending);
 
   if (self->state == CHANNEL_CLOSED)
-    {
-      GSource *source = g_idle_source_new ();
+    return qlean_guest_stream_end_early (stream, qlean_guest_channel_closed_error ());
 
-      stream->channel = NULL;
-      g_source_set_callback (source, qlean_guest_stream_closed_cb, qlean_guest_stream_ref (stream),
-                             (GDestroyNotify) qlean_guest_stream_unref);
-      g_source_set_static_name (source, "[qlean] stream on a closed channel");
-      g_source_attach (source, qlean_worker_get_context ());
-      g_source_unref (source);
-      return stream;
-    }
+  /* qlean-guest skips a frame longer than the cap as debris, and would
+   * then read the request's own bytes (a path, an argument) as frames. */
+  if (len > QLEAN_GUEST_MAX_PAYLOAD)
+    return qlean_guest_stream_end_early (stream,
+                                         g_error_new (G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE,
+                                                      _("the request takes %" G_GSIZE_FORMAT " bytes, "
+                                                        "more than the %u bytes qlean-guest reads "
+                                                        "in one frame; use shorter paths, arguments "
+                                                        "or environment"),
+                                                      len, QLEAN_GUEST_MAX_PAYLOAD));
 
   do
     stream->id = self->next_id++;

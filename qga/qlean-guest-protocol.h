@@ -26,7 +26,10 @@
  *   u16 flags   0
  *   u32 stream  chosen by the host per request, never 0; 0 is the
  *               connection itself (HELLO)
- *   u32 length  payload bytes, at most QLEAN_GUEST_MAX_PAYLOAD
+ *   u32 length  payload bytes, at most QLEAN_GUEST_MAX_PAYLOAD (a reader
+ *               skips a longer header as debris and reads its payload
+ *               as frames, so no sender may build one: the host refuses
+ *               such a request before it is sent)
  *
  * Synchronisation. A port is a byte stream that outlives programs on
  * either end, so each side may find debris from an earlier peer. The

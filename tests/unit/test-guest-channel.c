@@ -11,9 +11,16 @@
 
 #include "config.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <glib/gstdio.h>
 
+#include <qlean/qlean.h>
 #include "fake-peer.h"
 #include "qlean-guest-channel-private.h"
 #include "qlean-guest-protocol.h"
@@ -137,6 +144,7 @@ typedef struct
   QleanGuestChannel *channel;
   guint8             request;
   guint              timeout_ms;
+  gsize              request_size;  /* 0: an empty request */
   QleanGuestStream  *stream;     /* worker */
   gint               calls;      /* atomic */
   guint8             last_type;
@@ -168,7 +176,7 @@ static gboolean
 watched_open_in_worker (gpointer user_data)
 {
   Watched *w = user_data;
-  g_autoptr(GBytes) request = g_bytes_new_static ("", 0);
+  g_autoptr(GBytes) request = g_bytes_new_take (g_malloc0 (w->request_size), w->request_size);
 
   w->opened = g_get_monotonic_time ();
   w->stream = qlean_guest_channel_open_stream (w->channel, w->request, request, watched_cb, w, NULL);
@@ -345,6 +353,194 @@ test_stream_on_closed_channel (Fixture       *fixture,
   g_assert_error (w.error, QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED);
 }
 
+/* A request over the frame cap never leaves the host: qlean-guest would
+ * skip its header as debris and read its bytes as frames. The stream
+ * ends with G_IO_ERROR_MESSAGE_TOO_LARGE and the channel serves on; a
+ * request of exactly the cap goes out. */
+static void
+test_oversized_request (Fixture       *fixture,
+                        gconstpointer  data)
+{
+  g_auto(Watched) big = { .channel = fixture->channel, .request = QLEAN_GUEST_FRAME_FS,
+                          .request_size = QLEAN_GUEST_MAX_PAYLOAD + 1 };
+  g_auto(Watched) most = { .channel = fixture->channel, .request = QLEAN_GUEST_FRAME_FS,
+                           .request_size = QLEAN_GUEST_MAX_PAYLOAD };
+  g_auto(Frame) request = { 0 };
+
+  in_worker (watched_open_in_worker, &big);
+  WAIT_UNTIL (g_atomic_int_get (&big.calls) == 1);
+  g_assert_cmpuint (big.last_type, ==, 0);
+  g_assert_error (big.error, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE);
+  g_test_message ("%s", big.error->message);
+  fake_peer_assert_quiet (fixture->peer, 200);
+  g_assert_true (qlean_guest_channel_is_ready (fixture->channel));
+
+  in_worker (watched_open_in_worker, &most);
+  read_frame (fixture->peer, &request);
+  g_assert_cmpuint (request.type, ==, QLEAN_GUEST_FRAME_FS);
+  g_assert_cmpuint (g_bytes_get_size (request.payload), ==, QLEAN_GUEST_MAX_PAYLOAD);
+}
+
+/* A fake qlean-guest behind a unix socket, as `qlean start` shares a
+ * machine, so that the machine's own calls can be tried against answers
+ * no real guest gives. */
+typedef struct
+{
+  char    *dir;
+  char    *path;
+  int      listen_fd;
+  int      fd;
+  GThread *thread;
+  GBytes  *done;        /* what every FS request is answered with */
+  gint     requests;    /* atomic: FS requests seen */
+  gsize    largest;     /* the largest request payload seen */
+} FakeGuest;
+
+static void
+raw_read (int     fd,
+          guint8 *buf,
+          gsize   len)
+{
+  while (len > 0)
+    {
+      struct pollfd pfd = { .fd = fd, .events = POLLIN };
+      ssize_t n;
+
+      g_assert_cmpint (poll (&pfd, 1, TEST_WAIT_SECONDS * 1000), ==, 1);
+      n = read (fd, buf, len);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        return;   /* the host went away: the loop below sees type 0 */
+      buf += n;
+      len -= n;
+    }
+}
+
+static void
+raw_write_frame (int           fd,
+                 guint8        type,
+                 guint32       stream,
+                 gconstpointer payload,
+                 gsize         len)
+{
+  g_autoptr(GBytes) frame = qlean_guest_frame_new (type, 0, stream, payload, len);
+  gsize size;
+  const guint8 *p = g_bytes_get_data (frame, &size);
+
+  g_assert_cmpint (write (fd, p, size), ==, (gssize) size);
+}
+
+static gpointer
+fake_guest_thread (gpointer user_data)
+{
+  FakeGuest *guest = user_data;
+
+  guest->fd = accept (guest->listen_fd, NULL, NULL);
+  g_assert_cmpint (guest->fd, >=, 0);
+
+  for (;;)
+    {
+      guint8 header[QLEAN_GUEST_HEADER_SIZE] = { 0 };
+      g_autofree guint8 *payload = NULL;
+      guint32 len, stream;
+
+      raw_read (guest->fd, header, sizeof header);
+      if (header[4] == 0)
+        break;
+      len = qlean_guest_read_u32 (header + 12);
+      stream = qlean_guest_read_u32 (header + 8);
+      g_assert_cmpuint (len, <=, QLEAN_GUEST_MAX_PAYLOAD);
+      payload = g_malloc0 (len + 16);
+      raw_read (guest->fd, payload, len);
+      guest->largest = MAX (guest->largest, len);
+
+      if (header[4] == QLEAN_GUEST_FRAME_HELLO)
+        {
+          guint8 answer[16] = { 0 };
+
+          memcpy (answer, payload, 8);
+          answer[8] = QLEAN_GUEST_VERSION;
+          raw_write_frame (guest->fd, QLEAN_GUEST_FRAME_HELLO, 0, answer, sizeof answer);
+        }
+      else if (header[4] == QLEAN_GUEST_FRAME_FS)
+        {
+          g_atomic_int_inc (&guest->requests);
+          raw_write_frame (guest->fd, QLEAN_GUEST_FRAME_DONE, stream,
+                           g_bytes_get_data (guest->done, NULL), g_bytes_get_size (guest->done));
+        }
+    }
+
+  return NULL;
+}
+
+static void
+fake_guest_start (FakeGuest *guest)
+{
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  g_autoptr(GError) error = NULL;
+
+  guest->dir = g_dir_make_tmp ("qlean-fake-guest-XXXXXX", &error);
+  g_assert_no_error (error);
+  guest->path = g_build_filename (guest->dir, "guest.sock", NULL);
+  g_assert_cmpuint (strlen (guest->path), <, sizeof addr.sun_path);
+  strcpy (addr.sun_path, guest->path);
+  guest->listen_fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  g_assert_no_errno (bind (guest->listen_fd, (struct sockaddr *) &addr, sizeof addr));
+  g_assert_no_errno (listen (guest->listen_fd, 1));
+  guest->fd = -1;
+  guest->thread = g_thread_new ("fake-guest", fake_guest_thread, guest);
+}
+
+static void
+fake_guest_stop (FakeGuest *guest)
+{
+  g_thread_join (guest->thread);
+  close (guest->fd);
+  close (guest->listen_fd);
+  g_unlink (guest->path);
+  g_rmdir (guest->dir);
+  g_free (guest->path);
+  g_free (guest->dir);
+  g_clear_pointer (&guest->done, g_bytes_unref);
+}
+
+/* Through the machine's file calls: a path longer than a frame can
+ * carry fails at once, with the call and a shortened path in the
+ * message, and never reaches the guest. */
+static void
+test_machine_oversized_path (void)
+{
+  FakeGuest guest = { 0 };
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = g_malloc (QLEAN_GUEST_MAX_PAYLOAD + 2);
+
+  memset (path, 'a', QLEAN_GUEST_MAX_PAYLOAD + 1);
+  path[0] = '/';
+  path[QLEAN_GUEST_MAX_PAYLOAD + 1] = '\0';
+  guest.done = g_bytes_new (NULL, 0);
+  fake_guest_start (&guest);
+  machine = qlean_machine_attach ("fake", guest.path, NULL, &error);
+  g_assert_no_error (error);
+
+  g_assert_false (qlean_machine_create_dir (machine, path, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE);
+  g_test_message ("%s", error->message);
+  g_assert_cmpuint (strlen (error->message), <, 1024);
+  g_assert_nonnull (strstr (error->message, "create directory"));
+  g_clear_error (&error);
+  g_assert_cmpint (g_atomic_int_get (&guest.requests), ==, 0);
+
+  /* The channel still serves. */
+  g_assert_true (qlean_machine_create_dir (machine, "/ok", NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (g_atomic_int_get (&guest.requests), ==, 1);
+
+  g_clear_object (&machine);
+  fake_guest_stop (&guest);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -361,6 +557,9 @@ main (int    argc,
               fixture_set_up, test_exec_killed, fixture_tear_down);
   g_test_add ("/guest-channel/closed", Fixture, NULL,
               fixture_set_up, test_stream_on_closed_channel, fixture_tear_down);
+  g_test_add ("/guest-channel/oversized-request", Fixture, NULL,
+              fixture_set_up, test_oversized_request, fixture_tear_down);
+  g_test_add_func ("/guest-channel/machine/oversized-path", test_machine_oversized_path);
 
   return g_test_run ();
 }
