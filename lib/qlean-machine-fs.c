@@ -479,16 +479,37 @@ find_tag (GBytes        *payload,
   return FALSE;
 }
 
+/* COPY's SIZE, or -1 with @error set: the guest may send any 64 bits,
+ * and a size above G_MAXINT64 would come out as a negative count (-1
+ * among them, which says "failed" without an error). */
 static gint64
-done_size (FsRequest *req)
+copied_size (QleanMachine  *machine,
+             FsRequest     *req,
+             GError       **error)
 {
+  g_autofree char *display = g_filename_display_name (req->path);
   const guint8 *value;
   gsize len;
+  guint64 size;
 
-  if (req->done != NULL && find_tag (req->done, QLEAN_GUEST_TAG_SIZE, &value, &len) && len >= 8)
-    return (gint64) qlean_guest_read_u64 (value);
+  if (req->done == NULL || !find_tag (req->done, QLEAN_GUEST_TAG_SIZE, &value, &len) || len < 8)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                   _("Cannot copy “%s” in machine “%s”: qlean-guest did not say how many bytes "
+                     "it copied"), display, qlean_machine_get_name (machine));
+      return -1;
+    }
 
-  return 0;
+  size = qlean_guest_read_u64 (value);
+  if (size > G_MAXINT64)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                   _("Cannot copy “%s” in machine “%s”: qlean-guest reported an impossible size "
+                     "(%" G_GUINT64_FORMAT " bytes)"), display, qlean_machine_get_name (machine), size);
+      return -1;
+    }
+
+  return (gint64) size;
 }
 
 /* GFileInfo from the guest's stat */
@@ -1020,7 +1041,7 @@ qlean_machine_copy_finish (QleanMachine  *self,
 {
   FsRequest *req = fs_request_finish (self, result, error);
 
-  return req ? done_size (req) : -1;
+  return req ? copied_size (self, req, error) : -1;
 }
 
 /**
@@ -1045,7 +1066,7 @@ qlean_machine_copy (QleanMachine  *self,
   g_autoptr(GTask) task = fs_request_run (self, fs_request_new (QLEAN_GUEST_FS_COPY, from, to, N_("copy")),
                                           cancellable, error);
 
-  return task ? done_size (g_task_get_task_data (task)) : -1;
+  return task ? copied_size (self, g_task_get_task_data (task), error) : -1;
 }
 
 /* set_permissions */

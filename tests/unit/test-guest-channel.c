@@ -505,6 +505,36 @@ fake_guest_stop (FakeGuest *guest)
   g_clear_pointer (&guest->done, g_bytes_unref);
 }
 
+/* A guest's COPY answer is any 64 bits: a size beyond G_MAXINT64, or
+ * none, fails with an error, never -1 without one. */
+static void
+test_copy_absurd_size (void)
+{
+  FakeGuest guest = { 0 };
+  guint8 huge[14] = { QLEAN_GUEST_TAG_SIZE, 0, 8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+
+  guest.done = g_bytes_new (huge, sizeof huge);
+  fake_guest_start (&guest);
+  machine = qlean_machine_attach ("fake", guest.path, NULL, &error);
+  g_assert_no_error (error);
+
+  g_assert_cmpint (qlean_machine_copy (machine, "/a", "/b", NULL, &error), ==, -1);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  g_test_message ("%s", error->message);
+  g_clear_error (&error);
+
+  g_clear_pointer (&guest.done, g_bytes_unref);
+  guest.done = g_bytes_new (NULL, 0);
+  g_assert_cmpint (qlean_machine_copy (machine, "/a", "/b", NULL, &error), ==, -1);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  g_clear_error (&error);
+
+  g_clear_object (&machine);
+  fake_guest_stop (&guest);
+}
+
 /* Through the machine's file calls: a path longer than a frame can
  * carry fails at once, with the call and a shortened path in the
  * message, and never reaches the guest. */
@@ -559,6 +589,7 @@ main (int    argc,
               fixture_set_up, test_stream_on_closed_channel, fixture_tear_down);
   g_test_add ("/guest-channel/oversized-request", Fixture, NULL,
               fixture_set_up, test_oversized_request, fixture_tear_down);
+  g_test_add_func ("/guest-channel/machine/copy-absurd-size", test_copy_absurd_size);
   g_test_add_func ("/guest-channel/machine/oversized-path", test_machine_oversized_path);
 
   return g_test_run ();
