@@ -300,10 +300,13 @@ fs_channel_cb (GObject      *source,
   stream = qlean_guest_channel_open_stream (channel, req->request, request, fs_stream_cb,
                                             g_object_ref (task), g_object_unref);
   req->stream = stream;
-  /* qlean-guest copies a file or removes a tree in one go, sending
-   * nothing until it is done, however long that takes. */
+  /* qlean-guest copies a file or removes a tree in one go, however long
+   * that takes; from protocol version 2 on it sends PROGRESS meanwhile,
+   * which keeps the timeout from firing while it works. An older one
+   * sends nothing until it is done, so those two calls cannot be bounded. */
   if (req->request != QLEAN_GUEST_FRAME_FS ||
-      (req->op != QLEAN_GUEST_FS_COPY && req->op != QLEAN_GUEST_FS_REMOVE_ALL))
+      (req->op != QLEAN_GUEST_FS_COPY && req->op != QLEAN_GUEST_FS_REMOVE_ALL) ||
+      qlean_guest_channel_get_guest_version (channel) >= 2)
     qlean_guest_stream_set_timeout (stream, qlean_machine_get_guest_timeout (QLEAN_MACHINE (source)));
   if (g_task_get_cancellable (task) != NULL)
     {

@@ -103,6 +103,9 @@ gboolean           qlean_guest_channel_is_ready     (QleanGuestChannel   *self);
 /* Any thread: a HELLO is on its way and may still be answered (at
  * connect, or after a reset or an exit of qlean-guest). */
 gboolean           qlean_guest_channel_is_syncing   (QleanGuestChannel   *self);
+/* Any thread: the protocol version of the last qlean-guest that answered
+ * a HELLO (0 before any did). */
+guint32            qlean_guest_channel_get_guest_version (QleanGuestChannel *self);
 /* Worker thread only: after a guest reset, ends all streams with @reason
  * and syncs again (HELLO) for up to @timeout_ms. */
 void               qlean_guest_channel_reset        (QleanGuestChannel   *self,

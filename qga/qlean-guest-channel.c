@@ -725,7 +725,7 @@ qlean_guest_channel_dispatch (QleanGuestChannel *self,
       if (type == QLEAN_GUEST_FRAME_HELLO && len >= 12 &&
           qlean_guest_read_u64 (payload) == self->nonce)
         {
-          self->guest_version = qlean_guest_read_u32 (payload + 8);
+          g_atomic_int_set (&self->guest_version, qlean_guest_read_u32 (payload + 8));
           self->state = CHANNEL_READY;
           g_atomic_int_set (&self->ready, TRUE);
           qlean_guest_channel_finish_hellos (self, NULL);
@@ -1109,6 +1109,12 @@ gboolean
 qlean_guest_channel_is_syncing (QleanGuestChannel *self)
 {
   return g_atomic_int_get (&self->hello_pending);
+}
+
+guint32
+qlean_guest_channel_get_guest_version (QleanGuestChannel *self)
+{
+  return g_atomic_int_get (&self->guest_version);
 }
 
 /* Worker thread only. The guest was reset (rebooted, or QMP

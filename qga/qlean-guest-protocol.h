@@ -74,6 +74,14 @@
  *
  * ERROR carries i32 errno then a UTF-8 message, and ends its stream.
  *
+ * PROGRESS (guest to host, version 2 and later) says that a request the
+ * guest works on in one go is still going: FS COPY and REMOVE_ALL send
+ * one about every 250 ms while they run, so that the host can bound its
+ * wait for them by time without an answer, as it does for the others.
+ * Its payload is empty (a host ignores any); it never ends a stream. A
+ * host that finds version 1 in the HELLO answer gets no PROGRESS and
+ * cannot bound those two requests.
+ *
  * Flow control. Host-to-guest DATA is credit based: per stream, the host
  * may have at most QLEAN_GUEST_WINDOW bytes the guest has not
  * acknowledged; the guest sends CREDIT (u32 bytes) as it writes them
@@ -148,6 +156,8 @@
  *   ENOENT. CHMOD needs MODE and follows links; UTIME needs MTIME and
  *   leaves the access time alone. COPY refuses directories (EISDIR),
  *   other non-regular files and copying a file onto itself (EINVAL).
+ *   COPY and REMOVE_ALL send PROGRESS about every 250 ms while they
+ *   run, none in their first 250 ms: a quick one sends none at all.
  *   READDIR entries that do not fit into one payload come first in DATA
  *   fd 1 frames, each holding whole DIRENT TLVs; DONE, with the last
  *   entries (possibly none), always comes last. Entries that vanish
@@ -169,7 +179,7 @@
 #include <stdint.h>
 
 #define QLEAN_GUEST_MAGIC        0x314e4c51u  /* "QLN1" */
-#define QLEAN_GUEST_VERSION      1u
+#define QLEAN_GUEST_VERSION      2u   /* 2: PROGRESS */
 #define QLEAN_GUEST_HEADER_SIZE  16u
 #define QLEAN_GUEST_MAX_PAYLOAD  (1024u * 1024u)
 #define QLEAN_GUEST_WINDOW       (4u * 1024u * 1024u)
@@ -191,6 +201,7 @@ typedef enum
   QLEAN_GUEST_FRAME_FS      = 12,
   QLEAN_GUEST_FRAME_CREDIT  = 13,
   QLEAN_GUEST_FRAME_CONNECT = 14,
+  QLEAN_GUEST_FRAME_PROGRESS = 15,
 } QleanGuestFrameType;
 
 /* TLV entries: u16 tag, u32 length, then the bytes (no terminator). */

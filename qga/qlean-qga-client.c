@@ -737,12 +737,14 @@ qlean_qga_client_class_init (QleanQgaClientClass *klass)
    * bounds every wait on qlean-guest, the machine's other program in the
    * guest: a file call (read, write, metadata, uploads, downloads, ...)
    * fails with %G_IO_ERROR_TIMED_OUT when qlean-guest sends nothing for
-   * it this long, and so does the start of a command. Not bounded:
-   * qlean_machine_copy() and qlean_machine_remove_dir_all(), for which
-   * qlean-guest sends nothing until it is done, and a running command,
-   * which may stay silent as long as it likes (give it its own timeout
-   * with qlean_guest_launcher_set_timeout()). A call that timed out may
-   * still complete in the guest if it wakes up.
+   * it this long, and so does the start of a command; during
+   * qlean_machine_copy() and qlean_machine_remove_dir_all() qlean-guest
+   * says several times a second that it is still at work (an older
+   * qlean-guest does not, and those two calls then wait until it is
+   * done). Not bounded: a running command, which may stay silent as long
+   * as it likes (give it its own timeout with
+   * qlean_guest_launcher_set_timeout()). A call that timed out may still
+   * complete in the guest if it wakes up.
    */
   properties[PROP_TIMEOUT] =
     g_param_spec_uint ("timeout", NULL, NULL,

@@ -671,6 +671,115 @@ test_download_dot_dot (void)
   }
 }
 
+static void
+async_done_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  *(GAsyncResult **) user_data = g_object_ref (result);
+}
+
+/* Waits at most 20 s for an async call: one that never ends fails the
+ * test instead of hanging it. */
+static GAsyncResult *
+wait_async (GAsyncResult **result)
+{
+  gint64 deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
+
+  while (*result == NULL && g_get_monotonic_time () < deadline)
+    g_main_context_iteration (NULL, FALSE) || (g_usleep (10 * 1000), TRUE);
+  g_assert_nonnull (*result);
+  return *result;
+}
+
+/* Runs @script through the guest agent alone, to its end: for what
+ * qlean-guest cannot do to itself. */
+static void
+agent_sh (const char *script)
+{
+  g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (machine);
+  const char *args[] = { "-c", script, NULL };
+  g_autoptr(GError) error = NULL;
+  gint64 pid;
+
+  pid = qlean_qga_client_exec (qga, "/bin/sh", args, NULL, NULL, FALSE, NULL, &error);
+  g_assert_no_error (error);
+  for (;;)
+    {
+      g_autoptr(QleanQgaExecStatus) status = qlean_qga_client_exec_status (qga, pid, NULL, &error);
+
+      g_assert_no_error (error);
+      if (status->exited)
+        {
+          g_assert_cmpint (status->exit_code, ==, 0);
+          return;
+        }
+      g_usleep (10000);
+    }
+}
+
+/* copy and remove_dir_all run in qlean-guest in one go: it says it is
+ * still at work meanwhile, so a long one outlives the agent client's
+ * timeout, and one whose qlean-guest stopped ends after that timeout. */
+static void
+test_copy_bounded (void)
+{
+  g_autoptr(QleanQgaClient) qga = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GAsyncResult) copy_result = NULL;
+  g_autoptr(GAsyncResult) remove_result = NULL;
+  g_autofree char *pid = NULL;
+  g_autofree char *stop = NULL;
+  g_autofree char *cont = NULL;
+  guint saved_timeout;
+  gint64 start, copied;
+  double copy_ms;
+
+  if (!get_machine ())
+    return;
+
+  qga = qlean_machine_get_qga (machine);
+  saved_timeout = qlean_qga_client_get_timeout (qga);
+  sh ("rm -rf /tmp/cb* && dd if=/dev/zero of=/tmp/cb bs=1M count=240 2>/dev/null && mkdir -p /tmp/cbdir/a/b");
+  {
+    g_autoptr(QleanExecResult) result = qlean_machine_exec (machine, "echo $PPID", NULL, &error);
+    const char *out;
+    gsize len;
+
+    g_assert_no_error (error);
+    out = g_bytes_get_data (qlean_exec_result_get_stdout (result), &len);
+    pid = g_strchomp (g_strndup (out, len));
+  }
+
+  qlean_qga_client_set_timeout (qga, 1000);
+  start = g_get_monotonic_time ();
+  copied = qlean_machine_copy (machine, "/tmp/cb", "/tmp/cb2", NULL, &error);
+  copy_ms = (g_get_monotonic_time () - start) / 1000.0;
+  g_test_message ("copied 240 MiB in %.0f ms with a 1000 ms timeout", copy_ms);
+  g_assert_no_error (error);
+  g_assert_cmpint (copied, ==, 240 * 1024 * 1024);
+
+  /* qlean-guest stopped (through the agent): both calls time out. */
+  stop = g_strdup_printf ("kill -STOP %s", pid);
+  agent_sh (stop);
+  start = g_get_monotonic_time ();
+  qlean_machine_copy_async (machine, "/tmp/cb", "/tmp/cb3", NULL, async_done_cb, &copy_result);
+  qlean_machine_remove_dir_all_async (machine, "/tmp/cbdir", NULL, async_done_cb, &remove_result);
+  g_assert_cmpint (qlean_machine_copy_finish (machine, wait_async (&copy_result), &error), ==, -1);
+  g_test_message ("copy with qlean-guest stopped: %s after %.0f ms", error->message,
+                  (g_get_monotonic_time () - start) / 1000.0);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_clear_error (&error);
+  g_assert_false (qlean_machine_remove_dir_all_finish (machine, wait_async (&remove_result), &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_clear_error (&error);
+
+  cont = g_strdup_printf ("kill -CONT %s", pid);
+  agent_sh (cont);
+  qlean_qga_client_set_timeout (qga, saved_timeout);
+  sh ("rm -rf /tmp/cb*");
+}
+
 static char *
 guest_sha256 (const char *path)
 {
@@ -927,6 +1036,7 @@ main (int    argc,
   g_test_add_func ("/files/missing-source", test_missing_source);
   g_test_add_func ("/files/download-modes", test_download_modes);
   g_test_add_func ("/files/download-dot-dot", test_download_dot_dot);
+  g_test_add_func ("/files/copy-bounded", test_copy_bounded);
   /* Last: it leaves the machine without qlean-guest, and drops it. */
   g_test_add_func ("/files/agent-fallback", test_agent_fallback);
 

@@ -116,6 +116,8 @@
 #define PORT_WAIT_MS        10000
 #define DEFAULT_DIR_MODE    0755u
 #define DEFAULT_FILE_MODE   0644u
+#define KEEPALIVE_MS        250                     /* PROGRESS during a long COPY or REMOVE_ALL */
+#define COPY_STEP           (16u * 1024u * 1024u)   /* bytes per copy_file_range() */
 
 extern char **environ;
 
@@ -2173,6 +2175,44 @@ static char *read_link (int dfd, const char *path, size_t *len)
     }
 }
 
+static void out_flush (void);
+
+/* The FS request that runs in one go (COPY, REMOVE_ALL): the loop sees
+ * nothing else until it ends, so it says now and then that it is still
+ * going (PROGRESS), which the host takes as a sign of life. */
+static struct
+{
+  uint32_t id;        /* 0: none */
+  int64_t  next_ms;   /* when the next PROGRESS is due */
+} busy;
+
+static void busy_start (uint32_t id)
+{
+  busy.id = id;
+  busy.next_ms = now_ms () + KEEPALIVE_MS;
+}
+
+static void busy_end (void)
+{
+  busy.id = 0;
+}
+
+/* Called often during the work: sends PROGRESS once it is due, and
+ * writes out what the port takes now (it never blocks). */
+static void busy_tick (void)
+{
+  int64_t now;
+
+  if (!busy.id)
+    return;
+  now = now_ms ();
+  if (now < busy.next_ms)
+    return;
+  busy.next_ms = now + KEEPALIVE_MS;
+  send_frame (QLEAN_GUEST_FRAME_PROGRESS, 0, busy.id, NULL, 0);
+  out_flush ();
+}
+
 /* Removes a tree below dfd/name without following symlinks. Entries
  * that vanish meanwhile are fine. Returns 0 or an errno. */
 static int remove_tree_at (int dfd, const char *name, bool is_dir_hint)
@@ -2181,6 +2221,7 @@ static int remove_tree_at (int dfd, const char *name, bool is_dir_hint)
   DIR *d;
   struct dirent *e;
 
+  busy_tick ();
   if (!is_dir_hint)
     {
       if (unlinkat (dfd, name, 0) == 0 || errno == ENOENT)
@@ -2264,7 +2305,10 @@ static int copy_file (const char *from, const char *to, uint64_t *size)
     err = errno;
   while (!err && !fallback)
     {
-      ssize_t n = copy_file_range (in, NULL, out, NULL, 1u << 30, 0);
+      /* In steps short enough for a PROGRESS between them. */
+      ssize_t n;
+      busy_tick ();
+      n = copy_file_range (in, NULL, out, NULL, COPY_STEP, 0);
       if (n > 0)
         total += (uint64_t) n;
       else if (n == 0)
@@ -2283,8 +2327,10 @@ static int copy_file (const char *from, const char *to, uint64_t *size)
       char *buf = xmalloc (cap);
       for (;;)
         {
-          ssize_t n = read (in, buf, cap);
+          ssize_t n;
           char *p = buf;
+          busy_tick ();
+          n = read (in, buf, cap);
           if (n < 0 && errno == EINTR)
             continue;
           if (n < 0)
@@ -2494,7 +2540,11 @@ static void handle_fs (uint32_t id, const unsigned char *payload, uint32_t len)
       if (lstat (path, &st) < 0)
         err = errno;
       else
-        err = remove_tree_at (AT_FDCWD, path, S_ISDIR (st.st_mode));
+        {
+          busy_start (id);
+          err = remove_tree_at (AT_FDCWD, path, S_ISDIR (st.st_mode));
+          busy_end ();
+        }
       break;
     case QLEAN_GUEST_FS_RENAME:
       if (rename (path, path2) < 0)
@@ -2529,7 +2579,9 @@ static void handle_fs (uint32_t id, const unsigned char *payload, uint32_t len)
     case QLEAN_GUEST_FS_COPY:
       {
         uint64_t size = 0;
+        busy_start (id);
         err = copy_file (path, path2, &size);
+        busy_end ();
         if (!err)
           {
             ob = ob_new (14);

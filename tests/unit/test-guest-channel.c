@@ -151,6 +151,7 @@ typedef struct
   GError            *error;
   gint64             opened;
   gint64             ended;      /* when type 0 came */
+  guint              progress;   /* PROGRESS frames seen */
 } Watched;
 
 static void
@@ -164,6 +165,8 @@ watched_cb (QleanGuestStream *stream,
   Watched *w = user_data;
 
   w->last_type = type;
+  if (type == QLEAN_GUEST_FRAME_PROGRESS)
+    w->progress++;
   if (type == 0)
     {
       w->error = g_error_copy (error);
@@ -381,6 +384,31 @@ test_oversized_request (Fixture       *fixture,
   g_assert_cmpuint (g_bytes_get_size (request.payload), ==, QLEAN_GUEST_MAX_PAYLOAD);
 }
 
+/* PROGRESS, which qlean-guest sends while it copies a file or removes a
+ * tree in one go, keeps such a call alive well past its timeout. */
+static void
+test_progress_keeps_alive (Fixture       *fixture,
+                           gconstpointer  data)
+{
+  g_auto(Watched) w = { .channel = fixture->channel, .request = QLEAN_GUEST_FRAME_FS, .timeout_ms = 300 };
+  g_auto(Frame) request = { 0 };
+  guint8 done[14] = { QLEAN_GUEST_TAG_SIZE, 0, 8, 0, 0, 0, 42 };
+
+  in_worker (watched_open_in_worker, &w);
+  read_frame (fixture->peer, &request);
+  for (guint i = 0; i < 6; i++)
+    {
+      g_usleep (150 * 1000);
+      write_frame (fixture->peer, QLEAN_GUEST_FRAME_PROGRESS, 0, request.stream, NULL, 0);
+    }
+  write_frame (fixture->peer, QLEAN_GUEST_FRAME_DONE, 0, request.stream, done, sizeof done);
+
+  WAIT_UNTIL (g_atomic_int_get (&w.calls) == 7);
+  g_assert_cmpuint (w.progress, ==, 6);
+  g_assert_cmpuint (w.last_type, ==, QLEAN_GUEST_FRAME_DONE);
+  g_assert_no_error (w.error);
+}
+
 /* A fake qlean-guest behind a unix socket, as `qlean start` shares a
  * machine, so that the machine's own calls can be tried against answers
  * no real guest gives. */
@@ -589,6 +617,8 @@ main (int    argc,
               fixture_set_up, test_stream_on_closed_channel, fixture_tear_down);
   g_test_add ("/guest-channel/oversized-request", Fixture, NULL,
               fixture_set_up, test_oversized_request, fixture_tear_down);
+  g_test_add ("/guest-channel/timeout/progress-keeps-alive", Fixture, NULL,
+              fixture_set_up, test_progress_keeps_alive, fixture_tear_down);
   g_test_add_func ("/guest-channel/machine/copy-absurd-size", test_copy_absurd_size);
   g_test_add_func ("/guest-channel/machine/oversized-path", test_machine_oversized_path);
 
