@@ -29,6 +29,11 @@
  * chunks lose to the agent's base64 and JSON handling of a big line. */
 #define AGENT_CHUNK (256 * 1024)
 
+/* Empty answers in a row, none saying "end of file", after which a
+ * read gives up: qemu-ga says end of file whenever a read gives nothing,
+ * so only a broken or hostile agent repeats them. */
+#define AGENT_MAX_EMPTY_READS 64
+
 /* How long a HELLO already on its way (the machine just started, or
  * qlean-guest restarted) may take before the agent does the work. */
 #define HELLO_GRACE_MS 1000
@@ -116,6 +121,60 @@ get_agent (QleanMachine  *machine,
 }
 
 gboolean
+qlean_agent_read_to_end (QleanQgaClient  *qga,
+                         gint64           handle,
+                         GOutputStream   *out,
+                         GByteArray      *collected,
+                         GCancellable    *cancellable,
+                         GError         **error)
+{
+  gint64 timeout_us = (gint64) qlean_qga_client_get_timeout (qga) * G_TIME_SPAN_MILLISECOND;
+  gint64 last_data = g_get_monotonic_time ();
+  guint empty_reads = 0;
+  gboolean eof = FALSE;
+
+  while (!eof)
+    {
+      g_autoptr(GBytes) chunk = qlean_qga_client_file_read (qga, handle, AGENT_CHUNK, &eof,
+                                                            cancellable, error);
+
+      if (chunk == NULL)
+        return FALSE;
+
+      if (g_bytes_get_size (chunk) == 0 && !eof)
+        {
+          /* A file read to its end says so (eof); "nothing, and more to
+           * come" again and again would keep this loop going for ever.
+           * Each read is bounded by the agent client's timeout; the loop
+           * is too, by the same time without data and by a number of
+           * empty answers. */
+          gint64 silent_us = g_get_monotonic_time () - last_data;
+
+          if (++empty_reads >= AGENT_MAX_EMPTY_READS || (timeout_us > 0 && silent_us >= timeout_us))
+            {
+              g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                           _("the guest agent answered %u reads in %.1f s with no data and no end "
+                             "of file (the wait is the guest agent client's timeout, "
+                             "QleanQgaClient:timeout)"),
+                           empty_reads, silent_us / (double) G_USEC_PER_SEC);
+              return FALSE;
+            }
+          continue;
+        }
+
+      empty_reads = 0;
+      last_data = g_get_monotonic_time ();
+      if (out == NULL)
+        g_byte_array_append (collected, g_bytes_get_data (chunk, NULL), g_bytes_get_size (chunk));
+      else if (!g_output_stream_write_all (out, g_bytes_get_data (chunk, NULL), g_bytes_get_size (chunk),
+                                           NULL, cancellable, error))
+        return FALSE;
+    }
+
+  return TRUE;
+}
+
+gboolean
 qlean_machine_agent_get (QleanMachine   *machine,
                          const char     *guest_path,
                          GOutputStream  *out,
@@ -125,8 +184,6 @@ qlean_machine_agent_get (QleanMachine   *machine,
 {
   g_autoptr(QleanQgaClient) qga = get_agent (machine, N_("read"), guest_path, error);
   g_autoptr(GError) local_error = NULL;
-  gboolean eof = FALSE;
-  gboolean ok = TRUE;
   gint64 handle;
 
   if (qga == NULL)
@@ -139,29 +196,14 @@ qlean_machine_agent_get (QleanMachine   *machine,
       return FALSE;
     }
 
-  while (ok && !eof)
-    {
-      g_autoptr(GBytes) chunk = qlean_qga_client_file_read (qga, handle, AGENT_CHUNK, &eof,
-                                                            cancellable, &local_error);
-
-      if (chunk == NULL)
-        {
-          g_propagate_error (error, qlean_machine_agent_error (machine, N_("read"), guest_path,
-                                                               local_error));
-          ok = FALSE;
-        }
-      else if (out != NULL)
-        ok = g_output_stream_write_all (out, g_bytes_get_data (chunk, NULL), g_bytes_get_size (chunk),
-                                        NULL, cancellable, error);
-      else
-        g_byte_array_append (collected, g_bytes_get_data (chunk, NULL), g_bytes_get_size (chunk));
-    }
+  if (!qlean_agent_read_to_end (qga, handle, out, collected, cancellable, &local_error))
+    g_propagate_error (error, qlean_machine_agent_error (machine, N_("read"), guest_path, local_error));
 
   /* Even after a failure or a cancellation: the agent keeps a handle
    * open until it is closed. */
   qlean_qga_client_file_close (qga, handle, NULL, NULL);
 
-  return ok;
+  return local_error == NULL;
 }
 
 /* Runs @script, a constant, with /bin/sh and @args as its $1, $2...:

@@ -51,6 +51,15 @@ GError    *qlean_machine_agent_error    (QleanMachine   *machine,
                                          const char     *verb,
                                          const char     *path,
                                          const GError   *error);
+/* Reads the agent's open file @handle to its end into @out, or appends
+ * it to @collected; ends with G_IO_ERROR_TIMED_OUT when the agent keeps
+ * answering with neither data nor end of file. Errors are unwrapped. */
+gboolean   qlean_agent_read_to_end      (QleanQgaClient *qga,
+                                         gint64          handle,
+                                         GOutputStream  *out,
+                                         GByteArray     *collected,
+                                         GCancellable   *cancellable,
+                                         GError        **error);
 /* Streams the guest file into @out, or appends it to @collected. */
 gboolean   qlean_machine_agent_get      (QleanMachine   *machine,
                                          const char     *guest_path,

@@ -24,6 +24,7 @@
 #include "fake-peer.h"
 #include "qlean-guest-channel-private.h"
 #include "qlean-guest-protocol.h"
+#include "qlean-machine-fs-private.h"
 #include "qlean-qga-error.h"
 #include "qlean-worker-private.h"
 
@@ -599,6 +600,87 @@ test_machine_oversized_path (void)
   fake_guest_stop (&guest);
 }
 
+/* The agent fallback's read loop against an agent that keeps answering
+ * "no data, no end of file": it gives up, by count or by time. */
+typedef struct
+{
+  guint delay_ms;   /* before each answer */
+  guint answered;
+} EmptyReads;
+
+static void
+empty_reads_script (FakePeer *peer,
+                    gpointer  user_data)
+{
+  EmptyReads *script = user_data;
+  g_autofree char *line = NULL;
+  gsize len;
+
+  while ((line = fake_peer_read_line (peer, &len)) != NULL)
+    {
+      g_autoptr(JsonParser) parser = json_parser_new ();
+      JsonObject *message;
+
+      if (len > 0 && (guchar) line[0] == 0xFF)
+        {
+          g_assert_true (json_parser_load_from_data (parser, line + 1, len - 1, NULL));
+          message = json_node_get_object (json_parser_get_root (parser));
+          fake_peer_writef (peer, "\xff{\"return\": %" G_GINT64_FORMAT "}\n",
+                            json_object_get_int_member (json_object_get_object_member (message, "arguments"), "id"));
+        }
+      else
+        {
+          g_assert_true (json_parser_load_from_data (parser, line, len, NULL));
+          message = json_node_get_object (json_parser_get_root (parser));
+          g_assert_cmpstr (json_object_get_string_member (message, "execute"), ==, "guest-file-read");
+          g_usleep (script->delay_ms * 1000);
+          script->answered++;
+          fake_peer_writef (peer, "{\"return\": {\"count\": 0, \"buf-b64\": \"\", \"eof\": false}, \"id\": \"%s\"}\n",
+                            json_object_get_string_member (message, "id"));
+        }
+      g_clear_pointer (&line, g_free);
+    }
+}
+
+static void
+run_empty_reads (guint      timeout_ms,
+                 EmptyReads *script,
+                 GError    **error)
+{
+  g_autoptr(GIOStream) stream = NULL;
+  g_autoptr(FakePeer) peer = fake_peer_new (&stream);
+  g_autoptr(QleanQgaClient) qga = qlean_qga_client_new (stream);
+  g_autoptr(GByteArray) collected = g_byte_array_new ();
+  GThread *thread = fake_peer_run_in_thread (peer, empty_reads_script, script);
+
+  qlean_qga_client_set_timeout (qga, timeout_ms);
+  g_assert_false (qlean_agent_read_to_end (qga, 7, NULL, collected, NULL, error));
+  qlean_qga_client_close (qga);
+  g_thread_join (thread);
+}
+
+static void
+test_agent_empty_reads (void)
+{
+  EmptyReads by_count = { 0 };
+  EmptyReads by_time = { .delay_ms = 100 };
+  g_autoptr(GError) error = NULL;
+  gint64 start;
+
+  run_empty_reads (0, &by_count, &error);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_test_message ("no timeout: %s", error->message);
+  g_assert_cmpuint (by_count.answered, ==, 64);
+  g_clear_error (&error);
+
+  start = g_get_monotonic_time ();
+  run_empty_reads (500, &by_time, &error);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_test_message ("500 ms timeout: %s", error->message);
+  g_assert_cmpuint (by_time.answered, <, 20);
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 5 * G_USEC_PER_SEC);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -621,6 +703,7 @@ main (int    argc,
               fixture_set_up, test_progress_keeps_alive, fixture_tear_down);
   g_test_add_func ("/guest-channel/machine/copy-absurd-size", test_copy_absurd_size);
   g_test_add_func ("/guest-channel/machine/oversized-path", test_machine_oversized_path);
+  g_test_add_func ("/guest-channel/agent/empty-reads", test_agent_empty_reads);
 
   return g_test_run ();
 }
