@@ -48,9 +48,10 @@ G_BEGIN_DECLS
  * @QLEAN_MACHINE_ERROR_BAD_ARCHIVE: a machine archive given to
  *   qlean_machine_import() is not one, is truncated or damaged (a checksum
  *   does not match), holds what an archive must not (paths, links,
- *   devices, unknown members), or asks for what an import does not take
- *   from a stranger (host files as kernel or initrd; extra QEMU arguments
- *   without %QLEAN_IMPORT_FLAGS_TRUST_EXTRA_ARGS); nothing of it was kept.
+ *   devices, unknown members, a disk that names a backing or data file),
+ *   or asks for what an import does not take from a stranger (host files
+ *   as kernel or initrd; extra QEMU arguments without
+ *   %QLEAN_IMPORT_FLAGS_TRUST_EXTRA_ARGS); nothing of it was kept.
  *
  * Error codes of #QLEAN_MACHINE_ERROR.
  */
@@ -101,7 +102,10 @@ typedef enum
  * @QLEAN_IMAGE_ERROR_UNSUPPORTED_ARCH: the image is for an architecture
  *   Qlean cannot run yet (only amd64 for now).
  * @QLEAN_IMAGE_ERROR_INVALID_SOURCE: a custom image source or digest is
- *   malformed, or a remote source comes without a digest.
+ *   malformed, or a remote source comes without a digest; or an image
+ *   file is not self-contained (it names a backing file or a data file,
+ *   or is neither qcow2 nor raw), so QEMU would read other files of the
+ *   host into the guest.
  * @QLEAN_IMAGE_ERROR_PREPARE_FAILED: the image could not be prepared for
  *   Qlean (no operating system found in it, no kernel, a libguestfs
  *   failure); the message says why.

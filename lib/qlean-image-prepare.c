@@ -28,6 +28,7 @@
 #include "qlean-error.h"
 #include "qlean-host-private.h"
 #include "qlean-image-download-private.h"
+#include "qlean-image-private.h"
 #include "qlean-resources.h"
 #include "qlean-util-private.h"
 
@@ -1087,6 +1088,16 @@ build_prepared (const char     *input,
   const char *convert[] = { "qemu-img", "convert", "-q", "-f", format, "-O", "qcow2", input, disk, NULL };
   guestfs_h *g;
   gboolean ok;
+
+  /* The download's header is the stranger's: one that names a backing
+   * or data file would have the convert copy that file of this host
+   * into the image. */
+  {
+    g_autofree char *checked = qlean_image_check_disk_file (input, format, cancellable, error);
+
+    if (checked == NULL)
+      return FALSE;
+  }
 
   /* A full copy, not an overlay: the download may be replaced by a
    * newer one while machines still run on this. */

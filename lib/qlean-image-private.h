@@ -68,4 +68,20 @@ gboolean          qlean_image_write_seed      (QleanImage  *image,
                                                const char  *path,
                                                GError     **error);
 
+/* Disk files that Qlean did not write itself: a custom image, an
+ * archived disk, a download. Reads @path's header with `qemu-img info`
+ * (bounded in time, memory and output, opening nothing else) and refuses
+ * (QLEAN_IMAGE_ERROR_INVALID_SOURCE) an image that would make QEMU or
+ * qemu-img open another file of the host: one that names a backing file
+ * or an external data file, or that is neither qcow2 nor raw; one that
+ * qemu-img cannot read is QLEAN_IMAGE_ERROR_PREPARE_FAILED. @format:
+ * read it as this, or NULL to probe. Returns its format, or NULL. */
+char             *qlean_image_check_disk_file (const char    *path,
+                                               const char    *format,
+                                               GCancellable  *cancellable,
+                                               GError       **error);
+/* The format of the prepared image's disk ("qcow2", "raw"), for the
+ * overlays that name it; NULL without a disk. */
+const char       *qlean_image_get_disk_format (QleanImage    *self);
+
 G_END_DECLS

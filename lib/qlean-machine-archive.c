@@ -26,6 +26,7 @@
 #include "qlean-enums.h"
 #include "qlean-error.h"
 #include "qlean-host-private.h"
+#include "qlean-image-private.h"
 #include "qlean-json-framer-private.h"
 #include "qlean-machine-archive.h"
 #include "qlean-machine-private.h"
@@ -161,6 +162,7 @@ build_manifest (QleanMachine *self,
 
 static gboolean
 convert_disk (const char    *source,
+              const char    *format,
               const char    *destination,
               GCancellable  *cancellable,
               GError       **error)
@@ -177,10 +179,11 @@ convert_disk (const char    *source,
     }
 
   /* One self-contained qcow2, whatever backing chain the disk has; -U
-   * because QEMU may still hold the image (its guest is stopped). */
+   * because QEMU may still hold the image (its guest is stopped). The
+   * format is the one Qlean made or checked the disk in, never probed. */
   process = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_PIPE,
-                              error, qemu_img, "convert", "-U", "-O", "qcow2", source, destination,
-                              NULL);
+                              error, qemu_img, "convert", "-U", "-f", format, "-O", "qcow2",
+                              source, destination, NULL);
   if (process == NULL)
     return FALSE;
 
@@ -210,6 +213,7 @@ typedef struct
   char            *work_dir;      /* private, in the machine's state dir */
   char            *state_path;    /* NULL for a machine that does not run */
   char            *disk_source;   /* NULL for none */
+  const char      *disk_format;   /* of disk_source */
   char            *disk_path;
   char            *kernel_path;   /* the kernel and initrd the machine boots, or NULL */
   char            *initrd_path;
@@ -333,7 +337,7 @@ export_write_thread (GTask        *task,
    * saved memory. */
   if (export->disk_path != NULL)
     {
-      ok = convert_disk (export->disk_source, export->disk_path, cancellable, &error);
+      ok = convert_disk (export->disk_source, export->disk_format, export->disk_path, cancellable, &error);
       if (export->state_path != NULL)
         qlean_worker_invoke (export_resume_in_worker, g_object_ref (task), g_object_unref);
     }
@@ -539,9 +543,15 @@ qlean_machine_export_async (QleanMachine        *self,
     g_autofree char *own_disk = g_build_filename (state_root, OWN_DISK, NULL);
 
     if (g_file_test (own_disk, G_FILE_TEST_IS_REGULAR))
-      export->disk_source = g_steal_pointer (&own_disk);
+      {
+        export->disk_source = g_steal_pointer (&own_disk);
+        export->disk_format = "qcow2";
+      }
     else if (qlean_image_get_disk (qlean_machine_get_image (self)) != NULL)
-      export->disk_source = g_strdup (qlean_image_get_disk (qlean_machine_get_image (self)));
+      {
+        export->disk_source = g_strdup (qlean_image_get_disk (qlean_machine_get_image (self)));
+        export->disk_format = qlean_image_get_disk_format (qlean_machine_get_image (self));
+      }
   }
   if (state == QLEAN_MACHINE_STATE_RUNNING || state == QLEAN_MACHINE_STATE_PAUSED)
     {
@@ -1281,6 +1291,34 @@ extract_all (Import        *import,
   if (import->seen_state != import->has_state || import->seen_disk != import->has_disk ||
       import->seen_kernel != import->has_kernel || import->seen_initrd != import->has_initrd)
     return bad_manifest (error, _("does not match the members of the archive"));
+
+  /* The export wrote a self-contained qcow2; a disk that names a backing
+   * or data file would have QEMU read (or write) that file of this host
+   * as the guest's disk. */
+  if (import->has_disk)
+    {
+      g_autofree char *disk = g_build_filename (import->target, QLEAN_ARCHIVE_DISK, NULL);
+      g_autofree char *format = NULL;
+      GError *local_error = NULL;
+
+      format = qlean_image_check_disk_file (disk, "qcow2", cancellable, &local_error);
+      if (format == NULL &&
+          (g_error_matches (local_error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_INVALID_SOURCE) ||
+           g_error_matches (local_error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_PREPARE_FAILED)))
+        {
+          g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_BAD_ARCHIVE,
+                       _("Not a valid machine archive: its disk is not the self-contained one "
+                         "an export writes: %s"),
+                       local_error->message);
+          g_error_free (local_error);
+          return FALSE;
+        }
+      if (format == NULL)
+        {
+          g_propagate_error (error, local_error);
+          return FALSE;
+        }
+    }
 
   return TRUE;
 }

@@ -1184,6 +1184,8 @@ qlean_machine_dry_run (QleanMachine  *self,
       g_autofree char *disk = g_build_filename (run_dir, "disk.qcow2", NULL);
 
       resolved.spec.disk = disk;
+      resolved.spec.disk_base = qlean_image_get_disk (self->image);
+      resolved.spec.disk_base_format = qlean_image_get_disk_format (self->image);
       return qlean_qemu_argv_build (&resolved.spec);
     }
 
@@ -1191,35 +1193,6 @@ qlean_machine_dry_run (QleanMachine  *self,
 }
 
 /* Disks */
-
-static char *
-qlean_machine_disk_format (const char  *path,
-                           GError     **error)
-{
-  g_autofree char *out = NULL;
-  g_autoptr(JsonParser) parser = json_parser_new ();
-  const char *argv[] = { "qemu-img", "info", "--output=json", path, NULL };
-  g_autofree char *err = NULL;
-  int status;
-
-  if (!g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
-                     &out, &err, &status, error))
-    {
-      g_prefix_error (error, _("Cannot run qemu-img (apt-get install qemu-utils): "));
-      return NULL;
-    }
-
-  if (!g_spawn_check_wait_status (status, NULL) || !json_parser_load_from_data (parser, out, -1, NULL) ||
-      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
-    {
-      g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG,
-                   _("%s is not a disk image qemu-img can read: %s"), path, err ? g_strstrip (err) : "");
-      return NULL;
-    }
-
-  return g_strdup (json_object_get_string_member_with_default (
-      json_node_get_object (json_parser_get_root (parser)), "format", "raw"));
-}
 
 /* The machine's own disk: a qcow2 overlay on the image's, made at the
  * first start and kept, like the rest of the machine's state, until the
@@ -1246,9 +1219,15 @@ qlean_machine_ensure_overlay (QleanMachine  *self,
   if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
     return g_steal_pointer (&path);
 
-  format = qlean_machine_disk_format (base, error);
+  /* As the image's preparation found it (qlean_image_check_disk_file),
+   * never probed again: named here, QEMU does not guess it either. */
+  format = g_strdup (qlean_image_get_disk_format (self->image));
   if (format == NULL)
-    return NULL;
+    {
+      g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG,
+                   _("Cannot make the disk of machine “%s”: its image is not prepared"), self->name);
+      return NULL;
+    }
 
   g_ptr_array_add (argv, (char *) "qemu-img");
   g_ptr_array_add (argv, (char *) "create");
@@ -1302,6 +1281,8 @@ qlean_machine_prepare_disks (QleanMachine  *self,
   if (*disk == NULL)
     return FALSE;
   resolved->spec.disk = *disk;
+  resolved->spec.disk_base = base;
+  resolved->spec.disk_base_format = qlean_image_get_disk_format (self->image);
 
   if (!qlean_image_has_cloud_init (self->image))
     return TRUE;

@@ -22,6 +22,11 @@ typedef struct
   const char         *initrd;
   const char         *cmdline;
   const char         *disk;          /* the machine's own qcow2, or NULL */
+  /* The image's disk under it and its format: when set, QEMU opens this
+   * as the backing, read-only and with no backing of its own, rather
+   * than whatever the overlay's header names. */
+  const char         *disk_base;
+  const char         *disk_base_format;
   const char         *run_dir;
   /* Listening sockets QEMU inherits at these fds; -1 makes QEMU create
    * the socket at its path in run_dir instead (dry runs). */

@@ -5,6 +5,8 @@
 
 #include "config.h"
 
+#include <json-glib/json-glib.h>
+
 #include "qlean-network-private.h"
 #include "qlean-qemu-argv-private.h"
 
@@ -59,6 +61,52 @@ add_socket_chardev (GPtrArray         *argv,
 
       add_printf (argv, "socket,id=%s,path=%s,server=on,wait=off", id, escaped);
     }
+}
+
+/* A -blockdev in JSON, which can say "no backing" (null) where the
+ * key=value form cannot, and needs no comma escaping. */
+static void
+add_blockdev_json (GPtrArray  *argv,
+                   const char *node_name,
+                   const char *driver,
+                   const char *filename,
+                   gboolean    read_only,
+                   const char *backing,
+                   gboolean    no_backing)
+{
+  g_autoptr(JsonBuilder) builder = json_builder_new ();
+  g_autoptr(JsonNode) root = NULL;
+
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "driver");
+  json_builder_add_string_value (builder, driver);
+  json_builder_set_member_name (builder, "node-name");
+  json_builder_add_string_value (builder, node_name);
+  if (read_only)
+    {
+      json_builder_set_member_name (builder, "read-only");
+      json_builder_add_boolean_value (builder, TRUE);
+    }
+  json_builder_set_member_name (builder, "file");
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "driver");
+  json_builder_add_string_value (builder, "file");
+  json_builder_set_member_name (builder, "filename");
+  json_builder_add_string_value (builder, filename);
+  json_builder_end_object (builder);
+  if (backing != NULL || no_backing)
+    {
+      json_builder_set_member_name (builder, "backing");
+      if (backing != NULL)
+        json_builder_add_string_value (builder, backing);
+      else
+        json_builder_add_null_value (builder);
+    }
+  json_builder_end_object (builder);
+
+  root = json_builder_get_root (builder);
+  add (argv, "-blockdev");
+  g_ptr_array_add (argv, json_to_string (root, FALSE));
 }
 
 GStrv
@@ -164,7 +212,18 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
       add_printf (argv, "virtio-net-pci,netdev=net0,id=" QLEAN_NETWORK_NIC_ID ",mac=%s,romfile=", spec->net_mac);
     }
 
-  if (spec->disk != NULL)
+  if (spec->disk != NULL && spec->disk_base != NULL)
+    {
+      /* The chain as Qlean made it: the overlay over the image's disk,
+       * which was checked to have no backing or data file of its own
+       * (qlean_image_check_disk_file), opened in the format found then. */
+      add_blockdev_json (argv, "base0", spec->disk_base_format, spec->disk_base, TRUE, NULL,
+                         g_str_equal (spec->disk_base_format, "qcow2"));
+      add_blockdev_json (argv, "disk0", "qcow2", spec->disk, FALSE, "base0", FALSE);
+      add (argv, "-device");
+      add (argv, "virtio-blk-pci,drive=disk0,id=vda");
+    }
+  else if (spec->disk != NULL)
     {
       g_autofree char *escaped = escape_commas (spec->disk);
 

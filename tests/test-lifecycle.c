@@ -1071,12 +1071,13 @@ test_archive_extra_args (void)
   g_mkdir_with_parents (run_base, 0700);
   g_assert_no_errno (g_mkdir (sentinel, 0700));
 
-  /* A real export of a machine with such arguments, which never ran. */
+  /* A real export of a machine with such arguments, which never ran;
+   * kept until the end, so that its state directory stays put while
+   * the run directory is compared. */
   qlean_machine_config_set_extra_args (config, extra);
   argsy = qlean_machine_new_with_name ("argsy", NULL, config);
   g_assert_true (qlean_machine_export (argsy, valid, NULL, &error));
   g_assert_no_error (error);
-  g_clear_object (&argsy);
 
   {
     g_autoptr(Members) members = read_members (valid_path);
@@ -1205,6 +1206,101 @@ test_archive_host_paths (void)
 
   g_unlink (secret);
   g_unlink (valid_path);
+  g_assert_no_errno (g_rmdir (sentinel));
+}
+
+/* An archived disk is the export's self-contained qcow2: one whose
+ * header names a backing or data file (of the importing host) is
+ * refused at the import, with nothing left. */
+static void
+test_archive_disk_backing (void)
+{
+  g_autofree char *sentinel = g_build_filename (fixture_dir, "sentinel-disk", NULL);
+  g_autofree char *secret = g_build_filename (fixture_dir, "secret.raw", NULL);
+  g_autofree char *data = g_build_filename (fixture_dir, "data.raw", NULL);
+  g_autofree char *data_option = g_strdup_printf ("data_file=%s", data);
+  g_autofree char *blank = g_build_filename (fixture_dir, "blank-disko.qcow2", NULL);
+  g_autofree char *backed = g_build_filename (fixture_dir, "backed.qcow2", NULL);
+  g_autofree char *data_filed = g_build_filename (fixture_dir, "data-filed.qcow2", NULL);
+  g_autofree char *valid_path = g_build_filename (fixture_dir, "disko.qlean", NULL);
+  g_autofree char *qemu_img = g_find_program_in_path ("qemu-img");
+  g_autoptr(GFile) valid = g_file_new_for_path (valid_path);
+  g_autoptr(GError) error = NULL;
+  const char *run_base = g_getenv ("QLEAN_RUN_DIR");
+  const char *create_blank[] = { "qemu-img", "create", "-q", "-f", "qcow2", blank, "1M", NULL };
+  const char *create_backed[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", secret,
+                                  backed, "1M", NULL };
+  const char *create_data[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-o", data_option,
+                                data_filed, "1M", NULL };
+  const char * const *creates[] = { create_blank, create_backed, create_data };
+  const char *evil[] = { backed, data_filed };
+  const char *what[] = { "disk with a backing file", "disk with a data file" };
+  g_autoptr(QleanImage) image = NULL;
+  g_autoptr(QleanMachine) disko = NULL;
+
+  if (!test_have_qemu ())
+    return;
+  if (qemu_img == NULL)
+    {
+      g_test_skip ("qemu-img is not installed (apt-get install qemu-utils)");
+      return;
+    }
+  if (run_base == NULL)
+    {
+      g_test_skip ("QLEAN_RUN_DIR is not set: run this under meson test");
+      return;
+    }
+  g_mkdir_with_parents (run_base, 0700);
+  g_assert_no_errno (g_mkdir (sentinel, 0700));
+  g_assert_true (g_file_set_contents (secret, "a file of the host\n", -1, &error));
+  for (guint i = 0; i < G_N_ELEMENTS (creates); i++)
+    {
+      int status;
+
+      g_assert_true (g_spawn_sync (NULL, (char **) creates[i], NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+                                   NULL, NULL, &status, &error));
+      g_assert_true (g_spawn_check_wait_status (status, &error));
+    }
+
+  /* A real archive of a machine with a disk, which never ran; kept
+   * until the end, so that its state directory stays put while the run
+   * directory is compared. */
+  image = qlean_image_new_from_file (blank);
+  g_assert_true (qlean_image_prepare (image, NULL, &error));
+  g_assert_no_error (error);
+  disko = qlean_machine_new_with_name ("disko", image, NULL);
+  g_assert_true (qlean_machine_export (disko, valid, NULL, &error));
+  g_assert_no_error (error);
+
+  for (guint i = 0; i < G_N_ELEMENTS (evil); i++)
+    {
+      g_autoptr(Members) members = read_members (valid_path);
+      g_autoptr(GByteArray) tar = NULL;
+      g_autofree char *contents = NULL;
+      gsize len;
+
+      g_assert_cmpstr (g_ptr_array_index (members->names, 1), ==, "disk.qcow2");
+      g_assert_true (g_file_get_contents (evil[i], &contents, &len, &error));
+      g_bytes_unref (g_ptr_array_index (members->contents, 1));
+      g_ptr_array_index (members->contents, 1) = g_bytes_new (contents, len);
+      tar = members_to_tar (members);
+      assert_import_refused (what[i], tar, sentinel, run_base);
+    }
+
+  /* The export itself imports. */
+  {
+    g_autoptr(QleanMachine) back = qlean_machine_import (valid, "disko-again", NULL, NULL, &error);
+
+    g_assert_no_error (error);
+    g_assert_nonnull (back);
+  }
+
+  g_unlink (valid_path);
+  g_unlink (blank);
+  g_unlink (backed);
+  g_unlink (data_filed);
+  g_unlink (data);
+  g_unlink (secret);
   g_assert_no_errno (g_rmdir (sentinel));
 }
 
@@ -1463,6 +1559,7 @@ main (int    argc,
   g_test_add_func ("/lifecycle/malicious-archives", test_malicious_archives);
   g_test_add_func ("/lifecycle/archive-extra-args", test_archive_extra_args);
   g_test_add_func ("/lifecycle/archive-host-paths", test_archive_host_paths);
+  g_test_add_func ("/lifecycle/archive-disk-backing", test_archive_disk_backing);
   g_test_add_func ("/lifecycle/saved-boots-pruned", test_saved_boots_pruned);
   g_test_add_func ("/lifecycle/cli", test_cli);
   g_test_add_func ("/lifecycle/cli/subprocess", test_cli_body);

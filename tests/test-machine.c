@@ -411,6 +411,184 @@ test_qemu_exits_during_boot (void)
   g_assert_cmpuint (count_run_dirs (), ==, before);
 }
 
+static gboolean
+have_qemu_img (void)
+{
+  g_autofree char *path = g_find_program_in_path ("qemu-img");
+
+  if (path == NULL)
+    g_test_skip ("qemu-img is not installed (apt-get install qemu-utils)");
+  return path != NULL;
+}
+
+static void
+run_qemu_img (const char * const *argv)
+{
+  g_autoptr(GError) error = NULL;
+  int status;
+
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL,
+                               NULL, NULL, NULL, NULL, &status, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_spawn_check_wait_status (status, &error));
+  g_assert_no_error (error);
+}
+
+static void
+assert_image_refused (const char *path,
+                      const char *named)
+{
+  g_autoptr(QleanImage) image = qlean_image_new_from_file (path);
+  g_autoptr(GError) error = NULL;
+
+  g_assert_false (qlean_image_prepare (image, NULL, &error));
+  g_test_message ("%s: %s", path, error->message);
+  g_assert_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_INVALID_SOURCE);
+  g_assert_nonnull (strstr (error->message, path));
+  g_assert_nonnull (strstr (error->message, named));
+  g_assert_false (qlean_image_is_prepared (image));
+}
+
+/* A custom image whose qcow2 header names another file of the host (a
+ * backing file, an external data file; vmdk extents likewise) would have
+ * QEMU read that file into the guest's disk: refused when the image is
+ * prepared, so that a machine on it never starts QEMU. The files the
+ * images name are the test's own: qemu-img create truncates a data
+ * file. */
+static void
+test_image_names_host_files (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("qlean-disks-XXXXXX", &error);
+  g_autofree char *secret = g_build_filename (dir, "secret.raw", NULL);
+  g_autofree char *backing = g_build_filename (dir, "backing.qcow2", NULL);
+  g_autofree char *data = g_build_filename (dir, "data.raw", NULL);
+  g_autofree char *data_file_option = g_strdup_printf ("data_file=%s", data);
+  g_autofree char *with_data = g_build_filename (dir, "data-file.qcow2", NULL);
+  g_autofree char *vmdk = g_build_filename (dir, "disk.vmdk", NULL);
+  g_autofree char *good = g_build_filename (dir, "good.qcow2", NULL);
+  g_autoptr(QleanImage) good_image = NULL;
+  g_autoptr(QleanImage) raw_image = NULL;
+  guint before = count_run_dirs ();
+
+  g_assert_no_error (error);
+  if (!have_qemu_img ())
+    {
+      qlean_rm_rf (dir, NULL);
+      return;
+    }
+
+  g_assert_true (g_file_set_contents (secret, "a file of the host\n", -1, &error));
+  {
+    const char *create_backing[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", secret,
+                                     backing, "1M", NULL };
+    const char *create_data[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-o", data_file_option,
+                                  with_data, "1M", NULL };
+    const char *create_vmdk[] = { "qemu-img", "create", "-q", "-f", "vmdk", vmdk, "1M", NULL };
+    const char *create_good[] = { "qemu-img", "create", "-q", "-f", "qcow2", good, "1M", NULL };
+
+    run_qemu_img (create_backing);
+    run_qemu_img (create_data);
+    run_qemu_img (create_vmdk);
+    run_qemu_img (create_good);
+  }
+
+  assert_image_refused (backing, secret);
+  assert_image_refused (with_data, data);
+  assert_image_refused (vmdk, "vmdk");
+
+  /* A machine on it fails before QEMU runs. */
+  if (test_have_qemu ())
+    {
+      g_autoptr(QleanImage) image = qlean_image_new_from_file (backing);
+      g_autoptr(QleanMachine) machine = qlean_machine_new (image, NULL);
+
+      g_assert_false (qlean_machine_spawn (machine, NULL, &error));
+      g_assert_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_INVALID_SOURCE);
+      g_clear_error (&error);
+      g_assert_cmpint (qlean_machine_get_state (machine), !=, QLEAN_MACHINE_STATE_RUNNING);
+      g_assert_cmpuint (count_run_dirs (), ==, before);
+    }
+
+  /* Self-contained ones are taken, in the format found. */
+  good_image = qlean_image_new_from_file (good);
+  g_assert_true (qlean_image_prepare (good_image, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (qlean_image_get_disk_format (good_image), ==, "qcow2");
+  raw_image = qlean_image_new_from_file (secret);
+  g_assert_true (qlean_image_prepare (raw_image, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (qlean_image_get_disk_format (raw_image), ==, "raw");
+
+  g_assert_true (qlean_rm_rf (dir, NULL));
+}
+
+/* The argument of the -blockdev in @argv that defines @node. */
+static const char *
+blockdev_of (char       **argv,
+             const char  *node)
+{
+  g_autofree char *wanted = g_strdup_printf ("\"node-name\":\"%s\"", node);
+
+  for (guint i = 0; argv[i] != NULL && argv[i + 1] != NULL; i++)
+    if (g_str_equal (argv[i], "-blockdev") && strstr (argv[i + 1], wanted) != NULL)
+      return argv[i + 1];
+
+  return NULL;
+}
+
+/* QEMU opens the chain Qlean made: the machine's overlay over the image's
+ * disk, named explicitly in the format found when it was checked, and
+ * that disk with no backing of its own, whatever its header says later. */
+static void
+test_image_backing_named (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("qlean-disks-XXXXXX", &error);
+  g_autofree char *qcow2 = g_build_filename (dir, "base.qcow2", NULL);
+  g_autofree char *raw = g_build_filename (dir, "base.raw", NULL);
+  const char *formats[] = { "qcow2", "raw" };
+  const char *paths[] = { qcow2, raw };
+
+  g_assert_no_error (error);
+  if (!test_have_qemu () || !have_qemu_img ())
+    {
+      qlean_rm_rf (dir, NULL);
+      return;
+    }
+
+  for (guint i = 0; i < G_N_ELEMENTS (formats); i++)
+    {
+      const char *create[] = { "qemu-img", "create", "-q", "-f", formats[i], paths[i], "1M", NULL };
+      g_autoptr(QleanImage) image = NULL;
+      g_autoptr(QleanMachine) machine = NULL;
+      g_auto(GStrv) argv = NULL;
+      g_autofree char *driver = g_strdup_printf ("\"driver\":\"%s\"", formats[i]);
+      g_autofree char *file = g_strdup_printf ("\"filename\":\"%s\"", paths[i]);
+      const char *base, *disk;
+
+      run_qemu_img (create);
+      image = qlean_image_new_from_file (paths[i]);
+      machine = qlean_machine_new (image, NULL);
+      argv = qlean_machine_dry_run (machine, &error);
+      g_assert_no_error (error);
+
+      base = blockdev_of (argv, "base0");
+      disk = blockdev_of (argv, "disk0");
+      g_assert_nonnull (base);
+      g_assert_nonnull (disk);
+      g_test_message ("%s\n%s", base, disk);
+      g_assert_nonnull (strstr (base, driver));
+      g_assert_nonnull (strstr (base, file));
+      g_assert_nonnull (strstr (base, "\"read-only\":true"));
+      /* raw has no backing to name; qcow2's is none. */
+      g_assert_true ((strstr (base, "\"backing\":null") != NULL) == (i == 0));
+      g_assert_nonnull (strstr (disk, "\"backing\":\"base0\""));
+    }
+
+  g_assert_true (qlean_rm_rf (dir, NULL));
+}
+
 /* An initramfs whose init never starts the agent: the start must fail
  * within the boot timeout, quoting the console. */
 static void
@@ -493,6 +671,8 @@ main (int    argc,
   g_test_add_func ("/machine/errors/missing-kernel", test_missing_kernel);
   g_test_add_func ("/machine/errors/qemu-exits-during-boot", test_qemu_exits_during_boot);
   g_test_add_func ("/machine/errors/agent-never-answers", test_agent_never_answers);
+  g_test_add_func ("/machine/image/names-host-files", test_image_names_host_files);
+  g_test_add_func ("/machine/image/backing-named", test_image_backing_named);
 
   ret = g_test_run ();
 
