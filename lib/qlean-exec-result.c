@@ -123,7 +123,8 @@ qlean_exec_result_class_init (QleanExecResultClass *klass)
   /**
    * QleanExecResult:stdout-truncated:
    *
-   * Whether standard output was cut short by the guest agent's cap.
+   * Whether standard output was cut short by the cap on captured output
+   * (64 MiB through qlean-guest, 16 MiB through the guest agent).
    */
   properties[PROP_STDOUT_TRUNCATED] =
     g_param_spec_boolean ("stdout-truncated", NULL, NULL, FALSE, flags);
@@ -131,7 +132,8 @@ qlean_exec_result_class_init (QleanExecResultClass *klass)
   /**
    * QleanExecResult:stderr-truncated:
    *
-   * Whether standard error was cut short by the guest agent's cap.
+   * Whether standard error was cut short by the cap on captured output
+   * (64 MiB through qlean-guest, 16 MiB through the guest agent).
    */
   properties[PROP_STDERR_TRUNCATED] =
     g_param_spec_boolean ("stderr-truncated", NULL, NULL, FALSE, flags);

@@ -496,6 +496,7 @@ run_communicate_cb (GObject      *source,
   g_autoptr(GBytes) out = NULL;
   g_autoptr(GBytes) err = NULL;
   GError *error = NULL;
+  gboolean out_truncated, err_truncated;
 
   if (!qlean_guest_process_communicate_finish (process, result, &out, &err, &error))
     {
@@ -503,10 +504,11 @@ run_communicate_cb (GObject      *source,
       return;
     }
 
+  qlean_guest_process_get_output_truncated (process, &out_truncated, &err_truncated);
   g_task_return_pointer (task,
                          qlean_exec_result_new (qlean_guest_process_get_exit_status (process),
                                                 qlean_guest_process_get_term_sig (process),
-                                                out, err, FALSE, FALSE),
+                                                out, err, out_truncated, err_truncated),
                          g_object_unref);
 }
 
@@ -526,6 +528,7 @@ run_spawn_cb (GObject      *source,
       return;
     }
 
+  qlean_guest_process_set_output_limit (process, QLEAN_GUEST_RUN_OUTPUT_LIMIT);
   qlean_guest_process_communicate_async (process, NULL, g_task_get_cancellable (task),
                                          run_communicate_cb, g_object_ref (task));
 }
@@ -540,7 +543,11 @@ run_spawn_cb (GObject      *source,
  * @callback: called with the result
  * @user_data: data for @callback
  *
- * Runs a process to its end and collects its output, whatever its size.
+ * Runs a process to its end and collects its output: up to 64 MiB of
+ * each stream, so that a runaway or hostile guest cannot fill the host's
+ * memory. What comes beyond is read and dropped (the process does not
+ * block), and [method@ExecResult.get_stdout_truncated] says so; read the
+ * pipes of a process spawned with [method@GuestLauncher.spawnv] for more.
  * Stdin comes from [method@GuestLauncher.set_stdin] (a stdin pipe flag
  * is ignored here). When the timeout kills the process the call fails
  * with %G_IO_ERROR_TIMED_OUT; spawn it with

@@ -25,6 +25,20 @@ void qlean_guest_process_start (QleanMachine           *machine,
                                 guint                   timeout_ms,
                                 GTask                  *task);
 
+/* What qlean_guest_launcher_run() (and so qlean_machine_exec() through
+ * qlean-guest) keeps of each output stream: a hostile or runaway guest
+ * cannot make the host hold more. Four times the guest agent's cap. */
+#define QLEAN_GUEST_RUN_OUTPUT_LIMIT (64u * 1024u * 1024u)
+
+/* Before communicate: keep at most @limit bytes of each output pipe; the
+ * rest is read and dropped, and get_output_truncated() says so. */
+void qlean_guest_process_set_output_limit     (QleanGuestProcess *self,
+                                               gsize              limit);
+/* After communicate: whether each output went past the limit. */
+void qlean_guest_process_get_output_truncated (QleanGuestProcess *self,
+                                               gboolean          *stdout_truncated,
+                                               gboolean          *stderr_truncated);
+
 /* Lets @self start processes in a machine that is still starting, for
  * the commands Qlean itself runs before the machine is ready (a restored
  * machine's new identity). */

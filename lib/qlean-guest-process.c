@@ -34,8 +34,14 @@
  * The pipes are real pipes on the host, fed from the machine's data port
  * by Qlean's worker thread: they are pollable, work with any GIO stream
  * API, and the process's output reaches them as the guest writes it.
- * Nothing is capped: output beyond the guest agent's 16 MiB limit flows
- * like any other.
+ * Its size is not capped (output beyond the guest agent's 16 MiB limit
+ * flows like any other), but it must be read as it comes: the machine's
+ * one data channel carries every process's output, so the host cannot
+ * make one process wait for its reader without stalling the others.
+ * Once 16 MiB of a process's output wait unread on the host, the process
+ * is killed and waiting for it fails with %G_IO_ERROR_NO_SPACE; what
+ * waited still reaches its pipe. A pipe you do not mean to read is best
+ * not asked for.
  *
  * With a timeout (see [method@GuestLauncher.set_timeout]), a process that
  * outlives it is killed with its whole process group, and waiting for it
@@ -76,6 +82,9 @@ struct _QleanGuestProcess
   GError                 *failure;
   GBytes                 *stdout_bytes;
   GBytes                 *stderr_bytes;
+  gboolean                stdout_truncated;
+  gboolean                stderr_truncated;
+  gsize                   output_limit;   /* what communicate keeps of each pipe */
 
   /* Worker only. */
   QleanGuestStream       *stream;
@@ -204,6 +213,7 @@ qlean_guest_process_init (QleanGuestProcess *self)
 {
   g_mutex_init (&self->lock);
   self->stdin_fd = -1;
+  self->output_limit = G_MAXSIZE;
   for (guint i = 0; i < G_N_ELEMENTS (self->out); i++)
     {
       self->out[i].fd = -1;
@@ -355,13 +365,27 @@ qlean_guest_process_stream_cb (QleanGuestStream *stream,
     {
     case 0:
       {
-        /* The channel closed (the machine went down or was stopped), or
-         * qlean-guest let a start or a kill go unanswered. */
+        /* The channel closed (the machine went down or was stopped),
+         * qlean-guest let a start or a kill go unanswered, or the
+         * process's output waited unread until the channel killed it. */
         gboolean timed_out = g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
-        GError *failure = g_error_new (timed_out ? G_IO_ERROR : QLEAN_MACHINE_ERROR,
-                                       timed_out ? G_IO_ERROR_TIMED_OUT : QLEAN_MACHINE_ERROR_CRASHED,
-                                       _("Lost “%s” in machine “%s”: %s"), self->program,
-                                       qlean_machine_get_name (self->machine), error->message);
+        GError *failure;
+
+        if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE))
+          {
+            g_autofree char *limit = g_format_size (QLEAN_GUEST_RECEIVE_LIMIT);
+
+            failure = g_error_new (G_IO_ERROR, G_IO_ERROR_NO_SPACE,
+                                   _("“%s” in machine “%s” was killed: %s of its output waited "
+                                     "unread on the host, the most a process may leave there; "
+                                     "read its pipes while it runs"),
+                                   self->program, qlean_machine_get_name (self->machine), limit);
+          }
+        else
+          failure = g_error_new (timed_out ? G_IO_ERROR : QLEAN_MACHINE_ERROR,
+                                 timed_out ? G_IO_ERROR_TIMED_OUT : QLEAN_MACHINE_ERROR_CRASHED,
+                                 _("Lost “%s” in machine “%s”: %s"), self->program,
+                                 qlean_machine_get_name (self->machine), error->message);
 
         g_clear_pointer (&self->stream, qlean_guest_stream_unref);
         for (guint i = 1; i < G_N_ELEMENTS (self->out); i++)
@@ -778,8 +802,9 @@ qlean_guest_process_check_end (QleanGuestProcess  *self,
  *
  * Returns: %TRUE when the process ended by itself (whatever its status);
  *   %FALSE with %G_IO_ERROR_TIMED_OUT when its timeout killed it,
- *   %G_IO_ERROR_CANCELLED, or %QLEAN_MACHINE_ERROR_CRASHED when the
- *   machine went away
+ *   %G_IO_ERROR_CANCELLED, %G_IO_ERROR_NO_SPACE when it was killed
+ *   because its piped output was not read, or
+ *   %QLEAN_MACHINE_ERROR_CRASHED when the machine went away
  */
 gboolean
 qlean_guest_process_wait_finish (QleanGuestProcess  *self,
@@ -894,35 +919,65 @@ qlean_guest_process_wait_check (QleanGuestProcess  *self,
          qlean_guest_process_check_status (self, error);
 }
 
-/* communicate: splice each output pipe into memory, feed stdin, wait. */
+/* communicate: read each output pipe into memory, feed stdin, wait. */
+
+/* One output pipe read to its end, keeping at most @limit bytes: what
+ * comes beyond is read and dropped, so that the process never blocks on
+ * a full pipe and memory stays bounded whatever it writes. */
+typedef struct
+{
+  GTask        *task;       /* the communicate; unowned (its pending count) */
+  GInputStream *pipe;
+  GByteArray   *kept;
+  gsize         limit;
+  gboolean      truncated;
+  guint8        buffer[64 * 1024];
+} Collector;
 
 typedef struct
 {
-  GOutputStream *stdout_sink;
-  GOutputStream *stderr_sink;
-  guint          pending;
-  GError        *error;
+  Collector *out;
+  Collector *err;
+  guint      pending;
+  GError    *error;
 } Communicate;
+
+static void
+collector_free (Collector *collector)
+{
+  if (collector == NULL)
+    return;
+
+  g_clear_object (&collector->pipe);
+  g_clear_pointer (&collector->kept, g_byte_array_unref);
+  g_free (collector);
+}
 
 static void
 communicate_free (Communicate *data)
 {
-  g_clear_object (&data->stdout_sink);
-  g_clear_object (&data->stderr_sink);
+  collector_free (data->out);
+  collector_free (data->err);
   g_clear_error (&data->error);
   g_free (data);
 }
 
 static GBytes *
-sink_bytes (GOutputStream *sink)
+collector_steal_bytes (Collector *collector)
 {
-  if (sink == NULL)
+  guint8 nul = 0;
+  gsize len;
+  guint8 *data;
+
+  if (collector == NULL)
     return NULL;
 
-  if (!g_output_stream_is_closed (sink))
-    g_output_stream_close (sink, NULL, NULL);
-
-  return g_memory_output_stream_steal_as_bytes (G_MEMORY_OUTPUT_STREAM (sink));
+  /* A NUL after the data, as GMemoryOutputStream left it: output read as
+   * a C string stays a string. */
+  len = collector->kept->len;
+  g_byte_array_append (collector->kept, &nul, 1);
+  data = g_byte_array_steal (collector->kept, NULL);
+  return g_bytes_new_take (data, len);
 }
 
 static void
@@ -937,8 +992,10 @@ communicate_step_done (GTask *task)
   g_mutex_lock (&self->lock);
   g_clear_pointer (&self->stdout_bytes, g_bytes_unref);
   g_clear_pointer (&self->stderr_bytes, g_bytes_unref);
-  self->stdout_bytes = sink_bytes (data->stdout_sink);
-  self->stderr_bytes = sink_bytes (data->stderr_sink);
+  self->stdout_bytes = collector_steal_bytes (data->out);
+  self->stderr_bytes = collector_steal_bytes (data->err);
+  self->stdout_truncated = data->out != NULL && data->out->truncated;
+  self->stderr_truncated = data->err != NULL && data->err->truncated;
   g_mutex_unlock (&self->lock);
 
   if (data->error != NULL)
@@ -952,11 +1009,12 @@ static void
 communicate_keep_error (Communicate *data,
                         GError      *error)
 {
-  /* The first error wins, but a timeout or a crash explains a broken
-   * pipe better than the pipe does. */
+  /* The first error wins, but a timeout, a crash or unread output
+   * explains a broken pipe better than the pipe does. */
   if (data->error == NULL ||
       (error != NULL && (error->domain == QLEAN_MACHINE_ERROR ||
-                         g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))))
+                         g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) ||
+                         g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE))))
     {
       g_clear_error (&data->error);
       data->error = error;
@@ -965,18 +1023,55 @@ communicate_keep_error (Communicate *data,
     g_clear_error (&error);
 }
 
-static void
-communicate_splice_cb (GObject      *source,
-                       GAsyncResult *result,
-                       gpointer      user_data)
-{
-  GTask *task = user_data;
-  Communicate *data = g_task_get_task_data (task);
-  GError *error = NULL;
+static void collector_read (Collector *collector);
 
-  if (g_output_stream_splice_finish (G_OUTPUT_STREAM (source), result, &error) < 0)
-    communicate_keep_error (data, error);
+static void
+collector_read_cb (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  Collector *collector = user_data;
+  GTask *task = collector->task;
+  GError *error = NULL;
+  gssize n = g_input_stream_read_finish (G_INPUT_STREAM (source), result, &error);
+
+  if (n > 0)
+    {
+      gsize room = collector->limit - collector->kept->len;
+
+      if ((gsize) n > room)
+        collector->truncated = TRUE;
+      g_byte_array_append (collector->kept, collector->buffer, MIN ((gsize) n, room));
+      collector_read (collector);
+      return;
+    }
+
+  if (n < 0)
+    communicate_keep_error (g_task_get_task_data (task), error);
+  g_input_stream_close (collector->pipe, NULL, NULL);
   communicate_step_done (task);
+}
+
+static void
+collector_read (Collector *collector)
+{
+  g_input_stream_read_async (collector->pipe, collector->buffer, sizeof collector->buffer,
+                             G_PRIORITY_DEFAULT, NULL, collector_read_cb, collector);
+}
+
+static Collector *
+collector_start (GTask        *task,
+                 GInputStream *pipe,
+                 gsize         limit)
+{
+  Collector *collector = g_new0 (Collector, 1);
+
+  collector->task = task;
+  collector->pipe = g_object_ref (pipe);
+  collector->kept = g_byte_array_new ();
+  collector->limit = limit;
+  collector_read (collector);
+  return collector;
 }
 
 static void
@@ -1051,20 +1146,14 @@ qlean_guest_process_communicate_async (QleanGuestProcess   *self,
 
   if (self->stdout_pipe != NULL)
     {
-      data->stdout_sink = g_memory_output_stream_new_resizable ();
       data->pending++;
-      g_output_stream_splice_async (data->stdout_sink, self->stdout_pipe,
-                                    G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE | G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET,
-                                    G_PRIORITY_DEFAULT, NULL, communicate_splice_cb, task);
+      data->out = collector_start (task, self->stdout_pipe, self->output_limit);
     }
 
   if (self->stderr_pipe != NULL)
     {
-      data->stderr_sink = g_memory_output_stream_new_resizable ();
       data->pending++;
-      g_output_stream_splice_async (data->stderr_sink, self->stderr_pipe,
-                                    G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE | G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET,
-                                    G_PRIORITY_DEFAULT, NULL, communicate_splice_cb, task);
+      data->err = collector_start (task, self->stderr_pipe, self->output_limit);
     }
 
   if (self->stdin_pipe != NULL)
@@ -1260,6 +1349,28 @@ qlean_guest_process_get_stderr_bytes (QleanGuestProcess *self)
   g_mutex_unlock (&self->lock);
 
   return bytes;
+}
+
+void
+qlean_guest_process_set_output_limit (QleanGuestProcess *self,
+                                      gsize              limit)
+{
+  g_return_if_fail (QLEAN_IS_GUEST_PROCESS (self));
+
+  self->output_limit = limit;
+}
+
+void
+qlean_guest_process_get_output_truncated (QleanGuestProcess *self,
+                                          gboolean          *stdout_truncated,
+                                          gboolean          *stderr_truncated)
+{
+  g_return_if_fail (QLEAN_IS_GUEST_PROCESS (self));
+
+  g_mutex_lock (&self->lock);
+  *stdout_truncated = self->stdout_truncated;
+  *stderr_truncated = self->stderr_truncated;
+  g_mutex_unlock (&self->lock);
 }
 
 static int

@@ -2796,7 +2796,7 @@ qlean_machine_exec_in_worker (gpointer user_data)
   QleanMachine *self = g_task_get_source_object (task);
   ExecData *data = g_task_get_task_data (task);
 
-  /* qlean-guest streams output without the agent's 16 MiB cap and
+  /* qlean-guest streams output with a higher cap than the agent's 16 MiB and
    * reports the exit at once; the agent alone is the fallback for guests
    * without it. */
   if (self->guest != NULL && qlean_guest_channel_is_ready (self->guest))
@@ -2831,8 +2831,12 @@ qlean_machine_exec_in_worker (gpointer user_data)
  *
  * Runs @command in the guest through the agent and collects its exit
  * status, terminating signal and output. A command that fails is not an
- * error: look at the [class@ExecResult]. Errors are for a machine that is
- * not running (%QLEAN_MACHINE_ERROR_INVALID_STATE), or that died
+ * error: look at the [class@ExecResult]. Each output stream is kept up to
+ * a cap, 64 MiB through qlean-guest and the agent's 16 MiB through the
+ * agent; what comes beyond is dropped and
+ * [property@ExecResult:stdout-truncated] (or stderr-truncated) is set.
+ * For more, read a [class@GuestProcess]'s pipes. Errors are for a
+ * machine that is not running (%QLEAN_MACHINE_ERROR_INVALID_STATE), or that died
  * meanwhile (%QLEAN_MACHINE_ERROR_CRASHED).
  */
 void

@@ -74,6 +74,18 @@ GBytes  *qlean_guest_frame_new    (guint8               type,
                                    guint32              stream,
                                    gconstpointer        payload,
                                    gsize                len);
+/* Only the header of a frame whose @len payload bytes follow apart. */
+GBytes  *qlean_guest_frame_header_new (guint8           type,
+                                       guint8           fd,
+                                       guint32          stream,
+                                       gsize            len);
+
+/* The most of the guest's output one stream may hold on the host before
+ * a GET pauses the channel, or any other stream but a CONNECT (which has
+ * its credit window) is failed with G_IO_ERROR_NO_SPACE. */
+#define QLEAN_GUEST_RECEIVE_LIMIT (16u * 1024u * 1024u)
+/* The most DATA an FS call may get (a READDIR's listing). */
+#define QLEAN_GUEST_FS_DATA_LIMIT (64u * 1024u * 1024u)
 
 /* The channel: one per machine, on the worker thread. */
 #define QLEAN_TYPE_GUEST_CHANNEL (qlean_guest_channel_get_type ())
@@ -149,6 +161,11 @@ void               qlean_guest_stream_set_timeout   (QleanGuestStream    *stream
                                                      guint                timeout_ms);
 /* Bytes queued or in flight that the guest has not acknowledged. */
 gsize              qlean_guest_stream_get_unacked   (QleanGuestStream    *stream);
+/* What the host holds of the guest's DATA on the stream (see "Receive
+ * side" in qlean-guest-channel.c): for a CONNECT the DATA fd 1 not yet
+ * credited, for an FS call all of it, for the others the payloads handed
+ * to the consumer that are still alive. */
+gsize              qlean_guest_stream_get_held      (QleanGuestStream    *stream);
 /* Called once the unacknowledged bytes drop below half the window. */
 void               qlean_guest_stream_set_writable_func (QleanGuestStream *stream,
                                                      GSourceFunc          func,

@@ -227,6 +227,18 @@ qlean_guest_error_from_payload (GBytes     *payload,
 
 /* Streams */
 
+/* What the guest's DATA on one stream holds of the host's memory: the
+ * payloads handed to the stream's consumer that are still alive. Shared
+ * with those payloads, which may die on any thread (a transfer writes its
+ * chunks out on a thread of its own). */
+typedef struct
+{
+  gatomicrefcount ref_count;
+  gssize          held;      /* atomic */
+  gint            waiting;   /* atomic: the channel waits for held to drop */
+  GWeakRef        channel;
+} RxAccount;
+
 struct _QleanGuestStream
 {
   gatomicrefcount       ref_count;
@@ -247,6 +259,9 @@ struct _QleanGuestStream
   gint64                heard;       /* last frame from the guest, or since it owes one */
   gboolean              signalled;   /* a SIGNAL went out: an answer is due */
   GSource              *timer;
+  RxAccount            *rx;          /* the guest's DATA the consumer still holds */
+  gsize                 rx_total;    /* FS: all DATA so far */
+  gsize                 rx_window;   /* CONNECT: DATA fd 1 not credited yet */
 };
 
 typedef enum
@@ -276,12 +291,133 @@ struct _QleanGuestChannel
   GHashTable   *streams;        /* id -> QleanGuestStream */
   guint32       next_id;
   guint32       guest_version;
+  gboolean      reading;        /* a read is under way */
+  QleanGuestStream *paused_on;  /* reading waits until this GET's consumer catches up */
 };
 
 G_DEFINE_FINAL_TYPE (QleanGuestChannel, qlean_guest_channel, G_TYPE_OBJECT)
 
 static void qlean_guest_channel_write_next (QleanGuestChannel *self);
 static void qlean_guest_channel_read (QleanGuestChannel *self);
+
+/* Receive side: how much of the guest's output the host holds.
+ *
+ * The guest may send on a stream faster than the stream's consumer takes
+ * it: a process whose pipe nobody reads, a download onto a slow disk, a
+ * relay client that stopped reading, or a hostile guest that sends
+ * without end. One channel carries every stream, so the host cannot stop
+ * reading for one stream without stalling the others; only a CONNECT has
+ * a credit window of its own. So each DATA payload is handed on as a
+ * GBytes that counts itself in its stream's RxAccount until freed, and:
+ *
+ * - CONNECT: DATA fd 1 beyond the credit window (what the host has not
+ *   credited yet) breaks the protocol; the stream is failed and reset.
+ * - GET: above QLEAN_GUEST_RECEIVE_LIMIT held, the channel stops reading
+ *   until the consumer is down to half of it. A GET's consumer writes
+ *   its data out without waiting on the channel (a transfer's thread), so
+ *   that pause cannot deadlock; it only slows the other streams down.
+ * - FS: the consumer collects everything into one answer; beyond
+ *   QLEAN_GUEST_FS_DATA_LIMIT in all the stream is failed.
+ * - EXEC (and anything else): the consumer is the user, who may be
+ *   waiting for another stream before reading this one, so pausing could
+ *   deadlock; above QLEAN_GUEST_RECEIVE_LIMIT held the stream is failed
+ *   (a process is killed) with G_IO_ERROR_NO_SPACE.
+ *
+ * So whatever the guest does, the host holds at most about one limit per
+ * stream, plus one read of the channel. */
+
+static void
+rx_account_unref (RxAccount *acc)
+{
+  if (!g_atomic_ref_count_dec (&acc->ref_count))
+    return;
+
+  g_weak_ref_clear (&acc->channel);
+  g_free (acc);
+}
+
+static RxAccount *
+rx_account_new (QleanGuestChannel *channel)
+{
+  RxAccount *acc = g_new0 (RxAccount, 1);
+
+  g_atomic_ref_count_init (&acc->ref_count);
+  g_weak_ref_init (&acc->channel, channel);
+  return acc;
+}
+
+static gssize
+rx_account_get_held (RxAccount *acc)
+{
+  return g_atomic_pointer_get (&acc->held);
+}
+
+static gboolean qlean_guest_channel_resume_cb (gpointer user_data);
+static void     qlean_guest_channel_unpause   (QleanGuestChannel *self);
+
+/* Any thread, and never at once: the caller may be deep in a parse. */
+static void
+qlean_guest_channel_resume_later (QleanGuestChannel *self)
+{
+  GSource *source = g_idle_source_new ();
+
+  g_source_set_callback (source, qlean_guest_channel_resume_cb, self, g_object_unref);
+  g_source_set_static_name (source, "[qlean] data channel resumes reading");
+  g_source_attach (source, qlean_worker_get_context ());
+  g_source_unref (source);
+}
+
+/* Any thread: a payload died. Wakes the channel once, when it waits for
+ * this stream to drop to half its limit. */
+static void
+rx_account_release (RxAccount *acc,
+                    gsize      len)
+{
+  gssize held = g_atomic_pointer_add (&acc->held, -(gssize) len) - (gssize) len;
+  QleanGuestChannel *channel;
+
+  if (held > QLEAN_GUEST_RECEIVE_LIMIT / 2 ||
+      !g_atomic_int_compare_and_exchange (&acc->waiting, TRUE, FALSE))
+    return;
+
+  channel = g_weak_ref_get (&acc->channel);
+  if (channel != NULL)
+    qlean_guest_channel_resume_later (channel);
+}
+
+typedef struct
+{
+  RxAccount *acc;
+  gsize      len;
+  guint8     data[];
+} RxChunk;
+
+static void
+rx_chunk_free (gpointer data)
+{
+  RxChunk *chunk = data;
+
+  rx_account_release (chunk->acc, chunk->len);
+  rx_account_unref (chunk->acc);
+  g_free (chunk);
+}
+
+/* A copy of @payload that counts in @acc while it lives. */
+static GBytes *
+rx_account_wrap (RxAccount    *acc,
+                 const guint8 *payload,
+                 gsize         len)
+{
+  RxChunk *chunk = g_malloc (sizeof (RxChunk) + len);
+
+  g_atomic_ref_count_inc (&acc->ref_count);
+  chunk->acc = acc;
+  chunk->len = len;
+  memcpy (chunk->data, payload, len);
+  g_atomic_pointer_add (&acc->held, (gssize) len);
+
+  return g_bytes_new_with_free_func (chunk->data, len, rx_chunk_free, chunk);
+}
 
 QleanGuestStream *
 qlean_guest_stream_ref (QleanGuestStream *stream)
@@ -298,6 +434,7 @@ qlean_guest_stream_unref (QleanGuestStream *stream)
 
   qlean_clear_source (&stream->timer);
   g_queue_clear_full (&stream->pending, (GDestroyNotify) g_bytes_unref);
+  g_clear_pointer (&stream->rx, rx_account_unref);
   if (stream->destroy != NULL)
     stream->destroy (stream->user_data);
   g_free (stream);
@@ -322,6 +459,24 @@ qlean_guest_frame_new (guint8        type,
     memcpy (frame + QLEAN_GUEST_HEADER_SIZE, payload, len);
 
   return g_bytes_new_take (frame, QLEAN_GUEST_HEADER_SIZE + len);
+}
+
+GBytes *
+qlean_guest_frame_header_new (guint8  type,
+                              guint8  fd,
+                              guint32 stream,
+                              gsize   len)
+{
+  guint8 header[QLEAN_GUEST_HEADER_SIZE];
+
+  put_u32 (header, QLEAN_GUEST_MAGIC);
+  header[4] = type;
+  header[5] = fd;
+  put_u16 (header + 6, 0);
+  put_u32 (header + 8, stream);
+  put_u32 (header + 12, (guint32) len);
+
+  return g_bytes_new (header, sizeof header);
 }
 
 static void
@@ -429,9 +584,24 @@ qlean_guest_stream_send_credit (QleanGuestStream *stream,
   if (stream->channel == NULL || bytes == 0)
     return;
 
+  stream->rx_window -= MIN (stream->rx_window, bytes);
   put_u32 (payload, bytes);
   qlean_guest_channel_send_frame (stream->channel, QLEAN_GUEST_FRAME_CREDIT, 1, stream->id,
                                   payload, sizeof payload);
+}
+
+gsize
+qlean_guest_stream_get_held (QleanGuestStream *stream)
+{
+  switch (stream->request_type)
+    {
+    case QLEAN_GUEST_FRAME_CONNECT:
+      return stream->rx_window;
+    case QLEAN_GUEST_FRAME_FS:
+      return stream->rx_total;
+    default:
+      return stream->rx ? (gsize) MAX (rx_account_get_held (stream->rx), 0) : 0;
+    }
 }
 
 gsize
@@ -459,6 +629,9 @@ qlean_guest_stream_close (QleanGuestStream *stream)
 
   stream->channel = NULL;
   qlean_clear_source (&stream->timer);
+  /* Nothing more comes for it: reading need not wait for it any longer. */
+  if (self->paused_on == stream)
+    qlean_guest_channel_resume_later (g_object_ref (self));
   g_hash_table_remove (self->streams, GUINT_TO_POINTER (stream->id));
 }
 
@@ -487,7 +660,9 @@ qlean_guest_stream_timeout_cb (gpointer user_data)
   if (stream->channel == NULL)
     return G_SOURCE_REMOVE;
 
-  if (!qlean_guest_stream_awaits_guest (stream))
+  /* While reading waits for a GET's consumer, the guest cannot be heard:
+   * its silence is ours. */
+  if (!qlean_guest_stream_awaits_guest (stream) || stream->channel->paused_on != NULL)
     {
       stream->heard = g_get_monotonic_time ();
       silent_ms = 0;
@@ -610,6 +785,7 @@ qlean_guest_channel_open_stream (QleanGuestChannel    *self,
   stream->user_data = user_data;
   stream->destroy = destroy;
   g_queue_init (&stream->pending);
+  stream->rx = rx_account_new (self);
 
   if (self->state == CHANNEL_CLOSED)
     return qlean_guest_stream_end_early (stream, qlean_guest_channel_closed_error ());
@@ -692,6 +868,7 @@ qlean_guest_channel_close_in_worker (QleanGuestChannel *self,
   g_cancellable_cancel (self->cancellable);
   g_io_stream_close (self->stream, NULL, NULL);
   qlean_guest_channel_finish_hellos (self, reason);
+  qlean_guest_channel_unpause (self);
 
   qlean_guest_channel_end_streams (self, reason);
 
@@ -707,6 +884,142 @@ qlean_guest_channel_fail (QleanGuestChannel *self,
                                          _("The data channel to qlean-guest closed: %s"), why);
 
   qlean_guest_channel_close_in_worker (self, error);
+}
+
+/* The guest sent more on @stream than the host may hold: the guest is
+ * told to stop (a process is killed, a connection reset, a transfer
+ * cancelled), what it still sends on the stream is dropped, and the
+ * consumer learns why. The channel and its other streams carry on. */
+static void
+qlean_guest_stream_overflow (QleanGuestStream *stream,
+                             GError           *error)
+{
+  qlean_guest_stream_ref (stream);
+  qlean_guest_stream_send_signal (stream, stream->request_type == QLEAN_GUEST_FRAME_EXEC ? SIGKILL : SIGTERM);
+  qlean_guest_stream_close (stream);
+  stream->func (stream, 0, 0, NULL, error, stream->user_data);
+  qlean_guest_stream_unref (stream);
+  g_error_free (error);
+}
+
+/* Whether @stream may take @len more bytes of DATA (see "Receive side"
+ * above); if not, the stream is failed. */
+static gboolean
+qlean_guest_stream_take_data (QleanGuestStream *stream,
+                              guint8            fd,
+                              gsize             len)
+{
+  g_autofree char *limit = NULL;
+
+  switch (stream->request_type)
+    {
+    case QLEAN_GUEST_FRAME_CONNECT:
+      if (fd != 1)
+        return TRUE;
+      if (stream->rx_window + len <= QLEAN_GUEST_WINDOW)
+        {
+          stream->rx_window += len;
+          return TRUE;
+        }
+      limit = g_format_size (QLEAN_GUEST_WINDOW);
+      qlean_guest_stream_overflow (stream,
+          g_error_new (QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_PROTOCOL,
+                       _("qlean-guest broke the protocol: it sent more on a connection than its "
+                         "credit window of %s allows, so the connection was reset"), limit));
+      return FALSE;
+
+    case QLEAN_GUEST_FRAME_FS:
+      if (stream->rx_total + len <= QLEAN_GUEST_FS_DATA_LIMIT)
+        {
+          stream->rx_total += len;
+          return TRUE;
+        }
+      limit = g_format_size (QLEAN_GUEST_FS_DATA_LIMIT);
+      qlean_guest_stream_overflow (stream,
+          g_error_new (G_IO_ERROR, G_IO_ERROR_NO_SPACE,
+                       _("qlean-guest sent more than %s for one file system call, more than any "
+                         "answer may take; the call was stopped"), limit));
+      return FALSE;
+
+    case QLEAN_GUEST_FRAME_GET:
+      /* Bounded by pausing the channel instead (see maybe_pause()). */
+      return TRUE;
+
+    default:
+      if ((gsize) MAX (rx_account_get_held (stream->rx), 0) + len <= QLEAN_GUEST_RECEIVE_LIMIT)
+        return TRUE;
+      limit = g_format_size (QLEAN_GUEST_RECEIVE_LIMIT);
+      qlean_guest_stream_overflow (stream,
+          g_error_new (G_IO_ERROR, G_IO_ERROR_NO_SPACE,
+                       _("qlean-guest sent more than the host took: %s of its output waited "
+                         "unread, the most one stream may hold, so it was stopped"), limit));
+      return FALSE;
+    }
+}
+
+/* After a GET's DATA: while its consumer holds more than the limit, read
+ * no further; rx_account_release() calls us back at half of it. */
+static void
+qlean_guest_channel_maybe_pause (QleanGuestChannel *self,
+                                 QleanGuestStream  *stream)
+{
+  RxAccount *acc = stream->rx;
+
+  if (stream->channel == NULL || self->paused_on != NULL ||
+      rx_account_get_held (acc) <= QLEAN_GUEST_RECEIVE_LIMIT)
+    return;
+
+  /* Say we wait before looking again, so that a release on another
+   * thread either sees it or happened before the look. */
+  g_atomic_int_set (&acc->waiting, TRUE);
+  if (rx_account_get_held (acc) <= QLEAN_GUEST_RECEIVE_LIMIT / 2 &&
+      g_atomic_int_compare_and_exchange (&acc->waiting, TRUE, FALSE))
+    return;
+
+  g_debug ("Data channel: stream %u holds %" G_GSSIZE_FORMAT " bytes not yet taken; "
+           "reading waits", stream->id, rx_account_get_held (acc));
+  self->paused_on = qlean_guest_stream_ref (stream);
+}
+
+static void qlean_guest_channel_parse (QleanGuestChannel *self);
+
+/* Worker: the stream reading waited for caught up, or ended. */
+static gboolean
+qlean_guest_channel_resume_cb (gpointer user_data)
+{
+  QleanGuestChannel *self = user_data;
+  QleanGuestStream *stream = self->paused_on;
+
+  if (stream == NULL || self->state == CHANNEL_CLOSED)
+    return G_SOURCE_REMOVE;
+
+  if (stream->channel != NULL && rx_account_get_held (stream->rx) > QLEAN_GUEST_RECEIVE_LIMIT / 2)
+    {
+      /* An early wake (the stream closed, then this): wait on. */
+      g_atomic_int_set (&stream->rx->waiting, TRUE);
+      if (rx_account_get_held (stream->rx) > QLEAN_GUEST_RECEIVE_LIMIT / 2 ||
+          !g_atomic_int_compare_and_exchange (&stream->rx->waiting, TRUE, FALSE))
+        return G_SOURCE_REMOVE;
+    }
+
+  g_atomic_int_set (&stream->rx->waiting, FALSE);
+  g_clear_pointer (&self->paused_on, qlean_guest_stream_unref);
+  qlean_guest_channel_parse (self);
+  if (self->paused_on == NULL)
+    qlean_guest_channel_read (self);
+
+  return G_SOURCE_REMOVE;
+}
+
+/* The channel starts over (reset, close): nothing waits any more. */
+static void
+qlean_guest_channel_unpause (QleanGuestChannel *self)
+{
+  if (self->paused_on == NULL)
+    return;
+
+  g_atomic_int_set (&self->paused_on->rx->waiting, FALSE);
+  g_clear_pointer (&self->paused_on, qlean_guest_stream_unref);
 }
 
 static void
@@ -755,9 +1068,24 @@ qlean_guest_channel_dispatch (QleanGuestChannel *self,
       return;
     }
 
-  bytes = g_bytes_new (payload, len);
+  if (type == QLEAN_GUEST_FRAME_DATA)
+    {
+      if (!qlean_guest_stream_take_data (stream, fd, len))
+        return;
+      if (stream->request_type == QLEAN_GUEST_FRAME_CONNECT ||
+          stream->request_type == QLEAN_GUEST_FRAME_FS)
+        bytes = g_bytes_new (payload, len);
+      else
+        bytes = rx_account_wrap (stream->rx, payload, len);
+    }
+  else
+    bytes = g_bytes_new (payload, len);
+
   qlean_guest_stream_ref (stream);
   stream->func (stream, type, fd, bytes, NULL, stream->user_data);
+  g_clear_pointer (&bytes, g_bytes_unref);
+  if (type == QLEAN_GUEST_FRAME_DATA && stream->request_type == QLEAN_GUEST_FRAME_GET)
+    qlean_guest_channel_maybe_pause (self, stream);
   qlean_guest_stream_unref (stream);
 }
 
@@ -806,7 +1134,8 @@ qlean_guest_channel_frame_cb (guint8        type,
   QleanGuestChannel *self = user_data;
 
   qlean_guest_channel_dispatch (self, type, fd, stream, payload, len);
-  return self->state != CHANNEL_CLOSED;
+  /* Paused, the rest of the input waits in self->in. */
+  return self->state != CHANNEL_CLOSED && self->paused_on == NULL;
 }
 
 /* Until the guest answers our HELLO, the input may hold anything: the
@@ -858,6 +1187,7 @@ qlean_guest_channel_read_cb (GObject      *source,
   gssize n;
 
   n = g_input_stream_read_finish (G_INPUT_STREAM (source), result, &error);
+  self->reading = FALSE;
   if (self->state == CHANNEL_CLOSED)
     return;
 
@@ -875,9 +1205,10 @@ qlean_guest_channel_read_cb (GObject      *source,
 static void
 qlean_guest_channel_read (QleanGuestChannel *self)
 {
-  if (self->state == CHANNEL_CLOSED)
+  if (self->state == CHANNEL_CLOSED || self->reading || self->paused_on != NULL)
     return;
 
+  self->reading = TRUE;
   g_input_stream_read_async (g_io_stream_get_input_stream (self->stream),
                              self->read_buffer, READ_CHUNK, G_PRIORITY_DEFAULT,
                              self->cancellable, qlean_guest_channel_read_cb,
@@ -1139,8 +1470,11 @@ qlean_guest_channel_reset (QleanGuestChannel *self,
   self->state = CHANNEL_SYNCING;
   g_atomic_int_set (&self->ready, FALSE);
   g_byte_array_set_size (self->in, 0);
+  qlean_guest_channel_unpause (self);
 
   qlean_guest_channel_end_streams (self, reason);
+  /* A read waiting for a GET's consumer starts again, to find the answer. */
+  qlean_guest_channel_read (self);
 
   /* Frames still queued for the old streams are harmless: the new guest
    * program drops everything it reads before our HELLO. */

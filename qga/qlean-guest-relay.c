@@ -76,6 +76,30 @@ relay_client_send (RelayClient   *client,
   relay_client_write_next (client);
 }
 
+/* The guest's frame as the machine's channel handed it over: the payload
+ * is queued itself, not copied, so that it counts against its stream on
+ * that channel until the client took it. A client that stops reading
+ * thus gets its process killed, or pauses a GET, like a local consumer
+ * would (see "Receive side" in qlean-guest-channel.c), instead of
+ * growing this queue. */
+static void
+relay_client_send_bytes (RelayClient *client,
+                         guint8       type,
+                         guint8       fd,
+                         guint32      id,
+                         GBytes      *payload)
+{
+  gsize len = g_bytes_get_size (payload);
+
+  if (client->closed)
+    return;
+
+  g_queue_push_tail (&client->out, qlean_guest_frame_header_new (type, fd, id, len));
+  if (len > 0)
+    g_queue_push_tail (&client->out, g_bytes_ref (payload));
+  relay_client_write_next (client);
+}
+
 static void
 relay_stream_free (RelayStream *rs)
 {
@@ -155,9 +179,11 @@ relay_stream_cb (QleanGuestStream *stream,
 
   if (type == 0)
     {
-      /* The machine's channel closed: end the request with an error. */
+      /* The machine's channel closed, or failed the stream (the client
+       * left too much of the guest's output unread): end the request
+       * with an error. */
       g_autoptr(GByteArray) bytes = g_byte_array_new ();
-      guint8 err[4] = { EIO, 0, 0, 0 };
+      guint8 err[4] = { g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE) ? ENOSPC : EIO, 0, 0, 0 };
 
       g_byte_array_append (bytes, err, sizeof err);
       g_byte_array_append (bytes, (const guint8 *) error->message, strlen (error->message));
@@ -167,7 +193,7 @@ relay_stream_cb (QleanGuestStream *stream,
       return;
     }
 
-  relay_client_send (client, type, fd, id, g_bytes_get_data (payload, NULL), g_bytes_get_size (payload));
+  relay_client_send_bytes (client, type, fd, id, payload);
   if (ends_stream (rs, type, fd))
     g_hash_table_remove (client->streams, GUINT_TO_POINTER (id));
 }

@@ -692,6 +692,64 @@ test_big_output (void)
   g_free (test_run_out (machine, "rm /tmp/qlean-chunk"));
 }
 
+/* Output beyond exec's cap (64 MiB a stream through qlean-guest) is read
+ * and dropped, not kept: the result says it was cut short, and the
+ * command still ran to its end. */
+static void
+test_capped_output (void)
+{
+  QleanMachine *machine = test_shared_machine ();
+  g_autoptr(QleanExecResult) result = NULL;
+  gint64 start;
+
+  if (machine == NULL)
+    return;
+
+  start = g_get_monotonic_time ();
+  result = test_run (machine, "dd if=/dev/zero bs=1048576 count=65 2>/dev/null; echo done >&2");
+  g_test_message ("65 MiB of output in %.2f s", seconds_since (start));
+  g_assert_true (qlean_exec_result_success (result));
+  g_assert_cmpuint (g_bytes_get_size (qlean_exec_result_get_stdout (result)), ==, BIG_SIZE);
+  g_assert_true (qlean_exec_result_get_stdout_truncated (result));
+  g_assert_false (qlean_exec_result_get_stderr_truncated (result));
+  g_assert_cmpmem (g_bytes_get_data (qlean_exec_result_get_stderr (result), NULL),
+                   g_bytes_get_size (qlean_exec_result_get_stderr (result)), "done\n", 5);
+}
+
+/* A process whose piped output nobody reads cannot fill the host's
+ * memory: once 16 MiB wait on the host, it is killed with a clear error,
+ * and what waited still reaches the pipe. */
+static void
+test_unread_pipe (void)
+{
+  QleanMachine *machine = test_shared_machine ();
+  const char * const argv[] = { "sh", "-c", "dd if=/dev/zero bs=1048576 count=64 2>/dev/null", NULL };
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanGuestProcess) process = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree guint8 *buffer = NULL;
+  gsize total = 0;
+  gssize n;
+
+  if (machine == NULL)
+    return;
+
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE);
+  process = spawn (launcher, machine, argv);
+  g_assert_false (qlean_guest_process_wait (process, NULL, &error));
+  g_test_message ("%s", error->message);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE);
+  g_assert_nonnull (strstr (error->message, "read its pipes"));
+
+  buffer = g_malloc (256 * 1024);
+  while ((n = g_input_stream_read (qlean_guest_process_get_stdout_pipe (process), buffer,
+                                   256 * 1024, NULL, NULL)) > 0)
+    total += n;
+  g_test_message ("%" G_GSIZE_FORMAT " bytes reached the pipe", total);
+  g_assert_cmpuint (total, >=, 15 * 1024 * 1024);
+  g_assert_cmpuint (total, <=, 17 * 1024 * 1024);
+}
+
 /* Errors */
 
 static void
@@ -774,6 +832,18 @@ test_agent_fallback (void)
     g_assert_cmpstr (out, ==, "via-agent\n");
     g_assert_cmpstr (err, ==, "err\n");
     g_assert_cmpint (qlean_exec_result_get_exit_status (result), ==, 3);
+  }
+
+  /* The agent's cap is 16 MiB a stream, and the result says it cut. */
+  {
+    gint64 start = g_get_monotonic_time ();
+    g_autoptr(QleanExecResult) result = test_run (machine, "dd if=/dev/zero bs=1048576 count=17 2>/dev/null");
+
+    g_test_message ("17 MiB through the agent in %.2f s", seconds_since (start));
+    g_assert_true (qlean_exec_result_success (result));
+    g_assert_cmpuint (g_bytes_get_size (qlean_exec_result_get_stdout (result)), ==, 16 * 1024 * 1024);
+    g_assert_true (qlean_exec_result_get_stdout_truncated (result));
+    g_assert_false (qlean_exec_result_get_stderr_truncated (result));
   }
 
   /* Back: init starts it again, and the host's HELLO finds it. */
@@ -1084,6 +1154,8 @@ main (int argc,
   g_test_add_func ("/exec/concurrent/16", test_concurrent);
   g_test_add_func ("/exec/concurrent/slow-does-not-block-fast", test_slow_does_not_block_fast);
   g_test_add_func ("/exec/output/64-mib", test_big_output);
+  g_test_add_func ("/exec/output/capped", test_capped_output);
+  g_test_add_func ("/exec/output/unread-pipe", test_unread_pipe);
   g_test_add_func ("/exec/errors/not-found", test_not_found);
   /* Last but for the CLI's own machine: it takes qlean-guest away a while. */
   g_test_add_func ("/exec/fallback/agent", test_agent_fallback);
