@@ -36,6 +36,25 @@
 #define DEFAULT_TIMEOUT_MS 30000
 #define SENTINEL 0xFF
 
+/* How long a reply may be. json-glib needs about 1.5 times a line for a
+ * long string but 40 times for a line of small values (a node each), so
+ * a hostile agent could make a 48 MiB line cost 2 GB. Hence: each command
+ * gets a cap on its reply, REPLY_MAX unless it carries data (a
+ * guest-file-read chunk: the base64 of what it asked for, plus
+ * REPLY_SLACK; guest-exec-status: the agent's captured output, up to
+ * QLEAN_QGA_MAX_MESSAGE); and a reply longer than REPLY_MAX must hold its
+ * bulk in strings, with at most REPLY_MAX_TOKENS JSON values and
+ * separators outside them. Over either, the call fails with
+ * QLEAN_QGA_ERROR_PROTOCOL before json-glib sees the line, and the next
+ * call resyncs. */
+#define REPLY_MAX        (1024 * 1024)
+#define REPLY_SLACK      (4 * 1024)
+#define REPLY_MAX_TOKENS 4096
+/* What the agent reads when guest-file-read names no count. */
+#define FILE_READ_DEFAULT_COUNT 4096
+/* The agent's echo of guest-sync-delimited is a short line. */
+#define SYNC_REPLY_MAX   4096
+
 typedef enum
 {
   ITEM_COMMAND,
@@ -58,6 +77,7 @@ typedef struct
   char           *id;
   JsonObject     *arguments;
   gboolean        no_reply;
+  gsize           reply_max;  /* the longest reply line this command can need */
   guint           timeout_ms;
   GTask          *task;
   GSource        *timeout_source;
@@ -308,6 +328,109 @@ qlean_qga_client_fail_in_flight_and_resync (QleanQgaClient *self,
   qlean_qga_client_finish_in_flight (self, NULL, error);
 }
 
+/* The longest reply @command with @arguments can need (see REPLY_MAX). */
+static gsize
+reply_max_for (const char *command,
+               JsonObject *arguments)
+{
+  if (g_strcmp0 (command, "guest-exec-status") == 0)
+    return QLEAN_QGA_MAX_MESSAGE;
+
+  if (g_strcmp0 (command, "guest-file-read") == 0)
+    {
+      JsonNode *node = arguments ? json_object_get_member (arguments, "count") : NULL;
+      gint64 count = FILE_READ_DEFAULT_COUNT;
+
+      if (node != NULL && JSON_NODE_HOLDS_VALUE (node) &&
+          json_node_get_value_type (node) == G_TYPE_INT64)
+        count = json_node_get_int (node);
+      if (count < 0 || count > QLEAN_QGA_MAX_MESSAGE)
+        return QLEAN_QGA_MAX_MESSAGE;
+      /* base64: 4 characters for every 3 bytes or part of them */
+      return MAX (REPLY_MAX, (gsize) (count + 2) / 3 * 4 + REPLY_SLACK);
+    }
+
+  return REPLY_MAX;
+}
+
+/* Counts what json-glib would make a node of, or separate nodes with,
+ * outside strings; stops counting past @max. */
+static guint
+count_json_tokens (const char *data,
+                   gsize       len,
+                   guint       max)
+{
+  gboolean in_string = FALSE;
+  guint tokens = 0;
+
+  for (gsize i = 0; i < len && tokens <= max; i++)
+    {
+      char c = data[i];
+
+      if (in_string)
+        {
+          if (c == '\\')
+            i++;
+          else if (c == '"')
+            in_string = FALSE;
+          continue;
+        }
+
+      switch (c)
+        {
+        case '"':
+          in_string = TRUE;
+          tokens++;
+          break;
+        case '{':
+        case '[':
+        case ',':
+        case ':':
+          tokens++;
+          break;
+        default:
+          break;
+        }
+    }
+
+  return tokens;
+}
+
+/* Whether a reply of @len bytes is one that @item's command may get. */
+static gboolean
+check_reply_size (Item        *item,
+                  const char  *data,
+                  gsize        len,
+                  GError     **error)
+{
+  g_autofree char *size = NULL;
+  g_autofree char *max = NULL;
+
+  if (len > item->reply_max)
+    {
+      size = g_format_size (len);
+      max = g_format_size (item->reply_max);
+      g_set_error (error, QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_PROTOCOL,
+                   _("Guest agent command “%s” failed: the agent broke the protocol: its reply "
+                     "is %s long, more than the %s an answer to this command can need"),
+                   item_name (item), size, max);
+      return FALSE;
+    }
+
+  if (len > REPLY_MAX && count_json_tokens (data, len, REPLY_MAX_TOKENS) > REPLY_MAX_TOKENS)
+    {
+      size = g_format_size (len);
+      g_set_error (error, QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_PROTOCOL,
+                   _("Guest agent command “%s” failed: the agent broke the protocol: its reply "
+                     "is %s of many small values, where only a long data string can make an "
+                     "answer that long"),
+                   item_name (item), size);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
 static void
 qlean_qga_client_handle_sync_line (QleanQgaClient *self,
                                    const char     *data,
@@ -323,6 +446,9 @@ qlean_qga_client_handle_sync_line (QleanQgaClient *self,
     return;
 
   marker++;
+  /* Longer than any echo: not ours, and not worth parsing. */
+  if (len - (marker - data) > SYNC_REPLY_MAX)
+    return;
   message = qlean_json_parse_object (marker, len - (marker - data), NULL);
   if (message == NULL)
     return;
@@ -383,6 +509,12 @@ qlean_qga_client_line_cb (GObject      *owner,
 
   if (item->phase != ITEM_SENT)
     return;
+
+  if (!check_reply_size (item, data, len, &error))
+    {
+      qlean_qga_client_fail_in_flight_and_resync (self, g_steal_pointer (&error));
+      return;
+    }
 
   message = qlean_json_parse_object (data, len, &error);
   if (message == NULL)
@@ -621,6 +753,7 @@ qlean_qga_client_submit (QleanQgaClient      *self,
    * qlean_json_object_copy()). */
   item->arguments = arguments ? qlean_json_object_copy (arguments) : NULL;
   item->no_reply = no_reply;
+  item->reply_max = reply_max_for (command, arguments);
   item->timeout_ms = timeout_ms ? timeout_ms : qlean_qga_client_get_timeout (self);
   item->task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (item->task, source_tag);

@@ -21,7 +21,11 @@ G_BEGIN_DECLS
  *
  * The longest reply, in bytes, a #QleanQgaClient accepts from the agent.
  * The agent's own cap on captured output (16 MiB per stream, base64
- * encoded) fits.
+ * encoded) fits. Only `guest-exec-status` may get that much: a
+ * `guest-file-read` reply may be as long as the base64 of the count it
+ * asked for plus 4 KiB, any other reply 1 MiB, and a reply over 1 MiB
+ * must carry its bulk in strings. A longer one fails its call with
+ * %QLEAN_QGA_ERROR_PROTOCOL, and the client resyncs with the agent.
  */
 #define QLEAN_QGA_MAX_MESSAGE (48 * 1024 * 1024)
 

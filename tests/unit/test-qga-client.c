@@ -1454,6 +1454,143 @@ test_cancel (Fixture       *fixture,
   assert_int_reply (fixture, third, 3);
 }
 
+/* A reply of @len bytes: {"return": "<@fill x len>", "id": ...}. */
+static void
+agent_reply_string (FakePeer   *peer,
+                    const char *id,
+                    char        fill,
+                    gsize       len)
+{
+  g_autoptr(GString) line = g_string_sized_new (len + 64);
+
+  g_string_append (line, "{\"return\": \"");
+  g_string_set_size (line, line->len + len);
+  memset (line->str + line->len - len, fill, len);
+  g_string_append_printf (line, "\", \"id\": \"%s\"}\n", id);
+  fake_peer_write (peer, line->str, line->len);
+}
+
+static void
+assert_protocol_error (Fixture      *fixture,
+                       AsyncCapture *capture,
+                       const char   *message_part)
+{
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+
+  reply = execute_finish (fixture, capture, &error);
+  g_assert_null (reply);
+  g_assert_error (error, QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_PROTOCOL);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, message_part));
+  g_assert_false (qlean_qga_client_is_closed (fixture->client));
+}
+
+/* The client is in step with the agent again: the next call resyncs. */
+static void
+assert_recovers (Fixture *fixture)
+{
+  g_autofree char *id = NULL;
+  AsyncCapture *capture;
+
+  capture = execute_async (fixture, "guest-get-time", NULL, NULL);
+  id = agent_sync_then_command (fixture->peer, "guest-get-time", NULL);
+  agent_reply (fixture->peer, id, "7");
+  assert_int_reply (fixture, capture, 7);
+}
+
+/* Each command's reply is capped at what its answer can need, far below
+ * QLEAN_QGA_MAX_MESSAGE (which json-glib would need 40 times over for a
+ * line of small values): over it, the call fails with a protocol error
+ * before the line is parsed, and the client resyncs. */
+static void
+test_reply_caps (Fixture       *fixture,
+                 gconstpointer  data)
+{
+  g_autoptr(JsonObject) arguments = json_object_new ();
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GString) tokens = NULL;
+  g_autofree char *id = NULL;
+  AsyncCapture *capture;
+  gsize chunk_b64 = (256 * 1024 + 2) / 3 * 4;
+
+  /* A command without data: 2 MiB of answer is no answer. */
+  capture = execute_async (fixture, "guest-get-osinfo", NULL, NULL);
+  id = agent_sync_then_command (fixture->peer, "guest-get-osinfo", NULL);
+  agent_reply_string (fixture->peer, id, 'x', 2 * 1024 * 1024);
+  assert_protocol_error (fixture, capture, "an answer to this command can need");
+  assert_recovers (fixture);
+  g_clear_pointer (&id, g_free);
+
+  /* guest-file-read gets the base64 of the chunk it asked for... */
+  json_object_set_int_member (arguments, "handle", 1);
+  json_object_set_int_member (arguments, "count", 256 * 1024);
+  capture = execute_async (fixture, "guest-file-read", arguments, NULL);
+  id = agent_expect_command (fixture->peer, "guest-file-read", NULL);
+  agent_reply_string (fixture->peer, id, 'A', chunk_b64);
+  reply = execute_finish (fixture, capture, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (strlen (json_node_get_string (reply)), ==, chunk_b64);
+  g_clear_pointer (&reply, json_node_unref);
+  g_clear_pointer (&id, g_free);
+
+  /* ...and not four times that. */
+  capture = execute_async (fixture, "guest-file-read", arguments, NULL);
+  id = agent_expect_command (fixture->peer, "guest-file-read", NULL);
+  agent_reply_string (fixture->peer, id, 'A', 4 * chunk_b64);
+  assert_protocol_error (fixture, capture, "guest-file-read");
+  assert_recovers (fixture);
+  g_clear_pointer (&id, g_free);
+
+  /* guest-exec-status may carry the agent's captured output, but as
+   * strings: 2 MiB of small values is refused unparsed. */
+  capture = execute_async (fixture, "guest-exec-status", NULL, NULL);
+  id = agent_expect_command (fixture->peer, "guest-exec-status", NULL);
+  tokens = g_string_new ("{\"return\": {\"out-data\": [");
+  while (tokens->len < 2 * 1024 * 1024)
+    g_string_append (tokens, "0,");
+  g_string_append_printf (tokens, "0]}, \"id\": \"%s\"}\n", id);
+  fake_peer_write (fixture->peer, tokens->str, tokens->len);
+  assert_protocol_error (fixture, capture, "many small values");
+  assert_recovers (fixture);
+  g_clear_pointer (&id, g_free);
+
+  capture = execute_async (fixture, "guest-exec-status", NULL, NULL);
+  id = agent_expect_command (fixture->peer, "guest-exec-status", NULL);
+  agent_reply_string (fixture->peer, id, 'A', 4 * 1024 * 1024);
+  reply = execute_finish (fixture, capture, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (strlen (json_node_get_string (reply)), ==, 4 * 1024 * 1024);
+}
+
+/* A sync echo longer than any echo (here padded with 1 MiB of blanks)
+ * is not parsed, so it cannot cost what parsing would: the sync waits on
+ * for the real one. */
+static void
+test_long_sync_line (Fixture       *fixture,
+                     gconstpointer  data)
+{
+  g_autoptr(GString) line = NULL;
+  g_autofree char *id = NULL;
+  AsyncCapture *capture;
+  gint64 sync_id;
+
+  capture = execute_async (fixture, "guest-get-time", NULL, NULL);
+  sync_id = agent_expect_sync (fixture->peer);
+  line = g_string_new (NULL);
+  g_string_printf (line, "\xff{\"return\": %" G_GINT64_FORMAT, sync_id);
+  while (line->len < 1024 * 1024)
+    g_string_append_c (line, ' ');
+  g_string_append (line, "}\n");
+  fake_peer_write (fixture->peer, line->str, line->len);
+  fake_peer_assert_quiet (fixture->peer, 200);
+  agent_answer_sync (fixture->peer, sync_id);
+  id = agent_expect_command (fixture->peer, "guest-get-time", NULL);
+  agent_reply (fixture->peer, id, "5");
+  assert_int_reply (fixture, capture, 5);
+}
+
 #define ADD_FIXTURE_TEST(path, func) \
   g_test_add (path, Fixture, NULL, fixture_setup, func, fixture_teardown)
 
@@ -1471,6 +1608,8 @@ main (int   argc,
   ADD_FIXTURE_TEST ("/qga/reply/malformed", test_malformed_reply);
   ADD_FIXTURE_TEST ("/qga/reply/errors", test_error_replies);
   ADD_FIXTURE_TEST ("/qga/reply/over-long", test_over_long_reply);
+  ADD_FIXTURE_TEST ("/qga/reply/caps", test_reply_caps);
+  ADD_FIXTURE_TEST ("/qga/sync/long-line", test_long_sync_line);
   ADD_FIXTURE_TEST ("/qga/reply/deep", test_deep_reply);
   ADD_FIXTURE_TEST ("/qga/sync/deep-line", test_deep_sync_line);
   ADD_FIXTURE_TEST ("/qga/one-in-flight", test_one_in_flight);
