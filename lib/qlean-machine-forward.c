@@ -2,8 +2,8 @@
  *
  * SPDX-License-Identifier: MIT
  *
- * A forward is a listening socket on 127.0.0.1 of the host, on Qlean's
- * worker thread. Each connection it accepts becomes one CONNECT stream
+ * A forward is a listening socket on 127.0.0.1 of the host (or a unix
+ * socket, which only its owner may reach), on Qlean's worker thread. Each connection it accepts becomes one CONNECT stream
  * of the machine's data channel (qga/qlean-guest-protocol.h): qlean-guest
  * connects to the port on the guest's own loopback and the two sockets
  * are pumped into each other. So a forward needs no network card, no
@@ -13,17 +13,29 @@
  *
  * Buffering is bounded both ways by the protocol's credit window: the
  * local socket is read only while the guest has room, and what the guest
- * sends is acknowledged only once the local socket took it.
+ * sends is acknowledged only once the local socket took it. A guest that
+ * sends beyond its window has its connection failed by the channel (see
+ * "Receive side" in qga/qlean-guest-channel.c) and the client is reset,
+ * so the host never holds more than a window per connection.
+ *
+ * Who may connect: 127.0.0.1 has no owner, so a TCP forward is open to
+ * every user and process of the host, as any local server is. A unix
+ * socket forward is made mode 0600 (in a directory of mode 0700 unless
+ * the caller names the path), so only our uid (and root) reaches it.
  */
 
 #include "config.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <glib/gstdio.h>
 #include <glib/gi18n-lib.h>
+#include <gio/gunixsocketaddress.h>
 
 #include "qlean-error.h"
 #include "qlean-guest-channel-private.h"
@@ -61,7 +73,9 @@ struct _Forward
 {
   int                ref_count;   /* worker only */
   char              *machine_name;
-  guint16            host_port;
+  guint16            host_port;   /* 0 for a unix socket */
+  char              *socket_path; /* a unix socket's, absolute */
+  char              *socket_dir;  /* the directory we made for it, or NULL */
   guint16            guest_port;
   QleanGuestChannel *channel;
   GSocket           *listener;
@@ -90,6 +104,8 @@ forward_unref (Forward *forward)
   g_assert (forward->listener == NULL && forward->conns == NULL);
   g_clear_object (&forward->channel);
   g_free (forward->machine_name);
+  g_free (forward->socket_path);
+  g_free (forward->socket_dir);
   g_free (forward);
 }
 
@@ -412,7 +428,8 @@ forward_accept_cb (GSocket      *listener,
 
   g_socket_set_blocking (socket, FALSE);
   /* Bytes go on as the client wrote them; batching is the client's call. */
-  g_socket_set_option (socket, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
+  if (forward->socket_path == NULL)
+    g_socket_set_option (socket, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
 
   conn = g_new0 (Conn, 1);
   conn->forward = forward;
@@ -446,6 +463,12 @@ forward_close (Forward *forward)
   if (forward->listener != NULL)
     g_socket_close (forward->listener, NULL);
   g_clear_object (&forward->listener);
+  /* A unix socket's file stays after close: remove it, and the directory
+   * made for it. */
+  if (forward->socket_path != NULL)
+    g_unlink (forward->socket_path);
+  if (forward->socket_dir != NULL)
+    g_rmdir (forward->socket_dir);
   g_clear_pointer (&forward->conns, g_ptr_array_unref);
   forward_unref (forward);
 }
@@ -496,21 +519,28 @@ qlean_machine_forward_release (QleanMachine *self)
 
 typedef struct
 {
-  guint16 host_port;
-  guint16 guest_port;
+  guint16  host_port;
+  guint16  guest_port;
+  gboolean is_unix;
+  char    *socket_path;   /* unix: the caller's, or NULL for one of ours */
 } ForwardRequest;
 
-static Forward *
-forward_listen (QleanMachine       *self,
-                QleanGuestChannel  *channel,
-                guint16             host_port,
-                guint16             guest_port,
-                GError            **error)
+static void
+forward_request_free (ForwardRequest *request)
+{
+  g_free (request->socket_path);
+  g_free (request);
+}
+
+/* Listens on 127.0.0.1:@host_port. */
+static GSocket *
+listen_tcp (guint16   host_port,
+            guint16  *bound_port,
+            GError  **error)
 {
   g_autoptr(GSocket) listener = NULL;
   g_autoptr(GSocketAddress) address = NULL;
   g_autoptr(GSocketAddress) bound = NULL;
-  Forward *forward;
 
   /* Loopback only: a forward is for tests and tools on this host, and a
    * guest's server must never be reachable from the LAN by accident. */
@@ -522,15 +552,71 @@ forward_listen (QleanMachine       *self,
       !g_socket_listen (listener, error) ||
       (bound = g_socket_get_local_address (listener, error)) == NULL)
     return NULL;
-  g_socket_set_blocking (listener, FALSE);
 
-  forward = g_new0 (Forward, 1);
+  *bound_port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+  return g_steal_pointer (&listener);
+}
+
+/* Listens on a unix socket at @path (absolute, not there yet), which
+ * only our uid may connect to. */
+static GSocket *
+listen_unix (const char  *path,
+             GError     **error)
+{
+  g_autoptr(GSocket) listener = NULL;
+  g_autoptr(GSocketAddress) address = NULL;
+
+  if (strlen (path) >= sizeof ((struct sockaddr_un *) NULL)->sun_path)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   _("the path is longer than a unix socket's %zu bytes; pick a shorter one"),
+                   sizeof ((struct sockaddr_un *) NULL)->sun_path - 1);
+      return NULL;
+    }
+
+  listener = g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_DEFAULT, error);
+  if (listener == NULL)
+    return NULL;
+  address = g_unix_socket_address_new (path);
+  /* Never over an existing file: bind() fails with EADDRINUSE. */
+  if (!g_socket_bind (listener, address, FALSE, error))
+    return NULL;
+
+  /* Made 0600 before it listens: until then nobody can connect, so no
+   * other user ever can. */
+  if (g_chmod (path, 0600) != 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   "chmod: %s", g_strerror (saved_errno));
+      g_unlink (path);
+      return NULL;
+    }
+
+  if (!g_socket_listen (listener, error))
+    {
+      g_unlink (path);
+      return NULL;
+    }
+
+  return g_steal_pointer (&listener);
+}
+
+static Forward *
+forward_new (QleanMachine      *self,
+             QleanGuestChannel *channel,
+             GSocket           *listener,
+             guint16            guest_port)
+{
+  Forward *forward = g_new0 (Forward, 1);
+
+  g_socket_set_blocking (listener, FALSE);
   forward->ref_count = 1;
   forward->machine_name = g_strdup (qlean_machine_get_name (self));
-  forward->host_port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
   forward->guest_port = guest_port;
   forward->channel = g_object_ref (channel);
-  forward->listener = g_steal_pointer (&listener);
+  forward->listener = g_object_ref (listener);
   forward->conns = g_ptr_array_new_with_free_func ((GDestroyNotify) conn_free);
   forward->accept_source = g_socket_create_source (forward->listener, G_IO_IN, NULL);
   g_source_set_callback (forward->accept_source,
@@ -539,6 +625,93 @@ forward_listen (QleanMachine       *self,
   g_source_attach (forward->accept_source, qlean_worker_get_context ());
 
   return forward;
+}
+
+static void
+forward_tcp (GTask             *task,
+             QleanMachine      *self,
+             QleanGuestChannel *channel,
+             ForwardRequest    *request)
+{
+  g_autoptr(GSocket) listener = NULL;
+  g_autoptr(GError) error = NULL;
+  guint16 port = 0;
+  Forward *forward;
+
+  listener = listen_tcp (request->host_port, &port, &error);
+  if (listener == NULL)
+    {
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE))
+        g_prefix_error (&error, _("Cannot forward port %u of 127.0.0.1 (in use: pick another, "
+                                  "or 0 for a free one): "), request->host_port);
+      else
+        g_prefix_error (&error, _("Cannot forward port %u of 127.0.0.1: "), request->host_port);
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  forward = forward_new (self, channel, listener, request->guest_port);
+  forward->host_port = port;
+  g_ptr_array_add (get_forwards (self, TRUE), forward);
+  g_debug ("Machine “%s”: 127.0.0.1:%u forwards to guest port %u",
+           qlean_machine_get_name (self), forward->host_port, forward->guest_port);
+  g_task_return_int (task, forward->host_port);
+}
+
+static void
+forward_unix (GTask             *task,
+              QleanMachine      *self,
+              QleanGuestChannel *channel,
+              ForwardRequest    *request)
+{
+  g_autoptr(GSocket) listener = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = NULL;
+  g_autofree char *path = NULL;
+  g_autofree char *display = NULL;
+  Forward *forward;
+
+  if (request->socket_path != NULL)
+    path = g_canonicalize_filename (request->socket_path, NULL);
+  else
+    {
+      g_autofree char *name = g_strdup_printf ("port-%u.sock", request->guest_port);
+
+      /* mkdtemp(): a fresh directory of mode 0700. */
+      dir = g_dir_make_tmp ("qlean-forward-XXXXXX", &error);
+      if (dir == NULL)
+        {
+          g_prefix_error (&error, _("Cannot forward to port %u of machine “%s” through a unix "
+                                    "socket: no private directory for it: "),
+                          request->guest_port, qlean_machine_get_name (self));
+          g_task_return_error (task, g_steal_pointer (&error));
+          return;
+        }
+      path = g_build_filename (dir, name, NULL);
+    }
+
+  listener = listen_unix (path, &error);
+  if (listener == NULL)
+    {
+      display = g_filename_display_name (path);
+      if (dir != NULL)
+        g_rmdir (dir);
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE))
+        g_prefix_error (&error, _("Cannot forward through “%s”: something is there already "
+                                  "(remove it, or pick another path): "), display);
+      else
+        g_prefix_error (&error, _("Cannot forward through “%s”: "), display);
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  forward = forward_new (self, channel, listener, request->guest_port);
+  forward->socket_path = g_strdup (path);
+  forward->socket_dir = g_steal_pointer (&dir);
+  g_ptr_array_add (get_forwards (self, TRUE), forward);
+  g_debug ("Machine “%s”: %s forwards to guest port %u",
+           qlean_machine_get_name (self), forward->socket_path, forward->guest_port);
+  g_task_return_pointer (task, g_steal_pointer (&path), g_free);
 }
 
 static void
@@ -551,7 +724,6 @@ forward_channel_cb (GObject      *source,
   ForwardRequest *request = g_task_get_task_data (task);
   g_autoptr(QleanGuestChannel) channel = NULL;
   g_autoptr(GError) error = NULL;
-  Forward *forward;
 
   channel = qlean_machine_get_guest_channel_finish (self, result, &error);
   if (channel == NULL)
@@ -572,22 +744,10 @@ forward_channel_cb (GObject      *source,
       return;
     }
 
-  forward = forward_listen (self, channel, request->host_port, request->guest_port, &error);
-  if (forward == NULL)
-    {
-      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE))
-        g_prefix_error (&error, _("Cannot forward port %u of 127.0.0.1 (in use: pick another, "
-                                  "or 0 for a free one): "), request->host_port);
-      else
-        g_prefix_error (&error, _("Cannot forward port %u of 127.0.0.1: "), request->host_port);
-      g_task_return_error (task, g_steal_pointer (&error));
-      return;
-    }
-
-  g_ptr_array_add (get_forwards (self, TRUE), forward);
-  g_debug ("Machine “%s”: 127.0.0.1:%u forwards to guest port %u",
-           qlean_machine_get_name (self), forward->host_port, forward->guest_port);
-  g_task_return_int (task, forward->host_port);
+  if (request->is_unix)
+    forward_unix (task, self, channel, request);
+  else
+    forward_tcp (task, self, channel, request);
 }
 
 static gboolean
@@ -599,6 +759,40 @@ forward_in_worker (gpointer user_data)
   qlean_machine_get_guest_channel_async (self, g_task_get_cancellable (task),
                                          forward_channel_cb, g_object_ref (task));
   return G_SOURCE_REMOVE;
+}
+
+/* Behind both forwards: checks, then listens on the worker. */
+static void
+forward_start (QleanMachine        *self,
+               ForwardRequest      *request,
+               GCancellable        *cancellable,
+               gpointer             source_tag,
+               GAsyncReadyCallback  callback,
+               gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, source_tag);
+  g_task_set_name (task, "[qlean] forward port");
+  g_task_set_task_data (task, request, (GDestroyNotify) forward_request_free);
+
+  if (request->guest_port == 0)
+    {
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                               _("Cannot forward to port 0 of machine “%s”: give the guest's port"),
+                               qlean_machine_get_name (self));
+      return;
+    }
+
+  if (!qlean_machine_check_running (self, "forward a port", &error))
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  qlean_worker_invoke (forward_in_worker, g_steal_pointer (&task), g_object_unref);
 }
 
 /**
@@ -616,6 +810,12 @@ forward_in_worker (gpointer user_data)
  * 127.0.0.1:@host_port becomes a connection to 127.0.0.1:@guest_port in
  * the guest. The port is bound to the loopback address only.
  *
+ * The loopback address has no owner: every user and process of the host
+ * can connect to the port, as to any local server. Where other users
+ * share the host and the guest's server must stay yours, forward through
+ * a unix socket instead, which only your uid can reach: see
+ * [method@Machine.forward_unix_async].
+ *
  * Forwarding runs over the machine's data channel (qlean-guest), not
  * over a network, so it works the same with a pool network and without
  * any network card. The server in the guest need not listen yet: a
@@ -631,36 +831,15 @@ qlean_machine_forward_port_async (QleanMachine        *self,
                                   GAsyncReadyCallback  callback,
                                   gpointer             user_data)
 {
-  g_autoptr(GTask) task = NULL;
-  g_autoptr(GError) error = NULL;
   ForwardRequest *request;
 
   g_return_if_fail (QLEAN_IS_MACHINE (self));
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_machine_forward_port_async);
-  g_task_set_name (task, "[qlean] forward port");
-
-  if (guest_port == 0)
-    {
-      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                               _("Cannot forward to port 0 of machine “%s”: give the guest's port"),
-                               qlean_machine_get_name (self));
-      return;
-    }
-
-  if (!qlean_machine_check_running (self, "forward a port", &error))
-    {
-      g_task_return_error (task, g_steal_pointer (&error));
-      return;
-    }
-
   request = g_new0 (ForwardRequest, 1);
   request->host_port = host_port;
   request->guest_port = guest_port;
-  g_task_set_task_data (task, request, g_free);
-  qlean_worker_invoke (forward_in_worker, g_steal_pointer (&task), g_object_unref);
+  forward_start (self, request, cancellable, qlean_machine_forward_port_async, callback, user_data);
 }
 
 /**
@@ -696,7 +875,8 @@ qlean_machine_forward_port_finish (QleanMachine  *self,
  * @error: return location for a #GError
  *
  * Blocking twin of qlean_machine_forward_port_async(). A port in use
- * fails with %G_IO_ERROR_ADDRESS_IN_USE.
+ * fails with %G_IO_ERROR_ADDRESS_IN_USE. Every local user can connect to
+ * the port; see [method@Machine.forward_unix] for one only you can reach.
  *
  * Returns: the port listening on 127.0.0.1 of the host, or 0 with @error
  *   set
@@ -715,19 +895,128 @@ qlean_machine_forward_port (QleanMachine  *self,
   return qlean_machine_forward_port_finish (self, qlean_sync_call_wait (&call), error);
 }
 
+/**
+ * qlean_machine_forward_unix_async:
+ * @self: a running #QleanMachine
+ * @socket_path: (nullable) (type filename): where to make the unix socket,
+ *   a path where nothing is yet; %NULL makes one in a new directory of
+ *   its own under g_get_tmp_dir()
+ * @guest_port: the TCP port in the guest to forward to
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called when the socket listens, or could not
+ * @user_data: data for @callback
+ *
+ * Like [method@Machine.forward_port_async], but the host's end is a unix
+ * socket that only your uid (and root) can connect to: the socket is
+ * made mode 0600 before it listens, and the directory made for it when
+ * @socket_path is %NULL has mode 0700. So other users of the host cannot
+ * reach the guest's server, as they can a forwarded TCP port. Each
+ * connection to the socket becomes a connection to 127.0.0.1:@guest_port
+ * in the guest.
+ *
+ * With @socket_path, its directory is yours to choose and keep private.
+ * A path where something exists already fails with
+ * %G_IO_ERROR_ADDRESS_IN_USE; nothing is removed to make room. The
+ * socket (and the directory made for it) is removed when the forward
+ * ends: when the machine stops, or with [method@Machine.unforward_unix].
+ */
+void
+qlean_machine_forward_unix_async (QleanMachine        *self,
+                                  const char          *socket_path,
+                                  guint16              guest_port,
+                                  GCancellable        *cancellable,
+                                  GAsyncReadyCallback  callback,
+                                  gpointer             user_data)
+{
+  ForwardRequest *request;
+
+  g_return_if_fail (QLEAN_IS_MACHINE (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  request = g_new0 (ForwardRequest, 1);
+  request->is_unix = TRUE;
+  request->socket_path = g_strdup (socket_path);
+  request->guest_port = guest_port;
+  forward_start (self, request, cancellable, qlean_machine_forward_unix_async, callback, user_data);
+}
+
+/**
+ * qlean_machine_forward_unix_finish:
+ * @self: a #QleanMachine
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes qlean_machine_forward_unix_async().
+ *
+ * Returns: (transfer full) (type filename): the absolute path of the
+ *   listening socket, or %NULL with @error set
+ */
+char *
+qlean_machine_forward_unix_finish (QleanMachine  *self,
+                                   GAsyncResult  *result,
+                                   GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/**
+ * qlean_machine_forward_unix:
+ * @self: a running #QleanMachine
+ * @socket_path: (nullable) (type filename): where to make the unix socket,
+ *   or %NULL for a new private directory of its own
+ * @guest_port: the TCP port in the guest to forward to
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_forward_unix_async().
+ *
+ * Returns: (transfer full) (type filename): the absolute path of the
+ *   listening socket, or %NULL with @error set
+ */
+char *
+qlean_machine_forward_unix (QleanMachine  *self,
+                            const char    *socket_path,
+                            guint16        guest_port,
+                            GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+
+  qlean_sync_call_init (&call);
+  qlean_machine_forward_unix_async (self, socket_path, guest_port, NULL, qlean_sync_call_done, &call);
+
+  return qlean_machine_forward_unix_finish (self, qlean_sync_call_wait (&call), error);
+}
+
+typedef struct
+{
+  guint16  host_port;
+  char    *socket_path;  /* absolute; NULL for a TCP port */
+} UnforwardRequest;
+
+static void
+unforward_request_free (UnforwardRequest *request)
+{
+  g_free (request->socket_path);
+  g_free (request);
+}
+
 static gboolean
 unforward_in_worker (gpointer user_data)
 {
   GTask *task = user_data;
   QleanMachine *self = g_task_get_source_object (task);
-  guint16 host_port = GPOINTER_TO_UINT (g_task_get_task_data (task));
+  UnforwardRequest *request = g_task_get_task_data (task);
   GPtrArray *forwards = get_forwards (self, FALSE);
+  g_autofree char *display = NULL;
 
   for (guint i = 0; forwards != NULL && i < forwards->len; i++)
     {
       Forward *forward = g_ptr_array_index (forwards, i);
 
-      if (forward->host_port == host_port)
+      if (request->socket_path != NULL ? g_strcmp0 (forward->socket_path, request->socket_path) == 0
+                                       : forward->socket_path == NULL &&
+                                         forward->host_port == request->host_port)
         {
           g_ptr_array_remove_index (forwards, i);
           g_task_return_boolean (task, TRUE);
@@ -735,10 +1024,36 @@ unforward_in_worker (gpointer user_data)
         }
     }
 
-  g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
-                           _("Machine “%s” forwards no port %u"), qlean_machine_get_name (self),
-                           host_port);
+  if (request->socket_path == NULL)
+    g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                             _("Machine “%s” forwards no port %u"), qlean_machine_get_name (self),
+                             request->host_port);
+  else
+    {
+      display = g_filename_display_name (request->socket_path);
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                               _("Machine “%s” forwards nothing through “%s”"),
+                               qlean_machine_get_name (self), display);
+    }
   return G_SOURCE_REMOVE;
+}
+
+static gboolean
+unforward (QleanMachine      *self,
+           UnforwardRequest  *request,
+           gpointer           source_tag,
+           GError           **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+  GTask *task;
+
+  qlean_sync_call_init (&call);
+  task = g_task_new (self, NULL, qlean_sync_call_done, &call);
+  g_task_set_source_tag (task, source_tag);
+  g_task_set_task_data (task, request, (GDestroyNotify) unforward_request_free);
+  qlean_worker_invoke (unforward_in_worker, task, g_object_unref);
+
+  return g_task_propagate_boolean (G_TASK (qlean_sync_call_wait (&call)), error);
 }
 
 /**
@@ -758,16 +1073,40 @@ qlean_machine_unforward_port (QleanMachine  *self,
                               guint16        host_port,
                               GError       **error)
 {
-  g_auto(QleanSyncCall) call = { 0 };
-  GTask *task;
+  UnforwardRequest *request;
 
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
 
-  qlean_sync_call_init (&call);
-  task = g_task_new (self, NULL, qlean_sync_call_done, &call);
-  g_task_set_source_tag (task, qlean_machine_unforward_port);
-  g_task_set_task_data (task, GUINT_TO_POINTER (host_port), NULL);
-  qlean_worker_invoke (unforward_in_worker, task, g_object_unref);
+  request = g_new0 (UnforwardRequest, 1);
+  request->host_port = host_port;
+  return unforward (self, request, qlean_machine_unforward_port, error);
+}
 
-  return g_task_propagate_boolean (G_TASK (qlean_sync_call_wait (&call)), error);
+/**
+ * qlean_machine_unforward_unix:
+ * @self: a #QleanMachine
+ * @socket_path: (type filename): a path that qlean_machine_forward_unix()
+ *   returned
+ * @error: return location for a #GError
+ *
+ * Stops forwarding through @socket_path: the socket (and the directory
+ * made for it) is gone once this returns, and connections made through it
+ * are closed. A path this machine does not forward through fails with
+ * %G_IO_ERROR_NOT_FOUND.
+ *
+ * Returns: %TRUE when the forward was removed
+ */
+gboolean
+qlean_machine_unforward_unix (QleanMachine  *self,
+                              const char    *socket_path,
+                              GError       **error)
+{
+  UnforwardRequest *request;
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
+  g_return_val_if_fail (socket_path != NULL, FALSE);
+
+  request = g_new0 (UnforwardRequest, 1);
+  request->socket_path = g_canonicalize_filename (socket_path, NULL);
+  return unforward (self, request, qlean_machine_unforward_unix, error);
 }

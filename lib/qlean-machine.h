@@ -275,5 +275,25 @@ QLEAN_AVAILABLE_IN_ALL
 gboolean            qlean_machine_unforward_port       (QleanMachine        *self,
                                                         guint16              host_port,
                                                         GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_forward_unix_async   (QleanMachine        *self,
+                                                        const char          *socket_path,
+                                                        guint16              guest_port,
+                                                        GCancellable        *cancellable,
+                                                        GAsyncReadyCallback  callback,
+                                                        gpointer             user_data);
+QLEAN_AVAILABLE_IN_ALL
+char               *qlean_machine_forward_unix_finish  (QleanMachine        *self,
+                                                        GAsyncResult        *result,
+                                                        GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+char               *qlean_machine_forward_unix         (QleanMachine        *self,
+                                                        const char          *socket_path,
+                                                        guint16              guest_port,
+                                                        GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_unforward_unix       (QleanMachine        *self,
+                                                        const char          *socket_path,
+                                                        GError             **error);
 
 G_END_DECLS

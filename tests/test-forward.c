@@ -7,11 +7,15 @@
 #include "config.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <glib/gstdio.h>
 
 #include <qlean/qlean.h>
@@ -374,6 +378,172 @@ test_forward_attached (void)
   g_rmdir (dir);
 }
 
+/* A blocking connection to the unix socket at @path, or -1 with errno. */
+static int
+connect_unix (const char *path)
+{
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct timeval tv = { .tv_sec = 20 };
+
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpuint (strlen (path), <, sizeof sa.sun_path);
+  strcpy (sa.sun_path, path);
+  setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt (fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (connect (fd, (struct sockaddr *) &sa, sizeof sa) != 0)
+    {
+      int saved = errno;
+
+      close (fd);
+      errno = saved;
+      return -1;
+    }
+  return fd;
+}
+
+/* GET / through the unix socket at @path: the body, or NULL. */
+static GBytes *
+http_get_unix (const char *path)
+{
+  const char *request = "GET / HTTP/1.0\r\nHost: test\r\n\r\n";
+  g_autoptr(GByteArray) response = g_byte_array_new ();
+  int fd = connect_unix (path);
+  guint8 buffer[65536];
+  ssize_t n;
+  guint8 *end;
+
+  if (fd < 0)
+    return NULL;
+  if (write (fd, request, strlen (request)) != (ssize_t) strlen (request))
+    {
+      close (fd);
+      return NULL;
+    }
+  while ((n = read (fd, buffer, sizeof buffer)) > 0)
+    g_byte_array_append (response, buffer, n);
+  close (fd);
+
+  if (n < 0 || response->len < 12 || memcmp (response->data + 8, " 200", 4) != 0 ||
+      (end = memmem (response->data, response->len, "\r\n\r\n", 4)) == NULL)
+    return NULL;
+  return g_bytes_new (end + 4, response->data + response->len - (end + 4));
+}
+
+/* The errno another user (nobody, 65534) gets connecting to @path, or
+ * to 127.0.0.1:@port when @path is NULL: 0 when it connects. Needs root
+ * to become that user. */
+static int
+other_user_connect_errno (const char *path,
+                          guint16     port)
+{
+  int status;
+  pid_t pid = fork ();
+
+  g_assert_cmpint (pid, >=, 0);
+  if (pid == 0)
+    {
+      int fd;
+
+      if (setgroups (0, NULL) != 0 || setgid (65534) != 0 || setuid (65534) != 0)
+        _exit (255);
+      fd = path ? connect_unix (path) : connect_local ("127.0.0.1", port);
+      _exit (fd >= 0 ? 0 : errno);
+    }
+  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
+  g_assert_true (WIFEXITED (status));
+  g_assert_cmpint (WEXITSTATUS (status), !=, 255);
+  return WEXITSTATUS (status);
+}
+
+/* A unix socket forward: only its owner can reach the guest through it
+ * (mode 0600, in a directory of mode 0700), where a TCP forward on
+ * 127.0.0.1 is open to every local user. */
+static void
+test_forward_unix (void)
+{
+  QleanMachine *machine = test_shared_machine ();
+  g_autoptr(QleanGuestProcess) httpd = NULL;
+  g_autoptr(GBytes) body = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = NULL;
+  g_autofree char *dir = NULL;
+  g_autofree char *mine = NULL;
+  g_autofree char *given = NULL;
+  g_autofree char *again = NULL;
+  struct stat st;
+  guint16 port;
+
+  if (machine == NULL)
+    return;
+
+  httpd = start_httpd (machine, 8084, "hello through a unix socket");
+  path = qlean_machine_forward_unix (machine, NULL, 8084, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (path);
+  g_assert_true (g_path_is_absolute (path));
+  g_test_message ("forwarded through %s", path);
+
+  g_assert_no_errno (lstat (path, &st));
+  g_assert_true (S_ISSOCK (st.st_mode));
+  g_assert_cmpint (st.st_mode & 07777, ==, 0600);
+  g_assert_cmpint (st.st_uid, ==, getuid ());
+  dir = g_path_get_dirname (path);
+  g_assert_no_errno (lstat (dir, &st));
+  g_assert_true (S_ISDIR (st.st_mode));
+  g_assert_cmpint (st.st_mode & 07777, ==, 0700);
+
+  body = http_get_unix (path);
+  assert_body (body, "hello through a unix socket");
+  g_clear_pointer (&body, g_bytes_unref);
+
+  /* Another user is kept out of the socket, not out of a TCP port. */
+  if (getuid () == 0)
+    {
+      port = qlean_machine_forward_port (machine, 0, 8084, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (other_user_connect_errno (path, 0), ==, EACCES);
+      g_assert_cmpint (other_user_connect_errno (NULL, port), ==, 0);
+      g_assert_true (qlean_machine_unforward_port (machine, port, &error));
+    }
+  else
+    g_test_message ("not root: cannot try the socket as another user");
+
+  /* Gone with its directory once unforwarded; a second time is an error. */
+  g_assert_true (qlean_machine_unforward_unix (machine, path, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (lstat (path, &st), ==, -1);
+  g_assert_cmpint (lstat (dir, &st), ==, -1);
+  g_assert_false (qlean_machine_unforward_unix (machine, path, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
+  g_clear_error (&error);
+
+  /* A path of the caller's; one taken already is refused, untouched. */
+  mine = g_dir_make_tmp ("qlean-test-unix-forward-XXXXXX", &error);
+  g_assert_no_error (error);
+  given = g_build_filename (mine, "web.sock", NULL);
+  again = qlean_machine_forward_unix (machine, given, 8084, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (again, ==, given);
+  g_assert_no_errno (lstat (given, &st));
+  g_assert_cmpint (st.st_mode & 07777, ==, 0600);
+  body = http_get_unix (given);
+  assert_body (body, "hello through a unix socket");
+  g_clear_pointer (&again, g_free);
+  again = qlean_machine_forward_unix (machine, given, 8084, &error);
+  g_assert_null (again);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE);
+  g_clear_error (&error);
+  g_assert_no_errno (lstat (given, &st));
+
+  /* The machine's end takes the rest along; here, unforward. */
+  g_assert_true (qlean_machine_unforward_unix (machine, given, &error));
+  g_assert_cmpint (lstat (given, &st), ==, -1);
+  g_assert_no_errno (g_rmdir (mine));
+
+  stop_process (httpd);
+}
+
 /* With a pool network, too; and a machine that stops takes its forward
  * along (refused, not hanging). */
 static void
@@ -440,6 +610,7 @@ main (int    argc,
   g_test_add_func ("/forward/no-network/both-ways", test_forward_nc);
   g_test_add_func ("/forward/no-network/parallel", test_forward_parallel);
   g_test_add_func ("/forward/attached/http", test_forward_attached);
+  g_test_add_func ("/forward/no-network/unix-socket", test_forward_unix);
   g_test_add_func ("/forward/pool-network/http-and-shutdown", test_forward_pool);
 
   status = g_test_run ();
