@@ -1001,6 +1001,37 @@ test_slow_get_pauses (Fixture       *fixture,
   sink_clear (&sink);
 }
 
+/* A file system call gets at most QLEAN_GUEST_FS_DATA_LIMIT in all (its
+ * consumer collects one answer): a guest that sends more has it failed. */
+static void
+test_fs_data_bounded (Fixture       *fixture,
+                      gconstpointer  data)
+{
+  Sink sink = { 0 };
+  Flood flood = { .peer = fixture->peer, .fd = 1, .budget = G_GUINT64_CONSTANT (4) << 30 };
+  g_auto(Frame) request = { 0 };
+  g_auto(Frame) signal = { 0 };
+  GThread *thread;
+
+  sink_init (&sink, fixture->channel, QLEAN_GUEST_FRAME_FS);
+  sink.keep = FALSE;
+  read_frame (fixture->peer, &request);
+  flood.stream = request.stream;
+  thread = g_thread_new ("guest", flood_thread, &flood);
+  WAIT_UNTIL (g_atomic_int_get (&sink.ended));
+  read_frame (fixture->peer, &signal);
+  g_atomic_int_set (&flood.stop, TRUE);
+  g_thread_join (thread);
+
+  g_assert_error (sink.error, G_IO_ERROR, G_IO_ERROR_NO_SPACE);
+  g_assert_cmpuint (sink_get (&sink, &sink.received), ==, QLEAN_GUEST_FS_DATA_LIMIT);
+  g_assert_cmpuint (signal.type, ==, QLEAN_GUEST_FRAME_SIGNAL);
+  g_assert_cmpuint (signal.stream, ==, request.stream);
+  g_assert_true (qlean_guest_channel_is_ready (fixture->channel));
+
+  sink_clear (&sink);
+}
+
 static gboolean
 sink_credit_in_worker (gpointer user_data)
 {
@@ -1083,6 +1114,8 @@ main (int    argc,
               fixture_set_up, test_slow_get_pauses, fixture_tear_down);
   g_test_add ("/guest-channel/receive/connect-window", Fixture, NULL,
               fixture_set_up, test_connect_window, fixture_tear_down);
+  g_test_add ("/guest-channel/receive/fs-data-bounded", Fixture, NULL,
+              fixture_set_up, test_fs_data_bounded, fixture_tear_down);
 
   return g_test_run ();
 }
