@@ -18,6 +18,11 @@ gboolean qlean_machine_check_running (QleanMachine  *self,
 
 const char *qlean_machine_state_to_string (QleanMachineState state);
 
+/* The serial console of the current run (qlean-run-logs.c), or NULL
+ * when the machine is not running. */
+typedef struct _QleanConsoleLog QleanConsoleLog;
+QleanConsoleLog *qlean_machine_ref_console_log (QleanMachine *self);
+
 /* Sets the guest's clock from the host's (worker thread). */
 void qlean_machine_fix_clock (QleanMachine *self);
 

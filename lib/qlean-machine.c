@@ -70,6 +70,8 @@
 #define TAIL_LINES 20
 /* The descriptor QEMU inherits the saved state it loads on. */
 #define QLEAN_STATE_FD 6
+/* The descriptor QEMU writes the serial console to (a pipe). */
+#define QLEAN_CONSOLE_FD 7
 
 struct _QleanMachine
 {
@@ -99,6 +101,7 @@ struct _QleanMachine
   QleanRunLogs       *last_logs;   /* of the last run, for save_logs */
   QleanGuestRelay    *relay;
   gboolean            attached;
+  QleanConsoleLog    *console;     /* of the current run */
 
   /* Worker only. */
   GSubprocess        *qemu;
@@ -393,6 +396,7 @@ qlean_machine_dispose (GObject *object)
       g_subprocess_force_exit (self->qemu);
       qlean_host_wait_for_death (pid);
     }
+  g_clear_pointer (&self->console, qlean_console_log_unref);
 
   if (self->qmp != NULL)
     qlean_qmp_client_close (self->qmp);
@@ -724,6 +728,12 @@ qlean_machine_get_run_dir (QleanMachine *self)
  * qlean_machine_get_console_path:
  * @self: a #QleanMachine
  *
+ * The serial console log of the running machine. It keeps the first MiB
+ * of the console's output and its last 2 to 4 MiB: when a guest writes
+ * more, the output between is dropped, a line in the file says where,
+ * and the file is replaced by its shorter copy (a reader that holds it
+ * open keeps reading the old copy; `tail -F` follows).
+ *
  * Returns: (transfer full) (nullable): the serial console log of the
  *   running machine
  */
@@ -740,6 +750,20 @@ qlean_machine_get_console_path (QleanMachine *self)
   g_mutex_unlock (&self->lock);
 
   return path;
+}
+
+/* The console log of the current run, or NULL when not running. */
+QleanConsoleLog *
+qlean_machine_ref_console_log (QleanMachine *self)
+{
+  QleanConsoleLog *console = NULL;
+
+  g_mutex_lock (&self->lock);
+  if (self->console != NULL)
+    console = qlean_console_log_ref (self->console);
+  g_mutex_unlock (&self->lock);
+
+  return console;
 }
 
 /**
@@ -1067,7 +1091,7 @@ qlean_machine_resolve_spec (QleanMachine  *self,
   if (spec->initrd == NULL)
     spec->initrd = qlean_image_get_initrd (self->image);
   spec->extra_args = qlean_machine_config_get_extra_args (config);
-  spec->qmp_fd = spec->qga_fd = spec->data_fd = -1;
+  spec->qmp_fd = spec->qga_fd = spec->data_fd = spec->console_fd = -1;
 
   if (self->network != NULL)
     {
@@ -1591,6 +1615,7 @@ qlean_machine_release_run (QleanMachine *self)
   g_autoptr(QleanQgaClient) qga = NULL;
   g_autoptr(QleanGuestChannel) guest = NULL;
   g_autoptr(QleanGuestRelay) relay = NULL;
+  g_autoptr(QleanConsoleLog) console = NULL;
   g_autofree char *run_dir = NULL;
 
   qlean_clear_source (&self->boot_timer);
@@ -1622,8 +1647,12 @@ qlean_machine_release_run (QleanMachine *self)
   guest = g_steal_pointer (&self->guest);
   relay = g_steal_pointer (&self->relay);
   run_dir = g_steal_pointer (&self->run_dir);
+  console = g_steal_pointer (&self->console);
   self->pid = 0;
   g_mutex_unlock (&self->lock);
+
+  if (console != NULL)
+    qlean_console_log_close (console);
 
   if (relay != NULL)
     qlean_guest_relay_close (relay);
@@ -1691,6 +1720,9 @@ qlean_machine_qemu_exited_cb (GObject      *source,
   g_mutex_lock (&self->lock);
   self->qemu_exited = TRUE;
   g_mutex_unlock (&self->lock);
+  /* All QEMU wrote is in the pipe: into the file before anyone quotes it. */
+  if (self->console != NULL)
+    qlean_console_log_close (self->console);
 
   if (self->spawn_task != NULL)
     {
@@ -2295,8 +2327,12 @@ static gboolean
 qlean_machine_boot_timeout_cb (gpointer user_data)
 {
   QleanMachine *self = user_data;
-  g_autofree char *console = qlean_machine_run_file_tail (self, QLEAN_CONSOLE_LOG, TAIL_LINES);
+  g_autofree char *console = NULL;
   guint timeout_ms = qlean_machine_get_boot_timeout (self);
+
+  if (self->console != NULL)
+    qlean_console_log_flush (self->console);
+  console = qlean_machine_run_file_tail (self, QLEAN_CONSOLE_LOG, TAIL_LINES);
 
   g_clear_pointer (&self->boot_timer, g_source_unref);
 
@@ -2418,6 +2454,7 @@ qlean_machine_launch (QleanMachine  *self,
   resolved.spec.qmp_fd = 3;
   resolved.spec.qga_fd = 4;
   resolved.spec.data_fd = 5;
+  resolved.spec.console_fd = QLEAN_CONSOLE_FD;
 
   if (self->incoming == NULL)
     {
@@ -2455,6 +2492,19 @@ qlean_machine_launch (QleanMachine  *self,
    * with this process, so a runner killed with SIGKILL leaks no VM. */
   launcher = qlean_host_child_launcher (G_SUBPROCESS_FLAGS_STDERR_MERGE);
   g_subprocess_launcher_set_stdout_file_path (launcher, log_path);
+  {
+    g_autofree char *console_path = g_build_filename (run_dir, QLEAN_CONSOLE_LOG, NULL);
+    QleanConsoleLog *console;
+    int console_fd;
+
+    console = qlean_console_log_new (console_path, &console_fd, error);
+    if (console == NULL)
+      return FALSE;
+    g_mutex_lock (&self->lock);
+    self->console = console;
+    g_mutex_unlock (&self->lock);
+    g_subprocess_launcher_take_fd (launcher, console_fd, QLEAN_CONSOLE_FD);
+  }
   g_subprocess_launcher_take_fd (launcher, dup (g_socket_get_fd (qmp_listener)), 3);
   g_subprocess_launcher_take_fd (launcher, dup (g_socket_get_fd (qga_listener)), 4);
   g_subprocess_launcher_take_fd (launcher, dup (g_socket_get_fd (data_listener)), 5);

@@ -33,6 +33,9 @@ typedef struct
   int                 qmp_fd;
   int                 qga_fd;
   int                 data_fd;
+  /* The write end of the console pipe QEMU inherits at this fd (see
+   * QleanConsoleLog); -1 makes QEMU write console.log itself. */
+  int                 console_fd;
   const char * const *extra_args;
   /* The network card, when the machine is on a QleanNetwork: the
    * switch's socket directory (NULL: no card), port and MAC address. */

@@ -166,7 +166,10 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
     }
 
   add (argv, "-chardev");
-  add_printf (argv, "file,id=console,path=%s", console_escaped);
+  if (spec->console_fd >= 0)
+    add_printf (argv, "file,id=console,path=/dev/fd/%d", spec->console_fd);
+  else
+    add_printf (argv, "file,id=console,path=%s", console_escaped);
   add (argv, "-serial");
   add (argv, "chardev:console");
 

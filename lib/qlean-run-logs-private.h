@@ -55,6 +55,59 @@ gboolean         qlean_run_logs_save         (QleanRunLogs    *logs,
                                               const char      *directory,
                                               GError         **error);
 
+/* The serial console of a run. QEMU writes it into a pipe and a thread
+ * of ours copies it to the console file, which keeps the first
+ * QLEAN_CONSOLE_HEAD_BYTES of the output (the boot) and the latest
+ * QLEAN_CONSOLE_TAIL_BYTES to twice that: a guest flooding its console
+ * costs bounded disk (the run directory is often a tmpfs, that is host
+ * memory). When output is dropped, the file says so in a marker line
+ * between the head and the tail, and the file is replaced (renamed
+ * over), so that a reader holding it open keeps a consistent copy. */
+#define QLEAN_CONSOLE_HEAD_BYTES (1024 * 1024)
+#define QLEAN_CONSOLE_TAIL_BYTES (2 * 1024 * 1024)
+/* What the console file may take at most, the marker included, and the
+ * copy made while dropping output. */
+#define QLEAN_CONSOLE_MAX_BYTES (QLEAN_CONSOLE_HEAD_BYTES + 2 * QLEAN_CONSOLE_TAIL_BYTES + 128)
+
+typedef struct _QleanConsoleLog QleanConsoleLog;
+
+/* Called once, from the console's thread, when the kernel's panic line
+ * ("Kernel panic - not syncing") first passes. */
+typedef void (*QleanConsolePanicFunc) (gpointer user_data);
+
+/* Makes @path (mode 0600) and the pipe; *@qemu_fd is the write end for
+ * QEMU, the caller's to close (or to hand to the child). */
+QleanConsoleLog *qlean_console_log_new       (const char            *path,
+                                              int                   *qemu_fd,
+                                              GError               **error);
+/* For tests: what logs made from now on keep, instead of the limits
+ * above, so that a test shows them without megabytes of output. */
+void             qlean_console_log_set_limits (gsize                  head_bytes,
+                                               gsize                  tail_bytes);
+QleanConsoleLog *qlean_console_log_ref       (QleanConsoleLog       *log);
+void             qlean_console_log_unref     (QleanConsoleLog       *log);
+/* Before the first output: @func is called from the console's thread. */
+void             qlean_console_log_set_panic_func (QleanConsoleLog       *log,
+                                                   QleanConsolePanicFunc  func,
+                                                   gpointer               user_data,
+                                                   GDestroyNotify         destroy);
+/* Copies what QEMU has written so far into the file, from any thread
+ * (so that an error quoting the console sees the latest lines). */
+void             qlean_console_log_flush     (QleanConsoleLog       *log);
+/* Copies what is left in the pipe and stops the thread: call it once
+ * QEMU is gone. Reading still works. */
+void             qlean_console_log_close     (QleanConsoleLog       *log);
+/* Reads the console output from *@offset, counted in bytes of output
+ * since the start (dropped bytes included), and moves *@offset on. Adds
+ * to *@skipped the bytes dropped between *@offset and what it read.
+ * Returns the bytes read: 0 when there is nothing new. */
+gsize            qlean_console_log_read      (QleanConsoleLog       *log,
+                                              guint64               *offset,
+                                              char                  *buffer,
+                                              gsize                  size,
+                                              guint64               *skipped);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (QleanConsoleLog, qlean_console_log_unref)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (QleanTranscript, qlean_transcript_unref)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (QleanRunLogs, qlean_run_logs_free)
 

@@ -7,8 +7,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/eventfd.h>
+#include <glib-unix.h>
 #include <glib/gstdio.h>
 #include <glib/gi18n-lib.h>
 
@@ -197,6 +200,486 @@ qlean_transcript_attach_qga (QleanTranscript *transcript,
 {
   qlean_qga_client_set_trace (client, trace_cb, trace_hook_new (transcript, "qga"),
                               trace_hook_free);
+}
+
+/* Console */
+
+/* QEMU could write the console file itself, but then the file could only
+ * be cut from outside and after the fact, while QEMU goes on writing at
+ * its own offset: only the writer can bound a file. So QEMU writes into
+ * a pipe (a full pipe holds the guest's serial port back) and this
+ * thread is the file's only writer. */
+#define CONSOLE_CHUNK 65536
+/* Per turn of the thread, so that readers get the lock in a flood. */
+#define CONSOLE_TURN_BYTES (16 * CONSOLE_CHUNK)
+/* QEMU writes the serial port a byte at a time: after a turn that found
+ * little, the thread lets output gather this long, rather than wake for
+ * every byte. */
+#define CONSOLE_GATHER_MS 10
+#define CONSOLE_PANIC_TEXT "Kernel panic - not syncing"
+
+static const char console_cut_marker[] =
+  "\n[qlean: console output dropped here, to bound the size of this file]\n";
+#define CONSOLE_MARKER_LEN (sizeof console_cut_marker - 1)
+
+G_STATIC_ASSERT (CONSOLE_MARKER_LEN <= 128);
+
+/* Tests make them small (qlean_console_log_set_limits()). */
+static gsize console_head_bytes = QLEAN_CONSOLE_HEAD_BYTES;
+static gsize console_tail_bytes = QLEAN_CONSOLE_TAIL_BYTES;
+
+struct _QleanConsoleLog
+{
+  gatomicrefcount        ref_count;
+  GMutex                 lock;
+  char                  *path;
+  int                    pipe_fd;      /* read end, non-blocking; -1 once closed */
+  int                    wake_fd;      /* an eventfd that stops the thread */
+  int                    file_fd;      /* the console file; -1 once writing failed */
+  GThread               *thread;
+  gsize                  head_max;
+  gsize                  tail_max;
+
+  /* The file holds the first head_len bytes of the output, then (once
+   * dropped > 0) the marker, then the output from head_len + dropped
+   * on, up to total. */
+  guint64                head_len;
+  guint64                dropped;
+  guint64                total;
+
+  char                   panic_carry[sizeof CONSOLE_PANIC_TEXT];
+  gsize                  panic_carry_len;
+  gboolean               panic_seen;
+  gboolean               panic_reported;
+  QleanConsolePanicFunc  panic_func;
+  gpointer               panic_data;
+  GDestroyNotify         panic_destroy;
+};
+
+static guint64
+console_file_len (QleanConsoleLog *log)
+{
+  return log->total - log->dropped + (log->dropped > 0 ? CONSOLE_MARKER_LEN : 0);
+}
+
+static gboolean
+write_all (int         fd,
+           const char *data,
+           gsize       len)
+{
+  while (len > 0)
+    {
+      ssize_t n = write (fd, data, len);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        return FALSE;
+      data += n;
+      len -= n;
+    }
+
+  return TRUE;
+}
+
+static gboolean
+copy_range (int     from,
+            guint64 offset,
+            guint64 len,
+            int     to)
+{
+  char buffer[CONSOLE_CHUNK];
+
+  while (len > 0)
+    {
+      ssize_t n = pread (from, buffer, MIN (len, sizeof buffer), offset);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0 || !write_all (to, buffer, n))
+        return FALSE;
+      offset += n;
+      len -= n;
+    }
+
+  return TRUE;
+}
+
+/* Keeps the head and the last tail_max bytes in a new file
+ * renamed over the old one. Lock held. */
+static gboolean
+console_cut (QleanConsoleLog *log)
+{
+  g_autofree char *tmp_path = g_strconcat (log->path, ".cut", NULL);
+  guint64 file_len = console_file_len (log);
+  guint64 tail_at = log->head_len + (log->dropped > 0 ? CONSOLE_MARKER_LEN : 0);
+  guint64 keep_at = file_len - log->tail_max;
+  int fd;
+
+  fd = g_open (tmp_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return FALSE;
+
+  if (!copy_range (log->file_fd, 0, log->head_len, fd) ||
+      !write_all (fd, console_cut_marker, CONSOLE_MARKER_LEN) ||
+      !copy_range (log->file_fd, keep_at, file_len - keep_at, fd) ||
+      g_rename (tmp_path, log->path) < 0)
+    {
+      close (fd);
+      g_unlink (tmp_path);
+      return FALSE;
+    }
+
+  close (log->file_fd);
+  log->file_fd = fd;
+  log->dropped += keep_at - tail_at;
+
+  return TRUE;
+}
+
+/* Writes @data at the end of the file, cutting it first whenever it is
+ * full, so that it never holds more than its bound. Lock held. */
+static gboolean
+console_append (QleanConsoleLog *log,
+                const char      *data,
+                gsize            len)
+{
+  const guint64 bound = log->head_max + CONSOLE_MARKER_LEN + 2 * log->tail_max;
+
+  while (len > 0)
+    {
+      gsize part;
+
+      if (console_file_len (log) >= bound && !console_cut (log))
+        return FALSE;
+      part = MIN (len, bound - console_file_len (log));
+      if (!write_all (log->file_fd, data, part))
+        return FALSE;
+      log->total += part;
+      if (log->total <= log->head_max)
+        log->head_len = log->total;
+      data += part;
+      len -= part;
+    }
+
+  return TRUE;
+}
+
+/* Looks for the kernel's panic line, also across two chunks. */
+static void
+console_scan_panic (QleanConsoleLog *log,
+                    const char      *data,
+                    gsize            len)
+{
+  const gsize needle_len = strlen (CONSOLE_PANIC_TEXT);
+  char joined[2 * sizeof CONSOLE_PANIC_TEXT];
+  gsize head;
+
+  if (log->panic_seen || log->panic_func == NULL)
+    return;
+
+  /* The carried end of the last chunk with this chunk's start. */
+  head = MIN (len, needle_len - 1);
+  memcpy (joined, log->panic_carry, log->panic_carry_len);
+  memcpy (joined + log->panic_carry_len, data, head);
+  if (memmem (joined, log->panic_carry_len + head, CONSOLE_PANIC_TEXT, needle_len) != NULL ||
+      memmem (data, len, CONSOLE_PANIC_TEXT, needle_len) != NULL)
+    {
+      log->panic_seen = TRUE;
+      return;
+    }
+
+  if (len >= needle_len - 1)
+    {
+      memcpy (log->panic_carry, data + len - (needle_len - 1), needle_len - 1);
+      log->panic_carry_len = needle_len - 1;
+    }
+  else
+    {
+      gsize keep = MIN (log->panic_carry_len, needle_len - 1 - len);
+
+      memmove (log->panic_carry, log->panic_carry + log->panic_carry_len - keep, keep);
+      memcpy (log->panic_carry + keep, data, len);
+      log->panic_carry_len = keep + len;
+    }
+}
+
+/* Appends what the pipe holds, up to @max bytes; adds what it read to
+ * *@moved. Lock held. Returns FALSE at the end of the output. */
+static gboolean
+console_pump (QleanConsoleLog *log,
+              gsize            max,
+              gsize           *moved)
+{
+  char buffer[CONSOLE_CHUNK];
+
+  max += *moved;
+
+  while (log->pipe_fd >= 0 && *moved < max)
+    {
+      ssize_t n = read (log->pipe_fd, buffer, sizeof buffer);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0 && errno == EAGAIN)
+        return TRUE;
+      if (n <= 0)
+        return FALSE;
+      *moved += n;
+
+      console_scan_panic (log, buffer, n);
+
+      /* Output that cannot be written is dropped: QEMU must never wait
+       * on a full disk. */
+      if (log->file_fd >= 0 && !console_append (log, buffer, n))
+        {
+          g_debug ("Could not write the console log %s: %s", log->path, g_strerror (errno));
+          close (log->file_fd);
+          log->file_fd = -1;
+        }
+    }
+
+  return TRUE;
+}
+
+/* Lock held; returns whether the caller must call the panic function,
+ * which it does without the lock. */
+static gboolean
+console_take_panic (QleanConsoleLog *log)
+{
+  if (!log->panic_seen || log->panic_reported)
+    return FALSE;
+  log->panic_reported = TRUE;
+  return TRUE;
+}
+
+static gpointer
+console_thread (gpointer user_data)
+{
+  QleanConsoleLog *log = user_data;
+
+  for (;;)
+    {
+      struct pollfd fds[2] = {
+        { .fd = log->pipe_fd, .events = POLLIN },
+        { .fd = log->wake_fd, .events = POLLIN },
+      };
+      gboolean more, panic;
+      gsize moved = 0;
+
+      if (poll (fds, G_N_ELEMENTS (fds), -1) < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          break;
+        }
+      if (fds[1].revents != 0)
+        break;
+
+      g_mutex_lock (&log->lock);
+      more = console_pump (log, CONSOLE_TURN_BYTES, &moved);
+      panic = console_take_panic (log);
+      g_mutex_unlock (&log->lock);
+
+      if (panic)
+        log->panic_func (log->panic_data);
+      if (!more)
+        break;
+      if (moved < CONSOLE_CHUNK / 4 &&
+          poll (&fds[1], 1, CONSOLE_GATHER_MS) > 0)
+        break;
+    }
+
+  return NULL;
+}
+
+QleanConsoleLog *
+qlean_console_log_new (const char  *path,
+                       int         *qemu_fd,
+                       GError     **error)
+{
+  QleanConsoleLog *log;
+  int fds[2];
+  int file_fd, wake_fd;
+
+  file_fd = g_open (path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (file_fd < 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   _("Could not create the console log %s: %s"), path, g_strerror (saved_errno));
+      return NULL;
+    }
+
+  wake_fd = eventfd (0, EFD_CLOEXEC);
+  if (wake_fd < 0 || pipe2 (fds, O_CLOEXEC) < 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   _("Could not make the pipe of the console log %s: %s"), path,
+                   g_strerror (saved_errno));
+      if (wake_fd >= 0)
+        close (wake_fd);
+      close (file_fd);
+      return NULL;
+    }
+  g_unix_set_fd_nonblocking (fds[0], TRUE, NULL);
+
+  log = g_new0 (QleanConsoleLog, 1);
+  g_atomic_ref_count_init (&log->ref_count);
+  g_mutex_init (&log->lock);
+  log->path = g_strdup (path);
+  log->pipe_fd = fds[0];
+  log->wake_fd = wake_fd;
+  log->file_fd = file_fd;
+  log->head_max = g_atomic_pointer_get (&console_head_bytes);
+  log->tail_max = g_atomic_pointer_get (&console_tail_bytes);
+  *qemu_fd = fds[1];
+  log->thread = g_thread_new ("qlean-console", console_thread, log);
+
+  return log;
+}
+
+void
+qlean_console_log_set_limits (gsize head_bytes,
+                              gsize tail_bytes)
+{
+  g_return_if_fail (tail_bytes > 0);
+
+  g_atomic_pointer_set (&console_head_bytes, head_bytes);
+  g_atomic_pointer_set (&console_tail_bytes, tail_bytes);
+}
+
+void
+qlean_console_log_set_panic_func (QleanConsoleLog       *log,
+                                  QleanConsolePanicFunc  func,
+                                  gpointer               user_data,
+                                  GDestroyNotify         destroy)
+{
+  g_mutex_lock (&log->lock);
+  g_return_if_fail (log->panic_func == NULL);
+  log->panic_func = func;
+  log->panic_data = user_data;
+  log->panic_destroy = destroy;
+  g_mutex_unlock (&log->lock);
+}
+
+QleanConsoleLog *
+qlean_console_log_ref (QleanConsoleLog *log)
+{
+  g_atomic_ref_count_inc (&log->ref_count);
+  return log;
+}
+
+void
+qlean_console_log_unref (QleanConsoleLog *log)
+{
+  if (!g_atomic_ref_count_dec (&log->ref_count))
+    return;
+
+  qlean_console_log_close (log);
+  if (log->file_fd >= 0)
+    close (log->file_fd);
+  close (log->wake_fd);
+  if (log->panic_destroy != NULL)
+    log->panic_destroy (log->panic_data);
+  g_mutex_clear (&log->lock);
+  g_free (log->path);
+  g_free (log);
+}
+
+void
+qlean_console_log_flush (QleanConsoleLog *log)
+{
+  gboolean panic;
+  gsize moved = 0;
+
+  g_mutex_lock (&log->lock);
+  console_pump (log, CONSOLE_TURN_BYTES, &moved);
+  panic = console_take_panic (log);
+  g_mutex_unlock (&log->lock);
+
+  if (panic)
+    log->panic_func (log->panic_data);
+}
+
+void
+qlean_console_log_close (QleanConsoleLog *log)
+{
+  if (log->thread != NULL)
+    {
+      guint64 one = 1;
+
+      if (write (log->wake_fd, &one, sizeof one) < 0)
+        g_debug ("Could not stop the console thread: %s", g_strerror (errno));
+      g_thread_join (g_steal_pointer (&log->thread));
+    }
+
+  /* QEMU is gone: what it wrote is all in the pipe. */
+  g_mutex_lock (&log->lock);
+  if (log->pipe_fd >= 0)
+    {
+      gsize moved = 0;
+
+      console_pump (log, QLEAN_CONSOLE_MAX_BYTES, &moved);
+      close (log->pipe_fd);
+      log->pipe_fd = -1;
+    }
+  g_mutex_unlock (&log->lock);
+}
+
+gsize
+qlean_console_log_read (QleanConsoleLog *log,
+                        guint64         *offset,
+                        char            *buffer,
+                        gsize            size,
+                        guint64         *skipped)
+{
+  guint64 at = *offset;
+  guint64 phys, limit;
+  ssize_t n = 0;
+
+  g_mutex_lock (&log->lock);
+
+  at = MIN (at, log->total);
+  if (log->dropped == 0)
+    {
+      phys = at;
+      limit = log->total - at;
+    }
+  else if (at < log->head_len)
+    {
+      phys = at;
+      limit = log->head_len - at;
+    }
+  else
+    {
+      guint64 tail_start = log->head_len + log->dropped;
+
+      if (at < tail_start)
+        {
+          *skipped += tail_start - at;
+          at = tail_start;
+        }
+      phys = log->head_len + CONSOLE_MARKER_LEN + (at - tail_start);
+      limit = log->total - at;
+    }
+
+  if (log->file_fd >= 0 && limit > 0)
+    {
+      do
+        n = pread (log->file_fd, buffer, MIN (size, limit), phys);
+      while (n < 0 && errno == EINTR);
+    }
+  if (n > 0)
+    at += n;
+  *offset = at;
+
+  g_mutex_unlock (&log->lock);
+
+  return n > 0 ? (gsize) n : 0;
 }
 
 /* Kept logs */

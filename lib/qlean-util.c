@@ -32,17 +32,57 @@ qlean_set_str (char       **str_pointer,
   return TRUE;
 }
 
+/* Lines longer than this are cut in a tail: it is for messages. */
+#define TAIL_MAX_BYTES (256 * 1024)
+
 char *
 qlean_file_tail (const char *path,
                  guint       n_lines)
 {
   g_autofree char *contents = NULL;
-  gsize len;
+  struct stat st;
+  gsize want = 4096, len = 0;
   const char *start;
   guint seen = 0;
+  int fd;
 
-  if (!g_file_get_contents (path, &contents, &len, NULL))
+  fd = g_open (path, O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0)
     return NULL;
+  if (fstat (fd, &st) < 0)
+    {
+      close (fd);
+      return NULL;
+    }
+
+  /* From the end, reading more until the file holds n_lines more lines
+   * than that or it is read whole: a console log may be megabytes. */
+  for (;;)
+    {
+      gsize newlines = 0;
+
+      want = MIN (want, (gsize) st.st_size);
+      g_free (contents);
+      contents = g_malloc (want + 1);
+      len = 0;
+      while (len < want)
+        {
+          ssize_t n = pread (fd, contents + len, want - len, st.st_size - want + len);
+
+          if (n < 0 && errno == EINTR)
+            continue;
+          if (n <= 0)
+            break;
+          len += n;
+        }
+      for (gsize i = 0; i < len; i++)
+        newlines += contents[i] == '\n';
+      if (len < want || want == (gsize) st.st_size || want >= TAIL_MAX_BYTES ||
+          newlines > n_lines)
+        break;
+      want *= 4;
+    }
+  close (fd);
 
   while (len > 0 && (contents[len - 1] == '\n' || contents[len - 1] == '\r'))
     len--;

@@ -6,14 +6,14 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
-#include <glib/gstdio.h>
 #include <glib/gi18n-lib.h>
 
 #include "qlean-error.h"
 #include "qlean-json-channel-private.h"
+#include "qlean-machine-private.h"
+#include "qlean-run-logs-private.h"
 #include "qlean-sync-private.h"
 #include "qlean-util-private.h"
 #include "qlean-wait.h"
@@ -29,6 +29,12 @@
 #define FIRST_INTERVAL_MS 100
 #define MAX_INTERVAL_MS 1000
 #define CONSOLE_TAIL_LINES 5
+/* The console is scanned as it grows, a chunk at a time, with this much
+ * of what came before kept for matches that span chunks: memory stays
+ * bounded however much a guest writes, and a match may span up to this
+ * much text. */
+#define CONSOLE_CHUNK 65536
+#define CONSOLE_WINDOW 65536
 #define LAST_SEEN_MAX 400
 
 typedef enum
@@ -56,8 +62,11 @@ typedef struct
   guint16        port;
   char          *unit;
   GRegex        *regex;
-  GString       *console;        /* the console log read so far */
-  goffset        console_offset;
+  QleanConsoleLog *console_log;  /* the run being read */
+  guint64        console_offset; /* in its output */
+  GString       *console;        /* the last text read (at most
+                                  * CONSOLE_WINDOW and a chunk), valid UTF-8 */
+  gboolean       console_mid_line; /* console does not start a line */
 
   guint          timeout_ms;
   gint64         deadline_us;
@@ -86,6 +95,7 @@ wait_free (Wait *wait)
   g_clear_pointer (&wait->regex, g_regex_unref);
   if (wait->console != NULL)
     g_string_free (wait->console, TRUE);
+  g_clear_pointer (&wait->console_log, qlean_console_log_unref);
   g_free (wait->last_seen);
   g_free (wait);
 }
@@ -290,70 +300,124 @@ judge_succeeds (Wait             *wait,
   return CHECK_RETRY;
 }
 
-/* Reads what the console log gained since the last check. */
-static gboolean
-read_console (Wait    *wait,
-              GError **error)
+/* Drops all but the last CONSOLE_WINDOW bytes of the text read, from a
+ * line start when there is one in them. */
+static void
+console_trim (Wait *wait)
 {
-  g_autofree char *path = qlean_machine_get_console_path (wait->machine);
-  char buffer[65536];
-  struct stat st;
-  int fd;
+  GString *console = wait->console;
+  const char *keep, *newline;
 
-  if (path == NULL || (fd = g_open (path, O_RDONLY | O_CLOEXEC, 0)) < 0)
-    {
-      g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
-                   _("Cannot read the console of machine “%s”: it is not running"),
-                   qlean_machine_get_name (wait->machine));
-      return FALSE;
-    }
+  if (console->len <= CONSOLE_WINDOW)
+    return;
 
-  /* A smaller file is a new run's log. */
-  if (fstat (fd, &st) == 0 && st.st_size < wait->console_offset)
-    {
-      wait->console_offset = 0;
-      g_string_truncate (wait->console, 0);
-    }
+  keep = g_utf8_find_next_char (console->str + console->len - CONSOLE_WINDOW - 1, NULL);
+  newline = memchr (keep, '\n', console->str + console->len - keep);
+  if (newline != NULL)
+    keep = newline + 1;
+  wait->console_mid_line = newline == NULL;
+  g_string_erase (console, 0, keep - console->str);
+}
 
-  lseek (fd, wait->console_offset, SEEK_SET);
-  for (;;)
-    {
-      ssize_t n = read (fd, buffer, sizeof buffer);
-      g_autofree char *valid = NULL;
+static gboolean
+console_match (Wait     *wait,
+               gpointer *value)
+{
+  g_autoptr(GMatchInfo) match = NULL;
+  GRegexMatchFlags flags = wait->console_mid_line ? G_REGEX_MATCH_NOTBOL : 0;
 
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        break;
+  if (!g_regex_match_full (wait->regex, wait->console->str, wait->console->len, 0, flags,
+                           &match, NULL))
+    return FALSE;
 
-      /* GRegex needs UTF-8; a console carries whatever the guest wrote. */
-      valid = g_utf8_make_valid (buffer, n);
-      g_string_append (wait->console, valid);
-      wait->console_offset += n;
-    }
-  close (fd);
-
+  *value = g_match_info_fetch (match, 0);
   return TRUE;
 }
 
+/* The length of @data without an incomplete UTF-8 character at its end,
+ * which the next read completes. */
+static gsize
+complete_utf8_len (const char *data,
+                   gsize       len)
+{
+  for (gsize back = 1; back <= MIN (len, 4); back++)
+    {
+      guchar c = data[len - back];
+      gsize need;
+
+      if ((c & 0xc0) == 0x80)
+        continue;
+      need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+      return need > back ? len - back : len;
+    }
+
+  return len;
+}
+
+/* Scans what the console gained since the last check: only the new
+ * bytes, with the window before them. */
 static CheckOutcome
 check_console (Wait     *wait,
                gpointer *value,
                GError  **error)
 {
-  g_autoptr(GMatchInfo) match = NULL;
-  g_auto(GStrv) lines = NULL;
+  g_autoptr(QleanConsoleLog) log = qlean_machine_ref_console_log (wait->machine);
   g_autoptr(GString) tail = g_string_new (NULL);
+  g_autofree char *buffer = NULL;
+  g_auto(GStrv) lines = NULL;
+  gboolean scanned = FALSE;
   guint n_lines, first;
 
-  if (!read_console (wait, error))
-    return CHECK_FAILED;
-
-  if (g_regex_match (wait->regex, wait->console->str, 0, &match))
+  if (log == NULL)
     {
-      *value = g_match_info_fetch (match, 0);
-      return CHECK_DONE;
+      g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                   _("Cannot read the console of machine “%s”: it is not running"),
+                   qlean_machine_get_name (wait->machine));
+      return CHECK_FAILED;
     }
+
+  /* Another log is a new run's. */
+  if (log != wait->console_log)
+    {
+      g_clear_pointer (&wait->console_log, qlean_console_log_unref);
+      wait->console_log = qlean_console_log_ref (log);
+      wait->console_offset = 0;
+      wait->console_mid_line = FALSE;
+      g_string_truncate (wait->console, 0);
+    }
+
+  buffer = g_malloc (CONSOLE_CHUNK);
+  for (;;)
+    {
+      guint64 skipped = 0;
+      gsize n = qlean_console_log_read (log, &wait->console_offset, buffer, CONSOLE_CHUNK,
+                                        &skipped);
+      gsize complete = complete_utf8_len (buffer, n);
+      g_autofree char *valid = NULL;
+
+      /* What was dropped from the file is gone: start again after it. */
+      if (skipped > 0)
+        {
+          g_string_truncate (wait->console, 0);
+          wait->console_mid_line = TRUE;
+        }
+      wait->console_offset -= n - complete;
+      if (complete == 0)
+        break;
+
+      /* GRegex needs UTF-8; a console carries whatever the guest wrote. */
+      valid = g_utf8_make_valid (buffer, complete);
+      g_string_append (wait->console, valid);
+      scanned = TRUE;
+      if (console_match (wait, value))
+        return CHECK_DONE;
+      console_trim (wait);
+    }
+
+  /* Nothing new: a pattern may still match the text as it is (the first
+   * check of an empty console). */
+  if (!scanned && console_match (wait, value))
+    return CHECK_DONE;
 
   lines = g_strsplit (wait->console->str, "\n", -1);
   n_lines = g_strv_length (lines);
@@ -862,9 +926,11 @@ qlean_machine_wait_for_unit (QleanMachine  *self,
  * @user_data: data for @callback
  *
  * Waits until @regex matches the serial console log of the current run,
- * anywhere from its start: text written before the call counts. A
- * timeout shows the console's last lines. An invalid @regex fails at
- * once with a #GRegexError.
+ * anywhere from its start: text written before the call counts. The log
+ * is scanned as it grows, and a match may span up to 64 KiB of it; what
+ * the console file dropped (see qlean_machine_get_console_path()) is
+ * never seen. A timeout shows the console's last lines. An invalid
+ * @regex fails at once with a #GRegexError.
  */
 void
 qlean_machine_wait_for_console_text_async (QleanMachine        *self,

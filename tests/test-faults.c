@@ -24,6 +24,7 @@
 #include <glib/gstdio.h>
 
 #include <qlean/qlean.h>
+#include "qlean-run-logs-private.h"
 #include "test-common.h"
 
 #define RUNNER_ARG "--qlean-faults-runner"
@@ -771,6 +772,214 @@ test_qemu_exits_at_once (void)
   g_assert_no_errno (g_rmdir (dir));
 }
 
+/* The console log keeps its head and its latest output, whatever a guest
+ * writes: fed 64 MiB through its pipe (as QEMU would write it), the
+ * file never passes its bound, and reading it from the start gives the
+ * head, a gap said in bytes, then the latest output. No QEMU needed. */
+#define FLOOD_BYTES (64u * 1024 * 1024)
+#define FLOOD_LINE_LEN 14
+
+static void
+flood_line (char  *line,
+            guint  i)
+{
+  g_snprintf (line, FLOOD_LINE_LEN + 1, "line %08u\n", i);
+}
+
+typedef struct
+{
+  int       fd;
+  gboolean  done;
+} Flood;
+
+static gpointer
+flood_thread (gpointer user_data)
+{
+  Flood *flood = user_data;
+  g_autofree char *chunk = g_malloc (65536 + FLOOD_LINE_LEN + 1);
+  guint line = 0;
+  gsize sent = 0;
+
+  while (sent < FLOOD_BYTES)
+    {
+      gsize len = 0;
+
+      while (len + FLOOD_LINE_LEN <= 65536)
+        {
+          flood_line (chunk + len, line++);
+          len += FLOOD_LINE_LEN;
+        }
+      for (gsize off = 0; off < len;)
+        {
+          ssize_t n = write (flood->fd, chunk + off, len - off);
+
+          g_assert_cmpint (n, >, 0);
+          off += n;
+        }
+      sent += len;
+    }
+  close (flood->fd);
+  g_atomic_int_set (&flood->done, TRUE);
+
+  return GUINT_TO_POINTER (line);
+}
+
+static void
+test_console_log_bounded (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("qlean-console-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "console.log", NULL);
+  g_autoptr(QleanConsoleLog) log = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GString) read_back = g_string_new (NULL);
+  g_autofree char *contents = NULL;
+  g_autofree char *buffer = g_malloc (65536);
+  char expected[FLOOD_LINE_LEN + 1];
+  Flood flood = { -1, FALSE };
+  GThread *thread;
+  guint64 offset = 0, skipped = 0;
+  goffset max_size = 0;
+  gsize len, n;
+  guint lines;
+
+  log = qlean_console_log_new (path, &flood.fd, &error);
+  g_assert_no_error (error);
+  thread = g_thread_new ("flood", flood_thread, &flood);
+  while (!g_atomic_int_get (&flood.done))
+    {
+      GStatBuf st;
+
+      if (g_stat (path, &st) == 0)
+        max_size = MAX (max_size, st.st_size);
+      g_usleep (1000);
+    }
+  lines = GPOINTER_TO_UINT (g_thread_join (thread));
+  qlean_console_log_close (log);
+
+  g_test_message ("largest console file: %" G_GOFFSET_FORMAT " bytes", max_size);
+  g_assert_cmpint (max_size, <=, QLEAN_CONSOLE_MAX_BYTES);
+  g_assert_true (g_file_get_contents (path, &contents, &len, NULL));
+  g_assert_cmpuint (len, <=, QLEAN_CONSOLE_MAX_BYTES);
+  g_assert_cmpuint (len, >=, QLEAN_CONSOLE_HEAD_BYTES + QLEAN_CONSOLE_TAIL_BYTES);
+
+  /* The file: the head, the marker, the latest output. */
+  flood_line (expected, 0);
+  g_assert_true (g_str_has_prefix (contents, expected));
+  g_assert_nonnull (g_strstr_len (contents, len, "console output dropped here"));
+  flood_line (expected, lines - 1);
+  g_assert_true (g_str_has_suffix (contents, expected));
+
+  /* Read back through the log: every byte but the dropped ones. */
+  while ((n = qlean_console_log_read (log, &offset, buffer, 65536, &skipped)) > 0)
+    g_string_append_len (read_back, buffer, n);
+  g_assert_cmpuint (offset, ==, (guint64) lines * FLOOD_LINE_LEN);
+  g_assert_cmpuint (skipped + read_back->len, ==, offset);
+  g_assert_cmpuint (read_back->len, <, len);
+  flood_line (expected, 0);
+  g_assert_true (g_str_has_prefix (read_back->str, expected));
+  flood_line (expected, lines - 1);
+  g_assert_true (g_str_has_suffix (read_back->str, expected));
+
+  g_clear_pointer (&log, qlean_console_log_unref);
+  g_unlink (path);
+  g_assert_no_errno (g_rmdir (dir));
+}
+
+static gsize
+process_rss (void)
+{
+  g_autofree char *status = NULL;
+  const char *line;
+
+  g_assert_true (g_file_get_contents ("/proc/self/status", &status, NULL, NULL));
+  line = strstr (status, "\nVmRSS:");
+  g_assert_nonnull (line);
+  return g_ascii_strtoull (line + strlen ("\nVmRSS:"), NULL, 10) * 1024;
+}
+
+typedef struct
+{
+  gboolean  done;
+  char     *match;
+  GError   *error;
+} ConsoleWait;
+
+static void
+console_wait_done_cb (GObject      *source,
+                      GAsyncResult *result,
+                      gpointer      user_data)
+{
+  ConsoleWait *wait = user_data;
+
+  wait->match = qlean_machine_wait_for_console_text_finish (QLEAN_MACHINE (source), result,
+                                                            &wait->error);
+  wait->done = TRUE;
+  g_main_context_wakeup (NULL);
+}
+
+/* A guest flooding its serial console while a test waits for console
+ * text: the console file stays within its bound (made small here, so
+ * that a megabyte of output shows it), the wait still finds the text
+ * written after the flood, and this process's memory does not grow with
+ * the output. */
+#define CONSOLE_FLOOD_BYTES "1000000"
+#define SMALL_HEAD (16 * 1024)
+#define SMALL_TAIL (32 * 1024)
+
+static void
+test_console_flood (void)
+{
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(QleanExecResult) result = NULL;
+  g_autofree char *console_path = NULL;
+  g_autofree char *contents = NULL;
+  ConsoleWait wait = { 0 };
+  goffset max_size = 0;
+  gsize rss_before, rss_max;
+
+  if (!test_have_qemu ())
+    return;
+
+  qlean_console_log_set_limits (SMALL_HEAD, SMALL_TAIL);
+  machine = boot_machine ();
+  console_path = qlean_machine_get_console_path (machine);
+
+  /* The wait's first look at the console, before the flood. */
+  g_assert_null (qlean_machine_wait_for_console_text (machine, "qlean-flood-done", 0, NULL,
+                                                      &wait.error));
+  g_clear_error (&wait.error);
+  rss_before = rss_max = process_rss ();
+
+  result = test_run (machine, "setsid sh -c 'yes qlean-console-flood | head -c " CONSOLE_FLOOD_BYTES
+                              " > /dev/ttyS0; echo qlean-flood-done > /dev/ttyS0' "
+                              "</dev/null >/dev/null 2>&1 &");
+  qlean_machine_wait_for_console_text_async (machine, "qlean-flood-done", 120000, NULL,
+                                             console_wait_done_cb, &wait);
+  while (!wait.done)
+    {
+      GStatBuf st;
+
+      if (g_stat (console_path, &st) == 0)
+        max_size = MAX (max_size, st.st_size);
+      rss_max = MAX (rss_max, process_rss ());
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (10000);
+    }
+  g_assert_no_error (wait.error);
+  g_assert_cmpstr (wait.match, ==, "qlean-flood-done");
+
+  g_test_message ("largest console file %" G_GOFFSET_FORMAT " bytes; RSS %" G_GSIZE_FORMAT
+                  " KiB, at most %" G_GSIZE_FORMAT " KiB during the flood",
+                  max_size, rss_before / 1024, rss_max / 1024);
+  g_assert_cmpint (max_size, <=, SMALL_HEAD + 2 * SMALL_TAIL + 128);
+  g_assert_true (g_file_get_contents (console_path, &contents, NULL, NULL));
+  g_assert_nonnull (strstr (contents, "console output dropped here"));
+  g_assert_cmpuint (rss_max - rss_before, <, 1536 * 1024);
+
+  g_free (wait.match);
+  qlean_console_log_set_limits (QLEAN_CONSOLE_HEAD_BYTES, QLEAN_CONSOLE_TAIL_BYTES);
+}
+
 static char *
 qlean_cli_path (void)
 {
@@ -958,6 +1167,8 @@ main (int    argc,
   g_test_add_func ("/faults/run-dir-modes", test_run_dir_modes);
   g_test_add_func ("/faults/runner-killed", test_runner_killed);
   g_test_add_func ("/faults/qemu-exits-at-once", test_qemu_exits_at_once);
+  g_test_add_func ("/faults/console-log-bounded", test_console_log_bounded);
+  g_test_add_func ("/faults/console-flood", test_console_flood);
 
   return g_test_run ();
 }
