@@ -15,18 +15,30 @@ G_BEGIN_DECLS
  * QLEAN_IMAGE_ERROR_UNSUPPORTED_ARCH. */
 #define QLEAN_DISTRO_SUPPORTED_ARCH "amd64"
 
+/* How a distribution signs the checksum file of an image. */
+typedef enum
+{
+  QLEAN_SIGNATURE_NONE,         /* not signed (Debian's cloud images) */
+  QLEAN_SIGNATURE_DETACHED,     /* a separate signature file (Ubuntu's SHA256SUMS.gpg) */
+  QLEAN_SIGNATURE_CLEARSIGNED,  /* a clear-signed checksum file (Fedora's CHECKSUM) */
+} QleanSignatureKind;
+
 /* The catalog (data/images.json) */
 typedef struct
 {
-  char          *name;
-  char         **aliases;
-  QleanDistro    distro;
-  char          *release;
-  char          *arch;
-  char          *url;
-  char          *checksum_url;
-  GChecksumType  checksum_type;
-  char          *format;
+  char               *name;
+  char              **aliases;
+  QleanDistro         distro;
+  char               *release;
+  char               *arch;           /* Debian's name: amd64, arm64, riscv64 */
+  char               *url;
+  char               *checksum_url;
+  GChecksumType       checksum_type;
+  char               *format;
+  char               *eol;            /* "YYYY-MM-DD", or NULL (rolling) */
+  QleanSignatureKind  signature;
+  char               *signature_url;  /* detached signatures */
+  char               *keyring;        /* a file name in data/keyrings, or a path */
 } QleanCatalogEntry;
 
 void               qlean_catalog_entry_free   (QleanCatalogEntry *entry);
@@ -44,6 +56,16 @@ const QleanCatalogEntry *qlean_catalog_lookup (GPtrArray         *catalog,
                                                const char        *name,
                                                GError           **error);
 
+/* A catalog image, as qlean_image_new_from_catalog() makes it. */
+QleanImage        *qlean_image_new_from_catalog_entry (const QleanCatalogEntry *entry);
+/* Where the keyring @name of a catalog entry is: an absolute path as it
+ * is, a file name in the installed data/keyrings, else in the source
+ * tree's. NULL with QLEAN_IMAGE_ERROR_MISSING_INPUT when there is none. */
+char              *qlean_keyring_find         (const char        *name,
+                                               GError           **error);
+/* Whether @eol ("YYYY-MM-DD") is today or before, in UTC. */
+gboolean           qlean_eol_reached          (const char        *eol);
+
 /* The distribution side of a QleanImage, owned by it (see qlean-image.c,
  * which forwards its extra properties and the DISTRO kind's preparation
  * here). */
@@ -51,6 +73,10 @@ typedef struct _QleanImageSource QleanImageSource;
 
 QleanImageSource  *qlean_image_source_new     (GObject           *owner);
 void               qlean_image_source_free    (QleanImageSource  *source);
+/* The guest architecture of a minimal, file or custom image, in Debian's
+ * words (amd64, arm64, riscv64); before it is prepared. */
+void               qlean_image_source_set_arch (QleanImageSource *source,
+                                                const char       *arch);
 void               qlean_image_source_class_init (GObjectClass   *object_class,
                                                guint              first_prop_id);
 void               qlean_image_source_get_property (QleanImageSource *source,

@@ -23,6 +23,9 @@
 #define CATALOG_RESOURCE "/org/qlean/images/images.json"
 /* A checksum file is a few kilobytes; anything far larger is not one. */
 #define MAX_CHECKSUM_FILE_SIZE (16 * 1024 * 1024)
+/* A detached signature is a few hundred bytes. */
+#define MAX_SIGNATURE_FILE_SIZE (1024 * 1024)
+#define KEYRING_DIR "keyrings"
 /* Progress is reported to the creator's context at most this often. */
 #define PROGRESS_INTERVAL_USEC (G_USEC_PER_SEC / 10)
 
@@ -38,7 +41,78 @@ qlean_catalog_entry_free (QleanCatalogEntry *entry)
   g_free (entry->url);
   g_free (entry->checksum_url);
   g_free (entry->format);
+  g_free (entry->eol);
+  g_free (entry->signature_url);
+  g_free (entry->keyring);
   g_free (entry);
+}
+
+/* The catalog names architectures as Debian does; the kernel's and
+ * QEMU's names are taken too. */
+static const char *
+normalize_arch (const char *arch)
+{
+  static const char * const names[][2] = {
+    { "amd64", "amd64" }, { "x86_64", "amd64" },
+    { "arm64", "arm64" }, { "aarch64", "arm64" },
+    { "riscv64", "riscv64" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    if (g_str_equal (arch, names[i][0]))
+      return names[i][1];
+
+  return NULL;
+}
+
+static gboolean
+parse_date (const char *text)
+{
+  g_autoptr(GDateTime) date = NULL;
+  int y, m, d;
+  char end;
+
+  if (strlen (text) != 10 || sscanf (text, "%4d-%2d-%2d%c", &y, &m, &d, &end) != 3)
+    return FALSE;
+  date = g_date_time_new_utc (y, m, d, 0, 0, 0);
+  return date != NULL;
+}
+
+gboolean
+qlean_eol_reached (const char *eol)
+{
+  g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
+  g_autofree char *today = g_date_time_format (now, "%Y-%m-%d");
+
+  /* ISO dates compare as strings. */
+  return eol != NULL && strcmp (eol, today) <= 0;
+}
+
+char *
+qlean_keyring_find (const char  *name,
+                    GError     **error)
+{
+  const char * const dirs[] = { QLEAN_PKGDATADIR, QLEAN_SOURCE_DATADIR };
+
+  if (g_path_is_absolute (name))
+    {
+      if (g_file_test (name, G_FILE_TEST_IS_REGULAR))
+        return g_strdup (name);
+    }
+  else if (strchr (name, '/') == NULL)
+    for (guint i = 0; i < G_N_ELEMENTS (dirs); i++)
+      {
+        g_autofree char *path = g_build_filename (dirs[i], KEYRING_DIR, name, NULL);
+
+        if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
+          return g_steal_pointer (&path);
+      }
+
+  g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
+               _("The keyring %s that checks this image's checksums is not installed "
+                 "(looked in %s/%s and %s/%s); reinstall Qlean"),
+               name, QLEAN_PKGDATADIR, KEYRING_DIR, QLEAN_SOURCE_DATADIR, KEYRING_DIR);
+  return NULL;
 }
 
 static const char *
@@ -95,7 +169,8 @@ qlean_catalog_parse (const char  *json,
   for (guint i = 0; i < json_array_get_length (json_node_get_array (images)); i++)
     {
       JsonNode *node = json_array_get_element (json_node_get_array (images), i);
-      static const char * const required[] = { "name", "distro", "arch", "url", "checksum-url", "checksum" };
+      static const char * const required[] = { "name", "distro", "url", "checksum-url", "checksum" };
+      const char *arch, *eol, *signature;
       QleanCatalogEntry *entry;
       JsonObject *object;
       JsonNode *aliases;
@@ -132,7 +207,51 @@ qlean_catalog_parse (const char  *json,
       entry->name = g_strdup (string_member (object, "name"));
       entry->distro = distro->value;
       entry->release = g_strdup (string_member (object, "release"));
-      entry->arch = g_strdup (string_member (object, "arch"));
+      arch = string_member (object, "arch") ?: "amd64";
+      entry->arch = g_strdup (normalize_arch (arch));
+      if (entry->arch == NULL)
+        {
+          g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_FAILED,
+                       _("The image catalog %s is invalid: %s has arch “%s”, not amd64 "
+                         "(x86_64), arm64 (aarch64) or riscv64"),
+                       source, entry->name, arch);
+          return NULL;
+        }
+      eol = string_member (object, "eol");
+      if (eol != NULL && !parse_date (eol))
+        {
+          g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_FAILED,
+                       _("The image catalog %s is invalid: %s has eol “%s”, not a date "
+                         "(YYYY-MM-DD)"),
+                       source, entry->name, eol);
+          return NULL;
+        }
+      entry->eol = g_strdup (eol);
+      signature = string_member (object, "signature") ?: "none";
+      if (g_str_equal (signature, "detached"))
+        entry->signature = QLEAN_SIGNATURE_DETACHED;
+      else if (g_str_equal (signature, "clearsigned"))
+        entry->signature = QLEAN_SIGNATURE_CLEARSIGNED;
+      else if (g_str_equal (signature, "none"))
+        entry->signature = QLEAN_SIGNATURE_NONE;
+      else
+        {
+          g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_FAILED,
+                       _("The image catalog %s is invalid: %s has signature “%s”, not "
+                         "none, detached or clearsigned"),
+                       source, entry->name, signature);
+          return NULL;
+        }
+      entry->signature_url = g_strdup (string_member (object, "signature-url"));
+      entry->keyring = g_strdup (string_member (object, "keyring"));
+      if ((entry->signature != QLEAN_SIGNATURE_NONE && entry->keyring == NULL) ||
+          (entry->signature == QLEAN_SIGNATURE_DETACHED && entry->signature_url == NULL))
+        {
+          g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_FAILED,
+                       _("The image catalog %s is invalid: %s is signed but has no “%s”"),
+                       source, entry->name, entry->keyring == NULL ? "keyring" : "signature-url");
+          return NULL;
+        }
       entry->url = g_strdup (string_member (object, "url"));
       entry->checksum_url = g_strdup (string_member (object, "checksum-url"));
       entry->format = g_strdup (string_member (object, "format") ?: "qcow2");
@@ -304,6 +423,10 @@ struct _QleanImageSource
   char          *format;        /* NULL: look at the file */
   char          *file_name;
   char          *cache_name;
+  char          *eol;
+  QleanSignatureKind signature;
+  char          *signature_url;
+  char          *keyring;
   GError        *deferred_error;
 
   GMutex         lock;          /* guards what follows */
@@ -314,6 +437,7 @@ struct _QleanImageSource
   gint64         last_report;
   gboolean       cloud_init;
   gint           emit_pending;  /* atomic */
+  gint           eol_warned;    /* atomic */
 };
 
 enum {
@@ -326,6 +450,8 @@ enum {
   SOURCE_PROP_FORMAT,
   SOURCE_PROP_MIRROR,
   SOURCE_PROP_DOWNLOAD_PROGRESS,
+  SOURCE_PROP_EOL,
+  SOURCE_PROP_SIGNED,
   N_SOURCE_PROPS
 };
 
@@ -366,11 +492,21 @@ qlean_image_source_free (QleanImageSource *source)
   g_free (source->format);
   g_free (source->file_name);
   g_free (source->cache_name);
+  g_free (source->eol);
+  g_free (source->signature_url);
+  g_free (source->keyring);
   g_clear_error (&source->deferred_error);
   g_free (source->mirror);
   g_free (source->cache_dir);
   g_mutex_clear (&source->lock);
   g_free (source);
+}
+
+void
+qlean_image_source_set_arch (QleanImageSource *source,
+                             const char       *arch)
+{
+  qlean_set_str (&source->arch, arch);
 }
 
 /* Mirrors hold each image's files under a directory named after it. A
@@ -525,6 +661,32 @@ source_expected_digest (QleanImageSource  *source,
   if (bytes == NULL)
     return NULL;
 
+  /* A signed list is read only for what its signature covers, and only
+   * once the distribution's key says it is theirs: HTTPS says where it
+   * came from, the signature says who wrote it (a mirror cannot). */
+  if (source->signature != QLEAN_SIGNATURE_NONE)
+    {
+      g_autofree char *keyring = qlean_keyring_find (source->keyring, error);
+      g_autofree char *signature_url = NULL;
+      g_autoptr(GBytes) signature = NULL;
+      GBytes *payload;
+
+      if (keyring == NULL)
+        return NULL;
+      if (source->signature == QLEAN_SIGNATURE_DETACHED)
+        {
+          signature_url = mirrored_url (source, source->signature_url);
+          signature = qlean_download_bytes (signature_url, MAX_SIGNATURE_FILE_SIZE, cancellable, error);
+          if (signature == NULL)
+            return NULL;
+        }
+      payload = qlean_signature_verify (keyring, bytes, signature, checksum_url, cancellable, error);
+      if (payload == NULL)
+        return NULL;
+      g_bytes_unref (bytes);
+      bytes = payload;
+    }
+
   data = g_bytes_get_data (bytes, &len);
   return qlean_checksum_file_lookup (data, len, source->file_name, source->checksum_type, NULL,
                                      checksum_url, error);
@@ -563,6 +725,12 @@ source_pull (QleanImageSource  *source,
                    QLEAN_DISTRO_SUPPORTED_ARCH);
       return NULL;
     }
+
+  /* Once per image: it is pulled each time a machine is made from it. */
+  if (qlean_eol_reached (source->eol) && g_atomic_int_compare_and_exchange (&source->eol_warned, 0, 1))
+    g_message (_("The image %s reached its end of life on %s: it gets no security updates "
+                 "any more. Choose a supported release (see “qlean image ls”)"),
+               source->catalog_name, source->eol);
 
   dest = source_cache_file (source);
   url = mirrored_url (source, source->url);
@@ -756,8 +924,10 @@ qlean_image_source_class_init (GObjectClass *object_class,
    * A base URL (or a directory) to download catalog images from instead
    * of their distribution's servers: an image's files are fetched from
    * `MIRROR/NAME/`, under their own file names (`debian-13-generic-amd64.qcow2`
-   * and `SHA512SUMS` for `debian-13-generic-amd64`). Defaults to
-   * `$QLEAN_IMAGE_MIRROR`. Set it before the image is pulled.
+   * and `SHA512SUMS` for `debian-13-generic-amd64`; `SHA256SUMS.gpg` too
+   * for an Ubuntu image, whose signature is checked with Ubuntu's key
+   * whatever the mirror). Defaults to `$QLEAN_IMAGE_MIRROR`. Set it
+   * before the image is pulled.
    */
   source_properties[SOURCE_PROP_MIRROR] =
     g_param_spec_string ("mirror", NULL, NULL, NULL,
@@ -774,6 +944,32 @@ qlean_image_source_class_init (GObjectClass *object_class,
   source_properties[SOURCE_PROP_DOWNLOAD_PROGRESS] =
     g_param_spec_double ("download-progress", NULL, NULL, 0.0, 1.0, 0.0,
                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanImage:eol:
+   *
+   * The day a catalog image's release reaches its end of life (its
+   * distribution stops publishing security updates for it), as
+   * `YYYY-MM-DD`; %NULL for rolling releases and custom images. Pulling
+   * an image past that day logs a message saying so.
+   */
+  source_properties[SOURCE_PROP_EOL] =
+    g_param_spec_string ("eol", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanImage:signed:
+   *
+   * Whether the distribution signs the checksum file of this catalog
+   * image and Qlean checks that signature, with gpgv and the
+   * distribution's key that Qlean ships, before it trusts a checksum
+   * from it. A signature that does not verify fails the pull with
+   * %QLEAN_IMAGE_ERROR_BAD_SIGNATURE. %FALSE for distributions that do
+   * not sign their cloud images' checksums (Debian) and custom images.
+   */
+  source_properties[SOURCE_PROP_SIGNED] =
+    g_param_spec_boolean ("signed", NULL, NULL, FALSE,
+                          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 
   first_source_prop_id = first_prop_id;
   for (guint i = 0; i < N_SOURCE_PROPS; i++)
@@ -833,6 +1029,12 @@ qlean_image_source_get_property (QleanImageSource *source,
       g_value_set_double (value, source->total > 0 ? MIN (1.0, (double) source->done / source->total) : 0.0);
       g_mutex_unlock (&source->lock);
       break;
+    case SOURCE_PROP_EOL:
+      g_value_set_string (value, source->eol);
+      break;
+    case SOURCE_PROP_SIGNED:
+      g_value_set_boolean (value, source->signature != QLEAN_SIGNATURE_NONE);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (source->owner, prop_id + first_source_prop_id, pspec);
     }
@@ -856,8 +1058,8 @@ qlean_image_source_set_property (QleanImageSource *source,
 
 /* Constructors */
 
-static QleanImage *
-image_from_entry (const QleanCatalogEntry *entry)
+QleanImage *
+qlean_image_new_from_catalog_entry (const QleanCatalogEntry *entry)
 {
   QleanImage *image = qlean_image_new_distro (entry->name);
   QleanImageSource *source = qlean_image_get_source (image);
@@ -873,6 +1075,10 @@ image_from_entry (const QleanCatalogEntry *entry)
   source->checksum_type = entry->checksum_type;
   source->format = g_strdup (entry->format);
   source->file_name = g_path_get_basename (entry->url);
+  source->eol = g_strdup (entry->eol);
+  source->signature = entry->signature;
+  source->signature_url = g_strdup (entry->signature_url);
+  source->keyring = g_strdup (entry->keyring);
 
   return image;
 }
@@ -886,8 +1092,10 @@ image_from_entry (const QleanCatalogEntry *entry)
  * A distribution's cloud image from Qlean's catalog (see `qlean image
  * ls`), as the seed's `create_image (Distro::Debian, name)`. Preparing it
  * downloads it once into `$XDG_CACHE_HOME/qlean/images/` (verified
- * against the checksum the distribution publishes, resuming an
- * interrupted download), then makes a copy ready for Qlean once: the
+ * against the checksum the distribution publishes, whose signature is
+ * checked first where the distribution signs it, see
+ * [property@Image:signed]; resuming an interrupted download; never
+ * following a redirect from HTTPS to HTTP), then makes a copy ready for Qlean once: the
  * QEMU guest agent and Qlean's data channel are injected when missing,
  * and the kernel and initrd are extracted to boot directly. Machines
  * run on a qcow2 overlay of that copy; their first boot
@@ -917,7 +1125,7 @@ qlean_image_new_from_distro (QleanDistro  distro,
     entry = qlean_catalog_lookup (qlean_catalog_get (), distro, name, &error);
 
   if (entry != NULL)
-    return image_from_entry (entry);
+    return qlean_image_new_from_catalog_entry (entry);
 
   image = qlean_image_new_distro (name ? name : distro_nick (distro));
   qlean_image_get_source (image)->distro = distro;
@@ -947,7 +1155,7 @@ qlean_image_new_from_catalog (const char  *name,
   g_return_val_if_fail (name != NULL, NULL);
 
   entry = qlean_catalog_lookup (qlean_catalog_get (), -1, name, error);
-  return entry ? image_from_entry (entry) : NULL;
+  return entry ? qlean_image_new_from_catalog_entry (entry) : NULL;
 }
 
 static gboolean
@@ -1155,7 +1363,7 @@ qlean_image_list_available (void)
   g_autofree char *root = g_build_filename (g_get_user_cache_dir (), "qlean", NULL);
 
   for (guint i = 0; i < catalog->len; i++)
-    g_ptr_array_add (images, image_from_entry (g_ptr_array_index (catalog, i)));
+    g_ptr_array_add (images, qlean_image_new_from_catalog_entry (g_ptr_array_index (catalog, i)));
   add_cached_custom_images (images, root);
 
   return images;

@@ -109,6 +109,9 @@ typedef enum
  * @QLEAN_IMAGE_ERROR_PREPARE_FAILED: the image could not be prepared for
  *   Qlean (no operating system found in it, no kernel, a libguestfs
  *   failure); the message says why.
+ * @QLEAN_IMAGE_ERROR_BAD_SIGNATURE: the distribution signs its checksum
+ *   file, and the signature does not verify with the distribution's key
+ *   that Qlean ships; nothing was downloaded.
  *
  * Error codes of #QLEAN_IMAGE_ERROR.
  */
@@ -126,6 +129,7 @@ typedef enum
   QLEAN_IMAGE_ERROR_UNSUPPORTED_ARCH,
   QLEAN_IMAGE_ERROR_INVALID_SOURCE,
   QLEAN_IMAGE_ERROR_PREPARE_FAILED,
+  QLEAN_IMAGE_ERROR_BAD_SIGNATURE,
 } QleanImageError;
 
 /**

@@ -40,6 +40,31 @@ char     *qlean_checksum_file_lookup      (const char     *text,
                                            const char     *source,
                                            GError        **error);
 
+/* Checks @data with gpgv against @keyring (a binary OpenPGP keyring):
+ * against the detached @signature, or, when @signature is NULL, as a
+ * clear-signed message (Fedora's CHECKSUM). Returns what the signature
+ * covers, the only text to read checksums from: @data itself for a
+ * detached signature, the signed text without its armour for a
+ * clear-signed one. Fails with QLEAN_IMAGE_ERROR_BAD_SIGNATURE naming
+ * @source, or QLEAN_IMAGE_ERROR_MISSING_INPUT without gpgv or the
+ * keyring. */
+GBytes   *qlean_signature_verify          (const char     *keyring,
+                                           GBytes         *data,
+                                           GBytes         *signature,
+                                           const char     *source,
+                                           GCancellable   *cancellable,
+                                           GError        **error);
+
+/* The protocols a download of @url may be redirected to, as libcurl's
+ * CURLOPT_REDIR_PROTOCOLS_STR takes them: "https" for an https URL
+ * (never down to http), "http,https" otherwise; never file or others.
+ * Redirects are followed at most five times. */
+const char *qlean_download_redirect_protocols (const char *url);
+
+/* Tests only: trust @path's CA certificate (PEM) for HTTPS, so that a
+ * local HTTPS server can stand in for a distribution's. */
+void      qlean_download_set_test_ca_file (const char     *path);
+
 /* A small file (a checksum list) into memory, at most @max_size bytes. */
 GBytes   *qlean_download_bytes            (const char     *url,
                                            gsize           max_size,

@@ -24,12 +24,16 @@
 
 #include "qlean-error.h"
 #include "qlean-image-download-private.h"
+#include "qlean-util-private.h"
 
 #define USER_AGENT "qlean/" PACKAGE_VERSION
 /* A connection that drops mid-file is retried (with a Range request)
  * this many times, as long as each attempt got some data. */
 #define MAX_ATTEMPTS 5
 #define HASH_BUFFER_SIZE (1024 * 1024)
+/* Distributions' servers redirect once or twice (to a mirror, to a
+ * CDN); a longer chain is a misconfigured or hostile server. */
+#define MAX_REDIRECTS 5
 #define SIDECAR_SUFFIX ".qlean.json"
 
 GChecksumType
@@ -260,9 +264,9 @@ qlean_checksum_file_lookup (const char     *text,
   GChecksumType found = -1;
 
   /* A PGP signed message (Fedora's CHECKSUM) is read for its payload
-   * only. Qlean does not check the signature: the checksum file comes
-   * over HTTPS from the distribution (or from a mirror the user chose),
-   * and checking it would need each distribution's keyring on the host. */
+   * only. Where the catalog says that a distribution signs its checksum
+   * file, the signature is checked first (qlean_signature_verify()) and
+   * only the text gpgv vouches for comes here. */
   for (guint i = 0; lines[i] != NULL; i++)
     {
       char *line = lines[i];
@@ -318,7 +322,221 @@ qlean_checksum_file_lookup (const char     *text,
   return NULL;
 }
 
+/* Signatures */
+
+/* The line of gpgv's messages that says what is wrong with a signature:
+ * not the ones that say when and with which key it was made, nor the
+ * reminder that follows a failure. */
+static char *
+gpgv_reason (const char *text)
+{
+  static const char * const noise[] = {
+    "Signature made", "using ", "Please remember", "should be the first", "the signature could not",
+  };
+  g_auto(GStrv) lines = g_strsplit (text ? text : "", "\n", -1);
+
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      char *line = g_strstrip (lines[i]);
+      gboolean skip = *line == '\0';
+
+      if (g_str_has_prefix (line, "gpgv: "))
+        line = g_strstrip (line + strlen ("gpgv: "));
+      for (guint n = 0; n < G_N_ELEMENTS (noise) && !skip; n++)
+        skip = g_str_has_prefix (line, noise[n]);
+      if (skip)
+        continue;
+      while (g_str_has_suffix (line, "."))
+        line[strlen (line) - 1] = '\0';
+      return g_strdup (line);
+    }
+
+  return g_strdup (_("gpgv gave no reason"));
+}
+
+/* gpgv's verdict, from its status lines (doc/DETAILS in GnuPG): one good,
+ * valid signature and nothing bad, expired or revoked beside it. */
+static gboolean
+status_says_good (const char *status)
+{
+  static const char * const bad[] = {
+    "BADSIG", "ERRSIG", "EXPSIG", "EXPKEYSIG", "REVKEYSIG", "NO_PUBKEY", "FAILURE",
+  };
+  g_auto(GStrv) lines = g_strsplit (status ? status : "", "\n", -1);
+  gboolean good = FALSE, valid = FALSE;
+
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      const char *line = lines[i];
+
+      if (!g_str_has_prefix (line, "[GNUPG:] "))
+        continue;
+      line += strlen ("[GNUPG:] ");
+      for (guint b = 0; b < G_N_ELEMENTS (bad); b++)
+        if (g_str_has_prefix (line, bad[b]) && (line[strlen (bad[b])] == ' ' || line[strlen (bad[b])] == '\0'))
+          return FALSE;
+      if (g_str_has_prefix (line, "GOODSIG "))
+        good = TRUE;
+      else if (g_str_has_prefix (line, "VALIDSIG "))
+        valid = TRUE;
+    }
+
+  return good && valid;
+}
+
+GBytes *
+qlean_signature_verify (const char    *keyring,
+                        GBytes        *data,
+                        GBytes        *signature,
+                        const char    *source,
+                        GCancellable  *cancellable,
+                        GError       **error)
+{
+  g_autofree char *gpgv = g_find_program_in_path ("gpgv");
+  g_autofree char *tmp = NULL;
+  g_autofree char *data_path = NULL;
+  g_autofree char *signature_path = NULL;
+  g_autofree char *payload_path = NULL;
+  g_autofree char *status = NULL;
+  g_autofree char *messages = NULL;
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GSubprocess) process = NULL;
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr(GError) local_error = NULL;
+  GBytes *payload = NULL;
+  char *contents = NULL;
+  gsize len;
+
+  if (gpgv == NULL)
+    {
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
+                   _("Cannot check the signature of %s: gpgv is not installed "
+                     "(install the gpgv package)"),
+                   source);
+      return NULL;
+    }
+
+  if (!g_file_test (keyring, G_FILE_TEST_IS_REGULAR))
+    {
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
+                   _("Cannot check the signature of %s: the keyring %s is missing; "
+                     "reinstall Qlean"),
+                   source, keyring);
+      return NULL;
+    }
+
+  /* gpgv reads files; a private directory keeps them from anyone else. */
+  tmp = g_dir_make_tmp ("qlean-gpgv-XXXXXX", error);
+  if (tmp == NULL)
+    return NULL;
+  data_path = g_build_filename (tmp, "signed", NULL);
+  signature_path = g_build_filename (tmp, "signature", NULL);
+  payload_path = g_build_filename (tmp, "payload", NULL);
+
+  if (!g_file_set_contents (data_path, g_bytes_get_data (data, NULL), g_bytes_get_size (data), error) ||
+      (signature != NULL &&
+       !g_file_set_contents (signature_path, g_bytes_get_data (signature, NULL),
+                             g_bytes_get_size (signature), error)))
+    goto out;
+
+  g_ptr_array_add (argv, gpgv);
+  g_ptr_array_add (argv, "--status-fd=1");
+  g_ptr_array_add (argv, "--keyring");
+  g_ptr_array_add (argv, (char *) keyring);
+  if (signature != NULL)
+    {
+      g_ptr_array_add (argv, "--");
+      g_ptr_array_add (argv, signature_path);
+      g_ptr_array_add (argv, data_path);
+    }
+  else
+    {
+      /* A clear-signed file: what gpgv writes out is the signed text,
+       * without whatever was put around it. */
+      g_ptr_array_add (argv, "--output");
+      g_ptr_array_add (argv, payload_path);
+      g_ptr_array_add (argv, "--");
+      g_ptr_array_add (argv, data_path);
+    }
+  g_ptr_array_add (argv, NULL);
+
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                                        G_SUBPROCESS_FLAGS_STDERR_PIPE);
+  g_subprocess_launcher_setenv (launcher, "LC_ALL", "C", TRUE);
+  g_subprocess_launcher_setenv (launcher, "GNUPGHOME", tmp, TRUE);
+  process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, error);
+  if (process == NULL ||
+      !g_subprocess_communicate_utf8 (process, NULL, cancellable, &status, &messages, error))
+    goto out;
+
+  if (!g_subprocess_get_if_exited (process) || g_subprocess_get_exit_status (process) != 0 ||
+      !status_says_good (status))
+    {
+      g_autofree char *reason = gpgv_reason (messages);
+
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_BAD_SIGNATURE,
+                   _("The signature of %s does not verify with the distribution's key "
+                     "(%s): %s. The file was changed on the way or on the mirror, or is "
+                     "not the distribution's; nothing was downloaded. Try again later, "
+                     "or use another mirror"),
+                   source, keyring, reason);
+      goto out;
+    }
+
+  if (signature != NULL)
+    payload = g_bytes_ref (data);
+  else if (g_file_get_contents (payload_path, &contents, &len, &local_error))
+    payload = g_bytes_new_take (contents, len);
+  else
+    g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_BAD_SIGNATURE,
+                 _("gpgv verified %s but wrote no signed text: %s"), source, local_error->message);
+
+out:
+  qlean_rm_rf (tmp, NULL);
+  return payload;
+}
+
 /* libcurl */
+
+/* Set by tests only: a CA certificate to trust for a local HTTPS server. */
+static char *test_ca_file;
+
+void
+qlean_download_set_test_ca_file (const char *path)
+{
+  g_free (test_ca_file);
+  test_ca_file = g_strdup (path);
+}
+
+const char *
+qlean_download_redirect_protocols (const char *url)
+{
+  /* HTTPS is what makes a checksum file (and the image it names) come
+   * from the distribution: a redirect to plain HTTP would hand both to
+   * whoever sits on the path. Redirects never go to file:// (a server
+   * could make Qlean read host files) nor to any other protocol. */
+  if (url != NULL && g_ascii_strncasecmp (url, "https://", strlen ("https://")) == 0)
+    return "https";
+
+  return "http,https";
+}
+
+/* Whether a transfer of @url is still on a scheme @url allows: one that
+ * started over HTTPS must never go on over anything else. The redirect
+ * policy above already stops that; this is checked again before any
+ * byte is kept, so that no libcurl option or version can undo it. */
+static gboolean
+transfer_is_secure (CURL       *curl,
+                    const char *url)
+{
+  const char *scheme = NULL;
+
+  if (g_ascii_strncasecmp (url, "https://", strlen ("https://")) != 0)
+    return TRUE;
+
+  return curl_easy_getinfo (curl, CURLINFO_SCHEME, &scheme) == CURLE_OK && scheme != NULL &&
+         g_ascii_strcasecmp (scheme, "https") == 0;
+}
 
 static void
 qlean_curl_global_init (void)
@@ -350,7 +568,7 @@ make_easy (const char *url,
   curl_easy_setopt (curl, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt (curl, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt (curl, CURLOPT_MAXREDIRS, 10L);
+  curl_easy_setopt (curl, CURLOPT_MAXREDIRS, (long) MAX_REDIRECTS);
   /* An error page must never be taken for the file. */
   curl_easy_setopt (curl, CURLOPT_FAILONERROR, 1L);
   curl_easy_setopt (curl, CURLOPT_USERAGENT, USER_AGENT);
@@ -360,11 +578,15 @@ make_easy (const char *url,
   curl_easy_setopt (curl, CURLOPT_LOW_SPEED_TIME, 60L);
 #if LIBCURL_VERSION_NUM >= 0x075500
   curl_easy_setopt (curl, CURLOPT_PROTOCOLS_STR, "http,https,file");
-  curl_easy_setopt (curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt (curl, CURLOPT_REDIR_PROTOCOLS_STR, qlean_download_redirect_protocols (url));
 #else
   curl_easy_setopt (curl, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS | CURLPROTO_FILE));
-  curl_easy_setopt (curl, CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+  curl_easy_setopt (curl, CURLOPT_REDIR_PROTOCOLS,
+                    g_str_equal (qlean_download_redirect_protocols (url), "https")
+                    ? (long) CURLPROTO_HTTPS : (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
+  if (test_ca_file != NULL)
+    curl_easy_setopt (curl, CURLOPT_CAINFO, test_ca_file);
 
   return curl;
 }
@@ -435,11 +657,37 @@ set_transfer_error (GError       **error,
                     GCancellable  *cancellable)
 {
   const char *detail = errbuf[0] != '\0' ? errbuf : curl_easy_strerror (code);
+  const char *redirect = NULL;
+  long redirects = 0;
 
   if (g_cancellable_set_error_if_cancelled (cancellable, error))
     return;
 
-  if (code == CURLE_HTTP_RETURNED_ERROR)
+  /* A redirect that libcurl refuses to follow leaves its target as the
+   * effective URL. */
+  curl_easy_getinfo (curl, CURLINFO_REDIRECT_COUNT, &redirects);
+  if (redirects > 0)
+    curl_easy_getinfo (curl, CURLINFO_EFFECTIVE_URL, &redirect);
+
+  if (code == CURLE_TOO_MANY_REDIRECTS)
+    g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_HTTP,
+                 _("%s redirects more than %d times; Qlean gives up there. The server or "
+                   "mirror is misconfigured: try again later, or use another mirror"),
+                 url, MAX_REDIRECTS);
+  else if (code == CURLE_UNSUPPORTED_PROTOCOL && redirect != NULL)
+    g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_HTTP,
+                 _("%s redirects to %s, which Qlean refuses to follow: a download may only "
+                   "be redirected to %s URLs. Use another mirror, or give the final URL "
+                   "if you trust it"),
+                 url, redirect,
+                 g_str_equal (qlean_download_redirect_protocols (url), "https")
+                 ? "https" : "http and https");
+  else if (code == CURLE_WRITE_ERROR && write_errno == EPROTO)
+    g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_HTTP,
+                 _("The download of %s started over HTTPS but went on over another "
+                   "protocol after %ld redirects; Qlean refuses it"),
+                 url, redirects);
+  else if (code == CURLE_HTTP_RETURNED_ERROR)
     {
       long status = 0;
 
@@ -482,6 +730,9 @@ typedef struct
   GByteArray *data;
   gsize       max_size;
   gboolean    too_big;
+  CURL       *curl;
+  const char *url;
+  int         write_errno;
 } MemorySink;
 
 static size_t
@@ -492,6 +743,12 @@ memory_write (char   *ptr,
 {
   MemorySink *sink = user_data;
   size_t n = size * nmemb;
+
+  if (!transfer_is_secure (sink->curl, sink->url))
+    {
+      sink->write_errno = EPROTO;
+      return 0;
+    }
 
   if (sink->data->len + n > sink->max_size)
     {
@@ -521,8 +778,8 @@ qlean_download_bytes (const char    *url,
 {
   char errbuf[CURL_ERROR_SIZE];
   g_autoptr(GByteArray) data = g_byte_array_new ();
-  MemorySink sink = { data, max_size, FALSE };
   CURL *curl = make_easy (url, errbuf);
+  MemorySink sink = { data, max_size, FALSE, curl, url, 0 };
   CURLcode code;
 
   if (curl == NULL)
@@ -555,7 +812,7 @@ qlean_download_bytes (const char    *url,
                      _("%s is larger than %" G_GSIZE_FORMAT " bytes: not a checksum file"),
                      url, max_size);
       else
-        set_transfer_error (error, curl, code, url, errbuf, 0, NULL, cancellable);
+        set_transfer_error (error, curl, code, url, errbuf, sink.write_errno, NULL, cancellable);
       curl_easy_cleanup (curl);
       return NULL;
     }
@@ -599,6 +856,7 @@ typedef struct
 {
   int                        fd;
   const char                *path;
+  const char                *url;
   CURL                      *curl;
   gboolean                   is_http;
   gboolean                   checked_status;
@@ -620,6 +878,12 @@ transfer_write (char   *ptr,
   Transfer *t = user_data;
   size_t n = size * nmemb;
   size_t done = 0;
+
+  if (!transfer_is_secure (t->curl, t->url))
+    {
+      t->write_errno = EPROTO;
+      return 0;
+    }
 
   if (!t->checked_status)
     {
@@ -761,6 +1025,7 @@ download_attempt (const char                 *url,
     }
 
   t.path = part;
+  t.url = url;
   t.curl = make_easy (url, errbuf);
   if (t.curl == NULL)
     {

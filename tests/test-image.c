@@ -15,6 +15,8 @@
 
 #include <errno.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <glib/gstdio.h>
@@ -275,9 +277,26 @@ test_catalog_builtin (void)
     { QLEAN_DISTRO_DEBIAN, "debian-12-genericcloud-amd64" },
     { QLEAN_DISTRO_UBUNTU, "ubuntu-22.04" },
     { QLEAN_DISTRO_UBUNTU, "ubuntu-24.04" },
+    { QLEAN_DISTRO_UBUNTU, "ubuntu-26.04" },
+    { QLEAN_DISTRO_FEDORA, "fedora-43" },
+    { QLEAN_DISTRO_FEDORA, "fedora-44" },
+    /* End of life, kept so that a pinned name still resolves. */
     { QLEAN_DISTRO_FEDORA, "fedora-40" },
     { QLEAN_DISTRO_FEDORA, "fedora-41" },
     { QLEAN_DISTRO_ARCH, "arch" },
+  };
+  /* What each distribution supports in December 2026, per architecture. */
+  static const char * const supported[] = {
+    "debian-13-generic-amd64", "debian-13-generic-arm64", "debian-13-generic-riscv64",
+    "debian-12-generic-amd64", "debian-12-generic-arm64",
+    "ubuntu-26.04-server-cloudimg-amd64", "ubuntu-26.04-server-cloudimg-arm64",
+    "ubuntu-26.04-server-cloudimg-riscv64",
+    "ubuntu-24.04-server-cloudimg-amd64", "ubuntu-24.04-server-cloudimg-arm64",
+    "ubuntu-24.04-server-cloudimg-riscv64",
+    "ubuntu-22.04-server-cloudimg-amd64", "ubuntu-22.04-server-cloudimg-arm64",
+    "fedora-44-cloud-base-generic-amd64", "fedora-44-cloud-base-generic-arm64",
+    "fedora-43-cloud-base-generic-amd64", "fedora-43-cloud-base-generic-arm64",
+    "arch-linux-cloudimg-amd64",
   };
 
   g_assert_cmpuint (catalog->len, >=, G_N_ELEMENTS (wanted));
@@ -291,6 +310,42 @@ test_catalog_builtin (void)
         g_assert_true (g_hash_table_add (names, entry->aliases[a]));
       g_assert_true (g_str_has_prefix (entry->url, "https://"));
       g_assert_true (g_str_has_prefix (entry->checksum_url, "https://"));
+      g_assert_true (g_str_equal (entry->arch, "amd64") || g_str_equal (entry->arch, "arm64") ||
+                     g_str_equal (entry->arch, "riscv64"));
+      /* Every release has an end of life, but Arch's rolling one. */
+      g_assert_true ((entry->eol == NULL) == (entry->distro == QLEAN_DISTRO_ARCH));
+
+      /* Ubuntu and Fedora sign their checksum files; Debian's cloud
+       * images and Arch's lists are not signed. */
+      switch (entry->distro)
+        {
+        case QLEAN_DISTRO_UBUNTU:
+          g_assert_cmpint (entry->signature, ==, QLEAN_SIGNATURE_DETACHED);
+          g_assert_cmpstr (entry->keyring, ==, "ubuntu-cloudimage-keyring.gpg");
+          g_assert_true (g_str_has_prefix (entry->signature_url, "https://"));
+          g_assert_true (g_str_has_suffix (entry->signature_url, "/SHA256SUMS.gpg"));
+          break;
+        case QLEAN_DISTRO_FEDORA:
+          {
+            g_autofree char *keyring = g_strdup_printf ("fedora-%s-primary.gpg", entry->release);
+
+            g_assert_cmpint (entry->signature, ==, QLEAN_SIGNATURE_CLEARSIGNED);
+            g_assert_cmpstr (entry->keyring, ==, keyring);
+            g_assert_true (g_str_has_suffix (entry->checksum_url, "-CHECKSUM"));
+          }
+          break;
+        default:
+          g_assert_cmpint (entry->signature, ==, QLEAN_SIGNATURE_NONE);
+          break;
+        }
+    }
+
+  for (guint i = 0; i < G_N_ELEMENTS (supported); i++)
+    {
+      const QleanCatalogEntry *entry = qlean_catalog_lookup (catalog, -1, supported[i], NULL);
+
+      g_assert_nonnull (entry);
+      g_assert_false (qlean_eol_reached (entry->eol));
     }
 
   for (guint i = 0; i < G_N_ELEMENTS (wanted); i++)
@@ -305,16 +360,43 @@ test_catalog_builtin (void)
       g_assert_cmpstr (qlean_image_get_arch (image), ==, "amd64");
     }
 
-  /* The seed's name, and each distribution's default. */
+  /* The seed's name, and each distribution's default: amd64, and not
+   * past its end of life. */
   {
     g_autoptr(QleanImage) image = qlean_image_new_from_distro (QLEAN_DISTRO_DEBIAN, NULL);
 
     g_assert_cmpstr (qlean_image_get_name (image), ==, "debian-13-generic-amd64");
   }
-  {
-    g_autoptr(QleanImage) image = qlean_image_new_from_distro (QLEAN_DISTRO_UBUNTU, NULL);
+  for (QleanDistro d = QLEAN_DISTRO_DEBIAN; d < QLEAN_DISTRO_CUSTOM; d++)
+    {
+      g_autoptr(QleanImage) image = qlean_image_new_from_distro (d, NULL);
+      g_autofree char *eol = NULL;
 
-    g_assert_cmpint (qlean_image_get_distro (image), ==, QLEAN_DISTRO_UBUNTU);
+      g_object_get (image, "eol", &eol, NULL);
+      g_assert_cmpint (qlean_image_get_distro (image), ==, d);
+      g_assert_cmpstr (qlean_image_get_arch (image), ==, "amd64");
+      g_assert_false (qlean_eol_reached (eol));
+    }
+  {
+    g_autoptr(QleanImage) image = qlean_image_new_from_distro (QLEAN_DISTRO_FEDORA, NULL);
+
+    g_assert_cmpstr (qlean_image_get_name (image), ==, "fedora-44-cloud-base-generic-amd64");
+  }
+  {
+    g_autoptr(QleanImage) old = qlean_image_new_from_distro (QLEAN_DISTRO_FEDORA, "fedora-41");
+    g_autoptr(QleanImage) ubuntu = qlean_image_new_from_distro (QLEAN_DISTRO_UBUNTU, "noble");
+    g_autoptr(QleanImage) debian = qlean_image_new_from_distro (QLEAN_DISTRO_DEBIAN, "trixie");
+    g_autofree char *eol = NULL;
+    gboolean is_signed = FALSE;
+
+    g_object_get (old, "eol", &eol, "signed", &is_signed, NULL);
+    g_assert_cmpstr (eol, ==, "2025-12-15");
+    g_assert_true (qlean_eol_reached (eol));
+    g_assert_true (is_signed);
+    g_object_get (ubuntu, "signed", &is_signed, NULL);
+    g_assert_true (is_signed);
+    g_object_get (debian, "signed", &is_signed, NULL);
+    g_assert_false (is_signed);
   }
 }
 
@@ -391,6 +473,19 @@ test_catalog_parse_errors (void)
     "\"checksum-url\": \"c\", \"checksum\": \"sha256\"}]}",
     "{\"images\": [{\"name\": \"x\", \"distro\": \"debian\", \"arch\": \"amd64\", \"url\": \"u\", "
     "\"checksum-url\": \"c\", \"checksum\": \"md5\"}]}",
+    "{\"images\": [{\"name\": \"x\", \"distro\": \"debian\", \"arch\": \"sparc\", \"url\": \"u\", "
+    "\"checksum-url\": \"c\", \"checksum\": \"sha256\"}]}",
+    "{\"images\": [{\"name\": \"x\", \"distro\": \"debian\", \"url\": \"u\", \"eol\": \"2027-13-01\", "
+    "\"checksum-url\": \"c\", \"checksum\": \"sha256\"}]}",
+    "{\"images\": [{\"name\": \"x\", \"distro\": \"debian\", \"url\": \"u\", \"eol\": \"soon\", "
+    "\"checksum-url\": \"c\", \"checksum\": \"sha256\"}]}",
+    "{\"images\": [{\"name\": \"x\", \"distro\": \"debian\", \"url\": \"u\", \"signature\": \"pgp\", "
+    "\"checksum-url\": \"c\", \"checksum\": \"sha256\", \"keyring\": \"k\"}]}",
+    /* Signed, but nothing to check the signature with. */
+    "{\"images\": [{\"name\": \"x\", \"distro\": \"fedora\", \"url\": \"u\", \"signature\": \"clearsigned\", "
+    "\"checksum-url\": \"c\", \"checksum\": \"sha256\"}]}",
+    "{\"images\": [{\"name\": \"x\", \"distro\": \"ubuntu\", \"url\": \"u\", \"signature\": \"detached\", "
+    "\"checksum-url\": \"c\", \"checksum\": \"sha256\", \"keyring\": \"k\"}]}",
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
@@ -402,6 +497,30 @@ test_catalog_parse_errors (void)
       g_assert_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_FAILED);
       g_assert_nonnull (strstr (error->message, "test.json"));
     }
+
+  /* The architecture defaults to amd64, and the kernel's names work. */
+  {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GPtrArray) catalog = qlean_catalog_parse (
+      "{\"images\": [{\"name\": \"a\", \"distro\": \"debian\", \"url\": \"u\", "
+      "\"checksum-url\": \"c\", \"checksum\": \"sha256\"}, "
+      "{\"name\": \"b\", \"distro\": \"debian\", \"arch\": \"aarch64\", \"url\": \"u\", "
+      "\"checksum-url\": \"c\", \"checksum\": \"sha256\", \"eol\": \"2030-06-30\"}, "
+      "{\"name\": \"c\", \"distro\": \"debian\", \"arch\": \"x86_64\", \"url\": \"u\", "
+      "\"checksum-url\": \"c\", \"checksum\": \"sha256\"}]}", -1, "test.json", &error);
+    const QleanCatalogEntry *entry;
+
+    g_assert_no_error (error);
+    entry = g_ptr_array_index (catalog, 0);
+    g_assert_cmpstr (entry->arch, ==, "amd64");
+    g_assert_null (entry->eol);
+    g_assert_cmpint (entry->signature, ==, QLEAN_SIGNATURE_NONE);
+    entry = g_ptr_array_index (catalog, 1);
+    g_assert_cmpstr (entry->arch, ==, "arm64");
+    g_assert_cmpstr (entry->eol, ==, "2030-06-30");
+    entry = g_ptr_array_index (catalog, 2);
+    g_assert_cmpstr (entry->arch, ==, "amd64");
+  }
 }
 
 /* Custom sources */
@@ -1323,6 +1442,673 @@ test_boot_init_then_spawn (void)
   g_assert_no_error (error);
 }
 
+/* Signed checksum files, with throwaway keys made for this run in a
+ * private GNUPGHOME (nothing secret is shipped), served by a fixture
+ * server over a directory of small files. */
+
+typedef struct
+{
+  char          *root;      /* served: signed/, other/ */
+  char          *gnupghome;
+  char          *keyring;   /* key A's public key, binary */
+  char          *image_hex; /* sha256 of signed/tiny.img */
+  FixtureServer *server;
+} SignedFixture;
+
+static SignedFixture *signed_fixture;
+static gboolean signed_fixture_tried;
+
+static gboolean
+run_gpg (const char  *home,
+         const char  *input,
+         GError     **error,
+         ...)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_auto(GStrv) envp = g_environ_setenv (g_get_environ (), "GNUPGHOME", home, TRUE);
+  g_autofree char *err = NULL;
+  const char *arg;
+  int status = 0;
+  va_list args;
+
+  g_ptr_array_add (argv, "gpg");
+  g_ptr_array_add (argv, "--batch");
+  g_ptr_array_add (argv, "--quiet");
+  g_ptr_array_add (argv, "--yes");
+  va_start (args, error);
+  while ((arg = va_arg (args, const char *)) != NULL)
+    g_ptr_array_add (argv, (char *) arg);
+  va_end (args);
+  g_ptr_array_add (argv, NULL);
+
+  envp = g_environ_setenv (envp, "LC_ALL", "C", TRUE);
+  if (!g_spawn_sync (input, (char **) argv->pdata, envp, G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL,
+                     NULL, NULL, NULL, &err, &status, error))
+    return FALSE;
+  if (!g_spawn_check_wait_status (status, error))
+    {
+      g_prefix_error (error, "gpg: %s: ", err);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
+static void
+write_file (const char *dir,
+            const char *name,
+            const char *text,
+            gssize      len)
+{
+  g_autofree char *path = g_build_filename (dir, name, NULL);
+  g_autoptr(GError) error = NULL;
+
+  g_file_set_contents (path, text, len, &error);
+  g_assert_no_error (error);
+}
+
+static void
+signed_fixture_free (SignedFixture *fixture)
+{
+  if (fixture == NULL)
+    return;
+
+  g_clear_pointer (&fixture->server, fixture_server_free);
+  if (fixture->gnupghome != NULL)
+    {
+      const char *argv[] = { "gpgconf", "--kill", "all", NULL };
+      g_auto(GStrv) envp = g_environ_setenv (g_get_environ (), "GNUPGHOME", fixture->gnupghome, TRUE);
+
+      g_spawn_sync (NULL, (char **) argv, envp, G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL |
+                    G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+      qlean_rm_rf (fixture->gnupghome, NULL);
+    }
+  if (fixture->root != NULL)
+    qlean_rm_rf (fixture->root, NULL);
+  g_free (fixture->root);
+  g_free (fixture->gnupghome);
+  g_free (fixture->keyring);
+  g_free (fixture->image_hex);
+  g_free (fixture);
+}
+
+/* signed/: tiny.img, SHA256SUMS with its detached signature by key A,
+ * CHECKSUM clear-signed by key A with an unsigned line before it that
+ * names tiny.img with a wrong digest; other/: the same SHA256SUMS signed
+ * by key B, which the keyring does not hold. */
+static SignedFixture *
+need_signed_fixture (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *signed_dir = NULL;
+  g_autofree char *other_dir = NULL;
+  g_autofree char *sums = NULL;
+  g_autofree char *bsd = NULL;
+  g_autofree char *wrapped = NULL;
+  g_autofree char *clearsigned = NULL;
+  g_autofree char *path = NULL;
+  g_autofree char *home_b = NULL;
+  g_autofree char *key_a = NULL;
+  guchar image[64 * 1024];
+  SignedFixture *fixture;
+
+  if (signed_fixture_tried)
+    {
+      if (signed_fixture == NULL)
+        g_test_skip ("gpg cannot make throwaway keys here");
+      return signed_fixture;
+    }
+  signed_fixture_tried = TRUE;
+
+  if (g_find_program_in_path ("gpg") == NULL || g_find_program_in_path ("gpgv") == NULL)
+    {
+      g_test_skip ("gpg and gpgv are needed (tools/setup.sh deps installs them)");
+      return NULL;
+    }
+
+  fixture = g_new0 (SignedFixture, 1);
+  fixture->root = g_dir_make_tmp ("qlean-signed-XXXXXX", &error);
+  g_assert_no_error (error);
+  fixture->gnupghome = g_dir_make_tmp ("qlean-gnupg-XXXXXX", &error);
+  g_assert_no_error (error);
+  home_b = g_build_filename (fixture->gnupghome, "b", NULL);
+  g_assert_cmpint (g_mkdir (home_b, 0700), ==, 0);
+  signed_dir = g_build_filename (fixture->root, "signed", NULL);
+  other_dir = g_build_filename (fixture->root, "other", NULL);
+  g_assert_cmpint (g_mkdir (signed_dir, 0755), ==, 0);
+  g_assert_cmpint (g_mkdir (other_dir, 0755), ==, 0);
+
+  for (gsize i = 0; i < sizeof image; i++)
+    image[i] = (guchar) (i * 7 + i / 251);
+  write_file (signed_dir, "tiny.img", (const char *) image, sizeof image);
+  fixture->image_hex = g_compute_checksum_for_data (G_CHECKSUM_SHA256, image, sizeof image);
+
+  sums = g_strdup_printf ("%s *other.img\n%s *tiny.img\n", sha256_a, fixture->image_hex);
+  write_file (signed_dir, "SHA256SUMS", sums, -1);
+  write_file (other_dir, "SHA256SUMS", sums, -1);
+  bsd = g_strdup_printf ("# tiny.img: 65536 bytes\nSHA256 (tiny.img) = %s\n", fixture->image_hex);
+  write_file (fixture->gnupghome, "CHECKSUM.in", bsd, -1);
+
+  if (!run_gpg (fixture->gnupghome, NULL, &error, "--passphrase", "", "--quick-gen-key",
+                "Qlean test key A <a@qlean.invalid>", "ed25519", "sign", "never", NULL) ||
+      !run_gpg (home_b, NULL, &error, "--passphrase", "", "--quick-gen-key",
+                "Qlean test key B <b@qlean.invalid>", "ed25519", "sign", "never", NULL))
+    {
+      g_test_message ("%s", error->message);
+      signed_fixture_free (fixture);
+      g_test_skip ("gpg cannot make throwaway keys here");
+      return NULL;
+    }
+
+  key_a = g_build_filename (fixture->root, "keyring.gpg", NULL);
+  fixture->keyring = g_steal_pointer (&key_a);
+  path = g_build_filename (signed_dir, "SHA256SUMS", NULL);
+  g_assert_true (run_gpg (fixture->gnupghome, NULL, &error, "--output", fixture->keyring, "--export", NULL));
+  g_assert_true (run_gpg (fixture->gnupghome, signed_dir, &error, "--detach-sign", "--output",
+                          "SHA256SUMS.gpg", "SHA256SUMS", NULL));
+  g_assert_true (run_gpg (home_b, other_dir, &error, "--detach-sign", "--output",
+                          "SHA256SUMS.gpg", "SHA256SUMS", NULL));
+  g_assert_true (run_gpg (fixture->gnupghome, fixture->gnupghome, &error, "--clearsign", "--output",
+                          "CHECKSUM.asc", "CHECKSUM.in", NULL));
+  g_assert_no_error (error);
+
+  /* Text around a clear-signed message is not signed: a line that names
+   * the image there must not count. */
+  g_clear_pointer (&path, g_free);
+  path = g_build_filename (fixture->gnupghome, "CHECKSUM.asc", NULL);
+  g_assert_true (g_file_get_contents (path, &clearsigned, NULL, NULL));
+  wrapped = g_strdup_printf ("SHA256 (tiny.img) = %s\n%s", sha256_a, clearsigned);
+  write_file (signed_dir, "Tiny-CHECKSUM", wrapped, -1);
+
+  /* The signed text changed, its armour intact: another image's digest. */
+  {
+    char *at = strstr (clearsigned, fixture->image_hex);
+
+    g_assert_nonnull (at);
+    memcpy (at, sha256_a, strlen (sha256_a));
+    write_file (signed_dir, "Tampered-CHECKSUM", clearsigned, -1);
+  }
+
+  fixture->server = fixture_server_new (fixture->root, &error);
+  g_assert_no_error (error);
+
+  signed_fixture = fixture;
+  return fixture;
+}
+
+/* A catalog image of tiny.img, its checksums at @checksum_path (with a
+ * fault prefix, maybe) and signed as @signature says. */
+static QleanImage *
+signed_image (SignedFixture *fixture,
+              const char    *cache,
+              const char    *checksum_path,
+              const char    *signature,
+              const char    *signature_path,
+              const char    *keyring)
+{
+  const char *url = fixture_server_get_url (fixture->server);
+  g_autofree char *signature_member = signature_path
+    ? g_strdup_printf ("\"signature-url\": \"%s%s\", ", url, signature_path) : g_strdup ("");
+  g_autofree char *json = g_strdup_printf (
+    "{\"images\": [{\"name\": \"tiny\", \"distro\": \"ubuntu\", \"release\": \"1\", "
+    "\"url\": \"%s/signed/tiny.img\", \"checksum-url\": \"%s%s\", \"checksum\": \"sha256\", "
+    "\"signature\": \"%s\", %s\"keyring\": \"%s\", \"format\": \"raw\"}]}",
+    url, url, checksum_path, signature, signature_member, keyring ? keyring : fixture->keyring);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) catalog = qlean_catalog_parse (json, -1, "test.json", &error);
+  QleanImage *image;
+
+  g_assert_no_error (error);
+  image = qlean_image_new_from_catalog_entry (g_ptr_array_index (catalog, 0));
+  qlean_image_set_cache_dir (image, cache);
+  return image;
+}
+
+static void
+assert_pull_refused (QleanImage    *image,
+                     const char    *cache,
+                     GQuark         domain,
+                     int            code,
+                     const char    *in_message)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_false (qlean_image_pull (image, NULL, &error));
+  g_assert_error (error, domain, code);
+  g_test_message ("refused: %s", error->message);
+  if (in_message != NULL)
+    g_assert_nonnull (strstr (error->message, in_message));
+  /* Nothing was downloaded, nothing was kept. */
+  g_assert_null (qlean_image_get_cached_path (image));
+  g_assert_cmpuint (count_cache_files (cache), ==, 0);
+  g_assert_cmpuint (fixture_server_count (signed_fixture->server, "/signed/tiny.img"), ==, 0);
+}
+
+static void
+test_signature_detached (void)
+{
+  SignedFixture *fixture = need_signed_fixture ();
+  g_autofree char *cache = NULL;
+  g_autoptr(QleanImage) good = NULL;
+  g_autoptr(QleanImage) tampered = NULL;
+  g_autoptr(QleanImage) other_key = NULL;
+  g_autoptr(QleanImage) unsigned_list = NULL;
+  g_autoptr(QleanImage) no_keyring = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *cached = NULL;
+  g_auto(QleanCacheInfo) info = { 0 };
+
+  if (fixture == NULL)
+    return;
+  cache = make_cache ("signature-detached");
+  fixture_server_reset_counts (fixture->server);
+
+  /* A list whose digits were changed on the way: refused before the
+   * image is asked for. */
+  tampered = signed_image (fixture, cache, "/bad-checksum/signed/SHA256SUMS", "detached",
+                           "/signed/SHA256SUMS.gpg", NULL);
+  assert_pull_refused (tampered, cache, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_BAD_SIGNATURE, "BAD signature");
+
+  /* The same list, signed by a key that is not the distribution's. */
+  other_key = signed_image (fixture, cache, "/other/SHA256SUMS", "detached", "/other/SHA256SUMS.gpg", NULL);
+  assert_pull_refused (other_key, cache, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_BAD_SIGNATURE, "No public key");
+
+  /* No signature to be had: refused, not taken unsigned. */
+  unsigned_list = signed_image (fixture, cache, "/signed/SHA256SUMS", "detached",
+                                "/signed/SHA256SUMS.sig", NULL);
+  assert_pull_refused (unsigned_list, cache, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_HTTP, "404");
+
+  /* No keyring to check it with. */
+  no_keyring = signed_image (fixture, cache, "/signed/SHA256SUMS", "detached", "/signed/SHA256SUMS.gpg",
+                             "no-such-keyring.gpg");
+  assert_pull_refused (no_keyring, cache, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
+                       "no-such-keyring.gpg");
+
+  /* Signed by the key in the keyring: pulled and verified. */
+  good = signed_image (fixture, cache, "/signed/SHA256SUMS", "detached", "/signed/SHA256SUMS.gpg", NULL);
+  g_assert_true (qlean_image_pull (good, NULL, &error));
+  g_assert_no_error (error);
+  cached = qlean_image_get_cached_path (good);
+  g_assert_nonnull (cached);
+  g_assert_true (qlean_cache_lookup (cached, &info));
+  g_assert_cmpstr (info.hex, ==, fixture->image_hex);
+  g_assert_cmpuint (fixture_server_count (fixture->server, "/signed/SHA256SUMS.gpg"), >=, 1);
+
+  remove_cache (cache);
+}
+
+static void
+test_signature_clearsigned (void)
+{
+  SignedFixture *fixture = need_signed_fixture ();
+  g_autofree char *cache = NULL;
+  g_autoptr(QleanImage) good = NULL;
+  g_autoptr(QleanImage) tampered = NULL;
+  g_autoptr(QleanImage) plain = NULL;
+  g_autoptr(GError) error = NULL;
+  g_auto(QleanCacheInfo) info = { 0 };
+  g_autofree char *cached = NULL;
+
+  if (fixture == NULL)
+    return;
+  cache = make_cache ("signature-clearsigned");
+  fixture_server_reset_counts (fixture->server);
+
+  /* Another digest in the signed text: the signature no longer fits. */
+  tampered = signed_image (fixture, cache, "/signed/Tampered-CHECKSUM", "clearsigned", NULL, NULL);
+  assert_pull_refused (tampered, cache, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_BAD_SIGNATURE, "BAD signature");
+  g_clear_object (&tampered);
+
+  /* Digits changed on the way, armour included. */
+  tampered = signed_image (fixture, cache, "/bad-checksum/signed/Tiny-CHECKSUM", "clearsigned", NULL, NULL);
+  assert_pull_refused (tampered, cache, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_BAD_SIGNATURE, NULL);
+
+  /* A list that is not signed at all, where a signed one is expected. */
+  plain = signed_image (fixture, cache, "/signed/SHA256SUMS", "clearsigned", NULL, NULL);
+  assert_pull_refused (plain, cache, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_BAD_SIGNATURE, NULL);
+
+  /* Only the signed text counts: the unsigned line before it, with a
+   * wrong digest for tiny.img, is not read. */
+  good = signed_image (fixture, cache, "/signed/Tiny-CHECKSUM", "clearsigned", NULL, NULL);
+  g_assert_true (qlean_image_pull (good, NULL, &error));
+  g_assert_no_error (error);
+  cached = qlean_image_get_cached_path (good);
+  g_assert_nonnull (cached);
+  g_assert_true (qlean_cache_lookup (cached, &info));
+  g_assert_cmpstr (info.hex, ==, fixture->image_hex);
+
+  remove_cache (cache);
+}
+
+/* The keyrings Qlean ships hold the distributions' keys, and nothing
+ * else: the fingerprints in data/keyrings/README.md. */
+static void
+test_signature_shipped_keyrings (void)
+{
+  static const struct { const char *keyring; const char *fingerprints; } expected[] = {
+    { "ubuntu-cloudimage-keyring.gpg",
+      "D2EB44626FDDC30B513D5BB71A5D6C4C7DB87C81 4A3CE3CD565D7EB5C810E2B97FF3F408476CF100" },
+    { "fedora-44-primary.gpg", "36F612DCF27F7D1A48A835E4DBFCF71C6D9F90A6" },
+    { "fedora-43-primary.gpg", "C6E7F081CF80E13146676E88829B606631645531" },
+    { "fedora-41-primary.gpg", "466CF2D8B60BC3057AA9453ED0622462E99D6AD1" },
+    { "fedora-40-primary.gpg", "115DF9AEF857853EE8445D0A0727707EA15B79CC" },
+  };
+  GPtrArray *catalog = qlean_catalog_get ();
+  guint signed_entries = 0;
+
+  if (g_find_program_in_path ("gpg") == NULL)
+    {
+      g_test_skip ("gpg is needed to read the keyrings");
+      return;
+    }
+
+  for (guint i = 0; i < catalog->len; i++)
+    {
+      const QleanCatalogEntry *entry = g_ptr_array_index (catalog, i);
+      g_autoptr(GError) error = NULL;
+      g_autofree char *path = NULL;
+      g_autofree char *out = NULL;
+      g_autoptr(GString) found = g_string_new (NULL);
+      g_auto(GStrv) lines = NULL;
+      const char *want = NULL;
+      int status = 0;
+
+      if (entry->signature == QLEAN_SIGNATURE_NONE)
+        continue;
+      signed_entries++;
+
+      path = qlean_keyring_find (entry->keyring, &error);
+      g_assert_no_error (error);
+      for (guint k = 0; k < G_N_ELEMENTS (expected); k++)
+        if (g_str_equal (expected[k].keyring, entry->keyring))
+          want = expected[k].fingerprints;
+      g_assert_nonnull (want);
+
+      {
+        g_autofree char *home = g_dir_make_tmp ("qlean-gnupg-XXXXXX", NULL);
+        const char *argv[] = { "gpg", "--homedir", home, "--batch", "--with-colons", "--show-keys", path, NULL };
+
+        g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL,
+                                     NULL, NULL, &out, NULL, &status, &error));
+        g_assert_no_error (error);
+        qlean_rm_rf (home, NULL);
+      }
+      g_assert_true (g_spawn_check_wait_status (status, NULL));
+
+      /* Primary keys only: "pub" then its "fpr". */
+      lines = g_strsplit (out, "\n", -1);
+      for (guint l = 0; lines[l] != NULL; l++)
+        if (g_str_has_prefix (lines[l], "pub:") && lines[l + 1] != NULL && g_str_has_prefix (lines[l + 1], "fpr:"))
+          {
+            g_auto(GStrv) fields = g_strsplit (lines[l + 1], ":", -1);
+
+            g_string_append_printf (found, "%s%s", found->len ? " " : "", fields[9]);
+          }
+      g_assert_cmpstr (found->str, ==, want);
+    }
+
+  g_assert_cmpuint (signed_entries, >=, 10);
+}
+
+/* Pulling an image past its end of life says so (once per image). */
+static guint eol_messages;
+
+static GLogWriterOutput
+count_eol_messages (GLogLevelFlags   level,
+                    const GLogField *fields,
+                    gsize            n_fields,
+                    gpointer         user_data)
+{
+  for (gsize i = 0; i < n_fields; i++)
+    if (g_str_equal (fields[i].key, "MESSAGE") && fields[i].length < 0 &&
+        strstr (fields[i].value, "reached its end of life") != NULL)
+      g_atomic_int_inc (&eol_messages);
+
+  return g_log_writer_default (level, fields, n_fields, user_data);
+}
+
+static void
+test_catalog_eol_pull (void)
+{
+  g_autofree char *cache = make_cache ("eol");
+  g_autofree char *dir = g_build_filename (cache, "mirror", NULL);
+  g_autofree char *file_dir = g_build_filename (dir, "old", NULL);
+  g_autofree char *hex = NULL;
+  g_autofree char *sums = NULL;
+  g_autofree char *json = NULL;
+  g_autofree char *eol = NULL;
+  g_autoptr(GPtrArray) catalog = NULL;
+  g_autoptr(QleanImage) old = NULL;
+  g_autoptr(QleanImage) current = NULL;
+  g_autoptr(GError) error = NULL;
+  static const char data[] = "not really a disk";
+
+  g_assert_cmpint (g_mkdir_with_parents (file_dir, 0755), ==, 0);
+  write_file (file_dir, "old.img", data, sizeof data - 1);
+  hex = g_compute_checksum_for_data (G_CHECKSUM_SHA256, (const guchar *) data, sizeof data - 1);
+  sums = g_strdup_printf ("%s  old.img\n", hex);
+  write_file (file_dir, "SHA256SUMS", sums, -1);
+  json = g_strdup_printf ("{\"images\": ["
+                          "{\"name\": \"old\", \"distro\": \"fedora\", \"release\": \"9\", "
+                          "\"url\": \"file://%s/old.img\", \"checksum-url\": \"file://%s/SHA256SUMS\", "
+                          "\"checksum\": \"sha256\", \"eol\": \"2000-01-01\", \"format\": \"raw\"}, "
+                          "{\"name\": \"current\", \"distro\": \"fedora\", \"release\": \"99\", "
+                          "\"url\": \"file://%s/old.img\", \"checksum-url\": \"file://%s/SHA256SUMS\", "
+                          "\"checksum\": \"sha256\", \"eol\": \"2999-01-01\", \"format\": \"raw\"}]}",
+                          file_dir, file_dir, file_dir, file_dir);
+  catalog = qlean_catalog_parse (json, -1, "test.json", &error);
+  g_assert_no_error (error);
+
+  old = qlean_image_new_from_catalog_entry (g_ptr_array_index (catalog, 0));
+  qlean_image_set_cache_dir (old, cache);
+  g_object_get (old, "eol", &eol, NULL);
+  g_assert_cmpstr (eol, ==, "2000-01-01");
+
+  g_atomic_int_set (&eol_messages, 0);
+  g_assert_true (qlean_image_pull (old, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_image_pull (old, NULL, &error));
+  g_assert_cmpuint (g_atomic_int_get (&eol_messages), ==, 1);
+
+  current = qlean_image_new_from_catalog_entry (g_ptr_array_index (catalog, 1));
+  qlean_image_set_cache_dir (current, cache);
+  g_assert_true (qlean_image_pull (current, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_atomic_int_get (&eol_messages), ==, 1);
+
+  remove_cache (cache);
+}
+
+/* Redirects: only to http and https, never from https down to http, at
+ * most five of them. */
+static void
+test_download_redirects (void)
+{
+  g_autofree char *root = g_dir_make_tmp ("qlean-redirect-XXXXXX", NULL);
+  g_autoptr(FixtureServer) local = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) bytes = NULL;
+  g_autofree char *url = NULL;
+  g_autofree char *out_dir = g_build_filename (root, "out", NULL);
+  g_autofree char *dest = g_build_filename (out_dir, "f", NULL);
+  g_autofree char *part = g_strconcat (dest, ".part", NULL);
+  g_auto(QleanCacheInfo) info = { 0 };
+  static const char * const refused[] = { "/redirect-file/f", "/redirect-ftp/f", "/redirect-loop/f" };
+
+  /* The policy itself: an https download is redirected to https only. */
+  g_assert_cmpstr (qlean_download_redirect_protocols ("https://example.invalid/x"), ==, "https");
+  g_assert_cmpstr (qlean_download_redirect_protocols ("HTTPS://example.invalid/x"), ==, "https");
+  g_assert_cmpstr (qlean_download_redirect_protocols ("http://example.invalid/x"), ==, "http,https");
+  g_assert_cmpstr (qlean_download_redirect_protocols ("file:///x"), ==, "http,https");
+
+  write_file (root, "f", "payload\n", -1);
+  g_assert_cmpint (g_mkdir (out_dir, 0755), ==, 0);
+  local = fixture_server_new (root, &error);
+  g_assert_no_error (error);
+
+  /* http to http is followed. */
+  url = g_strdup_printf ("%s/redirect/f", fixture_server_get_url (local));
+  bytes = qlean_download_bytes (url, 1024, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpmem (g_bytes_get_data (bytes, NULL), g_bytes_get_size (bytes), "payload\n", 8);
+
+  for (guint i = 0; i < G_N_ELEMENTS (refused); i++)
+    {
+      g_clear_pointer (&url, g_free);
+      g_clear_pointer (&bytes, g_bytes_unref);
+      url = g_strdup_printf ("%s%s", fixture_server_get_url (local), refused[i]);
+      bytes = qlean_download_bytes (url, 1024, NULL, &error);
+      g_assert_null (bytes);
+      g_assert_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_HTTP);
+      g_test_message ("%s: %s", refused[i], error->message);
+      g_assert_nonnull (strstr (error->message, url));
+      if (i == 2)
+        g_assert_nonnull (strstr (error->message, "more than 5"));
+      else
+        g_assert_nonnull (strstr (error->message, "refuses to follow"));
+      g_clear_error (&error);
+
+      /* A file download too, and it leaves nothing behind. */
+      g_assert_false (qlean_download_file (url, dest, G_CHECKSUM_SHA256, NULL, &info, NULL, NULL,
+                                           NULL, &error));
+      g_assert_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_HTTP);
+      g_clear_error (&error);
+      g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+      g_assert_false (g_file_test (part, G_FILE_TEST_EXISTS));
+    }
+  /* The loop stopped after the cap. */
+  g_assert_cmpuint (fixture_server_count (local, "/redirect-loop/f"), <=, 2 * 6);
+
+  g_clear_pointer (&local, fixture_server_free);
+  qlean_rm_rf (root, NULL);
+}
+
+/* The local HTTPS server dies with the test, even when an assertion
+ * aborts it. */
+static void
+die_with_parent (gpointer user_data)
+{
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
+}
+
+/* A real HTTPS server (openssl s_server with a throwaway certificate that
+ * only this test trusts) that redirects to plain HTTP: refused, and no
+ * connection goes out over HTTP. https to https is followed. */
+static void
+test_download_https_downgrade (void)
+{
+  g_autofree char *openssl = g_find_program_in_path ("openssl");
+  g_autofree char *root = NULL;
+  g_autofree char *www = NULL;
+  g_autofree char *cert = NULL;
+  g_autofree char *key = NULL;
+  g_autofree char *line = NULL;
+  g_autofree char *url = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *dest = NULL;
+  g_autofree char *part = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GSubprocess) server_process = NULL;
+  g_autoptr(GDataInputStream) out = NULL;
+  g_autoptr(FixtureServer) plain = NULL;
+  g_autoptr(GBytes) bytes = NULL;
+  g_auto(QleanCacheInfo) info = { 0 };
+  guint port = 0;
+
+  if (openssl == NULL)
+    {
+      g_test_skip ("openssl is needed for a local HTTPS server");
+      return;
+    }
+
+  root = g_dir_make_tmp ("qlean-https-XXXXXX", &error);
+  g_assert_no_error (error);
+  www = g_build_filename (root, "www", NULL);
+  g_assert_cmpint (g_mkdir (www, 0755), ==, 0);
+  cert = g_build_filename (root, "cert.pem", NULL);
+  key = g_build_filename (root, "key.pem", NULL);
+  {
+    const char *argv[] = { openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                           "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                           "-addext", "subjectAltName=IP:127.0.0.1", NULL };
+    int status = 0;
+
+    g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
+                                 NULL, NULL, NULL, NULL, &status, &error));
+    g_assert_true (g_spawn_check_wait_status (status, &error));
+  }
+
+  /* The plain HTTP server the downgrade would reach. */
+  write_file (root, "f", "over http\n", -1);
+  plain = fixture_server_new (root, &error);
+  g_assert_no_error (error);
+
+  /* -HTTP serves each file as a whole response, headers included. */
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                                        G_SUBPROCESS_FLAGS_STDERR_SILENCE);
+  g_subprocess_launcher_set_cwd (launcher, www);
+  g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
+  server_process = g_subprocess_launcher_spawn (launcher, &error, openssl, "s_server", "-HTTP", "-accept",
+                                                "127.0.0.1:0", "-cert", cert, "-key", key, NULL);
+  g_assert_no_error (error);
+  out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (server_process));
+  while ((line = g_data_input_stream_read_line (out, NULL, NULL, NULL)) != NULL)
+    {
+      const char *colon = strrchr (line, ':');
+
+      if (g_str_has_prefix (line, "ACCEPT") && colon != NULL)
+        {
+          port = (guint) g_ascii_strtoull (colon + 1, NULL, 10);
+          break;
+        }
+      g_clear_pointer (&line, g_free);
+    }
+  g_assert_cmpuint (port, >, 0);
+
+  write_file (www, "ok", "HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nover tls\r\n", -1);
+  text = g_strdup_printf ("HTTP/1.0 302 Found\r\nLocation: https://127.0.0.1:%u/ok\r\n"
+                          "Content-Length: 0\r\n\r\n", port);
+  write_file (www, "up", text, -1);
+  g_clear_pointer (&text, g_free);
+  text = g_strdup_printf ("HTTP/1.0 302 Found\r\nLocation: %s/f\r\nContent-Length: 0\r\n\r\n",
+                          fixture_server_get_url (plain));
+  write_file (www, "down", text, -1);
+
+  qlean_download_set_test_ca_file (cert);
+
+  /* https to https: followed. */
+  url = g_strdup_printf ("https://127.0.0.1:%u/up", port);
+  bytes = qlean_download_bytes (url, 1024, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpmem (g_bytes_get_data (bytes, NULL), g_bytes_get_size (bytes), "over tls\r\n", 10);
+
+  /* https to http: refused, before anything is asked of the HTTP server. */
+  g_clear_pointer (&url, g_free);
+  url = g_strdup_printf ("https://127.0.0.1:%u/down", port);
+  g_clear_pointer (&bytes, g_bytes_unref);
+  bytes = qlean_download_bytes (url, 1024, NULL, &error);
+  g_assert_null (bytes);
+  g_assert_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_HTTP);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "only be redirected to https"));
+  g_clear_error (&error);
+
+  dest = g_build_filename (root, "image", NULL);
+  part = g_strconcat (dest, ".part", NULL);
+  g_assert_false (qlean_download_file (url, dest, G_CHECKSUM_SHA256, NULL, &info, NULL, NULL, NULL, &error));
+  g_assert_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_HTTP);
+  g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (part, G_FILE_TEST_EXISTS));
+  g_assert_cmpuint (fixture_server_count (plain, "/f"), ==, 0);
+
+  qlean_download_set_test_ca_file (NULL);
+  g_subprocess_force_exit (server_process);
+  g_subprocess_wait (server_process, NULL, NULL);
+  g_clear_pointer (&plain, fixture_server_free);
+  qlean_rm_rf (root, NULL);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -1330,6 +2116,7 @@ main (int    argc,
   int status;
 
   g_test_init (&argc, &argv, NULL);
+  g_log_set_writer_func (count_eol_messages, NULL, NULL);
 
   g_test_add_func ("/image/checksum-file/formats", test_checksum_file_formats);
   g_test_add_func ("/image/digest/parse", test_digest_parse);
@@ -1337,6 +2124,12 @@ main (int    argc,
   g_test_add_func ("/image/catalog/mirror", test_catalog_mirror);
   g_test_add_func ("/image/catalog/errors", test_catalog_errors);
   g_test_add_func ("/image/catalog/parse-errors", test_catalog_parse_errors);
+  g_test_add_func ("/image/catalog/eol-pull", test_catalog_eol_pull);
+  g_test_add_func ("/image/download/redirects", test_download_redirects);
+  g_test_add_func ("/image/download/https-downgrade", test_download_https_downgrade);
+  g_test_add_func ("/image/signature/detached", test_signature_detached);
+  g_test_add_func ("/image/signature/clearsigned", test_signature_clearsigned);
+  g_test_add_func ("/image/signature/shipped-keyrings", test_signature_shipped_keyrings);
   g_test_add_func ("/image/custom/source-rules", test_custom_source_rules);
   g_test_add_func ("/image/custom/local-verify", test_custom_local_verify);
   g_test_add_func ("/image/seed", test_seed);
@@ -1354,6 +2147,7 @@ main (int    argc,
 
   status = g_test_run ();
 
+  g_clear_pointer (&signed_fixture, signed_fixture_free);
   g_clear_pointer (&server, fixture_server_free);
   if (prepared_cache != NULL)
     remove_cache (prepared_cache);

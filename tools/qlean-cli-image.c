@@ -26,6 +26,29 @@ distro_name (QleanDistro distro)
   return value ? value->value_nick : "?";
 }
 
+/* Whether the end of life @eol ("YYYY-MM-DD", or NULL for a rolling
+ * release) is today or past, in UTC. */
+static gboolean
+eol_reached (const char *eol)
+{
+  g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
+  g_autofree char *today = g_date_time_format (now, "%Y-%m-%d");
+
+  /* ISO dates compare as strings. */
+  return eol != NULL && strcmp (eol, today) <= 0;
+}
+
+/* "2030-06-30", "2025-12-15 (past)", or "-" for a rolling release. */
+static char *
+eol_text (const char *eol)
+{
+  if (eol == NULL)
+    return g_strdup ("-");
+  if (eol_reached (eol))
+    return g_strdup_printf (_("%s (past)"), eol);
+  return g_strdup (eol);
+}
+
 /* A catalog name or alias, or a URL or path with an optional digest. */
 static QleanImage *
 image_from_argument (const char  *argument,
@@ -60,7 +83,10 @@ image_ls (int    argc,
 
   if (!parse_options ("image ls", "",
                       _("List the images of the catalog, and the custom images in the cache,\n"
-                        "with what is downloaded. NAME or any alias works for “qlean image pull”."),
+                        "with what is downloaded. NAME or any alias works for “qlean image pull”.\n"
+                        "END OF LIFE is the day the release stops getting security updates\n"
+                        "(“(past)” once it has); SIGNATURE says whether the distribution signs\n"
+                        "the checksum file and Qlean checks that signature with its key."),
                       entries, &argc, &argv, &status))
     return status;
   if (argc > 1)
@@ -85,10 +111,13 @@ image_ls (int    argc,
           g_autofree char *checksum_url = NULL;
           g_autofree char *release = NULL;
           g_autofree char *format = NULL;
+          g_autofree char *eol = NULL;
           g_auto(GStrv) aliases = NULL;
+          gboolean is_signed = FALSE;
 
           g_object_get (image, "checksum-url", &checksum_url, "release", &release,
-                        "format", &format, "aliases", &aliases, NULL);
+                        "format", &format, "aliases", &aliases, "eol", &eol,
+                        "signed", &is_signed, NULL);
 
           json_builder_begin_object (builder);
           json_builder_set_member_name (builder, "name");
@@ -110,6 +139,12 @@ image_ls (int    argc,
           json_builder_add_string_value (builder, url);
           json_builder_set_member_name (builder, "checksum-url");
           json_builder_add_string_value (builder, checksum_url);
+          json_builder_set_member_name (builder, "signed");
+          json_builder_add_boolean_value (builder, is_signed);
+          json_builder_set_member_name (builder, "eol");
+          json_builder_add_string_value (builder, eol);
+          json_builder_set_member_name (builder, "end-of-life");
+          json_builder_add_boolean_value (builder, eol_reached (eol));
           json_builder_set_member_name (builder, "cached");
           json_builder_add_string_value (builder, cached);
           json_builder_set_member_name (builder, "size");
@@ -131,8 +166,8 @@ image_ls (int    argc,
       return 0;
     }
 
-  g_print ("%-36s %-7s %-7s %-6s %-10s %s\n", _("NAME"), _("DISTRO"), _("RELEASE"), _("ARCH"),
-           _("CACHED"), _("ALIASES"));
+  g_print ("%-36s %-7s %-7s %-7s %-17s %-9s %-10s %s\n", _("NAME"), _("DISTRO"), _("RELEASE"),
+           _("ARCH"), _("END OF LIFE"), _("SIGNATURE"), _("CACHED"), _("ALIASES"));
   for (guint i = 0; i < images->len; i++)
     {
       QleanImage *image = g_ptr_array_index (images, i);
@@ -140,9 +175,14 @@ image_ls (int    argc,
       g_autofree char *release = NULL;
       g_autofree char *size = NULL;
       g_autofree char *alias_list = NULL;
+      g_autofree char *eol = NULL;
+      g_autofree char *eol_column = NULL;
       g_auto(GStrv) aliases = NULL;
+      gboolean is_signed = FALSE;
 
-      g_object_get (image, "release", &release, "aliases", &aliases, NULL);
+      g_object_get (image, "release", &release, "aliases", &aliases, "eol", &eol,
+                    "signed", &is_signed, NULL);
+      eol_column = eol_text (eol);
       if (cached != NULL)
         {
           g_autoptr(GFile) file = g_file_new_for_path (cached);
@@ -153,9 +193,10 @@ image_ls (int    argc,
         }
       alias_list = aliases ? g_strjoinv (", ", aliases) : g_strdup ("");
 
-      g_print ("%-36s %-7s %-7s %-6s %-10s %s\n", qlean_image_get_name (image),
+      g_print ("%-36s %-7s %-7s %-7s %-17s %-9s %-10s %s\n", qlean_image_get_name (image),
                distro_name (qlean_image_get_distro (image)), release ? release : "-",
-               qlean_image_get_arch (image), size ? size : "-", alias_list);
+               qlean_image_get_arch (image), eol_column, is_signed ? _("checked") : _("none"),
+               size ? size : "-", alias_list);
     }
 
   return 0;

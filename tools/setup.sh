@@ -17,11 +17,13 @@ packages=(
   gobject-introspection libgirepository1.0-dev
   # run: QEMU, the minimal image's kernel, agent and userland
   qemu-system-x86 qemu-utils qemu-guest-agent linux-image-cloud-amd64 busybox-static cpio lz4
-  # images and networking
-  libguestfs-tools xorriso vde2 libvdeplug-slirp mmdebstrap fdisk
+  # images and networking; gpgv checks distributions' signed checksum files
+  libguestfs-tools xorriso vde2 libvdeplug-slirp mmdebstrap fdisk gpgv
   # tests and benchmarks; clang builds the fuzz targets, valgrind runs
   # `meson test --setup valgrind`
   python3-gi python3-pytest dropbear-bin openssh-client clang libclang-rt-14-dev valgrind
+  # the image tests' throwaway signing keys and local HTTPS server
+  gpg openssl
 )
 
 missing_packages() {

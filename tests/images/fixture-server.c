@@ -157,6 +157,35 @@ serve (FixtureServer *server,
   is_head = g_str_equal (request[0], "HEAD");
   path = request[1];
 
+  /* Redirects, answered before anything else: where they point is the
+   * test's business, not the file tree's. */
+  {
+    static const struct { const char *prefix; const char *target; } redirects[] = {
+      { "/redirect/", "%s%s" },                   /* http to http: allowed */
+      { "/redirect-loop/", "%s/redirect-loop%s" },
+      { "/redirect-file/", "file://%s%s" },
+      { "/redirect-ftp/", "ftp://127.0.0.1:9%s%s" },
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS (redirects); i++)
+      if (g_str_has_prefix (path, redirects[i].prefix))
+        {
+          const char *rest = path + strlen (redirects[i].prefix) - 1;
+          const char *base = g_str_has_prefix (redirects[i].target, "file:") ? server->root
+                             : g_str_has_prefix (redirects[i].target, "ftp:") ? "" : server->url;
+          g_autofree char *location = g_strdup_printf (redirects[i].target, base, rest);
+          g_autofree char *reply = g_strdup_printf ("HTTP/1.1 302 Found\r\nLocation: %s\r\n"
+                                                    "Content-Length: 0\r\nConnection: close\r\n\r\n",
+                                                    location);
+
+          g_mutex_lock (&server->lock);
+          bump (server->counts, path);
+          g_mutex_unlock (&server->lock);
+          send_all (socket, reply, strlen (reply));
+          return;
+        }
+  }
+
   if (g_str_has_prefix (path, "/drop-once/"))
     drop = TRUE, path += strlen ("/drop-once");
   else if (g_str_has_prefix (path, "/slow/"))

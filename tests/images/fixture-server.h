@@ -20,6 +20,10 @@ G_BEGIN_DECLS
  *   /slow/PATH          the body comes at about 40 MB/s
  *   /bad-checksum/PATH  checksum lists (SHA*SUMS, *CHECKSUM, *.SHA256)
  *                       come with every digest changed
+ *   /redirect/PATH      302 to http://127.0.0.1:PORT/PATH
+ *   /redirect-loop/PATH 302 to itself, for ever
+ *   /redirect-file/PATH 302 to file://ROOT/PATH
+ *   /redirect-ftp/PATH  302 to ftp://127.0.0.1:9/PATH
  *
  * It counts requests by the path after the prefix. */
 typedef struct _FixtureServer FixtureServer;
