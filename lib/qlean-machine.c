@@ -5,6 +5,7 @@
 
 #include "config.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -68,6 +69,9 @@
 #define SYNC_ATTEMPT_MS 3000
 #define QMP_FAILURE_GRACE_MS 1000
 #define TAIL_LINES 20
+/* Where the kernel's panic line is looked for: it prints a stack trace
+ * and more after it. */
+#define PANIC_TAIL_LINES 80
 /* The descriptor QEMU inherits the saved state it loads on. */
 #define QLEAN_STATE_FD 6
 /* The descriptor QEMU writes the serial console to (a pipe). */
@@ -165,6 +169,8 @@ static guint signals[N_SIGNALS];
 static void qlean_machine_spawn_fail     (QleanMachine *self,
                                           GError       *error);
 static void qlean_machine_spawn_maybe_done (QleanMachine *self);
+static char *qlean_machine_panic_text (QleanMachine *self);
+static void qlean_machine_guest_panicked (QleanMachine *self);
 static void qlean_machine_guest_hello_cb (GObject      *source,
                                           GAsyncResult *result,
                                           gpointer      user_data);
@@ -937,8 +943,9 @@ qlean_machine_get_guest_timeout (QleanMachine *self)
  * qlean_machine_dup_crash_reason:
  * @self: a #QleanMachine
  *
- * Why the machine last crashed: the guest kernel panicked, or how QEMU
- * ended with the end of its output.
+ * Why the machine last crashed: the guest kernel panicked (with the
+ * kernel's panic line from the console, when it printed one), or how
+ * QEMU ended with the end of its output.
  *
  * Returns: (transfer full) (nullable): the reason, or %NULL if the
  *   machine never crashed
@@ -1057,6 +1064,101 @@ check_readable (const char  *what,
 /* Everything QEMU's argv depends on, from the config and the prepared
  * image. Checks the inputs a user can get wrong, so that the error names
  * the path instead of leaving QEMU to fail later. */
+/* Where the kernel at @path ends in guest memory, in bytes: an x86 ELF
+ * (the minimal image's vmlinux) is loaded at its physical addresses, a
+ * bzImage decompresses from its preferred address over init_size bytes;
+ * any other kernel takes at least its file's size. 0 when unreadable. */
+static guint64
+kernel_memory_end (const char *path)
+{
+  g_autoptr(GMappedFile) file = g_mapped_file_new (path, FALSE, NULL);
+  const guchar *data;
+  gsize len;
+
+  if (file == NULL)
+    return 0;
+  data = (const guchar *) g_mapped_file_get_contents (file);
+  len = g_mapped_file_get_length (file);
+
+  if (len >= sizeof (Elf64_Ehdr) && memcmp (data, ELFMAG, SELFMAG) == 0 &&
+      data[EI_CLASS] == ELFCLASS64 && data[EI_DATA] == ELFDATA2LSB)
+    {
+      Elf64_Ehdr ehdr;
+      guint64 end = 0;
+
+      memcpy (&ehdr, data, sizeof ehdr);
+      if (ehdr.e_machine != EM_X86_64 || ehdr.e_phentsize != sizeof (Elf64_Phdr) ||
+          ehdr.e_phoff > len || ehdr.e_phnum > (len - ehdr.e_phoff) / sizeof (Elf64_Phdr))
+        return 0;
+      for (guint i = 0; i < ehdr.e_phnum; i++)
+        {
+          Elf64_Phdr phdr;
+
+          memcpy (&phdr, data + ehdr.e_phoff + i * sizeof phdr, sizeof phdr);
+          if (phdr.p_type == PT_LOAD && phdr.p_paddr < G_MAXUINT32 && phdr.p_memsz < G_MAXUINT32)
+            end = MAX (end, phdr.p_paddr + phdr.p_memsz);
+        }
+      return end;
+    }
+
+  /* The x86 boot protocol's setup header: "HdrS", version 2.10 or later
+   * for pref_address and init_size. */
+  if (len >= 0x264 && memcmp (data + 0x202, "HdrS", 4) == 0)
+    {
+      guint64 pref_address;
+      guint32 init_size;
+      guint16 version;
+
+      memcpy (&version, data + 0x206, sizeof version);
+      if (GUINT16_FROM_LE (version) < 0x20a)
+        return len;
+      memcpy (&pref_address, data + 0x258, sizeof pref_address);
+      memcpy (&init_size, data + 0x260, sizeof init_size);
+      pref_address = GUINT64_FROM_LE (pref_address);
+      if (pref_address >= G_MAXUINT32)
+        return 0;
+      return pref_address + GUINT32_FROM_LE (init_size);
+    }
+
+  return len;
+}
+
+/* Refuses, before QEMU starts, memory that cannot even hold the kernel
+ * and unpack the initramfs: such a guest dies before it prints a word,
+ * and would be seen only as a boot timeout. This is a floor, not what a
+ * workload needs (the minimal image needs about 90 MiB to boot). */
+static gboolean
+qlean_machine_check_memory (QleanMachine   *self,
+                            QleanQemuSpec  *spec,
+                            GError        **error)
+{
+  guint64 need = 0;
+  guint need_mib;
+  GStatBuf st;
+
+  if (spec->kernel == NULL)
+    return TRUE;
+
+  need = kernel_memory_end (spec->kernel);
+  /* The initramfs is loaded whole, then unpacked into memory beside it
+   * (to at least its size when it is compressed). */
+  if (spec->initrd != NULL && g_stat (spec->initrd, &st) == 0)
+    need += 2 * (guint64) st.st_size;
+  need_mib = (need + 1024 * 1024 - 1) / (1024 * 1024);
+
+  if (spec->memory_mib < need_mib)
+    {
+      g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG,
+                   _("Machine “%s” has %u MiB of memory, but its kernel and initramfs need "
+                     "at least %u MiB to start; give it more (the memory-mib setting, "
+                     "or qlean run -m)"),
+                   self->name, spec->memory_mib, need_mib);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
 static gboolean
 qlean_machine_resolve_spec (QleanMachine  *self,
                             const char    *run_dir,
@@ -1090,6 +1192,8 @@ qlean_machine_resolve_spec (QleanMachine  *self,
   spec->initrd = qlean_machine_config_get_initrd (config);
   if (spec->initrd == NULL)
     spec->initrd = qlean_image_get_initrd (self->image);
+  if (!qlean_machine_check_memory (self, spec, error))
+    return FALSE;
   spec->extra_args = qlean_machine_config_get_extra_args (config);
   spec->qmp_fd = spec->qga_fd = spec->data_fd = spec->console_fd = -1;
 
@@ -1153,6 +1257,10 @@ qlean_machine_resolve_spec (QleanMachine  *self,
     }
 
   cmdline = g_string_new (image_cmdline);
+  /* Kernel warnings and worse go to the console log (never to the
+   * caller's terminal), so that a boot that fails says why, a panic
+   * above all; before the caller's parameters, which may change it. */
+  g_string_append (cmdline, " loglevel=5");
   if (extra_cmdline != NULL && *extra_cmdline != '\0')
     g_string_append_printf (cmdline, " %s", extra_cmdline);
   /* Calibrating the APIC timer costs ~0.1 s under TCG; with one CPU the
@@ -1755,7 +1863,12 @@ qlean_machine_qemu_exited_cb (GObject      *source,
       g_autofree char *reason = NULL;
 
       if (self->panicked)
-        reason = g_strdup (_("the guest kernel panicked"));
+        {
+          g_autofree char *panic = qlean_machine_panic_text (self);
+
+          reason = panic ? g_strdup_printf (_("the guest kernel panicked: %s"), panic)
+                         : g_strdup (_("the guest kernel panicked"));
+        }
       else
         reason = g_strdup_printf (_("QEMU %s%s%s"), status, *log ? ": " : "", log);
       g_message ("Machine “%s” crashed: %s", self->name, reason);
@@ -1778,6 +1891,33 @@ qlean_machine_signal_qemu (QleanMachine *self,
 {
   if (self->qemu != NULL && !self->qemu_exited)
     g_subprocess_send_signal (self->qemu, signum);
+}
+
+/* The kernel's panic line at the end of the console log ("Kernel panic -
+ * not syncing: …"), or NULL when it printed none. */
+static char *
+qlean_machine_panic_text (QleanMachine *self)
+{
+  g_autofree char *tail = NULL;
+  const char *line, *end;
+
+  if (self->console != NULL)
+    qlean_console_log_flush (self->console);
+  tail = qlean_machine_run_file_tail (self, QLEAN_CONSOLE_LOG, PANIC_TAIL_LINES);
+  line = g_strrstr (tail, "Kernel panic - not syncing");
+  if (line == NULL)
+    return NULL;
+
+  /* The last one may be the "---[ end Kernel panic - …: why ]---" line. */
+  end = strchr (line, '\n');
+  if (end == NULL)
+    end = line + strlen (line);
+  while (end > line && g_ascii_isspace (end[-1]))
+    end--;
+  if (end - line > 5 && strncmp (end - 5, " ]---", 5) == 0)
+    end -= 5;
+
+  return g_strndup (line, end - line);
 }
 
 /* Ends a start that cannot complete. The error is returned once QEMU is
@@ -2101,7 +2241,7 @@ qlean_machine_qmp_event_cb (QleanQmpClient *qmp,
   g_debug ("machine %s: QMP event %s", self->name, name);
 
   if (g_str_equal (name, "GUEST_PANICKED"))
-    self->panicked = TRUE;
+    qlean_machine_guest_panicked (self);
 
   if (g_str_equal (name, "SHUTDOWN"))
     {
@@ -2323,6 +2463,74 @@ qlean_machine_qmp_ready_cb (GObject      *source,
   qlean_machine_spawn_maybe_done (self);
 }
 
+/* The guest kernel panicked (pvpanic's GUEST_PANICKED, or its panic line
+ * on the console while starting, before pvpanic's driver is loaded; the
+ * kernel then reboots at once, and would again and again until the boot
+ * timeout): a start fails now, with the panic; a running machine is
+ * CRASHED at once, whatever QEMU's panic action. */
+static void
+qlean_machine_guest_panicked (QleanMachine *self)
+{
+  self->panicked = TRUE;
+
+  if (self->spawn_task != NULL)
+    {
+      g_autofree char *panic = qlean_machine_panic_text (self);
+      g_autofree char *console = qlean_machine_run_file_tail (self, QLEAN_CONSOLE_LOG, TAIL_LINES);
+
+      qlean_machine_spawn_fail (self,
+          g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_CRASHED,
+                       _("The guest kernel of machine “%s” panicked while starting: %s. "
+                         "Last lines of the serial console:\n%s"),
+                       self->name, panic ? panic : _("it printed no panic message"), console));
+      return;
+    }
+
+  qlean_machine_signal_qemu (self, SIGKILL);
+}
+
+typedef struct
+{
+  QleanLink       *link;
+  QleanConsoleLog *console;     /* to tell its run; not a reference */
+} ConsolePanic;
+
+static void
+console_panic_free (gpointer data)
+{
+  ConsolePanic *panic = data;
+
+  qlean_link_unref (panic->link);
+  g_free (panic);
+}
+
+static gboolean
+qlean_machine_console_panic_cb (gpointer user_data)
+{
+  ConsolePanic *panic = user_data;
+  g_autoptr(QleanMachine) self = qlean_link_get (panic->link);
+
+  /* Only a start believes the console: later, anything in the guest may
+   * print that line, and pvpanic reports real panics. */
+  if (self != NULL && self->console == panic->console && self->spawn_task != NULL &&
+      !self->panicked)
+    qlean_machine_guest_panicked (self);
+
+  return G_SOURCE_REMOVE;
+}
+
+/* The console's thread saw the kernel's panic line. */
+static void
+qlean_machine_console_panic_func (gpointer user_data)
+{
+  ConsolePanic *panic = user_data;
+  ConsolePanic *copy = g_new0 (ConsolePanic, 1);
+
+  copy->link = qlean_link_ref (panic->link);
+  copy->console = panic->console;
+  qlean_worker_invoke (qlean_machine_console_panic_cb, copy, console_panic_free);
+}
+
 static gboolean
 qlean_machine_boot_timeout_cb (gpointer user_data)
 {
@@ -2500,6 +2708,14 @@ qlean_machine_launch (QleanMachine  *self,
     console = qlean_console_log_new (console_path, &console_fd, error);
     if (console == NULL)
       return FALSE;
+    {
+      ConsolePanic *panic = g_new0 (ConsolePanic, 1);
+
+      panic->link = qlean_link_ref (self->link);
+      panic->console = console;
+      qlean_console_log_set_panic_func (console, qlean_machine_console_panic_func, panic,
+                                        console_panic_free);
+    }
     g_mutex_lock (&self->lock);
     self->console = console;
     g_mutex_unlock (&self->lock);

@@ -980,6 +980,78 @@ test_console_flood (void)
   qlean_console_log_set_limits (QLEAN_CONSOLE_HEAD_BYTES, QLEAN_CONSOLE_TAIL_BYTES);
 }
 
+/* Memory that cannot hold the kernel and unpack the initramfs is
+ * refused before QEMU starts (the stand-in QEMU here would leave a file
+ * behind), with the minimum in the message, not after a boot timeout. */
+static void
+test_memory_too_small (void)
+{
+  g_autofree char *dir = NULL;
+  g_autofree char *fake_qemu = NULL;
+  g_autofree char *started = NULL;
+  g_autofree char *script = NULL;
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+  gint64 start;
+
+  if (!test_have_qemu ())
+    return;
+
+  dir = g_dir_make_tmp ("qlean-small-memory-XXXXXX", NULL);
+  g_assert_nonnull (dir);
+  fake_qemu = g_build_filename (dir, "qemu-system-x86_64", NULL);
+  started = g_build_filename (dir, "started", NULL);
+  script = g_strdup_printf ("#!/bin/sh\ntouch '%s'\nexec qemu-system-x86_64 \"$@\"\n", started);
+  g_assert_true (g_file_set_contents_full (fake_qemu, script, -1, G_FILE_SET_CONTENTS_NONE,
+                                           0755, NULL));
+  qlean_machine_config_set_qemu_binary (config, fake_qemu);
+  qlean_machine_config_set_memory_mib (config, 16);
+  machine = qlean_machine_new (NULL, config);
+
+  start = g_get_monotonic_time ();
+  g_assert_false (qlean_machine_spawn (machine, NULL, &error));
+  g_test_message ("%s", error->message);
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG);
+  g_assert_nonnull (strstr (error->message, "has 16 MiB of memory"));
+  g_assert_nonnull (strstr (error->message, "need at least "));
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 5 * G_USEC_PER_SEC);
+  g_assert_false (g_file_test (started, G_FILE_TEST_EXISTS));
+  g_assert_cmpint (qlean_machine_get_state (machine), ==, QLEAN_MACHINE_STATE_STOPPED);
+  g_assert_null (qlean_machine_get_run_dir (machine));
+
+  g_unlink (fake_qemu);
+  g_assert_no_errno (g_rmdir (dir));
+}
+
+/* A kernel that panics while booting (here before pvpanic's driver is
+ * loaded: no init to run) fails the start at once, quoting the panic,
+ * instead of rebooting until the boot timeout. */
+static void
+test_boot_panic (void)
+{
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+  gint64 start;
+
+  if (!test_have_qemu ())
+    return;
+
+  qlean_machine_config_set_cmdline (config, "rdinit=/qlean-no-such-init");
+  machine = qlean_machine_new (NULL, config);
+  qlean_machine_set_boot_timeout (machine, 60000);
+
+  start = g_get_monotonic_time ();
+  g_assert_false (qlean_machine_spawn (machine, NULL, &error));
+  g_test_message ("after %.1f s: %s", (g_get_monotonic_time () - start) / 1e6, error->message);
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_CRASHED);
+  g_assert_nonnull (strstr (error->message, "panicked while starting: Kernel panic - not syncing: "));
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 30 * G_USEC_PER_SEC);
+  g_assert_cmpint (qlean_machine_get_state (machine), ==, QLEAN_MACHINE_STATE_STOPPED);
+  g_assert_cmpint (qlean_machine_get_pid (machine), ==, 0);
+}
+
 static char *
 qlean_cli_path (void)
 {
@@ -1169,6 +1241,8 @@ main (int    argc,
   g_test_add_func ("/faults/qemu-exits-at-once", test_qemu_exits_at_once);
   g_test_add_func ("/faults/console-log-bounded", test_console_log_bounded);
   g_test_add_func ("/faults/console-flood", test_console_flood);
+  g_test_add_func ("/faults/memory-too-small", test_memory_too_small);
+  g_test_add_func ("/faults/boot-panic", test_boot_panic);
 
   return g_test_run ();
 }
