@@ -198,7 +198,7 @@ typedef struct
   int                action;
 } WorkerCall;
 
-enum { OPEN, SEND, SEND_EOF, CANCEL };
+enum { OPEN, SEND, SEND_EOF, CANCEL, REFRESH };
 
 static void
 worker_call_free (WorkerCall *call)
@@ -236,6 +236,15 @@ worker_call_cb (gpointer user_data)
       /* The guest answers ECANCELED and removes what it wrote. */
       if (t->stream != NULL)
         qlean_guest_stream_send_signal (t->stream, SIGTERM);
+      break;
+    case REFRESH:
+      /* The writable callback comes only when the stream's own count
+       * drops below half the window from above. A guest that credits
+       * as fast as chunks arrive keeps it below half all along, while
+       * the sending thread's count, which lags, reached the window: so
+       * the sender asks here, after its chunks, before it waits. */
+      if (t->stream != NULL && qlean_guest_stream_get_unacked (t->stream) < QLEAN_GUEST_WINDOW / 2)
+        transfer_writable_cb (t);
       break;
     default:
       g_assert_not_reached ();
@@ -307,6 +316,13 @@ put_stream (QleanMachine       *machine,
     {
       g_autoptr(GBytes) chunk = NULL;
       gboolean stop;
+      gboolean full;
+
+      g_mutex_lock (&t->lock);
+      full = !t->done && t->outstanding >= QLEAN_GUEST_WINDOW;
+      g_mutex_unlock (&t->lock);
+      if (full)
+        worker_call (t, REFRESH, NULL, 0, NULL);
 
       g_mutex_lock (&t->lock);
       while (!t->done && t->outstanding >= QLEAN_GUEST_WINDOW)
