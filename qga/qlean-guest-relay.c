@@ -14,6 +14,7 @@
 
 #include "qlean-guest-relay-private.h"
 #include "qlean-json-channel-private.h"
+#include "qlean-qga-error.h"
 #include "qlean-worker-private.h"
 
 #define READ_CHUNK (256 * 1024)
@@ -42,6 +43,7 @@ struct _RelayClient
   gboolean         writing;
   gboolean         greeted;
   gboolean         closed;
+  gboolean         closing;     /* relay_client_close_later() is due */
   GHashTable      *streams;     /* client id -> RelayStream */
 };
 
@@ -60,6 +62,7 @@ G_DEFINE_FINAL_TYPE (QleanGuestRelay, qlean_guest_relay, G_TYPE_OBJECT)
 
 static void relay_client_write_next (RelayClient *client);
 static void relay_client_read (RelayClient *client);
+static void relay_client_close_later (RelayClient *client);
 
 static void
 relay_client_send (RelayClient   *client,
@@ -176,6 +179,20 @@ relay_stream_cb (QleanGuestStream *stream,
   RelayStream *rs = user_data;
   RelayClient *client = rs->client;
   guint32 id = rs->id;
+
+  if (type == 0 && g_error_matches (error, QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED))
+    {
+      /* The machine's channel closed: the machine is gone (or going),
+       * and this relay can do nothing more for the client. Its
+       * connection ends, as when the owner dies, so that its library
+       * fails every request as lost: an ERROR frame would read as the
+       * guest's own failure of one request, and a process that already
+       * started would leave its output pipes open. */
+      g_clear_pointer (&rs->stream, qlean_guest_stream_unref);
+      g_hash_table_remove (client->streams, GUINT_TO_POINTER (id));
+      relay_client_close_later (client);
+      return;
+    }
 
   if (type == 0)
     {
@@ -358,6 +375,37 @@ relay_client_ref_io (RelayClient *client)
   gint *pending = g_object_get_data (G_OBJECT (client->cancellable), "qlean-io");
 
   (*pending)++;
+}
+
+static gboolean
+relay_client_close_cb (gpointer user_data)
+{
+  RelayClient *client = user_data;
+
+  client->closing = FALSE;
+  relay_client_close (client);
+  relay_client_unref_io (client);
+  return G_SOURCE_REMOVE;
+}
+
+/* Closes @client from an idle: the machine's channel calls every stream
+ * back as it closes, and closing at once would free the client's other
+ * streams before their turn. */
+static void
+relay_client_close_later (RelayClient *client)
+{
+  GSource *source;
+
+  if (client->closed || client->closing)
+    return;
+
+  client->closing = TRUE;
+  relay_client_ref_io (client);
+  source = g_idle_source_new ();
+  g_source_set_callback (source, relay_client_close_cb, client, NULL);
+  g_source_set_static_name (source, "[qlean] relay client of a closed channel");
+  g_source_attach (source, qlean_worker_get_context ());
+  g_source_unref (source);
 }
 
 static void

@@ -432,7 +432,9 @@ admin_call (const char  *command,
   connection = g_socket_client_connect (client, G_SOCKET_CONNECTABLE (address), NULL, error);
   if (connection == NULL)
     {
-      g_prefix_error (error, _("The owner of %s does not answer (see “qlean ls”): "), machine);
+      /* A crashed machine's owner is gone, and so is a dead one. */
+      if (!cli_explain_lost_machine (machine, error))
+        g_prefix_error (error, _("The owner of %s does not answer (see “qlean ls”): "), machine);
       return FALSE;
     }
 
@@ -443,7 +445,10 @@ admin_call (const char  *command,
                                   text, len, NULL, NULL, error) ||
       !g_output_stream_write_all (g_io_stream_get_output_stream (G_IO_STREAM (connection)),
                                   "\n", 1, NULL, NULL, error))
-    return FALSE;
+    {
+      cli_explain_lost_machine (machine, error);
+      return FALSE;
+    }
 
   input = g_data_input_stream_new (g_io_stream_get_input_stream (G_IO_STREAM (connection)));
   line = g_data_input_stream_read_line (input, &len, NULL, error);
@@ -452,6 +457,8 @@ admin_call (const char  *command,
       if (error != NULL && *error == NULL)
         g_set_error (error, G_IO_ERROR, G_IO_ERROR_CLOSED,
                      _("The owner of %s closed the connection without an answer"), machine);
+      /* It ends when the machine crashes or the owner dies meanwhile. */
+      cli_explain_lost_machine (machine, error);
       return FALSE;
     }
 
@@ -489,6 +496,15 @@ request_new (const char *op,
   return object;
 }
 
+/* The exit status of a request that failed with @error: 125 when the
+ * machine crashed or its owner died, as for exec and cp. */
+static int
+failed_status (const GError *error)
+{
+  return g_error_matches (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_CRASHED)
+         ? EXIT_MACHINE : EXIT_FAILED;
+}
+
 /* A command NAME [ARG] that sends one request. */
 static int
 simple_command (const char  *command,
@@ -517,7 +533,7 @@ simple_command (const char  *command,
   if (!admin_call (command, argv[1], request, NULL, &error))
     {
       print_error (command, error);
-      return EXIT_FAILED;
+      return failed_status (error);
     }
 
   if (!cli_is_quiet ())
@@ -603,7 +619,7 @@ cmd_export (int    argc,
   if (!admin_call ("export", argv[1], request, NULL, &error))
     {
       print_error ("export", error);
-      return EXIT_FAILED;
+      return failed_status (error);
     }
 
   if (!cli_is_quiet ())
@@ -712,7 +728,7 @@ cmd_clone (int    argc,
     {
       print_error ("clone", error);
       g_unlink (archive);
-      return EXIT_FAILED;
+      return failed_status (error);
     }
 
   /* The new owner has imported it by the time it reports ready. The

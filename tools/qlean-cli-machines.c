@@ -111,6 +111,7 @@ typedef struct
   char    *ip;
   char    *network;   /* qlean start --network */
   gboolean network_down;
+  char    *reason;    /* why a crashed machine crashed, when known */
 } MachineState;
 
 static void
@@ -123,6 +124,7 @@ machine_state_free (MachineState *state)
   g_clear_pointer (&state->forwards, g_array_unref);
   g_free (state->ip);
   g_free (state->network);
+  g_free (state->reason);
   g_free (state);
 }
 
@@ -176,6 +178,9 @@ read_state (const char *dir)
       JSON_NODE_HOLDS_VALUE (json_object_get_member (object, "network")))
     state->network = g_strdup (json_object_get_string_member (object, "network"));
   /* --- */
+  if (json_object_has_member (object, "reason") &&
+      JSON_NODE_HOLDS_VALUE (json_object_get_member (object, "reason")))
+    state->reason = g_strdup (json_object_get_string_member (object, "reason"));
 
   /* A state file nobody updates any more tells of an owner that died. */
   if ((g_str_equal (state->state, "running") || g_str_equal (state->state, "paused")) &&
@@ -268,6 +273,17 @@ write_state (const char    *dir,
   else
     json_builder_add_null_value (builder);
   /* --- */
+  /* What `qlean exec` and `qlean cp` tell when they lose the machine. */
+  if (g_str_equal (state, "crashed"))
+    {
+      g_autofree char *reason = qlean_machine_dup_crash_reason (machine);
+
+      if (reason != NULL)
+        {
+          json_builder_set_member_name (builder, "reason");
+          json_builder_add_string_value (builder, reason);
+        }
+    }
   json_builder_end_object (builder);
 
   root = json_builder_get_root (builder);
@@ -825,6 +841,78 @@ cmd_start (int    argc,
   return status;
 }
 
+/* A call that lost its machine */
+
+/* Why machine @name, as @state has it, cannot be used: it crashed (and
+ * why, when its owner noted it) or its owner died. NULL otherwise. */
+static GError *
+machine_gone_error (const char   *name,
+                    MachineState *state)
+{
+  if (g_str_equal (state->state, "crashed") && state->reason != NULL)
+    return g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_CRASHED,
+                        _("Machine “%s” crashed: %s; “qlean stop %s” clears it"),
+                        name, state->reason, name);
+  if (g_str_equal (state->state, "crashed"))
+    return g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_CRASHED,
+                        _("Machine %s crashed; “qlean stop %s” clears it"), name, name);
+  if (g_str_equal (state->state, "owner-died"))
+    return g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_CRASHED,
+                        _("The owner process of machine %s (pid %" G_GINT64_FORMAT ") died, "
+                          "and the machine with it; “qlean stop %s” clears what is left"),
+                        name, state->owner, name);
+  return NULL;
+}
+
+/* How long a call that lost its machine waits for the machine's owner to
+ * record why. An owner notes a crash right after it noticed it, and a
+ * dead owner shows at once: the wait only covers the moment between the
+ * connection's end and that note, and keeps the call well within a
+ * second. */
+#define LOST_WAIT_MS 500
+
+gboolean
+cli_explain_lost_machine (const char  *name,
+                          GError     **error)
+{
+  g_autofree char *dir = machine_dir (name, NULL);
+  gint64 deadline = g_get_monotonic_time () + LOST_WAIT_MS * G_TIME_SPAN_MILLISECOND;
+
+  if (dir == NULL)
+    return FALSE;
+
+  for (;;)
+    {
+      g_autoptr(MachineState) state = read_state (dir);
+      GError *why;
+
+      /* A stopped machine's owner removes its directory on the way out. */
+      if (state == NULL)
+        why = g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_CRASHED,
+                           _("Machine %s was stopped"), name);
+      else
+        why = machine_gone_error (name, state);
+
+      if (why != NULL)
+        {
+          g_clear_error (error);
+          g_propagate_error (error, why);
+          return TRUE;
+        }
+      if (g_get_monotonic_time () >= deadline)
+        return FALSE;
+      g_usleep (10 * G_TIME_SPAN_MILLISECOND);
+    }
+}
+
+/* Whether @error tells that the connection to the machine's owner ended
+ * under a request: the library fails whatever was under way as lost. */
+static gboolean
+is_lost_machine (const GError *error)
+{
+  return g_error_matches (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_CRASHED);
+}
+
 /* qlean exec */
 
 static char **opt_env;
@@ -860,6 +948,11 @@ attach_by_name (const char  *command,
       return NULL;
     }
   /* --- */
+  if (g_str_equal (state->state, "crashed") || g_str_equal (state->state, "owner-died"))
+    {
+      g_propagate_error (error, machine_gone_error (name, state));
+      return NULL;
+    }
   if (!g_str_equal (state->state, "running"))
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
@@ -877,7 +970,22 @@ typedef struct
   QleanGuestProcess *process;
   guint              pending;
   GError            *error;
+  guint              grace;    /* after a failed wait: EXEC_OUTPUT_GRACE_MS */
 } ExecState;
+
+/* How long a failed command's output may take to come out (it is on
+ * this host already, in pipes). */
+#define EXEC_OUTPUT_GRACE_MS 100
+
+static gboolean
+exec_grace_cb (gpointer user_data)
+{
+  ExecState *state = user_data;
+
+  state->grace = 0;
+  g_main_loop_quit (state->loop);
+  return G_SOURCE_REMOVE;
+}
 
 static void
 exec_step_done (ExecState *state)
@@ -904,7 +1012,11 @@ exec_wait_cb (GObject      *source,
 {
   ExecState *state = user_data;
 
-  qlean_guest_process_wait_finish (QLEAN_GUEST_PROCESS (source), result, &state->error);
+  /* A command that failed, above all one that was lost with its machine
+   * or the machine's owner, may leave its output pipes open for good:
+   * what they hold gets a moment to come out, no more. */
+  if (!qlean_guest_process_wait_finish (QLEAN_GUEST_PROCESS (source), result, &state->error))
+    state->grace = g_timeout_add (EXEC_OUTPUT_GRACE_MS, exec_grace_cb, state);
   exec_step_done (state);
 }
 
@@ -946,7 +1058,7 @@ cmd_exec (int    argc,
   if (!parse_options ("exec", _("NAME [--] COMMAND [ARG...]"),
                       _("Run COMMAND in a machine started with “qlean start”, with its output\n"
                         "live on this terminal, and exit with its exit status (128+N for signal N,\n"
-                        "125 when the machine cannot be reached)."),
+                        "125 when the machine cannot be reached or dies under it)."),
                       entries, &argc, &argv, &status))
     return status;
 
@@ -992,6 +1104,8 @@ cmd_exec (int    argc,
   process = qlean_guest_launcher_spawnv (launcher, machine, (const char * const *) &argv[2], &error);
   if (process == NULL)
     {
+      if (is_lost_machine (error))
+        cli_explain_lost_machine (argv[1], &error);
       print_error ("exec", error);
       return g_error_matches (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_COMMAND_NOT_FOUND)
              ? 127 : EXIT_MACHINE;
@@ -1023,9 +1137,13 @@ cmd_exec (int    argc,
   sigint = g_unix_signal_add (SIGINT, exec_forward_signal_cb, &state);
   g_main_loop_run (loop);
   g_source_remove (sigint);
+  if (state.grace != 0)
+    g_source_remove (state.grace);
 
   if (state.error != NULL)
     {
+      if (is_lost_machine (state.error))
+        cli_explain_lost_machine (argv[1], &state.error);
       print_error ("exec", state.error);
       status = g_error_matches (state.error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) ? 124 : EXIT_MACHINE;
       g_clear_error (&state.error);
@@ -1308,7 +1426,8 @@ cmd_cp (int    argc,
                       _("Copy files and directories between this host and machines started with\n"
                         "“qlean start”. Either SRC or DST is NAME:/path in a machine. Modes,\n"
                         "times and symbolic links are kept; onto an existing directory, SRC lands\n"
-                        "inside it, as with cp and scp."),
+                        "inside it, as with cp and scp. Exits with 125 when the machine dies\n"
+                        "under the copy."),
                       entries, &argc, &argv, &status))
     return status;
 
@@ -1366,6 +1485,13 @@ cmd_cp (int    argc,
   return 0;
 
 failed:
+  /* A copy that lost its machine fails as exec does: 125, and why. */
+  if (is_lost_machine (error))
+    {
+      cli_explain_lost_machine (src_remote ? src_name : dst_name, &error);
+      print_error ("cp", error);
+      return EXIT_MACHINE;
+    }
   print_error ("cp", error);
   return EXIT_FAILED;
 }

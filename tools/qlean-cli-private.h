@@ -81,6 +81,12 @@ QleanMachine *owner_import_machine (const char        *name,
                                     const char        *archive_path,
                                     QleanImportFlags   flags,
                                     GError           **error);
+/* After a call to machine NAME failed with @error because it lost the
+ * machine: when the machine crashed, was stopped or lost its owner
+ * process, replaces @error with that (the crash's reason included) and
+ * returns TRUE. Waits a moment for the owner to note a crash. */
+gboolean      cli_explain_lost_machine (const char    *name,
+                                        GError       **error);
 /* RUNBASE/machines/NAME, for a valid NAME (qlean-cli-machines.c). */
 char         *cli_machine_dir      (const char        *name,
                                     GError           **error);
