@@ -168,6 +168,8 @@ qlean_machine_fs_stream_error (QleanMachine *machine,
                       qlean_machine_get_name (machine), error->message);
 }
 
+static gsize contents_limit (FsRequest *req);
+
 /* Worker: ends the call, and the stream if it is still open. */
 static void
 fs_return (GTask  *task,
@@ -241,6 +243,19 @@ fs_stream_cb (QleanGuestStream *stream,
       return;
 
     case QLEAN_GUEST_FRAME_DATA:
+      if (req->kind == RESULT_CONTENTS &&
+          req->collected->len + g_bytes_get_size (payload) > contents_limit (req))
+        {
+          g_autofree char *display = qlean_machine_fs_display_path (req->path);
+          g_autofree char *slack = g_format_size (QLEAN_GUEST_FS_DATA_LIMIT);
+
+          fs_return (task, g_error_new (G_IO_ERROR, G_IO_ERROR_NO_SPACE,
+                                        _("Cannot read “%s” in machine “%s”: qlean-guest sent more "
+                                          "than the file's size plus %s; use a download for a file "
+                                          "that grows while it is read"),
+                                        display, qlean_machine_get_name (machine), slack));
+          return;
+        }
       g_byte_array_append (req->collected, g_bytes_get_data (payload, NULL), g_bytes_get_size (payload));
       return;
 
@@ -480,6 +495,26 @@ find_tag (GBytes        *payload,
       return TRUE;
 
   return FALSE;
+}
+
+/* How much a read may collect: the size the guest gave in its DONE, plus
+ * QLEAN_GUEST_FS_DATA_LIMIT for files that grow while read or report no
+ * size (/proc), so that a guest cannot fill the host's memory through a
+ * read of a small file. The guest's claim only ever lowers the bound a
+ * little below what it could send anyway. */
+static gsize
+contents_limit (FsRequest *req)
+{
+  const guint8 *value;
+  gsize len;
+  guint64 size = 0;
+
+  if (req->done != NULL && find_tag (req->done, QLEAN_GUEST_TAG_SIZE, &value, &len) && len >= 8)
+    size = qlean_guest_read_u64 (value);
+
+  if (size > G_MAXSIZE - QLEAN_GUEST_FS_DATA_LIMIT)
+    return G_MAXSIZE;
+  return (gsize) size + QLEAN_GUEST_FS_DATA_LIMIT;
 }
 
 /* COPY's SIZE, or -1 with @error set: the guest may send any 64 bits,

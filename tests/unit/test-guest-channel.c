@@ -423,6 +423,7 @@ typedef struct
   GBytes  *done;        /* what every FS request is answered with */
   gint     requests;    /* atomic: FS requests seen */
   gsize    largest;     /* the largest request payload seen */
+  gsize    get_flood;   /* bytes sent for every GET, whose DONE says 4 */
 } FakeGuest;
 
 static void
@@ -492,6 +493,24 @@ fake_guest_thread (gpointer user_data)
           answer[8] = QLEAN_GUEST_VERSION;
           raw_write_frame (guest->fd, QLEAN_GUEST_FRAME_HELLO, 0, answer, sizeof answer);
         }
+      else if (header[4] == QLEAN_GUEST_FRAME_GET)
+        {
+          /* A file of 4 bytes, says the guest, and then sends on. */
+          guint8 size[14] = { QLEAN_GUEST_TAG_SIZE, 0, 8, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0 };
+          g_autofree guint8 *chunk = g_malloc0 (1024 * 1024);
+          g_autoptr(GBytes) eof = qlean_guest_frame_new (QLEAN_GUEST_FRAME_EOF, 1, stream, NULL, 0);
+
+          raw_write_frame (guest->fd, QLEAN_GUEST_FRAME_DONE, stream, size, sizeof size);
+          for (gsize sent = 0; sent < guest->get_flood; sent += 1024 * 1024)
+            {
+              g_autoptr(GBytes) data = qlean_guest_frame_new (QLEAN_GUEST_FRAME_DATA, 1, stream,
+                                                              chunk, 1024 * 1024);
+
+              if (write (guest->fd, g_bytes_get_data (data, NULL), g_bytes_get_size (data)) < 0)
+                break;
+            }
+          g_assert_cmpint (write (guest->fd, g_bytes_get_data (eof, NULL), g_bytes_get_size (eof)), >, 0);
+        }
       else if (header[4] == QLEAN_GUEST_FRAME_FS)
         {
           g_atomic_int_inc (&guest->requests);
@@ -559,6 +578,43 @@ test_copy_absurd_size (void)
   g_assert_cmpint (qlean_machine_copy (machine, "/a", "/b", NULL, &error), ==, -1);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
   g_clear_error (&error);
+
+  g_clear_object (&machine);
+  fake_guest_stop (&guest);
+}
+
+/* A read collects at most the size the guest gave plus a slack for
+ * files that grow: a guest that says "4 bytes" and sends 66 MiB fails the
+ * read instead of filling the host's memory, and the channel serves on. */
+static void
+test_machine_read_beyond_size (void)
+{
+  FakeGuest guest = { 0 };
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) contents = NULL;
+
+  guest.done = g_bytes_new (NULL, 0);
+  guest.get_flood = QLEAN_GUEST_FS_DATA_LIMIT + 2 * 1024 * 1024;
+  fake_guest_start (&guest);
+  machine = qlean_machine_attach ("fake", guest.path, NULL, &error);
+  g_assert_no_error (error);
+
+  contents = qlean_machine_read (machine, "/small", NULL, &error);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE);
+  g_assert_null (contents);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "/small"));
+  g_clear_error (&error);
+
+  /* Within the slack, a file that grew is read whole. */
+  guest.get_flood = 2 * 1024 * 1024;
+  contents = qlean_machine_read (machine, "/growing", NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_bytes_get_size (contents), ==, 2 * 1024 * 1024);
+
+  g_assert_true (qlean_machine_create_dir (machine, "/ok", NULL, &error));
+  g_assert_no_error (error);
 
   g_clear_object (&machine);
   fake_guest_stop (&guest);
@@ -1106,6 +1162,7 @@ main (int    argc,
   g_test_add ("/guest-channel/timeout/progress-keeps-alive", Fixture, NULL,
               fixture_set_up, test_progress_keeps_alive, fixture_tear_down);
   g_test_add_func ("/guest-channel/machine/copy-absurd-size", test_copy_absurd_size);
+  g_test_add_func ("/guest-channel/machine/read-beyond-size", test_machine_read_beyond_size);
   g_test_add_func ("/guest-channel/machine/oversized-path", test_machine_oversized_path);
   g_test_add_func ("/guest-channel/agent/empty-reads", test_agent_empty_reads);
   g_test_add ("/guest-channel/receive/unread-output-bounded", Fixture, NULL,
