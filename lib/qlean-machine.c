@@ -738,7 +738,8 @@ qlean_machine_get_run_dir (QleanMachine *self)
  * of the console's output and its last 2 to 4 MiB: when a guest writes
  * more, the output between is dropped, a line in the file says where,
  * and the file is replaced by its shorter copy (a reader that holds it
- * open keeps reading the old copy; `tail -F` follows).
+ * open keeps reading the old copy; `tail -F` follows). Output reaches
+ * the file a few milliseconds after the guest wrote it.
  *
  * Returns: (transfer full) (nullable): the serial console log of the
  *   running machine
@@ -797,6 +798,7 @@ qlean_machine_save_logs (QleanMachine  *self,
                          const char    *directory,
                          GError       **error)
 {
+  g_autoptr(QleanConsoleLog) console = NULL;
   g_autofree char *run_dir = NULL;
 
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
@@ -820,6 +822,11 @@ qlean_machine_save_logs (QleanMachine  *self,
                    _("Machine “%s” has no logs to save: it has never run"), self->name);
       return FALSE;
     }
+
+  /* What the guest wrote last may still be in the console's pipe. */
+  console = qlean_machine_ref_console_log (self);
+  if (console != NULL)
+    qlean_console_log_flush (console);
 
   return qlean_run_logs_save_dir (run_dir, directory, error);
 }

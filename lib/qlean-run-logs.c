@@ -215,7 +215,7 @@ qlean_transcript_attach_qga (QleanTranscript *transcript,
 /* QEMU writes the serial port a byte at a time: after a turn that found
  * little, the thread lets output gather this long, rather than wake for
  * every byte. */
-#define CONSOLE_GATHER_MS 10
+#define CONSOLE_GATHER_MS 2
 #define CONSOLE_PANIC_TEXT "Kernel panic - not syncing"
 
 static const char console_cut_marker[] =

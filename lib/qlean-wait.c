@@ -386,6 +386,8 @@ check_console (Wait     *wait,
       g_string_truncate (wait->console, 0);
     }
 
+  /* What the guest wrote just now may still be in the console's pipe. */
+  qlean_console_log_flush (log);
   buffer = g_malloc (CONSOLE_CHUNK);
   for (;;)
     {
