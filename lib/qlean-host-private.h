@@ -7,12 +7,19 @@
 
 #include <gio/gio.h>
 
+#include "qlean-arch.h"
+
 G_BEGIN_DECLS
 
 /* Finds the QEMU binary: @name may be a path or a name in PATH; NULL
- * means qemu-system-x86_64. The error names the package to install. */
+ * means the host architecture's (qemu-system-x86_64). The error names
+ * the package to install. */
 char     *qlean_host_find_qemu       (const char  *name,
                                       GError     **error);
+/* The same for guests of @arch: NULL means qemu-system-aarch64 and so on. */
+char     *qlean_host_find_qemu_for_arch (const char  *name,
+                                         QleanArch    arch,
+                                         GError     **error);
 /* Whether KVM really runs guests with @qemu_binary. /dev/kvm existing is
  * not enough: nested setups open it and create VMs, then QEMU aborts or
  * hangs. So this boots SeaBIOS under KVM for up to two seconds and looks

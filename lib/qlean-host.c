@@ -15,6 +15,7 @@
 #include <glib/gstdio.h>
 #include <glib/gi18n-lib.h>
 
+#include "qlean-arch-private.h"
 #include "qlean-error.h"
 #include "qlean-host-private.h"
 #include "qlean-run-owner-private.h"
@@ -31,6 +32,8 @@ qlean_host_install_hint (const char *debian_package)
   /* Names differ across distributions; map the few we mention. */
   static const struct { const char *debian; const char *rpm; const char *arch; const char *alpine; } names[] = {
     { "qemu-system-x86", "qemu-system-x86", "qemu-system-x86", "qemu-system-x86_64" },
+    { "qemu-system-arm", "qemu-system-aarch64", "qemu-system-aarch64", "qemu-system-aarch64" },
+    { "qemu-system-misc", "qemu-system-riscv", "qemu-system-riscv", "qemu-system-riscv64" },
     { "qemu-guest-agent", "qemu-guest-agent", "qemu-guest-agent", "qemu-guest-agent" },
     { "busybox-static", "busybox", "busybox", "busybox-static" },
     { "linux-image-cloud-amd64", "kernel-core", "linux", "linux-virt" },
@@ -57,11 +60,20 @@ char *
 qlean_host_find_qemu (const char  *name,
                       GError     **error)
 {
+  return qlean_host_find_qemu_for_arch (name, qlean_arch_get_host (), error);
+}
+
+char *
+qlean_host_find_qemu_for_arch (const char  *name,
+                               QleanArch    arch,
+                               GError     **error)
+{
+  const QleanArchInfo *info = qlean_arch_get_info (arch);
   g_autofree char *hint = NULL;
   char *path;
 
   if (name == NULL)
-    name = "qemu-system-x86_64";
+    name = info->qemu_binary;
 
   if (strchr (name, '/') != NULL)
     path = g_file_test (name, G_FILE_TEST_IS_EXECUTABLE) ? g_strdup (name) : NULL;
@@ -71,7 +83,7 @@ qlean_host_find_qemu (const char  *name,
   if (path != NULL)
     return path;
 
-  hint = qlean_host_install_hint ("qemu-system-x86");
+  hint = qlean_host_install_hint (info->qemu_package);
   g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_QEMU_NOT_FOUND,
                _("QEMU binary “%s” not found or not executable; install QEMU: %s"),
                name, hint);

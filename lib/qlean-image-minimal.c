@@ -14,6 +14,7 @@
 #include <glib/gstdio.h>
 #include <glib/gi18n-lib.h>
 
+#include "qlean-arch-private.h"
 #include "qlean-error.h"
 #include "qlean-image-private.h"
 #include "qlean-resources.h"
@@ -22,25 +23,17 @@
 #define RESOURCE_INIT "/org/qlean/minimal/init"
 #define RESOURCE_BUILDER "/org/qlean/minimal/qlean-build-initramfs.sh"
 
-/* Each parameter trims boot time under TCG, where every initcall and
- * every probe costs many times what it costs on hardware; measured in
- * MEASUREMENTS.md and bench/boot. */
-static const char minimal_cmdline[] =
-  "console=ttyS0 quiet loglevel=0 panic=-1 "
-  "mitigations=off tsc=reliable no_timer_check "
-  "i8042.noaux i8042.nokbd i8042.nopnp cryptomgr.notests "
-  "random.trust_cpu=on audit=0 8250.nr_uarts=1 pci=lastbus=0 "
-  "noreplace-smp nokaslr";
-
+/* Per architecture, in qlean-arch.c. */
 const char *
-qlean_minimal_cmdline (void)
+qlean_minimal_cmdline (QleanArch arch)
 {
-  return minimal_cmdline;
+  return qlean_arch_get_info (arch)->minimal_cmdline;
 }
 
 void
 qlean_minimal_inputs_clear (QleanMinimalInputs *inputs)
 {
+  g_clear_pointer (&inputs->sysroot, g_free);
   g_clear_pointer (&inputs->kernel, g_free);
   g_clear_pointer (&inputs->kernel_release, g_free);
   g_clear_pointer (&inputs->modules_dir, g_free);
@@ -66,6 +59,36 @@ qlean_find_guest_program (void)
   return NULL;
 }
 
+char *
+qlean_find_guest_program_for_arch (QleanArch arch)
+{
+  const QleanArchInfo *info = qlean_arch_get_info (arch);
+  g_autofree char *env_name = NULL;
+  g_autofree char *installed = NULL;
+  g_autofree char *built = NULL;
+
+  if (qlean_arch_is_host (arch))
+    return qlean_find_guest_program ();
+
+  /* qlean-guest-aarch64 and so on, cross-compiled beside the host's
+   * (tools/meson.build). */
+  env_name = g_ascii_strup (info->name, -1);
+  qlean_set_str (&env_name, g_strdup_printf ("QLEAN_GUEST_BINARY_%s", env_name));
+  installed = g_strdup_printf ("%s/qlean/qlean-guest-%s", QLEAN_LIBEXECDIR, info->name);
+  built = g_strdup_printf ("%s-%s", QLEAN_BUILD_GUEST, info->name);
+
+  {
+    const char *candidates[] = { g_getenv (env_name), installed, built };
+
+    for (guint i = 0; i < G_N_ELEMENTS (candidates); i++)
+      if (candidates[i] != NULL && *candidates[i] != '\0' &&
+          g_file_test (candidates[i], G_FILE_TEST_IS_EXECUTABLE))
+        return g_strdup (candidates[i]);
+  }
+
+  return NULL;
+}
+
 static int
 compare_versions (gconstpointer a,
                   gconstpointer b)
@@ -74,11 +97,15 @@ compare_versions (gconstpointer a,
 }
 
 /* Debian's cloud kernel boots fastest (fewer drivers to probe), so it
- * wins when installed; then the running kernel; then the newest. */
+ * wins when installed; then the running kernel (on the host's own
+ * architecture); then the newest. @root is / or a foreign sysroot. */
 static char *
-find_kernel_release (void)
+find_kernel_release (const char *root,
+                     QleanArch   arch)
 {
-  g_autoptr(GDir) dir = g_dir_open ("/boot", 0, NULL);
+  g_autofree char *boot = g_build_filename (root, "boot", NULL);
+  g_autofree char *cloud_suffix = g_strdup_printf ("-cloud-%s", qlean_arch_get_info (arch)->debian_name);
+  g_autoptr(GDir) dir = g_dir_open (boot, 0, NULL);
   g_autoptr(GPtrArray) releases = g_ptr_array_new_with_free_func (g_free);
   struct utsname uts;
   const char *name;
@@ -87,7 +114,7 @@ find_kernel_release (void)
     while ((name = g_dir_read_name (dir)) != NULL)
       if (g_str_has_prefix (name, "vmlinuz-"))
         {
-          g_autofree char *path = g_build_filename ("/boot", name, NULL);
+          g_autofree char *path = g_build_filename (boot, name, NULL);
 
           if (g_access (path, R_OK) == 0)
             g_ptr_array_add (releases, g_strdup (name + strlen ("vmlinuz-")));
@@ -96,10 +123,10 @@ find_kernel_release (void)
   g_ptr_array_sort (releases, compare_versions);
 
   for (guint i = releases->len; i > 0; i--)
-    if (g_str_has_suffix (g_ptr_array_index (releases, i - 1), "-cloud-amd64"))
+    if (g_str_has_suffix (g_ptr_array_index (releases, i - 1), cloud_suffix))
       return g_strdup (g_ptr_array_index (releases, i - 1));
 
-  if (uname (&uts) == 0)
+  if (qlean_arch_is_host (arch) && uname (&uts) == 0)
     for (guint i = 0; i < releases->len; i++)
       if (g_strcmp0 (g_ptr_array_index (releases, i), uts.release) == 0)
         return g_strdup (uts.release);
@@ -138,6 +165,94 @@ find_program (const char *env_name,
   return NULL;
 }
 
+static char *
+sysroot_file (const char *sysroot,
+              const char *path,
+              gboolean    executable)
+{
+  g_autofree char *full = g_build_filename (sysroot, path, NULL);
+
+  if (!g_file_test (full, executable ? G_FILE_TEST_IS_EXECUTABLE : G_FILE_TEST_IS_REGULAR))
+    return NULL;
+
+  return g_steal_pointer (&full);
+}
+
+/* Another architecture's inputs all come from its sysroot: the host's
+ * programs and kernel are of no use there. */
+static gboolean
+find_foreign_inputs (QleanMinimalInputs  *inputs,
+                     GError             **error)
+{
+  const QleanArchInfo *info = qlean_arch_get_info (inputs->arch);
+  g_autofree char *tried = NULL;
+  g_autofree char *env_name = g_ascii_strup (info->name, -1);
+
+  inputs->sysroot = qlean_arch_find_sysroot (inputs->arch, &tried);
+  if (inputs->sysroot != NULL)
+    {
+      inputs->kernel_release = find_kernel_release (inputs->sysroot, inputs->arch);
+      if (inputs->kernel_release != NULL)
+        {
+          g_autofree char *kernel = g_strdup_printf ("boot/vmlinuz-%s", inputs->kernel_release);
+
+          inputs->kernel = g_build_filename (inputs->sysroot, kernel, NULL);
+          inputs->modules_dir = g_build_filename (inputs->sysroot, "lib", "modules",
+                                                  inputs->kernel_release, NULL);
+        }
+      inputs->busybox = sysroot_file (inputs->sysroot, "bin/busybox", TRUE);
+      inputs->qemu_ga = sysroot_file (inputs->sysroot, "usr/sbin/qemu-ga", TRUE);
+    }
+  inputs->guest = qlean_find_guest_program_for_arch (inputs->arch);
+
+  if (inputs->sysroot == NULL)
+    {
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
+                   _("The minimal %s image is built from %s Debian packages unpacked into a "
+                     "sysroot, and there is none (looked in %s); make one with "
+                     "“tools/setup.sh deps” as root, or point QLEAN_SYSROOT_%s at one"),
+                   info->name, info->debian_name, tried, env_name);
+      return FALSE;
+    }
+
+  if (inputs->kernel == NULL || g_access (inputs->kernel, R_OK) != 0)
+    {
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
+                   _("The sysroot %s has no readable kernel in boot/; unpack %s:%s into it "
+                     "(tools/setup.sh deps does)"),
+                   inputs->sysroot, info->kernel_package, info->debian_name);
+      g_clear_pointer (&inputs->kernel, g_free);
+      return FALSE;
+    }
+
+  {
+    g_autofree char *modules_dep = g_build_filename (inputs->modules_dir, "modules.dep", NULL);
+
+    if (!g_file_test (modules_dep, G_FILE_TEST_IS_REGULAR))
+      {
+        g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
+                     _("The modules of kernel %s are missing in the sysroot (%s has no "
+                       "modules.dep); rerun tools/setup.sh deps, or run depmod -b %s %s"),
+                     inputs->kernel_release, inputs->modules_dir, inputs->sysroot,
+                     inputs->kernel_release);
+        g_clear_pointer (&inputs->modules_dir, g_free);
+        return FALSE;
+      }
+  }
+
+  if (inputs->busybox == NULL || inputs->qemu_ga == NULL)
+    {
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
+                   _("The sysroot %s has no %s; unpack %s:%s into it (tools/setup.sh deps does)"),
+                   inputs->sysroot, inputs->busybox == NULL ? "bin/busybox" : "usr/sbin/qemu-ga",
+                   inputs->busybox == NULL ? "busybox-static" : "qemu-guest-agent",
+                   info->debian_name);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
 gboolean
 qlean_minimal_find_inputs (QleanMinimalInputs  *inputs,
                            GError             **error)
@@ -145,6 +260,10 @@ qlean_minimal_find_inputs (QleanMinimalInputs  *inputs,
   static const char * const busybox_candidates[] = { "/bin/busybox", "/usr/bin/busybox", "busybox", NULL };
   static const char * const qemu_ga_candidates[] = { "/usr/sbin/qemu-ga", "/usr/bin/qemu-ga", "qemu-ga", NULL };
   const char *kernel_env = g_getenv ("QLEAN_MINIMAL_KERNEL");
+  const QleanArchInfo *info = qlean_arch_get_info (inputs->arch);
+
+  if (!qlean_arch_is_host (inputs->arch))
+    return find_foreign_inputs (inputs, error);
 
   if (kernel_env != NULL && *kernel_env != '\0')
     {
@@ -157,7 +276,7 @@ qlean_minimal_find_inputs (QleanMinimalInputs  *inputs,
     }
   else
     {
-      inputs->kernel_release = find_kernel_release ();
+      inputs->kernel_release = find_kernel_release ("/", inputs->arch);
       if (inputs->kernel_release != NULL)
         inputs->kernel = g_strdup_printf ("/boot/vmlinuz-%s", inputs->kernel_release);
     }
@@ -173,8 +292,8 @@ qlean_minimal_find_inputs (QleanMinimalInputs  *inputs,
     {
       g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
                    _("The minimal image needs a readable Linux kernel in /boot (%s); "
-                     "install one: apt-get install linux-image-cloud-amd64"),
-                   inputs->kernel ? inputs->kernel : _("none found"));
+                     "install one: apt-get install %s"),
+                   inputs->kernel ? inputs->kernel : _("none found"), info->kernel_package);
       g_clear_pointer (&inputs->kernel, g_free);
       return FALSE;
     }
@@ -258,6 +377,9 @@ qlean_minimal_cache_key (const QleanMinimalInputs *inputs)
   const char *digest;
 
   g_checksum_update (checksum, (const guchar *) PACKAGE_VERSION, -1);
+  /* The architecture itself too: two sysroots could share file identities
+   * only by accident, but the key must never let one stand for another. */
+  g_checksum_update (checksum, (const guchar *) qlean_arch_get_info (inputs->arch)->name, -1);
   checksum_resource (checksum, RESOURCE_INIT);
   checksum_resource (checksum, RESOURCE_BUILDER);
   checksum_file_identity (checksum, inputs->kernel);
@@ -325,6 +447,13 @@ run_builder (const QleanMinimalInputs  *inputs,
   g_subprocess_launcher_setenv (launcher, "QLEAN_QEMU_GA", inputs->qemu_ga, TRUE);
   g_ptr_array_add (argv, (char *) "bash");
   g_ptr_array_add (argv, builder);
+  g_ptr_array_add (argv, (char *) "--arch");
+  g_ptr_array_add (argv, (char *) qlean_arch_get_info (inputs->arch)->name);
+  if (inputs->sysroot != NULL)
+    {
+      g_ptr_array_add (argv, (char *) "--sysroot");
+      g_ptr_array_add (argv, inputs->sysroot);
+    }
   g_ptr_array_add (argv, (char *) "--kernel-release");
   g_ptr_array_add (argv, inputs->kernel_release);
   g_ptr_array_add (argv, (char *) "--modules-dir");
@@ -333,10 +462,13 @@ run_builder (const QleanMinimalInputs  *inputs,
   g_ptr_array_add (argv, init);
   g_ptr_array_add (argv, (char *) "--output");
   g_ptr_array_add (argv, (char *) output);
-  g_ptr_array_add (argv, (char *) "--kernel");
-  g_ptr_array_add (argv, inputs->kernel);
-  g_ptr_array_add (argv, (char *) "--vmlinux-output");
-  g_ptr_array_add (argv, (char *) vmlinux);
+  if (qlean_arch_get_info (inputs->arch)->boot_vmlinux)
+    {
+      g_ptr_array_add (argv, (char *) "--kernel");
+      g_ptr_array_add (argv, inputs->kernel);
+      g_ptr_array_add (argv, (char *) "--vmlinux-output");
+      g_ptr_array_add (argv, (char *) vmlinux);
+    }
   if (inputs->guest != NULL)
     {
       add_guest = g_strdup_printf ("%s:/usr/lib/qlean/qlean-guest", inputs->guest);

@@ -9,9 +9,12 @@
 
 G_BEGIN_DECLS
 
-/* The minimal image's build inputs, found on the host. */
+/* The minimal image's build inputs, found on the host, or for another
+ * architecture than the host's in that architecture's sysroot. */
 typedef struct
 {
+  QleanArch arch;   /* set by the caller; 0 is x86-64 */
+  char *sysroot;    /* NULL for the host's own architecture */
   char *kernel;
   char *kernel_release;
   char *modules_dir;
@@ -31,8 +34,11 @@ char     *qlean_minimal_build         (const QleanMinimalInputs *inputs,
                                        GError                  **error);
 /* The static qlean-guest program to put into images, or NULL. */
 char     *qlean_find_guest_program    (void);
+/* The same, built for @arch (cross-compiled for another architecture
+ * than the host's), or NULL. */
+char     *qlean_find_guest_program_for_arch (QleanArch arch);
 /* The kernel parameters the minimal image boots with. */
-const char *qlean_minimal_cmdline     (void);
+const char *qlean_minimal_cmdline     (QleanArch arch);
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (QleanMinimalInputs, qlean_minimal_inputs_clear)
 

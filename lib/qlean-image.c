@@ -12,6 +12,7 @@
 #include <gio/gunixinputstream.h>
 #include <json-glib/json-glib.h>
 
+#include "qlean-arch-private.h"
 #include "qlean-distro-private.h"
 #include "qlean-enums.h"
 #include "qlean-error.h"
@@ -68,6 +69,7 @@ enum {
   PROP_0,
   PROP_KIND,
   PROP_NAME,
+  PROP_GUEST_ARCH,
   N_PROPS
 };
 
@@ -104,6 +106,7 @@ qlean_image_get_property (GObject    *object,
     {
     case PROP_KIND: g_value_set_enum (value, self->kind); break;
     case PROP_NAME: g_value_set_string (value, self->name); break;
+    case PROP_GUEST_ARCH: g_value_set_enum (value, qlean_image_get_guest_arch (self)); break;
     default:
       if (prop_id >= N_PROPS)
         qlean_image_source_get_property (self->source, prop_id - N_PROPS, value, pspec);
@@ -154,6 +157,20 @@ qlean_image_class_init (QleanImageClass *klass)
     g_param_spec_string ("name", NULL, NULL, NULL,
                          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 
+  /**
+   * QleanImage:guest-arch:
+   *
+   * The guest architecture, which picks the QEMU binary, machine type
+   * and CPU of the image's machines; [property@Image:arch] names it in
+   * Debian's words. Catalog images have the architecture of their
+   * catalog entry; a minimal image the one it was made for; file and
+   * custom images x86-64 unless set with
+   * [method@Image.set_guest_arch].
+   */
+  properties[PROP_GUEST_ARCH] =
+    g_param_spec_enum ("guest-arch", NULL, NULL, QLEAN_TYPE_ARCH, QLEAN_ARCH_X86_64,
+                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
   /* The properties of distribution images: mirror, download-progress... */
   qlean_image_source_class_init (object_class, N_PROPS);
@@ -187,6 +204,35 @@ qlean_image_get_source (QleanImage *self)
 }
 
 /**
+ * qlean_image_new_minimal_for_arch:
+ * @arch: the guest architecture
+ *
+ * The minimal image for @arch. For the host's architecture it is
+ * [ctor@Image.new_minimal]. For another one it is built the same way
+ * from that architecture's Debian packages (the cloud kernel and its
+ * modules, `busybox-static`, `qemu-guest-agent` and its libraries),
+ * which `tools/setup.sh deps` unpacks, without installing them, into
+ * `/var/cache/qlean/sysroots/arm64` (or `$QLEAN_SYSROOT_AARCH64`, and
+ * so on), with `qlean-guest` cross-compiled for it when Qlean was built
+ * with that architecture's cross compiler. Its machines run
+ * `qemu-system-aarch64` (or the architecture's QEMU) under TCG.
+ *
+ * Returns: (transfer full): a new #QleanImage
+ */
+QleanImage *
+qlean_image_new_minimal_for_arch (QleanArch arch)
+{
+  QleanImage *self = g_object_new (QLEAN_TYPE_IMAGE, NULL);
+
+  self->kind = QLEAN_IMAGE_KIND_MINIMAL;
+  self->name = g_strdup ("minimal");
+  self->default_memory_mib = 256;
+  qlean_image_source_set_arch (self->source, qlean_arch_get_info (arch)->debian_name);
+
+  return self;
+}
+
+/**
  * qlean_image_new_minimal:
  *
  * The embedded default image: the host's kernel, busybox and qemu-ga in
@@ -198,13 +244,7 @@ qlean_image_get_source (QleanImage *self)
 QleanImage *
 qlean_image_new_minimal (void)
 {
-  QleanImage *self = g_object_new (QLEAN_TYPE_IMAGE, NULL);
-
-  self->kind = QLEAN_IMAGE_KIND_MINIMAL;
-  self->name = g_strdup ("minimal");
-  self->default_memory_mib = 256;
-
-  return self;
+  return qlean_image_new_minimal_for_arch (qlean_arch_get_host ());
 }
 
 /**
@@ -266,6 +306,51 @@ qlean_image_get_name (QleanImage *self)
   g_return_val_if_fail (QLEAN_IS_IMAGE (self), NULL);
 
   return self->name;
+}
+
+/**
+ * qlean_image_get_guest_arch:
+ * @self: a #QleanImage
+ *
+ * Returns: the guest architecture (see [property@Image:guest-arch])
+ */
+QleanArch
+qlean_image_get_guest_arch (QleanImage *self)
+{
+  QleanArch arch = QLEAN_ARCH_X86_64;
+
+  g_return_val_if_fail (QLEAN_IS_IMAGE (self), arch);
+
+  qlean_arch_from_string (qlean_image_get_arch (self), &arch);
+  return arch;
+}
+
+/**
+ * qlean_image_set_guest_arch:
+ * @self: a #QleanImage made by [ctor@Image.new_from_file] or
+ *   [ctor@Image.new_from_url], not yet prepared
+ * @arch: the architecture of the image's system
+ *
+ * Says which architecture a file or custom image is for; Qlean cannot
+ * tell from the disk alone before preparing it. Catalog and minimal
+ * images have theirs from where they come from.
+ */
+void
+qlean_image_set_guest_arch (QleanImage *self,
+                            QleanArch   arch)
+{
+  g_return_if_fail (QLEAN_IS_IMAGE (self));
+  g_return_if_fail (self->kind == QLEAN_IMAGE_KIND_FILE ||
+                    (self->kind == QLEAN_IMAGE_KIND_DISTRO &&
+                     qlean_image_get_distro (self) == QLEAN_DISTRO_CUSTOM));
+  g_return_if_fail (!qlean_image_is_prepared (self));
+
+  if (qlean_image_get_guest_arch (self) == arch)
+    return;
+
+  qlean_image_source_set_arch (self->source, qlean_arch_get_info (arch)->debian_name);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_GUEST_ARCH]);
+  g_object_notify (G_OBJECT (self), "arch");
 }
 
 /* The fields below are written once, under the lock, by prepare, and
@@ -368,7 +453,7 @@ qlean_image_prepare_minimal (QleanImage    *self,
                              GCancellable  *cancellable,
                              GError       **error)
 {
-  g_auto(QleanMinimalInputs) inputs = { 0 };
+  g_auto(QleanMinimalInputs) inputs = { .arch = qlean_image_get_guest_arch (self) };
   g_autofree char *initramfs = NULL;
 
   if (!qlean_minimal_find_inputs (&inputs, error))
@@ -379,7 +464,7 @@ qlean_image_prepare_minimal (QleanImage    *self,
     return FALSE;
 
   self->initrd = g_steal_pointer (&initramfs);
-  self->cmdline = g_strdup (qlean_minimal_cmdline ());
+  self->cmdline = g_strdup (qlean_minimal_cmdline (inputs.arch));
 
   return TRUE;
 }

@@ -11,6 +11,7 @@
 
 #include <gio/gio.h>
 
+#include "qlean-arch.h"
 #include "qlean-version-macros.h"
 
 G_BEGIN_DECLS
@@ -39,12 +40,19 @@ G_DECLARE_FINAL_TYPE (QleanImage, qlean_image, QLEAN, IMAGE, GObject)
 QLEAN_AVAILABLE_IN_ALL
 QleanImage     *qlean_image_new_minimal      (void);
 QLEAN_AVAILABLE_IN_ALL
+QleanImage     *qlean_image_new_minimal_for_arch (QleanArch      arch);
+QLEAN_AVAILABLE_IN_ALL
 QleanImage     *qlean_image_new_from_file    (const char          *path);
 
 QLEAN_AVAILABLE_IN_ALL
 QleanImageKind  qlean_image_get_kind         (QleanImage          *self);
 QLEAN_AVAILABLE_IN_ALL
 const char     *qlean_image_get_name         (QleanImage          *self);
+QLEAN_AVAILABLE_IN_ALL
+QleanArch       qlean_image_get_guest_arch   (QleanImage          *self);
+QLEAN_AVAILABLE_IN_ALL
+void            qlean_image_set_guest_arch   (QleanImage          *self,
+                                              QleanArch            arch);
 QLEAN_AVAILABLE_IN_ALL
 const char     *qlean_image_get_kernel       (QleanImage          *self);
 QLEAN_AVAILABLE_IN_ALL

@@ -1177,16 +1177,19 @@ qlean_machine_resolve_spec (QleanMachine  *self,
   const char *extra_cmdline = qlean_machine_config_get_cmdline (config);
   const char *image_cmdline = qlean_image_get_cmdline (self->image);
   QleanAccel accel = qlean_machine_config_get_accel (config);
+  QleanArch arch = qlean_image_get_guest_arch (self->image);
   g_autofree char *kvm_reason = NULL;
   GString *cmdline;
 
   memset (resolved, 0, sizeof *resolved);
 
-  resolved->qemu_binary = qlean_host_find_qemu (qlean_machine_config_get_qemu_binary (config), error);
+  resolved->qemu_binary = qlean_host_find_qemu_for_arch (qlean_machine_config_get_qemu_binary (config),
+                                                         arch, error);
   if (resolved->qemu_binary == NULL)
     return FALSE;
 
   spec->qemu_binary = resolved->qemu_binary;
+  spec->arch = qlean_arch_get_info (arch);
   spec->name = self->name;
   spec->run_dir = run_dir;
   spec->cores = qlean_machine_config_get_cores (config);
@@ -1242,6 +1245,19 @@ qlean_machine_resolve_spec (QleanMachine  *self,
       !check_readable ("initrd", spec->initrd, error))
     return FALSE;
 
+  /* KVM runs guests of the host's own architecture only; any other is
+   * emulated by TCG. */
+  if (!qlean_arch_is_host (arch) && accel == QLEAN_ACCEL_KVM)
+    {
+      g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG,
+                   _("KVM was asked for, but machine “%s” is an %s guest on an %s host, which "
+                     "only TCG can run; use accel “auto” or “tcg”"), self->name,
+                   qlean_arch_to_string (arch), qlean_arch_to_string (qlean_arch_get_host ()));
+      return FALSE;
+    }
+  if (!qlean_arch_is_host (arch))
+    accel = QLEAN_ACCEL_TCG;
+
   switch (accel)
     {
     case QLEAN_ACCEL_KVM:
@@ -1272,8 +1288,9 @@ qlean_machine_resolve_spec (QleanMachine  *self,
     g_string_append_printf (cmdline, " %s", extra_cmdline);
   /* Calibrating the APIC timer costs ~0.1 s under TCG; with one CPU the
    * kernel does without it. */
-  if (spec->cores == 1 && qlean_image_get_kind (self->image) == QLEAN_IMAGE_KIND_MINIMAL)
-    g_string_append (cmdline, " noapictimer");
+  if (spec->cores == 1 && qlean_image_get_kind (self->image) == QLEAN_IMAGE_KIND_MINIMAL &&
+      spec->arch->one_core_cmdline != NULL)
+    g_string_append_printf (cmdline, " %s", spec->arch->one_core_cmdline);
   /* The minimal image's init then asks the bridge for an address. */
   if (spec->net_bridge != NULL)
     g_string_append (cmdline, " qlean.dhcp=1");
@@ -1518,6 +1535,10 @@ qlean_machine_boot_state_path (QleanMachine       *self,
 
   checksum = g_checksum_new (G_CHECKSUM_SHA256);
   g_checksum_update (checksum, (const guchar *) BOOT_STATE_VERSION PACKAGE_VERSION, -1);
+  /* The argv names QEMU's machine and CPU already; the architecture is
+   * said outright so that no two guests of different ones ever share a
+   * saved boot. */
+  g_checksum_update (checksum, (const guchar *) spec.arch->name, strlen (spec.arch->name) + 1);
   for (guint i = 0; argv[i] != NULL; i++)
     g_checksum_update (checksum, (const guchar *) argv[i], strlen (argv[i]) + 1);
   checksum_identity (checksum, spec.qemu_binary);

@@ -7,6 +7,8 @@
 
 #include <glib.h>
 
+#include "qlean-arch-private.h"
+
 G_BEGIN_DECLS
 
 /* Everything that decides QEMU's argv, already resolved: no defaults are
@@ -14,6 +16,7 @@ G_BEGIN_DECLS
 typedef struct
 {
   const char         *qemu_binary;
+  const QleanArchInfo *arch;         /* the guest's; NULL: x86-64 */
   const char         *name;
   gboolean            kvm;
   guint               cores;

@@ -116,6 +116,7 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
   g_autofree char *console = g_build_filename (spec->run_dir, QLEAN_CONSOLE_LOG, NULL);
   g_autofree char *console_escaped = escape_commas (console);
   g_autofree char *pidfile = g_build_filename (spec->run_dir, "qemu.pid", NULL);
+  const QleanArchInfo *arch = spec->arch ? spec->arch : qlean_arch_get_info (QLEAN_ARCH_X86_64);
 
   add (argv, spec->qemu_binary);
   add (argv, "-name");
@@ -126,7 +127,7 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
   add (argv, "none");
 
   add (argv, "-machine");
-  add (argv, "q35");
+  add (argv, arch->machine);
   if (spec->kvm)
     {
       add (argv, "-accel");
@@ -142,7 +143,12 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
       add (argv, "-accel");
       add (argv, "tcg,tb-size=32");
       add (argv, "-cpu");
-      add (argv, "max");
+      add (argv, arch->tcg_cpu);
+    }
+  if (arch->bios != NULL)
+    {
+      add (argv, "-bios");
+      add (argv, arch->bios);
     }
   add (argv, "-smp");
   add_printf (argv, "%u", spec->cores);
@@ -188,8 +194,11 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
 
   /* The guest reports a kernel panic here (GUEST_PANICKED), so that a
    * panic is told apart from QEMU dying. */
-  add (argv, "-device");
-  add (argv, "pvpanic-pci");
+  if (arch->panic_device != NULL)
+    {
+      add (argv, "-device");
+      add (argv, arch->panic_device);
+    }
 
   if (spec->net_socket != NULL)
     {

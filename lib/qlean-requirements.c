@@ -9,6 +9,7 @@
 
 #include <glib/gi18n-lib.h>
 
+#include "qlean-arch-private.h"
 #include "qlean-host-private.h"
 #include "qlean-image-private.h"
 #include "qlean-requirements.h"
@@ -72,6 +73,54 @@ add (GPtrArray  *report,
   g_ptr_array_add (report, requirement);
 }
 
+/* Another architecture's minimal image: its inputs are in a sysroot
+ * that tools/setup.sh makes, and its qlean-guest is cross-compiled. */
+static void
+check_foreign_inputs (GPtrArray *report,
+                      QleanArch  arch)
+{
+  const QleanArchInfo *info = qlean_arch_get_info (arch);
+  g_auto(QleanMinimalInputs) inputs = { .arch = arch };
+  g_autoptr(GError) error = NULL;
+  g_autofree char *cross = g_strdup_printf ("%s libc6-dev-%s-cross", info->cross_compiler_package,
+                                            info->debian_name);
+  QleanRequirement *requirement;
+  gboolean ok = qlean_minimal_find_inputs (&inputs, &error);
+  const char *setup = "tools/setup.sh deps";
+
+  add (report, "sysroot", inputs.sysroot != NULL, TRUE,
+       inputs.sysroot != NULL ? g_strdup (inputs.sysroot) : g_strdup (error->message), NULL);
+  add (report, "kernel", inputs.kernel != NULL && inputs.modules_dir != NULL, TRUE,
+       g_strdup (inputs.kernel ? inputs.kernel : _("not found")), NULL);
+  add (report, "busybox", inputs.busybox != NULL, TRUE,
+       g_strdup (inputs.busybox ? inputs.busybox : _("not found")), NULL);
+  add (report, "qemu-ga", inputs.qemu_ga != NULL, TRUE,
+       g_strdup (inputs.qemu_ga ? inputs.qemu_ga : _("not found")), NULL);
+  if (!ok && inputs.sysroot != NULL && inputs.kernel != NULL && inputs.modules_dir != NULL &&
+      inputs.busybox != NULL && inputs.qemu_ga != NULL)
+    add (report, "minimal-image", FALSE, TRUE, g_strdup (error->message), NULL);
+  /* What is missing comes from the sysroot, not from the host's packages. */
+  for (guint i = 0; i < report->len; i++)
+    {
+      requirement = g_ptr_array_index (report, i);
+      if (!requirement->ok && requirement->hint == NULL && !g_str_equal (requirement->name, "qemu") &&
+          !g_str_equal (requirement->name, "minimal-image"))
+        requirement->hint = g_strdup (setup);
+    }
+
+  add (report, "qlean-guest", inputs.guest != NULL, FALSE,
+       inputs.guest != NULL
+         ? g_strdup (inputs.guest)
+         : g_strdup_printf (_("not built for %s: commands run through the agent alone; install "
+                              "%s and rebuild Qlean"), info->name, cross),
+       NULL);
+  if (inputs.guest == NULL)
+    {
+      requirement = g_ptr_array_index (report, report->len - 1);
+      requirement->hint = qlean_host_install_hint (cross);
+    }
+}
+
 static char *
 program_version (const char *program)
 {
@@ -106,14 +155,46 @@ program_version (const char *program)
 GPtrArray *
 qlean_check_requirements (const char *qemu_binary)
 {
+  return qlean_check_requirements_for_arch (qemu_binary, qlean_arch_get_host ());
+}
+
+/**
+ * qlean_check_requirements_for_arch:
+ * @qemu_binary: (nullable): the QEMU binary machines will use, %NULL for
+ *   the one of @arch (`qemu-system-aarch64`)
+ * @arch: the guests' architecture
+ *
+ * Like qlean_check_requirements(), for guests of @arch. For another
+ * architecture than the host's, the minimal image's inputs are looked
+ * for in its sysroot (see [ctor@Image.new_minimal_for_arch]), reported
+ * as `sysroot`, `kernel`, `busybox` and `qemu-ga`, and the cross-built
+ * qlean-guest as `qlean-guest` (not required: without it commands run
+ * through the agent).
+ *
+ * Returns: (transfer container) (element-type QleanRequirement): the
+ *   report; it frees its elements itself (bindings copy them)
+ */
+GPtrArray *
+qlean_check_requirements_for_arch (const char *qemu_binary,
+                                   QleanArch   arch)
+{
   GPtrArray *report = g_ptr_array_new_with_free_func ((GDestroyNotify) qlean_requirement_free);
-  g_auto(QleanMinimalInputs) inputs = { 0 };
+  const QleanArchInfo *info = qlean_arch_get_info (arch);
+  g_auto(QleanMinimalInputs) inputs = { .arch = arch };
   g_autoptr(GError) error = NULL;
   g_autofree char *qemu = NULL;
   g_autofree char *qemu_img = NULL;
 
-  qemu = qlean_host_find_qemu (qemu_binary, &error);
-  if (qemu != NULL)
+  qemu = qlean_host_find_qemu_for_arch (qemu_binary, arch, &error);
+  if (qemu != NULL && !qlean_arch_is_host (arch))
+    {
+      add (report, "qemu", TRUE, TRUE, program_version (qemu), NULL);
+      add (report, "accel", TRUE, TRUE,
+           g_strdup_printf (_("TCG (software emulation: KVM runs only %s guests on this host)"),
+                            qlean_arch_to_string (qlean_arch_get_host ())),
+           NULL);
+    }
+  else if (qemu != NULL)
     {
       g_autofree char *reason = NULL;
       gboolean kvm = qlean_host_kvm_usable (qemu, &reason);
@@ -125,11 +206,13 @@ qlean_check_requirements (const char *qemu_binary)
            NULL);
     }
   else
-    add (report, "qemu", FALSE, TRUE, g_strdup (error->message), "qemu-system-x86");
+    add (report, "qemu", FALSE, TRUE, g_strdup (error->message), info->qemu_package);
   g_clear_error (&error);
 
+  if (!qlean_arch_is_host (arch))
+    check_foreign_inputs (report, arch);
   /* Each input is looked up in turn; report what was found so far. */
-  if (qlean_minimal_find_inputs (&inputs, &error))
+  else if (qlean_minimal_find_inputs (&inputs, &error))
     {
       add (report, "kernel", TRUE, TRUE, g_strdup (inputs.kernel), NULL);
       add (report, "busybox", TRUE, TRUE, g_strdup (inputs.busybox), NULL);
@@ -139,7 +222,7 @@ qlean_check_requirements (const char *qemu_binary)
     {
       add (report, "kernel", inputs.kernel != NULL && inputs.modules_dir != NULL, TRUE,
            inputs.kernel ? g_strdup (inputs.kernel) : g_strdup (_("no kernel in /boot")),
-           "linux-image-cloud-amd64");
+           info->kernel_package);
       add (report, "busybox", inputs.busybox != NULL, TRUE,
            inputs.busybox ? g_strdup (inputs.busybox) : g_strdup (_("not found")),
            "busybox-static");

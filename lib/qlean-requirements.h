@@ -11,6 +11,7 @@
 
 #include <glib-object.h>
 
+#include "qlean-arch.h"
 #include "qlean-version-macros.h"
 
 G_BEGIN_DECLS
@@ -18,7 +19,8 @@ G_BEGIN_DECLS
 /**
  * QleanRequirement:
  * @name: what was checked: `qemu`, `accel`, `kernel`, `busybox`,
- *   `qemu-ga`, `qemu-img`
+ *   `qemu-ga`, `qemu-img`; for a foreign architecture also `sysroot`
+ *   and `qlean-guest`
  * @ok: whether it is there and works
  * @required: whether machines cannot start without it
  * @detail: what was found: a path and version, or what is wrong
@@ -46,6 +48,9 @@ void              qlean_requirement_free     (QleanRequirement       *requiremen
 
 QLEAN_AVAILABLE_IN_ALL
 GPtrArray        *qlean_check_requirements   (const char             *qemu_binary);
+QLEAN_AVAILABLE_IN_ALL
+GPtrArray        *qlean_check_requirements_for_arch (const char      *qemu_binary,
+                                                     QleanArch        arch);
 QLEAN_AVAILABLE_IN_ALL
 gboolean          qlean_requirements_met     (GPtrArray              *report);
 

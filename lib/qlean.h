@@ -11,6 +11,7 @@
 #include "qlean-version-macros.h"
 #include "qlean-enums.h"
 #include "qlean-error.h"
+#include "qlean-arch.h"
 #include "qlean-qmp-error.h"
 #include "qlean-qmp-client.h"
 #include "qlean-qga-error.h"

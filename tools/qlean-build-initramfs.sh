@@ -5,6 +5,12 @@
 #
 #   qlean-build-initramfs.sh --kernel-release REL --init PATH --output FILE
 #                            [--modules-dir DIR] [--add SRC:DEST ...]
+#                            [--arch ARCH] [--sysroot DIR]
+#
+# For another architecture than the host's (--arch aarch64), --sysroot names a
+# directory holding that architecture's Debian packages unpacked (dpkg-deb -x,
+# as tools/setup.sh deps makes it): the agent's libraries are looked up there
+# with readelf instead of ldd, since nothing of it can run on the host.
 #
 # Needs no root: file ownership is rewritten to 0:0 by cpio. The result appears
 # at FILE only when everything succeeded.
@@ -15,7 +21,7 @@ prog=${0##*/}
 die() { echo "$prog: $*" >&2; exit 1; }
 usage() {
   echo "usage: $prog --kernel-release REL --init PATH --output FILE [--modules-dir DIR] [--add SRC:DEST ...]" >&2
-  echo "       [--kernel BZIMAGE --vmlinux-output FILE]" >&2
+  echo "       [--kernel BZIMAGE --vmlinux-output FILE] [--arch x86_64|aarch64|riscv64] [--sysroot DIR]" >&2
   exit 2
 }
 
@@ -29,6 +35,7 @@ busybox_bin=${QLEAN_BUSYBOX:-/bin/busybox}
 agent_bin=${QLEAN_QEMU_GA:-/usr/sbin/qemu-ga}
 
 kernel_release='' init_script='' output='' modules_dir='' kernel='' vmlinux_output=''
+arch=x86_64 sysroot=''
 adds=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -44,12 +51,26 @@ while [ $# -gt 0 ]; do
     --kernel) [ $# -ge 2 ] || usage; kernel=$2; shift 2 ;;
     --vmlinux-output) [ $# -ge 2 ] || usage; vmlinux_output=$2; shift 2 ;;
     --add=*) adds+=("${1#*=}"); shift ;;
+    --arch) [ $# -ge 2 ] || usage; arch=$2; shift 2 ;;
+    --sysroot) [ $# -ge 2 ] || usage; sysroot=$2; shift 2 ;;
     -h|--help) usage ;;
     *) echo "$prog: unknown argument: $1" >&2; usage ;;
   esac
 done
 if [ -z "$kernel_release" ] || [ -z "$init_script" ] || [ -z "$output" ]; then usage; fi
-modules_dir=${modules_dir:-/lib/modules/$kernel_release}
+modules_dir=${modules_dir:-$sysroot/lib/modules/$kernel_release}
+# The ELF machine number of each architecture (e_machine), and its Debian name.
+case $arch in
+  x86_64) elf_machine=62 deb_arch=amd64 ;;
+  aarch64) elf_machine=183 deb_arch=arm64 ;;
+  riscv64) elf_machine=243 deb_arch=riscv64 ;;
+  *) die "unknown --arch '$arch' (x86_64, aarch64 or riscv64)" ;;
+esac
+if [ -n "$sysroot" ]; then
+  [ -d "$sysroot" ] || die "missing --sysroot directory $sysroot (tools/setup.sh deps makes it)"
+  busybox_bin=${QLEAN_BUSYBOX:-$sysroot/bin/busybox}
+  agent_bin=${QLEAN_QEMU_GA:-$sysroot/usr/sbin/qemu-ga}
+fi
 
 # --- check every input before doing any work ---------------------------------
 need_tool() { # tool package
@@ -60,31 +81,85 @@ need_tool ldd libc-bin
 need_tool perl perl-base
 
 [ -f "$init_script" ] || die "missing init script '$init_script' (it ships with Qlean as data/minimal/init)"
-[ -x "$busybox_bin" ] || die "missing $busybox_bin (Debian package: busybox-static)"
+# e_machine, the 16-bit field at offset 18 of an ELF header (little-endian
+# on every architecture Qlean runs), or nothing when FILE is no ELF file.
+elf_machine_of() {
+  [ "$(head -c 4 -- "$1" | od -An -c | tr -d ' ')" = '177ELF' ] || return 0
+  od -An -tu2 -j18 -N2 -- "$1" | tr -d ' '
+}
+need_arch() { # file what-to-do
+  local m
+  m=$(elf_machine_of "$1")
+  [ "$m" = "$elf_machine" ] ||
+    die "$1 is not an $arch program (ELF machine ${m:-none}, expected $elf_machine); $2"
+}
+
+if [ -n "$sysroot" ]; then pkg_suffix=":$deb_arch"; else pkg_suffix=''; fi
+[ -x "$busybox_bin" ] || die "missing $busybox_bin (Debian package: busybox-static$pkg_suffix)"
+need_arch "$busybox_bin" "use the busybox-static:$deb_arch package"
 # The dynamic busybox package installs the same path; it would need its libc.
-if LC_ALL=C ldd "$busybox_bin" 2>&1 | grep -q '=>'; then
+if [ -n "$sysroot" ]; then
+  need_tool readelf binutils
+  if LC_ALL=C readelf -l -- "$busybox_bin" | grep -q 'program interpreter'; then
+    die "$busybox_bin is dynamically linked; unpack the static one (Debian package: busybox-static$pkg_suffix)"
+  fi
+elif LC_ALL=C ldd "$busybox_bin" 2>&1 | grep -q '=>'; then
   die "$busybox_bin is dynamically linked; install the static one (Debian package: busybox-static)"
 fi
-[ -x "$agent_bin" ] || die "missing $agent_bin (Debian package: qemu-guest-agent)"
-kpkg="linux-image-$kernel_release (e.g. linux-image-cloud-amd64)"
+[ -x "$agent_bin" ] || die "missing $agent_bin (Debian package: qemu-guest-agent$pkg_suffix)"
+need_arch "$agent_bin" "use the qemu-guest-agent:$deb_arch package"
+kpkg="linux-image-$kernel_release (e.g. linux-image-cloud-$deb_arch)"
 [ -d "$modules_dir" ] || die "missing kernel modules directory $modules_dir (Debian package: $kpkg)"
 [ -f "$modules_dir/modules.dep" ] || die "missing $modules_dir/modules.dep (Debian package: $kpkg; or run depmod $kernel_release)"
 
 for a in "${adds[@]}"; do
   case $a in *:/*) ;; *) die "--add '$a': expected SRC:/absolute/dest" ;; esac
   [ -e "${a%:*}" ] || die "missing --add input '${a%:*}'"
+  # A program for another architecture would only fail inside the guest.
+  if [ -f "${a%:*}" ] && [ -n "$(elf_machine_of "${a%:*}")" ]; then need_arch "${a%:*}" "build it for $arch"; fi
 done
 
 # Shared libraries of the agent, plus the dynamic loader (listed without '=>').
+# In a sysroot they are paths inside it, copied to the same path in the image.
 agent_libs=()
-while read -r line; do
-  case $line in
-    *'not found'*) die "library ${line%% *} needed by $agent_bin not found (reinstall qemu-guest-agent and its dependencies)" ;;
-    *'=> /'*) lib=${line#*=> }; agent_libs+=("${lib%% (*}") ;;
-    /*) agent_libs+=("${line%% (*}") ;;
-  esac
-done < <(LC_ALL=C ldd "$agent_bin")
-[ ${#agent_libs[@]} -gt 0 ] || die "ldd listed no libraries for $agent_bin"
+if [ -z "$sysroot" ]; then
+  while read -r line; do
+    case $line in
+      *'not found'*) die "library ${line%% *} needed by $agent_bin not found (reinstall qemu-guest-agent and its dependencies)" ;;
+      *'=> /'*) lib=${line#*=> }; agent_libs+=("${lib%% (*}") ;;
+      /*) agent_libs+=("${line%% (*}") ;;
+    esac
+  done < <(LC_ALL=C ldd "$agent_bin")
+  [ ${#agent_libs[@]} -gt 0 ] || die "ldd listed no libraries for $agent_bin"
+else
+  # What ldd does, by reading DT_NEEDED entries: the loader's search path of
+  # a Debian system, the multiarch directories first.
+  triplet=$(find "$sysroot/lib" "$sysroot/usr/lib" -maxdepth 1 -name "$arch-linux-gnu*" -printf '%f\n' 2>/dev/null | head -n 1)
+  lib_dirs=()
+  [ -z "$triplet" ] || lib_dirs+=("/lib/$triplet" "/usr/lib/$triplet")
+  lib_dirs+=(/lib /usr/lib /lib64 /usr/lib64)
+  interp=$(LC_ALL=C readelf -l -- "$agent_bin" | sed -n 's/.*program interpreter: \(.*\)]$/\1/p')
+  [ -n "$interp" ] || die "$agent_bin has no program interpreter; is it a dynamic $arch program?"
+  [ -e "$sysroot$interp" ] || die "the loader $interp of $agent_bin is missing in $sysroot (Debian package: libc6:$deb_arch)"
+  agent_libs+=("$interp")
+  declare -A lib_seen=()
+  pending=("$agent_bin")
+  while [ ${#pending[@]} -gt 0 ]; do
+    elf=${pending[0]}; pending=("${pending[@]:1}")
+    while read -r soname; do
+      [ -z "${lib_seen[$soname]:-}" ] || continue
+      lib_seen[$soname]=1
+      found=''
+      for d in "${lib_dirs[@]}"; do
+        if [ -e "$sysroot$d/$soname" ]; then found=$d/$soname; break; fi
+      done
+      [ -n "$found" ] || die "library $soname needed by ${elf#"$sysroot"} is missing in $sysroot (rerun tools/setup.sh deps)"
+      [ "$found" = "$interp" ] || [ "$(readlink -f -- "$sysroot$found")" = "$(readlink -f -- "$sysroot$interp")" ] ||
+        agent_libs+=("$found")
+      pending+=("$sysroot$found")
+    done < <(LC_ALL=C readelf -d -- "$elf" | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p')
+  done
+fi
 
 # Module order: depth-first over modules.dep so that every module follows its
 # dependencies; built-in ones are skipped, a missing one is an error.
@@ -153,7 +228,22 @@ cp -- "$busybox_bin" "$stage/bin/busybox"
 # under TCG). poweroff/reboot/halt are left to init, which replaces them with
 # scripts. No modprobe: without a module tree it cannot succeed, and the kernel
 # runs it (synchronously, before /init) for every crypto module it asks for.
-"$busybox_bin" --list-full |
+# A busybox of another architecture cannot tell its applets: their names are
+# read from its table (NUL-separated, after "[" and "[["), and they go where
+# the host's busybox puts them, else into /bin.
+busybox_applets() {
+  if [ -z "$sysroot" ]; then
+    "$busybox_bin" --list-full
+    return
+  fi
+  local host_list=''
+  if command -v busybox >/dev/null 2>&1; then host_list=$(busybox --list-full 2>/dev/null || true); fi
+  perl -0777 -ne 'BEGIN { my $l = shift; %dir = map { m{^(.*/)?([^/]+)$}; ($2, $1 // "") } split /\n/, $l }
+                  /\[\0\[\[\0((?:[^\0\/\s]+\0)+)\0/ or die "no applet table\n";
+                  print map { ($dir{$_} // "bin/") . "$_\n" } "[", "[[", split /\0/, $1' \
+    -- "$host_list" "$busybox_bin"
+}
+busybox_applets |
   perl -ne 'BEGIN { $d = shift } chomp; next if m{^(linuxrc|sbin/(init|poweroff|reboot|halt|modprobe))$};
             -e "$d/$_" or symlink("/bin/busybox", "$d/$_") or die "symlink $_: $!\n";' \
     -- "$stage" || die "creating busybox applet links failed"
@@ -161,7 +251,7 @@ cp -- "$busybox_bin" "$stage/bin/busybox"
 cp -- "$agent_bin" "$stage/usr/sbin/qemu-ga"
 for lib in "${agent_libs[@]}"; do
   mkdir -p "$stage${lib%/*}"
-  cp -L -- "$lib" "$stage$lib" || die "copying $lib failed"
+  cp -L -- "$sysroot$lib" "$stage$lib" || die "copying $sysroot$lib failed"
 done
 
 n=10

@@ -148,14 +148,32 @@ static int opt_memory = 0;
 static char *opt_qemu;
 static char *opt_accel;
 static char *opt_bridge;
+static char *opt_arch;
 static gboolean opt_json;
+
+/* --arch, or the host's architecture. */
+static gboolean
+arch_from_option (QleanArch  *arch,
+                  GError    **error)
+{
+  *arch = qlean_arch_get_host ();
+  if (opt_arch == NULL || qlean_arch_from_string (opt_arch, arch))
+    return TRUE;
+
+  g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+               _("--arch must be x86_64, aarch64 or riscv64, not “%s”"), opt_arch);
+  return FALSE;
+}
 
 GOptionEntry machine_entries[] = {
   { "image", 'i', 0, G_OPTION_ARG_STRING, &opt_image, N_("Image to boot: “minimal” (default) or a disk image file"), N_("IMAGE") },
   { "cores", 'c', 0, G_OPTION_ARG_INT, &opt_cores, N_("Number of virtual CPUs (default 1)"), N_("N") },
   { "memory", 'm', 0, G_OPTION_ARG_INT, &opt_memory, N_("Guest memory in MiB (default: the image's)"), N_("MIB") },
-  { "qemu", 0, 0, G_OPTION_ARG_FILENAME, &opt_qemu, N_("QEMU binary (default qemu-system-x86_64)"), N_("PATH") },
+  { "qemu", 0, 0, G_OPTION_ARG_FILENAME, &opt_qemu, N_("QEMU binary (default: qemu-system-ARCH of the guest's architecture)"), N_("PATH") },
   { "accel", 0, 0, G_OPTION_ARG_STRING, &opt_accel, N_("auto, kvm or tcg (default auto)"), N_("ACCEL") },
+  { "arch", 0, 0, G_OPTION_ARG_STRING, &opt_arch,
+    N_("Guest architecture: x86_64, aarch64 or riscv64 (default: the host's); another than the host's runs under TCG"),
+    N_("ARCH") },
   { "bridge", 0, 0, G_OPTION_ARG_STRING, &opt_bridge,
     N_("Plug the machine into host bridge BRIDGE, where it gets an address by DHCP (needs /etc/qemu/bridge.conf)"),
     N_("BRIDGE") },
@@ -174,11 +192,18 @@ machine_from_options (const char  *name,
 {
   g_autoptr(QleanImage) image = NULL;
   g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  QleanArch arch;
+
+  if (!arch_from_option (&arch, error))
+    return NULL;
 
   if (opt_image == NULL || g_str_equal (opt_image, "minimal"))
-    image = qlean_image_new_minimal ();
+    image = qlean_image_new_minimal_for_arch (arch);
   else
-    image = qlean_image_new_from_file (opt_image);
+    {
+      image = qlean_image_new_from_file (opt_image);
+      qlean_image_set_guest_arch (image, arch);
+    }
 
   if (opt_cores < 0 || opt_cores > 255 || opt_memory < 0)
     {
@@ -221,9 +246,14 @@ cmd_check (int    argc,
   static GOptionEntry entries[] = {
     { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json, N_("Print the report as JSON"), NULL },
     { "qemu", 0, 0, G_OPTION_ARG_FILENAME, &opt_qemu, N_("QEMU binary to check"), N_("PATH") },
+    { "arch", 0, 0, G_OPTION_ARG_STRING, &opt_arch,
+      N_("Check for guests of this architecture: x86_64, aarch64 or riscv64 (default: the host's)"),
+      N_("ARCH") },
     { NULL }
   };
   g_autoptr(GPtrArray) report = NULL;
+  g_autoptr(GError) error = NULL;
+  QleanArch arch;
   gboolean met;
   int status;
 
@@ -232,7 +262,13 @@ cmd_check (int    argc,
                       entries, &argc, &argv, &status))
     return status;
 
-  report = qlean_check_requirements (opt_qemu);
+  if (!arch_from_option (&arch, &error))
+    {
+      print_error ("check", error);
+      return EXIT_USAGE;
+    }
+
+  report = qlean_check_requirements_for_arch (opt_qemu, arch);
   met = qlean_requirements_met (report);
 
   if (opt_json)

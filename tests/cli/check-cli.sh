@@ -51,6 +51,21 @@ trap '"$qlean" --quiet stop net-a net-b >/dev/null 2>&1; rm -rf "$scratch"' EXIT
 # --bridge: the QEMU command line, and without bridge.conf a clear refusal.
 "$qlean" dry-run --bridge qlbr0 >"$scratch/argv" 2>"$scratch/err" || { echo "dry-run --bridge failed: $(cat "$scratch/err")"; exit 1; }
 grep -q '^bridge,id=net0,br=qlbr0,helper=' "$scratch/argv" || { echo "dry-run --bridge shows no bridge netdev"; cat "$scratch/argv"; exit 1; }
+
+# --arch: another architecture's command line, and what it needs.
+if "$qlean" --quiet check --arch aarch64; then
+  "$qlean" dry-run --arch aarch64 >"$scratch/argv" 2>"$scratch/err" || { echo "dry-run --arch aarch64 failed: $(cat "$scratch/err")"; exit 1; }
+  { head -n1 "$scratch/argv" | grep -q 'qemu-system-aarch64$' && grep -qx virt "$scratch/argv" &&
+    grep -qx 'max,pauth=off' "$scratch/argv" && grep -q '^console=ttyAMA0 ' "$scratch/argv"; } ||
+    { echo "dry-run --arch aarch64 is no aarch64 command line"; cat "$scratch/argv"; exit 1; }
+else
+  echo "dry-run --arch aarch64 not run: $("$qlean" check --arch aarch64 | tail -n1)"
+fi
+QLEAN_SYSROOT_RISCV64=$scratch/none "$qlean" check --arch riscv64 >"$scratch/out"
+[ $? -eq 1 ] && grep -q "^MISSING sysroot .*$scratch/none" "$scratch/out" ||
+  { echo "check --arch riscv64 without a sysroot did not say so"; cat "$scratch/out"; exit 1; }
+"$qlean" run --arch sparc64 -- true 2>"$scratch/err"
+[ $? -eq 2 ] && grep -q -- '--arch must be x86_64, aarch64 or riscv64' "$scratch/err" || { echo "run --arch sparc64: $(cat "$scratch/err")"; exit 1; }
 if [ ! -e /etc/qemu/bridge.conf ]; then
   "$qlean" start --bridge qlbr0 net-b 2>"$scratch/err"
   [ $? -eq 1 ] && grep -q '/etc/qemu/bridge.conf' "$scratch/err" || { echo "start --bridge without bridge.conf: $(cat "$scratch/err")"; exit 1; }

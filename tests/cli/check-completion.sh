@@ -54,6 +54,8 @@ expect "qlean -" --quiet --verbose --version
 expect "qlean --verbose ru" run
 expect "qlean run --" --image --cores --json --quiet
 expect "qlean run --accel " auto kvm tcg
+expect "qlean dry-run --arch " x86_64 aarch64 riscv64
+expect "qlean check --a" --arch
 expect "qlean run --image " minimal
 expect "qlean check --" --json --qemu
 expect_none "qlean run -- ls --"

@@ -1,0 +1,54 @@
+/* qlean-arch-private.h: what differs between guest architectures
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#pragma once
+
+#include "qlean-arch.h"
+
+G_BEGIN_DECLS
+
+/* Everything Qlean does differently for one guest architecture, in one
+ * table (qlean-arch.c), so that a new architecture is one more row. */
+typedef struct
+{
+  QleanArch    arch;
+  const char  *name;              /* the kernel's and QEMU's: x86_64, aarch64 */
+  const char  *debian_name;       /* Debian's: amd64, arm64 */
+  const char  *qemu_binary;       /* qemu-system-aarch64 */
+  const char  *qemu_package;      /* the Debian package that has it */
+  const char  *machine;           /* -machine */
+  const char  *tcg_cpu;           /* -cpu under TCG */
+  const char  *bios;              /* -bios, or NULL for QEMU's default */
+  const char  *console;           /* the serial console's device in the guest */
+  const char  *panic_device;      /* the pvpanic device, or NULL */
+  guint16      elf_machine;       /* e_machine of its programs */
+  /* The minimal image's kernel command line: each parameter trims boot
+   * time under TCG, where every initcall and probe costs many times what
+   * it costs on hardware (MEASUREMENTS.md, bench/boot). */
+  const char  *minimal_cmdline;
+  /* Added for one CPU, which needs no timer calibration, or NULL. */
+  const char  *one_core_cmdline;
+  /* The Debian packages of the minimal image's kernel and of the cross
+   * compiler that builds qlean-guest for it. */
+  const char  *kernel_package;
+  const char  *cross_compiler_package;
+  /* Whether the minimal image boots an uncompressed ELF kernel taken out
+   * of the packaged one (x86-64's PVH entry); other architectures boot
+   * the packaged image as it is. */
+  gboolean     boot_vmlinux;
+} QleanArchInfo;
+
+const QleanArchInfo *qlean_arch_get_info (QleanArch arch);
+/* Whether KVM can run this architecture here at all: only the host's own. */
+gboolean             qlean_arch_is_host  (QleanArch arch);
+/* The unpacked Debian packages a foreign minimal image is built from
+ * (tools/setup.sh deps makes them): $QLEAN_SYSROOT_<ARCH>, else
+ * $XDG_CACHE_HOME/qlean/sysroots/<debian name>, else
+ * /var/cache/qlean/sysroots/<debian name>. Returns the first that exists,
+ * or NULL; @tried lists every place looked at, for an error message. */
+char                *qlean_arch_find_sysroot (QleanArch   arch,
+                                              char      **tried);
+
+G_END_DECLS
