@@ -315,6 +315,22 @@ qlean_host_child_launcher (GSubprocessFlags flags)
 }
 
 void
+qlean_host_tune_qemu_launcher (GSubprocessLauncher *launcher)
+{
+  const char *tunables = g_getenv ("GLIBC_TUNABLES");
+  g_autofree char *value = NULL;
+
+  /* The user's own choice stands. */
+  if (tunables != NULL && strstr (tunables, "glibc.malloc.hugetlb") != NULL)
+    return;
+
+  value = tunables != NULL && *tunables != '\0'
+            ? g_strconcat (tunables, ":glibc.malloc.hugetlb=1", NULL)
+            : g_strdup ("glibc.malloc.hugetlb=1");
+  g_subprocess_launcher_setenv (launcher, "GLIBC_TUNABLES", value, TRUE);
+}
+
+void
 qlean_host_wait_for_death (GPid pid)
 {
   for (int i = 0; i < 200; i++)

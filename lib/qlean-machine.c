@@ -2727,6 +2727,7 @@ qlean_machine_launch (QleanMachine  *self,
   /* stdin is /dev/null; QEMU's own messages go to qemu.log. QEMU dies
    * with this process, so a runner killed with SIGKILL leaks no VM. */
   launcher = qlean_host_child_launcher (G_SUBPROCESS_FLAGS_STDERR_MERGE);
+  qlean_host_tune_qemu_launcher (launcher);
   g_subprocess_launcher_set_stdout_file_path (launcher, log_path);
   {
     g_autofree char *console_path = g_build_filename (run_dir, QLEAN_CONSOLE_LOG, NULL);
