@@ -34,6 +34,9 @@ typedef struct
    * compiler that builds qlean-guest for it. */
   const char  *kernel_package;
   const char  *cross_compiler_package;
+  /* Whether tools/setup.sh deps makes this architecture's sysroot (Debian
+   * 12, which it targets, has no riscv64 packages). */
+  gboolean     sysroot_by_setup;
   /* Whether the minimal image boots an uncompressed ELF kernel taken out
    * of the packaged one (x86-64's PVH entry); other architectures boot
    * the packaged image as it is. */

@@ -53,6 +53,7 @@ static const QleanArchInfo arch_table[] = {
       "mitigations=off cryptomgr.notests random.trust_cpu=on audit=0 nokaslr",
     .kernel_package = "linux-image-cloud-arm64",
     .cross_compiler_package = "gcc-aarch64-linux-gnu",
+    .sysroot_by_setup = TRUE,
   },
   {
     .arch = QLEAN_ARCH_RISCV64,

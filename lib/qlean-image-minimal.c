@@ -205,13 +205,23 @@ find_foreign_inputs (QleanMinimalInputs  *inputs,
     }
   inputs->guest = qlean_find_guest_program_for_arch (inputs->arch);
 
-  if (inputs->sysroot == NULL)
+  if (inputs->sysroot == NULL && info->sysroot_by_setup)
     {
       g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
                    _("The minimal %s image is built from %s Debian packages unpacked into a "
                      "sysroot, and there is none (looked in %s); make one with "
                      "“tools/setup.sh deps” as root, or point QLEAN_SYSROOT_%s at one"),
                    info->name, info->debian_name, tried, env_name);
+      return FALSE;
+    }
+  if (inputs->sysroot == NULL)
+    {
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
+                   _("The minimal %s image is built from %s Debian packages unpacked into a "
+                     "sysroot, and there is none (looked in %s); unpack %s, busybox-static and "
+                     "qemu-guest-agent with its libraries (dpkg-deb -x), run depmod -b on it, "
+                     "and point QLEAN_SYSROOT_%s at it"),
+                   info->name, info->debian_name, tried, info->kernel_package, env_name);
       return FALSE;
     }
 

@@ -86,7 +86,8 @@ check_foreign_inputs (GPtrArray *report,
                                             info->debian_name);
   QleanRequirement *requirement;
   gboolean ok = qlean_minimal_find_inputs (&inputs, &error);
-  const char *setup = "tools/setup.sh deps";
+  /* Else the error message says how to make one by hand. */
+  const char *setup = info->sysroot_by_setup ? "tools/setup.sh deps" : NULL;
 
   add (report, "sysroot", inputs.sysroot != NULL, TRUE,
        inputs.sysroot != NULL ? g_strdup (inputs.sysroot) : g_strdup (error->message), NULL);
@@ -103,8 +104,8 @@ check_foreign_inputs (GPtrArray *report,
   for (guint i = 0; i < report->len; i++)
     {
       requirement = g_ptr_array_index (report, i);
-      if (!requirement->ok && requirement->hint == NULL && !g_str_equal (requirement->name, "qemu") &&
-          !g_str_equal (requirement->name, "minimal-image"))
+      if (setup != NULL && !requirement->ok && requirement->hint == NULL &&
+          !g_str_equal (requirement->name, "qemu") && !g_str_equal (requirement->name, "minimal-image"))
         requirement->hint = g_strdup (setup);
     }
 

@@ -46,23 +46,6 @@ have_arch (QleanArch arch)
   return TRUE;
 }
 
-static gboolean
-have_qemu_for (QleanArch arch)
-{
-  const QleanArchInfo *info = qlean_arch_get_info (arch);
-  g_autofree char *qemu = g_find_program_in_path (info->qemu_binary);
-
-  if (qemu == NULL)
-    {
-      g_autofree char *why = g_strdup_printf ("%s is not installed (apt-get install %s)",
-                                              info->qemu_binary, info->qemu_package);
-      g_test_skip (why);
-      return FALSE;
-    }
-
-  return TRUE;
-}
-
 /* The value after @option in @argv, or NULL; every occurrence must be
  * followed by a value. */
 static const char *
@@ -261,10 +244,8 @@ test_dry_run_file_image (void)
   g_autofree char *kernel = NULL;
   g_autoptr(GError) error = NULL;
   const char *qemu_img_argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", NULL, "16M", NULL };
+  guint checked = 0;
   int status;
-
-  if (!have_qemu_for (QLEAN_ARCH_AARCH64) || !have_qemu_for (QLEAN_ARCH_RISCV64))
-    return;
 
   dir = g_dir_make_tmp ("qlean-arch-XXXXXX", &error);
   g_assert_no_error (error);
@@ -285,6 +266,16 @@ test_dry_run_file_image (void)
       g_autoptr(QleanMachine) machine = NULL;
       g_auto(GStrv) argv = NULL;
       g_autofree char *console = g_strdup_printf ("console=%s", cases[i].console);
+      g_autofree char *qemu = g_find_program_in_path (info->qemu_binary);
+
+      /* riscv64's QEMU is in qemu-system-misc, which setup.sh leaves out. */
+      if (qemu == NULL)
+        {
+          g_test_message ("%s not checked: %s is not installed (apt-get install %s)", info->name,
+                          info->qemu_binary, info->qemu_package);
+          continue;
+        }
+      checked++;
 
       qlean_image_set_guest_arch (image, cases[i].arch);
       qlean_machine_config_set_kernel (config, kernel);
@@ -312,6 +303,9 @@ test_dry_run_file_image (void)
     }
 
   g_assert_true (qlean_rm_rf (dir, NULL));
+  if (checked == 0)
+    g_test_skip ("neither qemu-system-aarch64 nor qemu-system-riscv64 is installed "
+                 "(apt-get install qemu-system-arm)");
 }
 
 /* A foreign minimal image needs its sysroot; without one, the error says
@@ -331,6 +325,17 @@ test_missing_sysroot (void)
   g_assert_nonnull (strstr (error->message, missing));
   g_assert_nonnull (strstr (error->message, "tools/setup.sh deps"));
   g_assert_nonnull (strstr (error->message, "QLEAN_SYSROOT_AARCH64"));
+  g_clear_error (&error);
+
+  /* setup.sh makes none for riscv64: the error says how to make one. */
+  g_clear_object (&image);
+  image = qlean_image_new_minimal_for_arch (QLEAN_ARCH_RISCV64);
+  g_setenv ("QLEAN_SYSROOT_RISCV64", missing, TRUE);
+  g_assert_false (qlean_image_prepare (image, NULL, &error));
+  g_unsetenv ("QLEAN_SYSROOT_RISCV64");
+  g_assert_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT);
+  g_assert_nonnull (strstr (error->message, "depmod -b"));
+  g_assert_null (strstr (error->message, "setup.sh"));
   g_rmdir (empty);
 }
 
