@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <glib/gstdio.h>
 #include <guestfs.h>
@@ -2109,6 +2110,60 @@ test_download_https_downgrade (void)
   qlean_rm_rf (root, NULL);
 }
 
+/* `qlean run -i NAME`: a catalog image by name, from the command line,
+ * first boot with cloud-init included. The CLI's cache is the prepared
+ * one, seen through $XDG_CACHE_HOME/qlean. */
+static void
+test_boot_cli_by_name (void)
+{
+  g_autofree char *home = NULL;
+  g_autofree char *link = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) envp = NULL;
+  int status = -1;
+
+  if (!need_fixture ())
+    return;
+  g_assert_nonnull (prepared_cache);
+
+  home = g_dir_make_tmp ("qlean-cli-cache-XXXXXX", &error);
+  g_assert_no_error (error);
+  link = g_build_filename (home, "qlean", NULL);
+  g_assert_cmpint (symlink (prepared_cache, link), ==, 0);
+  envp = g_environ_setenv (g_get_environ (), "XDG_CACHE_HOME", home, TRUE);
+
+  {
+    const char *argv[] = { QLEAN_BUILD_CLI, "run", "-i", FIXTURE_NAME,
+                           "--mirror", fixture_server_get_url (server),
+                           "--", "sh", "-c", "cat /etc/debian_version; cloud-init status", NULL };
+
+    g_spawn_sync (NULL, (char **) argv, envp, G_SPAWN_DEFAULT, NULL, NULL, &out, &err, &status, &error);
+  }
+  g_unlink (link);
+  g_rmdir (home);
+  g_assert_no_error (error);
+  g_test_message ("qlean run said: %s%s", out, err);
+  g_assert_true (g_spawn_check_wait_status (status, NULL));
+  g_assert_true (g_str_has_prefix (out, "12."));
+  g_assert_nonnull (strstr (out, "status: done"));
+
+  /* A name that is not in the catalog: a usage error that lists them. */
+  {
+    const char *argv[] = { QLEAN_BUILD_CLI, "run", "-i", "no-such-image", "--", "true", NULL };
+
+    g_clear_pointer (&err, g_free);
+    g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, &err,
+                  &status, &error);
+    g_assert_no_error (error);
+    g_assert_true (WIFEXITED (status));
+    g_assert_cmpint (WEXITSTATUS (status), ==, 2);
+    g_assert_nonnull (strstr (err, "no-such-image"));
+    g_assert_nonnull (strstr (err, FIXTURE_NAME));
+  }
+}
+
 int
 main (int    argc,
       char **argv)
@@ -2144,6 +2199,7 @@ main (int    argc,
   g_test_add_func ("/image/prepare/no-os", test_prepare_no_os);
   g_test_add_func ("/image/prepare/image-agent", test_prepare_image_agent);
   g_test_add_func ("/image/boot/init-then-spawn", test_boot_init_then_spawn);
+  g_test_add_func ("/image/boot/cli-by-name", test_boot_cli_by_name);
 
   status = g_test_run ();
 

@@ -50,14 +50,17 @@ eol_text (const char *eol)
 }
 
 /* A catalog name or alias, or a URL or path with an optional digest. */
-static QleanImage *
-image_from_argument (const char  *argument,
-                     GError     **error)
+/* NAME (a catalog name or alias), URL or PATH, as `qlean image pull`
+ * and `qlean run -i` take them; @digest is for a URL or a path. */
+QleanImage *
+cli_image_from_argument (const char  *argument,
+                         const char  *digest,
+                         GError     **error)
 {
   if (strchr (argument, '/') != NULL || g_file_test (argument, G_FILE_TEST_EXISTS))
-    return qlean_image_new_from_url (argument, opt_digest, error);
+    return qlean_image_new_from_url (argument, digest, error);
 
-  if (opt_digest != NULL)
+  if (digest != NULL)
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                    _("--digest is for an image given by URL or path; catalog images are "
@@ -208,6 +211,7 @@ typedef struct
 {
   GMainLoop    *loop;
   GError       *error;
+  FILE         *out;
   gboolean      tty;
   gboolean      drawn;
   gint64        started;
@@ -238,8 +242,9 @@ draw_progress (QleanImage *image,
   bar[30] = '\0';
 
   /* Carriage return and clear-to-end: one line that updates in place. */
-  g_print ("\r\033[K%s [%s] %3.0f%%  %s / %s  %s/s", qlean_image_get_name (image), bar,
+  fprintf (state->out, "\r\033[K%s [%s] %3.0f%%  %s / %s  %s/s", qlean_image_get_name (image), bar,
            total ? 100.0 * done / total : 0.0, done_text, total_text, rate);
+  fflush (state->out);
   state->drawn = TRUE;
 }
 
@@ -247,7 +252,7 @@ static void
 end_progress (PullState *state)
 {
   if (state->drawn)
-    g_print ("\n");
+    fputs ("\n", state->out);
   state->drawn = FALSE;
 }
 
@@ -295,11 +300,6 @@ image_pull (int    argc,
   };
   g_autoptr(QleanImage) image = NULL;
   g_autoptr(GError) error = NULL;
-  g_autoptr(GMainLoop) loop = NULL;
-  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
-  g_autofree char *cached = NULL;
-  PullState state = { 0 };
-  guint sigint, sigterm;
   int status;
 
   if (!parse_options ("image pull", _("NAME|URL|PATH"),
@@ -317,7 +317,7 @@ image_pull (int    argc,
       return EXIT_USAGE;
     }
 
-  image = image_from_argument (argv[1], &error);
+  image = cli_image_from_argument (argv[1], opt_digest, &error);
   if (image == NULL)
     {
       print_error ("image pull", error);
@@ -326,9 +326,47 @@ image_pull (int    argc,
   if (opt_mirror != NULL)
     qlean_image_set_mirror (image, opt_mirror);
 
-  loop = g_main_loop_new (NULL, FALSE);
+  if (!cli_pull_image (image, !opt_no_prepare, stdout, TRUE, &error))
+    {
+      print_error ("image pull", error);
+      return EXIT_FAILED;
+    }
+
+  return 0;
+}
+
+/**
+ * cli_pull_image:
+ * @image: a catalog or custom image
+ * @prepare: also prepare it for booting
+ * @out: where progress and what happened go: stdout for `image pull`,
+ *   stderr where stdout is a guest command's
+ * @always_report: say "downloaded and verified" and "ready" even when the
+ *   cache had the image already
+ *
+ * Downloads, verifies and (with @prepare) prepares @image where the cache
+ * lacks it, drawing a progress bar on @out when that is a terminal and
+ * the CLI is not quiet. SIGINT and SIGTERM cancel; an interrupted
+ * download resumes next time.
+ */
+gboolean
+cli_pull_image (QleanImage  *image,
+                gboolean     prepare,
+                FILE        *out,
+                gboolean     always_report,
+                GError     **error)
+{
+  g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autofree char *before = qlean_image_get_cached_path (image);
+  g_autofree char *cached = NULL;
+  gboolean report = !cli_is_quiet () && (always_report || before == NULL);
+  PullState state = { 0 };
+  guint sigint, sigterm;
+
   state.loop = loop;
-  state.tty = isatty (STDOUT_FILENO) && !cli_is_quiet ();
+  state.out = out;
+  state.tty = isatty (fileno (out)) && !cli_is_quiet ();
   state.started = g_get_monotonic_time ();
   g_signal_connect (image, "progress", G_CALLBACK (draw_progress), &state);
   sigint = g_unix_signal_add (SIGINT, on_pull_interrupt, cancellable);
@@ -338,34 +376,36 @@ image_pull (int    argc,
   g_main_loop_run (loop);
   end_progress (&state);
 
-  if (state.error == NULL)
+  if (state.error == NULL && report)
     {
       cached = qlean_image_get_cached_path (image);
-      if (!cli_is_quiet ())
-        g_print (_("%s: downloaded and verified: %s\n"), qlean_image_get_name (image), cached ? cached : "?");
+      fprintf (out, _("%s: downloaded and verified: %s\n"), qlean_image_get_name (image),
+               cached ? cached : "?");
     }
 
-  if (state.error == NULL && !opt_no_prepare)
+  if (state.error == NULL && prepare)
     {
-      if (state.tty)
-        g_print (_("%s: preparing (the first time takes a minute)…\n"), qlean_image_get_name (image));
+      if (state.tty && report)
+        fprintf (out, _("%s: preparing (the first time takes a minute)…\n"), qlean_image_get_name (image));
+      fflush (out);
       qlean_image_prepare_async (image, cancellable, prepare_done_cb, &state);
       g_main_loop_run (loop);
-      if (state.error == NULL)
-        g_print (_("%s: ready: %s\n"), qlean_image_get_name (image), qlean_image_get_disk (image));
+      if (state.error == NULL && report)
+        fprintf (out, _("%s: ready: %s\n"), qlean_image_get_name (image), qlean_image_get_disk (image));
     }
+  fflush (out);
 
   g_source_remove (sigint);
   g_source_remove (sigterm);
+  g_signal_handlers_disconnect_by_data (image, &state);
 
   if (state.error != NULL)
     {
-      print_error ("image pull", state.error);
-      g_clear_error (&state.error);
-      return EXIT_FAILED;
+      g_propagate_error (error, state.error);
+      return FALSE;
     }
 
-  return 0;
+  return TRUE;
 }
 
 /* qlean image verify */
@@ -441,7 +481,7 @@ image_verify (int    argc,
   if (argc == 2 && checked == 0)
     {
       g_autoptr(GError) error = NULL;
-      g_autoptr(QleanImage) image = image_from_argument (argv[1], &error);
+      g_autoptr(QleanImage) image = cli_image_from_argument (argv[1], opt_digest, &error);
 
       if (image == NULL)
         {

@@ -509,8 +509,10 @@ run_owner (const char *name,
     }
   /* --- */
   if (machine == NULL ||
+      /* Its first boot (cloud-init, where the image has it); an imported
+       * machine runs already. */
       (qlean_machine_get_state (machine) != QLEAN_MACHINE_STATE_RUNNING &&
-       !qlean_machine_spawn (machine, NULL, &error)) ||
+       !qlean_machine_initialize (machine, NULL, &error)) ||
       !qlean_machine_share (machine, socket_path, &error) ||
       !owner_forward_ports (machine, &error) ||
       !write_state (dir, machine, "running", &error))
@@ -731,38 +733,23 @@ cmd_start (int    argc,
     /* --- */
     { NULL }
   };
-  g_autoptr(GPtrArray) entries = g_ptr_array_new ();
+  g_autofree GOptionEntry *all = cli_machine_entries_with (extra);
   g_autoptr(GError) error = NULL;
   g_autofree char *dir = NULL;
   g_autoptr(MachineState) old = NULL;
-  GOptionEntry terminator = { NULL };
   int original_argc = argc;
   char **original_argv = g_strdupv (argv);
   int status;
 
-  for (guint i = 0; machine_entries[i].long_name != NULL; i++)
-    g_ptr_array_add (entries, &machine_entries[i]);
-  for (guint i = 0; extra[i].long_name != NULL; i++)
-    g_ptr_array_add (entries, &extra[i]);
-
-  {
-    GOptionEntry all[16];
-    guint n = 0;
-
-    for (; n < entries->len && n < G_N_ELEMENTS (all) - 1; n++)
-      all[n] = *(GOptionEntry *) g_ptr_array_index (entries, n);
-    all[n] = terminator;
-
-    if (!parse_options ("start", _("NAME"),
-                        _("Boot a machine that stays up after this command returns. It returns once\n"
-                          "the guest agent answers; “qlean exec NAME -- CMD” runs commands in it and\n"
-                          "“qlean stop NAME” shuts it down."),
-                        all, &argc, &argv, &status))
-      {
-        g_strfreev (original_argv);
-        return status;
-      }
-  }
+  if (!parse_options ("start", _("NAME"),
+                      _("Boot a machine that stays up after this command returns. It returns once\n"
+                        "the guest agent answers; “qlean exec NAME -- CMD” runs commands in it and\n"
+                        "“qlean stop NAME” shuts it down."),
+                      all, &argc, &argv, &status))
+    {
+      g_strfreev (original_argv);
+      return status;
+    }
 
   /* --- networks: the hidden owner of a network, and what --network and
    * --bridge need, checked before anything is made --- */
@@ -804,6 +791,15 @@ cmd_start (int    argc,
       print_error ("start", error);
       g_strfreev (original_argv);
       return EXIT_USAGE;
+    }
+
+  /* A catalog or URL image is downloaded here, where its progress shows;
+   * the owner finds it in the cache. */
+  if (!opt_foreground && opt_from_archive == NULL && !cli_pull_image_option (&error))
+    {
+      print_error ("start", error);
+      g_strfreev (original_argv);
+      return EXIT_FAILED;
     }
 
   if (opt_foreground)

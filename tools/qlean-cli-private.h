@@ -31,6 +31,7 @@ typedef struct
 /* Options that describe a machine: --image, --cores, --memory, --qemu, --accel,
  * --bridge. */
 extern GOptionEntry machine_entries[];
+GOptionEntry *cli_machine_entries_with (const GOptionEntry *extra);
 
 gboolean      parse_options        (const char    *command,
                                     const char    *parameter_string,
@@ -87,6 +88,16 @@ QleanMachine *owner_import_machine (const char        *name,
  * returns TRUE. Waits a moment for the owner to note a crash. */
 gboolean      cli_explain_lost_machine (const char    *name,
                                         GError       **error);
+/* qlean-cli-image.c */
+QleanImage   *cli_image_from_argument (const char   *argument,
+                                       const char   *digest,
+                                       GError      **error);
+gboolean      cli_pull_image       (QleanImage        *image,
+                                    gboolean           prepare,
+                                    FILE              *out,
+                                    gboolean           always_report,
+                                    GError           **error);
+gboolean      cli_pull_image_option (GError          **error);
 /* RUNBASE/machines/NAME, for a valid NAME (qlean-cli-machines.c). */
 char         *cli_machine_dir      (const char        *name,
                                     GError           **error);

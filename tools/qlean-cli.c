@@ -149,6 +149,9 @@ static char *opt_qemu;
 static char *opt_accel;
 static char *opt_bridge;
 static char *opt_arch;
+static char *opt_digest;
+static char *opt_mirror;
+static int opt_boot_timeout = 0;
 static gboolean opt_json;
 
 /* --arch, or the host's architecture. */
@@ -166,7 +169,16 @@ arch_from_option (QleanArch  *arch,
 }
 
 GOptionEntry machine_entries[] = {
-  { "image", 'i', 0, G_OPTION_ARG_STRING, &opt_image, N_("Image to boot: “minimal” (default) or a disk image file"), N_("IMAGE") },
+  { "image", 'i', 0, G_OPTION_ARG_STRING, &opt_image,
+    N_("Image to boot: “minimal” (default), a disk image file, a catalog name or alias (see “qlean image ls”; "
+       "downloaded on first use) or a URL with --digest"), N_("IMAGE") },
+  { "digest", 0, 0, G_OPTION_ARG_STRING, &opt_digest,
+    N_("Digest of an image given by URL: sha256:HEX or sha512:HEX"), N_("DIGEST") },
+  { "mirror", 0, 0, G_OPTION_ARG_STRING, &opt_mirror,
+    N_("Download catalog images from MIRROR/NAME/ (default: $QLEAN_IMAGE_MIRROR)"), N_("URL") },
+  { "boot-timeout", 0, 0, G_OPTION_ARG_INT, &opt_boot_timeout,
+    N_("Seconds to wait for the guest to answer (default 60; 600 for distribution images, whose "
+       "first boot runs cloud-init)"), N_("SECONDS") },
   { "cores", 'c', 0, G_OPTION_ARG_INT, &opt_cores, N_("Number of virtual CPUs (default 1)"), N_("N") },
   { "memory", 'm', 0, G_OPTION_ARG_INT, &opt_memory, N_("Guest memory in MiB (default: the image's)"), N_("MIB") },
   { "qemu", 0, 0, G_OPTION_ARG_FILENAME, &opt_qemu, N_("QEMU binary (default: qemu-system-ARCH of the guest's architecture)"), N_("PATH") },
@@ -186,24 +198,105 @@ cli_get_bridge_option (void)
   return opt_bridge;
 }
 
+/* -i: "minimal" (the default), a disk image file used as it is, or what
+ * `qlean image pull` takes: a catalog name or alias, or a URL (with
+ * --digest). */
+static QleanImage *
+image_from_options (QleanArch   arch,
+                    GError    **error)
+{
+  QleanImage *image;
+
+  if (opt_image == NULL || g_str_equal (opt_image, "minimal"))
+    return qlean_image_new_minimal_for_arch (arch);
+
+  if (strstr (opt_image, "://") == NULL && g_file_test (opt_image, G_FILE_TEST_EXISTS))
+    {
+      if (opt_digest != NULL)
+        {
+          g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                               _("--digest is for an image given by URL; a local disk image file "
+                                 "is booted as it is"));
+          return NULL;
+        }
+      image = qlean_image_new_from_file (opt_image);
+      qlean_image_set_guest_arch (image, arch);
+      return image;
+    }
+
+  image = cli_image_from_argument (opt_image, opt_digest, error);
+  if (image != NULL && opt_mirror != NULL)
+    qlean_image_set_mirror (image, opt_mirror);
+  return image;
+}
+
+/**
+ * cli_pull_image_option:
+ * @error: return location for a #GError
+ *
+ * For `run` and `start`: when -i names a catalog image or a URL, downloads,
+ * verifies and prepares it now, in the foreground, with its progress on
+ * stderr (stdout is the guest command's), so that the machine that boots
+ * it finds it in the cache. Nothing to do for the minimal image or a file.
+ *
+ * Returns: %FALSE with @error set when the image cannot be had
+ */
+gboolean
+cli_pull_image_option (GError **error)
+{
+  g_autoptr(QleanImage) image = NULL;
+  QleanArch arch;
+
+  if (!arch_from_option (&arch, error))
+    return FALSE;
+  image = image_from_options (arch, error);
+  if (image == NULL)
+    return FALSE;
+  if (qlean_image_get_kind (image) != QLEAN_IMAGE_KIND_DISTRO)
+    return TRUE;
+
+  return cli_pull_image (image, TRUE, stderr, FALSE, error);
+}
+
+/**
+ * cli_machine_entries_with:
+ * @extra: a command's own options, %NULL-terminated
+ *
+ * The machine options followed by @extra, as one %NULL-terminated array
+ * for parse_options(). Free with g_free().
+ */
+GOptionEntry *
+cli_machine_entries_with (const GOptionEntry *extra)
+{
+  guint n_machine = 0, n_extra = 0;
+  GOptionEntry *all;
+
+  while (machine_entries[n_machine].long_name != NULL)
+    n_machine++;
+  while (extra[n_extra].long_name != NULL)
+    n_extra++;
+
+  all = g_new0 (GOptionEntry, n_machine + n_extra + 1);
+  memcpy (all, machine_entries, n_machine * sizeof *all);
+  memcpy (all + n_machine, extra, n_extra * sizeof *all);
+  return all;
+}
+
 QleanMachine *
 machine_from_options (const char  *name,
                       GError     **error)
 {
   g_autoptr(QleanImage) image = NULL;
   g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  QleanMachine *machine;
   QleanArch arch;
 
   if (!arch_from_option (&arch, error))
     return NULL;
 
-  if (opt_image == NULL || g_str_equal (opt_image, "minimal"))
-    image = qlean_image_new_minimal_for_arch (arch);
-  else
-    {
-      image = qlean_image_new_from_file (opt_image);
-      qlean_image_set_guest_arch (image, arch);
-    }
+  image = image_from_options (arch, error);
+  if (image == NULL)
+    return NULL;
 
   if (opt_cores < 0 || opt_cores > 255 || opt_memory < 0)
     {
@@ -234,7 +327,22 @@ machine_from_options (const char  *name,
   if (opt_bridge != NULL)
     qlean_machine_config_set_bridge (config, opt_bridge);
 
-  return qlean_machine_new_with_name (name, image, config);
+  if (opt_boot_timeout < 0 || opt_boot_timeout > G_MAXINT / 1000)
+    {
+      g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                           _("--boot-timeout must be a positive number of seconds"));
+      return NULL;
+    }
+
+  machine = qlean_machine_new_with_name (name, image, config);
+  /* A systemd guest's first boot with cloud-init takes minutes under
+   * TCG on a small host, where the minimal image takes seconds. */
+  if (opt_boot_timeout > 0)
+    qlean_machine_set_boot_timeout (machine, opt_boot_timeout * 1000);
+  else if (qlean_image_get_kind (image) == QLEAN_IMAGE_KIND_DISTRO)
+    qlean_machine_set_boot_timeout (machine, 600 * 1000);
+
+  return machine;
 }
 
 /* qlean check */
@@ -397,16 +505,14 @@ run_exec_cb (GObject      *source,
 }
 
 static void
-run_spawn_cb (GObject      *source,
-              GAsyncResult *result,
-              gpointer      user_data)
+run_initialize_cb (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
 {
   RunState *state = user_data;
 
-  if (!qlean_machine_spawn_finish (QLEAN_MACHINE (source), result, &state->error))
-    g_main_loop_quit (state->loop);
-  else
-    g_main_loop_quit (state->loop);
+  qlean_machine_initialize_finish (QLEAN_MACHINE (source), result, &state->error);
+  g_main_loop_quit (state->loop);
 }
 
 /* run --json: the result as one object; output as text, lossy where it
@@ -452,14 +558,9 @@ cmd_run (int    argc,
   g_autoptr(GMainLoop) loop = NULL;
   g_autofree char *command = NULL;
   RunState state = { 0 };
-  GOptionEntry all[16];
-  guint sigint, sigterm, n = 0;
+  g_autofree GOptionEntry *all = cli_machine_entries_with (entries);
+  guint sigint, sigterm;
   int status;
-
-  for (guint i = 0; machine_entries[i].long_name != NULL && n < G_N_ELEMENTS (all) - 2; i++)
-    all[n++] = machine_entries[i];
-  all[n++] = entries[0];
-  memset (&all[n], 0, sizeof all[n]);
 
   if (!parse_options ("run", _("[--] COMMAND [ARG...]"),
                       _("Boot a throwaway machine, run COMMAND in it as root, print its output,\n"
@@ -485,6 +586,11 @@ cmd_run (int    argc,
       print_error ("run", error);
       return EXIT_USAGE;
     }
+  if (!cli_pull_image_option (&error))
+    {
+      print_error ("run", error);
+      return EXIT_FAILED;
+    }
 
   command = join_command (argc - 1, argv + 1);
   interrupted = g_cancellable_new ();
@@ -493,7 +599,9 @@ cmd_run (int    argc,
   loop = g_main_loop_new (NULL, FALSE);
   state.loop = loop;
 
-  qlean_machine_spawn_async (machine, interrupted, run_spawn_cb, &state);
+  /* A throwaway machine's boot is always its first: with cloud-init,
+   * where the image has it. */
+  qlean_machine_initialize_async (machine, interrupted, run_initialize_cb, &state);
   g_main_loop_run (loop);
 
   if (state.error == NULL)
@@ -549,15 +657,8 @@ cmd_dry_run (int    argc,
   g_autoptr(GError) error = NULL;
   g_auto(GStrv) qemu_argv = NULL;
   g_autoptr(GOptionGroup) unused = NULL;
-  GOptionEntry all[G_N_ELEMENTS (machine_entries) + G_N_ELEMENTS (entries)];
-  guint n = 0;
+  g_autofree GOptionEntry *all = cli_machine_entries_with (entries);
   int status;
-
-  for (guint i = 0; machine_entries[i].long_name != NULL; i++)
-    all[n++] = machine_entries[i];
-  for (guint i = 0; entries[i].long_name != NULL; i++)
-    all[n++] = entries[i];
-  memset (&all[n], 0, sizeof all[n]);
 
   if (!parse_options ("dry-run", "",
                       _("Print the QEMU command line “qlean run” would use, one argument per line.\n"
