@@ -173,6 +173,18 @@ out_pipe_writable_cb (gint         fd,
   return G_SOURCE_REMOVE;
 }
 
+/* The stream ended without the guest's EOFs: what came still reaches
+ * stdout and stderr, then readers see their end. */
+static void
+end_output_pipes (QleanGuestProcess *self)
+{
+  for (guint i = 1; i < G_N_ELEMENTS (self->out); i++)
+    {
+      self->out[i].eof = TRUE;
+      out_pipe_flush (&self->out[i]);
+    }
+}
+
 static void
 qlean_guest_process_finalize (GObject *object)
 {
@@ -388,11 +400,7 @@ qlean_guest_process_stream_cb (QleanGuestStream *stream,
                                  qlean_machine_get_name (self->machine), error->message);
 
         g_clear_pointer (&self->stream, qlean_guest_stream_unref);
-        for (guint i = 1; i < G_N_ELEMENTS (self->out); i++)
-          {
-            self->out[i].eof = TRUE;
-            out_pipe_flush (&self->out[i]);
-          }
+        end_output_pipes (self);
         if (self->spawn_task != NULL)
           {
             g_autoptr(GTask) task = g_steal_pointer (&self->spawn_task);
@@ -451,6 +459,9 @@ qlean_guest_process_stream_cb (QleanGuestStream *stream,
           }
         else
           {
+            /* The process had started: its output ends here too, or a
+             * reader of its pipes would wait for ever. */
+            end_output_pipes (self);
             qlean_guest_process_fail (self, failure);
             qlean_guest_process_complete_waiters (self);
           }

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <glib/gstdio.h>
+#include <gio/gunixinputstream.h>
 
 #include <qlean/qlean.h>
 #include "fake-peer.h"
@@ -493,6 +494,18 @@ fake_guest_thread (gpointer user_data)
           answer[8] = QLEAN_GUEST_VERSION;
           raw_write_frame (guest->fd, QLEAN_GUEST_FRAME_HELLO, 0, answer, sizeof answer);
         }
+      else if (header[4] == QLEAN_GUEST_FRAME_EXEC)
+        {
+          /* Started, then lost: an ERROR on a running process's stream,
+           * as a relay sends when it cannot serve it any more. */
+          guint8 pid[4] = { 42, 0, 0, 0 };
+          guint8 out[6] = { 'p', 'a', 'r', 't', 'i', 'a' };
+          g_autoptr(GBytes) data = qlean_guest_frame_new (QLEAN_GUEST_FRAME_DATA, 1, stream, out, sizeof out);
+
+          raw_write_frame (guest->fd, QLEAN_GUEST_FRAME_STARTED, stream, pid, sizeof pid);
+          g_assert_cmpint (write (guest->fd, g_bytes_get_data (data, NULL), g_bytes_get_size (data)), >, 0);
+          raw_write_frame (guest->fd, QLEAN_GUEST_FRAME_ERROR, stream, NULL, 0);
+        }
       else if (header[4] == QLEAN_GUEST_FRAME_GET)
         {
           /* A file of 4 bytes, says the guest, and then sends on. */
@@ -616,6 +629,56 @@ test_machine_read_beyond_size (void)
   g_assert_true (qlean_machine_create_dir (machine, "/ok", NULL, &error));
   g_assert_no_error (error);
 
+  g_clear_object (&machine);
+  fake_guest_stop (&guest);
+}
+
+/* A process that started and then failed (an ERROR frame on its stream)
+ * ends its output pipes too: what came still arrives, then end of file,
+ * so a reader never waits for ever. */
+static void
+test_machine_started_then_error (void)
+{
+  FakeGuest guest = { 0 };
+  const char *argv[] = { "cat", NULL };
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(QleanGuestLauncher) launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE);
+  g_autoptr(QleanGuestProcess) process = NULL;
+  g_autoptr(GError) error = NULL;
+  GString *got = g_string_new (NULL);
+  int fd;
+
+  guest.done = g_bytes_new (NULL, 0);
+  fake_guest_start (&guest);
+  machine = qlean_machine_attach ("fake", guest.path, NULL, &error);
+  g_assert_no_error (error);
+
+  process = qlean_guest_launcher_spawnv (launcher, machine, argv, &error);
+  g_assert_no_error (error);
+  fd = g_unix_input_stream_get_fd (G_UNIX_INPUT_STREAM (qlean_guest_process_get_stdout_pipe (process)));
+  for (;;)
+    {
+      struct pollfd pfd = { .fd = fd, .events = POLLIN };
+      char buf[64];
+      ssize_t n;
+
+      g_assert_cmpint (poll (&pfd, 1, TEST_WAIT_SECONDS * 1000), ==, 1);
+      n = read (fd, buf, sizeof buf);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        continue;
+      g_assert_cmpint (n, >=, 0);
+      if (n == 0)
+        break;
+      g_string_append_len (got, buf, n);
+    }
+  g_assert_cmpstr (got->str, ==, "partia");
+  g_string_free (got, TRUE);
+
+  g_assert_false (qlean_guest_process_wait (process, NULL, &error));
+  g_assert_nonnull (error);
+  g_clear_error (&error);
+
+  g_clear_object (&process);
   g_clear_object (&machine);
   fake_guest_stop (&guest);
 }
@@ -1163,6 +1226,7 @@ main (int    argc,
               fixture_set_up, test_progress_keeps_alive, fixture_tear_down);
   g_test_add_func ("/guest-channel/machine/copy-absurd-size", test_copy_absurd_size);
   g_test_add_func ("/guest-channel/machine/read-beyond-size", test_machine_read_beyond_size);
+  g_test_add_func ("/guest-channel/machine/started-then-error", test_machine_started_then_error);
   g_test_add_func ("/guest-channel/machine/oversized-path", test_machine_oversized_path);
   g_test_add_func ("/guest-channel/agent/empty-reads", test_agent_empty_reads);
   g_test_add ("/guest-channel/receive/unread-output-bounded", Fixture, NULL,
