@@ -12,11 +12,13 @@
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
 #include <qlean/qlean.h>
 #include "test-common.h"
+#include "qlean-util-private.h"
 
 /* One machine for every test but the CLI's, which boots its own through
  * `qlean start`. Each boot costs seconds of a core under TCG. */
@@ -1052,6 +1054,27 @@ test_cli_cycle (void)
     g_assert_no_error (error);
     g_assert_cmpint (g_subprocess_get_exit_status (process), ==, 0);
     g_assert_true (g_bytes_equal (echoed, input));
+  }
+
+  /* cp from the machine drops setuid and group/world write bits, unless
+   * --preserve-modes. */
+  {
+    g_autofree char *dir = g_dir_make_tmp ("qlean-cp-XXXXXX", NULL);
+    g_autofree char *plain = g_build_filename (dir, "plain", NULL);
+    g_autofree char *exact = g_build_filename (dir, "exact", NULL);
+    g_autofree char *remote = g_strdup_printf ("%s:/tmp/suid", name);
+    struct stat st;
+
+    g_assert_nonnull (dir);
+    g_assert_cmpint (cli (NULL, NULL, NULL, "exec", name, "--", "sh", "-c",
+                          "echo x > /tmp/suid && chmod 6777 /tmp/suid", NULL), ==, 0);
+    g_assert_cmpint (cli (NULL, NULL, NULL, "cp", remote, plain, NULL), ==, 0);
+    g_assert_cmpint (cli (NULL, NULL, NULL, "cp", "--preserve-modes", remote, exact, NULL), ==, 0);
+    g_assert_no_errno (stat (plain, &st));
+    g_assert_cmpint (st.st_mode & 07777, ==, 0755);
+    g_assert_no_errno (stat (exact, &st));
+    g_assert_cmpint (st.st_mode & 07777, ==, 06777);
+    qlean_rm_rf (dir, NULL);
   }
 
   /* --timeout kills the command: 124, as timeout(1) says. */

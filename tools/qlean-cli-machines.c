@@ -1407,8 +1407,12 @@ cmd_cp (int    argc,
         char **argv)
 {
   static gboolean recursive;
+  static gboolean preserve_modes;
   static GOptionEntry entries[] = {
     { "recursive", 'r', 0, G_OPTION_ARG_NONE, &recursive, N_("Copy directories and their contents"), NULL },
+    { "preserve-modes", 0, 0, G_OPTION_ARG_NONE, &preserve_modes,
+      N_("From a machine, keep the guest's exact modes, setuid and group/world write bits included"),
+      NULL },
     { NULL }
   };
   g_autoptr(GError) error = NULL;
@@ -1421,9 +1425,11 @@ cmd_cp (int    argc,
   if (!parse_options ("cp", _("SRC DST"),
                       _("Copy files and directories between this host and machines started with\n"
                         "“qlean start”. Either SRC or DST is NAME:/path in a machine. Modes,\n"
-                        "times and symbolic links are kept; onto an existing directory, SRC lands\n"
-                        "inside it, as with cp and scp. Exits with 125 when the machine dies\n"
-                        "under the copy."),
+                        "times and symbolic links are kept, except that files from a machine lose\n"
+                        "setuid, setgid, sticky and group/world write bits (a guest is not trusted\n"
+                        "with them; --preserve-modes keeps them); onto an existing directory, SRC\n"
+                        "lands inside it, as with cp and scp. Exits with 125 when the machine\n"
+                        "dies under the copy."),
                       entries, &argc, &argv, &status))
     return status;
 
@@ -1461,7 +1467,10 @@ cmd_cp (int    argc,
           g_printerr (_("qlean cp: %s is a directory; use -r to copy it\n"), argv[1]);
           return EXIT_FAILED;
         }
-      if (!qlean_machine_download (machine, src_path, dst, NULL, &error))
+      if (!qlean_machine_download_full (machine, src_path, dst,
+                                        preserve_modes ? QLEAN_TRANSFER_FLAGS_PRESERVE_MODES
+                                                       : QLEAN_TRANSFER_FLAGS_NONE,
+                                        NULL, &error))
         goto failed;
     }
   else
