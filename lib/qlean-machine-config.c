@@ -37,6 +37,7 @@ struct _QleanMachineConfig
   char      **extra_args;
   gboolean    fast_start;
   char       *bridge;
+  QleanGuestTransport guest_transport;
 };
 
 G_DEFINE_FINAL_TYPE (QleanMachineConfig, qlean_machine_config, G_TYPE_OBJECT)
@@ -55,6 +56,7 @@ enum {
   PROP_EXTRA_ARGS,
   PROP_FAST_START,
   PROP_BRIDGE,
+  PROP_GUEST_TRANSPORT,
   N_PROPS
 };
 
@@ -97,6 +99,7 @@ qlean_machine_config_get_property (GObject    *object,
     case PROP_EXTRA_ARGS: g_value_set_boxed (value, self->extra_args); break;
     case PROP_FAST_START: g_value_set_boolean (value, self->fast_start); break;
     case PROP_BRIDGE: g_value_set_string (value, self->bridge); break;
+    case PROP_GUEST_TRANSPORT: g_value_set_enum (value, self->guest_transport); break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -124,6 +127,9 @@ qlean_machine_config_set_property (GObject      *object,
     case PROP_EXTRA_ARGS: qlean_machine_config_set_extra_args (self, g_value_get_boxed (value)); break;
     case PROP_FAST_START: qlean_machine_config_set_fast_start (self, g_value_get_boolean (value)); break;
     case PROP_BRIDGE: qlean_machine_config_set_bridge (self, g_value_get_string (value)); break;
+    case PROP_GUEST_TRANSPORT:
+      qlean_machine_config_set_guest_transport (self, g_value_get_enum (value));
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -254,6 +260,25 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
   properties[PROP_BRIDGE] =
     g_param_spec_string ("bridge", NULL, NULL, NULL, flags);
 
+  /**
+   * QleanMachineConfig:guest-transport:
+   *
+   * Which channel runs processes and moves files in the guest:
+   * qlean-guest (the fast path) when it answers by the time the machine
+   * is ready, else the stock QEMU guest agent, by default. `agent` never
+   * uses qlean-guest, so a guest without it works the same; `qlean-guest`
+   * makes starting fail when qlean-guest does not answer. The machine
+   * decides once per run and says which in
+   * [property@Machine:guest-transport]; a channel that dies later fails
+   * the calls instead of switching to the other.
+   *
+   * With the agent alone, some calls are not available yet: they fail
+   * with an error that says so.
+   */
+  properties[PROP_GUEST_TRANSPORT] =
+    g_param_spec_enum ("guest-transport", NULL, NULL, QLEAN_TYPE_GUEST_TRANSPORT,
+                       QLEAN_GUEST_TRANSPORT_AUTO, flags);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
@@ -304,6 +329,7 @@ qlean_machine_config_copy (QleanMachineConfig *self)
                        "extra-args", self->extra_args,
                        "fast-start", self->fast_start,
                        "bridge", self->bridge,
+                       "guest-transport", self->guest_transport,
                        NULL);
 }
 
@@ -594,4 +620,40 @@ qlean_machine_config_set_fast_start (QleanMachineConfig *self,
 
   self->fast_start = fast_start;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_FAST_START]);
+}
+
+/**
+ * qlean_machine_config_get_guest_transport:
+ * @self: a #QleanMachineConfig
+ *
+ * Returns: the transport a machine of this configuration uses to reach
+ *   its guest
+ */
+QleanGuestTransport
+qlean_machine_config_get_guest_transport (QleanMachineConfig *self)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE_CONFIG (self), QLEAN_GUEST_TRANSPORT_AUTO);
+
+  return self->guest_transport;
+}
+
+/**
+ * qlean_machine_config_set_guest_transport:
+ * @self: a #QleanMachineConfig
+ * @guest_transport: the transport to use
+ *
+ * Sets [property@MachineConfig:guest-transport].
+ */
+void
+qlean_machine_config_set_guest_transport (QleanMachineConfig  *self,
+                                          QleanGuestTransport  guest_transport)
+{
+  g_return_if_fail (QLEAN_IS_MACHINE_CONFIG (self));
+  g_return_if_fail (guest_transport <= QLEAN_GUEST_TRANSPORT_QLEAN_GUEST);
+
+  if (self->guest_transport == guest_transport)
+    return;
+
+  self->guest_transport = guest_transport;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_GUEST_TRANSPORT]);
 }

@@ -30,6 +30,26 @@ typedef enum
   QLEAN_ACCEL_TCG,
 } QleanAccel;
 
+/**
+ * QleanGuestTransport:
+ * @QLEAN_GUEST_TRANSPORT_AUTO: qlean-guest when it answers by the time
+ *   the machine is ready, else the QEMU guest agent alone.
+ * @QLEAN_GUEST_TRANSPORT_AGENT: the QEMU guest agent alone; qlean-guest's
+ *   channel is never used, so the guest does not need qlean-guest.
+ * @QLEAN_GUEST_TRANSPORT_QLEAN_GUEST: qlean-guest; starting fails when it
+ *   does not answer.
+ *
+ * Which channel runs processes and moves files in the guest. The choice
+ * is made once, when the machine becomes ready, and kept for the whole
+ * run (see [property@Machine:guest-transport]).
+ */
+typedef enum
+{
+  QLEAN_GUEST_TRANSPORT_AUTO,
+  QLEAN_GUEST_TRANSPORT_AGENT,
+  QLEAN_GUEST_TRANSPORT_QLEAN_GUEST,
+} QleanGuestTransport;
+
 #define QLEAN_TYPE_MACHINE_CONFIG (qlean_machine_config_get_type ())
 
 QLEAN_AVAILABLE_IN_ALL
@@ -102,5 +122,11 @@ const char         *qlean_machine_config_get_bridge     (QleanMachineConfig *sel
 QLEAN_AVAILABLE_IN_ALL
 void                qlean_machine_config_set_bridge     (QleanMachineConfig *self,
                                                          const char         *bridge);
+
+QLEAN_AVAILABLE_IN_ALL
+QleanGuestTransport qlean_machine_config_get_guest_transport (QleanMachineConfig  *self);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_config_set_guest_transport (QleanMachineConfig  *self,
+                                                              QleanGuestTransport  guest_transport);
 
 G_END_DECLS

@@ -42,9 +42,12 @@ gboolean   qlean_machine_fs_set_mtime (QleanMachine        *machine,
  * call them from a thread of their own, never from the worker. */
 
 /* The channel to qlean-guest when it answers (waiting briefly for a
- * HELLO already on its way), or NULL: then the agent must do. */
+ * HELLO already on its way), or NULL: then the agent must do. A run
+ * whose transport is qlean-guest gets NULL with @error set instead when
+ * qlean-guest does not answer: it never switches to the agent. */
 QleanGuestChannel *qlean_machine_fs_pick_channel (QleanMachine  *self,
-                                                  GCancellable  *cancellable);
+                                                  GCancellable  *cancellable,
+                                                  GError       **error);
 /* @error from the agent as a G_IO_ERROR naming @path, its code read from
  * the strerror() text the agent puts in its messages. */
 GError    *qlean_machine_agent_error    (QleanMachine   *machine,

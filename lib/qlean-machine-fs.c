@@ -365,9 +365,16 @@ fs_agent_thread (GTask        *task,
 {
   QleanMachine *self = source_object;
   FsRequest *req = task_data;
-  g_autoptr(QleanGuestChannel) channel = qlean_machine_fs_pick_channel (self, cancellable);
+  g_autoptr(QleanGuestChannel) channel = NULL;
   GError *error = NULL;
   gboolean ok;
+
+  channel = qlean_machine_fs_pick_channel (self, cancellable, &error);
+  if (channel == NULL && error != NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
 
   if (channel != NULL)
     {
@@ -429,12 +436,16 @@ fs_request_async (QleanMachine        *self,
       return;
     }
 
+  /* The transport of the run decides; before it is decided (Qlean's own
+   * start-up calls), an answering qlean-guest does. */
   if ((req->request == QLEAN_GUEST_FRAME_GET || req->request == QLEAN_GUEST_FRAME_PUT) &&
-      !req->port_only)
+      !req->port_only &&
+      qlean_machine_get_guest_transport (self) != QLEAN_GUEST_TRANSPORT_QLEAN_GUEST)
     {
       g_autoptr(QleanGuestChannel) channel = qlean_machine_peek_guest_channel (self);
 
-      if (channel != NULL && !qlean_guest_channel_is_ready (channel))
+      if (qlean_machine_uses_agent_only (self) ||
+          (channel != NULL && !qlean_guest_channel_is_ready (channel)))
         {
           g_task_run_in_thread (task, fs_agent_thread);
           g_object_unref (task);

@@ -77,6 +77,9 @@ void               qlean_machine_run_starting_async       (QleanMachine        *
                                                            GCancellable        *cancellable,
                                                            GAsyncReadyCallback  callback,
                                                            gpointer             user_data);
+/* Any thread: whether this run never uses qlean-guest (its config asks
+ * for the agent transport, or that is what it decided). */
+gboolean           qlean_machine_uses_agent_only          (QleanMachine        *self);
 /* Any thread: the channel as it is, answering or not; NULL when stopped. */
 QleanGuestChannel *qlean_machine_peek_guest_channel       (QleanMachine        *self);
 /* Any thread: how long a data port call waits for each frame of

@@ -634,7 +634,14 @@ upload (QleanMachine  *machine,
 
   /* Without qlean-guest, the agent moves single files (see
    * qlean-machine-agent-files.c). */
-  channel = qlean_machine_fs_pick_channel (machine, cancellable);
+  channel = qlean_machine_fs_pick_channel (machine, cancellable, &local_error);
+  if (channel == NULL && local_error != NULL)
+    {
+      g_propagate_prefixed_error (error, g_steal_pointer (&local_error),
+                                  _("Cannot upload %s to machine “%s”: "), g_file_peek_path (source),
+                                  qlean_machine_get_name (machine));
+      return FALSE;
+    }
   ctx.channel = channel;
   if (channel == NULL && g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY)
     return needs_guest_program (machine, N_("upload the directory"), g_file_peek_path (source), error);
@@ -916,6 +923,7 @@ download (QleanMachine        *machine,
   g_autofree char *target = NULL;
   g_autofree char *parent = NULL;
   const char *dest = g_file_peek_path (destination);
+  g_autoptr(GError) pick_error = NULL;
   Ctx ctx = { machine, NULL, cancellable, flags };
 
   if (dest == NULL)
@@ -929,7 +937,14 @@ download (QleanMachine        *machine,
 
   /* Without qlean-guest, the agent moves a single file; what is not one
    * shows when reading it fails. */
-  channel = qlean_machine_fs_pick_channel (machine, cancellable);
+  channel = qlean_machine_fs_pick_channel (machine, cancellable, &pick_error);
+  if (channel == NULL && pick_error != NULL)
+    {
+      g_propagate_prefixed_error (error, g_steal_pointer (&pick_error),
+                                  _("Cannot download “%s” from machine “%s”: "), guest_source,
+                                  qlean_machine_get_name (machine));
+      return FALSE;
+    }
   ctx.channel = channel;
   if (channel != NULL)
     {

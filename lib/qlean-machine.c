@@ -90,6 +90,9 @@ struct _QleanMachine
   guint               boot_timeout_ms;
   guint               shutdown_timeout_ms;
   gint                notify_pending;
+  /* The transport of this run (QleanGuestTransport): AUTO until it is
+   * decided, once per run, as the machine becomes ready. */
+  gint                guest_transport;
   /* Pool network (qlean-machine-network.c); fixed at construction. */
   QleanNetwork       *network;
   char               *mac_address;
@@ -132,6 +135,8 @@ struct _QleanMachine
   GSource            *qmp_grace_timer;
   gboolean            qmp_ready;
   gboolean            agent_ready;
+  gint64              hello_deadline;   /* auto transport: how long HELLO may take */
+  GSource            *hello_timer;
   gboolean            network_configuring;
   gboolean            network_ready;
   GPtrArray          *exit_waiters;
@@ -153,6 +158,7 @@ enum {
   PROP_SHUTDOWN_TIMEOUT,
   PROP_NETWORK,
   PROP_MAC_ADDRESS,
+  PROP_GUEST_TRANSPORT,
   N_PROPS
 };
 
@@ -220,6 +226,9 @@ emission_dispatch (gpointer user_data)
     {
       g_atomic_int_set (&self->notify_pending, FALSE);
       g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATE]);
+      /* The transport changes only with the state (decided as the
+       * machine becomes running, forgotten as it stops). */
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_GUEST_TRANSPORT]);
     }
   else
     g_signal_emit (self, emission->signal_id, 0);
@@ -306,6 +315,7 @@ qlean_machine_get_property (GObject    *object,
     case PROP_SHUTDOWN_TIMEOUT: g_value_set_uint (value, qlean_machine_get_shutdown_timeout (self)); break;
     case PROP_NETWORK: g_value_set_object (value, self->network); break;
     case PROP_MAC_ADDRESS: g_value_take_string (value, qlean_machine_dup_mac_address (self)); break;
+    case PROP_GUEST_TRANSPORT: g_value_set_enum (value, qlean_machine_get_guest_transport (self)); break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -425,6 +435,7 @@ qlean_machine_dispose (GObject *object)
   qlean_clear_source (&self->incoming_poll);
 
   qlean_clear_source (&self->boot_timer);
+  qlean_clear_source (&self->hello_timer);
   qlean_clear_source (&self->spawn_cancel);
   qlean_clear_source (&self->qmp_grace_timer);
   qlean_clear_source (&self->shutdown_timer);
@@ -513,6 +524,24 @@ qlean_machine_class_init (QleanMachineClass *klass)
   properties[PROP_STATE] =
     g_param_spec_enum ("state", NULL, NULL, QLEAN_TYPE_MACHINE_STATE,
                        QLEAN_MACHINE_STATE_CREATED,
+                       G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanMachine:guest-transport:
+   *
+   * The channel this run of the machine uses to run processes and move
+   * files in the guest: %QLEAN_GUEST_TRANSPORT_QLEAN_GUEST or
+   * %QLEAN_GUEST_TRANSPORT_AGENT, decided once as the machine becomes
+   * running from [property@MachineConfig:guest-transport] and whether
+   * qlean-guest answered; %QLEAN_GUEST_TRANSPORT_AUTO while nothing is
+   * decided (the machine is not running). A channel that dies later
+   * fails the calls with an error that names it; they never switch to
+   * the other one. Notifications arrive with those of
+   * [property@Machine:state].
+   */
+  properties[PROP_GUEST_TRANSPORT] =
+    g_param_spec_enum ("guest-transport", NULL, NULL, QLEAN_TYPE_GUEST_TRANSPORT,
+                       QLEAN_GUEST_TRANSPORT_AUTO,
                        G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 
   /**
@@ -705,6 +734,30 @@ qlean_machine_get_state (QleanMachine *self)
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), QLEAN_MACHINE_STATE_CREATED);
 
   return g_atomic_int_get (&self->state);
+}
+
+/**
+ * qlean_machine_get_guest_transport:
+ * @self: a #QleanMachine
+ *
+ * Gets [property@Machine:guest-transport]. Safe to call from any thread.
+ *
+ * Returns: the transport of the current run, or
+ *   %QLEAN_GUEST_TRANSPORT_AUTO when none is decided
+ */
+QleanGuestTransport
+qlean_machine_get_guest_transport (QleanMachine *self)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), QLEAN_GUEST_TRANSPORT_AUTO);
+
+  return g_atomic_int_get (&self->guest_transport);
+}
+
+gboolean
+qlean_machine_uses_agent_only (QleanMachine *self)
+{
+  return g_atomic_int_get (&self->guest_transport) == QLEAN_GUEST_TRANSPORT_AGENT ||
+         qlean_machine_config_get_guest_transport (self->config) == QLEAN_GUEST_TRANSPORT_AGENT;
 }
 
 /**
@@ -1755,6 +1808,7 @@ qlean_machine_release_run (QleanMachine *self)
   g_autofree char *run_dir = NULL;
 
   qlean_clear_source (&self->boot_timer);
+  qlean_clear_source (&self->hello_timer);
   qlean_clear_source (&self->spawn_cancel);
   qlean_clear_source (&self->qmp_grace_timer);
   qlean_clear_source (&self->shutdown_timer);
@@ -1822,6 +1876,7 @@ qlean_machine_release_run (QleanMachine *self)
   self->shutdown_stage = 0;
   self->qmp_ready = FALSE;
   self->agent_ready = FALSE;
+  g_atomic_int_set (&self->guest_transport, QLEAN_GUEST_TRANSPORT_AUTO);
 }
 
 static void
@@ -2146,6 +2201,74 @@ qlean_machine_identity_fixed_cb (GObject      *source,
   qlean_machine_spawn_maybe_done (self);
 }
 
+/* Grace for qlean-guest's HELLO once the agent answers (transport
+ * auto): both start at the same time in the guest. */
+#define HELLO_GRACE_MS 1000
+
+static gboolean
+qlean_machine_hello_grace_cb (gpointer user_data)
+{
+  QleanMachine *self = user_data;
+
+  g_clear_pointer (&self->hello_timer, g_source_unref);
+  qlean_machine_spawn_maybe_done (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* Decides the transport of this run, once: TRUE when decided, FALSE
+ * while it waits for qlean-guest's HELLO (or after failing the start). */
+static gboolean
+qlean_machine_decide_transport (QleanMachine *self)
+{
+  QleanGuestTransport wanted = qlean_machine_config_get_guest_transport (self->config);
+  QleanGuestTransport decided;
+  gboolean syncing;
+
+  if (g_atomic_int_get (&self->guest_transport) != QLEAN_GUEST_TRANSPORT_AUTO)
+    return TRUE;
+
+  syncing = self->guest != NULL && qlean_guest_channel_is_syncing (self->guest);
+  if (wanted == QLEAN_GUEST_TRANSPORT_AGENT)
+    decided = QLEAN_GUEST_TRANSPORT_AGENT;
+  else if (self->guest != NULL && qlean_guest_channel_is_ready (self->guest))
+    decided = QLEAN_GUEST_TRANSPORT_QLEAN_GUEST;
+  else if (wanted == QLEAN_GUEST_TRANSPORT_QLEAN_GUEST)
+    {
+      /* The HELLO sent at launch ends by the boot timeout. */
+      if (syncing)
+        return FALSE;
+      qlean_machine_spawn_fail (self, g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                                                   _("qlean-guest does not answer in machine “%s”, "
+                                                     "and its guest-transport is “qlean-guest”: "
+                                                     "put qlean-guest in the image, or use "
+                                                     "transport “auto” or “agent”"),
+                                                   self->name));
+      return FALSE;
+    }
+  else
+    {
+      gint64 now = g_get_monotonic_time ();
+
+      if (self->hello_deadline == 0)
+        self->hello_deadline = now + HELLO_GRACE_MS * G_TIME_SPAN_MILLISECOND;
+      if (syncing && now < self->hello_deadline)
+        {
+          if (self->hello_timer == NULL)
+            self->hello_timer = qlean_add_timeout (qlean_worker_get_context (),
+                                                   (self->hello_deadline - now) / 1000 + 1,
+                                                   qlean_machine_hello_grace_cb, self);
+          return FALSE;
+        }
+      decided = QLEAN_GUEST_TRANSPORT_AGENT;
+    }
+
+  qlean_clear_source (&self->hello_timer);
+  g_debug ("machine %s: guest transport %s", self->name,
+           decided == QLEAN_GUEST_TRANSPORT_AGENT ? "agent" : "qlean-guest");
+  g_atomic_int_set (&self->guest_transport, decided);
+  return TRUE;
+}
+
 static void
 qlean_machine_spawn_maybe_done (QleanMachine *self)
 {
@@ -2153,6 +2276,11 @@ qlean_machine_spawn_maybe_done (QleanMachine *self)
 
   if (self->spawn_task == NULL || self->spawn_error != NULL ||
       !self->qmp_ready || !self->agent_ready)
+    return;
+
+  /* Decided before anything runs in the guest, so that even Qlean's own
+   * start-up commands use the transport of the run. */
+  if (!qlean_machine_decide_transport (self))
     return;
 
   /* A restored guest wakes up with the clock, and the name, of the
@@ -2291,7 +2419,7 @@ qlean_machine_qmp_event_cb (QleanQmpClient *qmp,
 
       if (self->qga != NULL)
         qlean_qga_client_notify_reset (self->qga);
-      if (self->guest != NULL)
+      if (self->guest != NULL && !qlean_machine_uses_agent_only (self))
         qlean_guest_channel_reset (self->guest, reason, qlean_machine_get_boot_timeout (self));
     }
 
@@ -2302,7 +2430,7 @@ qlean_machine_qmp_event_cb (QleanQmpClient *qmp,
   if (g_str_equal (name, "VSERPORT_CHANGE") && data != NULL &&
       g_strcmp0 (json_object_get_string_member_with_default (data, "id", NULL), "data0") == 0 &&
       !json_object_get_boolean_member_with_default (data, "open", TRUE) &&
-      self->guest != NULL)
+      self->guest != NULL && !qlean_machine_uses_agent_only (self))
     {
       g_autoptr(GError) reason = g_error_new_literal (QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED,
                                                       _("qlean-guest exited in the guest"));
@@ -2829,9 +2957,11 @@ qlean_machine_launch (QleanMachine  *self,
   }
   qlean_machine_try_agent (self);
   /* Say hello to qlean-guest now, so that it is known to answer by the
-   * first command; a guest without it just never answers this one. */
-  qlean_guest_channel_hello_async (self->guest, qlean_machine_get_boot_timeout (self), NULL,
-                                   qlean_machine_guest_hello_cb, NULL);
+   * first command; a guest without it just never answers this one. The
+   * agent transport never speaks to qlean-guest at all. */
+  if (qlean_machine_config_get_guest_transport (self->config) != QLEAN_GUEST_TRANSPORT_AGENT)
+    qlean_guest_channel_hello_async (self->guest, qlean_machine_get_boot_timeout (self), NULL,
+                                     qlean_machine_guest_hello_cb, qlean_link_ref (self->link));
 
   return TRUE;
 }
@@ -2841,10 +2971,17 @@ qlean_machine_guest_hello_cb (GObject      *source,
                               GAsyncResult *result,
                               gpointer      user_data)
 {
+  QleanLink *link = user_data;
+  g_autoptr(QleanMachine) self = qlean_link_get (link);
   g_autoptr(GError) error = NULL;
 
   if (!qlean_guest_channel_hello_finish (QLEAN_GUEST_CHANNEL (source), result, &error))
     g_debug ("qlean-guest did not answer: %s", error->message);
+  qlean_link_unref (link);
+
+  /* A start may be waiting for this answer to pick its transport. */
+  if (self != NULL && self->guest == QLEAN_GUEST_CHANNEL (source))
+    qlean_machine_spawn_maybe_done (self);
 }
 
 static void
@@ -2894,6 +3031,8 @@ qlean_machine_spawn_in_worker (gpointer user_data)
   self->panicked = FALSE;
   self->qmp_ready = FALSE;
   self->agent_ready = FALSE;
+  self->hello_deadline = 0;
+  g_atomic_int_set (&self->guest_transport, QLEAN_GUEST_TRANSPORT_AUTO);
   self->network_configuring = FALSE;
   self->network_ready = FALSE;
   qlean_machine_set_state (self, QLEAN_MACHINE_STATE_STARTING);
@@ -3094,7 +3233,9 @@ qlean_machine_exec_in_worker (gpointer user_data)
   /* qlean-guest streams output with a higher cap than the agent's 16 MiB and
    * reports the exit at once; the agent alone is the fallback for guests
    * without it. */
-  if (self->guest != NULL && qlean_guest_channel_is_ready (self->guest))
+  if (qlean_machine_get_guest_transport (self) == QLEAN_GUEST_TRANSPORT_QLEAN_GUEST ||
+      (!qlean_machine_uses_agent_only (self) &&
+       self->guest != NULL && qlean_guest_channel_is_ready (self->guest)))
     {
       g_autoptr(QleanGuestLauncher) launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_NONE);
 
@@ -3997,6 +4138,15 @@ qlean_machine_get_guest_channel_in_worker (gpointer user_data)
       return G_SOURCE_REMOVE;
     }
 
+  if (qlean_machine_uses_agent_only (self))
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                               _("machine “%s” reaches its guest through the QEMU guest agent "
+                                 "alone (guest-transport “agent”), never through qlean-guest"),
+                               self->name);
+      return G_SOURCE_REMOVE;
+    }
+
   if (qlean_guest_channel_is_ready (self->guest))
     {
       g_task_return_pointer (task, g_object_ref (self->guest), g_object_unref);
@@ -4158,6 +4308,8 @@ qlean_machine_attach_hello_cb (GObject      *source,
       return;
     }
 
+  /* An attached machine has nothing but the shared qlean-guest channel. */
+  g_atomic_int_set (&self->guest_transport, QLEAN_GUEST_TRANSPORT_QLEAN_GUEST);
   qlean_machine_set_state (self, QLEAN_MACHINE_STATE_RUNNING);
   g_task_return_pointer (task, g_object_ref (self), g_object_unref);
 }

@@ -67,6 +67,8 @@ QleanMachineConfig *qlean_machine_get_config           (QleanMachine        *sel
 QLEAN_AVAILABLE_IN_ALL
 QleanMachineState   qlean_machine_get_state            (QleanMachine        *self);
 QLEAN_AVAILABLE_IN_ALL
+QleanGuestTransport qlean_machine_get_guest_transport  (QleanMachine        *self);
+QLEAN_AVAILABLE_IN_ALL
 const char         *qlean_machine_get_run_dir          (QleanMachine        *self);
 QLEAN_AVAILABLE_IN_ALL
 GPid                qlean_machine_get_pid              (QleanMachine        *self);

@@ -788,41 +788,81 @@ test_not_found (void)
   g_assert_nonnull (strstr (err, "not found"));
 }
 
-/* The agent fallback: exec goes through the agent while qlean-guest
- * does not answer, and back once it does. The minimal image's init
- * restarts qlean-guest 0.1 s after it exits, so it is first made
- * unstartable (renamed), then killed; the host learns of its end from
- * QEMU's VSERPORT_CHANGE event. Runs last: it takes qlean-guest away. */
+/* The transport is decided once per run. A machine that chose
+ * qlean-guest fails exec, naming qlean-guest, while it does not answer
+ * (it never switches to the agent), and works again once it is back.
+ * The minimal image's init restarts qlean-guest 0.1 s after it exits,
+ * so it is first made unstartable (renamed), then killed; the host
+ * learns of its end from QEMU's VSERPORT_CHANGE event. A machine whose
+ * config asks for the agent runs everything through qemu-ga. */
 static void
 test_agent_fallback (void)
 {
-  QleanMachine *machine = test_shared_machine ();
+  QleanMachine *shared = test_shared_machine ();
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(QleanMachineConfig) config = NULL;
+  g_autoptr(GError) failure = NULL;
+  g_autoptr(GError) spawn_error = NULL;
   g_autofree char *parent = NULL;
   gint64 deadline;
 
-  if (machine == NULL)
+  if (shared == NULL)
     return;
 
   /* Who runs our shell: qlean-guest, as long as it answers. */
-  parent = test_run_out (machine, "cat /proc/$PPID/comm");
+  g_assert_cmpint (qlean_machine_get_guest_transport (shared), ==, QLEAN_GUEST_TRANSPORT_QLEAN_GUEST);
+  parent = test_run_out (shared, "cat /proc/$PPID/comm");
   g_assert_cmpstr (parent, ==, "qlean-guest\n");
-  g_free (test_run_out (machine, "mv /usr/lib/qlean/qlean-guest /usr/lib/qlean/qlean-guest.off && "
+  g_free (test_run_out (shared, "mv /usr/lib/qlean/qlean-guest /usr/lib/qlean/qlean-guest.off && "
                             "(sleep 0.3; kill -9 $(pidof qlean-guest)) </dev/null >/dev/null 2>&1 &"));
 
   deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
   do
     {
-      g_autoptr(GError) error = NULL;
       g_autoptr(QleanExecResult) result = NULL;
 
       g_usleep (200 * 1000);
-      /* A command caught as qlean-guest died fails; the next go round. */
-      result = qlean_machine_exec (machine, "cat /proc/$PPID/comm", NULL, &error);
+      g_clear_error (&failure);
+      result = qlean_machine_exec (shared, "true", NULL, &failure);
+    }
+  while (failure == NULL && g_get_monotonic_time () < deadline);
+  g_assert_nonnull (failure);
+  g_assert_nonnull (strstr (failure->message, "qlean-guest"));
+  g_assert_cmpint (qlean_machine_get_guest_transport (shared), ==, QLEAN_GUEST_TRANSPORT_QLEAN_GUEST);
+
+  /* Back: init starts it again, and the host's HELLO finds it. The
+   * agent, which the machine has as well, puts it back. */
+  {
+    g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (shared);
+    const char *args[] = { "/usr/lib/qlean/qlean-guest.off", "/usr/lib/qlean/qlean-guest", NULL };
+    g_autoptr(GError) error = NULL;
+
+    qlean_qga_client_exec (qga, "/bin/mv", args, NULL, NULL, FALSE, NULL, &error);
+    g_assert_no_error (error);
+  }
+  deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
+  do
+    {
+      g_autoptr(QleanExecResult) result = NULL;
+
+      g_usleep (200 * 1000);
       g_clear_pointer (&parent, g_free);
+      result = qlean_machine_exec (shared, "cat /proc/$PPID/comm", NULL, NULL);
       if (result != NULL)
         parent = qlean_exec_result_get_stdout_text (result);
     }
-  while (g_strcmp0 (parent, "qemu-ga\n") != 0 && g_get_monotonic_time () < deadline);
+  while (g_strcmp0 (parent, "qlean-guest\n") != 0 && g_get_monotonic_time () < deadline);
+  g_assert_cmpstr (parent, ==, "qlean-guest\n");
+
+  /* The agent transport: qemu-ga runs the commands. */
+  config = qlean_machine_config_new ();
+  qlean_machine_config_set_guest_transport (config, QLEAN_GUEST_TRANSPORT_AGENT);
+  machine = qlean_machine_new_with_name ("exec-agent", NULL, config);
+  qlean_machine_spawn (machine, NULL, &spawn_error);
+  g_assert_no_error (spawn_error);
+  g_assert_cmpint (qlean_machine_get_guest_transport (machine), ==, QLEAN_GUEST_TRANSPORT_AGENT);
+  g_clear_pointer (&parent, g_free);
+  parent = test_run_out (machine, "cat /proc/$PPID/comm");
   g_assert_cmpstr (parent, ==, "qemu-ga\n");
 
   /* Output and status come through the agent just as well. */
@@ -848,17 +888,8 @@ test_agent_fallback (void)
     g_assert_false (qlean_exec_result_get_stderr_truncated (result));
   }
 
-  /* Back: init starts it again, and the host's HELLO finds it. */
-  g_free (test_run_out (machine, "mv /usr/lib/qlean/qlean-guest.off /usr/lib/qlean/qlean-guest"));
-  deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
-  do
-    {
-      g_usleep (200 * 1000);
-      g_clear_pointer (&parent, g_free);
-      parent = test_run_out (machine, "cat /proc/$PPID/comm");
-    }
-  while (g_strcmp0 (parent, "qlean-guest\n") != 0 && g_get_monotonic_time () < deadline);
-  g_assert_cmpstr (parent, ==, "qlean-guest\n");
+  g_assert_true (qlean_machine_shutdown (machine, NULL, &spawn_error));
+  g_assert_no_error (spawn_error);
 }
 
 /* The command line: qlean start/exec/ls/stop */
@@ -1181,7 +1212,7 @@ main (int argc,
   g_test_add_func ("/exec/output/unread-pipe", test_unread_pipe);
   g_test_add_func ("/exec/errors/not-found", test_not_found);
   /* Last but for the CLI's own machine: it takes qlean-guest away a while. */
-  g_test_add_func ("/exec/fallback/agent", test_agent_fallback);
+  g_test_add_func ("/exec/transport", test_agent_fallback);
   g_test_add_func ("/exec/cli/start-exec-ls-stop", test_cli_cycle);
 
   status = g_test_run ();

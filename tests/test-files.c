@@ -871,12 +871,55 @@ test_agent_fallback (void)
 
   port_ms = small_round_trip_ms ();
 
-  /* Once qlean-guest is gone, its HELLO is retried for the boot timeout:
-   * keep that short, so that calls stop waiting for an answer. */
+  /* The transport is decided once: a machine that chose qlean-guest
+   * fails its calls, naming it, when qlean-guest dies; it never
+   * switches to the agent behind the caller's back. Once qlean-guest is
+   * gone, its HELLO is retried for the boot timeout: keep that short. */
+  g_assert_cmpint (qlean_machine_get_guest_transport (machine), ==, QLEAN_GUEST_TRANSPORT_QLEAN_GUEST);
   qlean_machine_set_boot_timeout (machine, 1000);
   qga = qlean_machine_get_qga (machine);
   qlean_qga_client_exec (qga, "/bin/sh", kill_args, NULL, NULL, FALSE, NULL, &error);
   g_assert_no_error (error);
+  for (guint i = 0; i < 100 && !gone; i++)
+    {
+      g_autoptr(GBytes) small = qlean_machine_read (machine, "/etc/hostname", NULL, &error);
+
+      gone = small == NULL;
+      if (!gone)
+        g_usleep (100 * 1000);
+    }
+  g_assert_true (gone);
+  g_assert_nonnull (strstr (error->message, "qlean-guest"));
+  g_clear_error (&error);
+  {
+    g_autoptr(QleanExecResult) result = qlean_machine_exec (machine, "true", NULL, &error);
+
+    g_assert_null (result);
+    g_assert_nonnull (strstr (error->message, "qlean-guest"));
+    g_clear_error (&error);
+  }
+  g_assert_cmpint (qlean_machine_get_guest_transport (machine), ==, QLEAN_GUEST_TRANSPORT_QLEAN_GUEST);
+  qlean_machine_shutdown (machine, NULL, NULL);
+  g_clear_object (&machine);
+  g_clear_object (&qga);
+
+  /* A machine whose config asks for the agent never uses qlean-guest:
+   * killing it changes nothing. */
+  {
+    g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+    QleanGuestTransport transport;
+
+    qlean_machine_config_set_guest_transport (config, QLEAN_GUEST_TRANSPORT_AGENT);
+    machine = qlean_machine_new_with_name ("files-agent", NULL, config);
+    qlean_machine_spawn (machine, NULL, &error);
+    g_assert_no_error (error);
+    g_object_get (machine, "guest-transport", &transport, NULL);
+    g_assert_cmpint (transport, ==, QLEAN_GUEST_TRANSPORT_AGENT);
+  }
+  qga = qlean_machine_get_qga (machine);
+  qlean_qga_client_exec (qga, "/bin/sh", kill_args, NULL, NULL, FALSE, NULL, &error);
+  g_assert_no_error (error);
+  gone = FALSE;
   for (guint i = 0; i < 100 && !gone; i++)
     {
       g_autoptr(QleanExecResult) result = qlean_machine_exec (machine, "pidof qlean-guest", NULL, NULL);
@@ -886,7 +929,6 @@ test_agent_fallback (void)
         g_usleep (100 * 1000);
     }
   g_assert_true (gone);
-  g_usleep (1500 * 1000);
 
   agent_ms = small_round_trip_ms ();
   g_test_message ("4 KiB write + read: %.1f ms through qlean-guest, %.1f ms through the agent",
@@ -1038,7 +1080,7 @@ main (int    argc,
   g_test_add_func ("/files/download-dot-dot", test_download_dot_dot);
   g_test_add_func ("/files/copy-bounded", test_copy_bounded);
   /* Last: it leaves the machine without qlean-guest, and drops it. */
-  g_test_add_func ("/files/agent-fallback", test_agent_fallback);
+  g_test_add_func ("/files/agent-transport", test_agent_fallback);
 
   ret = g_test_run ();
   g_clear_object (&machine);

@@ -148,6 +148,7 @@ static int opt_memory = 0;
 static char *opt_qemu;
 static char *opt_accel;
 static char *opt_bridge;
+static char *opt_transport;
 static char *opt_arch;
 static char *opt_digest;
 static char *opt_mirror;
@@ -189,6 +190,9 @@ GOptionEntry machine_entries[] = {
   { "bridge", 0, 0, G_OPTION_ARG_STRING, &opt_bridge,
     N_("Plug the machine into host bridge BRIDGE, where it gets an address by DHCP (needs /etc/qemu/bridge.conf)"),
     N_("BRIDGE") },
+  { "transport", 0, 0, G_OPTION_ARG_STRING, &opt_transport,
+    N_("How to reach the guest: auto, agent (the QEMU guest agent alone) or qlean-guest (default auto)"),
+    N_("TRANSPORT") },
   { NULL }
 };
 
@@ -326,6 +330,20 @@ machine_from_options (const char  *name,
 
   if (opt_bridge != NULL)
     qlean_machine_config_set_bridge (config, opt_bridge);
+
+  if (opt_transport != NULL)
+    {
+      if (g_str_equal (opt_transport, "agent"))
+        qlean_machine_config_set_guest_transport (config, QLEAN_GUEST_TRANSPORT_AGENT);
+      else if (g_str_equal (opt_transport, "qlean-guest"))
+        qlean_machine_config_set_guest_transport (config, QLEAN_GUEST_TRANSPORT_QLEAN_GUEST);
+      else if (!g_str_equal (opt_transport, "auto"))
+        {
+          g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                       _("--transport must be auto, agent or qlean-guest, not “%s”"), opt_transport);
+          return NULL;
+        }
+    }
 
   if (opt_boot_timeout < 0 || opt_boot_timeout > G_MAXINT / 1000)
     {

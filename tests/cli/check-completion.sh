@@ -85,6 +85,8 @@ fi
 if "$qlean" start --help 2>/dev/null | grep -q -- '--network'; then
   expect "qlean start --" --network --bridge
   expect "qlean dry-run --" --bridge
+  expect "qlean start --" --transport
+  expect "qlean run --transport " auto agent qlean-guest
   # Network names come from `qlean ls --json`: one entry, made by hand.
   fake_run=$(mktemp -d "${TMPDIR:-/tmp}/qlean-completion-XXXXXX")
   mkdir -p "$fake_run/machines/box"
