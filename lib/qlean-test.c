@@ -357,9 +357,12 @@ keep_machine (QleanMachine *machine,
   g_autofree char *output = NULL;
   int status = -1;
 
+  g_autofree char *kept_by = g_strdup_printf ("%s (pid %d)", test_path () ? test_path () : g_get_prgname (),
+                                              (int) getpid ());
+
   if (dir != NULL && qlean_machine_export (machine, file, NULL, &error))
     {
-      const char *argv[] = { cli, "import", archive, name, NULL };
+      const char *argv[] = { cli, "import", "--kept-by", kept_by, archive, name, NULL };
 
       if (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL,
                         NULL, &output, &status, &error))

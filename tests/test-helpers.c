@@ -210,12 +210,13 @@ test_keep_fatal (void)
 {
   const char *cat[] = { "exec", KEPT_NAME, "--", "cat", "/root/kept", NULL };
   const char *stop[] = { "stop", KEPT_NAME, NULL };
+  const char *gc_kept[] = { "gc", "--kept", NULL };
   const char *ls[] = { "ls", NULL };
   g_autofree char *kept = NULL;
   g_autofree char *listed = NULL;
   g_autofree char *after = NULL;
   g_autofree char *machines = g_build_filename (run_root, "machines", NULL);
-  int status;
+  int status, gc_status;
 
   if (!qlean_test_skip_unless_available ())
     return;
@@ -225,15 +226,19 @@ test_keep_fatal (void)
   g_test_trap_assert_stderr ("*console logs and QMP/QGA transcripts of " KEEP_SUBPROCESS " are in *");
   g_test_trap_assert_stderr ("*kept qlean-test as “" KEPT_NAME "”*qlean stop " KEPT_NAME "*");
 
-  /* The failed test's machine runs on, with what the test left in it. */
+  /* The failed test's machine runs on, with what the test left in it;
+   * `qlean ls` says who kept it, and `qlean gc --kept` ends it. */
   status = run_cli (cat, &kept);
   run_cli (ls, &listed);
-  run_cli (stop, NULL);
+  gc_status = run_cli (gc_kept, NULL);
+  run_cli (ls, &after);
+  if (strstr (after, KEPT_NAME) != NULL)
+    run_cli (stop, NULL);   /* not left running when the checks below fail */
   g_assert_cmpint (status, ==, 0);
   g_assert_cmpstr (kept, ==, "left-by-the-test\n");
   g_assert_nonnull (strstr (listed, KEPT_NAME));
-
-  run_cli (ls, &after);
+  g_assert_nonnull (strstr (listed, "kept by " KEEP_SUBPROCESS " (pid "));
+  g_assert_cmpint (gc_status, ==, 0);
   g_assert_null (strstr (after, KEPT_NAME));
   g_rmdir (machines);
   g_assert_cmpuint (count_run_dirs (), ==, 0);

@@ -27,6 +27,7 @@
 #define MACHINES_DIR "machines"
 
 static gboolean opt_dry_run;
+static gboolean opt_kept;
 
 /* Processes of this user whose command line names a file in @dir: what
  * a dead owner's machines and networks left running, should
@@ -186,6 +187,23 @@ collect_run_dir (const char *dir,
   return TRUE;
 }
 
+/* gc --kept: stops machine @dir, which a failed test kept. */
+static gboolean
+stop_kept_machine (const char *dir,
+                   guint      *removed)
+{
+  g_autofree char *name = g_path_get_basename (dir);
+  char *args[] = { (char *) "stop", name, NULL };
+
+  if (!cli_is_quiet ())
+    g_print (opt_dry_run ? _("would stop kept machine %s\n") : _("stopping kept machine %s\n"), name);
+  (*removed)++;
+  if (opt_dry_run)
+    return TRUE;
+
+  return cmd_stop (2, args) == 0;
+}
+
 /* machines/NAME of `qlean start`: state.json names the owner's pid. */
 static gboolean
 collect_machine_entry (const char *dir,
@@ -209,6 +227,9 @@ collect_machine_entry (const char *dir,
 
   if (cli_process_alive (pid))
     {
+      /* --kept: a machine kept for a failed test is stopped, as asked. */
+      if (opt_kept && json_object_has_member (object, "kept-by"))
+        return stop_kept_machine (dir, removed);
       (*kept)++;
       return TRUE;
     }
@@ -245,6 +266,8 @@ cmd_gc (int    argc,
 {
   static GOptionEntry entries[] = {
     { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &opt_dry_run, N_("Say what would be removed, remove nothing"), NULL },
+    { "kept", 0, 0, G_OPTION_ARG_NONE, &opt_kept,
+      N_("Also stop the machines kept for failed tests (QLEAN_TEST_KEEP, --qlean-keep)"), NULL },
     { NULL }
   };
   g_autoptr(GError) error = NULL;

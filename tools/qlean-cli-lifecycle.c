@@ -631,18 +631,23 @@ cmd_export (int    argc,
 static int
 start_from_archive (const char *archive,
                     const char *name,
-                    gboolean    trust_extra_args)
+                    gboolean    trust_extra_args,
+                    const char *kept_by)
 {
   g_autofree char *option = g_strconcat ("--from-archive=", archive, NULL);
-  char *args[] = { (char *) "start", option, (char *) name, NULL, NULL };
+  g_autofree char *kept_option = kept_by ? g_strconcat ("--kept-by=", kept_by, NULL) : NULL;
+  g_autoptr(GPtrArray) args = g_ptr_array_new ();
 
+  g_ptr_array_add (args, (char *) "start");
+  g_ptr_array_add (args, option);
   if (trust_extra_args)
-    {
-      args[3] = args[2];
-      args[2] = (char *) "--trust-extra-args";
-    }
+    g_ptr_array_add (args, (char *) "--trust-extra-args");
+  if (kept_option != NULL)
+    g_ptr_array_add (args, kept_option);
+  g_ptr_array_add (args, (char *) name);
+  g_ptr_array_add (args, NULL);
 
-  return cmd_start (trust_extra_args ? 4 : 3, args);
+  return cmd_start (args->len - 1, (char **) args->pdata);
 }
 
 int
@@ -650,9 +655,13 @@ cmd_import (int    argc,
             char **argv)
 {
   static gboolean trust_extra_args;
+  static char *kept_by;
   static GOptionEntry entries[] = {
     { "trust-extra-args", 0, 0, G_OPTION_ARG_NONE, &trust_extra_args,
       N_("Use the archive's extra QEMU arguments, which can give the guest any host file"), NULL },
+    { "kept-by", 0, 0, G_OPTION_ARG_STRING, &kept_by,
+      N_("Note that WHO kept this machine (a failed test): “qlean ls” shows it and “qlean gc --kept” "
+         "stops it"), N_("WHO") },
     { NULL }
   };
   g_autofree char *path = NULL;
@@ -681,7 +690,7 @@ cmd_import (int    argc,
       return EXIT_FAILED;
     }
 
-  return start_from_archive (path, argv[2], trust_extra_args);
+  return start_from_archive (path, argv[2], trust_extra_args, kept_by);
 }
 
 int
@@ -733,7 +742,7 @@ cmd_clone (int    argc,
 
   /* The new owner has imported it by the time it reports ready. The
    * archive is NAME's own, just written: its QEMU arguments are NAME's. */
-  status = start_from_archive (archive, argv[2], TRUE);
+  status = start_from_archive (archive, argv[2], TRUE, NULL);
   g_unlink (archive);
   return status;
 }

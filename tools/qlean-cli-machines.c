@@ -112,6 +112,7 @@ typedef struct
   char    *network;   /* qlean start --network */
   gboolean network_down;
   char    *reason;    /* why a crashed machine crashed, when known */
+  char    *kept_by;   /* who kept it (qlean import --kept-by), or NULL */
 } MachineState;
 
 static void
@@ -125,6 +126,7 @@ machine_state_free (MachineState *state)
   g_free (state->ip);
   g_free (state->network);
   g_free (state->reason);
+  g_free (state->kept_by);
   g_free (state);
 }
 
@@ -181,6 +183,9 @@ read_state (const char *dir)
   if (json_object_has_member (object, "reason") &&
       JSON_NODE_HOLDS_VALUE (json_object_get_member (object, "reason")))
     state->reason = g_strdup (json_object_get_string_member (object, "reason"));
+  if (json_object_has_member (object, "kept-by") &&
+      JSON_NODE_HOLDS_VALUE (json_object_get_member (object, "kept-by")))
+    state->kept_by = g_strdup (json_object_get_string_member (object, "kept-by"));
 
   /* A state file nobody updates any more tells of an owner that died. */
   if ((g_str_equal (state->state, "running") || g_str_equal (state->state, "paused")) &&
@@ -214,6 +219,7 @@ static GArray *owner_forwards;
 static char *owner_ip;
 /* qlean start --network NAME, --bridge BRIDGE */
 static char *opt_network;
+static char *opt_kept_by;        /* qlean import --kept-by: who kept the machine */
 
 static gboolean
 write_state (const char    *dir,
@@ -247,6 +253,11 @@ write_state (const char    *dir,
   json_builder_set_member_name (builder, "run-dir");
   json_builder_add_string_value (builder, qlean_machine_get_run_dir (machine)
                                           ? qlean_machine_get_run_dir (machine) : "");
+  if (opt_kept_by != NULL)
+    {
+      json_builder_set_member_name (builder, "kept-by");
+      json_builder_add_string_value (builder, opt_kept_by);
+    }
   /* --- port forwards and address (qlean start -p) --- */
   json_builder_set_member_name (builder, "forwards");
   json_builder_begin_array (builder);
@@ -722,6 +733,7 @@ cmd_start (int    argc,
     /* --- lifecycle: qlean import FILE NAME is start --from-archive=FILE NAME --- */
     { "from-archive", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_FILENAME, &opt_from_archive, NULL, NULL },
     { "trust-extra-args", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &opt_trust_extra_args, NULL, NULL },
+    { "kept-by", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_STRING, &opt_kept_by, NULL, NULL },
     { "forward", 'p', 0, G_OPTION_ARG_STRING_ARRAY, &opt_forward,
       N_("Forward port HOST of 127.0.0.1 to port GUEST of the machine (repeatable; HOST 0 picks a free port)"),
       N_("HOST:GUEST") },
@@ -1273,8 +1285,9 @@ cmd_ls (int    argc,
   if (!parse_options ("ls", "", _("List machines started with “qlean start”: name, state (running,\n"
                                   "crashed, or owner-died when its owner process is gone), owner pid,\n"
                                   "image, uptime, address, network (of “qlean start --network”) and\n"
-                                  "forwarded ports. Nothing is asked of the machines: the address is\n"
-                                  "the one their owner noted when they started."),
+                                  "forwarded ports, and who kept a machine that a failed test kept.\n"
+                                  "Nothing is asked of the machines: the address is the one their\n"
+                                  "owner noted when they started."),
                       entries, &argc, &argv, &status))
     return status;
 
@@ -1332,6 +1345,11 @@ cmd_ls (int    argc,
             json_builder_add_null_value (builder);
           json_builder_set_member_name (builder, "network-down");
           json_builder_add_boolean_value (builder, state->network_down);
+          json_builder_set_member_name (builder, "kept-by");
+          if (state->kept_by != NULL)
+            json_builder_add_string_value (builder, state->kept_by);
+          else
+            json_builder_add_null_value (builder);
           json_builder_set_member_name (builder, "forwards");
           json_builder_begin_array (builder);
           for (guint j = 0; j < state->forwards->len; j++)
@@ -1378,6 +1396,9 @@ cmd_ls (int    argc,
                network, ports->len ? ports->str : "-");
       g_string_free (ports, TRUE);
       /* --- */
+      if (state->kept_by != NULL)
+        g_print (_("  kept by %s; “qlean stop %s” or “qlean gc --kept” ends it\n"), state->kept_by,
+                 state->name);
     }
 
   return 0;

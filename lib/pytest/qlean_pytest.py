@@ -271,8 +271,8 @@ def _keep(item, machine, lines):
         except Exception as error:
             lines.append(f"qlean: cannot keep {machine.get_name()}: {error}")
             return False
-        done = subprocess.run([cli, "import", archive, name], capture_output=True, text=True,
-                              timeout=300, check=False)
+        done = subprocess.run([cli, "import", "--kept-by", f"{item.nodeid} (pid {os.getpid()})",
+                               archive, name], capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         lines.append(f"qlean: cannot keep {machine.get_name()}: `qlean import` failed: "
                      f"{(done.stderr or done.stdout).strip()}")
