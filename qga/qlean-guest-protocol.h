@@ -82,6 +82,23 @@
  * host that finds version 1 in the HELLO answer gets no PROGRESS and
  * cannot bound those two requests.
  *
+ * TERMINAL (version 3 and later). EXEC with FLAG_TERMINAL runs the
+ * process on a new pseudo-terminal: it leads a new session whose
+ * controlling terminal is the pty's slave, which is its stdin, stdout
+ * and stderr. The master's output comes as DATA fd 1 (there is no fd 2,
+ * as with FLAG_MERGE_STDERR), and its end (the last slave closed) as EOF
+ * fd 1; host DATA fd 0 goes to the master (FLAG_STDIN is implied), so
+ * the terminal's line discipline turns a 0x03 byte into SIGINT and 0x04
+ * into end-of-file for the process, as on any terminal. TLV WINSIZE
+ * gives the initial size (default 24x80); a WINSIZE frame (payload u16
+ * rows, u16 cols) on the running stream resizes the terminal, and the
+ * process gets SIGWINCH. WINSIZE on a stream without a terminal is
+ * ignored. EOF fd 0 closes nothing (a terminal has no end-of-file but
+ * the byte 0x04). A guest of version 2 or older ignores the flag and
+ * would run the process without a terminal, so a host must not send it
+ * unless the HELLO answer says version 3 or later; from version 3 a
+ * guest answers ERROR EINVAL to an EXEC with flags it does not know.
+ *
  * Flow control. Host-to-guest DATA is credit based: per stream, the host
  * may have at most QLEAN_GUEST_WINDOW bytes the guest has not
  * acknowledged; the guest sends CREDIT (u32 bytes) as it writes them
@@ -179,7 +196,7 @@
 #include <stdint.h>
 
 #define QLEAN_GUEST_MAGIC        0x314e4c51u  /* "QLN1" */
-#define QLEAN_GUEST_VERSION      2u   /* 2: PROGRESS */
+#define QLEAN_GUEST_VERSION      3u   /* 2: PROGRESS; 3: FLAG_TERMINAL, WINSIZE */
 #define QLEAN_GUEST_HEADER_SIZE  16u
 #define QLEAN_GUEST_MAX_PAYLOAD  (1024u * 1024u)
 #define QLEAN_GUEST_WINDOW       (4u * 1024u * 1024u)
@@ -202,6 +219,7 @@ typedef enum
   QLEAN_GUEST_FRAME_CREDIT  = 13,
   QLEAN_GUEST_FRAME_CONNECT = 14,
   QLEAN_GUEST_FRAME_PROGRESS = 15,
+  QLEAN_GUEST_FRAME_WINSIZE = 16,
 } QleanGuestFrameType;
 
 /* TLV entries: u16 tag, u32 length, then the bytes (no terminator). */
@@ -223,6 +241,7 @@ typedef enum
   QLEAN_GUEST_TAG_TARGET = 14,  /* a symlink's target */
   QLEAN_GUEST_TAG_PORT   = 15,  /* u32 TCP port (CONNECT) */
   QLEAN_GUEST_TAG_ADDR   = 16,  /* a numeric IP address, text (CONNECT) */
+  QLEAN_GUEST_TAG_WINSIZE = 17, /* u16 rows, u16 cols (EXEC with FLAG_TERMINAL) */
 } QleanGuestTag;
 
 typedef enum
@@ -233,6 +252,7 @@ typedef enum
   QLEAN_GUEST_FLAG_PARENTS      = 1u << 3,  /* PUT, FS MKDIR: create missing parents */
   QLEAN_GUEST_FLAG_NOFOLLOW     = 1u << 4,  /* FS STAT: lstat */
   QLEAN_GUEST_FLAG_EXCLUSIVE    = 1u << 5,  /* FS MKDIR: fail if it exists */
+  QLEAN_GUEST_FLAG_TERMINAL     = 1u << 6,  /* EXEC: a pseudo-terminal (version 3) */
 } QleanGuestFlags;
 
 typedef enum

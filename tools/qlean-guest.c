@@ -79,8 +79,10 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <termios.h>
 
 #include "qlean-guest-protocol.h"
 
@@ -572,6 +574,7 @@ struct Stream
   bool        want_stdin;
   int         fd_in;          /* our end of the child's stdin, -1 when closed */
   int         fd_out, fd_err; /* our ends of its stdout and stderr, -1 after EOF */
+  bool        terminal;       /* FLAG_TERMINAL: fd_out is the pty master, fd_in a dup of it */
   Chunk      *q_head, *q_tail;
 
   /* PUT, GET */
@@ -764,6 +767,8 @@ typedef struct
   size_t   n_envs, cap_envs;
   Span     path, path2, cwd, user, addr;
   bool     has_path, has_path2, has_cwd, has_user, has_mode, has_mtime, has_op, has_port, has_addr;
+  bool     has_winsize;
+  uint16_t rows, cols;
   uint32_t flags, mode, op, port;
   int64_t  mtime;
 } Req;
@@ -854,6 +859,16 @@ static bool req_parse (const unsigned char *p, uint32_t len, Req *r, const char 
             r->port = get_u32 (sp.p), r->has_port = true;
           else
             r->op = get_u32 (sp.p), r->has_op = true;
+          break;
+        case QLEAN_GUEST_TAG_WINSIZE:
+          if (n != 4)
+            {
+              *why = "WINSIZE must be 4 bytes";
+              return false;
+            }
+          r->rows = get_u16 (sp.p);
+          r->cols = get_u16 (sp.p + 2);
+          r->has_winsize = true;
           break;
         case QLEAN_GUEST_TAG_MTIME:
           if (n != 8)
@@ -1060,6 +1075,7 @@ typedef struct
   const char    *search;     /* PATH to search when argv[0] has no slash */
   const char    *cwd;        /* or NULL */
   int            fd0, fd1, fd2;
+  bool           ctty;       /* fd0 is a terminal to make the controlling one */
   bool           set_user;
   uid_t          uid;
   gid_t          gid;
@@ -1102,6 +1118,10 @@ static void __attribute__ ((noreturn)) spawn_child (Spawn *sp)
   bool eacces = false;
 
   if (setsid () < 0)
+    child_fail (sp, STAGE_SETUP, errno);
+  /* A new session has no controlling terminal; the pty's slave becomes
+   * it, so that its line discipline signals the foreground group. */
+  if (sp->ctty && ioctl (sp->fd0, TIOCSCTTY, 0) < 0)
     child_fail (sp, STAGE_SETUP, errno);
   if (dup2 (sp->fd0, 0) < 0 || dup2 (sp->fd1, 1) < 0 || dup2 (sp->fd2, 2) < 0)
     child_fail (sp, STAGE_SETUP, errno);
@@ -1266,6 +1286,41 @@ static const char *env_get (char **v, const char *name)
   return NULL;
 }
 
+/* A new pseudo-terminal of rows x cols: fds[0] the master (non-blocking,
+ * like our pipe ends), fds[1] the slave, both close-on-exec. Returns 0
+ * or an errno. */
+static int open_terminal (int fds[2], uint16_t rows, uint16_t cols)
+{
+  struct winsize ws;
+  unsigned int n;
+  char name[64];
+  int err;
+
+  fds[0] = fds[1] = -1;
+  fds[0] = open ("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+  if (fds[0] < 0)
+    return errno;
+  n = 0;
+  if (ioctl (fds[0], TIOCSPTLCK, &n) < 0 || ioctl (fds[0], TIOCGPTN, &n) < 0)
+    goto fail;
+  snprintf (name, sizeof name, "/dev/pts/%u", n);
+  fds[1] = open (name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (fds[1] < 0)
+    goto fail;
+  memset (&ws, 0, sizeof ws);
+  ws.ws_row = rows;
+  ws.ws_col = cols;
+  if (ioctl (fds[0], TIOCSWINSZ, &ws) < 0)
+    goto fail;
+  return 0;
+
+fail:
+  err = errno;
+  close_fd (&fds[0]);
+  close_fd (&fds[1]);
+  return err;
+}
+
 static void handle_exec (uint32_t id, const unsigned char *payload, uint32_t len)
 {
   Req r;
@@ -1277,7 +1332,7 @@ static void handle_exec (uint32_t id, const unsigned char *payload, uint32_t len
   Spawn sp;
   int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, inp[2] = { -1, -1 };
   size_t total = 0, longest = 0;
-  bool merge, want_stdin, has_path;
+  bool merge, want_stdin, has_path, terminal;
   pid_t pid;
   Stream *s;
 
@@ -1295,8 +1350,19 @@ static void handle_exec (uint32_t id, const unsigned char *payload, uint32_t len
       send_error (id, EINVAL, "EXEC request without ARG");
       goto out;
     }
-  merge = (r.flags & QLEAN_GUEST_FLAG_MERGE_STDERR) != 0;
-  want_stdin = (r.flags & QLEAN_GUEST_FLAG_STDIN) != 0;
+  /* Refused, not ignored: a flag we do not know may change what the
+   * process is (FLAG_TERMINAL did), and a host must learn that we
+   * cannot do it rather than get something else. */
+  if (r.flags & ~(uint32_t) (QLEAN_GUEST_FLAG_CLEAR_ENV | QLEAN_GUEST_FLAG_MERGE_STDERR
+                             | QLEAN_GUEST_FLAG_STDIN | QLEAN_GUEST_FLAG_TERMINAL))
+    {
+      send_error (id, EINVAL, "EXEC request with unknown flags 0x%x (qlean-guest %s, protocol version %u)",
+                  (unsigned) r.flags, PACKAGE_VERSION, (unsigned) QLEAN_GUEST_VERSION);
+      goto out;
+    }
+  terminal = (r.flags & QLEAN_GUEST_FLAG_TERMINAL) != 0;
+  merge = terminal || (r.flags & QLEAN_GUEST_FLAG_MERGE_STDERR) != 0;
+  want_stdin = terminal || (r.flags & QLEAN_GUEST_FLAG_STDIN) != 0;
 
   /* argv, in one block, with a spare slot in front. */
   for (size_t i = 0; i < r.n_args; i++)
@@ -1399,9 +1465,35 @@ static void handle_exec (uint32_t id, const unsigned char *payload, uint32_t len
   sp.cwd = cwd;
   sp.umask = G.child_umask;
 
-  if (pipe2 (outp, O_CLOEXEC) < 0
-      || (!merge && pipe2 (errp, O_CLOEXEC) < 0)
-      || (want_stdin && pipe2 (inp, O_CLOEXEC) < 0))
+  if (terminal)
+    {
+      int err = open_terminal (outp, r.has_winsize ? r.rows : 24, r.has_winsize ? r.cols : 80);
+      if (err)
+        {
+          send_error (id, err, "cannot create a pseudo-terminal: %s", strerror (err));
+          goto out;
+        }
+      /* outp[0] is the master, outp[1] the slave: the child's stdin is
+       * the slave too, and our stdin end a second descriptor of the
+       * master, so that closing one of them leaves the other. */
+      inp[0] = fcntl (outp[1], F_DUPFD_CLOEXEC, 3);
+      inp[1] = fcntl (outp[0], F_DUPFD_CLOEXEC, 3);
+      if (inp[0] < 0 || inp[1] < 0)
+        {
+          int err2 = errno;
+          send_error (id, err2, "cannot create a pseudo-terminal: %s", strerror (err2));
+          for (int i = 0; i < 2; i++)
+            {
+              close_fd (&outp[i]);
+              close_fd (&inp[i]);
+            }
+          goto out;
+        }
+      sp.ctty = true;
+    }
+  else if (pipe2 (outp, O_CLOEXEC) < 0
+           || (!merge && pipe2 (errp, O_CLOEXEC) < 0)
+           || (want_stdin && pipe2 (inp, O_CLOEXEC) < 0))
     {
       int err = errno;
       send_error (id, err, "cannot create pipes: %s", strerror (err));
@@ -1450,6 +1542,7 @@ static void handle_exec (uint32_t id, const unsigned char *payload, uint32_t len
   s = stream_new (id, STREAM_EXEC);
   s->pid = pid;
   s->want_stdin = want_stdin;
+  s->terminal = terminal;
   s->fd_out = outp[0];
   s->fd_err = errp[0];
   s->fd_in = inp[1];
@@ -2761,6 +2854,26 @@ static void handle_frame (const unsigned char *h, const unsigned char *p, uint32
         }
       /* A transfer is cancelled: a PUT leaves nothing behind. */
       stream_abort (s, ECANCELED, "stream %u: cancelled", id);
+      return;
+
+    case QLEAN_GUEST_FRAME_WINSIZE:
+      /* The kernel sends SIGWINCH to the terminal's foreground group. A
+       * stream without a terminal ignores it: the host may resize while
+       * a process ends. */
+      if (s && s->kind == STREAM_EXEC && s->terminal && s->fd_out >= 0)
+        {
+          struct winsize ws;
+
+          if (len != 4)
+            {
+              stream_abort (s, EPROTO, "stream %u: WINSIZE needs u16 rows and u16 cols", id);
+              return;
+            }
+          memset (&ws, 0, sizeof ws);
+          ws.ws_row = get_u16 (p);
+          ws.ws_col = get_u16 (p + 2);
+          ioctl (s->fd_out, TIOCSWINSZ, &ws);
+        }
       return;
 
     case QLEAN_GUEST_FRAME_CREDIT:

@@ -2366,6 +2366,87 @@ static void test_resync_stalled (void)
 }
 
 
+/* Collects stream `id` into `r` until its output contains `want` (true)
+ * or the stream ends or times out (false). */
+static bool collect_until (uint32_t id, ExecResult *r, const char *want)
+{
+  for (;;)
+    {
+      Frame *f;
+
+      if (r->out.len && memmem (r->out.p, r->out.len, want, strlen (want)))
+        return true;
+      f = next_frame (id, TIMEOUT);
+      if (!f || exec_frame (r, f))
+        return r->out.len && memmem (r->out.p, r->out.len, want, strlen (want));
+    }
+}
+
+static uint32_t send_terminal_exec (const char *const *argv, uint16_t rows, uint16_t cols, uint32_t flags)
+{
+  Buf b = { 0 };
+  unsigned char ws[4];
+  uint32_t id = g_next++;
+
+  for (const char *const *a = argv; *a; a++)
+    tlv_str (&b, QLEAN_GUEST_TAG_ARG, *a);
+  tlv_u32 (&b, QLEAN_GUEST_TAG_FLAGS, flags);
+  put_u16 (ws, rows);
+  put_u16 (ws + 2, cols);
+  tlv (&b, QLEAN_GUEST_TAG_WINSIZE, ws, 4);
+  send_frame (QLEAN_GUEST_FRAME_EXEC, 0, id, b.p, b.len);
+  buf_free (&b);
+  return id;
+}
+
+static void test_exec_terminal (void)
+{
+  const char *argv1[] = { "sh", "-c", "stty size; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo all-ttys; "
+                          "echo err >&2; exit 5", NULL };
+  const char *argv2[] = { "sh", "-c", "echo ready; read x; stty size; echo got-$x; cat", NULL };
+  const char *argv3[] = { "true", NULL };
+  unsigned char ws[4];
+  ExecResult r;
+  uint32_t id;
+
+  /* Size, terminals on all three, stderr in the same stream. */
+  memset (&r, 0, sizeof r);
+  r.order_ok = true;
+  id = send_terminal_exec (argv1, 33, 77, QLEAN_GUEST_FLAG_TERMINAL);
+  CHECK (collect (id, &r, TIMEOUT));
+  CHECKF (!r.error, "%s", r.msg);
+  CHECK (r.order_ok && r.eof1 && !r.eof2 && r.errb.len == 0);
+  CHECKF (r.out.len && memmem (r.out.p, r.out.len, "33 77\r\nall-ttys\r\nerr\r\n", 22),
+          "output %.*s", (int) r.out.len, r.out.p);
+  CHECKF (exited_with (&r, 5), "status %#x", r.status);
+  result_free (&r);
+
+  /* Input through the line discipline, a resize, then Ctrl-C kills the
+   * foreground group as a terminal's interrupt character does. */
+  memset (&r, 0, sizeof r);
+  r.order_ok = true;
+  id = send_terminal_exec (argv2, 24, 80, QLEAN_GUEST_FLAG_TERMINAL);
+  CHECK (collect_until (id, &r, "ready"));
+  put_u16 (ws, 40);
+  put_u16 (ws + 2, 100);
+  send_frame (QLEAN_GUEST_FRAME_WINSIZE, 0, id, ws, 4);
+  send_frame (QLEAN_GUEST_FRAME_DATA, 0, id, "abc\r", 4);
+  CHECKF (collect_until (id, &r, "40 100\r\ngot-abc"), "output %.*s", (int) r.out.len, r.out.p);
+  send_frame (QLEAN_GUEST_FRAME_DATA, 0, id, "\x03", 1);
+  CHECK (collect (id, &r, TIMEOUT));
+  CHECKF (r.exited && WIFSIGNALED (r.status) && WTERMSIG (r.status) == SIGINT, "status %#x", r.status);
+  CHECK (group_gone ((pid_t) r.pid));
+  result_free (&r);
+
+  /* Flags this guest does not know are refused, not ignored. */
+  memset (&r, 0, sizeof r);
+  r.order_ok = true;
+  id = send_terminal_exec (argv3, 24, 80, QLEAN_GUEST_FLAG_TERMINAL | (1u << 30));
+  CHECK (collect (id, &r, TIMEOUT));
+  CHECKF (r.error && r.err == EINVAL && !r.started, "%s", r.msg);
+  result_free (&r);
+}
+
 static void test_no_leaks (void)
 {
   /* After everything above (streams ended every way there is), the
@@ -2510,7 +2591,7 @@ int main (int argc, char **argv)
     }
   else
     {
-      printf ("1..26\n");
+      printf ("1..27\n");
       run_test ("hello and debris", test_hello);
       run_test ("exec: output, status", test_exec_basic);
       run_test ("exec: merged stderr", test_exec_merge);
@@ -2521,6 +2602,7 @@ int main (int argc, char **argv)
       run_test ("exec: errors", test_exec_errors);
       run_test ("exec: environment, cwd, PATH", test_exec_env);
       run_test ("exec: user", test_exec_user);
+      run_test ("exec: terminal", test_exec_terminal);
       run_test ("put and get", test_put_get);
       run_test ("put and get errors", test_put_errors);
       run_test ("fs: stat", test_fs_stat);
