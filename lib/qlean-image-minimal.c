@@ -96,12 +96,37 @@ compare_versions (gconstpointer a,
   return strverscmp (*(const char * const *) a, *(const char * const *) b);
 }
 
+/* Whether kernel @release under @root has 9p over virtio, as modules
+ * or built in: what shared folders need. */
+static gboolean
+kernel_has_9p (const char *root,
+               const char *release)
+{
+  const char *lists[] = { "modules.dep", "modules.builtin" };
+  gboolean fs = FALSE, transport = FALSE;
+
+  for (guint i = 0; i < G_N_ELEMENTS (lists); i++)
+    {
+      g_autofree char *path = g_build_filename (root, "lib", "modules", release, lists[i], NULL);
+      g_autofree char *text = NULL;
+
+      if (!g_file_get_contents (path, &text, NULL, NULL))
+        continue;
+      fs = fs || strstr (text, "kernel/fs/9p/9p.ko") != NULL;
+      transport = transport || strstr (text, "/9pnet_virtio.ko") != NULL;
+    }
+
+  return fs && transport;
+}
+
 /* Debian's cloud kernel boots fastest (fewer drivers to probe), so it
  * wins when installed; then the running kernel (on the host's own
- * architecture); then the newest. @root is / or a foreign sysroot. */
+ * architecture); then the newest. @root is / or a foreign sysroot.
+ * With @want_9p, only kernels that have 9p count. */
 static char *
 find_kernel_release (const char *root,
-                     QleanArch   arch)
+                     QleanArch   arch,
+                     gboolean    want_9p)
 {
   g_autofree char *boot = g_build_filename (root, "boot", NULL);
   g_autofree char *cloud_suffix = g_strdup_printf ("-cloud-%s", qlean_arch_get_info (arch)->debian_name);
@@ -116,7 +141,8 @@ find_kernel_release (const char *root,
         {
           g_autofree char *path = g_build_filename (boot, name, NULL);
 
-          if (g_access (path, R_OK) == 0)
+          if (g_access (path, R_OK) == 0 &&
+              (!want_9p || kernel_has_9p (root, name + strlen ("vmlinuz-"))))
             g_ptr_array_add (releases, g_strdup (name + strlen ("vmlinuz-")));
         }
 
@@ -191,7 +217,7 @@ find_foreign_inputs (QleanMinimalInputs  *inputs,
   inputs->sysroot = qlean_arch_find_sysroot (inputs->arch, &tried);
   if (inputs->sysroot != NULL)
     {
-      inputs->kernel_release = find_kernel_release (inputs->sysroot, inputs->arch);
+      inputs->kernel_release = find_kernel_release (inputs->sysroot, inputs->arch, inputs->want_9p);
       if (inputs->kernel_release != NULL)
         {
           g_autofree char *kernel = g_strdup_printf ("boot/vmlinuz-%s", inputs->kernel_release);
@@ -286,9 +312,17 @@ qlean_minimal_find_inputs (QleanMinimalInputs  *inputs,
     }
   else
     {
-      inputs->kernel_release = find_kernel_release ("/", inputs->arch);
+      inputs->kernel_release = find_kernel_release ("/", inputs->arch, inputs->want_9p);
       if (inputs->kernel_release != NULL)
         inputs->kernel = g_strdup_printf ("/boot/vmlinuz-%s", inputs->kernel_release);
+      else if (inputs->want_9p)
+        {
+          g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
+                       _("Shared folders need a guest kernel with 9p, and no kernel in /boot "
+                         "has it (Debian's cloud kernel does not); install one: "
+                         "apt-get install linux-image-%s"), info->debian_name);
+          return FALSE;
+        }
     }
 
   /* Look everything up first, so that a report can show all of it. */

@@ -21,6 +21,7 @@ typedef struct
   char *busybox;
   char *qemu_ga;
   char *guest;      /* qlean-guest, or NULL: then exec falls back to the agent */
+  gboolean want_9p; /* set by the caller: a kernel with 9p, for shared folders */
 } QleanMinimalInputs;
 
 void      qlean_minimal_inputs_clear  (QleanMinimalInputs *inputs);
@@ -37,6 +38,15 @@ char     *qlean_find_guest_program    (void);
 /* The same, built for @arch (cross-compiled for another architecture
  * than the host's), or NULL. */
 char     *qlean_find_guest_program_for_arch (QleanArch arch);
+/* A machine with shared folders (9p) calls this before preparing the
+ * image: a minimal image then also builds its share boot, from a kernel
+ * that has 9p (Debian's cloud kernel has none). Sticky. */
+void      qlean_image_want_share_boot (QleanImage  *self);
+/* The kernel and initramfs of the share boot, once prepared; FALSE (and
+ * nothing set) for other images, whose own kernel must have 9p. */
+gboolean  qlean_image_get_share_boot  (QleanImage  *self,
+                                       const char **kernel,
+                                       const char **initrd);
 /* The kernel parameters the minimal image boots with. */
 const char *qlean_minimal_cmdline     (QleanArch arch);
 

@@ -57,6 +57,11 @@ struct _QleanImage
   char           *initrd;
   char           *disk;
   char           *disk_format;   /* of a file image's disk, as checked */
+  /* The minimal image's boot for machines with shared folders: another
+   * kernel (one with 9p), built only once such a machine asks. */
+  gboolean        want_share_boot;
+  char           *share_kernel;
+  char           *share_initrd;
   char           *cmdline;
   guint           default_memory_mib;
 };
@@ -86,6 +91,8 @@ qlean_image_finalize (GObject *object)
   g_free (self->initrd);
   g_free (self->disk);
   g_free (self->disk_format);
+  g_free (self->share_kernel);
+  g_free (self->share_initrd);
   g_free (self->cmdline);
   g_clear_pointer (&self->source, qlean_image_source_free);
   g_mutex_clear (&self->prepare_lock);
@@ -469,6 +476,73 @@ qlean_image_prepare_minimal (QleanImage    *self,
   return TRUE;
 }
 
+/* Builds (or finds in the cache) the minimal image's boot from a kernel
+ * with 9p. Called with prepare_lock held. */
+static gboolean
+qlean_image_prepare_share_boot (QleanImage    *self,
+                                GCancellable  *cancellable,
+                                GError       **error)
+{
+  g_auto(QleanMinimalInputs) inputs = { .arch = qlean_image_get_guest_arch (self), .want_9p = TRUE };
+  g_autofree char *initramfs = NULL;
+  g_autofree char *kernel = NULL;
+
+  if (!qlean_minimal_find_inputs (&inputs, error))
+    return FALSE;
+
+  initramfs = qlean_minimal_build (&inputs, &kernel, cancellable, error);
+  if (initramfs == NULL)
+    return FALSE;
+
+  g_mutex_lock (&self->lock);
+  self->share_kernel = g_steal_pointer (&kernel);
+  self->share_initrd = g_steal_pointer (&initramfs);
+  g_mutex_unlock (&self->lock);
+
+  return TRUE;
+}
+
+static gboolean
+qlean_image_needs_share_boot (QleanImage *self)
+{
+  gboolean needs;
+
+  g_mutex_lock (&self->lock);
+  needs = self->kind == QLEAN_IMAGE_KIND_MINIMAL && self->want_share_boot &&
+          self->share_initrd == NULL;
+  g_mutex_unlock (&self->lock);
+
+  return needs;
+}
+
+void
+qlean_image_want_share_boot (QleanImage *self)
+{
+  g_mutex_lock (&self->lock);
+  self->want_share_boot = TRUE;
+  g_mutex_unlock (&self->lock);
+}
+
+gboolean
+qlean_image_get_share_boot (QleanImage  *self,
+                            const char **kernel,
+                            const char **initrd)
+{
+  gboolean ready;
+
+  /* Written once under the lock and never changed afterwards. */
+  g_mutex_lock (&self->lock);
+  ready = self->share_initrd != NULL;
+  if (ready)
+    {
+      *kernel = self->share_kernel;
+      *initrd = self->share_initrd;
+    }
+  g_mutex_unlock (&self->lock);
+
+  return ready;
+}
+
 /* Disk files from elsewhere */
 
 /* Bounds on one `qemu-img info`: it reads only an image's header, in
@@ -832,6 +906,16 @@ qlean_image_prepare_thread (GTask        *task,
       self->prepared = ok;
       g_mutex_unlock (&self->lock);
     }
+  if (ok && qlean_image_needs_share_boot (self) &&
+      !qlean_image_prepare_share_boot (self, cancellable, &error))
+    {
+      /* Fails the machine that asked; the next one asks again, and
+       * machines without shares are not held to it. */
+      g_mutex_lock (&self->lock);
+      self->want_share_boot = FALSE;
+      g_mutex_unlock (&self->lock);
+      ok = FALSE;
+    }
   g_mutex_unlock (&self->prepare_lock);
 
   if (!ok)
@@ -864,7 +948,7 @@ qlean_image_prepare_async (QleanImage          *self,
   g_task_set_source_tag (task, qlean_image_prepare_async);
   g_task_set_name (task, "[qlean] prepare image");
 
-  if (qlean_image_is_prepared (self))
+  if (qlean_image_is_prepared (self) && !qlean_image_needs_share_boot (self))
     {
       g_task_return_boolean (task, TRUE);
       return;

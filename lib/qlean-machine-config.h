@@ -16,6 +16,29 @@
 G_BEGIN_DECLS
 
 /**
+ * QleanShareFlags:
+ * @QLEAN_SHARE_NONE: a read-write share; files the guest creates belong
+ *   to the user running QEMU, and their owners and modes in the guest
+ *   are the host's (9p `security_model=none`).
+ * @QLEAN_SHARE_READONLY: the guest can read the folder but not change
+ *   it: writes fail with `EROFS`, in QEMU as well as in the guest mount.
+ * @QLEAN_SHARE_MAPPED_XATTR: owners, modes and special files the guest
+ *   sets are kept in extended attributes of the host files rather than
+ *   applied to them (9p `security_model=mapped-xattr`): a guest running
+ *   as root can then chown and mknod in the share without privileges
+ *   on the host. The host folder's file system needs user xattrs.
+ *
+ * How a host folder is shared with a machine; see
+ * [method@MachineConfig.add_share_full].
+ */
+typedef enum /*< flags >*/
+{
+  QLEAN_SHARE_NONE = 0,
+  QLEAN_SHARE_READONLY = 1 << 0,
+  QLEAN_SHARE_MAPPED_XATTR = 1 << 1,
+} QleanShareFlags;
+
+/**
  * QleanAccel:
  * @QLEAN_ACCEL_AUTO: KVM when /dev/kvm can be opened read-write, else TCG.
  * @QLEAN_ACCEL_KVM: KVM; starting fails when it is not usable.
@@ -128,5 +151,27 @@ QleanGuestTransport qlean_machine_config_get_guest_transport (QleanMachineConfig
 QLEAN_AVAILABLE_IN_ALL
 void                qlean_machine_config_set_guest_transport (QleanMachineConfig  *self,
                                                               QleanGuestTransport  guest_transport);
+
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_config_add_share      (QleanMachineConfig  *self,
+                                                         const char          *host_path,
+                                                         const char          *guest_path,
+                                                         gboolean             readonly,
+                                                         GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_config_add_share_full (QleanMachineConfig  *self,
+                                                         const char          *host_path,
+                                                         const char          *guest_path,
+                                                         QleanShareFlags      flags,
+                                                         GError             **error);
+QLEAN_AVAILABLE_IN_ALL
+guint               qlean_machine_config_get_n_shares   (QleanMachineConfig  *self);
+QLEAN_AVAILABLE_IN_ALL
+const char         *qlean_machine_config_get_share      (QleanMachineConfig  *self,
+                                                         guint                index,
+                                                         const char         **guest_path,
+                                                         QleanShareFlags     *flags);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_config_clear_shares   (QleanMachineConfig  *self);
 
 G_END_DECLS

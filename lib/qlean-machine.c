@@ -139,6 +139,9 @@ struct _QleanMachine
   GSource            *hello_timer;
   gboolean            network_configuring;
   gboolean            network_ready;
+  /* Shared folders: mounted in the guest once per start. */
+  gboolean            shares_mounting;
+  gboolean            shares_mounted;
   GPtrArray          *exit_waiters;
   GSource            *shutdown_timer;
   guint               shutdown_stage;
@@ -1094,6 +1097,7 @@ typedef struct
   char              *qemu_binary;
   char              *cmdline;
   QleanNetworkLease *net_lease;
+  QleanQemuShare    *shares;
 } ResolvedSpec;
 
 static void
@@ -1102,6 +1106,7 @@ resolved_spec_clear (ResolvedSpec *resolved)
   g_clear_pointer (&resolved->qemu_binary, g_free);
   g_clear_pointer (&resolved->cmdline, g_free);
   g_clear_pointer (&resolved->net_lease, qlean_network_lease_free);
+  g_clear_pointer (&resolved->shares, g_free);
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (ResolvedSpec, resolved_spec_clear)
@@ -1259,6 +1264,26 @@ qlean_machine_resolve_spec (QleanMachine  *self,
     return FALSE;
   spec->extra_args = qlean_machine_config_get_extra_args (config);
   spec->qmp_fd = spec->qga_fd = spec->data_fd = spec->console_fd = -1;
+
+  spec->n_shares = qlean_machine_config_get_n_shares (config);
+  if (spec->n_shares > 0)
+    {
+      resolved->shares = g_new0 (QleanQemuShare, spec->n_shares);
+      for (guint i = 0; i < spec->n_shares; i++)
+        {
+          QleanShareFlags flags;
+
+          resolved->shares[i].host_path = qlean_machine_config_get_share (config, i, NULL, &flags);
+          resolved->shares[i].readonly = (flags & QLEAN_SHARE_READONLY) != 0;
+          resolved->shares[i].mapped_xattr = (flags & QLEAN_SHARE_MAPPED_XATTR) != 0;
+        }
+      spec->shares = resolved->shares;
+      /* The minimal image's own kernel has no 9p: such a machine boots
+       * the image's share boot (see qlean_image_want_share_boot()). */
+      if (qlean_machine_config_get_kernel (config) == NULL &&
+          qlean_machine_config_get_initrd (config) == NULL)
+        qlean_image_get_share_boot (self->image, &spec->kernel, &spec->initrd);
+    }
 
   if (self->network != NULL)
     {
@@ -1553,6 +1578,7 @@ qlean_machine_boot_state_path (QleanMachine       *self,
   g_autoptr(GChecksum) checksum = NULL;
   g_autofree char *cmdline = NULL;
   g_autofree char *file = NULL;
+  g_autofree QleanQemuShare *shares = NULL;
   g_auto(GStrv) argv = NULL;
   QleanQemuSpec spec;
   const char *hostname;
@@ -1567,6 +1593,20 @@ qlean_machine_boot_state_path (QleanMachine       *self,
 
   spec = resolved->spec;
   spec.name = "template";
+  /* Which folders a machine shares is not part of its saved boot: the
+   * shares are mounted only after it is saved (QEMU cannot migrate a
+   * mounted 9p export), and a restore opens its own. How many, and how,
+   * is: they are devices. */
+  if (spec.n_shares > 0)
+    {
+      shares = g_new0 (QleanQemuShare, spec.n_shares);
+      for (guint i = 0; i < spec.n_shares; i++)
+        {
+          shares[i] = spec.shares[i];
+          shares[i].host_path = "/share";
+        }
+      spec.shares = shares;
+    }
   spec.run_dir = "/run";
   spec.qmp_fd = 3;
   spec.qga_fd = 4;
@@ -2201,6 +2241,111 @@ qlean_machine_identity_fixed_cb (GObject      *source,
   qlean_machine_spawn_maybe_done (self);
 }
 
+/* Mounts each shared folder at its guest path: $1 the 9p module
+ * directory of the minimal image, then tag, path and options for each.
+ * The minimal image's init does not load 9p at boot (it costs boot time
+ * for every machine); other guests load it on demand. */
+static const char mount_shares_script[] =
+  "for m in \"$1\"/*.ko; do\n"
+  "  [ -e \"$m\" ] || continue\n"
+  "  n=${m##*/}; n=${n#*-}; n=${n%.ko}\n"
+  "  [ -d \"/sys/module/$n\" ] || insmod \"$m\" || exit 1\n"
+  "done\n"
+  "shift\n"
+  "while [ $# -ge 3 ]; do\n"
+  "  mkdir -p -- \"$2\" && mount -t 9p -o \"$3\" \"$1\" \"$2\" || exit 1\n"
+  "  shift 3\n"
+  "done\n";
+
+static void
+qlean_machine_shares_ran_cb (GObject      *source,
+                             GAsyncResult *result,
+                             gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(QleanExecResult) ran = NULL;
+  GError *error = NULL;
+
+  ran = qlean_machine_exec_finish (QLEAN_MACHINE (source), result, &error);
+  if (ran == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  if (!qlean_exec_result_success (ran))
+    {
+      g_autofree char *err = qlean_exec_result_get_stderr_text (ran);
+
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                               _("Could not mount the shared folders in machine “%s” (does its "
+                                 "kernel have 9p?): %s"),
+                               QLEAN_MACHINE (source)->name, err ? g_strstrip (err) : "");
+      return;
+    }
+
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+qlean_machine_mount_shares_async (QleanMachine        *self,
+                                  GAsyncReadyCallback  callback,
+                                  gpointer             user_data)
+{
+  g_autoptr(GTask) task = g_task_new (self, NULL, callback, user_data);
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  guint n = qlean_machine_config_get_n_shares (self->config);
+
+  g_ptr_array_add (argv, g_strdup ("/bin/sh"));
+  g_ptr_array_add (argv, g_strdup ("-c"));
+  g_ptr_array_add (argv, g_strdup (mount_shares_script));
+  g_ptr_array_add (argv, g_strdup ("sh"));
+  g_ptr_array_add (argv, g_strdup ("/lib/modules/qlean/9p"));
+  for (guint i = 0; i < n; i++)
+    {
+      const char *guest_path;
+      QleanShareFlags flags;
+
+      qlean_machine_config_get_share (self->config, i, &guest_path, &flags);
+      g_ptr_array_add (argv, g_strdup_printf (QLEAN_SHARE_TAG_PREFIX "%u", i));
+      g_ptr_array_add (argv, g_strdup (guest_path));
+      /* msize: 9p's 8 KiB default makes every read a round trip per
+       * 8 KiB; 512000 is the most virtio takes. */
+      g_ptr_array_add (argv, g_strdup_printf ("trans=virtio,version=9p2000.L,msize=512000%s",
+                                              (flags & QLEAN_SHARE_READONLY) ? ",ro" : ""));
+    }
+  g_ptr_array_add (argv, NULL);
+
+  qlean_machine_run_starting_async (self, (const char * const *) argv->pdata, NULL, NULL,
+                                    qlean_machine_shares_ran_cb, g_steal_pointer (&task));
+}
+
+static void
+qlean_machine_shares_mounted_cb (GObject      *source,
+                                 GAsyncResult *result,
+                                 gpointer      user_data)
+{
+  QleanMachine *self = QLEAN_MACHINE (source);
+  g_autoptr(GTask) spawn_task = user_data;
+  GError *error = NULL;
+
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      if (self->spawn_task == spawn_task)
+        qlean_machine_spawn_fail (self, error);
+      else
+        g_error_free (error);
+      return;
+    }
+
+  if (self->spawn_task != spawn_task)
+    return;
+
+  self->shares_mounting = FALSE;
+  self->shares_mounted = TRUE;
+  qlean_machine_spawn_maybe_done (self);
+}
+
 /* Grace for qlean-guest's HELLO once the agent answers (transport
  * auto): both start at the same time in the guest. */
 #define HELLO_GRACE_MS 1000
@@ -2335,6 +2480,20 @@ qlean_machine_spawn_maybe_done (QleanMachine *self)
           return;
         }
       g_clear_pointer (&self->boot_state_save, g_free);
+    }
+
+  /* Shared folders are mounted last: after the boot is saved for fast
+   * starts (a mounted 9p export blocks migration), before anything of
+   * the caller's runs. */
+  if (qlean_machine_config_get_n_shares (self->config) > 0 && !self->shares_mounted)
+    {
+      if (!self->shares_mounting)
+        {
+          self->shares_mounting = TRUE;
+          qlean_machine_mount_shares_async (self, qlean_machine_shares_mounted_cb,
+                                            g_object_ref (self->spawn_task));
+        }
+      return;
     }
 
   task = g_steal_pointer (&self->spawn_task);
@@ -3035,6 +3194,10 @@ qlean_machine_spawn_in_worker (gpointer user_data)
   g_atomic_int_set (&self->guest_transport, QLEAN_GUEST_TRANSPORT_AUTO);
   self->network_configuring = FALSE;
   self->network_ready = FALSE;
+  self->shares_mounting = FALSE;
+  self->shares_mounted = FALSE;
+  if (qlean_machine_config_get_n_shares (self->config) > 0)
+    qlean_image_want_share_boot (self->image);
   qlean_machine_set_state (self, QLEAN_MACHINE_STATE_STARTING);
 
   self->spawn_cancel = qlean_add_cancel (qlean_worker_get_context (), cancellable,

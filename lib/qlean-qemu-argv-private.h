@@ -11,6 +11,16 @@
 
 G_BEGIN_DECLS
 
+/* A host folder shared with the guest (see qlean_machine_config_add_share_full). */
+typedef struct _QleanQemuShare
+{
+  const char *host_path;
+  gboolean    readonly;
+  gboolean    mapped_xattr;
+} QleanQemuShare;
+
+#define QLEAN_SHARE_TAG_PREFIX "qlean"
+
 /* Everything that decides QEMU's argv, already resolved: no defaults are
  * looked up here, so the same spec always gives the same command. */
 typedef struct
@@ -40,6 +50,9 @@ typedef struct
    * QleanConsoleLog); -1 makes QEMU write console.log itself. */
   int                 console_fd;
   const char * const *extra_args;
+  /* Host folders shared over virtio-9p, mount tag qleanN for the Nth. */
+  const struct _QleanQemuShare *shares;
+  guint               n_shares;
   /* The network card, when the machine is on a QleanNetwork: the
    * switch's socket directory (NULL: no card), port and MAC address. */
   const char         *net_socket;

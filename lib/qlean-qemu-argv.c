@@ -257,6 +257,24 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
       add (argv, "virtio-blk-pci,drive=seed0,id=seed");
     }
 
+  for (guint i = 0; i < spec->n_shares; i++)
+    {
+      const QleanQemuShare *share = &spec->shares[i];
+      g_autofree char *escaped = escape_commas (share->host_path);
+
+      /* security_model=none runs as the user (no root needed, files are
+       * the user's); mapped-xattr keeps the guest's owners and modes in
+       * xattrs. readonly=on makes QEMU itself refuse writes (EROFS),
+       * whatever the guest mounts. */
+      add (argv, "-fsdev");
+      add_printf (argv, "local,id=share%u,path=%s,security_model=%s%s", i, escaped,
+                  share->mapped_xattr ? "mapped-xattr" : "none",
+                  share->readonly ? ",readonly=on" : "");
+      add (argv, "-device");
+      add_printf (argv, "virtio-9p-pci,fsdev=share%u,mount_tag=" QLEAN_SHARE_TAG_PREFIX "%u,id=share%u",
+                  i, i, i);
+    }
+
   add (argv, "-pidfile");
   add (argv, pidfile);
 

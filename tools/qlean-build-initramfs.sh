@@ -31,6 +31,10 @@ wanted_modules=(virtio_pci virtio_console virtio_mmio virtio_net virtio_blk)
 # Wanted when the kernel has them: pvpanic reports a guest panic to QEMU,
 # which Qlean turns into a CRASHED machine.
 optional_modules=(pvpanic_pci)
+# Wanted when the kernel has them, but loaded only when a host folder is
+# mounted (they cost boot time otherwise): 9p over virtio, in
+# /lib/modules/qlean/9p. Debian's cloud kernel has none; its generic one does.
+share_modules=(9pnet_virtio 9p)
 busybox_bin=${QLEAN_BUSYBOX:-/bin/busybox}
 agent_bin=${QLEAN_QEMU_GA:-/usr/sbin/qemu-ga}
 
@@ -192,6 +196,14 @@ for m in "${wanted_modules[@]}"; do visit "$m"; done
 for m in "${optional_modules[@]}"; do
   if [ -n "${mod_path[$m]:-}" ] || [ -n "${builtin[$m]:-}" ]; then visit "$m"; fi
 done
+n_boot_modules=${#module_order[@]}
+have_share_modules=1
+for m in "${share_modules[@]}"; do
+  [ -n "${mod_path[$m]:-}" ] || [ -n "${builtin[$m]:-}" ] || have_share_modules=''
+done
+if [ -n "$have_share_modules" ]; then
+  for m in "${share_modules[@]}"; do visit "$m"; done
+fi
 for m in "${module_order[@]}"; do
   f=$modules_dir/${mod_path[$m]}
   [ -f "$f" ] || die "missing module file $f (Debian package: $kpkg)"
@@ -217,7 +229,7 @@ stage=$(mktemp -d "${TMPDIR:-/tmp}/qlean-initramfs.XXXXXX")
 tmp_out=$(mktemp "$output.tmp.XXXXXX")
 
 umask 022
-mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,lib64,etc,proc,sys,dev,run,tmp,root,var,lib/modules/qlean}
+mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,lib64,etc,proc,sys,dev,run,tmp,root,var,lib/modules/qlean/9p}
 chmod 1777 "$stage/tmp"
 chmod 0700 "$stage/root"
 ln -s /run "$stage/var/run"
@@ -255,9 +267,12 @@ for lib in "${agent_libs[@]}"; do
 done
 
 n=10
+i=0
 for m in "${module_order[@]}"; do
   f=$modules_dir/${mod_path[$m]}
   dst=$stage/lib/modules/qlean/$n-$m.ko
+  [ $i -lt "$n_boot_modules" ] || dst=$stage/lib/modules/qlean/9p/$n-$m.ko
+  i=$((i + 1))
   case $f in
     *.ko.xz) xz -dc -- "$f" > "$dst" ;;
     *.ko.zst) zstd -qdc -- "$f" > "$dst" ;;
