@@ -1402,6 +1402,8 @@ qlean_machine_dry_run (QleanMachine  *self,
 
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
 
+  if (qlean_machine_config_get_n_shares (self->config) > 0)
+    qlean_image_want_share_boot (self->image);
   if (!qlean_image_prepare (self->image, NULL, error))
     return NULL;
 

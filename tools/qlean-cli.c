@@ -100,13 +100,22 @@ parse_options (const char    *command,
   g_autoptr(GOptionContext) context = g_option_context_new (parameter_string);
   g_autoptr(GError) error = NULL;
   g_autofree char *prgname = g_strdup_printf ("qlean %s", command);
+  GOptionEntry common[G_N_ELEMENTS (common_entries)];
 
   g_set_prgname (prgname);
   g_option_context_set_summary (context, summary);
   g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
   if (entries != NULL)
     g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
-  g_option_context_add_main_entries (context, common_entries, GETTEXT_PACKAGE);
+  /* A command whose own option is -v (run and start: --volume) keeps
+   * --verbose without its short name (GOption copies the entries). */
+  memcpy (common, common_entries, sizeof common);
+  for (guint i = 0; entries != NULL && entries[i].long_name != NULL; i++)
+    if (entries[i].short_name == 'v')
+      for (guint j = 0; common[j].long_name != NULL; j++)
+        if (common[j].short_name == 'v')
+          common[j].short_name = 0;
+  g_option_context_add_main_entries (context, common, GETTEXT_PACKAGE);
   /* Everything after the command belongs to the guest. */
   g_option_context_set_strict_posix (context, TRUE);
 
@@ -154,6 +163,7 @@ static char *opt_digest;
 static char *opt_mirror;
 static int opt_boot_timeout = 0;
 static gboolean opt_json;
+static char **opt_volumes;
 
 /* --arch, or the host's architecture. */
 static gboolean
@@ -193,8 +203,40 @@ GOptionEntry machine_entries[] = {
   { "transport", 0, 0, G_OPTION_ARG_STRING, &opt_transport,
     N_("How to reach the guest: auto, agent (the QEMU guest agent alone) or qlean-guest (default auto)"),
     N_("TRANSPORT") },
+  /* -v as in docker run; --verbose keeps -v only before the command. */
+  { "volume", 'v', 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_volumes,
+    N_("Share host directory HOST with the machine at GUEST (an absolute path), read-only with :ro; "
+       "repeatable"), N_("HOST:GUEST[:ro]") },
   { NULL }
 };
+
+/* -v HOST:GUEST[:ro|:rw]: the guest path is after the last colon once
+ * the mode is taken off, so that a host path may hold colons. */
+static gboolean
+add_volume_option (QleanMachineConfig  *config,
+                   const char          *volume,
+                   GError             **error)
+{
+  g_autofree char *spec = g_strdup (volume);
+  gboolean readonly = FALSE;
+  char *colon;
+
+  if (g_str_has_suffix (spec, ":ro") || g_str_has_suffix (spec, ":rw"))
+    {
+      readonly = g_str_has_suffix (spec, ":ro");
+      spec[strlen (spec) - 3] = '\0';
+    }
+  colon = strrchr (spec, ':');
+  if (colon == NULL || colon == spec || colon[1] == '\0')
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   _("--volume takes HOST:GUEST or HOST:GUEST:ro, not “%s”"), volume);
+      return FALSE;
+    }
+  *colon = '\0';
+
+  return qlean_machine_config_add_share (config, spec, colon + 1, readonly, error);
+}
 
 const char *
 cli_get_bridge_option (void)
@@ -330,6 +372,10 @@ machine_from_options (const char  *name,
 
   if (opt_bridge != NULL)
     qlean_machine_config_set_bridge (config, opt_bridge);
+
+  for (guint i = 0; opt_volumes != NULL && opt_volumes[i] != NULL; i++)
+    if (!add_volume_option (config, opt_volumes[i], error))
+      return NULL;
 
   if (opt_transport != NULL)
     {

@@ -25,6 +25,9 @@ packages=(
   gobject-introspection libgirepository1.0-dev
   # run: QEMU, the minimal image's kernel, agent and userland
   qemu-system-x86 qemu-utils qemu-guest-agent linux-image-cloud-amd64 busybox-static cpio lz4
+  # shared folders: the generic kernel has 9p (the cloud one has not); the
+  # minimal image of a machine with shares boots it
+  linux-image-amd64
   # aarch64 guests: their QEMU, and the cross compiler of qlean-guest;
   # binutils and kmod read and index the arm64 packages' files
   qemu-system-arm gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils kmod

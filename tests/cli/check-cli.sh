@@ -36,6 +36,25 @@ grep -q 'qga <- ' "$scratch/err" || { echo "--verbose showed no agent traffic"; 
 
 echo "qlean --quiet, --verbose and run --json work"
 
+# --- -v: host folders in the guest, read-write and read-only ---
+mkdir -p "$scratch/share"
+echo from-host > "$scratch/share/in"
+"$qlean" run -v "$scratch/share:/mnt/s" -v "$scratch/share/:/mnt/r:ro" -- \
+  sh -c 'cat /mnt/s/in; echo from-guest > /mnt/s/out; touch /mnt/r/x 2>&1; true' >"$scratch/out" 2>"$scratch/err"
+status=$?
+if [ $status -ne 0 ] && grep -q 'need a guest kernel with 9p' "$scratch/err"; then
+  echo "run -v not run: $(cat "$scratch/err")"
+else
+  [ $status -eq 0 ] || { echo "run -v exited with $status: $(cat "$scratch/err")"; exit 1; }
+  grep -qx from-host "$scratch/out" || { echo "run -v: the guest did not read the host's file: $(cat "$scratch/out")"; exit 1; }
+  grep -q 'Read-only file system' "$scratch/out" || { echo "run -v :ro was writable: $(cat "$scratch/out")"; exit 1; }
+  [ "$(cat "$scratch/share/out" 2>/dev/null)" = from-guest ] || { echo "run -v: the guest's file is not on the host"; exit 1; }
+  [ ! -e "$scratch/share/x" ] || { echo "run -v :ro let the guest create a file"; exit 1; }
+  echo "run -v shares host folders"
+fi
+"$qlean" run -v "$scratch/no-such-dir:/mnt/s" -- true 2>"$scratch/err"
+[ $? -eq 2 ] && grep -q "no-such-dir" "$scratch/err" || { echo "run -v with a missing folder: $(cat "$scratch/err")"; exit 1; }
+
 # --- named networks: qlean start --network, --bridge, and ls ---
 run_dir=${QLEAN_RUN_DIR:?the test environment sets QLEAN_RUN_DIR}
 trap '"$qlean" --quiet stop net-a net-b >/dev/null 2>&1; rm -rf "$scratch"' EXIT

@@ -57,6 +57,9 @@ expect "qlean run --accel " auto kvm tcg
 expect "qlean dry-run --arch " x86_64 aarch64 riscv64
 expect "qlean check --a" --arch
 expect "qlean run --image " minimal
+expect "qlean run --" --volume
+expect "qlean start --" --volume
+expect "qlean run -v /" /tmp:
 expect "qlean check --" --json --qemu
 expect_none "qlean run -- ls --"
 if "$qlean" --help | grep -q '^  image '; then
