@@ -45,6 +45,7 @@ struct _QleanGuestLauncher
   char                   *user;
   GBytes                 *stdin_bytes;
   guint                   timeout_ms;
+  guint16                 rows, cols; /* a terminal's first size; 0 for 24x80 */
   gboolean                starting;   /* Qlean's own, while the machine starts */
 };
 
@@ -260,6 +261,30 @@ qlean_guest_launcher_set_stdin (QleanGuestLauncher *self,
 }
 
 /**
+ * qlean_guest_launcher_set_window_size:
+ * @self: a #QleanGuestLauncher
+ * @rows: lines of the terminal, 1 to 65535
+ * @cols: columns of the terminal, 1 to 65535
+ *
+ * Sets the size of the terminal that processes started from now on with
+ * %QLEAN_GUEST_PROCESS_FLAGS_TERMINAL get (24x80 by default), so that
+ * what they draw fits from the start. Without that flag it changes
+ * nothing. Change it later with [method@GuestProcess.set_window_size].
+ */
+void
+qlean_guest_launcher_set_window_size (QleanGuestLauncher *self,
+                                      guint               rows,
+                                      guint               cols)
+{
+  g_return_if_fail (QLEAN_IS_GUEST_LAUNCHER (self));
+  g_return_if_fail (rows > 0 && rows <= G_MAXUINT16);
+  g_return_if_fail (cols > 0 && cols <= G_MAXUINT16);
+
+  self->rows = (guint16) rows;
+  self->cols = (guint16) cols;
+}
+
+/**
  * qlean_guest_launcher_set_timeout:
  * @self: a #QleanGuestLauncher
  * @timeout_ms: milliseconds, or 0 for none
@@ -324,6 +349,15 @@ start_new (QleanGuestLauncher     *self,
     wire_flags |= QLEAN_GUEST_FLAG_MERGE_STDERR;
   if ((flags & QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE) || self->stdin_bytes != NULL)
     wire_flags |= QLEAN_GUEST_FLAG_STDIN;
+  if (flags & QLEAN_GUEST_PROCESS_FLAGS_TERMINAL)
+    {
+      guint16 rows = self->rows ? self->rows : 24;
+      guint16 cols = self->cols ? self->cols : 80;
+      guint8 size[4] = { rows & 0xff, rows >> 8, cols & 0xff, cols >> 8 };
+
+      wire_flags |= QLEAN_GUEST_FLAG_TERMINAL;
+      qlean_guest_tlv_add (tlv, QLEAN_GUEST_TAG_WINSIZE, size, sizeof size);
+    }
   qlean_guest_tlv_add_u32 (tlv, QLEAN_GUEST_TAG_FLAGS, wire_flags);
 
   start->machine = g_object_ref (machine);
@@ -352,6 +386,21 @@ spawn_channel_cb (GObject      *source,
   if (channel == NULL)
     {
       g_task_return_error (task, error);
+      return;
+    }
+
+  /* A qlean-guest before version 3 would ignore the flag and run the
+   * command without a terminal: refuse rather than pretend. A relay
+   * answers with its own version and checks the guest behind it. */
+  if ((start->flags & QLEAN_GUEST_PROCESS_FLAGS_TERMINAL) &&
+      qlean_guest_channel_get_guest_version (channel) < 3)
+    {
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                               _("Cannot run “%s” on a terminal in machine “%s”: its qlean-guest "
+                                 "(protocol version %u) is too old for terminals; restart the "
+                                 "machine with this version of Qlean"),
+                               start->program, qlean_machine_get_name (start->machine),
+                               qlean_guest_channel_get_guest_version (channel));
       return;
     }
 
@@ -397,6 +446,17 @@ qlean_guest_launcher_spawn_with_flags (QleanGuestLauncher     *self,
   if (!self->starting && !qlean_machine_check_running (machine, "start a process", &error))
     {
       g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  /* The guest agent runs commands on pipes only. */
+  if ((flags & QLEAN_GUEST_PROCESS_FLAGS_TERMINAL) && qlean_machine_uses_agent_only (machine))
+    {
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                               _("Cannot run “%s” on a terminal in machine “%s”: a terminal "
+                                 "needs qlean-guest, and this machine uses the guest agent "
+                                 "transport only; start it with the qlean-guest transport"),
+                               argv[0], qlean_machine_get_name (machine));
       return;
     }
 

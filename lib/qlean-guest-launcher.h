@@ -51,6 +51,10 @@ void                qlean_guest_launcher_set_stdin    (QleanGuestLauncher     *s
 QLEAN_AVAILABLE_IN_ALL
 void                qlean_guest_launcher_set_timeout  (QleanGuestLauncher     *self,
                                                        guint                   timeout_ms);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_guest_launcher_set_window_size (QleanGuestLauncher  *self,
+                                                       guint                   rows,
+                                                       guint                   cols);
 
 QLEAN_AVAILABLE_IN_ALL
 void                qlean_guest_launcher_spawnv_async (QleanGuestLauncher     *self,

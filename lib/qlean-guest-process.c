@@ -539,8 +539,9 @@ qlean_guest_process_start (QleanMachine           *machine,
       g_unix_set_fd_nonblocking (fds[1], TRUE, NULL);
     }
 
+  /* A terminal has one output: no stderr pipe. */
   if ((flags & QLEAN_GUEST_PROCESS_FLAGS_STDERR_PIPE) &&
-      !(flags & QLEAN_GUEST_PROCESS_FLAGS_STDERR_MERGE))
+      !(flags & (QLEAN_GUEST_PROCESS_FLAGS_STDERR_MERGE | QLEAN_GUEST_PROCESS_FLAGS_TERMINAL)))
     {
       if (!make_pipe (fds, &error))
         goto fail;
@@ -677,6 +678,59 @@ qlean_guest_process_send_signal (QleanGuestProcess *self,
   data->self = g_object_ref (self);
   data->signum = signal_num;
   qlean_worker_invoke (qlean_guest_process_signal_in_worker, data, NULL);
+}
+
+typedef struct
+{
+  QleanGuestProcess *self;
+  guint16            rows, cols;
+} WindowSizeData;
+
+static gboolean
+qlean_guest_process_window_size_in_worker (gpointer user_data)
+{
+  WindowSizeData *data = user_data;
+
+  if (data->self->stream != NULL)
+    qlean_guest_stream_send_window_size (data->self->stream, data->rows, data->cols);
+
+  g_object_unref (data->self);
+  g_free (data);
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * qlean_guest_process_set_window_size:
+ * @self: a #QleanGuestProcess
+ * @rows: lines of the terminal, 1 to 65535
+ * @cols: columns of the terminal, 1 to 65535
+ *
+ * Resizes the terminal of a process started with
+ * %QLEAN_GUEST_PROCESS_FLAGS_TERMINAL; the guest's kernel sends
+ * `SIGWINCH` to its foreground process group, as a terminal emulator's
+ * resize does. Call it when the local terminal changes size (on
+ * `SIGWINCH`). Does nothing without a terminal or once the process has
+ * exited.
+ */
+void
+qlean_guest_process_set_window_size (QleanGuestProcess *self,
+                                     guint              rows,
+                                     guint              cols)
+{
+  WindowSizeData *data;
+
+  g_return_if_fail (QLEAN_IS_GUEST_PROCESS (self));
+  g_return_if_fail (rows > 0 && rows <= G_MAXUINT16);
+  g_return_if_fail (cols > 0 && cols <= G_MAXUINT16);
+
+  if (!(self->flags & QLEAN_GUEST_PROCESS_FLAGS_TERMINAL))
+    return;
+
+  data = g_new0 (WindowSizeData, 1);
+  data->self = g_object_ref (self);
+  data->rows = (guint16) rows;
+  data->cols = (guint16) cols;
+  qlean_worker_invoke (qlean_guest_process_window_size_in_worker, data, NULL);
 }
 
 /**

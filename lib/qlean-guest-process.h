@@ -27,6 +27,17 @@ G_BEGIN_DECLS
  *   [method@GuestProcess.get_stderr_pipe].
  * @QLEAN_GUEST_PROCESS_FLAGS_STDERR_MERGE: send stderr to the same pipe
  *   as stdout, in the order the process wrote them.
+ * @QLEAN_GUEST_PROCESS_FLAGS_TERMINAL: run the process on a new
+ *   pseudo-terminal in the guest, as its controlling terminal and its
+ *   stdin, stdout and stderr, like `docker exec -t`. What it writes comes
+ *   from the stdout pipe (there is no stderr pipe), and what is written
+ *   to the stdin pipe (add %QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE) goes
+ *   through the terminal's line discipline: a 0x03 byte interrupts the
+ *   process, 0x04 is end-of-file. Its size is set with
+ *   [method@GuestLauncher.set_window_size] and
+ *   [method@GuestProcess.set_window_size]. Needs qlean-guest (protocol
+ *   version 3): in a machine using the agent transport, or with an older
+ *   qlean-guest, the start fails with %G_IO_ERROR_NOT_SUPPORTED.
  *
  * How a guest process's standard streams are connected, as
  * #GSubprocessFlags does for local processes.
@@ -38,6 +49,7 @@ typedef enum /*< flags >*/
   QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE  = 1 << 1,
   QLEAN_GUEST_PROCESS_FLAGS_STDERR_PIPE  = 1 << 2,
   QLEAN_GUEST_PROCESS_FLAGS_STDERR_MERGE = 1 << 3,
+  QLEAN_GUEST_PROCESS_FLAGS_TERMINAL     = 1 << 4,
 } QleanGuestProcessFlags;
 
 #define QLEAN_TYPE_GUEST_PROCESS (qlean_guest_process_get_type ())
@@ -59,6 +71,10 @@ void           qlean_guest_process_send_signal       (QleanGuestProcess   *self,
                                                       gint                 signal_num);
 QLEAN_AVAILABLE_IN_ALL
 void           qlean_guest_process_force_exit        (QleanGuestProcess   *self);
+QLEAN_AVAILABLE_IN_ALL
+void           qlean_guest_process_set_window_size   (QleanGuestProcess   *self,
+                                                      guint                rows,
+                                                      guint                cols);
 
 QLEAN_AVAILABLE_IN_ALL
 void           qlean_guest_process_wait_async        (QleanGuestProcess   *self,

@@ -143,6 +143,10 @@ void               qlean_guest_stream_send_data     (QleanGuestStream    *stream
 void               qlean_guest_stream_send_eof      (QleanGuestStream    *stream);
 void               qlean_guest_stream_send_signal   (QleanGuestStream    *stream,
                                                      int                  signum);
+/* EXEC streams with a terminal: resizes it (protocol version 3). */
+void               qlean_guest_stream_send_window_size (QleanGuestStream *stream,
+                                                        guint16           rows,
+                                                        guint16           cols);
 /* CONNECT streams: acknowledges @bytes of the guest's DATA fd 1 (see
  * the protocol header's flow control). */
 void               qlean_guest_stream_send_credit   (QleanGuestStream    *stream,

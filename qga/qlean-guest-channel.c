@@ -576,6 +576,20 @@ qlean_guest_stream_send_signal (QleanGuestStream *stream,
 }
 
 void
+qlean_guest_stream_send_window_size (QleanGuestStream *stream,
+                                     guint16           rows,
+                                     guint16           cols)
+{
+  guint8 payload[4] = { rows & 0xff, rows >> 8, cols & 0xff, cols >> 8 };
+
+  if (stream->channel == NULL)
+    return;
+
+  qlean_guest_channel_send_frame (stream->channel, QLEAN_GUEST_FRAME_WINSIZE, 0, stream->id,
+                                  payload, sizeof payload);
+}
+
+void
 qlean_guest_stream_send_credit (QleanGuestStream *stream,
                                 guint32           bytes)
 {

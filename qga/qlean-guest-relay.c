@@ -215,6 +215,24 @@ relay_stream_cb (QleanGuestStream *stream,
     g_hash_table_remove (client->streams, GUINT_TO_POINTER (id));
 }
 
+/* Whether an EXEC request asks for a terminal (FLAG_TERMINAL). */
+static gboolean
+exec_wants_terminal (GBytes *request)
+{
+  QleanGuestTlvIter iter;
+  guint16 tag;
+  const guint8 *value;
+  gsize len;
+  gboolean malformed = FALSE;
+  gboolean terminal = FALSE;
+
+  qlean_guest_tlv_iter_init (&iter, request);
+  while (qlean_guest_tlv_iter_next (&iter, &tag, &value, &len, &malformed))
+    if (tag == QLEAN_GUEST_TAG_FLAGS && len == 4)
+      terminal = (qlean_guest_read_u32 (value) & QLEAN_GUEST_FLAG_TERMINAL) != 0;
+  return terminal;
+}
+
 static void
 relay_client_reset (RelayClient *client)
 {
@@ -283,12 +301,31 @@ relay_client_frame_cb (guint8        type,
           return TRUE;  /* late frames of a finished request */
         }
 
+      request = g_bytes_new (payload, len);
+      /* The relay answers HELLO with its own version, so its clients
+       * cannot see that the guest behind it is too old for a terminal,
+       * which would run the command without one: refuse here. */
+      if (type == QLEAN_GUEST_FRAME_EXEC && exec_wants_terminal (request) &&
+          qlean_guest_channel_get_guest_version (client->relay->channel) < 3)
+        {
+          g_autofree char *message =
+            g_strdup_printf ("qlean-guest in the machine speaks protocol version %u, too old "
+                             "for a terminal (version 3); restart the machine with this Qlean",
+                             qlean_guest_channel_get_guest_version (client->relay->channel));
+          g_autoptr(GByteArray) bytes = g_byte_array_new ();
+          guint8 err[4] = { ENOTSUP & 0xff, (ENOTSUP >> 8) & 0xff, 0, 0 };
+
+          g_byte_array_append (bytes, err, sizeof err);
+          g_byte_array_append (bytes, (const guint8 *) message, strlen (message));
+          relay_client_send (client, QLEAN_GUEST_FRAME_ERROR, 0, id, bytes->data, bytes->len);
+          return !client->closed;
+        }
+
       rs = g_new0 (RelayStream, 1);
       rs->client = client;
       rs->id = id;
       rs->request = type;
       g_hash_table_insert (client->streams, GUINT_TO_POINTER (id), rs);
-      request = g_bytes_new (payload, len);
       rs->stream = qlean_guest_channel_open_stream (client->relay->channel, type, request,
                                                     relay_stream_cb, rs, NULL);
       qlean_guest_stream_set_writable_func (rs->stream, relay_stream_writable_cb, rs);
@@ -315,6 +352,11 @@ relay_client_frame_cb (guint8        type,
     case QLEAN_GUEST_FRAME_SIGNAL:
       if (len >= 4)
         qlean_guest_stream_send_signal (rs->stream, (int) qlean_guest_read_u32 (payload));
+      break;
+    case QLEAN_GUEST_FRAME_WINSIZE:
+      if (len >= 4 && rs->request == QLEAN_GUEST_FRAME_EXEC)
+        qlean_guest_stream_send_window_size (rs->stream, payload[0] | (payload[1] << 8),
+                                             payload[2] | (payload[3] << 8));
       break;
     case QLEAN_GUEST_FRAME_CREDIT:
       /* A CONNECT's client acknowledges its DATA fd 1: passed on, so the
