@@ -18,7 +18,9 @@
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <glib-unix.h>
 #include <glib/gi18n.h>
 #include <glib/gstdio.h>
@@ -927,6 +929,7 @@ static char **opt_env;
 static char *opt_cwd;
 static char *opt_user;
 static gboolean opt_interactive;
+static gboolean opt_tty;
 static double opt_timeout;
 
 static QleanMachine *
@@ -1038,18 +1041,124 @@ exec_forward_signal_cb (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
-int
-cmd_exec (int    argc,
-          char **argv)
+/* The local terminal while a guest command has it (qlean exec -t, qlean
+ * shell): raw, so that every key, ^C and ^D included, reaches the guest's
+ * terminal, and restored on every way out (return, exit(), a fatal
+ * signal), or the user's shell is left unusable. */
+static struct termios saved_termios;
+static volatile sig_atomic_t termios_saved;
+static int winch_pipe[2] = { -1, -1 };
+
+static void
+terminal_restore (void)
 {
-  static GOptionEntry entries[] = {
-    { "interactive", 'i', 0, G_OPTION_ARG_NONE, &opt_interactive, N_("Forward standard input to the command"), NULL },
-    { "env", 'e', 0, G_OPTION_ARG_STRING_ARRAY, &opt_env, N_("Set an environment variable (repeatable)"), N_("NAME=VALUE") },
-    { "workdir", 'w', 0, G_OPTION_ARG_FILENAME, &opt_cwd, N_("Working directory in the guest"), N_("DIR") },
-    { "user", 'u', 0, G_OPTION_ARG_STRING, &opt_user, N_("Run as this user (name or uid)"), N_("USER") },
-    { "timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_timeout, N_("Kill the command after this many seconds"), N_("S") },
-    { NULL }
-  };
+  if (termios_saved)
+    {
+      tcsetattr (STDIN_FILENO, TCSAFLUSH, &saved_termios);
+      termios_saved = 0;
+    }
+}
+
+static void
+terminal_fatal_signal (int signum)
+{
+  /* Async-signal-safe only: restore, then die of the same signal. */
+  terminal_restore ();
+  signal (signum, SIG_DFL);
+  raise (signum);
+}
+
+static void
+terminal_winch (int signum)
+{
+  int saved_errno = errno;
+  char c = 0;
+
+  if (write (winch_pipe[1], &c, 1) < 0)
+    {
+      /* Full: a resize is pending already. */
+    }
+  errno = saved_errno;
+}
+
+/* The size of the local terminal (stdin's, else stdout's). */
+static gboolean
+terminal_get_size (guint *rows,
+                   guint *cols)
+{
+  struct winsize ws = { 0 };
+
+  if ((ioctl (STDIN_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0) ||
+      (ioctl (STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0))
+    {
+      *rows = ws.ws_row;
+      *cols = ws.ws_col;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+static void
+terminal_make_raw (void)
+{
+  static const int fatal[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+  struct sigaction sa = { 0 };
+  struct termios raw;
+
+  if (!isatty (STDIN_FILENO) || tcgetattr (STDIN_FILENO, &saved_termios) < 0)
+    return;
+  termios_saved = 1;
+  atexit (terminal_restore);
+  sa.sa_handler = terminal_fatal_signal;
+  sigemptyset (&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  for (guint i = 0; i < G_N_ELEMENTS (fatal); i++)
+    sigaction (fatal[i], &sa, NULL);
+  raw = saved_termios;
+  cfmakeraw (&raw);
+  tcsetattr (STDIN_FILENO, TCSANOW, &raw);
+}
+
+static gboolean
+terminal_winch_cb (gint         fd,
+                   GIOCondition condition,
+                   gpointer     user_data)
+{
+  QleanGuestProcess *process = user_data;
+  char buffer[64];
+  guint rows, cols;
+
+  while (read (fd, buffer, sizeof buffer) > 0)
+    ;
+  if (terminal_get_size (&rows, &cols))
+    qlean_guest_process_set_window_size (process, rows, cols);
+  return G_SOURCE_CONTINUE;
+}
+
+/* Follows the local terminal's size: SIGWINCH (which g_unix_signal_add()
+ * does not take) wakes the main loop through a pipe. */
+static guint
+terminal_watch_size (QleanGuestProcess *process)
+{
+  struct sigaction sa = { 0 };
+
+  if (winch_pipe[0] < 0 && pipe2 (winch_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+    return 0;
+  sa.sa_handler = terminal_winch;
+  sigemptyset (&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction (SIGWINCH, &sa, NULL);
+  return g_unix_fd_add (winch_pipe[0], G_IO_IN, terminal_winch_cb, process);
+}
+
+/* qlean exec and qlean shell: runs @command in machine @name; returns
+ * the exit status to exit with. */
+static int
+exec_in_machine (const char  *cmd,
+                 const char  *name,
+                 char       **command,
+                 gboolean     terminal)
+{
   g_autoptr(QleanMachine) machine = NULL;
   g_autoptr(QleanGuestLauncher) launcher = NULL;
   g_autoptr(QleanGuestProcess) process = NULL;
@@ -1060,7 +1169,130 @@ cmd_exec (int    argc,
   g_autoptr(GError) error = NULL;
   QleanGuestProcessFlags flags = QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE | QLEAN_GUEST_PROCESS_FLAGS_STDERR_PIPE;
   ExecState state = { 0 };
-  guint sigint;
+  guint sigint = 0;
+  guint winch = 0;
+  guint rows, cols;
+  int status;
+
+  machine = attach_by_name (cmd, name, &error);
+  if (machine == NULL)
+    {
+      print_error (cmd, error);
+      return EXIT_MACHINE;
+    }
+
+  if (opt_interactive || terminal)
+    flags |= QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE;
+  if (terminal)
+    flags |= QLEAN_GUEST_PROCESS_FLAGS_TERMINAL;
+  launcher = qlean_guest_launcher_new (flags);
+  if (terminal)
+    {
+      const char *term = g_getenv ("TERM");
+
+      if (terminal_get_size (&rows, &cols))
+        qlean_guest_launcher_set_window_size (launcher, rows, cols);
+      qlean_guest_launcher_setenv (launcher, "TERM", term != NULL && *term != '\0' ? term : "xterm", TRUE);
+    }
+  for (guint i = 0; opt_env != NULL && opt_env[i] != NULL; i++)
+    {
+      g_auto(GStrv) pair = g_strsplit (opt_env[i], "=", 2);
+
+      if (pair[0] == NULL || pair[1] == NULL || *pair[0] == '\0')
+        {
+          g_printerr (_("qlean %s: --env takes NAME=VALUE, not “%s”\n"), cmd, opt_env[i]);
+          return EXIT_USAGE;
+        }
+      qlean_guest_launcher_setenv (launcher, pair[0], pair[1], TRUE);
+    }
+  if (opt_cwd != NULL)
+    qlean_guest_launcher_set_cwd (launcher, opt_cwd);
+  if (opt_user != NULL)
+    qlean_guest_launcher_set_user (launcher, opt_user);
+  if (opt_timeout > 0)
+    qlean_guest_launcher_set_timeout (launcher, (guint) (opt_timeout * 1000));
+
+  process = qlean_guest_launcher_spawnv (launcher, machine, (const char * const *) command, &error);
+  if (process == NULL)
+    {
+      if (is_lost_machine (error))
+        cli_explain_lost_machine (name, &error);
+      print_error (cmd, error);
+      return g_error_matches (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_COMMAND_NOT_FOUND)
+             ? 127 : EXIT_MACHINE;
+    }
+
+  loop = g_main_loop_new (NULL, FALSE);
+  state.loop = loop;
+  state.process = process;
+  out = g_unix_output_stream_new (STDOUT_FILENO, FALSE);
+  err = g_unix_output_stream_new (STDERR_FILENO, FALSE);
+
+  /* A terminal has one output, the stdout pipe. */
+  state.pending = terminal ? 2 : 3;
+  g_output_stream_splice_async (out, qlean_guest_process_get_stdout_pipe (process),
+                                G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE, G_PRIORITY_DEFAULT, NULL,
+                                exec_splice_cb, &state);
+  if (!terminal)
+    g_output_stream_splice_async (err, qlean_guest_process_get_stderr_pipe (process),
+                                  G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE, G_PRIORITY_DEFAULT, NULL,
+                                  exec_splice_cb, &state);
+  if (opt_interactive || terminal)
+    {
+      /* Not counted: the command may end before its input does. */
+      in = g_unix_input_stream_new (STDIN_FILENO, FALSE);
+      g_output_stream_splice_async (qlean_guest_process_get_stdin_pipe (process), in,
+                                    G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET, G_PRIORITY_DEFAULT, NULL,
+                                    NULL, NULL);
+    }
+  qlean_guest_process_wait_async (process, NULL, exec_wait_cb, &state);
+
+  if (terminal)
+    {
+      /* ^C and ^D are bytes for the guest's terminal from now on. */
+      terminal_make_raw ();
+      winch = terminal_watch_size (process);
+    }
+  else
+    sigint = g_unix_signal_add (SIGINT, exec_forward_signal_cb, &state);
+  g_main_loop_run (loop);
+  if (sigint != 0)
+    g_source_remove (sigint);
+  if (winch != 0)
+    g_source_remove (winch);
+  if (state.grace != 0)
+    g_source_remove (state.grace);
+  terminal_restore ();
+
+  if (state.error != NULL)
+    {
+      if (is_lost_machine (state.error))
+        cli_explain_lost_machine (name, &state.error);
+      print_error (cmd, state.error);
+      status = g_error_matches (state.error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) ? 124 : EXIT_MACHINE;
+      g_clear_error (&state.error);
+      return status;
+    }
+
+  if (qlean_guest_process_get_if_signaled (process))
+    return 128 + qlean_guest_process_get_term_sig (process);
+
+  return qlean_guest_process_get_exit_status (process);
+}
+
+int
+cmd_exec (int    argc,
+          char **argv)
+{
+  static GOptionEntry entries[] = {
+    { "interactive", 'i', 0, G_OPTION_ARG_NONE, &opt_interactive, N_("Forward standard input to the command"), NULL },
+    { "tty", 't', 0, G_OPTION_ARG_NONE, &opt_tty, N_("Run the command on a terminal in the guest (implies --interactive)"), NULL },
+    { "env", 'e', 0, G_OPTION_ARG_STRING_ARRAY, &opt_env, N_("Set an environment variable (repeatable)"), N_("NAME=VALUE") },
+    { "workdir", 'w', 0, G_OPTION_ARG_FILENAME, &opt_cwd, N_("Working directory in the guest"), N_("DIR") },
+    { "user", 'u', 0, G_OPTION_ARG_STRING, &opt_user, N_("Run as this user (name or uid)"), N_("USER") },
+    { "timeout", 0, 0, G_OPTION_ARG_DOUBLE, &opt_timeout, N_("Kill the command after this many seconds"), N_("S") },
+    { NULL }
+  };
   int status;
 
   if (!parse_options ("exec", _("NAME [--] COMMAND [ARG...]"),
@@ -1081,87 +1313,54 @@ cmd_exec (int    argc,
       return EXIT_USAGE;
     }
 
-  machine = attach_by_name ("exec", argv[1], &error);
-  if (machine == NULL)
+  return exec_in_machine ("exec", argv[1], &argv[2], opt_tty);
+}
+
+/* qlean shell */
+
+int
+cmd_shell (int    argc,
+           char **argv)
+{
+  static GOptionEntry entries[] = {
+    { "env", 'e', 0, G_OPTION_ARG_STRING_ARRAY, &opt_env, N_("Set an environment variable (repeatable)"), N_("NAME=VALUE") },
+    { "workdir", 'w', 0, G_OPTION_ARG_FILENAME, &opt_cwd, N_("Working directory in the guest"), N_("DIR") },
+    { "user", 'u', 0, G_OPTION_ARG_STRING, &opt_user, N_("Run as this user (name or uid)"), N_("USER") },
+    { NULL }
+  };
+  /* The user's login shell from the guest's passwd, else sh: a guest
+   * need not have getent, and $SHELL is not set where qlean-guest runs.
+   * It starts in HOME unless --workdir chose another directory. */
+  static const char *login_shell[] = {
+    "/bin/sh", "-c",
+    "u=$(id -un 2>/dev/null) && s=$(sed -n \"s|^$u:[^:]*:[^:]*:[^:]*:[^:]*:[^:]*:||p\" /etc/passwd 2>/dev/null); "
+    "[ -x \"$s\" ] || s=/bin/sh; SHELL=$s; export SHELL; "
+    "[ \"$(pwd)\" != / ] || cd \"${HOME:-/}\" 2>/dev/null; exec \"$s\" -l",
+    NULL
+  };
+  int status;
+
+  if (!parse_options ("shell", _("NAME [-- COMMAND [ARG...]]"),
+                      _("Open an interactive terminal in a machine started with “qlean start”, like\n"
+                        "“docker exec -it”: the user’s login shell, or COMMAND, on a terminal in the\n"
+                        "guest that follows this one’s size. ^C and ^D go to the guest; the exit\n"
+                        "status is the shell’s (128+N for signal N, 125 when the machine cannot be\n"
+                        "reached)."),
+                      entries, &argc, &argv, &status))
+    return status;
+
+  if (argc > 2 && g_str_equal (argv[2], "--"))
     {
-      print_error ("exec", error);
-      return EXIT_MACHINE;
+      memmove (&argv[2], &argv[3], (argc - 2) * sizeof (char *));
+      argc--;
+    }
+  if (argc < 2)
+    {
+      g_printerr (_("qlean shell: give a machine name\nTry “qlean shell --help”.\n"));
+      return EXIT_USAGE;
     }
 
-  if (opt_interactive)
-    flags |= QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE;
-  launcher = qlean_guest_launcher_new (flags);
-  for (guint i = 0; opt_env != NULL && opt_env[i] != NULL; i++)
-    {
-      g_auto(GStrv) pair = g_strsplit (opt_env[i], "=", 2);
-
-      if (pair[0] == NULL || pair[1] == NULL || *pair[0] == '\0')
-        {
-          g_printerr (_("qlean exec: --env takes NAME=VALUE, not “%s”\n"), opt_env[i]);
-          return EXIT_USAGE;
-        }
-      qlean_guest_launcher_setenv (launcher, pair[0], pair[1], TRUE);
-    }
-  if (opt_cwd != NULL)
-    qlean_guest_launcher_set_cwd (launcher, opt_cwd);
-  if (opt_user != NULL)
-    qlean_guest_launcher_set_user (launcher, opt_user);
-  if (opt_timeout > 0)
-    qlean_guest_launcher_set_timeout (launcher, (guint) (opt_timeout * 1000));
-
-  process = qlean_guest_launcher_spawnv (launcher, machine, (const char * const *) &argv[2], &error);
-  if (process == NULL)
-    {
-      if (is_lost_machine (error))
-        cli_explain_lost_machine (argv[1], &error);
-      print_error ("exec", error);
-      return g_error_matches (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_COMMAND_NOT_FOUND)
-             ? 127 : EXIT_MACHINE;
-    }
-
-  loop = g_main_loop_new (NULL, FALSE);
-  state.loop = loop;
-  state.process = process;
-  out = g_unix_output_stream_new (STDOUT_FILENO, FALSE);
-  err = g_unix_output_stream_new (STDERR_FILENO, FALSE);
-
-  state.pending = 3;
-  g_output_stream_splice_async (out, qlean_guest_process_get_stdout_pipe (process),
-                                G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE, G_PRIORITY_DEFAULT, NULL,
-                                exec_splice_cb, &state);
-  g_output_stream_splice_async (err, qlean_guest_process_get_stderr_pipe (process),
-                                G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE, G_PRIORITY_DEFAULT, NULL,
-                                exec_splice_cb, &state);
-  if (opt_interactive)
-    {
-      /* Not counted: the command may end before its input does. */
-      in = g_unix_input_stream_new (STDIN_FILENO, FALSE);
-      g_output_stream_splice_async (qlean_guest_process_get_stdin_pipe (process), in,
-                                    G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET, G_PRIORITY_DEFAULT, NULL,
-                                    NULL, NULL);
-    }
-  qlean_guest_process_wait_async (process, NULL, exec_wait_cb, &state);
-
-  sigint = g_unix_signal_add (SIGINT, exec_forward_signal_cb, &state);
-  g_main_loop_run (loop);
-  g_source_remove (sigint);
-  if (state.grace != 0)
-    g_source_remove (state.grace);
-
-  if (state.error != NULL)
-    {
-      if (is_lost_machine (state.error))
-        cli_explain_lost_machine (argv[1], &state.error);
-      print_error ("exec", state.error);
-      status = g_error_matches (state.error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) ? 124 : EXIT_MACHINE;
-      g_clear_error (&state.error);
-      return status;
-    }
-
-  if (qlean_guest_process_get_if_signaled (process))
-    return 128 + qlean_guest_process_get_term_sig (process);
-
-  return qlean_guest_process_get_exit_status (process);
+  return exec_in_machine ("shell", argv[1], argc > 2 ? &argv[2] : (char **) login_shell, TRUE);
 }
 
 /* qlean stop */

@@ -56,6 +56,7 @@ const char   *cli_get_bridge_option (void);
 /* tools/qlean-cli-machines.c: machines that outlive one command. */
 int cmd_start (int argc, char **argv);
 int cmd_exec  (int argc, char **argv);
+int cmd_shell (int argc, char **argv);
 int cmd_stop  (int argc, char **argv);
 int cmd_ls    (int argc, char **argv);
 int cmd_cp    (int argc, char **argv);

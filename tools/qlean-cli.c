@@ -762,6 +762,7 @@ static const Command commands[] = {
   { "dry-run", N_("Print the QEMU command line a machine would use"), cmd_dry_run },
   { "start", N_("Boot a machine that outlives this command"), cmd_start },
   { "exec", N_("Run a command in a started machine"), cmd_exec },
+  { "shell", N_("Open an interactive terminal in a started machine"), cmd_shell },
   { "stop", N_("Shut a started machine down"), cmd_stop },
   { "ls", N_("List started machines"), cmd_ls },
   { "cp", N_("Copy files between the host and a started machine"), cmd_cp },
