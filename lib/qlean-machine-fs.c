@@ -12,6 +12,7 @@
 #include <glib/gi18n-lib.h>
 
 #include "qlean-error.h"
+#include "qlean-guest-backend-private.h"
 #include "qlean-guest-channel-private.h"
 #include "qlean-json-channel-private.h"
 #include "qlean-machine-fs.h"
@@ -414,6 +415,25 @@ fs_agent_thread (GTask        *task,
     g_task_return_error (task, error);
 }
 
+/* The other calls on a machine whose transport is the agent: its own
+ * backend, which answers as qlean-guest would. */
+static void
+fs_agent_backend_thread (GTask        *task,
+                         gpointer      source_object,
+                         gpointer      task_data,
+                         GCancellable *cancellable)
+{
+  FsRequest *req = task_data;
+  GError *error = NULL;
+
+  if (!qlean_guest_backend_agent_fs (source_object, req->op, req->path, req->path2, req->has_mode,
+                                     req->mode, req->flags, req->verb, &req->done, req->collected,
+                                     cancellable, &error))
+    g_task_return_error (task, error);
+  else
+    g_task_return_boolean (task, TRUE);
+}
+
 static void
 fs_request_async (QleanMachine        *self,
                   FsRequest           *req,
@@ -436,6 +456,25 @@ fs_request_async (QleanMachine        *self,
       return;
     }
 
+  /* The agent speaks JSON, whose strings are UTF-8: another path cannot
+   * reach the guest that way. */
+  if (qlean_machine_uses_agent_only (self) &&
+      (!g_utf8_validate (req->path, -1, NULL) ||
+       (req->path2 != NULL && !g_utf8_validate (req->path2, -1, NULL))))
+    {
+      g_autofree char *display = g_filename_display_name (req->path2 != NULL &&
+                                                          g_utf8_validate (req->path, -1, NULL) ?
+                                                          req->path2 : req->path);
+
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_INVALID_FILENAME,
+                               _("Cannot %s “%s” in machine “%s”: the path is not UTF-8, which "
+                                 "the QEMU guest agent cannot carry; use the qlean-guest transport "
+                                 "for such paths"),
+                               _(req->verb), display, qlean_machine_get_name (self));
+      g_object_unref (task);
+      return;
+    }
+
   /* The transport of the run decides; before it is decided (Qlean's own
    * start-up calls), an answering qlean-guest does. */
   if ((req->request == QLEAN_GUEST_FRAME_GET || req->request == QLEAN_GUEST_FRAME_PUT) &&
@@ -451,6 +490,13 @@ fs_request_async (QleanMachine        *self,
           g_object_unref (task);
           return;
         }
+    }
+
+  if (req->request == QLEAN_GUEST_FRAME_FS && qlean_machine_uses_agent_only (self))
+    {
+      g_task_run_in_thread (task, fs_agent_backend_thread);
+      g_object_unref (task);
+      return;
     }
 
   qlean_worker_invoke (fs_in_worker, task, g_object_unref);

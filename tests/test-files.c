@@ -28,11 +28,26 @@ get_machine (void)
 
       /* Room for the 256 MiB file in the guest's tmpfs (half of memory). */
       qlean_machine_config_set_memory_mib (config, 1024);
+      /* tests/meson.build runs these tests once more over the agent. */
+      if (g_strcmp0 (g_getenv ("QLEAN_TEST_TRANSPORT"), "agent") == 0)
+        qlean_machine_config_set_guest_transport (config, QLEAN_GUEST_TRANSPORT_AGENT);
       machine = qlean_machine_new_with_name ("files", NULL, config);
       qlean_machine_spawn (machine, NULL, &error);
       g_assert_no_error (error);
     }
 
+  return TRUE;
+}
+
+/* Whether this run is over the agent, where the test cannot work (for
+ * @reason): then it is skipped, saying why. */
+static gboolean
+skip_on_agent (const char *reason)
+{
+  if (g_strcmp0 (g_getenv ("QLEAN_TEST_TRANSPORT"), "agent") != 0)
+    return FALSE;
+
+  g_test_skip (reason);
   return TRUE;
 }
 
@@ -256,6 +271,17 @@ test_awkward_names (void)
       g_autoptr(GBytes) contents = bytes_from_string (names[i]);
       g_autoptr(GBytes) back = NULL;
 
+      /* The agent's JSON carries UTF-8 only, and says so. */
+      if (qlean_machine_get_guest_transport (machine) == QLEAN_GUEST_TRANSPORT_AGENT &&
+          !g_utf8_validate (names[i], -1, NULL))
+        {
+          g_assert_false (qlean_machine_write (machine, names[i], contents, NULL, &error));
+          g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_FILENAME);
+          g_clear_error (&error);
+          sh ("printf '%s' \"$(printf '/w/\\377\\376-not-utf8')\" > \"$(printf '/w/\\377\\376-not-utf8')\"");
+          continue;
+        }
+
       g_assert_true (qlean_machine_write (machine, names[i], contents, NULL, &error));
       g_assert_no_error (error);
       back = qlean_machine_read (machine, names[i], NULL, &error);
@@ -325,7 +351,7 @@ test_tree_round_trip (void)
   g_autoptr(GFile) dst = NULL;
   g_autoptr(GFileInfo) info = NULL;
 
-  if (!get_machine ())
+  if (skip_on_agent ("directory upload and download need qlean-guest (not done over the agent yet)") || !get_machine ())
     return;
 
   tree = make_tree ();
@@ -411,7 +437,7 @@ test_big_file (void)
   gint64 t0, t1, t2;
   guint64 hwm_before, hwm_after;
 
-  if (!get_machine ())
+  if (skip_on_agent ("256 MiB through the agent take minutes (guest-file-write runs at about 2 MiB/s)") || !get_machine ())
     return;
 
   dir = g_dir_make_tmp ("qlean-big-XXXXXX", &error);
@@ -542,7 +568,7 @@ test_download_modes (void)
   g_autoptr(GFile) exact_file = NULL;
   g_autoptr(GFile) single_file = NULL;
 
-  if (!get_machine ())
+  if (skip_on_agent ("directory download needs qlean-guest (not done over the agent yet)") || !get_machine ())
     return;
 
   sh ("rm -rf /sm && mkdir -p /sm/tree/ww && printf '#!/bin/sh\\nid\\n' > /sm/tree/suid && "
@@ -624,7 +650,7 @@ test_download_dot_dot (void)
   g_autofree char *listing = NULL;
   g_autoptr(GFile) dest_file = NULL;
 
-  if (!get_machine ())
+  if (skip_on_agent ("directory download needs qlean-guest (not done over the agent yet)") || !get_machine ())
     return;
 
   sh ("rm -rf /dd && mkdir -p /dd/x/y && echo f > /dd/x/f");
@@ -735,7 +761,7 @@ test_copy_bounded (void)
   gint64 start, copied;
   double copy_ms;
 
-  if (!get_machine ())
+  if (skip_on_agent ("it stops qlean-guest to bound its copies") || !get_machine ())
     return;
 
   qga = qlean_machine_get_qga (machine);
@@ -866,7 +892,7 @@ test_agent_fallback (void)
   GStatBuf st;
   gboolean gone = FALSE;
 
-  if (!get_machine ())
+  if (skip_on_agent ("it kills qlean-guest under the auto transport, and starts its own agent machine in the other run") || !get_machine ())
     return;
 
   port_ms = small_round_trip_ms ();
@@ -1035,7 +1061,7 @@ test_agent_fallback (void)
     g_assert_cmpstr (again, ==, host_sum);
   }
 
-  /* Directories and the other calls need qlean-guest, and say so. */
+  /* Directories need qlean-guest, and say so; the other calls work. */
   dir_file = g_file_new_for_path (dir);
   g_assert_false (qlean_machine_upload (machine, dir_file, "/fb", NULL, &error));
   g_assert_nonnull (strstr (error->message, "qlean-guest"));
@@ -1043,10 +1069,8 @@ test_agent_fallback (void)
   g_assert_false (qlean_machine_download (machine, "/fb", out_file, NULL, &error));
   g_assert_nonnull (strstr (error->message, "qlean-guest"));
   g_clear_error (&error);
-  g_assert_false (qlean_machine_exists (machine, "/fb", NULL, &error));
-  g_assert_nonnull (error);
-  g_assert_nonnull (strstr (error->message, "qlean-guest"));
-  g_clear_error (&error);
+  g_assert_true (qlean_machine_exists (machine, "/fb", NULL, &error));
+  g_assert_no_error (error);
 
   base = g_path_get_basename (src);
   inside = g_strdup_printf ("cmp /fb/up /fb/%s", base);
