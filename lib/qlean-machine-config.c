@@ -43,6 +43,7 @@ struct _QleanMachineConfig
   char       *cmdline;
   char      **extra_args;
   gboolean    fast_start;
+  gboolean    memory_template;
   char       *bridge;
   QleanGuestTransport guest_transport;
 };
@@ -77,6 +78,7 @@ enum {
   PROP_CMDLINE,
   PROP_EXTRA_ARGS,
   PROP_FAST_START,
+  PROP_MEMORY_TEMPLATE,
   PROP_BRIDGE,
   PROP_GUEST_TRANSPORT,
   N_PROPS
@@ -121,6 +123,7 @@ qlean_machine_config_get_property (GObject    *object,
     case PROP_CMDLINE: g_value_set_string (value, self->cmdline); break;
     case PROP_EXTRA_ARGS: g_value_set_boxed (value, self->extra_args); break;
     case PROP_FAST_START: g_value_set_boolean (value, self->fast_start); break;
+    case PROP_MEMORY_TEMPLATE: g_value_set_boolean (value, self->memory_template); break;
     case PROP_BRIDGE: g_value_set_string (value, self->bridge); break;
     case PROP_GUEST_TRANSPORT: g_value_set_enum (value, self->guest_transport); break;
     default:
@@ -149,6 +152,9 @@ qlean_machine_config_set_property (GObject      *object,
     case PROP_CMDLINE: qlean_machine_config_set_cmdline (self, g_value_get_string (value)); break;
     case PROP_EXTRA_ARGS: qlean_machine_config_set_extra_args (self, g_value_get_boxed (value)); break;
     case PROP_FAST_START: qlean_machine_config_set_fast_start (self, g_value_get_boolean (value)); break;
+    case PROP_MEMORY_TEMPLATE:
+      qlean_machine_config_set_memory_template (self, g_value_get_boolean (value));
+      break;
     case PROP_BRIDGE: qlean_machine_config_set_bridge (self, g_value_get_string (value)); break;
     case PROP_GUEST_TRANSPORT:
       qlean_machine_config_set_guest_transport (self, g_value_get_enum (value));
@@ -268,6 +274,21 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
     g_param_spec_boolean ("fast-start", NULL, NULL, TRUE, flags);
 
   /**
+   * QleanMachineConfig:memory-template:
+   *
+   * Whether a fast start (see [property@MachineConfig:fast-start]) maps
+   * the saved boot's guest memory from a template file, copy-on-write,
+   * instead of reading it into the machine's own memory: machines of
+   * the same saved boot then share the pages none of them wrote, and a
+   * start reads only the device state (KiBs instead of about 80 MB).
+   * The template lives beside the saved boot and is never written
+   * after it is made. Where a host cannot map it, machines start the
+   * old way and the reason is logged (domain `qlean`).
+   */
+  properties[PROP_MEMORY_TEMPLATE] =
+    g_param_spec_boolean ("memory-template", NULL, NULL, TRUE, flags);
+
+  /**
    * QleanMachineConfig:bridge:
    *
    * A host bridge to plug the machine's network card into, for users
@@ -312,6 +333,7 @@ qlean_machine_config_init (QleanMachineConfig *self)
   self->shares = g_ptr_array_new_with_free_func ((GDestroyNotify) qlean_share_free);
   self->clear = TRUE;
   self->fast_start = TRUE;
+  self->memory_template = TRUE;
   self->accel = QLEAN_ACCEL_AUTO;
 }
 
@@ -354,6 +376,7 @@ qlean_machine_config_copy (QleanMachineConfig *self)
                        "cmdline", self->cmdline,
                        "extra-args", self->extra_args,
                        "fast-start", self->fast_start,
+                       "memory-template", self->memory_template,
                        "bridge", self->bridge,
                        "guest-transport", self->guest_transport,
                        NULL);
@@ -659,6 +682,42 @@ qlean_machine_config_set_fast_start (QleanMachineConfig *self,
 
   self->fast_start = fast_start;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_FAST_START]);
+}
+
+/**
+ * qlean_machine_config_get_memory_template:
+ * @self: a #QleanMachineConfig
+ *
+ * Returns: whether fast starts map their guest memory from a shared,
+ *   copy-on-write template
+ */
+gboolean
+qlean_machine_config_get_memory_template (QleanMachineConfig *self)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE_CONFIG (self), TRUE);
+
+  return self->memory_template;
+}
+
+/**
+ * qlean_machine_config_set_memory_template:
+ * @self: a #QleanMachineConfig
+ * @memory_template: whether fast starts share a memory template
+ *
+ * Sets [property@MachineConfig:memory-template].
+ */
+void
+qlean_machine_config_set_memory_template (QleanMachineConfig *self,
+                                          gboolean            memory_template)
+{
+  g_return_if_fail (QLEAN_IS_MACHINE_CONFIG (self));
+
+  memory_template = !!memory_template;
+  if (self->memory_template == memory_template)
+    return;
+
+  self->memory_template = memory_template;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MEMORY_TEMPLATE]);
 }
 
 /**

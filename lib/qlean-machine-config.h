@@ -141,6 +141,12 @@ void                qlean_machine_config_set_fast_start (QleanMachineConfig *sel
                                                          gboolean            fast_start);
 
 QLEAN_AVAILABLE_IN_ALL
+gboolean            qlean_machine_config_get_memory_template (QleanMachineConfig *self);
+QLEAN_AVAILABLE_IN_ALL
+void                qlean_machine_config_set_memory_template (QleanMachineConfig *self,
+                                                              gboolean            memory_template);
+
+QLEAN_AVAILABLE_IN_ALL
 const char         *qlean_machine_config_get_bridge     (QleanMachineConfig *self);
 QLEAN_AVAILABLE_IN_ALL
 void                qlean_machine_config_set_bridge     (QleanMachineConfig *self,

@@ -15,6 +15,8 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <glib/gstdio.h>
 #include <glib/gi18n-lib.h>
 #include <gio/gunixsocketaddress.h>
@@ -128,6 +130,12 @@ struct _QleanMachine
   char               *boot_state_save;  /* fast start: save the boot here once ready */
   int                 boot_state_lock;  /* fast start: flock held while saving or loading */
   char               *boot_state_used;  /* fast start: the state this start loads */
+  /* Memory templates: the RAM file a saving machine runs on (shared;
+   * copied to the template when saved, removed with the run), and
+   * whether this start maps a template privately. */
+  char               *mem_template_work;
+  gboolean            mem_template_load;
+  char               *mem_template_ram;   /* the template this start maps */
   GTask              *spawn_task;
   GError             *spawn_error;
   GSource            *boot_timer;
@@ -472,6 +480,10 @@ qlean_machine_finalize (GObject *object)
   g_free (self->incoming_old_mac);
   g_free (self->boot_state_save);
   g_free (self->boot_state_used);
+  if (self->mem_template_work != NULL)
+    g_unlink (self->mem_template_work);
+  g_free (self->mem_template_work);
+  g_free (self->mem_template_ram);
   if (self->boot_state_lock >= 0)
     close (self->boot_state_lock);
   g_mutex_clear (&self->lock);
@@ -1573,7 +1585,8 @@ checksum_identity (GChecksum  *checksum,
  * of QEMU, kernel and initrd: anything else gets its own saved boot. */
 static char *
 qlean_machine_boot_state_path (QleanMachine       *self,
-                               const ResolvedSpec *resolved)
+                               const ResolvedSpec *resolved,
+                               gboolean            mem_template)
 {
   QleanMachineConfig *config = self->config;
   const char * const *extra = qlean_machine_config_get_extra_args (config);
@@ -1614,6 +1627,10 @@ qlean_machine_boot_state_path (QleanMachine       *self,
   spec.qga_fd = 4;
   spec.data_fd = 5;
   spec.incoming = FALSE;
+  /* A saved boot whose RAM is in a template holds device state only: it
+   * gets its own key, and the old path's saved boot stays usable. */
+  spec.mem_path = mem_template ? "/template.ram" : NULL;
+  spec.mem_share = FALSE;
   /* A network card is part of the machine; which switch, port and MAC
    * it has is not (the restore gives it its own). */
   if (spec.net_socket != NULL)
@@ -1690,6 +1707,17 @@ qlean_machine_prune_boot_states (const char *dir)
       GStatBuf st;
       g_autofree char *path = g_build_filename (dir, name, NULL);
 
+      /* The RAM file of a template machine whose process died without
+       * removing it (the work file is named after the pid). */
+      if (strstr (name, ".state.ram.work-") != NULL)
+        {
+          const char *pid = strstr (name, ".state.ram.work-") + strlen (".state.ram.work-");
+          g_autofree char *proc = g_strdup_printf ("/proc/%d", atoi (pid));
+
+          if (atoi (pid) > 0 && !g_file_test (proc, G_FILE_TEST_EXISTS))
+            g_unlink (path);
+          continue;
+        }
       /* The lock of a save that never finished, if nobody holds it. */
       if (g_str_has_suffix (name, ".state.lock"))
         {
@@ -1719,6 +1747,7 @@ qlean_machine_prune_boot_states (const char *dir)
       SavedBoot *entry = g_ptr_array_index (saved, i);
       g_autofree char *lock = g_strconcat (entry->path, ".lock", NULL);
       g_autofree char *mac = g_strconcat (entry->path, ".mac", NULL);
+      g_autofree char *ram = g_strconcat (entry->path, ".ram", NULL);
       int fd = g_open (lock, O_RDWR | O_CLOEXEC, 0);
 
       if (fd >= 0 && flock (fd, LOCK_EX | LOCK_NB) != 0)
@@ -1729,6 +1758,7 @@ qlean_machine_prune_boot_states (const char *dir)
       g_debug ("Removing the saved boot %s, unused since %" G_GINT64_FORMAT, entry->path, entry->mtime);
       g_unlink (entry->path);
       g_unlink (mac);
+      g_unlink (ram);
       g_unlink (lock);
       if (fd >= 0)
         close (fd);
@@ -1782,6 +1812,175 @@ qlean_machine_unlock_boot_state (QleanMachine *self)
   self->boot_state_lock = -1;
 }
 
+/* Memory templates (QleanMachineConfig:memory-template). The machine
+ * that saves a boot runs on a RAM file of its own, shared (share=on);
+ * its saved state then leaves that RAM out (x-ignore-shared) and, while
+ * it is still stopped, the file is copied to `<state>.ram`, which is
+ * never written again: it is replaced by rename or removed, never
+ * rewritten. Later machines map it privately (share=off): they read its
+ * pages from the page cache, all of them the same pages, and copy only
+ * those their guest writes. QEMU 7.2 opens the file for writing even to
+ * map it privately, so its mode cannot protect it; nothing else opens it. */
+
+/* Whether the template of @state can be mapped by a machine of
+ * @memory_mib; if not, why, for the log. */
+static gboolean
+qlean_machine_template_usable (const char  *state,
+                               guint        memory_mib,
+                               char       **reason)
+{
+  g_autofree char *ram = g_strconcat (state, ".ram", NULL);
+  GStatBuf st;
+
+  if (g_stat (ram, &st) != 0)
+    {
+      *reason = g_strdup_printf ("%s: %s", ram, g_strerror (errno));
+      return FALSE;
+    }
+  if (!S_ISREG (st.st_mode) || (guint64) st.st_size != (guint64) memory_mib * 1024 * 1024)
+    {
+      *reason = g_strdup_printf ("%s is not a %u MiB file", ram, memory_mib);
+      return FALSE;
+    }
+  /* QEMU opens it read-write, even to map it privately. */
+  if (access (ram, R_OK | W_OK) != 0)
+    {
+      *reason = g_strdup_printf ("%s: %s", ram, g_strerror (errno));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Makes the RAM file the machine saving @state runs on: sparse, the
+ * size of its memory, removed with the run. */
+static char *
+qlean_machine_template_make_work (const char  *state,
+                                  guint        memory_mib,
+                                  char       **reason)
+{
+  g_autofree char *dir = g_path_get_dirname (state);
+  g_autofree char *work = g_strdup_printf ("%s.ram.work-%d-%u", state, (int) getpid (),
+                                           g_random_int ());
+  guint64 size = (guint64) memory_mib * 1024 * 1024;
+  struct statvfs fs;
+  int fd;
+
+  /* Room for the machine's file and the template, were all written. */
+  if (statvfs (dir, &fs) == 0 && (guint64) fs.f_bavail * fs.f_frsize < 2 * size)
+    {
+      *reason = g_strdup_printf ("%s has less than %" G_GUINT64_FORMAT " MiB free", dir,
+                                 2 * size / (1024 * 1024));
+      return NULL;
+    }
+  fd = g_open (work, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0 || ftruncate (fd, size) != 0)
+    {
+      *reason = g_strdup_printf ("%s: %s", work, g_strerror (errno));
+      if (fd >= 0)
+        {
+          close (fd);
+          g_unlink (work);
+        }
+      return NULL;
+    }
+  close (fd);
+  return g_steal_pointer (&work);
+}
+
+/* Copies the template machine's RAM file (its guest stopped) to the
+ * template of @state: the data only, holes stay holes, flushed before
+ * it is renamed into place. */
+static gboolean
+qlean_machine_template_store (const char  *work,
+                              const char  *state,
+                              GError     **error)
+{
+  g_autofree char *ram = g_strconcat (state, ".ram", NULL);
+  g_autofree char *part = g_strconcat (ram, ".part", NULL);
+  g_autofree char *buffer = g_malloc (1024 * 1024);
+  int in = -1, out = -1;
+  off_t size, offset = 0;
+  gboolean ok = FALSE;
+
+  in = g_open (work, O_RDONLY | O_CLOEXEC, 0);
+  if (in < 0)
+    goto out;
+  out = g_open (part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (out < 0)
+    goto out;
+  size = lseek (in, 0, SEEK_END);
+  if (size < 0 || ftruncate (out, size) != 0)
+    goto out;
+
+  while (offset < size)
+    {
+      off_t data = lseek (in, offset, SEEK_DATA);
+      off_t hole;
+
+      if (data < 0 && errno == ENXIO)
+        break;
+      if (data < 0)
+        goto out;
+      hole = lseek (in, data, SEEK_HOLE);
+      if (hole < 0)
+        goto out;
+      for (offset = data; offset < hole;)
+        {
+          ssize_t n = pread (in, buffer, MIN ((off_t) 1024 * 1024, hole - offset), offset);
+
+          if (n <= 0 || pwrite (out, buffer, n, offset) != n)
+            {
+              if (n == 0)
+                errno = EIO;
+              goto out;
+            }
+          offset += n;
+        }
+    }
+  if (fdatasync (out) != 0 || close (out) != 0)
+    {
+      out = -1;
+      goto out;
+    }
+  out = -1;
+  if (g_rename (part, ram) != 0)
+    goto out;
+  ok = TRUE;
+
+out:
+  if (!ok)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                   "Cannot store the memory template %s: %s", ram, g_strerror (saved_errno));
+      g_unlink (part);
+    }
+  if (in >= 0)
+    close (in);
+  if (out >= 0)
+    close (out);
+  return ok;
+}
+
+static void
+set_ignore_shared (QleanQmpClient      *qmp,
+                   gboolean             on,
+                   GAsyncReadyCallback  callback,
+                   gpointer             user_data)
+{
+  g_autoptr(JsonObject) arguments = json_object_new ();
+  g_autoptr(JsonArray) capabilities = json_array_new ();
+  JsonObject *capability = json_object_new ();
+
+  json_object_set_string_member (capability, "capability", "x-ignore-shared");
+  json_object_set_boolean_member (capability, "state", on);
+  json_array_add_object_element (capabilities, capability);
+  json_object_set_array_member (arguments, "capabilities", json_array_ref (capabilities));
+  qlean_qmp_client_execute_async (qmp, "migrate-set-capabilities", arguments, NULL,
+                                  callback, user_data);
+}
+
 static void
 qlean_machine_boot_state_saved_cb (GObject      *source,
                                    GAsyncResult *result,
@@ -1807,6 +2006,102 @@ qlean_machine_boot_state_saved_cb (GObject      *source,
 
   g_clear_pointer (&self->boot_state_save, g_free);
   qlean_machine_spawn_maybe_done (self);
+}
+
+static void
+qlean_machine_template_cont_cb (GObject      *source,
+                                GAsyncResult *result,
+                                gpointer      user_data)
+{
+  g_autoptr(GTask) spawn_task = user_data;
+  QleanMachine *self = g_task_get_source_object (spawn_task);
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  qlean_machine_unlock_boot_state (self);
+  if (self->spawn_task != spawn_task)
+    return;
+  if (reply == NULL)
+    {
+      qlean_machine_spawn_fail (self, g_steal_pointer (&error));
+      return;
+    }
+  qlean_machine_fix_clock (self);
+  g_clear_pointer (&self->boot_state_save, g_free);
+  qlean_machine_spawn_maybe_done (self);
+}
+
+/* The state is saved and the guest still stopped: its RAM file is the
+ * template's content. */
+static void
+qlean_machine_template_saved_cb (GObject      *source,
+                                 GAsyncResult *result,
+                                 gpointer      user_data)
+{
+  QleanMachine *self = QLEAN_MACHINE (source);
+  g_autoptr(GTask) spawn_task = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QleanQmpClient) qmp = qlean_machine_get_qmp (self);
+
+  if (!qlean_machine_save_state_finish (self, result, &error))
+    g_message ("machine %s: could not save its boot for fast starts: %s", self->name, error->message);
+  else if (self->boot_state_save != NULL && self->mem_template_work != NULL &&
+           !qlean_machine_template_store (self->mem_template_work, self->boot_state_save, &error))
+    {
+      g_message ("machine %s: %s; the next machine boots", self->name, error->message);
+      g_unlink (self->boot_state_save);
+    }
+  else if (self->boot_state_save != NULL)
+    {
+      g_autofree char *dir = g_path_get_dirname (self->boot_state_save);
+
+      qlean_machine_prune_boot_states (dir);
+    }
+  /* The machine keeps its RAM file (unlinked: nothing else needs its
+   * name) and from now on saves its RAM into states like any other. */
+  if (self->mem_template_work != NULL)
+    {
+      g_unlink (self->mem_template_work);
+      g_clear_pointer (&self->mem_template_work, g_free);
+    }
+
+  if (qmp == NULL)
+    {
+      qlean_machine_unlock_boot_state (self);
+      return;
+    }
+  set_ignore_shared (qmp, FALSE, NULL, NULL);
+  qlean_qmp_client_execute_async (qmp, "cont", NULL, NULL, qlean_machine_template_cont_cb,
+                                  g_steal_pointer (&spawn_task));
+}
+
+static void
+qlean_machine_template_capability_cb (GObject      *source,
+                                      GAsyncResult *result,
+                                      gpointer      user_data)
+{
+  g_autoptr(GTask) spawn_task = user_data;
+  QleanMachine *self = g_task_get_source_object (spawn_task);
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  if (self->spawn_task != spawn_task)
+    return;
+  if (reply == NULL || self->boot_state_save == NULL)
+    {
+      g_message ("machine %s: no memory template (%s); the next machine boots", self->name,
+                 error ? error->message : "cancelled");
+      qlean_machine_unlock_boot_state (self);
+      g_clear_pointer (&self->boot_state_save, g_free);
+      qlean_machine_spawn_maybe_done (self);
+      return;
+    }
+  /* Stopped after saving until the template is copied: its RAM and
+   * the saved devices must be the same instant. */
+  qlean_machine_save_state_async (self, self->boot_state_save, TRUE, NULL,
+                                  qlean_machine_template_saved_cb, g_steal_pointer (&spawn_task));
 }
 
 /* Everything below runs on the worker thread, which owns the machine's
@@ -1858,11 +2153,21 @@ qlean_machine_release_run (QleanMachine *self)
   g_clear_pointer (&self->incoming, g_free);
   g_clear_pointer (&self->boot_state_save, g_free);
   qlean_machine_unlock_boot_state (self);
+  if (self->mem_template_work != NULL)
+    {
+      g_unlink (self->mem_template_work);
+      g_clear_pointer (&self->mem_template_work, g_free);
+    }
+  self->mem_template_load = FALSE;
+  g_clear_pointer (&self->mem_template_ram, g_free);
   /* A saved boot that failed to load (QEMU or its machine changed in a
    * way the key misses) must not fail the next start too. */
   if (self->boot_state_used != NULL)
     {
+      g_autofree char *ram = g_strconcat (self->boot_state_used, ".ram", NULL);
+
       g_unlink (self->boot_state_used);
+      g_unlink (ram);
       g_clear_pointer (&self->boot_state_used, g_free);
     }
   self->restoring = FALSE;
@@ -2476,6 +2781,13 @@ qlean_machine_spawn_maybe_done (QleanMachine *self)
             g_file_set_contents (mac_file, mac, -1, NULL);
           else
             g_unlink (mac_file);
+          if (self->mem_template_work != NULL)
+            {
+              /* The state leaves out the RAM that is in the file. */
+              set_ignore_shared (self->qmp, TRUE, qlean_machine_template_capability_cb,
+                                 g_object_ref (self->spawn_task));
+              return;
+            }
           qlean_machine_save_state_async (self, self->boot_state_save, FALSE, NULL,
                                           qlean_machine_boot_state_saved_cb,
                                           g_object_ref (self->spawn_task));
@@ -2663,6 +2975,9 @@ qlean_machine_incoming_query_cb (GObject      *source,
 
   if (g_str_equal (status, "completed"))
     {
+      /* Off again: this machine's own snapshots carry its RAM. */
+      if (self->mem_template_load)
+        set_ignore_shared (self->qmp, FALSE, NULL, NULL);
       qlean_qmp_client_execute_async (self->qmp, "cont", NULL, NULL,
                                       qlean_machine_incoming_cont_cb, g_object_ref (self));
       return;
@@ -2728,6 +3043,10 @@ qlean_machine_load_incoming (QleanMachine *self)
   g_autofree char *uri = g_strdup_printf ("fd:%d", QLEAN_STATE_FD);
 
   json_object_set_string_member (arguments, "uri", uri);
+  /* A state saved from a template has no RAM: the capability on both
+   * sides says so (QMP runs the commands in order). */
+  if (self->mem_template_load)
+    set_ignore_shared (self->qmp, TRUE, NULL, NULL);
   qlean_qmp_client_execute_async (self->qmp, "migrate-incoming", arguments, NULL,
                                   qlean_machine_incoming_started_cb, g_object_ref (self));
 }
@@ -2983,7 +3302,45 @@ qlean_machine_launch (QleanMachine  *self,
 
   if (self->incoming == NULL)
     {
-      g_autofree char *boot_state = qlean_machine_boot_state_path (self, &resolved);
+      gboolean mem_template = qlean_machine_config_get_memory_template (self->config);
+      g_autofree char *boot_state = NULL;
+      g_autofree char *reason = NULL;
+
+      /* Memory templates only where the RAM's id is q35's (see
+       * qlean_qemu_argv_build()). */
+      if (mem_template && resolved.spec.arch != NULL &&
+          resolved.spec.arch->arch != QLEAN_ARCH_X86_64)
+        mem_template = FALSE;
+      boot_state = qlean_machine_boot_state_path (self, &resolved, mem_template);
+      if (boot_state != NULL && mem_template)
+        {
+          if (g_file_test (boot_state, G_FILE_TEST_EXISTS))
+            {
+              if (!qlean_machine_template_usable (boot_state, resolved.spec.memory_mib, &reason))
+                {
+                  /* Useless without its template: made anew by a
+                   * later machine, unless one is loading it now. */
+                  if (qlean_machine_lock_boot_state (self, boot_state, TRUE))
+                    {
+                      g_unlink (boot_state);
+                      qlean_machine_unlock_boot_state (self);
+                    }
+                }
+            }
+          else if (qlean_machine_lock_boot_state (self, boot_state, TRUE))
+            {
+              self->mem_template_work =
+                qlean_machine_template_make_work (boot_state, resolved.spec.memory_mib, &reason);
+              qlean_machine_unlock_boot_state (self);
+            }
+          if (reason != NULL)
+            {
+              g_message ("machine %s: no memory template, starting the old way: %s", self->name,
+                         reason);
+              g_free (boot_state);
+              boot_state = qlean_machine_boot_state_path (self, &resolved, FALSE);
+            }
+        }
 
       if (boot_state != NULL && g_file_test (boot_state, G_FILE_TEST_IS_REGULAR) &&
           qlean_machine_lock_boot_state (self, boot_state, FALSE))
@@ -2998,10 +3355,31 @@ qlean_machine_launch (QleanMachine  *self,
           self->boot_state_used = g_strdup (boot_state);
           /* Its mtime says when it was last used: pruning keeps the newest. */
           g_utime (boot_state, NULL);
+          if (mem_template && reason == NULL)
+            {
+              self->mem_template_load = TRUE;
+              self->mem_template_ram = g_strconcat (boot_state, ".ram", NULL);
+            }
         }
       else if (boot_state != NULL && !g_file_test (boot_state, G_FILE_TEST_EXISTS) &&
                qlean_machine_lock_boot_state (self, boot_state, TRUE))
         self->boot_state_save = g_steal_pointer (&boot_state);
+
+      if (self->boot_state_save == NULL && self->mem_template_work != NULL)
+        {
+          g_unlink (self->mem_template_work);
+          g_clear_pointer (&self->mem_template_work, g_free);
+        }
+      if (self->mem_template_work != NULL)
+        {
+          resolved.spec.mem_path = self->mem_template_work;
+          resolved.spec.mem_share = TRUE;
+        }
+      else if (self->mem_template_load)
+        {
+          resolved.spec.mem_path = self->mem_template_ram;
+          resolved.spec.mem_share = FALSE;
+        }
     }
 
   /* One start loads a saved state; the next boots afresh. QEMU reads it

@@ -62,6 +62,11 @@ typedef struct
   const char         *net_bridge;
   const char         *net_bridge_helper;
   gboolean            incoming;      /* wait for a saved state (-incoming defer) */
+  /* Guest RAM from this file (a memory template) rather than anonymous
+   * memory: shared (the template machine, whose writes make the
+   * template) or private (copy-on-write: the file is never written). */
+  const char         *mem_path;
+  gboolean            mem_share;
   const char         *seed;          /* a cloud-init seed image, attached read-only */
 } QleanQemuSpec;
 

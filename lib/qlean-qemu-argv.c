@@ -127,7 +127,23 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
   add (argv, "none");
 
   add (argv, "-machine");
-  add (argv, arch->machine);
+  if (spec->mem_path != NULL)
+    {
+      g_autofree char *escaped = escape_commas (spec->mem_path);
+
+      /* The same object, id and size on the machine that made the
+       * template and on those started from it: only then does QEMU find
+       * the RAM block the saved state (with x-ignore-shared) leaves out.
+       * Its id is the one QEMU gives q35's RAM by default, so that this
+       * machine's later snapshots load into a machine without a
+       * template (only x86-64 machines use templates). */
+      add_printf (argv, "%s,memory-backend=pc.ram", arch->machine);
+      add (argv, "-object");
+      add_printf (argv, "memory-backend-file,id=pc.ram,size=%uM,mem-path=%s,share=%s",
+                  spec->memory_mib, escaped, spec->mem_share ? "on" : "off");
+    }
+  else
+    add (argv, arch->machine);
   if (spec->kvm)
     {
       add (argv, "-accel");

@@ -1529,9 +1529,11 @@ test_saved_boots_pruned (void)
    * again; and the stale ones the cache had room for. */
   {
     g_autofree char *lock = g_strconcat (saved, ".lock", NULL);
+    g_autofree char *ram = g_strconcat (saved, ".ram", NULL);
 
     g_unlink (saved);
     g_unlink (lock);
+    g_unlink (ram);
   }
   for (guint i = 0; i < 8; i++)
     {
@@ -1541,6 +1543,188 @@ test_saved_boots_pruned (void)
       g_unlink (path);
       g_unlink (mac);
     }
+}
+
+/* Memory templates (QleanMachineConfig:memory-template). */
+
+static char *
+qemu_cmdline (QleanMachine *machine)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/cmdline", (int) qlean_machine_get_pid (machine));
+  char *text = NULL;
+  gsize length = 0;
+
+  g_assert_true (g_file_get_contents (path, &text, &length, NULL));
+  for (gsize i = 0; i + 1 < length; i++)
+    if (text[i] == '\0')
+      text[i] = ' ';
+  return text;
+}
+
+static char *
+file_sha256 (const char *path)
+{
+  g_autoptr(GMappedFile) mapped = g_mapped_file_new (path, FALSE, NULL);
+
+  g_assert_nonnull (mapped);
+  return g_compute_checksum_for_data (G_CHECKSUM_SHA256,
+                                      (const guchar *) g_mapped_file_get_contents (mapped),
+                                      g_mapped_file_get_length (mapped));
+}
+
+static QleanMachine *
+template_machine (QleanMachineConfig *config,
+                  const char         *name)
+{
+  g_autoptr(QleanMachine) machine = qlean_machine_new_with_name (name, NULL, config);
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (qlean_machine_spawn (machine, NULL, &error));
+  g_assert_no_error (error);
+  return g_steal_pointer (&machine);
+}
+
+static void
+remove_saved_boot (const char *state)
+{
+  const char *suffixes[] = { "", ".ram", ".mac", ".lock" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (suffixes); i++)
+    {
+      g_autofree char *path = g_strconcat (state, suffixes[i], NULL);
+
+      g_unlink (path);
+    }
+}
+
+/* Machines started from one template share its file, copy-on-write:
+ * what one writes shows neither in another nor in the template, each
+ * has its own identity, and a template that is gone makes the next
+ * start fall back to the old way, saying why. */
+static void
+test_memory_template (void)
+{
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autofree char *dir = g_build_filename (g_get_user_cache_dir (), "qlean", "boot-states", NULL);
+  g_autoptr(GHashTable) before = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr(QleanMachine) first = NULL, second = NULL, third = NULL, later = NULL, fallback = NULL;
+  g_autoptr(GPtrArray) ids = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GDir) listing = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *state = NULL, *ram = NULL, *cmdline = NULL, *sum = NULL, *sum_after = NULL;
+  g_autofree char *out = NULL;
+  QleanMachine *machines[3];
+  const char *name;
+
+  if (!test_have_qemu ())
+    return;
+
+  listing = g_dir_open (dir, 0, NULL);
+  while (listing != NULL && (name = g_dir_read_name (listing)) != NULL)
+    g_hash_table_add (before, g_strdup (name));
+  g_clear_pointer (&listing, g_dir_close);
+
+  /* A shape of its own, so that its first machine makes the template. */
+  qlean_machine_config_set_memory_mib (config, 262 + 4 * g_random_int_range (0, 32));
+  first = template_machine (config, "tmpl-first");
+  listing = g_dir_open (dir, 0, &error);
+  g_assert_no_error (error);
+  while ((name = g_dir_read_name (listing)) != NULL)
+    if (g_str_has_suffix (name, ".state.ram") && !g_hash_table_contains (before, name))
+      {
+        ram = g_build_filename (dir, name, NULL);
+        state = g_strndup (ram, strlen (ram) - strlen (".ram"));
+      }
+  g_assert_nonnull (ram);
+  g_assert_true (g_file_test (state, G_FILE_TEST_IS_REGULAR));
+  {
+    GStatBuf st;
+
+    /* Device state only: the RAM is in the template. */
+    g_assert_cmpint (g_stat (state, &st), ==, 0);
+    g_test_message ("saved state %" G_GINT64_FORMAT " bytes", (gint64) st.st_size);
+    g_assert_cmpint (st.st_size, <, 8 * 1024 * 1024);
+    g_assert_cmpint (g_stat (ram, &st), ==, 0);
+    g_assert_cmpint (st.st_size, ==, (gint64) qlean_machine_config_get_memory_mib (config) << 20);
+  }
+  sum = file_sha256 (ram);
+
+  second = template_machine (config, "tmpl-second");
+  third = template_machine (config, "tmpl-third");
+  cmdline = qemu_cmdline (second);
+  g_assert_nonnull (strstr (cmdline, "share=off"));
+  g_assert_nonnull (strstr (cmdline, ram));
+
+  /* Writes to the guest's RAM: a file in the initramfs root and 16 MiB
+   * of data in /tmp. */
+  g_free (test_run_out (second, "echo second > /template-mark && "
+                                "dd if=/dev/urandom of=/tmp/fill bs=1M count=16 2>/dev/null"));
+  g_free (test_run_out (third, "dd if=/dev/zero of=/tmp/fill bs=1M count=8 2>/dev/null"));
+  later = template_machine (config, "tmpl-later");
+  machines[0] = second;
+  machines[1] = third;
+  machines[2] = later;
+  out = test_run_text (second, "cat /template-mark");
+  g_assert_cmpstr (out, ==, "second");
+  for (guint i = 1; i < 3; i++)
+    {
+      g_autoptr(QleanExecResult) result = test_run (machines[i], "test -e /template-mark");
+
+      g_assert_false (qlean_exec_result_success (result));
+    }
+  for (guint i = 0; i < 3; i++)
+    {
+      /* The minimal image has no machine-id: its random state then,
+       * which the identity fix reseeds. */
+      char *id = test_run_text (machines[i], "cat /etc/machine-id 2>/dev/null || "
+                                             "cat /proc/sys/kernel/random/uuid");
+      char *host = test_run_text (machines[i], "hostname");
+
+      for (guint j = 0; j < ids->len; j++)
+        {
+          g_assert_cmpstr (id, !=, g_ptr_array_index (ids, j));
+          g_assert_cmpstr (host, !=, g_ptr_array_index (names, j));
+        }
+      g_ptr_array_add (ids, id);
+      g_ptr_array_add (names, host);
+    }
+  sum_after = file_sha256 (ram);
+  g_assert_cmpstr (sum, ==, sum_after);
+
+  /* A template that is gone: the next start says why and boots. */
+  g_assert_cmpint (g_unlink (ram), ==, 0);
+  logged ("");
+  fallback = template_machine (config, "tmpl-fallback");
+  g_assert_true (logged ("*no memory template, starting the old way*"));
+  g_free (cmdline);
+  cmdline = qemu_cmdline (fallback);
+  g_assert_null (strstr (cmdline, "memory-backend-file"));
+  g_free (out);
+  out = test_run_text (fallback, "echo ok");
+  g_assert_cmpstr (out, ==, "ok");
+  /* The template machines run on after their template is gone. */
+  g_free (out);
+  out = test_run_text (third, "echo ok");
+  g_assert_cmpstr (out, ==, "ok");
+
+  g_assert_true (qlean_machine_kill (first, NULL, NULL));
+  g_assert_true (qlean_machine_kill (second, NULL, NULL));
+  g_assert_true (qlean_machine_kill (third, NULL, NULL));
+  g_assert_true (qlean_machine_kill (later, NULL, NULL));
+  g_assert_true (qlean_machine_kill (fallback, NULL, NULL));
+
+  /* This shape's saved boots go, template or not. */
+  remove_saved_boot (state);
+  g_clear_pointer (&listing, g_dir_close);
+  listing = g_dir_open (dir, 0, NULL);
+  while (listing != NULL && (name = g_dir_read_name (listing)) != NULL)
+    if (g_str_has_suffix (name, ".state") && !g_hash_table_contains (before, name))
+      {
+        g_autofree char *path = g_build_filename (dir, name, NULL);
+
+        remove_saved_boot (path);
+      }
 }
 
 int
@@ -1567,6 +1751,7 @@ main (int    argc,
   g_test_add_func ("/lifecycle/archive-host-paths", test_archive_host_paths);
   g_test_add_func ("/lifecycle/archive-disk-backing", test_archive_disk_backing);
   g_test_add_func ("/lifecycle/saved-boots-pruned", test_saved_boots_pruned);
+  g_test_add_func ("/lifecycle/memory-template", test_memory_template);
   g_test_add_func ("/lifecycle/cli", test_cli);
   g_test_add_func ("/lifecycle/cli/subprocess", test_cli_body);
 
