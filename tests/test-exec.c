@@ -367,6 +367,68 @@ test_exit_and_signal (void)
   g_assert_cmpint (qlean_guest_process_get_exit_status (process), ==, -1);
 }
 
+/* Terminals */
+
+/* Reads @stream until what came holds @needle; returns all of it. */
+static char *
+read_until (GInputStream *stream,
+            const char   *needle)
+{
+  GString *got = g_string_new (NULL);
+
+  while (strstr (got->str, needle) == NULL)
+    {
+      char buffer[4096];
+      g_autoptr(GError) error = NULL;
+      gssize n = g_input_stream_read (stream, buffer, sizeof buffer, NULL, &error);
+
+      g_assert_no_error (error);
+      if (n == 0)
+        break;
+      g_string_append_len (got, buffer, n);
+    }
+  return g_string_free (got, FALSE);
+}
+
+/* A terminal of the launcher's size, resized while the process runs,
+ * with input through its line discipline and one output. */
+static void
+test_terminal (void)
+{
+  QleanMachine *machine = test_shared_machine ();
+  const char * const script[] = { "sh", "-c", "stty size; [ -t 0 ] && [ -t 2 ] && echo ttys; "
+                                  "read x; stty size; echo got-$x >&2; exit 4", NULL };
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanGuestProcess) process = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *first = NULL;
+  g_autofree char *second = NULL;
+
+  if (machine == NULL)
+    return;
+
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_TERMINAL |
+                                       QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE |
+                                       QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE |
+                                       QLEAN_GUEST_PROCESS_FLAGS_STDERR_PIPE);
+  qlean_guest_launcher_set_window_size (launcher, 33, 77);
+  process = spawn (launcher, machine, script);
+  g_assert_null (qlean_guest_process_get_stderr_pipe (process));
+  first = read_until (qlean_guest_process_get_stdout_pipe (process), "ttys");
+  g_assert_nonnull (strstr (first, "33 77\r\nttys"));
+
+  qlean_guest_process_set_window_size (process, 40, 100);
+  /* The resize and the input travel separately: let it land first. */
+  g_usleep (500 * 1000);
+  g_output_stream_write_all (qlean_guest_process_get_stdin_pipe (process), "abc\r", 4, NULL, NULL, &error);
+  g_assert_no_error (error);
+  second = read_until (qlean_guest_process_get_stdout_pipe (process), "got-abc");
+  g_assert_nonnull (strstr (second, "40 100\r\ngot-abc"));
+  g_assert_true (qlean_guest_process_wait (process, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (qlean_guest_process_get_exit_status (process), ==, 4);
+}
+
 /* Timeouts and cancellation */
 
 static void
@@ -865,6 +927,19 @@ test_agent_fallback (void)
   parent = test_run_out (machine, "cat /proc/$PPID/comm");
   g_assert_cmpstr (parent, ==, "qemu-ga\n");
 
+  /* The agent runs commands on pipes: a terminal is refused, saying why. */
+  {
+    g_autoptr(QleanGuestLauncher) launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_TERMINAL);
+    const char * const sh[] = { "sh", NULL };
+    g_autoptr(QleanGuestProcess) process = NULL;
+    g_autoptr(GError) error = NULL;
+
+    process = qlean_guest_launcher_spawnv (launcher, machine, sh, &error);
+    g_assert_null (process);
+    g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED);
+    g_assert_nonnull (strstr (error->message, "needs qlean-guest"));
+  }
+
   /* Output and status come through the agent just as well. */
   {
     g_autoptr(QleanExecResult) result = test_run (machine, "echo via-agent; echo err >&2; exit 3");
@@ -1203,6 +1278,7 @@ main (int argc,
   g_test_add_func ("/exec/launcher/user", test_user);
   g_test_add_func ("/exec/stdin/10-mib-round-trip", test_stdin_round_trip);
   g_test_add_func ("/exec/status/exit-and-signal", test_exit_and_signal);
+  g_test_add_func ("/exec/terminal", test_terminal);
   g_test_add_func ("/exec/timeout/kills", test_timeout_kills);
   g_test_add_func ("/exec/cancel/kills", test_cancel_kills);
   g_test_add_func ("/exec/concurrent/16", test_concurrent);
