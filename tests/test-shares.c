@@ -145,6 +145,67 @@ test_config_errors (void)
   }
 }
 
+/* The QEMU command line: one fsdev and one 9p device per share, the
+ * host path's commas doubled (QEMU's option syntax), the share boot's
+ * kernel rather than the cloud one. */
+static void
+test_argv (void)
+{
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanMachine) dry = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *comma = NULL;
+  g_autofree char *joined = NULL;
+  g_autofree char *want = NULL;
+  g_auto(GStrv) argv = NULL;
+
+  if (!test_have_qemu ())
+    return;
+
+  make_dirs ();
+  comma = g_build_filename (top, "a,b", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (comma, 0700), ==, 0);
+  g_assert_true (qlean_machine_config_add_share_full (config, comma, "/mnt/c",
+                                                      QLEAN_SHARE_MAPPED_XATTR, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_machine_config_add_share (config, ro_dir, "/mnt/ro", TRUE, &error));
+  dry = qlean_machine_new_with_name ("shares-dry", NULL, config);
+  argv = qlean_machine_dry_run (dry, &error);
+  if (argv == NULL && g_error_matches (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT))
+    {
+      g_test_skip (error->message);
+      return;
+    }
+  g_assert_no_error (error);
+  joined = g_strjoinv ("\n", argv);
+
+  want = g_strdup_printf ("\n-fsdev\nlocal,id=share0,path=%s/a,,b,security_model=mapped-xattr\n"
+                          "-device\nvirtio-9p-pci,fsdev=share0,mount_tag=qlean0,id=share0\n", top);
+  g_assert_nonnull (strstr (joined, want));
+  g_free (want);
+  want = g_strdup_printf ("\n-fsdev\nlocal,id=share1,path=%s,security_model=none,readonly=on\n"
+                          "-device\nvirtio-9p-pci,fsdev=share1,mount_tag=qlean1,id=share1\n", ro_dir);
+  g_assert_nonnull (strstr (joined, want));
+
+  /* Not the kernel a machine without shares boots. */
+  {
+    g_autoptr(QleanMachine) plain = qlean_machine_new_with_name ("shares-dry-plain", NULL, NULL);
+    g_auto(GStrv) plain_argv = qlean_machine_dry_run (plain, &error);
+    const char *kernel = NULL, *plain_kernel = NULL;
+
+    g_assert_no_error (error);
+    for (guint i = 0; argv[i] != NULL && argv[i + 1] != NULL; i++)
+      if (g_str_equal (argv[i], "-kernel"))
+        kernel = argv[i + 1];
+    for (guint i = 0; plain_argv[i] != NULL && plain_argv[i + 1] != NULL; i++)
+      if (g_str_equal (plain_argv[i], "-kernel"))
+        plain_kernel = plain_argv[i + 1];
+    g_assert_nonnull (kernel);
+    g_assert_nonnull (plain_kernel);
+    g_assert_cmpstr (kernel, !=, plain_kernel);
+  }
+}
+
 static void
 test_host_to_guest (void)
 {
@@ -296,6 +357,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
 
   g_test_add_func ("/shares/config-errors", test_config_errors);
+  g_test_add_func ("/shares/argv", test_argv);
   g_test_add_func ("/shares/host-to-guest", test_host_to_guest);
   g_test_add_func ("/shares/guest-to-host", test_guest_to_host);
   g_test_add_func ("/shares/readonly", test_readonly);
