@@ -425,6 +425,8 @@ typedef struct
   gint     requests;    /* atomic: FS requests seen */
   gsize    largest;     /* the largest request payload seen */
   gsize    get_flood;   /* bytes sent for every GET, whose DONE says 4 */
+  guint8   version;     /* of the HELLO answer; 0 for QLEAN_GUEST_VERSION */
+  gint     execs;       /* atomic: EXEC requests seen */
 } FakeGuest;
 
 static void
@@ -491,7 +493,7 @@ fake_guest_thread (gpointer user_data)
           guint8 answer[16] = { 0 };
 
           memcpy (answer, payload, 8);
-          answer[8] = QLEAN_GUEST_VERSION;
+          answer[8] = guest->version ? guest->version : QLEAN_GUEST_VERSION;
           raw_write_frame (guest->fd, QLEAN_GUEST_FRAME_HELLO, 0, answer, sizeof answer);
         }
       else if (header[4] == QLEAN_GUEST_FRAME_EXEC)
@@ -502,6 +504,7 @@ fake_guest_thread (gpointer user_data)
           guint8 out[6] = { 'p', 'a', 'r', 't', 'i', 'a' };
           g_autoptr(GBytes) data = qlean_guest_frame_new (QLEAN_GUEST_FRAME_DATA, 1, stream, out, sizeof out);
 
+          g_atomic_int_inc (&guest->execs);
           raw_write_frame (guest->fd, QLEAN_GUEST_FRAME_STARTED, stream, pid, sizeof pid);
           g_assert_cmpint (write (guest->fd, g_bytes_get_data (data, NULL), g_bytes_get_size (data)), >, 0);
           raw_write_frame (guest->fd, QLEAN_GUEST_FRAME_ERROR, stream, NULL, 0);
@@ -628,6 +631,37 @@ test_machine_read_beyond_size (void)
 
   g_assert_true (qlean_machine_create_dir (machine, "/ok", NULL, &error));
   g_assert_no_error (error);
+
+  g_clear_object (&machine);
+  fake_guest_stop (&guest);
+}
+
+/* A qlean-guest before protocol version 3 ignores FLAG_TERMINAL and would
+ * run the command without a terminal: the start fails before the request
+ * leaves, and says why. */
+static void
+test_terminal_old_guest (void)
+{
+  FakeGuest guest = { 0 };
+  const char * const sh[] = { "sh", NULL };
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanGuestProcess) process = NULL;
+  g_autoptr(GError) error = NULL;
+
+  guest.version = 2;
+  fake_guest_start (&guest);
+  machine = qlean_machine_attach ("fake", guest.path, NULL, &error);
+  g_assert_no_error (error);
+
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_TERMINAL |
+                                       QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE);
+  process = qlean_guest_launcher_spawnv (launcher, machine, sh, &error);
+  g_assert_null (process);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "too old for terminals"));
+  g_assert_cmpint (g_atomic_int_get (&guest.execs), ==, 0);
 
   g_clear_object (&machine);
   fake_guest_stop (&guest);
@@ -1227,6 +1261,7 @@ main (int    argc,
   g_test_add_func ("/guest-channel/machine/copy-absurd-size", test_copy_absurd_size);
   g_test_add_func ("/guest-channel/machine/read-beyond-size", test_machine_read_beyond_size);
   g_test_add_func ("/guest-channel/machine/started-then-error", test_machine_started_then_error);
+  g_test_add_func ("/guest-channel/machine/terminal-old-guest", test_terminal_old_guest);
   g_test_add_func ("/guest-channel/machine/oversized-path", test_machine_oversized_path);
   g_test_add_func ("/guest-channel/agent/empty-reads", test_agent_empty_reads);
   g_test_add ("/guest-channel/receive/unread-output-bounded", Fixture, NULL,
