@@ -62,6 +62,8 @@ static const char fs_script[] =
   "readlink) if [ ! -L \"$1\" ]; then stat -c '' -- \"$1\" || exit 1; fail 'Invalid argument'; fi\n"
   "  readlink -- \"$1\" ;;\n"
   "chmod) chmod \"$2\" -- \"$1\" ;;\n"
+  "utime) exists \"$1\" || { stat -c '' -- \"$1\"; exit 1; }\n"
+  "  touch -c -h -d \"@$2\" -- \"$1\" ;;\n"
   "copy) stat -L -c '' -- \"$1\" || exit 1\n"
   "  if [ -d \"$1\" ]; then fail 'Is a directory'; fi\n"
   "  cat -- \"$1\" > \"$2\" || exit 1\n"
@@ -151,6 +153,7 @@ op_name (guint32 op,
     case QLEAN_GUEST_FS_READLINK: return "readlink";
     case QLEAN_GUEST_FS_CHMOD: return "chmod";
     case QLEAN_GUEST_FS_COPY: return "copy";
+    case QLEAN_GUEST_FS_UTIME: return "utime";
     default: return NULL;
     }
 }
@@ -190,6 +193,7 @@ qlean_guest_backend_agent_fs (QleanMachine  *machine,
                               gboolean       has_mode,
                               guint32        mode,
                               guint32        flags,
+                              gint64         mtime_ns,
                               const char    *verb,
                               GBytes       **done,
                               GByteArray    *listing,
@@ -223,6 +227,9 @@ qlean_guest_backend_agent_fs (QleanMachine  *machine,
   argv[n++] = path;
   if (op == QLEAN_GUEST_FS_MKDIR || op == QLEAN_GUEST_FS_CHMOD)
     argv[n++] = mode_text = g_strdup_printf ("%o", has_mode ? (mode & 07777) : 0755);
+  else if (op == QLEAN_GUEST_FS_UTIME)   /* busybox's touch takes whole seconds */
+    argv[n++] = mode_text = g_strdup_printf ("%" G_GINT64_FORMAT,
+                                             mtime_ns / G_GINT64_CONSTANT (1000000000));
   else if (path2 != NULL)
     argv[n++] = path2;
 

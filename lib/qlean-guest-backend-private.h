@@ -12,7 +12,8 @@
 G_BEGIN_DECLS
 
 /* Blocking (a worker or task thread): runs the qlean-guest file system
- * operation @op (a QleanGuestFsOp, with its PATH, PATH2, MODE and FLAGS)
+ * operation @op (a QleanGuestFsOp, with its PATH, PATH2, MODE, FLAGS and
+ * MTIME)
  * through the QEMU guest agent alone, and answers as qlean-guest would:
  * *@done gets the DONE payload, @listing the DIRENT entries of a
  * READDIR, and a failure the same G_IO_ERROR code and message form. */
@@ -23,6 +24,7 @@ gboolean qlean_guest_backend_agent_fs (QleanMachine  *machine,
                                        gboolean       has_mode,
                                        guint32        mode,
                                        guint32        flags,
+                                       gint64         mtime_ns,
                                        const char    *verb,
                                        GBytes       **done,
                                        GByteArray    *listing,

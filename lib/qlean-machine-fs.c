@@ -427,7 +427,8 @@ fs_agent_backend_thread (GTask        *task,
   GError *error = NULL;
 
   if (!qlean_guest_backend_agent_fs (source_object, req->op, req->path, req->path2, req->has_mode,
-                                     req->mode, req->flags, req->verb, &req->done, req->collected,
+                                     req->mode, req->flags, req->mtime_ns, req->verb, &req->done,
+                                     req->collected,
                                      cancellable, &error))
     g_task_return_error (task, error);
   else

@@ -620,6 +620,7 @@ upload (QleanMachine  *machine,
   g_autofree char *name = g_file_get_basename (source);
   g_autofree char *target = NULL;
   gboolean into_dir;
+  gboolean agent_only;
   Ctx ctx = { machine, NULL, cancellable, QLEAN_TRANSFER_FLAGS_NONE };
 
   /* Check the source before anything reaches the guest. */
@@ -643,12 +644,15 @@ upload (QleanMachine  *machine,
       return FALSE;
     }
   ctx.channel = channel;
-  if (channel == NULL && g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY)
+  /* The agent transport has the tree calls too (its own backend); only
+   * a machine still deciding has nothing but the agent's file calls. */
+  agent_only = channel == NULL && qlean_machine_uses_agent_only (machine);
+  if (channel == NULL && !agent_only && g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY)
     return needs_guest_program (machine, N_("upload the directory"), g_file_peek_path (source), error);
 
   /* Like cp -r and scp -r: onto an existing directory, inside it under
    * the source's name; otherwise the destination is the new name. */
-  if (channel == NULL)
+  if (channel == NULL && !agent_only)
     into_dir = qlean_machine_agent_is_dir (machine, guest_destination, cancellable);
   else
     {
@@ -946,7 +950,7 @@ download (QleanMachine        *machine,
       return FALSE;
     }
   ctx.channel = channel;
-  if (channel != NULL)
+  if (channel != NULL || qlean_machine_uses_agent_only (machine))
     {
       info = qlean_machine_metadata (machine, guest_source, cancellable, error);
       if (info == NULL)
