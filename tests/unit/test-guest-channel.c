@@ -24,6 +24,7 @@
 #include <qlean/qlean.h>
 #include "fake-peer.h"
 #include "qlean-guest-channel-private.h"
+#include "qlean-guest-relay-private.h"
 #include "qlean-guest-protocol.h"
 #include "qlean-machine-fs-private.h"
 #include "qlean-qga-error.h"
@@ -106,10 +107,20 @@ channel_new_in_worker (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+static void fixture_set_up_version (Fixture *fixture, guint8 version);
+
 /* A channel that has said HELLO to the fake guest and heard it back. */
 static void
 fixture_set_up (Fixture       *fixture,
                 gconstpointer  data)
+{
+  fixture_set_up_version (fixture, QLEAN_GUEST_VERSION);
+}
+
+/* The same with a guest that answers protocol @version. */
+static void
+fixture_set_up_version (Fixture *fixture,
+                        guint8   version)
 {
   g_auto(Frame) hello = { 0 };
   guint8 answer[16];
@@ -123,7 +134,7 @@ fixture_set_up (Fixture       *fixture,
   g_assert_cmpuint (g_bytes_get_size (hello.payload), >=, 8);
   memcpy (answer, g_bytes_get_data (hello.payload, NULL), 8);
   memset (answer + 8, 0, 8);
-  answer[8] = QLEAN_GUEST_VERSION;
+  answer[8] = version;
   write_frame (fixture->peer, QLEAN_GUEST_FRAME_HELLO, 0, 0, answer, sizeof answer);
   WAIT_UNTIL (g_atomic_int_get (&fixture->ready));
   g_assert_true (qlean_guest_channel_is_ready (fixture->channel));
@@ -665,6 +676,147 @@ test_terminal_old_guest (void)
 
   g_clear_object (&machine);
   fake_guest_stop (&guest);
+}
+
+/* The owner's relay, as `qlean start` serves `qlean exec`. */
+typedef struct
+{
+  QleanGuestChannel *channel;
+  char              *path;
+  QleanGuestRelay   *relay;
+  gint               done;   /* atomic */
+} RelayCall;
+
+static gboolean
+relay_new_in_worker (gpointer user_data)
+{
+  RelayCall *call = user_data;
+  g_autoptr(GError) error = NULL;
+
+  call->relay = qlean_guest_relay_new (call->channel, call->path, &error);
+  g_assert_no_error (error);
+  g_atomic_int_set (&call->done, TRUE);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+relay_close_in_worker (gpointer user_data)
+{
+  RelayCall *call = user_data;
+
+  qlean_guest_relay_close (call->relay);
+  g_clear_object (&call->relay);
+  g_atomic_int_set (&call->done, TRUE);
+  return G_SOURCE_REMOVE;
+}
+
+static gpointer
+spawn_terminal_thread (gpointer user_data)
+{
+  QleanMachine *machine = user_data;
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  const char * const sh[] = { "sh", NULL };
+  g_autoptr(GError) error = NULL;
+  QleanGuestProcess *process;
+
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_TERMINAL |
+                                       QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE);
+  qlean_guest_launcher_set_window_size (launcher, 33, 77);
+  process = qlean_guest_launcher_spawnv (launcher, machine, sh, &error);
+  g_assert_no_error (error);
+  return process;
+}
+
+/* Through the relay: the flag, the first size and a resize reach the
+ * guest; and a guest too old for a terminal gets no EXEC, while the
+ * client, which sees only the relay's version, hears why. */
+static void
+test_relay_terminal (void)
+{
+  for (guint8 version = 2; version <= 3; version++)
+    {
+      Fixture fixture = { 0 };
+      RelayCall call = { 0 };
+      g_autofree char *dir = g_dir_make_tmp ("qlean-relay-XXXXXX", NULL);
+      g_autoptr(QleanMachine) machine = NULL;
+      g_autoptr(QleanGuestProcess) process = NULL;
+      g_autoptr(GError) error = NULL;
+
+      fixture_set_up_version (&fixture, version);
+      call.channel = fixture.channel;
+      call.path = g_build_filename (dir, "relay.sock", NULL);
+      qlean_worker_invoke (relay_new_in_worker, &call, NULL);
+      WAIT_UNTIL (g_atomic_int_get (&call.done));
+      machine = qlean_machine_attach ("fake", call.path, NULL, &error);
+      g_assert_no_error (error);
+
+      if (version == 2)
+        {
+          g_autoptr(QleanGuestLauncher) launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_TERMINAL);
+          const char * const sh[] = { "sh", NULL };
+
+          process = qlean_guest_launcher_spawnv (launcher, machine, sh, &error);
+          g_assert_null (process);
+          g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED);
+          g_test_message ("%s", error->message);
+          g_assert_nonnull (strstr (error->message, "too old for a terminal"));
+          fake_peer_assert_quiet (fixture.peer, 200);
+        }
+      else
+        {
+          g_auto(Frame) exec = { 0 };
+          g_auto(Frame) winsize = { 0 };
+          GThread *thread = g_thread_new ("spawn", spawn_terminal_thread, machine);
+          guint8 pid[4] = { 42, 0, 0, 0 };
+          guint8 status[4] = { 0 };
+          QleanGuestTlvIter iter;
+          guint16 tag;
+          const guint8 *value;
+          gsize len;
+          gboolean malformed = FALSE, terminal = FALSE, sized = FALSE;
+          const guint8 *w;
+
+          read_frame (fixture.peer, &exec);
+          g_assert_cmpuint (exec.type, ==, QLEAN_GUEST_FRAME_EXEC);
+          qlean_guest_tlv_iter_init (&iter, exec.payload);
+          while (qlean_guest_tlv_iter_next (&iter, &tag, &value, &len, &malformed))
+            {
+              if (tag == QLEAN_GUEST_TAG_FLAGS && len == 4)
+                terminal = (qlean_guest_read_u32 (value) & QLEAN_GUEST_FLAG_TERMINAL) != 0;
+              if (tag == QLEAN_GUEST_TAG_WINSIZE && len == 4)
+                sized = value[0] == 33 && value[1] == 0 && value[2] == 77 && value[3] == 0;
+            }
+          g_assert_true (terminal);
+          g_assert_true (sized);
+          write_frame (fixture.peer, QLEAN_GUEST_FRAME_STARTED, 0, exec.stream, pid, sizeof pid);
+          process = g_thread_join (thread);
+          g_assert_nonnull (process);
+
+          qlean_guest_process_set_window_size (process, 40, 100);
+          read_frame (fixture.peer, &winsize);
+          g_assert_cmpuint (winsize.type, ==, QLEAN_GUEST_FRAME_WINSIZE);
+          g_assert_cmpuint (winsize.stream, ==, exec.stream);
+          g_assert_cmpuint (g_bytes_get_size (winsize.payload), ==, 4);
+          w = g_bytes_get_data (winsize.payload, NULL);
+          g_assert_cmpuint (w[0] | (w[1] << 8), ==, 40);
+          g_assert_cmpuint (w[2] | (w[3] << 8), ==, 100);
+
+          write_frame (fixture.peer, QLEAN_GUEST_FRAME_EOF, 1, exec.stream, NULL, 0);
+          write_frame (fixture.peer, QLEAN_GUEST_FRAME_EXIT, 0, exec.stream, status, sizeof status);
+          g_assert_true (qlean_guest_process_wait (process, NULL, &error));
+          g_assert_no_error (error);
+        }
+
+      g_clear_object (&process);
+      g_clear_object (&machine);
+      g_atomic_int_set (&call.done, FALSE);
+      qlean_worker_invoke (relay_close_in_worker, &call, NULL);
+      WAIT_UNTIL (g_atomic_int_get (&call.done));
+      g_unlink (call.path);
+      g_rmdir (dir);
+      g_free (call.path);
+      fixture_tear_down (&fixture, NULL);
+    }
 }
 
 /* A process that started and then failed (an ERROR frame on its stream)
@@ -1262,6 +1414,7 @@ main (int    argc,
   g_test_add_func ("/guest-channel/machine/read-beyond-size", test_machine_read_beyond_size);
   g_test_add_func ("/guest-channel/machine/started-then-error", test_machine_started_then_error);
   g_test_add_func ("/guest-channel/machine/terminal-old-guest", test_terminal_old_guest);
+  g_test_add_func ("/guest-channel/relay/terminal", test_relay_terminal);
   g_test_add_func ("/guest-channel/machine/oversized-path", test_machine_oversized_path);
   g_test_add_func ("/guest-channel/agent/empty-reads", test_agent_empty_reads);
   g_test_add ("/guest-channel/receive/unread-output-bounded", Fixture, NULL,
