@@ -149,3 +149,16 @@ code = s.finish()
 if code != 0:
     fail("sh ended by ^D exited with %d" % code)
 print("qlean shell -- sh: ^D ends it")
+
+# Killed with SIGTERM (a closing terminal emulator, say), the CLI still
+# puts the terminal back before it dies of the signal.
+s = Session([qlean, "shell", machine, "--", "sh"], 24, 80)
+s.send(b"echo mark-$((3*3))\r")
+s.expect(b"mark-9", "sh runs")
+if termios.tcgetattr(s.slave) == s.before:
+    fail("qlean shell did not put the terminal in raw mode")
+os.kill(s.pid, signal.SIGTERM)
+code = s.finish()
+if code != -signal.SIGTERM:
+    fail("qlean shell killed by SIGTERM exited with %d" % code)
+print("qlean shell: SIGTERM restores the terminal")
