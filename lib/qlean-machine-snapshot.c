@@ -293,6 +293,19 @@ qlean_machine_save_state_async (QleanMachine        *self,
       return;
     }
 
+  /* QEMU refuses to migrate a mounted 9p export; say so in our words. */
+  if (qlean_machine_shares_mounted (self))
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Cannot save machine “%s”: it has host folders mounted "
+                                 "(shares), and QEMU cannot save a machine with a mounted "
+                                 "9p share; snapshots, clones, exports and pools need "
+                                 "machines without shares"),
+                               qlean_machine_get_name (self));
+      g_object_unref (task);
+      return;
+    }
+
   /* Stopped first, so that the stream is one consistent instant rather
    * than memory copied while it changes. */
   save->was_running = state != QLEAN_MACHINE_STATE_PAUSED;

@@ -2627,6 +2627,12 @@ qlean_machine_mount_shares_async (QleanMachine        *self,
                                     qlean_machine_shares_ran_cb, g_steal_pointer (&task));
 }
 
+gboolean
+qlean_machine_shares_mounted (QleanMachine *self)
+{
+  return self->shares_mounted;
+}
+
 static void
 qlean_machine_shares_mounted_cb (GObject      *source,
                                  GAsyncResult *result,

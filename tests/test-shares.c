@@ -322,6 +322,24 @@ test_symlink_escape (void)
   g_assert_null (strstr (out, "secret"));
 }
 
+/* QEMU cannot save a machine with a mounted 9p share: a snapshot says
+ * why, and the machine runs on with its shares. */
+static void
+test_snapshot_refused (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *out = NULL;
+
+  if (!get_machine ())
+    return;
+
+  g_assert_false (qlean_machine_snapshot (machine, "s", NULL, &error));
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE);
+  g_assert_nonnull (strstr (error->message, "host folders"));
+  out = test_run_text (machine, "grep -c ' 9p ' /proc/mounts");
+  g_assert_cmpstr (out, ==, "2");
+}
+
 /* A second machine of the same shape starts from the first one's saved
  * boot (fast start), with other folders, which are mounted too. */
 static void
@@ -362,6 +380,7 @@ main (int argc, char **argv)
   g_test_add_func ("/shares/guest-to-host", test_guest_to_host);
   g_test_add_func ("/shares/readonly", test_readonly);
   g_test_add_func ("/shares/symlink-escape", test_symlink_escape);
+  g_test_add_func ("/shares/snapshot-refused", test_snapshot_refused);
   g_test_add_func ("/shares/fast-start", test_fast_start);
 
   ret = g_test_run ();
