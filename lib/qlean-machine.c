@@ -2689,9 +2689,12 @@ qlean_machine_shares_mounted_cb (GObject      *source,
   qlean_machine_spawn_maybe_done (self);
 }
 
-/* Grace for qlean-guest's HELLO once the agent answers (transport
- * auto): both start at the same time in the guest. */
+/* Grace for qlean-guest's HELLO once the agent answers: both start at
+ * the same time in the guest, so with transport auto a second tells a
+ * guest without it; transport qlean-guest waits longer before it fails
+ * the start. */
 #define HELLO_GRACE_MS 1000
+#define HELLO_GRACE_REQUIRED_MS 5000
 
 static gboolean
 qlean_machine_hello_grace_cb (gpointer user_data)
@@ -2722,9 +2725,18 @@ qlean_machine_decide_transport (QleanMachine *self)
     decided = QLEAN_GUEST_TRANSPORT_QLEAN_GUEST;
   else if (wanted == QLEAN_GUEST_TRANSPORT_QLEAN_GUEST)
     {
-      /* The HELLO sent at launch ends by the boot timeout. */
-      if (syncing)
-        return FALSE;
+      gint64 now = g_get_monotonic_time ();
+
+      if (self->hello_deadline == 0)
+        self->hello_deadline = now + HELLO_GRACE_REQUIRED_MS * G_TIME_SPAN_MILLISECOND;
+      if (syncing && now < self->hello_deadline)
+        {
+          if (self->hello_timer == NULL)
+            self->hello_timer = qlean_add_timeout (qlean_worker_get_context (),
+                                                   (self->hello_deadline - now) / 1000 + 1,
+                                                   qlean_machine_hello_grace_cb, self);
+          return FALSE;
+        }
       qlean_machine_spawn_fail (self, g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
                                                    _("qlean-guest does not answer in machine “%s”, "
                                                      "and its guest-transport is “qlean-guest”: "

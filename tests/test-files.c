@@ -29,8 +29,12 @@ get_machine (void)
       /* Room for the 256 MiB file in the guest's tmpfs (half of memory). */
       qlean_machine_config_set_memory_mib (config, 1024);
       /* tests/meson.build runs these tests once more over the agent. */
+      /* Without qlean-guest in the guest at all: the agent needs none. */
       if (g_strcmp0 (g_getenv ("QLEAN_TEST_TRANSPORT"), "agent") == 0)
-        qlean_machine_config_set_guest_transport (config, QLEAN_GUEST_TRANSPORT_AGENT);
+        {
+          qlean_machine_config_set_guest_transport (config, QLEAN_GUEST_TRANSPORT_AGENT);
+          qlean_machine_config_set_cmdline (config, "qlean.noguest=1");
+        }
       machine = qlean_machine_new_with_name ("files", NULL, config);
       qlean_machine_spawn (machine, NULL, &error);
       g_assert_no_error (error);
@@ -1081,6 +1085,65 @@ test_agent_fallback (void)
   g_clear_object (&machine);
 }
 
+/* A guest without qlean-guest (the minimal image's init leaves it out
+ * with qlean.noguest=1): the qlean-guest transport fails the start and
+ * says why; auto settles on the agent, once, and every call works. */
+static void
+test_without_qlean_guest (void)
+{
+  g_autoptr(QleanMachineConfig) config = NULL;
+  g_autoptr(QleanMachine) strict = NULL;
+  g_autoptr(QleanMachine) plain = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) data = bytes_from_string ("no qlean-guest here");
+  g_autoptr(GBytes) back = NULL;
+  g_autoptr(GPtrArray) entries = NULL;
+  g_autoptr(QleanExecResult) result = NULL;
+
+  if (skip_on_agent ("it checks the other transports on a guest without qlean-guest") ||
+      !test_have_qemu ())
+    return;
+
+  config = qlean_machine_config_new ();
+  qlean_machine_config_set_cmdline (config, "qlean.noguest=1");
+  qlean_machine_config_set_guest_transport (config, QLEAN_GUEST_TRANSPORT_QLEAN_GUEST);
+  strict = qlean_machine_new_with_name ("files-strict", NULL, config);
+  g_assert_false (qlean_machine_spawn (strict, NULL, &error));
+  g_assert_nonnull (error);
+  g_assert_nonnull (strstr (error->message, "qlean-guest does not answer"));
+  g_assert_cmpint (qlean_machine_get_state (strict), !=, QLEAN_MACHINE_STATE_RUNNING);
+  g_clear_error (&error);
+
+  qlean_machine_config_set_guest_transport (config, QLEAN_GUEST_TRANSPORT_AUTO);
+  plain = qlean_machine_new_with_name ("files-plain", NULL, config);
+  qlean_machine_spawn (plain, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (qlean_machine_get_guest_transport (plain), ==, QLEAN_GUEST_TRANSPORT_AGENT);
+  result = qlean_machine_exec (plain, "! pidof qlean-guest", NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (qlean_exec_result_success (result));
+  g_assert_true (qlean_machine_create_dir_all (plain, "/np/a b/-c", NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_machine_write (plain, "/np/a b/-c/f", data, NULL, &error));
+  g_assert_no_error (error);
+  back = qlean_machine_read (plain, "/np/a b/-c/f", NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_bytes_equal (back, data));
+  entries = qlean_machine_read_dir (plain, "/np/a b/-c", NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (entries->len, ==, 1);
+  g_assert_false (qlean_machine_create_dir (plain, "/np/a b", NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS);
+  g_clear_error (&error);
+  g_assert_true (qlean_machine_remove_dir_all (plain, "/np", NULL, &error));
+  g_assert_no_error (error);
+  g_assert_false (qlean_machine_exists (plain, "/np", NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (qlean_machine_get_guest_transport (plain), ==, QLEAN_GUEST_TRANSPORT_AGENT);
+  g_assert_true (qlean_machine_shutdown (plain, NULL, &error));
+  g_assert_no_error (error);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -1100,6 +1163,7 @@ main (int    argc,
   g_test_add_func ("/files/download-modes", test_download_modes);
   g_test_add_func ("/files/download-dot-dot", test_download_dot_dot);
   g_test_add_func ("/files/copy-bounded", test_copy_bounded);
+  g_test_add_func ("/files/without-qlean-guest", test_without_qlean_guest);
   /* Last: it leaves the machine without qlean-guest, and drops it. */
   g_test_add_func ("/files/agent-transport", test_agent_fallback);
 
