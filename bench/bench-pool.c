@@ -1,5 +1,7 @@
 /* bench-pool.c: time for pools of minimal machines to be ready, and
- * QEMU's memory per machine
+ * QEMU's memory per machine; with --templates, fast starts without and
+ * with a shared memory template (QleanMachineConfig:memory-template) in
+ * the same run
  *
  * SPDX-License-Identifier: MIT
  */
@@ -17,11 +19,13 @@
 static int opt_memory = 0;
 static int opt_repeat = 1;
 static gboolean opt_no_network = FALSE;
+static gboolean opt_templates = FALSE;
 
 static const GOptionEntry entries[] = {
   { "memory", 'm', 0, G_OPTION_ARG_INT, &opt_memory, "Guest memory in MiB (default: the image's)", "MIB" },
   { "repeat", 'r', 0, G_OPTION_ARG_INT, &opt_repeat, "Runs per pool size; the median is shown (default 1)", "N" },
   { "no-network", 0, 0, G_OPTION_ARG_NONE, &opt_no_network, "Plain machines started together, no pool network, for comparison", NULL },
+  { "templates", 't', 0, G_OPTION_ARG_NONE, &opt_templates, "Each size twice: fast starts without, then with, a shared memory template", NULL },
   { NULL }
 };
 
@@ -36,6 +40,9 @@ typedef struct
   double  seconds;
   guint64 rss_min, rss_max, rss_sum;    /* KiB, QEMU only */
   guint64 anon_sum, pss_sum;
+  guint64 dirty_sum;                    /* Private_Dirty, KiB */
+  gint64  available_drop;               /* MemAvailable, KiB, before - after */
+  double  exec_seconds;                 /* start until all ran a command */
   guint64 switch_rss;
   double  qemu_cpu;                     /* seconds, all machines at ready */
   double  host_cpu;                     /* seconds, this process meanwhile */
@@ -54,6 +61,31 @@ note_rss (Run  *run,
    * cache, which all machines share; these say what one really costs. */
   run->anon_sum += bench_proc_kib (pid, "status", "RssAnon");
   run->pss_sum += bench_proc_kib (pid, "smaps_rollup", "Pss");
+  run->dirty_sum += bench_proc_kib (pid, "smaps_rollup", "Private_Dirty");
+}
+
+static gint64
+mem_available_kib (void)
+{
+  g_autofree char *meminfo = NULL;
+  const char *line;
+
+  if (!g_file_get_contents ("/proc/meminfo", &meminfo, NULL, NULL) ||
+      (line = strstr (meminfo, "MemAvailable:")) == NULL)
+    return 0;
+  return g_ascii_strtoll (line + strlen ("MemAvailable:"), NULL, 10);
+}
+
+/* Each machine runs `true`, one after the other. */
+static void
+run_command (QleanMachine *machine)
+{
+  g_autoptr(QleanExecResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+
+  result = qlean_machine_exec (machine, "true", NULL, &error);
+  if (result == NULL)
+    g_error ("%s", error->message);
 }
 
 /* This process's CPU time so far (the library's threads included). */
@@ -81,18 +113,27 @@ run_pool (QleanImage         *image,
         g_error ("%s", error->message);
     }
 
+  run.available_drop = mem_available_kib ();
   start = g_get_monotonic_time ();
   run.host_cpu = -self_cpu_seconds ();
   if (!qlean_pool_spawn_all (pool, NULL, &error))
     g_error ("%s", error->message);
   run.seconds = (g_get_monotonic_time () - start) / 1e6;
   run.host_cpu += self_cpu_seconds ();
-
   for (guint i = 0; i < n; i++)
     {
       g_autoptr(QleanMachine) machine = g_list_model_get_item (G_LIST_MODEL (pool), i);
 
       run.qemu_cpu += bench_proc_cpu_seconds (qlean_machine_get_pid (machine));
+      run_command (machine);
+    }
+  run.exec_seconds = (g_get_monotonic_time () - start) / 1e6;
+  run.available_drop -= mem_available_kib ();
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(QleanMachine) machine = g_list_model_get_item (G_LIST_MODEL (pool), i);
+
       note_rss (&run, qlean_machine_get_pid (machine));
     }
   run.switch_rss = rss_kib (qlean_network_get_switch_pid (qlean_pool_get_network (pool)));
@@ -136,6 +177,7 @@ run_plain (QleanImage         *image,
   for (guint i = 0; i < n; i++)
     g_ptr_array_add (machines, qlean_machine_new (image, config));
 
+  run.available_drop = mem_available_kib ();
   start = g_get_monotonic_time ();
   run.host_cpu = -self_cpu_seconds ();
   for (guint i = 0; i < n; i++)
@@ -146,12 +188,20 @@ run_plain (QleanImage         *image,
   run.host_cpu += self_cpu_seconds ();
   if (errors->len > 0)
     g_error ("%s", ((GError *) g_ptr_array_index (errors, 0))->message);
-
   for (guint i = 0; i < n; i++)
     {
       QleanMachine *machine = g_ptr_array_index (machines, i);
 
       run.qemu_cpu += bench_proc_cpu_seconds (qlean_machine_get_pid (machine));
+      run_command (machine);
+    }
+  run.exec_seconds = (g_get_monotonic_time () - start) / 1e6;
+  run.available_drop -= mem_available_kib ();
+
+  for (guint i = 0; i < n; i++)
+    {
+      QleanMachine *machine = g_ptr_array_index (machines, i);
+
       note_rss (&run, qlean_machine_get_pid (machine));
       qlean_machine_kill (machine, NULL, NULL);
     }
@@ -200,17 +250,32 @@ main (int    argc,
   /* CPU: what each QEMU used until ready, and what this process (the
    * library) used meanwhile; with the host's CPUs, a floor for the wall
    * time of a pool. */
-  g_print ("%8s  %9s  %7s  %26s  %9s  %9s  %10s  %12s  %8s\n", "machines", "ready (s)", "vs one",
-           "VmRSS MiB min/avg/max", "RssAnon", "Pss", "switch KiB", "QEMU CPU (s)", "host CPU");
+  g_print ("%8s  %8s  %9s  %7s  %9s  %26s  %9s  %9s  %9s  %9s  %10s  %12s  %8s\n", "machines",
+           "template", "ready (s)", "vs one", "exec (s)", "VmRSS MiB min/avg/max", "RssAnon", "Pss",
+           "PrivDirty", "MemAv-/m", "switch KiB", "QEMU CPU (s)", "host CPU");
 
-  for (guint s = 0; s < sizes->len; s++)
+  /* With --templates: each path makes its saved boot first, so that no
+   * run of either pays a boot. */
+  for (guint t = 0; opt_templates && t < 2; t++)
     {
-      guint n = g_array_index (sizes, guint, s);
+      qlean_machine_config_set_memory_template (config, t == 1);
+      if (opt_no_network)
+        run_plain (image, config, 1);
+      else
+        run_pool (image, config, 1);
+    }
+
+  for (guint s = 0; s < sizes->len * (opt_templates ? 2 : 1); s++)
+    {
+      guint n = g_array_index (sizes, guint, opt_templates ? s / 2 : s);
+      gboolean template = opt_templates ? s % 2 == 1 : qlean_machine_config_get_memory_template (config);
+      static double ones[2];
       g_autoptr(GArray) times = g_array_new (FALSE, FALSE, sizeof (double));
       g_autofree char *ratio = NULL;
       Run last = { 0 };
       double median;
 
+      qlean_machine_config_set_memory_template (config, template);
       for (int r = 0; r < MAX (opt_repeat, 1); r++)
         {
           last = opt_no_network ? run_plain (image, config, n) : run_pool (image, config, n);
@@ -218,15 +283,16 @@ main (int    argc,
         }
       median = bench_percentile (times, 0.5);
       if (n == 1)
-        one = median;
+        ones[template] = median;
+      one = ones[template];
       ratio = one > 0 ? g_strdup_printf ("%.2fx", median / one) : g_strdup ("-");
 
-      g_print ("%8u  %9.2f  %7s  %8.0f / %6.0f / %6.0f  %9.0f  %9.0f  %10" G_GUINT64_FORMAT
-               "  %12.2f  %8.2f\n",
-               n, median, ratio,
+      g_print ("%8u  %8s  %9.2f  %7s  %9.2f  %8.0f / %6.0f / %6.0f  %9.0f  %9.0f  %9.0f  %9.0f  %10"
+               G_GUINT64_FORMAT "  %12.2f  %8.2f\n",
+               n, template ? "yes" : "no", median, ratio, last.exec_seconds,
                last.rss_min / 1024.0, last.rss_sum / 1024.0 / n, last.rss_max / 1024.0,
-               last.anon_sum / 1024.0 / n, last.pss_sum / 1024.0 / n, last.switch_rss,
-               last.qemu_cpu / n, last.host_cpu);
+               last.anon_sum / 1024.0 / n, last.pss_sum / 1024.0 / n, last.dirty_sum / 1024.0 / n,
+               last.available_drop / 1024.0 / n, last.switch_rss, last.qemu_cpu / n, last.host_cpu);
     }
 
   return 0;
