@@ -297,11 +297,9 @@ fs_channel_cb (GObject      *source,
     {
       g_autofree char *display = g_filename_display_name (req->path);
 
-      /* qlean-guest does not answer: say what the agent alone can do. */
-      g_task_return_new_error (task, error->domain, error->code,
-                               _("Cannot %s “%s”: this call needs qlean-guest in the guest (with "
-                                 "the guest agent alone, only read, write and single-file upload "
-                                 "and download work): %s"),
+      /* The machine's transport is qlean-guest, which does not answer
+       * (the message says so): the call fails rather than switching. */
+      g_task_return_new_error (task, error->domain, error->code, _("Cannot %s “%s”: %s"),
                                _(req->verb), display, error->message);
       g_error_free (error);
       return;
