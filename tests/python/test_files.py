@@ -13,7 +13,26 @@ from gi.repository import GLib, Gio, Qlean  # noqa: E402
 
 import pytest  # noqa: E402
 
-from conftest import finish, run_main_loop  # noqa: E402
+from conftest import finish, require_machines, run_main_loop  # noqa: E402
+
+
+@pytest.fixture(scope="module", params=["auto", "agent"])
+def machine(request):
+    """Every test twice: over qlean-guest (auto), and over the stock agent
+    alone in a guest without qlean-guest (qlean.noguest=1)."""
+    require_machines()
+    config = Qlean.MachineConfig.new()
+    expected = Qlean.GuestTransport.QLEAN_GUEST
+    if request.param == "agent":
+        config.set_guest_transport(Qlean.GuestTransport.AGENT)
+        config.set_cmdline("qlean.noguest=1")
+        expected = Qlean.GuestTransport.AGENT
+    m = Qlean.Machine.new_with_name(f"py-files-{request.param}", None, config)
+    m.spawn(None)
+    assert m.get_guest_transport() == expected
+    yield m
+    if m.get_state() in (Qlean.MachineState.RUNNING, Qlean.MachineState.PAUSED):
+        m.kill(None)
 
 
 def io_error(raised, code):
