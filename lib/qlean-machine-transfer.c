@@ -750,9 +750,12 @@ set_local_mode_and_time (Ctx         *ctx,
                                       G_FILE_QUERY_INFO_NOFOLLOW_SYMLINKS, NULL, error);
 }
 
+/* @known: the file's metadata when the caller has it (a listing), which
+ * spares the agent a command per file. */
 static gboolean
 download_file (Ctx         *ctx,
                const char  *guest_path,
+               GFileInfo   *known,
                const char  *local_path,
                GError     **error)
 {
@@ -793,8 +796,13 @@ download_file (Ctx         *ctx,
               g_clear_error (error);
               needs_guest_program (ctx->machine, N_("download the directory"), guest_path, error);
             }
-          if (ok && !qlean_machine_agent_get_mode (ctx->machine, guest_path, &info.mode,
-                                                   &info.mtime_ns, ctx->cancellable))
+          if (ok && known != NULL)
+            {
+              info.mode = g_file_info_get_attribute_uint32 (known, G_FILE_ATTRIBUTE_UNIX_MODE);
+              info.mtime_ns = info_mtime_ns (known);
+            }
+          else if (ok && !qlean_machine_agent_get_mode (ctx->machine, guest_path, &info.mode,
+                                                        &info.mtime_ns, ctx->cancellable))
             {
               info.mode = 0644;
               info.mtime_ns = -1;
@@ -872,7 +880,7 @@ download_tree (Ctx         *ctx,
             return FALSE;
           break;
         case G_FILE_TYPE_REGULAR:
-          if (!download_file (ctx, guest_child, local_child, error))
+          if (!download_file (ctx, guest_child, info, local_child, error))
             return FALSE;
           break;
         case G_FILE_TYPE_SYMBOLIC_LINK:
@@ -988,7 +996,7 @@ download (QleanMachine        *machine,
   switch (info ? g_file_info_get_file_type (info) : G_FILE_TYPE_REGULAR)
     {
     case G_FILE_TYPE_REGULAR:
-      return download_file (&ctx, guest_source, target, error);
+      return download_file (&ctx, guest_source, info, target, error);
     case G_FILE_TYPE_DIRECTORY:
       return download_tree (&ctx, guest_source, info, target, error);
     default:
