@@ -316,8 +316,12 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * [property@Machine:guest-transport]; a channel that dies later fails
    * the calls instead of switching to the other.
    *
-   * With the agent alone, some calls are not available yet: they fail
-   * with an error that says so.
+   * With the agent alone, exec and every file call and transfer work,
+   * each a few guest agent commands (tens of milliseconds under TCG),
+   * with file times in whole seconds and paths that must be UTF-8 (the
+   * agent speaks JSON). Sharing the machine (`qlean start`), processes
+   * with live output or a terminal, and port forwarding need qlean-guest:
+   * they fail with an error that says so.
    */
   properties[PROP_GUEST_TRANSPORT] =
     g_param_spec_enum ("guest-transport", NULL, NULL, QLEAN_TYPE_GUEST_TRANSPORT,
