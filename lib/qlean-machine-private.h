@@ -23,6 +23,10 @@ const char *qlean_machine_state_to_string (QleanMachineState state);
 typedef struct _QleanConsoleLog QleanConsoleLog;
 QleanConsoleLog *qlean_machine_ref_console_log (QleanMachine *self);
 
+/* Whether a start of @self maps a shared memory template (fast start,
+ * QleanMachineConfig:memory-template), where the template can be used. */
+gboolean qlean_machine_would_use_memory_template (QleanMachine *self);
+
 /* Sets the guest's clock from the host's (worker thread). */
 void qlean_machine_fix_clock (QleanMachine *self);
 

@@ -1583,6 +1583,25 @@ checksum_identity (GChecksum  *checksum,
  * effects a restored state could not match. The key is the whole
  * command line with the per-run parts made constant, and the identity
  * of QEMU, kernel and initrd: anything else gets its own saved boot. */
+/* Whether a start of @self would map a memory template (the conditions
+ * of qlean_machine_boot_state_path() and of the launch), the template
+ * permitting. */
+gboolean
+qlean_machine_would_use_memory_template (QleanMachine *self)
+{
+  QleanMachineConfig *config = self->config;
+  const char * const *extra = qlean_machine_config_get_extra_args (config);
+
+  return qlean_machine_config_get_fast_start (config) &&
+         qlean_machine_config_get_memory_template (config) &&
+         qlean_image_get_kind (self->image) == QLEAN_IMAGE_KIND_MINIMAL &&
+         qlean_image_get_guest_arch (self->image) == QLEAN_ARCH_X86_64 &&
+         (extra == NULL || extra[0] == NULL) &&
+         qlean_machine_config_get_disk_gib (config) == 0 && !self->attached &&
+         qlean_machine_config_get_bridge (config) == NULL &&
+         qlean_image_get_disk (self->image) == NULL;
+}
+
 static char *
 qlean_machine_boot_state_path (QleanMachine       *self,
                                const ResolvedSpec *resolved,

@@ -748,6 +748,16 @@ golden_first_cb (GObject      *source,
   g_ptr_array_add (data->succeeded, g_object_ref (first));
   data->pending--;
 
+  /* Machines that start from a memory template (which the first made,
+   * if there was none) share its pages, and have the state a golden one
+   * would have (no disk, nothing run yet); a golden state would give
+   * each its own copy of all of it. */
+  if (!data->first_boot && qlean_machine_would_use_memory_template (first))
+    {
+      spawn_machines (task, 1);
+      return;
+    }
+
   dir = qlean_machine_ensure_state_dir (first, "golden", NULL);
   if (dir == NULL)
     {

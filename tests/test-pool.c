@@ -794,6 +794,52 @@ count_processes_mentioning (const char *needle)
   return count;
 }
 
+/* A golden pool of minimal machines: with memory templates, its members
+ * start from the template (sharing its pages) rather than each loading
+ * a golden state into memory of its own; each has its own name. */
+static void
+test_golden_maps_template (void)
+{
+  g_autoptr(QleanPool) pool = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *first_name = NULL;
+
+  if (!can_run_machines ())
+    return;
+
+  pool = qlean_pool_new ();
+  qlean_pool_set_golden (pool, TRUE);
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("gold%u", i);
+
+      g_assert_true (qlean_pool_add (pool, name, NULL, NULL, &error));
+      g_assert_no_error (error);
+    }
+  g_assert_true (qlean_pool_spawn_all (pool, NULL, &error));
+  g_assert_no_error (error);
+
+  for (guint i = 1; i < 3; i++)
+    {
+      g_autoptr(QleanMachine) machine = g_list_model_get_item (G_LIST_MODEL (pool), i);
+      g_autofree char *path = g_strdup_printf ("/proc/%d/cmdline", (int) qlean_machine_get_pid (machine));
+      g_autofree char *cmdline = NULL;
+      g_autofree char *host = NULL;
+      gsize length = 0;
+
+      g_assert_true (g_file_get_contents (path, &cmdline, &length, NULL));
+      for (gsize j = 0; j + 1 < length; j++)
+        if (cmdline[j] == '\0')
+          cmdline[j] = ' ';
+      g_assert_nonnull (strstr (cmdline, "share=off"));
+      host = test_run_text (machine, "hostname");
+      g_assert_cmpstr (host, ==, qlean_machine_get_name (machine));
+    }
+
+  g_assert_true (qlean_pool_shutdown_all (pool, NULL, &error));
+  g_assert_no_error (error);
+}
+
 static void
 test_four_concurrently (void)
 {
@@ -931,6 +977,7 @@ main (int   argc,
   g_test_add_func ("/pool/isolated", test_pools_isolated);
   g_test_add_func ("/pool/nat", test_nat);
   g_test_add_func ("/pool/four-concurrently", test_four_concurrently);
+  g_test_add_func ("/pool/golden-maps-template", test_golden_maps_template);
   g_test_add_func ("/pool/spawn-failure-rolls-back", test_spawn_failure_rolls_back);
 
   status = g_test_run ();
