@@ -5,7 +5,7 @@
  * A process that owns machines and is killed with SIGKILL takes its QEMU
  * and vde processes with it (PR_SET_PDEATHSIG), but cannot remove their
  * run directories. Each run directory holds an `owner` file, "PID
- * STARTTIME" (lib/qlean-run-owner-private.h), so a directory whose owner no
+ * STARTTIME" (common/qlean-run-owner-private.h), so a directory whose owner no
  * longer runs, or whose pid now belongs to another process, is garbage.
  * `qlean gc` removes exactly those, and the `qlean start` entries under
  * machines/ and networks/ whose owner died; it leaves everything else alone.

@@ -71,7 +71,7 @@
 #define OWNER_EXIT_WAIT_S 5
 #define HOSTS_UPDATE_TIMEOUT_MS 10000
 
-/* Qlean's lines of /etc/hosts (lib/qlean-hosts-script-private.h), in
+/* Qlean's lines of /etc/hosts (lib/network/qlean-hosts-script-private.h), in
  * machines that run: written beside and renamed over, so that no reader
  * ever sees half a file. */
 static const char hosts_script[] =

@@ -1,9 +1,9 @@
-/* test-guest-program.c: tools/qlean-guest.c against a scripted host
+/* test-guest-program.c: guest/qlean-guest.c against a scripted host
  *
  * SPDX-License-Identifier: MIT
  *
  * Starts `qlean-guest serve --fd N` (the program named by $QLEAN_GUEST)
- * on one end of a socketpair and speaks qga/qlean-guest-protocol.h on
+ * on one end of a socketpair and speaks guest/qlean-guest-protocol.h on
  * the other, checking the answers frame by frame. Plain POSIX, TAP
  * output.
  *
@@ -348,7 +348,7 @@ static const char *guest_path (void)
     return "qlean-guest";
   buf[n] = 0;
   slash = strrchr (buf, '/');
-  strcpy (slash ? slash + 1 : buf, "../../tools/qlean-guest");
+  strcpy (slash ? slash + 1 : buf, "../../guest/qlean-guest");
   return buf;
 }
 

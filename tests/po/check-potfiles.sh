@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$1"
 
 listed=$(grep -v '^#' po/POTFILES.in | sed '/^$/d' | sort -u)
-marked=$(grep -lE '\b(N_|_|C_|NC_|Q_)\("' lib/*.c qmp/*.c qga/*.c tools/*.c | sort -u)
+marked=$(grep -lE '\b(N_|_|C_|NC_|Q_)\("' lib/*/*.c common/*.c qmp/*.c qga/*.c channel/*.c guest/*.c tools/*.c | sort -u)
 
 status=0
 for f in $listed; do

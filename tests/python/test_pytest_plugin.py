@@ -1,4 +1,4 @@
-# test_pytest_plugin.py: the pytest plugin (lib/pytest/qlean_pytest.py),
+# test_pytest_plugin.py: the pytest plugin (lib/testing/pytest/qlean_pytest.py),
 # run the way a user runs it: pytest in a subprocess, on a test file that
 # fails on purpose. Checks the reset between tests, the artifacts of the
 # failed test, and --qlean-keep: the failed test's machine runs on under
@@ -16,7 +16,7 @@ import pytest
 
 from conftest import require_machines
 
-PLUGIN_DIR = Path(__file__).resolve().parents[2] / "lib" / "pytest"
+PLUGIN_DIR = Path(__file__).resolve().parents[2] / "lib" / "testing" / "pytest"
 
 USER_TESTS = '''
 def test_writes(qlean_machine):

@@ -83,7 +83,7 @@ qlean_find_guest_binary (GError **error)
 
   g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
                _("Qlean's guest program qlean-guest is missing (looked for %s); reinstall "
-                 "Qlean, or set QLEAN_GUEST_BINARY to it (tools/qlean-guest in a build tree)"),
+                 "Qlean, or set QLEAN_GUEST_BINARY to it (guest/qlean-guest in a build tree)"),
                candidates[0]);
   return NULL;
 }

@@ -4,7 +4,7 @@
  *
  * A small single-threaded program that serves one byte stream (the
  * virtio-serial port org.qlean.data.0, or an inherited fd) with the
- * protocol of qga/qlean-guest-protocol.h: it runs processes with live
+ * protocol of guest/qlean-guest-protocol.h: it runs processes with live
  * stdin/stdout/stderr, moves files both ways and does file system
  * operations. It uses nothing but libc and is linked statically, so it
  * runs in any Linux guest without installing anything.

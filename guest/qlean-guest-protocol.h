@@ -2,8 +2,8 @@
  *
  * SPDX-License-Identifier: MIT
  *
- * Shared by the host (qga/qlean-guest-channel.c) and the guest program
- * (tools/qlean-guest.c), so it depends on nothing but <stdint.h>.
+ * Shared by the host (channel/qlean-guest-channel.c) and the guest program
+ * (guest/qlean-guest.c), so it depends on nothing but <stdint.h>.
  *
  * Why a second channel beside the guest agent: QGA has no streaming.
  * guest-exec returns output only after exit, capped at 16 MiB, and is
@@ -108,7 +108,7 @@
  * them on, so a slow reader on the host slows the guest's socket down
  * instead of filling the host's memory.
  *
- * Details, as tools/qlean-guest.c implements them (clarifications only;
+ * Details, as guest/qlean-guest.c implements them (clarifications only;
  * nothing above changes):
  *
  * - Payloads. HELLO host to guest: u64 nonce (longer payloads are

@@ -4,7 +4,7 @@
  *
  * A forward is a listening socket on 127.0.0.1 of the host (or a unix
  * socket, which only its owner may reach), on Qlean's worker thread. Each connection it accepts becomes one CONNECT stream
- * of the machine's data channel (qga/qlean-guest-protocol.h): qlean-guest
+ * of the machine's data channel (guest/qlean-guest-protocol.h): qlean-guest
  * connects to the port on the guest's own loopback and the two sockets
  * are pumped into each other. So a forward needs no network card, no
  * QEMU user networking and no route from the host to the guest: it works
@@ -15,7 +15,7 @@
  * local socket is read only while the guest has room, and what the guest
  * sends is acknowledged only once the local socket took it. A guest that
  * sends beyond its window has its connection failed by the channel (see
- * "Receive side" in qga/qlean-guest-channel.c) and the client is reset,
+ * "Receive side" in channel/qlean-guest-channel.c) and the client is reset,
  * so the host never holds more than a window per connection.
  *
  * Who may connect: 127.0.0.1 has no owner, so a TCP forward is open to
