@@ -23,6 +23,7 @@
 
 #include "qlean-cli-private.h"
 #include "qlean-run-owner-private.h"
+#include "qlean-errno-private.h"
 
 #define MACHINES_DIR "machines"
 
@@ -126,8 +127,8 @@ failed:
   {
     int saved_errno = errno;
 
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                 _("Cannot remove %s: %s"), path, g_strerror (saved_errno));
+    qlean_set_error_from_errno (error, saved_errno,
+                                _("Cannot remove %s"), path);
     return FALSE;
   }
 }

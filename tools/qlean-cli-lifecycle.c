@@ -32,6 +32,7 @@
 #include <gio/gunixsocketaddress.h>
 
 #include "qlean-cli-private.h"
+#include "qlean-errno-private.h"
 
 #define MAX_LINE 4096
 
@@ -352,8 +353,8 @@ owner_admin_start (QleanMachine      *machine,
       g_chmod (admin->path, 0600) != 0)
     {
       if (error != NULL && *error == NULL)
-        g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno),
-                     _("Cannot listen on %s: %s"), admin->path, g_strerror (errno));
+        qlean_set_error_from_errno (error, errno,
+                                    _("Cannot listen on %s"), admin->path);
       owner_admin_stop (admin);
       return NULL;
     }

@@ -28,6 +28,7 @@
 #include <gio/gunixoutputstream.h>
 
 #include "qlean-cli-private.h"
+#include "qlean-errno-private.h"
 
 #define STATE_FILE "state.json"
 #define SOCKET_FILE "ctl.sock"
@@ -49,8 +50,8 @@ machines_dir (GError **error)
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Cannot create %s: %s"), dir, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Cannot create %s"), dir);
       g_free (dir);
       return NULL;
     }

@@ -61,6 +61,7 @@
 #include "qlean-cli-private.h"
 #include "qlean-hosts-script-private.h"
 #include "qlean-run-owner-private.h"
+#include "qlean-errno-private.h"
 
 #define NETWORK_FILE "network.json"
 #define MEMBERS_DIR "members"
@@ -211,8 +212,8 @@ lock_network (const char  *dir,
     }
 
   if (errno != EWOULDBLOCK)
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno),
-                 _("Cannot lock %s: %s"), path, g_strerror (errno));
+    qlean_set_error_from_errno (error, errno,
+                                _("Cannot lock %s"), path);
   else
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_BUSY, _("%s is locked"), path);
   return -1;

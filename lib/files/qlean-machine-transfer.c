@@ -22,6 +22,7 @@
 #include "qlean-machine-private.h"
 #include "qlean-sync-private.h"
 #include "qlean-worker-private.h"
+#include "qlean-errno-private.h"
 
 /* Transfers run on a thread of their own (GTask's pool) and use blocking
  * calls: walking a tree and streaming files is sequential work, and the
@@ -779,8 +780,8 @@ download_file (Ctx         *ctx,
       {
         int saved_errno = errno;
 
-        g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                     _("Cannot create a file in %s: %s"), dir, g_strerror (saved_errno));
+        qlean_set_error_from_errno (error, saved_errno,
+                                    _("Cannot create a file in %s"), dir);
         return FALSE;
       }
     {
@@ -819,8 +820,8 @@ download_file (Ctx         *ctx,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Cannot rename %s to %s: %s"), tmp_name, local_path, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Cannot rename %s to %s"), tmp_name, local_path);
       ok = FALSE;
     }
 
@@ -845,8 +846,8 @@ download_tree (Ctx         *ctx,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Cannot create %s: %s"), local_dir, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Cannot create %s"), local_dir);
       return FALSE;
     }
 
@@ -898,8 +899,8 @@ download_tree (Ctx         *ctx,
               {
                 int saved_errno = errno;
 
-                g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                             _("Cannot create the link %s: %s"), local_child, g_strerror (saved_errno));
+                qlean_set_error_from_errno (error, saved_errno,
+                                            _("Cannot create the link %s"), local_child);
                 return FALSE;
               }
             break;
@@ -988,8 +989,8 @@ download (QleanMachine        *machine,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Cannot create %s: %s"), parent, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Cannot create %s"), parent);
       return FALSE;
     }
 

@@ -19,6 +19,7 @@
 #include "qlean-error.h"
 #include "qlean-host-private.h"
 #include "qlean-run-owner-private.h"
+#include "qlean-errno-private.h"
 
 char *
 qlean_host_install_hint (const char *debian_package)
@@ -219,8 +220,8 @@ qlean_host_run_base (GError **error)
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Could not create the run directory %s: %s"), base, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Could not create the run directory %s"), base);
       return NULL;
     }
 
@@ -263,8 +264,8 @@ qlean_host_make_run_dir (const char  *name,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Could not create a run directory in %s: %s"), base, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Could not create a run directory in %s"), base);
       return NULL;
     }
   dir = g_steal_pointer (&template);

@@ -15,6 +15,7 @@
 
 #include "qlean-util-private.h"
 #include "qlean-resources.h"
+#include "qlean-errno-private.h"
 
 gboolean
 qlean_set_str (char       **str_pointer,
@@ -144,8 +145,8 @@ qlean_rm_rf_at (int          parent_fd,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   "Could not remove %s: %s", name, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  "Could not remove %s", name);
       return FALSE;
     }
 
@@ -154,8 +155,8 @@ qlean_rm_rf_at (int          parent_fd,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   "Could not open %s: %s", name, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  "Could not open %s", name);
       return FALSE;
     }
 
@@ -178,8 +179,8 @@ qlean_rm_rf_at (int          parent_fd,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   "Could not remove %s: %s", name, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  "Could not remove %s", name);
       return FALSE;
     }
 

@@ -25,6 +25,7 @@
 #include "qlean-error.h"
 #include "qlean-image-download-private.h"
 #include "qlean-util-private.h"
+#include "qlean-errno-private.h"
 
 #define USER_AGENT "qlean/" PACKAGE_VERSION
 /* A connection that drops mid-file is retried (with a Range request)
@@ -835,8 +836,8 @@ set_errno_error (GError     **error,
                    "from the cache) and try again"),
                  what, path);
   else
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                 _("Cannot %s %s: %s"), what, path, g_strerror (saved_errno));
+    qlean_set_error_from_errno (error, saved_errno,
+                                _("Cannot %s %s"), what, path);
 }
 
 gboolean
@@ -958,7 +959,7 @@ hash_fd (int            fd,
    * an end (the part may be a device, as /dev/full in the tests). */
   if (fstat (fd, &st) != 0 || lseek (fd, 0, SEEK_SET) < 0)
     {
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "lseek: %s", g_strerror (errno));
+      qlean_set_error_from_errno (error, errno, "lseek");
       return FALSE;
     }
 
@@ -972,8 +973,8 @@ hash_fd (int            fd,
         {
           int saved_errno = errno;
 
-          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                       "read: %s", g_strerror (saved_errno));
+          qlean_set_error_from_errno (error, saved_errno,
+                                      "read");
           return FALSE;
         }
       if (n == 0)

@@ -19,6 +19,7 @@
 #include "qlean-image-private.h"
 #include "qlean-resources.h"
 #include "qlean-util-private.h"
+#include "qlean-errno-private.h"
 
 #define RESOURCE_INIT "/org/qlean/minimal/init"
 #define RESOURCE_BUILDER "/org/qlean/minimal/qlean-build-initramfs.sh"
@@ -569,8 +570,8 @@ qlean_minimal_build (const QleanMinimalInputs  *inputs,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Could not create the image cache %s: %s"), dir, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Could not create the image cache %s"), dir);
       return NULL;
     }
 
@@ -582,8 +583,8 @@ qlean_minimal_build (const QleanMinimalInputs  *inputs,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Could not create %s: %s"), lock_path, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Could not create %s"), lock_path);
       return NULL;
     }
 

@@ -31,6 +31,7 @@
 #include "qlean-image-private.h"
 #include "qlean-resources.h"
 #include "qlean-util-private.h"
+#include "qlean-errno-private.h"
 
 /* Bump whenever what preparation does changes, so that images prepared
  * by an older Qlean are prepared again. */
@@ -1188,8 +1189,8 @@ qlean_image_prepare_disk (const char     *input,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Cannot rename %s to %s: %s"), tmp, dir, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Cannot rename %s to %s"), tmp, dir);
       ok = FALSE;
     }
   if (!ok && !qlean_rm_rf (tmp, &cleanup_error))

@@ -14,6 +14,7 @@
 #include "qlean-host-private.h"
 #include "qlean-image-private.h"
 #include "qlean-util-private.h"
+#include "qlean-errno-private.h"
 
 /* A YAML double-quoted scalar; machine names are plain, but nothing a
  * caller passes may break the document. */
@@ -142,8 +143,8 @@ qlean_image_write_seed (QleanImage  *image,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Cannot write the cloud-init seed %s: %s"), path, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Cannot write the cloud-init seed %s"), path);
       g_unlink (tmp_iso);
       goto out;
     }

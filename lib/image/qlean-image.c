@@ -19,6 +19,7 @@
 #include "qlean-host-private.h"
 #include "qlean-image-private.h"
 #include "qlean-sync-private.h"
+#include "qlean-errno-private.h"
 
 /**
  * QleanImage:
@@ -619,8 +620,8 @@ read_disk_info (GSubprocess   *process,
         {
           int saved_errno = errno;
 
-          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                       _("Cannot wait for qemu-img: %s"), g_strerror (saved_errno));
+          qlean_set_error_from_errno (error, saved_errno,
+                                      _("Cannot wait for qemu-img"));
           ok = FALSE;
           break;
         }

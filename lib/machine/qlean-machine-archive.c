@@ -33,6 +33,7 @@
 #include "qlean-sync-private.h"
 #include "qlean-util-private.h"
 #include "qlean-worker-private.h"
+#include "qlean-errno-private.h"
 
 /* A machine's own disk is the qcow2 overlay it keeps in its state
  * directory from its first start on (qlean_machine_ensure_overlay); a
@@ -529,8 +530,8 @@ qlean_machine_export_async (QleanMachine        *self,
       if (g_mkdtemp_full (template, 0700) != NULL)
         export->work_dir = g_steal_pointer (&template);
       else
-        error = g_error_new (G_IO_ERROR, g_io_error_from_errno (errno),
-                             _("Cannot create a directory in %s: %s"), dir, g_strerror (errno));
+        error = qlean_error_new_from_errno (errno,
+                                            _("Cannot create a directory in %s"), dir);
     }
   if (error != NULL)
     {
@@ -1089,8 +1090,8 @@ import_make_machine (Import  *import,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Cannot create %s: %s"), import->target, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Cannot create %s"), import->target);
       qlean_rm_rf (import->dir, NULL);
       g_clear_pointer (&import->dir, g_free);
       return FALSE;
@@ -1174,8 +1175,8 @@ extract_begin (const char  *name,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Cannot extract %s into %s: %s"), name, import->target, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Cannot extract %s into %s"), name, import->target);
       return FALSE;
     }
 
@@ -1206,9 +1207,8 @@ extract_data (const guint8  *data,
         {
           int saved_errno = errno;
 
-          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                       _("Cannot extract %s into %s: %s"), import->member, import->target,
-                       g_strerror (saved_errno));
+          qlean_set_error_from_errno (error, saved_errno,
+                                      _("Cannot extract %s into %s"), import->member, import->target);
           return FALSE;
         }
       data += n;
@@ -1234,8 +1234,8 @@ extract_end (const char  *name,
         {
           int saved_errno = errno;
 
-          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                       _("Cannot extract %s into %s: %s"), name, import->target, g_strerror (saved_errno));
+          qlean_set_error_from_errno (error, saved_errno,
+                                      _("Cannot extract %s into %s"), name, import->target);
           return FALSE;
         }
     }
@@ -1257,8 +1257,8 @@ extract_all (Import        *import,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Cannot open %s: %s"), import->target, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Cannot open %s"), import->target);
       return FALSE;
     }
   listing = g_dir_open (import->target, 0, error);

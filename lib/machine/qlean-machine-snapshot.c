@@ -16,6 +16,7 @@
 #include "qlean-machine-snapshot.h"
 #include "qlean-sync-private.h"
 #include "qlean-worker-private.h"
+#include "qlean-errno-private.h"
 
 /* A snapshot is QEMU's migration stream, saved to a file while the guest
  * is stopped: memory and device state, so a restore continues the guest
@@ -125,8 +126,8 @@ save_finish_with (GTask  *task,
     {
       int saved_errno = errno;
 
-      error = g_error_new (G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                           _("Cannot store the snapshot %s: %s"), save->path, g_strerror (saved_errno));
+      error = qlean_error_new_from_errno (saved_errno,
+                                          _("Cannot store the snapshot %s"), save->path);
     }
   if (error == NULL)
     g_clear_pointer (&save->tmp_path, g_free);

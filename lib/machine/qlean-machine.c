@@ -39,6 +39,7 @@
 #include "qlean-sync-private.h"
 #include "qlean-util-private.h"
 #include "qlean-worker-private.h"
+#include "qlean-errno-private.h"
 
 /**
  * QleanMachine:
@@ -1971,8 +1972,8 @@ out:
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   "Cannot store the memory template %s: %s", ram, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  "Cannot store the memory template %s", ram);
       g_unlink (part);
     }
   if (in >= 0)
@@ -3497,9 +3498,9 @@ qlean_machine_launch (QleanMachine  *self,
         {
           int saved_errno = errno;
 
-          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                       _("Cannot read the saved state %s of machine “%s”: %s"), self->incoming,
-                       self->name, g_strerror (saved_errno));
+          qlean_set_error_from_errno (error, saved_errno,
+                                      _("Cannot read the saved state %s of machine “%s”"), self->incoming,
+                                      self->name);
           return FALSE;
         }
       g_subprocess_launcher_take_fd (launcher, state_fd, QLEAN_STATE_FD);
@@ -5087,8 +5088,8 @@ qlean_machine_ensure_state_dir (QleanMachine  *self,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Cannot create %s: %s"), path, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Cannot create %s"), path);
       g_clear_pointer (&path, g_free);
     }
 

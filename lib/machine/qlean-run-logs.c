@@ -19,6 +19,7 @@
 #include "qlean-qga-client-private.h"
 #include "qlean-qmp-client-private.h"
 #include "qlean-run-logs-private.h"
+#include "qlean-errno-private.h"
 
 /* A line longer than this is cut in the transcript: uploads travel as
  * base64 in guest-file-write, and a transcript is for reading. */
@@ -65,8 +66,8 @@ qlean_transcript_new (const char  *path,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Could not create the transcript %s: %s"), path, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Could not create the transcript %s"), path);
       return NULL;
     }
 
@@ -507,8 +508,8 @@ qlean_console_log_new (const char  *path,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Could not create the console log %s: %s"), path, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Could not create the console log %s"), path);
       return NULL;
     }
 
@@ -517,9 +518,8 @@ qlean_console_log_new (const char  *path,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Could not make the pipe of the console log %s: %s"), path,
-                   g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Could not make the pipe of the console log %s"), path);
       if (wake_fd >= 0)
         close (wake_fd);
       close (file_fd);
@@ -760,9 +760,9 @@ make_directory (const char  *directory,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   _("Could not create the directory %s: %s"),
-                   directory, g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Could not create the directory %s"),
+                                  directory);
       return FALSE;
     }
 

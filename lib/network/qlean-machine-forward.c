@@ -44,6 +44,7 @@
 #include "qlean-machine-private.h"
 #include "qlean-sync-private.h"
 #include "qlean-worker-private.h"
+#include "qlean-errno-private.h"
 
 #define FORWARDS_KEY "qlean-machine-forwards"
 #define READ_CHUNK (64 * 1024)
@@ -588,8 +589,8 @@ listen_unix (const char  *path,
     {
       int saved_errno = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
-                   "chmod: %s", g_strerror (saved_errno));
+      qlean_set_error_from_errno (error, saved_errno,
+                                  "chmod");
       g_unlink (path);
       return NULL;
     }
