@@ -5,6 +5,10 @@
 
 #pragma once
 
+#ifndef QLEAN_COMPILATION
+#error "qlean-json-framer-private.h is private to Qlean: include <qlean/qlean.h>"
+#endif
+
 #include <glib.h>
 #include <json-glib/json-glib.h>
 

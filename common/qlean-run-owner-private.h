@@ -9,6 +9,11 @@
 
 #pragma once
 
+/* Private to the library, and to the CLI, which shares this file. */
+#if !defined (QLEAN_COMPILATION) && !defined (QLEAN_TOOL_COMPILATION)
+#error "qlean-run-owner-private.h is private to Qlean: include <qlean/qlean.h>"
+#endif
+
 #include <glib.h>
 
 G_BEGIN_DECLS

@@ -5,6 +5,10 @@
 
 #pragma once
 
+#ifndef QLEAN_COMPILATION
+#error "qlean-sync-private.h is private to Qlean: include <qlean/qlean.h>"
+#endif
+
 #include <gio/gio.h>
 
 G_BEGIN_DECLS

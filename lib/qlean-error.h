@@ -139,7 +139,7 @@ typedef enum
  *
  * Returns: the error domain of [class@Machine]
  */
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 GQuark qlean_machine_error_quark (void);
 
 /**
@@ -149,7 +149,7 @@ GQuark qlean_machine_error_quark (void);
  *
  * Returns: the error domain of [class@Image]
  */
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 GQuark qlean_image_error_quark   (void);
 
 G_END_DECLS

@@ -5,6 +5,10 @@
 
 #pragma once
 
+#ifndef QLEAN_COMPILATION
+#error "qlean-qga-client-private.h is private to Qlean: include <qlean/qlean.h>"
+#endif
+
 #include "qlean-json-channel-private.h"
 #include "qlean-qga-client.h"
 

@@ -54,63 +54,63 @@ typedef struct
 
 #define QLEAN_TYPE_QGA_EXEC_STATUS (qlean_qga_exec_status_get_type ())
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 GType               qlean_qga_exec_status_get_type (void) G_GNUC_CONST;
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanQgaExecStatus *qlean_qga_exec_status_copy     (const QleanQgaExecStatus *status);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void                qlean_qga_exec_status_free     (QleanQgaExecStatus       *status);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (QleanQgaExecStatus, qlean_qga_exec_status_free)
 
 #define QLEAN_TYPE_QGA_CLIENT (qlean_qga_client_get_type ())
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 G_DECLARE_FINAL_TYPE (QleanQgaClient, qlean_qga_client, QLEAN, QGA_CLIENT, GObject)
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanQgaClient *qlean_qga_client_new             (GIOStream           *stream);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 guint           qlean_qga_client_get_timeout     (QleanQgaClient      *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void            qlean_qga_client_set_timeout     (QleanQgaClient      *self,
                                                   guint                timeout_ms);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void            qlean_qga_client_close           (QleanQgaClient      *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean        qlean_qga_client_is_closed       (QleanQgaClient      *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void            qlean_qga_client_notify_shutdown (QleanQgaClient      *self);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void            qlean_qga_client_sync_async      (QleanQgaClient      *self,
                                                   guint                timeout_ms,
                                                   GCancellable        *cancellable,
                                                   GAsyncReadyCallback  callback,
                                                   gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean        qlean_qga_client_sync_finish     (QleanQgaClient      *self,
                                                   GAsyncResult        *result,
                                                   GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean        qlean_qga_client_sync            (QleanQgaClient      *self,
                                                   guint                timeout_ms,
                                                   GCancellable        *cancellable,
                                                   GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void            qlean_qga_client_execute_async   (QleanQgaClient      *self,
                                                   const char          *command,
                                                   JsonObject          *arguments,
                                                   GCancellable        *cancellable,
                                                   GAsyncReadyCallback  callback,
                                                   gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 JsonNode       *qlean_qga_client_execute_finish  (QleanQgaClient      *self,
                                                   GAsyncResult        *result,
                                                   GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 JsonNode       *qlean_qga_client_execute         (QleanQgaClient      *self,
                                                   const char          *command,
                                                   JsonObject          *arguments,
@@ -119,39 +119,39 @@ JsonNode       *qlean_qga_client_execute         (QleanQgaClient      *self,
 
 /* Typed calls. Each _async is finished by its own _finish. */
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void            qlean_qga_client_ping_async      (QleanQgaClient      *self,
                                                   GCancellable        *cancellable,
                                                   GAsyncReadyCallback  callback,
                                                   gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean        qlean_qga_client_ping_finish     (QleanQgaClient      *self,
                                                   GAsyncResult        *result,
                                                   GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean        qlean_qga_client_ping            (QleanQgaClient      *self,
                                                   GCancellable        *cancellable,
                                                   GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 JsonObject     *qlean_qga_client_info            (QleanQgaClient      *self,
                                                   GCancellable        *cancellable,
                                                   GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 JsonObject     *qlean_qga_client_get_osinfo      (QleanQgaClient      *self,
                                                   GCancellable        *cancellable,
                                                   GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 JsonArray      *qlean_qga_client_network_get_interfaces (QleanQgaClient *self,
                                                   GCancellable        *cancellable,
                                                   GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean        qlean_qga_client_set_time        (QleanQgaClient      *self,
                                                   gint64               time_ns,
                                                   GCancellable        *cancellable,
                                                   GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void            qlean_qga_client_exec_async      (QleanQgaClient      *self,
                                                   const char          *path,
                                                   const char * const  *args,
@@ -161,11 +161,11 @@ void            qlean_qga_client_exec_async      (QleanQgaClient      *self,
                                                   GCancellable        *cancellable,
                                                   GAsyncReadyCallback  callback,
                                                   gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gint64          qlean_qga_client_exec_finish     (QleanQgaClient      *self,
                                                   GAsyncResult        *result,
                                                   GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gint64          qlean_qga_client_exec            (QleanQgaClient      *self,
                                                   const char          *path,
                                                   const char * const  *args,
@@ -175,64 +175,64 @@ gint64          qlean_qga_client_exec            (QleanQgaClient      *self,
                                                   GCancellable        *cancellable,
                                                   GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void            qlean_qga_client_exec_status_async (QleanQgaClient    *self,
                                                   gint64               pid,
                                                   GCancellable        *cancellable,
                                                   GAsyncReadyCallback  callback,
                                                   gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanQgaExecStatus *qlean_qga_client_exec_status_finish (QleanQgaClient *self,
                                                   GAsyncResult        *result,
                                                   GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanQgaExecStatus *qlean_qga_client_exec_status (QleanQgaClient      *self,
                                                   gint64               pid,
                                                   GCancellable        *cancellable,
                                                   GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void            qlean_qga_client_exec_wait_async (QleanQgaClient      *self,
                                                   gint64               pid,
                                                   GCancellable        *cancellable,
                                                   GAsyncReadyCallback  callback,
                                                   gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanQgaExecStatus *qlean_qga_client_exec_wait_finish (QleanQgaClient  *self,
                                                   GAsyncResult        *result,
                                                   GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void            qlean_qga_client_file_open_async (QleanQgaClient      *self,
                                                   const char          *path,
                                                   const char          *mode,
                                                   GCancellable        *cancellable,
                                                   GAsyncReadyCallback  callback,
                                                   gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gint64          qlean_qga_client_file_open_finish (QleanQgaClient     *self,
                                                   GAsyncResult        *result,
                                                   GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gint64          qlean_qga_client_file_open       (QleanQgaClient      *self,
                                                   const char          *path,
                                                   const char          *mode,
                                                   GCancellable        *cancellable,
                                                   GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void            qlean_qga_client_file_read_async (QleanQgaClient      *self,
                                                   gint64               handle,
                                                   gsize                count,
                                                   GCancellable        *cancellable,
                                                   GAsyncReadyCallback  callback,
                                                   gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 GBytes         *qlean_qga_client_file_read_finish (QleanQgaClient     *self,
                                                   GAsyncResult        *result,
                                                   gboolean            *eof,
                                                   GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 GBytes         *qlean_qga_client_file_read       (QleanQgaClient      *self,
                                                   gint64               handle,
                                                   gsize                count,
@@ -240,47 +240,47 @@ GBytes         *qlean_qga_client_file_read       (QleanQgaClient      *self,
                                                   GCancellable        *cancellable,
                                                   GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void            qlean_qga_client_file_write_async (QleanQgaClient     *self,
                                                   gint64               handle,
                                                   GBytes              *data,
                                                   GCancellable        *cancellable,
                                                   GAsyncReadyCallback  callback,
                                                   gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gssize          qlean_qga_client_file_write_finish (QleanQgaClient    *self,
                                                   GAsyncResult        *result,
                                                   GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gssize          qlean_qga_client_file_write      (QleanQgaClient      *self,
                                                   gint64               handle,
                                                   GBytes              *data,
                                                   GCancellable        *cancellable,
                                                   GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void            qlean_qga_client_file_close_async (QleanQgaClient     *self,
                                                   gint64               handle,
                                                   GCancellable        *cancellable,
                                                   GAsyncReadyCallback  callback,
                                                   gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean        qlean_qga_client_file_close_finish (QleanQgaClient    *self,
                                                   GAsyncResult        *result,
                                                   GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean        qlean_qga_client_file_close      (QleanQgaClient      *self,
                                                   gint64               handle,
                                                   GCancellable        *cancellable,
                                                   GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void            qlean_qga_client_shutdown_async  (QleanQgaClient      *self,
                                                   const char          *mode,
                                                   GCancellable        *cancellable,
                                                   GAsyncReadyCallback  callback,
                                                   gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean        qlean_qga_client_shutdown_finish (QleanQgaClient      *self,
                                                   GAsyncResult        *result,
                                                   GError             **error);

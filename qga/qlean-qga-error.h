@@ -53,7 +53,7 @@ typedef enum
  *
  * Returns: the error domain of [class@QgaClient]
  */
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 GQuark qlean_qga_error_quark (void);
 
 G_END_DECLS

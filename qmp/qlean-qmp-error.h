@@ -58,7 +58,7 @@ typedef enum
  *
  * Returns: the error domain of [class@QmpClient]
  */
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 GQuark qlean_qmp_error_quark (void);
 
 G_END_DECLS

@@ -23,6 +23,10 @@
 
 #pragma once
 
+#ifndef QLEAN_COMPILATION
+#error "qlean-archive-private.h is private to Qlean: include <qlean/qlean.h>"
+#endif
+
 #include <gio/gio.h>
 
 G_BEGIN_DECLS

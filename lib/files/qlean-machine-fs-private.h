@@ -5,6 +5,10 @@
 
 #pragma once
 
+#ifndef QLEAN_COMPILATION
+#error "qlean-machine-fs-private.h is private to Qlean: include <qlean/qlean.h>"
+#endif
+
 #include "qlean-guest-channel-private.h"
 #include "qlean-machine.h"
 

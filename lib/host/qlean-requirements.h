@@ -39,22 +39,22 @@ typedef struct
 
 #define QLEAN_TYPE_REQUIREMENT (qlean_requirement_get_type ())
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 GType             qlean_requirement_get_type (void) G_GNUC_CONST;
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanRequirement *qlean_requirement_copy     (const QleanRequirement *requirement);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void              qlean_requirement_free     (QleanRequirement       *requirement);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 GPtrArray        *qlean_check_requirements   (const char             *qemu_binary);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 GPtrArray        *qlean_check_requirements_for_arch (const char      *qemu_binary,
                                                      QleanArch        arch);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean          qlean_requirements_met     (GPtrArray              *report);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 char             *qlean_get_run_base_dir     (GError                **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (QleanRequirement, qlean_requirement_free)

@@ -5,6 +5,10 @@
 
 #pragma once
 
+#ifndef QLEAN_COMPILATION
+#error "qlean-image-private.h is private to Qlean: include <qlean/qlean.h>"
+#endif
+
 #include "qlean-image.h"
 
 G_BEGIN_DECLS

@@ -34,48 +34,48 @@ typedef enum
 
 #define QLEAN_TYPE_IMAGE (qlean_image_get_type ())
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 G_DECLARE_FINAL_TYPE (QleanImage, qlean_image, QLEAN, IMAGE, GObject)
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanImage     *qlean_image_new_minimal      (void);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanImage     *qlean_image_new_minimal_for_arch (QleanArch      arch);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanImage     *qlean_image_new_from_file    (const char          *path);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanImageKind  qlean_image_get_kind         (QleanImage          *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 const char     *qlean_image_get_name         (QleanImage          *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanArch       qlean_image_get_guest_arch   (QleanImage          *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void            qlean_image_set_guest_arch   (QleanImage          *self,
                                               QleanArch            arch);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 const char     *qlean_image_get_kernel       (QleanImage          *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 const char     *qlean_image_get_initrd       (QleanImage          *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 const char     *qlean_image_get_disk         (QleanImage          *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 const char     *qlean_image_get_cmdline      (QleanImage          *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 guint           qlean_image_get_default_memory_mib (QleanImage    *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean        qlean_image_is_prepared      (QleanImage          *self);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void            qlean_image_prepare_async    (QleanImage          *self,
                                               GCancellable        *cancellable,
                                               GAsyncReadyCallback  callback,
                                               gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean        qlean_image_prepare_finish   (QleanImage          *self,
                                               GAsyncResult        *result,
                                               GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean        qlean_image_prepare          (QleanImage          *self,
                                               GCancellable        *cancellable,
                                               GError             **error);

@@ -32,11 +32,11 @@ typedef enum
   QLEAN_ARCH_RISCV64, /*< nick=riscv64 >*/
 } QleanArch;
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanArch    qlean_arch_get_host     (void);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 const char  *qlean_arch_to_string    (QleanArch    arch);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean     qlean_arch_from_string  (const char  *name,
                                       QleanArch   *arch);
 

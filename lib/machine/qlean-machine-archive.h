@@ -35,40 +35,40 @@ typedef enum /*< flags >*/
   QLEAN_IMPORT_FLAGS_TRUST_EXTRA_ARGS = 1 << 0,
 } QleanImportFlags;
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_machine_export_async  (QleanMachine        *self,
                                            GFile               *archive,
                                            GCancellable        *cancellable,
                                            GAsyncReadyCallback  callback,
                                            gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_machine_export_finish (QleanMachine        *self,
                                            GAsyncResult        *result,
                                            GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_machine_export        (QleanMachine        *self,
                                            GFile               *archive,
                                            GCancellable        *cancellable,
                                            GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_machine_import_async  (GFile               *archive,
                                            const char          *name,
                                            QleanNetwork        *network,
                                            GCancellable        *cancellable,
                                            GAsyncReadyCallback  callback,
                                            gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanMachine *qlean_machine_import_finish (GAsyncResult        *result,
                                            GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanMachine *qlean_machine_import        (GFile               *archive,
                                            const char          *name,
                                            QleanNetwork        *network,
                                            GCancellable        *cancellable,
                                            GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_machine_import_full_async  (GFile               *archive,
                                                 const char          *name,
                                                 QleanNetwork        *network,
@@ -76,10 +76,10 @@ void          qlean_machine_import_full_async  (GFile               *archive,
                                                 GCancellable        *cancellable,
                                                 GAsyncReadyCallback  callback,
                                                 gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanMachine *qlean_machine_import_full_finish (GAsyncResult        *result,
                                                 GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanMachine *qlean_machine_import_full        (GFile               *archive,
                                                 const char          *name,
                                                 QleanNetwork        *network,

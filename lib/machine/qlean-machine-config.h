@@ -75,109 +75,109 @@ typedef enum
 
 #define QLEAN_TYPE_MACHINE_CONFIG (qlean_machine_config_get_type ())
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 G_DECLARE_FINAL_TYPE (QleanMachineConfig, qlean_machine_config, QLEAN, MACHINE_CONFIG, GObject)
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanMachineConfig *qlean_machine_config_new            (void);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanMachineConfig *qlean_machine_config_copy           (QleanMachineConfig *self);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 guint               qlean_machine_config_get_cores      (QleanMachineConfig *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_set_cores      (QleanMachineConfig *self,
                                                          guint               cores);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 guint               qlean_machine_config_get_memory_mib (QleanMachineConfig *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_set_memory_mib (QleanMachineConfig *self,
                                                          guint               memory_mib);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 guint               qlean_machine_config_get_disk_gib   (QleanMachineConfig *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_set_disk_gib   (QleanMachineConfig *self,
                                                          guint               disk_gib);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean            qlean_machine_config_get_clear      (QleanMachineConfig *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_set_clear      (QleanMachineConfig *self,
                                                          gboolean            clear);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 const char         *qlean_machine_config_get_qemu_binary (QleanMachineConfig *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_set_qemu_binary (QleanMachineConfig *self,
                                                          const char         *qemu_binary);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanAccel          qlean_machine_config_get_accel      (QleanMachineConfig *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_set_accel      (QleanMachineConfig *self,
                                                          QleanAccel          accel);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 const char         *qlean_machine_config_get_kernel     (QleanMachineConfig *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_set_kernel     (QleanMachineConfig *self,
                                                          const char         *kernel);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 const char         *qlean_machine_config_get_initrd     (QleanMachineConfig *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_set_initrd     (QleanMachineConfig *self,
                                                          const char         *initrd);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 const char         *qlean_machine_config_get_cmdline    (QleanMachineConfig *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_set_cmdline    (QleanMachineConfig *self,
                                                          const char         *cmdline);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 const char * const *qlean_machine_config_get_extra_args (QleanMachineConfig *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_set_extra_args (QleanMachineConfig *self,
                                                          const char * const *extra_args);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean            qlean_machine_config_get_fast_start (QleanMachineConfig *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_set_fast_start (QleanMachineConfig *self,
                                                          gboolean            fast_start);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean            qlean_machine_config_get_memory_template (QleanMachineConfig *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_set_memory_template (QleanMachineConfig *self,
                                                               gboolean            memory_template);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 const char         *qlean_machine_config_get_bridge     (QleanMachineConfig *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_set_bridge     (QleanMachineConfig *self,
                                                          const char         *bridge);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanGuestTransport qlean_machine_config_get_guest_transport (QleanMachineConfig  *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_set_guest_transport (QleanMachineConfig  *self,
                                                               QleanGuestTransport  guest_transport);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean            qlean_machine_config_add_share      (QleanMachineConfig  *self,
                                                          const char          *host_path,
                                                          const char          *guest_path,
                                                          gboolean             readonly,
                                                          GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean            qlean_machine_config_add_share_full (QleanMachineConfig  *self,
                                                          const char          *host_path,
                                                          const char          *guest_path,
                                                          QleanShareFlags      flags,
                                                          GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 guint               qlean_machine_config_get_n_shares   (QleanMachineConfig  *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 const char         *qlean_machine_config_get_share      (QleanMachineConfig  *self,
                                                          guint                index,
                                                          const char         **guest_path,
                                                          QleanShareFlags     *flags);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_clear_shares   (QleanMachineConfig  *self);
 
 G_END_DECLS

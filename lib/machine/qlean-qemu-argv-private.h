@@ -5,6 +5,10 @@
 
 #pragma once
 
+#ifndef QLEAN_COMPILATION
+#error "qlean-qemu-argv-private.h is private to Qlean: include <qlean/qlean.h>"
+#endif
+
 #include <glib.h>
 
 #include "qlean-arch-private.h"

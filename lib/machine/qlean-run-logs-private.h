@@ -5,6 +5,10 @@
 
 #pragma once
 
+#ifndef QLEAN_COMPILATION
+#error "qlean-run-logs-private.h is private to Qlean: include <qlean/qlean.h>"
+#endif
+
 #include <gio/gio.h>
 
 #include "qlean-qga-client.h"

@@ -16,6 +16,11 @@
 
 #pragma once
 
+/* Private to the library, and to the CLI, which shares this file. */
+#if !defined (QLEAN_COMPILATION) && !defined (QLEAN_TOOL_COMPILATION)
+#error "qlean-hosts-script-private.h is private to Qlean: include <qlean/qlean.h>"
+#endif
+
 /* Sets $others to the lines of /etc/hosts that are not Qlean's. */
 #define QLEAN_HOSTS_KEEP_OTHERS \
   "others=\n" \

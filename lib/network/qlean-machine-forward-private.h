@@ -5,6 +5,10 @@
 
 #pragma once
 
+#ifndef QLEAN_COMPILATION
+#error "qlean-machine-forward-private.h is private to Qlean: include <qlean/qlean.h>"
+#endif
+
 #include "qlean-machine.h"
 
 G_BEGIN_DECLS

@@ -5,6 +5,10 @@
 
 #pragma once
 
+#ifndef QLEAN_COMPILATION
+#error "qlean-machine-network-private.h is private to Qlean: include <qlean/qlean.h>"
+#endif
+
 #include "qlean-machine.h"
 #include "qlean-network-private.h"
 

@@ -5,6 +5,10 @@
 
 #pragma once
 
+#ifndef QLEAN_COMPILATION
+#error "qlean-network-private.h is private to Qlean: include <qlean/qlean.h>"
+#endif
+
 #include "qlean-network.h"
 
 G_BEGIN_DECLS

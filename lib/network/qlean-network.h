@@ -64,107 +64,107 @@ typedef enum
  *
  * Returns: the error domain of [class@Network]
  */
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 GQuark qlean_network_error_quark (void);
 
 #define QLEAN_TYPE_NETWORK (qlean_network_get_type ())
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 G_DECLARE_FINAL_TYPE (QleanNetwork, qlean_network, QLEAN, NETWORK, GObject)
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanNetwork *qlean_network_new             (void);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanNetwork *qlean_network_new_full        (const char          *name,
                                              const char          *subnet,
                                              gboolean             nat,
                                              GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanNetwork *qlean_network_new_for_socket  (const char          *name,
                                              const char          *subnet,
                                              const char          *socket_path,
                                              GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_network_add_host        (QleanNetwork        *self,
                                              const char          *machine_name,
                                              const char          *address,
                                              GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 const char   *qlean_network_get_name        (QleanNetwork        *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 const char   *qlean_network_get_subnet      (QleanNetwork        *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_network_get_nat         (QleanNetwork        *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_network_is_running      (QleanNetwork        *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 char         *qlean_network_dup_socket_path (QleanNetwork        *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 GPid          qlean_network_get_switch_pid  (QleanNetwork        *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 char         *qlean_network_dup_address     (QleanNetwork        *self,
                                              const char          *machine_name);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 char         *qlean_network_dup_mac_address (QleanNetwork        *self,
                                              const char          *machine_name);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_network_start_async     (QleanNetwork        *self,
                                              GCancellable        *cancellable,
                                              GAsyncReadyCallback  callback,
                                              gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_network_start_finish    (QleanNetwork        *self,
                                              GAsyncResult        *result,
                                              GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_network_start           (QleanNetwork        *self,
                                              GCancellable        *cancellable,
                                              GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_network_stop_async      (QleanNetwork        *self,
                                              GCancellable        *cancellable,
                                              GAsyncReadyCallback  callback,
                                              gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_network_stop_finish     (QleanNetwork        *self,
                                              GAsyncResult        *result,
                                              GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_network_stop            (QleanNetwork        *self,
                                              GCancellable        *cancellable,
                                              GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_network_partition_async (QleanNetwork        *self,
                                              const char * const  *side_a,
                                              const char * const  *side_b,
                                              GCancellable        *cancellable,
                                              GAsyncReadyCallback  callback,
                                              gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_network_partition_finish (QleanNetwork       *self,
                                              GAsyncResult        *result,
                                              GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_network_partition       (QleanNetwork        *self,
                                              const char * const  *side_a,
                                              const char * const  *side_b,
                                              GCancellable        *cancellable,
                                              GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_network_heal_async      (QleanNetwork        *self,
                                              GCancellable        *cancellable,
                                              GAsyncReadyCallback  callback,
                                              gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_network_heal_finish     (QleanNetwork        *self,
                                              GAsyncResult        *result,
                                              GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_network_heal            (QleanNetwork        *self,
                                              GCancellable        *cancellable,
                                              GError             **error);

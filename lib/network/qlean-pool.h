@@ -54,112 +54,112 @@ typedef enum
  *
  * Returns: the error domain of [class@Pool]
  */
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 GQuark qlean_pool_error_quark (void);
 
 #define QLEAN_TYPE_POOL (qlean_pool_get_type ())
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 G_DECLARE_FINAL_TYPE (QleanPool, qlean_pool, QLEAN, POOL, GObject)
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanPool    *qlean_pool_new                (void);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanPool    *qlean_pool_new_with_network   (QleanNetwork        *network);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_pool_set_golden         (QleanPool           *self,
                                              gboolean             golden);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_pool_get_golden         (QleanPool           *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanNetwork *qlean_pool_get_network        (QleanPool           *self);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_pool_add                (QleanPool           *self,
                                              const char          *name,
                                              QleanImage          *image,
                                              QleanMachineConfig  *config,
                                              GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanMachine *qlean_pool_get                (QleanPool           *self,
                                              const char          *name,
                                              GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_pool_remove             (QleanPool           *self,
                                              const char          *name,
                                              GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_pool_init_all_async     (QleanPool           *self,
                                              GCancellable        *cancellable,
                                              GAsyncReadyCallback  callback,
                                              gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_pool_init_all_finish    (QleanPool           *self,
                                              GAsyncResult        *result,
                                              GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_pool_init_all           (QleanPool           *self,
                                              GCancellable        *cancellable,
                                              GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_pool_spawn_all_async    (QleanPool           *self,
                                              GCancellable        *cancellable,
                                              GAsyncReadyCallback  callback,
                                              gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_pool_spawn_all_finish   (QleanPool           *self,
                                              GAsyncResult        *result,
                                              GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_pool_spawn_all          (QleanPool           *self,
                                              GCancellable        *cancellable,
                                              GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_pool_shutdown_all_async (QleanPool           *self,
                                              GCancellable        *cancellable,
                                              GAsyncReadyCallback  callback,
                                              gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_pool_shutdown_all_finish (QleanPool          *self,
                                              GAsyncResult        *result,
                                              GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_pool_shutdown_all       (QleanPool           *self,
                                              GCancellable        *cancellable,
                                              GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_pool_partition_async    (QleanPool           *self,
                                              const char * const  *side_a,
                                              const char * const  *side_b,
                                              GCancellable        *cancellable,
                                              GAsyncReadyCallback  callback,
                                              gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_pool_partition_finish   (QleanPool           *self,
                                              GAsyncResult        *result,
                                              GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_pool_partition          (QleanPool           *self,
                                              const char * const  *side_a,
                                              const char * const  *side_b,
                                              GCancellable        *cancellable,
                                              GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_pool_heal_async         (QleanPool           *self,
                                              GCancellable        *cancellable,
                                              GAsyncReadyCallback  callback,
                                              gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_pool_heal_finish        (QleanPool           *self,
                                              GAsyncResult        *result,
                                              GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_pool_heal               (QleanPool           *self,
                                              GCancellable        *cancellable,
                                              GError             **error);

@@ -5,6 +5,10 @@
 
 #pragma once
 
+#ifndef QLEAN_COMPILATION
+#error "qlean-guest-process-private.h is private to Qlean: include <qlean/qlean.h>"
+#endif
+
 #include "qlean-guest-channel-private.h"
 #include "qlean-guest-launcher.h"
 #include "qlean-guest-process.h"

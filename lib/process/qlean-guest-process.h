@@ -54,97 +54,97 @@ typedef enum /*< flags >*/
 
 #define QLEAN_TYPE_GUEST_PROCESS (qlean_guest_process_get_type ())
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 G_DECLARE_FINAL_TYPE (QleanGuestProcess, qlean_guest_process, QLEAN, GUEST_PROCESS, GObject)
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 GOutputStream *qlean_guest_process_get_stdin_pipe    (QleanGuestProcess   *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 GInputStream  *qlean_guest_process_get_stdout_pipe   (QleanGuestProcess   *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 GInputStream  *qlean_guest_process_get_stderr_pipe   (QleanGuestProcess   *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 const char    *qlean_guest_process_get_identifier    (QleanGuestProcess   *self);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void           qlean_guest_process_send_signal       (QleanGuestProcess   *self,
                                                       gint                 signal_num);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void           qlean_guest_process_force_exit        (QleanGuestProcess   *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void           qlean_guest_process_set_window_size   (QleanGuestProcess   *self,
                                                       guint                rows,
                                                       guint                cols);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void           qlean_guest_process_wait_async        (QleanGuestProcess   *self,
                                                       GCancellable        *cancellable,
                                                       GAsyncReadyCallback  callback,
                                                       gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean       qlean_guest_process_wait_finish       (QleanGuestProcess   *self,
                                                       GAsyncResult        *result,
                                                       GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean       qlean_guest_process_wait              (QleanGuestProcess   *self,
                                                       GCancellable        *cancellable,
                                                       GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void           qlean_guest_process_wait_check_async  (QleanGuestProcess   *self,
                                                       GCancellable        *cancellable,
                                                       GAsyncReadyCallback  callback,
                                                       gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean       qlean_guest_process_wait_check_finish (QleanGuestProcess   *self,
                                                       GAsyncResult        *result,
                                                       GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean       qlean_guest_process_wait_check        (QleanGuestProcess   *self,
                                                       GCancellable        *cancellable,
                                                       GError             **error);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void           qlean_guest_process_communicate_async (QleanGuestProcess   *self,
                                                       GBytes              *stdin_buf,
                                                       GCancellable        *cancellable,
                                                       GAsyncReadyCallback  callback,
                                                       gpointer             user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean       qlean_guest_process_communicate_finish (QleanGuestProcess  *self,
                                                       GAsyncResult        *result,
                                                       GBytes             **stdout_buf,
                                                       GBytes             **stderr_buf,
                                                       GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean       qlean_guest_process_communicate       (QleanGuestProcess   *self,
                                                       GBytes              *stdin_buf,
                                                       GCancellable        *cancellable,
                                                       GBytes             **stdout_buf,
                                                       GBytes             **stderr_buf,
                                                       GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean       qlean_guest_process_communicate_utf8  (QleanGuestProcess   *self,
                                                       const char          *stdin_buf,
                                                       GCancellable        *cancellable,
                                                       char               **stdout_buf,
                                                       char               **stderr_buf,
                                                       GError             **error);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 GBytes        *qlean_guest_process_get_stdout_bytes  (QleanGuestProcess   *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 GBytes        *qlean_guest_process_get_stderr_bytes  (QleanGuestProcess   *self);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean       qlean_guest_process_get_if_exited     (QleanGuestProcess   *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gint           qlean_guest_process_get_exit_status   (QleanGuestProcess   *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean       qlean_guest_process_get_if_signaled   (QleanGuestProcess   *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gint           qlean_guest_process_get_term_sig      (QleanGuestProcess   *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean       qlean_guest_process_get_successful    (QleanGuestProcess   *self);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean       qlean_guest_process_get_timed_out     (QleanGuestProcess   *self);
 
 G_END_DECLS

@@ -25,30 +25,30 @@ typedef struct
   QleanMachine *machine;
 } QleanTestFixture;
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_test_skip_unless_available (void);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 QleanMachine *qlean_test_get_machine           (void);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_test_watch_machine         (QleanMachine     *machine);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_test_set_reset             (gboolean          reset);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 gboolean      qlean_test_get_reset             (void);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 char         *qlean_test_get_artifacts_dir     (void);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 char         *qlean_test_save_artifacts        (const char       *reason);
 
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_test_fixture_setup         (QleanTestFixture *fixture,
                                                 gconstpointer     user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_test_fixture_teardown      (QleanTestFixture *fixture,
                                                 gconstpointer     user_data);
-QLEAN_AVAILABLE_IN_ALL
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_test_add_func              (const char       *testpath,
                                                 GTestFunc         test_func);
 

@@ -10,7 +10,7 @@
 #    ninja prints a command's output once, and a build that was already
 #    up to date prints nothing.
 # 2. Fails when a function that a public header exports (after
-#    QLEAN_AVAILABLE_IN_ALL) is missing from GIR_FILE: the scanner never
+#    QLEAN_AVAILABLE_IN_0_1) is missing from GIR_FILE: the scanner never
 #    saw it, so it has no binding and no documentation.
 # 3. Fails when a public symbol in GIR_FILE has no gi-docgen comment, or
 #    a parameter or return value of one is undocumented.
