@@ -109,15 +109,17 @@ add_blockdev_json (GPtrArray  *argv,
   g_ptr_array_add (argv, json_to_string (root, FALSE));
 }
 
-GStrv
-qlean_qemu_argv_build (const QleanQemuSpec *spec)
-{
-  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-  g_autofree char *console = g_build_filename (spec->run_dir, QLEAN_CONSOLE_LOG, NULL);
-  g_autofree char *console_escaped = escape_commas (console);
-  g_autofree char *pidfile = g_build_filename (spec->run_dir, "qemu.pid", NULL);
-  const QleanArchInfo *arch = spec->arch ? spec->arch : qlean_arch_get_info (QLEAN_ARCH_X86_64);
+/* The steps of qlean_qemu_argv_build(), in the order their options
+ * appear on the command line: QEMU reads some of them in order (the
+ * root disk must come before the seed, to stay /dev/vda), and a dry run
+ * shows them as they are added. */
 
+/* Who the process is, and nothing QEMU would add by itself: no default
+ * devices, no user config, no display. */
+static void
+add_identity (GPtrArray           *argv,
+              const QleanQemuSpec *spec)
+{
   add (argv, spec->qemu_binary);
   add (argv, "-name");
   add_printf (argv, "guest=%s,debug-threads=on", spec->name);
@@ -125,7 +127,15 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
   add (argv, "-no-user-config");
   add (argv, "-display");
   add (argv, "none");
+}
 
+/* The machine type, with guest RAM from a memory template when there is
+ * one: the backend is named on -machine, so both go together. */
+static void
+add_machine (GPtrArray           *argv,
+             const QleanQemuSpec *spec,
+             const QleanArchInfo *arch)
+{
   add (argv, "-machine");
   if (spec->mem_path != NULL)
     {
@@ -144,6 +154,15 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
     }
   else
     add (argv, arch->machine);
+}
+
+/* The accelerator and the CPU it runs, the firmware, and the machine's
+ * size: cores and memory. */
+static void
+add_accel_and_cpu (GPtrArray           *argv,
+                   const QleanQemuSpec *spec,
+                   const QleanArchInfo *arch)
+{
   if (spec->kvm)
     {
       add (argv, "-accel");
@@ -170,22 +189,37 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
   add_printf (argv, "%u", spec->cores);
   add (argv, "-m");
   add_printf (argv, "%u", spec->memory_mib);
+}
 
-  if (spec->kernel != NULL)
+/* A kernel booted directly, with its initrd and command line. */
+static void
+add_kernel (GPtrArray           *argv,
+            const QleanQemuSpec *spec)
+{
+  if (spec->kernel == NULL)
+    return;
+
+  add (argv, "-kernel");
+  add (argv, spec->kernel);
+  if (spec->initrd != NULL)
     {
-      add (argv, "-kernel");
-      add (argv, spec->kernel);
-      if (spec->initrd != NULL)
-        {
-          add (argv, "-initrd");
-          add (argv, spec->initrd);
-        }
-      if (spec->cmdline != NULL)
-        {
-          add (argv, "-append");
-          add (argv, spec->cmdline);
-        }
+      add (argv, "-initrd");
+      add (argv, spec->initrd);
     }
+  if (spec->cmdline != NULL)
+    {
+      add (argv, "-append");
+      add (argv, spec->cmdline);
+    }
+}
+
+/* The serial console: into the console pipe, or console.log itself. */
+static void
+add_console (GPtrArray           *argv,
+             const QleanQemuSpec *spec)
+{
+  g_autofree char *console = g_build_filename (spec->run_dir, QLEAN_CONSOLE_LOG, NULL);
+  g_autofree char *console_escaped = escape_commas (console);
 
   add (argv, "-chardev");
   if (spec->console_fd >= 0)
@@ -194,7 +228,14 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
     add_printf (argv, "file,id=console,path=%s", console_escaped);
   add (argv, "-serial");
   add (argv, "chardev:console");
+}
 
+/* The channels the host talks over: QMP to QEMU, and on one
+ * virtio-serial bus the stock guest agent and qlean-guest. */
+static void
+add_channels (GPtrArray           *argv,
+              const QleanQemuSpec *spec)
+{
   add_socket_chardev (argv, spec, "qmp", spec->qmp_fd, QLEAN_QMP_SOCKET);
   add (argv, "-mon");
   add (argv, "chardev=qmp,mode=control");
@@ -207,15 +248,26 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
   add_socket_chardev (argv, spec, "data", spec->data_fd, QLEAN_DATA_SOCKET);
   add (argv, "-device");
   add (argv, "virtserialport,bus=vser0.0,chardev=data,id=data0,name=org.qlean.data.0");
+}
 
-  /* The guest reports a kernel panic here (GUEST_PANICKED), so that a
-   * panic is told apart from QEMU dying. */
+/* The guest reports a kernel panic here (GUEST_PANICKED), so that a
+ * panic is told apart from QEMU dying. */
+static void
+add_panic_device (GPtrArray           *argv,
+                  const QleanArchInfo *arch)
+{
   if (arch->panic_device != NULL)
     {
       add (argv, "-device");
       add (argv, arch->panic_device);
     }
+}
 
+/* The network card: on a QleanNetwork's switch, or on a host bridge. */
+static void
+add_network (GPtrArray           *argv,
+             const QleanQemuSpec *spec)
+{
   if (spec->net_socket != NULL)
     {
       g_autofree char *escaped = escape_commas (spec->net_socket);
@@ -239,7 +291,14 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
       add (argv, "-device");
       add_printf (argv, "virtio-net-pci,netdev=net0,id=" QLEAN_NETWORK_NIC_ID ",mac=%s,romfile=", spec->net_mac);
     }
+}
 
+/* The machine's disk (over the image's, when Qlean made the chain), then
+ * the cloud-init seed. */
+static void
+add_disks (GPtrArray           *argv,
+           const QleanQemuSpec *spec)
+{
   if (spec->disk != NULL && spec->disk_base != NULL)
     {
       /* The chain as Qlean made it: the overlay over the image's disk,
@@ -272,7 +331,13 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
       add (argv, "-device");
       add (argv, "virtio-blk-pci,drive=seed0,id=seed");
     }
+}
 
+/* Host folders shared over virtio-9p, mount tag qleanN for the Nth. */
+static void
+add_shares (GPtrArray           *argv,
+            const QleanQemuSpec *spec)
+{
   for (guint i = 0; i < spec->n_shares; i++)
     {
       const QleanQemuShare *share = &spec->shares[i];
@@ -290,6 +355,15 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
       add_printf (argv, "virtio-9p-pci,fsdev=share%u,mount_tag=" QLEAN_SHARE_TAG_PREFIX "%u,id=share%u",
                   i, i, i);
     }
+}
+
+/* Where QEMU writes its pid, whether it waits for a saved state, and
+ * the caller's own arguments, last so that they can add to all above. */
+static void
+add_process_options (GPtrArray           *argv,
+                     const QleanQemuSpec *spec)
+{
+  g_autofree char *pidfile = g_build_filename (spec->run_dir, "qemu.pid", NULL);
 
   add (argv, "-pidfile");
   add (argv, pidfile);
@@ -302,6 +376,25 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
 
   for (guint i = 0; spec->extra_args != NULL && spec->extra_args[i] != NULL; i++)
     add (argv, spec->extra_args[i]);
+}
+
+GStrv
+qlean_qemu_argv_build (const QleanQemuSpec *spec)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  const QleanArchInfo *arch = spec->arch ? spec->arch : qlean_arch_get_info (QLEAN_ARCH_X86_64);
+
+  add_identity (argv, spec);
+  add_machine (argv, spec, arch);
+  add_accel_and_cpu (argv, spec, arch);
+  add_kernel (argv, spec);
+  add_console (argv, spec);
+  add_channels (argv, spec);
+  add_panic_device (argv, arch);
+  add_network (argv, spec);
+  add_disks (argv, spec);
+  add_shares (argv, spec);
+  add_process_options (argv, spec);
 
   g_ptr_array_add (argv, NULL);
   return (GStrv) g_ptr_array_steal (argv, NULL);
