@@ -97,8 +97,15 @@ G_DECLARE_FINAL_TYPE (QleanGuestChannel, qlean_guest_channel, QLEAN, GUEST_CHANN
 
 typedef struct _QleanGuestStream QleanGuestStream;
 
+/* What a QleanGuestStreamFunc gets as @type when its stream ends without
+ * the guest's last frame (the channel closed, the guest owed a frame too
+ * long, the host could not hold its output): no frame has this type. */
+#define QLEAN_GUEST_STREAM_CLOSED 0
+
 /* Called on the worker for every frame of the stream, and once with
- * @type 0 and @error set when the channel closes under it. */
+ * @type QLEAN_GUEST_STREAM_CLOSED and @error set when the stream ends
+ * under it. Consumers hand their arguments to qlean_guest_stream_dispatch()
+ * (qlean-guest-stream-dispatch-private.h). */
 typedef void (*QleanGuestStreamFunc) (QleanGuestStream *stream,
                                       guint8            type,
                                       guint8            fd,
@@ -155,7 +162,7 @@ void               qlean_guest_stream_send_window_size (QleanGuestStream *stream
  * the protocol header's flow control). */
 void               qlean_guest_stream_send_credit   (QleanGuestStream    *stream,
                                                      guint32              bytes);
-/* Worker thread only. Ends the stream with G_IO_ERROR_TIMED_OUT (type 0)
+/* Worker thread only. Ends the stream with G_IO_ERROR_TIMED_OUT (closed)
  * when the guest, owing it a frame, sends nothing on it for @timeout_ms
  * (0, the default: wait forever). The guest owes one except on a PUT
  * while the host is the one to send. The guest is asked to cancel

@@ -91,7 +91,8 @@ qlean_guest_channel_finish_hellos (QleanGuestChannel *self,
     }
 }
 
-/* Every open stream gets @reason (type 0) and is forgotten. */
+/* Every open stream ends (QLEAN_GUEST_STREAM_CLOSED) with @reason and
+ * is forgotten. */
 static void
 qlean_guest_channel_end_streams (QleanGuestChannel *self,
                                  const GError      *reason)
@@ -107,7 +108,7 @@ qlean_guest_channel_end_streams (QleanGuestChannel *self,
 
       stream->channel = NULL;
       qlean_clear_source (&stream->timer);
-      stream->func (stream, 0, 0, NULL, reason, stream->user_data);
+      stream->func (stream, QLEAN_GUEST_STREAM_CLOSED, 0, NULL, reason, stream->user_data);
     }
 }
 

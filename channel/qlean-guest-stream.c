@@ -351,7 +351,7 @@ qlean_guest_stream_timeout_cb (gpointer user_data)
   qlean_guest_stream_ref (stream);
   qlean_guest_stream_send_signal (stream, stream->request_type == QLEAN_GUEST_FRAME_EXEC ? SIGKILL : SIGTERM);
   qlean_guest_stream_close (stream);
-  stream->func (stream, 0, 0, NULL, error, stream->user_data);
+  stream->func (stream, QLEAN_GUEST_STREAM_CLOSED, 0, NULL, error, stream->user_data);
   qlean_guest_stream_unref (stream);
 
   return G_SOURCE_REMOVE;
@@ -402,7 +402,8 @@ qlean_guest_stream_early_end_cb (gpointer user_data)
 {
   EarlyEnd *end = user_data;
 
-  end->stream->func (end->stream, 0, 0, NULL, end->error, end->stream->user_data);
+  end->stream->func (end->stream, QLEAN_GUEST_STREAM_CLOSED, 0, NULL, end->error,
+                     end->stream->user_data);
   return G_SOURCE_REMOVE;
 }
 
@@ -481,7 +482,7 @@ qlean_guest_stream_overflow (QleanGuestStream *stream,
   qlean_guest_stream_ref (stream);
   qlean_guest_stream_send_signal (stream, stream->request_type == QLEAN_GUEST_FRAME_EXEC ? SIGKILL : SIGTERM);
   qlean_guest_stream_close (stream);
-  stream->func (stream, 0, 0, NULL, error, stream->user_data);
+  stream->func (stream, QLEAN_GUEST_STREAM_CLOSED, 0, NULL, error, stream->user_data);
   qlean_guest_stream_unref (stream);
   g_error_free (error);
 }
