@@ -1979,20 +1979,27 @@ static void get_read (Stream *s)
 }
 
 /* After the port took some output: GETs whose file frames are all out
- * go on (to the tail, EOF or ERROR). */
-static void get_check_sent (void)
+ * go on (to the tail, EOF or ERROR). Returns whether one did, so that
+ * what it queued gets written too. A GET waiting for its frames polls
+ * nothing, so this check is the only thing that moves it on: it must
+ * follow every out_flush() of the loop (see run()). */
+static bool get_check_sent (void)
 {
+  bool moved = false;
+
   for (size_t i = 0; i < G.n_streams; i++)
     {
       Stream *s = G.streams[i];
       if (s->dead || s->kind != STREAM_GET || !s->wait_sent || s->fref->sent < s->fref->queued)
         continue;
       s->wait_sent = false;
+      moved = true;
       if (s->fref->short_read)
         stream_abort (s, EIO, "cannot read '%s': it shrank while being read", s->path);
       else
         get_read (s);
     }
+  return moved;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -3554,9 +3561,14 @@ static void run (void)
             }
         }
       flush_credits ();
-      out_flush ();
-      get_check_sent ();
-      out_flush ();
+      /* Until no GET moves on: a flush that writes the last frame of a
+       * GET's file, with nothing checked after it, would leave the GET
+       * (which polls nothing while it waits) and its EOF to whatever
+       * wakes the loop next; with the host waiting for that EOF, nothing
+       * did. Each GET waits for its frames once, so this ends. */
+      do
+        out_flush ();
+      while (get_check_sent ());
       stream_free_dead ();
     }
 }
