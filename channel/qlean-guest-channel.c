@@ -19,6 +19,7 @@
 #include "qlean-guest-channel-internal.h"
 #include "qlean-json-channel-private.h"
 #include "qlean-qga-error.h"
+#include "qlean-task-private.h"
 #include "qlean-worker-private.h"
 
 #define READ_CHUNK (256 * 1024)
@@ -522,40 +523,29 @@ qlean_guest_channel_start_hello (QleanGuestChannel *self,
                                           qlean_guest_channel_hello_resend_cb, self);
 }
 
-typedef struct
-{
-  QleanGuestChannel *self;
-  GTask             *task;
-  guint              timeout_ms;
-} HelloData;
-
 static gboolean
 qlean_guest_channel_hello_in_worker (gpointer user_data)
 {
-  HelloData *data = user_data;
-  QleanGuestChannel *self = data->self;
+  GTask *task = user_data;
+  QleanGuestChannel *self = g_task_get_source_object (task);
 
   if (self->state == CHANNEL_CLOSED)
     {
-      g_task_return_new_error (data->task, QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED,
+      g_task_return_new_error (task, QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED,
                                _("The data channel to qlean-guest is closed"));
-      goto out;
+      return G_SOURCE_REMOVE;
     }
 
   if (self->state == CHANNEL_READY)
     {
-      g_task_return_boolean (data->task, TRUE);
-      goto out;
+      g_task_return_boolean (task, TRUE);
+      return G_SOURCE_REMOVE;
     }
 
-  g_ptr_array_add (self->hello_tasks, g_steal_pointer (&data->task));
+  g_ptr_array_add (self->hello_tasks, g_object_ref (task));
   if (self->hello_timer == NULL)
-    qlean_guest_channel_start_hello (self, data->timeout_ms);
+    qlean_guest_channel_start_hello (self, GPOINTER_TO_UINT (g_task_get_task_data (task)));
 
-out:
-  g_clear_object (&data->task);
-  g_object_unref (data->self);
-  g_free (data);
   return G_SOURCE_REMOVE;
 }
 
@@ -566,13 +556,14 @@ qlean_guest_channel_hello_async (QleanGuestChannel   *self,
                                  GAsyncReadyCallback  callback,
                                  gpointer             user_data)
 {
-  HelloData *data = g_new0 (HelloData, 1);
+  GTask *task;
 
-  data->self = g_object_ref (self);
-  data->timeout_ms = timeout_ms;
-  data->task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (data->task, qlean_guest_channel_hello_async);
-  qlean_worker_invoke (qlean_guest_channel_hello_in_worker, data, NULL);
+  g_return_if_fail (QLEAN_IS_GUEST_CHANNEL (self));
+
+  task = qlean_task_new (self, cancellable, callback, user_data,
+                         qlean_guest_channel_hello_async, "[qlean] qlean-guest hello");
+  g_task_set_task_data (task, GUINT_TO_POINTER (timeout_ms), NULL);
+  qlean_task_run_in_worker (task, qlean_guest_channel_hello_in_worker);
 }
 
 gboolean
@@ -580,6 +571,9 @@ qlean_guest_channel_hello_finish (QleanGuestChannel  *self,
                                   GAsyncResult       *result,
                                   GError            **error)
 {
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_guest_channel_hello_async), FALSE);
+
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 

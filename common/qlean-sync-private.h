@@ -24,6 +24,15 @@ typedef struct
   GAsyncResult *result;
 } QleanSyncCall;
 
+/* Blocking twins start with this. On Qlean's worker thread a twin would
+ * wait for I/O that only that thread can do, and hang forever: there it
+ * refuses instead, with a critical (the caller has a bug) and @error set,
+ * and returns FALSE; @call is then left empty and must not be waited on. */
+gboolean      qlean_sync_call_begin (QleanSyncCall  *call,
+                                     GError        **error);
+/* The same for twins that cannot fail early: on the worker thread it
+ * says so (the same critical), and the call then completes by running
+ * the worker's own context re-entrantly rather than deadlocking. */
 void          qlean_sync_call_init  (QleanSyncCall *call);
 void          qlean_sync_call_done  (GObject       *source,
                                      GAsyncResult  *result,

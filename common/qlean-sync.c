@@ -5,13 +5,57 @@
 
 #include "config.h"
 
+#include <glib/gi18n-lib.h>
+
 #include "qlean-sync-private.h"
+#include "qlean-worker-private.h"
+
+/* Whether a blocking call may start on this thread; says why not. */
+static gboolean
+qlean_sync_call_allowed (void)
+{
+  if (!qlean_worker_is_current ())
+    return TRUE;
+
+  g_critical ("A blocking Qlean call was made on Qlean's worker thread, from a callback "
+              "that runs there; it would wait forever for I/O that only that thread does. "
+              "Use the call's _async variant instead.");
+  return FALSE;
+}
+
+gboolean
+qlean_sync_call_begin (QleanSyncCall  *call,
+                       GError        **error)
+{
+  call->context = NULL;
+  call->result = NULL;
+
+  if (!qlean_sync_call_allowed ())
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK,
+                           _("A blocking call was made on Qlean's worker thread, where it "
+                             "would wait forever; the program must use the asynchronous call."));
+      return FALSE;
+    }
+
+  qlean_sync_call_init (call);
+  return TRUE;
+}
 
 void
 qlean_sync_call_init (QleanSyncCall *call)
 {
-  call->context = g_main_context_new ();
   call->result = NULL;
+
+  if (!qlean_sync_call_allowed ())
+    {
+      /* No private context: the call's callback comes back on the
+       * worker's, which qlean_sync_call_wait() then runs itself. */
+      call->context = NULL;
+      return;
+    }
+
+  call->context = g_main_context_new ();
   g_main_context_push_thread_default (call->context);
 }
 
@@ -23,14 +67,19 @@ qlean_sync_call_done (GObject      *source,
   QleanSyncCall *call = user_data;
 
   call->result = g_object_ref (result);
-  g_main_context_wakeup (call->context);
+  if (call->context != NULL)
+    g_main_context_wakeup (call->context);
 }
 
 GAsyncResult *
 qlean_sync_call_wait (QleanSyncCall *call)
 {
+  /* On the worker (see qlean_sync_call_init()) this thread owns the
+   * worker's context, so it may run it, re-entrantly. */
+  GMainContext *context = call->context ? call->context : qlean_worker_get_context ();
+
   while (call->result == NULL)
-    g_main_context_iteration (call->context, TRUE);
+    g_main_context_iteration (context, TRUE);
 
   return call->result;
 }
@@ -39,7 +88,10 @@ void
 qlean_sync_call_clear (QleanSyncCall *call)
 {
   if (call->context == NULL)
-    return;
+    {
+      g_clear_object (&call->result);
+      return;
+    }
 
   g_main_context_pop_thread_default (call->context);
   /* Callbacks queued by the call itself (GTask returns idle) may still sit

@@ -1148,7 +1148,8 @@ qlean_qga_client_sync (QleanQgaClient  *self,
 {
   g_auto(QleanSyncCall) call = { 0 };
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_qga_client_sync_async (self, timeout_ms, cancellable, qlean_sync_call_done, &call);
 
   return qlean_qga_client_sync_finish (self, qlean_sync_call_wait (&call), error);
@@ -1226,7 +1227,8 @@ qlean_qga_client_execute (QleanQgaClient  *self,
 {
   g_auto(QleanSyncCall) call = { 0 };
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return NULL;
   qlean_qga_client_execute_async (self, command, arguments, cancellable,
                                   qlean_sync_call_done, &call);
 

@@ -12,6 +12,7 @@
 #include "qlean-qmp-client-private.h"
 #include "qlean-qmp-error.h"
 #include "qlean-sync-private.h"
+#include "qlean-task-private.h"
 #include "qlean-worker-private.h"
 
 /**
@@ -691,9 +692,8 @@ qlean_qmp_client_init_async (GAsyncInitable      *initable,
   QleanQmpClient *self = QLEAN_QMP_CLIENT (initable);
   GTask *task;
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_qmp_client_init_async);
-  g_task_set_name (task, "[qlean] QMP handshake");
+  task = qlean_task_new (self, cancellable, callback, user_data,
+                         qlean_qmp_client_init_async, "[qlean] QMP handshake");
   self->init_task = task;
 
   qlean_json_channel_invoke (self->channel, qlean_qmp_client_start_in_context,
@@ -705,6 +705,9 @@ qlean_qmp_client_init_finish (GAsyncInitable  *initable,
                               GAsyncResult    *result,
                               GError         **error)
 {
+  g_return_val_if_fail (g_task_is_valid (result, initable), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_qmp_client_init_async), FALSE);
+
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
@@ -732,6 +735,7 @@ qlean_qmp_client_new_async (GIOStream           *stream,
                             gpointer             user_data)
 {
   g_return_if_fail (G_IS_IO_STREAM (stream));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
   g_async_initable_new_async (QLEAN_TYPE_QMP_CLIENT, G_PRIORITY_DEFAULT,
                               cancellable, callback, user_data,
@@ -752,8 +756,14 @@ QleanQmpClient *
 qlean_qmp_client_new_finish (GAsyncResult  *result,
                              GError       **error)
 {
-  g_autoptr(GObject) source = g_async_result_get_source_object (result);
+  g_autoptr(GObject) source = NULL;
   GObject *object;
+
+  g_return_val_if_fail (G_IS_ASYNC_RESULT (result), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  source = g_async_result_get_source_object (result);
+  g_return_val_if_fail (QLEAN_IS_QMP_CLIENT (source), NULL);
 
   object = g_async_initable_new_finish (G_ASYNC_INITABLE (source), result, error);
   if (object == NULL)
@@ -785,12 +795,18 @@ qlean_qmp_client_new (GIOStream     *stream,
   g_autoptr(QleanQmpClient) self = NULL;
 
   g_return_val_if_fail (G_IS_IO_STREAM (stream), NULL);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   /* Made before the private context is pushed, so that signals go to
    * the caller's thread-default context and not to that one. */
   self = g_object_new (QLEAN_TYPE_QMP_CLIENT, "stream", stream, NULL);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    {
+      qlean_qmp_client_close (self);
+      return NULL;
+    }
   g_async_initable_init_async (G_ASYNC_INITABLE (self), G_PRIORITY_DEFAULT, cancellable,
                                qlean_sync_call_done, &call);
   if (!g_async_initable_init_finish (G_ASYNC_INITABLE (self), qlean_sync_call_wait (&call), error))
@@ -967,6 +983,7 @@ qlean_qmp_client_execute_async (QleanQmpClient      *self,
 
   g_return_if_fail (QLEAN_IS_QMP_CLIENT (self));
   g_return_if_fail (command != NULL);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
   data = g_new0 (SubmitData, 1);
   data->self = g_object_ref (self);
@@ -974,9 +991,8 @@ qlean_qmp_client_execute_async (QleanQmpClient      *self,
   /* A copy: the worker must not share the caller's objects (see
    * qlean_json_object_copy()). */
   data->arguments = arguments ? qlean_json_object_copy (arguments) : NULL;
-  data->task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (data->task, qlean_qmp_client_execute_async);
-  g_task_set_name (data->task, "[qlean] QMP execute");
+  data->task = qlean_task_new (self, cancellable, callback, user_data,
+                               qlean_qmp_client_execute_async, "[qlean] QMP execute");
   g_task_set_task_data (data->task, g_strdup (command), g_free);
 
   qlean_json_channel_invoke (self->channel, qlean_qmp_client_submit_in_context,
@@ -1002,6 +1018,8 @@ qlean_qmp_client_execute_finish (QleanQmpClient  *self,
 {
   g_return_val_if_fail (QLEAN_IS_QMP_CLIENT (self), NULL);
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_qmp_client_execute_async), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   return g_task_propagate_pointer (G_TASK (result), error);
 }
@@ -1030,8 +1048,12 @@ qlean_qmp_client_execute (QleanQmpClient  *self,
   g_auto(QleanSyncCall) call = { 0 };
 
   g_return_val_if_fail (QLEAN_IS_QMP_CLIENT (self), NULL);
+  g_return_val_if_fail (command != NULL, NULL);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return NULL;
   qlean_qmp_client_execute_async (self, command, arguments, cancellable,
                                   qlean_sync_call_done, &call);
 

@@ -10,6 +10,7 @@
 #include "qlean-json-framer-private.h"
 #include "qlean-qmp-client.h"
 #include "qlean-qmp-error.h"
+#include "qlean-worker-private.h"
 
 #include "fake-peer.h"
 
@@ -1187,6 +1188,51 @@ test_blocking_timeout (Fixture       *fixture,
   command = peer_expect_command (fixture->peer, "query-never", NULL);
 }
 
+typedef struct
+{
+  QleanQmpClient *client;
+  JsonNode       *reply;
+  GError         *error;
+  gint            done;
+} WorkerCall;
+
+static gboolean
+blocking_on_worker_cb (gpointer user_data)
+{
+  WorkerCall *call = user_data;
+
+  call->reply = qlean_qmp_client_execute (call->client, "query-worker", NULL, NULL, &call->error);
+  g_atomic_int_set (&call->done, TRUE);
+  return G_SOURCE_REMOVE;
+}
+
+/* A blocking twin called from a callback on Qlean's worker thread would
+ * wait for replies that only that thread reads: it refuses, with a
+ * critical, and fails at once instead of hanging. In a subprocess, where
+ * the critical may be printed without aborting the test. */
+static void
+test_blocking_on_worker (Fixture       *fixture,
+                         gconstpointer  data)
+{
+  if (g_test_subprocess ())
+    {
+      WorkerCall call = { fixture->client, NULL, NULL, FALSE };
+
+      g_log_set_always_fatal (G_LOG_FATAL_MASK);
+      qlean_worker_invoke (blocking_on_worker_cb, &call, NULL);
+      WAIT_UNTIL (g_atomic_int_get (&call.done));
+
+      g_assert_null (call.reply);
+      g_assert_error (call.error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK);
+      g_clear_error (&call.error);
+      return;
+    }
+
+  g_test_trap_subprocess (NULL, TEST_WAIT_SECONDS * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+  g_test_trap_assert_stderr ("*CRITICAL*blocking Qlean call*worker thread*");
+}
+
 #define ADD_FIXTURE_TEST(path, func) \
   g_test_add (path, Fixture, NULL, fixture_setup, func, fixture_teardown)
 
@@ -1221,6 +1267,7 @@ main (int   argc,
   ADD_FIXTURE_TEST ("/qmp/blocking/two-threads", test_blocking_two_threads);
   ADD_FIXTURE_TEST ("/qmp/blocking/error", test_blocking_error);
   ADD_FIXTURE_TEST ("/qmp/blocking/timeout", test_blocking_timeout);
+  ADD_FIXTURE_TEST ("/qmp/blocking/on-worker", test_blocking_on_worker);
 
   return g_test_run ();
 }
