@@ -53,12 +53,72 @@ QleanMachine *machine_from_options (const char    *name,
 /* --bridge of machine_entries, or NULL. */
 const char   *cli_get_bridge_option (void);
 
-/* tools/qlean-cli-machines.c: machines that outlive one command. */
-int cmd_start (int argc, char **argv);
-int cmd_exec  (int argc, char **argv);
-int cmd_shell (int argc, char **argv);
+/* A JSON string, or null for NULL. */
+void          cli_json_add_string_or_null (JsonBuilder *builder,
+                                           const char  *value);
+
+/* tools/qlean-cli-machines.c: where machines that outlive one command
+ * are kept, RUNBASE/machines/NAME, written by their owner process
+ * (tools/qlean-cli-start.c) and read by every other command. */
+#define MACHINE_STATE_FILE "state.json"
+#define MACHINE_SOCKET_FILE "ctl.sock"
+#define MACHINE_LOG_FILE "owner.log"
+
+/* A machine's state.json, checked against the processes that run. */
+typedef struct
+{
+  char    *name;
+  char    *state;
+  gint64   owner;
+  gint64   qemu;
+  char    *image;
+  gint64   started;
+  char    *run_dir;
+  /* Port forwards (qlean start -p): host port << 16 | guest port */
+  GArray  *forwards;
+  char    *ip;
+  char    *network;   /* qlean start --network */
+  gboolean network_down;
+  char    *reason;    /* why a crashed machine crashed, when known */
+  char    *kept_by;   /* who kept it (qlean import --kept-by), or NULL */
+} MachineState;
+
+void          cli_machine_state_free   (MachineState  *state);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MachineState, cli_machine_state_free)
+
+/* RUNBASE/machines/NAME, for a valid NAME. */
+char         *cli_machine_dir          (const char    *name,
+                                        GError       **error);
+/* The machine in @dir, or NULL when there is none (or none yet). */
+MachineState *cli_machine_state_read   (const char    *dir);
+/* The forwards of state.json (host port << 16 | guest port). */
+void          cli_json_add_forwards    (JsonBuilder   *builder,
+                                        GArray        *forwards);
+/* Removes the machine's directory and what its owner wrote there. */
+void          cli_machine_dir_remove   (const char    *dir);
+/* Machine NAME through its owner's socket, or why it cannot be reached. */
+QleanMachine *cli_machine_attach_by_name (const char  *name,
+                                          GError     **error);
+/* Whether @error tells that the connection to the machine's owner ended
+ * under a request: the library fails whatever was under way as lost. */
+gboolean      cli_is_lost_machine      (const GError  *error);
+/* After a call to machine NAME failed with @error because it lost the
+ * machine: when the machine crashed, was stopped or lost its owner
+ * process, replaces @error with that (the crash's reason included) and
+ * returns TRUE. Waits a moment for the owner to note a crash. */
+gboolean      cli_explain_lost_machine (const char    *name,
+                                        GError       **error);
 int cmd_stop  (int argc, char **argv);
 int cmd_ls    (int argc, char **argv);
+
+/* tools/qlean-cli-start.c: qlean start, and the owner process. */
+int cmd_start (int argc, char **argv);
+
+/* tools/qlean-cli-exec.c: qlean exec and qlean shell. */
+int cmd_exec  (int argc, char **argv);
+int cmd_shell (int argc, char **argv);
+
+/* tools/qlean-cli-cp.c: qlean cp. */
 int cmd_cp    (int argc, char **argv);
 
 /* tools/qlean-cli-lifecycle.c: qlean pause|resume|snapshot|restore|clone|
@@ -83,12 +143,6 @@ QleanMachine *owner_import_machine (const char        *name,
                                     const char        *archive_path,
                                     QleanImportFlags   flags,
                                     GError           **error);
-/* After a call to machine NAME failed with @error because it lost the
- * machine: when the machine crashed, was stopped or lost its owner
- * process, replaces @error with that (the crash's reason included) and
- * returns TRUE. Waits a moment for the owner to note a crash. */
-gboolean      cli_explain_lost_machine (const char    *name,
-                                        GError       **error);
 /* qlean-cli-image.c */
 QleanImage   *cli_image_from_argument (const char   *argument,
                                        const char   *digest,
@@ -99,9 +153,6 @@ gboolean      cli_pull_image       (QleanImage        *image,
                                     gboolean           always_report,
                                     GError           **error);
 gboolean      cli_pull_image_option (GError          **error);
-/* RUNBASE/machines/NAME, for a valid NAME (qlean-cli-machines.c). */
-char         *cli_machine_dir      (const char        *name,
-                                    GError           **error);
 
 int cmd_pause    (int argc, char **argv);
 int cmd_resume   (int argc, char **argv);

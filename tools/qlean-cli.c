@@ -138,6 +138,16 @@ parse_options (const char    *command,
 }
 
 void
+cli_json_add_string_or_null (JsonBuilder *builder,
+                             const char  *value)
+{
+  if (value != NULL)
+    json_builder_add_string_value (builder, value);
+  else
+    json_builder_add_null_value (builder);
+}
+
+void
 print_json (JsonNode *node)
 {
   g_autoptr(JsonGenerator) generator = json_generator_new ();
@@ -467,10 +477,7 @@ cmd_check (int    argc,
           json_builder_set_member_name (builder, "detail");
           json_builder_add_string_value (builder, r->detail);
           json_builder_set_member_name (builder, "hint");
-          if (r->hint != NULL)
-            json_builder_add_string_value (builder, r->hint);
-          else
-            json_builder_add_null_value (builder);
+          cli_json_add_string_or_null (builder, r->hint);
           json_builder_end_object (builder);
         }
       json_builder_end_array (builder);
