@@ -253,7 +253,7 @@ interface_wait_reply_cb (GObject      *source,
   if (g_get_monotonic_time () >= wait->deadline)
     {
       g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                               "%s", wait->seen && *wait->seen ? wait->seen : _("no interfaces"));
+                               "%s", wait->seen ? wait->seen : "");
       return;
     }
 
@@ -280,7 +280,8 @@ interface_wait_step (GTask *task)
 /* On the worker: polls guest-network-get-interfaces until the interface
  * with @mac_address (any but loopback when NULL) shows, with an IPv4
  * address when @need_ipv4. Fails with G_IO_ERROR_TIMED_OUT and what the
- * guest showed. */
+ * guest showed as its message: empty when it showed no interface, so
+ * that callers say so in a sentence of their own. */
 static void
 interface_wait_async (gpointer             source_object,
                       QleanQgaClient      *qga,
@@ -375,12 +376,20 @@ configure_interface_cb (GObject      *source,
   found = interface_wait_finish (result, &error);
   if (found == NULL)
     {
-      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+      /* The timeout's message lists the interfaces the guest showed. */
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) && *error->message != '\0')
         g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
                                  _("Machine “%s” shows no network interface with MAC address %s "
                                    "after %u ms (its kernel needs the virtio_net driver); it has: %s"),
                                  qlean_machine_get_name (self), data->lease->mac_address,
                                  INTERFACE_WAIT_MS, error->message);
+      else if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+        g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                                 _("Machine “%s” shows no network interface with MAC address %s "
+                                   "after %u ms (its kernel needs the virtio_net driver); it has "
+                                   "no interfaces at all"),
+                                 qlean_machine_get_name (self), data->lease->mac_address,
+                                 INTERFACE_WAIT_MS);
       else
         g_task_return_error (task, g_steal_pointer (&error));
       return;
@@ -462,11 +471,17 @@ get_ip_interface_cb (GObject      *source,
   found = interface_wait_finish (result, &error);
   if (found == NULL)
     {
-      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+      /* The timeout's message lists the interfaces the guest showed. */
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) && *error->message != '\0')
         g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
                                  _("Machine “%s” has no IPv4 address after %u ms; its "
                                    "interfaces: %s"),
                                  qlean_machine_get_name (self), INTERFACE_WAIT_MS, error->message);
+      else if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+        g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                                 _("Machine “%s” has no IPv4 address after %u ms; it shows no "
+                                   "network interfaces at all"),
+                                 qlean_machine_get_name (self), INTERFACE_WAIT_MS);
       else
         g_task_return_error (task, g_steal_pointer (&error));
       return;
@@ -560,6 +575,7 @@ qlean_machine_get_ip_finish (QleanMachine  *self,
                              GError       **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_get_ip_async), NULL);
 
   return g_task_propagate_pointer (G_TASK (result), error);
 }
@@ -581,6 +597,9 @@ qlean_machine_get_ip (QleanMachine  *self,
                       GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   qlean_sync_call_init (&call);
   qlean_machine_get_ip_async (self, cancellable, qlean_sync_call_done, &call);
@@ -699,6 +718,7 @@ qlean_machine_set_link_finish (QleanMachine  *self,
                                GError       **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_set_link_async), FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -721,6 +741,9 @@ qlean_machine_set_link (QleanMachine  *self,
                         GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   qlean_sync_call_init (&call);
   qlean_machine_set_link_async (self, up, cancellable, qlean_sync_call_done, &call);

@@ -132,6 +132,7 @@ qlean_network_add_host (QleanNetwork  *self,
 
   g_return_val_if_fail (QLEAN_IS_NETWORK (self), FALSE);
   g_return_val_if_fail (address != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   if (self->subnet_error != NULL)
     {
@@ -155,14 +156,22 @@ qlean_network_add_host (QleanNetwork  *self,
 
   g_hash_table_iter_init (&iter, self->members);
   while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &member))
-    if (member->host == host || g_str_equal (member->name, machine_name))
-      {
-        g_set_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_NAME_IN_USE,
-                     _("Cannot give %s to “%s” on network “%s”: “%s” already has %s"),
-                     address, machine_name, self->name, member->name,
-                     member->host == host ? address : _("an address"));
-        return FALSE;
-      }
+    {
+      if (member->host == host)
+        {
+          g_set_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_NAME_IN_USE,
+                       _("Cannot give %s to “%s” on network “%s”: “%s” already has %s"),
+                       address, machine_name, self->name, member->name, address);
+          return FALSE;
+        }
+      if (g_str_equal (member->name, machine_name))
+        {
+          g_set_error (error, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_NAME_IN_USE,
+                       _("Cannot give %s to “%s” on network “%s”: “%s” already has an address"),
+                       address, machine_name, self->name, member->name);
+          return FALSE;
+        }
+    }
 
   member = g_new0 (Member, 1);
   member->name = g_strdup (machine_name);

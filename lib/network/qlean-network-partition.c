@@ -232,6 +232,7 @@ qlean_network_partition_finish (QleanNetwork  *self,
                                 GError       **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_network_partition_async), FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -257,6 +258,10 @@ qlean_network_partition (QleanNetwork        *self,
                          GError             **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_NETWORK (self), FALSE);
+  g_return_val_if_fail (side_a != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   qlean_sync_call_init (&call);
   qlean_network_partition_async (self, side_a, side_b, cancellable, qlean_sync_call_done, &call);
@@ -302,6 +307,7 @@ qlean_network_heal_finish (QleanNetwork  *self,
                            GError       **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_network_heal_async), FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -322,6 +328,9 @@ qlean_network_heal (QleanNetwork  *self,
                     GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_NETWORK (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   qlean_sync_call_init (&call);
   qlean_network_heal_async (self, cancellable, qlean_sync_call_done, &call);

@@ -276,13 +276,44 @@ child_launcher (GSubprocessFlags flags)
   return qlean_host_child_launcher (flags);
 }
 
+/* For the log only: errors say it in whole sentences (exit_error()). */
 static char *
 describe_wait_status (GSubprocess *process)
 {
   if (g_subprocess_get_if_signaled (process))
-    return g_strdup_printf (_("was killed by signal %d"), g_subprocess_get_term_sig (process));
+    return g_strdup_printf ("was killed by signal %d", g_subprocess_get_term_sig (process));
 
-  return g_strdup_printf (_("exited with status %d"), g_subprocess_get_exit_status (process));
+  return g_strdup_printf ("exited with status %d", g_subprocess_get_exit_status (process));
+}
+
+/* Why the switch (@is_plug FALSE) or the NAT plug ended, with the tail
+ * of what it wrote: one translatable sentence for each way of ending. */
+static GError *
+exit_error (QleanNetwork *self,
+            GSubprocess  *process,
+            gboolean      is_plug,
+            const char   *output)
+{
+  const char *separator = *output ? ":\n" : "";
+  gboolean signaled = g_subprocess_get_if_signaled (process);
+  int code = signaled ? g_subprocess_get_term_sig (process)
+                      : g_subprocess_get_exit_status (process);
+
+  if (is_plug && signaled)
+    return g_error_new (QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_SWITCH_FAILED,
+                        _("The NAT plug of network “%s” (vde_plug with libvdeplug-slirp) was "
+                          "killed by signal %d%s%s"), self->name, code, separator, output);
+  if (is_plug)
+    return g_error_new (QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_SWITCH_FAILED,
+                        _("The NAT plug of network “%s” (vde_plug with libvdeplug-slirp) "
+                          "exited with status %d%s%s"), self->name, code, separator, output);
+  if (signaled)
+    return g_error_new (QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_SWITCH_FAILED,
+                        _("The switch of network “%s” (vde_switch) was killed by signal %d%s%s"),
+                        self->name, code, separator, output);
+  return g_error_new (QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_SWITCH_FAILED,
+                      _("The switch of network “%s” (vde_switch) exited with status %d%s%s"),
+                      self->name, code, separator, output);
 }
 
 static void
@@ -450,9 +481,7 @@ qlean_network_switch_exited_cb (GObject      *source,
   g_clear_object (&self->vswitch);
   g_clear_object (&self->console_in);
 
-  error = g_error_new (QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_SWITCH_FAILED,
-                       _("The switch of network “%s” (vde_switch) %s%s%s"),
-                       self->name, status, *output ? ":\n" : "", output);
+  error = exit_error (self, process, FALSE, output);
   qlean_network_console_fail_all (self, error);
 
   switch (g_atomic_int_get (&self->state))
@@ -512,10 +541,7 @@ qlean_network_plug_exited_cb (GObject      *source,
   switch (g_atomic_int_get (&self->state))
     {
     case NET_STARTING:
-      qlean_network_start_fail (self,
-          g_error_new (QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_SWITCH_FAILED,
-                       _("The NAT plug of network “%s” (vde_plug with libvdeplug-slirp) %s%s%s"),
-                       self->name, status, *output ? ":\n" : "", output));
+      qlean_network_start_fail (self, exit_error (self, process, TRUE, output));
       break;
     case NET_RUNNING:
       /* The machines still reach each other; only the way out is gone. */
@@ -846,6 +872,7 @@ qlean_network_start_finish (QleanNetwork  *self,
                             GError       **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_network_start_async), FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -866,6 +893,9 @@ qlean_network_start (QleanNetwork  *self,
                      GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_NETWORK (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   qlean_sync_call_init (&call);
   qlean_network_start_async (self, cancellable, qlean_sync_call_done, &call);
@@ -947,6 +977,7 @@ qlean_network_stop_finish (QleanNetwork  *self,
                            GError       **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_network_stop_async), FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -967,6 +998,9 @@ qlean_network_stop (QleanNetwork  *self,
                     GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_NETWORK (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   qlean_sync_call_init (&call);
   qlean_network_stop_async (self, cancellable, qlean_sync_call_done, &call);

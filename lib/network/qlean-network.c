@@ -286,11 +286,15 @@ qlean_network_new_full (const char  *name,
                         gboolean     nat,
                         GError     **error)
 {
-  g_autoptr(QleanNetwork) self = g_object_new (QLEAN_TYPE_NETWORK,
-                                               "name", name,
-                                               "subnet", subnet,
-                                               "nat", nat,
-                                               NULL);
+  g_autoptr(QleanNetwork) self = NULL;
+
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  self = g_object_new (QLEAN_TYPE_NETWORK,
+                       "name", name,
+                       "subnet", subnet,
+                       "nat", nat,
+                       NULL);
 
   if (self->subnet_error != NULL)
     {
@@ -336,6 +340,7 @@ qlean_network_new_for_socket (const char  *name,
   g_return_val_if_fail (name != NULL, NULL);
   g_return_val_if_fail (subnet != NULL, NULL);
   g_return_val_if_fail (socket_path != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   self = qlean_network_new_full (name, subnet, FALSE, error);
   if (self == NULL)

@@ -195,6 +195,21 @@ spawn_one_cb_finish (GTask *task)
     rollback_finish (task);
 }
 
+/* A spawn, or a first boot for init_all: both complete as boolean tasks
+ * of the machine. */
+static void
+start_one (GTask               *task,
+           QleanMachine        *machine,
+           GAsyncReadyCallback  callback)
+{
+  GroupData *data = g_task_get_task_data (task);
+
+  if (data->first_boot)
+    qlean_machine_initialize_async (machine, data->abort, callback, g_object_ref (task));
+  else
+    qlean_machine_spawn_async (machine, data->abort, callback, g_object_ref (task));
+}
+
 /* Starts the group's machines from @first on, all at once: under TCG
  * each boot is mostly one busy vCPU thread, so machines boot in parallel
  * on as many host cores as there are. */
@@ -205,14 +220,7 @@ spawn_machines (GTask *task,
   GroupData *data = g_task_get_task_data (task);
 
   for (guint i = first; i < data->machines->len; i++)
-    {
-      QleanMachine *machine = g_ptr_array_index (data->machines, i);
-
-      if (data->first_boot)
-        qlean_machine_initialize_async (machine, data->abort, spawn_one_cb, g_object_ref (task));
-      else
-        qlean_machine_spawn_async (machine, data->abort, spawn_one_cb, g_object_ref (task));
-    }
+    start_one (task, g_ptr_array_index (data->machines, i), spawn_one_cb);
 }
 
 /* Whether the others can start from @first's state: same image and the
@@ -322,16 +330,11 @@ qlean_pool_golden_start (GTask *task)
 {
   QleanPool *self = g_task_get_source_object (task);
   GroupData *data = g_task_get_task_data (task);
-  QleanMachine *first;
 
   if (!self->golden || data->machines->len < 2)
     return FALSE;
 
-  first = g_ptr_array_index (data->machines, 0);
-  if (data->first_boot)
-    qlean_machine_initialize_async (first, data->abort, golden_first_cb, g_object_ref (task));
-  else
-    qlean_machine_spawn_async (first, data->abort, golden_first_cb, g_object_ref (task));
+  start_one (task, g_ptr_array_index (data->machines, 0), golden_first_cb);
   return TRUE;
 }
 
@@ -444,6 +447,7 @@ qlean_pool_spawn_all_finish (QleanPool     *self,
                              GError       **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_pool_spawn_all_async), FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -464,6 +468,9 @@ qlean_pool_spawn_all (QleanPool     *self,
                       GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_POOL (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   qlean_sync_call_init (&call);
   qlean_pool_spawn_all_async (self, cancellable, qlean_sync_call_done, &call);
@@ -509,6 +516,7 @@ qlean_pool_init_all_finish (QleanPool     *self,
                             GError       **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_pool_init_all_async), FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -529,6 +537,9 @@ qlean_pool_init_all (QleanPool     *self,
                      GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_POOL (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   qlean_sync_call_init (&call);
   qlean_pool_init_all_async (self, cancellable, qlean_sync_call_done, &call);
@@ -554,13 +565,27 @@ shutdown_network_stopped_cb (GObject      *source,
   g_task_return_boolean (task, TRUE);
 }
 
+/* The machines are down: the pool's own network follows them. */
+static void
+shutdown_stop_network (GTask *task)
+{
+  QleanPool *self = g_task_get_source_object (task);
+
+  if (self->owns_network)
+    qlean_network_stop_async (self->network, NULL, shutdown_network_stopped_cb, task);
+  else
+    {
+      g_task_return_boolean (task, TRUE);
+      g_object_unref (task);
+    }
+}
+
 static void
 shutdown_one_cb (GObject      *source,
                  GAsyncResult *result,
                  gpointer      user_data)
 {
   g_autoptr(GTask) task = user_data;
-  QleanPool *self = g_task_get_source_object (task);
   GroupData *data = g_task_get_task_data (task);
   QleanMachine *machine = QLEAN_MACHINE (source);
   g_autoptr(GError) error = NULL;
@@ -579,11 +604,7 @@ shutdown_one_cb (GObject      *source,
       return;
     }
 
-  if (self->owns_network)
-    qlean_network_stop_async (self->network, NULL, shutdown_network_stopped_cb,
-                              g_steal_pointer (&task));
-  else
-    g_task_return_boolean (task, TRUE);
+  shutdown_stop_network (g_steal_pointer (&task));
 }
 
 /**
@@ -619,11 +640,7 @@ qlean_pool_shutdown_all_async (QleanPool           *self,
 
   if (data->machines->len == 0)
     {
-      if (self->owns_network)
-        qlean_network_stop_async (self->network, NULL, shutdown_network_stopped_cb,
-                                  g_steal_pointer (&task));
-      else
-        g_task_return_boolean (task, TRUE);
+      shutdown_stop_network (g_steal_pointer (&task));
       return;
     }
 
@@ -649,6 +666,7 @@ qlean_pool_shutdown_all_finish (QleanPool     *self,
                                 GError       **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_pool_shutdown_all_async), FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -669,6 +687,9 @@ qlean_pool_shutdown_all (QleanPool     *self,
                          GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_POOL (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   qlean_sync_call_init (&call);
   qlean_pool_shutdown_all_async (self, cancellable, qlean_sync_call_done, &call);

@@ -14,7 +14,6 @@
 #include "qlean-machine-private.h"
 #include "qlean-network-private.h"
 #include "qlean-pool-private.h"
-#include "qlean-sync-private.h"
 #include "qlean-worker-private.h"
 
 /**
@@ -319,17 +318,20 @@ find_machine (QleanPool  *self,
   return FALSE;
 }
 
+/* The machines' names for an error message, or %NULL for an empty pool,
+ * which the message then says in a sentence of its own. */
 static char *
 list_names (QleanPool *self)
 {
-  GString *names = g_string_new (NULL);
+  GString *names;
 
+  if (self->machines->len == 0)
+    return NULL;
+
+  names = g_string_new (NULL);
   for (guint i = 0; i < self->machines->len; i++)
     g_string_append_printf (names, "%s“%s”", i ? ", " : "",
                             qlean_machine_get_name (g_ptr_array_index (self->machines, i)));
-
-  if (names->len == 0)
-    g_string_append (names, _("none"));
 
   return g_string_free (names, FALSE);
 }
@@ -366,6 +368,7 @@ qlean_pool_add (QleanPool           *self,
   g_return_val_if_fail (name != NULL, FALSE);
   g_return_val_if_fail (image == NULL || QLEAN_IS_IMAGE (image), FALSE);
   g_return_val_if_fail (config == NULL || QLEAN_IS_MACHINE_CONFIG (config), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   if (find_machine (self, name, NULL))
     {
@@ -418,13 +421,18 @@ qlean_pool_get (QleanPool   *self,
 
   g_return_val_if_fail (QLEAN_IS_POOL (self), NULL);
   g_return_val_if_fail (name != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   if (find_machine (self, name, &position))
     return g_object_ref (g_ptr_array_index (self->machines, position));
 
   names = list_names (self);
-  g_set_error (error, QLEAN_POOL_ERROR, QLEAN_POOL_ERROR_NOT_FOUND,
-               _("The pool has no machine named “%s”; it has: %s"), name, names);
+  if (names == NULL)
+    g_set_error (error, QLEAN_POOL_ERROR, QLEAN_POOL_ERROR_NOT_FOUND,
+                 _("The pool has no machine named “%s”; it has no machines at all"), name);
+  else
+    g_set_error (error, QLEAN_POOL_ERROR, QLEAN_POOL_ERROR_NOT_FOUND,
+                 _("The pool has no machine named “%s”; it has: %s"), name, names);
   return NULL;
 }
 
@@ -450,13 +458,18 @@ qlean_pool_remove (QleanPool   *self,
 
   g_return_val_if_fail (QLEAN_IS_POOL (self), FALSE);
   g_return_val_if_fail (name != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   if (!find_machine (self, name, &position))
     {
       names = list_names (self);
-      g_set_error (error, QLEAN_POOL_ERROR, QLEAN_POOL_ERROR_NOT_FOUND,
-                   _("Cannot remove machine “%s”: the pool has no machine of that name; it "
-                     "has: %s"), name, names);
+      if (names == NULL)
+        g_set_error (error, QLEAN_POOL_ERROR, QLEAN_POOL_ERROR_NOT_FOUND,
+                     _("Cannot remove machine “%s”: the pool has no machines at all"), name);
+      else
+        g_set_error (error, QLEAN_POOL_ERROR, QLEAN_POOL_ERROR_NOT_FOUND,
+                     _("Cannot remove machine “%s”: the pool has no machine of that name; it "
+                       "has: %s"), name, names);
       return FALSE;
     }
 
@@ -467,17 +480,20 @@ qlean_pool_remove (QleanPool   *self,
   return TRUE;
 }
 
-/* Partitions */
+/* Partitions: the pool's network makes them (see
+ * qlean-network-partition.c). The pool's own calls only hand its network
+ * the request: the async ones wrap the network's task in one whose
+ * source is the pool, the blocking ones call the network's twin. */
 
 static void
-partition_done_cb (GObject      *source,
-                   GAsyncResult *result,
-                   gpointer      user_data)
+network_done_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
 {
   g_autoptr(GTask) task = user_data;
   GError *error = NULL;
 
-  /* Both network calls finish the same way. */
+  /* Partition and heal both finish as a boolean task of the network. */
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     g_task_return_error (task, error);
   else
@@ -523,7 +539,7 @@ qlean_pool_partition_async (QleanPool           *self,
   g_task_set_name (task, "[qlean] partition pool");
 
   qlean_network_partition_async (self->network, side_a, side_b, cancellable,
-                                 partition_done_cb, task);
+                                 network_done_cb, task);
 }
 
 /**
@@ -542,6 +558,7 @@ qlean_pool_partition_finish (QleanPool     *self,
                              GError       **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_pool_partition_async), FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -566,12 +583,11 @@ qlean_pool_partition (QleanPool           *self,
                       GCancellable        *cancellable,
                       GError             **error)
 {
-  g_auto(QleanSyncCall) call = { 0 };
+  g_return_val_if_fail (QLEAN_IS_POOL (self), FALSE);
+  g_return_val_if_fail (side_a != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
-  qlean_pool_partition_async (self, side_a, side_b, cancellable, qlean_sync_call_done, &call);
-
-  return qlean_pool_partition_finish (self, qlean_sync_call_wait (&call), error);
+  return qlean_network_partition (self->network, side_a, side_b, cancellable, error);
 }
 
 /**
@@ -598,7 +614,7 @@ qlean_pool_heal_async (QleanPool           *self,
   g_task_set_source_tag (task, qlean_pool_heal_async);
   g_task_set_name (task, "[qlean] heal pool");
 
-  qlean_network_heal_async (self->network, cancellable, partition_done_cb, task);
+  qlean_network_heal_async (self->network, cancellable, network_done_cb, task);
 }
 
 /**
@@ -617,6 +633,7 @@ qlean_pool_heal_finish (QleanPool     *self,
                         GError       **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_pool_heal_async), FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -636,10 +653,8 @@ qlean_pool_heal (QleanPool     *self,
                  GCancellable  *cancellable,
                  GError       **error)
 {
-  g_auto(QleanSyncCall) call = { 0 };
+  g_return_val_if_fail (QLEAN_IS_POOL (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
-  qlean_pool_heal_async (self, cancellable, qlean_sync_call_done, &call);
-
-  return qlean_pool_heal_finish (self, qlean_sync_call_wait (&call), error);
+  return qlean_network_heal (self->network, cancellable, error);
 }
