@@ -19,14 +19,29 @@ void qlean_qga_client_set_trace (QleanQgaClient            *self,
                                  gpointer                   user_data,
                                  GDestroyNotify             destroy);
 
+/* The typed calls' way in: qlean_qga_client_execute_async(), but the
+ * task carries @source_tag, the typed call's own _async, which its
+ * _finish checks before it calls qlean_qga_client_command_finish(). */
+void      qlean_qga_client_command_async          (QleanQgaClient      *self,
+                                                   gpointer             source_tag,
+                                                   const char          *command,
+                                                   JsonObject          *arguments,
+                                                   GCancellable        *cancellable,
+                                                   GAsyncReadyCallback  callback,
+                                                   gpointer             user_data);
 /* For commands that never answer (guest-shutdown): the call completes on
  * qlean_qga_client_notify_shutdown(), or when the channel closes. */
-void qlean_qga_client_execute_no_reply_async (QleanQgaClient      *self,
-                                              const char          *command,
-                                              JsonObject          *arguments,
-                                              GCancellable        *cancellable,
-                                              GAsyncReadyCallback  callback,
-                                              gpointer             user_data);
+void      qlean_qga_client_command_no_reply_async (QleanQgaClient      *self,
+                                                   gpointer             source_tag,
+                                                   const char          *command,
+                                                   JsonObject          *arguments,
+                                                   GCancellable        *cancellable,
+                                                   GAsyncReadyCallback  callback,
+                                                   gpointer             user_data);
+/* The `return` member of the reply (the caller checked the task). */
+JsonNode *qlean_qga_client_command_finish         (QleanQgaClient      *self,
+                                                   GAsyncResult        *result,
+                                                   GError             **error);
 
 /* The guest was reset (QMP RESET): the call in flight fails now (a
  * pending guest-shutdown succeeds), and the next one resyncs first. */

@@ -12,7 +12,9 @@
 #include "qlean-json-framer-private.h"
 #include "qlean-qga-client-private.h"
 #include "qlean-qga-error.h"
+#include "qlean-qga-reply-private.h"
 #include "qlean-sync-private.h"
+#include "qlean-task-private.h"
 #include "qlean-worker-private.h"
 
 /**
@@ -36,22 +38,6 @@
 #define DEFAULT_TIMEOUT_MS 30000
 #define SENTINEL 0xFF
 
-/* How long a reply may be. json-glib needs about 1.5 times a line for a
- * long string but 40 times for a line of small values (a node each), so
- * a hostile agent could make a 48 MiB line cost 2 GB. Hence: each command
- * gets a cap on its reply, REPLY_MAX unless it carries data (a
- * guest-file-read chunk: the base64 of what it asked for, plus
- * REPLY_SLACK; guest-exec-status: the agent's captured output, up to
- * QLEAN_QGA_MAX_MESSAGE); and a reply longer than REPLY_MAX must hold its
- * bulk in strings, with at most REPLY_MAX_TOKENS JSON values and
- * separators outside them. Over either, the call fails with
- * QLEAN_QGA_ERROR_PROTOCOL before json-glib sees the line, and the next
- * call resyncs. */
-#define REPLY_MAX        (1024 * 1024)
-#define REPLY_SLACK      (4 * 1024)
-#define REPLY_MAX_TOKENS 4096
-/* What the agent reads when guest-file-read names no count. */
-#define FILE_READ_DEFAULT_COUNT 4096
 /* The agent's echo of guest-sync-delimited is a short line. */
 #define SYNC_REPLY_MAX   4096
 
@@ -106,9 +92,6 @@ G_DEFINE_FINAL_TYPE (QleanQgaClient, qlean_qga_client, G_TYPE_OBJECT)
 
 G_DEFINE_QUARK (qlean-qga-error-quark, qlean_qga_error)
 
-G_DEFINE_BOXED_TYPE (QleanQgaExecStatus, qlean_qga_exec_status,
-                     qlean_qga_exec_status_copy, qlean_qga_exec_status_free)
-
 enum {
   PROP_0,
   PROP_STREAM,
@@ -126,43 +109,6 @@ static guint signals[N_SIGNALS];
 
 static void qlean_qga_client_pump           (QleanQgaClient *self);
 static void qlean_qga_client_send_in_flight (QleanQgaClient *self);
-
-/**
- * qlean_qga_exec_status_copy:
- * @status: a #QleanQgaExecStatus
- *
- * Returns: (transfer full): a copy of @status
- */
-QleanQgaExecStatus *
-qlean_qga_exec_status_copy (const QleanQgaExecStatus *status)
-{
-  QleanQgaExecStatus *copy = g_new (QleanQgaExecStatus, 1);
-
-  *copy = *status;
-  if (copy->out_data != NULL)
-    g_bytes_ref (copy->out_data);
-  if (copy->err_data != NULL)
-    g_bytes_ref (copy->err_data);
-
-  return copy;
-}
-
-/**
- * qlean_qga_exec_status_free:
- * @status: (nullable): a #QleanQgaExecStatus
- *
- * Frees @status.
- */
-void
-qlean_qga_exec_status_free (QleanQgaExecStatus *status)
-{
-  if (status == NULL)
-    return;
-
-  g_clear_pointer (&status->out_data, g_bytes_unref);
-  g_clear_pointer (&status->err_data, g_bytes_unref);
-  g_free (status);
-}
 
 static void
 item_disarm (Item *item)
@@ -328,108 +274,6 @@ qlean_qga_client_fail_in_flight_and_resync (QleanQgaClient *self,
   qlean_qga_client_finish_in_flight (self, NULL, error);
 }
 
-/* The longest reply @command with @arguments can need (see REPLY_MAX). */
-static gsize
-reply_max_for (const char *command,
-               JsonObject *arguments)
-{
-  if (g_strcmp0 (command, "guest-exec-status") == 0)
-    return QLEAN_QGA_MAX_MESSAGE;
-
-  if (g_strcmp0 (command, "guest-file-read") == 0)
-    {
-      JsonNode *node = arguments ? json_object_get_member (arguments, "count") : NULL;
-      gint64 count = FILE_READ_DEFAULT_COUNT;
-
-      if (node != NULL && JSON_NODE_HOLDS_VALUE (node) &&
-          json_node_get_value_type (node) == G_TYPE_INT64)
-        count = json_node_get_int (node);
-      if (count < 0 || count > QLEAN_QGA_MAX_MESSAGE)
-        return QLEAN_QGA_MAX_MESSAGE;
-      /* base64: 4 characters for every 3 bytes or part of them */
-      return MAX (REPLY_MAX, (gsize) (count + 2) / 3 * 4 + REPLY_SLACK);
-    }
-
-  return REPLY_MAX;
-}
-
-/* Counts what json-glib would make a node of, or separate nodes with,
- * outside strings; stops counting past @max. */
-static guint
-count_json_tokens (const char *data,
-                   gsize       len,
-                   guint       max)
-{
-  gboolean in_string = FALSE;
-  guint tokens = 0;
-
-  for (gsize i = 0; i < len && tokens <= max; i++)
-    {
-      char c = data[i];
-
-      if (in_string)
-        {
-          if (c == '\\')
-            i++;
-          else if (c == '"')
-            in_string = FALSE;
-          continue;
-        }
-
-      switch (c)
-        {
-        case '"':
-          in_string = TRUE;
-          tokens++;
-          break;
-        case '{':
-        case '[':
-        case ',':
-        case ':':
-          tokens++;
-          break;
-        default:
-          break;
-        }
-    }
-
-  return tokens;
-}
-
-/* Whether a reply of @len bytes is one that @item's command may get. */
-static gboolean
-check_reply_size (Item        *item,
-                  const char  *data,
-                  gsize        len,
-                  GError     **error)
-{
-  g_autofree char *size = NULL;
-  g_autofree char *max = NULL;
-
-  if (len > item->reply_max)
-    {
-      size = g_format_size (len);
-      max = g_format_size (item->reply_max);
-      g_set_error (error, QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_PROTOCOL,
-                   _("Guest agent command “%s” failed: the agent broke the protocol: its reply "
-                     "is %s long, more than the %s an answer to this command can need"),
-                   item_name (item), size, max);
-      return FALSE;
-    }
-
-  if (len > REPLY_MAX && count_json_tokens (data, len, REPLY_MAX_TOKENS) > REPLY_MAX_TOKENS)
-    {
-      size = g_format_size (len);
-      g_set_error (error, QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_PROTOCOL,
-                   _("Guest agent command “%s” failed: the agent broke the protocol: its reply "
-                     "is %s of many small values, where only a long data string can make an "
-                     "answer that long"),
-                   item_name (item), size);
-      return FALSE;
-    }
-
-  return TRUE;
-}
 
 static void
 qlean_qga_client_handle_sync_line (QleanQgaClient *self,
@@ -510,7 +354,7 @@ qlean_qga_client_line_cb (GObject      *owner,
   if (item->phase != ITEM_SENT)
     return;
 
-  if (!check_reply_size (item, data, len, &error))
+  if (!qlean_qga_reply_size_ok (item_name (item), item->reply_max, data, len, &error))
     {
       qlean_qga_client_fail_in_flight_and_resync (self, g_steal_pointer (&error));
       return;
@@ -753,11 +597,10 @@ qlean_qga_client_submit (QleanQgaClient      *self,
    * qlean_json_object_copy()). */
   item->arguments = arguments ? qlean_json_object_copy (arguments) : NULL;
   item->no_reply = no_reply;
-  item->reply_max = reply_max_for (command, arguments);
+  item->reply_max = qlean_qga_reply_max_for (command, arguments);
   item->timeout_ms = timeout_ms ? timeout_ms : qlean_qga_client_get_timeout (self);
-  item->task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (item->task, source_tag);
-  g_task_set_name (item->task, "[qlean] guest agent command");
+  item->task = qlean_task_new (self, cancellable, callback, user_data,
+                               source_tag, "[qlean] guest agent command");
 
   /* Until the channel is started, nothing else keeps the client alive. */
   g_object_ref (self);
@@ -1103,6 +946,7 @@ qlean_qga_client_sync_async (QleanQgaClient      *self,
                              gpointer             user_data)
 {
   g_return_if_fail (QLEAN_IS_QGA_CLIENT (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
   qlean_qga_client_submit (self, ITEM_SYNC, "guest-sync-delimited", NULL, FALSE,
                            timeout_ms, cancellable, qlean_qga_client_sync_async,
@@ -1124,7 +968,10 @@ qlean_qga_client_sync_finish (QleanQgaClient  *self,
                               GAsyncResult    *result,
                               GError         **error)
 {
+  g_return_val_if_fail (QLEAN_IS_QGA_CLIENT (self), FALSE);
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_qga_client_sync_async), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -1147,6 +994,10 @@ qlean_qga_client_sync (QleanQgaClient  *self,
                        GError         **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_QGA_CLIENT (self), FALSE);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   if (!qlean_sync_call_begin (&call, error))
     return FALSE;
@@ -1177,6 +1028,7 @@ qlean_qga_client_execute_async (QleanQgaClient      *self,
 {
   g_return_if_fail (QLEAN_IS_QGA_CLIENT (self));
   g_return_if_fail (command != NULL);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
   qlean_qga_client_submit (self, ITEM_COMMAND, command, arguments, FALSE, 0,
                            cancellable, qlean_qga_client_execute_async,
@@ -1189,8 +1041,8 @@ qlean_qga_client_execute_async (QleanQgaClient      *self,
  * @result: the result passed to the callback
  * @error: return location for a #GError
  *
- * Finishes qlean_qga_client_execute_async() and every typed call's
- * _async function.
+ * Finishes qlean_qga_client_execute_async(). Each typed call has a _finish
+ * of its own.
  *
  * Returns: (transfer full): the `return` member of the reply, or %NULL
  *   with @error set
@@ -1200,9 +1052,12 @@ qlean_qga_client_execute_finish (QleanQgaClient  *self,
                                  GAsyncResult    *result,
                                  GError         **error)
 {
+  g_return_val_if_fail (QLEAN_IS_QGA_CLIENT (self), NULL);
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_qga_client_execute_async), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  return g_task_propagate_pointer (G_TASK (result), error);
+  return qlean_qga_client_command_finish (self, result, error);
 }
 
 /**
@@ -1227,6 +1082,11 @@ qlean_qga_client_execute (QleanQgaClient  *self,
 {
   g_auto(QleanSyncCall) call = { 0 };
 
+  g_return_val_if_fail (QLEAN_IS_QGA_CLIENT (self), NULL);
+  g_return_val_if_fail (command != NULL, NULL);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
   if (!qlean_sync_call_begin (&call, error))
     return NULL;
   qlean_qga_client_execute_async (self, command, arguments, cancellable,
@@ -1236,7 +1096,21 @@ qlean_qga_client_execute (QleanQgaClient  *self,
 }
 
 void
-qlean_qga_client_execute_no_reply_async (QleanQgaClient      *self,
+qlean_qga_client_command_async (QleanQgaClient      *self,
+                                gpointer             source_tag,
+                                const char          *command,
+                                JsonObject          *arguments,
+                                GCancellable        *cancellable,
+                                GAsyncReadyCallback  callback,
+                                gpointer             user_data)
+{
+  qlean_qga_client_submit (self, ITEM_COMMAND, command, arguments, FALSE, 0,
+                           cancellable, source_tag, callback, user_data);
+}
+
+void
+qlean_qga_client_command_no_reply_async (QleanQgaClient      *self,
+                                         gpointer             source_tag,
                                          const char          *command,
                                          JsonObject          *arguments,
                                          GCancellable        *cancellable,
@@ -1244,8 +1118,15 @@ qlean_qga_client_execute_no_reply_async (QleanQgaClient      *self,
                                          gpointer             user_data)
 {
   qlean_qga_client_submit (self, ITEM_COMMAND, command, arguments, TRUE, 0,
-                           cancellable, qlean_qga_client_execute_async,
-                           callback, user_data);
+                           cancellable, source_tag, callback, user_data);
+}
+
+JsonNode *
+qlean_qga_client_command_finish (QleanQgaClient  *self,
+                                 GAsyncResult    *result,
+                                 GError         **error)
+{
+  return g_task_propagate_pointer (G_TASK (result), error);
 }
 
 void
@@ -1254,5 +1135,7 @@ qlean_qga_client_set_trace (QleanQgaClient            *self,
                             gpointer                   user_data,
                             GDestroyNotify             destroy)
 {
+  g_return_if_fail (QLEAN_IS_QGA_CLIENT (self));
+
   qlean_json_channel_set_trace (self->channel, trace_func, user_data, destroy);
 }
