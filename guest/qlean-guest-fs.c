@@ -236,12 +236,58 @@ static int copy_file (const char *from, const char *to, uint64_t *size)
   return err;
 }
 
+/* ------------------------------------------------------------------------ */
+/* The operations                                                            */
+
+/* One FS request, checked: `path2` is set for the operations that take
+ * one. */
+typedef struct
+{
+  uint32_t    id;
+  const Req  *r;
+  const char *path;
+  const char *path2;
+} FsCall;
+
+/* An operation: 0, with the DONE payload in *reply (NULL for an empty
+ * one), or an errno (what is in *reply is dropped). */
+typedef int (*FsOpFunc) (const FsCall *c, OutBuf **reply);
+
+static int fs_stat (const FsCall *c, OutBuf **reply)
+{
+  bool nofollow = (c->r->flags & QLEAN_GUEST_FLAG_NOFOLLOW) != 0;
+  struct stat st, lst;
+  OutBuf *ob;
+
+  if ((nofollow ? lstat (c->path, &st) : stat (c->path, &st)) < 0)
+    return errno;
+  ob = ob_new (6 + QLEAN_GUEST_STAT_SIZE);
+  put_u16 (ob_grow (&ob, 2), QLEAN_GUEST_TAG_STAT);
+  put_u32 (ob_grow (&ob, 4), QLEAN_GUEST_STAT_SIZE);
+  put_stat (ob_grow (&ob, QLEAN_GUEST_STAT_SIZE), &st);
+  /* Following a link, the answer still says it was one (GIO's
+   * standard::is-symlink), with its target. */
+  if (S_ISLNK (st.st_mode) || (!nofollow && lstat (c->path, &lst) == 0 && S_ISLNK (lst.st_mode)))
+    {
+      size_t tl;
+      char *t = read_link (AT_FDCWD, c->path, &tl);
+      if (t)
+        {
+          ob_tlv (&ob, QLEAN_GUEST_TAG_TARGET, t, tl);
+          free (t);
+        }
+    }
+  *reply = ob;
+  return 0;
+}
+
 /* READDIR: one DIRENT per entry. Entries that do not fit in one frame
  * go first in DATA fd 1 frames (whole DIRENT TLVs each); DONE, with the
  * rest, always ends the stream. */
-static int fs_readdir (uint32_t id, const char *path)
+static int fs_readdir (const FsCall *c, OutBuf **reply)
 {
-  DIR *d = opendir (path);
+  uint32_t id = c->id;
+  DIR *d = opendir (c->path);
   struct dirent *e;
   OutBuf *ob;
   int err = 0;
@@ -293,37 +339,151 @@ static int fs_readdir (uint32_t id, const char *path)
   return 0;
 }
 
-static const char *fs_op_verb (uint32_t op)
+static int fs_mkdir (const FsCall *c, OutBuf **reply)
 {
-  switch (op)
-    {
-    case QLEAN_GUEST_FS_STAT: return "cannot stat";
-    case QLEAN_GUEST_FS_READDIR: return "cannot list directory";
-    case QLEAN_GUEST_FS_MKDIR: return "cannot create directory";
-    case QLEAN_GUEST_FS_UNLINK: return "cannot remove";
-    case QLEAN_GUEST_FS_RMDIR: return "cannot remove directory";
-    case QLEAN_GUEST_FS_REMOVE_ALL: return "cannot remove";
-    case QLEAN_GUEST_FS_RENAME: return "cannot rename";
-    case QLEAN_GUEST_FS_LINK: return "cannot link to";
-    case QLEAN_GUEST_FS_SYMLINK: return "cannot create symbolic link to";
-    case QLEAN_GUEST_FS_READLINK: return "cannot read symbolic link";
-    case QLEAN_GUEST_FS_CHMOD: return "cannot change permissions of";
-    case QLEAN_GUEST_FS_COPY: return "cannot copy";
-    case QLEAN_GUEST_FS_UTIME: return "cannot set the time of";
-    case QLEAN_GUEST_FS_SET_CLOCK: return "cannot set the clock, at";
-    default: return "cannot handle";
-    }
+  mode_t mode = c->r->has_mode ? (c->r->mode & 07777) : DEFAULT_DIR_MODE;
+
+  if (c->r->flags & QLEAN_GUEST_FLAG_PARENTS)
+    return mkdir_p (c->path, mode, (c->r->flags & QLEAN_GUEST_FLAG_EXCLUSIVE) != 0);
+  return mkdir (c->path, mode) < 0 ? errno : 0;
 }
+
+static int fs_unlink (const FsCall *c, OutBuf **reply)
+{
+  return unlink (c->path) < 0 ? errno : 0;
+}
+
+static int fs_rmdir (const FsCall *c, OutBuf **reply)
+{
+  return rmdir (c->path) < 0 ? errno : 0;
+}
+
+static int fs_remove_all (const FsCall *c, OutBuf **reply)
+{
+  struct stat st;
+  int err;
+
+  if (lstat (c->path, &st) < 0)
+    return errno;
+  busy_start (c->id);
+  err = remove_tree_at (AT_FDCWD, c->path, S_ISDIR (st.st_mode));
+  busy_end ();
+  return err;
+}
+
+static int fs_rename (const FsCall *c, OutBuf **reply)
+{
+  return rename (c->path, c->path2) < 0 ? errno : 0;
+}
+
+static int fs_link (const FsCall *c, OutBuf **reply)
+{
+  return link (c->path, c->path2) < 0 ? errno : 0;
+}
+
+static int fs_symlink (const FsCall *c, OutBuf **reply)
+{
+  return symlink (c->path, c->path2) < 0 ? errno : 0;
+}
+
+static int fs_readlink (const FsCall *c, OutBuf **reply)
+{
+  size_t tl;
+  char *t = read_link (AT_FDCWD, c->path, &tl);
+
+  if (!t)
+    return errno;
+  *reply = ob_new (6 + tl);
+  ob_tlv (reply, QLEAN_GUEST_TAG_TARGET, t, tl);
+  free (t);
+  return 0;
+}
+
+static int fs_chmod (const FsCall *c, OutBuf **reply)
+{
+  return chmod (c->path, c->r->mode & 07777) < 0 ? errno : 0;
+}
+
+static int fs_copy (const FsCall *c, OutBuf **reply)
+{
+  uint64_t size = 0;
+  int err;
+
+  busy_start (c->id);
+  err = copy_file (c->path, c->path2, &size);
+  busy_end ();
+  if (err)
+    return err;
+  *reply = ob_new (14);
+  ob_tlv_u64 (reply, QLEAN_GUEST_TAG_SIZE, size);
+  return 0;
+}
+
+static int fs_utime (const FsCall *c, OutBuf **reply)
+{
+  struct timespec t[2];
+
+  t[0].tv_sec = 0;
+  t[0].tv_nsec = UTIME_OMIT;
+  t[1] = ns_ts (c->r->mtime);
+  return utimensat (AT_FDCWD, c->path, t, AT_SYMLINK_NOFOLLOW) < 0 ? errno : 0;
+}
+
+static int fs_set_clock (const FsCall *c, OutBuf **reply)
+{
+  /* After a restore: one system call, where the agent's
+   * guest-set-time also runs hwclock, a process that competes
+   * with the first commands for the guest's CPU. */
+  struct timespec t = ns_ts (c->r->mtime);
+
+  return clock_settime (CLOCK_REALTIME, &t) < 0 ? errno : 0;
+}
+
+/* What each operation needs beyond PATH. */
+enum
+{
+  FS_NEEDS_PATH2 = 1 << 0,
+  FS_NEEDS_MODE  = 1 << 1,
+  FS_NEEDS_MTIME = 1 << 2,
+  FS_ANSWERS     = 1 << 3,   /* sends its own DONE (READDIR's may follow DATA) */
+};
+
+/* The operations by QleanGuestFsOp; `verb` starts their error message. */
+static const struct
+{
+  FsOpFunc    func;
+  unsigned    needs;
+  const char *verb;
+} fs_ops[] = {
+  [QLEAN_GUEST_FS_STAT]       = { fs_stat, 0, "cannot stat" },
+  [QLEAN_GUEST_FS_READDIR]    = { fs_readdir, FS_ANSWERS, "cannot list directory" },
+  [QLEAN_GUEST_FS_MKDIR]      = { fs_mkdir, 0, "cannot create directory" },
+  [QLEAN_GUEST_FS_UNLINK]     = { fs_unlink, 0, "cannot remove" },
+  [QLEAN_GUEST_FS_RMDIR]      = { fs_rmdir, 0, "cannot remove directory" },
+  [QLEAN_GUEST_FS_REMOVE_ALL] = { fs_remove_all, 0, "cannot remove" },
+  [QLEAN_GUEST_FS_RENAME]     = { fs_rename, FS_NEEDS_PATH2, "cannot rename" },
+  [QLEAN_GUEST_FS_LINK]       = { fs_link, FS_NEEDS_PATH2, "cannot link to" },
+  [QLEAN_GUEST_FS_SYMLINK]    = { fs_symlink, FS_NEEDS_PATH2, "cannot create symbolic link to" },
+  [QLEAN_GUEST_FS_READLINK]   = { fs_readlink, 0, "cannot read symbolic link" },
+  [QLEAN_GUEST_FS_CHMOD]      = { fs_chmod, FS_NEEDS_MODE, "cannot change permissions of" },
+  [QLEAN_GUEST_FS_COPY]       = { fs_copy, FS_NEEDS_PATH2, "cannot copy" },
+  [QLEAN_GUEST_FS_UTIME]      = { fs_utime, FS_NEEDS_MTIME, "cannot set the time of" },
+  [QLEAN_GUEST_FS_SET_CLOCK]  = { fs_set_clock, FS_NEEDS_MTIME, "cannot set the clock, at" },
+};
+
+/* ------------------------------------------------------------------------ */
+/* The request                                                               */
 
 void handle_fs (uint32_t id, const unsigned char *payload, uint32_t len)
 {
   Req r;
   const char *why = NULL;
   char *path = NULL, *path2 = NULL;
-  int err = 0;
-  struct stat st;
   OutBuf *ob = NULL;
+  unsigned needs;
   bool need2;
+  FsCall c;
+  int err;
 
   if (!req_parse (payload, len, &r, &why))
     {
@@ -336,13 +496,13 @@ void handle_fs (uint32_t id, const unsigned char *payload, uint32_t len)
       send_error (id, EINVAL, "FS request without OP");
       goto out;
     }
-  if (r.op < QLEAN_GUEST_FS_STAT || r.op > QLEAN_GUEST_FS_SET_CLOCK)
+  if (r.op >= sizeof fs_ops / sizeof fs_ops[0] || !fs_ops[r.op].func)
     {
       send_error (id, EINVAL, "unknown FS operation %u", r.op);
       goto out;
     }
-  need2 = r.op == QLEAN_GUEST_FS_RENAME || r.op == QLEAN_GUEST_FS_LINK
-          || r.op == QLEAN_GUEST_FS_SYMLINK || r.op == QLEAN_GUEST_FS_COPY;
+  needs = fs_ops[r.op].needs;
+  need2 = (needs & FS_NEEDS_PATH2) != 0;
   if (!r.has_path || (need2 && !r.has_path2))
     {
       send_error (id, EINVAL, "FS request without %s", r.has_path ? "PATH2" : "PATH");
@@ -353,160 +513,27 @@ void handle_fs (uint32_t id, const unsigned char *payload, uint32_t len)
       send_error (id, EINVAL, "FS request: a path contains a NUL byte");
       goto out;
     }
-  if ((r.op == QLEAN_GUEST_FS_CHMOD && !r.has_mode)
-      || ((r.op == QLEAN_GUEST_FS_UTIME || r.op == QLEAN_GUEST_FS_SET_CLOCK) && !r.has_mtime))
+  if (((needs & FS_NEEDS_MODE) && !r.has_mode) || ((needs & FS_NEEDS_MTIME) && !r.has_mtime))
     {
-      send_error (id, EINVAL, "FS request without %s", r.op == QLEAN_GUEST_FS_CHMOD ? "MODE" : "MTIME");
+      send_error (id, EINVAL, "FS request without %s", (needs & FS_NEEDS_MODE) ? "MODE" : "MTIME");
       goto out;
     }
 
-  switch (r.op)
-    {
-    case QLEAN_GUEST_FS_STAT:
-      {
-        bool nofollow = (r.flags & QLEAN_GUEST_FLAG_NOFOLLOW) != 0;
-        struct stat lst;
-        if ((nofollow ? lstat (path, &st) : stat (path, &st)) < 0)
-          {
-            err = errno;
-            break;
-          }
-        ob = ob_new (6 + QLEAN_GUEST_STAT_SIZE);
-        put_u16 (ob_grow (&ob, 2), QLEAN_GUEST_TAG_STAT);
-        put_u32 (ob_grow (&ob, 4), QLEAN_GUEST_STAT_SIZE);
-        put_stat (ob_grow (&ob, QLEAN_GUEST_STAT_SIZE), &st);
-        /* Following a link, the answer still says it was one (GIO's
-         * standard::is-symlink), with its target. */
-        if (S_ISLNK (st.st_mode) || (!nofollow && lstat (path, &lst) == 0 && S_ISLNK (lst.st_mode)))
-          {
-            size_t tl;
-            char *t = read_link (AT_FDCWD, path, &tl);
-            if (t)
-              {
-                ob_tlv (&ob, QLEAN_GUEST_TAG_TARGET, t, tl);
-                free (t);
-              }
-          }
-        break;
-      }
-    case QLEAN_GUEST_FS_READDIR:
-      err = fs_readdir (id, path);
-      goto done_sent;
-    case QLEAN_GUEST_FS_MKDIR:
-      {
-        mode_t mode = r.has_mode ? (r.mode & 07777) : DEFAULT_DIR_MODE;
-        if (r.flags & QLEAN_GUEST_FLAG_PARENTS)
-          err = mkdir_p (path, mode, (r.flags & QLEAN_GUEST_FLAG_EXCLUSIVE) != 0);
-        else if (mkdir (path, mode) < 0)
-          err = errno;
-        break;
-      }
-    case QLEAN_GUEST_FS_UNLINK:
-      if (unlink (path) < 0)
-        err = errno;
-      break;
-    case QLEAN_GUEST_FS_RMDIR:
-      if (rmdir (path) < 0)
-        err = errno;
-      break;
-    case QLEAN_GUEST_FS_REMOVE_ALL:
-      if (lstat (path, &st) < 0)
-        err = errno;
-      else
-        {
-          busy_start (id);
-          err = remove_tree_at (AT_FDCWD, path, S_ISDIR (st.st_mode));
-          busy_end ();
-        }
-      break;
-    case QLEAN_GUEST_FS_RENAME:
-      if (rename (path, path2) < 0)
-        err = errno;
-      break;
-    case QLEAN_GUEST_FS_LINK:
-      if (link (path, path2) < 0)
-        err = errno;
-      break;
-    case QLEAN_GUEST_FS_SYMLINK:
-      if (symlink (path, path2) < 0)
-        err = errno;
-      break;
-    case QLEAN_GUEST_FS_READLINK:
-      {
-        size_t tl;
-        char *t = read_link (AT_FDCWD, path, &tl);
-        if (!t)
-          {
-            err = errno;
-            break;
-          }
-        ob = ob_new (6 + tl);
-        ob_tlv (&ob, QLEAN_GUEST_TAG_TARGET, t, tl);
-        free (t);
-        break;
-      }
-    case QLEAN_GUEST_FS_CHMOD:
-      if (chmod (path, r.mode & 07777) < 0)
-        err = errno;
-      break;
-    case QLEAN_GUEST_FS_COPY:
-      {
-        uint64_t size = 0;
-        busy_start (id);
-        err = copy_file (path, path2, &size);
-        busy_end ();
-        if (!err)
-          {
-            ob = ob_new (14);
-            ob_tlv_u64 (&ob, QLEAN_GUEST_TAG_SIZE, size);
-          }
-        break;
-      }
-    case QLEAN_GUEST_FS_UTIME:
-      {
-        struct timespec t[2];
-        t[0].tv_sec = 0;
-        t[0].tv_nsec = UTIME_OMIT;
-        t[1] = ns_ts (r.mtime);
-        if (utimensat (AT_FDCWD, path, t, AT_SYMLINK_NOFOLLOW) < 0)
-          err = errno;
-        break;
-      }
-    case QLEAN_GUEST_FS_SET_CLOCK:
-      {
-        /* After a restore: one system call, where the agent's
-         * guest-set-time also runs hwclock, a process that competes
-         * with the first commands for the guest's CPU. */
-        struct timespec t = ns_ts (r.mtime);
-        if (clock_settime (CLOCK_REALTIME, &t) < 0)
-          err = errno;
-        break;
-      }
-    default:
-      break;
-    }
-
+  c.id = id;
+  c.r = &r;
+  c.path = path;
+  c.path2 = path2;
+  err = fs_ops[r.op].func (&c, &ob);
   if (err)
     {
       free (ob);
-      ob = NULL;
-    }
-  else
-    {
-      if (!ob)
-        ob = ob_new (0);
-      ob_send (ob, QLEAN_GUEST_FRAME_DONE, 0, id);
-      goto out;
-    }
-
-done_sent:
-  if (err)
-    {
       if (need2)
-        send_error (id, err, "%s '%s' (to '%s'): %s", fs_op_verb (r.op), path, path2, strerror (err));
+        send_error (id, err, "%s '%s' (to '%s'): %s", fs_ops[r.op].verb, path, path2, strerror (err));
       else
-        send_error (id, err, "%s '%s': %s", fs_op_verb (r.op), path, strerror (err));
+        send_error (id, err, "%s '%s': %s", fs_ops[r.op].verb, path, strerror (err));
     }
+  else if (!(needs & FS_ANSWERS))
+    ob_send (ob ? ob : ob_new (0), QLEAN_GUEST_FRAME_DONE, 0, id);
 
 out:
   free (path);
