@@ -276,138 +276,172 @@ fail:
   return err;
 }
 
-void handle_exec (uint32_t id, const unsigned char *payload, uint32_t len)
+/* An EXEC request on its way to a process: what handle_exec()'s steps
+ * build, and free at the end whatever happened. */
+typedef struct
 {
-  Req r;
-  const char *why = NULL;
-  char **argv_store = NULL;
-  char *arg_bytes = NULL, *cwd = NULL, *user = NULL;
-  Env env;
-  UserInfo ui;
-  Spawn sp;
-  int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, inp[2] = { -1, -1 };
-  size_t total = 0, longest = 0;
-  bool merge, want_stdin, has_path, terminal;
-  pid_t pid;
-  Stream *s;
+  uint32_t  id;
+  Req       r;
+  char    **argv_store;
+  char     *arg_bytes;
+  char     *cwd;
+  char     *user;
+  Env       env;
+  UserInfo  ui;
+  Spawn     sp;
+  int       outp[2], errp[2], inp[2];
+  bool      merge, want_stdin, terminal;
+} ExecPlan;
 
-  memset (&env, 0, sizeof env);
-  memset (&ui, 0, sizeof ui);
-  memset (&sp, 0, sizeof sp);
-  if (!req_parse (payload, len, &r, &why))
-    {
-      send_error (id, EPROTO, "malformed EXEC request: %s", why);
-      req_free (&r);
-      return;
-    }
-  if (r.n_args == 0)
+static void exec_plan_clear (ExecPlan *x)
+{
+  free (x->sp.pathbuf);
+  env_free (&x->env);
+  user_info_clear (&x->ui);
+  free (x->argv_store);
+  free (x->arg_bytes);
+  free (x->cwd);
+  free (x->user);
+  req_free (&x->r);
+}
+
+/* The flags: what we do not know is refused. */
+static bool exec_check_flags (ExecPlan *x)
+{
+  uint32_t id = x->id;
+
+  if (x->r.n_args == 0)
     {
       send_error (id, EINVAL, "EXEC request without ARG");
-      goto out;
+      return false;
     }
   /* Refused, not ignored: a flag we do not know may change what the
    * process is (FLAG_TERMINAL did), and a host must learn that we
    * cannot do it rather than get something else. */
-  if (r.flags & ~(uint32_t) (QLEAN_GUEST_FLAG_CLEAR_ENV | QLEAN_GUEST_FLAG_MERGE_STDERR
-                             | QLEAN_GUEST_FLAG_STDIN | QLEAN_GUEST_FLAG_TERMINAL))
+  if (x->r.flags & ~(uint32_t) (QLEAN_GUEST_FLAG_CLEAR_ENV | QLEAN_GUEST_FLAG_MERGE_STDERR
+                                | QLEAN_GUEST_FLAG_STDIN | QLEAN_GUEST_FLAG_TERMINAL))
     {
       send_error (id, EINVAL, "EXEC request with unknown flags 0x%x (qlean-guest %s, protocol version %u)",
-                  (unsigned) r.flags, PACKAGE_VERSION, (unsigned) QLEAN_GUEST_VERSION);
-      goto out;
+                  (unsigned) x->r.flags, PACKAGE_VERSION, (unsigned) QLEAN_GUEST_VERSION);
+      return false;
     }
-  terminal = (r.flags & QLEAN_GUEST_FLAG_TERMINAL) != 0;
-  merge = terminal || (r.flags & QLEAN_GUEST_FLAG_MERGE_STDERR) != 0;
-  want_stdin = terminal || (r.flags & QLEAN_GUEST_FLAG_STDIN) != 0;
+  x->terminal = (x->r.flags & QLEAN_GUEST_FLAG_TERMINAL) != 0;
+  x->merge = x->terminal || (x->r.flags & QLEAN_GUEST_FLAG_MERGE_STDERR) != 0;
+  x->want_stdin = x->terminal || (x->r.flags & QLEAN_GUEST_FLAG_STDIN) != 0;
+  return true;
+}
 
-  /* argv, in one block, with a spare slot in front. */
-  for (size_t i = 0; i < r.n_args; i++)
+/* argv, in one block, with a spare slot in front; and CWD. */
+static bool exec_build_argv (ExecPlan *x)
+{
+  const Req *r = &x->r;
+  size_t total = 0;
+
+  for (size_t i = 0; i < r->n_args; i++)
     {
-      if (memchr (r.args[i].p, 0, r.args[i].len))
+      if (memchr (r->args[i].p, 0, r->args[i].len))
         {
-          send_error (id, EINVAL, "ARG %zu contains a NUL byte", i);
-          goto out;
+          send_error (x->id, EINVAL, "ARG %zu contains a NUL byte", i);
+          return false;
         }
-      total += r.args[i].len + 1;
+      total += r->args[i].len + 1;
     }
-  argv_store = xmalloc ((r.n_args + 2) * sizeof *argv_store);
-  arg_bytes = xmalloc (total);
+  x->argv_store = xmalloc ((r->n_args + 2) * sizeof *x->argv_store);
+  x->arg_bytes = xmalloc (total);
   total = 0;
-  for (size_t i = 0; i < r.n_args; i++)
+  for (size_t i = 0; i < r->n_args; i++)
     {
-      argv_store[i + 1] = arg_bytes + total;
-      memcpy (arg_bytes + total, r.args[i].p, r.args[i].len);
-      arg_bytes[total + r.args[i].len] = 0;
-      total += r.args[i].len + 1;
+      x->argv_store[i + 1] = x->arg_bytes + total;
+      memcpy (x->arg_bytes + total, r->args[i].p, r->args[i].len);
+      x->arg_bytes[total + r->args[i].len] = 0;
+      total += r->args[i].len + 1;
     }
-  argv_store[0] = NULL;
-  argv_store[r.n_args + 1] = NULL;
-  sp.argv = argv_store + 1;
+  x->argv_store[0] = NULL;
+  x->argv_store[r->n_args + 1] = NULL;
+  x->sp.argv = x->argv_store + 1;
 
-  if (r.has_cwd && !(cwd = span_str (r.cwd)))
+  if (r->has_cwd && !(x->cwd = span_str (r->cwd)))
     {
-      send_error (id, EINVAL, "CWD contains a NUL byte");
-      goto out;
+      send_error (x->id, EINVAL, "CWD contains a NUL byte");
+      return false;
     }
-  if (r.has_user)
-    {
-      int err;
-      if (!(user = span_str (r.user)))
-        {
-          send_error (id, EINVAL, "USER contains a NUL byte");
-          goto out;
-        }
-      err = lookup_user (user, &ui);
-      if (err)
-        {
-          send_error (id, err, "unknown user '%s'", user);
-          goto out;
-        }
-      sp.uid = ui.uid;
-      sp.gid = ui.gid;
-      sp.groups = ui.groups;
-      sp.n_groups = ui.n_groups;
-      /* Only root can switch; anyone may "switch" to themselves. */
-      sp.set_user = G.euid == 0 || ui.uid != G.euid;
-    }
+  return true;
+}
 
-  if (r.n_envs == 0 && !r.has_user && !(r.flags & QLEAN_GUEST_FLAG_CLEAR_ENV))
-    sp.envp = environ;      /* the common case: nothing to build */
+/* USER, when there is one. */
+static bool exec_resolve_user (ExecPlan *x)
+{
+  int err;
+
+  if (!x->r.has_user)
+    return true;
+  if (!(x->user = span_str (x->r.user)))
+    {
+      send_error (x->id, EINVAL, "USER contains a NUL byte");
+      return false;
+    }
+  err = lookup_user (x->user, &x->ui);
+  if (err)
+    {
+      send_error (x->id, err, "unknown user '%s'", x->user);
+      return false;
+    }
+  x->sp.uid = x->ui.uid;
+  x->sp.gid = x->ui.gid;
+  x->sp.groups = x->ui.groups;
+  x->sp.n_groups = x->ui.n_groups;
+  /* Only root can switch; anyone may "switch" to themselves. */
+  x->sp.set_user = G.euid == 0 || x->ui.uid != G.euid;
+  return true;
+}
+
+/* The environment, and the PATH search it implies. */
+static bool exec_build_env (ExecPlan *x)
+{
+  const Req *r = &x->r;
+  Env *env = &x->env;
+  Spawn *sp = &x->sp;
+  size_t longest = 0;
+
+  if (r->n_envs == 0 && !r->has_user && !(r->flags & QLEAN_GUEST_FLAG_CLEAR_ENV))
+    sp->envp = environ;      /* the common case: nothing to build */
   else
     {
-      if (!(r.flags & QLEAN_GUEST_FLAG_CLEAR_ENV))
+      bool has_path = false;
+
+      if (!(r->flags & QLEAN_GUEST_FLAG_CLEAR_ENV))
         for (char **e = environ; *e; e++)
-          env_set (&env, *e);
-      if (r.has_user)
+          env_set (env, *e);
+      if (r->has_user)
         {
-          env_set (&env, env_own_printf (&env, "HOME", ui.home));
-          env_set (&env, env_own_printf (&env, "USER", ui.name));
-          env_set (&env, env_own_printf (&env, "LOGNAME", ui.name));
+          env_set (env, env_own_printf (env, "HOME", x->ui.home));
+          env_set (env, env_own_printf (env, "USER", x->ui.name));
+          env_set (env, env_own_printf (env, "LOGNAME", x->ui.name));
         }
-      for (size_t i = 0; i < r.n_envs; i++)
+      for (size_t i = 0; i < r->n_envs; i++)
         {
-          char *e = span_str (r.envs[i]);
+          char *e = span_str (r->envs[i]);
           if (!e)
             {
-              send_error (id, EINVAL, "ENV %zu contains a NUL byte", i);
-              goto out;
+              send_error (x->id, EINVAL, "ENV %zu contains a NUL byte", i);
+              return false;
             }
-          env_set (&env, env_own (&env, e));
+          env_set (env, env_own (env, e));
         }
-      has_path = false;
-      for (size_t i = 0; i < env.n; i++)
-        if (strncmp (env.v[i], "PATH=", 5) == 0)
+      for (size_t i = 0; i < env->n; i++)
+        if (strncmp (env->v[i], "PATH=", 5) == 0)
           has_path = true;
       if (!has_path)
-        env_set (&env, (char *) "PATH=" DEFAULT_PATH);
+        env_set (env, (char *) "PATH=" DEFAULT_PATH);
       /* env_set() always leaves room for the terminator. */
-      env.v[env.n] = NULL;
-      sp.envp = env.v;
+      env->v[env->n] = NULL;
+      sp->envp = env->v;
     }
-  sp.search = env_get (sp.envp, "PATH");
-  if (!sp.search)
-    sp.search = DEFAULT_PATH;
+  sp->search = env_get (sp->envp, "PATH");
+  if (!sp->search)
+    sp->search = DEFAULT_PATH;
   /* The longest candidate of the PATH search. */
-  for (const char *p = sp.search;;)
+  for (const char *p = sp->search;;)
     {
       const char *end = strchrnul (p, ':');
       if ((size_t) (end - p) > longest)
@@ -416,17 +450,27 @@ void handle_exec (uint32_t id, const unsigned char *payload, uint32_t len)
         break;
       p = end + 1;
     }
-  sp.pathbuf = xmalloc (longest + r.args[0].len + 2);
-  sp.cwd = cwd;
-  sp.umask = G.child_umask;
+  sp->pathbuf = xmalloc (longest + r->args[0].len + 2);
+  sp->cwd = x->cwd;
+  sp->umask = G.child_umask;
+  return true;
+}
 
-  if (terminal)
+/* The child's stdin, stdout and stderr: a pseudo-terminal, or pipes
+ * (and /dev/null for stdin without FLAG_STDIN). */
+static bool exec_open_stdio (ExecPlan *x)
+{
+  uint32_t id = x->id;
+  int *outp = x->outp, *errp = x->errp, *inp = x->inp;
+  Spawn *sp = &x->sp;
+
+  if (x->terminal)
     {
-      int err = open_terminal (outp, r.has_winsize ? r.rows : 24, r.has_winsize ? r.cols : 80);
+      int err = open_terminal (outp, x->r.has_winsize ? x->r.rows : 24, x->r.has_winsize ? x->r.cols : 80);
       if (err)
         {
           send_error (id, err, "cannot create a pseudo-terminal: %s", strerror (err));
-          goto out;
+          return false;
         }
       /* outp[0] is the master, outp[1] the slave: the child's stdin is
        * the slave too, and our stdin end a second descriptor of the
@@ -442,13 +486,13 @@ void handle_exec (uint32_t id, const unsigned char *payload, uint32_t len)
               close_fd (&outp[i]);
               close_fd (&inp[i]);
             }
-          goto out;
+          return false;
         }
-      sp.ctty = true;
+      sp->ctty = true;
     }
   else if (pipe2 (outp, O_CLOEXEC) < 0
-           || (!merge && pipe2 (errp, O_CLOEXEC) < 0)
-           || (want_stdin && pipe2 (inp, O_CLOEXEC) < 0))
+           || (!x->merge && pipe2 (errp, O_CLOEXEC) < 0)
+           || (x->want_stdin && pipe2 (inp, O_CLOEXEC) < 0))
     {
       int err = errno;
       send_error (id, err, "cannot create pipes: %s", strerror (err));
@@ -458,60 +502,82 @@ void handle_exec (uint32_t id, const unsigned char *payload, uint32_t len)
           close_fd (&errp[i]);
           close_fd (&inp[i]);
         }
-      goto out;
+      return false;
     }
-  if (want_stdin)
+  if (x->want_stdin)
     fcntl (inp[1], F_SETFL, O_NONBLOCK);
-  sp.fd0 = want_stdin ? inp[0] : G.devnull;
-  sp.fd1 = outp[1];
-  sp.fd2 = merge ? outp[1] : errp[1];
+  sp->fd0 = x->want_stdin ? inp[0] : G.devnull;
+  sp->fd1 = outp[1];
+  sp->fd2 = x->merge ? outp[1] : errp[1];
+  return true;
+}
 
-  pid = spawn (&sp);
-  close_fd (&outp[1]);
-  close_fd (&errp[1]);
-  close_fd (&inp[0]);
+/* Starts the process: STARTED and a stream, or ERROR saying which step
+ * of the child failed. */
+static void exec_start (ExecPlan *x)
+{
+  uint32_t id = x->id;
+  pid_t pid;
+  Stream *s;
+
+  pid = spawn (&x->sp);
+  close_fd (&x->outp[1]);
+  close_fd (&x->errp[1]);
+  close_fd (&x->inp[0]);
   if (pid < 0)
     {
-      int err = sp.err;
-      switch (sp.stage)
+      int err = x->sp.err;
+      switch (x->sp.stage)
         {
         case STAGE_EXEC:
-          send_error (id, err, "cannot execute '%s': %s", arg_bytes, strerror (err));
+          send_error (id, err, "cannot execute '%s': %s", x->arg_bytes, strerror (err));
           break;
         case STAGE_CHDIR:
-          send_error (id, err, "cannot change directory to '%s': %s", cwd, strerror (err));
+          send_error (id, err, "cannot change directory to '%s': %s", x->cwd, strerror (err));
           break;
         case STAGE_USER:
-          send_error (id, err, "cannot switch to user '%s': %s", user, strerror (err));
+          send_error (id, err, "cannot switch to user '%s': %s", x->user, strerror (err));
           break;
         default:
-          send_error (id, err, "cannot start '%s': %s", arg_bytes, strerror (err));
+          send_error (id, err, "cannot start '%s': %s", x->arg_bytes, strerror (err));
           break;
         }
-      close_fd (&outp[0]);
-      close_fd (&errp[0]);
-      close_fd (&inp[1]);
-      goto out;
+      close_fd (&x->outp[0]);
+      close_fd (&x->errp[0]);
+      close_fd (&x->inp[1]);
+      return;
     }
 
   s = stream_new (id, STREAM_EXEC);
   s->pid = pid;
-  s->want_stdin = want_stdin;
-  s->terminal = terminal;
-  s->fd_out = outp[0];
-  s->fd_err = errp[0];
-  s->fd_in = inp[1];
+  s->want_stdin = x->want_stdin;
+  s->terminal = x->terminal;
+  s->fd_out = x->outp[0];
+  s->fd_err = x->errp[0];
+  s->fd_in = x->inp[1];
   send_u32 (QLEAN_GUEST_FRAME_STARTED, 0, id, (uint32_t) pid);
+}
 
-out:
-  free (sp.pathbuf);
-  env_free (&env);
-  user_info_clear (&ui);
-  free (argv_store);
-  free (arg_bytes);
-  free (cwd);
-  free (user);
-  req_free (&r);
+/* EXEC, in steps: each one that fails has sent ERROR. */
+void handle_exec (uint32_t id, const unsigned char *payload, uint32_t len)
+{
+  ExecPlan x;
+  const char *why = NULL;
+
+  memset (&x, 0, sizeof x);
+  x.id = id;
+  for (int i = 0; i < 2; i++)
+    x.outp[i] = x.errp[i] = x.inp[i] = -1;
+  if (!req_parse (payload, len, &x.r, &why))
+    {
+      send_error (id, EPROTO, "malformed EXEC request: %s", why);
+      req_free (&x.r);
+      return;
+    }
+  if (exec_check_flags (&x) && exec_build_argv (&x) && exec_resolve_user (&x) && exec_build_env (&x)
+      && exec_open_stdio (&x))
+    exec_start (&x);
+  exec_plan_clear (&x);
 }
 
 /* The process and both pipes are done: EXIT ends the stream. */
