@@ -84,6 +84,109 @@ static void handle_hello (const unsigned char *p, uint32_t len)
   send_frame (QLEAN_GUEST_FRAME_HELLO, 0, 0, b, sizeof b);
 }
 
+/* A request: a new stream, on an id that is free. */
+static void handle_request (uint8_t type, uint32_t id, Stream *s, const unsigned char *p, uint32_t len)
+{
+  if (s)
+    {
+      send_error (id, EBUSY, "stream %u is already in use", id);
+      return;
+    }
+  if (type == QLEAN_GUEST_FRAME_EXEC)
+    handle_exec (id, p, len);
+  else if (type == QLEAN_GUEST_FRAME_PUT)
+    handle_put (id, p, len);
+  else if (type == QLEAN_GUEST_FRAME_GET)
+    handle_get (id, p, len);
+  else if (type == QLEAN_GUEST_FRAME_CONNECT)
+    handle_connect (id, p, len);
+  else
+    handle_fs (id, p, len);
+}
+
+/* DATA or EOF fd 0: a process's stdin, a connection's sending side, or
+ * a PUT's file. */
+static void handle_data_eof (uint8_t type, uint8_t fd, uint32_t id, Stream *s,
+                             const unsigned char *p, uint32_t len)
+{
+  /* For a stream that ended meanwhile: the host had not seen the end. */
+  if (!s)
+    return;
+  if (fd != 0 || s->kind == STREAM_GET)
+    {
+      stream_abort (s, EPROTO, "stream %u: %s for fd %u", id,
+                    type == QLEAN_GUEST_FRAME_DATA ? "DATA" : "EOF", fd);
+      return;
+    }
+  if (type == QLEAN_GUEST_FRAME_DATA)
+    {
+      if (s->kind == STREAM_EXEC)
+        exec_data (s, p, len);
+      else if (s->kind == STREAM_CONNECT)
+        connect_data (s, p, len);
+      else
+        put_data (s, p, len);
+      return;
+    }
+  if (s->eof_in)
+    return;
+  s->eof_in = true;
+  if (s->kind == STREAM_EXEC)
+    exec_stdin_flush (s);
+  else if (s->kind == STREAM_CONNECT)
+    {
+      if (!s->connecting)
+        connect_flush (s);
+    }
+  else
+    put_finish (s);
+}
+
+static void handle_signal (uint32_t id, Stream *s, const unsigned char *p, uint32_t len)
+{
+  if (!s)
+    return;
+  if (len != 4)
+    {
+      stream_abort (s, EPROTO, "stream %u: SIGNAL needs a u32", id);
+      return;
+    }
+  if (s->kind == STREAM_EXEC)
+    {
+      /* Errors (ESRCH: the group is gone; EINVAL) are not reported:
+       * ERROR would end a stream whose EXIT is still to come. */
+      kill (-s->pid, (int) get_u32 (p));
+      return;
+    }
+  if (s->kind == STREAM_CONNECT)
+    {
+      connect_reset (s);
+      return;
+    }
+  /* A transfer is cancelled: a PUT leaves nothing behind. */
+  stream_abort (s, ECANCELED, "stream %u: cancelled", id);
+}
+
+static void handle_winsize (uint32_t id, Stream *s, const unsigned char *p, uint32_t len)
+{
+  struct winsize ws;
+
+  /* The kernel sends SIGWINCH to the terminal's foreground group. A
+   * stream without a terminal ignores it: the host may resize while
+   * a process ends. */
+  if (!s || s->kind != STREAM_EXEC || !s->terminal || s->fd_out < 0)
+    return;
+  if (len != 4)
+    {
+      stream_abort (s, EPROTO, "stream %u: WINSIZE needs u16 rows and u16 cols", id);
+      return;
+    }
+  memset (&ws, 0, sizeof ws);
+  ws.ws_row = get_u16 (p);
+  ws.ws_col = get_u16 (p + 2);
+  ioctl (s->fd_out, TIOCSWINSZ, &ws);
+}
+
 void handle_frame (const unsigned char *h, const unsigned char *p, uint32_t len)
 {
   uint8_t type = h[4], fd = h[5];
@@ -105,100 +208,20 @@ void handle_frame (const unsigned char *h, const unsigned char *p, uint32_t len)
     case QLEAN_GUEST_FRAME_GET:
     case QLEAN_GUEST_FRAME_FS:
     case QLEAN_GUEST_FRAME_CONNECT:
-      if (s)
-        {
-          send_error (id, EBUSY, "stream %u is already in use", id);
-          return;
-        }
-      if (type == QLEAN_GUEST_FRAME_EXEC)
-        handle_exec (id, p, len);
-      else if (type == QLEAN_GUEST_FRAME_PUT)
-        handle_put (id, p, len);
-      else if (type == QLEAN_GUEST_FRAME_GET)
-        handle_get (id, p, len);
-      else if (type == QLEAN_GUEST_FRAME_CONNECT)
-        handle_connect (id, p, len);
-      else
-        handle_fs (id, p, len);
+      handle_request (type, id, s, p, len);
       return;
 
     case QLEAN_GUEST_FRAME_DATA:
     case QLEAN_GUEST_FRAME_EOF:
-      /* For a stream that ended meanwhile: the host had not seen the end. */
-      if (!s)
-        return;
-      if (fd != 0 || s->kind == STREAM_GET)
-        {
-          stream_abort (s, EPROTO, "stream %u: %s for fd %u", id,
-                        type == QLEAN_GUEST_FRAME_DATA ? "DATA" : "EOF", fd);
-          return;
-        }
-      if (type == QLEAN_GUEST_FRAME_DATA)
-        {
-          if (s->kind == STREAM_EXEC)
-            exec_data (s, p, len);
-          else if (s->kind == STREAM_CONNECT)
-            connect_data (s, p, len);
-          else
-            put_data (s, p, len);
-          return;
-        }
-      if (s->eof_in)
-        return;
-      s->eof_in = true;
-      if (s->kind == STREAM_EXEC)
-        exec_stdin_flush (s);
-      else if (s->kind == STREAM_CONNECT)
-        {
-          if (!s->connecting)
-            connect_flush (s);
-        }
-      else
-        put_finish (s);
+      handle_data_eof (type, fd, id, s, p, len);
       return;
 
     case QLEAN_GUEST_FRAME_SIGNAL:
-      if (!s)
-        return;
-      if (len != 4)
-        {
-          stream_abort (s, EPROTO, "stream %u: SIGNAL needs a u32", id);
-          return;
-        }
-      if (s->kind == STREAM_EXEC)
-        {
-          /* Errors (ESRCH: the group is gone; EINVAL) are not reported:
-           * ERROR would end a stream whose EXIT is still to come. */
-          kill (-s->pid, (int) get_u32 (p));
-          return;
-        }
-      if (s->kind == STREAM_CONNECT)
-        {
-          connect_reset (s);
-          return;
-        }
-      /* A transfer is cancelled: a PUT leaves nothing behind. */
-      stream_abort (s, ECANCELED, "stream %u: cancelled", id);
+      handle_signal (id, s, p, len);
       return;
 
     case QLEAN_GUEST_FRAME_WINSIZE:
-      /* The kernel sends SIGWINCH to the terminal's foreground group. A
-       * stream without a terminal ignores it: the host may resize while
-       * a process ends. */
-      if (s && s->kind == STREAM_EXEC && s->terminal && s->fd_out >= 0)
-        {
-          struct winsize ws;
-
-          if (len != 4)
-            {
-              stream_abort (s, EPROTO, "stream %u: WINSIZE needs u16 rows and u16 cols", id);
-              return;
-            }
-          memset (&ws, 0, sizeof ws);
-          ws.ws_row = get_u16 (p);
-          ws.ws_col = get_u16 (p + 2);
-          ioctl (s->fd_out, TIOCSWINSZ, &ws);
-        }
+      handle_winsize (id, s, p, len);
       return;
 
     case QLEAN_GUEST_FRAME_CREDIT:
@@ -361,83 +384,152 @@ typedef enum
   EV_SOCK,
 } EvKind;
 
-static void run (void)
+/* What the loop polls: pfd[i] is for stream evs[i] (NULL for the port
+ * and the signalfd), as event kind evk[i]. */
+typedef struct
 {
-  struct pollfd *pfd = NULL;
-  Stream **evs = NULL;
-  EvKind *evk = NULL;
-  size_t cap = 0;
+  struct pollfd *pfd;
+  Stream       **evs;
+  EvKind        *evk;
+  size_t         n, cap;
+} PollSet;
 
-  for (;;)
+static void poll_add (PollSet *ps, int fd, short events, Stream *s, EvKind k)
+{
+  ps->pfd[ps->n].fd = fd;
+  ps->pfd[ps->n].events = events;
+  ps->pfd[ps->n].revents = 0;
+  ps->evs[ps->n] = s;
+  ps->evk[ps->n] = k;
+  ps->n++;
+}
+
+/* A stream's fds, for what it can do now: output is read only while the
+ * queue is below its high-water mark, a GET's file only below GET_LOW
+ * and not while it waits for its frames to go out. */
+static void poll_add_stream (PollSet *ps, Stream *s)
+{
+  if (s->kind == STREAM_EXEC)
     {
-      size_t n = 0, need = 2 + 3 * G.n_streams;
-      int timeout = -1, r;
-
-      if (need > cap)
+      if (G.out_bytes < OUT_HIGH)
         {
-          cap = need * 2;
-          pfd = xrealloc (pfd, cap * sizeof *pfd);
-          evs = xrealloc (evs, cap * sizeof *evs);
-          evk = xrealloc (evk, cap * sizeof *evk);
+          if (s->fd_out >= 0)
+            poll_add (ps, s->fd_out, POLLIN, s, EV_OUT);
+          if (s->fd_err >= 0)
+            poll_add (ps, s->fd_err, POLLIN, s, EV_ERR);
         }
-#define ADD(fd_, events_, s_, k_) \
-      do { pfd[n].fd = (fd_); pfd[n].events = (events_); pfd[n].revents = 0; \
-           evs[n] = (s_); evk[n] = (k_); n++; } while (0)
-
-      if (G.port_fd >= 0 && G.connected)
-        ADD (G.port_fd, POLLIN | (G.out_head ? POLLOUT : 0), NULL, EV_PORT);
+      if (s->fd_in >= 0 && s->q_head)
+        poll_add (ps, s->fd_in, POLLOUT, s, EV_IN);
+    }
+  else if (s->kind == STREAM_GET && !s->wait_sent && G.out_bytes < GET_LOW)
+    poll_add (ps, s->file_fd, POLLIN, s, EV_FILE);
+  else if (s->kind == STREAM_CONNECT)
+    {
+      short events = 0;
+      if (s->connecting)
+        events = POLLOUT;
       else
         {
-          int64_t wait = G.retry_at - now_ms ();
-          timeout = wait < 0 ? 0 : (int) wait;
+          if (!s->eof_out && s->out_unacked < QLEAN_GUEST_WINDOW && G.out_bytes < OUT_HIGH)
+            events |= POLLIN;
+          if (s->q_head && !s->wr_closed)
+            events |= POLLOUT;
         }
-      if (G.synced && G.stall_since && !G.stall_checked)
-        {
-          int64_t wait = G.stall_since + STALL_MS - now_ms ();
-          if (wait < 0)
-            wait = 0;
-          if (timeout < 0 || wait < timeout)
-            timeout = (int) wait;
-        }
-      ADD (G.sigfd, POLLIN, NULL, EV_SIG);
-      for (size_t i = 0; i < G.n_streams; i++)
-        {
-          Stream *s = G.streams[i];
-          if (s->dead)
-            continue;
-          if (s->kind == STREAM_EXEC)
-            {
-              if (G.out_bytes < OUT_HIGH)
-                {
-                  if (s->fd_out >= 0)
-                    ADD (s->fd_out, POLLIN, s, EV_OUT);
-                  if (s->fd_err >= 0)
-                    ADD (s->fd_err, POLLIN, s, EV_ERR);
-                }
-              if (s->fd_in >= 0 && s->q_head)
-                ADD (s->fd_in, POLLOUT, s, EV_IN);
-            }
-          else if (s->kind == STREAM_GET && !s->wait_sent && G.out_bytes < GET_LOW)
-            ADD (s->file_fd, POLLIN, s, EV_FILE);
-          else if (s->kind == STREAM_CONNECT)
-            {
-              short events = 0;
-              if (s->connecting)
-                events = POLLOUT;
-              else
-                {
-                  if (!s->eof_out && s->out_unacked < QLEAN_GUEST_WINDOW && G.out_bytes < OUT_HIGH)
-                    events |= POLLIN;
-                  if (s->q_head && !s->wr_closed)
-                    events |= POLLOUT;
-                }
-              if (events)
-                ADD (s->sock, events, s, EV_SOCK);
-            }
-        }
-#undef ADD
+      if (events)
+        poll_add (ps, s->sock, events, s, EV_SOCK);
+    }
+}
 
-      r = poll (pfd, n, timeout);
+/* Fills the poll set; returns poll()'s timeout: the next port retry, or
+ * when a stalled frame is due for its check (see process_input()). */
+static int poll_set_build (PollSet *ps)
+{
+  size_t need = 2 + 3 * G.n_streams;
+  int timeout = -1;
+
+  if (need > ps->cap)
+    {
+      ps->cap = need * 2;
+      ps->pfd = xrealloc (ps->pfd, ps->cap * sizeof *ps->pfd);
+      ps->evs = xrealloc (ps->evs, ps->cap * sizeof *ps->evs);
+      ps->evk = xrealloc (ps->evk, ps->cap * sizeof *ps->evk);
+    }
+  ps->n = 0;
+  if (G.port_fd >= 0 && G.connected)
+    poll_add (ps, G.port_fd, POLLIN | (G.out_head ? POLLOUT : 0), NULL, EV_PORT);
+  else
+    {
+      int64_t wait = G.retry_at - now_ms ();
+      timeout = wait < 0 ? 0 : (int) wait;
+    }
+  if (G.synced && G.stall_since && !G.stall_checked)
+    {
+      int64_t wait = G.stall_since + STALL_MS - now_ms ();
+      if (wait < 0)
+        wait = 0;
+      if (timeout < 0 || wait < timeout)
+        timeout = (int) wait;
+    }
+  poll_add (ps, G.sigfd, POLLIN, NULL, EV_SIG);
+  for (size_t i = 0; i < G.n_streams; i++)
+    if (!G.streams[i]->dead)
+      poll_add_stream (ps, G.streams[i]);
+  return timeout;
+}
+
+/* What poll() said of pfd[i]. */
+static void poll_dispatch (PollSet *ps, size_t i)
+{
+  Stream *s = ps->evs[i];
+  short revents = ps->pfd[i].revents;
+
+  if (!revents || (s && s->dead))
+    return;
+  switch (ps->evk[i])
+    {
+    case EV_PORT:
+      if (G.port_fd == ps->pfd[i].fd && G.connected && (revents & ~POLLOUT))
+        port_read ();
+      break;
+    case EV_SIG:
+      handle_signals ();
+      break;
+    case EV_OUT:
+      if (s->fd_out >= 0)
+        exec_read (s, 1);
+      break;
+    case EV_ERR:
+      if (s->fd_err >= 0)
+        exec_read (s, 2);
+      break;
+    case EV_IN:
+      if (s->fd_in < 0)
+        break;
+      if (revents & (POLLERR | POLLHUP))
+        exec_stdin_broken (s);
+      else
+        exec_stdin_flush (s);
+      break;
+    case EV_FILE:
+      get_read (s);
+      break;
+    case EV_SOCK:
+      if (s->sock >= 0)
+        connect_event (s, revents);
+      break;
+    }
+}
+
+static void run (void)
+{
+  PollSet ps;
+
+  memset (&ps, 0, sizeof ps);
+  for (;;)
+    {
+      int timeout = poll_set_build (&ps);
+      int r = poll (ps.pfd, ps.n, timeout);
+
       if (r < 0 && errno != EINTR)
         {
           logmsg ("poll: %s", strerror (errno));
@@ -447,45 +539,8 @@ static void run (void)
         port_retry ();
       if (r == 0 && G.synced && G.stall_since && !G.stall_checked)
         process_input ();
-      for (size_t i = 0; r > 0 && i < n; i++)
-        {
-          Stream *s = evs[i];
-          if (!pfd[i].revents || (s && s->dead))
-            continue;
-          switch (evk[i])
-            {
-            case EV_PORT:
-              if (G.port_fd == pfd[i].fd && G.connected && (pfd[i].revents & ~POLLOUT))
-                port_read ();
-              break;
-            case EV_SIG:
-              handle_signals ();
-              break;
-            case EV_OUT:
-              if (s->fd_out >= 0)
-                exec_read (s, 1);
-              break;
-            case EV_ERR:
-              if (s->fd_err >= 0)
-                exec_read (s, 2);
-              break;
-            case EV_IN:
-              if (s->fd_in < 0)
-                break;
-              if (pfd[i].revents & (POLLERR | POLLHUP))
-                exec_stdin_broken (s);
-              else
-                exec_stdin_flush (s);
-              break;
-            case EV_FILE:
-              get_read (s);
-              break;
-            case EV_SOCK:
-              if (s->sock >= 0)
-                connect_event (s, pfd[i].revents);
-              break;
-            }
-        }
+      for (size_t i = 0; r > 0 && i < ps.n; i++)
+        poll_dispatch (&ps, i);
       flush_credits ();
       /* Until no GET moves on: a flush that writes the last frame of a
        * GET's file, with nothing checked after it, would leave the GET
