@@ -27,30 +27,8 @@ static void connect_maybe_finish (Stream *s)
  * credited and dropped, as a process that stops reading its stdin. */
 void connect_flush (Stream *s)
 {
-  while (s->q_head && !s->wr_closed)
-    {
-      Chunk *c = s->q_head;
-      ssize_t n = send (s->sock, c->data + c->off, c->len - c->off, MSG_NOSIGNAL);
-      if (n < 0)
-        {
-          if (errno == EINTR)
-            continue;
-          if (errno == EAGAIN)
-            return;
-          stdin_queue_free (s);
-          s->wr_closed = true;
-          break;
-        }
-      c->off += (size_t) n;
-      s->credit_pending += (uint64_t) n;
-      if (c->off == c->len)
-        {
-          s->q_head = c->next;
-          if (!s->q_head)
-            s->q_tail = NULL;
-          free (c);
-        }
-    }
+  if (!s->wr_closed && !stdin_queue_write (s, s->sock, true))
+    s->wr_closed = true;
   if (s->wr_closed)
     stdin_queue_free (s);
   else if (!s->q_head && s->eof_in)
@@ -63,8 +41,6 @@ void connect_flush (Stream *s)
 
 void connect_data (Stream *s, const unsigned char *p, uint32_t len)
 {
-  Chunk *c;
-
   if (s->eof_in)
     {
       stream_abort (s, EPROTO, "stream %u: DATA after EOF", s->id);
@@ -77,16 +53,7 @@ void connect_data (Stream *s, const unsigned char *p, uint32_t len)
       s->credit_pending += len;
       return;
     }
-  c = xmalloc (sizeof *c + len);
-  c->next = NULL;
-  c->len = len;
-  c->off = 0;
-  memcpy (c->data, p, len);
-  if (s->q_tail)
-    s->q_tail->next = c;
-  else
-    s->q_head = c;
-  s->q_tail = c;
+  stdin_queue_push (s, p, len);
   if (!s->connecting)
     connect_flush (s);
 }
@@ -164,7 +131,6 @@ void connect_reset (Stream *s)
 void handle_connect (uint32_t id, const unsigned char *payload, uint32_t len)
 {
   Req r;
-  const char *why = NULL;
   char *addr = NULL;
   union
   {
@@ -177,12 +143,8 @@ void handle_connect (uint32_t id, const unsigned char *payload, uint32_t len)
   Stream *s;
 
   memset (&sa, 0, sizeof sa);
-  if (!req_parse (payload, len, &r, &why))
-    {
-      send_error (id, EPROTO, "malformed CONNECT request: %s", why);
-      req_free (&r);
-      return;
-    }
+  if (!req_parse_request (id, "CONNECT", payload, len, &r))
+    return;
   if (!r.has_port || r.port == 0 || r.port > 65535)
     {
       send_error (id, EINVAL, r.has_port ? "PORT %u is not a TCP port" : "CONNECT request without PORT",

@@ -562,18 +562,13 @@ static void exec_start (ExecPlan *x)
 void handle_exec (uint32_t id, const unsigned char *payload, uint32_t len)
 {
   ExecPlan x;
-  const char *why = NULL;
 
   memset (&x, 0, sizeof x);
   x.id = id;
   for (int i = 0; i < 2; i++)
     x.outp[i] = x.errp[i] = x.inp[i] = -1;
-  if (!req_parse (payload, len, &x.r, &why))
-    {
-      send_error (id, EPROTO, "malformed EXEC request: %s", why);
-      req_free (&x.r);
-      return;
-    }
+  if (!req_parse_request (id, "EXEC", payload, len, &x.r))
+    return;
   if (exec_check_flags (&x) && exec_build_argv (&x) && exec_resolve_user (&x) && exec_build_env (&x)
       && exec_open_stdio (&x))
     exec_start (&x);
@@ -618,28 +613,10 @@ void exec_stdin_broken (Stream *s)
 
 void exec_stdin_flush (Stream *s)
 {
-  while (s->q_head && s->fd_in >= 0)
+  if (s->fd_in >= 0 && !stdin_queue_write (s, s->fd_in, false))
     {
-      Chunk *c = s->q_head;
-      ssize_t n = write (s->fd_in, c->data + c->off, c->len - c->off);
-      if (n < 0)
-        {
-          if (errno == EINTR)
-            continue;
-          if (errno == EAGAIN)
-            return;
-          exec_stdin_broken (s);
-          return;
-        }
-      c->off += (size_t) n;
-      s->credit_pending += (uint64_t) n;
-      if (c->off == c->len)
-        {
-          s->q_head = c->next;
-          if (!s->q_head)
-            s->q_tail = NULL;
-          free (c);
-        }
+      exec_stdin_broken (s);
+      return;
     }
   if (!s->q_head && s->eof_in)
     close_fd (&s->fd_in);
@@ -647,8 +624,6 @@ void exec_stdin_flush (Stream *s)
 
 void exec_data (Stream *s, const unsigned char *p, uint32_t len)
 {
-  Chunk *c;
-
   if (!s->want_stdin)
     {
       stream_abort (s, EPROTO, "stream %u: DATA for a process started without FLAG_STDIN", s->id);
@@ -685,14 +660,5 @@ void exec_data (Stream *s, const unsigned char *p, uint32_t len)
     }
   if (len == 0)
     return;
-  c = xmalloc (sizeof *c + len);
-  c->next = NULL;
-  c->len = len;
-  c->off = 0;
-  memcpy (c->data, p, len);
-  if (s->q_tail)
-    s->q_tail->next = c;
-  else
-    s->q_head = c;
-  s->q_tail = c;
+  stdin_queue_push (s, p, len);
 }

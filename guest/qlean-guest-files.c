@@ -63,23 +63,15 @@ int mkdir_p (const char *path, mode_t mode, bool exclusive)
 void handle_put (uint32_t id, const unsigned char *payload, uint32_t len)
 {
   Req r;
-  const char *why = NULL;
   char *path = NULL, *dir = NULL, *tmp = NULL, *slash;
   struct stat st;
   int fd, err;
   Stream *s;
 
-  if (!req_parse (payload, len, &r, &why))
-    {
-      send_error (id, EPROTO, "malformed PUT request: %s", why);
-      req_free (&r);
-      return;
-    }
-  if (!r.has_path || !(path = span_str (r.path)))
-    {
-      send_error (id, EINVAL, r.has_path ? "PATH contains a NUL byte" : "PUT request without PATH");
-      goto out;
-    }
+  if (!req_parse_request (id, "PUT", payload, len, &r))
+    return;
+  if (!(path = req_path (id, "PUT", &r)))
+    goto out;
   if (!*path)
     {
       send_error (id, ENOENT, "cannot write '': %s", strerror (ENOENT));
@@ -195,24 +187,16 @@ void put_finish (Stream *s)
 void handle_get (uint32_t id, const unsigned char *payload, uint32_t len)
 {
   Req r;
-  const char *why = NULL;
   char *path = NULL;
   struct stat st;
   int fd, err;
   Stream *s;
   OutBuf *ob;
 
-  if (!req_parse (payload, len, &r, &why))
-    {
-      send_error (id, EPROTO, "malformed GET request: %s", why);
-      req_free (&r);
-      return;
-    }
-  if (!r.has_path || !(path = span_str (r.path)))
-    {
-      send_error (id, EINVAL, r.has_path ? "PATH contains a NUL byte" : "GET request without PATH");
-      goto out;
-    }
+  if (!req_parse_request (id, "GET", payload, len, &r))
+    return;
+  if (!(path = req_path (id, "GET", &r)))
+    goto out;
   /* O_NONBLOCK: a FIFO or a device must not stall the loop; we poll it. */
   fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0)

@@ -465,3 +465,32 @@ char *span_str (Span sp)
   s[sp.len] = 0;
   return s;
 }
+
+/* Parses the TLVs of a `what` request (EXEC, PUT...): false, with
+ * ERROR EPROTO sent, when they are malformed. */
+bool req_parse_request (uint32_t id, const char *what, const unsigned char *payload, uint32_t len, Req *r)
+{
+  const char *why = NULL;
+
+  if (req_parse (payload, len, r, &why))
+    return true;
+  send_error (id, EPROTO, "malformed %s request: %s", what, why);
+  req_free (r);
+  return false;
+}
+
+/* The request's PATH as a string, or NULL with ERROR EINVAL sent when
+ * it has none or it holds a NUL byte. */
+char *req_path (uint32_t id, const char *what, const Req *r)
+{
+  char *path = NULL;
+
+  if (!r->has_path || !(path = span_str (r->path)))
+    {
+      if (r->has_path)
+        send_error (id, EINVAL, "PATH contains a NUL byte");
+      else
+        send_error (id, EINVAL, "%s request without PATH", what);
+    }
+  return path;
+}

@@ -86,6 +86,26 @@ static void busy_tick (void)
   out_flush ();
 }
 
+/* The next entry of `d` but "." and "..", or NULL at the end (*err 0)
+ * or on an error (*err its errno). */
+static struct dirent *next_entry (DIR *d, int *err)
+{
+  struct dirent *e;
+
+  do
+    {
+      errno = 0;
+      e = readdir (d);
+      if (!e)
+        {
+          *err = errno;
+          return NULL;
+        }
+    }
+  while (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2])));
+  return e;
+}
+
 /* Removes a tree below dfd/name without following symlinks. Entries
  * that vanish meanwhile are fine. Returns 0 or an errno. */
 static int remove_tree_at (int dfd, const char *name, bool is_dir_hint)
@@ -122,15 +142,8 @@ static int remove_tree_at (int dfd, const char *name, bool is_dir_hint)
     }
   for (;;)
     {
-      errno = 0;
-      e = readdir (d);
-      if (!e)
-        {
-          err = errno;
-          break;
-        }
-      if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2])))
-        continue;
+      if (!(e = next_entry (d, &err)))
+        break;
       err = remove_tree_at (dirfd (d), e->d_name, e->d_type == DT_DIR);
       if (err)
         break;
@@ -301,15 +314,8 @@ static int fs_readdir (const FsCall *c, OutBuf **reply)
       size_t nl;
       unsigned char *p;
 
-      errno = 0;
-      e = readdir (d);
-      if (!e)
-        {
-          err = errno;
-          break;
-        }
-      if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2])))
-        continue;
+      if (!(e = next_entry (d, &err)))
+        break;
       if (fstatat (dirfd (d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
         {
           if (errno == ENOENT)
@@ -477,7 +483,6 @@ static const struct
 void handle_fs (uint32_t id, const unsigned char *payload, uint32_t len)
 {
   Req r;
-  const char *why = NULL;
   char *path = NULL, *path2 = NULL;
   OutBuf *ob = NULL;
   unsigned needs;
@@ -485,12 +490,8 @@ void handle_fs (uint32_t id, const unsigned char *payload, uint32_t len)
   FsCall c;
   int err;
 
-  if (!req_parse (payload, len, &r, &why))
-    {
-      send_error (id, EPROTO, "malformed FS request: %s", why);
-      req_free (&r);
-      return;
-    }
+  if (!req_parse_request (id, "FS", payload, len, &r))
+    return;
   if (!r.has_op)
     {
       send_error (id, EINVAL, "FS request without OP");

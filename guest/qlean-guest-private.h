@@ -345,6 +345,8 @@ void out_drop (bool all);
 bool req_parse (const unsigned char *p, uint32_t len, Req *r, const char **why);
 void req_free (Req *r);
 char *span_str (Span sp);
+bool req_parse_request (uint32_t id, const char *what, const unsigned char *payload, uint32_t len, Req *r);
+char *req_path (uint32_t id, const char *what, const Req *r);
 
 /* qlean-guest-port.c */
 int port_open_once (void);
@@ -359,6 +361,8 @@ Stream *stream_find_pid (pid_t pid);
 Stream *stream_new (uint32_t id, StreamKind kind);
 void close_fd (int *fd);
 void stdin_queue_free (Stream *s);
+void stdin_queue_push (Stream *s, const unsigned char *p, uint32_t len);
+bool stdin_queue_write (Stream *s, int fd, bool sock);
 void stream_close (Stream *s, bool kill_it);
 void stream_abort (Stream *s, int err, const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
 void stream_free_dead (void);

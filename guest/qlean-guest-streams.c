@@ -70,6 +70,52 @@ void stdin_queue_free (Stream *s)
   s->q_head = s->q_tail = NULL;
 }
 
+/* Queues DATA fd 0 that its destination cannot take now. */
+void stdin_queue_push (Stream *s, const unsigned char *p, uint32_t len)
+{
+  Chunk *c;
+
+  c = xmalloc (sizeof *c + len);
+  c->next = NULL;
+  c->len = len;
+  c->off = 0;
+  memcpy (c->data, p, len);
+  if (s->q_tail)
+    s->q_tail->next = c;
+  else
+    s->q_head = c;
+  s->q_tail = c;
+}
+
+/* Writes the queue to `fd` (with send() for a socket, which must not
+ * raise SIGPIPE) until it is empty or `fd` would block, crediting what
+ * it takes. False when `fd` failed; what it did not take stays queued. */
+bool stdin_queue_write (Stream *s, int fd, bool sock)
+{
+  while (s->q_head)
+    {
+      Chunk *c = s->q_head;
+      ssize_t n = sock ? send (fd, c->data + c->off, c->len - c->off, MSG_NOSIGNAL)
+                       : write (fd, c->data + c->off, c->len - c->off);
+      if (n < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          return errno == EAGAIN;
+        }
+      c->off += (size_t) n;
+      s->credit_pending += (uint64_t) n;
+      if (c->off == c->len)
+        {
+          s->q_head = c->next;
+          if (!s->q_head)
+            s->q_tail = NULL;
+          free (c);
+        }
+    }
+  return true;
+}
+
 /* Ends a stream. With `kill_it`, a running process group gets SIGKILL
  * (its zombie is reaped later like any other) and a PUT's temporary
  * file is removed. Nothing is sent. */
