@@ -211,8 +211,8 @@ collect_machine_entry (const char *dir,
                        guint      *removed,
                        guint      *kept)
 {
-  static const char * const files[] = { "state.json", "ctl.sock", "owner.log" };
-  g_autofree char *state_path = g_build_filename (dir, "state.json", NULL);
+  static const char * const files[] = { MACHINE_STATE_FILE, MACHINE_SOCKET_FILE, MACHINE_LOG_FILE };
+  g_autofree char *state_path = g_build_filename (dir, MACHINE_STATE_FILE, NULL);
   g_autoptr(JsonParser) parser = json_parser_new ();
   JsonObject *object;
   gint64 pid;

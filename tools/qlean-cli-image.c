@@ -73,6 +73,116 @@ cli_image_from_argument (const char  *argument,
 
 /* qlean image ls */
 
+/* The size of an image's file in the cache (0 when it cannot be read). */
+static goffset
+cached_file_size (const char *cached)
+{
+  g_autoptr(GFile) file = g_file_new_for_path (cached);
+  g_autoptr(GFileInfo) info = g_file_query_info (file, G_FILE_ATTRIBUTE_STANDARD_SIZE,
+                                                 G_FILE_QUERY_INFO_NONE, NULL, NULL);
+
+  return info ? g_file_info_get_size (info) : 0;
+}
+
+/* One image of qlean image ls --json. */
+static void
+add_image_json (JsonBuilder *builder,
+                QleanImage  *image)
+{
+  g_autofree char *cached = qlean_image_get_cached_path (image);
+  g_autofree char *url = qlean_image_dup_url (image);
+  g_autofree char *checksum_url = NULL;
+  g_autofree char *release = NULL;
+  g_autofree char *format = NULL;
+  g_autofree char *eol = NULL;
+  g_auto(GStrv) aliases = NULL;
+  gboolean is_signed = FALSE;
+
+  g_object_get (image, "checksum-url", &checksum_url, "release", &release,
+                "format", &format, "aliases", &aliases, "eol", &eol,
+                "signed", &is_signed, NULL);
+
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "name");
+  json_builder_add_string_value (builder, qlean_image_get_name (image));
+  json_builder_set_member_name (builder, "aliases");
+  json_builder_begin_array (builder);
+  for (guint a = 0; aliases != NULL && aliases[a] != NULL; a++)
+    json_builder_add_string_value (builder, aliases[a]);
+  json_builder_end_array (builder);
+  json_builder_set_member_name (builder, "distro");
+  json_builder_add_string_value (builder, distro_name (qlean_image_get_distro (image)));
+  json_builder_set_member_name (builder, "release");
+  json_builder_add_string_value (builder, release);
+  json_builder_set_member_name (builder, "arch");
+  json_builder_add_string_value (builder, qlean_image_get_arch (image));
+  json_builder_set_member_name (builder, "format");
+  json_builder_add_string_value (builder, format);
+  json_builder_set_member_name (builder, "url");
+  json_builder_add_string_value (builder, url);
+  json_builder_set_member_name (builder, "checksum-url");
+  json_builder_add_string_value (builder, checksum_url);
+  json_builder_set_member_name (builder, "signed");
+  json_builder_add_boolean_value (builder, is_signed);
+  json_builder_set_member_name (builder, "eol");
+  json_builder_add_string_value (builder, eol);
+  json_builder_set_member_name (builder, "end-of-life");
+  json_builder_add_boolean_value (builder, eol_reached (eol));
+  json_builder_set_member_name (builder, "cached");
+  json_builder_add_string_value (builder, cached);
+  json_builder_set_member_name (builder, "size");
+  if (cached != NULL)
+    json_builder_add_int_value (builder, cached_file_size (cached));
+  else
+    json_builder_add_null_value (builder);
+  json_builder_end_object (builder);
+}
+
+static void
+print_images_json (GPtrArray *images)
+{
+  g_autoptr(JsonBuilder) builder = json_builder_new ();
+  g_autoptr(JsonNode) root = NULL;
+
+  json_builder_begin_array (builder);
+  for (guint i = 0; i < images->len; i++)
+    add_image_json (builder, g_ptr_array_index (images, i));
+  json_builder_end_array (builder);
+  root = json_builder_get_root (builder);
+  print_json (root);
+}
+
+static void
+print_images_table (GPtrArray *images)
+{
+  g_print ("%-36s %-7s %-7s %-7s %-17s %-9s %-10s %s\n", _("NAME"), _("DISTRO"), _("RELEASE"),
+           _("ARCH"), _("END OF LIFE"), _("SIGNATURE"), _("CACHED"), _("ALIASES"));
+  for (guint i = 0; i < images->len; i++)
+    {
+      QleanImage *image = g_ptr_array_index (images, i);
+      g_autofree char *cached = qlean_image_get_cached_path (image);
+      g_autofree char *release = NULL;
+      g_autofree char *size = NULL;
+      g_autofree char *alias_list = NULL;
+      g_autofree char *eol = NULL;
+      g_autofree char *eol_column = NULL;
+      g_auto(GStrv) aliases = NULL;
+      gboolean is_signed = FALSE;
+
+      g_object_get (image, "release", &release, "aliases", &aliases, "eol", &eol,
+                    "signed", &is_signed, NULL);
+      eol_column = eol_text (eol);
+      if (cached != NULL)
+        size = g_format_size (cached_file_size (cached));
+      alias_list = aliases ? g_strjoinv (", ", aliases) : g_strdup ("");
+
+      g_print ("%-36s %-7s %-7s %-7s %-17s %-9s %-10s %s\n", qlean_image_get_name (image),
+               distro_name (qlean_image_get_distro (image)), release ? release : "-",
+               qlean_image_get_arch (image), eol_column, is_signed ? _("checked") : _("none"),
+               size ? size : "-", alias_list);
+    }
+}
+
 static int
 image_ls (int    argc,
           char **argv)
@@ -99,108 +209,10 @@ image_ls (int    argc,
     }
 
   images = qlean_image_list_available ();
-
   if (opt_image_json)
-    {
-      g_autoptr(JsonBuilder) builder = json_builder_new ();
-      g_autoptr(JsonNode) root = NULL;
-
-      json_builder_begin_array (builder);
-      for (guint i = 0; i < images->len; i++)
-        {
-          QleanImage *image = g_ptr_array_index (images, i);
-          g_autofree char *cached = qlean_image_get_cached_path (image);
-          g_autofree char *url = qlean_image_dup_url (image);
-          g_autofree char *checksum_url = NULL;
-          g_autofree char *release = NULL;
-          g_autofree char *format = NULL;
-          g_autofree char *eol = NULL;
-          g_auto(GStrv) aliases = NULL;
-          gboolean is_signed = FALSE;
-
-          g_object_get (image, "checksum-url", &checksum_url, "release", &release,
-                        "format", &format, "aliases", &aliases, "eol", &eol,
-                        "signed", &is_signed, NULL);
-
-          json_builder_begin_object (builder);
-          json_builder_set_member_name (builder, "name");
-          json_builder_add_string_value (builder, qlean_image_get_name (image));
-          json_builder_set_member_name (builder, "aliases");
-          json_builder_begin_array (builder);
-          for (guint a = 0; aliases != NULL && aliases[a] != NULL; a++)
-            json_builder_add_string_value (builder, aliases[a]);
-          json_builder_end_array (builder);
-          json_builder_set_member_name (builder, "distro");
-          json_builder_add_string_value (builder, distro_name (qlean_image_get_distro (image)));
-          json_builder_set_member_name (builder, "release");
-          json_builder_add_string_value (builder, release);
-          json_builder_set_member_name (builder, "arch");
-          json_builder_add_string_value (builder, qlean_image_get_arch (image));
-          json_builder_set_member_name (builder, "format");
-          json_builder_add_string_value (builder, format);
-          json_builder_set_member_name (builder, "url");
-          json_builder_add_string_value (builder, url);
-          json_builder_set_member_name (builder, "checksum-url");
-          json_builder_add_string_value (builder, checksum_url);
-          json_builder_set_member_name (builder, "signed");
-          json_builder_add_boolean_value (builder, is_signed);
-          json_builder_set_member_name (builder, "eol");
-          json_builder_add_string_value (builder, eol);
-          json_builder_set_member_name (builder, "end-of-life");
-          json_builder_add_boolean_value (builder, eol_reached (eol));
-          json_builder_set_member_name (builder, "cached");
-          json_builder_add_string_value (builder, cached);
-          json_builder_set_member_name (builder, "size");
-          if (cached != NULL)
-            {
-              g_autoptr(GFile) file = g_file_new_for_path (cached);
-              g_autoptr(GFileInfo) info = g_file_query_info (file, G_FILE_ATTRIBUTE_STANDARD_SIZE,
-                                                             G_FILE_QUERY_INFO_NONE, NULL, NULL);
-
-              json_builder_add_int_value (builder, info ? g_file_info_get_size (info) : 0);
-            }
-          else
-            json_builder_add_null_value (builder);
-          json_builder_end_object (builder);
-        }
-      json_builder_end_array (builder);
-      root = json_builder_get_root (builder);
-      print_json (root);
-      return 0;
-    }
-
-  g_print ("%-36s %-7s %-7s %-7s %-17s %-9s %-10s %s\n", _("NAME"), _("DISTRO"), _("RELEASE"),
-           _("ARCH"), _("END OF LIFE"), _("SIGNATURE"), _("CACHED"), _("ALIASES"));
-  for (guint i = 0; i < images->len; i++)
-    {
-      QleanImage *image = g_ptr_array_index (images, i);
-      g_autofree char *cached = qlean_image_get_cached_path (image);
-      g_autofree char *release = NULL;
-      g_autofree char *size = NULL;
-      g_autofree char *alias_list = NULL;
-      g_autofree char *eol = NULL;
-      g_autofree char *eol_column = NULL;
-      g_auto(GStrv) aliases = NULL;
-      gboolean is_signed = FALSE;
-
-      g_object_get (image, "release", &release, "aliases", &aliases, "eol", &eol,
-                    "signed", &is_signed, NULL);
-      eol_column = eol_text (eol);
-      if (cached != NULL)
-        {
-          g_autoptr(GFile) file = g_file_new_for_path (cached);
-          g_autoptr(GFileInfo) info = g_file_query_info (file, G_FILE_ATTRIBUTE_STANDARD_SIZE,
-                                                         G_FILE_QUERY_INFO_NONE, NULL, NULL);
-
-          size = g_format_size (info ? g_file_info_get_size (info) : 0);
-        }
-      alias_list = aliases ? g_strjoinv (", ", aliases) : g_strdup ("");
-
-      g_print ("%-36s %-7s %-7s %-7s %-17s %-9s %-10s %s\n", qlean_image_get_name (image),
-               distro_name (qlean_image_get_distro (image)), release ? release : "-",
-               qlean_image_get_arch (image), eol_column, is_signed ? _("checked") : _("none"),
-               size ? size : "-", alias_list);
-    }
+    print_images_json (images);
+  else
+    print_images_table (images);
 
   return 0;
 }

@@ -3,7 +3,7 @@
  *
  * SPDX-License-Identifier: MIT
  *
- * A started machine belongs to its owner process (qlean-cli-machines.c);
+ * A started machine belongs to its owner process (qlean-cli-start.c);
  * others reach its guest through ctl.sock but cannot touch QEMU. So the
  * owner also listens on ctl-admin.sock in the machine's directory (mode
  * 0600 in a 0700 directory: this user only) for one request per
@@ -420,7 +420,7 @@ admin_call (const char  *command,
     return FALSE;
 
   path = g_build_filename (dir, ADMIN_SOCKET_FILE, NULL);
-  state_path = g_build_filename (dir, "state.json", NULL);
+  state_path = g_build_filename (dir, MACHINE_STATE_FILE, NULL);
   if (!g_file_test (state_path, G_FILE_TEST_EXISTS))
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,

@@ -754,7 +754,7 @@ cli_network_update_hosts (const char   *name,
       if (!g_str_equal (member->name, qlean_machine_get_name (self)))
         {
           g_autofree char *machine_dir = cli_machine_dir (member->name, NULL);
-          g_autofree char *socket_path = machine_dir ? g_build_filename (machine_dir, "ctl.sock", NULL) : NULL;
+          g_autofree char *socket_path = machine_dir ? g_build_filename (machine_dir, MACHINE_SOCKET_FILE, NULL) : NULL;
 
           /* One that still starts lists everybody itself once it runs. */
           if (socket_path == NULL || !g_file_test (socket_path, G_FILE_TEST_EXISTS))
