@@ -93,6 +93,10 @@ void               qlean_machine_run_starting_async       (QleanMachine        *
 gboolean           qlean_machine_uses_agent_only          (QleanMachine        *self);
 /* Any thread: the channel as it is, answering or not; NULL when stopped. */
 QleanGuestChannel *qlean_machine_peek_guest_channel       (QleanMachine        *self);
+/* Worker thread: the machine's current run (qlean-machine-run-private.h),
+ * or its last one while it does not run. */
+typedef struct _QleanMachineRun QleanMachineRun;
+QleanMachineRun   *qlean_machine_get_run                  (QleanMachine        *self);
 /* Any thread: how long a data port call waits for each frame of
  * qlean-guest (the agent client's timeout; 0 = forever). */
 guint              qlean_machine_get_guest_timeout        (QleanMachine        *self);

@@ -40,8 +40,8 @@
 #include "qlean-error.h"
 #include "qlean-guest-channel-private.h"
 #include "qlean-json-channel-private.h"
-#include "qlean-machine-forward-private.h"
 #include "qlean-machine-private.h"
+#include "qlean-machine-run-private.h"
 #include "qlean-sync-private.h"
 #include "qlean-worker-private.h"
 #include "qlean-errno-private.h"
@@ -481,39 +481,34 @@ forwards_unref_in_worker (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
-/* A machine finalized while it forwarded ports (dropped while running):
- * its sockets belong to the worker. */
+/* The run ended (on the worker: its ports are free again at once), or a
+ * machine was finalized while it forwarded ports (dropped while
+ * running): its sockets belong to the worker. */
 static void
 forwards_destroy (gpointer data)
 {
-  qlean_worker_invoke (forwards_unref_in_worker, data, NULL);
+  if (qlean_worker_is_current ())
+    g_ptr_array_unref (data);
+  else
+    qlean_worker_invoke (forwards_unref_in_worker, data, NULL);
 }
 
-/* The machine's forwards, created on first use; worker only. */
+/* The forwards of the machine's run, created on first use; they end
+ * with the run (qlean_machine_release_run()). Worker only. */
 static GPtrArray *
 get_forwards (QleanMachine *self,
               gboolean      create)
 {
-  GPtrArray *forwards = g_object_get_data (G_OBJECT (self), FORWARDS_KEY);
+  QleanMachineRun *run = qlean_machine_get_run (self);
+  GPtrArray *forwards = qlean_machine_run_get_data (run, FORWARDS_KEY);
 
   if (forwards == NULL && create)
     {
       forwards = g_ptr_array_new_with_free_func ((GDestroyNotify) forward_close);
-      g_object_set_data_full (G_OBJECT (self), FORWARDS_KEY, forwards, forwards_destroy);
+      qlean_machine_run_set_data (run, FORWARDS_KEY, forwards, forwards_destroy);
     }
 
   return forwards;
-}
-
-void
-qlean_machine_forward_release (QleanMachine *self)
-{
-  GPtrArray *forwards = get_forwards (self, FALSE);
-
-  g_assert (qlean_worker_is_current ());
-
-  if (forwards != NULL)
-    g_ptr_array_set_size (forwards, 0);
 }
 
 /* Public API */

@@ -1,0 +1,185 @@
+/* qlean-machine-object-private.h: what the machine's own files share
+ *
+ * QleanMachine is one object in several files, one concern each (see
+ * the comment at the top of each); this header holds its instance
+ * struct and the functions those files call in each other. Nothing
+ * outside lib/machine/qlean-machine*.c includes it: the rest of Qlean
+ * uses qlean-machine-private.h.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#pragma once
+
+#ifndef QLEAN_COMPILATION
+#error "qlean-machine-object-private.h is private to Qlean: include <qlean/qlean.h>"
+#endif
+
+#include "qlean-guest-channel-private.h"
+#include "qlean-guest-relay-private.h"
+#include "qlean-host-private.h"
+#include "qlean-machine-private.h"
+#include "qlean-machine-run-private.h"
+#include "qlean-network-private.h"
+#include "qlean-qemu-argv-private.h"
+#include "qlean-qga-client-private.h"
+#include "qlean-qmp-client-private.h"
+#include "qlean-run-logs-private.h"
+#include "qlean-util-private.h"
+
+G_BEGIN_DECLS
+
+#define DEFAULT_BOOT_TIMEOUT_MS 60000
+#define DEFAULT_SHUTDOWN_TIMEOUT_MS 20000
+#define ESCALATION_STEP_MS 3000
+#define SYNC_ATTEMPT_MS 3000
+#define QMP_FAILURE_GRACE_MS 1000
+#define TAIL_LINES 20
+/* Where the kernel's panic line is looked for: it prints a stack trace
+ * and more after it. */
+#define PANIC_TAIL_LINES 80
+/* The descriptors QEMU inherits: its listening sockets for QMP, the
+ * agent's port and qlean-guest's data port (we listen, QEMU accepts). */
+#define QLEAN_QMP_FD 3
+#define QLEAN_QGA_FD 4
+#define QLEAN_DATA_FD 5
+/* The descriptor QEMU inherits the saved state it loads on. */
+#define QLEAN_STATE_FD 6
+/* The descriptor QEMU writes the serial console to (a pipe). */
+#define QLEAN_CONSOLE_FD 7
+
+struct _QleanMachine
+{
+  GObject             parent_instance;
+
+  char               *name;
+  QleanImage         *image;
+  QleanMachineConfig *config;
+  GMainContext       *owner_context;
+  QleanLink          *link;
+  gint                state;
+  guint               boot_timeout_ms;
+  guint               shutdown_timeout_ms;
+  gint                notify_pending;
+  /* The transport of this run (QleanGuestTransport): AUTO until it is
+   * decided, once per run, as the machine becomes ready. */
+  gint                guest_transport;
+  /* Pool network (qlean-machine-network.c); fixed at construction. */
+  QleanNetwork       *network;
+  char               *mac_address;
+
+  /* Replaced on the worker, read anywhere: under the lock. */
+  GMutex              lock;
+  /* The current run, or the last one until the next start; never NULL.
+   * Its fields have the lock zones its header says. */
+  QleanMachineRun    *run;
+  char               *crash_reason;
+  QleanRunLogs       *last_logs;   /* of the last run, for save_logs */
+  gboolean            attached;
+
+  /* Worker only. */
+  gboolean            first_boot;       /* initialize(): boot with the cloud-init seed */
+  /* The state file the next start loads (qlean-machine-snapshot.c),
+   * and how: that start's run does the loading. */
+  char               *incoming;
+  gboolean            incoming_new_identity;
+  char               *incoming_old_mac; /* the saved card's MAC, to replace */
+  char               *state_dir;        /* snapshots; lives as long as the machine */
+  GPtrArray          *exit_waiters;
+};
+
+typedef enum
+{
+  SIGNAL_READY,
+  SIGNAL_STOPPED,
+  SIGNAL_CRASHED,
+  N_SIGNALS
+} QleanMachineSignal;
+
+/* qlean-machine.c: state and signals */
+void qlean_machine_emit_signal (QleanMachine       *self,
+                                QleanMachineSignal  which);
+void qlean_machine_set_state   (QleanMachine       *self,
+                                QleanMachineState   state);
+
+/* qlean-machine-run.c: what a run leaves and how it ends */
+char *qlean_machine_run_file_tail (QleanMachine *self,
+                                   const char   *file,
+                                   guint         n_lines);
+void  qlean_machine_release_run   (QleanMachine *self);
+void  qlean_machine_signal_qemu   (QleanMachine *self,
+                                   int           signum);
+char *qlean_machine_panic_text    (QleanMachine *self);
+
+/* qlean-machine-launch.c: QEMU's command line and its start */
+typedef struct
+{
+  QleanQemuSpec      spec;
+  char              *qemu_binary;
+  char              *cmdline;
+  QleanNetworkLease *net_lease;
+  QleanQemuShare    *shares;
+} ResolvedSpec;
+
+void resolved_spec_clear (ResolvedSpec *resolved);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (ResolvedSpec, resolved_spec_clear)
+
+GIOStream *qlean_machine_connect_unix (const char  *path,
+                                       GError     **error);
+
+/* qlean-machine-boot-state.c: fast start and loading a saved state */
+void     qlean_machine_unlock_boot_state   (QleanMachine       *self);
+void     qlean_machine_pick_boot_state     (QleanMachine       *self,
+                                            ResolvedSpec       *resolved);
+void     qlean_machine_boot_state_saved_cb (GObject            *source,
+                                            GAsyncResult       *result,
+                                            gpointer            user_data);
+void     qlean_machine_template_cleaned_cb (GObject            *source,
+                                            GAsyncResult       *result,
+                                            gpointer            user_data);
+extern const char qlean_machine_template_clean_script[];
+void     qlean_machine_load_incoming       (QleanMachine       *self);
+void     qlean_machine_fix_identity_async  (QleanMachine       *self,
+                                            gboolean            new_identity,
+                                            GAsyncReadyCallback callback,
+                                            gpointer            user_data);
+void     qlean_machine_identity_fixed_cb   (GObject            *source,
+                                            GAsyncResult       *result,
+                                            gpointer            user_data);
+
+/* qlean-machine-boot.c: from QEMU's start to a ready guest */
+void     qlean_machine_spawn_fail          (QleanMachine       *self,
+                                            GError             *error);
+void     qlean_machine_spawn_maybe_done    (QleanMachine       *self);
+void     qlean_machine_step_done           (QleanMachine       *self,
+                                            GAsyncResult       *result,
+                                            GTask              *spawn_task,
+                                            gboolean           *running,
+                                            gboolean           *done);
+void     qlean_machine_guest_panicked      (QleanMachine       *self);
+void     qlean_machine_guest_hello_cb      (GObject            *source,
+                                            GAsyncResult       *result,
+                                            gpointer            user_data);
+void     qlean_machine_qmp_ready_cb        (GObject            *source,
+                                            GAsyncResult       *result,
+                                            gpointer            user_data);
+gboolean qlean_machine_boot_timeout_cb     (gpointer            user_data);
+gboolean qlean_machine_spawn_cancelled_cb  (gpointer            user_data);
+void     qlean_machine_try_agent           (QleanMachine       *self);
+void     qlean_machine_watch_console_panic (QleanMachine       *self,
+                                            QleanConsoleLog    *console);
+
+/* qlean-machine-control.c: exec, stop, pause, and QEMU's end */
+void     qlean_machine_qemu_exited_cb      (GObject            *source,
+                                            GAsyncResult       *result,
+                                            gpointer            user_data);
+
+/* qlean-machine-shares.c: host folders in the guest */
+void     qlean_machine_mount_shares_async  (QleanMachine       *self,
+                                            GAsyncReadyCallback callback,
+                                            gpointer            user_data);
+void     qlean_machine_shares_mounted_cb   (GObject            *source,
+                                            GAsyncResult       *result,
+                                            gpointer            user_data);
+
+G_END_DECLS

@@ -1,0 +1,103 @@
+/* qlean-machine-run-private.h: one run of a machine's QEMU
+ *
+ * A QleanMachine is a definition (name, image, config, network), a state
+ * and signals; a QleanMachineRun is what exists only while its QEMU
+ * runs, as GSubprocess is one run of what a GSubprocessLauncher
+ * defines. The machine makes a new run at each start and keeps the last
+ * one until the next (its fields then say how it ended); releasing it
+ * (qlean_machine_release_run()) drops its process, clients and timers.
+ *
+ * Other parts of Qlean that keep something for as long as a run lasts
+ * (port forwards) keep it in the run's data, which goes with the run.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#pragma once
+
+#ifndef QLEAN_COMPILATION
+#error "qlean-machine-run-private.h is private to Qlean: include <qlean/qlean.h>"
+#endif
+
+#include <gio/gio.h>
+
+#include "qlean-guest-channel-private.h"
+#include "qlean-guest-relay-private.h"
+#include "qlean-qga-client.h"
+#include "qlean-qmp-client.h"
+
+G_BEGIN_DECLS
+
+typedef struct _QleanConsoleLog QleanConsoleLog;
+typedef struct _QleanMachineRun QleanMachineRun;
+
+struct _QleanMachineRun
+{
+  /* Written on the worker, read anywhere: under the machine's lock. */
+  char               *run_dir;
+  GPid                pid;
+  QleanQmpClient     *qmp;
+  QleanQgaClient     *qga;
+  QleanGuestChannel  *guest;
+  QleanGuestRelay    *relay;
+  QleanConsoleLog    *console;
+
+  /* Worker only. */
+  GSubprocess        *qemu;
+  gboolean            qemu_exited;
+  gboolean            stop_requested;
+  gboolean            panicked;
+  /* Loading a saved state (the machine's incoming) */
+  gboolean            restoring;        /* this start loads a state */
+  gboolean            restore_fixing;
+  gboolean            restore_fixed;
+  GSource            *incoming_poll;
+  /* Fast start (qlean-machine-boot-state.c) */
+  char               *boot_state_save;  /* save the boot here once ready */
+  int                 boot_state_lock;  /* flock held while saving or loading */
+  char               *boot_state_used;  /* the state this start loads */
+  /* Memory templates: the RAM file a saving machine runs on (shared;
+   * copied to the template when saved, removed with the run), and
+   * whether this start maps a template privately. */
+  char               *mem_template_work;
+  gboolean            mem_template_load;
+  char               *mem_template_ram;   /* the template this start maps */
+  /* The start (qlean-machine-boot.c) */
+  GTask              *spawn_task;
+  GError             *spawn_error;
+  GSource            *boot_timer;
+  GSource            *spawn_cancel;
+  GSource            *qmp_grace_timer;
+  gboolean            qmp_ready;
+  gboolean            agent_ready;
+  gint64              hello_deadline;   /* auto transport: how long HELLO may take */
+  GSource            *hello_timer;
+  gboolean            network_configuring;
+  gboolean            network_ready;
+  /* Shared folders: mounted in the guest once per start. */
+  gboolean            shares_mounting;
+  gboolean            shares_mounted;
+  /* Shutting down (qlean-machine-control.c) */
+  GSource            *shutdown_timer;
+  guint               shutdown_stage;
+
+  /* What other parts keep for this run (worker only). */
+  GData              *data;
+};
+
+QleanMachineRun *qlean_machine_run_new   (void);
+QleanMachineRun *qlean_machine_run_ref   (QleanMachineRun *run);
+void             qlean_machine_run_unref (QleanMachineRun *run);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (QleanMachineRun, qlean_machine_run_unref)
+
+/* Worker thread: data kept for as long as the run lasts; @destroy runs
+ * when the run is released (on the worker) or, for a machine dropped
+ * while it runs, when the run is freed (on any thread). */
+gpointer         qlean_machine_run_get_data (QleanMachineRun *run,
+                                             const char      *key);
+void             qlean_machine_run_set_data (QleanMachineRun *run,
+                                             const char      *key,
+                                             gpointer         data,
+                                             GDestroyNotify   destroy);
+
+G_END_DECLS

@@ -1,0 +1,423 @@
+/* qlean-machine-run.c: what a run of QEMU leaves behind and how it goes
+ *
+ * A run is what exists only while QEMU runs: its run directory, its
+ * process, the QMP, agent and qlean-guest clients, its timers. Here:
+ * reading the run's files, releasing the run once QEMU is gone, and the
+ * few things every other part asks of a live run (its qlean-guest
+ * channel, a signal to QEMU, setting the guest's clock). Apart from the
+ * boot and the controls, which both end a run the same way.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
+#include <glib/gi18n-lib.h>
+
+#include "qlean-enums.h"
+#include "qlean-error.h"
+#include "qlean-machine-object-private.h"
+#include "qlean-guest-process-private.h"
+#include "qlean-worker-private.h"
+
+/* The run object */
+
+static void
+qlean_machine_run_clear (gpointer data)
+{
+  QleanMachineRun *run = data;
+
+  /* A start holds the machine: a run is never dropped while starting. */
+  g_assert (run->spawn_task == NULL);
+  g_datalist_clear (&run->data);
+  g_clear_error (&run->spawn_error);
+  qlean_clear_source (&run->incoming_poll);
+  qlean_clear_source (&run->boot_timer);
+  qlean_clear_source (&run->hello_timer);
+  qlean_clear_source (&run->spawn_cancel);
+  qlean_clear_source (&run->qmp_grace_timer);
+  qlean_clear_source (&run->shutdown_timer);
+  g_free (run->boot_state_save);
+  g_free (run->boot_state_used);
+  if (run->mem_template_work != NULL)
+    g_unlink (run->mem_template_work);
+  g_free (run->mem_template_work);
+  g_free (run->mem_template_ram);
+  if (run->boot_state_lock >= 0)
+    close (run->boot_state_lock);
+  /* Closed by now (released, or the machine disposed): only dropped. */
+  g_clear_object (&run->qemu);
+  g_clear_object (&run->qmp);
+  g_clear_object (&run->qga);
+  g_clear_object (&run->guest);
+  g_clear_object (&run->relay);
+  g_clear_pointer (&run->console, qlean_console_log_unref);
+  g_free (run->run_dir);
+}
+
+QleanMachineRun *
+qlean_machine_run_new (void)
+{
+  QleanMachineRun *run = g_atomic_rc_box_new0 (QleanMachineRun);
+
+  run->boot_state_lock = -1;
+  g_datalist_init (&run->data);
+  return run;
+}
+
+QleanMachineRun *
+qlean_machine_run_ref (QleanMachineRun *run)
+{
+  return g_atomic_rc_box_acquire (run);
+}
+
+void
+qlean_machine_run_unref (QleanMachineRun *run)
+{
+  g_atomic_rc_box_release_full (run, qlean_machine_run_clear);
+}
+
+gpointer
+qlean_machine_run_get_data (QleanMachineRun *run,
+                            const char      *key)
+{
+  return g_datalist_get_data (&run->data, key);
+}
+
+void
+qlean_machine_run_set_data (QleanMachineRun *run,
+                            const char      *key,
+                            gpointer         data,
+                            GDestroyNotify   destroy)
+{
+  g_datalist_set_data_full (&run->data, key, data, destroy);
+}
+
+/* Everything below runs on the worker thread, which owns the machine's
+ * QEMU process, clients and timers. */
+
+char *
+qlean_machine_run_file_tail (QleanMachine *self,
+                             const char   *file,
+                             guint         n_lines)
+{
+  g_autofree char *path = NULL;
+  char *tail;
+
+  if (self->run->run_dir == NULL)
+    return g_strdup ("");
+
+  path = g_build_filename (self->run->run_dir, file, NULL);
+  tail = qlean_file_tail (path, n_lines);
+
+  return tail ? tail : g_strdup ("");
+}
+
+/* Drops what a run leaves behind: clients, timers, the run directory. */
+void
+qlean_machine_release_run (QleanMachine *self)
+{
+  g_autoptr(QleanQmpClient) qmp = NULL;
+  g_autoptr(QleanQgaClient) qga = NULL;
+  g_autoptr(QleanGuestChannel) guest = NULL;
+  g_autoptr(QleanGuestRelay) relay = NULL;
+  g_autoptr(QleanConsoleLog) console = NULL;
+  g_autofree char *run_dir = NULL;
+
+  qlean_clear_source (&self->run->boot_timer);
+  qlean_clear_source (&self->run->hello_timer);
+  qlean_clear_source (&self->run->spawn_cancel);
+  qlean_clear_source (&self->run->qmp_grace_timer);
+  qlean_clear_source (&self->run->shutdown_timer);
+  qlean_clear_source (&self->run->incoming_poll);
+  g_clear_pointer (&self->incoming, g_free);
+  g_clear_pointer (&self->run->boot_state_save, g_free);
+  qlean_machine_unlock_boot_state (self);
+  if (self->run->mem_template_work != NULL)
+    {
+      g_unlink (self->run->mem_template_work);
+      g_clear_pointer (&self->run->mem_template_work, g_free);
+    }
+  self->run->mem_template_load = FALSE;
+  g_clear_pointer (&self->run->mem_template_ram, g_free);
+  /* A saved boot that failed to load (QEMU or its machine changed in a
+   * way the key misses) must not fail the next start too. */
+  if (self->run->boot_state_used != NULL)
+    {
+      g_autofree char *ram = g_strconcat (self->run->boot_state_used, ".ram", NULL);
+
+      g_unlink (self->run->boot_state_used);
+      g_unlink (ram);
+      g_clear_pointer (&self->run->boot_state_used, g_free);
+    }
+  self->run->restoring = FALSE;
+  self->run->restore_fixing = FALSE;
+  self->run->restore_fixed = FALSE;
+
+  /* What other parts kept for the run ends with it: port forwards
+   * (qlean-machine-forward.c), whose ports are free again once this
+   * returns. */
+  g_datalist_clear (&self->run->data);
+
+  g_mutex_lock (&self->lock);
+  qmp = g_steal_pointer (&self->run->qmp);
+  qga = g_steal_pointer (&self->run->qga);
+  guest = g_steal_pointer (&self->run->guest);
+  relay = g_steal_pointer (&self->run->relay);
+  run_dir = g_steal_pointer (&self->run->run_dir);
+  console = g_steal_pointer (&self->run->console);
+  self->run->pid = 0;
+  g_mutex_unlock (&self->lock);
+
+  if (console != NULL)
+    qlean_console_log_close (console);
+
+  if (relay != NULL)
+    qlean_guest_relay_close (relay);
+  if (qmp != NULL)
+    qlean_qmp_client_close (qmp);
+  if (qga != NULL)
+    qlean_qga_client_close (qga);
+  if (guest != NULL)
+    qlean_guest_channel_close (guest);
+
+  /* Logs: keep the last run's in memory (see qlean_machine_save_logs). */
+  if (run_dir != NULL)
+    {
+      QleanRunLogs *logs = qlean_run_logs_capture (run_dir);
+
+      g_mutex_lock (&self->lock);
+      g_clear_pointer (&self->last_logs, qlean_run_logs_free);
+      self->last_logs = logs;
+      g_mutex_unlock (&self->lock);
+    }
+
+  if (run_dir != NULL && qlean_machine_config_get_clear (self->config))
+    {
+      g_autoptr(GError) error = NULL;
+
+      if (!qlean_rm_rf (run_dir, &error))
+        g_warning ("Could not remove run directory %s: %s", run_dir, error->message);
+    }
+
+  g_clear_object (&self->run->qemu);
+  self->run->shutdown_stage = 0;
+  self->run->qmp_ready = FALSE;
+  self->run->agent_ready = FALSE;
+  g_atomic_int_set (&self->guest_transport, QLEAN_GUEST_TRANSPORT_AUTO);
+}
+
+void
+qlean_machine_signal_qemu (QleanMachine *self,
+                           int           signum)
+{
+  if (self->run->qemu != NULL && !self->run->qemu_exited)
+    g_subprocess_send_signal (self->run->qemu, signum);
+}
+
+/* The kernel's panic line at the end of the console log ("Kernel panic -
+ * not syncing: …"), or NULL when it printed none. */
+char *
+qlean_machine_panic_text (QleanMachine *self)
+{
+  g_autofree char *tail = NULL;
+  const char *line, *end;
+
+  if (self->run->console != NULL)
+    qlean_console_log_flush (self->run->console);
+  tail = qlean_machine_run_file_tail (self, QLEAN_CONSOLE_LOG, PANIC_TAIL_LINES);
+  line = g_strrstr (tail, "Kernel panic - not syncing");
+  if (line == NULL)
+    return NULL;
+
+  /* The last one may be the "---[ end Kernel panic - …: why ]---" line. */
+  end = strchr (line, '\n');
+  if (end == NULL)
+    end = line + strlen (line);
+  while (end > line && g_ascii_isspace (end[-1]))
+    end--;
+  if (end - line > 5 && strncmp (end - 5, " ]---", 5) == 0)
+    end -= 5;
+
+  return g_strndup (line, end - line);
+}
+
+/* The agent's way: guest-set-time, which also runs `hwclock -w` in the
+ * guest (about 0.1 s of the guest's CPU under TCG). */
+static void
+qlean_machine_fix_clock_by_agent (QleanMachine *self)
+{
+  g_autoptr(JsonObject) arguments = json_object_new ();
+  g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (self);
+
+  if (qga == NULL)
+    return;
+
+  json_object_set_int_member (arguments, "time", g_get_real_time () * 1000);
+  qlean_qga_client_execute_async (qga, "guest-set-time", arguments, NULL, NULL, NULL);
+}
+
+static void
+qlean_machine_clock_set_cb (QleanGuestStream *stream,
+                            guint8            type,
+                            guint8            fd,
+                            GBytes           *payload,
+                            const GError     *error,
+                            gpointer          user_data)
+{
+  QleanLink *link = user_data;
+  g_autoptr(QleanMachine) self = NULL;
+
+  if (type != QLEAN_GUEST_FRAME_DONE && type != QLEAN_GUEST_FRAME_ERROR && type != 0)
+    return;
+
+  qlean_guest_stream_close (stream);
+  /* An older qlean-guest (in an image prepared before it learnt
+   * SET_CLOCK) says it does not know the operation: use the agent. */
+  if (type == QLEAN_GUEST_FRAME_ERROR && (self = qlean_link_get (link)) != NULL)
+    qlean_machine_fix_clock_by_agent (self);
+}
+
+static gboolean
+qlean_machine_fix_clock_in_worker (gpointer user_data)
+{
+  QleanLink *link = user_data;
+  g_autoptr(QleanMachine) self = qlean_link_get (link);
+  g_autoptr(QleanGuestChannel) channel = NULL;
+  g_autoptr(QleanGuestStream) stream = NULL;
+  QleanGuestTlv *tlv;
+
+  if (self == NULL)
+    return G_SOURCE_REMOVE;
+
+  channel = qlean_machine_peek_guest_channel (self);
+  if (channel == NULL || !qlean_guest_channel_is_ready (channel))
+    {
+      qlean_machine_fix_clock_by_agent (self);
+      return G_SOURCE_REMOVE;
+    }
+
+  tlv = qlean_guest_tlv_new ();
+  qlean_guest_tlv_add_u32 (tlv, QLEAN_GUEST_TAG_OP, QLEAN_GUEST_FS_SET_CLOCK);
+  qlean_guest_tlv_add_string (tlv, QLEAN_GUEST_TAG_PATH, "/");
+  qlean_guest_tlv_add_i64 (tlv, QLEAN_GUEST_TAG_MTIME, g_get_real_time () * 1000);
+  {
+    g_autoptr(GBytes) request = qlean_guest_tlv_free_to_bytes (tlv);
+
+    stream = qlean_guest_channel_open_stream (channel, QLEAN_GUEST_FRAME_FS, request,
+                                              qlean_machine_clock_set_cb,
+                                              qlean_link_ref (self->link), qlean_link_unref);
+    qlean_guest_stream_set_timeout (stream, qlean_machine_get_guest_timeout (self));
+  }
+
+  return G_SOURCE_REMOVE;
+}
+
+/* The guest's clock stands still while QEMU is stopped (paused, being
+ * snapshotted, restored): set it from the host's, through qlean-guest
+ * when it answers, else through the agent. Fire and forget: a guest that
+ * refuses just keeps its clock. Any thread. */
+void
+qlean_machine_fix_clock (QleanMachine *self)
+{
+  qlean_worker_invoke (qlean_machine_fix_clock_in_worker, qlean_link_ref (self->link),
+                       qlean_link_unref);
+}
+
+/* The channel to qlean-guest */
+
+static void
+qlean_machine_guest_ready_cb (GObject      *source,
+                              GAsyncResult *result,
+                              gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  GError *error = NULL;
+
+  if (!qlean_guest_channel_hello_finish (QLEAN_GUEST_CHANNEL (source), result, &error))
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                               _("qlean-guest does not answer in machine “%s”: %s"),
+                               self->name, error->message);
+      g_error_free (error);
+      return;
+    }
+
+  g_task_return_pointer (task, g_object_ref (source), g_object_unref);
+}
+
+static gboolean
+qlean_machine_get_guest_channel_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+
+  if (self->run->guest == NULL)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Machine “%s” is %s, not running"), self->name,
+                               qlean_machine_state_to_string (qlean_machine_get_state (self)));
+      return G_SOURCE_REMOVE;
+    }
+
+  if (qlean_machine_uses_agent_only (self))
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                               _("machine “%s” reaches its guest through the QEMU guest agent "
+                                 "alone (guest-transport “agent”), and this needs qlean-guest "
+                                 "(sharing the machine, processes with live output or a "
+                                 "terminal, port forwarding); use transport “auto” or "
+                                 "“qlean-guest” for it"),
+                               self->name);
+      return G_SOURCE_REMOVE;
+    }
+
+  if (qlean_guest_channel_is_ready (self->run->guest))
+    {
+      g_task_return_pointer (task, g_object_ref (self->run->guest), g_object_unref);
+      return G_SOURCE_REMOVE;
+    }
+
+  qlean_guest_channel_hello_async (self->run->guest, 5000, g_task_get_cancellable (task),
+                                   qlean_machine_guest_ready_cb, g_object_ref (task));
+  return G_SOURCE_REMOVE;
+}
+
+void
+qlean_machine_get_guest_channel_async (QleanMachine        *self,
+                                       GCancellable        *cancellable,
+                                       GAsyncReadyCallback  callback,
+                                       gpointer             user_data)
+{
+  GTask *task = g_task_new (self, cancellable, callback, user_data);
+
+  g_task_set_source_tag (task, qlean_machine_get_guest_channel_async);
+  qlean_worker_invoke (qlean_machine_get_guest_channel_in_worker, task, g_object_unref);
+}
+
+QleanGuestChannel *
+qlean_machine_get_guest_channel_finish (QleanMachine  *self,
+                                        GAsyncResult  *result,
+                                        GError       **error)
+{
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+QleanGuestChannel *
+qlean_machine_peek_guest_channel (QleanMachine *self)
+{
+  QleanGuestChannel *channel;
+
+  g_mutex_lock (&self->lock);
+  channel = self->run->guest ? g_object_ref (self->run->guest) : NULL;
+  g_mutex_unlock (&self->lock);
+
+  return channel;
+}

@@ -1,0 +1,366 @@
+/* qlean-machine-shares.c: host folders in the guest, and a machine shared with other processes
+ *
+ * Two kinds of sharing: the host folders a machine's config mounts in
+ * its guest (9p, once per start), and share()/attach(), which let other
+ * processes reach a running machine through qlean-guest's relay.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
+#include <glib/gi18n-lib.h>
+
+#include "qlean-enums.h"
+#include "qlean-error.h"
+#include "qlean-machine-object-private.h"
+#include "qlean-sync-private.h"
+#include "qlean-worker-private.h"
+
+/* Mounts each shared folder at its guest path: $1 the 9p module
+ * directory of the minimal image, then tag, path and options for each.
+ * The minimal image's init does not load 9p at boot (it costs boot time
+ * for every machine); other guests load it on demand. */
+static const char mount_shares_script[] =
+  "for m in \"$1\"/*.ko; do\n"
+  "  [ -e \"$m\" ] || continue\n"
+  "  n=${m##*/}; n=${n#*-}; n=${n%.ko}\n"
+  "  [ -d \"/sys/module/$n\" ] || insmod \"$m\" || exit 1\n"
+  "done\n"
+  "shift\n"
+  "while [ $# -ge 3 ]; do\n"
+  "  mkdir -p -- \"$2\" && mount -t 9p -o \"$3\" \"$1\" \"$2\" || exit 1\n"
+  "  shift 3\n"
+  "done\n";
+
+static void
+qlean_machine_shares_ran_cb (GObject      *source,
+                             GAsyncResult *result,
+                             gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(QleanExecResult) ran = NULL;
+  GError *error = NULL;
+
+  ran = qlean_machine_exec_finish (QLEAN_MACHINE (source), result, &error);
+  if (ran == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  if (!qlean_exec_result_success (ran))
+    {
+      g_autofree char *err = qlean_exec_result_get_stderr_text (ran);
+
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                               _("Could not mount the shared folders in machine “%s” (does its "
+                                 "kernel have 9p?): %s"),
+                               QLEAN_MACHINE (source)->name, err ? g_strstrip (err) : "");
+      return;
+    }
+
+  g_task_return_boolean (task, TRUE);
+}
+
+void
+qlean_machine_mount_shares_async (QleanMachine        *self,
+                                  GAsyncReadyCallback  callback,
+                                  gpointer             user_data)
+{
+  g_autoptr(GTask) task = g_task_new (self, NULL, callback, user_data);
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  guint n = qlean_machine_config_get_n_shares (self->config);
+
+  g_ptr_array_add (argv, g_strdup ("/bin/sh"));
+  g_ptr_array_add (argv, g_strdup ("-c"));
+  g_ptr_array_add (argv, g_strdup (mount_shares_script));
+  g_ptr_array_add (argv, g_strdup ("sh"));
+  g_ptr_array_add (argv, g_strdup ("/lib/modules/qlean/9p"));
+  for (guint i = 0; i < n; i++)
+    {
+      const char *guest_path;
+      QleanShareFlags flags;
+
+      qlean_machine_config_get_share (self->config, i, &guest_path, &flags);
+      g_ptr_array_add (argv, g_strdup_printf (QLEAN_SHARE_TAG_PREFIX "%u", i));
+      g_ptr_array_add (argv, g_strdup (guest_path));
+      /* msize: 9p's 8 KiB default makes every read a round trip per
+       * 8 KiB; 512000 is the most virtio takes. */
+      g_ptr_array_add (argv, g_strdup_printf ("trans=virtio,version=9p2000.L,msize=512000%s",
+                                              (flags & QLEAN_SHARE_READONLY) ? ",ro" : ""));
+    }
+  g_ptr_array_add (argv, NULL);
+
+  qlean_machine_run_starting_async (self, (const char * const *) argv->pdata, NULL, NULL,
+                                    qlean_machine_shares_ran_cb, g_steal_pointer (&task));
+}
+
+gboolean
+qlean_machine_shares_mounted (QleanMachine *self)
+{
+  return self->run->shares_mounted;
+}
+
+void
+qlean_machine_shares_mounted_cb (GObject      *source,
+                                 GAsyncResult *result,
+                                 gpointer      user_data)
+{
+  QleanMachine *self = QLEAN_MACHINE (source);
+  g_autoptr(GTask) spawn_task = user_data;
+
+  qlean_machine_step_done (self, result, spawn_task, &self->run->shares_mounting, &self->run->shares_mounted);
+}
+
+/* Sharing a running machine with other processes */
+
+typedef struct
+{
+  char   *path;
+  GError *error;
+  gint    done;
+} ShareData;
+
+static void
+qlean_machine_share_channel_cb (GObject      *source,
+                                GAsyncResult *result,
+                                gpointer      user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  const char *path = g_task_get_task_data (task);
+  g_autoptr(QleanGuestChannel) channel = NULL;
+  GError *error = NULL;
+  QleanGuestRelay *relay;
+
+  channel = qlean_machine_get_guest_channel_finish (self, result, &error);
+  if (channel == NULL)
+    {
+      g_task_return_error (task, error);
+      g_object_unref (task);
+      return;
+    }
+
+  if (self->run->relay != NULL)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Machine “%s” is already shared"), self->name);
+      g_object_unref (task);
+      return;
+    }
+
+  relay = qlean_guest_relay_new (channel, path, &error);
+  if (relay == NULL)
+    {
+      g_prefix_error (&error, _("Cannot share machine “%s” on %s: "), self->name, path);
+      g_task_return_error (task, error);
+      g_object_unref (task);
+      return;
+    }
+
+  g_mutex_lock (&self->lock);
+  self->run->relay = relay;
+  g_mutex_unlock (&self->lock);
+  g_task_return_boolean (task, TRUE);
+  g_object_unref (task);
+}
+
+static gboolean
+qlean_machine_share_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+
+  qlean_machine_get_guest_channel_async (self, NULL, qlean_machine_share_channel_cb, task);
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * qlean_machine_share:
+ * @self: a running #QleanMachine
+ * @socket_path: (type filename): where to listen, a unix socket path that
+ *   does not exist yet
+ * @error: return location for a #GError
+ *
+ * Lets other processes use the running machine: each connection to
+ * @socket_path may run processes and move files in it, as
+ * [ctor@Machine.attach] does, while this process keeps owning QEMU. This
+ * is how `qlean start` serves `qlean exec`. The socket is mode 0600 and
+ * goes away when the machine stops.
+ *
+ * Returns: %TRUE when the machine is shared
+ */
+gboolean
+qlean_machine_share (QleanMachine  *self,
+                     const char    *socket_path,
+                     GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+  GTask *task;
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
+  g_return_val_if_fail (socket_path != NULL, FALSE);
+
+  if (!qlean_machine_check_running (self, "share the machine", error))
+    return FALSE;
+
+  qlean_sync_call_init (&call);
+  task = g_task_new (self, NULL, qlean_sync_call_done, &call);
+  g_task_set_source_tag (task, qlean_machine_share);
+  g_task_set_task_data (task, g_strdup (socket_path), g_free);
+  qlean_worker_invoke (qlean_machine_share_in_worker, task, NULL);
+
+  return g_task_propagate_boolean (G_TASK (qlean_sync_call_wait (&call)), error);
+}
+
+static void
+qlean_machine_attach_hello_cb (GObject      *source,
+                               GAsyncResult *result,
+                               gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = g_task_get_task_data (task);
+  GError *error = NULL;
+
+  if (!qlean_guest_channel_hello_finish (QLEAN_GUEST_CHANNEL (source), result, &error))
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                               _("Machine “%s” does not answer: %s"), self->name, error->message);
+      g_error_free (error);
+      return;
+    }
+
+  /* An attached machine has nothing but the shared qlean-guest channel. */
+  g_atomic_int_set (&self->guest_transport, QLEAN_GUEST_TRANSPORT_QLEAN_GUEST);
+  qlean_machine_set_state (self, QLEAN_MACHINE_STATE_RUNNING);
+  g_task_return_pointer (task, g_object_ref (self), g_object_unref);
+}
+
+static gboolean
+qlean_machine_attach_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_task_data (task);
+  const char *path = g_object_get_data (G_OBJECT (task), "qlean-path");
+  g_autoptr(GIOStream) stream = NULL;
+  GError *error = NULL;
+
+  stream = qlean_machine_connect_unix (path, &error);
+  if (stream == NULL)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                               _("Cannot reach machine “%s” at %s: %s"), self->name, path,
+                               error->message);
+      g_error_free (error);
+      return G_SOURCE_REMOVE;
+    }
+
+  g_mutex_lock (&self->lock);
+  self->run->guest = qlean_guest_channel_new (stream);
+  g_mutex_unlock (&self->lock);
+
+  qlean_guest_channel_hello_async (self->run->guest, 5000, g_task_get_cancellable (task),
+                                   qlean_machine_attach_hello_cb, g_object_ref (task));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+qlean_machine_attach_start (QleanMachine        *self,
+                            const char          *socket_path,
+                            GCancellable        *cancellable,
+                            GAsyncReadyCallback  callback,
+                            gpointer             user_data)
+{
+  GTask *task;
+
+  self->attached = TRUE;
+  task = g_task_new (NULL, cancellable, callback, user_data);
+  g_task_set_source_tag (task, qlean_machine_attach_async);
+  g_task_set_task_data (task, self, g_object_unref);
+  g_object_set_data_full (G_OBJECT (task), "qlean-path", g_strdup (socket_path), g_free);
+  qlean_worker_invoke (qlean_machine_attach_in_worker, task, g_object_unref);
+}
+
+/**
+ * qlean_machine_attach_async:
+ * @name: the machine's name, for messages
+ * @socket_path: (type filename): a socket made by [method@Machine.share]
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called when attached
+ * @user_data: data for @callback
+ *
+ * Reaches a machine that another process owns and shares. The result
+ * runs processes ([class@GuestLauncher], [method@Machine.exec]) and moves
+ * files like any running machine, but cannot be shut down or killed from
+ * here; dropping it only disconnects.
+ */
+void
+qlean_machine_attach_async (const char          *name,
+                            const char          *socket_path,
+                            GCancellable        *cancellable,
+                            GAsyncReadyCallback  callback,
+                            gpointer             user_data)
+{
+  g_return_if_fail (name != NULL);
+  g_return_if_fail (socket_path != NULL);
+
+  qlean_machine_attach_start (qlean_machine_new_with_name (name, NULL, NULL), socket_path,
+                              cancellable, callback, user_data);
+}
+
+/**
+ * qlean_machine_attach_finish:
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes qlean_machine_attach_async().
+ *
+ * Returns: (transfer full): the attached machine, or %NULL with @error set
+ */
+QleanMachine *
+qlean_machine_attach_finish (GAsyncResult  *result,
+                             GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, NULL), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/**
+ * qlean_machine_attach:
+ * @name: the machine's name, for messages
+ * @socket_path: (type filename): a socket made by [method@Machine.share]
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_attach_async().
+ *
+ * Returns: (transfer full): the attached machine, or %NULL with @error set
+ */
+QleanMachine *
+qlean_machine_attach (const char    *name,
+                      const char    *socket_path,
+                      GCancellable  *cancellable,
+                      GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+  QleanMachine *self;
+
+  g_return_val_if_fail (name != NULL, NULL);
+  g_return_val_if_fail (socket_path != NULL, NULL);
+
+  /* Made before the private context is pushed, so that its signals go to
+   * the caller's context. */
+  self = qlean_machine_new_with_name (name, NULL, NULL);
+  qlean_sync_call_init (&call);
+  qlean_machine_attach_start (self, socket_path, cancellable, qlean_sync_call_done, &call);
+
+  return qlean_machine_attach_finish (qlean_sync_call_wait (&call), error);
+}
