@@ -16,6 +16,7 @@
 #include "qlean-qga-client.h"
 #include "qlean-qmp-client.h"
 #include "qlean-sync-private.h"
+#include "qlean-task-private.h"
 #include "qlean-worker-private.h"
 
 /* How long a guest may take to show its network card, or an address on
@@ -420,12 +421,11 @@ qlean_machine_network_configure_async (QleanMachine        *self,
                                        GAsyncReadyCallback  callback,
                                        gpointer             user_data)
 {
-  g_autoptr(GTask) task = g_task_new (self, cancellable, callback, user_data);
+  g_autoptr(GTask) task = qlean_task_new (self, cancellable, callback, user_data,
+                                          qlean_machine_network_configure_async,
+                                          "[qlean] configure guest network");
   QleanNetwork *network = qlean_machine_get_network (self);
   ConfigureData *data;
-
-  g_task_set_source_tag (task, qlean_machine_network_configure_async);
-  g_task_set_name (task, "[qlean] configure guest network");
 
   data = g_new0 (ConfigureData, 1);
   data->qga = g_object_ref (qga);
@@ -507,7 +507,7 @@ qlean_machine_get_ip_in_worker (gpointer user_data)
       return G_SOURCE_REMOVE;
     }
 
-  qga = qlean_machine_get_qga (self);
+  qga = qlean_machine_dup_qga (self);
   if (qga == NULL)
     {
       g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
@@ -551,11 +551,10 @@ qlean_machine_get_ip_async (QleanMachine        *self,
 
   g_return_if_fail (QLEAN_IS_MACHINE (self));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_machine_get_ip_async);
-  g_task_set_name (task, "[qlean] get IP address");
+  task = qlean_task_new (self, cancellable, callback, user_data,
+                         qlean_machine_get_ip_async, "[qlean] get IP address");
 
-  qlean_worker_invoke (qlean_machine_get_ip_in_worker, task, g_object_unref);
+  qlean_task_run_in_worker (task, qlean_machine_get_ip_in_worker);
 }
 
 /**
@@ -649,7 +648,7 @@ qlean_machine_set_link_in_worker (gpointer user_data)
       return G_SOURCE_REMOVE;
     }
 
-  qmp = qlean_machine_get_qmp (self);
+  qmp = qlean_machine_dup_qmp (self);
   if ((state != QLEAN_MACHINE_STATE_RUNNING && state != QLEAN_MACHINE_STATE_PAUSED) || qmp == NULL)
     {
       g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
@@ -694,12 +693,11 @@ qlean_machine_set_link_async (QleanMachine        *self,
 
   g_return_if_fail (QLEAN_IS_MACHINE (self));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_machine_set_link_async);
-  g_task_set_name (task, "[qlean] set link");
+  task = qlean_task_new (self, cancellable, callback, user_data,
+                         qlean_machine_set_link_async, "[qlean] set link");
   g_task_set_task_data (task, GINT_TO_POINTER (!!up), NULL);
 
-  qlean_worker_invoke (qlean_machine_set_link_in_worker, task, g_object_unref);
+  qlean_task_run_in_worker (task, qlean_machine_set_link_in_worker);
 }
 
 /**

@@ -14,7 +14,7 @@
 
 #include "qlean-network-state-private.h"
 #include "qlean-sync-private.h"
-#include "qlean-worker-private.h"
+#include "qlean-task-private.h"
 
 typedef struct
 {
@@ -139,11 +139,9 @@ qlean_network_set_partition_async (QleanNetwork        *self,
                                    GAsyncReadyCallback  callback,
                                    gpointer             user_data)
 {
-  g_autoptr(GTask) task = g_task_new (self, cancellable, callback, user_data);
+  g_autoptr(GTask) task = qlean_task_new (self, cancellable, callback, user_data,
+                                          source_tag, "[qlean] network partition");
   PartitionData *data;
-
-  g_task_set_source_tag (task, source_tag);
-  g_task_set_name (task, "[qlean] network partition");
 
   for (guint side = 0; side < 2; side++)
     {
@@ -175,7 +173,7 @@ qlean_network_set_partition_async (QleanNetwork        *self,
   data->side_b = g_strdupv ((char **) side_b);
   g_task_set_task_data (task, data, (GDestroyNotify) partition_data_free);
 
-  qlean_worker_invoke (qlean_network_partition_in_worker, g_steal_pointer (&task), g_object_unref);
+  qlean_task_run_in_worker (g_steal_pointer (&task), qlean_network_partition_in_worker);
 }
 
 /**

@@ -18,6 +18,7 @@
 #include "qlean-json-channel-private.h"
 #include "qlean-network-state-private.h"
 #include "qlean-sync-private.h"
+#include "qlean-task-private.h"
 #include "qlean-worker-private.h"
 
 #define START_TIMEOUT_MS 10000
@@ -849,11 +850,10 @@ qlean_network_start_async (QleanNetwork        *self,
 
   g_return_if_fail (QLEAN_IS_NETWORK (self));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_network_start_async);
-  g_task_set_name (task, "[qlean] start network");
+  task = qlean_task_new (self, cancellable, callback, user_data,
+                         qlean_network_start_async, "[qlean] start network");
 
-  qlean_worker_invoke (qlean_network_start_in_worker, task, g_object_unref);
+  qlean_task_run_in_worker (task, qlean_network_start_in_worker);
 }
 
 /**
@@ -954,11 +954,10 @@ qlean_network_stop_async (QleanNetwork        *self,
 
   g_return_if_fail (QLEAN_IS_NETWORK (self));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_network_stop_async);
-  g_task_set_name (task, "[qlean] stop network");
+  task = qlean_task_new (self, cancellable, callback, user_data,
+                         qlean_network_stop_async, "[qlean] stop network");
 
-  qlean_worker_invoke (qlean_network_stop_in_worker, task, g_object_unref);
+  qlean_task_run_in_worker (task, qlean_network_stop_in_worker);
 }
 
 /**

@@ -18,6 +18,7 @@
 #include "qlean-network-private.h"
 #include "qlean-pool-private.h"
 #include "qlean-sync-private.h"
+#include "qlean-task-private.h"
 
 typedef struct
 {
@@ -374,11 +375,10 @@ qlean_pool_start_all_async (QleanPool           *self,
                             GAsyncReadyCallback  callback,
                             gpointer             user_data)
 {
-  g_autoptr(GTask) task = g_task_new (self, cancellable, callback, user_data);
+  g_autoptr(GTask) task = qlean_task_new (self, cancellable, callback, user_data,
+                                          source_tag, "[qlean] start pool");
   GroupData *data = group_data_new ();
 
-  g_task_set_source_tag (task, source_tag);
-  g_task_set_name (task, "[qlean] start pool");
   g_task_set_task_data (task, data, (GDestroyNotify) group_data_free);
   data->first_boot = source_tag == (gpointer) qlean_pool_init_all_async;
 
@@ -629,9 +629,8 @@ qlean_pool_shutdown_all_async (QleanPool           *self,
 
   g_return_if_fail (QLEAN_IS_POOL (self));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_pool_shutdown_all_async);
-  g_task_set_name (task, "[qlean] shut down pool");
+  task = qlean_task_new (self, cancellable, callback, user_data,
+                         qlean_pool_shutdown_all_async, "[qlean] shut down pool");
   data = group_data_new ();
   g_task_set_task_data (task, data, (GDestroyNotify) group_data_free);
 

@@ -14,6 +14,7 @@
 #include "qlean-machine-private.h"
 #include "qlean-network-private.h"
 #include "qlean-pool-private.h"
+#include "qlean-task-private.h"
 #include "qlean-worker-private.h"
 
 /**
@@ -534,9 +535,8 @@ qlean_pool_partition_async (QleanPool           *self,
   g_return_if_fail (QLEAN_IS_POOL (self));
   g_return_if_fail (side_a != NULL);
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_pool_partition_async);
-  g_task_set_name (task, "[qlean] partition pool");
+  task = qlean_task_new (self, cancellable, callback, user_data,
+                         qlean_pool_partition_async, "[qlean] partition pool");
 
   qlean_network_partition_async (self->network, side_a, side_b, cancellable,
                                  network_done_cb, task);
@@ -610,9 +610,8 @@ qlean_pool_heal_async (QleanPool           *self,
 
   g_return_if_fail (QLEAN_IS_POOL (self));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_pool_heal_async);
-  g_task_set_name (task, "[qlean] heal pool");
+  task = qlean_task_new (self, cancellable, callback, user_data,
+                         qlean_pool_heal_async, "[qlean] heal pool");
 
   qlean_network_heal_async (self->network, cancellable, network_done_cb, task);
 }
