@@ -100,7 +100,7 @@ typedef struct _QleanGuestStream QleanGuestStream;
 /* What a QleanGuestStreamFunc gets as @type when its stream ends without
  * the guest's last frame (the channel closed, the guest owed a frame too
  * long, the host could not hold its output): no frame has this type. */
-#define QLEAN_GUEST_STREAM_CLOSED 0
+#define QLEAN_GUEST_STREAM_CLOSED QLEAN_GUEST_FRAME_NONE
 
 /* Called on the worker for every frame of the stream, and once with
  * @type QLEAN_GUEST_STREAM_CLOSED and @error set when the stream ends

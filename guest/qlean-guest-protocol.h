@@ -204,6 +204,11 @@
 
 typedef enum
 {
+  /* No frame has type 0, and none is ever sent: a reader answers one as
+   * an unexpected type (ERROR EPROTO). The host's stream callbacks use
+   * the value for "the stream ended without the guest's last frame"
+   * (the channel closed, say), as QLEAN_GUEST_STREAM_CLOSED. */
+  QLEAN_GUEST_FRAME_NONE    = 0,
   QLEAN_GUEST_FRAME_HELLO   = 1,
   QLEAN_GUEST_FRAME_EXEC    = 2,
   QLEAN_GUEST_FRAME_STARTED = 3,

@@ -233,6 +233,7 @@ void handle_frame (const unsigned char *h, const unsigned char *p, uint32_t len)
         }
       return;
 
+    case QLEAN_GUEST_FRAME_NONE:   /* never a frame: see the protocol header */
     default:
       if (s)
         stream_abort (s, EPROTO, "stream %u: unexpected frame type %u", id, type);

@@ -2183,9 +2183,12 @@ static void test_malformed (void)
   id = g_next++;
   send_frame (QLEAN_GUEST_FRAME_GET, 0, id, NULL, 0);
   CHECK (wait_reply (id, &rep) && fs_err (&rep, EINVAL));
-  /* An unknown frame type; a guest-only type. */
+  /* An unknown frame type; the type no frame has; a guest-only type. */
   id = g_next++;
   send_frame (200, 0, id, "x", 1);
+  CHECK (wait_reply (id, &rep) && fs_err (&rep, EPROTO));
+  id = g_next++;
+  send_frame (QLEAN_GUEST_FRAME_NONE, 0, id, NULL, 0);
   CHECK (wait_reply (id, &rep) && fs_err (&rep, EPROTO));
   id = g_next++;
   send_frame (QLEAN_GUEST_FRAME_EXIT, 0, id, "xxxx", 4);
