@@ -119,9 +119,12 @@ qlean_qga_client_ping (QleanQgaClient  *self,
 
 /* guest-info, guest-get-osinfo, guest-network-get-interfaces */
 
+/* Runs @command, whose reply is an object that @check checks. */
 static JsonObject *
 run_sync_object (QleanQgaClient  *self,
                  const char      *command,
+                 gboolean       (*check) (JsonObject  *object,
+                                          GError     **error),
                  GCancellable    *cancellable,
                  GError         **error)
 {
@@ -132,7 +135,10 @@ run_sync_object (QleanQgaClient  *self,
     return NULL;
 
   object = qlean_qga_reply_object (reply, command, error);
-  return object ? json_object_ref (object) : NULL;
+  if (object == NULL || !check (object, error))
+    return NULL;
+
+  return json_object_ref (object);
 }
 
 /**
@@ -153,17 +159,11 @@ qlean_qga_client_info (QleanQgaClient  *self,
                        GCancellable    *cancellable,
                        GError         **error)
 {
-  g_autoptr(JsonObject) info = NULL;
-
   g_return_val_if_fail (QLEAN_IS_QGA_CLIENT (self), NULL);
   g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  info = run_sync_object (self, "guest-info", cancellable, error);
-  if (info == NULL || !qlean_qga_reply_info_ok (info, error))
-    return NULL;
-
-  return g_steal_pointer (&info);
+  return run_sync_object (self, "guest-info", qlean_qga_reply_info_ok, cancellable, error);
 }
 
 /**
@@ -183,17 +183,11 @@ qlean_qga_client_get_osinfo (QleanQgaClient  *self,
                              GCancellable    *cancellable,
                              GError         **error)
 {
-  g_autoptr(JsonObject) osinfo = NULL;
-
   g_return_val_if_fail (QLEAN_IS_QGA_CLIENT (self), NULL);
   g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  osinfo = run_sync_object (self, "guest-get-osinfo", cancellable, error);
-  if (osinfo == NULL || !qlean_qga_reply_osinfo_ok (osinfo, error))
-    return NULL;
-
-  return g_steal_pointer (&osinfo);
+  return run_sync_object (self, "guest-get-osinfo", qlean_qga_reply_osinfo_ok, cancellable, error);
 }
 
 /**
