@@ -223,8 +223,10 @@ qlean_qga_client_network_get_interfaces (QleanQgaClient  *self,
 
   if (!JSON_NODE_HOLDS_ARRAY (reply))
     {
-      g_propagate_error (error, qlean_qga_reply_shape_error ("guest-network-get-interfaces",
-                                                             "an array"));
+      g_propagate_error (error,
+                         qlean_qga_reply_shape_error (_("Guest agent command “%s” returned a "
+                                                        "reply without an array"),
+                                                      "guest-network-get-interfaces"));
       return NULL;
     }
   if (!qlean_qga_reply_interfaces_ok (json_node_get_array (reply), error))
@@ -389,7 +391,10 @@ pid_from_reply (JsonNode  *reply,
    * (found by tests/fuzz/fuzz-qga-client.c). */
   if (pid <= 0)
     {
-      g_propagate_error (error, qlean_qga_reply_shape_error ("guest-exec", "a positive “pid”"));
+      g_propagate_error (error,
+                         qlean_qga_reply_shape_error (_("Guest agent command “%s” returned a "
+                                                        "reply without a positive “pid”"),
+                                                      "guest-exec"));
       return -1;
     }
 
@@ -515,8 +520,11 @@ exec_status_from_reply (JsonNode  *reply,
   return status;
 
 out_of_range:
-  g_propagate_error (error, qlean_qga_reply_shape_error ("guest-exec-status",
-                                                         "an “exitcode” and “signal” of 0 or more"));
+  g_propagate_error (error,
+                     qlean_qga_reply_shape_error (_("Guest agent command “%s” returned a reply "
+                                                    "without an “exitcode” and “signal” of 0 or "
+                                                    "more"),
+                                                  "guest-exec-status"));
   return NULL;
 }
 

@@ -62,7 +62,10 @@ file_handle_from_reply (JsonNode  *reply,
 
   if (json_node_get_value_type (reply) != G_TYPE_INT64 || json_node_get_int (reply) < 0)
     {
-      g_propagate_error (error, qlean_qga_reply_shape_error ("guest-file-open", "a handle"));
+      g_propagate_error (error,
+                         qlean_qga_reply_shape_error (_("Guest agent command “%s” returned a "
+                                                        "reply without a handle"),
+                                                      "guest-file-open"));
       return -1;
     }
 
@@ -286,10 +289,11 @@ file_write_from_reply (JsonNode  *reply,
     return -1;
   if (count < 0 || (guint64) count > sent)
     {
-      g_autofree char *what = g_strdup_printf ("a count between 0 and the %" G_GSIZE_FORMAT
-                                               " bytes sent", sent);
-
-      g_propagate_error (error, qlean_qga_reply_shape_error ("guest-file-write", what));
+      g_propagate_error (error,
+                         qlean_qga_reply_shape_error (_("Guest agent command “%s” returned a reply "
+                                                        "without a count between 0 and the %"
+                                                        G_GSIZE_FORMAT " bytes sent"),
+                                                      "guest-file-write", sent));
       return -1;
     }
 

@@ -39,8 +39,8 @@ typedef struct
   gboolean          required;
 } QleanQgaMemberSpec;
 
-GError     *qlean_qga_reply_shape_error   (const char         *command,
-                                           const char         *what);
+GError     *qlean_qga_reply_shape_error   (const char         *format,
+                                           ...) G_GNUC_PRINTF (1, 2);
 JsonObject *qlean_qga_reply_object        (JsonNode           *reply,
                                            const char         *command,
                                            GError            **error);

@@ -145,13 +145,19 @@ qlean_qga_reply_size_ok (const char  *command,
 
 /* Shapes */
 
+/* @format is a whole translatable sentence; its first %s is the command. */
 GError *
-qlean_qga_reply_shape_error (const char *command,
-                             const char *what)
+qlean_qga_reply_shape_error (const char *format,
+                             ...)
 {
-  return g_error_new (QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_PROTOCOL,
-                      _("Guest agent command “%s” returned a reply without %s"),
-                      command, what);
+  GError *error;
+  va_list args;
+
+  va_start (args, format);
+  error = g_error_new_valist (QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_PROTOCOL, format, args);
+  va_end (args);
+
+  return error;
 }
 
 JsonObject *
@@ -161,7 +167,10 @@ qlean_qga_reply_object (JsonNode    *reply,
 {
   if (reply == NULL || !JSON_NODE_HOLDS_OBJECT (reply))
     {
-      g_propagate_error (error, qlean_qga_reply_shape_error (command, "an object"));
+      g_propagate_error (error,
+                         qlean_qga_reply_shape_error (_("Guest agent command “%s” returned a "
+                                                        "reply without an object"),
+                                                      command));
       return NULL;
     }
 
@@ -182,9 +191,10 @@ qlean_qga_reply_int_member (JsonNode    *reply,
 
   if (!qlean_json_get_int (object, member, value))
     {
-      g_autofree char *what = g_strdup_printf ("an integer “%s”", member);
-
-      g_propagate_error (error, qlean_qga_reply_shape_error (command, what));
+      g_propagate_error (error,
+                         qlean_qga_reply_shape_error (_("Guest agent command “%s” returned a "
+                                                        "reply without an integer “%s”"),
+                                                      command, member));
       return FALSE;
     }
 
@@ -238,7 +248,8 @@ node_has_type (JsonNode *node,
 
 /* Checks the members of @object that the agent's schema names, so that
  * Qlean and callers of the typed calls may read them with json-glib's
- * getters without a warning. @where says where @object is in the reply. */
+ * getters without a warning. @where says where @object is in the reply:
+ * "" at the top, or the array it is an element of, as `name[].`. */
 gboolean
 qlean_qga_reply_members_ok (JsonObject        *object,
                             const char        *command,
@@ -247,26 +258,33 @@ qlean_qga_reply_members_ok (JsonObject        *object,
                             gsize              n_specs,
                             GError           **error)
 {
-  static const char * const type_names[] = {
-    [QLEAN_QGA_SPEC_STRING] = "a string",
-    [QLEAN_QGA_SPEC_INT] = "an integer",
-    [QLEAN_QGA_SPEC_BOOLEAN] = "a boolean",
-    [QLEAN_QGA_SPEC_OBJECT] = "an object",
-    [QLEAN_QGA_SPEC_ARRAY] = "an array",
+  /* One whole sentence per type: the member's path is a name, no word. */
+  static const char * const formats[] = {
+    [QLEAN_QGA_SPEC_STRING] =
+      N_("Guest agent command “%s” returned a reply without “%s” as a string"),
+    [QLEAN_QGA_SPEC_INT] =
+      N_("Guest agent command “%s” returned a reply without “%s” as an integer"),
+    [QLEAN_QGA_SPEC_BOOLEAN] =
+      N_("Guest agent command “%s” returned a reply without “%s” as a boolean"),
+    [QLEAN_QGA_SPEC_OBJECT] =
+      N_("Guest agent command “%s” returned a reply without “%s” as an object"),
+    [QLEAN_QGA_SPEC_ARRAY] =
+      N_("Guest agent command “%s” returned a reply without “%s” as an array"),
   };
 
   for (gsize i = 0; i < n_specs; i++)
     {
       JsonNode *node = json_object_get_member (object, specs[i].member);
-      g_autofree char *what = NULL;
+      g_autofree char *path = NULL;
 
       if (node == NULL && !specs[i].required)
         continue;
       if (node != NULL && node_has_type (node, specs[i].type))
         continue;
 
-      what = g_strdup_printf ("“%s”%s as %s", specs[i].member, where, type_names[specs[i].type]);
-      g_propagate_error (error, qlean_qga_reply_shape_error (command, what));
+      path = g_strconcat (where, specs[i].member, NULL);
+      g_propagate_error (error, qlean_qga_reply_shape_error (_(formats[specs[i].type]),
+                                                             command, path));
       return FALSE;
     }
 
@@ -319,11 +337,14 @@ qlean_qga_reply_info_ok (JsonObject  *object,
 
       if (element == NULL)
         {
-          g_propagate_error (error, qlean_qga_reply_shape_error ("guest-info",
-                                                                 "objects in “supported_commands”"));
+          g_propagate_error (error,
+                             qlean_qga_reply_shape_error (_("Guest agent command “%s” returned a "
+                                                            "reply without objects in "
+                                                            "“supported_commands”"),
+                                                          "guest-info"));
           return FALSE;
         }
-      if (!qlean_qga_reply_members_ok (element, "guest-info", " in “supported_commands”", command,
+      if (!qlean_qga_reply_members_ok (element, "guest-info", "supported_commands[].", command,
                                        G_N_ELEMENTS (command), error))
         return FALSE;
     }
@@ -354,8 +375,10 @@ qlean_qga_reply_interfaces_ok (JsonArray  *interfaces,
 
       if (element == NULL)
         {
-          g_propagate_error (error, qlean_qga_reply_shape_error ("guest-network-get-interfaces",
-                                                                 "an array of objects"));
+          g_propagate_error (error,
+                             qlean_qga_reply_shape_error (_("Guest agent command “%s” returned a "
+                                                            "reply without an array of objects"),
+                                                          "guest-network-get-interfaces"));
           return FALSE;
         }
       if (!qlean_qga_reply_members_ok (element, "guest-network-get-interfaces", "", interface,
@@ -369,11 +392,14 @@ qlean_qga_reply_interfaces_ok (JsonArray  *interfaces,
 
           if (entry == NULL)
             {
-              g_propagate_error (error, qlean_qga_reply_shape_error ("guest-network-get-interfaces",
-                                                                     "objects in “ip-addresses”"));
+              g_propagate_error (error,
+                                 qlean_qga_reply_shape_error (_("Guest agent command “%s” "
+                                                                "returned a reply without "
+                                                                "objects in “ip-addresses”"),
+                                                              "guest-network-get-interfaces"));
               return FALSE;
             }
-          if (!qlean_qga_reply_members_ok (entry, "guest-network-get-interfaces", " in “ip-addresses”",
+          if (!qlean_qga_reply_members_ok (entry, "guest-network-get-interfaces", "ip-addresses[].",
                                            address, G_N_ELEMENTS (address), error))
             return FALSE;
         }
