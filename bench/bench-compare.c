@@ -370,7 +370,7 @@ qga_upload (QleanMachine *machine,
             GBytes       *data,
             const char   *guest_path)
 {
-  g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (machine);
+  g_autoptr(QleanQgaClient) qga = qlean_machine_dup_qga (machine);
   g_autoptr(GError) error = NULL;
   gsize size = g_bytes_get_size (data);
   double start = bench_now ();
@@ -397,7 +397,7 @@ qga_download (QleanMachine *machine,
               const char   *guest_path,
               gsize         expected)
 {
-  g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (machine);
+  g_autoptr(QleanQgaClient) qga = qlean_machine_dup_qga (machine);
   g_autoptr(GError) error = NULL;
   gsize got = 0;
   gboolean eof = FALSE;

@@ -709,7 +709,7 @@ qlean_qga_client_class_init (QleanQgaClientClass *klass)
    * from when it reaches the head of the queue) before it fails with
    * %G_IO_ERROR_TIMED_OUT; 0 waits forever.
    *
-   * On the client of a #QleanMachine (qlean_machine_get_qga()) it also
+   * On the client of a #QleanMachine (qlean_machine_dup_qga()) it also
    * bounds every wait on qlean-guest, the machine's other program in the
    * guest: a file call (read, write, metadata, uploads, downloads, ...)
    * fails with %G_IO_ERROR_TIMED_OUT when qlean-guest sends nothing for

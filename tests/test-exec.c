@@ -895,7 +895,7 @@ test_agent_fallback (void)
   /* Back: init starts it again, and the host's HELLO finds it. The
    * agent, which the machine has as well, puts it back. */
   {
-    g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (shared);
+    g_autoptr(QleanQgaClient) qga = qlean_machine_dup_qga (shared);
     const char *args[] = { "/usr/lib/qlean/qlean-guest.off", "/usr/lib/qlean/qlean-guest", NULL };
     g_autoptr(GError) error = NULL;
 

@@ -162,7 +162,7 @@ test_agent_stopped (void)
     return;
 
   machine = boot_machine ();
-  qga = qlean_machine_get_qga (machine);
+  qga = qlean_machine_dup_qga (machine);
   g_assert_nonnull (qga);
   g_assert_true (qlean_qga_client_ping (qga, NULL, &error));
   g_assert_no_error (error);
@@ -203,7 +203,7 @@ static void
 agent_sh (QleanMachine *machine,
           const char   *script)
 {
-  g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (machine);
+  g_autoptr(QleanQgaClient) qga = qlean_machine_dup_qga (machine);
   const char *args[] = { "-c", script, NULL };
   g_autoptr(GError) error = NULL;
   gint64 pid;
@@ -276,7 +276,7 @@ test_guest_program_stopped (void)
     return;
 
   machine = boot_machine ();
-  qga = qlean_machine_get_qga (machine);
+  qga = qlean_machine_dup_qga (machine);
   pid = test_run_text (machine, "echo $PPID");
   data = g_bytes_new_static ("kept\n", 5);
   g_assert_true (qlean_machine_write (machine, "/root/kept", data, NULL, &error));
@@ -367,7 +367,7 @@ static double
 wait_for_guest_program (QleanMachine *machine,
                         const char   *boot_before)
 {
-  g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (machine);
+  g_autoptr(QleanQgaClient) qga = qlean_machine_dup_qga (machine);
   g_autoptr(GError) error = NULL;
   gint64 start = g_get_monotonic_time ();
   gboolean rebooted = FALSE;
@@ -433,7 +433,7 @@ test_guest_reboots (void)
   exec_origin (machine, &parent, &boot_id);
   qlean_machine_exec_async (machine, "sleep 30", NULL, async_exec_done_cb, &sleeper);
   wait_for_output (machine, "pidof sleep || true", 10000);
-  qmp = qlean_machine_get_qmp (machine);
+  qmp = qlean_machine_dup_qmp (machine);
   reply = qlean_qmp_client_execute (qmp, "system_reset", NULL, NULL, &error);
   g_assert_no_error (error);
   g_assert_true (async_exec_wait (&sleeper, 10000));

@@ -727,7 +727,7 @@ wait_async (GAsyncResult **result)
 static void
 agent_sh (const char *script)
 {
-  g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (machine);
+  g_autoptr(QleanQgaClient) qga = qlean_machine_dup_qga (machine);
   const char *args[] = { "-c", script, NULL };
   g_autoptr(GError) error = NULL;
   gint64 pid;
@@ -768,7 +768,7 @@ test_copy_bounded (void)
   if (skip_on_agent ("it stops qlean-guest to bound its copies") || !get_machine ())
     return;
 
-  qga = qlean_machine_get_qga (machine);
+  qga = qlean_machine_dup_qga (machine);
   saved_timeout = qlean_qga_client_get_timeout (qga);
   sh ("rm -rf /tmp/cb* && dd if=/dev/zero of=/tmp/cb bs=1M count=240 2>/dev/null && mkdir -p /tmp/cbdir/a/b");
   {
@@ -907,7 +907,7 @@ test_agent_fallback (void)
    * gone, its HELLO is retried for the boot timeout: keep that short. */
   g_assert_cmpint (qlean_machine_get_guest_transport (machine), ==, QLEAN_GUEST_TRANSPORT_QLEAN_GUEST);
   qlean_machine_set_boot_timeout (machine, 1000);
-  qga = qlean_machine_get_qga (machine);
+  qga = qlean_machine_dup_qga (machine);
   qlean_qga_client_exec (qga, "/bin/sh", kill_args, NULL, NULL, FALSE, NULL, &error);
   g_assert_no_error (error);
   for (guint i = 0; i < 100 && !gone; i++)
@@ -946,7 +946,7 @@ test_agent_fallback (void)
     g_object_get (machine, "guest-transport", &transport, NULL);
     g_assert_cmpint (transport, ==, QLEAN_GUEST_TRANSPORT_AGENT);
   }
-  qga = qlean_machine_get_qga (machine);
+  qga = qlean_machine_dup_qga (machine);
   qlean_qga_client_exec (qga, "/bin/sh", kill_args, NULL, NULL, FALSE, NULL, &error);
   g_assert_no_error (error);
   gone = FALSE;

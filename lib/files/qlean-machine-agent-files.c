@@ -62,7 +62,7 @@ qlean_machine_fs_pick_channel (QleanMachine  *self,
       return qlean_machine_get_guest_channel_finish (self, result, error);
     }
 
-  channel = qlean_machine_peek_guest_channel (self);
+  channel = qlean_machine_dup_guest_channel (self);
   if (channel == NULL)
     return NULL;
 
@@ -123,7 +123,7 @@ get_agent (QleanMachine  *machine,
            const char    *path,
            GError       **error)
 {
-  QleanQgaClient *qga = qlean_machine_get_qga (machine);
+  QleanQgaClient *qga = qlean_machine_dup_qga (machine);
   g_autofree char *display = NULL;
 
   if (qga != NULL)
@@ -356,7 +356,7 @@ qlean_machine_agent_is_dir (QleanMachine *machine,
                             const char   *guest_path,
                             GCancellable *cancellable)
 {
-  g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (machine);
+  g_autoptr(QleanQgaClient) qga = qlean_machine_dup_qga (machine);
   g_autoptr(GError) error = NULL;
   g_autoptr(GBytes) chunk = NULL;
   gint64 handle;

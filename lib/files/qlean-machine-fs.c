@@ -480,7 +480,7 @@ fs_request_async (QleanMachine        *self,
       !req->port_only &&
       qlean_machine_get_guest_transport (self) != QLEAN_GUEST_TRANSPORT_QLEAN_GUEST)
     {
-      g_autoptr(QleanGuestChannel) channel = qlean_machine_peek_guest_channel (self);
+      g_autoptr(QleanGuestChannel) channel = qlean_machine_dup_guest_channel (self);
 
       if (qlean_machine_uses_agent_only (self) ||
           (channel != NULL && !qlean_guest_channel_is_ready (channel)))

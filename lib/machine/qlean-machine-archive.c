@@ -494,8 +494,8 @@ qlean_machine_export_async (QleanMachine        *self,
   g_task_set_task_data (task, export, (GDestroyNotify) export_free);
 
   state = qlean_machine_get_state (self);
-  export->qmp = qlean_machine_get_qmp (self);
-  export->qga = qlean_machine_get_qga (self);
+  export->qmp = qlean_machine_dup_qmp (self);
+  export->qga = qlean_machine_dup_qga (self);
   if (state == QLEAN_MACHINE_STATE_STARTING ||
       ((state == QLEAN_MACHINE_STATE_RUNNING || state == QLEAN_MACHINE_STATE_PAUSED) &&
        export->qmp == NULL))

@@ -457,6 +457,217 @@ out:
   return ok;
 }
 
+static void
+set_ignore_shared (QleanQmpClient      *qmp,
+                   gboolean             on,
+                   GAsyncReadyCallback  callback,
+                   gpointer             user_data)
+{
+  g_autoptr(JsonObject) arguments = json_object_new ();
+  g_autoptr(JsonArray) capabilities = json_array_new ();
+  JsonObject *capability = json_object_new ();
+
+  json_object_set_string_member (capability, "capability", "x-ignore-shared");
+  json_object_set_boolean_member (capability, "state", on);
+  json_array_add_object_element (capabilities, capability);
+  json_object_set_array_member (arguments, "capabilities", json_array_ref (capabilities));
+  qlean_qmp_client_execute_async (qmp, "migrate-set-capabilities", arguments, NULL,
+                                  callback, user_data);
+}
+
+static void
+qlean_machine_boot_state_saved_cb (GObject      *source,
+                                   GAsyncResult *result,
+                                   gpointer      user_data)
+{
+  QleanMachine *self = QLEAN_MACHINE (source);
+  g_autoptr(GTask) spawn_task = user_data;
+  g_autoptr(GError) error = NULL;
+
+  /* Without a saved boot, the next start boots: not worth failing for. */
+  if (!qlean_machine_save_state_finish (self, result, &error))
+    g_debug ("machine %s: could not save its boot for fast starts: %s", self->name, error->message);
+  else if (self->run->boot_state_save != NULL)
+    {
+      g_autofree char *dir = g_path_get_dirname (self->run->boot_state_save);
+
+      qlean_machine_prune_boot_states (dir);
+    }
+
+  qlean_machine_unlock_boot_state (self);
+  if (self->run->spawn_task != spawn_task)
+    return;
+
+  g_clear_pointer (&self->run->boot_state_save, g_free);
+  qlean_machine_boot_stage_done (self, spawn_task, NULL);
+}
+
+static void
+qlean_machine_template_cont_cb (GObject      *source,
+                                GAsyncResult *result,
+                                gpointer      user_data)
+{
+  g_autoptr(GTask) spawn_task = user_data;
+  QleanMachine *self = g_task_get_source_object (spawn_task);
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  qlean_machine_unlock_boot_state (self);
+  if (self->run->spawn_task != spawn_task)
+    return;
+  if (reply == NULL)
+    {
+      qlean_machine_spawn_fail (self, g_steal_pointer (&error));
+      return;
+    }
+  qlean_machine_fix_clock (self);
+  g_clear_pointer (&self->run->boot_state_save, g_free);
+  qlean_machine_boot_stage_done (self, spawn_task, NULL);
+}
+
+/* The state is saved and the guest still stopped: its RAM file is the
+ * template's content. */
+static void
+qlean_machine_template_saved_cb (GObject      *source,
+                                 GAsyncResult *result,
+                                 gpointer      user_data)
+{
+  QleanMachine *self = QLEAN_MACHINE (source);
+  g_autoptr(GTask) spawn_task = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QleanQmpClient) qmp = qlean_machine_dup_qmp (self);
+
+  if (!qlean_machine_save_state_finish (self, result, &error))
+    g_message ("machine %s: could not save its boot for fast starts: %s", self->name, error->message);
+  else if (self->run->boot_state_save != NULL && self->run->mem_template_work != NULL &&
+           !qlean_machine_template_store (self->run->mem_template_work, self->run->boot_state_save, &error))
+    {
+      g_message ("machine %s: %s; the next machine boots", self->name, error->message);
+      g_unlink (self->run->boot_state_save);
+    }
+  else if (self->run->boot_state_save != NULL)
+    {
+      g_autofree char *dir = g_path_get_dirname (self->run->boot_state_save);
+
+      qlean_machine_prune_boot_states (dir);
+    }
+  /* The machine keeps its RAM file (unlinked: nothing else needs its
+   * name) and from now on saves its RAM into states like any other. */
+  if (self->run->mem_template_work != NULL)
+    {
+      g_unlink (self->run->mem_template_work);
+      g_clear_pointer (&self->run->mem_template_work, g_free);
+    }
+
+  if (qmp == NULL)
+    {
+      qlean_machine_unlock_boot_state (self);
+      return;
+    }
+  set_ignore_shared (qmp, FALSE, NULL, NULL);
+  qlean_qmp_client_execute_async (qmp, "cont", NULL, NULL, qlean_machine_template_cont_cb,
+                                  g_steal_pointer (&spawn_task));
+}
+
+static void
+qlean_machine_template_capability_cb (GObject      *source,
+                                      GAsyncResult *result,
+                                      gpointer      user_data)
+{
+  g_autoptr(GTask) spawn_task = user_data;
+  QleanMachine *self = g_task_get_source_object (spawn_task);
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  if (self->run->spawn_task != spawn_task)
+    return;
+  if (reply == NULL || self->run->boot_state_save == NULL)
+    {
+      g_message ("machine %s: no memory template (%s); the next machine boots", self->name,
+                 error ? error->message : "cancelled");
+      qlean_machine_unlock_boot_state (self);
+      g_clear_pointer (&self->run->boot_state_save, g_free);
+      qlean_machine_boot_stage_done (self, spawn_task, NULL);
+      return;
+    }
+  /* Stopped after saving until the template is copied: its RAM and
+   * the saved devices must be the same instant. */
+  qlean_machine_save_state_async (self, self->run->boot_state_save, TRUE, NULL,
+                                  qlean_machine_template_saved_cb, g_steal_pointer (&spawn_task));
+}
+
+/* Before a template is saved: the guest's caches go and its free
+ * memory is compacted, so that what machines of the template find free
+ * is free, and what they write stays small. */
+static const char template_clean_script[] =
+  "echo 3 > /proc/sys/vm/drop_caches\n"
+  "echo 1 > /proc/sys/vm/compact_memory 2>/dev/null\n"
+  "exit 0\n";
+
+static void
+qlean_machine_template_cleaned_cb (GObject      *source,
+                                   GAsyncResult *result,
+                                   gpointer      user_data)
+{
+  g_autoptr(GTask) spawn_task = user_data;
+  QleanMachine *self = QLEAN_MACHINE (source);
+  g_autoptr(QleanExecResult) ran = NULL;
+  g_autoptr(GError) error = NULL;
+
+  /* Not worth failing for: the template is only larger. */
+  ran = qlean_machine_exec_finish (self, result, &error);
+  if (ran == NULL)
+    g_debug ("machine %s: could not drop its caches before saving: %s", self->name,
+             error->message);
+  if (self->run->spawn_task != spawn_task || self->run->qmp == NULL)
+    return;
+  /* The state leaves out the RAM that is in the file. */
+  set_ignore_shared (self->run->qmp, TRUE, qlean_machine_template_capability_cb,
+                     g_steal_pointer (&spawn_task));
+}
+
+/* The first machine of its kind saves its fresh boot for the next. */
+static gboolean
+qlean_machine_save_boot_stage_start (QleanMachine *self,
+                                     GTask        *spawn_task)
+{
+  g_autofree char *dir = g_path_get_dirname (self->run->boot_state_save);
+
+  if (g_mkdir_with_parents (dir, 0700) == 0)
+    {
+      g_autofree char *mac = qlean_machine_dup_mac_address (self);
+      g_autofree char *mac_file = g_strconcat (self->run->boot_state_save, ".mac", NULL);
+
+      /* Written first: a state without it must not be loaded with a
+       * stale one (the save renames its file into place last). */
+      if (mac != NULL)
+        g_file_set_contents (mac_file, mac, -1, NULL);
+      else
+        g_unlink (mac_file);
+      if (self->run->mem_template_work != NULL)
+        {
+          const char *argv[] = { "/bin/sh", "-c", template_clean_script, NULL };
+
+          qlean_machine_run_starting_async (self, argv, NULL, NULL,
+                                            qlean_machine_template_cleaned_cb,
+                                            g_object_ref (spawn_task));
+          return TRUE;
+        }
+      qlean_machine_save_state_async (self, self->run->boot_state_save, FALSE, NULL,
+                                      qlean_machine_boot_state_saved_cb,
+                                      g_object_ref (spawn_task));
+      return TRUE;
+    }
+  g_clear_pointer (&self->run->boot_state_save, g_free);
+  return FALSE;
+}
+
+static const QleanBootStage save_boot_stage = {
+  "save-boot", QLEAN_BOOT_STAGE_SAVE_BOOT, qlean_machine_save_boot_stage_start
+};
+
 /* Fast start, as a start without a state to load begins: load the saved
  * boot of this machine's shape when there is one (with its memory
  * template when it has one), or save this boot for the next machines
@@ -544,177 +755,8 @@ qlean_machine_pick_boot_state (QleanMachine *self,
       resolved->spec.mem_path = self->run->mem_template_ram;
       resolved->spec.mem_share = FALSE;
     }
-}
-
-static void
-set_ignore_shared (QleanQmpClient      *qmp,
-                   gboolean             on,
-                   GAsyncReadyCallback  callback,
-                   gpointer             user_data)
-{
-  g_autoptr(JsonObject) arguments = json_object_new ();
-  g_autoptr(JsonArray) capabilities = json_array_new ();
-  JsonObject *capability = json_object_new ();
-
-  json_object_set_string_member (capability, "capability", "x-ignore-shared");
-  json_object_set_boolean_member (capability, "state", on);
-  json_array_add_object_element (capabilities, capability);
-  json_object_set_array_member (arguments, "capabilities", json_array_ref (capabilities));
-  qlean_qmp_client_execute_async (qmp, "migrate-set-capabilities", arguments, NULL,
-                                  callback, user_data);
-}
-
-void
-qlean_machine_boot_state_saved_cb (GObject      *source,
-                                   GAsyncResult *result,
-                                   gpointer      user_data)
-{
-  QleanMachine *self = QLEAN_MACHINE (source);
-  g_autoptr(GTask) spawn_task = user_data;
-  g_autoptr(GError) error = NULL;
-
-  /* Without a saved boot, the next start boots: not worth failing for. */
-  if (!qlean_machine_save_state_finish (self, result, &error))
-    g_debug ("machine %s: could not save its boot for fast starts: %s", self->name, error->message);
-  else if (self->run->boot_state_save != NULL)
-    {
-      g_autofree char *dir = g_path_get_dirname (self->run->boot_state_save);
-
-      qlean_machine_prune_boot_states (dir);
-    }
-
-  qlean_machine_unlock_boot_state (self);
-  if (self->run->spawn_task != spawn_task)
-    return;
-
-  g_clear_pointer (&self->run->boot_state_save, g_free);
-  qlean_machine_spawn_maybe_done (self);
-}
-
-static void
-qlean_machine_template_cont_cb (GObject      *source,
-                                GAsyncResult *result,
-                                gpointer      user_data)
-{
-  g_autoptr(GTask) spawn_task = user_data;
-  QleanMachine *self = g_task_get_source_object (spawn_task);
-  g_autoptr(JsonNode) reply = NULL;
-  g_autoptr(GError) error = NULL;
-
-  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
-  qlean_machine_unlock_boot_state (self);
-  if (self->run->spawn_task != spawn_task)
-    return;
-  if (reply == NULL)
-    {
-      qlean_machine_spawn_fail (self, g_steal_pointer (&error));
-      return;
-    }
-  qlean_machine_fix_clock (self);
-  g_clear_pointer (&self->run->boot_state_save, g_free);
-  qlean_machine_spawn_maybe_done (self);
-}
-
-/* The state is saved and the guest still stopped: its RAM file is the
- * template's content. */
-static void
-qlean_machine_template_saved_cb (GObject      *source,
-                                 GAsyncResult *result,
-                                 gpointer      user_data)
-{
-  QleanMachine *self = QLEAN_MACHINE (source);
-  g_autoptr(GTask) spawn_task = user_data;
-  g_autoptr(GError) error = NULL;
-  g_autoptr(QleanQmpClient) qmp = qlean_machine_get_qmp (self);
-
-  if (!qlean_machine_save_state_finish (self, result, &error))
-    g_message ("machine %s: could not save its boot for fast starts: %s", self->name, error->message);
-  else if (self->run->boot_state_save != NULL && self->run->mem_template_work != NULL &&
-           !qlean_machine_template_store (self->run->mem_template_work, self->run->boot_state_save, &error))
-    {
-      g_message ("machine %s: %s; the next machine boots", self->name, error->message);
-      g_unlink (self->run->boot_state_save);
-    }
-  else if (self->run->boot_state_save != NULL)
-    {
-      g_autofree char *dir = g_path_get_dirname (self->run->boot_state_save);
-
-      qlean_machine_prune_boot_states (dir);
-    }
-  /* The machine keeps its RAM file (unlinked: nothing else needs its
-   * name) and from now on saves its RAM into states like any other. */
-  if (self->run->mem_template_work != NULL)
-    {
-      g_unlink (self->run->mem_template_work);
-      g_clear_pointer (&self->run->mem_template_work, g_free);
-    }
-
-  if (qmp == NULL)
-    {
-      qlean_machine_unlock_boot_state (self);
-      return;
-    }
-  set_ignore_shared (qmp, FALSE, NULL, NULL);
-  qlean_qmp_client_execute_async (qmp, "cont", NULL, NULL, qlean_machine_template_cont_cb,
-                                  g_steal_pointer (&spawn_task));
-}
-
-static void
-qlean_machine_template_capability_cb (GObject      *source,
-                                      GAsyncResult *result,
-                                      gpointer      user_data)
-{
-  g_autoptr(GTask) spawn_task = user_data;
-  QleanMachine *self = g_task_get_source_object (spawn_task);
-  g_autoptr(JsonNode) reply = NULL;
-  g_autoptr(GError) error = NULL;
-
-  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
-  if (self->run->spawn_task != spawn_task)
-    return;
-  if (reply == NULL || self->run->boot_state_save == NULL)
-    {
-      g_message ("machine %s: no memory template (%s); the next machine boots", self->name,
-                 error ? error->message : "cancelled");
-      qlean_machine_unlock_boot_state (self);
-      g_clear_pointer (&self->run->boot_state_save, g_free);
-      qlean_machine_spawn_maybe_done (self);
-      return;
-    }
-  /* Stopped after saving until the template is copied: its RAM and
-   * the saved devices must be the same instant. */
-  qlean_machine_save_state_async (self, self->run->boot_state_save, TRUE, NULL,
-                                  qlean_machine_template_saved_cb, g_steal_pointer (&spawn_task));
-}
-
-/* Before a template is saved: the guest's caches go and its free
- * memory is compacted, so that what machines of the template find free
- * is free, and what they write stays small. */
-const char qlean_machine_template_clean_script[] =
-  "echo 3 > /proc/sys/vm/drop_caches\n"
-  "echo 1 > /proc/sys/vm/compact_memory 2>/dev/null\n"
-  "exit 0\n";
-
-void
-qlean_machine_template_cleaned_cb (GObject      *source,
-                                   GAsyncResult *result,
-                                   gpointer      user_data)
-{
-  g_autoptr(GTask) spawn_task = user_data;
-  QleanMachine *self = QLEAN_MACHINE (source);
-  g_autoptr(QleanExecResult) ran = NULL;
-  g_autoptr(GError) error = NULL;
-
-  /* Not worth failing for: the template is only larger. */
-  ran = qlean_machine_exec_finish (self, result, &error);
-  if (ran == NULL)
-    g_debug ("machine %s: could not drop its caches before saving: %s", self->name,
-             error->message);
-  if (self->run->spawn_task != spawn_task || self->run->qmp == NULL)
-    return;
-  /* The state leaves out the RAM that is in the file. */
-  set_ignore_shared (self->run->qmp, TRUE, qlean_machine_template_capability_cb,
-                     g_steal_pointer (&spawn_task));
+  if (self->run->boot_state_save != NULL)
+    qlean_machine_run_add_boot_stage (self->run, &save_boot_stage);
 }
 
 /* A clone or a member of a golden-snapshot pool starts as a copy of
@@ -788,7 +830,7 @@ qlean_machine_identity_ran_cb (GObject      *source,
   g_task_return_boolean (task, TRUE);
 }
 
-void
+static void
 qlean_machine_fix_identity_async (QleanMachine        *self,
                                   gboolean             new_identity,
                                   GAsyncReadyCallback  callback,
@@ -827,15 +869,31 @@ qlean_machine_fix_identity_async (QleanMachine        *self,
   }
 }
 
-void
-qlean_machine_identity_fixed_cb (GObject      *source,
-                                 GAsyncResult *result,
-                                 gpointer      user_data)
+/* A restored guest wakes up with the clock, and the name, of the
+ * moment it was saved. */
+static gboolean
+qlean_machine_identity_stage_start (QleanMachine *self,
+                                    GTask        *spawn_task)
 {
-  QleanMachine *self = QLEAN_MACHINE (source);
-  g_autoptr(GTask) spawn_task = user_data;
+  qlean_machine_fix_clock (self);
+  qlean_machine_fix_identity_async (self, self->incoming_new_identity,
+                                    qlean_machine_boot_stage_cb, g_object_ref (spawn_task));
+  return TRUE;
+}
 
-  qlean_machine_step_done (self, result, spawn_task, &self->run->restore_fixing, &self->run->restore_fixed);
+static const QleanBootStage identity_stage = {
+  "identity", QLEAN_BOOT_STAGE_IDENTITY, qlean_machine_identity_stage_start
+};
+
+/* This start loads the machine's incoming state (see
+ * qlean_machine_load_incoming()), and then fixes the guest's identity. */
+void
+qlean_machine_prepare_incoming (QleanMachine *self,
+                                ResolvedSpec *resolved)
+{
+  self->run->restoring = TRUE;
+  resolved->spec.incoming = TRUE;
+  qlean_machine_run_add_boot_stage (self->run, &identity_stage);
 }
 
 /* Loading a saved state: QEMU waits (-incoming defer) until told where

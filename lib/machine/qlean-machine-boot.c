@@ -70,6 +70,47 @@ qlean_machine_spawn_fail (QleanMachine *self,
   }
 }
 
+/* Stages */
+
+/* The stage that ran is over: fail the start with @error, or go on with
+ * the next. A stage of a start that is over already changes nothing. */
+void
+qlean_machine_boot_stage_done (QleanMachine *self,
+                               GTask        *spawn_task,
+                               GError       *error)
+{
+  if (self->run->spawn_task != spawn_task)
+    {
+      /* That start is over; its outcome no longer matters. */
+      g_clear_error (&error);
+      return;
+    }
+  if (error != NULL)
+    {
+      qlean_machine_spawn_fail (self, error);
+      return;
+    }
+
+  self->run->boot_stage_running = FALSE;
+  self->run->boot_stage++;
+  qlean_machine_spawn_maybe_done (self);
+}
+
+/* The callback of a stage that runs as a GTask of its own returning a
+ * boolean (a restored guest's identity, the shared folders); @user_data
+ * is the start's task. */
+void
+qlean_machine_boot_stage_cb (GObject      *source,
+                             GAsyncResult *result,
+                             gpointer      user_data)
+{
+  g_autoptr(GTask) spawn_task = user_data;
+  GError *error = NULL;
+
+  g_task_propagate_boolean (G_TASK (result), &error);
+  qlean_machine_boot_stage_done (QLEAN_MACHINE (source), spawn_task, error);
+}
+
 static void
 qlean_machine_network_configured_cb (GObject      *source,
                                      GAsyncResult *result,
@@ -79,53 +120,26 @@ qlean_machine_network_configured_cb (GObject      *source,
   g_autoptr(GTask) spawn_task = user_data;
   GError *error = NULL;
 
-  if (self->run->spawn_task != spawn_task)
-    {
-      /* That start is over; its outcome no longer matters. */
-      qlean_machine_network_configure_finish (self, result, NULL);
-      return;
-    }
-
-  self->run->network_configuring = FALSE;
-  if (!qlean_machine_network_configure_finish (self, result, &error))
-    {
-      qlean_machine_spawn_fail (self, error);
-      return;
-    }
-
-  self->run->network_ready = TRUE;
-  qlean_machine_spawn_maybe_done (self);
+  qlean_machine_network_configure_finish (self, result, &error);
+  qlean_machine_boot_stage_done (self, spawn_task, error);
 }
 
-/* A step of the start that ran as a GTask of its own (a restored
- * guest's identity, the shared folders) is over: fail the start with
- * its error, or mark it done (@running off, @done on) and go on. A
- * step of a start that is over already changes nothing. */
-void
-qlean_machine_step_done (QleanMachine *self,
-                         GAsyncResult *result,
-                         GTask        *spawn_task,
-                         gboolean     *running,
-                         gboolean     *done)
+/* A machine on a network is running once its guest has its address
+ * and knows the other machines' names (qlean-machine-network.c). */
+static gboolean
+qlean_machine_network_stage_start (QleanMachine *self,
+                                   GTask        *spawn_task)
 {
-  GError *error = NULL;
-
-  if (!g_task_propagate_boolean (G_TASK (result), &error))
-    {
-      if (self->run->spawn_task == spawn_task)
-        qlean_machine_spawn_fail (self, error);
-      else
-        g_error_free (error);
-      return;
-    }
-
-  if (self->run->spawn_task != spawn_task)
-    return;
-
-  *running = FALSE;
-  *done = TRUE;
-  qlean_machine_spawn_maybe_done (self);
+  qlean_machine_network_configure_async (self, self->run->qga,
+                                         g_task_get_cancellable (spawn_task),
+                                         qlean_machine_network_configured_cb,
+                                         g_object_ref (spawn_task));
+  return TRUE;
 }
+
+const QleanBootStage qlean_machine_network_stage = {
+  "network", QLEAN_BOOT_STAGE_NETWORK, qlean_machine_network_stage_start
+};
 
 /* Grace for qlean-guest's HELLO once the agent answers: both start at
  * the same time in the guest, so with transport auto a second tells a
@@ -142,6 +156,28 @@ qlean_machine_hello_grace_cb (gpointer user_data)
   g_clear_pointer (&self->run->hello_timer, g_source_unref);
   qlean_machine_spawn_maybe_done (self);
   return G_SOURCE_REMOVE;
+}
+
+/* Whether to wait longer for qlean-guest's HELLO, @syncing when it is
+ * on its way: the first call of a start sets the deadline @grace_ms from
+ * now; until it passes, a timer comes back here. */
+static gboolean
+qlean_machine_wait_for_hello (QleanMachine *self,
+                              guint         grace_ms,
+                              gboolean      syncing)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  if (self->run->hello_deadline == 0)
+    self->run->hello_deadline = now + grace_ms * G_TIME_SPAN_MILLISECOND;
+  if (!syncing || now >= self->run->hello_deadline)
+    return FALSE;
+
+  if (self->run->hello_timer == NULL)
+    self->run->hello_timer = qlean_add_timeout (qlean_worker_get_context (),
+                                                (self->run->hello_deadline - now) / 1000 + 1,
+                                                qlean_machine_hello_grace_cb, self);
+  return TRUE;
 }
 
 /* Decides the transport of this run, once: TRUE when decided, FALSE
@@ -163,18 +199,8 @@ qlean_machine_decide_transport (QleanMachine *self)
     decided = QLEAN_GUEST_TRANSPORT_QLEAN_GUEST;
   else if (wanted == QLEAN_GUEST_TRANSPORT_QLEAN_GUEST)
     {
-      gint64 now = g_get_monotonic_time ();
-
-      if (self->run->hello_deadline == 0)
-        self->run->hello_deadline = now + HELLO_GRACE_REQUIRED_MS * G_TIME_SPAN_MILLISECOND;
-      if (syncing && now < self->run->hello_deadline)
-        {
-          if (self->run->hello_timer == NULL)
-            self->run->hello_timer = qlean_add_timeout (qlean_worker_get_context (),
-                                                   (self->run->hello_deadline - now) / 1000 + 1,
-                                                   qlean_machine_hello_grace_cb, self);
-          return FALSE;
-        }
+      if (qlean_machine_wait_for_hello (self, HELLO_GRACE_REQUIRED_MS, syncing))
+        return FALSE;
       qlean_machine_spawn_fail (self, g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
                                                    _("qlean-guest does not answer in machine “%s”, "
                                                      "and its guest-transport is “qlean-guest”: "
@@ -185,18 +211,8 @@ qlean_machine_decide_transport (QleanMachine *self)
     }
   else
     {
-      gint64 now = g_get_monotonic_time ();
-
-      if (self->run->hello_deadline == 0)
-        self->run->hello_deadline = now + HELLO_GRACE_MS * G_TIME_SPAN_MILLISECOND;
-      if (syncing && now < self->run->hello_deadline)
-        {
-          if (self->run->hello_timer == NULL)
-            self->run->hello_timer = qlean_add_timeout (qlean_worker_get_context (),
-                                                   (self->run->hello_deadline - now) / 1000 + 1,
-                                                   qlean_machine_hello_grace_cb, self);
-          return FALSE;
-        }
+      if (qlean_machine_wait_for_hello (self, HELLO_GRACE_MS, syncing))
+        return FALSE;
       decided = QLEAN_GUEST_TRANSPORT_AGENT;
     }
 
@@ -221,81 +237,21 @@ qlean_machine_spawn_maybe_done (QleanMachine *self)
   if (!qlean_machine_decide_transport (self))
     return;
 
-  /* A restored guest wakes up with the clock, and the name, of the
-   * moment it was saved. */
-  if (self->run->restoring && !self->run->restore_fixed)
+  /* The stages of this start, registered as it prepared. */
+  while (self->run->boot_stage < self->run->boot_stages->len)
     {
-      if (!self->run->restore_fixing)
-        {
-          self->run->restore_fixing = TRUE;
-          qlean_machine_fix_clock (self);
-          qlean_machine_fix_identity_async (self, self->incoming_new_identity,
-                                            qlean_machine_identity_fixed_cb,
-                                            g_object_ref (self->run->spawn_task));
-        }
-      return;
-    }
+      const QleanBootStage *stage = g_ptr_array_index (self->run->boot_stages,
+                                                       self->run->boot_stage);
 
-  /* A machine on a network is running once its guest has its address
-   * and knows the other machines' names (qlean-machine-network.c). */
-  if (self->network != NULL && !self->run->network_ready)
-    {
-      if (!self->run->network_configuring)
-        {
-          self->run->network_configuring = TRUE;
-          qlean_machine_network_configure_async (self, self->run->qga,
-                                                 g_task_get_cancellable (self->run->spawn_task),
-                                                 qlean_machine_network_configured_cb,
-                                                 g_object_ref (self->run->spawn_task));
-        }
-      return;
-    }
-
-  /* The first machine of its kind saves its fresh boot for the next. */
-  if (self->run->boot_state_save != NULL)
-    {
-      g_autofree char *dir = g_path_get_dirname (self->run->boot_state_save);
-
-      if (g_mkdir_with_parents (dir, 0700) == 0)
-        {
-          g_autofree char *mac = qlean_machine_dup_mac_address (self);
-          g_autofree char *mac_file = g_strconcat (self->run->boot_state_save, ".mac", NULL);
-
-          /* Written first: a state without it must not be loaded with a
-           * stale one (the save renames its file into place last). */
-          if (mac != NULL)
-            g_file_set_contents (mac_file, mac, -1, NULL);
-          else
-            g_unlink (mac_file);
-          if (self->run->mem_template_work != NULL)
-            {
-              const char *argv[] = { "/bin/sh", "-c", qlean_machine_template_clean_script, NULL };
-
-              qlean_machine_run_starting_async (self, argv, NULL, NULL,
-                                                qlean_machine_template_cleaned_cb,
-                                                g_object_ref (self->run->spawn_task));
-              return;
-            }
-          qlean_machine_save_state_async (self, self->run->boot_state_save, FALSE, NULL,
-                                          qlean_machine_boot_state_saved_cb,
-                                          g_object_ref (self->run->spawn_task));
-          return;
-        }
-      g_clear_pointer (&self->run->boot_state_save, g_free);
-    }
-
-  /* Shared folders are mounted last: after the boot is saved for fast
-   * starts (a mounted 9p export blocks migration), before anything of
-   * the caller's runs. */
-  if (qlean_machine_config_get_n_shares (self->config) > 0 && !self->run->shares_mounted)
-    {
-      if (!self->run->shares_mounting)
-        {
-          self->run->shares_mounting = TRUE;
-          qlean_machine_mount_shares_async (self, qlean_machine_shares_mounted_cb,
-                                            g_object_ref (self->run->spawn_task));
-        }
-      return;
+      if (self->run->boot_stage_running)
+        return;
+      g_debug ("machine %s: boot stage %s", self->name, stage->name);
+      self->run->boot_stage_running = TRUE;
+      /* A stage that ends at once has gone on with the next already. */
+      if (stage->start (self, self->run->spawn_task))
+        return;
+      self->run->boot_stage_running = FALSE;
+      self->run->boot_stage++;
     }
 
   task = g_steal_pointer (&self->run->spawn_task);
@@ -360,7 +316,7 @@ qlean_machine_qmp_event_cb (QleanQmpClient *qmp,
 
   if (g_str_equal (name, "SHUTDOWN"))
     {
-      g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (self);
+      g_autoptr(QleanQgaClient) qga = qlean_machine_dup_qga (self);
 
       if (qga != NULL)
         qlean_qga_client_notify_shutdown (qga);
@@ -708,7 +664,10 @@ qlean_machine_initialize_finish (QleanMachine  *self,
                                  GAsyncResult  *result,
                                  GError       **error)
 {
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_initialize_async), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -729,6 +688,9 @@ qlean_machine_initialize (QleanMachine  *self,
                           GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   qlean_sync_call_init (&call);
   qlean_machine_initialize_async (self, cancellable, qlean_sync_call_done, &call);

@@ -324,7 +324,7 @@ qlean_machine_exec_full_async (QleanMachine        *self,
     }
 
   data = g_new0 (ExecData, 1);
-  data->qga = qlean_machine_get_qga (self);
+  data->qga = qlean_machine_dup_qga (self);
   data->argv = g_strdupv ((char **) argv);
   data->stdin_bytes = stdin_bytes ? g_bytes_ref (stdin_bytes) : NULL;
   data->starting = starting;
@@ -377,7 +377,10 @@ qlean_machine_exec_finish (QleanMachine  *self,
                            GAsyncResult  *result,
                            GError       **error)
 {
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_exec_async), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   return g_task_propagate_pointer (G_TASK (result), error);
 }
@@ -400,6 +403,10 @@ qlean_machine_exec (QleanMachine  *self,
                     GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+  g_return_val_if_fail (command != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   qlean_sync_call_init (&call);
   qlean_machine_exec_async (self, command, cancellable, qlean_sync_call_done, &call);
@@ -596,7 +603,10 @@ qlean_machine_shutdown_finish (QleanMachine  *self,
                                GAsyncResult  *result,
                                GError       **error)
 {
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_shutdown_async), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -617,6 +627,9 @@ qlean_machine_shutdown (QleanMachine  *self,
                         GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   qlean_sync_call_init (&call);
   qlean_machine_shutdown_async (self, cancellable, qlean_sync_call_done, &call);
@@ -659,7 +672,10 @@ qlean_machine_kill_finish (QleanMachine  *self,
                            GAsyncResult  *result,
                            GError       **error)
 {
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_kill_async), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -680,6 +696,9 @@ qlean_machine_kill (QleanMachine  *self,
                     GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   qlean_sync_call_init (&call);
   qlean_machine_kill_async (self, cancellable, qlean_sync_call_done, &call);
@@ -794,7 +813,10 @@ qlean_machine_pause_finish (QleanMachine  *self,
                             GAsyncResult  *result,
                             GError       **error)
 {
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_pause_async), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -815,6 +837,9 @@ qlean_machine_pause (QleanMachine  *self,
                      GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   qlean_sync_call_init (&call);
   qlean_machine_pause_async (self, cancellable, qlean_sync_call_done, &call);
@@ -855,7 +880,10 @@ qlean_machine_resume_finish (QleanMachine  *self,
                              GAsyncResult  *result,
                              GError       **error)
 {
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_resume_async), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -876,6 +904,9 @@ qlean_machine_resume (QleanMachine  *self,
                       GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   qlean_sync_call_init (&call);
   qlean_machine_resume_async (self, cancellable, qlean_sync_call_done, &call);

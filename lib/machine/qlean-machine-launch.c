@@ -375,6 +375,7 @@ qlean_machine_dry_run (QleanMachine  *self,
   g_autofree char *run_dir = NULL;
 
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   if (qlean_machine_config_get_n_shares (self->config) > 0)
     qlean_image_want_share_boot (self->image);
@@ -583,6 +584,8 @@ qlean_machine_launch_prepare (QleanMachine  *self,
     return FALSE;
   if (self->network != NULL && !qlean_machine_network_check_running (self, self->network, error))
     return FALSE;
+  if (self->network != NULL)
+    qlean_machine_run_add_boot_stage (self->run, &qlean_machine_network_stage);
   if (!qlean_machine_prepare_disks (self, resolved, disk, seed, error))
     return FALSE;
 
@@ -747,10 +750,7 @@ qlean_machine_launch (QleanMachine  *self,
   /* One start loads a saved state; the next boots afresh. QEMU reads it
    * from an inherited descriptor (see qlean_machine_load_incoming()). */
   if (self->incoming != NULL)
-    {
-      self->run->restoring = TRUE;
-      resolved.spec.incoming = TRUE;
-    }
+    qlean_machine_prepare_incoming (self, &resolved);
   argv = qlean_qemu_argv_build (&resolved.spec);
 
   listeners[0] = qmp_listener;
@@ -844,8 +844,7 @@ qlean_machine_spawn_in_worker (gpointer user_data)
   }
   self->run->spawn_task = g_object_ref (task);
   g_atomic_int_set (&self->guest_transport, QLEAN_GUEST_TRANSPORT_AUTO);
-  if (qlean_machine_config_get_n_shares (self->config) > 0)
-    qlean_image_want_share_boot (self->image);
+  qlean_machine_prepare_shares (self);
   qlean_machine_set_state (self, QLEAN_MACHINE_STATE_STARTING);
 
   self->run->spawn_cancel = qlean_add_cancel (qlean_worker_get_context (), cancellable,
@@ -905,7 +904,10 @@ qlean_machine_spawn_finish (QleanMachine  *self,
                             GAsyncResult  *result,
                             GError       **error)
 {
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_spawn_async), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -926,6 +928,9 @@ qlean_machine_spawn (QleanMachine  *self,
                      GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   qlean_sync_call_init (&call);
   qlean_machine_spawn_async (self, cancellable, qlean_sync_call_done, &call);

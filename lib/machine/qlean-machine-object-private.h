@@ -131,31 +131,21 @@ GIOStream *qlean_machine_connect_unix (const char  *path,
 void     qlean_machine_unlock_boot_state   (QleanMachine       *self);
 void     qlean_machine_pick_boot_state     (QleanMachine       *self,
                                             ResolvedSpec       *resolved);
-void     qlean_machine_boot_state_saved_cb (GObject            *source,
-                                            GAsyncResult       *result,
-                                            gpointer            user_data);
-void     qlean_machine_template_cleaned_cb (GObject            *source,
-                                            GAsyncResult       *result,
-                                            gpointer            user_data);
-extern const char qlean_machine_template_clean_script[];
 void     qlean_machine_load_incoming       (QleanMachine       *self);
-void     qlean_machine_fix_identity_async  (QleanMachine       *self,
-                                            gboolean            new_identity,
-                                            GAsyncReadyCallback callback,
-                                            gpointer            user_data);
-void     qlean_machine_identity_fixed_cb   (GObject            *source,
-                                            GAsyncResult       *result,
-                                            gpointer            user_data);
+void     qlean_machine_prepare_incoming    (QleanMachine       *self,
+                                            ResolvedSpec       *resolved);
 
 /* qlean-machine-boot.c: from QEMU's start to a ready guest */
 void     qlean_machine_spawn_fail          (QleanMachine       *self,
                                             GError             *error);
 void     qlean_machine_spawn_maybe_done    (QleanMachine       *self);
-void     qlean_machine_step_done           (QleanMachine       *self,
-                                            GAsyncResult       *result,
+void     qlean_machine_boot_stage_done     (QleanMachine       *self,
                                             GTask              *spawn_task,
-                                            gboolean           *running,
-                                            gboolean           *done);
+                                            GError             *error);
+void     qlean_machine_boot_stage_cb       (GObject            *source,
+                                            GAsyncResult       *result,
+                                            gpointer            user_data);
+extern const QleanBootStage qlean_machine_network_stage;
 void     qlean_machine_guest_panicked      (QleanMachine       *self);
 void     qlean_machine_guest_hello_cb      (GObject            *source,
                                             GAsyncResult       *result,
@@ -175,11 +165,6 @@ void     qlean_machine_qemu_exited_cb      (GObject            *source,
                                             gpointer            user_data);
 
 /* qlean-machine-shares.c: host folders in the guest */
-void     qlean_machine_mount_shares_async  (QleanMachine       *self,
-                                            GAsyncReadyCallback callback,
-                                            gpointer            user_data);
-void     qlean_machine_shares_mounted_cb   (GObject            *source,
-                                            GAsyncResult       *result,
-                                            gpointer            user_data);
+void     qlean_machine_prepare_shares      (QleanMachine       *self);
 
 G_END_DECLS

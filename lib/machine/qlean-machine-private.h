@@ -91,8 +91,9 @@ void               qlean_machine_run_starting_async       (QleanMachine        *
 /* Any thread: whether this run never uses qlean-guest (its config asks
  * for the agent transport, or that is what it decided). */
 gboolean           qlean_machine_uses_agent_only          (QleanMachine        *self);
-/* Any thread: the channel as it is, answering or not; NULL when stopped. */
-QleanGuestChannel *qlean_machine_peek_guest_channel       (QleanMachine        *self);
+/* Any thread: the channel as it is, answering or not (a new reference);
+ * NULL when stopped. */
+QleanGuestChannel *qlean_machine_dup_guest_channel        (QleanMachine        *self);
 /* Worker thread: the machine's current run (qlean-machine-run-private.h),
  * or its last one while it does not run. */
 typedef struct _QleanMachineRun QleanMachineRun;

@@ -29,7 +29,33 @@
 G_BEGIN_DECLS
 
 typedef struct _QleanConsoleLog QleanConsoleLog;
+typedef struct _QleanMachine QleanMachine;
 typedef struct _QleanMachineRun QleanMachineRun;
+
+/* A start completes once QMP and the agent answer, the transport is
+ * decided and then each stage of its run is done, one after the other
+ * (as a shutdown goes through its stages). A stage is registered on the
+ * run by the part of Qlean it belongs to, as the start prepares: the
+ * machine knows none of them by name. @order places it; these are the
+ * ones there are. */
+typedef enum
+{
+  QLEAN_BOOT_STAGE_IDENTITY  = 10,  /* a restored guest's name and clock */
+  QLEAN_BOOT_STAGE_NETWORK   = 20,  /* the guest's address and hosts */
+  QLEAN_BOOT_STAGE_SAVE_BOOT = 30,  /* fast start: save this boot */
+  QLEAN_BOOT_STAGE_SHARES    = 40,  /* mount the host's folders (after saving: 9p blocks it) */
+} QleanBootStageOrder;
+
+typedef struct
+{
+  const char          *name;    /* for the debug log */
+  QleanBootStageOrder  order;
+  /* Starts the stage for the start @spawn_task: TRUE when it runs and
+   * ends with qlean_machine_boot_stage_done(), FALSE when it found
+   * nothing to do. */
+  gboolean           (*start) (QleanMachine *machine,
+                               GTask        *spawn_task);
+} QleanBootStage;
 
 struct _QleanMachineRun
 {
@@ -49,8 +75,6 @@ struct _QleanMachineRun
   gboolean            panicked;
   /* Loading a saved state (the machine's incoming) */
   gboolean            restoring;        /* this start loads a state */
-  gboolean            restore_fixing;
-  gboolean            restore_fixed;
   GSource            *incoming_poll;
   /* Fast start (qlean-machine-boot-state.c) */
   char               *boot_state_save;  /* save the boot here once ready */
@@ -72,10 +96,10 @@ struct _QleanMachineRun
   gboolean            agent_ready;
   gint64              hello_deadline;   /* auto transport: how long HELLO may take */
   GSource            *hello_timer;
-  gboolean            network_configuring;
-  gboolean            network_ready;
-  /* Shared folders: mounted in the guest once per start. */
-  gboolean            shares_mounting;
+  GPtrArray          *boot_stages;      /* of const QleanBootStage, in order */
+  guint               boot_stage;       /* the one running or next */
+  gboolean            boot_stage_running;
+  /* Shared folders: mounted in the guest by the start's stage. */
   gboolean            shares_mounted;
   /* Shutting down (qlean-machine-control.c) */
   GSource            *shutdown_timer;
@@ -89,6 +113,10 @@ QleanMachineRun *qlean_machine_run_new   (void);
 QleanMachineRun *qlean_machine_run_ref   (QleanMachineRun *run);
 void             qlean_machine_run_unref (QleanMachineRun *run);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (QleanMachineRun, qlean_machine_run_unref)
+
+/* Worker thread: adds @stage to the stages of the run's start. */
+void             qlean_machine_run_add_boot_stage (QleanMachineRun      *run,
+                                                   const QleanBootStage *stage);
 
 /* Worker thread: data kept for as long as the run lasts; @destroy runs
  * when the run is released (on the worker) or, for a machine dropped

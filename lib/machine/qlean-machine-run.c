@@ -36,6 +36,7 @@ qlean_machine_run_clear (gpointer data)
   /* A start holds the machine: a run is never dropped while starting. */
   g_assert (run->spawn_task == NULL);
   g_datalist_clear (&run->data);
+  g_ptr_array_unref (run->boot_stages);
   g_clear_error (&run->spawn_error);
   qlean_clear_source (&run->incoming_poll);
   qlean_clear_source (&run->boot_timer);
@@ -67,6 +68,7 @@ qlean_machine_run_new (void)
   QleanMachineRun *run = g_atomic_rc_box_new0 (QleanMachineRun);
 
   run->boot_state_lock = -1;
+  run->boot_stages = g_ptr_array_new ();
   g_datalist_init (&run->data);
   return run;
 }
@@ -81,6 +83,18 @@ void
 qlean_machine_run_unref (QleanMachineRun *run)
 {
   g_atomic_rc_box_release_full (run, qlean_machine_run_clear);
+}
+
+void
+qlean_machine_run_add_boot_stage (QleanMachineRun      *run,
+                                  const QleanBootStage *stage)
+{
+  guint i = 0;
+
+  while (i < run->boot_stages->len &&
+         ((const QleanBootStage *) g_ptr_array_index (run->boot_stages, i))->order <= stage->order)
+    i++;
+  g_ptr_array_insert (run->boot_stages, i, (gpointer) stage);
 }
 
 gpointer
@@ -157,8 +171,6 @@ qlean_machine_release_run (QleanMachine *self)
       g_clear_pointer (&self->run->boot_state_used, g_free);
     }
   self->run->restoring = FALSE;
-  self->run->restore_fixing = FALSE;
-  self->run->restore_fixed = FALSE;
 
   /* What other parts kept for the run ends with it: port forwards
    * (qlean-machine-forward.c), whose ports are free again once this
@@ -254,7 +266,7 @@ static void
 qlean_machine_fix_clock_by_agent (QleanMachine *self)
 {
   g_autoptr(JsonObject) arguments = json_object_new ();
-  g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (self);
+  g_autoptr(QleanQgaClient) qga = qlean_machine_dup_qga (self);
 
   if (qga == NULL)
     return;
@@ -296,7 +308,7 @@ qlean_machine_fix_clock_in_worker (gpointer user_data)
   if (self == NULL)
     return G_SOURCE_REMOVE;
 
-  channel = qlean_machine_peek_guest_channel (self);
+  channel = qlean_machine_dup_guest_channel (self);
   if (channel == NULL || !qlean_guest_channel_is_ready (channel))
     {
       qlean_machine_fix_clock_by_agent (self);
@@ -407,11 +419,14 @@ qlean_machine_get_guest_channel_finish (QleanMachine  *self,
                                         GAsyncResult  *result,
                                         GError       **error)
 {
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_get_guest_channel_async), NULL);
+
   return g_task_propagate_pointer (G_TASK (result), error);
 }
 
 QleanGuestChannel *
-qlean_machine_peek_guest_channel (QleanMachine *self)
+qlean_machine_dup_guest_channel (QleanMachine *self)
 {
   QleanGuestChannel *channel;
 

@@ -20,6 +20,7 @@
 #include "qlean-enums.h"
 #include "qlean-error.h"
 #include "qlean-machine-object-private.h"
+#include "qlean-image-private.h"
 #include "qlean-sync-private.h"
 #include "qlean-worker-private.h"
 
@@ -69,7 +70,7 @@ qlean_machine_shares_ran_cb (GObject      *source,
   g_task_return_boolean (task, TRUE);
 }
 
-void
+static void
 qlean_machine_mount_shares_async (QleanMachine        *self,
                                   GAsyncReadyCallback  callback,
                                   gpointer             user_data)
@@ -108,15 +109,46 @@ qlean_machine_shares_mounted (QleanMachine *self)
   return self->run->shares_mounted;
 }
 
-void
+static void
 qlean_machine_shares_mounted_cb (GObject      *source,
                                  GAsyncResult *result,
                                  gpointer      user_data)
 {
   QleanMachine *self = QLEAN_MACHINE (source);
   g_autoptr(GTask) spawn_task = user_data;
+  GError *error = NULL;
 
-  qlean_machine_step_done (self, result, spawn_task, &self->run->shares_mounting, &self->run->shares_mounted);
+  if (g_task_propagate_boolean (G_TASK (result), &error) && self->run->spawn_task == spawn_task)
+    self->run->shares_mounted = TRUE;
+  qlean_machine_boot_stage_done (self, spawn_task, error);
+}
+
+/* Shared folders are mounted last: after the boot is saved for fast
+ * starts (a mounted 9p export blocks migration), before anything of
+ * the caller's runs. */
+static gboolean
+qlean_machine_shares_stage_start (QleanMachine *self,
+                                  GTask        *spawn_task)
+{
+  qlean_machine_mount_shares_async (self, qlean_machine_shares_mounted_cb,
+                                    g_object_ref (spawn_task));
+  return TRUE;
+}
+
+static const QleanBootStage shares_stage = {
+  "shares", QLEAN_BOOT_STAGE_SHARES, qlean_machine_shares_stage_start
+};
+
+/* A start of a machine with shared folders boots a kernel with 9p,
+ * and mounts them as its last stage. */
+void
+qlean_machine_prepare_shares (QleanMachine *self)
+{
+  if (qlean_machine_config_get_n_shares (self->config) == 0)
+    return;
+
+  qlean_image_want_share_boot (self->image);
+  qlean_machine_run_add_boot_stage (self->run, &shares_stage);
 }
 
 /* Sharing a running machine with other processes */
@@ -191,7 +223,7 @@ qlean_machine_share_in_worker (gpointer user_data)
  *
  * Lets other processes use the running machine: each connection to
  * @socket_path may run processes and move files in it, as
- * [ctor@Machine.attach] does, while this process keeps owning QEMU. This
+ * [func@Machine.attach] does, while this process keeps owning QEMU. This
  * is how `qlean start` serves `qlean exec`. The socket is mode 0600 and
  * goes away when the machine stops.
  *
@@ -207,6 +239,7 @@ qlean_machine_share (QleanMachine  *self,
 
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
   g_return_val_if_fail (socket_path != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   if (!qlean_machine_check_running (self, "share the machine", error))
     return FALSE;
@@ -329,6 +362,8 @@ qlean_machine_attach_finish (GAsyncResult  *result,
                              GError       **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, NULL), NULL);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_attach_async), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   return g_task_propagate_pointer (G_TASK (result), error);
 }
@@ -355,6 +390,7 @@ qlean_machine_attach (const char    *name,
 
   g_return_val_if_fail (name != NULL, NULL);
   g_return_val_if_fail (socket_path != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   /* Made before the private context is pushed, so that its signals go to
    * the caller's context. */

@@ -279,7 +279,7 @@ qlean_machine_save_state_async (QleanMachine        *self,
   save->path = g_strdup (path);
   save->tmp_path = g_strconcat (path, ".part", NULL);
   save->keep_stopped = keep_stopped;
-  save->qmp = qlean_machine_get_qmp (self);
+  save->qmp = qlean_machine_dup_qmp (self);
 
   /* STARTING too: a fast-start machine saves its boot just before it is
    * declared running. */

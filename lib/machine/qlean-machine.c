@@ -71,19 +71,20 @@ static guint signals[N_SIGNALS];
 
 /* States and signals */
 
+/* The state's nick in QleanMachineState's GEnumClass ("running"), for
+ * messages and the log. */
 const char *
 qlean_machine_state_to_string (QleanMachineState state)
 {
-  switch (state)
-    {
-    case QLEAN_MACHINE_STATE_CREATED: return "created";
-    case QLEAN_MACHINE_STATE_STARTING: return "starting";
-    case QLEAN_MACHINE_STATE_RUNNING: return "running";
-    case QLEAN_MACHINE_STATE_PAUSED: return "paused";
-    case QLEAN_MACHINE_STATE_STOPPED: return "stopped";
-    case QLEAN_MACHINE_STATE_CRASHED: return "crashed";
-    default: return "unknown";
-    }
+  static gsize klass = 0;
+  GEnumValue *value;
+
+  /* Referenced once and kept: the nicks it gives out live with it. */
+  if (g_once_init_enter (&klass))
+    g_once_init_leave (&klass, (gsize) g_type_class_ref (QLEAN_TYPE_MACHINE_STATE));
+
+  value = g_enum_get_value ((GEnumClass *) klass, state);
+  return value != NULL ? value->value_nick : "unknown";
 }
 
 typedef struct
@@ -829,7 +830,7 @@ qlean_machine_dup_mac_address (QleanMachine *self)
 }
 
 /**
- * qlean_machine_get_qmp:
+ * qlean_machine_dup_qmp:
  * @self: a #QleanMachine
  *
  * The machine's QMP connection, for commands Qlean has no call for.
@@ -837,7 +838,7 @@ qlean_machine_dup_mac_address (QleanMachine *self)
  * Returns: (transfer full) (nullable): the QMP client while QEMU runs
  */
 QleanQmpClient *
-qlean_machine_get_qmp (QleanMachine *self)
+qlean_machine_dup_qmp (QleanMachine *self)
 {
   QleanQmpClient *qmp;
 
@@ -851,7 +852,7 @@ qlean_machine_get_qmp (QleanMachine *self)
 }
 
 /**
- * qlean_machine_get_qga:
+ * qlean_machine_dup_qga:
  * @self: a #QleanMachine
  *
  * The machine's guest agent connection, for commands Qlean has no call
@@ -860,7 +861,7 @@ qlean_machine_get_qmp (QleanMachine *self)
  * Returns: (transfer full) (nullable): the agent client while QEMU runs
  */
 QleanQgaClient *
-qlean_machine_get_qga (QleanMachine *self)
+qlean_machine_dup_qga (QleanMachine *self)
 {
   QleanQgaClient *qga;
 
@@ -886,7 +887,7 @@ qlean_machine_get_run (QleanMachine *self)
 guint
 qlean_machine_get_guest_timeout (QleanMachine *self)
 {
-  g_autoptr(QleanQgaClient) qga = qlean_machine_get_qga (self);
+  g_autoptr(QleanQgaClient) qga = qlean_machine_dup_qga (self);
 
   return qga != NULL ? qlean_qga_client_get_timeout (qga) : 0;
 }

@@ -73,9 +73,9 @@ const char         *qlean_machine_get_run_dir          (QleanMachine        *sel
 QLEAN_AVAILABLE_IN_0_1
 GPid                qlean_machine_get_pid              (QleanMachine        *self);
 QLEAN_AVAILABLE_IN_0_1
-QleanQmpClient     *qlean_machine_get_qmp              (QleanMachine        *self);
+QleanQmpClient     *qlean_machine_dup_qmp              (QleanMachine        *self);
 QLEAN_AVAILABLE_IN_0_1
-QleanQgaClient     *qlean_machine_get_qga              (QleanMachine        *self);
+QleanQgaClient     *qlean_machine_dup_qga              (QleanMachine        *self);
 QLEAN_AVAILABLE_IN_0_1
 char               *qlean_machine_get_console_path     (QleanMachine        *self);
 QLEAN_AVAILABLE_IN_0_1

@@ -507,7 +507,7 @@ qlean_machine_get_ip_in_worker (gpointer user_data)
       return G_SOURCE_REMOVE;
     }
 
-  qga = qlean_machine_get_qga (self);
+  qga = qlean_machine_dup_qga (self);
   if (qga == NULL)
     {
       g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
@@ -648,7 +648,7 @@ qlean_machine_set_link_in_worker (gpointer user_data)
       return G_SOURCE_REMOVE;
     }
 
-  qmp = qlean_machine_get_qmp (self);
+  qmp = qlean_machine_dup_qmp (self);
   if ((state != QLEAN_MACHINE_STATE_RUNNING && state != QLEAN_MACHINE_STATE_PAUSED) || qmp == NULL)
     {
       g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
