@@ -13,6 +13,7 @@
 #include <gio/gunixsocketaddress.h>
 
 #include "qlean-guest-relay-private.h"
+#include "qlean-guest-stream-dispatch-private.h"
 #include "qlean-json-channel-private.h"
 #include "qlean-qga-error.h"
 #include "qlean-worker-private.h"
@@ -169,18 +170,17 @@ relay_stream_writable_cb (gpointer user_data)
 }
 
 static void
-relay_stream_cb (QleanGuestStream *stream,
-                 guint8            type,
-                 guint8            fd,
-                 GBytes           *payload,
-                 const GError     *error,
-                 gpointer          user_data)
+relay_stream_closed (QleanGuestStream *stream,
+                     const GError     *error,
+                     gpointer          user_data)
 {
   RelayStream *rs = user_data;
   RelayClient *client = rs->client;
   guint32 id = rs->id;
+  g_autoptr(GByteArray) bytes = NULL;
+  guint8 err[4] = { 0, 0, 0, 0 };
 
-  if (type == 0 && g_error_matches (error, QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED))
+  if (g_error_matches (error, QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED))
     {
       /* The machine's channel closed: the machine is gone (or going),
        * and this relay can do nothing more for the client. Its
@@ -194,25 +194,49 @@ relay_stream_cb (QleanGuestStream *stream,
       return;
     }
 
-  if (type == 0)
-    {
-      /* The machine's channel closed, or failed the stream (the client
-       * left too much of the guest's output unread): end the request
-       * with an error. */
-      g_autoptr(GByteArray) bytes = g_byte_array_new ();
-      guint8 err[4] = { g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE) ? ENOSPC : EIO, 0, 0, 0 };
+  /* The machine's channel closed, or failed the stream (the client
+   * left too much of the guest's output unread): end the request with
+   * an error. */
+  bytes = g_byte_array_new ();
+  err[0] = g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE) ? ENOSPC : EIO;
+  g_byte_array_append (bytes, err, sizeof err);
+  g_byte_array_append (bytes, (const guint8 *) error->message, strlen (error->message));
+  g_clear_pointer (&rs->stream, qlean_guest_stream_unref);
+  relay_client_send (client, QLEAN_GUEST_FRAME_ERROR, 0, id, bytes->data, bytes->len);
+  g_hash_table_remove (client->streams, GUINT_TO_POINTER (id));
+}
 
-      g_byte_array_append (bytes, err, sizeof err);
-      g_byte_array_append (bytes, (const guint8 *) error->message, strlen (error->message));
-      g_clear_pointer (&rs->stream, qlean_guest_stream_unref);
-      relay_client_send (client, QLEAN_GUEST_FRAME_ERROR, 0, id, bytes->data, bytes->len);
-      g_hash_table_remove (client->streams, GUINT_TO_POINTER (id));
-      return;
-    }
+/* Every frame of the guest goes to the client as it came. */
+static void
+relay_stream_frame (QleanGuestStream *stream,
+                    guint8            type,
+                    guint8            fd,
+                    GBytes           *payload,
+                    gpointer          user_data)
+{
+  RelayStream *rs = user_data;
+  RelayClient *client = rs->client;
+  guint32 id = rs->id;
 
   relay_client_send_bytes (client, type, fd, id, payload);
   if (ends_stream (rs, type, fd))
     g_hash_table_remove (client->streams, GUINT_TO_POINTER (id));
+}
+
+static const QleanGuestStreamHandlers relay_stream_handlers = {
+  .closed = relay_stream_closed,
+  .frame = relay_stream_frame,
+};
+
+static void
+relay_stream_cb (QleanGuestStream *stream,
+                 guint8            type,
+                 guint8            fd,
+                 GBytes           *payload,
+                 const GError     *error,
+                 gpointer          user_data)
+{
+  qlean_guest_stream_dispatch (&relay_stream_handlers, stream, type, fd, payload, error, user_data);
 }
 
 /* Whether an EXEC request asks for a terminal (FLAG_TERMINAL). */

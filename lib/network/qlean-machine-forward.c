@@ -39,6 +39,7 @@
 
 #include "qlean-error.h"
 #include "qlean-guest-channel-private.h"
+#include "qlean-guest-stream-dispatch-private.h"
 #include "qlean-json-channel-private.h"
 #include "qlean-machine-private.h"
 #include "qlean-machine-run-private.h"
@@ -303,6 +304,89 @@ conn_writable_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* The stream failed: the channel closed under it, or the guest's
+ * connection did (ERROR). Nothing is left to reset in the guest; the
+ * client gets what the guest had sent, then a reset. */
+static void
+conn_stream_failed (Conn         *conn,
+                    const GError *failure)
+{
+  g_debug ("Port %u of machine “%s” (guest port %u): %s", conn->forward->host_port,
+           conn->forward->machine_name, conn->forward->guest_port, failure->message);
+  conn->stream_done = TRUE;
+  if (conn->write_source == NULL)
+    conn_write_out (conn, NULL);
+  conn_end (conn, TRUE);
+}
+
+static void
+conn_stream_closed (QleanGuestStream *stream,
+                    const GError     *error,
+                    gpointer          user_data)
+{
+  conn_stream_failed (user_data, error);
+}
+
+static void
+conn_stream_error (QleanGuestStream *stream,
+                   GBytes           *payload,
+                   gpointer          user_data)
+{
+  g_autoptr(GError) failure = qlean_guest_error_from_payload (payload, "CONNECT");
+
+  conn_stream_failed (user_data, failure);
+}
+
+static void
+conn_stream_data (QleanGuestStream *stream,
+                  guint8            fd,
+                  GBytes           *payload,
+                  gpointer          user_data)
+{
+  Conn *conn = user_data;
+
+  if (fd == 1 && g_bytes_get_size (payload) > 0)
+    {
+      g_queue_push_tail (&conn->out, g_bytes_ref (payload));
+      if (conn->write_source == NULL)
+        conn_flush (conn);
+    }
+}
+
+static void
+conn_stream_eof (QleanGuestStream *stream,
+                 guint8            fd,
+                 gpointer          user_data)
+{
+  Conn *conn = user_data;
+
+  if (fd == 1)
+    {
+      conn->guest_eof = TRUE;
+      if (conn->write_source == NULL)
+        conn_flush (conn);
+    }
+}
+
+static void
+conn_stream_done (QleanGuestStream *stream,
+                  GBytes           *payload,
+                  gpointer          user_data)
+{
+  Conn *conn = user_data;
+
+  conn->stream_done = TRUE;
+  conn_maybe_done (conn);
+}
+
+static const QleanGuestStreamHandlers conn_stream_handlers = {
+  .closed = conn_stream_closed,
+  .error = conn_stream_error,
+  .data = conn_stream_data,
+  .eof = conn_stream_eof,
+  .done = conn_stream_done,
+};
+
 static void
 conn_stream_cb (QleanGuestStream *stream,
                 guint8            type,
@@ -311,53 +395,7 @@ conn_stream_cb (QleanGuestStream *stream,
                 const GError     *error,
                 gpointer          user_data)
 {
-  Conn *conn = user_data;
-
-  switch (type)
-    {
-    case 0:
-    case QLEAN_GUEST_FRAME_ERROR:
-      {
-        g_autoptr(GError) failure = error ? g_error_copy (error)
-                                          : qlean_guest_error_from_payload (payload, "CONNECT");
-
-        /* Nothing is left to reset in the guest; the client gets what
-         * the guest had sent, then a reset. */
-        g_debug ("Port %u of machine “%s” (guest port %u): %s", conn->forward->host_port,
-                 conn->forward->machine_name, conn->forward->guest_port, failure->message);
-        conn->stream_done = TRUE;
-        if (conn->write_source == NULL)
-          conn_write_out (conn, NULL);
-        conn_end (conn, TRUE);
-        break;
-      }
-
-    case QLEAN_GUEST_FRAME_DATA:
-      if (fd == 1 && g_bytes_get_size (payload) > 0)
-        {
-          g_queue_push_tail (&conn->out, g_bytes_ref (payload));
-          if (conn->write_source == NULL)
-            conn_flush (conn);
-        }
-      break;
-
-    case QLEAN_GUEST_FRAME_EOF:
-      if (fd == 1)
-        {
-          conn->guest_eof = TRUE;
-          if (conn->write_source == NULL)
-            conn_flush (conn);
-        }
-      break;
-
-    case QLEAN_GUEST_FRAME_DONE:
-      conn->stream_done = TRUE;
-      conn_maybe_done (conn);
-      break;
-
-    default:
-      break;
-    }
+  qlean_guest_stream_dispatch (&conn_stream_handlers, stream, type, fd, payload, error, user_data);
 }
 
 static void
@@ -857,6 +895,7 @@ qlean_machine_forward_port_finish (QleanMachine  *self,
   gssize port;
 
   g_return_val_if_fail (g_task_is_valid (result, self), 0);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_forward_port_async), 0);
 
   port = g_task_propagate_int (G_TASK (result), error);
   return port < 0 ? 0 : (guint16) port;
@@ -884,6 +923,9 @@ qlean_machine_forward_port (QleanMachine  *self,
                             GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), 0);
+  g_return_val_if_fail (error == NULL || *error == NULL, 0);
 
   qlean_sync_call_init (&call);
   qlean_machine_forward_port_async (self, host_port, guest_port, NULL, qlean_sync_call_done, &call);
@@ -953,6 +995,7 @@ qlean_machine_forward_unix_finish (QleanMachine  *self,
                                    GError       **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_forward_unix_async), NULL);
 
   return g_task_propagate_pointer (G_TASK (result), error);
 }
@@ -977,6 +1020,9 @@ qlean_machine_forward_unix (QleanMachine  *self,
                             GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   qlean_sync_call_init (&call);
   qlean_machine_forward_unix_async (self, socket_path, guest_port, NULL, qlean_sync_call_done, &call);
@@ -1072,6 +1118,7 @@ qlean_machine_unforward_port (QleanMachine  *self,
   UnforwardRequest *request;
 
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   request = g_new0 (UnforwardRequest, 1);
   request->host_port = host_port;
@@ -1101,6 +1148,7 @@ qlean_machine_unforward_unix (QleanMachine  *self,
 
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
   g_return_val_if_fail (socket_path != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   request = g_new0 (UnforwardRequest, 1);
   request->socket_path = g_canonicalize_filename (socket_path, NULL);

@@ -13,7 +13,7 @@
 #include "qlean-guest-process-private.h"
 #include "qlean-machine-private.h"
 #include "qlean-sync-private.h"
-#include "qlean-worker-private.h"
+#include "qlean-task-private.h"
 
 /**
  * QleanGuestLauncher:
@@ -432,9 +432,8 @@ qlean_guest_launcher_spawn_with_flags (QleanGuestLauncher     *self,
   g_autoptr(GTask) task = NULL;
   g_autoptr(GError) error = NULL;
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, source_tag);
-  g_task_set_name (task, "[qlean] spawn guest process");
+  task = qlean_task_new (self, cancellable, callback, user_data, source_tag,
+                         "[qlean] spawn guest process");
 
   if (argv == NULL || argv[0] == NULL)
     {
@@ -461,12 +460,14 @@ qlean_guest_launcher_spawn_with_flags (QleanGuestLauncher     *self,
     }
 
   g_task_set_task_data (task, start_new (self, machine, argv, flags), (GDestroyNotify) start_free);
-  qlean_worker_invoke (spawn_in_worker, g_steal_pointer (&task), g_object_unref);
+  qlean_task_run_in_worker (g_steal_pointer (&task), spawn_in_worker);
 }
 
 void
 qlean_guest_launcher_set_starting (QleanGuestLauncher *self)
 {
+  g_return_if_fail (QLEAN_IS_GUEST_LAUNCHER (self));
+
   self->starting = TRUE;
 }
 
@@ -495,6 +496,7 @@ qlean_guest_launcher_spawnv_async (QleanGuestLauncher  *self,
 {
   g_return_if_fail (QLEAN_IS_GUEST_LAUNCHER (self));
   g_return_if_fail (QLEAN_IS_MACHINE (machine));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
   qlean_guest_launcher_spawn_with_flags (self, machine, argv, self->flags, cancellable,
                                          qlean_guest_launcher_spawnv_async, callback, user_data);
@@ -513,7 +515,10 @@ qlean_guest_launcher_spawnv_finish (QleanGuestLauncher  *self,
                                     GAsyncResult        *result,
                                     GError             **error)
 {
+  g_return_val_if_fail (QLEAN_IS_GUEST_LAUNCHER (self), NULL);
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_guest_launcher_spawnv_async), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   return g_task_propagate_pointer (G_TASK (result), error);
 }
@@ -537,6 +542,10 @@ qlean_guest_launcher_spawnv (QleanGuestLauncher  *self,
                              GError             **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_GUEST_LAUNCHER (self), NULL);
+  g_return_val_if_fail (QLEAN_IS_MACHINE (machine), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   qlean_sync_call_init (&call);
   qlean_guest_launcher_spawnv_async (self, machine, argv, NULL, qlean_sync_call_done, &call);
@@ -627,10 +636,10 @@ qlean_guest_launcher_run_async (QleanGuestLauncher  *self,
 
   g_return_if_fail (QLEAN_IS_GUEST_LAUNCHER (self));
   g_return_if_fail (QLEAN_IS_MACHINE (machine));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_guest_launcher_run_async);
-  g_task_set_name (task, "[qlean] run guest process");
+  task = qlean_task_new (self, cancellable, callback, user_data, qlean_guest_launcher_run_async,
+                         "[qlean] run guest process");
 
   flags = QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE | QLEAN_GUEST_PROCESS_FLAGS_STDERR_PIPE |
           (self->flags & QLEAN_GUEST_PROCESS_FLAGS_STDERR_MERGE);
@@ -651,7 +660,10 @@ qlean_guest_launcher_run_finish (QleanGuestLauncher  *self,
                                  GAsyncResult        *result,
                                  GError             **error)
 {
+  g_return_val_if_fail (QLEAN_IS_GUEST_LAUNCHER (self), NULL);
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_guest_launcher_run_async), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   return g_task_propagate_pointer (G_TASK (result), error);
 }
@@ -677,6 +689,11 @@ qlean_guest_launcher_run (QleanGuestLauncher  *self,
                           GError             **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_GUEST_LAUNCHER (self), NULL);
+  g_return_val_if_fail (QLEAN_IS_MACHINE (machine), NULL);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   qlean_sync_call_init (&call);
   qlean_guest_launcher_run_async (self, machine, argv, cancellable, qlean_sync_call_done, &call);

@@ -38,6 +38,14 @@ void qlean_guest_process_start (QleanMachine           *machine,
  * rest is read and dropped, and get_output_truncated() says so. */
 void qlean_guest_process_set_output_limit     (QleanGuestProcess *self,
                                                gsize              limit);
+gsize qlean_guest_process_get_output_limit    (QleanGuestProcess *self);
+/* Communicate's end: keeps what it read of each output (taking
+ * @stdout_bytes and @stderr_bytes, either NULL) for the getters. */
+void qlean_guest_process_take_output          (QleanGuestProcess *self,
+                                               GBytes            *stdout_bytes,
+                                               GBytes            *stderr_bytes,
+                                               gboolean           stdout_truncated,
+                                               gboolean           stderr_truncated);
 /* After communicate: whether each output went past the limit. */
 void qlean_guest_process_get_output_truncated (QleanGuestProcess *self,
                                                gboolean          *stdout_truncated,

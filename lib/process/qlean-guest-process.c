@@ -17,10 +17,13 @@
 #include <gio/gunixoutputstream.h>
 
 #include "qlean-error.h"
+#include "qlean-guest-output-pipe-private.h"
 #include "qlean-guest-process-private.h"
+#include "qlean-guest-stream-dispatch-private.h"
 #include "qlean-json-channel-private.h"
 #include "qlean-machine-private.h"
 #include "qlean-sync-private.h"
+#include "qlean-task-private.h"
 #include "qlean-worker-private.h"
 
 /**
@@ -52,17 +55,6 @@
  * [method@GuestProcess.get_stderr_bytes].
  */
 
-/* Output forwarded from the port to a host pipe, never blocking the
- * worker: what the pipe does not take now waits for POLLOUT. */
-typedef struct
-{
-  int      fd;
-  GQueue   chunks;
-  gsize    offset;
-  GSource *source;
-  gboolean eof;
-} OutPipe;
-
 struct _QleanGuestProcess
 {
   GObject                 parent_instance;
@@ -88,7 +80,7 @@ struct _QleanGuestProcess
 
   /* Worker only. */
   QleanGuestStream       *stream;
-  OutPipe                 out[3];
+  QleanGuestOutputPipe    out[3];         /* by the guest's fd: 1 stdout, 2 stderr */
   int                     stdin_fd;
   GSource                *stdin_source;
   GPtrArray              *waiters;
@@ -99,80 +91,6 @@ struct _QleanGuestProcess
 
 G_DEFINE_FINAL_TYPE (QleanGuestProcess, qlean_guest_process, G_TYPE_OBJECT)
 
-static void
-out_pipe_close (OutPipe *pipe)
-{
-  qlean_clear_source (&pipe->source);
-  g_queue_clear_full (&pipe->chunks, (GDestroyNotify) g_bytes_unref);
-  pipe->offset = 0;
-  if (pipe->fd >= 0)
-    {
-      close (pipe->fd);
-      pipe->fd = -1;
-    }
-}
-
-static gboolean out_pipe_writable_cb (gint fd, GIOCondition condition, gpointer user_data);
-
-static void
-out_pipe_flush (OutPipe *pipe)
-{
-  while (pipe->fd >= 0 && !g_queue_is_empty (&pipe->chunks))
-    {
-      GBytes *head = g_queue_peek_head (&pipe->chunks);
-      gsize len;
-      const guint8 *data = g_bytes_get_data (head, &len);
-      ssize_t n = write (pipe->fd, data + pipe->offset, len - pipe->offset);
-
-      if (n < 0 && errno == EINTR)
-        continue;
-
-      if (n < 0 && errno == EAGAIN)
-        {
-          if (pipe->source == NULL)
-            {
-              pipe->source = g_unix_fd_source_new (pipe->fd, G_IO_OUT | G_IO_ERR);
-              g_source_set_callback (pipe->source, (GSourceFunc) (void (*) (void)) out_pipe_writable_cb,
-                                     pipe, NULL);
-              g_source_set_static_name (pipe->source, "[qlean] guest output pipe");
-              g_source_attach (pipe->source, qlean_worker_get_context ());
-            }
-          return;
-        }
-
-      if (n < 0)
-        {
-          /* The reader went away (EPIPE): drop the rest, like a pipe. */
-          out_pipe_close (pipe);
-          return;
-        }
-
-      pipe->offset += n;
-      if (pipe->offset == len)
-        {
-          g_bytes_unref (g_queue_pop_head (&pipe->chunks));
-          pipe->offset = 0;
-        }
-    }
-
-  qlean_clear_source (&pipe->source);
-  if (pipe->eof && pipe->fd >= 0)
-    out_pipe_close (pipe);
-}
-
-static gboolean
-out_pipe_writable_cb (gint         fd,
-                      GIOCondition condition,
-                      gpointer     user_data)
-{
-  OutPipe *pipe = user_data;
-
-  g_clear_pointer (&pipe->source, g_source_unref);
-  out_pipe_flush (pipe);
-
-  return G_SOURCE_REMOVE;
-}
-
 /* The stream ended without the guest's EOFs: what came still reaches
  * stdout and stderr, then readers see their end. */
 static void
@@ -181,7 +99,7 @@ end_output_pipes (QleanGuestProcess *self)
   for (guint i = 1; i < G_N_ELEMENTS (self->out); i++)
     {
       self->out[i].eof = TRUE;
-      out_pipe_flush (&self->out[i]);
+      qlean_guest_output_pipe_flush (&self->out[i]);
     }
 }
 
@@ -193,7 +111,7 @@ qlean_guest_process_finalize (GObject *object)
   g_assert (self->spawn_task == NULL);
 
   for (guint i = 1; i < G_N_ELEMENTS (self->out); i++)
-    out_pipe_close (&self->out[i]);
+    qlean_guest_output_pipe_close (&self->out[i]);
   qlean_clear_source (&self->stdin_source);
   qlean_clear_source (&self->timeout_source);
   if (self->stdin_fd >= 0)
@@ -227,10 +145,7 @@ qlean_guest_process_init (QleanGuestProcess *self)
   self->stdin_fd = -1;
   self->output_limit = G_MAXSIZE;
   for (guint i = 0; i < G_N_ELEMENTS (self->out); i++)
-    {
-      self->out[i].fd = -1;
-      g_queue_init (&self->out[i].chunks);
-    }
+    qlean_guest_output_pipe_init (&self->out[i]);
   self->waiters = g_ptr_array_new_with_free_func (g_object_unref);
 }
 
@@ -362,6 +277,167 @@ qlean_guest_process_fail (QleanGuestProcess *self,
   g_mutex_unlock (&self->lock);
 }
 
+/* The stream's events (see qlean-guest-stream-dispatch-private.h). */
+
+/* The channel closed (the machine went down or was stopped), qlean-guest
+ * let a start or a kill go unanswered, or the process's output waited
+ * unread until the channel killed it. */
+static void
+qlean_guest_process_stream_closed (QleanGuestStream *stream,
+                                   const GError     *error,
+                                   gpointer          user_data)
+{
+  QleanGuestProcess *self = user_data;
+  gboolean timed_out = g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  GError *failure;
+
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE))
+    {
+      g_autofree char *limit = g_format_size (QLEAN_GUEST_RECEIVE_LIMIT);
+
+      failure = g_error_new (G_IO_ERROR, G_IO_ERROR_NO_SPACE,
+                             _("“%s” in machine “%s” was killed: %s of its output waited "
+                               "unread on the host, the most a process may leave there; "
+                               "read its pipes while it runs"),
+                             self->program, qlean_machine_get_name (self->machine), limit);
+    }
+  else
+    failure = g_error_new (timed_out ? G_IO_ERROR : QLEAN_MACHINE_ERROR,
+                           timed_out ? G_IO_ERROR_TIMED_OUT : QLEAN_MACHINE_ERROR_CRASHED,
+                           _("Lost “%s” in machine “%s”: %s"), self->program,
+                           qlean_machine_get_name (self->machine), error->message);
+
+  g_clear_pointer (&self->stream, qlean_guest_stream_unref);
+  end_output_pipes (self);
+  if (self->spawn_task != NULL)
+    {
+      g_autoptr(GTask) task = g_steal_pointer (&self->spawn_task);
+
+      g_task_return_error (task, failure);
+    }
+  else
+    qlean_guest_process_fail (self, failure);
+  qlean_guest_process_complete_waiters (self);
+}
+
+static void
+qlean_guest_process_stream_started (QleanGuestStream *stream,
+                                    guint32           pid,
+                                    gpointer          user_data)
+{
+  QleanGuestProcess *self = user_data;
+  g_autoptr(GTask) task = g_steal_pointer (&self->spawn_task);
+
+  if (task == NULL)
+    return;
+
+  self->identifier = g_strdup_printf ("%u", pid);
+  /* Started: from now on the process may stay silent as long as it
+   * likes. */
+  qlean_guest_stream_set_timeout (stream, 0);
+  if (self->timeout_ms > 0)
+    self->timeout_source = qlean_add_timeout (qlean_worker_get_context (), self->timeout_ms,
+                                              qlean_guest_process_timeout_cb, self);
+  qlean_guest_process_watch_stdin (self);
+  g_task_return_pointer (task, g_object_ref (self), g_object_unref);
+}
+
+static void
+qlean_guest_process_stream_error (QleanGuestStream *stream,
+                                  GBytes           *payload,
+                                  gpointer          user_data)
+{
+  QleanGuestProcess *self = user_data;
+  g_autofree char *what = g_strdup_printf (_("Cannot run “%s” in machine “%s”"), self->program,
+                                           qlean_machine_get_name (self->machine));
+  GError *failure = qlean_guest_error_from_payload (payload, what);
+
+  qlean_guest_stream_close (stream);
+  g_clear_pointer (&self->stream, qlean_guest_stream_unref);
+  if (self->spawn_task != NULL)
+    {
+      g_autoptr(GTask) task = g_steal_pointer (&self->spawn_task);
+
+      /* A missing or unrunnable program is its own error: a test must
+       * never mistake it for a command that ran. */
+      if (g_error_matches (failure, G_IO_ERROR, G_IO_ERROR_NOT_FOUND) ||
+          g_error_matches (failure, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED))
+        {
+          GError *not_found = g_error_new_literal (QLEAN_MACHINE_ERROR,
+                                                   QLEAN_MACHINE_ERROR_COMMAND_NOT_FOUND,
+                                                   failure->message);
+          g_error_free (failure);
+          failure = not_found;
+        }
+      g_task_return_error (task, failure);
+    }
+  else
+    {
+      /* The process had started: its output ends here too, or a reader
+       * of its pipes would wait for ever. */
+      end_output_pipes (self);
+      qlean_guest_process_fail (self, failure);
+      qlean_guest_process_complete_waiters (self);
+    }
+}
+
+static void
+qlean_guest_process_stream_data (QleanGuestStream *stream,
+                                 guint8            fd,
+                                 GBytes           *payload,
+                                 gpointer          user_data)
+{
+  QleanGuestProcess *self = user_data;
+
+  if (fd < G_N_ELEMENTS (self->out) && self->out[fd].fd >= 0)
+    {
+      g_queue_push_tail (&self->out[fd].chunks, g_bytes_ref (payload));
+      qlean_guest_output_pipe_flush (&self->out[fd]);
+    }
+}
+
+static void
+qlean_guest_process_stream_eof (QleanGuestStream *stream,
+                                guint8            fd,
+                                gpointer          user_data)
+{
+  QleanGuestProcess *self = user_data;
+
+  if (fd < G_N_ELEMENTS (self->out))
+    {
+      self->out[fd].eof = TRUE;
+      qlean_guest_output_pipe_flush (&self->out[fd]);
+    }
+}
+
+static void
+qlean_guest_process_stream_exit (QleanGuestStream *stream,
+                                 int               wait_status,
+                                 gpointer          user_data)
+{
+  QleanGuestProcess *self = user_data;
+
+  g_mutex_lock (&self->lock);
+  self->exited = TRUE;
+  self->wait_status = wait_status;
+  g_mutex_unlock (&self->lock);
+
+  qlean_guest_stream_close (stream);
+  g_clear_pointer (&self->stream, qlean_guest_stream_unref);
+  qlean_clear_source (&self->stdin_source);
+  end_output_pipes (self);
+  qlean_guest_process_complete_waiters (self);
+}
+
+static const QleanGuestStreamHandlers qlean_guest_process_stream_handlers = {
+  .closed = qlean_guest_process_stream_closed,
+  .started = qlean_guest_process_stream_started,
+  .error = qlean_guest_process_stream_error,
+  .data = qlean_guest_process_stream_data,
+  .eof = qlean_guest_process_stream_eof,
+  .exit = qlean_guest_process_stream_exit,
+};
+
 static void
 qlean_guest_process_stream_cb (QleanGuestStream *stream,
                                guint8            type,
@@ -370,145 +446,12 @@ qlean_guest_process_stream_cb (QleanGuestStream *stream,
                                const GError     *error,
                                gpointer          user_data)
 {
-  QleanGuestProcess *self = user_data;
-  g_autoptr(QleanGuestProcess) hold = g_object_ref (self);
+  /* Dropping the stream (at its end) drops the reference it holds on
+   * the process, which may be the last one: the handler still needs it. */
+  g_autoptr(QleanGuestProcess) hold = g_object_ref (user_data);
 
-  switch (type)
-    {
-    case 0:
-      {
-        /* The channel closed (the machine went down or was stopped),
-         * qlean-guest let a start or a kill go unanswered, or the
-         * process's output waited unread until the channel killed it. */
-        gboolean timed_out = g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
-        GError *failure;
-
-        if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE))
-          {
-            g_autofree char *limit = g_format_size (QLEAN_GUEST_RECEIVE_LIMIT);
-
-            failure = g_error_new (G_IO_ERROR, G_IO_ERROR_NO_SPACE,
-                                   _("“%s” in machine “%s” was killed: %s of its output waited "
-                                     "unread on the host, the most a process may leave there; "
-                                     "read its pipes while it runs"),
-                                   self->program, qlean_machine_get_name (self->machine), limit);
-          }
-        else
-          failure = g_error_new (timed_out ? G_IO_ERROR : QLEAN_MACHINE_ERROR,
-                                 timed_out ? G_IO_ERROR_TIMED_OUT : QLEAN_MACHINE_ERROR_CRASHED,
-                                 _("Lost “%s” in machine “%s”: %s"), self->program,
-                                 qlean_machine_get_name (self->machine), error->message);
-
-        g_clear_pointer (&self->stream, qlean_guest_stream_unref);
-        end_output_pipes (self);
-        if (self->spawn_task != NULL)
-          {
-            g_autoptr(GTask) task = g_steal_pointer (&self->spawn_task);
-
-            g_task_return_error (task, failure);
-          }
-        else
-          qlean_guest_process_fail (self, failure);
-        qlean_guest_process_complete_waiters (self);
-        break;
-      }
-
-    case QLEAN_GUEST_FRAME_STARTED:
-      if (self->spawn_task != NULL)
-        {
-          g_autoptr(GTask) task = g_steal_pointer (&self->spawn_task);
-          gsize len;
-          const guint8 *data = g_bytes_get_data (payload, &len);
-
-          self->identifier = g_strdup_printf ("%u", len >= 4 ? qlean_guest_read_u32 (data) : 0);
-          /* Started: from now on the process may stay silent as long as
-           * it likes. */
-          qlean_guest_stream_set_timeout (stream, 0);
-          if (self->timeout_ms > 0)
-            self->timeout_source = qlean_add_timeout (qlean_worker_get_context (), self->timeout_ms,
-                                                      qlean_guest_process_timeout_cb, self);
-          qlean_guest_process_watch_stdin (self);
-          g_task_return_pointer (task, g_object_ref (self), g_object_unref);
-        }
-      break;
-
-    case QLEAN_GUEST_FRAME_ERROR:
-      {
-        g_autofree char *what = g_strdup_printf (_("Cannot run “%s” in machine “%s”"), self->program,
-                                                 qlean_machine_get_name (self->machine));
-        GError *failure = qlean_guest_error_from_payload (payload, what);
-
-        qlean_guest_stream_close (stream);
-        g_clear_pointer (&self->stream, qlean_guest_stream_unref);
-        if (self->spawn_task != NULL)
-          {
-            g_autoptr(GTask) task = g_steal_pointer (&self->spawn_task);
-
-            /* A missing or unrunnable program is its own error: a test
-             * must never mistake it for a command that ran. */
-            if (g_error_matches (failure, G_IO_ERROR, G_IO_ERROR_NOT_FOUND) ||
-                g_error_matches (failure, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED))
-              {
-                GError *not_found = g_error_new_literal (QLEAN_MACHINE_ERROR,
-                                                         QLEAN_MACHINE_ERROR_COMMAND_NOT_FOUND,
-                                                         failure->message);
-                g_error_free (failure);
-                failure = not_found;
-              }
-            g_task_return_error (task, failure);
-          }
-        else
-          {
-            /* The process had started: its output ends here too, or a
-             * reader of its pipes would wait for ever. */
-            end_output_pipes (self);
-            qlean_guest_process_fail (self, failure);
-            qlean_guest_process_complete_waiters (self);
-          }
-        break;
-      }
-
-    case QLEAN_GUEST_FRAME_DATA:
-      if (fd < G_N_ELEMENTS (self->out) && self->out[fd].fd >= 0)
-        {
-          g_queue_push_tail (&self->out[fd].chunks, g_bytes_ref (payload));
-          out_pipe_flush (&self->out[fd]);
-        }
-      break;
-
-    case QLEAN_GUEST_FRAME_EOF:
-      if (fd < G_N_ELEMENTS (self->out))
-        {
-          self->out[fd].eof = TRUE;
-          out_pipe_flush (&self->out[fd]);
-        }
-      break;
-
-    case QLEAN_GUEST_FRAME_EXIT:
-      {
-        gsize len;
-        const guint8 *data = g_bytes_get_data (payload, &len);
-
-        g_mutex_lock (&self->lock);
-        self->exited = TRUE;
-        self->wait_status = len >= 4 ? (int) qlean_guest_read_u32 (data) : 0;
-        g_mutex_unlock (&self->lock);
-
-        qlean_guest_stream_close (stream);
-        g_clear_pointer (&self->stream, qlean_guest_stream_unref);
-        qlean_clear_source (&self->stdin_source);
-        for (guint i = 1; i < G_N_ELEMENTS (self->out); i++)
-          {
-            self->out[i].eof = TRUE;
-            out_pipe_flush (&self->out[i]);
-          }
-        qlean_guest_process_complete_waiters (self);
-        break;
-      }
-
-    default:
-      break;
-    }
+  qlean_guest_stream_dispatch (&qlean_guest_process_stream_handlers, stream, type, fd, payload,
+                               error, user_data);
 }
 
 void
@@ -742,6 +685,8 @@ qlean_guest_process_set_window_size (QleanGuestProcess *self,
 void
 qlean_guest_process_force_exit (QleanGuestProcess *self)
 {
+  g_return_if_fail (QLEAN_IS_GUEST_PROCESS (self));
+
   qlean_guest_process_send_signal (self, SIGKILL);
 }
 
@@ -816,12 +761,12 @@ qlean_guest_process_wait_async (QleanGuestProcess   *self,
   GTask *task;
 
   g_return_if_fail (QLEAN_IS_GUEST_PROCESS (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_guest_process_wait_async);
-  g_task_set_name (task, "[qlean] wait for guest process");
+  task = qlean_task_new (self, cancellable, callback, user_data, qlean_guest_process_wait_async,
+                         "[qlean] wait for guest process");
   g_task_set_check_cancellable (task, FALSE);
-  qlean_worker_invoke (qlean_guest_process_wait_in_worker, task, g_object_unref);
+  qlean_task_run_in_worker (task, qlean_guest_process_wait_in_worker);
 }
 
 /* How a wait ends: success once the process exited, or why not. */
@@ -876,7 +821,10 @@ qlean_guest_process_wait_finish (QleanGuestProcess  *self,
                                  GAsyncResult       *result,
                                  GError            **error)
 {
+  g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), FALSE);
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_guest_process_wait_async), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   g_task_propagate_boolean (G_TASK (result), NULL);
   return qlean_guest_process_check_end (self, g_task_get_cancellable (G_TASK (result)), error);
@@ -898,6 +846,10 @@ qlean_guest_process_wait (QleanGuestProcess  *self,
                           GError            **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), FALSE);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   qlean_sync_call_init (&call);
   qlean_guest_process_wait_async (self, cancellable, qlean_sync_call_done, &call);
@@ -945,6 +897,8 @@ qlean_guest_process_wait_check_async (QleanGuestProcess   *self,
                                       GAsyncReadyCallback  callback,
                                       gpointer             user_data)
 {
+  g_return_if_fail (QLEAN_IS_GUEST_PROCESS (self));
+
   qlean_guest_process_wait_async (self, cancellable, callback, user_data);
 }
 
@@ -961,6 +915,8 @@ qlean_guest_process_wait_check_finish (QleanGuestProcess  *self,
                                        GAsyncResult       *result,
                                        GError            **error)
 {
+  g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), FALSE);
+
   return qlean_guest_process_wait_finish (self, result, error) &&
          qlean_guest_process_check_status (self, error);
 }
@@ -980,396 +936,24 @@ qlean_guest_process_wait_check (QleanGuestProcess  *self,
                                 GCancellable       *cancellable,
                                 GError            **error)
 {
+  g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), FALSE);
+
   return qlean_guest_process_wait (self, cancellable, error) &&
          qlean_guest_process_check_status (self, error);
 }
 
-/* communicate: read each output pipe into memory, feed stdin, wait. */
-
-/* One output pipe read to its end, keeping at most @limit bytes: what
- * comes beyond is read and dropped, so that the process never blocks on
- * a full pipe and memory stays bounded whatever it writes. */
-typedef struct
-{
-  GTask        *task;       /* the communicate; unowned (its pending count) */
-  GInputStream *pipe;
-  GByteArray   *kept;
-  gsize         limit;
-  gboolean      truncated;
-  guint8        buffer[64 * 1024];
-} Collector;
-
-typedef struct
-{
-  Collector *out;
-  Collector *err;
-  guint      pending;
-  GError    *error;
-} Communicate;
-
-static void
-collector_free (Collector *collector)
-{
-  if (collector == NULL)
-    return;
-
-  g_clear_object (&collector->pipe);
-  g_clear_pointer (&collector->kept, g_byte_array_unref);
-  g_free (collector);
-}
-
-static void
-communicate_free (Communicate *data)
-{
-  collector_free (data->out);
-  collector_free (data->err);
-  g_clear_error (&data->error);
-  g_free (data);
-}
-
+/* @field (stdout_bytes or stderr_bytes of @self), as the getters give it. */
 static GBytes *
-collector_steal_bytes (Collector *collector)
+qlean_guest_process_dup_output (QleanGuestProcess  *self,
+                                GBytes            **field)
 {
-  guint8 nul = 0;
-  gsize len;
-  guint8 *data;
-
-  if (collector == NULL)
-    return NULL;
-
-  /* A NUL after the data, as GMemoryOutputStream left it: output read as
-   * a C string stays a string. */
-  len = collector->kept->len;
-  g_byte_array_append (collector->kept, &nul, 1);
-  data = g_byte_array_steal (collector->kept, NULL);
-  return g_bytes_new_take (data, len);
-}
-
-static void
-communicate_step_done (GTask *task)
-{
-  QleanGuestProcess *self = g_task_get_source_object (task);
-  Communicate *data = g_task_get_task_data (task);
-
-  if (--data->pending > 0)
-    return;
+  GBytes *bytes;
 
   g_mutex_lock (&self->lock);
-  g_clear_pointer (&self->stdout_bytes, g_bytes_unref);
-  g_clear_pointer (&self->stderr_bytes, g_bytes_unref);
-  self->stdout_bytes = collector_steal_bytes (data->out);
-  self->stderr_bytes = collector_steal_bytes (data->err);
-  self->stdout_truncated = data->out != NULL && data->out->truncated;
-  self->stderr_truncated = data->err != NULL && data->err->truncated;
+  bytes = *field ? g_bytes_ref (*field) : NULL;
   g_mutex_unlock (&self->lock);
 
-  if (data->error != NULL)
-    g_task_return_error (task, g_steal_pointer (&data->error));
-  else
-    g_task_return_boolean (task, TRUE);
-  g_object_unref (task);
-}
-
-static void
-communicate_keep_error (Communicate *data,
-                        GError      *error)
-{
-  /* The first error wins, but a timeout, a crash or unread output
-   * explains a broken pipe better than the pipe does. */
-  if (data->error == NULL ||
-      (error != NULL && (error->domain == QLEAN_MACHINE_ERROR ||
-                         g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) ||
-                         g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE))))
-    {
-      g_clear_error (&data->error);
-      data->error = error;
-    }
-  else
-    g_clear_error (&error);
-}
-
-static void collector_read (Collector *collector);
-
-static void
-collector_read_cb (GObject      *source,
-                   GAsyncResult *result,
-                   gpointer      user_data)
-{
-  Collector *collector = user_data;
-  GTask *task = collector->task;
-  GError *error = NULL;
-  gssize n = g_input_stream_read_finish (G_INPUT_STREAM (source), result, &error);
-
-  if (n > 0)
-    {
-      gsize room = collector->limit - collector->kept->len;
-
-      if ((gsize) n > room)
-        collector->truncated = TRUE;
-      g_byte_array_append (collector->kept, collector->buffer, MIN ((gsize) n, room));
-      collector_read (collector);
-      return;
-    }
-
-  if (n < 0)
-    communicate_keep_error (g_task_get_task_data (task), error);
-  g_input_stream_close (collector->pipe, NULL, NULL);
-  communicate_step_done (task);
-}
-
-static void
-collector_read (Collector *collector)
-{
-  g_input_stream_read_async (collector->pipe, collector->buffer, sizeof collector->buffer,
-                             G_PRIORITY_DEFAULT, NULL, collector_read_cb, collector);
-}
-
-static Collector *
-collector_start (GTask        *task,
-                 GInputStream *pipe,
-                 gsize         limit)
-{
-  Collector *collector = g_new0 (Collector, 1);
-
-  collector->task = task;
-  collector->pipe = g_object_ref (pipe);
-  collector->kept = g_byte_array_new ();
-  collector->limit = limit;
-  collector_read (collector);
-  return collector;
-}
-
-static void
-communicate_write_cb (GObject      *source,
-                      GAsyncResult *result,
-                      gpointer      user_data)
-{
-  GTask *task = user_data;
-  Communicate *data = g_task_get_task_data (task);
-  GError *error = NULL;
-
-  if (!g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), result, NULL, &error))
-    {
-      /* The process may end without reading all of its input. */
-      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE))
-        communicate_keep_error (data, g_error_copy (error));
-      g_clear_error (&error);
-    }
-  g_output_stream_close (G_OUTPUT_STREAM (source), NULL, NULL);
-  communicate_step_done (task);
-}
-
-static void
-communicate_wait_cb (GObject      *source,
-                     GAsyncResult *result,
-                     gpointer      user_data)
-{
-  GTask *task = user_data;
-  Communicate *data = g_task_get_task_data (task);
-  GError *error = NULL;
-
-  if (!qlean_guest_process_wait_finish (QLEAN_GUEST_PROCESS (source), result, &error))
-    communicate_keep_error (data, error);
-  communicate_step_done (task);
-}
-
-/**
- * qlean_guest_process_communicate_async:
- * @self: a #QleanGuestProcess
- * @stdin_buf: (nullable): input for the process; needs
- *   %QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE
- * @cancellable: (nullable): cancelling kills the process
- * @callback: called once the process ended and its output is read
- * @user_data: data for @callback
- *
- * Feeds @stdin_buf to the process, closes its stdin, reads all of its
- * piped output and waits for it to end, as g_subprocess_communicate_async()
- * does.
- */
-void
-qlean_guest_process_communicate_async (QleanGuestProcess   *self,
-                                       GBytes              *stdin_buf,
-                                       GCancellable        *cancellable,
-                                       GAsyncReadyCallback  callback,
-                                       gpointer             user_data)
-{
-  GTask *task;
-  Communicate *data;
-
-  g_return_if_fail (QLEAN_IS_GUEST_PROCESS (self));
-  g_return_if_fail (stdin_buf == NULL || self->stdin_pipe != NULL);
-
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_guest_process_communicate_async);
-  g_task_set_name (task, "[qlean] communicate with guest process");
-  g_task_set_check_cancellable (task, FALSE);
-  data = g_new0 (Communicate, 1);
-  g_task_set_task_data (task, data, (GDestroyNotify) communicate_free);
-
-  /* One reference for the whole operation, dropped by the last step. */
-  data->pending = 1;
-
-  if (self->stdout_pipe != NULL)
-    {
-      data->pending++;
-      data->out = collector_start (task, self->stdout_pipe, self->output_limit);
-    }
-
-  if (self->stderr_pipe != NULL)
-    {
-      data->pending++;
-      data->err = collector_start (task, self->stderr_pipe, self->output_limit);
-    }
-
-  if (self->stdin_pipe != NULL)
-    {
-      data->pending++;
-      if (stdin_buf != NULL)
-        {
-          gsize len;
-          gconstpointer bytes = g_bytes_get_data (stdin_buf, &len);
-
-          g_object_set_data_full (G_OBJECT (task), "qlean-stdin", g_bytes_ref (stdin_buf),
-                                  (GDestroyNotify) g_bytes_unref);
-          g_output_stream_write_all_async (self->stdin_pipe, bytes, len, G_PRIORITY_DEFAULT,
-                                           NULL, communicate_write_cb, task);
-        }
-      else
-        {
-          g_output_stream_close (self->stdin_pipe, NULL, NULL);
-          data->pending--;
-        }
-    }
-
-  qlean_guest_process_wait_async (self, cancellable, communicate_wait_cb, task);
-}
-
-/**
- * qlean_guest_process_communicate_finish:
- * @self: a #QleanGuestProcess
- * @result: the result passed to the callback
- * @stdout_buf: (out) (optional) (transfer full) (nullable): the stdout read
- * @stderr_buf: (out) (optional) (transfer full) (nullable): the stderr read
- * @error: return location for a #GError
- *
- * Finishes qlean_guest_process_communicate_async(). Unlike
- * #GSubprocess, the buffers are filled even when it fails (timeout,
- * cancellation, machine lost), with what was read until then.
- *
- * Returns: %TRUE when the process ended by itself and its output was read
- */
-gboolean
-qlean_guest_process_communicate_finish (QleanGuestProcess  *self,
-                                        GAsyncResult       *result,
-                                        GBytes            **stdout_buf,
-                                        GBytes            **stderr_buf,
-                                        GError            **error)
-{
-  gboolean ok;
-
-  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
-
-  ok = g_task_propagate_boolean (G_TASK (result), error);
-  if (stdout_buf != NULL)
-    *stdout_buf = qlean_guest_process_get_stdout_bytes (self);
-  if (stderr_buf != NULL)
-    *stderr_buf = qlean_guest_process_get_stderr_bytes (self);
-
-  return ok;
-}
-
-/**
- * qlean_guest_process_communicate:
- * @self: a #QleanGuestProcess
- * @stdin_buf: (nullable): input for the process
- * @cancellable: (nullable): cancelling kills the process
- * @stdout_buf: (out) (optional) (transfer full) (nullable): the stdout read
- * @stderr_buf: (out) (optional) (transfer full) (nullable): the stderr read
- * @error: return location for a #GError
- *
- * Blocking twin of qlean_guest_process_communicate_async().
- *
- * Returns: %TRUE when the process ended by itself and its output was read
- */
-gboolean
-qlean_guest_process_communicate (QleanGuestProcess  *self,
-                                 GBytes             *stdin_buf,
-                                 GCancellable       *cancellable,
-                                 GBytes            **stdout_buf,
-                                 GBytes            **stderr_buf,
-                                 GError            **error)
-{
-  g_auto(QleanSyncCall) call = { 0 };
-
-  qlean_sync_call_init (&call);
-  qlean_guest_process_communicate_async (self, stdin_buf, cancellable, qlean_sync_call_done, &call);
-
-  return qlean_guest_process_communicate_finish (self, qlean_sync_call_wait (&call),
-                                                 stdout_buf, stderr_buf, error);
-}
-
-static char *
-bytes_to_utf8 (GBytes  *bytes,
-               GError **error)
-{
-  gsize len;
-  const char *data;
-
-  if (bytes == NULL)
-    return NULL;
-
-  data = g_bytes_get_data (bytes, &len);
-  if (!g_utf8_validate_len (data ? data : "", len, NULL))
-    {
-      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
-                           _("The guest process's output is not valid UTF-8"));
-      return NULL;
-    }
-
-  return g_strndup (data ? data : "", len);
-}
-
-/**
- * qlean_guest_process_communicate_utf8:
- * @self: a #QleanGuestProcess
- * @stdin_buf: (nullable): input for the process
- * @cancellable: (nullable): cancelling kills the process
- * @stdout_buf: (out) (optional) (transfer full) (nullable): the stdout read
- * @stderr_buf: (out) (optional) (transfer full) (nullable): the stderr read
- * @error: return location for a #GError
- *
- * Like qlean_guest_process_communicate(), with strings; output that is
- * not UTF-8 is %G_IO_ERROR_INVALID_DATA.
- *
- * Returns: %TRUE on success
- */
-gboolean
-qlean_guest_process_communicate_utf8 (QleanGuestProcess  *self,
-                                      const char         *stdin_buf,
-                                      GCancellable       *cancellable,
-                                      char              **stdout_buf,
-                                      char              **stderr_buf,
-                                      GError            **error)
-{
-  g_autoptr(GBytes) in = stdin_buf ? g_bytes_new (stdin_buf, strlen (stdin_buf)) : NULL;
-  g_autoptr(GBytes) out = NULL;
-  g_autoptr(GBytes) err = NULL;
-  g_autofree char *out_text = NULL;
-  g_autofree char *err_text = NULL;
-
-  if (!qlean_guest_process_communicate (self, in, cancellable, &out, &err, error))
-    return FALSE;
-
-  if ((out != NULL && (out_text = bytes_to_utf8 (out, error)) == NULL) ||
-      (err != NULL && (err_text = bytes_to_utf8 (err, error)) == NULL))
-    return FALSE;
-
-  if (stdout_buf != NULL)
-    *stdout_buf = g_steal_pointer (&out_text);
-  if (stderr_buf != NULL)
-    *stderr_buf = g_steal_pointer (&err_text);
-
-  return TRUE;
+  return bytes;
 }
 
 /**
@@ -1383,15 +967,9 @@ qlean_guest_process_communicate_utf8 (QleanGuestProcess  *self,
 GBytes *
 qlean_guest_process_get_stdout_bytes (QleanGuestProcess *self)
 {
-  GBytes *bytes;
-
   g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), NULL);
 
-  g_mutex_lock (&self->lock);
-  bytes = self->stdout_bytes ? g_bytes_ref (self->stdout_bytes) : NULL;
-  g_mutex_unlock (&self->lock);
-
-  return bytes;
+  return qlean_guest_process_dup_output (self, &self->stdout_bytes);
 }
 
 /**
@@ -1405,15 +983,9 @@ qlean_guest_process_get_stdout_bytes (QleanGuestProcess *self)
 GBytes *
 qlean_guest_process_get_stderr_bytes (QleanGuestProcess *self)
 {
-  GBytes *bytes;
-
   g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), NULL);
 
-  g_mutex_lock (&self->lock);
-  bytes = self->stderr_bytes ? g_bytes_ref (self->stderr_bytes) : NULL;
-  g_mutex_unlock (&self->lock);
-
-  return bytes;
+  return qlean_guest_process_dup_output (self, &self->stderr_bytes);
 }
 
 void
@@ -1423,6 +995,33 @@ qlean_guest_process_set_output_limit (QleanGuestProcess *self,
   g_return_if_fail (QLEAN_IS_GUEST_PROCESS (self));
 
   self->output_limit = limit;
+}
+
+gsize
+qlean_guest_process_get_output_limit (QleanGuestProcess *self)
+{
+  g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), 0);
+
+  return self->output_limit;
+}
+
+void
+qlean_guest_process_take_output (QleanGuestProcess *self,
+                                 GBytes            *stdout_bytes,
+                                 GBytes            *stderr_bytes,
+                                 gboolean           stdout_truncated,
+                                 gboolean           stderr_truncated)
+{
+  g_return_if_fail (QLEAN_IS_GUEST_PROCESS (self));
+
+  g_mutex_lock (&self->lock);
+  g_clear_pointer (&self->stdout_bytes, g_bytes_unref);
+  g_clear_pointer (&self->stderr_bytes, g_bytes_unref);
+  self->stdout_bytes = stdout_bytes;
+  self->stderr_bytes = stderr_bytes;
+  self->stdout_truncated = stdout_truncated;
+  self->stderr_truncated = stderr_truncated;
+  g_mutex_unlock (&self->lock);
 }
 
 void
@@ -1462,7 +1061,11 @@ gboolean
 qlean_guest_process_get_if_exited (QleanGuestProcess *self)
 {
   gboolean exited;
-  int status = qlean_guest_process_status (self, &exited);
+  int status;
+
+  g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), FALSE);
+
+  status = qlean_guest_process_status (self, &exited);
 
   return exited && WIFEXITED (status);
 }
@@ -1477,7 +1080,11 @@ gint
 qlean_guest_process_get_exit_status (QleanGuestProcess *self)
 {
   gboolean exited;
-  int status = qlean_guest_process_status (self, &exited);
+  int status;
+
+  g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), -1);
+
+  status = qlean_guest_process_status (self, &exited);
 
   return exited && WIFEXITED (status) ? WEXITSTATUS (status) : -1;
 }
@@ -1492,7 +1099,11 @@ gboolean
 qlean_guest_process_get_if_signaled (QleanGuestProcess *self)
 {
   gboolean exited;
-  int status = qlean_guest_process_status (self, &exited);
+  int status;
+
+  g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), FALSE);
+
+  status = qlean_guest_process_status (self, &exited);
 
   return exited && WIFSIGNALED (status);
 }
@@ -1507,7 +1118,11 @@ gint
 qlean_guest_process_get_term_sig (QleanGuestProcess *self)
 {
   gboolean exited;
-  int status = qlean_guest_process_status (self, &exited);
+  int status;
+
+  g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), 0);
+
+  status = qlean_guest_process_status (self, &exited);
 
   return exited && WIFSIGNALED (status) ? WTERMSIG (status) : 0;
 }
@@ -1521,6 +1136,8 @@ qlean_guest_process_get_term_sig (QleanGuestProcess *self)
 gboolean
 qlean_guest_process_get_successful (QleanGuestProcess *self)
 {
+  g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), FALSE);
+
   return qlean_guest_process_get_exit_status (self) == 0;
 }
 
@@ -1534,6 +1151,8 @@ gboolean
 qlean_guest_process_get_timed_out (QleanGuestProcess *self)
 {
   gboolean timed_out;
+
+  g_return_val_if_fail (QLEAN_IS_GUEST_PROCESS (self), FALSE);
 
   g_mutex_lock (&self->lock);
   timed_out = self->timed_out;
