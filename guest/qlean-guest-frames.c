@@ -360,7 +360,7 @@ void req_free (Req *r)
 /* Parses a TLV list. Unknown tags are skipped; a single-valued tag that
  * repeats keeps its last value. Returns false with `*why` on a truncated
  * entry or a number of the wrong size. */
-bool req_parse (const unsigned char *p, uint32_t len, Req *r, const char **why)
+static bool req_parse (const unsigned char *p, uint32_t len, Req *r, const char **why)
 {
   size_t off = 0;
 

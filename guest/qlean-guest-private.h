@@ -342,7 +342,6 @@ void send_error (uint32_t stream, int err, const char *fmt, ...) __attribute__ (
 void out_drop (bool all);
 
 /* qlean-guest-frames.c: requests */
-bool req_parse (const unsigned char *p, uint32_t len, Req *r, const char **why);
 void req_free (Req *r);
 char *span_str (Span sp);
 bool req_parse_request (uint32_t id, const char *what, const unsigned char *payload, uint32_t len, Req *r);
