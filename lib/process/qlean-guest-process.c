@@ -1,6 +1,12 @@
 /* qlean-guest-process.c: a process running in a machine
  *
  * SPDX-License-Identifier: MIT
+ *
+ * One run of a command a QleanGuestLauncher started: the events of its
+ * EXEC stream, its stdin fed from a host pipe, signals, and waiting for
+ * its end. The way its output takes to the host pipes is in
+ * qlean-guest-output-pipe.c; communicate, which uses a process only
+ * through its pipes and its wait, is in qlean-guest-process-communicate.c.
  */
 
 #include "config.h"
