@@ -895,6 +895,7 @@ qlean_machine_forward_port_finish (QleanMachine  *self,
   gssize port;
 
   g_return_val_if_fail (g_task_is_valid (result, self), 0);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_forward_port_async), 0);
 
   port = g_task_propagate_int (G_TASK (result), error);
   return port < 0 ? 0 : (guint16) port;
@@ -922,6 +923,9 @@ qlean_machine_forward_port (QleanMachine  *self,
                             GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), 0);
+  g_return_val_if_fail (error == NULL || *error == NULL, 0);
 
   qlean_sync_call_init (&call);
   qlean_machine_forward_port_async (self, host_port, guest_port, NULL, qlean_sync_call_done, &call);
@@ -991,6 +995,7 @@ qlean_machine_forward_unix_finish (QleanMachine  *self,
                                    GError       **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_forward_unix_async), NULL);
 
   return g_task_propagate_pointer (G_TASK (result), error);
 }
@@ -1015,6 +1020,9 @@ qlean_machine_forward_unix (QleanMachine  *self,
                             GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   qlean_sync_call_init (&call);
   qlean_machine_forward_unix_async (self, socket_path, guest_port, NULL, qlean_sync_call_done, &call);
@@ -1110,6 +1118,7 @@ qlean_machine_unforward_port (QleanMachine  *self,
   UnforwardRequest *request;
 
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   request = g_new0 (UnforwardRequest, 1);
   request->host_port = host_port;
@@ -1139,6 +1148,7 @@ qlean_machine_unforward_unix (QleanMachine  *self,
 
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
   g_return_val_if_fail (socket_path != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   request = g_new0 (UnforwardRequest, 1);
   request->socket_path = g_canonicalize_filename (socket_path, NULL);
