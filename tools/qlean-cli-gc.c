@@ -211,7 +211,6 @@ collect_machine_entry (const char *dir,
                        guint      *removed,
                        guint      *kept)
 {
-  static const char * const files[] = { MACHINE_STATE_FILE, MACHINE_SOCKET_FILE, MACHINE_LOG_FILE };
   g_autofree char *state_path = g_build_filename (dir, MACHINE_STATE_FILE, NULL);
   g_autoptr(JsonParser) parser = json_parser_new ();
   JsonObject *object;
@@ -243,14 +242,9 @@ collect_machine_entry (const char *dir,
   if (opt_dry_run)
     return TRUE;
 
-  /* Only the files `qlean start` makes: anything else there is not ours. */
-  for (guint i = 0; i < G_N_ELEMENTS (files); i++)
-    {
-      g_autofree char *path = g_build_filename (dir, files[i], NULL);
-
-      g_unlink (path);
-    }
-  if (g_rmdir (dir) != 0)
+  /* The files `qlean start` makes, its admin socket included (an owner
+   * killed with SIGKILL leaves it): the same list as `qlean stop`. */
+  if (!cli_machine_dir_remove (dir))
     {
       int saved_errno = errno;
 

@@ -211,7 +211,10 @@ cli_json_add_forwards (JsonBuilder *builder,
   json_builder_end_array (builder);
 }
 
-void
+/* Removes the files a machine's owner makes in @dir, then @dir: nothing
+ * else, as anything else there is not ours. Returns whether @dir is
+ * gone, with errno set when not. */
+gboolean
 cli_machine_dir_remove (const char *dir)
 {
   static const char * const files[] = {
@@ -224,7 +227,7 @@ cli_machine_dir_remove (const char *dir)
 
       g_unlink (path);
     }
-  g_rmdir (dir);
+  return g_rmdir (dir) == 0;
 }
 
 /* A call that lost its machine */

@@ -95,7 +95,7 @@ MachineState *cli_machine_state_read   (const char    *dir);
 void          cli_json_add_forwards    (JsonBuilder   *builder,
                                         GArray        *forwards);
 /* Removes the machine's directory and what its owner wrote there. */
-void          cli_machine_dir_remove   (const char    *dir);
+gboolean      cli_machine_dir_remove   (const char    *dir);
 /* Machine NAME through its owner's socket, or why it cannot be reached. */
 QleanMachine *cli_machine_attach_by_name (const char  *name,
                                           GError     **error);

@@ -146,6 +146,13 @@ run_case () {
     [ $rc -eq 125 ] && grep -qF "${message%%:*}" "$scratch/after.err" || {
       echo "qlean $call after the kill exited $rc: $(cat "$scratch/after.err")"; failed=1; }
   done
+  # gc forgets a machine whose owner died, all its files with it (the
+  # owner's admin socket too, which a SIGKILL leaves behind).
+  if [ "$victim" = owner ]; then
+    "$qlean" --quiet gc 2>"$scratch/gc.err" || { echo "qlean gc after the owner died failed: $(cat "$scratch/gc.err")"; failed=1; }
+    [ ! -e "$run_dir/machines/$machine" ] || {
+      echo "qlean gc left $run_dir/machines/$machine behind: $(ls -A "$run_dir/machines/$machine")"; failed=1; }
+  fi
   "$qlean" --quiet stop "$machine" >/dev/null 2>&1
   return $failed
 }
