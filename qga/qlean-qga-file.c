@@ -20,6 +20,18 @@
 
 /* guest-file-* */
 
+static JsonObject *
+file_open_arguments (const char *path,
+                     const char *mode)
+{
+  JsonObject *arguments = json_object_new ();
+
+  json_object_set_string_member (arguments, "path", path);
+  if (mode != NULL)
+    json_object_set_string_member (arguments, "mode", mode);
+  return arguments;
+}
+
 /**
  * qlean_qga_client_file_open_async:
  * @self: a #QleanQgaClient
@@ -39,16 +51,13 @@ qlean_qga_client_file_open_async (QleanQgaClient      *self,
                                   GAsyncReadyCallback  callback,
                                   gpointer             user_data)
 {
-  g_autoptr(JsonObject) arguments = json_object_new ();
+  g_autoptr(JsonObject) arguments = NULL;
 
   g_return_if_fail (QLEAN_IS_QGA_CLIENT (self));
   g_return_if_fail (path != NULL);
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  json_object_set_string_member (arguments, "path", path);
-  if (mode != NULL)
-    json_object_set_string_member (arguments, "mode", mode);
-
+  arguments = file_open_arguments (path, mode);
   qlean_qga_client_command_async (self, qlean_qga_client_file_open_async, "guest-file-open",
                                   arguments, cancellable, callback, user_data);
 }
@@ -115,7 +124,7 @@ qlean_qga_client_file_open (QleanQgaClient  *self,
                             GCancellable    *cancellable,
                             GError         **error)
 {
-  g_autoptr(JsonObject) arguments = json_object_new ();
+  g_autoptr(JsonObject) arguments = NULL;
   g_autoptr(JsonNode) reply = NULL;
 
   g_return_val_if_fail (QLEAN_IS_QGA_CLIENT (self), -1);
@@ -123,10 +132,7 @@ qlean_qga_client_file_open (QleanQgaClient  *self,
   g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), -1);
   g_return_val_if_fail (error == NULL || *error == NULL, -1);
 
-  json_object_set_string_member (arguments, "path", path);
-  if (mode != NULL)
-    json_object_set_string_member (arguments, "mode", mode);
-
+  arguments = file_open_arguments (path, mode);
   reply = qlean_qga_client_execute (self, "guest-file-open", arguments, cancellable, error);
   return file_handle_from_reply (reply, error);
 }
