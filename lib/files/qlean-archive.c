@@ -406,23 +406,46 @@ parse_size (const guint8 *field,
   return *size <= QLEAN_ARCHIVE_MAX_MEMBER;
 }
 
-static const char *
-describe_type (char type)
+/* Refuses the member @shown, whose type is not a regular file's: one
+ * whole sentence per type, for translators. */
+static gboolean
+refuse_type (GError     **error,
+             const char  *shown,
+             char         type)
 {
   switch (type)
     {
-    case '1': return _("a hard link");
-    case '2': return _("a symbolic link");
-    case '3': return _("a character device");
-    case '4': return _("a block device");
-    case '5': return _("a directory");
-    case '6': return _("a FIFO");
-    case '7': return _("a contiguous file");
+    case '1':
+      return bad_archive (error, _("member “%s” is a hard link; only regular files are allowed"),
+                          shown);
+    case '2':
+      return bad_archive (error, _("member “%s” is a symbolic link; only regular files are "
+                                   "allowed"), shown);
+    case '3':
+      return bad_archive (error, _("member “%s” is a character device; only regular files are "
+                                   "allowed"), shown);
+    case '4':
+      return bad_archive (error, _("member “%s” is a block device; only regular files are "
+                                   "allowed"), shown);
+    case '5':
+      return bad_archive (error, _("member “%s” is a directory; only regular files are allowed"),
+                          shown);
+    case '6':
+      return bad_archive (error, _("member “%s” is a FIFO; only regular files are allowed"), shown);
+    case '7':
+      return bad_archive (error, _("member “%s” is a contiguous file; only regular files are "
+                                   "allowed"), shown);
     case 'x':
-    case 'g': return _("a pax extended header");
+    case 'g':
+      return bad_archive (error, _("member “%s” is a pax extended header; only regular files are "
+                                   "allowed"), shown);
     case 'L':
-    case 'K': return _("a GNU long-name header");
-    default: return _("of an unknown type");
+    case 'K':
+      return bad_archive (error, _("member “%s” is a GNU long-name header; only regular files "
+                                   "are allowed"), shown);
+    default:
+      return bad_archive (error, _("member “%s” is of an unknown type; only regular files are "
+                                   "allowed"), shown);
     }
 }
 
@@ -479,8 +502,7 @@ check_header (Reader        *reader,
     {
       g_autofree char *shown = g_strescape (name, NULL);
 
-      return bad_archive (error, _("member “%s” is %s; only regular files are allowed"),
-                          shown, describe_type (type));
+      return refuse_type (error, shown, type);
     }
   if (header[H_LINKNAME] != '\0')
     return bad_archive (error, _("member %u has a link target"), reader->n_members + 1);
