@@ -170,93 +170,166 @@ add_target (QleanGuestTlv *tlv,
   qlean_guest_tlv_add (tlv, QLEAN_GUEST_TAG_TARGET, rest, len);
 }
 
+/* "Cannot <action> ...: the guest agent's command answered something
+ * unexpected", for output that does not parse. */
 static gboolean
-malformed (QleanMachine  *machine,
-           const char    *verb,
-           const char    *path,
-           GError       **error)
+malformed (QleanMachine    *machine,
+           QleanFsRequest  *req,
+           GError         **error)
 {
-  g_autofree char *display = g_filename_display_name (path);
+  g_autofree char *display = g_filename_display_name (req->path);
+  g_autofree char *display2 = req->path2 ? g_filename_display_name (req->path2) : NULL;
+  g_autofree char *what = qlean_fs_action_failed (req->action, machine, display, display2);
 
   g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
-               _("Cannot %s “%s” in machine “%s”: the guest agent's command answered "
-                 "something unexpected"),
-               _(verb), display, qlean_machine_get_name (machine));
+               _("%s: the guest agent's command answered something unexpected"), what);
   return FALSE;
 }
 
-gboolean
-qlean_guest_backend_agent_fs (QleanMachine  *machine,
-                              guint32        op,
-                              const char    *path,
-                              const char    *path2,
-                              gboolean       has_mode,
-                              guint32        mode,
-                              guint32        flags,
-                              gint64         mtime_ns,
-                              const char    *verb,
-                              GBytes       **done,
-                              GByteArray    *listing,
-                              GCancellable  *cancellable,
-                              GError       **error)
+/* Runs the script for @req in the guest; returns its result, or NULL
+ * with @error set when the agent could not run it. */
+static QleanExecResult *
+run_script (QleanMachine    *machine,
+            QleanFsRequest  *req,
+            const char      *name,
+            GCancellable    *cancellable,
+            GError         **error)
 {
-  const char *name = op_name (op, flags);
-  g_autofree char *mode_text = NULL;
-  g_autoptr(QleanExecResult) result = NULL;
-  g_auto(QleanSyncCall) call = { 0 };
-  g_autoptr(QleanGuestTlv) tlv = qlean_guest_tlv_new ();
+  g_autofree char *number = NULL;
+  QleanExecResult *result;
   GError *local_error = NULL;
-  const char *out;
-  gsize out_len;
-  const char *argv[] = { "/bin/sh", "-c", fs_script, "sh", NULL, NULL, NULL, NULL };
-  guint n = 4;
+  const char *args[] = { name, req->path, NULL, NULL };
 
-  *done = NULL;
-  if (name == NULL)
-    {
-      g_autofree char *display = g_filename_display_name (path);
+  if (req->op == QLEAN_GUEST_FS_MKDIR || req->op == QLEAN_GUEST_FS_CHMOD)
+    args[2] = number = g_strdup_printf ("%o", req->has_mode ? (req->mode & 07777) : 0755);
+  else if (req->op == QLEAN_GUEST_FS_UTIME)   /* busybox's touch takes whole seconds */
+    args[2] = number = g_strdup_printf ("%" G_GINT64_FORMAT,
+                                        req->mtime_ns / G_GINT64_CONSTANT (1000000000));
+  else
+    args[2] = req->path2;
 
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                   _("Cannot %s “%s” in machine “%s”: this call needs qlean-guest, and the "
-                     "machine reaches its guest through the QEMU guest agent alone"),
-                   _(verb), display, qlean_machine_get_name (machine));
-      return FALSE;
-    }
-
-  argv[n++] = name;
-  argv[n++] = path;
-  if (op == QLEAN_GUEST_FS_MKDIR || op == QLEAN_GUEST_FS_CHMOD)
-    argv[n++] = mode_text = g_strdup_printf ("%o", has_mode ? (mode & 07777) : 0755);
-  else if (op == QLEAN_GUEST_FS_UTIME)   /* busybox's touch takes whole seconds */
-    argv[n++] = mode_text = g_strdup_printf ("%" G_GINT64_FORMAT,
-                                             mtime_ns / G_GINT64_CONSTANT (1000000000));
-  else if (path2 != NULL)
-    argv[n++] = path2;
-
-  qlean_sync_call_init (&call);
-  qlean_machine_exec_argv_async (machine, argv, cancellable, qlean_sync_call_done, &call);
-  result = qlean_machine_exec_finish (machine, qlean_sync_call_wait (&call), &local_error);
+  result = qlean_machine_agent_sh_run (machine, cancellable, &local_error, fs_script, args);
   if (result == NULL)
     {
-      g_propagate_error (error, qlean_machine_agent_error (machine, verb, path, local_error));
+      g_propagate_error (error, qlean_machine_agent_error (machine, req->action, req->path,
+                                                           req->path2, local_error));
       g_error_free (local_error);
+    }
+
+  return result;
+}
+
+/* The script failed: its last stderr line, as qlean-guest's ERROR
+ * payload (errno, then the text), makes the error. */
+static GError *
+script_error (QleanMachine    *machine,
+              QleanFsRequest  *req,
+              QleanExecResult *result)
+{
+  g_autofree char *text = qlean_exec_result_get_stderr_text (result);
+  g_autoptr(GByteArray) payload = g_byte_array_new ();
+  g_autoptr(GBytes) bytes = NULL;
+  guint32 err = GUINT32_TO_LE (errno_from_text (text));
+  const char *message;
+
+  g_strchomp (text);
+  message = strrchr (text, '\n') ? strrchr (text, '\n') + 1 : text;
+  g_byte_array_append (payload, (const guint8 *) &err, 4);
+  g_byte_array_append (payload, (const guint8 *) message, strlen (message));
+  bytes = g_byte_array_free_to_bytes (g_steal_pointer (&payload));
+  return qlean_machine_fs_error (machine, req->action, req->path, req->path2, bytes);
+}
+
+/* STAT's output: the stat line, then a link's target. */
+static gboolean
+decode_stat (QleanGuestTlv *tlv,
+             const char    *out,
+             gsize          out_len)
+{
+  guint8 st[QLEAN_GUEST_STAT_SIZE];
+  const char *nl = memchr (out, '\n', out_len);
+  g_autofree char *line = nl ? g_strndup (out, nl - out) : NULL;
+
+  if (line == NULL || !parse_stat_line (line, st))
+    return FALSE;
+  qlean_guest_tlv_add (tlv, QLEAN_GUEST_TAG_STAT, st, sizeof st);
+  if ((gsize) (nl + 1 - out) < out_len)
+    add_target (tlv, nl + 1, out_len - (nl + 1 - out));
+  return TRUE;
+}
+
+/* READDIR's output: a stat line and a NUL-terminated name per entry,
+ * appended to @listing as qlean-guest's DIRENT entries. */
+static gboolean
+decode_listing (GByteArray *listing,
+                const char *out,
+                gsize       out_len)
+{
+  gsize at = 0;
+
+  while (at < out_len)
+    {
+      guint8 st[QLEAN_GUEST_STAT_SIZE];
+      const char *nl = memchr (out + at, '\n', out_len - at);
+      const char *nul = nl ? memchr (nl + 1, '\0', out_len - (nl + 1 - out)) : NULL;
+      g_autofree char *line = NULL;
+      g_autoptr(GByteArray) entry = NULL;
+      g_autoptr(QleanGuestTlv) one = qlean_guest_tlv_new ();
+      g_autoptr(GBytes) encoded = NULL;
+
+      if (nul == NULL)
+        return FALSE;
+      line = g_strndup (out + at, nl - (out + at));
+      if (!parse_stat_line (line, st))
+        return FALSE;
+      entry = g_byte_array_sized_new (QLEAN_GUEST_STAT_SIZE + (nul - nl));
+      g_byte_array_append (entry, st, sizeof st);
+      g_byte_array_append (entry, (const guint8 *) nl + 1, nul - (nl + 1));
+      qlean_guest_tlv_add (one, QLEAN_GUEST_TAG_DIRENT, entry->data, entry->len);
+      encoded = qlean_guest_tlv_free_to_bytes (g_steal_pointer (&one));
+      g_byte_array_append (listing, g_bytes_get_data (encoded, NULL), g_bytes_get_size (encoded));
+      at = nul + 1 - out;
+    }
+
+  return TRUE;
+}
+
+/* Blocking (a task thread): runs the FS request @req through the QEMU
+ * guest agent alone, and answers as qlean-guest would: req->done gets
+ * the DONE payload, req->collected the DIRENT entries of a READDIR,
+ * and a failure the same G_IO_ERROR code and message form. */
+static gboolean
+agent_fs (QleanMachine    *machine,
+          QleanFsRequest  *req,
+          GCancellable    *cancellable,
+          GError         **error)
+{
+  const char *name = op_name (req->op, req->flags);
+  g_autoptr(QleanExecResult) result = NULL;
+  g_autoptr(QleanGuestTlv) tlv = qlean_guest_tlv_new ();
+  const char *out;
+  gsize out_len;
+  gboolean ok = TRUE;
+
+  if (name == NULL)
+    {
+      g_autofree char *display = g_filename_display_name (req->path);
+      g_autofree char *display2 = req->path2 ? g_filename_display_name (req->path2) : NULL;
+      g_autofree char *what = qlean_fs_action_failed (req->action, machine, display, display2);
+
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                   _("%s: this call needs qlean-guest, and the machine reaches its guest "
+                     "through the QEMU guest agent alone"), what);
       return FALSE;
     }
+
+  result = run_script (machine, req, name, cancellable, error);
+  if (result == NULL)
+    return FALSE;
 
   if (!qlean_exec_result_success (result))
     {
-      g_autofree char *text = qlean_exec_result_get_stderr_text (result);
-      g_autoptr(GByteArray) payload = g_byte_array_new ();
-      g_autoptr(GBytes) bytes = NULL;
-      guint32 err = GUINT32_TO_LE (errno_from_text (text));
-      const char *message;
-
-      g_strchomp (text);
-      message = strrchr (text, '\n') ? strrchr (text, '\n') + 1 : text;
-      g_byte_array_append (payload, (const guint8 *) &err, 4);
-      g_byte_array_append (payload, (const guint8 *) message, strlen (message));
-      bytes = g_byte_array_free_to_bytes (g_steal_pointer (&payload));
-      g_propagate_error (error, qlean_machine_fs_error (machine, verb, path, path2, bytes));
+      g_propagate_error (error, script_error (machine, req, result));
       return FALSE;
     }
 
@@ -264,55 +337,15 @@ qlean_guest_backend_agent_fs (QleanMachine  *machine,
   if (out == NULL)
     out = "";
 
-  switch (op)
+  switch (req->op)
     {
     case QLEAN_GUEST_FS_STAT:
-      {
-        guint8 st[QLEAN_GUEST_STAT_SIZE];
-        const char *nl = memchr (out, '\n', out_len);
-        g_autofree char *line = nl ? g_strndup (out, nl - out) : NULL;
-
-        if (line == NULL || !parse_stat_line (line, st))
-          return malformed (machine, verb, path, error);
-        qlean_guest_tlv_add (tlv, QLEAN_GUEST_TAG_STAT, st, sizeof st);
-        if ((gsize) (nl + 1 - out) < out_len)
-          add_target (tlv, nl + 1, out_len - (nl + 1 - out));
-        break;
-      }
+      ok = decode_stat (tlv, out, out_len);
+      break;
 
     case QLEAN_GUEST_FS_READDIR:
-      {
-        gsize at = 0;
-
-        while (at < out_len)
-          {
-            guint8 st[QLEAN_GUEST_STAT_SIZE];
-            const char *nl = memchr (out + at, '\n', out_len - at);
-            const char *nul = nl ? memchr (nl + 1, '\0', out_len - (nl + 1 - out)) : NULL;
-            g_autofree char *line = NULL;
-            g_autoptr(GByteArray) entry = NULL;
-
-            if (nul == NULL)
-              return malformed (machine, verb, path, error);
-            line = g_strndup (out + at, nl - (out + at));
-            if (!parse_stat_line (line, st))
-              return malformed (machine, verb, path, error);
-            entry = g_byte_array_sized_new (QLEAN_GUEST_STAT_SIZE + (nul - nl));
-            g_byte_array_append (entry, st, sizeof st);
-            g_byte_array_append (entry, (const guint8 *) nl + 1, nul - (nl + 1));
-            {
-              g_autoptr(QleanGuestTlv) one = qlean_guest_tlv_new ();
-              g_autoptr(GBytes) encoded = NULL;
-
-              qlean_guest_tlv_add (one, QLEAN_GUEST_TAG_DIRENT, entry->data, entry->len);
-              encoded = qlean_guest_tlv_free_to_bytes (g_steal_pointer (&one));
-              g_byte_array_append (listing, g_bytes_get_data (encoded, NULL),
-                                   g_bytes_get_size (encoded));
-            }
-            at = nul + 1 - out;
-          }
-        break;
-      }
+      ok = decode_listing (req->collected, out, out_len);
+      break;
 
     case QLEAN_GUEST_FS_READLINK:
       add_target (tlv, out, out_len);
@@ -332,6 +365,53 @@ qlean_guest_backend_agent_fs (QleanMachine  *machine,
       break;
     }
 
-  *done = qlean_guest_tlv_free_to_bytes (g_steal_pointer (&tlv));
+  if (!ok)
+    return malformed (machine, req, error);
+
+  req->done = qlean_guest_tlv_free_to_bytes (g_steal_pointer (&tlv));
   return TRUE;
 }
+
+gboolean
+qlean_guest_backend_agent_run (QleanMachine    *machine,
+                               QleanFsRequest  *req,
+                               GCancellable    *cancellable,
+                               GError         **error)
+{
+  if (req->request == QLEAN_GUEST_FRAME_GET)
+    return qlean_machine_agent_get (machine, req->path, NULL, req->collected, cancellable, error);
+  if (req->request == QLEAN_GUEST_FRAME_PUT)
+    return qlean_machine_agent_put (machine, req->path, NULL, req->contents, req->mode, -1,
+                                    cancellable, error);
+  return agent_fs (machine, req, cancellable, error);
+}
+
+static void
+agent_fs_thread (GTask        *task,
+                 gpointer      source_object,
+                 gpointer      task_data,
+                 GCancellable *cancellable)
+{
+  GError *error = NULL;
+
+  if (qlean_guest_backend_agent_run (source_object, task_data, cancellable, &error))
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+}
+
+/* Every call blocks on the agent's answers, so each runs on a thread
+ * of its own rather than on the worker. */
+static void
+agent_fs_start (QleanMachine *machine,
+                GTask        *task)
+{
+  g_task_run_in_thread (task, agent_fs_thread);
+  g_object_unref (task);
+}
+
+const QleanGuestBackend qlean_guest_backend_agent = {
+  .name = "agent",
+  .any_path = FALSE,
+  .fs_start = agent_fs_start,
+};

@@ -1,4 +1,4 @@
-/* qlean-guest-backend-private.h: the guest I/O done over the stock agent
+/* qlean-guest-backend-private.h: how a machine's run reaches its guest's files
  *
  * SPDX-License-Identifier: MIT
  */
@@ -12,27 +12,47 @@
 #include <gio/gio.h>
 
 #include "qlean-machine.h"
+#include "qlean-machine-fs-private.h"
 
 G_BEGIN_DECLS
 
-/* Blocking (a worker or task thread): runs the qlean-guest file system
- * operation @op (a QleanGuestFsOp, with its PATH, PATH2, MODE, FLAGS and
- * MTIME)
- * through the QEMU guest agent alone, and answers as qlean-guest would:
- * *@done gets the DONE payload, @listing the DIRENT entries of a
- * READDIR, and a failure the same G_IO_ERROR code and message form. */
-gboolean qlean_guest_backend_agent_fs (QleanMachine  *machine,
-                                       guint32        op,
-                                       const char    *path,
-                                       const char    *path2,
-                                       gboolean       has_mode,
-                                       guint32        mode,
-                                       guint32        flags,
-                                       gint64         mtime_ns,
-                                       const char    *verb,
-                                       GBytes       **done,
-                                       GByteArray    *listing,
-                                       GCancellable  *cancellable,
-                                       GError       **error);
+/* A guest I/O backend: the file calls delegate to the one of the
+ * machine's run instead of asking, call by call, which transport it
+ * has. Two exist: qlean-guest's, over its channel on the data port
+ * (qlean-machine-fs.c), and the stock QEMU guest agent's
+ * (qlean-guest-backend-agent.c), which answers as qlean-guest would. */
+typedef struct _QleanGuestBackend QleanGuestBackend;
+
+struct _QleanGuestBackend
+{
+  const char *name;
+  /* Whether a path that is not UTF-8 reaches the guest: the agent
+   * speaks JSON, whose strings are UTF-8. */
+  gboolean    any_path;
+  /* Starts the request that @task holds (its task data, a
+   * QleanFsRequest) on the caller's thread; it answers through @task,
+   * with a boolean, having filled in the request's done and collected.
+   * Takes the caller's reference to @task. */
+  void      (*fs_start) (QleanMachine *machine,
+                         GTask        *task);
+};
+
+extern const QleanGuestBackend qlean_guest_backend_qlean_guest;
+extern const QleanGuestBackend qlean_guest_backend_agent;
+
+/* The backend of @machine's run: the agent's when its transport is, or
+ * is configured to be, the agent alone; qlean-guest's otherwise (which
+ * itself lets the agent move whole files while a run has not decided
+ * yet). Safe from any thread. */
+const QleanGuestBackend *qlean_guest_backend_get (QleanMachine *machine);
+
+/* Blocking (a task thread, never the worker): runs @req through the
+ * QEMU guest agent alone, answering as qlean-guest would: FS requests
+ * as one guest-exec of a fixed script each, GET and PUT with the
+ * agent's guest-file-* calls (qlean-machine-agent-files.c). */
+gboolean qlean_guest_backend_agent_run (QleanMachine    *machine,
+                                        QleanFsRequest  *req,
+                                        GCancellable    *cancellable,
+                                        GError         **error);
 
 G_END_DECLS

@@ -94,12 +94,15 @@ code_from_text (const char *text)
 }
 
 GError *
-qlean_machine_agent_error (QleanMachine *machine,
-                           const char   *verb,
-                           const char   *path,
-                           const GError *error)
+qlean_machine_agent_error (QleanMachine  *machine,
+                           QleanFsAction  action,
+                           const char    *path,
+                           const char    *path2,
+                           const GError  *error)
 {
   g_autofree char *display = g_filename_display_name (path);
+  g_autofree char *display2 = path2 ? g_filename_display_name (path2) : NULL;
+  g_autofree char *what = qlean_fs_action_failed (action, machine, display, display2);
   GQuark domain = G_IO_ERROR;
   int code;
 
@@ -113,28 +116,28 @@ qlean_machine_agent_error (QleanMachine *machine,
       code = error->code;
     }
 
-  return g_error_new (domain, code, _("Cannot %s “%s” in machine “%s”: %s"), _(verb), display,
-                      qlean_machine_get_name (machine), error->message);
+  return g_error_new (domain, code, "%s: %s", what, error->message);
 }
 
 static QleanQgaClient *
-get_agent (QleanMachine  *machine,
-           const char    *verb,
-           const char    *path,
-           GError       **error)
+get_agent (QleanMachine   *machine,
+           QleanFsAction   action,
+           const char     *path,
+           GError        **error)
 {
   QleanQgaClient *qga = qlean_machine_dup_qga (machine);
   g_autofree char *display = NULL;
+  g_autofree char *what = NULL;
 
   if (qga != NULL)
     return qga;
 
   /* An attached machine (qlean_machine_attach()) has no agent. */
   display = g_filename_display_name (path);
+  what = qlean_fs_action_failed (action, machine, display, NULL);
   g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
-               _("Cannot %s “%s” in machine “%s”: qlean-guest does not answer and there is no "
-                 "guest agent to fall back to"),
-               _(verb), display, qlean_machine_get_name (machine));
+               _("%s: qlean-guest does not answer and there is no guest agent to fall back to"),
+               what);
   return NULL;
 }
 
@@ -192,6 +195,33 @@ qlean_agent_read_to_end (QleanQgaClient  *qga,
   return TRUE;
 }
 
+/* The agent, with @guest_path open for reading in *@handle; NULL with
+ * @error set (about @action) when either fails. */
+static QleanQgaClient *
+agent_open_read (QleanMachine   *machine,
+                 QleanFsAction   action,
+                 const char     *guest_path,
+                 gint64         *handle,
+                 GCancellable   *cancellable,
+                 GError        **error)
+{
+  g_autoptr(QleanQgaClient) qga = get_agent (machine, action, guest_path, error);
+  g_autoptr(GError) local_error = NULL;
+
+  if (qga == NULL)
+    return NULL;
+
+  *handle = qlean_qga_client_file_open (qga, guest_path, "r", cancellable, &local_error);
+  if (*handle < 0)
+    {
+      g_propagate_error (error, qlean_machine_agent_error (machine, action, guest_path, NULL,
+                                                           local_error));
+      return NULL;
+    }
+
+  return g_steal_pointer (&qga);
+}
+
 gboolean
 qlean_machine_agent_get (QleanMachine   *machine,
                          const char     *guest_path,
@@ -200,22 +230,17 @@ qlean_machine_agent_get (QleanMachine   *machine,
                          GCancellable   *cancellable,
                          GError        **error)
 {
-  g_autoptr(QleanQgaClient) qga = get_agent (machine, N_("read"), guest_path, error);
+  g_autoptr(QleanQgaClient) qga = NULL;
   g_autoptr(GError) local_error = NULL;
   gint64 handle;
 
+  qga = agent_open_read (machine, QLEAN_FS_ACTION_READ, guest_path, &handle, cancellable, error);
   if (qga == NULL)
     return FALSE;
 
-  handle = qlean_qga_client_file_open (qga, guest_path, "r", cancellable, &local_error);
-  if (handle < 0)
-    {
-      g_propagate_error (error, qlean_machine_agent_error (machine, N_("read"), guest_path, local_error));
-      return FALSE;
-    }
-
   if (!qlean_agent_read_to_end (qga, handle, out, collected, cancellable, &local_error))
-    g_propagate_error (error, qlean_machine_agent_error (machine, N_("read"), guest_path, local_error));
+    g_propagate_error (error, qlean_machine_agent_error (machine, QLEAN_FS_ACTION_READ, guest_path,
+                                                         NULL, local_error));
 
   /* Even after a failure or a cancellation: the agent keeps a handle
    * open until it is closed. */
@@ -227,12 +252,12 @@ qlean_machine_agent_get (QleanMachine   *machine,
 /* Runs @script, a constant, with /bin/sh and @args as its $1, $2...:
  * through the agent's guest-exec here, as an argument vector, so paths
  * never travel inside a shell string. */
-static QleanExecResult *
-agent_sh_run (QleanMachine        *machine,
-              GCancellable        *cancellable,
-              GError             **error,
-              const char          *script,
-              const char * const  *args)
+QleanExecResult *
+qlean_machine_agent_sh_run (QleanMachine        *machine,
+                            GCancellable        *cancellable,
+                            GError             **error,
+                            const char          *script,
+                            const char * const  *args)
 {
   g_autoptr(GPtrArray) argv = g_ptr_array_new ();
   g_auto(QleanSyncCall) call = { 0 };
@@ -251,12 +276,12 @@ agent_sh_run (QleanMachine        *machine,
   return qlean_machine_exec_finish (machine, qlean_sync_call_wait (&call), error);
 }
 
-/* agent_sh_run() of @script with the NULL-terminated arguments that
+/* qlean_machine_agent_sh_run() of @script with the NULL-terminated arguments that
  * follow, for a command that must succeed: its failure, with its
- * stderr, is an error about @verb on @path. */
+ * stderr, is an error about @action on @path. */
 static gboolean
 agent_sh (QleanMachine  *machine,
-          const char    *verb,
+          QleanFsAction  action,
           const char    *path,
           GCancellable  *cancellable,
           GError       **error,
@@ -275,10 +300,11 @@ agent_sh (QleanMachine  *machine,
   va_end (ap);
   g_ptr_array_add (args, NULL);
 
-  result = agent_sh_run (machine, cancellable, &local_error, script, (const char * const *) args->pdata);
+  result = qlean_machine_agent_sh_run (machine, cancellable, &local_error, script,
+                                       (const char * const *) args->pdata);
   if (result == NULL)
     {
-      g_propagate_error (error, qlean_machine_agent_error (machine, verb, path, local_error));
+      g_propagate_error (error, qlean_machine_agent_error (machine, action, path, NULL, local_error));
       return FALSE;
     }
 
@@ -286,12 +312,12 @@ agent_sh (QleanMachine  *machine,
     {
       g_autofree char *text = qlean_exec_result_get_stderr_text (result);
       g_autofree char *display = g_filename_display_name (path);
+      g_autofree char *what = qlean_fs_action_failed (action, machine, display, NULL);
 
       if (text == NULL)
         text = g_strdup ("");
       g_strchomp (text);
-      g_set_error (error, G_IO_ERROR, code_from_text (text), _("Cannot %s “%s” in machine “%s”: %s"),
-                   _(verb), display, qlean_machine_get_name (machine), text);
+      g_set_error (error, G_IO_ERROR, code_from_text (text), "%s: %s", what, text);
       return FALSE;
     }
 
@@ -306,8 +332,8 @@ qlean_machine_agent_get_mode (QleanMachine *machine,
                               GCancellable *cancellable)
 {
   const char *args[] = { guest_path, NULL };
-  g_autoptr(QleanExecResult) result = agent_sh_run (machine, cancellable, NULL,
-                                                    "stat -c '%a %Y' -- \"$1\"", args);
+  g_autoptr(QleanExecResult) result = qlean_machine_agent_sh_run (machine, cancellable, NULL,
+                                                                  "stat -c '%a %Y' -- \"$1\"", args);
   g_autofree char *text = NULL;
   guint64 seconds;
   char *end;
@@ -332,20 +358,13 @@ qlean_machine_agent_check (QleanMachine  *machine,
                            GCancellable  *cancellable,
                            GError       **error)
 {
-  g_autoptr(QleanQgaClient) qga = get_agent (machine, N_("download"), guest_path, error);
-  g_autoptr(GError) local_error = NULL;
+  g_autoptr(QleanQgaClient) qga = NULL;
   gint64 handle;
 
+  qga = agent_open_read (machine, QLEAN_FS_ACTION_DOWNLOAD, guest_path, &handle, cancellable,
+                         error);
   if (qga == NULL)
     return FALSE;
-
-  handle = qlean_qga_client_file_open (qga, guest_path, "r", cancellable, &local_error);
-  if (handle < 0)
-    {
-      g_propagate_error (error, qlean_machine_agent_error (machine, N_("download"), guest_path,
-                                                           local_error));
-      return FALSE;
-    }
   qlean_qga_client_file_close (qga, handle, NULL, NULL);
 
   return TRUE;
@@ -384,7 +403,7 @@ qlean_machine_agent_put (QleanMachine  *machine,
                          GCancellable  *cancellable,
                          GError       **error)
 {
-  g_autoptr(QleanQgaClient) qga = get_agent (machine, N_("write"), guest_path, error);
+  g_autoptr(QleanQgaClient) qga = get_agent (machine, QLEAN_FS_ACTION_WRITE, guest_path, error);
   g_autoptr(GError) local_error = NULL;
   g_autofree char *dir = g_path_get_dirname (guest_path);
   g_autofree char *base = g_path_get_basename (guest_path);
@@ -405,7 +424,8 @@ qlean_machine_agent_put (QleanMachine  *machine,
   handle = qlean_qga_client_file_open (qga, tmp, "w", cancellable, &local_error);
   if (handle < 0)
     {
-      g_propagate_error (error, qlean_machine_agent_error (machine, N_("write"), guest_path, local_error));
+      g_propagate_error (error, qlean_machine_agent_error (machine, QLEAN_FS_ACTION_WRITE, guest_path,
+                                                           NULL, local_error));
       return FALSE;
     }
 
@@ -444,7 +464,8 @@ qlean_machine_agent_put (QleanMachine  *machine,
               if (local_error == NULL)
                 local_error = g_error_new_literal (QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_FAILED,
                                                    _("guest-file-write wrote nothing"));
-              g_propagate_error (error, qlean_machine_agent_error (machine, N_("write"), guest_path,
+              g_propagate_error (error, qlean_machine_agent_error (machine, QLEAN_FS_ACTION_WRITE,
+                                                                   guest_path, NULL,
                                                                    local_error));
               ok = FALSE;
               break;
@@ -458,7 +479,8 @@ qlean_machine_agent_put (QleanMachine  *machine,
   /* The agent writes through stdio: a full disk may only show here. */
   if (!qlean_qga_client_file_close (qga, handle, ok ? cancellable : NULL, ok ? &local_error : NULL) && ok)
     {
-      g_propagate_error (error, qlean_machine_agent_error (machine, N_("write"), guest_path, local_error));
+      g_propagate_error (error, qlean_machine_agent_error (machine, QLEAN_FS_ACTION_WRITE, guest_path,
+                                                           NULL, local_error));
       ok = FALSE;
     }
 
@@ -470,7 +492,7 @@ qlean_machine_agent_put (QleanMachine  *machine,
       /* A time busybox's touch cannot set is no reason to fail. mv
        * would move the file into a directory of the target's name and
        * succeed: refuse that as rename(2) does. */
-      ok = agent_sh (machine, N_("write"), guest_path, cancellable, error,
+      ok = agent_sh (machine, QLEAN_FS_ACTION_WRITE, guest_path, cancellable, error,
                      "if [ -d \"$4\" ]; then echo \"$4: Is a directory\" >&2; exit 1; fi; "
                      "chmod -- \"$1\" \"$2\" && { [ -z \"$3\" ] || touch -c -d \"@$3\" -- \"$2\" 2>/dev/null || :; } "
                      "&& mv -f -- \"$2\" \"$4\"",
@@ -478,7 +500,7 @@ qlean_machine_agent_put (QleanMachine  *machine,
     }
 
   if (!ok)
-    agent_sh (machine, N_("write"), guest_path, NULL, NULL, "rm -f -- \"$1\"", tmp, NULL);
+    agent_sh (machine, QLEAN_FS_ACTION_WRITE, guest_path, NULL, NULL, "rm -f -- \"$1\"", tmp, NULL);
 
   return ok;
 }
