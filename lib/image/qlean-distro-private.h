@@ -60,8 +60,11 @@ const QleanCatalogEntry *qlean_catalog_lookup (GPtrArray         *catalog,
                                                const char        *name,
                                                GError           **error);
 
-/* A catalog image, as qlean_image_new_from_catalog() makes it. */
+/* A catalog image, as qlean_image_new_from_catalog() makes it (see
+ * qlean-image.c, with the other constructors). */
 QleanImage        *qlean_image_new_from_catalog_entry (const QleanCatalogEntry *entry);
+/* The distribution's short name, "debian", for messages. */
+const char        *qlean_distro_nick          (QleanDistro        distro);
 /* Where the keyring @name of a catalog entry is: an absolute path as it
  * is, a file name in the installed data/keyrings, else in the source
  * tree's. NULL with QLEAN_IMAGE_ERROR_MISSING_INPUT when there is none. */
@@ -69,67 +72,5 @@ char              *qlean_keyring_find         (const char        *name,
                                                GError           **error);
 /* Whether @eol ("YYYY-MM-DD") is today or before, in UTC. */
 gboolean           qlean_eol_reached          (const char        *eol);
-
-/* The distribution side of a QleanImage, owned by it (see qlean-image.c,
- * which forwards its extra properties and the DISTRO kind's preparation
- * here). */
-typedef struct _QleanImageSource QleanImageSource;
-
-QleanImageSource  *qlean_image_source_new     (GObject           *owner);
-void               qlean_image_source_free    (QleanImageSource  *source);
-/* The guest architecture of a minimal, file or custom image, in Debian's
- * words (amd64, arm64, riscv64); before it is prepared. */
-void               qlean_image_source_set_arch (QleanImageSource *source,
-                                                const char       *arch);
-void               qlean_image_source_class_init (GObjectClass   *object_class,
-                                               guint              first_prop_id);
-void               qlean_image_source_get_property (QleanImageSource *source,
-                                               guint              prop_id,
-                                               GValue            *value,
-                                               GParamSpec        *pspec);
-void               qlean_image_source_set_property (QleanImageSource *source,
-                                               guint              prop_id,
-                                               const GValue      *value,
-                                               GParamSpec        *pspec);
-/* Pull (download and verify, or find in the cache), then prepare. Runs
- * on a worker thread. */
-gboolean           qlean_image_source_prepare (QleanImageSource  *source,
-                                               char             **kernel,
-                                               char             **initrd,
-                                               char             **disk,
-                                               char             **cmdline,
-                                               GCancellable      *cancellable,
-                                               GError           **error);
-
-/* Preparation (qlean-image-prepare.c), on a worker thread. */
-typedef struct
-{
-  char     *kernel;
-  char     *initrd;
-  char     *disk;        /* qcow2, never written by machines */
-  char     *cmdline;
-  gboolean  cloud_init;  /* the image has cloud-init */
-} QleanPrepared;
-
-void      qlean_prepared_clear            (QleanPrepared *prepared);
-/* Makes (or finds in the cache under @cache_root/prepared/@arch/@name)
- * a copy of @input ready to boot: agent and qlean-guest injected, kernel
- * and initrd extracted, root device found. @input_digest
- * ("sha512:<hex>") keys it with the preparation version and the
- * injected programs. */
-gboolean  qlean_image_prepare_disk        (const char     *input,
-                                           const char     *input_format,
-                                           const char     *input_digest,
-                                           const char     *name,
-                                           const char     *arch,
-                                           const char     *cache_root,
-                                           QleanPrepared  *prepared,
-                                           GCancellable   *cancellable,
-                                           GError        **error);
-/* The static qlean-guest program to inject: $QLEAN_GUEST_BINARY, the
- * installed one, or the one in the build tree. */
-char     *qlean_find_guest_binary         (GError        **error);
-
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (QleanPrepared, qlean_prepared_clear)
 
 G_END_DECLS

@@ -24,7 +24,7 @@
 #include <json-glib/json-glib.h>
 #include <guestfs.h>
 
-#include "qlean-distro-private.h"
+#include "qlean-image-prepare-private.h"
 #include "qlean-error.h"
 #include "qlean-host-private.h"
 #include "qlean-image-download-private.h"

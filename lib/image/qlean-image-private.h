@@ -56,11 +56,7 @@ const char *qlean_minimal_cmdline     (QleanArch arch);
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (QleanMinimalInputs, qlean_minimal_inputs_clear)
 
-/* Distribution and custom images (qlean-distro.c). */
-typedef struct _QleanImageSource QleanImageSource;
-
-QleanImage       *qlean_image_new_distro      (const char  *name);
-QleanImageSource *qlean_image_get_source      (QleanImage  *self);
+/* Distribution and custom images (qlean-image-source.c). */
 /* The cache root for this image's downloads and preparations, instead of
  * $XDG_CACHE_HOME/qlean; tests use it to keep their caches apart. */
 void              qlean_image_set_cache_dir   (QleanImage  *self,

@@ -1,25 +1,32 @@
 /* qlean-image.c: what a machine boots
  *
  * SPDX-License-Identifier: MIT
+ *
+ * The QleanImage object: all its properties and its signal, all its
+ * constructors (minimal, file, catalog and custom images), its accessors
+ * but those of the download, and its preparation, one at a time, by
+ * kind. What a kind's preparation does lives with the kind: the minimal
+ * image's build in qlean-image-minimal.c; a distribution image's
+ * download (with its accessors, pull and verify) in qlean-image-source.c
+ * and its offline preparation in qlean-image-prepare.c; the check of a
+ * disk file from elsewhere in qlean-image-disk-check.c.
  */
 
 #include "config.h"
 
-#include <errno.h>
-#include <poll.h>
-#include <sys/resource.h>
+#include <string.h>
 #include <glib/gi18n-lib.h>
-#include <gio/gunixinputstream.h>
-#include <json-glib/json-glib.h>
 
 #include "qlean-arch-private.h"
 #include "qlean-distro-private.h"
 #include "qlean-enums.h"
 #include "qlean-error.h"
-#include "qlean-host-private.h"
+#include "qlean-image-download-private.h"
 #include "qlean-image-private.h"
+#include "qlean-image-source-private.h"
 #include "qlean-sync-private.h"
-#include "qlean-errno-private.h"
+#include "qlean-task-private.h"
+#include "qlean-util-private.h"
 
 /**
  * QleanImage:
@@ -46,7 +53,7 @@ struct _QleanImage
   QleanImageKind  kind;
   char           *name;
   char           *source_path;
-  QleanImageSource *source;      /* distribution images (qlean-distro.c) */
+  QleanImageSource *source;      /* distribution images (qlean-image-source.c) */
 
   /* Held for the whole preparation, which can take minutes for a
    * distribution image; `lock` only guards the fields, so that readers
@@ -76,10 +83,23 @@ enum {
   PROP_KIND,
   PROP_NAME,
   PROP_GUEST_ARCH,
+  /* Those of distribution and custom images, kept in their source. */
+  PROP_DISTRO,
+  PROP_ARCH,
+  PROP_RELEASE,
+  PROP_ALIASES,
+  PROP_URL,
+  PROP_CHECKSUM_URL,
+  PROP_FORMAT,
+  PROP_MIRROR,
+  PROP_DOWNLOAD_PROGRESS,
+  PROP_EOL,
+  PROP_SIGNED,
   N_PROPS
 };
 
 static GParamSpec *properties[N_PROPS];
+static guint progress_signal;
 
 static void
 qlean_image_finalize (GObject *object)
@@ -109,17 +129,34 @@ qlean_image_get_property (GObject    *object,
                           GParamSpec *pspec)
 {
   QleanImage *self = QLEAN_IMAGE (object);
+  QleanImageSource *source = self->source;
 
   switch (prop_id)
     {
     case PROP_KIND: g_value_set_enum (value, self->kind); break;
     case PROP_NAME: g_value_set_string (value, self->name); break;
     case PROP_GUEST_ARCH: g_value_set_enum (value, qlean_image_get_guest_arch (self)); break;
+    case PROP_DISTRO: g_value_set_enum (value, source->distro); break;
+    case PROP_ARCH: g_value_set_string (value, source->arch); break;
+    case PROP_RELEASE: g_value_set_string (value, source->release); break;
+    case PROP_ALIASES: g_value_set_boxed (value, source->aliases); break;
+    case PROP_URL:
+      g_value_take_string (value, qlean_image_source_dup_url (source, source->url));
+      break;
+    case PROP_CHECKSUM_URL:
+      g_value_take_string (value, qlean_image_source_dup_url (source, source->checksum_url));
+      break;
+    case PROP_FORMAT: g_value_set_string (value, source->format); break;
+    case PROP_MIRROR: g_value_take_string (value, qlean_image_dup_mirror (self)); break;
+    case PROP_DOWNLOAD_PROGRESS:
+      g_value_set_double (value, qlean_image_get_download_progress (self));
+      break;
+    case PROP_EOL: g_value_set_string (value, source->eol); break;
+    case PROP_SIGNED:
+      g_value_set_boolean (value, source->signature != QLEAN_SIGNATURE_NONE);
+      break;
     default:
-      if (prop_id >= N_PROPS)
-        qlean_image_source_get_property (self->source, prop_id - N_PROPS, value, pspec);
-      else
-        G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
 }
 
@@ -131,12 +168,19 @@ qlean_image_set_property (GObject      *object,
 {
   QleanImage *self = QLEAN_IMAGE (object);
 
-  if (prop_id >= N_PROPS)
-    qlean_image_source_set_property (self->source, prop_id - N_PROPS, value, pspec);
-  else
-    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+  switch (prop_id)
+    {
+    case PROP_MIRROR:
+      qlean_image_set_mirror (self, g_value_get_string (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
 }
 
+/* Long only by its properties' documentation, which gi-docgen reads
+ * from here: every property of an image, its own and its source's, and
+ * its one signal, in one place. */
 static void
 qlean_image_class_init (QleanImageClass *klass)
 {
@@ -179,9 +223,143 @@ qlean_image_class_init (QleanImageClass *klass)
     g_param_spec_enum ("guest-arch", NULL, NULL, QLEAN_TYPE_ARCH, QLEAN_ARCH_X86_64,
                        G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
+  /**
+   * QleanImage:distro:
+   *
+   * The distribution of a catalog image, %QLEAN_DISTRO_CUSTOM for
+   * images from a URL or file (and for the minimal and file images).
+   */
+  properties[PROP_DISTRO] =
+    g_param_spec_enum ("distro", NULL, NULL, QLEAN_TYPE_DISTRO, QLEAN_DISTRO_CUSTOM,
+                       G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanImage:arch:
+   *
+   * The guest architecture, in Debian's words (`amd64`, `arm64`). It is
+   * part of the cache key. Only `amd64` images can be pulled for now.
+   */
+  properties[PROP_ARCH] =
+    g_param_spec_string ("arch", NULL, NULL, QLEAN_DISTRO_SUPPORTED_ARCH,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanImage:release:
+   *
+   * The distribution release of a catalog image (`13`, `24.04`).
+   */
+  properties[PROP_RELEASE] =
+    g_param_spec_string ("release", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanImage:aliases:
+   *
+   * The other names of a catalog image (`debian-13` for
+   * `debian-13-generic-amd64`).
+   */
+  properties[PROP_ALIASES] =
+    g_param_spec_boxed ("aliases", NULL, NULL, G_TYPE_STRV,
+                        G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanImage:url:
+   *
+   * Where the image is downloaded from, with [property@Image:mirror]
+   * applied; a `file://` URL for custom images from a file.
+   */
+  properties[PROP_URL] =
+    g_param_spec_string ("url", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanImage:checksum-url:
+   *
+   * The checksum file a catalog image is verified against, with
+   * [property@Image:mirror] applied.
+   */
+  properties[PROP_CHECKSUM_URL] =
+    g_param_spec_string ("checksum-url", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanImage:format:
+   *
+   * The disk format of the download, `qcow2` or `raw`; %NULL when it is
+   * found out from the file.
+   */
+  properties[PROP_FORMAT] =
+    g_param_spec_string ("format", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanImage:mirror:
+   *
+   * A base URL (or a directory) to download catalog images from instead
+   * of their distribution's servers: an image's files are fetched from
+   * `MIRROR/NAME/`, under their own file names (`debian-13-generic-amd64.qcow2`
+   * and `SHA512SUMS` for `debian-13-generic-amd64`; `SHA256SUMS.gpg` too
+   * for an Ubuntu image, whose signature is checked with Ubuntu's key
+   * whatever the mirror). Defaults to `$QLEAN_IMAGE_MIRROR`. Set it
+   * before the image is pulled.
+   */
+  properties[PROP_MIRROR] =
+    g_param_spec_string ("mirror", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanImage:download-progress:
+   *
+   * How much of the running download (or verification) is done, from 0
+   * to 1; 0 while the size is unknown. Notified on the thread-default
+   * main context of the thread that created the image, at most ten times
+   * a second; the download itself never waits for that context.
+   */
+  properties[PROP_DOWNLOAD_PROGRESS] =
+    g_param_spec_double ("download-progress", NULL, NULL, 0.0, 1.0, 0.0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanImage:eol:
+   *
+   * The day a catalog image's release reaches its end of life (its
+   * distribution stops publishing security updates for it), as
+   * `YYYY-MM-DD`; %NULL for rolling releases and custom images. Pulling
+   * an image past that day logs a message saying so.
+   */
+  properties[PROP_EOL] =
+    g_param_spec_string ("eol", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * QleanImage:signed:
+   *
+   * Whether the distribution signs the checksum file of this catalog
+   * image and Qlean checks that signature, with gpgv and the
+   * distribution's key that Qlean ships, before it trusts a checksum
+   * from it. A signature that does not verify fails the pull with
+   * %QLEAN_IMAGE_ERROR_BAD_SIGNATURE. %FALSE for distributions that do
+   * not sign their cloud images' checksums (Debian) and custom images.
+   */
+  properties[PROP_SIGNED] =
+    g_param_spec_boolean ("signed", NULL, NULL, FALSE,
+                          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
-  /* The properties of distribution images: mirror, download-progress... */
-  qlean_image_source_class_init (object_class, N_PROPS);
+
+  /**
+   * QleanImage::progress:
+   * @image: the #QleanImage
+   * @done: bytes downloaded (or verified) so far
+   * @total: the size of the file, or 0 while unknown
+   *
+   * Emitted as a download or a verification goes on, on the
+   * thread-default main context of the thread that created the image,
+   * at most ten times a second and once at the end.
+   */
+  progress_signal =
+    g_signal_new ("progress", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_UINT64, G_TYPE_UINT64);
 }
 
 static void
@@ -191,9 +369,20 @@ qlean_image_init (QleanImage *self)
   g_mutex_init (&self->prepare_lock);
   self->source = qlean_image_source_new (G_OBJECT (self));
 }
+/* From the source's progress report, on the creator's context. */
+void
+qlean_image_emit_progress (QleanImage *self,
+                           guint64     done,
+                           guint64     total)
+{
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_DOWNLOAD_PROGRESS]);
+  g_signal_emit (self, progress_signal, 0, done, total);
+}
 
-/* A distribution or custom image; qlean-distro.c fills in its source. */
-QleanImage *
+/* Constructors */
+
+/* A distribution or custom image; its constructor fills in its source. */
+static QleanImage *
 qlean_image_new_distro (const char *name)
 {
   QleanImage *self = g_object_new (QLEAN_TYPE_IMAGE, NULL);
@@ -204,13 +393,6 @@ qlean_image_new_distro (const char *name)
 
   return self;
 }
-
-QleanImageSource *
-qlean_image_get_source (QleanImage *self)
-{
-  return self->source;
-}
-
 /**
  * qlean_image_new_minimal_for_arch:
  * @arch: the guest architecture
@@ -288,6 +470,259 @@ qlean_image_new_from_file (const char *path)
   return self;
 }
 
+QleanImage *
+qlean_image_new_from_catalog_entry (const QleanCatalogEntry *entry)
+{
+  QleanImage *image = qlean_image_new_distro (entry->name);
+  QleanImageSource *source = qlean_image_get_source (image);
+
+  source->distro = entry->distro;
+  source->catalog_name = g_strdup (entry->name);
+  source->cache_name = g_strdup (entry->name);
+  source->release = g_strdup (entry->release);
+  source->aliases = g_strdupv (entry->aliases);
+  qlean_set_str (&source->arch, entry->arch);
+  source->url = g_strdup (entry->url);
+  source->checksum_url = g_strdup (entry->checksum_url);
+  source->checksum_type = entry->checksum_type;
+  source->format = g_strdup (entry->format);
+  source->file_name = g_path_get_basename (entry->url);
+  source->eol = g_strdup (entry->eol);
+  source->signature = entry->signature;
+  source->signature_url = g_strdup (entry->signature_url);
+  source->keyring = g_strdup (entry->keyring);
+
+  return image;
+}
+
+/**
+ * qlean_image_new_from_distro:
+ * @distro: the distribution
+ * @name: (nullable): a catalog name such as `debian-13-generic-amd64`, or
+ *   an alias such as `debian-13`; %NULL for the distribution's default
+ *
+ * A distribution's cloud image from Qlean's catalog (see `qlean image
+ * ls`), as the seed's `create_image (Distro::Debian, name)`. Preparing it
+ * downloads it once into `$XDG_CACHE_HOME/qlean/images/` (verified
+ * against the checksum the distribution publishes, whose signature is
+ * checked first where the distribution signs it, see
+ * [property@Image:signed]; resuming an interrupted download; never
+ * following a redirect from HTTPS to HTTP), then makes a copy ready for Qlean once: the
+ * QEMU guest agent and Qlean's data channel are injected when missing,
+ * and the kernel and initrd are extracted to boot directly. Machines
+ * run on a qcow2 overlay of that copy; their first boot
+ * ([method@Machine.initialize]) runs cloud-init.
+ *
+ * An unknown @name, or a @name of another distribution, is reported by
+ * [method@Image.pull] and [method@Image.prepare] as
+ * %QLEAN_IMAGE_ERROR_NOT_FOUND.
+ *
+ * Returns: (transfer full): a new #QleanImage
+ */
+QleanImage *
+qlean_image_new_from_distro (QleanDistro  distro,
+                             const char  *name)
+{
+  GError *error = NULL;
+  const QleanCatalogEntry *entry;
+  QleanImage *image;
+
+  g_return_val_if_fail (distro >= QLEAN_DISTRO_DEBIAN && distro <= QLEAN_DISTRO_CUSTOM, NULL);
+
+  if (distro == QLEAN_DISTRO_CUSTOM)
+    {
+      g_set_error (&error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_NOT_FOUND,
+                   _("Custom images have no catalog; use qlean_image_new_from_url()"));
+      entry = NULL;
+    }
+  else
+    entry = qlean_catalog_lookup (qlean_catalog_get (), distro, name, &error);
+
+  if (entry != NULL)
+    return qlean_image_new_from_catalog_entry (entry);
+
+  image = qlean_image_new_distro (name ? name : qlean_distro_nick (distro));
+  qlean_image_get_source (image)->distro = distro;
+  qlean_image_get_source (image)->cache_name = g_strdup (qlean_image_get_name (image));
+  qlean_image_get_source (image)->deferred_error = error;
+
+  return image;
+}
+
+/**
+ * qlean_image_new_from_catalog:
+ * @name: a catalog name or alias, of any distribution
+ * @error: return location for a #GError
+ *
+ * Like [ctor@Image.new_from_distro], for a name alone (as `qlean image
+ * pull NAME` takes it).
+ *
+ * Returns: (transfer full): a new #QleanImage, or %NULL with
+ *   %QLEAN_IMAGE_ERROR_NOT_FOUND naming the known images
+ */
+QleanImage *
+qlean_image_new_from_catalog (const char  *name,
+                              GError     **error)
+{
+  const QleanCatalogEntry *entry;
+
+  g_return_val_if_fail (name != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  entry = qlean_catalog_lookup (qlean_catalog_get (), -1, name, error);
+  return entry ? qlean_image_new_from_catalog_entry (entry) : NULL;
+}
+
+static gboolean
+has_scheme (const char *s)
+{
+  const char *colon = strstr (s, "://");
+
+  if (colon == NULL || colon == s)
+    return FALSE;
+
+  for (const char *p = s; p < colon; p++)
+    if (!g_ascii_isalnum (*p) && *p != '+' && *p != '-' && *p != '.')
+      return FALSE;
+
+  return TRUE;
+}
+
+static char *
+strip_extension (const char *file_name)
+{
+  const char *dot = strrchr (file_name, '.');
+
+  return dot && dot != file_name ? g_strndup (file_name, dot - file_name) : g_strdup (file_name);
+}
+
+/**
+ * qlean_image_new_from_url:
+ * @url_or_path: an `http://`, `https://` or `file://` URL, or a path, of
+ *   a Linux cloud image (qcow2 or raw) that has cloud-init, or at least
+ *   a systemd, OpenRC or sysvinit userland
+ * @digest: (nullable): the image's digest, `sha256:<hex>` or
+ *   `sha512:<hex>`
+ * @error: return location for a #GError
+ *
+ * A custom image. It is pulled (copied into the cache and verified) and
+ * prepared like a catalog image.
+ *
+ * A remote image needs its digest: nothing unverified enters the cache.
+ * A local file may go without one; it is then hashed while it is copied,
+ * and copied again when it changes. A digest must have both its
+ * algorithm and its hexadecimal value.
+ *
+ * Returns: (transfer full): a new #QleanImage, or %NULL with
+ *   %QLEAN_IMAGE_ERROR_INVALID_SOURCE
+ */
+QleanImage *
+qlean_image_new_from_url (const char  *url_or_path,
+                          const char  *digest,
+                          GError     **error)
+{
+  g_autofree char *local_path = NULL;
+  g_autofree char *url = NULL;
+  g_autofree char *file_name = NULL;
+  g_autofree char *stem = NULL;
+  g_autofree char *hex = NULL;
+  GChecksumType type = G_CHECKSUM_SHA256;
+  QleanImageSource *source;
+  QleanImage *image;
+
+  g_return_val_if_fail (url_or_path != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (*url_or_path == '\0')
+    {
+      g_set_error_literal (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_INVALID_SOURCE,
+                           _("An image source must be a URL or a path, not an empty string"));
+      return NULL;
+    }
+
+  if (digest != NULL && !qlean_digest_parse (digest, &type, &hex, error))
+    return NULL;
+
+  if (g_str_has_prefix (url_or_path, "http://") || g_str_has_prefix (url_or_path, "https://"))
+    {
+      g_autoptr(GUri) uri = g_uri_parse (url_or_path, G_URI_FLAGS_ENCODED, NULL);
+      g_autofree char *decoded = NULL;
+
+      if (uri == NULL || g_uri_get_host (uri) == NULL || *g_uri_get_host (uri) == '\0')
+        {
+          g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_INVALID_SOURCE,
+                       _("“%s” is not a valid URL"), url_or_path);
+          return NULL;
+        }
+      if (hex == NULL)
+        {
+          g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_INVALID_SOURCE,
+                       _("The image %s needs a digest (sha256:<hex> or sha512:<hex>): "
+                         "Qlean puts nothing unverified into its cache"),
+                       url_or_path);
+          return NULL;
+        }
+      decoded = g_uri_unescape_string (g_uri_get_path (uri), NULL);
+      file_name = decoded ? g_path_get_basename (decoded) : NULL;
+      url = g_strdup (url_or_path);
+    }
+  else if (g_str_has_prefix (url_or_path, "file://"))
+    {
+      local_path = g_filename_from_uri (url_or_path, NULL, NULL);
+      if (local_path == NULL)
+        {
+          g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_INVALID_SOURCE,
+                       _("“%s” is not a valid file URL"), url_or_path);
+          return NULL;
+        }
+    }
+  else if (has_scheme (url_or_path))
+    {
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_INVALID_SOURCE,
+                   _("Cannot download %s: Qlean downloads http, https and file URLs"),
+                   url_or_path);
+      return NULL;
+    }
+  else
+    local_path = g_canonicalize_filename (url_or_path, NULL);
+
+  if (local_path != NULL)
+    {
+      url = g_filename_to_uri (local_path, NULL, NULL);
+      file_name = g_path_get_basename (local_path);
+    }
+  if (file_name == NULL || g_str_equal (file_name, "/") || g_str_equal (file_name, "."))
+    qlean_set_str (&file_name, "image");
+
+  stem = strip_extension (file_name);
+  image = qlean_image_new_distro (file_name);
+  source = qlean_image_get_source (image);
+  source->url = g_steal_pointer (&url);
+  source->file_name = g_steal_pointer (&file_name);
+  source->checksum_type = type;
+  source->local_path = g_steal_pointer (&local_path);
+  if (hex != NULL)
+    source->cache_name = g_strdup_printf ("%s-%.16s", stem, hex);
+  else
+    {
+      /* Without a digest, the path is the identity. */
+      g_autofree char *path_hash = g_compute_checksum_for_string (G_CHECKSUM_SHA256, source->local_path, -1);
+
+      source->cache_name = g_strdup_printf ("%s-path-%.16s", stem, path_hash);
+    }
+  source->digest_hex = g_steal_pointer (&hex);
+
+  return image;
+}
+
+/* Accessors */
+
+QleanImageSource *
+qlean_image_get_source (QleanImage *self)
+{
+  return self->source;
+}
+
 /**
  * qlean_image_get_kind:
  * @self: a #QleanImage
@@ -358,7 +793,7 @@ qlean_image_set_guest_arch (QleanImage *self,
 
   qlean_image_source_set_arch (self->source, qlean_arch_get_info (arch)->debian_name);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_GUEST_ARCH]);
-  g_object_notify (G_OBJECT (self), "arch");
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ARCH]);
 }
 
 /* The fields below are written once, under the lock, by prepare, and
@@ -456,6 +891,75 @@ qlean_image_is_prepared (QleanImage *self)
   return prepared;
 }
 
+/**
+ * qlean_image_dup_mirror:
+ * @self: a #QleanImage
+ *
+ * Returns: (transfer full) (nullable): the value of [property@Image:mirror]
+ */
+char *
+qlean_image_dup_mirror (QleanImage *self)
+{
+  QleanImageSource *source;
+  char *mirror;
+
+  g_return_val_if_fail (QLEAN_IS_IMAGE (self), NULL);
+
+  source = qlean_image_get_source (self);
+  g_mutex_lock (&source->lock);
+  mirror = g_strdup (source->mirror);
+  g_mutex_unlock (&source->lock);
+
+  return mirror;
+}
+
+/**
+ * qlean_image_set_mirror:
+ * @self: a #QleanImage
+ * @mirror: (nullable): a base URL or a directory; %NULL or empty for the
+ *   distribution's own servers
+ *
+ * Sets [property@Image:mirror].
+ */
+void
+qlean_image_set_mirror (QleanImage *self,
+                        const char *mirror)
+{
+  QleanImageSource *source;
+  gboolean changed;
+
+  g_return_if_fail (QLEAN_IS_IMAGE (self));
+
+  if (mirror != NULL && *mirror == '\0')
+    mirror = NULL;
+
+  source = qlean_image_get_source (self);
+  g_mutex_lock (&source->lock);
+  changed = qlean_set_str (&source->mirror, mirror);
+  g_mutex_unlock (&source->lock);
+
+  if (changed)
+    {
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MIRROR]);
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_URL]);
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CHECKSUM_URL]);
+    }
+}
+
+
+/* See qlean-image-private.h. */
+const char *
+qlean_image_get_disk_format (QleanImage *self)
+{
+  if (!qlean_image_is_prepared (self) || self->disk == NULL)
+    return NULL;
+
+  /* A distribution image's disk is the qcow2 its preparation wrote. */
+  return self->disk_format != NULL ? self->disk_format : "qcow2";
+}
+
+/* Preparation */
+
 static gboolean
 qlean_image_prepare_minimal (QleanImage    *self,
                              GCancellable  *cancellable,
@@ -542,295 +1046,6 @@ qlean_image_get_share_boot (QleanImage  *self,
   g_mutex_unlock (&self->lock);
 
   return ready;
-}
-
-/* Disk files from elsewhere */
-
-/* Bounds on one `qemu-img info`: it reads only an image's header, in
- * milliseconds, but the header is the stranger's. */
-#define DISK_INFO_TIMEOUT_S   30
-#define DISK_INFO_MAX_OUTPUT  (1024 * 1024)
-#define DISK_INFO_MAX_STDERR  (64 * 1024)
-#define DISK_INFO_MAX_MEMORY  ((rlim_t) 1 << 30)
-
-static void
-disk_info_limits (gpointer user_data)
-{
-  struct rlimit memory = { DISK_INFO_MAX_MEMORY, DISK_INFO_MAX_MEMORY };
-  struct rlimit cpu = { DISK_INFO_TIMEOUT_S, DISK_INFO_TIMEOUT_S };
-
-  /* In the child, between fork and exec: async-signal-safe calls only. */
-  setrlimit (RLIMIT_AS, &memory);
-  setrlimit (RLIMIT_CPU, &cpu);
-}
-
-/* Reads @process's stdout (at most DISK_INFO_MAX_OUTPUT) and stderr (its
- * first DISK_INFO_MAX_STDERR bytes) to their ends, within the deadline;
- * the process is killed otherwise. */
-static gboolean
-read_disk_info (GSubprocess   *process,
-                const char    *path,
-                GByteArray    *out,
-                GByteArray    *err,
-                GCancellable  *cancellable,
-                GError       **error)
-{
-  int fds[2] = {
-    g_unix_input_stream_get_fd (G_UNIX_INPUT_STREAM (g_subprocess_get_stdout_pipe (process))),
-    g_unix_input_stream_get_fd (G_UNIX_INPUT_STREAM (g_subprocess_get_stderr_pipe (process))),
-  };
-  gboolean open[2] = { TRUE, TRUE };
-  gint64 deadline = g_get_monotonic_time () + DISK_INFO_TIMEOUT_S * G_USEC_PER_SEC;
-  GPollFD cancel_fd = { -1, 0, 0 };
-  gboolean has_cancel = cancellable != NULL && g_cancellable_make_pollfd (cancellable, &cancel_fd);
-  gboolean ok = TRUE;
-
-  while (ok && (open[0] || open[1]))
-    {
-      struct pollfd pfds[3];
-      nfds_t n = 0;
-      int slots[3];
-      gint64 left = (deadline - g_get_monotonic_time ()) / 1000;
-      int ready;
-
-      for (int i = 0; i < 2; i++)
-        if (open[i])
-          {
-            pfds[n] = (struct pollfd) { fds[i], POLLIN, 0 };
-            slots[n++] = i;
-          }
-      if (has_cancel)
-        {
-          pfds[n] = (struct pollfd) { cancel_fd.fd, POLLIN, 0 };
-          slots[n++] = 2;
-        }
-
-      if (left <= 0)
-        {
-          g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                       _("qemu-img did not read the header of %s within %d s"), path,
-                       DISK_INFO_TIMEOUT_S);
-          ok = FALSE;
-          break;
-        }
-      ready = poll (pfds, n, (int) MIN (left, G_MAXINT));
-      if (ready < 0 && errno == EINTR)
-        continue;
-      if (ready < 0)
-        {
-          int saved_errno = errno;
-
-          qlean_set_error_from_errno (error, saved_errno,
-                                      _("Cannot wait for qemu-img"));
-          ok = FALSE;
-          break;
-        }
-
-      for (nfds_t j = 0; ok && j < n; j++)
-        {
-          guint8 buffer[16384];
-          GByteArray *into;
-          gssize got;
-
-          if (pfds[j].revents == 0)
-            continue;
-          if (slots[j] == 2)
-            {
-              ok = !g_cancellable_set_error_if_cancelled (cancellable, error);
-              continue;
-            }
-
-          got = read (pfds[j].fd, buffer, sizeof buffer);
-          if (got < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-          if (got <= 0)
-            {
-              open[slots[j]] = FALSE;
-              continue;
-            }
-          into = slots[j] == 0 ? out : err;
-          if (slots[j] == 0 && into->len + got > DISK_INFO_MAX_OUTPUT)
-            {
-              g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_INVALID_SOURCE,
-                           _("qemu-img describes %s in more than %d bytes; Qlean does not "
-                             "use an image with a header that large"), path, DISK_INFO_MAX_OUTPUT);
-              ok = FALSE;
-              break;
-            }
-          if (slots[j] == 1)
-            got = MIN ((gsize) got, DISK_INFO_MAX_STDERR - MIN (into->len, DISK_INFO_MAX_STDERR));
-          g_byte_array_append (into, buffer, got);
-        }
-    }
-
-  if (has_cancel)
-    g_cancellable_release_fd (cancellable);
-  if (!ok)
-    g_subprocess_force_exit (process);
-  /* Killed, or with both pipes at their ends: it is gone or going. */
-  g_subprocess_wait (process, NULL, NULL);
-
-  return ok;
-}
-
-static gboolean
-refuse_disk (GError     **error,
-             const char  *format,
-             ...) G_GNUC_PRINTF (2, 3);
-
-static gboolean
-refuse_disk (GError     **error,
-             const char  *format,
-             ...)
-{
-  g_autofree char *message = NULL;
-  va_list args;
-
-  va_start (args, format);
-  message = g_strdup_vprintf (format, args);
-  va_end (args);
-
-  g_set_error_literal (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_INVALID_SOURCE, message);
-  return FALSE;
-}
-
-static const char *
-string_member (JsonObject *object,
-               const char *member)
-{
-  JsonNode *node = object ? json_object_get_member (object, member) : NULL;
-
-  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
-    return NULL;
-  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING)
-    return json_node_get_string (node);
-  /* There, but not a string: still there. */
-  return "?";
-}
-
-/* See qlean-image-private.h. */
-char *
-qlean_image_check_disk_file (const char    *path,
-                             const char    *format,
-                             GCancellable  *cancellable,
-                             GError       **error)
-{
-  g_autofree char *qemu_img = g_find_program_in_path ("qemu-img");
-  g_autoptr(GSubprocessLauncher) launcher = NULL;
-  g_autoptr(GSubprocess) process = NULL;
-  g_autoptr(GByteArray) out = g_byte_array_new ();
-  g_autoptr(GByteArray) err = g_byte_array_new ();
-  g_autoptr(JsonParser) parser = json_parser_new ();
-  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
-  g_autofree char *absolute = NULL;
-  JsonObject *info, *specific_data = NULL;
-  JsonNode *node;
-  const char *found, *backing, *data_file;
-
-  g_return_val_if_fail (path != NULL, NULL);
-
-  if (qemu_img == NULL)
-    {
-      g_autofree char *hint = qlean_host_install_hint ("qemu-utils");
-
-      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
-                   _("Cannot check the disk image %s: qemu-img is not installed; install it: %s"),
-                   path, hint);
-      return NULL;
-    }
-
-  /* The header alone: without --backing-chain, qemu-img opens no backing
-   * file, and (with -U) takes no lock, so an image that is refused below
-   * has not made it open the files it names either. An absolute path
-   * never reads as a protocol prefix ("json:", "nbd:"). */
-  absolute = g_canonicalize_filename (path, NULL);
-  g_ptr_array_add (argv, qemu_img);
-  g_ptr_array_add (argv, (char *) "info");
-  g_ptr_array_add (argv, (char *) "-U");
-  g_ptr_array_add (argv, (char *) "--output=json");
-  if (format != NULL)
-    {
-      g_ptr_array_add (argv, (char *) "-f");
-      g_ptr_array_add (argv, (char *) format);
-    }
-  g_ptr_array_add (argv, absolute);
-  g_ptr_array_add (argv, NULL);
-
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
-  g_subprocess_launcher_set_child_setup (launcher, disk_info_limits, NULL, NULL);
-  process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, error);
-  if (process == NULL)
-    return NULL;
-
-  if (!read_disk_info (process, path, out, err, cancellable, error))
-    return NULL;
-
-  if (!g_subprocess_get_successful (process) ||
-      !json_parser_load_from_data (parser, (const char *) out->data, out->len, NULL) ||
-      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
-    {
-      g_autofree char *message = g_strndup ((const char *) err->data, err->len);
-
-      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_PREPARE_FAILED,
-                   _("%s is not a disk image that qemu-img can read%s%s"), path,
-                   *g_strstrip (message) != '\0' ? ": " : "", message);
-      return NULL;
-    }
-  info = json_node_get_object (json_parser_get_root (parser));
-
-  found = string_member (info, "format");
-  if (g_strcmp0 (found, "qcow2") != 0 && g_strcmp0 (found, "raw") != 0)
-    {
-      refuse_disk (error, _("%s is a %s image, not qcow2 or raw: other formats can name further "
-                            "files of this host, as vmdk's extents do"),
-                   path, found ? found : "?");
-      return NULL;
-    }
-
-  backing = string_member (info, "full-backing-filename");
-  if (backing == NULL)
-    backing = string_member (info, "backing-filename");
-  if (backing == NULL && json_object_has_member (info, "backing-filename-format"))
-    backing = "?";
-  if (backing != NULL)
-    {
-      refuse_disk (error, _("%s names a backing file (%s): QEMU would read that file of this "
-                            "host into the guest's disk"),
-                   path, backing);
-      return NULL;
-    }
-
-  node = json_object_get_member (info, "format-specific");
-  if (node != NULL && JSON_NODE_HOLDS_OBJECT (node))
-    {
-      JsonNode *data = json_object_get_member (json_node_get_object (node), "data");
-
-      if (data != NULL && JSON_NODE_HOLDS_OBJECT (data))
-        specific_data = json_node_get_object (data);
-    }
-  data_file = string_member (specific_data, "data-file");
-  if (data_file == NULL && specific_data != NULL && json_object_has_member (specific_data, "data-file-raw"))
-    data_file = "?";
-  if (data_file != NULL)
-    {
-      refuse_disk (error, _("%s keeps its data in another file (%s): QEMU would read and write "
-                            "that file of this host as the guest's disk"),
-                   path, data_file);
-      return NULL;
-    }
-
-  return g_strdup (found);
-}
-
-/* See qlean-image-private.h. */
-const char *
-qlean_image_get_disk_format (QleanImage *self)
-{
-  if (!qlean_image_is_prepared (self) || self->disk == NULL)
-    return NULL;
-
-  /* A distribution image's disk is the qcow2 its preparation wrote. */
-  return self->disk_format != NULL ? self->disk_format : "qcow2";
 }
 
 static gboolean
@@ -944,10 +1159,10 @@ qlean_image_prepare_async (QleanImage          *self,
   g_autoptr(GTask) task = NULL;
 
   g_return_if_fail (QLEAN_IS_IMAGE (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_image_prepare_async);
-  g_task_set_name (task, "[qlean] prepare image");
+  task = qlean_task_new (self, cancellable, callback, user_data, qlean_image_prepare_async,
+                         "[qlean] prepare image");
 
   if (qlean_image_is_prepared (self) && !qlean_image_needs_share_boot (self))
     {
@@ -973,7 +1188,10 @@ qlean_image_prepare_finish (QleanImage    *self,
                             GAsyncResult  *result,
                             GError       **error)
 {
+  g_return_val_if_fail (QLEAN_IS_IMAGE (self), FALSE);
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_image_prepare_async), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -994,6 +1212,10 @@ qlean_image_prepare (QleanImage    *self,
                      GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_IMAGE (self), FALSE);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   qlean_sync_call_init (&call);
   qlean_image_prepare_async (self, cancellable, qlean_sync_call_done, &call);
