@@ -1,6 +1,10 @@
 /* qlean-image-download-private.h: downloads, checksums and the image cache
  *
  * SPDX-License-Identifier: MIT
+ *
+ * One header for three files that work together on a worker thread:
+ * digests and signatures (qlean-image-digest.c), the transfer
+ * (qlean-image-download.c) and the cache (qlean-image-cache.c).
  */
 
 #pragma once
@@ -136,6 +140,25 @@ int       qlean_cache_lock                (const char     *path,
                                            GCancellable   *cancellable,
                                            GError        **error);
 void      qlean_cache_unlock              (int             fd);
+
+/* What failed on a file of the cache, for qlean_cache_set_error(). */
+typedef enum
+{
+  QLEAN_CACHE_OP_MKDIR,
+  QLEAN_CACHE_OP_CREATE,
+  QLEAN_CACHE_OP_READ,
+  QLEAN_CACHE_OP_RENAME,
+  QLEAN_CACHE_OP_CREATE_LOCK,
+  QLEAN_CACHE_OP_LOCK,
+} QleanCacheOp;
+
+/* Sets @error for @op on @path having failed with @saved_errno:
+ * QLEAN_IMAGE_ERROR_NO_SPACE for a full disk or quota, saying what to
+ * do about it, else the errno's own. */
+void      qlean_cache_set_error           (GError        **error,
+                                           int             saved_errno,
+                                           QleanCacheOp    op,
+                                           const char     *path);
 
 /* Makes @dir and its parents, with a message that names it. */
 gboolean  qlean_cache_mkdir               (const char     *dir,
