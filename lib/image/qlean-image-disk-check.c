@@ -152,27 +152,6 @@ read_disk_info (GSubprocess   *process,
   return ok;
 }
 
-static gboolean
-refuse_disk (GError     **error,
-             const char  *format,
-             ...) G_GNUC_PRINTF (2, 3);
-
-static gboolean
-refuse_disk (GError     **error,
-             const char  *format,
-             ...)
-{
-  g_autofree char *message = NULL;
-  va_list args;
-
-  va_start (args, format);
-  message = g_strdup_vprintf (format, args);
-  va_end (args);
-
-  g_set_error_literal (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_INVALID_SOURCE, message);
-  return FALSE;
-}
-
 static const char *
 string_member (JsonObject *object,
                const char *member)
@@ -260,8 +239,9 @@ qlean_image_check_disk_file (const char    *path,
   found = string_member (info, "format");
   if (g_strcmp0 (found, "qcow2") != 0 && g_strcmp0 (found, "raw") != 0)
     {
-      refuse_disk (error, _("%s is a %s image, not qcow2 or raw: other formats can name further "
-                            "files of this host, as vmdk's extents do"),
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_INVALID_SOURCE,
+                   _("%s is a %s image, not qcow2 or raw: other formats can name further "
+                     "files of this host, as vmdk's extents do"),
                    path, found ? found : "?");
       return NULL;
     }
@@ -273,8 +253,9 @@ qlean_image_check_disk_file (const char    *path,
     backing = "?";
   if (backing != NULL)
     {
-      refuse_disk (error, _("%s names a backing file (%s): QEMU would read that file of this "
-                            "host into the guest's disk"),
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_INVALID_SOURCE,
+                   _("%s names a backing file (%s): QEMU would read that file of this "
+                     "host into the guest's disk"),
                    path, backing);
       return NULL;
     }
@@ -292,8 +273,9 @@ qlean_image_check_disk_file (const char    *path,
     data_file = "?";
   if (data_file != NULL)
     {
-      refuse_disk (error, _("%s keeps its data in another file (%s): QEMU would read and write "
-                            "that file of this host as the guest's disk"),
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_INVALID_SOURCE,
+                   _("%s keeps its data in another file (%s): QEMU would read and write "
+                     "that file of this host as the guest's disk"),
                    path, data_file);
       return NULL;
     }
