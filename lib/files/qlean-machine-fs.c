@@ -15,6 +15,7 @@
 #include "qlean-error.h"
 #include "qlean-guest-backend-private.h"
 #include "qlean-guest-channel-private.h"
+#include "qlean-guest-stream-dispatch-private.h"
 #include "qlean-json-channel-private.h"
 #include "qlean-machine-fs.h"
 #include "qlean-machine-fs-private.h"
@@ -247,6 +248,95 @@ fs_cancelled_cb (GCancellable *cancellable,
   return G_SOURCE_REMOVE;
 }
 
+/* The channel closed (the guest went away), or it lives on and only
+ * this call waited too long or could not be sent. */
+static void
+fs_stream_closed (QleanGuestStream *stream,
+                  const GError     *error,
+                  gpointer          user_data)
+{
+  GTask *task = user_data;
+  QleanFsRequest *req = g_task_get_task_data (task);
+
+  fs_return (task, qlean_machine_fs_stream_error (g_task_get_source_object (task), req->action,
+                                                  req->path, req->path2, error));
+}
+
+static void
+fs_stream_error (QleanGuestStream *stream,
+                 GBytes           *payload,
+                 gpointer          user_data)
+{
+  GTask *task = user_data;
+  QleanFsRequest *req = g_task_get_task_data (task);
+
+  fs_return (task, qlean_machine_fs_error (g_task_get_source_object (task), req->action,
+                                           req->path, req->path2, payload));
+}
+
+static void
+fs_stream_data (QleanGuestStream *stream,
+                guint8            fd,
+                GBytes           *payload,
+                gpointer          user_data)
+{
+  GTask *task = user_data;
+  QleanFsRequest *req = g_task_get_task_data (task);
+  QleanMachine *machine = g_task_get_source_object (task);
+
+  if (req->kind == QLEAN_FS_RESULT_CONTENTS &&
+      req->collected->len + g_bytes_get_size (payload) > contents_limit (req))
+    {
+      g_autofree char *display = qlean_machine_fs_display_path (req->path);
+      g_autofree char *slack = g_format_size (QLEAN_GUEST_FS_DATA_LIMIT);
+
+      fs_return (task, g_error_new (G_IO_ERROR, G_IO_ERROR_NO_SPACE,
+                                    _("Cannot read “%s” in machine “%s”: qlean-guest sent more "
+                                      "than the file's size plus %s; use a download for a file "
+                                      "that grows while it is read"),
+                                    display, qlean_machine_get_name (machine), slack));
+      return;
+    }
+  g_byte_array_append (req->collected, g_bytes_get_data (payload, NULL), g_bytes_get_size (payload));
+}
+
+static void
+fs_stream_done (QleanGuestStream *stream,
+                GBytes           *payload,
+                gpointer          user_data)
+{
+  GTask *task = user_data;
+  QleanFsRequest *req = g_task_get_task_data (task);
+
+  req->done = g_bytes_ref (payload);
+  if (req->kind == QLEAN_FS_RESULT_LISTING)
+    g_byte_array_append (req->collected, g_bytes_get_data (payload, NULL), g_bytes_get_size (payload));
+  if (req->kind == QLEAN_FS_RESULT_CONTENTS)
+    return;  /* the data follows */
+  fs_return (task, NULL);
+}
+
+static void
+fs_stream_eof (QleanGuestStream *stream,
+               guint8            fd,
+               gpointer          user_data)
+{
+  GTask *task = user_data;
+  QleanFsRequest *req = g_task_get_task_data (task);
+
+  if (req->kind != QLEAN_FS_RESULT_CONTENTS || req->done == NULL)
+    return;
+  fs_return (task, NULL);
+}
+
+static const QleanGuestStreamHandlers fs_stream_handlers = {
+  .closed = fs_stream_closed,
+  .error = fs_stream_error,
+  .data = fs_stream_data,
+  .done = fs_stream_done,
+  .eof = fs_stream_eof,
+};
+
 static void
 fs_stream_cb (QleanGuestStream *stream,
               guint8            type,
@@ -257,61 +347,13 @@ fs_stream_cb (QleanGuestStream *stream,
 {
   GTask *task = user_data;
   QleanFsRequest *req = g_task_get_task_data (task);
-  QleanMachine *machine = g_task_get_source_object (task);
 
   /* Ended already (fs_return): only a stream opened on a channel that
    * had just closed still reports that. */
   if (req->stream == NULL)
     return;
 
-  switch (type)
-    {
-    case 0:
-      /* The channel closed (the guest went away), or it lives on and
-       * only this call waited too long or could not be sent. */
-      fs_return (task, qlean_machine_fs_stream_error (machine, req->action, req->path, req->path2,
-                                                      error));
-      return;
-
-    case QLEAN_GUEST_FRAME_ERROR:
-      fs_return (task, qlean_machine_fs_error (machine, req->action, req->path, req->path2, payload));
-      return;
-
-    case QLEAN_GUEST_FRAME_DATA:
-      if (req->kind == QLEAN_FS_RESULT_CONTENTS &&
-          req->collected->len + g_bytes_get_size (payload) > contents_limit (req))
-        {
-          g_autofree char *display = qlean_machine_fs_display_path (req->path);
-          g_autofree char *slack = g_format_size (QLEAN_GUEST_FS_DATA_LIMIT);
-
-          fs_return (task, g_error_new (G_IO_ERROR, G_IO_ERROR_NO_SPACE,
-                                        _("Cannot read “%s” in machine “%s”: qlean-guest sent more "
-                                          "than the file's size plus %s; use a download for a file "
-                                          "that grows while it is read"),
-                                        display, qlean_machine_get_name (machine), slack));
-          return;
-        }
-      g_byte_array_append (req->collected, g_bytes_get_data (payload, NULL), g_bytes_get_size (payload));
-      return;
-
-    case QLEAN_GUEST_FRAME_DONE:
-      req->done = g_bytes_ref (payload);
-      if (req->kind == QLEAN_FS_RESULT_LISTING)
-        g_byte_array_append (req->collected, g_bytes_get_data (payload, NULL), g_bytes_get_size (payload));
-      if (req->kind == QLEAN_FS_RESULT_CONTENTS)
-        return;  /* the data follows */
-      break;
-
-    case QLEAN_GUEST_FRAME_EOF:
-      if (req->kind != QLEAN_FS_RESULT_CONTENTS || req->done == NULL)
-        return;
-      break;
-
-    default:
-      return;
-    }
-
-  fs_return (task, NULL);
+  qlean_guest_stream_dispatch (&fs_stream_handlers, stream, type, fd, payload, error, task);
 }
 
 static void

@@ -16,6 +16,7 @@
 
 #include "qlean-error.h"
 #include "qlean-guest-channel-private.h"
+#include "qlean-guest-stream-dispatch-private.h"
 #include "qlean-json-channel-private.h"
 #include "qlean-machine-fs.h"
 #include "qlean-machine-fs-private.h"
@@ -133,6 +134,75 @@ transfer_end (Transfer *t,
   g_clear_error (&error);
 }
 
+/* The channel closed (the guest went away), or it lives on and only
+ * this stream waited too long or could not be sent. */
+static void
+transfer_stream_closed (QleanGuestStream *stream,
+                        const GError     *error,
+                        gpointer          user_data)
+{
+  Transfer *t = user_data;
+
+  g_clear_pointer (&t->stream, qlean_guest_stream_unref);
+  transfer_end (t, qlean_machine_fs_stream_error (t->machine, t->action, t->path, NULL, error));
+}
+
+static void
+transfer_stream_error (QleanGuestStream *stream,
+                       GBytes           *payload,
+                       gpointer          user_data)
+{
+  Transfer *t = user_data;
+
+  transfer_end (t, qlean_machine_fs_error (t->machine, t->action, t->path, NULL, payload));
+}
+
+static void
+transfer_stream_done (QleanGuestStream *stream,
+                      GBytes           *payload,
+                      gpointer          user_data)
+{
+  Transfer *t = user_data;
+
+  g_mutex_lock (&t->lock);
+  t->done_payload = g_bytes_ref (payload);
+  g_cond_broadcast (&t->cond);
+  g_mutex_unlock (&t->lock);
+  /* A PUT ends here; a GET's data follows. */
+  if (!t->is_get)
+    transfer_end (t, NULL);
+}
+
+static void
+transfer_stream_data (QleanGuestStream *stream,
+                      guint8            fd,
+                      GBytes           *payload,
+                      gpointer          user_data)
+{
+  Transfer *t = user_data;
+
+  g_async_queue_push (t->chunks, g_bytes_ref (payload));
+}
+
+static void
+transfer_stream_eof (QleanGuestStream *stream,
+                     guint8            fd,
+                     gpointer          user_data)
+{
+  Transfer *t = user_data;
+
+  if (fd == 1)
+    transfer_end (t, NULL);
+}
+
+static const QleanGuestStreamHandlers transfer_stream_handlers = {
+  .closed = transfer_stream_closed,
+  .error = transfer_stream_error,
+  .done = transfer_stream_done,
+  .data = transfer_stream_data,
+  .eof = transfer_stream_eof,
+};
+
 static void
 transfer_stream_cb (QleanGuestStream *stream,
                     guint8            type,
@@ -141,45 +211,8 @@ transfer_stream_cb (QleanGuestStream *stream,
                     const GError     *error,
                     gpointer          user_data)
 {
-  Transfer *t = user_data;
-
-  switch (type)
-    {
-    case 0:
-      {
-        /* The channel closed (the guest went away), or it lives on and
-         * only this stream waited too long or could not be sent. */
-        g_clear_pointer (&t->stream, qlean_guest_stream_unref);
-        transfer_end (t, qlean_machine_fs_stream_error (t->machine, t->action, t->path, NULL, error));
-        break;
-      }
-
-    case QLEAN_GUEST_FRAME_ERROR:
-      transfer_end (t, qlean_machine_fs_error (t->machine, t->action, t->path, NULL, payload));
-      break;
-
-    case QLEAN_GUEST_FRAME_DONE:
-      g_mutex_lock (&t->lock);
-      t->done_payload = g_bytes_ref (payload);
-      g_cond_broadcast (&t->cond);
-      g_mutex_unlock (&t->lock);
-      /* A PUT ends here; a GET's data follows. */
-      if (!t->is_get)
-        transfer_end (t, NULL);
-      break;
-
-    case QLEAN_GUEST_FRAME_DATA:
-      g_async_queue_push (t->chunks, g_bytes_ref (payload));
-      break;
-
-    case QLEAN_GUEST_FRAME_EOF:
-      if (fd == 1)
-        transfer_end (t, NULL);
-      break;
-
-    default:
-      break;
-    }
+  qlean_guest_stream_dispatch (&transfer_stream_handlers, stream, type, fd, payload, error,
+                               user_data);
 }
 
 static gboolean
