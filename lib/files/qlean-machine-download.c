@@ -526,7 +526,7 @@ qlean_machine_download_full (QleanMachine        *self,
   g_return_val_if_fail (G_IS_FILE (destination), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if (!qlean_machine_check_running (self, "transfer files", error))
+  if (!qlean_machine_check_running (self, QLEAN_MACHINE_OP_TRANSFER_FILES, error))
     return FALSE;
 
   return download (self, guest_source, destination, flags, cancellable, error);

@@ -549,7 +549,7 @@ qlean_transfer_run (QleanMachine        *self,
   g_autoptr(GError) error = NULL;
   QleanTransferArgs *args;
 
-  if (!qlean_machine_check_running (self, "transfer files", &error))
+  if (!qlean_machine_check_running (self, QLEAN_MACHINE_OP_TRANSFER_FILES, &error))
     {
       g_task_return_error (task, g_steal_pointer (&error));
       return;

@@ -323,7 +323,7 @@ qlean_machine_upload (QleanMachine  *self,
   g_return_val_if_fail (guest_destination != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if (!qlean_machine_check_running (self, "transfer files", error))
+  if (!qlean_machine_check_running (self, QLEAN_MACHINE_OP_TRANSFER_FILES, error))
     return FALSE;
 
   return upload (self, source, guest_destination, cancellable, error);

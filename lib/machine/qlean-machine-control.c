@@ -317,7 +317,7 @@ qlean_machine_exec_full_async (QleanMachine        *self,
   g_task_set_source_tag (task, qlean_machine_exec_async);
   g_task_set_name (task, "[qlean] exec");
 
-  if (!starting && !qlean_machine_check_running (self, "run a command", &error))
+  if (!starting && !qlean_machine_check_running (self, QLEAN_MACHINE_OP_RUN_COMMAND, &error))
     {
       g_task_return_error (task, g_steal_pointer (&error));
       return;

@@ -43,18 +43,29 @@ resolved_spec_clear (ResolvedSpec *resolved)
   g_clear_pointer (&resolved->shares, g_free);
 }
 
+/* The kernel and the initramfs: readable, or an error that names them
+ * (@is_kernel says which, so that each message is a whole sentence). */
 static gboolean
-check_readable (const char  *what,
+check_readable (gboolean     is_kernel,
                 const char  *path,
                 GError     **error)
 {
+  int saved_errno;
+
   if (path == NULL || g_access (path, R_OK) == 0)
     return TRUE;
 
-  g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG,
-               _("The %s %s does not exist or cannot be read (%s); fix the machine "
-                 "configuration or the image"),
-               what, path, g_strerror (errno));
+  saved_errno = errno;
+  if (is_kernel)
+    g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG,
+                 _("The kernel %s does not exist or cannot be read (%s); fix the machine "
+                   "configuration or the image"),
+                 path, g_strerror (saved_errno));
+  else
+    g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG,
+                 _("The initrd %s does not exist or cannot be read (%s); fix the machine "
+                   "configuration or the image"),
+                 path, g_strerror (saved_errno));
   return FALSE;
 }
 
@@ -341,8 +352,8 @@ qlean_machine_resolve_spec (QleanMachine  *self,
   if (!qlean_machine_resolve_network (self, resolved, error))
     return FALSE;
 
-  if (!check_readable ("kernel", spec->kernel, error) ||
-      !check_readable ("initrd", spec->initrd, error))
+  if (!check_readable (TRUE, spec->kernel, error) ||
+      !check_readable (FALSE, spec->initrd, error))
     return FALSE;
 
   if (!qlean_machine_resolve_accel (self, resolved, error))

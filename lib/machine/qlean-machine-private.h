@@ -14,11 +14,23 @@
 
 G_BEGIN_DECLS
 
+/* What the caller of qlean_machine_check_running() is about to do: its
+ * message is one whole sentence for each. */
+typedef enum
+{
+  QLEAN_MACHINE_OP_RUN_COMMAND,
+  QLEAN_MACHINE_OP_START_PROCESS,
+  QLEAN_MACHINE_OP_SHARE,
+  QLEAN_MACHINE_OP_READ_IP,
+  QLEAN_MACHINE_OP_FORWARD_PORT,
+  QLEAN_MACHINE_OP_TRANSFER_FILES,
+} QleanMachineOp;
+
 /* Fails with QLEAN_MACHINE_ERROR_INVALID_STATE unless the machine is
- * RUNNING; @what names the call for the message. */
-gboolean qlean_machine_check_running (QleanMachine  *self,
-                                      const char    *what,
-                                      GError       **error);
+ * RUNNING, saying that @op cannot be done. */
+gboolean qlean_machine_check_running (QleanMachine    *self,
+                                      QleanMachineOp   op,
+                                      GError         **error);
 
 const char *qlean_machine_state_to_string (QleanMachineState state);
 

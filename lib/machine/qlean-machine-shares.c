@@ -241,7 +241,7 @@ qlean_machine_share (QleanMachine  *self,
   g_return_val_if_fail (socket_path != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if (!qlean_machine_check_running (self, "share the machine", error))
+  if (!qlean_machine_check_running (self, QLEAN_MACHINE_OP_SHARE, error))
     return FALSE;
 
   qlean_sync_call_init (&call);

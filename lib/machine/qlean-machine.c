@@ -168,18 +168,42 @@ qlean_machine_set_state (QleanMachine      *self,
 }
 
 gboolean
-qlean_machine_check_running (QleanMachine  *self,
-                             const char    *what,
-                             GError       **error)
+qlean_machine_check_running (QleanMachine    *self,
+                             QleanMachineOp   op,
+                             GError         **error)
 {
   QleanMachineState state = qlean_machine_get_state (self);
+  const char *format = NULL;
 
   if (state == QLEAN_MACHINE_STATE_RUNNING)
     return TRUE;
 
-  g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
-               _("Cannot %s on machine “%s”: it is %s, not running"),
-               what, self->name, qlean_machine_state_to_string (state));
+  switch (op)
+    {
+    case QLEAN_MACHINE_OP_RUN_COMMAND:
+      format = _("Cannot run a command on machine “%s”: it is %s, not running");
+      break;
+    case QLEAN_MACHINE_OP_START_PROCESS:
+      format = _("Cannot start a process on machine “%s”: it is %s, not running");
+      break;
+    case QLEAN_MACHINE_OP_SHARE:
+      format = _("Cannot share machine “%s”: it is %s, not running");
+      break;
+    case QLEAN_MACHINE_OP_READ_IP:
+      format = _("Cannot read the IP address of machine “%s”: it is %s, not running");
+      break;
+    case QLEAN_MACHINE_OP_FORWARD_PORT:
+      format = _("Cannot forward a port on machine “%s”: it is %s, not running");
+      break;
+    case QLEAN_MACHINE_OP_TRANSFER_FILES:
+      format = _("Cannot transfer files on machine “%s”: it is %s, not running");
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+
+  g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE, format,
+               self->name, qlean_machine_state_to_string (state));
   return FALSE;
 }
 

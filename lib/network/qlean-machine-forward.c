@@ -820,7 +820,7 @@ forward_start (QleanMachine        *self,
       return;
     }
 
-  if (!qlean_machine_check_running (self, "forward a port", &error))
+  if (!qlean_machine_check_running (self, QLEAN_MACHINE_OP_FORWARD_PORT, &error))
     {
       g_task_return_error (task, g_steal_pointer (&error));
       return;

@@ -501,7 +501,7 @@ qlean_machine_get_ip_in_worker (gpointer user_data)
   g_autofree char *mac_address = NULL;
   GError *error = NULL;
 
-  if (!qlean_machine_check_running (self, "read the IP address", &error))
+  if (!qlean_machine_check_running (self, QLEAN_MACHINE_OP_READ_IP, &error))
     {
       g_task_return_error (task, error);
       return G_SOURCE_REMOVE;

@@ -442,7 +442,7 @@ qlean_guest_launcher_spawn_with_flags (QleanGuestLauncher     *self,
       return;
     }
 
-  if (!self->starting && !qlean_machine_check_running (machine, "start a process", &error))
+  if (!self->starting && !qlean_machine_check_running (machine, QLEAN_MACHINE_OP_START_PROCESS, &error))
     {
       g_task_return_error (task, g_steal_pointer (&error));
       return;
