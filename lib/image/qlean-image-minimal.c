@@ -335,10 +335,16 @@ qlean_minimal_find_inputs (QleanMinimalInputs  *inputs,
 
   if (inputs->kernel == NULL || g_access (inputs->kernel, R_OK) != 0)
     {
-      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
-                   _("The minimal image needs a readable Linux kernel in /boot (%s); "
-                     "install one: apt-get install %s"),
-                   inputs->kernel ? inputs->kernel : _("none found"), info->kernel_package);
+      if (inputs->kernel == NULL)
+        g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
+                     _("The minimal image needs a readable Linux kernel in /boot (none found); "
+                       "install one: apt-get install %s"),
+                     info->kernel_package);
+      else
+        g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
+                     _("The minimal image needs a readable Linux kernel in /boot (%s); "
+                       "install one: apt-get install %s"),
+                     inputs->kernel, info->kernel_package);
       g_clear_pointer (&inputs->kernel, g_free);
       return FALSE;
     }
@@ -534,9 +540,12 @@ run_builder (const QleanMinimalInputs  *inputs,
 
   if (!g_subprocess_get_if_exited (process) || g_subprocess_get_exit_status (process) != 0)
     {
-      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_BUILD_FAILED,
-                   _("Building the minimal image failed: %s"),
-                   log ? g_strstrip (log) : _("no output"));
+      if (log != NULL)
+        g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_BUILD_FAILED,
+                     _("Building the minimal image failed: %s"), g_strstrip (log));
+      else
+        g_set_error_literal (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_BUILD_FAILED,
+                             _("Building the minimal image failed: no output"));
       goto out;
     }
 
