@@ -24,6 +24,7 @@
 #include "qlean-error.h"
 #include "qlean-machine-object-private.h"
 #include "qlean-guest-process-private.h"
+#include "qlean-guest-stream-dispatch-private.h"
 #include "qlean-worker-private.h"
 
 /* The run object */
@@ -275,6 +276,45 @@ qlean_machine_fix_clock_by_agent (QleanMachine *self)
   qlean_qga_client_execute_async (qga, "guest-set-time", arguments, NULL, NULL, NULL);
 }
 
+/* SET_CLOCK's answer, DONE or ERROR, or the loss of its stream: the
+ * call is over either way. */
+static void
+qlean_machine_clock_set_done (QleanGuestStream *stream,
+                              GBytes           *payload,
+                              gpointer          user_data)
+{
+  qlean_guest_stream_close (stream);
+}
+
+static void
+qlean_machine_clock_set_closed (QleanGuestStream *stream,
+                                const GError     *error,
+                                gpointer          user_data)
+{
+  qlean_guest_stream_close (stream);
+}
+
+static void
+qlean_machine_clock_set_error (QleanGuestStream *stream,
+                               GBytes           *payload,
+                               gpointer          user_data)
+{
+  QleanLink *link = user_data;
+  g_autoptr(QleanMachine) self = NULL;
+
+  qlean_guest_stream_close (stream);
+  /* An older qlean-guest (in an image prepared before it learnt
+   * SET_CLOCK) says it does not know the operation: use the agent. */
+  if ((self = qlean_link_get (link)) != NULL)
+    qlean_machine_fix_clock_by_agent (self);
+}
+
+static const QleanGuestStreamHandlers qlean_machine_clock_set_handlers = {
+  .closed = qlean_machine_clock_set_closed,
+  .done = qlean_machine_clock_set_done,
+  .error = qlean_machine_clock_set_error,
+};
+
 static void
 qlean_machine_clock_set_cb (QleanGuestStream *stream,
                             guint8            type,
@@ -283,17 +323,8 @@ qlean_machine_clock_set_cb (QleanGuestStream *stream,
                             const GError     *error,
                             gpointer          user_data)
 {
-  QleanLink *link = user_data;
-  g_autoptr(QleanMachine) self = NULL;
-
-  if (type != QLEAN_GUEST_FRAME_DONE && type != QLEAN_GUEST_FRAME_ERROR && type != 0)
-    return;
-
-  qlean_guest_stream_close (stream);
-  /* An older qlean-guest (in an image prepared before it learnt
-   * SET_CLOCK) says it does not know the operation: use the agent. */
-  if (type == QLEAN_GUEST_FRAME_ERROR && (self = qlean_link_get (link)) != NULL)
-    qlean_machine_fix_clock_by_agent (self);
+  qlean_guest_stream_dispatch (&qlean_machine_clock_set_handlers, stream, type, fd, payload, error,
+                               user_data);
 }
 
 static gboolean
