@@ -62,7 +62,7 @@ char *qlean_machine_ensure_state_dir (QleanMachine  *self,
 /* Worker thread: whether host folders are mounted in the guest now; QEMU
  * cannot save the state of such a machine. */
 gboolean qlean_machine_shares_mounted (QleanMachine *self);
-/* Worker thread: saves the machine's state (qlean-machine-snapshot.c). */
+/* Worker thread: saves the machine's state (qlean-machine-save-state.c). */
 void     qlean_machine_save_state_async  (QleanMachine        *self,
                                           const char          *path,
                                           gboolean             keep_stopped,

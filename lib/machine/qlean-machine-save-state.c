@@ -1,0 +1,283 @@
+/* qlean-machine-save-state.c: saving a running machine's state to a file
+ *
+ * Stop, migrate to a file, go on: the one mechanism under snapshots,
+ * clones, golden pools and the fast start's boot cache. It sits apart
+ * from qlean-machine-snapshot.c, below it: the boot-state cache saves
+ * boots with it while starting a machine, and snapshots, restores and
+ * clones start and kill machines, so with saving inside the snapshot
+ * file the start and the snapshots called each other in a loop.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <glib/gi18n-lib.h>
+
+#include "qlean-error.h"
+#include "qlean-json-channel-private.h"
+#include "qlean-machine-private.h"
+#include "qlean-worker-private.h"
+#include "qlean-errno-private.h"
+
+/* How often the state of the migration is asked for. */
+#define POLL_MS 5
+
+/* Saving: stop, migrate to a file, go on. */
+
+typedef struct
+{
+  QleanQmpClient *qmp;
+  char           *path;
+  char           *tmp_path;
+  gboolean        was_running;
+  gboolean        keep_stopped;
+  GSource        *poll;
+} Save;
+
+static void
+save_free (Save *save)
+{
+  qlean_clear_source (&save->poll);
+  g_clear_object (&save->qmp);
+  if (save->tmp_path != NULL)
+    g_unlink (save->tmp_path);
+  g_free (save->tmp_path);
+  g_free (save->path);
+  g_free (save);
+}
+
+static void save_poll (GTask *task);
+
+static void
+save_cont_cb (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  g_autoptr(JsonNode) reply = NULL;
+  GError *error = NULL;
+
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  if (reply == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  qlean_machine_fix_clock (self);
+  g_task_return_boolean (task, TRUE);
+}
+
+/* Ends the save: the guest runs again if it ran before, whatever
+ * happened; @error (taken) is the result. */
+static void
+save_finish_with (GTask  *task,
+                  GError *error)
+{
+  Save *save = g_task_get_task_data (task);
+
+  if (error == NULL && g_rename (save->tmp_path, save->path) != 0)
+    {
+      int saved_errno = errno;
+
+      error = qlean_error_new_from_errno (saved_errno,
+                                          _("Cannot store the snapshot %s"), save->path);
+    }
+  if (error == NULL)
+    g_clear_pointer (&save->tmp_path, g_free);
+
+  if (save->was_running && !save->keep_stopped)
+    {
+      if (error != NULL)
+        {
+          /* Report the failure, but do not leave the guest stopped. */
+          qlean_qmp_client_execute_async (save->qmp, "cont", NULL, NULL, NULL, NULL);
+          g_task_return_error (task, error);
+          return;
+        }
+      qlean_qmp_client_execute_async (save->qmp, "cont", NULL, NULL, save_cont_cb, g_object_ref (task));
+      return;
+    }
+
+  if (error != NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_boolean (task, TRUE);
+}
+
+static void
+save_query_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(JsonNode) reply = NULL;
+  GError *error = NULL;
+  JsonObject *object;
+  const char *status;
+
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  if (reply == NULL)
+    {
+      save_finish_with (task, error);
+      return;
+    }
+
+  object = JSON_NODE_HOLDS_OBJECT (reply) ? json_node_get_object (reply) : NULL;
+  status = object ? json_object_get_string_member_with_default (object, "status", "") : "";
+
+  if (g_str_equal (status, "completed"))
+    {
+      save_finish_with (task, NULL);
+      return;
+    }
+
+  if (g_str_equal (status, "failed") || g_str_equal (status, "cancelled"))
+    {
+      save_finish_with (task, g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                                           _("QEMU could not save the machine's state: %s"),
+                                           object ? json_object_get_string_member_with_default (object, "error-desc", status)
+                                                  : status));
+      return;
+    }
+
+  save_poll (task);
+}
+
+static gboolean
+save_poll_cb (gpointer user_data)
+{
+  GTask *task = user_data;
+  Save *save = g_task_get_task_data (task);
+
+  g_clear_pointer (&save->poll, g_source_unref);
+  /* The timer's reference on the task passes to the query. */
+  qlean_qmp_client_execute_async (save->qmp, "query-migrate", NULL, NULL, save_query_cb, task);
+  return G_SOURCE_REMOVE;
+}
+
+/* Takes a reference on @task for the timer. */
+static void
+save_poll (GTask *task)
+{
+  Save *save = g_task_get_task_data (task);
+
+  save->poll = qlean_add_timeout (qlean_worker_get_context (), POLL_MS, save_poll_cb,
+                                  g_object_ref (task));
+}
+
+static void
+save_migrate_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(JsonNode) reply = NULL;
+  GError *error = NULL;
+
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  if (reply == NULL)
+    {
+      save_finish_with (task, error);
+      return;
+    }
+
+  save_poll (task);
+}
+
+static void
+save_stop_cb (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  Save *save = g_task_get_task_data (task);
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(JsonObject) arguments = json_object_new ();
+  g_autofree char *quoted = g_shell_quote (save->tmp_path);
+  g_autofree char *uri = g_strdup_printf ("exec:cat > %s", quoted);
+  GError *error = NULL;
+
+  if (source != NULL)
+    {
+      reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+      if (reply == NULL)
+        {
+          save->was_running = FALSE;
+          save_finish_with (task, error);
+          return;
+        }
+    }
+
+  json_object_set_string_member (arguments, "uri", uri);
+  qlean_qmp_client_execute_async (save->qmp, "migrate", arguments, NULL, save_migrate_cb,
+                                  g_object_ref (task));
+}
+
+/* Worker thread. Saves @self's state to @path; with @keep_stopped the
+ * guest stays stopped afterwards (QEMU is about to go away). */
+void
+qlean_machine_save_state_async (QleanMachine        *self,
+                                const char          *path,
+                                gboolean             keep_stopped,
+                                GCancellable        *cancellable,
+                                GAsyncReadyCallback  callback,
+                                gpointer             user_data)
+{
+  GTask *task = g_task_new (self, cancellable, callback, user_data);
+  Save *save = g_new0 (Save, 1);
+  QleanMachineState state = qlean_machine_get_state (self);
+
+  g_task_set_source_tag (task, qlean_machine_save_state_async);
+  g_task_set_task_data (task, save, (GDestroyNotify) save_free);
+  save->path = g_strdup (path);
+  save->tmp_path = g_strconcat (path, ".part", NULL);
+  save->keep_stopped = keep_stopped;
+  save->qmp = qlean_machine_dup_qmp (self);
+
+  /* STARTING too: a fast-start machine saves its boot just before it is
+   * declared running. */
+  if (save->qmp == NULL ||
+      (state != QLEAN_MACHINE_STATE_RUNNING && state != QLEAN_MACHINE_STATE_PAUSED &&
+       state != QLEAN_MACHINE_STATE_STARTING))
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Cannot save machine “%s”: it is %s"), qlean_machine_get_name (self),
+                               qlean_machine_state_to_string (state));
+      g_object_unref (task);
+      return;
+    }
+
+  /* QEMU refuses to migrate a mounted 9p export; say so in our words. */
+  if (qlean_machine_shares_mounted (self))
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Cannot save machine “%s”: it has host folders mounted "
+                                 "(shares), and QEMU cannot save a machine with a mounted "
+                                 "9p share; snapshots, clones, exports and pools need "
+                                 "machines without shares"),
+                               qlean_machine_get_name (self));
+      g_object_unref (task);
+      return;
+    }
+
+  /* Stopped first, so that the stream is one consistent instant rather
+   * than memory copied while it changes. */
+  save->was_running = state != QLEAN_MACHINE_STATE_PAUSED;
+  if (save->was_running)
+    qlean_qmp_client_execute_async (save->qmp, "stop", NULL, NULL, save_stop_cb, task);
+  else
+    save_stop_cb (NULL, NULL, task);
+}
+
+gboolean
+qlean_machine_save_state_finish (QleanMachine  *self,
+                                 GAsyncResult  *result,
+                                 GError       **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
