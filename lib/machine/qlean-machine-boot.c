@@ -23,7 +23,6 @@
 #include "qlean-error.h"
 #include "qlean-machine-object-private.h"
 #include "qlean-image-private.h"
-#include "qlean-machine-network-private.h"
 #include "qlean-qga-error.h"
 #include "qlean-worker-private.h"
 #include "qlean-sync-private.h"
@@ -110,36 +109,6 @@ qlean_machine_boot_stage_cb (GObject      *source,
   g_task_propagate_boolean (G_TASK (result), &error);
   qlean_machine_boot_stage_done (QLEAN_MACHINE (source), spawn_task, error);
 }
-
-static void
-qlean_machine_network_configured_cb (GObject      *source,
-                                     GAsyncResult *result,
-                                     gpointer      user_data)
-{
-  QleanMachine *self = QLEAN_MACHINE (source);
-  g_autoptr(GTask) spawn_task = user_data;
-  GError *error = NULL;
-
-  qlean_machine_network_configure_finish (self, result, &error);
-  qlean_machine_boot_stage_done (self, spawn_task, error);
-}
-
-/* A machine on a network is running once its guest has its address
- * and knows the other machines' names (qlean-machine-network.c). */
-static gboolean
-qlean_machine_network_stage_start (QleanMachine *self,
-                                   GTask        *spawn_task)
-{
-  qlean_machine_network_configure_async (self, self->run->qga,
-                                         g_task_get_cancellable (spawn_task),
-                                         qlean_machine_network_configured_cb,
-                                         g_object_ref (spawn_task));
-  return TRUE;
-}
-
-const QleanBootStage qlean_machine_network_stage = {
-  "network", QLEAN_BOOT_STAGE_NETWORK, qlean_machine_network_stage_start
-};
 
 /* Grace for qlean-guest's HELLO once the agent answers: both start at
  * the same time in the guest, so with transport auto a second tells a

@@ -27,7 +27,6 @@
 #include "qlean-error.h"
 #include "qlean-machine-object-private.h"
 #include "qlean-image-private.h"
-#include "qlean-machine-network-private.h"
 #include "qlean-sync-private.h"
 #include "qlean-worker-private.h"
 #include "qlean-errno-private.h"
@@ -167,6 +166,26 @@ qlean_machine_check_memory (QleanMachine   *self,
   return TRUE;
 }
 
+/* The network's part in each start (qlean-machine-network.c sets it). */
+static const QleanMachineNetworkHooks *network_hooks;
+
+void
+qlean_machine_set_network_hooks (const QleanMachineNetworkHooks *hooks)
+{
+  g_atomic_pointer_set (&network_hooks, hooks);
+}
+
+/* The hooks of a machine on a network: its QleanNetwork exists, so the
+ * network's class has set them. */
+static const QleanMachineNetworkHooks *
+get_network_hooks (void)
+{
+  const QleanMachineNetworkHooks *hooks = g_atomic_pointer_get (&network_hooks);
+
+  g_assert (hooks != NULL);
+  return hooks;
+}
+
 /* The network card: a port on the machine's network, or on a bridge. */
 static gboolean
 qlean_machine_resolve_network (QleanMachine  *self,
@@ -178,7 +197,8 @@ qlean_machine_resolve_network (QleanMachine  *self,
 
   if (self->network != NULL)
     {
-      resolved->net_lease = qlean_machine_network_resolve (self, self->network, self->mac_address, error);
+      resolved->net_lease = get_network_hooks ()->plug (self, self->network, self->mac_address,
+                                                        error);
       if (resolved->net_lease == NULL)
         return FALSE;
       spec->net_socket = resolved->net_lease->socket_path;
@@ -593,10 +613,9 @@ qlean_machine_launch_prepare (QleanMachine  *self,
 
   if (!qlean_machine_resolve_spec (self, run_dir, resolved, error))
     return FALSE;
-  if (self->network != NULL && !qlean_machine_network_check_running (self, self->network, error))
+  if (self->network != NULL &&
+      !get_network_hooks ()->prepare (self, self->run, self->network, error))
     return FALSE;
-  if (self->network != NULL)
-    qlean_machine_run_add_boot_stage (self->run, &qlean_machine_network_stage);
   if (!qlean_machine_prepare_disks (self, resolved, disk, seed, error))
     return FALSE;
 

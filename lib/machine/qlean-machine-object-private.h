@@ -139,13 +139,6 @@ void     qlean_machine_prepare_incoming    (QleanMachine       *self,
 void     qlean_machine_spawn_fail          (QleanMachine       *self,
                                             GError             *error);
 void     qlean_machine_spawn_maybe_done    (QleanMachine       *self);
-void     qlean_machine_boot_stage_done     (QleanMachine       *self,
-                                            GTask              *spawn_task,
-                                            GError             *error);
-void     qlean_machine_boot_stage_cb       (GObject            *source,
-                                            GAsyncResult       *result,
-                                            gpointer            user_data);
-extern const QleanBootStage qlean_machine_network_stage;
 void     qlean_machine_guest_panicked      (QleanMachine       *self);
 void     qlean_machine_guest_hello_cb      (GObject            *source,
                                             GAsyncResult       *result,

@@ -11,6 +11,7 @@
 
 #include "qlean-guest-channel-private.h"
 #include "qlean-machine.h"
+#include "qlean-network-private.h"
 
 G_BEGIN_DECLS
 
@@ -73,6 +74,32 @@ gboolean qlean_machine_save_state_finish (QleanMachine        *self,
                                           GAsyncResult        *result,
                                           GError             **error);
 
+/* What a machine's network does at each of its starts. The network's
+ * side of a machine (qlean-machine-network.c) sets them, so that the
+ * machine's files call it by no name and it alone calls the machine:
+ * the start only calls these. */
+typedef struct _QleanMachineRun QleanMachineRun;
+typedef struct
+{
+  /* As QEMU's argv is resolved: attaches @machine to @network and
+   * returns what its network card needs (@mac_address, when set,
+   * replaces the network's), kept until QEMU has its argv. */
+  QleanNetworkLease *(*plug)    (QleanMachine  *machine,
+                                 QleanNetwork  *network,
+                                 const char    *mac_address,
+                                 GError       **error);
+  /* Once the argv is resolved: fails unless @network can take the
+   * start, else registers the network's boot stages on @run. */
+  gboolean           (*prepare) (QleanMachine     *machine,
+                                 QleanMachineRun  *run,
+                                 QleanNetwork     *network,
+                                 GError          **error);
+} QleanMachineNetworkHooks;
+
+/* Any thread; set once, before the first machine on a network starts
+ * (QleanNetwork's class does it). */
+void qlean_machine_set_network_hooks (const QleanMachineNetworkHooks *hooks);
+
 /* The machine's channel to qlean-guest, once it answers. */
 void               qlean_machine_get_guest_channel_async  (QleanMachine        *self,
                                                            GCancellable        *cancellable,
@@ -108,7 +135,6 @@ gboolean           qlean_machine_uses_agent_only          (QleanMachine        *
 QleanGuestChannel *qlean_machine_dup_guest_channel        (QleanMachine        *self);
 /* Worker thread: the machine's current run (qlean-machine-run-private.h),
  * or its last one while it does not run. */
-typedef struct _QleanMachineRun QleanMachineRun;
 QleanMachineRun   *qlean_machine_get_run                  (QleanMachine        *self);
 /* Any thread: how long a data port call waits for each frame of
  * qlean-guest (the agent client's timeout; 0 = forever). */

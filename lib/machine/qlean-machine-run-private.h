@@ -57,6 +57,18 @@ typedef struct
                                GTask        *spawn_task);
 } QleanBootStage;
 
+/* Worker thread: ends the running stage of the start @spawn_task (with
+ * @error, taken, it fails the start) and starts the next
+ * (qlean-machine-boot.c). */
+void             qlean_machine_boot_stage_done (QleanMachine *machine,
+                                                GTask        *spawn_task,
+                                                GError       *error);
+/* A GAsyncReadyCallback for a stage whose task returns a boolean;
+ * @user_data is the start's task (a reference it takes). */
+void             qlean_machine_boot_stage_cb   (GObject      *source,
+                                                GAsyncResult *result,
+                                                gpointer      user_data);
+
 struct _QleanMachineRun
 {
   /* Written on the worker, read anywhere: under the machine's lock. */

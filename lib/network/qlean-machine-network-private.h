@@ -14,30 +14,10 @@
 
 G_BEGIN_DECLS
 
-/* Attaches the machine to @network (no-op when already attached) and
- * returns what its network card needs; @mac_address, when set, replaces
- * the network's. */
-QleanNetworkLease *qlean_machine_network_resolve          (QleanMachine        *self,
-                                                           QleanNetwork        *network,
-                                                           const char          *mac_address,
-                                                           GError             **error);
-
-/* Fails unless @network runs, naming what to do. */
-gboolean           qlean_machine_network_check_running    (QleanMachine        *self,
-                                                           QleanNetwork        *network,
-                                                           GError             **error);
-
-/* On the worker, while the machine starts and once its agent answers:
- * gives the guest's interface its address (and default route with NAT),
- * and lists every machine of the network in its /etc/hosts. */
-void               qlean_machine_network_configure_async  (QleanMachine        *self,
-                                                           QleanQgaClient      *qga,
-                                                           GCancellable        *cancellable,
-                                                           GAsyncReadyCallback  callback,
-                                                           gpointer             user_data);
-gboolean           qlean_machine_network_configure_finish (QleanMachine        *self,
-                                                           GAsyncResult        *result,
-                                                           GError             **error);
+/* Gives the machine the network's part in each of its starts (its
+ * network card, then the guest's address as a boot stage); QleanNetwork's
+ * class calls it, before any machine can be on a network. */
+void               qlean_machine_network_register         (void);
 
 gboolean           qlean_machine_network_match_interface  (JsonArray           *interfaces,
                                                            const char          *mac_address,

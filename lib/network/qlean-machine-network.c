@@ -1,5 +1,12 @@
 /* qlean-machine-network.c: a machine's side of a QleanNetwork
  *
+ * It plugs a starting machine into its network and configures the
+ * guest's side as a boot stage of its own, through the hooks the
+ * machine calls at each start (QleanMachineNetworkHooks): the machine's
+ * files never name this one, which calls them, so that the two do not
+ * call each other. It also reads a running guest's address and sets
+ * its link.
+ *
  * SPDX-License-Identifier: MIT
  */
 
@@ -13,6 +20,7 @@
 #include "qlean-json-framer-private.h"
 #include "qlean-machine-network-private.h"
 #include "qlean-machine-private.h"
+#include "qlean-machine-run-private.h"
 #include "qlean-qga-client.h"
 #include "qlean-qmp-client.h"
 #include "qlean-sync-private.h"
@@ -45,7 +53,8 @@ static const char configure_script[] =
   QLEAN_HOSTS_KEEP_OTHERS
   QLEAN_HOSTS_PRINT " > /etc/hosts\n";
 
-QleanNetworkLease *
+/* QleanMachineNetworkHooks.plug */
+static QleanNetworkLease *
 qlean_machine_network_resolve (QleanMachine  *self,
                                QleanNetwork  *network,
                                const char    *mac_address,
@@ -69,7 +78,8 @@ qlean_machine_network_resolve (QleanMachine  *self,
   return lease;
 }
 
-gboolean
+/* Fails unless @network runs, naming what to do. */
+static gboolean
 qlean_machine_network_check_running (QleanMachine  *self,
                                      QleanNetwork  *network,
                                      GError       **error)
@@ -414,7 +424,10 @@ configure_interface_cb (GObject      *source,
                                     configure_ran_cb, g_steal_pointer (&task));
 }
 
-void
+/* On the worker, while the machine starts and once its agent answers:
+ * gives the guest's interface its address (and default route with NAT),
+ * and lists every machine of the network in its /etc/hosts. */
+static void
 qlean_machine_network_configure_async (QleanMachine        *self,
                                        QleanQgaClient      *qga,
                                        GCancellable        *cancellable,
@@ -447,12 +460,68 @@ qlean_machine_network_configure_async (QleanMachine        *self,
                         configure_interface_cb, g_steal_pointer (&task));
 }
 
-gboolean
+static gboolean
 qlean_machine_network_configure_finish (QleanMachine  *self,
                                         GAsyncResult  *result,
                                         GError       **error)
 {
   return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* The network's part in a start */
+
+static void
+qlean_machine_network_configured_cb (GObject      *source,
+                                     GAsyncResult *result,
+                                     gpointer      user_data)
+{
+  QleanMachine *self = QLEAN_MACHINE (source);
+  g_autoptr(GTask) spawn_task = user_data;
+  GError *error = NULL;
+
+  qlean_machine_network_configure_finish (self, result, &error);
+  qlean_machine_boot_stage_done (self, spawn_task, error);
+}
+
+/* A machine on a network is running once its guest has its address
+ * and knows the other machines' names. */
+static gboolean
+qlean_machine_network_stage_start (QleanMachine *self,
+                                   GTask        *spawn_task)
+{
+  qlean_machine_network_configure_async (self, qlean_machine_get_run (self)->qga,
+                                         g_task_get_cancellable (spawn_task),
+                                         qlean_machine_network_configured_cb,
+                                         g_object_ref (spawn_task));
+  return TRUE;
+}
+
+static const QleanBootStage network_stage = {
+  "network", QLEAN_BOOT_STAGE_NETWORK, qlean_machine_network_stage_start
+};
+
+/* QleanMachineNetworkHooks.prepare */
+static gboolean
+qlean_machine_network_prepare (QleanMachine     *self,
+                               QleanMachineRun  *run,
+                               QleanNetwork     *network,
+                               GError          **error)
+{
+  if (!qlean_machine_network_check_running (self, network, error))
+    return FALSE;
+  qlean_machine_run_add_boot_stage (run, &network_stage);
+  return TRUE;
+}
+
+static const QleanMachineNetworkHooks network_hooks = {
+  .plug = qlean_machine_network_resolve,
+  .prepare = qlean_machine_network_prepare,
+};
+
+void
+qlean_machine_network_register (void)
+{
+  qlean_machine_set_network_hooks (&network_hooks);
 }
 
 /* Addresses */

@@ -15,6 +15,7 @@
 
 #include "qlean-host-private.h"
 #include "qlean-json-channel-private.h"
+#include "qlean-machine-network-private.h"
 #include "qlean-network-state-private.h"
 
 /**
@@ -198,6 +199,9 @@ qlean_network_class_init (QleanNetworkClass *klass)
   object_class->finalize = qlean_network_finalize;
   object_class->get_property = qlean_network_get_property;
   object_class->set_property = qlean_network_set_property;
+
+  /* A machine on a network starts through the network's hooks. */
+  qlean_machine_network_register ();
 
   /**
    * QleanNetwork:name:
