@@ -56,7 +56,8 @@ qlean_machine_fs_pick_channel (QleanMachine  *self,
       g_auto(QleanSyncCall) call = { 0 };
       GAsyncResult *result;
 
-      qlean_sync_call_init (&call);
+      if (!qlean_sync_call_begin (&call, error))
+        return NULL;
       qlean_machine_get_guest_channel_async (self, cancellable, qlean_sync_call_done, &call);
       result = qlean_sync_call_wait (&call);
       return qlean_machine_get_guest_channel_finish (self, result, error);
@@ -270,7 +271,8 @@ qlean_machine_agent_sh_run (QleanMachine        *machine,
     g_ptr_array_add (argv, (gpointer) args[i]);
   g_ptr_array_add (argv, NULL);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return NULL;
   qlean_machine_exec_argv_async (machine, (const char * const *) argv->pdata, cancellable,
                                  qlean_sync_call_done, &call);
   return qlean_machine_exec_finish (machine, qlean_sync_call_wait (&call), error);

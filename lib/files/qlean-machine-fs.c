@@ -608,7 +608,11 @@ qlean_fs_request_run (QleanMachine    *self,
   g_auto(QleanSyncCall) call = { 0 };
   GAsyncResult *result;
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    {
+      fs_request_free (req);
+      return NULL;
+    }
   qlean_fs_request_async (self, req, cancellable, qlean_fs_request_run, qlean_sync_call_done, &call);
   result = qlean_sync_call_wait (&call);
 

@@ -666,7 +666,8 @@ qlean_image_pull (QleanImage    *self,
   g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_image_pull_async (self, cancellable, qlean_sync_call_done, &call);
 
   return qlean_image_pull_finish (self, qlean_sync_call_wait (&call), error);
@@ -812,7 +813,8 @@ qlean_image_verify (QleanImage    *self,
   g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_image_verify_async (self, cancellable, qlean_sync_call_done, &call);
 
   return qlean_image_verify_finish (self, qlean_sync_call_wait (&call), error);

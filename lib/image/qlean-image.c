@@ -1217,7 +1217,8 @@ qlean_image_prepare (QleanImage    *self,
   g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_image_prepare_async (self, cancellable, qlean_sync_call_done, &call);
 
   return qlean_image_prepare_finish (self, qlean_sync_call_wait (&call), error);

@@ -611,7 +611,8 @@ qlean_machine_export (QleanMachine  *self,
   g_return_val_if_fail (G_IS_FILE (archive), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_machine_export_async (self, archive, cancellable, qlean_sync_call_done, &call);
 
   return qlean_machine_export_finish (self, qlean_sync_call_wait (&call), error);

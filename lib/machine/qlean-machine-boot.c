@@ -661,7 +661,8 @@ qlean_machine_initialize (QleanMachine  *self,
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_machine_initialize_async (self, cancellable, qlean_sync_call_done, &call);
 
   return qlean_machine_initialize_finish (self, qlean_sync_call_wait (&call), error);

@@ -408,7 +408,8 @@ qlean_machine_exec (QleanMachine  *self,
   g_return_val_if_fail (command != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return NULL;
   qlean_machine_exec_async (self, command, cancellable, qlean_sync_call_done, &call);
 
   return qlean_machine_exec_finish (self, qlean_sync_call_wait (&call), error);
@@ -631,7 +632,8 @@ qlean_machine_shutdown (QleanMachine  *self,
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_machine_shutdown_async (self, cancellable, qlean_sync_call_done, &call);
 
   return qlean_machine_shutdown_finish (self, qlean_sync_call_wait (&call), error);
@@ -700,7 +702,8 @@ qlean_machine_kill (QleanMachine  *self,
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_machine_kill_async (self, cancellable, qlean_sync_call_done, &call);
 
   return qlean_machine_kill_finish (self, qlean_sync_call_wait (&call), error);
@@ -841,7 +844,8 @@ qlean_machine_pause (QleanMachine  *self,
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_machine_pause_async (self, cancellable, qlean_sync_call_done, &call);
 
   return qlean_machine_pause_finish (self, qlean_sync_call_wait (&call), error);
@@ -908,7 +912,8 @@ qlean_machine_resume (QleanMachine  *self,
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_machine_resume_async (self, cancellable, qlean_sync_call_done, &call);
 
   return qlean_machine_resume_finish (self, qlean_sync_call_wait (&call), error);

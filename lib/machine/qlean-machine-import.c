@@ -1122,7 +1122,11 @@ qlean_machine_import_full (GFile             *archive,
       return NULL;
     }
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    {
+      import_free (import);
+      return NULL;
+    }
   task = qlean_task_new (NULL, cancellable, qlean_sync_call_done, &call,
                          qlean_machine_import_full_async, "[qlean] import machine");
   g_task_set_task_data (task, import, (GDestroyNotify) import_free);

@@ -244,7 +244,8 @@ qlean_machine_share (QleanMachine  *self,
   if (!qlean_machine_check_running (self, QLEAN_MACHINE_OP_SHARE, error))
     return FALSE;
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   task = g_task_new (self, NULL, qlean_sync_call_done, &call);
   g_task_set_source_tag (task, qlean_machine_share);
   g_task_set_task_data (task, g_strdup (socket_path), g_free);
@@ -395,7 +396,11 @@ qlean_machine_attach (const char    *name,
   /* Made before the private context is pushed, so that its signals go to
    * the caller's context. */
   self = qlean_machine_new_with_name (name, NULL, NULL);
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    {
+      g_object_unref (self);
+      return NULL;
+    }
   qlean_machine_attach_start (self, socket_path, cancellable, qlean_sync_call_done, &call);
 
   return qlean_machine_attach_finish (qlean_sync_call_wait (&call), error);

@@ -171,7 +171,8 @@ qlean_machine_snapshot (QleanMachine  *self,
 {
   g_auto(QleanSyncCall) call = { 0 };
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_machine_snapshot_async (self, name, cancellable, qlean_sync_call_done, &call);
 
   return qlean_machine_snapshot_finish (self, qlean_sync_call_wait (&call), error);
@@ -297,7 +298,8 @@ qlean_machine_restore (QleanMachine  *self,
 {
   g_auto(QleanSyncCall) call = { 0 };
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_machine_restore_async (self, name, cancellable, qlean_sync_call_done, &call);
 
   return qlean_machine_restore_finish (self, qlean_sync_call_wait (&call), error);
@@ -545,7 +547,8 @@ qlean_machine_clone (QleanMachine  *self,
 {
   g_auto(QleanSyncCall) call = { 0 };
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return NULL;
   qlean_machine_clone_async (self, new_name, cancellable, qlean_sync_call_done, &call);
 
   return qlean_machine_clone_finish (self, qlean_sync_call_wait (&call), error);

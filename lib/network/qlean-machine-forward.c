@@ -927,7 +927,8 @@ qlean_machine_forward_port (QleanMachine  *self,
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), 0);
   g_return_val_if_fail (error == NULL || *error == NULL, 0);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return 0;
   qlean_machine_forward_port_async (self, host_port, guest_port, NULL, qlean_sync_call_done, &call);
 
   return qlean_machine_forward_port_finish (self, qlean_sync_call_wait (&call), error);
@@ -1024,7 +1025,8 @@ qlean_machine_forward_unix (QleanMachine  *self,
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return NULL;
   qlean_machine_forward_unix_async (self, socket_path, guest_port, NULL, qlean_sync_call_done, &call);
 
   return qlean_machine_forward_unix_finish (self, qlean_sync_call_wait (&call), error);
@@ -1089,7 +1091,11 @@ unforward (QleanMachine      *self,
   g_auto(QleanSyncCall) call = { 0 };
   GTask *task;
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    {
+      unforward_request_free (request);
+      return FALSE;
+    }
   task = g_task_new (self, NULL, qlean_sync_call_done, &call);
   g_task_set_source_tag (task, source_tag);
   g_task_set_task_data (task, request, (GDestroyNotify) unforward_request_free);

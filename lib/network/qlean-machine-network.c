@@ -669,7 +669,8 @@ qlean_machine_get_ip (QleanMachine  *self,
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return NULL;
   qlean_machine_get_ip_async (self, cancellable, qlean_sync_call_done, &call);
 
   return qlean_machine_get_ip_finish (self, qlean_sync_call_wait (&call), error);
@@ -812,7 +813,8 @@ qlean_machine_set_link (QleanMachine  *self,
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_machine_set_link_async (self, up, cancellable, qlean_sync_call_done, &call);
 
   return qlean_machine_set_link_finish (self, qlean_sync_call_wait (&call), error);

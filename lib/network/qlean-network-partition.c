@@ -261,7 +261,8 @@ qlean_network_partition (QleanNetwork        *self,
   g_return_val_if_fail (side_a != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_network_partition_async (self, side_a, side_b, cancellable, qlean_sync_call_done, &call);
 
   return qlean_network_partition_finish (self, qlean_sync_call_wait (&call), error);
@@ -330,7 +331,8 @@ qlean_network_heal (QleanNetwork  *self,
   g_return_val_if_fail (QLEAN_IS_NETWORK (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_network_heal_async (self, cancellable, qlean_sync_call_done, &call);
 
   return qlean_network_heal_finish (self, qlean_sync_call_wait (&call), error);

@@ -897,7 +897,8 @@ qlean_network_start (QleanNetwork  *self,
   g_return_val_if_fail (QLEAN_IS_NETWORK (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_network_start_async (self, cancellable, qlean_sync_call_done, &call);
 
   return qlean_network_start_finish (self, qlean_sync_call_wait (&call), error);
@@ -1001,7 +1002,8 @@ qlean_network_stop (QleanNetwork  *self,
   g_return_val_if_fail (QLEAN_IS_NETWORK (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_network_stop_async (self, cancellable, qlean_sync_call_done, &call);
 
   return qlean_network_stop_finish (self, qlean_sync_call_wait (&call), error);

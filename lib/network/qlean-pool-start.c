@@ -472,7 +472,8 @@ qlean_pool_spawn_all (QleanPool     *self,
   g_return_val_if_fail (QLEAN_IS_POOL (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_pool_spawn_all_async (self, cancellable, qlean_sync_call_done, &call);
 
   return qlean_pool_spawn_all_finish (self, qlean_sync_call_wait (&call), error);
@@ -541,7 +542,8 @@ qlean_pool_init_all (QleanPool     *self,
   g_return_val_if_fail (QLEAN_IS_POOL (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_pool_init_all_async (self, cancellable, qlean_sync_call_done, &call);
 
   return qlean_pool_init_all_finish (self, qlean_sync_call_wait (&call), error);
@@ -690,7 +692,8 @@ qlean_pool_shutdown_all (QleanPool     *self,
   g_return_val_if_fail (QLEAN_IS_POOL (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_pool_shutdown_all_async (self, cancellable, qlean_sync_call_done, &call);
 
   return qlean_pool_shutdown_all_finish (self, qlean_sync_call_wait (&call), error);

@@ -733,7 +733,8 @@ qlean_machine_wait_for_file (QleanMachine  *self,
 {
   g_auto(QleanSyncCall) call = { 0 };
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_machine_wait_for_file_async (self, path, timeout_ms, cancellable,
                                      qlean_sync_call_done, &call);
 
@@ -819,7 +820,8 @@ qlean_machine_wait_for_port (QleanMachine  *self,
 {
   g_auto(QleanSyncCall) call = { 0 };
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_machine_wait_for_port_async (self, port, timeout_ms, cancellable,
                                      qlean_sync_call_done, &call);
 
@@ -908,7 +910,8 @@ qlean_machine_wait_for_unit (QleanMachine  *self,
 {
   g_auto(QleanSyncCall) call = { 0 };
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
   qlean_machine_wait_for_unit_async (self, unit, timeout_ms, cancellable,
                                      qlean_sync_call_done, &call);
 
@@ -1005,7 +1008,8 @@ qlean_machine_wait_for_console_text (QleanMachine  *self,
 {
   g_auto(QleanSyncCall) call = { 0 };
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return NULL;
   qlean_machine_wait_for_console_text_async (self, regex, timeout_ms, cancellable,
                                              qlean_sync_call_done, &call);
 
@@ -1105,7 +1109,8 @@ qlean_machine_wait_until_succeeds (QleanMachine        *self,
 {
   g_auto(QleanSyncCall) call = { 0 };
 
-  qlean_sync_call_init (&call);
+  if (!qlean_sync_call_begin (&call, error))
+    return NULL;
   qlean_machine_wait_until_succeeds_async (self, argv, timeout_ms, cancellable,
                                            qlean_sync_call_done, &call);
 
