@@ -26,6 +26,7 @@
 #include "qlean-qga-error.h"
 #include "qlean-worker-private.h"
 #include "qlean-sync-private.h"
+#include "qlean-task-private.h"
 
 /* Machine link */
 
@@ -613,9 +614,8 @@ qlean_machine_initialize_async (QleanMachine        *self,
 
   g_return_if_fail (QLEAN_IS_MACHINE (self));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_machine_initialize_async);
-  g_task_set_name (task, "[qlean] first boot");
+  task = qlean_task_new (self, cancellable, callback, user_data, qlean_machine_initialize_async,
+                         "[qlean] first boot");
   self->first_boot = TRUE;
   qlean_machine_spawn_async (self, cancellable, qlean_machine_first_spawn_cb, task);
 }

@@ -24,6 +24,7 @@
 #include "qlean-guest-process-private.h"
 #include "qlean-qga-error.h"
 #include "qlean-sync-private.h"
+#include "qlean-task-private.h"
 #include "qlean-worker-private.h"
 
 static char *
@@ -313,9 +314,8 @@ qlean_machine_exec_full_async (QleanMachine        *self,
   g_return_if_fail (QLEAN_IS_MACHINE (self));
   g_return_if_fail (argv != NULL && argv[0] != NULL && argv[0][0] == '/');
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_machine_exec_async);
-  g_task_set_name (task, "[qlean] exec");
+  task = qlean_task_new (self, cancellable, callback, user_data, qlean_machine_exec_async,
+                         "[qlean] exec");
 
   if (!starting && !qlean_machine_check_running (self, QLEAN_MACHINE_OP_RUN_COMMAND, &error))
     {
@@ -558,9 +558,8 @@ qlean_machine_stop_async (QleanMachine        *self,
 
   g_return_if_fail (QLEAN_IS_MACHINE (self));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, source_tag);
-  g_task_set_name (task, mode == STOP_KILL ? "[qlean] kill machine" : "[qlean] shut down machine");
+  task = qlean_task_new (self, cancellable, callback, user_data, source_tag,
+                         mode == STOP_KILL ? "[qlean] kill machine" : "[qlean] shut down machine");
   g_task_set_task_data (task, GINT_TO_POINTER (mode), NULL);
 
   qlean_worker_invoke (qlean_machine_stop_in_worker, task, g_object_unref);
@@ -776,9 +775,8 @@ qlean_machine_pause_resume_async (QleanMachine        *self,
 
   g_return_if_fail (QLEAN_IS_MACHINE (self));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, source_tag);
-  g_task_set_name (task, pause ? "[qlean] pause machine" : "[qlean] resume machine");
+  task = qlean_task_new (self, cancellable, callback, user_data, source_tag,
+                         pause ? "[qlean] pause machine" : "[qlean] resume machine");
   g_task_set_task_data (task, GINT_TO_POINTER (pause), NULL);
   qlean_worker_invoke (qlean_machine_pause_in_worker, task, g_object_unref);
 }

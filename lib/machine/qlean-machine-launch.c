@@ -28,6 +28,7 @@
 #include "qlean-machine-object-private.h"
 #include "qlean-image-private.h"
 #include "qlean-sync-private.h"
+#include "qlean-task-private.h"
 #include "qlean-worker-private.h"
 #include "qlean-errno-private.h"
 
@@ -912,9 +913,8 @@ qlean_machine_spawn_async (QleanMachine        *self,
 
   g_return_if_fail (QLEAN_IS_MACHINE (self));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_machine_spawn_async);
-  g_task_set_name (task, "[qlean] spawn machine");
+  task = qlean_task_new (self, cancellable, callback, user_data, qlean_machine_spawn_async,
+                         "[qlean] spawn machine");
 
   qlean_worker_invoke (qlean_machine_spawn_in_worker, task, g_object_unref);
 }

@@ -19,6 +19,7 @@
 #include "qlean-error.h"
 #include "qlean-json-channel-private.h"
 #include "qlean-machine-private.h"
+#include "qlean-task-private.h"
 #include "qlean-worker-private.h"
 #include "qlean-errno-private.h"
 
@@ -228,11 +229,11 @@ qlean_machine_save_state_async (QleanMachine        *self,
                                 GAsyncReadyCallback  callback,
                                 gpointer             user_data)
 {
-  GTask *task = g_task_new (self, cancellable, callback, user_data);
+  GTask *task = qlean_task_new (self, cancellable, callback, user_data,
+                                qlean_machine_save_state_async, "[qlean] save machine state");
   Save *save = g_new0 (Save, 1);
   QleanMachineState state = qlean_machine_get_state (self);
 
-  g_task_set_source_tag (task, qlean_machine_save_state_async);
   g_task_set_task_data (task, save, (GDestroyNotify) save_free);
   save->path = g_strdup (path);
   save->tmp_path = g_strconcat (path, ".part", NULL);

@@ -15,6 +15,7 @@
 #include "qlean-machine-private.h"
 #include "qlean-machine-snapshot.h"
 #include "qlean-sync-private.h"
+#include "qlean-task-private.h"
 #include "qlean-worker-private.h"
 #include "qlean-errno-private.h"
 
@@ -127,9 +128,8 @@ qlean_machine_snapshot_async (QleanMachine        *self,
 
   g_return_if_fail (QLEAN_IS_MACHINE (self));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_machine_snapshot_async);
-  g_task_set_name (task, "[qlean] snapshot machine");
+  task = qlean_task_new (self, cancellable, callback, user_data, qlean_machine_snapshot_async,
+                         "[qlean] snapshot machine");
   g_task_set_task_data (task, g_strdup (name), g_free);
   qlean_worker_invoke (snapshot_in_worker, task, g_object_unref);
 }
@@ -240,9 +240,8 @@ qlean_machine_restore_async (QleanMachine        *self,
 
   g_return_if_fail (QLEAN_IS_MACHINE (self));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_machine_restore_async);
-  g_task_set_name (task, "[qlean] restore machine");
+  task = qlean_task_new (self, cancellable, callback, user_data, qlean_machine_restore_async,
+                         "[qlean] restore machine");
 
   path = snapshot_path (self, name, &error);
   if (path != NULL && !g_file_test (path, G_FILE_TEST_IS_REGULAR))
@@ -501,9 +500,8 @@ qlean_machine_clone_async (QleanMachine        *self,
   g_return_if_fail (QLEAN_IS_MACHINE (self));
   g_return_if_fail (new_name != NULL);
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_machine_clone_async);
-  g_task_set_name (task, "[qlean] clone machine");
+  task = qlean_task_new (self, cancellable, callback, user_data, qlean_machine_clone_async,
+                         "[qlean] clone machine");
   clone = g_new0 (Clone, 1);
   clone->name = g_strdup (new_name);
   g_task_set_task_data (task, clone, (GDestroyNotify) clone_free);

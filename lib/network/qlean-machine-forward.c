@@ -44,6 +44,7 @@
 #include "qlean-machine-private.h"
 #include "qlean-machine-run-private.h"
 #include "qlean-sync-private.h"
+#include "qlean-task-private.h"
 #include "qlean-worker-private.h"
 #include "qlean-errno-private.h"
 
@@ -807,9 +808,8 @@ forward_start (QleanMachine        *self,
   g_autoptr(GTask) task = NULL;
   g_autoptr(GError) error = NULL;
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, source_tag);
-  g_task_set_name (task, "[qlean] forward port");
+  task = qlean_task_new (self, cancellable, callback, user_data, source_tag,
+                         "[qlean] forward port");
   g_task_set_task_data (task, request, (GDestroyNotify) forward_request_free);
 
   if (request->guest_port == 0)

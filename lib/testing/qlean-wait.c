@@ -15,6 +15,7 @@
 #include "qlean-machine-private.h"
 #include "qlean-run-logs-private.h"
 #include "qlean-sync-private.h"
+#include "qlean-task-private.h"
 #include "qlean-util-private.h"
 #include "qlean-wait.h"
 
@@ -597,11 +598,10 @@ wait_task_new (QleanMachine        *machine,
                GAsyncReadyCallback  callback,
                gpointer             user_data)
 {
-  GTask *task = g_task_new (machine, cancellable, callback, user_data);
+  GTask *task = qlean_task_new (machine, cancellable, callback, user_data,
+                                source_tag, "[qlean] wait");
   Wait *wait = g_new0 (Wait, 1);
 
-  g_task_set_source_tag (task, source_tag);
-  g_task_set_name (task, "[qlean] wait");
 
   wait->kind = kind;
   wait->machine = g_object_ref (machine);
