@@ -22,6 +22,8 @@ G_BEGIN_DECLS
  * #QleanMachineError enumeration. Timeouts of guest commands are
  * %G_IO_ERROR_TIMED_OUT, cancellation %G_IO_ERROR_CANCELLED, and file
  * operations in the guest report %G_IO_ERROR codes.
+ *
+ * Since: 0.1
  */
 #define QLEAN_MACHINE_ERROR (qlean_machine_error_quark ())
 
@@ -54,6 +56,8 @@ G_BEGIN_DECLS
  *   %QLEAN_IMPORT_FLAGS_TRUST_EXTRA_ARGS); nothing of it was kept.
  *
  * Error codes of #QLEAN_MACHINE_ERROR.
+ *
+ * Since: 0.1
  */
 typedef enum
 {
@@ -73,6 +77,8 @@ typedef enum
  *
  * Error domain of [class@Image]. Errors in this domain are from the
  * #QleanImageError enumeration.
+ *
+ * Since: 0.1
  */
 #define QLEAN_IMAGE_ERROR (qlean_image_error_quark ())
 
@@ -114,6 +120,8 @@ typedef enum
  *   that Qlean ships; nothing was downloaded.
  *
  * Error codes of #QLEAN_IMAGE_ERROR.
+ *
+ * Since: 0.1
  */
 typedef enum
 {
@@ -138,6 +146,8 @@ typedef enum
  * The function behind #QLEAN_MACHINE_ERROR.
  *
  * Returns: the error domain of [class@Machine]
+ *
+ * Since: 0.1
  */
 QLEAN_AVAILABLE_IN_0_1
 GQuark qlean_machine_error_quark (void);
@@ -148,6 +158,8 @@ GQuark qlean_machine_error_quark (void);
  * The function behind #QLEAN_IMAGE_ERROR.
  *
  * Returns: the error domain of [class@Image]
+ *
+ * Since: 0.1
  */
 QLEAN_AVAILABLE_IN_0_1
 GQuark qlean_image_error_quark   (void);

@@ -33,6 +33,8 @@
  * As with [class@QmpClient], socket I/O runs on Qlean's worker thread,
  * callbacks on the caller's thread-default context, and the connection
  * keeps the client alive until it is closed.
+ *
+ * Since: 0.1
  */
 
 #define DEFAULT_TIMEOUT_MS 30000
@@ -696,6 +698,8 @@ qlean_qga_client_class_init (QleanQgaClientClass *klass)
    *
    * The connection to the agent's virtio-serial chardev, usually a
    * #GSocketConnection on its unix socket.
+   *
+   * Since: 0.1
    */
   properties[PROP_STREAM] =
     g_param_spec_object ("stream", NULL, NULL,
@@ -721,6 +725,8 @@ qlean_qga_client_class_init (QleanQgaClientClass *klass)
    * as it likes (give it its own timeout with
    * qlean_guest_launcher_set_timeout()). A call that timed out may still
    * complete in the guest if it wakes up.
+   *
+   * Since: 0.1
    */
   properties[PROP_TIMEOUT] =
     g_param_spec_uint ("timeout", NULL, NULL,
@@ -735,6 +741,8 @@ qlean_qga_client_class_init (QleanQgaClientClass *klass)
    * @error: why the channel closed
    *
    * Emitted once, when the channel to the agent closes for any reason.
+   *
+   * Since: 0.1
    */
   signals[SIGNAL_CLOSED] =
     g_signal_new ("closed",
@@ -761,6 +769,8 @@ qlean_qga_client_init (QleanQgaClient *self)
  * which is preceded by a sync.
  *
  * Returns: (transfer full): a new #QleanQgaClient
+ *
+ * Since: 0.1
  */
 QleanQgaClient *
 qlean_qga_client_new (GIOStream *stream)
@@ -775,6 +785,8 @@ qlean_qga_client_new (GIOStream *stream)
  * @self: a #QleanQgaClient
  *
  * Returns: the default per-command timeout in milliseconds, 0 for none
+ *
+ * Since: 0.1
  */
 guint
 qlean_qga_client_get_timeout (QleanQgaClient *self)
@@ -790,6 +802,8 @@ qlean_qga_client_get_timeout (QleanQgaClient *self)
  * @timeout_ms: milliseconds, or 0 to wait forever
  *
  * Sets how long later commands wait for their reply.
+ *
+ * Since: 0.1
  */
 void
 qlean_qga_client_set_timeout (QleanQgaClient *self,
@@ -827,6 +841,8 @@ qlean_qga_client_close_in_context (gpointer user_data)
  * Closes the channel. Queued and pending commands fail with
  * %QLEAN_QGA_ERROR_DISCONNECTED, except a pending `guest-shutdown`, which
  * succeeds; [signal@QgaClient::closed] is emitted once.
+ *
+ * Since: 0.1
  */
 void
 qlean_qga_client_close (QleanQgaClient *self)
@@ -842,6 +858,8 @@ qlean_qga_client_close (QleanQgaClient *self)
  * @self: a #QleanQgaClient
  *
  * Returns: whether the channel is closed
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_qga_client_is_closed (QleanQgaClient *self)
@@ -917,6 +935,8 @@ qlean_qga_client_notify_reset (QleanQgaClient *self)
  * Tells the client the guest has begun to shut down (QMP sent
  * `SHUTDOWN`), which completes a pending `guest-shutdown`: the agent never
  * answers it.
+ *
+ * Since: 0.1
  */
 void
 qlean_qga_client_notify_shutdown (QleanQgaClient *self)
@@ -937,6 +957,8 @@ qlean_qga_client_notify_shutdown (QleanQgaClient *self)
  *
  * Resynchronises with the agent now, whether or not it seems needed:
  * the way to wait until an agent answers.
+ *
+ * Since: 0.1
  */
 void
 qlean_qga_client_sync_async (QleanQgaClient      *self,
@@ -962,6 +984,8 @@ qlean_qga_client_sync_async (QleanQgaClient      *self,
  * Finishes qlean_qga_client_sync_async().
  *
  * Returns: %TRUE when the agent answered
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_qga_client_sync_finish (QleanQgaClient  *self,
@@ -986,6 +1010,8 @@ qlean_qga_client_sync_finish (QleanQgaClient  *self,
  * Blocking twin of qlean_qga_client_sync_async().
  *
  * Returns: %TRUE when the agent answered
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_qga_client_sync (QleanQgaClient  *self,
@@ -1017,6 +1043,8 @@ qlean_qga_client_sync (QleanQgaClient  *self,
  *
  * Queues @command. May be called from any thread; @callback runs on the
  * calling thread's thread-default main context.
+ *
+ * Since: 0.1
  */
 void
 qlean_qga_client_execute_async (QleanQgaClient      *self,
@@ -1046,6 +1074,8 @@ qlean_qga_client_execute_async (QleanQgaClient      *self,
  *
  * Returns: (transfer full): the `return` member of the reply, or %NULL
  *   with @error set
+ *
+ * Since: 0.1
  */
 JsonNode *
 qlean_qga_client_execute_finish (QleanQgaClient  *self,
@@ -1072,6 +1102,8 @@ qlean_qga_client_execute_finish (QleanQgaClient  *self,
  *
  * Returns: (transfer full): the `return` member of the reply, or %NULL
  *   with @error set
+ *
+ * Since: 0.1
  */
 JsonNode *
 qlean_qga_client_execute (QleanQgaClient  *self,

@@ -26,6 +26,8 @@ G_BEGIN_DECLS
  * asked for plus 4 KiB, any other reply 1 MiB, and a reply over 1 MiB
  * must carry its bulk in strings. A longer one fails its call with
  * %QLEAN_QGA_ERROR_PROTOCOL, and the client resyncs with the agent.
+ *
+ * Since: 0.1
  */
 #define QLEAN_QGA_MAX_MESSAGE (48 * 1024 * 1024)
 
@@ -40,6 +42,8 @@ G_BEGIN_DECLS
  * @err_truncated: whether the agent dropped standard error past its cap
  *
  * The reply to `guest-exec-status`.
+ *
+ * Since: 0.1
  */
 typedef struct
 {

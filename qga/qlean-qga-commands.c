@@ -54,6 +54,8 @@ run_sync (QleanQgaClient  *self,
  * @user_data: data for @callback
  *
  * Sends `guest-ping`.
+ *
+ * Since: 0.1
  */
 void
 qlean_qga_client_ping_async (QleanQgaClient      *self,
@@ -75,6 +77,8 @@ qlean_qga_client_ping_async (QleanQgaClient      *self,
  * @error: return location for a #GError
  *
  * Returns: %TRUE when the agent answered
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_qga_client_ping_finish (QleanQgaClient  *self,
@@ -101,6 +105,8 @@ qlean_qga_client_ping_finish (QleanQgaClient  *self,
  * Blocking twin of qlean_qga_client_ping_async().
  *
  * Returns: %TRUE when the agent answered
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_qga_client_ping (QleanQgaClient  *self,
@@ -153,6 +159,8 @@ run_sync_object (QleanQgaClient  *self,
  * than the agent's schema says fails with %QLEAN_QGA_ERROR_PROTOCOL.
  *
  * Returns: (transfer full): the reply, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 JsonObject *
 qlean_qga_client_info (QleanQgaClient  *self,
@@ -177,6 +185,8 @@ qlean_qga_client_info (QleanQgaClient  *self,
  * another type fails with %QLEAN_QGA_ERROR_PROTOCOL.
  *
  * Returns: (transfer full): the reply, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 JsonObject *
 qlean_qga_client_get_osinfo (QleanQgaClient  *self,
@@ -204,6 +214,8 @@ qlean_qga_client_get_osinfo (QleanQgaClient  *self,
  * this fails with %QLEAN_QGA_ERROR_PROTOCOL.
  *
  * Returns: (transfer full): the interfaces, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 JsonArray *
 qlean_qga_client_network_get_interfaces (QleanQgaClient  *self,
@@ -246,6 +258,8 @@ qlean_qga_client_network_get_interfaces (QleanQgaClient  *self,
  * Runs `guest-set-time`.
  *
  * Returns: %TRUE on success
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_qga_client_set_time (QleanQgaClient  *self,
@@ -277,6 +291,8 @@ G_DEFINE_BOXED_TYPE (QleanQgaExecStatus, qlean_qga_exec_status,
  * @status: a #QleanQgaExecStatus
  *
  * Returns: (transfer full): a copy of @status
+ *
+ * Since: 0.1
  */
 QleanQgaExecStatus *
 qlean_qga_exec_status_copy (const QleanQgaExecStatus *status)
@@ -297,6 +313,8 @@ qlean_qga_exec_status_copy (const QleanQgaExecStatus *status)
  * @status: (nullable): a #QleanQgaExecStatus
  *
  * Frees @status.
+ *
+ * Since: 0.1
  */
 void
 qlean_qga_exec_status_free (QleanQgaExecStatus *status)
@@ -355,6 +373,8 @@ exec_arguments (const char         *path,
  *
  * Runs `guest-exec`. Arguments travel as an array: nothing is ever
  * interpreted by a shell.
+ *
+ * Since: 0.1
  */
 void
 qlean_qga_client_exec_async (QleanQgaClient      *self,
@@ -408,6 +428,8 @@ pid_from_reply (JsonNode  *reply,
  * @error: return location for a #GError
  *
  * Returns: the guest process id, or -1 with @error set
+ *
+ * Since: 0.1
  */
 gint64
 qlean_qga_client_exec_finish (QleanQgaClient  *self,
@@ -439,6 +461,8 @@ qlean_qga_client_exec_finish (QleanQgaClient  *self,
  * Blocking twin of qlean_qga_client_exec_async().
  *
  * Returns: the guest process id, or -1 with @error set
+ *
+ * Since: 0.1
  */
 gint64
 qlean_qga_client_exec (QleanQgaClient      *self,
@@ -538,6 +562,8 @@ out_of_range:
  *
  * Runs `guest-exec-status` once. Once it reports the process exited, the
  * agent forgets the process and its output.
+ *
+ * Since: 0.1
  */
 void
 qlean_qga_client_exec_status_async (QleanQgaClient      *self,
@@ -563,6 +589,8 @@ qlean_qga_client_exec_status_async (QleanQgaClient      *self,
  * @error: return location for a #GError
  *
  * Returns: (transfer full): the status, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanQgaExecStatus *
 qlean_qga_client_exec_status_finish (QleanQgaClient  *self,
@@ -590,6 +618,8 @@ qlean_qga_client_exec_status_finish (QleanQgaClient  *self,
  * Blocking twin of qlean_qga_client_exec_status_async().
  *
  * Returns: (transfer full): the status, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanQgaExecStatus *
 qlean_qga_client_exec_status (QleanQgaClient  *self,
@@ -699,6 +729,8 @@ exec_wait_start_cb (gpointer user_data)
  *
  * Polls `guest-exec-status` until the process has exited, first after
  * 1 ms and then backing off to 25 ms between polls.
+ *
+ * Since: 0.1
  */
 void
 qlean_qga_client_exec_wait_async (QleanQgaClient      *self,
@@ -730,6 +762,8 @@ qlean_qga_client_exec_wait_async (QleanQgaClient      *self,
  * @error: return location for a #GError
  *
  * Returns: (transfer full): the final status, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanQgaExecStatus *
 qlean_qga_client_exec_wait_finish (QleanQgaClient  *self,
@@ -757,6 +791,8 @@ qlean_qga_client_exec_wait_finish (QleanQgaClient  *self,
  * Runs `guest-shutdown`. The agent never answers it: the call completes
  * when qlean_qga_client_notify_shutdown() is called (on QMP's `SHUTDOWN`
  * event) or the channel closes, and fails on the client's timeout.
+ *
+ * Since: 0.1
  */
 void
 qlean_qga_client_shutdown_async (QleanQgaClient      *self,
@@ -783,6 +819,8 @@ qlean_qga_client_shutdown_async (QleanQgaClient      *self,
  * @error: return location for a #GError
  *
  * Returns: %TRUE when the guest began to shut down
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_qga_client_shutdown_finish (QleanQgaClient  *self,

@@ -21,6 +21,8 @@ G_BEGIN_DECLS
  * Error domain of the guest agent client. Errors in this domain are from
  * the #QleanQgaError enumeration. Timeouts are reported as
  * %G_IO_ERROR_TIMED_OUT and cancellation as %G_IO_ERROR_CANCELLED.
+ *
+ * Since: 0.1
  */
 #define QLEAN_QGA_ERROR (qlean_qga_error_quark ())
 
@@ -36,6 +38,8 @@ G_BEGIN_DECLS
  * @QLEAN_QGA_ERROR_DISCONNECTED: the channel to the agent is closed.
  *
  * Error codes of #QLEAN_QGA_ERROR.
+ *
+ * Since: 0.1
  */
 typedef enum
 {
@@ -52,6 +56,8 @@ typedef enum
  * The function behind #QLEAN_QGA_ERROR.
  *
  * Returns: the error domain of [class@QgaClient]
+ *
+ * Since: 0.1
  */
 QLEAN_AVAILABLE_IN_0_1
 GQuark qlean_qga_error_quark (void);

@@ -42,6 +42,8 @@ file_open_arguments (const char *path,
  * @user_data: data for @callback
  *
  * Runs `guest-file-open`.
+ *
+ * Since: 0.1
  */
 void
 qlean_qga_client_file_open_async (QleanQgaClient      *self,
@@ -88,6 +90,8 @@ file_handle_from_reply (JsonNode  *reply,
  * @error: return location for a #GError
  *
  * Returns: the file handle, or -1 with @error set
+ *
+ * Since: 0.1
  */
 gint64
 qlean_qga_client_file_open_finish (QleanQgaClient  *self,
@@ -116,6 +120,8 @@ qlean_qga_client_file_open_finish (QleanQgaClient  *self,
  * Blocking twin of qlean_qga_client_file_open_async().
  *
  * Returns: the file handle, or -1 with @error set
+ *
+ * Since: 0.1
  */
 gint64
 qlean_qga_client_file_open (QleanQgaClient  *self,
@@ -188,6 +194,8 @@ file_read_from_reply (JsonNode  *reply,
  * @user_data: data for @callback
  *
  * Runs `guest-file-read`.
+ *
+ * Since: 0.1
  */
 void
 qlean_qga_client_file_read_async (QleanQgaClient      *self,
@@ -215,6 +223,8 @@ qlean_qga_client_file_read_async (QleanQgaClient      *self,
  * @error: return location for a #GError
  *
  * Returns: (transfer full): the data read, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 GBytes *
 qlean_qga_client_file_read_finish (QleanQgaClient  *self,
@@ -245,6 +255,8 @@ qlean_qga_client_file_read_finish (QleanQgaClient  *self,
  * Blocking twin of qlean_qga_client_file_read_async().
  *
  * Returns: (transfer full): the data read, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 GBytes *
 qlean_qga_client_file_read (QleanQgaClient  *self,
@@ -335,6 +347,8 @@ file_write_done_cb (GObject      *source,
  *
  * Runs `guest-file-write`. A count from the agent that is negative or
  * larger than @data fails with %QLEAN_QGA_ERROR_PROTOCOL.
+ *
+ * Since: 0.1
  */
 void
 qlean_qga_client_file_write_async (QleanQgaClient      *self,
@@ -366,6 +380,8 @@ qlean_qga_client_file_write_async (QleanQgaClient      *self,
  * @error: return location for a #GError
  *
  * Returns: the number of bytes written, or -1 with @error set
+ *
+ * Since: 0.1
  */
 gssize
 qlean_qga_client_file_write_finish (QleanQgaClient  *self,
@@ -391,6 +407,8 @@ qlean_qga_client_file_write_finish (QleanQgaClient  *self,
  * Blocking twin of qlean_qga_client_file_write_async().
  *
  * Returns: the number of bytes written, or -1 with @error set
+ *
+ * Since: 0.1
  */
 gssize
 qlean_qga_client_file_write (QleanQgaClient  *self,
@@ -430,6 +448,8 @@ handle_arguments (gint64 handle)
  * @user_data: data for @callback
  *
  * Runs `guest-file-close`.
+ *
+ * Since: 0.1
  */
 void
 qlean_qga_client_file_close_async (QleanQgaClient      *self,
@@ -455,6 +475,8 @@ qlean_qga_client_file_close_async (QleanQgaClient      *self,
  * @error: return location for a #GError
  *
  * Returns: %TRUE on success
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_qga_client_file_close_finish (QleanQgaClient  *self,
@@ -482,6 +504,8 @@ qlean_qga_client_file_close_finish (QleanQgaClient  *self,
  * Blocking twin of qlean_qga_client_file_close_async().
  *
  * Returns: %TRUE on success
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_qga_client_file_close (QleanQgaClient  *self,

@@ -35,6 +35,8 @@
  * once. The connection stays open until the peer closes it or
  * [method@QmpClient.close] is called, and it keeps the client alive
  * until then.
+ *
+ * Since: 0.1
  */
 
 #define DEFAULT_TIMEOUT_MS 30000
@@ -570,6 +572,8 @@ qlean_qmp_client_class_init (QleanQmpClientClass *klass)
    *
    * The connection to QEMU's monitor, usually a #GSocketConnection on
    * its QMP unix socket.
+   *
+   * Since: 0.1
    */
   properties[PROP_STREAM] =
     g_param_spec_object ("stream", NULL, NULL,
@@ -582,6 +586,8 @@ qlean_qmp_client_class_init (QleanQmpClientClass *klass)
    * How long, in milliseconds, a command may wait for its reply before it
    * fails with %G_IO_ERROR_TIMED_OUT; 0 waits forever. It also bounds the
    * wait for the greeting.
+   *
+   * Since: 0.1
    */
   properties[PROP_TIMEOUT] =
     g_param_spec_uint ("timeout", NULL, NULL,
@@ -598,6 +604,8 @@ qlean_qmp_client_class_init (QleanQmpClientClass *klass)
    *
    * Emitted for every asynchronous event QEMU sends. The signal is
    * detailed by the event name, so `event::STOP` connects to one event.
+   *
+   * Since: 0.1
    */
   signals[SIGNAL_EVENT] =
     g_signal_new ("event",
@@ -614,6 +622,8 @@ qlean_qmp_client_class_init (QleanQmpClientClass *klass)
    * @error: why the connection closed
    *
    * Emitted once, when the connection closes for any reason.
+   *
+   * Since: 0.1
    */
   signals[SIGNAL_CLOSED] =
     g_signal_new ("closed",
@@ -727,6 +737,8 @@ qlean_qmp_client_async_initable_iface_init (GAsyncInitableIface *iface)
  *
  * Reads QEMU's greeting from @stream and negotiates capabilities. Finish
  * with qlean_qmp_client_new_finish().
+ *
+ * Since: 0.1
  */
 void
 qlean_qmp_client_new_async (GIOStream           *stream,
@@ -751,6 +763,8 @@ qlean_qmp_client_new_async (GIOStream           *stream,
  * Finishes qlean_qmp_client_new_async().
  *
  * Returns: (transfer full): a ready client, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanQmpClient *
 qlean_qmp_client_new_finish (GAsyncResult  *result,
@@ -785,6 +799,8 @@ qlean_qmp_client_new_finish (GAsyncResult  *result,
  * Blocking twin of qlean_qmp_client_new_async().
  *
  * Returns: (transfer full): a ready client, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanQmpClient *
 qlean_qmp_client_new (GIOStream     *stream,
@@ -827,6 +843,8 @@ qlean_qmp_client_new (GIOStream     *stream,
  * `capabilities`.
  *
  * Returns: (transfer none) (nullable): the greeting
+ *
+ * Since: 0.1
  */
 JsonObject *
 qlean_qmp_client_get_greeting (QleanQmpClient *self)
@@ -841,6 +859,8 @@ qlean_qmp_client_get_greeting (QleanQmpClient *self)
  * @self: a #QleanQmpClient
  *
  * Returns: the per-command timeout in milliseconds, 0 for none
+ *
+ * Since: 0.1
  */
 guint
 qlean_qmp_client_get_timeout (QleanQmpClient *self)
@@ -856,6 +876,8 @@ qlean_qmp_client_get_timeout (QleanQmpClient *self)
  * @timeout_ms: milliseconds, or 0 to wait forever
  *
  * Sets how long later commands wait for their reply.
+ *
+ * Since: 0.1
  */
 void
 qlean_qmp_client_set_timeout (QleanQmpClient *self,
@@ -970,6 +992,8 @@ qlean_qmp_client_submit_in_context (gpointer user_data)
  *
  * Sends @command. May be called from any thread; @callback runs on the
  * calling thread's thread-default main context.
+ *
+ * Since: 0.1
  */
 void
 qlean_qmp_client_execute_async (QleanQmpClient      *self,
@@ -1010,6 +1034,8 @@ qlean_qmp_client_execute_async (QleanQmpClient      *self,
  *
  * Returns: (transfer full): the `return` member of the reply, or %NULL
  *   with @error set
+ *
+ * Since: 0.1
  */
 JsonNode *
 qlean_qmp_client_execute_finish (QleanQmpClient  *self,
@@ -1037,6 +1063,8 @@ qlean_qmp_client_execute_finish (QleanQmpClient  *self,
  *
  * Returns: (transfer full): the `return` member of the reply, or %NULL
  *   with @error set
+ *
+ * Since: 0.1
  */
 JsonNode *
 qlean_qmp_client_execute (QleanQmpClient  *self,
@@ -1080,6 +1108,8 @@ qlean_qmp_client_close_in_context (gpointer user_data)
  * Closes the connection. Pending calls fail with
  * %QLEAN_QMP_ERROR_DISCONNECTED and [signal@QmpClient::closed] is emitted,
  * once, however often this is called.
+ *
+ * Since: 0.1
  */
 void
 qlean_qmp_client_close (QleanQmpClient *self)
@@ -1095,6 +1125,8 @@ qlean_qmp_client_close (QleanQmpClient *self)
  * @self: a #QleanQmpClient
  *
  * Returns: whether the connection is closed
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_qmp_client_is_closed (QleanQmpClient *self)

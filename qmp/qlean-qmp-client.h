@@ -20,6 +20,8 @@ G_BEGIN_DECLS
  * QLEAN_QMP_MAX_MESSAGE:
  *
  * The longest message, in bytes, a #QleanQmpClient accepts from QEMU.
+ *
+ * Since: 0.1
  */
 #define QLEAN_QMP_MAX_MESSAGE (16 * 1024 * 1024)
 

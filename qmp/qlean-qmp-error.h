@@ -21,6 +21,8 @@ G_BEGIN_DECLS
  * Error domain of the QMP client. Errors in this domain are from the
  * #QleanQmpError enumeration. Timeouts are reported as
  * %G_IO_ERROR_TIMED_OUT and cancellation as %G_IO_ERROR_CANCELLED.
+ *
+ * Since: 0.1
  */
 #define QLEAN_QMP_ERROR (qlean_qmp_error_quark ())
 
@@ -39,6 +41,8 @@ G_BEGIN_DECLS
  *
  * Error codes of #QLEAN_QMP_ERROR. For errors QEMU reports, the message
  * holds QEMU's description and names the command and error class.
+ *
+ * Since: 0.1
  */
 typedef enum
 {
@@ -57,6 +61,8 @@ typedef enum
  * The function behind #QLEAN_QMP_ERROR.
  *
  * Returns: the error domain of [class@QmpClient]
+ *
+ * Since: 0.1
  */
 QLEAN_AVAILABLE_IN_0_1
 GQuark qlean_qmp_error_quark (void);

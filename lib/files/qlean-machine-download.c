@@ -386,6 +386,8 @@ download_thread (GTask        *task,
  * %G_IO_ERROR_INVALID_FILENAME. Without qlean-guest in the guest, a
  * single file still comes through the guest agent, as with
  * qlean_machine_upload_async().
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_download_async (QleanMachine        *self,
@@ -410,6 +412,8 @@ qlean_machine_download_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: %TRUE when everything arrived
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_download_finish (QleanMachine  *self,
@@ -434,6 +438,8 @@ qlean_machine_download_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_download_async().
  *
  * Returns: %TRUE when everything arrived
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_download (QleanMachine  *self,
@@ -462,6 +468,8 @@ qlean_machine_download (QleanMachine  *self,
  * group and world write bits included: only for a guest and files that
  * you trust, since a setuid program from the guest would then run with
  * the host user's rights.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_download_full_async (QleanMachine        *self,
@@ -487,6 +495,8 @@ qlean_machine_download_full_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: %TRUE when everything arrived
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_download_full_finish (QleanMachine  *self,
@@ -512,6 +522,8 @@ qlean_machine_download_full_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_download_full_async().
  *
  * Returns: %TRUE when everything arrived
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_download_full (QleanMachine        *self,

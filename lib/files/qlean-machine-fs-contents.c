@@ -74,6 +74,8 @@ text_from (QleanMachine    *self,
  * qlean-guest does not answer, the guest agent's guest-file-* calls read
  * the file instead (slower; only this, write and single-file transfers
  * work without qlean-guest).
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_read_async (QleanMachine        *self,
@@ -96,6 +98,8 @@ qlean_machine_read_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: (transfer full): the contents, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 GBytes *
 qlean_machine_read_finish (QleanMachine  *self,
@@ -122,6 +126,8 @@ qlean_machine_read_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_read_async().
  *
  * Returns: (transfer full): the contents, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 GBytes *
 qlean_machine_read (QleanMachine  *self,
@@ -150,6 +156,8 @@ qlean_machine_read (QleanMachine  *self,
  * Reads the whole file @path as text, like `std::fs::read_to_string`:
  * contents that are not UTF-8 (or hold a NUL byte) fail with
  * %G_IO_ERROR_INVALID_DATA.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_read_to_string_async (QleanMachine        *self,
@@ -172,6 +180,8 @@ qlean_machine_read_to_string_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: (transfer full): the text, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 char *
 qlean_machine_read_to_string_finish (QleanMachine  *self,
@@ -198,6 +208,8 @@ qlean_machine_read_to_string_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_read_to_string_async().
  *
  * Returns: (transfer full): the text, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 char *
 qlean_machine_read_to_string (QleanMachine  *self,
@@ -245,6 +257,8 @@ put_request (const char *path,
  * disk full: %G_IO_ERROR_NO_SPACE) leaves the old file as it was. Missing
  * parent directories are an error (%G_IO_ERROR_NOT_FOUND). Where
  * qlean-guest does not answer, the guest agent writes the file instead.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_write_async (QleanMachine        *self,
@@ -269,6 +283,8 @@ qlean_machine_write_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: %TRUE when written
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_write_finish (QleanMachine  *self,
@@ -293,6 +309,8 @@ qlean_machine_write_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_write_async().
  *
  * Returns: %TRUE when written
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_write (QleanMachine  *self,

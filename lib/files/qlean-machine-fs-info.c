@@ -147,6 +147,8 @@ stat_run (QleanMachine    *self,
  * `unix::mode`, `unix::uid`, `unix::gid`, `unix::nlink`, `unix::inode`,
  * and `time::modified`, `time::access`, `time::changed` with their
  * `-usec` parts.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_metadata_async (QleanMachine        *self,
@@ -169,6 +171,8 @@ qlean_machine_metadata_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: (transfer full): the metadata, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 GFileInfo *
 qlean_machine_metadata_finish (QleanMachine  *self,
@@ -192,6 +196,8 @@ qlean_machine_metadata_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_metadata_async().
  *
  * Returns: (transfer full): the metadata, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 GFileInfo *
 qlean_machine_metadata (QleanMachine  *self,
@@ -217,6 +223,8 @@ qlean_machine_metadata (QleanMachine  *self,
  * Like qlean_machine_metadata_async(), but a symbolic link describes
  * itself (type %G_FILE_TYPE_SYMBOLIC_LINK), like
  * `std::fs::symlink_metadata`.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_symlink_metadata_async (QleanMachine        *self,
@@ -239,6 +247,8 @@ qlean_machine_symlink_metadata_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: (transfer full): the metadata, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 GFileInfo *
 qlean_machine_symlink_metadata_finish (QleanMachine  *self,
@@ -262,6 +272,8 @@ qlean_machine_symlink_metadata_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_symlink_metadata_async().
  *
  * Returns: (transfer full): the metadata, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 GFileInfo *
 qlean_machine_symlink_metadata (QleanMachine  *self,
@@ -305,6 +317,8 @@ exists_from (gboolean   found,
  *
  * Whether @path exists, following symbolic links (a dangling link does
  * not exist), like `std::path::Path::try_exists`.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_exists_async (QleanMachine        *self,
@@ -329,6 +343,8 @@ qlean_machine_exists_async (QleanMachine        *self,
  * Returns: %TRUE when the path exists; %FALSE when it does not, or with
  *   @error set when that could not be found out (permissions, machine
  *   not running)
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_exists_finish (QleanMachine  *self,
@@ -356,6 +372,8 @@ qlean_machine_exists_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_exists_async().
  *
  * Returns: %TRUE when the path exists
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_exists (QleanMachine  *self,
@@ -409,6 +427,8 @@ readlink_request (const char *path)
  *
  * Reads where the symbolic link @path points, like `std::fs::read_link`.
  * Fails with %G_IO_ERROR_INVALID_ARGUMENT when @path is not a link.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_read_link_async (QleanMachine        *self,
@@ -432,6 +452,8 @@ qlean_machine_read_link_async (QleanMachine        *self,
  *
  * Returns: (transfer full) (type filename): the target, or %NULL with
  *   @error set
+ *
+ * Since: 0.1
  */
 char *
 qlean_machine_read_link_finish (QleanMachine  *self,
@@ -459,6 +481,8 @@ qlean_machine_read_link_finish (QleanMachine  *self,
  *
  * Returns: (transfer full) (type filename): the target, or %NULL with
  *   @error set
+ *
+ * Since: 0.1
  */
 char *
 qlean_machine_read_link (QleanMachine  *self,
@@ -540,6 +564,8 @@ readdir_request (const char *path)
  * the entry itself (a symbolic link is not followed), with the same
  * attributes as qlean_machine_symlink_metadata_async() except the link
  * target.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_read_dir_async (QleanMachine        *self,
@@ -563,6 +589,8 @@ qlean_machine_read_dir_async (QleanMachine        *self,
  *
  * Returns: (transfer container) (element-type GFileInfo): the entries,
  *   or %NULL with @error set
+ *
+ * Since: 0.1
  */
 GPtrArray *
 qlean_machine_read_dir_finish (QleanMachine  *self,
@@ -590,6 +618,8 @@ qlean_machine_read_dir_finish (QleanMachine  *self,
  *
  * Returns: (transfer container) (element-type GFileInfo): the entries,
  *   or %NULL with @error set
+ *
+ * Since: 0.1
  */
 GPtrArray *
 qlean_machine_read_dir (QleanMachine  *self,

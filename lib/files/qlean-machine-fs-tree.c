@@ -42,6 +42,8 @@ mkdir_request (const char *path,
  * Creates the directory @path, mode 0755, like Rust's
  * `std::fs::create_dir`: it fails with %G_IO_ERROR_EXISTS when anything
  * exists there, and with %G_IO_ERROR_NOT_FOUND when its parent does not.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_create_dir_async (QleanMachine        *self,
@@ -64,6 +66,8 @@ qlean_machine_create_dir_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: %TRUE when the directory was made
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_create_dir_finish (QleanMachine  *self,
@@ -87,6 +91,8 @@ qlean_machine_create_dir_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_create_dir_async().
  *
  * Returns: %TRUE when the directory was made
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_create_dir (QleanMachine  *self,
@@ -111,6 +117,8 @@ qlean_machine_create_dir (QleanMachine  *self,
  *
  * Creates the directory @path and any missing parents, mode 0755, like
  * `std::fs::create_dir_all`: succeeds when it already is a directory.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_create_dir_all_async (QleanMachine        *self,
@@ -133,6 +141,8 @@ qlean_machine_create_dir_all_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: %TRUE when the directory exists
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_create_dir_all_finish (QleanMachine  *self,
@@ -156,6 +166,8 @@ qlean_machine_create_dir_all_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_create_dir_all_async().
  *
  * Returns: %TRUE when the directory exists
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_create_dir_all (QleanMachine  *self,
@@ -271,6 +283,8 @@ qlean_machine_create_dir_all (QleanMachine  *self,
  *
  * Removes the file or symbolic link @path, like `std::fs::remove_file`;
  * on a directory it fails with %G_IO_ERROR_IS_DIRECTORY.
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_remove_file_finish:
@@ -279,6 +293,8 @@ qlean_machine_create_dir_all (QleanMachine  *self,
  * @error: return location for a #GError
  *
  * Returns: %TRUE when the file is gone
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_remove_file:
@@ -290,6 +306,8 @@ qlean_machine_create_dir_all (QleanMachine  *self,
  * Blocking twin of qlean_machine_remove_file_async().
  *
  * Returns: %TRUE when the file is gone
+ *
+ * Since: 0.1
  */
 DEFINE_PATH_CALL (remove_file, QLEAN_GUEST_FS_UNLINK, QLEAN_FS_ACTION_REMOVE)
 
@@ -303,6 +321,8 @@ DEFINE_PATH_CALL (remove_file, QLEAN_GUEST_FS_UNLINK, QLEAN_FS_ACTION_REMOVE)
  *
  * Removes the empty directory @path, like `std::fs::remove_dir`; fails
  * with %G_IO_ERROR_NOT_EMPTY when it has entries.
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_remove_dir_finish:
@@ -311,6 +331,8 @@ DEFINE_PATH_CALL (remove_file, QLEAN_GUEST_FS_UNLINK, QLEAN_FS_ACTION_REMOVE)
  * @error: return location for a #GError
  *
  * Returns: %TRUE when the directory is gone
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_remove_dir:
@@ -322,6 +344,8 @@ DEFINE_PATH_CALL (remove_file, QLEAN_GUEST_FS_UNLINK, QLEAN_FS_ACTION_REMOVE)
  * Blocking twin of qlean_machine_remove_dir_async().
  *
  * Returns: %TRUE when the directory is gone
+ *
+ * Since: 0.1
  */
 DEFINE_PATH_CALL (remove_dir, QLEAN_GUEST_FS_RMDIR, QLEAN_FS_ACTION_REMOVE_DIR)
 
@@ -335,6 +359,8 @@ DEFINE_PATH_CALL (remove_dir, QLEAN_GUEST_FS_RMDIR, QLEAN_FS_ACTION_REMOVE_DIR)
  *
  * Removes @path and everything below it, like `std::fs::remove_dir_all`.
  * Symbolic links inside are removed, never followed.
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_remove_dir_all_finish:
@@ -343,6 +369,8 @@ DEFINE_PATH_CALL (remove_dir, QLEAN_GUEST_FS_RMDIR, QLEAN_FS_ACTION_REMOVE_DIR)
  * @error: return location for a #GError
  *
  * Returns: %TRUE when the tree is gone
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_remove_dir_all:
@@ -354,6 +382,8 @@ DEFINE_PATH_CALL (remove_dir, QLEAN_GUEST_FS_RMDIR, QLEAN_FS_ACTION_REMOVE_DIR)
  * Blocking twin of qlean_machine_remove_dir_all_async().
  *
  * Returns: %TRUE when the tree is gone
+ *
+ * Since: 0.1
  */
 DEFINE_PATH_CALL (remove_dir_all, QLEAN_GUEST_FS_REMOVE_ALL, QLEAN_FS_ACTION_REMOVE)
 
@@ -368,6 +398,8 @@ DEFINE_PATH_CALL (remove_dir_all, QLEAN_GUEST_FS_REMOVE_ALL, QLEAN_FS_ACTION_REM
  *
  * Renames @from to @to, replacing @to when it exists, as rename(2) and
  * `std::fs::rename` do.
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_rename_finish:
@@ -376,6 +408,8 @@ DEFINE_PATH_CALL (remove_dir_all, QLEAN_GUEST_FS_REMOVE_ALL, QLEAN_FS_ACTION_REM
  * @error: return location for a #GError
  *
  * Returns: %TRUE when renamed
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_rename:
@@ -388,6 +422,8 @@ DEFINE_PATH_CALL (remove_dir_all, QLEAN_GUEST_FS_REMOVE_ALL, QLEAN_FS_ACTION_REM
  * Blocking twin of qlean_machine_rename_async().
  *
  * Returns: %TRUE when renamed
+ *
+ * Since: 0.1
  */
 DEFINE_TWO_PATH_CALL (rename, QLEAN_GUEST_FS_RENAME, QLEAN_FS_ACTION_RENAME, from, to)
 
@@ -401,6 +437,8 @@ DEFINE_TWO_PATH_CALL (rename, QLEAN_GUEST_FS_RENAME, QLEAN_FS_ACTION_RENAME, fro
  * @user_data: data for @callback
  *
  * Makes @link a hard link to @original, like `std::fs::hard_link`.
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_hard_link_finish:
@@ -409,6 +447,8 @@ DEFINE_TWO_PATH_CALL (rename, QLEAN_GUEST_FS_RENAME, QLEAN_FS_ACTION_RENAME, fro
  * @error: return location for a #GError
  *
  * Returns: %TRUE when linked
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_hard_link:
@@ -421,6 +461,8 @@ DEFINE_TWO_PATH_CALL (rename, QLEAN_GUEST_FS_RENAME, QLEAN_FS_ACTION_RENAME, fro
  * Blocking twin of qlean_machine_hard_link_async().
  *
  * Returns: %TRUE when linked
+ *
+ * Since: 0.1
  */
 DEFINE_TWO_PATH_CALL (hard_link, QLEAN_GUEST_FS_LINK, QLEAN_FS_ACTION_HARD_LINK, original, link)
 
@@ -435,6 +477,8 @@ DEFINE_TWO_PATH_CALL (hard_link, QLEAN_GUEST_FS_LINK, QLEAN_FS_ACTION_HARD_LINK,
  *
  * Makes @link a symbolic link to @target, like
  * `std::os::unix::fs::symlink`.
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_symlink_finish:
@@ -443,6 +487,8 @@ DEFINE_TWO_PATH_CALL (hard_link, QLEAN_GUEST_FS_LINK, QLEAN_FS_ACTION_HARD_LINK,
  * @error: return location for a #GError
  *
  * Returns: %TRUE when made
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_symlink:
@@ -455,6 +501,8 @@ DEFINE_TWO_PATH_CALL (hard_link, QLEAN_GUEST_FS_LINK, QLEAN_FS_ACTION_HARD_LINK,
  * Blocking twin of qlean_machine_symlink_async().
  *
  * Returns: %TRUE when made
+ *
+ * Since: 0.1
  */
 DEFINE_TWO_PATH_CALL (symlink, QLEAN_GUEST_FS_SYMLINK, QLEAN_FS_ACTION_SYMLINK, target, link)
 
@@ -513,6 +561,8 @@ copy_request (const char *from,
  * Copies the contents and permission bits of @from to @to, replacing
  * @to, like `std::fs::copy`. Directories are refused with
  * %G_IO_ERROR_IS_DIRECTORY.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_copy_async (QleanMachine        *self,
@@ -537,6 +587,8 @@ qlean_machine_copy_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: the number of bytes copied, or -1 with @error set
+ *
+ * Since: 0.1
  */
 gint64
 qlean_machine_copy_finish (QleanMachine  *self,
@@ -564,6 +616,8 @@ qlean_machine_copy_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_copy_async().
  *
  * Returns: the number of bytes copied, or -1 with @error set
+ *
+ * Since: 0.1
  */
 gint64
 qlean_machine_copy (QleanMachine  *self,
@@ -607,6 +661,8 @@ chmod_request (const char *path,
  *
  * Sets the permission bits of @path, following a symbolic link, like
  * `std::fs::set_permissions`.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_set_permissions_async (QleanMachine        *self,
@@ -630,6 +686,8 @@ qlean_machine_set_permissions_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: %TRUE when set
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_set_permissions_finish (QleanMachine  *self,
@@ -654,6 +712,8 @@ qlean_machine_set_permissions_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_set_permissions_async().
  *
  * Returns: %TRUE when set
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_set_permissions (QleanMachine  *self,

@@ -25,6 +25,8 @@ G_BEGIN_DECLS
  *   files you trust: they become the host user's.
  *
  * How [method@Machine.download_full] treats what comes out of a guest.
+ *
+ * Since: 0.1
  */
 typedef enum /*< flags >*/
 {

@@ -262,6 +262,8 @@ upload_thread (GTask        *task,
  * does not answer, a single file still moves, through the guest agent's
  * guest-file-* calls (several times slower); a directory then fails with
  * %QLEAN_MACHINE_ERROR_FAILED, saying it needs qlean-guest.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_upload_async (QleanMachine        *self,
@@ -286,6 +288,8 @@ qlean_machine_upload_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: %TRUE when everything arrived
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_upload_finish (QleanMachine  *self,
@@ -310,6 +314,8 @@ qlean_machine_upload_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_upload_async().
  *
  * Returns: %TRUE when everything arrived
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_upload (QleanMachine  *self,

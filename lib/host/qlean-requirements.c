@@ -22,6 +22,8 @@ G_DEFINE_BOXED_TYPE (QleanRequirement, qlean_requirement,
  * @requirement: a #QleanRequirement
  *
  * Returns: (transfer full): a copy of @requirement
+ *
+ * Since: 0.1
  */
 QleanRequirement *
 qlean_requirement_copy (const QleanRequirement *requirement)
@@ -42,6 +44,8 @@ qlean_requirement_copy (const QleanRequirement *requirement)
  * @requirement: (nullable): a #QleanRequirement
  *
  * Frees @requirement.
+ *
+ * Since: 0.1
  */
 void
 qlean_requirement_free (QleanRequirement *requirement)
@@ -152,6 +156,8 @@ program_version (const char *program)
  *
  * Returns: (transfer container) (element-type QleanRequirement): the
  *   report; it frees its elements itself (bindings copy them)
+ *
+ * Since: 0.1
  */
 GPtrArray *
 qlean_check_requirements (const char *qemu_binary)
@@ -174,6 +180,8 @@ qlean_check_requirements (const char *qemu_binary)
  *
  * Returns: (transfer container) (element-type QleanRequirement): the
  *   report; it frees its elements itself (bindings copy them)
+ *
+ * Since: 0.1
  */
 GPtrArray *
 qlean_check_requirements_for_arch (const char *qemu_binary,
@@ -249,6 +257,8 @@ qlean_check_requirements_for_arch (const char *qemu_binary,
  *   qlean_check_requirements()
  *
  * Returns: whether every required piece is there
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_requirements_met (GPtrArray *report)
@@ -274,6 +284,8 @@ qlean_requirements_met (GPtrArray *report)
  *
  * Returns: (transfer full) (type filename): the directory, or %NULL with
  *   @error set
+ *
+ * Since: 0.1
  */
 char *
 qlean_get_run_base_dir (GError **error)

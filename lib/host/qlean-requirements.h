@@ -27,6 +27,8 @@ G_BEGIN_DECLS
  * @hint: (nullable): the command that installs it, when it is missing
  *
  * One line of the host report made by qlean_check_requirements().
+ *
+ * Since: 0.1
  */
 typedef struct
 {

@@ -494,6 +494,8 @@ add_cached_custom_images (GPtrArray  *images,
  *
  * Returns: (transfer container) (element-type QleanImage): the images;
  *   the array drops its references itself (bindings take their own)
+ *
+ * Since: 0.1
  */
 GPtrArray *
 qlean_image_list_available (void)

@@ -26,6 +26,8 @@ G_BEGIN_DECLS
  *   [ctor@Image.new_from_url].
  *
  * Which distribution an image comes from.
+ *
+ * Since: 0.1
  */
 typedef enum
 {

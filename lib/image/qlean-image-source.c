@@ -428,6 +428,8 @@ qlean_image_source_prepare (QleanImageSource  *source,
  *
  * Returns: the image's distribution; %QLEAN_DISTRO_CUSTOM for custom,
  *   minimal and file images
+ *
+ * Since: 0.1
  */
 QleanDistro
 qlean_image_get_distro (QleanImage *self)
@@ -442,6 +444,8 @@ qlean_image_get_distro (QleanImage *self)
  * @self: a #QleanImage
  *
  * Returns: the guest architecture, in Debian's words (`amd64`)
+ *
+ * Since: 0.1
  */
 const char *
 qlean_image_get_arch (QleanImage *self)
@@ -457,6 +461,8 @@ qlean_image_get_arch (QleanImage *self)
  *
  * Returns: (transfer full) (nullable): where the image is downloaded
  *   from, with the mirror applied; %NULL for minimal and file images
+ *
+ * Since: 0.1
  */
 char *
 qlean_image_dup_url (QleanImage *self)
@@ -474,6 +480,8 @@ qlean_image_dup_url (QleanImage *self)
  * @self: a #QleanImage
  *
  * Returns: the value of [property@Image:download-progress]
+ *
+ * Since: 0.1
  */
 double
 qlean_image_get_download_progress (QleanImage *self)
@@ -501,6 +509,8 @@ qlean_image_get_download_progress (QleanImage *self)
  * Returns: (transfer full) (nullable) (type filename): the cached file,
  *   or %NULL when the image is not downloaded (or not a downloadable
  *   image)
+ *
+ * Since: 0.1
  */
 char *
 qlean_image_get_cached_path (QleanImage *self)
@@ -608,6 +618,8 @@ pull_thread (GTask        *task,
  * and [signal@Image::progress].
  *
  * Minimal and file images have nothing to pull: it succeeds at once.
+ *
+ * Since: 0.1
  */
 void
 qlean_image_pull_async (QleanImage          *self,
@@ -631,6 +643,8 @@ qlean_image_pull_async (QleanImage          *self,
  * Finishes qlean_image_pull_async().
  *
  * Returns: %TRUE when the image is in the cache, verified
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_image_pull_finish (QleanImage    *self,
@@ -654,6 +668,8 @@ qlean_image_pull_finish (QleanImage    *self,
  * Blocking twin of qlean_image_pull_async().
  *
  * Returns: %TRUE when the image is in the cache, verified
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_image_pull (QleanImage    *self,
@@ -755,6 +771,8 @@ verify_thread (GTask        *task,
  * with %QLEAN_IMAGE_ERROR_CHECKSUM_MISMATCH. Fails with
  * %QLEAN_IMAGE_ERROR_NOT_FOUND when the image is not cached. This is
  * `qlean image verify`; using an image never hashes it again.
+ *
+ * Since: 0.1
  */
 void
 qlean_image_verify_async (QleanImage          *self,
@@ -778,6 +796,8 @@ qlean_image_verify_async (QleanImage          *self,
  * Finishes qlean_image_verify_async().
  *
  * Returns: %TRUE when the cached image has the right digest
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_image_verify_finish (QleanImage    *self,
@@ -801,6 +821,8 @@ qlean_image_verify_finish (QleanImage    *self,
  * Blocking twin of qlean_image_verify_async().
  *
  * Returns: %TRUE when the cached image has the right digest
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_image_verify (QleanImage    *self,

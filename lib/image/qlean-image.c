@@ -44,6 +44,8 @@
  * An image is prepared (built, downloaded, checked) by
  * [method@Image.prepare]; starting a machine prepares its image first, so
  * calling it yourself is only useful to do the work ahead of time.
+ *
+ * Since: 0.1
  */
 
 struct _QleanImage
@@ -194,6 +196,8 @@ qlean_image_class_init (QleanImageClass *klass)
    * QleanImage:kind:
    *
    * Where the image comes from.
+   *
+   * Since: 0.1
    */
   properties[PROP_KIND] =
     g_param_spec_enum ("kind", NULL, NULL, QLEAN_TYPE_IMAGE_KIND, QLEAN_IMAGE_KIND_MINIMAL,
@@ -204,6 +208,8 @@ qlean_image_class_init (QleanImageClass *klass)
    *
    * A short name for listings: `minimal`, a file's basename, or a
    * distribution image's catalog name.
+   *
+   * Since: 0.1
    */
   properties[PROP_NAME] =
     g_param_spec_string ("name", NULL, NULL, NULL,
@@ -218,6 +224,8 @@ qlean_image_class_init (QleanImageClass *klass)
    * catalog entry; a minimal image the one it was made for; file and
    * custom images x86-64 unless set with
    * [method@Image.set_guest_arch].
+   *
+   * Since: 0.1
    */
   properties[PROP_GUEST_ARCH] =
     g_param_spec_enum ("guest-arch", NULL, NULL, QLEAN_TYPE_ARCH, QLEAN_ARCH_X86_64,
@@ -228,6 +236,8 @@ qlean_image_class_init (QleanImageClass *klass)
    *
    * The distribution of a catalog image, %QLEAN_DISTRO_CUSTOM for
    * images from a URL or file (and for the minimal and file images).
+   *
+   * Since: 0.1
    */
   properties[PROP_DISTRO] =
     g_param_spec_enum ("distro", NULL, NULL, QLEAN_TYPE_DISTRO, QLEAN_DISTRO_CUSTOM,
@@ -238,6 +248,8 @@ qlean_image_class_init (QleanImageClass *klass)
    *
    * The guest architecture, in Debian's words (`amd64`, `arm64`). It is
    * part of the cache key. Only `amd64` images can be pulled for now.
+   *
+   * Since: 0.1
    */
   properties[PROP_ARCH] =
     g_param_spec_string ("arch", NULL, NULL, QLEAN_DISTRO_SUPPORTED_ARCH,
@@ -247,6 +259,8 @@ qlean_image_class_init (QleanImageClass *klass)
    * QleanImage:release:
    *
    * The distribution release of a catalog image (`13`, `24.04`).
+   *
+   * Since: 0.1
    */
   properties[PROP_RELEASE] =
     g_param_spec_string ("release", NULL, NULL, NULL,
@@ -257,6 +271,8 @@ qlean_image_class_init (QleanImageClass *klass)
    *
    * The other names of a catalog image (`debian-13` for
    * `debian-13-generic-amd64`).
+   *
+   * Since: 0.1
    */
   properties[PROP_ALIASES] =
     g_param_spec_boxed ("aliases", NULL, NULL, G_TYPE_STRV,
@@ -267,6 +283,8 @@ qlean_image_class_init (QleanImageClass *klass)
    *
    * Where the image is downloaded from, with [property@Image:mirror]
    * applied; a `file://` URL for custom images from a file.
+   *
+   * Since: 0.1
    */
   properties[PROP_URL] =
     g_param_spec_string ("url", NULL, NULL, NULL,
@@ -277,6 +295,8 @@ qlean_image_class_init (QleanImageClass *klass)
    *
    * The checksum file a catalog image is verified against, with
    * [property@Image:mirror] applied.
+   *
+   * Since: 0.1
    */
   properties[PROP_CHECKSUM_URL] =
     g_param_spec_string ("checksum-url", NULL, NULL, NULL,
@@ -287,6 +307,8 @@ qlean_image_class_init (QleanImageClass *klass)
    *
    * The disk format of the download, `qcow2` or `raw`; %NULL when it is
    * found out from the file.
+   *
+   * Since: 0.1
    */
   properties[PROP_FORMAT] =
     g_param_spec_string ("format", NULL, NULL, NULL,
@@ -302,6 +324,8 @@ qlean_image_class_init (QleanImageClass *klass)
    * for an Ubuntu image, whose signature is checked with Ubuntu's key
    * whatever the mirror). Defaults to `$QLEAN_IMAGE_MIRROR`. Set it
    * before the image is pulled.
+   *
+   * Since: 0.1
    */
   properties[PROP_MIRROR] =
     g_param_spec_string ("mirror", NULL, NULL, NULL,
@@ -314,6 +338,8 @@ qlean_image_class_init (QleanImageClass *klass)
    * to 1; 0 while the size is unknown. Notified on the thread-default
    * main context of the thread that created the image, at most ten times
    * a second; the download itself never waits for that context.
+   *
+   * Since: 0.1
    */
   properties[PROP_DOWNLOAD_PROGRESS] =
     g_param_spec_double ("download-progress", NULL, NULL, 0.0, 1.0, 0.0,
@@ -326,6 +352,8 @@ qlean_image_class_init (QleanImageClass *klass)
    * distribution stops publishing security updates for it), as
    * `YYYY-MM-DD`; %NULL for rolling releases and custom images. Pulling
    * an image past that day logs a message saying so.
+   *
+   * Since: 0.1
    */
   properties[PROP_EOL] =
     g_param_spec_string ("eol", NULL, NULL, NULL,
@@ -340,6 +368,8 @@ qlean_image_class_init (QleanImageClass *klass)
    * from it. A signature that does not verify fails the pull with
    * %QLEAN_IMAGE_ERROR_BAD_SIGNATURE. %FALSE for distributions that do
    * not sign their cloud images' checksums (Debian) and custom images.
+   *
+   * Since: 0.1
    */
   properties[PROP_SIGNED] =
     g_param_spec_boolean ("signed", NULL, NULL, FALSE,
@@ -356,6 +386,8 @@ qlean_image_class_init (QleanImageClass *klass)
    * Emitted as a download or a verification goes on, on the
    * thread-default main context of the thread that created the image,
    * at most ten times a second and once at the end.
+   *
+   * Since: 0.1
    */
   progress_signal =
     g_signal_new ("progress", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
@@ -408,6 +440,8 @@ qlean_image_new_distro (const char *name)
  * `qemu-system-aarch64` (or the architecture's QEMU) under TCG.
  *
  * Returns: (transfer full): a new #QleanImage
+ *
+ * Since: 0.1
  */
 QleanImage *
 qlean_image_new_minimal_for_arch (QleanArch arch)
@@ -430,6 +464,8 @@ qlean_image_new_minimal_for_arch (QleanArch arch)
  * until the image is prepared.
  *
  * Returns: (transfer full): a new #QleanImage
+ *
+ * Since: 0.1
  */
 QleanImage *
 qlean_image_new_minimal (void)
@@ -453,6 +489,8 @@ qlean_image_new_minimal (void)
  * again.
  *
  * Returns: (transfer full): a new #QleanImage
+ *
+ * Since: 0.1
  */
 QleanImage *
 qlean_image_new_from_file (const char *path)
@@ -518,6 +556,8 @@ qlean_image_new_from_catalog_entry (const QleanCatalogEntry *entry)
  * %QLEAN_IMAGE_ERROR_NOT_FOUND.
  *
  * Returns: (transfer full): a new #QleanImage
+ *
+ * Since: 0.1
  */
 QleanImage *
 qlean_image_new_from_distro (QleanDistro  distro,
@@ -559,6 +599,8 @@ qlean_image_new_from_distro (QleanDistro  distro,
  *
  * Returns: (transfer full): a new #QleanImage, or %NULL with
  *   %QLEAN_IMAGE_ERROR_NOT_FOUND naming the known images
+ *
+ * Since: 0.1
  */
 QleanImage *
 qlean_image_new_from_catalog (const char  *name,
@@ -615,6 +657,8 @@ strip_extension (const char *file_name)
  *
  * Returns: (transfer full): a new #QleanImage, or %NULL with
  *   %QLEAN_IMAGE_ERROR_INVALID_SOURCE
+ *
+ * Since: 0.1
  */
 QleanImage *
 qlean_image_new_from_url (const char  *url_or_path,
@@ -728,6 +772,8 @@ qlean_image_get_source (QleanImage *self)
  * @self: a #QleanImage
  *
  * Returns: where the image comes from
+ *
+ * Since: 0.1
  */
 QleanImageKind
 qlean_image_get_kind (QleanImage *self)
@@ -742,6 +788,8 @@ qlean_image_get_kind (QleanImage *self)
  * @self: a #QleanImage
  *
  * Returns: the image's short name
+ *
+ * Since: 0.1
  */
 const char *
 qlean_image_get_name (QleanImage *self)
@@ -756,6 +804,8 @@ qlean_image_get_name (QleanImage *self)
  * @self: a #QleanImage
  *
  * Returns: the guest architecture (see [property@Image:guest-arch])
+ *
+ * Since: 0.1
  */
 QleanArch
 qlean_image_get_guest_arch (QleanImage *self)
@@ -777,6 +827,8 @@ qlean_image_get_guest_arch (QleanImage *self)
  * Says which architecture a file or custom image is for; Qlean cannot
  * tell from the disk alone before preparing it. Catalog and minimal
  * images have theirs from where they come from.
+ *
+ * Since: 0.1
  */
 void
 qlean_image_set_guest_arch (QleanImage *self,
@@ -804,6 +856,8 @@ qlean_image_set_guest_arch (QleanImage *self,
  * @self: a #QleanImage
  *
  * Returns: (nullable): the kernel to boot directly, once prepared
+ *
+ * Since: 0.1
  */
 const char *
 qlean_image_get_kernel (QleanImage *self)
@@ -818,6 +872,8 @@ qlean_image_get_kernel (QleanImage *self)
  * @self: a #QleanImage
  *
  * Returns: (nullable): the initrd, once prepared
+ *
+ * Since: 0.1
  */
 const char *
 qlean_image_get_initrd (QleanImage *self)
@@ -833,6 +889,8 @@ qlean_image_get_initrd (QleanImage *self)
  *
  * Returns: (nullable): the base disk image, once prepared; the minimal
  *   image has none
+ *
+ * Since: 0.1
  */
 const char *
 qlean_image_get_disk (QleanImage *self)
@@ -847,6 +905,8 @@ qlean_image_get_disk (QleanImage *self)
  * @self: a #QleanImage
  *
  * Returns: (nullable): the kernel command line, once prepared
+ *
+ * Since: 0.1
  */
 const char *
 qlean_image_get_cmdline (QleanImage *self)
@@ -862,6 +922,8 @@ qlean_image_get_cmdline (QleanImage *self)
  *
  * Returns: the memory a machine gets when its configuration leaves
  *   [property@MachineConfig:memory-mib] at 0
+ *
+ * Since: 0.1
  */
 guint
 qlean_image_get_default_memory_mib (QleanImage *self)
@@ -876,6 +938,8 @@ qlean_image_get_default_memory_mib (QleanImage *self)
  * @self: a #QleanImage
  *
  * Returns: whether [method@Image.prepare] has succeeded
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_image_is_prepared (QleanImage *self)
@@ -896,6 +960,8 @@ qlean_image_is_prepared (QleanImage *self)
  * @self: a #QleanImage
  *
  * Returns: (transfer full) (nullable): the value of [property@Image:mirror]
+ *
+ * Since: 0.1
  */
 char *
 qlean_image_dup_mirror (QleanImage *self)
@@ -920,6 +986,8 @@ qlean_image_dup_mirror (QleanImage *self)
  *   distribution's own servers
  *
  * Sets [property@Image:mirror].
+ *
+ * Since: 0.1
  */
 void
 qlean_image_set_mirror (QleanImage *self,
@@ -1149,6 +1217,8 @@ qlean_image_prepare_thread (GTask        *task,
  *
  * Builds, downloads or checks the image, on a worker thread. Cheap when
  * it is already prepared or cached.
+ *
+ * Since: 0.1
  */
 void
 qlean_image_prepare_async (QleanImage          *self,
@@ -1182,6 +1252,8 @@ qlean_image_prepare_async (QleanImage          *self,
  * Finishes qlean_image_prepare_async().
  *
  * Returns: %TRUE when the image is ready to boot
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_image_prepare_finish (QleanImage    *self,
@@ -1205,6 +1277,8 @@ qlean_image_prepare_finish (QleanImage    *self,
  * Blocking twin of qlean_image_prepare_async().
  *
  * Returns: %TRUE when the image is ready to boot
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_image_prepare (QleanImage    *self,

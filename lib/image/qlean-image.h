@@ -24,6 +24,8 @@ G_BEGIN_DECLS
  * @QLEAN_IMAGE_KIND_DISTRO: a distribution's cloud image.
  *
  * Where an image comes from.
+ *
+ * Since: 0.1
  */
 typedef enum
 {

@@ -95,6 +95,8 @@ qlean_arch_get_info (QleanArch arch)
  * is none of #QleanArch's counts as x86-64.
  *
  * Returns: the host's architecture
+ *
+ * Since: 0.1
  */
 QleanArch
 qlean_arch_get_host (void)
@@ -126,6 +128,8 @@ qlean_arch_is_host (QleanArch arch)
  *
  * Returns: the kernel's name of @arch (`x86_64`, `aarch64`, `riscv64`),
  *   which is also its #GEnumValue nick
+ *
+ * Since: 0.1
  */
 const char *
 qlean_arch_to_string (QleanArch arch)
@@ -140,6 +144,8 @@ qlean_arch_to_string (QleanArch arch)
  * @arch: (out): where to store the architecture
  *
  * Returns: whether @name is a known architecture
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_arch_from_string (const char *name,

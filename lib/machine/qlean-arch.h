@@ -24,6 +24,8 @@ G_BEGIN_DECLS
  * The architecture of a guest. A guest of another architecture than the
  * host's runs under TCG, QEMU's emulation, which costs about what an
  * x86-64 guest costs without KVM.
+ *
+ * Since: 0.1
  */
 typedef enum
 {

@@ -457,6 +457,8 @@ export_boot_files (QleanMachine *self,
  * 0600: it holds the guest's memory. A machine that is starting cannot
  * be exported (%QLEAN_MACHINE_ERROR_INVALID_STATE), nor one that is only
  * attached ([func@Machine.attach]).
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_export_async (QleanMachine        *self,
@@ -575,6 +577,8 @@ qlean_machine_export_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: %TRUE when the archive is written
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_export_finish (QleanMachine  *self,
@@ -598,6 +602,8 @@ qlean_machine_export_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_export_async().
  *
  * Returns: %TRUE when the archive is written
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_export (QleanMachine  *self,

@@ -28,6 +28,8 @@ G_BEGIN_DECLS
  *
  * What [func@Machine.import_full] takes from an archive beyond what is
  * always safe.
+ *
+ * Since: 0.1
  */
 typedef enum /*< flags >*/
 {

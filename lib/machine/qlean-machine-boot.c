@@ -603,6 +603,8 @@ qlean_machine_first_spawn_cb (GObject      *source,
  * report when it did not succeed. Later boots ([method@Machine.spawn])
  * keep what the first one did and skip cloud-init. For images without
  * cloud-init, the same as [method@Machine.spawn].
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_initialize_async (QleanMachine        *self,
@@ -627,6 +629,8 @@ qlean_machine_initialize_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: %TRUE once the first boot is complete
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_initialize_finish (QleanMachine  *self,
@@ -650,6 +654,8 @@ qlean_machine_initialize_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_initialize_async().
  *
  * Returns: %TRUE once the first boot is complete
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_initialize (QleanMachine  *self,

@@ -25,6 +25,8 @@
  *
  * A machine takes a copy of its configuration when it is created; later
  * changes to the config do not affect it.
+ *
+ * Since: 0.1
  */
 
 struct _QleanMachineConfig
@@ -178,6 +180,8 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * QleanMachineConfig:cores:
    *
    * Number of virtual CPUs.
+   *
+   * Since: 0.1
    */
   properties[PROP_CORES] =
     g_param_spec_uint ("cores", NULL, NULL, 1, 255, 1, flags);
@@ -187,6 +191,8 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    *
    * Guest memory in MiB; 0 takes the image's default (256 MiB for the
    * minimal image, 1024 MiB for distribution images).
+   *
+   * Since: 0.1
    */
   properties[PROP_MEMORY_MIB] =
     g_param_spec_uint ("memory-mib", NULL, NULL, 0, 1024 * 1024, 0, flags);
@@ -197,6 +203,8 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * Size of the machine's disk in GiB; 0 keeps the image's size. The
    * minimal image has no disk unless this is set, in which case it gets
    * an empty scratch disk of this size.
+   *
+   * Since: 0.1
    */
   properties[PROP_DISK_GIB] =
     g_param_spec_uint ("disk-gib", NULL, NULL, 0, 64 * 1024, 0, flags);
@@ -206,6 +214,8 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    *
    * Whether the machine's run directory (sockets, logs, overlay disks) is
    * removed when the machine stops. Turn it off to inspect a failure.
+   *
+   * Since: 0.1
    */
   properties[PROP_CLEAR] =
     g_param_spec_boolean ("clear", NULL, NULL, TRUE, flags);
@@ -215,6 +225,8 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    *
    * The QEMU system emulator to run, a path or a name looked up in PATH;
    * %NULL means `qemu-system-x86_64`.
+   *
+   * Since: 0.1
    */
   properties[PROP_QEMU_BINARY] =
     g_param_spec_string ("qemu-binary", NULL, NULL, NULL, flags);
@@ -223,6 +235,8 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * QleanMachineConfig:accel:
    *
    * The accelerator: KVM when usable, else TCG, by default.
+   *
+   * Since: 0.1
    */
   properties[PROP_ACCEL] =
     g_param_spec_enum ("accel", NULL, NULL, QLEAN_TYPE_ACCEL, QLEAN_ACCEL_AUTO, flags);
@@ -231,6 +245,8 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * QleanMachineConfig:kernel:
    *
    * A kernel to boot instead of the image's.
+   *
+   * Since: 0.1
    */
   properties[PROP_KERNEL] =
     g_param_spec_string ("kernel", NULL, NULL, NULL, flags);
@@ -239,6 +255,8 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * QleanMachineConfig:initrd:
    *
    * An initrd to boot instead of the image's.
+   *
+   * Since: 0.1
    */
   properties[PROP_INITRD] =
     g_param_spec_string ("initrd", NULL, NULL, NULL, flags);
@@ -247,6 +265,8 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * QleanMachineConfig:cmdline:
    *
    * Extra kernel command line parameters, appended to the image's.
+   *
+   * Since: 0.1
    */
   properties[PROP_CMDLINE] =
     g_param_spec_string ("cmdline", NULL, NULL, NULL, flags);
@@ -255,6 +275,8 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * QleanMachineConfig:extra-args:
    *
    * Extra arguments appended to QEMU's command line.
+   *
+   * Since: 0.1
    */
   properties[PROP_EXTRA_ARGS] =
     g_param_spec_boxed ("extra-args", NULL, NULL, G_TYPE_STRV, flags);
@@ -269,6 +291,8 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * guest then gets its own hostname, clock, random state and, on a
    * network, MAC and address. Machines with a disk or extra QEMU
    * arguments always boot.
+   *
+   * Since: 0.1
    */
   properties[PROP_FAST_START] =
     g_param_spec_boolean ("fast-start", NULL, NULL, TRUE, flags);
@@ -284,6 +308,8 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * The template lives beside the saved boot and is never written
    * after it is made. Where a host cannot map it, machines start the
    * old way and the reason is logged (domain `qlean`).
+   *
+   * Since: 0.1
    */
   properties[PROP_MEMORY_TEMPLATE] =
     g_param_spec_boolean ("memory-template", NULL, NULL, TRUE, flags);
@@ -300,6 +326,8 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * for it. %NULL (the default) means no bridge: use a
    * [class@Network] for rootless networking instead; a machine cannot
    * have both. Machines on a bridge always boot (no fast start).
+   *
+   * Since: 0.1
    */
   properties[PROP_BRIDGE] =
     g_param_spec_string ("bridge", NULL, NULL, NULL, flags);
@@ -322,6 +350,8 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * agent speaks JSON). Sharing the machine (`qlean start`), processes
    * with live output or a terminal, and port forwarding need qlean-guest:
    * they fail with an error that says so.
+   *
+   * Since: 0.1
    */
   properties[PROP_GUEST_TRANSPORT] =
     g_param_spec_enum ("guest-transport", NULL, NULL, QLEAN_TYPE_GUEST_TRANSPORT,
@@ -348,6 +378,8 @@ qlean_machine_config_init (QleanMachineConfig *self)
  * size, the image's disk size, KVM when usable.
  *
  * Returns: (transfer full): a new #QleanMachineConfig
+ *
+ * Since: 0.1
  */
 QleanMachineConfig *
 qlean_machine_config_new (void)
@@ -360,6 +392,8 @@ qlean_machine_config_new (void)
  * @self: a #QleanMachineConfig
  *
  * Returns: (transfer full): a copy of @self
+ *
+ * Since: 0.1
  */
 QleanMachineConfig *
 qlean_machine_config_copy (QleanMachineConfig *self)
@@ -436,6 +470,8 @@ qlean_machine_config_copy (QleanMachineConfig *self)
  * @self: a #QleanMachineConfig
  *
  * Returns: the number of virtual CPUs
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_config_set_cores:
@@ -443,6 +479,8 @@ qlean_machine_config_copy (QleanMachineConfig *self)
  * @cores: the number of virtual CPUs
  *
  * Sets [property@MachineConfig:cores].
+ *
+ * Since: 0.1
  */
 DEFINE_UINT_ACCESSORS (cores, PROP_CORES)
 
@@ -451,6 +489,8 @@ DEFINE_UINT_ACCESSORS (cores, PROP_CORES)
  * @self: a #QleanMachineConfig
  *
  * Returns: the guest memory in MiB, 0 for the image's default
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_config_set_memory_mib:
@@ -458,6 +498,8 @@ DEFINE_UINT_ACCESSORS (cores, PROP_CORES)
  * @memory_mib: guest memory in MiB, 0 for the image's default
  *
  * Sets [property@MachineConfig:memory-mib].
+ *
+ * Since: 0.1
  */
 DEFINE_UINT_ACCESSORS (memory_mib, PROP_MEMORY_MIB)
 
@@ -466,6 +508,8 @@ DEFINE_UINT_ACCESSORS (memory_mib, PROP_MEMORY_MIB)
  * @self: a #QleanMachineConfig
  *
  * Returns: the disk size in GiB, 0 for the image's size
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_config_set_disk_gib:
@@ -473,6 +517,8 @@ DEFINE_UINT_ACCESSORS (memory_mib, PROP_MEMORY_MIB)
  * @disk_gib: the disk size in GiB, 0 for the image's size
  *
  * Sets [property@MachineConfig:disk-gib].
+ *
+ * Since: 0.1
  */
 DEFINE_UINT_ACCESSORS (disk_gib, PROP_DISK_GIB)
 
@@ -481,6 +527,8 @@ DEFINE_UINT_ACCESSORS (disk_gib, PROP_DISK_GIB)
  * @self: a #QleanMachineConfig
  *
  * Returns: (nullable): the QEMU binary, %NULL for the default
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_config_set_qemu_binary:
@@ -488,6 +536,8 @@ DEFINE_UINT_ACCESSORS (disk_gib, PROP_DISK_GIB)
  * @qemu_binary: (nullable): a path or a name in PATH
  *
  * Sets [property@MachineConfig:qemu-binary].
+ *
+ * Since: 0.1
  */
 DEFINE_STRING_ACCESSORS (qemu_binary, PROP_QEMU_BINARY)
 
@@ -496,6 +546,8 @@ DEFINE_STRING_ACCESSORS (qemu_binary, PROP_QEMU_BINARY)
  * @self: a #QleanMachineConfig
  *
  * Returns: (nullable): the kernel override
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_config_set_kernel:
@@ -503,6 +555,8 @@ DEFINE_STRING_ACCESSORS (qemu_binary, PROP_QEMU_BINARY)
  * @kernel: (nullable): a kernel image path
  *
  * Sets [property@MachineConfig:kernel].
+ *
+ * Since: 0.1
  */
 DEFINE_STRING_ACCESSORS (kernel, PROP_KERNEL)
 
@@ -511,6 +565,8 @@ DEFINE_STRING_ACCESSORS (kernel, PROP_KERNEL)
  * @self: a #QleanMachineConfig
  *
  * Returns: (nullable): the initrd override
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_config_set_initrd:
@@ -518,6 +574,8 @@ DEFINE_STRING_ACCESSORS (kernel, PROP_KERNEL)
  * @initrd: (nullable): an initrd path
  *
  * Sets [property@MachineConfig:initrd].
+ *
+ * Since: 0.1
  */
 DEFINE_STRING_ACCESSORS (initrd, PROP_INITRD)
 
@@ -526,6 +584,8 @@ DEFINE_STRING_ACCESSORS (initrd, PROP_INITRD)
  * @self: a #QleanMachineConfig
  *
  * Returns: (nullable): the extra kernel parameters
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_config_set_cmdline:
@@ -533,6 +593,8 @@ DEFINE_STRING_ACCESSORS (initrd, PROP_INITRD)
  * @cmdline: (nullable): extra kernel parameters
  *
  * Sets [property@MachineConfig:cmdline].
+ *
+ * Since: 0.1
  */
 DEFINE_STRING_ACCESSORS (cmdline, PROP_CMDLINE)
 
@@ -541,6 +603,8 @@ DEFINE_STRING_ACCESSORS (cmdline, PROP_CMDLINE)
  * @self: a #QleanMachineConfig
  *
  * Returns: (nullable): the host bridge the network card plugs into
+ *
+ * Since: 0.1
  */
 /**
  * qlean_machine_config_set_bridge:
@@ -548,6 +612,8 @@ DEFINE_STRING_ACCESSORS (cmdline, PROP_CMDLINE)
  * @bridge: (nullable): a host bridge name such as `qlbr0`, or %NULL
  *
  * Sets [property@MachineConfig:bridge].
+ *
+ * Since: 0.1
  */
 DEFINE_STRING_ACCESSORS (bridge, PROP_BRIDGE)
 
@@ -556,6 +622,8 @@ DEFINE_STRING_ACCESSORS (bridge, PROP_BRIDGE)
  * @self: a #QleanMachineConfig
  *
  * Returns: whether the run directory is removed when the machine stops
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_config_get_clear (QleanMachineConfig *self)
@@ -571,6 +639,8 @@ qlean_machine_config_get_clear (QleanMachineConfig *self)
  * @clear: whether to remove the run directory when the machine stops
  *
  * Sets [property@MachineConfig:clear].
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_config_set_clear (QleanMachineConfig *self,
@@ -591,6 +661,8 @@ qlean_machine_config_set_clear (QleanMachineConfig *self,
  * @self: a #QleanMachineConfig
  *
  * Returns: the accelerator
+ *
+ * Since: 0.1
  */
 QleanAccel
 qlean_machine_config_get_accel (QleanMachineConfig *self)
@@ -606,6 +678,8 @@ qlean_machine_config_get_accel (QleanMachineConfig *self)
  * @accel: the accelerator
  *
  * Sets [property@MachineConfig:accel].
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_config_set_accel (QleanMachineConfig *self,
@@ -626,6 +700,8 @@ qlean_machine_config_set_accel (QleanMachineConfig *self,
  *
  * Returns: (transfer none) (nullable) (array zero-terminated=1): extra
  *   QEMU arguments
+ *
+ * Since: 0.1
  */
 const char * const *
 qlean_machine_config_get_extra_args (QleanMachineConfig *self)
@@ -641,6 +717,8 @@ qlean_machine_config_get_extra_args (QleanMachineConfig *self)
  * @extra_args: (nullable) (array zero-terminated=1): extra QEMU arguments
  *
  * Sets [property@MachineConfig:extra-args].
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_config_set_extra_args (QleanMachineConfig *self,
@@ -658,6 +736,8 @@ qlean_machine_config_set_extra_args (QleanMachineConfig *self,
  * @self: a #QleanMachineConfig
  *
  * Returns: whether minimal-image machines start from a saved boot
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_config_get_fast_start (QleanMachineConfig *self)
@@ -673,6 +753,8 @@ qlean_machine_config_get_fast_start (QleanMachineConfig *self)
  * @fast_start: whether to start from a saved boot when possible
  *
  * Sets [property@MachineConfig:fast-start].
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_config_set_fast_start (QleanMachineConfig *self,
@@ -694,6 +776,8 @@ qlean_machine_config_set_fast_start (QleanMachineConfig *self,
  *
  * Returns: whether fast starts map their guest memory from a shared,
  *   copy-on-write template
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_config_get_memory_template (QleanMachineConfig *self)
@@ -709,6 +793,8 @@ qlean_machine_config_get_memory_template (QleanMachineConfig *self)
  * @memory_template: whether fast starts share a memory template
  *
  * Sets [property@MachineConfig:memory-template].
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_config_set_memory_template (QleanMachineConfig *self,
@@ -730,6 +816,8 @@ qlean_machine_config_set_memory_template (QleanMachineConfig *self,
  *
  * Returns: the transport a machine of this configuration uses to reach
  *   its guest
+ *
+ * Since: 0.1
  */
 QleanGuestTransport
 qlean_machine_config_get_guest_transport (QleanMachineConfig *self)
@@ -745,6 +833,8 @@ qlean_machine_config_get_guest_transport (QleanMachineConfig *self)
  * @guest_transport: the transport to use
  *
  * Sets [property@MachineConfig:guest-transport].
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_config_set_guest_transport (QleanMachineConfig  *self,
@@ -777,6 +867,8 @@ qlean_machine_config_set_guest_transport (QleanMachineConfig  *self,
  * %QLEAN_SHARE_NONE.
  *
  * Returns: %TRUE, or %FALSE with @error set when a path is unusable
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_config_add_share (QleanMachineConfig  *self,
@@ -835,6 +927,8 @@ guest_path_is_clean (const char *path)
  * Returns: %TRUE, or %FALSE with @error set (%QLEAN_MACHINE_ERROR_INVALID_CONFIG)
  *   when @host_path is not an existing directory or @guest_path is not a
  *   clean absolute path other than `/`, or is shared already
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_config_add_share_full (QleanMachineConfig  *self,
@@ -902,6 +996,8 @@ qlean_machine_config_add_share_full (QleanMachineConfig  *self,
  * @self: a #QleanMachineConfig
  *
  * Returns: how many host folders are shared
+ *
+ * Since: 0.1
  */
 guint
 qlean_machine_config_get_n_shares (QleanMachineConfig *self)
@@ -920,6 +1016,8 @@ qlean_machine_config_get_n_shares (QleanMachineConfig *self)
  *
  * Returns: (type filename) (transfer none): the shared host directory,
  *   resolved to its canonical path
+ *
+ * Since: 0.1
  */
 const char *
 qlean_machine_config_get_share (QleanMachineConfig  *self,
@@ -946,6 +1044,8 @@ qlean_machine_config_get_share (QleanMachineConfig  *self,
  * @self: a #QleanMachineConfig
  *
  * Removes every shared folder.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_config_clear_shares (QleanMachineConfig *self)

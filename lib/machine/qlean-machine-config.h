@@ -30,6 +30,8 @@ G_BEGIN_DECLS
  *
  * How a host folder is shared with a machine; see
  * [method@MachineConfig.add_share_full].
+ *
+ * Since: 0.1
  */
 typedef enum /*< flags >*/
 {
@@ -45,6 +47,8 @@ typedef enum /*< flags >*/
  * @QLEAN_ACCEL_TCG: QEMU's software emulation, which works everywhere.
  *
  * How QEMU runs guest code.
+ *
+ * Since: 0.1
  */
 typedef enum
 {
@@ -65,6 +69,8 @@ typedef enum
  * Which channel runs processes and moves files in the guest. The choice
  * is made once, when the machine becomes ready, and kept for the whole
  * run (see [property@Machine:guest-transport]).
+ *
+ * Since: 0.1
  */
 typedef enum
 {

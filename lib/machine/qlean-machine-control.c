@@ -277,6 +277,8 @@ qlean_machine_exec_in_worker (gpointer user_data)
  * For more, read a [class@GuestProcess]'s pipes. Errors are for a
  * machine that is not running (%QLEAN_MACHINE_ERROR_INVALID_STATE), or that died
  * meanwhile (%QLEAN_MACHINE_ERROR_CRASHED).
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_exec_async (QleanMachine        *self,
@@ -371,6 +373,8 @@ qlean_machine_run_starting_async (QleanMachine        *self,
  * Finishes qlean_machine_exec_async().
  *
  * Returns: (transfer full): the command's result, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanExecResult *
 qlean_machine_exec_finish (QleanMachine  *self,
@@ -395,6 +399,8 @@ qlean_machine_exec_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_exec_async().
  *
  * Returns: (transfer full): the command's result, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanExecResult *
 qlean_machine_exec (QleanMachine  *self,
@@ -577,6 +583,8 @@ qlean_machine_stop_async (QleanMachine        *self,
  * QMP `quit`, SIGTERM and SIGKILL. Completes when QEMU has exited and the
  * run directory is gone; the machine is then STOPPED. Shutting down a
  * machine that does not run succeeds at once.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_shutdown_async (QleanMachine        *self,
@@ -597,6 +605,8 @@ qlean_machine_shutdown_async (QleanMachine        *self,
  * Finishes qlean_machine_shutdown_async().
  *
  * Returns: %TRUE once QEMU has exited
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_shutdown_finish (QleanMachine  *self,
@@ -620,6 +630,8 @@ qlean_machine_shutdown_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_shutdown_async().
  *
  * Returns: %TRUE once QEMU has exited
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_shutdown (QleanMachine  *self,
@@ -647,6 +659,8 @@ qlean_machine_shutdown (QleanMachine  *self,
  *
  * Kills QEMU with SIGKILL, without asking the guest. Completes when QEMU
  * has exited and the run directory is gone; the machine is then STOPPED.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_kill_async (QleanMachine        *self,
@@ -667,6 +681,8 @@ qlean_machine_kill_async (QleanMachine        *self,
  * Finishes qlean_machine_kill_async().
  *
  * Returns: %TRUE once QEMU has exited
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_kill_finish (QleanMachine  *self,
@@ -690,6 +706,8 @@ qlean_machine_kill_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_kill_async().
  *
  * Returns: %TRUE once QEMU has exited
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_kill (QleanMachine  *self,
@@ -790,6 +808,8 @@ qlean_machine_pause_resume_async (QleanMachine        *self,
  *
  * Stops the guest's CPUs (QMP `stop`); the machine is then PAUSED and
  * refuses commands until [method@Machine.resume].
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_pause_async (QleanMachine        *self,
@@ -808,6 +828,8 @@ qlean_machine_pause_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: %TRUE when paused
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_pause_finish (QleanMachine  *self,
@@ -831,6 +853,8 @@ qlean_machine_pause_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_pause_async().
  *
  * Returns: %TRUE when paused
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_pause (QleanMachine  *self,
@@ -858,6 +882,8 @@ qlean_machine_pause (QleanMachine  *self,
  *
  * Lets the guest's CPUs run again (QMP `cont`) and sets its clock, which
  * stood still while paused.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_resume_async (QleanMachine        *self,
@@ -876,6 +902,8 @@ qlean_machine_resume_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: %TRUE when running again
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_resume_finish (QleanMachine  *self,
@@ -899,6 +927,8 @@ qlean_machine_resume_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_resume_async().
  *
  * Returns: %TRUE when running again
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_resume (QleanMachine  *self,

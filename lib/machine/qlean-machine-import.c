@@ -1026,6 +1026,8 @@ check_import_name (const char  *name,
  * arguments ([property@MachineConfig:extra-args]) are a command line
  * that can give the guest any host file: an archive that has some is
  * refused unless @flags has %QLEAN_IMPORT_FLAGS_TRUST_EXTRA_ARGS.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_import_full_async (GFile               *archive,
@@ -1067,6 +1069,8 @@ qlean_machine_import_full_async (GFile               *archive,
  * @error: return location for a #GError
  *
  * Returns: (transfer full): the new machine, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanMachine *
 qlean_machine_import_full_finish (GAsyncResult  *result,
@@ -1091,6 +1095,8 @@ qlean_machine_import_full_finish (GAsyncResult  *result,
  * Blocking twin of qlean_machine_import_full_async().
  *
  * Returns: (transfer full): the new machine, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanMachine *
 qlean_machine_import_full (GFile             *archive,
@@ -1147,6 +1153,8 @@ qlean_machine_import_full (GFile             *archive,
  *
  * qlean_machine_import_full_async() with %QLEAN_IMPORT_FLAGS_NONE: an
  * archive that asks for extra QEMU arguments is refused.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_import_async (GFile               *archive,
@@ -1166,6 +1174,8 @@ qlean_machine_import_async (GFile               *archive,
  * @error: return location for a #GError
  *
  * Returns: (transfer full): the new machine, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanMachine *
 qlean_machine_import_finish (GAsyncResult  *result,
@@ -1186,6 +1196,8 @@ qlean_machine_import_finish (GAsyncResult  *result,
  * qlean_machine_import_full() with %QLEAN_IMPORT_FLAGS_NONE.
  *
  * Returns: (transfer full): the new machine, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanMachine *
 qlean_machine_import (GFile         *archive,

@@ -397,6 +397,8 @@ qlean_machine_resolve_spec (QleanMachine  *self,
  *
  * Returns: (transfer full) (array zero-terminated=1): the argv, or %NULL
  *   with @error set
+ *
+ * Since: 0.1
  */
 char **
 qlean_machine_dry_run (QleanMachine  *self,
@@ -902,6 +904,8 @@ qlean_machine_spawn_in_worker (gpointer user_data)
  * with the last lines of the serial console,
  * %QLEAN_MACHINE_ERROR_QEMU_NOT_FOUND with the package to install. After
  * a failure no QEMU process and no run directory are left.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_spawn_async (QleanMachine        *self,
@@ -928,6 +932,8 @@ qlean_machine_spawn_async (QleanMachine        *self,
  * Finishes qlean_machine_spawn_async().
  *
  * Returns: %TRUE when the machine runs
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_spawn_finish (QleanMachine  *self,
@@ -951,6 +957,8 @@ qlean_machine_spawn_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_spawn_async().
  *
  * Returns: %TRUE when the machine runs
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_spawn (QleanMachine  *self,

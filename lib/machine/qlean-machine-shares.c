@@ -228,6 +228,8 @@ qlean_machine_share_in_worker (gpointer user_data)
  * goes away when the machine stops.
  *
  * Returns: %TRUE when the machine is shared
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_share (QleanMachine  *self,
@@ -334,6 +336,8 @@ qlean_machine_attach_start (QleanMachine        *self,
  * runs processes ([class@GuestLauncher], [method@Machine.exec]) and moves
  * files like any running machine, but cannot be shut down or killed from
  * here; dropping it only disconnects.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_attach_async (const char          *name,
@@ -357,6 +361,8 @@ qlean_machine_attach_async (const char          *name,
  * Finishes qlean_machine_attach_async().
  *
  * Returns: (transfer full): the attached machine, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanMachine *
 qlean_machine_attach_finish (GAsyncResult  *result,
@@ -379,6 +385,8 @@ qlean_machine_attach_finish (GAsyncResult  *result,
  * Blocking twin of qlean_machine_attach_async().
  *
  * Returns: (transfer full): the attached machine, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanMachine *
 qlean_machine_attach (const char    *name,

@@ -116,6 +116,8 @@ snapshot_in_worker (gpointer user_data)
  * The guest stops while its state is written (about half a second for
  * the minimal image under TCG) and then runs on, with its clock set.
  * Snapshots belong to the machine and go away with it.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_snapshot_async (QleanMachine        *self,
@@ -141,6 +143,8 @@ qlean_machine_snapshot_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: %TRUE when the snapshot is saved
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_snapshot_finish (QleanMachine  *self,
@@ -162,6 +166,8 @@ qlean_machine_snapshot_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_snapshot_async().
  *
  * Returns: %TRUE when the snapshot is saved
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_snapshot (QleanMachine  *self,
@@ -226,6 +232,8 @@ restore_killed_cb (GObject      *source,
  * everything since the snapshot is gone. The call completes once the
  * guest agent answers again, with the guest clock set from the host's.
  * Works on a stopped machine too, which then runs.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_restore_async (QleanMachine        *self,
@@ -267,6 +275,8 @@ qlean_machine_restore_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: %TRUE when the machine runs from the snapshot
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_restore_finish (QleanMachine  *self,
@@ -288,6 +298,8 @@ qlean_machine_restore_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_restore_async().
  *
  * Returns: %TRUE when the machine runs from the snapshot
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_restore (QleanMachine  *self,
@@ -317,6 +329,8 @@ compare_names (gconstpointer a,
  *
  * Returns: (transfer full) (array zero-terminated=1): the names of the
  *   machine's snapshots, sorted
+ *
+ * Since: 0.1
  */
 char **
 qlean_machine_list_snapshots (QleanMachine *self)
@@ -344,6 +358,8 @@ qlean_machine_list_snapshots (QleanMachine *self)
  * Deletes the snapshot @name.
  *
  * Returns: %TRUE when deleted; %G_IO_ERROR_NOT_FOUND when there is none
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_delete_snapshot (QleanMachine  *self,
@@ -486,6 +502,8 @@ clone_in_worker (gpointer user_data)
  * own IP address. A machine that does not run gives a clone that does
  * not run either, with the same image and configuration. Nothing written
  * in one shows in the other.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_clone_async (QleanMachine        *self,
@@ -515,6 +533,8 @@ qlean_machine_clone_async (QleanMachine        *self,
  * @error: return location for a #GError
  *
  * Returns: (transfer full): the clone, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanMachine *
 qlean_machine_clone_finish (QleanMachine  *self,
@@ -536,6 +556,8 @@ qlean_machine_clone_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_clone_async().
  *
  * Returns: (transfer full): the clone, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanMachine *
 qlean_machine_clone (QleanMachine  *self,

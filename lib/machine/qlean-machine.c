@@ -46,6 +46,8 @@
  * thread-default main context of the calling thread, and the machine's
  * signals and property notifications on the thread-default context of
  * the thread that created it.
+ *
+ * Since: 0.1
  */
 
 G_DEFINE_FINAL_TYPE (QleanMachine, qlean_machine, G_TYPE_OBJECT)
@@ -401,6 +403,8 @@ qlean_machine_class_init (QleanMachineClass *klass)
    *
    * The machine's name, also its guest hostname. A random `qlean-XXXXXX`
    * when not given.
+   *
+   * Since: 0.1
    */
   properties[PROP_NAME] =
     g_param_spec_string ("name", NULL, NULL, NULL,
@@ -410,6 +414,8 @@ qlean_machine_class_init (QleanMachineClass *klass)
    * QleanMachine:image:
    *
    * What the machine boots; the minimal image when not given.
+   *
+   * Since: 0.1
    */
   properties[PROP_IMAGE] =
     g_param_spec_object ("image", NULL, NULL, QLEAN_TYPE_IMAGE,
@@ -419,6 +425,8 @@ qlean_machine_class_init (QleanMachineClass *klass)
    * QleanMachine:config:
    *
    * A copy of the configuration the machine was made with.
+   *
+   * Since: 0.1
    */
   properties[PROP_CONFIG] =
     g_param_spec_object ("config", NULL, NULL, QLEAN_TYPE_MACHINE_CONFIG,
@@ -429,6 +437,8 @@ qlean_machine_class_init (QleanMachineClass *klass)
    *
    * Where the machine is in its life. The getter always returns the
    * current state; notifications arrive on the creator's main context.
+   *
+   * Since: 0.1
    */
   properties[PROP_STATE] =
     g_param_spec_enum ("state", NULL, NULL, QLEAN_TYPE_MACHINE_STATE,
@@ -447,6 +457,8 @@ qlean_machine_class_init (QleanMachineClass *klass)
    * fails the calls with an error that names it; they never switch to
    * the other one. Notifications arrive with those of
    * [property@Machine:state].
+   *
+   * Since: 0.1
    */
   properties[PROP_GUEST_TRANSPORT] =
     g_param_spec_enum ("guest-transport", NULL, NULL, QLEAN_TYPE_GUEST_TRANSPORT,
@@ -459,6 +471,8 @@ qlean_machine_class_init (QleanMachineClass *klass)
    * How long, in milliseconds, [method@Machine.spawn] waits for the guest
    * agent to answer before it fails with
    * %QLEAN_MACHINE_ERROR_AGENT_TIMEOUT.
+   *
+   * Since: 0.1
    */
   properties[PROP_BOOT_TIMEOUT] =
     g_param_spec_uint ("boot-timeout", NULL, NULL, 1, G_MAXUINT, DEFAULT_BOOT_TIMEOUT_MS,
@@ -470,6 +484,8 @@ qlean_machine_class_init (QleanMachineClass *klass)
    * How long, in milliseconds, [method@Machine.shutdown] gives the guest
    * to power off before it asks QEMU to quit, then sends SIGTERM, then
    * SIGKILL (three seconds apart).
+   *
+   * Since: 0.1
    */
   properties[PROP_SHUTDOWN_TIMEOUT] =
     g_param_spec_uint ("shutdown-timeout", NULL, NULL, 0, G_MAXUINT, DEFAULT_SHUTDOWN_TIMEOUT_MS,
@@ -484,6 +500,8 @@ qlean_machine_class_init (QleanMachineClass *klass)
    * the machine is added), and the network must run by then. Once the
    * agent answers, Qlean sets the address in the guest and lists every
    * machine of the network in its `/etc/hosts` before the start completes.
+   *
+   * Since: 0.1
    */
   properties[PROP_NETWORK] =
     g_param_spec_object ("network", NULL, NULL, QLEAN_TYPE_NETWORK,
@@ -496,6 +514,8 @@ qlean_machine_class_init (QleanMachineClass *klass)
    * the one its [property@Machine:network] derives from the network and
    * the machine's port; reading it gives the one in use, or %NULL for a
    * machine without a network.
+   *
+   * Since: 0.1
    */
   properties[PROP_MAC_ADDRESS] =
     g_param_spec_string ("mac-address", NULL, NULL, NULL,
@@ -508,6 +528,8 @@ qlean_machine_class_init (QleanMachineClass *klass)
    * @self: the machine
    *
    * Emitted when the guest agent first answers after a start.
+   *
+   * Since: 0.1
    */
   signals[SIGNAL_READY] =
     g_signal_new ("ready", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
@@ -518,6 +540,8 @@ qlean_machine_class_init (QleanMachineClass *klass)
    * @self: the machine
    *
    * Emitted when QEMU has exited because it was asked to.
+   *
+   * Since: 0.1
    */
   signals[SIGNAL_STOPPED] =
     g_signal_new ("stopped", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
@@ -529,6 +553,8 @@ qlean_machine_class_init (QleanMachineClass *klass)
    *
    * Emitted when QEMU died unasked or the guest kernel panicked;
    * qlean_machine_dup_crash_reason() says which, and how.
+   *
+   * Since: 0.1
    */
   signals[SIGNAL_CRASHED] =
     g_signal_new ("crashed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
@@ -555,6 +581,8 @@ qlean_machine_init (QleanMachine *self)
  * [method@Machine.spawn].
  *
  * Returns: (transfer full): a new #QleanMachine
+ *
+ * Since: 0.1
  */
 QleanMachine *
 qlean_machine_new (QleanImage         *image,
@@ -572,6 +600,8 @@ qlean_machine_new (QleanImage         *image,
  * Creates a machine. Nothing runs until [method@Machine.spawn].
  *
  * Returns: (transfer full): a new #QleanMachine
+ *
+ * Since: 0.1
  */
 QleanMachine *
 qlean_machine_new_with_name (const char         *name,
@@ -593,6 +623,8 @@ qlean_machine_new_with_name (const char         *name,
  * @self: a #QleanMachine
  *
  * Returns: the machine's name
+ *
+ * Since: 0.1
  */
 const char *
 qlean_machine_get_name (QleanMachine *self)
@@ -607,6 +639,8 @@ qlean_machine_get_name (QleanMachine *self)
  * @self: a #QleanMachine
  *
  * Returns: (transfer none): the machine's image
+ *
+ * Since: 0.1
  */
 QleanImage *
 qlean_machine_get_image (QleanMachine *self)
@@ -622,6 +656,8 @@ qlean_machine_get_image (QleanMachine *self)
  *
  * Returns: (transfer none): the machine's configuration; changing it has
  *   no effect on the machine
+ *
+ * Since: 0.1
  */
 QleanMachineConfig *
 qlean_machine_get_config (QleanMachine *self)
@@ -636,6 +672,8 @@ qlean_machine_get_config (QleanMachine *self)
  * @self: a #QleanMachine
  *
  * Returns: the machine's current state
+ *
+ * Since: 0.1
  */
 QleanMachineState
 qlean_machine_get_state (QleanMachine *self)
@@ -653,6 +691,8 @@ qlean_machine_get_state (QleanMachine *self)
  *
  * Returns: the transport of the current run, or
  *   %QLEAN_GUEST_TRANSPORT_AUTO when none is decided
+ *
+ * Since: 0.1
  */
 QleanGuestTransport
 qlean_machine_get_guest_transport (QleanMachine *self)
@@ -677,6 +717,8 @@ qlean_machine_uses_agent_only (QleanMachine *self)
  * console log, QEMU log and disks while it runs.
  *
  * Returns: (nullable): the run directory, or %NULL when not running
+ *
+ * Since: 0.1
  */
 const char *
 qlean_machine_get_run_dir (QleanMachine *self)
@@ -705,6 +747,8 @@ qlean_machine_get_run_dir (QleanMachine *self)
  *
  * Returns: (transfer full) (nullable): the serial console log of the
  *   running machine
+ *
+ * Since: 0.1
  */
 char *
 qlean_machine_get_console_path (QleanMachine *self)
@@ -754,6 +798,8 @@ qlean_machine_ref_console_log (QleanMachine *self)
  * Returns: %TRUE when the logs were saved; %FALSE with
  *   %QLEAN_MACHINE_ERROR_INVALID_STATE when the machine never ran, or an
  *   I/O error
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_save_logs (QleanMachine  *self,
@@ -798,6 +844,8 @@ qlean_machine_save_logs (QleanMachine  *self,
  * @self: a #QleanMachine
  *
  * Returns: the QEMU process id, or 0 when QEMU is not running
+ *
+ * Since: 0.1
  */
 GPid
 qlean_machine_get_pid (QleanMachine *self)
@@ -819,6 +867,8 @@ qlean_machine_get_pid (QleanMachine *self)
  *
  * Returns: (transfer none) (nullable): the network the machine plugs
  *   into, or %NULL
+ *
+ * Since: 0.1
  */
 QleanNetwork *
 qlean_machine_get_network (QleanMachine *self)
@@ -839,6 +889,8 @@ qlean_machine_get_network (QleanMachine *self)
  *
  * Returns: (transfer full) (nullable): the MAC address, or %NULL for a
  *   machine without a network card
+ *
+ * Since: 0.1
  */
 char *
 qlean_machine_dup_mac_address (QleanMachine *self)
@@ -860,6 +912,8 @@ qlean_machine_dup_mac_address (QleanMachine *self)
  * The machine's QMP connection, for commands Qlean has no call for.
  *
  * Returns: (transfer full) (nullable): the QMP client while QEMU runs
+ *
+ * Since: 0.1
  */
 QleanQmpClient *
 qlean_machine_dup_qmp (QleanMachine *self)
@@ -883,6 +937,8 @@ qlean_machine_dup_qmp (QleanMachine *self)
  * for.
  *
  * Returns: (transfer full) (nullable): the agent client while QEMU runs
+ *
+ * Since: 0.1
  */
 QleanQgaClient *
 qlean_machine_dup_qga (QleanMachine *self)
@@ -926,6 +982,8 @@ qlean_machine_get_guest_timeout (QleanMachine *self)
  *
  * Returns: (transfer full) (nullable): the reason, or %NULL if the
  *   machine never crashed
+ *
+ * Since: 0.1
  */
 char *
 qlean_machine_dup_crash_reason (QleanMachine *self)
@@ -946,6 +1004,8 @@ qlean_machine_dup_crash_reason (QleanMachine *self)
  * @self: a #QleanMachine
  *
  * Returns: the boot timeout in milliseconds
+ *
+ * Since: 0.1
  */
 guint
 qlean_machine_get_boot_timeout (QleanMachine *self)
@@ -961,6 +1021,8 @@ qlean_machine_get_boot_timeout (QleanMachine *self)
  * @timeout_ms: milliseconds
  *
  * Sets [property@Machine:boot-timeout].
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_set_boot_timeout (QleanMachine *self,
@@ -977,6 +1039,8 @@ qlean_machine_set_boot_timeout (QleanMachine *self,
  * @self: a #QleanMachine
  *
  * Returns: the shutdown timeout in milliseconds
+ *
+ * Since: 0.1
  */
 guint
 qlean_machine_get_shutdown_timeout (QleanMachine *self)
@@ -992,6 +1056,8 @@ qlean_machine_get_shutdown_timeout (QleanMachine *self)
  * @timeout_ms: milliseconds
  *
  * Sets [property@Machine:shutdown-timeout].
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_set_shutdown_timeout (QleanMachine *self,

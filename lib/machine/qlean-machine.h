@@ -34,6 +34,8 @@ G_BEGIN_DECLS
  *
  * The life of a [class@Machine]: CREATED → STARTING → RUNNING ⇄ PAUSED →
  * STOPPED, and CRASHED from any state in which QEMU runs.
+ *
+ * Since: 0.1
  */
 typedef enum
 {

@@ -856,6 +856,8 @@ forward_start (QleanMachine        *self,
  * connection made before it does is reset, as a refused connection
  * would be. Forwards end when the machine stops, or with
  * [method@Machine.unforward_port].
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_forward_port_async (QleanMachine        *self,
@@ -886,6 +888,8 @@ qlean_machine_forward_port_async (QleanMachine        *self,
  *
  * Returns: the port listening on 127.0.0.1 of the host, or 0 with @error
  *   set
+ *
+ * Since: 0.1
  */
 guint16
 qlean_machine_forward_port_finish (QleanMachine  *self,
@@ -915,6 +919,8 @@ qlean_machine_forward_port_finish (QleanMachine  *self,
  *
  * Returns: the port listening on 127.0.0.1 of the host, or 0 with @error
  *   set
+ *
+ * Since: 0.1
  */
 guint16
 qlean_machine_forward_port (QleanMachine  *self,
@@ -958,6 +964,8 @@ qlean_machine_forward_port (QleanMachine  *self,
  * %G_IO_ERROR_ADDRESS_IN_USE; nothing is removed to make room. The
  * socket (and the directory made for it) is removed when the forward
  * ends: when the machine stops, or with [method@Machine.unforward_unix].
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_forward_unix_async (QleanMachine        *self,
@@ -989,6 +997,8 @@ qlean_machine_forward_unix_async (QleanMachine        *self,
  *
  * Returns: (transfer full) (type filename): the absolute path of the
  *   listening socket, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 char *
 qlean_machine_forward_unix_finish (QleanMachine  *self,
@@ -1013,6 +1023,8 @@ qlean_machine_forward_unix_finish (QleanMachine  *self,
  *
  * Returns: (transfer full) (type filename): the absolute path of the
  *   listening socket, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 char *
 qlean_machine_forward_unix (QleanMachine  *self,
@@ -1115,6 +1127,8 @@ unforward (QleanMachine      *self,
  * not forward fails with %G_IO_ERROR_NOT_FOUND.
  *
  * Returns: %TRUE when the forward was removed
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_unforward_port (QleanMachine  *self,
@@ -1144,6 +1158,8 @@ qlean_machine_unforward_port (QleanMachine  *self,
  * %G_IO_ERROR_NOT_FOUND.
  *
  * Returns: %TRUE when the forward was removed
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_unforward_unix (QleanMachine  *self,

@@ -609,6 +609,8 @@ qlean_machine_get_ip_in_worker (gpointer user_data)
  *
  * Machines on a network have their address from the start: this reads
  * what the guest really has, as a test would want to check.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_get_ip_async (QleanMachine        *self,
@@ -636,6 +638,8 @@ qlean_machine_get_ip_async (QleanMachine        *self,
  *
  * Returns: (transfer full): the IPv4 address in dotted form, or %NULL
  *   with @error set
+ *
+ * Since: 0.1
  */
 char *
 qlean_machine_get_ip_finish (QleanMachine  *self,
@@ -658,6 +662,8 @@ qlean_machine_get_ip_finish (QleanMachine  *self,
  *
  * Returns: (transfer full): the IPv4 address in dotted form, or %NULL
  *   with @error set
+ *
+ * Since: 0.1
  */
 char *
 qlean_machine_get_ip (QleanMachine  *self,
@@ -751,6 +757,8 @@ qlean_machine_set_link_in_worker (gpointer user_data)
  * The guest keeps its address, so traffic resumes once the link is up.
  * To split a network into groups that still reach each other, use
  * [method@Pool.partition].
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_set_link_async (QleanMachine        *self,
@@ -779,6 +787,8 @@ qlean_machine_set_link_async (QleanMachine        *self,
  * Finishes qlean_machine_set_link_async().
  *
  * Returns: %TRUE once the link is changed
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_set_link_finish (QleanMachine  *self,
@@ -801,6 +811,8 @@ qlean_machine_set_link_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_set_link_async().
  *
  * Returns: %TRUE once the link is changed
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_set_link (QleanMachine  *self,

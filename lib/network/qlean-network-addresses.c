@@ -116,6 +116,8 @@ qlean_network_member_free (gpointer data)
  *   %QLEAN_NETWORK_ERROR_NAME_IN_USE when the name or the address is
  *   taken, %QLEAN_NETWORK_ERROR_INVALID_NAME for a bad name, or
  *   %QLEAN_NETWORK_ERROR_INVALID_SUBNET for an address outside the subnet
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_network_add_host (QleanNetwork  *self,
@@ -362,6 +364,8 @@ qlean_network_dup_hosts (QleanNetwork *self)
  *
  * Returns: (transfer full) (nullable): the address in dotted form, or
  *   %NULL when no machine of that name is on the network
+ *
+ * Since: 0.1
  */
 char *
 qlean_network_dup_address (QleanNetwork *self,
@@ -387,6 +391,8 @@ qlean_network_dup_address (QleanNetwork *self,
  *
  * Returns: (transfer full) (nullable): the MAC address, or %NULL when no
  *   machine of that name is on the network
+ *
+ * Since: 0.1
  */
 char *
 qlean_network_dup_mac_address (QleanNetwork *self,

@@ -198,6 +198,8 @@ qlean_network_set_partition_async (QleanNetwork        *self,
  * VLAN of its side), so it needs no root and no help from the guests. A
  * new partition replaces the previous one; [method@Network.heal] undoes
  * it; it also ends when the switch stops.
+ *
+ * Since: 0.1
  */
 void
 qlean_network_partition_async (QleanNetwork        *self,
@@ -223,6 +225,8 @@ qlean_network_partition_async (QleanNetwork        *self,
  * Finishes qlean_network_partition_async().
  *
  * Returns: %TRUE once the switch is split
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_network_partition_finish (QleanNetwork  *self,
@@ -247,6 +251,8 @@ qlean_network_partition_finish (QleanNetwork  *self,
  * Blocking twin of qlean_network_partition_async().
  *
  * Returns: %TRUE once the switch is split
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_network_partition (QleanNetwork        *self,
@@ -277,6 +283,8 @@ qlean_network_partition (QleanNetwork        *self,
  *
  * Undoes [method@Network.partition]: every machine reaches every other
  * again. Healing a network that is not split succeeds.
+ *
+ * Since: 0.1
  */
 void
 qlean_network_heal_async (QleanNetwork        *self,
@@ -299,6 +307,8 @@ qlean_network_heal_async (QleanNetwork        *self,
  * Finishes qlean_network_heal_async().
  *
  * Returns: %TRUE once the switch is whole again
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_network_heal_finish (QleanNetwork  *self,
@@ -320,6 +330,8 @@ qlean_network_heal_finish (QleanNetwork  *self,
  * Blocking twin of qlean_network_heal_async().
  *
  * Returns: %TRUE once the switch is whole again
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_network_heal (QleanNetwork  *self,

@@ -839,6 +839,8 @@ qlean_network_start_in_worker (gpointer user_data)
  * completes once machines can plug in; at most ten seconds. Starting a
  * running network succeeds at once. A failure leaves no process and no
  * run directory behind.
+ *
+ * Since: 0.1
  */
 void
 qlean_network_start_async (QleanNetwork        *self,
@@ -865,6 +867,8 @@ qlean_network_start_async (QleanNetwork        *self,
  * Finishes qlean_network_start_async().
  *
  * Returns: %TRUE when the switch runs
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_network_start_finish (QleanNetwork  *self,
@@ -886,6 +890,8 @@ qlean_network_start_finish (QleanNetwork  *self,
  * Blocking twin of qlean_network_start_async().
  *
  * Returns: %TRUE when the switch runs
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_network_start (QleanNetwork  *self,
@@ -944,6 +950,8 @@ qlean_network_stop_in_worker (gpointer user_data)
  * Stops the switch and the NAT plug, within a few seconds, and removes
  * the run directory. Machines still plugged in lose their network; stop
  * them first. Stopping a network that does not run succeeds at once.
+ *
+ * Since: 0.1
  */
 void
 qlean_network_stop_async (QleanNetwork        *self,
@@ -970,6 +978,8 @@ qlean_network_stop_async (QleanNetwork        *self,
  * Finishes qlean_network_stop_async().
  *
  * Returns: %TRUE once the switch has exited
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_network_stop_finish (QleanNetwork  *self,
@@ -991,6 +1001,8 @@ qlean_network_stop_finish (QleanNetwork  *self,
  * Blocking twin of qlean_network_stop_async().
  *
  * Returns: %TRUE once the switch has exited
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_network_stop (QleanNetwork  *self,

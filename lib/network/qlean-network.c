@@ -49,6 +49,8 @@
  * The switch dies with the process that started it (`PR_SET_PDEATHSIG`,
  * and it exits when its console pipe closes), and dropping the last
  * reference to a network kills it and removes its run directory.
+ *
+ * Since: 0.1
  */
 
 G_DEFINE_FINAL_TYPE (QleanNetwork, qlean_network, G_TYPE_OBJECT)
@@ -208,6 +210,8 @@ qlean_network_class_init (QleanNetworkClass *klass)
    *
    * The network's name, used for its run directory and its MAC
    * addresses. A random `qlean-net-XXXXXX` when not given.
+   *
+   * Since: 0.1
    */
   properties[PROP_NAME] =
     g_param_spec_string ("name", NULL, NULL, NULL,
@@ -223,6 +227,8 @@ qlean_network_class_init (QleanNetworkClass *klass)
    * [method@Network.start] fail with
    * %QLEAN_NETWORK_ERROR_INVALID_SUBNET; [ctor@Network.new_full] checks it
    * at once.
+   *
+   * Since: 0.1
    */
   properties[PROP_SUBNET] =
     g_param_spec_string ("subnet", NULL, NULL, NULL,
@@ -237,6 +243,8 @@ qlean_network_class_init (QleanNetworkClass *klass)
    * the host's loopback stays out of reach but its other addresses and
    * the LAN do not, and the last 16 hosts of the subnet are left to
    * slirp's DHCP server.
+   *
+   * Since: 0.1
    */
   properties[PROP_NAT] =
     g_param_spec_boolean ("nat", NULL, NULL, FALSE,
@@ -263,6 +271,8 @@ qlean_network_init (QleanNetwork *self)
  * Nothing runs until [method@Network.start].
  *
  * Returns: (transfer full): a new #QleanNetwork
+ *
+ * Since: 0.1
  */
 QleanNetwork *
 qlean_network_new (void)
@@ -283,6 +293,8 @@ qlean_network_new (void)
  * [method@Network.start].
  *
  * Returns: (transfer full): a new #QleanNetwork, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanNetwork *
 qlean_network_new_full (const char  *name,
@@ -332,6 +344,8 @@ qlean_network_new_full (const char  *name,
  *
  * Returns: (transfer full): a new #QleanNetwork, or %NULL with @error set
  *   when @subnet is invalid or @socket_path does not exist
+ *
+ * Since: 0.1
  */
 QleanNetwork *
 qlean_network_new_for_socket (const char  *name,
@@ -370,6 +384,8 @@ qlean_network_new_for_socket (const char  *name,
  * @self: a #QleanNetwork
  *
  * Returns: the network's name
+ *
+ * Since: 0.1
  */
 const char *
 qlean_network_get_name (QleanNetwork *self)
@@ -384,6 +400,8 @@ qlean_network_get_name (QleanNetwork *self)
  * @self: a #QleanNetwork
  *
  * Returns: the subnet machines get their addresses from, as a CIDR
+ *
+ * Since: 0.1
  */
 const char *
 qlean_network_get_subnet (QleanNetwork *self)
@@ -398,6 +416,8 @@ qlean_network_get_subnet (QleanNetwork *self)
  * @self: a #QleanNetwork
  *
  * Returns: whether machines get NAT to the outside world
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_network_get_nat (QleanNetwork *self)
@@ -412,6 +432,8 @@ qlean_network_get_nat (QleanNetwork *self)
  * @self: a #QleanNetwork
  *
  * Returns: whether the switch runs and machines can plug in
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_network_is_running (QleanNetwork *self)
@@ -430,6 +452,8 @@ qlean_network_is_running (QleanNetwork *self)
  *
  * Returns: (transfer full) (nullable): the path, or %NULL when the switch
  *   does not run
+ *
+ * Since: 0.1
  */
 char *
 qlean_network_dup_socket_path (QleanNetwork *self)
@@ -450,6 +474,8 @@ qlean_network_dup_socket_path (QleanNetwork *self)
  * @self: a #QleanNetwork
  *
  * Returns: the process id of `vde_switch`, or 0 when it does not run
+ *
+ * Since: 0.1
  */
 GPid
 qlean_network_get_switch_pid (QleanNetwork *self)

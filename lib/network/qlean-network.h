@@ -20,6 +20,8 @@ G_BEGIN_DECLS
  *
  * Error domain of [class@Network]. Errors in this domain are from the
  * #QleanNetworkError enumeration.
+ *
+ * Since: 0.1
  */
 #define QLEAN_NETWORK_ERROR (qlean_network_error_quark ())
 
@@ -43,6 +45,8 @@ G_BEGIN_DECLS
  *   name (letters, digits and inner hyphens, at most 63 characters).
  *
  * Error codes of #QLEAN_NETWORK_ERROR.
+ *
+ * Since: 0.1
  */
 typedef enum
 {
@@ -63,6 +67,8 @@ typedef enum
  * The function behind #QLEAN_NETWORK_ERROR.
  *
  * Returns: the error domain of [class@Network]
+ *
+ * Since: 0.1
  */
 QLEAN_AVAILABLE_IN_0_1
 GQuark qlean_network_error_quark (void);

@@ -419,6 +419,8 @@ qlean_pool_start_all_async (QleanPool           *self,
  * (and the pool's own network stopped, if this call started it) before
  * the call fails with %QLEAN_POOL_ERROR_MACHINES_FAILED, naming each
  * machine that failed and why.
+ *
+ * Since: 0.1
  */
 void
 qlean_pool_spawn_all_async (QleanPool           *self,
@@ -440,6 +442,8 @@ qlean_pool_spawn_all_async (QleanPool           *self,
  * Finishes qlean_pool_spawn_all_async().
  *
  * Returns: %TRUE when every machine runs
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_pool_spawn_all_finish (QleanPool     *self,
@@ -461,6 +465,8 @@ qlean_pool_spawn_all_finish (QleanPool     *self,
  * Blocking twin of qlean_pool_spawn_all_async().
  *
  * Returns: %TRUE when every machine runs
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_pool_spawn_all (QleanPool     *self,
@@ -489,6 +495,8 @@ qlean_pool_spawn_all (QleanPool     *self,
  * The first boot of every machine, all at once, as the seed's
  * `init_all`: each runs [method@Machine.initialize] (cloud-init for
  * distribution images); otherwise as [method@Pool.spawn_all].
+ *
+ * Since: 0.1
  */
 void
 qlean_pool_init_all_async (QleanPool           *self,
@@ -510,6 +518,8 @@ qlean_pool_init_all_async (QleanPool           *self,
  * Finishes qlean_pool_init_all_async().
  *
  * Returns: %TRUE when every machine runs
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_pool_init_all_finish (QleanPool     *self,
@@ -531,6 +541,8 @@ qlean_pool_init_all_finish (QleanPool     *self,
  * Blocking twin of qlean_pool_init_all_async().
  *
  * Returns: %TRUE when every machine runs
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_pool_init_all (QleanPool     *self,
@@ -619,6 +631,8 @@ shutdown_one_cb (GObject      *source,
  * Shuts every machine down, all at once, each as
  * [method@Machine.shutdown] does (bounded, escalating to SIGKILL), then
  * stops the pool's own network. The pool can be started again.
+ *
+ * Since: 0.1
  */
 void
 qlean_pool_shutdown_all_async (QleanPool           *self,
@@ -660,6 +674,8 @@ qlean_pool_shutdown_all_async (QleanPool           *self,
  * Finishes qlean_pool_shutdown_all_async().
  *
  * Returns: %TRUE once every machine has stopped
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_pool_shutdown_all_finish (QleanPool     *self,
@@ -681,6 +697,8 @@ qlean_pool_shutdown_all_finish (QleanPool     *self,
  * Blocking twin of qlean_pool_shutdown_all_async().
  *
  * Returns: %TRUE once every machine has stopped
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_pool_shutdown_all (QleanPool     *self,

@@ -41,6 +41,8 @@
  *
  * Dropping the last reference to a pool kills its machines and stops its
  * network. A pool is used from one thread.
+ *
+ * Since: 0.1
  */
 
 
@@ -201,6 +203,8 @@ qlean_pool_class_init (QleanPoolClass *klass)
    * makes a private one and starts and stops it with its machines; a
    * network given by the caller is started when needed but never
    * stopped by the pool.
+   *
+   * Since: 0.1
    */
   properties[PROP_NETWORK] =
     g_param_spec_object ("network", NULL, NULL, QLEAN_TYPE_NETWORK,
@@ -210,6 +214,8 @@ qlean_pool_class_init (QleanPoolClass *klass)
    * QleanPool:n-items:
    *
    * The number of machines in the pool.
+   *
+   * Since: 0.1
    */
   properties[PROP_N_ITEMS] =
     g_param_spec_uint ("n-items", NULL, NULL, 0, G_MAXUINT, 0,
@@ -230,6 +236,8 @@ qlean_pool_init (QleanPool *self)
  * Creates an empty pool with a private network.
  *
  * Returns: (transfer full): a new #QleanPool
+ *
+ * Since: 0.1
  */
 QleanPool *
 qlean_pool_new (void)
@@ -246,6 +254,8 @@ qlean_pool_new (void)
  * reach each other's machines; their names must differ.
  *
  * Returns: (transfer full): a new #QleanPool
+ *
+ * Since: 0.1
  */
 QleanPool *
 qlean_pool_new_with_network (QleanNetwork *network)
@@ -265,6 +275,8 @@ qlean_pool_new_with_network (QleanNetwork *network)
  * same image and configuration from that state: each then gets its own
  * hostname, machine-id, random state, MAC and address, and the pool is
  * ready much sooner than with every machine booting.
+ *
+ * Since: 0.1
  */
 void
 qlean_pool_set_golden (QleanPool *self,
@@ -280,6 +292,8 @@ qlean_pool_set_golden (QleanPool *self,
  * @self: a #QleanPool
  *
  * Returns: whether the pool starts machines from a golden snapshot
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_pool_get_golden (QleanPool *self)
@@ -294,6 +308,8 @@ qlean_pool_get_golden (QleanPool *self)
  * @self: a #QleanPool
  *
  * Returns: (transfer none): the network the pool's machines plug into
+ *
+ * Since: 0.1
  */
 QleanNetwork *
 qlean_pool_get_network (QleanPool *self)
@@ -355,6 +371,8 @@ list_names (QleanPool *self)
  * Returns: %TRUE on success; %FALSE with %QLEAN_POOL_ERROR_DUPLICATE_NAME
  *   when the name is taken, or a %QLEAN_NETWORK_ERROR when the name
  *   cannot be a host name or the network is full
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_pool_add (QleanPool           *self,
@@ -411,6 +429,8 @@ qlean_pool_add (QleanPool           *self,
  *
  * Returns: (transfer full): the machine, or %NULL with
  *   %QLEAN_POOL_ERROR_NOT_FOUND
+ *
+ * Since: 0.1
  */
 QleanMachine *
 qlean_pool_get (QleanPool   *self,
@@ -448,6 +468,8 @@ qlean_pool_get (QleanPool   *self,
  * address on the network are free again.
  *
  * Returns: %TRUE on success; %FALSE with %QLEAN_POOL_ERROR_NOT_FOUND
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_pool_remove (QleanPool   *self,
@@ -521,6 +543,8 @@ network_done_cb (GObject      *source,
  *
  * For two machines: `qlean_pool_partition (pool, (const char *[]) {
  * "alice", NULL }, (const char *[]) { "bob", NULL }, NULL, &error)`.
+ *
+ * Since: 0.1
  */
 void
 qlean_pool_partition_async (QleanPool           *self,
@@ -551,6 +575,8 @@ qlean_pool_partition_async (QleanPool           *self,
  * Finishes qlean_pool_partition_async().
  *
  * Returns: %TRUE once the network is split
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_pool_partition_finish (QleanPool     *self,
@@ -575,6 +601,8 @@ qlean_pool_partition_finish (QleanPool     *self,
  * Blocking twin of qlean_pool_partition_async().
  *
  * Returns: %TRUE once the network is split
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_pool_partition (QleanPool           *self,
@@ -599,6 +627,8 @@ qlean_pool_partition (QleanPool           *self,
  *
  * Undoes [method@Pool.partition]: every machine reaches every other
  * again. Links taken down with [method@Machine.set_link] stay down.
+ *
+ * Since: 0.1
  */
 void
 qlean_pool_heal_async (QleanPool           *self,
@@ -625,6 +655,8 @@ qlean_pool_heal_async (QleanPool           *self,
  * Finishes qlean_pool_heal_async().
  *
  * Returns: %TRUE once the network is whole again
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_pool_heal_finish (QleanPool     *self,
@@ -646,6 +678,8 @@ qlean_pool_heal_finish (QleanPool     *self,
  * Blocking twin of qlean_pool_heal_async().
  *
  * Returns: %TRUE once the network is whole again
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_pool_heal (QleanPool     *self,

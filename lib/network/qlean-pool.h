@@ -24,6 +24,8 @@ G_BEGIN_DECLS
  *
  * Error domain of [class@Pool]. Errors in this domain are from the
  * #QleanPoolError enumeration.
+ *
+ * Since: 0.1
  */
 #define QLEAN_POOL_ERROR (qlean_pool_error_quark ())
 
@@ -38,6 +40,8 @@ G_BEGIN_DECLS
  *   or stop; the message names each one and says why.
  *
  * Error codes of #QLEAN_POOL_ERROR.
+ *
+ * Since: 0.1
  */
 typedef enum
 {
@@ -53,6 +57,8 @@ typedef enum
  * The function behind #QLEAN_POOL_ERROR.
  *
  * Returns: the error domain of [class@Pool]
+ *
+ * Since: 0.1
  */
 QLEAN_AVAILABLE_IN_0_1
 GQuark qlean_pool_error_quark (void);

@@ -18,6 +18,8 @@
  * that ended the process, kept apart (a process killed by signal 9 has no
  * exit status, and is not the same as one that called `exit(137)`), and
  * everything it wrote to standard output and standard error.
+ *
+ * Since: 0.1
  */
 
 struct _QleanExecResult
@@ -92,6 +94,8 @@ qlean_exec_result_class_init (QleanExecResultClass *klass)
    * QleanExecResult:exit-status:
    *
    * The exit status, or -1 when a signal ended the process.
+   *
+   * Since: 0.1
    */
   properties[PROP_EXIT_STATUS] =
     g_param_spec_int ("exit-status", NULL, NULL, -1, 255, -1, flags);
@@ -100,6 +104,8 @@ qlean_exec_result_class_init (QleanExecResultClass *klass)
    * QleanExecResult:signal:
    *
    * The signal that ended the process, or 0.
+   *
+   * Since: 0.1
    */
   properties[PROP_SIGNAL] =
     g_param_spec_int ("signal", NULL, NULL, 0, 128, 0, flags);
@@ -108,6 +114,8 @@ qlean_exec_result_class_init (QleanExecResultClass *klass)
    * QleanExecResult:stdout:
    *
    * Everything the process wrote to standard output.
+   *
+   * Since: 0.1
    */
   properties[PROP_STDOUT] =
     g_param_spec_boxed ("stdout", NULL, NULL, G_TYPE_BYTES, flags);
@@ -116,6 +124,8 @@ qlean_exec_result_class_init (QleanExecResultClass *klass)
    * QleanExecResult:stderr:
    *
    * Everything the process wrote to standard error.
+   *
+   * Since: 0.1
    */
   properties[PROP_STDERR] =
     g_param_spec_boxed ("stderr", NULL, NULL, G_TYPE_BYTES, flags);
@@ -125,6 +135,8 @@ qlean_exec_result_class_init (QleanExecResultClass *klass)
    *
    * Whether standard output was cut short by the cap on captured output
    * (64 MiB through qlean-guest, 16 MiB through the guest agent).
+   *
+   * Since: 0.1
    */
   properties[PROP_STDOUT_TRUNCATED] =
     g_param_spec_boolean ("stdout-truncated", NULL, NULL, FALSE, flags);
@@ -134,6 +146,8 @@ qlean_exec_result_class_init (QleanExecResultClass *klass)
    *
    * Whether standard error was cut short by the cap on captured output
    * (64 MiB through qlean-guest, 16 MiB through the guest agent).
+   *
+   * Since: 0.1
    */
   properties[PROP_STDERR_TRUNCATED] =
     g_param_spec_boolean ("stderr-truncated", NULL, NULL, FALSE, flags);
@@ -158,6 +172,8 @@ qlean_exec_result_init (QleanExecResult *self)
  * Creates a result; useful for tests and for wrappers.
  *
  * Returns: (transfer full): a new #QleanExecResult
+ *
+ * Since: 0.1
  */
 QleanExecResult *
 qlean_exec_result_new (gint      exit_status,
@@ -184,6 +200,8 @@ qlean_exec_result_new (gint      exit_status,
  * @self: a #QleanExecResult
  *
  * Returns: the exit status, or -1 when a signal ended the process
+ *
+ * Since: 0.1
  */
 gint
 qlean_exec_result_get_exit_status (QleanExecResult *self)
@@ -198,6 +216,8 @@ qlean_exec_result_get_exit_status (QleanExecResult *self)
  * @self: a #QleanExecResult
  *
  * Returns: the signal that ended the process, or 0 if it exited
+ *
+ * Since: 0.1
  */
 gint
 qlean_exec_result_get_signal (QleanExecResult *self)
@@ -212,6 +232,8 @@ qlean_exec_result_get_signal (QleanExecResult *self)
  * @self: a #QleanExecResult
  *
  * Returns: whether a signal ended the process
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_exec_result_get_if_signaled (QleanExecResult *self)
@@ -226,6 +248,8 @@ qlean_exec_result_get_if_signaled (QleanExecResult *self)
  * @self: a #QleanExecResult
  *
  * Returns: whether the process exited with status 0
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_exec_result_success (QleanExecResult *self)
@@ -240,6 +264,8 @@ qlean_exec_result_success (QleanExecResult *self)
  * @self: a #QleanExecResult
  *
  * Returns: (transfer none): standard output
+ *
+ * Since: 0.1
  */
 GBytes *
 qlean_exec_result_get_stdout (QleanExecResult *self)
@@ -254,6 +280,8 @@ qlean_exec_result_get_stdout (QleanExecResult *self)
  * @self: a #QleanExecResult
  *
  * Returns: (transfer none): standard error
+ *
+ * Since: 0.1
  */
 GBytes *
 qlean_exec_result_get_stderr (QleanExecResult *self)
@@ -279,6 +307,8 @@ bytes_to_text (GBytes *bytes)
  * Standard output as text; bytes that are not UTF-8 become U+FFFD.
  *
  * Returns: (transfer full): standard output as a string
+ *
+ * Since: 0.1
  */
 char *
 qlean_exec_result_get_stdout_text (QleanExecResult *self)
@@ -295,6 +325,8 @@ qlean_exec_result_get_stdout_text (QleanExecResult *self)
  * Standard error as text; bytes that are not UTF-8 become U+FFFD.
  *
  * Returns: (transfer full): standard error as a string
+ *
+ * Since: 0.1
  */
 char *
 qlean_exec_result_get_stderr_text (QleanExecResult *self)
@@ -309,6 +341,8 @@ qlean_exec_result_get_stderr_text (QleanExecResult *self)
  * @self: a #QleanExecResult
  *
  * Returns: whether standard output was cut short by the agent's cap
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_exec_result_get_stdout_truncated (QleanExecResult *self)
@@ -323,6 +357,8 @@ qlean_exec_result_get_stdout_truncated (QleanExecResult *self)
  * @self: a #QleanExecResult
  *
  * Returns: whether standard error was cut short by the agent's cap
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_exec_result_get_stderr_truncated (QleanExecResult *self)
@@ -342,6 +378,8 @@ qlean_exec_result_get_stderr_truncated (QleanExecResult *self)
  * %G_IO_ERROR_FAILED, with standard error in the message.
  *
  * Returns: %TRUE if the process exited with status 0
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_exec_result_check (QleanExecResult  *self,

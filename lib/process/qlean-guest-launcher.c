@@ -32,6 +32,8 @@
  * output streams live and without a size cap, the exit status arrives as
  * soon as the process ends, and many processes run at once without
  * blocking each other.
+ *
+ * Since: 0.1
  */
 
 struct _QleanGuestLauncher
@@ -81,6 +83,8 @@ qlean_guest_launcher_init (QleanGuestLauncher *self)
  * @flags: which standard streams get pipes
  *
  * Returns: (transfer full): a new #QleanGuestLauncher
+ *
+ * Since: 0.1
  */
 QleanGuestLauncher *
 qlean_guest_launcher_new (QleanGuestProcessFlags flags)
@@ -97,6 +101,8 @@ qlean_guest_launcher_new (QleanGuestProcessFlags flags)
  * @flags: which standard streams get pipes
  *
  * Sets the flags for processes started from now on.
+ *
+ * Since: 0.1
  */
 void
 qlean_guest_launcher_set_flags (QleanGuestLauncher     *self,
@@ -134,6 +140,8 @@ find_variable (QleanGuestLauncher *self,
  *
  * Sets @variable in the environment of processes started from now on,
  * on top of the guest's default environment.
+ *
+ * Since: 0.1
  */
 void
 qlean_guest_launcher_setenv (QleanGuestLauncher *self,
@@ -165,6 +173,8 @@ qlean_guest_launcher_setenv (QleanGuestLauncher *self,
  *
  * Removes @variable from the environment of processes started from now
  * on, including from the guest's default environment.
+ *
+ * Since: 0.1
  */
 void
 qlean_guest_launcher_unsetenv (QleanGuestLauncher *self,
@@ -190,6 +200,8 @@ qlean_guest_launcher_unsetenv (QleanGuestLauncher *self,
  *
  * Replaces the environment of processes started from now on: they get
  * exactly @env and nothing of the guest's default.
+ *
+ * Since: 0.1
  */
 void
 qlean_guest_launcher_set_environ (QleanGuestLauncher  *self,
@@ -211,6 +223,8 @@ qlean_guest_launcher_set_environ (QleanGuestLauncher  *self,
  *   for `/`
  *
  * Sets the working directory of processes started from now on.
+ *
+ * Since: 0.1
  */
 void
 qlean_guest_launcher_set_cwd (QleanGuestLauncher *self,
@@ -230,6 +244,8 @@ qlean_guest_launcher_set_cwd (QleanGuestLauncher *self,
  *
  * Runs processes started from now on as @user, with its groups, `HOME`,
  * `USER` and `LOGNAME`.
+ *
+ * Since: 0.1
  */
 void
 qlean_guest_launcher_set_user (QleanGuestLauncher *self,
@@ -249,6 +265,8 @@ qlean_guest_launcher_set_user (QleanGuestLauncher *self,
  *   %QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE)
  *
  * Gives processes started from now on fixed input.
+ *
+ * Since: 0.1
  */
 void
 qlean_guest_launcher_set_stdin (QleanGuestLauncher *self,
@@ -270,6 +288,8 @@ qlean_guest_launcher_set_stdin (QleanGuestLauncher *self,
  * %QLEAN_GUEST_PROCESS_FLAGS_TERMINAL get (24x80 by default), so that
  * what they draw fits from the start. Without that flag it changes
  * nothing. Change it later with [method@GuestProcess.set_window_size].
+ *
+ * Since: 0.1
  */
 void
 qlean_guest_launcher_set_window_size (QleanGuestLauncher *self,
@@ -292,6 +312,8 @@ qlean_guest_launcher_set_window_size (QleanGuestLauncher *self,
  * Processes started from now on that run longer than @timeout_ms are
  * killed with their process group, and waiting for them fails with
  * %G_IO_ERROR_TIMED_OUT.
+ *
+ * Since: 0.1
  */
 void
 qlean_guest_launcher_set_timeout (QleanGuestLauncher *self,
@@ -485,6 +507,8 @@ qlean_guest_launcher_set_starting (QleanGuestLauncher *self)
  * Starts a process. A program that does not exist or cannot be run fails
  * here with %QLEAN_MACHINE_ERROR_COMMAND_NOT_FOUND; it never looks like a
  * process that ran.
+ *
+ * Since: 0.1
  */
 void
 qlean_guest_launcher_spawnv_async (QleanGuestLauncher  *self,
@@ -509,6 +533,8 @@ qlean_guest_launcher_spawnv_async (QleanGuestLauncher  *self,
  * @error: return location for a #GError
  *
  * Returns: (transfer full): the running process, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanGuestProcess *
 qlean_guest_launcher_spawnv_finish (QleanGuestLauncher  *self,
@@ -534,6 +560,8 @@ qlean_guest_launcher_spawnv_finish (QleanGuestLauncher  *self,
  * Blocking twin of qlean_guest_launcher_spawnv_async().
  *
  * Returns: (transfer full): the running process, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanGuestProcess *
 qlean_guest_launcher_spawnv (QleanGuestLauncher  *self,
@@ -622,6 +650,8 @@ run_spawn_cb (GObject      *source,
  * with %G_IO_ERROR_TIMED_OUT; spawn it with
  * [method@GuestLauncher.spawnv] and use
  * [method@GuestProcess.communicate] to keep its partial output.
+ *
+ * Since: 0.1
  */
 void
 qlean_guest_launcher_run_async (QleanGuestLauncher  *self,
@@ -654,6 +684,8 @@ qlean_guest_launcher_run_async (QleanGuestLauncher  *self,
  * @error: return location for a #GError
  *
  * Returns: (transfer full): the result, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanExecResult *
 qlean_guest_launcher_run_finish (QleanGuestLauncher  *self,
@@ -680,6 +712,8 @@ qlean_guest_launcher_run_finish (QleanGuestLauncher  *self,
  * Blocking twin of qlean_guest_launcher_run_async().
  *
  * Returns: (transfer full): the result, or %NULL with @error set
+ *
+ * Since: 0.1
  */
 QleanExecResult *
 qlean_guest_launcher_run (QleanGuestLauncher  *self,

@@ -215,6 +215,8 @@ communicate_wait_cb (GObject      *source,
  * Feeds @stdin_buf to the process, closes its stdin, reads all of its
  * piped output and waits for it to end, as g_subprocess_communicate_async()
  * does.
+ *
+ * Since: 0.1
  */
 void
 qlean_guest_process_communicate_async (QleanGuestProcess   *self,
@@ -297,6 +299,8 @@ qlean_guest_process_communicate_async (QleanGuestProcess   *self,
  * cancellation, machine lost), with what was read until then.
  *
  * Returns: %TRUE when the process ended by itself and its output was read
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_guest_process_communicate_finish (QleanGuestProcess  *self,
@@ -333,6 +337,8 @@ qlean_guest_process_communicate_finish (QleanGuestProcess  *self,
  * Blocking twin of qlean_guest_process_communicate_async().
  *
  * Returns: %TRUE when the process ended by itself and its output was read
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_guest_process_communicate (QleanGuestProcess  *self,
@@ -389,6 +395,8 @@ bytes_to_utf8 (GBytes  *bytes,
  * not UTF-8 is %G_IO_ERROR_INVALID_DATA.
  *
  * Returns: %TRUE on success
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_guest_process_communicate_utf8 (QleanGuestProcess  *self,

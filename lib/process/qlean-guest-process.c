@@ -59,6 +59,8 @@
  * [method@GuestProcess.communicate] had read so far is available from
  * [method@GuestProcess.get_stdout_bytes] and
  * [method@GuestProcess.get_stderr_bytes].
+ *
+ * Since: 0.1
  */
 
 struct _QleanGuestProcess
@@ -535,6 +537,8 @@ fail:
  * Returns: (transfer none) (nullable): the process's stdin, with
  *   %QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE; closing it gives the process
  *   end-of-file
+ *
+ * Since: 0.1
  */
 GOutputStream *
 qlean_guest_process_get_stdin_pipe (QleanGuestProcess *self)
@@ -550,6 +554,8 @@ qlean_guest_process_get_stdin_pipe (QleanGuestProcess *self)
  *
  * Returns: (transfer none) (nullable): the process's stdout, live, with
  *   %QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE
+ *
+ * Since: 0.1
  */
 GInputStream *
 qlean_guest_process_get_stdout_pipe (QleanGuestProcess *self)
@@ -565,6 +571,8 @@ qlean_guest_process_get_stdout_pipe (QleanGuestProcess *self)
  *
  * Returns: (transfer none) (nullable): the process's stderr, live, with
  *   %QLEAN_GUEST_PROCESS_FLAGS_STDERR_PIPE
+ *
+ * Since: 0.1
  */
 GInputStream *
 qlean_guest_process_get_stderr_pipe (QleanGuestProcess *self)
@@ -579,6 +587,8 @@ qlean_guest_process_get_stderr_pipe (QleanGuestProcess *self)
  * @self: a #QleanGuestProcess
  *
  * Returns: the process id in the guest, as a string
+ *
+ * Since: 0.1
  */
 const char *
 qlean_guest_process_get_identifier (QleanGuestProcess *self)
@@ -614,6 +624,8 @@ qlean_guest_process_signal_in_worker (gpointer user_data)
  *
  * Sends @signal_num to the process's process group (it leads its own),
  * so that what it started goes too. Does nothing once it has exited.
+ *
+ * Since: 0.1
  */
 void
 qlean_guest_process_send_signal (QleanGuestProcess *self,
@@ -660,6 +672,8 @@ qlean_guest_process_window_size_in_worker (gpointer user_data)
  * resize does. Call it when the local terminal changes size (on
  * `SIGWINCH`). Does nothing without a terminal or once the process has
  * exited.
+ *
+ * Since: 0.1
  */
 void
 qlean_guest_process_set_window_size (QleanGuestProcess *self,
@@ -687,6 +701,8 @@ qlean_guest_process_set_window_size (QleanGuestProcess *self,
  * @self: a #QleanGuestProcess
  *
  * Kills the process and its process group with SIGKILL.
+ *
+ * Since: 0.1
  */
 void
 qlean_guest_process_force_exit (QleanGuestProcess *self)
@@ -757,6 +773,8 @@ qlean_guest_process_wait_in_worker (gpointer user_data)
  *
  * Waits for the process to end. Finish with
  * qlean_guest_process_wait_finish().
+ *
+ * Since: 0.1
  */
 void
 qlean_guest_process_wait_async (QleanGuestProcess   *self,
@@ -821,6 +839,8 @@ qlean_guest_process_check_end (QleanGuestProcess  *self,
  *   %G_IO_ERROR_CANCELLED, %G_IO_ERROR_NO_SPACE when it was killed
  *   because its piped output was not read, or
  *   %QLEAN_MACHINE_ERROR_CRASHED when the machine went away
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_guest_process_wait_finish (QleanGuestProcess  *self,
@@ -845,6 +865,8 @@ qlean_guest_process_wait_finish (QleanGuestProcess  *self,
  * Blocking twin of qlean_guest_process_wait_async().
  *
  * Returns: %TRUE when the process ended by itself
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_guest_process_wait (QleanGuestProcess  *self,
@@ -896,6 +918,8 @@ qlean_guest_process_check_status (QleanGuestProcess  *self,
  * Like qlean_guest_process_wait_async(), and then a status other than
  * exit 0 is an error (%G_SPAWN_EXIT_ERROR, or %G_IO_ERROR_FAILED for a
  * signal), as g_subprocess_wait_check_async() does.
+ *
+ * Since: 0.1
  */
 void
 qlean_guest_process_wait_check_async (QleanGuestProcess   *self,
@@ -915,6 +939,8 @@ qlean_guest_process_wait_check_async (QleanGuestProcess   *self,
  * @error: return location for a #GError
  *
  * Returns: %TRUE when the process exited with status 0
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_guest_process_wait_check_finish (QleanGuestProcess  *self,
@@ -936,6 +962,8 @@ qlean_guest_process_wait_check_finish (QleanGuestProcess  *self,
  * Blocking twin of qlean_guest_process_wait_check_async().
  *
  * Returns: %TRUE when the process exited with status 0
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_guest_process_wait_check (QleanGuestProcess  *self,
@@ -969,6 +997,8 @@ qlean_guest_process_dup_output (QleanGuestProcess  *self,
  * What the last communicate read from stdout, also after it failed.
  *
  * Returns: (transfer full) (nullable): the output, or %NULL
+ *
+ * Since: 0.1
  */
 GBytes *
 qlean_guest_process_get_stdout_bytes (QleanGuestProcess *self)
@@ -985,6 +1015,8 @@ qlean_guest_process_get_stdout_bytes (QleanGuestProcess *self)
  * What the last communicate read from stderr, also after it failed.
  *
  * Returns: (transfer full) (nullable): the output, or %NULL
+ *
+ * Since: 0.1
  */
 GBytes *
 qlean_guest_process_get_stderr_bytes (QleanGuestProcess *self)
@@ -1062,6 +1094,8 @@ qlean_guest_process_status (QleanGuestProcess *self,
  * @self: a #QleanGuestProcess
  *
  * Returns: whether the process ended by calling exit
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_guest_process_get_if_exited (QleanGuestProcess *self)
@@ -1081,6 +1115,8 @@ qlean_guest_process_get_if_exited (QleanGuestProcess *self)
  * @self: a #QleanGuestProcess
  *
  * Returns: the exit status, or -1 if the process did not exit normally
+ *
+ * Since: 0.1
  */
 gint
 qlean_guest_process_get_exit_status (QleanGuestProcess *self)
@@ -1100,6 +1136,8 @@ qlean_guest_process_get_exit_status (QleanGuestProcess *self)
  * @self: a #QleanGuestProcess
  *
  * Returns: whether a signal ended the process
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_guest_process_get_if_signaled (QleanGuestProcess *self)
@@ -1119,6 +1157,8 @@ qlean_guest_process_get_if_signaled (QleanGuestProcess *self)
  * @self: a #QleanGuestProcess
  *
  * Returns: the signal that ended the process, or 0
+ *
+ * Since: 0.1
  */
 gint
 qlean_guest_process_get_term_sig (QleanGuestProcess *self)
@@ -1138,6 +1178,8 @@ qlean_guest_process_get_term_sig (QleanGuestProcess *self)
  * @self: a #QleanGuestProcess
  *
  * Returns: whether the process exited with status 0
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_guest_process_get_successful (QleanGuestProcess *self)
@@ -1152,6 +1194,8 @@ qlean_guest_process_get_successful (QleanGuestProcess *self)
  * @self: a #QleanGuestProcess
  *
  * Returns: whether the launcher's timeout killed the process
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_guest_process_get_timed_out (QleanGuestProcess *self)

@@ -41,6 +41,8 @@ G_BEGIN_DECLS
  *
  * How a guest process's standard streams are connected, as
  * #GSubprocessFlags does for local processes.
+ *
+ * Since: 0.1
  */
 typedef enum /*< flags >*/
 {

@@ -129,6 +129,8 @@ sanitize_test_path (const char *path)
  *
  * Returns: (transfer full) (type filename): the directory, which may not
  *   exist yet
+ *
+ * Since: 0.1
  */
 char *
 qlean_test_get_artifacts_dir (void)
@@ -168,6 +170,8 @@ static char *save_artifacts_of (GPtrArray  *machines,
  *
  * Returns: (transfer full) (nullable) (type filename): the directory, or
  *   %NULL when no machine was used or nothing could be saved
+ *
+ * Since: 0.1
  */
 char *
 qlean_test_save_artifacts (const char *reason)
@@ -539,6 +543,8 @@ install_hooks (void)
  *
  * Returns: %TRUE when machines can run; %FALSE when the test was skipped
  *   and should return
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_test_skip_unless_available (void)
@@ -768,6 +774,8 @@ boot_shared_machine (void)
  * return.
  *
  * Returns: (transfer none) (nullable): the running machine, or %NULL
+ *
+ * Since: 0.1
  */
 QleanMachine *
 qlean_test_get_machine (void)
@@ -836,6 +844,8 @@ qlean_test_get_machine (void)
  * (also `yes`/`no`, `true`/`false`, `on`/`off`), overrides this choice,
  * so that one run can trade isolation for speed, or check a suite that
  * turned reset off, without a rebuild.
+ *
+ * Since: 0.1
  */
 void
 qlean_test_set_reset (gboolean reset)
@@ -853,6 +863,8 @@ qlean_test_set_reset (gboolean reset)
  * [func@test_set_reset], else %TRUE.
  *
  * Returns: %TRUE when tests get the machine reset
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_test_get_reset (void)
@@ -873,6 +885,8 @@ qlean_test_get_reset (void)
  * Keeps @machine's logs, beside the shared machine's, if the running
  * test fails, and kills it when a failed assertion ends the process.
  * The watch holds no reference and ends with the test.
+ *
+ * Since: 0.1
  */
 void
 qlean_test_watch_machine (QleanMachine *machine)
@@ -902,6 +916,8 @@ qlean_test_watch_machine (QleanMachine *machine)
  * Set-up for g_test_add() with #QleanTestFixture: fills
  * @fixture->machine with [func@test_get_machine], which may skip or fail
  * the test and leave it %NULL.
+ *
+ * Since: 0.1
  */
 void
 qlean_test_fixture_setup (QleanTestFixture *fixture,
@@ -921,6 +937,8 @@ qlean_test_fixture_setup (QleanTestFixture *fixture,
  * failed (g_test_failed()), keeps its machines' logs with
  * [func@test_save_artifacts] and kills the machines (the next test gets
  * a fresh shared machine).
+ *
+ * Since: 0.1
  */
 void
 qlean_test_fixture_teardown (QleanTestFixture *fixture,
@@ -959,6 +977,8 @@ run_test_func (QleanTestFixture *fixture,
  * the machine is booted or reset before @test_func runs (which is not
  * called when that skips or fails the test), and the logs are kept when
  * the test fails.
+ *
+ * Since: 0.1
  */
 void
 qlean_test_add_func (const char *testpath,

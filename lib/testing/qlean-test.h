@@ -19,6 +19,8 @@ G_BEGIN_DECLS
  * The fixture of tests added with `qlean_test_add_func()`, or with
  * g_test_add() and `qlean_test_fixture_setup()` /
  * `qlean_test_fixture_teardown()`.
+ *
+ * Since: 0.1
  */
 typedef struct
 {

@@ -667,6 +667,8 @@ wait_propagate (QleanMachine  *self,
  * 100 ms at first and every second later. Fails with
  * %G_IO_ERROR_TIMED_OUT when @timeout_ms passes first; the message says
  * what the last check saw.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_wait_for_file_async (QleanMachine        *self,
@@ -701,6 +703,8 @@ qlean_machine_wait_for_file_async (QleanMachine        *self,
  * Finishes qlean_machine_wait_for_file_async().
  *
  * Returns: %TRUE when the file exists
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_wait_for_file_finish (QleanMachine  *self,
@@ -723,6 +727,8 @@ qlean_machine_wait_for_file_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_wait_for_file_async().
  *
  * Returns: %TRUE when the file exists
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_wait_for_file (QleanMachine  *self,
@@ -756,6 +762,8 @@ qlean_machine_wait_for_file (QleanMachine  *self,
  * address, IPv4 or IPv6. The guest's `/proc/net/tcp` and
  * `/proc/net/tcp6` are read (no `ss` or `netstat` needed). A timeout
  * says which ports did listen.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_wait_for_port_async (QleanMachine        *self,
@@ -788,6 +796,8 @@ qlean_machine_wait_for_port_async (QleanMachine        *self,
  * Finishes qlean_machine_wait_for_port_async().
  *
  * Returns: %TRUE when the port listens
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_wait_for_port_finish (QleanMachine  *self,
@@ -810,6 +820,8 @@ qlean_machine_wait_for_port_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_wait_for_port_async().
  *
  * Returns: %TRUE when the port listens
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_wait_for_port (QleanMachine  *self,
@@ -843,6 +855,8 @@ qlean_machine_wait_for_port (QleanMachine  *self,
  * when the unit has failed (%QLEAN_MACHINE_ERROR_FAILED) or the guest
  * has no systemctl (%QLEAN_MACHINE_ERROR_COMMAND_NOT_FOUND); a timeout
  * says the unit's last state.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_wait_for_unit_async (QleanMachine        *self,
@@ -878,6 +892,8 @@ qlean_machine_wait_for_unit_async (QleanMachine        *self,
  * Finishes qlean_machine_wait_for_unit_async().
  *
  * Returns: %TRUE when the unit is active
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_wait_for_unit_finish (QleanMachine  *self,
@@ -900,6 +916,8 @@ qlean_machine_wait_for_unit_finish (QleanMachine  *self,
  * Blocking twin of qlean_machine_wait_for_unit_async().
  *
  * Returns: %TRUE when the unit is active
+ *
+ * Since: 0.1
  */
 gboolean
 qlean_machine_wait_for_unit (QleanMachine  *self,
@@ -936,6 +954,8 @@ qlean_machine_wait_for_unit (QleanMachine  *self,
  * the console file dropped (see qlean_machine_get_console_path()) is
  * never seen. A timeout shows the console's last lines. An invalid
  * @regex fails at once with a #GRegexError.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_wait_for_console_text_async (QleanMachine        *self,
@@ -976,6 +996,8 @@ qlean_machine_wait_for_console_text_async (QleanMachine        *self,
  *
  * Returns: (transfer full): the text that matched, or %NULL with @error
  *   set
+ *
+ * Since: 0.1
  */
 char *
 qlean_machine_wait_for_console_text_finish (QleanMachine  *self,
@@ -998,6 +1020,8 @@ qlean_machine_wait_for_console_text_finish (QleanMachine  *self,
  *
  * Returns: (transfer full): the text that matched, or %NULL with @error
  *   set
+ *
+ * Since: 0.1
  */
 char *
 qlean_machine_wait_for_console_text (QleanMachine  *self,
@@ -1031,6 +1055,8 @@ qlean_machine_wait_for_console_text (QleanMachine  *self,
  * status 0. Each argument reaches the program as it is (they are quoted
  * for the guest's shell). A timeout shows the last run's exit status
  * and output; a run still going at the deadline is cancelled.
+ *
+ * Since: 0.1
  */
 void
 qlean_machine_wait_until_succeeds_async (QleanMachine        *self,
@@ -1078,6 +1104,8 @@ qlean_machine_wait_until_succeeds_async (QleanMachine        *self,
  *
  * Returns: (transfer full): the successful run's result, or %NULL with
  *   @error set
+ *
+ * Since: 0.1
  */
 QleanExecResult *
 qlean_machine_wait_until_succeeds_finish (QleanMachine  *self,
@@ -1099,6 +1127,8 @@ qlean_machine_wait_until_succeeds_finish (QleanMachine  *self,
  *
  * Returns: (transfer full): the successful run's result, or %NULL with
  *   @error set
+ *
+ * Since: 0.1
  */
 QleanExecResult *
 qlean_machine_wait_until_succeeds (QleanMachine        *self,
