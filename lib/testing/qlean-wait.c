@@ -712,6 +712,7 @@ qlean_machine_wait_for_file_finish (QleanMachine  *self,
                                     GError       **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_wait_for_file_async), FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -738,6 +739,9 @@ qlean_machine_wait_for_file (QleanMachine  *self,
                              GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   if (!qlean_sync_call_begin (&call, error))
     return FALSE;
@@ -805,6 +809,7 @@ qlean_machine_wait_for_port_finish (QleanMachine  *self,
                                     GError       **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_wait_for_port_async), FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -831,6 +836,9 @@ qlean_machine_wait_for_port (QleanMachine  *self,
                              GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   if (!qlean_sync_call_begin (&call, error))
     return FALSE;
@@ -901,6 +909,7 @@ qlean_machine_wait_for_unit_finish (QleanMachine  *self,
                                     GError       **error)
 {
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_wait_for_unit_async), FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -927,6 +936,9 @@ qlean_machine_wait_for_unit (QleanMachine  *self,
                              GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   if (!qlean_sync_call_begin (&call, error))
     return FALSE;
@@ -1031,6 +1043,9 @@ qlean_machine_wait_for_console_text (QleanMachine  *self,
                                      GError       **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   if (!qlean_sync_call_begin (&call, error))
     return NULL;
@@ -1138,6 +1153,9 @@ qlean_machine_wait_until_succeeds (QleanMachine        *self,
                                    GError             **error)
 {
   g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   if (!qlean_sync_call_begin (&call, error))
     return NULL;
