@@ -78,8 +78,6 @@ struct _QleanImage
 
 G_DEFINE_FINAL_TYPE (QleanImage, qlean_image, G_TYPE_OBJECT)
 
-G_DEFINE_QUARK (qlean-image-error-quark, qlean_image_error)
-
 enum {
   PROP_0,
   PROP_KIND,

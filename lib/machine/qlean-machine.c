@@ -52,8 +52,6 @@
 
 G_DEFINE_FINAL_TYPE (QleanMachine, qlean_machine, G_TYPE_OBJECT)
 
-G_DEFINE_QUARK (qlean-machine-error-quark, qlean_machine_error)
-
 enum {
   PROP_0,
   PROP_NAME,

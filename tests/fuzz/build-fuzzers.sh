@@ -26,7 +26,7 @@ read -ra pkg_libs <<<"$(pkg-config --libs "${pkgs[@]}")"
 sanitize=(-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
 cflags=(-g -O1 -std=gnu11 -D_GNU_SOURCE -DQLEAN_COMPILATION '-DG_LOG_DOMAIN="qlean"'
         -DGLIB_VERSION_MIN_REQUIRED=GLIB_VERSION_2_74 -DGLIB_VERSION_MAX_ALLOWED=GLIB_VERSION_2_74
-        -I"$build" -I"$build/lib" -I"$src/lib" -I"$src/common" -I"$src/qmp" -I"$src/qga" -I"$src/channel" -I"$src/guest" -I"$src/lib/files" -I"$src/tests/fuzz"
+        -I"$build" -I"$build/lib" -I"$src/lib" -I"$src/common" -I"$src/qmp" -I"$src/qga" -I"$src/channel" -I"$src/guest" -I"$src/lib/host" -I"$src/tests/fuzz"
         "${pkg_cflags[@]}" "${sanitize[@]}")
 
 # Every source of the protocol folders (see docs/overview.md), which need
@@ -49,11 +49,11 @@ for t in "${targets[@]}"; do
   extra=()
   case $t in
     json-framer) harness=$src/tests/unit/fuzz-json-framer.c ;;
-    # The archive reader of qlean_machine_import() (lib/files/qlean-archive.c)
+    # The archive reader of qlean_machine_import() (lib/host/qlean-archive.c)
     # needs nothing else from lib/.
     archive-import)
       harness=$src/tests/unit/fuzz-archive.c
-      "$clang" "${cflags[@]}" -fsanitize=fuzzer-no-link -c "$src/lib/files/qlean-archive.c" -o "$out/obj/qlean-archive.o"
+      "$clang" "${cflags[@]}" -fsanitize=fuzzer-no-link -c "$src/lib/host/qlean-archive.c" -o "$out/obj/qlean-archive.o"
       extra=("$out/obj/qlean-archive.o") ;;
     *) harness=$src/tests/fuzz/fuzz-$t.c ;;
   esac

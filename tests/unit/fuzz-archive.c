@@ -2,7 +2,7 @@
  *
  * SPDX-License-Identifier: MIT
  *
- * The reader behind qlean_machine_import() (lib/files/qlean-archive.c) on
+ * The reader behind qlean_machine_import() (lib/host/qlean-archive.c) on
  * arbitrary bytes. Built by tests/fuzz/build-fuzzers.sh as
  * fuzz-archive-import and run by bench/fuzz, e.g.:
  *   ./fuzz-archive-import -max_len=4096 corpus/ tests/fuzz/corpus/archive-import
@@ -19,7 +19,7 @@
 int LLVMFuzzerTestOneInput (const uint8_t *data,
                             size_t         size);
 
-/* The harness links lib/files/qlean-archive.c alone, not the machine code
+/* The harness links lib/host/qlean-archive.c alone, not the machine code
  * that defines the domain. */
 GQuark
 qlean_machine_error_quark (void)
