@@ -10,6 +10,12 @@
 #include "qlean-json-framer-private.h"
 #include "qlean-qmp-error.h"
 
+/* The QMP error domain is every JSON-lines channel's protocol error
+ * domain (the agent's and qlean-guest's channels report framing errors
+ * in it too), so its quark lives here, at the bottom, with the framer
+ * that raises most of them; qmp/qlean-qmp-error.h documents it. */
+G_DEFINE_QUARK (qlean-qmp-error-quark, qlean_qmp_error)
+
 struct _QleanJsonFramer
 {
   GByteArray *buffer;

@@ -100,8 +100,6 @@ enum {
 static GParamSpec *properties[N_PROPS];
 static guint signals[N_SIGNALS];
 
-G_DEFINE_QUARK (qlean-qmp-error-quark, qlean_qmp_error)
-
 static void
 pending_call_disarm (PendingCall *call)
 {
