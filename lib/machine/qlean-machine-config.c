@@ -166,6 +166,8 @@ qlean_machine_config_set_property (GObject      *object,
     }
 }
 
+/* Long, as class_init functions are: one documented property after the
+ * other (gi-docgen reads their documentation here). */
 static void
 qlean_machine_config_class_init (QleanMachineConfigClass *klass)
 {
