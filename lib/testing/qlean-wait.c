@@ -58,7 +58,8 @@ typedef struct
 {
   WaitKind       kind;
   QleanMachine  *machine;
-  char          *what;           /* for messages: "file /x" */
+  char          *subject;        /* for messages: the path, port, unit,
+                                  * pattern or command waited for */
   char          *command;        /* the shell command of a check */
   guint16        port;
   char          *unit;
@@ -90,7 +91,7 @@ wait_free (Wait *wait)
   qlean_clear_source (&wait->cancel_source);
   g_clear_object (&wait->attempt);
   g_clear_object (&wait->machine);
-  g_free (wait->what);
+  g_free (wait->subject);
   g_free (wait->command);
   g_free (wait->unit);
   g_clear_pointer (&wait->regex, g_regex_unref);
@@ -158,12 +159,41 @@ wait_return_timeout (GTask *task)
 {
   Wait *wait = g_task_get_task_data (task);
 
-  wait_return (task, NULL,
-               g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                            _("Timed out after %u ms waiting for %s in machine “%s”; last seen: %s"),
-                            wait->timeout_ms, wait->what,
-                            qlean_machine_get_name (wait->machine),
-                            wait->last_seen ? wait->last_seen : _("nothing yet")));
+  const char *name = qlean_machine_get_name (wait->machine);
+  const char *seen = wait->last_seen ? wait->last_seen : _("nothing yet");
+  GError *error = NULL;
+
+  /* One whole sentence per kind of wait, so that each translates. */
+  switch (wait->kind)
+    {
+    case WAIT_FILE:
+      error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                           _("Timed out after %u ms waiting for file %s in machine “%s”; last seen: %s"),
+                           wait->timeout_ms, wait->subject, name, seen);
+      break;
+    case WAIT_PORT:
+      error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                           _("Timed out after %u ms waiting for TCP port %s to listen in machine “%s”; last seen: %s"),
+                           wait->timeout_ms, wait->subject, name, seen);
+      break;
+    case WAIT_UNIT:
+      error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                           _("Timed out after %u ms waiting for unit %s to be active in machine “%s”; last seen: %s"),
+                           wait->timeout_ms, wait->subject, name, seen);
+      break;
+    case WAIT_CONSOLE:
+      error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                           _("Timed out after %u ms waiting for console text /%s/ in machine “%s”; last seen: %s"),
+                           wait->timeout_ms, wait->subject, name, seen);
+      break;
+    case WAIT_SUCCEEDS:
+    default:
+      error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                           _("Timed out after %u ms waiting for “%s” to succeed in machine “%s”; last seen: %s"),
+                           wait->timeout_ms, wait->subject, name, seen);
+      break;
+    }
+  wait_return (task, NULL, error);
 }
 
 /* Checks */
@@ -626,8 +656,8 @@ wait_run (GTask *task)
       qlean_machine_get_state (wait->machine) != QLEAN_MACHINE_STATE_PAUSED)
     {
       g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
-                               _("Cannot wait for %s in machine “%s”: it is not running"),
-                               wait->what, qlean_machine_get_name (wait->machine));
+                               _("Cannot wait in machine “%s”: it is not running"),
+                               qlean_machine_get_name (wait->machine));
       return;
     }
 
@@ -689,7 +719,7 @@ qlean_machine_wait_for_file_async (QleanMachine        *self,
                         qlean_machine_wait_for_file_async, callback, user_data);
   wait = g_task_get_task_data (task);
   quoted = g_shell_quote (path);
-  wait->what = g_strdup_printf (_("file %s"), path);
+  wait->subject = g_strdup (path);
   wait->command = g_strdup_printf ("test -e %s", quoted);
   wait_run (task);
 }
@@ -786,7 +816,7 @@ qlean_machine_wait_for_port_async (QleanMachine        *self,
                         qlean_machine_wait_for_port_async, callback, user_data);
   wait = g_task_get_task_data (task);
   wait->port = port;
-  wait->what = g_strdup_printf (_("TCP port %u to listen"), port);
+  wait->subject = g_strdup_printf ("%u", port);
   wait->command = g_strdup ("cat /proc/net/tcp /proc/net/tcp6 2>/dev/null");
   wait_run (task);
 }
@@ -886,7 +916,7 @@ qlean_machine_wait_for_unit_async (QleanMachine        *self,
   wait = g_task_get_task_data (task);
   quoted = g_shell_quote (unit);
   wait->unit = g_strdup (unit);
-  wait->what = g_strdup_printf (_("unit %s to be active"), unit);
+  wait->subject = g_strdup (unit);
   wait->command = g_strdup_printf ("systemctl is-active %s", quoted);
   wait_run (task);
 }
@@ -987,7 +1017,7 @@ qlean_machine_wait_for_console_text_async (QleanMachine        *self,
   task = wait_task_new (self, WAIT_CONSOLE, timeout_ms, cancellable,
                         qlean_machine_wait_for_console_text_async, callback, user_data);
   wait = g_task_get_task_data (task);
-  wait->what = g_strdup_printf (_("console text /%s/"), regex);
+  wait->subject = g_strdup (regex);
   wait->console = g_string_new (NULL);
   wait->regex = g_regex_new (regex, G_REGEX_MULTILINE, 0, &error);
   if (wait->regex == NULL)
@@ -1104,7 +1134,7 @@ qlean_machine_wait_until_succeeds_async (QleanMachine        *self,
 
       g_string_append_printf (command, "%s%s", i ? " " : "", quoted);
     }
-  wait->what = g_strdup_printf (_("“%s” to succeed"), command->str);
+  wait->subject = g_strdup (command->str);
   wait->command = g_string_free (g_steal_pointer (&command), FALSE);
   wait_run (task);
 }
