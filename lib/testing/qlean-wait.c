@@ -159,41 +159,34 @@ wait_return_timeout (GTask *task)
 {
   Wait *wait = g_task_get_task_data (task);
 
-  const char *name = qlean_machine_get_name (wait->machine);
-  const char *seen = wait->last_seen ? wait->last_seen : _("nothing yet");
-  GError *error = NULL;
+  const char *format;
 
-  /* One whole sentence per kind of wait, so that each translates. */
+  /* One whole sentence per kind of wait, so that each translates; all
+   * take the timeout, the subject, the machine and what was last seen. */
   switch (wait->kind)
     {
     case WAIT_FILE:
-      error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                           _("Timed out after %u ms waiting for file %s in machine “%s”; last seen: %s"),
-                           wait->timeout_ms, wait->subject, name, seen);
+      format = _("Timed out after %u ms waiting for file %s in machine “%s”; last seen: %s");
       break;
     case WAIT_PORT:
-      error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                           _("Timed out after %u ms waiting for TCP port %s to listen in machine “%s”; last seen: %s"),
-                           wait->timeout_ms, wait->subject, name, seen);
+      format = _("Timed out after %u ms waiting for TCP port %s to listen in machine “%s”; last seen: %s");
       break;
     case WAIT_UNIT:
-      error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                           _("Timed out after %u ms waiting for unit %s to be active in machine “%s”; last seen: %s"),
-                           wait->timeout_ms, wait->subject, name, seen);
+      format = _("Timed out after %u ms waiting for unit %s to be active in machine “%s”; last seen: %s");
       break;
     case WAIT_CONSOLE:
-      error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                           _("Timed out after %u ms waiting for console text /%s/ in machine “%s”; last seen: %s"),
-                           wait->timeout_ms, wait->subject, name, seen);
+      format = _("Timed out after %u ms waiting for console text /%s/ in machine “%s”; last seen: %s");
       break;
     case WAIT_SUCCEEDS:
     default:
-      error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                           _("Timed out after %u ms waiting for “%s” to succeed in machine “%s”; last seen: %s"),
-                           wait->timeout_ms, wait->subject, name, seen);
+      format = _("Timed out after %u ms waiting for “%s” to succeed in machine “%s”; last seen: %s");
       break;
     }
-  wait_return (task, NULL, error);
+  wait_return (task, NULL,
+               g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT, format,
+                            wait->timeout_ms, wait->subject,
+                            qlean_machine_get_name (wait->machine),
+                            wait->last_seen ? wait->last_seen : _("nothing yet")));
 }
 
 /* Checks */
