@@ -1727,6 +1727,190 @@ test_memory_template (void)
       }
 }
 
+/* The RAM file a machine's QEMU was given (mem-path=), or NULL. */
+static char *
+qemu_mem_path (QleanMachine *machine)
+{
+  g_autofree char *cmdline = qemu_cmdline (machine);
+  const char *start = strstr (cmdline, "mem-path=");
+  const char *end;
+
+  if (start == NULL)
+    return NULL;
+  start += strlen ("mem-path=");
+  end = strstr (start, ",share=");
+  g_assert_nonnull (end);
+  return g_strndup (start, end - start);
+}
+
+/* Whether @path is among the files mapped by @machine's QEMU. */
+static gboolean
+qemu_maps (QleanMachine *machine,
+           const char   *path)
+{
+  g_autofree char *maps_path = g_strdup_printf ("/proc/%d/maps", (int) qlean_machine_get_pid (machine));
+  g_autofree char *maps = NULL;
+
+  g_assert_true (g_file_get_contents (maps_path, &maps, NULL, NULL));
+  return strstr (maps, path) != NULL;
+}
+
+static gint64
+guest_counter (QleanMachine *machine)
+{
+  g_autofree char *out = test_run_text (machine, "cat /root/counter");
+
+  return g_ascii_strtoll (out, NULL, 10);
+}
+
+/* A guest process that counts, to see that a copy runs it on. */
+static void
+wait_counter_moves (QleanMachine *machine)
+{
+  gint64 first = guest_counter (machine);
+
+  for (guint i = 0; i < 100 && guest_counter (machine) == first; i++)
+    g_usleep (G_USEC_PER_SEC / 10);
+  g_assert_cmpint (guest_counter (machine), >, first);
+}
+
+/* Clones of one snapshot, and restores of it, share its memory template:
+ * the first makes it, the next map the same file privately; each writes
+ * only to its own copy (the template's checksum does not change), has
+ * its own name, and runs on the processes of the snapshot. A template
+ * that is gone is said so in the log and made anew; deleting the
+ * snapshot deletes it. */
+static void
+test_snapshot_template (void)
+{
+  g_autoptr(QleanMachine) source = qlean_machine_new_with_name ("tsnap", NULL, NULL);
+  g_autoptr(QleanMachine) maker = NULL, again = NULL;
+  g_autoptr(GPtrArray) clones = g_ptr_array_new_with_free_func (g_object_unref);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *work = NULL, *ram = NULL, *devices = NULL, *path = NULL;
+  g_autofree char *sum = NULL, *sum_after = NULL, *out = NULL;
+
+  if (!test_have_qemu ())
+    return;
+
+  g_assert_true (qlean_machine_spawn (source, NULL, &error));
+  g_assert_no_error (error);
+  g_free (test_run_text (source, "echo snap > /root/mark; "
+                                 "sh -c 'i=0; while :; do i=$((i + 1)); echo $i > /root/counter; "
+                                 "sleep 0.1; done' </dev/null >/dev/null 2>&1 &"));
+  wait_counter_moves (source);
+  g_assert_true (qlean_machine_snapshot (source, "base", NULL, &error));
+  g_assert_no_error (error);
+
+  /* The first clone makes the template, on a RAM file of its own. */
+  maker = qlean_machine_clone_snapshot (source, "tmaker", "tmaker", NULL, &error);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
+  g_assert_null (maker);
+  g_clear_error (&error);
+  maker = qlean_machine_clone_snapshot (source, "base", "tmaker", NULL, &error);
+  g_assert_no_error (error);
+  work = qemu_mem_path (maker);
+  g_assert_nonnull (work);
+  g_assert_nonnull (strstr (work, ".state.ram.work-"));
+  ram = g_strndup (work, strstr (work, ".work-") - work);
+  devices = g_strndup (ram, strlen (ram) - strlen (".ram"));
+  path = g_strdup (devices);
+  g_free (devices);
+  devices = g_strconcat (path, ".tmpl", NULL);
+  g_assert_true (g_file_test (ram, G_FILE_TEST_IS_REGULAR));
+  g_assert_true (g_file_test (devices, G_FILE_TEST_IS_REGULAR));
+  {
+    GStatBuf st;
+
+    g_assert_cmpint (g_stat (devices, &st), ==, 0);
+    g_test_message ("device state %" G_GINT64_FORMAT " bytes", (gint64) st.st_size);
+    g_assert_cmpint (st.st_size, <, 8 * 1024 * 1024);
+  }
+  sum = file_sha256 (ram);
+  out = test_run_text (maker, "cat /root/mark; hostname");
+  g_assert_cmpstr (out, ==, "snap\ntmaker");
+  g_clear_pointer (&out, g_free);
+  wait_counter_moves (maker);
+
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("tclone%u", i);
+      QleanMachine *clone = qlean_machine_clone_snapshot (source, "base", name, NULL, &error);
+      g_autofree char *mem = NULL;
+
+      g_assert_no_error (error);
+      g_ptr_array_add (clones, clone);
+      mem = qemu_mem_path (clone);
+      g_assert_cmpstr (mem, ==, ram);
+      g_assert_true (qemu_maps (clone, ram));
+      out = test_run_text (clone, "hostname");
+      g_assert_cmpstr (out, ==, name);
+      g_clear_pointer (&out, g_free);
+      wait_counter_moves (clone);
+    }
+  {
+    g_autofree char *cmdline = qemu_cmdline (g_ptr_array_index (clones, 0));
+
+    g_assert_nonnull (strstr (cmdline, "share=off"));
+  }
+
+  /* Writes in one clone show in no other, nor in the template. */
+  g_free (test_run_text (g_ptr_array_index (clones, 0),
+                         "echo clone0 > /root/mark && "
+                         "dd if=/dev/urandom of=/tmp/fill bs=1M count=16 2>/dev/null"));
+  g_free (test_run_text (g_ptr_array_index (clones, 1),
+                         "dd if=/dev/zero of=/tmp/fill bs=1M count=8 2>/dev/null"));
+  out = test_run_text (g_ptr_array_index (clones, 0), "cat /root/mark");
+  g_assert_cmpstr (out, ==, "clone0");
+  g_clear_pointer (&out, g_free);
+  for (guint i = 1; i < 3; i++)
+    {
+      out = test_run_text (g_ptr_array_index (clones, i), "cat /root/mark");
+      g_assert_cmpstr (out, ==, "snap");
+      g_clear_pointer (&out, g_free);
+    }
+
+  /* A restore maps it too, and runs on the snapshot's processes. */
+  g_free (test_run_text (source, "echo after > /root/mark"));
+  g_assert_true (qlean_machine_restore (source, "base", NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qemu_maps (source, ram));
+  out = test_run_text (source, "cat /root/mark; hostname");
+  g_assert_cmpstr (out, ==, "snap\ntsnap");
+  g_clear_pointer (&out, g_free);
+  wait_counter_moves (source);
+
+  sum_after = file_sha256 (ram);
+  g_assert_cmpstr (sum, ==, sum_after);
+
+  /* Gone: the next clone says so, loads the whole snapshot and makes
+   * the template anew. */
+  g_assert_cmpint (g_unlink (ram), ==, 0);
+  logged ("");
+  again = qlean_machine_clone_snapshot (source, "base", "tagain", NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (logged ("*memory template of*unusable*"));
+  out = test_run_text (again, "cat /root/mark; hostname");
+  g_assert_cmpstr (out, ==, "snap\ntagain");
+  g_clear_pointer (&out, g_free);
+  g_assert_true (g_file_test (ram, G_FILE_TEST_IS_REGULAR));
+
+  /* The running machines keep their mappings; the template goes with
+   * its snapshot. */
+  g_assert_true (qlean_machine_delete_snapshot (source, "base", &error));
+  g_assert_no_error (error);
+  g_assert_false (g_file_test (ram, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (devices, G_FILE_TEST_EXISTS));
+  out = test_run_text (g_ptr_array_index (clones, 2), "cat /root/mark");
+  g_assert_cmpstr (out, ==, "snap");
+
+  for (guint i = 0; i < clones->len; i++)
+    g_assert_true (qlean_machine_kill (g_ptr_array_index (clones, i), NULL, NULL));
+  g_assert_true (qlean_machine_kill (maker, NULL, NULL));
+  g_assert_true (qlean_machine_kill (again, NULL, NULL));
+  g_assert_true (qlean_machine_kill (source, NULL, NULL));
+}
+
 int
 main (int    argc,
       char **argv)
@@ -1752,6 +1936,7 @@ main (int    argc,
   g_test_add_func ("/lifecycle/archive-disk-backing", test_archive_disk_backing);
   g_test_add_func ("/lifecycle/saved-boots-pruned", test_saved_boots_pruned);
   g_test_add_func ("/lifecycle/memory-template", test_memory_template);
+  g_test_add_func ("/lifecycle/snapshot-template", test_snapshot_template);
   g_test_add_func ("/lifecycle/cli", test_cli);
   g_test_add_func ("/lifecycle/cli/subprocess", test_cli_body);
 

@@ -27,6 +27,7 @@
 #include "qlean-enums.h"
 #include "qlean-error.h"
 #include "qlean-machine-object-private.h"
+#include "qlean-machine-state-template-private.h"
 #include "qlean-image-private.h"
 #include "qlean-worker-private.h"
 #include "qlean-errno-private.h"
@@ -318,7 +319,7 @@ qlean_machine_unlock_boot_state (QleanMachine *self)
 
 /* Whether the template of @state can be mapped by a machine of
  * @memory_mib; if not, why, for the log. */
-static gboolean
+gboolean
 qlean_machine_template_usable (const char  *state,
                                guint        memory_mib,
                                char       **reason)
@@ -347,7 +348,7 @@ qlean_machine_template_usable (const char  *state,
 
 /* Makes the RAM file the machine saving @state runs on: sparse, the
  * size of its memory, removed with the run. */
-static char *
+char *
 qlean_machine_template_make_work (const char  *state,
                                   guint        memory_mib,
                                   char       **reason)
@@ -384,7 +385,7 @@ qlean_machine_template_make_work (const char  *state,
 /* Copies the template machine's RAM file (its guest stopped) to the
  * template of @state: the data only, holes stay holes, flushed before
  * it is renamed into place. */
-static gboolean
+gboolean
 qlean_machine_template_store (const char  *work,
                               const char  *state,
                               GError     **error)
@@ -457,11 +458,11 @@ out:
   return ok;
 }
 
-static void
-set_ignore_shared (QleanQmpClient      *qmp,
-                   gboolean             on,
-                   GAsyncReadyCallback  callback,
-                   gpointer             user_data)
+void
+qlean_machine_set_ignore_shared (QleanQmpClient       *qmp,
+                                 gboolean             on,
+                                 GAsyncReadyCallback  callback,
+                                 gpointer             user_data)
 {
   g_autoptr(JsonObject) arguments = json_object_new ();
   g_autoptr(JsonArray) capabilities = json_array_new ();
@@ -565,7 +566,7 @@ qlean_machine_template_saved_cb (GObject      *source,
       qlean_machine_unlock_boot_state (self);
       return;
     }
-  set_ignore_shared (qmp, FALSE, NULL, NULL);
+  qlean_machine_set_ignore_shared (qmp, FALSE, NULL, NULL);
   qlean_qmp_client_execute_async (qmp, "cont", NULL, NULL, qlean_machine_template_cont_cb,
                                   g_steal_pointer (&spawn_task));
 }
@@ -624,7 +625,7 @@ qlean_machine_template_cleaned_cb (GObject      *source,
   if (self->run->spawn_task != spawn_task || self->run->qmp == NULL)
     return;
   /* The state leaves out the RAM that is in the file. */
-  set_ignore_shared (self->run->qmp, TRUE, qlean_machine_template_capability_cb,
+  qlean_machine_set_ignore_shared (self->run->qmp, TRUE, qlean_machine_template_capability_cb,
                      g_steal_pointer (&spawn_task));
 }
 
@@ -893,6 +894,8 @@ qlean_machine_prepare_incoming (QleanMachine *self,
 {
   self->run->restoring = TRUE;
   resolved->spec.incoming = TRUE;
+  /* A state loaded more than once loads through its memory template. */
+  qlean_machine_state_template_prepare (self, resolved);
   qlean_machine_run_add_boot_stage (self->run, &identity_stage);
 }
 
@@ -946,9 +949,13 @@ qlean_machine_incoming_query_cb (GObject      *source,
 
   if (g_str_equal (status, "completed"))
     {
+      /* The first machine from a state makes its template, and then
+       * runs on. */
+      if (qlean_machine_state_template_make (self, qlean_machine_incoming_cont_cb))
+        return;
       /* Off again: this machine's own snapshots carry its RAM. */
       if (self->run->mem_template_load)
-        set_ignore_shared (self->run->qmp, FALSE, NULL, NULL);
+        qlean_machine_set_ignore_shared (self->run->qmp, FALSE, NULL, NULL);
       qlean_qmp_client_execute_async (self->run->qmp, "cont", NULL, NULL,
                                       qlean_machine_incoming_cont_cb, g_object_ref (self));
       return;
@@ -1017,7 +1024,7 @@ qlean_machine_load_incoming (QleanMachine *self)
   /* A state saved from a template has no RAM: the capability on both
    * sides says so (QMP runs the commands in order). */
   if (self->run->mem_template_load)
-    set_ignore_shared (self->run->qmp, TRUE, NULL, NULL);
+    qlean_machine_set_ignore_shared (self->run->qmp, TRUE, NULL, NULL);
   qlean_qmp_client_execute_async (self->run->qmp, "migrate-incoming", arguments, NULL,
                                   qlean_machine_incoming_started_cb, g_object_ref (self));
 }

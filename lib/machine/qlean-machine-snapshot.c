@@ -14,6 +14,7 @@
 #include "qlean-json-channel-private.h"
 #include "qlean-machine-private.h"
 #include "qlean-machine-snapshot.h"
+#include "qlean-machine-state-template-private.h"
 #include "qlean-sync-private.h"
 #include "qlean-task-private.h"
 #include "qlean-worker-private.h"
@@ -31,7 +32,12 @@
  *
  * Restoring into a new QEMU rather than loading into the running one
  * (snapshot-load) keeps snapshots independent of any disk: the minimal
- * image has none. */
+ * image has none.
+ *
+ * A snapshot restored or cloned gets a memory template the first time
+ * (qlean-machine-state-template.c): later restores and clones map its
+ * RAM, shared until written, and load a few hundred KB of devices. It
+ * goes with its snapshot, replaced or deleted. */
 
 static gboolean
 valid_snapshot_name (const char  *name,
@@ -66,6 +72,23 @@ snapshot_path (QleanMachine  *self,
   return g_build_filename (dir, file, NULL);
 }
 
+/* The path of the existing snapshot @name, or NULL with @error set. */
+static char *
+existing_snapshot_path (QleanMachine  *self,
+                        const char    *name,
+                        GError       **error)
+{
+  char *path = snapshot_path (self, name, error);
+
+  if (path != NULL && !g_file_test (path, G_FILE_TEST_IS_REGULAR))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                   _("Machine “%s” has no snapshot named “%s”"), qlean_machine_get_name (self), name);
+      g_clear_pointer (&path, g_free);
+    }
+  return path;
+}
+
 /* The public calls */
 
 static void
@@ -74,8 +97,12 @@ snapshot_saved_cb (GObject      *source,
                    gpointer      user_data)
 {
   g_autoptr(GTask) task = user_data;
+  g_autofree char *path = snapshot_path (QLEAN_MACHINE (source), g_task_get_task_data (task), NULL);
   GError *error = NULL;
 
+  /* Again: a template made from the old snapshot meanwhile is stale. */
+  if (path != NULL)
+    qlean_machine_state_template_remove (path);
   if (qlean_machine_save_state_finish (QLEAN_MACHINE (source), result, &error))
     g_task_return_boolean (task, TRUE);
   else
@@ -98,6 +125,8 @@ snapshot_in_worker (gpointer user_data)
       return G_SOURCE_REMOVE;
     }
 
+  /* The old snapshot's template does not fit the new one. */
+  qlean_machine_state_template_remove (path);
   qlean_machine_save_state_async (self, path, FALSE, g_task_get_cancellable (task),
                                   snapshot_saved_cb, g_object_ref (task));
   return G_SOURCE_REMOVE;
@@ -215,6 +244,7 @@ restore_killed_cb (GObject      *source,
     }
 
   qlean_machine_set_incoming (self, path, FALSE, NULL);
+  qlean_machine_set_incoming_template (self, TRUE);
   qlean_machine_spawn_async (self, g_task_get_cancellable (task), restore_spawned_cb,
                              g_object_ref (task));
 }
@@ -251,13 +281,7 @@ qlean_machine_restore_async (QleanMachine        *self,
   task = qlean_task_new (self, cancellable, callback, user_data, qlean_machine_restore_async,
                          "[qlean] restore machine");
 
-  path = snapshot_path (self, name, &error);
-  if (path != NULL && !g_file_test (path, G_FILE_TEST_IS_REGULAR))
-    {
-      g_set_error (&error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
-                   _("Machine “%s” has no snapshot named “%s”"), qlean_machine_get_name (self), name);
-      g_clear_pointer (&path, g_free);
-    }
+  path = existing_snapshot_path (self, name, &error);
   if (path == NULL)
     {
       g_task_return_error (task, error);
@@ -378,6 +402,7 @@ qlean_machine_delete_snapshot (QleanMachine  *self,
       return FALSE;
     }
 
+  qlean_machine_state_template_remove (path);
   return TRUE;
 }
 
@@ -386,7 +411,8 @@ qlean_machine_delete_snapshot (QleanMachine  *self,
 typedef struct
 {
   char         *name;
-  char         *path;
+  char         *path;      /* the clone's state, removed with it */
+  char         *snapshot;  /* or the snapshot it starts from, kept */
   QleanMachine *clone;
 } Clone;
 
@@ -396,6 +422,7 @@ clone_free (Clone *clone)
   if (clone->path != NULL)
     g_unlink (clone->path);
   g_free (clone->path);
+  g_free (clone->snapshot);
   g_free (clone->name);
   g_clear_object (&clone->clone);
   g_free (clone);
@@ -572,4 +599,133 @@ qlean_machine_clone (QleanMachine  *self,
   qlean_machine_clone_async (self, new_name, cancellable, qlean_sync_call_done, &call);
 
   return qlean_machine_clone_finish (self, qlean_sync_call_wait (&call), error);
+}
+
+/* Clones of a snapshot */
+
+static gboolean
+clone_snapshot_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  Clone *clone = g_task_get_task_data (task);
+  g_autofree char *mac = qlean_machine_dup_mac_address (self);
+
+  clone->clone = clone_new_machine (self, clone->name);
+  /* The snapshot stays: clone->path is not set, so nothing unlinks it. */
+  qlean_machine_set_incoming (clone->clone, clone->snapshot, TRUE, mac);
+  qlean_machine_set_incoming_template (clone->clone, TRUE);
+  qlean_machine_spawn_async (clone->clone, g_task_get_cancellable (task), clone_spawned_cb,
+                             g_object_ref (task));
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * qlean_machine_clone_snapshot_async:
+ * @self: a #QleanMachine with a snapshot called @name
+ * @name: the snapshot to start the clone from
+ * @new_name: the clone's name, also its hostname
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called with the clone
+ * @user_data: data for @callback
+ *
+ * Starts a new machine from the snapshot @name of @self, running, as
+ * [method@Machine.clone] does from the running machine: with its own
+ * hostname, machine-id, random state, network card address and, on a
+ * network, IP address. @self itself is left alone, running or not.
+ *
+ * Clones of one snapshot share its memory until they write to it: the
+ * first restore or clone of a snapshot stores its memory template
+ * (see [property@MachineConfig:memory-template]), which the next map.
+ *
+ * Since: 0.1
+ */
+void
+qlean_machine_clone_snapshot_async (QleanMachine        *self,
+                                    const char          *name,
+                                    const char          *new_name,
+                                    GCancellable        *cancellable,
+                                    GAsyncReadyCallback  callback,
+                                    gpointer             user_data)
+{
+  GTask *task;
+  Clone *clone;
+  GError *error = NULL;
+  char *path;
+
+  g_return_if_fail (QLEAN_IS_MACHINE (self));
+  g_return_if_fail (name != NULL);
+  g_return_if_fail (new_name != NULL);
+
+  task = qlean_task_new (self, cancellable, callback, user_data,
+                         qlean_machine_clone_snapshot_async, "[qlean] clone snapshot");
+  path = existing_snapshot_path (self, name, &error);
+  if (path == NULL)
+    {
+      g_task_return_error (task, error);
+      g_object_unref (task);
+      return;
+    }
+  clone = g_new0 (Clone, 1);
+  clone->name = g_strdup (new_name);
+  clone->snapshot = path;
+  g_task_set_task_data (task, clone, (GDestroyNotify) clone_free);
+  qlean_worker_invoke (clone_snapshot_in_worker, task, g_object_unref);
+}
+
+/**
+ * qlean_machine_clone_snapshot_finish:
+ * @self: a #QleanMachine
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Returns: (transfer full): the clone, or %NULL with @error set
+ *
+ * Since: 0.1
+ */
+QleanMachine *
+qlean_machine_clone_snapshot_finish (QleanMachine  *self,
+                                     GAsyncResult  *result,
+                                     GError       **error)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_clone_snapshot_async), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/**
+ * qlean_machine_clone_snapshot:
+ * @self: a #QleanMachine with a snapshot called @name
+ * @name: the snapshot to start the clone from
+ * @new_name: the clone's name, also its hostname
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_clone_snapshot_async().
+ *
+ * Returns: (transfer full): the clone, or %NULL with @error set
+ *
+ * Since: 0.1
+ */
+QleanMachine *
+qlean_machine_clone_snapshot (QleanMachine  *self,
+                              const char    *name,
+                              const char    *new_name,
+                              GCancellable  *cancellable,
+                              GError       **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (!qlean_sync_call_begin (&call, error))
+    return NULL;
+  qlean_machine_clone_snapshot_async (self, name, new_name, cancellable, qlean_sync_call_done,
+                                      &call);
+
+  return qlean_machine_clone_snapshot_finish (self, qlean_sync_call_wait (&call), error);
 }

@@ -71,4 +71,22 @@ QleanMachine *qlean_machine_clone                 (QleanMachine        *self,
                                                    GCancellable        *cancellable,
                                                    GError             **error);
 
+QLEAN_AVAILABLE_IN_0_1
+void          qlean_machine_clone_snapshot_async  (QleanMachine        *self,
+                                                   const char          *name,
+                                                   const char          *new_name,
+                                                   GCancellable        *cancellable,
+                                                   GAsyncReadyCallback  callback,
+                                                   gpointer             user_data);
+QLEAN_AVAILABLE_IN_0_1
+QleanMachine *qlean_machine_clone_snapshot_finish (QleanMachine        *self,
+                                                   GAsyncResult        *result,
+                                                   GError             **error);
+QLEAN_AVAILABLE_IN_0_1
+QleanMachine *qlean_machine_clone_snapshot        (QleanMachine        *self,
+                                                   const char          *name,
+                                                   const char          *new_name,
+                                                   GCancellable        *cancellable,
+                                                   GError             **error);
+
 G_END_DECLS
