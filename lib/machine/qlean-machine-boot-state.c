@@ -626,7 +626,7 @@ qlean_machine_template_cleaned_cb (GObject      *source,
     return;
   /* The state leaves out the RAM that is in the file. */
   qlean_machine_set_ignore_shared (self->run->qmp, TRUE, qlean_machine_template_capability_cb,
-                     g_steal_pointer (&spawn_task));
+                                   g_steal_pointer (&spawn_task));
 }
 
 /* The first machine of its kind saves its fresh boot for the next. */
