@@ -1,10 +1,16 @@
-/* test-shares.c: host folders in the guest (virtio-9p), on real QEMU
+/* test-shares.c: host folders in the guest (virtio-9p and virtiofs), on real QEMU
+ *
+ * The tests that run in a guest run twice, once per kind of share
+ * (/shares/9p/… and /shares/virtiofs/…), each kind on a machine of its
+ * own; virtiofs ones are skipped, saying why, where virtiofsd cannot
+ * run.
  *
  * SPDX-License-Identifier: MIT
  */
 
 #include "config.h"
 
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <glib/gstdio.h>
@@ -12,8 +18,9 @@
 #include <qlean/qlean.h>
 #include "test-common.h"
 
-static QleanMachine *machine;
-static char *skip_reason;
+/* One machine per kind, indexed by QleanShareKind (9P, VIRTIOFS). */
+static QleanMachine *machines[3];
+static char *skip_reasons[3];
 static char *top;        /* a temporary directory holding everything below */
 static char *rw_dir;     /* shared read-write at /mnt/rw */
 static char *ro_dir;     /* shared read-only at /mnt/ro */
@@ -38,10 +45,51 @@ make_dirs (void)
   g_assert_no_error (error);
 }
 
-/* Starts a machine with the two shares; FALSE (the test skipped) when
- * the host cannot run one, or has no guest kernel with 9p. */
+/* Where virtiofsd is, or NULL (Qlean's own candidates). */
+static gboolean
+have_virtiofsd (void)
+{
+  return g_file_test ("/usr/lib/qemu/virtiofsd", G_FILE_TEST_IS_EXECUTABLE) ||
+         g_file_test ("/usr/libexec/virtiofsd", G_FILE_TEST_IS_EXECUTABLE) ||
+         g_file_test ("/usr/libexec/qemu/virtiofsd", G_FILE_TEST_IS_EXECUTABLE);
+}
+
+/* How many processes run virtiofsd on @source (its argv says
+ * source=@source); zombies have no argv and do not count. */
+static guint
+count_virtiofsd (const char *source)
+{
+  g_autoptr(GDir) proc = g_dir_open ("/proc", 0, NULL);
+  g_autofree char *want = g_strdup_printf ("source=%s", source);
+  const char *name;
+  guint n = 0;
+
+  g_assert_nonnull (proc);
+  while ((name = g_dir_read_name (proc)) != NULL)
+    {
+      g_autofree char *path = g_build_filename ("/proc", name, "cmdline", NULL);
+      g_autofree char *cmdline = NULL;
+      gsize len = 0;
+      gboolean is_daemon = FALSE, has_source = FALSE;
+
+      if (!g_ascii_isdigit (name[0]) || !g_file_get_contents (path, &cmdline, &len, NULL))
+        continue;
+      for (gsize i = 0; i < len; i += strlen (cmdline + i) + 1)
+        {
+          is_daemon = is_daemon || g_str_has_suffix (cmdline + i, "virtiofsd");
+          has_source = has_source || g_str_equal (cmdline + i, want);
+        }
+      n += is_daemon && has_source;
+    }
+  return n;
+}
+
+/* Starts a machine with the two shares, of @kind; NULL (the test
+ * skipped) when the host cannot run one, or has no guest kernel with
+ * 9p. */
 static QleanMachine *
-start_machine (const char *name)
+start_machine (const char     *name,
+               QleanShareKind  kind)
 {
   g_autoptr(QleanMachineConfig) config = NULL;
   g_autoptr(QleanMachine) started = NULL;
@@ -57,13 +105,22 @@ start_machine (const char *name)
   g_assert_true (qlean_machine_config_add_share (config, ro_dir, "/mnt/ro", TRUE, &error));
   g_assert_no_error (error);
   g_assert_cmpuint (qlean_machine_config_get_n_shares (config), ==, 2);
+  qlean_machine_config_set_share_kind (config, kind);
+
+  if (kind == QLEAN_SHARE_KIND_VIRTIOFS && !have_virtiofsd ())
+    {
+      skip_reasons[kind] = g_strdup ("virtiofsd is not installed (qemu-system-common)");
+      return NULL;
+    }
 
   started = qlean_machine_new_with_name (name, NULL, config);
   if (!qlean_machine_spawn (started, NULL, &error))
     {
-      if (g_error_matches (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT))
+      if (g_error_matches (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT) ||
+          (kind == QLEAN_SHARE_KIND_VIRTIOFS &&
+           g_error_matches (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG)))
         {
-          skip_reason = g_strdup (error->message);
+          skip_reasons[kind] = g_strdup (error->message);
           return NULL;
         }
       g_assert_no_error (error);
@@ -72,20 +129,30 @@ start_machine (const char *name)
   return g_steal_pointer (&started);
 }
 
-static gboolean
-get_machine (void)
+/* The test's machine, of the kind in its data. */
+static QleanMachine *
+get_machine (gconstpointer data)
 {
-  if (skip_reason != NULL)
-    {
-      g_test_skip (skip_reason);
-      return FALSE;
-    }
-  if (machine == NULL)
-    machine = start_machine ("shares");
-  if (machine == NULL && skip_reason != NULL)
-    g_test_skip (skip_reason);
+  QleanShareKind kind = GPOINTER_TO_INT (data);
 
-  return machine != NULL;
+  if (skip_reasons[kind] != NULL)
+    {
+      g_test_skip (skip_reasons[kind]);
+      return NULL;
+    }
+  if (machines[kind] == NULL)
+    machines[kind] = start_machine (kind == QLEAN_SHARE_KIND_9P ? "shares-9p" : "shares-vfs", kind);
+  if (machines[kind] == NULL && skip_reasons[kind] != NULL)
+    g_test_skip (skip_reasons[kind]);
+
+  return machines[kind];
+}
+
+/* The file system a kind mounts, as /proc/mounts names it. */
+static const char *
+fs_type (gconstpointer data)
+{
+  return GPOINTER_TO_INT (data) == QLEAN_SHARE_KIND_9P ? "9p" : "virtiofs";
 }
 
 static void
@@ -147,7 +214,8 @@ test_config_errors (void)
 
 /* The QEMU command line: one fsdev and one 9p device per share, the
  * host path's commas doubled (QEMU's option syntax), the share boot's
- * kernel rather than the cloud one. */
+ * kernel rather than the cloud one. The share kind is auto: a share
+ * with owners in xattrs makes it 9p, which virtiofs cannot do. */
 static void
 test_argv (void)
 {
@@ -206,14 +274,180 @@ test_argv (void)
   }
 }
 
+/* virtiofs: the QEMU command line has one vhost-user-fs device per
+ * share, on its virtiofsd's socket, and guest RAM virtiofsd can map;
+ * the minimal image's own kernel (Debian's cloud kernel has virtiofs). */
 static void
-test_host_to_guest (void)
+test_argv_virtiofs (void)
 {
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanMachine) dry = NULL;
+  g_autoptr(QleanMachine) plain = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *joined = NULL;
+  g_auto(GStrv) argv = NULL;
+  g_auto(GStrv) plain_argv = NULL;
+  const char *kernel = NULL, *plain_kernel = NULL;
+
+  if (!test_have_qemu ())
+    return;
+
+  make_dirs ();
+  g_assert_true (qlean_machine_config_add_share (config, rw_dir, "/mnt/rw", FALSE, &error));
+  g_assert_true (qlean_machine_config_add_share (config, ro_dir, "/mnt/ro", TRUE, &error));
+  qlean_machine_config_set_share_kind (config, QLEAN_SHARE_KIND_VIRTIOFS);
+  g_assert_cmpint (qlean_machine_config_get_share_kind (config), ==, QLEAN_SHARE_KIND_VIRTIOFS);
+  dry = qlean_machine_new_with_name ("shares-dry-vfs", NULL, config);
+  argv = qlean_machine_dry_run (dry, &error);
+  if (argv == NULL && g_error_matches (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT))
+    {
+      g_test_skip (error->message);
+      return;
+    }
+  g_assert_no_error (error);
+  joined = g_strjoinv ("\n", argv);
+
+  g_assert_nonnull (strstr (joined, "/virtiofs-0.sock\n-device\n"
+                                    "vhost-user-fs-pci,chardev=vfs0,tag=qlean0,id=share0\n"));
+  g_assert_nonnull (strstr (joined, "/virtiofs-1.sock\n-device\n"
+                                    "vhost-user-fs-pci,chardev=vfs1,tag=qlean1,id=share1\n"));
+  g_assert_nonnull (strstr (joined, "memory-backend-memfd,id=qlean.ram,"));
+  g_assert_nonnull (strstr (joined, ",share=on\n"));
+  g_assert_null (strstr (joined, "-fsdev"));
+
+  plain = qlean_machine_new_with_name ("shares-dry-plain", NULL, NULL);
+  plain_argv = qlean_machine_dry_run (plain, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; argv[i] != NULL && argv[i + 1] != NULL; i++)
+    if (g_str_equal (argv[i], "-kernel"))
+      kernel = argv[i + 1];
+  for (guint i = 0; plain_argv[i] != NULL && plain_argv[i + 1] != NULL; i++)
+    if (g_str_equal (plain_argv[i], "-kernel"))
+      plain_kernel = plain_argv[i + 1];
+  g_assert_cmpstr (kernel, ==, plain_kernel);
+}
+
+/* virtiofs is 9p's peer only where its options allow: owners kept in
+ * xattrs are 9p's alone, and asking for both says so. */
+static void
+test_virtiofs_refuses_xattr (void)
+{
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanMachine) refused = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (!test_have_qemu ())
+    return;
+  if (!have_virtiofsd ())
+    {
+      g_test_skip ("virtiofsd is not installed (qemu-system-common)");
+      return;
+    }
+
+  make_dirs ();
+  g_assert_true (qlean_machine_config_add_share_full (config, rw_dir, "/mnt/rw",
+                                                      QLEAN_SHARE_MAPPED_XATTR, &error));
+  qlean_machine_config_set_share_kind (config, QLEAN_SHARE_KIND_VIRTIOFS);
+  refused = qlean_machine_new_with_name ("shares-xattr", NULL, config);
+  g_assert_false (qlean_machine_spawn (refused, NULL, &error));
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG);
+  g_assert_nonnull (strstr (error->message, "extended attributes"));
+  g_assert_cmpuint (count_virtiofsd (rw_dir), ==, 0);
+}
+
+/* Iterates the default context until @machine is in @state. */
+static void
+wait_state (QleanMachine      *machine,
+            QleanMachineState  state)
+{
+  gint64 deadline = g_get_monotonic_time () + 20 * G_TIME_SPAN_SECOND;
+
+  while (qlean_machine_get_state (machine) != state)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      if (!g_main_context_iteration (NULL, FALSE))
+        g_usleep (2000);
+    }
+}
+
+/* The virtiofsd processes belong to the run: none is left, and no
+ * socket, once it ends, however it ends: a shutdown, a kill, QEMU
+ * dying (a crash) or a start that fails after they started. */
+static void
+test_virtiofs_daemons_end (void)
+{
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanMachine) own = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = NULL;
+  const char *bad_args[] = { "-device", "no-such-device", NULL };
+
+  if (!test_have_qemu ())
+    return;
+  if (!have_virtiofsd ())
+    {
+      g_test_skip ("virtiofsd is not installed (qemu-system-common)");
+      return;
+    }
+
+  make_dirs ();
+  dir = g_build_filename (top, "own", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0700), ==, 0);
+  g_assert_true (qlean_machine_config_add_share (config, dir, "/mnt/own", TRUE, &error));
+  qlean_machine_config_set_share_kind (config, QLEAN_SHARE_KIND_VIRTIOFS);
+  own = qlean_machine_new_with_name ("shares-vfs-end", NULL, config);
+
+  for (guint round = 0; round < 3; round++)
+    {
+      g_autofree char *run_dir = NULL;
+      g_autofree char *socket = NULL;
+
+      if (!qlean_machine_spawn (own, NULL, &error))
+        {
+          if (g_error_matches (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG))
+            {
+              g_test_skip (error->message);
+              return;
+            }
+          g_assert_no_error (error);
+        }
+      g_assert_cmpuint (count_virtiofsd (dir), >=, 1);
+      run_dir = g_strdup (qlean_machine_get_run_dir (own));
+      socket = g_build_filename (run_dir, "virtiofs-0.sock", NULL);
+      g_assert_true (g_file_test (socket, G_FILE_TEST_EXISTS));
+
+      if (round == 0)
+        g_assert_true (qlean_machine_shutdown (own, NULL, &error));
+      else if (round == 1)
+        g_assert_true (qlean_machine_kill (own, NULL, &error));
+      else
+        {
+          g_assert_cmpint (kill (qlean_machine_get_pid (own), SIGKILL), ==, 0);
+          wait_state (own, QLEAN_MACHINE_STATE_CRASHED);
+        }
+      g_assert_no_error (error);
+      g_assert_cmpuint (count_virtiofsd (dir), ==, 0);
+      g_assert_false (g_file_test (socket, G_FILE_TEST_EXISTS));
+    }
+
+  /* QEMU refuses the machine after the daemons started. */
+  qlean_machine_config_set_extra_args (config, bad_args);
+  g_clear_object (&own);
+  own = qlean_machine_new_with_name ("shares-vfs-fail", NULL, config);
+  g_assert_false (qlean_machine_spawn (own, NULL, &error));
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_QEMU_EXITED);
+  g_assert_cmpuint (count_virtiofsd (dir), ==, 0);
+}
+
+static void
+test_host_to_guest (gconstpointer data)
+{
+  QleanMachine *machine;
   g_autofree char *path = NULL;
   g_autofree char *text = NULL;
   g_autoptr(GError) error = NULL;
 
-  if (!get_machine ())
+  if ((machine = get_machine (data)) == NULL)
     return;
 
   path = g_build_filename (rw_dir, "from-host.txt", NULL);
@@ -222,22 +456,27 @@ test_host_to_guest (void)
   text = test_run_out (machine, "cat /mnt/rw/from-host.txt");
   g_assert_cmpstr (text, ==, "written on the host\n");
 
-  /* Later changes show too: no stale cache. */
+  /* Later changes show too: over 9p at once (no cache), over virtiofs
+   * once FUSE's one-second timeouts pass (cache=auto); the guest waits
+   * at most five seconds for it. */
   g_assert_true (g_file_set_contents (path, "changed\n", -1, &error));
   g_clear_pointer (&text, g_free);
-  text = test_run_out (machine, "cat /mnt/rw/from-host.txt");
+  text = test_run_out (machine, "i=0; while [ \"$(cat /mnt/rw/from-host.txt)\" != changed ] && "
+                                "[ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; "
+                                "cat /mnt/rw/from-host.txt");
   g_assert_cmpstr (text, ==, "changed\n");
 }
 
 static void
-test_guest_to_host (void)
+test_guest_to_host (gconstpointer data)
 {
+  QleanMachine *machine;
   g_autofree char *path = NULL;
   g_autofree char *text = NULL;
   g_autofree char *out = NULL;
   g_autoptr(GError) error = NULL;
 
-  if (!get_machine ())
+  if ((machine = get_machine (data)) == NULL)
     return;
 
   out = test_run_out (machine, "mkdir -p /mnt/rw/sub && echo from the guest > /mnt/rw/sub/g.txt");
@@ -248,15 +487,16 @@ test_guest_to_host (void)
 }
 
 static void
-test_readonly (void)
+test_readonly (gconstpointer data)
 {
+  QleanMachine *machine;
   g_autofree char *path = NULL;
   g_autofree char *text = NULL;
   g_autofree char *out = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(QleanExecResult) result = NULL;
 
-  if (!get_machine ())
+  if ((machine = get_machine (data)) == NULL)
     return;
 
   path = g_build_filename (ro_dir, "data.txt", NULL);
@@ -271,6 +511,16 @@ test_readonly (void)
   out = g_strndup (g_bytes_get_data (qlean_exec_result_get_stdout (result), NULL),
                    g_bytes_get_size (qlean_exec_result_get_stdout (result)));
   g_assert_cmpstr (out, ==, "1\n1\n1\n");
+  /* Nor does the guest's root get to write by mounting it read-write
+   * again: the host refuses (QEMU's readonly=on, virtiofsd's read-only
+   * bind mount). */
+  g_clear_pointer (&out, g_free);
+  g_clear_object (&result);
+  result = test_run (machine, "mount -o remount,rw /mnt/ro; echo x > /mnt/ro/data.txt; echo \"$?\"; "
+                              "touch /mnt/ro/new; echo \"$?\"");
+  out = g_strndup (g_bytes_get_data (qlean_exec_result_get_stdout (result), NULL),
+                   g_bytes_get_size (qlean_exec_result_get_stdout (result)));
+  g_assert_cmpstr (out, ==, "1\n1\n");
   g_clear_pointer (&out, g_free);
   out = g_strndup (g_bytes_get_data (qlean_exec_result_get_stderr (result), NULL),
                    g_bytes_get_size (qlean_exec_result_get_stderr (result)));
@@ -287,14 +537,15 @@ test_readonly (void)
  * relative, is resolved by the guest in the guest: it never reaches the
  * host file it names on the host. */
 static void
-test_symlink_escape (void)
+test_symlink_escape (gconstpointer data)
 {
+  QleanMachine *machine;
   g_autofree char *abs_link = NULL;
   g_autofree char *rel_link = NULL;
   g_autofree char *command = NULL;
   g_autofree char *out = NULL;
 
-  if (!get_machine ())
+  if ((machine = get_machine (data)) == NULL)
     return;
 
   abs_link = g_build_filename (rw_dir, "abs-link", NULL);
@@ -322,46 +573,54 @@ test_symlink_escape (void)
   g_assert_null (strstr (out, "secret"));
 }
 
-/* QEMU cannot save a machine with a mounted 9p share: a snapshot says
- * why, and the machine runs on with its shares. */
+/* QEMU cannot save a machine with a mounted 9p share, nor one with a
+ * virtiofs device: a snapshot says why, and the machine runs on with
+ * its shares. */
 static void
-test_snapshot_refused (void)
+test_snapshot_refused (gconstpointer data)
 {
+  QleanMachine *machine;
   g_autoptr(GError) error = NULL;
   g_autofree char *out = NULL;
+  g_autofree char *command = NULL;
 
-  if (!get_machine ())
+  if ((machine = get_machine (data)) == NULL)
     return;
 
   g_assert_false (qlean_machine_snapshot (machine, "s", NULL, &error));
   g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE);
   g_assert_nonnull (strstr (error->message, "host folders"));
-  out = test_run_text (machine, "grep -c ' 9p ' /proc/mounts");
+  command = g_strdup_printf ("grep -c ' %s ' /proc/mounts", fs_type (data));
+  out = test_run_text (machine, command);
   g_assert_cmpstr (out, ==, "2");
 }
 
-/* A second machine of the same shape starts from the first one's saved
- * boot (fast start), with other folders, which are mounted too. */
+/* A second machine of the same shape starts, with its shares mounted:
+ * over 9p from the first one's saved boot (fast start), over virtiofs
+ * by booting (its device cannot be saved). */
 static void
-test_fast_start (void)
+test_fast_start (gconstpointer data)
 {
+  QleanMachine *machine;
   g_autoptr(QleanMachine) second = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *path = NULL;
   g_autofree char *text = NULL;
+  g_autofree char *command = NULL;
   gint64 start;
 
-  if (!get_machine ())
+  if ((machine = get_machine (data)) == NULL)
     return;
 
   path = g_build_filename (rw_dir, "fast.txt", NULL);
   g_assert_true (g_file_set_contents (path, "fast\n", -1, &error));
   start = g_get_monotonic_time ();
-  second = start_machine ("shares-2");
+  second = start_machine ("shares-2", GPOINTER_TO_INT (data));
   g_assert_nonnull (second);
-  g_test_message ("second machine with shares started in %.2f s",
+  g_test_message ("second machine with %s shares started in %.2f s", fs_type (data),
                   (g_get_monotonic_time () - start) / 1e6);
-  text = test_run_out (second, "cat /mnt/rw/fast.txt; grep -c ' 9p ' /proc/mounts");
+  command = g_strdup_printf ("cat /mnt/rw/fast.txt; grep -c ' %s ' /proc/mounts", fs_type (data));
+  text = test_run_out (second, command);
   g_assert_cmpstr (text, ==, "fast\n2\n");
   qlean_machine_kill (second, NULL, &error);
   g_assert_no_error (error);
@@ -376,20 +635,38 @@ main (int argc, char **argv)
 
   g_test_add_func ("/shares/config-errors", test_config_errors);
   g_test_add_func ("/shares/argv", test_argv);
-  g_test_add_func ("/shares/host-to-guest", test_host_to_guest);
-  g_test_add_func ("/shares/guest-to-host", test_guest_to_host);
-  g_test_add_func ("/shares/readonly", test_readonly);
-  g_test_add_func ("/shares/symlink-escape", test_symlink_escape);
-  g_test_add_func ("/shares/snapshot-refused", test_snapshot_refused);
-  g_test_add_func ("/shares/fast-start", test_fast_start);
+  g_test_add_func ("/shares/argv-virtiofs", test_argv_virtiofs);
+  g_test_add_func ("/shares/virtiofs-refuses-xattr", test_virtiofs_refuses_xattr);
+  g_test_add_func ("/shares/virtiofs-daemons-end", test_virtiofs_daemons_end);
+  for (QleanShareKind kind = QLEAN_SHARE_KIND_9P; kind <= QLEAN_SHARE_KIND_VIRTIOFS; kind++)
+    {
+      const char *prefix = kind == QLEAN_SHARE_KIND_9P ? "/shares/9p" : "/shares/virtiofs";
+      gconstpointer data = GINT_TO_POINTER (kind);
+      struct { const char *name; GTestDataFunc func; } tests[] = {
+        { "host-to-guest", test_host_to_guest },
+        { "guest-to-host", test_guest_to_host },
+        { "readonly", test_readonly },
+        { "symlink-escape", test_symlink_escape },
+        { "snapshot-refused", test_snapshot_refused },
+        { "second-machine", test_fast_start },
+      };
+
+      for (guint i = 0; i < G_N_ELEMENTS (tests); i++)
+        {
+          g_autofree char *path = g_strdup_printf ("%s/%s", prefix, tests[i].name);
+
+          g_test_add_data_func (path, data, tests[i].func);
+        }
+    }
 
   ret = g_test_run ();
 
-  if (machine != NULL)
-    {
-      qlean_machine_kill (machine, NULL, NULL);
-      g_object_unref (machine);
-    }
+  for (guint i = 0; i < G_N_ELEMENTS (machines); i++)
+    if (machines[i] != NULL)
+      {
+        qlean_machine_kill (machines[i], NULL, NULL);
+        g_object_unref (machines[i]);
+      }
   if (top != NULL)
     {
       g_autoptr(GError) error = NULL;
@@ -397,7 +674,8 @@ main (int argc, char **argv)
 
       g_spawn_command_line_sync (cmd, NULL, NULL, NULL, &error);
     }
-  g_free (skip_reason);
+  for (guint i = 0; i < G_N_ELEMENTS (skip_reasons); i++)
+    g_free (skip_reasons[i]);
 
   return ret;
 }

@@ -33,8 +33,10 @@ wanted_modules=(virtio_pci virtio_console virtio_mmio virtio_net virtio_blk)
 optional_modules=(pvpanic_pci)
 # Wanted when the kernel has them, but loaded only when a host folder is
 # mounted (they cost boot time otherwise): 9p over virtio, in
-# /lib/modules/qlean/9p. Debian's cloud kernel has none; its generic one does.
+# /lib/modules/qlean/9p (Debian's cloud kernel has none; its generic one does),
+# and virtiofs (with fuse), in /lib/modules/qlean/virtiofs (both kernels).
 share_modules=(9pnet_virtio 9p)
+virtiofs_modules=(virtiofs)
 busybox_bin=${QLEAN_BUSYBOX:-/bin/busybox}
 agent_bin=${QLEAN_QEMU_GA:-/usr/sbin/qemu-ga}
 
@@ -204,6 +206,10 @@ done
 if [ -n "$have_share_modules" ]; then
   for m in "${share_modules[@]}"; do visit "$m"; done
 fi
+n_9p_modules=${#module_order[@]}
+for m in "${virtiofs_modules[@]}"; do
+  if [ -n "${mod_path[$m]:-}" ] || [ -n "${builtin[$m]:-}" ]; then visit "$m"; fi
+done
 for m in "${module_order[@]}"; do
   f=$modules_dir/${mod_path[$m]}
   [ -f "$f" ] || die "missing module file $f (Debian package: $kpkg)"
@@ -229,7 +235,7 @@ stage=$(mktemp -d "${TMPDIR:-/tmp}/qlean-initramfs.XXXXXX")
 tmp_out=$(mktemp "$output.tmp.XXXXXX")
 
 umask 022
-mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,lib64,etc,proc,sys,dev,run,tmp,root,var,lib/modules/qlean/9p}
+mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,lib64,etc,proc,sys,dev,run,tmp,root,var,lib/modules/qlean/9p,lib/modules/qlean/virtiofs}
 chmod 1777 "$stage/tmp"
 chmod 0700 "$stage/root"
 ln -s /run "$stage/var/run"
@@ -272,6 +278,7 @@ for m in "${module_order[@]}"; do
   f=$modules_dir/${mod_path[$m]}
   dst=$stage/lib/modules/qlean/$n-$m.ko
   [ $i -lt "$n_boot_modules" ] || dst=$stage/lib/modules/qlean/9p/$n-$m.ko
+  [ $i -lt "$n_9p_modules" ] || dst=$stage/lib/modules/qlean/virtiofs/$n-$m.ko
   i=$((i + 1))
   case $f in
     *.ko.xz) xz -dc -- "$f" > "$dst" ;;

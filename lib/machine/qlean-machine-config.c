@@ -48,6 +48,7 @@ struct _QleanMachineConfig
   gboolean    memory_template;
   char       *bridge;
   QleanGuestTransport guest_transport;
+  QleanShareKind share_kind;
 };
 
 G_DEFINE_FINAL_TYPE (QleanMachineConfig, qlean_machine_config, G_TYPE_OBJECT)
@@ -83,6 +84,7 @@ enum {
   PROP_MEMORY_TEMPLATE,
   PROP_BRIDGE,
   PROP_GUEST_TRANSPORT,
+  PROP_SHARE_KIND,
   N_PROPS
 };
 
@@ -128,6 +130,7 @@ qlean_machine_config_get_property (GObject    *object,
     case PROP_MEMORY_TEMPLATE: g_value_set_boolean (value, self->memory_template); break;
     case PROP_BRIDGE: g_value_set_string (value, self->bridge); break;
     case PROP_GUEST_TRANSPORT: g_value_set_enum (value, self->guest_transport); break;
+    case PROP_SHARE_KIND: g_value_set_enum (value, self->share_kind); break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -160,6 +163,9 @@ qlean_machine_config_set_property (GObject      *object,
     case PROP_BRIDGE: qlean_machine_config_set_bridge (self, g_value_get_string (value)); break;
     case PROP_GUEST_TRANSPORT:
       qlean_machine_config_set_guest_transport (self, g_value_get_enum (value));
+      break;
+    case PROP_SHARE_KIND:
+      qlean_machine_config_set_share_kind (self, g_value_get_enum (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -359,6 +365,24 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
     g_param_spec_enum ("guest-transport", NULL, NULL, QLEAN_TYPE_GUEST_TRANSPORT,
                        QLEAN_GUEST_TRANSPORT_AUTO, flags);
 
+  /**
+   * QleanMachineConfig:share-kind:
+   *
+   * How the machine's host folders (see
+   * [method@MachineConfig.add_share_full]) reach the guest: `auto` (the
+   * default) uses virtiofs where QEMU's `virtiofsd` is installed and can
+   * run (as root, or in a user namespace for a normal user) and no share
+   * asks for %QLEAN_SHARE_MAPPED_XATTR, else virtio-9p, and logs why
+   * (domain `qlean`). virtiofs reads faster; its machines cannot be
+   * saved at all (snapshots, clones, exports) and always boot (no fast
+   * start), because QEMU cannot migrate its device.
+   *
+   * Since: 0.1
+   */
+  properties[PROP_SHARE_KIND] =
+    g_param_spec_enum ("share-kind", NULL, NULL, QLEAN_TYPE_SHARE_KIND,
+                       QLEAN_SHARE_KIND_AUTO, flags);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
@@ -419,6 +443,7 @@ qlean_machine_config_copy (QleanMachineConfig *self)
                        "memory-template", self->memory_template,
                        "bridge", self->bridge,
                        "guest-transport", self->guest_transport,
+                       "share-kind", self->share_kind,
                        NULL);
   /* Checked when added: copied as they are. */
   for (guint i = 0; i < self->shares->len; i++)
@@ -850,6 +875,47 @@ qlean_machine_config_set_guest_transport (QleanMachineConfig  *self,
 
   self->guest_transport = guest_transport;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_GUEST_TRANSPORT]);
+}
+
+/**
+ * qlean_machine_config_get_share_kind:
+ * @self: a #QleanMachineConfig
+ *
+ * Gets [property@MachineConfig:share-kind].
+ *
+ * Returns: how host folders are shared with the guest
+ *
+ * Since: 0.1
+ */
+QleanShareKind
+qlean_machine_config_get_share_kind (QleanMachineConfig *self)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE_CONFIG (self), QLEAN_SHARE_KIND_AUTO);
+
+  return self->share_kind;
+}
+
+/**
+ * qlean_machine_config_set_share_kind:
+ * @self: a #QleanMachineConfig
+ * @share_kind: how host folders are shared with the guest
+ *
+ * Sets [property@MachineConfig:share-kind].
+ *
+ * Since: 0.1
+ */
+void
+qlean_machine_config_set_share_kind (QleanMachineConfig *self,
+                                     QleanShareKind      share_kind)
+{
+  g_return_if_fail (QLEAN_IS_MACHINE_CONFIG (self));
+  g_return_if_fail (share_kind <= QLEAN_SHARE_KIND_VIRTIOFS);
+
+  if (self->share_kind == share_kind)
+    return;
+
+  self->share_kind = share_kind;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_SHARE_KIND]);
 }
 
 /* Each share is a QEMU device and a 9p mount tag (qleanN): a bound keeps

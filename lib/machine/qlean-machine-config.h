@@ -41,6 +41,25 @@ typedef enum /*< flags >*/
 } QleanShareFlags;
 
 /**
+ * QleanShareKind:
+ * @QLEAN_SHARE_KIND_AUTO: virtiofs where it can run, else virtio-9p.
+ * @QLEAN_SHARE_KIND_9P: virtio-9p, served by QEMU itself.
+ * @QLEAN_SHARE_KIND_VIRTIOFS: virtiofs, served by `virtiofsd`; starting
+ *   fails when it cannot run.
+ *
+ * How a machine's host folders reach its guest; see
+ * [property@MachineConfig:share-kind].
+ *
+ * Since: 0.1
+ */
+typedef enum
+{
+  QLEAN_SHARE_KIND_AUTO,
+  QLEAN_SHARE_KIND_9P,
+  QLEAN_SHARE_KIND_VIRTIOFS,
+} QleanShareKind;
+
+/**
  * QleanAccel:
  * @QLEAN_ACCEL_AUTO: KVM when /dev/kvm can be opened read-write, else TCG.
  * @QLEAN_ACCEL_KVM: KVM; starting fails when it is not usable.
@@ -163,6 +182,12 @@ QleanGuestTransport qlean_machine_config_get_guest_transport (QleanMachineConfig
 QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_set_guest_transport (QleanMachineConfig  *self,
                                                               QleanGuestTransport  guest_transport);
+
+QLEAN_AVAILABLE_IN_0_1
+QleanShareKind      qlean_machine_config_get_share_kind (QleanMachineConfig  *self);
+QLEAN_AVAILABLE_IN_0_1
+void                qlean_machine_config_set_share_kind (QleanMachineConfig  *self,
+                                                         QleanShareKind       share_kind);
 
 QLEAN_AVAILABLE_IN_0_1
 gboolean            qlean_machine_config_add_share      (QleanMachineConfig  *self,

@@ -26,6 +26,7 @@
 #include "qlean-enums.h"
 #include "qlean-error.h"
 #include "qlean-machine-object-private.h"
+#include "qlean-machine-virtiofs-private.h"
 #include "qlean-image-private.h"
 #include "qlean-sync-private.h"
 #include "qlean-task-private.h"
@@ -315,10 +316,11 @@ qlean_machine_resolve_cmdline (QleanMachine *self,
 }
 
 static gboolean
-qlean_machine_resolve_spec (QleanMachine  *self,
-                            const char    *run_dir,
-                            ResolvedSpec  *resolved,
-                            GError       **error)
+qlean_machine_resolve_spec (QleanMachine    *self,
+                            const char      *run_dir,
+                            QleanShareKind   share_kind,
+                            ResolvedSpec    *resolved,
+                            GError         **error)
 {
   QleanMachineConfig *config = self->config;
   QleanQemuSpec *spec = &resolved->spec;
@@ -363,9 +365,12 @@ qlean_machine_resolve_spec (QleanMachine  *self,
           resolved->shares[i].mapped_xattr = (flags & QLEAN_SHARE_MAPPED_XATTR) != 0;
         }
       spec->shares = resolved->shares;
+      /* virtiofsd maps the guest's RAM (qlean-machine-virtiofs.c). */
+      spec->shares_virtiofs = share_kind == QLEAN_SHARE_KIND_VIRTIOFS;
+      spec->mem_memfd = spec->shares_virtiofs;
       /* The minimal image's own kernel has no 9p: such a machine boots
        * the image's share boot (see qlean_image_want_share_boot()). */
-      if (qlean_machine_config_get_kernel (config) == NULL &&
+      if (!spec->shares_virtiofs && qlean_machine_config_get_kernel (config) == NULL &&
           qlean_machine_config_get_initrd (config) == NULL)
         qlean_image_get_share_boot (self->image, &spec->kernel, &spec->initrd);
     }
@@ -407,11 +412,14 @@ qlean_machine_dry_run (QleanMachine  *self,
   g_auto(ResolvedSpec) resolved = { { 0 } };
   g_autofree char *base = NULL;
   g_autofree char *run_dir = NULL;
+  QleanShareKind share_kind = QLEAN_SHARE_KIND_AUTO;
 
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   if (qlean_machine_config_get_n_shares (self->config) > 0)
+    share_kind = qlean_machine_pick_share_kind (self, FALSE);
+  if (share_kind == QLEAN_SHARE_KIND_9P)
     qlean_image_want_share_boot (self->image);
   if (!qlean_image_prepare (self->image, NULL, error))
     return NULL;
@@ -421,7 +429,7 @@ qlean_machine_dry_run (QleanMachine  *self,
     return NULL;
   run_dir = g_strdup_printf ("%s/%s-XXXXXX", base, self->name);
 
-  if (!qlean_machine_resolve_spec (self, run_dir, &resolved, error))
+  if (!qlean_machine_resolve_spec (self, run_dir, share_kind, &resolved, error))
     return NULL;
 
   if (qlean_image_get_disk (self->image) != NULL)
@@ -614,7 +622,8 @@ qlean_machine_launch_prepare (QleanMachine  *self,
   self->run->run_dir = g_strdup (run_dir);
   g_mutex_unlock (&self->lock);
 
-  if (!qlean_machine_resolve_spec (self, run_dir, resolved, error))
+  if (!qlean_machine_resolve_spec (self, run_dir, qlean_machine_run_get_share_kind (self->run),
+                                   resolved, error))
     return FALSE;
   if (self->network != NULL &&
       !get_network_hooks ()->prepare (self, self->run, self->network, error))
@@ -777,7 +786,13 @@ qlean_machine_launch (QleanMachine  *self,
   resolved.spec.data_fd = QLEAN_DATA_FD;
   resolved.spec.console_fd = QLEAN_CONSOLE_FD;
 
-  if (self->incoming == NULL)
+  /* A machine with virtiofs shares always boots: QEMU cannot save its
+   * vhost-user-fs device, nor map a memory template shared. Its
+   * virtiofsd processes start first, listening for QEMU. */
+  if (resolved.spec.shares_virtiofs &&
+      !qlean_machine_virtiofs_start (self, self->run, run_dir, error))
+    return FALSE;
+  if (self->incoming == NULL && !resolved.spec.shares_virtiofs)
     qlean_machine_pick_boot_state (self, &resolved);
 
   /* One start loads a saved state; the next boots afresh. QEMU reads it

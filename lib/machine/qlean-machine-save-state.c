@@ -253,14 +253,15 @@ qlean_machine_save_state_async (QleanMachine        *self,
       return;
     }
 
-  /* QEMU refuses to migrate a mounted 9p export; say so in our words. */
+  /* QEMU refuses to migrate a mounted 9p export or a virtiofs device;
+   * say so in our words. */
   if (qlean_machine_shares_mounted (self))
     {
       g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
                                _("Cannot save machine “%s”: it has host folders mounted "
                                  "(shares), and QEMU cannot save a machine with a mounted "
-                                 "9p share; snapshots, clones, exports and pools need "
-                                 "machines without shares"),
+                                 "9p share or with virtiofs; snapshots, clones, exports and "
+                                 "pools need machines without shares"),
                                qlean_machine_get_name (self));
       g_object_unref (task);
       return;

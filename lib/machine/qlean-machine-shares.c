@@ -1,7 +1,7 @@
 /* qlean-machine-shares.c: host folders in the guest, and a machine shared with other processes
  *
  * Two kinds of sharing: the host folders a machine's config mounts in
- * its guest (9p, once per start), and share()/attach(), which let other
+ * its guest (9p or virtiofs, once per start), and share()/attach(), which let other
  * processes reach a running machine through qlean-guest's relay.
  *
  * SPDX-License-Identifier: MIT
@@ -20,23 +20,26 @@
 #include "qlean-enums.h"
 #include "qlean-error.h"
 #include "qlean-machine-object-private.h"
+#include "qlean-machine-virtiofs-private.h"
 #include "qlean-image-private.h"
 #include "qlean-sync-private.h"
 #include "qlean-worker-private.h"
 
-/* Mounts each shared folder at its guest path: $1 the 9p module
- * directory of the minimal image, then tag, path and options for each.
- * The minimal image's init does not load 9p at boot (it costs boot time
- * for every machine); other guests load it on demand. */
+/* Mounts each shared folder at its guest path: $1 the minimal image's
+ * module directory for the file system, $2 the file system (9p or
+ * virtiofs), then tag, path and options for each. The minimal image's
+ * init loads neither at boot (it costs boot time for every machine);
+ * other guests load them on demand. */
 static const char mount_shares_script[] =
   "for m in \"$1\"/*.ko; do\n"
   "  [ -e \"$m\" ] || continue\n"
   "  n=${m##*/}; n=${n#*-}; n=${n%.ko}\n"
   "  [ -d \"/sys/module/$n\" ] || insmod \"$m\" || exit 1\n"
   "done\n"
-  "shift\n"
+  "t=$2\n"
+  "shift 2\n"
   "while [ $# -ge 3 ]; do\n"
-  "  mkdir -p -- \"$2\" && mount -t 9p -o \"$3\" \"$1\" \"$2\" || exit 1\n"
+  "  mkdir -p -- \"$2\" && mount -t \"$t\" -o \"$3\" \"$1\" \"$2\" || exit 1\n"
   "  shift 3\n"
   "done\n";
 
@@ -60,10 +63,16 @@ qlean_machine_shares_ran_cb (GObject      *source,
     {
       g_autofree char *err = qlean_exec_result_get_stderr_text (ran);
 
-      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
-                               _("Could not mount the shared folders in machine “%s” (does its "
-                                 "kernel have 9p?): %s"),
-                               QLEAN_MACHINE (source)->name, err ? g_strstrip (err) : "");
+      if (qlean_machine_run_get_share_kind (QLEAN_MACHINE (source)->run) == QLEAN_SHARE_KIND_VIRTIOFS)
+        g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                                 _("Could not mount the shared folders in machine “%s” (does its "
+                                   "kernel have virtiofs?): %s"),
+                                 QLEAN_MACHINE (source)->name, err ? g_strstrip (err) : "");
+      else
+        g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                                 _("Could not mount the shared folders in machine “%s” (does its "
+                                   "kernel have 9p?): %s"),
+                                 QLEAN_MACHINE (source)->name, err ? g_strstrip (err) : "");
       return;
     }
 
@@ -78,12 +87,14 @@ qlean_machine_mount_shares_async (QleanMachine        *self,
   g_autoptr(GTask) task = g_task_new (self, NULL, callback, user_data);
   g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
   guint n = qlean_machine_config_get_n_shares (self->config);
+  gboolean virtiofs = qlean_machine_run_get_share_kind (self->run) == QLEAN_SHARE_KIND_VIRTIOFS;
 
   g_ptr_array_add (argv, g_strdup ("/bin/sh"));
   g_ptr_array_add (argv, g_strdup ("-c"));
   g_ptr_array_add (argv, g_strdup (mount_shares_script));
   g_ptr_array_add (argv, g_strdup ("sh"));
-  g_ptr_array_add (argv, g_strdup ("/lib/modules/qlean/9p"));
+  g_ptr_array_add (argv, g_strdup (virtiofs ? "/lib/modules/qlean/virtiofs" : "/lib/modules/qlean/9p"));
+  g_ptr_array_add (argv, g_strdup (virtiofs ? "virtiofs" : "9p"));
   for (guint i = 0; i < n; i++)
     {
       const char *guest_path;
@@ -92,10 +103,15 @@ qlean_machine_mount_shares_async (QleanMachine        *self,
       qlean_machine_config_get_share (self->config, i, &guest_path, &flags);
       g_ptr_array_add (argv, g_strdup_printf (QLEAN_SHARE_TAG_PREFIX "%u", i));
       g_ptr_array_add (argv, g_strdup (guest_path));
+      /* virtiofs: ro is a courtesy (the guest's writes fail at once);
+       * the host's read-only bind mount is what refuses them. */
+      if (virtiofs)
+        g_ptr_array_add (argv, g_strdup ((flags & QLEAN_SHARE_READONLY) ? "ro" : "rw"));
       /* msize: 9p's 8 KiB default makes every read a round trip per
        * 8 KiB; 512000 is the most virtio takes. */
-      g_ptr_array_add (argv, g_strdup_printf ("trans=virtio,version=9p2000.L,msize=512000%s",
-                                              (flags & QLEAN_SHARE_READONLY) ? ",ro" : ""));
+      else
+        g_ptr_array_add (argv, g_strdup_printf ("trans=virtio,version=9p2000.L,msize=512000%s",
+                                                (flags & QLEAN_SHARE_READONLY) ? ",ro" : ""));
     }
   g_ptr_array_add (argv, NULL);
 
@@ -103,10 +119,12 @@ qlean_machine_mount_shares_async (QleanMachine        *self,
                                     qlean_machine_shares_ran_cb, g_steal_pointer (&task));
 }
 
+/* Whether the machine cannot be saved for its shares: a mounted 9p
+ * export, or a virtiofs device, which QEMU never migrates. */
 gboolean
 qlean_machine_shares_mounted (QleanMachine *self)
 {
-  return self->run->shares_mounted;
+  return self->run->shares_mounted || qlean_machine_run_has_virtiofs (self->run);
 }
 
 static void
@@ -139,15 +157,22 @@ static const QleanBootStage shares_stage = {
   "shares", QLEAN_BOOT_STAGE_SHARES, qlean_machine_shares_stage_start
 };
 
-/* A start of a machine with shared folders boots a kernel with 9p,
- * and mounts them as its last stage. */
+/* A start of a machine with shared folders decides how they reach the
+ * guest (qlean-machine-virtiofs.c), boots a kernel with 9p when that is
+ * how (Debian's cloud kernel has virtiofs, not 9p), and mounts them as
+ * its last stage. */
 void
 qlean_machine_prepare_shares (QleanMachine *self)
 {
+  QleanShareKind kind;
+
   if (qlean_machine_config_get_n_shares (self->config) == 0)
     return;
 
-  qlean_image_want_share_boot (self->image);
+  kind = qlean_machine_pick_share_kind (self, self->incoming != NULL);
+  qlean_machine_run_set_share_kind (self->run, kind);
+  if (kind == QLEAN_SHARE_KIND_9P)
+    qlean_image_want_share_boot (self->image);
   qlean_machine_run_add_boot_stage (self->run, &shares_stage);
 }
 

@@ -54,9 +54,12 @@ typedef struct
    * QleanConsoleLog); -1 makes QEMU write console.log itself. */
   int                 console_fd;
   const char * const *extra_args;
-  /* Host folders shared over virtio-9p, mount tag qleanN for the Nth. */
+  /* Host folders shared over virtio-9p, mount tag qleanN for the Nth;
+   * or with shares_virtiofs, over virtiofs: QEMU connects to the Nth's
+   * virtiofsd at virtiofs-N.sock in run_dir (QLEAN_VIRTIOFS_SOCKET_FORMAT). */
   const struct _QleanQemuShare *shares;
   guint               n_shares;
+  gboolean            shares_virtiofs;
   /* The network card, when the machine is on a QleanNetwork: the
    * switch's socket directory (NULL: no card), port and MAC address. */
   const char         *net_socket;
@@ -71,12 +74,18 @@ typedef struct
    * template) or private (copy-on-write: the file is never written). */
   const char         *mem_path;
   gboolean            mem_share;
+  /* Or (with no mem_path) from a shared memfd, which vhost-user devices
+   * (virtiofsd) map. */
+  gboolean            mem_memfd;
   const char         *seed;          /* a cloud-init seed image, attached read-only */
 } QleanQemuSpec;
 
 #define QLEAN_QMP_SOCKET "qmp.sock"
 #define QLEAN_QGA_SOCKET "qga.sock"
 #define QLEAN_DATA_SOCKET "data.sock"
+/* The vhost-user socket of the Nth share's virtiofsd, in the run
+ * directory (virtiofsd listens, QEMU connects). */
+#define QLEAN_VIRTIOFS_SOCKET_FORMAT "virtiofs-%u.sock"
 #define QLEAN_CONSOLE_LOG "console.log"
 #define QLEAN_QEMU_LOG "qemu.log"
 #define QLEAN_QGA_PORT_ID "qga0"

@@ -152,6 +152,15 @@ add_machine (GPtrArray           *argv,
       add_printf (argv, "memory-backend-file,id=pc.ram,size=%uM,mem-path=%s,share=%s",
                   spec->memory_mib, escaped, spec->mem_share ? "on" : "off");
     }
+  else if (spec->mem_memfd)
+    {
+      /* virtiofsd maps the guest's RAM: it must be shared memory with a
+       * descriptor QEMU can pass on. Such machines are never saved, so
+       * the id is only a name. */
+      add_printf (argv, "%s,memory-backend=qlean.ram", arch->machine);
+      add (argv, "-object");
+      add_printf (argv, "memory-backend-memfd,id=qlean.ram,size=%uM,share=on", spec->memory_mib);
+    }
   else
     add (argv, arch->machine);
 }
@@ -333,11 +342,38 @@ add_disks (GPtrArray           *argv,
     }
 }
 
+/* Host folders over virtiofs: each share's virtiofsd listens on its
+ * socket in the run directory, and QEMU connects to it. Read-only is
+ * the daemon's business (see qlean-machine-virtiofs.c). */
+static void
+add_virtiofs_shares (GPtrArray           *argv,
+                     const QleanQemuSpec *spec)
+{
+  for (guint i = 0; i < spec->n_shares; i++)
+    {
+      g_autofree char *name = g_strdup_printf (QLEAN_VIRTIOFS_SOCKET_FORMAT, i);
+      g_autofree char *path = g_build_filename (spec->run_dir, name, NULL);
+      g_autofree char *escaped = escape_commas (path);
+
+      add (argv, "-chardev");
+      add_printf (argv, "socket,id=vfs%u,path=%s", i, escaped);
+      add (argv, "-device");
+      add_printf (argv, "vhost-user-fs-pci,chardev=vfs%u,tag=" QLEAN_SHARE_TAG_PREFIX "%u,id=share%u",
+                  i, i, i);
+    }
+}
+
 /* Host folders shared over virtio-9p, mount tag qleanN for the Nth. */
 static void
 add_shares (GPtrArray           *argv,
             const QleanQemuSpec *spec)
 {
+  if (spec->shares_virtiofs)
+    {
+      add_virtiofs_shares (argv, spec);
+      return;
+    }
+
   for (guint i = 0; i < spec->n_shares; i++)
     {
       const QleanQemuShare *share = &spec->shares[i];
