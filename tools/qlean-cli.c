@@ -174,6 +174,7 @@ static char *opt_mirror;
 static int opt_boot_timeout = 0;
 static gboolean opt_json;
 static char **opt_volumes;
+static char *opt_share_kind;
 
 /* --arch, or the host's architecture. */
 static gboolean
@@ -217,6 +218,9 @@ GOptionEntry machine_entries[] = {
   { "volume", 'v', 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_volumes,
     N_("Share host directory HOST with the machine at GUEST (an absolute path), read-only with :ro; "
        "repeatable"), N_("HOST:GUEST[:ro]") },
+  { "share-kind", 0, 0, G_OPTION_ARG_STRING, &opt_share_kind,
+    N_("How --volume folders reach the guest: auto (virtiofs where virtiofsd can run, else 9p), "
+       "9p or virtiofs (default auto)"), N_("KIND") },
   { NULL }
 };
 
@@ -246,6 +250,26 @@ add_volume_option (QleanMachineConfig  *config,
   *colon = '\0';
 
   return qlean_machine_config_add_share (config, spec, colon + 1, readonly, error);
+}
+
+/* --share-kind auto|9p|virtiofs */
+static gboolean
+set_share_kind_option (QleanMachineConfig  *config,
+                       GError             **error)
+{
+  if (opt_share_kind == NULL || g_str_equal (opt_share_kind, "auto"))
+    qlean_machine_config_set_share_kind (config, QLEAN_SHARE_KIND_AUTO);
+  else if (g_str_equal (opt_share_kind, "9p"))
+    qlean_machine_config_set_share_kind (config, QLEAN_SHARE_KIND_9P);
+  else if (g_str_equal (opt_share_kind, "virtiofs"))
+    qlean_machine_config_set_share_kind (config, QLEAN_SHARE_KIND_VIRTIOFS);
+  else
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   _("--share-kind must be auto, 9p or virtiofs, not “%s”"), opt_share_kind);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 const char *
@@ -386,6 +410,8 @@ machine_from_options (const char  *name,
   for (guint i = 0; opt_volumes != NULL && opt_volumes[i] != NULL; i++)
     if (!add_volume_option (config, opt_volumes[i], error))
       return NULL;
+  if (!set_share_kind_option (config, error))
+    return NULL;
 
   if (opt_transport != NULL)
     {
