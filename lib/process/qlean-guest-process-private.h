@@ -1,4 +1,4 @@
-/* qlean-guest-process-private.h: how launchers start guest processes
+/* qlean-guest-process-private.h: a guest process's state, and how launchers start it
  *
  * SPDX-License-Identifier: MIT
  */
@@ -10,11 +10,50 @@
 #endif
 
 #include "qlean-guest-channel-private.h"
+#include "qlean-guest-output-pipe-private.h"
 #include "qlean-guest-launcher.h"
 #include "qlean-guest-process.h"
 #include "qlean-machine.h"
 
 G_BEGIN_DECLS
+
+/* The process's state, in this header so that the process's files can
+ * share it. Only qlean-guest-process.c may touch its fields; every other
+ * file, communicate and the launcher included, goes through the
+ * functions below and the public API. */
+struct _QleanGuestProcess
+{
+  GObject                 parent_instance;
+
+  QleanMachine           *machine;
+  char                   *program;
+  QleanGuestProcessFlags  flags;
+  GOutputStream          *stdin_pipe;
+  GInputStream           *stdout_pipe;
+  GInputStream           *stderr_pipe;
+  char                   *identifier;
+
+  GMutex                  lock;
+  gboolean                exited;
+  int                     wait_status;
+  gboolean                timed_out;
+  GError                 *failure;
+  GBytes                 *stdout_bytes;
+  GBytes                 *stderr_bytes;
+  gboolean                stdout_truncated;
+  gboolean                stderr_truncated;
+  gsize                   output_limit;   /* what communicate keeps of each pipe */
+
+  /* Worker only. */
+  QleanGuestStream       *stream;
+  QleanGuestOutputPipe    out[3];         /* by the guest's fd: 1 stdout, 2 stderr */
+  int                     stdin_fd;
+  GSource                *stdin_source;
+  GPtrArray              *waiters;
+  GTask                  *spawn_task;
+  GSource                *timeout_source;
+  guint                   timeout_ms;
+};
 
 /* Worker thread only. Sends the EXEC request on @channel; @task (whose
  * source object may be anything) completes with the process once the

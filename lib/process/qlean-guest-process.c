@@ -63,40 +63,6 @@
  * Since: 0.1
  */
 
-struct _QleanGuestProcess
-{
-  GObject                 parent_instance;
-
-  QleanMachine           *machine;
-  char                   *program;
-  QleanGuestProcessFlags  flags;
-  GOutputStream          *stdin_pipe;
-  GInputStream           *stdout_pipe;
-  GInputStream           *stderr_pipe;
-  char                   *identifier;
-
-  GMutex                  lock;
-  gboolean                exited;
-  int                     wait_status;
-  gboolean                timed_out;
-  GError                 *failure;
-  GBytes                 *stdout_bytes;
-  GBytes                 *stderr_bytes;
-  gboolean                stdout_truncated;
-  gboolean                stderr_truncated;
-  gsize                   output_limit;   /* what communicate keeps of each pipe */
-
-  /* Worker only. */
-  QleanGuestStream       *stream;
-  QleanGuestOutputPipe    out[3];         /* by the guest's fd: 1 stdout, 2 stderr */
-  int                     stdin_fd;
-  GSource                *stdin_source;
-  GPtrArray              *waiters;
-  GTask                  *spawn_task;
-  GSource                *timeout_source;
-  guint                   timeout_ms;
-};
-
 G_DEFINE_FINAL_TYPE (QleanGuestProcess, qlean_guest_process, G_TYPE_OBJECT)
 
 /* The stream ended without the guest's EOFs: what came still reaches
