@@ -17,10 +17,11 @@
 
 G_BEGIN_DECLS
 
-/* The process's state, in this header so that the process's files can
- * share it. Only qlean-guest-process.c may touch its fields; every other
- * file, communicate and the launcher included, goes through the
- * functions below and the public API. */
+/* The process's state, in this header so that its run
+ * (qlean-guest-process.c) and its waits (qlean-guest-process-wait.c) can
+ * share it. Only those two files may touch its fields; every other file,
+ * communicate and the launcher included, goes through the functions
+ * below and the public API. */
 struct _QleanGuestProcess
 {
   GObject                 parent_instance;
@@ -54,6 +55,10 @@ struct _QleanGuestProcess
   GSource                *timeout_source;
   guint                   timeout_ms;
 };
+
+/* Worker thread only. The end of the process (exit, or the loss of the
+ * machine): every pending wait returns, and the timeout is disarmed. */
+void qlean_guest_process_complete_waiters (QleanGuestProcess *self);
 
 /* Worker thread only. Sends the EXEC request on @channel; @task (whose
  * source object may be anything) completes with the process once the
