@@ -13,6 +13,7 @@
 
 #include "qlean-machine.h"
 #include "qlean-machine-fs-private.h"
+#include "qlean-machine-run-private.h"
 
 G_BEGIN_DECLS
 
@@ -40,11 +41,11 @@ struct _QleanGuestBackend
 extern const QleanGuestBackend qlean_guest_backend_qlean_guest;
 extern const QleanGuestBackend qlean_guest_backend_agent;
 
-/* The backend of @machine's run: the agent's when its transport is, or
- * is configured to be, the agent alone; qlean-guest's otherwise (which
+/* The backend of @run: the agent's when its transport is, or is
+ * configured to be, the agent alone; qlean-guest's otherwise (which
  * itself lets the agent move whole files while a run has not decided
  * yet). Safe from any thread. */
-const QleanGuestBackend *qlean_guest_backend_get (QleanMachine *machine);
+const QleanGuestBackend *qlean_guest_backend_get (QleanMachineRun *run);
 
 /* Blocking (a task thread, never the worker): runs @req through the
  * QEMU guest agent alone, answering as qlean-guest would: FS requests

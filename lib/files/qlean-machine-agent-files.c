@@ -39,31 +39,31 @@
 #define HELLO_GRACE_MS 1000
 
 QleanGuestChannel *
-qlean_machine_fs_pick_channel (QleanMachine  *self,
-                               GCancellable  *cancellable,
-                               GError       **error)
+qlean_machine_fs_pick_channel (QleanMachineRun  *run,
+                               GCancellable     *cancellable,
+                               GError          **error)
 {
   g_autoptr(QleanGuestChannel) channel = NULL;
   gint64 deadline = g_get_monotonic_time () + HELLO_GRACE_MS * G_TIME_SPAN_MILLISECOND;
 
-  if (qlean_machine_uses_agent_only (self))
+  if (qlean_machine_run_uses_agent_only (run))
     return NULL;
 
   /* The run decided on qlean-guest: a restarting one gets the usual
    * chance to answer, a dead one fails the call; never the agent. */
-  if (qlean_machine_get_guest_transport (self) == QLEAN_GUEST_TRANSPORT_QLEAN_GUEST)
+  if (qlean_machine_run_get_guest_transport (run) == QLEAN_GUEST_TRANSPORT_QLEAN_GUEST)
     {
       g_auto(QleanSyncCall) call = { 0 };
       GAsyncResult *result;
 
       if (!qlean_sync_call_begin (&call, error))
         return NULL;
-      qlean_machine_get_guest_channel_async (self, cancellable, qlean_sync_call_done, &call);
+      qlean_machine_run_get_guest_channel_async (run, cancellable, qlean_sync_call_done, &call);
       result = qlean_sync_call_wait (&call);
-      return qlean_machine_get_guest_channel_finish (self, result, error);
+      return qlean_machine_run_get_guest_channel_finish (run, result, error);
     }
 
-  channel = qlean_machine_dup_guest_channel (self);
+  channel = qlean_machine_run_dup_guest_channel (run);
   if (channel == NULL)
     return NULL;
 

@@ -121,7 +121,8 @@ download_file (QleanTransferCtx  *ctx,
       g_autoptr(GOutputStream) out = g_unix_output_stream_new (fd, TRUE);
 
       if (ctx->channel != NULL)
-        ok = qlean_transfer_get_stream (ctx->machine, ctx->channel, guest_path, out, &info, ctx->cancellable, error);
+        ok = qlean_transfer_get_stream (ctx->machine, ctx->run, ctx->channel, guest_path, out,
+                                        &info, ctx->cancellable, error);
       else
         {
           ok = qlean_machine_agent_get (ctx->machine, guest_path, out, NULL, ctx->cancellable, error);
@@ -270,6 +271,7 @@ download (QleanMachine        *machine,
   g_autofree char *parent = NULL;
   const char *dest = g_file_peek_path (destination);
   g_autoptr(GError) pick_error = NULL;
+  g_autoptr(QleanMachineRun) run = NULL;
   QleanTransferCtx ctx = { machine, NULL, cancellable, flags };
 
   if (dest == NULL)
@@ -283,7 +285,11 @@ download (QleanMachine        *machine,
 
   /* Without qlean-guest, the agent moves a single file; what is not one
    * shows when reading it fails. */
-  channel = qlean_machine_fs_pick_channel (machine, cancellable, &pick_error);
+  run = qlean_machine_ref_run (machine, QLEAN_MACHINE_OP_TRANSFER_FILES, FALSE, error);
+  if (run == NULL)
+    return FALSE;
+  ctx.run = run;
+  channel = qlean_machine_fs_pick_channel (run, cancellable, &pick_error);
   if (channel == NULL && pick_error != NULL)
     {
       g_propagate_prefixed_error (error, g_steal_pointer (&pick_error),
@@ -292,7 +298,7 @@ download (QleanMachine        *machine,
       return FALSE;
     }
   ctx.channel = channel;
-  if (channel != NULL || qlean_machine_uses_agent_only (machine))
+  if (channel != NULL || qlean_machine_run_uses_agent_only (run))
     {
       info = qlean_machine_metadata (machine, guest_source, cancellable, error);
       if (info == NULL)

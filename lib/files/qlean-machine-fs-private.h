@@ -11,6 +11,7 @@
 
 #include "qlean-guest-channel-private.h"
 #include "qlean-machine.h"
+#include "qlean-machine-run-private.h"
 
 G_BEGIN_DECLS
 
@@ -92,6 +93,7 @@ typedef struct
   QleanFsResult  kind;
   gboolean       port_only;    /* GET, PUT: never through the agent */
 
+  QleanMachineRun *run;        /* the run the call goes to (set by qlean_fs_request_async) */
   /* worker */
   GByteArray       *collected;
   GBytes           *done;
@@ -153,7 +155,7 @@ gboolean   qlean_machine_fs_set_mtime (QleanMachine        *machine,
  * HELLO already on its way), or NULL: then the agent must do. A run
  * whose transport is qlean-guest gets NULL with @error set instead when
  * qlean-guest does not answer: it never switches to the agent. */
-QleanGuestChannel *qlean_machine_fs_pick_channel (QleanMachine  *self,
+QleanGuestChannel *qlean_machine_fs_pick_channel (QleanMachineRun *run,
                                                   GCancellable  *cancellable,
                                                   GError       **error);
 /* @error from the agent as a G_IO_ERROR naming @path (and @path2), its code read from

@@ -49,6 +49,7 @@ fs_request_free (QleanFsRequest *req)
   g_clear_pointer (&req->contents, g_bytes_unref);
   g_clear_pointer (&req->collected, g_byte_array_unref);
   g_clear_pointer (&req->done, g_bytes_unref);
+  g_clear_pointer (&req->run, qlean_machine_run_unref);
   g_free (req);
 }
 
@@ -368,10 +369,10 @@ fs_channel_cb (GObject      *source,
   g_autoptr(QleanGuestStream) stream = NULL;
   GError *error = NULL;
 
-  channel = qlean_machine_get_guest_channel_finish (QLEAN_MACHINE (source), result, &error);
+  channel = qlean_machine_run_get_guest_channel_finish (req->run, result, &error);
   if (channel == NULL && g_error_matches (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED))
     {
-      g_autofree char *what = request_failed (QLEAN_MACHINE (source), req);
+      g_autofree char *what = request_failed (g_task_get_source_object (task), req);
 
       /* The machine's transport is qlean-guest, which does not answer
        * (the message says so): the call fails rather than switching. */
@@ -396,7 +397,7 @@ fs_channel_cb (GObject      *source,
   if (req->request != QLEAN_GUEST_FRAME_FS ||
       (req->op != QLEAN_GUEST_FS_COPY && req->op != QLEAN_GUEST_FS_REMOVE_ALL) ||
       qlean_guest_channel_get_guest_version (channel) >= 2)
-    qlean_guest_stream_set_timeout (stream, qlean_machine_get_guest_timeout (QLEAN_MACHINE (source)));
+    qlean_guest_stream_set_timeout (stream, qlean_machine_run_get_guest_timeout (req->run));
   if (g_task_get_cancellable (task) != NULL)
     {
       req->cancel_source = g_cancellable_source_new (g_task_get_cancellable (task));
@@ -416,10 +417,10 @@ static gboolean
 fs_in_worker (gpointer user_data)
 {
   GTask *task = user_data;
+  QleanFsRequest *req = g_task_get_task_data (task);
 
-  qlean_machine_get_guest_channel_async (g_task_get_source_object (task),
-                                         g_task_get_cancellable (task),
-                                         fs_channel_cb, g_object_ref (task));
+  qlean_machine_run_get_guest_channel_async (req->run, g_task_get_cancellable (task),
+                                             fs_channel_cb, g_object_ref (task));
   return G_SOURCE_REMOVE;
 }
 
@@ -437,7 +438,7 @@ fs_agent_thread (GTask        *task,
   g_autoptr(QleanGuestChannel) channel = NULL;
   GError *error = NULL;
 
-  channel = qlean_machine_fs_pick_channel (self, cancellable, &error);
+  channel = qlean_machine_fs_pick_channel (req->run, cancellable, &error);
   if (channel == NULL && error != NULL)
     {
       g_task_return_error (task, error);
@@ -488,9 +489,9 @@ qlean_guest_fs_start (QleanMachine *self,
 
   if ((req->request == QLEAN_GUEST_FRAME_GET || req->request == QLEAN_GUEST_FRAME_PUT) &&
       !req->port_only &&
-      qlean_machine_get_guest_transport (self) != QLEAN_GUEST_TRANSPORT_QLEAN_GUEST)
+      qlean_machine_run_get_guest_transport (req->run) != QLEAN_GUEST_TRANSPORT_QLEAN_GUEST)
     {
-      g_autoptr(QleanGuestChannel) channel = qlean_machine_dup_guest_channel (self);
+      g_autoptr(QleanGuestChannel) channel = qlean_machine_run_dup_guest_channel (req->run);
 
       if (channel != NULL && !qlean_guest_channel_is_ready (channel))
         {
@@ -510,21 +511,20 @@ const QleanGuestBackend qlean_guest_backend_qlean_guest = {
 };
 
 const QleanGuestBackend *
-qlean_guest_backend_get (QleanMachine *machine)
+qlean_guest_backend_get (QleanMachineRun *run)
 {
-  if (qlean_machine_uses_agent_only (machine))
+  if (qlean_machine_run_uses_agent_only (run))
     return &qlean_guest_backend_agent;
 
   return &qlean_guest_backend_qlean_guest;
 }
 
-/* Refuses @req before it reaches a guest that cannot take it: a
- * machine that is not running, or a path the backend cannot carry. */
+/* Refuses @req on a machine that is not running, saying which call
+ * failed. */
 static gboolean
-fs_request_check (QleanMachine             *self,
-                  const QleanGuestBackend  *backend,
-                  QleanFsRequest           *req,
-                  GError                  **error)
+fs_request_check_state (QleanMachine    *self,
+                        QleanFsRequest  *req,
+                        GError         **error)
 {
   QleanMachineState state = qlean_machine_get_state (self);
 
@@ -539,6 +539,16 @@ fs_request_check (QleanMachine             *self,
       return FALSE;
     }
 
+  return TRUE;
+}
+
+/* Refuses a path @backend cannot carry. */
+static gboolean
+fs_request_check_path (QleanMachine             *self,
+                       const QleanGuestBackend  *backend,
+                       QleanFsRequest           *req,
+                       GError                  **error)
+{
   /* The agent speaks JSON, whose strings are UTF-8: another path cannot
    * reach the guest that way. */
   if (!backend->any_path &&
@@ -567,12 +577,30 @@ qlean_fs_request_async (QleanMachine        *self,
 {
   GTask *task = qlean_task_new (self, cancellable, callback, user_data, source_tag,
                                 "[qlean] guest file system call");
-  const QleanGuestBackend *backend = qlean_guest_backend_get (self);
+  const QleanGuestBackend *backend;
   GError *error = NULL;
 
   g_task_set_task_data (task, req, (GDestroyNotify) fs_request_free);
 
-  if (!fs_request_check (self, backend, req, &error))
+  if (!fs_request_check_state (self, req, &error))
+    {
+      g_task_return_error (task, error);
+      g_object_unref (task);
+      return;
+    }
+
+  /* The call goes to the run it began in, whose backend was chosen once
+   * (as it became ready), and never to a later run. */
+  req->run = qlean_machine_ref_run (self, QLEAN_MACHINE_OP_TRANSFER_FILES, FALSE, &error);
+  if (req->run == NULL)
+    {
+      g_task_return_error (task, error);
+      g_object_unref (task);
+      return;
+    }
+
+  backend = qlean_guest_backend_get (req->run);
+  if (!fs_request_check_path (self, backend, req, &error))
     {
       g_task_return_error (task, error);
       g_object_unref (task);

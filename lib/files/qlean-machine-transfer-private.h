@@ -24,6 +24,7 @@ typedef struct
   QleanGuestChannel  *channel;
   GCancellable       *cancellable;
   QleanTransferFlags  flags;
+  QleanMachineRun    *run;       /* the run the transfer goes to */
 } QleanTransferCtx;
 
 /* What a GET's DONE says about the file. */
@@ -43,6 +44,7 @@ typedef struct
 
 /* Streams @in into the guest file @guest_path (blocking). */
 gboolean qlean_transfer_put_stream (QleanMachine          *machine,
+                                    QleanMachineRun       *run,
                                     QleanGuestChannel     *channel,
                                     const char            *guest_path,
                                     GInputStream          *in,
@@ -53,6 +55,7 @@ gboolean qlean_transfer_put_stream (QleanMachine          *machine,
                                     GError               **error);
 /* Streams the guest file @guest_path into @out (blocking). */
 gboolean qlean_transfer_get_stream (QleanMachine          *machine,
+                                    QleanMachineRun       *run,
                                     QleanGuestChannel     *channel,
                                     const char            *guest_path,
                                     GOutputStream         *out,

@@ -47,6 +47,7 @@ typedef struct
   GMutex            lock;
   GCond             cond;
   QleanMachine     *machine;
+  guint             timeout_ms;   /* per frame of qlean-guest (the run's) */
   char             *path;
   QleanFsAction     action;
   gboolean          is_get;
@@ -94,9 +95,10 @@ transfer_unref (Transfer *t)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (Transfer, transfer_unref)
 
 static Transfer *
-transfer_new (QleanMachine  *machine,
-              const char    *path,
-              QleanFsAction  action)
+transfer_new (QleanMachine     *machine,
+              QleanMachineRun  *run,
+              const char       *path,
+              QleanFsAction     action)
 {
   Transfer *t = g_new0 (Transfer, 1);
 
@@ -104,6 +106,7 @@ transfer_new (QleanMachine  *machine,
   g_mutex_init (&t->lock);
   g_cond_init (&t->cond);
   t->machine = g_object_ref (machine);
+  t->timeout_ms = qlean_machine_run_get_guest_timeout (run);
   t->path = g_strdup (path);
   t->action = action;
   t->chunks = g_async_queue_new ();
@@ -261,7 +264,7 @@ worker_call_cb (gpointer user_data)
                                                    transfer_stream_cb, transfer_ref (t),
                                                    (GDestroyNotify) transfer_unref);
       qlean_guest_stream_set_writable_func (t->stream, transfer_writable_cb, t);
-      qlean_guest_stream_set_timeout (t->stream, qlean_machine_get_guest_timeout (t->machine));
+      qlean_guest_stream_set_timeout (t->stream, t->timeout_ms);
       break;
     case SEND:
       if (t->stream != NULL)
@@ -329,6 +332,7 @@ transfer_wait_done (Transfer  *t,
 /* Streams @in into the guest file @guest_path. */
 gboolean
 qlean_transfer_put_stream (QleanMachine       *machine,
+                           QleanMachineRun    *run,
                            QleanGuestChannel  *channel,
                            const char         *guest_path,
                            GInputStream       *in,
@@ -338,7 +342,7 @@ qlean_transfer_put_stream (QleanMachine       *machine,
                            GCancellable       *cancellable,
                            GError            **error)
 {
-  g_autoptr(Transfer) t = transfer_new (machine, guest_path, QLEAN_FS_ACTION_WRITE);
+  g_autoptr(Transfer) t = transfer_new (machine, run, guest_path, QLEAN_FS_ACTION_WRITE);
   QleanGuestTlv *tlv = qlean_guest_tlv_new ();
   g_autoptr(GBytes) request = NULL;
   g_autoptr(GError) read_error = NULL;
@@ -411,6 +415,7 @@ qlean_transfer_put_stream (QleanMachine       *machine,
 /* Streams the guest file @guest_path into @out. */
 gboolean
 qlean_transfer_get_stream (QleanMachine          *machine,
+                           QleanMachineRun       *run,
                            QleanGuestChannel     *channel,
                            const char            *guest_path,
                            GOutputStream         *out,
@@ -418,7 +423,7 @@ qlean_transfer_get_stream (QleanMachine          *machine,
                            GCancellable          *cancellable,
                            GError               **error)
 {
-  g_autoptr(Transfer) t = transfer_new (machine, guest_path, QLEAN_FS_ACTION_READ);
+  g_autoptr(Transfer) t = transfer_new (machine, run, guest_path, QLEAN_FS_ACTION_READ);
   QleanGuestTlv *tlv = qlean_guest_tlv_new ();
   g_autoptr(GBytes) request = NULL;
   g_autoptr(GError) write_error = NULL;

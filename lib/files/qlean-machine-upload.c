@@ -77,8 +77,9 @@ upload_file (QleanTransferCtx  *ctx,
     return qlean_machine_agent_put (ctx->machine, guest_path, G_INPUT_STREAM (in), NULL,
                                     info_mode (info), qlean_transfer_info_mtime_ns (info), ctx->cancellable, error);
 
-  return qlean_transfer_put_stream (ctx->machine, ctx->channel, guest_path, G_INPUT_STREAM (in),
-                                    info_mode (info), qlean_transfer_info_mtime_ns (info), QLEAN_GUEST_FLAG_PARENTS,
+  return qlean_transfer_put_stream (ctx->machine, ctx->run, ctx->channel, guest_path,
+                                    G_INPUT_STREAM (in), info_mode (info),
+                                    qlean_transfer_info_mtime_ns (info), QLEAN_GUEST_FLAG_PARENTS,
                                     ctx->cancellable, error);
 }
 
@@ -156,6 +157,7 @@ upload (QleanMachine  *machine,
   g_autofree char *target = NULL;
   gboolean into_dir;
   gboolean agent_only;
+  g_autoptr(QleanMachineRun) run = NULL;
   QleanTransferCtx ctx = { machine, NULL, cancellable, QLEAN_TRANSFER_FLAGS_NONE };
 
   /* Check the source before anything reaches the guest. */
@@ -170,7 +172,11 @@ upload (QleanMachine  *machine,
 
   /* Without qlean-guest, the agent moves single files (see
    * qlean-machine-agent-files.c). */
-  channel = qlean_machine_fs_pick_channel (machine, cancellable, &local_error);
+  run = qlean_machine_ref_run (machine, QLEAN_MACHINE_OP_TRANSFER_FILES, FALSE, error);
+  if (run == NULL)
+    return FALSE;
+  ctx.run = run;
+  channel = qlean_machine_fs_pick_channel (run, cancellable, &local_error);
   if (channel == NULL && local_error != NULL)
     {
       g_propagate_prefixed_error (error, g_steal_pointer (&local_error),
@@ -181,7 +187,7 @@ upload (QleanMachine  *machine,
   ctx.channel = channel;
   /* The agent transport has the tree calls too (its own backend); only
    * a machine still deciding has nothing but the agent's file calls. */
-  agent_only = channel == NULL && qlean_machine_uses_agent_only (machine);
+  agent_only = channel == NULL && qlean_machine_run_uses_agent_only (run);
   if (channel == NULL && !agent_only && g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY)
     return qlean_transfer_needs_guest_program (machine, TRUE, g_file_peek_path (source), error);
 

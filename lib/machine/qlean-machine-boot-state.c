@@ -29,6 +29,7 @@
 #include "qlean-machine-object-private.h"
 #include "qlean-machine-state-template-private.h"
 #include "qlean-image-private.h"
+#include "qlean-task-private.h"
 #include "qlean-worker-private.h"
 #include "qlean-errno-private.h"
 
@@ -522,7 +523,7 @@ qlean_machine_template_cont_cb (GObject      *source,
       qlean_machine_spawn_fail (self, g_steal_pointer (&error));
       return;
     }
-  qlean_machine_fix_clock (self);
+  qlean_machine_run_fix_clock (self->run);
   g_clear_pointer (&self->run->boot_state_save, g_free);
   qlean_machine_boot_stage_done (self, spawn_task, NULL);
 }
@@ -631,8 +632,9 @@ qlean_machine_template_cleaned_cb (GObject      *source,
 
 /* The first machine of its kind saves its fresh boot for the next. */
 static gboolean
-qlean_machine_save_boot_stage_start (QleanMachine *self,
-                                     GTask        *spawn_task)
+qlean_machine_save_boot_stage_start (QleanMachine    *self,
+                                     QleanMachineRun *run,
+                                     GTask           *spawn_task)
 {
   g_autofree char *dir = g_path_get_dirname (self->run->boot_state_save);
 
@@ -651,9 +653,9 @@ qlean_machine_save_boot_stage_start (QleanMachine *self,
         {
           const char *argv[] = { "/bin/sh", "-c", template_clean_script, NULL };
 
-          qlean_machine_run_starting_async (self, argv, NULL, NULL,
-                                            qlean_machine_template_cleaned_cb,
-                                            g_object_ref (spawn_task));
+          qlean_machine_exec_starting_async (self, argv, NULL, NULL,
+                                             qlean_machine_template_cleaned_cb,
+                                             g_object_ref (spawn_task));
           return TRUE;
         }
       qlean_machine_save_state_async (self, self->run->boot_state_save, FALSE, NULL,
@@ -837,7 +839,9 @@ qlean_machine_fix_identity_async (QleanMachine        *self,
                                   GAsyncReadyCallback  callback,
                                   gpointer             user_data)
 {
-  g_autoptr(GTask) task = g_task_new (self, NULL, callback, user_data);
+  g_autoptr(GTask) task = qlean_task_new (self, NULL, callback, user_data,
+                                          qlean_machine_fix_identity_async,
+                                          "[qlean] fix a restored guest's identity");
   g_autofree char *machine_id = NULL;
   g_autoptr(GBytes) entropy = NULL;
   GString *escaped;
@@ -865,18 +869,19 @@ qlean_machine_fix_identity_async (QleanMachine        *self,
     const char *argv[] = { "/bin/sh", "-c", identity_script, "sh", self->name, machine_id, old_mac,
                            new_mac ? new_mac : "", NULL };
 
-    qlean_machine_run_starting_async (self, argv, entropy, NULL,
-                                      qlean_machine_identity_ran_cb, g_steal_pointer (&task));
+    qlean_machine_exec_starting_async (self, argv, entropy, NULL,
+                                       qlean_machine_identity_ran_cb, g_steal_pointer (&task));
   }
 }
 
 /* A restored guest wakes up with the clock, and the name, of the
  * moment it was saved. */
 static gboolean
-qlean_machine_identity_stage_start (QleanMachine *self,
-                                    GTask        *spawn_task)
+qlean_machine_identity_stage_start (QleanMachine    *self,
+                                    QleanMachineRun *run,
+                                    GTask           *spawn_task)
 {
-  qlean_machine_fix_clock (self);
+  qlean_machine_run_fix_clock (self->run);
   qlean_machine_fix_identity_async (self, self->incoming_new_identity,
                                     qlean_machine_boot_stage_cb, g_object_ref (spawn_task));
   return TRUE;

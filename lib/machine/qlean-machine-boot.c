@@ -159,7 +159,7 @@ qlean_machine_decide_transport (QleanMachine *self)
   QleanGuestTransport decided;
   gboolean syncing;
 
-  if (g_atomic_int_get (&self->guest_transport) != QLEAN_GUEST_TRANSPORT_AUTO)
+  if (g_atomic_int_get (&self->run->guest_transport) != QLEAN_GUEST_TRANSPORT_AUTO)
     return TRUE;
 
   syncing = self->run->guest != NULL && qlean_guest_channel_is_syncing (self->run->guest);
@@ -189,7 +189,7 @@ qlean_machine_decide_transport (QleanMachine *self)
   qlean_clear_source (&self->run->hello_timer);
   g_debug ("machine %s: guest transport %s", self->name,
            decided == QLEAN_GUEST_TRANSPORT_AGENT ? "agent" : "qlean-guest");
-  g_atomic_int_set (&self->guest_transport, decided);
+  g_atomic_int_set (&self->run->guest_transport, decided);
   return TRUE;
 }
 
@@ -218,7 +218,7 @@ qlean_machine_spawn_maybe_done (QleanMachine *self)
       g_debug ("machine %s: boot stage %s", self->name, stage->name);
       self->run->boot_stage_running = TRUE;
       /* A stage that ends at once has gone on with the next already. */
-      if (stage->start (self, self->run->spawn_task))
+      if (stage->start (self, self->run, self->run->spawn_task))
         return;
       self->run->boot_stage_running = FALSE;
       self->run->boot_stage++;
@@ -304,7 +304,7 @@ qlean_machine_qmp_event_cb (QleanQmpClient *qmp,
 
       if (self->run->qga != NULL)
         qlean_qga_client_notify_reset (self->run->qga);
-      if (self->run->guest != NULL && !qlean_machine_uses_agent_only (self))
+      if (self->run->guest != NULL && !qlean_machine_run_uses_agent_only (self->run))
         qlean_guest_channel_reset (self->run->guest, reason, qlean_machine_get_boot_timeout (self));
     }
 
@@ -315,7 +315,7 @@ qlean_machine_qmp_event_cb (QleanQmpClient *qmp,
   if (g_str_equal (name, "VSERPORT_CHANGE") && data != NULL &&
       g_strcmp0 (json_object_get_string_member_with_default (data, "id", NULL), "data0") == 0 &&
       !json_object_get_boolean_member_with_default (data, "open", TRUE) &&
-      self->run->guest != NULL && !qlean_machine_uses_agent_only (self))
+      self->run->guest != NULL && !qlean_machine_run_uses_agent_only (self->run))
     {
       g_autoptr(GError) reason = g_error_new_literal (QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_DISCONNECTED,
                                                       _("qlean-guest exited in the guest"));
@@ -372,7 +372,9 @@ qlean_machine_qmp_ready_cb (GObject      *source,
                          qlean_link_ref (self->link), machine_link_closure_notify, 0);
 
   g_mutex_lock (&self->lock);
+  g_mutex_lock (&self->run->lock);
   self->run->qmp = g_steal_pointer (&qmp);
+  g_mutex_unlock (&self->run->lock);
   g_mutex_unlock (&self->lock);
 
   if (self->run->restoring)

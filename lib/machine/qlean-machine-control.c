@@ -237,7 +237,7 @@ qlean_machine_exec_in_worker (gpointer user_data)
    * reports the exit at once; the agent alone is the fallback for guests
    * without it. */
   if (qlean_machine_get_guest_transport (self) == QLEAN_GUEST_TRANSPORT_QLEAN_GUEST ||
-      (!qlean_machine_uses_agent_only (self) &&
+      (!qlean_machine_run_uses_agent_only (self->run) &&
        self->run->guest != NULL && qlean_guest_channel_is_ready (self->run->guest)))
     {
       g_autoptr(QleanGuestLauncher) launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_NONE);
@@ -296,7 +296,7 @@ qlean_machine_exec_async (QleanMachine        *self,
 }
 
 /* Behind qlean_machine_exec_async(), qlean_machine_exec_argv_async() and
- * qlean_machine_run_starting_async(): @argv (argv[0] an absolute path,
+ * qlean_machine_exec_starting_async(): @argv (argv[0] an absolute path,
  * so that no path goes through a shell string), with @stdin_bytes as its
  * input; @starting lets it run before the machine is ready. Finish with
  * qlean_machine_exec_finish(). */
@@ -354,12 +354,12 @@ qlean_machine_exec_argv_async (QleanMachine        *self,
 }
 
 void
-qlean_machine_run_starting_async (QleanMachine        *self,
-                                  const char * const  *argv,
-                                  GBytes              *stdin_bytes,
-                                  GCancellable        *cancellable,
-                                  GAsyncReadyCallback  callback,
-                                  gpointer             user_data)
+qlean_machine_exec_starting_async (QleanMachine        *self,
+                                   const char * const  *argv,
+                                   GBytes              *stdin_bytes,
+                                   GCancellable        *cancellable,
+                                   GAsyncReadyCallback  callback,
+                                   gpointer             user_data)
 {
   qlean_machine_exec_full_async (self, argv, stdin_bytes, TRUE, cancellable, callback, user_data);
 }
@@ -753,7 +753,7 @@ qlean_machine_pause_cb (GObject      *source,
 
   qlean_machine_set_state (self, pause ? QLEAN_MACHINE_STATE_PAUSED : QLEAN_MACHINE_STATE_RUNNING);
   if (!pause)
-    qlean_machine_fix_clock (self);
+    qlean_machine_run_fix_clock (self->run);
   g_task_return_boolean (task, TRUE);
 }
 

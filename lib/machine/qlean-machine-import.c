@@ -595,9 +595,9 @@ import_extracted_cb (GObject      *source,
 static void
 import_extract (GTask *outer)
 {
-  GTask *task = g_task_new (NULL, g_task_get_cancellable (outer), import_extracted_cb, outer);
+  GTask *task = qlean_task_new (NULL, g_task_get_cancellable (outer), import_extracted_cb, outer,
+                                import_extract, "[qlean] extract machine archive");
 
-  g_task_set_name (task, "[qlean] extract machine archive");
   g_task_set_task_data (task, g_task_get_task_data (outer), NULL);
   g_task_run_in_thread (task, import_extract_thread);
   g_object_unref (task);
@@ -730,8 +730,8 @@ qlean_machine_import_full_async (GFile               *archive,
       return;
     }
 
-  read_task = g_task_new (NULL, cancellable, manifest_read_cb, task);
-  g_task_set_name (read_task, "[qlean] read machine manifest");
+  read_task = qlean_task_new (NULL, cancellable, manifest_read_cb, task, manifest_read_thread,
+                              "[qlean] read machine manifest");
   g_task_set_task_data (read_task, g_task_get_task_data (task), NULL);
   g_task_run_in_thread (read_task, manifest_read_thread);
   g_object_unref (read_task);

@@ -619,7 +619,9 @@ qlean_machine_launch_prepare (QleanMachine  *self,
   run_dir = *run_dir_out;
 
   g_mutex_lock (&self->lock);
+  g_mutex_lock (&self->run->lock);
   self->run->run_dir = g_strdup (run_dir);
+  g_mutex_unlock (&self->run->lock);
   g_mutex_unlock (&self->lock);
 
   if (!qlean_machine_resolve_spec (self, run_dir, qlean_machine_run_get_share_kind (self->run),
@@ -660,7 +662,9 @@ qlean_machine_make_launcher (QleanMachine  *self,
       return NULL;
     qlean_machine_watch_console_panic (self, console);
     g_mutex_lock (&self->lock);
+    g_mutex_lock (&self->run->lock);
     self->run->console = console;
+    g_mutex_unlock (&self->run->lock);
     g_mutex_unlock (&self->lock);
     g_subprocess_launcher_take_fd (launcher, console_fd, QLEAN_CONSOLE_FD);
   }
@@ -706,8 +710,10 @@ qlean_machine_connect_clients (QleanMachine  *self,
     return FALSE;
 
   g_mutex_lock (&self->lock);
+  g_mutex_lock (&self->run->lock);
   self->run->qga = qlean_qga_client_new (qga_stream);
   self->run->guest = qlean_guest_channel_new (data_stream);
+  g_mutex_unlock (&self->run->lock);
   g_mutex_unlock (&self->lock);
 
   /* Logs: every QMP and agent line goes to transcript.log; the QMP
@@ -825,7 +831,9 @@ qlean_machine_launch (QleanMachine  *self,
   self->run->qemu = g_object_ref (qemu);
   self->run->qemu_exited = FALSE;
   g_mutex_lock (&self->lock);
+  g_mutex_lock (&self->run->lock);
   self->run->pid = qlean_subprocess_get_pid (qemu);
+  g_mutex_unlock (&self->run->lock);
   g_mutex_unlock (&self->lock);
 
   g_subprocess_wait_async (qemu, NULL, qlean_machine_qemu_exited_cb,
@@ -886,12 +894,12 @@ qlean_machine_spawn_in_worker (gpointer user_data)
 
     g_mutex_lock (&self->lock);
     last = g_steal_pointer (&self->run);
-    self->run = qlean_machine_run_new ();
+    self->run = qlean_machine_run_new (self->name,
+                                       qlean_machine_config_get_guest_transport (self->config));
     g_mutex_unlock (&self->lock);
     qlean_machine_run_unref (last);
   }
   self->run->spawn_task = g_object_ref (task);
-  g_atomic_int_set (&self->guest_transport, QLEAN_GUEST_TRANSPORT_AUTO);
   qlean_machine_prepare_shares (self);
   qlean_machine_set_state (self, QLEAN_MACHINE_STATE_STARTING);
 

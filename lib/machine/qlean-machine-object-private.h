@@ -61,14 +61,12 @@ struct _QleanMachine
   guint               boot_timeout_ms;
   guint               shutdown_timeout_ms;
   gint                notify_pending;
-  /* The transport of this run (QleanGuestTransport): AUTO until it is
-   * decided, once per run, as the machine becomes ready. */
-  gint                guest_transport;
   /* Pool network (qlean-machine-network.c); fixed at construction. */
   QleanNetwork       *network;
   char               *mac_address;
 
-  /* Replaced on the worker, read anywhere: under the lock. */
+  /* Replaced on the worker, read anywhere: under the lock (the run's
+   * published fields also under its own, see its header). */
   GMutex              lock;
   /* The current run, or the last one until the next start; never NULL.
    * Its fields have the lock zones its header says. */

@@ -11,24 +11,14 @@
 
 #include "qlean-guest-channel-private.h"
 #include "qlean-machine.h"
+#include "qlean-machine-run-private.h"
 #include "qlean-network-private.h"
 
 G_BEGIN_DECLS
 
-/* What the caller of qlean_machine_check_running() is about to do: its
- * message is one whole sentence for each. */
-typedef enum
-{
-  QLEAN_MACHINE_OP_RUN_COMMAND,
-  QLEAN_MACHINE_OP_START_PROCESS,
-  QLEAN_MACHINE_OP_SHARE,
-  QLEAN_MACHINE_OP_READ_IP,
-  QLEAN_MACHINE_OP_FORWARD_PORT,
-  QLEAN_MACHINE_OP_TRANSFER_FILES,
-} QleanMachineOp;
-
 /* Fails with QLEAN_MACHINE_ERROR_INVALID_STATE unless the machine is
- * RUNNING, saying that @op cannot be done. */
+ * RUNNING, saying that @op cannot be done (qlean_machine_ref_run()
+ * without keeping the run). */
 gboolean qlean_machine_check_running (QleanMachine    *self,
                                       QleanMachineOp   op,
                                       GError         **error);
@@ -40,12 +30,13 @@ const char *qlean_machine_state_to_string (QleanMachineState state);
 typedef struct _QleanConsoleLog QleanConsoleLog;
 QleanConsoleLog *qlean_machine_ref_console_log (QleanMachine *self);
 
+/* Sets the guest's clock from the host's through the current run
+ * (qlean_machine_run_fix_clock()). Any thread. */
+void qlean_machine_fix_clock (QleanMachine *self);
+
 /* Whether a start of @self maps a shared memory template (fast start,
  * QleanMachineConfig:memory-template), where the template can be used. */
 gboolean qlean_machine_would_use_memory_template (QleanMachine *self);
-
-/* Sets the guest's clock from the host's (worker thread). */
-void qlean_machine_fix_clock (QleanMachine *self);
 
 /* The next start loads @state_path (a saved migration stream) instead of
  * booting; with @new_identity the guest then gets this machine's name,
@@ -78,7 +69,6 @@ gboolean qlean_machine_save_state_finish (QleanMachine        *self,
  * side of a machine (qlean-machine-network.c) sets them, so that the
  * machine's files call it by no name and it alone calls the machine:
  * the start only calls these. */
-typedef struct _QleanMachineRun QleanMachineRun;
 typedef struct
 {
   /* As QEMU's argv is resolved: attaches @machine to @network and
@@ -100,14 +90,6 @@ typedef struct
  * (QleanNetwork's class does it). */
 void qlean_machine_set_network_hooks (const QleanMachineNetworkHooks *hooks);
 
-/* The machine's channel to qlean-guest, once it answers. */
-void               qlean_machine_get_guest_channel_async  (QleanMachine        *self,
-                                                           GCancellable        *cancellable,
-                                                           GAsyncReadyCallback  callback,
-                                                           gpointer             user_data);
-QleanGuestChannel *qlean_machine_get_guest_channel_finish (QleanMachine        *self,
-                                                           GAsyncResult        *result,
-                                                           GError             **error);
 /* qlean_machine_exec_async() with an argument vector (argv[0] absolute),
  * so that paths never travel inside a shell string; finish with
  * qlean_machine_exec_finish(). */
@@ -121,23 +103,10 @@ void               qlean_machine_exec_argv_async          (QleanMachine        *
  * as their input. Both go through qlean-guest when it answers (vfork:
  * about 80 ms of the guest's CPU less under TCG than the agent's fork of
  * itself), else through the agent. */
-void               qlean_machine_run_starting_async       (QleanMachine        *self,
+void               qlean_machine_exec_starting_async      (QleanMachine        *self,
                                                            const char * const  *argv,
                                                            GBytes              *stdin_bytes,
                                                            GCancellable        *cancellable,
                                                            GAsyncReadyCallback  callback,
                                                            gpointer             user_data);
-/* Any thread: whether this run never uses qlean-guest (its config asks
- * for the agent transport, or that is what it decided). */
-gboolean           qlean_machine_uses_agent_only          (QleanMachine        *self);
-/* Any thread: the channel as it is, answering or not (a new reference);
- * NULL when stopped. */
-QleanGuestChannel *qlean_machine_dup_guest_channel        (QleanMachine        *self);
-/* Worker thread: the machine's current run (qlean-machine-run-private.h),
- * or its last one while it does not run. */
-QleanMachineRun   *qlean_machine_get_run                  (QleanMachine        *self);
-/* Any thread: how long a data port call waits for each frame of
- * qlean-guest (the agent client's timeout; 0 = forever). */
-guint              qlean_machine_get_guest_timeout        (QleanMachine        *self);
-
 G_END_DECLS

@@ -10,6 +10,12 @@
  * Other parts of Qlean that keep something for as long as a run lasts
  * (port forwards) keep it in the run's data, which goes with the run.
  *
+ * The parts that work in the guest (processes, files, forwards, the
+ * network's set-up) take a run, not the machine: they ask the machine
+ * once for its run (qlean_machine_ref_run()), then ask the run for its
+ * channels, its transport and its timeouts. The run never calls back
+ * into the machine, so no call goes round in a loop between them.
+ *
  * SPDX-License-Identifier: MIT
  */
 
@@ -23,6 +29,7 @@
 
 #include "qlean-guest-channel-private.h"
 #include "qlean-guest-relay-private.h"
+#include "qlean-machine-config.h"
 #include "qlean-qga-client.h"
 #include "qlean-qmp-client.h"
 
@@ -50,11 +57,12 @@ typedef struct
 {
   const char          *name;    /* for the debug log */
   QleanBootStageOrder  order;
-  /* Starts the stage for the start @spawn_task: TRUE when it runs and
-   * ends with qlean_machine_boot_stage_done(), FALSE when it found
-   * nothing to do. */
-  gboolean           (*start) (QleanMachine *machine,
-                               GTask        *spawn_task);
+  /* Starts the stage for the start @spawn_task of @run: TRUE when it
+   * runs and ends with qlean_machine_boot_stage_done(), FALSE when it
+   * found nothing to do. */
+  gboolean           (*start) (QleanMachine    *machine,
+                               QleanMachineRun *run,
+                               GTask           *spawn_task);
 } QleanBootStage;
 
 /* Worker thread: ends the running stage of the start @spawn_task (with
@@ -71,7 +79,17 @@ void             qlean_machine_boot_stage_cb   (GObject      *source,
 
 struct _QleanMachineRun
 {
-  /* Written on the worker, read anywhere: under the machine's lock. */
+  /* Fixed when the run is made. */
+  char               *name;             /* the machine's, for messages */
+  QleanGuestTransport wanted_transport; /* its config's guest-transport */
+
+  /* Written on the worker holding the machine's lock and then this
+   * lock; read anywhere under either (the machine's own files take the
+   * machine's, the run's callers take this one). */
+  GMutex              lock;
+  /* The transport of this run (QleanGuestTransport, atomic): AUTO
+   * until it is decided, once, as the machine becomes ready. */
+  gint                guest_transport;
   char               *run_dir;
   GPid                pid;
   QleanQmpClient     *qmp;
@@ -121,10 +139,60 @@ struct _QleanMachineRun
   GData              *data;
 };
 
-QleanMachineRun *qlean_machine_run_new   (void);
+QleanMachineRun *qlean_machine_run_new   (const char           *name,
+                                          QleanGuestTransport   wanted_transport);
 QleanMachineRun *qlean_machine_run_ref   (QleanMachineRun *run);
 void             qlean_machine_run_unref (QleanMachineRun *run);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (QleanMachineRun, qlean_machine_run_unref)
+
+/* What the caller of qlean_machine_ref_run() is about to do: its
+ * message is one whole sentence for each. */
+typedef enum
+{
+  QLEAN_MACHINE_OP_RUN_COMMAND,
+  QLEAN_MACHINE_OP_START_PROCESS,
+  QLEAN_MACHINE_OP_SHARE,
+  QLEAN_MACHINE_OP_READ_IP,
+  QLEAN_MACHINE_OP_FORWARD_PORT,
+  QLEAN_MACHINE_OP_TRANSFER_FILES,
+} QleanMachineOp;
+
+/* Any thread (qlean-machine.c): the machine's current run, a new
+ * reference. Fails with QLEAN_MACHINE_ERROR_INVALID_STATE, saying that
+ * @op cannot be done, unless the machine is RUNNING, or with @starting
+ * also while it starts (the commands Qlean itself runs during a start). */
+QleanMachineRun *qlean_machine_ref_run (QleanMachine    *machine,
+                                        QleanMachineOp   op,
+                                        gboolean         starting,
+                                        GError         **error);
+
+/* Any thread: what the parts working in the guest ask of a run. */
+const char        *qlean_machine_run_get_name            (QleanMachineRun *run);
+QleanGuestTransport qlean_machine_run_get_guest_transport (QleanMachineRun *run);
+/* Whether this run never uses qlean-guest (its config asks for the
+ * agent transport, or that is what it decided). */
+gboolean           qlean_machine_run_uses_agent_only     (QleanMachineRun *run);
+/* How long a data port call waits for each frame of qlean-guest (the
+ * agent client's timeout; 0 = forever). */
+guint              qlean_machine_run_get_guest_timeout   (QleanMachineRun *run);
+/* New references, NULL once the run is over. The channel as it is,
+ * answering or not. */
+QleanQgaClient    *qlean_machine_run_dup_qga             (QleanMachineRun *run);
+QleanGuestChannel *qlean_machine_run_dup_guest_channel   (QleanMachineRun *run);
+
+/* The run's channel to qlean-guest, once it answers; fails when the
+ * run is over or uses the agent alone. */
+void               qlean_machine_run_get_guest_channel_async  (QleanMachineRun      *run,
+                                                               GCancellable         *cancellable,
+                                                               GAsyncReadyCallback   callback,
+                                                               gpointer              user_data);
+QleanGuestChannel *qlean_machine_run_get_guest_channel_finish (QleanMachineRun      *run,
+                                                               GAsyncResult         *result,
+                                                               GError              **error);
+
+/* Sets the guest's clock from the host's, through qlean-guest when it
+ * answers, else through the agent. Fire and forget; any thread. */
+void               qlean_machine_run_fix_clock           (QleanMachineRun *run);
 
 /* Worker thread: adds @stage to the stages of the run's start. */
 void             qlean_machine_run_add_boot_stage (QleanMachineRun      *run,

@@ -25,6 +25,7 @@
 #include "qlean-machine-object-private.h"
 #include "qlean-guest-process-private.h"
 #include "qlean-guest-stream-dispatch-private.h"
+#include "qlean-task-private.h"
 #include "qlean-worker-private.h"
 
 /* The run object */
@@ -61,13 +62,20 @@ qlean_machine_run_clear (gpointer data)
   g_clear_object (&run->relay);
   g_clear_pointer (&run->console, qlean_console_log_unref);
   g_free (run->run_dir);
+  g_free (run->name);
+  g_mutex_clear (&run->lock);
 }
 
 QleanMachineRun *
-qlean_machine_run_new (void)
+qlean_machine_run_new (const char          *name,
+                       QleanGuestTransport  wanted_transport)
 {
   QleanMachineRun *run = g_atomic_rc_box_new0 (QleanMachineRun);
 
+  run->name = g_strdup (name);
+  run->wanted_transport = wanted_transport;
+  run->guest_transport = QLEAN_GUEST_TRANSPORT_AUTO;
+  g_mutex_init (&run->lock);
   run->boot_state_lock = -1;
   run->boot_stages = g_ptr_array_new ();
   g_datalist_init (&run->data);
@@ -179,6 +187,7 @@ qlean_machine_release_run (QleanMachine *self)
   g_datalist_clear (&self->run->data);
 
   g_mutex_lock (&self->lock);
+  g_mutex_lock (&self->run->lock);
   qmp = g_steal_pointer (&self->run->qmp);
   qga = g_steal_pointer (&self->run->qga);
   guest = g_steal_pointer (&self->run->guest);
@@ -186,6 +195,7 @@ qlean_machine_release_run (QleanMachine *self)
   run_dir = g_steal_pointer (&self->run->run_dir);
   console = g_steal_pointer (&self->run->console);
   self->run->pid = 0;
+  g_mutex_unlock (&self->run->lock);
   g_mutex_unlock (&self->lock);
 
   if (console != NULL)
@@ -223,7 +233,7 @@ qlean_machine_release_run (QleanMachine *self)
   self->run->shutdown_stage = 0;
   self->run->qmp_ready = FALSE;
   self->run->agent_ready = FALSE;
-  g_atomic_int_set (&self->guest_transport, QLEAN_GUEST_TRANSPORT_AUTO);
+  g_atomic_int_set (&self->run->guest_transport, QLEAN_GUEST_TRANSPORT_AUTO);
 }
 
 void
@@ -264,10 +274,10 @@ qlean_machine_panic_text (QleanMachine *self)
 /* The agent's way: guest-set-time, which also runs `hwclock -w` in the
  * guest (about 0.1 s of the guest's CPU under TCG). */
 static void
-qlean_machine_fix_clock_by_agent (QleanMachine *self)
+fix_clock_by_agent (QleanMachineRun *run)
 {
   g_autoptr(JsonObject) arguments = json_object_new ();
-  g_autoptr(QleanQgaClient) qga = qlean_machine_dup_qga (self);
+  g_autoptr(QleanQgaClient) qga = qlean_machine_run_dup_qga (run);
 
   if (qga == NULL)
     return;
@@ -279,70 +289,63 @@ qlean_machine_fix_clock_by_agent (QleanMachine *self)
 /* SET_CLOCK's answer, DONE or ERROR, or the loss of its stream: the
  * call is over either way. */
 static void
-qlean_machine_clock_set_done (QleanGuestStream *stream,
-                              GBytes           *payload,
-                              gpointer          user_data)
+clock_set_done (QleanGuestStream *stream,
+                GBytes           *payload,
+                gpointer          user_data)
 {
   qlean_guest_stream_close (stream);
 }
 
 static void
-qlean_machine_clock_set_closed (QleanGuestStream *stream,
-                                const GError     *error,
-                                gpointer          user_data)
+clock_set_closed (QleanGuestStream *stream,
+                  const GError     *error,
+                  gpointer          user_data)
 {
   qlean_guest_stream_close (stream);
 }
 
 static void
-qlean_machine_clock_set_error (QleanGuestStream *stream,
-                               GBytes           *payload,
-                               gpointer          user_data)
+clock_set_error (QleanGuestStream *stream,
+                 GBytes           *payload,
+                 gpointer          user_data)
 {
-  QleanLink *link = user_data;
-  g_autoptr(QleanMachine) self = NULL;
+  QleanMachineRun *run = user_data;
 
   qlean_guest_stream_close (stream);
   /* An older qlean-guest (in an image prepared before it learnt
    * SET_CLOCK) says it does not know the operation: use the agent. */
-  if ((self = qlean_link_get (link)) != NULL)
-    qlean_machine_fix_clock_by_agent (self);
+  fix_clock_by_agent (run);
 }
 
-static const QleanGuestStreamHandlers qlean_machine_clock_set_handlers = {
-  .closed = qlean_machine_clock_set_closed,
-  .done = qlean_machine_clock_set_done,
-  .error = qlean_machine_clock_set_error,
+static const QleanGuestStreamHandlers clock_set_handlers = {
+  .closed = clock_set_closed,
+  .done = clock_set_done,
+  .error = clock_set_error,
 };
 
 static void
-qlean_machine_clock_set_cb (QleanGuestStream *stream,
-                            guint8            type,
-                            guint8            fd,
-                            GBytes           *payload,
-                            const GError     *error,
-                            gpointer          user_data)
+clock_set_cb (QleanGuestStream *stream,
+              guint8            type,
+              guint8            fd,
+              GBytes           *payload,
+              const GError     *error,
+              gpointer          user_data)
 {
-  qlean_guest_stream_dispatch (&qlean_machine_clock_set_handlers, stream, type, fd, payload, error,
-                               user_data);
+  qlean_guest_stream_dispatch (&clock_set_handlers, stream, type, fd, payload, error, user_data);
 }
 
 static gboolean
-qlean_machine_fix_clock_in_worker (gpointer user_data)
+fix_clock_in_worker (gpointer user_data)
 {
-  QleanLink *link = user_data;
-  g_autoptr(QleanMachine) self = qlean_link_get (link);
-  g_autoptr(QleanGuestChannel) channel = NULL;
+  QleanMachineRun *run = user_data;
+  g_autoptr(QleanGuestChannel) channel = qlean_machine_run_dup_guest_channel (run);
   g_autoptr(QleanGuestStream) stream = NULL;
+  g_autoptr(GBytes) request = NULL;
   QleanGuestTlv *tlv;
 
-  if (self == NULL)
-    return G_SOURCE_REMOVE;
-
-  channel = qlean_machine_dup_guest_channel (self);
   if (channel == NULL || !qlean_guest_channel_is_ready (channel))
     {
-      qlean_machine_fix_clock_by_agent (self);
+      fix_clock_by_agent (run);
       return G_SOURCE_REMOVE;
     }
 
@@ -350,14 +353,11 @@ qlean_machine_fix_clock_in_worker (gpointer user_data)
   qlean_guest_tlv_add_u32 (tlv, QLEAN_GUEST_TAG_OP, QLEAN_GUEST_FS_SET_CLOCK);
   qlean_guest_tlv_add_string (tlv, QLEAN_GUEST_TAG_PATH, "/");
   qlean_guest_tlv_add_i64 (tlv, QLEAN_GUEST_TAG_MTIME, g_get_real_time () * 1000);
-  {
-    g_autoptr(GBytes) request = qlean_guest_tlv_free_to_bytes (tlv);
-
-    stream = qlean_guest_channel_open_stream (channel, QLEAN_GUEST_FRAME_FS, request,
-                                              qlean_machine_clock_set_cb,
-                                              qlean_link_ref (self->link), qlean_link_unref);
-    qlean_guest_stream_set_timeout (stream, qlean_machine_get_guest_timeout (self));
-  }
+  request = qlean_guest_tlv_free_to_bytes (tlv);
+  stream = qlean_guest_channel_open_stream (channel, QLEAN_GUEST_FRAME_FS, request, clock_set_cb,
+                                            qlean_machine_run_ref (run),
+                                            (GDestroyNotify) qlean_machine_run_unref);
+  qlean_guest_stream_set_timeout (stream, qlean_machine_run_get_guest_timeout (run));
 
   return G_SOURCE_REMOVE;
 }
@@ -367,28 +367,81 @@ qlean_machine_fix_clock_in_worker (gpointer user_data)
  * when it answers, else through the agent. Fire and forget: a guest that
  * refuses just keeps its clock. Any thread. */
 void
-qlean_machine_fix_clock (QleanMachine *self)
+qlean_machine_run_fix_clock (QleanMachineRun *run)
 {
-  qlean_worker_invoke (qlean_machine_fix_clock_in_worker, qlean_link_ref (self->link),
-                       qlean_link_unref);
+  qlean_worker_invoke (fix_clock_in_worker, qlean_machine_run_ref (run),
+                       (GDestroyNotify) qlean_machine_run_unref);
+}
+
+/* What the parts working in the guest ask of a run (any thread) */
+
+const char *
+qlean_machine_run_get_name (QleanMachineRun *run)
+{
+  return run->name;
+}
+
+QleanGuestTransport
+qlean_machine_run_get_guest_transport (QleanMachineRun *run)
+{
+  return g_atomic_int_get (&run->guest_transport);
+}
+
+gboolean
+qlean_machine_run_uses_agent_only (QleanMachineRun *run)
+{
+  return run->wanted_transport == QLEAN_GUEST_TRANSPORT_AGENT ||
+         g_atomic_int_get (&run->guest_transport) == QLEAN_GUEST_TRANSPORT_AGENT;
+}
+
+QleanQgaClient *
+qlean_machine_run_dup_qga (QleanMachineRun *run)
+{
+  QleanQgaClient *qga;
+
+  g_mutex_lock (&run->lock);
+  qga = run->qga ? g_object_ref (run->qga) : NULL;
+  g_mutex_unlock (&run->lock);
+
+  return qga;
+}
+
+QleanGuestChannel *
+qlean_machine_run_dup_guest_channel (QleanMachineRun *run)
+{
+  QleanGuestChannel *channel;
+
+  g_mutex_lock (&run->lock);
+  channel = run->guest ? g_object_ref (run->guest) : NULL;
+  g_mutex_unlock (&run->lock);
+
+  return channel;
+}
+
+guint
+qlean_machine_run_get_guest_timeout (QleanMachineRun *run)
+{
+  g_autoptr(QleanQgaClient) qga = qlean_machine_run_dup_qga (run);
+
+  return qga != NULL ? qlean_qga_client_get_timeout (qga) : 0;
 }
 
 /* The channel to qlean-guest */
 
 static void
-qlean_machine_guest_ready_cb (GObject      *source,
-                              GAsyncResult *result,
-                              gpointer      user_data)
+guest_ready_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
 {
   g_autoptr(GTask) task = user_data;
-  QleanMachine *self = g_task_get_source_object (task);
+  QleanMachineRun *run = g_task_get_task_data (task);
   GError *error = NULL;
 
   if (!qlean_guest_channel_hello_finish (QLEAN_GUEST_CHANNEL (source), result, &error))
     {
       g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
                                _("qlean-guest does not answer in machine “%s”: %s"),
-                               self->name, error->message);
+                               run->name, error->message);
       g_error_free (error);
       return;
     }
@@ -397,20 +450,20 @@ qlean_machine_guest_ready_cb (GObject      *source,
 }
 
 static gboolean
-qlean_machine_get_guest_channel_in_worker (gpointer user_data)
+get_guest_channel_in_worker (gpointer user_data)
 {
   GTask *task = user_data;
-  QleanMachine *self = g_task_get_source_object (task);
+  QleanMachineRun *run = g_task_get_task_data (task);
 
-  if (self->run->guest == NULL)
+  /* The run's fields are the worker's: no lock to read them here. */
+  if (run->guest == NULL)
     {
       g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
-                               _("Machine “%s” is %s, not running"), self->name,
-                               qlean_machine_state_to_string (qlean_machine_get_state (self)));
+                               _("Machine “%s” stopped running"), run->name);
       return G_SOURCE_REMOVE;
     }
 
-  if (qlean_machine_uses_agent_only (self))
+  if (qlean_machine_run_uses_agent_only (run))
     {
       g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
                                _("machine “%s” reaches its guest through the QEMU guest agent "
@@ -418,52 +471,43 @@ qlean_machine_get_guest_channel_in_worker (gpointer user_data)
                                  "(sharing the machine, processes with live output or a "
                                  "terminal, port forwarding); use transport “auto” or "
                                  "“qlean-guest” for it"),
-                               self->name);
+                               run->name);
       return G_SOURCE_REMOVE;
     }
 
-  if (qlean_guest_channel_is_ready (self->run->guest))
+  if (qlean_guest_channel_is_ready (run->guest))
     {
-      g_task_return_pointer (task, g_object_ref (self->run->guest), g_object_unref);
+      g_task_return_pointer (task, g_object_ref (run->guest), g_object_unref);
       return G_SOURCE_REMOVE;
     }
 
-  qlean_guest_channel_hello_async (self->run->guest, 5000, g_task_get_cancellable (task),
-                                   qlean_machine_guest_ready_cb, g_object_ref (task));
+  qlean_guest_channel_hello_async (run->guest, 5000, g_task_get_cancellable (task),
+                                   guest_ready_cb, g_object_ref (task));
   return G_SOURCE_REMOVE;
 }
 
 void
-qlean_machine_get_guest_channel_async (QleanMachine        *self,
-                                       GCancellable        *cancellable,
-                                       GAsyncReadyCallback  callback,
-                                       gpointer             user_data)
+qlean_machine_run_get_guest_channel_async (QleanMachineRun     *run,
+                                           GCancellable        *cancellable,
+                                           GAsyncReadyCallback  callback,
+                                           gpointer             user_data)
 {
-  GTask *task = g_task_new (self, cancellable, callback, user_data);
+  GTask *task = qlean_task_new (NULL, cancellable, callback, user_data,
+                                qlean_machine_run_get_guest_channel_async,
+                                "qlean_machine_run_get_guest_channel_async");
 
-  g_task_set_source_tag (task, qlean_machine_get_guest_channel_async);
-  qlean_worker_invoke (qlean_machine_get_guest_channel_in_worker, task, g_object_unref);
+  g_task_set_task_data (task, qlean_machine_run_ref (run),
+                        (GDestroyNotify) qlean_machine_run_unref);
+  qlean_task_run_in_worker (task, get_guest_channel_in_worker);
 }
 
 QleanGuestChannel *
-qlean_machine_get_guest_channel_finish (QleanMachine  *self,
-                                        GAsyncResult  *result,
-                                        GError       **error)
+qlean_machine_run_get_guest_channel_finish (QleanMachineRun  *run,
+                                            GAsyncResult     *result,
+                                            GError          **error)
 {
-  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
-  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_get_guest_channel_async), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, NULL), NULL);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_run_get_guest_channel_async), NULL);
 
   return g_task_propagate_pointer (G_TASK (result), error);
-}
-
-QleanGuestChannel *
-qlean_machine_dup_guest_channel (QleanMachine *self)
-{
-  QleanGuestChannel *channel;
-
-  g_mutex_lock (&self->lock);
-  channel = self->run->guest ? g_object_ref (self->run->guest) : NULL;
-  g_mutex_unlock (&self->lock);
-
-  return channel;
 }

@@ -23,6 +23,7 @@
 #include "qlean-machine-virtiofs-private.h"
 #include "qlean-image-private.h"
 #include "qlean-sync-private.h"
+#include "qlean-task-private.h"
 #include "qlean-worker-private.h"
 
 /* Mounts each shared folder at its guest path: $1 the minimal image's
@@ -84,7 +85,9 @@ qlean_machine_mount_shares_async (QleanMachine        *self,
                                   GAsyncReadyCallback  callback,
                                   gpointer             user_data)
 {
-  g_autoptr(GTask) task = g_task_new (self, NULL, callback, user_data);
+  g_autoptr(GTask) task = qlean_task_new (self, NULL, callback, user_data,
+                                          qlean_machine_mount_shares_async,
+                                          "[qlean] mount shared folders");
   g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
   guint n = qlean_machine_config_get_n_shares (self->config);
   gboolean virtiofs = qlean_machine_run_get_share_kind (self->run) == QLEAN_SHARE_KIND_VIRTIOFS;
@@ -115,8 +118,8 @@ qlean_machine_mount_shares_async (QleanMachine        *self,
     }
   g_ptr_array_add (argv, NULL);
 
-  qlean_machine_run_starting_async (self, (const char * const *) argv->pdata, NULL, NULL,
-                                    qlean_machine_shares_ran_cb, g_steal_pointer (&task));
+  qlean_machine_exec_starting_async (self, (const char * const *) argv->pdata, NULL, NULL,
+                                     qlean_machine_shares_ran_cb, g_steal_pointer (&task));
 }
 
 /* Whether the machine cannot be saved for its shares: a mounted 9p
@@ -145,8 +148,9 @@ qlean_machine_shares_mounted_cb (GObject      *source,
  * starts (a mounted 9p export blocks migration), before anything of
  * the caller's runs. */
 static gboolean
-qlean_machine_shares_stage_start (QleanMachine *self,
-                                  GTask        *spawn_task)
+qlean_machine_shares_stage_start (QleanMachine    *self,
+                                  QleanMachineRun *run,
+                                  GTask           *spawn_task)
 {
   qlean_machine_mount_shares_async (self, qlean_machine_shares_mounted_cb,
                                     g_object_ref (spawn_task));
@@ -197,7 +201,7 @@ qlean_machine_share_channel_cb (GObject      *source,
   GError *error = NULL;
   QleanGuestRelay *relay;
 
-  channel = qlean_machine_get_guest_channel_finish (self, result, &error);
+  channel = qlean_machine_run_get_guest_channel_finish (self->run, result, &error);
   if (channel == NULL)
     {
       g_task_return_error (task, error);
@@ -223,7 +227,9 @@ qlean_machine_share_channel_cb (GObject      *source,
     }
 
   g_mutex_lock (&self->lock);
+  g_mutex_lock (&self->run->lock);
   self->run->relay = relay;
+  g_mutex_unlock (&self->run->lock);
   g_mutex_unlock (&self->lock);
   g_task_return_boolean (task, TRUE);
   g_object_unref (task);
@@ -235,7 +241,7 @@ qlean_machine_share_in_worker (gpointer user_data)
   GTask *task = user_data;
   QleanMachine *self = g_task_get_source_object (task);
 
-  qlean_machine_get_guest_channel_async (self, NULL, qlean_machine_share_channel_cb, task);
+  qlean_machine_run_get_guest_channel_async (self->run, NULL, qlean_machine_share_channel_cb, task);
   return G_SOURCE_REMOVE;
 }
 
@@ -273,8 +279,8 @@ qlean_machine_share (QleanMachine  *self,
 
   if (!qlean_sync_call_begin (&call, error))
     return FALSE;
-  task = g_task_new (self, NULL, qlean_sync_call_done, &call);
-  g_task_set_source_tag (task, qlean_machine_share);
+  task = qlean_task_new (self, NULL, qlean_sync_call_done, &call, qlean_machine_share,
+                         "[qlean] share machine");
   g_task_set_task_data (task, g_strdup (socket_path), g_free);
   qlean_worker_invoke (qlean_machine_share_in_worker, task, NULL);
 
@@ -299,7 +305,7 @@ qlean_machine_attach_hello_cb (GObject      *source,
     }
 
   /* An attached machine has nothing but the shared qlean-guest channel. */
-  g_atomic_int_set (&self->guest_transport, QLEAN_GUEST_TRANSPORT_QLEAN_GUEST);
+  g_atomic_int_set (&self->run->guest_transport, QLEAN_GUEST_TRANSPORT_QLEAN_GUEST);
   qlean_machine_set_state (self, QLEAN_MACHINE_STATE_RUNNING);
   g_task_return_pointer (task, g_object_ref (self), g_object_unref);
 }
@@ -324,7 +330,9 @@ qlean_machine_attach_in_worker (gpointer user_data)
     }
 
   g_mutex_lock (&self->lock);
+  g_mutex_lock (&self->run->lock);
   self->run->guest = qlean_guest_channel_new (stream);
+  g_mutex_unlock (&self->run->lock);
   g_mutex_unlock (&self->lock);
 
   qlean_guest_channel_hello_async (self->run->guest, 5000, g_task_get_cancellable (task),
@@ -342,8 +350,8 @@ qlean_machine_attach_start (QleanMachine        *self,
   GTask *task;
 
   self->attached = TRUE;
-  task = g_task_new (NULL, cancellable, callback, user_data);
-  g_task_set_source_tag (task, qlean_machine_attach_async);
+  task = qlean_task_new (NULL, cancellable, callback, user_data, qlean_machine_attach_async,
+                         "[qlean] attach to machine");
   g_task_set_task_data (task, self, g_object_unref);
   g_object_set_data_full (G_OBJECT (task), "qlean-path", g_strdup (socket_path), g_free);
   qlean_worker_invoke (qlean_machine_attach_in_worker, task, g_object_unref);

@@ -167,16 +167,15 @@ qlean_machine_set_state (QleanMachine      *self,
     qlean_machine_emit (self, 0);
 }
 
-gboolean
-qlean_machine_check_running (QleanMachine    *self,
-                             QleanMachineOp   op,
-                             GError         **error)
+/* The message of a call made while the machine is not running: one
+ * whole sentence per kind of call. */
+static void
+set_not_running_error (QleanMachine       *self,
+                       QleanMachineOp      op,
+                       QleanMachineState   state,
+                       GError            **error)
 {
-  QleanMachineState state = qlean_machine_get_state (self);
   const char *format = NULL;
-
-  if (state == QLEAN_MACHINE_STATE_RUNNING)
-    return TRUE;
 
   switch (op)
     {
@@ -204,7 +203,58 @@ qlean_machine_check_running (QleanMachine    *self,
 
   g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE, format,
                self->name, qlean_machine_state_to_string (state));
+}
+
+gboolean
+qlean_machine_check_running (QleanMachine    *self,
+                             QleanMachineOp   op,
+                             GError         **error)
+{
+  QleanMachineState state = qlean_machine_get_state (self);
+
+  if (state == QLEAN_MACHINE_STATE_RUNNING)
+    return TRUE;
+
+  set_not_running_error (self, op, state, error);
   return FALSE;
+}
+
+void
+qlean_machine_fix_clock (QleanMachine *self)
+{
+  g_autoptr(QleanMachineRun) run = NULL;
+
+  g_mutex_lock (&self->lock);
+  run = qlean_machine_run_ref (self->run);
+  g_mutex_unlock (&self->lock);
+
+  qlean_machine_run_fix_clock (run);
+}
+
+QleanMachineRun *
+qlean_machine_ref_run (QleanMachine    *self,
+                       QleanMachineOp   op,
+                       gboolean         starting,
+                       GError         **error)
+{
+  QleanMachineState state;
+  QleanMachineRun *run;
+
+  /* Only a start replaces the run, and a start begins from a state
+   * that is neither RUNNING nor STARTING: the run read after the state
+   * is that state's run, or a newer one that the call then finds over. */
+  g_mutex_lock (&self->lock);
+  state = qlean_machine_get_state (self);
+  run = qlean_machine_run_ref (self->run);
+  g_mutex_unlock (&self->lock);
+
+  if (state == QLEAN_MACHINE_STATE_RUNNING ||
+      (starting && state == QLEAN_MACHINE_STATE_STARTING))
+    return run;
+
+  qlean_machine_run_unref (run);
+  set_not_running_error (self, op, state, error);
+  return NULL;
 }
 
 /* GObject */
@@ -295,6 +345,10 @@ qlean_machine_constructed (GObject *object)
 
   self->owner_context = g_main_context_ref_thread_default ();
   self->link = qlean_link_new (self);
+  /* A run that never runs until the first start makes its own (an
+   * attached machine keeps this one). */
+  self->run = qlean_machine_run_new (self->name,
+                                     qlean_machine_config_get_guest_transport (self->config));
 }
 
 static gboolean
@@ -313,8 +367,10 @@ qlean_machine_dispose (GObject *object)
   /* No worker callback can reach us any more (the link's weak ref is
    * cleared), so the fields are ours. */
   g_mutex_lock (&self->lock);
+  g_mutex_lock (&self->run->lock);
   pid = self->run->qemu_exited ? 0 : self->run->pid;
   self->run->pid = 0;
+  g_mutex_unlock (&self->run->lock);
   g_mutex_unlock (&self->lock);
 
   if (pid > 0)
@@ -567,7 +623,7 @@ qlean_machine_init (QleanMachine *self)
   self->boot_timeout_ms = DEFAULT_BOOT_TIMEOUT_MS;
   self->shutdown_timeout_ms = DEFAULT_SHUTDOWN_TIMEOUT_MS;
   self->exit_waiters = g_ptr_array_new_with_free_func (g_object_unref);
-  self->run = qlean_machine_run_new ();
+
 }
 
 /**
@@ -695,16 +751,15 @@ qlean_machine_get_state (QleanMachine *self)
 QleanGuestTransport
 qlean_machine_get_guest_transport (QleanMachine *self)
 {
+  QleanGuestTransport transport;
+
   g_return_val_if_fail (QLEAN_IS_MACHINE (self), QLEAN_GUEST_TRANSPORT_AUTO);
 
-  return g_atomic_int_get (&self->guest_transport);
-}
+  g_mutex_lock (&self->lock);
+  transport = qlean_machine_run_get_guest_transport (self->run);
+  g_mutex_unlock (&self->lock);
 
-gboolean
-qlean_machine_uses_agent_only (QleanMachine *self)
-{
-  return g_atomic_int_get (&self->guest_transport) == QLEAN_GUEST_TRANSPORT_AGENT ||
-         qlean_machine_config_get_guest_transport (self->config) == QLEAN_GUEST_TRANSPORT_AGENT;
+  return transport;
 }
 
 /**
@@ -950,24 +1005,6 @@ qlean_machine_dup_qga (QleanMachine *self)
   g_mutex_unlock (&self->lock);
 
   return qga;
-}
-
-QleanMachineRun *
-qlean_machine_get_run (QleanMachine *self)
-{
-  g_assert (qlean_worker_is_current ());
-
-  return self->run;
-}
-
-/* One setting, QleanQgaClient:timeout, bounds every wait on the guest's
- * programs: the agent's answers and qlean-guest's frames alike. */
-guint
-qlean_machine_get_guest_timeout (QleanMachine *self)
-{
-  g_autoptr(QleanQgaClient) qga = qlean_machine_dup_qga (self);
-
-  return qga != NULL ? qlean_qga_client_get_timeout (qga) : 0;
 }
 
 /**

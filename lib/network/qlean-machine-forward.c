@@ -532,13 +532,12 @@ forwards_destroy (gpointer data)
     qlean_worker_invoke (forwards_unref_in_worker, data, NULL);
 }
 
-/* The forwards of the machine's run, created on first use; they end
- * with the run (qlean_machine_release_run()). Worker only. */
+/* The forwards of @run, created on first use; they end with the run
+ * (qlean_machine_release_run()). Worker only. */
 static GPtrArray *
-get_forwards (QleanMachine *self,
-              gboolean      create)
+get_forwards (QleanMachineRun *run,
+              gboolean         create)
 {
-  QleanMachineRun *run = qlean_machine_get_run (self);
   GPtrArray *forwards = qlean_machine_run_get_data (run, FORWARDS_KEY);
 
   if (forwards == NULL && create)
@@ -558,12 +557,14 @@ typedef struct
   guint16  guest_port;
   gboolean is_unix;
   char    *socket_path;   /* unix: the caller's, or NULL for one of ours */
+  QleanMachineRun *run;  /* the run the forward belongs to */
 } ForwardRequest;
 
 static void
 forward_request_free (ForwardRequest *request)
 {
   g_free (request->socket_path);
+  g_clear_pointer (&request->run, qlean_machine_run_unref);
   g_free (request);
 }
 
@@ -687,7 +688,7 @@ forward_tcp (GTask             *task,
 
   forward = forward_new (self, channel, listener, request->guest_port);
   forward->host_port = port;
-  g_ptr_array_add (get_forwards (self, TRUE), forward);
+  g_ptr_array_add (get_forwards (request->run, TRUE), forward);
   g_debug ("Machine “%s”: 127.0.0.1:%u forwards to guest port %u",
            qlean_machine_get_name (self), forward->host_port, forward->guest_port);
   g_task_return_int (task, forward->host_port);
@@ -743,7 +744,7 @@ forward_unix (GTask             *task,
   forward = forward_new (self, channel, listener, request->guest_port);
   forward->socket_path = g_strdup (path);
   forward->socket_dir = g_steal_pointer (&dir);
-  g_ptr_array_add (get_forwards (self, TRUE), forward);
+  g_ptr_array_add (get_forwards (request->run, TRUE), forward);
   g_debug ("Machine “%s”: %s forwards to guest port %u",
            qlean_machine_get_name (self), forward->socket_path, forward->guest_port);
   g_task_return_pointer (task, g_steal_pointer (&path), g_free);
@@ -755,12 +756,12 @@ forward_channel_cb (GObject      *source,
                     gpointer      user_data)
 {
   g_autoptr(GTask) task = user_data;
-  QleanMachine *self = QLEAN_MACHINE (source);
+  QleanMachine *self = g_task_get_source_object (task);
   ForwardRequest *request = g_task_get_task_data (task);
   g_autoptr(QleanGuestChannel) channel = NULL;
   g_autoptr(GError) error = NULL;
 
-  channel = qlean_machine_get_guest_channel_finish (self, result, &error);
+  channel = qlean_machine_run_get_guest_channel_finish (request->run, result, &error);
   if (channel == NULL)
     {
       g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
@@ -789,10 +790,10 @@ static gboolean
 forward_in_worker (gpointer user_data)
 {
   GTask *task = user_data;
-  QleanMachine *self = g_task_get_source_object (task);
+  ForwardRequest *request = g_task_get_task_data (task);
 
-  qlean_machine_get_guest_channel_async (self, g_task_get_cancellable (task),
-                                         forward_channel_cb, g_object_ref (task));
+  qlean_machine_run_get_guest_channel_async (request->run, g_task_get_cancellable (task),
+                                             forward_channel_cb, g_object_ref (task));
   return G_SOURCE_REMOVE;
 }
 
@@ -820,7 +821,8 @@ forward_start (QleanMachine        *self,
       return;
     }
 
-  if (!qlean_machine_check_running (self, QLEAN_MACHINE_OP_FORWARD_PORT, &error))
+  request->run = qlean_machine_ref_run (self, QLEAN_MACHINE_OP_FORWARD_PORT, FALSE, &error);
+  if (request->run == NULL)
     {
       g_task_return_error (task, g_steal_pointer (&error));
       return;
@@ -1063,7 +1065,10 @@ unforward_in_worker (gpointer user_data)
   GTask *task = user_data;
   QleanMachine *self = g_task_get_source_object (task);
   UnforwardRequest *request = g_task_get_task_data (task);
-  GPtrArray *forwards = get_forwards (self, FALSE);
+  /* A machine that does not run has no forwards. */
+  g_autoptr(QleanMachineRun) run = qlean_machine_ref_run (self, QLEAN_MACHINE_OP_FORWARD_PORT,
+                                                          FALSE, NULL);
+  GPtrArray *forwards = run != NULL ? get_forwards (run, FALSE) : NULL;
   g_autofree char *display = NULL;
 
   for (guint i = 0; forwards != NULL && i < forwards->len; i++)
@@ -1108,8 +1113,8 @@ unforward (QleanMachine      *self,
       unforward_request_free (request);
       return FALSE;
     }
-  task = g_task_new (self, NULL, qlean_sync_call_done, &call);
-  g_task_set_source_tag (task, source_tag);
+  task = qlean_task_new (self, NULL, qlean_sync_call_done, &call, source_tag,
+                         "[qlean] stop forwarding a port");
   g_task_set_task_data (task, request, (GDestroyNotify) unforward_request_free);
   qlean_worker_invoke (unforward_in_worker, task, g_object_unref);
 

@@ -302,10 +302,11 @@ interface_wait_async (gpointer             source_object,
                       GAsyncReadyCallback  callback,
                       gpointer             user_data)
 {
-  g_autoptr(GTask) task = g_task_new (source_object, cancellable, callback, user_data);
+  g_autoptr(GTask) task = qlean_task_new (source_object, cancellable, callback, user_data,
+                                          interface_wait_async,
+                                          "[qlean] wait for the guest's interface");
   InterfaceWait *wait = g_new0 (InterfaceWait, 1);
 
-  g_task_set_source_tag (task, interface_wait_async);
   wait->qga = g_object_ref (qga);
   wait->mac_address = g_strdup (mac_address);
   wait->need_ipv4 = need_ipv4;
@@ -420,8 +421,8 @@ configure_interface_cb (GObject      *source,
   g_ptr_array_add (args, NULL);
   interface_found_free (found);
 
-  qlean_machine_run_starting_async (self, (const char * const *) args->pdata, NULL, cancellable,
-                                    configure_ran_cb, g_steal_pointer (&task));
+  qlean_machine_exec_starting_async (self, (const char * const *) args->pdata, NULL, cancellable,
+                                     configure_ran_cb, g_steal_pointer (&task));
 }
 
 /* On the worker, while the machine starts and once its agent answers:
@@ -486,10 +487,13 @@ qlean_machine_network_configured_cb (GObject      *source,
 /* A machine on a network is running once its guest has its address
  * and knows the other machines' names. */
 static gboolean
-qlean_machine_network_stage_start (QleanMachine *self,
-                                   GTask        *spawn_task)
+qlean_machine_network_stage_start (QleanMachine    *self,
+                                   QleanMachineRun *run,
+                                   GTask           *spawn_task)
 {
-  qlean_machine_network_configure_async (self, qlean_machine_get_run (self)->qga,
+  g_autoptr(QleanQgaClient) qga = qlean_machine_run_dup_qga (run);
+
+  qlean_machine_network_configure_async (self, qga,
                                          g_task_get_cancellable (spawn_task),
                                          qlean_machine_network_configured_cb,
                                          g_object_ref (spawn_task));

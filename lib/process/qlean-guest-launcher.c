@@ -11,7 +11,7 @@
 #include "qlean-error.h"
 #include "qlean-guest-launcher.h"
 #include "qlean-guest-process-private.h"
-#include "qlean-machine-private.h"
+#include "qlean-machine-run-private.h"
 #include "qlean-sync-private.h"
 #include "qlean-task-private.h"
 
@@ -329,6 +329,7 @@ qlean_guest_launcher_set_timeout (QleanGuestLauncher *self,
 typedef struct
 {
   QleanMachine           *machine;
+  QleanMachineRun        *run;        /* the run the process starts in */
   QleanGuestProcessFlags  flags;
   char                   *program;
   GBytes                 *request;
@@ -340,6 +341,7 @@ static void
 start_free (Start *start)
 {
   g_clear_object (&start->machine);
+  g_clear_pointer (&start->run, qlean_machine_run_unref);
   g_free (start->program);
   g_clear_pointer (&start->request, g_bytes_unref);
   g_clear_pointer (&start->stdin_bytes, g_bytes_unref);
@@ -349,6 +351,7 @@ start_free (Start *start)
 static Start *
 start_new (QleanGuestLauncher     *self,
            QleanMachine           *machine,
+           QleanMachineRun        *run,
            const char * const     *argv,
            QleanGuestProcessFlags  flags)
 {
@@ -383,6 +386,7 @@ start_new (QleanGuestLauncher     *self,
   qlean_guest_tlv_add_u32 (tlv, QLEAN_GUEST_TAG_FLAGS, wire_flags);
 
   start->machine = g_object_ref (machine);
+  start->run = qlean_machine_run_ref (run);
   start->flags = flags;
   start->program = g_strdup (argv[0]);
   start->request = qlean_guest_tlv_free_to_bytes (tlv);
@@ -404,7 +408,7 @@ spawn_channel_cb (GObject      *source,
   g_autoptr(QleanGuestChannel) channel = NULL;
   GError *error = NULL;
 
-  channel = qlean_machine_get_guest_channel_finish (start->machine, result, &error);
+  channel = qlean_machine_run_get_guest_channel_finish (start->run, result, &error);
   if (channel == NULL)
     {
       g_task_return_error (task, error);
@@ -421,13 +425,14 @@ spawn_channel_cb (GObject      *source,
                                _("Cannot run “%s” on a terminal in machine “%s”: its qlean-guest "
                                  "(protocol version %u) is too old for terminals; restart the "
                                  "machine with this version of Qlean"),
-                               start->program, qlean_machine_get_name (start->machine),
+                               start->program, qlean_machine_run_get_name (start->run),
                                qlean_guest_channel_get_guest_version (channel));
       return;
     }
 
-  qlean_guest_process_start (start->machine, channel, start->flags, start->program,
-                             start->request, start->stdin_bytes, start->timeout_ms, task);
+  qlean_guest_process_start (start->machine, qlean_machine_run_get_guest_timeout (start->run),
+                             channel, start->flags, start->program, start->request,
+                             start->stdin_bytes, start->timeout_ms, task);
 }
 
 static gboolean
@@ -436,8 +441,8 @@ spawn_in_worker (gpointer user_data)
   GTask *task = user_data;
   Start *start = g_task_get_task_data (task);
 
-  qlean_machine_get_guest_channel_async (start->machine, g_task_get_cancellable (task),
-                                         spawn_channel_cb, g_object_ref (task));
+  qlean_machine_run_get_guest_channel_async (start->run, g_task_get_cancellable (task),
+                                             spawn_channel_cb, g_object_ref (task));
   return G_SOURCE_REMOVE;
 }
 
@@ -452,6 +457,7 @@ qlean_guest_launcher_spawn_with_flags (QleanGuestLauncher     *self,
                                        gpointer                user_data)
 {
   g_autoptr(GTask) task = NULL;
+  g_autoptr(QleanMachineRun) run = NULL;
   g_autoptr(GError) error = NULL;
 
   task = qlean_task_new (self, cancellable, callback, user_data, source_tag,
@@ -464,24 +470,25 @@ qlean_guest_launcher_spawn_with_flags (QleanGuestLauncher     *self,
       return;
     }
 
-  if (!self->starting && !qlean_machine_check_running (machine, QLEAN_MACHINE_OP_START_PROCESS, &error))
+  run = qlean_machine_ref_run (machine, QLEAN_MACHINE_OP_START_PROCESS, self->starting, &error);
+  if (run == NULL)
     {
       g_task_return_error (task, g_steal_pointer (&error));
       return;
     }
 
   /* The guest agent runs commands on pipes only. */
-  if ((flags & QLEAN_GUEST_PROCESS_FLAGS_TERMINAL) && qlean_machine_uses_agent_only (machine))
+  if ((flags & QLEAN_GUEST_PROCESS_FLAGS_TERMINAL) && qlean_machine_run_uses_agent_only (run))
     {
       g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
                                _("Cannot run “%s” on a terminal in machine “%s”: a terminal "
                                  "needs qlean-guest, and this machine uses the guest agent "
                                  "transport only; start it with the qlean-guest transport"),
-                               argv[0], qlean_machine_get_name (machine));
+                               argv[0], qlean_machine_run_get_name (run));
       return;
     }
 
-  g_task_set_task_data (task, start_new (self, machine, argv, flags), (GDestroyNotify) start_free);
+  g_task_set_task_data (task, start_new (self, machine, run, argv, flags), (GDestroyNotify) start_free);
   qlean_task_run_in_worker (g_steal_pointer (&task), spawn_in_worker);
 }
 

@@ -54,6 +54,7 @@ struct _QleanGuestProcess
   GTask                  *spawn_task;
   GSource                *timeout_source;
   guint                   timeout_ms;
+  guint                   guest_timeout_ms; /* per frame of qlean-guest (its run's) */
 };
 
 /* Worker thread only. The end of the process (exit, or the loss of the
@@ -65,6 +66,7 @@ void qlean_guest_process_complete_waiters (QleanGuestProcess *self);
  * guest reports it started, or with the error that kept it from
  * starting. */
 void qlean_guest_process_start (QleanMachine           *machine,
+                                guint                   guest_timeout_ms,
                                 QleanGuestChannel      *channel,
                                 QleanGuestProcessFlags  flags,
                                 const char             *program,

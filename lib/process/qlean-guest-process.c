@@ -29,7 +29,6 @@
 #include "qlean-guest-process-private.h"
 #include "qlean-guest-stream-dispatch-private.h"
 #include "qlean-json-channel-private.h"
-#include "qlean-machine-private.h"
 #include "qlean-sync-private.h"
 #include "qlean-task-private.h"
 #include "qlean-worker-private.h"
@@ -154,7 +153,7 @@ qlean_guest_process_timeout_cb (gpointer user_data)
   if (self->stream != NULL)
     {
       qlean_guest_stream_send_signal (self->stream, SIGKILL);
-      qlean_guest_stream_set_timeout (self->stream, qlean_machine_get_guest_timeout (self->machine));
+      qlean_guest_stream_set_timeout (self->stream, self->guest_timeout_ms);
     }
 
   return G_SOURCE_REMOVE;
@@ -419,6 +418,7 @@ qlean_guest_process_stream_cb (QleanGuestStream *stream,
 
 void
 qlean_guest_process_start (QleanMachine           *machine,
+                           guint                   guest_timeout_ms,
                            QleanGuestChannel      *channel,
                            QleanGuestProcessFlags  flags,
                            const char             *program,
@@ -432,6 +432,7 @@ qlean_guest_process_start (QleanMachine           *machine,
   int fds[2];
 
   self->machine = g_object_ref (machine);
+  self->guest_timeout_ms = guest_timeout_ms;
   self->program = g_strdup (program);
   self->flags = flags;
   self->timeout_ms = timeout_ms;
@@ -471,7 +472,7 @@ qlean_guest_process_start (QleanMachine           *machine,
                                                   g_object_ref (self), g_object_unref);
   qlean_guest_stream_set_writable_func (self->stream, qlean_guest_process_stdin_writable, self);
   /* STARTED (or ERROR) is due at once. */
-  qlean_guest_stream_set_timeout (self->stream, qlean_machine_get_guest_timeout (self->machine));
+  qlean_guest_stream_set_timeout (self->stream, self->guest_timeout_ms);
 
   if (stdin_bytes != NULL)
     {
