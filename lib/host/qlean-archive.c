@@ -14,27 +14,10 @@
 #include <glib/gi18n-lib.h>
 
 #include "qlean-archive-private.h"
+#include "qlean-ustar-private.h"
 #include "qlean-error.h"
 
-#define BLOCK 512
 #define CHUNK (256 * 1024)
-
-/* ustar header layout (POSIX.1-1988) */
-#define H_NAME      0
-#define H_NAME_LEN  100
-#define H_MODE      100
-#define H_UID       108
-#define H_GID       116
-#define H_SIZE      124
-#define H_MTIME     136
-#define H_CHKSUM    148
-#define H_TYPEFLAG  156
-#define H_LINKNAME  157
-#define H_MAGIC     257
-#define H_VERSION   263
-#define H_DEVMAJOR  329
-#define H_DEVMINOR  337
-#define H_PREFIX    345
 
 static const char * const member_names[] = {
   QLEAN_ARCHIVE_MANIFEST, QLEAN_ARCHIVE_DISK, QLEAN_ARCHIVE_KERNEL, QLEAN_ARCHIVE_INITRD,
@@ -100,8 +83,8 @@ qlean_archive_writer_free (QleanArchiveWriter *writer)
   g_free (writer);
 }
 
-static void
-put_octal (guint8  *field,
+void
+qlean_ustar_put_octal (guint8  *field,
            gsize    len,
            guint64  value)
 {
@@ -114,15 +97,15 @@ put_octal (guint8  *field,
   field[len - 1] = '\0';
 }
 
-static void
-put_size (guint8  *field,
+void
+qlean_ustar_put_size (guint8  *field,
           guint64  size)
 {
   /* Eleven octal digits reach 8 GiB; beyond, the GNU/star base-256 form
    * that every current tar reads. */
   if (size < ((guint64) 1 << 33))
     {
-      put_octal (field, 12, size);
+      qlean_ustar_put_octal (field, 12, size);
       return;
     }
 
@@ -135,8 +118,8 @@ put_size (guint8  *field,
     }
 }
 
-static guint
-header_checksum (const guint8 *header,
+guint
+qlean_ustar_checksum (const guint8 *header,
                  gboolean      is_signed)
 {
   guint sum = 0;
@@ -160,18 +143,18 @@ make_header (guint8     *header,
   memset (header, 0, BLOCK);
   g_assert (strlen (name) < H_NAME_LEN);
   memcpy (header + H_NAME, name, strlen (name));
-  put_octal (header + H_MODE, 8, 0600);
-  put_octal (header + H_UID, 8, 0);
-  put_octal (header + H_GID, 8, 0);
-  put_size (header + H_SIZE, size);
-  put_octal (header + H_MTIME, 12, (guint64) (g_get_real_time () / G_USEC_PER_SEC));
+  qlean_ustar_put_octal (header + H_MODE, 8, 0600);
+  qlean_ustar_put_octal (header + H_UID, 8, 0);
+  qlean_ustar_put_octal (header + H_GID, 8, 0);
+  qlean_ustar_put_size (header + H_SIZE, size);
+  qlean_ustar_put_octal (header + H_MTIME, 12, (guint64) (g_get_real_time () / G_USEC_PER_SEC));
   header[H_TYPEFLAG] = '0';
   memcpy (header + H_MAGIC, "ustar", 6);
   memcpy (header + H_VERSION, "00", 2);
-  put_octal (header + H_DEVMAJOR, 8, 0);
-  put_octal (header + H_DEVMINOR, 8, 0);
+  qlean_ustar_put_octal (header + H_DEVMAJOR, 8, 0);
+  qlean_ustar_put_octal (header + H_DEVMINOR, 8, 0);
   /* Six digits, NUL, space: what POSIX tar writes. */
-  put_octal (header + H_CHKSUM, 7, header_checksum (header, FALSE));
+  qlean_ustar_put_octal (header + H_CHKSUM, 7, qlean_ustar_checksum (header, FALSE));
   header[H_CHKSUM + 7] = ' ';
 }
 
@@ -345,8 +328,8 @@ read_exact (Reader      *reader,
   return TRUE;
 }
 
-static gboolean
-is_zero_block (const guint8 *block)
+gboolean
+qlean_ustar_is_zero_block (const guint8 *block)
 {
   for (gsize i = 0; i < BLOCK; i++)
     if (block[i] != 0)
@@ -357,8 +340,8 @@ is_zero_block (const guint8 *block)
 
 /* An octal field: optional leading spaces, digits, then NULs or spaces
  * to its end. */
-static gboolean
-parse_octal (const guint8 *field,
+gboolean
+qlean_ustar_parse_octal (const guint8 *field,
              gsize         len,
              guint64       max,
              guint64      *value)
@@ -384,12 +367,13 @@ parse_octal (const guint8 *field,
   return digits;
 }
 
-static gboolean
-parse_size (const guint8 *field,
-            guint64      *size)
+gboolean
+qlean_ustar_parse_size (const guint8 *field,
+                        guint64       max,
+                        guint64      *size)
 {
   if ((field[0] & 0x80) == 0)
-    return parse_octal (field, 12, QLEAN_ARCHIVE_MAX_MEMBER, size);
+    return qlean_ustar_parse_octal (field, 12, max, size);
 
   /* Base-256: only positive values, and no more than we accept anyway. */
   if (field[0] != 0x80)
@@ -398,12 +382,12 @@ parse_size (const guint8 *field,
   *size = 0;
   for (gsize i = 1; i < 12; i++)
     {
-      if (*size > (QLEAN_ARCHIVE_MAX_MEMBER >> 8))
+      if (*size > (max >> 8))
         return FALSE;
       *size = (*size << 8) | field[i];
     }
 
-  return *size <= QLEAN_ARCHIVE_MAX_MEMBER;
+  return *size <= max;
 }
 
 /* Refuses the member @shown, whose type is not a regular file's: one
@@ -487,8 +471,8 @@ check_header (Reader        *reader,
       memcmp (header + H_MAGIC, "ustar  \0", 8) != 0)
     return bad_archive (error, _("member %u has no ustar header"), reader->n_members + 1);
 
-  if (!parse_octal (header + H_CHKSUM, 8, G_MAXUINT, &stored) ||
-      (stored != header_checksum (header, FALSE) && stored != header_checksum (header, TRUE)))
+  if (!qlean_ustar_parse_octal (header + H_CHKSUM, 8, G_MAXUINT, &stored) ||
+      (stored != qlean_ustar_checksum (header, FALSE) && stored != qlean_ustar_checksum (header, TRUE)))
     return bad_archive (error, _("the header of member %u is damaged (checksum)"), reader->n_members + 1);
 
   /* The name must end within its field: then it is exactly what
@@ -518,7 +502,7 @@ check_header (Reader        *reader,
   if (reader->n_members == 0 && !g_str_equal (name, QLEAN_ARCHIVE_MANIFEST))
     return bad_archive (error, _("it does not start with %s"), QLEAN_ARCHIVE_MANIFEST);
 
-  if (!parse_size (header + H_SIZE, size_out))
+  if (!qlean_ustar_parse_size (header + H_SIZE, QLEAN_ARCHIVE_MAX_MEMBER, size_out))
     return bad_archive (error, _("member “%s” has an invalid or oversized size"), name);
   max = g_str_equal (name, QLEAN_ARCHIVE_MANIFEST) ? QLEAN_ARCHIVE_MAX_MANIFEST
         : g_str_equal (name, QLEAN_ARCHIVE_SUMS) ? QLEAN_ARCHIVE_MAX_SUMS
@@ -669,13 +653,13 @@ qlean_archive_read (GInputStream                  *input,
         return bad_archive (error, reader.n_members == 0 ? _("it is empty")
                                                          : _("it is truncated (no end marker)"));
 
-      if (is_zero_block (header))
+      if (qlean_ustar_is_zero_block (header))
         {
           /* The end: a second zero block, then whatever padding the
            * writer's tar added, which we do not read. */
           if (!read_exact (&reader, header, BLOCK, &eof, _("the end marker"), error))
             return FALSE;
-          if (eof || !is_zero_block (header))
+          if (eof || !qlean_ustar_is_zero_block (header))
             return bad_archive (error, _("it is truncated (incomplete end marker)"));
           if (!reader.sums_seen)
             return bad_archive (error, _("it has no %s"), QLEAN_ARCHIVE_SUMS);

@@ -24,6 +24,11 @@ char     *qlean_file_tail          (const char  *path,
  * exit, and there is nothing left to signal. */
 GPid      qlean_subprocess_get_pid (GSubprocess *process);
 /* Bytes as text fit for an error message: lossy UTF-8, trimmed. */
+/* write(2) until all of @data is written, EINTR retried; FALSE with
+ * errno set otherwise. */
+gboolean  qlean_write_all          (int          fd,
+                                    const void  *data,
+                                    gsize        len);
 char     *qlean_bytes_to_message   (GBytes      *bytes);
 /* Removes a directory tree without following symlinks. */
 gboolean  qlean_rm_rf              (const char  *path,

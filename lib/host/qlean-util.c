@@ -261,3 +261,25 @@ qlean_link_get (QleanLink *link)
 {
   return g_weak_ref_get (&link->object);
 }
+
+gboolean
+qlean_write_all (int         fd,
+                 const void *data,
+                 gsize       len)
+{
+  const char *at = data;
+
+  while (len > 0)
+    {
+      ssize_t n = write (fd, at, len);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        return FALSE;
+      at += n;
+      len -= n;
+    }
+
+  return TRUE;
+}

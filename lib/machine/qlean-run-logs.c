@@ -20,6 +20,7 @@
 #include "qlean-qmp-client-private.h"
 #include "qlean-run-logs-private.h"
 #include "qlean-errno-private.h"
+#include "qlean-util-private.h"
 
 /* A line longer than this is cut in the transcript: uploads travel as
  * base64 in guest-file-write, and a transcript is for reading. */
@@ -264,26 +265,6 @@ console_file_len (QleanConsoleLog *log)
 }
 
 static gboolean
-write_all (int         fd,
-           const char *data,
-           gsize       len)
-{
-  while (len > 0)
-    {
-      ssize_t n = write (fd, data, len);
-
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        return FALSE;
-      data += n;
-      len -= n;
-    }
-
-  return TRUE;
-}
-
-static gboolean
 copy_range (int     from,
             guint64 offset,
             guint64 len,
@@ -297,7 +278,7 @@ copy_range (int     from,
 
       if (n < 0 && errno == EINTR)
         continue;
-      if (n <= 0 || !write_all (to, buffer, n))
+      if (n <= 0 || !qlean_write_all (to, buffer, n))
         return FALSE;
       offset += n;
       len -= n;
@@ -322,7 +303,7 @@ console_cut (QleanConsoleLog *log)
     return FALSE;
 
   if (!copy_range (log->file_fd, 0, log->head_len, fd) ||
-      !write_all (fd, console_cut_marker, CONSOLE_MARKER_LEN) ||
+      !qlean_write_all (fd, console_cut_marker, CONSOLE_MARKER_LEN) ||
       !copy_range (log->file_fd, keep_at, file_len - keep_at, fd) ||
       g_rename (tmp_path, log->path) < 0)
     {
@@ -354,7 +335,7 @@ console_append (QleanConsoleLog *log,
       if (console_file_len (log) >= bound && !console_cut (log))
         return FALSE;
       part = MIN (len, bound - console_file_len (log));
-      if (!write_all (log->file_fd, data, part))
+      if (!qlean_write_all (log->file_fd, data, part))
         return FALSE;
       log->total += part;
       if (log->total <= log->head_max)
