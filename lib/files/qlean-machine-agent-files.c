@@ -396,6 +396,58 @@ qlean_machine_agent_is_dir (QleanMachine *machine,
 }
 
 gboolean
+qlean_agent_write_all (QleanQgaClient  *qga,
+                       gint64           handle,
+                       GInputStream    *in,
+                       GBytes          *contents,
+                       GCancellable    *cancellable,
+                       GError         **read_error,
+                       GError         **agent_error)
+{
+  gsize offset = 0;
+
+  for (;;)
+    {
+      g_autoptr(GBytes) chunk = NULL;
+
+      if (in != NULL)
+        {
+          chunk = g_input_stream_read_bytes (in, AGENT_CHUNK, cancellable, read_error);
+          if (chunk == NULL)
+            return FALSE;
+        }
+      else
+        {
+          gsize size = g_bytes_get_size (contents);
+
+          chunk = g_bytes_new_from_bytes (contents, offset, MIN (AGENT_CHUNK, size - offset));
+          offset += g_bytes_get_size (chunk);
+        }
+
+      if (g_bytes_get_size (chunk) == 0)
+        return TRUE;
+
+      /* The agent may take less than it was given. */
+      while (g_bytes_get_size (chunk) > 0)
+        {
+          gssize written = qlean_qga_client_file_write (qga, handle, chunk, cancellable, agent_error);
+          GBytes *rest;
+
+          if (written <= 0)
+            {
+              if (agent_error != NULL && *agent_error == NULL)
+                *agent_error = g_error_new_literal (QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_FAILED,
+                                                    _("guest-file-write wrote nothing"));
+              return FALSE;
+            }
+          rest = g_bytes_new_from_bytes (chunk, written, g_bytes_get_size (chunk) - written);
+          g_bytes_unref (chunk);
+          chunk = rest;
+        }
+    }
+}
+
+gboolean
 qlean_machine_agent_put (QleanMachine  *machine,
                          const char    *guest_path,
                          GInputStream  *in,
@@ -412,7 +464,6 @@ qlean_machine_agent_put (QleanMachine  *machine,
   g_autofree char *tmp = NULL;
   g_autofree char *mode_text = g_strdup_printf ("%o", mode & 07777);
   g_autofree char *mtime_text = NULL;
-  gsize offset = 0;
   gboolean ok = TRUE;
   gint64 handle;
 
@@ -431,51 +482,13 @@ qlean_machine_agent_put (QleanMachine  *machine,
       return FALSE;
     }
 
-  while (ok)
+  if (!qlean_agent_write_all (qga, handle, in, contents, cancellable, error, &local_error))
     {
-      g_autoptr(GBytes) chunk = NULL;
-
-      if (in != NULL)
-        {
-          chunk = g_input_stream_read_bytes (in, AGENT_CHUNK, cancellable, error);
-          if (chunk == NULL)
-            {
-              ok = FALSE;
-              break;
-            }
-        }
-      else
-        {
-          gsize size = g_bytes_get_size (contents);
-
-          chunk = g_bytes_new_from_bytes (contents, offset, MIN (AGENT_CHUNK, size - offset));
-          offset += g_bytes_get_size (chunk);
-        }
-
-      if (g_bytes_get_size (chunk) == 0)
-        break;
-
-      /* The agent may take less than it was given. */
-      while (g_bytes_get_size (chunk) > 0)
-        {
-          gssize written = qlean_qga_client_file_write (qga, handle, chunk, cancellable, &local_error);
-          GBytes *rest;
-
-          if (written <= 0)
-            {
-              if (local_error == NULL)
-                local_error = g_error_new_literal (QLEAN_QGA_ERROR, QLEAN_QGA_ERROR_FAILED,
-                                                   _("guest-file-write wrote nothing"));
-              g_propagate_error (error, qlean_machine_agent_error (machine, QLEAN_FS_ACTION_WRITE,
-                                                                   guest_path, NULL,
-                                                                   local_error));
-              ok = FALSE;
-              break;
-            }
-          rest = g_bytes_new_from_bytes (chunk, written, g_bytes_get_size (chunk) - written);
-          g_bytes_unref (chunk);
-          chunk = rest;
-        }
+      if (local_error != NULL)
+        g_propagate_error (error, qlean_machine_agent_error (machine, QLEAN_FS_ACTION_WRITE,
+                                                             guest_path, NULL, local_error));
+      g_clear_error (&local_error);
+      ok = FALSE;
     }
 
   /* The agent writes through stdio: a full disk may only show here. */

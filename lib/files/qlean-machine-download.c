@@ -50,9 +50,9 @@ check_not_link (const char  *path,
  * CI jobs), a group or world write bit would let other local users
  * change what a test then runs. So by default only what tar keeps for a
  * user with the usual umask 022 stays; PRESERVE_MODES asks for all. */
-static guint32
-local_mode (guint32            guest_mode,
-            QleanTransferFlags flags)
+guint32
+qlean_transfer_local_mode (guint32            guest_mode,
+                           QleanTransferFlags flags)
 {
   if (flags & QLEAN_TRANSFER_FLAGS_PRESERVE_MODES)
     return guest_mode & 07777;
@@ -69,7 +69,7 @@ set_local_mode_and_time (QleanTransferCtx  *ctx,
 {
   g_autoptr(GFile) file = g_file_new_for_path (path);
 
-  if (!g_file_set_attribute_uint32 (file, G_FILE_ATTRIBUTE_UNIX_MODE, local_mode (mode, ctx->flags),
+  if (!g_file_set_attribute_uint32 (file, G_FILE_ATTRIBUTE_UNIX_MODE, qlean_transfer_local_mode (mode, ctx->flags),
                                     G_FILE_QUERY_INFO_NOFOLLOW_SYMLINKS, NULL, error))
     return FALSE;
 
@@ -338,6 +338,19 @@ download (QleanMachine        *machine,
     case G_FILE_TYPE_REGULAR:
       return download_file (&ctx, guest_source, info, target, error);
     case G_FILE_TYPE_DIRECTORY:
+      /* Over the agent, one tar stream rather than round trips per file. */
+      if (channel == NULL)
+        switch (qlean_agent_tar_download (&ctx, guest_source, target, error))
+          {
+          case QLEAN_AGENT_TAR_DONE:
+            return TRUE;
+          case QLEAN_AGENT_TAR_FAILED:
+            return FALSE;
+          case QLEAN_AGENT_TAR_NO_TAR:
+          default:
+            g_debug ("download: the guest has no tar; moving %s file by file", guest_source);
+            break;
+          }
       return download_tree (&ctx, guest_source, info, target, error);
     default:
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,

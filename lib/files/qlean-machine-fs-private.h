@@ -174,6 +174,16 @@ gboolean   qlean_agent_read_to_end      (QleanQgaClient *qga,
                                          GByteArray     *collected,
                                          GCancellable   *cancellable,
                                          GError        **error);
+/* Writes @in to its end (or all of @contents) to the agent's open file
+ * @handle, in chunks of the size measured best. A failure to read @in
+ * is set in @read_error as it is; the agent's, in @agent_error, unwrapped. */
+gboolean   qlean_agent_write_all        (QleanQgaClient *qga,
+                                         gint64          handle,
+                                         GInputStream   *in,
+                                         GBytes         *contents,
+                                         GCancellable   *cancellable,
+                                         GError        **read_error,
+                                         GError        **agent_error);
 /* Streams the guest file into @out, or appends it to @collected. */
 gboolean   qlean_machine_agent_get      (QleanMachine   *machine,
                                          const char     *guest_path,

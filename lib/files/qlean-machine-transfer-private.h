@@ -66,6 +66,10 @@ gboolean qlean_transfer_get_stream (QleanMachine          *machine,
  * anything with a slash. */
 gboolean qlean_transfer_is_plain_name  (const char *name);
 gint64   qlean_transfer_info_mtime_ns  (GFileInfo  *info);
+/* The mode a file or directory downloaded with @flags gets on the host,
+ * from the one the guest reports (qlean-machine-download.c). */
+guint32  qlean_transfer_local_mode     (guint32             guest_mode,
+                                        QleanTransferFlags  flags);
 /* Sets @error: a directory transfer where only the agent answers.
  * Returns FALSE. */
 gboolean qlean_transfer_needs_guest_program (QleanMachine  *machine,
@@ -83,5 +87,29 @@ void     qlean_transfer_run (QleanMachine        *self,
                              gpointer             source_tag,
                              GAsyncReadyCallback  callback,
                              gpointer             user_data);
+
+/* qlean-agent-tar.c: a whole tree over the stock guest agent as one
+ * tar stream. NO_TAR: the guest has no tar, and nothing was changed
+ * there; the caller moves the files one by one instead. */
+typedef enum
+{
+  QLEAN_AGENT_TAR_DONE,
+  QLEAN_AGENT_TAR_FAILED,
+  QLEAN_AGENT_TAR_NO_TAR,
+} QleanAgentTarOutcome;
+
+/* Makes the local directory @source the guest directory @target (made
+ * with its parents when missing; what it holds is replaced or kept as
+ * tar does). Blocking. */
+QleanAgentTarOutcome qlean_agent_tar_upload   (QleanTransferCtx  *ctx,
+                                               GFile             *source,
+                                               const char        *target,
+                                               GError           **error);
+/* Makes the guest directory @guest_dir the local directory @local_dir,
+ * as safely as a download must be (qlean_tree_tar_extract()). Blocking. */
+QleanAgentTarOutcome qlean_agent_tar_download (QleanTransferCtx  *ctx,
+                                               const char        *guest_dir,
+                                               const char        *local_dir,
+                                               GError           **error);
 
 G_END_DECLS

@@ -222,6 +222,19 @@ upload (QleanMachine  *machine,
     case G_FILE_TYPE_REGULAR:
       return upload_file (&ctx, source, info, target, error);
     case G_FILE_TYPE_DIRECTORY:
+      /* Over the agent, one tar stream rather than round trips per file. */
+      if (agent_only)
+        switch (qlean_agent_tar_upload (&ctx, source, target, error))
+          {
+          case QLEAN_AGENT_TAR_DONE:
+            return TRUE;
+          case QLEAN_AGENT_TAR_FAILED:
+            return FALSE;
+          case QLEAN_AGENT_TAR_NO_TAR:
+          default:
+            g_debug ("upload: the guest has no tar; moving %s file by file", g_file_peek_path (source));
+            break;
+          }
       return upload_tree (&ctx, source, info, target, error);
     default:
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
