@@ -11,6 +11,7 @@
 
 #include <qlean/qlean.h>
 #include "test-common.h"
+#include "test-files.h"
 
 static QleanMachine *machine;
 
@@ -43,12 +44,24 @@ get_machine (void)
   return TRUE;
 }
 
+QleanMachine *
+test_files_machine (void)
+{
+  return get_machine () ? machine : NULL;
+}
+
+gboolean
+test_files_on_agent (void)
+{
+  return g_strcmp0 (g_getenv ("QLEAN_TEST_TRANSPORT"), "agent") == 0;
+}
+
 /* Whether this run is over the agent, where the test cannot work (for
  * @reason): then it is skipped, saying why. */
 static gboolean
 skip_on_agent (const char *reason)
 {
-  if (g_strcmp0 (g_getenv ("QLEAN_TEST_TRANSPORT"), "agent") != 0)
+  if (!test_files_on_agent ())
     return FALSE;
 
   g_test_skip (reason);
@@ -1164,6 +1177,7 @@ main (int    argc,
   g_test_add_func ("/files/download-dot-dot", test_download_dot_dot);
   g_test_add_func ("/files/copy-bounded", test_copy_bounded);
   g_test_add_func ("/files/without-qlean-guest", test_without_qlean_guest);
+  test_files_tree_add_tests ();
   /* Last: it leaves the machine without qlean-guest, and drops it. */
   g_test_add_func ("/files/agent-transport", test_agent_fallback);
 

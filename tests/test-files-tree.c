@@ -1,0 +1,476 @@
+/* test-files-tree.c: whole trees up and down, on real QEMU
+ *
+ * SPDX-License-Identifier: MIT
+ *
+ * Part of test-files (and of files-agent, the same tests over the stock
+ * guest agent alone), apart from test-files.c because it is about one
+ * thing: a tree with everything a transfer must keep, and, over the
+ * agent, the single tar stream that moves it (lib/files/qlean-agent-tar.c):
+ * that it is one, that the guest keeps no temporary file whether the
+ * transfer worked or not, that a guest without tar still gets its
+ * files, and that a hostile guest's stream writes nothing outside the
+ * destination. The guest's tar is swapped for scripts to play those
+ * guests.
+ */
+
+#include "config.h"
+
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <glib/gstdio.h>
+
+#include <qlean/qlean.h>
+#include "test-common.h"
+#include "test-files.h"
+
+static void
+guest_sh (QleanMachine *machine,
+          const char   *command)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QleanExecResult) result = qlean_machine_exec (machine, command, NULL, &error);
+
+  g_assert_no_error (error);
+  if (!qlean_exec_result_success (result))
+    g_error ("guest command failed: %s: %s", command,
+             (char *) g_bytes_get_data (qlean_exec_result_get_stderr (result), NULL));
+}
+
+static char *
+guest_output (QleanMachine *machine,
+              const char   *command)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QleanExecResult) result = qlean_machine_exec (machine, command, NULL, &error);
+
+  g_assert_no_error (error);
+  g_assert_true (qlean_exec_result_success (result));
+  return qlean_exec_result_get_stdout_text (result);
+}
+
+static char *
+host_output (const char *command)
+{
+  char *out = NULL;
+  int status;
+
+  g_assert_true (g_spawn_command_line_sync (command, &out, NULL, &status, NULL));
+  g_assert_true (g_spawn_check_wait_status (status, NULL));
+  return out;
+}
+
+static void
+rm_rf (const char *path)
+{
+  const char *argv[] = { "rm", "-rf", "--", path, NULL };
+
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL,
+                               NULL, NULL, NULL));
+}
+
+static void
+set_mtime (const char *path,
+           gint64      seconds)
+{
+  g_autoptr(GFile) file = g_file_new_for_path (path);
+
+  g_assert_true (g_file_set_attribute_uint64 (file, G_FILE_ATTRIBUTE_TIME_MODIFIED, seconds,
+                                              G_FILE_QUERY_INFO_NOFOLLOW_SYMLINKS, NULL, NULL));
+}
+
+/* Nested directories, an empty one, modes, a link, names with a space,
+ * a newline and a leading dash, and set times, directories' included. */
+static char *
+make_tree (void)
+{
+  char *dir = g_dir_make_tmp ("qlean-ftree-XXXXXX", NULL);
+  g_autofree char *a = g_build_filename (dir, "a", NULL);
+  g_autofree char *ab = g_build_filename (dir, "a", "b", NULL);
+  g_autofree char *empty = g_build_filename (dir, "empty", NULL);
+  g_autofree char *file = g_build_filename (dir, "a", "b", "run.sh", NULL);
+  g_autofree char *odd = g_build_filename (dir, "a", "-dash name\nnewline", NULL);
+  g_autofree char *link = g_build_filename (dir, "link", NULL);
+
+  g_assert_nonnull (dir);
+  g_assert_cmpint (g_mkdir (a, 0755), ==, 0);
+  g_assert_cmpint (g_mkdir (ab, 0750), ==, 0);
+  g_assert_cmpint (g_mkdir (empty, 0700), ==, 0);
+  g_assert_true (g_file_set_contents (file, "#!/bin/sh\necho tree\n", -1, NULL));
+  g_assert_cmpint (g_chmod (file, 0750), ==, 0);
+  g_assert_true (g_file_set_contents (odd, "odd\n", -1, NULL));
+  g_assert_cmpint (g_chmod (odd, 0604), ==, 0);
+  g_assert_cmpint (symlink ("a/b/run.sh", link), ==, 0);
+  set_mtime (file, 1000000000);
+  set_mtime (odd, 1000000001);
+  set_mtime (ab, 1000000002);
+  set_mtime (a, 1000000003);
+  set_mtime (empty, 1000000004);
+  g_assert_cmpint (g_chmod (dir, 0751), ==, 0);
+  set_mtime (dir, 1000000005);
+
+  return dir;
+}
+
+/* Names, contents, links, and the modes and whole-second times of all
+ * but links. */
+static void
+assert_same_tree (const char *a,
+                  const char *b)
+{
+  static const char list[] = "sh -c 'cd \"$0\" && find . ! -type l -exec stat -c \"%%n %%a %%Y\" {} + | sort && find . -type l | sort' %s";
+  g_autofree char *diff = g_strdup_printf ("diff -r --no-dereference %s %s", a, b);
+  g_autofree char *list_a = g_strdup_printf (list, a);
+  g_autofree char *list_b = g_strdup_printf (list, b);
+  g_autofree char *stats_a = host_output (list_a);
+  g_autofree char *stats_b = host_output (list_b);
+
+  g_free (host_output (diff));
+  g_assert_cmpstr (stats_a, ==, stats_b);
+}
+
+/* The guest's temporary files that mktemp names. */
+static char *
+guest_temporaries (QleanMachine *machine)
+{
+  return guest_output (machine, "ls -A /tmp | grep '^tmp\\.' || :");
+}
+
+/* The guest's /bin/sh for the tests below: a sh -c script runs after
+ * the shell functions in /sh-prefix, which replace tar as a hostile or
+ * broken guest's would (a script in PATH would not do: busybox's shell
+ * runs its own tar whatever PATH holds). */
+static const char fake_sh[] =
+  "#!/bin/busybox sh\n"
+  "if [ \"$1\" = -c ] && [ -f /sh-prefix ]; then s=$2; shift 2; exec /bin/busybox sh -c \"$(cat /sh-prefix)\n$s\" \"$@\"; fi\n"
+  "exec /bin/busybox sh \"$@\"\n";
+
+/* The guest's tar, as the guest's shell runs it, replaced by the shell
+ * functions @functions (which may run the real one as `command tar`);
+ * put_back_tar() undoes it. */
+static void
+replace_tar (QleanMachine *machine,
+             const char   *functions)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) script = g_bytes_new_static (fake_sh, strlen (fake_sh));
+  g_autoptr(GBytes) prefix = g_bytes_new (functions, strlen (functions));
+
+  g_assert_true (qlean_machine_write (machine, "/sh-prefix", prefix, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_machine_write (machine, "/fake-sh", script, NULL, &error));
+  g_assert_no_error (error);
+  guest_sh (machine, "chmod 755 /fake-sh && mv /bin/sh /bin/sh.real && mv /fake-sh /bin/sh");
+}
+
+/* Whether the guest has the busybox that fake_sh runs; the test is
+ * skipped, saying why, where it has not. */
+static gboolean
+have_busybox_sh (QleanMachine *machine)
+{
+  g_autofree char *out = guest_output (machine, "[ -x /bin/busybox ] && echo yes || :");
+
+  if (g_str_equal (out, "yes\n"))
+    return TRUE;
+  g_test_skip ("the guest has no /bin/busybox to play a hostile or broken tar with");
+  return FALSE;
+}
+
+static void
+put_back_tar (QleanMachine *machine)
+{
+  guest_sh (machine, "rm -f /sh-prefix && mv /bin/sh.real /bin/sh");
+}
+
+static void
+assert_guest_tree (QleanMachine *machine,
+                   const char   *path)
+{
+  g_autofree char *command = g_strdup_printf ("cd %s && stat -c '%%n %%a %%Y' . a a/b a/b/run.sh empty "
+                                              "a/'-dash name\nnewline' && readlink link && "
+                                              "sh a/b/run.sh", path);
+  g_autofree char *stats = guest_output (machine, command);
+
+  g_assert_cmpstr (stats, ==,
+                   ". 751 1000000005\na 755 1000000003\na/b 750 1000000002\n"
+                   "a/b/run.sh 750 1000000000\nempty 700 1000000004\n"
+                   "a/-dash name\nnewline 604 1000000001\na/b/run.sh\ntree\n");
+}
+
+/* Up, onto a new path whose parents are missing and into an existing
+ * directory; back, to a new path and twice into an existing directory
+ * (the second time over what the first made). */
+static void
+test_tree_keeps_everything (void)
+{
+  QleanMachine *machine = test_files_machine ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tree = NULL;
+  g_autofree char *base = NULL;
+  g_autofree char *guest_into = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *back = NULL;
+  g_autofree char *inside = NULL;
+  g_autoptr(GFile) src = NULL;
+  g_autoptr(GFile) back_file = NULL;
+  g_autoptr(GFile) out_file = NULL;
+
+  if (machine == NULL)
+    return;
+
+  tree = make_tree ();
+  base = g_path_get_basename (tree);
+  src = g_file_new_for_path (tree);
+  guest_sh (machine, "rm -rf /tk");
+
+  g_assert_true (qlean_machine_upload (machine, src, "/tk/new/copy", NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_machine_upload (machine, src, "/tk/new", NULL, &error));
+  g_assert_no_error (error);
+  guest_into = g_strdup_printf ("/tk/new/%s", base);
+  assert_guest_tree (machine, "/tk/new/copy");
+  assert_guest_tree (machine, guest_into);
+
+  out = g_dir_make_tmp ("qlean-ftree-out-XXXXXX", &error);
+  g_assert_no_error (error);
+  out_file = g_file_new_for_path (out);
+  back = g_build_filename (out, "back", NULL);
+  back_file = g_file_new_for_path (back);
+  g_assert_true (qlean_machine_download (machine, "/tk/new/copy", back_file, NULL, &error));
+  g_assert_no_error (error);
+  assert_same_tree (tree, back);
+  inside = g_build_filename (out, "copy", NULL);
+  for (int round = 0; round < 2; round++)
+    {
+      g_assert_true (qlean_machine_download (machine, "/tk/new/copy", out_file, NULL, &error));
+      g_assert_no_error (error);
+      assert_same_tree (tree, inside);
+    }
+
+  rm_rf (tree);
+  rm_rf (out);
+}
+
+/* Over the agent, a tree is one tar stream each way, and the guest keeps
+ * no temporary file, whether the transfer worked or failed. */
+static void
+test_tree_one_stream (void)
+{
+  QleanMachine *machine = test_files_machine ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *tree = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *back = NULL;
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+  g_autofree char *calls = NULL;
+  g_autoptr(GFile) src = NULL;
+  g_autoptr(GFile) dst = NULL;
+
+  if (!test_files_on_agent ())
+    {
+      g_test_skip ("qlean-guest moves trees over its own channel, without tar");
+      return;
+    }
+  if (machine == NULL || !have_busybox_sh (machine))
+    return;
+
+  tree = make_tree ();
+  src = g_file_new_for_path (tree);
+  out = g_dir_make_tmp ("qlean-ftree-out-XXXXXX", &error);
+  g_assert_no_error (error);
+  back = g_build_filename (out, "back", NULL);
+  dst = g_file_new_for_path (back);
+  guest_sh (machine, "rm -rf /ts /tar-calls");
+  before = guest_temporaries (machine);
+
+  /* Worked: one tar each way. */
+  replace_tar (machine, "tar () { echo \"$1\" >> /tar-calls; command tar \"$@\"; }\n");
+  g_assert_true (qlean_machine_upload (machine, src, "/ts", NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_machine_download (machine, "/ts", dst, NULL, &error));
+  g_assert_no_error (error);
+  assert_same_tree (tree, back);
+  calls = guest_output (machine, "cat /tar-calls");
+  g_assert_cmpstr (calls, ==, "-x\n-c\n");
+  after = guest_temporaries (machine);
+  g_assert_cmpstr (after, ==, before);
+  put_back_tar (machine);
+
+  /* Failed: the guest's tar fails either way, after writing a part. */
+  replace_tar (machine,
+               "tar () { [ \"$1\" = -c ] && echo partial > \"$3\"; "
+               "echo 'tar: this tar always fails' >&2; return 2; }\n");
+  g_assert_false (qlean_machine_upload (machine, src, "/ts-fail", NULL, &error));
+  g_assert_nonnull (error);
+  g_assert_nonnull (strstr (error->message, "this tar always fails"));
+  g_clear_error (&error);
+  rm_rf (back);
+  g_assert_false (qlean_machine_download (machine, "/ts", dst, NULL, &error));
+  g_assert_nonnull (error);
+  g_assert_nonnull (strstr (error->message, "this tar always fails"));
+  g_clear_error (&error);
+  g_free (after);
+  after = guest_temporaries (machine);
+  g_assert_cmpstr (after, ==, before);
+  put_back_tar (machine);
+
+  /* A stream the host refuses, after the guest's tar worked. */
+  replace_tar (machine, "tar () { [ \"$1\" = -c ] && { echo 'not a tar stream' > \"$3\"; return 0; }; "
+                        "command tar \"$@\"; }\n");
+  g_assert_false (qlean_machine_download (machine, "/ts", dst, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  g_clear_error (&error);
+  g_free (after);
+  after = guest_temporaries (machine);
+  g_assert_cmpstr (after, ==, before);
+  put_back_tar (machine);
+
+  /* No tar at all: the files move one by one, all the same. */
+  rm_rf (back);
+  replace_tar (machine, "tar () { echo 'sh: tar: not found' >&2; return 127; }\n"
+                        "command () { [ \"$1\" = -v ] && [ \"$2\" = tar ] && return 1; "
+                        "unset -f command; command \"$@\"; }\n");
+  g_assert_true (qlean_machine_upload (machine, src, "/ts-none", NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_machine_download (machine, "/ts-none", dst, NULL, &error));
+  g_assert_no_error (error);
+  put_back_tar (machine);
+  assert_same_tree (tree, back);
+
+  rm_rf (tree);
+  rm_rf (out);
+}
+
+/* One member of a tar stream, built by hand: what no honest tar writes. */
+static void
+add_member (GByteArray *tar,
+            const char *name,
+            char        type,
+            const char *linkname,
+            const char *data)
+{
+  static const guint8 zeros[512];
+  guint8 header[512] = { 0 };
+  gsize len = data ? strlen (data) : 0;
+  g_autofree char *text = NULL;
+  guint sum = 0;
+
+  memcpy (header, name, MIN (strlen (name), 99));
+  memcpy (header + 100, "0000644", 7);
+  memcpy (header + 108, "0000000", 7);
+  memcpy (header + 116, "0000000", 7);
+  text = g_strdup_printf ("%011" G_GSIZE_MODIFIER "o", len);
+  memcpy (header + 124, text, 11);
+  memcpy (header + 136, "00000000000", 11);
+  header[156] = type;
+  if (linkname != NULL)
+    memcpy (header + 157, linkname, MIN (strlen (linkname), 99));
+  memcpy (header + 257, "ustar\0" "00", 8);
+  memset (header + 148, ' ', 8);
+  for (gsize i = 0; i < 512; i++)
+    sum += header[i];
+  g_free (text);
+  text = g_strdup_printf ("%06o", sum);
+  memcpy (header + 148, text, 7);
+  g_byte_array_append (tar, header, 512);
+  if (len > 0)
+    {
+      g_byte_array_append (tar, (const guint8 *) data, len);
+      g_byte_array_append (tar, zeros, (512 - len % 512) % 512);
+    }
+}
+
+/* A guest's tree with links that point outside, and a guest whose tar
+ * sends a stream that would write through a link it planted: nothing
+ * outside the destination changes. */
+static void
+test_tree_hostile_download (void)
+{
+  QleanMachine *machine = test_files_machine ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *top = NULL;
+  g_autofree char *outside = NULL;
+  g_autofree char *sentinel = NULL;
+  g_autofree char *dest = NULL;
+  g_autofree char *setup = NULL;
+  g_autofree char *contents = NULL;
+  g_autofree char *listing = NULL;
+  g_autofree char *list_outside = NULL;
+  g_autoptr(GFile) dest_file = NULL;
+
+  if (machine == NULL)
+    return;
+
+  top = g_dir_make_tmp ("qlean-ftree-hostile-XXXXXX", &error);
+  g_assert_no_error (error);
+  outside = g_build_filename (top, "outside", NULL);
+  sentinel = g_build_filename (outside, "sentinel", NULL);
+  dest = g_build_filename (top, "dest", NULL);
+  dest_file = g_file_new_for_path (dest);
+  g_assert_cmpint (g_mkdir (outside, 0755), ==, 0);
+  g_assert_true (g_file_set_contents (sentinel, "untouched", -1, NULL));
+  list_outside = g_strdup_printf ("ls -A %s", outside);
+
+  /* Links in the guest's tree come as links, never followed, the second
+   * time over what the first made. */
+  setup = g_strdup_printf ("rm -rf /th && mkdir -p /th/d && ln -s %s /th/abs && "
+                           "ln -s ../../../../../../..%s /th/d/up && echo x > /th/f",
+                           sentinel, outside);
+  guest_sh (machine, setup);
+  g_assert_cmpint (g_mkdir (dest, 0755), ==, 0);
+  for (int round = 0; round < 2; round++)
+    {
+      g_autofree char *abs = g_build_filename (dest, "th", "abs", NULL);
+      g_autofree char *target = NULL;
+
+      g_assert_true (qlean_machine_download (machine, "/th", dest_file, NULL, &error));
+      g_assert_no_error (error);
+      target = g_file_read_link (abs, NULL);
+      g_assert_cmpstr (target, ==, sentinel);
+    }
+  g_assert_true (g_file_get_contents (sentinel, &contents, NULL, NULL));
+  g_assert_cmpstr (contents, ==, "untouched");
+  g_clear_pointer (&contents, g_free);
+  rm_rf (dest);
+
+  /* The stream itself hostile: a link to the host directory, then a
+   * file through it. Only the agent's path reads a guest's stream. */
+  if (test_files_on_agent () && have_busybox_sh (machine))
+    {
+      g_autoptr(GByteArray) tar = g_byte_array_new ();
+      g_autoptr(GBytes) bytes = NULL;
+      static const guint8 end[1024];
+
+      add_member (tar, "./", '5', NULL, NULL);
+      add_member (tar, "./l", '2', outside, NULL);
+      add_member (tar, "./l/sentinel", '0', NULL, "pwned");
+      add_member (tar, "./l/new", '0', NULL, "pwned");
+      g_byte_array_append (tar, end, sizeof end);
+      bytes = g_byte_array_free_to_bytes (g_steal_pointer (&tar));
+      g_assert_true (qlean_machine_write (machine, "/hostile.tar", bytes, NULL, &error));
+      g_assert_no_error (error);
+
+      replace_tar (machine, "tar () { [ \"$1\" = -c ] && { cat /hostile.tar > \"$3\"; return 0; }; "
+                            "command tar \"$@\"; }\n");
+      g_assert_false (qlean_machine_download (machine, "/th", dest_file, NULL, &error));
+      put_back_tar (machine);
+      g_assert_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS);
+      g_clear_error (&error);
+    }
+
+  g_assert_true (g_file_get_contents (sentinel, &contents, NULL, NULL));
+  g_assert_cmpstr (contents, ==, "untouched");
+  listing = host_output (list_outside);
+  g_assert_cmpstr (listing, ==, "sentinel\n");
+
+  rm_rf (top);
+}
+
+void
+test_files_tree_add_tests (void)
+{
+  g_test_add_func ("/files/tree-keeps-everything", test_tree_keeps_everything);
+  g_test_add_func ("/files/tree-one-stream", test_tree_one_stream);
+  g_test_add_func ("/files/tree-hostile-download", test_tree_hostile_download);
+}
