@@ -561,9 +561,9 @@ qlean_machine_prepare_disks (QleanMachine  *self,
   return TRUE;
 }
 
-static GSocket *
-listen_unix (const char  *path,
-             GError     **error)
+GSocket *
+qlean_machine_listen_unix (const char  *path,
+                           GError     **error)
 {
   g_autoptr(GSocket) socket = NULL;
   g_autoptr(GSocketAddress) address = NULL;
@@ -782,9 +782,9 @@ qlean_machine_launch (QleanMachine  *self,
 
   /* We make the listening sockets and QEMU inherits them: no polling for
    * a socket file to appear, and a connect that cannot race QEMU. */
-  if ((qmp_listener = listen_unix (qmp_path, error)) == NULL ||
-      (qga_listener = listen_unix (qga_path, error)) == NULL ||
-      (data_listener = listen_unix (data_path, error)) == NULL)
+  if ((qmp_listener = qlean_machine_listen_unix (qmp_path, error)) == NULL ||
+      (qga_listener = qlean_machine_listen_unix (qga_path, error)) == NULL ||
+      (data_listener = qlean_machine_listen_unix (data_path, error)) == NULL)
     return FALSE;
 
   resolved.spec.qmp_fd = QLEAN_QMP_FD;

@@ -124,6 +124,9 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (ResolvedSpec, resolved_spec_clear)
 
 GIOStream *qlean_machine_connect_unix (const char  *path,
                                        GError     **error);
+/* A unix socket listening at @path (non-blocking, as GSocket makes it). */
+GSocket   *qlean_machine_listen_unix  (const char  *path,
+                                       GError     **error);
 
 /* qlean-machine-boot-state.c: fast start and loading a saved state */
 void     qlean_machine_unlock_boot_state   (QleanMachine       *self);

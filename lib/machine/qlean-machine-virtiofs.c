@@ -34,7 +34,6 @@
 #include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
-#include <gio/gunixsocketaddress.h>
 #include <glib/gstdio.h>
 #include <glib/gi18n-lib.h>
 
@@ -297,22 +296,6 @@ locked_mount_flags (const char *path)
   return flags;
 }
 
-static GSocket *
-virtiofs_listen (const char  *path,
-                 GError     **error)
-{
-  g_autoptr(GSocket) socket = NULL;
-  g_autoptr(GSocketAddress) address = NULL;
-
-  socket = g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, 0, error);
-  if (socket == NULL)
-    return NULL;
-  address = g_unix_socket_address_new (path);
-  if (!g_socket_bind (socket, address, FALSE, error) || !g_socket_listen (socket, error))
-    return NULL;
-  return g_steal_pointer (&socket);
-}
-
 /* Starts the daemon of share @index: it inherits a socket we listen on
  * (--fd: no socket file to wait for, and no pid file in /run, which a
  * normal user cannot write), and logs into the run directory. */
@@ -352,7 +335,7 @@ virtiofs_spawn_one (QleanMachine  *self,
       setup->remount_flags = rootless ? locked_mount_flags (host_path) : 0;
     }
 
-  listener = virtiofs_listen (socket_path, error);
+  listener = qlean_machine_listen_unix (socket_path, error);
   if (listener == NULL)
     {
       g_free (setup);
