@@ -24,6 +24,7 @@ static char *skip_reasons[3];
 static char *top;        /* a temporary directory holding everything below */
 static char *rw_dir;     /* shared read-write at /mnt/rw */
 static char *ro_dir;     /* shared read-only at /mnt/ro */
+static char *cached_dir; /* shared read-only and cached at /mnt/cached */
 static char *secret;     /* a host file outside both shares */
 
 static void
@@ -38,9 +39,17 @@ make_dirs (void)
   g_assert_no_error (error);
   rw_dir = g_build_filename (top, "a", "rw", NULL);
   ro_dir = g_build_filename (top, "a", "ro", NULL);
+  cached_dir = g_build_filename (top, "a", "cached", NULL);
   secret = g_build_filename (top, "secret.txt", NULL);
   g_assert_cmpint (g_mkdir_with_parents (rw_dir, 0700), ==, 0);
   g_assert_cmpint (g_mkdir_with_parents (ro_dir, 0700), ==, 0);
+  g_assert_cmpint (g_mkdir_with_parents (cached_dir, 0700), ==, 0);
+  {
+    g_autofree char *cached_file = g_build_filename (cached_dir, "c.txt", NULL);
+
+    g_assert_true (g_file_set_contents (cached_file, "cached\n", -1, &error));
+    g_assert_no_error (error);
+  }
   g_assert_true (g_file_set_contents (secret, "host secret\n", -1, &error));
   g_assert_no_error (error);
 }
@@ -55,9 +64,11 @@ have_virtiofsd (void)
 }
 
 /* How many processes run virtiofsd on @source (its argv says
- * source=@source); zombies have no argv and do not count. */
+ * source=@source) with argument @option too, if not NULL; zombies have
+ * no argv and do not count. */
 static guint
-count_virtiofsd (const char *source)
+count_virtiofsd_with (const char *source,
+                      const char *option)
 {
   g_autoptr(GDir) proc = g_dir_open ("/proc", 0, NULL);
   g_autofree char *want = g_strdup_printf ("source=%s", source);
@@ -70,7 +81,7 @@ count_virtiofsd (const char *source)
       g_autofree char *path = g_build_filename ("/proc", name, "cmdline", NULL);
       g_autofree char *cmdline = NULL;
       gsize len = 0;
-      gboolean is_daemon = FALSE, has_source = FALSE;
+      gboolean is_daemon = FALSE, has_source = FALSE, has_option = option == NULL;
 
       if (!g_ascii_isdigit (name[0]) || !g_file_get_contents (path, &cmdline, &len, NULL))
         continue;
@@ -78,10 +89,17 @@ count_virtiofsd (const char *source)
         {
           is_daemon = is_daemon || g_str_has_suffix (cmdline + i, "virtiofsd");
           has_source = has_source || g_str_equal (cmdline + i, want);
+          has_option = has_option || g_str_equal (cmdline + i, option);
         }
-      n += is_daemon && has_source;
+      n += is_daemon && has_source && has_option;
     }
   return n;
+}
+
+static guint
+count_virtiofsd (const char *source)
+{
+  return count_virtiofsd_with (source, NULL);
 }
 
 /* Starts a machine with the two shares, of @kind; NULL (the test
@@ -104,7 +122,11 @@ start_machine (const char     *name,
   g_assert_no_error (error);
   g_assert_true (qlean_machine_config_add_share (config, ro_dir, "/mnt/ro", TRUE, &error));
   g_assert_no_error (error);
-  g_assert_cmpuint (qlean_machine_config_get_n_shares (config), ==, 2);
+  g_assert_true (qlean_machine_config_add_share_full (config, cached_dir, "/mnt/cached",
+                                                      QLEAN_SHARE_READONLY | QLEAN_SHARE_CACHED,
+                                                      &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (qlean_machine_config_get_n_shares (config), ==, 3);
   qlean_machine_config_set_share_kind (config, kind);
 
   if (kind == QLEAN_SHARE_KIND_VIRTIOFS && !have_virtiofsd ())
@@ -189,6 +211,14 @@ test_config_errors (void)
     }
   g_assert_cmpuint (qlean_machine_config_get_n_shares (config), ==, 0);
 
+  /* Only a read-only share may be cached. */
+  g_assert_false (qlean_machine_config_add_share_full (config, rw_dir, "/mnt/x",
+                                                       QLEAN_SHARE_CACHED, &error));
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG);
+  g_assert_nonnull (strstr (error->message, "read-only"));
+  g_clear_error (&error);
+  g_assert_cmpuint (qlean_machine_config_get_n_shares (config), ==, 0);
+
   /* The host path is kept canonical: `..` and links resolved. */
   {
     g_autofree char *roundabout = g_build_filename (rw_dir, "..", "rw", NULL);
@@ -210,6 +240,31 @@ test_config_errors (void)
     g_assert_cmpuint (qlean_machine_config_get_n_shares (config), ==, 0);
     g_assert_cmpuint (qlean_machine_config_get_n_shares (copy), ==, 1);
   }
+}
+
+/* The value after @option in @argv, or NULL. */
+static const char *
+argv_value (char       **argv,
+            const char  *option)
+{
+  for (guint i = 0; argv[i] != NULL && argv[i + 1] != NULL; i++)
+    if (g_str_equal (argv[i], option))
+      return argv[i + 1];
+  return NULL;
+}
+
+/* Whether @argv boots the kernel a machine without shares boots. */
+static gboolean
+same_kernel_as_plain (char **argv)
+{
+  g_autoptr(QleanMachine) plain = qlean_machine_new_with_name ("shares-dry-plain", NULL, NULL);
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) plain_argv = qlean_machine_dry_run (plain, &error);
+
+  g_assert_no_error (error);
+  g_assert_nonnull (argv_value (argv, "-kernel"));
+  g_assert_nonnull (argv_value (plain_argv, "-kernel"));
+  return g_str_equal (argv_value (argv, "-kernel"), argv_value (plain_argv, "-kernel"));
 }
 
 /* The QEMU command line: one fsdev and one 9p device per share, the
@@ -256,22 +311,7 @@ test_argv (void)
   g_assert_nonnull (strstr (joined, want));
 
   /* Not the kernel a machine without shares boots. */
-  {
-    g_autoptr(QleanMachine) plain = qlean_machine_new_with_name ("shares-dry-plain", NULL, NULL);
-    g_auto(GStrv) plain_argv = qlean_machine_dry_run (plain, &error);
-    const char *kernel = NULL, *plain_kernel = NULL;
-
-    g_assert_no_error (error);
-    for (guint i = 0; argv[i] != NULL && argv[i + 1] != NULL; i++)
-      if (g_str_equal (argv[i], "-kernel"))
-        kernel = argv[i + 1];
-    for (guint i = 0; plain_argv[i] != NULL && plain_argv[i + 1] != NULL; i++)
-      if (g_str_equal (plain_argv[i], "-kernel"))
-        plain_kernel = plain_argv[i + 1];
-    g_assert_nonnull (kernel);
-    g_assert_nonnull (plain_kernel);
-    g_assert_cmpstr (kernel, !=, plain_kernel);
-  }
+  g_assert_false (same_kernel_as_plain (argv));
 }
 
 /* virtiofs: the QEMU command line has one vhost-user-fs device per
@@ -282,12 +322,9 @@ test_argv_virtiofs (void)
 {
   g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
   g_autoptr(QleanMachine) dry = NULL;
-  g_autoptr(QleanMachine) plain = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *joined = NULL;
   g_auto(GStrv) argv = NULL;
-  g_auto(GStrv) plain_argv = NULL;
-  const char *kernel = NULL, *plain_kernel = NULL;
 
   if (!test_have_qemu ())
     return;
@@ -315,16 +352,7 @@ test_argv_virtiofs (void)
   g_assert_nonnull (strstr (joined, ",share=on\n"));
   g_assert_null (strstr (joined, "-fsdev"));
 
-  plain = qlean_machine_new_with_name ("shares-dry-plain", NULL, NULL);
-  plain_argv = qlean_machine_dry_run (plain, &error);
-  g_assert_no_error (error);
-  for (guint i = 0; argv[i] != NULL && argv[i + 1] != NULL; i++)
-    if (g_str_equal (argv[i], "-kernel"))
-      kernel = argv[i + 1];
-  for (guint i = 0; plain_argv[i] != NULL && plain_argv[i + 1] != NULL; i++)
-    if (g_str_equal (plain_argv[i], "-kernel"))
-      plain_kernel = plain_argv[i + 1];
-  g_assert_cmpstr (kernel, ==, plain_kernel);
+  g_assert_true (same_kernel_as_plain (argv));
 }
 
 /* virtiofs is 9p's peer only where its options allow: owners kept in
@@ -592,7 +620,32 @@ test_snapshot_refused (gconstpointer data)
   g_assert_nonnull (strstr (error->message, "host folders"));
   command = g_strdup_printf ("grep -c ' %s ' /proc/mounts", fs_type (data));
   out = test_run_text (machine, command);
-  g_assert_cmpstr (out, ==, "2");
+  g_assert_cmpstr (out, ==, "3");
+}
+
+/* A cached read-only share reads like any other; over 9p it is mounted
+ * cache=loose, over virtiofs its daemon runs cache=always. */
+static void
+test_cached (gconstpointer data)
+{
+  QleanMachine *machine;
+  g_autofree char *out = NULL;
+
+  if ((machine = get_machine (data)) == NULL)
+    return;
+
+  out = test_run_out (machine, "cat /mnt/cached/c.txt");
+  g_assert_cmpstr (out, ==, "cached\n");
+  g_clear_pointer (&out, g_free);
+  if (GPOINTER_TO_INT (data) == QLEAN_SHARE_KIND_9P)
+    {
+      out = test_run_text (machine, "grep ' /mnt/cached ' /proc/mounts");
+      /* /proc/mounts says cache=loose as "loose". */
+      g_assert_nonnull (strstr (out, ",loose,"));
+      g_assert_nonnull (strstr (out, " ro,"));
+    }
+  else
+    g_assert_cmpuint (count_virtiofsd_with (cached_dir, "cache=always"), >=, 1);
 }
 
 /* A second machine of the same shape starts, with its shares mounted:
@@ -621,7 +674,7 @@ test_fast_start (gconstpointer data)
                   (g_get_monotonic_time () - start) / 1e6);
   command = g_strdup_printf ("cat /mnt/rw/fast.txt; grep -c ' %s ' /proc/mounts", fs_type (data));
   text = test_run_out (second, command);
-  g_assert_cmpstr (text, ==, "fast\n2\n");
+  g_assert_cmpstr (text, ==, "fast\n3\n");
   qlean_machine_kill (second, NULL, &error);
   g_assert_no_error (error);
 }
@@ -648,6 +701,7 @@ main (int argc, char **argv)
         { "readonly", test_readonly },
         { "symlink-escape", test_symlink_escape },
         { "snapshot-refused", test_snapshot_refused },
+        { "cached", test_cached },
         { "second-machine", test_fast_start },
       };
 

@@ -977,20 +977,22 @@ guest_path_is_clean (const char *path)
  * @error: return location for a #GError
  *
  * Shares a host folder with machines made from this configuration,
- * through virtio-9p (QEMU's `-fsdev local`; no privileges needed). The
- * folder is mounted at @guest_path, made if missing, before the
- * machine's first command runs, on every start, fast ones included.
+ * through virtiofs or virtio-9p (QEMU's `-fsdev local`; no privileges
+ * needed), as [property@MachineConfig:share-kind] says. The folder is
+ * mounted at @guest_path, made if missing, before the machine's first
+ * command runs, on every start, fast ones included.
  *
  * @host_path is resolved now (symbolic links and `..` included), and
  * the share is that directory: the guest cannot reach anything outside
  * it, not even through a symbolic link inside the share that points
  * out, because the guest resolves links itself, within its own view.
- * The minimal image boots a kernel that has 9p for such machines
- * (Debian's `linux-image-amd64`); other images need 9p in their kernel.
+ * Over 9p the minimal image boots a kernel that has 9p for such
+ * machines (Debian's `linux-image-amd64`); other images need 9p, or
+ * virtiofs, in their kernel.
  *
  * A machine whose share is mounted cannot save its state
  * ([method@Machine.snapshot], archives): QEMU refuses to migrate a
- * mounted 9p export.
+ * mounted 9p export or a virtiofs device.
  *
  * Returns: %TRUE, or %FALSE with @error set (%QLEAN_MACHINE_ERROR_INVALID_CONFIG)
  *   when @host_path is not an existing directory or @guest_path is not a
@@ -1042,6 +1044,15 @@ qlean_machine_config_add_share_full (QleanMachineConfig  *self,
         return FALSE;
       }
 
+  /* A guest that writes through a cache nobody keeps coherent would
+   * lose writes or read stale ones: only a read-only share is cached. */
+  if ((flags & QLEAN_SHARE_CACHED) && !(flags & QLEAN_SHARE_READONLY))
+    {
+      g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG,
+                   _("Cannot share “%s” cached: only a read-only share can be cached"), host_path);
+      return FALSE;
+    }
+
   if (self->shares->len >= MAX_SHARES)
     {
       g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG,
@@ -1053,7 +1064,7 @@ qlean_machine_config_add_share_full (QleanMachineConfig  *self,
   share = g_new0 (QleanShare, 1);
   share->host_path = g_steal_pointer (&canonical);
   share->guest_path = g_strdup (guest_path);
-  share->flags = flags & (QLEAN_SHARE_READONLY | QLEAN_SHARE_MAPPED_XATTR);
+  share->flags = flags & (QLEAN_SHARE_READONLY | QLEAN_SHARE_MAPPED_XATTR | QLEAN_SHARE_CACHED);
   g_ptr_array_add (self->shares, share);
 
   return TRUE;

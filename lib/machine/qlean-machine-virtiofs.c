@@ -360,8 +360,10 @@ virtiofs_spawn_one (QleanMachine  *self,
    * confines it to the folder as well. */
   argv[n++] = "-o";
   argv[n++] = rootless ? "sandbox=chroot" : "sandbox=namespace";
+  /* auto: FUSE's one-second timeouts, so host changes show soon;
+   * always: the guest keeps what it read (QLEAN_SHARE_CACHED). */
   argv[n++] = "-o";
-  argv[n++] = "cache=auto";
+  argv[n++] = (flags & QLEAN_SHARE_CACHED) ? "cache=always" : "cache=auto";
   if (rootless)
     argv[n++] = "--rlimit-nofile=0";
   argv[n++] = NULL;
