@@ -298,7 +298,8 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * booting its kernel: about 0.3 s instead of 1.7 s under TCG. The
    * guest then gets its own hostname, clock, random state and, on a
    * network, MAC and address. Machines with a disk or extra QEMU
-   * arguments always boot.
+   * arguments, and machines whose folders are shared over virtiofs
+   * (see [property@MachineConfig:share-kind]), always boot.
    *
    * Since: 0.1
    */
