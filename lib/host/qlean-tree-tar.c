@@ -773,6 +773,7 @@ parse_header (Extractor     *x,
               GError       **error)
 {
   guint64 stored, mode, mtime;
+  gboolean meta;
   gsize len;
 
   if (memcmp (header + H_MAGIC, "ustar", 5) != 0)
@@ -789,7 +790,10 @@ parse_header (Extractor     *x,
    * unset rather than guessed. */
   m->mtime = qlean_ustar_parse_octal (header + H_MTIME, 12, G_MAXINT64, &mtime) ? (gint64) mtime : -1;
 
-  if (x->long_name != NULL)
+  /* A long name or link is for the next real member: GNU tar writes a
+   * link's ('K') before its name's ('L'), Qlean's writer the other way. */
+  meta = m->type == 'L' || m->type == 'K' || m->type == 'x' || m->type == 'g';
+  if (x->long_name != NULL && !meta)
     m->name = g_steal_pointer (&x->long_name);
   else
     {
@@ -805,7 +809,7 @@ parse_header (Extractor     *x,
         }
     }
 
-  if (x->long_link != NULL)
+  if (x->long_link != NULL && !meta)
     m->link = g_steal_pointer (&x->long_link);
   else
     m->link = g_strndup ((const char *) header + H_LINKNAME,

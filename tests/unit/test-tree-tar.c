@@ -65,6 +65,8 @@ make_tree (void)
   g_autofree char *long_name = g_strnfill (150, 'n');
   g_autofree char *long_path = g_build_filename (dir, "a", long_name, NULL);
   g_autofree char *link = g_build_filename (dir, "link", NULL);
+  g_autofree char *long_link = NULL;
+  g_autofree char *long_target = NULL;
 
   g_assert_nonnull (dir);
   g_assert_cmpint (g_mkdir (a, 0755), ==, 0);
@@ -75,6 +77,10 @@ make_tree (void)
   g_assert_true (g_file_set_contents (odd, "odd", -1, NULL));
   g_assert_true (g_file_set_contents (long_path, "long", -1, NULL));
   g_assert_cmpint (symlink ("a/b/run.sh", link), ==, 0);
+  /* A link whose name and target are both too long for the header. */
+  long_target = g_strdup_printf ("a/%s", long_name);
+  long_link = g_build_filename (dir, "a", "b", long_name, NULL);
+  g_assert_cmpint (symlink (long_target, long_link), ==, 0);
   set_mtime (file, 1000000000);
   set_mtime (odd, 1000000001);
   set_mtime (ab, 1000000002);
