@@ -205,6 +205,16 @@ QleanMachine *
 bench_ssh_machine_new (const BenchSshImage *image,
                        guint                memory_mib)
 {
+  return bench_ssh_machine_new_full (image, memory_mib, QLEAN_GUEST_TRANSPORT_AUTO);
+}
+
+/* The same, reaching its guest through @transport; with the agent,
+ * qlean-guest is not even started in the guest. */
+QleanMachine *
+bench_ssh_machine_new_full (const BenchSshImage *image,
+                            guint                memory_mib,
+                            QleanGuestTransport  transport)
+{
   g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
   guint port = free_port ();
   g_autofree char *netdev = g_strdup_printf ("user,id=n0,hostfwd=tcp:127.0.0.1:%u-:22", port);
@@ -213,7 +223,9 @@ bench_ssh_machine_new (const BenchSshImage *image,
 
   qlean_machine_config_set_kernel (config, image->kernel);
   qlean_machine_config_set_initrd (config, image->initrd);
-  qlean_machine_config_set_cmdline (config, "qlean.ssh=1");
+  qlean_machine_config_set_cmdline (config, transport == QLEAN_GUEST_TRANSPORT_AGENT
+                                             ? "qlean.ssh=1 qlean.noguest=1" : "qlean.ssh=1");
+  qlean_machine_config_set_guest_transport (config, transport);
   qlean_machine_config_set_memory_mib (config, memory_mib);
   qlean_machine_config_set_extra_args (config, extra);
   machine = qlean_machine_new (NULL, config);

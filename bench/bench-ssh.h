@@ -24,6 +24,9 @@ void          bench_ssh_image_build      (BenchSshImage       *image,
 void          bench_ssh_image_remove_dir (BenchSshImage       *image);
 QleanMachine *bench_ssh_machine_new      (const BenchSshImage *image,
                                           guint                memory_mib);
+QleanMachine *bench_ssh_machine_new_full (const BenchSshImage *image,
+                                          guint                memory_mib,
+                                          QleanGuestTransport  transport);
 guint         bench_ssh_machine_get_port (QleanMachine        *machine);
 GPtrArray    *bench_ssh_argv             (const BenchSshImage *image,
                                           guint                port,
