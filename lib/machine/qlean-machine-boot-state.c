@@ -383,12 +383,54 @@ qlean_machine_template_make_work (const char  *state,
   return g_steal_pointer (&work);
 }
 
+static gboolean
+page_is_zero (const char *page,
+              gsize       size)
+{
+  return page[0] == 0 && memcmp (page, page + 1, size - 1) == 0;
+}
+
+/* Writes @n bytes of @buffer, read from @in at @offset, to @out but its
+ * pages of zeros, which stay holes there and become holes in @in: a RAM
+ * file mapped shared has a page for every page its guest ever read,
+ * most of them zeros, and the machine running on it keeps them all
+ * (its guest is stopped: nothing writes meanwhile). */
+static gboolean
+write_but_zeros (int         in,
+                 int         out,
+                 const char *buffer,
+                 gsize       n,
+                 off_t       offset)
+{
+  const gsize page = 4096;
+
+  for (gsize at = 0; at < n;)
+    {
+      gsize end;
+
+      for (end = at; end < n && page_is_zero (buffer + end, MIN (page, n - end));)
+        end += MIN (page, n - end);
+      if (end > at)
+        fallocate (in, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset + at, end - at);
+      at = end;
+      for (end = at; end < n && !page_is_zero (buffer + end, MIN (page, n - end));)
+        end += MIN (page, n - end);
+      if (end > at && pwrite (out, buffer + at, end - at, offset + at) != (ssize_t) (end - at))
+        return FALSE;
+      at = end;
+    }
+  return TRUE;
+}
+
 /* Copies the template machine's RAM file (its guest stopped) to the
- * template of @state: the data only, holes stay holes, flushed before
- * it is renamed into place. */
+ * template of @state: the data only, holes and pages of zeros stay
+ * holes; with @durable
+ * flushed before it is renamed into place (a template that outlives
+ * this process must survive a crash whole). */
 gboolean
 qlean_machine_template_store (const char  *work,
                               const char  *state,
+                              gboolean     durable,
                               GError     **error)
 {
   g_autofree char *ram = g_strconcat (state, ".ram", NULL);
@@ -398,7 +440,7 @@ qlean_machine_template_store (const char  *work,
   off_t size, offset = 0;
   gboolean ok = FALSE;
 
-  in = g_open (work, O_RDONLY | O_CLOEXEC, 0);
+  in = g_open (work, O_RDWR | O_CLOEXEC, 0);
   if (in < 0)
     goto out;
   out = g_open (part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -414,9 +456,15 @@ qlean_machine_template_store (const char  *work,
       off_t hole;
 
       if (data < 0 && errno == ENXIO)
-        break;
-      if (data < 0)
+        data = size;
+      else if (data < 0)
         goto out;
+      /* A hole read through the mapping still has its pages of zeros
+       * in the page cache: they go too. */
+      if (data > offset)
+        fallocate (in, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, data - offset);
+      if (data == size)
+        break;
       hole = lseek (in, data, SEEK_HOLE);
       if (hole < 0)
         goto out;
@@ -424,7 +472,7 @@ qlean_machine_template_store (const char  *work,
         {
           ssize_t n = pread (in, buffer, MIN ((off_t) 1024 * 1024, hole - offset), offset);
 
-          if (n <= 0 || pwrite (out, buffer, n, offset) != n)
+          if (n <= 0 || !write_but_zeros (in, out, buffer, n, offset))
             {
               if (n == 0)
                 errno = EIO;
@@ -433,7 +481,7 @@ qlean_machine_template_store (const char  *work,
           offset += n;
         }
     }
-  if (fdatasync (out) != 0 || close (out) != 0)
+  if ((durable && fdatasync (out) != 0) || close (out) != 0)
     {
       out = -1;
       goto out;
@@ -543,7 +591,8 @@ qlean_machine_template_saved_cb (GObject      *source,
   if (!qlean_machine_save_state_finish (self, result, &error))
     g_message ("machine %s: could not save its boot for fast starts: %s", self->name, error->message);
   else if (self->run->boot_state_save != NULL && self->run->mem_template_work != NULL &&
-           !qlean_machine_template_store (self->run->mem_template_work, self->run->boot_state_save, &error))
+           !qlean_machine_template_store (self->run->mem_template_work, self->run->boot_state_save,
+                                          TRUE, &error))
     {
       g_message ("machine %s: %s; the next machine boots", self->name, error->message);
       g_unlink (self->run->boot_state_save);

@@ -180,7 +180,10 @@ qlean_machine_snapshot_finish (QleanMachine  *self,
                                GAsyncResult  *result,
                                GError       **error)
 {
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_snapshot_async), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -307,7 +310,10 @@ qlean_machine_restore_finish (QleanMachine  *self,
                               GAsyncResult  *result,
                               GError       **error)
 {
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), FALSE);
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_restore_async), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -568,7 +574,10 @@ qlean_machine_clone_finish (QleanMachine  *self,
                             GAsyncResult  *result,
                             GError       **error)
 {
+  g_return_val_if_fail (QLEAN_IS_MACHINE (self), NULL);
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_clone_async), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   return g_task_propagate_pointer (G_TASK (result), error);
 }

@@ -23,6 +23,7 @@ char    *qlean_machine_template_make_work  (const char           *state,
                                             char                **reason);
 gboolean qlean_machine_template_store      (const char           *work,
                                             const char           *state,
+                                            gboolean              durable,
                                             GError              **error);
 void     qlean_machine_set_ignore_shared   (QleanQmpClient       *qmp,
                                             gboolean              on,

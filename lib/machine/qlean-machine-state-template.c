@@ -47,6 +47,7 @@ typedef struct
   int                  lock;      /* `<state>.tmpl.lock`, held throughout */
   struct stat          identity;  /* of @state when the start began */
   GAsyncReadyCallback  cont_cb;
+  gint64               since;     /* when the stream was loaded, for the log */
 } Maker;
 
 static void
@@ -200,6 +201,9 @@ maker_done (QleanMachine *self,
                  "state: %s", self->name, maker->state, error->message);
       g_error_free (error);
     }
+  else
+    g_debug ("machine %s: made the memory template of %s in %.3f s", self->name,
+             maker->state, (g_get_monotonic_time () - maker->since) / 1e6);
   /* The machine keeps its RAM file (unlinked as the maker goes). */
   qlean_machine_run_set_data (self->run, MAKER_KEY, NULL, NULL);
   if (qmp == NULL)
@@ -218,7 +222,9 @@ maker_store (Maker   *maker,
   g_autofree char *devices = g_strconcat (maker->state, ".tmpl", NULL);
   struct stat now;
 
-  if (!qlean_machine_template_store (maker->work, maker->state, error))
+  /* Not flushed: a snapshot, and so its template, does not outlive
+   * the process that made it. */
+  if (!qlean_machine_template_store (maker->work, maker->state, FALSE, error))
     return FALSE;
   if (g_stat (maker->state, &now) != 0 || !same_file (&now, &maker->identity))
     {
@@ -252,6 +258,9 @@ maker_saved_cb (GObject      *source,
     g_clear_error (&error);
   if (maker == NULL)
     return;
+  if (error == NULL)
+    g_debug ("machine %s: devices saved for the template of %s after %.3f s", self->name,
+             maker->state, (g_get_monotonic_time () - maker->since) / 1e6);
   if (error == NULL && !maker_store (maker, &error))
     g_prefix_error (&error, "storing it: ");
   maker_done (self, maker, error);
@@ -294,6 +303,7 @@ qlean_machine_state_template_make (QleanMachine        *self,
     return FALSE;
 
   maker->cont_cb = cont_cb;
+  maker->since = g_get_monotonic_time ();
   /* The state leaves out the RAM that is in the file. */
   qlean_machine_set_ignore_shared (self->run->qmp, TRUE, maker_capability_cb,
                                    g_object_ref (self));
