@@ -1,5 +1,6 @@
-/* bench-snapshot.c: restore → first exec, and pools of four from a golden
- * snapshot against four cold boots, in the same run
+/* bench-snapshot.c: restore → first exec, clones of one snapshot with and
+ * without its memory template, and pools of four from a golden snapshot
+ * against four cold boots, in the same run
  *
  * SPDX-License-Identifier: MIT
  */
@@ -17,10 +18,14 @@
 static int opt_restores = 5;
 static int opt_pool = 4;
 static int opt_repeat = 1;
+static int opt_clones = 4;
+static gboolean opt_clones_only = FALSE;
 
 static const GOptionEntry entries[] = {
   { "restores", 'r', 0, G_OPTION_ARG_INT, &opt_restores, "Restores to time (default 5); the median is shown", "N" },
   { "pool", 'n', 0, G_OPTION_ARG_INT, &opt_pool, "Machines per pool (default 4)", "N" },
+  { "clones", 'c', 0, G_OPTION_ARG_INT, &opt_clones, "Clones of one snapshot, running together (default 4)", "N" },
+  { "clones-only", 0, 0, G_OPTION_ARG_NONE, &opt_clones_only, "Only the clones of one snapshot", NULL },
   { "repeat", 0, 0, G_OPTION_ARG_INT, &opt_repeat, "Runs of each pool; the median is shown (default 1)", "N" },
   { NULL }
 };
@@ -132,6 +137,94 @@ bench_restore (QleanImage         *image,
   g_print ("import -> first exec                     %6.3f s\n", import_s);
 }
 
+typedef struct
+{
+  double first_s;     /* the first clone (makes the template, if any) */
+  double median_s;    /* the others: start -> first exec */
+  double pss_mib;     /* per QEMU of the others, all running, averaged */
+  double dirty_mib;   /* Private_Dirty, the same */
+  double first_pss_mib;
+} CloneRun;
+
+/* @n clones of one snapshot, running together: start -> first exec of
+ * each, then Pss and Private_Dirty per QEMU. With @template the clones
+ * map the snapshot's memory template (the first makes it); without,
+ * each reads the whole stream, as before templates. */
+static CloneRun
+bench_clones (QleanImage *image,
+              gboolean    template,
+              guint       n)
+{
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanMachine) source = NULL;
+  g_autoptr(GPtrArray) clones = g_ptr_array_new_with_free_func (g_object_unref);
+  g_autoptr(GArray) times = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(GError) error = NULL;
+  CloneRun run = { 0 };
+
+  qlean_machine_config_set_memory_template (config, template);
+  source = qlean_machine_new_with_name (template ? "bench-tsrc" : "bench-fsrc", image, config);
+  if (!qlean_machine_spawn (source, NULL, &error))
+    g_error ("spawn: %s", error->message);
+  exec_true (source);
+  if (!qlean_machine_snapshot (source, "base", NULL, &error))
+    g_error ("snapshot: %s", error->message);
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("bench-c%u", i);
+      QleanMachine *clone;
+      double t0 = bench_now (), seconds;
+
+      clone = qlean_machine_clone_snapshot (source, "base", name, NULL, &error);
+      if (clone == NULL)
+        g_error ("clone: %s", error->message);
+      exec_true (clone);
+      seconds = bench_now () - t0;
+      g_ptr_array_add (clones, clone);
+      if (i == 0)
+        run.first_s = seconds;
+      else
+        g_array_append_val (times, seconds);
+    }
+  run.median_s = times->len ? bench_percentile (times, 0.5) : run.first_s;
+
+  /* The first apart: with a template it runs on the RAM file it made
+   * the template from, all of it its own. */
+  run.first_pss_mib = bench_proc_kib (qlean_machine_get_pid (g_ptr_array_index (clones, 0)),
+                                      "smaps_rollup", "Pss") / 1024.0;
+  for (guint i = 1; i < n; i++)
+    {
+      GPid pid = qlean_machine_get_pid (g_ptr_array_index (clones, i));
+
+      run.pss_mib += bench_proc_kib (pid, "smaps_rollup", "Pss") / 1024.0 / (n - 1);
+      run.dirty_mib += bench_proc_kib (pid, "smaps_rollup", "Private_Dirty") / 1024.0 / (n - 1);
+    }
+  for (guint i = 0; i < n; i++)
+    qlean_machine_kill (g_ptr_array_index (clones, i), NULL, NULL);
+  qlean_machine_kill (source, NULL, NULL);
+  return run;
+}
+
+static void
+print_clones (QleanImage *image)
+{
+  guint n = MAX (opt_clones, 2);
+  CloneRun full = bench_clones (image, FALSE, n);
+  CloneRun tmpl = bench_clones (image, TRUE, n);
+
+  g_print ("\n%u clones of one snapshot, running together (start -> first exec; per QEMU):\n", n);
+  g_print ("  %-26s %9s %9s %12s %9s %9s\n", "", "first (s)", "Pss MiB", "others (s)",
+           "Pss MiB", "PrivDirty");
+  g_print ("  %-26s %9.3f %9.1f %12.3f %9.1f %9.1f\n", "whole stream (no template)",
+           full.first_s, full.first_pss_mib, full.median_s, full.pss_mib, full.dirty_mib);
+  g_print ("  %-26s %9.3f %9.1f %12.3f %9.1f %9.1f\n", "memory template",
+           tmpl.first_s, tmpl.first_pss_mib, tmpl.median_s, tmpl.pss_mib, tmpl.dirty_mib);
+  g_print ("  template vs whole stream: others %.2fx as fast, Pss %.2fx as large "
+           "(the first clone makes the template: %.2fx the time)\n",
+           full.median_s / tmpl.median_s, tmpl.pss_mib / full.pss_mib, tmpl.first_s / full.first_s);
+}
+
 /* A pool of @n, all ready (spawn_all) and answering a first exec. */
 static double
 run_pool (QleanImage         *image,
@@ -214,7 +307,13 @@ main (int    argc,
            g_get_num_processors (), g_file_test ("/dev/kvm", G_FILE_TEST_EXISTS) ? "present" : "absent",
            loadavg ? loadavg : "?\n");
 
+  if (opt_clones_only)
+    {
+      print_clones (image);
+      return 0;
+    }
   bench_restore (image, cold);
+  print_clones (image);
 
   g_print ("\npools of %d, ready and answering a first exec (median of %d):\n", opt_pool, MAX (opt_repeat, 1));
   cold_s = pool_median (image, cold, FALSE);
