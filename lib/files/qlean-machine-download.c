@@ -402,9 +402,10 @@ download_thread (GTask        *task,
  * @guest_source is resolved as #GFile resolves local paths, by its text:
  * `/x/y/..` is `/x`, and lands in an existing @destination as
  * `destination/x`; `/` has no name to take there and is refused with
- * %G_IO_ERROR_INVALID_FILENAME. Without qlean-guest in the guest, a
- * single file still comes through the guest agent, as with
- * qlean_machine_upload_async().
+ * %G_IO_ERROR_INVALID_FILENAME. Without qlean-guest in the guest, files
+ * and trees come through the guest agent, as with
+ * qlean_machine_upload_async(): a tree as one tar stream that the guest's
+ * tar packs and Qlean unpacks under the same rules.
  *
  * Since: 0.1
  */

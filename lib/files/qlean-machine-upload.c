@@ -277,10 +277,15 @@ upload_thread (GTask        *task,
  * bounded whatever their size; each file appears complete or not at all.
  * A @source that does not exist fails before anything is sent.
  *
- * Files move over qlean-guest's data port. In a guest where qlean-guest
- * does not answer, a single file still moves, through the guest agent's
- * guest-file-* calls (several times slower); a directory then fails with
- * %QLEAN_MACHINE_ERROR_FAILED, saying it needs qlean-guest.
+ * Files move over qlean-guest's data port. A machine whose guest
+ * transport is the stock guest agent alone ([property@MachineConfig:guest-transport])
+ * moves a file through the agent's guest-file-* calls, and a directory as
+ * one tar stream that the guest's tar unpacks (file by file where the
+ * guest has no tar); whole seconds of modification time are kept there.
+ * While a machine has not yet settled on a transport and qlean-guest
+ * does not answer, a single file still moves through the agent; a
+ * directory then fails with %QLEAN_MACHINE_ERROR_FAILED, saying it needs
+ * qlean-guest.
  *
  * Since: 0.1
  */
