@@ -22,6 +22,7 @@
 #include "qlean-enums.h"
 #include "qlean-error.h"
 #include "qlean-image-download-private.h"
+#include "qlean-image-object-private.h"
 #include "qlean-image-private.h"
 #include "qlean-image-source-private.h"
 #include "qlean-sync-private.h"
@@ -47,34 +48,6 @@
  *
  * Since: 0.1
  */
-
-struct _QleanImage
-{
-  GObject         parent_instance;
-
-  QleanImageKind  kind;
-  char           *name;
-  char           *source_path;
-  QleanImageSource *source;      /* distribution images (qlean-image-source.c) */
-
-  /* Held for the whole preparation, which can take minutes for a
-   * distribution image; `lock` only guards the fields, so that readers
-   * such as is_prepared() never wait for a download. */
-  GMutex          prepare_lock;
-  GMutex          lock;
-  gboolean        prepared;
-  char           *kernel;
-  char           *initrd;
-  char           *disk;
-  char           *disk_format;   /* of a file image's disk, as checked */
-  /* The minimal image's boot for machines with shared folders: another
-   * kernel (one with 9p), built only once such a machine asks. */
-  gboolean        want_share_boot;
-  char           *share_kernel;
-  char           *share_initrd;
-  char           *cmdline;
-  guint           default_memory_mib;
-};
 
 G_DEFINE_FINAL_TYPE (QleanImage, qlean_image, G_TYPE_OBJECT)
 
