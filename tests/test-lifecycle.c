@@ -1895,6 +1895,31 @@ test_snapshot_template (void)
   g_clear_pointer (&out, g_free);
   g_assert_true (g_file_test (ram, G_FILE_TEST_IS_REGULAR));
 
+  /* A snapshot restored once gets no template; restored again, it does. */
+  {
+    g_autofree char *snapshots = g_path_get_dirname (path);
+    g_autofree char *undo = g_build_filename (snapshots, "undo.state", NULL);
+    g_autofree char *undo_ram = g_strconcat (undo, ".ram", NULL);
+    g_autofree char *mem = NULL;
+
+    g_assert_true (qlean_machine_snapshot (source, "undo", NULL, &error));
+    g_assert_no_error (error);
+    g_assert_true (g_file_test (undo, G_FILE_TEST_IS_REGULAR));
+    g_assert_true (qlean_machine_restore (source, "undo", NULL, &error));
+    g_assert_no_error (error);
+    g_assert_false (g_file_test (undo_ram, G_FILE_TEST_EXISTS));
+    g_assert_true (qlean_machine_restore (source, "undo", NULL, &error));
+    g_assert_no_error (error);
+    g_assert_true (g_file_test (undo_ram, G_FILE_TEST_IS_REGULAR));
+    mem = qemu_mem_path (source);
+    g_assert_nonnull (mem);
+    g_assert_true (g_str_has_prefix (mem, undo_ram));
+    g_free (out);
+    out = test_run_text (source, "cat /root/mark");
+    g_assert_cmpstr (out, ==, "snap");
+    g_clear_pointer (&out, g_free);
+  }
+
   /* The running machines keep their mappings; the template goes with
    * its snapshot. */
   g_assert_true (qlean_machine_delete_snapshot (source, "base", &error));

@@ -77,12 +77,16 @@ qlean_machine_state_template_remove (const char *state)
 {
   g_autofree char *devices = g_strconcat (state, ".tmpl", NULL);
   g_autofree char *ram = g_strconcat (state, ".ram", NULL);
+  g_autofree char *restored = g_strconcat (state, ".restored", NULL);
 
   /* The device state first: without it the pair is not used. The lock
    * file stays (a few bytes, gone with the state's folder): removed, a
    * second maker could lock a new one while the first still writes. */
   g_unlink (devices);
   g_unlink (ram);
+  /* What restores of the state it replaces knew (see restored_before()
+   * in qlean-machine-snapshot.c). */
+  g_unlink (restored);
 }
 
 /* Whether @a and @b are the same file, unchanged. */
