@@ -116,7 +116,7 @@ map_template (QleanMachine *self,
 
 /* This start makes the template of @state: its RAM on a file of its
  * own, shared, until the template is stored. NULL with @reason when it
- * cannot; FALSE without one when another start makes it now. */
+ * cannot; NULL without one when another start makes it now. */
 static Maker *
 maker_new (QleanMachine  *self,
            const char    *state,
