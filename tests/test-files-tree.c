@@ -23,6 +23,7 @@
 #include <qlean/qlean.h>
 #include "test-common.h"
 #include "test-files.h"
+#include "tree-fixture.h"
 
 static void
 guest_sh (QleanMachine *machine,
@@ -47,86 +48,6 @@ guest_output (QleanMachine *machine,
   g_assert_no_error (error);
   g_assert_true (qlean_exec_result_success (result));
   return qlean_exec_result_get_stdout_text (result);
-}
-
-static char *
-host_output (const char *command)
-{
-  char *out = NULL;
-  int status;
-
-  g_assert_true (g_spawn_command_line_sync (command, &out, NULL, &status, NULL));
-  g_assert_true (g_spawn_check_wait_status (status, NULL));
-  return out;
-}
-
-static void
-rm_rf (const char *path)
-{
-  const char *argv[] = { "rm", "-rf", "--", path, NULL };
-
-  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL,
-                               NULL, NULL, NULL));
-}
-
-static void
-set_mtime (const char *path,
-           gint64      seconds)
-{
-  g_autoptr(GFile) file = g_file_new_for_path (path);
-
-  g_assert_true (g_file_set_attribute_uint64 (file, G_FILE_ATTRIBUTE_TIME_MODIFIED, seconds,
-                                              G_FILE_QUERY_INFO_NOFOLLOW_SYMLINKS, NULL, NULL));
-}
-
-/* Nested directories, an empty one, modes, a link, names with a space,
- * a newline and a leading dash, and set times, directories' included. */
-static char *
-make_tree (void)
-{
-  char *dir = g_dir_make_tmp ("qlean-ftree-XXXXXX", NULL);
-  g_autofree char *a = g_build_filename (dir, "a", NULL);
-  g_autofree char *ab = g_build_filename (dir, "a", "b", NULL);
-  g_autofree char *empty = g_build_filename (dir, "empty", NULL);
-  g_autofree char *file = g_build_filename (dir, "a", "b", "run.sh", NULL);
-  g_autofree char *odd = g_build_filename (dir, "a", "-dash name\nnewline", NULL);
-  g_autofree char *link = g_build_filename (dir, "link", NULL);
-
-  g_assert_nonnull (dir);
-  g_assert_cmpint (g_mkdir (a, 0755), ==, 0);
-  g_assert_cmpint (g_mkdir (ab, 0750), ==, 0);
-  g_assert_cmpint (g_mkdir (empty, 0700), ==, 0);
-  g_assert_true (g_file_set_contents (file, "#!/bin/sh\necho tree\n", -1, NULL));
-  g_assert_cmpint (g_chmod (file, 0750), ==, 0);
-  g_assert_true (g_file_set_contents (odd, "odd\n", -1, NULL));
-  g_assert_cmpint (g_chmod (odd, 0604), ==, 0);
-  g_assert_cmpint (symlink ("a/b/run.sh", link), ==, 0);
-  set_mtime (file, 1000000000);
-  set_mtime (odd, 1000000001);
-  set_mtime (ab, 1000000002);
-  set_mtime (a, 1000000003);
-  set_mtime (empty, 1000000004);
-  g_assert_cmpint (g_chmod (dir, 0751), ==, 0);
-  set_mtime (dir, 1000000005);
-
-  return dir;
-}
-
-/* Names, contents, links, and the modes and whole-second times of all
- * but links. */
-static void
-assert_same_tree (const char *a,
-                  const char *b)
-{
-  static const char list[] = "sh -c 'cd \"$0\" && find . ! -type l -exec stat -c \"%%n %%a %%Y\" {} + | sort && find . -type l | sort' %s";
-  g_autofree char *diff = g_strdup_printf ("diff -r --no-dereference %s %s", a, b);
-  g_autofree char *list_a = g_strdup_printf (list, a);
-  g_autofree char *list_b = g_strdup_printf (list, b);
-  g_autofree char *stats_a = host_output (list_a);
-  g_autofree char *stats_b = host_output (list_b);
-
-  g_free (host_output (diff));
-  g_assert_cmpstr (stats_a, ==, stats_b);
 }
 
 /* The guest's temporary files that mktemp names. */
@@ -218,7 +139,7 @@ test_tree_keeps_everything (void)
   if (machine == NULL)
     return;
 
-  tree = make_tree ();
+  tree = tree_fixture_make ();
   base = g_path_get_basename (tree);
   src = g_file_new_for_path (tree);
   guest_sh (machine, "rm -rf /tk");
@@ -238,17 +159,17 @@ test_tree_keeps_everything (void)
   back_file = g_file_new_for_path (back);
   g_assert_true (qlean_machine_download (machine, "/tk/new/copy", back_file, NULL, &error));
   g_assert_no_error (error);
-  assert_same_tree (tree, back);
+  tree_fixture_assert_same (tree, back);
   inside = g_build_filename (out, "copy", NULL);
   for (int round = 0; round < 2; round++)
     {
       g_assert_true (qlean_machine_download (machine, "/tk/new/copy", out_file, NULL, &error));
       g_assert_no_error (error);
-      assert_same_tree (tree, inside);
+      tree_fixture_assert_same (tree, inside);
     }
 
-  rm_rf (tree);
-  rm_rf (out);
+  tree_fixture_rm_rf (tree);
+  tree_fixture_rm_rf (out);
 }
 
 /* Over the agent, a tree is one tar stream each way, and the guest keeps
@@ -275,7 +196,7 @@ test_tree_one_stream (void)
   if (machine == NULL || !have_busybox_sh (machine))
     return;
 
-  tree = make_tree ();
+  tree = tree_fixture_make ();
   src = g_file_new_for_path (tree);
   out = g_dir_make_tmp ("qlean-ftree-out-XXXXXX", &error);
   g_assert_no_error (error);
@@ -290,7 +211,7 @@ test_tree_one_stream (void)
   g_assert_no_error (error);
   g_assert_true (qlean_machine_download (machine, "/ts", dst, NULL, &error));
   g_assert_no_error (error);
-  assert_same_tree (tree, back);
+  tree_fixture_assert_same (tree, back);
   calls = guest_output (machine, "cat /tar-calls");
   g_assert_cmpstr (calls, ==, "-x\n-c\n");
   after = guest_temporaries (machine);
@@ -305,7 +226,7 @@ test_tree_one_stream (void)
   g_assert_nonnull (error);
   g_assert_nonnull (strstr (error->message, "this tar always fails"));
   g_clear_error (&error);
-  rm_rf (back);
+  tree_fixture_rm_rf (back);
   g_assert_false (qlean_machine_download (machine, "/ts", dst, NULL, &error));
   g_assert_nonnull (error);
   g_assert_nonnull (strstr (error->message, "this tar always fails"));
@@ -327,7 +248,7 @@ test_tree_one_stream (void)
   put_back_tar (machine);
 
   /* No tar at all: the files move one by one, all the same. */
-  rm_rf (back);
+  tree_fixture_rm_rf (back);
   replace_tar (machine, "tar () { echo 'sh: tar: not found' >&2; return 127; }\n"
                         "command () { [ \"$1\" = -v ] && [ \"$2\" = tar ] && return 1; "
                         "unset -f command; command \"$@\"; }\n");
@@ -336,49 +257,10 @@ test_tree_one_stream (void)
   g_assert_true (qlean_machine_download (machine, "/ts-none", dst, NULL, &error));
   g_assert_no_error (error);
   put_back_tar (machine);
-  assert_same_tree (tree, back);
+  tree_fixture_assert_same (tree, back);
 
-  rm_rf (tree);
-  rm_rf (out);
-}
-
-/* One member of a tar stream, built by hand: what no honest tar writes. */
-static void
-add_member (GByteArray *tar,
-            const char *name,
-            char        type,
-            const char *linkname,
-            const char *data)
-{
-  static const guint8 zeros[512];
-  guint8 header[512] = { 0 };
-  gsize len = data ? strlen (data) : 0;
-  g_autofree char *text = NULL;
-  guint sum = 0;
-
-  memcpy (header, name, MIN (strlen (name), 99));
-  memcpy (header + 100, "0000644", 7);
-  memcpy (header + 108, "0000000", 7);
-  memcpy (header + 116, "0000000", 7);
-  text = g_strdup_printf ("%011" G_GSIZE_MODIFIER "o", len);
-  memcpy (header + 124, text, 11);
-  memcpy (header + 136, "00000000000", 11);
-  header[156] = type;
-  if (linkname != NULL)
-    memcpy (header + 157, linkname, MIN (strlen (linkname), 99));
-  memcpy (header + 257, "ustar\0" "00", 8);
-  memset (header + 148, ' ', 8);
-  for (gsize i = 0; i < 512; i++)
-    sum += header[i];
-  g_free (text);
-  text = g_strdup_printf ("%06o", sum);
-  memcpy (header + 148, text, 7);
-  g_byte_array_append (tar, header, 512);
-  if (len > 0)
-    {
-      g_byte_array_append (tar, (const guint8 *) data, len);
-      g_byte_array_append (tar, zeros, (512 - len % 512) % 512);
-    }
+  tree_fixture_rm_rf (tree);
+  tree_fixture_rm_rf (out);
 }
 
 /* A guest's tree with links that point outside, and a guest whose tar
@@ -432,7 +314,7 @@ test_tree_hostile_download (void)
   g_assert_true (g_file_get_contents (sentinel, &contents, NULL, NULL));
   g_assert_cmpstr (contents, ==, "untouched");
   g_clear_pointer (&contents, g_free);
-  rm_rf (dest);
+  tree_fixture_rm_rf (dest);
 
   /* The stream itself hostile: a link to the host directory, then a
    * file through it. Only the agent's path reads a guest's stream. */
@@ -440,13 +322,12 @@ test_tree_hostile_download (void)
     {
       g_autoptr(GByteArray) tar = g_byte_array_new ();
       g_autoptr(GBytes) bytes = NULL;
-      static const guint8 end[1024];
 
-      add_member (tar, "./", '5', NULL, NULL);
-      add_member (tar, "./l", '2', outside, NULL);
-      add_member (tar, "./l/sentinel", '0', NULL, "pwned");
-      add_member (tar, "./l/new", '0', NULL, "pwned");
-      g_byte_array_append (tar, end, sizeof end);
+      tree_fixture_add_member (tar, "./", '5', NULL, NULL);
+      tree_fixture_add_member (tar, "./l", '2', outside, NULL);
+      tree_fixture_add_member (tar, "./l/sentinel", '0', NULL, "pwned");
+      tree_fixture_add_member (tar, "./l/new", '0', NULL, "pwned");
+      tree_fixture_end (tar);
       bytes = g_byte_array_free_to_bytes (g_steal_pointer (&tar));
       g_assert_true (qlean_machine_write (machine, "/hostile.tar", bytes, NULL, &error));
       g_assert_no_error (error);
@@ -461,10 +342,10 @@ test_tree_hostile_download (void)
 
   g_assert_true (g_file_get_contents (sentinel, &contents, NULL, NULL));
   g_assert_cmpstr (contents, ==, "untouched");
-  listing = host_output (list_outside);
+  listing = tree_fixture_run (list_outside);
   g_assert_cmpstr (listing, ==, "sentinel\n");
 
-  rm_rf (top);
+  tree_fixture_rm_rf (top);
 }
 
 void
