@@ -267,6 +267,25 @@ same_kernel_as_plain (char **argv)
   return g_str_equal (argv_value (argv, "-kernel"), argv_value (plain_argv, "-kernel"));
 }
 
+/* The argv a machine of @config would run, or NULL (the test skipped)
+ * when the host cannot make the minimal image. */
+static char **
+dry_run (QleanMachineConfig *config,
+         const char         *name)
+{
+  g_autoptr(QleanMachine) dry = qlean_machine_new_with_name (name, NULL, config);
+  g_autoptr(GError) error = NULL;
+  char **argv = qlean_machine_dry_run (dry, &error);
+
+  if (argv == NULL && g_error_matches (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT))
+    {
+      g_test_skip (error->message);
+      return NULL;
+    }
+  g_assert_no_error (error);
+  return argv;
+}
+
 /* The QEMU command line: one fsdev and one 9p device per share, the
  * host path's commas doubled (QEMU's option syntax), the share boot's
  * kernel rather than the cloud one. The share kind is auto: a share
@@ -275,7 +294,6 @@ static void
 test_argv (void)
 {
   g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
-  g_autoptr(QleanMachine) dry = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *comma = NULL;
   g_autofree char *joined = NULL;
@@ -292,14 +310,9 @@ test_argv (void)
                                                       QLEAN_SHARE_MAPPED_XATTR, &error));
   g_assert_no_error (error);
   g_assert_true (qlean_machine_config_add_share (config, ro_dir, "/mnt/ro", TRUE, &error));
-  dry = qlean_machine_new_with_name ("shares-dry", NULL, config);
-  argv = qlean_machine_dry_run (dry, &error);
-  if (argv == NULL && g_error_matches (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT))
-    {
-      g_test_skip (error->message);
-      return;
-    }
-  g_assert_no_error (error);
+  argv = dry_run (config, "shares-dry");
+  if (argv == NULL)
+    return;
   joined = g_strjoinv ("\n", argv);
 
   want = g_strdup_printf ("\n-fsdev\nlocal,id=share0,path=%s/a,,b,security_model=mapped-xattr\n"
@@ -321,7 +334,6 @@ static void
 test_argv_virtiofs (void)
 {
   g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
-  g_autoptr(QleanMachine) dry = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *joined = NULL;
   g_auto(GStrv) argv = NULL;
@@ -334,14 +346,9 @@ test_argv_virtiofs (void)
   g_assert_true (qlean_machine_config_add_share (config, ro_dir, "/mnt/ro", TRUE, &error));
   qlean_machine_config_set_share_kind (config, QLEAN_SHARE_KIND_VIRTIOFS);
   g_assert_cmpint (qlean_machine_config_get_share_kind (config), ==, QLEAN_SHARE_KIND_VIRTIOFS);
-  dry = qlean_machine_new_with_name ("shares-dry-vfs", NULL, config);
-  argv = qlean_machine_dry_run (dry, &error);
-  if (argv == NULL && g_error_matches (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT))
-    {
-      g_test_skip (error->message);
-      return;
-    }
-  g_assert_no_error (error);
+  argv = dry_run (config, "shares-dry-vfs");
+  if (argv == NULL)
+    return;
   joined = g_strjoinv ("\n", argv);
 
   g_assert_nonnull (strstr (joined, "/virtiofs-0.sock\n-device\n"
