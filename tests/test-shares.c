@@ -390,6 +390,48 @@ test_virtiofs_refuses_xattr (void)
   g_assert_cmpuint (count_virtiofsd (rw_dir), ==, 0);
 }
 
+/* Where virtiofsd cannot run (here: QLEAN_VIRTIOFSD names nothing),
+ * auto falls back to 9p and logs why, and asking for virtiofs fails the
+ * start, saying why, before QEMU runs. In a subprocess: whether
+ * virtiofsd can run is found once per process. */
+static void
+test_virtiofs_unavailable (void)
+{
+  if (!test_have_qemu ())
+    return;
+
+  if (g_test_subprocess ())
+    {
+      g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+      g_autoptr(QleanMachine) refused = NULL;
+      g_autoptr(GError) error = NULL;
+      g_autofree char *joined = NULL;
+      g_auto(GStrv) argv = NULL;
+
+      g_setenv ("QLEAN_VIRTIOFSD", "/nonexistent/virtiofsd", TRUE);
+      g_setenv ("G_MESSAGES_DEBUG", "qlean", TRUE);
+      make_dirs ();
+      g_assert_true (qlean_machine_config_add_share (config, ro_dir, "/mnt/ro", TRUE, &error));
+      argv = dry_run (config, "shares-dry-fallback");
+      if (argv == NULL)
+        return;
+      joined = g_strjoinv ("\n", argv);
+      g_assert_nonnull (strstr (joined, "virtio-9p-pci,fsdev=share0"));
+      g_assert_null (strstr (joined, "vhost-user-fs"));
+
+      qlean_machine_config_set_share_kind (config, QLEAN_SHARE_KIND_VIRTIOFS);
+      refused = qlean_machine_new_with_name ("shares-no-virtiofsd", NULL, config);
+      g_assert_false (qlean_machine_spawn (refused, NULL, &error));
+      g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG);
+      g_assert_nonnull (strstr (error->message, "virtiofsd is not installed"));
+      return;
+    }
+
+  g_test_trap_subprocess (NULL, 300 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
+  g_test_trap_assert_passed ();
+  g_test_trap_assert_stdout ("*shares over 9p rather than virtiofs: virtiofsd is not installed*");
+}
+
 /* Iterates the default context until @machine is in @state. */
 static void
 wait_state (QleanMachine      *machine,
@@ -697,6 +739,7 @@ main (int argc, char **argv)
   g_test_add_func ("/shares/argv", test_argv);
   g_test_add_func ("/shares/argv-virtiofs", test_argv_virtiofs);
   g_test_add_func ("/shares/virtiofs-refuses-xattr", test_virtiofs_refuses_xattr);
+  g_test_add_func ("/shares/virtiofs-unavailable", test_virtiofs_unavailable);
   g_test_add_func ("/shares/virtiofs-daemons-end", test_virtiofs_daemons_end);
   for (QleanShareKind kind = QLEAN_SHARE_KIND_9P; kind <= QLEAN_SHARE_KIND_VIRTIOFS; kind++)
     {
