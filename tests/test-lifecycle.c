@@ -1779,7 +1779,9 @@ wait_counter_moves (QleanMachine *machine)
  * only to its own copy (the template's checksum does not change), has
  * its own name, and runs on the processes of the snapshot. A template
  * that is gone is said so in the log and made anew; deleting the
- * snapshot deletes it. */
+ * snapshot deletes it. Long: one story whose steps build on each other
+ * (what the first clone makes, the others, the restore and the fallback
+ * use), and each machine costs seconds to start. */
 static void
 test_snapshot_template (void)
 {
