@@ -2,14 +2,17 @@
  *
  * A snapshot is a whole migration stream (about 80 MB for the minimal
  * image, the guest's RAM inside), and each restore or clone from it read
- * all of it into memory of its own. A state loaded more than once gets,
- * the first time, a memory template like the fast start's saved boot
- * (qlean-machine-boot-state.c): that first machine runs on a RAM file of
- * its own (share=on), loads the stream into it and, before its guest
- * runs, saves its devices alone (x-ignore-shared) to `<state>.tmpl` and
- * copies the file to `<state>.ram`. The next machines map `<state>.ram`
- * privately (share=off) and load only `<state>.tmpl` (a few hundred KB):
- * they share the template's pages until their guests write them.
+ * all of it into memory of its own. A state loaded by several machines
+ * (clones of a snapshot) gets, the first time, a memory template like
+ * the fast start's saved boot (qlean-machine-boot-state.c): that first
+ * machine runs on a RAM file of its own (share=on), loads the stream
+ * into it and, before its guest runs, saves its devices alone
+ * (x-ignore-shared) to `<state>.tmpl` and copies the file to
+ * `<state>.ram`. The next machines map `<state>.ram` privately
+ * (share=off) and load only `<state>.tmpl` (a few hundred KB): they
+ * share the template's pages until their guests write them. Making it
+ * costs the first machine about a second more (loading into a file),
+ * which is why restores, one machine each, map a template but make none.
  *
  * Apart from the boot cache because these templates live beside the
  * states they come from and go with them, and are made by a machine that
@@ -77,16 +80,12 @@ qlean_machine_state_template_remove (const char *state)
 {
   g_autofree char *devices = g_strconcat (state, ".tmpl", NULL);
   g_autofree char *ram = g_strconcat (state, ".ram", NULL);
-  g_autofree char *restored = g_strconcat (state, ".restored", NULL);
 
   /* The device state first: without it the pair is not used. The lock
    * file stays (a few bytes, gone with the state's folder): removed, a
    * second maker could lock a new one while the first still writes. */
   g_unlink (devices);
   g_unlink (ram);
-  /* What restores of the state it replaces knew (see restored_before()
-   * in qlean-machine-snapshot.c). */
-  g_unlink (restored);
 }
 
 /* Whether @a and @b are the same file, unchanged. */
