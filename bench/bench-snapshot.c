@@ -25,7 +25,7 @@ static const GOptionEntry entries[] = {
   { "restores", 'r', 0, G_OPTION_ARG_INT, &opt_restores, "Restores to time (default 5); the median is shown", "N" },
   { "pool", 'n', 0, G_OPTION_ARG_INT, &opt_pool, "Machines per pool (default 4)", "N" },
   { "clones", 'c', 0, G_OPTION_ARG_INT, &opt_clones, "Clones of one snapshot, running together (default 4)", "N" },
-  { "clones-only", 0, 0, G_OPTION_ARG_NONE, &opt_clones_only, "Only the clones of one snapshot", NULL },
+  { "clones-only", 0, 0, G_OPTION_ARG_NONE, &opt_clones_only, "Only the clones and restores of one snapshot", NULL },
   { "repeat", 0, 0, G_OPTION_ARG_INT, &opt_repeat, "Runs of each pool; the median is shown (default 1)", "N" },
   { NULL }
 };
@@ -206,6 +206,59 @@ bench_clones (QleanImage *image,
   return run;
 }
 
+/* Restores of one snapshot, @n of them, each -> first exec: the first
+ * loads the whole stream, with a template the second makes it and the
+ * others map it. Returns the median of the third on; @all gets them all. */
+static double
+bench_restores (QleanImage  *image,
+                gboolean     template,
+                guint        n,
+                char       **all)
+{
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GArray) times = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(GArray) later = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(GError) error = NULL;
+
+  qlean_machine_config_set_memory_template (config, template);
+  machine = qlean_machine_new_with_name (template ? "bench-trst" : "bench-frst", image, config);
+  if (!qlean_machine_spawn (machine, NULL, &error))
+    g_error ("spawn: %s", error->message);
+  exec_true (machine);
+  if (!qlean_machine_snapshot (machine, "base", NULL, &error))
+    g_error ("snapshot: %s", error->message);
+  for (guint i = 0; i < n; i++)
+    {
+      double t0 = bench_now (), seconds;
+
+      if (!qlean_machine_restore (machine, "base", NULL, &error))
+        g_error ("restore: %s", error->message);
+      exec_true (machine);
+      seconds = bench_now () - t0;
+      g_array_append_val (times, seconds);
+      if (i >= 2)
+        g_array_append_val (later, seconds);
+    }
+  qlean_machine_kill (machine, NULL, NULL);
+  *all = list_times (times);
+  return later->len ? bench_percentile (later, 0.5) : 0;
+}
+
+static void
+print_restores (QleanImage *image)
+{
+  guint n = MAX (opt_restores, 3);
+  g_autofree char *full_all = NULL, *tmpl_all = NULL;
+  double full = bench_restores (image, FALSE, n, &full_all);
+  double tmpl = bench_restores (image, TRUE, n, &tmpl_all);
+
+  g_print ("\n%u restores of one snapshot -> first exec (median of the third on):\n", n);
+  g_print ("  whole stream (no template)  %6.3f s   (%s)\n", full, full_all);
+  g_print ("  memory template             %6.3f s   (%s)   %.2fx as fast\n", tmpl, tmpl_all,
+           full / tmpl);
+}
+
 static void
 print_clones (QleanImage *image)
 {
@@ -310,10 +363,12 @@ main (int    argc,
   if (opt_clones_only)
     {
       print_clones (image);
+      print_restores (image);
       return 0;
     }
   bench_restore (image, cold);
   print_clones (image);
+  print_restores (image);
 
   g_print ("\npools of %d, ready and answering a first exec (median of %d):\n", opt_pool, MAX (opt_repeat, 1));
   cold_s = pool_median (image, cold, FALSE);
