@@ -353,12 +353,14 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * [property@Machine:guest-transport]; a channel that dies later fails
    * the calls instead of switching to the other.
    *
-   * With the agent alone, exec and every file call and transfer work,
-   * each a few guest agent commands (tens of milliseconds under TCG),
-   * with file times in whole seconds and paths that must be UTF-8 (the
-   * agent speaks JSON). Sharing the machine (`qlean start`), processes
-   * with live output or a terminal, and port forwarding need qlean-guest:
-   * they fail with an error that says so.
+   * With the agent alone, exec, processes ([class@GuestLauncher]: live
+   * output read from guest files while they run, environment, directory,
+   * user, fixed stdin, timeouts, signals) and every file call and
+   * transfer work, each a few guest agent commands (tens of milliseconds
+   * under TCG), with file times in whole seconds and paths that must be
+   * UTF-8 (the agent speaks JSON). Sharing the machine (`qlean start`),
+   * a process's stdin pipe or terminal, and port forwarding need
+   * qlean-guest: they fail with an error that says so.
    *
    * Since: 0.1
    */

@@ -33,6 +33,16 @@
  * soon as the process ends, and many processes run at once without
  * blocking each other.
  *
+ * On a machine that uses the QEMU guest agent alone
+ * (%QLEAN_GUEST_TRANSPORT_AGENT) the same calls work through stock
+ * agent commands: the output goes to temporary files in the guest that
+ * Qlean reads while the process runs (live, a poll of a few
+ * milliseconds to 50 ms behind), and switching users needs `setpriv`
+ * (util-linux) or `su` in the guest. A stdin pipe
+ * (%QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE) and a terminal need
+ * qlean-guest there; fixed input ([method@GuestLauncher.set_stdin])
+ * works on both.
+ *
  * Since: 0.1
  */
 
@@ -335,6 +345,13 @@ typedef struct
   GBytes                 *request;
   GBytes                 *stdin_bytes;
   guint                   timeout_ms;
+  /* Through the guest agent alone: what the request holds, as it is. */
+  gboolean                agent;
+  GStrv                   argv;
+  GPtrArray              *env;
+  gboolean                clear_env;
+  char                   *cwd;
+  char                   *user;
 } Start;
 
 static void
@@ -345,6 +362,10 @@ start_free (Start *start)
   g_free (start->program);
   g_clear_pointer (&start->request, g_bytes_unref);
   g_clear_pointer (&start->stdin_bytes, g_bytes_unref);
+  g_strfreev (start->argv);
+  g_clear_pointer (&start->env, g_ptr_array_unref);
+  g_free (start->cwd);
+  g_free (start->user);
   g_free (start);
 }
 
@@ -395,6 +416,18 @@ start_new (QleanGuestLauncher     *self,
     start->stdin_bytes = g_bytes_ref (self->stdin_bytes);
   start->timeout_ms = self->timeout_ms;
 
+  if (qlean_machine_run_uses_agent_only (run))
+    {
+      start->agent = TRUE;
+      start->argv = g_strdupv ((char **) argv);
+      start->env = g_ptr_array_new_with_free_func (g_free);
+      for (guint i = 0; i < self->env->len; i++)
+        g_ptr_array_add (start->env, g_strdup (g_ptr_array_index (self->env, i)));
+      start->clear_env = self->clear_env;
+      start->cwd = g_strdup (self->cwd);
+      start->user = g_strdup (self->user);
+    }
+
   return start;
 }
 
@@ -435,11 +468,44 @@ spawn_channel_cb (GObject      *source,
                              start->stdin_bytes, start->timeout_ms, task);
 }
 
+/* A run that uses the guest agent alone: the process's agent driver. */
+static void
+spawn_through_agent (GTask *task)
+{
+  Start *start = g_task_get_task_data (task);
+  g_autoptr(QleanQgaClient) qga = qlean_machine_run_dup_qga (start->run);
+  QleanGuestAgentCommand command = {
+    .argv = (const char * const *) start->argv,
+    .env = start->env,
+    .clear_env = start->clear_env,
+    .cwd = start->cwd,
+    .user = start->user,
+  };
+
+  if (qga == NULL)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Machine “%s” stopped running"),
+                               qlean_machine_run_get_name (start->run));
+      return;
+    }
+
+  qlean_guest_process_agent_start (start->machine, qga,
+                                   qlean_machine_run_get_guest_timeout (start->run), start->flags,
+                                   &command, start->stdin_bytes, start->timeout_ms, task);
+}
+
 static gboolean
 spawn_in_worker (gpointer user_data)
 {
   GTask *task = user_data;
   Start *start = g_task_get_task_data (task);
+
+  if (start->agent)
+    {
+      spawn_through_agent (task);
+      return G_SOURCE_REMOVE;
+    }
 
   qlean_machine_run_get_guest_channel_async (start->run, g_task_get_cancellable (task),
                                              spawn_channel_cb, g_object_ref (task));
@@ -484,6 +550,19 @@ qlean_guest_launcher_spawn_with_flags (QleanGuestLauncher     *self,
                                _("Cannot run “%s” on a terminal in machine “%s”: a terminal "
                                  "needs qlean-guest, and this machine uses the guest agent "
                                  "transport only; start it with the qlean-guest transport"),
+                               argv[0], qlean_machine_run_get_name (run));
+      return;
+    }
+
+  /* The stock agent takes a process's input once, at its start. */
+  if ((flags & QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE) && qlean_machine_run_uses_agent_only (run))
+    {
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                               _("Cannot give “%s” a stdin pipe in machine “%s”: streaming stdin "
+                                 "needs qlean-guest, and this machine uses the guest agent "
+                                 "transport only; give fixed input with "
+                                 "qlean_guest_launcher_set_stdin() or start it with the "
+                                 "qlean-guest transport"),
                                argv[0], qlean_machine_run_get_name (run));
       return;
     }

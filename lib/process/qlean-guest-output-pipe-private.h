@@ -31,5 +31,7 @@ void qlean_guest_output_pipe_init  (QleanGuestOutputPipe *pipe);
 void qlean_guest_output_pipe_flush (QleanGuestOutputPipe *pipe);
 /* Closes the pipe now: what waits is dropped, the reader sees its end. */
 void qlean_guest_output_pipe_close (QleanGuestOutputPipe *pipe);
+/* How many bytes wait for the pipe's reader. */
+gsize qlean_guest_output_pipe_get_queued (QleanGuestOutputPipe *pipe);
 
 G_END_DECLS

@@ -43,6 +43,17 @@ qlean_guest_output_pipe_close (QleanGuestOutputPipe *pipe)
     }
 }
 
+gsize
+qlean_guest_output_pipe_get_queued (QleanGuestOutputPipe *pipe)
+{
+  gsize queued = 0;
+
+  for (GList *l = pipe->chunks.head; l != NULL; l = l->next)
+    queued += g_bytes_get_size (l->data);
+
+  return queued - pipe->offset;
+}
+
 static gboolean
 qlean_guest_output_pipe_writable_cb (gint         fd,
                                      GIOCondition condition,

@@ -14,8 +14,13 @@
 #include "qlean-guest-launcher.h"
 #include "qlean-guest-process.h"
 #include "qlean-machine.h"
+#include "qlean-qga-client.h"
 
 G_BEGIN_DECLS
+
+/* A process's second driver: the stock QEMU guest agent's, for runs
+ * without qlean-guest (qlean-guest-process-agent.c). */
+typedef struct _QleanGuestAgentDriver QleanGuestAgentDriver;
 
 /* The process's state, in this header so that its run
  * (qlean-guest-process.c) and its waits (qlean-guest-process-wait.c) can
@@ -55,11 +60,37 @@ struct _QleanGuestProcess
   GSource                *timeout_source;
   guint                   timeout_ms;
   guint                   guest_timeout_ms; /* per frame of qlean-guest (its run's) */
+  /* Instead of a stream, on a run that uses the guest agent alone. */
+  QleanGuestAgentDriver  *agent;
 };
 
 /* Worker thread only. The end of the process (exit, or the loss of the
  * machine): every pending wait returns, and the timeout is disarmed. */
 void qlean_guest_process_complete_waiters (QleanGuestProcess *self);
+
+/* Worker thread only. A new process for a start in @machine, with the
+ * host's ends of the pipes @flags asks for. */
+QleanGuestProcess *qlean_guest_process_new_for_start (QleanMachine           *machine,
+                                                      guint                   guest_timeout_ms,
+                                                      QleanGuestProcessFlags  flags,
+                                                      const char             *program,
+                                                      guint                   timeout_ms,
+                                                      GError                **error);
+
+/* Worker thread only, for a driver: the process started (its timeout
+ * runs from now on); it failed (@error, taken: the first one wins); its
+ * output ended (what came still reaches stdout and stderr, then their
+ * readers see their end). */
+void qlean_guest_process_arm_timeout  (QleanGuestProcess *self);
+void qlean_guest_process_fail         (QleanGuestProcess *self,
+                                       GError            *error);
+void qlean_guest_process_end_output   (QleanGuestProcess *self);
+
+/* Worker thread only: whether a driver still runs the process, and
+ * sending it a signal through whichever does. */
+gboolean qlean_guest_process_is_live     (QleanGuestProcess *self);
+void     qlean_guest_process_kill_in_worker (QleanGuestProcess *self,
+                                             int                signum);
 
 /* Worker thread only. Sends the EXEC request on @channel; @task (whose
  * source object may be anything) completes with the process once the
@@ -74,6 +105,40 @@ void qlean_guest_process_start (QleanMachine           *machine,
                                 GBytes                 *stdin_bytes,
                                 guint                   timeout_ms,
                                 GTask                  *task);
+
+/* What a process started through the guest agent alone runs: its argv,
+ * and the launcher's environment, directory and user. */
+typedef struct
+{
+  const char * const *argv;
+  GPtrArray          *env;        /* "NAME=value", or "NAME" to unset */
+  gboolean            clear_env;
+  const char         *cwd;
+  const char         *user;
+} QleanGuestAgentCommand;
+
+/* Worker thread only. Starts @command through @qga (guest-exec and the
+ * guest-file calls only, qlean-guest-process-agent.c); @task completes
+ * as with qlean_guest_process_start(). */
+void qlean_guest_process_agent_start (QleanMachine                 *machine,
+                                      QleanQgaClient               *qga,
+                                      guint                         guest_timeout_ms,
+                                      QleanGuestProcessFlags        flags,
+                                      const QleanGuestAgentCommand *command,
+                                      GBytes                       *stdin_bytes,
+                                      guint                         timeout_ms,
+                                      GTask                        *task);
+/* Any thread: sends @signum to the process group that the guest-exec
+ * @pid leads (or to @pid alone when it leads none), fire and forget. */
+void     qlean_guest_agent_kill           (QleanQgaClient        *qga,
+                                           gint64                 pid,
+                                           int                    signum);
+/* Worker thread only, for the process: sends @signum to the process's
+ * group; whether the driver still runs; and its end (finalize). */
+void     qlean_guest_agent_driver_signal  (QleanGuestAgentDriver *driver,
+                                           int                    signum);
+gboolean qlean_guest_agent_driver_is_live (QleanGuestAgentDriver *driver);
+void     qlean_guest_agent_driver_free    (QleanGuestAgentDriver *driver);
 
 /* What qlean_guest_launcher_run() (and so qlean_machine_exec() through
  * qlean-guest) keeps of each output stream: a hostile or runaway guest

@@ -60,8 +60,7 @@ qlean_guest_process_wait_cancelled_cb (gpointer user_data)
 
   /* A cancelled wait does what a timeout does: the process goes. The
    * waiter returns now; its finish reports the cancellation. */
-  if (self->stream != NULL)
-    qlean_guest_stream_send_signal (self->stream, SIGKILL);
+  qlean_guest_process_kill_in_worker (self, SIGKILL);
   if (g_ptr_array_find (self->waiters, task, &index))
     {
       g_autoptr(GTask) waiter = g_ptr_array_steal_index (self->waiters, index);
@@ -84,7 +83,7 @@ qlean_guest_process_wait_in_worker (gpointer user_data)
   done = self->exited || self->failure != NULL;
   g_mutex_unlock (&self->lock);
 
-  if (done || self->stream == NULL)
+  if (done || !qlean_guest_process_is_live (self))
     {
       g_task_return_boolean (task, TRUE);
       return G_SOURCE_REMOVE;

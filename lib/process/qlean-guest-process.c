@@ -8,7 +8,9 @@
  * qlean-guest-output-pipe.c; waiting for its end (and the waiters it
  * completes when it ends) is in qlean-guest-process-wait.c; communicate,
  * which uses a process only through its pipes and its wait, is in
- * qlean-guest-process-communicate.c.
+ * qlean-guest-process-communicate.c. A run without qlean-guest drives the
+ * same process through the guest agent instead of a stream
+ * (qlean-guest-process-agent.c).
  */
 
 #include "config.h"
@@ -53,6 +55,13 @@
  * waited still reaches its pipe. A pipe you do not mean to read is best
  * not asked for.
  *
+ * On a machine that uses the QEMU guest agent alone, the process writes
+ * its output to temporary files in the guest, which Qlean reads with
+ * guest-file-read while it runs, every few milliseconds while output
+ * comes and backing off to 50 ms while none does, and removes once it
+ * ended; the 16 MiB rule above holds there too. Its end is known within
+ * that poll.
+ *
  * With a timeout (see [method@GuestLauncher.set_timeout]), a process that
  * outlives it is killed with its whole process group, and waiting for it
  * fails with %G_IO_ERROR_TIMED_OUT. Cancelling a wait or a communicate
@@ -68,8 +77,8 @@ G_DEFINE_FINAL_TYPE (QleanGuestProcess, qlean_guest_process, G_TYPE_OBJECT)
 
 /* The stream ended without the guest's EOFs: what came still reaches
  * stdout and stderr, then readers see their end. */
-static void
-end_output_pipes (QleanGuestProcess *self)
+void
+qlean_guest_process_end_output (QleanGuestProcess *self)
 {
   for (guint i = 1; i < G_N_ELEMENTS (self->out); i++)
     {
@@ -92,6 +101,7 @@ qlean_guest_process_finalize (GObject *object)
   if (self->stdin_fd >= 0)
     close (self->stdin_fd);
   g_clear_pointer (&self->stream, qlean_guest_stream_unref);
+  g_clear_pointer (&self->agent, qlean_guest_agent_driver_free);
   g_clear_pointer (&self->waiters, g_ptr_array_unref);
   g_clear_object (&self->stdin_pipe);
   g_clear_object (&self->stdout_pipe);
@@ -155,8 +165,35 @@ qlean_guest_process_timeout_cb (gpointer user_data)
       qlean_guest_stream_send_signal (self->stream, SIGKILL);
       qlean_guest_stream_set_timeout (self->stream, self->guest_timeout_ms);
     }
+  else if (self->agent != NULL)
+    qlean_guest_agent_driver_signal (self->agent, SIGKILL);
 
   return G_SOURCE_REMOVE;
+}
+
+void
+qlean_guest_process_arm_timeout (QleanGuestProcess *self)
+{
+  if (self->timeout_ms > 0 && self->timeout_source == NULL)
+    self->timeout_source = qlean_add_timeout (qlean_worker_get_context (), self->timeout_ms,
+                                              qlean_guest_process_timeout_cb, self);
+}
+
+gboolean
+qlean_guest_process_is_live (QleanGuestProcess *self)
+{
+  return self->stream != NULL ||
+         (self->agent != NULL && qlean_guest_agent_driver_is_live (self->agent));
+}
+
+void
+qlean_guest_process_kill_in_worker (QleanGuestProcess *self,
+                                    int                signum)
+{
+  if (self->stream != NULL)
+    qlean_guest_stream_send_signal (self->stream, signum);
+  else if (self->agent != NULL)
+    qlean_guest_agent_driver_signal (self->agent, signum);
 }
 
 static void qlean_guest_process_watch_stdin (QleanGuestProcess *self);
@@ -227,7 +264,7 @@ qlean_guest_process_watch_stdin (QleanGuestProcess *self)
   g_source_attach (self->stdin_source, qlean_worker_get_context ());
 }
 
-static void
+void
 qlean_guest_process_fail (QleanGuestProcess *self,
                           GError            *error)
 {
@@ -270,7 +307,7 @@ qlean_guest_process_stream_closed (QleanGuestStream *stream,
                            qlean_machine_get_name (self->machine), error->message);
 
   g_clear_pointer (&self->stream, qlean_guest_stream_unref);
-  end_output_pipes (self);
+  qlean_guest_process_end_output (self);
   if (self->spawn_task != NULL)
     {
       g_autoptr(GTask) task = g_steal_pointer (&self->spawn_task);
@@ -297,9 +334,7 @@ qlean_guest_process_stream_started (QleanGuestStream *stream,
   /* Started: from now on the process may stay silent as long as it
    * likes. */
   qlean_guest_stream_set_timeout (stream, 0);
-  if (self->timeout_ms > 0)
-    self->timeout_source = qlean_add_timeout (qlean_worker_get_context (), self->timeout_ms,
-                                              qlean_guest_process_timeout_cb, self);
+  qlean_guest_process_arm_timeout (self);
   qlean_guest_process_watch_stdin (self);
   g_task_return_pointer (task, g_object_ref (self), g_object_unref);
 }
@@ -337,7 +372,7 @@ qlean_guest_process_stream_error (QleanGuestStream *stream,
     {
       /* The process had started: its output ends here too, or a reader
        * of its pipes would wait for ever. */
-      end_output_pipes (self);
+      qlean_guest_process_end_output (self);
       qlean_guest_process_fail (self, failure);
       qlean_guest_process_complete_waiters (self);
     }
@@ -387,7 +422,7 @@ qlean_guest_process_stream_exit (QleanGuestStream *stream,
   qlean_guest_stream_close (stream);
   g_clear_pointer (&self->stream, qlean_guest_stream_unref);
   qlean_clear_source (&self->stdin_source);
-  end_output_pipes (self);
+  qlean_guest_process_end_output (self);
   qlean_guest_process_complete_waiters (self);
 }
 
@@ -427,43 +462,15 @@ qlean_guest_process_start (QleanMachine           *machine,
                            guint                   timeout_ms,
                            GTask                  *task)
 {
-  g_autoptr(QleanGuestProcess) self = g_object_new (QLEAN_TYPE_GUEST_PROCESS, NULL);
+  g_autoptr(QleanGuestProcess) self = NULL;
   GError *error = NULL;
-  int fds[2];
 
-  self->machine = g_object_ref (machine);
-  self->guest_timeout_ms = guest_timeout_ms;
-  self->program = g_strdup (program);
-  self->flags = flags;
-  self->timeout_ms = timeout_ms;
-
-  if (flags & QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE)
+  self = qlean_guest_process_new_for_start (machine, guest_timeout_ms, flags, program, timeout_ms,
+                                            &error);
+  if (self == NULL)
     {
-      if (!make_pipe (fds, &error))
-        goto fail;
-      self->stdout_pipe = g_unix_input_stream_new (fds[0], TRUE);
-      self->out[1].fd = fds[1];
-      g_unix_set_fd_nonblocking (fds[1], TRUE, NULL);
-    }
-
-  /* A terminal has one output: no stderr pipe. */
-  if ((flags & QLEAN_GUEST_PROCESS_FLAGS_STDERR_PIPE) &&
-      !(flags & (QLEAN_GUEST_PROCESS_FLAGS_STDERR_MERGE | QLEAN_GUEST_PROCESS_FLAGS_TERMINAL)))
-    {
-      if (!make_pipe (fds, &error))
-        goto fail;
-      self->stderr_pipe = g_unix_input_stream_new (fds[0], TRUE);
-      self->out[2].fd = fds[1];
-      g_unix_set_fd_nonblocking (fds[1], TRUE, NULL);
-    }
-
-  if (flags & QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE)
-    {
-      if (!make_pipe (fds, &error))
-        goto fail;
-      self->stdin_pipe = g_unix_output_stream_new (fds[1], TRUE);
-      self->stdin_fd = fds[0];
-      g_unix_set_fd_nonblocking (fds[0], TRUE, NULL);
+      g_task_return_error (task, error);
+      return;
     }
 
   self->spawn_task = g_object_ref (task);
@@ -479,11 +486,55 @@ qlean_guest_process_start (QleanMachine           *machine,
       qlean_guest_stream_send_data (self->stream, stdin_bytes);
       qlean_guest_stream_send_eof (self->stream);
     }
+}
 
-  return;
+QleanGuestProcess *
+qlean_guest_process_new_for_start (QleanMachine           *machine,
+                                   guint                   guest_timeout_ms,
+                                   QleanGuestProcessFlags  flags,
+                                   const char             *program,
+                                   guint                   timeout_ms,
+                                   GError                **error)
+{
+  g_autoptr(QleanGuestProcess) self = g_object_new (QLEAN_TYPE_GUEST_PROCESS, NULL);
+  int fds[2];
 
-fail:
-  g_task_return_error (task, error);
+  self->machine = g_object_ref (machine);
+  self->guest_timeout_ms = guest_timeout_ms;
+  self->program = g_strdup (program);
+  self->flags = flags;
+  self->timeout_ms = timeout_ms;
+
+  if (flags & QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE)
+    {
+      if (!make_pipe (fds, error))
+        return NULL;
+      self->stdout_pipe = g_unix_input_stream_new (fds[0], TRUE);
+      self->out[1].fd = fds[1];
+      g_unix_set_fd_nonblocking (fds[1], TRUE, NULL);
+    }
+
+  /* A terminal has one output: no stderr pipe. */
+  if ((flags & QLEAN_GUEST_PROCESS_FLAGS_STDERR_PIPE) &&
+      !(flags & (QLEAN_GUEST_PROCESS_FLAGS_STDERR_MERGE | QLEAN_GUEST_PROCESS_FLAGS_TERMINAL)))
+    {
+      if (!make_pipe (fds, error))
+        return NULL;
+      self->stderr_pipe = g_unix_input_stream_new (fds[0], TRUE);
+      self->out[2].fd = fds[1];
+      g_unix_set_fd_nonblocking (fds[1], TRUE, NULL);
+    }
+
+  if (flags & QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE)
+    {
+      if (!make_pipe (fds, error))
+        return NULL;
+      self->stdin_pipe = g_unix_output_stream_new (fds[1], TRUE);
+      self->stdin_fd = fds[0];
+      g_unix_set_fd_nonblocking (fds[0], TRUE, NULL);
+    }
+
+  return g_steal_pointer (&self);
 }
 
 /**
@@ -565,8 +616,7 @@ qlean_guest_process_signal_in_worker (gpointer user_data)
 {
   SignalData *data = user_data;
 
-  if (data->self->stream != NULL)
-    qlean_guest_stream_send_signal (data->self->stream, data->signum);
+  qlean_guest_process_kill_in_worker (data->self, data->signum);
 
   g_object_unref (data->self);
   g_free (data);
