@@ -133,6 +133,7 @@ typedef struct
   GStrv           argv;         /* argv[0] is an absolute path */
   GBytes         *stdin_bytes;  /* or NULL */
   gboolean        starting;     /* Qlean's own command before the machine is ready */
+  gint64          pid;          /* through the agent: its guest-exec, once it runs */
 } ExecData;
 
 static void
@@ -176,6 +177,12 @@ qlean_machine_exec_wait_cb (GObject      *source,
   status = qlean_qga_client_exec_wait_finish (QLEAN_QGA_CLIENT (source), result, &error);
   if (status == NULL)
     {
+      ExecData *data = g_task_get_task_data (task);
+
+      /* A cancelled command goes, with what it started (it leads its
+       * own process group), as it does through qlean-guest. */
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) && data->pid > 0)
+        qlean_guest_agent_kill (data->qga, data->pid, SIGKILL);
       g_task_return_error (task, qlean_machine_translate_agent_error (self, error));
       return;
     }
@@ -205,6 +212,7 @@ qlean_machine_exec_started_cb (GObject      *source,
       return;
     }
 
+  ((ExecData *) g_task_get_task_data (task))->pid = pid;
   cancellable = g_task_get_cancellable (task);
   qlean_qga_client_exec_wait_async (QLEAN_QGA_CLIENT (source), pid, cancellable,
                                     qlean_machine_exec_wait_cb, g_steal_pointer (&task));
@@ -252,10 +260,27 @@ qlean_machine_exec_in_worker (gpointer user_data)
       return G_SOURCE_REMOVE;
     }
 
-  qlean_qga_client_exec_async (data->qga, data->argv[0], (const char * const *) data->argv + 1,
-                               NULL, data->stdin_bytes, TRUE,
-                               g_task_get_cancellable (task),
-                               qlean_machine_exec_started_cb, g_object_ref (task));
+  /* Through the agent alone: guest-exec with capture-output, measured
+   * faster for a short command than a QleanGuestLauncher there (20 ms
+   * against 46 for `true`, bench-exec), whose output files cost more
+   * agent calls. The command leads a process group of its own (setsid,
+   * where the guest has it), so that a cancel kills what it started;
+   * its argv stays positional. */
+  {
+    g_autoptr(GPtrArray) args = g_ptr_array_new ();
+
+    g_ptr_array_add (args, (char *) "-c");
+    g_ptr_array_add (args, (char *) "command -v setsid >/dev/null 2>&1 && exec setsid -- \"$@\"; "
+                                    "exec \"$@\"");
+    g_ptr_array_add (args, (char *) "sh");
+    for (guint i = 0; data->argv[i] != NULL; i++)
+      g_ptr_array_add (args, data->argv[i]);
+    g_ptr_array_add (args, NULL);
+    qlean_qga_client_exec_async (data->qga, "/bin/sh", (const char * const *) args->pdata,
+                                 NULL, data->stdin_bytes, TRUE,
+                                 g_task_get_cancellable (task),
+                                 qlean_machine_exec_started_cb, g_object_ref (task));
+  }
 
   return G_SOURCE_REMOVE;
 }
