@@ -18,6 +18,7 @@
 
 #include <glib/gi18n-lib.h>
 
+#include "qlean-arch-private.h"
 #include "qlean-error.h"
 #include "qlean-image-object-private.h"
 #include "qlean-image-private.h"
@@ -149,7 +150,10 @@ qlean_image_prepare_file (QleanImage    *self,
 
   self->disk = g_strdup (self->source_path);
   self->disk_format = g_steal_pointer (&format);
-  self->cmdline = g_strdup ("console=ttyS0");
+  /* Used where the machine gets a kernel of its own: the guest
+   * architecture's serial console (ttyAMA0 on aarch64). */
+  self->cmdline = g_strdup_printf ("console=%s",
+                                   qlean_arch_get_info (qlean_image_get_guest_arch (self))->console);
 
   return TRUE;
 }
