@@ -60,6 +60,9 @@
 #define AGENT_READ_CHUNK (1024 * 1024)
 /* Polls back off from the first to the last while nothing comes. */
 #define AGENT_POLL_FIRST_MS 2
+/* The scripts take a few execs to reach the program: the first look
+ * for its start waits that long. */
+#define AGENT_START_FIRST_MS 8
 #define AGENT_POLL_MAX_MS 50
 /* Output queued for a pipe nobody reads: past this, the process is
  * killed, as the qlean-guest driver does (QLEAN_GUEST_RECEIVE_LIMIT). */
@@ -404,12 +407,27 @@ agent_driver_exit (QleanGuestAgentDriver *self)
   agent_driver_release (self);
 }
 
-/* Polling: reads both files, then the status, then again after a delay
- * that backs off while nothing comes. */
+/* Polling: the status, then both files (so that the round that sees
+ * the exit reads all the process wrote), then again after a delay that
+ * backs off while nothing comes; after the exit, the files alone until
+ * both are read out. */
 
 static void agent_driver_read (QleanGuestAgentDriver *self,
                                guint                  fd);
 static void agent_driver_probe (QleanGuestAgentDriver *self);
+static void agent_driver_status_cb (GObject      *source,
+                                    GAsyncResult *result,
+                                    gpointer      user_data);
+
+static void
+agent_driver_poll (QleanGuestAgentDriver *self)
+{
+  self->got_data = FALSE;
+  if (self->exit_seen)
+    agent_driver_read (self, 1);
+  else
+    qlean_qga_client_exec_status_async (self->qga, self->pid, NULL, agent_driver_status_cb, self);
+}
 
 static gboolean
 agent_driver_poll_cb (gpointer user_data)
@@ -417,8 +435,7 @@ agent_driver_poll_cb (gpointer user_data)
   QleanGuestAgentDriver *self = user_data;
 
   g_clear_pointer (&self->timer, g_source_unref);
-  self->got_data = FALSE;
-  agent_driver_read (self, 1);
+  agent_driver_poll (self);
   return G_SOURCE_REMOVE;
 }
 
@@ -467,34 +484,23 @@ agent_driver_status_cb (GObject      *source,
   if (status == NULL)
     return;
 
+  /* Once it ended, what it wrote is all in the files: this round's
+   * reads see it. */
   if (status->exited)
-    {
-      agent_driver_take_exit (self, status);
-      /* What it wrote before it ended is in the files now: one more
-       * round reads it to the end. */
-      self->got_data = FALSE;
-      agent_driver_read (self, 1);
-      return;
-    }
-
-  agent_driver_schedule (self);
+    agent_driver_take_exit (self, status);
+  agent_driver_read (self, 1);
 }
 
-/* A round of reads is over: after the exit, the end once both files are
- * read out; before it, the status. */
+/* A round of reads is over: the end once the process ended and both
+ * files are read out; else the next round. */
 static void
 agent_driver_round_done (QleanGuestAgentDriver *self)
 {
-  if (self->exit_seen)
-    {
-      if ((!self->read_out || self->done[1]) && (!self->read_err || self->done[2]))
-        agent_driver_exit (self);
-      else
-        agent_driver_schedule (self);
-      return;
-    }
-
-  qlean_qga_client_exec_status_async (self->qga, self->pid, NULL, agent_driver_status_cb, self);
+  if (self->exit_seen &&
+      (!self->read_out || self->done[1]) && (!self->read_err || self->done[2]))
+    agent_driver_exit (self);
+  else
+    agent_driver_schedule (self);
 }
 
 static void
@@ -591,8 +597,7 @@ agent_driver_started (QleanGuestAgentDriver *self)
   process->identifier = g_strdup_printf ("%" G_GINT64_FORMAT, self->pid);
   qlean_guest_process_arm_timeout (process);
   self->delay_ms = AGENT_POLL_FIRST_MS;
-  self->got_data = FALSE;
-  agent_driver_read (self, 1);
+  agent_driver_poll (self);
   g_task_return_pointer (task, g_object_ref (process), g_object_unref);
 }
 
@@ -726,7 +731,7 @@ agent_driver_exec_cb (GObject      *source,
     }
 
   self->pid = pid;
-  self->delay_ms = AGENT_POLL_FIRST_MS;
+  self->delay_ms = AGENT_START_FIRST_MS;
   self->timer = qlean_add_timeout (qlean_worker_get_context (), self->delay_ms,
                                    agent_driver_probe_cb, self);
 }
