@@ -12,7 +12,11 @@
  *     runner that shells out to ssh per command pays);
  *   - the same on one multiplexed connection (ssh -o ControlMaster);
  *   - and, for what a forward costs, ssh on a new connection through
- *     qlean_machine_forward_port() to the guest's port 22.
+ *     qlean_machine_forward_port() to the guest's port 22;
+ *   - and the same two Qlean calls on a second machine that uses the
+ *     stock QEMU guest agent alone (guest-transport "agent", its guest
+ *     without qlean-guest: qlean.noguest=1), measured while the first
+ *     one idles.
  *
  * Without dropbear, ssh or a qlean.ssh-aware init it measures Qlean alone
  * and says why. The SSH image is bench/bench-ssh.c's, as bench-compare
@@ -123,6 +127,27 @@ launch_true (QleanMachine       *machine,
     g_error ("true failed: %s", error ? error->message : "non-zero exit");
 }
 
+/* @n round trips of exec_true(), or of launch_true() when @launcher is
+ * given, each appended to @times in ms. */
+static void
+time_round_trips (QleanMachine       *machine,
+                  QleanGuestLauncher *launcher,
+                  int                 n,
+                  GArray             *times)
+{
+  for (int i = 0; i < n; i++)
+    {
+      double start = bench_now (), ms;
+
+      if (launcher != NULL)
+        launch_true (machine, launcher);
+      else
+        exec_true (machine);
+      ms = (bench_now () - start) * 1000;
+      g_array_append_val (times, ms);
+    }
+}
+
 typedef struct
 {
   const char *what;
@@ -169,6 +194,10 @@ main (int    argc,
   g_autoptr(GArray) ssh_times = g_array_new (FALSE, FALSE, sizeof (double));
   g_autoptr(GArray) mux_times = g_array_new (FALSE, FALSE, sizeof (double));
   g_autoptr(GArray) fwd_times = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(GArray) agent_exec_times = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(GArray) agent_argv_times = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(QleanMachine) agent_machine = NULL;
+  g_autoptr(QleanMachineConfig) agent_config = qlean_machine_config_new ();
   g_autofree char *missing = NULL;
   g_autofree char *control = NULL;
   g_autofree char *accel = NULL;
@@ -207,22 +236,23 @@ main (int    argc,
       exec_true (machine);
       launch_true (machine, launcher);
     }
-  for (int i = 0; i < opt_execs; i++)
-    {
-      double start = bench_now (), ms;
+  time_round_trips (machine, NULL, opt_execs, qlean_times);
+  time_round_trips (machine, launcher, opt_execs, argv_times);
 
-      exec_true (machine);
-      ms = (bench_now () - start) * 1000;
-      g_array_append_val (qlean_times, ms);
-    }
-  for (int i = 0; i < opt_execs; i++)
+  /* The agent alone, on a machine of its own. */
+  qlean_machine_config_set_guest_transport (agent_config, QLEAN_GUEST_TRANSPORT_AGENT);
+  qlean_machine_config_set_cmdline (agent_config, "qlean.noguest=1");
+  agent_machine = qlean_machine_new_with_name ("bench-exec-agent", image, agent_config);
+  if (!qlean_machine_spawn (agent_machine, NULL, &error))
+    g_error ("%s", error->message);
+  for (int i = 0; i < 10; i++)
     {
-      double start = bench_now (), ms;
-
-      launch_true (machine, launcher);
-      ms = (bench_now () - start) * 1000;
-      g_array_append_val (argv_times, ms);
+      exec_true (agent_machine);
+      launch_true (agent_machine, launcher);
     }
+  time_round_trips (agent_machine, NULL, opt_execs, agent_exec_times);
+  time_round_trips (agent_machine, launcher, opt_execs, agent_argv_times);
+  qlean_machine_kill (agent_machine, NULL, NULL);
 
   if (missing == NULL)
     {
@@ -281,6 +311,13 @@ main (int    argc,
            "median / Qlean's");
   print_figure (&q, &q);
   print_figure (&a, &q);
+  {
+    Figure ae = figure ("agent alone: qlean_machine_exec (\"true\") [sh -c]", agent_exec_times);
+    Figure aa = figure ("agent alone: QleanGuestLauncher argv {\"true\"}", agent_argv_times);
+
+    print_figure (&ae, &q);
+    print_figure (&aa, &q);
+  }
   if (missing == NULL)
     {
       Figure s = figure ("ssh, a new connection per command", ssh_times);
