@@ -216,40 +216,51 @@ GOptionEntry machine_entries[] = {
     N_("TRANSPORT") },
   /* -v as in docker run; --verbose keeps -v only before the command. */
   { "volume", 'v', 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_volumes,
-    N_("Share host directory HOST with the machine at GUEST (an absolute path), read-only with :ro; "
-       "repeatable"), N_("HOST:GUEST[:ro]") },
+    N_("Share host directory HOST with the machine at GUEST (an absolute path), read-only with :ro, "
+       "read-only and cached in the guest with :ro,cached; repeatable"), N_("HOST:GUEST[:ro[,cached]]") },
   { "share-kind", 0, 0, G_OPTION_ARG_STRING, &opt_share_kind,
     N_("How --volume folders reach the guest: auto (virtiofs where virtiofsd can run, else 9p), "
        "9p or virtiofs (default auto)"), N_("KIND") },
   { NULL }
 };
 
-/* -v HOST:GUEST[:ro|:rw]: the guest path is after the last colon once
- * the mode is taken off, so that a host path may hold colons. */
+/* -v HOST:GUEST[:ro|:rw|:ro,cached]: the guest path is after the last
+ * colon once the mode is taken off, so that a host path may hold colons. */
 static gboolean
 add_volume_option (QleanMachineConfig  *config,
                    const char          *volume,
                    GError             **error)
 {
+  static const struct { const char *suffix; QleanShareFlags flags; } modes[] = {
+    { ":ro,cached", QLEAN_SHARE_READONLY | QLEAN_SHARE_CACHED },
+    { ":ro", QLEAN_SHARE_READONLY },
+    { ":rw", QLEAN_SHARE_NONE },
+  };
   g_autofree char *spec = g_strdup (volume);
-  gboolean readonly = FALSE;
+  QleanShareFlags flags = QLEAN_SHARE_NONE;
   char *colon;
 
-  if (g_str_has_suffix (spec, ":ro") || g_str_has_suffix (spec, ":rw"))
-    {
-      readonly = g_str_has_suffix (spec, ":ro");
-      spec[strlen (spec) - 3] = '\0';
-    }
+  for (guint i = 0; i < G_N_ELEMENTS (modes); i++)
+    if (g_str_has_suffix (spec, modes[i].suffix))
+      {
+        flags = modes[i].flags;
+        spec[strlen (spec) - strlen (modes[i].suffix)] = '\0';
+        break;
+      }
   colon = strrchr (spec, ':');
-  if (colon == NULL || colon == spec || colon[1] == '\0')
+  /* The guest path is absolute: what else follows the last colon is a
+   * mode we do not know (":rw,cached", ":cached"). */
+  if (colon == NULL || colon == spec || colon[1] != '/')
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                   _("--volume takes HOST:GUEST or HOST:GUEST:ro, not “%s”"), volume);
+                   _("--volume takes HOST:GUEST, HOST:GUEST:ro or HOST:GUEST:ro,cached, with GUEST "
+                     "an absolute path, not “%s”"),
+                   volume);
       return FALSE;
     }
   *colon = '\0';
 
-  return qlean_machine_config_add_share (config, spec, colon + 1, readonly, error);
+  return qlean_machine_config_add_share_full (config, spec, colon + 1, flags, error);
 }
 
 /* --share-kind auto|9p|virtiofs */

@@ -39,8 +39,9 @@ echo "qlean --quiet, --verbose and run --json work"
 # --- -v: host folders in the guest, read-write and read-only ---
 mkdir -p "$scratch/share"
 echo from-host > "$scratch/share/in"
-"$qlean" run -v "$scratch/share:/mnt/s" -v "$scratch/share/:/mnt/r:ro" -- \
-  sh -c 'cat /mnt/s/in; echo from-guest > /mnt/s/out; touch /mnt/r/x 2>&1; true' >"$scratch/out" 2>"$scratch/err"
+"$qlean" run -v "$scratch/share:/mnt/s" -v "$scratch/share/:/mnt/r:ro" -v "$scratch/share:/mnt/c:ro,cached" -- \
+  sh -c 'cat /mnt/s/in; echo from-guest > /mnt/s/out; touch /mnt/r/x 2>&1; touch /mnt/c/y 2>&1; cat /mnt/c/in; true' \
+  >"$scratch/out" 2>"$scratch/err"
 status=$?
 if [ $status -ne 0 ] && grep -q 'need a guest kernel with 9p' "$scratch/err"; then
   echo "run -v not run: $(cat "$scratch/err")"
@@ -50,8 +51,12 @@ else
   grep -q 'Read-only file system' "$scratch/out" || { echo "run -v :ro was writable: $(cat "$scratch/out")"; exit 1; }
   [ "$(cat "$scratch/share/out" 2>/dev/null)" = from-guest ] || { echo "run -v: the guest's file is not on the host"; exit 1; }
   [ ! -e "$scratch/share/x" ] || { echo "run -v :ro let the guest create a file"; exit 1; }
+  [ ! -e "$scratch/share/y" ] || { echo "run -v :ro,cached let the guest create a file"; exit 1; }
+  [ "$(grep -cx from-host "$scratch/out")" -eq 2 ] || { echo "run -v :ro,cached: the guest did not read the host's file: $(cat "$scratch/out")"; exit 1; }
   echo "run -v shares host folders"
 fi
+"$qlean" run -v "$scratch/share:/mnt/c:rw,cached" -- true 2>"$scratch/err"
+[ $? -eq 2 ] || { echo "run -v :rw,cached was taken: $(cat "$scratch/err")"; exit 1; }
 "$qlean" run -v "$scratch/no-such-dir:/mnt/s" -- true 2>"$scratch/err"
 [ $? -eq 2 ] && grep -q "no-such-dir" "$scratch/err" || { echo "run -v with a missing folder: $(cat "$scratch/err")"; exit 1; }
 
