@@ -148,6 +148,33 @@ time_round_trips (QleanMachine       *machine,
     }
 }
 
+/* The same two Qlean calls on a machine of @image that uses the guest
+ * agent alone, its guest without qlean-guest. */
+static void
+time_agent_alone (QleanImage         *image,
+                  QleanGuestLauncher *launcher,
+                  GArray             *exec_times,
+                  GArray             *argv_times)
+{
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+
+  qlean_machine_config_set_guest_transport (config, QLEAN_GUEST_TRANSPORT_AGENT);
+  qlean_machine_config_set_cmdline (config, "qlean.noguest=1");
+  machine = qlean_machine_new_with_name ("bench-exec-agent", image, config);
+  if (!qlean_machine_spawn (machine, NULL, &error))
+    g_error ("%s", error->message);
+  for (int i = 0; i < 10; i++)
+    {
+      exec_true (machine);
+      launch_true (machine, launcher);
+    }
+  time_round_trips (machine, NULL, opt_execs, exec_times);
+  time_round_trips (machine, launcher, opt_execs, argv_times);
+  qlean_machine_kill (machine, NULL, NULL);
+}
+
 typedef struct
 {
   const char *what;
@@ -196,8 +223,6 @@ main (int    argc,
   g_autoptr(GArray) fwd_times = g_array_new (FALSE, FALSE, sizeof (double));
   g_autoptr(GArray) agent_exec_times = g_array_new (FALSE, FALSE, sizeof (double));
   g_autoptr(GArray) agent_argv_times = g_array_new (FALSE, FALSE, sizeof (double));
-  g_autoptr(QleanMachine) agent_machine = NULL;
-  g_autoptr(QleanMachineConfig) agent_config = qlean_machine_config_new ();
   g_autofree char *missing = NULL;
   g_autofree char *control = NULL;
   g_autofree char *accel = NULL;
@@ -239,20 +264,7 @@ main (int    argc,
   time_round_trips (machine, NULL, opt_execs, qlean_times);
   time_round_trips (machine, launcher, opt_execs, argv_times);
 
-  /* The agent alone, on a machine of its own. */
-  qlean_machine_config_set_guest_transport (agent_config, QLEAN_GUEST_TRANSPORT_AGENT);
-  qlean_machine_config_set_cmdline (agent_config, "qlean.noguest=1");
-  agent_machine = qlean_machine_new_with_name ("bench-exec-agent", image, agent_config);
-  if (!qlean_machine_spawn (agent_machine, NULL, &error))
-    g_error ("%s", error->message);
-  for (int i = 0; i < 10; i++)
-    {
-      exec_true (agent_machine);
-      launch_true (agent_machine, launcher);
-    }
-  time_round_trips (agent_machine, NULL, opt_execs, agent_exec_times);
-  time_round_trips (agent_machine, launcher, opt_execs, agent_argv_times);
-  qlean_machine_kill (agent_machine, NULL, NULL);
+  time_agent_alone (image, launcher, agent_exec_times, agent_argv_times);
 
   if (missing == NULL)
     {
