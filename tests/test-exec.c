@@ -663,16 +663,15 @@ typedef struct
   guint       index;
 } OneExec;
 
+/* Counts @exec_result right when it is @one's: its word and index on
+ * stdout, its index as the status. */
 static void
-one_exec_cb (GObject      *source,
-             GAsyncResult *result,
-             gpointer      user_data)
+one_done (OneExec         *one,
+          const char      *word,
+          QleanExecResult *exec_result,
+          GError          *error)
 {
-  OneExec *one = user_data;
-  g_autoptr(GError) error = NULL;
-  g_autoptr(QleanExecResult) exec_result = qlean_machine_exec_finish (QLEAN_MACHINE (source), result,
-                                                                      &error);
-  g_autofree char *expected = g_strdup_printf ("caller-%u\n", one->index);
+  g_autofree char *expected = g_strdup_printf ("%s-%u\n", word, one->index);
   g_autofree char *out = NULL;
 
   g_assert_no_error (error);
@@ -680,7 +679,7 @@ one_exec_cb (GObject      *source,
   if (g_str_equal (out, expected) && qlean_exec_result_get_exit_status (exec_result) == (int) one->index)
     one->all->right++;
   else
-    g_string_append_printf (one->all->log, "caller %u got “%s”, status %d\n", one->index, out,
+    g_string_append_printf (one->all->log, "%s %u got “%s”, status %d\n", word, one->index, out,
                             qlean_exec_result_get_exit_status (exec_result));
 
   if (--one->all->pending == 0)
@@ -689,28 +688,27 @@ one_exec_cb (GObject      *source,
 }
 
 static void
+one_exec_cb (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QleanExecResult) exec_result = qlean_machine_exec_finish (QLEAN_MACHINE (source), result,
+                                                                      &error);
+
+  one_done (user_data, "caller", exec_result, error);
+}
+
+static void
 one_run_cb (GObject      *source,
             GAsyncResult *result,
             gpointer      user_data)
 {
-  OneExec *one = user_data;
   g_autoptr(GError) error = NULL;
   g_autoptr(QleanExecResult) exec_result = qlean_guest_launcher_run_finish (QLEAN_GUEST_LAUNCHER (source),
                                                                             result, &error);
-  g_autofree char *expected = g_strdup_printf ("process-%u\n", one->index);
-  g_autofree char *out = NULL;
 
-  g_assert_no_error (error);
-  out = qlean_exec_result_get_stdout_text (exec_result);
-  if (g_str_equal (out, expected) && qlean_exec_result_get_exit_status (exec_result) == (int) one->index)
-    one->all->right++;
-  else
-    g_string_append_printf (one->all->log, "process %u got “%s”, status %d\n", one->index, out,
-                            qlean_exec_result_get_exit_status (exec_result));
-
-  if (--one->all->pending == 0)
-    g_main_loop_quit (one->all->loop);
-  g_free (one);
+  one_done (user_data, "process", exec_result, error);
 }
 
 /* 16 commands in flight, finishing in another order than they started,
