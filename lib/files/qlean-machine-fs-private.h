@@ -92,8 +92,8 @@ typedef struct
   QleanFsAction  action;
   QleanFsResult  kind;
   gboolean       port_only;    /* GET, PUT: never through the agent */
-
   QleanMachineRun *run;        /* the run the call goes to (set by qlean_fs_request_async) */
+
   /* worker */
   GByteArray       *collected;
   GBytes           *done;
