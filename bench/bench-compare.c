@@ -36,6 +36,7 @@ static int opt_pool = 8;
 static char *opt_sizes = NULL;
 static char *opt_results = NULL;
 static char *opt_pool_bench = NULL;
+static char *opt_shares_bench = NULL;
 static char *opt_workdir = NULL;
 static char *opt_only = NULL;
 
@@ -46,9 +47,10 @@ static const GOptionEntry entries[] = {
   { "sizes", 0, 0, G_OPTION_ARG_STRING, &opt_sizes, "Transfer sizes in MiB (default 1,64,512)", "LIST" },
   { "pool", 0, 0, G_OPTION_ARG_INT, &opt_pool, "Machines started together (default 8; 0 skips)", "N" },
   { "pool-bench", 0, 0, G_OPTION_ARG_FILENAME, &opt_pool_bench, "bench-pool program to run for QleanPool's figure", "PATH" },
+  { "shares-bench", 0, 0, G_OPTION_ARG_FILENAME, &opt_shares_bench, "bench-shares program to run for shared folders (9p, virtiofs) against uploads", "PATH" },
   { "results", 0, 0, G_OPTION_ARG_FILENAME, &opt_results, "Also write the results as Markdown here", "FILE" },
   { "workdir", 0, 0, G_OPTION_ARG_FILENAME, &opt_workdir, "Where the SSH image and keys go (default: a temporary directory)", "DIR" },
-  { "only", 0, 0, G_OPTION_ARG_STRING, &opt_only, "Run only these parts: boot,exec,transfers,trees,memory,many (default all)", "LIST" },
+  { "only", 0, 0, G_OPTION_ARG_STRING, &opt_only, "Run only these parts: boot,exec,transfers,trees,memory,many,shares (default all)", "LIST" },
   { NULL }
 };
 
@@ -891,21 +893,48 @@ bench_many (void)
           guint last = g_strv_length (lines) - 1;
           g_auto(GStrv) fields = g_strsplit_set (g_strstrip (lines[last]), " ", -1);
           g_autoptr(GPtrArray) words = g_ptr_array_new ();
+          guint ready = 1;
 
           for (guint i = 0; fields[i] != NULL; i++)
             if (*fields[i] != '\0')
               g_ptr_array_add (words, fields[i]);
-          if (words->len >= 2)
+          /* Its last line: machines, then (since memory templates) a
+           * yes/no template column, then the time to ready. */
+          if (words->len >= 2 && (g_str_equal (g_ptr_array_index (words, 1), "yes") ||
+                                  g_str_equal (g_ptr_array_index (words, 1), "no")))
+            ready = 2;
+
+          if (words->len > ready)
             {
               g_autofree char *w = g_strdup_printf ("QleanPool of %d with its network -> spawn_all done "
                                                     "(bench/pool)", opt_pool);
-              g_autofree char *t = g_strdup_printf ("%s s", (char *) g_ptr_array_index (words, 1));
+              g_autofree char *t = g_strdup_printf ("%s s", (char *) g_ptr_array_index (words, ready));
 
               add_row (w, t, "", "", "", -1);
             }
           note ("bench/pool %d said:\n\n```\n%s\n```\n", opt_pool, out);
         }
     }
+}
+
+/* Shared folders: bench-shares measures 9p and virtiofs against
+ * uploads in a run of its own; its table goes into the notes whole. */
+static void
+bench_shares (void)
+{
+  const char *argv[] = { opt_shares_bench, "--rounds", "3", NULL };
+  g_autoptr(GError) error = NULL;
+  g_autofree char *out = NULL;
+
+  if (opt_shares_bench == NULL || !g_file_test (opt_shares_bench, G_FILE_TEST_IS_EXECUTABLE))
+    return;
+
+  g_printerr ("Shared folders (bench/shares)...\n");
+  out = bench_run_capture (argv, &error);
+  if (out == NULL)
+    note ("bench/shares failed: %s", error->message);
+  else
+    note ("bench/shares --rounds 3 said:\n\n```\n%s\n```\n", g_strstrip (out));
 }
 
 /* Output */
@@ -1009,12 +1038,14 @@ main (int    argc,
 
   if (opt_only != NULL)
     {
-      const char *known[] = { "boot", "exec", "transfers", "trees", "memory", "many", NULL };
+      const char *known[] = { "boot", "exec", "transfers", "trees", "memory", "many", "shares",
+                              NULL };
       g_auto(GStrv) parts = g_strsplit (opt_only, ",", -1);
 
       for (guint i = 0; parts[i] != NULL; i++)
         if (!g_strv_contains (known, parts[i]))
-          g_error ("--only: unknown part “%s” (boot, exec, transfers, trees, memory, many)", parts[i]);
+          g_error ("--only: unknown part “%s” (boot, exec, transfers, trees, memory, many, shares)",
+                   parts[i]);
     }
 
   if (wanted ("boot"))
@@ -1038,6 +1069,8 @@ main (int    argc,
     bench_memory ();
   if (wanted ("many"))
     bench_many ();
+  if (wanted ("shares"))
+    bench_shares ();
 
   g_print ("\n%-52s | %-22s | %-22s | %-11s | %-16s |\n", "Measure", "Qlean", "SSH", "SSH / Qlean", "Target");
   for (guint i = 0; i < rows->len; i++)
