@@ -13,11 +13,21 @@ import pytest  # noqa: E402
 from conftest import finish, require_machines, run_main_loop  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def async_machine():
+@pytest.fixture(scope="module", params=["auto", "agent"])
+def async_machine(request):
+    """Every test twice: over qlean-guest (auto), and over the stock agent
+    alone in a guest without qlean-guest (qlean.noguest=1)."""
     require_machines()
-    m = Qlean.Machine.new(None, None)
+    config = Qlean.MachineConfig.new()
+    if request.param == "agent":
+        config.set_guest_transport(Qlean.GuestTransport.AGENT)
+        config.set_cmdline("qlean.noguest=1")
+    m = Qlean.Machine.new(None, config)
     assert run_main_loop(lambda done: m.spawn_async(None, finish(done, m.spawn_finish))) is True
+    if request.param == "agent":
+        assert m.get_guest_transport() == Qlean.GuestTransport.AGENT
+    else:
+        assert m.get_guest_transport() == Qlean.GuestTransport.QLEAN_GUEST
     yield m
     if m.get_state() in (Qlean.MachineState.RUNNING, Qlean.MachineState.PAUSED):
         m.kill(None)
