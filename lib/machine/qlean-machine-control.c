@@ -266,6 +266,14 @@ qlean_machine_exec_in_worker (gpointer user_data)
    * agent calls. The command leads a process group of its own (setsid,
    * where the guest has it), so that a cancel kills what it started;
    * its argv stays positional. */
+  if (data->qga == NULL)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Cannot run a command on machine “%s”: it has no agent connection"),
+                               self->name);
+      return G_SOURCE_REMOVE;
+    }
+
   {
     g_autoptr(GPtrArray) args = g_ptr_array_new ();
 
@@ -357,14 +365,8 @@ qlean_machine_exec_full_async (QleanMachine        *self,
   data->starting = starting;
   g_task_set_task_data (task, data, (GDestroyNotify) exec_data_free);
 
-  if (data->qga == NULL)
-    {
-      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
-                               _("Cannot run a command on machine “%s”: it has no agent connection"),
-                               self->name);
-      return;
-    }
-
+  /* An attached machine shared through qlean-guest has no agent of its
+   * own: the worker sees which way the command goes. */
   qlean_worker_invoke (qlean_machine_exec_in_worker, g_steal_pointer (&task), g_object_unref);
 }
 
