@@ -43,6 +43,18 @@ JsonNode *qlean_qga_client_command_finish         (QleanQgaClient      *self,
                                                    GAsyncResult        *result,
                                                    GError             **error);
 
+/* @command as it is, for the agent proxy: completes with the agent's
+ * whole reply object (`return` or `error`, the id taken out); fails only
+ * when no reply came (closed, timed out, a garbled line). */
+void        qlean_qga_client_execute_raw_async  (QleanQgaClient      *self,
+                                                 const char          *command,
+                                                 JsonObject          *arguments,
+                                                 GAsyncReadyCallback  callback,
+                                                 gpointer             user_data);
+JsonObject *qlean_qga_client_execute_raw_finish (QleanQgaClient      *self,
+                                                 GAsyncResult        *result,
+                                                 GError             **error);
+
 /* The guest was reset (QMP RESET): the call in flight fails now (a
  * pending guest-shutdown succeeds), and the next one resyncs first. */
 void qlean_qga_client_notify_reset (QleanQgaClient *self);

@@ -47,6 +47,7 @@ typedef enum
 {
   ITEM_COMMAND,
   ITEM_SYNC,      /* an explicit sync_async() */
+  ITEM_RAW,       /* the whole reply, error or not (the agent proxy's) */
 } ItemKind;
 
 typedef enum
@@ -379,6 +380,17 @@ qlean_qga_client_line_cb (GObject      *owner,
        g_strcmp0 (json_node_get_string (id_node), item->id) != 0))
     {
       g_debug ("Guest agent reply with a foreign id ignored");
+      return;
+    }
+
+  if (item->kind == ITEM_RAW)
+    {
+      g_autoptr(JsonNode) whole = json_node_new (JSON_NODE_OBJECT);
+
+      /* Without our id: the proxy's client gave none of its own. */
+      json_object_remove_member (message, "id");
+      json_node_take_object (whole, g_steal_pointer (&message));
+      qlean_qga_client_finish_in_flight (self, whole, NULL);
       return;
     }
 
@@ -1061,6 +1073,34 @@ qlean_qga_client_execute_async (QleanQgaClient      *self,
   qlean_qga_client_submit (self, ITEM_COMMAND, command, arguments, FALSE, 0,
                            cancellable, qlean_qga_client_execute_async,
                            callback, user_data);
+}
+
+void
+qlean_qga_client_execute_raw_async (QleanQgaClient      *self,
+                                    const char          *command,
+                                    JsonObject          *arguments,
+                                    GAsyncReadyCallback  callback,
+                                    gpointer             user_data)
+{
+  qlean_qga_client_submit (self, ITEM_RAW, command, arguments, FALSE, 0, NULL,
+                           qlean_qga_client_execute_raw_async, callback, user_data);
+}
+
+JsonObject *
+qlean_qga_client_execute_raw_finish (QleanQgaClient  *self,
+                                     GAsyncResult    *result,
+                                     GError         **error)
+{
+  g_autoptr(JsonNode) whole = NULL;
+
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_qga_client_execute_raw_async), NULL);
+
+  whole = g_task_propagate_pointer (G_TASK (result), error);
+  if (whole == NULL)
+    return NULL;
+
+  return json_object_ref (json_node_get_object (whole));
 }
 
 /**

@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include <qlean/qlean.h>
+#include <glib/gstdio.h>
+
 #include "test-common.h"
 #include "test-exec.h"
 
@@ -1125,6 +1127,97 @@ test_agent_fallback (void)
   g_assert_no_error (spawn_error);
 }
 
+/* A machine shared with other processes, as `qlean start` does: what is
+ * attached runs commands and processes and moves files, through a relay
+ * of qlean-guest's channel or, on the agent alone, through a proxy of
+ * the agent (which a marker file beside the socket announces); the share
+ * ends with the machine and leaves nothing behind. Its own machine, as
+ * it stops it. */
+static void
+test_share_attach (void)
+{
+  const char *argv[] = { "sh", "-c", "echo \"$GREETING\"; pwd", NULL };
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(QleanMachine) attached = NULL;
+  g_autoptr(QleanExecResult) result = NULL;
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(GBytes) contents = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = NULL;
+  g_autofree char *socket_path = NULL;
+  g_autofree char *other_path = NULL;
+  g_autofree char *marker = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+
+  if (!test_have_qemu ())
+    return;
+
+  if (on_agent ())
+    {
+      qlean_machine_config_set_guest_transport (config, QLEAN_GUEST_TRANSPORT_AGENT);
+      qlean_machine_config_set_cmdline (config, "qlean.noguest=1");
+    }
+  machine = qlean_machine_new_with_name ("exec-shared", NULL, config);
+  qlean_machine_spawn (machine, NULL, &error);
+  g_assert_no_error (error);
+
+  dir = g_dir_make_tmp ("qlean-test-share-XXXXXX", &error);
+  g_assert_no_error (error);
+  socket_path = g_build_filename (dir, "ctl.sock", NULL);
+  other_path = g_build_filename (dir, "other.sock", NULL);
+  marker = g_strconcat (socket_path, ".agent", NULL);
+  g_assert_true (qlean_machine_share (machine, socket_path, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (g_file_test (marker, G_FILE_TEST_EXISTS), ==, on_agent ());
+  g_assert_false (qlean_machine_share (machine, other_path, &error));
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE);
+  g_clear_error (&error);
+
+  attached = qlean_machine_attach ("exec-shared", socket_path, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (qlean_machine_get_guest_transport (attached), ==,
+                   on_agent () ? QLEAN_GUEST_TRANSPORT_AGENT : QLEAN_GUEST_TRANSPORT_QLEAN_GUEST);
+
+  result = qlean_machine_exec (attached, "echo out; echo err >&2; hostname; exit 4", NULL, &error);
+  g_assert_no_error (error);
+  out = qlean_exec_result_get_stdout_text (result);
+  err = qlean_exec_result_get_stderr_text (result);
+  g_assert_cmpstr (out, ==, "out\nexec-shared\n");
+  g_assert_cmpstr (err, ==, "err\n");
+  g_assert_cmpint (qlean_exec_result_get_exit_status (result), ==, 4);
+  g_clear_object (&result);
+  g_clear_pointer (&out, g_free);
+
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_NONE);
+  qlean_guest_launcher_setenv (launcher, "GREETING", "through the share", TRUE);
+  qlean_guest_launcher_set_cwd (launcher, "/tmp");
+  result = qlean_guest_launcher_run (launcher, attached, argv, NULL, &error);
+  g_assert_no_error (error);
+  out = qlean_exec_result_get_stdout_text (result);
+  g_assert_cmpstr (out, ==, "through the share\n/tmp\n");
+
+  /* Files go to the owner's guest. */
+  contents = g_bytes_new_static ("shared\n", 7);
+  g_assert_true (qlean_machine_write (attached, "/tmp/shared.txt", contents, NULL, &error));
+  g_assert_no_error (error);
+  g_clear_pointer (&contents, g_bytes_unref);
+  contents = qlean_machine_read (machine, "/tmp/shared.txt", NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpmem (g_bytes_get_data (contents, NULL), g_bytes_get_size (contents), "shared\n", 7);
+
+  /* Dropping what is attached only disconnects. */
+  g_clear_object (&attached);
+  g_assert_cmpint (qlean_machine_get_state (machine), ==, QLEAN_MACHINE_STATE_RUNNING);
+
+  g_assert_true (qlean_machine_shutdown (machine, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_false (g_file_test (socket_path, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (marker, G_FILE_TEST_EXISTS));
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
 int
 main (int argc,
       char **argv)
@@ -1149,6 +1242,7 @@ main (int argc,
   g_test_add_func ("/exec/output/capped", test_capped_output);
   g_test_add_func ("/exec/output/unread-pipe", test_unread_pipe);
   g_test_add_func ("/exec/errors/not-found", test_not_found);
+  g_test_add_func ("/exec/share/attach", test_share_attach);
   /* Last but for the CLI's own machine: it takes qlean-guest away a while. */
   g_test_add_func ("/exec/transport", test_agent_fallback);
   g_test_add_func ("/exec/cli/start-exec-ls-stop", test_cli_cycle);

@@ -358,9 +358,10 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * user, fixed stdin, timeouts, signals) and every file call and
    * transfer work, each a few guest agent commands (tens of milliseconds
    * under TCG), with file times in whole seconds and paths that must be
-   * UTF-8 (the agent speaks JSON). Sharing the machine (`qlean start`),
-   * a process's stdin pipe or terminal, and port forwarding need
-   * qlean-guest: they fail with an error that says so.
+   * UTF-8 (the agent speaks JSON); such a machine is shared
+   * ([method@Machine.share], `qlean start`) as its agent. A process's
+   * stdin pipe or terminal and port forwarding need qlean-guest: they
+   * fail with an error that says so.
    *
    * Since: 0.1
    */

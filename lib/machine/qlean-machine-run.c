@@ -468,8 +468,8 @@ get_guest_channel_in_worker (gpointer user_data)
       g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
                                _("machine “%s” reaches its guest through the QEMU guest agent "
                                  "alone (guest-transport “agent”), and this needs qlean-guest "
-                                 "(sharing the machine, a process's stdin pipe or "
-                                 "terminal, port forwarding); use transport “auto” or "
+                                 "(a process's stdin pipe or terminal, port forwarding); "
+                                 "use transport “auto” or "
                                  "“qlean-guest” for it"),
                                run->name);
       return G_SOURCE_REMOVE;

@@ -21,6 +21,7 @@
 #include "qlean-error.h"
 #include "qlean-machine-object-private.h"
 #include "qlean-machine-virtiofs-private.h"
+#include "qlean-qga-proxy-private.h"
 #include "qlean-image-private.h"
 #include "qlean-sync-private.h"
 #include "qlean-task-private.h"
@@ -187,6 +188,75 @@ qlean_machine_prepare_shares (QleanMachine *self)
 
 /* Sharing a running machine with other processes */
 
+/* A machine that reaches its guest through the stock agent alone is
+ * shared through a proxy of its agent (qlean-qga-proxy.c) instead of a
+ * relay of qlean-guest's channel; a file beside the socket, named after
+ * it with this suffix, tells qlean_machine_attach() which of the two
+ * answers there. */
+#define AGENT_SHARE_SUFFIX ".agent"
+#define AGENT_SHARE_KEY "qlean-agent-share"
+
+typedef struct
+{
+  QleanQgaProxy *proxy;
+  char          *marker;
+} AgentShare;
+
+static gboolean
+agent_share_free_in_worker (gpointer user_data)
+{
+  AgentShare *share = user_data;
+
+  qlean_qga_proxy_free (share->proxy);
+  g_unlink (share->marker);
+  g_free (share->marker);
+  g_free (share);
+  return G_SOURCE_REMOVE;
+}
+
+/* The run's data ends on the worker when the run is released, or
+ * wherever its last reference goes: the proxy lives on the worker. */
+static void
+agent_share_free (gpointer data)
+{
+  if (qlean_worker_is_current ())
+    agent_share_free_in_worker (data);
+  else
+    qlean_worker_invoke (agent_share_free_in_worker, data, NULL);
+}
+
+/* Worker thread: shares @self, whose run uses the agent alone, on
+ * @path. */
+static gboolean
+qlean_machine_share_agent (QleanMachine  *self,
+                           const char    *path,
+                           GError       **error)
+{
+  g_autofree char *marker = g_strconcat (path, AGENT_SHARE_SUFFIX, NULL);
+  g_autoptr(QleanQgaProxy) proxy = NULL;
+  AgentShare *share;
+
+  if (qlean_machine_run_get_data (self->run, AGENT_SHARE_KEY) != NULL)
+    {
+      g_set_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                   _("Machine “%s” is already shared"), self->name);
+      return FALSE;
+    }
+
+  proxy = qlean_qga_proxy_new (self->run->qga, path, error);
+  if (proxy == NULL || !g_file_set_contents (marker, "", 0, error))
+    {
+      g_prefix_error (error, _("Cannot share machine “%s” on %s: "), self->name, path);
+      return FALSE;
+    }
+
+  share = g_new0 (AgentShare, 1);
+  share->proxy = g_steal_pointer (&proxy);
+  share->marker = g_steal_pointer (&marker);
+  qlean_machine_run_set_data (self->run, AGENT_SHARE_KEY, share, agent_share_free);
+  return TRUE;
+}
+
 typedef struct
 {
   char   *path;
@@ -245,6 +315,17 @@ qlean_machine_share_in_worker (gpointer user_data)
 {
   GTask *task = user_data;
   QleanMachine *self = g_task_get_source_object (task);
+  GError *error = NULL;
+
+  if (qlean_machine_run_uses_agent_only (self->run))
+    {
+      if (qlean_machine_share_agent (self, g_task_get_task_data (task), &error))
+        g_task_return_boolean (task, TRUE);
+      else
+        g_task_return_error (task, error);
+      g_object_unref (task);
+      return G_SOURCE_REMOVE;
+    }
 
   qlean_machine_run_get_guest_channel_async (self->run, NULL, qlean_machine_share_channel_cb, task);
   return G_SOURCE_REMOVE;
@@ -262,6 +343,11 @@ qlean_machine_share_in_worker (gpointer user_data)
  * [func@Machine.attach] does, while this process keeps owning QEMU. This
  * is how `qlean start` serves `qlean exec`. The socket is mode 0600 and
  * goes away when the machine stops.
+ *
+ * A machine on the stock guest agent alone
+ * ([property@Machine:guest-transport] “agent”) is shared as its agent:
+ * what is attached to it has the agent transport too. A file named after
+ * the socket with “.agent” appended marks such a share.
  *
  * Returns: %TRUE when the machine is shared
  *
@@ -315,12 +401,52 @@ qlean_machine_attach_hello_cb (GObject      *source,
   g_task_return_pointer (task, g_object_ref (self), g_object_unref);
 }
 
+static void
+qlean_machine_attach_synced_cb (GObject      *source,
+                                GAsyncResult *result,
+                                gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = g_task_get_task_data (task);
+  GError *error = NULL;
+
+  if (!qlean_qga_client_sync_finish (QLEAN_QGA_CLIENT (source), result, &error))
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                               _("Machine “%s” does not answer: %s"), self->name, error->message);
+      g_error_free (error);
+      return;
+    }
+
+  /* A machine shared as its agent has nothing but the agent. */
+  g_atomic_int_set (&self->run->guest_transport, QLEAN_GUEST_TRANSPORT_AGENT);
+  qlean_machine_set_state (self, QLEAN_MACHINE_STATE_RUNNING);
+  g_task_return_pointer (task, g_object_ref (self), g_object_unref);
+}
+
+/* Worker thread: @stream leads to a proxy of the machine's agent. */
+static void
+qlean_machine_attach_agent (QleanMachine *self,
+                            GIOStream    *stream,
+                            GTask        *task)
+{
+  g_mutex_lock (&self->lock);
+  g_mutex_lock (&self->run->lock);
+  self->run->qga = qlean_qga_client_new (stream);
+  g_mutex_unlock (&self->run->lock);
+  g_mutex_unlock (&self->lock);
+
+  qlean_qga_client_sync_async (self->run->qga, 5000, g_task_get_cancellable (task),
+                               qlean_machine_attach_synced_cb, g_object_ref (task));
+}
+
 static gboolean
 qlean_machine_attach_in_worker (gpointer user_data)
 {
   GTask *task = user_data;
   QleanMachine *self = g_task_get_task_data (task);
   const char *path = g_object_get_data (G_OBJECT (task), "qlean-path");
+  g_autofree char *marker = g_strconcat (path, AGENT_SHARE_SUFFIX, NULL);
   g_autoptr(GIOStream) stream = NULL;
   GError *error = NULL;
 
@@ -331,6 +457,12 @@ qlean_machine_attach_in_worker (gpointer user_data)
                                _("Cannot reach machine “%s” at %s: %s"), self->name, path,
                                error->message);
       g_error_free (error);
+      return G_SOURCE_REMOVE;
+    }
+
+  if (g_file_test (marker, G_FILE_TEST_EXISTS))
+    {
+      qlean_machine_attach_agent (self, stream, task);
       return G_SOURCE_REMOVE;
     }
 

@@ -60,6 +60,27 @@ fi
 "$qlean" run -v "$scratch/no-such-dir:/mnt/s" -- true 2>"$scratch/err"
 [ $? -eq 2 ] && grep -q "no-such-dir" "$scratch/err" || { echo "run -v with a missing folder: $(cat "$scratch/err")"; exit 1; }
 
+# --- a started machine on the stock agent alone: exec, cp and stop ---
+# It is shared as its agent (a proxy, marked by ctl.sock.agent).
+trap '"$qlean" --quiet stop agent-only >/dev/null 2>&1; rm -rf "$scratch"' EXIT
+"$qlean" --quiet start --transport agent agent-only 2>"$scratch/err" ||
+  { echo "start --transport agent failed: $(cat "$scratch/err")"; exit 1; }
+"$qlean" exec agent-only -- sh -c 'hostname; echo err >&2; exit 5' >"$scratch/out" 2>"$scratch/err"
+status=$?
+[ $status -eq 5 ] && grep -qx agent-only "$scratch/out" && grep -qx err "$scratch/err" ||
+  { echo "exec on the agent-only machine: status $status, out $(cat "$scratch/out"), err $(cat "$scratch/err")"; exit 1; }
+mkdir -p "$scratch/tree/d" && echo leaf > "$scratch/tree/d/f"
+"$qlean" cp -r "$scratch/tree" agent-only:/tmp/tree && "$qlean" cp -r agent-only:/tmp/tree "$scratch/back" ||
+  { echo "cp -r over the agent-only machine failed"; exit 1; }
+[ "$(cat "$scratch/back/d/f")" = leaf ] || { echo "cp -r over the agent alone lost the tree"; exit 1; }
+"$qlean" exec -t agent-only -- true 2>"$scratch/err"
+[ $? -eq 125 ] && grep -q 'needs qlean-guest' "$scratch/err" || { echo "exec -t on the agent alone: $(cat "$scratch/err")"; exit 1; }
+"$qlean" --quiet stop agent-only || { echo "stop agent-only failed"; exit 1; }
+[ ! -e "${QLEAN_RUN_DIR:?the test environment sets QLEAN_RUN_DIR}/machines/agent-only" ] ||
+  { echo "the agent-only machine's directory was left"; ls -la "$QLEAN_RUN_DIR/machines/agent-only"; exit 1; }
+trap 'rm -rf "$scratch"' EXIT
+echo "qlean start --transport agent serves exec and cp"
+
 # --- named networks: qlean start --network, --bridge, and ls ---
 run_dir=${QLEAN_RUN_DIR:?the test environment sets QLEAN_RUN_DIR}
 trap '"$qlean" --quiet stop net-a net-b >/dev/null 2>&1; rm -rf "$scratch"' EXIT
