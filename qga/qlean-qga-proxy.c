@@ -213,9 +213,13 @@ proxy_client_closed_cb (GObject      *owner,
                         const GError *error)
 {
   ProxyClient *client = PROXY_CLIENT (owner);
+  QleanQgaProxy *proxy = g_steal_pointer (&client->proxy);
 
-  if (client->proxy != NULL)
-    g_ptr_array_remove (client->proxy->clients, client);
+  /* A request still at the agent comes back to a client that passes
+   * nothing more on, whether or not the proxy is still there. */
+  g_queue_clear_full (&client->pending, (GDestroyNotify) g_bytes_unref);
+  if (proxy != NULL)
+    g_ptr_array_remove (proxy->clients, client);
 }
 
 static gboolean
