@@ -251,22 +251,6 @@ qlean_qga_client_closed_cb (GObject      *owner,
   g_source_unref (source);
 }
 
-static int
-qlean_qga_error_code_from_reply (const char *klass,
-                                 const char *desc)
-{
-  if (g_strcmp0 (klass, "CommandNotFound") == 0)
-    {
-      /* The agent reports a command it knows but was told not to run
-       * (--block-rpcs, --allow-rpcs) with this same class. */
-      if (desc != NULL && strstr (desc, "disabled") != NULL)
-        return QLEAN_QGA_ERROR_COMMAND_DISABLED;
-      return QLEAN_QGA_ERROR_COMMAND_NOT_FOUND;
-    }
-
-  return QLEAN_QGA_ERROR_FAILED;
-}
-
 /* The in-flight reply is garbled or late: fail the call, and make sure
  * the next one first finds the stream's true position again. */
 static void
@@ -396,20 +380,8 @@ qlean_qga_client_line_cb (GObject      *owner,
 
   if (json_object_has_member (message, "error"))
     {
-      /* Never trust the shape: an "error" that is no object, or a class
-       * or description that is no string, reads as a GenericError. */
-      JsonObject *err = qlean_json_get_object (message, "error");
-      const char *klass = qlean_json_get_string (err, "class");
-      const char *desc = qlean_json_get_string (err, "desc");
-
-      if (klass == NULL)
-        klass = "GenericError";
-      if (desc == NULL)
-        desc = "";
-
       qlean_qga_client_finish_in_flight (self, NULL,
-          g_error_new (QLEAN_QGA_ERROR, qlean_qga_error_code_from_reply (klass, desc),
-                       _("Guest agent command “%s” failed: %s"), item_name (item), desc));
+                                         qlean_qga_reply_error (item_name (item), message));
       return;
     }
 

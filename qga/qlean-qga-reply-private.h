@@ -39,6 +39,11 @@ typedef struct
   gboolean          required;
 } QleanQgaMemberSpec;
 
+/* The error an agent reply that has an "error" member says, for
+ * @command: its class gives the QleanQgaError code, its description the
+ * message. */
+GError     *qlean_qga_reply_error         (const char         *command,
+                                           JsonObject         *message);
 GError     *qlean_qga_reply_shape_error   (const char         *format,
                                            ...) G_GNUC_PRINTF (1, 2);
 JsonObject *qlean_qga_reply_object        (JsonNode           *reply,

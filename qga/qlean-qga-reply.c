@@ -12,6 +12,7 @@
 
 #include "config.h"
 
+#include <string.h>
 #include <glib/gi18n-lib.h>
 
 #include "qlean-json-framer-private.h"
@@ -406,4 +407,39 @@ qlean_qga_reply_interfaces_ok (JsonArray  *interfaces,
     }
 
   return TRUE;
+}
+
+static int
+error_code_from_class (const char *klass,
+                       const char *desc)
+{
+  if (g_strcmp0 (klass, "CommandNotFound") == 0)
+    {
+      /* The agent reports a command it knows but was told not to run
+       * (--block-rpcs, --allow-rpcs) with this same class. */
+      if (strstr (desc, "disabled") != NULL)
+        return QLEAN_QGA_ERROR_COMMAND_DISABLED;
+      return QLEAN_QGA_ERROR_COMMAND_NOT_FOUND;
+    }
+
+  return QLEAN_QGA_ERROR_FAILED;
+}
+
+GError *
+qlean_qga_reply_error (const char *command,
+                       JsonObject *message)
+{
+  /* Never trust the shape: an "error" that is no object, or a class
+   * or description that is no string, reads as a GenericError. */
+  JsonObject *err = qlean_json_get_object (message, "error");
+  const char *klass = qlean_json_get_string (err, "class");
+  const char *desc = qlean_json_get_string (err, "desc");
+
+  if (klass == NULL)
+    klass = "GenericError";
+  if (desc == NULL)
+    desc = "";
+
+  return g_error_new (QLEAN_QGA_ERROR, error_code_from_class (klass, desc),
+                      _("Guest agent command “%s” failed: %s"), command, desc);
 }
