@@ -491,34 +491,36 @@ rate (gsize  bytes,
   return g_strdup_printf ("%.1f MB/s", bytes / seconds / 1e6);
 }
 
-/* One file up and down through the library over the stock agent alone
- * (qlean_machine_upload/download: guest-file-* in its measured chunks),
- * checked, then removed. */
+/* Seconds for @file up to @guest_path through the library and back to
+ * @back (over whichever transport @machine has), each side checked
+ * against @sha, then the guest's copy removed. */
 static void
-time_agent_file (QleanMachine *agent,
-                 const char   *file,
-                 const char   *back,
-                 const char   *sha,
-                 double       *up,
-                 double       *down)
+time_file (QleanMachine *machine,
+           const char   *file,
+           const char   *guest_path,
+           const char   *back,
+           const char   *sha,
+           double       *up,
+           double       *down)
 {
   g_autoptr(GFile) source = g_file_new_for_path (file);
   g_autoptr(GFile) destination = g_file_new_for_path (back);
   g_autoptr(GError) error = NULL;
+  g_autofree char *rm = g_strdup_printf ("rm -f %s", guest_path);
   double start;
 
   start = bench_now ();
-  if (!qlean_machine_upload (agent, source, "/root/agent-file", NULL, &error))
+  if (!qlean_machine_upload (machine, source, guest_path, NULL, &error))
     g_error ("%s", error->message);
   *up = bench_now () - start;
-  check_guest_sha (agent, "/root/agent-file", sha);
+  check_guest_sha (machine, guest_path, sha);
 
   start = bench_now ();
-  if (!qlean_machine_download (agent, "/root/agent-file", destination, NULL, &error))
+  if (!qlean_machine_download (machine, guest_path, destination, NULL, &error))
     g_error ("%s", error->message);
   *down = bench_now () - start;
   check_host_sha (back, sha);
-  g_free (exec_or_die (agent, "rm -f /root/agent-file"));
+  g_free (exec_or_die (machine, rm));
 }
 
 static void
@@ -556,8 +558,6 @@ bench_transfers (void)
       g_autofree char *sha = NULL;
       g_autofree char *what = NULL, *q = NULL, *s = NULL, *r = NULL;
       g_autofree char *rm = NULL;
-      g_autoptr(GFile) source = g_file_new_for_path (file);
-      g_autoptr(GFile) destination = g_file_new_for_path (back);
       double qup, qdown, sup, sdown, start;
       double raw_up = 0, aup, adown;
 
@@ -565,19 +565,7 @@ bench_transfers (void)
         g_error ("making %s failed", file);
       sha = sha256_file (file);
 
-      start = bench_now ();
-      if (!qlean_machine_upload (machine, source, qpath, NULL, &error))
-        g_error ("%s", error->message);
-      qup = bench_now () - start;
-      check_guest_sha (machine, qpath, sha);
-
-      start = bench_now ();
-      if (!qlean_machine_download (machine, qpath, destination, NULL, &error))
-        g_error ("%s", error->message);
-      qdown = bench_now () - start;
-      check_host_sha (back, sha);
-      rm = g_strdup_printf ("rm -f %s", qpath);
-      g_free (exec_or_die (machine, rm));
+      time_file (machine, file, qpath, back, sha, &qup, &qdown);
 
       start = bench_now ();
       if (!scp_run (machine, file, sremote))
@@ -646,7 +634,7 @@ bench_transfers (void)
        * own ceiling where it was measured above, down against scp. */
       if (mib <= 64)
         {
-          time_agent_file (agent, file, back, sha, &aup, &adown);
+          time_file (agent, file, "/root/agent-file", back, sha, &aup, &adown);
           g_free (what); g_free (q); g_free (s); g_free (r);
           what = g_strdup_printf ("upload %u MiB over the agent alone (vs scp)", mib);
           q = rate (bytes, aup);
