@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <utime.h>
 #include <glib/gstdio.h>
 
 #include <qlean/qlean.h>
@@ -170,6 +171,62 @@ test_tree_keeps_everything (void)
 
   tree_fixture_rm_rf (tree);
   tree_fixture_rm_rf (out);
+}
+
+/* A single file keeps the same destination rules as a tree, on both
+ * transports: a new name, replacing a file, inside an existing
+ * directory (under an awkward name too), missing parents made; and it
+ * fails, leaving no temporary file, where a directory of its name is in
+ * the way. Over the agent the upload finds out whether the destination
+ * is a directory by itself (qlean_machine_agent_upload_file()). */
+static void
+test_file_destinations (void)
+{
+  QleanMachine *machine = test_files_machine ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = NULL;
+  g_autofree char *path = NULL;
+  g_autofree char *listing = NULL;
+  g_autoptr(GFile) src = NULL;
+  struct utimbuf times = { 1000000007, 1000000007 };
+
+  if (machine == NULL)
+    return;
+
+  dir = g_dir_make_tmp ("qlean-fdest-XXXXXX", &error);
+  g_assert_no_error (error);
+  path = g_build_filename (dir, "-dash 'q' name", NULL);
+  g_assert_true (g_file_set_contents (path, "one\n", -1, &error));
+  g_assert_cmpint (g_chmod (path, 0640), ==, 0);
+  g_assert_cmpint (g_utime (path, &times), ==, 0);
+  src = g_file_new_for_path (path);
+  guest_sh (machine, "rm -rf /fd && mkdir -p /fd/into /fd/blocked/'-dash '\\''q'\\'' name' && echo old > /fd/old");
+
+  /* A new name, whose parents are missing. */
+  g_assert_true (qlean_machine_upload (machine, src, "/fd/new/parents/named", NULL, &error));
+  g_assert_no_error (error);
+  /* Over an existing file. */
+  g_assert_true (qlean_machine_upload (machine, src, "/fd/old", NULL, &error));
+  g_assert_no_error (error);
+  /* Into an existing directory, under its own name. */
+  g_assert_true (qlean_machine_upload (machine, src, "/fd/into", NULL, &error));
+  g_assert_no_error (error);
+  listing = guest_output (machine, "cd /fd && stat -c '%n %a %Y' new/parents/named old into/* && "
+                                   "cat new/parents/named old into/*");
+  g_assert_cmpstr (listing, ==,
+                   "new/parents/named 640 1000000007\nold 640 1000000007\n"
+                   "into/-dash 'q' name 640 1000000007\none\none\none\n");
+
+  /* A directory of the file's name is in the way: refused as rename(2)
+   * does, and nothing is left behind in either directory. */
+  g_assert_false (qlean_machine_upload (machine, src, "/fd/blocked", NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_IS_DIRECTORY);
+  g_clear_error (&error);
+  g_free (listing);
+  listing = guest_output (machine, "ls -A /fd /fd/blocked");
+  g_assert_cmpstr (listing, ==, "/fd:\nblocked\ninto\nnew\nold\n\n/fd/blocked:\n-dash 'q' name\n");
+
+  tree_fixture_rm_rf (dir);
 }
 
 /* Over the agent, a tree is one tar stream each way, and the guest keeps
@@ -352,6 +409,7 @@ void
 test_files_tree_add_tests (void)
 {
   g_test_add_func ("/files/tree-keeps-everything", test_tree_keeps_everything);
+  g_test_add_func ("/files/file-destinations", test_file_destinations);
   g_test_add_func ("/files/tree-one-stream", test_tree_one_stream);
   g_test_add_func ("/files/tree-hostile-download", test_tree_hostile_download);
 }

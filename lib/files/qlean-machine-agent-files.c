@@ -447,40 +447,36 @@ qlean_agent_write_all (QleanQgaClient  *qga,
     }
 }
 
-gboolean
-qlean_machine_agent_put (QleanMachine  *machine,
-                         const char    *guest_path,
-                         GInputStream  *in,
-                         GBytes        *contents,
-                         guint32        mode,
-                         gint64         mtime_ns,
-                         GCancellable  *cancellable,
-                         GError       **error)
+/* The name of a new file in @dir for @base's contents: hidden, and not
+ * one anybody else would pick. */
+static char *
+temp_name (const char *dir,
+           const char *base)
 {
-  g_autoptr(QleanQgaClient) qga = get_agent (machine, QLEAN_FS_ACTION_WRITE, guest_path, error);
+  return g_strdup_printf ("%s/.%s.qlean-%08x", dir, base, g_random_int ());
+}
+
+/* Fills @tmp, opened as @handle, and renames it over @target with @mode
+ * and @mtime_ns; on any failure it removes @tmp. Errors name
+ * @guest_path, the path the caller was given. */
+static gboolean
+put_and_rename (QleanMachine    *machine,
+                QleanQgaClient  *qga,
+                gint64           handle,
+                const char      *tmp,
+                const char      *target,
+                const char      *guest_path,
+                GInputStream    *in,
+                GBytes          *contents,
+                guint32          mode,
+                gint64           mtime_ns,
+                GCancellable    *cancellable,
+                GError         **error)
+{
   g_autoptr(GError) local_error = NULL;
-  g_autofree char *dir = g_path_get_dirname (guest_path);
-  g_autofree char *base = g_path_get_basename (guest_path);
-  g_autofree char *tmp = NULL;
   g_autofree char *mode_text = g_strdup_printf ("%o", mode & 07777);
   g_autofree char *mtime_text = NULL;
   gboolean ok = TRUE;
-  gint64 handle;
-
-  if (qga == NULL)
-    return FALSE;
-
-  /* Into a new file beside the target, renamed over it at the end, as
-   * qlean-guest does: the file appears complete or not at all, and a
-   * failure leaves any old one as it was. */
-  tmp = g_strdup_printf ("%s/.%s.qlean-%08x", dir, base, g_random_int ());
-  handle = qlean_qga_client_file_open (qga, tmp, "w", cancellable, &local_error);
-  if (handle < 0)
-    {
-      g_propagate_error (error, qlean_machine_agent_error (machine, QLEAN_FS_ACTION_WRITE, guest_path,
-                                                           NULL, local_error));
-      return FALSE;
-    }
 
   if (!qlean_agent_write_all (qga, handle, in, contents, cancellable, error, &local_error))
     {
@@ -511,11 +507,119 @@ qlean_machine_agent_put (QleanMachine  *machine,
                      "if [ -d \"$4\" ]; then echo \"$4: Is a directory\" >&2; exit 1; fi; "
                      "chmod -- \"$1\" \"$2\" && { [ -z \"$3\" ] || touch -c -d \"@$3\" -- \"$2\" 2>/dev/null || :; } "
                      "&& mv -f -- \"$2\" \"$4\"",
-                     mode_text, tmp, mtime_text, guest_path, NULL);
+                     mode_text, tmp, mtime_text, target, NULL);
     }
 
   if (!ok)
     agent_sh (machine, QLEAN_FS_ACTION_WRITE, guest_path, NULL, NULL, "rm -f -- \"$1\"", tmp, NULL);
 
   return ok;
+}
+
+gboolean
+qlean_machine_agent_put (QleanMachine  *machine,
+                         const char    *guest_path,
+                         GInputStream  *in,
+                         GBytes        *contents,
+                         guint32        mode,
+                         gint64         mtime_ns,
+                         GCancellable  *cancellable,
+                         GError       **error)
+{
+  g_autoptr(QleanQgaClient) qga = get_agent (machine, QLEAN_FS_ACTION_WRITE, guest_path, error);
+  g_autoptr(GError) local_error = NULL;
+  g_autofree char *dir = g_path_get_dirname (guest_path);
+  g_autofree char *base = g_path_get_basename (guest_path);
+  g_autofree char *tmp = NULL;
+  gint64 handle;
+
+  if (qga == NULL)
+    return FALSE;
+
+  /* Into a new file beside the target, renamed over it at the end, as
+   * qlean-guest does: the file appears complete or not at all, and a
+   * failure leaves any old one as it was. */
+  tmp = temp_name (dir, base);
+  handle = qlean_qga_client_file_open (qga, tmp, "w", cancellable, &local_error);
+  if (handle < 0)
+    {
+      g_propagate_error (error, qlean_machine_agent_error (machine, QLEAN_FS_ACTION_WRITE, guest_path,
+                                                           NULL, local_error));
+      return FALSE;
+    }
+
+  return put_and_rename (machine, qga, handle, tmp, guest_path, guest_path, in, contents, mode,
+                         mtime_ns, cancellable, error);
+}
+
+gboolean
+qlean_machine_agent_upload_file (QleanMachine  *machine,
+                                 const char    *guest_destination,
+                                 const char    *name,
+                                 GInputStream  *in,
+                                 guint32        mode,
+                                 gint64         mtime_ns,
+                                 GCancellable  *cancellable,
+                                 GError       **error)
+{
+  g_autoptr(QleanQgaClient) qga = get_agent (machine, QLEAN_FS_ACTION_WRITE, guest_destination, error);
+  g_autoptr(GError) local_error = NULL;
+  g_autofree char *tmp = NULL;
+  g_autofree char *target = NULL;
+  gint64 handle;
+
+  if (qga == NULL)
+    return FALSE;
+
+  /* Like cp and scp: onto an existing directory, the file goes inside
+   * it under its own name. Creating the temporary file inside answers
+   * whether the destination is a directory in the round trip that
+   * starts the upload; asking first would cost a guest-exec. */
+  tmp = temp_name (guest_destination, name);
+  handle = qlean_qga_client_file_open (qga, tmp, "w", cancellable, &local_error);
+  if (handle >= 0)
+    target = g_build_filename (guest_destination, name, NULL);
+  else
+    {
+      int code = code_from_text (local_error->message);
+      g_autofree char *dir = NULL;
+      g_autofree char *base = NULL;
+
+      /* Anything but "missing" or "not a directory" says it is a
+       * directory we cannot write into (or that nothing can be
+       * reached there): that is the answer. */
+      if (code != G_IO_ERROR_NOT_FOUND && code != G_IO_ERROR_NOT_DIRECTORY)
+        {
+          g_propagate_error (error, qlean_machine_agent_error (machine, QLEAN_FS_ACTION_WRITE,
+                                                               guest_destination, NULL, local_error));
+          return FALSE;
+        }
+      g_clear_error (&local_error);
+
+      /* Not a directory: the destination is the file's new name. */
+      g_free (tmp);
+      dir = g_path_get_dirname (guest_destination);
+      base = g_path_get_basename (guest_destination);
+      tmp = temp_name (dir, base);
+      handle = qlean_qga_client_file_open (qga, tmp, "w", cancellable, &local_error);
+      /* Missing parents are made, as qlean-guest makes them. */
+      if (handle < 0 && code_from_text (local_error->message) == G_IO_ERROR_NOT_FOUND)
+        {
+          g_clear_error (&local_error);
+          if (!agent_sh (machine, QLEAN_FS_ACTION_WRITE, guest_destination, cancellable, error,
+                         "mkdir -p -- \"$1\"", dir, NULL))
+            return FALSE;
+          handle = qlean_qga_client_file_open (qga, tmp, "w", cancellable, &local_error);
+        }
+      if (handle < 0)
+        {
+          g_propagate_error (error, qlean_machine_agent_error (machine, QLEAN_FS_ACTION_WRITE,
+                                                               guest_destination, NULL, local_error));
+          return FALSE;
+        }
+      target = g_strdup (guest_destination);
+    }
+
+  return put_and_rename (machine, qga, handle, tmp, target, target, in, NULL, mode, mtime_ns,
+                         cancellable, error);
 }

@@ -201,6 +201,17 @@ gboolean   qlean_machine_agent_put      (QleanMachine   *machine,
                                          gint64          mtime_ns,
                                          GCancellable   *cancellable,
                                          GError        **error);
+/* Uploads @in as cp and scp do: into @guest_destination under @name
+ * when that is a directory, else as @guest_destination itself; one
+ * guest-exec in all (the final rename). */
+gboolean   qlean_machine_agent_upload_file (QleanMachine   *machine,
+                                            const char     *guest_destination,
+                                            const char     *name,
+                                            GInputStream   *in,
+                                            guint32         mode,
+                                            gint64          mtime_ns,
+                                            GCancellable   *cancellable,
+                                            GError        **error);
 /* Whether the agent can open @guest_path for reading; the error names
  * the path, for a download that must fail before it writes anything. */
 gboolean   qlean_machine_agent_check    (QleanMachine   *machine,

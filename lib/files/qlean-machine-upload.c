@@ -191,6 +191,19 @@ upload (QleanMachine  *machine,
   if (channel == NULL && !agent_only && g_file_info_get_file_type (info) == G_FILE_TYPE_DIRECTORY)
     return qlean_transfer_needs_guest_program (machine, TRUE, g_file_peek_path (source), error);
 
+  /* Over the agent a file's upload finds out by itself whether the
+   * destination is a directory: asking first costs a guest-exec. */
+  if (agent_only && g_file_info_get_file_type (info) == G_FILE_TYPE_REGULAR &&
+      qlean_transfer_is_plain_name (name))
+    {
+      g_autoptr(GFileInputStream) in = g_file_read (source, cancellable, error);
+
+      return in != NULL &&
+             qlean_machine_agent_upload_file (machine, guest_destination, name, G_INPUT_STREAM (in),
+                                              info_mode (info), qlean_transfer_info_mtime_ns (info),
+                                              cancellable, error);
+    }
+
   /* Like cp -r and scp -r: onto an existing directory, inside it under
    * the source's name; otherwise the destination is the new name. */
   if (channel == NULL && !agent_only)
