@@ -22,7 +22,10 @@
  * and says why. The SSH image is bench/bench-ssh.c's, as bench-compare
  * uses it (without scp), in a temporary directory.
  *
- *   bench-exec [--execs N] [--ssh-execs N] [--no-ssh]
+ * Then bench-exec-steps.c's breakdown of one round trip on a machine of
+ * its own (--steps 0 leaves it out).
+ *
+ *   bench-exec [--execs N] [--ssh-execs N] [--no-ssh] [--steps N]
  */
 
 #include "config.h"
@@ -34,6 +37,7 @@
 #include <qlean/qlean.h>
 
 #include "bench-common.h"
+#include "bench-exec-steps.h"
 #include "bench-ssh.h"
 
 #define SSH_MEMORY_MIB 256
@@ -41,11 +45,13 @@
 static int opt_execs = 200;
 static int opt_ssh_execs = 50;
 static gboolean opt_no_ssh;
+static int opt_steps = 100;
 
 static const GOptionEntry entries[] = {
   { "execs", 0, 0, G_OPTION_ARG_INT, &opt_execs, "Qlean round trips (default 200)", "N" },
   { "ssh-execs", 0, 0, G_OPTION_ARG_INT, &opt_ssh_execs, "SSH round trips per way (default 50)", "N" },
   { "no-ssh", 0, 0, G_OPTION_ARG_NONE, &opt_no_ssh, "Measure Qlean only", NULL },
+  { "steps", 0, 0, G_OPTION_ARG_INT, &opt_steps, "Round trips per way of the breakdown (default 100; 0 skips it)", "N" },
   { NULL }
 };
 
@@ -340,8 +346,9 @@ main (int    argc,
       print_figure (&m, &q);
       print_figure (&f, &q);
       g_print ("\nQlean exec is %.0fx faster than ssh with a new connection per command "
-               "(target >= 20x: %s), %.1fx than a multiplexed ssh connection\n",
-               s.median / q.median, s.median / q.median >= 20 ? "met" : "MISSED", m.median / q.median);
+               "(target >= 30x: %s), %.1fx than a multiplexed ssh connection (target >= 5x: %s)\n",
+               s.median / q.median, s.median / q.median >= 30 ? "met" : "MISSED",
+               m.median / q.median, m.median / q.median >= 5 ? "met" : "MISSED");
     }
   else
     g_print ("\nSSH not measured: %s\n", missing);
@@ -349,5 +356,10 @@ main (int    argc,
 
   qlean_machine_kill (machine, NULL, NULL);
   bench_ssh_image_remove_dir (&ssh_image);
+  if (opt_steps > 0)
+    bench_exec_steps (image, opt_steps);
+  g_free (load);
+  load = load_average ();
+  g_print ("\nload %s at the end\n", load);
   return 0;
 }

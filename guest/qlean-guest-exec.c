@@ -521,6 +521,7 @@ static void exec_start (ExecPlan *x)
   Stream *s;
 
   pid = spawn (&x->sp);
+  exec_trace_mark (id, TRACE_SPAWNED);
   close_fd (&x->outp[1]);
   close_fd (&x->errp[1]);
   close_fd (&x->inp[0]);
@@ -567,6 +568,7 @@ void handle_exec (uint32_t id, const unsigned char *payload, uint32_t len)
   x.id = id;
   for (int i = 0; i < 2; i++)
     x.outp[i] = x.errp[i] = x.inp[i] = -1;
+  exec_trace_mark (id, TRACE_RECEIVED);
   if (!req_parse_request (id, "EXEC", payload, len, &x.r))
     return;
   if (exec_check_flags (&x) && exec_build_argv (&x) && exec_resolve_user (&x) && exec_build_env (&x)
@@ -582,6 +584,7 @@ void exec_maybe_finish (Stream *s)
     return;
   stream_flush_credit (s);
   send_u32 (QLEAN_GUEST_FRAME_EXIT, 0, s->id, (uint32_t) s->status);
+  exec_trace_mark (s->id, TRACE_QUEUED);
   stream_close (s, false);
 }
 
@@ -661,4 +664,85 @@ void exec_data (Stream *s, const unsigned char *p, uint32_t len)
   if (len == 0)
     return;
   stdin_queue_push (s, p, len);
+}
+
+/* ------------------------------------------------------------------------ */
+/* EXEC timings                                                              */
+
+/* With QLEAN_GUEST_TRACE=PATH in our environment (a kernel command line
+ * word reaches init's, and so ours), each EXEC appends one line to PATH
+ * once its EXIT has been written to the port: its stream id and the
+ * CLOCK_MONOTONIC nanoseconds of each TraceStep. bench/exec reads them
+ * to tell where a round trip's time goes inside the guest. Off, each
+ * mark costs one test; on, one write() per EXEC, after its EXIT left. */
+
+#define TRACE_SLOTS 8
+
+typedef struct
+{
+  uint32_t id;      /* 0: free */
+  int64_t  ns[N_TRACE_STEPS];
+} TraceSlot;
+
+static TraceSlot trace_slots[TRACE_SLOTS];
+
+void exec_trace_open (void)
+{
+  const char *path = getenv ("QLEAN_GUEST_TRACE");
+
+  G.trace_fd = -1;
+  if (!path || !*path)
+    return;
+  G.trace_fd = open (path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (G.trace_fd < 0)
+    logmsg ("QLEAN_GUEST_TRACE %s: %s", path, strerror (errno));
+}
+
+void exec_trace_mark (uint32_t id, TraceStep step)
+{
+  struct timespec ts;
+  TraceSlot *slot = NULL;
+
+  if (G.trace_fd < 0)
+    return;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  for (size_t i = 0; i < TRACE_SLOTS && !slot; i++)
+    if (trace_slots[i].id == id)
+      slot = &trace_slots[i];
+  if (!slot && step == TRACE_RECEIVED)
+    for (size_t i = 0; i < TRACE_SLOTS && !slot; i++)
+      if (trace_slots[i].id == 0)
+        slot = &trace_slots[i];
+  /* More EXECs at once than slots: the extra ones go untimed. */
+  if (!slot)
+    return;
+  if (step == TRACE_RECEIVED)
+    memset (slot, 0, sizeof *slot);
+  slot->id = id;
+  slot->ns[step] = ts_ns (&ts);
+}
+
+/* After out_flush(): an EXIT queued is written once the queue is empty. */
+void exec_trace_flush (void)
+{
+  char line[256];
+
+  if (G.trace_fd < 0 || G.out_head)
+    return;
+  for (size_t i = 0; i < TRACE_SLOTS; i++)
+    {
+      TraceSlot *slot = &trace_slots[i];
+      int n;
+
+      if (slot->id == 0 || slot->ns[TRACE_QUEUED] == 0)
+        continue;
+      exec_trace_mark (slot->id, TRACE_SENT);
+      n = snprintf (line, sizeof line, "%u %lld %lld %lld %lld %lld\n", (unsigned) slot->id,
+                    (long long) slot->ns[TRACE_RECEIVED], (long long) slot->ns[TRACE_SPAWNED],
+                    (long long) slot->ns[TRACE_REAPED], (long long) slot->ns[TRACE_QUEUED],
+                    (long long) slot->ns[TRACE_SENT]);
+      if (write (G.trace_fd, line, (size_t) n) < 0)
+        logmsg ("QLEAN_GUEST_TRACE: %s", strerror (errno));
+      slot->id = 0;
+    }
 }

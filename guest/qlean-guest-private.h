@@ -216,6 +216,7 @@ typedef struct
   int          devnull;
   mode_t       child_umask;
   uid_t        euid;
+  int          trace_fd;       /* QLEAN_GUEST_TRACE: EXEC timings, or -1 */
 } GuestState;
 
 extern GuestState G;
@@ -377,6 +378,21 @@ void exec_read (Stream *s, int which);
 void exec_stdin_broken (Stream *s);
 void exec_stdin_flush (Stream *s);
 void exec_data (Stream *s, const unsigned char *p, uint32_t len);
+
+/* qlean-guest-exec.c: EXEC timings for bench/exec (QLEAN_GUEST_TRACE) */
+typedef enum
+{
+  TRACE_RECEIVED,   /* the EXEC frame is parsed */
+  TRACE_SPAWNED,    /* vfork() returned: the child has exec'd */
+  TRACE_REAPED,     /* waitpid() returned its status */
+  TRACE_QUEUED,     /* EXIT is queued */
+  TRACE_SENT,       /* ...and written to the port */
+  N_TRACE_STEPS
+} TraceStep;
+
+void exec_trace_open (void);
+void exec_trace_mark (uint32_t id, TraceStep step);
+void exec_trace_flush (void);
 
 /* qlean-guest-users.c */
 bool parse_id (const char *s, unsigned long *out);

@@ -283,6 +283,7 @@ static void handle_signals (void)
         continue;   /* an aborted stream's process, or an orphan we inherited */
       s->exited = true;
       s->status = status;
+      exec_trace_mark (s->id, TRACE_REAPED);
       exec_maybe_finish (s);
     }
 }
@@ -372,6 +373,7 @@ static void setup (void)
   mallopt (M_MMAP_THRESHOLD, 4 * 1024 * 1024);
   mallopt (M_TRIM_THRESHOLD, 16 * 1024 * 1024);
   G.in = xmalloc (IN_CAP);
+  exec_trace_open ();
 }
 
 typedef enum
@@ -551,6 +553,7 @@ static void run (void)
       do
         out_flush ();
       while (get_check_sent ());
+      exec_trace_flush ();
       stream_free_dead ();
     }
 }

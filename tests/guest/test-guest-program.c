@@ -1180,6 +1180,49 @@ static void test_exec_errors (void)
   result_free (&r);
 }
 
+/* QLEAN_GUEST_TRACE (set for the whole run, see main()): each EXEC
+ * appends "id received spawned reaped queued sent", in nanoseconds of
+ * the guest's CLOCK_MONOTONIC, once its EXIT is out. */
+static void test_exec_trace (void)
+{
+  const char *argv[] = { "/bin/true", NULL };
+  ExecOpts o = { .argv = argv };
+  ExecResult r;
+  char path[PATH_MAX];
+  Buf b = { 0 };
+  unsigned id = 0;
+  long long t[5];
+  const char *line;
+  int64_t deadline;
+
+  snprintf (path, sizeof path, "%s/trace", g_dir);
+  CHECK (run_exec (&o, &r) && exited_with (&r, 0));
+  result_free (&r);
+  /* The line is written right after EXIT left: it may trail our read. */
+  for (deadline = now_us () + 2000000;; usleep (10000))
+    {
+      buf_free (&b);
+      memset (&b, 0, sizeof b);
+      CHECK (read_local (path, &b));
+      buf_add (&b, "", 1);
+      /* The last line, without its newline. */
+      if (b.len > 1 && b.p[b.len - 2] == '\n')
+        b.p[b.len - 2] = 0;
+      line = strrchr ((const char *) b.p, '\n');
+      line = line ? line + 1 : (const char *) b.p;
+      if (sscanf (line, "%u", &id) == 1 && id == g_next - 1)
+        break;
+      if (now_us () >= deadline)
+        break;
+    }
+  CHECKF (sscanf (line, "%u %lld %lld %lld %lld %lld", &id, &t[0], &t[1], &t[2], &t[3], &t[4]) == 6,
+          "last trace line: %s", line);
+  CHECKF (id == g_next - 1, "trace line for stream %u, the EXEC was %u", id, g_next - 1);
+  for (int i = 0; i < 5; i++)
+    CHECKF (t[i] > 0 && (i == 0 || t[i] >= t[i - 1]), "step %d: %s", i, line);
+  buf_free (&b);
+}
+
 static void test_exec_env (void)
 {
   const char *argv_env[] = { "env", NULL };
@@ -2616,6 +2659,11 @@ int main (int argc, char **argv)
       printf ("Bail out! cannot run %s: %s\n", guest_path (), strerror (errno));
       return 1;
     }
+  {
+    char trace[PATH_MAX];
+    snprintf (trace, sizeof trace, "%s/trace", g_dir);
+    setenv ("QLEAN_GUEST_TRACE", trace, 1);
+  }
   start_guest ();
 
   /* A run of selected tests (not the hello one) starts synced. */
@@ -2634,7 +2682,7 @@ int main (int argc, char **argv)
     }
   else
     {
-      printf ("1..27\n");
+      printf ("1..28\n");
       run_test ("hello and debris", test_hello);
       run_test ("exec: output, status", test_exec_basic);
       run_test ("exec: merged stderr", test_exec_merge);
@@ -2643,6 +2691,7 @@ int main (int argc, char **argv)
       run_test ("exec: 10 MiB through cat", test_exec_stdin);
       run_test ("exec: unread stdin", test_exec_stdin_unread);
       run_test ("exec: errors", test_exec_errors);
+      run_test ("exec: timings (QLEAN_GUEST_TRACE)", test_exec_trace);
       run_test ("exec: environment, cwd, PATH", test_exec_env);
       run_test ("exec: user", test_exec_user);
       run_test ("exec: terminal", test_exec_terminal);
