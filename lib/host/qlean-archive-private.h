@@ -89,6 +89,12 @@ typedef struct
   gboolean (*end)   (const char    *name,
                      gpointer       user_data,
                      GError       **error);
+  /* Optional, before end(): the SHA-256 (hex) of the bytes passed to
+   * data(). It matches SHA256SUMS only once qlean_archive_read()
+   * returned TRUE; before that, it says nothing about the archive. */
+  void     (*digest) (const char    *name,
+                      const char    *sha256,
+                      gpointer       user_data);
 } QleanArchiveReaderFuncs;
 
 /* Reads a whole archive from @input, calling @funcs for each member.

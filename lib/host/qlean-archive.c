@@ -626,6 +626,8 @@ read_member (Reader      *reader,
     }
 
   g_hash_table_insert (reader->digests, g_strdup (name), g_strdup (g_checksum_get_string (checksum)));
+  if (reader->funcs->digest != NULL)
+    reader->funcs->digest (name, g_checksum_get_string (checksum), reader->user_data);
   return reader->funcs->end == NULL || reader->funcs->end (name, reader->user_data, error);
 }
 
