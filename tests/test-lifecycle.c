@@ -1774,6 +1774,30 @@ wait_counter_moves (QleanMachine *machine)
   g_assert_cmpint (guest_counter (machine), >, first);
 }
 
+/* The template that @maker made as it started (its QEMU runs on the
+ * template's work file, `<base>.ram.work-…`): returns @base, whose
+ * `.ram` and `.tmpl` are there, the device state small and private. */
+static char *
+made_template_base (QleanMachine *maker)
+{
+  g_autofree char *work = qemu_mem_path (maker);
+  g_autofree char *ram = NULL, *devices = NULL;
+  char *base;
+  GStatBuf st;
+
+  g_assert_nonnull (work);
+  g_assert_nonnull (strstr (work, ".ram.work-"));
+  base = g_strndup (work, strstr (work, ".ram.work-") - work);
+  ram = g_strconcat (base, ".ram", NULL);
+  devices = g_strconcat (base, ".tmpl", NULL);
+  g_assert_true (g_file_test (ram, G_FILE_TEST_IS_REGULAR));
+  g_assert_cmpint (g_stat (devices, &st), ==, 0);
+  g_test_message ("device state %" G_GINT64_FORMAT " bytes", (gint64) st.st_size);
+  g_assert_cmpint (st.st_size, <, 8 * 1024 * 1024);
+  g_assert_cmpint (st.st_mode & 0777, ==, 0600);
+  return base;
+}
+
 /* Clones of one snapshot, and restores of it, share its memory template:
  * the first makes it, the next map the same file privately; each writes
  * only to its own copy (the template's checksum does not change), has
@@ -1789,7 +1813,7 @@ test_snapshot_template (void)
   g_autoptr(QleanMachine) maker = NULL, again = NULL;
   g_autoptr(GPtrArray) clones = g_ptr_array_new_with_free_func (g_object_unref);
   g_autoptr(GError) error = NULL;
-  g_autofree char *work = NULL, *ram = NULL, *devices = NULL, *path = NULL;
+  g_autofree char *ram = NULL, *devices = NULL, *path = NULL;
   g_autofree char *sum = NULL, *sum_after = NULL, *out = NULL;
 
   if (!test_have_qemu ())
@@ -1811,23 +1835,10 @@ test_snapshot_template (void)
   g_clear_error (&error);
   maker = qlean_machine_clone_snapshot (source, "base", "tmaker", NULL, &error);
   g_assert_no_error (error);
-  work = qemu_mem_path (maker);
-  g_assert_nonnull (work);
-  g_assert_nonnull (strstr (work, ".state.ram.work-"));
-  ram = g_strndup (work, strstr (work, ".work-") - work);
-  devices = g_strndup (ram, strlen (ram) - strlen (".ram"));
-  path = g_strdup (devices);
-  g_free (devices);
+  path = made_template_base (maker);
+  g_assert_true (g_str_has_suffix (path, ".state"));
+  ram = g_strconcat (path, ".ram", NULL);
   devices = g_strconcat (path, ".tmpl", NULL);
-  g_assert_true (g_file_test (ram, G_FILE_TEST_IS_REGULAR));
-  g_assert_true (g_file_test (devices, G_FILE_TEST_IS_REGULAR));
-  {
-    GStatBuf st;
-
-    g_assert_cmpint (g_stat (devices, &st), ==, 0);
-    g_test_message ("device state %" G_GINT64_FORMAT " bytes", (gint64) st.st_size);
-    g_assert_cmpint (st.st_size, <, 8 * 1024 * 1024);
-  }
   sum = file_sha256 (ram);
   out = test_run_text (maker, "cat /root/mark; hostname");
   g_assert_cmpstr (out, ==, "snap\ntmaker");
@@ -1937,6 +1948,148 @@ test_snapshot_template (void)
   g_assert_true (qlean_machine_kill (source, NULL, NULL));
 }
 
+/* Imports one at a time, each machine its own: imported from @archive
+ * as @name, running. */
+static QleanMachine *
+import_running (GFile            *archive,
+                const char       *name,
+                QleanImportFlags  flags)
+{
+  g_autoptr(GError) error = NULL;
+  QleanMachine *machine = qlean_machine_import_full (archive, name, NULL, flags, NULL, &error);
+
+  g_assert_no_error (error);
+  g_assert_nonnull (machine);
+  g_assert_cmpint (qlean_machine_get_state (machine), ==, QLEAN_MACHINE_STATE_RUNNING);
+  return machine;
+}
+
+/* The machines imported from one archive share a memory template of its
+ * state, in the user's cache: the first import makes it, the next map
+ * the same file privately, each writes only to its own copy (the
+ * template's checksum does not change), has its own name and runs on
+ * the exported processes. A template that is gone or unusable is said
+ * so, the whole state loaded, and the template made anew; the
+ * NO_MEMORY_TEMPLATE flag loads the whole state. */
+static void
+test_import_template (void)
+{
+  g_autoptr(QleanMachine) source = qlean_machine_new_with_name ("tisrc", NULL, NULL);
+  g_autoptr(QleanMachine) maker = NULL, first = NULL, second = NULL, again = NULL, old = NULL;
+  g_autofree char *path = g_build_filename (fixture_dir, "template.qlean", NULL);
+  g_autoptr(GFile) archive = g_file_new_for_path (path);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *ram = NULL, *base = NULL, *devices = NULL, *cache = NULL;
+  g_autofree char *sum = NULL, *sum_after = NULL, *out = NULL, *mem = NULL, *cmdline = NULL;
+
+  if (!test_have_qemu ())
+    return;
+
+  g_assert_true (qlean_machine_spawn (source, NULL, &error));
+  g_assert_no_error (error);
+  g_free (test_run_text (source, "echo exported > /root/mark; "
+                                 "sh -c 'i=0; while :; do i=$((i + 1)); echo $i > /root/counter; "
+                                 "sleep 0.1; done' </dev/null >/dev/null 2>&1 &"));
+  wait_counter_moves (source);
+  g_assert_true (qlean_machine_export (source, archive, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_machine_kill (source, NULL, &error));
+  g_assert_no_error (error);
+
+  /* The first import makes the template, in the cache, on a RAM file of
+   * its own; nothing of it is in the machine's import directory. */
+  maker = import_running (archive, "timaker", QLEAN_IMPORT_FLAGS_NONE);
+  base = made_template_base (maker);
+  cache = g_build_filename (g_get_user_cache_dir (), "qlean", "state-templates", "", NULL);
+  g_assert_true (g_str_has_prefix (base, cache));
+  ram = g_strconcat (base, ".ram", NULL);
+  devices = g_strconcat (base, ".tmpl", NULL);
+  sum = file_sha256 (ram);
+  out = test_run_text (maker, "cat /root/mark; hostname");
+  g_assert_cmpstr (out, ==, "exported\ntimaker");
+  g_clear_pointer (&out, g_free);
+  g_assert_true (qlean_machine_kill (maker, NULL, NULL));
+
+  /* The next two map it, privately, and load only its devices. */
+  first = import_running (archive, "tifirst", QLEAN_IMPORT_FLAGS_NONE);
+  second = import_running (archive, "tisecond", QLEAN_IMPORT_FLAGS_NONE);
+  mem = qemu_mem_path (first);
+  g_assert_cmpstr (mem, ==, ram);
+  g_clear_pointer (&mem, g_free);
+  mem = qemu_mem_path (second);
+  g_assert_cmpstr (mem, ==, ram);
+  g_assert_true (qemu_maps (first, ram));
+  g_assert_true (qemu_maps (second, ram));
+  cmdline = qemu_cmdline (second);
+  g_assert_nonnull (strstr (cmdline, "share=off"));
+  wait_counter_moves (first);
+  wait_counter_moves (second);
+
+  /* Each its own: names, and what they write. */
+  g_free (test_run_text (first, "echo first > /root/mark && "
+                                "dd if=/dev/urandom of=/tmp/fill bs=1M count=16 2>/dev/null"));
+  g_free (test_run_text (second, "dd if=/dev/zero of=/tmp/fill bs=1M count=8 2>/dev/null"));
+  out = test_run_text (first, "cat /root/mark; hostname");
+  g_assert_cmpstr (out, ==, "first\ntifirst");
+  g_clear_pointer (&out, g_free);
+  out = test_run_text (second, "cat /root/mark; hostname");
+  g_assert_cmpstr (out, ==, "exported\ntisecond");
+  g_clear_pointer (&out, g_free);
+  sum_after = file_sha256 (ram);
+  g_assert_cmpstr (sum, ==, sum_after);
+  g_assert_true (qlean_machine_kill (second, NULL, NULL));
+
+  /* Gone: the next import says so, loads the whole state and makes the
+   * template anew; the machine that maps the old one runs on. */
+  g_assert_cmpint (g_unlink (ram), ==, 0);
+  logged ("");
+  again = import_running (archive, "tiagain", QLEAN_IMPORT_FLAGS_NONE);
+  g_assert_true (logged ("*memory template of*unusable*"));
+  out = test_run_text (again, "cat /root/mark; hostname");
+  g_assert_cmpstr (out, ==, "exported\ntiagain");
+  g_clear_pointer (&out, g_free);
+  g_assert_true (g_file_test (ram, G_FILE_TEST_IS_REGULAR));
+  g_assert_true (g_file_test (devices, G_FILE_TEST_IS_REGULAR));
+  out = test_run_text (first, "cat /root/mark");
+  g_assert_cmpstr (out, ==, "first");
+  g_clear_pointer (&out, g_free);
+  g_assert_true (qlean_machine_kill (again, NULL, NULL));
+  g_assert_true (qlean_machine_kill (first, NULL, NULL));
+
+  /* Unusable (not the machine's size): the same. */
+  g_assert_true (truncate (ram, 4096) == 0);
+  logged ("");
+  g_clear_object (&again);
+  again = import_running (archive, "tiagain", QLEAN_IMPORT_FLAGS_NONE);
+  g_assert_true (logged ("*memory template of*unusable*"));
+  g_assert_cmpint (qlean_machine_get_pid (again), >, 0);
+  wait_counter_moves (again);
+  g_assert_true (qlean_machine_kill (again, NULL, NULL));
+
+  /* Asked not to: the whole state, in the machine's own memory. */
+  old = import_running (archive, "tiold", QLEAN_IMPORT_FLAGS_NO_MEMORY_TEMPLATE);
+  g_clear_pointer (&mem, g_free);
+  mem = qemu_mem_path (old);
+  g_assert_null (mem);
+  g_assert_false (qemu_maps (old, ram));
+  g_assert_false (qlean_machine_config_get_memory_template (qlean_machine_get_config (old)));
+  out = test_run_text (old, "cat /root/mark; hostname");
+  g_assert_cmpstr (out, ==, "exported\ntiold");
+  g_assert_true (qlean_machine_kill (old, NULL, NULL));
+
+  {
+    const char *suffixes[] = { ".tmpl", ".ram", ".tmpl.lock" };
+
+    for (guint i = 0; i < G_N_ELEMENTS (suffixes); i++)
+      {
+        g_autofree char *file = g_strconcat (base, suffixes[i], NULL);
+
+        g_unlink (file);
+      }
+  }
+  g_unlink (path);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -1963,6 +2116,7 @@ main (int    argc,
   g_test_add_func ("/lifecycle/saved-boots-pruned", test_saved_boots_pruned);
   g_test_add_func ("/lifecycle/memory-template", test_memory_template);
   g_test_add_func ("/lifecycle/snapshot-template", test_snapshot_template);
+  g_test_add_func ("/lifecycle/import-template", test_import_template);
   g_test_add_func ("/lifecycle/cli", test_cli);
   g_test_add_func ("/lifecycle/cli/subprocess", test_cli_body);
 

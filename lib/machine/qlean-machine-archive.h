@@ -25,9 +25,15 @@ G_BEGIN_DECLS
  *   of the archived machine's configuration. They are a QEMU command line
  *   and can give the guest any file of the host: set this only for
  *   archives whose maker you trust.
+ * @QLEAN_IMPORT_FLAGS_NO_MEMORY_TEMPLATE: load the archive's saved state
+ *   into the new machine's own memory, as a machine without
+ *   [property@MachineConfig:memory-template] does, instead of sharing a
+ *   memory template of that state with the other machines imported from
+ *   the same archive (the machine's configuration then has the property
+ *   off).
  *
  * What [func@Machine.import_full] takes from an archive beyond what is
- * always safe.
+ * always safe, and how it starts the machine.
  *
  * Since: 0.1
  */
@@ -35,6 +41,7 @@ typedef enum /*< flags >*/
 {
   QLEAN_IMPORT_FLAGS_NONE = 0,
   QLEAN_IMPORT_FLAGS_TRUST_EXTRA_ARGS = 1 << 0,
+  QLEAN_IMPORT_FLAGS_NO_MEMORY_TEMPLATE = 1 << 1,
 } QleanImportFlags;
 
 QLEAN_AVAILABLE_IN_0_1

@@ -39,9 +39,9 @@
  * command line (the guest's init, the post-restore repairs). */
 #define BOOT_STATE_VERSION "1"
 
-static void
-checksum_identity (GChecksum  *checksum,
-                   const char *path)
+void
+qlean_machine_checksum_file_identity (GChecksum  *checksum,
+                                      const char *path)
 {
   g_autofree char *line = NULL;
   GStatBuf st;
@@ -149,9 +149,9 @@ qlean_machine_boot_state_path (QleanMachine       *self,
   g_checksum_update (checksum, (const guchar *) spec.arch->name, strlen (spec.arch->name) + 1);
   for (guint i = 0; argv[i] != NULL; i++)
     g_checksum_update (checksum, (const guchar *) argv[i], strlen (argv[i]) + 1);
-  checksum_identity (checksum, spec.qemu_binary);
-  checksum_identity (checksum, spec.kernel);
-  checksum_identity (checksum, spec.initrd);
+  qlean_machine_checksum_file_identity (checksum, spec.qemu_binary);
+  qlean_machine_checksum_file_identity (checksum, spec.kernel);
+  qlean_machine_checksum_file_identity (checksum, spec.initrd);
 
   file = g_strdup_printf ("%.16s.state", g_checksum_get_string (checksum));
   return g_build_filename (g_get_user_cache_dir (), "qlean", "boot-states", file, NULL);

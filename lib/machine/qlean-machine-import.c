@@ -32,6 +32,7 @@
 #include "qlean-machine-archive.h"
 #include "qlean-machine-manifest-private.h"
 #include "qlean-machine-private.h"
+#include "qlean-machine-state-template-private.h"
 #include "qlean-sync-private.h"
 #include "qlean-task-private.h"
 #include "qlean-util-private.h"
@@ -63,6 +64,7 @@ typedef struct
   gboolean      seen_disk;
   gboolean      seen_kernel;
   gboolean      seen_initrd;
+  char         *state_sha256; /* as read; checked once the whole archive is */
 } Import;
 
 static void
@@ -81,6 +83,7 @@ import_free (Import *import)
   g_free (import->dir);
   g_free (import->target);
   g_free (import->member);
+  g_free (import->state_sha256);
   g_clear_pointer (&import->manifest_copy, g_byte_array_unref);
   g_free (import);
 }
@@ -282,6 +285,8 @@ import_make_machine (Import  *import,
   config = qlean_manifest_to_config (config_object, import->flags, error);
   if (config == NULL)
     return FALSE;
+  if ((import->flags & QLEAN_IMPORT_FLAGS_NO_MEMORY_TEMPLATE) != 0)
+    qlean_machine_config_set_memory_template (config, FALSE);
 
   /* The saved state holds the devices of the machine it came from: a
    * network card exactly when that machine was on a network. */
@@ -427,12 +432,27 @@ extract_end (const char  *name,
   return TRUE;
 }
 
+static void
+extract_digest (const char *name,
+                const char *sha256,
+                gpointer    user_data)
+{
+  Import *import = user_data;
+
+  if (g_str_equal (name, QLEAN_ARCHIVE_STATE))
+    {
+      g_free (import->state_sha256);
+      import->state_sha256 = g_strdup (sha256);
+    }
+}
+
 static gboolean
 extract_all (Import        *import,
              GCancellable  *cancellable,
              GError       **error)
 {
-  static const QleanArchiveReaderFuncs funcs = { extract_begin, extract_data, extract_end };
+  static const QleanArchiveReaderFuncs funcs = { extract_begin, extract_data, extract_end,
+                                                  extract_digest };
   g_autoptr(GFileInputStream) input = NULL;
   g_autoptr(GDir) listing = NULL;
 
@@ -558,6 +578,27 @@ import_spawned_cb (GObject      *source,
   g_task_return_pointer (task, g_steal_pointer (&import->machine), g_object_unref);
 }
 
+/* The machine starts from the extracted state, through the memory
+ * template that every import of this archive shares (the first one
+ * makes it, qlean-machine-state-template.c): its key is the digests of
+ * the state and of the manifest that made the machine, both checked, so
+ * that two archives share a template only when their machines are the
+ * same machine at the same instant. */
+static void
+import_set_incoming (Import *import)
+{
+  g_autofree char *state = g_build_filename (import->target, QLEAN_ARCHIVE_STATE, NULL);
+  g_autofree char *manifest_sha256 = NULL;
+  g_autofree char *key = NULL;
+
+  qlean_machine_set_incoming (import->machine, state, TRUE, import->old_mac);
+  if ((import->flags & QLEAN_IMPORT_FLAGS_NO_MEMORY_TEMPLATE) != 0 || import->state_sha256 == NULL)
+    return;
+  manifest_sha256 = g_compute_checksum_for_bytes (G_CHECKSUM_SHA256, import->manifest);
+  key = g_strdup_printf ("import %s %s", import->state_sha256, manifest_sha256);
+  qlean_machine_set_incoming_shared_template (import->machine, key);
+}
+
 static void
 import_extracted_cb (GObject      *source,
                      GAsyncResult *result,
@@ -582,11 +623,7 @@ import_extracted_cb (GObject      *source,
       return;
     }
 
-  {
-    g_autofree char *state = g_build_filename (import->target, QLEAN_ARCHIVE_STATE, NULL);
-
-    qlean_machine_set_incoming (import->machine, state, TRUE, import->old_mac);
-  }
+  import_set_incoming (import);
   qlean_machine_spawn_async (import->machine, g_task_get_cancellable (outer), import_spawned_cb, outer);
 }
 
@@ -700,6 +737,15 @@ check_import_name (const char  *name,
  * arguments ([property@MachineConfig:extra-args]) are a command line
  * that can give the guest any host file: an archive that has some is
  * refused unless @flags has %QLEAN_IMPORT_FLAGS_TRUST_EXTRA_ARGS.
+ *
+ * The machines imported from one archive on this host share the memory
+ * of its saved state until they write to it: the first import stores a
+ * memory template of the state in the user's cache (see
+ * [property@MachineConfig:memory-template]; made only from the checked
+ * state, and named by its digest), which the next imports map instead
+ * of loading the whole state into memory of their own. The cache keeps
+ * the templates of the last few archives. %QLEAN_IMPORT_FLAGS_NO_MEMORY_TEMPLATE
+ * loads the state the old way.
  *
  * Since: 0.1
  */
