@@ -1413,10 +1413,16 @@ test_boot_init_then_spawn (void)
   g_assert_no_error (error);
 
   /* Normal boot: no seed, and cloud-init's first-boot modules do not run
-   * again: still one instance, still the same hostname. */
+   * again: still one instance, still the same hostname. This boot runs
+   * on the stock agent alone, so that the agent's paths meet a
+   * distribution's tools (util-linux's setpriv, GNU tar) and not only
+   * busybox's. */
+  qlean_machine_config_set_guest_transport (qlean_machine_get_config (machine),
+                                            QLEAN_GUEST_TRANSPORT_AGENT);
   start = g_get_monotonic_time ();
   qlean_machine_spawn (machine, NULL, &error);
   g_assert_no_error (error);
+  g_assert_cmpint (qlean_machine_get_guest_transport (machine), ==, QLEAN_GUEST_TRANSPORT_AGENT);
   g_test_message ("spawn: %.1f s", (g_get_monotonic_time () - start) / 1e6);
   text = exec_text (machine, "hostname");
   g_assert_cmpstr (text, ==, "alice");
@@ -1424,7 +1430,40 @@ test_boot_init_then_spawn (void)
   text = exec_text (machine, "ls /var/lib/cloud/instances | wc -l; grep -c \"running 'modules:config'\" /var/log/cloud-init.log");
   g_assert_cmpstr (text, ==, "1\n1");
   g_clear_pointer (&text, g_free);
-  /* A few file system calls, through the injected qlean-guest. */
+  /* A process as another user and file system calls, over the agent:
+   * they run the guest's own tools. */
+  {
+    const char * const id[] = { "sh", "-c", "echo $(id -u):$(id -g):$HOME:$USER", NULL };
+    g_autoptr(QleanGuestLauncher) launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_NONE);
+    g_autoptr(QleanExecResult) result = NULL;
+    g_autofree char *dir = g_dir_make_tmp ("qlean-distro-tree-XXXXXX", &error);
+    g_autofree char *sub = g_build_filename (dir, "tree", "sub", NULL);
+    g_autofree char *file = g_build_filename (sub, "file", NULL);
+    g_autofree char *back_file = g_build_filename (dir, "back", "sub", "file", NULL);
+    g_autofree char *contents = NULL;
+    g_autoptr(GFile) tree = g_file_new_build_filename (dir, "tree", NULL);
+    g_autoptr(GFile) back = g_file_new_build_filename (dir, "back", NULL);
+    const char *rm[] = { "rm", "-rf", dir, NULL };
+
+    qlean_guest_launcher_set_user (launcher, "nobody");
+    result = qlean_guest_launcher_run (launcher, machine, id, NULL, &error);
+    g_assert_no_error (error);
+    g_clear_pointer (&text, g_free);
+    text = qlean_exec_result_get_stdout_text (result);
+    g_assert_cmpstr (text, ==, "65534:65534:/nonexistent:nobody\n");
+
+    /* A tree both ways: one GNU tar stream each way. */
+    g_assert_cmpint (g_mkdir_with_parents (sub, 0755), ==, 0);
+    g_assert_true (g_file_set_contents (file, "in a tree\n", -1, &error));
+    g_assert_true (qlean_machine_upload (machine, tree, "/root/tree", NULL, &error));
+    g_assert_no_error (error);
+    g_assert_true (qlean_machine_download (machine, "/root/tree", back, NULL, &error));
+    g_assert_no_error (error);
+    g_assert_true (g_file_get_contents (back_file, &contents, NULL, &error));
+    g_assert_cmpstr (contents, ==, "in a tree\n");
+    g_assert_true (g_spawn_sync (NULL, (char **) rm, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+                                 NULL, NULL, NULL, &error));
+  }
   {
     g_autoptr(GBytes) hello = g_bytes_new_static ("hello\n", 6);
     g_autoptr(GBytes) back = NULL;
