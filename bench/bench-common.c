@@ -62,6 +62,18 @@ bench_proc_kib (GPid        pid,
   return line ? g_ascii_strtoull (line + strlen (key), NULL, 10) : 0;
 }
 
+gint64
+bench_mem_available_kib (void)
+{
+  g_autofree char *meminfo = NULL;
+  const char *line;
+
+  if (!g_file_get_contents ("/proc/meminfo", &meminfo, NULL, NULL) ||
+      (line = strstr (meminfo, "MemAvailable:")) == NULL)
+    return 0;
+  return g_ascii_strtoll (line + strlen ("MemAvailable:"), NULL, 10);
+}
+
 double
 bench_proc_cpu_seconds (GPid pid)
 {

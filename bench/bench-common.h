@@ -17,6 +17,8 @@ double   bench_now             (void);
 guint64  bench_proc_kib        (GPid                 pid,
                                 const char          *file,
                                 const char          *field);
+/* The host's MemAvailable, KiB (0 if unknown). */
+gint64   bench_mem_available_kib (void);
 /* CPU time (user + system) process @pid has used so far; 0 if gone. */
 double   bench_proc_cpu_seconds (GPid                pid);
 char    *bench_run_capture     (const char * const  *argv,

@@ -64,18 +64,6 @@ note_rss (Run  *run,
   run->dirty_sum += bench_proc_kib (pid, "smaps_rollup", "Private_Dirty");
 }
 
-static gint64
-mem_available_kib (void)
-{
-  g_autofree char *meminfo = NULL;
-  const char *line;
-
-  if (!g_file_get_contents ("/proc/meminfo", &meminfo, NULL, NULL) ||
-      (line = strstr (meminfo, "MemAvailable:")) == NULL)
-    return 0;
-  return g_ascii_strtoll (line + strlen ("MemAvailable:"), NULL, 10);
-}
-
 /* Each machine runs `true`, one after the other. */
 static void
 run_command (QleanMachine *machine)
@@ -113,7 +101,7 @@ run_pool (QleanImage         *image,
         g_error ("%s", error->message);
     }
 
-  run.available_drop = mem_available_kib ();
+  run.available_drop = bench_mem_available_kib ();
   start = g_get_monotonic_time ();
   run.host_cpu = -self_cpu_seconds ();
   if (!qlean_pool_spawn_all (pool, NULL, &error))
@@ -128,7 +116,7 @@ run_pool (QleanImage         *image,
       run_command (machine);
     }
   run.exec_seconds = (g_get_monotonic_time () - start) / 1e6;
-  run.available_drop -= mem_available_kib ();
+  run.available_drop -= bench_mem_available_kib ();
 
   for (guint i = 0; i < n; i++)
     {
@@ -177,7 +165,7 @@ run_plain (QleanImage         *image,
   for (guint i = 0; i < n; i++)
     g_ptr_array_add (machines, qlean_machine_new (image, config));
 
-  run.available_drop = mem_available_kib ();
+  run.available_drop = bench_mem_available_kib ();
   start = g_get_monotonic_time ();
   run.host_cpu = -self_cpu_seconds ();
   for (guint i = 0; i < n; i++)
@@ -196,7 +184,7 @@ run_plain (QleanImage         *image,
       run_command (machine);
     }
   run.exec_seconds = (g_get_monotonic_time () - start) / 1e6;
-  run.available_drop -= mem_available_kib ();
+  run.available_drop -= bench_mem_available_kib ();
 
   for (guint i = 0; i < n; i++)
     {

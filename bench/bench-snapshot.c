@@ -1,6 +1,7 @@
-/* bench-snapshot.c: restore → first exec, clones of one snapshot with and
- * without its memory template, and pools of four from a golden snapshot
- * against four cold boots, in the same run
+/* bench-snapshot.c: restore → first exec, clones of one snapshot and
+ * imports of one archive with and without their memory template, and
+ * pools of four from a golden snapshot against four cold boots, in the
+ * same run
  *
  * SPDX-License-Identifier: MIT
  */
@@ -20,12 +21,16 @@ static int opt_pool = 4;
 static int opt_repeat = 1;
 static int opt_clones = 4;
 static gboolean opt_clones_only = FALSE;
+static int opt_imports = 4;
+static gboolean opt_imports_only = FALSE;
 
 static const GOptionEntry entries[] = {
   { "restores", 'r', 0, G_OPTION_ARG_INT, &opt_restores, "Restores to time (default 5); the median is shown", "N" },
   { "pool", 'n', 0, G_OPTION_ARG_INT, &opt_pool, "Machines per pool (default 4)", "N" },
   { "clones", 'c', 0, G_OPTION_ARG_INT, &opt_clones, "Clones of one snapshot, running together (default 4)", "N" },
   { "clones-only", 0, 0, G_OPTION_ARG_NONE, &opt_clones_only, "Only the clones and restores of one snapshot", NULL },
+  { "imports", 'i', 0, G_OPTION_ARG_INT, &opt_imports, "Imports of one archive, running together (default 4)", "N" },
+  { "imports-only", 0, 0, G_OPTION_ARG_NONE, &opt_imports_only, "Only the imports of one archive", NULL },
   { "repeat", 0, 0, G_OPTION_ARG_INT, &opt_repeat, "Runs of each pool; the median is shown (default 1)", "N" },
   { NULL }
 };
@@ -137,6 +142,26 @@ bench_restore (QleanImage         *image,
   g_print ("import -> first exec                     %6.3f s\n", import_s);
 }
 
+/* Pss and Private_Dirty (MiB) of the QEMUs of @machines but the first
+ * (which makes the template, if any), averaged; then kills them all. */
+static void
+others_memory_then_kill (GPtrArray *machines,
+                         double    *pss_mib,
+                         double    *dirty_mib)
+{
+  guint n = machines->len;
+
+  for (guint i = 1; i < n; i++)
+    {
+      GPid pid = qlean_machine_get_pid (g_ptr_array_index (machines, i));
+
+      *pss_mib += bench_proc_kib (pid, "smaps_rollup", "Pss") / 1024.0 / (n - 1);
+      *dirty_mib += bench_proc_kib (pid, "smaps_rollup", "Private_Dirty") / 1024.0 / (n - 1);
+    }
+  for (guint i = 0; i < n; i++)
+    qlean_machine_kill (g_ptr_array_index (machines, i), NULL, NULL);
+}
+
 typedef struct
 {
   double first_s;     /* the first clone (makes the template, if any) */
@@ -193,15 +218,7 @@ bench_clones (QleanImage *image,
    * the template from, all of it its own. */
   run.first_pss_mib = bench_proc_kib (qlean_machine_get_pid (g_ptr_array_index (clones, 0)),
                                       "smaps_rollup", "Pss") / 1024.0;
-  for (guint i = 1; i < n; i++)
-    {
-      GPid pid = qlean_machine_get_pid (g_ptr_array_index (clones, i));
-
-      run.pss_mib += bench_proc_kib (pid, "smaps_rollup", "Pss") / 1024.0 / (n - 1);
-      run.dirty_mib += bench_proc_kib (pid, "smaps_rollup", "Private_Dirty") / 1024.0 / (n - 1);
-    }
-  for (guint i = 0; i < n; i++)
-    qlean_machine_kill (g_ptr_array_index (clones, i), NULL, NULL);
+  others_memory_then_kill (clones, &run.pss_mib, &run.dirty_mib);
   qlean_machine_kill (source, NULL, NULL);
   return run;
 }
@@ -281,6 +298,101 @@ print_clones (QleanImage *image)
            tmpl.first_s, tmpl.first_pss_mib, tmpl.median_s, tmpl.pss_mib, tmpl.dirty_mib);
   g_print ("  template vs whole stream: others %.2fx as fast, Pss %.2fx as large "
            "(the first clone makes the template: %.2fx the time)\n",
+           full.median_s / tmpl.median_s, tmpl.pss_mib / full.pss_mib, tmpl.first_s / full.first_s);
+}
+
+typedef struct
+{
+  double first_s;     /* the first import (makes the template, if any) */
+  double median_s;    /* the others: import -> first exec */
+  double cpu_s;       /* QEMU CPU time until that exec, the others' median */
+  double pss_mib;     /* per QEMU of the others, all running, averaged */
+  double dirty_mib;   /* Private_Dirty, the same */
+  double avail_mib;   /* MemAvailable drop per machine after the first */
+} ImportRun;
+
+/* @n imports of @archive, one after the other, running together: import
+ * -> first exec of each, QEMU's CPU time by then, then Pss and
+ * Private_Dirty per QEMU. With @template the machines map the memory
+ * template of the archive's state (the first import makes it); without,
+ * each loads the whole state into memory of its own. */
+static ImportRun
+bench_imports (GFile    *archive,
+               gboolean  template,
+               guint     n)
+{
+  g_autoptr(GPtrArray) machines = g_ptr_array_new_with_free_func (g_object_unref);
+  g_autoptr(GArray) times = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(GArray) cpu = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr(GError) error = NULL;
+  QleanImportFlags flags = template ? QLEAN_IMPORT_FLAGS_NONE : QLEAN_IMPORT_FLAGS_NO_MEMORY_TEMPLATE;
+  ImportRun run = { 0 };
+  double avail_first = 0;
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("bench-i%u", i);
+      QleanMachine *machine;
+      double t0 = bench_now (), seconds, cpu_s;
+
+      machine = qlean_machine_import_full (archive, name, NULL, flags, NULL, &error);
+      if (machine == NULL)
+        g_error ("import: %s", error->message);
+      exec_true (machine);
+      seconds = bench_now () - t0;
+      cpu_s = bench_proc_cpu_seconds (qlean_machine_get_pid (machine));
+      g_ptr_array_add (machines, machine);
+      if (i == 0)
+        {
+          run.first_s = seconds;
+          avail_first = (bench_mem_available_kib () / 1024.0);
+          continue;
+        }
+      g_array_append_val (times, seconds);
+      g_array_append_val (cpu, cpu_s);
+    }
+  run.median_s = times->len ? bench_percentile (times, 0.5) : run.first_s;
+  run.cpu_s = cpu->len ? bench_percentile (cpu, 0.5) : 0;
+  if (n > 1)
+    run.avail_mib = (avail_first - (bench_mem_available_kib () / 1024.0)) / (n - 1);
+  others_memory_then_kill (machines, &run.pss_mib, &run.dirty_mib);
+  return run;
+}
+
+/* One archive of a running machine, imported @opt_imports times the old
+ * way and as many times through its template, in the same run. */
+static void
+print_imports (QleanImage *image)
+{
+  guint n = MAX (opt_imports, 2);
+  g_autoptr(QleanMachine) source = qlean_machine_new_with_name ("bench-isrc", image, NULL);
+  g_autofree char *dir = g_dir_make_tmp ("qlean-bench-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "bench.qlean", NULL);
+  g_autoptr(GFile) archive = g_file_new_for_path (path);
+  g_autoptr(GError) error = NULL;
+  ImportRun full, tmpl;
+
+  if (!qlean_machine_spawn (source, NULL, &error))
+    g_error ("spawn: %s", error->message);
+  exec_true (source);
+  if (!qlean_machine_export (source, archive, NULL, &error))
+    g_error ("export: %s", error->message);
+  qlean_machine_kill (source, NULL, NULL);
+
+  full = bench_imports (archive, FALSE, n);
+  tmpl = bench_imports (archive, TRUE, n);
+  g_unlink (path);
+  g_rmdir (dir);
+
+  g_print ("\n%u imports of one archive, running together (import -> first exec; per QEMU):\n", n);
+  g_print ("  %-26s %9s %10s %9s %9s %9s %9s\n", "", "first (s)", "others (s)", "CPU (s)",
+           "Pss MiB", "PrivDirty", "Avail MiB");
+  g_print ("  %-26s %9.3f %10.3f %9.3f %9.1f %9.1f %9.1f\n", "whole stream (no template)",
+           full.first_s, full.median_s, full.cpu_s, full.pss_mib, full.dirty_mib, full.avail_mib);
+  g_print ("  %-26s %9.3f %10.3f %9.3f %9.1f %9.1f %9.1f\n", "memory template",
+           tmpl.first_s, tmpl.median_s, tmpl.cpu_s, tmpl.pss_mib, tmpl.dirty_mib, tmpl.avail_mib);
+  g_print ("  template vs whole stream: others %.2fx as fast, Pss %.2fx as large "
+           "(the first import makes the template: %.2fx the time)\n",
            full.median_s / tmpl.median_s, tmpl.pss_mib / full.pss_mib, tmpl.first_s / full.first_s);
 }
 
@@ -366,6 +478,11 @@ main (int    argc,
            g_get_num_processors (), g_file_test ("/dev/kvm", G_FILE_TEST_EXISTS) ? "present" : "absent",
            loadavg ? loadavg : "?\n");
 
+  if (opt_imports_only)
+    {
+      print_imports (image);
+      return 0;
+    }
   if (opt_clones_only)
     {
       print_clones (image);
@@ -375,6 +492,7 @@ main (int    argc,
   bench_restore (image, cold);
   print_clones (image);
   print_restores (image);
+  print_imports (image);
 
   g_print ("\npools of %d, ready and answering a first exec (median of %d):\n", opt_pool, MAX (opt_repeat, 1));
   cold_s = pool_median (image, cold, FALSE);
