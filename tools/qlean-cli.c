@@ -175,6 +175,7 @@ static int opt_boot_timeout = 0;
 static gboolean opt_json;
 static char **opt_volumes;
 static char *opt_share_kind;
+static char *opt_firmware;
 
 /* --arch, or the host's architecture. */
 static gboolean
@@ -205,6 +206,9 @@ GOptionEntry machine_entries[] = {
   { "memory", 'm', 0, G_OPTION_ARG_INT, &opt_memory, N_("Guest memory in MiB (default: the image's)"), N_("MIB") },
   { "qemu", 0, 0, G_OPTION_ARG_FILENAME, &opt_qemu, N_("QEMU binary (default: qemu-system-ARCH of the guest's architecture)"), N_("PATH") },
   { "accel", 0, 0, G_OPTION_ARG_STRING, &opt_accel, N_("auto, kvm or tcg (default auto)"), N_("ACCEL") },
+  { "firmware", 0, 0, G_OPTION_ARG_STRING, &opt_firmware,
+    N_("How the machine boots: auto (its kernel directly, else its disk through the BIOS or, on aarch64, UEFI), "
+       "bios or uefi (default auto)"), N_("FIRMWARE") },
   { "arch", 0, 0, G_OPTION_ARG_STRING, &opt_arch,
     N_("Guest architecture: x86_64, aarch64 or riscv64 (default: the host's); another than the host's runs under TCG"),
     N_("ARCH") },
@@ -413,6 +417,20 @@ machine_from_options (const char  *name,
                        _("--accel must be auto, kvm or tcg, not “%s”"), opt_accel);
           return NULL;
         }
+    }
+
+  if (opt_firmware != NULL)
+    {
+      g_autoptr(GEnumClass) firmwares = g_type_class_ref (QLEAN_TYPE_FIRMWARE);
+      GEnumValue *firmware = g_enum_get_value_by_nick (firmwares, opt_firmware);
+
+      if (firmware == NULL)
+        {
+          g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                       _("--firmware must be auto, bios or uefi, not “%s”"), opt_firmware);
+          return NULL;
+        }
+      qlean_machine_config_set_firmware (config, firmware->value);
     }
 
   if (opt_bridge != NULL)

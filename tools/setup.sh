@@ -31,6 +31,10 @@ packages=(
   # aarch64 guests: their QEMU, and the cross compiler of qlean-guest;
   # binutils and kmod read and index the arm64 packages' files
   qemu-system-arm gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils kmod
+  # aarch64 disks without a kernel QEMU boots (virt has no BIOS): UEFI
+  # (AAVMF), and what tests/images/build-uefi-fixture.sh makes its
+  # GRUB-on-FAT disk with
+  qemu-efi-aarch64 grub-common dosfstools mtools
   # images and networking; gpgv checks distributions' signed checksum files
   libguestfs-tools xorriso vde2 libvdeplug-slirp mmdebstrap fdisk gpgv
   # tests and benchmarks; clang builds the fuzz targets, valgrind runs

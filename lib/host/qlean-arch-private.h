@@ -25,6 +25,16 @@ typedef struct
   const char  *machine;           /* -machine */
   const char  *tcg_cpu;           /* -cpu under TCG */
   const char  *bios;              /* -bios, or NULL for QEMU's default */
+  /* Whether the machine type's own firmware boots a disk's boot loader
+   * (SeaBIOS on q35): where not, a disk without a kernel boots through
+   * UEFI. */
+  gboolean     bios_boots_disk;
+  /* The UEFI firmware, as Debian packages it: its code (mapped read-only)
+   * and the template of its variables (copied for each run), or NULL
+   * where Qlean knows none. */
+  const char  *uefi_code;
+  const char  *uefi_vars;
+  const char  *uefi_package;
   const char  *console;           /* the serial console's device in the guest */
   const char  *panic_device;      /* the pvpanic device, or NULL */
   guint16      elf_machine;       /* e_machine of its programs */

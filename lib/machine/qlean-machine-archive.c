@@ -115,6 +115,8 @@ build_manifest (QleanMachine *self,
   json_builder_add_int_value (builder, qlean_machine_config_get_disk_gib (config));
   json_builder_set_member_name (builder, "accel");
   json_builder_add_string_value (builder, enum_nick (QLEAN_TYPE_ACCEL, qlean_machine_config_get_accel (config)));
+  json_builder_set_member_name (builder, "firmware");
+  json_builder_add_string_value (builder, enum_nick (QLEAN_TYPE_FIRMWARE, qlean_machine_config_get_firmware (config)));
   add_string_or_null (builder, "cmdline", qlean_machine_config_get_cmdline (config));
   add_string_or_null (builder, "bridge", qlean_machine_config_get_bridge (config));
   json_builder_set_member_name (builder, "fast-start");

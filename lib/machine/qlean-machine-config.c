@@ -49,6 +49,7 @@ struct _QleanMachineConfig
   char       *bridge;
   QleanGuestTransport guest_transport;
   QleanShareKind share_kind;
+  QleanFirmware firmware;
 };
 
 G_DEFINE_FINAL_TYPE (QleanMachineConfig, qlean_machine_config, G_TYPE_OBJECT)
@@ -85,6 +86,7 @@ enum {
   PROP_BRIDGE,
   PROP_GUEST_TRANSPORT,
   PROP_SHARE_KIND,
+  PROP_FIRMWARE,
   N_PROPS
 };
 
@@ -131,6 +133,7 @@ qlean_machine_config_get_property (GObject    *object,
     case PROP_BRIDGE: g_value_set_string (value, self->bridge); break;
     case PROP_GUEST_TRANSPORT: g_value_set_enum (value, self->guest_transport); break;
     case PROP_SHARE_KIND: g_value_set_enum (value, self->share_kind); break;
+    case PROP_FIRMWARE: g_value_set_enum (value, self->firmware); break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -152,6 +155,7 @@ qlean_machine_config_set_property (GObject      *object,
     case PROP_CLEAR: qlean_machine_config_set_clear (self, g_value_get_boolean (value)); break;
     case PROP_QEMU_BINARY: qlean_machine_config_set_qemu_binary (self, g_value_get_string (value)); break;
     case PROP_ACCEL: qlean_machine_config_set_accel (self, g_value_get_enum (value)); break;
+    case PROP_FIRMWARE: qlean_machine_config_set_firmware (self, g_value_get_enum (value)); break;
     case PROP_KERNEL: qlean_machine_config_set_kernel (self, g_value_get_string (value)); break;
     case PROP_INITRD: qlean_machine_config_set_initrd (self, g_value_get_string (value)); break;
     case PROP_CMDLINE: qlean_machine_config_set_cmdline (self, g_value_get_string (value)); break;
@@ -387,6 +391,21 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
     g_param_spec_enum ("share-kind", NULL, NULL, QLEAN_TYPE_SHARE_KIND,
                        QLEAN_SHARE_KIND_AUTO, flags);
 
+  /**
+   * QleanMachineConfig:firmware:
+   *
+   * How the machine boots: `auto` (the default) boots a kernel directly
+   * when there is one, and a disk without one through the BIOS (x86-64)
+   * or UEFI (aarch64, whose `virt` machine has no BIOS); `uefi` boots
+   * through UEFI even with a kernel. See #QleanFirmware. A UEFI machine
+   * gets a fresh copy of the firmware's variables at each start, in its
+   * run directory, gone when the run ends; snapshots carry them.
+   *
+   * Since: 0.1
+   */
+  properties[PROP_FIRMWARE] =
+    g_param_spec_enum ("firmware", NULL, NULL, QLEAN_TYPE_FIRMWARE, QLEAN_FIRMWARE_AUTO, flags);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
@@ -448,6 +467,7 @@ qlean_machine_config_copy (QleanMachineConfig *self)
                        "bridge", self->bridge,
                        "guest-transport", self->guest_transport,
                        "share-kind", self->share_kind,
+                       "firmware", self->firmware,
                        NULL);
   /* Checked when added: copied as they are. */
   for (guint i = 0; i < self->shares->len; i++)
@@ -723,6 +743,44 @@ qlean_machine_config_set_accel (QleanMachineConfig *self,
 
   self->accel = accel;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ACCEL]);
+}
+
+/**
+ * qlean_machine_config_get_firmware:
+ * @self: a #QleanMachineConfig
+ *
+ * Returns: how the machine boots
+ *
+ * Since: 0.1
+ */
+QleanFirmware
+qlean_machine_config_get_firmware (QleanMachineConfig *self)
+{
+  g_return_val_if_fail (QLEAN_IS_MACHINE_CONFIG (self), QLEAN_FIRMWARE_AUTO);
+
+  return self->firmware;
+}
+
+/**
+ * qlean_machine_config_set_firmware:
+ * @self: a #QleanMachineConfig
+ * @firmware: how the machine boots
+ *
+ * Sets [property@MachineConfig:firmware].
+ *
+ * Since: 0.1
+ */
+void
+qlean_machine_config_set_firmware (QleanMachineConfig *self,
+                                   QleanFirmware       firmware)
+{
+  g_return_if_fail (QLEAN_IS_MACHINE_CONFIG (self));
+
+  if (self->firmware == firmware)
+    return;
+
+  self->firmware = firmware;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_FIRMWARE]);
 }
 
 /**

@@ -106,6 +106,34 @@ typedef enum
   QLEAN_GUEST_TRANSPORT_QLEAN_GUEST,
 } QleanGuestTransport;
 
+/**
+ * QleanFirmware:
+ * @QLEAN_FIRMWARE_AUTO: the kernel booted directly when the machine has
+ *   one (the image's or the configuration's); else the disk's own boot
+ *   loader, through the BIOS where the machine type has one (x86-64) and
+ *   through UEFI where it has none (aarch64).
+ * @QLEAN_FIRMWARE_BIOS: QEMU's own firmware for the machine type: SeaBIOS
+ *   on x86-64, OpenSBI on riscv64, none on aarch64, whose `virt` machine
+ *   then needs a kernel to boot directly.
+ * @QLEAN_FIRMWARE_UEFI: UEFI firmware from the host's packages (AAVMF
+ *   from `qemu-efi-aarch64`, OVMF from `ovmf`), with variables of its own
+ *   for each run. It boots the machine's kernel when there is one (any
+ *   kernel with an EFI stub, compressed EFI zboot ones included), else
+ *   the disk's boot loader.
+ *
+ * How a machine boots. A UEFI boot costs several seconds of firmware
+ * under TCG before the kernel starts, so Qlean boots kernels directly
+ * wherever it can.
+ *
+ * Since: 0.1
+ */
+typedef enum
+{
+  QLEAN_FIRMWARE_AUTO,
+  QLEAN_FIRMWARE_BIOS,
+  QLEAN_FIRMWARE_UEFI,
+} QleanFirmware;
+
 #define QLEAN_TYPE_MACHINE_CONFIG (qlean_machine_config_get_type ())
 
 QLEAN_AVAILABLE_IN_0_1
@@ -146,6 +174,11 @@ QleanAccel          qlean_machine_config_get_accel      (QleanMachineConfig *sel
 QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_set_accel      (QleanMachineConfig *self,
                                                          QleanAccel          accel);
+QLEAN_AVAILABLE_IN_0_1
+QleanFirmware       qlean_machine_config_get_firmware   (QleanMachineConfig *self);
+QLEAN_AVAILABLE_IN_0_1
+void                qlean_machine_config_set_firmware   (QleanMachineConfig *self,
+                                                         QleanFirmware       firmware);
 QLEAN_AVAILABLE_IN_0_1
 const char         *qlean_machine_config_get_kernel     (QleanMachineConfig *self);
 QLEAN_AVAILABLE_IN_0_1

@@ -25,6 +25,7 @@
 
 #include "qlean-enums.h"
 #include "qlean-error.h"
+#include "qlean-machine-firmware-private.h"
 #include "qlean-machine-object-private.h"
 #include "qlean-machine-virtiofs-private.h"
 #include "qlean-image-private.h"
@@ -382,6 +383,10 @@ qlean_machine_resolve_spec (QleanMachine    *self,
       !check_readable (FALSE, spec->initrd, error))
     return FALSE;
 
+  if (!qlean_machine_resolve_firmware (self->name, qlean_machine_config_get_firmware (config), spec,
+                                       error))
+    return FALSE;
+
   if (!qlean_machine_resolve_accel (self, resolved, error))
     return FALSE;
 
@@ -626,6 +631,8 @@ qlean_machine_launch_prepare (QleanMachine  *self,
 
   if (!qlean_machine_resolve_spec (self, run_dir, qlean_machine_run_get_share_kind (self->run),
                                    resolved, error))
+    return FALSE;
+  if (!qlean_machine_firmware_copy_vars (&resolved->spec, error))
     return FALSE;
   if (self->network != NULL &&
       !get_network_hooks ()->prepare (self, self->run, self->network, error))

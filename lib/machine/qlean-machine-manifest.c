@@ -218,10 +218,10 @@ qlean_manifest_to_config (JsonObject        *object,
 {
   g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
   g_autoptr(GPtrArray) extra = g_ptr_array_new ();
-  const char *cmdline, *accel_nick, *bridge;
+  const char *cmdline, *accel_nick, *bridge, *firmware_nick;
   JsonNode *node;
   guint cores, memory, disk;
-  int accel;
+  int accel, firmware = QLEAN_FIRMWARE_AUTO;
 
   if (!get_uint_member (object, "cores", 255, &cores, error) ||
       !get_uint_member (object, "memory-mib", 16 * 1024 * 1024, &memory, error) ||
@@ -229,7 +229,8 @@ qlean_manifest_to_config (JsonObject        *object,
       !qlean_manifest_get_optional_string (object, "accel", &accel_nick, error) ||
       !qlean_manifest_refuse_host_paths (object, FALSE, error) ||
       !qlean_manifest_get_optional_string (object, "cmdline", &cmdline, error) ||
-      !qlean_manifest_get_optional_string (object, "bridge", &bridge, error))
+      !qlean_manifest_get_optional_string (object, "bridge", &bridge, error) ||
+      !qlean_manifest_get_optional_string (object, "firmware", &firmware_nick, error))
     return NULL;
 
   if (cores == 0)
@@ -241,6 +242,14 @@ qlean_manifest_to_config (JsonObject        *object,
     {
       qlean_manifest_bad (error, _("Not a valid machine archive: its manifest "
                                    "names an unknown accelerator"));
+      return NULL;
+    }
+  /* Optional: archives made before it boot as "auto" did then. A saved
+   * state of a UEFI machine loads only into one with its flash chips. */
+  if (firmware_nick != NULL && !qlean_manifest_enum_from_nick (QLEAN_TYPE_FIRMWARE, firmware_nick, &firmware))
+    {
+      qlean_manifest_bad (error, _("Not a valid machine archive: its manifest "
+                                   "names an unknown firmware"));
       return NULL;
     }
 
@@ -276,6 +285,7 @@ qlean_manifest_to_config (JsonObject        *object,
   qlean_machine_config_set_memory_mib (config, memory);
   qlean_machine_config_set_disk_gib (config, disk);
   qlean_machine_config_set_accel (config, accel);
+  qlean_machine_config_set_firmware (config, firmware);
   qlean_machine_config_set_cmdline (config, cmdline);
   qlean_machine_config_set_bridge (config, bridge);
   qlean_machine_config_set_extra_args (config, (const char * const *) extra->pdata);

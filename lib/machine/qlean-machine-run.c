@@ -22,6 +22,7 @@
 
 #include "qlean-enums.h"
 #include "qlean-error.h"
+#include "qlean-machine-firmware-private.h"
 #include "qlean-machine-object-private.h"
 #include "qlean-guest-process-private.h"
 #include "qlean-guest-stream-dispatch-private.h"
@@ -221,6 +222,9 @@ qlean_machine_release_run (QleanMachine *self)
       g_mutex_unlock (&self->lock);
     }
 
+  /* UEFI's variables go with every run, even one whose directory is
+   * kept to be looked at: they are the firmware's state, not a log. */
+  qlean_machine_firmware_remove_vars (run_dir);
   if (run_dir != NULL && qlean_machine_config_get_clear (self->config))
     {
       g_autoptr(GError) error = NULL;

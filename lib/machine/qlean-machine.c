@@ -18,6 +18,7 @@
 #include "qlean-enums.h"
 #include "qlean-error.h"
 #include "qlean-image-private.h"
+#include "qlean-machine-firmware-private.h"
 #include "qlean-machine-object-private.h"
 #include "qlean-machine-network-private.h"
 #include "qlean-worker-private.h"
@@ -394,6 +395,7 @@ qlean_machine_dispose (GObject *object)
   g_clear_object (&self->run->qga);
   g_clear_object (&self->run->guest);
 
+  qlean_machine_firmware_remove_vars (self->run->run_dir);
   if (self->run->run_dir != NULL && qlean_machine_config_get_clear (self->config))
     qlean_rm_rf (self->run->run_dir, NULL);
   g_clear_pointer (&self->run->run_dir, g_free);

@@ -37,6 +37,10 @@ typedef struct
   guint               memory_mib;
   const char         *kernel;
   const char         *initrd;
+  /* UEFI's code, mapped read-only, when the machine boots through UEFI
+   * (else NULL: the machine type's own firmware, or none); its variables
+   * are the run's copy, QLEAN_UEFI_VARS in run_dir. */
+  const char         *uefi_code;
   const char         *cmdline;
   const char         *disk;          /* the machine's own qcow2, or NULL */
   /* The image's disk under it and its format: when set, QEMU opens this
@@ -88,6 +92,8 @@ typedef struct
 #define QLEAN_VIRTIOFS_SOCKET_FORMAT "virtiofs-%u.sock"
 #define QLEAN_CONSOLE_LOG "console.log"
 #define QLEAN_QEMU_LOG "qemu.log"
+/* The run's own copy of the UEFI variables, which the guest writes. */
+#define QLEAN_UEFI_VARS "uefi-vars.fd"
 #define QLEAN_QGA_PORT_ID "qga0"
 
 GStrv qlean_qemu_argv_build (const QleanQemuSpec *spec);

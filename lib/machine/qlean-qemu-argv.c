@@ -165,6 +165,23 @@ add_machine (GPtrArray           *argv,
     add (argv, arch->machine);
 }
 
+/* UEFI as two flash chips: the firmware's code, shared read-only by
+ * every machine, and the run's own variables (the boot entries the
+ * firmware writes), which go with the run. */
+static void
+add_uefi (GPtrArray           *argv,
+          const QleanQemuSpec *spec)
+{
+  g_autofree char *code = escape_commas (spec->uefi_code);
+  g_autofree char *vars = g_build_filename (spec->run_dir, QLEAN_UEFI_VARS, NULL);
+  g_autofree char *vars_escaped = escape_commas (vars);
+
+  add (argv, "-drive");
+  add_printf (argv, "if=pflash,format=raw,unit=0,readonly=on,file=%s", code);
+  add (argv, "-drive");
+  add_printf (argv, "if=pflash,format=raw,unit=1,file=%s", vars_escaped);
+}
+
 /* The accelerator and the CPU it runs, the firmware, and the machine's
  * size: cores and memory. */
 static void
@@ -189,7 +206,9 @@ add_accel_and_cpu (GPtrArray           *argv,
       add (argv, "-cpu");
       add (argv, arch->tcg_cpu);
     }
-  if (arch->bios != NULL)
+  if (spec->uefi_code != NULL)
+    add_uefi (argv, spec);
+  else if (arch->bios != NULL)
     {
       add (argv, "-bios");
       add (argv, arch->bios);

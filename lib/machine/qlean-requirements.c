@@ -248,6 +248,26 @@ qlean_check_requirements_for_arch (const char *qemu_binary,
        qemu_img ? program_version (qemu_img) : g_strdup (_("not found; needed for disk images")),
        "qemu-utils");
 
+  /* Where the machine type has no BIOS (aarch64's virt), a disk image
+   * without a kernel of its own boots through UEFI only; elsewhere UEFI
+   * is there for those who ask for it. */
+  if (info->uefi_code != NULL)
+    {
+      gboolean found = g_file_test (info->uefi_code, G_FILE_TEST_IS_REGULAR) &&
+                       g_file_test (info->uefi_vars, G_FILE_TEST_IS_REGULAR);
+      char *detail;
+
+      if (found)
+        detail = g_strdup (info->uefi_code);
+      else if (!info->bios_boots_disk)
+        detail = g_strdup_printf (_("%s not found; needed for disk images whose kernel QEMU "
+                                    "cannot boot directly"), info->uefi_code);
+      else
+        detail = g_strdup_printf (_("%s not found; needed only by machines whose firmware "
+                                    "setting is “uefi”"), info->uefi_code);
+      add (report, "uefi-firmware", found, FALSE, detail, info->uefi_package);
+    }
+
   return report;
 }
 

@@ -239,6 +239,7 @@ same_machine (QleanMachine *first,
          qlean_machine_config_get_memory_mib (a) == qlean_machine_config_get_memory_mib (b) &&
          qlean_machine_config_get_disk_gib (a) == 0 && qlean_machine_config_get_disk_gib (b) == 0 &&
          qlean_machine_config_get_accel (a) == qlean_machine_config_get_accel (b) &&
+         qlean_machine_config_get_firmware (a) == qlean_machine_config_get_firmware (b) &&
          g_strcmp0 (qlean_machine_config_get_qemu_binary (a), qlean_machine_config_get_qemu_binary (b)) == 0 &&
          g_strcmp0 (qlean_machine_config_get_kernel (a), qlean_machine_config_get_kernel (b)) == 0 &&
          g_strcmp0 (qlean_machine_config_get_initrd (a), qlean_machine_config_get_initrd (b)) == 0 &&
