@@ -12,6 +12,7 @@
 
 #include "qlean-arch-private.h"
 #include "qlean-image-private.h"
+#include "qlean-machine-firmware-private.h"
 #include "qlean-qemu-argv-private.h"
 #include "qlean-util-private.h"
 #include "test-common.h"
@@ -230,6 +231,154 @@ test_argv_riscv64 (void)
   assert_pci_virtio (a);
 }
 
+/* How each architecture boots with each firmware choice, with a kernel
+ * to boot directly and without one (a disk's boot loader). */
+static void
+test_firmware_choice (void)
+{
+  enum { DIRECT, UEFI, FAILS };
+  static const struct
+  {
+    QleanArch arch;
+    QleanFirmware firmware;
+    gboolean kernel;
+    int outcome;
+    const char *message;   /* a part of the error's, for FAILS */
+  } cases[] = {
+    /* auto: a kernel boots directly everywhere; a disk boots through the
+     * BIOS where there is one, else through UEFI. */
+    { QLEAN_ARCH_X86_64, QLEAN_FIRMWARE_AUTO, TRUE, DIRECT },
+    { QLEAN_ARCH_X86_64, QLEAN_FIRMWARE_AUTO, FALSE, DIRECT },
+    { QLEAN_ARCH_AARCH64, QLEAN_FIRMWARE_AUTO, TRUE, DIRECT },
+    { QLEAN_ARCH_AARCH64, QLEAN_FIRMWARE_AUTO, FALSE, UEFI },
+    { QLEAN_ARCH_RISCV64, QLEAN_FIRMWARE_AUTO, TRUE, DIRECT },
+    { QLEAN_ARCH_RISCV64, QLEAN_FIRMWARE_AUTO, FALSE, FAILS, "give the machine a kernel" },
+    /* bios: never UEFI; aarch64's virt then needs a kernel. */
+    { QLEAN_ARCH_X86_64, QLEAN_FIRMWARE_BIOS, FALSE, DIRECT },
+    { QLEAN_ARCH_AARCH64, QLEAN_FIRMWARE_BIOS, TRUE, DIRECT },
+    { QLEAN_ARCH_AARCH64, QLEAN_FIRMWARE_BIOS, FALSE, FAILS, "“uefi”" },
+    { QLEAN_ARCH_RISCV64, QLEAN_FIRMWARE_BIOS, TRUE, DIRECT },
+    /* uefi: always, kernel or not, where Qlean knows a firmware. */
+    { QLEAN_ARCH_X86_64, QLEAN_FIRMWARE_UEFI, TRUE, UEFI },
+    { QLEAN_ARCH_X86_64, QLEAN_FIRMWARE_UEFI, FALSE, UEFI },
+    { QLEAN_ARCH_AARCH64, QLEAN_FIRMWARE_UEFI, TRUE, UEFI },
+    { QLEAN_ARCH_AARCH64, QLEAN_FIRMWARE_UEFI, FALSE, UEFI },
+    { QLEAN_ARCH_RISCV64, QLEAN_FIRMWARE_UEFI, TRUE, FAILS, "knows no UEFI firmware for riscv64" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      const QleanArchInfo *info = qlean_arch_get_info (cases[i].arch);
+      QleanQemuSpec spec = {
+        .arch = info,
+        .name = "firmware",
+        .kernel = cases[i].kernel ? "/k" : NULL,
+        .uefi_code = "stale",
+      };
+      g_autoptr(GError) error = NULL;
+      int outcome = cases[i].outcome;
+      gboolean ok;
+
+      /* UEFI that is not installed here: the error names its package. */
+      if (outcome == UEFI && !g_file_test (info->uefi_code, G_FILE_TEST_IS_REGULAR))
+        outcome = FAILS;
+
+      ok = qlean_machine_resolve_firmware ("firmware", cases[i].firmware, &spec, &error);
+      g_test_message ("%s firmware %d kernel %d: %s", info->name, cases[i].firmware, cases[i].kernel,
+                      ok ? (spec.uefi_code ? spec.uefi_code : "direct") : error->message);
+      switch (outcome)
+        {
+        case DIRECT:
+          g_assert_no_error (error);
+          g_assert_true (ok);
+          g_assert_null (spec.uefi_code);
+          break;
+        case UEFI:
+          g_assert_no_error (error);
+          g_assert_true (ok);
+          g_assert_cmpstr (spec.uefi_code, ==, info->uefi_code);
+          break;
+        case FAILS:
+        default:
+          g_assert_false (ok);
+          g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG);
+          g_assert_nonnull (strstr (error->message, "“firmware”"));
+          if (cases[i].outcome == UEFI)
+            {
+              g_assert_nonnull (strstr (error->message, info->uefi_package));
+              g_assert_nonnull (strstr (error->message, "qlean check --arch"));
+            }
+          else
+            g_assert_nonnull (strstr (error->message, cases[i].message));
+          break;
+        }
+    }
+}
+
+/* UEFI on QEMU's command line: the code read-only, the variables the
+ * run's own copy in its run directory, and no -bios beside them. */
+static void
+test_argv_uefi (void)
+{
+  for (QleanArch arch = QLEAN_ARCH_X86_64; arch <= QLEAN_ARCH_RISCV64; arch++)
+    {
+      const QleanArchInfo *info = qlean_arch_get_info (arch);
+      QleanQemuSpec spec = {
+        .qemu_binary = info->qemu_binary,
+        .arch = info,
+        .name = "uefi",
+        .cores = 1,
+        .memory_mib = 256,
+        .disk = "/d.qcow2",
+        .run_dir = "/run/x,y",
+        .qmp_fd = -1, .qga_fd = -1, .data_fd = -1, .console_fd = -1,
+      };
+      g_auto(GStrv) direct = qlean_qemu_argv_build (&spec);
+      g_auto(GStrv) uefi = NULL;
+      g_autofree char *code = NULL;
+      guint drives = 0;
+
+      /* Without UEFI: no flash, and the machine type's own firmware. */
+      g_assert_false (argv_mentions ((const char * const *) direct, "pflash"));
+      g_assert_cmpstr (argv_value ((const char * const *) direct, "-bios"), ==, info->bios);
+
+      if (info->uefi_code == NULL)
+        continue;
+      spec.uefi_code = info->uefi_code;
+      uefi = qlean_qemu_argv_build (&spec);
+      code = g_strdup_printf ("if=pflash,format=raw,unit=0,readonly=on,file=%s", info->uefi_code);
+      for (guint i = 0; uefi[i] != NULL; i++)
+        if (g_str_equal (uefi[i], "-drive"))
+          {
+            drives++;
+            if (drives == 1)
+              g_assert_cmpstr (uefi[i + 1], ==, code);
+            else
+              /* The run directory's comma doubled, as QEMU reads it. */
+              g_assert_cmpstr (uefi[i + 1], ==, "if=pflash,format=raw,unit=1,file=/run/x,,y/" QLEAN_UEFI_VARS);
+          }
+      g_assert_cmpuint (drives, ==, 2);
+      g_assert_null (argv_value ((const char * const *) uefi, "-bios"));
+      g_assert_null (argv_value ((const char * const *) uefi, "-kernel"));
+    }
+}
+
+/* An empty qcow2 disk in @dir, as an image file without a kernel. */
+static char *
+make_blank_disk (const char *dir)
+{
+  g_autoptr(GError) error = NULL;
+  char *disk = g_build_filename (dir, "disk.qcow2", NULL);
+  const char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", disk, "16M", NULL };
+  int status;
+
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+                               NULL, NULL, &status, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_spawn_check_wait_status (status, NULL));
+  return disk;
+}
+
 /* The library's own dry run: the QEMU binary is looked up for the
  * image's architecture, and KVM is never used for a foreign one. */
 static void
@@ -243,19 +392,12 @@ test_dry_run_file_image (void)
   g_autofree char *disk = NULL;
   g_autofree char *kernel = NULL;
   g_autoptr(GError) error = NULL;
-  const char *qemu_img_argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", NULL, "16M", NULL };
   guint checked = 0;
-  int status;
 
   dir = g_dir_make_tmp ("qlean-arch-XXXXXX", &error);
   g_assert_no_error (error);
-  disk = g_build_filename (dir, "disk.qcow2", NULL);
+  disk = make_blank_disk (dir);
   kernel = g_build_filename (dir, "vmlinuz", NULL);
-  qemu_img_argv[5] = disk;
-  g_assert_true (g_spawn_sync (NULL, (char **) qemu_img_argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
-                               NULL, NULL, &status, &error));
-  g_assert_no_error (error);
-  g_assert_true (g_spawn_check_wait_status (status, NULL));
   g_assert_true (g_file_set_contents (kernel, "not a kernel", -1, NULL));
 
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
@@ -306,6 +448,112 @@ test_dry_run_file_image (void)
   if (checked == 0)
     g_test_skip ("neither qemu-system-aarch64 nor qemu-system-riscv64 is installed "
                  "(apt-get install qemu-system-arm)");
+}
+
+/* The dry run of a machine of @image with @firmware, and @kernel if
+ * not NULL. */
+static char **
+dry_run_with_firmware (QleanImage     *image,
+                       QleanFirmware   firmware,
+                       const char     *kernel,
+                       GError        **error)
+{
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanMachine) machine = NULL;
+
+  qlean_machine_config_set_firmware (config, firmware);
+  if (kernel != NULL)
+    qlean_machine_config_set_kernel (config, kernel);
+  machine = qlean_machine_new_with_name ("fw-dry", image, config);
+  return qlean_machine_dry_run (machine, error);
+}
+
+/* A machine's dry run for each firmware choice: an aarch64 disk without
+ * a kernel boots through AAVMF; with a kernel, directly. */
+static void
+test_dry_run_firmware (void)
+{
+  const QleanArchInfo *arm = qlean_arch_get_info (QLEAN_ARCH_AARCH64);
+  const QleanArchInfo *x86 = qlean_arch_get_info (QLEAN_ARCH_X86_64);
+  g_autofree char *qemu = g_find_program_in_path (arm->qemu_binary);
+  g_autofree char *dir = NULL;
+  g_autofree char *disk = NULL;
+  g_autofree char *kernel = NULL;
+  g_autoptr(QleanImage) image = NULL;
+  g_autoptr(QleanImage) x86_image = NULL;
+  g_autoptr(GError) error = NULL;
+  static const struct { QleanFirmware firmware; gboolean kernel; gboolean pflash; } cases[] = {
+    { QLEAN_FIRMWARE_AUTO, FALSE, TRUE },
+    { QLEAN_FIRMWARE_AUTO, TRUE, FALSE },
+    { QLEAN_FIRMWARE_UEFI, FALSE, TRUE },
+    { QLEAN_FIRMWARE_UEFI, TRUE, TRUE },
+    { QLEAN_FIRMWARE_BIOS, TRUE, FALSE },
+  };
+
+  if (qemu == NULL || !g_file_test (arm->uefi_code, G_FILE_TEST_IS_REGULAR))
+    {
+      g_test_skip ("qemu-system-aarch64 or AAVMF is not installed "
+                   "(apt-get install qemu-system-arm qemu-efi-aarch64)");
+      return;
+    }
+
+  dir = g_dir_make_tmp ("qlean-firmware-XXXXXX", &error);
+  g_assert_no_error (error);
+  disk = make_blank_disk (dir);
+  kernel = g_build_filename (dir, "vmlinuz", NULL);
+  g_assert_true (g_file_set_contents (kernel, "not a kernel", -1, NULL));
+  image = qlean_image_new_from_file (disk);
+  qlean_image_set_guest_arch (image, QLEAN_ARCH_AARCH64);
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_auto(GStrv) argv = dry_run_with_firmware (image, cases[i].firmware,
+                                                  cases[i].kernel ? kernel : NULL, &error);
+      const char * const *a;
+
+      g_assert_no_error (error);
+      a = (const char * const *) argv;
+      g_assert_cmpint (argv_mentions (a, "if=pflash"), ==, cases[i].pflash);
+      g_assert_cmpint (argv_mentions (a, "/" QLEAN_UEFI_VARS), ==, cases[i].pflash);
+      g_assert_cmpint (argv_mentions (a, arm->uefi_code), ==, cases[i].pflash);
+      g_assert_cmpint (argv_value (a, "-kernel") != NULL, ==, cases[i].kernel);
+      /* The kernel's command line goes with a kernel only. */
+      g_assert_cmpint (argv_value (a, "-append") != NULL, ==, cases[i].kernel);
+    }
+
+  /* No kernel and no BIOS: nothing can boot the disk without UEFI. */
+  {
+    g_auto(GStrv) argv = dry_run_with_firmware (image, QLEAN_FIRMWARE_BIOS, NULL, &error);
+
+    g_assert_null (argv);
+    g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG);
+    g_assert_nonnull (strstr (error->message, "no BIOS"));
+    g_clear_error (&error);
+  }
+
+  /* x86-64 through OVMF: its argv where it is installed, else an error
+   * that names the package. */
+  x86_image = qlean_image_new_from_file (disk);
+  qlean_image_set_guest_arch (x86_image, QLEAN_ARCH_X86_64);
+  {
+    g_auto(GStrv) argv = dry_run_with_firmware (x86_image, QLEAN_FIRMWARE_UEFI, NULL, &error);
+
+    if (g_file_test (x86->uefi_code, G_FILE_TEST_IS_REGULAR) &&
+        g_file_test (x86->uefi_vars, G_FILE_TEST_IS_REGULAR))
+      {
+        g_assert_no_error (error);
+        g_assert_true (argv_mentions ((const char * const *) argv, x86->uefi_code));
+      }
+    else if (error == NULL || !g_error_matches (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_QEMU_NOT_FOUND))
+      {
+        g_assert_null (argv);
+        g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG);
+        g_assert_nonnull (strstr (error->message, "install the ovmf package"));
+      }
+    g_clear_error (&error);
+  }
+
+  g_assert_true (qlean_rm_rf (dir, NULL));
 }
 
 /* A foreign minimal image needs its sysroot; without one, the error says
@@ -557,6 +805,212 @@ test_arm_fast_start (void)
   }
 }
 
+/* An aarch64 disk that only UEFI boots */
+
+/* The fixture of tests/images/build-uefi-fixture.sh, made from the
+ * aarch64 minimal image's kernel and initramfs: a GPT disk with an EFI
+ * system partition and GRUB, no kernel Qlean could boot directly. NULL,
+ * the test skipped with the reason, where it cannot be built. */
+static char *
+get_uefi_fixture (void)
+{
+  g_autoptr(QleanImage) minimal = qlean_image_new_minimal_for_arch (QLEAN_ARCH_AARCH64);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *script = g_test_build_filename (G_TEST_DIST, "images", "build-uefi-fixture.sh", NULL);
+  g_autofree char *default_cache = g_build_filename (g_get_home_dir (), ".cache", "qlean-test-fixtures", NULL);
+  const char *cache = g_getenv ("QLEAN_FIXTURE_CACHE");
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  const char *argv[] = { "bash", script, NULL, NULL, qlean_minimal_cmdline (QLEAN_ARCH_AARCH64),
+                         cache && *cache ? cache : default_cache, NULL };
+  gint64 start = g_get_monotonic_time ();
+  int status = 0;
+
+  g_assert_true (qlean_image_prepare (minimal, NULL, &error));
+  g_assert_no_error (error);
+  argv[2] = qlean_image_get_kernel (minimal);
+  argv[3] = qlean_image_get_initrd (minimal);
+
+  if (!g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &err,
+                     &status, &error) ||
+      !g_spawn_check_wait_status (status, &error))
+    {
+      g_autofree char *why = g_strdup_printf ("the UEFI fixture could not be built (%s): %s",
+                                              error->message, err ? g_strstrip (err) : "");
+
+      g_test_skip (why);
+      return NULL;
+    }
+  g_test_message ("UEFI fixture %s ready in %.1f s", g_strstrip (out),
+                  (g_get_monotonic_time () - start) / 1e6);
+  return g_steal_pointer (&out);
+}
+
+/* The run directories of machines named @prefix-something, now. */
+static GPtrArray *
+list_run_dirs (const char *prefix)
+{
+  g_autofree char *base = qlean_get_run_base_dir (NULL);
+  g_autoptr(GDir) dir = g_dir_open (base, 0, NULL);
+  GPtrArray *found = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    if (g_str_has_prefix (name, prefix))
+      g_ptr_array_add (found, g_build_filename (base, name, NULL));
+
+  return found;
+}
+
+/* A disk with no kernel to boot directly boots through AAVMF and GRUB
+ * (firmware "auto"), runs commands, and leaves nothing when it ends:
+ * its copy of the UEFI variables goes with its run directory. */
+static void
+test_arm_uefi_boot (void)
+{
+  const QleanArchInfo *info = qlean_arch_get_info (QLEAN_ARCH_AARCH64);
+  g_autofree char *disk = NULL;
+  g_autoptr(QleanImage) image = NULL;
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *run_dir = NULL;
+  g_autofree char *vars = NULL;
+  g_autofree char *uname = NULL;
+  g_autofree char *efi = NULL;
+  GStatBuf vars_st, template_st;
+  gint64 start;
+
+  if (!have_arch (QLEAN_ARCH_AARCH64))
+    return;
+  if (!g_file_test (info->uefi_code, G_FILE_TEST_IS_REGULAR))
+    {
+      g_test_skip ("AAVMF is not installed (apt-get install qemu-efi-aarch64)");
+      return;
+    }
+  disk = get_uefi_fixture ();
+  if (disk == NULL)
+    return;
+
+  image = qlean_image_new_from_file (disk);
+  qlean_image_set_guest_arch (image, QLEAN_ARCH_AARCH64);
+  machine = qlean_machine_new_with_name ("arm-uefi", image, NULL);
+  /* The firmware alone takes several seconds under TCG, more on a
+   * loaded host. */
+  qlean_machine_set_boot_timeout (machine, 300 * 1000);
+  start = g_get_monotonic_time ();
+  g_assert_true (qlean_machine_spawn (machine, NULL, &error));
+  g_assert_no_error (error);
+  g_test_message ("aarch64 UEFI boot (AAVMF, GRUB, kernel) to ready: %.2f s",
+                  (g_get_monotonic_time () - start) / 1e6);
+
+  /* The run's own variables, sparse: the template is mostly empty. */
+  run_dir = g_strdup (qlean_machine_get_run_dir (machine));
+  g_assert_nonnull (run_dir);
+  vars = g_build_filename (run_dir, QLEAN_UEFI_VARS, NULL);
+  g_assert_cmpint (g_stat (vars, &vars_st), ==, 0);
+  g_assert_cmpint (g_stat (info->uefi_vars, &template_st), ==, 0);
+  g_assert_cmpint (vars_st.st_size, ==, template_st.st_size);
+  g_assert_cmpint (vars_st.st_mode & 0777, ==, 0600);
+
+  uname = test_run_text (machine, "uname -m");
+  g_assert_cmpstr (uname, ==, "aarch64");
+  /* Booted by the firmware, not by QEMU: the kernel sees EFI. */
+  efi = test_run_text (machine, "test -d /sys/firmware/efi && echo efi || echo none");
+  g_assert_cmpstr (efi, ==, "efi");
+
+  /* A snapshot holds the flash chips too (QEMU migrates them): a
+   * restore, in a new run with new variables, goes on where it was. */
+  g_free (test_run_text (machine, "echo before > /tmp/uefi-marker"));
+  g_assert_true (qlean_machine_snapshot (machine, "uefi", NULL, &error));
+  g_assert_no_error (error);
+  start = g_get_monotonic_time ();
+  g_assert_true (qlean_machine_restore (machine, "uefi", NULL, &error));
+  g_assert_no_error (error);
+  g_test_message ("aarch64 UEFI restore to ready: %.2f s", (g_get_monotonic_time () - start) / 1e6);
+  g_assert_false (g_file_test (run_dir, G_FILE_TEST_EXISTS));
+  g_free (run_dir);
+  run_dir = g_strdup (qlean_machine_get_run_dir (machine));
+  g_free (vars);
+  vars = g_build_filename (run_dir, QLEAN_UEFI_VARS, NULL);
+  g_assert_true (g_file_test (vars, G_FILE_TEST_IS_REGULAR));
+  {
+    g_autofree char *marker = test_run_text (machine, "cat /tmp/uefi-marker");
+
+    g_assert_cmpstr (marker, ==, "before");
+  }
+
+  g_assert_true (qlean_machine_kill (machine, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_false (g_file_test (vars, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (run_dir, G_FILE_TEST_EXISTS));
+}
+
+/* A UEFI start that fails leaves no variables behind, even where the
+ * run directory is kept to be looked at (clear off). */
+static void
+test_arm_uefi_failed_start (void)
+{
+  const QleanArchInfo *info = qlean_arch_get_info (QLEAN_ARCH_AARCH64);
+  g_autofree char *dir = NULL;
+  g_autofree char *disk = NULL;
+  g_autoptr(QleanImage) image = NULL;
+  g_autoptr(QleanMachineConfig) config = NULL;
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) before = NULL;
+  g_autoptr(GPtrArray) after = NULL;
+  const char *bad_args[] = { "-no-such-option", NULL };
+  guint kept = 0;
+
+  if (!have_arch (QLEAN_ARCH_AARCH64))
+    return;
+  if (!g_file_test (info->uefi_code, G_FILE_TEST_IS_REGULAR))
+    {
+      g_test_skip ("AAVMF is not installed (apt-get install qemu-efi-aarch64)");
+      return;
+    }
+
+  dir = g_dir_make_tmp ("qlean-uefi-XXXXXX", &error);
+  g_assert_no_error (error);
+  disk = make_blank_disk (dir);
+  image = qlean_image_new_from_file (disk);
+  qlean_image_set_guest_arch (image, QLEAN_ARCH_AARCH64);
+  config = qlean_machine_config_new ();
+  qlean_machine_config_set_clear (config, FALSE);
+  qlean_machine_config_set_extra_args (config, bad_args);
+  machine = qlean_machine_new_with_name ("uefi-fails", image, config);
+
+  /* Its run directory, uefi-fails-XXXXXX, and its state directory
+   * (uefi-fails.state-XXXXXX, its disk), both kept. */
+  before = list_run_dirs ("uefi-fails");
+  g_assert_false (qlean_machine_spawn (machine, NULL, &error));
+  g_assert_nonnull (error);
+  g_clear_error (&error);
+  g_clear_object (&machine);
+
+  after = list_run_dirs ("uefi-fails");
+  for (guint i = 0; i < after->len; i++)
+    {
+      const char *kept_dir = g_ptr_array_index (after, i);
+      g_autofree char *base = g_path_get_basename (kept_dir);
+      g_autofree char *vars = g_build_filename (kept_dir, QLEAN_UEFI_VARS, NULL);
+      g_autofree char *log = g_build_filename (kept_dir, QLEAN_QEMU_LOG, NULL);
+
+      if (g_ptr_array_find_with_equal_func (before, kept_dir, g_str_equal, NULL))
+        continue;
+      if (g_str_has_prefix (base, "uefi-fails-"))
+        {
+          kept++;
+          /* QEMU ran, and said why it stopped; the variables are gone. */
+          g_assert_true (g_file_test (log, G_FILE_TEST_EXISTS));
+          g_assert_false (g_file_test (vars, G_FILE_TEST_EXISTS));
+        }
+      g_assert_true (qlean_rm_rf (kept_dir, NULL));
+    }
+  g_assert_cmpuint (kept, ==, 1);
+  g_assert_true (qlean_rm_rf (dir, NULL));
+}
+
 /* An x86-64 and an aarch64 machine on one pool's network. */
 static void
 test_mixed_pool_ping (void)
@@ -636,12 +1090,17 @@ main (int    argc,
   g_test_add_func ("/arch/argv/x86_64", test_argv_x86_64);
   g_test_add_func ("/arch/argv/aarch64", test_argv_aarch64);
   g_test_add_func ("/arch/argv/riscv64", test_argv_riscv64);
+  g_test_add_func ("/arch/argv/uefi", test_argv_uefi);
+  g_test_add_func ("/arch/firmware/choice", test_firmware_choice);
   g_test_add_func ("/arch/dry-run/file-image", test_dry_run_file_image);
+  g_test_add_func ("/arch/dry-run/firmware", test_dry_run_firmware);
   g_test_add_func ("/arch/aarch64/uname", test_arm_uname);
   g_test_add_func ("/arch/aarch64/exec", test_arm_exec);
   g_test_add_func ("/arch/aarch64/files", test_arm_files);
   g_test_add_func ("/arch/aarch64/fast-start", test_arm_fast_start);
   g_test_add_func ("/arch/aarch64/pool-with-x86-64", test_mixed_pool_ping);
+  g_test_add_func ("/arch/aarch64/uefi/failed-start", test_arm_uefi_failed_start);
+  g_test_add_func ("/arch/aarch64/uefi/boot", test_arm_uefi_boot);
 
   status = g_test_run ();
 
