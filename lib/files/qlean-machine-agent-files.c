@@ -26,7 +26,11 @@
 /* Bytes per guest-file-read/write. Measured under TCG with 3 MiB files
  * on a busy 2-core host (tests/test-files.c, /files/agent-fallback): 64 KiB 2.2/2.1 MB/s up/down,
  * 128 KiB 2.1/5.7, 256 KiB 3.0/8.3, 1 MiB 2.1/5.3, 4 MiB 1.7/3.9; larger
- * chunks lose to the agent's base64 and JSON handling of a big line. */
+ * chunks lose to the agent's base64 and JSON handling of a big line.
+ * bench/bench-agent measures it again (16 MiB, median of 3, load 10,
+ * 2026-12-07): 64 KiB 2.3/5.3, 256 KiB 2.5/8.0, 1 MiB 1.7/7.3, 4 MiB
+ * 1.9/6.4, 16 MiB 1.7/6.9: flat from 256 KiB up, so a call's round trip
+ * is not the limit and pipelining calls would gain little. */
 #define AGENT_CHUNK (256 * 1024)
 
 /* Empty answers in a row, none saying "end of file", after which a
