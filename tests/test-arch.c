@@ -15,13 +15,14 @@
 #include "qlean-machine-firmware-private.h"
 #include "qlean-qemu-argv-private.h"
 #include "qlean-util-private.h"
+#include "test-arch.h"
 #include "test-common.h"
 
 /* Whether @arch's machines can start here: its QEMU and, for a foreign
  * architecture, the sysroot its minimal image is built from. Skips the
  * test, saying what is missing, when not. */
-static gboolean
-have_arch (QleanArch arch)
+gboolean
+test_arch_available (QleanArch arch)
 {
   const QleanArchInfo *info = qlean_arch_get_info (arch);
   g_autofree char *qemu = g_find_program_in_path (info->qemu_binary);
@@ -591,15 +592,15 @@ test_missing_sysroot (void)
 
 static QleanMachine *arm_machine;
 
-static QleanMachine *
-get_arm_machine (void)
+QleanMachine *
+test_arch_arm_machine (void)
 {
   g_autoptr(QleanImage) image = NULL;
   g_autoptr(QleanMachineConfig) config = NULL;
   g_autoptr(GError) error = NULL;
   gint64 start;
 
-  if (!have_arch (QLEAN_ARCH_AARCH64))
+  if (!test_arch_available (QLEAN_ARCH_AARCH64))
     return NULL;
 
   if (arm_machine == NULL)
@@ -623,7 +624,7 @@ get_arm_machine (void)
 static void
 test_arm_uname (void)
 {
-  QleanMachine *machine = get_arm_machine ();
+  QleanMachine *machine = test_arch_arm_machine ();
   g_autofree char *uname = NULL;
   g_autofree char *whoami = NULL;
 
@@ -639,7 +640,7 @@ test_arm_uname (void)
 static void
 test_arm_exec (void)
 {
-  QleanMachine *machine = get_arm_machine ();
+  QleanMachine *machine = test_arch_arm_machine ();
   g_autoptr(QleanExecResult) result = NULL;
   g_autofree char *out = NULL;
   g_autofree char *err = NULL;
@@ -670,7 +671,7 @@ test_arm_exec (void)
 static void
 test_arm_files (void)
 {
-  QleanMachine *machine = get_arm_machine ();
+  QleanMachine *machine = test_arch_arm_machine ();
   g_autoptr(GBytes) contents = NULL;
   g_autoptr(GBytes) back = NULL;
   g_autoptr(GError) error = NULL;
@@ -748,7 +749,7 @@ test_arm_fast_start (void)
   gint64 start;
   double seconds;
 
-  if (!have_arch (QLEAN_ARCH_AARCH64))
+  if (!test_arch_available (QLEAN_ARCH_AARCH64))
     return;
 
   listing = g_dir_open (states, 0, NULL);
@@ -880,7 +881,7 @@ test_arm_uefi_boot (void)
   GStatBuf vars_st, template_st;
   gint64 start;
 
-  if (!have_arch (QLEAN_ARCH_AARCH64))
+  if (!test_arch_available (QLEAN_ARCH_AARCH64))
     return;
   if (!g_file_test (info->uefi_code, G_FILE_TEST_IS_REGULAR))
     {
@@ -962,7 +963,7 @@ test_arm_uefi_failed_start (void)
   const char *bad_args[] = { "-no-such-option", NULL };
   guint kept = 0;
 
-  if (!have_arch (QLEAN_ARCH_AARCH64))
+  if (!test_arch_available (QLEAN_ARCH_AARCH64))
     return;
   if (!g_file_test (info->uefi_code, G_FILE_TEST_IS_REGULAR))
     {
@@ -1026,7 +1027,7 @@ test_mixed_pool_ping (void)
   g_autofree char *arm_uname = NULL;
   g_autofree char *ping = NULL;
 
-  if (!test_have_qemu () || !have_arch (QLEAN_ARCH_AARCH64))
+  if (!test_have_qemu () || !test_arch_available (QLEAN_ARCH_AARCH64))
     return;
 
   pool = qlean_pool_new ();
@@ -1099,6 +1100,7 @@ main (int    argc,
   g_test_add_func ("/arch/aarch64/files", test_arm_files);
   g_test_add_func ("/arch/aarch64/fast-start", test_arm_fast_start);
   g_test_add_func ("/arch/aarch64/pool-with-x86-64", test_mixed_pool_ping);
+  test_arch_transports_add_tests ();
   g_test_add_func ("/arch/aarch64/uefi/failed-start", test_arm_uefi_failed_start);
   g_test_add_func ("/arch/aarch64/uefi/boot", test_arm_uefi_boot);
 
