@@ -26,8 +26,11 @@ char     *qlean_host_find_qemu_for_arch (const char  *name,
                                          GError     **error);
 /* Whether KVM really runs guests with @qemu_binary. /dev/kvm existing is
  * not enough: nested setups open it and create VMs, then QEMU aborts or
- * hangs. So this boots SeaBIOS under KVM for up to two seconds and looks
- * for its first words. Checked once per binary per process. */
+ * hangs. So this boots firmware under KVM on the host architecture's
+ * machine (SeaBIOS on q35, OpenSBI or a few instructions of Qlean's on
+ * virt) for up to two seconds and looks for its first words; the QEMU
+ * of another architecture is never tried. Checked once per binary per
+ * process. */
 gboolean  qlean_host_kvm_usable      (const char  *qemu_binary,
                                       char       **reason);
 /* The directory all run directories of this user live in, made 0700. */

@@ -91,46 +91,145 @@ qlean_host_find_qemu_for_arch (const char  *name,
   return NULL;
 }
 
+/* The aarch64 probe's firmware, loaded at address 0 of the virt machine:
+ * it writes "Qlean KVM probe" to the PL011 UART at 0x09000000 and waits.
+ *     movz x0, #0x0900, lsl #16; adr x1, msg
+ *  1: ldrb w2, [x1], #1; cbz w2, 2f; str w2, [x0]; b 1b
+ *  2: wfi; b 2b
+ *     msg: .asciz "Qlean KVM probe\n" */
+static const guint8 aarch64_probe_firmware[] = {
+  0x00, 0x20, 0xa1, 0xd2, 0xe1, 0x00, 0x00, 0x10, 0x22, 0x14, 0x40, 0x38,
+  0x62, 0x00, 0x00, 0x34, 0x02, 0x00, 0x00, 0xb9, 0xfd, 0xff, 0xff, 0x17,
+  0x7f, 0x20, 0x03, 0xd5, 0xff, 0xff, 0xff, 0x17,
+  'Q', 'l', 'e', 'a', 'n', ' ', 'K', 'V', 'M', ' ', 'p', 'r', 'o', 'b', 'e', '\n', 0,
+};
+
+/* The guest code that shows KVM runs: firmware that prints first thing,
+ * on the host architecture's machine type (qlean-arch.c). Fills @argv
+ * after "-machine M"; returns the words to wait for, or NULL with
+ * @reason set where this architecture has no probe. @firmware is a
+ * temporary file to remove afterwards. */
+static const char *
+kvm_probe_args (const QleanArchInfo  *info,
+                GPtrArray            *argv,
+                char                **firmware,
+                char                **reason)
+{
+  g_autoptr(GError) error = NULL;
+
+  switch (info->arch)
+    {
+    case QLEAN_ARCH_X86_64:
+      /* SeaBIOS prints its banner on the debug port. */
+      g_ptr_array_add (argv, g_strdup ("-device"));
+      g_ptr_array_add (argv, g_strdup ("isa-debugcon,chardev=probe,iobase=0x402"));
+      return "SeaBIOS";
+    case QLEAN_ARCH_RISCV64:
+      /* OpenSBI prints its banner on the UART. */
+      g_ptr_array_add (argv, g_strdup ("-serial"));
+      g_ptr_array_add (argv, g_strdup ("chardev:probe"));
+      return "OpenSBI";
+    case QLEAN_ARCH_AARCH64:
+    default:
+      {
+        int fd = g_file_open_tmp ("qlean-kvm-probe-XXXXXX.bin", firmware, &error);
+
+        if (fd < 0 || !g_file_set_contents (*firmware, (const char *) aarch64_probe_firmware,
+                                            sizeof aarch64_probe_firmware, &error))
+          {
+            if (fd >= 0)
+              close (fd);
+            *reason = g_strdup (error->message);
+            return NULL;
+          }
+        close (fd);
+        g_ptr_array_add (argv, g_strdup ("-serial"));
+        g_ptr_array_add (argv, g_strdup ("chardev:probe"));
+        g_ptr_array_add (argv, g_strdup ("-bios"));
+        g_ptr_array_add (argv, g_strdup (*firmware));
+        return "Qlean KVM probe";
+      }
+    }
+}
+
+/* Whether @qemu_binary is the QEMU of a guest architecture other than
+ * the host's (qemu-system-aarch64 on x86-64), which KVM cannot run. */
+static gboolean
+is_foreign_qemu (const char *qemu_binary)
+{
+  g_autofree char *base = g_path_get_basename (qemu_binary);
+
+  for (guint a = QLEAN_ARCH_X86_64; a <= QLEAN_ARCH_RISCV64; a++)
+    if (g_str_equal (base, qlean_arch_get_info (a)->qemu_binary))
+      return !qlean_arch_is_host (a);
+
+  return FALSE;
+}
+
 static gboolean
 probe_kvm (const char  *qemu_binary,
            char       **reason)
 {
+  const QleanArchInfo *host = qlean_arch_get_info (qlean_arch_get_host ());
   g_autoptr(GSubprocess) process = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GInputStream) out = NULL;
-  GString *seen = g_string_new (NULL);
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *firmware = NULL;
+  const char *marker;
+  GString *seen;
   gint64 deadline;
   gboolean ok = FALSE;
   int fd;
+
+  if (is_foreign_qemu (qemu_binary))
+    {
+      *reason = g_strdup_printf (_("KVM runs only %s guests on this host, and %s emulates another "
+                                   "architecture"), host->name, qemu_binary);
+      return FALSE;
+    }
 
   fd = g_open ("/dev/kvm", O_RDWR | O_CLOEXEC, 0);
   if (fd < 0)
     {
       *reason = g_strdup_printf (_("/dev/kvm: %s"), g_strerror (errno));
-      g_string_free (seen, TRUE);
       return FALSE;
     }
   close (fd);
 
-  process = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE |
-                              G_SUBPROCESS_FLAGS_STDIN_PIPE,
-                              &error,
-                              qemu_binary, "-accel", "kvm", "-cpu", "host", "-machine", "q35",
-                              "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-                              "-m", "32", "-chardev", "stdio,id=probe",
-                              "-device", "isa-debugcon,chardev=probe,iobase=0x402",
-                              NULL);
+  {
+    const char * const common[] = {
+      qemu_binary, "-accel", "kvm", "-cpu", "host", "-nodefaults", "-no-user-config",
+      "-display", "none", "-no-reboot", "-m", "32", "-chardev", "stdio,id=probe",
+      "-machine", host->machine,
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS (common); i++)
+      g_ptr_array_add (argv, g_strdup (common[i]));
+  }
+  marker = kvm_probe_args (host, argv, &firmware, reason);
+  if (marker == NULL)
+    return FALSE;
+  g_ptr_array_add (argv, NULL);
+
+  process = g_subprocess_newv ((const char * const *) argv->pdata,
+                               G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_MERGE |
+                               G_SUBPROCESS_FLAGS_STDIN_PIPE,
+                               &error);
   if (process == NULL)
     {
       *reason = g_strdup (error->message);
-      g_string_free (seen, TRUE);
+      if (firmware != NULL)
+        g_unlink (firmware);
       return FALSE;
     }
+
+  seen = g_string_new (NULL);
 
   out = g_object_ref (g_subprocess_get_stdout_pipe (process));
   deadline = g_get_monotonic_time () + 2 * G_USEC_PER_SEC;
 
-  /* Poll the pipe until SeaBIOS speaks, QEMU dies, or time runs out. */
+  /* Poll the pipe until the firmware speaks, QEMU dies, or time runs out. */
   while (g_get_monotonic_time () < deadline)
     {
       char buf[512];
@@ -148,7 +247,7 @@ probe_kvm (const char  *qemu_binary,
         break;
 
       g_string_append_len (seen, buf, n);
-      if (strstr (seen->str, "SeaBIOS") != NULL)
+      if (strstr (seen->str, marker) != NULL)
         {
           ok = TRUE;
           break;
@@ -157,6 +256,8 @@ probe_kvm (const char  *qemu_binary,
 
   g_subprocess_force_exit (process);
   g_subprocess_wait (process, NULL, NULL);
+  if (firmware != NULL)
+    g_unlink (firmware);
 
   if (!ok)
     {
