@@ -106,7 +106,7 @@ typedef enum
  * @QLEAN_IMAGE_ERROR_NO_SPACE: the disk holding the image cache is full;
  *   the message names the cache directory.
  * @QLEAN_IMAGE_ERROR_UNSUPPORTED_ARCH: the image is for an architecture
- *   Qlean cannot run yet (only amd64 for now).
+ *   Qlean does not know (it runs x86_64, aarch64 and riscv64 guests).
  * @QLEAN_IMAGE_ERROR_INVALID_SOURCE: a custom image source or digest is
  *   malformed, or a remote source comes without a digest; or an image
  *   file is not self-contained (it names a backing file or a data file,

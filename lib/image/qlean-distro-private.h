@@ -15,9 +15,9 @@
 
 G_BEGIN_DECLS
 
-/* Only amd64 guests run for now; other catalog entries fail to pull with
- * QLEAN_IMAGE_ERROR_UNSUPPORTED_ARCH. */
-#define QLEAN_DISTRO_SUPPORTED_ARCH "amd64"
+/* The architecture of file and custom images until they are told theirs
+ * (qlean_image_set_guest_arch()); catalog entries name their own. */
+#define QLEAN_DISTRO_DEFAULT_ARCH "amd64"
 
 /* How a distribution signs the checksum file of an image. */
 typedef enum

@@ -4,8 +4,8 @@
  *
  * Inside libguestfs's appliance, on the calling (worker) thread, which
  * alone ever touches the handle: the image is inspected and mounted,
- * qlean-guest (and the host's agent, when the image has none) is put
- * in and made to start, with the image's init system, as soon as its
+ * qlean-guest (and an agent, when the image has none) is put in and
+ * made to start, with the image's init system, as soon as its
  * virtio-serial port shows up; cloud-init is told to look only for a
  * NoCloud seed; and the kernel and initrd are copied out, with the
  * kernel command line that boots them. Apart from qlean-image-prepare.c,
@@ -16,15 +16,19 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <glib/gstdio.h>
 #include <glib/gi18n-lib.h>
 #include <guestfs.h>
 
+#include "qlean-arch-private.h"
 #include "qlean-error.h"
 #include "qlean-host-private.h"
 #include "qlean-image-guestfs-private.h"
 #include "qlean-resources.h"
 #include "qlean-util-private.h"
+#include "qlean-errno-private.h"
 
 #define AGENT_DEVICE_UNIT "dev-virtio\\x2dports-org.qemu.guest_agent.0.device"
 #define DATA_DEVICE_UNIT "dev-virtio\\x2dports-org.qlean.data.0.device"
@@ -32,8 +36,21 @@
 /* Kernel parameters that shorten a boot without KVM (see MEASUREMENTS.md
  * and qlean-image-minimal.c); the same for every distribution. */
 static const char boot_tuning[] =
-  "quiet mitigations=off tsc=reliable no_timer_check random.trust_cpu=on "
-  "cryptomgr.notests i8042.noaux i8042.nokbd i8042.nopnp 8250.nr_uarts=1";
+  "quiet mitigations=off random.trust_cpu=on cryptomgr.notests";
+/* And those that name x86 hardware (the TSC, the i8042 keyboard
+ * controller, 8250 UARTs), which other architectures' kernels do not
+ * know and would pass on to init as its arguments. */
+static const char boot_tuning_x86[] =
+  " tsc=reliable no_timer_check i8042.noaux i8042.nokbd i8042.nopnp 8250.nr_uarts=1";
+
+/* The header of an arm64 (and RISC-V) kernel packed as an EFI zboot
+ * image, as Fedora ships them: a PE file ("MZ") whose payload is the
+ * compressed kernel, unpacked by its own EFI stub. */
+#define ZBOOT_MAGIC_OFFSET 4
+#define ZBOOT_MAGIC "zimg"
+/* The arm64 boot protocol's Image header: its magic at offset 56. */
+#define ARM64_MAGIC_OFFSET 56
+#define ARM64_MAGIC "ARM\x64"
 
 /* libguestfs */
 
@@ -399,8 +416,10 @@ find_image_agent (guestfs_h  *g,
   return NULL;
 }
 
+/* Uploads only: none of it runs before the guest boots, so a foreign
+ * architecture's agent goes in the same way as the host's. */
 static gboolean
-inject_host_agent (guestfs_h             *g,
+inject_agent (guestfs_h             *g,
                    const QleanHostAgent  *agent,
                    GError               **error)
 {
@@ -503,14 +522,33 @@ setup_openrc (guestfs_h  *g,
   return TRUE;
 }
 
+/* Whether /sbin/init is BusyBox's, whose inittab reads the first field
+ * as the terminal to run a program on, not as an id (sysvinit's). */
+static gboolean
+init_is_busybox (guestfs_h *g)
+{
+  g_autofree char *target = NULL;
+
+  if (guestfs_is_symlink (g, "/sbin/init") != 1)
+    return FALSE;
+  target = guestfs_readlink (g, "/sbin/init");
+
+  return target != NULL && g_str_has_suffix (target, "busybox");
+}
+
 static gboolean
 setup_sysvinit (guestfs_h  *g,
                 GError    **error)
 {
-  static const char lines[] =
+  static const char sysvinit_lines[] =
     "# Added by Qlean: its guest programs, restarted when they exit.\n"
     "qa:2345:respawn:/opt/qlean/qlean-run qemu-ga\n"
     "qg:2345:respawn:/opt/qlean/qlean-run qlean-guest\n";
+  static const char busybox_lines[] =
+    "# Added by Qlean: its guest programs, restarted when they exit.\n"
+    "::respawn:/opt/qlean/qlean-run qemu-ga\n"
+    "::respawn:/opt/qlean/qlean-run qlean-guest\n";
+  const char *lines = init_is_busybox (g) ? busybox_lines : sysvinit_lines;
   g_autofree char *inittab = NULL;
   g_autofree char *text = NULL;
   size_t size;
@@ -687,6 +725,7 @@ start_guest_programs (guestfs_h    *g,
  * the image's init system is told to start them. */
 static gboolean
 install_guest_programs (guestfs_h           *g,
+                        QleanArch            arch,
                         const char          *guest_binary,
                         QleanHostAgent      *agent,
                         QleanPrepareResult  *result,
@@ -706,20 +745,71 @@ install_guest_programs (guestfs_h           *g,
     return FALSE;
   if (image_agent == NULL)
     {
-      if (agent->qemu_ga == NULL && !qlean_find_host_agent (agent, error))
+      if (agent->qemu_ga == NULL && !qlean_find_agent (agent, arch, error))
         return FALSE;
-      if (!inject_host_agent (g, agent, error))
+      if (!inject_agent (g, agent, error))
         return FALSE;
     }
 
   return start_guest_programs (g, init, image_agent, error);
 }
 
+/* QEMU 7.2 boots an arm64 kernel that is a raw Image (as Debian's is)
+ * or a gzip'd one (as Ubuntu's is), but not an EFI zboot one: it would
+ * start the PE stub without firmware and hang with nothing on the
+ * console. Anything else is no arm64 kernel at all: an image of another
+ * architecture, told to be aarch64. */
+static gboolean
+check_kernel_bootable (QleanArch    arch,
+                       const char  *kernel,
+                       const char  *image_path,
+                       GError     **error)
+{
+  guint8 header[ARM64_MAGIC_OFFSET + 4] = { 0 };
+  FILE *f = g_fopen (kernel, "rb");
+  gsize n;
+
+  if (f == NULL)
+    {
+      qlean_set_error_from_errno (error, errno, _("Could not open %s"), kernel);
+      return FALSE;
+    }
+  n = fread (header, 1, sizeof header, f);
+  fclose (f);
+
+  if (n >= ZBOOT_MAGIC_OFFSET + 4 && memcmp (header, "MZ", 2) == 0 &&
+      memcmp (header + ZBOOT_MAGIC_OFFSET, ZBOOT_MAGIC, strlen (ZBOOT_MAGIC)) == 0)
+    {
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_PREPARE_FAILED,
+                   _("The kernel of %s is an EFI zboot image (as Fedora's aarch64 kernels "
+                     "are), which QEMU cannot boot directly, only through UEFI firmware; "
+                     "choose an image whose kernel is a plain or gzip-compressed Image, such "
+                     "as Debian's or Ubuntu's"),
+                   image_path);
+      return FALSE;
+    }
+
+  if (arch == QLEAN_ARCH_AARCH64 &&
+      !(n >= 2 && header[0] == 0x1f && header[1] == 0x8b) &&
+      !(n == sizeof header && memcmp (header + ARM64_MAGIC_OFFSET, ARM64_MAGIC, 4) == 0))
+    {
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_PREPARE_FAILED,
+                   _("The kernel of %s is not an arm64 kernel Image; is the image for "
+                     "another architecture than aarch64?"),
+                   image_path);
+      return FALSE;
+    }
+
+  return TRUE;
+}
+
 /* Copies the kernel and initrd out into @dir, and writes the command
- * line that boots them from @root. */
+ * line that boots them from @root on @arch's serial console. */
 static gboolean
 copy_boot_out (guestfs_h           *g,
+               QleanArch            arch,
                const char          *root,
+               const char          *input,
                const char          *dir,
                gboolean             labelled,
                QleanPrepareResult  *result,
@@ -737,18 +827,23 @@ copy_boot_out (guestfs_h           *g,
       guestfs_download (g, initrd, initrd_dest) == -1)
     return guestfs_failed (g, error, _("libguestfs could not copy the kernel and initrd out of "
                                        "the image"));
+  if (arch != QLEAN_ARCH_X86_64 && !check_kernel_bootable (arch, kernel_dest, input, error))
+    return FALSE;
 
   root_params = root_parameters (g, root, error);
   if (root_params == NULL)
     return FALSE;
 
-  result->cmdline = g_strdup_printf ("console=ttyS0 %s rw %s%s", root_params, boot_tuning,
+  result->cmdline = g_strdup_printf ("console=%s %s rw %s%s%s", qlean_arch_get_info (arch)->console,
+                                     root_params, boot_tuning,
+                                     arch == QLEAN_ARCH_X86_64 ? boot_tuning_x86 : "",
                                      labelled ? "" : " enforcing=0");
   return TRUE;
 }
 
 static gboolean
 prepare_in_guestfs (guestfs_h           *g,
+                    QleanArch            arch,
                     const char          *disk,
                     const char          *input,
                     const char          *dir,
@@ -768,7 +863,7 @@ prepare_in_guestfs (guestfs_h           *g,
     return FALSE;
 
   if (!mount_guest (g, root, input, error) ||
-      !install_guest_programs (g, guest_binary, agent, result, error))
+      !install_guest_programs (g, arch, guest_binary, agent, result, error))
     return FALSE;
 
   result->cloud_init = guestfs_is_dir (g, "/etc/cloud") == 1;
@@ -781,7 +876,7 @@ prepare_in_guestfs (guestfs_h           *g,
   if (g_cancellable_set_error_if_cancelled (cancellable, error))
     return FALSE;
 
-  if (!copy_boot_out (g, root, dir, labelled, result, error))
+  if (!copy_boot_out (g, arch, root, input, dir, labelled, result, error))
     return FALSE;
 
   /* Everything must be on the disk before the copy counts as prepared. */
@@ -792,7 +887,8 @@ prepare_in_guestfs (guestfs_h           *g,
 }
 
 gboolean
-qlean_image_prepare_in_guestfs (const char          *disk,
+qlean_image_prepare_in_guestfs (QleanArch            arch,
+                                const char          *disk,
                                 const char          *input,
                                 const char          *dir,
                                 const char          *guest_binary,
@@ -811,7 +907,7 @@ qlean_image_prepare_in_guestfs (const char          *disk,
       return FALSE;
     }
 
-  ok = prepare_in_guestfs (g, disk, input, dir, guest_binary, agent, result, cancellable, error);
+  ok = prepare_in_guestfs (g, arch, disk, input, dir, guest_binary, agent, result, cancellable, error);
   guestfs_close (g);
 
   return ok;

@@ -24,6 +24,7 @@
 #include <json-glib/json-glib.h>
 
 #include "qlean-image-prepare-private.h"
+#include "qlean-arch-private.h"
 #include "qlean-error.h"
 #include "qlean-host-private.h"
 #include "qlean-image-download-private.h"
@@ -79,113 +80,30 @@ qlean_find_guest_binary (GError **error)
   return NULL;
 }
 
-void
-qlean_host_agent_clear (QleanHostAgent *agent)
-{
-  g_clear_pointer (&agent->qemu_ga, g_free);
-  g_clear_pointer (&agent->loader, g_free);
-  g_clear_pointer (&agent->libs, g_ptr_array_unref);
-  g_clear_pointer (&agent->sonames, g_ptr_array_unref);
-}
-
+/* qlean-guest for a guest of @arch: the host's own build, or the one
+ * cross-compiled for @arch (qlean-guest-aarch64). */
 static char *
-find_host_qemu_ga (void)
+find_guest_binary_for_arch (QleanArch   arch,
+                            GError    **error)
 {
-  const char *env = g_getenv ("QLEAN_QEMU_GA");
-  static const char * const candidates[] = { "/usr/sbin/qemu-ga", "/usr/bin/qemu-ga", "/usr/libexec/qemu-ga" };
+  const QleanArchInfo *info = qlean_arch_get_info (arch);
+  g_autofree char *env_name = NULL;
+  char *path;
 
-  if (env != NULL && *env != '\0')
-    return g_strdup (env);
+  if (qlean_arch_is_host (arch))
+    return qlean_find_guest_binary (error);
 
-  for (guint i = 0; i < G_N_ELEMENTS (candidates); i++)
-    if (g_file_test (candidates[i], G_FILE_TEST_IS_EXECUTABLE))
-      return g_strdup (candidates[i]);
+  path = qlean_find_guest_program_for_arch (arch);
+  if (path != NULL)
+    return path;
 
-  return g_find_program_in_path ("qemu-ga");
-}
-
-/* See qlean-image-guestfs-private.h. */
-gboolean
-qlean_find_host_agent (QleanHostAgent  *agent,
-                       GError         **error)
-{
-  g_autofree char *out = NULL;
-  g_autofree char *err = NULL;
-  g_auto(GStrv) lines = NULL;
-  g_auto(GStrv) envp = g_environ_setenv (g_get_environ (), "LC_ALL", "C", TRUE);
-  const char *argv[] = { "ldd", NULL, NULL };
-  int status;
-
-  agent->qemu_ga = find_host_qemu_ga ();
-  if (agent->qemu_ga == NULL)
-    {
-      g_autofree char *hint = qlean_host_install_hint ("qemu-guest-agent");
-
-      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
-                   _("The image has no QEMU guest agent, and the host has none to give it; "
-                     "install it on the host: %s"), hint);
-      return FALSE;
-    }
-
-  argv[1] = agent->qemu_ga;
-  if (!g_spawn_sync (NULL, (char **) argv, envp, G_SPAWN_SEARCH_PATH, NULL, NULL,
-                     &out, &err, &status, error))
-    return FALSE;
-  if (!g_spawn_check_wait_status (status, NULL))
-    {
-      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
-                   _("Cannot list the libraries of %s (ldd: %s)"), agent->qemu_ga, g_strstrip (err));
-      return FALSE;
-    }
-
-  agent->libs = g_ptr_array_new_with_free_func (g_free);
-  agent->sonames = g_ptr_array_new_with_free_func (g_free);
-  lines = g_strsplit (out, "\n", -1);
-  for (guint i = 0; lines[i] != NULL; i++)
-    {
-      char *line = g_strstrip (lines[i]);
-      char *arrow = strstr (line, " => ");
-      char *paren;
-
-      if (*line == '\0')
-        continue;
-      if (arrow != NULL)
-        {
-          char *path = arrow + 4;
-
-          if (g_str_has_prefix (path, "not found"))
-            {
-              g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
-                           _("%s needs %s, which is missing on the host"), agent->qemu_ga, line);
-              return FALSE;
-            }
-          paren = strstr (path, " (");
-          if (paren != NULL)
-            *paren = '\0';
-          *arrow = '\0';
-          if (*path != '/')
-            continue;
-          g_ptr_array_add (agent->sonames, g_strdup (line));
-          g_ptr_array_add (agent->libs, g_strdup (path));
-        }
-      else if (*line == '/')
-        {
-          paren = strstr (line, " (");
-          if (paren != NULL)
-            *paren = '\0';
-          agent->loader = g_strdup (line);
-        }
-    }
-
-  if (agent->loader == NULL)
-    {
-      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
-                   _("ldd names no dynamic loader for %s; Qlean needs a dynamically "
-                     "linked qemu-ga"), agent->qemu_ga);
-      return FALSE;
-    }
-
-  return TRUE;
+  env_name = g_ascii_strup (info->name, -1);
+  g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_MISSING_INPUT,
+               _("Qlean's guest program for %s guests, qlean-guest-%s, is missing; build Qlean "
+                 "with the cross compiler installed (Debian: %s), or set "
+                 "QLEAN_GUEST_BINARY_%s to a static %s build of guest/qlean-guest.c"),
+               info->name, info->name, info->cross_compiler_package, env_name, info->name);
+  return NULL;
 }
 
 static gboolean
@@ -203,7 +121,8 @@ checksum_file_contents (GChecksum   *checksum,
 }
 
 /* The prepared image depends on the download, on what is injected and
- * on how; all of it goes into the cache key. */
+ * on how; all of it goes into the cache key. The architecture is in the
+ * directory above the key (prepared/<arch>/<name>/<key>). */
 static char *
 prepare_key (const char  *input_digest,
              const char  *guest_binary,
@@ -365,7 +284,8 @@ load_prepared (const char    *dir,
 }
 
 static gboolean
-build_prepared (const char      *input,
+build_prepared (QleanArch        arch,
+                const char      *input,
                 const char      *input_format,
                 const char      *input_digest,
                 const char      *tmp,
@@ -394,7 +314,7 @@ build_prepared (const char      *input,
   if (!run_tool (convert, cancellable, error))
     return FALSE;
 
-  return qlean_image_prepare_in_guestfs (disk, input, tmp, guest_binary, agent, &result,
+  return qlean_image_prepare_in_guestfs (arch, disk, input, tmp, guest_binary, agent, &result,
                                          cancellable, error) &&
          write_prepared_info (tmp, input_digest, &result, error);
 }
@@ -418,13 +338,23 @@ qlean_image_prepare_disk (const char     *input,
   g_autofree char *lock_path = NULL;
   g_autofree char *tmp = NULL;
   g_autoptr(GError) cleanup_error = NULL;
+  QleanArch guest_arch;
   gboolean ok;
   int lock_fd;
 
-  guest_binary = qlean_find_guest_binary (error);
+  /* The catalog and custom sources only ever hold known names. */
+  if (!qlean_arch_from_string (arch, &guest_arch))
+    {
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_UNSUPPORTED_ARCH,
+                   _("The image %s is for the architecture “%s”, which Qlean does not know"),
+                   name, arch);
+      return FALSE;
+    }
+
+  guest_binary = find_guest_binary_for_arch (guest_arch, error);
   if (guest_binary == NULL)
     return FALSE;
-  agent.qemu_ga = find_host_qemu_ga ();
+  agent.qemu_ga = qlean_find_agent_program (guest_arch);
 
   key = prepare_key (input_digest, guest_binary, agent.qemu_ga, error);
   if (key == NULL)
@@ -464,7 +394,7 @@ qlean_image_prepare_disk (const char     *input,
       return FALSE;
     }
 
-  ok = build_prepared (input, input_format, input_digest, tmp, guest_binary, &agent, cancellable, error);
+  ok = build_prepared (guest_arch, input, input_format, input_digest, tmp, guest_binary, &agent, cancellable, error);
   if (ok && g_rename (tmp, dir) != 0)
     {
       int saved_errno = errno;

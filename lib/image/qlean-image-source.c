@@ -45,7 +45,7 @@ qlean_image_source_new (GObject *owner)
   source->owner = owner;
   source->context = g_main_context_ref_thread_default ();
   source->distro = QLEAN_DISTRO_CUSTOM;
-  source->arch = g_strdup (QLEAN_DISTRO_SUPPORTED_ARCH);
+  source->arch = g_strdup (QLEAN_DISTRO_DEFAULT_ARCH);
   source->checksum_type = G_CHECKSUM_SHA256;
   if (mirror != NULL && *mirror != '\0')
     source->mirror = g_strdup (mirror);
@@ -290,16 +290,6 @@ source_pull (QleanImageSource  *source,
   if (source->deferred_error != NULL)
     {
       g_propagate_error (error, g_error_copy (source->deferred_error));
-      return NULL;
-    }
-
-  if (!g_str_equal (source->arch, QLEAN_DISTRO_SUPPORTED_ARCH))
-    {
-      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_UNSUPPORTED_ARCH,
-                   _("The image %s is for %s guests; Qlean runs only %s guests for now: "
-                     "choose an %s image"),
-                   source->cache_name, source->arch, QLEAN_DISTRO_SUPPORTED_ARCH,
-                   QLEAN_DISTRO_SUPPORTED_ARCH);
       return NULL;
     }
 

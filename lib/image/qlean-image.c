@@ -217,13 +217,14 @@ qlean_image_class_init (QleanImageClass *klass)
   /**
    * QleanImage:arch:
    *
-   * The guest architecture, in Debian's words (`amd64`, `arm64`). It is
-   * part of the cache key. Only `amd64` images can be pulled for now.
+   * The guest architecture, in Debian's words (`amd64`, `arm64`,
+   * `riscv64`). Downloads and prepared copies are cached under it, so
+   * that images of two architectures never share a cache entry.
    *
    * Since: 0.1
    */
   properties[PROP_ARCH] =
-    g_param_spec_string ("arch", NULL, NULL, QLEAN_DISTRO_SUPPORTED_ARCH,
+    g_param_spec_string ("arch", NULL, NULL, QLEAN_DISTRO_DEFAULT_ARCH,
                          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 
   /**
