@@ -26,6 +26,7 @@
 
 #include <qlean/qlean.h>
 
+#include "images/fixture-build.h"
 #include "images/fixture-server.h"
 #include "qlean-distro-private.h"
 #include "qlean-host-private.h"
@@ -45,72 +46,15 @@ static FixtureServer *server;
 static gboolean
 need_fixture (void)
 {
-  if (fixture_dir == NULL && fixture_skip_reason == NULL)
-    {
-      g_autofree char *script = g_test_build_filename (G_TEST_DIST, "images", "build-debian-fixture.sh", NULL);
-      const char *cache = g_getenv ("QLEAN_FIXTURE_CACHE");
-      g_autofree char *default_cache = g_build_filename (g_get_home_dir (), ".cache", "qlean-test-fixtures", NULL);
-      const char *argv[] = { "bash", script, cache && *cache ? cache : default_cache, NULL };
-      g_autofree char *out = NULL;
-      g_autofree char *err = NULL;
-      g_autoptr(GError) error = NULL;
-      gint64 start = g_get_monotonic_time ();
-      int status = 0;
-
-      if (!g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
-                         &out, &err, &status, &error) ||
-          !g_spawn_check_wait_status (status, &error))
-        {
-          g_autofree char *tail = err ? g_strdup (g_strstrip (err)) : g_strdup ("");
-          gsize len = strlen (tail);
-
-          fixture_skip_reason = g_strdup_printf ("the Debian fixture could not be built (%s): %s",
-                                                 error->message, len > 600 ? tail + len - 600 : tail);
-        }
-      else
-        {
-          fixture_dir = g_strdup (g_strstrip (out));
-          g_test_message ("fixture %s ready in %.1f s", fixture_dir,
-                          (g_get_monotonic_time () - start) / 1e6);
-        }
-    }
-
-  if (fixture_dir == NULL)
-    {
-      g_test_skip (fixture_skip_reason);
-      return FALSE;
-    }
-
-  if (server == NULL)
-    {
-      g_autoptr(GError) error = NULL;
-
-      server = fixture_server_new (fixture_dir, &error);
-      g_assert_no_error (error);
-    }
-
-  return TRUE;
+  return fixture_need ("build-debian-fixture.sh", "the Debian fixture", &fixture_dir,
+                       &fixture_skip_reason, &server);
 }
 
 /* A fresh, empty cache for one test. */
 static char *
 make_cache (const char *name)
 {
-  char *dir = g_build_filename (g_get_user_cache_dir (), "image-tests", name, NULL);
-  g_autoptr(GError) error = NULL;
-
-  qlean_rm_rf (dir, NULL);
-  g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
-  return dir;
-}
-
-static void
-remove_cache (const char *dir)
-{
-  g_autoptr(GError) error = NULL;
-
-  qlean_rm_rf (dir, &error);
-  g_assert_no_error (error);
+  return fixture_make_cache ("image-tests", name);
 }
 
 static QleanImage *
@@ -629,7 +573,7 @@ test_custom_local_verify (void)
   g_clear_error (&error);
   g_assert_cmpuint (count_cache_files (cache), ==, 1);  /* the source file */
 
-  remove_cache (cache);
+  fixture_remove_cache (cache);
 }
 
 /* Downloads through the fixture server */
@@ -888,7 +832,7 @@ test_pull_resumes_after_drop (void)
   qlean_image_verify (image, NULL, &error);
   g_assert_no_error (error);
 
-  remove_cache (cache);
+  fixture_remove_cache (cache);
 }
 
 static void
@@ -930,7 +874,7 @@ test_pull_resumes_after_cancel (void)
   qlean_image_verify (again, NULL, &error);
   g_assert_no_error (error);
 
-  remove_cache (cache);
+  fixture_remove_cache (cache);
 }
 
 static void
@@ -958,7 +902,7 @@ test_pull_bad_checksum (void)
   g_assert_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_CHECKSUM_MISMATCH);
   g_assert_cmpuint (count_cache_files (cache), ==, 0);
 
-  remove_cache (cache);
+  fixture_remove_cache (cache);
 }
 
 typedef struct
@@ -1065,7 +1009,7 @@ test_pull_concurrent (void)
     g_assert_true (g_str_has_prefix (out, "ok "));
   }
 
-  remove_cache (root);
+  fixture_remove_cache (root);
 }
 
 static void
@@ -1100,7 +1044,7 @@ test_pull_http_404 (void)
   g_assert_nonnull (strstr (error->message, "/empty-mirror/" FIXTURE_NAME "/SHA512SUMS"));
 
   g_assert_cmpuint (count_cache_files (cache), ==, 0);
-  remove_cache (cache);
+  fixture_remove_cache (cache);
 }
 
 static void
@@ -1133,7 +1077,7 @@ test_pull_no_network (void)
   g_assert_nonnull (strstr (error->message, url));
   g_assert_cmpuint (count_cache_files (cache), ==, 0);
 
-  remove_cache (cache);
+  fixture_remove_cache (cache);
 }
 
 static void
@@ -1167,7 +1111,7 @@ test_pull_no_space (void)
   g_assert_nonnull (strstr (error->message, dir));
   g_assert_false (g_file_test (part, G_FILE_TEST_EXISTS) || g_file_test (part, G_FILE_TEST_IS_SYMLINK));
 
-  remove_cache (cache);
+  fixture_remove_cache (cache);
 }
 
 /* Preparation failures */
@@ -1199,7 +1143,7 @@ test_prepare_no_os (void)
   /* No half-prepared image is left: only the lock. */
   g_assert_cmpuint (count_cache_files (prepared), ==, 0);
 
-  remove_cache (cache);
+  fixture_remove_cache (cache);
 }
 
 /* An image with its own agent keeps it, started early and with the
@@ -1275,7 +1219,7 @@ test_prepare_image_agent (void)
   g_assert_nonnull (strstr (text, "\nverbose=0"));
   guestfs_close (g);
 
-  remove_cache (cache);
+  fixture_remove_cache (cache);
 }
 
 /* The cloud-init seed */
@@ -1357,7 +1301,7 @@ test_seed (void)
   /* Nothing but the two seeds and what was extracted. */
   g_assert_false (g_file_test (tmp_iso, G_FILE_TEST_EXISTS));
 
-  remove_cache (dir);
+  fixture_remove_cache (dir);
 }
 
 /* First boot (cloud-init from the seed) and normal boot, on the
@@ -1775,7 +1719,7 @@ test_signature_detached (void)
   g_assert_cmpstr (info.hex, ==, fixture->image_hex);
   g_assert_cmpuint (fixture_server_count (fixture->server, "/signed/SHA256SUMS.gpg"), >=, 1);
 
-  remove_cache (cache);
+  fixture_remove_cache (cache);
 }
 
 static void
@@ -1818,7 +1762,7 @@ test_signature_clearsigned (void)
   g_assert_true (qlean_cache_lookup (cached, &info));
   g_assert_cmpstr (info.hex, ==, fixture->image_hex);
 
-  remove_cache (cache);
+  fixture_remove_cache (cache);
 }
 
 /* The keyrings Qlean ships hold the distributions' keys, and nothing
@@ -1957,7 +1901,7 @@ test_catalog_eol_pull (void)
   g_assert_no_error (error);
   g_assert_cmpuint (g_atomic_int_get (&eol_messages), ==, 1);
 
-  remove_cache (cache);
+  fixture_remove_cache (cache);
 }
 
 /* Redirects: only to http and https, never from https down to http, at
@@ -2246,7 +2190,7 @@ main (int    argc,
   g_clear_pointer (&signed_fixture, signed_fixture_free);
   g_clear_pointer (&server, fixture_server_free);
   if (prepared_cache != NULL)
-    remove_cache (prepared_cache);
+    fixture_remove_cache (prepared_cache);
   g_free (prepared_cache);
   g_free (fixture_dir);
   g_free (fixture_skip_reason);

@@ -21,25 +21,16 @@
 set -euo pipefail
 
 script=$(readlink -f "${BASH_SOURCE[0]}")
+here=$(dirname "$script")
+# shellcheck source=fixture-lib.sh
+. "$here/fixture-lib.sh"
 cache=${1:-${QLEAN_FIXTURE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qlean-test-fixtures}}
-key=debian-12-$(sha256sum "$script" | cut -c1-16)
-dir=$cache/$key
+key=debian-12-$(cat "$script" "$here/fixture-lib.sh" | sha256sum | cut -c1-16)
 name=debian-12-generic-amd64
 
 log() { echo "build-debian-fixture: $*" >&2; }
 
-if [ -f "$dir/$name/SHA512SUMS" ]; then
-  echo "$dir"
-  exit 0
-fi
-
-mkdir -p "$cache"
-exec 9>"$cache/.lock"
-flock 9
-if [ -f "$dir/$name/SHA512SUMS" ]; then
-  echo "$dir"
-  exit 0
-fi
+fixture_cached_or_lock "$cache" "$key" "$name"
 
 for tool in mmdebstrap sfdisk mkfs.ext4 qemu-img sha512sum; do
   command -v "$tool" >/dev/null || PATH=$PATH:/usr/sbin:/sbin
@@ -98,22 +89,8 @@ mmdebstrap --variant=minbase --include="$packages" \
   bookworm "$target" "deb $mirror bookworm main" </dev/null
 log "rootfs after $((SECONDS - start)) s"
 
-# A GPT disk whose first partition holds the root file system, the way
-# distributions' cloud images are laid out.
-raw=$work/disk.raw
-if [ $fast -eq 1 ]; then
-  truncate -s 2G "$raw"
-  printf 'label: gpt\nstart=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root\n' |
-    sfdisk -q "$raw"
-  read -r part_start part_sectors < <(sfdisk -q -l -o Start,Sectors "$raw" | tail -n 1)
-  mkfs.ext4 -q -F -L root -b 4096 -E offset=$((part_start * 512)) -d "$work/root" \
-    "$raw" $((part_sectors * 512 / 4096))
-  qemu-img convert -f raw -O qcow2 "$raw" "$work/$name/$name.qcow2"
-else
-  virt-make-fs --partition=gpt --type=ext4 --label=root --size=2G --format=qcow2 \
-    "$target" "$work/$name/$name.qcow2"
-fi
-rm -rf "$raw" "$work/root" "$work/root.tar"
+fixture_make_disk "$target" "$work/$name/$name.qcow2" 2G
+rm -rf "$work/root" "$work/root.tar"
 log "disk after $((SECONDS - start)) s"
 
 # Like Debian's own SHA512SUMS: more than one file is listed, so a reader
