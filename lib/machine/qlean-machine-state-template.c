@@ -165,17 +165,23 @@ same_file (const struct stat *a,
 /* The lock of the template at @base, taken with @operation (LOCK_EX to
  * make or prune it, LOCK_SH to map it); never waits. -1 when someone
  * else holds it, or when the lock file was pruned after it was opened
- * (then it is no longer the lock). */
+ * (then it is no longer the lock); -1 with @reason (if not NULL) set
+ * when it cannot be opened at all. */
 static int
-lock_template (const char *base,
-               int         operation)
+lock_template (const char  *base,
+               int          operation,
+               char       **reason)
 {
   g_autofree char *path = g_strconcat (base, ".tmpl.lock", NULL);
   struct stat held, named;
   int fd = g_open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 
   if (fd < 0)
-    return -1;
+    {
+      if (reason != NULL)
+        *reason = g_strdup_printf ("%s: %s", path, g_strerror (errno));
+      return -1;
+    }
   if (flock (fd, operation | LOCK_NB) != 0 || fstat (fd, &held) != 0 ||
       g_stat (path, &named) != 0 || held.st_dev != named.st_dev || held.st_ino != named.st_ino)
     {
@@ -239,7 +245,7 @@ maker_new (QleanMachine  *self,
 {
   Maker *maker = g_new0 (Maker, 1);
 
-  maker->lock = lock_template (base, LOCK_EX);
+  maker->lock = lock_template (base, LOCK_EX, reason);
   maker->state = g_strdup (state);
   maker->base = g_strdup (base);
   maker->shared = shared;
@@ -306,7 +312,7 @@ try_map_template (QleanMachine *self,
     return FALSE;
   /* A shared template is mapped under its lock; someone who holds it
    * for good is making or pruning it: the whole state then. */
-  if (shared && (lock = lock_template (base, LOCK_SH)) < 0)
+  if (shared && (lock = lock_template (base, LOCK_SH, NULL)) < 0)
     return FALSE;
   if (qlean_machine_template_usable (base, resolved->spec.memory_mib, &reason))
     {
@@ -406,7 +412,7 @@ remove_shared_template (const char *base)
 {
   g_autofree char *lock_path = g_strconcat (base, ".tmpl.lock", NULL);
   g_autofree char *part = g_strconcat (base, ".ram.part", NULL);
-  int lock = lock_template (base, LOCK_EX);
+  int lock = lock_template (base, LOCK_EX, NULL);
 
   if (lock < 0)
     return;
