@@ -9,6 +9,60 @@
 
 static QleanMachine *shared_machine;
 
+/* The messages of the "qlean" domain, for test_logged(). */
+static GMutex log_lock;
+static GString *log_messages;
+
+static GLogWriterOutput
+log_writer (GLogLevelFlags   level,
+            const GLogField *fields,
+            gsize            n_fields,
+            gpointer         user_data)
+{
+  const char *domain = NULL, *message = NULL;
+
+  for (gsize i = 0; i < n_fields; i++)
+    {
+      if (g_str_equal (fields[i].key, "GLIB_DOMAIN"))
+        domain = fields[i].value;
+      else if (g_str_equal (fields[i].key, "MESSAGE"))
+        message = fields[i].value;
+    }
+
+  if ((level & G_LOG_LEVEL_MESSAGE) && g_strcmp0 (domain, "qlean") == 0 && message != NULL)
+    {
+      g_mutex_lock (&log_lock);
+      g_string_append_printf (log_messages, "%s\n", message);
+      g_mutex_unlock (&log_lock);
+    }
+
+  return g_log_writer_default (level, fields, n_fields, user_data);
+}
+
+gboolean
+test_logged (const char *pattern)
+{
+  g_auto(GStrv) lines = NULL;
+  gboolean found = FALSE;
+
+  g_mutex_lock (&log_lock);
+  lines = g_strsplit (log_messages->str, "\n", -1);
+  g_string_truncate (log_messages, 0);
+  g_mutex_unlock (&log_lock);
+
+  for (guint i = 0; lines[i] != NULL && !found; i++)
+    found = g_pattern_match_simple (pattern, lines[i]);
+
+  return found;
+}
+
+void
+test_log_capture (void)
+{
+  log_messages = g_string_new (NULL);
+  g_log_set_writer_func (log_writer, NULL, NULL);
+}
+
 gboolean
 test_have_qemu (void)
 {

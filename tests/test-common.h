@@ -34,4 +34,11 @@ char            *test_run_out              (QleanMachine *machine,
 char            *test_run_text             (QleanMachine *machine,
                                             const char   *command);
 
+/* Qlean logs with the structured API, which g_test_expect_message()
+ * does not see: test_log_capture(), at the start of main, keeps the
+ * messages of the "qlean" domain too, and test_logged() says whether
+ * one matching @pattern came since its last call. */
+void             test_log_capture          (void);
+gboolean         test_logged               (const char   *pattern);
+
 G_END_DECLS
