@@ -97,7 +97,7 @@ struct _QleanGuestChannel
   GIOStream    *stream;
   GCancellable *cancellable;
   GByteArray   *in;
-  guint8       *read_buffer;
+  guint         read_offset;    /* where the read under way puts its bytes in @in */
   GQueue        out;
   gboolean      writing;
   ChannelState  state;

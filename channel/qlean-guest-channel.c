@@ -351,7 +351,11 @@ qlean_guest_channel_read_cb (GObject      *source,
       return;
     }
 
-  g_byte_array_append (self->in, self->read_buffer, n);
+  /* reset() emptied the input while the read was under way: what came
+   * is the start of the new input. */
+  if (self->in->len != self->read_offset)
+    memmove (self->in->data + self->in->len, self->in->data + self->read_offset, n);
+  g_byte_array_set_size (self->in, self->in->len + n);
   qlean_guest_channel_parse (self);
   qlean_guest_channel_read (self);
 }
@@ -362,9 +366,16 @@ qlean_guest_channel_read (QleanGuestChannel *self)
   if (self->state == CHANNEL_CLOSED || self->reading || self->paused_on != NULL)
     return;
 
+  /* Straight into the input's tail, where the frames are parsed: no
+   * copy from a read buffer. Nothing grows or moves the input while the
+   * read is under way (parsing waits for it), only reset() may empty it,
+   * which qlean_guest_channel_read_cb() sees. */
   self->reading = TRUE;
+  self->read_offset = self->in->len;
+  g_byte_array_set_size (self->in, self->read_offset + READ_CHUNK);
+  g_byte_array_set_size (self->in, self->read_offset);
   g_input_stream_read_async (g_io_stream_get_input_stream (self->stream),
-                             self->read_buffer, READ_CHUNK, G_PRIORITY_DEFAULT,
+                             self->in->data + self->read_offset, READ_CHUNK, G_PRIORITY_DEFAULT,
                              self->cancellable, qlean_guest_channel_read_cb,
                              g_object_ref (self));
 }
@@ -419,7 +430,6 @@ qlean_guest_channel_finalize (GObject *object)
   g_clear_pointer (&self->streams, g_hash_table_unref);
   g_clear_pointer (&self->hello_tasks, g_ptr_array_unref);
   g_clear_pointer (&self->in, g_byte_array_unref);
-  g_clear_pointer (&self->read_buffer, g_free);
   g_clear_object (&self->cancellable);
   g_clear_object (&self->stream);
 
@@ -437,7 +447,6 @@ qlean_guest_channel_init (QleanGuestChannel *self)
 {
   self->cancellable = g_cancellable_new ();
   self->in = g_byte_array_new ();
-  self->read_buffer = g_malloc (READ_CHUNK);
   g_queue_init (&self->out);
   self->hello_tasks = g_ptr_array_new_with_free_func (g_object_unref);
   self->streams = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify) qlean_guest_stream_unref);
