@@ -519,6 +519,8 @@ qlean_machine_guest_hello_cb (GObject      *source,
 
   if (!qlean_guest_channel_hello_finish (QLEAN_GUEST_CHANNEL (source), result, &error))
     g_debug ("qlean-guest did not answer: %s", error->message);
+  else if (self != NULL)
+    g_debug ("machine %s: qlean-guest answered", self->name);
   qlean_link_unref (link);
 
   /* A start may be waiting for this answer to pick its transport. */
