@@ -288,35 +288,74 @@ test_pull_prepare_boot (void)
   fixture_remove_cache (cache);
 }
 
-/* An image whose kernel is an EFI zboot one (Fedora's aarch64 kernels)
+/* A custom arm64 image from the fixture's zboot/ directory, with a
+ * cache of its own. */
+static QleanImage *
+zboot_image (const char *file,
+             const char *cache)
+{
+  g_autofree char *path = g_build_filename (fixture_dir, "zboot", file, NULL);
+  g_autoptr(GError) error = NULL;
+  QleanImage *image = qlean_image_new_from_url (path, NULL, &error);
+
+  g_assert_no_error (error);
+  qlean_image_set_guest_arch (image, QLEAN_ARCH_AARCH64);
+  qlean_image_set_cache_dir (image, cache);
+  g_assert_cmpstr (qlean_image_get_arch (image), ==, "arm64");
+  return image;
+}
+
+/* An image whose kernel is an EFI zboot one (Fedora's aarch64 kernels),
+ * which QEMU 7.2 cannot load with -kernel: with no EFI boot loader it
  * fails to prepare with an error that says so, not with a machine that
- * never boots. */
+ * never boots; with one, its machines boot that loader through UEFI. */
 static void
 test_prepare_zboot (void)
 {
   g_autofree char *cache = NULL;
-  g_autofree char *path = NULL;
   g_autoptr(QleanImage) image = NULL;
+  g_autoptr(QleanImage) efi = NULL;
+  g_autoptr(QleanMachine) machine = NULL;
   g_autoptr(GError) error = NULL;
+  g_auto(GStrv) argv = NULL;
+  g_autofree char *joined = NULL;
 
   if (!need_fixture ())
     return;
 
   cache = make_cache ("zboot");
-  path = g_build_filename (fixture_dir, "zboot", "zboot-arm64.qcow2", NULL);
-  image = qlean_image_new_from_url (path, NULL, &error);
-  g_assert_no_error (error);
-  qlean_image_set_guest_arch (image, QLEAN_ARCH_AARCH64);
-  qlean_image_set_cache_dir (image, cache);
-  g_assert_cmpstr (qlean_image_get_arch (image), ==, "arm64");
-
+  image = zboot_image ("zboot-arm64.qcow2", cache);
   g_assert_false (qlean_image_prepare (image, NULL, &error));
   g_assert_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_PREPARE_FAILED);
   g_assert_nonnull (strstr (error->message, "EFI zboot"));
-  g_assert_nonnull (strstr (error->message, "UEFI"));
+  g_assert_nonnull (strstr (error->message, "no EFI boot loader"));
   g_assert_false (qlean_image_is_prepared (image));
+  g_clear_error (&error);
 
+  efi = zboot_image ("zboot-efi-arm64.qcow2", cache);
+  qlean_image_prepare (efi, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_null (qlean_image_get_kernel (efi));
+  g_assert_null (qlean_image_get_initrd (efi));
+  g_assert_true (g_file_test (qlean_image_get_disk (efi), G_FILE_TEST_IS_REGULAR));
+
+  /* The machine boots the disk through the firmware, with no -kernel. */
+  machine = qlean_machine_new_with_name ("zboot", efi, NULL);
+  argv = qlean_machine_dry_run (machine, &error);
+  if (g_error_matches (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG) &&
+      strstr (error->message, "qemu-efi-aarch64") != NULL)
+    g_test_message ("no AAVMF, no UEFI argv to check: %s", error->message);
+  else
+    {
+      g_assert_no_error (error);
+      joined = g_strjoinv (" ", argv);
+      g_assert_false (g_strv_contains ((const char * const *) argv, "-kernel"));
+      g_assert_nonnull (strstr (joined, "AAVMF_CODE.fd"));
+    }
+
+  g_clear_object (&machine);
   g_clear_object (&image);
+  g_clear_object (&efi);
   fixture_remove_cache (cache);
 }
 

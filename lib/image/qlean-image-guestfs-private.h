@@ -48,6 +48,8 @@ typedef struct
   char     *cmdline;
   gboolean  cloud_init;
   gboolean  injected_agent;
+  /* No kernel was taken out: the image's boot loader boots through UEFI. */
+  gboolean  uefi_boot;
   char     *os;
 } QleanPrepareResult;
 

@@ -754,16 +754,24 @@ install_guest_programs (guestfs_h           *g,
   return start_guest_programs (g, init, image_agent, error);
 }
 
+typedef enum
+{
+  KERNEL_BOOTABLE,
+  KERNEL_ZBOOT,
+} KernelKind;
+
 /* QEMU 7.2 boots an arm64 kernel that is a raw Image (as Debian's is)
- * or a gzip'd one (as Ubuntu's is), but not an EFI zboot one: it would
- * start the PE stub without firmware and hang with nothing on the
- * console. Anything else is no arm64 kernel at all: an image of another
- * architecture, told to be aarch64. */
+ * or a gzip'd one (as Ubuntu's is), but not an EFI zboot one (Fedora's):
+ * it would start the PE stub without firmware and hang with nothing on
+ * the console; such a kernel boots only through UEFI. Anything else is
+ * no arm64 kernel at all, but an image of another architecture, told to
+ * be aarch64: an error. */
 static gboolean
-check_kernel_bootable (QleanArch    arch,
-                       const char  *kernel,
-                       const char  *image_path,
-                       GError     **error)
+check_kernel (QleanArch    arch,
+              const char  *kernel,
+              const char  *image_path,
+              KernelKind  *kind,
+              GError     **error)
 {
   guint8 header[ARM64_MAGIC_OFFSET + 4] = { 0 };
   FILE *f = g_fopen (kernel, "rb");
@@ -777,21 +785,13 @@ check_kernel_bootable (QleanArch    arch,
   n = fread (header, 1, sizeof header, f);
   fclose (f);
 
+  *kind = KERNEL_BOOTABLE;
   if (n >= ZBOOT_MAGIC_OFFSET + 4 && memcmp (header, "MZ", 2) == 0 &&
       memcmp (header + ZBOOT_MAGIC_OFFSET, ZBOOT_MAGIC, strlen (ZBOOT_MAGIC)) == 0)
-    {
-      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_PREPARE_FAILED,
-                   _("The kernel of %s is an EFI zboot image (as Fedora's aarch64 kernels "
-                     "are), which QEMU cannot boot directly, only through UEFI firmware; "
-                     "choose an image whose kernel is a plain or gzip-compressed Image, such "
-                     "as Debian's or Ubuntu's"),
-                   image_path);
-      return FALSE;
-    }
-
-  if (arch == QLEAN_ARCH_AARCH64 &&
-      !(n >= 2 && header[0] == 0x1f && header[1] == 0x8b) &&
-      !(n == sizeof header && memcmp (header + ARM64_MAGIC_OFFSET, ARM64_MAGIC, 4) == 0))
+    *kind = KERNEL_ZBOOT;
+  else if (arch == QLEAN_ARCH_AARCH64 &&
+           !(n >= 2 && header[0] == 0x1f && header[1] == 0x8b) &&
+           !(n == sizeof header && memcmp (header + ARM64_MAGIC_OFFSET, ARM64_MAGIC, 4) == 0))
     {
       g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_PREPARE_FAILED,
                    _("The kernel of %s is not an arm64 kernel Image; is the image for "
@@ -803,8 +803,64 @@ check_kernel_bootable (QleanArch    arch,
   return TRUE;
 }
 
+/* Whether the image has an EFI boot loader (/boot/efi/EFI/<vendor or
+ * BOOT>/<name>.efi, any case), which firmware can start. */
+static gboolean
+has_efi_loader (guestfs_h *g)
+{
+  g_auto(GStrv) files = NULL;
+
+  if (guestfs_is_dir (g, "/boot/efi/EFI") != 1)
+    return FALSE;
+
+  files = guestfs_glob_expand (g, "/boot/efi/EFI/*/*");
+  for (guint i = 0; files != NULL && files[i] != NULL; i++)
+    {
+      g_autofree char *lower = g_ascii_strdown (files[i], -1);
+
+      if (g_str_has_suffix (lower, ".efi"))
+        return TRUE;
+    }
+
+  return FALSE;
+}
+
+/* A kernel QEMU cannot boot directly: the machines boot the image's own
+ * boot loader through UEFI instead (QleanMachineConfig:firmware auto),
+ * if it has one. The copies taken out go, so that the prepared image
+ * says "no kernel". */
+static gboolean
+boot_through_uefi (guestfs_h           *g,
+                   const char          *input,
+                   const char          *kernel_dest,
+                   const char          *initrd_dest,
+                   QleanPrepareResult  *result,
+                   GError             **error)
+{
+  if (!has_efi_loader (g))
+    {
+      g_set_error (error, QLEAN_IMAGE_ERROR, QLEAN_IMAGE_ERROR_PREPARE_FAILED,
+                   _("The kernel of %s is an EFI zboot image (as Fedora's aarch64 kernels "
+                     "are), which QEMU cannot boot directly, only through UEFI firmware, and "
+                     "the image has no EFI boot loader in /boot/efi/EFI for the firmware to "
+                     "start; choose an image whose kernel is a plain or gzip-compressed Image, "
+                     "such as Debian's or Ubuntu's"),
+                   input);
+      return FALSE;
+    }
+
+  g_debug ("%s: an EFI zboot kernel; its machines boot through UEFI", input);
+  g_unlink (kernel_dest);
+  g_unlink (initrd_dest);
+  result->uefi_boot = TRUE;
+  /* Its boot loader has its own command line. */
+  result->cmdline = g_strdup ("");
+  return TRUE;
+}
+
 /* Copies the kernel and initrd out into @dir, and writes the command
- * line that boots them from @root on @arch's serial console. */
+ * line that boots them from @root on @arch's serial console; or, for a
+ * kernel only UEFI can boot, leaves the boot to the image's loader. */
 static gboolean
 copy_boot_out (guestfs_h           *g,
                QleanArch            arch,
@@ -820,6 +876,7 @@ copy_boot_out (guestfs_h           *g,
   g_autofree char *root_params = NULL;
   g_autofree char *kernel_dest = g_build_filename (dir, "vmlinuz", NULL);
   g_autofree char *initrd_dest = g_build_filename (dir, "initrd.img", NULL);
+  KernelKind kind = KERNEL_BOOTABLE;
 
   if (!find_boot_files (g, &kernel, &initrd, error))
     return FALSE;
@@ -827,8 +884,10 @@ copy_boot_out (guestfs_h           *g,
       guestfs_download (g, initrd, initrd_dest) == -1)
     return guestfs_failed (g, error, _("libguestfs could not copy the kernel and initrd out of "
                                        "the image"));
-  if (arch != QLEAN_ARCH_X86_64 && !check_kernel_bootable (arch, kernel_dest, input, error))
+  if (arch != QLEAN_ARCH_X86_64 && !check_kernel (arch, kernel_dest, input, &kind, error))
     return FALSE;
+  if (kind == KERNEL_ZBOOT)
+    return boot_through_uefi (g, input, kernel_dest, initrd_dest, result, error);
 
   root_params = root_parameters (g, root, error);
   if (root_params == NULL)

@@ -16,7 +16,7 @@ G_BEGIN_DECLS
 /* Preparation (qlean-image-prepare.c), on a worker thread. */
 typedef struct
 {
-  char     *kernel;
+  char     *kernel;      /* NULL: the disk boots its own loader through UEFI */
   char     *initrd;
   char     *disk;        /* qcow2, never written by machines */
   char     *cmdline;

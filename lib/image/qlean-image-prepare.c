@@ -235,6 +235,8 @@ write_prepared_info (const char          *dir,
   json_builder_add_boolean_value (builder, result->cloud_init);
   json_builder_set_member_name (builder, "agent");
   json_builder_add_string_value (builder, result->injected_agent ? "injected" : "image");
+  json_builder_set_member_name (builder, "boot");
+  json_builder_add_string_value (builder, result->uefi_boot ? "uefi" : "kernel");
   json_builder_end_object (builder);
 
   root = json_builder_get_root (builder);
@@ -266,14 +268,18 @@ load_prepared (const char    *dir,
   if (cmdline == NULL)
     return FALSE;
 
-  prepared->kernel = g_build_filename (dir, "vmlinuz", NULL);
-  prepared->initrd = g_build_filename (dir, "initrd.img", NULL);
+  /* "uefi": no kernel was taken out, the image boots its own loader. */
+  if (g_strcmp0 (json_object_get_string_member_with_default (object, "boot", "kernel"), "uefi") != 0)
+    {
+      prepared->kernel = g_build_filename (dir, "vmlinuz", NULL);
+      prepared->initrd = g_build_filename (dir, "initrd.img", NULL);
+    }
   prepared->disk = g_build_filename (dir, "disk.qcow2", NULL);
   prepared->cmdline = g_strdup (cmdline);
   prepared->cloud_init = json_object_get_boolean_member_with_default (object, "cloud-init", FALSE);
 
-  if (!g_file_test (prepared->kernel, G_FILE_TEST_IS_REGULAR) ||
-      !g_file_test (prepared->initrd, G_FILE_TEST_IS_REGULAR) ||
+  if ((prepared->kernel != NULL && !g_file_test (prepared->kernel, G_FILE_TEST_IS_REGULAR)) ||
+      (prepared->initrd != NULL && !g_file_test (prepared->initrd, G_FILE_TEST_IS_REGULAR)) ||
       !g_file_test (prepared->disk, G_FILE_TEST_IS_REGULAR))
     {
       qlean_prepared_clear (prepared);

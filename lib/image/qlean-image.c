@@ -827,7 +827,10 @@ qlean_image_set_guest_arch (QleanImage *self,
  * qlean_image_get_kernel:
  * @self: a #QleanImage
  *
- * Returns: (nullable): the kernel to boot directly, once prepared
+ * Returns: (nullable): the kernel to boot directly, once prepared;
+ *   %NULL before, and for a distribution image whose kernel QEMU cannot
+ *   load directly (an EFI zboot one), whose machines boot its own boot
+ *   loader through UEFI
  *
  * Since: 0.1
  */

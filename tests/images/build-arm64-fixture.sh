@@ -4,7 +4,8 @@
 #
 #   DIR/debian-12-generic-arm64/debian-12-generic-arm64.qcow2
 #   DIR/debian-12-generic-arm64/SHA512SUMS
-#   DIR/zboot/zboot-arm64.qcow2   the same with an EFI zboot kernel
+#   DIR/zboot/zboot-arm64.qcow2      the same with an EFI zboot kernel
+#   DIR/zboot/zboot-efi-arm64.qcow2  and with an EFI boot loader too
 #
 # It is made from the arm64 sysroot that `tools/setup.sh deps` unpacks
 # (Debian 12's linux-image-cloud-arm64 and busybox-static), with no
@@ -206,6 +207,11 @@ fixture_make_disk "$root" "$work/$name/$name.qcow2" 256M
 mkdir "$work/zboot"
 { printf 'MZ\0\0zimg'; head -c 24 /dev/zero; printf 'gzip'; head -c 28 /dev/zero; } > "$root/boot/vmlinuz-$release"
 fixture_make_disk "$root" "$work/zboot/zboot-arm64.qcow2" 256M
+# And with an EFI boot loader beside it (only its name matters), which
+# such an image's machines boot through UEFI instead.
+mkdir -p "$root/boot/efi/EFI/BOOT"
+printf 'MZ' > "$root/boot/efi/EFI/BOOT/BOOTAA64.EFI"
+fixture_make_disk "$root" "$work/zboot/zboot-efi-arm64.qcow2" 256M
 rm -rf "$root" "$initrd"
 log "disks after $((SECONDS - start)) s"
 
