@@ -80,6 +80,23 @@ qemu_cpu (GPid pid)
   return ns / 1e9;
 }
 
+/* Page faults (minor) @pid has taken so far: field 10 of its stat. */
+static double
+qemu_minor_faults (GPid pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
+  g_autofree char *text = NULL;
+  g_auto(GStrv) fields = NULL;
+  const char *after_comm;
+
+  if (!g_file_get_contents (path, &text, NULL, NULL) ||
+      (after_comm = strrchr (text, ')')) == NULL || after_comm[1] == '\0')
+    return 0;
+  /* fields[0] is field 3. */
+  fields = g_strsplit (after_comm + 2, " ", 0);
+  return g_strv_length (fields) > 7 ? g_ascii_strtod (fields[7], NULL) : 0;
+}
+
 /* The QEMU this process started last (the only one alive at a time). */
 static GPid
 find_qemu_child (void)
@@ -116,6 +133,7 @@ typedef struct
 {
   double  t;        /* bench_now() */
   double  cpu;      /* QEMU's CPU time then, seconds */
+  double  faults;   /* QEMU's minor page faults then */
   char   *text;
 } Stamp;
 
@@ -137,7 +155,7 @@ stamp_writer (GLogLevelFlags   level,
               gpointer         user_data)
 {
   const char *message = NULL;
-  Stamp stamp = { bench_now (), 0, NULL };
+  Stamp stamp = { bench_now (), 0, 0, NULL };
 
   for (gsize i = 0; i < n_fields; i++)
     if (g_str_equal (fields[i].key, "MESSAGE"))
@@ -163,6 +181,7 @@ stamp_writer (GLogLevelFlags   level,
       if (logged_pid == 0)
         logged_pid = find_qemu_child ();
       stamp.cpu = qemu_cpu (logged_pid);
+      stamp.faults = qemu_minor_faults (logged_pid);
       stamp.text = g_strdup (message);
     }
   if (stamps != NULL)
@@ -210,6 +229,9 @@ typedef struct
 {
   double t[N_STEPS];    /* seconds since spawn was called; -1: not seen */
   double cpu[N_STEPS];  /* QEMU's CPU time then */
+  double faults_cont;   /* QEMU's minor page faults when cont answered */
+  double faults_ready;  /* ... when ready */
+  double faults_exec;   /* ... and after the first `true` */
 } Timeline;
 
 /* The first stamp at or after @from whose text holds all of @needles. */
@@ -261,7 +283,12 @@ timeline_read (Timeline *line,
       timeline_note (line, STEP_INCOMING, &g_array_index (log, Stamp, j), t0);
       timeline_note (line, STEP_LOADED, find_stamp (log, &j, "qmp <-", "\"completed\""), t0);
       if (find_stamp (log, &j, "qmp ->", "\"cont\""))
-        timeline_note (line, STEP_CONT, find_stamp (log, &j, "qmp <-", "\"return\""), t0);
+        {
+          const Stamp *cont = find_stamp (log, &j, "qmp <-", "\"return\"");
+
+          timeline_note (line, STEP_CONT, cont, t0);
+          line->faults_cont = cont ? cont->faults : 0;
+        }
       else
         timeline_note (line, STEP_CONT, NULL, t0);
     }
@@ -302,11 +329,13 @@ start_once (QleanImage         *image,
   line->t[STEP_READY] = bench_now () - t0;
   pid = qlean_machine_get_pid (machine);
   line->cpu[STEP_READY] = qemu_cpu (pid);
+  line->faults_ready = qemu_minor_faults (pid);
   result = qlean_machine_exec (machine, "true", NULL, &error);
   if (result == NULL)
     g_error ("%s", error->message);
   line->t[STEP_EXEC] = bench_now () - t0;
   line->cpu[STEP_EXEC] = qemu_cpu (pid);
+  line->faults_exec = qemu_minor_faults (pid);
 
   g_mutex_lock (&log_lock);
   stamps = NULL;
@@ -828,7 +857,7 @@ main (int    argc,
   /* Each path's saved boot exists before the first measured start. */
   for (guint t = 0; t < 2; t++)
     {
-      Timeline warm;
+      Timeline warm = { 0 };
 
       qlean_machine_config_set_memory_template (config, t == 1);
       start_once (image, config, &warm);
@@ -840,13 +869,15 @@ main (int    argc,
   for (int r = 0; r < opt_runs; r++)
     for (guint t = 0; t < 2; t++)
       {
-        Timeline line;
+        Timeline line = { 0 };
 
         qlean_machine_config_set_memory_template (config, t == 1);
         start_once (image, config, &line);
         g_array_append_val (t ? template : old, line);
-        g_print ("  run %d %-8s ready %.3f  first true %.3f  QEMU CPU %.3f\n", r,
-                 t ? "template" : "old", line.t[STEP_READY], line.t[STEP_EXEC], line.cpu[STEP_EXEC]);
+        g_print ("  run %d %-8s ready %.3f  first true %.3f  QEMU CPU %.3f  "
+                 "minor faults at cont / ready / first true %.0f / %.0f / %.0f\n",
+                 r, t ? "template" : "old", line.t[STEP_READY], line.t[STEP_EXEC],
+                 line.cpu[STEP_EXEC], line.faults_cont, line.faults_ready, line.faults_exec);
       }
   print_timelines (old, template);
 
