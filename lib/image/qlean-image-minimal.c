@@ -526,6 +526,12 @@ run_builder (const QleanMinimalInputs  *inputs,
       g_ptr_array_add (argv, (char *) "--add");
       g_ptr_array_add (argv, add_guest);
     }
+  else
+    /* Not an error (the stock agent serves every call), but slower
+     * transfers than a user may expect: once per image built, say why. */
+    g_message ("The minimal %s image is built without qlean-guest (not found: build "
+               "guest/qlean-guest or set QLEAN_GUEST_BINARY); its machines use the stock "
+               "guest agent alone", qlean_arch_get_info (inputs->arch)->name);
   g_ptr_array_add (argv, NULL);
 
   process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, error);
