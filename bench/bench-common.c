@@ -45,6 +45,18 @@ bench_now (void)
   return g_get_monotonic_time () / 1e6;
 }
 
+/* /proc/loadavg as it reads, without its newline, or "unknown": the
+ * load the figures of a run on a shared host were taken under. */
+char *
+bench_load_average (void)
+{
+  g_autofree char *text = NULL;
+
+  if (!g_file_get_contents ("/proc/loadavg", &text, NULL, NULL))
+    return g_strdup ("unknown");
+  return g_strdup (g_strstrip (text));
+}
+
 /* A "Name:  N kB" field of a /proc file of a process, in KiB, or 0. */
 guint64
 bench_proc_kib (GPid        pid,

@@ -14,6 +14,7 @@ int      bench_compare_doubles (const void          *a,
 double   bench_percentile      (GArray              *values,
                                 double               p);
 double   bench_now             (void);
+char    *bench_load_average    (void);
 guint64  bench_proc_kib        (GPid                 pid,
                                 const char          *file,
                                 const char          *field);

@@ -55,17 +55,6 @@ static const GOptionEntry entries[] = {
   { NULL }
 };
 
-static char *
-load_average (void)
-{
-  g_autofree char *text = NULL;
-
-  if (!g_file_get_contents ("/proc/loadavg", &text, NULL, NULL))
-    return g_strdup ("unknown");
-  text[strcspn (text, " ")] = '\0';
-  return g_steal_pointer (&text);
-}
-
 /* The SSH image */
 
 static BenchSshImage ssh_image;
@@ -181,6 +170,58 @@ time_agent_alone (QleanImage         *image,
   qlean_machine_kill (machine, NULL, NULL);
 }
 
+/* @n round trips of `ssh true` to @port, through the master of
+ * @control when given, each appended to @times in ms. */
+static void
+time_ssh (guint       port,
+          const char *control,
+          GArray     *times)
+{
+  for (int i = 0; i < opt_ssh_execs; i++)
+    {
+      double start = bench_now (), ms;
+
+      if (!bench_ssh_run (&ssh_image, port, control, NULL, "true"))
+        g_error ("ssh true to port %u%s failed", port, control ? " (multiplexed)" : "");
+      ms = (bench_now () - start) * 1000;
+      g_array_append_val (times, ms);
+    }
+}
+
+/* The three SSH ways into @machine's guest: a new connection per command,
+ * one multiplexed connection, and a new connection over a Qlean forward
+ * (its TCP carried by qlean-guest instead of QEMU's user network). */
+static void
+time_ssh_ways (QleanMachine *machine,
+               guint         ssh_port,
+               GArray       *ssh_times,
+               GArray       *mux_times,
+               GArray       *fwd_times)
+{
+  const char *master[] = { "-fNM", NULL };
+  const char *stop[] = { "-O", "exit", NULL };
+  g_autofree char *control = g_build_filename (ssh_image.dir, "control.sock", NULL);
+  g_autoptr(GError) error = NULL;
+  guint fwd_port;
+
+  /* dropbear starts after the agent answers: wait for it. */
+  for (int i = 0; i < 500 && !bench_ssh_run (&ssh_image, ssh_port, NULL, NULL, "true"); i++)
+    g_usleep (20 * 1000);
+  time_ssh (ssh_port, NULL, ssh_times);
+
+  if (!bench_ssh_run (&ssh_image, ssh_port, control, master, NULL))
+    g_error ("ssh -M failed");
+  for (int i = 0; i < 3; i++)
+    bench_ssh_run (&ssh_image, ssh_port, control, NULL, "true");
+  time_ssh (ssh_port, control, mux_times);
+  bench_ssh_run (&ssh_image, ssh_port, control, stop, NULL);
+
+  fwd_port = qlean_machine_forward_port (machine, 0, 22, &error);
+  if (fwd_port == 0)
+    g_error ("%s", error->message);
+  time_ssh (fwd_port, NULL, fwd_times);
+}
+
 typedef struct
 {
   const char *what;
@@ -230,12 +271,11 @@ main (int    argc,
   g_autoptr(GArray) agent_exec_times = g_array_new (FALSE, FALSE, sizeof (double));
   g_autoptr(GArray) agent_argv_times = g_array_new (FALSE, FALSE, sizeof (double));
   g_autofree char *missing = NULL;
-  g_autofree char *control = NULL;
   g_autofree char *accel = NULL;
-  g_autofree char *load = load_average ();
+  g_autofree char *load = bench_load_average ();
   struct utsname uts;
   Figure q, a;
-  guint ssh_port = 0, fwd_port = 0;
+  guint ssh_port = 0;
 
   g_option_context_add_main_entries (context, entries, NULL);
   if (!g_option_context_parse (context, &argc, &argv, &error))
@@ -273,55 +313,7 @@ main (int    argc,
   time_agent_alone (image, launcher, agent_exec_times, agent_argv_times);
 
   if (missing == NULL)
-    {
-      const char *master[] = { "-fNM", NULL };
-      const char *stop[] = { "-O", "exit", NULL };
-
-      control = g_build_filename (ssh_image.dir, "control.sock", NULL);
-      /* dropbear starts after the agent answers: wait for it. */
-      for (int i = 0; i < 500 && !bench_ssh_run (&ssh_image, ssh_port, NULL, NULL, "true"); i++)
-        g_usleep (20 * 1000);
-
-      for (int i = 0; i < opt_ssh_execs; i++)
-        {
-          double start = bench_now (), ms;
-
-          if (!bench_ssh_run (&ssh_image, ssh_port, NULL, NULL, "true"))
-            g_error ("ssh true failed");
-          ms = (bench_now () - start) * 1000;
-          g_array_append_val (ssh_times, ms);
-        }
-
-      if (!bench_ssh_run (&ssh_image, ssh_port, control, master, NULL))
-        g_error ("ssh -M failed");
-      for (int i = 0; i < 3; i++)
-        bench_ssh_run (&ssh_image, ssh_port, control, NULL, "true");
-      for (int i = 0; i < opt_ssh_execs; i++)
-        {
-          double start = bench_now (), ms;
-
-          if (!bench_ssh_run (&ssh_image, ssh_port, control, NULL, "true"))
-            g_error ("ssh -S true failed");
-          ms = (bench_now () - start) * 1000;
-          g_array_append_val (mux_times, ms);
-        }
-      bench_ssh_run (&ssh_image, ssh_port, control, stop, NULL);
-
-      /* The same SSH, with its TCP carried by a Qlean forward instead of
-       * QEMU's user network. */
-      fwd_port = qlean_machine_forward_port (machine, 0, 22, &error);
-      if (fwd_port == 0)
-        g_error ("%s", error->message);
-      for (int i = 0; i < opt_ssh_execs; i++)
-        {
-          double start = bench_now (), ms;
-
-          if (!bench_ssh_run (&ssh_image, fwd_port, NULL, NULL, "true"))
-            g_error ("ssh through the forward failed");
-          ms = (bench_now () - start) * 1000;
-          g_array_append_val (fwd_times, ms);
-        }
-    }
+    time_ssh_ways (machine, ssh_port, ssh_times, mux_times, fwd_times);
 
   q = figure ("qlean_machine_exec (\"true\") [sh -c]", qlean_times);
   a = figure ("QleanGuestLauncher argv {\"true\"}", argv_times);
@@ -359,7 +351,7 @@ main (int    argc,
   if (opt_steps > 0)
     bench_exec_steps (image, opt_steps);
   g_free (load);
-  load = load_average ();
+  load = bench_load_average ();
   g_print ("\nload %s at the end\n", load);
   return 0;
 }

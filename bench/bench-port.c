@@ -54,17 +54,6 @@ static const GOptionEntry entries[] = {
   { NULL }
 };
 
-static char *
-load_average (void)
-{
-  g_autofree char *text = NULL;
-
-  if (!g_file_get_contents ("/proc/loadavg", &text, NULL, NULL))
-    return g_strdup ("unknown");
-  g_strchomp (text);
-  return g_steal_pointer (&text);
-}
-
 static QleanExecResult *
 exec_or_die (QleanMachine *machine,
              const char   *command)
@@ -388,7 +377,7 @@ main (int    argc,
   Way lib_up = { "upload: qlean_machine_upload" };
   g_autoptr(QleanExecResult) made = NULL;
   g_autofree char *dir = NULL, *sock = NULL, *chardev = NULL, *src = NULL, *dst = NULL;
-  g_autofree char *make = NULL, *load = load_average (), *load_end = NULL;
+  g_autofree char *make = NULL, *load = bench_load_average (), *load_end = NULL;
   g_autofree char *want = NULL, *got_down = NULL, *got_up = NULL;
   const char *extra[] = { "-chardev", NULL, "-device",
                           "virtserialport,bus=vser0.0,chardev=benchraw,name=" RAW_PORT, NULL };
@@ -444,7 +433,7 @@ main (int    argc,
   if (g_strcmp0 (want, got_down) != 0 || g_strcmp0 (want, got_up) != 0)
     g_error ("checksums differ: source %s, downloaded %s, uploaded %s", want, got_down, got_up);
 
-  load_end = load_average ();
+  load_end = bench_load_average ();
   g_print ("\n%-46s %7s %7s %7s %7s %7s %7s\n%-46s %7s %7s %7s %7s %7s %7s\n",
            "", "MB/s", "", "", "share", "CPU ms", "per MiB",
            "(share: median of each round's own share)", "median", "min", "max", "of raw", "QEMU",
