@@ -255,7 +255,7 @@ void get_read (Stream *s)
 
       if (s->fref && s->fref->fd >= 0 && s->pos < s->end)
         {
-          size_t chunk = s->end - s->pos < GET_CHUNK ? (size_t) (s->end - s->pos) : GET_CHUNK;
+          size_t chunk = s->end - s->pos < GET_FILE_CHUNK ? (size_t) (s->end - s->pos) : GET_FILE_CHUNK;
           ob = ob_new (0);
           ob->src = s->fref;
           s->fref->refs++;
