@@ -520,6 +520,48 @@ put_and_rename (QleanMachine    *machine,
   return ok;
 }
 
+/* Into a new file beside @guest_path, renamed over it at the end, as
+ * qlean-guest does: the file appears complete or not at all, and a
+ * failure leaves any old one as it was. With @make_parents, a missing
+ * parent directory is made, as qlean-guest makes it. */
+static gboolean
+put_beside (QleanMachine    *machine,
+            QleanQgaClient  *qga,
+            const char      *guest_path,
+            gboolean         make_parents,
+            GInputStream    *in,
+            GBytes          *contents,
+            guint32          mode,
+            gint64           mtime_ns,
+            GCancellable    *cancellable,
+            GError         **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  g_autofree char *dir = g_path_get_dirname (guest_path);
+  g_autofree char *base = g_path_get_basename (guest_path);
+  g_autofree char *tmp = temp_name (dir, base);
+  gint64 handle;
+
+  handle = qlean_qga_client_file_open (qga, tmp, "w", cancellable, &local_error);
+  if (handle < 0 && make_parents && code_from_text (local_error->message) == G_IO_ERROR_NOT_FOUND)
+    {
+      g_clear_error (&local_error);
+      if (!agent_sh (machine, QLEAN_FS_ACTION_WRITE, guest_path, cancellable, error,
+                     "mkdir -p -- \"$1\"", dir, NULL))
+        return FALSE;
+      handle = qlean_qga_client_file_open (qga, tmp, "w", cancellable, &local_error);
+    }
+  if (handle < 0)
+    {
+      g_propagate_error (error, qlean_machine_agent_error (machine, QLEAN_FS_ACTION_WRITE, guest_path,
+                                                           NULL, local_error));
+      return FALSE;
+    }
+
+  return put_and_rename (machine, qga, handle, tmp, guest_path, guest_path, in, contents, mode,
+                         mtime_ns, cancellable, error);
+}
+
 gboolean
 qlean_machine_agent_put (QleanMachine  *machine,
                          const char    *guest_path,
@@ -531,29 +573,9 @@ qlean_machine_agent_put (QleanMachine  *machine,
                          GError       **error)
 {
   g_autoptr(QleanQgaClient) qga = get_agent (machine, QLEAN_FS_ACTION_WRITE, guest_path, error);
-  g_autoptr(GError) local_error = NULL;
-  g_autofree char *dir = g_path_get_dirname (guest_path);
-  g_autofree char *base = g_path_get_basename (guest_path);
-  g_autofree char *tmp = NULL;
-  gint64 handle;
 
-  if (qga == NULL)
-    return FALSE;
-
-  /* Into a new file beside the target, renamed over it at the end, as
-   * qlean-guest does: the file appears complete or not at all, and a
-   * failure leaves any old one as it was. */
-  tmp = temp_name (dir, base);
-  handle = qlean_qga_client_file_open (qga, tmp, "w", cancellable, &local_error);
-  if (handle < 0)
-    {
-      g_propagate_error (error, qlean_machine_agent_error (machine, QLEAN_FS_ACTION_WRITE, guest_path,
-                                                           NULL, local_error));
-      return FALSE;
-    }
-
-  return put_and_rename (machine, qga, handle, tmp, guest_path, guest_path, in, contents, mode,
-                         mtime_ns, cancellable, error);
+  return qga != NULL &&
+         put_beside (machine, qga, guest_path, FALSE, in, contents, mode, mtime_ns, cancellable, error);
 }
 
 gboolean
@@ -571,6 +593,7 @@ qlean_machine_agent_upload_file (QleanMachine  *machine,
   g_autofree char *tmp = NULL;
   g_autofree char *target = NULL;
   gint64 handle;
+  int code;
 
   if (qga == NULL)
     return FALSE;
@@ -582,48 +605,23 @@ qlean_machine_agent_upload_file (QleanMachine  *machine,
   tmp = temp_name (guest_destination, name);
   handle = qlean_qga_client_file_open (qga, tmp, "w", cancellable, &local_error);
   if (handle >= 0)
-    target = g_build_filename (guest_destination, name, NULL);
-  else
     {
-      int code = code_from_text (local_error->message);
-      g_autofree char *dir = NULL;
-      g_autofree char *base = NULL;
-
-      /* Anything but "missing" or "not a directory" says it is a
-       * directory we cannot write into (or that nothing can be
-       * reached there): that is the answer. */
-      if (code != G_IO_ERROR_NOT_FOUND && code != G_IO_ERROR_NOT_DIRECTORY)
-        {
-          g_propagate_error (error, qlean_machine_agent_error (machine, QLEAN_FS_ACTION_WRITE,
-                                                               guest_destination, NULL, local_error));
-          return FALSE;
-        }
-      g_clear_error (&local_error);
-
-      /* Not a directory: the destination is the file's new name. */
-      g_free (tmp);
-      dir = g_path_get_dirname (guest_destination);
-      base = g_path_get_basename (guest_destination);
-      tmp = temp_name (dir, base);
-      handle = qlean_qga_client_file_open (qga, tmp, "w", cancellable, &local_error);
-      /* Missing parents are made, as qlean-guest makes them. */
-      if (handle < 0 && code_from_text (local_error->message) == G_IO_ERROR_NOT_FOUND)
-        {
-          g_clear_error (&local_error);
-          if (!agent_sh (machine, QLEAN_FS_ACTION_WRITE, guest_destination, cancellable, error,
-                         "mkdir -p -- \"$1\"", dir, NULL))
-            return FALSE;
-          handle = qlean_qga_client_file_open (qga, tmp, "w", cancellable, &local_error);
-        }
-      if (handle < 0)
-        {
-          g_propagate_error (error, qlean_machine_agent_error (machine, QLEAN_FS_ACTION_WRITE,
-                                                               guest_destination, NULL, local_error));
-          return FALSE;
-        }
-      target = g_strdup (guest_destination);
+      target = g_build_filename (guest_destination, name, NULL);
+      return put_and_rename (machine, qga, handle, tmp, target, target, in, NULL, mode, mtime_ns,
+                             cancellable, error);
     }
 
-  return put_and_rename (machine, qga, handle, tmp, target, target, in, NULL, mode, mtime_ns,
-                         cancellable, error);
+  /* Missing, or not a directory: the destination is the file's new
+   * name. Anything else says it is a directory we cannot write into
+   * (or that nothing can be reached there): that is the answer. */
+  code = code_from_text (local_error->message);
+  if (code != G_IO_ERROR_NOT_FOUND && code != G_IO_ERROR_NOT_DIRECTORY)
+    {
+      g_propagate_error (error, qlean_machine_agent_error (machine, QLEAN_FS_ACTION_WRITE,
+                                                           guest_destination, NULL, local_error));
+      return FALSE;
+    }
+
+  return put_beside (machine, qga, guest_destination, TRUE, in, NULL, mode, mtime_ns, cancellable,
+                     error);
 }
