@@ -460,15 +460,13 @@ temp_name (const char *dir,
   return g_strdup_printf ("%s/.%s.qlean-%08x", dir, base, g_random_int ());
 }
 
-/* Fills @tmp, opened as @handle, and renames it over @target with @mode
- * and @mtime_ns; on any failure it removes @tmp. Errors name
- * @guest_path, the path the caller was given. */
+/* Fills @tmp, opened as @handle, and renames it over @guest_path with
+ * @mode and @mtime_ns; on any failure it removes @tmp. */
 static gboolean
 put_and_rename (QleanMachine    *machine,
                 QleanQgaClient  *qga,
                 gint64           handle,
                 const char      *tmp,
-                const char      *target,
                 const char      *guest_path,
                 GInputStream    *in,
                 GBytes          *contents,
@@ -511,7 +509,7 @@ put_and_rename (QleanMachine    *machine,
                      "if [ -d \"$4\" ]; then echo \"$4: Is a directory\" >&2; exit 1; fi; "
                      "chmod -- \"$1\" \"$2\" && { [ -z \"$3\" ] || touch -c -d \"@$3\" -- \"$2\" 2>/dev/null || :; } "
                      "&& mv -f -- \"$2\" \"$4\"",
-                     mode_text, tmp, mtime_text, target, NULL);
+                     mode_text, tmp, mtime_text, guest_path, NULL);
     }
 
   if (!ok)
@@ -558,7 +556,7 @@ put_beside (QleanMachine    *machine,
       return FALSE;
     }
 
-  return put_and_rename (machine, qga, handle, tmp, guest_path, guest_path, in, contents, mode,
+  return put_and_rename (machine, qga, handle, tmp, guest_path, in, contents, mode,
                          mtime_ns, cancellable, error);
 }
 
@@ -607,7 +605,7 @@ qlean_machine_agent_upload_file (QleanMachine  *machine,
   if (handle >= 0)
     {
       target = g_build_filename (guest_destination, name, NULL);
-      return put_and_rename (machine, qga, handle, tmp, target, target, in, NULL, mode, mtime_ns,
+      return put_and_rename (machine, qga, handle, tmp, target, in, NULL, mode, mtime_ns,
                              cancellable, error);
     }
 
