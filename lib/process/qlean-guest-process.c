@@ -198,6 +198,18 @@ qlean_guest_process_kill_in_worker (QleanGuestProcess *self,
 
 static void qlean_guest_process_watch_stdin (QleanGuestProcess *self);
 
+/* The process ended (or was lost): what the user still writes into its
+ * stdin pipe fails as a broken pipe, as into an ended local process's,
+ * instead of blocking for ever once the pipe is full. */
+static void
+qlean_guest_process_end_stdin (QleanGuestProcess *self)
+{
+  qlean_clear_source (&self->stdin_source);
+  if (self->stdin_fd >= 0)
+    close (self->stdin_fd);
+  self->stdin_fd = -1;
+}
+
 static gboolean
 qlean_guest_process_stdin_writable (gpointer user_data)
 {
@@ -307,6 +319,7 @@ qlean_guest_process_stream_closed (QleanGuestStream *stream,
                            qlean_machine_get_name (self->machine), error->message);
 
   g_clear_pointer (&self->stream, qlean_guest_stream_unref);
+  qlean_guest_process_end_stdin (self);
   qlean_guest_process_end_output (self);
   if (self->spawn_task != NULL)
     {
@@ -372,6 +385,7 @@ qlean_guest_process_stream_error (QleanGuestStream *stream,
     {
       /* The process had started: its output ends here too, or a reader
        * of its pipes would wait for ever. */
+      qlean_guest_process_end_stdin (self);
       qlean_guest_process_end_output (self);
       qlean_guest_process_fail (self, failure);
       qlean_guest_process_complete_waiters (self);
@@ -421,7 +435,7 @@ qlean_guest_process_stream_exit (QleanGuestStream *stream,
 
   qlean_guest_stream_close (stream);
   g_clear_pointer (&self->stream, qlean_guest_stream_unref);
-  qlean_clear_source (&self->stdin_source);
+  qlean_guest_process_end_stdin (self);
   qlean_guest_process_end_output (self);
   qlean_guest_process_complete_waiters (self);
 }
