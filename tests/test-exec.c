@@ -376,39 +376,33 @@ test_stdin_round_trip (void)
   g_autoptr(GError) error = NULL;
   g_autofree char *got = NULL;
   g_autofree char *guest_sum = NULL;
+  gint64 start;
 
   if (machine == NULL)
     return;
 
+  /* Over the stock agent, the pipe's input goes through guest files and
+   * a pump in the guest: the same bytes must come out. */
   launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE |
                                        QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE);
-  if (on_agent ())
-    {
-      /* The stock agent takes input only at the start: a stdin pipe is
-       * refused, saying what does work. */
-      process = qlean_guest_launcher_spawnv (launcher, machine, cat, &error);
-      g_assert_null (process);
-      g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED);
-      g_assert_nonnull (strstr (error->message, "needs qlean-guest"));
-      g_assert_nonnull (strstr (error->message, "qlean_guest_launcher_set_stdin"));
-      g_clear_error (&error);
-    }
-  else
-    {
-      process = spawn (launcher, machine, cat);
-      qlean_guest_process_communicate (process, data, NULL, &out, NULL, &error);
-      g_assert_no_error (error);
-      g_assert_true (qlean_guest_process_get_successful (process));
-      g_assert_cmpuint (g_bytes_get_size (out), ==, g_bytes_get_size (data));
-      got = g_compute_checksum_for_bytes (G_CHECKSUM_SHA256, out);
-      g_assert_cmpstr (got, ==, expected);
-    }
+  process = spawn (launcher, machine, cat);
+  start = g_get_monotonic_time ();
+  qlean_guest_process_communicate (process, data, NULL, &out, NULL, &error);
+  g_assert_no_error (error);
+  g_test_message ("10 MiB through a stdin pipe and back: %.1f s", seconds_since (start));
+  g_assert_true (qlean_guest_process_get_successful (process));
+  g_assert_cmpuint (g_bytes_get_size (out), ==, g_bytes_get_size (data));
+  got = g_compute_checksum_for_bytes (G_CHECKSUM_SHA256, out);
+  g_assert_cmpstr (got, ==, expected);
+  g_assert_true (agent_files_gone (machine));
 
   /* The guest sees exactly these bytes. */
   qlean_guest_launcher_set_flags (launcher, QLEAN_GUEST_PROCESS_FLAGS_NONE);
   qlean_guest_launcher_set_stdin (launcher, data);
+  start = g_get_monotonic_time ();
   result = qlean_guest_launcher_run (launcher, machine, sum, NULL, &error);
   g_assert_no_error (error);
+  g_test_message ("10 MiB as fixed input: %.1f s", seconds_since (start));
   g_assert_true (qlean_exec_result_success (result));
   guest_sum = qlean_exec_result_get_stdout_text (result);
   guest_sum[strcspn (guest_sum, " ")] = '\0';
@@ -646,6 +640,193 @@ test_cancel_kills (void)
   g_assert_cmpfloat (seconds_since (start), <, 10);
   g_clear_error (&state.error);
   g_assert_true (guest_process_gone (machine, "sleep 103"));
+  g_main_context_pop_thread_default (context);
+}
+
+/* A stdin pipe used line by line: each line's answer comes back before
+ * the next line is written, and closing the pipe is end-of-file. */
+static void
+test_stdin_interactive (void)
+{
+  QleanMachine *machine = exec_machine ();
+  const char * const argv[] = {
+    "sh", "-c", "while IFS= read -r l; do echo \"got $l\"; done; echo eof", NULL
+  };
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanGuestProcess) process = NULL;
+  g_autoptr(GDataInputStream) out = NULL;
+  g_autoptr(GError) error = NULL;
+  GOutputStream *in;
+  const char *lines[] = { "one", "two words", NULL };
+
+  if (machine == NULL)
+    return;
+
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE |
+                                       QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE);
+  process = spawn (launcher, machine, argv);
+  in = qlean_guest_process_get_stdin_pipe (process);
+  out = g_data_input_stream_new (qlean_guest_process_get_stdout_pipe (process));
+
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      g_autofree char *line = g_strconcat (lines[i], "\n", NULL);
+      g_autofree char *expected = g_strconcat ("got ", lines[i], NULL);
+      g_autofree char *answer = NULL;
+
+      g_assert_true (g_output_stream_write_all (in, line, strlen (line), NULL, NULL, &error));
+      g_assert_no_error (error);
+      answer = g_data_input_stream_read_line (out, NULL, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_cmpstr (answer, ==, expected);
+    }
+
+  /* Still running: it answered, and waits for more. */
+  g_assert_false (qlean_guest_process_get_if_exited (process));
+  g_assert_true (g_output_stream_close (in, NULL, &error));
+  g_assert_no_error (error);
+  {
+    g_autofree char *last = g_data_input_stream_read_line (out, NULL, NULL, &error);
+
+    g_assert_no_error (error);
+    g_assert_cmpstr (last, ==, "eof");
+  }
+  g_assert_true (qlean_guest_process_wait_check (process, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (agent_files_gone (machine));
+}
+
+/* A process that ends without reading all of its stdin: the writes stop
+ * (the rest is refused as a broken pipe, which communicate takes as the
+ * end), nothing hangs, and nothing stays behind in the guest. */
+static void
+test_stdin_unread (void)
+{
+  QleanMachine *machine = exec_machine ();
+  const char * const head[] = { "head", "-c", "5", NULL };
+  const char * const none[] = { "sh", "-c", "echo ignored", NULL };
+  g_autoptr(GBytes) data = random_bytes (4 * 1024 * 1024, 4);
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanGuestProcess) process = NULL;
+  g_autoptr(GBytes) out = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (machine == NULL)
+    return;
+
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE |
+                                       QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE);
+  process = spawn (launcher, machine, head);
+  g_assert_true (qlean_guest_process_communicate (process, data, NULL, &out, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_guest_process_get_successful (process));
+  g_assert_cmpmem (g_bytes_get_data (out, NULL), g_bytes_get_size (out),
+                   g_bytes_get_data (data, NULL), 5);
+  g_clear_pointer (&out, g_bytes_unref);
+  g_clear_object (&process);
+
+  process = spawn (launcher, machine, none);
+  g_assert_true (qlean_guest_process_communicate (process, data, NULL, &out, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_guest_process_get_successful (process));
+  g_assert_cmpmem (g_bytes_get_data (out, NULL), g_bytes_get_size (out), "ignored\n", 8);
+  g_assert_true (agent_files_gone (machine));
+}
+
+/* Whether any process of the guest is in the process group @pgid
+ * (zombies included), until 10 s passed. */
+static gboolean
+guest_group_gone (QleanMachine *machine,
+                  const char   *pgid)
+{
+  gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autofree char *stat = test_run_out (machine, "cat /proc/[0-9]*/stat 2>/dev/null; true");
+      g_auto(GStrv) lines = g_strsplit (stat, "\n", -1);
+      gboolean found = FALSE;
+
+      for (guint i = 0; lines[i] != NULL && !found; i++)
+        {
+          /* After the command's name: state, ppid, pgrp. */
+          const char *rest = strrchr (lines[i], ')');
+          g_auto(GStrv) fields = rest ? g_strsplit (rest + 2, " ", 4) : NULL;
+
+          found = fields != NULL && g_strv_length (fields) >= 3 &&
+                  g_strcmp0 (fields[2], pgid) == 0;
+        }
+      if (!found)
+        return TRUE;
+      g_usleep (100 * 1000);
+    }
+
+  return FALSE;
+}
+
+/* Killing, or cancelling, a process whose stdin pipe is open ends it and
+ * whatever feeds its stdin in the guest, with input still waiting. */
+static void
+test_stdin_kill_and_cancel (void)
+{
+  QleanMachine *machine = exec_machine ();
+  const char * const cat[] = { "cat", NULL };
+  const char * const sleeper[] = { "sleep", "104", NULL };
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  g_autoptr(GMainLoop) loop = g_main_loop_new (context, FALSE);
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GBytes) data = random_bytes (8 * 1024 * 1024, 8);
+  g_autoptr(QleanGuestLauncher) launcher = NULL;
+  g_autoptr(QleanGuestProcess) process = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSource) timer = NULL;
+  g_autofree char *pgid = NULL;
+  CommunicateState state = { loop, FALSE, NULL, NULL };
+  char echo[6] = "";
+  gsize got = 0;
+
+  if (machine == NULL)
+    return;
+
+  launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE |
+                                       QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE);
+  process = spawn (launcher, machine, cat);
+  pgid = g_strdup (qlean_guest_process_get_identifier (process));
+  g_assert_true (g_output_stream_write_all (qlean_guest_process_get_stdin_pipe (process),
+                                            "alive\n", 6, NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_input_stream_read_all (qlean_guest_process_get_stdout_pipe (process), echo, 6,
+                                          &got, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpmem (echo, got, "alive\n", 6);
+
+  qlean_guest_process_force_exit (process);
+  g_assert_false (qlean_guest_process_wait_check (process, NULL, &error));
+  g_assert_true (qlean_guest_process_get_if_signaled (process));
+  g_assert_cmpint (qlean_guest_process_get_term_sig (process), ==, 9);
+  g_clear_error (&error);
+  /* Over the agent the pump shared the process's group. */
+  if (on_agent ())
+    g_assert_true (guest_group_gone (machine, pgid));
+  g_assert_true (agent_files_gone (machine));
+  g_clear_object (&process);
+
+  /* A process that never reads, with 8 MiB offered (more than waits
+   * for it in the guest and on the host together): cancelling still ends
+   * everything, the write that was blocked included. */
+  g_main_context_push_thread_default (context);
+  process = spawn (launcher, machine, sleeper);
+  timer = g_timeout_source_new (2000);
+  g_source_set_callback (timer, cancel_cb, cancellable, NULL);
+  g_source_attach (timer, context);
+  qlean_guest_process_communicate_async (process, data, cancellable, communicate_cb, &state);
+  g_main_loop_run (loop);
+  g_assert_false (state.ok);
+  g_assert_error (state.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&state.error);
+  g_clear_pointer (&state.out, g_bytes_unref);
+  g_assert_true (guest_process_gone (machine, "sleep 104"));
+  g_assert_true (agent_files_gone (machine));
   g_main_context_pop_thread_default (context);
 }
 
@@ -1232,6 +1413,9 @@ main (int argc,
   g_test_add_func ("/exec/launcher/cwd", test_cwd);
   g_test_add_func ("/exec/launcher/user", test_user);
   g_test_add_func ("/exec/stdin/10-mib-round-trip", test_stdin_round_trip);
+  g_test_add_func ("/exec/stdin/interactive", test_stdin_interactive);
+  g_test_add_func ("/exec/stdin/unread", test_stdin_unread);
+  g_test_add_func ("/exec/stdin/kill-and-cancel", test_stdin_kill_and_cancel);
   g_test_add_func ("/exec/status/exit-and-signal", test_exit_and_signal);
   g_test_add_func ("/exec/terminal", test_terminal);
   g_test_add_func ("/exec/timeout/kills", test_timeout_kills);

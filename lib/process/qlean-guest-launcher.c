@@ -39,9 +39,10 @@
  * Qlean reads while the process runs (live, a poll of a few
  * milliseconds to 50 ms behind), and switching users needs `setpriv`
  * (util-linux) or `su` in the guest. A stdin pipe
- * (%QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE) and a terminal need
- * qlean-guest there; fixed input ([method@GuestLauncher.set_stdin])
- * works on both.
+ * (%QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE) works there too, its input
+ * shipped as files that a small shell loop in the guest feeds to the
+ * process (a fraction of a second behind, at the agent's write rate);
+ * a terminal needs qlean-guest.
  *
  * Since: 0.1
  */
@@ -550,19 +551,6 @@ qlean_guest_launcher_spawn_with_flags (QleanGuestLauncher     *self,
                                _("Cannot run “%s” on a terminal in machine “%s”: a terminal "
                                  "needs qlean-guest, and this machine uses the guest agent "
                                  "transport only; start it with the qlean-guest transport"),
-                               argv[0], qlean_machine_run_get_name (run));
-      return;
-    }
-
-  /* The stock agent takes a process's input once, at its start. */
-  if ((flags & QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE) && qlean_machine_run_uses_agent_only (run))
-    {
-      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                               _("Cannot give “%s” a stdin pipe in machine “%s”: streaming stdin "
-                                 "needs qlean-guest, and this machine uses the guest agent "
-                                 "transport only; give fixed input with "
-                                 "qlean_guest_launcher_set_stdin() or start it with the "
-                                 "qlean-guest transport"),
                                argv[0], qlean_machine_run_get_name (run));
       return;
     }

@@ -38,9 +38,25 @@
  * 125, and becomes the same error the qlean-guest driver gives. DIR/out
  * appears only once every check passed: the host takes it as "started".
  *
- * Streaming stdin and terminals are refused before this driver runs
- * (qlean-guest-launcher.c): the stock agent has no way to feed a running
- * process's stdin but guest-exec's input-data, given at the start.
+ * Stdin is guest-exec's input-data for fixed input. For a stdin pipe
+ * (the stock agent has no way to feed a running process more), STAGE2
+ * makes the fifo DIR/in, starts its pump() in the background on the
+ * fifo's writing end and takes the reading end as the program's stdin
+ * before the exec: the pid and process group stay the program's, so a
+ * signal to the group reaches the pump too. The pump starts from a
+ * subshell that ends at once, so that it is not the program's child: a
+ * program that waits for any child of its own never gets the pump. The pump cats the chunk
+ * files DIR/in.N in order, each once the host made DIR/ok.N, removes
+ * both, and returns (the program sees end-of-file) once DIR/end is
+ * there and no ok.N is left; the host writes those files
+ * (qlean-guest-process-agent-stdin.c). It also returns once the program
+ * is gone (its cat breaks the pipe, or `kill -0` fails) or DIR was
+ * removed. Its waits back off from 10 to 200 ms (busybox's and
+ * coreutils' sleep take fractions; a sleep that does not, whole
+ * seconds).
+ *
+ * Terminals are refused before this driver runs (qlean-guest-launcher.c):
+ * the agent runs commands on pipes only.
  */
 
 #include "config.h"
@@ -117,6 +133,23 @@ static const char agent_stage1[] =
   "exec \"$@\"\n";
 
 static const char agent_stage2[] =
+  "pump() {\n"
+  "  PATH=" AGENT_DEFAULT_PATH " n=0 t=0.01\n"
+  "  while :; do\n"
+  "    if [ -e \"$d/ok.$n\" ]; then\n"
+  "      cat -- \"$d/in.$n\" || return\n"
+  "      rm -f -- \"$d/in.$n\" \"$d/ok.$n\"\n"
+  "      n=$((n + 1)) t=0.01\n"
+  "    elif [ -e \"$d/end\" ]; then\n"
+  "      [ -e \"$d/ok.$n\" ] || return\n"
+  "    elif [ -d \"$d\" ] && kill -0 $$ 2>/dev/null; then\n"
+  "      sleep $t 2>/dev/null || sleep 1\n"
+  "      case $t in 0.01) t=0.02 ;; 0.02) t=0.05 ;; 0.05) t=0.1 ;; *) t=0.2 ;; esac\n"
+  "    else\n"
+  "      return\n"
+  "    fi\n"
+  "  done\n"
+  "}\n"
   "d=$1 w=$2 i=$3 o=$4 e=$5\n"
   "shift 5\n"
   "[ -n \"${PATH+x}\" ] || export PATH=" AGENT_DEFAULT_PATH "\n"
@@ -135,7 +168,13 @@ static const char agent_stage2[] =
   "esac\n"
   "if [ -z \"$p\" ] || [ -z \"$f\" ] || [ ! -e \"$f\" ]; then echo '" AGENT_DIAG "exec ENOENT'; exit 125; fi\n"
   "if [ -d \"$f\" ] || [ ! -x \"$f\" ]; then echo '" AGENT_DIAG "exec EACCES'; exit 125; fi\n"
-  "[ \"$i\" = 1 ] || exec </dev/null\n"
+  "case $i in\n"
+  "p) (PATH=" AGENT_DEFAULT_PATH "; exec mkfifo -m 600 -- \"$d/in\") || { echo '" AGENT_DIAG "mkfifo'; exit 125; }\n"
+  "   (pump >\"$d/in\" 2>/dev/null </dev/null &)\n"
+  "   exec <\"$d/in\" ;;\n"
+  "1) ;;\n"
+  "*) exec </dev/null ;;\n"
+  "esac\n"
   "case $e in e) exec 2>\"$d/err\" ;; n) exec 2>/dev/null ;; esac\n"
   "if [ \"$o\" = o ]; then exec >\"$d/out\"; else : >\"$d/out\"; exec >/dev/null; fi\n"
   "[ \"$e\" != m ] || exec 2>&1\n"
@@ -166,6 +205,7 @@ struct _QleanGuestAgentDriver
   gint64             start_deadline;
   QleanQgaExecStatus *start_status; /* ended before its DIR/out was seen */
   GSource           *timer;
+  QleanGuestAgentStdin *stdin_feeder; /* a stdin pipe's, once started */
 };
 
 /* Cleaning up after the process, by itself: it outlives the process
@@ -347,6 +387,7 @@ agent_driver_release (QleanGuestAgentDriver *self)
   g_autoptr(QleanGuestProcess) process = g_steal_pointer (&self->process);
 
   qlean_clear_source (&self->timer);
+  g_clear_pointer (&self->stdin_feeder, qlean_guest_agent_stdin_stop);
   agent_driver_clean_up (self);
 }
 
@@ -374,21 +415,30 @@ agent_driver_fail (QleanGuestAgentDriver *self,
   agent_driver_release (self);
 }
 
+/* An agent call's @error (taken), as the process's. */
+static GError *
+agent_driver_lost_error (QleanGuestAgentDriver *self,
+                         GError                *error)
+{
+  QleanGuestProcess *process = self->process;
+  gboolean timed_out = g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  GError *lost;
+
+  lost = g_error_new (timed_out ? G_IO_ERROR : QLEAN_MACHINE_ERROR,
+                      timed_out ? G_IO_ERROR_TIMED_OUT : QLEAN_MACHINE_ERROR_CRASHED,
+                      _("Lost “%s” in machine “%s”: %s"), process->program,
+                      qlean_machine_get_name (process->machine), error->message);
+  g_error_free (error);
+  return lost;
+}
+
 /* An agent call failed: the machine stopped or went away, or the agent
  * broke down. */
 static void
 agent_driver_lost (QleanGuestAgentDriver *self,
                    GError                *error)
 {
-  QleanGuestProcess *process = self->process;
-  gboolean timed_out = g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
-
-  agent_driver_fail (self,
-                     g_error_new (timed_out ? G_IO_ERROR : QLEAN_MACHINE_ERROR,
-                                  timed_out ? G_IO_ERROR_TIMED_OUT : QLEAN_MACHINE_ERROR_CRASHED,
-                                  _("Lost “%s” in machine “%s”: %s"), process->program,
-                                  qlean_machine_get_name (process->machine), error->message));
-  g_error_free (error);
+  agent_driver_fail (self, agent_driver_lost_error (self, error));
 }
 
 /* The process ended and all its output reached the pipes. */
@@ -588,6 +638,20 @@ agent_driver_probe_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* Shipping the stdin pipe's input failed: the process is lost as when
+ * a poll fails, but its end comes through the poll (whose call may be
+ * in flight): the process is killed with the error kept for its waits. */
+static void
+agent_driver_stdin_failed (GError   *error,
+                           gpointer  user_data)
+{
+  QleanGuestAgentDriver *self = user_data;
+
+  g_clear_pointer (&self->stdin_feeder, qlean_guest_agent_stdin_stop);
+  qlean_guest_process_fail (self->process, agent_driver_lost_error (self, error));
+  qlean_guest_agent_driver_signal (self, SIGKILL);
+}
+
 static void
 agent_driver_started (QleanGuestAgentDriver *self)
 {
@@ -596,6 +660,14 @@ agent_driver_started (QleanGuestAgentDriver *self)
 
   process->identifier = g_strdup_printf ("%" G_GINT64_FORMAT, self->pid);
   qlean_guest_process_arm_timeout (process);
+  if (process->stdin_fd >= 0)
+    {
+      /* The pump waits in the guest: the pipe's host end is the
+       * feeder's from now on. */
+      self->stdin_feeder = qlean_guest_agent_stdin_new (self->qga, self->dir, process->stdin_fd,
+                                                        agent_driver_stdin_failed, self);
+      process->stdin_fd = -1;
+    }
   self->delay_ms = AGENT_POLL_FIRST_MS;
   agent_driver_poll (self);
   g_task_return_pointer (task, g_object_ref (process), g_object_unref);
@@ -800,7 +872,7 @@ static GPtrArray *
 agent_exec_args (const char                   *dir,
                  QleanGuestProcessFlags        flags,
                  const QleanGuestAgentCommand *command,
-                 gboolean                      has_stdin)
+                 const char                   *stdin_mode)
 {
   GPtrArray *args = g_ptr_array_new_with_free_func (g_free);
   gboolean has_changes = FALSE;
@@ -859,7 +931,7 @@ agent_exec_args (const char                   *dir,
     g_ptr_array_add (args, g_strdup (command->cwd));
   else
     g_ptr_array_add (args, g_strconcat ("/", command->cwd, NULL));
-  g_ptr_array_add (args, g_strdup (has_stdin ? "1" : "0"));
+  g_ptr_array_add (args, g_strdup (stdin_mode));
   g_ptr_array_add (args, g_strdup ((flags & QLEAN_GUEST_PROCESS_FLAGS_STDOUT_PIPE) ? "o" : "n"));
   g_ptr_array_add (args, g_strdup (err_mode));
   for (guint i = 0; command->argv[i] != NULL; i++)
@@ -941,11 +1013,12 @@ qlean_guest_process_agent_start (QleanMachine                 *machine,
   g_autoptr(GPtrArray) args = NULL;
   g_autoptr(GPtrArray) env = NULL;
   g_autofree char *random = NULL;
+  const char *stdin_mode;
   QleanGuestAgentDriver *self;
   GError *error = NULL;
 
-  /* No stdin pipe here: the launcher refused it. */
-  flags &= ~(QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE | QLEAN_GUEST_PROCESS_FLAGS_TERMINAL);
+  /* No terminal here: the launcher refused it. */
+  flags &= ~QLEAN_GUEST_PROCESS_FLAGS_TERMINAL;
 
   if (!agent_check_command (command, qlean_machine_get_name (machine), &error))
     {
@@ -980,7 +1053,13 @@ qlean_guest_process_agent_start (QleanMachine                 *machine,
   process->agent = self;
   process->spawn_task = g_object_ref (task);
 
-  args = agent_exec_args (self->dir, flags, command, stdin_bytes != NULL);
+  /* Stdin: a pipe through the pump ("p"), guest-exec's input-data
+   * ("1"), or nothing. */
+  if (flags & QLEAN_GUEST_PROCESS_FLAGS_STDIN_PIPE)
+    stdin_mode = "p";
+  else
+    stdin_mode = stdin_bytes != NULL ? "1" : "0";
+  args = agent_exec_args (self->dir, flags, command, stdin_mode);
   if (command->clear_env)
     env = agent_exec_env (command);
   qlean_qga_client_exec_async (qga, "/bin/sh", (const char * const *) args->pdata,

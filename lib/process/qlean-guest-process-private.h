@@ -140,6 +140,24 @@ void     qlean_guest_agent_driver_signal  (QleanGuestAgentDriver *driver,
 gboolean qlean_guest_agent_driver_is_live (QleanGuestAgentDriver *driver);
 void     qlean_guest_agent_driver_free    (QleanGuestAgentDriver *driver);
 
+/* Worker thread only. A stdin pipe through the guest agent alone
+ * (qlean-guest-process-agent-stdin.c): ships what the user writes into
+ * the pipe whose host end is @fd (taken) as chunk files of the guest
+ * directory @dir, for the pump of the driver's start script. @failed
+ * gets an agent call's error (taken), once; the driver then stops it.
+ * Stopping closes @fd and lets go: the feeder frees itself once its
+ * call in flight answered. */
+typedef struct _QleanGuestAgentStdin QleanGuestAgentStdin;
+typedef void (*QleanGuestAgentStdinFailed) (GError   *error,
+                                            gpointer  user_data);
+
+QleanGuestAgentStdin *qlean_guest_agent_stdin_new  (QleanQgaClient             *qga,
+                                                    const char                 *dir,
+                                                    int                         fd,
+                                                    QleanGuestAgentStdinFailed  failed,
+                                                    gpointer                    user_data);
+void                  qlean_guest_agent_stdin_stop (QleanGuestAgentStdin       *self);
+
 /* What qlean_guest_launcher_run() (and so qlean_machine_exec() through
  * qlean-guest) keeps of each output stream: a hostile or runaway guest
  * cannot make the host hold more. Four times the guest agent's cap. */
