@@ -1189,6 +1189,48 @@ test_not_found (void)
   g_assert_true (agent_files_gone (machine));
 }
 
+/* Over the agent, qlean_machine_exec() starts `setsid -- ARGV` through
+ * guest-exec; a guest without setsid gets the shell wrapper, which runs
+ * the argv as it is. */
+static void
+test_agent_without_setsid (void)
+{
+  QleanMachine *machine = exec_machine ();
+  g_autoptr(QleanExecResult) result = NULL;
+  g_autofree char *setsid = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *command = NULL;
+
+  if (machine == NULL)
+    return;
+  if (!on_agent ())
+    {
+      g_test_skip ("it checks how the agent transport starts a command");
+      return;
+    }
+
+  setsid = test_run_out (machine, "which setsid");
+  g_strchomp (setsid);
+  g_assert_true (g_path_is_absolute (setsid));
+  command = g_strdup_printf ("mv %s /setsid.away", setsid);
+  g_free (test_run_out (machine, command));
+
+  result = test_run (machine, "echo without setsid; exit 3");
+  g_assert_cmpint (qlean_exec_result_get_exit_status (result), ==, 3);
+  out = qlean_exec_result_get_stdout_text (result);
+  g_assert_cmpstr (out, ==, "without setsid\n");
+  g_clear_object (&result);
+  result = test_run (machine, "/qlean-no-such-program");
+  g_assert_cmpint (qlean_exec_result_get_exit_status (result), ==, 127);
+
+  g_free (command);
+  command = g_strdup_printf ("mv /setsid.away %s", setsid);
+  g_free (test_run_out (machine, command));
+  g_free (out);
+  out = test_run_out (machine, "which setsid");
+  g_assert_cmpstr (g_strchomp (out), ==, setsid);
+}
+
 /* The transport is decided once per run. A machine that chose
  * qlean-guest fails exec, naming qlean-guest, while it does not answer
  * (it never switches to the agent), and works again once it is back.
@@ -1426,6 +1468,7 @@ main (int argc,
   g_test_add_func ("/exec/output/capped", test_capped_output);
   g_test_add_func ("/exec/output/unread-pipe", test_unread_pipe);
   g_test_add_func ("/exec/errors/not-found", test_not_found);
+  g_test_add_func ("/exec/agent/without-setsid", test_agent_without_setsid);
   g_test_add_func ("/exec/share/attach", test_share_attach);
   /* Last but for the CLI's own machine: it takes qlean-guest away a while. */
   g_test_add_func ("/exec/transport", test_agent_fallback);
