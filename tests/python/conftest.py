@@ -78,6 +78,28 @@ def finish(done, finish_func):
     return callback
 
 
+# The transports the per-transport fixtures run every test over.
+TRANSPORTS = ["auto", "agent"]
+
+
+def transport_config(transport):
+    """A config for one of TRANSPORTS, and the transport its machine must
+    end up with: qlean-guest (auto), or the stock agent alone in a guest
+    that does not start qlean-guest (qlean.noguest=1)."""
+    config = Qlean.MachineConfig.new()
+    if transport == "agent":
+        config.set_guest_transport(Qlean.GuestTransport.AGENT)
+        config.set_cmdline("qlean.noguest=1")
+        return config, Qlean.GuestTransport.AGENT
+    return config, Qlean.GuestTransport.QLEAN_GUEST
+
+
+def kill_if_running(m):
+    """A fixture's teardown: whatever the tests left running goes."""
+    if m.get_state() in (Qlean.MachineState.RUNNING, Qlean.MachineState.PAUSED):
+        m.kill(None)
+
+
 @pytest.fixture(scope="module")
 def machine():
     """A running machine with the minimal image, shared by a test module."""
@@ -85,5 +107,4 @@ def machine():
     m = Qlean.Machine.new(None, None)
     m.spawn(None)
     yield m
-    if m.get_state() in (Qlean.MachineState.RUNNING, Qlean.MachineState.PAUSED):
-        m.kill(None)
+    kill_if_running(m)

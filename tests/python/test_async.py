@@ -10,27 +10,20 @@ from gi.repository import GLib, Gio, Qlean  # noqa: E402
 
 import pytest  # noqa: E402
 
-from conftest import finish, require_machines, run_main_loop  # noqa: E402
+from conftest import (TRANSPORTS, finish, kill_if_running, require_machines,  # noqa: E402
+                      run_main_loop, transport_config)
 
 
-@pytest.fixture(scope="module", params=["auto", "agent"])
+@pytest.fixture(scope="module", params=TRANSPORTS)
 def async_machine(request):
-    """Every test twice: over qlean-guest (auto), and over the stock agent
-    alone in a guest without qlean-guest (qlean.noguest=1)."""
+    """Every test once per transport (conftest.transport_config)."""
     require_machines()
-    config = Qlean.MachineConfig.new()
-    if request.param == "agent":
-        config.set_guest_transport(Qlean.GuestTransport.AGENT)
-        config.set_cmdline("qlean.noguest=1")
+    config, expected = transport_config(request.param)
     m = Qlean.Machine.new(None, config)
     assert run_main_loop(lambda done: m.spawn_async(None, finish(done, m.spawn_finish))) is True
-    if request.param == "agent":
-        assert m.get_guest_transport() == Qlean.GuestTransport.AGENT
-    else:
-        assert m.get_guest_transport() == Qlean.GuestTransport.QLEAN_GUEST
+    assert m.get_guest_transport() == expected
     yield m
-    if m.get_state() in (Qlean.MachineState.RUNNING, Qlean.MachineState.PAUSED):
-        m.kill(None)
+    kill_if_running(m)
 
 
 def test_spawned(async_machine):

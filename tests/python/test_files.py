@@ -13,26 +13,20 @@ from gi.repository import GLib, Gio, Qlean  # noqa: E402
 
 import pytest  # noqa: E402
 
-from conftest import finish, require_machines, run_main_loop  # noqa: E402
+from conftest import (TRANSPORTS, finish, kill_if_running, require_machines,  # noqa: E402
+                      run_main_loop, transport_config)
 
 
-@pytest.fixture(scope="module", params=["auto", "agent"])
+@pytest.fixture(scope="module", params=TRANSPORTS)
 def machine(request):
-    """Every test twice: over qlean-guest (auto), and over the stock agent
-    alone in a guest without qlean-guest (qlean.noguest=1)."""
+    """Every test once per transport (conftest.transport_config)."""
     require_machines()
-    config = Qlean.MachineConfig.new()
-    expected = Qlean.GuestTransport.QLEAN_GUEST
-    if request.param == "agent":
-        config.set_guest_transport(Qlean.GuestTransport.AGENT)
-        config.set_cmdline("qlean.noguest=1")
-        expected = Qlean.GuestTransport.AGENT
+    config, expected = transport_config(request.param)
     m = Qlean.Machine.new_with_name(f"py-files-{request.param}", None, config)
     m.spawn(None)
     assert m.get_guest_transport() == expected
     yield m
-    if m.get_state() in (Qlean.MachineState.RUNNING, Qlean.MachineState.PAUSED):
-        m.kill(None)
+    kill_if_running(m)
 
 
 def io_error(raised, code):

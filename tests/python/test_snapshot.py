@@ -11,7 +11,7 @@ from gi.repository import GLib, Gio, Qlean  # noqa: E402
 
 import pytest  # noqa: E402
 
-from conftest import finish, require_machines, run_main_loop  # noqa: E402
+from conftest import finish, kill_if_running, require_machines, run_main_loop  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +20,7 @@ def original():
     m = Qlean.Machine.new_with_name("py-original", None, None)
     m.spawn(None)
     yield m
-    if m.get_state() in (Qlean.MachineState.RUNNING, Qlean.MachineState.PAUSED):
-        m.kill(None)
+    kill_if_running(m)
 
 
 def test_snapshot_restore(original):
