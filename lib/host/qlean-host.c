@@ -20,6 +20,7 @@
 #include "qlean-host-private.h"
 #include "qlean-run-owner-private.h"
 #include "qlean-errno-private.h"
+#include "qlean-util-private.h"
 
 char *
 qlean_host_install_hint (const char *debian_package)
@@ -134,12 +135,22 @@ kvm_probe_args (const QleanArchInfo  *info,
       {
         int fd = g_file_open_tmp ("qlean-kvm-probe-XXXXXX.bin", firmware, &error);
 
-        if (fd < 0 || !g_file_set_contents (*firmware, (const char *) aarch64_probe_firmware,
-                                            sizeof aarch64_probe_firmware, &error))
+        if (fd < 0)
           {
-            if (fd >= 0)
-              close (fd);
             *reason = g_strdup (error->message);
+            return NULL;
+          }
+        /* Written through the descriptor the file was made with; a
+         * failed write leaves no file behind. */
+        if (!qlean_write_all (fd, aarch64_probe_firmware, sizeof aarch64_probe_firmware))
+          {
+            int saved_errno = errno;
+
+            close (fd);
+            g_unlink (*firmware);
+            g_clear_pointer (firmware, g_free);
+            *reason = g_strdup_printf (_("Cannot write the KVM probe's firmware: %s"),
+                                       g_strerror (saved_errno));
             return NULL;
           }
         close (fd);
