@@ -16,6 +16,7 @@
 
 #include "qlean-arch-private.h"
 #include "qlean-error.h"
+#include "qlean-image-guestfs-private.h"
 #include "qlean-image-private.h"
 #include "qlean-resources.h"
 #include "qlean-util-private.h"
@@ -295,7 +296,6 @@ qlean_minimal_find_inputs (QleanMinimalInputs  *inputs,
                            GError             **error)
 {
   static const char * const busybox_candidates[] = { "/bin/busybox", "/usr/bin/busybox", "busybox", NULL };
-  static const char * const qemu_ga_candidates[] = { "/usr/sbin/qemu-ga", "/usr/bin/qemu-ga", "qemu-ga", NULL };
   const char *kernel_env = g_getenv ("QLEAN_MINIMAL_KERNEL");
   const QleanArchInfo *info = qlean_arch_get_info (inputs->arch);
 
@@ -330,7 +330,8 @@ qlean_minimal_find_inputs (QleanMinimalInputs  *inputs,
   if (inputs->kernel_release != NULL)
     inputs->modules_dir = g_build_filename ("/lib/modules", inputs->kernel_release, NULL);
   inputs->busybox = find_program ("QLEAN_BUSYBOX", busybox_candidates);
-  inputs->qemu_ga = find_program ("QLEAN_QEMU_GA", qemu_ga_candidates);
+  /* The same agent that preparing a distribution image puts in. */
+  inputs->qemu_ga = qlean_find_agent_program (inputs->arch);
   inputs->guest = qlean_find_guest_program ();
 
   if (inputs->kernel == NULL || g_access (inputs->kernel, R_OK) != 0)
