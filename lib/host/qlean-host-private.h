@@ -39,6 +39,12 @@ char     *qlean_host_run_base        (GError     **error);
  * this process so that `qlean gc` can tell it from a dead one. */
 char     *qlean_host_make_run_dir    (const char  *name,
                                       GError     **error);
+/* Moves the run directory @dir to a fresh name of machine @name beside
+ * it, for a machine that takes over another's run; the new path, or
+ * NULL with @error set and @dir left as it was. */
+char     *qlean_host_rename_run_dir  (const char  *dir,
+                                      const char  *name,
+                                      GError     **error);
 /* The package-manager command that installs @debian_package, for the
  * distribution this host runs. */
 char     *qlean_host_install_hint    (const char  *debian_package);

@@ -397,6 +397,37 @@ qlean_host_make_run_dir (const char  *name,
   return dir;
 }
 
+char *
+qlean_host_rename_run_dir (const char  *dir,
+                           const char  *name,
+                           GError     **error)
+{
+  g_autofree char *base = g_path_get_dirname (dir);
+  g_autofree char *template = g_strdup_printf ("%s/%.32s-XXXXXX", base, name);
+
+  /* A fresh name, taken by an empty directory that the rename replaces
+   * (rename(2) may replace an empty directory): no other run can get
+   * it meanwhile. */
+  if (g_mkdtemp_full (template, 0700) == NULL)
+    {
+      int saved_errno = errno;
+
+      qlean_set_error_from_errno (error, saved_errno,
+                                  _("Could not create a run directory in %s"), base);
+      return NULL;
+    }
+  if (g_rename (dir, template) != 0)
+    {
+      int saved_errno = errno;
+
+      g_rmdir (template);
+      qlean_set_error_from_errno (error, saved_errno, _("Could not rename %s"), dir);
+      return NULL;
+    }
+
+  return g_steal_pointer (&template);
+}
+
 typedef struct
 {
   pid_t parent;

@@ -51,5 +51,10 @@ QleanLink *qlean_link_ref            (QleanLink *link);
 void       qlean_link_unref          (gpointer   link);
 /* The object, with a new reference, or NULL once it is gone. */
 gpointer   qlean_link_get            (QleanLink *link);
+/* Points @link at @object from now on: the callbacks that hold it reach
+ * @object instead (a machine that takes over another's run, see
+ * qlean-machine-spares.c). */
+void       qlean_link_set            (QleanLink *link,
+                                      gpointer   object);
 
 G_END_DECLS

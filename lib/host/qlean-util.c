@@ -262,6 +262,13 @@ qlean_link_get (QleanLink *link)
   return g_weak_ref_get (&link->object);
 }
 
+void
+qlean_link_set (QleanLink *link,
+                gpointer   object)
+{
+  g_weak_ref_set (&link->object, object);
+}
+
 gboolean
 qlean_write_all (int         fd,
                  const void *data,

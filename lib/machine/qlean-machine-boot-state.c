@@ -79,7 +79,7 @@ qlean_machine_would_use_memory_template (QleanMachine *self)
          qlean_image_get_disk (self->image) == NULL;
 }
 
-static char *
+char *
 qlean_machine_boot_state_path (QleanMachine       *self,
                                const ResolvedSpec *resolved,
                                gboolean            mem_template)
@@ -939,6 +939,14 @@ qlean_machine_identity_stage_start (QleanMachine    *self,
 static const QleanBootStage identity_stage = {
   "identity", QLEAN_BOOT_STAGE_IDENTITY, qlean_machine_identity_stage_start
 };
+
+/* A machine that took a warmed spare (qlean-machine-spares.c) fixes
+ * its identity as a restored one does, in the spare's run. */
+void
+qlean_machine_add_identity_stage (QleanMachineRun *run)
+{
+  qlean_machine_run_add_boot_stage (run, &identity_stage);
+}
 
 /* This start loads the machine's incoming state (see
  * qlean_machine_load_incoming()), and then fixes the guest's identity. */

@@ -233,6 +233,8 @@ qlean_machine_spawn_maybe_done (QleanMachine *self)
   qlean_machine_set_state (self, QLEAN_MACHINE_STATE_RUNNING);
   qlean_machine_emit_signal (self, SIGNAL_READY);
   g_task_return_boolean (task, TRUE);
+  /* Spares start behind a start, never slowing it. */
+  qlean_machine_spares_top_up (self);
 }
 
 static void

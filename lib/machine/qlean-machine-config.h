@@ -136,6 +136,16 @@ typedef enum
 
 #define QLEAN_TYPE_MACHINE_CONFIG (qlean_machine_config_get_type ())
 
+/**
+ * QLEAN_MACHINE_CONFIG_MAX_SPARES:
+ *
+ * The most warmed spare machines one shape may keep
+ * ([property@MachineConfig:spares]).
+ *
+ * Since: 0.1
+ */
+#define QLEAN_MACHINE_CONFIG_MAX_SPARES 8
+
 QLEAN_AVAILABLE_IN_0_1
 G_DECLARE_FINAL_TYPE (QleanMachineConfig, qlean_machine_config, QLEAN, MACHINE_CONFIG, GObject)
 
@@ -211,6 +221,12 @@ gboolean            qlean_machine_config_get_memory_template (QleanMachineConfig
 QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_set_memory_template (QleanMachineConfig *self,
                                                               gboolean            memory_template);
+
+QLEAN_AVAILABLE_IN_0_1
+guint               qlean_machine_config_get_spares     (QleanMachineConfig *self);
+QLEAN_AVAILABLE_IN_0_1
+void                qlean_machine_config_set_spares     (QleanMachineConfig *self,
+                                                         guint               spares);
 
 QLEAN_AVAILABLE_IN_0_1
 const char         *qlean_machine_config_get_bridge     (QleanMachineConfig *self);

@@ -316,7 +316,7 @@ qlean_machine_resolve_cmdline (QleanMachine *self,
   spec->cmdline = resolved->cmdline;
 }
 
-static gboolean
+gboolean
 qlean_machine_resolve_spec (QleanMachine    *self,
                             const char      *run_dir,
                             QleanShareKind   share_kind,
@@ -868,6 +868,11 @@ qlean_machine_image_prepared_cb (GObject      *source,
     }
 
   if (self->run->spawn_task == NULL)
+    return;
+
+  /* A warmed spare of this machine's shape, when its config keeps
+   * spares and one is ready (qlean-machine-spares.c). */
+  if (qlean_machine_take_spare (self))
     return;
 
   if (!qlean_machine_launch (self, &error))

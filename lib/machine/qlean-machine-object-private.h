@@ -122,6 +122,12 @@ typedef struct
 void resolved_spec_clear (ResolvedSpec *resolved);
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (ResolvedSpec, resolved_spec_clear)
 
+/* QEMU's spec for a run of @self in @run_dir (which need not exist). */
+gboolean   qlean_machine_resolve_spec (QleanMachine    *self,
+                                       const char      *run_dir,
+                                       QleanShareKind   share_kind,
+                                       ResolvedSpec    *resolved,
+                                       GError         **error);
 GIOStream *qlean_machine_connect_unix (const char  *path,
                                        GError     **error);
 /* A unix socket listening at @path (non-blocking, as GSocket makes it). */
@@ -135,6 +141,21 @@ void     qlean_machine_pick_boot_state     (QleanMachine       *self,
 void     qlean_machine_load_incoming       (QleanMachine       *self);
 void     qlean_machine_prepare_incoming    (QleanMachine       *self,
                                             ResolvedSpec       *resolved);
+/* Where the saved boot of a machine of @resolved's shape lives (its
+ * key), NULL when it cannot have one. */
+char    *qlean_machine_boot_state_path     (QleanMachine       *self,
+                                            const ResolvedSpec *resolved,
+                                            gboolean            mem_template);
+void     qlean_machine_add_identity_stage  (QleanMachineRun    *run);
+
+/* qlean-machine-spares.c: warmed spares */
+/* Worker thread: the start of @self, its image prepared, takes a ready
+ * spare of its shape, if there is one, and goes on in the spare's run:
+ * TRUE when it did. */
+gboolean qlean_machine_take_spare          (QleanMachine       *self);
+/* Worker thread: starts the spares @self's config asks for that its
+ * shape lacks (after a start of @self). */
+void     qlean_machine_spares_top_up       (QleanMachine       *self);
 
 /* qlean-machine-boot.c: from QEMU's start to a ready guest */
 void     qlean_machine_spawn_fail          (QleanMachine       *self,

@@ -117,6 +117,23 @@ gboolean            qlean_machine_spawn                (QleanMachine        *sel
                                                         GError             **error);
 
 QLEAN_AVAILABLE_IN_0_1
+void                qlean_machine_prepare_spares_async  (QleanImage          *image,
+                                                         QleanMachineConfig  *config,
+                                                         GCancellable        *cancellable,
+                                                         GAsyncReadyCallback  callback,
+                                                         gpointer             user_data);
+QLEAN_AVAILABLE_IN_0_1
+gboolean            qlean_machine_prepare_spares_finish (GAsyncResult        *result,
+                                                         GError             **error);
+QLEAN_AVAILABLE_IN_0_1
+gboolean            qlean_machine_prepare_spares        (QleanImage          *image,
+                                                         QleanMachineConfig  *config,
+                                                         GCancellable        *cancellable,
+                                                         GError             **error);
+QLEAN_AVAILABLE_IN_0_1
+void                qlean_machine_stop_spares           (void);
+
+QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_initialize_async     (QleanMachine        *self,
                                                         GCancellable        *cancellable,
                                                         GAsyncReadyCallback  callback,

@@ -1,0 +1,646 @@
+/* qlean-machine-spares.c: warmed spare machines, taken by a start
+ *
+ * A start from a memory template still costs about half a second under
+ * TCG: QEMU's own start-up, the restored guest waking, and its first
+ * process, which TCG translates afresh in every new QEMU (bench/start).
+ * None of that can be made cheaper for one machine; it can be paid
+ * ahead. A spare is a machine of some shape (image and config) started
+ * before anyone asked for it, restored from the template and warmed by
+ * its own identity stage; a start of a machine of that shape takes the
+ * spare's run (QEMU, channels, run directory) as its own, gives the
+ * guest the new machine's name, machine-id, seed and clock, and is
+ * ready in tens of milliseconds. A new spare then starts behind it.
+ *
+ * Apart because it is an optimisation with its own registry and
+ * lifetime: a machine whose config keeps no spares never comes here.
+ *
+ * Spares belong to this process, not to any machine: the registry is
+ * process-wide, under its own lock (stop_spares() may be called from
+ * any thread); everything else happens on the worker thread.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <glib/gi18n-lib.h>
+
+#include "qlean-error.h"
+#include "qlean-machine-object-private.h"
+#include "qlean-image-private.h"
+#include "qlean-task-private.h"
+#include "qlean-worker-private.h"
+#include "qlean-sync-private.h"
+
+/* How long a spare nobody took keeps running. */
+#define SPARE_IDLE_MS (60 * 1000)
+/* The name spares run under until taken (their run directory's). */
+#define SPARE_NAME "qlean-spare"
+
+typedef struct
+{
+  char         *key;        /* the shape: see spare_key() */
+  QleanMachine *machine;    /* hidden: its config keeps no spares */
+  GCancellable *cancellable; /* of its start */
+  gboolean      ready;
+  GSource      *idle_timer;
+} Spare;
+
+/* Someone waiting in qlean_machine_prepare_spares_async() for the
+ * spares of @key to be started. */
+typedef struct
+{
+  char   *key;
+  guint   wanted;
+  GTask  *task;
+  GError *error;    /* the last start of a spare that failed */
+} SpareWaiter;
+
+static GMutex     spares_lock;
+static GCond      spares_cond;
+static GPtrArray *spares;          /* of Spare, under spares_lock */
+static GPtrArray *waiters;         /* of SpareWaiter, worker only */
+/* Spares whose start or kill has not ended yet, removed from the
+ * registry by stop_spares() or their idle timer: stop_spares() waits
+ * for them. Under spares_lock. */
+static guint      spares_ending;
+
+static void
+spare_free (Spare *spare)
+{
+  qlean_clear_source (&spare->idle_timer);
+  g_clear_object (&spare->cancellable);
+  g_clear_object (&spare->machine);
+  g_free (spare->key);
+  g_free (spare);
+}
+
+static void
+spare_waiter_free (SpareWaiter *waiter)
+{
+  g_clear_object (&waiter->task);
+  g_clear_error (&waiter->error);
+  g_free (waiter->key);
+  g_free (waiter);
+}
+
+static GPtrArray *
+get_spares (void)
+{
+  if (spares == NULL)
+    spares = g_ptr_array_new ();
+  return spares;
+}
+
+/* The shape of @self for spares: the key of its saved boot (the whole
+ * command line with the per-run parts made constant, QEMU, kernel and
+ * initrd) and the transport its runs want. NULL when @self cannot take
+ * a spare: it would not fast-start from a memory template, or has what
+ * a spare cannot have been started with (a network, shares, a state of
+ * its own to load, a first boot). */
+static char *
+spare_key (QleanMachine *self)
+{
+  g_auto(ResolvedSpec) resolved = { { 0 } };
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = NULL;
+
+  if (!qlean_machine_would_use_memory_template (self) || self->network != NULL ||
+      qlean_machine_config_get_n_shares (self->config) > 0 || self->incoming != NULL ||
+      self->first_boot || !qlean_image_is_prepared (self->image))
+    return NULL;
+
+  if (!qlean_machine_resolve_spec (self, "/run/spare", QLEAN_SHARE_KIND_AUTO, &resolved, &error))
+    {
+      g_debug ("machine %s: no spares: %s", self->name, error->message);
+      return NULL;
+    }
+  path = qlean_machine_boot_state_path (self, &resolved, TRUE);
+  if (path == NULL)
+    return NULL;
+
+  return g_strdup_printf ("%s transport=%d", path,
+                          (int) qlean_machine_config_get_guest_transport (self->config));
+}
+
+/* Spares: stopping */
+
+static void
+spare_ended (void)
+{
+  g_mutex_lock (&spares_lock);
+  spares_ending--;
+  g_cond_broadcast (&spares_cond);
+  g_mutex_unlock (&spares_lock);
+}
+
+static void
+spare_killed_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!qlean_machine_kill_finish (QLEAN_MACHINE (source), result, &error))
+    g_debug ("Could not stop a spare machine: %s", error->message);
+  spare_ended ();
+}
+
+/* Worker thread: stops @spare, already out of the registry (and
+ * counted in spares_ending), and frees it. One still starting is
+ * cancelled: its start's callback ends it (spare_spawned_cb()). */
+static void
+spare_stop (Spare *spare)
+{
+  if (spare->ready)
+    qlean_machine_kill_async (spare->machine, NULL, spare_killed_cb, NULL);
+  else
+    g_cancellable_cancel (spare->cancellable);
+  spare_free (spare);
+}
+
+static gboolean
+spare_stop_in_worker (gpointer user_data)
+{
+  spare_stop (user_data);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+spare_idle_cb (gpointer user_data)
+{
+  Spare *spare = user_data;
+
+  g_mutex_lock (&spares_lock);
+  /* Still there: taking a spare removes its timer under this lock. */
+  g_ptr_array_remove (get_spares (), spare);
+  spares_ending++;
+  g_mutex_unlock (&spares_lock);
+
+  g_debug ("A spare machine nobody took for %d s stops", SPARE_IDLE_MS / 1000);
+  g_clear_pointer (&spare->idle_timer, g_source_unref);
+  spare_stop (spare);
+
+  return G_SOURCE_REMOVE;
+}
+
+/* Spares: starting */
+
+/* Worker thread: completes the waiters of @key whose spares are all
+ * started (or failed to). */
+static void
+spare_waiters_check (const char   *key,
+                     const GError *failure)
+{
+  guint ready = 0, starting = 0;
+
+  if (waiters == NULL)
+    return;
+
+  g_mutex_lock (&spares_lock);
+  for (guint i = 0; i < get_spares ()->len; i++)
+    {
+      Spare *spare = g_ptr_array_index (spares, i);
+
+      if (g_str_equal (spare->key, key))
+        {
+          if (spare->ready)
+            ready++;
+          else
+            starting++;
+        }
+    }
+  g_mutex_unlock (&spares_lock);
+
+  for (guint i = 0; i < waiters->len; )
+    {
+      SpareWaiter *waiter = g_ptr_array_index (waiters, i);
+
+      if (!g_str_equal (waiter->key, key))
+        {
+          i++;
+          continue;
+        }
+      if (failure != NULL)
+        {
+          g_clear_error (&waiter->error);
+          waiter->error = g_error_copy (failure);
+        }
+      if (starting > 0 && ready < waiter->wanted)
+        {
+          i++;
+          continue;
+        }
+      if (ready >= waiter->wanted || waiter->error == NULL)
+        g_task_return_boolean (waiter->task, TRUE);
+      else
+        g_task_return_error (waiter->task, g_steal_pointer (&waiter->error));
+      g_ptr_array_remove_index (waiters, i);
+    }
+}
+
+static void
+spare_spawned_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autoptr(QleanMachine) machine = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *key = NULL;
+  Spare *spare = NULL;
+  gboolean ok;
+
+  ok = qlean_machine_spawn_finish (machine, result, &error);
+
+  g_mutex_lock (&spares_lock);
+  for (guint i = 0; i < get_spares ()->len; i++)
+    if (((Spare *) g_ptr_array_index (spares, i))->machine == machine)
+      spare = g_ptr_array_index (spares, i);
+  if (spare != NULL && ok)
+    {
+      spare->ready = TRUE;
+      spare->idle_timer = qlean_add_timeout (qlean_worker_get_context (), SPARE_IDLE_MS,
+                                             spare_idle_cb, spare);
+    }
+  else if (spare != NULL)
+    g_ptr_array_remove (spares, spare);
+  if (spare != NULL)
+    key = g_strdup (spare->key);
+  g_mutex_unlock (&spares_lock);
+
+  if (spare == NULL)
+    {
+      /* stop_spares() took it out while it started, cancelled it and
+       * counted it: a start that got through anyway is killed now. */
+      if (ok)
+        qlean_machine_kill_async (machine, NULL, spare_killed_cb, NULL);
+      else
+        spare_ended ();
+      return;
+    }
+
+  if (!ok)
+    {
+      g_message ("Could not start a spare machine: %s", error->message);
+      spare_free (spare);
+    }
+  else
+    g_debug ("A spare machine is ready");
+
+  spare_waiters_check (key, error);
+}
+
+/* Worker thread: starts one spare of @model's shape @key. */
+static void
+spare_start (QleanMachine *model,
+             const char   *key)
+{
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_copy (model->config);
+  Spare *spare = g_new0 (Spare, 1);
+
+  /* A spare never keeps spares of its own. */
+  qlean_machine_config_set_spares (config, 0);
+  spare->key = g_strdup (key);
+  spare->machine = qlean_machine_new_with_name (SPARE_NAME, model->image, config);
+  spare->cancellable = g_cancellable_new ();
+
+  g_mutex_lock (&spares_lock);
+  g_ptr_array_add (get_spares (), spare);
+  g_mutex_unlock (&spares_lock);
+
+  qlean_machine_spawn_async (spare->machine, spare->cancellable, spare_spawned_cb,
+                             g_object_ref (spare->machine));
+}
+
+/* Starts spares of @self's shape until there are as many as its config
+ * asks for (started or starting); @key_out gets the shape's key, NULL
+ * when it can have none. */
+static void
+spares_top_up_key (QleanMachine  *self,
+                   char         **key_out)
+{
+  guint wanted = qlean_machine_config_get_spares (self->config);
+  g_autofree char *key = NULL;
+  guint have = 0;
+
+  if (wanted == 0)
+    return;
+  key = spare_key (self);
+  if (key == NULL)
+    {
+      g_debug ("machine %s: keeps no spares: it does not start from a memory template",
+               self->name);
+      return;
+    }
+
+  g_mutex_lock (&spares_lock);
+  for (guint i = 0; i < get_spares ()->len; i++)
+    if (g_str_equal (((Spare *) g_ptr_array_index (spares, i))->key, key))
+      have++;
+  g_mutex_unlock (&spares_lock);
+
+  for (; have < wanted; have++)
+    spare_start (self, key);
+
+  if (key_out != NULL)
+    *key_out = g_steal_pointer (&key);
+}
+
+void
+qlean_machine_spares_top_up (QleanMachine *self)
+{
+  spares_top_up_key (self, NULL);
+}
+
+/* Taking a spare */
+
+/* Worker thread: @self's start takes @spare's run, in which it goes on
+ * with the identity stage alone. */
+static void
+spare_adopt (QleanMachine *self,
+             Spare        *spare)
+{
+  g_autoptr(GTask) task = NULL;
+  QleanMachine *machine = spare->machine;
+  QleanMachineRun *run;
+  QleanMachineRun *last;
+  QleanLink *link;
+  g_autofree char *run_dir = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_mutex_lock (&machine->lock);
+  run = g_steal_pointer (&machine->run);
+  machine->run = qlean_machine_run_new (machine->name,
+                                        qlean_machine_config_get_guest_transport (machine->config));
+  g_mutex_unlock (&machine->lock);
+  /* Every callback of the run (QEMU's exit, QMP events, the console's
+   * panic line) holds the spare's link: they reach @self from now on. */
+  link = g_steal_pointer (&machine->link);
+  qlean_link_set (link, self);
+  qlean_link_unref (link);
+  machine->link = qlean_link_new (machine);
+  qlean_machine_set_state (machine, QLEAN_MACHINE_STATE_STOPPED);
+
+  /* The run directory takes the machine's name, as its own would. */
+  run_dir = qlean_host_rename_run_dir (run->run_dir, self->name, &error);
+  if (run_dir == NULL)
+    g_debug ("machine %s: keeps the spare's run directory: %s", self->name, error->message);
+
+  g_mutex_lock (&self->lock);
+  g_mutex_lock (&run->lock);
+  g_free (run->name);
+  run->name = g_strdup (self->name);
+  if (run_dir != NULL)
+    {
+      g_free (run->run_dir);
+      run->run_dir = g_steal_pointer (&run_dir);
+    }
+  g_mutex_unlock (&run->lock);
+  last = self->run;
+  self->run = run;
+  g_mutex_unlock (&self->lock);
+  /* The start's own run had nothing yet but its task and cancel watch. */
+  task = g_steal_pointer (&last->spawn_task);
+  qlean_clear_source (&last->spawn_cancel);
+  qlean_machine_run_unref (last);
+
+  /* The guest is the spare's: it gets this machine's name, machine-id,
+   * seed and clock, in a start whose only stage does that. */
+  g_clear_pointer (&self->incoming_old_mac, g_free);
+  self->incoming_new_identity = TRUE;
+  run->spawn_task = g_object_ref (task);
+  g_ptr_array_set_size (run->boot_stages, 0);
+  run->boot_stage = 0;
+  run->boot_stage_running = FALSE;
+  qlean_machine_add_identity_stage (run);
+  run->spawn_cancel = qlean_add_cancel (qlean_worker_get_context (), g_task_get_cancellable (task),
+                                        qlean_machine_spawn_cancelled_cb, self);
+  run->boot_timer = qlean_add_timeout (qlean_worker_get_context (),
+                                       qlean_machine_get_boot_timeout (self),
+                                       qlean_machine_boot_timeout_cb, self);
+  g_debug ("machine %s: takes a warmed spare", self->name);
+
+  qlean_machine_spawn_maybe_done (self);
+}
+
+gboolean
+qlean_machine_take_spare (QleanMachine *self)
+{
+  g_autofree char *key = NULL;
+  Spare *spare = NULL;
+
+  if (qlean_machine_config_get_spares (self->config) == 0 || (key = spare_key (self)) == NULL)
+    return FALSE;
+
+  g_mutex_lock (&spares_lock);
+  for (guint i = 0; spare == NULL && i < get_spares ()->len; )
+    {
+      Spare *candidate = g_ptr_array_index (spares, i);
+
+      if (!candidate->ready || !g_str_equal (candidate->key, key))
+        {
+          i++;
+          continue;
+        }
+      g_ptr_array_remove_index (spares, i);
+      /* One whose QEMU died as it waited is gone already: forget it. */
+      if (qlean_machine_get_state (candidate->machine) != QLEAN_MACHINE_STATE_RUNNING)
+        spare_free (candidate);
+      else
+        spare = candidate;
+    }
+  if (spare != NULL)
+    qlean_clear_source (&spare->idle_timer);
+  g_mutex_unlock (&spares_lock);
+
+  if (spare == NULL)
+    return FALSE;
+
+  spare_adopt (self, spare);
+  spare_free (spare);
+  return TRUE;
+}
+
+/* The public calls */
+
+static void
+spares_image_prepared_cb (GObject      *source,
+                          GAsyncResult *result,
+                          gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *model = g_task_get_task_data (task);
+  GError *error = NULL;
+  SpareWaiter *waiter;
+  char *key = NULL;
+
+  if (!qlean_image_prepare_finish (QLEAN_IMAGE (source), result, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  spares_top_up_key (model, &key);
+  if (key == NULL)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG,
+                               _("Machines of this image and configuration cannot have spares: "
+                                 "only machines that fast-start from a memory template can "
+                                 "(the minimal image on x86-64, with “spares” set, and no "
+                                 "network, shares, disk, bridge or extra arguments)"));
+      return;
+    }
+
+  waiter = g_new0 (SpareWaiter, 1);
+  waiter->key = key;
+  waiter->wanted = qlean_machine_config_get_spares (model->config);
+  waiter->task = g_steal_pointer (&task);
+  if (waiters == NULL)
+    waiters = g_ptr_array_new_with_free_func ((GDestroyNotify) spare_waiter_free);
+  g_ptr_array_add (waiters, waiter);
+  spare_waiters_check (key, NULL);
+}
+
+static gboolean
+spares_prepare_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  QleanMachine *model = g_task_get_task_data (task);
+
+  if (g_task_return_error_if_cancelled (task))
+    return G_SOURCE_REMOVE;
+  qlean_image_prepare_async (model->image, g_task_get_cancellable (task),
+                             spares_image_prepared_cb, g_object_ref (task));
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * qlean_machine_prepare_spares_async:
+ * @image: (nullable): what the machines boot; %NULL for the minimal image
+ * @config: the machines' configuration, whose
+ *   [property@MachineConfig:spares] says how many spares to keep
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called once the spares run
+ * @user_data: data for @callback
+ *
+ * Starts the warmed spares that machines of @image and @config keep
+ * (see [property@MachineConfig:spares]) and completes once they are
+ * ready, so that the next starts of such machines take them. Without
+ * this call, the first start of such a machine starts them behind it.
+ *
+ * Fails with %QLEAN_MACHINE_ERROR_INVALID_CONFIG when such machines
+ * cannot have spares, and with the reason when none could be started.
+ * Cancelling stops waiting, not the spares.
+ *
+ * Since: 0.1
+ */
+void
+qlean_machine_prepare_spares_async (QleanImage          *image,
+                                    QleanMachineConfig  *config,
+                                    GCancellable        *cancellable,
+                                    GAsyncReadyCallback  callback,
+                                    gpointer             user_data)
+{
+  GTask *task;
+
+  g_return_if_fail (image == NULL || QLEAN_IS_IMAGE (image));
+  g_return_if_fail (QLEAN_IS_MACHINE_CONFIG (config));
+
+  task = qlean_task_new (NULL, cancellable, callback, user_data,
+                         qlean_machine_prepare_spares_async, "[qlean] prepare spare machines");
+  g_task_set_task_data (task, qlean_machine_new_with_name (SPARE_NAME, image, config),
+                        g_object_unref);
+  qlean_worker_invoke (spares_prepare_in_worker, task, g_object_unref);
+}
+
+/**
+ * qlean_machine_prepare_spares_finish:
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes qlean_machine_prepare_spares_async().
+ *
+ * Returns: %TRUE once the spares run
+ *
+ * Since: 0.1
+ */
+gboolean
+qlean_machine_prepare_spares_finish (GAsyncResult  *result,
+                                     GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, NULL), FALSE);
+  g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_prepare_spares_async),
+                        FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * qlean_machine_prepare_spares:
+ * @image: (nullable): what the machines boot; %NULL for the minimal image
+ * @config: the machines' configuration
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Blocking twin of qlean_machine_prepare_spares_async().
+ *
+ * Returns: %TRUE once the spares run
+ *
+ * Since: 0.1
+ */
+gboolean
+qlean_machine_prepare_spares (QleanImage          *image,
+                              QleanMachineConfig  *config,
+                              GCancellable        *cancellable,
+                              GError             **error)
+{
+  g_auto(QleanSyncCall) call = { 0 };
+
+  g_return_val_if_fail (image == NULL || QLEAN_IS_IMAGE (image), FALSE);
+  g_return_val_if_fail (QLEAN_IS_MACHINE_CONFIG (config), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!qlean_sync_call_begin (&call, error))
+    return FALSE;
+  qlean_machine_prepare_spares_async (image, config, cancellable, qlean_sync_call_done, &call);
+
+  return qlean_machine_prepare_spares_finish (qlean_sync_call_wait (&call), error);
+}
+
+/**
+ * qlean_machine_stop_spares:
+ *
+ * Stops every warmed spare machine this process keeps (see
+ * [property@MachineConfig:spares]), those still starting too, and
+ * waits until their QEMU processes have exited and their run
+ * directories are gone. Call it before the process ends to leave
+ * nothing behind (otherwise their QEMU processes die with the process
+ * and `qlean gc` removes what is left). Later starts of machines whose
+ * config asks for spares start new ones.
+ *
+ * Must not be called from a callback of Qlean's own worker thread.
+ *
+ * Since: 0.1
+ */
+void
+qlean_machine_stop_spares (void)
+{
+  g_autoptr(GPtrArray) stopping = NULL;
+
+  g_return_if_fail (!qlean_worker_is_current ());
+
+  g_mutex_lock (&spares_lock);
+  stopping = g_steal_pointer (&spares);
+  if (stopping != NULL)
+    spares_ending += stopping->len;
+  g_mutex_unlock (&spares_lock);
+
+  for (guint i = 0; stopping != NULL && i < stopping->len; i++)
+    qlean_worker_invoke (spare_stop_in_worker, g_ptr_array_index (stopping, i), NULL);
+
+  g_mutex_lock (&spares_lock);
+  while (spares_ending > 0)
+    g_cond_wait (&spares_cond, &spares_lock);
+  g_mutex_unlock (&spares_lock);
+}

@@ -1,0 +1,307 @@
+/* test-spares.c: warmed spare machines (real QEMU, TCG, the minimal image)
+ *
+ * SPDX-License-Identifier: MIT
+ *
+ * A config that keeps spares has machines of its shape started ahead;
+ * a start takes one: the machine runs in the spare's QEMU, under its
+ * own name, identity and run directory. These tests find the spares'
+ * QEMU processes among this process's children, since a spare is not
+ * a machine anybody holds.
+ */
+
+#include "config.h"
+
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
+
+#include <qlean/qlean.h>
+#include "test-common.h"
+
+/* The QEMU processes this process started, as a set of pids. */
+static GHashTable *
+qemu_children (void)
+{
+  GHashTable *pids = g_hash_table_new (NULL, NULL);
+  g_autoptr(GDir) proc = g_dir_open ("/proc", 0, NULL);
+  const char *name;
+
+  g_assert_nonnull (proc);
+  while ((name = g_dir_read_name (proc)) != NULL)
+    {
+      g_autofree char *path = g_strdup_printf ("/proc/%s/stat", name);
+      g_autofree char *stat = NULL;
+      char comm[64];
+      int pid, ppid;
+      char state;
+
+      if (!g_ascii_isdigit (*name) || !g_file_get_contents (path, &stat, NULL, NULL))
+        continue;
+      /* pid (comm) state ppid: comm has no blank for QEMU. */
+      if (sscanf (stat, "%d (%63[^)]) %c %d", &pid, comm, &state, &ppid) == 4 &&
+          ppid == getpid () && g_str_has_prefix (comm, "qemu-system") && state != 'Z')
+        g_hash_table_add (pids, GINT_TO_POINTER (pid));
+    }
+
+  return pids;
+}
+
+/* The one QEMU in @after that is not in @before. */
+static GPid
+new_qemu (GHashTable *before,
+          GHashTable *after)
+{
+  GHashTableIter iter;
+  gpointer pid;
+  GPid found = 0;
+
+  g_hash_table_iter_init (&iter, after);
+  while (g_hash_table_iter_next (&iter, &pid, NULL))
+    if (!g_hash_table_contains (before, pid))
+      {
+        g_assert_cmpint (found, ==, 0);
+        found = GPOINTER_TO_INT (pid);
+      }
+
+  return found;
+}
+
+/* How many run directories of this process's spares @base holds (their
+ * owner file names this process). */
+static guint
+spare_run_dirs (const char *base)
+{
+  g_autoptr(GDir) dir = g_dir_open (base, 0, NULL);
+  g_autofree char *me = g_strdup_printf ("%d ", (int) getpid ());
+  const char *name;
+  guint n = 0;
+
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *owner_path = g_build_filename (base, name, "owner", NULL);
+      g_autofree char *owner = NULL;
+
+      if (g_str_has_prefix (name, "qlean-spare-") &&
+          g_file_get_contents (owner_path, &owner, NULL, NULL) && g_str_has_prefix (owner, me))
+        n++;
+    }
+
+  return n;
+}
+
+static QleanMachineConfig *
+spare_config (void)
+{
+  QleanMachineConfig *config = qlean_machine_config_new ();
+
+  qlean_machine_config_set_spares (config, 1);
+  return config;
+}
+
+/* Starts @name, which must take the spare whose QEMU is @spare_pid. */
+static QleanMachine *
+take (QleanMachineConfig *config,
+      const char         *name,
+      GPid                spare_pid)
+{
+  g_autoptr(QleanMachine) machine = qlean_machine_new_with_name (name, NULL, config);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = NULL;
+
+  g_assert_true (qlean_machine_spawn (machine, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (qlean_machine_get_pid (machine), ==, spare_pid);
+  /* The run directory is the machine's, under its name. */
+  dir = g_path_get_basename (qlean_machine_get_run_dir (machine));
+  g_assert_true (g_str_has_prefix (dir, name));
+  g_assert_true (g_file_test (qlean_machine_get_run_dir (machine), G_FILE_TEST_IS_DIR));
+
+  return g_steal_pointer (&machine);
+}
+
+/* A started machine takes the ready spare: its QEMU, under its own
+ * name, run directory and random state (two copies of one template
+ * would otherwise read the same bytes from /dev/urandom); another
+ * spare starts behind it; machines of spares are independent; and
+ * stop_spares() leaves no QEMU and no run directory of a spare. */
+static void
+test_take (void)
+{
+  g_autoptr(QleanMachineConfig) config = spare_config ();
+  g_autoptr(QleanMachine) first = NULL;
+  g_autoptr(QleanMachine) second = NULL;
+  g_autoptr(GHashTable) before = NULL;
+  g_autoptr(GHashTable) after = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *base = NULL;
+  g_autofree char *first_dir = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *first_random = NULL;
+  g_autofree char *second_random = NULL;
+  GPid spare_pid;
+
+  if (!test_have_qemu ())
+    return;
+
+  before = qemu_children ();
+  g_assert_true (qlean_machine_prepare_spares (NULL, config, NULL, &error));
+  g_assert_no_error (error);
+  after = qemu_children ();
+  spare_pid = new_qemu (before, after);
+  g_assert_cmpint (spare_pid, >, 0);
+
+  first = take (config, "spare-a", spare_pid);
+  base = g_path_get_dirname (qlean_machine_get_run_dir (first));
+  first_dir = g_strdup (qlean_machine_get_run_dir (first));
+  out = test_run_text (first, "hostname");
+  g_assert_cmpstr (out, ==, "spare-a");
+  g_clear_pointer (&out, g_free);
+
+  /* Its start started the next spare: ready once prepare says so. */
+  g_clear_pointer (&before, g_hash_table_unref);
+  before = g_steal_pointer (&after);
+  g_assert_true (qlean_machine_prepare_spares (NULL, config, NULL, &error));
+  g_assert_no_error (error);
+  after = qemu_children ();
+  spare_pid = new_qemu (before, after);
+  g_assert_cmpint (spare_pid, >, 0);
+  g_assert_cmpint (spare_pid, !=, qlean_machine_get_pid (first));
+
+  second = take (config, "spare-b", spare_pid);
+  out = test_run_text (second, "hostname");
+  g_assert_cmpstr (out, ==, "spare-b");
+  g_clear_pointer (&out, g_free);
+
+  /* Independent: a file of one is not in the other; each has its own
+   * random state. */
+  out = test_run_text (first, "echo first > /tmp/mark && cat /tmp/mark");
+  g_assert_cmpstr (out, ==, "first");
+  g_clear_pointer (&out, g_free);
+  out = test_run_text (second, "cat /tmp/mark 2>/dev/null || echo none");
+  g_assert_cmpstr (out, ==, "none");
+  g_clear_pointer (&out, g_free);
+  first_random = test_run_text (first, "head -c 16 /dev/urandom | od -An -tx1");
+  second_random = test_run_text (second, "head -c 16 /dev/urandom | od -An -tx1");
+  g_assert_cmpstr (first_random, !=, second_random);
+
+  /* A killed machine of a spare leaves nothing, as any machine. */
+  g_assert_true (qlean_machine_kill (first, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_false (g_file_test (first_dir, G_FILE_TEST_EXISTS));
+
+  /* The second start started a third spare; stopping the spares stops
+   * it (started or starting), not the machines. */
+  qlean_machine_stop_spares ();
+  g_clear_pointer (&after, g_hash_table_unref);
+  after = qemu_children ();
+  g_assert_cmpuint (g_hash_table_size (after), ==, 1);
+  g_assert_true (g_hash_table_contains (after, GINT_TO_POINTER (qlean_machine_get_pid (second))));
+  g_assert_cmpuint (spare_run_dirs (base), ==, 0);
+  out = test_run_text (second, "hostname");
+  g_assert_cmpstr (out, ==, "spare-b");
+
+  g_assert_true (qlean_machine_kill (second, NULL, &error));
+  g_assert_no_error (error);
+}
+
+/* A shape that cannot start from a memory template keeps no spares:
+ * preparing them says so, and its machines start as before. */
+static void
+test_not_for_this_shape (void)
+{
+  g_autoptr(QleanMachineConfig) config = spare_config ();
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GHashTable) before = NULL;
+  g_autoptr(GHashTable) after = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (!test_have_qemu ())
+    return;
+
+  /* A scratch disk: such a machine always boots. */
+  qlean_machine_config_set_disk_gib (config, 1);
+  g_assert_false (qlean_machine_prepare_spares (NULL, config, NULL, &error));
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG);
+  g_assert_nonnull (strstr (error->message, "cannot have spares"));
+  g_clear_error (&error);
+
+  before = qemu_children ();
+  machine = qlean_machine_new_with_name ("spare-none", NULL, config);
+  g_assert_true (qlean_machine_spawn (machine, NULL, &error));
+  g_assert_no_error (error);
+  /* Its own QEMU, and none started behind it. */
+  after = qemu_children ();
+  g_assert_cmpint (new_qemu (before, after), ==, qlean_machine_get_pid (machine));
+  g_assert_true (qlean_machine_kill (machine, NULL, &error));
+  g_assert_no_error (error);
+}
+
+/* A spare whose QEMU died while it waited is not taken: the start
+ * starts a QEMU of its own and works. */
+static void
+test_dead_spare (void)
+{
+  g_autoptr(QleanMachineConfig) config = spare_config ();
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GHashTable) before = NULL;
+  g_autoptr(GHashTable) after = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *base = NULL;
+  GPid spare_pid;
+
+  if (!test_have_qemu ())
+    return;
+
+  before = qemu_children ();
+  g_assert_true (qlean_machine_prepare_spares (NULL, config, NULL, &error));
+  g_assert_no_error (error);
+  after = qemu_children ();
+  spare_pid = new_qemu (before, after);
+  g_assert_cmpint (spare_pid, >, 0);
+  g_assert_cmpint (kill (spare_pid, SIGKILL), ==, 0);
+  /* Until Qlean reaped it (its exit watch runs then). */
+  {
+    g_autofree char *proc = g_strdup_printf ("/proc/%d", (int) spare_pid);
+
+    for (guint i = 0; i < 500 && g_file_test (proc, G_FILE_TEST_EXISTS); i++)
+      g_usleep (10 * 1000);
+    g_assert_false (g_file_test (proc, G_FILE_TEST_EXISTS));
+    g_usleep (200 * 1000);
+  }
+
+  machine = qlean_machine_new_with_name ("spare-c", NULL, config);
+  g_assert_true (qlean_machine_spawn (machine, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (qlean_machine_get_pid (machine), !=, spare_pid);
+  base = g_path_get_dirname (qlean_machine_get_run_dir (machine));
+  out = test_run_text (machine, "hostname");
+  g_assert_cmpstr (out, ==, "spare-c");
+
+  g_assert_true (qlean_machine_kill (machine, NULL, &error));
+  g_assert_no_error (error);
+  qlean_machine_stop_spares ();
+  g_clear_pointer (&after, g_hash_table_unref);
+  after = qemu_children ();
+  g_assert_cmpuint (g_hash_table_size (after), ==, 0);
+  /* The dead spare's run directory went with it. */
+  g_assert_cmpuint (spare_run_dirs (base), ==, 0);
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  int status;
+
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/spares/take", test_take);
+  g_test_add_func ("/spares/not-for-this-shape", test_not_for_this_shape);
+  g_test_add_func ("/spares/dead-spare", test_dead_spare);
+
+  status = g_test_run ();
+  qlean_machine_stop_spares ();
+  return status;
+}
