@@ -956,8 +956,10 @@ qlean_machine_prepare_incoming (QleanMachine *self,
 {
   self->run->restoring = TRUE;
   resolved->spec.incoming = TRUE;
-  /* A state loaded more than once loads through its memory template. */
-  qlean_machine_state_template_prepare (self, resolved);
+  /* A state loaded more than once loads through its memory template;
+   * one that streams in (a clone of a running machine) is loaded once. */
+  if (!qlean_machine_prepare_incoming_stream (self))
+    qlean_machine_state_template_prepare (self, resolved);
   qlean_machine_run_add_boot_stage (self->run, &identity_stage);
 }
 
@@ -1070,6 +1072,8 @@ qlean_machine_incoming_started_cb (GObject      *source,
       return;
     }
 
+  /* A stream's source may start now: QEMU listens. */
+  qlean_machine_incoming_listening (self);
   qlean_machine_incoming_poll (self);
 }
 
@@ -1077,10 +1081,8 @@ void
 qlean_machine_load_incoming (QleanMachine *self)
 {
   g_autoptr(JsonObject) arguments = json_object_new ();
-  /* The file itself, opened before QEMU started: no `cat` copying it
-   * through a pipe (a load took 72-76 ms that way, 33-64 ms from the
-   * descriptor), and nothing to quote. */
-  g_autofree char *uri = g_strdup_printf ("fd:%d", QLEAN_STATE_FD);
+  /* The file opened for QEMU, or the socket of a stream. */
+  g_autofree char *uri = qlean_machine_incoming_uri (self);
 
   json_object_set_string_member (arguments, "uri", uri);
   /* A state saved from a template has no RAM: the capability on both

@@ -678,7 +678,8 @@ qlean_machine_make_launcher (QleanMachine  *self,
   g_subprocess_launcher_take_fd (launcher, dup (g_socket_get_fd (listeners[0])), QLEAN_QMP_FD);
   g_subprocess_launcher_take_fd (launcher, dup (g_socket_get_fd (listeners[1])), QLEAN_QGA_FD);
   g_subprocess_launcher_take_fd (launcher, dup (g_socket_get_fd (listeners[2])), QLEAN_DATA_FD);
-  if (self->incoming != NULL)
+  /* (A state that streams in comes through a socket QEMU opens.) */
+  if (self->incoming != NULL && !qlean_machine_incoming_streams (self))
     {
       int state_fd = g_open (self->incoming, O_RDONLY | O_CLOEXEC, 0);
 

@@ -46,6 +46,24 @@ void  qlean_machine_set_incoming     (QleanMachine  *self,
                                       const char    *state_path,
                                       gboolean       new_identity,
                                       const char    *old_mac);
+/* qlean-machine-incoming-stream.c: the next start of @self, whose
+ * incoming state (qlean_machine_set_incoming(), with @socket_path) is
+ * not a file, has QEMU listen on the Unix socket @socket_path for a
+ * migration; @listening is called with @listener (held weakly) on the
+ * worker once it listens, while that start is still on. */
+typedef void (*QleanIncomingListening) (QleanMachine *self,
+                                        GObject      *listener);
+void     qlean_machine_set_incoming_stream     (QleanMachine           *self,
+                                                const char             *socket_path,
+                                                QleanIncomingListening  listening,
+                                                GObject                *listener);
+/* Worker thread, for the start that loads the incoming state: whether
+ * it streams in (the stream then goes with this run); QEMU's URI to
+ * load it from; and, once QEMU listens, telling whoever streams. */
+gboolean qlean_machine_prepare_incoming_stream (QleanMachine           *self);
+gboolean qlean_machine_incoming_streams        (QleanMachine           *self);
+char    *qlean_machine_incoming_uri            (QleanMachine           *self);
+void     qlean_machine_incoming_listening      (QleanMachine           *self);
 /* A directory for state that outlives runs (snapshots), removed with
  * the machine when its config says clear. */
 char *qlean_machine_ensure_state_dir (QleanMachine  *self,
@@ -61,6 +79,14 @@ void     qlean_machine_save_state_async  (QleanMachine        *self,
                                           GCancellable        *cancellable,
                                           GAsyncReadyCallback  callback,
                                           gpointer             user_data);
+/* The same, migrating to QEMU's @uri (another QEMU that listens for
+ * it) instead of a file; finished with qlean_machine_save_state_finish(). */
+void     qlean_machine_stream_state_async (QleanMachine        *self,
+                                           const char          *uri,
+                                           gboolean             keep_stopped,
+                                           GCancellable        *cancellable,
+                                           GAsyncReadyCallback  callback,
+                                           gpointer             user_data);
 gboolean qlean_machine_save_state_finish (QleanMachine        *self,
                                           GAsyncResult        *result,
                                           GError             **error);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/un.h>
 #include <glib/gstdio.h>
 #include <glib/gi18n-lib.h>
 
@@ -420,9 +421,15 @@ qlean_machine_delete_snapshot (QleanMachine  *self,
 typedef struct
 {
   char         *name;
-  char         *path;      /* the clone's state, removed with it */
+  char         *path;      /* the clone's state (file or socket), removed with it */
   char         *snapshot;  /* or the snapshot it starts from, kept */
   QleanMachine *clone;
+  /* A clone of a running machine, streamed: what is still on (its
+   * start, and the source's save once the clone listens), and how each
+   * went. */
+  guint         pending;
+  GError       *spawn_error;
+  GError       *save_error;
 } Clone;
 
 static void
@@ -430,6 +437,8 @@ clone_free (Clone *clone)
 {
   if (clone->path != NULL)
     g_unlink (clone->path);
+  g_clear_error (&clone->spawn_error);
+  g_clear_error (&clone->save_error);
   g_free (clone->path);
   g_free (clone->snapshot);
   g_free (clone->name);
@@ -490,6 +499,108 @@ clone_saved_cb (GObject      *source,
                              g_object_ref (task));
 }
 
+/* A clone of a running machine streams the machine's state into its
+ * own QEMU: the clone starts first, its QEMU listening on a socket in
+ * the machine's state folder; once it listens the machine stops and
+ * migrates into it, and runs on once the stream is sent. Through a
+ * file, the whole state (80 MB for the minimal image) was written and
+ * then read back, one after the other, on the clone's path to its first
+ * exec; streamed, the clone loads as the machine saves, and the machine
+ * stops only for that, not for the clone's QEMU to start. */
+
+/* One of the clone's start and the machine's save is done; the clone
+ * is returned once both are, the machine running again. */
+static void
+clone_stream_step_done (GTask *task)
+{
+  Clone *clone = g_task_get_task_data (task);
+
+  if (--clone->pending > 0)
+    return;
+
+  /* A save that failed before QEMU connected leaves the clone waiting:
+   * it was stopped, and that failure is the one to report. */
+  if (clone->save_error != NULL)
+    {
+      if (clone->spawn_error == NULL)
+        qlean_machine_kill_async (clone->clone, NULL, NULL, NULL);
+      g_task_return_error (task, g_steal_pointer (&clone->save_error));
+    }
+  else if (clone->spawn_error != NULL)
+    g_task_return_error (task, g_steal_pointer (&clone->spawn_error));
+  else
+    g_task_return_pointer (task, g_steal_pointer (&clone->clone), g_object_unref);
+}
+
+static void
+clone_streamed_cb (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  Clone *clone = g_task_get_task_data (task);
+
+  if (!qlean_machine_save_state_finish (QLEAN_MACHINE (source), result, &clone->save_error) &&
+      clone->pending > 1)
+    /* The clone still waits for a stream that will not come. */
+    qlean_machine_kill_async (clone->clone, NULL, NULL, NULL);
+  clone_stream_step_done (task);
+}
+
+static void
+clone_listening (QleanMachine *machine,
+                 GObject      *listener)
+{
+  GTask *task = G_TASK (listener);
+  Clone *clone = g_task_get_task_data (task);
+  g_autofree char *uri = g_strconcat ("unix:", clone->path, NULL);
+
+  clone->pending++;
+  qlean_machine_stream_state_async (g_task_get_source_object (task), uri, FALSE,
+                                    g_task_get_cancellable (task), clone_streamed_cb,
+                                    g_object_ref (task));
+}
+
+static void
+clone_stream_spawned_cb (GObject      *source,
+                         GAsyncResult *result,
+                         gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  Clone *clone = g_task_get_task_data (task);
+
+  qlean_machine_spawn_finish (QLEAN_MACHINE (source), result, &clone->spawn_error);
+  clone_stream_step_done (task);
+}
+
+/* Streams @self's state into the clone (see above): FALSE when it
+ * cannot (a socket's path is at most 107 bytes). */
+static gboolean
+clone_stream (GTask        *task,
+              QleanMachine *self,
+              const char   *dir)
+{
+  Clone *clone = g_task_get_task_data (task);
+  g_autofree char *socket_path = g_strdup_printf ("%s/c-%08x.sock", dir, g_random_int ());
+  g_autofree char *mac = NULL;
+  struct sockaddr_un address;
+
+  /* A machine with shares mounted cannot be saved: the file's way says
+   * so before it stops anything. */
+  if (strlen (socket_path) >= sizeof address.sun_path || qlean_machine_shares_mounted (self))
+    return FALSE;
+
+  mac = qlean_machine_dup_mac_address (self);
+  clone->path = g_steal_pointer (&socket_path);
+  clone->clone = clone_new_machine (self, clone->name);
+  clone->pending = 1;
+  qlean_machine_set_incoming (clone->clone, clone->path, TRUE, mac);
+  qlean_machine_set_incoming_stream (clone->clone, clone->path, clone_listening, G_OBJECT (task));
+  qlean_machine_spawn_async (clone->clone, g_task_get_cancellable (task), clone_stream_spawned_cb,
+                             g_object_ref (task));
+  return TRUE;
+}
+
 static gboolean
 clone_in_worker (gpointer user_data)
 {
@@ -515,6 +626,9 @@ clone_in_worker (gpointer user_data)
       g_task_return_error (task, error);
       return G_SOURCE_REMOVE;
     }
+
+  if (clone_stream (task, self, dir))
+    return G_SOURCE_REMOVE;
 
   file = g_strdup_printf ("%s-%08x.state", clone->name, g_random_int ());
   clone->path = g_build_filename (dir, file, NULL);
