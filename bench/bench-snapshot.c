@@ -23,6 +23,8 @@ static int opt_clones = 4;
 static gboolean opt_clones_only = FALSE;
 static int opt_imports = 4;
 static gboolean opt_imports_only = FALSE;
+static int opt_running_clones = 0;
+static gboolean opt_verbose = FALSE;
 
 static const GOptionEntry entries[] = {
   { "restores", 'r', 0, G_OPTION_ARG_INT, &opt_restores, "Restores to time (default 5); the median is shown", "N" },
@@ -32,6 +34,8 @@ static const GOptionEntry entries[] = {
   { "imports", 'i', 0, G_OPTION_ARG_INT, &opt_imports, "Imports of one archive, running together (default 4)", "N" },
   { "imports-only", 0, 0, G_OPTION_ARG_NONE, &opt_imports_only, "Only the imports of one archive", NULL },
   { "repeat", 0, 0, G_OPTION_ARG_INT, &opt_repeat, "Runs of each pool; the median is shown (default 1)", "N" },
+  { "running-clones", 0, 0, G_OPTION_ARG_INT, &opt_running_clones, "Only N clones of one running machine (clone -> first exec), with the steps of each", "N" },
+  { "verbose", 'v', 0, G_OPTION_ARG_NONE, &opt_verbose, "With --running-clones: print each clone's stamped log", NULL },
   { NULL }
 };
 
@@ -396,6 +400,180 @@ print_imports (QleanImage *image)
            full.median_s / tmpl.median_s, tmpl.pss_mib / full.pss_mib, tmpl.first_s / full.first_s);
 }
 
+/* Clones of a running machine, with the library's steps read off its
+ * log: the writer stamps each debug line with the time since the clone
+ * was asked for (G_MESSAGES_DEBUG=all and QLEAN_DEBUG_ARGV, set in
+ * main() for this mode). */
+
+typedef struct
+{
+  double  t;
+  char   *text;
+} Stamp;
+
+static GMutex log_lock;
+static GArray *stamps;  /* Stamp, of the clone being measured */
+static double stamps_t0;
+
+static void
+stamp_clear (gpointer data)
+{
+  g_free (((Stamp *) data)->text);
+}
+
+static GLogWriterOutput
+stamp_writer (GLogLevelFlags   level,
+              const GLogField *fields,
+              gsize            n_fields,
+              gpointer         user_data)
+{
+  const char *message = NULL;
+  Stamp stamp = { bench_now (), NULL };
+
+  for (gsize i = 0; i < n_fields; i++)
+    if (g_str_equal (fields[i].key, "MESSAGE"))
+      message = fields[i].value;
+  if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING))
+    return g_log_writer_standard_streams (level, fields, n_fields, user_data);
+  if (message == NULL)
+    return G_LOG_WRITER_HANDLED;
+
+  g_mutex_lock (&log_lock);
+  if (stamps != NULL)
+    {
+      stamp.t -= stamps_t0;
+      /* QLEAN_DEBUG_ARGV's command line: QEMU is about to be spawned. */
+      if (strstr (message, "qemu-system") != NULL && strstr (message, " -machine ") != NULL)
+        stamp.text = g_strdup ("spawn QEMU");
+      else
+        stamp.text = g_strdup (message);
+      g_array_append_val (stamps, stamp);
+    }
+  g_mutex_unlock (&log_lock);
+
+  return G_LOG_WRITER_HANDLED;
+}
+
+/* The time of the last stamp holding @needle and @needle2 (if not
+ * NULL), or of the first with @first; -1 if none. */
+static double
+stamp_time (GArray     *log,
+            const char *needle,
+            const char *needle2,
+            gboolean    first)
+{
+  double t = -1;
+
+  for (guint i = 0; i < log->len; i++)
+    {
+      const Stamp *s = &g_array_index (log, Stamp, i);
+
+      if (strstr (s->text, needle) != NULL && (needle2 == NULL || strstr (s->text, needle2) != NULL))
+        {
+          t = s->t;
+          if (first)
+            break;
+        }
+    }
+  return t;
+}
+
+enum
+{
+  CSTEP_STOP,       /* the source's stop sent */
+  CSTEP_SPAWN,      /* the clone's QEMU spawned */
+  CSTEP_INCOMING,   /* migrate-incoming sent */
+  CSTEP_SAVED,      /* the source's migration completed */
+  CSTEP_LOADED,     /* the clone's load completed */
+  CSTEP_CONT,       /* the clone's cont sent */
+  CSTEP_HELLO,      /* the clone's qlean-guest answered HELLO */
+  CSTEP_IDENTITY,   /* identity stage begins */
+  CSTEP_RETURNED,   /* clone returned */
+  CSTEP_EXEC,       /* the first `true` returned */
+  N_CSTEPS
+};
+
+static const char *cstep_names[N_CSTEPS] = {
+  "source stop sent",
+  "clone QEMU spawned",
+  "migrate-incoming sent",
+  "source's save completed (first)",
+  "clone's load completed (last)",
+  "clone's cont sent (last)",
+  "qlean-guest HELLO answered",
+  "identity stage begins",
+  "clone returned",
+  "first `true` returned",
+};
+
+static void
+running_clones (QleanImage *image,
+                int         n)
+{
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+  GArray *steps[N_CSTEPS];
+
+  machine = qlean_machine_new_with_name ("bench-src", image, config);
+  if (!qlean_machine_spawn (machine, NULL, &error))
+    g_error ("spawn: %s", error->message);
+  exec_true (machine);
+  for (guint s = 0; s < N_CSTEPS; s++)
+    steps[s] = g_array_new (FALSE, FALSE, sizeof (double));
+
+  for (int i = 0; i < n; i++)
+    {
+      g_autoptr(QleanMachine) clone = NULL;
+      g_autoptr(GArray) log = g_array_new (FALSE, TRUE, sizeof (Stamp));
+      double t0, t[N_CSTEPS];
+
+      g_array_set_clear_func (log, stamp_clear);
+      t0 = bench_now ();
+      g_mutex_lock (&log_lock);
+      stamps = log;
+      stamps_t0 = t0;
+      g_mutex_unlock (&log_lock);
+      clone = qlean_machine_clone (machine, "bench-clone", NULL, &error);
+      if (clone == NULL)
+        g_error ("clone: %s", error->message);
+      t[CSTEP_RETURNED] = bench_now () - t0;
+      exec_true (clone);
+      t[CSTEP_EXEC] = bench_now () - t0;
+      g_mutex_lock (&log_lock);
+      stamps = NULL;
+      g_mutex_unlock (&log_lock);
+      qlean_machine_kill (clone, NULL, NULL);
+
+      t[CSTEP_STOP] = stamp_time (log, "qmp ->", "\"stop\"", TRUE);
+      t[CSTEP_SPAWN] = stamp_time (log, "spawn QEMU", NULL, TRUE);
+      t[CSTEP_INCOMING] = stamp_time (log, "qmp ->", "migrate-incoming", TRUE);
+      t[CSTEP_SAVED] = stamp_time (log, "qmp <-", "\"completed\"", TRUE);
+      t[CSTEP_LOADED] = stamp_time (log, "qmp <-", "\"completed\"", FALSE);
+      t[CSTEP_CONT] = stamp_time (log, "qmp ->", "\"cont\"", FALSE);
+      t[CSTEP_HELLO] = stamp_time (log, "qlean-guest answered", NULL, TRUE);
+      t[CSTEP_IDENTITY] = stamp_time (log, "boot stage identity", NULL, TRUE);
+      for (guint s = 0; s < N_CSTEPS; s++)
+        g_array_append_val (steps[s], t[s]);
+      g_print ("  clone %d: returned %.3f  first true %.3f\n", i, t[CSTEP_RETURNED], t[CSTEP_EXEC]);
+      if (opt_verbose)
+        for (guint j = 0; j < log->len; j++)
+          {
+            const Stamp *s = &g_array_index (log, Stamp, j);
+
+            g_print ("    %7.3f %.1500s\n", s->t, s->text);
+          }
+    }
+
+  g_print ("\nclone of a running machine (%d clones; step: median s since the clone call):\n", n);
+  for (guint s = 0; s < N_CSTEPS; s++)
+    {
+      g_print ("  %-34s %7.3f\n", cstep_names[s], bench_percentile (steps[s], 0.5));
+      g_array_unref (steps[s]);
+    }
+  qlean_machine_kill (machine, NULL, NULL);
+}
+
 /* A pool of @n, all ready (spawn_all) and answering a first exec. */
 static double
 run_pool (QleanImage         *image,
@@ -465,6 +643,13 @@ main (int    argc,
   g_option_context_add_main_entries (context, entries, NULL);
   if (!g_option_context_parse (context, &argc, &argv, &error))
     g_error ("%s", error->message);
+  if (opt_running_clones > 0)
+    {
+      /* Every debug line, the traffic's included, comes to the writer. */
+      g_setenv ("G_MESSAGES_DEBUG", "all", TRUE);
+      g_setenv ("QLEAN_DEBUG_ARGV", "1", TRUE);
+      g_log_set_writer_func (stamp_writer, NULL, NULL);
+    }
 
   /* Build (or find) the image first: a one-time cost, not a boot's. */
   if (!qlean_image_prepare (image, NULL, &error))
@@ -478,6 +663,11 @@ main (int    argc,
            g_get_num_processors (), g_file_test ("/dev/kvm", G_FILE_TEST_EXISTS) ? "present" : "absent",
            loadavg ? loadavg : "?\n");
 
+  if (opt_running_clones > 0)
+    {
+      running_clones (image, opt_running_clones);
+      return 0;
+    }
   if (opt_imports_only)
     {
       print_imports (image);
