@@ -90,6 +90,31 @@ spare_run_dirs (const char *base)
   return n;
 }
 
+static gint
+compare_names (gconstpointer a,
+               gconstpointer b)
+{
+  return strcmp (*(const char * const *) a, *(const char * const *) b);
+}
+
+/* The saved boots and their templates in the cache, sorted. */
+static char **
+saved_boots (void)
+{
+  g_autofree char *path = g_build_filename (g_get_user_cache_dir (), "qlean", "boot-states", NULL);
+  g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
+  g_autoptr(GPtrArray) names = g_ptr_array_new ();
+  const char *name;
+
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    if (g_str_has_suffix (name, ".state") || g_str_has_suffix (name, ".state.ram"))
+      g_ptr_array_add (names, g_strdup (name));
+  g_ptr_array_sort (names, compare_names);
+  g_ptr_array_add (names, NULL);
+
+  return (char **) g_ptr_array_free (g_steal_pointer (&names), FALSE);
+}
+
 static QleanMachineConfig *
 spare_config (void)
 {
@@ -139,6 +164,8 @@ test_take (void)
   g_autofree char *out = NULL;
   g_autofree char *first_random = NULL;
   g_autofree char *second_random = NULL;
+  g_auto(GStrv) saved = NULL;
+  g_auto(GStrv) saved_after = NULL;
   GPid spare_pid;
 
   if (!test_have_qemu ())
@@ -191,8 +218,13 @@ test_take (void)
   g_assert_false (g_file_test (first_dir, G_FILE_TEST_EXISTS));
 
   /* The second start started a third spare; stopping the spares stops
-   * it (started or starting), not the machines. */
+   * it (started or starting), not the machines, nor the saved boot a
+   * spare stopped as it started was loading. */
+  saved = saved_boots ();
+  g_assert_cmpuint (g_strv_length (saved), >, 0);
   qlean_machine_stop_spares ();
+  saved_after = saved_boots ();
+  g_assert_true (g_strv_equal ((const char * const *) saved, (const char * const *) saved_after));
   g_clear_pointer (&after, g_hash_table_unref);
   after = qemu_children ();
   g_assert_cmpuint (g_hash_table_size (after), ==, 1);

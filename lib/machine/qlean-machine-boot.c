@@ -49,6 +49,12 @@ qlean_machine_spawn_fail (QleanMachine *self,
       return;
     }
 
+  /* A start cancelled or stopped says nothing against the saved boot
+   * it loads: that stays for the next (qlean_machine_release_run()
+   * removes one that failed to load). */
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    g_clear_pointer (&self->run->boot_state_used, g_free);
+
   if (self->run->qemu != NULL && !self->run->qemu_exited)
     {
       if (self->run->spawn_error == NULL)
