@@ -106,6 +106,37 @@ bench_proc_cpu_seconds (GPid pid)
          (double) sysconf (_SC_CLK_TCK);
 }
 
+GArray *
+bench_qemu_children (void)
+{
+  g_autoptr(GDir) tasks = g_dir_open ("/proc/self/task", 0, NULL);
+  GArray *found = g_array_new (FALSE, FALSE, sizeof (GPid));
+  const char *tid;
+
+  /* A child is listed under the thread that started it: Qlean's worker. */
+  while (tasks != NULL && (tid = g_dir_read_name (tasks)) != NULL)
+    {
+      g_autofree char *path = g_strdup_printf ("/proc/self/task/%s/children", tid);
+      g_autofree char *text = NULL;
+      g_auto(GStrv) pids = NULL;
+
+      if (!g_file_get_contents (path, &text, NULL, NULL))
+        continue;
+      pids = g_strsplit (g_strstrip (text), " ", 0);
+      for (guint i = 0; pids[i] != NULL; i++)
+        {
+          g_autofree char *comm_path = g_strdup_printf ("/proc/%s/comm", pids[i]);
+          g_autofree char *comm = NULL;
+          GPid pid = atoi (pids[i]);
+
+          if (*pids[i] && g_file_get_contents (comm_path, &comm, NULL, NULL) &&
+              g_str_has_prefix (comm, "qemu-system"))
+            g_array_append_val (found, pid);
+        }
+    }
+  return found;
+}
+
 /* Runs @argv and returns its standard output; a failed run's error
  * carries its standard error, so that the caller can say why. */
 char *

@@ -22,6 +22,8 @@ guint64  bench_proc_kib        (GPid                 pid,
 gint64   bench_mem_available_kib (void);
 /* CPU time (user + system) process @pid has used so far; 0 if gone. */
 double   bench_proc_cpu_seconds (GPid                pid);
+/* The QEMU processes this process started and that still run, as GPids. */
+GArray  *bench_qemu_children   (void);
 char    *bench_run_capture     (const char * const  *argv,
                                 GError             **error);
 gboolean bench_run_quiet       (const char * const  *argv);

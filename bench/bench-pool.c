@@ -1,7 +1,8 @@
 /* bench-pool.c: time for pools of minimal machines to be ready, and
  * QEMU's memory per machine; with --templates, fast starts without and
  * with a shared memory template (QleanMachineConfig:memory-template) in
- * the same run
+ * the same run; with --spares, plain machines that take warmed spares
+ * (QleanMachineConfig:spares) made ready before each run
  *
  * SPDX-License-Identifier: MIT
  */
@@ -20,12 +21,14 @@ static int opt_memory = 0;
 static int opt_repeat = 1;
 static gboolean opt_no_network = FALSE;
 static gboolean opt_templates = FALSE;
+static gboolean opt_spares = FALSE;
 
 static const GOptionEntry entries[] = {
   { "memory", 'm', 0, G_OPTION_ARG_INT, &opt_memory, "Guest memory in MiB (default: the image's)", "MIB" },
   { "repeat", 'r', 0, G_OPTION_ARG_INT, &opt_repeat, "Runs per pool size; the median is shown (default 1)", "N" },
   { "no-network", 0, 0, G_OPTION_ARG_NONE, &opt_no_network, "Plain machines started together, no pool network, for comparison", NULL },
   { "templates", 't', 0, G_OPTION_ARG_NONE, &opt_templates, "Each size twice: fast starts without, then with, a shared memory template", NULL },
+  { "spares", 's', 0, G_OPTION_ARG_NONE, &opt_spares, "With --no-network: each size twice, from the template, then taking as many warmed spares (made ready before, not timed)", NULL },
   { NULL }
 };
 
@@ -158,9 +161,31 @@ run_plain (QleanImage         *image,
 {
   g_autoptr(GPtrArray) machines = g_ptr_array_new_with_free_func (g_object_unref);
   g_autoptr(GPtrArray) errors = g_ptr_array_new_with_free_func ((GDestroyNotify) g_error_free);
+  g_autoptr(GError) error = NULL;
   Together together = { n, errors };
   Run run = { 0 };
   gint64 start;
+
+  g_autoptr(GHashTable) spare_cpu = g_hash_table_new_full (NULL, NULL, NULL, g_free);
+
+  /* The spares are made before the clock starts: what they used until
+   * then is subtracted from their QEMU's CPU below. */
+  if (qlean_machine_config_get_spares (config) > 0)
+    {
+      g_autoptr(GArray) pids = NULL;
+
+      if (!qlean_machine_prepare_spares (image, config, NULL, &error))
+        g_error ("%s", error->message);
+      g_usleep (200 * 1000);
+      pids = bench_qemu_children ();
+      for (guint i = 0; i < pids->len; i++)
+        {
+          GPid pid = g_array_index (pids, GPid, i);
+
+          g_hash_table_insert (spare_cpu, GINT_TO_POINTER (pid),
+                               g_memdup2 (&(double) { bench_proc_cpu_seconds (pid) }, sizeof (double)));
+        }
+    }
 
   for (guint i = 0; i < n; i++)
     g_ptr_array_add (machines, qlean_machine_new (image, config));
@@ -179,8 +204,10 @@ run_plain (QleanImage         *image,
   for (guint i = 0; i < n; i++)
     {
       QleanMachine *machine = g_ptr_array_index (machines, i);
+      GPid pid = qlean_machine_get_pid (machine);
+      double *before = g_hash_table_lookup (spare_cpu, GINT_TO_POINTER (pid));
 
-      run.qemu_cpu += bench_proc_cpu_seconds (qlean_machine_get_pid (machine));
+      run.qemu_cpu += bench_proc_cpu_seconds (pid) - (before ? *before : 0);
       run_command (machine);
     }
   run.exec_seconds = (g_get_monotonic_time () - start) / 1e6;
@@ -193,6 +220,8 @@ run_plain (QleanImage         *image,
       note_rss (&run, qlean_machine_get_pid (machine));
       qlean_machine_kill (machine, NULL, NULL);
     }
+  /* The spares each start started behind it. */
+  qlean_machine_stop_spares ();
 
   return run;
 }
@@ -253,17 +282,26 @@ main (int    argc,
         run_pool (image, config, 1);
     }
 
-  for (guint s = 0; s < sizes->len * (opt_templates ? 2 : 1); s++)
+  if (opt_spares && (!opt_no_network || opt_templates))
+    g_error ("--spares goes with --no-network, without --templates");
+  /* With --spares: the template's saved boot exists before any run. */
+  if (opt_spares)
+    run_plain (image, config, 1);
+
+  for (guint s = 0; s < sizes->len * (opt_templates || opt_spares ? 2 : 1); s++)
     {
-      guint n = g_array_index (sizes, guint, opt_templates ? s / 2 : s);
+      gboolean doubled = opt_templates || opt_spares;
+      guint n = g_array_index (sizes, guint, doubled ? s / 2 : s);
       gboolean template = opt_templates ? s % 2 == 1 : qlean_machine_config_get_memory_template (config);
-      static double ones[2];
+      gboolean spares = opt_spares && s % 2 == 1;
+      static double ones[4];
       g_autoptr(GArray) times = g_array_new (FALSE, FALSE, sizeof (double));
       g_autofree char *ratio = NULL;
       Run last = { 0 };
       double median;
 
       qlean_machine_config_set_memory_template (config, template);
+      qlean_machine_config_set_spares (config, spares ? n : 0);
       for (int r = 0; r < MAX (opt_repeat, 1); r++)
         {
           last = opt_no_network ? run_plain (image, config, n) : run_pool (image, config, n);
@@ -271,13 +309,13 @@ main (int    argc,
         }
       median = bench_percentile (times, 0.5);
       if (n == 1)
-        ones[template] = median;
-      one = ones[template];
+        ones[template + 2 * spares] = median;
+      one = ones[template + 2 * spares];
       ratio = one > 0 ? g_strdup_printf ("%.2fx", median / one) : g_strdup ("-");
 
       g_print ("%8u  %8s  %9.2f  %7s  %9.2f  %8.0f / %6.0f / %6.0f  %9.0f  %9.0f  %9.0f  %9.0f  %10"
                G_GUINT64_FORMAT "  %12.2f  %8.2f\n",
-               n, template ? "yes" : "no", median, ratio, last.exec_seconds,
+               n, spares ? "spares" : template ? "yes" : "no", median, ratio, last.exec_seconds,
                last.rss_min / 1024.0, last.rss_sum / 1024.0 / n, last.rss_max / 1024.0,
                last.anon_sum / 1024.0 / n, last.pss_sum / 1024.0 / n, last.dirty_sum / 1024.0 / n,
                last.available_drop / 1024.0 / n, last.switch_rss, last.qemu_cpu / n, last.host_cpu);

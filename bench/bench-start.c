@@ -104,29 +104,11 @@ qemu_minor_faults (GPid pid)
 static GPid
 find_qemu_child (void)
 {
-  g_autoptr(GDir) tasks = g_dir_open ("/proc/self/task", 0, NULL);
-  const char *tid;
+  g_autoptr(GArray) pids = bench_qemu_children ();
   GPid found = 0;
 
-  while (tasks != NULL && (tid = g_dir_read_name (tasks)) != NULL)
-    {
-      g_autofree char *path = g_strdup_printf ("/proc/self/task/%s/children", tid);
-      g_autofree char *text = NULL;
-      g_auto(GStrv) pids = NULL;
-
-      if (!g_file_get_contents (path, &text, NULL, NULL))
-        continue;
-      pids = g_strsplit (g_strstrip (text), " ", 0);
-      for (guint i = 0; pids[i] != NULL; i++)
-        {
-          g_autofree char *comm_path = g_strdup_printf ("/proc/%s/comm", pids[i]);
-          g_autofree char *comm = NULL;
-
-          if (*pids[i] && g_file_get_contents (comm_path, &comm, NULL, NULL) &&
-              g_str_has_prefix (comm, "qemu-system"))
-            found = MAX (found, (GPid) atoi (pids[i]));
-        }
-    }
+  for (guint i = 0; i < pids->len; i++)
+    found = MAX (found, g_array_index (pids, GPid, i));
   return found;
 }
 
