@@ -646,8 +646,9 @@ clone_in_worker (gpointer user_data)
  * @user_data: data for @callback
  *
  * Makes an independent copy of the machine. A running (or paused)
- * machine stops for the moment it takes to save its state and runs on;
- * the clone starts from that state, running, with its own hostname,
+ * machine stops for the moment its state takes to stream into the
+ * clone's QEMU (once that QEMU has started) and runs on; the clone
+ * starts from that state, running, with its own hostname,
  * machine-id, random state, network card address and, on a network, its
  * own IP address. A machine that does not run gives a clone that does
  * not run either, with the same image and configuration. Nothing written
