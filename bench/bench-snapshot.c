@@ -514,6 +514,8 @@ running_clones (QleanImage *image,
   g_autoptr(QleanMachine) machine = NULL;
   g_autoptr(GError) error = NULL;
   GArray *steps[N_CSTEPS];
+  GArray *cpus[2] = { g_array_new (FALSE, FALSE, sizeof (double)),
+                                g_array_new (FALSE, FALSE, sizeof (double)) };
 
   machine = qlean_machine_new_with_name ("bench-src", image, config);
   if (!qlean_machine_spawn (machine, NULL, &error))
@@ -526,9 +528,10 @@ running_clones (QleanImage *image,
     {
       g_autoptr(QleanMachine) clone = NULL;
       g_autoptr(GArray) log = g_array_new (FALSE, TRUE, sizeof (Stamp));
-      double t0, t[N_CSTEPS];
+      double t0, t[N_CSTEPS], source_cpu, clone_cpu;
 
       g_array_set_clear_func (log, stamp_clear);
+      source_cpu = bench_proc_cpu_seconds (qlean_machine_get_pid (machine));
       t0 = bench_now ();
       g_mutex_lock (&log_lock);
       stamps = log;
@@ -540,6 +543,10 @@ running_clones (QleanImage *image,
       t[CSTEP_RETURNED] = bench_now () - t0;
       exec_true (clone);
       t[CSTEP_EXEC] = bench_now () - t0;
+      clone_cpu = bench_proc_cpu_seconds (qlean_machine_get_pid (clone));
+      source_cpu = bench_proc_cpu_seconds (qlean_machine_get_pid (machine)) - source_cpu;
+      g_array_append_val (cpus[0], clone_cpu);
+      g_array_append_val (cpus[1], source_cpu);
       g_mutex_lock (&log_lock);
       stamps = NULL;
       g_mutex_unlock (&log_lock);
@@ -555,7 +562,9 @@ running_clones (QleanImage *image,
       t[CSTEP_IDENTITY] = stamp_time (log, "boot stage identity", NULL, TRUE);
       for (guint s = 0; s < N_CSTEPS; s++)
         g_array_append_val (steps[s], t[s]);
-      g_print ("  clone %d: returned %.3f  first true %.3f\n", i, t[CSTEP_RETURNED], t[CSTEP_EXEC]);
+      g_print ("  clone %d: returned %.3f  first true %.3f  QEMU CPU: clone's %.3f, "
+               "source's meanwhile %.3f\n", i, t[CSTEP_RETURNED], t[CSTEP_EXEC], clone_cpu,
+               source_cpu);
       if (opt_verbose)
         for (guint j = 0; j < log->len; j++)
           {
@@ -571,6 +580,10 @@ running_clones (QleanImage *image,
       g_print ("  %-34s %7.3f\n", cstep_names[s], bench_percentile (steps[s], 0.5));
       g_array_unref (steps[s]);
     }
+  g_print ("  %-34s %7.3f\n", "QEMU CPU until then: the clone's", bench_percentile (cpus[0], 0.5));
+  g_print ("  %-34s %7.3f\n", "  the source's during the clone", bench_percentile (cpus[1], 0.5));
+  g_array_unref (cpus[0]);
+  g_array_unref (cpus[1]);
   qlean_machine_kill (machine, NULL, NULL);
 }
 
