@@ -485,6 +485,52 @@ test_clone_isolation (void)
   g_assert_no_error (error);
 }
 
+/* A clone of a paused machine: the state streams into the clone's QEMU,
+ * which runs with its own name and what the machine had, and the
+ * machine stays paused, and runs on when resumed. (One clone: QEMU
+ * refuses a second migration of a guest that has not run since the
+ * first, "paused due to previous migration".) */
+static void
+test_clone_paused (void)
+{
+  g_autoptr(QleanMachine) original = qlean_machine_new_with_name ("paused-original", NULL, NULL);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *out = NULL;
+
+  if (!test_have_qemu ())
+    return;
+
+  g_assert_true (qlean_machine_spawn (original, NULL, &error));
+  g_assert_no_error (error);
+  g_free (test_run_text (original, "echo before > /root/mark"));
+  g_assert_true (qlean_machine_pause (original, NULL, &error));
+  g_assert_no_error (error);
+
+  {
+    g_autoptr(QleanMachine) clone = qlean_machine_clone (original, "paused-copy", NULL, &error);
+    g_autofree char *host = NULL, *mark = NULL;
+
+    g_assert_no_error (error);
+    g_assert_nonnull (clone);
+    g_assert_cmpint (qlean_machine_get_state (clone), ==, QLEAN_MACHINE_STATE_RUNNING);
+    g_assert_cmpint (qlean_machine_get_state (original), ==, QLEAN_MACHINE_STATE_PAUSED);
+    host = test_run_text (clone, "hostname");
+    g_assert_cmpstr (host, ==, "paused-copy");
+    mark = test_run_text (clone, "cat /root/mark; echo clone > /root/mark");
+    g_assert_cmpstr (mark, ==, "before");
+    g_assert_true (qlean_machine_kill (clone, NULL, &error));
+    g_assert_no_error (error);
+  }
+
+  g_assert_true (qlean_machine_resume (original, NULL, &error));
+  g_assert_no_error (error);
+  out = test_run_text (original, "hostname; cat /root/mark");
+  g_assert_cmpstr (out, ==, "paused-original\nbefore");
+
+  g_assert_true (qlean_machine_shutdown (original, NULL, &error));
+  g_assert_no_error (error);
+}
+
 /* Export while a guest loop writes files, import, compare: the imported
  * machine runs on from the moment of the export, with every file the
  * loop wrote before it. */
@@ -1420,6 +1466,7 @@ main (int    argc,
   g_test_add_func ("/lifecycle/guest-panic", test_guest_panic);
   g_test_add_func ("/lifecycle/snapshot-restore", test_snapshot_restore);
   g_test_add_func ("/lifecycle/clone-isolation", test_clone_isolation);
+  g_test_add_func ("/lifecycle/clone-paused", test_clone_paused);
   g_test_add_func ("/lifecycle/export-import", test_export_import);
   g_test_add_func ("/lifecycle/export-import-disk", test_export_import_disk);
   g_test_add_func ("/lifecycle/malicious-archives", test_malicious_archives);
