@@ -342,9 +342,12 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * memory template ahead of time, whose guest already ran a process;
    * a start that takes it only gives it the new machine's name,
    * machine-id, random seed and clock (tens of milliseconds under TCG,
-   * against about half a second for a start from the template). A
-   * new spare starts behind each one taken, once the start that took
-   * it is done.
+   * against about half a second for a start from the template). New
+   * spares start behind the starts that took them, half a second after
+   * the last start of the shape (so as not to compete with the other
+   * starts of a burst, nor with the first commands in the new machine):
+   * starts closer together than that find no spare and start from the
+   * template.
    *
    * Spares cost ahead of time what a start costs (about 0.3 s of QEMU's
    * CPU under TCG) and, while they wait, a template machine's memory
