@@ -57,6 +57,8 @@
 
 #include "qlean-guest-private.h"
 
+#include <linux/random.h>
+
 GuestState G;
 
 /* ------------------------------------------------------------------------ */
@@ -562,10 +564,33 @@ static void usage (FILE *f)
 {
   fprintf (f,
            "usage: qlean-guest serve [--port PATH | --fd N]\n"
+           "       qlean-guest reseed\n"
            "       qlean-guest --version\n"
            "\n"
            "Serves Qlean's data channel: by default the virtio-serial port named\n"
-           QLEAN_GUEST_PORT_NAME ", or PATH, or the already open fd N.\n");
+           QLEAN_GUEST_PORT_NAME ", or PATH, or the already open fd N.\n"
+           "reseed: makes the kernel reseed its random generator now (a copy\n"
+           "of a saved machine runs it after the host's bytes were written to\n"
+           "/dev/urandom).\n");
+}
+
+/* Bytes written to /dev/urandom are mixed in, but the generator goes on
+ * from its old seed until the kernel reseeds it, up to a minute later:
+ * two copies of one saved machine would read the same bytes meanwhile.
+ * RNDRESEEDCRNG (Linux 4.17) reseeds it at once, from what was mixed. */
+static int reseed (void)
+{
+  int fd = open ("/dev/urandom", O_WRONLY | O_CLOEXEC);
+
+  if (fd < 0 || ioctl (fd, RNDRESEEDCRNG) != 0)
+    {
+      fprintf (stderr, "qlean-guest: cannot reseed the random generator: %s\n", strerror (errno));
+      if (fd >= 0)
+        close (fd);
+      return 1;
+    }
+  close (fd);
+  return 0;
 }
 
 int main (int argc, char **argv)
@@ -577,6 +602,8 @@ int main (int argc, char **argv)
       printf ("qlean-guest %s (protocol %u)\n", PACKAGE_VERSION, QLEAN_GUEST_VERSION);
       return 0;
     }
+  if (argc == 2 && strcmp (argv[1], "reseed") == 0)
+    return reseed ();
   if (argc == 2 && (strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0))
     {
       usage (stdout);

@@ -37,6 +37,10 @@ typedef struct
   const char  *uefi_package;
   const char  *console;           /* the serial console's device in the guest */
   const char  *panic_device;      /* the pvpanic device, or NULL */
+  /* The VM generation ID device, or NULL where QEMU has none: a new ID
+   * at every start, a restore included, makes the guest kernel reseed
+   * its random generator (Linux 5.18+). */
+  const char  *genid_device;
   guint16      elf_machine;       /* e_machine of its programs */
   /* The minimal image's kernel command line: each parameter trims boot
    * time under TCG, where every initcall and probe costs many times what

@@ -26,6 +26,8 @@ static const QleanArchInfo arch_table[] = {
     .uefi_package = "ovmf",
     .console = "ttyS0",
     .panic_device = "pvpanic-pci",
+    /* QEMU 7.2 has it on x86 only. */
+    .genid_device = "vmgenid,guid=auto",
     .elf_machine = 62,
     .minimal_cmdline =
       "console=ttyS0 quiet loglevel=0 panic=-1 "

@@ -851,7 +851,15 @@ static const char identity_script[] =
   "fi\n"
   /* The host's random bytes come on stdin as printf's octal escapes
    * (private, unlike arguments), so that builtins can pass them on. */
-  "IFS= read -r seed && printf \"$seed\" > /dev/urandom\n";
+  "IFS= read -r seed && printf \"$seed\" > /dev/urandom\n"
+  /* Mixed in, but unused until the kernel reseeds, up to a minute
+   * later: copies of one state would read the same bytes meanwhile.
+   * qlean-guest reseeds at once where it is installed (the minimal
+   * image's and a prepared image's path); elsewhere a kernel with the
+   * VM generation ID driver reseeded as it woke (qlean-qemu-argv.c). */
+  "for q in /usr/lib/qlean/qlean-guest /opt/qlean/qlean-guest; do\n"
+  "  if [ -x \"$q\" ]; then \"$q\" reseed || :; break; fi\n"
+  "done\n";
 
 static void
 qlean_machine_identity_ran_cb (GObject      *source,

@@ -291,6 +291,23 @@ add_panic_device (GPtrArray           *argv,
     }
 }
 
+/* Two machines restored from one saved state would otherwise go on
+ * from the same state of the guest's random generator: writing the
+ * host's bytes into /dev/urandom (the identity fix) mixes them in but
+ * does not reseed it, and the copies read the same bytes (test-spares
+ * saw it). A generation ID that changes at every start is what tells
+ * the guest kernel that it is a copy: it reseeds at once. */
+static void
+add_genid_device (GPtrArray           *argv,
+                  const QleanArchInfo *arch)
+{
+  if (arch->genid_device != NULL)
+    {
+      add (argv, "-device");
+      add (argv, arch->genid_device);
+    }
+}
+
 /* The network card: on a QleanNetwork's switch, or on a host bridge. */
 static void
 add_network (GPtrArray           *argv,
@@ -446,6 +463,7 @@ qlean_qemu_argv_build (const QleanQemuSpec *spec)
   add_console (argv, spec);
   add_channels (argv, spec);
   add_panic_device (argv, arch);
+  add_genid_device (argv, arch);
   add_network (argv, spec);
   add_disks (argv, spec);
   add_shares (argv, spec);
