@@ -80,8 +80,10 @@
  * for its start waits that long. */
 #define AGENT_START_FIRST_MS 8
 #define AGENT_POLL_MAX_MS 50
-/* Output queued for a pipe nobody reads: past this, the process is
- * killed, as the qlean-guest driver does (QLEAN_GUEST_RECEIVE_LIMIT). */
+/* Output queued for a pipe nobody reads: at this, the process is
+ * killed, as the qlean-guest driver does (QLEAN_GUEST_RECEIVE_LIMIT).
+ * Exactly: no read asks for more than the room left under it
+ * (agent_driver_read_size()), so the host never holds more. */
 #define AGENT_UNREAD_LIMIT (16u * 1024u * 1024u)
 #define AGENT_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 /* How the scripts say why they did not exec, on their captured stdout. */
@@ -553,6 +555,44 @@ agent_driver_round_done (QleanGuestAgentDriver *self)
     agent_driver_schedule (self);
 }
 
+/* How much the next read of @fd may ask for: a chunk, but never more
+ * than the room left under AGENT_UNREAD_LIMIT in its pipe's queue, so
+ * that a process whose output nobody reads is stopped with exactly the
+ * limit held on the host, not a chunk more. 0 once the limit is held. */
+static gsize
+agent_driver_read_size (QleanGuestAgentDriver *self,
+                        guint                  fd)
+{
+  QleanGuestOutputPipe *pipe = &self->process->out[fd];
+  gsize queued;
+
+  /* No pipe (its reader went away): what comes is dropped. */
+  if (pipe->fd < 0)
+    return AGENT_READ_CHUNK;
+
+  queued = qlean_guest_output_pipe_get_queued (pipe);
+  if (queued >= AGENT_UNREAD_LIMIT)
+    return 0;
+  return MIN (AGENT_READ_CHUNK, AGENT_UNREAD_LIMIT - queued);
+}
+
+/* The limit is held: the process is killed, and what waited still
+ * reaches its pipe. */
+static void
+agent_driver_fail_unread (QleanGuestAgentDriver *self)
+{
+  g_autofree char *limit = g_format_size (AGENT_UNREAD_LIMIT);
+  QleanGuestProcess *process = self->process;
+
+  agent_driver_fail (self,
+                     g_error_new (G_IO_ERROR, G_IO_ERROR_NO_SPACE,
+                                  _("“%s” in machine “%s” was killed: %s of its output waited "
+                                    "unread on the host, the most a process may leave there; "
+                                    "read its pipes while it runs"),
+                                  process->program, qlean_machine_get_name (process->machine),
+                                  limit));
+}
+
 static void
 agent_driver_read_cb (GObject      *source,
                       GAsyncResult *result,
@@ -586,18 +626,9 @@ agent_driver_read_cb (GObject      *source,
     self->done[fd] = TRUE;
 
   /* Nobody reads: stop where the qlean-guest driver stops. */
-  if (pipe->fd >= 0 && qlean_guest_output_pipe_get_queued (pipe) >= AGENT_UNREAD_LIMIT)
+  if (agent_driver_read_size (self, fd) == 0)
     {
-      g_autofree char *limit = g_format_size (AGENT_UNREAD_LIMIT);
-      QleanGuestProcess *process = self->process;
-
-      agent_driver_fail (self,
-                         g_error_new (G_IO_ERROR, G_IO_ERROR_NO_SPACE,
-                                      _("“%s” in machine “%s” was killed: %s of its output waited "
-                                        "unread on the host, the most a process may leave there; "
-                                        "read its pipes while it runs"),
-                                      process->program, qlean_machine_get_name (process->machine),
-                                      limit));
+      agent_driver_fail_unread (self);
       return;
     }
 
@@ -615,8 +646,18 @@ agent_driver_read (QleanGuestAgentDriver *self,
 
       if (self->handle[fd] >= 0 && wanted && !self->done[fd])
         {
+          gsize size = agent_driver_read_size (self, fd);
+
+          /* A pipe's queue only shrinks between reads, and each read
+           * stops the process at the limit: never 0 here, but a read of
+           * 0 bytes would pass for the end of the file. */
+          if (size == 0)
+            {
+              agent_driver_fail_unread (self);
+              return;
+            }
           self->reading = fd;
-          qlean_qga_client_file_read_async (self->qga, self->handle[fd], AGENT_READ_CHUNK, NULL,
+          qlean_qga_client_file_read_async (self->qga, self->handle[fd], size, NULL,
                                             agent_driver_read_cb, self);
           return;
         }
