@@ -124,6 +124,24 @@ spare_config (void)
   return config;
 }
 
+/* Prepares @config's one spare: the pid of the QEMU that started. */
+static GPid
+prepare_one_spare (QleanMachineConfig *config)
+{
+  g_autoptr(GHashTable) before = qemu_children ();
+  g_autoptr(GHashTable) after = NULL;
+  g_autoptr(GError) error = NULL;
+  GPid pid;
+
+  g_assert_true (qlean_machine_prepare_spares (NULL, config, NULL, &error));
+  g_assert_no_error (error);
+  after = qemu_children ();
+  pid = new_qemu (before, after);
+  g_assert_cmpint (pid, >, 0);
+
+  return pid;
+}
+
 /* Starts @name, which must take the spare whose QEMU is @spare_pid. */
 static QleanMachine *
 take (QleanMachineConfig *config,
@@ -156,7 +174,6 @@ test_take (void)
   g_autoptr(QleanMachineConfig) config = spare_config ();
   g_autoptr(QleanMachine) first = NULL;
   g_autoptr(QleanMachine) second = NULL;
-  g_autoptr(GHashTable) before = NULL;
   g_autoptr(GHashTable) after = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *base = NULL;
@@ -171,13 +188,7 @@ test_take (void)
   if (!test_have_qemu ())
     return;
 
-  before = qemu_children ();
-  g_assert_true (qlean_machine_prepare_spares (NULL, config, NULL, &error));
-  g_assert_no_error (error);
-  after = qemu_children ();
-  spare_pid = new_qemu (before, after);
-  g_assert_cmpint (spare_pid, >, 0);
-
+  spare_pid = prepare_one_spare (config);
   first = take (config, "spare-a", spare_pid);
   base = g_path_get_dirname (qlean_machine_get_run_dir (first));
   first_dir = g_strdup (qlean_machine_get_run_dir (first));
@@ -185,14 +196,8 @@ test_take (void)
   g_assert_cmpstr (out, ==, "spare-a");
   g_clear_pointer (&out, g_free);
 
-  /* Its start started the next spare: ready once prepare says so. */
-  g_clear_pointer (&before, g_hash_table_unref);
-  before = g_steal_pointer (&after);
-  g_assert_true (qlean_machine_prepare_spares (NULL, config, NULL, &error));
-  g_assert_no_error (error);
-  after = qemu_children ();
-  spare_pid = new_qemu (before, after);
-  g_assert_cmpint (spare_pid, >, 0);
+  /* The next spare, ready once prepare says so. */
+  spare_pid = prepare_one_spare (config);
   g_assert_cmpint (spare_pid, !=, qlean_machine_get_pid (first));
 
   second = take (config, "spare-b", spare_pid);
@@ -279,7 +284,6 @@ test_dead_spare (void)
 {
   g_autoptr(QleanMachineConfig) config = spare_config ();
   g_autoptr(QleanMachine) machine = NULL;
-  g_autoptr(GHashTable) before = NULL;
   g_autoptr(GHashTable) after = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *out = NULL;
@@ -289,12 +293,7 @@ test_dead_spare (void)
   if (!test_have_qemu ())
     return;
 
-  before = qemu_children ();
-  g_assert_true (qlean_machine_prepare_spares (NULL, config, NULL, &error));
-  g_assert_no_error (error);
-  after = qemu_children ();
-  spare_pid = new_qemu (before, after);
-  g_assert_cmpint (spare_pid, >, 0);
+  spare_pid = prepare_one_spare (config);
   g_assert_cmpint (kill (spare_pid, SIGKILL), ==, 0);
   /* Until Qlean reaped it (its exit watch runs then). */
   {
