@@ -106,6 +106,30 @@ bench_proc_cpu_seconds (GPid pid)
          (double) sysconf (_SC_CLK_TCK);
 }
 
+const char *
+bench_log_message (GLogLevelFlags   level,
+                   const GLogField *fields,
+                   gsize            n_fields)
+{
+  const char *message = NULL;
+
+  if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING))
+    {
+      g_log_writer_standard_streams (level, fields, n_fields, NULL);
+      return NULL;
+    }
+  for (gsize i = 0; i < n_fields; i++)
+    if (g_str_equal (fields[i].key, "MESSAGE"))
+      message = fields[i].value;
+  return message;
+}
+
+gboolean
+bench_log_is_qemu_argv (const char *message)
+{
+  return strstr (message, "qemu-system") != NULL && strstr (message, " -machine ") != NULL;
+}
+
 GArray *
 bench_qemu_children (void)
 {

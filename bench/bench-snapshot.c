@@ -427,14 +427,9 @@ stamp_writer (GLogLevelFlags   level,
               gsize            n_fields,
               gpointer         user_data)
 {
-  const char *message = NULL;
+  const char *message = bench_log_message (level, fields, n_fields);
   Stamp stamp = { bench_now (), NULL };
 
-  for (gsize i = 0; i < n_fields; i++)
-    if (g_str_equal (fields[i].key, "MESSAGE"))
-      message = fields[i].value;
-  if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING))
-    return g_log_writer_standard_streams (level, fields, n_fields, user_data);
   if (message == NULL)
     return G_LOG_WRITER_HANDLED;
 
@@ -443,7 +438,7 @@ stamp_writer (GLogLevelFlags   level,
     {
       stamp.t -= stamps_t0;
       /* QLEAN_DEBUG_ARGV's command line: QEMU is about to be spawned. */
-      if (strstr (message, "qemu-system") != NULL && strstr (message, " -machine ") != NULL)
+      if (bench_log_is_qemu_argv (message))
         stamp.text = g_strdup ("spawn QEMU");
       else
         stamp.text = g_strdup (message);

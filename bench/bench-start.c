@@ -139,19 +139,14 @@ stamp_writer (GLogLevelFlags   level,
               gsize            n_fields,
               gpointer         user_data)
 {
-  const char *message = NULL;
+  const char *message = bench_log_message (level, fields, n_fields);
   Stamp stamp = { bench_now (), 0, 0, NULL };
 
-  for (gsize i = 0; i < n_fields; i++)
-    if (g_str_equal (fields[i].key, "MESSAGE"))
-      message = fields[i].value;
-  if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING))
-    return g_log_writer_standard_streams (level, fields, n_fields, user_data);
   if (message == NULL)
     return G_LOG_WRITER_HANDLED;
 
   g_mutex_lock (&log_lock);
-  if (strstr (message, "qemu-system") != NULL && strstr (message, " -machine ") != NULL)
+  if (bench_log_is_qemu_argv (message))
     {
       /* QLEAN_DEBUG_ARGV: QEMU is about to be spawned. */
       const char *argv_start = strstr (message, ": ");
