@@ -106,6 +106,9 @@ struct _QleanMachineRun
   /* Loading a saved state (the machine's incoming) */
   gboolean            restoring;        /* this start loads a state */
   GSource            *incoming_poll;
+  /* The network card's link, down from the load until the identity fix
+   * gives the card its own MAC (qlean-machine-boot-state.c). */
+  gboolean            link_held_down;
   /* Fast start (qlean-machine-boot-state.c) */
   char               *boot_state_save;  /* save the boot here once ready */
   int                 boot_state_lock;  /* flock held while saving or loading */

@@ -15,6 +15,9 @@ G_BEGIN_DECLS
 
 /* The QEMU device id of a machine's network card, for QMP set_link. */
 #define QLEAN_NETWORK_NIC_ID "nic0"
+/* The id of the card's backend (-netdev, qlean-qemu-argv.c), whose link
+ * a restored copy keeps down until it has its own MAC. */
+#define QLEAN_NETWORK_NETDEV_ID "net0"
 
 /* What one machine gets from the network: fixed from attach to detach. */
 typedef struct
