@@ -71,6 +71,10 @@
 #define OWNER_START_TIMEOUT_S 30
 #define OWNER_EXIT_WAIT_S 5
 #define HOSTS_UPDATE_TIMEOUT_MS 10000
+/* How long a start or stop waits for the network's lock (lock_network),
+ * and how often it looks. */
+#define LOCK_WAIT_S 120
+#define LOCK_POLL_MS 20
 
 /* Qlean's lines of /etc/hosts (lib/network/qlean-hosts-script-private.h), in
  * machines that run: written beside and renamed over, so that no reader
@@ -174,48 +178,73 @@ write_object (const char  *path,
 
 /* Locks the network's directory, making it when needed. The lock file is
  * removed with the directory when a network ends, so a lock is only good
- * on the file that is still there. Returns the fd, or -1. */
+ * on the file that is still there. With @wait, waits for it, but not
+ * forever: every holder's work is bounded (a join starts the network
+ * owner within OWNER_START_TIMEOUT_S, a hosts update gives each member
+ * HOSTS_UPDATE_TIMEOUT_MS), so a lock held past LOCK_WAIT_S has a stuck
+ * holder, and `qlean start` or `qlean stop` had better say so than hang
+ * with it. Returns the fd, or -1. */
 static int
 lock_network (const char  *dir,
               gboolean     wait,
               GError     **error)
 {
   g_autofree char *path = g_build_filename (dir, LOCK_FILE, NULL);
+  gint64 deadline = g_get_monotonic_time () + LOCK_WAIT_S * G_USEC_PER_SEC;
+  int saved_errno = 0;
 
   for (;;)
     {
+      gboolean waiting = wait && g_get_monotonic_time () < deadline;
       struct stat held, there;
       int fd;
 
       if (wait && g_mkdir_with_parents (dir, 0700) != 0)
-        break;
+        {
+          saved_errno = errno;
+          break;
+        }
       fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
       if (fd < 0)
         {
-          if (errno == ENOENT && wait)
+          saved_errno = errno;
+          /* Removed between the mkdir and the open: make it again. */
+          if (saved_errno == ENOENT && waiting)
             continue;
           break;
         }
-      if (flock (fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB) != 0)
+      if (flock (fd, LOCK_EX | LOCK_NB) != 0)
         {
+          saved_errno = errno;
           close (fd);
-          if (errno == EINTR)
+          if (saved_errno == EINTR)
             continue;
+          if (saved_errno == EWOULDBLOCK && waiting)
+            {
+              g_usleep (LOCK_POLL_MS * 1000);
+              continue;
+            }
           break;
         }
       if (fstat (fd, &held) == 0 && stat (path, &there) == 0 &&
           held.st_dev == there.st_dev && held.st_ino == there.st_ino)
         return fd;
+      /* The file we locked is gone: the network ended meanwhile. */
+      saved_errno = ENOENT;
       close (fd);
-      if (!wait)
+      if (!waiting)
         break;
     }
 
-  if (errno != EWOULDBLOCK)
-    qlean_set_error_from_errno (error, errno,
-                                _("Cannot lock %s"), path);
-  else
+  if (saved_errno == EWOULDBLOCK && wait)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                 _("Cannot lock %s: another qlean process has held it for over %d s"),
+                 path, LOCK_WAIT_S);
+  else if (saved_errno == EWOULDBLOCK)
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_BUSY, _("%s is locked"), path);
+  else
+    qlean_set_error_from_errno (error, saved_errno,
+                                _("Cannot lock %s"), path);
   return -1;
 }
 
@@ -681,13 +710,20 @@ cli_network_leave (const char *name,
   g_autofree char *state_path = NULL;
   g_autoptr(JsonObject) state = NULL;
   g_autoptr(GPtrArray) members = NULL;
+  g_autoptr(GError) error = NULL;
   gint64 owner = 0;
   gint64 deadline;
   int fd;
 
-  if (dir == NULL || !g_file_test (dir, G_FILE_TEST_IS_DIR) ||
-      (fd = lock_network (dir, TRUE, NULL)) < 0)
+  if (dir == NULL || !g_file_test (dir, G_FILE_TEST_IS_DIR))
     return;
+  /* Not leaving is no harm: the network drops members whose owner is
+   * gone, and this owner is on its way out. */
+  if ((fd = lock_network (dir, TRUE, &error)) < 0)
+    {
+      g_printerr ("qlean: cannot leave network %s: %s\n", name, error->message);
+      return;
+    }
 
   member_path = g_build_filename (dir, MEMBERS_DIR, machine, NULL);
   g_unlink (member_path);
@@ -722,12 +758,19 @@ cli_network_update_hosts (const char   *name,
   g_autoptr(GPtrArray) members = NULL;
   g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(QleanGuestLauncher) launcher = qlean_guest_launcher_new (QLEAN_GUEST_PROCESS_FLAGS_NONE);
+  g_autoptr(GError) lock_error = NULL;
   int fd;
 
   /* Under the lock throughout: two starts at once update in turn, and
    * the later one writes the longer list. */
-  if (dir == NULL || (fd = lock_network (dir, TRUE, NULL)) < 0)
+  if (dir == NULL)
     return;
+  if ((fd = lock_network (dir, TRUE, &lock_error)) < 0)
+    {
+      g_printerr ("qlean: cannot list the machines of network %s in /etc/hosts: %s\n",
+                  name, lock_error->message);
+      return;
+    }
   members = live_members (dir);
 
   g_ptr_array_add (argv, g_strdup ("/bin/sh"));
