@@ -323,6 +323,48 @@ test_dead_spare (void)
   g_assert_cmpuint (spare_run_dirs (base), ==, 0);
 }
 
+static void
+prepared_cb (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  GError **error = user_data;
+
+  g_assert_false (qlean_machine_prepare_spares_finish (result, error));
+}
+
+/* Cancelling prepare_spares() stops the wait, not the start of the
+ * spare, which stop_spares() then stops. */
+static void
+test_prepare_cancelled (void)
+{
+  g_autoptr(QleanMachineConfig) config = spare_config ();
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GHashTable) after = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(QleanMachine) warm = NULL;
+
+  if (!test_have_qemu ())
+    return;
+
+  /* The image prepared, so that the cancel meets the wait. */
+  warm = qlean_machine_new_with_name ("spare-warm", NULL, NULL);
+  g_assert_true (qlean_machine_spawn (warm, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_machine_kill (warm, NULL, &error));
+
+  qlean_machine_prepare_spares_async (NULL, config, cancellable, prepared_cb, &error);
+  g_usleep (100 * 1000);
+  g_cancellable_cancel (cancellable);
+  while (error == NULL)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+
+  qlean_machine_stop_spares ();
+  after = qemu_children ();
+  g_assert_cmpuint (g_hash_table_size (after), ==, 0);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -334,6 +376,7 @@ main (int    argc,
   g_test_add_func ("/spares/take", test_take);
   g_test_add_func ("/spares/not-for-this-shape", test_not_for_this_shape);
   g_test_add_func ("/spares/dead-spare", test_dead_spare);
+  g_test_add_func ("/spares/prepare-cancelled", test_prepare_cancelled);
 
   status = g_test_run ();
   qlean_machine_stop_spares ();

@@ -51,8 +51,8 @@ qlean_machine_spawn_fail (QleanMachine *self,
 
   /* A start cancelled or stopped says nothing against the saved boot
    * it loads: that stays for the next (qlean_machine_release_run()
-   * removes one that failed to load). */
-  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+   * removes one that failed to load), unless it failed already. */
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) && self->run->spawn_error == NULL)
     g_clear_pointer (&self->run->boot_state_used, g_free);
 
   if (self->run->qemu != NULL && !self->run->qemu_exited)

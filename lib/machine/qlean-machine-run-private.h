@@ -79,7 +79,8 @@ void             qlean_machine_boot_stage_cb   (GObject      *source,
 
 struct _QleanMachineRun
 {
-  /* Fixed when the run is made. */
+  /* Fixed when the run is made (the name changes once, on the worker
+   * under both locks, when a machine takes a spare's run). */
   char               *name;             /* the machine's, for messages */
   QleanGuestTransport wanted_transport; /* its config's guest-transport */
 

@@ -23,6 +23,7 @@
 
 #include "config.h"
 
+#include <sys/wait.h>
 #include <glib/gi18n-lib.h>
 
 #include "qlean-error.h"
@@ -40,6 +41,7 @@
  * pool of 8 taking 8 spares took 1.7 s against 0.02 s for one) and
  * with the first commands in the machine that just started. */
 #define SPARE_TOP_UP_DELAY_MS 500
+#define SPARE_TOP_UP_MAX_DELAY_MS 2000
 /* The name spares run under until taken (their run directory's). */
 #define SPARE_NAME "qlean-spare"
 
@@ -58,8 +60,9 @@ typedef struct
 {
   char   *key;
   guint   wanted;
-  GTask  *task;
-  GError *error;    /* the last start of a spare that failed */
+  GTask   *task;
+  GError  *error;   /* the last start of a spare that failed */
+  GSource *cancel;  /* watches the task's cancellable */
 } SpareWaiter;
 
 static GMutex     spares_lock;
@@ -68,8 +71,9 @@ static GPtrArray *spares;          /* of Spare, under spares_lock */
 static GPtrArray *waiters;         /* of SpareWaiter, worker only */
 /* Starts that asked for spares, as machines of their shape, until the
  * timer starts them (worker only). */
-static GPtrArray *top_up_models;
-static GSource   *top_up_timer;
+static GHashTable *top_up_models;  /* key -> QleanMachine */
+static GSource    *top_up_timer;
+static gint64      top_up_first;   /* when the first waiting start asked */
 /* Spares whose start or kill has not ended yet, removed from the
  * registry by stop_spares() or their idle timer: stop_spares() waits
  * for them. Under spares_lock. */
@@ -88,6 +92,7 @@ spare_free (Spare *spare)
 static void
 spare_waiter_free (SpareWaiter *waiter)
 {
+  qlean_clear_source (&waiter->cancel);
   g_clear_object (&waiter->task);
   g_clear_error (&waiter->error);
   g_free (waiter->key);
@@ -302,8 +307,10 @@ spare_start (QleanMachine *model,
   g_autoptr(QleanMachineConfig) config = qlean_machine_config_copy (model->config);
   Spare *spare = g_new0 (Spare, 1);
 
-  /* A spare never keeps spares of its own. */
+  /* A spare never keeps spares of its own, nor its run directory once
+   * stopped (the machine that takes it goes by its own config). */
   qlean_machine_config_set_spares (config, 0);
+  qlean_machine_config_set_clear (config, TRUE);
   spare->key = g_strdup (key);
   spare->machine = qlean_machine_new_with_name (SPARE_NAME, model->image, config);
   spare->cancellable = g_cancellable_new ();
@@ -316,26 +323,14 @@ spare_start (QleanMachine *model,
                              g_object_ref (spare->machine));
 }
 
-/* Starts spares of @self's shape until there are as many as its config
- * asks for (started or starting); @key_out gets the shape's key, NULL
- * when it can have none. */
+/* Starts spares of shape @key, as machines like @model, until there
+ * are as many as @model's config asks for (started or starting). */
 static void
-spares_top_up_key (QleanMachine  *self,
-                   char         **key_out)
+spares_top_up (QleanMachine *model,
+               const char   *key)
 {
-  guint wanted = qlean_machine_config_get_spares (self->config);
-  g_autofree char *key = NULL;
+  guint wanted = qlean_machine_config_get_spares (model->config);
   guint have = 0;
-
-  if (wanted == 0)
-    return;
-  key = spare_key (self);
-  if (key == NULL)
-    {
-      g_debug ("machine %s: keeps no spares: it does not start from a memory template",
-               self->name);
-      return;
-    }
 
   g_mutex_lock (&spares_lock);
   for (guint i = 0; i < get_spares ()->len; i++)
@@ -344,21 +339,20 @@ spares_top_up_key (QleanMachine  *self,
   g_mutex_unlock (&spares_lock);
 
   for (; have < wanted; have++)
-    spare_start (self, key);
-
-  if (key_out != NULL)
-    *key_out = g_steal_pointer (&key);
+    spare_start (model, key);
 }
 
 static gboolean
 spares_top_up_cb (gpointer user_data)
 {
-  g_autoptr(GPtrArray) models = g_steal_pointer (&top_up_models);
+  g_autoptr(GHashTable) models = g_steal_pointer (&top_up_models);
+  GHashTableIter iter;
+  gpointer key, model;
 
   g_clear_pointer (&top_up_timer, g_source_unref);
-  /* Each counts the spares the ones before it started. */
-  for (guint i = 0; models != NULL && i < models->len; i++)
-    spares_top_up_key (g_ptr_array_index (models, i), NULL);
+  g_hash_table_iter_init (&iter, models);
+  while (g_hash_table_iter_next (&iter, &key, &model))
+    spares_top_up (model, key);
 
   return G_SOURCE_REMOVE;
 }
@@ -367,18 +361,39 @@ void
 qlean_machine_spares_top_up (QleanMachine *self)
 {
   g_autoptr(QleanMachineConfig) config = NULL;
+  gint64 now = g_get_monotonic_time ();
+  char *key;
+  gint64 delay_ms;
 
   if (qlean_machine_config_get_spares (self->config) == 0)
     return;
+  /* A machine that could not take a spare (on a network, restored from
+   * a snapshot, ...) starts none either. */
+  key = spare_key (self);
+  if (key == NULL)
+    {
+      g_debug ("machine %s: keeps no spares: it does not start from a memory template",
+               self->name);
+      return;
+    }
 
   /* A machine of the same shape, not @self, which its owner may drop
-   * meanwhile. */
+   * meanwhile; one per shape. */
   config = qlean_machine_config_copy (self->config);
   if (top_up_models == NULL)
-    top_up_models = g_ptr_array_new_with_free_func (g_object_unref);
-  g_ptr_array_add (top_up_models, qlean_machine_new_with_name (self->name, self->image, config));
+    top_up_models = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
+  g_hash_table_replace (top_up_models, key,
+                        qlean_machine_new_with_name (self->name, self->image, config));
+
+  /* Half a second after the last start, but no later than two seconds
+   * after the first of a run of starts, or starts closer together than
+   * that would never see a spare again. */
+  if (top_up_timer == NULL)
+    top_up_first = now;
+  delay_ms = MIN ((gint64) SPARE_TOP_UP_DELAY_MS,
+                  (top_up_first - now) / 1000 + SPARE_TOP_UP_MAX_DELAY_MS);
   qlean_clear_source (&top_up_timer);
-  top_up_timer = qlean_add_timeout (qlean_worker_get_context (), SPARE_TOP_UP_DELAY_MS,
+  top_up_timer = qlean_add_timeout (qlean_worker_get_context (), MAX (delay_ms, 0),
                                     spares_top_up_cb, NULL);
 }
 
@@ -422,6 +437,11 @@ spare_adopt (QleanMachine *self,
   run->name = g_strdup (self->name);
   if (run_dir != NULL)
     {
+      g_autofree char *console = g_build_filename (run_dir, QLEAN_CONSOLE_LOG, NULL);
+
+      /* The console's thread cuts its file by path. */
+      if (run->console != NULL)
+        qlean_console_log_set_path (run->console, console);
       g_free (run->run_dir);
       run->run_dir = g_steal_pointer (&run_dir);
     }
@@ -453,6 +473,21 @@ spare_adopt (QleanMachine *self,
   qlean_machine_spawn_maybe_done (self);
 }
 
+/* Whether QEMU @pid still runs: its exit may not have reached the
+ * machine yet (the exit watch runs later on this thread). */
+static gboolean
+qemu_alive (GPid pid)
+{
+  siginfo_t info = { 0 };
+
+  if (pid <= 0)
+    return FALSE;
+  /* WNOWAIT: the exit watch still reaps it. ECHILD: reaped already. */
+  if (waitid (P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0)
+    return FALSE;
+  return info.si_pid == 0;
+}
+
 gboolean
 qlean_machine_take_spare (QleanMachine *self)
 {
@@ -474,7 +509,8 @@ qlean_machine_take_spare (QleanMachine *self)
         }
       g_ptr_array_remove_index (spares, i);
       /* One whose QEMU died as it waited is gone already: forget it. */
-      if (qlean_machine_get_state (candidate->machine) != QLEAN_MACHINE_STATE_RUNNING)
+      if (qlean_machine_get_state (candidate->machine) != QLEAN_MACHINE_STATE_RUNNING ||
+          !qemu_alive (qlean_machine_get_pid (candidate->machine)))
         spare_free (candidate);
       else
         spare = candidate;
@@ -493,6 +529,20 @@ qlean_machine_take_spare (QleanMachine *self)
 
 /* The public calls */
 
+/* Worker thread: the caller of prepare_spares() stops waiting; the
+ * spares start all the same. */
+static gboolean
+spare_waiter_cancelled_cb (gpointer user_data)
+{
+  SpareWaiter *waiter = user_data;
+
+  g_clear_pointer (&waiter->cancel, g_source_unref);
+  g_task_return_error_if_cancelled (waiter->task);
+  g_ptr_array_remove (waiters, waiter);
+
+  return G_SOURCE_REMOVE;
+}
+
 static void
 spares_image_prepared_cb (GObject      *source,
                           GAsyncResult *result,
@@ -510,7 +560,7 @@ spares_image_prepared_cb (GObject      *source,
       return;
     }
 
-  spares_top_up_key (model, &key);
+  key = spare_key (model);
   if (key == NULL)
     {
       g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_CONFIG,
@@ -521,10 +571,14 @@ spares_image_prepared_cb (GObject      *source,
       return;
     }
 
+  spares_top_up (model, key);
   waiter = g_new0 (SpareWaiter, 1);
   waiter->key = key;
   waiter->wanted = qlean_machine_config_get_spares (model->config);
   waiter->task = g_steal_pointer (&task);
+  waiter->cancel = qlean_add_cancel (qlean_worker_get_context (),
+                                     g_task_get_cancellable (waiter->task),
+                                     spare_waiter_cancelled_cb, waiter);
   if (waiters == NULL)
     waiters = g_ptr_array_new_with_free_func ((GDestroyNotify) spare_waiter_free);
   g_ptr_array_add (waiters, waiter);
@@ -647,7 +701,7 @@ spares_stop_all_in_worker (gpointer user_data)
   g_autoptr(GPtrArray) told = g_steal_pointer (&waiters);
 
   qlean_clear_source (&top_up_timer);
-  g_clear_pointer (&top_up_models, g_ptr_array_unref);
+  g_clear_pointer (&top_up_models, g_hash_table_unref);
 
   g_mutex_lock (&spares_lock);
   stopping = g_steal_pointer (&spares);

@@ -95,6 +95,10 @@ void             qlean_console_log_set_panic_func (QleanConsoleLog       *log,
                                                    QleanConsolePanicFunc  func,
                                                    gpointer               user_data,
                                                    GDestroyNotify         destroy);
+/* The file moved to @path with its directory (a run directory renamed
+ * while QEMU runs): later cuts write there. Any thread. */
+void             qlean_console_log_set_path  (QleanConsoleLog       *log,
+                                              const char            *path);
 /* Copies what QEMU has written so far into the file, from any thread
  * (so that an error quoting the console sees the latest lines). */
 void             qlean_console_log_flush     (QleanConsoleLog       *log);

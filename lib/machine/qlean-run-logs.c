@@ -572,6 +572,16 @@ qlean_console_log_unref (QleanConsoleLog *log)
 }
 
 void
+qlean_console_log_set_path (QleanConsoleLog *log,
+                            const char      *path)
+{
+  g_mutex_lock (&log->lock);
+  g_free (log->path);
+  log->path = g_strdup (path);
+  g_mutex_unlock (&log->lock);
+}
+
+void
 qlean_console_log_flush (QleanConsoleLog *log)
 {
   gboolean panic;
