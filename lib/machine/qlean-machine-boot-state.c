@@ -903,22 +903,30 @@ qlean_machine_link_held_cb (GObject      *source,
     }
 }
 
+static void
+qlean_machine_set_backend_link (QleanMachine        *self,
+                                gboolean             up,
+                                GAsyncReadyCallback  callback,
+                                gpointer             user_data)
+{
+  g_autoptr(JsonObject) arguments = json_object_new ();
+
+  json_object_set_string_member (arguments, "name", QLEAN_NETWORK_NETDEV_ID);
+  json_object_set_boolean_member (arguments, "up", up);
+  qlean_qmp_client_execute_async (self->run->qmp, "set_link", arguments, NULL, callback,
+                                  user_data);
+}
+
 /* Worker, before the state is loaded: QMP runs commands in order, so
  * the link is down before the guest runs a single instruction. */
 static void
 qlean_machine_hold_link_down (QleanMachine *self)
 {
-  g_autoptr(JsonObject) arguments = NULL;
-
   if (!qlean_machine_wakes_with_foreign_mac (self))
     return;
 
-  arguments = json_object_new ();
-  json_object_set_string_member (arguments, "name", QLEAN_NETWORK_NETDEV_ID);
-  json_object_set_boolean_member (arguments, "up", FALSE);
   self->run->link_held_down = TRUE;
-  qlean_qmp_client_execute_async (self->run->qmp, "set_link", arguments, NULL,
-                                  qlean_machine_link_held_cb, g_object_ref (self));
+  qlean_machine_set_backend_link (self, FALSE, qlean_machine_link_held_cb, g_object_ref (self));
 }
 
 static void
@@ -948,8 +956,6 @@ static void
 qlean_machine_release_link (QleanMachine *self,
                             GTask        *task)
 {
-  g_autoptr(JsonObject) arguments = NULL;
-
   if (!self->run->link_held_down)
     {
       g_task_return_boolean (task, TRUE);
@@ -957,11 +963,7 @@ qlean_machine_release_link (QleanMachine *self,
     }
 
   self->run->link_held_down = FALSE;
-  arguments = json_object_new ();
-  json_object_set_string_member (arguments, "name", QLEAN_NETWORK_NETDEV_ID);
-  json_object_set_boolean_member (arguments, "up", TRUE);
-  qlean_qmp_client_execute_async (self->run->qmp, "set_link", arguments, NULL,
-                                  qlean_machine_link_released_cb, g_object_ref (task));
+  qlean_machine_set_backend_link (self, TRUE, qlean_machine_link_released_cb, g_object_ref (task));
 }
 
 static void
