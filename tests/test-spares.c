@@ -365,6 +365,68 @@ test_prepare_cancelled (void)
   g_assert_cmpuint (g_hash_table_size (after), ==, 0);
 }
 
+/* A process that exits with spares leaves no QEMU and no run
+ * directory: the child prepares one, notes its base and pid, exits. */
+static void
+test_exit (void)
+{
+  g_autofree char *note = NULL;
+  g_autofree char *text = NULL;
+  g_auto(GStrv) lines = NULL;
+  g_autofree char *proc = NULL;
+  g_autofree char *me = NULL;
+  g_autoptr(GDir) dir = NULL;
+  const char *name;
+
+  if (!test_have_qemu ())
+    return;
+
+  if (g_test_subprocess ())
+    {
+      g_autoptr(QleanMachineConfig) config = spare_config ();
+      g_autoptr(QleanMachine) machine = qlean_machine_new_with_name ("spare-exit", NULL, config);
+      g_autoptr(GError) error = NULL;
+      GPid spare_pid;
+      g_autofree char *base = NULL;
+      g_autofree char *line = NULL;
+
+      /* The run base, from a machine's run directory. */
+      g_assert_true (qlean_machine_spawn (machine, NULL, &error));
+      g_assert_no_error (error);
+      base = g_path_get_dirname (qlean_machine_get_run_dir (machine));
+      g_assert_true (qlean_machine_kill (machine, NULL, &error));
+      spare_pid = prepare_one_spare (config);
+      line = g_strdup_printf ("%s\n%d\n%d\n", base, (int) getpid (), (int) spare_pid);
+      g_assert_true (g_file_set_contents (g_getenv ("QLEAN_TEST_EXIT_NOTE"), line, -1, NULL));
+      return;  /* g_test_run() returns, main returns, exit() runs the handler */
+    }
+
+  note = g_build_filename (g_get_tmp_dir (), "qlean-spares-exit-XXXXXX", NULL);
+  g_close (g_mkstemp (note), NULL);
+  g_setenv ("QLEAN_TEST_EXIT_NOTE", note, TRUE);
+  g_test_trap_subprocess (NULL, 120 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
+  g_test_trap_assert_passed ();
+  g_assert_true (g_file_get_contents (note, &text, NULL, NULL));
+  g_unlink (note);
+  lines = g_strsplit (text, "\n", -1);
+  g_assert_cmpuint (g_strv_length (lines), >=, 3);
+
+  /* The spare's QEMU is gone, and no run directory names the child. */
+  proc = g_strdup_printf ("/proc/%s", lines[2]);
+  g_assert_false (g_file_test (proc, G_FILE_TEST_EXISTS));
+  me = g_strdup_printf ("%s ", lines[1]);
+  dir = g_dir_open (lines[0], 0, NULL);
+  g_assert_nonnull (dir);
+  while ((name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *owner_path = g_build_filename (lines[0], name, "owner", NULL);
+      g_autofree char *owner = NULL;
+
+      if (g_file_get_contents (owner_path, &owner, NULL, NULL))
+        g_assert_false (g_str_has_prefix (owner, me));
+    }
+}
+
 int
 main (int    argc,
       char **argv)
@@ -377,8 +439,11 @@ main (int    argc,
   g_test_add_func ("/spares/not-for-this-shape", test_not_for_this_shape);
   g_test_add_func ("/spares/dead-spare", test_dead_spare);
   g_test_add_func ("/spares/prepare-cancelled", test_prepare_cancelled);
+  g_test_add_func ("/spares/exit", test_exit);
 
   status = g_test_run ();
-  qlean_machine_stop_spares ();
+  /* (/spares/exit's child leaves its spare to the library's own exit.) */
+  if (!g_test_subprocess ())
+    qlean_machine_stop_spares ();
   return status;
 }

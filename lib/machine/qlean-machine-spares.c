@@ -23,6 +23,7 @@
 
 #include "config.h"
 
+#include <stdlib.h>
 #include <sys/wait.h>
 #include <glib/gi18n-lib.h>
 
@@ -299,11 +300,24 @@ spare_spawned_cb (GObject      *source,
   spare_waiters_check (key, error);
 }
 
+/* At the process's exit: a spare belongs to no machine that its owner
+ * could drop, so without this its QEMU would die with the process (it
+ * is bound to the worker thread's life) and leave its run directory for
+ * `qlean gc`. Not from the worker thread (stop_spares() waits on it). */
+static void
+spares_stop_at_exit (void)
+{
+  if (!qlean_worker_is_current ())
+    qlean_machine_stop_spares ();
+}
+
 /* Worker thread: starts one spare of @model's shape @key. */
 static void
 spare_start (QleanMachine *model,
              const char   *key)
 {
+  static gsize at_exit = 0;
+
   g_autoptr(QleanMachineConfig) config = qlean_machine_config_copy (model->config);
   Spare *spare = g_new0 (Spare, 1);
 
@@ -314,6 +328,11 @@ spare_start (QleanMachine *model,
   spare->key = g_strdup (key);
   spare->machine = qlean_machine_new_with_name (SPARE_NAME, model->image, config);
   spare->cancellable = g_cancellable_new ();
+  if (g_once_init_enter (&at_exit))
+    {
+      atexit (spares_stop_at_exit);
+      g_once_init_leave (&at_exit, 1);
+    }
 
   g_mutex_lock (&spares_lock);
   g_ptr_array_add (get_spares (), spare);
@@ -730,12 +749,12 @@ spares_stop_all_in_worker (gpointer user_data)
  * Stops every warmed spare machine this process keeps (see
  * [property@MachineConfig:spares]), those still starting too, and
  * waits until their QEMU processes have exited and their run
- * directories are gone. Call it before the process ends to leave
- * nothing behind (otherwise their QEMU processes die with the process
- * and `qlean gc` removes what is left). Later starts of machines whose
- * config asks for spares start new ones.
+ * directories are gone. Later starts of machines whose config asks for
+ * spares start new ones.
  *
- * Must not be called from a callback of Qlean's own worker thread.
+ * Spares left when the process exits are stopped then, as by this call
+ * (from an atexit() handler). Must not be called from a callback of
+ * Qlean's own worker thread.
  *
  * Since: 0.1
  */
