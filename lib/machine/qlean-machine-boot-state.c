@@ -29,7 +29,7 @@
 #include "qlean-machine-object-private.h"
 #include "qlean-machine-state-template-private.h"
 #include "qlean-image-private.h"
-#include "qlean-network-private.h"
+#include "qlean-machine-network-private.h"
 #include "qlean-task-private.h"
 #include "qlean-worker-private.h"
 #include "qlean-errno-private.h"
@@ -863,15 +863,8 @@ static const char identity_script[] =
   "done\n";
 
 /* A copy's card wakes up with the MAC of the machine it was saved from,
- * until the identity fix gives it its own: what the guest sends
- * meanwhile (the announcements QEMU asks for after a load) carries the
- * other machine's MAC, and a learning switch then sends that machine's
- * frames to the copy; vde_switch even keeps a MAC on the port it last
- * saw it on for seconds, so the other machine's first pings were lost.
- * The link of its backend stays down from the load until then: QEMU
- * drops every frame, both ways. The backend's, not the card's: loading
- * the state sets the card's link as it was saved, and a memory template
- * made from this load must save it up. The guest sees no change. */
+ * until the identity fix gives it its own: its link stays down until
+ * then (qlean_machine_network_hold_link()). */
 static gboolean
 qlean_machine_wakes_with_foreign_mac (QleanMachine *self)
 {
@@ -882,88 +875,6 @@ qlean_machine_wakes_with_foreign_mac (QleanMachine *self)
     return FALSE;
   mac = qlean_machine_dup_mac_address (self);
   return mac != NULL && g_ascii_strcasecmp (mac, self->incoming_old_mac) != 0;
-}
-
-static void
-qlean_machine_link_held_cb (GObject      *source,
-                            GAsyncResult *result,
-                            gpointer      user_data)
-{
-  g_autoptr(QleanMachine) self = user_data;
-  g_autoptr(JsonNode) reply = NULL;
-  g_autoptr(GError) error = NULL;
-
-  /* Without it the copy only starts as it did before: not fatal. */
-  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
-  if (reply == NULL)
-    {
-      g_message ("machine %s: cannot keep the link down until it has its own MAC: %s",
-                 self->name, error->message);
-      self->run->link_held_down = FALSE;
-    }
-}
-
-static void
-qlean_machine_set_backend_link (QleanMachine        *self,
-                                gboolean             up,
-                                GAsyncReadyCallback  callback,
-                                gpointer             user_data)
-{
-  g_autoptr(JsonObject) arguments = json_object_new ();
-
-  json_object_set_string_member (arguments, "name", QLEAN_NETWORK_NETDEV_ID);
-  json_object_set_boolean_member (arguments, "up", up);
-  qlean_qmp_client_execute_async (self->run->qmp, "set_link", arguments, NULL, callback,
-                                  user_data);
-}
-
-/* Worker, before the state is loaded: QMP runs commands in order, so
- * the link is down before the guest runs a single instruction. */
-static void
-qlean_machine_hold_link_down (QleanMachine *self)
-{
-  if (!qlean_machine_wakes_with_foreign_mac (self))
-    return;
-
-  self->run->link_held_down = TRUE;
-  qlean_machine_set_backend_link (self, FALSE, qlean_machine_link_held_cb, g_object_ref (self));
-}
-
-static void
-qlean_machine_link_released_cb (GObject      *source,
-                                GAsyncResult *result,
-                                gpointer      user_data)
-{
-  g_autoptr(GTask) task = user_data;
-  QleanMachine *self = g_task_get_source_object (task);
-  g_autoptr(JsonNode) reply = NULL;
-  GError *error = NULL;
-
-  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
-  if (reply == NULL)
-    {
-      g_prefix_error (&error, _("Could not plug the network card of machine “%s” back in: "),
-                      self->name);
-      g_task_return_error (task, error);
-      return;
-    }
-
-  g_task_return_boolean (task, TRUE);
-}
-
-/* The identity fix is done: the card has its own MAC, and goes up. */
-static void
-qlean_machine_release_link (QleanMachine *self,
-                            GTask        *task)
-{
-  if (!self->run->link_held_down)
-    {
-      g_task_return_boolean (task, TRUE);
-      return;
-    }
-
-  self->run->link_held_down = FALSE;
-  qlean_machine_set_backend_link (self, TRUE, qlean_machine_link_released_cb, g_object_ref (task));
 }
 
 static void
@@ -992,7 +903,7 @@ qlean_machine_identity_ran_cb (GObject      *source,
       return;
     }
 
-  qlean_machine_release_link (QLEAN_MACHINE (source), task);
+  qlean_machine_network_release_link (QLEAN_MACHINE (source)->run, task);
 }
 
 static void
@@ -1202,7 +1113,10 @@ qlean_machine_load_incoming (QleanMachine *self)
    * sides says so (QMP runs the commands in order). */
   if (self->run->mem_template_load)
     qlean_machine_set_ignore_shared (self->run->qmp, TRUE, NULL, NULL);
-  qlean_machine_hold_link_down (self);
+  /* Before the load: QMP runs commands in order, so the link is down
+   * before the guest runs a single instruction. */
+  if (qlean_machine_wakes_with_foreign_mac (self))
+    qlean_machine_network_hold_link (self->run);
   qlean_qmp_client_execute_async (self->run->qmp, "migrate-incoming", arguments, NULL,
                                   qlean_machine_incoming_started_cb, g_object_ref (self));
 }

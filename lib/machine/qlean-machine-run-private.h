@@ -108,7 +108,7 @@ struct _QleanMachineRun
   gboolean            restoring;        /* this start loads a state */
   GSource            *incoming_poll;
   /* The network card's link, down from the load until the identity fix
-   * gives the card its own MAC (qlean-machine-boot-state.c). */
+   * gives the card its own MAC (qlean_machine_network_hold_link()). */
   gboolean            link_held_down;
   /* Fast start (qlean-machine-boot-state.c) */
   char               *boot_state_save;  /* save the boot here once ready */

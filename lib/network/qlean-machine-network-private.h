@@ -10,6 +10,7 @@
 #endif
 
 #include "qlean-machine.h"
+#include "qlean-machine-run-private.h"
 #include "qlean-network-private.h"
 
 G_BEGIN_DECLS
@@ -25,5 +26,13 @@ gboolean           qlean_machine_network_match_interface  (JsonArray           *
                                                            char               **name,
                                                            char               **ipv4,
                                                            char               **seen);
+
+/* Worker: a machine restored from another's state (its identity fix
+ * gives it its own MAC) keeps its link down from before the load
+ * (hold) until the fix ran (release, which returns @task's result), so
+ * that nothing goes out with the other machine's MAC. */
+void               qlean_machine_network_hold_link        (QleanMachineRun     *run);
+void               qlean_machine_network_release_link     (QleanMachineRun     *run,
+                                                           GTask               *task);
 
 G_END_DECLS

@@ -747,6 +747,72 @@ qlean_machine_set_link_in_worker (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* A restored copy's link. A copy's card wakes up with the MAC of the
+ * machine it was saved from, until the identity fix gives it its own:
+ * what the guest sends meanwhile (the announcements QEMU asks for after
+ * a load) carries the other machine's MAC, and a learning switch then
+ * sends that machine's frames to the copy; vde_switch even keeps a MAC
+ * on the port it last saw it on for seconds, so the other machine's
+ * first pings were lost. The link of the card's backend stays down from
+ * the load until then: QEMU drops every frame, both ways. The
+ * backend's, not the card's: loading the state sets the card's link as
+ * it was saved, and a memory template made from this load must save it
+ * up. The guest sees no change. */
+
+static void
+set_backend_link (QleanMachineRun     *run,
+                  gboolean             up,
+                  GAsyncReadyCallback  callback,
+                  gpointer             user_data)
+{
+  g_autoptr(JsonObject) arguments = json_object_new ();
+
+  json_object_set_string_member (arguments, "name", QLEAN_NETWORK_NETDEV_ID);
+  json_object_set_boolean_member (arguments, "up", up);
+  qlean_qmp_client_execute_async (run->qmp, "set_link", arguments, NULL, callback, user_data);
+}
+
+static void
+link_held_cb (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  g_autoptr(QleanMachineRun) run = user_data;
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(GError) error = NULL;
+
+  /* Without it the copy only starts as it did before: not fatal. */
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  if (reply == NULL)
+    {
+      g_message ("machine %s: cannot keep the link down until it has its own MAC: %s",
+                 qlean_machine_run_get_name (run), error->message);
+      run->link_held_down = FALSE;
+    }
+}
+
+void
+qlean_machine_network_hold_link (QleanMachineRun *run)
+{
+  run->link_held_down = TRUE;
+  set_backend_link (run, FALSE, link_held_cb, qlean_machine_run_ref (run));
+}
+
+void
+qlean_machine_network_release_link (QleanMachineRun *run,
+                                    GTask           *task)
+{
+  if (!run->link_held_down)
+    {
+      g_task_return_boolean (task, TRUE);
+      return;
+    }
+
+  run->link_held_down = FALSE;
+  /* Its error and result are those of qlean_machine_set_link(). */
+  set_backend_link (run, TRUE, set_link_done_cb, g_object_ref (task));
+}
+
 /**
  * qlean_machine_set_link_async:
  * @self: a running #QleanMachine on a network
