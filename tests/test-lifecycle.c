@@ -522,6 +522,23 @@ test_clone_paused (void)
     g_assert_no_error (error);
   }
 
+  /* Saved once while paused, it saves again while still paused (QEMU
+   * refuses to migrate a machine it left "postmigrate"), and a clone of
+   * that second save has the same guest. */
+  g_assert_true (qlean_machine_snapshot (original, "paused-again", NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (qlean_machine_get_state (original), ==, QLEAN_MACHINE_STATE_PAUSED);
+  {
+    g_autoptr(QleanMachine) clone = qlean_machine_clone (original, "paused-copy2", NULL, &error);
+    g_autofree char *mark = NULL;
+
+    g_assert_no_error (error);
+    mark = test_run_text (clone, "cat /root/mark");
+    g_assert_cmpstr (mark, ==, "before");
+    g_assert_true (qlean_machine_kill (clone, NULL, &error));
+    g_assert_no_error (error);
+  }
+
   g_assert_true (qlean_machine_resume (original, NULL, &error));
   g_assert_no_error (error);
   out = test_run_text (original, "hostname; cat /root/mark");

@@ -84,6 +84,22 @@ save_cont_cb (GObject      *source,
   g_task_return_boolean (task, TRUE);
 }
 
+static void
+save_restopped_cb (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(JsonNode) reply = NULL;
+  GError *error = NULL;
+
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  if (reply == NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_boolean (task, TRUE);
+}
+
 /* Ends the save: the guest runs again if it ran before, whatever
  * happened; @error (taken) is the result. */
 static void
@@ -112,6 +128,20 @@ save_finish_with (GTask  *task,
           return;
         }
       qlean_qmp_client_execute_async (save->qmp, "cont", NULL, NULL, save_cont_cb, g_object_ref (task));
+      return;
+    }
+
+  /* A paused machine stays paused; but QEMU leaves a machine it saved
+   * while paused in its "postmigrate" state, where it refuses the next
+   * save ("paused due to previous migration"), and only `cont` leaves
+   * that state. So the guest runs for the moment between these two
+   * commands (QMP runs them in order, nothing in between), then is
+   * plainly paused again. */
+  if (error == NULL && !save->was_running && !save->keep_stopped)
+    {
+      qlean_qmp_client_execute_async (save->qmp, "cont", NULL, NULL, NULL, NULL);
+      qlean_qmp_client_execute_async (save->qmp, "stop", NULL, NULL, save_restopped_cb,
+                                      g_object_ref (task));
       return;
     }
 
