@@ -5,7 +5,7 @@
  *
  * Every archive a stranger could hand to qlean_machine_import() that the
  * reader must refuse, built byte by byte; the import itself, with real
- * machines and a sentinel directory, is in tests/test-lifecycle.c.
+ * machines and a sentinel directory, is in tests/test-archives.c.
  */
 
 #include "config.h"
