@@ -59,8 +59,8 @@ typedef struct
  * spares of @key to be started. */
 typedef struct
 {
-  char   *key;
-  guint   wanted;
+  char    *key;
+  guint    wanted;
   GTask   *task;
   GError  *error;   /* the last start of a spare that failed */
   GSource *cancel;  /* watches the task's cancellable */
@@ -106,6 +106,28 @@ get_spares (void)
   if (spares == NULL)
     spares = g_ptr_array_new ();
   return spares;
+}
+
+/* How many spares of shape @key are ready, and how many are starting. */
+static void
+count_spares (const char *key,
+              guint      *ready,
+              guint      *starting)
+{
+  *ready = *starting = 0;
+  g_mutex_lock (&spares_lock);
+  for (guint i = 0; i < get_spares ()->len; i++)
+    {
+      Spare *spare = g_ptr_array_index (spares, i);
+
+      if (!g_str_equal (spare->key, key))
+        continue;
+      if (spare->ready)
+        (*ready)++;
+      else
+        (*starting)++;
+    }
+  g_mutex_unlock (&spares_lock);
 }
 
 /* The shape of @self for spares: the key of its saved boot (the whole
@@ -202,25 +224,12 @@ static void
 spare_waiters_check (const char   *key,
                      const GError *failure)
 {
-  guint ready = 0, starting = 0;
+  guint ready, starting;
 
   if (waiters == NULL)
     return;
 
-  g_mutex_lock (&spares_lock);
-  for (guint i = 0; i < get_spares ()->len; i++)
-    {
-      Spare *spare = g_ptr_array_index (spares, i);
-
-      if (g_str_equal (spare->key, key))
-        {
-          if (spare->ready)
-            ready++;
-          else
-            starting++;
-        }
-    }
-  g_mutex_unlock (&spares_lock);
+  count_spares (key, &ready, &starting);
 
   for (guint i = 0; i < waiters->len; )
     {
@@ -349,15 +358,10 @@ spares_top_up (QleanMachine *model,
                const char   *key)
 {
   guint wanted = qlean_machine_config_get_spares (model->config);
-  guint have = 0;
+  guint ready, starting, have;
 
-  g_mutex_lock (&spares_lock);
-  for (guint i = 0; i < get_spares ()->len; i++)
-    if (g_str_equal (((Spare *) g_ptr_array_index (spares, i))->key, key))
-      have++;
-  g_mutex_unlock (&spares_lock);
-
-  for (; have < wanted; have++)
+  count_spares (key, &ready, &starting);
+  for (have = ready + starting; have < wanted; have++)
     spare_start (model, key);
 }
 
