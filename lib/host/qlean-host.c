@@ -356,6 +356,15 @@ qlean_host_run_base (GError **error)
   return g_steal_pointer (&base);
 }
 
+/* The mkdtemp() template of a run directory of machine @name in @base:
+ * named after the machine, so that a person can tell them apart. */
+static char *
+run_dir_template (const char *base,
+                  const char *name)
+{
+  return g_strdup_printf ("%s/%.32s-XXXXXX", base, name);
+}
+
 char *
 qlean_host_make_run_dir (const char  *name,
                          GError     **error)
@@ -370,7 +379,7 @@ qlean_host_make_run_dir (const char  *name,
   if (base == NULL)
     return NULL;
 
-  template = g_strdup_printf ("%s/%.32s-XXXXXX", base, name);
+  template = run_dir_template (base, name);
   dir = g_mkdtemp_full (template, 0700);
   if (dir == NULL)
     {
@@ -403,7 +412,7 @@ qlean_host_rename_run_dir (const char  *dir,
                            GError     **error)
 {
   g_autofree char *base = g_path_get_dirname (dir);
-  g_autofree char *template = g_strdup_printf ("%s/%.32s-XXXXXX", base, name);
+  g_autofree char *template = run_dir_template (base, name);
 
   /* A fresh name, taken by an empty directory that the rename replaces
    * (rename(2) may replace an empty directory): no other run can get
