@@ -410,6 +410,21 @@ static bool req_parse (const unsigned char *p, uint32_t len, Req *r, const char 
         case QLEAN_GUEST_TAG_ADDR:
           r->addr = sp, r->has_addr = true;
           break;
+        case QLEAN_GUEST_TAG_HOSTNAME:
+          r->hostname = sp, r->has_hostname = true;
+          break;
+        case QLEAN_GUEST_TAG_MACHINE_ID:
+          r->machine_id = sp, r->has_machine_id = true;
+          break;
+        case QLEAN_GUEST_TAG_SEED:
+          r->seed = sp, r->has_seed = true;
+          break;
+        case QLEAN_GUEST_TAG_OLD_MAC:
+          r->old_mac = sp, r->has_old_mac = true;
+          break;
+        case QLEAN_GUEST_TAG_NEW_MAC:
+          r->new_mac = sp, r->has_new_mac = true;
+          break;
         case QLEAN_GUEST_TAG_FLAGS:
         case QLEAN_GUEST_TAG_MODE:
         case QLEAN_GUEST_TAG_OP:

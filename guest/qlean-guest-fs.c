@@ -445,6 +445,19 @@ static int fs_set_clock (const FsCall *c, OutBuf **reply)
   return clock_settime (CLOCK_REALTIME, &t) < 0 ? errno : 0;
 }
 
+static int fs_identity (const FsCall *c, OutBuf **reply)
+{
+  const char *failed = NULL;
+  int err = set_identity (c->r, &failed);
+
+  /* Its own ERROR: the step that failed, not PATH, says what. */
+  if (err)
+    send_error (c->id, err, "%s: %s", failed, strerror (err));
+  else
+    ob_send (ob_new (0), QLEAN_GUEST_FRAME_DONE, 0, c->id);
+  return 0;
+}
+
 /* What each operation needs beyond PATH. */
 enum
 {
@@ -475,6 +488,7 @@ static const struct
   [QLEAN_GUEST_FS_COPY]       = { fs_copy, FS_NEEDS_PATH2, "cannot copy" },
   [QLEAN_GUEST_FS_UTIME]      = { fs_utime, FS_NEEDS_MTIME, "cannot set the time of" },
   [QLEAN_GUEST_FS_SET_CLOCK]  = { fs_set_clock, FS_NEEDS_MTIME, "cannot set the clock, at" },
+  [QLEAN_GUEST_FS_IDENTITY]   = { fs_identity, FS_ANSWERS, "cannot set the identity" },
 };
 
 /* ------------------------------------------------------------------------ */

@@ -304,6 +304,9 @@ typedef struct
   Span     path, path2, cwd, user, addr;
   bool     has_path, has_path2, has_cwd, has_user, has_mode, has_mtime, has_op, has_port, has_addr;
   bool     has_winsize;
+  /* FS IDENTITY */
+  Span     hostname, machine_id, seed, old_mac, new_mac;
+  bool     has_hostname, has_machine_id, has_seed, has_old_mac, has_new_mac;
   uint16_t rows, cols;
   uint32_t flags, mode, op, port;
   int64_t  mtime;
@@ -425,3 +428,7 @@ void connect_reset (Stream *s);
 
 /* qlean-guest-fs.c */
 void handle_fs (uint32_t id, const unsigned char *payload, uint32_t len);
+
+/* qlean-guest-identity.c */
+int reseed_random (int urandom_fd);
+int set_identity (const Req *r, const char **failed);

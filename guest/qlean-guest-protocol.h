@@ -188,6 +188,27 @@
  *   was sent. SIGNAL (any number) resets the connection (the guest's
  *   peer sees a reset) and is answered ERROR ECANCELED. A qlean-guest
  *   older than CONNECT answers ERROR EPROTO ("unexpected frame type").
+ * - FS IDENTITY (version 4) gives a copy of a saved machine (a clone, a
+ *   taken spare) its own identity inside the running qlean-guest, where
+ *   a shell script would start several processes on the cold translation
+ *   cache of a restored TCG guest. PATH is ignored (send "/"); HOSTNAME
+ *   is required, the rest optional. In order: the kernel's hostname;
+ *   /etc/hostname, when it is a file, gets "NAME\n"; every line of
+ *   /etc/hosts that starts with "127.0.1.1" and a space or tab goes, and
+ *   "127.0.1.1 NAME" is appended, when the file had one;
+ *   /etc/machine-id, when it is a non-empty file, gets "MACHINE_ID\n"; a
+ *   network card whose address is OLD_MAC gets NEW_MAC and, when
+ *   /run/qlean/udhcpc.pid names a DHCP client, that client releases its
+ *   lease (SIGUSR2; the guest waits up to 2 s for the card's IPv4
+ *   address to go) and asks for a new one (SIGUSR1); SEED is written to
+ *   /dev/urandom, and the kernel reseeds its generator from it
+ *   (RNDRESEEDCRNG, whose failure on an old kernel is ignored). The
+ *   files are rewritten in place, as a shell's `>` does. The first
+ *   failure ends it with ERROR (what came before stays done; every step
+ *   can run again). A host sends it to a guest of version 4 or later; an
+ *   older one would answer ERROR EINVAL ("unknown FS operation").
+ *   Elsewhere, and after an ERROR, the host runs the same steps as a
+ *   shell script.
  */
 
 #ifndef QLEAN_GUEST_PROTOCOL_H
@@ -196,7 +217,7 @@
 #include <stdint.h>
 
 #define QLEAN_GUEST_MAGIC        0x314e4c51u  /* "QLN1" */
-#define QLEAN_GUEST_VERSION      3u   /* 2: PROGRESS; 3: FLAG_TERMINAL, WINSIZE */
+#define QLEAN_GUEST_VERSION      4u   /* 2: PROGRESS; 3: FLAG_TERMINAL, WINSIZE; 4: FS IDENTITY */
 #define QLEAN_GUEST_HEADER_SIZE  16u
 #define QLEAN_GUEST_MAX_PAYLOAD  (1024u * 1024u)
 #define QLEAN_GUEST_WINDOW       (4u * 1024u * 1024u)
@@ -247,6 +268,11 @@ typedef enum
   QLEAN_GUEST_TAG_PORT   = 15,  /* u32 TCP port (CONNECT) */
   QLEAN_GUEST_TAG_ADDR   = 16,  /* a numeric IP address, text (CONNECT) */
   QLEAN_GUEST_TAG_WINSIZE = 17, /* u16 rows, u16 cols (EXEC with FLAG_TERMINAL) */
+  QLEAN_GUEST_TAG_HOSTNAME = 18, /* text (FS IDENTITY) */
+  QLEAN_GUEST_TAG_MACHINE_ID = 19, /* text (FS IDENTITY) */
+  QLEAN_GUEST_TAG_SEED   = 20,  /* bytes for /dev/urandom (FS IDENTITY) */
+  QLEAN_GUEST_TAG_OLD_MAC = 21, /* "aa:bb:cc:dd:ee:ff" (FS IDENTITY) */
+  QLEAN_GUEST_TAG_NEW_MAC = 22, /* "aa:bb:cc:dd:ee:ff" (FS IDENTITY) */
 } QleanGuestTag;
 
 typedef enum
@@ -276,6 +302,8 @@ typedef enum
   QLEAN_GUEST_FS_COPY       = 12, /* PATH -> PATH2, contents and mode bits -> SIZE */
   QLEAN_GUEST_FS_UTIME      = 13, /* PATH, MTIME; never follows a symlink */
   QLEAN_GUEST_FS_SET_CLOCK  = 14, /* PATH (ignored), MTIME: sets CLOCK_REALTIME */
+  QLEAN_GUEST_FS_IDENTITY   = 15, /* PATH (ignored), HOSTNAME, MACHINE_ID?, SEED?,
+                                   * OLD_MAC? NEW_MAC?: a copy's own identity */
 } QleanGuestFsOp;
 
 /* The STAT payload, 56 bytes, fields in this order, each little-endian

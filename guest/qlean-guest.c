@@ -57,8 +57,6 @@
 
 #include "qlean-guest-private.h"
 
-#include <linux/random.h>
-
 GuestState G;
 
 /* ------------------------------------------------------------------------ */
@@ -574,22 +572,17 @@ static void usage (FILE *f)
            "/dev/urandom).\n");
 }
 
-/* Bytes written to /dev/urandom are mixed in, but the generator goes on
- * from its old seed until the kernel reseeds it, up to a minute later:
- * two copies of one saved machine would read the same bytes meanwhile.
- * RNDRESEEDCRNG (Linux 4.17) reseeds it at once, from what was mixed. */
+/* qlean-guest reseed: what FS IDENTITY does at its end, for the host's
+ * script (a stock agent's path) on a guest that has qlean-guest. */
 static int reseed (void)
 {
-  int fd = open ("/dev/urandom", O_WRONLY | O_CLOEXEC);
+  int err = reseed_random (-1);
 
-  if (fd < 0 || ioctl (fd, RNDRESEEDCRNG) != 0)
+  if (err)
     {
-      fprintf (stderr, "qlean-guest: cannot reseed the random generator: %s\n", strerror (errno));
-      if (fd >= 0)
-        close (fd);
+      fprintf (stderr, "qlean-guest: cannot reseed the random generator: %s\n", strerror (err));
       return 1;
     }
-  close (fd);
   return 0;
 }
 

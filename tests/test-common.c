@@ -12,6 +12,7 @@ static QleanMachine *shared_machine;
 /* The messages of the "qlean" domain, for test_logged(). */
 static GMutex log_lock;
 static GString *log_messages;
+static GLogLevelFlags log_levels = G_LOG_LEVEL_MESSAGE;
 
 static GLogWriterOutput
 log_writer (GLogLevelFlags   level,
@@ -29,7 +30,7 @@ log_writer (GLogLevelFlags   level,
         message = fields[i].value;
     }
 
-  if ((level & G_LOG_LEVEL_MESSAGE) && g_strcmp0 (domain, "qlean") == 0 && message != NULL)
+  if ((level & log_levels) && g_strcmp0 (domain, "qlean") == 0 && message != NULL)
     {
       g_mutex_lock (&log_lock);
       g_string_append_printf (log_messages, "%s\n", message);
@@ -61,6 +62,13 @@ test_log_capture (void)
 {
   log_messages = g_string_new (NULL);
   g_log_set_writer_func (log_writer, NULL, NULL);
+}
+
+void
+test_log_capture_debug (void)
+{
+  log_levels |= G_LOG_LEVEL_DEBUG;
+  test_log_capture ();
 }
 
 gboolean

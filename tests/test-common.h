@@ -39,6 +39,9 @@ char            *test_run_text             (QleanMachine *machine,
  * messages of the "qlean" domain too, and test_logged() says whether
  * one matching @pattern came since its last call. */
 void             test_log_capture          (void);
+/* The same, with the debug messages of the domain too (which say, for
+ * example, which way a step went). */
+void             test_log_capture_debug    (void);
 gboolean         test_logged               (const char   *pattern);
 
 G_END_DECLS

@@ -2,8 +2,9 @@
  *
  * The boot-state cache (a machine's fresh boot saved once, loaded by
  * the next machines of its shape), memory templates (the saved boot's
- * RAM, mapped privately), and loading a saved state through QMP with
- * the identity fixes a copy of another machine needs. Apart because it
+ * RAM, mapped privately), and loading a saved state through QMP (the
+ * identity fixes a copy of another machine needs then are in
+ * qlean-machine-identity.c). Apart because it
  * is an optimisation with its own files, locks and pruning: a machine
  * without it boots the same, only slower.
  *
@@ -812,56 +813,6 @@ qlean_machine_pick_boot_state (QleanMachine *self,
     qlean_machine_run_add_boot_stage (self->run, &save_boot_stage);
 }
 
-/* A clone or a member of a golden-snapshot pool starts as a copy of
- * another machine: give it its own hostname, machine-id (when the guest
- * has one) and random state. Through the agent, which answers first;
- * values travel as arguments and stdin, never inside the script. */
-static const char identity_script[] =
-  "printf %s \"$1\" > /proc/sys/kernel/hostname\n"
-  "if [ -f /etc/hostname ]; then printf '%s\\n' \"$1\" > /etc/hostname; fi\n"
-  /* Debian's (and our init's) line for the own name: left as it was,
-   * the copy would resolve its source's name to itself. Shell builtins
-   * only: right after a restore every new process runs on a cold TCG
-   * translation cache and costs tens of milliseconds. */
-  "if [ -f /etc/hosts ]; then\n"
-  "  h= own=\n"
-  "  while IFS= read -r l || [ -n \"$l\" ]; do\n"
-  "    case $l in\n"
-  "      '127.0.1.1 '* | '127.0.1.1\t'*) own=1 ;;\n"
-  "      *) h=\"$h$l\n\" ;;\n"
-  "    esac\n"
-  "  done < /etc/hosts\n"
-  "  [ -z \"$own\" ] || printf '%s127.0.1.1 %s\\n' \"$h\" \"$1\" > /etc/hosts\n"
-  "fi\n"
-  "if [ -s /etc/machine-id ]; then printf '%s\\n' \"$2\" > /etc/machine-id; fi\n"
-  /* The saved network card keeps the MAC of the machine it came from. */
-  "if [ -n \"$3\" ]; then\n"
-  "  for i in /sys/class/net/*; do\n"
-  "    read -r a < \"$i/address\" && [ \"$a\" = \"$3\" ] || continue\n"
-  "    n=${i##*/}\n"
-  "    ip link set dev \"$n\" address \"$4\"\n"
-  /* On a bridge, a new MAC needs a lease of its own: release the old
-   * one (udhcpc drops the address) before asking anew, so that nobody
-   * reads the source machine's address from the clone meanwhile. */
-  "    [ -s /run/qlean/udhcpc.pid ] && read -r p < /run/qlean/udhcpc.pid || continue\n"
-  "    kill -USR2 \"$p\"\n"
-  "    j=0\n"
-  "    while [ -n \"$(ip -4 -o addr show dev \"$n\")\" ] && [ $j -lt 200 ]; do sleep 0.01; j=$((j + 1)); done\n"
-  "    kill -USR1 \"$p\"\n"
-  "  done\n"
-  "fi\n"
-  /* The host's random bytes come on stdin as printf's octal escapes
-   * (private, unlike arguments), so that builtins can pass them on. */
-  "IFS= read -r seed && printf \"$seed\" > /dev/urandom\n"
-  /* Mixed in, but unused until the kernel reseeds, up to a minute
-   * later: copies of one state would read the same bytes meanwhile.
-   * qlean-guest reseeds at once where it is installed (the minimal
-   * image's and a prepared image's path); elsewhere a kernel with the
-   * VM generation ID driver reseeded as it woke (qlean-qemu-argv.c). */
-  "for q in /usr/lib/qlean/qlean-guest /opt/qlean/qlean-guest; do\n"
-  "  if [ -x \"$q\" ]; then \"$q\" reseed || :; break; fi\n"
-  "done\n";
-
 /* A copy's card wakes up with the MAC of the machine it was saved from,
  * until the identity fix gives it its own: its link stays down until
  * then (qlean_machine_network_hold_link()). */
@@ -877,101 +828,6 @@ qlean_machine_wakes_with_foreign_mac (QleanMachine *self)
   return mac != NULL && g_ascii_strcasecmp (mac, self->incoming_old_mac) != 0;
 }
 
-static void
-qlean_machine_identity_ran_cb (GObject      *source,
-                               GAsyncResult *result,
-                               gpointer      user_data)
-{
-  g_autoptr(GTask) task = user_data;
-  g_autoptr(QleanExecResult) ran = NULL;
-  GError *error = NULL;
-
-  ran = qlean_machine_exec_finish (QLEAN_MACHINE (source), result, &error);
-  if (ran == NULL)
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-
-  if (!qlean_exec_result_success (ran))
-    {
-      g_autofree char *err = qlean_exec_result_get_stderr_text (ran);
-
-      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
-                               _("Could not give the restored machine its own identity: %s"),
-                               err ? g_strstrip (err) : "");
-      return;
-    }
-
-  qlean_machine_network_release_link (QLEAN_MACHINE (source)->run, task);
-}
-
-static void
-qlean_machine_fix_identity_async (QleanMachine        *self,
-                                  gboolean             new_identity,
-                                  GAsyncReadyCallback  callback,
-                                  gpointer             user_data)
-{
-  g_autoptr(GTask) task = qlean_task_new (self, NULL, callback, user_data,
-                                          qlean_machine_fix_identity_async,
-                                          "[qlean] fix a restored guest's identity");
-  g_autofree char *machine_id = NULL;
-  g_autoptr(GBytes) entropy = NULL;
-  GString *escaped;
-  guint32 random[16];
-
-  if (!new_identity)
-    {
-      g_task_return_boolean (task, TRUE);
-      return;
-    }
-
-  for (guint i = 0; i < G_N_ELEMENTS (random); i++)
-    random[i] = g_random_int ();
-  escaped = g_string_new (NULL);
-  for (guint i = 0; i < sizeof random; i++)
-    g_string_append_printf (escaped, "\\%03o", ((const guint8 *) random)[i]);
-  g_string_append_c (escaped, '\n');
-  entropy = g_string_free_to_bytes (escaped);
-  machine_id = g_strdup_printf ("%08x%08x%08x%08x", random[0] ^ random[4], random[1] ^ random[5],
-                                random[2] ^ random[6], random[3] ^ random[7]);
-
-  {
-    g_autofree char *new_mac = qlean_machine_dup_mac_address (self);
-    const char *old_mac = self->incoming_old_mac ? self->incoming_old_mac : "";
-    const char *argv[] = { "/bin/sh", "-c", identity_script, "sh", self->name, machine_id, old_mac,
-                           new_mac ? new_mac : "", NULL };
-
-    qlean_machine_exec_starting_async (self, argv, entropy, NULL,
-                                       qlean_machine_identity_ran_cb, g_steal_pointer (&task));
-  }
-}
-
-/* A restored guest wakes up with the clock, and the name, of the
- * moment it was saved. */
-static gboolean
-qlean_machine_identity_stage_start (QleanMachine    *self,
-                                    QleanMachineRun *run,
-                                    GTask           *spawn_task)
-{
-  qlean_machine_run_fix_clock (self->run);
-  qlean_machine_fix_identity_async (self, self->incoming_new_identity,
-                                    qlean_machine_boot_stage_cb, g_object_ref (spawn_task));
-  return TRUE;
-}
-
-static const QleanBootStage identity_stage = {
-  "identity", QLEAN_BOOT_STAGE_IDENTITY, qlean_machine_identity_stage_start
-};
-
-/* A machine that took a warmed spare (qlean-machine-spares.c) fixes
- * its identity as a restored one does, in the spare's run. */
-void
-qlean_machine_add_identity_stage (QleanMachineRun *run)
-{
-  qlean_machine_run_add_boot_stage (run, &identity_stage);
-}
-
 /* This start loads the machine's incoming state (see
  * qlean_machine_load_incoming()), and then fixes the guest's identity. */
 void
@@ -984,7 +840,7 @@ qlean_machine_prepare_incoming (QleanMachine *self,
    * one that streams in (a clone of a running machine) is loaded once. */
   if (!qlean_machine_prepare_incoming_stream (self))
     qlean_machine_state_template_prepare (self, resolved);
-  qlean_machine_run_add_boot_stage (self->run, &identity_stage);
+  qlean_machine_add_identity_stage (self->run);
 }
 
 /* Loading a saved state: QEMU waits (-incoming defer) until told where
