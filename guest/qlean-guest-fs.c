@@ -451,6 +451,8 @@ static int fs_identity (const FsCall *c, OutBuf **reply)
   int err = set_identity (c->r, &failed);
 
   /* Its own ERROR: the step that failed, not PATH, says what. */
+  if (!err && (c->r->flags & QLEAN_GUEST_FLAG_WARM))
+    exec_warm_up ();
   if (err)
     send_error (c->id, err, "%s: %s", failed, strerror (err));
   else

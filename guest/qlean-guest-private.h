@@ -389,6 +389,7 @@ void exec_read (Stream *s, int which);
 void exec_stdin_broken (Stream *s);
 void exec_stdin_flush (Stream *s);
 void exec_data (Stream *s, const unsigned char *p, uint32_t len);
+void exec_warm_up (void);
 
 /* qlean-guest-exec.c: EXEC timings for bench/exec (QLEAN_GUEST_TRACE) */
 typedef enum

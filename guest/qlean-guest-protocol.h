@@ -203,7 +203,11 @@
  *   address to go) and asks for a new one (SIGUSR1); SEED is written to
  *   /dev/urandom, and the kernel reseeds its generator from it
  *   (RNDRESEEDCRNG, whose failure on an old kernel is ignored). The
- *   files are rewritten in place, as a shell's `>` does. The first
+ *   files are rewritten in place, as a shell's `>` does. With FLAG_WARM
+ *   the guest then runs `/bin/sh -c :` as EXEC would (when /bin/sh
+ *   exists) and waits for it before DONE: a restored TCG guest
+ *   translates process creation afresh, and this pays for it before the
+ *   machine is ready rather than in its first command. The first
  *   failure ends it with ERROR (what came before stays done; every step
  *   can run again). A host sends it to a guest of version 4 or later; an
  *   older one would answer ERROR EINVAL ("unknown FS operation").
@@ -284,6 +288,7 @@ typedef enum
   QLEAN_GUEST_FLAG_NOFOLLOW     = 1u << 4,  /* FS STAT: lstat */
   QLEAN_GUEST_FLAG_EXCLUSIVE    = 1u << 5,  /* FS MKDIR: fail if it exists */
   QLEAN_GUEST_FLAG_TERMINAL     = 1u << 6,  /* EXEC: a pseudo-terminal (version 3) */
+  QLEAN_GUEST_FLAG_WARM         = 1u << 7,  /* FS IDENTITY: run `/bin/sh -c :` (version 4) */
 } QleanGuestFlags;
 
 typedef enum
