@@ -323,6 +323,109 @@ test_dead_spare (void)
   g_assert_cmpuint (spare_run_dirs (base), ==, 0);
 }
 
+/* @machine, of a pool, took one of @spare_pids; its card has its own
+ * MAC, and its guest the network's address on it. */
+static void
+assert_took_spare_on_network (QleanMachine *machine,
+                              GHashTable   *spare_pids)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *mac = NULL;
+  g_autofree char *shown = NULL;
+  g_autofree char *ip = NULL;
+
+  g_assert_true (g_hash_table_contains (spare_pids,
+                                        GINT_TO_POINTER (qlean_machine_get_pid (machine))));
+  mac = qlean_machine_dup_mac_address (machine);
+  shown = test_run_text (machine, "cat /sys/class/net/eth0/address");
+  g_assert_cmpstr (shown, ==, mac);
+  ip = qlean_machine_get_ip (machine, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_str_has_prefix (ip, "10."));
+}
+
+/* A pool's machines take spares that have their card, on a hub of
+ * QEMU's own, which joins the pool's switch as they take them: they
+ * then talk to each other under their own names and MACs. Such a
+ * machine's state loads into a QEMU whose card was on the switch from
+ * the start: its clone runs, on the same network. */
+static void
+test_pool (void)
+{
+  g_autoptr(QleanMachineConfig) config = spare_config ();
+  g_autoptr(QleanPool) pool = NULL;
+  g_autoptr(QleanMachine) alice = NULL;
+  g_autoptr(QleanMachine) bob = NULL;
+  g_autoptr(QleanMachine) clone = NULL;
+  g_autoptr(GHashTable) before = NULL;
+  g_autoptr(GHashTable) spare_pids = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *vde_switch = g_find_program_in_path ("vde_switch");
+  g_autofree char *alice_ip = NULL;
+  g_autofree char *ping = NULL;
+  g_autofree char *out = NULL;
+
+  if (!test_have_qemu ())
+    return;
+  if (vde_switch == NULL)
+    {
+      g_test_skip ("vde_switch is not installed (apt-get install vde2)");
+      return;
+    }
+
+  qlean_machine_config_set_spares (config, 2);
+  pool = qlean_pool_new ();
+  g_assert_true (qlean_pool_add (pool, "spare-alice", NULL, config, &error));
+  g_assert_true (qlean_pool_add (pool, "spare-bob", NULL, config, &error));
+  g_assert_no_error (error);
+
+  before = qemu_children ();
+  g_assert_true (qlean_pool_prepare_spares (pool, NULL, &error));
+  g_assert_no_error (error);
+  spare_pids = qemu_children ();
+  {
+    GHashTableIter iter;
+    gpointer pid;
+
+    g_hash_table_iter_init (&iter, before);
+    while (g_hash_table_iter_next (&iter, &pid, NULL))
+      g_hash_table_remove (spare_pids, pid);
+  }
+  g_assert_cmpuint (g_hash_table_size (spare_pids), ==, 2);
+
+  g_assert_true (qlean_pool_spawn_all (pool, NULL, &error));
+  g_assert_no_error (error);
+  alice = qlean_pool_get (pool, "spare-alice", &error);
+  bob = qlean_pool_get (pool, "spare-bob", &error);
+  g_assert_no_error (error);
+  assert_took_spare_on_network (alice, spare_pids);
+  assert_took_spare_on_network (bob, spare_pids);
+
+  out = test_run_text (bob, "ping -c 1 -W 5 spare-alice >/dev/null && echo reached");
+  g_assert_cmpstr (out, ==, "reached");
+  g_clear_pointer (&out, g_free);
+
+  /* The clone's QEMU has its card on the switch from the start. */
+  clone = qlean_machine_clone (bob, "spare-carol", NULL, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (clone);
+  g_assert_true (qlean_machine_get_network (clone) == qlean_pool_get_network (pool));
+  out = test_run_text (clone, "hostname");
+  g_assert_cmpstr (out, ==, "spare-carol");
+  g_clear_pointer (&out, g_free);
+  alice_ip = qlean_machine_get_ip (alice, NULL, &error);
+  g_assert_no_error (error);
+  ping = g_strdup_printf ("ping -c 1 -W 5 %s >/dev/null && echo reached", alice_ip);
+  out = test_run_text (clone, ping);
+  g_assert_cmpstr (out, ==, "reached");
+
+  qlean_machine_stop_spares ();
+  g_assert_true (qlean_machine_kill (clone, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_pool_shutdown_all (pool, NULL, &error));
+  g_assert_no_error (error);
+}
+
 static void
 prepared_cb (GObject      *source,
              GAsyncResult *result,
@@ -438,6 +541,7 @@ main (int    argc,
   g_test_add_func ("/spares/take", test_take);
   g_test_add_func ("/spares/not-for-this-shape", test_not_for_this_shape);
   g_test_add_func ("/spares/dead-spare", test_dead_spare);
+  g_test_add_func ("/spares/pool", test_pool);
   g_test_add_func ("/spares/prepare-cancelled", test_prepare_cancelled);
   g_test_add_func ("/spares/exit", test_exit);
 

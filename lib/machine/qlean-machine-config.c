@@ -340,9 +340,14 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * stops them all, [func@Machine.prepare_spares] starts them ahead.
    *
    * Only machines that fast-start from a memory template use spares:
-   * the minimal image on x86-64, without a network, shares, disk,
-   * bridge or extra arguments. Others start as before. 0 (the default)
-   * keeps none.
+   * the minimal image on x86-64, without shares, disk, bridge or extra
+   * arguments. Others start as before. 0 (the default) keeps none.
+   *
+   * Machines on a network (a [class@Pool]'s) take spares of their own
+   * shape, which have their network card, on a hub of QEMU's own; the
+   * machine that takes one gives it its MAC and address and joins the
+   * hub to its network's switch, so that such spares serve any network.
+   * [method@Pool.prepare_spares] starts them ahead.
    *
    * Since: 0.1
    */

@@ -208,6 +208,11 @@ qlean_machine_resolve_network (QleanMachine  *self,
       spec->net_port = resolved->net_lease->port;
       spec->net_mac = resolved->net_lease->mac_address;
     }
+  else if (self->spare_card)
+    {
+      spec->net_hub = TRUE;
+      spec->net_mac = QLEAN_NETWORK_SPARE_MAC;
+    }
 
   if (qlean_machine_config_get_bridge (config) != NULL)
     {
@@ -234,6 +239,23 @@ qlean_machine_resolve_network (QleanMachine  *self,
     }
 
   return TRUE;
+}
+
+gboolean
+qlean_machine_plug_network_into_run (QleanMachine     *self,
+                                     QleanMachineRun  *run,
+                                     GError          **error)
+{
+  return get_network_hooks ()->plug_running (self, run, self->network, self->mac_address, error);
+}
+
+void
+qlean_machine_warm_spare_card_async (QleanMachine        *spare,
+                                     GCancellable        *cancellable,
+                                     GAsyncReadyCallback  callback,
+                                     gpointer             user_data)
+{
+  get_network_hooks ()->warm_spare_card (spare, cancellable, callback, user_data);
 }
 
 /* KVM or TCG, as asked and as the host and the guest's architecture

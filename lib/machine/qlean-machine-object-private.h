@@ -64,6 +64,9 @@ struct _QleanMachine
   /* Pool network (qlean-machine-network.c); fixed at construction. */
   QleanNetwork       *network;
   char               *mac_address;
+  /* A warmed spare for machines on a network (qlean-machine-spares.c):
+   * it has their card, on a hub of its own. Set before its start. */
+  gboolean            spare_card;
 
   /* Replaced on the worker, read anywhere: under the lock (the run's
    * published fields also under its own, see its header). */
@@ -128,6 +131,19 @@ gboolean   qlean_machine_resolve_spec (QleanMachine    *self,
                                        QleanShareKind   share_kind,
                                        ResolvedSpec    *resolved,
                                        GError         **error);
+/* A start of @self, on a network, that took a warmed spare: attaches
+ * it and registers the stages that give the spare's card its MAC and
+ * address and join it to the switch (QleanMachineNetworkHooks.plug_running). */
+gboolean   qlean_machine_plug_network_into_run (QleanMachine     *self,
+                                                QleanMachineRun  *run,
+                                                GError          **error);
+/* A started spare with a card (QleanMachine:spare_card) runs what the
+ * network stage of a machine that takes it will run
+ * (QleanMachineNetworkHooks.warm_spare_card). */
+void       qlean_machine_warm_spare_card_async (QleanMachine        *spare,
+                                                GCancellable        *cancellable,
+                                                GAsyncReadyCallback  callback,
+                                                gpointer             user_data);
 GIOStream *qlean_machine_connect_unix (const char  *path,
                                        GError     **error);
 /* A unix socket listening at @path (non-blocking, as GSocket makes it). */

@@ -110,7 +110,35 @@ typedef struct
                                  QleanMachineRun  *run,
                                  QleanNetwork     *network,
                                  GError          **error);
+  /* A start that took a warmed spare, whose card is alone on a hub of
+   * QEMU's own (qlean-machine-spares.c): attaches @machine to @network
+   * as plug() does, and registers on @run the stages that configure the
+   * guest's card with the machine's MAC and address and then join the
+   * hub to the network's switch. */
+  gboolean           (*plug_running) (QleanMachine     *machine,
+                                      QleanMachineRun  *run,
+                                      QleanNetwork     *network,
+                                      const char       *mac_address,
+                                      GError          **error);
+  /* Runs, in a started spare that has a card on its hub alone, what the
+   * network stage of the machine that takes it will run, so that it is
+   * translated already; completes with a boolean GTask. */
+  void               (*warm_spare_card) (QleanMachine        *spare,
+                                         GCancellable        *cancellable,
+                                         GAsyncReadyCallback  callback,
+                                         gpointer             user_data);
 } QleanMachineNetworkHooks;
+
+/* Starts the warmed spares that @model's starts would take (those of a
+ * machine on a network have its card: see qlean-machine-spares.c), and
+ * completes once they are ready; as qlean_machine_prepare_spares_async()
+ * does for machines of an image and config. */
+void     qlean_machine_prepare_spares_like_async  (QleanMachine        *model,
+                                                   GCancellable        *cancellable,
+                                                   GAsyncReadyCallback  callback,
+                                                   gpointer             user_data);
+gboolean qlean_machine_prepare_spares_like_finish (GAsyncResult        *result,
+                                                   GError             **error);
 
 /* Any thread; set once, before the first machine on a network starts
  * (QleanNetwork's class does it). */

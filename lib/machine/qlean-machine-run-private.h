@@ -49,6 +49,7 @@ typedef enum
 {
   QLEAN_BOOT_STAGE_IDENTITY  = 10,  /* a restored guest's name and clock */
   QLEAN_BOOT_STAGE_NETWORK   = 20,  /* the guest's address and hosts */
+  QLEAN_BOOT_STAGE_UPLINK    = 25,  /* a taken spare's card joins the switch */
   QLEAN_BOOT_STAGE_SAVE_BOOT = 30,  /* fast start: save this boot */
   QLEAN_BOOT_STAGE_SHARES    = 40,  /* mount the host's folders (after saving: 9p blocks it) */
 } QleanBootStageOrder;
@@ -110,6 +111,10 @@ struct _QleanMachineRun
   /* The network card's link, down from the load until the identity fix
    * gives the card its own MAC (qlean_machine_network_hold_link()). */
   gboolean            link_held_down;
+  /* A taken spare's card (QLEAN_NETWORK_SPARE_MAC), on QEMU's hub until
+   * the guest gives it the machine's MAC and the switch joins the hub;
+   * FALSE for a card on the switch from the start. */
+  gboolean            card_on_spare_hub;
   /* Fast start (qlean-machine-boot-state.c) */
   char               *boot_state_save;  /* save the boot here once ready */
   int                 boot_state_lock;  /* flock held while saving or loading */

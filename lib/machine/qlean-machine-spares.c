@@ -134,19 +134,34 @@ count_spares (const char *key,
  * command line with the per-run parts made constant, QEMU, kernel and
  * initrd) and the transport its runs want. NULL when @self cannot take
  * a spare: it would not fast-start from a memory template, or has what
- * a spare cannot have been started with (a network, shares, a state of
- * its own to load, a first boot). */
+ * a spare cannot have been started with (shares, a state of its own to
+ * load, a first boot).
+ *
+ * Spares are on no network: the spare of a machine on one has its card,
+ * on a hub of QEMU's own, which the machine that takes it joins to its
+ * network's switch (qlean-machine-network.c), so that one set of spares
+ * serves machines of one shape on any network. */
 static char *
 spare_key (QleanMachine *self)
 {
   g_auto(ResolvedSpec) resolved = { { 0 } };
   g_autoptr(GError) error = NULL;
+  g_autoptr(QleanMachine) unplugged = NULL;
   g_autofree char *path = NULL;
 
-  if (!qlean_machine_would_use_memory_template (self) || self->network != NULL ||
+  if (!qlean_machine_would_use_memory_template (self) ||
       qlean_machine_config_get_n_shares (self->config) > 0 || self->incoming != NULL ||
       self->first_boot || !qlean_image_is_prepared (self->image))
     return NULL;
+
+  /* Its spare's, which is on no network (resolving the spec of a
+   * machine on a network would attach it). */
+  if (self->network != NULL)
+    {
+      unplugged = qlean_machine_new_with_name (self->name, self->image, self->config);
+      unplugged->spare_card = TRUE;
+      self = unplugged;
+    }
 
   if (!qlean_machine_resolve_spec (self, "/run/spare", QLEAN_SHARE_KIND_AUTO, &resolved, &error))
     {
@@ -258,18 +273,14 @@ spare_waiters_check (const char   *key,
     }
 }
 
+/* Worker thread: @machine, a spare, is ready (@ok) or failed to start. */
 static void
-spare_spawned_cb (GObject      *source,
-                  GAsyncResult *result,
-                  gpointer      user_data)
+spare_started (QleanMachine *machine,
+               gboolean      ok,
+               const GError *error)
 {
-  g_autoptr(QleanMachine) machine = user_data;
-  g_autoptr(GError) error = NULL;
   g_autofree char *key = NULL;
   Spare *spare = NULL;
-  gboolean ok;
-
-  ok = qlean_machine_spawn_finish (machine, result, &error);
 
   g_mutex_lock (&spares_lock);
   for (guint i = 0; i < get_spares ()->len; i++)
@@ -291,7 +302,7 @@ spare_spawned_cb (GObject      *source,
     {
       /* stop_spares() took it out while it started, cancelled it and
        * counted it: a start that got through anyway is killed now. */
-      if (ok)
+      if (qlean_machine_get_state (machine) == QLEAN_MACHINE_STATE_RUNNING)
         qlean_machine_kill_async (machine, NULL, spare_killed_cb, NULL);
       else
         spare_ended ();
@@ -301,12 +312,53 @@ spare_spawned_cb (GObject      *source,
   if (!ok)
     {
       g_message ("Could not start a spare machine: %s", error->message);
+      /* One that started, but whose card could not be warmed. */
+      if (qlean_machine_get_state (machine) == QLEAN_MACHINE_STATE_RUNNING)
+        qlean_machine_kill_async (machine, NULL, NULL, NULL);
       spare_free (spare);
     }
   else
     g_debug ("A spare machine is ready");
 
   spare_waiters_check (key, error);
+}
+
+static void
+spare_card_warmed_cb (GObject      *source,
+                      GAsyncResult *result,
+                      gpointer      user_data)
+{
+  g_autoptr(QleanMachine) machine = user_data;
+  g_autoptr(GError) error = NULL;
+  gboolean ok;
+
+  ok = g_task_propagate_boolean (G_TASK (result), &error);
+  spare_started (machine, ok, error);
+}
+
+static void
+spare_spawned_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autoptr(QleanMachine) machine = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!qlean_machine_spawn_finish (machine, result, &error))
+    {
+      spare_started (machine, FALSE, error);
+      return;
+    }
+
+  /* A spare for machines on a network is ready once it has run what
+   * their start will run on its card. */
+  if (machine->spare_card)
+    {
+      qlean_machine_warm_spare_card_async (machine, NULL, spare_card_warmed_cb,
+                                           g_object_ref (machine));
+      return;
+    }
+  spare_started (machine, TRUE, NULL);
 }
 
 /* At the process's exit: a spare belongs to no machine that its owner
@@ -336,6 +388,7 @@ spare_start (QleanMachine *model,
   qlean_machine_config_set_clear (config, TRUE);
   spare->key = g_strdup (key);
   spare->machine = qlean_machine_new_with_name (SPARE_NAME, model->image, config);
+  spare->machine->spare_card = model->spare_card || model->network != NULL;
   spare->cancellable = g_cancellable_new ();
   if (g_once_init_enter (&at_exit))
     {
@@ -385,13 +438,14 @@ qlean_machine_spares_top_up (QleanMachine *self)
 {
   g_autoptr(QleanMachineConfig) config = NULL;
   gint64 now = g_get_monotonic_time ();
+  QleanMachine *model;
   char *key;
   gint64 delay_ms;
 
   if (qlean_machine_config_get_spares (self->config) == 0)
     return;
-  /* A machine that could not take a spare (on a network, restored from
-   * a snapshot, ...) starts none either. */
+  /* A machine that could not take a spare (restored from a snapshot,
+   * with shares, ...) starts none either. */
   key = spare_key (self);
   if (key == NULL)
     {
@@ -405,8 +459,9 @@ qlean_machine_spares_top_up (QleanMachine *self)
   config = qlean_machine_config_copy (self->config);
   if (top_up_models == NULL)
     top_up_models = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
-  g_hash_table_replace (top_up_models, key,
-                        qlean_machine_new_with_name (self->name, self->image, config));
+  model = qlean_machine_new_with_name (self->name, self->image, config);
+  model->spare_card = self->network != NULL;
+  g_hash_table_replace (top_up_models, key, model);
 
   /* Half a second after the last start, but no later than two seconds
    * after the first of a run of starts, or starts closer together than
@@ -486,6 +541,13 @@ spare_adopt (QleanMachine *self,
   run->boot_stage = 0;
   run->boot_stage_running = FALSE;
   qlean_machine_add_identity_stage (run);
+  /* A machine on a network joins its switch to the spare's card. */
+  if (self->network != NULL && !qlean_machine_plug_network_into_run (self, run, &error))
+    {
+      /* The spare's QEMU goes with the start (it loaded nothing). */
+      qlean_machine_spawn_fail (self, g_steal_pointer (&error));
+      return;
+    }
   run->spawn_cancel = qlean_add_cancel (qlean_worker_get_context (), g_task_get_cancellable (task),
                                         qlean_machine_spawn_cancelled_cb, self);
   run->boot_timer = qlean_add_timeout (qlean_worker_get_context (),
@@ -518,6 +580,9 @@ qlean_machine_take_spare (QleanMachine *self)
   Spare *spare = NULL;
 
   if (qlean_machine_config_get_spares (self->config) == 0 || (key = spare_key (self)) == NULL)
+    return FALSE;
+  /* Its start fails without a spare, saying why (its launch checks). */
+  if (self->network != NULL && !qlean_network_is_running (self->network))
     return FALSE;
 
   g_mutex_lock (&spares_lock);
@@ -590,7 +655,7 @@ spares_image_prepared_cb (GObject      *source,
                                _("Machines of this image and configuration cannot have spares: "
                                  "only machines that fast-start from a memory template can "
                                  "(the minimal image on x86-64, with “spares” set, and no "
-                                 "network, shares, disk, bridge or extra arguments)"));
+                                 "shares, disk, bridge or extra arguments)"));
       return;
     }
 
@@ -621,6 +686,29 @@ spares_prepare_in_worker (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* Starts the spares @model's starts would take, and completes once they
+ * are ready (or failed), from @model's own thread-default context. */
+void
+qlean_machine_prepare_spares_like_async (QleanMachine        *model,
+                                         GCancellable        *cancellable,
+                                         GAsyncReadyCallback  callback,
+                                         gpointer             user_data)
+{
+  GTask *task = qlean_task_new (NULL, cancellable, callback, user_data,
+                                qlean_machine_prepare_spares_like_async,
+                                "[qlean] prepare spare machines");
+
+  g_task_set_task_data (task, g_object_ref (model), g_object_unref);
+  qlean_worker_invoke (spares_prepare_in_worker, task, g_object_unref);
+}
+
+gboolean
+qlean_machine_prepare_spares_like_finish (GAsyncResult  *result,
+                                          GError       **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
 /**
  * qlean_machine_prepare_spares_async:
  * @image: (nullable): what the machines boot; %NULL for the minimal image
@@ -634,6 +722,8 @@ spares_prepare_in_worker (gpointer user_data)
  * (see [property@MachineConfig:spares]) and completes once they are
  * ready, so that the next starts of such machines take them. Without
  * this call, the first start of such a machine starts them behind it.
+ * These are the spares of machines on no network; those of a pool's
+ * machines are prepared by [method@Pool.prepare_spares].
  *
  * Fails with %QLEAN_MACHINE_ERROR_INVALID_CONFIG when such machines
  * cannot have spares, and with the reason when none could be started.

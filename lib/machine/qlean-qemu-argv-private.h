@@ -72,6 +72,10 @@ typedef struct
   /* Or a host bridge, through qemu-bridge-helper, with net_mac. */
   const char         *net_bridge;
   const char         *net_bridge_helper;
+  /* Or, for a warmed spare of machines on a network, a card with
+   * net_mac on QEMU's hub QLEAN_NETWORK_SPARE_HUB, alone there until a
+   * machine takes the spare and its switch joins the hub. */
+  gboolean            net_hub;
   gboolean            incoming;      /* wait for a saved state (-incoming defer) */
   /* Guest RAM from this file (a memory template) rather than anonymous
    * memory: shared (the template machine, whose writes make the

@@ -308,7 +308,8 @@ add_genid_device (GPtrArray           *argv,
     }
 }
 
-/* The network card: on a QleanNetwork's switch, or on a host bridge. */
+/* The network card: on a QleanNetwork's switch, on a host bridge, or
+ * (a spare's) on a hub of QEMU's own. */
 static void
 add_network (GPtrArray           *argv,
              const QleanQemuSpec *spec)
@@ -328,8 +329,20 @@ add_network (GPtrArray           *argv,
       add (argv, "-netdev");
       add_printf (argv, "bridge,id=net0,br=%s,helper=%s", bridge, helper);
     }
+  else if (spec->net_hub)
+    {
+      add (argv, "-netdev");
+      add_printf (argv, "hubport,id=net0,hubid=%d", QLEAN_NETWORK_SPARE_HUB);
+      /* A port with nothing behind it, which takes (and drops) what the
+       * card sends while it is alone on the hub: a hub with no other
+       * port cannot receive, and QEMU would hold the card's first frame
+       * for a hub port nothing ever flushes, stalling its sending for
+       * good. */
+      add (argv, "-netdev");
+      add_printf (argv, "hubport,id=net0-idle,hubid=%d", QLEAN_NETWORK_SPARE_HUB);
+    }
 
-  if (spec->net_socket != NULL || spec->net_bridge != NULL)
+  if (spec->net_socket != NULL || spec->net_bridge != NULL || spec->net_hub)
     {
       /* romfile= (empty) skips the iPXE option ROM: the guest never boots
        * from the network, and loading the ROM costs boot time. */

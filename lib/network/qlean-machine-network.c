@@ -41,9 +41,13 @@
  * place: nothing in the starting guest reads them yet, and a rename
  * would cost a process. */
 static const char configure_script[] =
-  "addr=$1 dev=$2 gw=$3\n"
-  "shift 3\n"
-  "ip link set dev \"$dev\" up || exit\n"
+  "addr=$1 dev=$2 gw=$3 mac=$4\n"
+  "shift 4\n"
+  /* A taken spare's card gets the machine's MAC ($mac) as it comes up
+   * again: down, it drops its IPv6 link-local address, made from the
+   * MAC every spare has, and up, it makes its own. */
+  "if [ -n \"$mac\" ]; then ip link set dev \"$dev\" down || exit; fi\n"
+  "ip link set dev \"$dev\" ${mac:+address \"$mac\"} up || exit\n"
   "ip -f inet addr flush dev \"$dev\" || exit\n"
   "ip addr add \"$addr\" dev \"$dev\" || exit\n"
   "if [ -n \"$gw\" ]; then\n"
@@ -329,6 +333,7 @@ typedef struct
 {
   QleanQgaClient    *qga;
   QleanNetworkLease *lease;
+  gboolean           card_on_spare_hub;  /* see QleanMachineRun */
 } ConfigureData;
 
 static void
@@ -383,6 +388,8 @@ configure_interface_cb (GObject      *source,
   g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GError) error = NULL;
   g_auto(GStrv) hosts = NULL;
+  const char *awaited_mac = data->card_on_spare_hub ? QLEAN_NETWORK_SPARE_MAC
+                                                    : data->lease->mac_address;
   InterfaceFound *found;
 
   found = interface_wait_finish (result, &error);
@@ -393,14 +400,14 @@ configure_interface_cb (GObject      *source,
         g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
                                  _("Machine “%s” shows no network interface with MAC address %s "
                                    "after %u ms (its kernel needs the virtio_net driver); it has: %s"),
-                                 qlean_machine_get_name (self), data->lease->mac_address,
+                                 qlean_machine_get_name (self), awaited_mac,
                                  INTERFACE_WAIT_MS, error->message);
       else if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
         g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
                                  _("Machine “%s” shows no network interface with MAC address %s "
                                    "after %u ms (its kernel needs the virtio_net driver); it has "
                                    "no interfaces at all"),
-                                 qlean_machine_get_name (self), data->lease->mac_address,
+                                 qlean_machine_get_name (self), awaited_mac,
                                  INTERFACE_WAIT_MS);
       else
         g_task_return_error (task, g_steal_pointer (&error));
@@ -416,6 +423,7 @@ configure_interface_cb (GObject      *source,
   g_ptr_array_add (args, g_strdup_printf ("%s/%u", data->lease->address, data->lease->prefix));
   g_ptr_array_add (args, g_strdup (found->name));
   g_ptr_array_add (args, g_strdup (data->lease->gateway ? data->lease->gateway : ""));
+  g_ptr_array_add (args, g_strdup (data->card_on_spare_hub ? data->lease->mac_address : ""));
   for (guint i = 0; hosts[i] != NULL; i++)
     g_ptr_array_add (args, g_strdup (hosts[i]));
   g_ptr_array_add (args, NULL);
@@ -431,6 +439,7 @@ configure_interface_cb (GObject      *source,
 static void
 qlean_machine_network_configure_async (QleanMachine        *self,
                                        QleanQgaClient      *qga,
+                                       gboolean             card_on_spare_hub,
                                        GCancellable        *cancellable,
                                        GAsyncReadyCallback  callback,
                                        gpointer             user_data)
@@ -444,6 +453,7 @@ qlean_machine_network_configure_async (QleanMachine        *self,
   data = g_new0 (ConfigureData, 1);
   data->qga = g_object_ref (qga);
   data->lease = qlean_network_lookup (network, qlean_machine_get_name (self));
+  data->card_on_spare_hub = card_on_spare_hub;
   g_task_set_task_data (task, data, (GDestroyNotify) configure_data_free);
 
   if (data->lease == NULL)
@@ -457,8 +467,9 @@ qlean_machine_network_configure_async (QleanMachine        *self,
   g_free (data->lease->mac_address);
   data->lease->mac_address = qlean_machine_dup_mac_address (self);
 
-  interface_wait_async (self, qga, data->lease->mac_address, FALSE, cancellable,
-                        configure_interface_cb, g_steal_pointer (&task));
+  interface_wait_async (self, qga,
+                        card_on_spare_hub ? QLEAN_NETWORK_SPARE_MAC : data->lease->mac_address,
+                        FALSE, cancellable, configure_interface_cb, g_steal_pointer (&task));
 }
 
 static gboolean
@@ -493,7 +504,7 @@ qlean_machine_network_stage_start (QleanMachine    *self,
 {
   g_autoptr(QleanQgaClient) qga = qlean_machine_run_dup_qga (run);
 
-  qlean_machine_network_configure_async (self, qga,
+  qlean_machine_network_configure_async (self, qga, run->card_on_spare_hub,
                                          g_task_get_cancellable (spawn_task),
                                          qlean_machine_network_configured_cb,
                                          g_object_ref (spawn_task));
@@ -517,9 +528,228 @@ qlean_machine_network_prepare (QleanMachine     *self,
   return TRUE;
 }
 
+/* Joining a taken spare's card to the switch */
+
+typedef struct
+{
+  QleanMachine *machine;
+  GTask        *spawn_task;
+} UplinkData;
+
+static void
+uplink_data_free (UplinkData *data)
+{
+  g_object_unref (data->machine);
+  g_object_unref (data->spawn_task);
+  g_free (data);
+}
+
+/* Ends the uplink stage, naming the network in a failure. */
+static void
+uplink_done (UplinkData *data,
+             GError     *error)
+{
+  if (error != NULL && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      GError *named = g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                                   _("Could not join machine “%s”, which took a warmed spare, "
+                                     "to the switch of network “%s”: %s"),
+                                   qlean_machine_get_name (data->machine),
+                                   qlean_network_get_name (qlean_machine_get_network (data->machine)),
+                                   error->message);
+
+      g_error_free (error);
+      error = named;
+    }
+  qlean_machine_boot_stage_done (data->machine, data->spawn_task, error);
+  uplink_data_free (data);
+}
+
+static void
+hub_joined_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  g_autoptr(JsonNode) reply = NULL;
+  GError *error = NULL;
+
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  uplink_done (user_data, reply == NULL ? error : NULL);
+}
+
+static void
+switch_port_added_cb (GObject      *source,
+                      GAsyncResult *result,
+                      gpointer      user_data)
+{
+  UplinkData *data = user_data;
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(JsonObject) arguments = NULL;
+  GError *error = NULL;
+
+  reply = qlean_qmp_client_execute_finish (QLEAN_QMP_CLIENT (source), result, &error);
+  if (reply == NULL)
+    {
+      uplink_done (data, error);
+      return;
+    }
+
+  arguments = json_object_new ();
+  json_object_set_string_member (arguments, "type", "hubport");
+  json_object_set_string_member (arguments, "id", QLEAN_NETWORK_NETDEV_ID "-uplink");
+  json_object_set_int_member (arguments, "hubid", QLEAN_NETWORK_SPARE_HUB);
+  json_object_set_string_member (arguments, "netdev", QLEAN_NETWORK_NETDEV_ID "-switch");
+  qlean_qmp_client_execute_async (QLEAN_QMP_CLIENT (source), "netdev_add", arguments,
+                                  g_task_get_cancellable (data->spawn_task), hub_joined_cb, data);
+}
+
+/* The machine took a spare, whose card is alone on QEMU's hub: now that
+ * the guest gave it the machine's MAC, the machine's port of the switch
+ * joins the hub. Until then, nothing the guest sent with the MAC every
+ * spare has could reach the switch (which would send other machines'
+ * frames for that MAC to this port). */
+static gboolean
+qlean_machine_network_uplink_stage_start (QleanMachine    *self,
+                                          QleanMachineRun *run,
+                                          GTask           *spawn_task)
+{
+  QleanNetwork *network = qlean_machine_get_network (self);
+  g_autoptr(QleanNetworkLease) lease = qlean_network_lookup (network, qlean_machine_get_name (self));
+  g_autoptr(JsonObject) arguments = NULL;
+  UplinkData *data;
+
+  if (lease == NULL)
+    {
+      qlean_machine_boot_stage_done (self, spawn_task,
+                                     g_error_new (QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_UNKNOWN_MACHINE,
+                                                  _("Machine “%s” is no longer on network “%s”"),
+                                                  qlean_machine_get_name (self),
+                                                  qlean_network_get_name (network)));
+      return TRUE;
+    }
+
+  data = g_new0 (UplinkData, 1);
+  data->machine = g_object_ref (self);
+  data->spawn_task = g_object_ref (spawn_task);
+  arguments = json_object_new ();
+  json_object_set_string_member (arguments, "type", "vde");
+  json_object_set_string_member (arguments, "id", QLEAN_NETWORK_NETDEV_ID "-switch");
+  json_object_set_string_member (arguments, "sock", lease->socket_path);
+  json_object_set_int_member (arguments, "port", lease->port);
+  qlean_qmp_client_execute_async (run->qmp, "netdev_add", arguments,
+                                  g_task_get_cancellable (spawn_task), switch_port_added_cb, data);
+  return TRUE;
+}
+
+static const QleanBootStage uplink_stage = {
+  "uplink", QLEAN_BOOT_STAGE_UPLINK, qlean_machine_network_uplink_stage_start
+};
+
+/* QleanMachineNetworkHooks.plug_running */
+static gboolean
+qlean_machine_network_plug_running (QleanMachine     *self,
+                                    QleanMachineRun  *run,
+                                    QleanNetwork     *network,
+                                    const char       *mac_address,
+                                    GError          **error)
+{
+  g_autoptr(QleanNetworkLease) lease = NULL;
+
+  if (!qlean_machine_network_check_running (self, network, error))
+    return FALSE;
+  lease = qlean_machine_network_resolve (self, network, mac_address, error);
+  if (lease == NULL)
+    return FALSE;
+  run->card_on_spare_hub = TRUE;
+  qlean_machine_run_add_boot_stage (run, &network_stage);
+  qlean_machine_run_add_boot_stage (run, &uplink_stage);
+  return TRUE;
+}
+
+/* Warming a spare's card */
+
+static void
+warm_configured_cb (GObject      *source,
+                    GAsyncResult *result,
+                    gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(QleanExecResult) ran = NULL;
+  GError *error = NULL;
+
+  ran = qlean_machine_exec_finish (QLEAN_MACHINE (source), result, &error);
+  if (ran == NULL)
+    g_task_return_error (task, error);
+  else if (!qlean_exec_result_success (ran))
+    g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                             _("Could not configure the network card of a spare machine: "
+                               "the script exited with status %d"),
+                             qlean_exec_result_get_exit_status (ran));
+  else
+    g_task_return_boolean (task, TRUE);
+}
+
+static void
+warm_interface_cb (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+  GCancellable *cancellable = g_task_get_cancellable (task);
+  InterfaceFound *found;
+  GError *error = NULL;
+
+  found = interface_wait_finish (result, &error);
+  if (found == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  {
+    /* An address of TEST-NET-1 (RFC 5737), which the configuration of
+     * the machine that takes the spare flushes. */
+    const char *argv[] = { "/bin/sh", "-c", configure_script, "qlean-network", "192.0.2.1/24",
+                           found->name, "", QLEAN_NETWORK_SPARE_MAC, NULL };
+
+    qlean_machine_exec_starting_async (self, argv, NULL, cancellable, warm_configured_cb,
+                                       g_steal_pointer (&task));
+  }
+  interface_found_free (found);
+}
+
+/* QleanMachineNetworkHooks.warm_spare_card: a spare's card is configured
+ * once, alone on its hub, by the same agent call and script as that of
+ * the machine that takes it. Under TCG, their first run in a QEMU costs
+ * about 0.3 s of translation, which the spare then pays ahead. */
+static void
+qlean_machine_network_warm_spare_card (QleanMachine        *spare,
+                                       GCancellable        *cancellable,
+                                       GAsyncReadyCallback  callback,
+                                       gpointer             user_data)
+{
+  g_autoptr(GTask) task = qlean_task_new (spare, cancellable, callback, user_data,
+                                          qlean_machine_network_warm_spare_card,
+                                          "[qlean] warm a spare's network card");
+  g_autoptr(QleanQgaClient) qga = qlean_machine_dup_qga (spare);
+
+  if (qga == NULL)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Could not configure the network card of a spare machine: it "
+                                 "has no agent connection"));
+      return;
+    }
+  interface_wait_async (spare, qga, QLEAN_NETWORK_SPARE_MAC, FALSE, cancellable,
+                        warm_interface_cb, g_steal_pointer (&task));
+}
+
 static const QleanMachineNetworkHooks network_hooks = {
   .plug = qlean_machine_network_resolve,
   .prepare = qlean_machine_network_prepare,
+  .plug_running = qlean_machine_network_plug_running,
+  .warm_spare_card = qlean_machine_network_warm_spare_card,
 };
 
 void

@@ -19,6 +19,14 @@ G_BEGIN_DECLS
  * a restored copy keeps down until it has its own MAC. */
 #define QLEAN_NETWORK_NETDEV_ID "net0"
 
+/* A warmed spare for machines on a network (qlean-machine-spares.c)
+ * has its card from the start, as they do, but on a hub of QEMU's own
+ * (this one) and with this MAC, the same in every spare: a machine that
+ * takes the spare gives the guest's card its own MAC, and then joins
+ * its switch to the hub. */
+#define QLEAN_NETWORK_SPARE_HUB 0
+#define QLEAN_NETWORK_SPARE_MAC "06:71:00:00:00:01"
+
 /* What one machine gets from the network: fixed from attach to detach. */
 typedef struct
 {

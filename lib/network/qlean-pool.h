@@ -139,6 +139,20 @@ gboolean      qlean_pool_shutdown_all       (QleanPool           *self,
                                              GError             **error);
 
 QLEAN_AVAILABLE_IN_0_1
+void          qlean_pool_prepare_spares_async  (QleanPool           *self,
+                                                GCancellable        *cancellable,
+                                                GAsyncReadyCallback  callback,
+                                                gpointer             user_data);
+QLEAN_AVAILABLE_IN_0_1
+gboolean      qlean_pool_prepare_spares_finish (QleanPool           *self,
+                                                GAsyncResult        *result,
+                                                GError             **error);
+QLEAN_AVAILABLE_IN_0_1
+gboolean      qlean_pool_prepare_spares     (QleanPool           *self,
+                                             GCancellable        *cancellable,
+                                             GError             **error);
+
+QLEAN_AVAILABLE_IN_0_1
 void          qlean_pool_partition_async    (QleanPool           *self,
                                              const char * const  *side_a,
                                              const char * const  *side_b,

@@ -1,5 +1,6 @@
-# test_spares.py: warmed spare machines from Python. At most two
-# machines run at once: a spare and the machine that took it.
+# test_spares.py: warmed spare machines from Python. At most four
+# machines run at once: a pool of two that took spares, and the two
+# spares started behind them.
 #
 # SPDX-License-Identifier: MIT
 
@@ -59,3 +60,33 @@ def test_shape_without_spares():
     with pytest.raises(GLib.Error) as raised:
         Qlean.Machine.prepare_spares(None, config, None)
     assert raised.value.matches(Qlean.machine_error_quark(), Qlean.MachineError.INVALID_CONFIG)
+
+
+def test_pool_takes_spares():
+    require_machines()
+    import shutil
+    if shutil.which("vde_switch") is None:
+        pytest.skip("vde_switch is not installed (apt-get install vde2)")
+    config = Qlean.MachineConfig.new()
+    config.set_spares(2)
+    pool = Qlean.Pool.new()
+    assert pool.add("py-alice", None, config)
+    assert pool.add("py-bob", None, config)
+    before = qemu_children()
+    try:
+        assert run_main_loop(lambda done: pool.prepare_spares_async(
+            None, finish(done, pool.prepare_spares_finish)))
+        spares = qemu_children() - before
+        assert len(spares) == 2
+        assert pool.spawn_all(None)
+        alice = pool.get("py-alice")
+        bob = pool.get("py-bob")
+        # Both run in a spare's QEMU, on the pool's network.
+        assert {alice.get_pid(), bob.get_pid()} == spares
+        result = bob.exec("ping -c 1 -W 5 py-alice", None)
+        assert result.success(), result.get_stdout_text() + result.get_stderr_text()
+    finally:
+        Qlean.Machine.stop_spares()
+        for i in range(pool.get_n_items()):
+            kill_if_running(pool.get_item(i))
+    assert qemu_children() - before == set()
