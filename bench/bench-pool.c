@@ -28,7 +28,7 @@ static const GOptionEntry entries[] = {
   { "repeat", 'r', 0, G_OPTION_ARG_INT, &opt_repeat, "Runs per pool size; the median is shown (default 1)", "N" },
   { "no-network", 0, 0, G_OPTION_ARG_NONE, &opt_no_network, "Plain machines started together, no pool network, for comparison", NULL },
   { "templates", 't', 0, G_OPTION_ARG_NONE, &opt_templates, "Each size twice: fast starts without, then with, a shared memory template", NULL },
-  { "spares", 's', 0, G_OPTION_ARG_NONE, &opt_spares, "With --no-network: each size twice, from the template, then taking as many warmed spares (made ready before, not timed)", NULL },
+  { "spares", 's', 0, G_OPTION_ARG_NONE, &opt_spares, "Each size twice, from the template, then taking as many warmed spares (made ready before, not timed; a pool's machines get their network card as they take one)", NULL },
   { NULL }
 };
 
@@ -86,6 +86,41 @@ self_cpu_seconds (void)
   return bench_proc_cpu_seconds (getpid ());
 }
 
+/* The CPU each QEMU this process started (by pid) used until now: the
+ * spares, made ready before the clock starts, whose CPU until then each
+ * run subtracts from the machine that takes one. */
+static GHashTable *
+spares_cpu (QleanMachineConfig *config)
+{
+  GHashTable *spare_cpu = g_hash_table_new_full (NULL, NULL, NULL, g_free);
+  g_autoptr(GArray) pids = NULL;
+
+  if (qlean_machine_config_get_spares (config) == 0)
+    return spare_cpu;
+  g_usleep (200 * 1000);
+  pids = bench_qemu_children ();
+  for (guint i = 0; i < pids->len; i++)
+    {
+      GPid pid = g_array_index (pids, GPid, i);
+
+      g_hash_table_insert (spare_cpu, GINT_TO_POINTER (pid),
+                           g_memdup2 (&(double) { bench_proc_cpu_seconds (pid) }, sizeof (double)));
+    }
+
+  return spare_cpu;
+}
+
+/* The CPU @machine's QEMU used, less what it used as a spare. */
+static double
+qemu_cpu_since (QleanMachine *machine,
+                GHashTable   *spare_cpu)
+{
+  GPid pid = qlean_machine_get_pid (machine);
+  double *before = g_hash_table_lookup (spare_cpu, GINT_TO_POINTER (pid));
+
+  return bench_proc_cpu_seconds (pid) - (before ? *before : 0);
+}
+
 static Run
 run_pool (QleanImage         *image,
           QleanMachineConfig *config,
@@ -93,6 +128,7 @@ run_pool (QleanImage         *image,
 {
   g_autoptr(QleanPool) pool = qlean_pool_new ();
   g_autoptr(GError) error = NULL;
+  g_autoptr(GHashTable) spare_cpu = NULL;
   Run run = { 0 };
   gint64 start;
 
@@ -103,6 +139,11 @@ run_pool (QleanImage         *image,
       if (!qlean_pool_add (pool, name, image, config, &error))
         g_error ("%s", error->message);
     }
+  /* With spares: those of the pool's machines, which have their card. */
+  if (qlean_machine_config_get_spares (config) > 0 &&
+      !qlean_pool_prepare_spares (pool, NULL, &error))
+    g_error ("%s", error->message);
+  spare_cpu = spares_cpu (config);
 
   run.available_drop = bench_mem_available_kib ();
   start = g_get_monotonic_time ();
@@ -115,7 +156,7 @@ run_pool (QleanImage         *image,
     {
       g_autoptr(QleanMachine) machine = g_list_model_get_item (G_LIST_MODEL (pool), i);
 
-      run.qemu_cpu += bench_proc_cpu_seconds (qlean_machine_get_pid (machine));
+      run.qemu_cpu += qemu_cpu_since (machine, spare_cpu);
       run_command (machine);
     }
   run.exec_seconds = (g_get_monotonic_time () - start) / 1e6;
@@ -131,6 +172,8 @@ run_pool (QleanImage         *image,
 
   if (!qlean_pool_shutdown_all (pool, NULL, &error))
     g_error ("%s", error->message);
+  /* The spares each start started behind it. */
+  qlean_machine_stop_spares ();
 
   return run;
 }
@@ -166,26 +209,12 @@ run_plain (QleanImage         *image,
   Run run = { 0 };
   gint64 start;
 
-  g_autoptr(GHashTable) spare_cpu = g_hash_table_new_full (NULL, NULL, NULL, g_free);
+  g_autoptr(GHashTable) spare_cpu = NULL;
 
-  /* The spares are made before the clock starts: what they used until
-   * then is subtracted from their QEMU's CPU below. */
-  if (qlean_machine_config_get_spares (config) > 0)
-    {
-      g_autoptr(GArray) pids = NULL;
-
-      if (!qlean_machine_prepare_spares (image, config, NULL, &error))
-        g_error ("%s", error->message);
-      g_usleep (200 * 1000);
-      pids = bench_qemu_children ();
-      for (guint i = 0; i < pids->len; i++)
-        {
-          GPid pid = g_array_index (pids, GPid, i);
-
-          g_hash_table_insert (spare_cpu, GINT_TO_POINTER (pid),
-                               g_memdup2 (&(double) { bench_proc_cpu_seconds (pid) }, sizeof (double)));
-        }
-    }
+  if (qlean_machine_config_get_spares (config) > 0 &&
+      !qlean_machine_prepare_spares (image, config, NULL, &error))
+    g_error ("%s", error->message);
+  spare_cpu = spares_cpu (config);
 
   for (guint i = 0; i < n; i++)
     g_ptr_array_add (machines, qlean_machine_new (image, config));
@@ -204,10 +233,8 @@ run_plain (QleanImage         *image,
   for (guint i = 0; i < n; i++)
     {
       QleanMachine *machine = g_ptr_array_index (machines, i);
-      GPid pid = qlean_machine_get_pid (machine);
-      double *before = g_hash_table_lookup (spare_cpu, GINT_TO_POINTER (pid));
 
-      run.qemu_cpu += bench_proc_cpu_seconds (pid) - (before ? *before : 0);
+      run.qemu_cpu += qemu_cpu_since (machine, spare_cpu);
       run_command (machine);
     }
   run.exec_seconds = (g_get_monotonic_time () - start) / 1e6;
@@ -282,11 +309,13 @@ main (int    argc,
         run_pool (image, config, 1);
     }
 
-  if (opt_spares && (!opt_no_network || opt_templates))
-    g_error ("--spares goes with --no-network, without --templates");
+  if (opt_spares && opt_templates)
+    g_error ("--spares goes without --templates");
   /* With --spares: the template's saved boot exists before any run. */
-  if (opt_spares)
+  if (opt_spares && opt_no_network)
     run_plain (image, config, 1);
+  else if (opt_spares)
+    run_pool (image, config, 1);
 
   for (guint s = 0; s < sizes->len * (opt_templates || opt_spares ? 2 : 1); s++)
     {
