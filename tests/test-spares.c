@@ -195,6 +195,14 @@ test_take (void)
   out = test_run_text (first, "hostname");
   g_assert_cmpstr (out, ==, "spare-a");
   g_clear_pointer (&out, g_free);
+  /* Its transcript says from where on the spare's traffic is its own. */
+  {
+    g_autofree char *path = g_build_filename (first_dir, "transcript.log", NULL);
+    g_autofree char *transcript = NULL;
+
+    g_assert_true (g_file_get_contents (path, &transcript, NULL, NULL));
+    g_assert_nonnull (strstr (transcript, "the traffic of machine spare-a (which took this spare)"));
+  }
 
   /* The next spare, ready once prepare says so. */
   spare_pid = prepare_one_spare (config);

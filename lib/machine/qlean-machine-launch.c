@@ -761,6 +761,8 @@ qlean_machine_connect_clients (QleanMachine  *self,
       {
         qlean_transcript_attach_qmp (transcript, qmp);
         qlean_transcript_attach_qga (transcript, self->run->qga);
+        /* A spare's, renamed by the machine that takes it. */
+        self->run->transcript = g_steal_pointer (&transcript);
       }
     /* qlean_qmp_client_new_finish() takes this result as it takes
      * qlean_qmp_client_new_async()'s. */

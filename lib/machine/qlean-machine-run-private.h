@@ -99,6 +99,7 @@ struct _QleanMachineRun
   QleanGuestChannel  *guest;
   QleanGuestRelay    *relay;
   QleanConsoleLog    *console;
+  struct _QleanTranscript *transcript;  /* NULL when it could not be made */
 
   /* Worker only. */
   GSubprocess        *qemu;

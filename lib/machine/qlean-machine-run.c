@@ -62,6 +62,7 @@ qlean_machine_run_clear (gpointer data)
   g_clear_object (&run->guest);
   g_clear_object (&run->relay);
   g_clear_pointer (&run->console, qlean_console_log_unref);
+  g_clear_pointer (&run->transcript, qlean_transcript_unref);
   g_free (run->run_dir);
   g_free (run->name);
   g_mutex_clear (&run->lock);

@@ -523,6 +523,8 @@ spare_adopt (QleanMachine *self,
       g_free (run->run_dir);
       run->run_dir = g_steal_pointer (&run_dir);
     }
+  if (run->transcript != NULL)
+    qlean_transcript_set_machine_name (run->transcript, self->name);
   g_mutex_unlock (&run->lock);
   last = self->run;
   self->run = run;

@@ -34,6 +34,11 @@ QleanTranscript *qlean_transcript_new        (const char      *path,
                                               GError         **error);
 QleanTranscript *qlean_transcript_ref        (QleanTranscript *transcript);
 void             qlean_transcript_unref      (QleanTranscript *transcript);
+/* The machine the traffic is now that of: a warmed spare's run goes on
+ * as that of the machine that took it (qlean-machine-spares.c), which
+ * a line of the transcript notes. Any thread. */
+void             qlean_transcript_set_machine_name (QleanTranscript *transcript,
+                                                    const char      *machine_name);
 /* Must be called before the client's first message (see the clients'
  * set_trace); the client keeps a reference to @transcript. */
 void             qlean_transcript_attach_qmp (QleanTranscript *transcript,

@@ -136,6 +136,24 @@ append_escaped (GString    *out,
                             len - TRANSCRIPT_MAX_LINE);
 }
 
+void
+qlean_transcript_set_machine_name (QleanTranscript *transcript,
+                                   const char      *machine_name)
+{
+  gint64 elapsed = g_get_monotonic_time () - transcript->start_us;
+  g_autofree char *line = NULL;
+
+  g_mutex_lock (&transcript->lock);
+  line = g_strdup_printf ("# %" G_GINT64_FORMAT ".%06d: from here on, the traffic of machine %s "
+                          "(which took this spare)\n",
+                          elapsed / G_USEC_PER_SEC, (int) (elapsed % G_USEC_PER_SEC), machine_name);
+  g_free (transcript->machine_name);
+  transcript->machine_name = g_strdup (machine_name);
+  if (write (transcript->fd, line, strlen (line)) < 0)
+    g_debug ("Could not write to the transcript of %s: %s", machine_name, g_strerror (errno));
+  g_mutex_unlock (&transcript->lock);
+}
+
 static void
 trace_cb (gpointer    user_data,
           gboolean    outgoing,
@@ -153,6 +171,7 @@ trace_cb (gpointer    user_data,
                           hook->channel, arrow);
   append_escaped (line, data, len);
 
+  g_mutex_lock (&transcript->lock);
   /* Only format what someone asked to see. */
   if (!g_log_writer_default_would_drop (G_LOG_LEVEL_DEBUG, QLEAN_TRAFFIC_LOG_DOMAIN))
     g_log_structured (QLEAN_TRAFFIC_LOG_DOMAIN, G_LOG_LEVEL_DEBUG,
@@ -160,7 +179,6 @@ trace_cb (gpointer    user_data,
 
   g_string_append_c (line, '\n');
 
-  g_mutex_lock (&transcript->lock);
   if (write (transcript->fd, line->str, line->len) < 0)
     g_debug ("Could not write to the transcript of %s: %s",
              transcript->machine_name, g_strerror (errno));
