@@ -86,24 +86,40 @@ bench_mem_available_kib (void)
   return g_ascii_strtoll (line + strlen ("MemAvailable:"), NULL, 10);
 }
 
-double
-bench_proc_cpu_seconds (GPid pid)
+/* The fields of /proc/@pid/stat from field 3 on (after "pid (comm)"),
+ * or NULL when the process is gone. */
+static GStrv
+proc_stat_fields (GPid pid)
 {
   g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
   g_autofree char *contents = NULL;
-  g_auto(GStrv) fields = NULL;
   const char *after_comm;
 
   if (pid <= 0 || !g_file_get_contents (path, &contents, NULL, NULL) ||
       (after_comm = strrchr (contents, ')')) == NULL || after_comm[1] == '\0')
-    return 0;
+    return NULL;
+  return g_strsplit (after_comm + 2, " ", 0);
+}
+
+double
+bench_proc_cpu_seconds (GPid pid)
+{
+  g_auto(GStrv) fields = proc_stat_fields (pid);
 
   /* fields[0] is field 3; utime and stime are fields 14 and 15. */
-  fields = g_strsplit (after_comm + 2, " ", 0);
-  if (g_strv_length (fields) < 13)
+  if (fields == NULL || g_strv_length (fields) < 13)
     return 0;
   return (g_ascii_strtoull (fields[11], NULL, 10) + g_ascii_strtoull (fields[12], NULL, 10)) /
          (double) sysconf (_SC_CLK_TCK);
+}
+
+double
+bench_proc_minor_faults (GPid pid)
+{
+  g_auto(GStrv) fields = proc_stat_fields (pid);
+
+  /* minflt is field 10. */
+  return fields != NULL && g_strv_length (fields) > 7 ? g_ascii_strtod (fields[7], NULL) : 0;
 }
 
 const char *

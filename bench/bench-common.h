@@ -22,6 +22,9 @@ guint64  bench_proc_kib        (GPid                 pid,
 gint64   bench_mem_available_kib (void);
 /* CPU time (user + system) process @pid has used so far; 0 if gone. */
 double   bench_proc_cpu_seconds (GPid                pid);
+/* Minor page faults process @pid has taken so far (on this nested host
+ * each costs QEMU several microseconds); 0 if gone. */
+double   bench_proc_minor_faults (GPid               pid);
 /* For a bench's GLogWriterFunc: the MESSAGE of a structured log entry
  * to record, or NULL for one that has none and for warnings and worse,
  * which this prints. */

@@ -25,6 +25,7 @@ static int opt_imports = 4;
 static gboolean opt_imports_only = FALSE;
 static int opt_running_clones = 0;
 static gboolean opt_verbose = FALSE;
+static gboolean opt_booted_source = FALSE;
 
 static const GOptionEntry entries[] = {
   { "restores", 'r', 0, G_OPTION_ARG_INT, &opt_restores, "Restores to time (default 5); the median is shown", "N" },
@@ -36,6 +37,7 @@ static const GOptionEntry entries[] = {
   { "repeat", 0, 0, G_OPTION_ARG_INT, &opt_repeat, "Runs of each pool; the median is shown (default 1)", "N" },
   { "running-clones", 0, 0, G_OPTION_ARG_INT, &opt_running_clones, "Only N clones of one running machine (clone -> first exec), with the steps of each", "N" },
   { "verbose", 'v', 0, G_OPTION_ARG_NONE, &opt_verbose, "With --running-clones: print each clone's stamped log", NULL },
+  { "booted-source", 0, 0, G_OPTION_ARG_NONE, &opt_booted_source, "With --running-clones: the source boots (anonymous RAM) instead of starting from the saved boot's memory template", NULL },
   { NULL }
 };
 
@@ -485,6 +487,7 @@ enum
   CSTEP_IDENTITY,   /* identity stage begins */
   CSTEP_RETURNED,   /* clone returned */
   CSTEP_EXEC,       /* the first `true` returned */
+  CSTEP_EXEC2,      /* the second `true` returned */
   N_CSTEPS
 };
 
@@ -499,6 +502,7 @@ static const char *cstep_names[N_CSTEPS] = {
   "identity stage begins",
   "clone returned",
   "first `true` returned",
+  "second `true` returned",
 };
 
 static void
@@ -511,7 +515,22 @@ running_clones (QleanImage *image,
   GArray *steps[N_CSTEPS];
   GArray *cpus[2] = { g_array_new (FALSE, FALSE, sizeof (double)),
                                 g_array_new (FALSE, FALSE, sizeof (double)) };
+  /* The clone QEMU's minor faults: until it returned, until its first
+   * `true` returned. */
+  GArray *faults[3] = { g_array_new (FALSE, FALSE, sizeof (double)),
+                        g_array_new (FALSE, FALSE, sizeof (double)),
+                        g_array_new (FALSE, FALSE, sizeof (double)) };
+  /* Per clone, from the identity stage's start to the first `true`
+   * returned: what the identity fix and a cold first process cost, less
+   * sensitive to the host's load than the steps before it. */
+  GArray *identity_to_exec = g_array_new (FALSE, FALSE, sizeof (double));
 
+  /* A source started from the memory template has its RAM mapped
+   * privately from the template file, in 4 KiB pages: the migration
+   * reads every page of it, which costs more here than anonymous RAM
+   * in huge pages. */
+  if (opt_booted_source)
+    qlean_machine_config_set_fast_start (config, FALSE);
   machine = qlean_machine_new_with_name ("bench-src", image, config);
   if (!qlean_machine_spawn (machine, NULL, &error))
     g_error ("spawn: %s", error->message);
@@ -523,10 +542,11 @@ running_clones (QleanImage *image,
     {
       g_autoptr(QleanMachine) clone = NULL;
       g_autoptr(GArray) log = g_array_new (FALSE, TRUE, sizeof (Stamp));
-      double t0, t[N_CSTEPS], source_cpu, clone_cpu;
+      double t0, t[N_CSTEPS], source_cpu, clone_cpu, fault[3];
 
       g_array_set_clear_func (log, stamp_clear);
       source_cpu = bench_proc_cpu_seconds (qlean_machine_get_pid (machine));
+      fault[2] = bench_proc_minor_faults (qlean_machine_get_pid (machine));
       t0 = bench_now ();
       g_mutex_lock (&log_lock);
       stamps = log;
@@ -536,8 +556,16 @@ running_clones (QleanImage *image,
       if (clone == NULL)
         g_error ("clone: %s", error->message);
       t[CSTEP_RETURNED] = bench_now () - t0;
+      fault[0] = bench_proc_minor_faults (qlean_machine_get_pid (clone));
+      fault[2] = bench_proc_minor_faults (qlean_machine_get_pid (machine)) - fault[2];
       exec_true (clone);
       t[CSTEP_EXEC] = bench_now () - t0;
+      fault[1] = bench_proc_minor_faults (qlean_machine_get_pid (clone));
+      exec_true (clone);
+      t[CSTEP_EXEC2] = bench_now () - t0;
+      g_array_append_val (faults[0], fault[0]);
+      g_array_append_val (faults[1], fault[1]);
+      g_array_append_val (faults[2], fault[2]);
       clone_cpu = bench_proc_cpu_seconds (qlean_machine_get_pid (clone));
       source_cpu = bench_proc_cpu_seconds (qlean_machine_get_pid (machine)) - source_cpu;
       g_array_append_val (cpus[0], clone_cpu);
@@ -557,6 +585,8 @@ running_clones (QleanImage *image,
       t[CSTEP_IDENTITY] = stamp_time (log, "boot stage identity", NULL, TRUE);
       for (guint s = 0; s < N_CSTEPS; s++)
         g_array_append_val (steps[s], t[s]);
+      t0 = t[CSTEP_EXEC] - t[CSTEP_IDENTITY];
+      g_array_append_val (identity_to_exec, t0);
       g_print ("  clone %d: returned %.3f  first true %.3f  QEMU CPU: clone's %.3f, "
                "source's meanwhile %.3f\n", i, t[CSTEP_RETURNED], t[CSTEP_EXEC], clone_cpu,
                source_cpu);
@@ -575,10 +605,18 @@ running_clones (QleanImage *image,
       g_print ("  %-34s %7.3f\n", cstep_names[s], bench_percentile (steps[s], 0.5));
       g_array_unref (steps[s]);
     }
+  g_print ("  %-34s %7.3f\n", "identity stage -> first `true`", bench_percentile (identity_to_exec, 0.5));
+  g_array_unref (identity_to_exec);
   g_print ("  %-34s %7.3f\n", "QEMU CPU until then: the clone's", bench_percentile (cpus[0], 0.5));
   g_print ("  %-34s %7.3f\n", "  the source's during the clone", bench_percentile (cpus[1], 0.5));
+  g_print ("  %-34s %7.0f\n", "clone QEMU's minor faults: returned", bench_percentile (faults[0], 0.5));
+  g_print ("  %-34s %7.0f\n", "  after the first `true`", bench_percentile (faults[1], 0.5));
   g_array_unref (cpus[0]);
   g_array_unref (cpus[1]);
+  g_print ("  %-34s %7.0f\n", "source QEMU's, during the clone", bench_percentile (faults[2], 0.5));
+  g_array_unref (faults[0]);
+  g_array_unref (faults[1]);
+  g_array_unref (faults[2]);
   qlean_machine_kill (machine, NULL, NULL);
 }
 

@@ -83,23 +83,6 @@ qemu_cpu (GPid pid)
   return ns / 1e9;
 }
 
-/* Page faults (minor) @pid has taken so far: field 10 of its stat. */
-static double
-qemu_minor_faults (GPid pid)
-{
-  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
-  g_autofree char *text = NULL;
-  g_auto(GStrv) fields = NULL;
-  const char *after_comm;
-
-  if (!g_file_get_contents (path, &text, NULL, NULL) ||
-      (after_comm = strrchr (text, ')')) == NULL || after_comm[1] == '\0')
-    return 0;
-  /* fields[0] is field 3. */
-  fields = g_strsplit (after_comm + 2, " ", 0);
-  return g_strv_length (fields) > 7 ? g_ascii_strtod (fields[7], NULL) : 0;
-}
-
 /* The QEMU this process started last (the only one alive at a time). */
 static GPid
 find_qemu_child (void)
@@ -161,7 +144,7 @@ stamp_writer (GLogLevelFlags   level,
       if (logged_pid == 0)
         logged_pid = find_qemu_child ();
       stamp.cpu = qemu_cpu (logged_pid);
-      stamp.faults = qemu_minor_faults (logged_pid);
+      stamp.faults = bench_proc_minor_faults (logged_pid);
       stamp.text = g_strdup (message);
     }
   if (stamps != NULL)
@@ -309,13 +292,13 @@ start_once (QleanImage         *image,
   line->t[STEP_READY] = bench_now () - t0;
   pid = qlean_machine_get_pid (machine);
   line->cpu[STEP_READY] = qemu_cpu (pid);
-  line->faults_ready = qemu_minor_faults (pid);
+  line->faults_ready = bench_proc_minor_faults (pid);
   result = qlean_machine_exec (machine, "true", NULL, &error);
   if (result == NULL)
     g_error ("%s", error->message);
   line->t[STEP_EXEC] = bench_now () - t0;
   line->cpu[STEP_EXEC] = qemu_cpu (pid);
-  line->faults_exec = qemu_minor_faults (pid);
+  line->faults_exec = bench_proc_minor_faults (pid);
 
   g_mutex_lock (&log_lock);
   stamps = NULL;
