@@ -82,6 +82,16 @@ qlean_machine_network_resolve (QleanMachine  *self,
   return lease;
 }
 
+/* For a machine detached from @network while it started. */
+static GError *
+no_longer_on_network_error (QleanMachine *self,
+                            QleanNetwork *network)
+{
+  return g_error_new (QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_UNKNOWN_MACHINE,
+                      _("Machine “%s” is no longer on network “%s”"),
+                      qlean_machine_get_name (self), qlean_network_get_name (network));
+}
+
 /* Fails unless @network runs, naming what to do. */
 static gboolean
 qlean_machine_network_check_running (QleanMachine  *self,
@@ -458,9 +468,7 @@ qlean_machine_network_configure_async (QleanMachine        *self,
 
   if (data->lease == NULL)
     {
-      g_task_return_new_error (task, QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_UNKNOWN_MACHINE,
-                               _("Machine “%s” is no longer on network “%s”"),
-                               qlean_machine_get_name (self), qlean_network_get_name (network));
+      g_task_return_error (task, no_longer_on_network_error (self, network));
       return;
     }
 
@@ -620,11 +628,7 @@ qlean_machine_network_uplink_stage_start (QleanMachine    *self,
 
   if (lease == NULL)
     {
-      qlean_machine_boot_stage_done (self, spawn_task,
-                                     g_error_new (QLEAN_NETWORK_ERROR, QLEAN_NETWORK_ERROR_UNKNOWN_MACHINE,
-                                                  _("Machine “%s” is no longer on network “%s”"),
-                                                  qlean_machine_get_name (self),
-                                                  qlean_network_get_name (network)));
+      qlean_machine_boot_stage_done (self, spawn_task, no_longer_on_network_error (self, network));
       return TRUE;
     }
 
