@@ -104,31 +104,6 @@ static const char identity_script[] =
   "  if [ -x \"$q\" ]; then \"$q\" reseed || :; break; fi\n"
   "done\n";
 
-
-static void qlean_machine_identity_ran_cb (GObject      *source,
-                                           GAsyncResult *result,
-                                           gpointer      user_data);
-
-/* Main context. */
-static void
-identity_by_script (GTask *task)
-{
-  QleanMachine *self = g_task_get_source_object (task);
-  Identity *identity = g_task_get_task_data (task);
-  g_autoptr(GBytes) entropy = NULL;
-  GString *escaped = g_string_new (NULL);
-  const char *argv[] = { "/bin/sh", "-c", identity_script, "sh", self->name,
-                         identity->machine_id, identity->old_mac, identity->new_mac, NULL };
-
-  for (guint i = 0; i < sizeof identity->seed; i++)
-    g_string_append_printf (escaped, "\\%03o", identity->seed[i]);
-  g_string_append_c (escaped, '\n');
-  entropy = g_string_free_to_bytes (escaped);
-
-  qlean_machine_exec_starting_async (self, argv, entropy, NULL, qlean_machine_identity_ran_cb,
-                                     g_object_ref (task));
-}
-
 static void
 qlean_machine_identity_ran_cb (GObject      *source,
                                GAsyncResult *result,
@@ -157,6 +132,26 @@ qlean_machine_identity_ran_cb (GObject      *source,
 
   g_debug ("machine %s: identity set by the script", QLEAN_MACHINE (source)->name);
   qlean_machine_network_release_link (((Identity *) g_task_get_task_data (task))->run, task);
+}
+
+/* Main context. */
+static void
+identity_by_script (GTask *task)
+{
+  QleanMachine *self = g_task_get_source_object (task);
+  Identity *identity = g_task_get_task_data (task);
+  g_autoptr(GBytes) entropy = NULL;
+  GString *escaped = g_string_new (NULL);
+  const char *argv[] = { "/bin/sh", "-c", identity_script, "sh", self->name,
+                         identity->machine_id, identity->old_mac, identity->new_mac, NULL };
+
+  for (guint i = 0; i < sizeof identity->seed; i++)
+    g_string_append_printf (escaped, "\\%03o", identity->seed[i]);
+  g_string_append_c (escaped, '\n');
+  entropy = g_string_free_to_bytes (escaped);
+
+  qlean_machine_exec_starting_async (self, argv, entropy, NULL, qlean_machine_identity_ran_cb,
+                                     g_object_ref (task));
 }
 
 /* The way through qlean-guest: FS IDENTITY, answered DONE or ERROR.
