@@ -242,11 +242,11 @@ qlean_machine_resolve_network (QleanMachine  *self,
 }
 
 gboolean
-qlean_machine_plug_network_into_run (QleanMachine     *self,
-                                     QleanMachineRun  *run,
-                                     GError          **error)
+qlean_machine_join_network_from_spare (QleanMachine     *self,
+                                       QleanMachineRun  *run,
+                                       GError          **error)
 {
-  return get_network_hooks ()->plug_running (self, run, self->network, self->mac_address, error);
+  return get_network_hooks ()->join_from_spare (self, run, self->network, self->mac_address, error);
 }
 
 void

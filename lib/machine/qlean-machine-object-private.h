@@ -133,10 +133,10 @@ gboolean   qlean_machine_resolve_spec (QleanMachine    *self,
                                        GError         **error);
 /* A start of @self, on a network, that took a warmed spare: attaches
  * it and registers the stages that give the spare's card its MAC and
- * address and join it to the switch (QleanMachineNetworkHooks.plug_running). */
-gboolean   qlean_machine_plug_network_into_run (QleanMachine     *self,
-                                                QleanMachineRun  *run,
-                                                GError          **error);
+ * address and join it to the switch (QleanMachineNetworkHooks.join_from_spare). */
+gboolean   qlean_machine_join_network_from_spare (QleanMachine     *self,
+                                                  QleanMachineRun  *run,
+                                                  GError          **error);
 /* A started spare with a card (QleanMachine:spare_card) runs what the
  * network stage of a machine that takes it will run
  * (QleanMachineNetworkHooks.warm_spare_card). */

@@ -115,11 +115,11 @@ typedef struct
    * as plug() does, and registers on @run the stages that configure the
    * guest's card with the machine's MAC and address and then join the
    * hub to the network's switch. */
-  gboolean           (*plug_running) (QleanMachine     *machine,
-                                      QleanMachineRun  *run,
-                                      QleanNetwork     *network,
-                                      const char       *mac_address,
-                                      GError          **error);
+  gboolean           (*join_from_spare) (QleanMachine     *machine,
+                                         QleanMachineRun  *run,
+                                         QleanNetwork     *network,
+                                         const char       *mac_address,
+                                         GError          **error);
   /* Runs, in a started spare that has a card on its hub alone, what the
    * network stage of the machine that takes it will run, so that it is
    * translated already; completes with a boolean GTask. */

@@ -544,7 +544,7 @@ spare_adopt (QleanMachine *self,
   run->boot_stage_running = FALSE;
   qlean_machine_add_identity_stage (run);
   /* A machine on a network joins its switch to the spare's card. */
-  if (self->network != NULL && !qlean_machine_plug_network_into_run (self, run, &error))
+  if (self->network != NULL && !qlean_machine_join_network_from_spare (self, run, &error))
     {
       /* The spare's QEMU goes with the start (it loaded nothing). */
       qlean_machine_spawn_fail (self, g_steal_pointer (&error));

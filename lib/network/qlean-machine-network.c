@@ -649,13 +649,13 @@ static const QleanBootStage uplink_stage = {
   "uplink", QLEAN_BOOT_STAGE_UPLINK, qlean_machine_network_uplink_stage_start
 };
 
-/* QleanMachineNetworkHooks.plug_running */
+/* QleanMachineNetworkHooks.join_from_spare */
 static gboolean
-qlean_machine_network_plug_running (QleanMachine     *self,
-                                    QleanMachineRun  *run,
-                                    QleanNetwork     *network,
-                                    const char       *mac_address,
-                                    GError          **error)
+qlean_machine_network_join_from_spare (QleanMachine     *self,
+                                       QleanMachineRun  *run,
+                                       QleanNetwork     *network,
+                                       const char       *mac_address,
+                                       GError          **error)
 {
   g_autoptr(QleanNetworkLease) lease = NULL;
 
@@ -752,7 +752,7 @@ qlean_machine_network_warm_spare_card (QleanMachine        *spare,
 static const QleanMachineNetworkHooks network_hooks = {
   .plug = qlean_machine_network_resolve,
   .prepare = qlean_machine_network_prepare,
-  .plug_running = qlean_machine_network_plug_running,
+  .join_from_spare = qlean_machine_network_join_from_spare,
   .warm_spare_card = qlean_machine_network_warm_spare_card,
 };
 
