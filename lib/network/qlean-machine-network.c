@@ -673,27 +673,6 @@ qlean_machine_network_join_from_spare (QleanMachine     *self,
 /* Warming a spare's card */
 
 static void
-warm_configured_cb (GObject      *source,
-                    GAsyncResult *result,
-                    gpointer      user_data)
-{
-  g_autoptr(GTask) task = user_data;
-  g_autoptr(QleanExecResult) ran = NULL;
-  GError *error = NULL;
-
-  ran = qlean_machine_exec_finish (QLEAN_MACHINE (source), result, &error);
-  if (ran == NULL)
-    g_task_return_error (task, error);
-  else if (!qlean_exec_result_success (ran))
-    g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
-                             _("Could not configure the network card of a spare machine: "
-                               "the script exited with status %d"),
-                             qlean_exec_result_get_exit_status (ran));
-  else
-    g_task_return_boolean (task, TRUE);
-}
-
-static void
 warm_interface_cb (GObject      *source,
                    GAsyncResult *result,
                    gpointer      user_data)
@@ -717,7 +696,7 @@ warm_interface_cb (GObject      *source,
     const char *argv[] = { "/bin/sh", "-c", configure_script, "qlean-network", "192.0.2.1/24",
                            found->name, "", QLEAN_NETWORK_SPARE_MAC, NULL };
 
-    qlean_machine_exec_starting_async (self, argv, NULL, cancellable, warm_configured_cb,
+    qlean_machine_exec_starting_async (self, argv, NULL, cancellable, configure_ran_cb,
                                        g_steal_pointer (&task));
   }
   interface_found_free (found);
