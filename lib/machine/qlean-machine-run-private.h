@@ -99,9 +99,9 @@ struct _QleanMachineRun
   QleanGuestChannel  *guest;
   QleanGuestRelay    *relay;
   QleanConsoleLog    *console;
-  struct _QleanTranscript *transcript;  /* NULL when it could not be made */
 
   /* Worker only. */
+  struct _QleanTranscript *transcript;  /* NULL when it could not be made */
   GSubprocess        *qemu;
   gboolean            qemu_exited;
   gboolean            stop_requested;

@@ -198,6 +198,8 @@ qlean_machine_release_run (QleanMachine *self)
   console = g_steal_pointer (&self->run->console);
   self->run->pid = 0;
   g_mutex_unlock (&self->run->lock);
+  /* Its file is in the run directory, which may go below. */
+  g_clear_pointer (&self->run->transcript, qlean_transcript_unref);
   g_mutex_unlock (&self->lock);
 
   if (console != NULL)

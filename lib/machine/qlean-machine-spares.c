@@ -312,9 +312,15 @@ spare_started (QleanMachine *machine,
   if (!ok)
     {
       g_message ("Could not start a spare machine: %s", error->message);
-      /* One that started, but whose card could not be warmed. */
+      /* One that started, but whose card could not be warmed: stopped
+       * as stop_spares() stops one, which waits for it. */
       if (qlean_machine_get_state (machine) == QLEAN_MACHINE_STATE_RUNNING)
-        qlean_machine_kill_async (machine, NULL, NULL, NULL);
+        {
+          g_mutex_lock (&spares_lock);
+          spares_ending++;
+          g_mutex_unlock (&spares_lock);
+          qlean_machine_kill_async (machine, NULL, spare_killed_cb, NULL);
+        }
       spare_free (spare);
     }
   else
@@ -323,17 +329,50 @@ spare_started (QleanMachine *machine,
   spare_waiters_check (key, error);
 }
 
+/* A spare's card being warmed: stopped with the spare (its start's
+ * cancellable), and bounded as a start is. */
+typedef struct
+{
+  QleanMachine *machine;
+  GCancellable *cancellable;
+  GSource      *timer;
+  gboolean      timed_out;
+} SpareWarming;
+
+static gboolean
+spare_warming_timeout_cb (gpointer user_data)
+{
+  SpareWarming *warming = user_data;
+
+  warming->timed_out = TRUE;
+  g_clear_pointer (&warming->timer, g_source_unref);
+  g_cancellable_cancel (warming->cancellable);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 spare_card_warmed_cb (GObject      *source,
                       GAsyncResult *result,
                       gpointer      user_data)
 {
-  g_autoptr(QleanMachine) machine = user_data;
+  SpareWarming *warming = user_data;
   g_autoptr(GError) error = NULL;
   gboolean ok;
 
   ok = g_task_propagate_boolean (G_TASK (result), &error);
-  spare_started (machine, ok, error);
+  if (warming->timed_out)
+    {
+      g_clear_error (&error);
+      g_set_error (&error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_AGENT_TIMEOUT,
+                   _("The network card of a spare machine was not ready within %u ms"),
+                   qlean_machine_get_boot_timeout (warming->machine));
+    }
+  spare_started (warming->machine, ok, error);
+
+  qlean_clear_source (&warming->timer);
+  g_object_unref (warming->cancellable);
+  g_object_unref (warming->machine);
+  g_free (warming);
 }
 
 static void
@@ -354,8 +393,22 @@ spare_spawned_cb (GObject      *source,
    * their start will run on its card. */
   if (machine->spare_card)
     {
-      qlean_machine_warm_spare_card_async (machine, NULL, spare_card_warmed_cb,
-                                           g_object_ref (machine));
+      GCancellable *cancellable = g_task_get_cancellable (G_TASK (result));
+      SpareWarming *warming;
+
+      /* Stopped as its start ended: stop_spares() counted it. */
+      if (g_cancellable_set_error_if_cancelled (cancellable, &error))
+        {
+          spare_started (machine, FALSE, error);
+          return;
+        }
+      warming = g_new0 (SpareWarming, 1);
+      warming->machine = g_object_ref (machine);
+      warming->cancellable = g_object_ref (cancellable);
+      warming->timer = qlean_add_timeout (qlean_worker_get_context (),
+                                          qlean_machine_get_boot_timeout (machine),
+                                          spare_warming_timeout_cb, warming);
+      qlean_machine_warm_spare_card_async (machine, cancellable, spare_card_warmed_cb, warming);
       return;
     }
   spare_started (machine, TRUE, NULL);
@@ -478,7 +531,7 @@ qlean_machine_spares_top_up (QleanMachine *self)
 /* Taking a spare */
 
 /* Worker thread: @self's start takes @spare's run, in which it goes on
- * with the identity stage alone. */
+ * with the identity stage (and, on a network, the network's stages). */
 static void
 spare_adopt (QleanMachine *self,
              Spare        *spare)
@@ -535,7 +588,9 @@ spare_adopt (QleanMachine *self,
   qlean_machine_run_unref (last);
 
   /* The guest is the spare's: it gets this machine's name, machine-id,
-   * seed and clock, in a start whose only stage does that. */
+   * seed and clock, in a start whose only stage does that but for a
+   * machine on a network, whose card then gets its MAC and address and
+   * joins the switch. */
   g_clear_pointer (&self->incoming_old_mac, g_free);
   self->incoming_new_identity = TRUE;
   run->spawn_task = g_object_ref (task);
@@ -725,7 +780,9 @@ qlean_machine_prepare_spares_like_finish (GAsyncResult  *result,
  * ready, so that the next starts of such machines take them. Without
  * this call, the first start of such a machine starts them behind it.
  * These are the spares of machines on no network; those of a pool's
- * machines are prepared by [method@Pool.prepare_spares].
+ * machines are prepared by [method@Pool.prepare_spares]. (Machines on a
+ * network of their own, outside a pool, take spares too, but only those
+ * their own starts started behind them.)
  *
  * Fails with %QLEAN_MACHINE_ERROR_INVALID_CONFIG when such machines
  * cannot have spares, and with the reason when none could be started.

@@ -76,8 +76,7 @@ machine_spares_prepared_cb (GObject      *source,
  * joins the pool's network as they take one; the spares are on no
  * network until then, so that they serve any pool of machines of the
  * same image and configuration. Machines whose configuration keeps no
- * spares are left out; a golden pool's machines, which start from the
- * first one's state, take none.
+ * spares are left out.
  *
  * Fails with %QLEAN_MACHINE_ERROR_INVALID_CONFIG when machines of the
  * pool that keep spares cannot have them (see
@@ -106,7 +105,7 @@ qlean_pool_prepare_spares_async (QleanPool           *self,
   /* Counted as one until every machine is asked, so that none completes
    * the task early. */
   data->pending = 1;
-  for (guint i = 0; !self->golden && i < self->machines->len; i++)
+  for (guint i = 0; i < self->machines->len; i++)
     {
       QleanMachine *machine = g_ptr_array_index (self->machines, i);
 
