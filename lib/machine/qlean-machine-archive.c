@@ -300,13 +300,9 @@ export_resume (GTask *task)
       qlean_qmp_client_execute_async (export->qmp, "cont", NULL, NULL, NULL, NULL);
       qlean_machine_fix_clock (self);
     }
-  /* A paused machine stays paused, out of QEMU's "postmigrate" state,
-   * which would refuse its next save (see qlean-machine-save-state.c). */
+  /* A paused machine stays paused, and can be saved again. */
   else if (export->disk_source != NULL && export->qmp != NULL)
-    {
-      qlean_qmp_client_execute_async (export->qmp, "cont", NULL, NULL, NULL, NULL);
-      qlean_qmp_client_execute_async (export->qmp, "stop", NULL, NULL, NULL, NULL);
-    }
+    qlean_machine_repause_after_save (export->qmp, NULL, NULL);
   if (export->frozen && export->qga != NULL)
     {
       export->frozen = FALSE;

@@ -90,6 +90,14 @@ void     qlean_machine_stream_state_async (QleanMachine        *self,
 gboolean qlean_machine_save_state_finish (QleanMachine        *self,
                                           GAsyncResult        *result,
                                           GError             **error);
+/* QEMU leaves a machine it saved while paused in its "postmigrate"
+ * state, where it refuses the next save ("paused due to previous
+ * migration"), and only `cont` leaves that state: sends `cont` and then
+ * `stop`, so that the guest runs for that moment alone and is plainly
+ * paused again. @callback (nullable) gets `stop`'s reply. */
+void     qlean_machine_repause_after_save (QleanQmpClient      *qmp,
+                                           GAsyncReadyCallback  callback,
+                                           gpointer             user_data);
 
 /* What a machine's network does at each of its starts. The network's
  * side of a machine (qlean-machine-network.c) sets them, so that the

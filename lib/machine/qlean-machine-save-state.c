@@ -100,6 +100,16 @@ save_restopped_cb (GObject      *source,
     g_task_return_boolean (task, TRUE);
 }
 
+void
+qlean_machine_repause_after_save (QleanQmpClient      *qmp,
+                                  GAsyncReadyCallback  callback,
+                                  gpointer             user_data)
+{
+  /* QMP runs them in order, nothing in between. */
+  qlean_qmp_client_execute_async (qmp, "cont", NULL, NULL, NULL, NULL);
+  qlean_qmp_client_execute_async (qmp, "stop", NULL, NULL, callback, user_data);
+}
+
 /* Ends the save: the guest runs again if it ran before, whatever
  * happened; @error (taken) is the result. */
 static void
@@ -131,17 +141,10 @@ save_finish_with (GTask  *task,
       return;
     }
 
-  /* A paused machine stays paused; but QEMU leaves a machine it saved
-   * while paused in its "postmigrate" state, where it refuses the next
-   * save ("paused due to previous migration"), and only `cont` leaves
-   * that state. So the guest runs for the moment between these two
-   * commands (QMP runs them in order, nothing in between), then is
-   * plainly paused again. */
+  /* A paused machine stays paused, and can be saved again. */
   if (error == NULL && !save->was_running && !save->keep_stopped)
     {
-      qlean_qmp_client_execute_async (save->qmp, "cont", NULL, NULL, NULL, NULL);
-      qlean_qmp_client_execute_async (save->qmp, "stop", NULL, NULL, save_restopped_cb,
-                                      g_object_ref (task));
+      qlean_machine_repause_after_save (save->qmp, save_restopped_cb, g_object_ref (task));
       return;
     }
 
