@@ -346,6 +346,14 @@ typedef struct
   gboolean           card_on_spare_hub;  /* see QleanMachineRun */
 } ConfigureData;
 
+/* The MAC the guest shows the card under until the script runs: a
+ * taken spare's is still the one every spare has. */
+static const char *
+configure_card_mac (ConfigureData *data)
+{
+  return data->card_on_spare_hub ? QLEAN_NETWORK_SPARE_MAC : data->lease->mac_address;
+}
+
 static void
 configure_data_free (ConfigureData *data)
 {
@@ -398,8 +406,7 @@ configure_interface_cb (GObject      *source,
   g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GError) error = NULL;
   g_auto(GStrv) hosts = NULL;
-  const char *awaited_mac = data->card_on_spare_hub ? QLEAN_NETWORK_SPARE_MAC
-                                                    : data->lease->mac_address;
+  const char *awaited_mac = configure_card_mac (data);
   InterfaceFound *found;
 
   found = interface_wait_finish (result, &error);
@@ -475,9 +482,8 @@ qlean_machine_network_configure_async (QleanMachine        *self,
   g_free (data->lease->mac_address);
   data->lease->mac_address = qlean_machine_dup_mac_address (self);
 
-  interface_wait_async (self, qga,
-                        card_on_spare_hub ? QLEAN_NETWORK_SPARE_MAC : data->lease->mac_address,
-                        FALSE, cancellable, configure_interface_cb, g_steal_pointer (&task));
+  interface_wait_async (self, qga, configure_card_mac (data), FALSE, cancellable,
+                        configure_interface_cb, g_steal_pointer (&task));
 }
 
 static gboolean
