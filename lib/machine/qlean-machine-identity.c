@@ -27,7 +27,6 @@
 #include <glib/gi18n-lib.h>
 
 #include "qlean-error.h"
-#include "qlean-guest-stream-dispatch-private.h"
 #include "qlean-machine-network-private.h"
 #include "qlean-machine-object-private.h"
 #include "qlean-task-private.h"
@@ -155,8 +154,8 @@ identity_by_script (GTask *task)
 }
 
 /* The way through qlean-guest: FS IDENTITY, answered DONE or ERROR.
- * The stream's events come in the worker thread; the fix goes on in
- * the task's context, where the script way and the link live. */
+ * The answer comes in the worker thread; the fix goes on in the task's
+ * context, where the script way and the link live. */
 
 static gboolean
 identity_set_in_context (gpointer user_data)
@@ -176,93 +175,33 @@ identity_by_script_in_context (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* Refused, lost or unknown to this qlean-guest: the script does the
+ * same steps again (each can run twice), and its failure is the one the
+ * caller sees. */
 static void
-identity_go_on (GTask       *task,
-                GSourceFunc  func)
+identity_set_cb (const GError *error,
+                 gpointer      user_data)
 {
-  g_main_context_invoke_full (g_task_get_context (task), G_PRIORITY_DEFAULT, func,
+  GTask *task = user_data;
+  QleanMachine *self = g_task_get_source_object (task);
+
+  if (error != NULL)
+    g_debug ("machine %s: qlean-guest did not set its identity (%s); the script does",
+             self->name, error->message);
+  g_main_context_invoke_full (g_task_get_context (task), G_PRIORITY_DEFAULT,
+                              error ? identity_by_script_in_context : identity_set_in_context,
                               g_object_ref (task), g_object_unref);
 }
 
-static void
-identity_set_done (QleanGuestStream *stream,
-                   GBytes           *payload,
-                   gpointer          user_data)
-{
-  qlean_guest_stream_close (stream);
-  identity_go_on (user_data, identity_set_in_context);
-}
-
-/* Refused or lost: the script does the same steps again (each can run
- * twice), and its failure is the one the caller sees. */
-static void
-identity_set_failed (GTask        *task,
-                     const GError *error)
-{
-  QleanMachine *self = g_task_get_source_object (task);
-
-  g_debug ("machine %s: qlean-guest did not set its identity (%s); the script does",
-           self->name, error->message);
-  identity_go_on (task, identity_by_script_in_context);
-}
-
-static void
-identity_set_error (QleanGuestStream *stream,
-                    GBytes           *payload,
-                    gpointer          user_data)
-{
-  g_autoptr(GError) error = qlean_guest_error_from_payload (payload, "FS IDENTITY");
-
-  qlean_guest_stream_close (stream);
-  identity_set_failed (user_data, error);
-}
-
-static void
-identity_set_closed (QleanGuestStream *stream,
-                     const GError     *error,
-                     gpointer          user_data)
-{
-  qlean_guest_stream_close (stream);
-  identity_set_failed (user_data, error);
-}
-
-static const QleanGuestStreamHandlers identity_set_handlers = {
-  .closed = identity_set_closed,
-  .done = identity_set_done,
-  .error = identity_set_error,
-};
-
-static void
-identity_set_cb (QleanGuestStream *stream,
-                 guint8            type,
-                 guint8            fd,
-                 GBytes           *payload,
-                 const GError     *error,
-                 gpointer          user_data)
-{
-  qlean_guest_stream_dispatch (&identity_set_handlers, stream, type, fd, payload, error,
-                               user_data);
-}
-
-/* Worker thread: sends FS IDENTITY when qlean-guest answers and knows
- * it, or goes the script's way. */
+/* Worker thread: sends FS IDENTITY. */
 static gboolean
 identity_in_worker (gpointer user_data)
 {
   GTask *task = user_data;
   QleanMachine *self = g_task_get_source_object (task);
   Identity *identity = g_task_get_task_data (task);
-  g_autoptr(QleanGuestChannel) channel = qlean_machine_run_dup_guest_channel (identity->run);
-  g_autoptr(QleanGuestStream) stream = NULL;
   g_autoptr(GBytes) request = NULL;
   QleanGuestTlv *tlv;
-
-  if (channel == NULL || !qlean_guest_channel_is_ready (channel) ||
-      qlean_guest_channel_get_guest_version (channel) < 4)
-    {
-      identity_go_on (task, identity_by_script_in_context);
-      return G_SOURCE_REMOVE;
-    }
 
   tlv = qlean_guest_tlv_new ();
   qlean_guest_tlv_add_u32 (tlv, QLEAN_GUEST_TAG_OP, QLEAN_GUEST_FS_IDENTITY);
@@ -280,10 +219,8 @@ identity_in_worker (gpointer user_data)
       qlean_guest_tlv_add_string (tlv, QLEAN_GUEST_TAG_NEW_MAC, identity->new_mac);
     }
   request = qlean_guest_tlv_free_to_bytes (tlv);
-  stream = qlean_guest_channel_open_stream (channel, QLEAN_GUEST_FRAME_FS, request,
-                                            identity_set_cb, g_object_ref (task), g_object_unref);
-  qlean_guest_stream_set_timeout (stream, qlean_machine_run_get_guest_timeout (identity->run));
-
+  qlean_machine_run_send_guest_request (identity->run, 4, request, "FS IDENTITY",
+                                        identity_set_cb, g_object_ref (task), g_object_unref);
   return G_SOURCE_REMOVE;
 }
 

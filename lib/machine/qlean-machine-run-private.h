@@ -204,6 +204,24 @@ QleanGuestChannel *qlean_machine_run_get_guest_channel_finish (QleanMachineRun  
  * answers, else through the agent. Fire and forget; any thread. */
 void               qlean_machine_run_fix_clock           (QleanMachineRun *run);
 
+/* How a request to qlean-guest ended: @error NULL for DONE; the guest's
+ * ERROR, the loss of the stream, or G_IO_ERROR_NOT_SUPPORTED when
+ * qlean-guest does not answer or is older than the request. */
+typedef void (*QleanGuestRequestFunc) (const GError *error,
+                                       gpointer      user_data);
+
+/* Worker thread only: sends @request (an FS frame's payload; @what
+ * names it in errors) to the run's qlean-guest, when it answers with
+ * protocol @min_version or later, and calls @func once in the worker
+ * thread, then @destroy on @user_data. */
+void               qlean_machine_run_send_guest_request  (QleanMachineRun       *run,
+                                                          guint                  min_version,
+                                                          GBytes                *request,
+                                                          const char            *what,
+                                                          QleanGuestRequestFunc  func,
+                                                          gpointer               user_data,
+                                                          GDestroyNotify         destroy);
+
 /* Worker thread: adds @stage to the stages of the run's start. */
 void             qlean_machine_run_add_boot_stage (QleanMachineRun      *run,
                                                    const QleanBootStage *stage);

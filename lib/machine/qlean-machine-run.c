@@ -293,79 +293,139 @@ fix_clock_by_agent (QleanMachineRun *run)
   qlean_qga_client_execute_async (qga, "guest-set-time", arguments, NULL, NULL, NULL);
 }
 
-/* SET_CLOCK's answer, DONE or ERROR, or the loss of its stream: the
- * call is over either way. */
-static void
-clock_set_done (QleanGuestStream *stream,
-                GBytes           *payload,
-                gpointer          user_data)
+/* One request to qlean-guest */
+
+typedef struct
 {
-  qlean_guest_stream_close (stream);
+  QleanGuestRequestFunc func;
+  gpointer              user_data;
+  GDestroyNotify        destroy;
+  const char           *what;
+} GuestRequest;
+
+static void
+guest_request_free (GuestRequest *req)
+{
+  if (req->destroy != NULL)
+    req->destroy (req->user_data);
+  g_free (req);
 }
 
 static void
-clock_set_closed (QleanGuestStream *stream,
-                  const GError     *error,
-                  gpointer          user_data)
+guest_request_done (QleanGuestStream *stream,
+                    GBytes           *payload,
+                    gpointer          user_data)
 {
+  GuestRequest *req = user_data;
+
   qlean_guest_stream_close (stream);
+  req->func (NULL, req->user_data);
 }
 
 static void
-clock_set_error (QleanGuestStream *stream,
-                 GBytes           *payload,
-                 gpointer          user_data)
+guest_request_error (QleanGuestStream *stream,
+                     GBytes           *payload,
+                     gpointer          user_data)
 {
-  QleanMachineRun *run = user_data;
+  GuestRequest *req = user_data;
+  g_autoptr(GError) error = qlean_guest_error_from_payload (payload, req->what);
 
   qlean_guest_stream_close (stream);
-  /* An older qlean-guest (in an image prepared before it learnt
-   * SET_CLOCK) says it does not know the operation: use the agent. */
-  fix_clock_by_agent (run);
+  req->func (error, req->user_data);
 }
 
-static const QleanGuestStreamHandlers clock_set_handlers = {
-  .closed = clock_set_closed,
-  .done = clock_set_done,
-  .error = clock_set_error,
+static void
+guest_request_closed (QleanGuestStream *stream,
+                      const GError     *error,
+                      gpointer          user_data)
+{
+  GuestRequest *req = user_data;
+
+  qlean_guest_stream_close (stream);
+  req->func (error, req->user_data);
+}
+
+static const QleanGuestStreamHandlers guest_request_handlers = {
+  .closed = guest_request_closed,
+  .done = guest_request_done,
+  .error = guest_request_error,
 };
 
 static void
-clock_set_cb (QleanGuestStream *stream,
-              guint8            type,
-              guint8            fd,
-              GBytes           *payload,
-              const GError     *error,
-              gpointer          user_data)
+guest_request_cb (QleanGuestStream *stream,
+                  guint8            type,
+                  guint8            fd,
+                  GBytes           *payload,
+                  const GError     *error,
+                  gpointer          user_data)
 {
-  qlean_guest_stream_dispatch (&clock_set_handlers, stream, type, fd, payload, error, user_data);
+  qlean_guest_stream_dispatch (&guest_request_handlers, stream, type, fd, payload, error,
+                               user_data);
+}
+
+/* Worker thread only. */
+void
+qlean_machine_run_send_guest_request (QleanMachineRun       *run,
+                                      guint                  min_version,
+                                      GBytes                *request,
+                                      const char            *what,
+                                      QleanGuestRequestFunc  func,
+                                      gpointer               user_data,
+                                      GDestroyNotify         destroy)
+{
+  g_autoptr(QleanGuestChannel) channel = qlean_machine_run_dup_guest_channel (run);
+  g_autoptr(QleanGuestStream) stream = NULL;
+  GuestRequest *req;
+
+  if (channel == NULL || !qlean_guest_channel_is_ready (channel) ||
+      qlean_guest_channel_get_guest_version (channel) < min_version)
+    {
+      g_autoptr(GError) error = g_error_new (G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                                             "qlean-guest does not answer %s (version %u needed)",
+                                             what, min_version);
+
+      func (error, user_data);
+      if (destroy != NULL)
+        destroy (user_data);
+      return;
+    }
+
+  req = g_new0 (GuestRequest, 1);
+  req->func = func;
+  req->user_data = user_data;
+  req->destroy = destroy;
+  req->what = what;
+  stream = qlean_guest_channel_open_stream (channel, QLEAN_GUEST_FRAME_FS, request,
+                                            guest_request_cb, req,
+                                            (GDestroyNotify) guest_request_free);
+  qlean_guest_stream_set_timeout (stream, qlean_machine_run_get_guest_timeout (run));
+}
+
+/* SET_CLOCK's answer: over either way, but an older qlean-guest (in an
+ * image prepared before it learnt SET_CLOCK) says it does not know the
+ * operation, and a guest without one says nothing: use the agent. */
+static void
+clock_set_cb (const GError *error,
+              gpointer      user_data)
+{
+  if (error != NULL)
+    fix_clock_by_agent (user_data);
 }
 
 static gboolean
 fix_clock_in_worker (gpointer user_data)
 {
   QleanMachineRun *run = user_data;
-  g_autoptr(QleanGuestChannel) channel = qlean_machine_run_dup_guest_channel (run);
-  g_autoptr(QleanGuestStream) stream = NULL;
+  QleanGuestTlv *tlv = qlean_guest_tlv_new ();
   g_autoptr(GBytes) request = NULL;
-  QleanGuestTlv *tlv;
 
-  if (channel == NULL || !qlean_guest_channel_is_ready (channel))
-    {
-      fix_clock_by_agent (run);
-      return G_SOURCE_REMOVE;
-    }
-
-  tlv = qlean_guest_tlv_new ();
   qlean_guest_tlv_add_u32 (tlv, QLEAN_GUEST_TAG_OP, QLEAN_GUEST_FS_SET_CLOCK);
   qlean_guest_tlv_add_string (tlv, QLEAN_GUEST_TAG_PATH, "/");
   qlean_guest_tlv_add_i64 (tlv, QLEAN_GUEST_TAG_MTIME, g_get_real_time () * 1000);
   request = qlean_guest_tlv_free_to_bytes (tlv);
-  stream = qlean_guest_channel_open_stream (channel, QLEAN_GUEST_FRAME_FS, request, clock_set_cb,
-                                            qlean_machine_run_ref (run),
-                                            (GDestroyNotify) qlean_machine_run_unref);
-  qlean_guest_stream_set_timeout (stream, qlean_machine_run_get_guest_timeout (run));
-
+  qlean_machine_run_send_guest_request (run, 1, request, "FS SET_CLOCK", clock_set_cb,
+                                        qlean_machine_run_ref (run),
+                                        (GDestroyNotify) qlean_machine_run_unref);
   return G_SOURCE_REMOVE;
 }
 
