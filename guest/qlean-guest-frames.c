@@ -425,13 +425,20 @@ static bool req_parse (const unsigned char *p, uint32_t len, Req *r, const char 
         case QLEAN_GUEST_TAG_NEW_MAC:
           r->new_mac = sp, r->has_new_mac = true;
           break;
+        case QLEAN_GUEST_TAG_GATEWAY:
+          r->gateway = sp, r->has_gateway = true;
+          break;
+        case QLEAN_GUEST_TAG_HOSTS:
+          r->hosts = sp, r->has_hosts = true;
+          break;
         case QLEAN_GUEST_TAG_FLAGS:
         case QLEAN_GUEST_TAG_MODE:
         case QLEAN_GUEST_TAG_OP:
         case QLEAN_GUEST_TAG_PORT:
+        case QLEAN_GUEST_TAG_PREFIX:
           if (n != 4)
             {
-              *why = "FLAGS, MODE, OP and PORT must be 4 bytes";
+              *why = "FLAGS, MODE, OP, PORT and PREFIX must be 4 bytes";
               return false;
             }
           if (tag == QLEAN_GUEST_TAG_FLAGS)
@@ -440,6 +447,8 @@ static bool req_parse (const unsigned char *p, uint32_t len, Req *r, const char 
             r->mode = get_u32 (sp.p), r->has_mode = true;
           else if (tag == QLEAN_GUEST_TAG_PORT)
             r->port = get_u32 (sp.p), r->has_port = true;
+          else if (tag == QLEAN_GUEST_TAG_PREFIX)
+            r->prefix = get_u32 (sp.p), r->has_prefix = true;
           else
             r->op = get_u32 (sp.p), r->has_op = true;
           break;

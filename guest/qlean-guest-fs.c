@@ -460,6 +460,18 @@ static int fs_identity (const FsCall *c, OutBuf **reply)
   return 0;
 }
 
+static int fs_net_configure (const FsCall *c, OutBuf **reply)
+{
+  const char *failed = NULL;
+  int err = configure_network (c->r, &failed);
+
+  if (err)
+    send_error (c->id, err, "%s: %s", failed, strerror (err));
+  else
+    ob_send (ob_new (0), QLEAN_GUEST_FRAME_DONE, 0, c->id);
+  return 0;
+}
+
 /* What each operation needs beyond PATH. */
 enum
 {
@@ -491,6 +503,7 @@ static const struct
   [QLEAN_GUEST_FS_UTIME]      = { fs_utime, FS_NEEDS_MTIME, "cannot set the time of" },
   [QLEAN_GUEST_FS_SET_CLOCK]  = { fs_set_clock, FS_NEEDS_MTIME, "cannot set the clock, at" },
   [QLEAN_GUEST_FS_IDENTITY]   = { fs_identity, FS_ANSWERS, "cannot set the identity" },
+  [QLEAN_GUEST_FS_NET_CONFIGURE] = { fs_net_configure, FS_ANSWERS, "cannot configure the network" },
 };
 
 /* ------------------------------------------------------------------------ */

@@ -30,11 +30,12 @@
 /* ------------------------------------------------------------------------ */
 /* Files                                                                     */
 
-/* Rewrites @path in place with @len bytes, as a shell's `>` does: an
- * existing file only (links followed), its inode and mode kept. */
-static int rewrite_file (const char *path, const char *data, size_t len)
+/* Writes @len bytes to @path as a shell's `>` does: links followed, an
+ * existing file's inode and mode kept; a missing file is created (0666
+ * less the umask) with @create, and is an error (ENOENT) without it. */
+int write_whole_file (const char *path, const char *data, size_t len, bool create)
 {
-  int fd = open (path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+  int fd = open (path, O_WRONLY | O_TRUNC | O_CLOEXEC | (create ? O_CREAT : 0), 0666);
   int err = 0;
 
   if (fd < 0)
@@ -80,7 +81,7 @@ static int rewrite_line (const char *path, bool nonempty, const char *value)
   memcpy (line, value, n);
   line[n] = '\n';
   line[n + 1] = 0;
-  err = rewrite_file (path, line, n + 1);
+  err = write_whole_file (path, line, n + 1, false);
   free (line);
   return err;
 }
@@ -125,7 +126,7 @@ static int rewrite_hosts (const char *name)
   if (own)
     {
       out_len += (size_t) sprintf (out + out_len, "127.0.1.1 %s\n", name);
-      err = rewrite_file ("/etc/hosts", out, out_len);
+      err = write_whole_file ("/etc/hosts", out, out_len, false);
     }
   free (out);
   free (text);
@@ -134,19 +135,6 @@ static int rewrite_hosts (const char *name)
 
 /* ------------------------------------------------------------------------ */
 /* The network card                                                          */
-
-static bool parse_mac (const char *text, unsigned char mac[6])
-{
-  unsigned v[6];
-  char end;
-
-  if (sscanf (text, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-              &end) != 6)
-    return false;
-  for (int i = 0; i < 6; i++)
-    mac[i] = (unsigned char) v[i];
-  return true;
-}
 
 /* Whether the card has an IPv4 address (its first, which is what a
  * DHCP client gives it). */
@@ -180,54 +168,24 @@ static void renew_lease (int sock, const char *ifname)
   kill ((pid_t) pid, SIGUSR1);
 }
 
-/* The card whose address is @old_mac (as sysfs writes it) gets
- * @new_mac: the saved card keeps the MAC of the machine it came from. */
+/* The card whose address is @old_mac gets @new_mac: the saved card
+ * keeps the MAC of the machine it came from. No such card: nothing to
+ * do. */
 static int change_mac (const char *old_mac, const char *new_mac)
 {
+  char ifname[IFNAMSIZ];
   unsigned char mac[6];
-  struct dirent *e;
-  DIR *d;
-  int sock, err = 0;
+  int sock, err;
 
   if (!parse_mac (new_mac, mac))
     return EINVAL;
-  if (!(d = opendir ("/sys/class/net")))
-    return errno == ENOENT ? 0 : errno;
+  if ((err = find_card (old_mac, ifname)))
+    return err == ENODEV ? 0 : err;
   if ((sock = socket (AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
-    {
-      err = errno;
-      closedir (d);
-      return err;
-    }
-  while (!err && (e = readdir (d)))
-    {
-      char path[64 + sizeof e->d_name];
-      struct ifreq ifr;
-      char *address;
-      bool same;
-
-      if (e->d_name[0] == '.' || strlen (e->d_name) >= IFNAMSIZ)
-        continue;
-      snprintf (path, sizeof path, "/sys/class/net/%s/address", e->d_name);
-      if (!(address = read_small_file (path, NULL)))
-        continue;
-      address[strcspn (address, "\n")] = 0;
-      same = strcmp (address, old_mac) == 0;
-      free (address);
-      if (!same)
-        continue;
-
-      memset (&ifr, 0, sizeof ifr);
-      snprintf (ifr.ifr_name, sizeof ifr.ifr_name, "%s", e->d_name);
-      ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
-      memcpy (ifr.ifr_hwaddr.sa_data, mac, 6);
-      if (ioctl (sock, SIOCSIFHWADDR, &ifr) < 0)
-        err = errno;
-      else
-        renew_lease (sock, e->d_name);
-    }
+    return errno;
+  if (!(err = set_card_mac (sock, ifname, mac)))
+    renew_lease (sock, ifname);
   close (sock);
-  closedir (d);
   return err;
 }
 

@@ -19,6 +19,8 @@
  *   qlean-guest-files.c    PUT and GET
  *   qlean-guest-connect.c  CONNECT
  *   qlean-guest-fs.c       FS operations, one function per operation
+ *   qlean-guest-identity.c FS IDENTITY: a copy's own name, machine-id, MAC, seed
+ *   qlean-guest-net.c      FS NET CONFIGURE, and the card helpers IDENTITY uses
  */
 
 #pragma once
@@ -304,11 +306,12 @@ typedef struct
   Span     path, path2, cwd, user, addr;
   bool     has_path, has_path2, has_cwd, has_user, has_mode, has_mtime, has_op, has_port, has_addr;
   bool     has_winsize;
-  /* FS IDENTITY */
-  Span     hostname, machine_id, seed, old_mac, new_mac;
+  /* FS IDENTITY, FS NET CONFIGURE */
+  Span     hostname, machine_id, seed, old_mac, new_mac, gateway, hosts;
   bool     has_hostname, has_machine_id, has_seed, has_old_mac, has_new_mac;
+  bool     has_gateway, has_hosts, has_prefix;
   uint16_t rows, cols;
-  uint32_t flags, mode, op, port;
+  uint32_t flags, mode, op, port, prefix;
   int64_t  mtime;
 } Req;
 
@@ -431,5 +434,12 @@ void connect_reset (Stream *s);
 void handle_fs (uint32_t id, const unsigned char *payload, uint32_t len);
 
 /* qlean-guest-identity.c */
+int write_whole_file (const char *path, const char *data, size_t len, bool create);
 int reseed_random (int urandom_fd);
 int set_identity (const Req *r, const char **failed);
+
+/* qlean-guest-net.c (IFNAMSIZ bytes of @ifname, from <net/if.h>) */
+bool parse_mac (const char *text, unsigned char mac[6]);
+int find_card (const char *mac, char *ifname);
+int set_card_mac (int sock, const char *ifname, const unsigned char mac[6]);
+int configure_network (const Req *r, const char **failed);

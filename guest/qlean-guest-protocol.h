@@ -213,6 +213,22 @@
  *   older one would answer ERROR EINVAL ("unknown FS operation").
  *   Elsewhere, and after an ERROR, the host runs the same steps as a
  *   shell script.
+ * - FS NET CONFIGURE (version 5) gives a machine's network card its
+ *   place on a Qlean network, as the host's configure script would with
+ *   `ip`. PATH is ignored (send "/"). The card is the one whose address
+ *   (as /sys/class/net/CARD/address shows it) is OLD_MAC: none is ERROR
+ *   ENODEV, and nothing was changed. In order: with NEW_MAC, the card
+ *   goes down and gets NEW_MAC; it goes up; its IPv4 addresses go;
+ *   ADDR/PREFIX is added; with GATEWAY, the default route is replaced by
+ *   one through GATEWAY on the card, and /etc/resolv.conf, unless it is
+ *   a symbolic link, gets "nameserver GATEWAY\n"; the lines of
+ *   /etc/hosts that end in " # qlean" go, every other line is kept (with
+ *   a newline), and each line of HOSTS (newline-separated "ADDRESS
+ *   NAME") follows with " # qlean" appended. Files are written as a
+ *   shell's `>` does (created when missing). The first failure ends it
+ *   with ERROR; every step can run again, and the host's script after an
+ *   ERROR does them all anew. An older qlean-guest answers ERROR EINVAL
+ *   ("unknown FS operation").
  */
 
 #ifndef QLEAN_GUEST_PROTOCOL_H
@@ -221,7 +237,8 @@
 #include <stdint.h>
 
 #define QLEAN_GUEST_MAGIC        0x314e4c51u  /* "QLN1" */
-#define QLEAN_GUEST_VERSION      4u   /* 2: PROGRESS; 3: FLAG_TERMINAL, WINSIZE; 4: FS IDENTITY */
+#define QLEAN_GUEST_VERSION      5u   /* 2: PROGRESS; 3: FLAG_TERMINAL, WINSIZE; 4: FS IDENTITY;
+                                       * 5: FS NET CONFIGURE */
 #define QLEAN_GUEST_HEADER_SIZE  16u
 #define QLEAN_GUEST_MAX_PAYLOAD  (1024u * 1024u)
 #define QLEAN_GUEST_WINDOW       (4u * 1024u * 1024u)
@@ -270,13 +287,16 @@ typedef enum
   QLEAN_GUEST_TAG_DIRENT = 13,  /* QleanGuestStat then the entry's name */
   QLEAN_GUEST_TAG_TARGET = 14,  /* a symlink's target */
   QLEAN_GUEST_TAG_PORT   = 15,  /* u32 TCP port (CONNECT) */
-  QLEAN_GUEST_TAG_ADDR   = 16,  /* a numeric IP address, text (CONNECT) */
+  QLEAN_GUEST_TAG_ADDR   = 16,  /* a numeric IP address, text (CONNECT, NET CONFIGURE) */
   QLEAN_GUEST_TAG_WINSIZE = 17, /* u16 rows, u16 cols (EXEC with FLAG_TERMINAL) */
   QLEAN_GUEST_TAG_HOSTNAME = 18, /* text (FS IDENTITY) */
   QLEAN_GUEST_TAG_MACHINE_ID = 19, /* text (FS IDENTITY) */
   QLEAN_GUEST_TAG_SEED   = 20,  /* bytes for /dev/urandom (FS IDENTITY) */
-  QLEAN_GUEST_TAG_OLD_MAC = 21, /* "aa:bb:cc:dd:ee:ff" (FS IDENTITY) */
-  QLEAN_GUEST_TAG_NEW_MAC = 22, /* "aa:bb:cc:dd:ee:ff" (FS IDENTITY) */
+  QLEAN_GUEST_TAG_OLD_MAC = 21, /* "aa:bb:cc:dd:ee:ff" (FS IDENTITY, NET CONFIGURE) */
+  QLEAN_GUEST_TAG_NEW_MAC = 22, /* "aa:bb:cc:dd:ee:ff" (FS IDENTITY, NET CONFIGURE) */
+  QLEAN_GUEST_TAG_PREFIX = 23,  /* u32 IPv4 prefix length (FS NET CONFIGURE) */
+  QLEAN_GUEST_TAG_GATEWAY = 24, /* a numeric IPv4 address, text (FS NET CONFIGURE) */
+  QLEAN_GUEST_TAG_HOSTS  = 25,  /* "ADDRESS NAME" lines, text (FS NET CONFIGURE) */
 } QleanGuestTag;
 
 typedef enum
@@ -309,6 +329,8 @@ typedef enum
   QLEAN_GUEST_FS_SET_CLOCK  = 14, /* PATH (ignored), MTIME: sets CLOCK_REALTIME */
   QLEAN_GUEST_FS_IDENTITY   = 15, /* PATH (ignored), HOSTNAME, MACHINE_ID?, SEED?,
                                    * OLD_MAC? NEW_MAC?: a copy's own identity */
+  QLEAN_GUEST_FS_NET_CONFIGURE = 16, /* PATH (ignored), OLD_MAC, NEW_MAC?, ADDR, PREFIX,
+                                      * GATEWAY?, HOSTS: a card's place on its network */
 } QleanGuestFsOp;
 
 /* The STAT payload, 56 bytes, fields in this order, each little-endian

@@ -750,6 +750,109 @@ test_nat (void)
   g_assert_cmpint (qlean_network_get_switch_pid (network), ==, 0);
 }
 
+/* Both ways of giving a machine its place on the network
+ * (qlean-machine-network.c): FS NET CONFIGURE inside qlean-guest, and
+ * the agent's interface query and script for a guest without it. Each
+ * is checked by its outcome in the guest, the same for both, and the
+ * fast one by the debug message that says it went that way, so that a
+ * broken request that fell back to the script cannot pass for it. */
+
+/* @machine's /etc/hosts without its own 127.0.1.1 line. */
+static char *
+hosts_but_own_line (QleanMachine *machine)
+{
+  g_autofree char *hosts = NULL;
+  g_auto(GStrv) lines = NULL;
+  GString *kept = g_string_new (NULL);
+
+  g_assert_cmpint (run_status (machine, "cat /etc/hosts", &hosts), ==, 0);
+  lines = g_strsplit (hosts, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++)
+    if (*lines[i] != '\0' && !g_str_has_prefix (lines[i], "127.0.1.1"))
+      g_string_append_printf (kept, "%s\n", lines[i]);
+  return g_string_free (kept, FALSE);
+}
+
+static void
+assert_configured (QleanMachine *machine,
+                   QleanNetwork *network)
+{
+  g_autofree char *address = qlean_network_dup_address (network, qlean_machine_get_name (machine));
+  g_autofree char *ip = get_ip (machine);
+  g_autofree char *addrs = NULL;
+  g_autofree char *want = g_strdup_printf (" inet %s/24 ", address);
+  g_autofree char *routes = NULL;
+
+  g_assert_cmpstr (ip, ==, address);
+  /* Its one IPv4 address besides loopback, and no default route (no
+   * NAT on this network). */
+  g_assert_cmpint (run_status (machine, "ip -4 -o addr show | grep -v ' lo '", &addrs), ==, 0);
+  g_assert_nonnull (strstr (addrs, want));
+  g_assert_cmpint (strchr (addrs, '\n') - addrs + 1, ==, strlen (addrs));
+  g_assert_cmpint (run_status (machine, "ip route", &routes), ==, 0);
+  g_assert_null (strstr (routes, "default"));
+}
+
+static void
+test_configure_ways (void)
+{
+  g_autoptr(QleanNetwork) network = NULL;
+  g_autoptr(QleanPool) pool = NULL;
+  g_autoptr(QleanMachineConfig) agent_only = qlean_machine_config_new ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *fast_hosts = NULL;
+  g_autofree char *slow_hosts = NULL;
+  g_autofree char *fast_ip = NULL;
+  g_autofree char *slow_ip = NULL;
+  g_autofree char *line = NULL;
+  QleanMachine *fast, *slow;
+
+  if (!can_run_machines ())
+    return;
+
+  /* Without qlean-guest in the guest at all: the script is the only way. */
+  qlean_machine_config_set_guest_transport (agent_only, QLEAN_GUEST_TRANSPORT_AGENT);
+  qlean_machine_config_set_cmdline (agent_only, "qlean.noguest=1");
+  network = qlean_network_new_full (NULL, "10.87.251.0/24", FALSE, &error);
+  g_assert_no_error (error);
+  pool = qlean_pool_new_with_network (network);
+  g_assert_true (qlean_pool_add (pool, "fast", NULL, NULL, &error));
+  g_assert_true (qlean_pool_add (pool, "slow", NULL, agent_only, &error));
+  g_assert_no_error (error);
+
+  test_logged ("");
+  g_assert_true (qlean_pool_spawn_all (pool, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (test_logged ("machine fast: network configured by qlean-guest"));
+  fast = pool_machine (pool, "fast");
+  slow = pool_machine (pool, "slow");
+
+  assert_configured (fast, network);
+  assert_configured (slow, network);
+
+  /* The same /etc/hosts but for the own name: the image's lines kept,
+   * then both machines, marked as Qlean's. */
+  fast_hosts = hosts_but_own_line (fast);
+  slow_hosts = hosts_but_own_line (slow);
+  g_assert_cmpstr (fast_hosts, ==, slow_hosts);
+  fast_ip = qlean_network_dup_address (network, "fast");
+  slow_ip = qlean_network_dup_address (network, "slow");
+  line = g_strdup_printf ("%s fast # qlean\n%s slow # qlean\n", fast_ip, slow_ip);
+  g_test_message ("/etc/hosts but the own line:\n%s", fast_hosts);
+  g_assert_nonnull (strstr (fast_hosts, line));
+  g_assert_null (strstr (strstr (fast_hosts, line) + strlen (line), "# qlean"));
+  g_assert_nonnull (strstr (fast_hosts, "localhost"));
+
+  assert_resolves (fast, "slow", slow_ip);
+  assert_resolves (slow, "fast", fast_ip);
+  assert_pings (fast, "slow", TRUE);
+
+  g_assert_true (qlean_pool_shutdown_all (pool, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_network_stop (network, NULL, &error));
+  g_assert_no_error (error);
+}
+
 /* Many at once, and nothing left behind */
 
 static gboolean
@@ -963,6 +1066,7 @@ main (int   argc,
   int status;
 
   g_test_init (&argc, &argv, NULL);
+  test_log_capture_debug ();
 
   g_test_add_func ("/pool/model", test_pool_model);
   g_test_add_func ("/pool/network-config", test_network_config);
@@ -976,6 +1080,7 @@ main (int   argc,
   g_test_add_func ("/pool/partition", test_partition);
   g_test_add_func ("/pool/isolated", test_pools_isolated);
   g_test_add_func ("/pool/nat", test_nat);
+  g_test_add_func ("/pool/configure-ways", test_configure_ways);
   g_test_add_func ("/pool/four-concurrently", test_four_concurrently);
   g_test_add_func ("/pool/golden-maps-template", test_golden_maps_template);
   g_test_add_func ("/pool/spawn-failure-rolls-back", test_spawn_failure_rolls_back);

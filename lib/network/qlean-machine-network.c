@@ -339,26 +339,27 @@ interface_wait_finish (GAsyncResult  *result,
 
 /* Configuring the guest */
 
+/* What the guest's card gets: the same either way. */
 typedef struct
 {
-  QleanQgaClient    *qga;
-  QleanNetworkLease *lease;
-  gboolean           card_on_spare_hub;  /* see QleanMachineRun */
+  QleanMachineRun *run;
+  char            *card_mac;   /* the MAC the guest shows the card under now */
+  char            *new_mac;    /* NULL: the card keeps card_mac */
+  char            *address;    /* IPv4 */
+  guint            prefix;
+  char            *gateway;    /* NULL without NAT */
+  GStrv            hosts;      /* "ADDRESS NAME" */
 } ConfigureData;
-
-/* The MAC the guest shows the card under until the script runs: a
- * taken spare's is still the one every spare has. */
-static const char *
-configure_card_mac (ConfigureData *data)
-{
-  return data->card_on_spare_hub ? QLEAN_NETWORK_SPARE_MAC : data->lease->mac_address;
-}
 
 static void
 configure_data_free (ConfigureData *data)
 {
-  g_clear_object (&data->qga);
-  g_clear_pointer (&data->lease, qlean_network_lease_free);
+  g_clear_pointer (&data->run, qlean_machine_run_unref);
+  g_free (data->card_mac);
+  g_free (data->new_mac);
+  g_free (data->address);
+  g_free (data->gateway);
+  g_strfreev (data->hosts);
   g_free (data);
 }
 
@@ -405,8 +406,6 @@ configure_interface_cb (GObject      *source,
   GCancellable *cancellable = g_task_get_cancellable (task);
   g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GError) error = NULL;
-  g_auto(GStrv) hosts = NULL;
-  const char *awaited_mac = configure_card_mac (data);
   InterfaceFound *found;
 
   found = interface_wait_finish (result, &error);
@@ -417,32 +416,30 @@ configure_interface_cb (GObject      *source,
         g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
                                  _("Machine “%s” shows no network interface with MAC address %s "
                                    "after %u ms (its kernel needs the virtio_net driver); it has: %s"),
-                                 qlean_machine_get_name (self), awaited_mac,
+                                 qlean_machine_get_name (self), data->card_mac,
                                  INTERFACE_WAIT_MS, error->message);
       else if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
         g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
                                  _("Machine “%s” shows no network interface with MAC address %s "
                                    "after %u ms (its kernel needs the virtio_net driver); it has "
                                    "no interfaces at all"),
-                                 qlean_machine_get_name (self), awaited_mac,
+                                 qlean_machine_get_name (self), data->card_mac,
                                  INTERFACE_WAIT_MS);
       else
         g_task_return_error (task, g_steal_pointer (&error));
       return;
     }
 
-  hosts = qlean_network_dup_hosts (qlean_machine_get_network (self));
-
   g_ptr_array_add (args, g_strdup ("/bin/sh"));
   g_ptr_array_add (args, g_strdup ("-c"));
   g_ptr_array_add (args, g_strdup (configure_script));
   g_ptr_array_add (args, g_strdup ("qlean-network"));
-  g_ptr_array_add (args, g_strdup_printf ("%s/%u", data->lease->address, data->lease->prefix));
+  g_ptr_array_add (args, g_strdup_printf ("%s/%u", data->address, data->prefix));
   g_ptr_array_add (args, g_strdup (found->name));
-  g_ptr_array_add (args, g_strdup (data->lease->gateway ? data->lease->gateway : ""));
-  g_ptr_array_add (args, g_strdup (data->card_on_spare_hub ? data->lease->mac_address : ""));
-  for (guint i = 0; hosts[i] != NULL; i++)
-    g_ptr_array_add (args, g_strdup (hosts[i]));
+  g_ptr_array_add (args, g_strdup (data->gateway ? data->gateway : ""));
+  g_ptr_array_add (args, g_strdup (data->new_mac ? data->new_mac : ""));
+  for (guint i = 0; data->hosts[i] != NULL; i++)
+    g_ptr_array_add (args, g_strdup (data->hosts[i]));
   g_ptr_array_add (args, NULL);
   interface_found_free (found);
 
@@ -450,48 +447,152 @@ configure_interface_cb (GObject      *source,
                                      configure_ran_cb, g_steal_pointer (&task));
 }
 
+/* The agent's way (and the way after qlean-guest refused): wait for the
+ * card to show, then the script. Task context. */
+static void
+configure_by_script (GTask *task)
+{
+  ConfigureData *data = g_task_get_task_data (task);
+  g_autoptr(QleanQgaClient) qga = qlean_machine_run_dup_qga (data->run);
+
+  if (qga == NULL)
+    {
+      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Could not set up the network of machine “%s”: it has stopped"),
+                               qlean_machine_get_name (g_task_get_source_object (task)));
+      return;
+    }
+  interface_wait_async (g_task_get_source_object (task), qga, data->card_mac, FALSE,
+                        g_task_get_cancellable (task), configure_interface_cb, g_object_ref (task));
+}
+
+/* qlean-guest's way: one FS NET CONFIGURE does what the script does,
+ * without its four or five processes. Its answer comes in the worker
+ * thread. A card that is not there yet (a cold boot), an older
+ * qlean-guest, or any failure: the script's way, whose wait and
+ * messages are the ones the caller sees. */
+
+static gboolean
+configured_in_context (gpointer user_data)
+{
+  g_debug ("machine %s: network configured by qlean-guest",
+           qlean_machine_get_name (g_task_get_source_object (user_data)));
+  g_task_return_boolean (user_data, TRUE);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+configure_by_script_in_context (gpointer user_data)
+{
+  configure_by_script (user_data);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+configure_sent_cb (const GError *error,
+                   gpointer      user_data)
+{
+  GTask *task = user_data;
+
+  if (error != NULL)
+    g_debug ("machine %s: qlean-guest did not configure its network (%s); the script does",
+             qlean_machine_get_name (g_task_get_source_object (task)), error->message);
+  g_main_context_invoke_full (g_task_get_context (task), G_PRIORITY_DEFAULT,
+                              error ? configure_by_script_in_context : configured_in_context,
+                              g_object_ref (task), g_object_unref);
+}
+
+static gboolean
+configure_in_worker (gpointer user_data)
+{
+  GTask *task = user_data;
+  ConfigureData *data = g_task_get_task_data (task);
+  QleanGuestTlv *tlv = qlean_guest_tlv_new ();
+  g_autoptr(GBytes) request = NULL;
+  g_autoptr(GString) hosts = g_string_new (NULL);
+
+  for (guint i = 0; data->hosts[i] != NULL; i++)
+    g_string_append_printf (hosts, "%s%s", i > 0 ? "\n" : "", data->hosts[i]);
+
+  qlean_guest_tlv_add_u32 (tlv, QLEAN_GUEST_TAG_OP, QLEAN_GUEST_FS_NET_CONFIGURE);
+  qlean_guest_tlv_add_string (tlv, QLEAN_GUEST_TAG_PATH, "/");
+  qlean_guest_tlv_add_string (tlv, QLEAN_GUEST_TAG_OLD_MAC, data->card_mac);
+  if (data->new_mac != NULL)
+    qlean_guest_tlv_add_string (tlv, QLEAN_GUEST_TAG_NEW_MAC, data->new_mac);
+  qlean_guest_tlv_add_string (tlv, QLEAN_GUEST_TAG_ADDR, data->address);
+  qlean_guest_tlv_add_u32 (tlv, QLEAN_GUEST_TAG_PREFIX, data->prefix);
+  if (data->gateway != NULL)
+    qlean_guest_tlv_add_string (tlv, QLEAN_GUEST_TAG_GATEWAY, data->gateway);
+  qlean_guest_tlv_add_string (tlv, QLEAN_GUEST_TAG_HOSTS, hosts->str);
+  request = qlean_guest_tlv_free_to_bytes (tlv);
+  qlean_machine_run_send_guest_request (data->run, 5, request, "FS NET CONFIGURE",
+                                        configure_sent_cb, g_object_ref (task), g_object_unref);
+  return G_SOURCE_REMOVE;
+}
+
+/* Gives the guest's card (@data) its address, default route, name
+ * server and /etc/hosts lines; takes @data. Completes with a boolean. */
+static void
+configure_card_async (QleanMachine        *self,
+                      ConfigureData       *data,
+                      GCancellable        *cancellable,
+                      GAsyncReadyCallback  callback,
+                      gpointer             user_data)
+{
+  g_autoptr(GTask) task = qlean_task_new (self, cancellable, callback, user_data,
+                                          configure_card_async,
+                                          "[qlean] configure guest network");
+
+  g_task_set_task_data (task, data, (GDestroyNotify) configure_data_free);
+  if (qlean_machine_run_uses_agent_only (data->run))
+    configure_by_script (task);
+  else
+    qlean_worker_invoke (configure_in_worker, g_steal_pointer (&task), g_object_unref);
+}
+
+static gboolean
+configure_card_finish (GAsyncResult  *result,
+                       GError       **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
 /* On the worker, while the machine starts and once its agent answers:
  * gives the guest's interface its address (and default route with NAT),
- * and lists every machine of the network in its /etc/hosts. */
+ * and lists every machine of the network in its /etc/hosts. A taken
+ * spare's card (@card_on_spare_hub) is still under the MAC every spare
+ * has, and gets the machine's. */
 static void
 qlean_machine_network_configure_async (QleanMachine        *self,
-                                       QleanQgaClient      *qga,
+                                       QleanMachineRun     *run,
                                        gboolean             card_on_spare_hub,
                                        GCancellable        *cancellable,
                                        GAsyncReadyCallback  callback,
                                        gpointer             user_data)
 {
-  g_autoptr(GTask) task = qlean_task_new (self, cancellable, callback, user_data,
-                                          qlean_machine_network_configure_async,
-                                          "[qlean] configure guest network");
   QleanNetwork *network = qlean_machine_get_network (self);
+  g_autoptr(QleanNetworkLease) lease = NULL;
+  g_autofree char *mac = NULL;
   ConfigureData *data;
 
-  data = g_new0 (ConfigureData, 1);
-  data->qga = g_object_ref (qga);
-  data->lease = qlean_network_lookup (network, qlean_machine_get_name (self));
-  data->card_on_spare_hub = card_on_spare_hub;
-  g_task_set_task_data (task, data, (GDestroyNotify) configure_data_free);
-
-  if (data->lease == NULL)
+  lease = qlean_network_lookup (network, qlean_machine_get_name (self));
+  if (lease == NULL)
     {
-      g_task_return_error (task, no_longer_on_network_error (self, network));
+      g_task_report_error (self, callback, user_data, qlean_machine_network_configure_async,
+                           no_longer_on_network_error (self, network));
       return;
     }
 
-  g_free (data->lease->mac_address);
-  data->lease->mac_address = qlean_machine_dup_mac_address (self);
-
-  interface_wait_async (self, qga, configure_card_mac (data), FALSE, cancellable,
-                        configure_interface_cb, g_steal_pointer (&task));
-}
-
-static gboolean
-qlean_machine_network_configure_finish (QleanMachine  *self,
-                                        GAsyncResult  *result,
-                                        GError       **error)
-{
-  return g_task_propagate_boolean (G_TASK (result), error);
+  mac = qlean_machine_dup_mac_address (self);
+  data = g_new0 (ConfigureData, 1);
+  data->run = qlean_machine_run_ref (run);
+  data->card_mac = g_strdup (card_on_spare_hub ? QLEAN_NETWORK_SPARE_MAC : mac);
+  data->new_mac = card_on_spare_hub ? g_strdup (mac) : NULL;
+  data->address = g_strdup (lease->address);
+  data->prefix = lease->prefix;
+  data->gateway = g_strdup (lease->gateway);
+  data->hosts = qlean_network_dup_hosts (network);
+  configure_card_async (self, data, cancellable, callback, user_data);
 }
 
 /* The network's part in a start */
@@ -505,7 +606,7 @@ qlean_machine_network_configured_cb (GObject      *source,
   g_autoptr(GTask) spawn_task = user_data;
   GError *error = NULL;
 
-  qlean_machine_network_configure_finish (self, result, &error);
+  configure_card_finish (result, &error);
   qlean_machine_boot_stage_done (self, spawn_task, error);
 }
 
@@ -516,9 +617,7 @@ qlean_machine_network_stage_start (QleanMachine    *self,
                                    QleanMachineRun *run,
                                    GTask           *spawn_task)
 {
-  g_autoptr(QleanQgaClient) qga = qlean_machine_run_dup_qga (run);
-
-  qlean_machine_network_configure_async (self, qga, run->card_on_spare_hub,
+  qlean_machine_network_configure_async (self, run, run->card_on_spare_hub,
                                          g_task_get_cancellable (spawn_task),
                                          qlean_machine_network_configured_cb,
                                          g_object_ref (spawn_task));
@@ -678,60 +777,41 @@ qlean_machine_network_join_from_spare (QleanMachine     *self,
 
 /* Warming a spare's card */
 
-static void
-warm_interface_cb (GObject      *source,
-                   GAsyncResult *result,
-                   gpointer      user_data)
-{
-  g_autoptr(GTask) task = user_data;
-  QleanMachine *self = g_task_get_source_object (task);
-  GCancellable *cancellable = g_task_get_cancellable (task);
-  InterfaceFound *found;
-  GError *error = NULL;
-
-  found = interface_wait_finish (result, &error);
-  if (found == NULL)
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-
-  {
-    /* An address of TEST-NET-1 (RFC 5737), which the configuration of
-     * the machine that takes the spare flushes. */
-    const char *argv[] = { "/bin/sh", "-c", configure_script, "qlean-network", "192.0.2.1/24",
-                           found->name, "", QLEAN_NETWORK_SPARE_MAC, NULL };
-
-    qlean_machine_exec_starting_async (self, argv, NULL, cancellable, configure_ran_cb,
-                                       g_steal_pointer (&task));
-  }
-  interface_found_free (found);
-}
-
 /* QleanMachineNetworkHooks.warm_spare_card: a spare's card is configured
- * once, alone on its hub, by the same agent call and script as that of
- * the machine that takes it. Under TCG, their first run in a QEMU costs
- * about 0.3 s of translation, which the spare then pays ahead. */
+ * once, alone on its hub, the way the machine that takes it will be
+ * (qlean-guest's request, or the agent's interface query and the
+ * script). Under TCG, their first run in a QEMU costs about 0.3 s of
+ * translation for the script, which the spare then pays ahead. Its
+ * address is of TEST-NET-1 (RFC 5737), which the taking machine's
+ * configuration flushes. */
 static void
 qlean_machine_network_warm_spare_card (QleanMachine        *spare,
                                        GCancellable        *cancellable,
                                        GAsyncReadyCallback  callback,
                                        gpointer             user_data)
 {
-  g_autoptr(GTask) task = qlean_task_new (spare, cancellable, callback, user_data,
-                                          qlean_machine_network_warm_spare_card,
-                                          "[qlean] warm a spare's network card");
-  g_autoptr(QleanQgaClient) qga = qlean_machine_dup_qga (spare);
+  g_autoptr(GError) error = NULL;
+  QleanMachineRun *run;
+  ConfigureData *data;
 
-  if (qga == NULL)
+  run = qlean_machine_ref_run (spare, QLEAN_MACHINE_OP_RUN_COMMAND, TRUE, &error);
+  if (run == NULL)
     {
-      g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
-                               _("Could not configure the network card of a spare machine: it "
-                                 "has no agent connection"));
+      g_task_report_new_error (spare, callback, user_data, qlean_machine_network_warm_spare_card,
+                               QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_INVALID_STATE,
+                               _("Could not configure the network card of a spare machine: %s"),
+                               error->message);
       return;
     }
-  interface_wait_async (spare, qga, QLEAN_NETWORK_SPARE_MAC, FALSE, cancellable,
-                        warm_interface_cb, g_steal_pointer (&task));
+
+  data = g_new0 (ConfigureData, 1);
+  data->run = run;
+  data->card_mac = g_strdup (QLEAN_NETWORK_SPARE_MAC);
+  data->new_mac = g_strdup (QLEAN_NETWORK_SPARE_MAC);
+  data->address = g_strdup ("192.0.2.1");
+  data->prefix = 24;
+  data->hosts = g_new0 (char *, 1);
+  configure_card_async (spare, data, cancellable, callback, user_data);
 }
 
 static const QleanMachineNetworkHooks network_hooks = {

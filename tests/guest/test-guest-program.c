@@ -651,6 +651,23 @@ static bool fs (uint32_t op, const char *path, const char *path2, int64_t mode, 
   return wait_reply (send_fs (op, path, path2, mode, flags, mtime), rep);
 }
 
+/* FS NET CONFIGURE of the card @card_mac, with no gateway and no hosts. */
+static bool net_configure (const char *card_mac, const char *addr, uint32_t prefix, Reply *rep)
+{
+  Buf b = { 0 };
+  uint32_t id = g_next++;
+
+  tlv_u32 (&b, QLEAN_GUEST_TAG_OP, QLEAN_GUEST_FS_NET_CONFIGURE);
+  tlv_str (&b, QLEAN_GUEST_TAG_PATH, "/");
+  tlv_str (&b, QLEAN_GUEST_TAG_OLD_MAC, card_mac);
+  tlv_str (&b, QLEAN_GUEST_TAG_ADDR, addr);
+  tlv_u32 (&b, QLEAN_GUEST_TAG_PREFIX, prefix);
+  tlv_str (&b, QLEAN_GUEST_TAG_HOSTS, "");
+  send_frame (QLEAN_GUEST_FRAME_FS, 0, id, b.p, b.len);
+  buf_free (&b);
+  return wait_reply (id, rep);
+}
+
 static bool fs_ok (const Reply *r) { return r->done && !r->error; }
 static bool fs_err (const Reply *r, int err) { return r->error && r->err == err; }
 
@@ -1810,6 +1827,18 @@ static void test_fs_copy_utime (void)
    * guests). */
   CHECK (fs (QLEAN_GUEST_FS_IDENTITY, "/", NULL, -1, 0, NULL, &rep));
   CHECK (fs_err (&rep, EINVAL) && strstr (rep.msg, "no HOSTNAME") != NULL);
+  /* NET CONFIGURE, likewise, is run in guests (test-pool); here: what
+   * it refuses before it touches anything. */
+  CHECK (fs (QLEAN_GUEST_FS_NET_CONFIGURE, "/", NULL, -1, 0, NULL, &rep));
+  CHECK (fs_err (&rep, EINVAL) && strstr (rep.msg, "are required") != NULL);
+  CHECK (net_configure ("02:00:00:00:00:01", "10.1.2.300", 24, &rep));
+  CHECK (fs_err (&rep, EINVAL) && strstr (rep.msg, "malformed") != NULL);
+  CHECK (net_configure ("02:00:00:00:00:01", "10.1.2.3", 33, &rep));
+  CHECK (fs_err (&rep, EINVAL));
+  /* A MAC no card of this host has (locally administered, odd digits):
+   * ENODEV, so that the host falls back to waiting for the card. */
+  CHECK (net_configure ("02:71:e5:00:00:01", "10.1.2.3", 24, &rep));
+  CHECK (fs_err (&rep, ENODEV) && strstr (rep.msg, "no network card") != NULL);
   free (data);
 }
 
