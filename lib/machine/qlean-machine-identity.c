@@ -208,8 +208,10 @@ identity_in_worker (gpointer user_data)
   qlean_guest_tlv_add_string (tlv, QLEAN_GUEST_TAG_PATH, "/");
   /* The script's processes warmed process creation for the first
    * command, and a warmed spare relies on that for the machine that
-   * takes it (qlean-machine-spares.c): FLAG_WARM runs one shell. */
-  qlean_guest_tlv_add_u32 (tlv, QLEAN_GUEST_TAG_FLAGS, QLEAN_GUEST_FLAG_WARM);
+   * takes it (qlean-machine-spares.c): FLAG_WARM runs one shell. The
+   * taker's guest has run it already. */
+  if (!identity->run->guest_warm)
+    qlean_guest_tlv_add_u32 (tlv, QLEAN_GUEST_TAG_FLAGS, QLEAN_GUEST_FLAG_WARM);
   qlean_guest_tlv_add_string (tlv, QLEAN_GUEST_TAG_HOSTNAME, self->name);
   qlean_guest_tlv_add_string (tlv, QLEAN_GUEST_TAG_MACHINE_ID, identity->machine_id);
   qlean_guest_tlv_add (tlv, QLEAN_GUEST_TAG_SEED, identity->seed, sizeof identity->seed);

@@ -116,6 +116,10 @@ struct _QleanMachineRun
    * the guest gives it the machine's MAC and the switch joins the hub;
    * FALSE for a card on the switch from the start. */
   gboolean            card_on_spare_hub;
+  /* A taken spare: its guest has run processes already (its own
+   * identity fix and card warm-up), so the taker's identity fix need
+   * not warm process creation again. */
+  gboolean            guest_warm;
   /* Fast start (qlean-machine-boot-state.c) */
   char               *boot_state_save;  /* save the boot here once ready */
   int                 boot_state_lock;  /* flock held while saving or loading */

@@ -593,6 +593,7 @@ spare_adopt (QleanMachine *self,
    * joins the switch. */
   g_clear_pointer (&self->incoming_old_mac, g_free);
   self->incoming_new_identity = TRUE;
+  run->guest_warm = TRUE;
   run->spawn_task = g_object_ref (task);
   g_ptr_array_set_size (run->boot_stages, 0);
   run->boot_stage = 0;
