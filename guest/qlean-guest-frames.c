@@ -62,7 +62,9 @@ char *xstrdup (const char *s)
   return memcpy (xmalloc (n), s, n);
 }
 
-/* A whole small file, NUL-terminated (its length in *len), or NULL. */
+/* A whole small file, NUL-terminated (its length in *len), or NULL
+ * with errno set: a failed read is not taken for its end, so that a
+ * caller that rewrites the file never writes a truncated copy. */
 char *read_small_file (const char *path, size_t *len)
 {
   int fd = open (path, O_RDONLY | O_CLOEXEC);
@@ -83,7 +85,15 @@ char *read_small_file (const char *path, size_t *len)
       r = read (fd, buf + n, cap - n);
       if (r < 0 && errno == EINTR)
         continue;
-      if (r <= 0)
+      if (r < 0)
+        {
+          int err = errno;
+          free (buf);
+          close (fd);
+          errno = err;
+          return NULL;
+        }
+      if (r == 0)
         break;
       n += (size_t) r;
     }

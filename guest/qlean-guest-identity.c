@@ -31,11 +31,13 @@
 /* Files                                                                     */
 
 /* Writes @len bytes to @path as a shell's `>` does: links followed, an
- * existing file's inode and mode kept; a missing file is created (0666
- * less the umask) with @create, and is an error (ENOENT) without it. */
+ * existing file's inode and mode kept; a missing file is created with
+ * @create (0666 less the umask commands get: qlean-guest's own is 0),
+ * and is an error (ENOENT) without it. */
 int write_whole_file (const char *path, const char *data, size_t len, bool create)
 {
-  int fd = open (path, O_WRONLY | O_TRUNC | O_CLOEXEC | (create ? O_CREAT : 0), 0666);
+  int fd = open (path, O_WRONLY | O_TRUNC | O_CLOEXEC | (create ? O_CREAT : 0),
+                 0666 & ~G.child_umask);
   int err = 0;
 
   if (fd < 0)

@@ -28,7 +28,8 @@
 /* rtnetlink                                                                 */
 
 /* One request, built in place: the header, the family's message, then
- * attributes. 256 bytes hold the largest here (a route: 28 + 12 + 2×8). */
+ * attributes. 256 bytes hold the largest here (a route: a 12-byte
+ * rtmsg and two 8-byte attributes after the 16-byte header). */
 typedef struct
 {
   struct nlmsghdr h;
@@ -56,7 +57,8 @@ static void nl_add_attr (NlRequest *req, uint16_t type, const void *data, size_t
 
 /* Sends @req and reads the kernel's answer to it. With @each (a dump),
  * calls it on every message until NLMSG_DONE; otherwise waits for the
- * acknowledgement. 0 or an errno. */
+ * acknowledgement. 0 or an errno (EAGAIN when the kernel said nothing
+ * within the socket's receive timeout). */
 static int nl_talk (int sock, NlRequest *req, void (*each) (const struct nlmsghdr *, void *),
                     void *data)
 {
@@ -72,20 +74,23 @@ static int nl_talk (int sock, NlRequest *req, void (*each) (const struct nlmsghd
   for (;;)
     {
       ssize_t n = recv (sock, buf, sizeof buf, 0);
-      size_t left;
+      int left;
 
       if (n < 0 && errno == EINTR)
         continue;
       if (n < 0)
         return errno;
-      left = (size_t) n;
+      if (n == 0)
+        return EPROTO;
+      left = (int) n;
       for (struct nlmsghdr *h = (struct nlmsghdr *) buf; NLMSG_OK (h, left);
            h = NLMSG_NEXT (h, left))
         {
           if (h->nlmsg_seq != req->h.nlmsg_seq)
             continue;
+          /* A dump's end carries its own error, when it failed. */
           if (h->nlmsg_type == NLMSG_DONE)
-            return 0;
+            return h->nlmsg_len >= NLMSG_LENGTH (sizeof (int)) ? -*(const int *) NLMSG_DATA (h) : 0;
           if (h->nlmsg_type == NLMSG_ERROR)
             {
               const struct nlmsgerr *e = NLMSG_DATA (h);
@@ -94,8 +99,6 @@ static int nl_talk (int sock, NlRequest *req, void (*each) (const struct nlmsghd
           if (each)
             each (h, data);
         }
-      if (n == 0)
-        return EPROTO;
     }
 }
 
@@ -135,27 +138,37 @@ static void collect_addr (const struct nlmsghdr *h, void *data)
   list->locals[list->n++] = local;
 }
 
+/* As iproute2 does, dumps again until a round finds nothing: an address
+ * added meanwhile (by a DHCP client, say) goes too. */
 static int flush_ipv4 (int sock, int ifindex)
 {
   struct ifaddrmsg all = { .ifa_family = AF_INET };
-  AddrList list = { .ifindex = ifindex };
   NlRequest req;
-  int err;
+  int err = 0;
 
-  nl_init (&req, RTM_GETADDR, NLM_F_DUMP, &all, sizeof all);
-  err = nl_talk (sock, &req, collect_addr, &list);
-  for (size_t i = 0; !err && i < list.n; i++)
+  for (int round = 0; round < 10; round++)
     {
-      nl_init (&req, RTM_DELADDR, 0, &list.addrs[i], sizeof list.addrs[i]);
-      nl_add_attr (&req, IFA_LOCAL, &list.locals[i], 4);
-      err = nl_talk (sock, &req, NULL, NULL);
-      /* Deleting a primary address may take its secondaries with it. */
-      if (err == EADDRNOTAVAIL)
-        err = 0;
+      AddrList list = { .ifindex = ifindex };
+      size_t found;
+
+      nl_init (&req, RTM_GETADDR, NLM_F_DUMP, &all, sizeof all);
+      err = nl_talk (sock, &req, collect_addr, &list);
+      for (size_t i = 0; !err && i < list.n; i++)
+        {
+          nl_init (&req, RTM_DELADDR, 0, &list.addrs[i], sizeof list.addrs[i]);
+          nl_add_attr (&req, IFA_LOCAL, &list.locals[i], 4);
+          err = nl_talk (sock, &req, NULL, NULL);
+          /* Deleting a primary address may take its secondaries with it. */
+          if (err == EADDRNOTAVAIL)
+            err = 0;
+        }
+      found = list.n;
+      free (list.addrs);
+      free (list.locals);
+      if (err || found == 0)
+        return err;
     }
-  free (list.addrs);
-  free (list.locals);
-  return err;
+  return EBUSY;
 }
 
 /* `ip addr add ADDR/PREFIX dev DEV` */
@@ -226,19 +239,23 @@ bool parse_mac (const char *text, unsigned char mac[6])
 }
 
 /* The name of the network card whose address is @mac (as sysfs writes
- * it), into @ifname: 0, ENODEV when there is none, or an errno. */
+ * it), into @ifname: 0, ENODEV when there is none, or an errno. A
+ * bridge, VLAN or bond may show its card's MAC too: a device's own card
+ * (with a `device` link) wins over them. */
 int find_card (const char *mac, char *ifname)
 {
   struct dirent *e;
   DIR *d;
   int err = ENODEV;
+  bool own_device = false;
 
   if (!(d = opendir ("/sys/class/net")))
     return errno == ENOENT ? ENODEV : errno;
-  while (err == ENODEV && (e = readdir (d)))
+  while (!own_device && (e = readdir (d)))
     {
       char path[64 + sizeof e->d_name];
       char *address;
+      bool same;
 
       if (e->d_name[0] == '.' || strlen (e->d_name) >= IFNAMSIZ)
         continue;
@@ -246,12 +263,15 @@ int find_card (const char *mac, char *ifname)
       if (!(address = read_small_file (path, NULL)))
         continue;
       address[strcspn (address, "\n")] = 0;
-      if (strcmp (address, mac) == 0)
-        {
-          snprintf (ifname, IFNAMSIZ, "%s", e->d_name);
-          err = 0;
-        }
+      same = strcmp (address, mac) == 0;
       free (address);
+      if (!same)
+        continue;
+      snprintf (path, sizeof path, "/sys/class/net/%s/device", e->d_name);
+      own_device = access (path, F_OK) == 0;
+      if (err == ENODEV || own_device)
+        snprintf (ifname, IFNAMSIZ, "%s", e->d_name);
+      err = 0;
     }
   closedir (d);
   return err;
@@ -341,6 +361,17 @@ static int write_hosts (Span hosts)
   return err;
 }
 
+/* The files' part: the script goes on when it cannot write
+ * /etc/resolv.conf (a read-only one, say), and so does this. */
+static int write_hosts_after_resolv_conf (const char *gateway, Span hosts)
+{
+  int err;
+
+  if (gateway && (err = write_resolv_conf (gateway)))
+    logmsg ("cannot write /etc/resolv.conf: %s", strerror (err));
+  return write_hosts (hosts);
+}
+
 /* ------------------------------------------------------------------------ */
 /* The request                                                               */
 
@@ -377,15 +408,17 @@ int configure_network (const Req *r, const char **failed)
       *failed = err == ENODEV ? "no network card has that MAC address" : "cannot list cards";
       goto out;
     }
-  ifindex = (int) if_nametoindex (ifname);
-  sock = socket (AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  nl = socket (AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (ifindex == 0 || sock < 0 || nl < 0)
+  if ((ifindex = (int) if_nametoindex (ifname)) == 0 ||
+      (sock = socket (AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0 ||
+      (nl = socket (AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)) < 0)
     {
-      err = errno;
+      err = errno ? errno : ENODEV;
       *failed = "cannot reach the network card";
       goto out;
     }
+  /* The kernel answers at once; should it not, the host still gets an
+   * answer (and goes the script's way) instead of a stuck qlean-guest. */
+  setsockopt (nl, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval) { .tv_sec = 5 }, sizeof (struct timeval));
 
   /* A taken spare's card gets the machine's MAC as it comes up again:
    * down, it drops its IPv6 link-local address, made from the MAC every
@@ -400,9 +433,7 @@ int configure_network (const Req *r, const char **failed)
     *failed = "cannot add the card's address";
   else if (gateway && (err = replace_default_route (nl, ifindex, gw)))
     *failed = "cannot set the default route";
-  else if (gateway && (err = write_resolv_conf (gateway)))
-    *failed = "cannot write /etc/resolv.conf";
-  else if ((err = write_hosts (r->hosts)))
+  else if ((err = write_hosts_after_resolv_conf (gateway, r->hosts)))
     *failed = "cannot write /etc/hosts";
 
 out:

@@ -216,19 +216,23 @@
  * - FS NET CONFIGURE (version 5) gives a machine's network card its
  *   place on a Qlean network, as the host's configure script would with
  *   `ip`. PATH is ignored (send "/"). The card is the one whose address
- *   (as /sys/class/net/CARD/address shows it) is OLD_MAC: none is ERROR
- *   ENODEV, and nothing was changed. In order: with NEW_MAC, the card
- *   goes down and gets NEW_MAC; it goes up; its IPv4 addresses go;
- *   ADDR/PREFIX is added; with GATEWAY, the default route is replaced by
- *   one through GATEWAY on the card, and /etc/resolv.conf, unless it is
- *   a symbolic link, gets "nameserver GATEWAY\n"; the lines of
- *   /etc/hosts that end in " # qlean" go, every other line is kept (with
- *   a newline), and each line of HOSTS (newline-separated "ADDRESS
- *   NAME") follows with " # qlean" appended. Files are written as a
- *   shell's `>` does (created when missing). The first failure ends it
+ *   (as /sys/class/net/CARD/address shows it, lower case) is OLD_MAC,
+ *   a card with a `device` link before a bridge or VLAN with the same
+ *   MAC: none is ERROR ENODEV, and nothing was changed. In order: with
+ *   NEW_MAC, the card goes down and gets NEW_MAC; it goes up; its IPv4
+ *   addresses go (dumped again until none is left); ADDR/PREFIX is
+ *   added; with GATEWAY, the default route is replaced by one through
+ *   GATEWAY on the card, and /etc/resolv.conf, unless it is a symbolic
+ *   link, gets "nameserver GATEWAY\n" (a failure to write it is logged
+ *   and passed over, as the script does); the lines of /etc/hosts that
+ *   end in " # qlean" go, every other line is kept (with a newline), and
+ *   each line of HOSTS (newline-separated "ADDRESS NAME") follows with
+ *   " # qlean" appended. Files are written as a shell's `>` does: created
+ *   when missing, with the umask commands get. The first failure ends it
  *   with ERROR; every step can run again, and the host's script after an
- *   ERROR does them all anew. An older qlean-guest answers ERROR EINVAL
- *   ("unknown FS operation").
+ *   ERROR does them all anew, looking for the card under OLD_MAC or
+ *   NEW_MAC (the card may have NEW_MAC already). An older qlean-guest
+ *   answers ERROR EINVAL ("unknown FS operation").
  */
 
 #ifndef QLEAN_GUEST_PROTOCOL_H

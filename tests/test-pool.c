@@ -729,6 +729,9 @@ test_nat (void)
                              "/etc/resolv.conf", gateway, gateway);
   g_assert_cmpint (run_status (machine, command, NULL), ==, 0);
   assert_pings (machine, gateway, TRUE);
+  /* Written, or created, as a shell would: nobody else may write them. */
+  g_assert_cmpint (run_status (machine, "test -z \"$(find /etc/resolv.conf /etc/hosts -perm -0002)\"",
+                               NULL), ==, 0);
 
   /* A server on the host's loopback: slirp must not take the guest
    * there (disable_host_loopback). */

@@ -20,6 +20,40 @@ G_BEGIN_DECLS
  * class calls it, before any machine can be on a network. */
 void               qlean_machine_network_register         (void);
 
+/* qlean-machine-network-interface.c */
+
+/* How long a guest may take to show its network card, or an address on
+ * it. The minimal image shows both at once; distribution images may
+ * still be renaming interfaces or running a DHCP client. */
+#define QLEAN_INTERFACE_WAIT_MS 10000
+
+/* The interface a wait found. */
+typedef struct
+{
+  char *name;
+  char *ipv4;   /* its first IPv4 address, or NULL */
+} QleanInterfaceFound;
+
+void                 qlean_interface_found_free          (QleanInterfaceFound *found);
+
+/* On the worker: polls guest-network-get-interfaces through @qga until
+ * the interface with @mac_address (any but loopback when NULL), or with
+ * @or_mac_address when that is not NULL, shows, with an IPv4 address
+ * when @need_ipv4. Fails with G_IO_ERROR_TIMED_OUT
+ * after QLEAN_INTERFACE_WAIT_MS, with what the guest showed as its
+ * message: empty when it showed no interface, so that callers say so in
+ * a sentence of their own. */
+void                 qlean_machine_wait_interface_async  (gpointer             source_object,
+                                                          QleanQgaClient      *qga,
+                                                          const char          *mac_address,
+                                                          const char          *or_mac_address,
+                                                          gboolean             need_ipv4,
+                                                          GCancellable        *cancellable,
+                                                          GAsyncReadyCallback  callback,
+                                                          gpointer             user_data);
+QleanInterfaceFound *qlean_machine_wait_interface_finish (GAsyncResult        *result,
+                                                          GError             **error);
+
 gboolean           qlean_machine_network_match_interface  (JsonArray           *interfaces,
                                                            const char          *mac_address,
                                                            gboolean             need_ipv4,

@@ -27,12 +27,6 @@
 #include "qlean-task-private.h"
 #include "qlean-worker-private.h"
 
-/* How long a guest may take to show its network card, or an address on
- * it. The minimal image shows both at once; distribution images may
- * still be renaming interfaces or running a DHCP client. */
-#define INTERFACE_WAIT_MS 10000
-#define INTERFACE_POLL_MS 50
-
 /* The guest side of the configuration: a fixed script, with every value
  * passed as an argument, never pasted into shell text. IPv4 addresses are
  * flushed first, so that a guest restored from a saved state, or with a
@@ -108,235 +102,6 @@ qlean_machine_network_check_running (QleanMachine  *self,
   return FALSE;
 }
 
-/* Waiting for an interface */
-
-typedef struct
-{
-  QleanQgaClient *qga;
-  char           *mac_address;   /* NULL: any interface but loopback */
-  gboolean        need_ipv4;
-  gint64          deadline;
-  char           *seen;          /* what the guest showed last, for errors */
-} InterfaceWait;
-
-typedef struct
-{
-  char *name;
-  char *ipv4;
-} InterfaceFound;
-
-static void
-interface_wait_free (InterfaceWait *wait)
-{
-  g_clear_object (&wait->qga);
-  g_free (wait->mac_address);
-  g_free (wait->seen);
-  g_free (wait);
-}
-
-static void
-interface_found_free (InterfaceFound *found)
-{
-  g_free (found->name);
-  g_free (found->ipv4);
-  g_free (found);
-}
-
-/* The guest writes the reply: every member may be missing or of another
- * type, which the typed getters read as missing. */
-static const char *
-first_ipv4 (JsonObject *interface)
-{
-  JsonArray *addresses = qlean_json_get_array (interface, "ip-addresses");
-
-  for (guint i = 0; addresses != NULL && i < json_array_get_length (addresses); i++)
-    {
-      JsonObject *address = qlean_json_array_get_object (addresses, i);
-      const char *ip = qlean_json_get_string (address, "ip-address");
-
-      if (ip != NULL && g_strcmp0 (qlean_json_get_string (address, "ip-address-type"), "ipv4") == 0)
-        return ip;
-    }
-
-  return NULL;
-}
-
-/*
- * qlean_machine_network_match_interface:
- * @interfaces: (nullable): the reply to `guest-network-get-interfaces`
- * @mac_address: (nullable): the MAC address to look for; %NULL for any
- *   interface but loopback
- * @need_ipv4: whether the interface must have an IPv4 address
- * @name: (out): the interface's name
- * @ipv4: (out) (nullable): its first IPv4 address
- * @seen: (out): what the guest showed, for an error message
- *
- * Returns: whether the interface is there
- */
-gboolean
-qlean_machine_network_match_interface (JsonArray   *interfaces,
-                                       const char  *mac_address,
-                                       gboolean     need_ipv4,
-                                       char       **name,
-                                       char       **ipv4,
-                                       char       **seen)
-{
-  GString *shown = g_string_new (NULL);
-  gboolean found = FALSE;
-
-  *name = NULL;
-  *ipv4 = NULL;
-
-  for (guint i = 0; interfaces != NULL && i < json_array_get_length (interfaces); i++)
-    {
-      JsonObject *interface = qlean_json_array_get_object (interfaces, i);
-      const char *if_name, *mac, *address;
-
-      if (interface == NULL)
-        continue;
-
-      if_name = qlean_json_get_string (interface, "name");
-      mac = qlean_json_get_string (interface, "hardware-address");
-      address = first_ipv4 (interface);
-      g_string_append_printf (shown, "%s%s (%s, %s)", shown->len ? ", " : "",
-                              if_name ? if_name : "?", mac && *mac ? mac : "no MAC",
-                              address ? address : "no IPv4");
-
-      /* An interface without a name cannot be configured. */
-      if (found || if_name == NULL)
-        continue;
-      if (mac_address != NULL ? g_ascii_strcasecmp (mac ? mac : "", mac_address) != 0
-                              : (g_str_equal (if_name, "lo") || g_str_has_prefix (address ? address : "", "127.")))
-        continue;
-      if (need_ipv4 && address == NULL)
-        continue;
-
-      found = TRUE;
-      *name = g_strdup (if_name);
-      *ipv4 = g_strdup (address);
-    }
-
-  *seen = g_string_free (shown, FALSE);
-  return found;
-}
-
-/* The interface the wait is for, or NULL; notes what it saw. */
-static InterfaceFound *
-match_interface (InterfaceWait *wait,
-                 JsonArray     *interfaces)
-{
-  g_autofree char *name = NULL;
-  g_autofree char *ipv4 = NULL;
-  InterfaceFound *found;
-
-  g_free (wait->seen);
-  if (!qlean_machine_network_match_interface (interfaces, wait->mac_address, wait->need_ipv4,
-                                              &name, &ipv4, &wait->seen))
-    return NULL;
-
-  found = g_new0 (InterfaceFound, 1);
-  found->name = g_steal_pointer (&name);
-  found->ipv4 = g_steal_pointer (&ipv4);
-  return found;
-}
-
-static void interface_wait_step (GTask *task);
-
-static gboolean
-interface_wait_timer_cb (gpointer user_data)
-{
-  interface_wait_step (G_TASK (user_data));
-  return G_SOURCE_REMOVE;
-}
-
-static void
-interface_wait_reply_cb (GObject      *source,
-                         GAsyncResult *result,
-                         gpointer      user_data)
-{
-  g_autoptr(GTask) task = user_data;
-  InterfaceWait *wait = g_task_get_task_data (task);
-  g_autoptr(JsonNode) reply = NULL;
-  g_autoptr(GError) error = NULL;
-  InterfaceFound *found;
-  GSource *timer;
-
-  reply = qlean_qga_client_execute_finish (QLEAN_QGA_CLIENT (source), result, &error);
-  if (reply == NULL)
-    {
-      g_task_return_error (task, g_steal_pointer (&error));
-      return;
-    }
-
-  found = match_interface (wait, JSON_NODE_HOLDS_ARRAY (reply) ? json_node_get_array (reply) : NULL);
-  if (found != NULL)
-    {
-      g_task_return_pointer (task, found, (GDestroyNotify) interface_found_free);
-      return;
-    }
-
-  if (g_get_monotonic_time () >= wait->deadline)
-    {
-      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                               "%s", wait->seen ? wait->seen : "");
-      return;
-    }
-
-  timer = g_timeout_source_new (INTERFACE_POLL_MS);
-  g_source_set_callback (timer, interface_wait_timer_cb, g_steal_pointer (&task), g_object_unref);
-  g_source_set_static_name (timer, "[qlean] interface poll");
-  g_source_attach (timer, qlean_worker_get_context ());
-  g_source_unref (timer);
-}
-
-static void
-interface_wait_step (GTask *task)
-{
-  InterfaceWait *wait = g_task_get_task_data (task);
-
-  if (g_task_return_error_if_cancelled (task))
-    return;
-
-  qlean_qga_client_execute_async (wait->qga, "guest-network-get-interfaces", NULL,
-                                  g_task_get_cancellable (task), interface_wait_reply_cb,
-                                  g_object_ref (task));
-}
-
-/* On the worker: polls guest-network-get-interfaces until the interface
- * with @mac_address (any but loopback when NULL) shows, with an IPv4
- * address when @need_ipv4. Fails with G_IO_ERROR_TIMED_OUT and what the
- * guest showed as its message: empty when it showed no interface, so
- * that callers say so in a sentence of their own. */
-static void
-interface_wait_async (gpointer             source_object,
-                      QleanQgaClient      *qga,
-                      const char          *mac_address,
-                      gboolean             need_ipv4,
-                      GCancellable        *cancellable,
-                      GAsyncReadyCallback  callback,
-                      gpointer             user_data)
-{
-  g_autoptr(GTask) task = qlean_task_new (source_object, cancellable, callback, user_data,
-                                          interface_wait_async,
-                                          "[qlean] wait for the guest's interface");
-  InterfaceWait *wait = g_new0 (InterfaceWait, 1);
-
-  wait->qga = g_object_ref (qga);
-  wait->mac_address = g_strdup (mac_address);
-  wait->need_ipv4 = need_ipv4;
-  wait->deadline = g_get_monotonic_time () + INTERFACE_WAIT_MS * G_TIME_SPAN_MILLISECOND;
-  g_task_set_task_data (task, wait, (GDestroyNotify) interface_wait_free);
-
-  interface_wait_step (task);
-}
-
-static InterfaceFound *
-interface_wait_finish (GAsyncResult  *result,
-                       GError       **error)
-{
-  return g_task_propagate_pointer (G_TASK (result), error);
-}
-
 /* Configuring the guest */
 
 /* What the guest's card gets: the same either way. */
@@ -349,6 +114,7 @@ typedef struct
   guint            prefix;
   char            *gateway;    /* NULL without NAT */
   GStrv            hosts;      /* "ADDRESS NAME" */
+  char            *guest_error; /* why qlean-guest's way failed, if it did */
 } ConfigureData;
 
 static void
@@ -360,7 +126,28 @@ configure_data_free (ConfigureData *data)
   g_free (data->address);
   g_free (data->gateway);
   g_strfreev (data->hosts);
+  g_free (data->guest_error);
   g_free (data);
+}
+
+/* Fails the configuration with @error (taken), adding what qlean-guest
+ * said when its way was tried first and failed. */
+static void
+configure_fail (GTask  *task,
+                GError *error)
+{
+  ConfigureData *data = g_task_get_task_data (task);
+
+  if (data->guest_error != NULL && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      GError *full = g_error_new (error->domain, error->code,
+                                  _("%s (qlean-guest, asked first, said: %s)"),
+                                  error->message, data->guest_error);
+
+      g_error_free (error);
+      error = full;
+    }
+  g_task_return_error (task, error);
 }
 
 static void
@@ -377,7 +164,7 @@ configure_ran_cb (GObject      *source,
   ran = qlean_machine_exec_finish (self, result, &error);
   if (ran == NULL)
     {
-      g_task_return_error (task, error);
+      configure_fail (task, error);
       return;
     }
 
@@ -388,11 +175,12 @@ configure_ran_cb (GObject      *source,
     }
 
   err = qlean_exec_result_get_stderr_text (ran);
-  g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
-                           _("Could not set up the network of machine “%s” (the guest needs "
-                             "`ip` from iproute2 or busybox): exit status %d%s%s"),
-                           qlean_machine_get_name (self), qlean_exec_result_get_exit_status (ran),
-                           err && *g_strstrip (err) ? ": " : "", err ? err : "");
+  configure_fail (task, g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                                     _("Could not set up the network of machine “%s” (the guest "
+                                       "needs `ip` from iproute2 or busybox): exit status %d%s%s"),
+                                     qlean_machine_get_name (self),
+                                     qlean_exec_result_get_exit_status (ran),
+                                     err && *g_strstrip (err) ? ": " : "", err ? err : ""));
 }
 
 static void
@@ -406,27 +194,28 @@ configure_interface_cb (GObject      *source,
   GCancellable *cancellable = g_task_get_cancellable (task);
   g_autoptr(GPtrArray) args = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GError) error = NULL;
-  InterfaceFound *found;
+  QleanInterfaceFound *found;
 
-  found = interface_wait_finish (result, &error);
+  found = qlean_machine_wait_interface_finish (result, &error);
   if (found == NULL)
     {
       /* The timeout's message lists the interfaces the guest showed. */
       if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) && *error->message != '\0')
-        g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
-                                 _("Machine “%s” shows no network interface with MAC address %s "
-                                   "after %u ms (its kernel needs the virtio_net driver); it has: %s"),
-                                 qlean_machine_get_name (self), data->card_mac,
-                                 INTERFACE_WAIT_MS, error->message);
+        configure_fail (task, g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                                           _("Machine “%s” shows no network interface with MAC "
+                                             "address %s after %u ms (its kernel needs the "
+                                             "virtio_net driver); it has: %s"),
+                                           qlean_machine_get_name (self), data->card_mac,
+                                           QLEAN_INTERFACE_WAIT_MS, error->message));
       else if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
-        g_task_return_new_error (task, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
-                                 _("Machine “%s” shows no network interface with MAC address %s "
-                                   "after %u ms (its kernel needs the virtio_net driver); it has "
-                                   "no interfaces at all"),
-                                 qlean_machine_get_name (self), data->card_mac,
-                                 INTERFACE_WAIT_MS);
+        configure_fail (task, g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                                           _("Machine “%s” shows no network interface with MAC "
+                                             "address %s after %u ms (its kernel needs the "
+                                             "virtio_net driver); it has no interfaces at all"),
+                                           qlean_machine_get_name (self), data->card_mac,
+                                           QLEAN_INTERFACE_WAIT_MS));
       else
-        g_task_return_error (task, g_steal_pointer (&error));
+        configure_fail (task, g_steal_pointer (&error));
       return;
     }
 
@@ -441,7 +230,7 @@ configure_interface_cb (GObject      *source,
   for (guint i = 0; data->hosts[i] != NULL; i++)
     g_ptr_array_add (args, g_strdup (data->hosts[i]));
   g_ptr_array_add (args, NULL);
-  interface_found_free (found);
+  qlean_interface_found_free (found);
 
   qlean_machine_exec_starting_async (self, (const char * const *) args->pdata, NULL, cancellable,
                                      configure_ran_cb, g_steal_pointer (&task));
@@ -462,8 +251,11 @@ configure_by_script (GTask *task)
                                qlean_machine_get_name (g_task_get_source_object (task)));
       return;
     }
-  interface_wait_async (g_task_get_source_object (task), qga, data->card_mac, FALSE,
-                        g_task_get_cancellable (task), configure_interface_cb, g_object_ref (task));
+  /* After qlean-guest's way failed midway, the card may show its new
+   * MAC already: the script sets it again. */
+  qlean_machine_wait_interface_async (g_task_get_source_object (task), qga, data->card_mac,
+                                      data->new_mac, FALSE, g_task_get_cancellable (task),
+                                      configure_interface_cb, g_object_ref (task));
 }
 
 /* qlean-guest's way: one FS NET CONFIGURE does what the script does,
@@ -493,7 +285,12 @@ configure_sent_cb (const GError *error,
                    gpointer      user_data)
 {
   GTask *task = user_data;
+  ConfigureData *data = g_task_get_task_data (task);
 
+  /* Unknown to an older qlean-guest, or none answers: nothing to add
+   * to a failure of the script. */
+  if (error != NULL && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED))
+    data->guest_error = g_strdup (error->message);
   if (error != NULL)
     g_debug ("machine %s: qlean-guest did not configure its network (%s); the script does",
              qlean_machine_get_name (g_task_get_source_object (task)), error->message);
@@ -837,10 +634,10 @@ get_ip_interface_cb (GObject      *source,
   g_autoptr(GTask) task = user_data;
   QleanMachine *self = g_task_get_source_object (task);
   g_autoptr(GError) error = NULL;
-  InterfaceFound *found;
+  QleanInterfaceFound *found;
   char *ipv4;
 
-  found = interface_wait_finish (result, &error);
+  found = qlean_machine_wait_interface_finish (result, &error);
   if (found == NULL)
     {
       /* The timeout's message lists the interfaces the guest showed. */
@@ -848,19 +645,19 @@ get_ip_interface_cb (GObject      *source,
         g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
                                  _("Machine “%s” has no IPv4 address after %u ms; its "
                                    "interfaces: %s"),
-                                 qlean_machine_get_name (self), INTERFACE_WAIT_MS, error->message);
+                                 qlean_machine_get_name (self), QLEAN_INTERFACE_WAIT_MS, error->message);
       else if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
         g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
                                  _("Machine “%s” has no IPv4 address after %u ms; it shows no "
                                    "network interfaces at all"),
-                                 qlean_machine_get_name (self), INTERFACE_WAIT_MS);
+                                 qlean_machine_get_name (self), QLEAN_INTERFACE_WAIT_MS);
       else
         g_task_return_error (task, g_steal_pointer (&error));
       return;
     }
 
   ipv4 = g_steal_pointer (&found->ipv4);
-  interface_found_free (found);
+  qlean_interface_found_free (found);
   g_task_return_pointer (task, ipv4, g_free);
 }
 
@@ -889,7 +686,7 @@ qlean_machine_get_ip_in_worker (gpointer user_data)
     }
 
   mac_address = qlean_machine_dup_mac_address (self);
-  interface_wait_async (self, qga, mac_address, TRUE, g_task_get_cancellable (task),
+  qlean_machine_wait_interface_async (self, qga, mac_address, NULL, TRUE, g_task_get_cancellable (task),
                         get_ip_interface_cb, g_object_ref (task));
 
   return G_SOURCE_REMOVE;
