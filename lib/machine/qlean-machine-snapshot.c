@@ -16,6 +16,7 @@
 #include "qlean-machine-private.h"
 #include "qlean-machine-snapshot.h"
 #include "qlean-machine-state-template-private.h"
+#include "qlean-network-private.h"
 #include "qlean-sync-private.h"
 #include "qlean-task-private.h"
 #include "qlean-worker-private.h"
@@ -458,6 +459,20 @@ clone_new_machine (QleanMachine *self,
                        NULL);
 }
 
+/* A clone whose start failed is never handed out: its name and address
+ * on the network are free again as the failure is returned, not when
+ * the last reference to it goes (its start's own task may still hold
+ * one, in another thread). Its QEMU is gone: a failed start waits for
+ * that (qlean_machine_spawn_fail()). */
+static void
+clone_release_lease (Clone *clone)
+{
+  QleanNetwork *network = clone->clone != NULL ? qlean_machine_get_network (clone->clone) : NULL;
+
+  if (network != NULL)
+    qlean_network_detach (network, qlean_machine_get_name (clone->clone), clone->clone);
+}
+
 static void
 clone_spawned_cb (GObject      *source,
                   GAsyncResult *result,
@@ -469,6 +484,7 @@ clone_spawned_cb (GObject      *source,
 
   if (!qlean_machine_spawn_finish (QLEAN_MACHINE (source), result, &error))
     {
+      clone_release_lease (clone);
       g_task_return_error (task, error);
       return;
     }
@@ -524,10 +540,15 @@ clone_stream_step_done (GTask *task)
     {
       if (clone->spawn_error == NULL)
         qlean_machine_kill_async (clone->clone, NULL, NULL, NULL);
+      else
+        clone_release_lease (clone);
       g_task_return_error (task, g_steal_pointer (&clone->save_error));
     }
   else if (clone->spawn_error != NULL)
-    g_task_return_error (task, g_steal_pointer (&clone->spawn_error));
+    {
+      clone_release_lease (clone);
+      g_task_return_error (task, g_steal_pointer (&clone->spawn_error));
+    }
   else
     g_task_return_pointer (task, g_steal_pointer (&clone->clone), g_object_unref);
 }
