@@ -900,6 +900,54 @@ count_processes_mentioning (const char *needle)
   return count;
 }
 
+/* When both ways fail (a guest whose /etc/hosts is a directory): the
+ * start fails saying what the script said and what qlean-guest said
+ * first, and leaves nothing behind; the machine it was cloned from runs
+ * on. */
+static void
+test_configure_fails (void)
+{
+  g_autoptr(QleanNetwork) network = NULL;
+  g_autoptr(QleanPool) pool = NULL;
+  g_autoptr(QleanMachine) clone = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *address = NULL;
+  QleanMachine *source;
+
+  if (!can_run_machines ())
+    return;
+
+  network = qlean_network_new_full (NULL, "10.87.252.0/24", FALSE, &error);
+  g_assert_no_error (error);
+  pool = qlean_pool_new_with_network (network);
+  g_assert_true (qlean_pool_add (pool, "unhosted", NULL, NULL, &error));
+  g_assert_true (qlean_pool_spawn_all (pool, NULL, &error));
+  g_assert_no_error (error);
+  source = pool_machine (pool, "unhosted");
+  g_assert_cmpint (run_status (source, "mv /etc/hosts /etc/hosts.kept && mkdir /etc/hosts", NULL),
+                   ==, 0);
+
+  /* The clone joins the network and is configured as a start is. */
+  clone = qlean_machine_clone (source, "unhosted-copy", NULL, &error);
+  g_assert_null (clone);
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "Could not set up the network of machine “unhosted-copy”"));
+  g_assert_nonnull (strstr (error->message, "(qlean-guest, asked first, said: FS NET CONFIGURE: "
+                                            "cannot write /etc/hosts: Is a directory)"));
+  g_clear_error (&error);
+  address = qlean_network_dup_address (network, "unhosted-copy");
+  g_assert_null (address);
+  g_assert_cmpuint (count_processes_mentioning ("guest=unhosted-copy"), ==, 0);
+
+  g_assert_cmpint (run_status (source, "rmdir /etc/hosts && mv /etc/hosts.kept /etc/hosts", NULL),
+                   ==, 0);
+  g_assert_true (qlean_pool_shutdown_all (pool, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (qlean_network_stop (network, NULL, &error));
+  g_assert_no_error (error);
+}
+
 /* A golden pool of minimal machines: with memory templates, its members
  * start from the template (sharing its pages) rather than each loading
  * a golden state into memory of its own; each has its own name. */
@@ -1084,6 +1132,7 @@ main (int   argc,
   g_test_add_func ("/pool/isolated", test_pools_isolated);
   g_test_add_func ("/pool/nat", test_nat);
   g_test_add_func ("/pool/configure-ways", test_configure_ways);
+  g_test_add_func ("/pool/configure-fails", test_configure_fails);
   g_test_add_func ("/pool/four-concurrently", test_four_concurrently);
   g_test_add_func ("/pool/golden-maps-template", test_golden_maps_template);
   g_test_add_func ("/pool/spawn-failure-rolls-back", test_spawn_failure_rolls_back);
