@@ -524,6 +524,22 @@ clone_saved_cb (GObject      *source,
  * exec; streamed, the clone loads as the machine saves, and the machine
  * stops only for that, not for the clone's QEMU to start. */
 
+/* The clone started, but from a stream its source says it could not
+ * save: the clone is killed, and the save's failure returned once its
+ * QEMU is gone, so that nothing of the clone outlives the error. */
+static void
+clone_failed_killed_cb (GObject      *source,
+                        GAsyncResult *result,
+                        gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  Clone *clone = g_task_get_task_data (task);
+
+  qlean_machine_kill_finish (QLEAN_MACHINE (source), result, NULL);
+  clone_release_lease (clone);
+  g_task_return_error (task, g_steal_pointer (&clone->save_error));
+}
+
 /* One of the clone's start and the machine's save is done; the clone
  * is returned once both are, the machine running again. */
 static void
@@ -536,12 +552,11 @@ clone_stream_step_done (GTask *task)
 
   /* A save that failed before QEMU connected leaves the clone waiting:
    * it was stopped, and that failure is the one to report. */
-  if (clone->save_error != NULL)
+  if (clone->save_error != NULL && clone->spawn_error == NULL)
+    qlean_machine_kill_async (clone->clone, NULL, clone_failed_killed_cb, g_object_ref (task));
+  else if (clone->save_error != NULL)
     {
-      if (clone->spawn_error == NULL)
-        qlean_machine_kill_async (clone->clone, NULL, NULL, NULL);
-      else
-        clone_release_lease (clone);
+      clone_release_lease (clone);
       g_task_return_error (task, g_steal_pointer (&clone->save_error));
     }
   else if (clone->spawn_error != NULL)
