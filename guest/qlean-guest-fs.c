@@ -445,14 +445,11 @@ static int fs_set_clock (const FsCall *c, OutBuf **reply)
   return clock_settime (CLOCK_REALTIME, &t) < 0 ? errno : 0;
 }
 
-static int fs_identity (const FsCall *c, OutBuf **reply)
+/* The answer of a procedure of several steps (IDENTITY, NET
+ * CONFIGURE): DONE, or its own ERROR, where the step that failed, not
+ * PATH, says what. */
+static int answer_steps (const FsCall *c, int err, const char *failed)
 {
-  const char *failed = NULL;
-  int err = set_identity (c->r, &failed);
-
-  /* Its own ERROR: the step that failed, not PATH, says what. */
-  if (!err && (c->r->flags & QLEAN_GUEST_FLAG_WARM))
-    exec_warm_up ();
   if (err)
     send_error (c->id, err, "%s: %s", failed, strerror (err));
   else
@@ -460,16 +457,22 @@ static int fs_identity (const FsCall *c, OutBuf **reply)
   return 0;
 }
 
+static int fs_identity (const FsCall *c, OutBuf **reply)
+{
+  const char *failed = NULL;
+  int err = set_identity (c->r, &failed);
+
+  if (!err && (c->r->flags & QLEAN_GUEST_FLAG_WARM))
+    exec_warm_up ();
+  return answer_steps (c, err, failed);
+}
+
 static int fs_net_configure (const FsCall *c, OutBuf **reply)
 {
   const char *failed = NULL;
   int err = configure_network (c->r, &failed);
 
-  if (err)
-    send_error (c->id, err, "%s: %s", failed, strerror (err));
-  else
-    ob_send (ob_new (0), QLEAN_GUEST_FRAME_DONE, 0, c->id);
-  return 0;
+  return answer_steps (c, err, failed);
 }
 
 /* What each operation needs beyond PATH. */

@@ -361,17 +361,6 @@ static int write_hosts (Span hosts)
   return err;
 }
 
-/* The files' part: the script goes on when it cannot write
- * /etc/resolv.conf (a read-only one, say), and so does this. */
-static int write_hosts_after_resolv_conf (const char *gateway, Span hosts)
-{
-  int err;
-
-  if (gateway && (err = write_resolv_conf (gateway)))
-    logmsg ("cannot write /etc/resolv.conf: %s", strerror (err));
-  return write_hosts (hosts);
-}
-
 /* ------------------------------------------------------------------------ */
 /* The request                                                               */
 
@@ -433,8 +422,15 @@ int configure_network (const Req *r, const char **failed)
     *failed = "cannot add the card's address";
   else if (gateway && (err = replace_default_route (nl, ifindex, gw)))
     *failed = "cannot set the default route";
-  else if ((err = write_hosts_after_resolv_conf (gateway, r->hosts)))
-    *failed = "cannot write /etc/hosts";
+  else
+    {
+      /* The script goes on when it cannot write /etc/resolv.conf (a
+       * read-only one, say), and so does this. */
+      if (gateway && (err = write_resolv_conf (gateway)))
+        logmsg ("cannot write /etc/resolv.conf: %s", strerror (err));
+      if ((err = write_hosts (r->hosts)))
+        *failed = "cannot write /etc/hosts";
+    }
 
 out:
   if (sock >= 0)
