@@ -225,7 +225,7 @@ run_pool (QleanImage         *image,
   run.qemu_cpu_own = ready_watch_finish (&watch, watcher);
   for (guint i = 0; i < n; i++)
     {
-      g_autoptr(QleanMachine) machine = g_list_model_get_item (G_LIST_MODEL (pool), i);
+      QleanMachine *machine = g_ptr_array_index (machines, i);
 
       run.qemu_cpu += qemu_cpu_since (machine, spare_cpu);
       run_command (machine);
@@ -234,11 +234,7 @@ run_pool (QleanImage         *image,
   run.available_drop -= bench_mem_available_kib ();
 
   for (guint i = 0; i < n; i++)
-    {
-      g_autoptr(QleanMachine) machine = g_list_model_get_item (G_LIST_MODEL (pool), i);
-
-      note_rss (&run, qlean_machine_get_pid (machine));
-    }
+    note_rss (&run, qlean_machine_get_pid (g_ptr_array_index (machines, i)));
   run.switch_rss = rss_kib (qlean_network_get_switch_pid (qlean_pool_get_network (pool)));
 
   if (!qlean_pool_shutdown_all (pool, NULL, &error))

@@ -686,8 +686,9 @@ qlean_machine_get_ip_in_worker (gpointer user_data)
     }
 
   mac_address = qlean_machine_dup_mac_address (self);
-  qlean_machine_wait_interface_async (self, qga, mac_address, NULL, TRUE, g_task_get_cancellable (task),
-                        get_ip_interface_cb, g_object_ref (task));
+  qlean_machine_wait_interface_async (self, qga, mac_address, NULL, TRUE,
+                                      g_task_get_cancellable (task), get_ip_interface_cb,
+                                      g_object_ref (task));
 
   return G_SOURCE_REMOVE;
 }
