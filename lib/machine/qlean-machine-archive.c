@@ -121,6 +121,8 @@ build_manifest (QleanMachine *self,
   add_string_or_null (builder, "bridge", qlean_machine_config_get_bridge (config));
   json_builder_set_member_name (builder, "fast-start");
   json_builder_add_boolean_value (builder, qlean_machine_config_get_fast_start (config));
+  json_builder_set_member_name (builder, "cloneable");
+  json_builder_add_boolean_value (builder, qlean_machine_config_get_cloneable (config));
   json_builder_set_member_name (builder, "extra-args");
   json_builder_begin_array (builder);
   for (guint i = 0; extra_args != NULL && extra_args[i] != NULL; i++)

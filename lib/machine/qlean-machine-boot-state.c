@@ -29,6 +29,7 @@
 #include "qlean-error.h"
 #include "qlean-machine-object-private.h"
 #include "qlean-machine-state-template-private.h"
+#include "qlean-machine-ram-file-private.h"
 #include "qlean-image-private.h"
 #include "qlean-machine-network-private.h"
 #include "qlean-task-private.h"
@@ -606,10 +607,12 @@ qlean_machine_template_saved_cb (GObject      *source,
       qlean_machine_prune_boot_states (dir);
     }
   /* The machine keeps its RAM file (unlinked: nothing else needs its
-   * name) and from now on saves its RAM into states like any other. */
+   * name, unless it is cloneable: its clones copy it) and from now on
+   * saves its RAM into states like any other. */
   if (self->run->mem_template_work != NULL)
     {
-      g_unlink (self->run->mem_template_work);
+      if (g_strcmp0 (self->run->mem_template_work, self->run->ram_file) != 0)
+        g_unlink (self->run->mem_template_work);
       g_clear_pointer (&self->run->mem_template_work, g_free);
     }
 
@@ -759,7 +762,8 @@ qlean_machine_pick_boot_state (QleanMachine *self,
       else if (qlean_machine_lock_boot_state (self, boot_state, TRUE))
         {
           self->run->mem_template_work =
-            qlean_machine_template_make_work (boot_state, resolved->spec.memory_mib, &reason);
+            qlean_machine_template_work_file (self, boot_state, resolved->spec.memory_mib,
+                                              &reason);
           qlean_machine_unlock_boot_state (self);
         }
       if (reason != NULL)

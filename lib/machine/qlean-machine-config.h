@@ -223,6 +223,12 @@ void                qlean_machine_config_set_memory_template (QleanMachineConfig
                                                               gboolean            memory_template);
 
 QLEAN_AVAILABLE_IN_0_1
+gboolean            qlean_machine_config_get_cloneable  (QleanMachineConfig *self);
+QLEAN_AVAILABLE_IN_0_1
+void                qlean_machine_config_set_cloneable  (QleanMachineConfig *self,
+                                                         gboolean            cloneable);
+
+QLEAN_AVAILABLE_IN_0_1
 guint               qlean_machine_config_get_spares     (QleanMachineConfig *self);
 QLEAN_AVAILABLE_IN_0_1
 void                qlean_machine_config_set_spares     (QleanMachineConfig *self,

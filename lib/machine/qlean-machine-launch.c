@@ -27,6 +27,7 @@
 #include "qlean-error.h"
 #include "qlean-machine-firmware-private.h"
 #include "qlean-machine-object-private.h"
+#include "qlean-machine-ram-file-private.h"
 #include "qlean-machine-virtiofs-private.h"
 #include "qlean-image-private.h"
 #include "qlean-sync-private.h"
@@ -837,6 +838,7 @@ qlean_machine_launch (QleanMachine  *self,
    * from an inherited descriptor (see qlean_machine_load_incoming()). */
   if (self->incoming != NULL)
     qlean_machine_prepare_incoming (self, &resolved);
+  qlean_machine_ram_file_prepare (self, &resolved);
   argv = qlean_qemu_argv_build (&resolved.spec);
 
   listeners[0] = qmp_listener;

@@ -293,6 +293,9 @@ qlean_manifest_to_config (JsonObject        *object,
   node = json_object_get_member (object, "fast-start");
   if (node != NULL && JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_BOOLEAN)
     qlean_machine_config_set_fast_start (config, json_node_get_boolean (node));
+  node = json_object_get_member (object, "cloneable");
+  if (node != NULL && JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_BOOLEAN)
+    qlean_machine_config_set_cloneable (config, json_node_get_boolean (node));
 
   return g_steal_pointer (&config);
 }

@@ -79,10 +79,23 @@ void     qlean_machine_save_state_async  (QleanMachine        *self,
                                           GCancellable        *cancellable,
                                           GAsyncReadyCallback  callback,
                                           gpointer             user_data);
+/* What a stream that starts before its listener waits for: opened once
+ * the other QEMU listens, or with the error that ends its wait. */
+typedef struct _QleanStreamGate QleanStreamGate;
+QleanStreamGate *qlean_stream_gate_new   (void);
+void             qlean_stream_gate_open  (QleanStreamGate     *gate,
+                                          const GError        *error);
+void             qlean_stream_gate_unref (QleanStreamGate     *gate);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (QleanStreamGate, qlean_stream_gate_unref)
 /* The same, migrating to QEMU's @uri (another QEMU that listens for
- * it) instead of a file; finished with qlean_machine_save_state_finish(). */
+ * it) instead of a file. With @ram_to (a cloneable machine's clone),
+ * the machine stops at once and its RAM file is copied to @ram_to, and
+ * its devices alone migrate once @gate opens. Finished with
+ * qlean_machine_save_state_finish(). */
 void     qlean_machine_stream_state_async (QleanMachine        *self,
                                            const char          *uri,
+                                           const char          *ram_to,
+                                           QleanStreamGate     *gate,
                                            gboolean             keep_stopped,
                                            GCancellable        *cancellable,
                                            GAsyncReadyCallback  callback,

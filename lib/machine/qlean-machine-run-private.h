@@ -130,6 +130,9 @@ struct _QleanMachineRun
   char               *mem_template_work;
   gboolean            mem_template_load;
   char               *mem_template_ram;   /* the template this start maps */
+  /* A cloneable machine's memory, a file of its own on tmpfs, removed
+   * with the run (qlean-machine-ram-file.c). */
+  char               *ram_file;
   /* The start (qlean-machine-boot.c) */
   GTask              *spawn_task;
   GError             *spawn_error;

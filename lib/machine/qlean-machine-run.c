@@ -171,6 +171,11 @@ qlean_machine_release_run (QleanMachine *self)
     }
   self->run->mem_template_load = FALSE;
   g_clear_pointer (&self->run->mem_template_ram, g_free);
+  if (self->run->ram_file != NULL)
+    {
+      g_unlink (self->run->ram_file);
+      g_clear_pointer (&self->run->ram_file, g_free);
+    }
   /* A saved boot that failed to load (QEMU or its machine changed in a
    * way the key misses) must not fail the next start too. */
   if (self->run->boot_state_used != NULL)

@@ -14,6 +14,7 @@
 #include "qlean-error.h"
 #include "qlean-json-channel-private.h"
 #include "qlean-machine-private.h"
+#include "qlean-machine-ram-file-private.h"
 #include "qlean-machine-snapshot.h"
 #include "qlean-machine-state-template-private.h"
 #include "qlean-network-private.h"
@@ -431,6 +432,12 @@ typedef struct
   guint         pending;
   GError       *spawn_error;
   GError       *save_error;
+  /* A clone of a cloneable machine: its RAM file, which the clone's
+   * start owns, and into which the machine's is copied; the machine's
+   * stream begins with the clone's start, and waits at @gate for the
+   * clone's QEMU to listen. */
+  char         *ram_to;
+  QleanStreamGate *gate;
 } Clone;
 
 static void
@@ -441,6 +448,8 @@ clone_free (Clone *clone)
   g_clear_error (&clone->spawn_error);
   g_clear_error (&clone->save_error);
   g_free (clone->path);
+  g_free (clone->ram_to);
+  g_clear_pointer (&clone->gate, qlean_stream_gate_unref);
   g_free (clone->snapshot);
   g_free (clone->name);
   g_clear_object (&clone->clone);
@@ -589,10 +598,16 @@ clone_listening (QleanMachine *machine,
 {
   GTask *task = G_TASK (listener);
   Clone *clone = g_task_get_task_data (task);
-  g_autofree char *uri = g_strconcat ("unix:", clone->path, NULL);
+  g_autofree char *uri = NULL;
 
+  if (clone->gate != NULL)
+    {
+      qlean_stream_gate_open (clone->gate, NULL);
+      return;
+    }
+  uri = g_strconcat ("unix:", clone->path, NULL);
   clone->pending++;
-  qlean_machine_stream_state_async (g_task_get_source_object (task), uri, FALSE,
+  qlean_machine_stream_state_async (g_task_get_source_object (task), uri, NULL, NULL, FALSE,
                                     g_task_get_cancellable (task), clone_streamed_cb,
                                     g_object_ref (task));
 }
@@ -606,7 +621,41 @@ clone_stream_spawned_cb (GObject      *source,
   Clone *clone = g_task_get_task_data (task);
 
   qlean_machine_spawn_finish (QLEAN_MACHINE (source), result, &clone->spawn_error);
+  /* A start that failed before its QEMU listened ends the wait. */
+  if (clone->gate != NULL)
+    qlean_stream_gate_open (clone->gate, clone->spawn_error);
   clone_stream_step_done (task);
+}
+
+/* A clone of a machine that runs on a RAM file of its own (a cloneable
+ * one) runs on a copy of that file, and only the machine's devices are
+ * streamed (qlean-machine-ram-file.c): its file is made here, for the
+ * clone's start to map while the machine's is copied into it. The
+ * machine stops and its file is copied as the clone's QEMU starts, not
+ * after: the machine stops about 0.1 s instead of 0.05 s, and the clone
+ * runs 0.03 s sooner. */
+static void
+clone_prepare_ram (Clone        *clone,
+                   QleanMachine *self)
+{
+  const char *ram_from = qlean_machine_get_ram_file (self);
+  g_autofree char *reason = NULL;
+  GStatBuf st;
+  char *ram_to;
+
+  if (ram_from == NULL)
+    return;
+  if (g_stat (ram_from, &st) != 0)
+    reason = g_strdup_printf ("%s: %s", ram_from, g_strerror (errno));
+  ram_to = reason == NULL ? qlean_ram_file_new (st.st_size, &reason) : NULL;
+  if (ram_to == NULL)
+    {
+      g_message ("machine %s: its clone %s takes its memory through QEMU: %s",
+                 qlean_machine_get_name (self), clone->name, reason);
+      return;
+    }
+  clone->ram_to = g_strdup (ram_to);
+  qlean_machine_set_incoming_ram (clone->clone, ram_to);
 }
 
 /* Streams @self's state into the clone (see above): FALSE when it
@@ -630,8 +679,19 @@ clone_stream (GTask        *task,
   clone->path = g_steal_pointer (&socket_path);
   clone->clone = clone_new_machine (self, clone->name);
   clone->pending = 1;
+  clone_prepare_ram (clone, self);
   qlean_machine_set_incoming (clone->clone, clone->path, TRUE, mac);
   qlean_machine_set_incoming_stream (clone->clone, clone->path, clone_listening, G_OBJECT (task));
+  if (clone->ram_to != NULL)
+    {
+      g_autofree char *uri = g_strconcat ("unix:", clone->path, NULL);
+
+      clone->gate = qlean_stream_gate_new ();
+      clone->pending++;
+      qlean_machine_stream_state_async (self, uri, clone->ram_to, clone->gate, FALSE,
+                                        g_task_get_cancellable (task), clone_streamed_cb,
+                                        g_object_ref (task));
+    }
   qlean_machine_spawn_async (clone->clone, g_task_get_cancellable (task), clone_stream_spawned_cb,
                              g_object_ref (task));
   return TRUE;

@@ -149,7 +149,10 @@ spare_key (QleanMachine *self)
   g_autoptr(QleanMachine) unplugged = NULL;
   g_autofree char *path = NULL;
 
+  /* A cloneable machine's memory is a file of its own: a spare's is the
+   * template's, mapped privately. */
   if (!qlean_machine_would_use_memory_template (self) ||
+      qlean_machine_config_get_cloneable (self->config) ||
       qlean_machine_config_get_n_shares (self->config) > 0 || self->incoming != NULL ||
       self->first_boot || !qlean_image_is_prepared (self->image))
     return NULL;

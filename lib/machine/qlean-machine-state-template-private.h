@@ -58,6 +58,10 @@ void     qlean_machine_state_template_prepare (QleanMachine        *self,
  * reference to @self. */
 gboolean qlean_machine_state_template_make    (QleanMachine        *self,
                                                GAsyncReadyCallback  cont_cb);
+/* Whether the leftover file @name, named `…MARKER<pid>…`, was left by
+ * a process that is gone. */
+gboolean qlean_machine_leftover_is_orphan     (const char          *name,
+                                               const char          *marker);
 /* Removes the template of @state, if any (it replaces or deletes @state). */
 void     qlean_machine_state_template_remove  (const char          *state);
 

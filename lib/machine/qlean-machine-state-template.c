@@ -336,7 +336,10 @@ qlean_machine_state_template_prepare (QleanMachine *self,
 {
   Wanted *wanted = g_object_steal_data (G_OBJECT (self), WANTED_KEY);
   const char *state = self->incoming;
-  gboolean make = wanted != NULL && wanted->make;
+  /* A cloneable machine's memory is a file of its own: it maps a
+   * template, copied (qlean-machine-ram-file.c), but makes none. */
+  gboolean make = wanted != NULL && wanted->make &&
+                  !qlean_machine_config_get_cloneable (self->config);
   gboolean shared = wanted != NULL && wanted->key != NULL;
   g_autofree char *base = NULL;
   g_autofree char *reason = NULL;
@@ -367,9 +370,9 @@ qlean_machine_state_template_prepare (QleanMachine *self,
 
 /* Whether the leftover @name (`….work-PID-…` or `….new-PID-…`) was
  * left by a process that is gone. */
-static gboolean
-leftover_is_orphan (const char *name,
-                    const char *marker)
+gboolean
+qlean_machine_leftover_is_orphan (const char *name,
+                                  const char *marker)
 {
   const char *at = strstr (name, marker);
   g_autofree char *proc = NULL;
@@ -440,7 +443,7 @@ prune_shared_templates (const char *dir)
       SharedTemplate *entry;
       GStatBuf st;
 
-      if (leftover_is_orphan (name, ".ram.work-") || leftover_is_orphan (name, ".tmpl.new-"))
+      if (qlean_machine_leftover_is_orphan (name, ".ram.work-") || qlean_machine_leftover_is_orphan (name, ".tmpl.new-"))
         g_unlink (path);
       /* The lock of a template that is gone (made by nobody now). */
       else if (g_str_has_suffix (name, ".tmpl.lock"))

@@ -1,0 +1,48 @@
+/* qlean-machine-ram-file-private.h: a cloneable machine's memory, a file of its own
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#pragma once
+
+#ifndef QLEAN_COMPILATION
+#error "qlean-machine-ram-file-private.h is private to Qlean: include <qlean/qlean.h>"
+#endif
+
+#include "qlean-machine-object-private.h"
+
+G_BEGIN_DECLS
+
+/* A new, empty RAM file of @size bytes (sparse, mode 0600) in the RAM
+ * folder, named after this process; NULL with @reason when there is no
+ * tmpfs for it or no room. */
+char    *qlean_ram_file_new                (guint64              size,
+                                            char               **reason);
+/* Copies @from's data (its holes stay holes) into @to, which is at
+ * least as long; in the kernel where it can. */
+gboolean qlean_ram_file_copy               (const char          *from,
+                                            const char          *to,
+                                            GError             **error);
+
+/* The next start of @self runs on @path (a RAM file, taken: removed if
+ * that start never comes), into which its state's memory is copied
+ * while its QEMU starts: a clone of a cloneable machine. */
+void     qlean_machine_set_incoming_ram    (QleanMachine        *self,
+                                            char                *path);
+/* As a start prepares its QEMU, after the saved boot or state it loads
+ * set up @resolved's memory: a cloneable machine's memory moves to a
+ * RAM file of its own (see QleanMachineConfig:cloneable), or it starts
+ * as any other, with the reason logged. */
+void     qlean_machine_ram_file_prepare    (QleanMachine        *self,
+                                            ResolvedSpec        *resolved);
+/* The RAM file a start of @self that makes its boot's memory template
+ * runs on (see qlean_machine_template_make_work()): a RAM file that it
+ * keeps when @self is cloneable. NULL with @reason when there is none. */
+char    *qlean_machine_template_work_file  (QleanMachine        *self,
+                                            const char          *state,
+                                            guint                memory_mib,
+                                            char               **reason);
+/* The RAM file @self runs on, or NULL (worker thread). */
+const char *qlean_machine_get_ram_file     (QleanMachine        *self);
+
+G_END_DECLS

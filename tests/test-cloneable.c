@@ -1,0 +1,311 @@
+/* test-cloneable.c: cloneable machines, whose memory is a file of their
+ * own (real QEMU, TCG, the minimal image)
+ *
+ * SPDX-License-Identifier: MIT
+ *
+ * A cloneable machine (QleanMachineConfig:cloneable) runs on a RAM file
+ * on tmpfs; a clone of it while it runs copies that file and takes only
+ * its devices through QEMU. These tests look at the files (where they
+ * are, that they go with their machines and after a failure) and at
+ * what the clones are: copies of the running guest, independent of
+ * each other, with identities of their own. Each test uses a RAM folder
+ * of its own (QLEAN_RAM_DIR), so that what is in it is theirs.
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
+
+#include <qlean/qlean.h>
+#include "test-common.h"
+
+/* A new RAM folder on tmpfs, set as QLEAN_RAM_DIR (set while no
+ * machine runs: the library reads it as machines start). */
+static char *
+ram_dir_on_tmpfs (void)
+{
+  char *dir = g_strdup ("/dev/shm/qlean-test-ram-XXXXXX");
+
+  g_assert_nonnull (g_mkdtemp_full (dir, 0700));
+  g_setenv ("QLEAN_RAM_DIR", dir, TRUE);
+  return dir;
+}
+
+static gint
+sort_names (gconstpointer a,
+            gconstpointer b,
+            gpointer      user_data)
+{
+  return g_strcmp0 (*(char * const *) a, *(char * const *) b);
+}
+
+/* The names in @dir, sorted, one string. */
+static char *
+dir_listing (const char *dir)
+{
+  g_autoptr(GDir) listing = g_dir_open (dir, 0, NULL);
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+
+  while (listing != NULL && (name = g_dir_read_name (listing)) != NULL)
+    g_ptr_array_add (names, g_strdup (name));
+  g_ptr_array_add (names, NULL);
+  g_qsort_with_data (names->pdata, names->len - 1, sizeof (char *), sort_names, NULL);
+  return g_strjoinv (" ", (char **) names->pdata);
+}
+
+static char *
+qemu_cmdline (QleanMachine *machine)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/cmdline", (int) qlean_machine_get_pid (machine));
+  char *text = NULL;
+  gsize length = 0;
+
+  g_assert_true (g_file_get_contents (path, &text, &length, NULL));
+  for (gsize i = 0; i + 1 < length; i++)
+    if (text[i] == '\0')
+      text[i] = ' ';
+  return text;
+}
+
+/* The RAM file @machine's QEMU runs on, which must be a shared file in
+ * @dir. */
+static char *
+ram_file_in (QleanMachine *machine,
+             const char   *dir)
+{
+  g_autofree char *cmdline = qemu_cmdline (machine);
+  g_autofree char *prefix = g_strconcat ("mem-path=", dir, "/", NULL);
+  const char *start = strstr (cmdline, prefix);
+  const char *end;
+
+  g_assert_nonnull (start);
+  start += strlen ("mem-path=");
+  end = strstr (start, ",share=on");
+  g_assert_nonnull (end);
+  return g_strndup (start, end - start);
+}
+
+static gint64
+guest_counter (QleanMachine *machine)
+{
+  g_autofree char *out = test_run_text (machine, "cat /root/counter");
+
+  return g_ascii_strtoll (out, NULL, 10);
+}
+
+/* A guest process that counts, to see that a clone runs it on. */
+static void
+wait_counter_moves (QleanMachine *machine)
+{
+  gint64 first = guest_counter (machine);
+
+  for (guint i = 0; i < 100 && guest_counter (machine) == first; i++)
+    g_usleep (G_USEC_PER_SEC / 10);
+  g_assert_cmpint (guest_counter (machine), >, first);
+}
+
+static QleanMachine *
+cloneable_machine (const char *name)
+{
+  g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(GError) error = NULL;
+
+  qlean_machine_config_set_cloneable (config, TRUE);
+  machine = qlean_machine_new_with_name (name, NULL, config);
+  g_assert_true (qlean_machine_spawn (machine, NULL, &error));
+  g_assert_no_error (error);
+  return g_steal_pointer (&machine);
+}
+
+static QleanMachine *
+clone_of (QleanMachine *machine,
+          const char   *name)
+{
+  g_autoptr(GError) error = NULL;
+  QleanMachine *clone = qlean_machine_clone (machine, name, NULL, &error);
+
+  g_assert_no_error (error);
+  g_assert_nonnull (clone);
+  g_assert_cmpint (qlean_machine_get_state (clone), ==, QLEAN_MACHINE_STATE_RUNNING);
+  return clone;
+}
+
+/* A clone of a running cloneable machine: it runs on a copy of the
+ * machine's RAM file (the copy's way, said in the log), with the
+ * machine's processes and files as they were, its own name and random
+ * state; what one writes after shows in no other; its clone is made
+ * the same way; and each RAM file goes with its machine. */
+static void
+test_clone (void)
+{
+  g_autofree char *dir = NULL, *ram = NULL, *clone_ram = NULL, *again_ram = NULL;
+  g_autofree char *out = NULL, *listing = NULL;
+  g_autoptr(QleanMachine) source = NULL, clone = NULL, again = NULL;
+  g_autoptr(QleanExecResult) result = NULL;
+  g_autofree char *uuid = NULL, *clone_uuid = NULL;
+
+  if (!test_have_qemu ())
+    return;
+
+  dir = ram_dir_on_tmpfs ();
+  source = cloneable_machine ("cl-source");
+  ram = ram_file_in (source, dir);
+  g_free (test_run_text (source, "echo source > /root/mark; "
+                                 "sh -c 'i=0; while :; do i=$((i + 1)); echo $i > /root/counter; "
+                                 "sleep 0.1; done' </dev/null >/dev/null 2>&1 &"));
+  wait_counter_moves (source);
+
+  test_logged ("");
+  clone = clone_of (source, "cl-clone");
+  g_assert_true (test_logged ("*RAM file copied to*"));
+  clone_ram = ram_file_in (clone, dir);
+  g_assert_cmpstr (clone_ram, !=, ram);
+  out = test_run_text (clone, "cat /root/mark; hostname");
+  g_assert_cmpstr (out, ==, "source\ncl-clone");
+  g_clear_pointer (&out, g_free);
+  wait_counter_moves (clone);
+  wait_counter_moves (source);
+  uuid = test_run_text (source, "cat /proc/sys/kernel/random/uuid");
+  clone_uuid = test_run_text (clone, "cat /proc/sys/kernel/random/uuid");
+  g_assert_cmpstr (uuid, !=, clone_uuid);
+
+  /* Written after the clone: in one only. 16 MiB in the clone's guest
+   * memory too, which its file holds and the machine's does not. */
+  g_free (test_run_out (source, "echo later > /root/source-only"));
+  g_free (test_run_out (clone, "echo clone > /root/clone-only && "
+                               "dd if=/dev/urandom of=/tmp/fill bs=1M count=16 2>/dev/null"));
+  result = test_run (clone, "test -e /root/source-only");
+  g_assert_false (qlean_exec_result_success (result));
+  g_clear_object (&result);
+  result = test_run (source, "test -e /root/clone-only || test -e /tmp/fill");
+  g_assert_false (qlean_exec_result_success (result));
+  g_clear_object (&result);
+
+  /* A clone of the clone, the same way. */
+  test_logged ("");
+  again = clone_of (clone, "cl-again");
+  g_assert_true (test_logged ("*RAM file copied to*"));
+  again_ram = ram_file_in (again, dir);
+  out = test_run_text (again, "cat /root/mark /root/clone-only; hostname; wc -c < /tmp/fill");
+  g_assert_cmpstr (out, ==, "source\nclone\ncl-again\n16777216");
+  g_clear_pointer (&out, g_free);
+  wait_counter_moves (again);
+
+  /* Each file goes with its machine. */
+  listing = dir_listing (dir);
+  g_assert_nonnull (strstr (listing, strrchr (again_ram, '/') + 1));
+  g_clear_pointer (&listing, g_free);
+  g_assert_true (qlean_machine_kill (clone, NULL, NULL));
+  g_assert_false (g_file_test (clone_ram, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (ram, G_FILE_TEST_EXISTS));
+  out = test_run_text (again, "cat /root/clone-only");
+  g_assert_cmpstr (out, ==, "clone");
+  g_assert_true (qlean_machine_kill (again, NULL, NULL));
+  g_assert_true (qlean_machine_kill (source, NULL, NULL));
+  listing = dir_listing (dir);
+  g_assert_cmpstr (listing, ==, "");
+
+  g_unsetenv ("QLEAN_RAM_DIR");
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
+/* A clone that fails (here the machine's RAM file is not a file any
+ * more, so it cannot be copied) says what failed, leaves no file and
+ * no QEMU of its own behind, and the machine runs on. */
+static void
+test_clone_fails (void)
+{
+  g_autofree char *dir = NULL, *ram = NULL, *listing = NULL, *out = NULL;
+  g_autofree char *pgrep = NULL;
+  g_autoptr(QleanMachine) source = NULL, clone = NULL;
+  g_autoptr(GError) error = NULL;
+  int status = 0;
+
+  if (!test_have_qemu ())
+    return;
+
+  dir = ram_dir_on_tmpfs ();
+  source = cloneable_machine ("cl-fails");
+  ram = ram_file_in (source, dir);
+  /* QEMU keeps its mapping; the name is now a folder. */
+  g_assert_cmpint (g_unlink (ram), ==, 0);
+  g_assert_cmpint (g_mkdir (ram, 0700), ==, 0);
+
+  clone = qlean_machine_clone (source, "cl-fails-clone", NULL, &error);
+  g_assert_null (clone);
+  g_assert_nonnull (error);
+  g_test_message ("clone failed: %s", error->message);
+  g_assert_nonnull (strstr (error->message, "Could not copy the memory file"));
+  g_assert_nonnull (strstr (error->message, ram));
+
+  listing = dir_listing (dir);
+  g_assert_cmpstr (listing, ==, strrchr (ram, '/') + 1);
+  g_assert_true (g_spawn_command_line_sync ("pgrep -f guest=cl-fails-clone", &pgrep, NULL,
+                                            &status, NULL));
+  g_assert_false (g_spawn_check_wait_status (status, NULL));
+  out = test_run_text (source, "echo runs on");
+  g_assert_cmpstr (out, ==, "runs on");
+
+  g_assert_cmpint (g_rmdir (ram), ==, 0);
+  g_assert_true (qlean_machine_kill (source, NULL, NULL));
+  g_clear_pointer (&listing, g_free);
+  listing = dir_listing (dir);
+  g_assert_cmpstr (listing, ==, "");
+  g_unsetenv ("QLEAN_RAM_DIR");
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
+/* Where the RAM folder is not on tmpfs, a cloneable machine starts as
+ * any other, with the reason in the log; its clone takes its memory
+ * through QEMU, and is a true clone all the same. */
+static void
+test_fallback (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("qlean-ram-disk-XXXXXX", NULL);
+  g_autoptr(QleanMachine) source = NULL, clone = NULL;
+  g_autofree char *cmdline = NULL, *out = NULL, *listing = NULL;
+
+  if (!test_have_qemu ())
+    return;
+
+  g_assert_nonnull (dir);
+  g_setenv ("QLEAN_RAM_DIR", dir, TRUE);
+  test_logged ("");
+  source = cloneable_machine ("cl-disk");
+  g_assert_true (test_logged ("*no RAM file of its own*is not on tmpfs*"));
+  cmdline = qemu_cmdline (source);
+  g_assert_null (strstr (cmdline, dir));
+  g_free (test_run_out (source, "echo source > /root/mark"));
+
+  test_logged ("");
+  clone = clone_of (source, "cl-disk-clone");
+  g_assert_false (test_logged ("*RAM file copied to*"));
+  out = test_run_text (clone, "cat /root/mark; hostname");
+  g_assert_cmpstr (out, ==, "source\ncl-disk-clone");
+  listing = dir_listing (dir);
+  g_assert_cmpstr (listing, ==, "");
+
+  g_assert_true (qlean_machine_kill (clone, NULL, NULL));
+  g_assert_true (qlean_machine_kill (source, NULL, NULL));
+  g_unsetenv ("QLEAN_RAM_DIR");
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  test_log_capture_debug ();
+
+  g_test_add_func ("/cloneable/clone", test_clone);
+  g_test_add_func ("/cloneable/clone-fails", test_clone_fails);
+  g_test_add_func ("/cloneable/fallback", test_fallback);
+
+  return g_test_run ();
+}
