@@ -26,6 +26,7 @@ static gboolean opt_imports_only = FALSE;
 static int opt_running_clones = 0;
 static gboolean opt_verbose = FALSE;
 static gboolean opt_booted_source = FALSE;
+static gboolean opt_cloneable = FALSE;
 
 static const GOptionEntry entries[] = {
   { "restores", 'r', 0, G_OPTION_ARG_INT, &opt_restores, "Restores to time (default 5); the median is shown", "N" },
@@ -37,6 +38,7 @@ static const GOptionEntry entries[] = {
   { "repeat", 0, 0, G_OPTION_ARG_INT, &opt_repeat, "Runs of each pool; the median is shown (default 1)", "N" },
   { "running-clones", 0, 0, G_OPTION_ARG_INT, &opt_running_clones, "Only N clones of one running machine (clone -> first exec), with the steps of each", "N" },
   { "verbose", 'v', 0, G_OPTION_ARG_NONE, &opt_verbose, "With --running-clones: print each clone's stamped log", NULL },
+  { "cloneable", 0, 0, G_OPTION_ARG_NONE, &opt_cloneable, "With --running-clones: clone a cloneable source too (RAM file copied, devices streamed) and give its ratio to the streamed source's", NULL },
   { "booted-source", 0, 0, G_OPTION_ARG_NONE, &opt_booted_source, "With --running-clones: the source boots (anonymous RAM) instead of starting from the saved boot's memory template", NULL },
   { NULL }
 };
@@ -479,6 +481,7 @@ enum
 {
   CSTEP_STOP,       /* the source's stop sent */
   CSTEP_SPAWN,      /* the clone's QEMU spawned */
+  CSTEP_RAM,        /* a cloneable source's RAM file copied */
   CSTEP_INCOMING,   /* migrate-incoming sent */
   CSTEP_SAVED,      /* the source's migration completed */
   CSTEP_LOADED,     /* the clone's load completed */
@@ -494,6 +497,7 @@ enum
 static const char *cstep_names[N_CSTEPS] = {
   "source stop sent",
   "clone QEMU spawned",
+  "source's RAM file copied",
   "migrate-incoming sent",
   "source's save completed (first)",
   "clone's load completed (last)",
@@ -505,9 +509,12 @@ static const char *cstep_names[N_CSTEPS] = {
   "second `true` returned",
 };
 
-static void
+/* Clones of one running machine, cloneable or not: the median from the
+ * clone call to the clone's first `true`. */
+static double
 running_clones (QleanImage *image,
-                int         n)
+                int         n,
+                gboolean    cloneable)
 {
   g_autoptr(QleanMachineConfig) config = qlean_machine_config_new ();
   g_autoptr(QleanMachine) machine = NULL;
@@ -529,8 +536,11 @@ running_clones (QleanImage *image,
    * privately from the template file, in 4 KiB pages: the migration
    * reads every page of it, which costs more here than anonymous RAM
    * in huge pages. */
+  double first_true;
+
   if (opt_booted_source)
     qlean_machine_config_set_fast_start (config, FALSE);
+  qlean_machine_config_set_cloneable (config, cloneable);
   machine = qlean_machine_new_with_name ("bench-src", image, config);
   if (!qlean_machine_spawn (machine, NULL, &error))
     g_error ("spawn: %s", error->message);
@@ -577,6 +587,7 @@ running_clones (QleanImage *image,
 
       t[CSTEP_STOP] = stamp_time (log, "qmp ->", "\"stop\"", TRUE);
       t[CSTEP_SPAWN] = stamp_time (log, "spawn QEMU", NULL, TRUE);
+      t[CSTEP_RAM] = stamp_time (log, "RAM file copied", NULL, TRUE);
       t[CSTEP_INCOMING] = stamp_time (log, "qmp ->", "migrate-incoming", TRUE);
       t[CSTEP_SAVED] = stamp_time (log, "qmp <-", "\"completed\"", TRUE);
       t[CSTEP_LOADED] = stamp_time (log, "qmp <-", "\"completed\"", FALSE);
@@ -599,7 +610,9 @@ running_clones (QleanImage *image,
           }
     }
 
-  g_print ("\nclone of a running machine (%d clones; step: median s since the clone call):\n", n);
+  g_print ("\nclone of a running %s machine (%d clones; step: median s since the clone call):\n",
+           cloneable ? "cloneable" : "streamed", n);
+  first_true = bench_percentile (steps[CSTEP_EXEC], 0.5);
   for (guint s = 0; s < N_CSTEPS; s++)
     {
       g_print ("  %-34s %7.3f\n", cstep_names[s], bench_percentile (steps[s], 0.5));
@@ -618,6 +631,7 @@ running_clones (QleanImage *image,
   g_array_unref (faults[1]);
   g_array_unref (faults[2]);
   qlean_machine_kill (machine, NULL, NULL);
+  return first_true;
 }
 
 /* A pool of @n, all ready (spawn_all) and answering a first exec. */
@@ -711,7 +725,15 @@ main (int    argc,
 
   if (opt_running_clones > 0)
     {
-      running_clones (image, opt_running_clones);
+      double streamed = running_clones (image, opt_running_clones, FALSE);
+
+      if (opt_cloneable)
+        {
+          double cloneable = running_clones (image, opt_running_clones, TRUE);
+
+          g_print ("\nclone -> first `true`: cloneable %.3f s, streamed %.3f s "
+                   "(cloneable/streamed %.2f)\n", cloneable, streamed, cloneable / streamed);
+        }
       return 0;
     }
   if (opt_imports_only)
