@@ -135,6 +135,60 @@ clone_of (QleanMachine *machine,
   return clone;
 }
 
+/* How many QEMU processes run for machine @name. */
+static guint
+qemu_count (const char *name)
+{
+  g_autofree char *pattern = g_strdup_printf ("guest=%s,", name);
+  g_autoptr(GDir) proc = g_dir_open ("/proc", 0, NULL);
+  const char *pid;
+  guint n = 0;
+
+  while ((pid = g_dir_read_name (proc)) != NULL)
+    {
+      g_autofree char *path = g_build_filename ("/proc", pid, "cmdline", NULL);
+      g_autofree char *cmdline = NULL;
+      gsize length = 0;
+
+      if (!g_ascii_isdigit (pid[0]) || !g_file_get_contents (path, &cmdline, &length, NULL))
+        continue;
+      for (gsize i = 0; i + 1 < length; i++)
+        if (cmdline[i] == '\0')
+          cmdline[i] = ' ';
+      if (strstr (cmdline, pattern) != NULL)
+        n++;
+    }
+  return n;
+}
+
+/* Waits up to 10 s for @name to have @n QEMU processes. */
+static void
+wait_qemu_count (const char *name,
+                 guint       n)
+{
+  for (guint i = 0; i < 200 && qemu_count (name) != n; i++)
+    g_usleep (G_USEC_PER_SEC / 20);
+  g_assert_cmpuint (qemu_count (name), ==, n);
+}
+
+/* Waits up to 5 s for @dir to be empty: a parked QEMU's RAM file goes
+ * as its kill ends, after its machine's. */
+static void
+wait_dir_empty (const char *dir)
+{
+  g_autofree char *listing = NULL;
+
+  for (guint i = 0; i < 100; i++)
+    {
+      g_free (listing);
+      listing = dir_listing (dir);
+      if (*listing == '\0')
+        break;
+      g_usleep (G_USEC_PER_SEC / 20);
+    }
+  g_assert_cmpstr (listing, ==, "");
+}
+
 /* A clone of a running cloneable machine: it runs on a copy of the
  * machine's RAM file (the copy's way, said in the log), with the
  * machine's processes and files as they were, its own name and random
@@ -207,9 +261,54 @@ test_clone (void)
   g_assert_cmpstr (out, ==, "clone");
   g_assert_true (qlean_machine_kill (again, NULL, NULL));
   g_assert_true (qlean_machine_kill (source, NULL, NULL));
-  listing = dir_listing (dir);
-  g_assert_cmpstr (listing, ==, "");
+  wait_qemu_count ("cl-source-next-clone", 0);
+  wait_dir_empty (dir);
 
+  g_unsetenv ("QLEAN_RAM_DIR");
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
+/* A machine cloned once keeps a QEMU parked for its next clone, which
+ * takes it (and runs on its RAM file), while another is parked; the
+ * parked QEMU goes with the machine, its RAM file too. */
+static void
+test_parked (void)
+{
+  g_autofree char *dir = NULL, *out = NULL, *parked_ram = NULL;
+  g_autoptr(QleanMachine) source = NULL, first = NULL, second = NULL;
+
+  if (!test_have_qemu ())
+    return;
+
+  dir = ram_dir_on_tmpfs ();
+  source = cloneable_machine ("cl-park");
+  g_assert_cmpuint (qemu_count ("cl-park-next-clone"), ==, 0);
+  test_logged ("");
+  first = clone_of (source, "cl-park-1");
+  g_assert_false (test_logged ("*takes the QEMU parked for it*"));
+  wait_qemu_count ("cl-park-next-clone", 1);
+  /* Parked: its QMP answered. */
+  for (guint i = 0; i < 200 && !test_logged ("*cl-park-next-clone: parked for a clone*"); i++)
+    g_usleep (G_USEC_PER_SEC / 20);
+
+  second = clone_of (source, "cl-park-2");
+  g_assert_true (test_logged ("*cl-park-2: takes the QEMU parked for it*"));
+  out = test_run_text (second, "hostname; cat /proc/sys/kernel/random/boot_id >/dev/null && echo ok");
+  g_assert_cmpstr (out, ==, "cl-park-2\nok");
+  parked_ram = ram_file_in (second, dir);
+  g_assert_true (g_file_test (parked_ram, G_FILE_TEST_IS_REGULAR));
+  /* The taken one is the clone's (QEMU keeps the name it started
+   * with), and the next one is parked already. */
+  g_assert_cmpuint (qemu_count ("cl-park-2"), ==, 0);
+  wait_qemu_count ("cl-park-next-clone", 2);
+
+  g_assert_true (qlean_machine_kill (first, NULL, NULL));
+  g_assert_true (qlean_machine_kill (second, NULL, NULL));
+  g_assert_false (g_file_test (parked_ram, G_FILE_TEST_EXISTS));
+  wait_qemu_count ("cl-park-next-clone", 1);
+  g_assert_true (qlean_machine_kill (source, NULL, NULL));
+  wait_qemu_count ("cl-park-next-clone", 0);
+  wait_dir_empty (dir);
   g_unsetenv ("QLEAN_RAM_DIR");
   g_assert_cmpint (g_rmdir (dir), ==, 0);
 }
@@ -253,9 +352,7 @@ test_clone_fails (void)
 
   g_assert_cmpint (g_rmdir (ram), ==, 0);
   g_assert_true (qlean_machine_kill (source, NULL, NULL));
-  g_clear_pointer (&listing, g_free);
-  listing = dir_listing (dir);
-  g_assert_cmpstr (listing, ==, "");
+  wait_dir_empty (dir);
   g_unsetenv ("QLEAN_RAM_DIR");
   g_assert_cmpint (g_rmdir (dir), ==, 0);
 }
@@ -305,6 +402,7 @@ main (int    argc,
 
   g_test_add_func ("/cloneable/clone", test_clone);
   g_test_add_func ("/cloneable/clone-fails", test_clone_fails);
+  g_test_add_func ("/cloneable/parked", test_parked);
   g_test_add_func ("/cloneable/fallback", test_fallback);
 
   return g_test_run ();

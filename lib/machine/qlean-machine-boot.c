@@ -385,6 +385,11 @@ qlean_machine_qmp_ready_cb (GObject      *source,
   g_mutex_unlock (&self->run->lock);
   g_mutex_unlock (&self->lock);
 
+  if (self->run->restoring && self->parked)
+    {
+      qlean_machine_park (self);
+      return;
+    }
   if (self->run->restoring)
     {
       qlean_machine_load_incoming (self);

@@ -770,6 +770,16 @@ qlean_machine_connect_clients (QleanMachine  *self,
     g_async_initable_init_async (G_ASYNC_INITABLE (qmp), G_PRIORITY_DEFAULT, NULL,
                                  qlean_machine_qmp_ready_cb, g_object_ref (self));
   }
+  /* A parked QEMU runs no guest yet: its taker greets. */
+  if (!self->parked)
+    qlean_machine_greet_guest (self);
+
+  return TRUE;
+}
+
+void
+qlean_machine_greet_guest (QleanMachine *self)
+{
   qlean_machine_try_agent (self);
   /* Say hello to qlean-guest now, so that it is known to answer by the
    * first command; a guest without it just never answers this one. The
@@ -777,8 +787,6 @@ qlean_machine_connect_clients (QleanMachine  *self,
   if (qlean_machine_config_get_guest_transport (self->config) != QLEAN_GUEST_TRANSPORT_AGENT)
     qlean_guest_channel_hello_async (self->run->guest, qlean_machine_get_boot_timeout (self), NULL,
                                      qlean_machine_guest_hello_cb, qlean_link_ref (self->link));
-
-  return TRUE;
 }
 
 /* Starts QEMU for this run, in steps: prepare the spec and disks, make
@@ -897,9 +905,10 @@ qlean_machine_image_prepared_cb (GObject      *source,
   if (self->run->spawn_task == NULL)
     return;
 
-  /* A warmed spare of this machine's shape, when its config keeps
-   * spares and one is ready (qlean-machine-spares.c). */
-  if (qlean_machine_take_spare (self))
+  /* A clone's QEMU parked ahead (qlean-machine-parked.c), or a warmed
+   * spare of this machine's shape, when its config keeps spares and one
+   * is ready (qlean-machine-spares.c). */
+  if (qlean_machine_take_parked_run (self) || qlean_machine_take_spare (self))
     return;
 
   if (!qlean_machine_launch (self, &error))

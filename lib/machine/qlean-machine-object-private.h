@@ -67,6 +67,9 @@ struct _QleanMachine
   /* A warmed spare for machines on a network (qlean-machine-spares.c):
    * it has their card, on a hub of its own. Set before its start. */
   gboolean            spare_card;
+  /* A QEMU parked for a machine's next clone (qlean-machine-parked.c):
+   * its start ends once QMP is connected. Set before its start. */
+  gboolean            parked;
 
   /* Replaced on the worker, read anywhere: under the lock (the run's
    * published fields also under its own, see its header). */
@@ -96,6 +99,34 @@ typedef enum
   SIGNAL_CRASHED,
   N_SIGNALS
 } QleanMachineSignal;
+
+/* qlean-machine-spares.c: worker thread; @self's start takes @donor's
+ * run (its QEMU, clients, run directory and every callback, which reach
+ * @self from now on), renamed for @self; @donor is left STOPPED with a
+ * fresh run. Returns the start's task, taken from @self's own run. */
+GTask *qlean_machine_adopt_run (QleanMachine *self,
+                                QleanMachine *donor);
+
+/* qlean-machine-parked.c: worker thread. */
+/* A parked start ends here, QEMU waiting for its state. */
+void          qlean_machine_park                (QleanMachine *self);
+/* A cloneable machine that runs, on no network, parks a QEMU for its
+ * next clone, unless its run has one already. */
+void          qlean_machine_park_for_clone      (QleanMachine *self);
+/* The QEMU parked for @self's next clone, if one is ready: taken (its
+ * RAM file is qlean_machine_get_parked_ram_file()'s), or NULL. */
+QleanMachine *qlean_machine_take_parked         (QleanMachine *self);
+const char   *qlean_machine_get_parked_ram_file (QleanMachine *parked);
+/* The next start of @self (a clone) takes @parked's run (taken). */
+void          qlean_machine_set_parked_donor    (QleanMachine *self,
+                                                 QleanMachine *parked);
+/* The start of @self takes its donor's run, if it has one (TRUE), and
+ * goes on with the load of its state. */
+gboolean      qlean_machine_take_parked_run     (QleanMachine *self);
+
+/* qlean-machine-launch.c: greets the guest's channels, the agent and
+ * qlean-guest, which the start waits for. */
+void          qlean_machine_greet_guest         (QleanMachine *self);
 
 /* qlean-machine.c: state and signals */
 void qlean_machine_emit_signal (QleanMachine       *self,

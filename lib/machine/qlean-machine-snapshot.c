@@ -13,6 +13,7 @@
 
 #include "qlean-error.h"
 #include "qlean-json-channel-private.h"
+#include "qlean-machine-object-private.h"
 #include "qlean-machine-private.h"
 #include "qlean-machine-ram-file-private.h"
 #include "qlean-machine-snapshot.h"
@@ -574,7 +575,13 @@ clone_stream_step_done (GTask *task)
       g_task_return_error (task, g_steal_pointer (&clone->spawn_error));
     }
   else
-    g_task_return_pointer (task, g_steal_pointer (&clone->clone), g_object_unref);
+    {
+      /* A machine cloned this way is likely to be again: a QEMU waits
+       * for its next clone (qlean-machine-parked.c). */
+      if (clone->ram_to != NULL)
+        qlean_machine_park_for_clone (g_task_get_source_object (task));
+      g_task_return_pointer (task, g_steal_pointer (&clone->clone), g_object_unref);
+    }
 }
 
 static void
@@ -629,7 +636,8 @@ clone_stream_spawned_cb (GObject      *source,
 
 /* A clone of a machine that runs on a RAM file of its own (a cloneable
  * one) runs on a copy of that file, and only the machine's devices are
- * streamed (qlean-machine-ram-file.c): its file is made here, for the
+ * streamed (qlean-machine-ram-file.c): its file is made here, or is
+ * that of the QEMU parked for it (qlean-machine-parked.c), for the
  * clone's start to map while the machine's is copied into it. The
  * machine stops and its file is copied as the clone's QEMU starts, not
  * after: the machine stops about 0.1 s instead of 0.05 s, and the clone
@@ -640,11 +648,23 @@ clone_prepare_ram (Clone        *clone,
 {
   const char *ram_from = qlean_machine_get_ram_file (self);
   g_autofree char *reason = NULL;
+  QleanMachine *parked;
   GStatBuf st;
   char *ram_to;
 
   if (ram_from == NULL)
     return;
+  /* The QEMU parked for this clone, on a RAM file of its own. */
+  parked = qlean_machine_take_parked (self);
+  if (parked != NULL)
+    {
+      clone->ram_to = g_strdup (qlean_machine_get_parked_ram_file (parked));
+      qlean_machine_set_parked_donor (clone->clone, parked);
+      /* The next one starts now, so as to be ready for a clone that
+       * follows this one at once. */
+      qlean_machine_park_for_clone (self);
+      return;
+    }
   if (g_stat (ram_from, &st) != 0)
     reason = g_strdup_printf ("%s: %s", ram_from, g_strerror (errno));
   ram_to = reason == NULL ? qlean_ram_file_new (st.st_size, &reason) : NULL;

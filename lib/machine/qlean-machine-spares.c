@@ -533,14 +533,11 @@ qlean_machine_spares_top_up (QleanMachine *self)
 
 /* Taking a spare */
 
-/* Worker thread: @self's start takes @spare's run, in which it goes on
- * with the identity stage (and, on a network, the network's stages). */
-static void
-spare_adopt (QleanMachine *self,
-             Spare        *spare)
+GTask *
+qlean_machine_adopt_run (QleanMachine *self,
+                         QleanMachine *machine)
 {
-  g_autoptr(GTask) task = NULL;
-  QleanMachine *machine = spare->machine;
+  GTask *task;
   QleanMachineRun *run;
   QleanMachineRun *last;
   QleanLink *link;
@@ -589,6 +586,18 @@ spare_adopt (QleanMachine *self,
   task = g_steal_pointer (&last->spawn_task);
   qlean_clear_source (&last->spawn_cancel);
   qlean_machine_run_unref (last);
+  return task;
+}
+
+/* Worker thread: @self's start takes @spare's run, in which it goes on
+ * with the identity stage (and, on a network, the network's stages). */
+static void
+spare_adopt (QleanMachine *self,
+             Spare        *spare)
+{
+  g_autoptr(GTask) task = qlean_machine_adopt_run (self, spare->machine);
+  QleanMachineRun *run = self->run;
+  g_autoptr(GError) error = NULL;
 
   /* The guest is the spare's: it gets this machine's name, machine-id,
    * seed and clock, in a start whose only stage does that but for a

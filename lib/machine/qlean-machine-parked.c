@@ -1,0 +1,216 @@
+/* qlean-machine-parked.c: a QEMU started ahead for a cloneable machine's next clone
+ *
+ * Once a cloneable machine's RAM file is copied instead of streamed
+ * (qlean-machine-ram-file.c), the largest part of a clone that is not
+ * the guest's own is its QEMU's start: 0.06 s under TCG on this kind
+ * of host before its QMP greets, most of it QEMU's own initialisation
+ * (`qemu-system-x86_64 -version` alone takes as long). A cloneable
+ * machine that was cloned once keeps one QEMU parked for its next
+ * clone: started with `-incoming defer` on a RAM file of its own, its
+ * QMP connected, nothing loaded, and its guest channels not yet greeted
+ * (nothing in it runs, so nothing could answer). The next clone takes
+ * its run, the way a start takes a warmed spare (qlean_machine_adopt_run()),
+ * has it listen for the machine's devices, and goes on as any clone;
+ * the machine's RAM file is copied into the parked one meanwhile. A
+ * new one is parked once that clone runs.
+ *
+ * Apart from the spares (qlean-machine-spares.c) because a spare is a
+ * whole machine, booted, warmed and named later, shared by all starts
+ * of a shape; a parked QEMU is one machine's, empty, and only a clone
+ * of that machine can fill it. Machines on a network park none: a
+ * parked QEMU has no card, and joining one later is the spares' long
+ * way. A parked QEMU costs an idle QEMU process (about 25 MiB), and
+ * goes with its machine's run.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <glib/gstdio.h>
+
+#include "qlean-machine-object-private.h"
+#include "qlean-machine-ram-file-private.h"
+#include "qlean-worker-private.h"
+
+#define PARKED_KEY "qlean-parked-qemu"
+#define DONOR_KEY  "qlean-parked-donor"
+
+/* The QEMU a machine's run keeps parked for its next clone. */
+typedef struct
+{
+  QleanMachine *machine;   /* hidden, RUNNING once parked */
+  gboolean      ready;
+} Parked;
+
+/* Not taken: it goes with the machine's run (worker thread). Its QEMU
+ * gets SIGKILL and its RAM file goes at once, as the machine's run
+ * ends; the kill then reaps it and removes its run directory. */
+static void
+parked_free (Parked *parked)
+{
+  if (parked->machine != NULL)
+    {
+      QleanMachineRun *run = parked->machine->run;
+
+      qlean_machine_signal_qemu (parked->machine, SIGKILL);
+      if (run->ram_file != NULL)
+        g_unlink (run->ram_file);
+      qlean_machine_kill_async (parked->machine, NULL, NULL, NULL);
+    }
+  g_clear_object (&parked->machine);
+  g_free (parked);
+}
+
+/* Worker thread: a parked machine's start ends here, with its QMP
+ * connected and QEMU waiting for `migrate-incoming`. It is RUNNING for
+ * the kill that ends it if no clone takes it; it has no boot timer. */
+void
+qlean_machine_park (QleanMachine *self)
+{
+  g_autoptr(GTask) task = g_steal_pointer (&self->run->spawn_task);
+
+  self->run->qmp_ready = TRUE;
+  qlean_clear_source (&self->run->boot_timer);
+  qlean_clear_source (&self->run->spawn_cancel);
+  qlean_machine_set_state (self, QLEAN_MACHINE_STATE_RUNNING);
+  g_debug ("machine %s: parked for a clone", self->name);
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+parked_cb (GObject      *source,
+           GAsyncResult *result,
+           gpointer      user_data)
+{
+  Parked *parked = user_data;
+  g_autoptr(GError) error = NULL;
+
+  /* The machine's run may have ended meanwhile: the kill came first. */
+  if (!qlean_machine_spawn_finish (QLEAN_MACHINE (source), result, &error))
+    {
+      g_debug ("machine %s: no QEMU parked: %s", qlean_machine_get_name (QLEAN_MACHINE (source)),
+               error->message);
+      return;
+    }
+  parked->ready = TRUE;
+}
+
+void
+qlean_machine_park_for_clone (QleanMachine *self)
+{
+  const char *ram_from = qlean_machine_get_ram_file (self);
+  g_autofree char *name = NULL;
+  g_autofree char *socket_path = NULL;
+  g_autofree char *reason = NULL;
+  QleanMachine *machine;
+  Parked *parked;
+  char *ram;
+  GStatBuf st;
+
+  if (ram_from == NULL || self->network != NULL || self->parked ||
+      qlean_machine_run_get_data (self->run, PARKED_KEY) != NULL ||
+      qlean_machine_get_state (self) != QLEAN_MACHINE_STATE_RUNNING)
+    return;
+  if (g_stat (ram_from, &st) != 0 || (ram = qlean_ram_file_new (st.st_size, &reason)) == NULL)
+    {
+      g_debug ("machine %s: no QEMU parked for its next clone: %s", self->name,
+               reason != NULL ? reason : g_strerror (errno));
+      return;
+    }
+
+  name = g_strconcat (self->name, "-next-clone", NULL);
+  machine = g_object_new (QLEAN_TYPE_MACHINE,
+                          "name", name,
+                          "image", self->image,
+                          "config", self->config,
+                          NULL);
+  machine->parked = TRUE;
+  /* A stream that it never listens for: the clone that takes it names
+   * its own. Its RAM file goes with its run, or with it unstarted. */
+  socket_path = g_build_filename (g_get_tmp_dir (), "qlean-parked.sock", NULL);
+  qlean_machine_set_incoming (machine, socket_path, TRUE, NULL);
+  qlean_machine_set_incoming_stream (machine, socket_path, NULL, NULL);
+  qlean_machine_set_incoming_ram (machine, ram);
+
+  parked = g_new0 (Parked, 1);
+  parked->machine = machine;
+  qlean_machine_run_set_data (self->run, PARKED_KEY, parked, (GDestroyNotify) parked_free);
+  qlean_machine_spawn_async (machine, NULL, parked_cb, parked);
+}
+
+QleanMachine *
+qlean_machine_take_parked (QleanMachine *self)
+{
+  Parked *parked = qlean_machine_run_get_data (self->run, PARKED_KEY);
+  QleanMachine *machine;
+  GPid pid;
+
+  if (parked == NULL || !parked->ready)
+    return NULL;
+  machine = g_steal_pointer (&parked->machine);
+  qlean_machine_run_set_data (self->run, PARKED_KEY, NULL, NULL);
+  /* One whose QEMU died as it waited: its exit may not have reached it. */
+  pid = qlean_machine_get_pid (machine);
+  if (qlean_machine_get_state (machine) != QLEAN_MACHINE_STATE_RUNNING || pid <= 0 ||
+      kill (pid, 0) != 0)
+    {
+      qlean_machine_kill_async (machine, NULL, NULL, NULL);
+      g_object_unref (machine);
+      return NULL;
+    }
+  return machine;
+}
+
+/* A donor whose taker never started (its start failed before, or it
+ * was dropped): its QEMU goes. */
+static void
+donor_free (QleanMachine *parked)
+{
+  qlean_machine_kill_async (parked, NULL, NULL, NULL);
+  g_object_unref (parked);
+}
+
+void
+qlean_machine_set_parked_donor (QleanMachine *self,
+                                QleanMachine *parked)
+{
+  g_object_set_data_full (G_OBJECT (self), DONOR_KEY, parked, (GDestroyNotify) donor_free);
+}
+
+const char *
+qlean_machine_get_parked_ram_file (QleanMachine *parked)
+{
+  return parked->run->ram_file;
+}
+
+gboolean
+qlean_machine_take_parked_run (QleanMachine *self)
+{
+  g_autoptr(QleanMachine) donor = g_object_steal_data (G_OBJECT (self), DONOR_KEY);
+  g_autoptr(GTask) task = NULL;
+  QleanMachineRun *run;
+
+  if (donor == NULL)
+    return FALSE;
+
+  task = qlean_machine_adopt_run (self, donor);
+  run = self->run;
+  run->spawn_task = g_object_ref (task);
+  /* The stream this clone names, instead of the parked one's. */
+  qlean_machine_prepare_incoming_stream (self);
+  run->spawn_cancel = qlean_add_cancel (qlean_worker_get_context (), g_task_get_cancellable (task),
+                                        qlean_machine_spawn_cancelled_cb, self);
+  run->boot_timer = qlean_add_timeout (qlean_worker_get_context (),
+                                       qlean_machine_get_boot_timeout (self),
+                                       qlean_machine_boot_timeout_cb, self);
+  g_debug ("machine %s: takes the QEMU parked for it", self->name);
+
+  /* What the parked start left for its taker: greeting the guest's
+   * channels, and the load. */
+  qlean_machine_greet_guest (self);
+  qlean_machine_load_incoming (self);
+  return TRUE;
+}
