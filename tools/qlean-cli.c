@@ -164,7 +164,6 @@ print_json (JsonNode *node)
 static char *opt_image;
 static int opt_cores = 0;
 static int opt_memory = 0;
-static gboolean opt_cloneable = FALSE;
 static char *opt_qemu;
 static char *opt_accel;
 static char *opt_bridge;
@@ -205,9 +204,6 @@ GOptionEntry machine_entries[] = {
        "first boot runs cloud-init)"), N_("SECONDS") },
   { "cores", 'c', 0, G_OPTION_ARG_INT, &opt_cores, N_("Number of virtual CPUs (default 1)"), N_("N") },
   { "memory", 'm', 0, G_OPTION_ARG_INT, &opt_memory, N_("Guest memory in MiB (default: the image's)"), N_("MIB") },
-  { "cloneable", 0, 0, G_OPTION_ARG_NONE, &opt_cloneable,
-    N_("Keep the guest's memory in a file of its own on tmpfs, so that clones copy it: "
-       "clones about twice as fast, for about twice the memory"), NULL },
   { "qemu", 0, 0, G_OPTION_ARG_FILENAME, &opt_qemu, N_("QEMU binary (default: qemu-system-ARCH of the guest's architecture)"), N_("PATH") },
   { "accel", 0, 0, G_OPTION_ARG_STRING, &opt_accel, N_("auto, kvm or tcg (default auto)"), N_("ACCEL") },
   { "firmware", 0, 0, G_OPTION_ARG_STRING, &opt_firmware,
@@ -407,8 +403,6 @@ machine_from_options (const char  *name,
     qlean_machine_config_set_cores (config, opt_cores);
   if (opt_memory > 0)
     qlean_machine_config_set_memory_mib (config, opt_memory);
-  if (opt_cloneable)
-    qlean_machine_config_set_cloneable (config, TRUE);
   if (opt_qemu != NULL)
     qlean_machine_config_set_qemu_binary (config, opt_qemu);
   if (opt_accel != NULL)
