@@ -313,6 +313,63 @@ test_parked (void)
   g_assert_cmpint (g_rmdir (dir), ==, 0);
 }
 
+/* Bytes of @path that hold pages (not holes). */
+static gint64
+allocated (const char *path)
+{
+  GStatBuf st;
+
+  g_assert_cmpint (g_stat (path, &st), ==, 0);
+  return (gint64) st.st_blocks * 512;
+}
+
+/* A snapshot and a restore read or write every page of the guest's
+ * memory through QEMU; on tmpfs a page read is a page kept, so each
+ * turns the pages of zeros back into holes: the RAM files hold what
+ * the guest holds, not its whole memory. */
+static void
+test_snapshot (void)
+{
+  g_autofree char *dir = NULL, *ram = NULL, *restored_ram = NULL, *out = NULL;
+  g_autoptr(QleanMachine) machine = NULL;
+  g_autoptr(QleanExecResult) result = NULL;
+  g_autoptr(GError) error = NULL;
+  gint64 before, size;
+  GStatBuf st;
+
+  if (!test_have_qemu ())
+    return;
+
+  dir = ram_dir_on_tmpfs ();
+  machine = cloneable_machine ("cl-snap");
+  ram = ram_file_in (machine, dir);
+  g_assert_cmpint (g_stat (ram, &st), ==, 0);
+  size = st.st_size;
+  g_free (test_run_out (machine, "echo before > /root/mark"));
+  before = allocated (ram);
+  g_test_message ("RAM file: %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT " bytes", before, size);
+  g_assert_cmpint (before, <, size / 2);
+
+  g_assert_true (qlean_machine_snapshot (machine, "s", NULL, &error));
+  g_assert_no_error (error);
+  g_test_message ("after the snapshot: %" G_GINT64_FORMAT " bytes", allocated (ram));
+  g_assert_cmpint (allocated (ram), <, before + 16 * 1024 * 1024);
+
+  g_free (test_run_out (machine, "echo after > /root/mark"));
+  g_assert_true (qlean_machine_restore (machine, "s", NULL, &error));
+  g_assert_no_error (error);
+  out = test_run_text (machine, "cat /root/mark");
+  g_assert_cmpstr (out, ==, "before");
+  restored_ram = ram_file_in (machine, dir);
+  g_test_message ("after the restore: %" G_GINT64_FORMAT " bytes", allocated (restored_ram));
+  g_assert_cmpint (allocated (restored_ram), <, before + 16 * 1024 * 1024);
+
+  g_assert_true (qlean_machine_kill (machine, NULL, NULL));
+  wait_dir_empty (dir);
+  g_unsetenv ("QLEAN_RAM_DIR");
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
 /* A clone that fails (here the machine's RAM file is not a file any
  * more, so it cannot be copied) says what failed, leaves no file and
  * no QEMU of its own behind, and the machine runs on. */
@@ -403,6 +460,7 @@ main (int    argc,
   g_test_add_func ("/cloneable/clone", test_clone);
   g_test_add_func ("/cloneable/clone-fails", test_clone_fails);
   g_test_add_func ("/cloneable/parked", test_parked);
+  g_test_add_func ("/cloneable/snapshot", test_snapshot);
   g_test_add_func ("/cloneable/fallback", test_fallback);
 
   return g_test_run ();

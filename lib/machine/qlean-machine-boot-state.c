@@ -386,13 +386,6 @@ qlean_machine_template_make_work (const char  *state,
   return g_steal_pointer (&work);
 }
 
-static gboolean
-page_is_zero (const char *page,
-              gsize       size)
-{
-  return page[0] == 0 && memcmp (page, page + 1, size - 1) == 0;
-}
-
 /* Writes @n bytes of @buffer, read from @in at @offset, to @out but its
  * pages of zeros, which stay holes there and become holes in @in: a RAM
  * file mapped shared has a page for every page its guest ever read,
@@ -411,12 +404,12 @@ write_but_zeros (int         in,
     {
       gsize end;
 
-      for (end = at; end < n && page_is_zero (buffer + end, MIN (page, n - end));)
+      for (end = at; end < n && qlean_ram_page_is_zero (buffer + end, MIN (page, n - end));)
         end += MIN (page, n - end);
       if (end > at)
         fallocate (in, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset + at, end - at);
       at = end;
-      for (end = at; end < n && !page_is_zero (buffer + end, MIN (page, n - end));)
+      for (end = at; end < n && !qlean_ram_page_is_zero (buffer + end, MIN (page, n - end));)
         end += MIN (page, n - end);
       if (end > at && pwrite (out, buffer + at, end - at, offset + at) != (ssize_t) (end - at))
         return FALSE;
@@ -872,6 +865,36 @@ qlean_machine_incoming_cont_cb (GObject      *source,
 
 static void qlean_machine_incoming_poll (QleanMachine *self);
 
+/* The state is loaded: the first machine from a state makes its
+ * template, and then runs on; any other runs on at once. */
+static void
+qlean_machine_incoming_loaded (QleanMachine *self)
+{
+  if (qlean_machine_state_template_make (self, qlean_machine_incoming_cont_cb))
+    return;
+  /* Off again: this machine's own snapshots carry its RAM. */
+  if (self->run->mem_template_load)
+    qlean_machine_set_ignore_shared (self->run->qmp, FALSE, NULL, NULL);
+  qlean_qmp_client_execute_async (self->run->qmp, "cont", NULL, NULL,
+                                  qlean_machine_incoming_cont_cb, g_object_ref (self));
+}
+
+/* Only memory is at stake: a failure is said, not returned. */
+static void
+zeros_dropped_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autoptr(QleanMachine) self = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!qlean_ram_file_drop_zeros_finish (result, &error))
+    g_message ("machine %s: %s", self->name, error->message);
+  if (self->run->spawn_task == NULL || self->run->spawn_error != NULL)
+    return;
+  qlean_machine_incoming_loaded (self);
+}
+
 static void
 qlean_machine_incoming_query_cb (GObject      *source,
                                  GAsyncResult *result,
@@ -897,15 +920,16 @@ qlean_machine_incoming_query_cb (GObject      *source,
 
   if (g_str_equal (status, "completed"))
     {
-      /* The first machine from a state makes its template, and then
-       * runs on. */
-      if (qlean_machine_state_template_make (self, qlean_machine_incoming_cont_cb))
-        return;
-      /* Off again: this machine's own snapshots carry its RAM. */
-      if (self->run->mem_template_load)
-        qlean_machine_set_ignore_shared (self->run->qmp, FALSE, NULL, NULL);
-      qlean_qmp_client_execute_async (self->run->qmp, "cont", NULL, NULL,
-                                      qlean_machine_incoming_cont_cb, g_object_ref (self));
+      /* A whole state loaded into a RAM file (a cloneable machine's)
+       * read every page of it, and kept each: the zeros go first, in
+       * a thread of their own. */
+      if (self->run->ram_file != NULL && !self->run->mem_template_load)
+        {
+          qlean_ram_file_drop_zeros_async (self->run->ram_file, zeros_dropped_cb,
+                                           g_object_ref (self));
+          return;
+        }
+      qlean_machine_incoming_loaded (self);
       return;
     }
 

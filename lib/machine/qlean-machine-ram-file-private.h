@@ -24,6 +24,23 @@ gboolean qlean_ram_file_copy               (const char          *from,
                                             const char          *to,
                                             GError             **error);
 
+/* Whether @size bytes at @page are all zeros. */
+gboolean qlean_ram_page_is_zero            (const char          *page,
+                                            gsize                size);
+/* Turns the pages of zeros of the RAM file @path into holes, while its
+ * guest is stopped: a page of a shared tmpfs mapping that was only
+ * read stays allocated, and QEMU reads every page when it saves or
+ * loads a whole state. */
+gboolean qlean_ram_file_drop_zeros         (const char          *path,
+                                            GError             **error);
+/* The same in a thread of its own (it reads the whole file), calling
+ * @callback in the thread-default context. */
+void     qlean_ram_file_drop_zeros_async   (const char          *path,
+                                            GAsyncReadyCallback  callback,
+                                            gpointer             user_data);
+gboolean qlean_ram_file_drop_zeros_finish  (GAsyncResult        *result,
+                                            GError             **error);
+
 /* The next start of @self runs on @path (a RAM file, taken: removed if
  * that start never comes), into which its state's memory is copied
  * while its QEMU starts: a clone of a cloneable machine. */

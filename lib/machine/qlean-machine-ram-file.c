@@ -230,6 +230,108 @@ qlean_ram_file_copy (const char  *from,
   return ok;
 }
 
+gboolean
+qlean_ram_page_is_zero (const char *page,
+                        gsize       size)
+{
+  return page[0] == 0 && memcmp (page, page + 1, size - 1) == 0;
+}
+
+/* Punches holes for the pages of zeros among @n bytes of @buffer, read
+ * from @fd at @offset. */
+static gboolean
+punch_zero_pages (int         fd,
+                  const char *buffer,
+                  gsize       n,
+                  off_t       offset)
+{
+  const gsize page = 4096;
+
+  for (gsize at = 0; at < n;)
+    {
+      gsize end;
+
+      for (end = at; end < n && qlean_ram_page_is_zero (buffer + end, MIN (page, n - end));)
+        end += MIN (page, n - end);
+      if (end > at &&
+          fallocate (fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset + at, end - at) != 0)
+        return FALSE;
+      for (at = end; at < n && !qlean_ram_page_is_zero (buffer + at, MIN (page, n - at));)
+        at += MIN (page, n - at);
+    }
+  return TRUE;
+}
+
+gboolean
+qlean_ram_file_drop_zeros (const char  *path,
+                           GError     **error)
+{
+  g_autofree char *buffer = g_malloc (1024 * 1024);
+  int fd = g_open (path, O_RDWR | O_CLOEXEC, 0);
+  off_t size = fd >= 0 ? lseek (fd, 0, SEEK_END) : -1;
+  off_t offset = 0;
+  gboolean ok = fd >= 0 && size >= 0;
+
+  while (ok && offset < size)
+    {
+      off_t data = lseek (fd, offset, SEEK_DATA);
+      off_t hole;
+
+      if (data < 0 && errno == ENXIO)
+        break;
+      hole = data >= 0 ? lseek (fd, data, SEEK_HOLE) : -1;
+      ok = hole >= 0;
+      for (offset = data; ok && offset < hole;)
+        {
+          ssize_t n = pread (fd, buffer, MIN ((off_t) 1024 * 1024, hole - offset), offset);
+
+          if (n == 0)
+            errno = EIO;
+          ok = n > 0 && punch_zero_pages (fd, buffer, n, offset);
+          offset += MAX (n, 0);
+        }
+    }
+
+  if (!ok)
+    qlean_set_error_from_errno (error, errno, _("Could not free the zero pages of the memory file %s"),
+                                path);
+  if (fd >= 0)
+    close (fd);
+  return ok;
+}
+
+static void
+drop_zeros_in_thread (GTask        *task,
+                      gpointer      source_object,
+                      gpointer      task_data,
+                      GCancellable *cancellable)
+{
+  GError *error = NULL;
+
+  if (qlean_ram_file_drop_zeros (task_data, &error))
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+}
+
+void
+qlean_ram_file_drop_zeros_async (const char          *path,
+                                 GAsyncReadyCallback  callback,
+                                 gpointer             user_data)
+{
+  g_autoptr(GTask) task = g_task_new (NULL, NULL, callback, user_data);
+
+  g_task_set_task_data (task, g_strdup (path), g_free);
+  g_task_run_in_thread (task, drop_zeros_in_thread);
+}
+
+gboolean
+qlean_ram_file_drop_zeros_finish (GAsyncResult  *result,
+                                  GError       **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
 static void
 unlink_and_free (char *path)
 {

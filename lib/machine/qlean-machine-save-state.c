@@ -48,8 +48,9 @@ typedef struct
   gboolean        was_running;
   gboolean        keep_stopped;
   GSource        *poll;
-  /* A clone of a cloneable machine: its RAM file, copied to @ram_to
-   * while stopped, and only its devices migrated (x-ignore-shared). */
+  /* A cloneable machine's RAM file: copied to @ram_to while stopped,
+   * and only its devices migrated (x-ignore-shared), for a clone; else
+   * its pages of zeros dropped after QEMU read them all. */
   char           *ram_from;
   char           *ram_to;
   QleanStreamGate *gate;
@@ -208,12 +209,41 @@ save_finish_with (GTask  *task,
     g_task_return_boolean (task, TRUE);
 }
 
+/* Runs @func in a thread of its own, with @task's Save, and then @done
+ * with @task (taken) on this one. */
+static void
+save_in_thread (GTask               *task,
+                GTaskThreadFunc      func,
+                GAsyncReadyCallback  done)
+{
+  g_autoptr(GTask) work = g_task_new (NULL, NULL, done, task);
+
+  g_task_set_task_data (work, g_task_get_task_data (task), NULL);
+  g_task_run_in_thread (work, func);
+}
+
+/* Only memory is at stake: a failure is said, not returned. */
+static void
+zeros_dropped_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  GTask *task = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!qlean_ram_file_drop_zeros_finish (result, &error))
+    g_message ("%s", error->message);
+  save_finish_with (task, NULL);
+  g_object_unref (task);
+}
+
 static void
 save_query_cb (GObject      *source,
                GAsyncResult *result,
                gpointer      user_data)
 {
   g_autoptr(GTask) task = user_data;
+  Save *save = g_task_get_task_data (task);
   g_autoptr(JsonNode) reply = NULL;
   GError *error = NULL;
   JsonObject *object;
@@ -231,7 +261,10 @@ save_query_cb (GObject      *source,
 
   if (g_str_equal (status, "completed"))
     {
-      save_finish_with (task, NULL);
+      if (save->ram_from != NULL && save->ram_to == NULL)
+        qlean_ram_file_drop_zeros_async (save->ram_from, zeros_dropped_cb, g_object_ref (task));
+      else
+        save_finish_with (task, NULL);
       return;
     }
 
@@ -361,11 +394,7 @@ ram_copied_cb (GObject      *source,
 static void
 save_copy_ram (GTask *task)
 {
-  Save *save = g_task_get_task_data (task);
-  g_autoptr(GTask) copy = g_task_new (NULL, NULL, ram_copied_cb, task);
-
-  g_task_set_task_data (copy, save, NULL);
-  g_task_run_in_thread (copy, copy_ram_in_thread);
+  save_in_thread (task, copy_ram_in_thread, ram_copied_cb);
 }
 
 static void
@@ -441,11 +470,8 @@ save_start (QleanMachine        *self,
   save->qmp = qlean_machine_dup_qmp (self);
   if (gate != NULL)
     save->gate = g_rc_box_acquire (gate);
-  if (ram_to != NULL)
-    {
-      save->ram_to = g_strdup (ram_to);
-      save->ram_from = g_strdup (qlean_machine_get_ram_file (self));
-    }
+  save->ram_to = g_strdup (ram_to);
+  save->ram_from = g_strdup (qlean_machine_get_ram_file (self));
 
   /* STARTING too: a fast-start machine saves its boot just before it is
    * declared running. */
