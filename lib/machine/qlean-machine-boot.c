@@ -205,7 +205,13 @@ qlean_machine_spawn_maybe_done (QleanMachine *self)
   g_autoptr(GTask) task = NULL;
 
   if (self->run->spawn_task == NULL || self->run->spawn_error != NULL ||
-      !self->run->qmp_ready || !self->run->agent_ready)
+      !self->run->qmp_ready)
+    return;
+  /* The agent answers first, unless it is not greeted (agent_lazy) and
+   * qlean-guest answered. */
+  if (!self->run->agent_ready &&
+      (!self->run->agent_lazy || self->run->guest == NULL ||
+       !qlean_guest_channel_is_ready (self->run->guest)))
     return;
 
   /* Decided before anything runs in the guest, so that even Qlean's own
@@ -535,6 +541,14 @@ qlean_machine_guest_hello_cb (GObject      *source,
   else if (self != NULL)
     g_debug ("machine %s: qlean-guest answered", self->name);
   qlean_link_unref (link);
+
+  /* It was greeted alone, and does not answer: the agent, after all. */
+  if (error != NULL && self != NULL && self->run->guest == QLEAN_GUEST_CHANNEL (source) &&
+      self->run->agent_lazy && self->run->spawn_task != NULL)
+    {
+      self->run->agent_lazy = FALSE;
+      qlean_machine_try_agent (self);
+    }
 
   /* A start may be waiting for this answer to pick its transport. */
   if (self != NULL && self->run->guest == QLEAN_GUEST_CHANNEL (source))

@@ -33,6 +33,9 @@ G_BEGIN_DECLS
 #define DEFAULT_SHUTDOWN_TIMEOUT_MS 20000
 #define ESCALATION_STEP_MS 3000
 #define SYNC_ATTEMPT_MS 3000
+/* How long a start that greets qlean-guest alone waits for it before
+ * it greets the agent after all. */
+#define GUEST_ONLY_HELLO_MS 5000
 #define QMP_FAILURE_GRACE_MS 1000
 #define TAIL_LINES 20
 /* Where the kernel's panic line is looked for: it prints a stack trace
@@ -88,6 +91,10 @@ struct _QleanMachine
   char               *incoming;
   gboolean            incoming_new_identity;
   char               *incoming_old_mac; /* the saved card's MAC, to replace */
+  /* The state ran qlean-guest, which answers as soon as the guest runs
+   * on: the start greets it alone, and the agent at its first call
+   * (a clone of a running machine, qlean-machine-snapshot.c). */
+  gboolean            incoming_greets_guest;
   char               *state_dir;        /* snapshots; lives as long as the machine */
   GPtrArray          *exit_waiters;
 };

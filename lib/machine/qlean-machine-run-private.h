@@ -141,6 +141,9 @@ struct _QleanMachineRun
   GSource            *qmp_grace_timer;
   gboolean            qmp_ready;
   gboolean            agent_ready;
+  /* The agent is not greeted: qlean-guest answers first, and the agent's
+   * client syncs before its first call (qlean_machine_greet_guest()). */
+  gboolean            agent_lazy;
   gint64              hello_deadline;   /* auto transport: how long HELLO may take */
   GSource            *hello_timer;
   GPtrArray          *boot_stages;      /* of const QleanBootStage, in order */

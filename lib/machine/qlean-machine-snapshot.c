@@ -596,6 +596,11 @@ clone_streamed_cb (GObject      *source,
       clone->pending > 1)
     /* The clone still waits for a stream that will not come. */
     qlean_machine_kill_async (clone->clone, NULL, NULL, NULL);
+  /* The next clone's QEMU starts once this one's copy is made, not
+   * before (it would compete with the copy), so as to be ready for a
+   * clone that follows this one at once (qlean-machine-parked.c). */
+  else if (clone->save_error == NULL && clone->ram_to != NULL)
+    qlean_machine_park_for_clone (QLEAN_MACHINE (source));
   clone_stream_step_done (task);
 }
 
@@ -660,9 +665,6 @@ clone_prepare_ram (Clone        *clone,
     {
       clone->ram_to = g_strdup (qlean_machine_get_parked_ram_file (parked));
       qlean_machine_set_parked_donor (clone->clone, parked);
-      /* The next one starts now, so as to be ready for a clone that
-       * follows this one at once. */
-      qlean_machine_park_for_clone (self);
       return;
     }
   if (g_stat (ram_from, &st) != 0)
@@ -699,6 +701,10 @@ clone_stream (GTask        *task,
   clone->path = g_steal_pointer (&socket_path);
   clone->clone = clone_new_machine (self, clone->name);
   clone->pending = 1;
+  /* Its guest runs the machine's qlean-guest, which answers at once. */
+  clone->clone->incoming_greets_guest =
+    qlean_machine_run_get_guest_transport (self->run) == QLEAN_GUEST_TRANSPORT_QLEAN_GUEST &&
+    self->run->guest != NULL && qlean_guest_channel_is_ready (self->run->guest);
   clone_prepare_ram (clone, self);
   qlean_machine_set_incoming (clone->clone, clone->path, TRUE, mac);
   qlean_machine_set_incoming_stream (clone->clone, clone->path, clone_listening, G_OBJECT (task));
