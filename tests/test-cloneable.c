@@ -57,27 +57,13 @@ dir_listing (const char *dir)
   return g_strjoinv (" ", (char **) names->pdata);
 }
 
-static char *
-qemu_cmdline (QleanMachine *machine)
-{
-  g_autofree char *path = g_strdup_printf ("/proc/%d/cmdline", (int) qlean_machine_get_pid (machine));
-  char *text = NULL;
-  gsize length = 0;
-
-  g_assert_true (g_file_get_contents (path, &text, &length, NULL));
-  for (gsize i = 0; i + 1 < length; i++)
-    if (text[i] == '\0')
-      text[i] = ' ';
-  return text;
-}
-
 /* The RAM file @machine's QEMU runs on, which must be a shared file in
  * @dir. */
 static char *
 ram_file_in (QleanMachine *machine,
              const char   *dir)
 {
-  g_autofree char *cmdline = qemu_cmdline (machine);
+  g_autofree char *cmdline = test_qemu_cmdline (machine);
   g_autofree char *prefix = g_strconcat ("mem-path=", dir, "/", NULL);
   const char *start = strstr (cmdline, prefix);
   const char *end;
@@ -87,25 +73,6 @@ ram_file_in (QleanMachine *machine,
   end = strstr (start, ",share=on");
   g_assert_nonnull (end);
   return g_strndup (start, end - start);
-}
-
-static gint64
-guest_counter (QleanMachine *machine)
-{
-  g_autofree char *out = test_run_text (machine, "cat /root/counter");
-
-  return g_ascii_strtoll (out, NULL, 10);
-}
-
-/* A guest process that counts, to see that a clone runs it on. */
-static void
-wait_counter_moves (QleanMachine *machine)
-{
-  gint64 first = guest_counter (machine);
-
-  for (guint i = 0; i < 100 && guest_counter (machine) == first; i++)
-    g_usleep (G_USEC_PER_SEC / 10);
-  g_assert_cmpint (guest_counter (machine), >, first);
 }
 
 static QleanMachine *
@@ -189,6 +156,16 @@ wait_dir_empty (const char *dir)
   g_assert_cmpstr (listing, ==, "");
 }
 
+/* The end of a test's RAM folder: empty (once the kills are done), and
+ * no longer QLEAN_RAM_DIR. */
+static void
+ram_dir_done (const char *dir)
+{
+  wait_dir_empty (dir);
+  g_unsetenv ("QLEAN_RAM_DIR");
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
 /* A clone of a running cloneable machine: it runs on a copy of the
  * machine's RAM file (the copy's way, said in the log), with the
  * machine's processes and files as they were, its own name and random
@@ -211,10 +188,8 @@ test_clone (void)
   dir = ram_dir_on_tmpfs ();
   source = cloneable_machine ("cl-source");
   ram = ram_file_in (source, dir);
-  g_free (test_run_text (source, "echo source > /root/mark; "
-                                 "sh -c 'i=0; while :; do i=$((i + 1)); echo $i > /root/counter; "
-                                 "sleep 0.1; done' </dev/null >/dev/null 2>&1 &"));
-  wait_counter_moves (source);
+  g_free (test_run_text (source, "echo source > /root/mark"));
+  test_start_counter (source);
 
   test_logged ("");
   clone = clone_of (source, "cl-clone");
@@ -224,8 +199,8 @@ test_clone (void)
   out = test_run_text (clone, "cat /root/mark; hostname");
   g_assert_cmpstr (out, ==, "source\ncl-clone");
   g_clear_pointer (&out, g_free);
-  wait_counter_moves (clone);
-  wait_counter_moves (source);
+  test_wait_counter_moves (clone);
+  test_wait_counter_moves (source);
   /* Its stock agent was not greeted as it started (qlean-guest was):
    * its client syncs at its first call. */
   qga = qlean_machine_dup_qga (clone);
@@ -255,7 +230,7 @@ test_clone (void)
   out = test_run_text (again, "cat /root/mark /root/clone-only; hostname; wc -c < /tmp/fill");
   g_assert_cmpstr (out, ==, "source\nclone\ncl-again\n16777216");
   g_clear_pointer (&out, g_free);
-  wait_counter_moves (again);
+  test_wait_counter_moves (again);
 
   /* Each file goes with its machine. */
   listing = dir_listing (dir);
@@ -269,10 +244,7 @@ test_clone (void)
   g_assert_true (qlean_machine_kill (again, NULL, NULL));
   g_assert_true (qlean_machine_kill (source, NULL, NULL));
   wait_qemu_count ("cl-source-next-clone", 0);
-  wait_dir_empty (dir);
-
-  g_unsetenv ("QLEAN_RAM_DIR");
-  g_assert_cmpint (g_rmdir (dir), ==, 0);
+  ram_dir_done (dir);
 }
 
 /* A machine cloned once keeps a QEMU parked for its next clone, which
@@ -318,9 +290,7 @@ test_parked (void)
   wait_qemu_count ("cl-park-next-clone", 1);
   g_assert_true (qlean_machine_kill (source, NULL, NULL));
   wait_qemu_count ("cl-park-next-clone", 0);
-  wait_dir_empty (dir);
-  g_unsetenv ("QLEAN_RAM_DIR");
-  g_assert_cmpint (g_rmdir (dir), ==, 0);
+  ram_dir_done (dir);
 }
 
 /* A clone greets its qlean-guest alone, and the stock agent only if
@@ -409,9 +379,7 @@ test_snapshot (void)
   g_assert_cmpint (allocated (restored_ram), <, before + 16 * 1024 * 1024);
 
   g_assert_true (qlean_machine_kill (machine, NULL, NULL));
-  wait_dir_empty (dir);
-  g_unsetenv ("QLEAN_RAM_DIR");
-  g_assert_cmpint (g_rmdir (dir), ==, 0);
+  ram_dir_done (dir);
 }
 
 /* A clone that fails (here the machine's RAM file is not a file any
@@ -453,9 +421,7 @@ test_clone_fails (void)
 
   g_assert_cmpint (g_rmdir (ram), ==, 0);
   g_assert_true (qlean_machine_kill (source, NULL, NULL));
-  wait_dir_empty (dir);
-  g_unsetenv ("QLEAN_RAM_DIR");
-  g_assert_cmpint (g_rmdir (dir), ==, 0);
+  ram_dir_done (dir);
 }
 
 /* Where the RAM folder is not on tmpfs, a cloneable machine starts as
@@ -476,7 +442,7 @@ test_fallback (void)
   test_logged ("");
   source = cloneable_machine ("cl-disk");
   g_assert_true (test_logged ("*no RAM file of its own*is not on tmpfs*"));
-  cmdline = qemu_cmdline (source);
+  cmdline = test_qemu_cmdline (source);
   g_assert_null (strstr (cmdline, dir));
   g_free (test_run_out (source, "echo source > /root/mark"));
 
@@ -490,8 +456,7 @@ test_fallback (void)
 
   g_assert_true (qlean_machine_kill (clone, NULL, NULL));
   g_assert_true (qlean_machine_kill (source, NULL, NULL));
-  g_unsetenv ("QLEAN_RAM_DIR");
-  g_assert_cmpint (g_rmdir (dir), ==, 0);
+  ram_dir_done (dir);
 }
 
 int

@@ -148,3 +148,43 @@ test_run_text (QleanMachine *machine,
 {
   return g_strstrip (test_run_out (machine, command));
 }
+
+static gint64
+guest_counter (QleanMachine *machine)
+{
+  g_autofree char *out = test_run_text (machine, "cat /root/counter");
+
+  return g_ascii_strtoll (out, NULL, 10);
+}
+
+void
+test_wait_counter_moves (QleanMachine *machine)
+{
+  gint64 first = guest_counter (machine);
+
+  for (guint i = 0; i < 100 && guest_counter (machine) == first; i++)
+    g_usleep (G_USEC_PER_SEC / 10);
+  g_assert_cmpint (guest_counter (machine), >, first);
+}
+
+void
+test_start_counter (QleanMachine *machine)
+{
+  g_free (test_run_text (machine, "sh -c 'i=0; while :; do i=$((i + 1)); echo $i > /root/counter; "
+                                  "sleep 0.1; done' </dev/null >/dev/null 2>&1 &"));
+  test_wait_counter_moves (machine);
+}
+
+char *
+test_qemu_cmdline (QleanMachine *machine)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/cmdline", (int) qlean_machine_get_pid (machine));
+  char *text = NULL;
+  gsize length = 0;
+
+  g_assert_true (g_file_get_contents (path, &text, &length, NULL));
+  for (gsize i = 0; i + 1 < length; i++)
+    if (text[i] == '\0')
+      text[i] = ' ';
+  return text;
+}

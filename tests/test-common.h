@@ -34,6 +34,16 @@ char            *test_run_out              (QleanMachine *machine,
 char            *test_run_text             (QleanMachine *machine,
                                             const char   *command);
 
+/* @machine's QEMU command line, its arguments joined by spaces. */
+char            *test_qemu_cmdline         (QleanMachine *machine);
+
+/* Starts a guest process that counts in /root/counter, ten times a
+ * second, and waits until it moves: a copy of the machine (a clone, a
+ * restore) runs it on, which test_wait_counter_moves() then sees. */
+void             test_start_counter        (QleanMachine *machine);
+/* Waits up to 10 s for the counter to move, failing the test if not. */
+void             test_wait_counter_moves   (QleanMachine *machine);
+
 /* Qlean logs with the structured API, which g_test_expect_message()
  * does not see: test_log_capture(), at the start of main, keeps the
  * messages of the "qlean" domain too, and test_logged() says whether

@@ -114,22 +114,6 @@ test_saved_boots_pruned (void)
     }
 }
 
-/* Memory templates (QleanMachineConfig:memory-template). */
-
-static char *
-qemu_cmdline (QleanMachine *machine)
-{
-  g_autofree char *path = g_strdup_printf ("/proc/%d/cmdline", (int) qlean_machine_get_pid (machine));
-  char *text = NULL;
-  gsize length = 0;
-
-  g_assert_true (g_file_get_contents (path, &text, &length, NULL));
-  for (gsize i = 0; i + 1 < length; i++)
-    if (text[i] == '\0')
-      text[i] = ' ';
-  return text;
-}
-
 static char *
 file_sha256 (const char *path)
 {
@@ -221,7 +205,7 @@ test_memory_template (void)
 
   second = template_machine (config, "tmpl-second");
   third = template_machine (config, "tmpl-third");
-  cmdline = qemu_cmdline (second);
+  cmdline = test_qemu_cmdline (second);
   g_assert_nonnull (strstr (cmdline, "share=off"));
   g_assert_nonnull (strstr (cmdline, ram));
 
@@ -267,7 +251,7 @@ test_memory_template (void)
   fallback = template_machine (config, "tmpl-fallback");
   g_assert_true (test_logged ("*no memory template, starting the old way*"));
   g_free (cmdline);
-  cmdline = qemu_cmdline (fallback);
+  cmdline = test_qemu_cmdline (fallback);
   g_assert_null (strstr (cmdline, "memory-backend-file"));
   g_free (out);
   out = test_run_text (fallback, "echo ok");
@@ -300,7 +284,7 @@ test_memory_template (void)
 static char *
 qemu_mem_path (QleanMachine *machine)
 {
-  g_autofree char *cmdline = qemu_cmdline (machine);
+  g_autofree char *cmdline = test_qemu_cmdline (machine);
   const char *start = strstr (cmdline, "mem-path=");
   const char *end;
 
@@ -322,25 +306,6 @@ qemu_maps (QleanMachine *machine,
 
   g_assert_true (g_file_get_contents (maps_path, &maps, NULL, NULL));
   return strstr (maps, path) != NULL;
-}
-
-static gint64
-guest_counter (QleanMachine *machine)
-{
-  g_autofree char *out = test_run_text (machine, "cat /root/counter");
-
-  return g_ascii_strtoll (out, NULL, 10);
-}
-
-/* A guest process that counts, to see that a copy runs it on. */
-static void
-wait_counter_moves (QleanMachine *machine)
-{
-  gint64 first = guest_counter (machine);
-
-  for (guint i = 0; i < 100 && guest_counter (machine) == first; i++)
-    g_usleep (G_USEC_PER_SEC / 10);
-  g_assert_cmpint (guest_counter (machine), >, first);
 }
 
 /* The template that @maker made as it started (its QEMU runs on the
@@ -390,10 +355,8 @@ test_snapshot_template (void)
 
   g_assert_true (qlean_machine_spawn (source, NULL, &error));
   g_assert_no_error (error);
-  g_free (test_run_text (source, "echo snap > /root/mark; "
-                                 "sh -c 'i=0; while :; do i=$((i + 1)); echo $i > /root/counter; "
-                                 "sleep 0.1; done' </dev/null >/dev/null 2>&1 &"));
-  wait_counter_moves (source);
+  g_free (test_run_text (source, "echo snap > /root/mark"));
+  test_start_counter (source);
   g_assert_true (qlean_machine_snapshot (source, "base", NULL, &error));
   g_assert_no_error (error);
 
@@ -412,7 +375,7 @@ test_snapshot_template (void)
   out = test_run_text (maker, "cat /root/mark; hostname");
   g_assert_cmpstr (out, ==, "snap\ntmaker");
   g_clear_pointer (&out, g_free);
-  wait_counter_moves (maker);
+  test_wait_counter_moves (maker);
 
   for (guint i = 0; i < 3; i++)
     {
@@ -428,10 +391,10 @@ test_snapshot_template (void)
       out = test_run_text (clone, "hostname");
       g_assert_cmpstr (out, ==, name);
       g_clear_pointer (&out, g_free);
-      wait_counter_moves (clone);
+      test_wait_counter_moves (clone);
     }
   {
-    g_autofree char *cmdline = qemu_cmdline (g_ptr_array_index (clones, 0));
+    g_autofree char *cmdline = test_qemu_cmdline (g_ptr_array_index (clones, 0));
 
     g_assert_nonnull (strstr (cmdline, "share=off"));
   }
@@ -460,7 +423,7 @@ test_snapshot_template (void)
   out = test_run_text (source, "cat /root/mark; hostname");
   g_assert_cmpstr (out, ==, "snap\ntsnap");
   g_clear_pointer (&out, g_free);
-  wait_counter_moves (source);
+  test_wait_counter_moves (source);
 
   sum_after = file_sha256 (ram);
   g_assert_cmpstr (sum, ==, sum_after);
@@ -556,10 +519,8 @@ test_import_template (void)
 
   g_assert_true (qlean_machine_spawn (source, NULL, &error));
   g_assert_no_error (error);
-  g_free (test_run_text (source, "echo exported > /root/mark; "
-                                 "sh -c 'i=0; while :; do i=$((i + 1)); echo $i > /root/counter; "
-                                 "sleep 0.1; done' </dev/null >/dev/null 2>&1 &"));
-  wait_counter_moves (source);
+  g_free (test_run_text (source, "echo exported > /root/mark"));
+  test_start_counter (source);
   g_assert_true (qlean_machine_export (source, archive, NULL, &error));
   g_assert_no_error (error);
   g_assert_true (qlean_machine_kill (source, NULL, &error));
@@ -589,10 +550,10 @@ test_import_template (void)
   g_assert_cmpstr (mem, ==, ram);
   g_assert_true (qemu_maps (first, ram));
   g_assert_true (qemu_maps (second, ram));
-  cmdline = qemu_cmdline (second);
+  cmdline = test_qemu_cmdline (second);
   g_assert_nonnull (strstr (cmdline, "share=off"));
-  wait_counter_moves (first);
-  wait_counter_moves (second);
+  test_wait_counter_moves (first);
+  test_wait_counter_moves (second);
 
   /* Each its own: names, and what they write. */
   g_free (test_run_text (first, "echo first > /root/mark && "
@@ -632,7 +593,7 @@ test_import_template (void)
   again = import_running (archive, "tiagain", QLEAN_IMPORT_FLAGS_NONE);
   g_assert_true (test_logged ("*memory template of*unusable*"));
   g_assert_cmpint (qlean_machine_get_pid (again), >, 0);
-  wait_counter_moves (again);
+  test_wait_counter_moves (again);
   g_assert_true (qlean_machine_kill (again, NULL, NULL));
 
   /* Asked not to: the whole state, in the machine's own memory. */

@@ -21,7 +21,6 @@
 #include <utime.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <glib/gstdio.h>
 #include <glib/gi18n-lib.h>
 
@@ -357,65 +356,14 @@ qlean_machine_template_make_work (const char  *state,
                                   guint        memory_mib,
                                   char       **reason)
 {
-  g_autofree char *dir = g_path_get_dirname (state);
   g_autofree char *work = g_strdup_printf ("%s.ram.work-%d-%u", state, (int) getpid (),
                                            g_random_int ());
   guint64 size = (guint64) memory_mib * 1024 * 1024;
-  struct statvfs fs;
-  int fd;
 
   /* Room for the machine's file and the template, were all written. */
-  if (statvfs (dir, &fs) == 0 && (guint64) fs.f_bavail * fs.f_frsize < 2 * size)
-    {
-      *reason = g_strdup_printf ("%s has less than %" G_GUINT64_FORMAT " MiB free", dir,
-                                 2 * size / (1024 * 1024));
-      return NULL;
-    }
-  fd = g_open (work, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0 || ftruncate (fd, size) != 0)
-    {
-      *reason = g_strdup_printf ("%s: %s", work, g_strerror (errno));
-      if (fd >= 0)
-        {
-          close (fd);
-          g_unlink (work);
-        }
-      return NULL;
-    }
-  close (fd);
+  if (!qlean_sparse_file_create (work, size, 2 * size, reason))
+    return NULL;
   return g_steal_pointer (&work);
-}
-
-/* Writes @n bytes of @buffer, read from @in at @offset, to @out but its
- * pages of zeros, which stay holes there and become holes in @in: a RAM
- * file mapped shared has a page for every page its guest ever read,
- * most of them zeros, and the machine running on it keeps them all
- * (its guest is stopped: nothing writes meanwhile). */
-static gboolean
-write_but_zeros (int         in,
-                 int         out,
-                 const char *buffer,
-                 gsize       n,
-                 off_t       offset)
-{
-  const gsize page = 4096;
-
-  for (gsize at = 0; at < n;)
-    {
-      gsize end;
-
-      for (end = at; end < n && qlean_ram_page_is_zero (buffer + end, MIN (page, n - end));)
-        end += MIN (page, n - end);
-      if (end > at)
-        fallocate (in, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset + at, end - at);
-      at = end;
-      for (end = at; end < n && !qlean_ram_page_is_zero (buffer + end, MIN (page, n - end));)
-        end += MIN (page, n - end);
-      if (end > at && pwrite (out, buffer + at, end - at, offset + at) != (ssize_t) (end - at))
-        return FALSE;
-      at = end;
-    }
-  return TRUE;
 }
 
 /* Copies the template machine's RAM file (its guest stopped) to the
@@ -468,7 +416,7 @@ qlean_machine_template_store (const char  *work,
         {
           ssize_t n = pread (in, buffer, MIN ((off_t) 1024 * 1024, hole - offset), offset);
 
-          if (n <= 0 || !write_but_zeros (in, out, buffer, n, offset))
+          if (n <= 0 || !qlean_ram_punch_zeros (in, buffer, n, offset, out))
             {
               if (n == 0)
                 errno = EIO;

@@ -13,6 +13,13 @@
 
 G_BEGIN_DECLS
 
+/* Creates @path (never an existing file), @size bytes long, sparse,
+ * mode 0600, when its folder has @room bytes free; FALSE with @reason
+ * when it cannot. */
+gboolean qlean_sparse_file_create          (const char          *path,
+                                            guint64              size,
+                                            guint64              room,
+                                            char               **reason);
 /* A new, empty RAM file of @size bytes (sparse, mode 0600) in the RAM
  * folder, named after this process; NULL with @reason when there is no
  * tmpfs for it or no room. */
@@ -27,6 +34,15 @@ gboolean qlean_ram_file_copy               (const char          *from,
 /* Whether @size bytes at @page are all zeros. */
 gboolean qlean_ram_page_is_zero            (const char          *page,
                                             gsize                size);
+/* Punches holes in @fd for the pages of zeros among @n bytes of
+ * @buffer, read from it at @offset, and writes the other pages to the
+ * same place in @out (unless -1): a RAM file's pages of zeros go, while
+ * its guest is stopped, and its data is copied (a template's store). */
+gboolean qlean_ram_punch_zeros             (int                  fd,
+                                            const char          *buffer,
+                                            gsize                n,
+                                            off_t                offset,
+                                            int                  out);
 /* Turns the pages of zeros of the RAM file @path into holes, while its
  * guest is stopped: a page of a shared tmpfs mapping that was only
  * read stays allocated, and QEMU reads every page when it saves or

@@ -110,26 +110,22 @@ prune_orphans (const char *dir)
       }
 }
 
-char *
-qlean_ram_file_new (guint64   size,
-                    char    **reason)
+gboolean
+qlean_sparse_file_create (const char  *path,
+                          guint64      size,
+                          guint64      room,
+                          char       **reason)
 {
-  g_autofree char *dir = ram_dir (reason);
-  g_autofree char *path = NULL;
+  g_autofree char *dir = g_path_get_dirname (path);
   struct statvfs fs;
   int fd;
 
-  if (dir == NULL)
-    return NULL;
-  prune_orphans (dir);
-  /* Room for the whole of it, were the guest to write all its memory. */
-  if (statvfs (dir, &fs) == 0 && (guint64) fs.f_bavail * fs.f_frsize < size)
+  if (statvfs (dir, &fs) == 0 && (guint64) fs.f_bavail * fs.f_frsize < room)
     {
       *reason = g_strdup_printf ("%s has less than %" G_GUINT64_FORMAT " MiB free", dir,
-                                 size / (1024 * 1024));
-      return NULL;
+                                 room / (1024 * 1024));
+      return FALSE;
     }
-  path = g_strdup_printf ("%s/" RAM_FILE_PREFIX "%d-%08x", dir, (int) getpid (), g_random_int ());
   fd = g_open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0 || ftruncate (fd, size) != 0)
     {
@@ -139,19 +135,70 @@ qlean_ram_file_new (guint64   size,
           close (fd);
           g_unlink (path);
         }
-      return NULL;
+      return FALSE;
     }
   close (fd);
+  return TRUE;
+}
+
+char *
+qlean_ram_file_new (guint64   size,
+                    char    **reason)
+{
+  g_autofree char *dir = ram_dir (reason);
+  g_autofree char *path = NULL;
+
+  if (dir == NULL)
+    return NULL;
+  prune_orphans (dir);
+  path = g_strdup_printf ("%s/" RAM_FILE_PREFIX "%d-%08x", dir, (int) getpid (), g_random_int ());
+  /* Room for the whole of it, were the guest to write all its memory. */
+  if (!qlean_sparse_file_create (path, size, size, reason))
+    return NULL;
   return g_steal_pointer (&path);
 }
 
-/* Copies @n bytes at @offset of @in to the same place in @out. */
+/* What is done to each run of data of a sparse file: @n bytes at
+ * @offset of @fd. */
+typedef gboolean (*ExtentFunc) (int      fd,
+                                off_t    offset,
+                                off_t    n,
+                                gpointer data);
+
+/* Calls @func on each run of data of @fd, in order, until one fails:
+ * a RAM file is mostly holes, and only its data is worth reading. */
 static gboolean
-copy_range (int    in,
-            int    out,
-            off_t  offset,
-            off_t  n)
+each_data_extent (int         fd,
+                  ExtentFunc  func,
+                  gpointer    data)
 {
+  off_t size = lseek (fd, 0, SEEK_END);
+  off_t offset = 0;
+  gboolean ok = size >= 0;
+
+  while (ok && offset < size)
+    {
+      off_t start = lseek (fd, offset, SEEK_DATA);
+      off_t hole;
+
+      if (start < 0 && errno == ENXIO)
+        break;
+      hole = start >= 0 ? lseek (fd, start, SEEK_HOLE) : -1;
+      ok = hole >= 0 && func (fd, start, hole - start, data);
+      offset = hole;
+    }
+  return ok;
+}
+
+/* Copies @n bytes at @offset of @in to the same place in the file
+ * whose descriptor @out_fd points to. */
+static gboolean
+copy_range (int      in,
+            off_t    offset,
+            off_t    n,
+            gpointer out_fd)
+{
+  int out = *(int *) out_fd;
   loff_t in_at = offset, out_at = offset;
   g_autofree char *buffer = NULL;
 
@@ -203,22 +250,7 @@ qlean_ram_file_copy (const char  *from,
 {
   int in = g_open (from, O_RDONLY | O_CLOEXEC, 0);
   int out = g_open (to, O_WRONLY | O_CLOEXEC, 0);
-  off_t size = in >= 0 ? lseek (in, 0, SEEK_END) : -1;
-  off_t offset = 0;
-  gboolean ok = in >= 0 && out >= 0 && size >= 0;
-
-  /* Only what holds data: a RAM file is mostly holes. */
-  while (ok && offset < size)
-    {
-      off_t data = lseek (in, offset, SEEK_DATA);
-      off_t hole;
-
-      if (data < 0 && errno == ENXIO)
-        break;
-      hole = data >= 0 ? lseek (in, data, SEEK_HOLE) : -1;
-      ok = hole >= 0 && copy_range (in, out, data, hole - data);
-      offset = hole;
-    }
+  gboolean ok = in >= 0 && out >= 0 && each_data_extent (in, copy_range, &out);
 
   if (!ok)
     qlean_set_error_from_errno (error, errno, _("Could not copy the memory file %s to %s"),
@@ -237,13 +269,12 @@ qlean_ram_page_is_zero (const char *page,
   return page[0] == 0 && memcmp (page, page + 1, size - 1) == 0;
 }
 
-/* Punches holes for the pages of zeros among @n bytes of @buffer, read
- * from @fd at @offset. */
-static gboolean
-punch_zero_pages (int         fd,
-                  const char *buffer,
-                  gsize       n,
-                  off_t       offset)
+gboolean
+qlean_ram_punch_zeros (int         fd,
+                       const char *buffer,
+                       gsize       n,
+                       off_t       offset,
+                       int         out)
 {
   const gsize page = 4096;
 
@@ -253,11 +284,39 @@ punch_zero_pages (int         fd,
 
       for (end = at; end < n && qlean_ram_page_is_zero (buffer + end, MIN (page, n - end));)
         end += MIN (page, n - end);
+      /* A file system without holes keeps its zeros. */
       if (end > at &&
-          fallocate (fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset + at, end - at) != 0)
+          fallocate (fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset + at, end - at) != 0 &&
+          errno != EOPNOTSUPP)
         return FALSE;
-      for (at = end; at < n && !qlean_ram_page_is_zero (buffer + at, MIN (page, n - at));)
-        at += MIN (page, n - at);
+      at = end;
+      for (end = at; end < n && !qlean_ram_page_is_zero (buffer + end, MIN (page, n - end));)
+        end += MIN (page, n - end);
+      if (end > at && out >= 0 &&
+          pwrite (out, buffer + at, end - at, offset + at) != (ssize_t) (end - at))
+        return FALSE;
+      at = end;
+    }
+  return TRUE;
+}
+
+/* Reads @n bytes at @offset of @fd, a MiB at a time into @buffer, and
+ * punches holes for their pages of zeros. */
+static gboolean
+drop_zeros_in_range (int      fd,
+                     off_t    offset,
+                     off_t    n,
+                     gpointer buffer)
+{
+  for (off_t end = offset + n; offset < end;)
+    {
+      ssize_t got = pread (fd, buffer, MIN ((off_t) 1024 * 1024, end - offset), offset);
+
+      if (got == 0)
+        errno = EIO;
+      if (got <= 0 || !qlean_ram_punch_zeros (fd, buffer, got, offset, -1))
+        return FALSE;
+      offset += got;
     }
   return TRUE;
 }
@@ -268,29 +327,7 @@ qlean_ram_file_drop_zeros (const char  *path,
 {
   g_autofree char *buffer = g_malloc (1024 * 1024);
   int fd = g_open (path, O_RDWR | O_CLOEXEC, 0);
-  off_t size = fd >= 0 ? lseek (fd, 0, SEEK_END) : -1;
-  off_t offset = 0;
-  gboolean ok = fd >= 0 && size >= 0;
-
-  while (ok && offset < size)
-    {
-      off_t data = lseek (fd, offset, SEEK_DATA);
-      off_t hole;
-
-      if (data < 0 && errno == ENXIO)
-        break;
-      hole = data >= 0 ? lseek (fd, data, SEEK_HOLE) : -1;
-      ok = hole >= 0;
-      for (offset = data; ok && offset < hole;)
-        {
-          ssize_t n = pread (fd, buffer, MIN ((off_t) 1024 * 1024, hole - offset), offset);
-
-          if (n == 0)
-            errno = EIO;
-          ok = n > 0 && punch_zero_pages (fd, buffer, n, offset);
-          offset += MAX (n, 0);
-        }
-    }
+  gboolean ok = fd >= 0 && each_data_extent (fd, drop_zeros_in_range, buffer);
 
   if (!ok)
     qlean_set_error_from_errno (error, errno, _("Could not free the zero pages of the memory file %s"),
