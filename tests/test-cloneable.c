@@ -293,6 +293,60 @@ test_parked (void)
   ram_dir_done (dir);
 }
 
+static void
+clone_done_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  GPtrArray *clones = user_data;
+  g_autoptr(GError) error = NULL;
+  QleanMachine *clone = qlean_machine_clone_finish (QLEAN_MACHINE (source), result, &error);
+
+  g_assert_no_error (error);
+  g_ptr_array_add (clones, clone);
+}
+
+/* Clones asked for at once take their turns: each is the machine of one
+ * instant (its memory file and its devices saved while it stood still),
+ * runs its processes on and has its own name. */
+static void
+test_concurrent (void)
+{
+  g_autofree char *dir = NULL;
+  g_autoptr(QleanMachine) source = NULL;
+  g_autoptr(GPtrArray) clones = g_ptr_array_new_with_free_func (g_object_unref);
+
+  if (!test_have_qemu ())
+    return;
+
+  dir = ram_dir_on_tmpfs ();
+  source = cloneable_machine ("cl-many");
+  g_free (test_run_text (source, "echo many > /root/mark"));
+  test_start_counter (source);
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("cl-many-%u", i);
+
+      qlean_machine_clone_async (source, name, NULL, clone_done_cb, clones);
+    }
+  while (clones->len < 3)
+    g_main_context_iteration (NULL, TRUE);
+
+  for (guint i = 0; i < clones->len; i++)
+    {
+      QleanMachine *clone = g_ptr_array_index (clones, i);
+      g_autofree char *out = test_run_text (clone, "cat /root/mark; hostname");
+      g_autofree char *expected = g_strdup_printf ("many\n%s", qlean_machine_get_name (clone));
+
+      g_assert_cmpstr (out, ==, expected);
+      test_wait_counter_moves (clone);
+      g_assert_true (qlean_machine_kill (clone, NULL, NULL));
+    }
+  test_wait_counter_moves (source);
+  g_assert_true (qlean_machine_kill (source, NULL, NULL));
+  ram_dir_done (dir);
+}
+
 /* A clone greets its qlean-guest alone, and the stock agent only if
  * qlean-guest is silent: here it is stopped in the machine before the
  * clone, so the clone's start greets the agent after 5 s and runs on
@@ -470,6 +524,7 @@ main (int    argc,
   g_test_add_func ("/cloneable/clone-fails", test_clone_fails);
   g_test_add_func ("/cloneable/parked", test_parked);
   g_test_add_func ("/cloneable/snapshot", test_snapshot);
+  g_test_add_func ("/cloneable/concurrent", test_concurrent);
   g_test_add_func ("/cloneable/clone-guest-silent", test_clone_guest_silent);
   g_test_add_func ("/cloneable/fallback", test_fallback);
 

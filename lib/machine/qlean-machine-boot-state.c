@@ -808,6 +808,7 @@ qlean_machine_incoming_cont_cb (GObject      *source,
     }
 
   self->run->qmp_ready = TRUE;
+  qlean_machine_guest_resumed (self);
   qlean_machine_spawn_maybe_done (self);
 }
 
@@ -827,18 +828,30 @@ qlean_machine_incoming_loaded (QleanMachine *self)
                                   qlean_machine_incoming_cont_cb, g_object_ref (self));
 }
 
-/* Only memory is at stake: a failure is said, not returned. */
+/* A start whose RAM file loses its pages of zeros, meanwhile. */
+typedef struct
+{
+  QleanMachine    *machine;
+  QleanMachineRun *run;
+} LoadedStart;
+
+/* Only memory is at stake: a failure is said, not returned. The start
+ * goes on unless it ended meanwhile (failed, killed, or followed by
+ * another run). */
 static void
 zeros_dropped_cb (GObject      *source,
                   GAsyncResult *result,
                   gpointer      user_data)
 {
-  g_autoptr(QleanMachine) self = user_data;
+  LoadedStart *start = user_data;
+  g_autoptr(QleanMachine) self = start->machine;
+  g_autoptr(QleanMachineRun) run = start->run;
   g_autoptr(GError) error = NULL;
 
+  g_free (start);
   if (!qlean_ram_file_drop_zeros_finish (result, &error))
     g_message ("machine %s: %s", self->name, error->message);
-  if (self->run->spawn_task == NULL || self->run->spawn_error != NULL)
+  if (self->run != run || run->spawn_task == NULL || run->spawn_error != NULL)
     return;
   qlean_machine_incoming_loaded (self);
 }
@@ -873,8 +886,11 @@ qlean_machine_incoming_query_cb (GObject      *source,
        * a thread of their own. */
       if (self->run->ram_file != NULL && !self->run->mem_template_load)
         {
-          qlean_ram_file_drop_zeros_async (self->run->ram_file, zeros_dropped_cb,
-                                           g_object_ref (self));
+          LoadedStart *start = g_new0 (LoadedStart, 1);
+
+          start->machine = g_object_ref (self);
+          start->run = qlean_machine_run_ref (self->run);
+          qlean_ram_file_drop_zeros_async (self->run->ram_file, zeros_dropped_cb, start);
           return;
         }
       qlean_machine_incoming_loaded (self);

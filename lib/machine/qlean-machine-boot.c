@@ -527,6 +527,40 @@ qlean_machine_spawn_cancelled_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* Greets the agent after all, in a start that greeted qlean-guest
+ * alone (qlean_machine_greet_guest()). */
+static void
+qlean_machine_greet_agent_late (QleanMachine *self,
+                                const char   *why)
+{
+  qlean_clear_source (&self->run->agent_lazy_timer);
+  if (!self->run->agent_lazy || self->run->spawn_task == NULL)
+    return;
+  g_debug ("machine %s: greets the agent after all: %s", self->name, why);
+  self->run->agent_lazy = FALSE;
+  qlean_machine_try_agent (self);
+}
+
+static gboolean
+qlean_machine_agent_lazy_cb (gpointer user_data)
+{
+  QleanMachine *self = user_data;
+
+  g_clear_pointer (&self->run->agent_lazy_timer, g_source_unref);
+  if (self->run->guest == NULL || !qlean_guest_channel_is_ready (self->run->guest))
+    qlean_machine_greet_agent_late (self, "qlean-guest has not answered yet");
+  return G_SOURCE_REMOVE;
+}
+
+void
+qlean_machine_guest_resumed (QleanMachine *self)
+{
+  if (self->run->agent_lazy && self->run->agent_lazy_timer == NULL)
+    self->run->agent_lazy_timer = qlean_add_timeout (qlean_worker_get_context (),
+                                                     GUEST_ONLY_HELLO_MS,
+                                                     qlean_machine_agent_lazy_cb, self);
+}
+
 void
 qlean_machine_guest_hello_cb (GObject      *source,
                               GAsyncResult *result,
@@ -542,13 +576,9 @@ qlean_machine_guest_hello_cb (GObject      *source,
     g_debug ("machine %s: qlean-guest answered", self->name);
   qlean_link_unref (link);
 
-  /* It was greeted alone, and does not answer: the agent, after all. */
-  if (error != NULL && self != NULL && self->run->guest == QLEAN_GUEST_CHANNEL (source) &&
-      self->run->agent_lazy && self->run->spawn_task != NULL)
-    {
-      self->run->agent_lazy = FALSE;
-      qlean_machine_try_agent (self);
-    }
+  /* It was greeted alone, and failed: the agent, after all. */
+  if (error != NULL && self != NULL && self->run->guest == QLEAN_GUEST_CHANNEL (source))
+    qlean_machine_greet_agent_late (self, error->message);
 
   /* A start may be waiting for this answer to pick its transport. */
   if (self != NULL && self->run->guest == QLEAN_GUEST_CHANNEL (source))

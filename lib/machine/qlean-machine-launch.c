@@ -787,7 +787,8 @@ qlean_machine_greet_guest (QleanMachine *self)
    * agent's sync would only compete with it for the guest's CPU, which
    * the clone's first steps are short of under TCG, and the agent's
    * client syncs before its first call anyway. Should qlean-guest not
-   * answer soon, the agent is greeted after all (the HELLO callback). */
+   * answer soon after the guest runs on, or fail, the agent is greeted
+   * after all (qlean_machine_guest_resumed(), the HELLO callback). */
   self->run->agent_lazy = guest && self->incoming_greets_guest;
   self->incoming_greets_guest = FALSE;
   if (!self->run->agent_lazy)
@@ -796,11 +797,8 @@ qlean_machine_greet_guest (QleanMachine *self)
    * first command; a guest without it just never answers this one. The
    * agent transport never speaks to qlean-guest at all. */
   if (guest)
-    qlean_guest_channel_hello_async (self->run->guest,
-                                     self->run->agent_lazy ? GUEST_ONLY_HELLO_MS
-                                                           : qlean_machine_get_boot_timeout (self),
-                                     NULL, qlean_machine_guest_hello_cb,
-                                     qlean_link_ref (self->link));
+    qlean_guest_channel_hello_async (self->run->guest, qlean_machine_get_boot_timeout (self), NULL,
+                                     qlean_machine_guest_hello_cb, qlean_link_ref (self->link));
 }
 
 /* Starts QEMU for this run, in steps: prepare the spec and disks, make

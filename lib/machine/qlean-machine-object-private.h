@@ -33,8 +33,8 @@ G_BEGIN_DECLS
 #define DEFAULT_SHUTDOWN_TIMEOUT_MS 20000
 #define ESCALATION_STEP_MS 3000
 #define SYNC_ATTEMPT_MS 3000
-/* How long a start that greets qlean-guest alone waits for it before
- * it greets the agent after all. */
+/* How long a start that greets qlean-guest alone waits for it, once
+ * the guest runs on, before it greets the agent after all. */
 #define GUEST_ONLY_HELLO_MS 5000
 #define QMP_FAILURE_GRACE_MS 1000
 #define TAIL_LINES 20
@@ -134,6 +134,9 @@ gboolean      qlean_machine_take_parked_run     (QleanMachine *self);
 /* qlean-machine-launch.c: greets the guest's channels, the agent and
  * qlean-guest, which the start waits for. */
 void          qlean_machine_greet_guest         (QleanMachine *self);
+/* qlean-machine-boot.c: a loaded guest runs on (its `cont` answered):
+ * a start that greeted qlean-guest alone gives it GUEST_ONLY_HELLO_MS. */
+void          qlean_machine_guest_resumed       (QleanMachine *self);
 
 /* qlean-machine.c: state and signals */
 void qlean_machine_emit_signal (QleanMachine       *self,
@@ -149,6 +152,9 @@ void  qlean_machine_release_run   (QleanMachine *self);
 void  qlean_machine_signal_qemu   (QleanMachine *self,
                                    int           signum);
 char *qlean_machine_panic_text    (QleanMachine *self);
+/* Worker thread: whether QEMU @pid still runs, which its exit watch
+ * (later on this thread) may not have told its machine yet. */
+gboolean qlean_machine_qemu_alive (GPid pid);
 
 /* qlean-machine-launch.c: QEMU's command line and its start */
 typedef struct

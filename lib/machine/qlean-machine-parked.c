@@ -30,38 +30,58 @@
 #include <errno.h>
 #include <signal.h>
 #include <glib/gstdio.h>
+#include <glib/gi18n-lib.h>
 
 #include "qlean-machine-object-private.h"
 #include "qlean-machine-ram-file-private.h"
 #include "qlean-worker-private.h"
+#include "qlean-error.h"
 
 #define PARKED_KEY "qlean-parked-qemu"
 #define DONOR_KEY  "qlean-parked-donor"
 
-/* The QEMU a machine's run keeps parked for its next clone. */
+/* The QEMU a machine's run keeps parked for its next clone: held by
+ * the run, and by its start until that ends. */
 typedef struct
 {
-  QleanMachine *machine;   /* hidden, RUNNING once parked */
+  QleanMachine *machine;      /* hidden, RUNNING once parked; NULL once dropped or taken */
+  GCancellable *cancellable;  /* of its start */
   gboolean      ready;
 } Parked;
 
-/* Not taken: it goes with the machine's run (worker thread). Its QEMU
- * gets SIGKILL and its RAM file goes at once, as the machine's run
- * ends; the kill then reaps it and removes its run directory. */
 static void
-parked_free (Parked *parked)
+parked_clear (Parked *parked)
 {
-  if (parked->machine != NULL)
-    {
-      QleanMachineRun *run = parked->machine->run;
+  g_clear_object (&parked->machine);
+  g_clear_object (&parked->cancellable);
+}
 
-      qlean_machine_signal_qemu (parked->machine, SIGKILL);
+static void
+parked_unref (Parked *parked)
+{
+  g_rc_box_release_full (parked, (GDestroyNotify) parked_clear);
+}
+
+/* Not taken: it goes with the machine's run (worker thread). A start
+ * still on is cancelled; a parked QEMU gets SIGKILL and its RAM file
+ * goes at once, as the machine's run ends, and the kill then reaps it
+ * and removes its run directory. */
+static void
+parked_drop (Parked *parked)
+{
+  g_autoptr(QleanMachine) machine = g_steal_pointer (&parked->machine);
+
+  if (machine != NULL)
+    {
+      QleanMachineRun *run = machine->run;
+
+      g_cancellable_cancel (parked->cancellable);
+      qlean_machine_signal_qemu (machine, SIGKILL);
       if (run->ram_file != NULL)
         g_unlink (run->ram_file);
-      qlean_machine_kill_async (parked->machine, NULL, NULL, NULL);
+      qlean_machine_kill_async (machine, NULL, NULL, NULL);
     }
-  g_clear_object (&parked->machine);
-  g_free (parked);
+  parked_unref (parked);
 }
 
 /* Worker thread: a parked machine's start ends here, with its QMP
@@ -88,14 +108,14 @@ parked_cb (GObject      *source,
   Parked *parked = user_data;
   g_autoptr(GError) error = NULL;
 
-  /* The machine's run may have ended meanwhile: the kill came first. */
+  /* The machine's run may have ended meanwhile: the start was
+   * cancelled, or it parked just before, and the kill ends it. */
   if (!qlean_machine_spawn_finish (QLEAN_MACHINE (source), result, &error))
-    {
-      g_debug ("machine %s: no QEMU parked: %s", qlean_machine_get_name (QLEAN_MACHINE (source)),
-               error->message);
-      return;
-    }
-  parked->ready = TRUE;
+    g_debug ("machine %s: no QEMU parked: %s", qlean_machine_get_name (QLEAN_MACHINE (source)),
+             error->message);
+  else if (parked->machine != NULL)
+    parked->ready = TRUE;
+  parked_unref (parked);
 }
 
 void
@@ -110,7 +130,10 @@ qlean_machine_park_for_clone (QleanMachine *self)
   char *ram;
   GStatBuf st;
 
+  /* A machine with a disk: the parked QEMU's overlay would be the
+   * hidden machine's, which goes with it. */
   if (ram_from == NULL || self->network != NULL || self->parked ||
+      qlean_image_get_disk (self->image) != NULL ||
       qlean_machine_run_get_data (self->run, PARKED_KEY) != NULL ||
       qlean_machine_get_state (self) != QLEAN_MACHINE_STATE_RUNNING)
     return;
@@ -135,10 +158,11 @@ qlean_machine_park_for_clone (QleanMachine *self)
   qlean_machine_set_incoming_stream (machine, socket_path, NULL, NULL);
   qlean_machine_set_incoming_ram (machine, ram);
 
-  parked = g_new0 (Parked, 1);
+  parked = g_rc_box_new0 (Parked);
   parked->machine = machine;
-  qlean_machine_run_set_data (self->run, PARKED_KEY, parked, (GDestroyNotify) parked_free);
-  qlean_machine_spawn_async (machine, NULL, parked_cb, parked);
+  parked->cancellable = g_cancellable_new ();
+  qlean_machine_run_set_data (self->run, PARKED_KEY, parked, (GDestroyNotify) parked_drop);
+  qlean_machine_spawn_async (machine, parked->cancellable, parked_cb, g_rc_box_acquire (parked));
 }
 
 QleanMachine *
@@ -154,8 +178,8 @@ qlean_machine_take_parked (QleanMachine *self)
   qlean_machine_run_set_data (self->run, PARKED_KEY, NULL, NULL);
   /* One whose QEMU died as it waited: its exit may not have reached it. */
   pid = qlean_machine_get_pid (machine);
-  if (qlean_machine_get_state (machine) != QLEAN_MACHINE_STATE_RUNNING || pid <= 0 ||
-      kill (pid, 0) != 0)
+  if (qlean_machine_get_state (machine) != QLEAN_MACHINE_STATE_RUNNING ||
+      !qlean_machine_qemu_alive (pid))
     {
       qlean_machine_kill_async (machine, NULL, NULL, NULL);
       g_object_unref (machine);
@@ -195,6 +219,21 @@ qlean_machine_take_parked_run (QleanMachine *self)
 
   if (donor == NULL)
     return FALSE;
+
+  /* Its QEMU died since the clone took it (the machine's memory may
+   * have gone into its file already): the clone fails, its source runs
+   * on. */
+  if (qlean_machine_get_state (donor) != QLEAN_MACHINE_STATE_RUNNING ||
+      donor->run->qemu == NULL || donor->run->qemu_exited ||
+      !qlean_machine_qemu_alive (qlean_machine_get_pid (donor)))
+    {
+      qlean_machine_kill_async (donor, NULL, NULL, NULL);
+      qlean_machine_spawn_fail (self, g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_QEMU_EXITED,
+                                                   _("The QEMU started ahead for clone “%s” exited "
+                                                     "before the clone could use it; clone again"),
+                                                   self->name));
+      return TRUE;
+    }
 
   task = qlean_machine_adopt_run (self, donor);
   run = self->run;

@@ -26,7 +26,8 @@ gboolean qlean_sparse_file_create          (const char          *path,
 char    *qlean_ram_file_new                (guint64              size,
                                             char               **reason);
 /* Copies @from's data (its holes stay holes) into @to, which is at
- * least as long; in the kernel where it can. */
+ * least as long and all holes (a new RAM file: what it held where
+ * @from has holes would stay); in the kernel where it can. */
 gboolean qlean_ram_file_copy               (const char          *from,
                                             const char          *to,
                                             GError             **error);
@@ -46,7 +47,10 @@ gboolean qlean_ram_punch_zeros             (int                  fd,
 /* Turns the pages of zeros of the RAM file @path into holes, while its
  * guest is stopped: a page of a shared tmpfs mapping that was only
  * read stays allocated, and QEMU reads every page when it saves or
- * loads a whole state. */
+ * loads a whole state. QEMU's devices still run while the guest is
+ * stopped: a byte a channel delivers into a page between its read and
+ * its hole would be lost, as in any page of zeros a device fills then;
+ * receive buffers the guest gave its devices are rarely all zeros. */
 gboolean qlean_ram_file_drop_zeros         (const char          *path,
                                             GError             **error);
 /* The same in a thread of its own (it reads the whole file), calling

@@ -227,6 +227,7 @@ copy_range (int      in,
   while (n > 0)
     {
       ssize_t got = pread (in, buffer, MIN (n, 1024 * 1024), in_at);
+      ssize_t put;
 
       if (got <= 0)
         {
@@ -234,8 +235,14 @@ copy_range (int      in,
             errno = EIO;
           return FALSE;
         }
-      if (pwrite (out, buffer, got, out_at) != got)
-        return FALSE;
+      put = pwrite (out, buffer, got, out_at);
+      if (put != got)
+        {
+          /* A short write says nothing in errno. */
+          if (put >= 0)
+            errno = EIO;
+          return FALSE;
+        }
       in_at += got;
       out_at += got;
       n -= got;
@@ -284,11 +291,10 @@ qlean_ram_punch_zeros (int         fd,
 
       for (end = at; end < n && qlean_ram_page_is_zero (buffer + end, MIN (page, n - end));)
         end += MIN (page, n - end);
-      /* A file system without holes keeps its zeros. */
-      if (end > at &&
-          fallocate (fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset + at, end - at) != 0 &&
-          errno != EOPNOTSUPP)
-        return FALSE;
+      /* Only memory is at stake: a file system that cannot punch holes
+       * keeps its zeros. */
+      if (end > at)
+        fallocate (fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset + at, end - at);
       at = end;
       for (end = at; end < n && !qlean_ram_page_is_zero (buffer + end, MIN (page, n - end));)
         end += MIN (page, n - end);

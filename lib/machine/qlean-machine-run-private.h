@@ -144,6 +144,7 @@ struct _QleanMachineRun
   /* The agent is not greeted: qlean-guest answers first, and the agent's
    * client syncs before its first call (qlean_machine_greet_guest()). */
   gboolean            agent_lazy;
+  GSource            *agent_lazy_timer;  /* from the guest's `cont` */
   gint64              hello_deadline;   /* auto transport: how long HELLO may take */
   GSource            *hello_timer;
   GPtrArray          *boot_stages;      /* of const QleanBootStage, in order */

@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 #include <glib/gstdio.h>
 #include <glib/gi18n-lib.h>
 
@@ -44,6 +45,7 @@ qlean_machine_run_clear (gpointer data)
   qlean_clear_source (&run->incoming_poll);
   qlean_clear_source (&run->boot_timer);
   qlean_clear_source (&run->hello_timer);
+  qlean_clear_source (&run->agent_lazy_timer);
   qlean_clear_source (&run->spawn_cancel);
   qlean_clear_source (&run->qmp_grace_timer);
   qlean_clear_source (&run->shutdown_timer);
@@ -53,6 +55,10 @@ qlean_machine_run_clear (gpointer data)
     g_unlink (run->mem_template_work);
   g_free (run->mem_template_work);
   g_free (run->mem_template_ram);
+  /* A machine dropped while it ran: its RAM file goes all the same. */
+  if (run->ram_file != NULL)
+    g_unlink (run->ram_file);
+  g_free (run->ram_file);
   if (run->boot_state_lock >= 0)
     close (run->boot_state_lock);
   /* Closed by now (released, or the machine disposed): only dropped. */
@@ -157,6 +163,7 @@ qlean_machine_release_run (QleanMachine *self)
 
   qlean_clear_source (&self->run->boot_timer);
   qlean_clear_source (&self->run->hello_timer);
+  qlean_clear_source (&self->run->agent_lazy_timer);
   qlean_clear_source (&self->run->spawn_cancel);
   qlean_clear_source (&self->run->qmp_grace_timer);
   qlean_clear_source (&self->run->shutdown_timer);
@@ -582,4 +589,17 @@ qlean_machine_run_get_guest_channel_finish (QleanMachineRun  *run,
   g_return_val_if_fail (g_async_result_is_tagged (result, qlean_machine_run_get_guest_channel_async), NULL);
 
   return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+gboolean
+qlean_machine_qemu_alive (GPid pid)
+{
+  siginfo_t info = { 0 };
+
+  if (pid <= 0)
+    return FALSE;
+  /* WNOWAIT: the exit watch still reaps it. ECHILD: reaped already. */
+  if (waitid (P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0)
+    return FALSE;
+  return info.si_pid == 0;
 }

@@ -443,6 +443,44 @@ save_go (GTask *task)
     save_migrate (task);
 }
 
+/* One machine's saves run one after the other, each from stop to cont:
+ * a clone's copy of the RAM file and its device state must be the same
+ * instant, and a second save's `cont` could run the guest between the
+ * two (QEMU itself refuses a second migration only while one streams). */
+#define SAVE_QUEUE_KEY "qlean-save-queue"
+
+typedef struct
+{
+  gboolean busy;
+  GQueue   waiting;   /* of GTask, each holding its machine */
+} SaveQueue;
+
+static void
+save_queue_free (SaveQueue *queue)
+{
+  g_queue_clear_full (&queue->waiting, g_object_unref);
+  g_free (queue);
+}
+
+static void save_begin (GTask *task);
+
+/* A save returned (its callback has run): the next one begins. */
+static void
+save_completed_cb (GTask        *task,
+                   GParamSpec   *pspec,
+                   QleanMachine *self)
+{
+  SaveQueue *queue = g_object_get_data (G_OBJECT (self), SAVE_QUEUE_KEY);
+  GTask *next;
+
+  g_signal_handlers_disconnect_by_func (task, save_completed_cb, self);
+  next = g_queue_pop_head (&queue->waiting);
+  if (next == NULL)
+    queue->busy = FALSE;
+  else
+    save_begin (next);
+}
+
 /* Saves @self's state to @path (a file, through `<path>.part`) or
  * @uri (with @ram_to: its devices alone, its RAM file copied to
  * @ram_to); with @keep_stopped the guest stays stopped afterwards. */
@@ -460,17 +498,41 @@ save_start (QleanMachine        *self,
   GTask *task = qlean_task_new (self, cancellable, callback, user_data,
                                 qlean_machine_save_state_async, "[qlean] save machine state");
   Save *save = g_new0 (Save, 1);
-  QleanMachineState state = qlean_machine_get_state (self);
+  SaveQueue *queue = g_object_get_data (G_OBJECT (self), SAVE_QUEUE_KEY);
 
   g_task_set_task_data (task, save, (GDestroyNotify) save_free);
   save->path = g_strdup (path);
   save->tmp_path = path != NULL ? g_strconcat (path, ".part", NULL) : NULL;
   save->uri = g_strdup (uri);
   save->keep_stopped = keep_stopped;
-  save->qmp = qlean_machine_dup_qmp (self);
   if (gate != NULL)
     save->gate = g_rc_box_acquire (gate);
   save->ram_to = g_strdup (ram_to);
+
+  if (queue == NULL)
+    {
+      queue = g_new0 (SaveQueue, 1);
+      g_object_set_data_full (G_OBJECT (self), SAVE_QUEUE_KEY, queue, (GDestroyNotify) save_queue_free);
+    }
+  g_signal_connect (task, "notify::completed", G_CALLBACK (save_completed_cb), self);
+  if (queue->busy)
+    {
+      g_queue_push_tail (&queue->waiting, task);
+      return;
+    }
+  queue->busy = TRUE;
+  save_begin (task);
+}
+
+/* The save's turn came: stop the guest, and go on from there. */
+static void
+save_begin (GTask *task)
+{
+  QleanMachine *self = g_task_get_source_object (task);
+  Save *save = g_task_get_task_data (task);
+  QleanMachineState state = qlean_machine_get_state (self);
+
+  save->qmp = qlean_machine_dup_qmp (self);
   save->ram_from = g_strdup (qlean_machine_get_ram_file (self));
 
   /* STARTING too: a fast-start machine saves its boot just before it is

@@ -439,6 +439,12 @@ typedef struct
    * clone's QEMU to listen. */
   char         *ram_to;
   QleanStreamGate *gate;
+  /* Its start's, cancelled with the clone's task, or when the machine's
+   * stream fails before the clone's QEMU runs (a kill could not stop a
+   * start that has no QEMU yet). */
+  GCancellable *cancellable;
+  GCancellable *outer;
+  gulong        outer_handler;
 } Clone;
 
 static void
@@ -451,6 +457,10 @@ clone_free (Clone *clone)
   g_free (clone->path);
   g_free (clone->ram_to);
   g_clear_pointer (&clone->gate, qlean_stream_gate_unref);
+  if (clone->outer != NULL)
+    g_cancellable_disconnect (clone->outer, clone->outer_handler);
+  g_clear_object (&clone->outer);
+  g_clear_object (&clone->cancellable);
   g_free (clone->snapshot);
   g_free (clone->name);
   g_clear_object (&clone->clone);
@@ -594,14 +604,42 @@ clone_streamed_cb (GObject      *source,
 
   if (!qlean_machine_save_state_finish (QLEAN_MACHINE (source), result, &clone->save_error) &&
       clone->pending > 1)
-    /* The clone still waits for a stream that will not come. */
-    qlean_machine_kill_async (clone->clone, NULL, NULL, NULL);
+    {
+      /* The clone still waits for a stream that will not come. */
+      if (clone->cancellable != NULL)
+        g_cancellable_cancel (clone->cancellable);
+      qlean_machine_kill_async (clone->clone, NULL, NULL, NULL);
+    }
   /* The next clone's QEMU starts once this one's copy is made, not
    * before (it would compete with the copy), so as to be ready for a
    * clone that follows this one at once (qlean-machine-parked.c). */
   else if (clone->save_error == NULL && clone->ram_to != NULL)
     qlean_machine_park_for_clone (QLEAN_MACHINE (source));
   clone_stream_step_done (task);
+}
+
+static void
+clone_outer_cancelled (GCancellable *outer,
+                       GCancellable *cancellable)
+{
+  g_cancellable_cancel (cancellable);
+}
+
+/* The clone's start gets a cancellable of its own, cancelled with the
+ * task's. */
+static GCancellable *
+clone_own_cancellable (Clone *clone,
+                       GTask *task)
+{
+  clone->cancellable = g_cancellable_new ();
+  clone->outer = g_task_get_cancellable (task);
+  if (clone->outer != NULL)
+    {
+      g_object_ref (clone->outer);
+      clone->outer_handler = g_cancellable_connect (clone->outer, G_CALLBACK (clone_outer_cancelled),
+                                                    clone->cancellable, NULL);
+    }
+  return clone->cancellable;
 }
 
 static void
@@ -701,6 +739,7 @@ clone_stream (GTask        *task,
   clone->path = g_steal_pointer (&socket_path);
   clone->clone = clone_new_machine (self, clone->name);
   clone->pending = 1;
+  clone_own_cancellable (clone, task);
   /* Its guest runs the machine's qlean-guest, which answers at once. */
   clone->clone->incoming_greets_guest =
     qlean_machine_run_get_guest_transport (self->run) == QLEAN_GUEST_TRANSPORT_QLEAN_GUEST &&
@@ -718,7 +757,7 @@ clone_stream (GTask        *task,
                                         g_task_get_cancellable (task), clone_streamed_cb,
                                         g_object_ref (task));
     }
-  qlean_machine_spawn_async (clone->clone, g_task_get_cancellable (task), clone_stream_spawned_cb,
+  qlean_machine_spawn_async (clone->clone, clone->cancellable, clone_stream_spawned_cb,
                              g_object_ref (task));
   return TRUE;
 }

@@ -628,21 +628,6 @@ spare_adopt (QleanMachine *self,
   qlean_machine_spawn_maybe_done (self);
 }
 
-/* Whether QEMU @pid still runs: its exit may not have reached the
- * machine yet (the exit watch runs later on this thread). */
-static gboolean
-qemu_alive (GPid pid)
-{
-  siginfo_t info = { 0 };
-
-  if (pid <= 0)
-    return FALSE;
-  /* WNOWAIT: the exit watch still reaps it. ECHILD: reaped already. */
-  if (waitid (P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0)
-    return FALSE;
-  return info.si_pid == 0;
-}
-
 gboolean
 qlean_machine_take_spare (QleanMachine *self)
 {
@@ -668,7 +653,7 @@ qlean_machine_take_spare (QleanMachine *self)
       g_ptr_array_remove_index (spares, i);
       /* One whose QEMU died as it waited is gone already: forget it. */
       if (qlean_machine_get_state (candidate->machine) != QLEAN_MACHINE_STATE_RUNNING ||
-          !qemu_alive (qlean_machine_get_pid (candidate->machine)))
+          !qlean_machine_qemu_alive (qlean_machine_get_pid (candidate->machine)))
         spare_free (candidate);
       else
         spare = candidate;
