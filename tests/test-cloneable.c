@@ -156,6 +156,18 @@ wait_dir_empty (const char *dir)
   g_assert_cmpstr (listing, ==, "");
 }
 
+/* Waits up to 10 s for a log message matching @pattern (since the last
+ * test_logged()). */
+static void
+wait_logged (const char *pattern)
+{
+  gboolean seen = FALSE;
+
+  for (guint i = 0; i < 200 && !(seen = test_logged (pattern)); i++)
+    g_usleep (G_USEC_PER_SEC / 20);
+  g_assert_true (seen);
+}
+
 /* The end of a test's RAM folder: empty (once the kills are done), and
  * no longer QLEAN_RAM_DIR. */
 static void
@@ -247,46 +259,48 @@ test_clone (void)
   ram_dir_done (dir);
 }
 
-/* A machine cloned once keeps a QEMU parked for its next clone, which
- * takes it (and runs on its RAM file), while another is parked; the
- * parked QEMU goes with the machine, its RAM file too. */
+/* A cloneable machine keeps a QEMU parked for its next clone from its
+ * start, which the clone takes (and runs on its RAM file), while
+ * another is parked; a clone parks none until it is cloned; the parked
+ * QEMU goes with its machine, its RAM file too. */
 static void
 test_parked (void)
 {
-  g_autofree char *dir = NULL, *out = NULL, *parked_ram = NULL;
+  g_autofree char *dir = NULL, *out = NULL, *first_ram = NULL, *second_ram = NULL;
   g_autoptr(QleanMachine) source = NULL, first = NULL, second = NULL;
-  gboolean parked = FALSE;
 
   if (!test_have_qemu ())
     return;
 
   dir = ram_dir_on_tmpfs ();
-  source = cloneable_machine ("cl-park");
-  g_assert_cmpuint (qemu_count ("cl-park-next-clone"), ==, 0);
-
   test_logged ("");
-  first = clone_of (source, "cl-park-1");
-  /* Parked once its QMP answered (the first clone took none: the
-   * second clone's QEMU below is the one parked now). */
-  for (guint i = 0; i < 200 && !(parked = test_logged ("*cl-park-next-clone: parked for a clone*")); i++)
-    g_usleep (G_USEC_PER_SEC / 20);
-  g_assert_true (parked);
+  source = cloneable_machine ("cl-park");
+  wait_logged ("*cl-park-next-clone: parked for a clone*");
   g_assert_cmpuint (qemu_count ("cl-park-next-clone"), ==, 1);
+
+  /* The clone runs in the parked QEMU, whose name it keeps; another
+   * is parked after the copy; the clone parks none. */
+  first = clone_of (source, "cl-park-1");
+  g_assert_cmpuint (qemu_count ("cl-park-1"), ==, 0);
+  first_ram = ram_file_in (first, dir);
+  wait_logged ("*cl-park-next-clone: parked for a clone*");
+  g_assert_cmpuint (qemu_count ("cl-park-1-next-clone"), ==, 0);
 
   second = clone_of (source, "cl-park-2");
   g_assert_true (test_logged ("*cl-park-2: takes the QEMU parked for it*"));
   out = test_run_text (second, "hostname; cat /proc/sys/kernel/random/boot_id >/dev/null && echo ok");
   g_assert_cmpstr (out, ==, "cl-park-2\nok");
-  parked_ram = ram_file_in (second, dir);
-  g_assert_true (g_file_test (parked_ram, G_FILE_TEST_IS_REGULAR));
-  /* The taken one is the clone's (QEMU keeps the name it started
+  second_ram = ram_file_in (second, dir);
+  g_assert_cmpstr (first_ram, !=, second_ram);
+  /* The taken ones are the clones' (QEMU keeps the name it started
    * with), and the next one is parked already. */
   g_assert_cmpuint (qemu_count ("cl-park-2"), ==, 0);
-  wait_qemu_count ("cl-park-next-clone", 2);
+  wait_qemu_count ("cl-park-next-clone", 3);
 
   g_assert_true (qlean_machine_kill (first, NULL, NULL));
   g_assert_true (qlean_machine_kill (second, NULL, NULL));
-  g_assert_false (g_file_test (parked_ram, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (first_ram, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (second_ram, G_FILE_TEST_EXISTS));
   wait_qemu_count ("cl-park-next-clone", 1);
   g_assert_true (qlean_machine_kill (source, NULL, NULL));
   wait_qemu_count ("cl-park-next-clone", 0);
@@ -438,22 +452,24 @@ test_snapshot (void)
 
 /* A clone that fails (here the machine's RAM file is not a file any
  * more, so it cannot be copied) says what failed, leaves no file and
- * no QEMU of its own behind, and the machine runs on. */
+ * no QEMU behind (neither its own nor the one it took), and the
+ * machine runs on. */
 static void
 test_clone_fails (void)
 {
   g_autofree char *dir = NULL, *ram = NULL, *listing = NULL, *out = NULL;
-  g_autofree char *pgrep = NULL;
   g_autoptr(QleanMachine) source = NULL, clone = NULL;
   g_autoptr(GError) error = NULL;
-  int status = 0;
 
   if (!test_have_qemu ())
     return;
 
   dir = ram_dir_on_tmpfs ();
+  test_logged ("");
   source = cloneable_machine ("cl-fails");
   ram = ram_file_in (source, dir);
+  /* The clone takes the QEMU parked for it, which must go too. */
+  wait_logged ("*cl-fails-next-clone: parked for a clone*");
   /* QEMU keeps its mapping; the name is now a folder. */
   g_assert_cmpint (g_unlink (ram), ==, 0);
   g_assert_cmpint (g_mkdir (ram, 0700), ==, 0);
@@ -465,11 +481,11 @@ test_clone_fails (void)
   g_assert_nonnull (strstr (error->message, "Could not copy the memory file"));
   g_assert_nonnull (strstr (error->message, ram));
 
+  g_assert_true (test_logged ("*cl-fails-clone: takes the QEMU parked for it*"));
   listing = dir_listing (dir);
   g_assert_cmpstr (listing, ==, strrchr (ram, '/') + 1);
-  g_assert_true (g_spawn_command_line_sync ("pgrep -f guest=cl-fails-clone", &pgrep, NULL,
-                                            &status, NULL));
-  g_assert_false (g_spawn_check_wait_status (status, NULL));
+  g_assert_cmpuint (qemu_count ("cl-fails-next-clone"), ==, 0);
+  g_assert_cmpuint (qemu_count ("cl-fails-clone"), ==, 0);
   out = test_run_text (source, "echo runs on");
   g_assert_cmpstr (out, ==, "runs on");
 

@@ -245,8 +245,12 @@ qlean_machine_spawn_maybe_done (QleanMachine *self)
   qlean_machine_set_state (self, QLEAN_MACHINE_STATE_RUNNING);
   qlean_machine_emit_signal (self, SIGNAL_READY);
   g_task_return_boolean (task, TRUE);
-  /* Spares start behind a start, never slowing it. */
+  /* Spares start behind a start, never slowing it; so does the QEMU a
+   * cloneable machine parks for its first clone, unless it is a clone
+   * itself (its state streamed in): it parks one once it is cloned. */
   qlean_machine_spares_top_up (self);
+  if (qlean_machine_config_get_cloneable (self->config) && !qlean_machine_incoming_streams (self))
+    qlean_machine_park_for_clone (self);
 }
 
 static void

@@ -332,8 +332,9 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * kernel, and takes only the machine's device state (a few hundred
    * KiB) through QEMU, instead of streaming all of its memory: the
    * clone runs about twice as soon, and the machine stops for a few
-   * tens of milliseconds. A machine on no network that was cloned once
-   * keeps a QEMU started ahead for its next clone (an idle process).
+   * tens of milliseconds. A machine on no network keeps a QEMU started
+   * ahead for its next clone (an idle process): from its start, or, for
+   * a clone, once it is cloned itself.
    * The price is memory: such a machine does not share the pages of its
    * memory template with other machines (its file holds all that its
    * guest touched, about 80 MiB for the minimal image against a Pss of

@@ -5,8 +5,8 @@
  * the guest's own is its QEMU's start: 0.06 s under TCG on this kind
  * of host before its QMP greets, most of it QEMU's own initialisation
  * (`qemu-system-x86_64 -version` alone takes as long). A cloneable
- * machine that was cloned once keeps one QEMU parked for its next
- * clone: started with `-incoming defer` on a RAM file of its own, its
+ * machine keeps one QEMU parked for its next clone from its start, or,
+ * for a clone, from its own first clone on: started with `-incoming defer` on a RAM file of its own, its
  * QMP connected, nothing loaded, and its guest channels not yet greeted
  * (nothing in it runs, so nothing could answer). The next clone takes
  * its run, the way a start takes a warmed spare (qlean_machine_adopt_run()),
