@@ -5,22 +5,24 @@
  * the guest's own is its QEMU's start: 0.06 s under TCG on this kind
  * of host before its QMP greets, most of it QEMU's own initialisation
  * (`qemu-system-x86_64 -version` alone takes as long). A cloneable
- * machine keeps one QEMU parked for its next clone from its start, or,
- * for a clone, from its own first clone on: started with `-incoming defer` on a RAM file of its own, its
- * QMP connected, nothing loaded, and its guest channels not yet greeted
- * (nothing in it runs, so nothing could answer). The next clone takes
- * its run, the way a start takes a warmed spare (qlean_machine_adopt_run()),
- * has it listen for the machine's devices, and goes on as any clone;
- * the machine's RAM file is copied into the parked one meanwhile. A
- * new one is parked once that clone runs.
+ * machine keeps one QEMU parked for its next clone: from its start, or,
+ * for a clone, from its own first clone on. The parked QEMU is started
+ * with `-incoming defer` on a RAM file of its own, its QMP connected,
+ * nothing loaded, and its guest channels not yet greeted (nothing in it
+ * runs, so nothing could answer). The next clone takes its run, the way
+ * a start takes a warmed spare (qlean_machine_adopt_run()), has it
+ * listen for the machine's devices, and goes on as any clone; the
+ * machine's RAM file is copied into the parked one meanwhile. A new one
+ * is parked once that clone's copy is made.
  *
  * Apart from the spares (qlean-machine-spares.c) because a spare is a
  * whole machine, booted, warmed and named later, shared by all starts
  * of a shape; a parked QEMU is one machine's, empty, and only a clone
  * of that machine can fill it. Machines on a network park none: a
  * parked QEMU has no card, and joining one later is the spares' long
- * way. A parked QEMU costs an idle QEMU process (about 25 MiB), and
- * goes with its machine's run.
+ * way; nor do machines with a disk, whose overlay would be the hidden
+ * machine's. A parked QEMU costs an idle QEMU process (Pss about 22
+ * MiB), and goes with its machine's run.
  *
  * SPDX-License-Identifier: MIT
  */

@@ -408,7 +408,7 @@ is_ram_file (const char *path)
   return dir != NULL && g_str_equal (dir, parent);
 }
 
-/* Why @self, to be started with @spec, cannot have a RAM file of its
+/* Why a machine to be started with @spec cannot have a RAM file of its
  * own, or NULL when it can. */
 static char *
 why_not_cloneable (const QleanQemuSpec *spec)
