@@ -109,9 +109,10 @@ typedef enum
 
 /* qlean-machine-spares.c: worker thread; @self's start takes @donor's
  * run (its QEMU, clients, run directory and every callback, which reach
- * @self from now on), renamed for @self; @donor is left STOPPED with a
- * fresh run. Returns the start's task, taken from @self's own run. */
-GTask *qlean_machine_adopt_run (QleanMachine *self,
+ * @self from now on), renamed for @self, with the start's task, its
+ * cancel watch and a boot timer; @donor is left STOPPED with a fresh
+ * run. */
+void   qlean_machine_adopt_run (QleanMachine *self,
                                 QleanMachine *donor);
 
 /* qlean-machine-parked.c: worker thread. */
@@ -152,9 +153,9 @@ void  qlean_machine_release_run   (QleanMachine *self);
 void  qlean_machine_signal_qemu   (QleanMachine *self,
                                    int           signum);
 char *qlean_machine_panic_text    (QleanMachine *self);
-/* Worker thread: whether QEMU @pid still runs, which its exit watch
- * (later on this thread) may not have told its machine yet. */
-gboolean qlean_machine_qemu_alive (GPid pid);
+/* Worker thread: whether @self is RUNNING and its QEMU still runs,
+ * which the exit watch (later on this thread) may not have told it. */
+gboolean qlean_machine_qemu_runs (QleanMachine *self);
 
 /* qlean-machine-launch.c: QEMU's command line and its start */
 typedef struct

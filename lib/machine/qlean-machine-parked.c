@@ -172,16 +172,13 @@ qlean_machine_take_parked (QleanMachine *self)
 {
   Parked *parked = qlean_machine_run_get_data (self->run, PARKED_KEY);
   QleanMachine *machine;
-  GPid pid;
 
   if (parked == NULL || !parked->ready)
     return NULL;
   machine = g_steal_pointer (&parked->machine);
   qlean_machine_run_set_data (self->run, PARKED_KEY, NULL, NULL);
   /* One whose QEMU died as it waited: its exit may not have reached it. */
-  pid = qlean_machine_get_pid (machine);
-  if (qlean_machine_get_state (machine) != QLEAN_MACHINE_STATE_RUNNING ||
-      !qlean_machine_qemu_alive (pid))
+  if (!qlean_machine_qemu_runs (machine))
     {
       qlean_machine_kill_async (machine, NULL, NULL, NULL);
       g_object_unref (machine);
@@ -216,8 +213,6 @@ gboolean
 qlean_machine_take_parked_run (QleanMachine *self)
 {
   g_autoptr(QleanMachine) donor = g_object_steal_data (G_OBJECT (self), DONOR_KEY);
-  g_autoptr(GTask) task = NULL;
-  QleanMachineRun *run;
 
   if (donor == NULL)
     return FALSE;
@@ -225,9 +220,7 @@ qlean_machine_take_parked_run (QleanMachine *self)
   /* Its QEMU died since the clone took it (the machine's memory may
    * have gone into its file already): the clone fails, its source runs
    * on. */
-  if (qlean_machine_get_state (donor) != QLEAN_MACHINE_STATE_RUNNING ||
-      donor->run->qemu == NULL || donor->run->qemu_exited ||
-      !qlean_machine_qemu_alive (qlean_machine_get_pid (donor)))
+  if (!qlean_machine_qemu_runs (donor))
     {
       qlean_machine_kill_async (donor, NULL, NULL, NULL);
       qlean_machine_spawn_fail (self, g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_QEMU_EXITED,
@@ -237,16 +230,9 @@ qlean_machine_take_parked_run (QleanMachine *self)
       return TRUE;
     }
 
-  task = qlean_machine_adopt_run (self, donor);
-  run = self->run;
-  run->spawn_task = g_object_ref (task);
+  qlean_machine_adopt_run (self, donor);
   /* The stream this clone names, instead of the parked one's. */
   qlean_machine_prepare_incoming_stream (self);
-  run->spawn_cancel = qlean_add_cancel (qlean_worker_get_context (), g_task_get_cancellable (task),
-                                        qlean_machine_spawn_cancelled_cb, self);
-  run->boot_timer = qlean_add_timeout (qlean_worker_get_context (),
-                                       qlean_machine_get_boot_timeout (self),
-                                       qlean_machine_boot_timeout_cb, self);
   g_debug ("machine %s: takes the QEMU parked for it", self->name);
 
   /* What the parked start left for its taker: greeting the guest's

@@ -592,11 +592,12 @@ qlean_machine_run_get_guest_channel_finish (QleanMachineRun  *run,
 }
 
 gboolean
-qlean_machine_qemu_alive (GPid pid)
+qlean_machine_qemu_runs (QleanMachine *self)
 {
+  GPid pid = qlean_machine_get_pid (self);
   siginfo_t info = { 0 };
 
-  if (pid <= 0)
+  if (qlean_machine_get_state (self) != QLEAN_MACHINE_STATE_RUNNING || pid <= 0)
     return FALSE;
   /* WNOWAIT: the exit watch still reaps it. ECHILD: reaped already. */
   if (waitid (P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0)

@@ -533,7 +533,7 @@ qlean_machine_spares_top_up (QleanMachine *self)
 
 /* Taking a spare */
 
-GTask *
+void
 qlean_machine_adopt_run (QleanMachine *self,
                          QleanMachine *machine)
 {
@@ -582,11 +582,17 @@ qlean_machine_adopt_run (QleanMachine *self,
   last = self->run;
   self->run = run;
   g_mutex_unlock (&self->lock);
-  /* The start's own run had nothing yet but its task and cancel watch. */
+  /* The start's own run had nothing yet but its task and cancel watch,
+   * which go on in the adopted run, with a boot timer of its own. */
   task = g_steal_pointer (&last->spawn_task);
   qlean_clear_source (&last->spawn_cancel);
   qlean_machine_run_unref (last);
-  return task;
+  run->spawn_task = task;
+  run->spawn_cancel = qlean_add_cancel (qlean_worker_get_context (), g_task_get_cancellable (task),
+                                        qlean_machine_spawn_cancelled_cb, self);
+  run->boot_timer = qlean_add_timeout (qlean_worker_get_context (),
+                                       qlean_machine_get_boot_timeout (self),
+                                       qlean_machine_boot_timeout_cb, self);
 }
 
 /* Worker thread: @self's start takes @spare's run, in which it goes on
@@ -595,9 +601,11 @@ static void
 spare_adopt (QleanMachine *self,
              Spare        *spare)
 {
-  g_autoptr(GTask) task = qlean_machine_adopt_run (self, spare->machine);
-  QleanMachineRun *run = self->run;
+  QleanMachineRun *run;
   g_autoptr(GError) error = NULL;
+
+  qlean_machine_adopt_run (self, spare->machine);
+  run = self->run;
 
   /* The guest is the spare's: it gets this machine's name, machine-id,
    * seed and clock, in a start whose only stage does that but for a
@@ -606,7 +614,6 @@ spare_adopt (QleanMachine *self,
   g_clear_pointer (&self->incoming_old_mac, g_free);
   self->incoming_new_identity = TRUE;
   run->guest_warm = TRUE;
-  run->spawn_task = g_object_ref (task);
   g_ptr_array_set_size (run->boot_stages, 0);
   run->boot_stage = 0;
   run->boot_stage_running = FALSE;
@@ -618,11 +625,6 @@ spare_adopt (QleanMachine *self,
       qlean_machine_spawn_fail (self, g_steal_pointer (&error));
       return;
     }
-  run->spawn_cancel = qlean_add_cancel (qlean_worker_get_context (), g_task_get_cancellable (task),
-                                        qlean_machine_spawn_cancelled_cb, self);
-  run->boot_timer = qlean_add_timeout (qlean_worker_get_context (),
-                                       qlean_machine_get_boot_timeout (self),
-                                       qlean_machine_boot_timeout_cb, self);
   g_debug ("machine %s: takes a warmed spare", self->name);
 
   qlean_machine_spawn_maybe_done (self);
@@ -652,8 +654,7 @@ qlean_machine_take_spare (QleanMachine *self)
         }
       g_ptr_array_remove_index (spares, i);
       /* One whose QEMU died as it waited is gone already: forget it. */
-      if (qlean_machine_get_state (candidate->machine) != QLEAN_MACHINE_STATE_RUNNING ||
-          !qlean_machine_qemu_alive (qlean_machine_get_pid (candidate->machine)))
+      if (!qlean_machine_qemu_runs (candidate->machine))
         spare_free (candidate);
       else
         spare = candidate;
