@@ -849,7 +849,7 @@ zeros_dropped_cb (GObject      *source,
   g_autoptr(GError) error = NULL;
 
   g_free (start);
-  if (!qlean_ram_file_drop_zeros_finish (result, &error))
+  if (!qlean_ram_file_job_finish (result, &error))
     g_message ("machine %s: %s", self->name, error->message);
   if (self->run != run || run->spawn_task == NULL || run->spawn_error != NULL)
     return;

@@ -53,12 +53,17 @@ gboolean qlean_ram_punch_zeros             (int                  fd,
  * receive buffers the guest gave its devices are rarely all zeros. */
 gboolean qlean_ram_file_drop_zeros         (const char          *path,
                                             GError             **error);
-/* The same in a thread of its own (it reads the whole file), calling
- * @callback in the thread-default context. */
+/* qlean_ram_file_copy() and qlean_ram_file_drop_zeros() in a thread of
+ * their own (they read the whole file), calling @callback in the
+ * thread-default context; finished with qlean_ram_file_job_finish(). */
+void     qlean_ram_file_copy_async         (const char          *from,
+                                            const char          *to,
+                                            GAsyncReadyCallback  callback,
+                                            gpointer             user_data);
 void     qlean_ram_file_drop_zeros_async   (const char          *path,
                                             GAsyncReadyCallback  callback,
                                             gpointer             user_data);
-gboolean qlean_ram_file_drop_zeros_finish  (GAsyncResult        *result,
+gboolean qlean_ram_file_job_finish         (GAsyncResult        *result,
                                             GError             **error);
 
 /* The next start of @self runs on @path (a RAM file, taken: removed if

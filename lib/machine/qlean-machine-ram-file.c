@@ -343,18 +343,62 @@ qlean_ram_file_drop_zeros (const char  *path,
   return ok;
 }
 
-static void
-drop_zeros_in_thread (GTask        *task,
-                      gpointer      source_object,
-                      gpointer      task_data,
-                      GCancellable *cancellable)
+/* Work on a RAM file in a thread of its own: it reads the whole file,
+ * too long for the worker. @to: copy @from there; NULL: drop the pages
+ * of zeros of @from. */
+typedef struct
 {
-  GError *error = NULL;
+  char *from;
+  char *to;
+} RamFileJob;
 
-  if (qlean_ram_file_drop_zeros (task_data, &error))
+static void
+ram_file_job_free (RamFileJob *job)
+{
+  g_free (job->from);
+  g_free (job->to);
+  g_free (job);
+}
+
+static void
+ram_file_job_in_thread (GTask        *task,
+                        gpointer      source_object,
+                        gpointer      task_data,
+                        GCancellable *cancellable)
+{
+  RamFileJob *job = task_data;
+  GError *error = NULL;
+  gboolean ok = job->to != NULL ? qlean_ram_file_copy (job->from, job->to, &error)
+                                : qlean_ram_file_drop_zeros (job->from, &error);
+
+  if (ok)
     g_task_return_boolean (task, TRUE);
   else
     g_task_return_error (task, error);
+}
+
+static void
+ram_file_job_start (const char          *from,
+                    const char          *to,
+                    GAsyncReadyCallback  callback,
+                    gpointer             user_data)
+{
+  g_autoptr(GTask) task = g_task_new (NULL, NULL, callback, user_data);
+  RamFileJob *job = g_new0 (RamFileJob, 1);
+
+  job->from = g_strdup (from);
+  job->to = g_strdup (to);
+  g_task_set_task_data (task, job, (GDestroyNotify) ram_file_job_free);
+  g_task_run_in_thread (task, ram_file_job_in_thread);
+}
+
+void
+qlean_ram_file_copy_async (const char          *from,
+                           const char          *to,
+                           GAsyncReadyCallback  callback,
+                           gpointer             user_data)
+{
+  ram_file_job_start (from, to, callback, user_data);
 }
 
 void
@@ -362,15 +406,12 @@ qlean_ram_file_drop_zeros_async (const char          *path,
                                  GAsyncReadyCallback  callback,
                                  gpointer             user_data)
 {
-  g_autoptr(GTask) task = g_task_new (NULL, NULL, callback, user_data);
-
-  g_task_set_task_data (task, g_strdup (path), g_free);
-  g_task_run_in_thread (task, drop_zeros_in_thread);
+  ram_file_job_start (path, NULL, callback, user_data);
 }
 
 gboolean
-qlean_ram_file_drop_zeros_finish (GAsyncResult  *result,
-                                  GError       **error)
+qlean_ram_file_job_finish (GAsyncResult  *result,
+                           GError       **error)
 {
   return g_task_propagate_boolean (G_TASK (result), error);
 }

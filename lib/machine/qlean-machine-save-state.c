@@ -209,19 +209,6 @@ save_finish_with (GTask  *task,
     g_task_return_boolean (task, TRUE);
 }
 
-/* Runs @func in a thread of its own, with @task's Save, and then @done
- * with @task (taken) on this one. */
-static void
-save_in_thread (GTask               *task,
-                GTaskThreadFunc      func,
-                GAsyncReadyCallback  done)
-{
-  g_autoptr(GTask) work = g_task_new (NULL, NULL, done, task);
-
-  g_task_set_task_data (work, g_task_get_task_data (task), NULL);
-  g_task_run_in_thread (work, func);
-}
-
 /* Only memory is at stake: a failure is said, not returned. */
 static void
 zeros_dropped_cb (GObject      *source,
@@ -231,7 +218,7 @@ zeros_dropped_cb (GObject      *source,
   GTask *task = user_data;
   g_autoptr(GError) error = NULL;
 
-  if (!qlean_ram_file_drop_zeros_finish (result, &error))
+  if (!qlean_ram_file_job_finish (result, &error))
     g_message ("%s", error->message);
   save_finish_with (task, NULL);
   g_object_unref (task);
@@ -350,21 +337,6 @@ save_migrate (GTask *task)
 }
 
 static void
-copy_ram_in_thread (GTask        *task,
-                    gpointer      source_object,
-                    gpointer      task_data,
-                    GCancellable *cancellable)
-{
-  Save *save = task_data;
-  GError *error = NULL;
-
-  if (qlean_ram_file_copy (save->ram_from, save->ram_to, &error))
-    g_task_return_boolean (task, TRUE);
-  else
-    g_task_return_error (task, error);
-}
-
-static void
 ram_copied_cb (GObject      *source,
                GAsyncResult *result,
                gpointer      user_data)
@@ -373,7 +345,7 @@ ram_copied_cb (GObject      *source,
   Save *save = g_task_get_task_data (task);
   GError *error = NULL;
 
-  if (!g_task_propagate_boolean (G_TASK (result), &error))
+  if (!qlean_ram_file_job_finish (result, &error))
     {
       save_finish_with (task, error);
       g_object_unref (task);
@@ -394,7 +366,9 @@ ram_copied_cb (GObject      *source,
 static void
 save_copy_ram (GTask *task)
 {
-  save_in_thread (task, copy_ram_in_thread, ram_copied_cb);
+  Save *save = g_task_get_task_data (task);
+
+  qlean_ram_file_copy_async (save->ram_from, save->ram_to, ram_copied_cb, task);
 }
 
 static void
