@@ -585,13 +585,7 @@ clone_stream_step_done (GTask *task)
       g_task_return_error (task, g_steal_pointer (&clone->spawn_error));
     }
   else
-    {
-      /* A machine cloned this way is likely to be again: a QEMU waits
-       * for its next clone (qlean-machine-parked.c). */
-      if (clone->ram_to != NULL)
-        qlean_machine_park_for_clone (g_task_get_source_object (task));
-      g_task_return_pointer (task, g_steal_pointer (&clone->clone), g_object_unref);
-    }
+    g_task_return_pointer (task, g_steal_pointer (&clone->clone), g_object_unref);
 }
 
 static void
@@ -606,8 +600,7 @@ clone_streamed_cb (GObject      *source,
       clone->pending > 1)
     {
       /* The clone still waits for a stream that will not come. */
-      if (clone->cancellable != NULL)
-        g_cancellable_cancel (clone->cancellable);
+      g_cancellable_cancel (clone->cancellable);
       qlean_machine_kill_async (clone->clone, NULL, NULL, NULL);
     }
   /* The next clone's QEMU starts once this one's copy is made, not

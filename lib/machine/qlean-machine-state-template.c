@@ -443,7 +443,8 @@ prune_shared_templates (const char *dir)
       SharedTemplate *entry;
       GStatBuf st;
 
-      if (qlean_machine_leftover_is_orphan (name, ".ram.work-") || qlean_machine_leftover_is_orphan (name, ".tmpl.new-"))
+      if (qlean_machine_leftover_is_orphan (name, ".ram.work-") ||
+          qlean_machine_leftover_is_orphan (name, ".tmpl.new-"))
         g_unlink (path);
       /* The lock of a template that is gone (made by nobody now). */
       else if (g_str_has_suffix (name, ".tmpl.lock"))
