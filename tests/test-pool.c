@@ -50,6 +50,26 @@ pool_machine (QleanPool  *pool,
   return machine;
 }
 
+/* A pool of one running machine, @name, on a new network of @cidr
+ * (with NAT when @nat); both are the caller's. */
+static QleanMachine *
+spawn_alone_on_network (const char    *cidr,
+                        gboolean       nat,
+                        const char    *name,
+                        QleanNetwork **network,
+                        QleanPool    **pool)
+{
+  g_autoptr(GError) error = NULL;
+
+  *network = qlean_network_new_full (NULL, cidr, nat, &error);
+  g_assert_no_error (error);
+  *pool = qlean_pool_new_with_network (*network);
+  g_assert_true (qlean_pool_add (*pool, name, NULL, NULL, &error));
+  g_assert_true (qlean_pool_spawn_all (*pool, NULL, &error));
+  g_assert_no_error (error);
+  return pool_machine (*pool, name);
+}
+
 static QleanPool *
 get_pair_pool (void)
 {
@@ -716,13 +736,7 @@ test_nat (void)
       return;
     }
 
-  network = qlean_network_new_full (NULL, "10.87.250.0/24", TRUE, &error);
-  g_assert_no_error (error);
-  pool = qlean_pool_new_with_network (network);
-  g_assert_true (qlean_pool_add (pool, "natty", NULL, NULL, &error));
-  g_assert_true (qlean_pool_spawn_all (pool, NULL, &error));
-  g_assert_no_error (error);
-  machine = pool_machine (pool, "natty");
+  machine = spawn_alone_on_network ("10.87.250.0/24", TRUE, "natty", &network, &pool);
 
   gateway = g_strdup ("10.87.250.1");
   command = g_strdup_printf ("ip route | grep -q '^default via %s ' && grep -q '^nameserver %s$' "
@@ -917,13 +931,7 @@ test_configure_fails (void)
   if (!can_run_machines ())
     return;
 
-  network = qlean_network_new_full (NULL, "10.87.252.0/24", FALSE, &error);
-  g_assert_no_error (error);
-  pool = qlean_pool_new_with_network (network);
-  g_assert_true (qlean_pool_add (pool, "unhosted", NULL, NULL, &error));
-  g_assert_true (qlean_pool_spawn_all (pool, NULL, &error));
-  g_assert_no_error (error);
-  source = pool_machine (pool, "unhosted");
+  source = spawn_alone_on_network ("10.87.252.0/24", FALSE, "unhosted", &network, &pool);
   g_assert_cmpint (run_status (source, "mv /etc/hosts /etc/hosts.kept && mkdir /etc/hosts", NULL),
                    ==, 0);
 
