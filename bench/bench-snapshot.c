@@ -27,6 +27,7 @@ static int opt_running_clones = 0;
 static gboolean opt_verbose = FALSE;
 static gboolean opt_booted_source = FALSE;
 static gboolean opt_cloneable = FALSE;
+static int opt_clone_gap = 0;
 
 static const GOptionEntry entries[] = {
   { "restores", 'r', 0, G_OPTION_ARG_INT, &opt_restores, "Restores to time (default 5); the median is shown", "N" },
@@ -38,6 +39,7 @@ static const GOptionEntry entries[] = {
   { "repeat", 0, 0, G_OPTION_ARG_INT, &opt_repeat, "Runs of each pool; the median is shown (default 1)", "N" },
   { "running-clones", 0, 0, G_OPTION_ARG_INT, &opt_running_clones, "Only N clones of one running machine (clone -> first exec), with the steps of each", "N" },
   { "verbose", 'v', 0, G_OPTION_ARG_NONE, &opt_verbose, "With --running-clones: print each clone's stamped log", NULL },
+  { "clone-gap", 0, 0, G_OPTION_ARG_INT, &opt_clone_gap, "With --running-clones: wait MS milliseconds before each clone, as a clone that does not follow the last one at once (default 0)", "MS" },
   { "cloneable", 0, 0, G_OPTION_ARG_NONE, &opt_cloneable, "With --running-clones: clone a cloneable source too (RAM file copied, devices streamed) and give its ratio to the streamed source's", NULL },
   { "booted-source", 0, 0, G_OPTION_ARG_NONE, &opt_booted_source, "With --running-clones: the source boots (anonymous RAM) instead of starting from the saved boot's memory template", NULL },
   { NULL }
@@ -555,6 +557,7 @@ running_clones (QleanImage *image,
       double t0, t[N_CSTEPS], source_cpu, clone_cpu, fault[3];
 
       g_array_set_clear_func (log, stamp_clear);
+      g_usleep (opt_clone_gap * (G_USEC_PER_SEC / 1000));
       source_cpu = bench_proc_cpu_seconds (qlean_machine_get_pid (machine));
       fault[2] = bench_proc_minor_faults (qlean_machine_get_pid (machine));
       t0 = bench_now ();

@@ -260,14 +260,15 @@ test_clone (void)
 }
 
 /* A cloneable machine keeps a QEMU parked for its next clone from its
- * start, which the clone takes (and runs on its RAM file), while
- * another is parked; a clone parks none until it is cloned; the parked
- * QEMU goes with its machine, its RAM file too. */
+ * start, which the clone takes (and runs on its RAM file), and another
+ * is parked once that clone has run a while; a clone parks none until
+ * it is cloned; the parked QEMU goes with its machine, its RAM file
+ * too. */
 static void
 test_parked (void)
 {
   g_autofree char *dir = NULL, *out = NULL, *first_ram = NULL, *second_ram = NULL;
-  g_autoptr(QleanMachine) source = NULL, first = NULL, second = NULL;
+  g_autoptr(QleanMachine) source = NULL, first = NULL, second = NULL, third = NULL;
 
   if (!test_have_qemu ())
     return;
@@ -279,7 +280,7 @@ test_parked (void)
   g_assert_cmpuint (qemu_count ("cl-park-next-clone"), ==, 1);
 
   /* The clone runs in the parked QEMU, whose name it keeps; another
-   * is parked after the copy; the clone parks none. */
+   * is parked once the clone has run a while; the clone parks none. */
   first = clone_of (source, "cl-park-1");
   g_assert_cmpuint (qemu_count ("cl-park-1"), ==, 0);
   first_ram = ram_file_in (first, dir);
@@ -288,6 +289,12 @@ test_parked (void)
 
   second = clone_of (source, "cl-park-2");
   g_assert_true (test_logged ("*cl-park-2: takes the QEMU parked for it*"));
+  /* A clone that follows at once finds none parked, starts a QEMU of
+   * its own, and stops the parking that the last one asked for: none
+   * starts during a clone's start. */
+  third = clone_of (source, "cl-park-3");
+  g_assert_cmpuint (qemu_count ("cl-park-3"), ==, 1);
+  g_assert_false (test_logged ("*cl-park-next-clone: starting*"));
   out = test_run_text (second, "hostname; cat /proc/sys/kernel/random/boot_id >/dev/null && echo ok");
   g_assert_cmpstr (out, ==, "cl-park-2\nok");
   second_ram = ram_file_in (second, dir);
@@ -299,6 +306,7 @@ test_parked (void)
 
   g_assert_true (qlean_machine_kill (first, NULL, NULL));
   g_assert_true (qlean_machine_kill (second, NULL, NULL));
+  g_assert_true (qlean_machine_kill (third, NULL, NULL));
   g_assert_false (g_file_test (first_ram, G_FILE_TEST_EXISTS));
   g_assert_false (g_file_test (second_ram, G_FILE_TEST_EXISTS));
   wait_qemu_count ("cl-park-next-clone", 1);

@@ -121,6 +121,8 @@ void          qlean_machine_park                (QleanMachine *self);
 /* A cloneable machine that runs, on no network, parks a QEMU for its
  * next clone, unless its run has one already. */
 void          qlean_machine_park_for_clone      (QleanMachine *self);
+/* The same, a little later: once @self's new clone has run a while. */
+void          qlean_machine_park_after_clone    (QleanMachine *self);
 /* The QEMU parked for @self's next clone, if one is ready: taken (its
  * RAM file is qlean_machine_get_parked_ram_file()'s), or NULL. */
 QleanMachine *qlean_machine_take_parked         (QleanMachine *self);

@@ -585,7 +585,13 @@ clone_stream_step_done (GTask *task)
       g_task_return_error (task, g_steal_pointer (&clone->spawn_error));
     }
   else
-    g_task_return_pointer (task, g_steal_pointer (&clone->clone), g_object_unref);
+    {
+      g_task_return_pointer (task, g_steal_pointer (&clone->clone), g_object_unref);
+      /* The next clone's QEMU, once this one has run a while, so as
+       * not to compete with it (qlean-machine-parked.c). */
+      if (clone->ram_to != NULL)
+        qlean_machine_park_after_clone (g_task_get_source_object (task));
+    }
 }
 
 static void
@@ -603,11 +609,6 @@ clone_streamed_cb (GObject      *source,
       g_cancellable_cancel (clone->cancellable);
       qlean_machine_kill_async (clone->clone, NULL, NULL, NULL);
     }
-  /* The next clone's QEMU starts once this one's copy is made, not
-   * before (it would compete with the copy), so as to be ready for a
-   * clone that follows this one at once (qlean-machine-parked.c). */
-  else if (clone->save_error == NULL && clone->ram_to != NULL)
-    qlean_machine_park_for_clone (QLEAN_MACHINE (source));
   clone_stream_step_done (task);
 }
 
