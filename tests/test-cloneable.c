@@ -15,6 +15,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 #include <glib/gstdio.h>
@@ -102,14 +103,14 @@ clone_of (QleanMachine *machine,
   return clone;
 }
 
-/* How many QEMU processes run for machine @name. */
-static guint
-qemu_count (const char *name)
+/* The QEMU processes that run for machine @name. */
+static GArray *
+qemu_pids (const char *name)
 {
   g_autofree char *pattern = g_strdup_printf ("guest=%s,", name);
   g_autoptr(GDir) proc = g_dir_open ("/proc", 0, NULL);
+  GArray *pids = g_array_new (FALSE, FALSE, sizeof (GPid));
   const char *pid;
-  guint n = 0;
 
   while ((pid = g_dir_read_name (proc)) != NULL)
     {
@@ -123,9 +124,48 @@ qemu_count (const char *name)
         if (cmdline[i] == '\0')
           cmdline[i] = ' ';
       if (strstr (cmdline, pattern) != NULL)
-        n++;
+        {
+          GPid n = (GPid) g_ascii_strtoll (pid, NULL, 10);
+
+          g_array_append_val (pids, n);
+        }
     }
-  return n;
+  return pids;
+}
+
+/* How many QEMU processes run for machine @name. */
+static guint
+qemu_count (const char *name)
+{
+  g_autoptr(GArray) pids = qemu_pids (name);
+
+  return pids->len;
+}
+
+/* Waits up to 10 s for a QEMU for machine @name that is none of the
+ * @n_known in @known, looking every millisecond: one that starts. */
+static GPid
+catch_new_qemu (const char *name,
+                const GPid *known,
+                guint       n_known)
+{
+  for (guint i = 0; i < 10000; i++)
+    {
+      g_autoptr(GArray) pids = qemu_pids (name);
+
+      for (guint j = 0; j < pids->len; j++)
+        {
+          GPid pid = g_array_index (pids, GPid, j);
+          gboolean old = FALSE;
+
+          for (guint k = 0; k < n_known; k++)
+            old = old || pid == known[k];
+          if (!old)
+            return pid;
+        }
+      g_usleep (G_USEC_PER_SEC / 1000);
+    }
+  g_assert_not_reached ();
 }
 
 /* Waits up to 10 s for @name to have @n QEMU processes. */
@@ -312,6 +352,98 @@ test_parked (void)
   wait_qemu_count ("cl-park-next-clone", 1);
   g_assert_true (qlean_machine_kill (source, NULL, NULL));
   wait_qemu_count ("cl-park-next-clone", 0);
+  ram_dir_done (dir);
+}
+
+static void
+store_result_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  *(GAsyncResult **) user_data = g_object_ref (result);
+}
+
+/* Clones @source as @name while the QEMU parked for it is held as it
+ * starts (SIGSTOP): once the clone waits for that start, the QEMU gets
+ * @signal, and the clone's result is returned. */
+static QleanMachine *
+clone_while_parking (QleanMachine *source,
+                     const char   *name,
+                     GPid          parked,
+                     int           signal,
+                     GError      **error)
+{
+  g_autofree char *waits = g_strdup_printf ("*%s: waits for the QEMU being parked for it*", name);
+  g_autoptr(GAsyncResult) result = NULL;
+
+  qlean_machine_clone_async (source, name, NULL, store_result_cb, &result);
+  wait_logged (waits);
+  g_assert_cmpint (kill (parked, signal), ==, 0);
+  while (result == NULL)
+    g_main_context_iteration (NULL, TRUE);
+  return qlean_machine_clone_finish (source, result, error);
+}
+
+/* A clone that comes while the QEMU parked for it is still starting
+ * takes it and waits for the rest of its start (here held until the
+ * clone waits). Should that start fail, the clone fails with the
+ * reason, nothing of it or of that QEMU stays, and the machine runs on
+ * and parks anew. */
+static void
+test_parked_starting (void)
+{
+  g_autofree char *dir = NULL, *out = NULL;
+  g_autoptr(QleanMachine) source = NULL, first = NULL, second = NULL, third = NULL;
+  g_autoptr(GError) error = NULL;
+  GPid known[2], parked;
+
+  if (!test_have_qemu ())
+    return;
+
+  dir = ram_dir_on_tmpfs ();
+  test_logged ("");
+  source = cloneable_machine ("cl-wait");
+  wait_logged ("*cl-wait-next-clone: parked for a clone*");
+  first = clone_of (source, "cl-wait-1");
+
+  /* The next one starts a little after the clone: caught as it does. */
+  known[0] = qlean_machine_get_pid (first);
+  parked = catch_new_qemu ("cl-wait-next-clone", known, 1);
+  g_assert_cmpint (kill (parked, SIGSTOP), ==, 0);
+  g_assert_false (test_logged ("*cl-wait-next-clone: parked for a clone*"));
+  second = clone_while_parking (source, "cl-wait-2", parked, SIGCONT, &error);
+  g_assert_no_error (error);
+  g_assert_true (test_logged ("*cl-wait-2: takes the QEMU parked for it*"));
+  g_assert_cmpint (qlean_machine_get_pid (second), ==, parked);
+  out = test_run_text (second, "hostname");
+  g_assert_cmpstr (out, ==, "cl-wait-2");
+
+  /* Its start fails: QEMU killed as the clone waits. */
+  known[1] = parked;
+  parked = catch_new_qemu ("cl-wait-next-clone", known, 2);
+  g_assert_cmpint (kill (parked, SIGSTOP), ==, 0);
+  third = clone_while_parking (source, "cl-wait-3", parked, SIGKILL, &error);
+  g_assert_null (third);
+  g_assert_error (error, QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED);
+  g_test_message ("clone failed: %s", error->message);
+  g_assert_nonnull (strstr (error->message, "cl-wait-3"));
+  g_assert_nonnull (strstr (error->message, "clone again"));
+  g_assert_cmpuint (qemu_count ("cl-wait-3"), ==, 0);
+  wait_qemu_count ("cl-wait-next-clone", 2);
+  g_clear_pointer (&out, g_free);
+  out = test_run_text (source, "echo runs on");
+  g_assert_cmpstr (out, ==, "runs on");
+
+  /* A clone after that parks anew once it ran a while. */
+  g_clear_object (&third);
+  third = clone_of (source, "cl-wait-4");
+  wait_qemu_count ("cl-wait-next-clone", 3);
+
+  g_assert_true (qlean_machine_kill (first, NULL, NULL));
+  g_assert_true (qlean_machine_kill (second, NULL, NULL));
+  g_assert_true (qlean_machine_kill (third, NULL, NULL));
+  g_assert_true (qlean_machine_kill (source, NULL, NULL));
+  wait_qemu_count ("cl-wait-next-clone", 0);
   ram_dir_done (dir);
 }
 
@@ -547,6 +679,7 @@ main (int    argc,
   g_test_add_func ("/cloneable/clone", test_clone);
   g_test_add_func ("/cloneable/clone-fails", test_clone_fails);
   g_test_add_func ("/cloneable/parked", test_parked);
+  g_test_add_func ("/cloneable/parked-starting", test_parked_starting);
   g_test_add_func ("/cloneable/snapshot", test_snapshot);
   g_test_add_func ("/cloneable/concurrent", test_concurrent);
   g_test_add_func ("/cloneable/clone-guest-silent", test_clone_guest_silent);

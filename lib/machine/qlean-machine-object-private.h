@@ -123,15 +123,17 @@ void          qlean_machine_park                (QleanMachine *self);
 void          qlean_machine_park_for_clone      (QleanMachine *self);
 /* The same, a little later: once @self's new clone has run a while. */
 void          qlean_machine_park_after_clone    (QleanMachine *self);
-/* The QEMU parked for @self's next clone, if one is ready: taken (its
- * RAM file is qlean_machine_get_parked_ram_file()'s), or NULL. */
+/* The QEMU parked for @self's next clone, ready or still starting:
+ * taken (its RAM file is qlean_machine_get_parked_ram_file()'s), or
+ * NULL. */
 QleanMachine *qlean_machine_take_parked         (QleanMachine *self);
 const char   *qlean_machine_get_parked_ram_file (QleanMachine *parked);
 /* The next start of @self (a clone) takes @parked's run (taken). */
 void          qlean_machine_set_parked_donor    (QleanMachine *self,
                                                  QleanMachine *parked);
 /* The start of @self takes its donor's run, if it has one (TRUE), and
- * goes on with the load of its state. */
+ * goes on with the load of its state; or, while the donor still
+ * starts, once that start ends (its failure is @self's). */
 gboolean      qlean_machine_take_parked_run     (QleanMachine *self);
 
 /* qlean-machine-launch.c: greets the guest's channels, the agent and

@@ -13,7 +13,9 @@
  * a start takes a warmed spare (qlean_machine_adopt_run()), has it
  * listen for the machine's devices, and goes on as any clone; the
  * machine's RAM file is copied into the parked one meanwhile. A new one
- * is parked a little after that clone runs (PARK_AFTER_CLONE_MS).
+ * is parked a little after that clone runs (PARK_AFTER_CLONE_MS); a
+ * clone that comes while it is still starting takes it all the same,
+ * and waits for the rest of its start.
  *
  * Apart from the spares (qlean-machine-spares.c) because a spare is a
  * whole machine, booted, warmed and named later, shared by all starts
@@ -39,7 +41,9 @@
 #include "qlean-worker-private.h"
 #include "qlean-error.h"
 
-#define PARKED_KEY "qlean-parked-qemu"
+#define PARKED_KEY     "qlean-parked-qemu"
+#define DONOR_KEY      "qlean-parked-donor"
+#define PARK_TIMER_KEY "qlean-park-timer"
 
 /* How long a clone runs before its machine parks the next QEMU. That
  * QEMU's start (0.07 s of CPU) took a core from the clone's load and
@@ -49,16 +53,18 @@
  * leaves the clone's first commands alone too. A clone that comes
  * sooner starts a QEMU of its own, as it would without parking. */
 #define PARK_AFTER_CLONE_MS 250
-#define DONOR_KEY  "qlean-parked-donor"
-#define PARK_TIMER_KEY "qlean-park-timer"
 
 /* The QEMU a machine's run keeps parked for its next clone: held by
- * the run, and by its start until that ends. */
+ * the run until a clone takes it, then by the hidden machine; and by
+ * its start until that ends. */
 typedef struct
 {
   QleanMachine *machine;      /* hidden, RUNNING once parked; NULL once dropped or taken */
   GCancellable *cancellable;  /* of its start */
-  gboolean      ready;
+  char         *ram_file;     /* its RAM file, which its run removes */
+  gboolean      ended;        /* its start ended, parked or not */
+  gboolean      ready;        /* parked */
+  QleanMachine *taker;        /* a clone that took it as it started, waiting */
 } Parked;
 
 static void
@@ -66,6 +72,8 @@ parked_clear (Parked *parked)
 {
   g_clear_object (&parked->machine);
   g_clear_object (&parked->cancellable);
+  g_clear_pointer (&parked->ram_file, g_free);
+  g_clear_object (&parked->taker);
 }
 
 static void
@@ -112,21 +120,27 @@ qlean_machine_park (QleanMachine *self)
   g_task_return_boolean (task, TRUE);
 }
 
+static void donor_started (QleanMachine *self,
+                           const GError *error);
+
 static void
 parked_cb (GObject      *source,
            GAsyncResult *result,
            gpointer      user_data)
 {
   Parked *parked = user_data;
+  g_autoptr(QleanMachine) taker = g_steal_pointer (&parked->taker);
   g_autoptr(GError) error = NULL;
 
   /* The machine's run may have ended meanwhile: the start was
    * cancelled, or it parked just before, and the kill ends it. */
-  if (!qlean_machine_spawn_finish (QLEAN_MACHINE (source), result, &error))
+  parked->ended = TRUE;
+  parked->ready = qlean_machine_spawn_finish (QLEAN_MACHINE (source), result, &error);
+  if (!parked->ready)
     g_debug ("machine %s: no QEMU parked: %s", qlean_machine_get_name (QLEAN_MACHINE (source)),
              error->message);
-  else if (parked->machine != NULL)
-    parked->ready = TRUE;
+  if (taker != NULL)
+    donor_started (taker, error);
   parked_unref (parked);
 }
 
@@ -173,6 +187,7 @@ qlean_machine_park_for_clone (QleanMachine *self)
   parked = g_rc_box_new0 (Parked);
   parked->machine = machine;
   parked->cancellable = g_cancellable_new ();
+  parked->ram_file = g_strdup (ram);
   qlean_machine_run_set_data (self->run, PARKED_KEY, parked, (GDestroyNotify) parked_drop);
   qlean_machine_spawn_async (machine, parked->cancellable, parked_cb, g_rc_box_acquire (parked));
 }
@@ -199,6 +214,10 @@ qlean_machine_park_after_clone (QleanMachine *self)
   qlean_machine_run_set_data (self->run, PARK_TIMER_KEY, source, qlean_destroy_source);
 }
 
+/* A QEMU still starting is taken too: its clone waits for the rest of
+ * its start (qlean_machine_take_parked_run()), which is sooner than a
+ * start of its own, and is what clones that follow each other closely
+ * get. */
 QleanMachine *
 qlean_machine_take_parked (QleanMachine *self)
 {
@@ -206,12 +225,20 @@ qlean_machine_take_parked (QleanMachine *self)
   QleanMachine *machine;
 
   qlean_machine_run_set_data (self->run, PARK_TIMER_KEY, NULL, NULL);
-  if (parked == NULL || !parked->ready)
+  if (parked == NULL)
     return NULL;
+  /* One that could not start goes, so that the next clone parks anew. */
+  if (parked->ended && !parked->ready)
+    {
+      qlean_machine_run_set_data (self->run, PARKED_KEY, NULL, NULL);
+      return NULL;
+    }
   machine = g_steal_pointer (&parked->machine);
+  g_object_set_data_full (G_OBJECT (machine), PARKED_KEY, g_rc_box_acquire (parked),
+                          (GDestroyNotify) parked_unref);
   qlean_machine_run_set_data (self->run, PARKED_KEY, NULL, NULL);
   /* One whose QEMU died as it waited: its exit may not have reached it. */
-  if (!qlean_machine_qemu_runs (machine))
+  if (parked->ready && !qlean_machine_qemu_runs (machine))
     {
       qlean_machine_kill_async (machine, NULL, NULL, NULL);
       g_object_unref (machine);
@@ -221,12 +248,15 @@ qlean_machine_take_parked (QleanMachine *self)
 }
 
 /* A donor whose taker never started (its start failed before, or it
- * was dropped): its QEMU goes. */
+ * was dropped): its QEMU goes, its start too if that is still on. */
 static void
-donor_free (QleanMachine *parked)
+donor_free (QleanMachine *donor)
 {
-  qlean_machine_kill_async (parked, NULL, NULL, NULL);
-  g_object_unref (parked);
+  Parked *parked = g_object_get_data (G_OBJECT (donor), PARKED_KEY);
+
+  g_cancellable_cancel (parked->cancellable);
+  qlean_machine_kill_async (donor, NULL, NULL, NULL);
+  g_object_unref (donor);
 }
 
 void
@@ -239,17 +269,14 @@ qlean_machine_set_parked_donor (QleanMachine *self,
 const char *
 qlean_machine_get_parked_ram_file (QleanMachine *parked)
 {
-  return parked->run->ram_file;
+  return ((Parked *) g_object_get_data (G_OBJECT (parked), PARKED_KEY))->ram_file;
 }
 
-gboolean
-qlean_machine_take_parked_run (QleanMachine *self)
+/* The clone runs on in the donor's run. */
+static void
+take_donor_run (QleanMachine *self,
+                QleanMachine *donor)
 {
-  g_autoptr(QleanMachine) donor = g_object_steal_data (G_OBJECT (self), DONOR_KEY);
-
-  if (donor == NULL)
-    return FALSE;
-
   /* Its QEMU died since the clone took it (the machine's memory may
    * have gone into its file already): the clone fails, its source runs
    * on. */
@@ -260,7 +287,7 @@ qlean_machine_take_parked_run (QleanMachine *self)
                                                    _("The QEMU started ahead for clone “%s” exited "
                                                      "before the clone could use it; clone again"),
                                                    self->name));
-      return TRUE;
+      return;
     }
 
   qlean_machine_adopt_run (self, donor);
@@ -272,5 +299,60 @@ qlean_machine_take_parked_run (QleanMachine *self)
    * channels, and the load. */
   qlean_machine_greet_guest (self);
   qlean_machine_load_incoming (self);
+}
+
+/* The start of the QEMU that @self waits for ended (worker thread). */
+static void
+donor_started (QleanMachine *self,
+               const GError *error)
+{
+  g_autoptr(QleanMachine) donor = g_object_steal_data (G_OBJECT (self), DONOR_KEY);
+
+  if (donor == NULL)
+    return;
+  /* The clone's start ended meanwhile (cancelled, or its source's save
+   * failed): the donor goes. */
+  if (self->run->spawn_task == NULL || self->run->spawn_error != NULL)
+    {
+      qlean_machine_kill_async (donor, NULL, NULL, NULL);
+      return;
+    }
+  if (error != NULL)
+    {
+      qlean_machine_kill_async (donor, NULL, NULL, NULL);
+      qlean_machine_spawn_fail (self, g_error_new (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                                                   _("The QEMU started ahead for clone “%s” did not "
+                                                     "start (%s); clone again"),
+                                                   self->name, error->message));
+      return;
+    }
+  take_donor_run (self, donor);
+}
+
+gboolean
+qlean_machine_take_parked_run (QleanMachine *self)
+{
+  QleanMachine *donor = g_object_get_data (G_OBJECT (self), DONOR_KEY);
+  Parked *parked;
+
+  if (donor == NULL)
+    return FALSE;
+
+  /* Taken as it started: the clone waits for the rest of that start,
+   * its donor kept where it was, so that it goes should the clone. */
+  parked = g_object_get_data (G_OBJECT (donor), PARKED_KEY);
+  if (!parked->ended)
+    {
+      g_debug ("machine %s: waits for the QEMU being parked for it", self->name);
+      g_set_object (&parked->taker, self);
+    }
+  else if (!parked->ready)
+    {
+      g_autoptr(GError) error = g_error_new_literal (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
+                                                     _("its start failed"));
+      donor_started (self, error);
+    }
+  else
+    donor_started (self, NULL);
   return TRUE;
 }
