@@ -299,6 +299,20 @@ test_clone (void)
   ram_dir_done (dir);
 }
 
+/* A cloneable machine @name, once the QEMU for its next clone is
+ * parked; the log is read from its start on. */
+static QleanMachine *
+parked_source (const char *name)
+{
+  g_autofree char *parked = g_strdup_printf ("*%s-next-clone: parked for a clone*", name);
+  QleanMachine *source;
+
+  test_logged ("");
+  source = cloneable_machine (name);
+  wait_logged (parked);
+  return source;
+}
+
 /* A cloneable machine keeps a QEMU parked for its next clone from its
  * start, which the clone takes (and runs on its RAM file), and another
  * is parked once that clone has run a while; a clone parks none until
@@ -314,9 +328,7 @@ test_parked (void)
     return;
 
   dir = ram_dir_on_tmpfs ();
-  test_logged ("");
-  source = cloneable_machine ("cl-park");
-  wait_logged ("*cl-park-next-clone: parked for a clone*");
+  source = parked_source ("cl-park");
   g_assert_cmpuint (qemu_count ("cl-park-next-clone"), ==, 1);
 
   /* The clone runs in the parked QEMU, whose name it keeps; another
@@ -401,9 +413,7 @@ test_parked_starting (void)
     return;
 
   dir = ram_dir_on_tmpfs ();
-  test_logged ("");
-  source = cloneable_machine ("cl-wait");
-  wait_logged ("*cl-wait-next-clone: parked for a clone*");
+  source = parked_source ("cl-wait");
   first = clone_of (source, "cl-wait-1");
 
   /* The next one starts a little after the clone: caught as it does. */
