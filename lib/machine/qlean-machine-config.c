@@ -334,7 +334,8 @@ qlean_machine_config_class_init (QleanMachineConfigClass *klass)
    * clone runs about twice as soon, and the machine stops for a few
    * tens of milliseconds. A machine on no network keeps a QEMU started
    * ahead for its next clone (an idle process): from its start, or, for
-   * a clone, once it is cloned itself.
+   * a clone, once it is cloned itself; then again a little after each
+   * clone, so that the start of that QEMU does not slow the clone.
    * The price is memory: such a machine does not share the pages of its
    * memory template with other machines (its file holds all that its
    * guest touched, about 80 MiB for the minimal image against a Pss of
