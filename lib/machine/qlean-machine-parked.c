@@ -62,8 +62,8 @@ typedef struct
   QleanMachine *machine;      /* hidden, RUNNING once parked; NULL once dropped or taken */
   GCancellable *cancellable;  /* of its start */
   char         *ram_file;     /* its RAM file, which its run removes */
-  gboolean      ended;        /* its start ended, parked or not */
-  gboolean      ready;        /* parked */
+  gboolean      ended;        /* its start ended: parked, or failed with start_error */
+  GError       *start_error;
   QleanMachine *taker;        /* a clone that took it as it started, waiting */
 } Parked;
 
@@ -73,6 +73,7 @@ parked_clear (Parked *parked)
   g_clear_object (&parked->machine);
   g_clear_object (&parked->cancellable);
   g_clear_pointer (&parked->ram_file, g_free);
+  g_clear_error (&parked->start_error);
   g_clear_object (&parked->taker);
 }
 
@@ -130,17 +131,15 @@ parked_cb (GObject      *source,
 {
   Parked *parked = user_data;
   g_autoptr(QleanMachine) taker = g_steal_pointer (&parked->taker);
-  g_autoptr(GError) error = NULL;
 
   /* The machine's run may have ended meanwhile: the start was
    * cancelled, or it parked just before, and the kill ends it. */
   parked->ended = TRUE;
-  parked->ready = qlean_machine_spawn_finish (QLEAN_MACHINE (source), result, &error);
-  if (!parked->ready)
+  if (!qlean_machine_spawn_finish (QLEAN_MACHINE (source), result, &parked->start_error))
     g_debug ("machine %s: no QEMU parked: %s", qlean_machine_get_name (QLEAN_MACHINE (source)),
-             error->message);
+             parked->start_error->message);
   if (taker != NULL)
-    donor_started (taker, error);
+    donor_started (taker, parked->start_error);
   parked_unref (parked);
 }
 
@@ -228,7 +227,7 @@ qlean_machine_take_parked (QleanMachine *self)
   if (parked == NULL)
     return NULL;
   /* One that could not start goes, so that the next clone parks anew. */
-  if (parked->ended && !parked->ready)
+  if (parked->start_error != NULL)
     {
       qlean_machine_run_set_data (self->run, PARKED_KEY, NULL, NULL);
       return NULL;
@@ -238,7 +237,7 @@ qlean_machine_take_parked (QleanMachine *self)
                           (GDestroyNotify) parked_unref);
   qlean_machine_run_set_data (self->run, PARKED_KEY, NULL, NULL);
   /* One whose QEMU died as it waited: its exit may not have reached it. */
-  if (parked->ready && !qlean_machine_qemu_runs (machine))
+  if (parked->ended && !qlean_machine_qemu_runs (machine))
     {
       qlean_machine_kill_async (machine, NULL, NULL, NULL);
       g_object_unref (machine);
@@ -346,13 +345,7 @@ qlean_machine_take_parked_run (QleanMachine *self)
       g_debug ("machine %s: waits for the QEMU being parked for it", self->name);
       g_set_object (&parked->taker, self);
     }
-  else if (!parked->ready)
-    {
-      g_autoptr(GError) error = g_error_new_literal (QLEAN_MACHINE_ERROR, QLEAN_MACHINE_ERROR_FAILED,
-                                                     _("its start failed"));
-      donor_started (self, error);
-    }
   else
-    donor_started (self, NULL);
+    donor_started (self, parked->start_error);
   return TRUE;
 }
